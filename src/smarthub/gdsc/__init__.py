@@ -1,0 +1,1 @@
+"""Governing Data Services Centre: registry, PKI, scheduler, collector, store."""

@@ -1,0 +1,1 @@
+"""Home area network: transports (serial, TCP, simulated), the meter registry, poll/push loops."""

@@ -1,0 +1,1 @@
+"""Simulators: meters that emit real frames, household load profiles, the demo fleet."""
