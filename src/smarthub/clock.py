@@ -44,6 +44,10 @@ class AcceleratedClock:
     def now(self) -> datetime:
         return self.sim_start + timedelta(seconds=(time.time() - self.wall_start) * self.speed)
 
+    def rebase(self, wall_start: float | None = None) -> None:
+        """Make ``sim_start`` correspond to now (or ``wall_start``): call once setup is done."""
+        self.wall_start = time.time() if wall_start is None else wall_start
+
     def wall_seconds(self, sim: timedelta) -> float:
         return sim.total_seconds() / self.speed
 

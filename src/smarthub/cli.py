@@ -1,0 +1,202 @@
+"""The `smarthub` command. Parses options and calls into the packages; holds no logic."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import sys
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+err = Console(stderr=True)
+
+
+@app.command()
+def demo(
+    homes: Annotated[int, typer.Option(min=1, help="simulated homes, each with a Smart Hub")] = 20,
+    days: Annotated[int, typer.Option(min=1, help="simulated days")] = 1,
+    headless: Annotated[bool, typer.Option(help="no operator page; exit at the end, JSON last line")] = False,
+    seconds_per_day: Annotated[float, typer.Option(min=1.0, help="wall seconds per simulated day")] = 30.0,
+    seed: int = 1,
+    db: Annotated[
+        str | None, typer.Option(help="GDSC database URL (default: SQLite in the state dir)")
+    ] = None,
+    state: Annotated[Path | None, typer.Option(help="state directory (default: a temporary one)")] = None,
+    port: Annotated[int, typer.Option(help="operator page port")] = 8080,
+) -> None:
+    """Run a GDSC and a fleet of simulated homes through an accelerated day."""
+    from smarthub.sim.demo import DemoConfig
+
+    logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
+    tmp = None
+    if state is None:
+        tmp = tempfile.mkdtemp(prefix="smarthub-demo-")
+        state = Path(tmp)
+    cfg = DemoConfig(
+        homes=homes, days=days, seconds_per_day=seconds_per_day, seed=seed, state=state, db_url=db
+    )
+    try:
+        result = asyncio.run(_demo(cfg, headless, port))
+    except KeyboardInterrupt:
+        err.print("stopped")
+        result = None
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if result is not None:
+        print(result.json_line())
+        if result.missing or result.duplicates:
+            raise typer.Exit(1)
+
+
+async def _demo(cfg, headless: bool, port: int):  # type: ignore[no-untyped-def]
+    from aiohttp import web
+
+    from smarthub.gdsc.console import console_app
+    from smarthub.sim.demo import account, run_day, setup, teardown
+
+    err.print(
+        f"[bold]smarthub demo[/]: {cfg.homes} homes, {cfg.days} day(s), GDSC store "
+        f"{cfg.db_url or 'SQLite'}, state in {cfg.state}"
+    )
+    run = await setup(cfg)
+    runner = None
+    if not headless:
+        runner = web.AppRunner(console_app(run.store, lambda: run.scheduler.windows), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        err.print(f"operator page: http://127.0.0.1:{port}/")
+    total = (cfg.end + timedelta(minutes=30) - cfg.sim_start).total_seconds()
+    try:
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=False,
+        ) as progress:
+            task = progress.add_task("simulated day", total=total, status="starting")
+            day = asyncio.create_task(run_day(run))
+            while not day.done():
+                now = run.clock.now()
+                done = sum(w.done for w in run.scheduler.windows)
+                status = (
+                    f"sim {now:%a %H:%M} · pulls {done} · errors {run.scheduler.pull_errors} · "
+                    f"stored {sum(w.inserted for w in run.scheduler.windows)}"
+                )
+                progress.update(
+                    task, completed=min((now - cfg.sim_start).total_seconds(), total), status=status
+                )
+                await asyncio.sleep(0.25)
+            progress.update(task, completed=total, status="done")
+            result = day.result()
+        err.print(
+            f"stored {result.readings_stored}/{result.readings_expected} readings, missing {result.missing}, "
+            f"duplicates {result.duplicates}, pull errors {result.pull_errors}, {result.seconds:.1f} s"
+        )
+        if not headless:
+            err.print(f"fleet keeps running; operator page on http://127.0.0.1:{port}/ — Ctrl-C to stop")
+            run.fleet.start_meters()
+            with contextlib.suppress(asyncio.CancelledError):
+                await run.scheduler.run(until=datetime.max.replace(tzinfo=UTC))
+            result = await asyncio.to_thread(account, run, result.seconds)
+        return result
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        await teardown(run)
+
+
+@app.command()
+def hub(
+    serial: Annotated[str, typer.Option(help="P1 serial device, e.g. /dev/ttyUSB0")],
+    state: Annotated[Path, typer.Option(help="hub directory holding hub.pem, hub.key, ca.pem")],
+    hub_id: Annotated[str, typer.Option(help="this hub's id as registered at the GDSC")],
+    listen: str = "0.0.0.0",
+    port: int = 8443,
+    dsmr2: Annotated[bool, typer.Option(help="DSMR 2/3 meter: 9600 baud 7E1")] = False,
+) -> None:
+    """Run one Smart Hub against a real meter's P1 port, serving 2030.5 over mutual TLS."""
+    from smarthub.clock import SystemClock
+    from smarthub.gdsc.pki import lfdi
+    from smarthub.han.p1 import P1Port
+    from smarthub.han.transport import SerialP1Transport
+    from smarthub.hub.history import HistoryStore
+    from smarthub.hub.hub import SmartHub
+    from smarthub.wan.server import HubWanServer
+    from smarthub.wan.tls import server_context
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+
+    async def main() -> None:
+        from cryptography import x509
+
+        clock = SystemClock()
+        smart_hub = SmartHub(hub_id, HistoryStore(state / "history.sqlite"))
+        smart_hub.attach(P1Port("p1"))
+        cert = x509.load_pem_x509_certificate((state / "hub.pem").read_bytes())
+        server = HubWanServer(hub_id, lfdi(cert), smart_hub, lambda: int(clock.now().timestamp()))
+        ctx = server_context(state / "hub.pem", state / "hub.key", state / "ca.pem")
+        bound = await server.start(listen, port, ctx)
+        err.print(f"hub {hub_id} serving IEEE 2030.5 on https://{listen}:{bound}/dcap (mutual TLS)")
+
+        def on_bytes(data: bytes) -> None:
+            for e in smart_hub.receive("p1", data):
+                err.print(f"[red]rejected frame[/]: {e}")
+
+        transport = SerialP1Transport(serial, on_bytes, dsmr2=dsmr2)
+        try:
+            await transport.run()
+        finally:
+            transport.stop()
+            await server.stop()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
+
+
+@app.command()
+def gdsc(
+    state: Annotated[Path, typer.Option(help="state directory with ca/, gdsc/ and fleet.json")],
+    db: Annotated[str | None, typer.Option(help="database URL (default: SQLite in the state dir)")] = None,
+    until: Annotated[str | None, typer.Option(help="stop at this simulated time (ISO 8601)")] = None,
+) -> None:
+    """Run the GDSC: register the hubs in the manifest and pull them every half-hour window.
+
+    Simulated time follows the manifest's clock (sim_start, speed, wall_start) when it has
+    one, so a GDSC process and a fleet process agree; otherwise real time.
+    """
+    import json
+
+    from smarthub.clock import AcceleratedClock, Clock, SystemClock
+    from smarthub.gdsc.service import GdscService
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    manifest = json.loads((state / "fleet.json").read_text())
+    clock: Clock = SystemClock()
+    if "speed" in manifest:
+        clock = AcceleratedClock(datetime.fromisoformat(manifest["sim_start"]), float(manifest["speed"]),
+                                 float(manifest["wall_start"]))
+    end = datetime.fromisoformat(until) if until else datetime.max.replace(tzinfo=UTC)
+    service = GdscService.from_state(state, clock, db)
+    err.print(f"GDSC pulling {len(service.store.active_hubs())} hubs into {service.store.url}")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(service.run(end))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""The operator web page: the fleet table (hub, last pull, readings, errors) and pull progress.
+
+Plain HTTP on loopback for the demo; it reads the store only. Rendered server-side with an
+inline SVG chart so it needs no JavaScript toolkit and no network.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Callable
+
+from aiohttp import web
+
+from smarthub.gdsc.scheduler import WindowProgress
+from smarthub.gdsc.store import Store
+
+PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="refresh" content="2"><title>smarthub GDSC operator</title>
+<style>body{{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}}table{{border-collapse:collapse}}
+td,th{{padding:.25rem .6rem;border-bottom:1px solid #ddd;text-align:right}}td:first-child,th:first-child{{text-align:left}}
+.err{{color:#b00020;font-weight:600}}.ok{{color:#1b7f3b}}h1{{font-size:1.3rem}}</style></head><body>
+<h1>GDSC operator — fleet health</h1>
+<p>{summary}</p>
+<h2>Pulls per retrieval window</h2>{chart}
+<h2>Hubs</h2><table><tr><th>hub</th><th>premises</th><th>status</th><th>last pull (sim time)</th>
+<th>pulls</th><th>readings stored</th><th>errors</th></tr>{rows}</table></body></html>"""
+
+
+def _chart(windows: list[WindowProgress]) -> str:
+    recent = windows[-48:]
+    if not recent:
+        return "<p>No window has run yet.</p>"
+    top = max(max(w.planned for w in recent), 1)
+    bar, gap, h = 12, 3, 120
+    parts = []
+    for i, w in enumerate(recent):
+        x = i * (bar + gap)
+        ok_h = h * (w.done - w.failed) / top
+        fail_h = h * w.failed / top
+        parts.append(
+            f'<rect x="{x}" y="{h - ok_h:.1f}" width="{bar}" height="{ok_h:.1f}" fill="#1b7f3b">'
+            f"<title>{w.window_start:%H:%M} pulled {w.done}/{w.planned}</title></rect>"
+        )
+        if fail_h:
+            parts.append(
+                f'<rect x="{x}" y="{h - ok_h - fail_h:.1f}" width="{bar}" height="{fail_h:.1f}" '
+                f'fill="#b00020"><title>{w.failed} failed</title></rect>'
+            )
+    width = len(recent) * (bar + gap)
+    return (
+        f'<svg width="{width}" height="{h + 4}" role="img" aria-label="hubs pulled per window">'
+        f"{''.join(parts)}</svg><p>green: hubs pulled, red: failed pulls; one bar per half-hour window</p>"
+    )
+
+
+def console_app(store: Store, windows: Callable[[], list[WindowProgress]]) -> web.Application:
+    async def index(request: web.Request) -> web.Response:
+        rows = []
+        status = store.fleet_status()
+        for h in status:
+            last = h["last_pull"]
+            err_cls = "err" if h["errors"] else "ok"
+            rows.append(
+                f"<tr><td>{html.escape(str(h['hub_id']))}</td><td>{html.escape(str(h['premises_id']))}</td>"
+                f"<td>{html.escape(str(h['status']))}</td><td>{last:%Y-%m-%d %H:%M:%S}</td>"
+                if last
+                else f"<tr><td>{html.escape(str(h['hub_id']))}</td><td>{html.escape(str(h['premises_id']))}</td>"
+                f"<td>{html.escape(str(h['status']))}</td><td>never</td>"
+            )
+            rows[-1] += (
+                f"<td>{h['pulls']}</td><td>{h['readings']}</td><td class='{err_cls}'>{h['errors']}</td></tr>"
+            )
+        total = sum(int(h["readings"]) for h in status)  # type: ignore[call-overload]
+        errors = sum(int(h["errors"]) for h in status)  # type: ignore[call-overload]
+        summary = f"{len(status)} hubs, {total} readings stored, {errors} failed pulls"
+        body = PAGE.format(summary=summary, chart=_chart(windows()), rows="".join(rows))
+        return web.Response(text=body, content_type="text/html")
+
+    async def status_json(request: web.Request) -> web.Response:
+        return web.json_response(store.fleet_status(), dumps=lambda o: json.dumps(o, default=str))
+
+    app = web.Application()
+    app.router.add_get("/", index)
+    app.router.add_get("/api/fleet", status_json)
+    return app

@@ -1,0 +1,109 @@
+"""The Smart Hub core: readings in from HAN ports, into the data mirror and the history.
+
+Every reading updates the mirror; register readings of the interval channels (import and
+export energy, gas and water volume) also feed the half-hourly interval builder, whose
+completed intervals are committed to the history before they are counted as stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from smarthub.han.p1 import P1Port
+from smarthub.hub.history import HistoryStore
+from smarthub.hub.intervals import IntervalBuilder, IntervalRecord
+from smarthub.hub.mirror import DataMirror
+from smarthub.meters.errors import DecodeError
+from smarthub.model import ObisCode, Reading
+from smarthub.model.reading_type import interval_channels, interval_spec
+
+FUEL_BY_MEDIUM = {1: "electricity", 7: "gas", 8: "water"}
+
+
+@dataclass
+class HubStats:
+    frames_ok: int = 0
+    frame_errors: int = 0
+    readings: int = 0
+    intervals_stored: int = 0
+    last_errors: list[str] = field(default_factory=list)
+
+
+class SmartHub:
+    def __init__(self, hub_id: str, history: HistoryStore) -> None:
+        self.hub_id = hub_id
+        self.history = history
+        self.mirror = DataMirror()
+        self.interval_builder = IntervalBuilder()
+        self.stats = HubStats()
+        self.ports: dict[str, P1Port] = {}
+        self._channels = interval_channels()
+        self._known_meters = set(history.meters())
+        for meter, obis in history.channels():
+            last = history.last(meter, obis)
+            if last is not None:
+                self.interval_builder.restore(last)
+
+    def attach(self, port: P1Port) -> P1Port:
+        self.ports[port.name] = port
+        return port
+
+    def receive(self, port_name: str, data: bytes) -> list[DecodeError]:
+        """Bytes from a HAN transport. Returns the decode errors (already counted)."""
+        batch = self.ports[port_name].receive(data)
+        for err in batch.errors:
+            self.stats.frame_errors += 1
+            self.stats.last_errors = [*self.stats.last_errors[-9:], str(err)]
+        if batch.readings:
+            self.stats.frames_ok += 1
+            self.ingest(batch.readings)
+        return batch.errors
+
+    def ingest(self, readings: Iterable[Reading]) -> list[IntervalRecord]:
+        readings = list(readings)
+        self.mirror.update(readings)
+        self.stats.readings += len(readings)
+        completed: list[IntervalRecord] = []
+        for r in readings:
+            if r.obis not in self._channels or r.is_interval:
+                continue
+            spec = interval_spec(r.obis)
+            base, _unit = r.in_base_unit()
+            scaled = base.scaleb(-spec.power_of_ten).to_integral_value()
+            if r.meter not in self._known_meters:
+                self.history.add_meter(r.meter, FUEL_BY_MEDIUM.get(r.obis.a, "other"))
+                self._known_meters.add(r.meter)
+            completed += self.interval_builder.add(
+                r.meter, r.obis, int(r.time.timestamp()), int(scaled), spec.power_of_ten
+            )
+        if completed:
+            self.stats.intervals_stored += self.history.append(completed)
+        return completed
+
+    def meters(self) -> dict[str, str]:
+        return self.history.meters()
+
+    # -- the WAN's MeteringSource -------------------------------------------------------
+    def channels(self, meter: str) -> list[ObisCode]:
+        return [o for m, o in self.history.channels() if m == meter]
+
+    def intervals(
+        self,
+        meter: str,
+        obis: ObisCode,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+        offset: int = 0,
+        limit: int = 1000,
+    ) -> list[IntervalRecord]:
+        return self.history.query(meter, obis, start=start, end=end, offset=offset, limit=limit)
+
+    def interval_count(
+        self, meter: str, obis: ObisCode, *, start: int | None = None, end: int | None = None
+    ) -> int:
+        return self.history.count(meter, obis, start=start, end=end)
+
+    def interval_days(self, meter: str, obis: ObisCode, *, start: int | None = None) -> list[int]:
+        return self.history.days(meter, obis, start=start)

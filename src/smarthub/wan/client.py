@@ -1,0 +1,209 @@
+"""The GDSC's IEEE 2030.5 client: pulls a hub's interval readings incrementally.
+
+It walks DeviceCapability → UsagePointList → MeterReadingList → ReadingType /
+ReadingSetList → ReadingList, asking each channel only for readings after its cursor.
+Every response is checked twice: TLS already proved the hub holds a GDSC-issued
+certificate; :func:`smarthub.wan.tls.check_peer` then proves it is *the* hub registered
+at that address (its LFDI). XML is parsed with entities, DTDs and network access off.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import aiohttp
+from lxml import etree
+from pydantic import ValidationError
+
+from smarthub.model.reading_type import obis_for_interval
+from smarthub.wan import sep2
+from smarthub.wan.tls import PeerMismatch, check_peer
+
+MAX_BODY = 4 * 1024 * 1024
+PAGE = 1000
+
+_PARSER = etree.XMLParser(
+    resolve_entities=False,
+    no_network=True,
+    load_dtd=False,
+    dtd_validation=False,
+    huge_tree=False,
+    remove_comments=True,
+)
+
+M = TypeVar("M")
+
+
+class PullError(Exception):
+    """A pull failed: network, TLS, HTTP status, or a body that is not the 2030.5 resource expected."""
+
+
+@dataclass(frozen=True, slots=True)
+class PulledInterval:
+    meter: str
+    obis: str
+    start: int
+    duration: int
+    value: int
+    power_of_ten: int
+    uom: int
+    quality: int
+
+
+@dataclass
+class PullResult:
+    intervals: list[PulledInterval] = field(default_factory=list)
+    cursors: dict[str, int] = field(default_factory=dict)
+    requests: int = 0
+
+
+def parse_resource(body: bytes, model: type[M], what: str = "") -> M:
+    """Parse a 2030.5 XML body into ``model`` or raise :class:`PullError` saying why."""
+    if b"<!DOCTYPE" in body[:2048] or b"<!ENTITY" in body:
+        raise PullError(f"{what}: XML with a DTD or entity declarations is refused")
+    try:
+        root = etree.fromstring(body, _PARSER)
+    except etree.XMLSyntaxError as err:
+        raise PullError(f"{what}: malformed XML: {err}") from None
+    try:
+        return model.from_xml_tree(root)  # type: ignore[attr-defined,no-any-return]
+    except (ValidationError, ValueError, TypeError) as err:
+        first = str(err).splitlines()[0:3]
+        raise PullError(f"{what}: not a valid {model.__name__}: {' '.join(first)}") from None
+
+
+class _PinnedConnector(aiohttp.TCPConnector):
+    """Checks, right after each TLS handshake, that the hub is the one registered (its LFDI).
+
+    aiohttp offers certificate pinning only instead of an SSLContext, not on top of one, and
+    a response may release its connection before the caller can inspect it; so the check
+    sits where the connection is made. (Overrides a private hook; covered by the tests.)
+    """
+
+    def __init__(self, expected_lfdi: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.expected_lfdi = expected_lfdi
+
+    async def _wrap_create_connection(self, *args: Any, **kwargs: Any):  # type: ignore[no-untyped-def,override]
+        transport, protocol = await super()._wrap_create_connection(*args, **kwargs)
+        ssl_object = transport.get_extra_info("ssl_object")
+        try:
+            if ssl_object is None:
+                raise PeerMismatch(self.expected_lfdi, None)
+            check_peer(ssl_object, self.expected_lfdi)
+        except PeerMismatch as err:
+            transport.close()
+            raise aiohttp.ClientConnectionError(str(err)) from err
+        return transport, protocol
+
+
+class HubClient:
+    """One hub's connection pool (a single keep-alive connection: a hub is a small device)."""
+
+    def __init__(
+        self, base_url: str, ssl_context: ssl.SSLContext, expected_lfdi: str, *, timeout: float = 15.0
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.expected_lfdi = expected_lfdi
+        self._session = aiohttp.ClientSession(
+            base_url=self.base_url,
+            connector=_PinnedConnector(expected_lfdi, ssl=ssl_context, limit=1, keepalive_timeout=60),
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            headers={"Accept": sep2.CONTENT_TYPE},
+            raise_for_status=False,
+        )
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    async def get(self, path: str, model: type[M], params: dict[str, Any] | None = None) -> M:
+        try:
+            async with self._session.get(path, params=params) as resp:
+                if resp.status != 200:
+                    text = (await resp.content.read(300)).decode("utf-8", "replace")
+                    raise PullError(f"GET {path}: HTTP {resp.status}: {text}")
+                if (resp.content_length or 0) > MAX_BODY:
+                    raise PullError(f"GET {path}: body of {resp.content_length} bytes exceeds {MAX_BODY}")
+                body = await resp.content.read(MAX_BODY + 1)
+                if len(body) > MAX_BODY:
+                    raise PullError(f"GET {path}: body exceeds {MAX_BODY} bytes")
+        except (aiohttp.ClientError, TimeoutError, ssl.SSLError, OSError) as err:
+            raise PullError(f"GET {self.base_url}{path}: {type(err).__name__}: {err}") from None
+        return parse_resource(body, model, f"GET {path}")
+
+    async def _all(self, path: str, model: type[M], items: str, **params: int) -> tuple[list[Any], int]:
+        """GET every page of a 2030.5 list; returns its items and the number of requests made."""
+        out: list[Any] = []
+        requests = 0
+        while True:
+            page = await self.get(path, model, {**params, "s": len(out), "l": PAGE})
+            requests += 1
+            got = getattr(page, items) or []
+            out.extend(got)
+            if not got or len(out) >= page.all_:  # type: ignore[attr-defined]
+                return out, requests
+
+    async def pull_intervals(self, cursors: dict[str, int]) -> PullResult:
+        """Every interval reading after each channel's cursor, and the cursors that follow."""
+        res = PullResult()
+        dcap = await self.get("/dcap", sep2.DeviceCapabilityResponse)
+        res.requests += 1
+        if dcap.UsagePointListLink is None:
+            return res
+        ups, n = await self._all(dcap.UsagePointListLink.href, sep2.UsagePointListResponse, "UsagePoint_")
+        res.requests += n
+        for up in ups:
+            meter = up.description
+            if not meter or up.MeterReadingListLink is None:
+                continue
+            mrs, n = await self._all(
+                up.MeterReadingListLink.href, sep2.MeterReadingListResponse, "MeterReading_"
+            )
+            res.requests += n
+            for mr in mrs:
+                await self._pull_channel(meter, mr, cursors.get(mr.href, 0), res)
+        return res
+
+    async def _pull_channel(self, meter: str, mr: sep2.MeterReading, after: int, res: PullResult) -> None:
+        if mr.ReadingSetListLink is None:
+            return
+        rt = await self.get(mr.ReadingTypeLink.href, sep2.ReadingType)
+        res.requests += 1
+        try:
+            obis = str(obis_for_interval(rt.commodity or 0, rt.flowDirection or 0, rt.uom or 0))
+        except KeyError as err:
+            raise PullError(f"{mr.href}: {err.args[0]}") from None
+        p10 = rt.powerOfTenMultiplier or 0
+        uom = int(rt.uom or 0)
+        sets, n = await self._all(
+            mr.ReadingSetListLink.href, sep2.ReadingSetListResponse, "ReadingSet_", a=after
+        )
+        res.requests += n
+        cursor = after
+        for rs in sets:
+            if rs.ReadingListLink is None:
+                continue
+            rows, n = await self._all(rs.ReadingListLink.href, sep2.ReadingListResponse, "Readings", a=after)
+            res.requests += n
+            for r in rows:
+                if r.timePeriod is None or r.value is None:
+                    raise PullError(f"{rs.ReadingListLink.href}: a Reading without timePeriod or value")
+                start, duration = int(r.timePeriod.start), int(r.timePeriod.duration)
+                if start < after:
+                    raise PullError(f"{rs.ReadingListLink.href}: hub returned a reading before a={after}")
+                res.intervals.append(
+                    PulledInterval(
+                        meter,
+                        obis,
+                        start,
+                        duration,
+                        int(r.value),
+                        p10,
+                        uom,
+                        int(str(r.qualityFlags or "0"), 16),
+                    )
+                )
+                cursor = max(cursor, start + duration)
+        res.cursors[mr.href] = cursor

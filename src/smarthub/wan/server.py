@@ -1,0 +1,321 @@
+"""The hub's WAN face: IEEE 2030.5 metering resources over HTTPS with mutual TLS.
+
+The hub is the *server*; the GDSC is a client that pulls (DESIGN.md). TLS requires a
+client certificate issued by the GDSC CA (see :mod:`smarthub.wan.tls`), so an unknown
+client never reaches a handler. Lists honour the 2030.5 query parameters ``s`` (start
+index), ``l`` (limit) and ``a`` (after: only items at or after this epoch second), which
+makes incremental pulls cheap: the GDSC asks for readings after its cursor.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from smarthub.model import ObisCode
+from smarthub.model.reading_type import ACCUMULATION_DELTA, interval_spec
+from smarthub.wan import sep2
+from smarthub.wan.sep2 import DAY
+
+MAX_LIMIT = 1000
+POLL_RATE = 1800
+
+
+class IntervalRow(Protocol):
+    start: int
+    duration: int
+    value: int
+    quality: int
+
+
+class MeteringSource(Protocol):
+    """What the WAN layer needs from a hub; the hub implements it."""
+
+    def meters(self) -> dict[str, str]: ...
+
+    def channels(self, meter: str) -> list[ObisCode]: ...
+
+    def intervals(
+        self,
+        meter: str,
+        obis: ObisCode,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+        offset: int = 0,
+        limit: int = 1000,
+    ) -> Sequence[IntervalRow]: ...
+
+    def interval_count(
+        self, meter: str, obis: ObisCode, *, start: int | None = None, end: int | None = None
+    ) -> int: ...
+
+    def interval_days(self, meter: str, obis: ObisCode, *, start: int | None = None) -> list[int]: ...
+
+
+@dataclass(frozen=True)
+class Paging:
+    start: int
+    limit: int
+    after: int | None
+
+
+SERVICE_KIND = {"electricity": 0, "gas": 1, "water": 2}
+
+
+class HubWanServer:
+    def __init__(self, hub_id: str, lfdi: str, source: MeteringSource, now_epoch) -> None:  # type: ignore[no-untyped-def]
+        self.hub_id = hub_id
+        self.lfdi = lfdi
+        self.source = source
+        self.now_epoch = now_epoch  # injected clock: () -> int
+        self.requests = 0
+        self.app = web.Application(client_max_size=16 * 1024, middlewares=[self._count])
+        r = self.app.router
+        r.add_get("/dcap", self.dcap)
+        r.add_get("/tm", self.time)
+        r.add_get("/upt", self.usage_points)
+        r.add_get("/upt/{meter}", self.usage_point)
+        r.add_get("/upt/{meter}/mr", self.meter_readings)
+        r.add_get("/upt/{meter}/mr/{ch}", self.meter_reading)
+        r.add_get("/upt/{meter}/mr/{ch}/rt", self.reading_type)
+        r.add_get("/upt/{meter}/mr/{ch}/rs", self.reading_sets)
+        r.add_get("/upt/{meter}/mr/{ch}/rs/{day}", self.reading_set)
+        r.add_get("/upt/{meter}/mr/{ch}/rs/{day}/r", self.readings)
+        r.add_get("/upt/{meter}/mr/{ch}/r", self.latest_reading)
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def start(self, host: str, port: int, ssl_context: ssl.SSLContext) -> int:
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context, backlog=256)
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])
+        return self.port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    @web.middleware
+    async def _count(self, request: web.Request, handler):  # type: ignore[no-untyped-def]
+        self.requests += 1
+        return await handler(request)
+
+    # -- helpers ---------------------------------------------------------------------
+    @staticmethod
+    def _xml(model: object) -> web.Response:
+        return web.Response(body=sep2.to_xml(model), content_type=sep2.CONTENT_TYPE)
+
+    @staticmethod
+    def _paging(request: web.Request) -> Paging:
+        q = request.query
+        try:
+            start = int(q.get("s", "0"))
+            limit = int(q.get("l", "1"))  # 2030.5: a list GET without l returns one item
+            after = int(q["a"]) if "a" in q else None
+        except ValueError:
+            raise web.HTTPBadRequest(text="query parameters s, l and a must be integers") from None
+        if start < 0 or limit < 0 or (after is not None and after < 0):
+            raise web.HTTPBadRequest(text="query parameters s, l and a must not be negative")
+        return Paging(start, min(limit, MAX_LIMIT), after)
+
+    def _meter(self, request: web.Request) -> tuple[str, str]:
+        meter = unquote(request.match_info["meter"])
+        fuel = self.source.meters().get(meter)
+        if fuel is None:
+            raise web.HTTPNotFound(text=f"no usage point {meter!r} on hub {self.hub_id}")
+        return meter, fuel
+
+    def _channel(self, request: web.Request) -> tuple[str, ObisCode]:
+        meter, _ = self._meter(request)
+        try:
+            obis = sep2.parse_channel_token(request.match_info["ch"])
+        except ValueError as err:
+            raise web.HTTPNotFound(text=str(err)) from None
+        if obis not in self.source.channels(meter):
+            raise web.HTTPNotFound(text=f"usage point {meter!r} has no meter reading {obis}")
+        return meter, obis
+
+    def _day(self, request: web.Request) -> int:
+        try:
+            day = int(request.match_info["day"])
+        except ValueError:
+            raise web.HTTPNotFound(text="a reading set is named by its UTC day (epoch seconds)") from None
+        if day % DAY:
+            raise web.HTTPNotFound(text="a reading set starts at UTC midnight")
+        return day
+
+    # -- resources -------------------------------------------------------------------
+    async def dcap(self, request: web.Request) -> web.Response:
+        return self._xml(
+            sep2.DeviceCapabilityResponse(
+                href="/dcap",
+                pollRate=POLL_RATE,
+                TimeLink=sep2.Link(href="/tm"),
+                UsagePointListLink=sep2.ListLink(href="/upt", all_=len(self.source.meters())),
+            )
+        )
+
+    async def time(self, request: web.Request) -> web.Response:
+        return self._xml(
+            sep2.TimeResponse(
+                href="/tm",
+                currentTime=self.now_epoch(),
+                dstEndTime=0,
+                dstOffset=0,
+                dstStartTime=0,
+                quality=7,
+                tzOffset=0,
+            )
+        )
+
+    def _usage_point(self, meter: str, fuel: str) -> sep2.UsagePoint:
+        href = sep2.upt_href(meter)
+        return sep2.UsagePoint(
+            href=href,
+            mRID=sep2.mrid(self.hub_id, href),
+            description=meter,
+            roleFlags="0049",
+            serviceCategoryKind=SERVICE_KIND.get(fuel, 0),
+            status=1,
+            deviceLFDI=self.lfdi,
+            MeterReadingListLink=sep2.ListLink(href=f"{href}/mr", all_=len(self.source.channels(meter))),
+        )
+
+    async def usage_points(self, request: web.Request) -> web.Response:
+        p = self._paging(request)
+        items = sorted(self.source.meters().items())
+        page = items[p.start : p.start + p.limit]
+        return self._xml(
+            sep2.UsagePointListResponse(
+                href="/upt",
+                all_=len(items),
+                results=len(page),
+                UsagePoint_=[self._usage_point(m, f) for m, f in page],
+            )
+        )
+
+    async def usage_point(self, request: web.Request) -> web.Response:
+        return self._xml(self._usage_point(*self._meter(request)))
+
+    def _meter_reading(self, meter: str, obis: ObisCode) -> sep2.MeterReading:
+        href = sep2.mr_href(meter, obis)
+        return sep2.MeterReading(
+            href=href,
+            mRID=sep2.mrid(self.hub_id, href),
+            description=f"{meter} {obis}",
+            ReadingTypeLink=sep2.Link(href=f"{href}/rt"),
+            ReadingSetListLink=sep2.ListLink(
+                href=f"{href}/rs", all_=len(self.source.interval_days(meter, obis))
+            ),
+            ReadingLink=sep2.Link(href=f"{href}/r"),
+        )
+
+    async def meter_readings(self, request: web.Request) -> web.Response:
+        meter, _ = self._meter(request)
+        p = self._paging(request)
+        chans = sorted(self.source.channels(meter))
+        page = chans[p.start : p.start + p.limit]
+        return self._xml(
+            sep2.MeterReadingListResponse(
+                href=f"{sep2.upt_href(meter)}/mr",
+                all_=len(chans),
+                results=len(page),
+                MeterReading_=[self._meter_reading(meter, o) for o in page],
+            )
+        )
+
+    async def meter_reading(self, request: web.Request) -> web.Response:
+        return self._xml(self._meter_reading(*self._channel(request)))
+
+    async def reading_type(self, request: web.Request) -> web.Response:
+        meter, obis = self._channel(request)
+        spec = interval_spec(obis)
+        return self._xml(
+            sep2.ReadingType(
+                href=f"{sep2.mr_href(meter, obis)}/rt",
+                accumulationBehaviour=ACCUMULATION_DELTA,
+                commodity=spec.commodity,
+                flowDirection=spec.flow_direction,
+                intervalLength=1800,
+                kind=spec.kind,
+                powerOfTenMultiplier=spec.power_of_ten,
+                uom=spec.uom,
+            )
+        )
+
+    def _reading_set(self, meter: str, obis: ObisCode, day: int) -> sep2.ReadingSet:
+        href = f"{sep2.mr_href(meter, obis)}/rs/{day}"
+        return sep2.ReadingSet(
+            href=href,
+            mRID=sep2.mrid(self.hub_id, href),
+            description=f"{meter} {obis} day {day}",
+            timePeriod=sep2.DateTimeIntervalType(start=day, duration=DAY),
+            ReadingListLink=sep2.ListLink(
+                href=f"{href}/r", all_=self.source.interval_count(meter, obis, start=day, end=day + DAY)
+            ),
+        )
+
+    async def reading_sets(self, request: web.Request) -> web.Response:
+        meter, obis = self._channel(request)
+        p = self._paging(request)
+        # A day's set is "after a" when it still holds intervals starting at or after a.
+        days = self.source.interval_days(meter, obis, start=p.after)
+        page = days[p.start : p.start + p.limit]
+        return self._xml(
+            sep2.ReadingSetListResponse(
+                href=f"{sep2.mr_href(meter, obis)}/rs",
+                all_=len(days),
+                results=len(page),
+                ReadingSet_=[self._reading_set(meter, obis, d) for d in page],
+            )
+        )
+
+    async def reading_set(self, request: web.Request) -> web.Response:
+        meter, obis = self._channel(request)
+        day = self._day(request)
+        if not self.source.interval_count(meter, obis, start=day, end=day + DAY):
+            raise web.HTTPNotFound(text=f"no readings on day {day}")
+        return self._xml(self._reading_set(meter, obis, day))
+
+    async def readings(self, request: web.Request) -> web.Response:
+        meter, obis = self._channel(request)
+        day = self._day(request)
+        p = self._paging(request)
+        start = day if p.after is None else max(day, p.after)
+        total = self.source.interval_count(meter, obis, start=start, end=day + DAY)
+        rows = self.source.intervals(meter, obis, start=start, end=day + DAY, offset=p.start, limit=p.limit)
+        return self._xml(
+            sep2.ReadingListResponse(
+                href=f"{sep2.mr_href(meter, obis)}/rs/{day}/r",
+                all_=total,
+                results=len(rows),
+                Readings=[_reading(r) for r in rows],
+            )
+        )
+
+    async def latest_reading(self, request: web.Request) -> web.Response:
+        meter, obis = self._channel(request)
+        total = self.source.interval_count(meter, obis)
+        rows = self.source.intervals(meter, obis, offset=max(total - 1, 0), limit=1)
+        if not rows:
+            raise web.HTTPNotFound(text="no reading yet")
+        return self._xml(_reading(rows[0], href=f"{sep2.mr_href(meter, obis)}/r"))
+
+
+def _reading(r: IntervalRow, href: str | None = None) -> sep2.Reading:
+    return sep2.Reading(
+        href=href,
+        value=r.value,
+        qualityFlags=f"{r.quality:02X}",
+        timePeriod=sep2.DateTimeIntervalType(start=r.start, duration=r.duration),
+    )

