@@ -22,6 +22,7 @@ test: $(STAMP)
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
+	SMARTHUB_FUZZ_EXAMPLES=20000 $(BIN)/pytest -q tests/meters/test_dsmr_fuzz.py
 	$(BIN)/pytest -q -m slow
 	$(BIN)/python bench/demo_day.py
 

@@ -185,8 +185,11 @@ def gdsc(
     manifest = json.loads((state / "fleet.json").read_text())
     clock: Clock = SystemClock()
     if "speed" in manifest:
-        clock = AcceleratedClock(datetime.fromisoformat(manifest["sim_start"]), float(manifest["speed"]),
-                                 float(manifest["wall_start"]))
+        clock = AcceleratedClock(
+            datetime.fromisoformat(manifest["sim_start"]),
+            float(manifest["speed"]),
+            float(manifest["wall_start"]),
+        )
     end = datetime.fromisoformat(until) if until else datetime.max.replace(tzinfo=UTC)
     service = GdscService.from_state(state, clock, db)
     err.print(f"GDSC pulling {len(service.store.active_hubs())} hubs into {service.store.url}")

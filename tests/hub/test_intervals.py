@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -71,6 +73,6 @@ def test_intervals_sum_to_register_advance(steps: list[tuple[int, int]]) -> None
     out = feed(b, samples)
     if out:
         # Contiguous, and the deltas add up to the difference of the boundary register values.
-        assert all(x.end == y.start for x, y in zip(out, out[1:], strict=False))
+        assert all(x.end == y.start for x, y in itertools.pairwise(out))
         assert sum(r.value for r in out) == out[-1].register_end - (out[0].register_end - out[0].value)
         assert all(r.value >= 0 for r in out)

@@ -23,7 +23,9 @@ def test_parse_and_format(text: str, expected: ObisCode, formatted: str) -> None
     assert str(expected) == formatted
 
 
-@pytest.mark.parametrize("bad", ["", "1.8.0", "1-0:1.8", "1-0:1.8.0.0.0", "a-b:c.d.e", "1-0:256.8.0", "1-0;1.8.0"])
+@pytest.mark.parametrize(
+    "bad", ["", "1.8.0", "1-0:1.8", "1-0:1.8.0.0.0", "a-b:c.d.e", "1-0:256.8.0", "1-0;1.8.0"]
+)
 def test_parse_rejects(bad: str) -> None:
     with pytest.raises(ValueError):
         ObisCode.parse(bad)

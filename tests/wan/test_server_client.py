@@ -43,10 +43,12 @@ def feed_day(hub: SmartHub, day: datetime, start_wh: int = 1_000_000, start_dm3:
     """Register readings every 5 minutes for a day (and the boundary that closes it)."""
     for i in range(0, 24 * 12 + 1):
         t = day + timedelta(minutes=5 * i)
-        hub.ingest([
-            Reading("E1", IMPORT, Decimal(start_wh + 25 * i) / 1000, Unit.KWH, t),
-            Reading("G1", GAS, Decimal(start_dm3 + 9 * i) / 1000, Unit.M3, t),
-        ])
+        hub.ingest(
+            [
+                Reading("E1", IMPORT, Decimal(start_wh + 25 * i) / 1000, Unit.KWH, t),
+                Reading("G1", GAS, Decimal(start_dm3 + 9 * i) / 1000, Unit.M3, t),
+            ]
+        )
 
 
 @dataclass
@@ -70,8 +72,9 @@ async def rig(tmp_path: Path, wall_now: datetime) -> AsyncIterator[Rig]:
     hub = SmartHub("HUB1", HistoryStore(tmp_path / "history.sqlite"))
     feed_day(hub, DAY0)
     server = HubWanServer("HUB1", hub_cert.lfdi, hub, lambda: int(DAY0.timestamp()))
-    port = await server.start("127.0.0.1", 0, server_context(tmp_path / "hub.pem", tmp_path / "hub.key",
-                                                            tmp_path / "ca" / "ca.pem"))
+    port = await server.start(
+        "127.0.0.1", 0, server_context(tmp_path / "hub.pem", tmp_path / "hub.key", tmp_path / "ca" / "ca.pem")
+    )
     ctx = client_context(tmp_path / "collector.pem", tmp_path / "collector.key", tmp_path / "ca" / "ca.pem")
     yield Rig(hub, server, f"https://127.0.0.1:{port}", hub_cert.lfdi, ca, tmp_path, ctx)
     await server.stop()
@@ -79,7 +82,14 @@ async def rig(tmp_path: Path, wall_now: datetime) -> AsyncIterator[Rig]:
 
 
 async def test_every_resource_is_valid_2030_5(rig: Rig) -> None:
-    paths = ["/dcap", "/tm", "/upt?l=10", "/upt/E1", "/upt/E1/mr?l=10", f"/upt/E1/mr/{sep2.channel_token(IMPORT)}"]
+    paths = [
+        "/dcap",
+        "/tm",
+        "/upt?l=10",
+        "/upt/E1",
+        "/upt/E1/mr?l=10",
+        f"/upt/E1/mr/{sep2.channel_token(IMPORT)}",
+    ]
     mr = f"/upt/G1/mr/{sep2.channel_token(GAS)}"
     day = int(DAY0.timestamp())
     paths += [f"{mr}/rt", f"{mr}/rs?l=5", f"{mr}/rs/{day}", f"{mr}/rs/{day}/r?l=48", f"{mr}/r"]
@@ -150,8 +160,11 @@ async def test_bad_queries_get_specific_errors(rig: Rig) -> None:
     ("body", "message"),
     [
         (b"<DeviceCapability", "malformed XML"),
-        (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;">]>'
-         b'<DeviceCapability xmlns="urn:ieee:std:2030.5:ns" href="&lol2;"/>', "DTD or entity"),
+        (
+            b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;">]>'
+            b'<DeviceCapability xmlns="urn:ieee:std:2030.5:ns" href="&lol2;"/>',
+            "DTD or entity",
+        ),
         (b'<!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><x>&xxe;</x>', "DTD or entity"),
         (b'<ReadingList xmlns="urn:ieee:std:2030.5:ns" all="x" results="1"/>', "not a valid"),
     ],

@@ -29,12 +29,18 @@ def register_manifest(store: Store, manifest: Mapping[str, Any]) -> int:
             lfdi = str(h["lfdi"]).upper()
             if len(lfdi) != 40 or any(c not in "0123456789ABCDEF" for c in lfdi):
                 raise CommissioningError(f"hub {i}: LFDI must be 40 hex digits")
-            checked.append(dict(
-                hub_id=str(h["hub_id"]), premises_id=str(h["premises_id"]), url=str(h["url"]), lfdi=lfdi,
-                meters_by_fuel=[(str(m), str(f)) for m, f in h["meters"]], address=str(h.get("address", "")),
-                mpan=validate_mpan(h["mpan"]) if h.get("mpan") else None,
-                mprn=validate_mprn(h["mprn"]) if h.get("mprn") else None,
-            ))
+            checked.append(
+                dict(
+                    hub_id=str(h["hub_id"]),
+                    premises_id=str(h["premises_id"]),
+                    url=str(h["url"]),
+                    lfdi=lfdi,
+                    meters_by_fuel=[(str(m), str(f)) for m, f in h["meters"]],
+                    address=str(h.get("address", "")),
+                    mpan=validate_mpan(h["mpan"]) if h.get("mpan") else None,
+                    mprn=validate_mprn(h["mprn"]) if h.get("mprn") else None,
+                )
+            )
         except (KeyError, TypeError, ValueError) as err:
             raise CommissioningError(f"hub {i} in manifest: {err}") from None
     for entry in checked:

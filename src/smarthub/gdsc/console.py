@@ -19,7 +19,8 @@ PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta http-equiv="refresh" content="2"><title>smarthub GDSC operator</title>
 <style>body{{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}}table{{border-collapse:collapse}}
-td,th{{padding:.25rem .6rem;border-bottom:1px solid #ddd;text-align:right}}td:first-child,th:first-child{{text-align:left}}
+td,th{{padding:.25rem .6rem;border-bottom:1px solid #ddd;text-align:right}}
+td:first-child,th:first-child{{text-align:left}}
 .err{{color:#b00020;font-weight:600}}.ok{{color:#1b7f3b}}h1{{font-size:1.3rem}}</style></head><body>
 <h1>GDSC operator — fleet health</h1>
 <p>{summary}</p>
@@ -61,16 +62,19 @@ def console_app(store: Store, windows: Callable[[], list[WindowProgress]]) -> we
         status = store.fleet_status()
         for h in status:
             last = h["last_pull"]
+            cells = [
+                html.escape(str(h["hub_id"])),
+                html.escape(str(h["premises_id"])),
+                html.escape(str(h["status"])),
+                f"{last:%Y-%m-%d %H:%M:%S}" if last else "never",
+                str(h["pulls"]),
+                str(h["readings"]),
+            ]
             err_cls = "err" if h["errors"] else "ok"
             rows.append(
-                f"<tr><td>{html.escape(str(h['hub_id']))}</td><td>{html.escape(str(h['premises_id']))}</td>"
-                f"<td>{html.escape(str(h['status']))}</td><td>{last:%Y-%m-%d %H:%M:%S}</td>"
-                if last
-                else f"<tr><td>{html.escape(str(h['hub_id']))}</td><td>{html.escape(str(h['premises_id']))}</td>"
-                f"<td>{html.escape(str(h['status']))}</td><td>never</td>"
-            )
-            rows[-1] += (
-                f"<td>{h['pulls']}</td><td>{h['readings']}</td><td class='{err_cls}'>{h['errors']}</td></tr>"
+                "<tr>"
+                + "".join(f"<td>{c}</td>" for c in cells)
+                + f"<td class='{err_cls}'>{h['errors']}</td></tr>"
             )
         total = sum(int(h["readings"]) for h in status)  # type: ignore[call-overload]
         errors = sum(int(h["errors"]) for h in status)  # type: ignore[call-overload]

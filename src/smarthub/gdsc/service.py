@@ -22,13 +22,16 @@ class GdscService:
     scheduler: Scheduler
 
     @classmethod
-    def from_state(cls, state: Path, clock: Clock, db_url: str | None = None,
-                   window: timedelta = timedelta(minutes=30)) -> GdscService:
+    def from_state(
+        cls, state: Path, clock: Clock, db_url: str | None = None, window: timedelta = timedelta(minutes=30)
+    ) -> GdscService:
         """``state`` holds ``ca/ca.pem``, ``gdsc/collector.{pem,key}`` and ``fleet.json``."""
         store = Store(db_url or f"sqlite:///{(state / 'gdsc' / 'gdsc.sqlite').resolve()}")
         store.create_schema()
         register_manifest(store, json.loads((state / "fleet.json").read_text()))
-        ctx = client_context(state / "gdsc" / "collector.pem", state / "gdsc" / "collector.key", state / "ca" / "ca.pem")
+        ctx = client_context(
+            state / "gdsc" / "collector.pem", state / "gdsc" / "collector.key", state / "ca" / "ca.pem"
+        )
         collector = Collector(store, ctx, clock)
         return cls(store, collector, Scheduler(collector, clock, store.active_hubs, window=window))
 
