@@ -48,14 +48,16 @@ class SimulatedP1Transport:
         self.chunk = chunk  # split each telegram into chunks of this size, as a UART would
         self.sent = 0
         self.paused = False
+        self.next_time: datetime | None = None
 
     async def run(self, until: datetime | None = None) -> None:
-        p = self.period.total_seconds()
-        t0 = self.start or self.clock.now()
-        epoch = t0.timestamp()
-        aligned = datetime.fromtimestamp(-(-epoch // p) * p, t0.tzinfo)
-        t = aligned
-        while until is None or t <= until:
+        """Emit telegrams until ``until`` (forever if None); a later call carries on from there."""
+        if self.next_time is None:
+            p = self.period.total_seconds()
+            t0 = self.start or self.clock.now()
+            self.next_time = datetime.fromtimestamp(-(-t0.timestamp() // p) * p, t0.tzinfo)
+        while until is None or self.next_time <= until:
+            t = self.next_time
             await self.clock.sleep_until(t)
             if not self.paused:
                 data = self.meter.telegram_at(t)
@@ -65,7 +67,7 @@ class SimulatedP1Transport:
                 else:
                     self.sink(data)
                 self.sent += 1
-            t += self.period
+            self.next_time = t + self.period
 
 
 class SerialP1Transport:
