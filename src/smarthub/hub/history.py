@@ -11,9 +11,11 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 from smarthub.hub.intervals import IntervalRecord
+from smarthub.meters.mapping import Unmapped
 from smarthub.model import ObisCode
 
 _SCHEMA = """
@@ -28,6 +30,16 @@ CREATE TABLE IF NOT EXISTS intervals (
     quality INTEGER NOT NULL,
     PRIMARY KEY (meter, obis, start)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS raw_points (
+    received INTEGER NOT NULL,
+    meter TEXT NOT NULL,
+    protocol TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    unit TEXT,
+    time INTEGER,
+    reason TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meters (
     meter TEXT PRIMARY KEY,
     fuel TEXT NOT NULL
@@ -85,6 +97,38 @@ class HistoryStore:
                 self._db.execute("ROLLBACK")
                 raise
             return self._db.total_changes - before
+
+    def append_raw(self, unmapped: Sequence[Unmapped], received: datetime) -> None:
+        """Keep data points the mapping table could not translate, with the reason."""
+        rows = [
+            (
+                int(received.timestamp()),
+                u.point.meter,
+                u.point.protocol,
+                u.point.key,
+                str(u.point.value),
+                u.point.unit,
+                int(u.point.time.timestamp()) if u.point.time else None,
+                u.reason,
+            )
+            for u in unmapped
+        ]
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany("INSERT INTO raw_points VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def raw_points(self, limit: int = 1000) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(
+                "SELECT meter, protocol, key, value, unit, time, reason FROM raw_points"
+                " ORDER BY rowid DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
 
     def channels(self) -> list[tuple[str, ObisCode]]:
         with self._lock:

@@ -1,8 +1,11 @@
-"""The Smart Hub core: readings in from HAN ports, into the data mirror and the history.
+"""The Smart Hub core: data points in from HAN ports, translated, into the mirror and history.
 
-Every reading updates the mirror; register readings of the interval channels (import and
-export energy, gas and water volume) also feed the half-hourly interval builder, whose
-completed intervals are committed to the history before they are counted as stored.
+Ports deliver protocol data points; the versioned mapping table turns them into OBIS
+readings (a point it cannot translate is stored raw with the reason, never dropped, and
+can be translated by a later table). Every reading updates the mirror; register readings
+of the interval channels (import and export energy, gas, water and heat) also feed the
+half-hourly interval builder, whose completed intervals are committed to the history
+before they are counted as stored.
 """
 
 from __future__ import annotations
@@ -10,11 +13,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from smarthub.han.p1 import P1Port
+from smarthub.clock import Clock, SystemClock
+from smarthub.han.ports import Port, PortBatch
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.intervals import IntervalBuilder, IntervalRecord
 from smarthub.hub.mirror import DataMirror
 from smarthub.meters.errors import DecodeError
+from smarthub.meters.mapping import MappingTable, Unmapped
 from smarthub.model import ObisCode, Reading
 from smarthub.model.reading_type import interval_channels, interval_spec
 
@@ -27,17 +32,28 @@ class HubStats:
     frame_errors: int = 0
     readings: int = 0
     intervals_stored: int = 0
+    unmapped: int = 0
     last_errors: list[str] = field(default_factory=list)
 
 
 class SmartHub:
-    def __init__(self, hub_id: str, history: HistoryStore) -> None:
+    def __init__(
+        self,
+        hub_id: str,
+        history: HistoryStore,
+        *,
+        clock: Clock | None = None,
+        mapping: MappingTable | None = None,
+    ) -> None:
         self.hub_id = hub_id
         self.history = history
+        self.clock = clock or SystemClock()
+        self.mapping = mapping or MappingTable.default()
         self.mirror = DataMirror()
         self.interval_builder = IntervalBuilder()
         self.stats = HubStats()
-        self.ports: dict[str, P1Port] = {}
+        self.ports: dict[str, Port] = {}
+        self.raw_latest: dict[tuple[str, str, str], Unmapped] = {}
         self._channels = interval_channels()
         self._known_meters = set(history.meters())
         for meter, obis in history.channels():
@@ -45,20 +61,34 @@ class SmartHub:
             if last is not None:
                 self.interval_builder.restore(last)
 
-    def attach(self, port: P1Port) -> P1Port:
+    def attach(self, port: Port) -> Port:
         self.ports[port.name] = port
         return port
 
     def receive(self, port_name: str, data: bytes) -> list[DecodeError]:
         """Bytes from a HAN transport. Returns the decode errors (already counted)."""
-        batch = self.ports[port_name].receive(data)
+        return self.accept(self.ports[port_name].receive(data))
+
+    def accept(self, batch: PortBatch) -> list[DecodeError]:
+        """A batch of decoded data points (from a port or a poll cycle)."""
         for err in batch.errors:
             self.stats.frame_errors += 1
             self.stats.last_errors = [*self.stats.last_errors[-9:], str(err)]
-        if batch.readings:
+        if batch.points:
             self.stats.frames_ok += 1
-            self.ingest(batch.readings)
+            translation = self.mapping.translate(batch.points, self.clock.now())
+            if translation.unmapped:
+                self.stats.unmapped += len(translation.unmapped)
+                self.history.append_raw(translation.unmapped, self.clock.now())
+                for u in translation.unmapped:
+                    self.raw_latest[(u.point.meter, u.point.protocol, u.point.key)] = u
+            self.ingest(translation.readings)
         return batch.errors
+
+    def load_mapping(self, table: MappingTable) -> None:
+        """Swap in a newer translation table at run time (refuses an older or equal version)."""
+        self.mapping.check_upgrade(table)
+        self.mapping = table
 
     def ingest(self, readings: Iterable[Reading]) -> list[IntervalRecord]:
         readings = list(readings)

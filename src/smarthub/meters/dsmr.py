@@ -46,6 +46,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from smarthub.meters.errors import ChecksumError, DecodeError, MalformedFrame, TruncatedFrame
+from smarthub.model.datapoint import DataPoint
 from smarthub.model.obis import (
     EXPORT_ACTIVE_ENERGY,
     EXPORT_ACTIVE_POWER,
@@ -632,3 +633,14 @@ def encode_telegram(header: str, lines: Sequence[tuple[str | ObisCode, Sequence[
     parts.append("!")
     body = "".join(parts).encode("ascii")
     return body + f"{crc16(body):04X}\r\n".encode("ascii")
+
+
+def data_points(telegram: Telegram) -> list[DataPoint]:
+    """The telegram's readings as protocol data points (DSMR names values by OBIS natively)."""
+    return [
+        DataPoint(
+            r.meter, PROTOCOL, str(r.obis), r.value, r.unit.value, r.time,
+            frozenset({"derived"}) if Quality.DERIVED in r.quality else frozenset(),
+        )
+        for r in readings(telegram)
+    ]

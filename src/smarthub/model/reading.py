@@ -22,18 +22,28 @@ class Unit(enum.StrEnum):
     W = "W"
     KW = "kW"
     M3 = "m3"
+    L = "l"
+    M3_PER_H = "m3/h"
     V = "V"
     A = "A"
+    VAR = "var"
+    VARH = "varh"
+    KVARH = "kvarh"
+    DEG_C = "°C"
+    K = "K"
+    S = "s"
     NONE = ""
 
     @classmethod
     def parse(cls, text: str) -> Unit:
-        t = text.strip()
+        t = _ALIASES.get(text.strip().lower(), text.strip().lower())
         for u in cls:
-            if u.value.lower() == t.lower():
+            if u.value.lower() == t:
                 return u
         raise ValueError(f"unknown unit {text!r}")
 
+
+_ALIASES = {"m³": "m3", "degc": "°c", "c": "°c", "litre": "l", "liter": "l", "m3h": "m3/h", "m³/h": "m3/h"}
 
 # Base unit and power of ten for each unit: values are carried scaled to the base unit.
 BASE_UNIT: dict[Unit, tuple[Unit, int]] = {
@@ -42,8 +52,16 @@ BASE_UNIT: dict[Unit, tuple[Unit, int]] = {
     Unit.W: (Unit.W, 0),
     Unit.KW: (Unit.W, 3),
     Unit.M3: (Unit.M3, 0),
+    Unit.L: (Unit.M3, -3),
+    Unit.M3_PER_H: (Unit.M3_PER_H, 0),
     Unit.V: (Unit.V, 0),
     Unit.A: (Unit.A, 0),
+    Unit.VAR: (Unit.VAR, 0),
+    Unit.VARH: (Unit.VARH, 0),
+    Unit.KVARH: (Unit.VARH, 3),
+    Unit.DEG_C: (Unit.DEG_C, 0),
+    Unit.K: (Unit.K, 0),
+    Unit.S: (Unit.S, 0),
     Unit.NONE: (Unit.NONE, 0),
 }
 

@@ -13,6 +13,7 @@ from smarthub.model.obis import (
     EXPORT_ACTIVE_ENERGY,
     EXPORT_ACTIVE_POWER,
     GAS_VOLUME,
+    HEAT_ENERGY,
     IMPORT_ACTIVE_ENERGY,
     IMPORT_ACTIVE_POWER,
     WATER_VOLUME,
@@ -24,6 +25,7 @@ from smarthub.model.reading import Unit
 COMMODITY_ELECTRICITY = 1  # electricity secondary metered value
 COMMODITY_NATURAL_GAS = 7
 COMMODITY_POTABLE_WATER = 9
+COMMODITY_HEATING_FLUID = 12
 KIND_ENERGY = 12
 KIND_POWER = 37
 KIND_NOT_APPLICABLE = 0
@@ -65,6 +67,7 @@ _INTERVAL: dict[ObisCode, ReadingTypeSpec] = {
     WATER_VOLUME: ReadingTypeSpec(
         COMMODITY_POTABLE_WATER, KIND_NOT_APPLICABLE, FLOW_FORWARD, UOM_M3, -3, Unit.M3, 2
     ),
+    HEAT_ENERGY: ReadingTypeSpec(COMMODITY_HEATING_FLUID, KIND_ENERGY, FLOW_FORWARD, UOM_WH, 0, Unit.WH, 5),
 }
 
 _INSTANT: dict[ObisCode, ReadingTypeSpec] = {
