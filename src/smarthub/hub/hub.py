@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from smarthub.clock import Clock, SystemClock
 from smarthub.han.ports import Port, PortBatch
@@ -69,17 +70,22 @@ class SmartHub:
         """Bytes from a HAN transport. Returns the decode errors (already counted)."""
         return self.accept(self.ports[port_name].receive(data))
 
-    def accept(self, batch: PortBatch) -> list[DecodeError]:
-        """A batch of decoded data points (from a port or a poll cycle)."""
+    def accept(self, batch: PortBatch, received: datetime | None = None) -> list[DecodeError]:
+        """A batch of decoded data points (from a port or a poll cycle).
+
+        ``received`` stamps points whose frame carries no time of its own (a poll cycle
+        passes the instant it polled at); by default the hub's clock.
+        """
         for err in batch.errors:
             self.stats.frame_errors += 1
             self.stats.last_errors = [*self.stats.last_errors[-9:], str(err)]
         if batch.points:
             self.stats.frames_ok += 1
-            translation = self.mapping.translate(batch.points, self.clock.now())
+            when = received or self.clock.now()
+            translation = self.mapping.translate(batch.points, when)
             if translation.unmapped:
                 self.stats.unmapped += len(translation.unmapped)
-                self.history.append_raw(translation.unmapped, self.clock.now())
+                self.history.append_raw(translation.unmapped, when)
                 for u in translation.unmapped:
                     self.raw_latest[(u.point.meter, u.point.protocol, u.point.key)] = u
             self.ingest(translation.readings)
