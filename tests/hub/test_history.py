@@ -52,3 +52,34 @@ def test_sigkill_during_writes_loses_nothing_acknowledged(tmp_path: Path) -> Non
         stored = {r.start for r in h.query("G1", OBIS, limit=1_000_000)}
         assert {T0 + 1800 * i for i in acked} <= stored
         h.close()
+
+
+def test_values_are_sealed_and_tampering_is_detected(tmp_path: Path) -> None:
+    import sqlite3
+
+    import pytest
+
+    from smarthub.hub.history import HistoryTampered
+    from smarthub.hub.keys import KeyUnwrapError
+
+    h = HistoryStore(tmp_path / "h.sqlite")
+    h.append([rec(0, 123456789), rec(1, 5)])
+    h.close()
+    raw = (tmp_path / "h.sqlite").read_bytes()  # closing checkpointed the WAL into the file
+    assert (123456789).to_bytes(8, "big") not in raw  # the value is not on disk in clear
+    db = sqlite3.connect(tmp_path / "h.sqlite")
+    # Move row 1's sealed value onto row 0: authenticated data binds it to its own row.
+    db.execute(
+        "UPDATE intervals SET sealed=(SELECT sealed FROM intervals WHERE start=?), "
+        "nonce=(SELECT nonce FROM intervals WHERE start=?) WHERE start=?",
+        (T0 + 1800, T0 + 1800, T0),
+    )
+    db.commit()
+    db.close()
+    h = HistoryStore(tmp_path / "h.sqlite")
+    with pytest.raises(HistoryTampered, match="fails authentication"):
+        h.query("G1", OBIS)
+    h.close()
+    with pytest.raises(KeyUnwrapError):
+        HistoryStore(tmp_path / "h.sqlite", master_key=b"\x00" * 32).query("G1", OBIS)
+    assert oct((tmp_path / "master.key").stat().st_mode & 0o777) == "0o600"

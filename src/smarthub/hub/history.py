@@ -1,20 +1,31 @@
-"""The hub's local history of interval readings, in SQLite.
+"""The hub's local history of interval readings, in SQLite, encrypted at rest.
 
 Append-only; WAL journal with ``synchronous=FULL`` so that an interval acknowledged as
 stored (its transaction committed) survives a power cut at any instant. Re-appending an
 interval already stored is a no-op, so replaying a meter's frames after a restart is safe.
-Encryption at rest with per-meter keys is not here yet (it belongs to the hub issue).
+
+Values are sealed with AES-128-GCM under the meter's own key (see :mod:`smarthub.hub.keys`);
+the row's identity (meter, OBIS, start, duration) is authenticated as associated data, so a
+sealed value moved to another row, or altered, fails to open with :class:`HistoryTampered`.
+Times stay in clear so that the WAN's range queries use the index: they are the fixed
+half-hour grid and reveal nothing about consumption.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import struct
 import threading
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 from smarthub.hub.intervals import IntervalRecord
+from smarthub.hub.keys import load_or_create_master_key, new_meter_key, unwrap, wrap
 from smarthub.meters.mapping import Unmapped
 from smarthub.model import ObisCode
 
@@ -24,18 +35,21 @@ CREATE TABLE IF NOT EXISTS intervals (
     obis TEXT NOT NULL,
     start INTEGER NOT NULL,
     duration INTEGER NOT NULL,
-    value INTEGER NOT NULL,
-    register_end INTEGER NOT NULL,
-    power_of_ten INTEGER NOT NULL,
-    quality INTEGER NOT NULL,
+    nonce BLOB NOT NULL,
+    sealed BLOB NOT NULL,
     PRIMARY KEY (meter, obis, start)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meter_keys (
+    meter TEXT PRIMARY KEY,
+    wrapped BLOB NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS raw_points (
     received INTEGER NOT NULL,
     meter TEXT NOT NULL,
     protocol TEXT NOT NULL,
     key TEXT NOT NULL,
-    value TEXT NOT NULL,
+    nonce BLOB NOT NULL,
+    sealed BLOB NOT NULL,
     unit TEXT,
     time INTEGER,
     reason TEXT NOT NULL
@@ -47,14 +61,60 @@ CREATE TABLE IF NOT EXISTS meters (
 """
 
 
+_VALUES = struct.Struct(">qqbH")  # value, register_end, power_of_ten, quality
+
+
+class HistoryTampered(Exception):
+    """A stored value that fails its authentication: altered, moved, or sealed with another key."""
+
+
 class HistoryStore:
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, master_key: bytes | None = None) -> None:
+        """Open (or create) the history. Without ``master_key`` the key is read from, or
+        created in, ``master.key`` beside the database (for hubs without a secure element)."""
         self.path = str(path)
+        self._master = master_key or load_or_create_master_key(Path(path).with_name("master.key"))
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        self._ciphers: dict[str, AESGCM] = {}
+
+    # -- keys --------------------------------------------------------------------------
+    def _cipher(self, meter: str) -> AESGCM:
+        """The meter's AEAD, creating and storing its wrapped key on first use (caller holds the lock)."""
+        c = self._ciphers.get(meter)
+        if c is None:
+            row = self._db.execute("SELECT wrapped FROM meter_keys WHERE meter=?", (meter,)).fetchone()
+            if row is None:
+                key = new_meter_key()
+                self._db.execute("INSERT INTO meter_keys VALUES (?, ?)", (meter, wrap(self._master, key)))
+            else:
+                key = unwrap(self._master, row[0])
+            c = self._ciphers[meter] = AESGCM(key)
+        return c
+
+    @staticmethod
+    def _aad(meter: str, obis: str, start: int, duration: int) -> bytes:
+        return f"{meter}|{obis}|{start}|{duration}".encode()
+
+    def _seal(self, r: IntervalRecord) -> tuple[bytes, bytes]:
+        nonce = os.urandom(12)
+        plain = _VALUES.pack(r.value, r.register_end, r.power_of_ten, r.quality)
+        sealed = self._cipher(r.meter).encrypt(
+            nonce, plain, self._aad(r.meter, str(r.obis), r.start, r.duration)
+        )
+        return nonce, sealed
+
+    def _open(self, row: tuple) -> IntervalRecord:
+        meter, obis, start, duration, nonce, sealed = row
+        try:
+            plain = self._cipher(meter).decrypt(nonce, sealed, self._aad(meter, obis, start, duration))
+        except InvalidTag:
+            raise HistoryTampered(f"history row {meter} {obis} start={start} fails authentication") from None
+        value, register_end, p10, quality = _VALUES.unpack(plain)
+        return IntervalRecord(meter, ObisCode.parse(obis), start, duration, value, register_end, p10, quality)
 
     def close(self) -> None:
         with self._lock:
@@ -73,62 +133,68 @@ class HistoryStore:
         if not records:
             return 0
         with self._lock:
-            before = self._db.total_changes
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany(
-                    "INSERT OR IGNORE INTO intervals VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (
-                            r.meter,
-                            str(r.obis),
-                            r.start,
-                            r.duration,
-                            r.value,
-                            r.register_end,
-                            r.power_of_ten,
-                            r.quality,
-                        )
-                        for r in records
-                    ],
-                )
+                # Sealing may create the meter's key: inside the transaction, so rows never
+                # land without the key that opens them.
+                rows = [(r.meter, str(r.obis), r.start, r.duration, *self._seal(r)) for r in records]
+                before = self._db.total_changes
+                self._db.executemany("INSERT OR IGNORE INTO intervals VALUES (?, ?, ?, ?, ?, ?)", rows)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
+                self._ciphers.clear()  # a key created in the rolled-back transaction is gone too
                 raise
             return self._db.total_changes - before
 
     def append_raw(self, unmapped: Sequence[Unmapped], received: datetime) -> None:
-        """Keep data points the mapping table could not translate, with the reason."""
-        rows = [
-            (
-                int(received.timestamp()),
-                u.point.meter,
-                u.point.protocol,
-                u.point.key,
-                str(u.point.value),
-                u.point.unit,
-                int(u.point.time.timestamp()) if u.point.time else None,
-                u.reason,
-            )
-            for u in unmapped
-        ]
+        """Keep data points the mapping table could not translate, with the reason (value sealed)."""
         with self._lock:
+            rows = []
+            for u in unmapped:
+                p, nonce = u.point, os.urandom(12)
+                sealed = self._cipher(p.meter).encrypt(
+                    nonce, str(p.value).encode(), f"{p.meter}|{p.protocol}|{p.key}".encode()
+                )
+                rows.append(
+                    (
+                        int(received.timestamp()),
+                        p.meter,
+                        p.protocol,
+                        p.key,
+                        nonce,
+                        sealed,
+                        p.unit,
+                        int(p.time.timestamp()) if p.time else None,
+                        u.reason,
+                    )
+                )
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany("INSERT INTO raw_points VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                self._db.executemany("INSERT INTO raw_points VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
 
     def raw_points(self, limit: int = 1000) -> list[tuple]:
+        """Newest first: (meter, protocol, key, value as text, unit, time, reason)."""
         with self._lock:
-            return self._db.execute(
-                "SELECT meter, protocol, key, value, unit, time, reason FROM raw_points"
+            rows = self._db.execute(
+                "SELECT meter, protocol, key, nonce, sealed, unit, time, reason FROM raw_points"
                 " ORDER BY rowid DESC LIMIT ?",
                 (limit,),
             ).fetchall()
+            out = []
+            for meter, protocol, key, nonce, sealed, unit, t, reason in rows:
+                try:
+                    value = self._cipher(meter).decrypt(nonce, sealed, f"{meter}|{protocol}|{key}".encode())
+                except InvalidTag:
+                    raise HistoryTampered(
+                        f"raw point {meter} {protocol} {key} fails authentication"
+                    ) from None
+                out.append((meter, protocol, key, value.decode(), unit, t, reason))
+            return out
 
     def channels(self) -> list[tuple[str, ObisCode]]:
         with self._lock:
@@ -143,7 +209,7 @@ class HistoryStore:
                 "SELECT * FROM intervals WHERE meter=? AND obis=? ORDER BY start DESC LIMIT 1",
                 (meter, str(obis)),
             ).fetchone()
-        return None if row is None else _record(row)
+            return None if row is None else self._open(row)
 
     def query(
         self,
@@ -161,7 +227,7 @@ class HistoryStore:
             rows = self._db.execute(
                 f"SELECT * FROM intervals WHERE {sql} ORDER BY start LIMIT ? OFFSET ?", (*args, limit, offset)
             ).fetchall()
-        return [_record(r) for r in rows]
+            return [self._open(r) for r in rows]
 
     def count(self, meter: str, obis: ObisCode, *, start: int | None = None, end: int | None = None) -> int:
         sql, args = self._where(meter, obis, start, end)
@@ -188,8 +254,3 @@ class HistoryStore:
             sql += " AND start < ?"
             args += (end,)
         return sql, args
-
-
-def _record(row: tuple) -> IntervalRecord:
-    meter, obis, start, duration, value, register_end, p10, quality = row
-    return IntervalRecord(meter, ObisCode.parse(obis), start, duration, value, register_end, p10, quality)
