@@ -48,6 +48,16 @@ class SimulatedLink:
 Cycle = Callable[[datetime], Awaitable[PortBatch]]
 
 
+def simulated(link: SimulatedLink, cycle: Cycle) -> Cycle:
+    """Run ``cycle`` with the simulated meter answering as of each cycle's instant."""
+
+    async def run(t: datetime) -> PortBatch:
+        link.t = t
+        return await cycle(t)
+
+    return run
+
+
 class PollLoop:
     def __init__(
         self,

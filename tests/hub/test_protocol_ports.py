@@ -1,0 +1,73 @@
+"""Each meter protocol through its HAN port or poll cycle into a hub: intervals exact to the register."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from smarthub.clock import ManualClock
+from smarthub.han.iec_poll import iec_cycle
+from smarthub.han.poll import PollLoop, SimulatedLink, simulated
+from smarthub.han.zigbee_port import ZigbeePort
+from smarthub.hub.history import HistoryStore
+from smarthub.hub.hub import SmartHub
+from smarthub.model.obis import EXPORT_ACTIVE_ENERGY, GAS_VOLUME, IMPORT_ACTIVE_ENERGY
+from smarthub.sim.iec_meter import IecMeterSimulator
+from smarthub.sim.load_profile import HouseholdProfile
+from smarthub.sim.zigbee_meter import ZigbeeMeterSimulator
+
+T0 = datetime(2026, 3, 2, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> SmartHub:
+    return SmartHub("HUB1", HistoryStore(tmp_path / "h.sqlite"), clock=ManualClock(T0))
+
+
+async def run_loop(loop: PollLoop, clock: ManualClock, until: datetime) -> None:
+    clock.set(until)  # every due time is past: the loop runs its cycles back to back
+    await loop.run(until=until)
+
+
+async def test_iec_meter_polled_gives_exact_half_hours(hub: SmartHub) -> None:
+    clock = hub.clock
+    assert isinstance(clock, ManualClock)
+    meter = IecMeterSimulator("12345678", "ABB", HouseholdProfile(5, pv_kwp=3.5), start=T0)
+    boundary: dict[datetime, tuple[int, int]] = {}
+
+    def sink(batch, t):  # type: ignore[no-untyped-def]
+        hub.accept(batch, t)
+        if t.minute % 30 == 0 and t.second == 0:
+            boundary[t] = (meter.registers.import_wh, meter.registers.export_wh)
+
+    link = SimulatedLink(meter)
+    loop = PollLoop(
+        "iec", clock, simulated(link, iec_cycle(link)), sink, period=timedelta(minutes=1), start=T0
+    )
+    await run_loop(loop, clock, T0 + HOUR)
+    assert loop.failures == 0 and hub.stats.frame_errors == 0
+    got = hub.history.query("12345678", IMPORT_ACTIVE_ENERGY)
+    assert [r.value for r in got] == [
+        boundary[T0 + timedelta(minutes=30)][0] - boundary[T0][0],
+        boundary[T0 + HOUR][0] - boundary[T0 + timedelta(minutes=30)][0],
+    ]
+    assert len(hub.history.query("12345678", EXPORT_ACTIVE_ENERGY)) == 2
+
+
+async def test_zigbee_gas_meter_reports_give_exact_half_hours(hub: SmartHub) -> None:
+    meter = ZigbeeMeterSimulator("00:0d:6f:00:0a:bc:de:f0", "gas", HouseholdProfile(8), start=T0)
+    port = ZigbeePort("zb")
+    hub.accept(port.receive_frame(meter_id := "00:0d:6f:00:0a:bc:de:f0", meter.formatting_report()), T0)
+    starts = []
+    for minute in range(0, 61):
+        t = T0 + timedelta(minutes=minute)
+        hub.accept(port.receive_frame(meter_id, meter.report_at(t)), t)
+        if minute % 30 == 0:
+            starts.append(meter.registers.summation_delivered)
+    assert port.errors == 0
+    got = hub.history.query(meter_id, GAS_VOLUME)
+    # divisor 1000 on m3: the raw summation is litres, the interval value (10^-3 m3) equals it exactly
+    assert [r.value for r in got] == [starts[1] - starts[0], starts[2] - starts[1]]
