@@ -12,7 +12,7 @@ from pathlib import Path
 
 from smarthub.clock import AcceleratedClock
 from smarthub.gdsc.store import Store
-from smarthub.sim.fleet import CHANNELS_PER_HOME, Fleet, home_specs, provision
+from smarthub.sim.fleet import Fleet, home_specs, provision
 
 SIM_START = datetime(2026, 3, 2, tzinfo=UTC)
 END = SIM_START + timedelta(days=1)
@@ -60,11 +60,10 @@ async def test_gdsc_killed_mid_run_restarts_and_fills_the_gap(tmp_path: Path) ->
     start, end = int(SIM_START.timestamp()), int(END.timestamp())
     stored = store.channel_starts(start, end)
     expected = set(range(start, end, 1800))
-    for spec in specs:
-        for obis in CHANNELS_PER_HOME:
-            meter = spec.gas_meter if obis.a == 7 else spec.elec_meter
-            assert stored[(spec.hub_id, meter, str(obis))] == expected, (spec.hub_id, str(obis))
+    channels = fleet.expected_channels()
+    for hub_id, meter, obis in channels:
+        assert stored[(hub_id, meter, str(obis))] == expected, (hub_id, meter, str(obis))
     assert store.duplicate_keys() == 0
-    assert store.count_readings(start, end) == len(specs) * len(CHANNELS_PER_HOME) * 48
+    assert store.count_readings(start, end) == len(channels) * 48
     assert store.count_readings() > before
     store.close()

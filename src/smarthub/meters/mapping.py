@@ -48,6 +48,7 @@ class Unmapped:
 class Translation:
     readings: list[Reading] = field(default_factory=list)
     unmapped: list[Unmapped] = field(default_factory=list)
+    ignored: int = 0
 
 
 def parse_version(text: str) -> tuple[int, ...]:
@@ -67,9 +68,16 @@ _FLAG_NOTE = {"derived": Quality.DERIVED}
 
 class MappingTable:
     def __init__(
-        self, version: str, entries: Iterable[MappingEntry], obis_native: Iterable[str] = ()
+        self,
+        version: str,
+        entries: Iterable[MappingEntry],
+        obis_native: Iterable[str] = (),
+        ignored: Mapping[tuple[str, str], str] | None = None,
     ) -> None:
         self.version = version
+        # Points the table knows and deliberately does not turn into readings (the meter's
+        # serial, its clock, scaling attributes the codec has already applied), with why.
+        self.ignored = dict(ignored or {})
         self.version_key = parse_version(version)
         self.entries: dict[tuple[str, str], MappingEntry] = {}
         for e in entries:
@@ -90,11 +98,15 @@ class MappingTable:
         if not isinstance(raw_entries, list):
             raise MappingError("mapping table has no 'entries' list")
         entries = []
+        ignored: dict[tuple[str, str], str] = {}
         for i, e in enumerate(raw_entries):
             try:
                 protocol = str(e["protocol"])
                 if protocol not in PROTOCOLS:
                     raise MappingError(f"unknown protocol {protocol!r}")
+                if "ignore" in e:
+                    ignored[(protocol, str(e["key"]))] = str(e["ignore"])
+                    continue
                 entries.append(
                     MappingEntry(
                         protocol,
@@ -109,7 +121,7 @@ class MappingTable:
         native = data.get("obis_native", [])
         if not isinstance(native, list) or any(p not in PROTOCOLS for p in native):
             raise MappingError("'obis_native' must list known protocols")
-        return cls(version, entries, native)
+        return cls(version, entries, native, ignored)
 
     @classmethod
     def from_text(cls, text: str, *, yaml: bool = False) -> MappingTable:
@@ -159,6 +171,9 @@ class MappingTable:
         """Readings for the points the table knows; the others, with the reason, as unmapped."""
         out = Translation()
         for p in points:
+            if (p.protocol, p.key) in self.ignored:
+                out.ignored += 1
+                continue
             reading_or_reason = self._one(p, received)
             if isinstance(reading_or_reason, Reading):
                 out.readings.append(reading_or_reason)

@@ -21,7 +21,7 @@ from smarthub.gdsc.collector import Collector
 from smarthub.gdsc.commissioning import register_manifest
 from smarthub.gdsc.scheduler import Scheduler, WindowProgress
 from smarthub.gdsc.store import Store
-from smarthub.sim.fleet import CHANNELS_PER_HOME, Fleet, home_specs, provision
+from smarthub.sim.fleet import Fleet, home_specs, provision
 
 HALF_HOUR = timedelta(minutes=30)
 
@@ -59,6 +59,9 @@ class DemoResult:
     conflicts: int = 0
     frame_errors: int = 0
     estimated: int = 0
+    poll_failures: int = 0
+    unmapped: int = 0
+    protocols: str = ""
 
     def json_line(self) -> str:
         return json.dumps(asdict(self))
@@ -114,12 +117,10 @@ def account(run: DemoRun, seconds: float) -> DemoResult:
     stored = run.store.channel_starts(start, end)
     expected = 0
     present = 0
-    for spec in run.fleet.specs:
-        for obis in CHANNELS_PER_HOME:
-            meter = spec.gas_meter if obis.a == 7 else spec.elec_meter
-            got = stored.get((spec.hub_id, meter, str(obis)), set())
-            expected += len(expected_starts)
-            present += len(got & expected_starts)
+    for hub_id, meter, obis in run.fleet.expected_channels():
+        got = stored.get((hub_id, meter, str(obis)), set())
+        expected += len(expected_starts)
+        present += len(got & expected_starts)
     return DemoResult(
         homes=cfg.homes,
         days=cfg.days,
@@ -131,7 +132,10 @@ def account(run: DemoRun, seconds: float) -> DemoResult:
         seconds=round(seconds, 2),
         conflicts=run.collector.conflicts,
         frame_errors=run.fleet.frame_errors(),
+        poll_failures=run.fleet.poll_failures(),
+        unmapped=sum(h.hub.stats.unmapped for h in run.fleet.homes),
         estimated=run.store.count_estimated(start, end),
+        protocols=",".join(sorted({rig.protocol for h in run.fleet.homes for rig in h.rigs})),
     )
 
 

@@ -19,22 +19,21 @@ from cryptography import x509
 
 from smarthub.clock import Clock
 from smarthub.gdsc.pki import CertificateAuthority, Role, lfdi
-from smarthub.han.p1 import P1Port
-from smarthub.han.transport import SimulatedP1Transport
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
+from smarthub.model import ObisCode
 from smarthub.model.identifiers import make_mpan
-from smarthub.model.obis import EXPORT_ACTIVE_ENERGY, GAS_VOLUME, IMPORT_ACTIVE_ENERGY
-from smarthub.sim.dsmr_meter import DsmrMeterSimulator
 from smarthub.sim.load_profile import HouseholdProfile
+from smarthub.sim.rigs import Rig, dsmr_rig, iec_rig, zigbee_rig
 from smarthub.wan.server import HubWanServer
 from smarthub.wan.tls import client_context, server_context
 
 STREETS = ("High Street", "Station Road", "Church Lane", "Victoria Road", "Mill Lane", "Park Avenue")
 TOWNS = ("Leicester", "Loughborough", "Nottingham", "Derby", "Coventry", "Lincoln")
 
-# The interval channels every simulated home produces (import/export electricity, gas).
-CHANNELS_PER_HOME = (IMPORT_ACTIVE_ENERGY, EXPORT_ACTIVE_ENERGY, GAS_VOLUME)
+
+# The meter mixes of the demo fleet, in turn: every protocol the hub speaks is in use.
+KINDS = ("dsmr", "iec", "zigbee")
 
 
 @dataclass(frozen=True)
@@ -44,8 +43,8 @@ class HomeSpec:
     address: str
     mpan: str
     mprn: str
-    elec_meter: str
-    gas_meter: str
+    kind: str
+    index: int
     seed: int
     pv_kwp: float
 
@@ -63,8 +62,8 @@ def home_specs(homes: int, seed: int) -> list[HomeSpec]:
                     rng.choice((11, 12, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23)), rng.randrange(10**10)
                 ),
                 mprn=str(rng.randint(10**7, 10**10 - 1)),
-                elec_meter=f"E{seed % 1000:03d}{i:08d}",
-                gas_meter=f"G{seed % 1000:03d}{i:08d}",
+                kind=KINDS[i % len(KINDS)],
+                index=i,
                 seed=rng.randrange(2**31),
                 pv_kwp=rng.choice((0.0, 0.0, 0.0, 3.5)),  # about a quarter of homes export solar
             )
@@ -111,22 +110,19 @@ class SimulatedHome:
         self.dir = state / "hubs" / spec.hub_id
         self.clock = clock
         self.history = HistoryStore(self.dir / "history.sqlite")
-        self.hub = SmartHub(spec.hub_id, self.history)
-        self.port = self.hub.attach(P1Port("p1"))
+        self.hub = SmartHub(spec.hub_id, self.history, clock=clock)
         cert = x509.load_pem_x509_certificate((self.dir / "hub.pem").read_bytes())
         self.lfdi = lfdi(cert)
-        self.meter = DsmrMeterSimulator(
-            spec.elec_meter, spec.gas_meter, HouseholdProfile(spec.seed, pv_kwp=spec.pv_kwp), start=sim_start
-        )
-        self.transport = SimulatedP1Transport(
-            self.meter,
-            clock,
-            lambda data: self.hub.receive("p1", data),
-            period=telegram_period,
-            start=sim_start,
-        )
+        self.rigs = build_rigs(spec, self.hub, clock, sim_start, telegram_period)
         self.server = HubWanServer(spec.hub_id, self.lfdi, self.hub, lambda: int(clock.now().timestamp()))
         self.url = ""
+
+    @property
+    def meters(self) -> list[tuple[str, str]]:
+        return [m for rig in self.rigs for m in rig.meters]
+
+    def expected_channels(self) -> list[tuple[str, str, ObisCode]]:
+        return [(self.spec.hub_id, meter, obis) for rig in self.rigs for meter, obis in rig.channels]
 
     async def start_server(self, ca_pem: Path, host: str = "127.0.0.1", port: int = 0) -> str:
         ctx = server_context(self.dir / "hub.pem", self.dir / "hub.key", ca_pem)
@@ -148,7 +144,7 @@ class SimulatedHome:
             "mprn": s.mprn,
             "url": self.url,
             "lfdi": self.lfdi,
-            "meters": [[s.elec_meter, "electricity"], [s.gas_meter, "gas"]],
+            "meters": [list(m) for m in self.meters],
         }
 
 
@@ -187,7 +183,9 @@ class Fleet:
         return path
 
     def start_meters(self, until: datetime | None = None) -> None:
-        self._tasks = [asyncio.create_task(h.transport.run(until)) for h in self.homes]
+        self._tasks = [
+            asyncio.create_task(run) for h in self.homes for rig in h.rigs for run in rig.runs(until)
+        ]
 
     async def stop(self) -> None:
         for t in self._tasks:
@@ -198,3 +196,23 @@ class Fleet:
 
     def frame_errors(self) -> int:
         return sum(h.hub.stats.frame_errors for h in self.homes)
+
+    def poll_failures(self) -> int:
+        return sum(rig.failures for h in self.homes for rig in h.rigs)
+
+    def expected_channels(self) -> list[tuple[str, str, ObisCode]]:
+        return [c for h in self.homes for c in h.expected_channels()]
+
+
+def build_rigs(spec: HomeSpec, hub: SmartHub, clock: Clock, start: datetime, period: timedelta) -> list[Rig]:
+    """The meters of one home, by its kind; ids are unique across the fleet by the home index."""
+    profile = HouseholdProfile(spec.seed, pv_kwp=spec.pv_kwp)
+    n = spec.index
+    if spec.kind == "dsmr":
+        return [dsmr_rig(hub, clock, start, profile, f"E{n:011d}", f"G{n:011d}", period)]
+    if spec.kind == "iec":
+        return [iec_rig(hub, clock, start, profile, f"{70000000 + n:08d}", period)]
+    if spec.kind == "zigbee":
+        eui = f"00:0d:6f:00:{n >> 16 & 0xFF:02x}:{n >> 8 & 0xFF:02x}:{n & 0xFF:02x}"
+        return [zigbee_rig(hub, clock, start, profile, eui + ":01", eui + ":02", period)]
+    raise ValueError(f"unknown home kind {spec.kind!r}")
