@@ -9,6 +9,7 @@ manifest (hub URLs, LFDIs, premises and meters) that the GDSC registers from.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import random
 from dataclasses import asdict, dataclass
@@ -19,12 +20,13 @@ from cryptography import x509
 
 from smarthub.clock import Clock
 from smarthub.gdsc.pki import CertificateAuthority, Role, lfdi
+from smarthub.han.wmbus_port import WMBusPort
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
 from smarthub.model import ObisCode
 from smarthub.model.identifiers import make_mpan
 from smarthub.sim.load_profile import HouseholdProfile
-from smarthub.sim.rigs import Rig, dsmr_rig, iec_rig, zigbee_rig
+from smarthub.sim.rigs import Rig, dsmr_rig, iec_rig, mbus_rig, wmbus_rig, zigbee_rig
 from smarthub.wan.server import HubWanServer
 from smarthub.wan.tls import client_context, server_context
 
@@ -33,7 +35,7 @@ TOWNS = ("Leicester", "Loughborough", "Nottingham", "Derby", "Coventry", "Lincol
 
 
 # The meter mixes of the demo fleet, in turn: every protocol the hub speaks is in use.
-KINDS = ("dsmr", "iec", "zigbee")
+KINDS = ("dsmr", "iec+mbus+wmbus", "zigbee")
 
 
 @dataclass(frozen=True)
@@ -204,14 +206,25 @@ class Fleet:
         return [c for h in self.homes for c in h.expected_channels()]
 
 
+def _meter_key(spec: HomeSpec, slot: int) -> bytes:
+    """A per-meter AES key, as the meter's manufacturer ships it to the installer (deterministic per seed)."""
+    return hashlib.sha256(f"{spec.seed}/{spec.hub_id}/{slot}".encode()).digest()[:16]
+
+
 def build_rigs(spec: HomeSpec, hub: SmartHub, clock: Clock, start: datetime, period: timedelta) -> list[Rig]:
     """The meters of one home, by its kind; ids are unique across the fleet by the home index."""
     profile = HouseholdProfile(spec.seed, pv_kwp=spec.pv_kwp)
     n = spec.index
     if spec.kind == "dsmr":
         return [dsmr_rig(hub, clock, start, profile, f"E{n:011d}", f"G{n:011d}", period)]
-    if spec.kind == "iec":
-        return [iec_rig(hub, clock, start, profile, f"{70000000 + n:08d}", period)]
+    if spec.kind == "iec+mbus+wmbus":
+        radio = hub.attach(WMBusPort("wmbus", tz=profile.tz))
+        assert isinstance(radio, WMBusPort)
+        return [
+            iec_rig(hub, clock, start, profile, f"{70000000 + n:08d}", period),
+            mbus_rig(hub, clock, start, profile, 1, 30000000 + n, "water", period),
+            wmbus_rig(hub, clock, start, profile, radio, 40000000 + n, "gas", _meter_key(spec, 1), mode=7),
+        ]
     if spec.kind == "zigbee":
         eui = f"00:0d:6f:00:{n >> 16 & 0xFF:02x}:{n >> 8 & 0xFF:02x}:{n & 0xFF:02x}"
         return [zigbee_rig(hub, clock, start, profile, eui + ":01", eui + ":02", period)]

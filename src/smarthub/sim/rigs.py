@@ -15,17 +15,21 @@ from typing import Any
 
 from smarthub.clock import Clock
 from smarthub.han.iec_poll import iec_cycle
+from smarthub.han.mbus_poll import mbus_cycle
 from smarthub.han.p1 import P1Port
 from smarthub.han.poll import PollLoop, SimulatedLink, simulated
 from smarthub.han.ports import PortBatch
 from smarthub.han.transport import SimulatedP1Transport
+from smarthub.han.wmbus_port import WMBusPort
 from smarthub.han.zigbee_port import ZigbeePort
 from smarthub.hub.hub import SmartHub
 from smarthub.model import ObisCode
-from smarthub.model.obis import EXPORT_ACTIVE_ENERGY, GAS_VOLUME, IMPORT_ACTIVE_ENERGY
+from smarthub.model.obis import EXPORT_ACTIVE_ENERGY, GAS_VOLUME, IMPORT_ACTIVE_ENERGY, WATER_VOLUME
 from smarthub.sim.dsmr_meter import DsmrMeterSimulator
 from smarthub.sim.iec_meter import IecMeterSimulator
 from smarthub.sim.load_profile import HouseholdProfile
+from smarthub.sim.mbus_meter import MBusMeterSimulator
+from smarthub.sim.wmbus_meter import WMBusMeterSimulator
 from smarthub.sim.zigbee_meter import ZigbeeMeterSimulator
 
 MINUTE = timedelta(minutes=1)
@@ -121,3 +125,47 @@ def zigbee_rig(
         [(elec, IMPORT_ACTIVE_ENERGY), (elec, EXPORT_ACTIVE_ENERGY), (gas, GAS_VOLUME)],
         loops,
     )
+
+
+def mbus_rig(
+    hub: SmartHub,
+    clock: Clock,
+    start: datetime,
+    profile: HouseholdProfile,
+    address: int,
+    ident: int,
+    medium: str = "water",
+    period: timedelta = MINUTE,
+) -> Rig:
+    meter = MBusMeterSimulator(address, ident, "KAM", medium, profile, start=start, records_per_telegram=2)
+    link = SimulatedLink(meter)
+    cycle = mbus_cycle(link, address, tz=profile.tz)
+    loop = PollLoop(f"mbus:{ident}", clock, simulated(link, cycle), _sink(hub), period=period, start=start)
+    meter_id = f"KAM{ident:08d}"
+    return Rig("mbus", [(meter_id, medium)], [(meter_id, _VOLUME_OBIS[medium])], [loop])
+
+
+def wmbus_rig(
+    hub: SmartHub,
+    clock: Clock,
+    start: datetime,
+    profile: HouseholdProfile,
+    port: WMBusPort,
+    ident: int,
+    medium: str,
+    key: bytes,
+    mode: int,
+    period: timedelta = timedelta(seconds=30),
+) -> Rig:
+    """A battery meter transmitting in T-mode every ``period`` (OMS: at most every 30 s on average)."""
+    meter = WMBusMeterSimulator(ident, "LSE", medium, key, profile, start=start, mode=mode)
+    port.keys[meter.meter_id] = key  # installed at commissioning
+
+    async def transmit(t: datetime) -> PortBatch:
+        return port.receive(meter.frame_at(t))
+
+    loop = PollLoop(f"wmbus:{ident}", clock, transmit, _sink(hub), period=period, start=start)
+    return Rig("wmbus", [(meter.meter_id, medium)], [(meter.meter_id, _VOLUME_OBIS[medium])], [loop])
+
+
+_VOLUME_OBIS = {"water": WATER_VOLUME, "gas": GAS_VOLUME}
