@@ -166,6 +166,61 @@ def hub(
 
 
 @app.command()
+def decode(
+    protocol: Annotated[str, typer.Option(help="dlms, iec62056-21, mbus, wmbus, zigbee or dsmr")],
+    source: Annotated[str, typer.Argument(help="file with the frame as hex, or - for standard input")] = "-",
+    key: Annotated[str | None, typer.Option(help="AES-128 key as hex (wmbus, encrypted dlms)")] = None,
+    meter: Annotated[str | None, typer.Option(help="meter id when the frame does not carry one")] = None,
+    device_type: Annotated[
+        int | None, typer.Option(help="zigbee: MeteringDeviceType (0 electric, 1 gas, 2 water)")
+    ] = None,
+    multiplier: Annotated[int, typer.Option(help="zigbee: Multiplier attribute")] = 1,
+    divisor: Annotated[int, typer.Option(help="zigbee: Divisor attribute")] = 1,
+    unit_of_measure: Annotated[int, typer.Option(help="zigbee: UnitOfMeasure (0 kWh, 1 m3)")] = 0,
+) -> None:
+    """Decode one captured frame (hex) and print one JSON object per reading.
+
+    Exit status 2, with one line on standard error saying what is wrong, on bad input.
+    Points the mapping table does not translate are reported on standard error, not dropped.
+    """
+    import json
+    from datetime import UTC
+
+    from smarthub.meters.decode import decode_points, parse_hex
+    from smarthub.meters.errors import DecodeError
+    from smarthub.meters.mapping import MappingTable
+    from smarthub.meters.zigbee_se import MeterFormatting
+
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text()
+        data = parse_hex(text)
+        key_bytes = parse_hex(key) if key is not None else None
+        if key_bytes is not None and len(key_bytes) != 16:
+            raise DecodeError("input", f"an AES-128 key is 16 bytes, got {len(key_bytes)}")
+        formatting = MeterFormatting(
+            multiplier=multiplier, divisor=divisor, unit_of_measure=unit_of_measure, device_type=device_type
+        )
+        points = decode_points(protocol, data, key=key_bytes, meter=meter, zigbee_formatting=formatting)
+    except (DecodeError, OSError, UnicodeDecodeError) as err:
+        err_line = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"smarthub decode: {err_line}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    translation = MappingTable.default().translate(points, datetime.now(UTC))
+    for r in translation.readings:
+        print(
+            "{"
+            f'"meter": {json.dumps(r.meter)}, "obis": {json.dumps(str(r.obis))}, "value": {r.value}, '
+            f'"unit": {json.dumps(r.unit.value)}, "time": {json.dumps(r.time.isoformat())}'
+            "}"
+        )
+    for u in translation.unmapped:
+        print(
+            f"unmapped: {u.point.protocol} {u.point.key}={u.point.value} {u.point.unit or ''} ({u.reason})",
+            file=sys.stderr,
+        )
+
+
+@app.command()
 def gdsc(
     state: Annotated[Path, typer.Option(help="state directory with ca/, gdsc/ and fleet.json")],
     db: Annotated[str | None, typer.Option(help="database URL (default: SQLite in the state dir)")] = None,
