@@ -170,6 +170,9 @@ def decode(
     protocol: Annotated[str, typer.Option(help="dlms, iec62056-21, mbus, wmbus, zigbee or dsmr")],
     source: Annotated[str, typer.Argument(help="file with the frame as hex, or - for standard input")] = "-",
     key: Annotated[str | None, typer.Option(help="AES-128 key as hex (wmbus, encrypted dlms)")] = None,
+    auth_key: Annotated[
+        str | None, typer.Option(help="dlms: authentication key AK as hex (default: the key)")
+    ] = None,
     meter: Annotated[str | None, typer.Option(help="meter id when the frame does not carry one")] = None,
     device_type: Annotated[
         int | None, typer.Option(help="zigbee: MeteringDeviceType (0 electric, 1 gas, 2 water)")
@@ -200,7 +203,10 @@ def decode(
         formatting = MeterFormatting(
             multiplier=multiplier, divisor=divisor, unit_of_measure=unit_of_measure, device_type=device_type
         )
-        points = decode_points(protocol, data, key=key_bytes, meter=meter, zigbee_formatting=formatting)
+        ak = parse_hex(auth_key) if auth_key is not None else None
+        points = decode_points(
+            protocol, data, key=key_bytes, meter=meter, zigbee_formatting=formatting, authentication_key=ak
+        )
     except (DecodeError, OSError, UnicodeDecodeError) as err:
         err_line = str(err).splitlines()[0] if str(err) else type(err).__name__
         print(f"smarthub decode: {err_line}", file=sys.stderr)

@@ -92,4 +92,4 @@ async def test_operator_page_shows_the_fleet(tmp_path: Path) -> None:
     finally:
         await teardown(run)
     assert "HUB000000" in page and "HUB000001" in page and "<svg" in page
-    assert [h["readings"] for h in fleet] == [len(home.rigs[0].channels) * 48 for home in run.fleet.homes]
+    assert [h["readings"] for h in fleet] == [len(home.expected_channels()) * 48 for home in run.fleet.homes]

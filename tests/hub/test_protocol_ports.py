@@ -71,3 +71,47 @@ async def test_zigbee_gas_meter_reports_give_exact_half_hours(hub: SmartHub) -> 
     got = hub.history.query(meter_id, GAS_VOLUME)
     # divisor 1000 on m3: the raw summation is litres, the interval value (10^-3 m3) equals it exactly
     assert [r.value for r in got] == [starts[1] - starts[0], starts[2] - starts[1]]
+
+
+async def test_encrypted_dlms_meter_polled_gives_exact_half_hours(hub: SmartHub) -> None:
+    from smarthub.han.dlms_poll import dlms_cycle
+    from smarthub.meters.dlms.client import DlmsClient
+    from smarthub.meters.dlms.security import SecurityKeys
+    from smarthub.sim.dlms_meter import DlmsMeterSimulator
+
+    clock = hub.clock
+    assert isinstance(clock, ManualClock)
+    keys = SecurityKeys(bytes(range(16)), bytes(range(16, 32)))
+    title = b"LGZ\x00\x00\x00\x00\x07"
+    meter = DlmsMeterSimulator(title, "7", HouseholdProfile(9), start=T0, keys=keys)
+    link = SimulatedLink(meter)
+    client = DlmsClient(client_sap=1, server_address=1, system_title=b"SHB\x00\x00\x00\x00\x01", keys=keys)
+    at_boundary: list[int] = []
+
+    def sink(batch, t):  # type: ignore[no-untyped-def]
+        hub.accept(batch, t)
+        if t.minute % 30 == 0:
+            at_boundary.append(meter.registers.import_wh)
+
+    cycle = dlms_cycle(link, client, (IMPORT_ACTIVE_ENERGY, EXPORT_ACTIVE_ENERGY))
+    loop = PollLoop("dlms", clock, simulated(link, cycle), sink, period=timedelta(minutes=1), start=T0)
+    await run_loop(loop, clock, T0 + HOUR)
+    assert loop.failures == 0 and hub.stats.frame_errors == 0
+    got = hub.history.query(title.hex().upper(), IMPORT_ACTIVE_ENERGY)
+    assert [r.value for r in got] == [at_boundary[1] - at_boundary[0], at_boundary[2] - at_boundary[1]]
+    assert client.invocation_counter > 60  # one counter across all 61 associations: replays stay refused
+
+
+def test_wmbus_frame_with_the_wrong_key_stores_nothing(hub: SmartHub) -> None:
+    from smarthub.han.wmbus_port import WMBusPort
+    from smarthub.meters.wmbus import DecryptionError
+    from smarthub.sim.wmbus_meter import WMBusMeterSimulator
+
+    meter = WMBusMeterSimulator(12345678, "LSE", "water", bytes(16), HouseholdProfile(1), start=T0, mode=5)
+    port = WMBusPort("radio", {meter.meter_id: bytes(range(16))})
+    errors = hub.accept(port.receive(meter.frame_at(T0)), T0)
+    assert len(errors) == 1 and isinstance(errors[0], DecryptionError)
+    assert hub.mirror.meters() == [] and port.errors == 1
+    port.keys[meter.meter_id] = bytes(16)  # the right key arrives (a key change from the GDSC)
+    assert hub.accept(port.receive(meter.frame_at(T0 + timedelta(seconds=30))), T0) == []
+    assert hub.mirror.meters() == [meter.meter_id]

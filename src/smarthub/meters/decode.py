@@ -50,6 +50,7 @@ def decode_points(
     key: bytes | None = None,
     meter: str | None = None,
     zigbee_formatting: zigbee_se.MeterFormatting | None = None,
+    authentication_key: bytes | None = None,
 ) -> list[DataPoint]:
     """Data points of one frame. ZigBee reports need the meter's formatting (Multiplier,
     Divisor, UnitOfMeasure, device type) unless the frame itself carries it."""
@@ -69,5 +70,5 @@ def decode_points(
     if protocol == "dlms":
         from smarthub.meters.dlms.decode import frame_data_points
 
-        return frame_data_points(data, key=key, meter=meter)
+        return frame_data_points(data, key=key, meter=meter, authentication_key=authentication_key)
     raise DecodeError("input", f"unknown protocol {protocol!r}; one of {', '.join(PROTOCOLS)}")

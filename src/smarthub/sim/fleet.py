@@ -23,10 +23,11 @@ from smarthub.gdsc.pki import CertificateAuthority, Role, lfdi
 from smarthub.han.wmbus_port import WMBusPort
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
+from smarthub.meters.dlms.security import SecurityKeys
 from smarthub.model import ObisCode
 from smarthub.model.identifiers import make_mpan
 from smarthub.sim.load_profile import HouseholdProfile
-from smarthub.sim.rigs import Rig, dsmr_rig, iec_rig, mbus_rig, wmbus_rig, zigbee_rig
+from smarthub.sim.rigs import Rig, dlms_rig, dsmr_rig, iec_rig, mbus_rig, wmbus_rig, zigbee_rig
 from smarthub.wan.server import HubWanServer
 from smarthub.wan.tls import client_context, server_context
 
@@ -35,7 +36,7 @@ TOWNS = ("Leicester", "Loughborough", "Nottingham", "Derby", "Coventry", "Lincol
 
 
 # The meter mixes of the demo fleet, in turn: every protocol the hub speaks is in use.
-KINDS = ("dsmr", "iec+mbus+wmbus", "zigbee")
+KINDS = ("dsmr", "dlms+wmbus", "iec+mbus+wmbus", "zigbee")
 
 
 @dataclass(frozen=True)
@@ -217,6 +218,16 @@ def build_rigs(spec: HomeSpec, hub: SmartHub, clock: Clock, start: datetime, per
     n = spec.index
     if spec.kind == "dsmr":
         return [dsmr_rig(hub, clock, start, profile, f"E{n:011d}", f"G{n:011d}", period)]
+    if spec.kind == "dlms+wmbus":
+        radio = hub.attach(WMBusPort("wmbus", tz=profile.tz))
+        assert isinstance(radio, WMBusPort)
+        title = b"LGZ" + (0x40000000 + n).to_bytes(5, "big")  # system title: manufacturer + serial
+        keys = SecurityKeys(_meter_key(spec, 10), _meter_key(spec, 11))
+        return [
+            dlms_rig(hub, clock, start, profile, title, keys, period),
+            wmbus_rig(hub, clock, start, profile, radio, 50000000 + n, "gas", _meter_key(spec, 2), mode=5),
+            wmbus_rig(hub, clock, start, profile, radio, 60000000 + n, "water", _meter_key(spec, 3), mode=5),
+        ]
     if spec.kind == "iec+mbus+wmbus":
         radio = hub.attach(WMBusPort("wmbus", tz=profile.tz))
         assert isinstance(radio, WMBusPort)

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from smarthub.clock import Clock
+from smarthub.han.dlms_poll import dlms_cycle
 from smarthub.han.iec_poll import iec_cycle
 from smarthub.han.mbus_poll import mbus_cycle
 from smarthub.han.p1 import P1Port
@@ -23,8 +24,17 @@ from smarthub.han.transport import SimulatedP1Transport
 from smarthub.han.wmbus_port import WMBusPort
 from smarthub.han.zigbee_port import ZigbeePort
 from smarthub.hub.hub import SmartHub
+from smarthub.meters.dlms.client import DlmsClient
+from smarthub.meters.dlms.security import SecurityKeys
 from smarthub.model import ObisCode
-from smarthub.model.obis import EXPORT_ACTIVE_ENERGY, GAS_VOLUME, IMPORT_ACTIVE_ENERGY, WATER_VOLUME
+from smarthub.model.obis import (
+    EXPORT_ACTIVE_ENERGY,
+    GAS_VOLUME,
+    IMPORT_ACTIVE_ENERGY,
+    IMPORT_ACTIVE_POWER,
+    WATER_VOLUME,
+)
+from smarthub.sim.dlms_meter import DlmsMeterSimulator
 from smarthub.sim.dsmr_meter import DsmrMeterSimulator
 from smarthub.sim.iec_meter import IecMeterSimulator
 from smarthub.sim.load_profile import HouseholdProfile
@@ -169,3 +179,29 @@ def wmbus_rig(
 
 
 _VOLUME_OBIS = {"water": WATER_VOLUME, "gas": GAS_VOLUME}
+
+
+def dlms_rig(
+    hub: SmartHub,
+    clock: Clock,
+    start: datetime,
+    profile: HouseholdProfile,
+    system_title: bytes,
+    keys: SecurityKeys,
+    period: timedelta = MINUTE,
+) -> Rig:
+    """An encrypted (suite 0) DLMS/COSEM meter on HDLC, polled for its registers."""
+    meter = DlmsMeterSimulator(system_title, system_title.hex().upper(), profile, start=start, keys=keys)
+    link = SimulatedLink(meter)
+    client = DlmsClient(client_sap=1, server_address=1, system_title=b"SHB" + system_title[3:], keys=keys)
+    cycle = dlms_cycle(link, client, (IMPORT_ACTIVE_ENERGY, EXPORT_ACTIVE_ENERGY, IMPORT_ACTIVE_POWER))
+    loop = PollLoop(
+        f"dlms:{system_title.hex()}", clock, simulated(link, cycle), _sink(hub), period=period, start=start
+    )
+    meter_id = system_title.hex().upper()
+    return Rig(
+        "dlms",
+        [(meter_id, "electricity")],
+        [(meter_id, IMPORT_ACTIVE_ENERGY), (meter_id, EXPORT_ACTIVE_ENERGY)],
+        [loop],
+    )

@@ -1,0 +1,606 @@
+"""A sans-I/O DLMS/COSEM client session (IEC 62056-5-3 application layer over IEC 62056-46 HDLC
+or the IEC 62056-47 wrapper; Green Book, "Application association establishment and release",
+"GET service", "Transferring long application messages: block transfer").
+
+The client never touches a socket or a clock. Every operation returns the bytes to send;
+received bytes go to :meth:`DlmsClient.receive`, which returns an event once the operation is
+complete, or ``None`` when it needs more bytes or another round trip. In the latter case
+:meth:`DlmsClient.next_request` has the bytes to send (an HDLC RR asking for the next segment,
+a GET.request-next asking for the next block, the AARQ after SNRM/UA, ...) or ``b""``::
+
+    out = client.connect()                 # or get(...), release(), disconnect()
+    while True:
+        send(out)
+        event = client.receive(recv())
+        if event is not None:
+            break
+        out = client.next_request()        # b"": just wait for more bytes
+
+:func:`poll_meter` chains the operations of one poll (connect, read registers with their
+scalers, the clock, a load profile, release, disconnect) as a generator: it yields bytes to
+send and is sent the bytes received; its return value is the list of data points. The hub's
+poll loop and the tests drive it the same way (see :func:`drive`).
+
+Errors: bad bytes raise ``DecodeError`` subclasses (including :class:`DecryptionError` and
+:class:`ReplayError`); what the meter refuses raises :class:`AssociationRejected` or
+:class:`DataAccessError`; calling an operation in the wrong state raises
+:class:`DlmsStateError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from smarthub.meters.dlms.apdu import (
+    Aare,
+    Aarq,
+    ApplicationContext,
+    ConfirmedServiceError,
+    Conformance,
+    DataNotification,
+    ExceptionResponse,
+    GetRequestNext,
+    GetRequestNormal,
+    GetResponseNormal,
+    GetResponseWithBlock,
+    InitiateRequest,
+    InitiateResponse,
+    Mechanism,
+    ReleaseRequest,
+    ReleaseResponse,
+    decode_apdu,
+)
+from smarthub.meters.dlms.axdr import decode_data
+from smarthub.meters.dlms.cosem import (
+    CLASS_CLOCK,
+    CLASS_PROFILE_GENERIC,
+    CLASS_REGISTER,
+    CLOCK,
+    ScalerUnit,
+    capture_objects,
+    clock_time,
+    profile_data_points,
+    register_data_point,
+    scaler_unit,
+)
+from smarthub.meters.dlms.errors import (
+    PROTOCOL,
+    AssociationRejected,
+    DataAccessError,
+    DecodeError,
+    DlmsSessionError,
+    DlmsStateError,
+    MalformedFrame,
+)
+from smarthub.meters.dlms.hdlc import (
+    LLC_REQUEST,
+    FrameType,
+    HdlcAddress,
+    HdlcFrame,
+    HdlcFramer,
+    HdlcParameters,
+    SegmentReassembler,
+    encode_frame,
+    segment,
+    strip_llc,
+)
+from smarthub.meters.dlms.security import (
+    InvocationCounterGuard,
+    SecurityKeys,
+    cipher_apdu,
+    decipher_apdu,
+    is_ciphered,
+)
+from smarthub.meters.dlms.wrapper import WrapperFrame, WrapperFramer, encode_wrapper
+from smarthub.model.datapoint import DataPoint
+from smarthub.model.obis import ObisCode
+
+__all__ = [
+    "DEFAULT_CONFORMANCE",
+    "LOGICAL_DEVICE_NAME",
+    "Connected",
+    "Disconnected",
+    "DlmsClient",
+    "GetResult",
+    "PushReceiver",
+    "Released",
+    "drive",
+    "poll_meter",
+]
+
+DEFAULT_CONFORMANCE = (
+    Conformance.BLOCK_TRANSFER_WITH_GET_OR_READ
+    | Conformance.GET
+    | Conformance.SELECTIVE_ACCESS
+    | Conformance.DATA_NOTIFICATION
+)
+LOGICAL_DEVICE_NAME = ObisCode(0, 0, 42, 0, 0)
+Transport = Literal["hdlc", "wrapper"]
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    conformance: int
+    server_max_pdu: int
+    server_system_title: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class GetResult:
+    class_id: int
+    obis: ObisCode
+    attribute: int
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    pass
+
+
+Event = Connected | GetResult | Released | Disconnected
+
+
+class DlmsClient:
+    """One client association with one logical device (see the module docstring)."""
+
+    def __init__(
+        self,
+        client_sap: int = 16,
+        server_address: int = 1,
+        system_title: bytes = b"SMH\x00\x00\x00\x00\x01",
+        keys: SecurityKeys | None = None,
+        transport: Transport = "hdlc",
+        *,
+        server_physical: int | None = None,
+        server_wport: int = 1,
+        password: bytes | None = None,
+        max_pdu: int = 512,
+        invocation_counter: int = 0,
+        guard: InvocationCounterGuard | None = None,
+        conformance: int = DEFAULT_CONFORMANCE,
+    ) -> None:
+        if transport not in ("hdlc", "wrapper"):
+            raise ValueError("transport is 'hdlc' or 'wrapper'")
+        if len(system_title) != 8:
+            raise ValueError("a system title is 8 bytes")
+        self.client_sap = client_sap
+        self.system_title = bytes(system_title)
+        self.keys = keys
+        self.transport = transport
+        self.password = password
+        self.max_pdu = max_pdu
+        self.invocation_counter = invocation_counter  # the last one used; the next APDU uses +1
+        self.guard = guard if guard is not None else InvocationCounterGuard()
+        self.conformance = conformance
+        self.server_system_title: bytes | None = None
+        self.negotiated: Connected | None = None
+        self._client_addr = HdlcAddress.client(client_sap)
+        self._server_addr = HdlcAddress.server(server_address, server_physical)
+        self._server_wport = server_wport
+        self._hdlc = HdlcFramer()
+        self._wrap = WrapperFramer()
+        self._reasm = SegmentReassembler()
+        self._params = HdlcParameters()
+        self._ns = 0
+        self._nr = 0
+        self._state = "idle"
+        self._out: list[bytes] = []
+        self._tx_segments: list[bytes] = []
+        self._invoke = 0
+        self._pending: tuple[int, ObisCode, int] | None = None
+        self._blocks: list[bytes] = []
+        self._block_number = 0
+
+    # ---- state --------------------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """idle, snrm, aarq, associated, get, rlrq, released (HDLC link still up), disc."""
+        return self._state
+
+    @property
+    def meter_id(self) -> str | None:
+        """The server system title in hex, once a ciphered association told it."""
+        return self.server_system_title.hex().upper() if self.server_system_title else None
+
+    def next_request(self) -> bytes:
+        """Bytes the session needs sent now (after ``receive`` returned ``None``), or ``b""``."""
+        out = b"".join(self._out)
+        self._out.clear()
+        return out
+
+    def _expect(self, *states: str) -> None:
+        if self._state not in states:
+            raise DlmsStateError(
+                f"dlms: operation not allowed in state {self._state!r} (needs {'/'.join(states)})"
+            )
+
+    # ---- operations ---------------------------------------------------------------------
+
+    def connect(self) -> bytes:
+        """Start the association: SNRM (HDLC), or directly the AARQ (wrapper)."""
+        self._expect("idle")
+        self._ns = self._nr = 0
+        self._reasm.reset()
+        if self.transport == "hdlc":
+            self._state = "snrm"
+            return encode_frame(HdlcFrame(FrameType.SNRM, self._server_addr, self._client_addr))
+        self._state = "aarq"
+        return self._send_apdu(self._aarq())
+
+    def get(
+        self, obis: ObisCode, class_id: int, attribute: int, access_selection: bytes | None = None
+    ) -> bytes:
+        """GET.request normal; the result comes as a :class:`GetResult` (block transfer handled)."""
+        self._expect("associated")
+        self._invoke = self._invoke % 15 + 1
+        self._pending = (class_id, obis, attribute)
+        self._blocks = []
+        self._block_number = 0
+        self._state = "get"
+        req = GetRequestNormal(self._invoke, class_id, obis, attribute, access_selection)
+        return self._send_apdu(self._protect(req.to_bytes()))
+
+    def release(self) -> bytes:
+        """RLRQ; answered by :class:`Released`."""
+        self._expect("associated")
+        self._state = "rlrq"
+        return self._send_apdu(ReleaseRequest(0).to_bytes())
+
+    def disconnect(self) -> bytes:
+        """HDLC DISC (answered by :class:`Disconnected`); with the wrapper there is nothing to send:
+        the session is idle at once and the caller closes the TCP connection."""
+        if self.transport == "wrapper":
+            self._state = "idle"
+            return b""
+        self._state = "disc"
+        return encode_frame(HdlcFrame(FrameType.DISC, self._server_addr, self._client_addr))
+
+    # ---- building -----------------------------------------------------------------------
+
+    def _next_ic(self) -> int:
+        self.invocation_counter += 1
+        if self.invocation_counter > 0xFFFFFFFF:
+            raise DlmsSessionError("dlms: invocation counter exhausted: new keys needed")
+        return self.invocation_counter
+
+    def _protect(self, plain: bytes) -> bytes:
+        if self.keys is None:
+            return plain
+        return cipher_apdu(plain, self.system_title, self._next_ic(), self.keys)
+
+    def _aarq(self) -> bytes:
+        initiate = InitiateRequest(self.conformance, self.max_pdu).to_bytes()
+        mechanism = Mechanism.LLS if self.password is not None else None
+        if self.keys is None:
+            return Aarq(initiate, ApplicationContext.LN, None, mechanism, self.password).to_bytes()
+        return Aarq(
+            self._protect(initiate),
+            ApplicationContext.LN_CIPHERED,
+            self.system_title,
+            mechanism,
+            self.password,
+        ).to_bytes()
+
+    def _send_apdu(self, apdu: bytes) -> bytes:
+        if self.transport == "wrapper":
+            return encode_wrapper(WrapperFrame(self.client_sap, self._server_wport, apdu))
+        segments = segment(LLC_REQUEST + apdu, self._params.max_info_rx)
+        self._tx_segments = segments[1:]
+        return self._iframe(segments[0], bool(self._tx_segments))
+
+    def _iframe(self, info: bytes, segmented: bool) -> bytes:
+        frame = HdlcFrame(
+            FrameType.I, self._server_addr, self._client_addr, info, self._ns, self._nr, True, segmented
+        )
+        self._ns = (self._ns + 1) % 8
+        return encode_frame(frame)
+
+    # ---- receiving ----------------------------------------------------------------------
+
+    def receive(self, data: bytes) -> Event | None:
+        """Consume received bytes: an event when the operation completed, else ``None``."""
+        if self.transport == "wrapper":
+            for item in self._wrap.feed(data):
+                if isinstance(item, DecodeError):
+                    raise item
+                if item.destination != self.client_sap:
+                    continue
+                event = self._on_apdu(item.apdu)
+                if event is not None:
+                    return event
+            return None
+        for frame in self._hdlc.feed(data):
+            if isinstance(frame, DecodeError):
+                raise frame
+            if frame.destination.upper != self.client_sap:
+                continue
+            event = self._on_frame(frame)
+            if event is not None:
+                return event
+        return None
+
+    def _on_frame(self, frame: HdlcFrame) -> Event | None:
+        kind = frame.type
+        if kind is FrameType.UA:
+            if self._state == "snrm":
+                self._params = _peer_params(frame.info)
+                self._state = "aarq"
+                self._out.append(self._send_apdu(self._aarq()))
+                return None
+            if self._state == "disc":
+                self._state = "idle"
+                return Disconnected()
+            raise DlmsStateError(f"dlms: unexpected UA in state {self._state!r}")
+        if kind is FrameType.DM:
+            if self._state == "disc":
+                self._state = "idle"
+                return Disconnected()
+            self._state = "idle"
+            raise DlmsSessionError("dlms: the meter answered DM (disconnected mode)")
+        if kind is FrameType.FRMR:
+            self._state = "idle"
+            raise DlmsSessionError("dlms: the meter rejected a frame (FRMR)")
+        if kind in (FrameType.RR, FrameType.RNR):
+            if self._tx_segments and kind is FrameType.RR:
+                info = self._tx_segments.pop(0)
+                self._out.append(self._iframe(info, bool(self._tx_segments)))
+            return None
+        if kind is FrameType.I:
+            self._nr = (frame.ns + 1) % 8
+            info = self._reasm.add(frame)
+            if info is None:
+                rr = HdlcFrame(FrameType.RR, self._server_addr, self._client_addr, nr=self._nr)
+                self._out.append(encode_frame(rr))
+                return None
+            return self._on_apdu(strip_llc(info, response=True))
+        return None  # UI (pushes) and anything else: not part of this session
+
+    def _on_apdu(self, raw: bytes) -> Event | None:
+        state = self._state
+        if state == "aarq":
+            return self._on_aare(raw)
+        if is_ciphered(raw):
+            if self.keys is None:
+                raise MalformedFrame(PROTOCOL, "ciphered APDU on an unciphered association")
+            raw = decipher_apdu(raw, self.keys, system_title=self.server_system_title, guard=self.guard).plain
+        apdu = decode_apdu(raw)
+        if isinstance(apdu, ExceptionResponse):
+            self._state = "associated" if state == "get" else state
+            raise DlmsSessionError(
+                f"dlms: exception-response state-error {apdu.state_error} service-error {apdu.service_error}"
+            )
+        if state == "get":
+            return self._on_get(apdu)
+        if state == "rlrq":
+            if not isinstance(apdu, ReleaseResponse):
+                raise DlmsStateError(f"dlms: expected RLRE, got {type(apdu).__name__}")
+            self._state = "released" if self.transport == "hdlc" else "idle"
+            return Released()
+        raise DlmsStateError(f"dlms: unexpected {type(apdu).__name__} in state {state!r}")
+
+    def _on_aare(self, raw: bytes) -> Event:
+        apdu = decode_apdu(raw)
+        if isinstance(apdu, ExceptionResponse):
+            self._state = "idle"
+            raise AssociationRejected(1, None, "exception-response")
+        if not isinstance(apdu, Aare):
+            raise DlmsStateError(f"dlms: expected AARE, got {type(apdu).__name__}")
+        if apdu.result != 0:
+            self._state = "idle"
+            raise AssociationRejected(apdu.result, apdu.diagnostic)
+        if self.keys is not None:
+            if apdu.responding_ap_title is None or len(apdu.responding_ap_title) != 8:
+                raise MalformedFrame(PROTOCOL, "ciphered AARE without an 8-byte responding-AP-title")
+            self.server_system_title = apdu.responding_ap_title
+        info = apdu.user_information
+        if info is None:
+            raise MalformedFrame(PROTOCOL, "AARE without xDLMS InitiateResponse")
+        if is_ciphered(info):
+            if self.keys is None:
+                raise MalformedFrame(PROTOCOL, "ciphered InitiateResponse on an unciphered association")
+            info = decipher_apdu(
+                info, self.keys, system_title=self.server_system_title, guard=self.guard
+            ).plain
+        initiate = decode_apdu(info)
+        if isinstance(initiate, ConfirmedServiceError):
+            self._state = "idle"
+            raise AssociationRejected(
+                apdu.result, apdu.diagnostic, f"confirmed-service-error {initiate.error}"
+            )
+        if not isinstance(initiate, InitiateResponse):
+            raise MalformedFrame(PROTOCOL, "AARE user-information is not an InitiateResponse")
+        self._state = "associated"
+        self.negotiated = Connected(
+            initiate.negotiated_conformance, initiate.server_max_receive_pdu_size, self.server_system_title
+        )
+        return self.negotiated
+
+    def _on_get(self, apdu: object) -> Event | None:
+        assert self._pending is not None
+        class_id, obis, attribute = self._pending
+        what = f"{obis} class {class_id} attribute {attribute}"
+        if isinstance(apdu, GetResponseNormal):
+            if apdu.invoke_id != self._invoke:
+                raise DlmsStateError(
+                    f"dlms: GET.response invoke-id {apdu.invoke_id}, expected {self._invoke}"
+                )
+            self._state = "associated"
+            if apdu.data is None:
+                raise DataAccessError(apdu.result, what)
+            return GetResult(class_id, obis, attribute, apdu.value)
+        if isinstance(apdu, GetResponseWithBlock):
+            if apdu.raw_data is None:
+                self._state = "associated"
+                raise DataAccessError(apdu.result, what)
+            if apdu.block_number != self._block_number + 1:
+                self._state = "associated"
+                raise MalformedFrame(
+                    PROTOCOL, f"GET block {apdu.block_number} received, expected {self._block_number + 1}"
+                )
+            self._block_number = apdu.block_number
+            self._blocks.append(apdu.raw_data)
+            if not apdu.last_block:
+                nxt = GetRequestNext(self._invoke, self._block_number)
+                self._out.append(self._send_apdu(self._protect(nxt.to_bytes())))
+                return None
+            self._state = "associated"
+            value, _ = decode_data(b"".join(self._blocks), whole=True)
+            self._blocks = []
+            return GetResult(class_id, obis, attribute, value)
+        self._state = "associated"
+        raise DlmsStateError(f"dlms: expected GET.response, got {type(apdu).__name__}")
+
+
+def _peer_params(info: bytes) -> HdlcParameters:
+    """The server's UA parameters, seen from the client: its max receive is our max transmit."""
+    p = HdlcParameters.from_bytes(info)
+    return HdlcParameters(p.max_info_rx, p.max_info_tx, p.window_rx, p.window_tx)
+
+
+# --------------------------------------------------------------------------------------------
+# Driving a whole poll
+# --------------------------------------------------------------------------------------------
+
+Exchange = Generator[bytes, bytes, Any]
+
+
+def _operation(client: DlmsClient, first: bytes) -> Generator[bytes, bytes, Event]:
+    out = first
+    while True:
+        data = yield out
+        event = client.receive(data)
+        if event is not None:
+            return event
+        out = client.next_request()
+
+
+def poll_meter(
+    client: DlmsClient,
+    registers: Sequence[ObisCode] = (),
+    *,
+    profile: ObisCode | None = None,
+    meter: str | None = None,
+) -> Generator[bytes, bytes, list[DataPoint]]:
+    """One poll as a generator: yields bytes to send (``b""`` = nothing, wait for bytes) and is
+    sent the bytes received; returns the data points.
+
+    Reads, in one association: the Clock (its time stamps the registers), each Register's
+    scaler_unit and value, and, when ``profile`` is given, the Profile Generic's capture objects
+    and buffer (scaled with the captured registers' scalers, read if not in ``registers``).
+    The meter id is ``meter``, else the server system title (ciphered association), else the
+    logical device name 0-0:42.0.0.
+    """
+    yield from _operation(client, client.connect())
+
+    def get(obis: ObisCode, class_id: int, attribute: int) -> Generator[bytes, bytes, Any]:
+        event = yield from _operation(client, client.get(obis, class_id, attribute))
+        assert isinstance(event, GetResult)
+        return event.value
+
+    meter_id = meter or client.meter_id
+    if meter_id is None:
+        ldn = yield from get(LOGICAL_DEVICE_NAME, 1, 2)
+        meter_id = ldn.decode("latin-1") if isinstance(ldn, bytes) else str(ldn)
+    now: datetime | None = clock_time((yield from get(CLOCK, CLASS_CLOCK, 2)))
+    points: list[DataPoint] = []
+    scalers: dict[ObisCode, ScalerUnit] = {}
+    for obis in registers:
+        su = scaler_unit((yield from get(obis, CLASS_REGISTER, 3)))
+        scalers[obis] = su
+        value = yield from get(obis, CLASS_REGISTER, 2)
+        p = register_data_point(meter_id, obis, value, su, time=now)
+        if p is not None:
+            points.append(p)
+    if profile is not None:
+        columns = capture_objects((yield from get(profile, CLASS_PROFILE_GENERIC, 3)))
+        for col in columns:
+            if col.class_id in (3, 4) and col.logical_name not in scalers:
+                scalers[col.logical_name] = scaler_unit((yield from get(col.logical_name, col.class_id, 3)))
+        buffer = yield from get(profile, CLASS_PROFILE_GENERIC, 2)
+        points += profile_data_points(meter_id, buffer, columns, scalers)
+    yield from _operation(client, client.release())
+    if client.transport == "hdlc":
+        yield from _operation(client, client.disconnect())
+    else:
+        client.disconnect()
+    return points
+
+
+def drive(exchange: Generator[bytes, bytes, Any], transact: Callable[[bytes], bytes]) -> Any:
+    """Run a generator such as :func:`poll_meter` against a synchronous ``transact(bytes) ->
+    bytes`` (a simulator, a test double); returns the generator's result."""
+    out = next(exchange)
+    while True:
+        reply = transact(out) if out else b""
+        try:
+            out = exchange.send(reply)
+        except StopIteration as stop:
+            return stop.value
+
+
+# --------------------------------------------------------------------------------------------
+# Push
+# --------------------------------------------------------------------------------------------
+
+
+class PushReceiver:
+    """Receives pushed DataNotifications (plain or general-glo-ciphered), framed by HDLC (UI or
+    I frames) or the wrapper. ``feed`` never raises: it returns notifications and errors."""
+
+    def __init__(
+        self,
+        transport: Transport = "hdlc",
+        keys: SecurityKeys | None = None,
+        guard: InvocationCounterGuard | None = None,
+    ) -> None:
+        self.transport = transport
+        self.keys = keys
+        self.guard = guard if guard is not None else InvocationCounterGuard()
+        self._hdlc = HdlcFramer()
+        self._wrap = WrapperFramer()
+        self.last_system_title: bytes | None = None
+
+    def feed(self, data: bytes) -> list[tuple[bytes | None, DataNotification] | DecodeError]:
+        """``(sender system title or None, notification)`` per pushed APDU, or the error."""
+        out: list[tuple[bytes | None, DataNotification] | DecodeError] = []
+        apdus: list[bytes | DecodeError] = []
+        if self.transport == "wrapper":
+            apdus = [i.apdu if isinstance(i, WrapperFrame) else i for i in self._wrap.feed(data)]
+        else:
+            for f in self._hdlc.feed(data):
+                if isinstance(f, DecodeError):
+                    apdus.append(f)
+                elif f.info:
+                    info = f.info[3:] if f.info[:2] == b"\xe6\xe7" else f.info
+                    apdus.append(info)
+        for a in apdus:
+            if isinstance(a, DecodeError):
+                out.append(a)
+                continue
+            try:
+                out.append(self.decode(a))
+            except DecodeError as err:
+                out.append(err)
+        return out
+
+    def decode(self, apdu: bytes) -> tuple[bytes | None, DataNotification]:
+        sender = None
+        if is_ciphered(apdu):
+            if self.keys is None:
+                raise MalformedFrame(PROTOCOL, "ciphered push but no keys configured")
+            c = decipher_apdu(apdu, self.keys, guard=self.guard)
+            sender, apdu = c.system_title, c.plain
+        n = decode_apdu(apdu)
+        if not isinstance(n, DataNotification):
+            raise MalformedFrame(PROTOCOL, f"pushed APDU is a {type(n).__name__}, not a DataNotification")
+        return sender, n
