@@ -22,8 +22,9 @@ test: $(STAMP)
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
-	SMARTHUB_FUZZ_EXAMPLES=20000 $(BIN)/pytest -q tests/meters/test_dsmr_fuzz.py
+	SMARTHUB_FUZZ_EXAMPLES=20000 $(BIN)/pytest -q tests/meters -k "fuzz or Fuzz"
 	$(BIN)/pytest -q -m slow
+	$(BIN)/python bench/codecs.py
 	$(BIN)/python bench/demo_day.py
 
 lint: $(STAMP)

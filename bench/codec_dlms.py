@@ -12,7 +12,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 
-from bench._codec_bench import BenchCase
+from _codec_bench import BenchCase
+
 from smarthub.meters.dlms.apdu import GetResponseNormal, decode_apdu
 from smarthub.meters.dlms.client import DlmsClient
 from smarthub.meters.dlms.cosem import ScalerUnit, notification_data_points, register_data_point

@@ -22,8 +22,9 @@ def test_unknown_point_kept_raw_then_translated_after_a_live_table_update(tmp_pa
     odd = DataPoint("KAM00000001", "wmbus", "water:volume/s1", Decimal("10.5"), "m3")
     hub.accept(PortBatch(points=[odd]))
     assert hub.stats.unmapped == 1
-    assert hub.history.raw_points() == [("KAM00000001", "wmbus", "water:volume/s1", "10.5", "m3", None,
-                                         "no mapping for this key")]
+    assert hub.history.raw_points() == [
+        ("KAM00000001", "wmbus", "water:volume/s1", "10.5", "m3", None, "no mapping for this key")
+    ]
     assert ("KAM00000001", "wmbus", "water:volume/s1") in hub.raw_latest
 
     older = MappingTable.from_dict({**hub.mapping.to_dict(), "version": "2020.1"})
@@ -31,7 +32,9 @@ def test_unknown_point_kept_raw_then_translated_after_a_live_table_update(tmp_pa
         hub.load_mapping(older)
     newer = hub.mapping.to_dict()
     newer["version"] = "2026.12.1"
-    newer["entries"].append({"protocol": "wmbus", "key": "water:volume/s1", "obis": "8-0:1.0.0*1", "unit": "m3"})
+    newer["entries"].append(
+        {"protocol": "wmbus", "key": "water:volume/s1", "obis": "8-0:1.0.0*1", "unit": "m3"}
+    )
     hub.load_mapping(MappingTable.from_dict(newer))
     hub.accept(PortBatch(points=[odd]))
     assert hub.stats.unmapped == 1  # the same point is now a reading

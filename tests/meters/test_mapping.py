@@ -45,7 +45,9 @@ def test_default_table_translates_each_protocol() -> None:
 
 def test_unknown_and_non_numeric_points_are_kept_with_a_reason() -> None:
     t = MappingTable.default()
-    res = t.translate([dp("mbus", "water:fabrication_no", "ABC", None), dp("zigbee", "gas:attr_0x0999", "5", None)], NOW)
+    res = t.translate(
+        [dp("mbus", "water:fabrication_no", "ABC", None), dp("zigbee", "gas:attr_0x0999", "5", None)], NOW
+    )
     assert res.readings == []
     assert [u.reason for u in res.unmapped] == ["no mapping for this key", "no mapping for this key"]
 
@@ -65,9 +67,13 @@ def test_flags_lower_quality() -> None:
 def test_load_json_and_yaml_and_refuse_older_versions(tmp_path) -> None:  # type: ignore[no-untyped-def]
     base = MappingTable.default()
     newer = {**base.to_dict(), "version": "2026.12.0"}
-    newer["entries"].append({"protocol": "mbus", "key": "water:volume/s1", "obis": "8-0:1.0.0*1", "unit": "m3"})
+    newer["entries"].append(
+        {"protocol": "mbus", "key": "water:volume/s1", "obis": "8-0:1.0.0*1", "unit": "m3"}
+    )
     (tmp_path / "t.json").write_text(json.dumps(newer))
-    (tmp_path / "t.yaml").write_text("version: '2026.12.0'\nentries:\n  - {protocol: zigbee, key: 'x:y', obis: '1-0:1.8.0', unit: kWh}\n")
+    (tmp_path / "t.yaml").write_text(
+        "version: '2026.12.0'\nentries:\n  - {protocol: zigbee, key: 'x:y', obis: '1-0:1.8.0', unit: kWh}\n"
+    )
     j = MappingTable.load(tmp_path / "t.json")
     y = MappingTable.load(tmp_path / "t.yaml")
     base.check_upgrade(j)
@@ -85,9 +91,18 @@ def test_load_json_and_yaml_and_refuse_older_versions(tmp_path) -> None:  # type
         ("[]", "object"),
         ('{"entries": []}', "version"),
         ('{"version": "1.x", "entries": []}', "dot-separated"),
-        ('{"version": "1", "entries": [{"protocol": "modbus", "key": "a", "obis": "1-0:1.8.0", "unit": "Wh"}]}', "protocol"),
-        ('{"version": "1", "entries": [{"protocol": "mbus", "key": "a", "obis": "1.8.0", "unit": "Wh"}]}', "OBIS"),
-        ('{"version": "1", "entries": [{"protocol": "mbus", "key": "a", "obis": "1-0:1.8.0", "unit": "furlong"}]}', "unit"),
+        (
+            '{"version": "1", "entries": [{"protocol": "modbus", "key": "a", "obis": "1-0:1.8.0", "unit": "Wh"}]}',
+            "protocol",
+        ),
+        (
+            '{"version": "1", "entries": [{"protocol": "mbus", "key": "a", "obis": "1.8.0", "unit": "Wh"}]}',
+            "OBIS",
+        ),
+        (
+            '{"version": "1", "entries": [{"protocol": "mbus", "key": "a", "obis": "1-0:1.8.0", "unit": "furlong"}]}',
+            "unit",
+        ),
         ('{"version": "1", "entries": [{"protocol": "mbus", "key": "a"}]}', "entry 0"),
         ("{not json", "not valid JSON"),
     ],

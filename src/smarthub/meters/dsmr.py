@@ -639,7 +639,12 @@ def data_points(telegram: Telegram) -> list[DataPoint]:
     """The telegram's readings as protocol data points (DSMR names values by OBIS natively)."""
     return [
         DataPoint(
-            r.meter, PROTOCOL, str(r.obis), r.value, r.unit.value, r.time,
+            r.meter,
+            PROTOCOL,
+            str(r.obis),
+            r.value,
+            r.unit.value,
+            r.time,
             frozenset({"derived"}) if Quality.DERIVED in r.quality else frozenset(),
         )
         for r in readings(telegram)

@@ -36,14 +36,18 @@ class Unit(enum.StrEnum):
 
     @classmethod
     def parse(cls, text: str) -> Unit:
-        t = _ALIASES.get(text.strip().lower(), text.strip().lower())
-        for u in cls:
-            if u.value.lower() == t:
-                return u
-        raise ValueError(f"unknown unit {text!r}")
+        u = _BY_TEXT.get(text)  # hot path: the exact spelling codecs emit
+        if u is None:
+            t = text.strip().lower()
+            u = _BY_TEXT.get(_ALIASES.get(t, t))
+            if u is None:
+                raise ValueError(f"unknown unit {text!r}")
+        return u
 
 
 _ALIASES = {"m³": "m3", "degc": "°c", "c": "°c", "litre": "l", "liter": "l", "m3h": "m3/h", "m³/h": "m3/h"}
+
+_BY_TEXT: dict[str, Unit] = {**{u.value.lower(): u for u in Unit}, **{u.value: u for u in Unit}}
 
 # Base unit and power of ten for each unit: values are carried scaled to the base unit.
 BASE_UNIT: dict[Unit, tuple[Unit, int]] = {

@@ -190,6 +190,12 @@ class Fleet:
             asyncio.create_task(run) for h in self.homes for rig in h.rigs for run in rig.runs(until)
         ]
 
+    async def meters_done(self) -> bool:
+        """Wait for the meter loops started with an end time; True if they had already finished."""
+        already = all(t.done() for t in self._tasks)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        return already
+
     async def stop(self) -> None:
         for t in self._tasks:
             t.cancel()
@@ -205,6 +211,14 @@ class Fleet:
 
     def expected_channels(self) -> list[tuple[str, str, ObisCode]]:
         return [c for h in self.homes for c in h.expected_channels()]
+
+
+# How often the simulated hub polls its polled meters and how often radio meters transmit.
+# Real hubs poll registers every few minutes, and OMS/ZigBee battery meters transmit every
+# 30 s to 15 min; any period that divides 30 min puts samples on the settlement boundaries.
+# (The DSMR P1 port sends every second in life; the simulator uses `telegram_period`.)
+POLL_PERIOD = timedelta(minutes=5)
+RADIO_PERIOD = timedelta(minutes=2)
 
 
 def _meter_key(spec: HomeSpec, slot: int) -> bytes:
@@ -224,19 +238,52 @@ def build_rigs(spec: HomeSpec, hub: SmartHub, clock: Clock, start: datetime, per
         title = b"LGZ" + (0x40000000 + n).to_bytes(5, "big")  # system title: manufacturer + serial
         keys = SecurityKeys(_meter_key(spec, 10), _meter_key(spec, 11))
         return [
-            dlms_rig(hub, clock, start, profile, title, keys, period),
-            wmbus_rig(hub, clock, start, profile, radio, 50000000 + n, "gas", _meter_key(spec, 2), mode=5),
-            wmbus_rig(hub, clock, start, profile, radio, 60000000 + n, "water", _meter_key(spec, 3), mode=5),
+            dlms_rig(hub, clock, start, profile, title, keys, POLL_PERIOD),
+            wmbus_rig(
+                hub,
+                clock,
+                start,
+                profile,
+                radio,
+                50000000 + n,
+                "gas",
+                _meter_key(spec, 2),
+                mode=5,
+                period=RADIO_PERIOD,
+            ),
+            wmbus_rig(
+                hub,
+                clock,
+                start,
+                profile,
+                radio,
+                60000000 + n,
+                "water",
+                _meter_key(spec, 3),
+                mode=5,
+                period=RADIO_PERIOD,
+            ),
         ]
     if spec.kind == "iec+mbus+wmbus":
         radio = hub.attach(WMBusPort("wmbus", tz=profile.tz))
         assert isinstance(radio, WMBusPort)
         return [
-            iec_rig(hub, clock, start, profile, f"{70000000 + n:08d}", period),
-            mbus_rig(hub, clock, start, profile, 1, 30000000 + n, "water", period),
-            wmbus_rig(hub, clock, start, profile, radio, 40000000 + n, "gas", _meter_key(spec, 1), mode=7),
+            iec_rig(hub, clock, start, profile, f"{70000000 + n:08d}", POLL_PERIOD),
+            mbus_rig(hub, clock, start, profile, 1, 30000000 + n, "water", POLL_PERIOD),
+            wmbus_rig(
+                hub,
+                clock,
+                start,
+                profile,
+                radio,
+                40000000 + n,
+                "gas",
+                _meter_key(spec, 1),
+                mode=7,
+                period=RADIO_PERIOD,
+            ),
         ]
     if spec.kind == "zigbee":
         eui = f"00:0d:6f:00:{n >> 16 & 0xFF:02x}:{n >> 8 & 0xFF:02x}:{n & 0xFF:02x}"
-        return [zigbee_rig(hub, clock, start, profile, eui + ":01", eui + ":02", period)]
+        return [zigbee_rig(hub, clock, start, profile, eui + ":01", eui + ":02", RADIO_PERIOD)]
     raise ValueError(f"unknown home kind {spec.kind!r}")
