@@ -119,33 +119,43 @@ async def _demo(cfg, headless: bool, port: int):  # type: ignore[no-untyped-def]
 
 @app.command()
 def hub(
-    serial: Annotated[str, typer.Option(help="P1 serial device, e.g. /dev/ttyUSB0")],
     state: Annotated[Path, typer.Option(help="hub directory holding hub.pem, hub.key, ca.pem")],
     hub_id: Annotated[str, typer.Option(help="this hub's id as registered at the GDSC")],
+    serial: Annotated[str | None, typer.Option(help="P1 serial device, e.g. /dev/ttyUSB0")] = None,
+    tcp: Annotated[str | None, typer.Option(help="P1 over TCP (ser2net, P1 dongle): HOST:PORT")] = None,
     listen: str = "0.0.0.0",
     port: int = 8443,
     dsmr2: Annotated[bool, typer.Option(help="DSMR 2/3 meter: 9600 baud 7E1")] = False,
 ) -> None:
     """Run one Smart Hub against a real meter's P1 port, serving 2030.5 over mutual TLS."""
+    from cryptography import x509
+
     from smarthub.clock import SystemClock
     from smarthub.gdsc.pki import lfdi
     from smarthub.han.p1 import P1Port
+    from smarthub.han.tcp import TcpStreamTransport
     from smarthub.han.transport import SerialP1Transport
     from smarthub.hub.history import HistoryStore
     from smarthub.hub.hub import SmartHub
+    from smarthub.hub.management import ManagementInterface
     from smarthub.wan.server import HubWanServer
     from smarthub.wan.tls import server_context
 
+    if (serial is None) == (tcp is None):
+        print("smarthub hub: give exactly one of --serial DEVICE or --tcp HOST:PORT", file=sys.stderr)
+        raise typer.Exit(2)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
 
-    async def main() -> None:
-        from cryptography import x509
-
+    async def run_hub() -> None:
         clock = SystemClock()
-        smart_hub = SmartHub(hub_id, HistoryStore(state / "history.sqlite"))
+        smart_hub = SmartHub(hub_id, HistoryStore(state / "history.sqlite"), clock=clock)
         smart_hub.attach(P1Port("p1"))
         cert = x509.load_pem_x509_certificate((state / "hub.pem").read_bytes())
-        server = HubWanServer(hub_id, lfdi(cert), smart_hub, lambda: int(clock.now().timestamp()))
+        ca_cert = x509.load_pem_x509_certificate((state / "ca.pem").read_bytes())
+        management = ManagementInterface(hub_id, ca_cert, clock, state / "management.sqlite")
+        for ctype, handler in smart_hub.command_handlers().items():
+            management.register(ctype, handler)
+        server = HubWanServer(hub_id, lfdi(cert), smart_hub, lambda: int(clock.now().timestamp()), management)
         ctx = server_context(state / "hub.pem", state / "hub.key", state / "ca.pem")
         bound = await server.start(listen, port, ctx)
         err.print(f"hub {hub_id} serving IEEE 2030.5 on https://{listen}:{bound}/dcap (mutual TLS)")
@@ -154,15 +164,22 @@ def hub(
             for e in smart_hub.receive("p1", data):
                 err.print(f"[red]rejected frame[/]: {e}")
 
-        transport = SerialP1Transport(serial, on_bytes, dsmr2=dsmr2)
+        if serial is not None:
+            transport: SerialP1Transport | TcpStreamTransport = SerialP1Transport(
+                serial, on_bytes, dsmr2=dsmr2
+            )
+        else:
+            host, _, tcp_port = str(tcp).rpartition(":")
+            transport = TcpStreamTransport(host, int(tcp_port), on_bytes)
         try:
             await transport.run()
         finally:
             transport.stop()
             await server.stop()
+            management.close()
 
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+        asyncio.run(run_hub())
 
 
 @app.command()
@@ -256,6 +273,34 @@ def gdsc(
     err.print(f"GDSC pulling {len(service.store.active_hubs())} hubs into {service.store.url}")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(service.run(end))
+
+
+@app.command()
+def command(
+    state: Annotated[Path, typer.Option(help="GDSC state directory (ca/, gdsc/ with operator.pem)")],
+    hub: Annotated[str, typer.Option(help="hub id")],
+    type: Annotated[str, typer.Option(help="mapping.update, meter.key or diagnostic.ping")],
+    body: Annotated[str, typer.Option(help="command body as JSON")] = "{}",
+    mapping: Annotated[Path | None, typer.Option(help="mapping.update: the new table (JSON or YAML)")] = None,
+    db: Annotated[str | None, typer.Option(help="GDSC database URL")] = None,
+) -> None:
+    """Sign a management command and deliver it to one hub; prints the hub's verdict as JSON."""
+    import json
+
+    from smarthub.gdsc.service import send_command
+    from smarthub.meters.mapping import MappingError, MappingTable
+
+    try:
+        payload = json.loads(body)
+        if mapping is not None:
+            payload = {"table": MappingTable.load(mapping).to_dict()}  # validated before it is sent
+        verdict = asyncio.run(send_command(state, hub, type, payload, datetime.now(UTC), db))
+    except (ValueError, MappingError, LookupError, OSError) as err:
+        print(f"smarthub command: {err}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    print(json.dumps(verdict))
+    if verdict.get("status") != "applied":
+        raise typer.Exit(1)
 
 
 def main() -> None:

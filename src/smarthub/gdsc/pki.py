@@ -80,6 +80,7 @@ class Role(StrEnum):
     COLLECTOR = "collector"
     PARTY = "party"
     INSTALLER = "installer"
+    OPERATOR = "operator"  # GDSC operations: signs the management commands hubs execute
 
     @property
     def extended_key_usage(self) -> x509.ObjectIdentifier:

@@ -6,12 +6,15 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from smarthub.clock import Clock
 from smarthub.gdsc.collector import Collector
+from smarthub.gdsc.commands import CommandSigner
 from smarthub.gdsc.commissioning import register_manifest
 from smarthub.gdsc.scheduler import Scheduler
 from smarthub.gdsc.store import Store
+from smarthub.wan.client import HubClient
 from smarthub.wan.tls import client_context
 
 
@@ -41,3 +44,39 @@ class GdscService:
         finally:
             await self.collector.close()
             self.store.close()
+
+
+async def send_command(
+    state: Path,
+    hub_id: str,
+    command_type: str,
+    body: dict[str, Any],
+    now: datetime,
+    db_url: str | None = None,
+) -> dict[str, Any]:
+    """Sign a management command with the GDSC operator key and deliver it to one hub now.
+
+    The counter comes from the store, so it keeps rising across GDSC restarts.
+    """
+    store = Store(db_url or f"sqlite:///{(state / 'gdsc' / 'gdsc.sqlite').resolve()}")
+    store.create_schema()
+    try:
+        hub = next((h for h in store.active_hubs() if h.hub_id == hub_id), None)
+        if hub is None:
+            raise LookupError(f"hub {hub_id!r} is not registered (or not active) at this GDSC")
+        signer = CommandSigner.from_files(
+            str(state / "gdsc" / "operator.pem"),
+            str(state / "gdsc" / "operator.key"),
+            store.next_command_counter,
+        )
+        signed = signer.command(hub_id, command_type, body, now)
+        ctx = client_context(
+            state / "gdsc" / "collector.pem", state / "gdsc" / "collector.key", state / "ca" / "ca.pem"
+        )
+        client = HubClient(hub.url, ctx, hub.lfdi)
+        try:
+            return await client.post_command(signed.envelope())
+        finally:
+            await client.close()
+    finally:
+        store.close()

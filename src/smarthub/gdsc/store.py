@@ -89,6 +89,14 @@ pull_cursors = Table(
     Column("after", BigInteger, nullable=False),
 )
 
+# The last management-command counter issued per hub (hubs refuse any counter not above it).
+command_counters = Table(
+    "command_counters",
+    metadata,
+    Column("hub_id", String(64), primary_key=True),
+    Column("counter", BigInteger, nullable=False),
+)
+
 pull_log = Table(
     "pull_log",
     metadata,
@@ -266,6 +274,21 @@ class Store:
             for s, v, p in conn.execute(q):
                 found[(hub_id, meter_id, obis, s)] = (v, p)
         return found
+
+    def next_command_counter(self, hub_id: str) -> int:
+        """Atomically take the next command counter for a hub (survives restarts; never reused)."""
+        with self._write_lock, self.engine.begin() as conn:
+            ins = self._insert(command_counters).values(hub_id=hub_id, counter=1)
+            conn.execute(
+                ins.on_conflict_do_update(
+                    index_elements=["hub_id"], set_={"counter": command_counters.c.counter + 1}
+                )
+            )
+            return int(
+                conn.execute(
+                    select(command_counters.c.counter).where(command_counters.c.hub_id == hub_id)
+                ).scalar_one()
+            )
 
     def log_pull(
         self,

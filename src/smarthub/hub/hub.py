@@ -10,9 +10,10 @@ before they are counted as stored.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from smarthub.clock import Clock, SystemClock
 from smarthub.han.ports import Port, PortBatch
@@ -90,6 +91,29 @@ class SmartHub:
                     self.raw_latest[(u.point.meter, u.point.protocol, u.point.key)] = u
             self.ingest(translation.readings)
         return batch.errors
+
+    def command_handlers(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+        """Management commands this hub core executes (see :mod:`smarthub.hub.management`)."""
+
+        def mapping_update(body: dict[str, Any]) -> dict[str, Any]:
+            table = MappingTable.from_dict(body["table"])
+            self.load_mapping(table)
+            return {"version": table.version}
+
+        def meter_key(body: dict[str, Any]) -> dict[str, Any]:
+            meter, key = str(body["meter"]), bytes.fromhex(str(body["key"]))
+            if len(key) != 16:
+                raise ValueError(f"a meter key is 16 bytes, got {len(key)}")
+            stores = [
+                p.keys for p in self.ports.values() if isinstance(getattr(p, "keys", None), MutableMapping)
+            ]
+            if not stores:
+                raise ValueError("no port on this hub holds meter keys")
+            for store in stores:
+                store[meter] = key
+            return {"meter": meter, "ports": len(stores)}
+
+        return {"mapping.update": mapping_update, "meter.key": meter_key}
 
     def load_mapping(self, table: MappingTable) -> None:
         """Swap in a newer translation table at run time (refuses an older or equal version)."""

@@ -18,11 +18,12 @@ from pathlib import Path
 
 from cryptography import x509
 
-from smarthub.clock import Clock
+from smarthub.clock import Clock, SystemClock
 from smarthub.gdsc.pki import CertificateAuthority, Role, lfdi
 from smarthub.han.wmbus_port import WMBusPort
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
+from smarthub.hub.management import ManagementInterface
 from smarthub.meters.dlms.security import SecurityKeys
 from smarthub.model import ObisCode
 from smarthub.model.identifiers import make_mpan
@@ -97,6 +98,8 @@ def provision(state: Path, specs: list[HomeSpec], now: datetime) -> Credentials:
     gdsc_dir.mkdir(parents=True, exist_ok=True)
     if not (gdsc_dir / "collector.pem").exists():
         ca.issue(Role.COLLECTOR, "collector-1", now).save(gdsc_dir, "collector")
+    if not (gdsc_dir / "operator.pem").exists():
+        ca.issue(Role.OPERATOR, "gdsc-operations", now).save(gdsc_dir, "operator")
     for spec in specs:
         hub_dir = state / "hubs" / spec.hub_id
         hub_dir.mkdir(parents=True, exist_ok=True)
@@ -117,7 +120,16 @@ class SimulatedHome:
         cert = x509.load_pem_x509_certificate((self.dir / "hub.pem").read_bytes())
         self.lfdi = lfdi(cert)
         self.rigs = build_rigs(spec, self.hub, clock, sim_start, telegram_period)
-        self.server = HubWanServer(spec.hub_id, self.lfdi, self.hub, lambda: int(clock.now().timestamp()))
+        ca_cert = x509.load_pem_x509_certificate((state / "ca" / "ca.pem").read_bytes())
+        # Certificates are checked against wall time (OpenSSL does too), not simulated time.
+        self.management = ManagementInterface(
+            spec.hub_id, ca_cert, SystemClock(), self.dir / "management.sqlite"
+        )
+        for ctype, handler in self.hub.command_handlers().items():
+            self.management.register(ctype, handler)
+        self.server = HubWanServer(
+            spec.hub_id, self.lfdi, self.hub, lambda: int(clock.now().timestamp()), management=self.management
+        )
         self.url = ""
 
     @property
@@ -135,6 +147,7 @@ class SimulatedHome:
 
     async def stop(self) -> None:
         await self.server.stop()
+        self.management.close()
         self.history.close()
 
     def manifest_entry(self) -> dict[str, object]:

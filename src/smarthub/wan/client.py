@@ -9,6 +9,7 @@ at that address (its LFDI). XML is parsed with entities, DTDs and network access
 
 from __future__ import annotations
 
+import json
 import ssl
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -132,6 +133,27 @@ class HubClient:
         except (aiohttp.ClientError, TimeoutError, ssl.SSLError, OSError) as err:
             raise PullError(f"GET {self.base_url}{path}: {type(err).__name__}: {err}") from None
         return parse_resource(body, model, f"GET {path}")
+
+    async def post_command(self, envelope: bytes) -> dict[str, Any]:
+        """Deliver a signed management command; the hub's verdict (applied, failed, refused)."""
+        try:
+            async with self._session.post(
+                "/mgmt", data=envelope, headers={"Content-Type": "application/json"}
+            ) as resp:
+                body = await resp.content.read(MAX_BODY)
+                if resp.status not in (200, 403):
+                    raise PullError(
+                        f"POST /mgmt: HTTP {resp.status}: {body[:300].decode('utf-8', 'replace')}"
+                    )
+        except (aiohttp.ClientError, TimeoutError, ssl.SSLError, OSError) as err:
+            raise PullError(f"POST {self.base_url}/mgmt: {type(err).__name__}: {err}") from None
+        try:
+            verdict = json.loads(body)
+        except ValueError:
+            raise PullError("POST /mgmt: the hub's answer is not JSON") from None
+        if not isinstance(verdict, dict) or "status" not in verdict:
+            raise PullError("POST /mgmt: the hub's answer has no status")
+        return verdict
 
     async def _all(self, path: str, model: type[M], items: str, **params: int) -> tuple[list[Any], int]:
         """GET every page of a 2030.5 list; returns its items and the number of requests made."""

@@ -68,14 +68,35 @@ class Paging:
 SERVICE_KIND = {"electricity": 0, "gas": 1, "water": 2}
 
 
+class CommandResultLike(Protocol):
+    status: str
+
+    def to_json(self) -> bytes: ...
+
+
+class CommandSink(Protocol):
+    """The hub's management interface, as the WAN sees it."""
+
+    async def handle(self, envelope: bytes) -> CommandResultLike: ...
+
+
 class HubWanServer:
-    def __init__(self, hub_id: str, lfdi: str, source: MeteringSource, now_epoch) -> None:  # type: ignore[no-untyped-def]
+    def __init__(
+        self,
+        hub_id: str,
+        lfdi: str,
+        source: MeteringSource,
+        now_epoch,  # type: ignore[no-untyped-def]
+        management: CommandSink | None = None,
+    ) -> None:
         self.hub_id = hub_id
+        self.management = management
         self.lfdi = lfdi
         self.source = source
         self.now_epoch = now_epoch  # injected clock: () -> int
         self.requests = 0
-        self.app = web.Application(client_max_size=16 * 1024, middlewares=[self._count])
+        # Requests are GETs and signed commands (a mapping table is ~15 kB); nothing larger.
+        self.app = web.Application(client_max_size=256 * 1024, middlewares=[self._count])
         r = self.app.router
         r.add_get("/dcap", self.dcap)
         r.add_get("/tm", self.time)
@@ -88,6 +109,7 @@ class HubWanServer:
         r.add_get("/upt/{meter}/mr/{ch}/rs/{day}", self.reading_set)
         r.add_get("/upt/{meter}/mr/{ch}/rs/{day}/r", self.readings)
         r.add_get("/upt/{meter}/mr/{ch}/r", self.latest_reading)
+        r.add_post("/mgmt", self.command)
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -302,6 +324,14 @@ class HubWanServer:
                 Readings=[_reading(r) for r in rows],
             )
         )
+
+    async def command(self, request: web.Request) -> web.Response:
+        """A signed management command from the GDSC (JSON envelope; see hub.management)."""
+        if self.management is None:
+            raise web.HTTPNotFound(text="this hub has no management interface")
+        result = await self.management.handle(await request.read())
+        status = 403 if result.status == "refused" else 200
+        return web.Response(status=status, body=result.to_json(), content_type="application/json")
 
     async def latest_reading(self, request: web.Request) -> web.Response:
         meter, obis = self._channel(request)

@@ -1,0 +1,196 @@
+"""The hub's management interface: signed, counted commands from the GDSC, executed or refused.
+
+A command arrives through the pull channel (the GDSC POSTs it to ``/mgmt`` while it holds its
+mutual-TLS session; the hub never calls out). It is executed only if:
+
+1. its signature (ECDSA P-256, SHA-256, over the canonical payload) verifies under the signer
+   certificate that comes with it, and that certificate was issued by the GDSC CA, is valid
+   now and carries the operator role;
+2. it names this hub;
+3. its counter is above every counter accepted before (persisted before the command runs, so
+   a crash can never let the same command run twice: at most once).
+
+Every command, executed or refused, is logged with the reason, in SQLite next to the history.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import sqlite3
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from smarthub.clock import Clock
+from smarthub.gdsc.pki import CertificateRejected, Role, verify_certificate
+
+Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]] | dict[str, Any]]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS mgmt_counter (id INTEGER PRIMARY KEY CHECK (id = 1), counter INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS mgmt_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received INTEGER NOT NULL,
+    counter INTEGER,
+    type TEXT,
+    outcome TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
+"""
+
+
+class CommandRefused(Exception):
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    status: str  # "applied", "failed" or "refused"
+    code: str
+    detail: str
+    counter: int | None = None
+    result: dict[str, Any] | None = None
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "status": self.status,
+                "code": self.code,
+                "detail": self.detail,
+                "counter": self.counter,
+                "result": self.result,
+            }
+        ).encode()
+
+
+class ManagementInterface:
+    def __init__(
+        self,
+        hub_id: str,
+        ca_cert: x509.Certificate,
+        clock: Clock,
+        db_path: Path | str,
+        crl: x509.CertificateRevocationList | None = None,
+    ) -> None:
+        self.hub_id = hub_id
+        self.ca_cert = ca_cert
+        self.clock = clock
+        self.crl = crl
+        self.handlers: dict[str, Handler] = {"diagnostic.ping": lambda body: {"pong": body.get("nonce")}}
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(db_path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def register(self, command_type: str, handler: Handler) -> None:
+        self.handlers[command_type] = handler
+
+    @property
+    def last_counter(self) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT counter FROM mgmt_counter WHERE id = 1").fetchone()
+        return 0 if row is None else int(row[0])
+
+    def log(self, limit: int = 100) -> list[tuple[int, int | None, str | None, str, str]]:
+        with self._lock:
+            return self._db.execute(
+                "SELECT received, counter, type, outcome, reason FROM mgmt_log ORDER BY id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- verification ------------------------------------------------------------------
+    def verify(self, envelope: bytes) -> dict[str, Any]:
+        """The command in ``envelope`` if it may run; :class:`CommandRefused` saying why if not."""
+        try:
+            outer = json.loads(envelope)
+            payload = outer["payload"].encode()
+            signature = base64.b64decode(outer["signature"], validate=True)
+            signer = x509.load_pem_x509_certificate(outer["signer"].encode())
+        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as err:
+            raise CommandRefused("malformed", f"not a command envelope: {err}") from None
+        try:
+            verify_certificate(signer, self.ca_cert, self.clock.now(), self.crl, expected_role=Role.OPERATOR)
+        except CertificateRejected as err:
+            raise CommandRefused("unknown_signer", err.reason) from None
+        key = signer.public_key()
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            raise CommandRefused("unknown_signer", "signer certificate does not carry an EC key")
+        try:
+            key.verify(signature, payload, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            raise CommandRefused("bad_signature", "signature does not verify over the payload") from None
+        try:
+            command = json.loads(payload)
+            hub_id, counter, ctype, body = (
+                command["hub_id"],
+                command["counter"],
+                command["type"],
+                command["body"],
+            )
+        except (ValueError, KeyError, TypeError) as err:
+            raise CommandRefused("malformed", f"signed payload is not a command: {err}") from None
+        if not isinstance(counter, int) or not isinstance(body, dict) or not isinstance(ctype, str):
+            raise CommandRefused("malformed", "counter must be an integer, type a string, body an object")
+        if hub_id != self.hub_id:
+            raise CommandRefused("wrong_hub", f"command is for hub {hub_id!r}, this is {self.hub_id!r}")
+        return command
+
+    async def handle(self, envelope: bytes) -> CommandResult:
+        """Verify, take the counter, run the handler; log and return what happened."""
+        received = int(self.clock.now().timestamp())
+        try:
+            command = self.verify(envelope)
+            counter, ctype = command["counter"], command["type"]
+            handler = self.handlers.get(ctype)
+            if handler is None:
+                raise CommandRefused("unsupported", f"this hub has no command {ctype!r}")
+            self._take_counter(counter)
+        except CommandRefused as refused:
+            self._log(received, None, None, "refused", str(refused))
+            return CommandResult("refused", refused.code, refused.reason)
+        try:
+            out = handler(command["body"])
+            result = await out if isinstance(out, Awaitable) else out
+        except Exception as err:  # a handler's failure is the command's outcome, reported to the GDSC
+            self._log(received, counter, ctype, "failed", f"{type(err).__name__}: {err}")
+            return CommandResult("failed", "handler_error", f"{type(err).__name__}: {err}", counter)
+        self._log(received, counter, ctype, "applied", "")
+        return CommandResult("applied", "ok", "", counter, result)
+
+    def _take_counter(self, counter: int) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute("SELECT counter FROM mgmt_counter WHERE id = 1").fetchone()
+                last = 0 if row is None else int(row[0])
+                if counter <= last:
+                    raise CommandRefused("replay", f"counter {counter} is not above the last accepted {last}")
+                self._db.execute("INSERT OR REPLACE INTO mgmt_counter(id, counter) VALUES (1, ?)", (counter,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def _log(self, received: int, counter: int | None, ctype: str | None, outcome: str, reason: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO mgmt_log(received, counter, type, outcome, reason) VALUES (?, ?, ?, ?, ?)",
+                (received, counter, ctype, outcome, reason),
+            )

@@ -1,0 +1,134 @@
+"""Signed management commands from the GDSC to a hub over mutual TLS: executed once, or refused and logged."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from smarthub.clock import SystemClock
+from smarthub.gdsc.commands import Command, CommandSigner
+from smarthub.gdsc.pki import CertificateAuthority, Role
+from smarthub.gdsc.store import Store
+from smarthub.hub.history import HistoryStore
+from smarthub.hub.hub import SmartHub
+from smarthub.hub.management import ManagementInterface
+from smarthub.wan.client import HubClient
+from smarthub.wan.server import HubWanServer
+from smarthub.wan.tls import client_context, server_context
+
+
+@dataclass
+class Rig:
+    hub: SmartHub
+    mgmt: ManagementInterface
+    client: HubClient
+    signer: CommandSigner
+    ca: CertificateAuthority
+
+
+def _signer(issued, counter: list[int]) -> CommandSigner:  # type: ignore[no-untyped-def]
+    def next_counter(hub_id: str) -> int:
+        counter[0] += 1
+        return counter[0]
+
+    return CommandSigner(issued.private_key, issued.cert_pem, next_counter)
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, wall_now: datetime) -> AsyncIterator[Rig]:
+    ca = CertificateAuthority.create("test GDSC CA", wall_now)
+    ca.save(tmp_path / "ca")
+    hub_cert = ca.issue(Role.HUB, "HUB1", wall_now, hosts=("127.0.0.1",))
+    hub_cert.save(tmp_path, "hub")
+    ca.issue(Role.COLLECTOR, "collector", wall_now).save(tmp_path, "collector")
+    hub = SmartHub("HUB1", HistoryStore(tmp_path / "history.sqlite"))
+    mgmt = ManagementInterface("HUB1", ca.certificate, SystemClock(), tmp_path / "management.sqlite")
+    for ctype, handler in hub.command_handlers().items():
+        mgmt.register(ctype, handler)
+    server = HubWanServer("HUB1", hub_cert.lfdi, hub, lambda: 0, management=mgmt)
+    port = await server.start(
+        "127.0.0.1", 0, server_context(tmp_path / "hub.pem", tmp_path / "hub.key", tmp_path / "ca" / "ca.pem")
+    )
+    ctx = client_context(tmp_path / "collector.pem", tmp_path / "collector.key", tmp_path / "ca" / "ca.pem")
+    client = HubClient(f"https://127.0.0.1:{port}", ctx, hub_cert.lfdi)
+    signer = _signer(ca.issue(Role.OPERATOR, "gdsc-ops", wall_now), [0])
+    yield Rig(hub, mgmt, client, signer, ca)
+    await client.close()
+    await server.stop()
+    mgmt.close()
+    hub.history.close()
+
+
+def newer_table(hub: SmartHub, version: str) -> dict:  # type: ignore[type-arg]
+    table = hub.mapping.to_dict()
+    table["version"] = version
+    table["entries"].append(
+        {"protocol": "wmbus", "key": "water:volume/s1", "obis": "8-0:1.0.0*1", "unit": "m3"}
+    )
+    return table
+
+
+async def test_mapping_update_applied_once_and_replay_refused(rig: Rig) -> None:
+    cmd = rig.signer.command(
+        "HUB1", "mapping.update", {"table": newer_table(rig.hub, "2027.1")}, datetime.now(UTC)
+    )
+    verdict = await rig.client.post_command(cmd.envelope())
+    assert verdict["status"] == "applied" and verdict["result"] == {"version": "2027.1"}
+    assert rig.hub.mapping.version == "2027.1"
+    again = await rig.client.post_command(cmd.envelope())  # captured and replayed
+    assert (again["status"], again["code"]) == ("refused", "replay")
+    assert rig.mgmt.log()[0][3:] == ("refused", "replay: counter 1 is not above the last accepted 1")
+
+
+async def test_tampered_unsigned_and_foreign_commands_are_refused(rig: Rig, wall_now: datetime) -> None:
+    good = rig.signer.command("HUB1", "diagnostic.ping", {"nonce": 1}, wall_now)
+    tampered = json.loads(good.envelope())
+    tampered["payload"] = tampered["payload"].replace('"nonce":1', '"nonce":2')
+    foreign_ca = CertificateAuthority.create("test GDSC CA", wall_now)
+    foreign = _signer(foreign_ca.issue(Role.OPERATOR, "gdsc-ops", wall_now), [100])
+    not_operator = _signer(rig.ca.issue(Role.COLLECTOR, "collector-2", wall_now), [200])
+    cases = [
+        (json.dumps(tampered).encode(), "bad_signature"),
+        (json.dumps({**tampered, "signature": ""}).encode(), "bad_signature"),
+        (b"{not json", "malformed"),
+        (foreign.command("HUB1", "diagnostic.ping", {}, wall_now).envelope(), "unknown_signer"),
+        (not_operator.command("HUB1", "diagnostic.ping", {}, wall_now).envelope(), "unknown_signer"),
+        (rig.signer.command("HUB2", "diagnostic.ping", {}, wall_now).envelope(), "wrong_hub"),
+    ]
+    for envelope, code in cases:
+        verdict = await rig.client.post_command(envelope)
+        assert (verdict["status"], verdict["code"]) == ("refused", code), (code, verdict)
+    assert rig.mgmt.last_counter == 0  # nothing refused consumed a counter
+    assert [row[3] for row in rig.mgmt.log()] == ["refused"] * len(cases)
+
+
+async def test_a_failing_command_reports_failure_and_consumes_its_counter(
+    rig: Rig, wall_now: datetime
+) -> None:
+    old = rig.signer.command("HUB1", "mapping.update", {"table": newer_table(rig.hub, "2000.1")}, wall_now)
+    verdict = await rig.client.post_command(old.envelope())
+    assert verdict["status"] == "failed" and "not newer" in verdict["detail"]
+    assert rig.hub.mapping.version != "2000.1"
+    assert rig.mgmt.last_counter == 1
+
+
+async def test_unknown_command_type_is_refused(rig: Rig, wall_now: datetime) -> None:
+    cmd = rig.signer.sign(Command("HUB1", 7, "firmware.update", {}, wall_now.isoformat()))
+    verdict = await rig.client.post_command(cmd.envelope())
+    assert (verdict["status"], verdict["code"]) == ("refused", "unsupported")
+
+
+def test_gdsc_command_counters_survive_restart_and_never_repeat(db_url: str) -> None:
+    store = Store(db_url)
+    store.create_schema()
+    assert [store.next_command_counter("HUB1") for _ in range(3)] == [1, 2, 3]
+    assert store.next_command_counter("HUB2") == 1
+    store.close()
+    again = Store(db_url)
+    assert again.next_command_counter("HUB1") == 4
+    again.close()
