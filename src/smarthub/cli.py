@@ -138,6 +138,7 @@ def hub(
     from smarthub.hub.history import HistoryStore
     from smarthub.hub.hub import SmartHub
     from smarthub.hub.management import ManagementInterface
+    from smarthub.hub.privacy import ConsentStore, HubPrivacy, consent_command
     from smarthub.wan.server import HubWanServer
     from smarthub.wan.tls import server_context
 
@@ -155,7 +156,16 @@ def hub(
         management = ManagementInterface(hub_id, ca_cert, clock, state / "management.sqlite")
         for ctype, handler in smart_hub.command_handlers().items():
             management.register(ctype, handler)
-        server = HubWanServer(hub_id, lfdi(cert), smart_hub, lambda: int(clock.now().timestamp()), management)
+        consent = ConsentStore(state / "consent.sqlite")  # until the consumer opts in: monthly for billing
+        management.register("consent.set", consent_command(consent, clock))
+        server = HubWanServer(
+            hub_id,
+            lfdi(cert),
+            smart_hub,
+            lambda: int(clock.now().timestamp()),
+            management,
+            HubPrivacy(consent, smart_hub.history),
+        )
         ctx = server_context(state / "hub.pem", state / "hub.key", state / "ca.pem")
         bound = await server.start(listen, port, ctx)
         err.print(f"hub {hub_id} serving IEEE 2030.5 on https://{listen}:{bound}/dcap (mutual TLS)")

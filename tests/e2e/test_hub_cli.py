@@ -71,20 +71,30 @@ async def test_hub_process_reads_a_p1_bridge_serves_2030_5_and_takes_commands(
     )
     ctx = client_context(tmp_path / "collector.pem", tmp_path / "collector.key", tmp_path / "ca" / "ca.pem")
     client = HubClient(f"https://127.0.0.1:{wan_port}", ctx, hub_cert.lfdi)
+    counter = iter(range(1, 100))
+    signer = CommandSigner(*_operator(ca, wall_now), next_counter=lambda hub: next(counter))
     try:
-        pulled = None
+        # The consumer's opt-in to half-hourly reads reaches the hub as a signed command.
+        consent = signer.command(
+            "HUB1", "consent.set", {"recipient": "gdsc", "granularity": "half-hourly"}, wall_now
+        )
+        verdict = None
         for _ in range(100):
             try:
-                pulled = await client.pull_intervals({})
-                if len(pulled.intervals) >= 6:
-                    break
+                verdict = await client.post_command(consent.envelope())
+                break
             except PullError:
-                pass
+                await asyncio.sleep(0.1)  # the hub process is still starting
+        assert verdict is not None and verdict["status"] == "applied", verdict
+        pulled = None
+        for _ in range(100):
+            pulled = await client.pull_intervals({})
+            if len(pulled.intervals) >= 6:
+                break
             await asyncio.sleep(0.1)
         assert pulled is not None and len(pulled.intervals) == 6, proc.stderr  # 2 half-hours × 3 channels
-        signer = CommandSigner(*_operator(ca, wall_now), next_counter=lambda hub: 1)
-        cmd = signer.command("HUB1", "diagnostic.ping", {"nonce": 42}, wall_now)
-        verdict = await client.post_command(cmd.envelope())
+        ping = signer.command("HUB1", "diagnostic.ping", {"nonce": 42}, wall_now)
+        verdict = await client.post_command(ping.envelope())
         assert verdict["status"] == "applied" and verdict["result"] == {"pong": 42}
     finally:
         await client.close()

@@ -24,6 +24,7 @@ from smarthub.han.wmbus_port import WMBusPort
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
 from smarthub.hub.management import ManagementInterface
+from smarthub.hub.privacy import ConsentStore, Granularity, HubPrivacy, consent_command
 from smarthub.meters.dlms.security import SecurityKeys
 from smarthub.model import ObisCode
 from smarthub.model.identifiers import make_mpan
@@ -127,8 +128,19 @@ class SimulatedHome:
         )
         for ctype, handler in self.hub.command_handlers().items():
             self.management.register(ctype, handler)
+        # The simulated households opted in to half-hourly reads for settlement (the GB
+        # default without opt-in would be monthly).
+        self.consent = ConsentStore(self.dir / "consent.sqlite")
+        if self.consent.granularity("gdsc") is not Granularity.HALF_HOURLY:
+            self.consent.set("gdsc", Granularity.HALF_HOURLY, clock.now())
+        self.management.register("consent.set", consent_command(self.consent, clock))
         self.server = HubWanServer(
-            spec.hub_id, self.lfdi, self.hub, lambda: int(clock.now().timestamp()), management=self.management
+            spec.hub_id,
+            self.lfdi,
+            self.hub,
+            lambda: int(clock.now().timestamp()),
+            management=self.management,
+            privacy=HubPrivacy(self.consent, self.history),
         )
         self.url = ""
 
@@ -148,6 +160,7 @@ class SimulatedHome:
     async def stop(self) -> None:
         await self.server.stop()
         self.management.close()
+        self.consent.close()
         self.history.close()
 
     def manifest_entry(self) -> dict[str, object]:

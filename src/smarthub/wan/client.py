@@ -104,10 +104,19 @@ class HubClient:
     """One hub's connection pool (a single keep-alive connection: a hub is a small device)."""
 
     def __init__(
-        self, base_url: str, ssl_context: ssl.SSLContext, expected_lfdi: str, *, timeout: float = 15.0
+        self,
+        base_url: str,
+        ssl_context: ssl.SSLContext,
+        expected_lfdi: str,
+        *,
+        timeout: float = 15.0,
+        recipient: str | None = None,
     ) -> None:
+        """``recipient``: whom a GDSC collector pulls for; the hub's privacy filter applies that
+        recipient's consented granularity (none given: the GDSC's own collection, "gdsc")."""
         self.base_url = base_url.rstrip("/")
         self.expected_lfdi = expected_lfdi
+        self.recipient = recipient
         self._session = aiohttp.ClientSession(
             base_url=self.base_url,
             connector=_PinnedConnector(expected_lfdi, ssl=ssl_context, limit=1, keepalive_timeout=60),
@@ -120,6 +129,8 @@ class HubClient:
         await self._session.close()
 
     async def get(self, path: str, model: type[M], params: dict[str, Any] | None = None) -> M:
+        if self.recipient is not None:
+            params = {**(params or {}), "recipient": self.recipient}
         try:
             async with self._session.get(path, params=params) as resp:
                 if resp.status != 200:

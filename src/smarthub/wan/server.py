@@ -16,6 +16,8 @@ from typing import Protocol
 from urllib.parse import unquote
 
 from aiohttp import web
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from smarthub.model import ObisCode
 from smarthub.model.reading_type import ACCUMULATION_DELTA, interval_spec
@@ -68,6 +70,20 @@ class Paging:
 SERVICE_KIND = {"electricity": 0, "gas": 1, "water": 2}
 
 
+class PrivacyPolicy(Protocol):
+    """The hub's privacy filter: which granularity a recipient may have, and that view."""
+
+    def granularity(self, recipient: str) -> str: ...  # "half-hourly", "daily", "monthly" or "none"
+
+    def aggregates(
+        self, meter: str, obis: ObisCode, granularity: str, after: int | None
+    ) -> Sequence[IntervalRow]: ...
+
+
+HALF_HOURLY = "half-hourly"
+AGGREGATED = {"daily": 86400, "monthly": 0}  # ReadingType.intervalLength (0: months vary in length)
+
+
 class CommandResultLike(Protocol):
     status: str
 
@@ -88,9 +104,12 @@ class HubWanServer:
         source: MeteringSource,
         now_epoch,  # type: ignore[no-untyped-def]
         management: CommandSink | None = None,
+        privacy: PrivacyPolicy | None = None,
     ) -> None:
         self.hub_id = hub_id
         self.management = management
+        # Without a privacy policy every client of the GDSC CA sees half-hourly data (tests, a bench).
+        self.privacy = privacy
         self.lfdi = lfdi
         self.source = source
         self.now_epoch = now_epoch  # injected clock: () -> int
@@ -149,6 +168,44 @@ class HubWanServer:
         if start < 0 or limit < 0 or (after is not None and after < 0):
             raise web.HTTPBadRequest(text="query parameters s, l and a must not be negative")
         return Paging(start, min(limit, MAX_LIMIT), after)
+
+    @staticmethod
+    def _peer(request: web.Request) -> tuple[str, str]:
+        """(role, name) from the client certificate the TLS layer verified (OU and CN)."""
+        ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        if not der:
+            return "", ""
+        cert = x509.load_der_x509_certificate(der)
+        role = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+        name = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        return (str(role[0].value) if role else "", str(name[0].value) if name else "")
+
+    def _granularity(self, request: web.Request) -> str:
+        """The granularity the privacy filter allows whoever this request is for.
+
+        A GDSC collector pulls on behalf of a recipient named by ``recipient`` (default: the
+        GDSC's own collection for the billing supplier, "gdsc"); a party pulls for itself and
+        cannot name another; other roles get nothing.
+        """
+        if self.privacy is None:
+            return HALF_HOURLY
+        role, name = self._peer(request)
+        claimed = request.query.get("recipient")
+        if role == "collector":
+            recipient = claimed or "gdsc"
+        elif role == "party" and claimed in (None, name):
+            recipient = name
+        else:
+            raise web.HTTPForbidden(
+                text=f"a {role or 'unknown'} certificate cannot read metering data for {claimed!r}"
+            )
+        g = self.privacy.granularity(recipient)
+        if g == "none":
+            raise web.HTTPForbidden(
+                text=f"the consumer has not consented to share metering data with {recipient!r}"
+            )
+        return g
 
     def _meter(self, request: web.Request) -> tuple[str, str]:
         meter = unquote(request.match_info["meter"])
@@ -261,6 +318,7 @@ class HubWanServer:
 
     async def reading_type(self, request: web.Request) -> web.Response:
         meter, obis = self._channel(request)
+        g = self._granularity(request)
         spec = interval_spec(obis)
         return self._xml(
             sep2.ReadingType(
@@ -268,7 +326,7 @@ class HubWanServer:
                 accumulationBehaviour=ACCUMULATION_DELTA,
                 commodity=spec.commodity,
                 flowDirection=spec.flow_direction,
-                intervalLength=1800,
+                intervalLength=1800 if g == HALF_HOURLY else AGGREGATED[g],
                 kind=spec.kind,
                 powerOfTenMultiplier=spec.power_of_ten,
                 uom=spec.uom,
@@ -287,9 +345,38 @@ class HubWanServer:
             ),
         )
 
+    def _aggregate_set(
+        self, meter: str, obis: ObisCode, g: str, rows: Sequence[IntervalRow]
+    ) -> sep2.ReadingSet:
+        href = f"{sep2.mr_href(meter, obis)}/rs/{g}"
+        first, last = rows[0], rows[-1]
+        return sep2.ReadingSet(
+            href=href,
+            mRID=sep2.mrid(self.hub_id, href),
+            description=f"{meter} {obis} {g}",
+            timePeriod=sep2.DateTimeIntervalType(
+                start=first.start, duration=last.start + last.duration - first.start
+            ),
+            ReadingListLink=sep2.ListLink(href=f"{href}/r", all_=len(rows)),
+        )
+
     async def reading_sets(self, request: web.Request) -> web.Response:
         meter, obis = self._channel(request)
+        g = self._granularity(request)
         p = self._paging(request)
+        if g != HALF_HOURLY:
+            # One set holding every complete day (month) the recipient may have, after a.
+            assert self.privacy is not None
+            rows = self.privacy.aggregates(meter, obis, g, p.after)
+            sets = [self._aggregate_set(meter, obis, g, rows)] if rows and p.start == 0 and p.limit else []
+            return self._xml(
+                sep2.ReadingSetListResponse(
+                    href=f"{sep2.mr_href(meter, obis)}/rs",
+                    all_=1 if rows else 0,
+                    results=len(sets),
+                    ReadingSet_=sets,
+                )
+            )
         # A day's set is "after a" when it still holds intervals starting at or after a.
         days = self.source.interval_days(meter, obis, start=p.after)
         page = days[p.start : p.start + p.limit]
@@ -304,6 +391,13 @@ class HubWanServer:
 
     async def reading_set(self, request: web.Request) -> web.Response:
         meter, obis = self._channel(request)
+        g = self._granularity(request)
+        if g != HALF_HOURLY:
+            assert self.privacy is not None
+            rows = self.privacy.aggregates(meter, obis, g, None)
+            if request.match_info["day"] != g or not rows:
+                raise web.HTTPNotFound(text=f"this recipient's readings are {g}: /rs/{g}")
+            return self._xml(self._aggregate_set(meter, obis, g, rows))
         day = self._day(request)
         if not self.source.interval_count(meter, obis, start=day, end=day + DAY):
             raise web.HTTPNotFound(text=f"no readings on day {day}")
@@ -311,8 +405,23 @@ class HubWanServer:
 
     async def readings(self, request: web.Request) -> web.Response:
         meter, obis = self._channel(request)
-        day = self._day(request)
+        g = self._granularity(request)
         p = self._paging(request)
+        if g != HALF_HOURLY:
+            assert self.privacy is not None
+            if request.match_info["day"] != g:
+                raise web.HTTPNotFound(text=f"this recipient's readings are {g}: /rs/{g}/r")
+            rows = self.privacy.aggregates(meter, obis, g, p.after)
+            page = rows[p.start : p.start + p.limit]
+            return self._xml(
+                sep2.ReadingListResponse(
+                    href=f"{sep2.mr_href(meter, obis)}/rs/{g}/r",
+                    all_=len(rows),
+                    results=len(page),
+                    Readings=[_reading(r) for r in page],
+                )
+            )
+        day = self._day(request)
         start = day if p.after is None else max(day, p.after)
         total = self.source.interval_count(meter, obis, start=start, end=day + DAY)
         rows = self.source.intervals(meter, obis, start=start, end=day + DAY, offset=p.start, limit=p.limit)
@@ -335,6 +444,13 @@ class HubWanServer:
 
     async def latest_reading(self, request: web.Request) -> web.Response:
         meter, obis = self._channel(request)
+        g = self._granularity(request)
+        if g != HALF_HOURLY:
+            assert self.privacy is not None
+            rows = self.privacy.aggregates(meter, obis, g, None)
+            if not rows:
+                raise web.HTTPNotFound(text=f"no complete {g} reading yet")
+            return self._xml(_reading(rows[-1], href=f"{sep2.mr_href(meter, obis)}/r"))
         total = self.source.interval_count(meter, obis)
         rows = self.source.intervals(meter, obis, offset=max(total - 1, 0), limit=1)
         if not rows:

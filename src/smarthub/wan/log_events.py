@@ -1,0 +1,126 @@
+"""The hub's diagnosed events as IEEE 2030.5-2018 LogEvents (LogEvent function set, §10.11).
+
+A 2030.5 LogEvent is small by design: a time, a function set, an 8-bit code scoped by a
+profile and a Private Enterprise Number (PEN), a 16-bit id and at most 32 characters of
+details. Our events are vendor-defined (``profileID`` 1), coded by
+:class:`~smarthub.hub.diagnostics.DiagnosisCode`, and filed under the function set the
+problem belongs to (Metering for meter problems, Network Status for the HAN link, Time for
+clock drift, Security for tamper and decryption). ``details`` carries a short label and the
+device; ``extendedData`` (UInt32) carries the event's id in the hub's diagnostics log, which
+is how a client asks for :func:`event_detail` (the full evidence, repairs and recommendation
+the GDSC needs for a work order) next to the LogEvent.
+
+``logEventPEN``: we have no IANA Private Enterprise Number registered yet, so we use
+:data:`PEN_PLACEHOLDER` (0, IANA's "Reserved"), documented here; replace it with the
+operator's PEN when one is assigned. Per the standard, the combination (profileID,
+functionSet, logEventCode) then has the meaning given by :data:`FUNCTION_SETS` and
+``DiagnosisCode``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from envoy_schema.server.schema.sep2.log_events import (
+    FunctionSetIdentifier,
+    LogEvent,
+    LogEventList,
+    ProfileIdentifier,
+)
+
+from smarthub.hub.diagnostics import CODE_INFO, DiagnosedEvent, DiagnosisCode
+
+PEN_PLACEHOLDER = 0  # no IANA PEN registered yet (see the module docstring)
+LOG_EVENT_POLL_RATE = 900  # seconds: the 2030.5 default for LogEventList
+
+FUNCTION_SETS: dict[DiagnosisCode, FunctionSetIdentifier] = {
+    DiagnosisCode.MISSING_INTERVALS: FunctionSetIdentifier.METERING,
+    DiagnosisCode.STALE_METER: FunctionSetIdentifier.METERING,
+    DiagnosisCode.HAN_DECODE_ERRORS: FunctionSetIdentifier.NETWORK_STATUS,
+    DiagnosisCode.HAN_POLL_FAILURES: FunctionSetIdentifier.NETWORK_STATUS,
+    DiagnosisCode.HAN_WEAK_SIGNAL: FunctionSetIdentifier.NETWORK_STATUS,
+    DiagnosisCode.DECRYPTION_FAILURES: FunctionSetIdentifier.SECURITY,
+    DiagnosisCode.REGISTER_BACKWARDS: FunctionSetIdentifier.METERING,
+    DiagnosisCode.CONSUMPTION_SPIKE: FunctionSetIdentifier.METERING,
+    DiagnosisCode.REVERSE_FLOW: FunctionSetIdentifier.METERING,
+    DiagnosisCode.TAMPER: FunctionSetIdentifier.SECURITY,
+    DiagnosisCode.METER_ERROR: FunctionSetIdentifier.METERING,
+    DiagnosisCode.LOW_BATTERY: FunctionSetIdentifier.METERING,
+    DiagnosisCode.POWER_FAILURE: FunctionSetIdentifier.METERING,
+    DiagnosisCode.CLOCK_DRIFT: FunctionSetIdentifier.TIME,
+}
+
+DETAILS_MAX = 32  # String32
+
+
+def details(event: DiagnosedEvent) -> str:
+    """A short human label within String32: "<label> <device>", cut to 32 characters."""
+    return f"{CODE_INFO[event.code].label} {event.device}"[:DETAILS_MAX]
+
+
+def log_event(event: DiagnosedEvent, href: str | None = None) -> LogEvent:
+    """One event as a 2030.5 LogEvent; createdDateTime is when the condition was first seen."""
+    return LogEvent(
+        href=href,
+        createdDateTime=int(event.first_seen.timestamp()),
+        details=details(event),
+        extendedData=event.id & 0xFFFFFFFF,
+        functionSet=FUNCTION_SETS[event.code],
+        logEventCode=int(event.code),
+        logEventID=event.id % 65536,
+        logEventPEN=PEN_PLACEHOLDER,
+        profileID=ProfileIdentifier.VENDOR_DEFINED,
+    )
+
+
+def log_event_list(
+    events: Sequence[DiagnosedEvent], href: str, all_: int, *, poll_rate: int = LOG_EVENT_POLL_RATE
+) -> LogEventList:
+    """A page of events; each LogEvent's href is ``{href}/{event id}``."""
+    return LogEventList(
+        href=href,
+        all_=all_,
+        results=len(events),
+        pollRate=poll_rate,
+        LogEvent_=[log_event(e, f"{href}/{e.id}") for e in events],
+    )
+
+
+def event_detail(event: DiagnosedEvent) -> dict[str, Any]:
+    """Everything known about an event, JSON-ready, for the GDSC's work orders."""
+    return {
+        "id": event.id,
+        "code": int(event.code),
+        "kind": event.code.name.lower(),
+        "function_set": int(FUNCTION_SETS[event.code]),
+        "device": event.device,
+        "device_kind": event.device_kind,
+        "severity": event.severity.value,
+        "evidence": event.evidence,
+        "numbers": event.numbers,
+        "recommendation": event.recommendation,
+        "first_seen": event.first_seen.isoformat(),
+        "last_seen": event.last_seen.isoformat(),
+        "count": event.count,
+        "repair": event.repair.value,
+        "outcome": None if event.outcome is None else event.outcome.value,
+        "attempts": [
+            {"action": a.action.value, "outcome": a.outcome.value, "at": a.at.isoformat()}
+            for a in event.attempts
+        ],
+        "open": event.is_open,
+        "closed": None if event.closed is None else event.closed.isoformat(),
+        "resolution": event.resolution,
+    }
+
+
+__all__ = [
+    "FUNCTION_SETS",
+    "LOG_EVENT_POLL_RATE",
+    "PEN_PLACEHOLDER",
+    "details",
+    "event_detail",
+    "log_event",
+    "log_event_list",
+]
