@@ -135,6 +135,7 @@ def hub(
     from smarthub.han.p1 import P1Port
     from smarthub.han.tcp import TcpStreamTransport
     from smarthub.han.transport import SerialP1Transport
+    from smarthub.hub.diagnostics import Diagnostics, DiagnosticsLog
     from smarthub.hub.history import HistoryStore
     from smarthub.hub.hub import SmartHub
     from smarthub.hub.management import ManagementInterface
@@ -149,7 +150,9 @@ def hub(
 
     async def run_hub() -> None:
         clock = SystemClock()
-        smart_hub = SmartHub(hub_id, HistoryStore(state / "history.sqlite"), clock=clock)
+        history = HistoryStore(state / "history.sqlite")
+        events = DiagnosticsLog.beside(history.path)
+        smart_hub = SmartHub(hub_id, history, clock=clock, diagnostics=Diagnostics(events))
         smart_hub.attach(P1Port("p1"))
         cert = x509.load_pem_x509_certificate((state / "hub.pem").read_bytes())
         ca_cert = x509.load_pem_x509_certificate((state / "ca.pem").read_bytes())
@@ -165,6 +168,7 @@ def hub(
             lambda: int(clock.now().timestamp()),
             management,
             HubPrivacy(consent, smart_hub.history),
+            events,
         )
         ctx = server_context(state / "hub.pem", state / "hub.key", state / "ca.pem")
         bound = await server.start(listen, port, ctx)

@@ -172,3 +172,49 @@ async def test_bad_queries_get_specific_errors(rig: Rig) -> None:
 def test_client_refuses_bad_xml(body: bytes, message: str) -> None:
     with pytest.raises(PullError, match=message):
         parse_resource(body, sep2.ReadingListResponse, "GET /test")
+
+
+async def test_diagnosed_events_are_served_as_log_events_with_their_diagnosis(
+    tmp_path: Path, wall_now: datetime
+) -> None:
+    from smarthub.hub.diagnostics import Diagnostics, DiagnosticsLog
+    from smarthub.meters.errors import ChecksumError
+
+    ca = CertificateAuthority.create("CA", wall_now)
+    ca.save(tmp_path / "ca")
+    hub_cert = ca.issue(Role.HUB, "HUB9", wall_now, hosts=("127.0.0.1",))
+    hub_cert.save(tmp_path, "hub")
+    ca.issue(Role.COLLECTOR, "c", wall_now).save(tmp_path, "c")
+    history = HistoryStore(tmp_path / "history.sqlite")
+    log = DiagnosticsLog.beside(history.path)
+    diag = Diagnostics(log)
+    hub = SmartHub("HUB9", history, diagnostics=diag)
+    # A P1 port where one frame in five fails its CRC: a degraded HAN link.
+    for i in range(100):
+        if i % 5 == 0:
+            diag.observe_errors("p1", [ChecksumError("dsmr", "CRC mismatch")], DAY0 + timedelta(seconds=i))
+        else:
+            diag.observe_points("p1", [], DAY0 + timedelta(seconds=i))
+    assert log.count() >= 1
+    server = HubWanServer("HUB9", hub_cert.lfdi, hub, lambda: int(DAY0.timestamp()), events=log)
+    port = await server.start(
+        "127.0.0.1", 0, server_context(tmp_path / "hub.pem", tmp_path / "hub.key", tmp_path / "ca" / "ca.pem")
+    )
+    ctx = client_context(tmp_path / "c.pem", tmp_path / "c.key", tmp_path / "ca" / "ca.pem")
+    client = HubClient(f"https://127.0.0.1:{port}", ctx, hub_cert.lfdi)
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as s:
+            for path in ("/dcap", "/edev", "/edev/0", "/edev/0/lel?l=10"):
+                async with s.get(f"https://127.0.0.1:{port}{path}") as resp:
+                    assert resp.status == 200, path
+                    SCHEMA.assertValid(etree.fromstring(await resp.read()))
+        events = await client.pull_log_events()
+        assert len(events) == log.count()
+        lev, detail = events[0]
+        assert lev.functionSet == 16  # network status: the HAN link
+        assert "20" in detail["evidence"] and detail["device"] == "p1" and detail["recommendation"]
+        assert await client.pull_log_events(known=len(events)) == []
+    finally:
+        await client.close()
+        await server.stop()
+        history.close()

@@ -81,6 +81,10 @@ class PollLoop:
         self.cycles = 0
         self.failures = 0
         self.paused = False
+        # Called after every cycle, ok or not (the hub's link diagnostics watch this).
+        self.observers: list[Callable[[PollLoop, datetime], object]] = []
+        self._cycle_lock = asyncio.Lock()
+        self.last_cycle: datetime | None = None
 
     async def run(self, until: datetime | None = None) -> None:
         if self.next_time is None:
@@ -90,19 +94,49 @@ class PollLoop:
         while until is None or self.next_time <= until:
             t = self.next_time
             await self.clock.sleep_until(t)
+            if self.next_time != t:
+                continue  # a re-poll (poll_now) took this slot while we slept
             if not self.paused:
                 await self._one(t)
-            self.next_time = t + self.period
+            if self.next_time == t:
+                self.next_time = t + self.period
+
+    async def poll_now(self) -> bool:
+        """An extra cycle now, outside the schedule (a diagnostic re-poll); True if it succeeded."""
+        failures = self.failures
+        t = self.clock.now()
+        # A scheduled cycle due by now would ask the meter about an earlier instant than this
+        # one: the re-poll takes its place.
+        while self.next_time is not None and self.next_time <= t:
+            self.next_time += self.period
+        await self._one(t)
+        return self.failures == failures
 
     async def _one(self, t: datetime) -> None:
+        # One cycle at a time, in time order: a meter is never asked about an instant earlier
+        # than one it has already answered for.
+        async with self._cycle_lock:
+            if self.last_cycle is not None and t <= self.last_cycle:
+                return
+            self.last_cycle = t
+            await self._cycle(t)
+
+    async def _cycle(self, t: datetime) -> None:
         self.cycles += 1
         try:
-            batch = await asyncio.wait_for(self.cycle(t), self.timeout)
+            batch: PortBatch | None = await asyncio.wait_for(self.cycle(t), self.timeout)
         except DecodeError as err:
             self.failures += 1
             batch = PortBatch(errors=[err])
         except (OSError, TimeoutError, ConnectionError) as err:
             self.failures += 1
             log.warning("poll of %s failed: %s", self.name, err)
-            return
-        self.sink(batch, t)
+            batch = None
+        except Exception:  # a bug in one meter's session must not stop this loop or the others
+            self.failures += 1
+            log.exception("poll of %s failed unexpectedly", self.name)
+            batch = None
+        if batch is not None:
+            self.sink(batch, t)
+        for observe in self.observers:
+            observe(self, t)

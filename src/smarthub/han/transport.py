@@ -49,6 +49,7 @@ class SimulatedP1Transport:
         self.sent = 0
         self.paused = False
         self.next_time: datetime | None = None
+        self.sending_at: datetime | None = None
 
     async def run(self, until: datetime | None = None) -> None:
         """Emit telegrams until ``until`` (forever if None); a later call carries on from there."""
@@ -60,6 +61,7 @@ class SimulatedP1Transport:
             t = self.next_time
             await self.clock.sleep_until(t)
             if not self.paused:
+                self.sending_at = t  # a simulated wire delivers at the instant it sends
                 data = self.meter.telegram_at(t)
                 if self.chunk:
                     for i in range(0, len(data), self.chunk):

@@ -528,6 +528,10 @@ class DiagnosticsLog:
 
         return self._write(write)
 
+    def disconnect(self) -> None:
+        """Close the database connection (the hub is shutting down)."""
+        self._db.close()
+
     def close(
         self, code: DiagnosisCode, device: str, now: datetime, resolution: str = "cleared"
     ) -> DiagnosedEvent | None:

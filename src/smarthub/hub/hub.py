@@ -17,6 +17,7 @@ from typing import Any
 
 from smarthub.clock import Clock, SystemClock
 from smarthub.han.ports import Port, PortBatch
+from smarthub.hub.diagnostics import Diagnostics
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.intervals import IntervalBuilder, IntervalRecord
 from smarthub.hub.mirror import DataMirror
@@ -46,11 +47,13 @@ class SmartHub:
         *,
         clock: Clock | None = None,
         mapping: MappingTable | None = None,
+        diagnostics: Diagnostics | None = None,
     ) -> None:
         self.hub_id = hub_id
         self.history = history
         self.clock = clock or SystemClock()
         self.mapping = mapping or MappingTable.default()
+        self.diagnostics = diagnostics
         self.mirror = DataMirror()
         self.interval_builder = IntervalBuilder()
         self.stats = HubStats()
@@ -69,20 +72,28 @@ class SmartHub:
 
     def receive(self, port_name: str, data: bytes) -> list[DecodeError]:
         """Bytes from a HAN transport. Returns the decode errors (already counted)."""
-        return self.accept(self.ports[port_name].receive(data))
+        return self.accept(self.ports[port_name].receive(data), port=port_name)
 
-    def accept(self, batch: PortBatch, received: datetime | None = None) -> list[DecodeError]:
+    def accept(
+        self, batch: PortBatch, received: datetime | None = None, *, port: str = "han"
+    ) -> list[DecodeError]:
         """A batch of decoded data points (from a port or a poll cycle).
 
         ``received`` stamps points whose frame carries no time of its own (a poll cycle
-        passes the instant it polled at); by default the hub's clock.
+        passes the instant it polled at); by default the hub's clock. ``port`` names where the
+        batch came from, for link diagnostics.
         """
+        when = received or self.clock.now()
         for err in batch.errors:
             self.stats.frame_errors += 1
             self.stats.last_errors = [*self.stats.last_errors[-9:], str(err)]
+        if self.diagnostics is not None:
+            if batch.errors:
+                self.diagnostics.observe_errors(port, batch.errors, when)
+            if batch.points:
+                self.diagnostics.observe_points(port, batch.points, when)
         if batch.points:
             self.stats.frames_ok += 1
-            when = received or self.clock.now()
             translation = self.mapping.translate(batch.points, when)
             if translation.unmapped:
                 self.stats.unmapped += len(translation.unmapped)
@@ -139,6 +150,10 @@ class SmartHub:
             )
         if completed:
             self.stats.intervals_stored += self.history.append(completed)
+        if self.diagnostics is not None:
+            self.diagnostics.observe_readings(readings)
+            for record in completed:
+                self.diagnostics.observe_interval(record)
         return completed
 
     def meters(self) -> dict[str, str]:

@@ -20,7 +20,15 @@ from cryptography import x509
 
 from smarthub.clock import Clock, SystemClock
 from smarthub.gdsc.pki import CertificateAuthority, Role, lfdi
+from smarthub.han.poll import PollLoop
 from smarthub.han.wmbus_port import WMBusPort
+from smarthub.hub.diagnostics import (
+    CallbackRepairs,
+    DiagnosedEvent,
+    Diagnostics,
+    DiagnosticsLog,
+    MeterProfile,
+)
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
 from smarthub.hub.management import ManagementInterface
@@ -117,10 +125,28 @@ class SimulatedHome:
         self.dir = state / "hubs" / spec.hub_id
         self.clock = clock
         self.history = HistoryStore(self.dir / "history.sqlite")
-        self.hub = SmartHub(spec.hub_id, self.history, clock=clock)
+        self.diagnostics = Diagnostics(
+            DiagnosticsLog.beside(self.history.path), CallbackRepairs(on_repoll=self._repoll)
+        )
+        self.hub = SmartHub(spec.hub_id, self.history, clock=clock, diagnostics=self.diagnostics)
         cert = x509.load_pem_x509_certificate((self.dir / "hub.pem").read_bytes())
         self.lfdi = lfdi(cert)
         self.rigs = build_rigs(spec, self.hub, clock, sim_start, telegram_period)
+        self._loops_by_meter: dict[str, list[PollLoop]] = {}
+        for rig in self.rigs:
+            loops = [loop for loop in rig.loops if isinstance(loop, PollLoop)]
+            for loop in loops:
+                loop.observers.append(self.diagnostics.observe_poll_loop)
+            for meter, fuel in rig.meters:
+                self._loops_by_meter[meter] = loops
+                generator = spec.pv_kwp > 0 and fuel == "electricity"
+                period = loops[0].period if loops else telegram_period
+                # Under an accelerated clock a busy event loop makes meters look late by many
+                # simulated minutes; an hour of silence is a real fault even at 8,000× speed.
+                self.diagnostics.set_profile(
+                    meter,
+                    MeterProfile(expected_period=period, stale_after=timedelta(hours=1), generator=generator),
+                )
         ca_cert = x509.load_pem_x509_certificate((state / "ca" / "ca.pem").read_bytes())
         # Certificates are checked against wall time (OpenSSL does too), not simulated time.
         self.management = ManagementInterface(
@@ -141,8 +167,23 @@ class SimulatedHome:
             lambda: int(clock.now().timestamp()),
             management=self.management,
             privacy=HubPrivacy(self.consent, self.history),
+            events=self.diagnostics.log,
         )
         self.url = ""
+
+    async def _repoll(self, event: DiagnosedEvent) -> bool:
+        """Re-poll the meter an event is about (only polled/radio meters have a loop to drive)."""
+        loops = self._loops_by_meter.get(event.device, [])
+        return bool(loops) and all([await loop.poll_now() for loop in loops])
+
+    async def maintain(self, until: datetime | None, every: timedelta = timedelta(minutes=5)) -> None:
+        """The hub's housekeeping: time-based diagnoses and the repairs they call for."""
+        t = self.clock.now()
+        while until is None or t <= until:
+            await self.clock.sleep_until(t)
+            self.diagnostics.tick(t)
+            await self.diagnostics.repair_pending(t)
+            t += every
 
     @property
     def meters(self) -> list[tuple[str, str]]:
@@ -161,6 +202,7 @@ class SimulatedHome:
         await self.server.stop()
         self.management.close()
         self.consent.close()
+        self.diagnostics.log.disconnect()
         self.history.close()
 
     def manifest_entry(self) -> dict[str, object]:
@@ -215,6 +257,7 @@ class Fleet:
         self._tasks = [
             asyncio.create_task(run) for h in self.homes for rig in h.rigs for run in rig.runs(until)
         ]
+        self._tasks += [asyncio.create_task(h.maintain(until)) for h in self.homes]
 
     async def meters_done(self) -> bool:
         """Wait for the meter loops started with an end time; True if they had already finished."""
@@ -231,6 +274,9 @@ class Fleet:
 
     def frame_errors(self) -> int:
         return sum(h.hub.stats.frame_errors for h in self.homes)
+
+    def open_diagnoses(self) -> list[DiagnosedEvent]:
+        return [e for h in self.homes for e in h.diagnostics.log.open_events()]
 
     def poll_failures(self) -> int:
         return sum(rig.failures for h in self.homes for rig in h.rigs)

@@ -60,9 +60,9 @@ class Rig:
         return sum(getattr(loop, "failures", 0) for loop in self.loops)
 
 
-def _sink(hub: SmartHub):  # type: ignore[no-untyped-def]
+def _sink(hub: SmartHub, port: str = "han"):  # type: ignore[no-untyped-def]
     def accept(batch: PortBatch, t: datetime) -> None:
-        hub.accept(batch, t)
+        hub.accept(batch, t, port=port)
 
     return accept
 
@@ -77,10 +77,15 @@ def dsmr_rig(
     period: timedelta = MINUTE,
 ) -> Rig:
     meter = DsmrMeterSimulator(elec, gas, profile, start=start)
-    hub.attach(P1Port("p1"))
-    transport = SimulatedP1Transport(
-        meter, clock, lambda data: hub.receive("p1", data), period=period, start=start
-    )
+    port = P1Port("p1")
+    hub.attach(port)
+
+    def deliver(data: bytes) -> None:
+        # Stamp with the simulated send time: event-loop lag under an accelerated clock is
+        # not the meter's clock drifting.
+        hub.accept(port.receive(data), transport.sending_at, port="p1")
+
+    transport = SimulatedP1Transport(meter, clock, deliver, period=period, start=start)
     return Rig(
         "dsmr",
         [(elec, "electricity"), (gas, "gas")],
@@ -100,7 +105,12 @@ def iec_rig(
     meter = IecMeterSimulator(serial, "LGZ", profile, start=start)
     link = SimulatedLink(meter)
     loop = PollLoop(
-        f"iec:{serial}", clock, simulated(link, iec_cycle(link)), _sink(hub), period=period, start=start
+        f"iec:{serial}",
+        clock,
+        simulated(link, iec_cycle(link)),
+        _sink(hub, f"iec:{serial}"),
+        period=period,
+        start=start,
     )
     return Rig(
         "iec62056-21",
@@ -128,7 +138,9 @@ def zigbee_rig(
         async def report(t: datetime, meter: ZigbeeMeterSimulator = meter, eui: str = eui) -> PortBatch:
             return port.receive_frame(eui, meter.report_at(t))
 
-        loops.append(PollLoop(f"zigbee:{eui}", clock, report, _sink(hub), period=period, start=start))
+        loops.append(
+            PollLoop(f"zigbee:{eui}", clock, report, _sink(hub, "zigbee"), period=period, start=start)
+        )
     return Rig(
         "zigbee",
         [(elec, "electricity"), (gas, "gas")],
@@ -150,7 +162,14 @@ def mbus_rig(
     meter = MBusMeterSimulator(address, ident, "KAM", medium, profile, start=start, records_per_telegram=2)
     link = SimulatedLink(meter)
     cycle = mbus_cycle(link, address, tz=profile.tz)
-    loop = PollLoop(f"mbus:{ident}", clock, simulated(link, cycle), _sink(hub), period=period, start=start)
+    loop = PollLoop(
+        f"mbus:{ident}",
+        clock,
+        simulated(link, cycle),
+        _sink(hub, f"mbus:{address}"),
+        period=period,
+        start=start,
+    )
     meter_id = f"KAM{ident:08d}"
     return Rig("mbus", [(meter_id, medium)], [(meter_id, _VOLUME_OBIS[medium])], [loop])
 
@@ -174,7 +193,7 @@ def wmbus_rig(
     async def transmit(t: datetime) -> PortBatch:
         return port.receive(meter.frame_at(t))
 
-    loop = PollLoop(f"wmbus:{ident}", clock, transmit, _sink(hub), period=period, start=start)
+    loop = PollLoop(f"wmbus:{ident}", clock, transmit, _sink(hub, port.name), period=period, start=start)
     return Rig("wmbus", [(meter.meter_id, medium)], [(meter.meter_id, _VOLUME_OBIS[medium])], [loop])
 
 
@@ -196,7 +215,12 @@ def dlms_rig(
     client = DlmsClient(client_sap=1, server_address=1, system_title=b"SHB" + system_title[3:], keys=keys)
     cycle = dlms_cycle(link, client, (IMPORT_ACTIVE_ENERGY, EXPORT_ACTIVE_ENERGY, IMPORT_ACTIVE_POWER))
     loop = PollLoop(
-        f"dlms:{system_title.hex()}", clock, simulated(link, cycle), _sink(hub), period=period, start=start
+        f"dlms:{system_title.hex()}",
+        clock,
+        simulated(link, cycle),
+        _sink(hub, "dlms"),
+        period=period,
+        start=start,
     )
     meter_id = system_title.hex().upper()
     return Rig(

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import aiohttp
+from envoy_schema.server.schema.sep2.log_events import LogEventList
 from lxml import etree
 from pydantic import ValidationError
 
@@ -145,6 +146,22 @@ class HubClient:
             raise PullError(f"GET {self.base_url}{path}: {type(err).__name__}: {err}") from None
         return parse_resource(body, model, f"GET {path}")
 
+    async def pull_log_events(self, known: int = 0) -> list[tuple[Any, dict[str, Any]]]:
+        """The hub's diagnosed events after the first ``known`` ones, each as its 2030.5 LogEvent
+        and the JSON diagnosis behind it (evidence, repairs tried, recommendation)."""
+        events, _ = await self._all("/edev/0/lel", LogEventList, "LogEvent_", offset=known)
+        out = []
+        for e in events:
+            try:
+                async with self._session.get(f"{e.href}/detail") as resp:
+                    if resp.status != 200:
+                        raise PullError(f"GET {e.href}/detail: HTTP {resp.status}")
+                    detail = json.loads(await resp.content.read(MAX_BODY))
+            except (aiohttp.ClientError, TimeoutError, ssl.SSLError, OSError, ValueError) as err:
+                raise PullError(f"GET {e.href}/detail: {type(err).__name__}: {err}") from None
+            out.append((e, detail))
+        return out
+
     async def post_command(self, envelope: bytes) -> dict[str, Any]:
         """Deliver a signed management command; the hub's verdict (applied, failed, refused)."""
         try:
@@ -166,16 +183,18 @@ class HubClient:
             raise PullError("POST /mgmt: the hub's answer has no status")
         return verdict
 
-    async def _all(self, path: str, model: type[M], items: str, **params: int) -> tuple[list[Any], int]:
-        """GET every page of a 2030.5 list; returns its items and the number of requests made."""
+    async def _all(
+        self, path: str, model: type[M], items: str, *, offset: int = 0, **params: int
+    ) -> tuple[list[Any], int]:
+        """GET every page of a 2030.5 list from item ``offset`` on; its items and the request count."""
         out: list[Any] = []
         requests = 0
         while True:
-            page = await self.get(path, model, {**params, "s": len(out), "l": PAGE})
+            page = await self.get(path, model, {**params, "s": offset + len(out), "l": PAGE})
             requests += 1
             got = getattr(page, items) or []
             out.extend(got)
-            if not got or len(out) >= page.all_:  # type: ignore[attr-defined]
+            if not got or offset + len(out) >= page.all_:  # type: ignore[attr-defined]
                 return out, requests
 
     async def pull_intervals(self, cursors: dict[str, int]) -> PullResult:

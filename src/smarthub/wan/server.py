@@ -18,10 +18,14 @@ from urllib.parse import unquote
 from aiohttp import web
 from cryptography import x509
 from cryptography.x509.oid import NameOID
+from envoy_schema.server.schema.sep2.end_device import EndDeviceListResponse, EndDeviceResponse
 
+from smarthub.gdsc.pki import sfdi_from_lfdi
+from smarthub.hub.diagnostics import DiagnosedEvent
 from smarthub.model import ObisCode
 from smarthub.model.reading_type import ACCUMULATION_DELTA, interval_spec
 from smarthub.wan import sep2
+from smarthub.wan.log_events import event_detail, log_event, log_event_list
 from smarthub.wan.sep2 import DAY
 
 MAX_LIMIT = 1000
@@ -84,6 +88,16 @@ HALF_HOURLY = "half-hourly"
 AGGREGATED = {"daily": 86400, "monthly": 0}  # ReadingType.intervalLength (0: months vary in length)
 
 
+class EventLog(Protocol):
+    """The hub's diagnosed events (hub.diagnostics.DiagnosticsLog)."""
+
+    def events(self, after_id: int | None = None, limit: int = 100) -> Sequence[DiagnosedEvent]: ...
+
+    def count(self) -> int: ...
+
+    def get(self, event_id: int) -> DiagnosedEvent: ...
+
+
 class CommandResultLike(Protocol):
     status: str
 
@@ -105,8 +119,10 @@ class HubWanServer:
         now_epoch,  # type: ignore[no-untyped-def]
         management: CommandSink | None = None,
         privacy: PrivacyPolicy | None = None,
+        events: EventLog | None = None,
     ) -> None:
         self.hub_id = hub_id
+        self.events = events
         self.management = management
         # Without a privacy policy every client of the GDSC CA sees half-hourly data (tests, a bench).
         self.privacy = privacy
@@ -129,6 +145,11 @@ class HubWanServer:
         r.add_get("/upt/{meter}/mr/{ch}/rs/{day}/r", self.readings)
         r.add_get("/upt/{meter}/mr/{ch}/r", self.latest_reading)
         r.add_post("/mgmt", self.command)
+        r.add_get("/edev", self.end_devices)
+        r.add_get("/edev/0", self.end_device)
+        r.add_get("/edev/0/lel", self.log_events)
+        r.add_get("/edev/0/lel/{id}", self.log_event)
+        r.add_get("/edev/0/lel/{id}/detail", self.log_event_detail)
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -241,6 +262,7 @@ class HubWanServer:
                 pollRate=POLL_RATE,
                 TimeLink=sep2.Link(href="/tm"),
                 UsagePointListLink=sep2.ListLink(href="/upt", all_=len(self.source.meters())),
+                EndDeviceListLink=sep2.ListLink(href="/edev", all_=1),
             )
         )
 
@@ -441,6 +463,51 @@ class HubWanServer:
         result = await self.management.handle(await request.read())
         status = 403 if result.status == "refused" else 200
         return web.Response(status=status, body=result.to_json(), content_type="application/json")
+
+    # -- the hub as an EndDevice, with its diagnosed events as LogEvents (2030.5 §10.x LogEvent) --
+    def _end_device(self) -> EndDeviceResponse:
+        return EndDeviceResponse(
+            href="/edev/0",
+            lFDI=self.lfdi,
+            sFDI=sfdi_from_lfdi(self.lfdi),
+            changedTime=self.now_epoch(),
+            LogEventListLink=sep2.ListLink(
+                href="/edev/0/lel", all_=self.events.count() if self.events else 0
+            ),
+        )
+
+    async def end_devices(self, request: web.Request) -> web.Response:
+        return self._xml(
+            EndDeviceListResponse(href="/edev", all_=1, results=1, EndDevice=[self._end_device()])
+        )
+
+    async def end_device(self, request: web.Request) -> web.Response:
+        return self._xml(self._end_device())
+
+    async def log_events(self, request: web.Request) -> web.Response:
+        """Diagnosed events oldest first; a puller pages on with s = how many it already has."""
+        if self.events is None:
+            raise web.HTTPNotFound(text="this hub keeps no event log")
+        p = self._paging(request)
+        total = self.events.count()
+        page = list(self.events.events(after_id=None, limit=p.start + p.limit))[p.start :]
+        return self._xml(log_event_list(page, "/edev/0/lel", total))
+
+    def _event(self, request: web.Request) -> DiagnosedEvent:
+        if self.events is None:
+            raise web.HTTPNotFound(text="this hub keeps no event log")
+        try:
+            return self.events.get(int(request.match_info["id"]))
+        except (ValueError, KeyError, LookupError):
+            raise web.HTTPNotFound(text=f"no event {request.match_info['id']!r}") from None
+
+    async def log_event(self, request: web.Request) -> web.Response:
+        e = self._event(request)
+        return self._xml(log_event(e, f"/edev/0/lel/{e.id}"))
+
+    async def log_event_detail(self, request: web.Request) -> web.Response:
+        """The full diagnosis (evidence, repairs tried, outcome, recommendation) for a work order."""
+        return web.json_response(event_detail(self._event(request)))
 
     async def latest_reading(self, request: web.Request) -> web.Response:
         meter, obis = self._channel(request)
