@@ -18,6 +18,7 @@ from typing import Any
 from smarthub.clock import Clock, SystemClock
 from smarthub.han.ports import Port, PortBatch
 from smarthub.hub.diagnostics import Diagnostics
+from smarthub.hub.flood import FloodGuard
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.intervals import IntervalBuilder, IntervalRecord
 from smarthub.hub.mirror import DataMirror
@@ -36,6 +37,7 @@ class HubStats:
     readings: int = 0
     intervals_stored: int = 0
     unmapped: int = 0
+    quarantined: int = 0
     last_errors: list[str] = field(default_factory=list)
 
 
@@ -54,6 +56,7 @@ class SmartHub:
         self.clock = clock or SystemClock()
         self.mapping = mapping or MappingTable.default()
         self.diagnostics = diagnostics
+        self.flood = FloodGuard()
         self.mirror = DataMirror()
         self.interval_builder = IntervalBuilder()
         self.stats = HubStats()
@@ -92,6 +95,12 @@ class SmartHub:
                 self.diagnostics.observe_errors(port, batch.errors, when)
             if batch.points:
                 self.diagnostics.observe_points(port, batch.points, when)
+        if batch.points:
+            admitted = {m for m in {p.meter for p in batch.points} if self.flood.admit(m, when)}
+            if len(admitted) < len({p.meter for p in batch.points}):
+                kept = [p for p in batch.points if p.meter in admitted]
+                self.stats.quarantined += len(batch.points) - len(kept)
+                batch = PortBatch(points=kept, errors=batch.errors)
         if batch.points:
             self.stats.frames_ok += 1
             translation = self.mapping.translate(batch.points, when)

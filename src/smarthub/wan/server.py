@@ -10,7 +10,8 @@ makes incremental pulls cheap: the GDSC asks for readings after its cursor.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import unquote
@@ -110,6 +111,30 @@ class CommandSink(Protocol):
     async def handle(self, envelope: bytes) -> CommandResultLike: ...
 
 
+_PEERS: dict[bytes, tuple[str, str]] = {}  # client certificate → (role, name): parsed once
+
+
+class RateLimiter:
+    """A token bucket per client (its certificate's role and name): ``take`` returns 0 when the
+    request may go ahead, else the seconds until a token is free. ``monotonic`` is injectable."""
+
+    def __init__(self, rate: float, burst: int, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.monotonic = monotonic
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, client: str) -> float:
+        now = self.monotonic()
+        tokens, last = self._buckets.get(client, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        if tokens < 1.0:
+            self._buckets[client] = (tokens, now)
+            return (1.0 - tokens) / self.rate
+        self._buckets[client] = (tokens - 1.0, now)
+        return 0.0
+
+
 class HubWanServer:
     def __init__(
         self,
@@ -130,6 +155,10 @@ class HubWanServer:
         self.source = source
         self.now_epoch = now_epoch  # injected clock: () -> int
         self.requests = 0
+        self.rate_limited = 0
+        # A hub is a small device on a thin WAN link: no client may monopolise it. A full pull
+        # is ~15 requests, so the burst lets one through at once and the rate caps the rest.
+        self.limiter = RateLimiter(rate=20.0, burst=100)
         # Requests are GETs and signed commands (a mapping table is ~15 kB); nothing larger.
         self.app = web.Application(client_max_size=256 * 1024, middlewares=[self._count])
         r = self.app.router
@@ -170,6 +199,15 @@ class HubWanServer:
     @web.middleware
     async def _count(self, request: web.Request, handler):  # type: ignore[no-untyped-def]
         self.requests += 1
+        role, name = self._peer(request)
+        client = f"{role}:{name}" if name else str(request.remote)
+        wait = self.limiter.take(client)
+        if wait > 0:
+            self.rate_limited += 1
+            raise web.HTTPTooManyRequests(
+                text=f"rate limit: {self.limiter.rate:g} requests/s, burst {self.limiter.burst}",
+                headers={"Retry-After": str(max(1, round(wait)))},
+            )
         return await handler(request)
 
     # -- helpers ---------------------------------------------------------------------
@@ -197,10 +235,16 @@ class HubWanServer:
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
         if not der:
             return "", ""
-        cert = x509.load_der_x509_certificate(der)
-        role = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
-        name = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-        return (str(role[0].value) if role else "", str(name[0].value) if name else "")
+        found = _PEERS.get(der)
+        if found is None:
+            cert = x509.load_der_x509_certificate(der)
+            role = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+            name = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+            found = (str(role[0].value) if role else "", str(name[0].value) if name else "")
+            if len(_PEERS) > 4096:
+                _PEERS.clear()
+            _PEERS[der] = found
+        return found
 
     def _granularity(self, request: web.Request) -> str:
         """The granularity the privacy filter allows whoever this request is for.
