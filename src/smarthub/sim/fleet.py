@@ -168,6 +168,7 @@ class SimulatedHome:
             management=self.management,
             privacy=HubPrivacy(self.consent, self.history),
             events=self.diagnostics.log,
+            monotonic=lambda: clock.now().timestamp(),
         )
         self.url = ""
 

@@ -145,7 +145,9 @@ class HubWanServer:
         management: CommandSink | None = None,
         privacy: PrivacyPolicy | None = None,
         events: EventLog | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``monotonic``: the rate limiter's time in seconds (inject simulated time in a simulation)."""
         self.hub_id = hub_id
         self.events = events
         self.management = management
@@ -158,7 +160,7 @@ class HubWanServer:
         self.rate_limited = 0
         # A hub is a small device on a thin WAN link: no client may monopolise it. A full pull
         # is ~15 requests, so the burst lets one through at once and the rate caps the rest.
-        self.limiter = RateLimiter(rate=20.0, burst=100)
+        self.limiter = RateLimiter(rate=20.0, burst=100, monotonic=monotonic)
         # Requests are GETs and signed commands (a mapping table is ~15 kB); nothing larger.
         self.app = web.Application(client_max_size=256 * 1024, middlewares=[self._count])
         r = self.app.router
