@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(BIN)/pytest -q -m slow
 	$(BIN)/python bench/codecs.py
 	$(BIN)/python bench/demo_day.py
+	$(BIN)/python bench/hub.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
