@@ -175,9 +175,8 @@ def main() -> None:
     ref = reference_rss()
     print(f"meters in the mirror      {r['meters']:.0f}")
     print(f"frames/cycles processed   {r['frames']:.0f} in {r['wall_s']:.0f} s")
-    print(
-        f"RSS                       {r['rss_mb']:.1f} MB (goal ≤ {GOAL_RSS_MB:.0f} MB: {'met' if r['rss_mb'] <= GOAL_RSS_MB else 'NOT met'})"
-    )
+    verdict = "met" if r["rss_mb"] <= GOAL_RSS_MB else "NOT met"
+    print(f"RSS                       {r['rss_mb']:.1f} MB (goal ≤ {GOAL_RSS_MB:.0f} MB: {verdict})")
     print(
         f"reference: bare Python + the same imports {ref:.1f} MB; hub / reference = {r['rss_mb'] / ref:.2f}"
     )
