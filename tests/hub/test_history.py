@@ -83,3 +83,39 @@ def test_values_are_sealed_and_tampering_is_detected(tmp_path: Path) -> None:
     with pytest.raises(KeyUnwrapError):
         HistoryStore(tmp_path / "h.sqlite", master_key=b"\x00" * 32).query("G1", OBIS)
     assert oct((tmp_path / "master.key").stat().st_mode & 0o777) == "0o600"
+
+
+def test_retention_keeps_13_months_of_half_hours_and_day_totals_before(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from smarthub.hub.intervals import IntervalRecord
+
+    h = HistoryStore(tmp_path / "h.sqlite")
+    start = datetime(2025, 1, 1, tzinfo=UTC)  # GMT: local days are UTC days in January
+    n = 48 * 425  # 425 days of half-hours
+    h.append(
+        [
+            IntervalRecord(
+                "E1",
+                ObisCode.parse("1-0:1.8.0"),
+                int(start.timestamp()) + 1800 * i,
+                1800,
+                7,
+                7 * (i + 1),
+                0,
+                1,
+            )
+            for i in range(n)
+        ]
+    )
+    now = start + timedelta(days=425)
+    days = h.compact(now)
+    obis = ObisCode.parse("1-0:1.8.0")
+    raw = h.query("E1", obis, limit=10**6)
+    daily = h.daily("E1", obis)
+    assert days == len(daily) == 425 - 396
+    assert raw[0].start == daily[-1].start + daily[-1].duration  # no gap, no overlap
+    assert all(d.value == 7 * 48 for d in daily)  # day totals equal the half-hours they replace
+    assert sum(d.value for d in daily) + sum(r.value for r in raw) == 7 * n  # nothing lost
+    assert h.compact(now) == 0  # idempotent
+    h.close()

@@ -18,8 +18,9 @@ import sqlite3
 import struct
 import threading
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -31,6 +32,15 @@ from smarthub.model import ObisCode
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS intervals (
+    meter TEXT NOT NULL,
+    obis TEXT NOT NULL,
+    start INTEGER NOT NULL,
+    duration INTEGER NOT NULL,
+    nonce BLOB NOT NULL,
+    sealed BLOB NOT NULL,
+    PRIMARY KEY (meter, obis, start)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS daily (
     meter TEXT NOT NULL,
     obis TEXT NOT NULL,
     start INTEGER NOT NULL,
@@ -60,6 +70,9 @@ CREATE TABLE IF NOT EXISTS meters (
 ) WITHOUT ROWID;
 """
 
+
+RAW_RETENTION = timedelta(days=396)  # 13 months of half-hours, then daily totals
+LONDON = ZoneInfo("Europe/London")
 
 _VALUES = struct.Struct(">qqbH")  # value, register_end, power_of_ten, quality
 
@@ -195,6 +208,62 @@ class HistoryStore:
                     ) from None
                 out.append((meter, protocol, key, value.decode(), unit, t, reason))
             return out
+
+    def compact(self, now: datetime, keep_raw: timedelta = RAW_RETENTION, tz: ZoneInfo = LONDON) -> int:
+        """Retention: half-hours older than ``keep_raw`` (13 months by default) are replaced by
+        local-day totals, sealed like the rest. Whole days only, in one transaction: a power
+        cut leaves either the half-hours or their day, never neither. Returns days written."""
+        from smarthub.hub.privacy import Granularity, aggregate, period_start
+
+        cutoff = int(period_start(now - keep_raw, Granularity.DAILY, tz).timestamp())
+        written = 0
+        with self._lock:
+            channels = self._db.execute(
+                "SELECT DISTINCT meter, obis FROM intervals WHERE start < ?", (cutoff,)
+            ).fetchall()
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for meter, obis in channels:
+                    rows = self._db.execute(
+                        "SELECT * FROM intervals WHERE meter=? AND obis=? AND start < ? ORDER BY start",
+                        (meter, obis, cutoff),
+                    ).fetchall()
+                    records = [self._open(r) for r in rows]
+                    for day in aggregate(records, Granularity.DAILY, tz, complete_before=cutoff):
+                        in_day = [r for r in records if day.start <= r.start < day.start + day.duration]
+                        last = in_day[-1]  # records are in time order
+                        sealed = IntervalRecord(
+                            meter,
+                            ObisCode.parse(obis),
+                            day.start,
+                            day.duration,
+                            day.value,
+                            last.register_end,
+                            last.power_of_ten,
+                            day.quality,
+                        )
+                        self._db.execute(
+                            "INSERT OR REPLACE INTO daily VALUES (?, ?, ?, ?, ?, ?)",
+                            (meter, obis, day.start, day.duration, *self._seal(sealed)),
+                        )
+                        written += 1
+                    self._db.execute(
+                        "DELETE FROM intervals WHERE meter=? AND obis=? AND start < ?", (meter, obis, cutoff)
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                self._ciphers.clear()
+                raise
+        return written
+
+    def daily(self, meter: str, obis: ObisCode) -> list[IntervalRecord]:
+        """The day totals that retention left where half-hours used to be, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM daily WHERE meter=? AND obis=? ORDER BY start", (meter, str(obis))
+            ).fetchall()
+            return [self._open(r) for r in rows]
 
     def channels(self) -> list[tuple[str, ObisCode]]:
         with self._lock:
