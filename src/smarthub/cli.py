@@ -136,6 +136,7 @@ def hub(
     from smarthub.han.tcp import TcpStreamTransport
     from smarthub.han.transport import SerialP1Transport
     from smarthub.hub.diagnostics import Diagnostics, DiagnosticsLog
+    from smarthub.hub.firmware import FirmwareSlots, FirmwareUpdater, firmware_command
     from smarthub.hub.history import HistoryStore
     from smarthub.hub.hub import SmartHub
     from smarthub.hub.management import ManagementInterface
@@ -161,6 +162,19 @@ def hub(
             management.register(ctype, handler)
         consent = ConsentStore(state / "consent.sqlite")  # until the consumer opts in: monthly for billing
         management.register("consent.set", consent_command(consent, clock))
+
+        async def healthy(version: str) -> bool:
+            # The new version is kept only if the hub still reads its meter during probation.
+            before = smart_hub.stats.frames_ok
+            for _ in range(60):
+                await asyncio.sleep(1)
+                if smart_hub.stats.frames_ok > before:
+                    return True
+            return False
+
+        updater = FirmwareUpdater(FirmwareSlots(state / "firmware"), ca_cert, clock, healthy)
+        updater.recover()
+        management.register("firmware.update", firmware_command(updater))
         server = HubWanServer(
             hub_id,
             lfdi(cert),

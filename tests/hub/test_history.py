@@ -2,8 +2,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import random
 import signal
 from pathlib import Path
+
+import pytest
 
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.intervals import IntervalRecord
@@ -37,12 +40,24 @@ def _writer(path: str, ack_path: str) -> None:
 
 
 def test_sigkill_during_writes_loses_nothing_acknowledged(tmp_path: Path) -> None:
-    for attempt in range(5):
+    _kill_and_check(tmp_path, attempts=5)
+
+
+@pytest.mark.slow
+def test_sigkill_many_times(tmp_path: Path) -> None:
+    """`make bench`: many more power cuts at random instants."""
+    _kill_and_check(tmp_path, attempts=40)
+
+
+def _kill_and_check(tmp_path: Path, attempts: int) -> None:
+    rng = random.Random(attempts)
+    for attempt in range(attempts):
         db, ack = tmp_path / f"h{attempt}.sqlite", tmp_path / f"ack{attempt}"
         ack.touch()
         p = multiprocessing.get_context("spawn").Process(target=_writer, args=(str(db), str(ack)))
         p.start()
-        while p.is_alive() and len(ack.read_text().splitlines()) < 50 + 40 * attempt:
+        target = rng.randint(20, 400)  # a different instant every time
+        while p.is_alive() and len(ack.read_text().splitlines()) < target:
             p.join(0.01)
         assert p.is_alive(), "the writer finished before it could be killed"
         os.kill(p.pid, signal.SIGKILL)  # type: ignore[arg-type]

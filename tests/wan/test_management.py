@@ -118,7 +118,7 @@ async def test_a_failing_command_reports_failure_and_consumes_its_counter(
 
 
 async def test_unknown_command_type_is_refused(rig: Rig, wall_now: datetime) -> None:
-    cmd = rig.signer.sign(Command("HUB1", 7, "firmware.update", {}, wall_now.isoformat()))
+    cmd = rig.signer.sign(Command("HUB1", 7, "network.reconfigure", {}, wall_now.isoformat()))
     verdict = await rig.client.post_command(cmd.envelope())
     assert (verdict["status"], verdict["code"]) == ("refused", "unsupported")
 

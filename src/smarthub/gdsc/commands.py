@@ -20,7 +20,7 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-COMMAND_TYPES = ("mapping.update", "meter.key", "consent.set", "diagnostic.ping")
+COMMAND_TYPES = ("mapping.update", "meter.key", "consent.set", "firmware.update", "diagnostic.ping")
 
 
 @dataclass(frozen=True, slots=True)

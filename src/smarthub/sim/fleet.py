@@ -29,6 +29,7 @@ from smarthub.hub.diagnostics import (
     DiagnosticsLog,
     MeterProfile,
 )
+from smarthub.hub.firmware import FirmwareSlots, FirmwareUpdater, firmware_command
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
 from smarthub.hub.management import ManagementInterface
@@ -160,6 +161,12 @@ class SimulatedHome:
         if self.consent.granularity("gdsc") is not Granularity.HALF_HOURLY:
             self.consent.set("gdsc", Granularity.HALF_HOURLY, clock.now())
         self.management.register("consent.set", consent_command(self.consent, clock))
+        # Firmware: a new version must show the hub core still holds its meters' readings.
+        self.firmware = FirmwareUpdater(
+            FirmwareSlots(self.dir / "firmware"), ca_cert, SystemClock(), self._firmware_healthy
+        )
+        self.firmware.recover()
+        self.management.register("firmware.update", firmware_command(self.firmware))
         self.server = HubWanServer(
             spec.hub_id,
             self.lfdi,
@@ -171,6 +178,9 @@ class SimulatedHome:
             monotonic=lambda: clock.now().timestamp(),
         )
         self.url = ""
+
+    async def _firmware_healthy(self, version: str) -> bool:
+        return self.firmware.slots.payload_path(version).exists() and len(self.hub.mirror) > 0
 
     async def _repoll(self, event: DiagnosedEvent) -> bool:
         """Re-poll the meter an event is about (only polled/radio meters have a loop to drive)."""
