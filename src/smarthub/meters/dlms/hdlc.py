@@ -31,10 +31,9 @@ I-frame reassembly without owning a port.
 from __future__ import annotations
 
 import enum
-import sys
-from array import array
 from dataclasses import dataclass
 
+from smarthub.meters.crc import CRC16_X25
 from smarthub.meters.dlms.errors import PROTOCOL, ChecksumError, DecodeError, MalformedFrame, TruncatedFrame
 
 __all__ = [
@@ -64,55 +63,12 @@ DEFAULT_MAX_INFO = 128  # IEC 62056-46: default maximum information field length
 # --------------------------------------------------------------------------------------------
 
 
-def _byte_table() -> list[int]:
-    table = []
-    for i in range(256):
-        crc = i
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0x8408 if crc & 1 else crc >> 1
-        table.append(crc)
-    return table
-
-
-_CRC_TABLE = _byte_table()
-# A reflected 16-bit CRC absorbs two bytes per step from a 65536-entry table (see dsmr.crc16);
-# built on first use.
-_CRC_PAIR_TABLE: list[int] = []
-
-
-def _pair_table() -> list[int]:
-    if not _CRC_PAIR_TABLE:
-        t = _CRC_TABLE
-        pairs = []
-        for x in range(65536):
-            y = (x >> 8) ^ t[x & 0xFF]
-            pairs.append((y >> 8) ^ t[y & 0xFF])
-        _CRC_PAIR_TABLE[:] = pairs
-    return _CRC_PAIR_TABLE
-
-
 def crc16_x25(data: bytes | bytearray | memoryview) -> int:
     """CRC-16/X.25 of ``data`` (check value: ``crc16_x25(b"123456789") == 0x906E``).
 
     On the wire it goes least significant byte first: ``crc.to_bytes(2, "little")``.
     """
-    n = len(data)
-    crc = 0xFFFF
-    if n < 16:
-        t = _CRC_TABLE
-        for b in bytes(data):
-            crc = (crc >> 8) ^ t[(crc ^ b) & 0xFF]
-        return crc ^ 0xFFFF
-    pairs = _pair_table()
-    words = array("H")
-    words.frombytes(bytes(data[: n & ~1]))
-    if sys.byteorder != "little":  # pragma: no cover - big-endian hosts
-        words.byteswap()
-    for w in words:
-        crc = pairs[crc ^ w]
-    if n & 1:
-        crc = (crc >> 8) ^ _CRC_TABLE[(crc ^ data[-1]) & 0xFF]
-    return crc ^ 0xFFFF
+    return CRC16_X25(data)
 
 
 # --------------------------------------------------------------------------------------------
