@@ -13,6 +13,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 
+def next_aligned(t: datetime, period: timedelta) -> datetime:
+    """The first instant at or after ``t`` that is a whole number of ``period`` since the epoch
+    (so samples every 5 min fall on every half-hour boundary)."""
+    p = period.total_seconds()
+    return datetime.fromtimestamp(-(-t.timestamp() // p) * p, t.tzinfo)
+
+
 class Clock(Protocol):
     def now(self) -> datetime: ...
 

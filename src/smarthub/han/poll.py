@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from smarthub.clock import Clock
+from smarthub.clock import Clock, next_aligned
 from smarthub.han.ports import PortBatch
 from smarthub.meters.errors import DecodeError
 
@@ -88,9 +88,8 @@ class PollLoop:
 
     async def run(self, until: datetime | None = None) -> None:
         if self.next_time is None:
-            p = self.period.total_seconds()
             t0 = self.start or self.clock.now()
-            self.next_time = datetime.fromtimestamp(-(-t0.timestamp() // p) * p, t0.tzinfo)
+            self.next_time = next_aligned(t0, self.period)
         while until is None or self.next_time <= until:
             t = self.next_time
             await self.clock.sleep_until(t)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from smarthub.clock import Clock
+from smarthub.clock import Clock, next_aligned
 
 Sink = Callable[[bytes], None]
 
@@ -54,9 +54,8 @@ class SimulatedP1Transport:
     async def run(self, until: datetime | None = None) -> None:
         """Emit telegrams until ``until`` (forever if None); a later call carries on from there."""
         if self.next_time is None:
-            p = self.period.total_seconds()
             t0 = self.start or self.clock.now()
-            self.next_time = datetime.fromtimestamp(-(-t0.timestamp() // p) * p, t0.tzinfo)
+            self.next_time = next_aligned(t0, self.period)
         while until is None or self.next_time <= until:
             t = self.next_time
             await self.clock.sleep_until(t)
