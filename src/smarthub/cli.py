@@ -141,6 +141,7 @@ def hub(
     from smarthub.hub.hub import SmartHub
     from smarthub.hub.management import ManagementInterface
     from smarthub.hub.privacy import ConsentStore, HubPrivacy, consent_command
+    from smarthub.hub.registry import MeterRegistry, registry_commands
     from smarthub.wan.server import HubWanServer
     from smarthub.wan.tls import server_context
 
@@ -153,7 +154,8 @@ def hub(
         clock = SystemClock()
         history = HistoryStore(state / "history.sqlite")
         events = DiagnosticsLog.beside(history.path)
-        smart_hub = SmartHub(hub_id, history, clock=clock, diagnostics=Diagnostics(events))
+        registry = MeterRegistry(state / "meters.sqlite", clock)
+        smart_hub = SmartHub(hub_id, history, clock=clock, diagnostics=Diagnostics(events), registry=registry)
         smart_hub.attach(P1Port("p1"))
         cert = x509.load_pem_x509_certificate((state / "hub.pem").read_bytes())
         ca_cert = x509.load_pem_x509_certificate((state / "ca.pem").read_bytes())
@@ -162,6 +164,8 @@ def hub(
             management.register(ctype, handler)
         consent = ConsentStore(state / "consent.sqlite")  # until the consumer opts in: monthly for billing
         management.register("consent.set", consent_command(consent, clock))
+        for ctype, handler in registry_commands(registry).items():
+            management.register(ctype, handler)
 
         async def healthy(version: str) -> bool:
             # The new version is kept only if the hub still reads its meter during probation.

@@ -20,7 +20,17 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-COMMAND_TYPES = ("mapping.update", "meter.key", "consent.set", "firmware.update", "diagnostic.ping")
+COMMAND_TYPES = (
+    "mapping.update",
+    "meter.key",
+    "meter.add",
+    "meter.remove",
+    "meter.replace",
+    "consent.set",
+    "firmware.update",
+    "diagnostic.ping",
+    "diagnostic.han_scan",
+)
 
 
 @dataclass(frozen=True, slots=True)

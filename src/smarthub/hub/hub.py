@@ -22,6 +22,7 @@ from smarthub.hub.flood import FloodGuard
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.intervals import IntervalBuilder, IntervalRecord
 from smarthub.hub.mirror import DataMirror
+from smarthub.hub.registry import MeterRegistry
 from smarthub.meters.errors import DecodeError
 from smarthub.meters.mapping import MappingTable, Unmapped
 from smarthub.model import ObisCode, Reading
@@ -38,6 +39,7 @@ class HubStats:
     intervals_stored: int = 0
     unmapped: int = 0
     quarantined: int = 0
+    foreign: int = 0
     last_errors: list[str] = field(default_factory=list)
 
 
@@ -50,6 +52,7 @@ class SmartHub:
         clock: Clock | None = None,
         mapping: MappingTable | None = None,
         diagnostics: Diagnostics | None = None,
+        registry: MeterRegistry | None = None,
     ) -> None:
         self.hub_id = hub_id
         self.history = history
@@ -57,6 +60,7 @@ class SmartHub:
         self.mapping = mapping or MappingTable.default()
         self.diagnostics = diagnostics
         self.flood = FloodGuard()
+        self.registry = registry
         self.mirror = DataMirror()
         self.interval_builder = IntervalBuilder()
         self.stats = HubStats()
@@ -95,6 +99,13 @@ class SmartHub:
                 self.diagnostics.observe_errors(port, batch.errors, when)
             if batch.points:
                 self.diagnostics.observe_points(port, batch.points, when)
+        if batch.points and self.registry is not None:
+            # A radio hears the neighbours' meters: keep only this home's (see hub.registry).
+            ours = {m for m in {(p.meter, p.protocol) for p in batch.points} if self.registry.admit(*m, when)}
+            kept = [p for p in batch.points if (p.meter, p.protocol) in ours]
+            if len(kept) < len(batch.points):
+                self.stats.foreign += len(batch.points) - len(kept)
+                batch = PortBatch(points=kept, errors=batch.errors)
         if batch.points:
             admitted = {m for m in {p.meter for p in batch.points} if self.flood.admit(m, when)}
             if len(admitted) < len({p.meter for p in batch.points}):

@@ -62,6 +62,7 @@ class DemoResult:
     poll_failures: int = 0
     unmapped: int = 0
     open_diagnoses: int = 0
+    foreign_dropped: int = 0
     protocols: str = ""
 
     def json_line(self) -> str:
@@ -140,9 +141,10 @@ def account(run: DemoRun, seconds: float) -> DemoResult:
         frame_errors=run.fleet.frame_errors(),
         poll_failures=run.fleet.poll_failures(),
         open_diagnoses=len(run.fleet.open_diagnoses()),
+        foreign_dropped=sum(h.hub.stats.foreign for h in run.fleet.homes),
         unmapped=sum(h.hub.stats.unmapped for h in run.fleet.homes),
         estimated=run.store.count_estimated(start, end),
-        protocols=",".join(sorted({rig.protocol for h in run.fleet.homes for rig in h.rigs})),
+        protocols=",".join(sorted({rig.protocol for h in run.fleet.homes for rig in h.rigs if rig.meters})),
     )
 
 

@@ -34,6 +34,7 @@ from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
 from smarthub.hub.management import ManagementInterface
 from smarthub.hub.privacy import ConsentStore, Granularity, HubPrivacy, consent_command
+from smarthub.hub.registry import RADIO_PROTOCOLS, MeterRegistry, registry_commands
 from smarthub.meters.dlms.security import SecurityKeys
 from smarthub.model import ObisCode
 from smarthub.model.identifiers import make_mpan
@@ -129,10 +130,17 @@ class SimulatedHome:
         self.diagnostics = Diagnostics(
             DiagnosticsLog.beside(self.history.path), CallbackRepairs(on_repoll=self._repoll)
         )
-        self.hub = SmartHub(spec.hub_id, self.history, clock=clock, diagnostics=self.diagnostics)
+        self.registry = MeterRegistry(self.dir / "meters.sqlite", clock)
+        self.hub = SmartHub(
+            spec.hub_id, self.history, clock=clock, diagnostics=self.diagnostics, registry=self.registry
+        )
         cert = x509.load_pem_x509_certificate((self.dir / "hub.pem").read_bytes())
         self.lfdi = lfdi(cert)
         self.rigs = build_rigs(spec, self.hub, clock, sim_start, telegram_period)
+        for rig in self.rigs:  # the installer pairs the home's radio meters at commissioning
+            for meter, fuel in rig.meters:
+                if rig.protocol in RADIO_PROTOCOLS and not self.registry.is_active(meter):
+                    self.registry.add(meter, rig.protocol, fuel)
         self._loops_by_meter: dict[str, list[PollLoop]] = {}
         for rig in self.rigs:
             loops = [loop for loop in rig.loops if isinstance(loop, PollLoop)]
@@ -161,6 +169,8 @@ class SimulatedHome:
         if self.consent.granularity("gdsc") is not Granularity.HALF_HOURLY:
             self.consent.set("gdsc", Granularity.HALF_HOURLY, clock.now())
         self.management.register("consent.set", consent_command(self.consent, clock))
+        for ctype, handler in registry_commands(self.registry).items():
+            self.management.register(ctype, handler)
         # Firmware: a new version must show the hub core still holds its meters' readings.
         self.firmware = FirmwareUpdater(
             FirmwareSlots(self.dir / "firmware"), ca_cert, SystemClock(), self._firmware_healthy
@@ -214,6 +224,7 @@ class SimulatedHome:
         self.management.close()
         self.consent.close()
         self.diagnostics.log.disconnect()
+        self.registry.close()
         self.history.close()
 
     def manifest_entry(self) -> dict[str, object]:
@@ -309,6 +320,24 @@ def _meter_key(spec: HomeSpec, slot: int) -> bytes:
     return hashlib.sha256(f"{spec.seed}/{spec.hub_id}/{slot}".encode()).digest()[:16]
 
 
+def _neighbour(hub: SmartHub, clock: Clock, start: datetime, spec: HomeSpec, radio: WMBusPort) -> Rig:
+    """The next-door water meter, whose frames this home's receiver hears too. Even with its key
+    known (the same installer fitted both) it is not commissioned here, so it must not count."""
+    rig = wmbus_rig(
+        hub,
+        clock,
+        start,
+        HouseholdProfile(spec.seed + 1),
+        radio,
+        90000000 + spec.index,
+        "water",
+        _meter_key(spec, 99),
+        mode=5,
+        period=RADIO_PERIOD,
+    )
+    return Rig("wmbus-neighbour", [], [], rig.loops)
+
+
 def build_rigs(spec: HomeSpec, hub: SmartHub, clock: Clock, start: datetime, period: timedelta) -> list[Rig]:
     """The meters of one home, by its kind; ids are unique across the fleet by the home index."""
     profile = HouseholdProfile(spec.seed, pv_kwp=spec.pv_kwp)
@@ -346,6 +375,7 @@ def build_rigs(spec: HomeSpec, hub: SmartHub, clock: Clock, start: datetime, per
                 mode=5,
                 period=RADIO_PERIOD,
             ),
+            _neighbour(hub, clock, start, spec, radio),
         ]
     if spec.kind == "iec+mbus+wmbus":
         radio = hub.attach(WMBusPort("wmbus", tz=profile.tz))

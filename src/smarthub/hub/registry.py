@@ -1,0 +1,135 @@
+"""The hub's meter registry: which meters belong to this home (HAN pairing and asset changes).
+
+A radio receiver hears the neighbours' meters too: a wireless M-Bus or ZigBee frame from a
+meter that was not commissioned on this hub must never be attributed to this home. Meters on
+a wire (a P1 cable, an M-Bus loop, an optical head) are the home's by construction, so ports
+are either *open* (every meter heard is the home's) or *closed* (only commissioned meters).
+Commissioning, removal and replacement arrive as management commands; every change is kept,
+so the history of a replaced meter stays attached to the home.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from smarthub.clock import Clock
+
+RADIO_PROTOCOLS = frozenset({"wmbus", "zigbee"})
+
+
+@dataclass(frozen=True, slots=True)
+class MeterEntry:
+    meter: str
+    protocol: str
+    fuel: str
+    added: int
+    removed: int | None
+    replaced_by: str | None
+
+
+class MeterRegistry:
+    def __init__(self, path: Path | str, clock: Clock) -> None:
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS meters (meter TEXT PRIMARY KEY, protocol TEXT NOT NULL,"
+            " fuel TEXT NOT NULL, added INTEGER NOT NULL, removed INTEGER, replaced_by TEXT)"
+        )
+        self._active: set[str] = set()
+        self._reload()
+        self.heard: dict[str, tuple[str, datetime, int]] = {}  # meter → (protocol, last heard, frames)
+        self.rejected: dict[str, int] = {}
+
+    def _reload(self) -> None:
+        with self._lock:
+            self._active = {m for (m,) in self._db.execute("SELECT meter FROM meters WHERE removed IS NULL")}
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def entries(self) -> list[MeterEntry]:
+        with self._lock:
+            return [
+                MeterEntry(*row) for row in self._db.execute("SELECT * FROM meters ORDER BY added, meter")
+            ]
+
+    def is_active(self, meter: str) -> bool:
+        return meter in self._active
+
+    def admit(self, meter: str, protocol: str, when: datetime) -> bool:
+        """Whether a point from ``meter`` heard on ``protocol`` is this home's (noting that it was heard)."""
+        _, _, frames = self.heard.get(meter, (protocol, when, 0))
+        self.heard[meter] = (protocol, when, frames + 1)
+        if protocol not in RADIO_PROTOCOLS or meter in self._active:
+            return True
+        self.rejected[meter] = self.rejected.get(meter, 0) + 1
+        return False
+
+    def add(self, meter: str, protocol: str, fuel: str) -> MeterEntry:
+        now = int(self.clock.now().timestamp())
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO meters VALUES (?, ?, ?, ?, NULL, NULL) ON CONFLICT(meter) DO UPDATE SET"
+                " protocol=excluded.protocol, fuel=excluded.fuel, added=excluded.added,"
+                " removed=NULL, replaced_by=NULL",
+                (meter, protocol, fuel, now),
+            )
+        self._reload()
+        return MeterEntry(meter, protocol, fuel, now, None, None)
+
+    def remove(self, meter: str, replaced_by: str | None = None) -> None:
+        if meter not in self._active:
+            raise KeyError(f"meter {meter!r} is not commissioned on this hub")
+        with self._lock:
+            self._db.execute(
+                "UPDATE meters SET removed=?, replaced_by=? WHERE meter=?",
+                (int(self.clock.now().timestamp()), replaced_by, meter),
+            )
+        self._reload()
+
+    def scan(self) -> list[dict[str, Any]]:
+        """What the HAN hears: each meter's protocol, last frame, frame count, and whether it is ours."""
+        return [
+            {
+                "meter": m,
+                "protocol": p,
+                "last_heard": t.isoformat(),
+                "frames": n,
+                "commissioned": m in self._active,
+                "rejected": self.rejected.get(m, 0),
+            }
+            for m, (p, t, n) in sorted(self.heard.items())
+        ]
+
+
+def registry_commands(registry: MeterRegistry) -> dict[str, Any]:
+    """Management commands for pairing, removal and replacement of meters, and the HAN scan."""
+
+    def add(body: dict[str, Any]) -> dict[str, Any]:
+        e = registry.add(str(body["meter"]), str(body["protocol"]), str(body.get("fuel", "electricity")))
+        return {"meter": e.meter, "protocol": e.protocol, "commissioned": True}
+
+    def remove(body: dict[str, Any]) -> dict[str, Any]:
+        registry.remove(str(body["meter"]))
+        return {"meter": str(body["meter"]), "commissioned": False}
+
+    def replace(body: dict[str, Any]) -> dict[str, Any]:
+        old, new = str(body["old"]), str(body["new"])
+        protocol = str(body["protocol"])
+        registry.add(new, protocol, str(body.get("fuel", "electricity")))
+        registry.remove(old, replaced_by=new)
+        return {"old": old, "new": new}
+
+    def scan(body: dict[str, Any]) -> dict[str, Any]:
+        return {"heard": registry.scan()}
+
+    return {"meter.add": add, "meter.remove": remove, "meter.replace": replace, "diagnostic.han_scan": scan}

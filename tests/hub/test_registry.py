@@ -1,0 +1,71 @@
+"""Pairing and asset changes: a radio hub keeps only its own meters; a replaced meter's successor takes over."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from smarthub.clock import ManualClock
+from smarthub.han.ports import PortBatch
+from smarthub.hub.history import HistoryStore
+from smarthub.hub.hub import SmartHub
+from smarthub.hub.registry import MeterRegistry, registry_commands
+from smarthub.model import ObisCode
+from smarthub.model.datapoint import DataPoint
+
+T0 = datetime(2026, 3, 2, tzinfo=UTC)
+WATER = ObisCode.parse("8-0:1.0.0")
+
+
+def water(meter: str, litres: int, protocol: str = "wmbus") -> PortBatch:
+    key = "water:volume"
+    return PortBatch(points=[DataPoint(meter, protocol, key, Decimal(litres) / 1000, "m3")])
+
+
+@pytest.fixture
+def rig(tmp_path: Path):  # type: ignore[no-untyped-def]
+    clock = ManualClock(T0)
+    registry = MeterRegistry(tmp_path / "meters.sqlite", clock)
+    hub = SmartHub("HUB1", HistoryStore(tmp_path / "h.sqlite"), clock=clock, registry=registry)
+    yield hub, registry, registry_commands(registry), clock
+    registry.close()
+    hub.history.close()
+
+
+def test_neighbours_radio_meter_is_not_this_homes(rig) -> None:  # type: ignore[no-untyped-def]
+    hub, _registry, cmd, _clock = rig
+    cmd["meter.add"]({"meter": "LSE00000001", "protocol": "wmbus", "fuel": "water"})
+    hub.accept(water("LSE00000001", 1000), T0)
+    hub.accept(water("LSE99999999", 5000), T0)  # next door, heard through the wall
+    hub.accept(water("KAM00000002", 7000, protocol="mbus"), T0)  # on this home's wire: ours by construction
+    assert hub.mirror.meters() == ["KAM00000002", "LSE00000001"]
+    assert hub.stats.foreign == 1
+    scan = {m["meter"]: m for m in cmd["diagnostic.han_scan"]({})["heard"]}
+    assert scan["LSE99999999"]["commissioned"] is False and scan["LSE99999999"]["rejected"] == 1
+    assert scan["LSE00000001"]["commissioned"] is True
+
+
+def test_replacement_hands_over_and_keeps_the_record(rig, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    hub, registry, cmd, clock = rig
+    cmd["meter.add"]({"meter": "OLD", "protocol": "wmbus", "fuel": "water"})
+    hub.accept(water("OLD", 1000), T0)
+    clock.advance(timedelta(hours=3))
+    assert cmd["meter.replace"]({"old": "OLD", "new": "NEW", "protocol": "wmbus", "fuel": "water"}) == {
+        "old": "OLD",
+        "new": "NEW",
+    }
+    hub.accept(water("OLD", 1200), clock.now())  # the old meter, still transmitting from the skip
+    hub.accept(water("NEW", 0), clock.now())
+    latest_old = hub.mirror.latest("OLD", WATER)
+    assert latest_old is not None and latest_old.value == Decimal("1.000")
+    assert hub.mirror.latest("NEW", WATER) is not None
+    entries = {e.meter: e for e in registry.entries()}
+    assert entries["OLD"].replaced_by == "NEW" and entries["OLD"].removed == int(clock.now().timestamp())
+    again = MeterRegistry(tmp_path / "meters.sqlite", clock)  # survives a restart
+    assert again.is_active("NEW") and not again.is_active("OLD")
+    again.close()
+    with pytest.raises(KeyError, match="not commissioned"):
+        cmd["meter.remove"]({"meter": "OLD"})
