@@ -140,6 +140,7 @@ def hub(
     from smarthub.hub.history import HistoryStore
     from smarthub.hub.hub import SmartHub
     from smarthub.hub.management import ManagementInterface
+    from smarthub.hub.network import NetworkSettings, network_command
     from smarthub.hub.privacy import ConsentStore, HubPrivacy, consent_command
     from smarthub.hub.registry import MeterRegistry, registry_commands
     from smarthub.wan.server import HubWanServer
@@ -166,6 +167,8 @@ def hub(
         management.register("consent.set", consent_command(consent, clock))
         for ctype, handler in registry_commands(registry).items():
             management.register(ctype, handler)
+        network = NetworkSettings(state / "network.json")
+        management.register("network.configure", network_command(network))
 
         async def healthy(version: str) -> bool:
             # The new version is kept only if the hub still reads its meter during probation.
@@ -187,6 +190,7 @@ def hub(
             management,
             HubPrivacy(consent, smart_hub.history),
             events,
+            client_allowed=network.client_allowed,
         )
         ctx = server_context(state / "hub.pem", state / "hub.key", state / "ca.pem")
         bound = await server.start(listen, port, ctx)

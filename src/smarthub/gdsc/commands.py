@@ -27,6 +27,7 @@ COMMAND_TYPES = (
     "meter.remove",
     "meter.replace",
     "consent.set",
+    "network.configure",
     "firmware.update",
     "diagnostic.ping",
     "diagnostic.han_scan",

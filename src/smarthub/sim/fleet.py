@@ -33,6 +33,7 @@ from smarthub.hub.firmware import FirmwareSlots, FirmwareUpdater, firmware_comma
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
 from smarthub.hub.management import ManagementInterface
+from smarthub.hub.network import NetworkSettings, network_command
 from smarthub.hub.privacy import ConsentStore, Granularity, HubPrivacy, consent_command
 from smarthub.hub.registry import RADIO_PROTOCOLS, MeterRegistry, registry_commands
 from smarthub.meters.dlms.security import SecurityKeys
@@ -171,6 +172,8 @@ class SimulatedHome:
         self.management.register("consent.set", consent_command(self.consent, clock))
         for ctype, handler in registry_commands(self.registry).items():
             self.management.register(ctype, handler)
+        self.network = NetworkSettings(self.dir / "network.json")
+        self.management.register("network.configure", network_command(self.network))
         # Firmware: a new version must show the hub core still holds its meters' readings.
         self.firmware = FirmwareUpdater(
             FirmwareSlots(self.dir / "firmware"), ca_cert, SystemClock(), self._firmware_healthy
@@ -186,6 +189,7 @@ class SimulatedHome:
             privacy=HubPrivacy(self.consent, self.history),
             events=self.diagnostics.log,
             monotonic=lambda: clock.now().timestamp(),
+            client_allowed=self.network.client_allowed,
         )
         self.url = ""
 

@@ -9,6 +9,7 @@ makes incremental pulls cheap: the GDSC asks for readings after its cursor.
 
 from __future__ import annotations
 
+import hashlib
 import ssl
 import time
 from collections.abc import Callable, Sequence
@@ -111,7 +112,7 @@ class CommandSink(Protocol):
     async def handle(self, envelope: bytes) -> CommandResultLike: ...
 
 
-_PEERS: dict[bytes, tuple[str, str]] = {}  # client certificate → (role, name): parsed once
+_PEERS: dict[bytes, tuple[str, str, str]] = {}  # client certificate → (role, name, LFDI): parsed once
 
 
 class RateLimiter:
@@ -146,10 +147,12 @@ class HubWanServer:
         privacy: PrivacyPolicy | None = None,
         events: EventLog | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        client_allowed: Callable[[str], bool] | None = None,
     ) -> None:
         """``monotonic``: the rate limiter's time in seconds (inject simulated time in a simulation)."""
         self.hub_id = hub_id
         self.events = events
+        self.client_allowed = client_allowed  # LFDI allowlist from the network configuration
         self.management = management
         # Without a privacy policy every client of the GDSC CA sees half-hourly data (tests, a bench).
         self.privacy = privacy
@@ -201,7 +204,9 @@ class HubWanServer:
     @web.middleware
     async def _count(self, request: web.Request, handler):  # type: ignore[no-untyped-def]
         self.requests += 1
-        role, name = self._peer(request)
+        role, name, lfdi = self._peer_identity(request)
+        if self.client_allowed is not None and not self.client_allowed(lfdi):
+            raise web.HTTPForbidden(text=f"client {lfdi} is not on this hub's allowlist")
         client = f"{role}:{name}" if name else str(request.remote)
         wait = self.limiter.take(client)
         if wait > 0:
@@ -233,16 +238,23 @@ class HubWanServer:
     @staticmethod
     def _peer(request: web.Request) -> tuple[str, str]:
         """(role, name) from the client certificate the TLS layer verified (OU and CN)."""
+        role, name, _ = HubWanServer._peer_identity(request)
+        return role, name
+
+    @staticmethod
+    def _peer_identity(request: web.Request) -> tuple[str, str, str]:
+        """(role, name, LFDI) of the client certificate the TLS layer verified."""
         ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
         if not der:
-            return "", ""
+            return "", "", ""
         found = _PEERS.get(der)
         if found is None:
             cert = x509.load_der_x509_certificate(der)
             role = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
             name = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-            found = (str(role[0].value) if role else "", str(name[0].value) if name else "")
+            lfdi = hashlib.sha256(der).hexdigest()[:40].upper()  # IEEE 2030.5 LFDI
+            found = (str(role[0].value) if role else "", str(name[0].value) if name else "", lfdi)
             if len(_PEERS) > 4096:
                 _PEERS.clear()
             _PEERS[der] = found
