@@ -46,6 +46,7 @@ def test_neighbours_radio_meter_is_not_this_homes(rig) -> None:  # type: ignore[
     scan = {m["meter"]: m for m in cmd["diagnostic.han_scan"]({})["heard"]}
     assert scan["LSE99999999"]["commissioned"] is False and scan["LSE99999999"]["rejected"] == 1
     assert scan["LSE00000001"]["commissioned"] is True
+    assert scan["LSE99999999"]["ours"] is False and scan["KAM00000002"]["ours"] is True
 
 
 def test_replacement_hands_over_and_keeps_the_record(rig, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -31,6 +31,7 @@ COMMAND_TYPES = (
     "firmware.update",
     "diagnostic.ping",
     "diagnostic.han_scan",
+    "diagnostic.link_test",
 )
 
 

@@ -105,6 +105,8 @@ class MeterRegistry:
                 "last_heard": t.isoformat(),
                 "frames": n,
                 "commissioned": m in self._active,
+                # on a wire the meter is the home's by construction; on a radio only if commissioned
+                "ours": p not in RADIO_PROTOCOLS or m in self._active,
                 "rejected": self.rejected.get(m, 0),
             }
             for m, (p, t, n) in sorted(self.heard.items())

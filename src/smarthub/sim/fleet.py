@@ -12,9 +12,11 @@ import asyncio
 import hashlib
 import json
 import random
+import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 
@@ -174,6 +176,7 @@ class SimulatedHome:
             self.management.register(ctype, handler)
         self.network = NetworkSettings(self.dir / "network.json")
         self.management.register("network.configure", network_command(self.network))
+        self.management.register("diagnostic.link_test", self._link_test)
         # Firmware: a new version must show the hub core still holds its meters' readings.
         self.firmware = FirmwareUpdater(
             FirmwareSlots(self.dir / "firmware"), ca_cert, SystemClock(), self._firmware_healthy
@@ -192,6 +195,16 @@ class SimulatedHome:
             client_allowed=self.network.client_allowed,
         )
         self.url = ""
+
+    async def _link_test(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Poll one meter now and report whether it answered and how long it took."""
+        meter = str(body["meter"])
+        loops = self._loops_by_meter.get(meter)
+        if not loops:
+            raise ValueError(f"{meter!r} is not a meter this hub polls or listens to")
+        t0 = time.perf_counter()
+        ok = all([await loop.poll_now() for loop in loops])
+        return {"meter": meter, "ok": ok, "ms": round(1000 * (time.perf_counter() - t0), 2)}
 
     async def _firmware_healthy(self, version: str) -> bool:
         return self.firmware.slots.payload_path(version).exists() and len(self.hub.mirror) > 0
