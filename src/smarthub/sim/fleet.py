@@ -215,12 +215,16 @@ class SimulatedHome:
         return bool(loops) and all([await loop.poll_now() for loop in loops])
 
     async def maintain(self, until: datetime | None, every: timedelta = timedelta(minutes=5)) -> None:
-        """The hub's housekeeping: time-based diagnoses and the repairs they call for."""
+        """The hub's housekeeping: time-based diagnoses, the repairs they call for, retention."""
         t = self.clock.now()
+        compacted = t.date()
         while until is None or t <= until:
             await self.clock.sleep_until(t)
             self.diagnostics.tick(t)
             await self.diagnostics.repair_pending(t)
+            if t.date() != compacted:  # once a day: retention (13 months of half-hours, then days)
+                compacted = t.date()
+                self.history.compact(t)
             t += every
 
     @property
