@@ -14,7 +14,24 @@ Objects served (IEC 62056-6-2 interface classes; OBIS per IEC 62056-6-1):
 * 1-0:1.8.0 / 1-0:2.8.0 Register (class 3): active energy import/export, Wh, scaler 0;
 * 1-0:1.7.0 Register: active power import, W, scaler 0;
 * 1-0:99.1.0 Profile Generic (class 7): half-hourly load profile, columns clock, 1-0:1.8.0,
-  1-0:2.8.0, capture period 1800 s, the last ``profile_entries`` rows.
+  1-0:2.8.0, capture period 1800 s, the last ``profile_entries`` rows;
+* 0-0:96.3.10 Disconnect control (class 70, Blue Book control_mode 1): output_state (2),
+  control_state (3: 0 disconnected, 1 connected, 2 ready_for_reconnection), control_mode (4);
+  ACTION remote_disconnect (1: connected or ready -> disconnected) and remote_reconnect (2:
+  disconnected -> connected), parameter integer(0); :meth:`DlmsMeterSimulator.press_button` is
+  the customer's manual reconnection (ready -> connected). Without supply the registers do not
+  advance (no import, no export: the PV inverter stops with the grid) and 1-0:1.7.0 reads 0;
+* 0-0:17.0.0 Limiter (class 71): monitored_value (2) = 1-0:1.7.0 attribute 2 (W, scaler 0),
+  threshold_active (3, SET-able) and threshold_normal (4, SET-able; sets the active one too,
+  no emergency profile here), double-long-unsigned W, 0xFFFFFFFF (no limit) by default,
+  min_over_threshold_duration (6) 60 s. The household's demand is constant per minute: the
+  first minute whose import exceeds the threshold disconnects the supply at its end, with
+  control_state ready_for_reconnection (``last_trip`` records when).
+
+SET and ACTION (normal) answer with the Blue Book result codes: object-undefined for an
+unknown object, object-class-inconsistent for a known one under another class,
+read-write-denied for a read-only attribute or a method not offered, object-unavailable for an
+undefined attribute or method, type-unmatched for a value of the wrong type.
 
 Registers are exact integers: energy is accumulated in integer mWh (as in
 :mod:`smarthub.sim.dsmr_meter`), split at every half-hour boundary, where the profile captures
@@ -31,6 +48,8 @@ from zoneinfo import ZoneInfo
 from smarthub.meters.dlms.apdu import (
     Aare,
     Aarq,
+    ActionRequestNormal,
+    ActionResponseNormal,
     ApplicationContext,
     Conformance,
     DataNotification,
@@ -44,6 +63,8 @@ from smarthub.meters.dlms.apdu import (
     Mechanism,
     ReleaseRequest,
     ReleaseResponse,
+    SetRequestNormal,
+    SetResponseNormal,
     decode_apdu,
 )
 from smarthub.meters.dlms.axdr import DateTime, Tag, encode_data
@@ -79,10 +100,15 @@ IMPORT = ObisCode(1, 0, 1, 8, 0)
 EXPORT = ObisCode(1, 0, 2, 8, 0)
 POWER = ObisCode(1, 0, 1, 7, 0)
 LOAD_PROFILE = ObisCode(1, 0, 99, 1, 0)
+DISCONNECT_CONTROL = ObisCode(0, 0, 96, 3, 10)
+LIMITER = ObisCode(0, 0, 17, 0, 0)
 _HALF_HOUR = timedelta(minutes=30)
+_MINUTE = timedelta(minutes=1)
 _SUPPORTED = (
     Conformance.BLOCK_TRANSFER_WITH_GET_OR_READ
     | Conformance.GET
+    | Conformance.SET
+    | Conformance.ACTION
     | Conformance.SELECTIVE_ACCESS
     | Conformance.DATA_NOTIFICATION
     | Conformance.MULTIPLE_REFERENCES
@@ -91,6 +117,20 @@ _SERVER_MAX_PDU = 1024
 _OBJECT_UNDEFINED = 4
 _OBJECT_UNAVAILABLE = 11
 _READ_WRITE_DENIED = 3
+_OBJECT_CLASS_INCONSISTENT = 9
+_TYPE_UNMATCHED = 12
+_NO_LIMIT = 0xFFFFFFFF
+DISCONNECTED, CONNECTED, READY_FOR_RECONNECTION = 0, 1, 2
+_CLASSES = {
+    CLOCK: 8,
+    LDN: 1,
+    IMPORT: 3,
+    EXPORT: 3,
+    POWER: 3,
+    LOAD_PROFILE: 7,
+    DISCONNECT_CONTROL: 70,
+    LIMITER: 71,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +193,10 @@ class DlmsMeterSimulator:
         self.max_info = max_info
         self._time = start.astimezone(UTC)
         self._initial = (initial_import_wh, initial_export_wh)
+        self.control_state = CONNECTED
+        self.threshold_active = _NO_LIMIT
+        self.threshold_normal = _NO_LIMIT
+        self.last_trip: datetime | None = None
         self._mwh = [0, 0]
         self._rows: list[ProfileRow] = []
         self._registers = self._snapshot()
@@ -173,6 +217,35 @@ class DlmsMeterSimulator:
     def profile_rows(self) -> list[ProfileRow]:
         return list(self._rows)
 
+    @property
+    def output_state(self) -> bool:
+        """The supply is on (Disconnect control attribute 2)."""
+        return self.control_state == CONNECTED
+
+    def press_button(self, t: datetime) -> None:
+        """The customer's manual reconnection at ``t`` (Blue Book transition e): from
+        ready_for_reconnection to connected."""
+        self.advance(t)
+        if self.control_state == READY_FOR_RECONNECTION:
+            self.control_state = CONNECTED
+            self._registers = self._snapshot()
+
+    def _limiter_trip(self, a: datetime, b: datetime) -> datetime | None:
+        """The end of the first whole minute overlapping [a, b) whose import exceeds the active
+        threshold, if it ends by ``b``."""
+        threshold = self.threshold_active
+        if threshold >= _NO_LIMIT:
+            return None
+        m = a.replace(second=0, microsecond=0)
+        while m < b:
+            end = m + _MINUTE
+            if end > b:
+                return None
+            if self.profile.net_import_w(m) > threshold:
+                return end
+            m = end
+        return None
+
     def advance(self, t: datetime) -> DlmsRegisters:
         if t.tzinfo is None:
             raise ValueError("t must be timezone-aware")
@@ -183,9 +256,14 @@ class DlmsMeterSimulator:
         while a < t:
             boundary = _next_half_hour(a)
             b = min(t, boundary)
-            imp, exp, _ = self.profile.energy_wh(a, b)
-            self._mwh[0] += round(imp * 1000)
-            self._mwh[1] += round(exp * 1000)
+            if self.output_state:
+                trip = self._limiter_trip(a, b)
+                imp, exp, _ = self.profile.energy_wh(a, b if trip is None else trip)
+                self._mwh[0] += round(imp * 1000)
+                self._mwh[1] += round(exp * 1000)
+                if trip is not None:  # the limiter opens the breaker (Blue Book local_disconnect, g)
+                    self.control_state = READY_FOR_RECONNECTION
+                    self.last_trip = trip
             if b == boundary:
                 imp_wh, exp_wh = self._wh()
                 self._rows.append(ProfileRow(b, imp_wh, exp_wh))
@@ -200,7 +278,7 @@ class DlmsMeterSimulator:
 
     def _snapshot(self) -> DlmsRegisters:
         imp, exp = self._wh()
-        w = max(0, round(self.profile.net_import_w(self._time)))
+        w = max(0, round(self.profile.net_import_w(self._time))) if self.output_state else 0
         return DlmsRegisters(self._time, imp, exp, w)
 
     def _clock(self, t: datetime) -> bytes:
@@ -323,6 +401,10 @@ class DlmsMeterSimulator:
             return self._protect(self._on_get(apdu))
         if isinstance(apdu, GetRequestNext):
             return self._protect(self._on_get_next(apdu))
+        if isinstance(apdu, SetRequestNormal):
+            return self._protect(SetResponseNormal(apdu.invoke_id, self._on_set(apdu)).to_bytes())
+        if isinstance(apdu, ActionRequestNormal):
+            return self._protect(ActionResponseNormal(apdu.invoke_id, self._on_action(apdu)).to_bytes())
         return self._protect(ExceptionResponse(2, 2).to_bytes())
 
     def _on_aarq(self, aarq: Aarq) -> bytes:
@@ -360,6 +442,26 @@ class DlmsMeterSimulator:
         r = self._registers
         if attribute == 1:
             return encode_data(Tag.OCTET_STRING, obis.to_bytes())
+        if obis == DISCONNECT_CONTROL and class_id == 70:
+            if attribute == 2:
+                return encode_data(Tag.BOOLEAN, self.output_state)
+            if attribute == 3:
+                return encode_data(Tag.ENUM, self.control_state)
+            if attribute == 4:
+                return encode_data(Tag.ENUM, 1)  # control_mode 1
+            return _OBJECT_UNAVAILABLE
+        if obis == LIMITER and class_id == 71:
+            if attribute == 2:
+                return encode_data(
+                    Tag.STRUCTURE,
+                    [(Tag.LONG_UNSIGNED, 3), (Tag.OCTET_STRING, POWER.to_bytes()), (Tag.INTEGER, 2)],
+                )
+            if attribute in (3, 4, 5):
+                value = {3: self.threshold_active, 4: self.threshold_normal, 5: _NO_LIMIT}[attribute]
+                return encode_data(Tag.DOUBLE_LONG_UNSIGNED, value)
+            if attribute in (6, 7):
+                return encode_data(Tag.DOUBLE_LONG_UNSIGNED, 60 if attribute == 6 else 0)
+            return _OBJECT_UNAVAILABLE
         if obis == LDN and class_id == 1 and attribute == 2:
             return encode_data(Tag.OCTET_STRING, f"SIM{self.serial}".encode())
         if obis == CLOCK and class_id == 8:
@@ -412,6 +514,46 @@ class DlmsMeterSimulator:
                 return encode_data(Tag.DOUBLE_LONG_UNSIGNED, self.profile_entries)
             return _OBJECT_UNAVAILABLE
         return _OBJECT_UNDEFINED
+
+    def _on_set(self, req: SetRequestNormal) -> int:
+        """Apply a SET.request normal: the data-access-result."""
+        known = _CLASSES.get(req.instance)
+        if known is None:
+            return _OBJECT_UNDEFINED
+        if known != req.class_id:
+            return _OBJECT_CLASS_INCONSISTENT
+        if req.access_selection is not None:
+            return _READ_WRITE_DENIED
+        if req.instance == LIMITER and req.attribute in (3, 4):
+            if req.data[:1] not in (bytes((Tag.LONG_UNSIGNED,)), bytes((Tag.DOUBLE_LONG_UNSIGNED,))):
+                return _TYPE_UNMATCHED
+            self.threshold_active = req.value
+            if req.attribute == 4:
+                self.threshold_normal = req.value
+            return 0
+        if isinstance(self._attribute(req.class_id, req.instance, req.attribute), int):
+            return _OBJECT_UNAVAILABLE  # no such attribute
+        return _READ_WRITE_DENIED
+
+    def _on_action(self, req: ActionRequestNormal) -> int:
+        """Invoke an ACTION.request normal: the action-result."""
+        known = _CLASSES.get(req.instance)
+        if known is None:
+            return _OBJECT_UNDEFINED
+        if known != req.class_id:
+            return _OBJECT_CLASS_INCONSISTENT
+        if req.instance != DISCONNECT_CONTROL:
+            return _READ_WRITE_DENIED  # e.g. a register's reset: not offered to this client
+        if req.method not in (1, 2):
+            return _OBJECT_UNAVAILABLE
+        if req.parameter is None or req.parameter[:1] != bytes((Tag.INTEGER,)):
+            return _TYPE_UNMATCHED  # data ::= integer(0)
+        if req.method == 1:  # remote_disconnect: b (connected) and c (ready_for_reconnection)
+            self.control_state = DISCONNECTED
+        elif self.control_state == DISCONNECTED:  # remote_reconnect, mode 1: d
+            self.control_state = CONNECTED
+        self._registers = self._snapshot()
+        return 0
 
     def _block_size(self) -> int:
         # Room for the datablock header (≤ 15 bytes) and, ciphered, glo tag, length, SC, IC, tag.

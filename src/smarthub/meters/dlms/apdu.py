@@ -8,8 +8,9 @@ encodings).
   and skip the others;
 * the xDLMS InitiateRequest/InitiateResponse inside the user-information are A-XDR, with the
   24-bit conformance block as a BER bit string ``5F 1F 04 00 xx xx xx``;
-* GET (0xC0 request, 0xC4 response: normal, with datablock, next), DataNotification (0x0F),
-  ExceptionResponse (0xD8) and ConfirmedServiceError (0x0E) are A-XDR.
+* GET (0xC0 request, 0xC4 response: normal, with datablock, next), SET and ACTION (normal only:
+  0xC1/0xC5, 0xC3/0xC7), DataNotification (0x0F), ExceptionResponse (0xD8) and
+  ConfirmedServiceError (0x0E) are A-XDR.
 
 Ciphered APDUs (glo-/ded-/general-ciphering) are decrypted by :mod:`smarthub.meters.dlms.security`;
 :func:`decode_apdu` returns them as :class:`CipheredPdu` without decrypting.
@@ -34,6 +35,8 @@ from smarthub.model.obis import ObisCode
 __all__ = [
     "Aare",
     "Aarq",
+    "ActionRequestNormal",
+    "ActionResponseNormal",
     "Apdu",
     "ApplicationContext",
     "CipheredPdu",
@@ -50,6 +53,8 @@ __all__ = [
     "Mechanism",
     "ReleaseRequest",
     "ReleaseResponse",
+    "SetRequestNormal",
+    "SetResponseNormal",
     "decode_apdu",
     "invoke_id_and_priority",
 ]
@@ -585,6 +590,98 @@ class GetResponseWithBlock:
 
 
 # --------------------------------------------------------------------------------------------
+# SET and ACTION (normal only: no block transfer, no with-list)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SetRequestNormal:
+    """0xC1 0x01: invoke-id-and-priority, cosem-attribute-descriptor (class id, instance id,
+    attribute id), optional selective-access-descriptor (``access_selection``: selector byte +
+    its encoded parameters), and ``data``: the encoded ``Data`` to write (:func:`decode_apdu`
+    fills ``value`` with it decoded)."""
+
+    invoke_id: int
+    class_id: int
+    instance: ObisCode
+    attribute: int
+    data: bytes
+    access_selection: bytes | None = None
+    priority: int = 0xC0
+    value: Any = field(default=None, compare=False)
+
+    def to_bytes(self) -> bytes:
+        sel = b"\x00" if self.access_selection is None else b"\x01" + self.access_selection
+        return (
+            bytes((0xC1, 0x01, (self.invoke_id & 0x0F) | self.priority))
+            + self.class_id.to_bytes(2, "big")
+            + self.instance.to_bytes()
+            + self.attribute.to_bytes(1, "big", signed=True)
+            + sel
+            + self.data
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SetResponseNormal:
+    """0xC5 0x01: invoke-id-and-priority and the data-access-result (0 = success)."""
+
+    invoke_id: int
+    result: int = 0
+    priority: int = 0xC0
+
+    def to_bytes(self) -> bytes:
+        return bytes((0xC5, 0x01, (self.invoke_id & 0x0F) | self.priority, self.result))
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRequestNormal:
+    """0xC3 0x01: invoke-id-and-priority, cosem-method-descriptor (class id, instance id,
+    method id) and the optional method-invocation-parameters (``parameter``: one encoded
+    ``Data``, or ``None``; :func:`decode_apdu` fills ``value`` with it decoded)."""
+
+    invoke_id: int
+    class_id: int
+    instance: ObisCode
+    method: int
+    parameter: bytes | None = None
+    priority: int = 0xC0
+    value: Any = field(default=None, compare=False)
+
+    def to_bytes(self) -> bytes:
+        params = b"\x00" if self.parameter is None else b"\x01" + self.parameter
+        return (
+            bytes((0xC3, 0x01, (self.invoke_id & 0x0F) | self.priority))
+            + self.class_id.to_bytes(2, "big")
+            + self.instance.to_bytes()
+            + self.method.to_bytes(1, "big", signed=True)
+            + params
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResponseNormal:
+    """0xC7 0x01: invoke-id-and-priority, the action-result (0 = success) and the optional
+    return-parameters, a Get-Data-Result: ``data`` (an encoded ``Data``; ``value`` decoded) or
+    ``data_result`` (a data-access-result), or neither when absent."""
+
+    invoke_id: int
+    result: int = 0
+    data: bytes | None = None
+    data_result: int | None = None
+    priority: int = 0xC0
+    value: Any = field(default=None, compare=False)
+
+    def to_bytes(self) -> bytes:
+        head = bytes((0xC7, 0x01, (self.invoke_id & 0x0F) | self.priority, self.result))
+        if self.data is not None:
+            return head + b"\x01\x00" + self.data
+        if self.data_result is not None:
+            return head + bytes((0x01, 0x01, self.data_result))
+        return head + b"\x00"
+
+
+# --------------------------------------------------------------------------------------------
 # DataNotification, ExceptionResponse, ciphered
 # --------------------------------------------------------------------------------------------
 
@@ -641,6 +738,10 @@ Apdu = (
     | GetRequestNext
     | GetResponseNormal
     | GetResponseWithBlock
+    | SetRequestNormal
+    | SetResponseNormal
+    | ActionRequestNormal
+    | ActionResponseNormal
     | DataNotification
     | ExceptionResponse
     | CipheredPdu
@@ -658,6 +759,14 @@ def decode_apdu(data: bytes, *, max_depth: int = 16) -> Apdu:
             return _get_response(data, max_depth)
         if tag == 0xC0:
             return _get_request(data)
+        if tag == 0xC1:
+            return _set_request(data, max_depth)
+        if tag == 0xC5:
+            return _set_response(data)
+        if tag == 0xC3:
+            return _action_request(data, max_depth)
+        if tag == 0xC7:
+            return _action_response(data, max_depth)
         if tag == 0x0F:
             return _data_notification(data, max_depth)
         if tag == 0x60:
@@ -741,6 +850,93 @@ def _get_response(data: bytes, max_depth: int) -> GetResponseNormal | GetRespons
             return GetResponseWithBlock(iip & 0x0F, bool(last), block, None, data[9], iip & 0xF0)
         raise MalformedFrame(PROTOCOL, f"DataBlock-G result choice {data[8]}", offset=8)
     raise MalformedFrame(PROTOCOL, f"GET.response choice {kind} not supported", offset=1)
+
+
+def _descriptor(data: bytes, what: str) -> tuple[int, int, ObisCode, int]:
+    """invoke-id-and-priority, class id, instance id and attribute/method id of a normal
+    SET/ACTION request (bytes 2..11)."""
+    _need(data, 0, 13, what)
+    return (
+        data[2],
+        int.from_bytes(data[3:5], "big"),
+        ObisCode(*data[5:11]),
+        int.from_bytes(data[11:12], "big", signed=True),
+    )
+
+
+def _set_request(data: bytes, max_depth: int) -> SetRequestNormal:
+    _need(data, 0, 2, "SET.request")
+    if data[1] != 0x01:
+        raise MalformedFrame(PROTOCOL, f"SET.request choice {data[1]} not supported (normal only)", offset=1)
+    iip, class_id, obis, attribute = _descriptor(data, "SET.request normal")
+    pos = 13
+    sel = None
+    if data[12] == 0x01:
+        _need(data, pos, 1, "SET.request access selector")
+        _, end = decode_data(data, pos + 1, max_depth=max_depth)  # the access parameters
+        sel, pos = data[pos:end], end
+    elif data[12] != 0x00:
+        raise MalformedFrame(PROTOCOL, f"access-selection flag {data[12]}", offset=12)
+    value, end = decode_data(data, pos, max_depth=max_depth)
+    if end != len(data):
+        raise MalformedFrame(PROTOCOL, "bytes after SET.request data", offset=end)
+    return SetRequestNormal(iip & 0x0F, class_id, obis, attribute, data[pos:], sel, iip & 0xF0, value)
+
+
+def _set_response(data: bytes) -> SetResponseNormal:
+    _need(data, 0, 2, "SET.response")
+    if data[1] != 0x01:
+        raise MalformedFrame(PROTOCOL, f"SET.response choice {data[1]} not supported (normal only)", offset=1)
+    _need(data, 0, 4, "SET.response normal")
+    if len(data) != 4:
+        raise MalformedFrame(PROTOCOL, "bytes after SET.response normal", offset=4)
+    return SetResponseNormal(data[2] & 0x0F, data[3], data[2] & 0xF0)
+
+
+def _action_request(data: bytes, max_depth: int) -> ActionRequestNormal:
+    _need(data, 0, 2, "ACTION.request")
+    if data[1] != 0x01:
+        raise MalformedFrame(
+            PROTOCOL, f"ACTION.request choice {data[1]} not supported (normal only)", offset=1
+        )
+    iip, class_id, obis, method = _descriptor(data, "ACTION.request normal")
+    if data[12] == 0x00:
+        if len(data) != 13:
+            raise MalformedFrame(PROTOCOL, "bytes after ACTION.request without parameters", offset=13)
+        return ActionRequestNormal(iip & 0x0F, class_id, obis, method, None, iip & 0xF0)
+    if data[12] != 0x01:
+        raise MalformedFrame(PROTOCOL, f"method-invocation-parameters flag {data[12]}", offset=12)
+    value, end = decode_data(data, 13, max_depth=max_depth)
+    if end != len(data):
+        raise MalformedFrame(PROTOCOL, "bytes after ACTION.request parameters", offset=end)
+    return ActionRequestNormal(iip & 0x0F, class_id, obis, method, data[13:], iip & 0xF0, value)
+
+
+def _action_response(data: bytes, max_depth: int) -> ActionResponseNormal:
+    _need(data, 0, 2, "ACTION.response")
+    if data[1] != 0x01:
+        raise MalformedFrame(
+            PROTOCOL, f"ACTION.response choice {data[1]} not supported (normal only)", offset=1
+        )
+    _need(data, 0, 5, "ACTION.response normal")
+    iip, result = data[2], data[3]
+    if data[4] == 0x00:
+        if len(data) != 5:
+            raise MalformedFrame(PROTOCOL, "bytes after ACTION.response without return parameters", offset=5)
+        return ActionResponseNormal(iip & 0x0F, result, None, None, iip & 0xF0)
+    if data[4] != 0x01:
+        raise MalformedFrame(PROTOCOL, f"return-parameters flag {data[4]}", offset=4)
+    _need(data, 5, 2, "ACTION.response return parameters")
+    if data[5] == 0x00:
+        value, end = decode_data(data, 6, max_depth=max_depth)
+        if end != len(data):
+            raise MalformedFrame(PROTOCOL, "bytes after ACTION.response return data", offset=end)
+        return ActionResponseNormal(iip & 0x0F, result, data[6:], None, iip & 0xF0, value)
+    if data[5] == 0x01:
+        if len(data) != 7:
+            raise MalformedFrame(PROTOCOL, "ACTION.response data-access-result is one byte", offset=6)
+        return ActionResponseNormal(iip & 0x0F, result, None, data[6], iip & 0xF0)
+    raise MalformedFrame(PROTOCOL, f"Get-Data-Result choice {data[5]}", offset=5)
 
 
 def _data_notification(data: bytes, max_depth: int) -> DataNotification:

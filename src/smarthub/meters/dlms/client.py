@@ -1,6 +1,7 @@
 """A sans-I/O DLMS/COSEM client session (IEC 62056-5-3 application layer over IEC 62056-46 HDLC
 or the IEC 62056-47 wrapper; Green Book, "Application association establishment and release",
-"GET service", "Transferring long application messages: block transfer").
+"GET service", "SET service", "ACTION service", "Transferring long application messages: block
+transfer").
 
 The client never touches a socket or a clock. Every operation returns the bytes to send;
 received bytes go to :meth:`DlmsClient.receive`, which returns an event once the operation is
@@ -21,22 +22,31 @@ scalers, the clock, a load profile, release, disconnect) as a generator: it yiel
 send and is sent the bytes received; its return value is the list of data points. The hub's
 poll loop and the tests drive it the same way (see :func:`drive`).
 
+:meth:`DlmsClient.set` and :meth:`DlmsClient.action` (normal, no block transfer) write an attribute
+and invoke a method; :func:`disconnect_supply`, :func:`reconnect_supply`, :func:`set_power_limit`
+and :func:`read_supply_state` are whole sessions like :func:`poll_meter` for the Disconnect
+control (class 70) and Limiter (class 71) objects.
+
 Errors: bad bytes raise ``DecodeError`` subclasses (including :class:`DecryptionError` and
 :class:`ReplayError`); what the meter refuses raises :class:`AssociationRejected` or
-:class:`DataAccessError`; calling an operation in the wrong state raises
-:class:`DlmsStateError`.
+:class:`DataAccessError` (:class:`ActionError` for an ACTION); calling an operation in the
+wrong state raises :class:`DlmsStateError`.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import ROUND_FLOOR, Decimal
 from typing import Any, Literal
 
 from smarthub.meters.dlms.apdu import (
     Aare,
     Aarq,
+    ActionRequestNormal,
+    ActionResponseNormal,
     ApplicationContext,
     ConfirmedServiceError,
     Conformance,
@@ -51,14 +61,18 @@ from smarthub.meters.dlms.apdu import (
     Mechanism,
     ReleaseRequest,
     ReleaseResponse,
+    SetRequestNormal,
+    SetResponseNormal,
     decode_apdu,
 )
-from smarthub.meters.dlms.axdr import decode_data
+from smarthub.meters.dlms.axdr import Tag, decode_data, encode_data
 from smarthub.meters.dlms.cosem import (
     CLASS_CLOCK,
+    CLASS_EXTENDED_REGISTER,
     CLASS_PROFILE_GENERIC,
     CLASS_REGISTER,
     CLOCK,
+    UNIT_CODES,
     ScalerUnit,
     capture_objects,
     clock_time,
@@ -99,25 +113,49 @@ from smarthub.model.datapoint import DataPoint
 from smarthub.model.obis import ObisCode
 
 __all__ = [
+    "CLASS_DISCONNECT_CONTROL",
+    "CLASS_LIMITER",
     "DEFAULT_CONFORMANCE",
+    "DISCONNECT_CONTROL",
+    "LIMITER",
+    "LIMITER_THRESHOLD_ACTIVE",
+    "LIMITER_THRESHOLD_NORMAL",
     "LOGICAL_DEVICE_NAME",
+    "REMOTE_DISCONNECT",
+    "REMOTE_RECONNECT",
+    "ActionError",
+    "ActionResult",
     "Connected",
+    "ControlState",
     "Disconnected",
     "DlmsClient",
     "GetResult",
+    "PowerLimit",
     "PushReceiver",
     "Released",
+    "SetResult",
+    "SupplyState",
+    "disconnect_supply",
     "drive",
     "poll_meter",
+    "read_supply_state",
+    "reconnect_supply",
+    "set_power_limit",
 ]
 
 DEFAULT_CONFORMANCE = (
     Conformance.BLOCK_TRANSFER_WITH_GET_OR_READ
     | Conformance.GET
+    | Conformance.SET
+    | Conformance.ACTION
     | Conformance.SELECTIVE_ACCESS
     | Conformance.DATA_NOTIFICATION
 )
 LOGICAL_DEVICE_NAME = ObisCode(0, 0, 42, 0, 0)
+CLASS_DISCONNECT_CONTROL = 70
+CLASS_LIMITER = 71
+DISCONNECT_CONTROL = ObisCode(0, 0, 96, 3, 10)
+LIMITER = ObisCode(0, 0, 17, 0, 0)
 Transport = Literal["hdlc", "wrapper"]
 
 
@@ -134,6 +172,59 @@ class GetResult:
     obis: ObisCode
     attribute: int
     value: Any
+    raw: bytes = field(default=b"", compare=False, repr=False)  # the encoded Data (its type tag)
+
+
+@dataclass(frozen=True, slots=True)
+class SetResult:
+    """A SET.response with data-access-result success (a failure raises :class:`DataAccessError`)."""
+
+    class_id: int
+    obis: ObisCode
+    attribute: int
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    """An ACTION.response with action-result success (a failure raises :class:`ActionError`):
+    the decoded return parameters (``None`` when absent), or ``return_result``, the
+    data-access-result the meter put in their place."""
+
+    class_id: int
+    obis: ObisCode
+    method: int
+    value: Any = None
+    return_result: int | None = None
+
+
+ACTION_RESULTS = {
+    0: "success",
+    1: "hardware-fault",
+    2: "temporary-failure",
+    3: "read-write-denied",
+    4: "object-undefined",
+    9: "object-class-inconsistent",
+    11: "object-unavailable",
+    12: "type-unmatched",
+    13: "scope-of-access-violated",
+    14: "data-block-unavailable",
+    15: "long-action-aborted",
+    16: "no-long-action-in-progress",
+    250: "other-reason",
+}
+
+
+class ActionError(DataAccessError):
+    """An ACTION answered with an action-result other than success (IEC 62056-5-3,
+    Action-Result; the codes are those of Data-Access-Result, long-get read long-action).
+    A :class:`DataAccessError`, so one ``except`` covers GET, SET and ACTION refusals."""
+
+    def __init__(self, result: int, what: str = "") -> None:
+        self.result = result
+        name = ACTION_RESULTS.get(result, "unknown")
+        DlmsSessionError.__init__(
+            self, f"dlms: action-result {result} ({name}){' for ' + what if what else ''}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +237,7 @@ class Disconnected:
     pass
 
 
-Event = Connected | GetResult | Released | Disconnected
+Event = Connected | GetResult | SetResult | ActionResult | Released | Disconnected
 
 
 class DlmsClient:
@@ -204,7 +295,8 @@ class DlmsClient:
 
     @property
     def state(self) -> str:
-        """idle, snrm, aarq, associated, get, rlrq, released (HDLC link still up), disc."""
+        """idle, snrm, aarq, associated, get, set, action, rlrq, released (HDLC link still up),
+        disc."""
         return self._state
 
     @property
@@ -249,6 +341,46 @@ class DlmsClient:
         self._state = "get"
         req = GetRequestNormal(self._invoke, class_id, obis, attribute, access_selection)
         return self._send_apdu(self._protect(req.to_bytes()))
+
+    def set(
+        self,
+        obis: ObisCode,
+        class_id: int,
+        attribute: int,
+        value: bytes | tuple[int, Any],
+        access_selection: bytes | None = None,
+    ) -> bytes:
+        """SET.request normal writing ``value`` (an encoded ``Data``, or a ``(tag, value)`` pair
+        for :func:`~smarthub.meters.dlms.axdr.encode_data`); answered by :class:`SetResult`, or
+        :class:`DataAccessError` with the meter's data-access-result. No block transfer: the
+        value must fit one APDU."""
+        data = _encoded(value)
+        self._expect("associated")
+        self._granted(Conformance.SET, "SET")
+        self._invoke = self._invoke % 15 + 1
+        self._pending = (class_id, obis, attribute)
+        self._state = "set"
+        req = SetRequestNormal(self._invoke, class_id, obis, attribute, data, access_selection)
+        return self._send_apdu(self._protect(req.to_bytes()))
+
+    def action(
+        self, obis: ObisCode, class_id: int, method: int, parameter: bytes | tuple[int, Any] | None = None
+    ) -> bytes:
+        """ACTION.request normal invoking ``method`` with ``parameter`` (as for :meth:`set`, or
+        ``None`` for none); answered by :class:`ActionResult`, or :class:`ActionError` with the
+        meter's action-result."""
+        data = None if parameter is None else _encoded(parameter)
+        self._expect("associated")
+        self._granted(Conformance.ACTION, "ACTION")
+        self._invoke = self._invoke % 15 + 1
+        self._pending = (class_id, obis, method)
+        self._state = "action"
+        req = ActionRequestNormal(self._invoke, class_id, obis, method, data)
+        return self._send_apdu(self._protect(req.to_bytes()))
+
+    def _granted(self, flag: Conformance, name: str) -> None:
+        if self.negotiated is not None and not self.negotiated.conformance & flag:
+            raise DlmsSessionError(f"dlms: the meter did not grant the {name} service (conformance block)")
 
     def release(self) -> bytes:
         """RLRQ; answered by :class:`Released`."""
@@ -375,12 +507,16 @@ class DlmsClient:
             raw = decipher_apdu(raw, self.keys, system_title=self.server_system_title, guard=self.guard).plain
         apdu = decode_apdu(raw)
         if isinstance(apdu, ExceptionResponse):
-            self._state = "associated" if state == "get" else state
+            self._state = "associated" if state in ("get", "set", "action") else state
             raise DlmsSessionError(
                 f"dlms: exception-response state-error {apdu.state_error} service-error {apdu.service_error}"
             )
         if state == "get":
             return self._on_get(apdu)
+        if state == "set":
+            return self._on_set(apdu)
+        if state == "action":
+            return self._on_action(apdu)
         if state == "rlrq":
             if not isinstance(apdu, ReleaseResponse):
                 raise DlmsStateError(f"dlms: expected RLRE, got {type(apdu).__name__}")
@@ -437,7 +573,7 @@ class DlmsClient:
             self._state = "associated"
             if apdu.data is None:
                 raise DataAccessError(apdu.result, what)
-            return GetResult(class_id, obis, attribute, apdu.value)
+            return GetResult(class_id, obis, attribute, apdu.value, apdu.data)
         if isinstance(apdu, GetResponseWithBlock):
             if apdu.raw_data is None:
                 self._state = "associated"
@@ -454,11 +590,44 @@ class DlmsClient:
                 self._out.append(self._send_apdu(self._protect(nxt.to_bytes())))
                 return None
             self._state = "associated"
-            value, _ = decode_data(b"".join(self._blocks), whole=True)
+            raw = b"".join(self._blocks)
+            value, _ = decode_data(raw, whole=True)
             self._blocks = []
-            return GetResult(class_id, obis, attribute, value)
+            return GetResult(class_id, obis, attribute, value, raw)
         self._state = "associated"
         raise DlmsStateError(f"dlms: expected GET.response, got {type(apdu).__name__}")
+
+    def _on_set(self, apdu: object) -> Event:
+        assert self._pending is not None
+        class_id, obis, attribute = self._pending
+        self._state = "associated"
+        if not isinstance(apdu, SetResponseNormal):
+            raise DlmsStateError(f"dlms: expected SET.response, got {type(apdu).__name__}")
+        if apdu.invoke_id != self._invoke:
+            raise DlmsStateError(f"dlms: SET.response invoke-id {apdu.invoke_id}, expected {self._invoke}")
+        if apdu.result != 0:
+            raise DataAccessError(apdu.result, f"SET {obis} class {class_id} attribute {attribute}")
+        return SetResult(class_id, obis, attribute)
+
+    def _on_action(self, apdu: object) -> Event:
+        assert self._pending is not None
+        class_id, obis, method = self._pending
+        self._state = "associated"
+        if not isinstance(apdu, ActionResponseNormal):
+            raise DlmsStateError(f"dlms: expected ACTION.response, got {type(apdu).__name__}")
+        if apdu.invoke_id != self._invoke:
+            raise DlmsStateError(f"dlms: ACTION.response invoke-id {apdu.invoke_id}, expected {self._invoke}")
+        if apdu.result != 0:
+            raise ActionError(apdu.result, f"{obis} class {class_id} method {method}")
+        return ActionResult(class_id, obis, method, apdu.value, apdu.data_result)
+
+
+def _encoded(value: bytes | tuple[int, Any]) -> bytes:
+    if isinstance(value, bytes | bytearray):
+        if not value:
+            raise ValueError("an encoded Data value is at least its tag byte")
+        return bytes(value)
+    return encode_data(*value)
 
 
 def _peer_params(info: bytes) -> HdlcParameters:
@@ -528,12 +697,183 @@ def poll_meter(
                 scalers[col.logical_name] = scaler_unit((yield from get(col.logical_name, col.class_id, 3)))
         buffer = yield from get(profile, CLASS_PROFILE_GENERIC, 2)
         points += profile_data_points(meter_id, buffer, columns, scalers)
+    yield from _close(client)
+    return points
+
+
+def _close(client: DlmsClient) -> Generator[bytes, bytes, None]:
+    """Release the association, then (HDLC) disconnect the link."""
     yield from _operation(client, client.release())
     if client.transport == "hdlc":
         yield from _operation(client, client.disconnect())
     else:
         client.disconnect()
-    return points
+
+
+# --------------------------------------------------------------------------------------------
+# Remote supply control: Disconnect control (class 70) and Limiter (class 71)
+# --------------------------------------------------------------------------------------------
+
+REMOTE_DISCONNECT = 1
+REMOTE_RECONNECT = 2
+LIMITER_MONITORED_VALUE = 2
+LIMITER_THRESHOLD_ACTIVE = 3  # Blue Book class 71: 3 threshold_active, 4 threshold_normal
+LIMITER_THRESHOLD_NORMAL = 4
+_INTEGER_RANGES = {
+    Tag.UNSIGNED: (0, 0xFF),
+    Tag.LONG_UNSIGNED: (0, 0xFFFF),
+    Tag.DOUBLE_LONG_UNSIGNED: (0, 0xFFFFFFFF),
+    Tag.LONG64_UNSIGNED: (0, 2**64 - 1),
+    Tag.INTEGER: (-(2**7), 2**7 - 1),
+    Tag.LONG: (-(2**15), 2**15 - 1),
+    Tag.DOUBLE_LONG: (-(2**31), 2**31 - 1),
+    Tag.LONG64: (-(2**63), 2**63 - 1),
+}
+
+
+class ControlState(enum.IntEnum):
+    """Disconnect control attribute 3 (Blue Book, class 70)."""
+
+    DISCONNECTED = 0
+    CONNECTED = 1
+    READY_FOR_RECONNECTION = 2  # e.g. tripped by the limiter: the customer's button reconnects
+
+
+@dataclass(frozen=True, slots=True)
+class SupplyState:
+    """Disconnect control attributes 2 (output_state: the supply is on) and 3 (control_state;
+    a plain ``int`` if the meter reports a value the Blue Book does not define)."""
+
+    output_state: bool
+    control_state: ControlState | int
+
+    @property
+    def connected(self) -> bool:
+        return self.output_state
+
+
+@dataclass(frozen=True, slots=True)
+class PowerLimit:
+    """What :func:`set_power_limit` wrote: the limit in W (at the monitored value's resolution),
+    the raw threshold value, the monitored value's scaler and logical name."""
+
+    watts: Decimal
+    raw: int
+    scaler: int
+    monitored: ObisCode
+
+
+def _get(
+    client: DlmsClient, obis: ObisCode, class_id: int, attribute: int
+) -> Generator[bytes, bytes, GetResult]:
+    event = yield from _operation(client, client.get(obis, class_id, attribute))
+    if not isinstance(event, GetResult):  # pragma: no cover - receive() returns what was asked
+        raise DlmsStateError(f"dlms: expected a GET result, got {type(event).__name__}")
+    return event
+
+
+def _session(client: DlmsClient, body: Generator[bytes, bytes, Any]) -> Generator[bytes, bytes, Any]:
+    """connect, ``body``, release/disconnect; a refusal by the meter (:class:`DataAccessError`,
+    :class:`ActionError`) or an unusable value (``ValueError``) still ends the association
+    before it propagates, so the client is idle for the next session."""
+    yield from _operation(client, client.connect())
+    try:
+        result = yield from body
+    except (DataAccessError, ValueError):
+        if client.state == "associated":
+            yield from _close(client)
+        raise
+    yield from _close(client)
+    return result
+
+
+def _supply_state(client: DlmsClient) -> Generator[bytes, bytes, SupplyState]:
+    output = (yield from _get(client, DISCONNECT_CONTROL, CLASS_DISCONNECT_CONTROL, 2)).value
+    control = (yield from _get(client, DISCONNECT_CONTROL, CLASS_DISCONNECT_CONTROL, 3)).value
+    if not isinstance(output, bool):
+        raise MalformedFrame(PROTOCOL, f"disconnect control output_state is not a boolean: {output!r}")
+    if not isinstance(control, int) or isinstance(control, bool):
+        raise MalformedFrame(PROTOCOL, f"disconnect control control_state is not an enum: {control!r}")
+    known = {int(c) for c in ControlState}
+    return SupplyState(output, ControlState(control) if control in known else control)
+
+
+def _switch(client: DlmsClient, method: int) -> Generator[bytes, bytes, SupplyState]:
+    yield from _operation(
+        client, client.action(DISCONNECT_CONTROL, CLASS_DISCONNECT_CONTROL, method, (Tag.INTEGER, 0))
+    )
+    return (yield from _supply_state(client))
+
+
+def disconnect_supply(client: DlmsClient) -> Generator[bytes, bytes, SupplyState]:
+    """One session invoking remote_disconnect (method 1, parameter integer 0) on the Disconnect
+    control 0-0:96.3.10.255; returns the state read back after it."""
+    return (yield from _session(client, _switch(client, REMOTE_DISCONNECT)))
+
+
+def reconnect_supply(client: DlmsClient) -> Generator[bytes, bytes, SupplyState]:
+    """One session invoking remote_reconnect (method 2, parameter integer 0); returns the state
+    read back: ``CONNECTED``, or ``READY_FOR_RECONNECTION`` where the meter's control_mode wants
+    the customer to press the button (and, Blue Book mode 1, after a limiter trip, which a
+    remote_reconnect does not undo: disconnect then reconnect)."""
+    return (yield from _session(client, _switch(client, REMOTE_RECONNECT)))
+
+
+def read_supply_state(client: DlmsClient) -> Generator[bytes, bytes, SupplyState]:
+    """One session reading the Disconnect control's output_state and control_state."""
+    return (yield from _session(client, _supply_state(client)))
+
+
+def set_power_limit(
+    client: DlmsClient, watts: int | Decimal, *, attribute: int = LIMITER_THRESHOLD_ACTIVE
+) -> Generator[bytes, bytes, PowerLimit]:
+    """One session writing a power limit of ``watts`` W into the Limiter 0-0:17.0.0 (class 71),
+    attribute 3 threshold_active by default (4 threshold_normal for meters that derive the
+    active threshold from it).
+
+    A threshold is in the units of the value the limiter monitors (Blue Book: "the same type
+    as the monitored attribute"), so the session reads the monitored_value (attribute 2),
+    that register's scaler_unit (it must be in W), and the threshold's current A-XDR type, then
+    writes ``watts`` / 10^scaler, rounded down, in that type. ``ValueError`` if the limit does
+    not fit or the monitored value is not a power in W.
+    """
+    watts = Decimal(watts)
+    if not watts.is_finite() or watts < 0:
+        raise ValueError(f"a power limit is a non-negative number of W, not {watts}")
+
+    def body() -> Generator[bytes, bytes, PowerLimit]:
+        monitored = (yield from _get(client, LIMITER, CLASS_LIMITER, LIMITER_MONITORED_VALUE)).value
+        if (
+            not isinstance(monitored, tuple)
+            or len(monitored) != 3
+            or not isinstance(monitored[0], int)
+            or not isinstance(monitored[1], bytes)
+            or len(monitored[1]) != 6
+        ):
+            raise MalformedFrame(
+                PROTOCOL, f"limiter monitored_value is not a value_definition: {monitored!r}"
+            )
+        class_id, ln = monitored[0], ObisCode(*monitored[1])
+        scaler = 0
+        if class_id in (CLASS_REGISTER, CLASS_EXTENDED_REGISTER):
+            su = scaler_unit((yield from _get(client, ln, class_id, 3)).value)
+            if su.unit != UNIT_CODES["W"]:
+                raise ValueError(f"the limiter monitors {ln} in unit {su.unit_name or su.unit}, not W")
+            scaler = su.scaler
+        current = yield from _get(client, LIMITER, CLASS_LIMITER, attribute)
+        tag = (
+            current.raw[0]
+            if current.raw[:1] and current.raw[0] in _INTEGER_RANGES
+            else Tag.DOUBLE_LONG_UNSIGNED
+        )
+        raw = int(watts.scaleb(-scaler).to_integral_value(ROUND_FLOOR))
+        lo, hi = _INTEGER_RANGES[tag]
+        if not lo <= raw <= hi:
+            raise ValueError(f"a limit of {watts} W is {raw} at scaler {scaler}: outside {Tag(tag).name}")
+        yield from _operation(client, client.set(LIMITER, CLASS_LIMITER, attribute, (tag, raw)))
+        return PowerLimit(Decimal(raw).scaleb(scaler), raw, scaler, ln)
+
+    return (yield from _session(client, body()))
 
 
 def drive(exchange: Generator[bytes, bytes, Any], transact: Callable[[bytes], bytes]) -> Any:
