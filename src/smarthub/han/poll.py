@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from smarthub.clock import Clock, next_aligned
 from smarthub.han.ports import PortBatch
@@ -46,6 +46,7 @@ class SimulatedLink:
 
 
 Cycle = Callable[[datetime], Awaitable[PortBatch]]
+T = TypeVar("T")
 
 
 def simulated(link: SimulatedLink, cycle: Cycle) -> Cycle:
@@ -99,6 +100,19 @@ class PollLoop:
                 await self._one(t)
             if self.next_time == t:
                 self.next_time = t + self.period
+
+    async def exclusive(self, session: Callable[[datetime], Awaitable[T]]) -> T:
+        """Run another session with this loop's meter (a control command) between two cycles,
+        at an instant after every one the meter has answered for; the schedule skips any
+        cycle that instant has overtaken."""
+        async with self._cycle_lock:
+            t = self.clock.now()
+            if self.last_cycle is not None and t <= self.last_cycle:
+                t = self.last_cycle + timedelta(seconds=1)
+            self.last_cycle = t
+            while self.next_time is not None and self.next_time <= t:
+                self.next_time += self.period
+            return await session(t)
 
     async def poll_now(self) -> bool:
         """An extra cycle now, outside the schedule (a diagnostic re-poll); True if it succeeded."""

@@ -42,7 +42,7 @@ from smarthub.meters.dlms.security import SecurityKeys
 from smarthub.model import ObisCode
 from smarthub.model.identifiers import make_mpan
 from smarthub.sim.load_profile import HouseholdProfile
-from smarthub.sim.rigs import Rig, dlms_rig, dsmr_rig, iec_rig, mbus_rig, wmbus_rig, zigbee_rig
+from smarthub.sim.rigs import Rig, SupplyControl, dlms_rig, dsmr_rig, iec_rig, mbus_rig, wmbus_rig, zigbee_rig
 from smarthub.wan.server import HubWanServer
 from smarthub.wan.tls import client_context, server_context
 
@@ -177,6 +177,9 @@ class SimulatedHome:
         self.network = NetworkSettings(self.dir / "network.json")
         self.management.register("network.configure", network_command(self.network))
         self.management.register("diagnostic.link_test", self._link_test)
+        self._supplies = {rig.supply.meter: rig.supply for rig in self.rigs if rig.supply is not None}
+        for ctype, handler in supply_commands(self._supplies).items():
+            self.management.register(ctype, handler)
         # Firmware: a new version must show the hub core still holds its meters' readings.
         self.firmware = FirmwareUpdater(
             FirmwareSlots(self.dir / "firmware"), ca_cert, SystemClock(), self._firmware_healthy
@@ -339,6 +342,35 @@ RADIO_PERIOD = timedelta(minutes=2)
 def _meter_key(spec: HomeSpec, slot: int) -> bytes:
     """A per-meter AES key, as the meter's manufacturer ships it to the installer (deterministic per seed)."""
     return hashlib.sha256(f"{spec.seed}/{spec.hub_id}/{slot}".encode()).digest()[:16]
+
+
+def supply_commands(supplies: dict[str, SupplyControl]) -> dict[str, Any]:
+    """``supply.*`` commands: the GDSC (for a supplier) switching or limiting a meter's breaker."""
+
+    def pick(body: dict[str, Any]) -> SupplyControl:
+        meter = str(body["meter"])
+        if meter not in supplies:
+            raise ValueError(f"{meter!r} has no breaker this hub controls")
+        return supplies[meter]
+
+    async def disconnect(body: dict[str, Any]) -> dict[str, Any]:
+        return await pick(body).disconnect()
+
+    async def reconnect(body: dict[str, Any]) -> dict[str, Any]:
+        return await pick(body).reconnect()
+
+    async def state(body: dict[str, Any]) -> dict[str, Any]:
+        return await pick(body).state()
+
+    async def limit(body: dict[str, Any]) -> dict[str, Any]:
+        return await pick(body).limit(int(body["watts"]))
+
+    return {
+        "supply.disconnect": disconnect,
+        "supply.reconnect": reconnect,
+        "supply.state": state,
+        "supply.limit": limit,
+    }
 
 
 def _neighbour(hub: SmartHub, clock: Clock, start: datetime, spec: HomeSpec, radio: WMBusPort) -> Rig:

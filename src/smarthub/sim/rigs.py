@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from smarthub.clock import Clock
+from smarthub.han import dlms_control
 from smarthub.han.dlms_poll import dlms_cycle
 from smarthub.han.iec_poll import iec_cycle
 from smarthub.han.mbus_poll import mbus_cycle
@@ -51,6 +52,7 @@ class Rig:
     meters: list[tuple[str, str]]  # (meter id as its protocol reports it, fuel)
     channels: list[tuple[str, ObisCode]]  # interval channels it must deliver
     loops: list[Any] = field(default_factory=list)  # objects with `async run(until)`
+    supply: SupplyControl | None = None  # a meter with a breaker the hub can switch (DLMS class 70/71)
 
     def runs(self, until: datetime | None) -> list[Coroutine[Any, Any, None]]:
         return [loop.run(until) for loop in self.loops]
@@ -58,6 +60,40 @@ class Rig:
     @property
     def failures(self) -> int:
         return sum(getattr(loop, "failures", 0) for loop in self.loops)
+
+
+@dataclass
+class SupplyControl:
+    """Connect/disconnect and power limit of one DLMS meter, sharing its poll loop's session."""
+
+    meter: str
+    link: SimulatedLink
+    client: DlmsClient
+    loop: PollLoop
+
+    async def _run(self, op):  # type: ignore[no-untyped-def]
+        async def session(t: datetime):  # type: ignore[no-untyped-def]
+            self.link.t = t
+            return await op()
+
+        return await self.loop.exclusive(session)
+
+    async def disconnect(self) -> dict[str, Any]:
+        return _state(await self._run(lambda: dlms_control.disconnect(self.link, self.client)))
+
+    async def reconnect(self) -> dict[str, Any]:
+        return _state(await self._run(lambda: dlms_control.reconnect(self.link, self.client)))
+
+    async def state(self) -> dict[str, Any]:
+        return _state(await self._run(lambda: dlms_control.supply_state(self.link, self.client)))
+
+    async def limit(self, watts: int) -> dict[str, Any]:
+        written = await self._run(lambda: dlms_control.set_power_limit(self.link, self.client, watts))
+        return {"watts": written.watts}
+
+
+def _state(s) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    return {"connected": s.connected, "control_state": s.control_state.name.lower()}
 
 
 def _sink(hub: SmartHub, port: str = "han"):  # type: ignore[no-untyped-def]
@@ -228,4 +264,5 @@ def dlms_rig(
         [(meter_id, "electricity")],
         [(meter_id, IMPORT_ACTIVE_ENERGY), (meter_id, EXPORT_ACTIVE_ENERGY)],
         [loop],
+        supply=SupplyControl(meter_id, link, client, loop),
     )
