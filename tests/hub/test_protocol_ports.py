@@ -13,6 +13,7 @@ from smarthub.han.poll import PollLoop, SimulatedLink, simulated
 from smarthub.han.zigbee_port import ZigbeePort
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
+from smarthub.model import ObisCode
 from smarthub.model.obis import EXPORT_ACTIVE_ENERGY, GAS_VOLUME, IMPORT_ACTIVE_ENERGY
 from smarthub.sim.iec_meter import IecMeterSimulator
 from smarthub.sim.load_profile import HouseholdProfile
@@ -115,3 +116,23 @@ def test_wmbus_frame_with_the_wrong_key_stores_nothing(hub: SmartHub) -> None:
     port.keys[meter.meter_id] = bytes(16)  # the right key arrives (a key change from the GDSC)
     assert hub.accept(port.receive(meter.frame_at(T0 + timedelta(seconds=30))), T0) == []
     assert hub.mirror.meters() == [meter.meter_id]
+
+
+async def test_a_refused_dlms_poll_does_not_stop_the_next_ones(hub: SmartHub) -> None:
+    from smarthub.han.dlms_poll import dlms_cycle
+    from smarthub.meters.dlms.client import DlmsClient
+    from smarthub.sim.dlms_meter import DlmsMeterSimulator
+
+    clock = hub.clock
+    assert isinstance(clock, ManualClock)
+    meter = DlmsMeterSimulator(b"LGZ\x00\x00\x00\x00\x08", "8", HouseholdProfile(9), start=T0)
+    link = SimulatedLink(meter)
+    client = DlmsClient(client_sap=16, server_address=1, system_title=b"SHB\x00\x00\x00\x00\x01")
+    bad = dlms_cycle(link, client, (ObisCode.parse("1-0:99.99.99"),), meter="M8")  # no such register
+    good = dlms_cycle(link, client, (IMPORT_ACTIVE_ENERGY,), meter="M8")
+    link.t = T0 + timedelta(minutes=1)
+    with pytest.raises(Exception):  # noqa: B017 - the meter's refusal, whatever its type
+        await bad(link.t)
+    link.t = T0 + timedelta(minutes=2)
+    batch = await good(link.t)
+    assert [p.key for p in batch.points] == ["1-0:1.8.0"]

@@ -41,14 +41,20 @@ def dlms_cycle(
 
     async def cycle(t: datetime) -> PortBatch:
         session = poll_meter(client, registers, profile=profile, meter=meter)
-        out = next(session)
-        for _ in range(MAX_EXCHANGES):
-            reply = await link.exchange(out, complete) if out else b""
-            try:
-                out = session.send(reply)
-            except StopIteration as done:
-                return PortBatch(points=list(done.value))
-        session.close()
-        raise MalformedFrame("dlms", f"poll did not finish within {MAX_EXCHANGES} exchanges")
+        try:
+            out = next(session)
+            for _ in range(MAX_EXCHANGES):
+                reply = await link.exchange(out, complete) if out else b""
+                try:
+                    out = session.send(reply)
+                except StopIteration as done:
+                    return PortBatch(points=list(done.value))
+            raise MalformedFrame("dlms", f"poll did not finish within {MAX_EXCHANGES} exchanges")
+        except BaseException:
+            # Whatever broke this session (a refused GET, a lost reply), the next poll must be
+            # able to associate again rather than fail forever on a stale state.
+            session.close()
+            client.abandon()
+            raise
 
     return cycle

@@ -318,6 +318,14 @@ class DlmsClient:
 
     # ---- operations ---------------------------------------------------------------------
 
+    def abandon(self) -> None:
+        """Forget a session that failed midway (a refused GET, a lost reply): the next
+        :meth:`connect` starts afresh, and the meter drops its old association on SNRM/AARQ.
+        The security state (invocation counters, replay guard) is kept: it must only rise."""
+        self._state = "idle"
+        self._ns = self._nr = 0
+        self._reasm.reset()
+
     def connect(self) -> bytes:
         """Start the association: SNRM (HDLC), or directly the AARQ (wrapper)."""
         self._expect("idle")
