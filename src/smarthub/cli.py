@@ -207,9 +207,21 @@ def hub(
         else:
             host, _, tcp_port = str(tcp).rpartition(":")
             transport = TcpStreamTransport(host, int(tcp_port), on_bytes)
+
+        async def housekeeping() -> None:
+            # Diagnoses that depend on time passing, the repairs they call for, and retention.
+            while True:
+                now = clock.now()
+                smart_hub.diagnostics.tick(now)  # type: ignore[union-attr]
+                await smart_hub.diagnostics.repair_pending(now)  # type: ignore[union-attr]
+                await asyncio.to_thread(history.compact, now)
+                await asyncio.sleep(300)
+
+        chores = asyncio.create_task(housekeeping())
         try:
             await transport.run()
         finally:
+            chores.cancel()
             transport.stop()
             await server.stop()
             management.close()
