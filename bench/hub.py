@@ -164,7 +164,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(asyncio.run(child(args.seconds))))
         return
-    print(f"running a hub with 101 meters (100 report within the run) in real time for {args.seconds:.0f} s ...", flush=True)
+    print(f"running a hub with about 100 meters in real time for {args.seconds:.0f} s ...", flush=True)
     out = subprocess.run(
         [sys.executable, __file__, "--child", "--seconds", str(args.seconds)],
         capture_output=True,
