@@ -99,19 +99,15 @@ class SmartHub:
                 self.diagnostics.observe_errors(port, batch.errors, when)
             if batch.points:
                 self.diagnostics.observe_points(port, batch.points, when)
-        if batch.points and self.registry is not None:
+        if self.registry is not None:
             # A radio hears the neighbours' meters: keep only this home's (see hub.registry).
-            ours = {m for m in {(p.meter, p.protocol) for p in batch.points} if self.registry.admit(*m, when)}
-            kept = [p for p in batch.points if (p.meter, p.protocol) in ours]
-            if len(kept) < len(batch.points):
-                self.stats.foreign += len(batch.points) - len(kept)
-                batch = PortBatch(points=kept, errors=batch.errors)
-        if batch.points:
-            admitted = {m for m in {p.meter for p in batch.points} if self.flood.admit(m, when)}
-            if len(admitted) < len({p.meter for p in batch.points}):
-                kept = [p for p in batch.points if p.meter in admitted]
-                self.stats.quarantined += len(batch.points) - len(kept)
-                batch = PortBatch(points=kept, errors=batch.errors)
+            registry = self.registry
+            batch, self.stats.foreign = _keep(
+                batch, lambda meter, protocol: registry.admit(meter, protocol, when), self.stats.foreign
+            )
+        batch, self.stats.quarantined = _keep(
+            batch, lambda meter, protocol: self.flood.admit(meter, when), self.stats.quarantined
+        )
         if batch.points:
             self.stats.frames_ok += 1
             translation = self.mapping.translate(batch.points, when)
@@ -202,3 +198,14 @@ class SmartHub:
 
     def interval_days(self, meter: str, obis: ObisCode, *, start: int | None = None) -> list[int]:
         return self.history.days(meter, obis, start=start)
+
+
+def _keep(batch: PortBatch, admit: Callable[[str, str], bool], dropped: int) -> tuple[PortBatch, int]:
+    """The batch without the points of meters ``admit`` refuses (asked once per meter in the
+    batch), and the running count of points dropped."""
+    senders = {(p.meter, p.protocol) for p in batch.points}
+    refused = {m for m in senders if not admit(*m)}
+    if not refused:
+        return batch, dropped
+    kept = [p for p in batch.points if (p.meter, p.protocol) not in refused]
+    return PortBatch(points=kept, errors=batch.errors), dropped + len(batch.points) - len(kept)
