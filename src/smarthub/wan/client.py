@@ -162,6 +162,20 @@ class HubClient:
             out.append((e, detail))
         return out
 
+    async def event_detail(self, event_id: int) -> dict[str, Any]:
+        """The current diagnosis of one event (re-read while it is open, to see it close)."""
+        path = f"/edev/0/lel/{int(event_id)}/detail"
+        try:
+            async with self._session.get(path) as resp:
+                if resp.status != 200:
+                    raise PullError(f"GET {path}: HTTP {resp.status}")
+                detail = json.loads(await resp.content.read(MAX_BODY))
+        except (aiohttp.ClientError, TimeoutError, ssl.SSLError, OSError, ValueError) as err:
+            raise PullError(f"GET {path}: {type(err).__name__}: {err}") from None
+        if not isinstance(detail, dict):
+            raise PullError(f"GET {path}: the detail is not a JSON object")
+        return detail
+
     async def post_command(self, envelope: bytes) -> dict[str, Any]:
         """Deliver a signed management command; the hub's verdict (applied, failed, refused)."""
         try:
