@@ -1,4 +1,4 @@
-"""The operator web page: the fleet table (hub, last pull, readings, errors) and pull progress.
+"""The operator web page: fleet health, pull progress per window, the error log and work orders.
 
 Plain HTTP on loopback for the demo; it reads the store only. Rendered server-side with an
 inline SVG chart so it needs no JavaScript toolkit and no network.
@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from smarthub.gdsc.error_log import ErrorLog
+from smarthub.gdsc.incidents import HUB_UNREACHABLE
 from smarthub.gdsc.scheduler import WindowProgress
 from smarthub.gdsc.store import Store
 
@@ -25,6 +27,7 @@ td:first-child,th:first-child{{text-align:left}}
 <h1>GDSC operator — fleet health</h1>
 <p>{summary}</p>
 <h2>Pulls per retrieval window</h2>{chart}
+{errors}
 <h2>Hubs</h2><table><tr><th>hub</th><th>premises</th><th>status</th><th>last pull (sim time)</th>
 <th>pulls</th><th>readings stored</th><th>errors</th></tr>{rows}</table></body></html>"""
 
@@ -56,7 +59,80 @@ def _chart(windows: list[WindowProgress]) -> str:
     )
 
 
-def console_app(store: Store, windows: Callable[[], list[WindowProgress]]) -> web.Application:
+# Names of the hub's diagnosis codes (the WAN contract, see wan/log_events.py) for the chart.
+CODE_LABELS = {
+    1: "missing intervals",
+    2: "meter silent",
+    3: "HAN decode errors",
+    4: "HAN poll failures",
+    5: "weak HAN signal",
+    6: "decryption failures",
+    7: "register backwards",
+    8: "consumption spike",
+    9: "reverse flow",
+    10: "tamper",
+    11: "meter error",
+    12: "low battery",
+    13: "power failure",
+    14: "clock drift",
+    HUB_UNREACHABLE: "hub unreachable",
+}
+
+
+def _error_section(log: ErrorLog | None) -> str:
+    if log is None:
+        return ""
+    s = log.summary()
+    open_incidents = log.incidents(open_only=True)
+    by_code: dict[str, int] = {}
+    for i in open_incidents:
+        label = CODE_LABELS.get(int(i["code"]), f"code {i['code']}")
+        by_code[label] = by_code.get(label, 0) + 1
+    parts = []
+    top = max(by_code.values(), default=1)
+    for row, (label, n) in enumerate(sorted(by_code.items(), key=lambda kv: -kv[1])):
+        y = row * 22
+        w = 300 * n / top
+        parts.append(
+            f'<text x="0" y="{y + 15}" font-size="13">{html.escape(label)}</text>'
+            f'<rect x="150" y="{y + 3}" width="{w:.1f}" height="16" fill="#c77c02"><title>{n}</title></rect>'
+            f'<text x="{155 + w:.1f}" y="{y + 15}" font-size="13">{n}</text>'
+        )
+    chart = (
+        f'<svg width="500" height="{max(len(by_code), 1) * 22}" role="img"'
+        ' aria-label="open incidents by kind">'
+        f"{''.join(parts)}</svg>"
+        if by_code
+        else "<p class='ok'>No open incident.</p>"
+    )
+    rows = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(str(c))}</td>"
+            for c in (
+                w["work_order_id"],
+                w["party"],
+                w["assignee"],
+                w["hub_id"] or "(area)",
+                w["reason"],
+                f"{w['created']:%Y-%m-%d %H:%M}",
+            )
+        )
+        + "</tr>"
+        for w in log.work_orders(status="open")[-50:]
+    )
+    return (
+        f"<h2>Error log</h2><p>{s['incidents_open']} open incidents ({s['incidents_closed']} closed), "
+        f"{s['events']} hub events, {s['repairs_sent']} remote repairs sent, "
+        f"{s['repairs_queued']} queued, {s['work_orders_open']} open work orders</p>{chart}"
+        "<h2>Open work orders</h2><table><tr><th>#</th><th>party</th><th>assignee</th><th>hub</th>"
+        f"<th>reason</th><th>created</th></tr>{rows}</table>"
+    )
+
+
+def console_app(
+    store: Store, windows: Callable[[], list[WindowProgress]], error_log: ErrorLog | None = None
+) -> web.Application:
     async def index(request: web.Request) -> web.Response:
         rows = []
         status = store.fleet_status()
@@ -79,13 +155,30 @@ def console_app(store: Store, windows: Callable[[], list[WindowProgress]]) -> we
         total = sum(int(h["readings"]) for h in status)  # type: ignore[call-overload]
         errors = sum(int(h["errors"]) for h in status)  # type: ignore[call-overload]
         summary = f"{len(status)} hubs, {total} readings stored, {errors} failed pulls"
-        body = PAGE.format(summary=summary, chart=_chart(windows()), rows="".join(rows))
+        body = PAGE.format(
+            summary=summary, chart=_chart(windows()), errors=_error_section(error_log), rows="".join(rows)
+        )
         return web.Response(text=body, content_type="text/html")
 
     async def status_json(request: web.Request) -> web.Response:
         return web.json_response(store.fleet_status(), dumps=lambda o: json.dumps(o, default=str))
 
+    def dumps(o: object) -> str:
+        return json.dumps(o, default=str)
+
+    async def incidents_json(request: web.Request) -> web.Response:
+        if error_log is None:
+            raise web.HTTPNotFound(text="this GDSC keeps no error log")
+        return web.json_response(error_log.incidents(open_only="all" not in request.query), dumps=dumps)
+
+    async def work_orders_json(request: web.Request) -> web.Response:
+        if error_log is None:
+            raise web.HTTPNotFound(text="this GDSC keeps no error log")
+        return web.json_response(error_log.work_orders(request.query.get("status")), dumps=dumps)
+
     app = web.Application()
     app.router.add_get("/", index)
     app.router.add_get("/api/fleet", status_json)
+    app.router.add_get("/api/incidents", incidents_json)
+    app.router.add_get("/api/work-orders", work_orders_json)
     return app
