@@ -64,7 +64,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from smarthub.clock import Clock
-from smarthub.gdsc.pki import CertificateRejected, Role, verify_certificate
+from smarthub.security.certificates import CertificateRejected, Role, verify_certificate
 
 __all__ = [
     "FORMAT",

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from smarthub.clock import Clock
-from smarthub.gdsc.pki import CertificateRejected, Role, verify_certificate
+from smarthub.security.certificates import CertificateRejected, Role, verify_certificate
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]] | dict[str, Any]]
 

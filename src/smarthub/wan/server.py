@@ -22,10 +22,10 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 from envoy_schema.server.schema.sep2.end_device import EndDeviceListResponse, EndDeviceResponse
 
-from smarthub.gdsc.pki import sfdi_from_lfdi
 from smarthub.hub.diagnostics import DiagnosedEvent
 from smarthub.model import ObisCode
 from smarthub.model.reading_type import ACCUMULATION_DELTA, interval_spec
+from smarthub.security.certificates import sfdi_from_lfdi
 from smarthub.wan import sep2
 from smarthub.wan.log_events import event_detail, log_event, log_event_list
 from smarthub.wan.sep2 import DAY

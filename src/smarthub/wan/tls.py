@@ -22,7 +22,7 @@ import ssl
 from os import PathLike
 from typing import TypeAlias
 
-from smarthub.gdsc.pki import lfdi_from_der
+from smarthub.security.certificates import lfdi_from_der
 
 __all__ = ["WAN_CIPHERS", "PeerMismatch", "check_peer", "client_context", "peer_lfdi", "server_context"]
 

@@ -1,0 +1,1 @@
+"""Trust primitives shared by hub, WAN and GDSC (certificate checks, device identifiers)."""
