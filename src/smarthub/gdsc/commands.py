@@ -32,6 +32,7 @@ COMMAND_TYPES = (
     "supply.reconnect",
     "supply.state",
     "supply.limit",
+    "prepayment.topup",
     "firmware.update",
     "diagnostic.ping",
     "diagnostic.han_scan",
