@@ -265,3 +265,11 @@ def test_series_start_is_normalised_to_utc() -> None:
     assert s.start.tzinfo is UTC
     with pytest.raises(ValidationError):
         HalfHourlySeries(start=datetime(2026, 7, 1), values=(Decimal(1),))  # naive
+
+
+def test_carbon_series_must_not_be_negative() -> None:
+    text = '{"type": "series", "g_per_kwh": {"start": "2026-06-01T00:00:00Z", "values": ["120", "-1"]}}'
+    with pytest.raises(InvalidTariff, match="at period 1 is negative"):
+        carbon_from_json(text)
+    with pytest.raises(InvalidTariff, match="Extra inputs"):
+        carbon_from_json('{"type": "fixed", "g_per_kwh": "200", "source": "x"}')

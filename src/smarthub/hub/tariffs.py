@@ -8,7 +8,8 @@ a corrected reading is taken back out exactly and a figure for any run of days i
 
 Figures the IHD reads (all to date, in £ inc. VAT, kWh and kg CO2):
 - today: the current local day, with its full day's standing charge;
-- this week: Monday to today; this month: the 1st to today.
+- this week: Monday to today; this month: the 1st to today (either from the day the tariff
+  took effect, if later).
 A tiered tariff's ``billing_period`` block is the period being summarised, as on a bill for
 that period. A reading that cannot be priced yet (a dynamic price or carbon intensity not yet
 published) is kept and counted as ``unpriced`` until a tariff update prices it; `bill` refuses
@@ -27,6 +28,7 @@ from decimal import Decimal
 from smarthub.model.tariff import (
     SETTLEMENT_PERIOD,
     MissingPrice,
+    NoTariffInForce,
     TariffError,
     TariffRef,
     TariffSchedule,
@@ -66,9 +68,9 @@ class Summary:
 
 @dataclass(frozen=True)
 class Rate:
-    """A rate as the IHD shows it. ``until`` is when it next changes (None: not within a week,
-    or not time-bound); for a tiered tariff ``kwh_to_next_tier`` says how much more consumption
-    in this block moves to the next tier."""
+    """A rate as the IHD shows it. ``start`` is when it began and ``until`` when it next changes
+    (None: not within a week either way, or not time-bound); for a tiered tariff
+    ``kwh_to_next_tier`` says how much more consumption in this block moves to the next tier."""
 
     tariff: TariffRef
     name: str
@@ -179,6 +181,9 @@ class CostAccumulator:
         return settle(self._schedule, totals, start, end)
 
     def summary(self, start: date, end: date) -> Summary:
+        """Figures for ``start``..``end``, from the day this tariff took effect if later (days
+        before it belong to a previous tariff's bill)."""
+        start = max(start, self._schedule.versions[0].effective_from)
         totals, unpriced = self._totals(start, end)
         b = settle(self._schedule, totals, start, end)
         return Summary(start, end, b.total, b.kwh, b.co2_kg, unpriced, b)
@@ -216,25 +221,31 @@ class CostAccumulator:
 
     def _window(self, start: datetime) -> Rate | None:
         def at(t: datetime) -> tuple[TariffRef, str, Decimal, Decimal] | None:
-            tariff = self._schedule.in_force(local_day(t))
-            if isinstance(tariff.pricing, Tiered):
-                return None
             try:
+                tariff = self._schedule.in_force(local_day(t))
+                if isinstance(tariff.pricing, Tiered):
+                    return None
                 name, price = unit_price(tariff, t)
-            except MissingPrice:
+            except (MissingPrice, NoTariffInForce):
                 return None
             return tariff.ref, name, price, tariff.vat_rate
 
         first = at(start)
         if first is None:
             return None
+        began = start  # look back for when this rate began, so the IHD can say "since 00:30"
+        while began > start - RATE_HORIZON:
+            before = at(began - SETTLEMENT_PERIOD)
+            if before is None or before[1:] != first[1:]:
+                break
+            began -= SETTLEMENT_PERIOD
         t = start + SETTLEMENT_PERIOD
         while t < start + RATE_HORIZON:
             here = at(t)
             if here is None or here[1:] != first[1:]:
-                return Rate(*first, start=start, until=t)
+                return Rate(*first, start=began, until=t)
             t += SETTLEMENT_PERIOD
-        return Rate(*first, start=start, until=None)
+        return Rate(*first, start=began, until=None)
 
     def _tier(self, ref: TariffRef, now: datetime, ahead: int) -> Rate | None:
         tariff = self._schedule.version(ref)

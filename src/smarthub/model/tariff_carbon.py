@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from smarthub.model.tariff import HalfHourlySeries, InvalidTariff, MissingPrice, NonNegativePrice
 
@@ -28,6 +28,14 @@ class SeriesIntensity(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     type: Literal["series"] = "series"
     g_per_kwh: HalfHourlySeries
+
+    @field_validator("g_per_kwh")
+    @classmethod
+    def _not_negative(cls, v: HalfHourlySeries) -> HalfHourlySeries:
+        for i, g in enumerate(v.values):
+            if g < 0:
+                raise ValueError(f"carbon intensity {g} g/kWh at period {i} is negative")
+        return v
 
     def at(self, t: datetime) -> Decimal:
         try:
