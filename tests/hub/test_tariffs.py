@@ -174,11 +174,12 @@ def test_dynamic_rates_and_prices_not_yet_published() -> None:
     assert today.unpriced == 1 and today.kwh == 3
     with pytest.raises(MissingPrice, match="1 interval"):
         acc.bill(date(2026, 7, 1), date(2026, 7, 2))
-    # the next day's prices arrive as a new version of the series: the held reading is priced
+    # newly published prices arrive as a re-issue of the tariff (a higher version, same day)
     more = HalfHourlySeries(start=start, values=(*prices.values, Decimal("10"), *(Decimal(15),) * 44))
-    v2 = schedule.versions[0].model_copy(update={"version": 2, "effective_from": date(2026, 7, 2)})
-    v1b = schedule.versions[0].model_copy(update={"pricing": Dynamic(unit_rates_p_per_kwh=more)})
-    updated = TariffSchedule([v1b, v2])
+    reissue = schedule.versions[0].model_copy(
+        update={"version": 2, "pricing": Dynamic(unit_rates_p_per_kwh=more)}
+    )
+    updated = schedule.with_version(reissue)
     acc.update_tariff(updated)
     series = [IntervalConsumption(start + i * HH, HH, Decimal(1)) for i in range(4)]
     assert acc.bill(date(2026, 7, 1), date(2026, 7, 2)) == bill(

@@ -186,8 +186,12 @@ def test_schedule_picks_the_version_in_force_and_refuses_inconsistent_versions()
     assert s.in_force(date(2026, 4, 1)).version == 2
     with pytest.raises(NoTariffInForce, match="no version in force on 2025-12-31"):
         s.in_force(date(2025, 12, 31))
-    with pytest.raises(InvalidTariff, match="not after version 1"):
-        TariffSchedule([v1, v1.model_copy(update={"version": 2})])
+    with pytest.raises(InvalidTariff, match="before version 1"):
+        TariffSchedule([v1, v1.model_copy(update={"version": 2, "effective_from": date(2025, 12, 1)})])
+    with pytest.raises(InvalidTariff, match="version 1 of 'f' given twice"):
+        TariffSchedule([v1, v1])
+    reissue = v1.model_copy(update={"version": 3, "effective_from": date(2026, 4, 1)})
+    assert TariffSchedule([v1, v2, reissue]).in_force(date(2026, 5, 1)) is reissue
     with pytest.raises(InvalidTariff, match="already differs"):
         s.with_version(v2.model_copy(update={"standing_charge_p_per_day": Decimal(51)}))
     assert s.with_version(v2) is s

@@ -133,9 +133,10 @@ vat_rates = st.one_of(
 def schedules(
     draw: st.DrawFn, window: tuple[date, date], kinds: st.SearchStrategy | None = None
 ) -> TariffSchedule:
-    """One to three versions; the first in force before the window, later ones inside it."""
+    """One to three versions; the first in force before the window, later ones inside it (a
+    later one on the same day as another re-issues it)."""
     span = (window[1] - window[0]).days
-    offsets = sorted(draw(st.sets(st.integers(1, max(span - 1, 1)), max_size=2))) if span > 1 else []
+    offsets = sorted(draw(st.lists(st.integers(0, max(span - 1, 0)), max_size=2)))  # repeats: re-issues
     starts = [
         window[0] - timedelta(days=draw(st.integers(0, 30))),
         *(window[0] + timedelta(days=o) for o in offsets),

@@ -303,9 +303,12 @@ class Tariff(_Value):
 
 
 class TariffSchedule:
-    """The versions of one tariff; the version in force on a day is the latest to take effect.
+    """The versions of one tariff; the version in force on a day is the highest-numbered one
+    that has taken effect by then.
 
-    Versions must share one ``tariff_id`` and later versions take effect later.
+    Versions share one ``tariff_id`` and a later version never takes effect before an earlier
+    one. A later version with the *same* effective date re-issues it (a correction, or a dynamic
+    tariff's series extended with newly published prices) and supersedes it from that day.
     """
 
     def __init__(self, versions: Iterable[Tariff]) -> None:
@@ -318,9 +321,9 @@ class TariffSchedule:
         for a, b in itertools.pairwise(vs):
             if a.version == b.version:
                 raise InvalidTariff(f"version {a.version} of {a.tariff_id!r} given twice")
-            if b.effective_from <= a.effective_from:
+            if b.effective_from < a.effective_from:
                 raise InvalidTariff(
-                    f"version {b.version} takes effect {b.effective_from}, not after version "
+                    f"version {b.version} takes effect {b.effective_from}, before version "
                     f"{a.version} ({a.effective_from})"
                 )
         self.versions: tuple[Tariff, ...] = tuple(vs)
