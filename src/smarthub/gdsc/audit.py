@@ -38,6 +38,7 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.exc import IntegrityError
 
 from smarthub.gdsc.store import metadata
 
@@ -113,10 +114,14 @@ class Verification:
 
 
 class AuditLog:
-    """Appends to and verifies the chain. Appends are serialised (a process lock, and on
-    PostgreSQL a transaction-scoped advisory lock so several GDSC processes cannot fork the chain)."""
+    """Appends to and verifies the chain.
+
+    Appends never fork the chain: a process lock serialises this process's appenders; across
+    processes PostgreSQL takes a transaction-scoped advisory lock, and on SQLite the primary key
+    on ``seq`` refuses the loser of a race, which re-reads the head and tries again."""
 
     _PG_LOCK_KEY = 0x5347_4453_4341  # arbitrary constant naming "the audit chain"
+    _ATTEMPTS = 100
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -138,7 +143,29 @@ class AuditLog:
             raise ValueError("audit time must be timezone-aware")
         detail = dict(detail or {})
         canonical(detail)  # refuse anything JSON cannot carry exactly, before touching the chain
-        with self._lock, self.engine.begin() as conn:
+        with self._lock:
+            for _attempt in range(self._ATTEMPTS):
+                try:
+                    entry = self._append_once(at, actor, role, action, premises_id, allow, reason, detail)
+                except IntegrityError:
+                    # Another process took this sequence number first (SQLite has no advisory lock):
+                    # read the new head and link to it instead.
+                    continue
+                return entry
+        raise RuntimeError(f"audit append lost the race {self._ATTEMPTS} times in a row")
+
+    def _append_once(
+        self,
+        at: datetime,
+        actor: str,
+        role: str,
+        action: str,
+        premises_id: str | None,
+        allow: bool,
+        reason: str,
+        detail: dict[str, Any],
+    ) -> AuditEntry:
+        with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": self._PG_LOCK_KEY})
             last = conn.execute(

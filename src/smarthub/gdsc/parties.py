@@ -507,7 +507,7 @@ class PartyRepository:
     def _require_role(self, conn: Connection, party_id: str, role: Role) -> None:
         p = self.party(party_id, conn)
         if p.role is not role:
-            raise ValueError(f"party {party_id!r} is a {p.role.value}, not a {role.value}")
+            raise ValueError(f"party {party_id!r} has role {p.role.value}, not {role.value}")
 
     def _run(self, conn: Connection | None, fn):  # type: ignore[no-untyped-def]
         if conn is not None:
