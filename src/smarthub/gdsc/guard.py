@@ -16,6 +16,8 @@ from smarthub.gdsc.access import DEFAULT_POLICY, AccessRequest, Action, Decision
 from smarthub.gdsc.audit import AuditEntry, AuditLog
 from smarthub.gdsc.parties import Granularity, PartyRepository
 
+_NOT_ACCESS = frozenset({Action.LIST_ACCESS_LOG.value, Action.MANAGE_CONSENT.value})
+
 
 class AccessDenied(PermissionError):
     def __init__(self, decision: Decision) -> None:
@@ -87,11 +89,8 @@ class AccessGuard:
         a consumer only for the time of their own tenancy."""
         decision = self.require(party_id, Action.LIST_ACCESS_LOG, premises_id=premises_id, period=period)
         ranges = [(r.start, r.end) for r in decision.ranges]
-        return [
-            e
-            for e in self.audit.accesses_to(premises_id, ranges)
-            if e.action != Action.LIST_ACCESS_LOG.value  # the asker's own look-ups are not "access"
-        ]
+        # Access to data and commands on the premises; consent management and log look-ups are not.
+        return [e for e in self.audit.accesses_to(premises_id, ranges) if e.action not in _NOT_ACCESS]
 
 
 def _range(r: TimeRange) -> list[str]:
