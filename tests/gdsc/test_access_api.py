@@ -21,10 +21,12 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from smarthub.clock import ManualClock
+from smarthub.gdsc import dataservices
+from smarthub.gdsc.access import TimeRange
 from smarthub.gdsc.api import create_app, token_digest
 from smarthub.gdsc.audit import AuditLog
 from smarthub.gdsc.guard import AccessGuard
-from smarthub.gdsc.parties import Fuel, Party, PartyRepository, Role, SupplyPeriod, Tenancy
+from smarthub.gdsc.parties import Fuel, Granularity, Party, PartyRepository, Role, SupplyPeriod, Tenancy
 from smarthub.gdsc.store import Store, StoredReading
 
 JUL = datetime(2026, 7, 1, tzinfo=UTC)
@@ -227,4 +229,54 @@ def test_openapi_conformance(tmp_path: Path) -> None:
             )
 
         call()
+    store.close()
+
+
+# -- the served buckets ---------------------------------------------------------------------------
+
+
+def test_daily_buckets_follow_the_local_calendar_and_are_never_partial(db_url: str) -> None:
+    """25 October 2026 in London has 50 half-hours (clocks go back); a clipped day is not served."""
+    store = Store(db_url)
+    store.create_schema()
+    store.register_hub(
+        hub_id="H1", premises_id="P1", url="https://h", lfdi="A" * 40, meters_by_fuel=[("E1", "electricity")]
+    )
+    day_start = datetime(2026, 10, 24, 23, tzinfo=UTC)  # local midnight, BST
+    store.ingest(
+        "H1",
+        [
+            StoredReading(
+                "H1",
+                "E1",
+                "1-0:1.8.0",
+                int(day_start.timestamp()) + 1800 * i,
+                1800,
+                10,
+                0,
+                72,
+                4 if i == 3 else 0,
+            )
+            for i in range(98)
+        ],
+        {},
+    )
+    meter = dataservices.find_meter(store.engine, "P1", "E1")
+    whole = TimeRange(day_start, day_start + timedelta(days=3))
+    days = dataservices.readings(store.engine, meter, "1-0:1.8.0", [whole], Granularity.DAILY)
+    assert [(b.intervals, b.value, b.duration, b.quality) for b in days] == [
+        (50, 500, 25 * 3600, 4),
+        (48, 480, 24 * 3600, 0),
+    ]
+    # An allowed range that starts half an hour into the first day leaves that day out entirely.
+    clipped = TimeRange(day_start + timedelta(minutes=30), whole.end)
+    assert [
+        b.intervals
+        for b in dataservices.readings(store.engine, meter, "1-0:1.8.0", [clipped], Granularity.DAILY)
+    ] == [48]
+    assert (
+        len(dataservices.readings(store.engine, meter, "1-0:1.8.0", [clipped], Granularity.HALF_HOURLY)) == 97
+    )
+    with pytest.raises(ValueError, match="not tariff-register"):
+        dataservices.readings(store.engine, meter, "1-0:1.8.0", [whole], Granularity.TARIFF_REGISTER)
     store.close()
