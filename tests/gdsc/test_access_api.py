@@ -210,13 +210,14 @@ def test_openapi_conformance(tmp_path: Path) -> None:
     store, guard, _clock = build(f"sqlite:///{tmp_path / 'api.sqlite'}")
     schema = schemathesis.openapi.from_asgi("/openapi.json", app_for(guard))
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 5
+    assert len(operations) == 6
     for operation in operations:
 
         @given(case=operation.as_strategy(), own=st.booleans())
         @settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))
         def call(case, own: bool) -> None:  # type: ignore[no-untyped-def]
-            if own:  # half the cases at the occupant's own premises, so they get past the policy
+            if own and case.path_parameters and "premises_id" in case.path_parameters:
+                # half the cases at the occupant's own premises, so they get past the policy
                 case.path_parameters["premises_id"] = "P1"
             case.call_and_validate(
                 headers={"Authorization": "Bearer tok-c1"},
@@ -279,4 +280,59 @@ def test_daily_buckets_follow_the_local_calendar_and_are_never_partial(db_url: s
     )
     with pytest.raises(ValueError, match="not tariff-register"):
         dataservices.readings(store.engine, meter, "1-0:1.8.0", [whole], Granularity.TARIFF_REGISTER)
+    store.close()
+
+
+def test_network_operator_aggregates_over_k_premises(db_url: str) -> None:
+    store, guard, _clock = build(db_url)
+    start = int(DAY1.timestamp())
+    for n in range(2, 7):  # P2..P6 beside P1; P6 has a meter but no data yet
+        store.register_hub(
+            hub_id=f"H{n}",
+            premises_id=f"P{n}",
+            url="https://h",
+            lfdi="A" * 40,
+            meters_by_fuel=[("E1", "electricity")],
+        )
+        if n < 6:
+            store.ingest(
+                f"H{n}",
+                [
+                    StoredReading(f"H{n}", "E1", "1-0:1.8.0", start + 1800 * i, 1800, n, 0, 72, 0)
+                    for i in range(48)
+                ],
+                {},
+            )
+    params = {
+        "start": DAY1.isoformat(),
+        "end": (DAY1 + timedelta(days=1)).isoformat(),
+        "granularity": "daily",
+    }
+    with TestClient(app_for(guard)) as client:
+
+        def agg(who: str, group: list[str]):  # type: ignore[no-untyped-def]
+            return client.get(
+                "/v1/aggregates/readings",
+                params={**params, "premises": group},
+                headers={"Authorization": f"Bearer tok-{who}"},
+            )
+
+        five = agg("dno", ["P1", "P2", "P3", "P4", "P5"])
+        assert five.status_code == 200, five.text
+        p1_day = sum(100 + i for i in range(48))
+        assert [(r["value"], r["premises"]) for r in five.json()["readings"]] == [
+            (p1_day + 48 * (2 + 3 + 4 + 5), 5)
+        ]
+        four = agg("dno", ["P1", "P2", "P3", "P4"])
+        assert four.status_code == 403 and "at least 5" in four.json()["detail"]
+        # Five names, four with data: the sum would be of four homes, so it is withheld.
+        assert agg("dno", ["P1", "P2", "P3", "P4", "P6"]).json()["readings"] == []
+        assert agg("c1", ["P1", "P2", "P3", "P4", "P5"]).status_code == 403
+    entries = guard.audit.entries()
+    assert [(e.actor, e.allow, e.detail["group_size"]) for e in entries] == [
+        ("DNO", True, 5),
+        ("DNO", False, 4),
+        ("DNO", True, 5),
+        ("C1", False, 5),
+    ]
     store.close()

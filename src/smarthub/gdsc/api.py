@@ -53,6 +53,21 @@ class ReadingsPage(BaseModel):
     next_after: int | None = Field(description="pass as `after` for the next page; null on the last page")
 
 
+class AggregateOut(BaseModel):
+    start: datetime
+    duration: int = Field(description="seconds")
+    value: int
+    power_of_ten: int
+    uom: int = Field(description="IEEE 2030.5 UomType")
+    premises: int = Field(description="premises whose data the sum contains (never fewer than k)")
+
+
+class AggregatePage(BaseModel):
+    group_size: int
+    granularity: Granularity
+    readings: list[AggregateOut]
+
+
 class ConsentIn(BaseModel):
     party_id: str = Field(min_length=1, max_length=64)
     data_kinds: list[DataKind] = Field(min_length=1)
@@ -185,6 +200,51 @@ def create_app(guard: AccessGuard, tokens: Mapping[str, str]) -> FastAPI:
                 for b in page
             ],
             next_after=page[-1].start if len(buckets) > limit else None,
+        )
+
+    @app.get("/v1/aggregates/readings", response_model=AggregatePage, responses=ERRORS)
+    def get_aggregate(
+        party: Caller,
+        premises: Annotated[
+            list[Annotated[str, Field(min_length=1, max_length=64)]], Query(min_length=1, max_length=100_000)
+        ],
+        start: AwareDatetime,
+        end: AwareDatetime,
+        granularity: Granularity,
+        fuel: Annotated[str, Query(max_length=16)] = "electricity",
+        obis: Annotated[str, Query(max_length=32)] = "1-0:1.8.0",
+    ) -> AggregatePage:
+        asked = period(start, end)
+        if granularity not in dataservices.SERVED:
+            raise HTTPException(
+                400, f"readings are served half-hourly, daily or monthly, not {granularity.value}"
+            )
+        group = frozenset(premises)
+        decision = guard.require(
+            party,
+            Action.AGGREGATE_QUERY,
+            group=group,
+            granularity=granularity,
+            period=asked,
+            detail={"fuel": fuel, "obis": obis},
+        )
+        buckets = dataservices.aggregate(
+            engine, sorted(group), fuel, obis, decision.ranges[0], granularity, guard.policy.k_anonymity
+        )
+        return AggregatePage(
+            group_size=len(group),
+            granularity=granularity,
+            readings=[
+                AggregateOut(
+                    start=datetime.fromtimestamp(b.start, asked.start.tzinfo),
+                    duration=b.duration,
+                    value=b.value,
+                    power_of_ten=b.power_of_ten,
+                    uom=b.uom,
+                    premises=b.premises,
+                )
+                for b in buckets
+            ],
         )
 
     @app.get("/v1/premises/{premises_id}/access-log", response_model=list[AccessLogEntry], responses=ERRORS)

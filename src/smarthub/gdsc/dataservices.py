@@ -131,3 +131,55 @@ def _bucket(start: int, duration: int, g: Granularity, tz: ZoneInfo) -> tuple[in
 
 def _midnight(d: date, tz: ZoneInfo) -> int:
     return int(datetime(d.year, d.month, d.day, tzinfo=tz).timestamp())
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateBucket:
+    start: int
+    duration: int
+    value: int
+    power_of_ten: int
+    uom: int
+    premises: int  # how many premises' data the sum contains
+
+
+def aggregate(
+    engine: Engine,
+    premises_ids: Sequence[str],
+    fuel: str,
+    obis: str,
+    period: TimeRange,
+    granularity: Granularity,
+    k: int,
+    tz: ZoneInfo = LONDON,
+) -> list[AggregateBucket]:
+    """Sums over a group of premises, per bucket; a bucket holding data of fewer than ``k`` premises
+    is withheld (the group may name premises without data, or a meter may have gaps, and a sum of one
+    home's data is that home's data)."""
+    q = (
+        select(meters.c.hub_id, meters.c.meter_id, meters.c.fuel, hubs.c.premises_id)
+        .join(hubs, hubs.c.hub_id == meters.c.hub_id)
+        .where(and_(hubs.c.premises_id.in_(list(premises_ids)), meters.c.fuel == fuel))
+    )
+    with engine.connect() as conn:
+        found = conn.execute(q).all()
+    sums: dict[int, list[int]] = {}  # start -> [duration, value, p10, uom]
+    contributors: dict[int, set[str]] = {}
+    for r in found:
+        for b in readings(engine, Meter(r.hub_id, r.meter_id, r.fuel), obis, [period], granularity, tz):
+            acc = sums.get(b.start)
+            if acc is None:
+                sums[b.start] = [b.duration, b.value, b.power_of_ten, b.uom]
+            else:
+                if acc[3] != b.uom:
+                    raise ValueError(f"{obis}: mixed units {acc[3]} and {b.uom} across the group")
+                if b.power_of_ten < acc[2]:
+                    acc[1] *= 10 ** (acc[2] - b.power_of_ten)
+                    acc[2] = b.power_of_ten
+                acc[1] += b.value * 10 ** (b.power_of_ten - acc[2])
+            contributors.setdefault(b.start, set()).add(r.premises_id)
+    return [
+        AggregateBucket(s, a[0], a[1], a[2], a[3], len(contributors[s]))
+        for s, a in sorted(sums.items())
+        if len(contributors[s]) >= k
+    ]
