@@ -1,0 +1,185 @@
+"""Readings served to parties: the premises' stored intervals, cut to the ranges the policy allowed
+and summed to the granularity granted.
+
+Only *complete* calendar buckets wholly inside an allowed range are served: a daily total whose
+day were clipped to one half-hour by a range boundary would be that half-hour's reading, i.e. a
+finer granularity than granted. Days and months follow the consumer's local calendar
+(Europe/London), so a clock-change day has 46 or 50 half-hours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine, and_, or_, select
+
+from smarthub.gdsc.access import TimeRange
+from smarthub.gdsc.parties import Granularity
+from smarthub.gdsc.store import hubs, interval_readings, meters
+
+LONDON = ZoneInfo("Europe/London")
+SERVED = (Granularity.HALF_HOURLY, Granularity.DAILY, Granularity.MONTHLY)
+
+
+class NotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Meter:
+    hub_id: str
+    meter_id: str
+    fuel: str
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    start: int  # epoch seconds, UTC
+    duration: int
+    value: int
+    power_of_ten: int
+    uom: int
+    quality: int  # OR of the qualities summed
+    intervals: int  # how many stored intervals it sums
+
+
+def find_meter(engine: Engine, premises_id: str, meter_id: str) -> Meter:
+    q = (
+        select(meters.c.hub_id, meters.c.meter_id, meters.c.fuel)
+        .join(hubs, hubs.c.hub_id == meters.c.hub_id)
+        .where(and_(hubs.c.premises_id == premises_id, meters.c.meter_id == meter_id))
+    )
+    with engine.connect() as conn:
+        r = conn.execute(q).first()
+    if r is None:
+        raise NotFound(f"no meter {meter_id!r} at premises {premises_id!r}")
+    return Meter(r.hub_id, r.meter_id, r.fuel)
+
+
+def premises_meters(engine: Engine, premises_id: str) -> set[str]:
+    q = (
+        select(meters.c.meter_id)
+        .join(hubs, hubs.c.hub_id == meters.c.hub_id)
+        .where(hubs.c.premises_id == premises_id)
+    )
+    with engine.connect() as conn:
+        return {r.meter_id for r in conn.execute(q)}
+
+
+def readings(
+    engine: Engine,
+    meter: Meter,
+    obis: str,
+    ranges: Sequence[TimeRange],
+    granularity: Granularity,
+    tz: ZoneInfo = LONDON,
+) -> list[Bucket]:
+    """Buckets of ``granularity`` lying wholly inside one of ``ranges``, in time order."""
+    if granularity not in SERVED:
+        raise ValueError(f"readings are served half-hourly, daily or monthly, not {granularity.value}")
+    if not ranges:
+        return []
+    t = interval_readings
+    windows = [
+        and_(t.c.interval_start >= int(r.start.timestamp()), t.c.interval_start < int(r.end.timestamp()))
+        for r in ranges
+    ]
+    q = (
+        select(t.c.interval_start, t.c.duration, t.c.value, t.c.power_of_ten, t.c.uom, t.c.quality)
+        .where(
+            and_(t.c.hub_id == meter.hub_id, t.c.meter_id == meter.meter_id, t.c.obis == obis, or_(*windows))
+        )
+        .order_by(t.c.interval_start)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(q).all()
+    spans = [(int(r.start.timestamp()), int(r.end.timestamp())) for r in ranges]
+    out: dict[int, list[int]] = {}  # bucket start -> [end, value, p10, uom, quality, n]
+    for start, duration, value, p10, uom, quality in rows:
+        b_start, b_end = _bucket(start, duration, granularity, tz)
+        if not any(lo <= b_start and b_end <= hi for lo, hi in spans):
+            continue  # a bucket cut by a range boundary would leak finer data
+        acc = out.get(b_start)
+        if acc is None:
+            out[b_start] = [b_end, value, p10, uom, quality, 1]
+            continue
+        if acc[3] != uom:
+            raise ValueError(f"meter {meter.meter_id} {obis}: mixed units {acc[3]} and {uom} in one bucket")
+        if p10 < acc[2]:  # rescale to the finer power of ten so the sum stays exact
+            acc[1] *= 10 ** (acc[2] - p10)
+            acc[2] = p10
+        acc[1] += value * 10 ** (p10 - acc[2])
+        acc[4] |= quality
+        acc[5] += 1
+    return [Bucket(s, a[0] - s, a[1], a[2], a[3], a[4], a[5]) for s, a in sorted(out.items())]
+
+
+def _bucket(start: int, duration: int, g: Granularity, tz: ZoneInfo) -> tuple[int, int]:
+    if g is Granularity.HALF_HOURLY:
+        return start, start + duration
+    local = datetime.fromtimestamp(start, tz)
+    if g is Granularity.DAILY:
+        day = local.date()
+        return _midnight(day, tz), _midnight(day + timedelta(days=1), tz)
+    first = local.date().replace(day=1)
+    following = (first + timedelta(days=32)).replace(day=1)
+    return _midnight(first, tz), _midnight(following, tz)
+
+
+def _midnight(d: date, tz: ZoneInfo) -> int:
+    return int(datetime(d.year, d.month, d.day, tzinfo=tz).timestamp())
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateBucket:
+    start: int
+    duration: int
+    value: int
+    power_of_ten: int
+    uom: int
+    premises: int  # how many premises' data the sum contains
+
+
+def aggregate(
+    engine: Engine,
+    premises_ids: Sequence[str],
+    fuel: str,
+    obis: str,
+    period: TimeRange,
+    granularity: Granularity,
+    k: int,
+    tz: ZoneInfo = LONDON,
+) -> list[AggregateBucket]:
+    """Sums over a group of premises, per bucket; a bucket holding data of fewer than ``k`` premises
+    is withheld (the group may name premises without data, or a meter may have gaps, and a sum of one
+    home's data is that home's data)."""
+    q = (
+        select(meters.c.hub_id, meters.c.meter_id, meters.c.fuel, hubs.c.premises_id)
+        .join(hubs, hubs.c.hub_id == meters.c.hub_id)
+        .where(and_(hubs.c.premises_id.in_(list(premises_ids)), meters.c.fuel == fuel))
+    )
+    with engine.connect() as conn:
+        found = conn.execute(q).all()
+    sums: dict[int, list[int]] = {}  # start -> [duration, value, p10, uom]
+    contributors: dict[int, set[str]] = {}
+    for r in found:
+        for b in readings(engine, Meter(r.hub_id, r.meter_id, r.fuel), obis, [period], granularity, tz):
+            acc = sums.get(b.start)
+            if acc is None:
+                sums[b.start] = [b.duration, b.value, b.power_of_ten, b.uom]
+            else:
+                if acc[3] != b.uom:
+                    raise ValueError(f"{obis}: mixed units {acc[3]} and {b.uom} across the group")
+                if b.power_of_ten < acc[2]:
+                    acc[1] *= 10 ** (acc[2] - b.power_of_ten)
+                    acc[2] = b.power_of_ten
+                acc[1] += b.value * 10 ** (b.power_of_ten - acc[2])
+            contributors.setdefault(b.start, set()).add(r.premises_id)
+    return [
+        AggregateBucket(s, a[0], a[1], a[2], a[3], len(contributors[s]))
+        for s, a in sorted(sums.items())
+        if len(contributors[s]) >= k
+    ]
