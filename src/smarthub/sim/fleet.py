@@ -199,7 +199,7 @@ class SimulatedHome:
             self.hub,
             lambda: int(clock.now().timestamp()),
             management=self.management,
-            privacy=HubPrivacy(self.consent, self.history),
+            privacy=HubPrivacy(self.consent, self.history, mirror=self.hub.mirror),
             events=self.diagnostics.log,
             monotonic=lambda: clock.now().timestamp(),
             client_allowed=self.network.client_allowed,
