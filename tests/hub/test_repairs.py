@@ -187,6 +187,21 @@ async def test_dlms_rekey_fails_when_no_held_key_fits(home: DlmsHome) -> None:
     assert await home.poll()
 
 
+async def test_dlms_rekey_on_a_dead_link_keeps_the_key_in_use(home: DlmsHome) -> None:
+    assert home.access.keys is not None
+    home.access.keys.stage(METER, NEW_KEYS)
+    home.meter.keys = NEW_KEYS
+    for _ in range(2):
+        assert not await home.poll()
+    hdlc = home.paths.paths[0].link
+    assert isinstance(hdlc, SimulatedLink)
+    hdlc.meter = CutWire()  # the cable goes before the repair runs: the key cannot be tried
+    (done,) = await home.diagnostics.repair_pending(home.clock.now())
+    assert done.is_open and done.outcome is RepairOutcome.FAILED
+    assert done.attempts[0].detail.startswith("trying other key 1: ")
+    assert home.access.keys[METER] == KEYS and home.paths.path.client.keys == KEYS
+
+
 async def test_dlms_rekey_without_another_key_is_unsupported(home: DlmsHome) -> None:
     home.meter.keys = NEW_KEYS
     for _ in range(2):

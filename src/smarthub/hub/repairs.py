@@ -192,6 +192,10 @@ class HubRepairs:
                 for c in clients:
                     c.keys = in_use
                 return RepairResult(RepairOutcome.FAILED, f"trying other key {i}: {err}")
+            except BaseException:  # the link itself failed (timeout, I/O): keep the key in use
+                for c in clients:
+                    c.keys = in_use
+                raise
             ring.promote(meter, keys)
             return RepairResult(
                 RepairOutcome.SUCCEEDED,
