@@ -37,6 +37,7 @@ from smarthub.sim.fleet import dlms_access
 from smarthub.sim.load_profile import HouseholdProfile
 from smarthub.sim.rigs import dlms_rig
 from smarthub.sim.wmbus_meter import WMBusMeterSimulator
+from smarthub.wan.log_events import event_detail
 
 T0 = datetime(2026, 3, 2, 18, 0, tzinfo=UTC)
 KEYS = SecurityKeys(bytes(range(16)), bytes(range(16, 32)))
@@ -117,6 +118,7 @@ async def test_clock_drift_is_repaired_by_setting_the_meter_clock(home: DlmsHome
     assert done.outcome is RepairOutcome.SUCCEEDED
     assert "read back" in done.attempts[0].detail and "+420 s off" in done.attempts[0].detail
     assert abs(home.meter.clock_offset.total_seconds()) < 1  # the meter's clock was really set
+    assert event_detail(done)["attempts"][0]["detail"] == done.attempts[0].detail  # for the GDSC
     assert await home.poll()
     assert home.open(DiagnosisCode.CLOCK_DRIFT) == []
 
