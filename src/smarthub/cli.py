@@ -188,7 +188,7 @@ def hub(
             smart_hub,
             lambda: int(clock.now().timestamp()),
             management,
-            HubPrivacy(consent, smart_hub.history),
+            HubPrivacy(consent, smart_hub.history, mirror=smart_hub.mirror),
             events,
             client_allowed=network.client_allowed,
         )

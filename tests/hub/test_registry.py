@@ -10,11 +10,15 @@ import pytest
 
 from smarthub.clock import ManualClock
 from smarthub.han.ports import PortBatch
+from smarthub.han.wmbus_port import WMBusPort
+from smarthub.hub.diagnostics import DiagnosisCode, Diagnostics, DiagnosticsLog
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
 from smarthub.hub.registry import MeterRegistry, registry_commands
 from smarthub.model import ObisCode
 from smarthub.model.datapoint import DataPoint
+from smarthub.sim.load_profile import HouseholdProfile
+from smarthub.sim.wmbus_meter import WMBusMeterSimulator
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 WATER = ObisCode.parse("8-0:1.0.0")
@@ -70,3 +74,34 @@ def test_replacement_hands_over_and_keeps_the_record(rig, tmp_path: Path) -> Non
     again.close()
     with pytest.raises(KeyError, match="not commissioned"):
         cmd["meter.remove"]({"meter": "OLD"})
+
+
+def test_diagnostics_watch_only_this_homes_meters(tmp_path: Path) -> None:
+    """A neighbour's radio meter that moves out of range, or whose key this hub never had, raises
+    nothing: diagnostics observe after the registry filter. Real OMS frames."""
+    clock = ManualClock(T0)
+    diagnostics = Diagnostics(DiagnosticsLog(tmp_path / "diagnostics.sqlite"))
+    registry = MeterRegistry(tmp_path / "meters.sqlite", clock)
+    hub = SmartHub(
+        "HUB1", HistoryStore(tmp_path / "h.sqlite"), clock=clock, diagnostics=diagnostics, registry=registry
+    )
+    profile = HouseholdProfile(3)
+    port = WMBusPort("wmbus", tz=profile.tz)
+    hub.attach(port)
+    ours = WMBusMeterSimulator(11111111, "LSE", "water", bytes(range(16)), profile, T0)
+    theirs = WMBusMeterSimulator(22222222, "LSE", "water", bytes(range(1, 17)), profile, T0)
+    unknown = WMBusMeterSimulator(33333333, "LSE", "gas", bytes(range(2, 18)), profile, T0)
+    registry.add(ours.meter_id, "wmbus", "water")
+    port.keys[ours.meter_id] = ours.key  # type: ignore[assignment]
+    port.keys[theirs.meter_id] = theirs.key  # type: ignore[assignment]  # same installer: key known
+    for meter in (ours, theirs, ours, theirs, unknown, unknown, unknown):
+        clock.advance(timedelta(minutes=2))
+        hub.receive("wmbus", meter.frame_at(clock.now()))
+    assert hub.mirror.meters() == [ours.meter_id] and hub.stats.foreign > 0 and hub.stats.frame_errors == 3
+    clock.advance(timedelta(hours=2))  # both go quiet: ours is a fault, the neighbour's is not ours
+    diagnostics.tick(clock.now())
+    opened = {(e.code, e.device) for e in diagnostics.log.open_events()}
+    assert opened == {(DiagnosisCode.STALE_METER, ours.meter_id)}
+    diagnostics.log.disconnect()
+    registry.close()
+    hub.history.close()

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
+from lxml import etree
 
+from smarthub.clock import ManualClock
 from smarthub.gdsc.pki import CertificateAuthority, Role
+from smarthub.han.p1 import P1Port
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
 from smarthub.hub.intervals import IntervalRecord
 from smarthub.hub.privacy import ConsentStore, Granularity, HubPrivacy, aggregate
 from smarthub.model import ObisCode, Quality
+from smarthub.sim.dsmr_meter import DsmrMeterSimulator
+from smarthub.sim.load_profile import HouseholdProfile
+from smarthub.wan import sep2
 from smarthub.wan.client import HubClient, PullError
 from smarthub.wan.server import HubWanServer
 from smarthub.wan.tls import client_context, server_context
@@ -49,6 +59,11 @@ def test_local_days_have_48_50_48_half_hours_across_the_autumn_change() -> None:
     assert len(partial) == 2
 
 
+TARIFF_1 = ObisCode.parse("1-0:1.8.1")
+TARIFF_2 = ObisCode.parse("1-0:1.8.2")
+TELEGRAM_AT = END + timedelta(minutes=10)
+
+
 @dataclass
 class Rig:
     url: str
@@ -56,6 +71,10 @@ class Rig:
     dir: Path
     ca: CertificateAuthority
     consent: ConsentStore
+    server: HubWanServer
+    hub: SmartHub
+    dsmr: DsmrMeterSimulator  # meter "E2": two import and two export tariff registers
+    privacy: HubPrivacy
 
 
 @pytest.fixture
@@ -67,15 +86,22 @@ async def rig(tmp_path: Path, wall_now: datetime) -> AsyncIterator[Rig]:
     history = HistoryStore(tmp_path / "history.sqlite")
     history.add_meter("E1", "electricity")
     history.append(half_hours())
-    hub = SmartHub("HUB1", history)
+    hub = SmartHub("HUB1", history, clock=ManualClock(TELEGRAM_AT))
+    # A DSMR meter's telegram, as the hub's P1 port receives it: its tariff registers reach the mirror.
+    dsmr = DsmrMeterSimulator("E2", None, HouseholdProfile(5), START)
+    p1 = hub.attach(P1Port("p1"))
+    hub.accept(p1.receive(dsmr.telegram_at(TELEGRAM_AT)), TELEGRAM_AT, port="p1")
     consent = ConsentStore(tmp_path / "consent.sqlite")
     consent.set("gdsc", Granularity.DAILY, wall_now)  # the consumer allows daily reads for billing
     consent.set("octopus-advice", Granularity.HALF_HOURLY, wall_now)  # a third party the consumer chose
-    server = HubWanServer("HUB1", hub_cert.lfdi, hub, lambda: 0, privacy=HubPrivacy(consent, history))
+    consent.set("daily-advisor", Granularity.DAILY, wall_now)
+    consent.set("tariff-supplier", Granularity.TARIFF_REGISTERS, wall_now)
+    privacy = HubPrivacy(consent, history, mirror=hub.mirror)
+    server = HubWanServer("HUB1", hub_cert.lfdi, hub, lambda: 0, privacy=privacy)
     port = await server.start(
         "127.0.0.1", 0, server_context(tmp_path / "hub.pem", tmp_path / "hub.key", tmp_path / "ca" / "ca.pem")
     )
-    yield Rig(f"https://127.0.0.1:{port}", hub_cert.lfdi, tmp_path, ca, consent)
+    yield Rig(f"https://127.0.0.1:{port}", hub_cert.lfdi, tmp_path, ca, consent, server, hub, dsmr, privacy)
     await server.stop()
     history.close()
     consent.close()
@@ -133,3 +159,135 @@ async def test_monthly_default_for_billing_serves_only_complete_months(rig: Rig,
         assert (await c.pull_intervals({})).intervals == []  # October is not over at the hub yet
     finally:
         await c.close()
+
+
+# -- every route, for a recipient with daily consent and one with tariff registers only ----------
+
+
+def _local(el: Any) -> str:
+    return str(etree.QName(el).localname)
+
+
+def durations(body: bytes) -> tuple[list[int], list[int]]:
+    """The durations of every timePeriod in a 2030.5 body, and every ReadingType intervalLength."""
+    root = etree.fromstring(body)
+    periods = [
+        int(d.text)
+        for tp in root.iter()
+        if isinstance(tp.tag, str) and _local(tp) == "timePeriod"
+        for d in tp
+        if _local(d) == "duration"
+    ]
+    lengths = [
+        int(el.text) for el in root.iter() if isinstance(el.tag, str) and _local(el) == "intervalLength"
+    ]
+    return periods, lengths
+
+
+async def walk(
+    rig: Rig, name: str, role: Role, now: datetime, recipient: str | None = None
+) -> dict[str, bytes]:
+    """GET every GET route of the hub's WAN server (the route table, so a route added later is
+    walked too), with every meter, channel, tariff register and reading-set name filled in, plain,
+    after ``a`` = 0 and paged; the 200 bodies by URL, and each status was 200, 403 or 404."""
+    rig.ca.issue(role, name, now).save(rig.dir, name)
+    ctx = client_context(rig.dir / f"{name}.pem", rig.dir / f"{name}.key", rig.dir / "ca" / "ca.pem")
+    days = sorted({r.start - r.start % 86400 for r in half_hours()})
+    channels = [sep2.channel_token(o) for o in (IMPORT, ObisCode.parse("1-0:2.8.0"), TARIFF_1, TARIFF_2)]
+    fill = {
+        "meter": ["E1", "E2"],
+        "ch": channels,
+        "day": [str(d) for d in days] + ["daily", "monthly", "half-hourly", "tariff-registers"],
+        "id": ["1"],
+    }
+    extra = {"recipient": recipient} if recipient else {}
+    bodies: dict[str, bytes] = {}
+    # The walk is a few hundred requests; the rate limit has its own tests.
+    rig.server.limiter.rate, rig.server.limiter.burst = 1e9, 10**9
+    async with aiohttp.ClientSession(rig.url, connector=aiohttp.TCPConnector(ssl=ctx)) as session:
+        for route in rig.server.app.router.routes():
+            if route.method != "GET":
+                continue
+            info = route.resource.get_info() if route.resource is not None else {}
+            template = str(info.get("formatter") or info.get("path"))
+            names = re.findall(r"{(\w+)}", template)
+            for combo in itertools.product(*(fill[n] for n in names)):
+                path = template.format(**dict(zip(names, combo, strict=True)))
+                for params in ({}, {"a": 0}, {"s": 0, "l": 1000}):
+                    async with session.get(path, params={**params, **extra}) as resp:
+                        assert resp.status in (200, 403, 404), (path, resp.status)
+                        if resp.status == 200:
+                            bodies[f"{path}?{params}"] = await resp.read()
+    return bodies
+
+
+@pytest.mark.parametrize(
+    ("name", "role", "recipient"),
+    [("collector", Role.COLLECTOR, None), ("daily-advisor", Role.PARTY, None)],
+    ids=["gdsc-collecting-for-billing", "third-party-for-itself"],
+)
+async def test_daily_consent_never_yields_half_hourly_data_on_any_route(
+    rig: Rig, wall_now: datetime, name: str, role: Role, recipient: str | None
+) -> None:
+    bodies = await walk(rig, name, role, wall_now, recipient)
+    readings = 0
+    for url, body in bodies.items():
+        if not body.startswith(b"<"):
+            continue  # JSON (an event's detail): no metering data
+        periods, lengths = durations(body)
+        assert all(d >= 23 * 3600 for d in periods), url  # a local day: 23, 24 or 25 hours
+        assert 1800 not in lengths, url
+        readings += body.count(b"<Reading>") + body.count(b"<Reading ")
+    assert readings > 0  # the daily readings themselves were served
+
+
+async def test_tariff_register_consent_gets_the_registers_and_never_an_interval(
+    rig: Rig, wall_now: datetime
+) -> None:
+    bodies = await walk(rig, "tariff-supplier", Role.PARTY, wall_now)
+    for url, body in bodies.items():
+        if body.startswith(b"<"):
+            periods, lengths = durations(body)
+            assert periods == [0] * len(periods) and lengths == [], url  # register readings only
+            assert b"ReadingSet" not in body, url
+    regs = rig.dsmr.registers
+    expected = {TARIFF_1: (regs.import_t1_wh, 1), TARIFF_2: (regs.import_t2_wh, 2)}
+    for obis, (wh, tier) in expected.items():
+        body = bodies[f"{sep2.mr_href('E2', obis)}/r?{{}}"]
+        reading = sep2.Reading.from_xml(body)
+        assert (reading.value, int(reading.touTier or 0)) == (wh, tier)
+        assert reading.timePeriod is not None and reading.timePeriod.start == int(TELEGRAM_AT.timestamp())
+        rt = sep2.ReadingType.from_xml(bodies[f"{sep2.mr_href('E2', obis)}/rt?{{}}"])
+        assert (rt.accumulationBehaviour, rt.uom, rt.powerOfTenMultiplier) == (3, 72, 0)  # cumulative Wh
+    listed = sep2.MeterReadingListResponse.from_xml(bodies["/upt/E2/mr?{'s': 0, 'l': 1000}"])
+    assert {m.description for m in listed.MeterReading_ or []} >= {"E2 1-0:1.8.1", "E2 1-0:1.8.2"}
+    assert all(m.ReadingSetListLink is None for m in listed.MeterReading_ or [])
+    assert sep2.MeterReadingListResponse.from_xml(bodies["/upt/E1/mr?{}"]).all_ == 0  # E1: intervals only
+    tariff = client(rig, Role.PARTY, "tariff-supplier", wall_now)
+    try:
+        assert (await tariff.pull_intervals({})).intervals == []
+        with pytest.raises(PullError, match=r"403.*tariff-register totals only"):
+            await tariff.get(f"{sep2.mr_href('E1', IMPORT)}/rs", sep2.ReadingSetListResponse)
+    finally:
+        await tariff.close()
+
+
+def test_tariff_registers_served_change_at_most_once_a_day(rig: Rig) -> None:
+    """Pulling the totals every few minutes must not rebuild the intervals by differencing."""
+    p1 = rig.hub.ports["p1"]
+
+    def served() -> int:
+        (reg,) = [r for r in rig.privacy.registers("E2") if r.obis == TARIFF_2]
+        return reg.value
+
+    first = served()
+    assert first == rig.dsmr.registers.import_t2_wh
+    for hours in (1, 6, 23):
+        t = TELEGRAM_AT + timedelta(hours=hours)
+        rig.hub.accept(p1.receive(rig.dsmr.telegram_at(t)), t, port="p1")
+        assert served() == first
+    assert rig.dsmr.registers.import_t2_wh > first  # the meter's register did move meanwhile
+    t = TELEGRAM_AT + timedelta(days=1)
+    rig.hub.accept(p1.receive(rig.dsmr.telegram_at(t)), t, port="p1")
+    assert served() == rig.dsmr.registers.import_t2_wh
+    assert rig.privacy.aggregates("E2", IMPORT, "tariff-registers", None) == []

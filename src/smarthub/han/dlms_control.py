@@ -1,6 +1,7 @@
-"""Remote supply control of a DLMS/COSEM meter through any `Link`: disconnect, reconnect, a
-power limit, and reading the supply state (Disconnect control class 70 on 0-0:96.3.10,
-Limiter class 71 on 0-0:17.0.0; see :mod:`smarthub.meters.dlms.client`).
+"""Remote control of a DLMS/COSEM meter through any `Link`: disconnect, reconnect, a power
+limit, and reading the supply state (Disconnect control class 70 on 0-0:96.3.10, Limiter class
+71 on 0-0:17.0.0), and reading or setting its clock (Clock class 8 on 0-0:1.0.0, attribute 2;
+see :mod:`smarthub.meters.dlms.client`).
 
 Each call is one association (connect, the operation, release, disconnect), driven like a poll
 cycle (:func:`smarthub.han.dlms_poll.dlms_cycle`). Use the meter's polling client: its suite 0
@@ -16,6 +17,7 @@ released; bad bytes raise ``DecodeError`` subclasses.
 from __future__ import annotations
 
 from collections.abc import Generator
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -30,10 +32,12 @@ from smarthub.meters.dlms.client import (
     read_supply_state,
     reconnect_supply,
 )
+from smarthub.meters.dlms.client import read_clock as read_clock_session
+from smarthub.meters.dlms.client import set_clock as set_clock_session
 from smarthub.meters.dlms.client import set_power_limit as power_limit_session
 from smarthub.meters.errors import MalformedFrame
 
-__all__ = ["disconnect", "reconnect", "set_power_limit", "supply_state"]
+__all__ = ["disconnect", "read_clock", "reconnect", "set_clock", "set_power_limit", "supply_state"]
 
 
 async def _run(link: Link, client: DlmsClient, session: Generator[bytes, bytes, Any]) -> Any:
@@ -71,3 +75,14 @@ async def set_power_limit(
 async def supply_state(link: Link, client: DlmsClient) -> SupplyState:
     """The Disconnect control's output_state and control_state."""
     return await _run(link, client, read_supply_state(client))
+
+
+async def read_clock(link: Link, client: DlmsClient) -> datetime | None:
+    """The meter's clock (UTC), or ``None`` if it reports its time as not specified."""
+    return await _run(link, client, read_clock_session(client))
+
+
+async def set_clock(link: Link, client: DlmsClient, t: datetime) -> datetime | None:
+    """Set the meter's clock to ``t`` and read it back (see
+    :func:`smarthub.meters.dlms.client.set_clock`); what the meter reads after the SET."""
+    return await _run(link, client, set_clock_session(client, t))

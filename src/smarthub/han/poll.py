@@ -116,14 +116,18 @@ class PollLoop:
 
     async def poll_now(self) -> bool:
         """An extra cycle now, outside the schedule (a diagnostic re-poll); True if it succeeded."""
-        failures = self.failures
+        failures, cycles = self.failures, self.cycles
         t = self.clock.now()
+        if self.last_cycle is not None and t <= self.last_cycle:
+            # The meter has answered for this instant already (a re-poll right after a cycle):
+            # ask as of just after it, as exclusive() does, rather than skip the cycle.
+            t = self.last_cycle + timedelta(seconds=1)
         # A scheduled cycle due by now would ask the meter about an earlier instant than this
         # one: the re-poll takes its place.
         while self.next_time is not None and self.next_time <= t:
             self.next_time += self.period
         await self._one(t)
-        return self.failures == failures
+        return self.cycles > cycles and self.failures == failures
 
     async def _one(self, t: datetime) -> None:
         # One cycle at a time, in time order: a meter is never asked about an instant earlier

@@ -5,6 +5,9 @@ hub does not hold, or that fails its 2F2F/MAC check, is a typed error and yields
 OMS meters carry a date-time of minute resolution; between frames every ~30 s that is too
 coarse to place a register on a settlement boundary, so by default points are stamped with
 the hub's receive time instead (``use_meter_clock=False``).
+
+The port keeps the latest frame each meter sent that its key did not decrypt
+(``undecrypted``), so a re-key can test another key on the meter's real bytes.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from datetime import UTC, tzinfo
 
 from smarthub.han.ports import PortBatch
 from smarthub.meters.errors import DecodeError
-from smarthub.meters.wmbus import data_points
+from smarthub.meters.wmbus import DecryptionError, data_points
+
+MAX_UNDECRYPTED = 64  # meters whose last undecryptable frame is kept (a radio hears neighbours)
 
 
 class WMBusPort:
@@ -37,12 +42,18 @@ class WMBusPort:
         self.use_meter_clock = use_meter_clock
         self.frames = 0
         self.errors = 0
+        self.undecrypted: dict[str, bytes] = {}
 
     def receive(self, data: bytes) -> PortBatch:
         try:
             points = data_points(data, self.keys, tz=self.tz, has_crc=self.has_crc)
         except DecodeError as err:
             self.errors += 1
+            if isinstance(err, DecryptionError) and err.meter is not None:
+                self.undecrypted.pop(err.meter, None)
+                self.undecrypted[err.meter] = data
+                while len(self.undecrypted) > MAX_UNDECRYPTED:
+                    del self.undecrypted[next(iter(self.undecrypted))]
             return PortBatch(errors=[err])
         self.frames += 1
         if not self.use_meter_clock:

@@ -119,9 +119,21 @@ PORT = "port"
 
 @dataclass(frozen=True, slots=True)
 class RepairAttempt:
+    """One repair tried: ``detail`` says what it did, for people ("clock set to ..., read back
+    ...", "switched from HDLC to the TCP wrapper"); empty when the repair said nothing."""
+
     action: RepairAction
     outcome: RepairOutcome
     at: datetime
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RepairResult:
+    """What a repair returns when it has more to say than its outcome."""
+
+    outcome: RepairOutcome
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,13 +273,13 @@ class Repairs(Protocol):
     client cannot do returns UNSUPPORTED. "Succeeded" should mean the fault is gone (a re-poll
     delivered data, the clock was set, the new key decrypts), since it closes the event."""
 
-    async def repoll(self, event: DiagnosedEvent) -> RepairOutcome: ...
+    async def repoll(self, event: DiagnosedEvent) -> RepairOutcome | RepairResult: ...
 
-    async def resync_clock(self, event: DiagnosedEvent) -> RepairOutcome: ...
+    async def resync_clock(self, event: DiagnosedEvent) -> RepairOutcome | RepairResult: ...
 
-    async def rekey(self, event: DiagnosedEvent) -> RepairOutcome: ...
+    async def rekey(self, event: DiagnosedEvent) -> RepairOutcome | RepairResult: ...
 
-    async def fallback_transport(self, event: DiagnosedEvent) -> RepairOutcome: ...
+    async def fallback_transport(self, event: DiagnosedEvent) -> RepairOutcome | RepairResult: ...
 
 
 class NoRepairs:
@@ -286,13 +298,14 @@ class NoRepairs:
         return RepairOutcome.UNSUPPORTED
 
 
-RepairCallback = Callable[[DiagnosedEvent], Awaitable[RepairOutcome | bool]]
+RepairCallback = Callable[[DiagnosedEvent], Awaitable[RepairResult | RepairOutcome | bool]]
 
 
 @dataclass
 class CallbackRepairs:
     """Repairs from optional async callbacks (a missing one is UNSUPPORTED; True/False map to
-    SUCCEEDED/FAILED), e.g. ``CallbackRepairs(repoll=poll_now)``."""
+    SUCCEEDED/FAILED; a :class:`RepairResult` also carries what was done), e.g.
+    ``CallbackRepairs(on_repoll=poll_now)``."""
 
     on_repoll: RepairCallback | None = None
     on_resync_clock: RepairCallback | None = None
@@ -300,25 +313,30 @@ class CallbackRepairs:
     on_fallback_transport: RepairCallback | None = None
 
     @staticmethod
-    async def _call(cb: RepairCallback | None, event: DiagnosedEvent) -> RepairOutcome:
+    async def _call(cb: RepairCallback | None, event: DiagnosedEvent) -> RepairResult:
         if cb is None:
-            return RepairOutcome.UNSUPPORTED
-        result = await cb(event)
-        if isinstance(result, RepairOutcome):
-            return result
-        return RepairOutcome.SUCCEEDED if result else RepairOutcome.FAILED
+            return RepairResult(RepairOutcome.UNSUPPORTED)
+        return _result(await cb(event))
 
-    async def repoll(self, event: DiagnosedEvent) -> RepairOutcome:
+    async def repoll(self, event: DiagnosedEvent) -> RepairResult:
         return await self._call(self.on_repoll, event)
 
-    async def resync_clock(self, event: DiagnosedEvent) -> RepairOutcome:
+    async def resync_clock(self, event: DiagnosedEvent) -> RepairResult:
         return await self._call(self.on_resync_clock, event)
 
-    async def rekey(self, event: DiagnosedEvent) -> RepairOutcome:
+    async def rekey(self, event: DiagnosedEvent) -> RepairResult:
         return await self._call(self.on_rekey, event)
 
-    async def fallback_transport(self, event: DiagnosedEvent) -> RepairOutcome:
+    async def fallback_transport(self, event: DiagnosedEvent) -> RepairResult:
         return await self._call(self.on_fallback_transport, event)
+
+
+def _result(value: RepairResult | RepairOutcome | bool) -> RepairResult:
+    if isinstance(value, RepairResult):
+        return value
+    if isinstance(value, RepairOutcome):
+        return RepairResult(value)
+    return RepairResult(RepairOutcome.SUCCEEDED if value else RepairOutcome.FAILED)
 
 
 # --------------------------------------------------------------------------------------------
@@ -448,8 +466,8 @@ class DiagnosticsLog:
             last_seen=_dt(last),  # type: ignore[arg-type]
             count=count,
             attempts=tuple(
-                RepairAttempt(RepairAction(a), RepairOutcome(o), _dt(t))  # type: ignore[arg-type]
-                for a, o, t in json.loads(attempts)
+                RepairAttempt(RepairAction(a[0]), RepairOutcome(a[1]), _dt(a[2]), *a[3:])  # type: ignore[arg-type]
+                for a in json.loads(attempts)
             ),
             closed=_dt(closed),
             resolution=resolution,
@@ -554,12 +572,27 @@ class DiagnosticsLog:
 
         return self._write(write)
 
+    def resolve(self, event_id: int, resolution: str) -> DiagnosedEvent:
+        """Say how a closed event ended (a repair whose own check closed it: "repaired")."""
+
+        def write() -> int:
+            self._db.execute(
+                "UPDATE diagnostic_events SET resolution=?, seq=? WHERE id=? AND closed IS NOT NULL",
+                (resolution, self._next_seq(), event_id),
+            )
+            return event_id
+
+        return self._write(write)
+
     def add_attempt(self, event_id: int, attempt: RepairAttempt) -> DiagnosedEvent:
         def write() -> int:
             (attempts,) = self._db.execute(
                 "SELECT attempts FROM diagnostic_events WHERE id=?", (event_id,)
             ).fetchone()
-            done = [*json.loads(attempts), [attempt.action.value, attempt.outcome.value, _ts(attempt.at)]]
+            entry = [attempt.action.value, attempt.outcome.value, _ts(attempt.at)]
+            if attempt.detail:
+                entry.append(attempt.detail)
+            done = [*json.loads(attempts), entry]
             self._db.execute(
                 "UPDATE diagnostic_events SET attempts=?, seq=? WHERE id=?",
                 (json.dumps(done), self._next_seq(), event_id),
@@ -626,6 +659,10 @@ _FLAG_CODE_SET = frozenset(_FLAG_CODES.values())
 
 # Keys whose value is the meter's own clock (DLMS/DSMR clock object; M-Bus date-time record).
 _CLOCK_KEYS = ("0-0:1.0.0",)
+# Protocols whose electricity registers are stamped with the meter's clock as read with them:
+# the DSMR telegram time, and the Clock object a DLMS poll reads in the same association (a
+# load profile's rows are older, so the latest capture time is the clock).
+_CLOCKED_REGISTERS = frozenset({"dsmr", "dlms"})
 
 
 @dataclass
@@ -658,6 +695,8 @@ class DiagnosticsConfig:
     rssi_hysteresis_db: float = 3.0
     reverse_flow_quiet: timedelta = timedelta(hours=1)  # clears after this long without export
     retry_after: timedelta = timedelta(hours=1)  # a failed repair is retried after this
+    # A single frame that fails to decrypt can be a corrupted one; a re-key waits for more.
+    rekey_after_failures: int = 2
 
 
 @dataclass
@@ -867,7 +906,7 @@ class Diagnostics:
                     t = None
                 if t is not None and t.tzinfo is None:
                     t = None
-            elif p.protocol == "dsmr" and p.key.startswith("1-0:") and p.time is not None:
+            elif p.protocol in _CLOCKED_REGISTERS and p.key.startswith("1-0:") and p.time is not None:
                 t = p.time
             if t is not None and (meter_time is None or t > meter_time):
                 meter_time = t
@@ -1282,21 +1321,27 @@ class Diagnostics:
         for action in chain:
             method = getattr(self.repairs, action.value)
             try:
-                outcome = RepairOutcome(await method(event))
+                result = _result(await method(event))
             except Exception as err:  # a repair must never take the hub down
                 log.warning("repair %s of %s %s failed: %s", action, event.code.name, event.device, err)
-                outcome = RepairOutcome.FAILED
-            event = self.log.add_attempt(event.id, RepairAttempt(action, outcome, now))
+                result = RepairResult(RepairOutcome.FAILED, f"{type(err).__name__}: {err}")
+            outcome = result.outcome
+            event = self.log.add_attempt(event.id, RepairAttempt(action, outcome, now, result.detail))
             if outcome is RepairOutcome.SUCCEEDED:
                 self._forget(event)
                 self._open.discard((event.code, event.device))
-                return self.log.close(event.code, event.device, now, "repaired") or event
+                if self.log.get(event.id).is_open:
+                    return self.log.close(event.code, event.device, now, "repaired") or event
+                # The repair's own check (a poll that answered) already cleared the condition.
+                return self.log.resolve(event.id, "repaired")
         return event
 
     async def repair_pending(self, now: datetime) -> list[DiagnosedEvent]:
         """Repair open events not tried yet, and retry failed ones after ``retry_after``."""
         out = []
         for e in self.log.open_events():
+            if e.code is DiagnosisCode.DECRYPTION_FAILURES and e.count < self.config.rekey_after_failures:
+                continue
             due = not e.attempts or (
                 e.outcome is RepairOutcome.FAILED and now - e.attempts[-1].at >= self.config.retry_after
             )

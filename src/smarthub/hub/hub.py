@@ -21,8 +21,9 @@ from smarthub.hub.diagnostics import Diagnostics
 from smarthub.hub.flood import FloodGuard
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.intervals import IntervalBuilder, IntervalRecord
+from smarthub.hub.keys import KeyRing
 from smarthub.hub.mirror import DataMirror
-from smarthub.hub.registry import MeterRegistry
+from smarthub.hub.registry import RADIO_PROTOCOLS, MeterRegistry
 from smarthub.meters.errors import DecodeError
 from smarthub.meters.mapping import MappingTable, Unmapped
 from smarthub.model import ObisCode, Reading
@@ -94,17 +95,20 @@ class SmartHub:
         for err in batch.errors:
             self.stats.frame_errors += 1
             self.stats.last_errors = [*self.stats.last_errors[-9:], str(err)]
-        if self.diagnostics is not None:
-            if batch.errors:
-                self.diagnostics.observe_errors(port, batch.errors, when)
-            if batch.points:
-                self.diagnostics.observe_points(port, batch.points, when)
         if self.registry is not None:
             # A radio hears the neighbours' meters: keep only this home's (see hub.registry).
             registry = self.registry
             batch, self.stats.foreign = _keep(
                 batch, lambda meter, protocol: registry.admit(meter, protocol, when), self.stats.foreign
             )
+        if self.diagnostics is not None:
+            # Diagnostics watch this home's meters only (after the registry): a neighbour's meter
+            # moving out of range, or one whose key we never had, is no fault of ours.
+            errors = [e for e in batch.errors if self._ours(e)]
+            if errors:
+                self.diagnostics.observe_errors(port, errors, when)
+            if batch.points:
+                self.diagnostics.observe_points(port, batch.points, when)
         batch, self.stats.quarantined = _keep(
             batch, lambda meter, protocol: self.flood.admit(meter, when), self.stats.quarantined
         )
@@ -119,6 +123,14 @@ class SmartHub:
             self.ingest(translation.readings)
         return batch.errors
 
+    def _ours(self, err: DecodeError) -> bool:
+        """Whether a decode error may concern this home: an error naming a radio meter that is
+        not commissioned here (a neighbour's frame we cannot decrypt) does not."""
+        meter = getattr(err, "meter", None)
+        if self.registry is None or meter is None or err.protocol not in RADIO_PROTOCOLS:
+            return True
+        return self.registry.is_active(meter)
+
     def command_handlers(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
         """Management commands this hub core executes (see :mod:`smarthub.hub.management`)."""
 
@@ -128,17 +140,27 @@ class SmartHub:
             return {"version": table.version}
 
         def meter_key(body: dict[str, Any]) -> dict[str, Any]:
+            """Install a meter's new key: at once (the key it replaces is kept to fall back on),
+            or with ``"pending": true`` staged for the re-key repair to adopt once the meter's
+            frames show it has switched."""
             meter, key = str(body["meter"]), bytes.fromhex(str(body["key"]))
             if len(key) != 16:
                 raise ValueError(f"a meter key is 16 bytes, got {len(key)}")
+            pending = bool(body.get("pending", False))
             stores = [
                 p.keys for p in self.ports.values() if isinstance(getattr(p, "keys", None), MutableMapping)
             ]
             if not stores:
                 raise ValueError("no port on this hub holds meter keys")
+            if pending and not all(isinstance(s, KeyRing) for s in stores):
+                raise ValueError("a pending key needs ports that keep a key ring")
             for store in stores:
-                store[meter] = key
-            return {"meter": meter, "ports": len(stores)}
+                if pending:
+                    assert isinstance(store, KeyRing)
+                    store.stage(meter, key)
+                else:
+                    store[meter] = key
+            return {"meter": meter, "ports": len(stores), "pending": pending}
 
         return {"mapping.update": mapping_update, "meter.key": meter_key}
 

@@ -1,10 +1,17 @@
 """The privacy filter: what each recipient may receive, enforced in the home before data leaves.
 
 The consumer chooses, per recipient (each supplier, each third party, the GDSC collecting on a
-supplier's behalf), the granularity it gets: half-hourly, daily, monthly, or nothing. Defaults
-follow the GB regulated minimum: a supplier gets monthly reads for billing unless the consumer
-opts in to more; anyone else gets nothing without consent. Aggregation follows the consumer's
-local calendar (a local day is 46 or 50 half-hours on clock-change days).
+supplier's behalf), the granularity it gets: half-hourly, daily, monthly, only the totals of
+the meter's tariff registers, or nothing. Defaults follow the GB regulated minimum: a supplier
+gets monthly reads for billing unless the consumer opts in to more; anyone else gets nothing
+without consent. Aggregation follows the consumer's local calendar (a local day is 46 or 50
+half-hours on clock-change days).
+
+Tariff-register totals are the energy registers as the meter keeps them (OBIS 1-0:1.8.e import
+and 1-0:2.8.e export, E = 1, 2, ... the tariff rate, E = 0 the total over all rates), as the
+hub last read them; such a recipient never gets an interval. So that pulling the totals often
+cannot rebuild the intervals by differencing, the value served for a register changes at most
+once per ``register_refresh`` (a day by default).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from smarthub.clock import Clock
-from smarthub.model import ObisCode, Quality
+from smarthub.model import ObisCode, Quality, Reading
 
 LONDON = ZoneInfo("Europe/London")
 
@@ -29,11 +36,16 @@ class Granularity(enum.StrEnum):
     HALF_HOURLY = "half-hourly"
     DAILY = "daily"
     MONTHLY = "monthly"
+    TARIFF_REGISTERS = "tariff-registers"  # the meter's per-tariff register totals, no intervals
     NONE = "none"
 
     @property
     def rank(self) -> int:
-        return {"none": 0, "monthly": 1, "daily": 2, "half-hourly": 3}[self.value]
+        return {"none": 0, "tariff-registers": 1, "monthly": 2, "daily": 3, "half-hourly": 4}[self.value]
+
+    @property
+    def has_intervals(self) -> bool:
+        return self in (Granularity.HALF_HOURLY, Granularity.DAILY, Granularity.MONTHLY)
 
 
 SUPPLIER_DEFAULT = Granularity.MONTHLY
@@ -54,6 +66,22 @@ class Aggregate:
     value: int
     quality: int
     intervals: int  # how many half-hours it sums
+
+
+@dataclass(frozen=True, slots=True)
+class TariffRegister:
+    """A tariff register's total as served: ``value`` × 10^``power_of_ten`` Wh, read by the
+    hub at ``time`` (epoch seconds)."""
+
+    obis: ObisCode
+    value: int
+    power_of_ten: int
+    time: int
+
+
+def is_tariff_register(obis: ObisCode) -> bool:
+    """Active energy import or export registers (IEC 62056-61: C 1/2, D 8; E is the tariff)."""
+    return obis.a == 1 and obis.c in (1, 2) and obis.d == 8
 
 
 class ConsentStore:
@@ -158,18 +186,32 @@ class HubPrivacy:
     """The privacy filter as the WAN server consults it: granularity per recipient, and the
     aggregated view of a channel at that granularity."""
 
-    def __init__(self, consent: ConsentStore, history: HistoryLike, tz: ZoneInfo = LONDON) -> None:
+    def __init__(
+        self,
+        consent: ConsentStore,
+        history: HistoryLike,
+        tz: ZoneInfo = LONDON,
+        *,
+        mirror: RegisterSource | None = None,
+        register_refresh: timedelta = timedelta(days=1),
+    ) -> None:
         self.consent = consent
         self.history = history
         self.tz = tz
+        self.mirror = mirror  # where the tariff registers' latest readings are (the data mirror)
+        self.register_refresh = register_refresh
+        self._served: dict[tuple[str, ObisCode], Reading] = {}
+        self._lock = threading.Lock()
 
     def granularity(self, recipient: str) -> str:
         return self.consent.granularity(recipient).value
 
     def aggregates(self, meter: str, obis: ObisCode, granularity: str, after: int | None) -> list[Aggregate]:
         g = Granularity(granularity)
+        if g in (Granularity.HALF_HOURLY, Granularity.NONE, Granularity.TARIFF_REGISTERS):
+            return []  # half-hours are not aggregated; the others may have no interval at all
         last = self.history.last(meter, obis)
-        if last is None or g in (Granularity.HALF_HOURLY, Granularity.NONE):
+        if last is None:
             return []
         # Start from the beginning of the period holding `after`, so that period is summed whole.
         start = None
@@ -178,6 +220,34 @@ class HubPrivacy:
         rows = self.history.query(meter, obis, start=start, limit=10_000_000)
         out = aggregate(rows, g, self.tz, complete_before=last.start + last.duration)
         return [a for a in out if after is None or a.start >= after]
+
+    def registers(self, meter: str) -> list[TariffRegister]:
+        """The meter's tariff-register totals for a recipient with that consent, by OBIS code:
+        the hub's latest reading of each, refreshed at most once per ``register_refresh``."""
+        if self.mirror is None:
+            return []
+        out = []
+        with self._lock:
+            for r in self.mirror.for_meter(meter):
+                if not is_tariff_register(r.obis) or r.start is not None:
+                    continue
+                key = (meter, r.obis)
+                served = self._served.get(key)
+                if served is None or r.time - served.time >= self.register_refresh:
+                    self._served[key] = served = r
+                out.append(_tariff_register(served))
+        return sorted(out, key=lambda t: t.obis)
+
+
+def _tariff_register(r: Reading) -> TariffRegister:
+    wh, _unit = r.in_base_unit()
+    exponent = wh.normalize().as_tuple().exponent
+    p10 = min(0, exponent) if isinstance(exponent, int) else 0
+    return TariffRegister(r.obis, int(wh.scaleb(-p10)), p10, int(r.time.timestamp()))
+
+
+class RegisterSource(Protocol):
+    def for_meter(self, meter: str) -> list[Reading]: ...
 
 
 class HistoryLike(Protocol):

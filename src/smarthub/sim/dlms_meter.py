@@ -10,7 +10,10 @@ object would (general-glo-ciphered with ``keys``).
 Objects served (IEC 62056-6-2 interface classes; OBIS per IEC 62056-6-1):
 
 * 0-0:42.0.0 COSEM logical device name (class 1): ``SIM`` + serial;
-* 0-0:1.0.0 Clock (class 8): attribute 2 = local time in ``tz`` with deviation and DST status;
+* 0-0:1.0.0 Clock (class 8): attribute 2 = local time in ``tz`` with deviation and DST status,
+  SET-able; fault injection: ``clock_offset`` (the meter's clock minus true time: drift),
+  ``clock_settable`` False (SET refused, read-write-denied), ``clock_stuck`` True (the SET is
+  accepted but the clock keeps its offset, as with a failed real-time clock);
 * 1-0:1.8.0 / 1-0:2.8.0 Register (class 3): active energy import/export, Wh, scaler 0;
 * 1-0:1.7.0 Register: active power import, W, scaler 0;
 * 1-0:99.1.0 Profile Generic (class 7): half-hourly load profile, columns clock, 1-0:1.8.0,
@@ -27,6 +30,10 @@ Objects served (IEC 62056-6-2 interface classes; OBIS per IEC 62056-6-1):
   min_over_threshold_duration (6) 60 s. The household's demand is constant per minute: the
   first minute whose import exceeds the threshold disconnects the supply at its end, with
   control_state ready_for_reconnection (``last_trip`` records when).
+
+The meter has an HDLC port and a TCP wrapper port (e.g. a communication module): ``respond``
+answers on ``transport``, :meth:`DlmsMeterSimulator.interface` gives the other port as a
+responder of its own (one association at a time, shared objects).
 
 SET and ACTION (normal) answer with the Blue Book result codes: object-undefined for an
 unknown object, object-class-inconsistent for a known one under another class,
@@ -92,7 +99,7 @@ from smarthub.meters.dlms.wrapper import WrapperFrame, WrapperFramer, encode_wra
 from smarthub.model.obis import ObisCode
 from smarthub.sim.load_profile import HouseholdProfile
 
-__all__ = ["DlmsMeterSimulator", "DlmsRegisters", "ProfileRow"]
+__all__ = ["DlmsMeterSimulator", "DlmsRegisters", "MeterInterface", "ProfileRow"]
 
 CLOCK = ObisCode(0, 0, 1, 0, 0)
 LDN = ObisCode(0, 0, 42, 0, 0)
@@ -197,6 +204,9 @@ class DlmsMeterSimulator:
         self.threshold_active = _NO_LIMIT
         self.threshold_normal = _NO_LIMIT
         self.last_trip: datetime | None = None
+        self.clock_offset = timedelta(0)
+        self.clock_settable = True
+        self.clock_stuck = False
         self._mwh = [0, 0]
         self._rows: list[ProfileRow] = []
         self._registers = self._snapshot()
@@ -305,9 +315,17 @@ class DlmsMeterSimulator:
 
     def respond(self, request: bytes, t: datetime) -> bytes:
         """The meter's answer to ``request`` at ``t`` (b"" if it stays silent)."""
+        return self.respond_on(self.transport, request, t)
+
+    def interface(self, transport: Literal["hdlc", "wrapper"]) -> MeterInterface:
+        """The meter's port for ``transport`` as a responder of its own."""
+        return MeterInterface(self, transport)
+
+    def respond_on(self, transport: Literal["hdlc", "wrapper"], request: bytes, t: datetime) -> bytes:
+        """The answer to ``request`` received at ``t`` on the port for ``transport``."""
         self.advance(t)
         out: list[bytes] = []
-        if self.transport == "wrapper":
+        if transport == "wrapper":
             for w in self._wrap.feed(request):
                 if isinstance(w, DecodeError):
                     continue
@@ -466,7 +484,7 @@ class DlmsMeterSimulator:
             return encode_data(Tag.OCTET_STRING, f"SIM{self.serial}".encode())
         if obis == CLOCK and class_id == 8:
             if attribute == 2:
-                return encode_data(Tag.OCTET_STRING, self._clock(r.time))
+                return encode_data(Tag.OCTET_STRING, self._clock(r.time + self.clock_offset))
             return _READ_WRITE_DENIED
         values = {IMPORT: (r.import_wh, 30), EXPORT: (r.export_wh, 30), POWER: (r.import_w, 27)}
         if obis in values and class_id == 3:
@@ -524,6 +542,17 @@ class DlmsMeterSimulator:
             return _OBJECT_CLASS_INCONSISTENT
         if req.access_selection is not None:
             return _READ_WRITE_DENIED
+        if req.instance == CLOCK and req.attribute == 2:
+            if not self.clock_settable:
+                return _READ_WRITE_DENIED
+            if req.data[:1] != bytes((Tag.OCTET_STRING,)) or len(req.value) != 12:
+                return _TYPE_UNMATCHED
+            when = DateTime.from_bytes(req.value).to_datetime()
+            if when is None:
+                return _TYPE_UNMATCHED
+            if not self.clock_stuck:
+                self.clock_offset = when - self._time
+            return 0
         if req.instance == LIMITER and req.attribute in (3, 4):
             if req.data[:1] not in (bytes((Tag.LONG_UNSIGNED,)), bytes((Tag.DOUBLE_LONG_UNSIGNED,))):
                 return _TYPE_UNMATCHED
@@ -620,3 +649,14 @@ class DlmsMeterSimulator:
             FrameType.UI, HdlcAddress.client(client_sap), self._server_addr(), LLC_RESPONSE + apdu
         )
         return encode_frame(frame)
+
+
+class MeterInterface:
+    """One port of a :class:`DlmsMeterSimulator` (see :meth:`DlmsMeterSimulator.interface`)."""
+
+    def __init__(self, meter: DlmsMeterSimulator, transport: Literal["hdlc", "wrapper"]) -> None:
+        self.meter = meter
+        self.transport = transport
+
+    def respond(self, request: bytes, t: datetime) -> bytes:
+        return self.meter.respond_on(self.transport, request, t)

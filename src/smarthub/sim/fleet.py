@@ -22,25 +22,24 @@ from cryptography import x509
 
 from smarthub.clock import Clock, SystemClock
 from smarthub.gdsc.pki import CertificateAuthority, Role, lfdi
-from smarthub.han.poll import PollLoop
+from smarthub.han.dlms_poll import DlmsPath, DlmsPaths
+from smarthub.han.poll import PollLoop, SimulatedLink
 from smarthub.han.wmbus_port import WMBusPort
-from smarthub.hub.diagnostics import (
-    CallbackRepairs,
-    DiagnosedEvent,
-    Diagnostics,
-    DiagnosticsLog,
-    MeterProfile,
-)
+from smarthub.hub.diagnostics import DiagnosedEvent, Diagnostics, DiagnosticsLog, MeterProfile
 from smarthub.hub.firmware import FirmwareSlots, FirmwareUpdater, firmware_command
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
+from smarthub.hub.keys import KeyRing
 from smarthub.hub.management import ManagementInterface
 from smarthub.hub.network import NetworkSettings, network_command
 from smarthub.hub.privacy import ConsentStore, Granularity, HubPrivacy, consent_command
 from smarthub.hub.registry import RADIO_PROTOCOLS, MeterRegistry, registry_commands
+from smarthub.hub.repairs import DlmsMeterAccess, HubRepairs
+from smarthub.meters.dlms.client import DlmsClient
 from smarthub.meters.dlms.security import SecurityKeys
 from smarthub.model import ObisCode
 from smarthub.model.identifiers import make_mpan
+from smarthub.model.obis import EXPORT_ACTIVE_ENERGY, IMPORT_ACTIVE_ENERGY, IMPORT_ACTIVE_POWER
 from smarthub.sim.load_profile import HouseholdProfile
 from smarthub.sim.rigs import Rig, SupplyControl, dlms_rig, dsmr_rig, iec_rig, mbus_rig, wmbus_rig, zigbee_rig
 from smarthub.wan.server import HubWanServer
@@ -130,9 +129,8 @@ class SimulatedHome:
         self.dir = state / "hubs" / spec.hub_id
         self.clock = clock
         self.history = HistoryStore(self.dir / "history.sqlite")
-        self.diagnostics = Diagnostics(
-            DiagnosticsLog.beside(self.history.path), CallbackRepairs(on_repoll=self._repoll)
-        )
+        self.repairs = HubRepairs()
+        self.diagnostics = Diagnostics(DiagnosticsLog.beside(self.history.path), self.repairs)
         self.registry = MeterRegistry(self.dir / "meters.sqlite", clock)
         self.hub = SmartHub(
             spec.hub_id, self.history, clock=clock, diagnostics=self.diagnostics, registry=self.registry
@@ -145,12 +143,21 @@ class SimulatedHome:
                 if rig.protocol in RADIO_PROTOCOLS and not self.registry.is_active(meter):
                     self.registry.add(meter, rig.protocol, fuel)
         self._loops_by_meter: dict[str, list[PollLoop]] = {}
+        for port in self.hub.ports.values():
+            if isinstance(port, WMBusPort):
+                self.repairs.add_radio(port)
         for rig in self.rigs:
             loops = [loop for loop in rig.loops if isinstance(loop, PollLoop)]
             for loop in loops:
                 loop.observers.append(self.diagnostics.observe_poll_loop)
+                self.repairs.add_loops([loop.name], [loop])
+            if rig.supply is not None:
+                self.repairs.add_dlms(
+                    dlms_access(rig.supply.meter, rig.supply.link, rig.supply.client, loops[0])
+                )
             for meter, fuel in rig.meters:
                 self._loops_by_meter[meter] = loops
+                self.repairs.add_loops([meter], loops)
                 generator = spec.pv_kwp > 0 and fuel == "electricity"
                 period = loops[0].period if loops else telegram_period
                 # Under an accelerated clock a busy event loop makes meters look late by many
@@ -192,7 +199,7 @@ class SimulatedHome:
             self.hub,
             lambda: int(clock.now().timestamp()),
             management=self.management,
-            privacy=HubPrivacy(self.consent, self.history),
+            privacy=HubPrivacy(self.consent, self.history, mirror=self.hub.mirror),
             events=self.diagnostics.log,
             monotonic=lambda: clock.now().timestamp(),
             client_allowed=self.network.client_allowed,
@@ -211,11 +218,6 @@ class SimulatedHome:
 
     async def _firmware_healthy(self, version: str) -> bool:
         return self.firmware.slots.payload_path(version).exists() and len(self.hub.mirror) > 0
-
-    async def _repoll(self, event: DiagnosedEvent) -> bool:
-        """Re-poll the meter an event is about (only polled/radio meters have a loop to drive)."""
-        loops = self._loops_by_meter.get(event.device, [])
-        return bool(loops) and all([await loop.poll_now() for loop in loops])
 
     async def maintain(self, until: datetime | None, every: timedelta = timedelta(minutes=5)) -> None:
         """The hub's housekeeping: time-based diagnoses, the repairs they call for, retention."""
@@ -373,6 +375,38 @@ def supply_commands(supplies: dict[str, SupplyControl]) -> dict[str, Any]:
     }
 
 
+# The registers the hub polls from its DLMS meters (as sim.rigs.dlms_rig does).
+DLMS_REGISTERS = (IMPORT_ACTIVE_ENERGY, EXPORT_ACTIVE_ENERGY, IMPORT_ACTIVE_POWER)
+
+
+def dlms_access(meter: str, link: SimulatedLink, client: DlmsClient, loop: PollLoop) -> DlmsMeterAccess:
+    """A simulated DLMS meter as the hub's repairs reach it: its HDLC port (the rig's link and
+    client) and, as the fallback path, its TCP wrapper port, polled by ``loop`` on the active one;
+    its suite 0 keys in a ring so a re-key can try another."""
+    sim = link.meter
+    assert hasattr(sim, "interface"), "a DLMS rig's link leads to a DlmsMeterSimulator"
+    wrapper = DlmsClient(
+        client_sap=client.client_sap,
+        server_address=1,
+        system_title=client.system_title,
+        keys=client.keys,
+        transport="wrapper",
+    )
+    paths = DlmsPaths(
+        meter,
+        [
+            DlmsPath("hdlc", link, client),
+            DlmsPath("wrapper", SimulatedLink(sim.interface("wrapper")), wrapper),
+        ],
+        DLMS_REGISTERS,
+    )
+    loop.cycle = paths.cycle
+    ring: KeyRing[SecurityKeys] = KeyRing()
+    if client.keys is not None:
+        ring[meter] = client.keys
+    return DlmsMeterAccess(paths, loop, ring)
+
+
 def _neighbour(hub: SmartHub, clock: Clock, start: datetime, spec: HomeSpec, radio: WMBusPort) -> Rig:
     """The next-door water meter, whose frames this home's receiver hears too. Even with its key
     known (the same installer fitted both) it is not commissioned here, so it must not count."""
@@ -398,7 +432,7 @@ def build_rigs(spec: HomeSpec, hub: SmartHub, clock: Clock, start: datetime, per
     if spec.kind == "dsmr":
         return [dsmr_rig(hub, clock, start, profile, f"E{n:011d}", f"G{n:011d}", period)]
     if spec.kind == "dlms+wmbus":
-        radio = hub.attach(WMBusPort("wmbus", tz=profile.tz))
+        radio = hub.attach(WMBusPort("wmbus", KeyRing(), tz=profile.tz))
         assert isinstance(radio, WMBusPort)
         title = b"LGZ" + (0x40000000 + n).to_bytes(5, "big")  # system title: manufacturer + serial
         keys = SecurityKeys(_meter_key(spec, 10), _meter_key(spec, 11))
@@ -431,7 +465,7 @@ def build_rigs(spec: HomeSpec, hub: SmartHub, clock: Clock, start: datetime, per
             _neighbour(hub, clock, start, spec, radio),
         ]
     if spec.kind == "iec+mbus+wmbus":
-        radio = hub.attach(WMBusPort("wmbus", tz=profile.tz))
+        radio = hub.attach(WMBusPort("wmbus", KeyRing(), tz=profile.tz))
         assert isinstance(radio, WMBusPort)
         return [
             iec_rig(hub, clock, start, profile, f"{70000000 + n:08d}", POLL_PERIOD),

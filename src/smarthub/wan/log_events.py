@@ -106,7 +106,7 @@ def event_detail(event: DiagnosedEvent) -> dict[str, Any]:
         "repair": event.repair.value,
         "outcome": None if event.outcome is None else event.outcome.value,
         "attempts": [
-            {"action": a.action.value, "outcome": a.outcome.value, "at": a.at.isoformat()}
+            {"action": a.action.value, "outcome": a.outcome.value, "at": a.at.isoformat(), "detail": a.detail}
             for a in event.attempts
         ],
         "open": event.is_open,

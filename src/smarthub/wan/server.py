@@ -24,7 +24,16 @@ from envoy_schema.server.schema.sep2.end_device import EndDeviceListResponse, En
 
 from smarthub.hub.diagnostics import DiagnosedEvent
 from smarthub.model import ObisCode
-from smarthub.model.reading_type import ACCUMULATION_DELTA, interval_spec
+from smarthub.model.reading_type import (
+    ACCUMULATION_CUMULATIVE,
+    ACCUMULATION_DELTA,
+    COMMODITY_ELECTRICITY,
+    FLOW_FORWARD,
+    FLOW_REVERSE,
+    KIND_ENERGY,
+    UOM_WH,
+    interval_spec,
+)
 from smarthub.security.certificates import sfdi_from_lfdi
 from smarthub.wan import sep2
 from smarthub.wan.log_events import event_detail, log_event, log_event_list
@@ -32,6 +41,7 @@ from smarthub.wan.sep2 import DAY
 
 MAX_LIMIT = 1000
 POLL_RATE = 1800
+MAX_TOU_TIER = 15  # 2030.5 TOUType: 0 not applicable, 1-15 TOU A to O
 
 
 class IntervalRow(Protocol):
@@ -76,18 +86,32 @@ class Paging:
 SERVICE_KIND = {"electricity": 0, "gas": 1, "water": 2}
 
 
+class RegisterRow(Protocol):
+    """A tariff register's total: value × 10^power_of_ten Wh, read at ``time`` (epoch s)."""
+
+    obis: ObisCode
+    value: int
+    power_of_ten: int
+    time: int
+
+
 class PrivacyPolicy(Protocol):
     """The hub's privacy filter: which granularity a recipient may have, and that view."""
 
-    def granularity(self, recipient: str) -> str: ...  # "half-hourly", "daily", "monthly" or "none"
+    # "half-hourly", "daily", "monthly", "tariff-registers" or "none"
+    def granularity(self, recipient: str) -> str: ...
 
     def aggregates(
         self, meter: str, obis: ObisCode, granularity: str, after: int | None
     ) -> Sequence[IntervalRow]: ...
 
+    def registers(self, meter: str) -> Sequence[RegisterRow]: ...
+
 
 HALF_HOURLY = "half-hourly"
 AGGREGATED = {"daily": 86400, "monthly": 0}  # ReadingType.intervalLength (0: months vary in length)
+# The meter's tariff-register totals only: MeterReadings of the registers, never an interval.
+TARIFF_REGISTERS = "tariff-registers"
 
 
 class EventLog(Protocol):
@@ -303,6 +327,35 @@ class HubWanServer:
             raise web.HTTPNotFound(text=f"usage point {meter!r} has no meter reading {obis}")
         return meter, obis
 
+    def _register(self, request: web.Request) -> tuple[str, RegisterRow]:
+        """The tariff register a ``tariff-registers`` recipient names in the URL."""
+        meter, _ = self._meter(request)
+        assert self.privacy is not None
+        try:
+            obis = sep2.parse_channel_token(request.match_info["ch"])
+        except ValueError as err:
+            raise web.HTTPNotFound(text=str(err)) from None
+        for reg in self.privacy.registers(meter):
+            if reg.obis == obis:
+                return meter, reg
+        raise web.HTTPNotFound(text=f"usage point {meter!r} has no tariff register {obis}")
+
+    @staticmethod
+    def _no_intervals() -> web.HTTPForbidden:
+        return web.HTTPForbidden(
+            text="the consumer allows this recipient the tariff-register totals only: no interval data"
+        )
+
+    def _register_reading(self, meter: str, reg: RegisterRow) -> sep2.MeterReading:
+        href = sep2.mr_href(meter, reg.obis)
+        return sep2.MeterReading(
+            href=href,
+            mRID=sep2.mrid(self.hub_id, href),
+            description=f"{meter} {reg.obis}",
+            ReadingTypeLink=sep2.Link(href=f"{href}/rt"),
+            ReadingLink=sep2.Link(href=f"{href}/r"),
+        )
+
     def _day(self, request: web.Request) -> int:
         try:
             day = int(request.match_info["day"])
@@ -382,6 +435,17 @@ class HubWanServer:
     async def meter_readings(self, request: web.Request) -> web.Response:
         meter, _ = self._meter(request)
         p = self._paging(request)
+        if self.privacy is not None and self._granularity(request) == TARIFF_REGISTERS:
+            regs = list(self.privacy.registers(meter))
+            shown = regs[p.start : p.start + p.limit]
+            return self._xml(
+                sep2.MeterReadingListResponse(
+                    href=f"{sep2.upt_href(meter)}/mr",
+                    all_=len(regs),
+                    results=len(shown),
+                    MeterReading_=[self._register_reading(meter, r) for r in shown],
+                )
+            )
         chans = sorted(self.source.channels(meter))
         page = chans[p.start : p.start + p.limit]
         return self._xml(
@@ -394,9 +458,24 @@ class HubWanServer:
         )
 
     async def meter_reading(self, request: web.Request) -> web.Response:
+        if self.privacy is not None and self._granularity(request) == TARIFF_REGISTERS:
+            return self._xml(self._register_reading(*self._register(request)))
         return self._xml(self._meter_reading(*self._channel(request)))
 
     async def reading_type(self, request: web.Request) -> web.Response:
+        if self.privacy is not None and self._granularity(request) == TARIFF_REGISTERS:
+            meter, reg = self._register(request)
+            return self._xml(
+                sep2.ReadingType(
+                    href=f"{sep2.mr_href(meter, reg.obis)}/rt",
+                    accumulationBehaviour=ACCUMULATION_CUMULATIVE,
+                    commodity=COMMODITY_ELECTRICITY,
+                    flowDirection=FLOW_FORWARD if reg.obis.c == 1 else FLOW_REVERSE,
+                    kind=KIND_ENERGY,
+                    powerOfTenMultiplier=reg.power_of_ten,
+                    uom=UOM_WH,
+                )
+            )
         meter, obis = self._channel(request)
         g = self._granularity(request)
         spec = interval_spec(obis)
@@ -444,6 +523,8 @@ class HubWanServer:
         meter, obis = self._channel(request)
         g = self._granularity(request)
         p = self._paging(request)
+        if g == TARIFF_REGISTERS:
+            raise self._no_intervals()
         if g != HALF_HOURLY:
             # One set holding every complete day (month) the recipient may have, after a.
             assert self.privacy is not None
@@ -472,6 +553,8 @@ class HubWanServer:
     async def reading_set(self, request: web.Request) -> web.Response:
         meter, obis = self._channel(request)
         g = self._granularity(request)
+        if g == TARIFF_REGISTERS:
+            raise self._no_intervals()
         if g != HALF_HOURLY:
             assert self.privacy is not None
             rows = self.privacy.aggregates(meter, obis, g, None)
@@ -487,6 +570,8 @@ class HubWanServer:
         meter, obis = self._channel(request)
         g = self._granularity(request)
         p = self._paging(request)
+        if g == TARIFF_REGISTERS:
+            raise self._no_intervals()
         if g != HALF_HOURLY:
             assert self.privacy is not None
             if request.match_info["day"] != g:
@@ -568,6 +653,17 @@ class HubWanServer:
         return web.json_response(event_detail(self._event(request)))
 
     async def latest_reading(self, request: web.Request) -> web.Response:
+        if self.privacy is not None and self._granularity(request) == TARIFF_REGISTERS:
+            meter, reg = self._register(request)
+            return self._xml(
+                sep2.Reading(
+                    href=f"{sep2.mr_href(meter, reg.obis)}/r",
+                    value=reg.value,
+                    qualityFlags="01",  # valid
+                    timePeriod=sep2.DateTimeIntervalType(start=reg.time, duration=0),
+                    touTier=min(reg.obis.e, MAX_TOU_TIER),
+                )
+            )
         meter, obis = self._channel(request)
         g = self._granularity(request)
         if g != HALF_HOURLY:

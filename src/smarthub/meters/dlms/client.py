@@ -65,7 +65,7 @@ from smarthub.meters.dlms.apdu import (
     SetResponseNormal,
     decode_apdu,
 )
-from smarthub.meters.dlms.axdr import Tag, decode_data, encode_data
+from smarthub.meters.dlms.axdr import DateTime, Tag, decode_data, encode_data
 from smarthub.meters.dlms.cosem import (
     CLASS_CLOCK,
     CLASS_EXTENDED_REGISTER,
@@ -138,8 +138,10 @@ __all__ = [
     "disconnect_supply",
     "drive",
     "poll_meter",
+    "read_clock",
     "read_supply_state",
     "reconnect_supply",
+    "set_clock",
     "set_power_limit",
 ]
 
@@ -880,6 +882,38 @@ def set_power_limit(
             raise ValueError(f"a limit of {watts} W is {raw} at scaler {scaler}: outside {Tag(tag).name}")
         yield from _operation(client, client.set(LIMITER, CLASS_LIMITER, attribute, (tag, raw)))
         return PowerLimit(Decimal(raw).scaleb(scaler), raw, scaler, ln)
+
+    return (yield from _session(client, body()))
+
+
+# --------------------------------------------------------------------------------------------
+# The meter's clock (Clock, class 8, attribute 2 time)
+# --------------------------------------------------------------------------------------------
+
+
+def _read_clock(client: DlmsClient) -> Generator[bytes, bytes, datetime | None]:
+    return clock_time((yield from _get(client, CLOCK, CLASS_CLOCK, 2)).value)
+
+
+def read_clock(client: DlmsClient) -> Generator[bytes, bytes, datetime | None]:
+    """One session reading the meter's Clock time (attribute 2), as an aware UTC datetime
+    (``None`` if the meter says its time is not specified)."""
+    return (yield from _session(client, _read_clock(client)))
+
+
+def set_clock(client: DlmsClient, t: datetime) -> Generator[bytes, bytes, datetime | None]:
+    """One session writing ``t`` (aware; sent in its own UTC offset as the deviation) into the
+    Clock's time attribute as an octet-string(12) date-time (Blue Book, class 8: "time",
+    octet-string formatted as date-time), then reading it back; returns what the meter reads
+    after the SET, for the caller to verify. A meter that does not let this client set its
+    clock refuses with :class:`DataAccessError` (read-write-denied)."""
+    if t.tzinfo is None:
+        raise ValueError("set_clock needs an aware datetime")
+
+    def body() -> Generator[bytes, bytes, datetime | None]:
+        value = DateTime.from_datetime(t.replace(microsecond=0)).to_bytes()
+        yield from _operation(client, client.set(CLOCK, CLASS_CLOCK, 2, (Tag.OCTET_STRING, value)))
+        return (yield from _read_clock(client))
 
     return (yield from _session(client, body()))
 
