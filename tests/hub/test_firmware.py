@@ -331,8 +331,16 @@ def _updating_child(root: str, ca_pem: bytes, key_pem: bytes, cert_pem: bytes, r
         for i in itertools.count(1):
             fields = {"name": "smarthub-hub", "version": f"1.{i}", "created": T0}
             await up.apply(build_package(fields, os.urandom(64 * 1024), key, cert_pem))
+            Path(ready).write_text(str(i))  # progress, so the parent kills after real work, not a delay
 
     asyncio.run(run())
+
+
+def _progress(path: Path) -> int:
+    try:
+        return int(path.read_text() or 0)
+    except (FileNotFoundError, ValueError):
+        return 0
 
 
 async def _every_third_fails(version: str) -> bool:
@@ -356,9 +364,12 @@ def test_sigkill_during_stage_or_activate_leaves_a_complete_current_slot(
             target=_updating_child, args=(str(root), ca.pem, operator.key_pem, operator.cert_pem, str(ready))
         )
         p.start()
-        while not ready.exists() and p.is_alive():
+        # Kill after a random number of completed updates (however loaded the machine), at a
+        # random instant inside the next one.
+        target = rng.randint(1, 4)
+        while p.is_alive() and _progress(ready) < target:
             p.join(0.005)
-        time.sleep(rng.uniform(0.001, 0.15))  # a few dozen updates in, at a random instant
+        time.sleep(rng.uniform(0.0, 0.05))
         assert p.is_alive(), "the updating child died on its own"
         os.kill(p.pid, signal.SIGKILL)  # type: ignore[arg-type]
         p.join()
