@@ -89,7 +89,16 @@ async def test_operator_page_shows_the_fleet(tmp_path: Path) -> None:
         async with TestClient(TestServer(console_app(run.store, lambda: run.scheduler.windows))) as client:
             page = await (await client.get("/")).text()
             fleet = await (await client.get("/api/fleet")).json()
+        start, end = int(cfg.sim_start.timestamp()), int(cfg.end.timestamp())
+        starts = run.store.channel_starts(start, end)
     finally:
         await teardown(run)
     assert "HUB000000" in page and "HUB000001" in page and "<svg" in page
-    assert [h["readings"] for h in fleet] == [len(home.expected_channels()) * 48 for home in run.fleet.homes]
+    # The page counts everything stored; a loaded machine lets the accelerated clock run past
+    # the day before the meters stop, so a hub may hold intervals after it. The day is complete.
+    in_day: dict[str, int] = {}
+    for (hub_id, _, _), got in starts.items():
+        in_day[hub_id] = in_day.get(hub_id, 0) + len(got)
+    expected = [len(home.expected_channels()) * 48 for home in run.fleet.homes]
+    assert [in_day[h["hub_id"]] for h in fleet] == expected
+    assert all(h["readings"] >= n for h, n in zip(fleet, expected, strict=True))
