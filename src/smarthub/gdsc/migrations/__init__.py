@@ -23,3 +23,13 @@ Revisions are numbered ``0001``, ``0002``, … (``rev_id``) so their order reads
 names; two branches adding revisions in parallel must renumber one of them at merge time
 (``down_revision`` of the later one points to the other).
 """
+
+from __future__ import annotations
+
+from smarthub.gdsc.store import PARTITION_NAME
+
+
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """What migrations manage: everything but the day partitions of interval_blocks, which
+    ingest creates on demand (used by env.py and by the metadata comparison test)."""
+    return not (type_ == "table" and name is not None and PARTITION_NAME.match(name) is not None)

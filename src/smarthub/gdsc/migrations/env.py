@@ -5,12 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from smarthub.gdsc.store import PARTITION_NAME, metadata
-
-
-def include_name(name: str | None, type_: str, parent_names: object) -> bool:
-    # Day partitions of interval_blocks are created on demand, not by migrations.
-    return not (type_ == "table" and name is not None and PARTITION_NAME.match(name))
+from smarthub.gdsc.migrations import include_name
+from smarthub.gdsc.store import metadata
 
 
 def run() -> None:
