@@ -64,6 +64,25 @@ def _put(out: bytearray, n: int) -> None:
     out.append(n)
 
 
+# Encodings of the small varints that make up nearly every block (two bytes or less).
+_SMALL = []
+for _z in range(1 << 14):
+    _b = bytearray()
+    _put(_b, _z)
+    _SMALL.append(bytes(_b))
+del _z, _b
+
+
+def _varints(zs: list[int]) -> bytes:
+    try:
+        return b"".join([_SMALL[z] for z in zs])
+    except IndexError:  # a value beyond two bytes: the general path
+        out = bytearray()
+        for z in zs:
+            _put(out, z)
+        return bytes(out)
+
+
 def encode(slots: int, readings: Mapping[int, tuple[int, int]]) -> bytes:
     """Encode ``{slot: (value, quality)}`` for a day of ``slots`` slots."""
     if slots <= 0 or slots > 86400:
@@ -72,14 +91,15 @@ def encode(slots: int, readings: Mapping[int, tuple[int, int]]) -> bytes:
     if order and (order[0] < 0 or order[-1] >= slots):
         bad = order[0] if order[0] < 0 else order[-1]
         raise BlockError(f"slot {bad} outside the day's {slots} slots")
-    values = [readings[s][0] for s in order]
-    qualities = [readings[s][1] for s in order]
-    for v in values:
-        if not INT64_MIN <= v <= INT64_MAX:
-            raise BlockError(f"value {v} does not fit a signed 64-bit integer")
-    for q in qualities:
-        if not 0 <= q <= 0xFFFF:
-            raise BlockError(f"quality flags {q} outside 0..65535")
+    pairs = [readings[s] for s in order]
+    values = [p[0] for p in pairs]
+    qualities = [p[1] for p in pairs]
+    if values and not (min(values) >= INT64_MIN and max(values) <= INT64_MAX):
+        bad = min(values) if min(values) < INT64_MIN else max(values)
+        raise BlockError(f"value {bad} does not fit a signed 64-bit integer")
+    kinds = set(qualities)
+    if kinds and not (min(kinds) >= 0 and max(kinds) <= 0xFFFF):
+        raise BlockError(f"quality flags {min(kinds) if min(kinds) < 0 else max(kinds)} outside 0..65535")
     full = len(order) == slots
     out = bytearray()
     out.append((VERSION << 4) | (FULL if full else 0))
@@ -88,24 +108,18 @@ def encode(slots: int, readings: Mapping[int, tuple[int, int]]) -> bytes:
         for s in order:
             bitmap[s >> 3] |= 1 << (s & 7)
         out += bitmap
-    default = max(set(qualities), key=qualities.count) if qualities else 0
+    default = max(kinds, key=qualities.count) if len(kinds) > 1 else next(iter(kinds), 0)
     _put(out, default)
-    exceptions = [(i, q) for i, q in enumerate(qualities) if q != default]
+    exceptions = [(i, q) for i, q in enumerate(qualities) if q != default] if len(kinds) > 1 else []
     _put(out, len(exceptions))
     prev = -1
     for i, q in exceptions:
         _put(out, i - prev - 1)
         _put(out, q)
         prev = i
-    absolute = bytearray()
-    for v in values:
-        _put(absolute, (v << 1) if v >= 0 else ((-v) << 1) - 1)
-    delta = bytearray()
-    last = 0
-    for v in values:
-        d = v - last
-        _put(delta, (d << 1) if d >= 0 else ((-d) << 1) - 1)
-        last = v
+    absolute = _varints([v + v if v >= 0 else -v - v - 1 for v in values])
+    deltas = [b - a for a, b in zip([0, *values], values, strict=False)]
+    delta = _varints([d + d if d >= 0 else -d - d - 1 for d in deltas])
     if len(delta) < len(absolute):
         out[0] |= DELTA
         out += delta

@@ -44,6 +44,7 @@ import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from operator import attrgetter
 
 from sqlalchemy import (
     BigInteger,
@@ -70,6 +71,7 @@ from sqlalchemy import (
     tuple_,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 
 from smarthub.gdsc import interval_block
@@ -342,136 +344,154 @@ class Store:
         an earlier item of the same call already brought counts as already stored (or as a
         conflict if its value differs). Either everything is stored or nothing is.
         """
-        # Validate everything before touching the database: bad input gets a clear error.
-        unique_per_item: list[dict[tuple[str, str, int, int], StoredReading]] = []
-        days: set[int] = set()
-        for hub_id, readings, _ in items:
-            unique: dict[tuple[str, str, int, int], StoredReading] = {}
-            for r in readings:
-                if r.hub_id != hub_id:
-                    raise ValueError(
-                        f"every reading in one ingest must belong to the pulled hub {hub_id!r}, "
-                        f"not {r.hub_id!r}"
-                    )
-                unique.setdefault((r.meter_id, r.obis, r.duration, r.interval_start), r)
-            for r in unique.values():
-                if r.duration <= 0 or DAY % r.duration or r.interval_start % r.duration:
-                    raise ValueError(
-                        f"reading {r.meter_id} {r.obis} at {r.interval_start}: a {r.duration} s interval "
-                        "must divide the day and start on its own grid"
-                    )
-                days.add(r.interval_start // DAY)
-            unique_per_item.append(unique)
+        # Validate and group everything before touching the database.
+        pulls = [_group_pull(hub_id, readings) for hub_id, readings, _ in items]
         if self.dialect == "postgresql":
-            self._ensure_partitions(days)
+            self._ensure_partitions({key[5] for groups, _ in pulls for key in groups})
         with self._write_lock:
             new_keys: dict[str, int] = {}
             with self.engine.begin() as conn:
-                tallies = self._ingest(conn, items, unique_per_item, new_keys)
+                tallies = self._ingest(conn, items, pulls, new_keys)
             self._hub_keys.update(new_keys)  # only once committed
         return [
-            IngestResult(len(readings), t.inserted, len(u) - t.inserted, t.conflicts)
-            for (_, readings, _), u, t in zip(items, unique_per_item, tallies, strict=True)
+            IngestResult(len(readings), t.inserted, unique - t.inserted, t.conflicts)
+            for (_, readings, _), (_, unique), t in zip(items, pulls, tallies, strict=True)
         ]
 
     def _ingest(
         self,
         conn: Connection,
         items: Sequence[tuple[str, Sequence[StoredReading], dict[str, int]]],
-        unique_per_item: list[dict[tuple[str, str, int, int], StoredReading]],
+        pulls: list[tuple[dict[GroupKey, dict[int, tuple[int, int]]], int]],
         new_keys: dict[str, int],
     ) -> list[_Tally]:
         tallies = [_Tally() for _ in items]
         keys = self._resolve_hub_keys(conn, {hub_id for hub_id, _, _ in items}, new_keys)
         wanted: dict[int, set[ChannelSpec]] = {}
-        for (hub_id, _, _), unique in zip(items, unique_per_item, strict=True):
+        for (hub_id, _, _), (groups, _) in zip(items, pulls, strict=True):
             specs = wanted.setdefault(keys[hub_id], set())
-            for r in unique.values():
-                specs.add((r.meter_id, r.obis, r.duration, r.uom, r.power_of_ten))
+            for g in groups:
+                specs.add(g[:5])
         channels = self._resolve_channels(conn, wanted)
-        # Claims of this call, per (hub, meter, obis, duration, day) so that readings of the
-        # same key in two channels (another unit or power of ten) are caught as conflicts.
-        # slot -> (channel_no, value, quality, item index)
-        claims: dict[tuple[int, str, str, int, int], dict[int, tuple[int, int, int, int]]] = {}
-        for idx, ((hub_id, _, _), unique) in enumerate(zip(items, unique_per_item, strict=True)):
+        # One claim per (hub, meter, OBIS, duration, day): readings of one key that arrive in
+        # two channels (another unit or power of ten) meet there and the later is a conflict.
+        claims: dict[tuple[int, str, str, int, int], _Claim] = {}
+        for idx, ((hub_id, _, _), (groups, _)) in enumerate(zip(items, pulls, strict=True)):
             hk = keys[hub_id]
             chans = channels[hk]
-            tally = tallies[idx]
-            for r in unique.values():
-                no = chans[(r.meter_id, r.obis, r.duration, r.uom, r.power_of_ten)]
-                day, rem = divmod(r.interval_start, DAY)
-                slots = claims.setdefault((hk, r.meter_id, r.obis, r.duration, day), {})
-                slot = rem // r.duration
-                held = slots.get(slot)
-                if held is None:
-                    slots[slot] = (no, r.value, r.quality, idx)
-                elif held[0] != no or held[1] != r.value:
-                    tally.conflicts += 1
+            for g, slots in groups.items():
+                no = chans[g[:5]]
+                ck = (hk, g[0], g[1], g[2], g[5])
+                claim = claims.get(ck)
+                if claim is None:
+                    claims[ck] = _Claim(no, slots, idx)
+                else:
+                    claim.add(no, slots, idx, tallies)
         self._drop_sibling_conflicts(conn, claims, channels, tallies)
-        pending: dict[BlockKey, dict[int, tuple[int, int, int]]] = {}
+        pending: dict[BlockKey, tuple[dict[int, tuple[int, int]], int | dict[int, int]]] = {}
         durations: dict[BlockKey, int] = {}
-        for (hk, _, _, duration, day), slots in claims.items():
-            for slot, (no, value, quality, idx) in slots.items():
-                key = (hk, day, no)
-                pending.setdefault(key, {})[slot] = (value, quality, idx)
-                durations[key] = duration
+        for (hk, _, _, duration, day), claim in claims.items():
+            for no, slots, owner in claim.blocks():
+                pending[(hk, day, no)] = (slots, owner)
+                durations[(hk, day, no)] = duration
         if pending:
             if self.dialect == "postgresql":
                 self._write_blocks_pg(conn, pending, durations, tallies)
             else:
                 self._write_blocks_sqlite(conn, pending, durations, tallies)
-        cursor_rows = [
-            {"hub_id": hub_id, "channel": channel, "after": after}
-            for hub_id, _, cursors in items
-            for channel, after in cursors.items()
-        ]
-        if cursor_rows:
-            ins = self._insert(pull_cursors)
-            bigger = func.max if self.dialect == "sqlite" else func.greatest
-            conn.execute(
-                ins.on_conflict_do_update(
-                    index_elements=["hub_id", "channel"],
-                    set_={"after": bigger(pull_cursors.c.after, ins.excluded.after)},
-                ),
-                cursor_rows,
-            )
+        latest: dict[tuple[str, str], int] = {}
+        for hub_id, _, cursors in items:
+            for channel, after in cursors.items():
+                k = (hub_id, channel)
+                if after > latest.get(k, after - 1):
+                    latest[k] = after
+        if latest:
+            self._advance_cursors(conn, latest)
         return tallies
+
+    def _advance_cursors(self, conn: Connection, latest: dict[tuple[str, str], int]) -> None:
+        if self.dialect == "postgresql":
+            conn.execute(
+                text(
+                    "INSERT INTO pull_cursors (hub_id, channel, after) "
+                    "SELECT * FROM unnest(CAST(:h AS varchar[]), CAST(:c AS varchar[]), CAST(:a AS int8[])) "
+                    "ON CONFLICT (hub_id, channel) DO UPDATE "
+                    "SET after = greatest(pull_cursors.after, excluded.after)"
+                ),
+                {"h": [k[0] for k in latest], "c": [k[1] for k in latest], "a": list(latest.values())},
+            )
+            return
+        ins = sqlite.insert(pull_cursors)
+        conn.execute(
+            ins.on_conflict_do_update(
+                index_elements=["hub_id", "channel"],
+                set_={"after": func.max(pull_cursors.c.after, ins.excluded.after)},
+            ),
+            [{"hub_id": h, "channel": c, "after": a} for (h, c), a in latest.items()],
+        )
 
     def _resolve_hub_keys(
         self, conn: Connection, hub_ids: set[str], new_keys: dict[str, int]
     ) -> dict[str, int]:
         out = {h: self._hub_keys[h] for h in hub_ids if h in self._hub_keys}
         missing = sorted(hub_ids - out.keys())
-        if missing:
+        if not missing:
+            return out
+        # Look up first and insert only the unknown: an INSERT that meets an existing hub
+        # would still consume a value of the key sequence.
+        found = self._select_hub_keys(conn, missing)
+        unknown = sorted(set(missing) - {h for h, _ in found})
+        if unknown and self.dialect == "postgresql":
             conn.execute(
-                self._insert(hub_keys).on_conflict_do_nothing(index_elements=["hub_id"]),
-                [{"hub_id": h} for h in missing],
+                text(
+                    "INSERT INTO hub_keys (hub_id) SELECT unnest(CAST(:ids AS varchar[])) "
+                    "ON CONFLICT (hub_id) DO NOTHING"
+                ),
+                {"ids": unknown},
             )
-            for chunk in _chunks(missing, 500):
-                for hub_id, key in conn.execute(
-                    select(hub_keys.c.hub_id, hub_keys.c.hub_key).where(hub_keys.c.hub_id.in_(chunk))
-                ):
-                    out[hub_id] = new_keys[hub_id] = key
+        elif unknown:
+            conn.execute(
+                sqlite.insert(hub_keys).on_conflict_do_nothing(index_elements=["hub_id"]),
+                [{"hub_id": h} for h in unknown],
+            )
+        if unknown:
+            found += self._select_hub_keys(conn, unknown)
+        for hub_id, key in found:
+            out[hub_id] = new_keys[hub_id] = key
         return out
+
+    def _select_hub_keys(self, conn: Connection, hub_ids: list[str]) -> list[tuple[str, int]]:
+        t = hub_keys
+        if self.dialect == "postgresql":
+            q = select(t.c.hub_id, t.c.hub_key).where(
+                t.c.hub_id == func.any(bindparam("h", hub_ids, type_=ARRAY(String)))
+            )
+            return [(h, k) for h, k in conn.execute(q)]
+        return [
+            (h, k)
+            for chunk in _chunks(hub_ids, 500)
+            for h, k in conn.execute(select(t.c.hub_id, t.c.hub_key).where(t.c.hub_id.in_(chunk)))
+        ]
 
     def _load_channels(
         self, conn: Connection, hub_key_list: Iterable[int]
     ) -> dict[int, dict[ChannelSpec, int]]:
         t = interval_channels
+        cols = (t.c.hub_key, t.c.channel_no, t.c.meter_id, t.c.obis, t.c.duration, t.c.uom, t.c.power_of_ten)
+        wanted = sorted(hub_key_list)
+        if self.dialect == "postgresql":
+            rows = conn.execute(
+                select(*cols).where(t.c.hub_key == func.any(bindparam("k", wanted, type_=ARRAY(Integer))))
+            ).all()
+        else:
+            rows = [
+                row
+                for chunk in _chunks(wanted, 500)
+                for row in conn.execute(select(*cols).where(t.c.hub_key.in_(chunk)))
+            ]
         out: dict[int, dict[ChannelSpec, int]] = {}
-        for chunk in _chunks(sorted(hub_key_list), 500):
-            for row in conn.execute(
-                select(
-                    t.c.hub_key,
-                    t.c.channel_no,
-                    t.c.meter_id,
-                    t.c.obis,
-                    t.c.duration,
-                    t.c.uom,
-                    t.c.power_of_ten,
-                ).where(t.c.hub_key.in_(chunk))
-            ):
-                out.setdefault(row[0], {})[(row[2], row[3], row[4], row[5], row[6])] = row[1]
+        for hk, no, meter, obis, duration, uom, p10 in rows:
+            out.setdefault(hk, {})[(meter, obis, duration, uom, p10)] = no
         return out
 
     def _resolve_channels(
@@ -480,36 +500,42 @@ class Store:
         """Number every wanted channel, creating the missing ones (safe against a concurrent GDSC)."""
         known = self._load_channels(conn, wanted)
         for _ in range(10):
-            rows = []
+            rows: list[tuple[int, int, str, str, int, int, int]] = []
             for hk, specs in wanted.items():
                 have = known.setdefault(hk, {})
                 nxt = max(have.values(), default=0) + 1
                 for spec in sorted(specs - have.keys()):
-                    rows.append(
-                        {
-                            "hub_key": hk,
-                            "channel_no": nxt,
-                            "meter_id": spec[0],
-                            "obis": spec[1],
-                            "duration": spec[2],
-                            "uom": spec[3],
-                            "power_of_ten": spec[4],
-                        }
-                    )
+                    rows.append((hk, nxt, *spec))
                     nxt += 1
             if not rows:
                 return known
-            if any(r["channel_no"] > 32767 for r in rows):
+            if any(r[1] > 32767 for r in rows):
                 raise ValueError("a hub cannot have more than 32767 interval channels")
             # A concurrent ingest may take the same numbers: those rows are skipped and retried.
-            conn.execute(self._insert(interval_channels).on_conflict_do_nothing(), rows)
-            known.update(self._load_channels(conn, {r["hub_key"] for r in rows}))
+            if self.dialect == "postgresql":
+                conn.execute(
+                    text(
+                        "INSERT INTO interval_channels "
+                        "(hub_key, channel_no, meter_id, obis, duration, uom, power_of_ten) "
+                        "SELECT * FROM unnest(CAST(:a AS int4[]), CAST(:b AS int2[]), CAST(:c AS varchar[]), "
+                        "CAST(:d AS varchar[]), CAST(:e AS int4[]), CAST(:f AS int2[]), CAST(:g AS int2[])) "
+                        "ON CONFLICT DO NOTHING"
+                    ),
+                    dict(zip("abcdefg", (list(col) for col in zip(*rows, strict=True)), strict=True)),
+                )
+            else:
+                names = ("hub_key", "channel_no", "meter_id", "obis", "duration", "uom", "power_of_ten")
+                conn.execute(
+                    sqlite.insert(interval_channels).on_conflict_do_nothing(),
+                    [dict(zip(names, r, strict=True)) for r in rows],
+                )
+            known.update(self._load_channels(conn, {r[0] for r in rows}))
         raise RuntimeError("could not number new interval channels after 10 attempts")
 
     def _drop_sibling_conflicts(
         self,
         conn: Connection,
-        claims: dict[tuple[int, str, str, int, int], dict[int, tuple[int, int, int, int]]],
+        claims: dict[tuple[int, str, str, int, int], _Claim],
         channels: dict[int, dict[ChannelSpec, int]],
         tallies: list[_Tally],
     ) -> None:
@@ -520,7 +546,7 @@ class Store:
             for (meter, obis, duration, _, _), no in chans.items():
                 siblings.setdefault((hk, meter, obis, duration), []).append(no)
         b = interval_blocks
-        for (hk, meter, obis, duration, day), slots in claims.items():
+        for (hk, meter, obis, duration, day), claim in claims.items():
             nos = siblings[(hk, meter, obis, duration)]
             if len(nos) < 2:
                 continue
@@ -529,47 +555,45 @@ class Store:
                     and_(b.c.hub_key == hk, b.c.day == day, b.c.channel_no.in_(nos))
                 )
             ).all()
-            n_slots = DAY // duration
+            mixed = claim.mix()
             for no, block in stored:
-                for slot in interval_block.decode(block, n_slots):
-                    held = slots.get(slot)
+                for slot in interval_block.decode(block, DAY // duration):
+                    held = mixed.get(slot)
                     if held is not None and held[0] != no:
                         tallies[held[3]].conflicts += 1
-                        del slots[slot]
+                        del mixed[slot]
 
     def _merge(
         self,
         key: BlockKey,
-        stored: bytes | None,
-        new: dict[int, tuple[int, int, int]],
+        stored: bytes,
+        slots: dict[int, tuple[int, int]],
+        owner: int | dict[int, int],
         duration: int,
         tallies: list[_Tally],
     ) -> tuple[int, bytes] | None:
         """Merge new slots into a stored block; the (n, block) to write back, None if unchanged."""
         n_slots = DAY // duration
-        if stored is None:
-            for _, _, idx in new.values():
-                tallies[idx].inserted += 1
-            return len(new), interval_block.encode(n_slots, {s: (v, q) for s, (v, q, _) in new.items()})
         try:
             held = interval_block.decode(stored, n_slots)
         except interval_block.BlockError as err:
             raise interval_block.BlockError(f"stored block {key} (hub_key, day, channel_no): {err}") from err
         added = False
-        for slot, (value, quality, idx) in new.items():
+        for slot, (value, quality) in slots.items():
+            tally = tallies[owner if isinstance(owner, int) else owner[slot]]
             old = held.get(slot)
             if old is None:
                 held[slot] = (value, quality)
-                tallies[idx].inserted += 1
+                tally.inserted += 1
                 added = True
             elif old[0] != value:
-                tallies[idx].conflicts += 1
+                tally.conflicts += 1
         return (len(held), interval_block.encode(n_slots, held)) if added else None
 
     def _write_blocks_sqlite(
         self,
         conn: Connection,
-        pending: dict[BlockKey, dict[int, tuple[int, int, int]]],
+        pending: dict[BlockKey, tuple[dict[int, tuple[int, int]], int | dict[int, int]]],
         durations: dict[BlockKey, int],
         tallies: list[_Tally],
     ) -> None:
@@ -582,12 +606,24 @@ class Store:
             for hk, day, no, block in conn.execute(q):
                 stored[(hk, day, no)] = block
         fresh, changed = [], []
-        for key, new in pending.items():
-            merged = self._merge(key, stored.get(key), new, durations[key], tallies)
-            if merged is None:
-                continue
-            row = {"hub_key": key[0], "day": key[1], "channel_no": key[2], "n": merged[0], "block": merged[1]}
-            (changed if key in stored else fresh).append(row)
+        for key, (slots, owner) in pending.items():
+            if key in stored:
+                merged = self._merge(key, stored[key], slots, owner, durations[key], tallies)
+                if merged is not None:
+                    changed.append(
+                        {"k_hub": key[0], "k_day": key[1], "k_no": key[2], "n": merged[0], "block": merged[1]}
+                    )
+            else:
+                _count_inserted(slots, owner, tallies)
+                fresh.append(
+                    {
+                        "hub_key": key[0],
+                        "day": key[1],
+                        "channel_no": key[2],
+                        "n": len(slots),
+                        "block": interval_block.encode(DAY // durations[key], slots),
+                    }
+                )
         if fresh:
             conn.execute(b.insert(), fresh)
         if changed:
@@ -601,22 +637,18 @@ class Store:
                     )
                 )
                 .values(n=bindparam("n"), block=bindparam("block")),
-                [{"k_hub": r["hub_key"], "k_day": r["day"], "k_no": r["channel_no"], **r} for r in changed],
+                changed,
             )
 
     def _write_blocks_pg(
         self,
         conn: Connection,
-        pending: dict[BlockKey, dict[int, tuple[int, int, int]]],
+        pending: dict[BlockKey, tuple[dict[int, tuple[int, int]], int | dict[int, int]]],
         durations: dict[BlockKey, int],
         tallies: list[_Tally],
     ) -> None:
         """COPY the new blocks into a staging table, insert those whose key is new, then lock,
         merge and write back those that already existed."""
-        encoded = {
-            key: interval_block.encode(DAY // durations[key], {s: (v, q) for s, (v, q, _) in new.items()})
-            for key, new in pending.items()
-        }
         raw = conn.connection.driver_connection
         assert raw is not None
         with raw.cursor() as cur:
@@ -624,8 +656,13 @@ class Store:
                 "CREATE TEMP TABLE IF NOT EXISTS interval_blocks_staging "
                 "(hub_key int4, day int4, n int4, channel_no int2, block bytea) ON COMMIT DELETE ROWS"
             )
-            cur.execute("TRUNCATE interval_blocks_staging")
-            _copy_blocks(cur, ((k, len(pending[k]), blk) for k, blk in encoded.items()))
+            _copy_blocks(
+                cur,
+                (
+                    (key, len(slots), interval_block.encode(DAY // durations[key], slots))
+                    for key, (slots, _) in pending.items()
+                ),
+            )
             # Insert the blocks whose key is new; what stays in staging already existed.
             cur.execute(
                 "WITH ins AS (INSERT INTO interval_blocks (hub_key, day, n, channel_no, block) "
@@ -634,29 +671,31 @@ class Store:
                 "DELETE FROM interval_blocks_staging s USING ins "
                 "WHERE s.hub_key = ins.hub_key AND s.day = ins.day AND s.channel_no = ins.channel_no"
             )
-            cur.execute(
-                "SELECT b.hub_key, b.day, b.channel_no, b.block FROM interval_blocks b "
-                "JOIN interval_blocks_staging s "
-                "ON b.hub_key = s.hub_key AND b.day = s.day AND b.channel_no = s.channel_no "
-                "FOR UPDATE OF b"
-            )
-            stored = {(hk, day, no): bytes(block) for hk, day, no, block in cur.fetchall()}
+            stored: dict[BlockKey, bytes] = {}
+            if cur.rowcount < len(pending):
+                cur.execute(
+                    "SELECT b.hub_key, b.day, b.channel_no, b.block FROM interval_blocks b "
+                    "JOIN interval_blocks_staging s "
+                    "ON b.hub_key = s.hub_key AND b.day = s.day AND b.channel_no = s.channel_no "
+                    "FOR UPDATE OF b"
+                )
+                stored = {(hk, day, no): bytes(block) for hk, day, no, block in cur.fetchall()}
             changed = []
-            for key, new in pending.items():
+            for key, (slots, owner) in pending.items():
                 if key not in stored:
-                    for _, _, idx in new.values():
-                        tallies[idx].inserted += 1
+                    _count_inserted(slots, owner, tallies)
                     continue
-                merged = self._merge(key, stored[key], new, durations[key], tallies)
+                merged = self._merge(key, stored[key], slots, owner, durations[key], tallies)
                 if merged is not None:
                     changed.append((key, merged[0], merged[1]))
+            cur.execute("TRUNCATE interval_blocks_staging")
             if changed:
-                cur.execute("TRUNCATE interval_blocks_staging")
                 _copy_blocks(cur, changed)
                 cur.execute(
                     "UPDATE interval_blocks b SET n = s.n, block = s.block FROM interval_blocks_staging s "
                     "WHERE b.hub_key = s.hub_key AND b.day = s.day AND b.channel_no = s.channel_no"
                 )
+                cur.execute("TRUNCATE interval_blocks_staging")
 
     def _ensure_partitions(self, days: set[int]) -> None:
         missing = sorted(days - self._partitions)
@@ -878,6 +917,102 @@ class Store:
 
     def _insert(self, table: Table):  # type: ignore[no-untyped-def]
         return (sqlite.insert if self.dialect == "sqlite" else postgresql.insert)(table)
+
+
+# (meter, obis, duration, uom, power_of_ten, day): one pull's readings of one channel-day.
+GroupKey = tuple[str, str, int, int, int, int]
+_GRID_DURATIONS = frozenset(d for d in range(1, DAY + 1) if DAY % d == 0)
+_FIELDS = attrgetter(
+    "hub_id", "duration", "interval_start", "meter_id", "obis", "uom", "power_of_ten", "value", "quality"
+)
+
+
+def _group_pull(
+    hub_id: str, readings: Sequence[StoredReading]
+) -> tuple[dict[GroupKey, dict[int, tuple[int, int]]], int]:
+    """Check one pull and group it by channel-day: ({group: {slot: (value, quality)}}, unique
+    readings). A key repeated in the same channel of one pull counts once (the first)."""
+    groups: dict[GroupKey, dict[int, tuple[int, int]]] = {}
+    unique = 0
+    grid = _GRID_DURATIONS
+    # The hot loop of ingest: one C-level attribute fetch per reading, then local operations.
+    for hub, duration, start, meter, obis, uom, p10, value, quality in map(_FIELDS, readings):
+        day = start // DAY
+        rem = start - day * DAY
+        if hub != hub_id or duration not in grid or rem % duration:
+            _refuse(hub_id, hub, meter, obis, start, duration)
+        key = (meter, obis, duration, uom, p10, day)
+        slots = groups.get(key)
+        if slots is None:
+            slots = groups[key] = {}
+        slot = rem // duration
+        if slot not in slots:
+            slots[slot] = (value, quality)
+            unique += 1
+    return groups, unique
+
+
+def _refuse(hub_id: str, hub: str, meter: str, obis: str, start: int, duration: int) -> None:
+    if hub != hub_id:
+        raise ValueError(f"every reading in one ingest must belong to the pulled hub {hub_id!r}, not {hub!r}")
+    raise ValueError(
+        f"reading {meter} {obis} at {start}: a {duration} s interval must divide the day "
+        "and start on its own grid"
+    )
+
+
+class _Claim:
+    """The readings one ingest brings for one (hub, meter, OBIS, duration, day).
+
+    Usually a single channel from a single pull (kept as given, owned by one item); when a
+    second pull or another channel (unit, power of ten) adds to it, it switches to one entry
+    per slot: slot -> (channel_no, value, quality, item index)."""
+
+    __slots__ = ("mixed", "no", "owner", "slots")
+
+    def __init__(self, no: int, slots: dict[int, tuple[int, int]], owner: int) -> None:
+        self.no = no
+        self.slots = slots
+        self.owner = owner
+        self.mixed: dict[int, tuple[int, int, int, int]] | None = None
+
+    def mix(self) -> dict[int, tuple[int, int, int, int]]:
+        if self.mixed is None:
+            no, owner = self.no, self.owner
+            self.mixed = {s: (no, v, q, owner) for s, (v, q) in self.slots.items()}
+        return self.mixed
+
+    def add(self, no: int, slots: dict[int, tuple[int, int]], idx: int, tallies: list[_Tally]) -> None:
+        mixed = self.mix()
+        for s, (v, q) in slots.items():
+            held = mixed.get(s)
+            if held is None:
+                mixed[s] = (no, v, q, idx)
+            elif held[0] != no or held[1] != v:
+                tallies[idx].conflicts += 1
+
+    def blocks(self) -> Iterator[tuple[int, dict[int, tuple[int, int]], int | dict[int, int]]]:
+        """(channel_no, {slot: (value, quality)}, owner) per block the claim writes into."""
+        if self.mixed is None:
+            yield self.no, self.slots, self.owner
+            return
+        by_no: dict[int, tuple[dict[int, tuple[int, int]], dict[int, int]]] = {}
+        for s, (no, v, q, idx) in self.mixed.items():
+            slots, owner = by_no.setdefault(no, ({}, {}))
+            slots[s] = (v, q)
+            owner[s] = idx
+        for no, (slots, owner) in by_no.items():
+            yield no, slots, owner
+
+
+def _count_inserted(
+    slots: dict[int, tuple[int, int]], owner: int | dict[int, int], tallies: list[_Tally]
+) -> None:
+    if isinstance(owner, int):
+        tallies[owner].inserted += len(slots)
+    else:
+        for s in slots:
+            tallies[owner[s]].inserted += 1
 
 
 def alembic_config(connection: Connection):  # type: ignore[no-untyped-def]
