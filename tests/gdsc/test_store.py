@@ -258,3 +258,25 @@ def test_concurrent_ingest_of_the_same_hub_loses_nothing(pg_url: str) -> None:
     assert a.duplicate_keys() == 0
     a.close()
     b.close()
+
+
+def test_hub_keys_are_allocated_once_per_hub(db_url: str) -> None:
+    from sqlalchemy import select
+
+    from smarthub.gdsc.store import hub_keys
+
+    for hub in ("HUB1", "HUB2", "HUB1", "HUB3"):
+        s = Store(db_url)  # a fresh process: nothing cached
+        s.create_schema()
+        s.ingest(hub, [at(T0, 1, hub=hub)], {})
+        s.close()
+    s = Store(db_url)
+    with s.engine.connect() as conn:
+        # No key was skipped: re-meeting HUB1 did not consume a value of the sequence.
+        assert dict(conn.execute(select(hub_keys.c.hub_id, hub_keys.c.hub_key)).all()) == {
+            "HUB1": 1,
+            "HUB2": 2,
+            "HUB3": 3,
+        }
+    assert s.ingest_many([]) == []
+    s.close()
