@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
+from sqlalchemy import Column, MetaData, String, Table, inspect
 
 from smarthub.gdsc.migrations import include_name
 from smarthub.gdsc.store import Store, StoredReading, alembic_config, metadata
@@ -40,4 +41,15 @@ def test_every_revision_downgrades_to_an_empty_database(db_url: str) -> None:
     assert set(inspect(store.engine).get_table_names()) == {"alembic_version"}
     store.create_schema()
     assert _diff(store) == []
+    store.close()
+
+
+def test_a_database_from_before_migrations_is_refused_clearly(db_url: str) -> None:
+
+    legacy = MetaData()
+    Table("hubs", legacy, Column("hub_id", String(64), primary_key=True))
+    store = Store(db_url)
+    legacy.create_all(store.engine)
+    with pytest.raises(RuntimeError, match=r"created before the store had migrations"):
+        store.create_schema()
     store.close()

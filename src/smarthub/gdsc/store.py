@@ -67,6 +67,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     select,
     text,
     tuple_,
@@ -266,6 +267,13 @@ class Store:
             if self.dialect == "postgresql":
                 # Two GDSC processes starting together must not both run the migrations.
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_id("migrations")})
+            tables = set(inspect(conn).get_table_names())
+            if "alembic_version" not in tables and tables & set(metadata.tables):
+                raise RuntimeError(
+                    f"{self.url}: GDSC tables {sorted(tables & set(metadata.tables))} exist but the database "
+                    "has no migration version: it was created before the store had migrations "
+                    "(one row per reading); move it aside and let the GDSC create a new one"
+                )
             command.upgrade(alembic_config(conn), "head")
 
     def drop_schema(self) -> None:
