@@ -222,6 +222,9 @@ def test_day_partitions_are_created_on_demand(pg_url: str) -> None:
     other = Store(pg_url)
     assert other.ingest("HUB1", [at(T0 + 1800, 4)], {}).inserted == 1
     assert len(other.partitions()) == 3
+    # A scheduler can create the partition of a coming window ahead of it.
+    other.ensure_day_partitions([20520])
+    assert other.partitions()[-1] == "interval_blocks_20260308"
     other.close()
     store.close()
 

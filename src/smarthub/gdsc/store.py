@@ -356,7 +356,7 @@ class Store:
         # Validate and group everything before touching the database.
         pulls = [_group_pull(hub_id, readings) for hub_id, readings, _ in items]
         if self.dialect == "postgresql":
-            self._ensure_partitions({key[5] for groups, _ in pulls for key in groups})
+            self.ensure_day_partitions({key[5] for groups, _ in pulls for key in groups})
         with self._write_lock:
             new_keys: dict[str, int] = {}
             with self.engine.begin() as conn:
@@ -706,8 +706,14 @@ class Store:
                 )
                 cur.execute("TRUNCATE interval_blocks_staging")
 
-    def _ensure_partitions(self, days: set[int]) -> None:
-        missing = sorted(days - self._partitions)
+    def ensure_day_partitions(self, days: Iterable[int]) -> None:
+        """Create the PostgreSQL partitions of these days (days since 1970-01-01 UTC) if missing.
+
+        Ingest calls it for the days it meets; a scheduler may call it ahead of a retrieval
+        window, since creating a partition waits for running queries on interval_blocks."""
+        if self.dialect != "postgresql":
+            return
+        missing = sorted(set(days) - self._partitions)
         if not missing:
             return
         with self.engine.begin() as conn:
