@@ -88,3 +88,198 @@ def test_commissioning_validates_before_writing(store: Store) -> None:
     assert register_manifest(store, {"hubs": [good]}) == 1
     assert [h.hub_id for h in store.active_hubs()] == ["HUB1", "HUB9"]
     assert store.hub_meters("HUB9") == {"E9": "electricity"}
+
+
+# -- the channel-day block layout -------------------------------------------------------
+
+
+def at(
+    start: int, value: int, *, duration: int = 1800, p10: int = 0, quality: int = 1, hub: str = "HUB1"
+) -> StoredReading:
+    return StoredReading(hub, "E1", "1-0:1.8.0", start, duration, value, p10, 72, quality)
+
+
+def test_pulls_within_a_day_merge_into_the_stored_block(store: Store) -> None:
+    first = store.ingest("HUB1", [reading(i, 100 + i) for i in range(10)], {})
+    second = store.ingest("HUB1", [reading(i, 100 + i) for i in range(5, 20)], {})
+    assert (first.inserted, second.inserted, second.already_stored, second.conflicts) == (10, 10, 5, 0)
+    assert [(r.interval_start, r.value) for r in store.readings_for("HUB1", "E1", "1-0:1.8.0")] == [
+        (T0 + 1800 * i, 100 + i) for i in range(20)
+    ]
+
+
+def test_half_hourly_and_daily_readings_of_the_same_start_coexist(store: Store) -> None:
+    res = store.ingest("HUB1", [at(T0, 7), at(T0 + 1800, 8), at(T0, 15, duration=86400)], {})
+    assert (res.inserted, res.conflicts) == (3, 0)
+    got = [(r.interval_start, r.duration, r.value) for r in store.readings_for("HUB1", "E1", "1-0:1.8.0")]
+    assert got == [(T0, 1800, 7), (T0, 86400, 15), (T0 + 1800, 1800, 8)]
+    assert store.channel_starts(T0, T0 + 86400, duration=86400) == {("HUB1", "E1", "1-0:1.8.0"): {T0}}
+    assert store.count_readings() == 3 and store.duplicate_keys() == 0
+
+
+def test_a_resend_in_another_power_of_ten_is_a_conflict_not_a_second_copy(store: Store) -> None:
+    store.ingest("HUB1", [at(T0, 1500)], {})
+    res = store.ingest("HUB1", [at(T0, 15, p10=2), at(T0 + 1800, 16, p10=2)], {})
+    # The key held in the first channel stays; the new half hour opens the second channel.
+    assert (res.inserted, res.already_stored, res.conflicts) == (1, 1, 1)
+    assert [(r.value, r.power_of_ten) for r in store.readings_for("HUB1", "E1", "1-0:1.8.0")] == [
+        (1500, 0),
+        (16, 2),
+    ]
+    assert store.duplicate_keys() == 0
+
+
+def test_ingest_many_counts_each_pull_as_if_ingested_in_turn(store: Store) -> None:
+    results = store.ingest_many(
+        [
+            ("HUB1", [at(T0, 1), at(T0 + 1800, 2)], {"a": 10}),
+            ("HUB2", [at(T0, 9, hub="HUB2")], {"b": 20}),
+            ("HUB1", [at(T0, 1), at(T0 + 1800, 3), at(T0 + 3600, 4)], {"a": 30}),
+        ]
+    )
+    assert [(r.received, r.inserted, r.already_stored, r.conflicts) for r in results] == [
+        (2, 2, 0, 0),
+        (1, 1, 0, 0),
+        (3, 1, 2, 1),
+    ]
+    assert [r.value for r in store.readings_for("HUB1", "E1", "1-0:1.8.0")] == [1, 2, 4]
+    assert store.cursors("HUB1") == {"a": 30} and store.cursors("HUB2") == {"b": 20}
+    assert {h["hub_id"]: h["readings"] for h in store.fleet_status()} == {"HUB1": 3}  # HUB2 is not registered
+
+
+def test_counts_across_midnight_match_the_readings(store: Store) -> None:
+    # Three days, some half hours missing, some estimated (quality bit 0x08).
+    readings = [at(T0 - 86400 + 1800 * i, i, quality=8 if i % 7 == 0 else 1) for i in range(0, 144) if i % 5]
+    store.ingest("HUB1", readings, {})
+    starts = [r.interval_start for r in readings]
+    for lo, hi in [
+        (T0 - 86400, T0 + 2 * 86400),
+        (T0 - 900, T0 + 86400 + 5400),
+        (T0 + 100, T0 + 3700),
+        (T0, T0),
+    ]:
+        assert store.count_readings(lo, hi) == sum(lo <= s < hi for s in starts), (lo, hi)
+        assert store.count_estimated(lo, hi) == sum(
+            lo <= r.interval_start < hi and r.quality == 8 for r in readings
+        )
+    assert store.count_readings() == len(readings)
+    assert store.channel_starts(T0, T0 + 86400)[("HUB1", "E1", "1-0:1.8.0")] == {
+        s for s in starts if T0 <= s < T0 + 86400
+    }
+
+
+def test_misaligned_or_odd_intervals_are_refused(store: Store) -> None:
+    with pytest.raises(ValueError, match="start on its own grid"):
+        store.ingest("HUB1", [at(T0 + 900, 1)], {})
+    with pytest.raises(ValueError, match="divide the day"):
+        store.ingest("HUB1", [at(T0, 1, duration=7)], {})
+    assert store.count_readings() == 0
+
+
+def test_a_failed_transaction_leaves_nothing_half_written(store: Store) -> None:
+    store.ingest("HUB1", [at(T0, 1)], {"a": 5})
+    # The out-of-range cursor fails in the database after the blocks were written.
+    with pytest.raises(Exception, match=r"(?i)out of range|too large"):
+        store.ingest_many(
+            [
+                ("HUB1", [at(T0 + 1800, 2)], {"a": 6}),
+                ("HUB2", [at(T0, 3, hub="HUB2")], {"b": 2**70}),
+            ]
+        )
+    assert [r.value for r in store.readings_for("HUB1", "E1", "1-0:1.8.0")] == [1]
+    assert store.readings_for("HUB2", "E1", "1-0:1.8.0") == []
+    assert store.cursors("HUB1") == {"a": 5} and store.cursors("HUB2") == {}
+    # The hub key allocated by the failed transaction was not kept: HUB2 ingests cleanly now.
+    assert store.ingest("HUB2", [at(T0, 3, hub="HUB2")], {"b": 1}).inserted == 1
+    assert store.count_readings() == 2
+
+
+def test_a_corrupt_stored_block_is_reported_with_its_key(store: Store) -> None:
+    from sqlalchemy import update
+
+    from smarthub.gdsc.interval_block import BlockError
+    from smarthub.gdsc.store import interval_blocks
+
+    store.ingest("HUB1", [at(T0, 1)], {})
+    with store.engine.begin() as conn:
+        conn.execute(update(interval_blocks).values(block=b"\x11\x01"))
+    with pytest.raises(BlockError, match=r"stored block \(1, 20514, 1\).*truncated varint"):
+        store.ingest("HUB1", [at(T0 + 1800, 2)], {})
+
+
+@pytest.mark.postgres
+def test_day_partitions_are_created_on_demand(pg_url: str) -> None:
+    store = Store(pg_url)
+    store.create_schema()
+    assert store.partitions() == []
+    store.ingest("HUB1", [at(T0 - 1800, 1), at(T0, 2), at(T0 + 86400, 3)], {})
+    assert store.partitions() == [
+        "interval_blocks_20260301",
+        "interval_blocks_20260302",
+        "interval_blocks_20260303",
+    ]
+    # Another process, which has not seen them, finds them already there.
+    other = Store(pg_url)
+    assert other.ingest("HUB1", [at(T0 + 1800, 4)], {}).inserted == 1
+    assert len(other.partitions()) == 3
+    # A scheduler can create the partition of a coming window ahead of it.
+    other.ensure_day_partitions([20520])
+    assert other.partitions()[-1] == "interval_blocks_20260308"
+    other.close()
+    store.close()
+
+
+@pytest.mark.postgres
+def test_concurrent_ingest_of_the_same_hub_loses_nothing(pg_url: str) -> None:
+    import threading
+
+    a, b = Store(pg_url), Store(pg_url)
+    a.create_schema()
+    results: dict[str, int] = {}
+    barrier = threading.Barrier(2)
+
+    def run(name: str, s: Store, offset: int) -> None:
+        inserted = 0
+        for day in range(5):
+            barrier.wait()
+            base = T0 + day * 86400
+            pull = [at(base + 1800 * i, i) for i in range(offset, offset + 30)]
+            inserted += s.ingest("HUB1", pull, {}).inserted
+        results[name] = inserted
+
+    threads = [
+        threading.Thread(target=run, args=("a", a, 0)),
+        threading.Thread(target=run, args=("b", b, 18)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # Each day: slots 0..29 and 18..47 overlap on 12; every slot is stored once.
+    assert a.count_readings() == 5 * 48
+    assert results["a"] + results["b"] == 5 * 48
+    assert a.duplicate_keys() == 0
+    a.close()
+    b.close()
+
+
+def test_hub_keys_are_allocated_once_per_hub(db_url: str) -> None:
+    from sqlalchemy import select
+
+    from smarthub.gdsc.store import hub_keys
+
+    for hub in ("HUB1", "HUB2", "HUB1", "HUB3"):
+        s = Store(db_url)  # a fresh process: nothing cached
+        s.create_schema()
+        s.ingest(hub, [at(T0, 1, hub=hub)], {})
+        s.close()
+    s = Store(db_url)
+    with s.engine.connect() as conn:
+        # No key was skipped: re-meeting HUB1 did not consume a value of the sequence.
+        assert dict(conn.execute(select(hub_keys.c.hub_id, hub_keys.c.hub_key)).all()) == {
+            "HUB1": 1,
+            "HUB2": 2,
+            "HUB3": 3,
+        }
+    assert s.ingest_many([]) == []
+    s.close()
