@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import threading
@@ -9,7 +10,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import delete, select, update
+from sqlalchemy import Connection, delete, select, text, update
+from sqlalchemy.exc import DBAPIError
 
 from smarthub.clock import ManualClock
 from smarthub.gdsc.access import Action, TimeRange
@@ -72,6 +74,42 @@ def test_empty_log_verifies(store: Store) -> None:
     assert v.ok and v.entries == 0 and v.head == GENESIS
 
 
+@contextlib.contextmanager
+def tampering(store: Store) -> Iterator[Connection]:
+    """A transaction of someone with the database owner's rights: on PostgreSQL the
+    append-only trigger must be switched off first (and is switched on again after)."""
+    with store.engine.begin() as c:
+        if store.dialect == "postgresql":
+            c.execute(text("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only"))
+        yield c
+        if store.dialect == "postgresql":
+            c.execute(text("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only"))
+
+
+@pytest.mark.postgres
+def test_postgresql_refuses_updates_and_deletes_of_the_audit_log(pg_url: str) -> None:
+    store = Store(pg_url)
+    store.create_schema()
+    log = AuditLog(store.engine)
+    log.append(
+        at=T0,
+        actor="S1",
+        role="supplier",
+        action="read-readings",
+        premises_id="P1",
+        allow=True,
+        reason="supplies P1",
+        detail={},
+    )
+    try:
+        for stmt in (update(audit_log).values(actor="x"), delete(audit_log)):
+            with pytest.raises(DBAPIError, match="append-only"), store.engine.begin() as c:
+                c.execute(stmt)
+        assert log.verify().ok
+    finally:
+        store.close()
+
+
 def _body(store: Store, seq: int) -> dict:
     with store.engine.connect() as c:
         return json.loads(c.execute(select(audit_log.c.body).where(audit_log.c.seq == seq)).scalar_one())
@@ -80,7 +118,7 @@ def _body(store: Store, seq: int) -> dict:
 def test_modified_entry_is_detected(store: Store, log: AuditLog) -> None:
     body = _body(store, 3)
     body["allow"] = not body["allow"]
-    with store.engine.begin() as c:
+    with tampering(store) as c:
         c.execute(update(audit_log).where(audit_log.c.seq == 3).values(body=canonical(body).decode()))
     v = log.verify()
     assert not v.ok
@@ -92,7 +130,7 @@ def test_modified_entry_with_recomputed_hash_breaks_the_next_link(store: Store, 
     body = _body(store, 3)
     body["actor"] = "SOMEONE_ELSE"
     raw = canonical(body)
-    with store.engine.begin() as c:
+    with tampering(store) as c:
         c.execute(
             update(audit_log)
             .where(audit_log.c.seq == 3)
@@ -104,14 +142,14 @@ def test_modified_entry_with_recomputed_hash_breaks_the_next_link(store: Store, 
 
 
 def test_modified_query_column_is_detected(store: Store, log: AuditLog) -> None:
-    with store.engine.begin() as c:
+    with tampering(store) as c:
         c.execute(update(audit_log).where(audit_log.c.seq == 2).values(premises_id="P9"))
     v = log.verify()
     assert not v.ok and any("entry 2: column premises_id" in p for p in v.problems), v.problems
 
 
 def test_deleted_entry_is_detected(store: Store, log: AuditLog) -> None:
-    with store.engine.begin() as c:
+    with tampering(store) as c:
         c.execute(delete(audit_log).where(audit_log.c.seq == 3))
     v = log.verify()
     assert not v.ok
@@ -121,7 +159,7 @@ def test_deleted_entry_is_detected(store: Store, log: AuditLog) -> None:
 
 def test_deleted_tail_is_detected_against_the_anchor(store: Store, log: AuditLog) -> None:
     anchor = log.head()
-    with store.engine.begin() as c:
+    with tampering(store) as c:
         c.execute(delete(audit_log).where(audit_log.c.seq == 5))
     assert log.verify().ok  # a shorter chain is still a chain: only the anchor can tell
     v = log.verify(expected_head=anchor)
@@ -130,7 +168,7 @@ def test_deleted_tail_is_detected_against_the_anchor(store: Store, log: AuditLog
 
 def test_reordered_entries_are_detected(store: Store, log: AuditLog) -> None:
     """Swap entries 2 and 3 by renumbering them (their contents and hashes unchanged)."""
-    with store.engine.begin() as c:
+    with tampering(store) as c:
         c.execute(update(audit_log).where(audit_log.c.seq == 2).values(seq=-2))
         c.execute(update(audit_log).where(audit_log.c.seq == 3).values(seq=2))
         c.execute(update(audit_log).where(audit_log.c.seq == -2).values(seq=3))

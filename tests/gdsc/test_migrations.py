@@ -10,7 +10,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Column, MetaData, String, Table, inspect
 
 from smarthub.gdsc.migrations import include_name
-from smarthub.gdsc.store import Store, StoredReading, alembic_config, metadata
+from smarthub.gdsc.schema import metadata
+from smarthub.gdsc.store import Store, StoredReading, alembic_config
 
 
 def _diff(store: Store) -> list[object]:

@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 from smarthub.gdsc.migrations import include_name
-from smarthub.gdsc.store import metadata
+from smarthub.gdsc.schema import metadata
 
 
 def run() -> None:
