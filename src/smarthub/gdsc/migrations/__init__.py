@@ -5,8 +5,9 @@ PostgreSQL) to the newest revision, and is what ``smarthub gdsc`` runs at start-
 How to add a migration (e.g. a new table for the work plan, or parties/consents/audit):
 
 1. Change the tables in ``smarthub.gdsc.store`` (or a module whose tables are declared on
-   ``smarthub.gdsc.store.metadata``); give every new table the hub id first in its primary key
-   unless it is a small reference table, so the store can be distributed by hub.
+   ``smarthub.gdsc.store.metadata``, and list that module in ``smarthub.gdsc.schema``); give
+   every new table the hub id first in its primary key unless it is a small reference table
+   or spans hubs (incidents, parties), so the store can be distributed by hub.
 2. Generate the revision against a database at the current head, from the repository root::
 
        .venv/bin/python -m smarthub.gdsc.migrations revision "add work plan"
