@@ -164,8 +164,10 @@ class BulkParser:
     """
 
     def __init__(self) -> None:
+        # Events only for the elements handled here: the rest is read from the tree they sit in.
         self._parser = etree.XMLPullParser(
             events=("start", "end"),
+            tag=(_TAG_ROOT, _TAG_MMR, _TAG_READING),
             resolve_entities=False,
             no_network=True,
             load_dtd=False,
@@ -215,7 +217,7 @@ class BulkParser:
         except (etree.LxmlError, ValueError, LookupError, TypeError) as err:
             raise PullError(f"bulk body: truncated or malformed XML: {err}") from None
         if self._root is None:
-            raise PullError("bulk body: empty document")
+            raise PullError("bulk body: root is not a 2030.5 MirrorUsagePointList")
         root = self._root
         if self._out or self._pending:
             raise PullError("bulk body: readings outside a complete MirrorMeterReading")
@@ -228,9 +230,7 @@ class BulkParser:
     def _drain(self) -> None:
         for event, elem in self._parser.read_events():
             if event == "start":
-                if self._root is None:
-                    if elem.tag != _TAG_ROOT:
-                        raise PullError(f"bulk body: root is {elem.tag!r}, not a 2030.5 MirrorUsagePointList")
+                if self._root is None and elem.tag == _TAG_ROOT and elem.getparent() is None:
                     self._root = elem
                 continue
             tag = elem.tag
@@ -274,7 +274,9 @@ class BulkParser:
         if not href:
             raise PullError("bulk body: a MirrorMeterReading without href")
         mup = elem.getparent()
-        meter = mup.findtext(_TAG_DESCRIPTION) if mup is not None and mup.tag == _TAG_MUP else None
+        if mup is None or mup.tag != _TAG_MUP or self._root is None or mup.getparent() is not self._root:
+            raise PullError("bulk body: root is not a 2030.5 MirrorUsagePointList holding MirrorUsagePoints")
+        meter = mup.findtext(_TAG_DESCRIPTION)
         if not meter:
             raise PullError(f"bulk body: {href} is not inside a MirrorUsagePoint with a description")
         rt = elem.find(_TAG_RT)
