@@ -207,6 +207,7 @@ class PassResult:
     requests: int
     body_bytes: int
     cpu_seconds: float
+    hub_cpu_seconds: float = 0.0  # all hub processes together
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -257,7 +258,19 @@ def _bytes_per_reading(store: Any, count: int) -> float:
     return float(size) / count if count else float("nan")
 
 
-async def _pass(name: str, collector: Any, hubs: list[Any], concurrency: int, progress: Any) -> PassResult:
+def _cpu_of(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+async def _pass(
+    name: str, collector: Any, hubs: list[Any], concurrency: int, progress: Any, hub_pids: list[int]
+) -> PassResult:
     sem = asyncio.Semaphore(concurrency)
     res = PassResult(name, 0.0, 0, 0, 0, 0, 0, 0, 0.0)
     task = progress.add_task(f"{name} pass", total=len(hubs)) if progress else None
@@ -277,10 +290,11 @@ async def _pass(name: str, collector: Any, hubs: list[Any], concurrency: int, pr
         if progress is not None:
             progress.update(task, advance=1)
 
-    cpu0, t0 = time.process_time(), time.perf_counter()
+    hub0, cpu0, t0 = _cpu_of(hub_pids), time.process_time(), time.perf_counter()
     await asyncio.gather(*(one(h) for h in hubs))
     res.seconds = time.perf_counter() - t0
     res.cpu_seconds = time.process_time() - cpu0
+    res.hub_cpu_seconds = _cpu_of(hub_pids) - hub0
     return res
 
 
@@ -366,6 +380,8 @@ def run(
             client_ctx, server_context(d0 / "hub.pem", d0 / "hub.key", creds.ca_pem), reference_seconds
         )
 
+        pids = [p.pid for p in procs]
+
         async def pull_all() -> list[PassResult]:
             collector = Collector(store, client_ctx, SystemClock())
             progress = None
@@ -380,8 +396,8 @@ def run(
                 )
                 progress.start()
             try:
-                cold = await _pass("cold", collector, records, concurrency, progress)
-                warm = await _pass("warm", collector, records, concurrency, progress)
+                cold = await _pass("cold", collector, records, concurrency, progress, pids)
+                warm = await _pass("warm", collector, records, concurrency, progress, pids)
             finally:
                 if progress is not None:
                     progress.stop()
@@ -441,7 +457,7 @@ def print_report(r: Report) -> None:
             f"{p.hubs_per_s:,.0f} hubs/s, {p.readings / p.seconds:,.0f} readings/s ingested, "
             f"{p.requests / max(p.pulled, 1):.2f} requests/hub, "
             f"{p.body_bytes / max(p.pulled, 1):,.0f} body bytes/hub, "
-            f"{p.resumed} resumed; collector CPU {p.cpu_seconds:.2f} s"
+            f"{p.resumed} resumed; CPU: collector {p.cpu_seconds:.2f} s, hubs {p.hub_cpu_seconds:.2f} s"
         )
         for e in p.errors[:3]:
             print(f"    error: {e}")
