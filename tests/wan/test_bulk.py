@@ -147,6 +147,28 @@ async def test_bulk_and_walk_return_the_same_readings_and_cursors(rig: Rig) -> N
     assert min(i.start for i in fresh) == int((DAY0 + timedelta(days=3)).timestamp())
 
 
+async def test_a_meter_paired_since_the_last_pull_arrives_whole(rig: Rig) -> None:
+    """Its readings start before the other channels' cursors: the one ``a`` must not hide them."""
+    client = PullClient(rig.ctx)
+    _, cursors, _ = await bulk_pull(client, rig)
+    water = ObisCode.parse("8-0:1.0.0")
+    for i in range(0, 24 * 12 + 1):  # a water meter's day 0, registered only now
+        t = DAY0 + timedelta(minutes=5 * i)
+        rig.hub.ingest([Reading("W1", water, Decimal(300_000 + 4 * i) / 1000, Unit.M3, t)])
+    got, after, stats = await bulk_pull(client, rig, cursors)
+    assert sorted(i.start for i in got) == [int(DAY0.timestamp()) + 1800 * k for k in range(48)]
+    assert {i.meter for i in got} == {"W1"} and stats.requests == 3  # dcap, the page, the second pass
+    walker = HubClient(rig.url, rig.ctx, rig.lfdi)
+    try:
+        walked = await walker.pull_intervals(cursors)
+    finally:
+        await walker.close()
+    assert sorted(got, key=lambda i: i.start) == sorted(walked.intervals, key=lambda i: i.start)
+    assert after == {**cursors, **walked.cursors}
+    again, _, stats = await bulk_pull(client, rig, after)
+    assert again == [] and stats.requests == 2  # now known: no second pass
+
+
 async def test_daily_consent_never_yields_half_hourly_data_in_bulk(rig: Rig, wall_now: datetime) -> None:
     rig.consent.set("gdsc", Granularity.DAILY, wall_now)
     got, _, _ = await bulk_pull(PullClient(rig.ctx), rig)

@@ -343,12 +343,25 @@ class PullClient:
     ) -> AsyncIterator[tuple[list[PulledInterval], dict[str, int]]]:
         """Each page's readings after the channel cursors, and the cursors after that page.
 
-        The hub is asked for everything at or after the *earliest* cursor (``a`` is one value
-        per request) and readings a channel already has are dropped here. Known limit: a
-        channel the GDSC has no cursor for yet, on a hub with cursors, is fetched from that
-        earliest cursor on, not from its first reading (the walk fetches it all).
+        ``a`` is one value per request, so the hub is asked for everything at or after the
+        *earliest* cursor and readings a channel already has are dropped here. The first page
+        lists every channel the hub has; if one has no cursor yet (a meter paired since the last
+        pull), its readings may start before that ``a``, so the pull goes on with a second pass
+        without ``a``: everything the hub holds, again filtered by the cursors.
         """
+        seen: set[str] = set()
+        advanced = dict(cursors)  # what this pull already has: the second pass skips it
         after = min(cursors.values()) if cursors else None
+        async for intervals, page_cursors in self._pass(conn, href, advanced, after, seen):
+            advanced.update(page_cursors)
+            yield intervals, page_cursors
+        if after is not None and not seen <= cursors.keys():
+            async for page in self._pass(conn, href, advanced, None, set()):
+                yield page
+
+    async def _pass(
+        self, conn: HubConnection, href: str, cursors: dict[str, int], after: int | None, seen: set[str]
+    ) -> AsyncIterator[tuple[list[PulledInterval], dict[str, int]]]:
         offset = 0
         while True:
             parser = BulkParser()
@@ -361,6 +374,7 @@ class PullClient:
             fresh: list[PulledInterval] = []
             page_cursors: dict[str, int] = {}
             for ch in channels:
+                seen.add(ch.href)
                 known = cursors.get(ch.href, 0)
                 cursor = page_cursors.get(ch.href, known)
                 for i in ch.intervals:

@@ -526,8 +526,10 @@ class HubWanServer:
         ``a`` (channels in meter, OBIS order; readings oldest first) and ``l`` caps the page, so a
         hub back from a long WAN outage never builds more than ``MAX_LIMIT`` readings at once.
         The continuation is ``s`` plus what the page held; a page with fewer than ``l``
-        readings is the last. Readings appended between pages only shift later pages
-        forward (a reading may come twice, never not at all); ingest is idempotent.
+        readings is the last. The first page (``s`` = 0) lists every channel, with or without
+        readings, so a puller learns of channels it has never pulled. Readings appended
+        between pages only shift later pages forward (a reading may come twice, never not at
+        all); ingest is idempotent.
 
         The recipient's privacy filter applies exactly as on ``…/rs/{day}/r``: the same
         ``_granularity`` decides, and anything coarser than half-hourly comes from the same
@@ -540,26 +542,25 @@ class HubWanServer:
         meters = sorted(self.source.meters().items())
         for meter, fuel in meters:
             for obis in sorted(self.source.channels(meter)):
-                if room <= 0:
-                    break
-                rows: Sequence[IntervalRow]
-                if g == HALF_HOURLY:
-                    n = self.source.interval_count(meter, obis, start=p.after)
-                    if skip >= n:
-                        skip -= n
-                        continue
-                    rows = self.source.intervals(meter, obis, start=p.after, offset=skip, limit=room)
-                else:
-                    assert self.privacy is not None
-                    aggregated = self.privacy.aggregates(meter, obis, g, p.after)
-                    if skip >= len(aggregated):
-                        skip -= len(aggregated)
-                        continue
-                    rows = aggregated[skip : skip + room]
-                skip, room = 0, room - len(rows)
-                length = 1800 if g == HALF_HOURLY else AGGREGATED[g]
-                kind = SERVICE_KIND.get(fuel, 0)
-                page.append(ChannelRows(meter, kind, sep2.mr_href(meter, obis), obis, length, rows))
+                rows: Sequence[IntervalRow] = ()
+                if room > 0:
+                    if g == HALF_HOURLY:
+                        n = self.source.interval_count(meter, obis, start=p.after)
+                        if skip < n:
+                            rows = self.source.intervals(meter, obis, start=p.after, offset=skip, limit=room)
+                    else:
+                        assert self.privacy is not None
+                        aggregated = self.privacy.aggregates(meter, obis, g, p.after)
+                        n = len(aggregated)
+                        rows = aggregated[skip : skip + room]
+                    skip = max(skip - n, 0)
+                    room -= len(rows)
+                # The first page lists every channel, empty ones too: a channel the puller has no
+                # cursor for may hold readings before ``a`` (see smarthub.wan.pull).
+                if rows or p.start == 0:
+                    length = 1800 if g == HALF_HOURLY else AGGREGATED[g]
+                    kind = SERVICE_KIND.get(fuel, 0)
+                    page.append(ChannelRows(meter, kind, sep2.mr_href(meter, obis), obis, length, rows))
         body = write_mirror_usage_points(self.hub_id, self.lfdi, "/mup", page, len(meters))
         return web.Response(body=body, content_type=sep2.CONTENT_TYPE)
 
