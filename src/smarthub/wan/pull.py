@@ -355,13 +355,24 @@ class PullClient:
         async for intervals, page_cursors in self._pass(conn, href, advanced, after, seen):
             advanced.update(page_cursors)
             yield intervals, page_cursors
-        if after is not None and not seen <= cursors.keys():
-            async for page in self._pass(conn, href, advanced, None, set()):
+        new = seen - cursors.keys()
+        if after is not None and new:
+            # The new channels' readings before ``a`` (the first pass had those after it).
+            known = {h: c for h, c in advanced.items() if h not in new}
+            async for page in self._pass(conn, href, known, None, set(), before=dict.fromkeys(new, after)):
                 yield page
 
     async def _pass(
-        self, conn: HubConnection, href: str, cursors: dict[str, int], after: int | None, seen: set[str]
+        self,
+        conn: HubConnection,
+        href: str,
+        cursors: dict[str, int],
+        after: int | None,
+        seen: set[str],
+        before: dict[str, int] | None = None,
     ) -> AsyncIterator[tuple[list[PulledInterval], dict[str, int]]]:
+        """One run through the pages from ``a`` = ``after``: readings at or after each channel's
+        cursor (and, for channels in ``before``, starting before that bound)."""
         offset = 0
         while True:
             parser = BulkParser()
@@ -376,9 +387,10 @@ class PullClient:
             for ch in channels:
                 seen.add(ch.href)
                 known = cursors.get(ch.href, 0)
+                bound = before.get(ch.href) if before else None
                 cursor = page_cursors.get(ch.href, known)
                 for i in ch.intervals:
-                    if i.start < known:
+                    if i.start < known or (bound is not None and i.start >= bound):
                         continue
                     fresh.append(i)
                     cursor = max(cursor, i.start + i.duration)
