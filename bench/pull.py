@@ -208,6 +208,7 @@ class PassResult:
     body_bytes: int
     cpu_seconds: float
     hub_cpu_seconds: float = 0.0  # all hub processes together
+    store_busy_seconds: float = 0.0  # the collector's serial storage writes
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -290,11 +291,13 @@ async def _pass(
         if progress is not None:
             progress.update(task, advance=1)
 
+    busy0 = collector.writes.busy_seconds
     hub0, cpu0, t0 = _cpu_of(hub_pids), time.process_time(), time.perf_counter()
     await asyncio.gather(*(one(h) for h in hubs))
     res.seconds = time.perf_counter() - t0
     res.cpu_seconds = time.process_time() - cpu0
     res.hub_cpu_seconds = _cpu_of(hub_pids) - hub0
+    res.store_busy_seconds = collector.writes.busy_seconds - busy0
     return res
 
 
@@ -457,7 +460,8 @@ def print_report(r: Report) -> None:
             f"{p.hubs_per_s:,.0f} hubs/s, {p.readings / p.seconds:,.0f} readings/s ingested, "
             f"{p.requests / max(p.pulled, 1):.2f} requests/hub, "
             f"{p.body_bytes / max(p.pulled, 1):,.0f} body bytes/hub, "
-            f"{p.resumed} resumed; CPU: collector {p.cpu_seconds:.2f} s, hubs {p.hub_cpu_seconds:.2f} s"
+            f"{p.resumed} resumed; CPU: collector {p.cpu_seconds:.2f} s, hubs {p.hub_cpu_seconds:.2f} s; "
+            f"store writes busy {p.store_busy_seconds:.2f} s"
         )
         for e in p.errors[:3]:
             print(f"    error: {e}")

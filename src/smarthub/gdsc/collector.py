@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -73,6 +74,7 @@ class WriteBatcher:
         self._queue: list[tuple[Ingest | Callable[[], Any], asyncio.Future[Any]]] = []
         self._task: asyncio.Task[None] | None = None
         self.groups = 0
+        self.busy_seconds = 0.0  # time the worker thread spent writing (the store's serial part)
 
     async def run(self, job: Ingest | Callable[[], Any]) -> Any:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -100,6 +102,13 @@ class WriteBatcher:
                         fut.set_result(result)
 
     def _write(self, jobs: list[Ingest | Callable[[], Any]]) -> list[Any]:
+        t0 = time.perf_counter()
+        try:
+            return self._write_group(jobs)
+        finally:
+            self.busy_seconds += time.perf_counter() - t0
+
+    def _write_group(self, jobs: list[Ingest | Callable[[], Any]]) -> list[Any]:
         out: list[Any] = [None] * len(jobs)
         ingests = [(i, j) for i, j in enumerate(jobs) if isinstance(j, Ingest)]
         if ingests:
@@ -152,7 +161,8 @@ class Collector:
         started = self.clock.now()
         self.pulls += 1
         try:
-            cursors: dict[str, int] = await self.writes.run(lambda: self.store.cursors(hub.hub_id))
+            # A read: it need not wait behind the serialised writes.
+            cursors = await asyncio.to_thread(self.store.cursors, hub.hub_id)
             outcome = await self._pull(hub, cursors)
         except PullError as err:
             self.failures += 1
@@ -188,6 +198,8 @@ class Collector:
                     return await self._walk(hub, cursors)
             readings = inserted = 0
             async for intervals, page_cursors in self.puller.pages(conn, link, cursors):
+                if not intervals and not page_cursors:
+                    continue  # nothing new: no transaction
                 # Each page is stored with the cursors it advances: a pull cut short resumes there.
                 result = await self._ingest(Ingest(hub.hub_id, _stored(hub.hub_id, intervals), page_cursors))
                 readings += len(intervals)
