@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/demo_day.py
 	$(BIN)/python bench/hub.py
 	$(BIN)/python bench/store.py
+	$(BIN)/python bench/pull.py --hubs 1000 --processes 2
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -1,18 +1,40 @@
-"""The collector: pulls one hub over mutual TLS and ingests what it got, idempotently."""
+"""The collector: pulls one hub over mutual TLS and ingests what it got, idempotently.
+
+Two ways to pull a hub (IEEE 2030.5 over HTTPS either way):
+
+- **bulk**, when the hub's DeviceCapability advertises a ``MirrorUsagePointListLink``: one
+  request per page of readings through :class:`smarthub.wan.pull.PullClient` (TLS session
+  resumption, h11, streaming lxml parse). The link is remembered per hub, so later pulls go
+  straight to it: usually one request per hub.
+- **walk**, otherwise: :class:`smarthub.wan.client.HubClient` through dcap → upt → mr → rt/rs → r.
+
+Both yield the same readings and cursors (a channel's cursor key is its MeterReading href).
+
+Storage writes of concurrent pulls are grouped: while one group is being written in a worker
+thread, the next accumulates, so the event loop hops to a thread once per group rather than
+once per pull. Each pull's ingest is still its own ``Store.ingest`` transaction;
+``_ingest_all`` is the one place to switch to a one-transaction batch store call.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import ssl
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from smarthub.clock import Clock
-from smarthub.gdsc.store import HubRecord, Store, StoredReading
-from smarthub.wan.client import HubClient, PullError
+from smarthub.gdsc.store import HubRecord, IngestResult, Store, StoredReading
+from smarthub.wan.client import HubClient, PulledInterval, PullError
+from smarthub.wan.pull import HubConnection, PullClient
 
 log = logging.getLogger(__name__)
+
+WALK = ""  # remembered "bulk link" of a hub whose dcap advertises none
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,17 +45,111 @@ class PullOutcome:
     inserted: int = 0
     requests: int = 0
     error: str | None = None
+    bulk: bool = False
+    resumed: bool = False  # the TLS session was resumed (bulk path only)
+    body_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Ingest:
+    """One ingest as ``Store.ingest`` takes it (and a future ``Store.ingest_many`` item)."""
+
+    hub_id: str
+    rows: Sequence[StoredReading]
+    cursors: dict[str, int]
+
+
+class WriteBatcher:
+    """Runs storage jobs of concurrent pulls in one worker-thread hop per group.
+
+    A job is an :class:`Ingest` or any zero-argument callable (cursor reads, the pull log).
+    ``write_ingests`` receives every ingest of a group at once and returns their results in order.
+    """
+
+    def __init__(
+        self, write_ingests: Callable[[list[Ingest]], list[IngestResult]], max_group: int = 256
+    ) -> None:
+        self.write_ingests = write_ingests
+        self.max_group = max_group
+        self._queue: list[tuple[Ingest | Callable[[], Any], asyncio.Future[Any]]] = []
+        self._task: asyncio.Task[None] | None = None
+        self.groups = 0
+        self.busy_seconds = 0.0  # time the worker thread spent writing (the store's serial part)
+
+    async def run(self, job: Ingest | Callable[[], Any]) -> Any:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append((job, fut))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain())
+        return await fut
+
+    async def _drain(self) -> None:
+        while self._queue:
+            group, self._queue = self._queue[: self.max_group], self._queue[self.max_group :]
+            self.groups += 1
+            try:
+                results = await asyncio.to_thread(self._write, [job for job, _ in group])
+            except Exception as err:  # a database failure fails every pull of the group
+                for _, fut in group:
+                    if not fut.done():
+                        fut.set_exception(err)
+                continue
+            for (_, fut), result in zip(group, results, strict=True):
+                if not fut.done():
+                    if isinstance(result, BaseException):
+                        fut.set_exception(result)
+                    else:
+                        fut.set_result(result)
+
+    def _write(self, jobs: list[Ingest | Callable[[], Any]]) -> list[Any]:
+        t0 = time.perf_counter()
+        try:
+            return self._write_group(jobs)
+        finally:
+            self.busy_seconds += time.perf_counter() - t0
+
+    def _write_group(self, jobs: list[Ingest | Callable[[], Any]]) -> list[Any]:
+        out: list[Any] = [None] * len(jobs)
+        ingests = [(i, j) for i, j in enumerate(jobs) if isinstance(j, Ingest)]
+        if ingests:
+            for (i, _), result in zip(ingests, self.write_ingests([j for _, j in ingests]), strict=True):
+                out[i] = result
+        for i, job in enumerate(jobs):
+            if not isinstance(job, Ingest):
+                try:
+                    out[i] = job()
+                except Exception as err:  # only this job's pull fails
+                    out[i] = err
+        return out
+
+
+def _stored(hub_id: str, intervals: Sequence[PulledInterval]) -> list[StoredReading]:
+    return [
+        StoredReading(hub_id, i.meter, i.obis, i.start, i.duration, i.value, i.power_of_ten, i.uom, i.quality)
+        for i in intervals
+    ]
 
 
 class Collector:
-    def __init__(self, store: Store, ssl_context: ssl.SSLContext, clock: Clock) -> None:
+    def __init__(self, store: Store, ssl_context: ssl.SSLContext, clock: Clock, *, bulk: bool = True) -> None:
+        """``bulk=False`` always walks (for comparison and for hubs known to misbehave)."""
         self.store = store
         self.ssl_context = ssl_context
         self.clock = clock
+        self.bulk = bulk
+        self.puller = PullClient(ssl_context)
+        self.writes = WriteBatcher(self._ingest_all)
         self._clients: dict[str, HubClient] = {}
+        self._links: dict[str, str] = {}  # hub id → bulk href, or WALK
         self.pulls = 0
         self.failures = 0
         self.conflicts = 0
+
+    def _ingest_all(self, batch: list[Ingest]) -> list[IngestResult]:
+        """One transaction per pull today. With ``Store.ingest_many`` (one transaction for the
+        batch) this becomes ``return self.store.ingest_many([(b.hub_id, b.rows, b.cursors) for b
+        in batch])``."""
+        return [self.store.ingest(b.hub_id, b.rows, b.cursors) for b in batch]
 
     def _client(self, hub: HubRecord) -> HubClient:
         client = self._clients.get(hub.hub_id)
@@ -45,48 +161,81 @@ class Collector:
         started = self.clock.now()
         self.pulls += 1
         try:
+            # A read: it need not wait behind the serialised writes.
             cursors = await asyncio.to_thread(self.store.cursors, hub.hub_id)
-            result = await self._client(hub).pull_intervals(cursors)
-            rows = [
-                StoredReading(
-                    hub.hub_id,
-                    i.meter,
-                    i.obis,
-                    i.start,
-                    i.duration,
-                    i.value,
-                    i.power_of_ten,
-                    i.uom,
-                    i.quality,
-                )
-                for i in result.intervals
-            ]
-            ingest = await asyncio.to_thread(self.store.ingest, hub.hub_id, rows, result.cursors)
+            outcome = await self._pull(hub, cursors)
         except PullError as err:
             self.failures += 1
             outcome = PullOutcome(hub.hub_id, False, error=str(err))
             log.warning("pull of %s failed: %s", hub.hub_id, err)
-        else:
-            if ingest.conflicts:
-                self.conflicts += ingest.conflicts
-                log.error(
-                    "hub %s re-sent %d readings with different values; kept the stored ones",
-                    hub.hub_id,
-                    ingest.conflicts,
-                )
-            outcome = PullOutcome(hub.hub_id, True, len(rows), ingest.inserted, result.requests)
-        await asyncio.to_thread(
-            self.store.log_pull,
-            hub_id=hub.hub_id,
-            window_start=window_start,
-            started=started,
-            finished=self.clock.now(),
-            ok=outcome.ok,
-            readings=outcome.readings,
-            inserted=outcome.inserted,
-            error=outcome.error,
+        finished = self.clock.now()
+        await self.writes.run(
+            lambda: self.store.log_pull(
+                hub_id=hub.hub_id,
+                window_start=window_start,
+                started=started,
+                finished=finished,
+                ok=outcome.ok,
+                readings=outcome.readings,
+                inserted=outcome.inserted,
+                error=outcome.error,
+            )
         )
         return outcome
+
+    async def _pull(self, hub: HubRecord, cursors: dict[str, int]) -> PullOutcome:
+        link = self._links.get(hub.hub_id) if self.bulk else WALK
+        if link == WALK:
+            return await self._walk(hub, cursors)
+        conn = await self.puller.connect(hub.url, hub.lfdi)
+        ok = False
+        try:
+            if link is None:
+                link = await self.puller.discover(conn)
+                self._links[hub.hub_id] = link or WALK
+                if not link:
+                    ok = True
+                    return await self._walk(hub, cursors)
+            readings = inserted = 0
+            async for intervals, page_cursors in self.puller.pages(conn, link, cursors):
+                if not intervals and not page_cursors:
+                    continue  # nothing new: no transaction
+                # Each page is stored with the cursors it advances: a pull cut short resumes there.
+                result = await self._ingest(Ingest(hub.hub_id, _stored(hub.hub_id, intervals), page_cursors))
+                readings += len(intervals)
+                inserted += result.inserted
+            self.puller.remember(conn)
+            ok = True
+        finally:
+            if ok:
+                conn.close()
+            else:
+                self._links.pop(hub.hub_id, None)  # rediscover next time: the hub may have changed
+                conn.abort()
+        return self._done(conn, hub, readings, inserted)
+
+    def _done(self, conn: HubConnection, hub: HubRecord, readings: int, inserted: int) -> PullOutcome:
+        s = conn.stats
+        return PullOutcome(
+            hub.hub_id, True, readings, inserted, s.requests, None, True, s.resumed, s.body_bytes
+        )
+
+    async def _walk(self, hub: HubRecord, cursors: dict[str, int]) -> PullOutcome:
+        result = await self._client(hub).pull_intervals(cursors)
+        rows = _stored(hub.hub_id, result.intervals)
+        ingest = await self._ingest(Ingest(hub.hub_id, rows, result.cursors))
+        return PullOutcome(hub.hub_id, True, len(rows), ingest.inserted, result.requests)
+
+    async def _ingest(self, job: Ingest) -> IngestResult:
+        result: IngestResult = await self.writes.run(job)
+        if result.conflicts:
+            self.conflicts += result.conflicts
+            log.error(
+                "hub %s re-sent %d readings with different values; kept the stored ones",
+                job.hub_id,
+                result.conflicts,
+            )
+        return result
 
     async def close(self) -> None:
         for client in self._clients.values():

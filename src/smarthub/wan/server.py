@@ -36,6 +36,7 @@ from smarthub.model.reading_type import (
 )
 from smarthub.security.certificates import sfdi_from_lfdi
 from smarthub.wan import sep2
+from smarthub.wan.bulk import ChannelRows, write_mirror_usage_points
 from smarthub.wan.log_events import event_detail, log_event, log_event_list
 from smarthub.wan.sep2 import DAY
 
@@ -202,6 +203,7 @@ class HubWanServer:
         r.add_get("/upt/{meter}/mr/{ch}/rs/{day}", self.reading_set)
         r.add_get("/upt/{meter}/mr/{ch}/rs/{day}/r", self.readings)
         r.add_get("/upt/{meter}/mr/{ch}/r", self.latest_reading)
+        r.add_get("/mup", self.mirror_usage_points)
         r.add_post("/mgmt", self.command)
         r.add_get("/edev", self.end_devices)
         r.add_get("/edev/0", self.end_device)
@@ -374,6 +376,8 @@ class HubWanServer:
                 TimeLink=sep2.Link(href="/tm"),
                 UsagePointListLink=sep2.ListLink(href="/upt", all_=len(self.source.meters())),
                 EndDeviceListLink=sep2.ListLink(href="/edev", all_=1),
+                # The bulk pull (see mirror_usage_points): one request instead of the walk.
+                MirrorUsagePointListLink=sep2.ListLink(href="/mup", all_=len(self.source.meters())),
             )
         )
 
@@ -598,6 +602,52 @@ class HubWanServer:
                 Readings=[_reading(r) for r in rows],
             )
         )
+
+    async def mirror_usage_points(self, request: web.Request) -> web.Response:
+        """Bulk pull: every channel's readings at or after ``a`` in one MirrorUsagePointList.
+
+        Standard 2030.5 elements only (see :mod:`smarthub.wan.bulk`, built with lxml for speed).
+        Paging counts *Readings*, not usage points: ``s`` skips that many of the readings after
+        ``a`` (channels in meter, OBIS order; readings oldest first) and ``l`` caps the page, so a
+        hub back from a long WAN outage never builds more than ``MAX_LIMIT`` readings at once.
+        The continuation is ``s`` plus what the page held; a page with fewer than ``l``
+        readings is the last. The first page (``s`` = 0) lists every channel, with or without
+        readings, so a puller learns of channels it has never pulled. Readings appended
+        between pages only shift later pages forward (a reading may come twice, never not at
+        all); ingest is idempotent.
+
+        The recipient's privacy filter applies exactly as on ``…/rs/{day}/r``: the same
+        ``_granularity`` decides, and anything coarser than half-hourly comes from the same
+        ``privacy.aggregates`` view.
+        """
+        g = self._granularity(request)
+        p = self._paging(request)
+        skip, room = p.start, p.limit
+        page: list[ChannelRows] = []
+        meters = sorted(self.source.meters().items())
+        for meter, fuel in meters:
+            for obis in sorted(self.source.channels(meter)):
+                rows: Sequence[IntervalRow] = ()
+                if room > 0:
+                    if g == HALF_HOURLY:
+                        n = self.source.interval_count(meter, obis, start=p.after)
+                        if skip < n:
+                            rows = self.source.intervals(meter, obis, start=p.after, offset=skip, limit=room)
+                    else:
+                        assert self.privacy is not None
+                        aggregated = self.privacy.aggregates(meter, obis, g, p.after)
+                        n = len(aggregated)
+                        rows = aggregated[skip : skip + room]
+                    skip = max(skip - n, 0)
+                    room -= len(rows)
+                # The first page lists every channel, empty ones too: a channel the puller has no
+                # cursor for may hold readings before ``a`` (see smarthub.wan.pull).
+                if rows or p.start == 0:
+                    length = 1800 if g == HALF_HOURLY else AGGREGATED[g]
+                    kind = SERVICE_KIND.get(fuel, 0)
+                    page.append(ChannelRows(meter, kind, sep2.mr_href(meter, obis), obis, length, rows))
+        body = write_mirror_usage_points(self.hub_id, self.lfdi, "/mup", page, len(meters))
+        return web.Response(body=body, content_type=sep2.CONTENT_TYPE)
 
     async def command(self, request: web.Request) -> web.Response:
         """A signed management command from the GDSC (JSON envelope; see hub.management)."""

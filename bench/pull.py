@@ -1,0 +1,516 @@
+"""Benchmark: one collector pulling N hubs over real mutual TLS on loopback (issue 5).
+
+N simulated hubs run in P hub processes, each hub a real :class:`HubWanServer` on its own port
+with its own GDSC-issued certificate (provisioned by :func:`smarthub.sim.fleet.provision`) and a
+:class:`MeteringSource` holding one day of electricity + gas half-hourly readings (96 readings).
+One collector (this process) pulls them all with the real :class:`Collector` into PostgreSQL
+(SQLite if PostgreSQL does not answer; the output says which).
+
+Two passes: **cold** (the daily pull: no cached TLS session, dcap discovery, full handshakes,
+the day's readings) and **warm** (every hub again at once: resumed TLS sessions, nothing new).
+
+Reference measured in the same run: this machine's raw mutual-TLS handshake rate, full and
+resumed, with the same collector and hub certificates and contexts, both ends in one process
+on memory BIOs (no sockets, no HTTP: the cryptographic floor of a pull). Printed with ratios,
+and a projection to 30 M homes in a 4-hour window.
+
+    .venv/bin/python bench/pull.py --hubs 1000 [--processes 2] [--concurrency 128] [--db URL]
+
+Goals (issue 5, 2 cores): ≥ 1,000 hubs/s, ≥ 300 k readings/s, ≤ 4 bytes per stored reading.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import random
+import resource
+import ssl
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from smarthub.model import ObisCode
+
+DAY = datetime(2026, 3, 2, tzinfo=UTC)
+DAY_START = int(DAY.timestamp())
+IMPORT = ObisCode.parse("1-0:1.8.0")
+GAS = ObisCode.parse("7-0:3.0.0")
+HOMES_UK = 30_000_000
+WINDOW_S = 4 * 3600
+PG_URL = os.environ.get("SMARTHUB_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+GOAL_HUBS_S, GOAL_READINGS_S, GOAL_BYTES = 1000, 300_000, 4.0
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    start: int
+    duration: int
+    value: int
+    quality: int
+
+
+def day_rows(hub_id: str, meter: str) -> list[Row]:
+    """The deterministic day a hub serves for one meter (Wh or litres per half-hour)."""
+    rng = random.Random(f"{hub_id}/{meter}")
+    return [Row(DAY_START + 1800 * k, 1800, rng.randrange(0, 2000), 1) for k in range(48)]
+
+
+def meters_of(hub_id: str) -> dict[str, str]:
+    return {f"E{hub_id}": "electricity", f"G{hub_id}": "gas"}
+
+
+class DaySource:
+    """A hub's MeteringSource holding one day per meter in memory (the server reads it as it
+    reads the hub's history store)."""
+
+    def __init__(self, hub_id: str) -> None:
+        self._meters = meters_of(hub_id)
+        self._rows = {m: day_rows(hub_id, m) for m in self._meters}
+        self._obis = {m: IMPORT if f == "electricity" else GAS for m, f in self._meters.items()}
+
+    def meters(self) -> dict[str, str]:
+        return self._meters
+
+    def channels(self, meter: str) -> list[ObisCode]:
+        return [self._obis[meter]]
+
+    def _select(self, meter: str, obis: ObisCode, start: int | None, end: int | None) -> list[Row]:
+        if self._obis.get(meter) != obis:
+            return []
+        return [
+            r
+            for r in self._rows[meter]
+            if (start is None or r.start >= start) and (end is None or r.start < end)
+        ]
+
+    def intervals(
+        self,
+        meter: str,
+        obis: ObisCode,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+        offset: int = 0,
+        limit: int = 1000,
+    ) -> Sequence[Row]:
+        return self._select(meter, obis, start, end)[offset : offset + limit]
+
+    def interval_count(
+        self, meter: str, obis: ObisCode, *, start: int | None = None, end: int | None = None
+    ) -> int:
+        return len(self._select(meter, obis, start, end))
+
+    def interval_days(self, meter: str, obis: ObisCode, *, start: int | None = None) -> list[int]:
+        return sorted({r.start - r.start % 86400 for r in self._select(meter, obis, start, None)})
+
+
+def _raise_fd_limit() -> None:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+# -- hub processes -----------------------------------------------------------------------------
+async def serve(state: Path, hub_ids: list[str]) -> None:
+    """Serve the given hubs until stdin closes; print one JSON line {hub_id: port} when ready."""
+    from cryptography import x509
+
+    from smarthub.gdsc.pki import lfdi
+    from smarthub.wan.server import HubWanServer
+    from smarthub.wan.tls import server_context
+
+    _raise_fd_limit()
+    servers = []
+    ports = {}
+    for hub_id in hub_ids:
+        d = state / "hubs" / hub_id
+        cert = x509.load_pem_x509_certificate((d / "hub.pem").read_bytes())
+        server = HubWanServer(hub_id, lfdi(cert), DaySource(hub_id), lambda: DAY_START + 86400)
+        ctx = server_context(d / "hub.pem", d / "hub.key", state / "ca" / "ca.pem")
+        ports[hub_id] = await server.start("127.0.0.1", 0, ctx)
+        servers.append(server)
+    print(json.dumps(ports), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    for s in servers:
+        await s.stop()
+
+
+# -- the reference: raw mutual-TLS handshakes ---------------------------------------------------
+def _handshake(client_ctx: ssl.SSLContext, server_ctx: ssl.SSLContext, session: ssl.SSLSession | None):  # type: ignore[no-untyped-def]
+    c_in, c_out, s_in, s_out = ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = client_ctx.wrap_bio(c_in, c_out, server_hostname="127.0.0.1", session=session)
+    server = server_ctx.wrap_bio(s_in, s_out, server_side=True)
+    done_c = done_s = False
+    while not (done_c and done_s):
+        if not done_c:
+            try:
+                client.do_handshake()
+                done_c = True
+            except ssl.SSLWantReadError:
+                pass
+        s_in.write(c_out.read())
+        if not done_s:
+            try:
+                server.do_handshake()
+                done_s = True
+            except ssl.SSLWantReadError:
+                pass
+        c_in.write(s_out.read())
+    # TLS 1.3 tickets follow the handshake: one application round trip delivers them.
+    client.write(b"x")
+    s_in.write(c_out.read())
+    server.read(1)
+    server.write(b"y")
+    c_in.write(s_out.read())
+    client.read(1)
+    return client
+
+
+def handshake_rates(
+    client_ctx: ssl.SSLContext, server_ctx: ssl.SSLContext, seconds: float = 1.5
+) -> tuple[float, float, str]:
+    """(full/s, resumed/s, TLS version): client and server both run here, as in the bench."""
+    first = _handshake(client_ctx, server_ctx, None)
+    session = first.session
+    rates = []
+    for resume in (False, True):
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            c = _handshake(client_ctx, server_ctx, session if resume else None)
+            if resume and not c.session_reused:
+                raise RuntimeError("the reference handshake did not resume")
+            n += 1
+        rates.append(n / (time.perf_counter() - t0))
+    return rates[0], rates[1], str(first.version())
+
+
+# -- the collector side -------------------------------------------------------------------------
+@dataclass
+class PassResult:
+    name: str
+    seconds: float
+    pulled: int
+    failed: int
+    readings: int
+    resumed: int
+    requests: int
+    body_bytes: int
+    cpu_seconds: float
+    hub_cpu_seconds: float = 0.0  # all hub processes together
+    store_busy_seconds: float = 0.0  # the collector's serial storage writes
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def hubs_per_s(self) -> float:
+        return self.pulled / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class Report:
+    hubs: int
+    processes: int
+    db: str
+    db_note: str
+    passes: list[PassResult]
+    stored: int
+    duplicates: int
+    bytes_per_reading: float
+    full_hs: float
+    resumed_hs: float
+    tls_version: str
+    per_hub: dict[str, int]
+
+
+def _pg_url() -> str | None:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_URL.replace("postgresql+psycopg://", "postgresql://"), connect_timeout=3):
+            return PG_URL
+    except Exception:  # any failure: PostgreSQL is not there; the report says so
+        return None
+
+
+def _bytes_per_reading(store: Any, count: int) -> float:
+    with store.engine.connect() as conn:
+        if store.dialect == "postgresql":
+            size = conn.execute(text("SELECT pg_total_relation_size('interval_readings')")).scalar_one()
+        else:
+            try:
+                size = conn.execute(
+                    text("SELECT SUM(pgsize) FROM dbstat WHERE name LIKE '%interval_readings%'")
+                ).scalar_one()
+            except Exception:  # SQLite built without dbstat: the whole file, an upper bound
+                size = (
+                    conn.execute(text("PRAGMA page_count")).scalar_one()
+                    * conn.execute(text("PRAGMA page_size")).scalar_one()
+                )
+    return float(size) / count if count else float("nan")
+
+
+def _cpu_of(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+async def _pass(
+    name: str, collector: Any, hubs: list[Any], concurrency: int, progress: Any, hub_pids: list[int]
+) -> PassResult:
+    sem = asyncio.Semaphore(concurrency)
+    res = PassResult(name, 0.0, 0, 0, 0, 0, 0, 0, 0.0)
+    task = progress.add_task(f"{name} pass", total=len(hubs)) if progress else None
+
+    async def one(hub: Any) -> None:
+        async with sem:
+            out = await collector.pull(hub, DAY)
+        if out.ok:
+            res.pulled += 1
+            res.readings += out.readings
+            res.resumed += int(out.resumed)
+            res.requests += out.requests
+            res.body_bytes += out.body_bytes
+        else:
+            res.failed += 1
+            res.errors.append(f"{hub.hub_id}: {out.error}")
+        if progress is not None:
+            progress.update(task, advance=1)
+
+    busy0 = collector.writes.busy_seconds
+    hub0, cpu0, t0 = _cpu_of(hub_pids), time.process_time(), time.perf_counter()
+    await asyncio.gather(*(one(h) for h in hubs))
+    res.seconds = time.perf_counter() - t0
+    res.cpu_seconds = time.process_time() - cpu0
+    res.hub_cpu_seconds = _cpu_of(hub_pids) - hub0
+    res.store_busy_seconds = collector.writes.busy_seconds - busy0
+    return res
+
+
+def run(
+    hubs: int,
+    processes: int = 2,
+    concurrency: int = 128,
+    db_url: str | None = None,
+    state: Path | None = None,
+    show_progress: bool = True,
+    reference_seconds: float = 1.5,
+) -> Report:
+    """Provision, start the hub processes, pull every hub twice, measure; returns the figures."""
+    from smarthub.clock import SystemClock
+    from smarthub.gdsc.collector import Collector
+    from smarthub.gdsc.store import HubRecord, Store
+    from smarthub.sim.fleet import home_specs, provision
+    from smarthub.wan.tls import server_context
+
+    _raise_fd_limit()
+    state = state or Path(os.environ.get("TMPDIR", "/tmp")) / "smarthub-bench-pull"
+    specs = home_specs(hubs, seed=5)
+    creds = provision(state, specs, datetime.now(UTC))  # certificates: checked against wall time
+    hub_ids = [s.hub_id for s in specs]
+
+    schema = None
+    db_note = ""
+    if db_url is None:
+        pg = _pg_url()
+        if pg is not None:
+            schema = f"bench_pull_{uuid.uuid4().hex[:8]}"
+            import psycopg
+
+            with psycopg.connect(pg.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as c:
+                c.execute(f"CREATE SCHEMA {schema}")
+            db_url = f"{pg}?options=-csearch_path%3D{schema}"
+        else:
+            db_url = f"sqlite:///{state / f'gdsc-{uuid.uuid4().hex[:8]}.sqlite'}"
+            db_note = f"PostgreSQL did not answer at {PG_URL}: fell back to SQLite"
+    store = Store(db_url)
+    store.create_schema()
+
+    procs = []
+    ports: dict[str, int] = {}
+    try:
+        for i in range(processes):
+            mine = hub_ids[i::processes]
+            p = subprocess.Popen(
+                [sys.executable, __file__, "--serve", str(state), *mine],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            procs.append(p)
+        for p in procs:
+            assert p.stdout is not None
+            line = p.stdout.readline()
+            if not line:
+                raise RuntimeError("a hub process died while starting")
+            ports.update(json.loads(line))
+
+        from cryptography import x509
+
+        from smarthub.gdsc.pki import lfdi
+
+        records = []
+        for s in specs:
+            d = state / "hubs" / s.hub_id
+            url = f"https://127.0.0.1:{ports[s.hub_id]}"
+            hub_lfdi = lfdi(x509.load_pem_x509_certificate((d / "hub.pem").read_bytes()))
+            store.register_hub(
+                hub_id=s.hub_id,
+                premises_id=s.premises_id,
+                url=url,
+                lfdi=hub_lfdi,
+                meters_by_fuel=list(meters_of(s.hub_id).items()),
+            )
+            records.append(HubRecord(s.hub_id, s.premises_id, url, hub_lfdi, "active"))
+
+        client_ctx = creds.collector_context()
+        d0 = state / "hubs" / hub_ids[0]
+        full_hs, resumed_hs, version = handshake_rates(
+            client_ctx, server_context(d0 / "hub.pem", d0 / "hub.key", creds.ca_pem), reference_seconds
+        )
+
+        pids = [p.pid for p in procs]
+
+        async def pull_all() -> list[PassResult]:
+            collector = Collector(store, client_ctx, SystemClock())
+            progress = None
+            if show_progress:
+                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+                progress = Progress(
+                    "[progress.description]{task.description}",
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TimeElapsedColumn(),
+                )
+                progress.start()
+            try:
+                cold = await _pass("cold", collector, records, concurrency, progress, pids)
+                warm = await _pass("warm", collector, records, concurrency, progress, pids)
+            finally:
+                if progress is not None:
+                    progress.stop()
+                await collector.close()
+            return [cold, warm]
+
+        passes = asyncio.run(pull_all())
+        stored = store.count_readings()
+        with store.engine.connect() as conn:
+            per_hub = dict(
+                conn.execute(text("SELECT hub_id, COUNT(*) FROM interval_readings GROUP BY hub_id")).all()
+            )
+        report = Report(
+            hubs,
+            processes,
+            store.dialect,
+            db_note,
+            passes,
+            stored,
+            store.duplicate_keys(),
+            _bytes_per_reading(store, stored),
+            full_hs,
+            resumed_hs,
+            version,
+            {k: int(v) for k, v in per_hub.items()},
+        )
+    finally:
+        for p in procs:
+            if p.stdin is not None:
+                p.stdin.close()
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        store.close()
+        if schema is not None:
+            import psycopg
+
+            with psycopg.connect(
+                PG_URL.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+            ) as c:
+                c.execute(f"DROP SCHEMA {schema} CASCADE")
+    return report
+
+
+def print_report(r: Report) -> None:
+    cold, warm = r.passes
+    cores = os.cpu_count() or 1
+    print(
+        f"bench/pull.py: {r.hubs} hubs in {r.processes} hub processes, one collector, {cores} cores, "
+        f"store {r.db}{' (' + r.db_note + ')' if r.db_note else ''}, TLS {r.tls_version}"
+    )
+    for p in r.passes:
+        print(
+            f"  {p.name:4} pass: {p.pulled} pulled, {p.failed} failed in {p.seconds:.2f} s: "
+            f"{p.hubs_per_s:,.0f} hubs/s, {p.readings / p.seconds:,.0f} readings/s ingested, "
+            f"{p.requests / max(p.pulled, 1):.2f} requests/hub, "
+            f"{p.body_bytes / max(p.pulled, 1):,.0f} body bytes/hub, "
+            f"{p.resumed} resumed; CPU: collector {p.cpu_seconds:.2f} s, hubs {p.hub_cpu_seconds:.2f} s; "
+            f"store writes busy {p.store_busy_seconds:.2f} s"
+        )
+        for e in p.errors[:3]:
+            print(f"    error: {e}")
+    print(
+        f"  stored: {r.stored} readings (expected {r.hubs * 96}), duplicate keys {r.duplicates}, "
+        f"{r.bytes_per_reading:.1f} bytes per stored reading (table + indexes)"
+    )
+    print(
+        f"  reference (same run, same certificates, both ends in-process): "
+        f"{r.full_hs:,.0f} full / {r.resumed_hs:,.0f} resumed mutual-TLS handshakes/s on one core"
+    )
+    print(
+        f"  ratios: cold pull {cold.hubs_per_s / r.full_hs:.1%} of the full-handshake rate, "
+        f"warm pull {warm.hubs_per_s / r.resumed_hs:.1%} of the resumed-handshake rate"
+    )
+    per_machine = cold.hubs_per_s * WINDOW_S
+    print(
+        f"  projection, 30 M homes in a 4-hour window: {HOMES_UK / WINDOW_S:,.0f} hubs/s needed; at this "
+        f"run's cold rate ({cold.hubs_per_s:,.0f}/s with the hubs on the same machine) "
+        f"{math.ceil(HOMES_UK / per_machine)} machines like this one"
+    )
+    if cold.cpu_seconds:
+        per_core = cold.pulled / cold.cpu_seconds
+        print(
+            f"    collector alone: {per_core:,.0f} hubs per collector CPU-second → "
+            f"{math.ceil(HOMES_UK / (per_core * cores * WINDOW_S))} {cores}-core collector machines "
+            f"(database and hubs elsewhere)"
+        )
+    verdict = lambda ok: "met" if ok else "NOT met"  # noqa: E731
+    print(
+        f"  goals: ≥ {GOAL_HUBS_S:,} hubs/s {verdict(cold.hubs_per_s >= GOAL_HUBS_S)}, "
+        f"≥ {GOAL_READINGS_S:,} readings/s {verdict(cold.readings / cold.seconds >= GOAL_READINGS_S)}, "
+        f"≤ {GOAL_BYTES:g} bytes/reading {verdict(r.bytes_per_reading <= GOAL_BYTES)}"
+    )
+
+
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--serve":
+        asyncio.run(serve(Path(sys.argv[2]), sys.argv[3:]))
+        return
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--hubs", type=int, default=1000)
+    ap.add_argument("--processes", type=int, default=2, help="hub processes")
+    ap.add_argument("--concurrency", type=int, default=128, help="pulls in flight")
+    ap.add_argument("--db", default=None, help="store URL (default: PostgreSQL at 127.0.0.1, else SQLite)")
+    ap.add_argument("--state", type=Path, default=None, help="certificates (reused between runs)")
+    a = ap.parse_args()
+    print_report(run(a.hubs, a.processes, a.concurrency, a.db, a.state))
+
+
+if __name__ == "__main__":
+    main()

