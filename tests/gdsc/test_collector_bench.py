@@ -6,9 +6,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from sqlalchemy import select
-
-from smarthub.gdsc.store import Store, interval_readings
+from smarthub.gdsc.store import Store
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "pull.py"
 
@@ -40,15 +38,7 @@ def test_every_hub_is_pulled_and_its_readings_stored_exactly_once(db_url: str, t
     assert report.duplicates == 0 and report.stored == 5 * 96
     store = Store(db_url)
     try:
-        with store.engine.connect() as conn:
-            rows = conn.execute(
-                select(
-                    interval_readings.c.hub_id,
-                    interval_readings.c.meter_id,
-                    interval_readings.c.interval_start,
-                    interval_readings.c.value,
-                )
-            ).all()
+        rows = [(r.hub_id, r.meter_id, r.interval_start, r.value) for r in store.readings()]
     finally:
         store.close()
     got = sorted(tuple(r) for r in rows)

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from smarthub.clock import SystemClock
 from smarthub.gdsc.collector import Collector
 from smarthub.gdsc.pki import CertificateAuthority, Role
-from smarthub.gdsc.store import HubRecord, Store, interval_readings, pull_cursors, pull_log
+from smarthub.gdsc.store import HubRecord, Store, pull_cursors, pull_log
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
 from smarthub.model import ObisCode, Reading, Unit
@@ -97,9 +97,8 @@ def _store(url: str) -> Store:
 
 def _contents(store: Store) -> tuple[list[tuple], list[tuple]]:
     with store.engine.connect() as conn:
-        readings = [tuple(r) for r in conn.execute(select(interval_readings).order_by(*interval_readings.c))]
         cursors = [tuple(r) for r in conn.execute(select(pull_cursors).order_by(*pull_cursors.c))]
-    return readings, cursors
+    return [tuple(getattr(r, f) for f in r.__slots__) for r in store.readings()], cursors
 
 
 def _collector(store: Store, rig: Rig, bulk: bool) -> Collector:

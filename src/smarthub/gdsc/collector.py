@@ -13,7 +13,7 @@ Both yield the same readings and cursors (a channel's cursor key is its MeterRea
 Storage writes of concurrent pulls are grouped: while one group is being written in a worker
 thread, the next accumulates, so the event loop hops to a thread once per group rather than
 once per pull. Each pull's ingest is still its own ``Store.ingest`` transaction;
-``_ingest_all`` is the one place to switch to a one-transaction batch store call.
+``_ingest_all`` hands every batch to ``Store.ingest_many``: one transaction for many pulls.
 """
 
 from __future__ import annotations
@@ -146,10 +146,8 @@ class Collector:
         self.conflicts = 0
 
     def _ingest_all(self, batch: list[Ingest]) -> list[IngestResult]:
-        """One transaction per pull today. With ``Store.ingest_many`` (one transaction for the
-        batch) this becomes ``return self.store.ingest_many([(b.hub_id, b.rows, b.cursors) for b
-        in batch])``."""
-        return [self.store.ingest(b.hub_id, b.rows, b.cursors) for b in batch]
+        """The pulls that finished while the writer was busy, in one store transaction."""
+        return self.store.ingest_many([(b.hub_id, b.rows, b.cursors) for b in batch])
 
     def _client(self, hub: HubRecord) -> HubClient:
         client = self._clients.get(hub.hub_id)

@@ -918,6 +918,49 @@ class Store:
                 out.setdefault((h, m, o), set()).add(t)
         return out
 
+    def table_bytes(self, tables: Sequence[str] = ("interval_blocks",)) -> int:
+        """On-disk size of ``tables`` with their indexes (and, on PostgreSQL, partitions).
+
+        SQLite: from the ``dbstat`` virtual table when the library has it, else the whole file
+        (an upper bound)."""
+        with self.engine.connect() as conn:
+            if self.dialect == "postgresql":
+                return int(
+                    conn.execute(
+                        text(
+                            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c"
+                            " WHERE c.relnamespace = current_schema()::regnamespace"
+                            " AND c.relkind IN ('r', 'p') AND (c.relname = ANY(:t) OR c.oid IN ("
+                            "  SELECT i.inhrelid FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent"
+                            "  WHERE p.relname = ANY(:t)))"
+                        ),
+                        {"t": list(tables)},
+                    ).scalar_one()
+                )
+            try:
+                return int(
+                    conn.exec_driver_sql(
+                        "SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name IN (SELECT name"
+                        f" FROM sqlite_master WHERE tbl_name IN ({','.join('?' * len(tables))}))",
+                        tuple(tables),
+                    ).scalar_one()
+                )
+            except Exception:  # SQLite built without dbstat
+                page_count = conn.exec_driver_sql("PRAGMA page_count").scalar_one()
+                return int(page_count * conn.exec_driver_sql("PRAGMA page_size").scalar_one())
+
+    def readings(
+        self, hub_id: str | None = None, start: int | None = None, end: int | None = None
+    ) -> list[StoredReading]:
+        """Every stored reading (of one hub, within [start, end) if given), in key order."""
+        where = () if hub_id is None else (hub_keys.c.hub_id == hub_id,)
+        with self.engine.connect() as conn:
+            rows = [
+                StoredReading(h, m, o, t, d, v, p, u, q)
+                for h, m, o, d, u, p, t, v, q in self._decoded(conn, start, end, *where)
+            ]
+        return sorted(rows, key=lambda r: (r.hub_id, r.meter_id, r.obis, r.duration, r.interval_start))
+
     def readings_for(self, hub_id: str, meter_id: str, obis: str) -> list[StoredReading]:
         """Every stored reading of one meter's OBIS channel, by interval start (then duration)."""
         c, k = interval_channels, hub_keys

@@ -369,6 +369,10 @@ class HubWanServer:
 
     # -- resources -------------------------------------------------------------------
     async def dcap(self, request: web.Request) -> web.Response:
+        # The bulk pull (see mirror_usage_points): one request instead of the walk. Not offered
+        # to a recipient allowed register totals only: it carries interval data alone.
+        registers_only = self.privacy is not None and self._granularity(request) == TARIFF_REGISTERS
+        bulk = None if registers_only else sep2.ListLink(href="/mup", all_=len(self.source.meters()))
         return self._xml(
             sep2.DeviceCapabilityResponse(
                 href="/dcap",
@@ -376,8 +380,7 @@ class HubWanServer:
                 TimeLink=sep2.Link(href="/tm"),
                 UsagePointListLink=sep2.ListLink(href="/upt", all_=len(self.source.meters())),
                 EndDeviceListLink=sep2.ListLink(href="/edev", all_=1),
-                # The bulk pull (see mirror_usage_points): one request instead of the walk.
-                MirrorUsagePointListLink=sep2.ListLink(href="/mup", all_=len(self.source.meters())),
+                MirrorUsagePointListLink=bulk,
             )
         )
 
@@ -621,6 +624,8 @@ class HubWanServer:
         ``privacy.aggregates`` view.
         """
         g = self._granularity(request)
+        if g == TARIFF_REGISTERS:
+            raise self._no_intervals()
         p = self._paging(request)
         skip, room = p.start, p.limit
         page: list[ChannelRows] = []
