@@ -59,17 +59,29 @@ class Ingest:
     cursors: dict[str, int]
 
 
+@dataclass(frozen=True, slots=True)
+class PullLogEntry:
+    """One pull's row for the store's pull log (``Store.log_pull`` keyword arguments)."""
+
+    fields: dict[str, Any]
+
+
 class WriteBatcher:
     """Runs storage jobs of concurrent pulls in one worker-thread hop per group.
 
-    A job is an :class:`Ingest` or any zero-argument callable (cursor reads, the pull log).
-    ``write_ingests`` receives every ingest of a group at once and returns their results in order.
+    A job is an :class:`Ingest`, a :class:`PullLogEntry` or any zero-argument callable.
+    ``write_ingests`` receives every ingest of a group at once and returns their results in
+    order; ``write_logs`` every pull-log row of the group.
     """
 
     def __init__(
-        self, write_ingests: Callable[[list[Ingest]], list[IngestResult]], max_group: int = 256
+        self,
+        write_ingests: Callable[[list[Ingest]], list[IngestResult]],
+        write_logs: Callable[[list[dict[str, Any]]], None],
+        max_group: int = 256,
     ) -> None:
         self.write_ingests = write_ingests
+        self.write_logs = write_logs
         self.max_group = max_group
         self._queue: list[tuple[Ingest | Callable[[], Any], asyncio.Future[Any]]] = []
         self._task: asyncio.Task[None] | None = None
@@ -114,7 +126,17 @@ class WriteBatcher:
         if ingests:
             for (i, _), result in zip(ingests, self.write_ingests([j for _, j in ingests]), strict=True):
                 out[i] = result
+        logs = [(i, j) for i, j in enumerate(jobs) if isinstance(j, PullLogEntry)]
+        if logs:
+            # Every pull of the group logged in one transaction (one per pull would cap the rate).
+            try:
+                self.write_logs([j.fields for _, j in logs])
+            except Exception as err:
+                for i, _ in logs:
+                    out[i] = err
         for i, job in enumerate(jobs):
+            if isinstance(job, PullLogEntry):
+                continue
             if not isinstance(job, Ingest):
                 try:
                     out[i] = job()
@@ -138,7 +160,7 @@ class Collector:
         self.clock = clock
         self.bulk = bulk
         self.puller = PullClient(ssl_context)
-        self.writes = WriteBatcher(self._ingest_all)
+        self.writes = WriteBatcher(self._ingest_all, store.log_pulls)
         self._clients: dict[str, HubClient] = {}
         self._links: dict[str, str] = {}  # hub id → bulk href, or WALK
         self.pulls = 0
@@ -166,17 +188,18 @@ class Collector:
             self.failures += 1
             outcome = PullOutcome(hub.hub_id, False, error=str(err))
             log.warning("pull of %s failed: %s", hub.hub_id, err)
-        finished = self.clock.now()
         await self.writes.run(
-            lambda: self.store.log_pull(
-                hub_id=hub.hub_id,
-                window_start=window_start,
-                started=started,
-                finished=finished,
-                ok=outcome.ok,
-                readings=outcome.readings,
-                inserted=outcome.inserted,
-                error=outcome.error,
+            PullLogEntry(
+                dict(
+                    hub_id=hub.hub_id,
+                    window_start=window_start,
+                    started=started,
+                    finished=self.clock.now(),
+                    ok=outcome.ok,
+                    readings=outcome.readings,
+                    inserted=outcome.inserted,
+                    error=outcome.error,
+                )
             )
         )
         return outcome

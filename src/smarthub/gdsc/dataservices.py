@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, and_, or_, select
+from sqlalchemy import Engine, and_, select
 
 from smarthub.gdsc.access import TimeRange
 from smarthub.gdsc.parties import Granularity
-from smarthub.gdsc.store import hubs, interval_readings, meters
+from smarthub.gdsc.store import channel_readings, hubs, meters
 
 LONDON = ZoneInfo("Europe/London")
 SERVED = (Granularity.HALF_HOURLY, Granularity.DAILY, Granularity.MONTHLY)
@@ -82,20 +82,21 @@ def readings(
         raise ValueError(f"readings are served half-hourly, daily or monthly, not {granularity.value}")
     if not ranges:
         return []
-    t = interval_readings
-    windows = [
-        and_(t.c.interval_start >= int(r.start.timestamp()), t.c.interval_start < int(r.end.timestamp()))
-        for r in ranges
-    ]
-    q = (
-        select(t.c.interval_start, t.c.duration, t.c.value, t.c.power_of_ten, t.c.uom, t.c.quality)
-        .where(
-            and_(t.c.hub_id == meter.hub_id, t.c.meter_id == meter.meter_id, t.c.obis == obis, or_(*windows))
-        )
-        .order_by(t.c.interval_start)
-    )
     with engine.connect() as conn:
-        rows = conn.execute(q).all()
+        rows = sorted(
+            {
+                (r.interval_start, r.duration, r.value, r.power_of_ten, r.uom, r.quality)
+                for rng in ranges
+                for r in channel_readings(
+                    conn,
+                    meter.hub_id,
+                    meter.meter_id,
+                    obis,
+                    int(rng.start.timestamp()),
+                    int(rng.end.timestamp()),
+                )
+            }
+        )
     spans = [(int(r.start.timestamp()), int(r.end.timestamp())) for r in ranges]
     out: dict[int, list[int]] = {}  # bucket start -> [end, value, p10, uom, quality, n]
     for start, duration, value, p10, uom, quality in rows:

@@ -46,6 +46,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from operator import attrgetter
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -756,6 +757,47 @@ class Store:
                 ).scalar_one()
             )
 
+    def log_pulls(self, entries: Sequence[dict[str, Any]]) -> None:
+        """Several pulls' log rows (``log_pull``'s keyword arguments each) in one transaction."""
+        for attempt in range(5):
+            try:
+                with self._write_lock, self.engine.begin() as conn:
+                    for e in entries:
+                        conn.execute(self._pull_log_insert(**e))
+                return
+            except IntegrityError:  # another process logged a pull of the same hub at once
+                if attempt == 4:
+                    raise
+
+    def _pull_log_insert(
+        self,
+        *,
+        hub_id: str,
+        window_start: datetime,
+        started: datetime,
+        finished: datetime,
+        ok: bool,
+        readings: int,
+        inserted: int,
+        error: str | None,
+    ) -> Any:
+        nxt = (
+            select(func.coalesce(func.max(pull_log.c.seq), 0) + 1)
+            .where(pull_log.c.hub_id == hub_id)
+            .scalar_subquery()
+        )
+        return pull_log.insert().values(
+            seq=nxt,
+            hub_id=hub_id,
+            window_start=window_start,
+            started=started,
+            finished=finished,
+            ok=int(ok),
+            readings=readings,
+            inserted=inserted,
+            error=error,
+        )
+
     def log_pull(
         self,
         *,
@@ -768,29 +810,20 @@ class Store:
         inserted: int,
         error: str | None,
     ) -> None:
-        values = dict(
-            hub_id=hub_id,
-            window_start=window_start,
-            started=started,
-            finished=finished,
-            ok=int(ok),
-            readings=readings,
-            inserted=inserted,
-            error=error,
+        self.log_pulls(
+            [
+                dict(
+                    hub_id=hub_id,
+                    window_start=window_start,
+                    started=started,
+                    finished=finished,
+                    ok=ok,
+                    readings=readings,
+                    inserted=inserted,
+                    error=error,
+                )
+            ]
         )
-        nxt = (
-            select(func.coalesce(func.max(pull_log.c.seq), 0) + 1)
-            .where(pull_log.c.hub_id == hub_id)
-            .scalar_subquery()
-        )
-        for attempt in range(5):
-            try:
-                with self._write_lock, self.engine.begin() as conn:
-                    conn.execute(pull_log.insert().values(seq=nxt, **values))
-                return
-            except IntegrityError:  # another process logged a pull of the same hub at once
-                if attempt == 4:
-                    raise
 
     # -- queries --------------------------------------------------------------------
     def fleet_status(self) -> list[dict[str, object]]:
@@ -834,30 +867,7 @@ class Store:
     def _decoded(
         self, conn: Connection, start: int | None, end: int | None, *where: object
     ) -> Iterator[tuple[str, str, str, int, int, int, int, int, int]]:
-        """(hub, meter, obis, duration, uom, power_of_ten, interval_start, value, quality) of
-        every stored reading with start in [start, end), decoded from its block."""
-        b, c, k = interval_blocks, interval_channels, hub_keys
-        q = select(
-            k.c.hub_id, c.c.meter_id, c.c.obis, c.c.duration, c.c.uom, c.c.power_of_ten, b.c.day, b.c.block
-        ).select_from(
-            b.join(c, and_(b.c.hub_key == c.c.hub_key, b.c.channel_no == c.c.channel_no)).join(
-                k, b.c.hub_key == k.c.hub_key
-            )
-        )
-        if start is not None:
-            q = q.where(b.c.day >= start // DAY)
-        if end is not None:
-            q = q.where(b.c.day <= (end - 1) // DAY)
-        for cond in where:
-            q = q.where(cond)  # type: ignore[arg-type]
-        lo = start if start is not None else -(2**63)
-        hi = end if end is not None else 2**63
-        for hub_id, meter, obis, duration, uom, p10, day, block in conn.execute(q):
-            base = day * DAY
-            for slot, (value, quality) in interval_block.decode(block, DAY // duration).items():
-                t = base + slot * duration
-                if lo <= t < hi:
-                    yield hub_id, meter, obis, duration, uom, p10, t, value, quality
+        return decoded_readings(conn, start, end, *where)
 
     def count_readings(self, start: int | None = None, end: int | None = None) -> int:
         """Readings stored with interval start in [start, end) (all when unbounded)."""
@@ -975,6 +985,54 @@ class Store:
 
     def _insert(self, table: Table):  # type: ignore[no-untyped-def]
         return (sqlite.insert if self.dialect == "sqlite" else postgresql.insert)(table)
+
+
+def decoded_readings(
+    conn: Connection, start: int | None, end: int | None, *where: object
+) -> Iterator[tuple[str, str, str, int, int, int, int, int, int]]:
+    """(hub, meter, obis, duration, uom, power_of_ten, interval_start, value, quality) of
+    every stored reading with start in [start, end), decoded from its block."""
+    b, c, k = interval_blocks, interval_channels, hub_keys
+    q = select(
+        k.c.hub_id, c.c.meter_id, c.c.obis, c.c.duration, c.c.uom, c.c.power_of_ten, b.c.day, b.c.block
+    ).select_from(
+        b.join(c, and_(b.c.hub_key == c.c.hub_key, b.c.channel_no == c.c.channel_no)).join(
+            k, b.c.hub_key == k.c.hub_key
+        )
+    )
+    if start is not None:
+        q = q.where(b.c.day >= start // DAY)
+    if end is not None:
+        q = q.where(b.c.day <= (end - 1) // DAY)
+    for cond in where:
+        q = q.where(cond)  # type: ignore[arg-type]
+    lo = start if start is not None else -(2**63)
+    hi = end if end is not None else 2**63
+    for hub_id, meter, obis, duration, uom, p10, day, block in conn.execute(q):
+        base = day * DAY
+        for slot, (value, quality) in interval_block.decode(block, DAY // duration).items():
+            t = base + slot * duration
+            if lo <= t < hi:
+                yield hub_id, meter, obis, duration, uom, p10, t, value, quality
+
+
+def channel_readings(
+    conn: Connection, hub_id: str, meter_id: str, obis: str, start: int | None = None, end: int | None = None
+) -> list[StoredReading]:
+    """One meter channel's stored readings with start in [start, end), by start then duration
+    (for services that query on a connection of their own, e.g. the data services API)."""
+    rows = [
+        StoredReading(h, m, o, t, d, v, p, u, q)
+        for h, m, o, d, u, p, t, v, q in decoded_readings(
+            conn,
+            start,
+            end,
+            hub_keys.c.hub_id == hub_id,
+            interval_channels.c.meter_id == meter_id,
+            interval_channels.c.obis == obis,
+        )
+    ]
+    return sorted(rows, key=lambda r: (r.interval_start, r.duration))
 
 
 # (meter, obis, duration, uom, power_of_ten, day): one pull's readings of one channel-day.
