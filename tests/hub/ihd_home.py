@@ -22,6 +22,7 @@ from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
 from smarthub.hub.ihd.home import ConsumerSide, attach_consumer_side
 from smarthub.hub.management import CommandResult, ManagementInterface
+from smarthub.hub.prepayment_bridge import Breaker
 from smarthub.hub.privacy import ConsentStore, HubPrivacy
 from smarthub.hub.tariffs import CostAccumulator
 from smarthub.model import Reading, Unit
@@ -163,10 +164,13 @@ def make_home(
     prepayment: bool = True,
     plugs: tuple[ApplianceProfile, ...] = APPLIANCES[:3],
     ca: tuple[CertificateAuthority, IssuedCertificate] | None = None,
+    breakers: dict[str, Breaker] | None = None,
+    history: HistoryStore | None = None,
 ) -> IhdHome:
+    tmp.mkdir(parents=True, exist_ok=True)
     ca_, operator = ca or pki(start)
     clock = ManualClock(start)
-    history = HistoryStore(tmp / "history.sqlite")
+    history = history or HistoryStore(tmp / "history.sqlite")
     hub = SmartHub("HUB000001", history, clock=clock)
     management = ManagementInterface("HUB000001", ca_.certificate, SystemClock(), tmp / "management.sqlite")
     consent = ConsentStore(tmp / "consent.sqlite")
@@ -188,6 +192,7 @@ def make_home(
         recipients=["gdsc", "energy-app.example"],
         prepayment=prepayment,
         ca_cert=ca_.certificate,
+        breakers=breakers,
     )
     port = ZigbeePort("zigbee")
     hub.attach(port)

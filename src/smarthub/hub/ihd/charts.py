@@ -55,7 +55,7 @@ def column_chart(
 
 def bar_chart(chart_id: str, rows: Sequence[tuple[str, Decimal, str]], *, row_height: int = 28) -> str:
     """Horizontal bars (e.g. cost by appliance): (label, value, value as shown)."""
-    width, label_w = 480, 150
+    width, label_w = 480, 130
     top = max((v for _, v, _ in rows), default=Decimal(0)) or Decimal(1)
     height = max(1, len(rows)) * row_height
     parts = [
@@ -64,7 +64,7 @@ def bar_chart(chart_id: str, rows: Sequence[tuple[str, Decimal, str]], *, row_he
     ]
     for i, (label, value, shown) in enumerate(rows):
         y = i * row_height
-        w = float(value) / float(top) * (width - label_w - 70)
+        w = float(value) / float(top) * (width - label_w - 120)
         parts.append(
             f'<g class="row" data-label="{escape(label)}">'
             f'<text x="0" y="{y + 18}" font-size="13">{escape(label)}</text>'
