@@ -23,6 +23,8 @@ from smarthub.wan.tls import client_context, server_context
 
 from .conftest import ARTIFACTS, DESKTOP, PHONE
 
+pytestmark = pytest.mark.browser
+
 # Tuesday 24 November 2026: readings from midnight to 13:00 (outside the friendly-credit hours).
 START = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)
 NOW = START + timedelta(hours=13)
@@ -55,7 +57,9 @@ async def test_the_ihd_loads_on_a_phone_and_a_desktop(browser: Browser, home: Ih
         page = await paired_page(browser, home, viewport)
         for fuel in ("electricity", "gas"):
             today = home.side.consumption.supplies[fuel].accumulator.today(NOW)
-            await expect(page.locator(f"#fuel-{fuel} table.figures tr").nth(1)).to_contain_text(money(today.cost))
+            await expect(page.locator(f"#fuel-{fuel} table.figures tr").nth(1)).to_contain_text(
+                money(today.cost)
+            )
         await expect(page.locator("#fuel-electricity")).to_contain_text("Northern Power")
         await expect(page.locator("#fuel-gas")).to_contain_text("Shire Gas")
         closed = (NOW - START) // timedelta(minutes=30)  # the half-hours 00:00 .. 12:30 have closed

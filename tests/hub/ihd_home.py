@@ -179,8 +179,15 @@ def make_home(
     signer = CommandSigner(operator.private_key, operator.cert_pem, lambda hub: next(counter))
     day = start.date() - timedelta(days=40)
     supplies = [
-        Supply("electricity", ELEC, "Northern Power", CostAccumulator(electricity_tariff(day), FixedIntensity(g_per_kwh=Decimal(180)))),
-        Supply("gas", GAS, "Shire Gas", CostAccumulator(gas_tariff(day), FixedIntensity(g_per_kwh=Decimal(183)))),
+        Supply(
+            "electricity",
+            ELEC,
+            "Northern Power",
+            CostAccumulator(electricity_tariff(day), FixedIntensity(g_per_kwh=Decimal(180))),
+        ),
+        Supply(
+            "gas", GAS, "Shire Gas", CostAccumulator(gas_tariff(day), FixedIntensity(g_per_kwh=Decimal(183)))
+        ),
     ]
     side = attach_consumer_side(
         hub,

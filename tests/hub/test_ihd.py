@@ -11,8 +11,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from hub.ihd_home import ELEC, IhdHome, make_home
 
+from hub.ihd_home import ELEC, IhdHome, make_home
 from smarthub.hub.ihd.store import BadIhdInput, Comparison
 from smarthub.hub.privacy import Granularity
 
@@ -48,8 +48,11 @@ async def test_every_page_and_action_needs_a_paired_screen(home: IhdHome) -> Non
         assert (await s.get(home.side.url + "/api/summary")).status == 401
     s = await paired(home)
     try:
-        r = await s.post(home.side.url + "/consent", data={"recipient": "x", "granularity": "daily"},
-                         headers={"Origin": "http://evil.example"})
+        r = await s.post(
+            home.side.url + "/consent",
+            data={"recipient": "x", "granularity": "daily"},
+            headers={"Origin": "http://evil.example"},
+        )
         assert r.status == 403  # a cross-site form cannot change consent
         assert home.consent.granularity("x") is Granularity.NONE
     finally:
@@ -64,7 +67,11 @@ async def test_summary_figures_come_from_the_accumulators(home: IhdHome) -> None
         await s.close()
     for fuel in ("electricity", "gas"):
         acc = home.side.consumption.supplies[fuel].accumulator
-        for name, summary in (("today", acc.today(NOW)), ("week", acc.this_week(NOW)), ("month", acc.this_month(NOW))):
+        for name, summary in (
+            ("today", acc.today(NOW)),
+            ("week", acc.this_week(NOW)),
+            ("month", acc.this_month(NOW)),
+        ):
             assert data["fuels"][fuel][name]["cost"] == str(summary.cost)
             assert data["fuels"][fuel][name]["co2_kg"] == str(summary.co2_kg)
     assert data["fuels"]["electricity"]["current_rate"]["name"] == "day"
@@ -73,7 +80,12 @@ async def test_summary_figures_come_from_the_accumulators(home: IhdHome) -> None
 
 
 async def test_a_supplier_message_shows_until_acknowledged(home: IhdHome) -> None:
-    body = {"sender": "Northern Power", "id": "m-1", "text": "Your tariff changes on 1 January.", "priority": 2}
+    body = {
+        "sender": "Northern Power",
+        "id": "m-1",
+        "text": "Your tariff changes on 1 January.",
+        "priority": 2,
+    }
     first = await home.command("ihd.message", body)
     again = await home.command("ihd.message", body)
     assert first.result == {"sender": "Northern Power", "id": "m-1", "new": True}
@@ -92,8 +104,13 @@ async def test_a_supplier_message_shows_until_acknowledged(home: IhdHome) -> Non
 
 
 async def test_the_similar_homes_comparison_from_the_gdsc_is_shown(home: IhdHome) -> None:
-    body = {"start": "2026-11-24", "end": "2026-11-25", "homes": 214, "description": "3-bed semis near you",
-            "electricity": {"average_kwh": "9.1", "efficient_kwh": "6.2"}}
+    body = {
+        "start": "2026-11-24",
+        "end": "2026-11-25",
+        "homes": 214,
+        "description": "3-bed semis near you",
+        "electricity": {"average_kwh": "9.1", "efficient_kwh": "6.2"},
+    }
     assert (await home.command("ihd.comparison", body)).status == "applied"
     s = await paired(home)
     try:
@@ -102,7 +119,9 @@ async def test_the_similar_homes_comparison_from_the_gdsc_is_shown(home: IhdHome
         await s.close()
     assert "3-bed semis near you (214 homes" in page
     assert 'id="similar-electricity"' in page and "9.10 kWh" in page and "6.20 kWh" in page
-    mine = home.side.consumption.supplies["electricity"].accumulator.summary(START.date(), START.date() + timedelta(days=1))
+    mine = home.side.consumption.supplies["electricity"].accumulator.summary(
+        START.date(), START.date() + timedelta(days=1)
+    )
     assert f"{mine.kwh.quantize(mine.kwh.__class__('0.01'))} kWh" in page
     for broken, reason in (
         ({**body, "end": "2026-11-24"}, "empty"),
@@ -122,7 +141,9 @@ async def test_an_appliance_named_by_command_is_priced_from_its_plug(home: IhdHo
     refused = await home.command("ihd.appliance", {"meter": ELEC, "name": "Whole house"})
     assert refused.status == "failed" and "supply meter" in refused.detail
     home.run(NOW + timedelta(minutes=30), NOW + timedelta(hours=1))
-    names = {a.name for a in home.side.consumption.appliance_costs(START.date(), START.date() + timedelta(days=1))}
+    names = {
+        a.name for a in home.side.consumption.appliance_costs(START.date(), START.date() + timedelta(days=1))
+    }
     assert "Tumble dryer" in names
 
 
@@ -155,11 +176,16 @@ async def _event(stream: aiohttp.ClientResponse) -> dict[str, str]:
 async def test_consent_page_grants_and_revokes(home: IhdHome) -> None:
     s = await paired(home)
     try:
-        await s.post(home.side.url + "/consent", data={"recipient": "energy-app.example", "granularity": "daily", "action": "set"})
+        await s.post(
+            home.side.url + "/consent",
+            data={"recipient": "energy-app.example", "granularity": "daily", "action": "set"},
+        )
         assert home.privacy.granularity("energy-app.example") == "daily"
         await s.post(home.side.url + "/consent", data={"recipient": "energy-app.example", "action": "revoke"})
         assert home.privacy.granularity("energy-app.example") == "none"
-        r = await s.post(home.side.url + "/consent", data={"recipient": "x", "granularity": "hourly", "action": "set"})
+        r = await s.post(
+            home.side.url + "/consent", data={"recipient": "x", "granularity": "hourly", "action": "set"}
+        )
         assert r.status == 400 and "granularity must be one of" in await r.text()
         page = await (await s.get(home.side.url + "/consent")).text()
         assert 'data-recipient="energy-app.example"' in page and 'data-recipient="gdsc"' in page

@@ -9,8 +9,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import aiohttp
-from hub.ihd_home import ELEC, GAS, electricity_tariff, gas_tariff, make_home
 
+from hub.ihd_home import ELEC, GAS, electricity_tariff, gas_tariff, make_home
 from smarthub.gdsc.billing import bill
 from smarthub.hub.consumption import Supply, gas_kwh
 from smarthub.hub.ihd.home import attach_consumer_side
@@ -37,10 +37,18 @@ def gdsc_day_bill(home, fuel: str, day):  # type: ignore[no-untyped-def]
         k = q / 1000 if fuel == "electricity" else gas_kwh(q)
         series.append(IntervalConsumption(datetime.fromtimestamp(r.start, UTC), HH, k))
     supply = home.side.consumption.supplies[fuel]
-    return bill(supply.accumulator.schedule, FixedIntensity(g_per_kwh=Decimal(0)), series, day, day + timedelta(days=1))
+    return bill(
+        supply.accumulator.schedule,
+        FixedIntensity(g_per_kwh=Decimal(0)),
+        series,
+        day,
+        day + timedelta(days=1),
+    )
 
 
-async def test_a_settled_day_takes_exactly_its_bill_and_a_restart_charges_nothing_twice(tmp_path: Path) -> None:
+async def test_a_settled_day_takes_exactly_its_bill_and_a_restart_charges_nothing_twice(
+    tmp_path: Path,
+) -> None:
     home = make_home(tmp_path, TUESDAY, plugs=())
     await home.top_up("100.00")
     await home.top_up("100.00", "gas")
@@ -60,8 +68,20 @@ async def test_a_settled_day_takes_exactly_its_bill_and_a_restart_charges_nothin
     await home.side.stop()
     home.hub.interval_observers.clear()
     supplies = [
-        Supply("electricity", ELEC, "Northern Power", CostAccumulator(electricity_tariff(day - timedelta(days=40)), FixedIntensity(g_per_kwh=Decimal(0)))),
-        Supply("gas", GAS, "Shire Gas", CostAccumulator(gas_tariff(day - timedelta(days=40)), FixedIntensity(g_per_kwh=Decimal(0)))),
+        Supply(
+            "electricity",
+            ELEC,
+            "Northern Power",
+            CostAccumulator(
+                electricity_tariff(day - timedelta(days=40)), FixedIntensity(g_per_kwh=Decimal(0))
+            ),
+        ),
+        Supply(
+            "gas",
+            GAS,
+            "Shire Gas",
+            CostAccumulator(gas_tariff(day - timedelta(days=40)), FixedIntensity(g_per_kwh=Decimal(0))),
+        ),
     ]
     home.side = attach_consumer_side(
         home.hub, tmp_path / "ihd", home.clock, supplies, prepayment=True, ca_cert=home.ca.certificate

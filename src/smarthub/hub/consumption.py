@@ -176,7 +176,9 @@ class HomeConsumption:
     # -- views for the IHD ------------------------------------------------------------------
     def half_hours(self, fuel: str, day: date) -> list[PricedInterval]:
         lo, hi = day_start(day), day_start(day + timedelta(days=1))
-        return sorted((p for t, p in self._priced.get(fuel, {}).items() if lo <= t < hi), key=lambda p: p.start)
+        return sorted(
+            (p for t, p in self._priced.get(fuel, {}).items() if lo <= t < hi), key=lambda p: p.start
+        )
 
     def appliance_costs(self, start: date, end: date) -> list[ApplianceCost]:
         """Each appliance's kWh and cost over local days ``start``..``end``, dearest first."""

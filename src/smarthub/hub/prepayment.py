@@ -312,9 +312,7 @@ class PrepaymentLedger:
                 "INSERT INTO charges VALUES (?, ?, ?, ?, '0', ?)",
                 (key, fuel, str(amount), str(amount), int(at.timestamp())),
             )
-            db.execute(
-                "UPDATE accounts SET credit = ? WHERE fuel = ?", (str(acct["credit"] - amount), fuel)
-            )
+            db.execute("UPDATE accounts SET credit = ? WHERE fuel = ?", (str(acct["credit"] - amount), fuel))
             return True
 
     def charged(self, fuel: str, key_prefix: str) -> Decimal:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
@@ -59,26 +59,33 @@ class PrepaymentBridge:
         breakers: dict[str, Breaker] | None = None,
         *,
         since: datetime | None = None,
+        fuels: Iterable[str] | None = None,
     ) -> None:
         """``since``: when this home went onto prepayment; earlier intervals (replayed from the
-        history after a restart) are not charged."""
+        history after a restart) are not charged. ``fuels``: the fuels paid in advance (default:
+        every supply; a home may prepay electricity and be billed for gas)."""
         self.ledger = ledger
         self.consumption = consumption
         self.clock = clock
         self.breakers = dict(breakers or {})
         self.since = since
-        self._open_days: dict[str, set[date]] = {f: set() for f in consumption.supplies}
+        self.fuels = set(consumption.supplies if fuels is None else fuels)
+        if unknown := self.fuels - set(consumption.supplies):
+            raise ValueError(f"prepaid fuels {sorted(unknown)} have no supply meter")
+        self._open_days: dict[str, set[date]] = {f: set() for f in self.fuels}
         self._pending: set[asyncio.Task[None]] = set()
         self.errors: list[str] = []
         consumption.observers.append(self.on_interval)
 
     # -- charging ---------------------------------------------------------------------------
     def on_interval(self, supply: Supply, c: IntervalConsumption, cost: Decimal) -> None:
-        if self.since is not None and c.start < self.since:
+        if supply.fuel not in self.fuels or (self.since is not None and c.start < self.since):
             return
         now = self.clock.now()
         day = c.day
-        self.ledger.charge(supply.fuel, f"{day_prefix(supply.fuel, day)}energy/{int(c.start.timestamp())}", cost, now)
+        self.ledger.charge(
+            supply.fuel, f"{day_prefix(supply.fuel, day)}energy/{int(c.start.timestamp())}", cost, now
+        )
         self._open_days[supply.fuel].add(day)
         for d in sorted(x for x in self._open_days[supply.fuel] if x < day):
             if self.settle_day(supply, d, now):
@@ -118,7 +125,9 @@ class PrepaymentBridge:
         if action in (SupplyAction.NONE, SupplyAction.AWAIT_CONFIRMATION):
             return action
         if breaker is None:
-            self.errors.append(f"{fuel}: the ledger says {action.value} but the hub controls no breaker/valve")
+            self.errors.append(
+                f"{fuel}: the ledger says {action.value} but the hub controls no breaker/valve"
+            )
             return SupplyAction.NONE
         if action is SupplyAction.DISCONNECT:
             if self.ledger.config[fuel].friendly.is_friendly(self.clock.now()):
@@ -143,7 +152,7 @@ class PrepaymentBridge:
 
     async def check_all(self) -> dict[str, SupplyAction]:
         """Every fuel's supply decision applied (after a top-up, at start-up, periodically)."""
-        return {fuel: await self.apply_supply(fuel) for fuel in self.consumption.supplies}
+        return {fuel: await self.apply_supply(fuel) for fuel in sorted(self.fuels)}
 
     async def settled(self) -> None:
         """Wait for the supply switches already scheduled (tests, shutdown)."""

@@ -283,6 +283,7 @@ def smart_plug_rig(
     assert isinstance(port, ZigbeePort)
     loops = []
     for eui, profile in plugs:
+        # An ApplianceProfile has the methods the simulator asks of a household profile.
         meter = ZigbeeMeterSimulator(eui, "electric", profile, start=start, initial_wh=0)  # type: ignore[arg-type]
         hub.accept(port.receive_frame(eui, meter.formatting_report()), start, port="zigbee")
 
@@ -291,4 +292,5 @@ def smart_plug_rig(
             return port.receive_frame(eui, meter.report_at(t))
 
         loops.append(PollLoop(f"plug:{eui}", clock, report, _sink(hub, "zigbee"), period=period, start=start))
-    return Rig("zigbee", [(eui, "electricity") for eui, _ in plugs], [(eui, IMPORT_ACTIVE_ENERGY) for eui, _ in plugs], loops)
+    meters = [(eui, "electricity") for eui, _ in plugs]
+    return Rig("zigbee", meters, [(eui, IMPORT_ACTIVE_ENERGY) for eui, _ in plugs], loops)

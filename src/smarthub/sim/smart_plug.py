@@ -65,6 +65,8 @@ class ApplianceProfile:
 APPLIANCES = (
     ApplianceProfile("Washing machine", 1.0, (ApplianceRun(time(19, 0), 90, 1900.0),)),
     ApplianceProfile("Fridge freezer", 55.0),
-    ApplianceProfile("Kettle", 0.0, (ApplianceRun(time(7, 30), 4, 2800.0), ApplianceRun(time(17, 0), 4, 2800.0))),
+    ApplianceProfile(
+        "Kettle", 0.0, (ApplianceRun(time(7, 30), 4, 2800.0), ApplianceRun(time(17, 0), 4, 2800.0))
+    ),
     ApplianceProfile("TV", 2.0, (ApplianceRun(time(18, 0), 300, 110.0),)),
 )

@@ -145,7 +145,11 @@ class Ihd:
     # -- live -------------------------------------------------------------------------------
     async def events(self, request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+            }
         )
         await resp.prepare(request)
         q = self.live.subscribe()
@@ -173,9 +177,21 @@ class Ihd:
         for fuel, supply in self.consumption.supplies.items():
             acc = supply.accumulator
             f: dict[str, Any] = {"supplier": supply.supplier, "meter": supply.meter}
-            for name, s in (("today", acc.today(now)), ("week", acc.this_week(now)), ("month", acc.this_month(now))):
-                f[name] = {"cost": str(s.cost), "kwh": str(s.kwh), "co2_kg": str(s.co2_kg), "unpriced": s.unpriced}
-            for name, r in (("current_rate", _safe_rate(acc.current_rate, now)), ("next_rate", _safe_rate(acc.next_rate, now))):
+            for name, s in (
+                ("today", acc.today(now)),
+                ("week", acc.this_week(now)),
+                ("month", acc.this_month(now)),
+            ):
+                f[name] = {
+                    "cost": str(s.cost),
+                    "kwh": str(s.kwh),
+                    "co2_kg": str(s.co2_kg),
+                    "unpriced": s.unpriced,
+                }
+            for name, r in (
+                ("current_rate", _safe_rate(acc.current_rate, now)),
+                ("next_rate", _safe_rate(acc.next_rate, now)),
+            ):
                 f[name] = None if r is None else _rate_json(r)
             out["fuels"][fuel] = f
         d = local_day(now)
@@ -184,7 +200,7 @@ class Ihd:
             for a in self.consumption.appliance_costs(d, d + timedelta(days=1))
         ]
         if self.ledger is not None:
-            out["prepayment"] = {f: self.ledger.balance(f).to_json() for f in self.consumption.supplies}
+            out["prepayment"] = {f: self.ledger.balance(f).to_json() for f in self._prepaid()}
         return out
 
     async def summary_json(self, request: web.Request) -> web.Response:
@@ -196,7 +212,11 @@ class Ihd:
         sections = [self._live_section(), self._messages_section(now)]
         if self.ledger is not None:
             sections.append(self._prepayment_section(now))
-        sections.append('<div class="fuels">' + "".join(self._fuel_card(s, now) for s in self.consumption.supplies.values()) + "</div>")
+        sections.append(
+            '<div class="fuels">'
+            + "".join(self._fuel_card(s, now) for s in self.consumption.supplies.values())
+            + "</div>"
+        )
         sections.append(self._appliance_section(now))
         sections.append(self._comparison_section(now))
         sections.append('<nav><a href="/consent">Data sharing</a></nav>')
@@ -219,7 +239,8 @@ class Ihd:
         items = []
         for m in msgs:
             items.append(
-                f'<li class="msg p{m.priority}" data-id="{escape(m.message_id)}"><strong>{escape(m.sender)}</strong>'
+                f'<li class="msg p{m.priority}" data-id="{escape(m.message_id)}">'
+                f"<strong>{escape(m.sender)}</strong>"
                 f' <span class="muted">({PRIORITIES[m.priority]})</span><p>{escape(m.text)}</p>'
                 '<form method="post" action="/messages/ack">'
                 f'<input type="hidden" name="sender" value="{escape(m.sender)}">'
@@ -231,17 +252,26 @@ class Ihd:
     def _fuel_card(self, supply: Supply, now: datetime) -> str:
         acc = supply.accumulator
         rows = []
-        for label, s in (("Today", acc.today(now)), ("This week", acc.this_week(now)), ("This month", acc.this_month(now))):
+        for label, s in (
+            ("Today", acc.today(now)),
+            ("This week", acc.this_week(now)),
+            ("This month", acc.this_month(now)),
+        ):
             rows.append(_summary_row(label, s))
         cur, nxt = _safe_rate(acc.current_rate, now), _safe_rate(acc.next_rate, now)
-        rate = "<p>Rate not available</p>" if cur is None else (
-            f'<p class="rate">Now: <strong>{_p_inc_vat(cur)}</strong> ({escape(cur.name)})'
-            + ("" if cur.until is None else f" until {local_hm(cur.until)}")
-            + "</p>"
+        rate = (
+            "<p>Rate not available</p>"
+            if cur is None
+            else (
+                f'<p class="rate">Now: <strong>{_p_inc_vat(cur)}</strong> ({escape(cur.name)})'
+                + ("" if cur.until is None else f" until {local_hm(cur.until)}")
+                + "</p>"
+            )
         )
         if nxt is not None:
             rate += f'<p class="rate">Next: {_p_inc_vat(nxt)} ({escape(nxt.name)})</p>'
         d = local_day(now)
+        tariff_name = acc.schedule.in_force(d).name or acc.schedule.tariff_id
         halves = self.consumption.half_hours(supply.fuel, d)
         midnight = day_start(d)
         bars = [
@@ -251,8 +281,9 @@ class Ihd:
         chart = column_chart(f"halfhours-{supply.fuel}", bars, "£", slots=settlement_periods(d), every=8)
         return (
             f'<section class="fuel" id="fuel-{supply.fuel}"><h2>{supply.fuel.capitalize()}</h2>'
-            f'<p class="muted">{escape(supply.supplier)} · {escape(acc.schedule.in_force(d).name or acc.schedule.tariff_id)}</p>'
-            f"{rate}<table class=\"figures\"><tr><th></th><th>£</th><th>kWh</th><th>kg CO₂</th></tr>{''.join(rows)}</table>"
+            f'<p class="muted">{escape(supply.supplier)} · {escape(tariff_name)}</p>'
+            f'{rate}<table class="figures"><tr><th></th><th>£</th><th>kWh</th><th>kg CO₂</th></tr>'
+            f"{''.join(rows)}</table>"
             f"<h3>Today by half-hour (£)</h3>{chart}</section>"
         )
 
@@ -267,7 +298,8 @@ class Ihd:
             if rest > 0:
                 rest = rest.quantize(_PENNY, ROUND_HALF_UP)
                 rows.append(("Rest of home", rest, money(rest)))
-        return f'<section id="appliances"><h2>What cost money today</h2>{bar_chart("appliance-chart", rows)}</section>'
+        chart = bar_chart("appliance-chart", rows)
+        return f'<section id="appliances"><h2>What cost money today</h2>{chart}</section>'
 
     def _comparison_section(self, now: datetime) -> str:
         parts = ['<section id="comparison"><h2>Compared with</h2>']
@@ -280,7 +312,10 @@ class Ihd:
                 last = acc.summary(monday - timedelta(days=7), d - timedelta(days=6))
             except TariffError:
                 continue
-            rows = [("This week so far", this.kwh, kwh(this.kwh)), ("Same days last week", last.kwh, kwh(last.kwh))]
+            rows = [
+                ("This week so far", this.kwh, kwh(this.kwh)),
+                ("Same days last week", last.kwh, kwh(last.kwh)),
+            ]
             parts.append(f"<h3>{fuel.capitalize()}: last week</h3>" + bar_chart(f"lastweek-{fuel}", rows))
         comparison = self.store.comparison()
         if comparison is not None:
@@ -305,7 +340,7 @@ class Ihd:
     def _prepayment_section(self, now: datetime) -> str:
         assert self.ledger is not None
         cards = []
-        for fuel in self.consumption.supplies:
+        for fuel in self._prepaid():
             b = self.ledger.balance(fuel)
             action = self.ledger.supply_action(fuel, now)
             buttons = ""
@@ -316,13 +351,15 @@ class Ihd:
                 )
             if action is SupplyAction.AWAIT_CONFIRMATION:
                 buttons += (
-                    f'<form method="post" action="/prepayment/{fuel}/reconnect"><p class="warn">Your credit is back.'
+                    f'<form method="post" action="/prepayment/{fuel}/reconnect">'
+                    '<p class="warn">Your credit is back.'
                     " Before the gas is turned back on, make sure every gas appliance is switched off.</p>"
                     f'<button id="reconnect-{fuel}">Appliances are off: turn the gas back on</button></form>'
                 )
             topups = self.ledger.top_ups(fuel)[:5]
             history = "".join(
-                f"<li>{money(Decimal(t['amount']))} · {datetime.fromtimestamp(t['applied'], LONDON):%d %b %H:%M}"
+                f"<li>{money(Decimal(t['amount']))} · "
+                f"{datetime.fromtimestamp(t['applied'], LONDON):%d %b %H:%M}"
                 + ("" if Decimal(t["to_debt"]) == 0 else f" ({money(Decimal(t['to_debt']))} to debt)")
                 + "</li>"
                 for t in topups
@@ -330,12 +367,22 @@ class Ihd:
             cards.append(
                 f'<div class="balance {"low" if b.low_credit else ""}"><h3>{fuel.capitalize()} credit</h3>'
                 f'<p class="big" id="balance-{fuel}">{money(b.credit)}</p>'
-                + ("" if b.debt == 0 else f'<p>Debt: {money(b.debt)}</p>')
+                + ("" if b.debt == 0 else f"<p>Debt: {money(b.debt)}</p>")
                 + ('<p class="warn">Emergency credit in use</p>' if b.emergency_active else "")
                 + ('<p class="warn">Supply is off</p>' if b.supply == "off" else "")
-                + f'{buttons}<h4>Top-ups</h4><ul id="topups-{fuel}">{history or "<li>None yet</li>"}</ul></div>'
+                + f"{buttons}<h4>Top-ups</h4>"
+                + f'<ul id="topups-{fuel}">{history or "<li>None yet</li>"}</ul></div>'
             )
-        return f'<section id="prepayment"><h2>Pay as you go</h2><div class="balances">{"".join(cards)}</div></section>'
+        balances = "".join(cards)
+        return (
+            f'<section id="prepayment"><h2>Pay as you go</h2><div class="balances">{balances}</div></section>'
+        )
+
+    def _prepaid(self) -> list[str]:
+        if self.ledger is None:
+            return []
+        fuels = self.bridge.fuels if self.bridge is not None else set(self.consumption.supplies)
+        return [f for f in self.consumption.supplies if f in fuels]
 
     # -- actions ----------------------------------------------------------------------------
     async def ack_message(self, request: web.Request) -> web.Response:
@@ -345,7 +392,7 @@ class Ihd:
 
     def _fuel(self, request: web.Request) -> str:
         fuel = request.match_info["fuel"]
-        if self.ledger is None or fuel not in self.consumption.supplies:
+        if self.ledger is None or fuel not in self._prepaid():
             raise web.HTTPNotFound(text=f"no prepayment account for {fuel!r}")
         return fuel
 
@@ -378,15 +425,18 @@ class Ihd:
         for r in names:
             g = self.consent.granularity(r)
             options = "".join(
-                f'<option value="{x.value}"{" selected" if x is g else ""}>{x.value}</option>' for x in Granularity
+                f'<option value="{x.value}"{" selected" if x is g else ""}>{x.value}</option>'
+                for x in Granularity
             )
             rows.append(
                 f'<li class="recipient" data-recipient="{escape(r)}"><strong>{escape(r)}</strong>'
                 f' <span class="granularity">{g.value}</span>{"" if r in decided else " (default)"}'
-                f'<form method="post" action="/consent"><input type="hidden" name="recipient" value="{escape(r)}">'
+                '<form method="post" action="/consent">'
+                f'<input type="hidden" name="recipient" value="{escape(r)}">'
                 f'<select name="granularity" aria-label="granularity for {escape(r)}">{options}</select>'
                 f' <button name="action" value="set">Save</button>'
-                f' <button name="action" value="revoke" id="revoke-{escape(r)}">Stop sharing</button></form></li>'
+                f' <button name="action" value="revoke" id="revoke-{escape(r)}">Stop sharing</button>'
+                "</form></li>"
             )
         body = (
             "<h1>Who sees your data</h1><p>Choose, for each organisation, how detailed the data it may"
@@ -396,7 +446,8 @@ class Ihd:
             '<input name="recipient" required maxlength="64" aria-label="organisation id">'
             '<select name="granularity">'
             + "".join(f'<option value="{x.value}">{x.value}</option>' for x in Granularity)
-            + '</select> <button name="action" value="set">Grant</button></form><nav><a href="/">Back</a></nav>'
+            + '</select> <button name="action" value="set">Grant</button></form>'
+            + '<nav><a href="/">Back</a></nav>'
         )
         return self._page("Data sharing", body)
 
@@ -413,7 +464,9 @@ class Ihd:
             try:
                 granularity = Granularity(str(form.get("granularity", "")))
             except ValueError:
-                raise web.HTTPBadRequest(text=f"granularity must be one of {[g.value for g in Granularity]}") from None
+                raise web.HTTPBadRequest(
+                    text=f"granularity must be one of {[g.value for g in Granularity]}"
+                ) from None
         self.consent.set(recipient, granularity, self.clock.now())
         raise web.HTTPSeeOther("/consent")
 
@@ -449,7 +502,8 @@ def _p_inc_vat(r: Rate) -> str:
 
 
 def _summary_row(label: str, s: Summary) -> str:
-    return f"<tr><th>{label}</th><td>{money(s.cost)}</td><td>{s.kwh.quantize(_PENNY, ROUND_HALF_UP)}</td><td>{s.co2_kg}</td></tr>"
+    kwh_shown = s.kwh.quantize(_PENNY, ROUND_HALF_UP)
+    return f"<tr><th>{label}</th><td>{money(s.cost)}</td><td>{kwh_shown}</td><td>{s.co2_kg}</td></tr>"
 
 
 def _tip(p: PricedInterval) -> str:

@@ -6,9 +6,11 @@ One function, used by the simulated fleet and by ``smarthub hub``, so both run t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,10 @@ from smarthub.hub.management import ManagementInterface
 from smarthub.hub.prepayment import AccountConfig, PrepaymentLedger, topup_command
 from smarthub.hub.prepayment_bridge import Breaker, PrepaymentBridge
 from smarthub.hub.privacy import ConsentStore
+from smarthub.hub.tariffs import CostAccumulator
+from smarthub.model.tariff import schedule_from_json
 from smarthub.model.tariff_calc import day_start, local_day
+from smarthub.model.tariff_carbon import FixedIntensity
 
 
 @dataclass
@@ -55,6 +60,21 @@ class ConsumerSide:
         self.store.close()
 
 
+def supplies_from_json(text: str) -> list[Supply]:
+    """Supplies from a hub's consumer configuration: ``{"electricity": {"meter": ..., "supplier":
+    ..., "tariff": [<tariff versions>], "co2_g_per_kwh": "180"}, "gas": {...}}``."""
+    try:
+        config = json.loads(text)
+        out = []
+        for fuel, c in sorted(config.items()):
+            schedule = schedule_from_json(json.dumps(c["tariff"]))
+            carbon = FixedIntensity(g_per_kwh=Decimal(str(c.get("co2_g_per_kwh", "0"))))
+            out.append(Supply(fuel, str(c["meter"]), str(c["supplier"]), CostAccumulator(schedule, carbon)))
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"consumer configuration: {type(err).__name__}: {err}") from None
+    return out
+
+
 def _prepayment_since(directory: Path, now: datetime) -> datetime:
     """When this home went onto prepayment (first start with a ledger), kept across restarts."""
     path = directory / "prepayment_since"
@@ -73,10 +93,14 @@ def attach_consumer_side(
     consent: ConsentStore | None = None,
     recipients: Iterable[str] = ("gdsc",),
     prepayment: bool = False,
+    prepaid_fuels: Iterable[str] | None = None,
     ca_cert: x509.Certificate | None = None,
     breakers: dict[str, Breaker] | None = None,
     account_config: dict[str, AccountConfig] | None = None,
+    cert_clock: Clock | None = None,
 ) -> ConsumerSide:
+    """``cert_clock``: the clock voucher signers' certificates are checked against (default
+    ``clock``; the simulated fleet checks certificates against wall time, as OpenSSL does)."""
     directory.mkdir(parents=True, exist_ok=True)
     store = IhdStore(directory / "ihd.sqlite")
     store.pairing_code()  # made at setup, so it can be printed on the console
@@ -88,7 +112,7 @@ def attach_consumer_side(
             raise ValueError("a prepayment hub needs the GDSC CA certificate to check vouchers")
         ledger = PrepaymentLedger(directory / "prepayment.sqlite", hub.hub_id, ca_cert, config=account_config)
         bridge = PrepaymentBridge(
-            ledger, consumption, clock, breakers, since=_prepayment_since(directory, now)
+            ledger, consumption, clock, breakers, since=_prepayment_since(directory, now), fuels=prepaid_fuels
         )
     # Replay what the history holds of this month and last week (figures, comparison), then
     # follow the intervals as they close.
@@ -110,7 +134,7 @@ def attach_consumer_side(
         for ctype, handler in ihd_commands(store, consumption, clock).items():
             management.register(ctype, handler)
         if ledger is not None and bridge is not None:
-            credit = topup_command(ledger, clock.now)
+            credit = topup_command(ledger, (cert_clock or clock).now)
             wired_bridge = bridge
 
             async def topup(body: dict[str, Any]) -> dict[str, Any]:

@@ -84,7 +84,9 @@ class Comparison:
             for fuel in ("electricity", "gas"):
                 if fuel in body:
                     f = body[fuel]
-                    fuels[fuel] = FuelComparison(Decimal(str(f["average_kwh"])), Decimal(str(f["efficient_kwh"])))
+                    fuels[fuel] = FuelComparison(
+                        Decimal(str(f["average_kwh"])), Decimal(str(f["efficient_kwh"]))
+                    )
         except (KeyError, TypeError, ValueError, InvalidOperation) as err:
             raise BadIhdInput(f"comparison field missing or malformed: {type(err).__name__} {err}") from None
         if end <= start:
@@ -162,7 +164,8 @@ class IhdStore:
     def acknowledge(self, sender: str, message_id: str, now: datetime) -> bool:
         with self._lock:
             cur = self._db.execute(
-                "UPDATE messages SET acknowledged = ? WHERE sender = ? AND message_id = ? AND acknowledged IS NULL",
+                "UPDATE messages SET acknowledged = ?"
+                " WHERE sender = ? AND message_id = ? AND acknowledged IS NULL",
                 (int(now.timestamp()), sender, message_id),
             )
         return cur.rowcount == 1
