@@ -6,7 +6,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test bench lint clean
 
+CHROMIUM ?= /usr/bin/chromium
+
 $(STAMP): pyproject.toml
+	@# The IHD browser tests drive Debian's Chromium (Playwright downloads no browser); needs root.
+	test -x $(CHROMIUM) || (apt-get update -q && apt-get install -y -q chromium)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
@@ -35,4 +39,4 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info
+	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info test-artifacts

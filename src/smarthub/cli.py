@@ -126,8 +126,15 @@ def hub(
     listen: str = "0.0.0.0",
     port: int = 8443,
     dsmr2: Annotated[bool, typer.Option(help="DSMR 2/3 meter: 9600 baud 7E1")] = False,
+    consumer: Annotated[
+        Path | None,
+        typer.Option(help="JSON per fuel: meter id, supplier, tariff versions, g CO2/kWh (serves the IHD)"),
+    ] = None,
+    ihd_listen: str = "0.0.0.0",
+    ihd_port: int = 8080,
 ) -> None:
-    """Run one Smart Hub against a real meter's P1 port, serving 2030.5 over mutual TLS."""
+    """Run one Smart Hub against a real meter's P1 port, serving 2030.5 over mutual TLS and,
+    with --consumer, the in-home display on the home network (plain HTTP, paired by code)."""
     from cryptography import x509
 
     from smarthub.clock import SystemClock
@@ -195,6 +202,22 @@ def hub(
         ctx = server_context(state / "hub.pem", state / "hub.key", state / "ca.pem")
         bound = await server.start(listen, port, ctx)
         err.print(f"hub {hub_id} serving IEEE 2030.5 on https://{listen}:{bound}/dcap (mutual TLS)")
+        side = None
+        if consumer is not None:
+            from smarthub.hub.ihd.home import attach_consumer_side, supplies_from_json
+
+            # A P1 port only reads: no breaker to switch, so no prepayment on this hub.
+            side = attach_consumer_side(
+                smart_hub,
+                state / "ihd",
+                clock,
+                supplies_from_json(consumer.read_text()),
+                management=management,
+                consent=consent,
+            )
+            await side.serve(ihd_listen, ihd_port)
+            code = side.store.pairing_code()
+            err.print(f"in-home display on http://{ihd_listen}:{ihd_port}/ (pairing code {code})")
 
         def on_bytes(data: bytes) -> None:
             for e in smart_hub.receive("p1", data):
@@ -224,6 +247,8 @@ def hub(
             chores.cancel()
             transport.stop()
             await server.stop()
+            if side is not None:
+                await side.stop()
             management.close()
 
     with contextlib.suppress(KeyboardInterrupt):

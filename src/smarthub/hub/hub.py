@@ -64,6 +64,8 @@ class SmartHub:
         self.registry = registry
         self.mirror = DataMirror()
         self.interval_builder = IntervalBuilder()
+        # Called with the intervals just committed to the history (e.g. running cost, prepayment).
+        self.interval_observers: list[Callable[[list[IntervalRecord]], None]] = []
         self.stats = HubStats()
         self.ports: dict[str, Port] = {}
         self.raw_latest: dict[tuple[str, str, str], Unmapped] = {}
@@ -188,6 +190,8 @@ class SmartHub:
             )
         if completed:
             self.stats.intervals_stored += self.history.append(completed)
+            for observe in self.interval_observers:
+                observe(completed)
         if self.diagnostics is not None:
             self.diagnostics.observe_readings(readings)
             for record in completed:

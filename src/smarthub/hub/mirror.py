@@ -8,7 +8,7 @@ the meter reports that rate itself.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 
 from smarthub.model import ObisCode, Quality, Reading, Unit
@@ -28,10 +28,14 @@ class DataMirror:
     def __init__(self) -> None:
         self._latest: dict[tuple[str, ObisCode], Reading] = {}
         self._reported_rates: set[tuple[str, ObisCode]] = set()
+        # Called with the readings just mirrored (derived rates included), e.g. the IHD's live
+        # push: readers are told of a change instead of polling for one.
+        self.observers: list[Callable[[list[Reading]], None]] = []
 
     def update(self, readings: Iterable[Reading]) -> int:
         """Keep each reading that is newer than the one mirrored; returns how many were kept."""
         kept = 0
+        changed: list[Reading] = []
         for r in readings:
             key = (r.meter, r.obis)
             old = self._latest.get(key)
@@ -41,25 +45,31 @@ class DataMirror:
                 self._reported_rates.add(key)
             self._latest[key] = r
             kept += 1
+            changed.append(r)
             if old is not None and r.obis in _RATES and r.start is None:
-                self._derive(old, r)
+                derived = self._derive(old, r)
+                if derived is not None:
+                    changed.append(derived)
+        if changed:
+            for observe in self.observers:
+                observe(changed)
         return kept
 
-    def _derive(self, old: Reading, new: Reading) -> None:
+    def _derive(self, old: Reading, new: Reading) -> Reading | None:
         rate_obis, unit, factor = _RATES[new.obis]
         if (new.meter, rate_obis) in self._reported_rates:
-            return  # the meter reports this rate itself: never shadow a measurement
+            return None  # the meter reports this rate itself: never shadow a measurement
         seconds = Decimal((new.time - old.time).total_seconds())
         if seconds <= 0:
-            return
+            return None
         v_new, _ = new.in_base_unit()
         v_old, _ = old.in_base_unit()
         if v_new < v_old:
-            return  # a register going backwards says nothing about the rate
+            return None  # a register going backwards says nothing about the rate
         rate = ((v_new - v_old) / seconds * factor).quantize(Decimal("0.001"))
-        self._latest[(new.meter, rate_obis)] = Reading(
-            new.meter, rate_obis, rate, unit, new.time, quality=Quality.VALID | Quality.DERIVED
-        )
+        derived = Reading(new.meter, rate_obis, rate, unit, new.time, quality=Quality.VALID | Quality.DERIVED)
+        self._latest[(new.meter, rate_obis)] = derived
+        return derived
 
     def latest(self, meter: str, obis: ObisCode) -> Reading | None:
         return self._latest.get((meter, obis))

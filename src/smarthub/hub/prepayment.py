@@ -299,6 +299,31 @@ class PrepaymentLedger:
                 self._event(db, at, fuel, "friendly_credit", f"£{to_debt} to debt ({key})")
             return True
 
+    def adjust(self, fuel: str, key: str, amount: Decimal, at: datetime) -> bool:
+        """A settlement adjustment of either sign, once per key: a day's rounding difference
+        between the unrounded interval charges and the day's bill (negative: back to credit)."""
+        if amount >= ZERO:
+            return self.charge(fuel, key, amount, at)
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM charges WHERE key = ?", (key,)).fetchone():
+                return False
+            acct = self._account(db, fuel)
+            db.execute(
+                "INSERT INTO charges VALUES (?, ?, ?, ?, '0', ?)",
+                (key, fuel, str(amount), str(amount), int(at.timestamp())),
+            )
+            db.execute("UPDATE accounts SET credit = ? WHERE fuel = ?", (str(acct["credit"] - amount), fuel))
+            return True
+
+    def charged(self, fuel: str, key_prefix: str) -> Decimal:
+        """The sum of the charges of ``fuel`` whose key starts with ``key_prefix`` (exact)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT amount FROM charges WHERE fuel = ? AND substr(key, 1, ?) = ?",
+                (fuel, len(key_prefix), key_prefix),
+            ).fetchall()
+        return sum((Decimal(a) for (a,) in rows), ZERO)
+
     def recover_debt(self, fuel: str, day: date, at: datetime) -> Decimal:
         """The day's fixed debt recovery, from credit to the debt, once per day."""
         cfg = self.config[fuel]

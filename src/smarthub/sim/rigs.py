@@ -40,6 +40,7 @@ from smarthub.sim.dsmr_meter import DsmrMeterSimulator
 from smarthub.sim.iec_meter import IecMeterSimulator
 from smarthub.sim.load_profile import HouseholdProfile
 from smarthub.sim.mbus_meter import MBusMeterSimulator
+from smarthub.sim.smart_plug import ApplianceProfile
 from smarthub.sim.wmbus_meter import WMBusMeterSimulator
 from smarthub.sim.zigbee_meter import ZigbeeMeterSimulator
 
@@ -266,3 +267,30 @@ def dlms_rig(
         [loop],
         supply=SupplyControl(meter_id, link, client, loop),
     )
+
+
+def smart_plug_rig(
+    hub: SmartHub,
+    clock: Clock,
+    start: datetime,
+    plugs: list[tuple[str, ApplianceProfile]],
+    period: timedelta = MINUTE,
+) -> Rig:
+    """ZigBee SE smart plugs (one appliance each) reporting to the hub's ZigBee port."""
+    port = hub.ports.get("zigbee")
+    if not isinstance(port, ZigbeePort):
+        port = hub.attach(ZigbeePort("zigbee"))
+    assert isinstance(port, ZigbeePort)
+    loops = []
+    for eui, profile in plugs:
+        # An ApplianceProfile has the methods the simulator asks of a household profile.
+        meter = ZigbeeMeterSimulator(eui, "electric", profile, start=start, initial_wh=0)  # type: ignore[arg-type]
+        hub.accept(port.receive_frame(eui, meter.formatting_report()), start, port="zigbee")
+
+        async def report(t: datetime, meter: ZigbeeMeterSimulator = meter, eui: str = eui) -> PortBatch:
+            assert isinstance(port, ZigbeePort)
+            return port.receive_frame(eui, meter.report_at(t))
+
+        loops.append(PollLoop(f"plug:{eui}", clock, report, _sink(hub, "zigbee"), period=period, start=start))
+    meters = [(eui, "electricity") for eui, _ in plugs]
+    return Rig("zigbee", meters, [(eui, IMPORT_ACTIVE_ENERGY) for eui, _ in plugs], loops)

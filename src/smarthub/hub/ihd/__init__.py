@@ -1,0 +1,1 @@
+"""The in-home display served by the hub on the home network (see `smarthub.hub.ihd.app`)."""

@@ -1,0 +1,510 @@
+"""The in-home display: a small web app the hub serves on the home network.
+
+Any screen on the LAN (phone, tablet, wall display, TV browser) is an IHD. Pages are rendered
+on the hub (HTML + inline SVG charts); one small script (``static/ihd.js``) keeps the live
+power current through Server-Sent Events. Nothing is fetched from outside the home.
+
+It reads only what the hub already holds: the data mirror (live power), each fuel's
+:class:`~smarthub.hub.tariffs.CostAccumulator` (figures and rates), the priced intervals and
+appliance sub-meters (:class:`~smarthub.hub.consumption.HomeConsumption`), the prepayment
+ledger and the consent store. It never talks to a meter.
+
+**Access**: a screen pairs once with the hub's 6-digit pairing code (made at hub setup and
+shown on the hub's console/label: `IhdStore.pairing_code`); it then holds a random session
+token in an HttpOnly, SameSite=Strict cookie. Every page and action needs the token; actions
+are POSTs, refused if an ``Origin`` header names another site.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from html import escape
+from importlib import resources
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from smarthub.clock import Clock
+from smarthub.hub.consumption import HomeConsumption, PricedInterval, Supply
+from smarthub.hub.ihd.charts import bar_chart, column_chart
+from smarthub.hub.ihd.live import LivePower, sse
+from smarthub.hub.ihd.store import PRIORITIES, IhdStore
+from smarthub.hub.prepayment import PrepaymentLedger, SupplyAction
+from smarthub.hub.prepayment_bridge import PrepaymentBridge
+from smarthub.hub.privacy import ConsentStore, Granularity
+from smarthub.hub.tariffs import Rate, Summary
+from smarthub.model.tariff import LONDON, SETTLEMENT_PERIOD, TariffError
+from smarthub.model.tariff_calc import day_start, local_day, settlement_periods
+
+COOKIE = "ihd_session"
+KEEPALIVE = 15.0  # seconds between SSE comments, so idle proxies and sleeping tabs keep the stream
+_PENNY = Decimal("0.01")
+
+
+def money(x: Decimal) -> str:
+    sign = "-" if x < 0 else ""
+    return f"{sign}£{abs(x).quantize(_PENNY, ROUND_HALF_UP):,.2f}"
+
+
+def kwh(x: Decimal) -> str:
+    return f"{x.quantize(Decimal('0.01'), ROUND_HALF_UP)} kWh"
+
+
+def local_hm(t: datetime) -> str:
+    return t.astimezone(LONDON).strftime("%H:%M")
+
+
+@dataclass
+class Ihd:
+    """Everything the IHD reads; only ``consumption`` and ``store`` are required."""
+
+    consumption: HomeConsumption
+    store: IhdStore
+    clock: Clock
+    live: LivePower
+    consent: ConsentStore | None = None
+    ledger: PrepaymentLedger | None = None
+    bridge: PrepaymentBridge | None = None
+    recipients: list[str] = field(default_factory=lambda: ["gdsc"])
+    title: str = "Home energy"
+
+    # -- the web app ------------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._auth])
+        app.router.add_get("/", self.dashboard)
+        app.router.add_get("/pair", self.pair_form)
+        app.router.add_post("/pair", self.pair)
+        app.router.add_get("/events", self.events)
+        app.router.add_get("/api/summary", self.summary_json)
+        app.router.add_post("/messages/ack", self.ack_message)
+        app.router.add_post("/prepayment/{fuel}/emergency", self.emergency)
+        app.router.add_post("/prepayment/{fuel}/reconnect", self.reconnect)
+        app.router.add_get("/consent", self.consent_page)
+        app.router.add_post("/consent", self.consent_set)
+        app.router.add_get("/static/{name}", self.static)
+        return app
+
+    async def start(self, host: str, port: int) -> tuple[web.AppRunner, int]:
+        """Serve on ``host:port`` (0: any free port); returns the runner and the bound port."""
+        runner = web.AppRunner(self.app(), shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        server = site._server
+        assert server is not None
+        bound = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return runner, int(bound)
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path in ("/pair",) or request.path.startswith("/static/"):
+            return await handler(request)
+        if not self.store.session_valid(request.cookies.get(COOKIE)):
+            if request.method == "GET" and request.path in ("/", "/consent"):
+                raise web.HTTPSeeOther("/pair")
+            raise web.HTTPUnauthorized(text="pair this screen with the hub first: /pair")
+        if request.method == "POST":
+            origin = request.headers.get("Origin")
+            if origin and urlsplit(origin).netloc != request.host:
+                raise web.HTTPForbidden(text=f"cross-site request from {origin} refused")
+        return await handler(request)
+
+    # -- pairing ----------------------------------------------------------------------------
+    async def pair_form(self, request: web.Request) -> web.Response:
+        error = request.query.get("error")
+        body = (
+            "<h1>Pair this screen</h1><p>Enter the 6-digit pairing code shown on your Smart Hub.</p>"
+            + ('<p class="error">That code is not right.</p>' if error else "")
+            + '<form method="post" action="/pair"><input name="code" inputmode="numeric" autocomplete="off"'
+            ' pattern="[0-9]{6}" required aria-label="pairing code"> <button>Pair</button></form>'
+        )
+        return self._page("Pair", body)
+
+    async def pair(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        token = self.store.pair(str(form.get("code", "")), self.clock.now())
+        if token is None:
+            raise web.HTTPSeeOther("/pair?error=1")
+        resp = web.HTTPSeeOther("/")
+        resp.set_cookie(COOKIE, token, httponly=True, samesite="Strict", max_age=10 * 365 * 86400)
+        raise resp
+
+    async def static(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        types = {"ihd.js": "application/javascript", "ihd.css": "text/css"}
+        if name not in types:
+            raise web.HTTPNotFound()
+        text = resources.files("smarthub.hub.ihd").joinpath("static").joinpath(name).read_text()
+        return web.Response(text=text, content_type=types[name], headers={"Cache-Control": "max-age=3600"})
+
+    # -- live -------------------------------------------------------------------------------
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+            }
+        )
+        await resp.prepare(request)
+        q = self.live.subscribe()
+        try:
+            current = self.live.current()
+            if current is not None:
+                await resp.write(sse("power", current))
+            while True:
+                try:
+                    data = await asyncio.wait_for(q.get(), KEEPALIVE)
+                except TimeoutError:
+                    await resp.write(b": keepalive\n\n")
+                    continue
+                await resp.write(sse("power", data))
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self.live.unsubscribe(q)
+        return resp
+
+    # -- figures ----------------------------------------------------------------------------
+    def figures(self) -> dict[str, Any]:
+        now = self.clock.now()
+        out: dict[str, Any] = {"time": now.isoformat(), "live": self.live.current(), "fuels": {}}
+        for fuel, supply in self.consumption.supplies.items():
+            acc = supply.accumulator
+            f: dict[str, Any] = {"supplier": supply.supplier, "meter": supply.meter}
+            for name, s in (
+                ("today", acc.today(now)),
+                ("week", acc.this_week(now)),
+                ("month", acc.this_month(now)),
+            ):
+                f[name] = {
+                    "cost": str(s.cost),
+                    "kwh": str(s.kwh),
+                    "co2_kg": str(s.co2_kg),
+                    "unpriced": s.unpriced,
+                }
+            for name, r in (
+                ("current_rate", _safe_rate(acc.current_rate, now)),
+                ("next_rate", _safe_rate(acc.next_rate, now)),
+            ):
+                f[name] = None if r is None else _rate_json(r)
+            out["fuels"][fuel] = f
+        d = local_day(now)
+        out["appliances"] = [
+            {"name": a.name, "meter": a.meter, "kwh": str(a.kwh), "cost": str(a.cost)}
+            for a in self.consumption.appliance_costs(d, d + timedelta(days=1))
+        ]
+        if self.ledger is not None:
+            out["prepayment"] = {f: self.ledger.balance(f).to_json() for f in self._prepaid()}
+        return out
+
+    async def summary_json(self, request: web.Request) -> web.Response:
+        return web.json_response(self.figures())
+
+    # -- pages ------------------------------------------------------------------------------
+    async def dashboard(self, request: web.Request) -> web.Response:
+        now = self.clock.now()
+        sections = [self._live_section(), self._messages_section(now)]
+        if self.ledger is not None:
+            sections.append(self._prepayment_section(now))
+        sections.append(
+            '<div class="fuels">'
+            + "".join(self._fuel_card(s, now) for s in self.consumption.supplies.values())
+            + "</div>"
+        )
+        sections.append(self._appliance_section(now))
+        sections.append(self._comparison_section(now))
+        sections.append('<nav><a href="/consent">Data sharing</a></nav>')
+        return self._page(self.title, "".join(sections), script=True)
+
+    def _live_section(self) -> str:
+        cur = self.live.current()
+        watts = "–" if cur is None else f"{int(Decimal(cur['watts'])):,}"
+        since = "" if cur is None else local_hm(datetime.fromisoformat(cur["time"]))
+        return (
+            '<section class="live"><h2>Using now</h2>'
+            f'<p><span id="live-power" class="big">{watts}</span> <span class="unit">W</span></p>'
+            f'<p class="muted">reading at <span id="live-time">{escape(since)}</span></p></section>'
+        )
+
+    def _messages_section(self, now: datetime) -> str:
+        msgs = self.store.messages(now)
+        if not msgs:
+            return ""
+        items = []
+        for m in msgs:
+            items.append(
+                f'<li class="msg p{m.priority}" data-id="{escape(m.message_id)}">'
+                f"<strong>{escape(m.sender)}</strong>"
+                f' <span class="muted">({PRIORITIES[m.priority]})</span><p>{escape(m.text)}</p>'
+                '<form method="post" action="/messages/ack">'
+                f'<input type="hidden" name="sender" value="{escape(m.sender)}">'
+                f'<input type="hidden" name="id" value="{escape(m.message_id)}">'
+                "<button>OK, got it</button></form></li>"
+            )
+        return f'<section id="messages"><h2>Messages</h2><ul class="msgs">{"".join(items)}</ul></section>'
+
+    def _fuel_card(self, supply: Supply, now: datetime) -> str:
+        acc = supply.accumulator
+        rows = []
+        for label, s in (
+            ("Today", acc.today(now)),
+            ("This week", acc.this_week(now)),
+            ("This month", acc.this_month(now)),
+        ):
+            rows.append(_summary_row(label, s))
+        cur, nxt = _safe_rate(acc.current_rate, now), _safe_rate(acc.next_rate, now)
+        rate = (
+            "<p>Rate not available</p>"
+            if cur is None
+            else (
+                f'<p class="rate">Now: <strong>{_p_inc_vat(cur)}</strong> ({escape(cur.name)})'
+                + ("" if cur.until is None else f" until {local_hm(cur.until)}")
+                + "</p>"
+            )
+        )
+        if nxt is not None:
+            rate += f'<p class="rate">Next: {_p_inc_vat(nxt)} ({escape(nxt.name)})</p>'
+        d = local_day(now)
+        tariff_name = acc.schedule.in_force(d).name or acc.schedule.tariff_id
+        halves = self.consumption.half_hours(supply.fuel, d)
+        midnight = day_start(d)
+        bars = [
+            (int((p.start - midnight) // SETTLEMENT_PERIOD), local_hm(p.start), p.cost, _tip(p))
+            for p in halves
+        ]
+        chart = column_chart(f"halfhours-{supply.fuel}", bars, "£", slots=settlement_periods(d), every=8)
+        return (
+            f'<section class="fuel" id="fuel-{supply.fuel}"><h2>{supply.fuel.capitalize()}</h2>'
+            f'<p class="muted">{escape(supply.supplier)} · {escape(tariff_name)}</p>'
+            f'{rate}<table class="figures"><tr><th></th><th>£</th><th>kWh</th><th>kg CO₂</th></tr>'
+            f"{''.join(rows)}</table>"
+            f"<h3>Today by half-hour (£)</h3>{chart}</section>"
+        )
+
+    def _appliance_section(self, now: datetime) -> str:
+        d = local_day(now)
+        apps = self.consumption.appliance_costs(d, d + timedelta(days=1))
+        rows = [(a.name, a.cost, f"{money(a.cost)} · {kwh(a.kwh)}") for a in apps]
+        elec = self.consumption.supplies.get("electricity")
+        if elec is not None and apps:
+            total = sum((p.cost for p in self.consumption.half_hours("electricity", d)), Decimal(0))
+            rest = total - sum((a.cost for a in apps), Decimal(0))
+            if rest > 0:
+                rest = rest.quantize(_PENNY, ROUND_HALF_UP)
+                rows.append(("Rest of home", rest, money(rest)))
+        chart = bar_chart("appliance-chart", rows)
+        return f'<section id="appliances"><h2>What cost money today</h2>{chart}</section>'
+
+    def _comparison_section(self, now: datetime) -> str:
+        parts = ['<section id="comparison"><h2>Compared with</h2>']
+        d = local_day(now)
+        monday = d - timedelta(days=d.weekday())
+        for fuel, supply in self.consumption.supplies.items():
+            acc = supply.accumulator
+            this = acc.summary(monday, d + timedelta(days=1))
+            try:
+                last = acc.summary(monday - timedelta(days=7), d - timedelta(days=6))
+            except TariffError:
+                continue
+            rows = [
+                ("This week so far", this.kwh, kwh(this.kwh)),
+                ("Same days last week", last.kwh, kwh(last.kwh)),
+            ]
+            parts.append(f"<h3>{fuel.capitalize()}: last week</h3>" + bar_chart(f"lastweek-{fuel}", rows))
+        comparison = self.store.comparison()
+        if comparison is not None:
+            for fuel, fc in comparison.fuels.items():
+                supply = self.consumption.supplies.get(fuel)
+                if supply is None:
+                    continue
+                yours = supply.accumulator.summary(comparison.start, comparison.end)
+                rows = [
+                    ("Your home", yours.kwh, kwh(yours.kwh)),
+                    ("Average", fc.average_kwh, kwh(fc.average_kwh)),
+                    ("Efficient", fc.efficient_kwh, kwh(fc.efficient_kwh)),
+                ]
+                parts.append(
+                    f"<h3>{fuel.capitalize()}: {escape(comparison.description)} ({comparison.homes} homes,"
+                    f" {comparison.start:%d %b} – {comparison.end - timedelta(days=1):%d %b})</h3>"
+                    + bar_chart(f"similar-{fuel}", rows)
+                )
+        parts.append("</section>")
+        return "".join(parts)
+
+    def _prepayment_section(self, now: datetime) -> str:
+        assert self.ledger is not None
+        cards = []
+        for fuel in self._prepaid():
+            b = self.ledger.balance(fuel)
+            action = self.ledger.supply_action(fuel, now)
+            buttons = ""
+            if b.emergency_available:
+                buttons += (
+                    f'<form method="post" action="/prepayment/{fuel}/emergency">'
+                    f'<button id="emergency-{fuel}">Use emergency credit</button></form>'
+                )
+            if action is SupplyAction.AWAIT_CONFIRMATION:
+                buttons += (
+                    f'<form method="post" action="/prepayment/{fuel}/reconnect">'
+                    '<p class="warn">Your credit is back.'
+                    " Before the gas is turned back on, make sure every gas appliance is switched off.</p>"
+                    f'<button id="reconnect-{fuel}">Appliances are off: turn the gas back on</button></form>'
+                )
+            topups = self.ledger.top_ups(fuel)[:5]
+            history = "".join(
+                f"<li>{money(Decimal(t['amount']))} · "
+                f"{datetime.fromtimestamp(t['applied'], LONDON):%d %b %H:%M}"
+                + ("" if Decimal(t["to_debt"]) == 0 else f" ({money(Decimal(t['to_debt']))} to debt)")
+                + "</li>"
+                for t in topups
+            )
+            cards.append(
+                f'<div class="balance {"low" if b.low_credit else ""}"><h3>{fuel.capitalize()} credit</h3>'
+                f'<p class="big" id="balance-{fuel}">{money(b.credit)}</p>'
+                + ("" if b.debt == 0 else f"<p>Debt: {money(b.debt)}</p>")
+                + ('<p class="warn">Emergency credit in use</p>' if b.emergency_active else "")
+                + ('<p class="warn">Supply is off</p>' if b.supply == "off" else "")
+                + f"{buttons}<h4>Top-ups</h4>"
+                + f'<ul id="topups-{fuel}">{history or "<li>None yet</li>"}</ul></div>'
+            )
+        balances = "".join(cards)
+        return (
+            f'<section id="prepayment"><h2>Pay as you go</h2><div class="balances">{balances}</div></section>'
+        )
+
+    def _prepaid(self) -> list[str]:
+        if self.ledger is None:
+            return []
+        fuels = self.bridge.fuels if self.bridge is not None else set(self.consumption.supplies)
+        return [f for f in self.consumption.supplies if f in fuels]
+
+    # -- actions ----------------------------------------------------------------------------
+    async def ack_message(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        self.store.acknowledge(str(form.get("sender", "")), str(form.get("id", "")), self.clock.now())
+        raise web.HTTPSeeOther("/")
+
+    def _fuel(self, request: web.Request) -> str:
+        fuel = request.match_info["fuel"]
+        if self.ledger is None or fuel not in self._prepaid():
+            raise web.HTTPNotFound(text=f"no prepayment account for {fuel!r}")
+        return fuel
+
+    async def emergency(self, request: web.Request) -> web.Response:
+        fuel = self._fuel(request)
+        assert self.ledger is not None
+        try:
+            self.ledger.activate_emergency_credit(fuel, self.clock.now())
+        except ValueError as err:
+            raise web.HTTPConflict(text=str(err)) from None
+        if self.bridge is not None:
+            await self.bridge.apply_supply(fuel)
+        raise web.HTTPSeeOther("/")
+
+    async def reconnect(self, request: web.Request) -> web.Response:
+        fuel = self._fuel(request)
+        assert self.ledger is not None
+        self.ledger.confirm_reconnect(fuel, self.clock.now())
+        if self.bridge is not None:
+            await self.bridge.apply_supply(fuel)
+        raise web.HTTPSeeOther("/")
+
+    # -- consent ----------------------------------------------------------------------------
+    async def consent_page(self, request: web.Request) -> web.Response:
+        if self.consent is None:
+            raise web.HTTPNotFound(text="this hub keeps no consent store")
+        decided = self.consent.all()
+        names = sorted({*self.recipients, *decided})
+        rows = []
+        for r in names:
+            g = self.consent.granularity(r)
+            options = "".join(
+                f'<option value="{x.value}"{" selected" if x is g else ""}>{x.value}</option>'
+                for x in Granularity
+            )
+            rows.append(
+                f'<li class="recipient" data-recipient="{escape(r)}"><strong>{escape(r)}</strong>'
+                f' <span class="granularity">{g.value}</span>{"" if r in decided else " (default)"}'
+                '<form method="post" action="/consent">'
+                f'<input type="hidden" name="recipient" value="{escape(r)}">'
+                f'<select name="granularity" aria-label="granularity for {escape(r)}">{options}</select>'
+                f' <button name="action" value="set">Save</button>'
+                f' <button name="action" value="revoke" id="revoke-{escape(r)}">Stop sharing</button>'
+                "</form></li>"
+            )
+        body = (
+            "<h1>Who sees your data</h1><p>Choose, for each organisation, how detailed the data it may"
+            " collect from this hub is. <em>none</em> stops sharing.</p>"
+            f'<ul class="recipients">{"".join(rows)}</ul>'
+            '<h2>Add an organisation</h2><form method="post" action="/consent">'
+            '<input name="recipient" required maxlength="64" aria-label="organisation id">'
+            '<select name="granularity">'
+            + "".join(f'<option value="{x.value}">{x.value}</option>' for x in Granularity)
+            + '</select> <button name="action" value="set">Grant</button></form>'
+            + '<nav><a href="/">Back</a></nav>'
+        )
+        return self._page("Data sharing", body)
+
+    async def consent_set(self, request: web.Request) -> web.Response:
+        if self.consent is None:
+            raise web.HTTPNotFound(text="this hub keeps no consent store")
+        form = await request.post()
+        recipient = str(form.get("recipient", "")).strip()
+        if not recipient or len(recipient) > 64:
+            raise web.HTTPBadRequest(text="a recipient is 1..64 characters")
+        if form.get("action") == "revoke":
+            granularity = Granularity.NONE
+        else:
+            try:
+                granularity = Granularity(str(form.get("granularity", "")))
+            except ValueError:
+                raise web.HTTPBadRequest(
+                    text=f"granularity must be one of {[g.value for g in Granularity]}"
+                ) from None
+        self.consent.set(recipient, granularity, self.clock.now())
+        raise web.HTTPSeeOther("/consent")
+
+    # -- layout -----------------------------------------------------------------------------
+    def _page(self, title: str, body: str, *, script: bool = False) -> web.Response:
+        js = '<script src="/static/ihd.js" defer></script>' if script else ""
+        html = (
+            '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<title>{escape(title)}</title><link rel="stylesheet" href="/static/ihd.css">{js}</head>'
+            f"<body><main>{body}</main></body></html>"
+        )
+        return web.Response(text=html, content_type="text/html")
+
+
+def _safe_rate(fn: Any, now: datetime) -> Rate | None:
+    with contextlib.suppress(TariffError):
+        return fn(now)  # type: ignore[no-any-return]
+    return None
+
+
+def _rate_json(r: Rate) -> dict[str, Any]:
+    return {
+        "name": r.name,
+        "p_per_kwh_ex_vat": str(r.unit_price_p_per_kwh),
+        "vat_rate": str(r.vat_rate),
+        "until": None if r.until is None else r.until.isoformat(),
+    }
+
+
+def _p_inc_vat(r: Rate) -> str:
+    return f"{(r.unit_price_p_per_kwh * (1 + r.vat_rate)).quantize(_PENNY, ROUND_HALF_UP)}p/kWh"
+
+
+def _summary_row(label: str, s: Summary) -> str:
+    kwh_shown = s.kwh.quantize(_PENNY, ROUND_HALF_UP)
+    return f"<tr><th>{label}</th><td>{money(s.cost)}</td><td>{kwh_shown}</td><td>{s.co2_kg}</td></tr>"
+
+
+def _tip(p: PricedInterval) -> str:
+    return f"{local_hm(p.start)}: {kwh(p.kwh)}, {money(p.cost)}"

@@ -1,0 +1,38 @@
+"""Management commands for the IHD, sent by the GDSC through the pull channel.
+
+* ``ihd.message``: a supplier's text message (2030.5 Messaging, TextMessage: ``sender``,
+  ``id``, ``text``, ``priority`` 0-3, optional ``expires`` ISO time), shown until acknowledged;
+* ``ihd.comparison``: the aggregate of similar homes (``start``, ``end`` local dates, ``homes``,
+  ``description``, and per fuel ``average_kwh`` / ``efficient_kwh``);
+* ``ihd.appliance``: name the appliance a sub-meter or smart plug measures (``meter``, ``name``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from smarthub.clock import Clock
+from smarthub.hub.consumption import HomeConsumption
+from smarthub.hub.ihd.store import Comparison, IhdStore
+
+
+def ihd_commands(
+    store: IhdStore, consumption: HomeConsumption, clock: Clock
+) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+    def message(body: dict[str, Any]) -> dict[str, Any]:
+        m, new = store.add_message(body, clock.now())
+        return {"sender": m.sender, "id": m.message_id, "new": new}
+
+    def comparison(body: dict[str, Any]) -> dict[str, Any]:
+        c = Comparison.from_json(body)
+        store.set_comparison(c)
+        return {"start": c.start.isoformat(), "end": c.end.isoformat(), "fuels": sorted(c.fuels)}
+
+    def appliance(body: dict[str, Any]) -> dict[str, Any]:
+        meter, name = str(body["meter"]), str(body["name"])
+        consumption.set_appliance(meter, name)
+        store.set_appliance(meter, name)
+        return {"meter": meter, "name": name}
+
+    return {"ihd.message": message, "ihd.comparison": comparison, "ihd.appliance": appliance}

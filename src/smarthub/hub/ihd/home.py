@@ -1,0 +1,147 @@
+"""Wiring the consumer side onto a hub: priced consumption, the IHD, and (for a prepayment home)
+the ledger, its bridge and the ``prepayment.topup`` command.
+
+One function, used by the simulated fleet and by ``smarthub hub``, so both run the same code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from cryptography import x509
+
+from smarthub.clock import Clock
+from smarthub.hub.consumption import HomeConsumption, Supply
+from smarthub.hub.hub import SmartHub
+from smarthub.hub.ihd.app import Ihd
+from smarthub.hub.ihd.commands import ihd_commands
+from smarthub.hub.ihd.live import LivePower
+from smarthub.hub.ihd.store import IhdStore
+from smarthub.hub.management import ManagementInterface
+from smarthub.hub.prepayment import AccountConfig, PrepaymentLedger, topup_command
+from smarthub.hub.prepayment_bridge import Breaker, PrepaymentBridge
+from smarthub.hub.privacy import ConsentStore
+from smarthub.hub.tariffs import CostAccumulator
+from smarthub.model.tariff import schedule_from_json
+from smarthub.model.tariff_calc import day_start, local_day
+from smarthub.model.tariff_carbon import FixedIntensity
+
+
+@dataclass
+class ConsumerSide:
+    consumption: HomeConsumption
+    store: IhdStore
+    ihd: Ihd
+    ledger: PrepaymentLedger | None = None
+    bridge: PrepaymentBridge | None = None
+    runner: web.AppRunner | None = None
+    url: str = ""
+
+    async def serve(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        self.runner, bound = await self.ihd.start(host, port)
+        self.url = f"http://{host}:{bound}"
+        return self.url
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+        if self.bridge is not None:
+            await self.bridge.settled()
+        if self.ledger is not None:
+            self.ledger.close()
+        self.store.close()
+
+
+def supplies_from_json(text: str) -> list[Supply]:
+    """Supplies from a hub's consumer configuration: ``{"electricity": {"meter": ..., "supplier":
+    ..., "tariff": [<tariff versions>], "co2_g_per_kwh": "180"}, "gas": {...}}``."""
+    try:
+        config = json.loads(text)
+        out = []
+        for fuel, c in sorted(config.items()):
+            schedule = schedule_from_json(json.dumps(c["tariff"]))
+            carbon = FixedIntensity(g_per_kwh=Decimal(str(c.get("co2_g_per_kwh", "0"))))
+            out.append(Supply(fuel, str(c["meter"]), str(c["supplier"]), CostAccumulator(schedule, carbon)))
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"consumer configuration: {type(err).__name__}: {err}") from None
+    return out
+
+
+def _prepayment_since(directory: Path, now: datetime) -> datetime:
+    """When this home went onto prepayment (first start with a ledger), kept across restarts."""
+    path = directory / "prepayment_since"
+    if not path.exists():
+        path.write_text(now.isoformat())
+    return datetime.fromisoformat(path.read_text().strip())
+
+
+def attach_consumer_side(
+    hub: SmartHub,
+    directory: Path,
+    clock: Clock,
+    supplies: Iterable[Supply],
+    *,
+    management: ManagementInterface | None = None,
+    consent: ConsentStore | None = None,
+    recipients: Iterable[str] = ("gdsc",),
+    prepayment: bool = False,
+    prepaid_fuels: Iterable[str] | None = None,
+    ca_cert: x509.Certificate | None = None,
+    breakers: dict[str, Breaker] | None = None,
+    account_config: dict[str, AccountConfig] | None = None,
+    cert_clock: Clock | None = None,
+) -> ConsumerSide:
+    """``cert_clock``: the clock voucher signers' certificates are checked against (default
+    ``clock``; the simulated fleet checks certificates against wall time, as OpenSSL does)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    store = IhdStore(directory / "ihd.sqlite")
+    store.pairing_code()  # made at setup, so it can be printed on the console
+    consumption = HomeConsumption(supplies, store.appliances())
+    ledger = bridge = None
+    now = clock.now()
+    if prepayment:
+        if ca_cert is None:
+            raise ValueError("a prepayment hub needs the GDSC CA certificate to check vouchers")
+        ledger = PrepaymentLedger(directory / "prepayment.sqlite", hub.hub_id, ca_cert, config=account_config)
+        bridge = PrepaymentBridge(
+            ledger, consumption, clock, breakers, since=_prepayment_since(directory, now), fuels=prepaid_fuels
+        )
+    # Replay what the history holds of this month and last week (figures, comparison), then
+    # follow the intervals as they close.
+    d = local_day(now)
+    consumption.load(hub.history, day_start(min(d.replace(day=1), d - timedelta(days=d.weekday() + 7))))
+    hub.interval_observers.append(consumption.observe)
+    elec = consumption.supplies.get("electricity")
+    ihd = Ihd(
+        consumption,
+        store,
+        clock,
+        LivePower(hub.mirror, None if elec is None else elec.meter),
+        consent=consent,
+        ledger=ledger,
+        bridge=bridge,
+        recipients=list(recipients),
+    )
+    if management is not None:
+        for ctype, handler in ihd_commands(store, consumption, clock).items():
+            management.register(ctype, handler)
+        if ledger is not None and bridge is not None:
+            credit = topup_command(ledger, (cert_clock or clock).now)
+            wired_bridge = bridge
+
+            async def topup(body: dict[str, Any]) -> dict[str, Any]:
+                verdict = credit(body)
+                if verdict.get("credited"):
+                    await wired_bridge.check_all()  # credit back: reconnect (gas: once confirmed)
+                return verdict
+
+            management.register("prepayment.topup", topup)
+    return ConsumerSide(consumption, store, ihd, ledger, bridge)

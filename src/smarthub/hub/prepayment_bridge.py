@@ -1,0 +1,163 @@
+"""Prepayment wiring: charge the ledger as intervals close, settle each day to its bill, and
+switch the meter's breaker or valve as the ledger decides.
+
+* **Per interval**: the interval's unrounded cost inc. VAT (the shared tariff calculation, via
+  :class:`~smarthub.hub.consumption.HomeConsumption`) is charged under the key
+  ``day/<fuel>/<local day>/energy/<start epoch>``: a re-delivered or replayed interval is not
+  charged twice. A tiered tariff's intervals cost nothing here; their blocks are priced when
+  the day is settled.
+* **Per day**: once an interval of a later local day has closed (so the day is complete), the
+  day's bill (`CostAccumulator.bill`: energy lines and the standing charge, each rounded, plus
+  VAT) minus what the day's keys already took is charged (or given back) as
+  ``day/<fuel>/<day>/settlement``, so the ledger's day total equals the day's bill exactly. The
+  day's fixed debt recovery is taken at the same time. An interval arriving after its day was
+  settled is charged but not re-settled (a known limit: corrections are the GDSC's to make).
+* **Supply**: after each charge, top-up or consumer action the ledger's
+  :meth:`~smarthub.hub.prepayment.PrepaymentLedger.supply_action` is applied through the
+  meter's breaker/valve. The ledger already refuses to disconnect inside a friendly-credit
+  period; the bridge checks the calendar again right before switching, since the command
+  reaches the meter some time after the decision. Gas reconnects only after the consumer's
+  confirmation at the IHD (the ledger answers AWAIT_CONFIRMATION until then).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Protocol
+
+from smarthub.clock import Clock
+from smarthub.hub.consumption import HomeConsumption, Supply
+from smarthub.hub.prepayment import PrepaymentLedger, SupplyAction
+from smarthub.model.tariff import TariffError
+from smarthub.model.tariff_calc import IntervalConsumption, local_day
+
+log = logging.getLogger(__name__)
+
+
+class Breaker(Protocol):
+    """A meter's load switch as the hub reaches it (e.g. `smarthub.sim.rigs.SupplyControl`)."""
+
+    def disconnect(self) -> Awaitable[dict[str, Any]]: ...
+
+    def reconnect(self) -> Awaitable[dict[str, Any]]: ...
+
+
+def day_prefix(fuel: str, day: date) -> str:
+    return f"day/{fuel}/{day.isoformat()}/"
+
+
+class PrepaymentBridge:
+    def __init__(
+        self,
+        ledger: PrepaymentLedger,
+        consumption: HomeConsumption,
+        clock: Clock,
+        breakers: dict[str, Breaker] | None = None,
+        *,
+        since: datetime | None = None,
+        fuels: Iterable[str] | None = None,
+    ) -> None:
+        """``since``: when this home went onto prepayment; earlier intervals (replayed from the
+        history after a restart) are not charged. ``fuels``: the fuels paid in advance (default:
+        every supply; a home may prepay electricity and be billed for gas)."""
+        self.ledger = ledger
+        self.consumption = consumption
+        self.clock = clock
+        self.breakers = dict(breakers or {})
+        self.since = since
+        self.fuels = set(consumption.supplies if fuels is None else fuels)
+        if unknown := self.fuels - set(consumption.supplies):
+            raise ValueError(f"prepaid fuels {sorted(unknown)} have no supply meter")
+        self._open_days: dict[str, set[date]] = {f: set() for f in self.fuels}
+        self._pending: set[asyncio.Task[None]] = set()
+        self.errors: list[str] = []
+        consumption.observers.append(self.on_interval)
+
+    # -- charging ---------------------------------------------------------------------------
+    def on_interval(self, supply: Supply, c: IntervalConsumption, cost: Decimal) -> None:
+        if supply.fuel not in self.fuels or (self.since is not None and c.start < self.since):
+            return
+        now = self.clock.now()
+        day = c.day
+        self.ledger.charge(
+            supply.fuel, f"{day_prefix(supply.fuel, day)}energy/{int(c.start.timestamp())}", cost, now
+        )
+        self._open_days[supply.fuel].add(day)
+        for d in sorted(x for x in self._open_days[supply.fuel] if x < day):
+            if self.settle_day(supply, d, now):
+                self._open_days[supply.fuel].discard(d)
+        self.schedule_supply_check(supply.fuel)
+
+    def settle_day(self, supply: Supply, day: date, now: datetime) -> bool:
+        """Charge ``day``'s rounding settlement once; False if its bill cannot be worked out yet."""
+        try:
+            bill = supply.accumulator.bill(day, day + timedelta(days=1))
+        except TariffError as err:  # a price not yet published, or no tariff in force that day
+            self.errors.append(f"{supply.fuel} {day}: {err}")
+            return False
+        prefix = day_prefix(supply.fuel, day)
+        key = f"{prefix}settlement"
+        charged = self.ledger.charged(supply.fuel, prefix)
+        self.ledger.adjust(supply.fuel, key, bill.total - charged, now)
+        self.ledger.recover_debt(supply.fuel, day, now)
+        return True
+
+    # -- supply -----------------------------------------------------------------------------
+    def schedule_supply_check(self, fuel: str) -> None:
+        """Apply the ledger's supply decision soon (from synchronous code on the event loop)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop (a replay at start-up): the next check applies it
+        task = loop.create_task(self.apply_supply(fuel))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def apply_supply(self, fuel: str) -> SupplyAction:
+        """Do what the ledger says to ``fuel``'s breaker/valve now; returns what was done."""
+        now = self.clock.now()
+        action = self.ledger.supply_action(fuel, now)
+        breaker = self.breakers.get(fuel)
+        if action in (SupplyAction.NONE, SupplyAction.AWAIT_CONFIRMATION):
+            return action
+        if breaker is None:
+            self.errors.append(
+                f"{fuel}: the ledger says {action.value} but the hub controls no breaker/valve"
+            )
+            return SupplyAction.NONE
+        if action is SupplyAction.DISCONNECT:
+            if self.ledger.config[fuel].friendly.is_friendly(self.clock.now()):
+                return SupplyAction.NONE  # the period began while deciding: never cut off inside one
+            return await self._switch(fuel, "off", breaker.disconnect, "credit exhausted")
+        return await self._switch(fuel, "on", breaker.reconnect, "credit restored")
+
+    async def _switch(
+        self, fuel: str, state: str, op: Callable[[], Awaitable[dict[str, Any]]], reason: str
+    ) -> SupplyAction:
+        try:
+            result = await op()
+        except Exception as err:  # the meter did not answer: keep the ledger's state, retry later
+            self.errors.append(f"{fuel} supply {state}: {type(err).__name__}: {err}")
+            log.warning("prepayment: switching %s %s failed: %s", fuel, state, err)
+            return SupplyAction.NONE
+        if "connected" in result and bool(result["connected"]) != (state == "on"):
+            self.errors.append(f"{fuel} supply {state}: meter reports connected={result['connected']}")
+            return SupplyAction.NONE
+        self.ledger.supply_changed(fuel, state, self.clock.now(), reason)
+        return SupplyAction.DISCONNECT if state == "off" else SupplyAction.RECONNECT
+
+    async def check_all(self) -> dict[str, SupplyAction]:
+        """Every fuel's supply decision applied (after a top-up, at start-up, periodically)."""
+        return {fuel: await self.apply_supply(fuel) for fuel in sorted(self.fuels)}
+
+    async def settled(self) -> None:
+        """Wait for the supply switches already scheduled (tests, shutdown)."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    def today(self) -> date:
+        return local_day(self.clock.now())

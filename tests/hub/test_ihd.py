@@ -1,0 +1,193 @@
+"""The IHD over HTTP: pairing, supplier messages and comparisons by management command, the
+live-power stream, consent changes, and refusals of bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from hub.ihd_home import ELEC, IhdHome, make_home
+from smarthub.hub.ihd.store import BadIhdInput, Comparison
+from smarthub.hub.privacy import Granularity
+
+START = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)
+NOW = START + timedelta(hours=13)
+
+
+@pytest.fixture
+async def home(tmp_path: Path) -> AsyncIterator[IhdHome]:
+    h = make_home(tmp_path, START, prepayment=False)
+    h.run(START, NOW)
+    await h.side.serve()
+    yield h
+    await h.close()
+
+
+async def paired(home: IhdHome) -> aiohttp.ClientSession:
+    s = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    r = await s.post(home.side.url + "/pair", data={"code": home.side.store.pairing_code()})
+    assert r.url.path == "/"
+    return s
+
+
+async def test_every_page_and_action_needs_a_paired_screen(home: IhdHome) -> None:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        r = await s.get(home.side.url + "/", allow_redirects=False)
+        assert r.status == 303 and r.headers["Location"] == "/pair"
+        for method, path in (("GET", "/api/summary"), ("GET", "/events"), ("POST", "/consent")):
+            assert (await s.request(method, home.side.url + path)).status == 401
+        r = await s.post(home.side.url + "/pair", data={"code": "000000x"}, allow_redirects=False)
+        assert r.headers["Location"] == "/pair?error=1"
+        s.cookie_jar.update_cookies({"ihd_session": "forged"})
+        assert (await s.get(home.side.url + "/api/summary")).status == 401
+    s = await paired(home)
+    try:
+        r = await s.post(
+            home.side.url + "/consent",
+            data={"recipient": "x", "granularity": "daily"},
+            headers={"Origin": "http://evil.example"},
+        )
+        assert r.status == 403  # a cross-site form cannot change consent
+        assert home.consent.granularity("x") is Granularity.NONE
+    finally:
+        await s.close()
+
+
+async def test_summary_figures_come_from_the_accumulators(home: IhdHome) -> None:
+    s = await paired(home)
+    try:
+        data = await (await s.get(home.side.url + "/api/summary")).json()
+    finally:
+        await s.close()
+    for fuel in ("electricity", "gas"):
+        acc = home.side.consumption.supplies[fuel].accumulator
+        for name, summary in (
+            ("today", acc.today(NOW)),
+            ("week", acc.this_week(NOW)),
+            ("month", acc.this_month(NOW)),
+        ):
+            assert data["fuels"][fuel][name]["cost"] == str(summary.cost)
+            assert data["fuels"][fuel][name]["co2_kg"] == str(summary.co2_kg)
+    assert data["fuels"]["electricity"]["current_rate"]["name"] == "day"
+    assert data["fuels"]["electricity"]["next_rate"]["name"] == "night"
+    assert {a["name"] for a in data["appliances"]} == {p.profile.name for p in home.plugs}
+
+
+async def test_a_supplier_message_shows_until_acknowledged(home: IhdHome) -> None:
+    body = {
+        "sender": "Northern Power",
+        "id": "m-1",
+        "text": "Your tariff changes on 1 January.",
+        "priority": 2,
+    }
+    first = await home.command("ihd.message", body)
+    again = await home.command("ihd.message", body)
+    assert first.result == {"sender": "Northern Power", "id": "m-1", "new": True}
+    assert again.result is not None and again.result["new"] is False
+    bad = await home.command("ihd.message", {**body, "id": "m-2", "priority": 9})
+    assert bad.status == "failed" and "priority 9" in bad.detail
+    s = await paired(home)
+    try:
+        page = await (await s.get(home.side.url + "/")).text()
+        assert page.count("Your tariff changes on 1 January.") == 1
+        await s.post(home.side.url + "/messages/ack", data={"sender": "Northern Power", "id": "m-1"})
+        page = await (await s.get(home.side.url + "/")).text()
+        assert "Your tariff changes" not in page
+    finally:
+        await s.close()
+
+
+async def test_the_similar_homes_comparison_from_the_gdsc_is_shown(home: IhdHome) -> None:
+    body = {
+        "start": "2026-11-24",
+        "end": "2026-11-25",
+        "homes": 214,
+        "description": "3-bed semis near you",
+        "electricity": {"average_kwh": "9.1", "efficient_kwh": "6.2"},
+    }
+    assert (await home.command("ihd.comparison", body)).status == "applied"
+    s = await paired(home)
+    try:
+        page = await (await s.get(home.side.url + "/")).text()
+    finally:
+        await s.close()
+    assert "3-bed semis near you (214 homes" in page
+    assert 'id="similar-electricity"' in page and "9.10 kWh" in page and "6.20 kWh" in page
+    mine = home.side.consumption.supplies["electricity"].accumulator.summary(
+        START.date(), START.date() + timedelta(days=1)
+    )
+    assert f"{mine.kwh.quantize(mine.kwh.__class__('0.01'))} kWh" in page
+    for broken, reason in (
+        ({**body, "end": "2026-11-24"}, "empty"),
+        ({**body, "homes": 0}, "at least one home"),
+        ({k: v for k, v in body.items() if k != "electricity"}, "names electricity or gas"),
+        ({**body, "electricity": {"average_kwh": "-1", "efficient_kwh": "1"}}, "negative"),
+    ):
+        with pytest.raises(BadIhdInput, match=reason):
+            Comparison.from_json(broken)
+
+
+async def test_an_appliance_named_by_command_is_priced_from_its_plug(home: IhdHome) -> None:
+    plug = home.plugs[0]
+    r = await home.command("ihd.appliance", {"meter": plug.eui, "name": "Tumble dryer"})
+    assert r.status == "applied"
+    assert home.side.store.appliances()[plug.eui] == "Tumble dryer"
+    refused = await home.command("ihd.appliance", {"meter": ELEC, "name": "Whole house"})
+    assert refused.status == "failed" and "supply meter" in refused.detail
+    home.run(NOW + timedelta(minutes=30), NOW + timedelta(hours=1))
+    names = {
+        a.name for a in home.side.consumption.appliance_costs(START.date(), START.date() + timedelta(days=1))
+    }
+    assert "Tumble dryer" in names
+
+
+async def test_live_power_is_pushed_when_the_mirror_changes(home: IhdHome) -> None:
+    s = await paired(home)
+    try:
+        async with s.get(home.side.url + "/events") as stream:
+            first = await _event(stream)
+            assert first["watts"] == "800"  # derived from the register advance: 400 Wh per half-hour
+            while home.side.ihd.live.listeners == 0:
+                await asyncio.sleep(0.01)
+            home.power(2345, NOW + timedelta(seconds=5))
+            pushed = await asyncio.wait_for(_event(stream), 5)
+            assert pushed == {"watts": "2345", "time": (NOW + timedelta(seconds=5)).isoformat()}
+    finally:
+        await s.close()
+
+
+async def _event(stream: aiohttp.ClientResponse) -> dict[str, str]:
+    data = None
+    async for raw in stream.content:
+        line = raw.decode().rstrip("\n")
+        if line.startswith("data: "):
+            data = json.loads(line[6:])
+        elif line == "" and data is not None:
+            return data  # type: ignore[no-any-return]
+    raise AssertionError("stream ended")
+
+
+async def test_consent_page_grants_and_revokes(home: IhdHome) -> None:
+    s = await paired(home)
+    try:
+        await s.post(
+            home.side.url + "/consent",
+            data={"recipient": "energy-app.example", "granularity": "daily", "action": "set"},
+        )
+        assert home.privacy.granularity("energy-app.example") == "daily"
+        await s.post(home.side.url + "/consent", data={"recipient": "energy-app.example", "action": "revoke"})
+        assert home.privacy.granularity("energy-app.example") == "none"
+        r = await s.post(
+            home.side.url + "/consent", data={"recipient": "x", "granularity": "hourly", "action": "set"}
+        )
+        assert r.status == 400 and "granularity must be one of" in await r.text()
+        page = await (await s.get(home.side.url + "/consent")).text()
+        assert 'data-recipient="energy-app.example"' in page and 'data-recipient="gdsc"' in page
+    finally:
+        await s.close()
