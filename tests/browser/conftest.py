@@ -1,6 +1,6 @@
 """Browser tests: headless Chromium (Debian's /usr/bin/chromium) driven by Playwright.
 
-`make install` installs chromium with apt when it is missing; these tests are skipped, with
+`make test` installs chromium with apt when it is missing (as root); these tests are skipped, with
 the reason, only when no chromium binary can be found (or the playwright package is absent).
 """
 
@@ -32,6 +32,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         reason = f"no chromium at {CHROMIUM} (make install runs apt-get install -y chromium)"
     if reason is None:
         return
+    if os.environ.get("SMARTHUB_REQUIRE_BROWSER"):
+        raise pytest.UsageError(reason + " (SMARTHUB_REQUIRE_BROWSER is set: CI must run the browser tests)")
     for item in items:
         if "tests/browser" in str(item.fspath).replace(os.sep, "/"):
             item.add_marker(pytest.mark.skip(reason=reason))
