@@ -28,6 +28,7 @@ COMMAND_TYPES = (
     "meter.replace",
     "consent.set",
     "network.configure",
+    "prepayment.top_up",
     "supply.disconnect",
     "supply.reconnect",
     "supply.state",
