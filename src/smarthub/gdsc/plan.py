@@ -432,17 +432,22 @@ class PullPlan:
         t = utc(now)
         p = pull_plan
         claimable = or_(p.c.state == PENDING, and_(p.c.state == CLAIMED, p.c.lease_until < t))
-        # Look past the first `limit` rows so that a saturated link does not starve the others.
-        q = (
-            select(p)
-            .where(claimable, p.c.next_try <= t, p.c.due <= t, p.c.deadline > t)
-            .order_by(p.c.due)
-            .limit(limit * 4)
-            .with_for_update(skip_locked=True)
-        )
         taken: list[Any] = []
         resolved: list[Any] = []
         with self._claim_tx() as conn:
+            # Leave out links already at their limit (a hint read without locks; the locked
+            # count below decides), and look past the first `limit` rows, so that a saturated
+            # link's backlog does not starve the hubs behind other links.
+            full = self._full_links(conn, t)
+            q = (
+                select(p)
+                .where(claimable, p.c.next_try <= t, p.c.due <= t, p.c.deadline > t)
+                .order_by(p.c.due)
+                .limit(limit * 4)
+                .with_for_update(skip_locked=True)
+            )
+            if full:
+                q = q.where(or_(p.c.wan_link.is_(None), p.c.wan_link.not_in(full)))
             rows = conn.execute(q).all()
             room = self._link_room(conn, sorted({r.wan_link for r in rows if r.wan_link}), t)
             for r in rows:
@@ -485,6 +490,24 @@ class PullPlan:
                 continue
             out.append(BulkClaim(r.schedule, _aware(r.window_start), hub, collector, t, r.failures))  # type: ignore[arg-type]
         return out
+
+    def _full_links(self, conn: Connection, t: datetime) -> list[str]:
+        p = pull_plan
+        busy = conn.execute(
+            select(p.c.wan_link, func.count())
+            .where(p.c.wan_link.is_not(None), p.c.state == CLAIMED, p.c.lease_until >= t)
+            .group_by(p.c.wan_link)
+        ).all()
+        if not busy:
+            return []
+        limits = dict(
+            conn.execute(
+                select(wan_links.c.wan_link, wan_links.c.max_in_flight).where(
+                    wan_links.c.wan_link.in_([link for link, _ in busy])
+                )
+            ).all()
+        )
+        return sorted(link for link, n in busy if n >= limits.get(link, self.link_limit))
 
     def _link_room(self, conn: Connection, links: list[str], t: datetime) -> dict[str, int]:
         """Free pull slots per link; the links' rows stay locked until the claim commits."""
