@@ -465,7 +465,7 @@ class PullPlan:
                 conn.execute(
                     update(p)
                     .where(_bulk_key(r))
-                    .values(state=DONE, collector=collector, finished=t, lease_until=None)
+                    .values(state=DONE, finished=t, lease_until=None)  # it stays the puller's row
                 )
             for r in taken:
                 conn.execute(
