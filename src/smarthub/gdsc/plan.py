@@ -101,7 +101,7 @@ pull_plan = Table(
     Column("lease_until", _T),
     Column("finished", _T),
     Column("last_error", Text),
-    Index("ix_pull_plan_due", "state", "next_try"),
+    Index("ix_pull_plan_due", "state", "due"),
     Index("ix_pull_plan_link", "wan_link", "state"),
 )
 

@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
+
 from smarthub.clock import Clock
 from smarthub.gdsc.collector import Collector
 from smarthub.gdsc.courier import CommandCourier
@@ -194,7 +196,7 @@ class Scheduler:
         self._bulk: set[asyncio.Task[None]] = set()
         self._urgent: set[asyncio.Task[None]] = set()
         self._planned: dict[tuple[str, datetime], WindowProgress] = {}
-        self.delivered: list[UrgentClaim] = []
+        self.delivered = 0  # urgent jobs this scheduler completed
 
     @property
     def _plan(self) -> PullPlan:
@@ -213,8 +215,13 @@ class Scheduler:
         assert self.tick is not None
         try:
             while (now := self.clock.now()) < stop:
-                await self._plan_open_windows(start, min(now, stop - self.tick / 2))
-                await self._dispatch(now)
+                try:
+                    await self._plan_open_windows(start, min(now, stop - self.tick / 2))
+                    await self._dispatch(now)
+                except DBAPIError as err:
+                    # The database is away (restart, failover): the plan is safe in it, so
+                    # keep the pulls in flight and try again next tick.
+                    log.error("%s: plan not reachable this tick: %s", self.name, err)
                 await self.clock.sleep_until(min(now + self.tick, stop))
         finally:
             await self.drain()
@@ -334,7 +341,7 @@ class Scheduler:
             lambda: self._plan.finish_urgent(claim, ok, self.clock.now(), result=result, error=error)
         )
         if finished.state == DONE:
-            self.delivered.append(claim)
+            self.delivered += 1
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:
