@@ -127,7 +127,6 @@ async def test_two_collectors_one_killed_mid_window_every_hub_pulled_once(
         # dead one logged the pull but died before marking its row) and not pulled again.
         taken_over = r.collector == name_b and r.claims >= 2 and r.finished > killed_at
         assert taken_over or r.collector == name_a, (hub_id, r.collector, r.claims)
-    assert any(by_hub[h].collector == name_b for h in held)
     with store.engine.connect() as conn:
         logged = conn.execute(
             select(pull_log.c.hub_id, pull_log.c.ok).where(pull_log.c.window_start == SIM_START)

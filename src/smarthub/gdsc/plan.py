@@ -54,6 +54,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    bindparam,
     exists,
     func,
     or_,
@@ -467,17 +468,20 @@ class PullPlan:
                     .where(_bulk_key(r))
                     .values(state=DONE, finished=t, lease_until=None)  # it stays the puller's row
                 )
-            for r in taken:
+            if taken:  # one statement, executed for many rows (a pipeline on PostgreSQL)
                 conn.execute(
-                    update(p)
-                    .where(_bulk_key(r))
-                    .values(
-                        state=CLAIMED,
-                        collector=collector,
-                        claimed=t,
-                        lease_until=t + self.lease,
-                        claims=r.claims + 1,
-                    )
+                    _CLAIM,
+                    [
+                        {
+                            "k_schedule": r.schedule,
+                            "k_ws": r.window_start,
+                            "k_hub": r.hub_id,
+                            "k_collector": collector,
+                            "k_claimed": t,
+                            "k_lease": t + self.lease,
+                        }
+                        for r in taken
+                    ],
                 )
             records = self._hubs(conn, {r.hub_id for r in taken})
         out = []
@@ -581,38 +585,89 @@ class PullPlan:
 
     # -- finishing --------------------------------------------------------------------------
     def finish_bulk(self, claim: BulkClaim, ok: bool, now: datetime, error: str | None = None) -> Finished:
+        """Record one try: done, retry after a backoff, or failed with an error record opened."""
+        return self.finish_bulk_many([(claim, ok, error)], now)[0]
+
+    def finish_bulk_many(
+        self, results: Sequence[tuple[BulkClaim, bool, str | None]], now: datetime
+    ) -> list[Finished]:
+        """Record many tries in one transaction (one commit for a tick's worth of pulls)."""
         t = utc(now)
-        p = pull_plan
+        good = [c for c, ok, _ in results if ok]
         with self._engine.begin() as conn:
-            if ok:
-                res = conn.execute(
-                    update(p)
-                    .where(_bulk_claim_key(claim), p.c.state == CLAIMED)
-                    .values(state=DONE, finished=t, lease_until=None, last_error=None)
+            recorded: set[str] = set()
+            if good:
+                # The common case in few statements: per-row statements cost more than the commit.
+                keys = [
+                    {
+                        "k_schedule": c.schedule,
+                        "k_ws": utc(c.window_start),
+                        "k_hub": c.hub.hub_id,
+                        "k_collector": c.collector,
+                        "k_claimed": c.claimed,
+                        "k_t": t,
+                    }
+                    for c in good
+                ]
+                conn.execute(_FINISH_OK, keys)
+                p = pull_plan
+                hub_ids = sorted({c.hub.hub_id for c in good})
+                recorded = {
+                    f"{r.schedule}|{_aware(r.window_start)}|{r.hub_id}|{r.collector}"
+                    for r in conn.execute(
+                        select(p.c.schedule, p.c.window_start, p.c.hub_id, p.c.collector).where(
+                            p.c.hub_id.in_(hub_ids), p.c.state == DONE, p.c.finished == t
+                        )
+                    )
+                }
+                e = hub_errors
+                conn.execute(
+                    update(e)
+                    .where(e.c.hub_id.in_(hub_ids), e.c.kind == "unreachable", e.c.closed.is_(None))
+                    .values(closed=t)
                 )
-                if res.rowcount != 1:
-                    return Finished("lost")
-                _close_errors(conn, claim.hub.hub_id, "unreachable", t)
-                return Finished(DONE)
-            failures = claim.failures + 1
-            if failures >= self.max_tries:
-                res = conn.execute(
-                    update(p)
-                    .where(_bulk_claim_key(claim), p.c.state == CLAIMED)
-                    .values(state=FAILED, failures=failures, finished=t, lease_until=None, last_error=error)
-                )
-                if res.rowcount != 1:
-                    return Finished("lost")
-                context = f"{claim.schedule} window {claim.window_start.isoformat()}"
-                self._open_error(conn, claim.hub.hub_id, "unreachable", t, failures, context, error)
-                return Finished(FAILED, error_opened=True)
-            retry = t + self.backoff.delay(failures, self._rng)
+            out = []
+            for claim, ok, error in results:
+                if ok:
+                    key = f"{claim.schedule}|{utc(claim.window_start)}|{claim.hub.hub_id}|{claim.collector}"
+                    out.append(Finished(DONE) if key in recorded else Finished("lost"))
+                else:
+                    out.append(self._finish_bulk_in(conn, claim, ok, t, error))
+            return out
+
+    def _finish_bulk_in(
+        self, conn: Connection, claim: BulkClaim, ok: bool, t: datetime, error: str | None
+    ) -> Finished:
+        p = pull_plan
+        if ok:
             res = conn.execute(
                 update(p)
                 .where(_bulk_claim_key(claim), p.c.state == CLAIMED)
-                .values(state=PENDING, failures=failures, next_try=retry, lease_until=None, last_error=error)
+                .values(state=DONE, finished=t, lease_until=None, last_error=None)
             )
-            return Finished("retry", retry) if res.rowcount == 1 else Finished("lost")
+            if res.rowcount != 1:
+                return Finished("lost")
+            _close_errors(conn, claim.hub.hub_id, "unreachable", t)
+            return Finished(DONE)
+        failures = claim.failures + 1
+        if failures >= self.max_tries:
+            res = conn.execute(
+                update(p)
+                .where(_bulk_claim_key(claim), p.c.state == CLAIMED)
+                .values(state=FAILED, failures=failures, finished=t, lease_until=None, last_error=error)
+            )
+            if res.rowcount != 1:
+                return Finished("lost")
+            context = f"{claim.schedule} window {claim.window_start.isoformat()}"
+            self._open_error(conn, claim.hub.hub_id, "unreachable", t, failures, context, error)
+            return Finished(FAILED, error_opened=True)
+        retry = t + self.backoff.delay(failures, self._rng)
+        res = conn.execute(
+            update(p)
+            .where(_bulk_claim_key(claim), p.c.state == CLAIMED)
+            .values(state=PENDING, failures=failures, next_try=retry, lease_until=None, last_error=error)
+        )
+        return Finished("retry", retry) if res.rowcount == 1 else Finished("lost")
 
     def _finish_bulk_row(
         self,
@@ -775,6 +830,35 @@ class PullPlan:
             ).scalar_one()
         found = [_aware(x) for x in (a, b) if x is not None]
         return min(found) if found else None  # type: ignore[type-var]
+
+
+_PLAN_ROW = and_(
+    pull_plan.c.schedule == bindparam("k_schedule"),
+    pull_plan.c.window_start == bindparam("k_ws"),
+    pull_plan.c.hub_id == bindparam("k_hub"),
+)
+_CLAIM = (
+    update(pull_plan)
+    .where(_PLAN_ROW)
+    .values(
+        state=CLAIMED,
+        collector=bindparam("k_collector"),
+        claimed=bindparam("k_claimed"),
+        lease_until=bindparam("k_lease"),
+        claims=pull_plan.c.claims + 1,
+    )
+)
+# Done only if the row is still this collector's claim (the fencing token: holder + claim time).
+_FINISH_OK = (
+    update(pull_plan)
+    .where(
+        _PLAN_ROW,
+        pull_plan.c.collector == bindparam("k_collector"),
+        pull_plan.c.claimed == bindparam("k_claimed"),
+        pull_plan.c.state == CLAIMED,
+    )
+    .values(state=DONE, finished=bindparam("k_t"), lease_until=None, last_error=None)
+)
 
 
 def _bulk_key(r: Any) -> Any:

@@ -19,7 +19,8 @@ scheduler
 2. claims due bulk pulls into its ``max_concurrency`` slots, within each WAN link's limit of
    pulls in flight (across all collectors);
 3. hands each pull to ``Collector.pull(hub, window_start)`` and each command to the courier,
-   renewing its lease while they run. A failed try is retried after an exponential backoff
+   renewing its lease while they run, and records the pulls that ended at the next tick, in
+   one transaction. A failed try is retried after an exponential backoff
    with jitter; after ``max_tries`` failures the hub opens an error record.
 """
 
@@ -39,7 +40,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 
 from smarthub.clock import Clock
-from smarthub.gdsc.collector import Collector
+from smarthub.gdsc.collector import Collector, PullOutcome
 from smarthub.gdsc.courier import CommandCourier
 from smarthub.gdsc.plan import DONE, FAILED, Backoff, BulkClaim, PullPlan, UrgentClaim
 from smarthub.gdsc.store import HubRecord
@@ -191,12 +192,18 @@ class Scheduler:
                 seed=self.seed,
             )
             self.plan.create_schema()
+        if self.tick * 2 > self.plan.lease:
+            # A pull that ended is recorded at the next tick, under the lease it still holds.
+            raise ValueError(
+                f"the tick ({self.tick}) must be at most half the plan's lease ({self.plan.lease})"
+            )
         if self.courier is None:
             self.courier = CommandCourier(self.collector.ssl_context)
         self._bulk: set[asyncio.Task[None]] = set()
         self._urgent: set[asyncio.Task[None]] = set()
         self._planned: dict[tuple[str, datetime], WindowProgress] = {}
         self.delivered = 0  # urgent jobs this scheduler completed
+        self._ended: list[tuple[BulkClaim, bool, str | None, PullOutcome | None]] = []
 
     @property
     def _plan(self) -> PullPlan:
@@ -216,6 +223,7 @@ class Scheduler:
         try:
             while (now := self.clock.now()) < stop:
                 try:
+                    await self._record_ended()
                     await self._plan_open_windows(start, min(now, stop - self.tick / 2))
                     await self._dispatch(now)
                 except DBAPIError as err:
@@ -234,6 +242,7 @@ class Scheduler:
         """Wait for every pull and delivery this scheduler has in flight."""
         while self._bulk or self._urgent:
             await asyncio.gather(*self._bulk, *self._urgent, return_exceptions=True)
+        await self._record_ended()
 
     async def close(self) -> None:
         await self.drain()
@@ -304,17 +313,33 @@ class Scheduler:
             keeper.cancel()
         if not ok:
             self.pull_errors += 1
-        finished = await asyncio.to_thread(self._plan.finish_bulk, claim, ok, self.clock.now(), error)
-        progress = self._planned.get((claim.schedule, claim.window_start))
-        if progress is None or finished.state not in (DONE, FAILED):
+        # Recorded in the plan at the next tick, with every other pull that ended meanwhile, in
+        # one transaction: a commit per pull would cap a collector at the database's commit rate.
+        # Until then the row stays claimed under this collector's lease (ticks are shorter).
+        self._ended.append((claim, ok, error, outcome))
+
+    async def _record_ended(self) -> None:
+        ended, self._ended = self._ended, []
+        if not ended:
             return
-        progress.done += 1
-        progress.failed += 0 if ok else 1
-        if outcome is not None:
-            progress.readings += outcome.readings
-            progress.inserted += outcome.inserted
-        if self.on_progress is not None:
-            self.on_progress(progress)
+        try:
+            finished = await asyncio.to_thread(
+                self._plan.finish_bulk_many, [(c, ok, err) for c, ok, err, _ in ended], self.clock.now()
+            )
+        except BaseException:
+            self._ended = ended + self._ended  # try again next tick
+            raise
+        for (claim, ok, _, outcome), fin in zip(ended, finished, strict=True):
+            progress = self._planned.get((claim.schedule, claim.window_start))
+            if progress is None or fin.state not in (DONE, FAILED):
+                continue
+            progress.done += 1
+            progress.failed += 0 if ok else 1
+            if outcome is not None:
+                progress.readings += outcome.readings
+                progress.inserted += outcome.inserted
+            if self.on_progress is not None:
+                self.on_progress(progress)
 
     async def _deliver(self, claim: UrgentClaim) -> None:
         keeper = asyncio.create_task(self._keep_lease(lambda t: self._plan.renew_urgent(claim, t)))
