@@ -49,6 +49,13 @@ from smarthub.wan.client import PullError
 log = logging.getLogger(__name__)
 
 MARGIN = 0.05
+# A lease must outlast a pull plus a renewal, which take real (wall) time whatever the clock
+# says: under an accelerated clock one wall second is `speed` simulated seconds.
+MIN_LEASE_WALL_S = 2.0
+
+
+def _wall_seconds(clock: Clock, seconds: float) -> timedelta:
+    return timedelta(seconds=seconds * float(getattr(clock, "speed", 1.0)))
 
 
 def _rank(key: str) -> bytes:
@@ -155,7 +162,7 @@ class Scheduler:
 
     ``window`` defines the default schedule (every hub once per ``window``) when ``schedules``
     is empty; ``retry_after`` is the first backoff step. ``tick`` defaults to 1/60 of the
-    window and the lease to 1/15 of it.
+    window and the lease to 1/15 of it (at least two wall seconds).
     """
 
     collector: Collector
@@ -188,7 +195,7 @@ class Scheduler:
                 self.collector.store,
                 max_tries=self.max_tries,
                 backoff=Backoff(self.retry_after, 2.0, max(self.window, self.retry_after)),
-                lease=self.window / 15,
+                lease=max(self.window / 15, _wall_seconds(self.clock, MIN_LEASE_WALL_S)),
                 seed=self.seed,
             )
             self.plan.create_schema()
