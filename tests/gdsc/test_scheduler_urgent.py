@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from smarthub.clock import ManualClock
 from smarthub.gdsc.collector import Collector
 from smarthub.gdsc.courier import CommandCourier
-from smarthub.gdsc.plan import CLAIMED, DONE, PENDING, Priority, PullPlan
+from smarthub.gdsc.plan import CLAIMED, DONE, PENDING, Backoff, Priority, PullPlan
 from smarthub.gdsc.scheduler import Scheduler
 from smarthub.gdsc.service import queue_command
 from smarthub.gdsc.store import Store, hubs, premises, pull_log
@@ -115,6 +115,61 @@ async def test_top_up_during_bulk_backlog_is_delivered_within_one_tick(
         # It jumped the queue: almost all of the bulk backlog is still waiting.
         waiting = plan.window_states("every", WS)
         assert waiting.get(PENDING, 0) + waiting.get(CLAIMED, 0) >= BACKLOG + 1 - 8
+    finally:
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
+        await scheduler.close()
+        await collector.close()
+        await home.stop()
+        store.close()
+
+
+async def test_on_demand_read_is_pulled_at_the_next_tick_and_a_dead_hub_opens_one_error(
+    db_url: str, tmp_path: Path, wall_now: datetime
+) -> None:
+    specs = home_specs(1, seed=22)
+    spec = specs[0]
+    creds = provision(tmp_path, specs, wall_now)
+    clock = ManualClock(WS + timedelta(minutes=29))
+    home = SimulatedHome(spec, tmp_path, clock, WS, timedelta(seconds=60))
+    url = await home.start_server(creds.ca_pem)
+    store = Store(db_url)
+    store.create_schema()
+    store.register_hub(
+        hub_id=spec.hub_id, premises_id=spec.premises_id, url=url, lfdi=home.lfdi, meters_by_fuel=home.meters
+    )
+    # A second hub whose address answers nothing: its command can never be delivered.
+    store.register_hub(
+        hub_id="DEAD", premises_id="PDEAD", url="https://127.0.0.1:9", lfdi=home.lfdi, meters_by_fuel=[]
+    )
+    ctx = creds.collector_context()
+    collector = Collector(store, ctx, clock)
+    scheduler = Scheduler(
+        collector, clock, store.active_hubs, window=W, tick=TICK, courier=CommandCourier(ctx), max_tries=2
+    )
+    plan = scheduler.plan
+    assert isinstance(plan, PullPlan)
+    plan.backoff = Backoff(TICK, 2.0, TICK * 2)
+    run = asyncio.create_task(scheduler.run(until=WS + W, first_window=WS))
+    try:
+        await _until(lambda: _pulls_logged(store) >= 2, "the bulk pulls")
+        read = plan.enqueue_read(spec.hub_id, clock.now())
+        reconnect = await asyncio.to_thread(
+            queue_command, tmp_path, "DEAD", "supply.reconnect", {"meter": "E1"}, clock.now(), db_url
+        )
+        clock.advance(TICK)
+        await _until(lambda: plan.urgent_job(read)["state"] == DONE, "the on-demand read")
+        assert '"readings"' in plan.urgent_job(read)["result"]
+        for _ in range(4):  # the retries of the undeliverable command, one backoff apart
+            await _until(lambda: plan.urgent_job(reconnect)["state"] != CLAIMED, "a delivery attempt")
+            if plan.urgent_job(reconnect)["state"] == "failed":
+                break
+            clock.advance(TICK * 2)
+        job = plan.urgent_job(reconnect)
+        assert (job["state"], job["failures"]) == ("failed", 2)
+        (error,) = [e for e in plan.open_errors("DEAD") if e["kind"] == "command_undelivered"]
+        assert error["tries"] == 2 and error["occurrences"] == 1
     finally:
         run.cancel()
         with contextlib.suppress(asyncio.CancelledError):
