@@ -284,7 +284,7 @@ def test_urgent_work_by_priority_and_commands_per_hub_in_queue_order(store: Stor
     now = LATE
     read = plan.enqueue_read("HUB0001", now)
     ping = plan.enqueue_command(signer.command("HUB0000", "diagnostic.ping", {}, now), now)
-    topup = plan.enqueue_command(signer.command("HUB0000", "prepayment.top_up", {"pence": 500}, now), now)
+    topup = plan.enqueue_command(signer.command("HUB0000", "prepayment.topup", {"pence": 500}, now), now)
     other = plan.enqueue_command(signer.command("HUB0001", "supply.reconnect", {"meter": "E1"}, now), now)
     assert plan.urgent_job(topup)["priority"] == Priority.URGENT
     assert plan.urgent_job(ping)["priority"] == Priority.ON_DEMAND
@@ -297,5 +297,5 @@ def test_urgent_work_by_priority_and_commands_per_hub_in_queue_order(store: Stor
     for c in first:
         plan.finish_urgent(c, True, now, result={"status": "applied"})
     (second,) = plan.claim_urgent("B", now, 10)
-    assert second.id == topup and second.command_type == "prepayment.top_up" and second.envelope
+    assert second.id == topup and second.command_type == "prepayment.topup" and second.envelope
     del creds

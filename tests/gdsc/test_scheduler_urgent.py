@@ -61,7 +61,7 @@ async def test_top_up_during_bulk_backlog_is_delivered_within_one_tick(
         credited.append(body)
         return {"credit_pence": sum(int(b["pence"]) for b in credited)}
 
-    home.management.register("prepayment.top_up", top_up)
+    home.management.register("prepayment.topup", top_up)
     url = await home.start_server(creds.ca_pem)
     store = Store(db_url)
     store.create_schema()
@@ -100,7 +100,7 @@ async def test_top_up_during_bulk_backlog_is_delivered_within_one_tick(
         await _until(lambda: _pulls_logged(store) >= 4, "the first bulk pulls")
         queued = clock.now()
         job = await asyncio.to_thread(
-            queue_command, tmp_path, spec.hub_id, "prepayment.top_up", {"pence": 2000}, queued, db_url
+            queue_command, tmp_path, spec.hub_id, "prepayment.topup", {"pence": 2000}, queued, db_url
         )
         assert plan.urgent_job(job)["priority"] == Priority.URGENT
         clock.advance(TICK)  # one tick, and the clock stands still after it
@@ -111,7 +111,7 @@ async def test_top_up_during_bulk_backlog_is_delivered_within_one_tick(
         assert '"status": "applied"' in delivered["result"]
         assert credited == [{"pence": 2000}]
         (last,) = home.management.log(limit=1)
-        assert last[2:4] == ("prepayment.top_up", "applied")
+        assert last[2:4] == ("prepayment.topup", "applied")
         # It jumped the queue: almost all of the bulk backlog is still waiting.
         waiting = plan.window_states("every", WS)
         assert waiting.get(PENDING, 0) + waiting.get(CLAIMED, 0) >= BACKLOG + 1 - 8
@@ -145,8 +145,16 @@ async def test_on_demand_read_is_pulled_at_the_next_tick_and_a_dead_hub_opens_on
     )
     ctx = creds.collector_context()
     collector = Collector(store, ctx, clock)
+    told: list[tuple[str, str]] = []
     scheduler = Scheduler(
-        collector, clock, store.active_hubs, window=W, tick=TICK, courier=CommandCourier(ctx), max_tries=2
+        collector,
+        clock,
+        store.active_hubs,
+        window=W,
+        tick=TICK,
+        courier=CommandCourier(ctx),
+        max_tries=2,
+        on_unreachable=lambda hub, _t, err: told.append((hub, err)),
     )
     plan = scheduler.plan
     assert isinstance(plan, PullPlan)
@@ -161,15 +169,26 @@ async def test_on_demand_read_is_pulled_at_the_next_tick_and_a_dead_hub_opens_on
         clock.advance(TICK)
         await _until(lambda: plan.urgent_job(read)["state"] == DONE, "the on-demand read")
         assert '"readings"' in plan.urgent_job(read)["result"]
-        for _ in range(4):  # the retries of the undeliverable command, one backoff apart
-            await _until(lambda: plan.urgent_job(reconnect)["state"] != CLAIMED, "a delivery attempt")
-            if plan.urgent_job(reconnect)["state"] == "failed":
-                break
-            clock.advance(TICK * 2)
+        # The undeliverable command: its first try fails, and its retry is due one backoff later.
+        await _until(lambda: plan.urgent_job(reconnect)["failures"] == 1, "the first delivery attempt")
+        await _until(lambda: plan.urgent_job(reconnect)["state"] == PENDING, "the retry to be booked")
+        clock.set(plan.urgent_job(reconnect)["next_try"] + TICK)
+        await _until(lambda: plan.urgent_job(reconnect)["state"] == "failed", "the second attempt")
         job = plan.urgent_job(reconnect)
         assert (job["state"], job["failures"]) == ("failed", 2)
         (error,) = [e for e in plan.open_errors("DEAD") if e["kind"] == "command_undelivered"]
         assert error["tries"] == 2 and error["occurrences"] == 1
+        # Its bulk pull failed twice as well (one backoff apart): one "unreachable" record, and
+        # the error-log hook told once.
+        for _ in range(3):  # pulls that ended are recorded at the next tick
+            clock.advance(TICK)
+            with contextlib.suppress(AssertionError):
+                await _until(lambda: len(told) == 1, "the bulk pull's last try", wall_seconds=5)
+        assert len(told) == 1
+        assert told[0][0] == "DEAD" and told[0][1]
+        (unreachable,) = [e for e in plan.open_errors("DEAD") if e["kind"] == "unreachable"]
+        assert unreachable["tries"] == 2
+        assert [e["hub_id"] for e in plan.open_errors()] == ["DEAD", "DEAD"]
     finally:
         run.cancel()
         with contextlib.suppress(asyncio.CancelledError):

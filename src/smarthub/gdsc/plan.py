@@ -79,7 +79,7 @@ class Priority(IntEnum):
 
 
 # Which commands are urgent; any other command type is queued at ON_DEMAND.
-URGENT_COMMANDS = frozenset({"prepayment.top_up", "supply.disconnect", "supply.reconnect", "supply.limit"})
+URGENT_COMMANDS = frozenset({"prepayment.topup", "supply.disconnect", "supply.reconnect", "supply.limit"})
 
 _ID = BigInteger().with_variant(Integer, "sqlite")
 _T = DateTime(timezone=True)

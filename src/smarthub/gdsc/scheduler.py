@@ -182,6 +182,9 @@ class Scheduler:
     tick: timedelta | None = None
     urgent_concurrency: int = 8
     max_tries: int = 5
+    # Told (hub id, time, last error) when a hub stays unreachable after ``max_tries``, beside
+    # the plan's own error record: where the central error log hooks in.
+    on_unreachable: Callable[[str, datetime, str], None] | None = None
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1 or self.urgent_concurrency < 1:
@@ -336,7 +339,9 @@ class Scheduler:
         except BaseException:
             self._ended = ended + self._ended  # try again next tick
             raise
-        for (claim, ok, _, outcome), fin in zip(ended, finished, strict=True):
+        for (claim, ok, error, outcome), fin in zip(ended, finished, strict=True):
+            if fin.state == FAILED and self.on_unreachable is not None:
+                await asyncio.to_thread(self.on_unreachable, claim.hub.hub_id, self.clock.now(), error or "")
             progress = self._planned.get((claim.schedule, claim.window_start))
             if progress is None or fin.state not in (DONE, FAILED):
                 continue
