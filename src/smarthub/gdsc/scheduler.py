@@ -52,6 +52,7 @@ MARGIN = 0.05
 # A lease must outlast a pull plus a renewal, which take real (wall) time whatever the clock
 # says: under an accelerated clock one wall second is `speed` simulated seconds.
 MIN_LEASE_WALL_S = 2.0
+MIN_TICK_WALL_S = 0.02
 
 
 def _wall_seconds(clock: Clock, seconds: float) -> timedelta:
@@ -162,7 +163,7 @@ class Scheduler:
 
     ``window`` defines the default schedule (every hub once per ``window``) when ``schedules``
     is empty; ``retry_after`` is the first backoff step. ``tick`` defaults to 1/60 of the
-    window and the lease to 1/15 of it (at least two wall seconds).
+    window (at least 20 wall ms) and the lease to 1/15 of it (at least two wall seconds).
     """
 
     collector: Collector
@@ -192,7 +193,9 @@ class Scheduler:
         if not self.schedules:
             self.schedules = (RetrievalSchedule("every", self.window),)
         if self.tick is None:
-            self.tick = self.window / 60
+            # Under a fast simulated clock a tick of 1/60 window would be a few wall milliseconds:
+            # claims would then eat the CPU the simulated hubs need.
+            self.tick = max(self.window / 60, _wall_seconds(self.clock, MIN_TICK_WALL_S))
         if self.plan is None:
             self.plan = PullPlan(
                 self.collector.store,
