@@ -3,7 +3,9 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
-from smarthub.gdsc.scheduler import plan_window, window_start_for
+import pytest
+
+from smarthub.gdsc.scheduler import RetrievalSchedule, plan_window, window_start_for
 from smarthub.gdsc.store import HubRecord
 
 W = timedelta(minutes=30)
@@ -34,3 +36,38 @@ def test_plan_order_is_stable_and_not_alphabetical() -> None:
 def test_window_start_for() -> None:
     assert window_start_for(START + timedelta(minutes=29, seconds=59), W) == START
     assert window_start_for(START + W, W) == START + W
+
+
+def test_night_window_once_a_day_and_frequent_windows() -> None:
+    night = RetrievalSchedule(
+        "night", timedelta(days=1), length=timedelta(hours=4), offset=timedelta(hours=1)
+    )
+    every = RetrievalSchedule("every", W)
+    day = datetime(2026, 3, 2, tzinfo=UTC)
+    # Starting at noon: the night window of the next day, nothing of the day that has passed.
+    assert night.starts_between(day + timedelta(hours=12), day + timedelta(days=2, hours=1)) == [
+        day + timedelta(days=1, hours=1),
+        day + timedelta(days=2, hours=1),
+    ]
+    # Starting inside a night window joins it.
+    assert night.starts_between(day + timedelta(hours=3), day + timedelta(hours=3))[0] == day + timedelta(
+        hours=1
+    )
+    assert len(every.starts_between(day, day + timedelta(hours=24) - W)) == 48
+    # A night plan spreads every hub across the four hours, not the half-hour.
+    plan = plan_window(day + timedelta(hours=1), night.window, hubs(100))
+    assert plan[0][0] == day + timedelta(hours=1, minutes=12)
+    assert plan[-1][0] < day + timedelta(hours=4, minutes=48)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"period": timedelta(0)}, "period must be positive"),
+        ({"period": W, "length": timedelta(hours=1)}, "at most the period"),
+        ({"period": W, "offset": W}, "offset must lie inside the period"),
+    ],
+)
+def test_bad_schedules_are_refused(kwargs: dict[str, timedelta], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        RetrievalSchedule("x", **kwargs)

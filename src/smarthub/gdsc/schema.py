@@ -1,16 +1,16 @@
 """Every table of the GDSC database, in one metadata: what the Alembic migrations must build.
 
 Tables live beside the code that owns them (the store, the error log, vouchers, parties and
-consents, the audit log, the work plan) but share :data:`smarthub.gdsc.store.metadata`. A table
+consents, the audit log, the shared pull plan) but share :data:`smarthub.gdsc.store.metadata`. A table
 only joins that metadata when its module is imported, so the migration environment and the
 migration test import this module, never ``store`` alone.
 """
 
 from __future__ import annotations
 
-from smarthub.gdsc import audit, error_log, parties, store, vouchers
+from smarthub.gdsc import audit, error_log, parties, plan, store, vouchers
 from smarthub.gdsc.store import metadata
 
-TABLE_MODULES = (store, error_log, vouchers, parties, audit)
+TABLE_MODULES = (store, error_log, vouchers, parties, audit, plan)
 
 __all__ = ["TABLE_MODULES", "metadata"]

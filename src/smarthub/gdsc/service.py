@@ -1,4 +1,8 @@
-"""A GDSC process: registry from the commissioning manifest, scheduler, collector, store."""
+"""A GDSC process: registry from the commissioning manifest, scheduler, collector, store.
+
+Several GDSC processes may run against one PostgreSQL database: they share the pull plan
+(`smarthub.gdsc.plan`), so each hub is pulled once per window whichever process takes it.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ from smarthub.clock import Clock
 from smarthub.gdsc.collector import Collector
 from smarthub.gdsc.commands import CommandSigner
 from smarthub.gdsc.commissioning import register_manifest
+from smarthub.gdsc.courier import CommandCourier
+from smarthub.gdsc.plan import Priority, PullPlan
 from smarthub.gdsc.scheduler import Scheduler
 from smarthub.gdsc.store import Store
 from smarthub.wan.client import HubClient
@@ -36,14 +42,49 @@ class GdscService:
             state / "gdsc" / "collector.pem", state / "gdsc" / "collector.key", state / "ca" / "ca.pem"
         )
         collector = Collector(store, ctx, clock)
-        return cls(store, collector, Scheduler(collector, clock, store.active_hubs, window=window))
+        scheduler = Scheduler(collector, clock, store.active_hubs, window=window, courier=CommandCourier(ctx))
+        return cls(store, collector, scheduler)
 
     async def run(self, until: datetime, first_window: datetime | None = None) -> None:
         try:
             await self.scheduler.run(until, first_window)
         finally:
+            await self.scheduler.close()
             await self.collector.close()
             self.store.close()
+
+
+def _signer(state: Path, store: Store) -> CommandSigner:
+    return CommandSigner.from_files(
+        str(state / "gdsc" / "operator.pem"),
+        str(state / "gdsc" / "operator.key"),
+        store.next_command_counter,
+    )
+
+
+def queue_command(
+    state: Path,
+    hub_id: str,
+    command_type: str,
+    body: dict[str, Any],
+    now: datetime,
+    db_url: str | None = None,
+    priority: Priority | None = None,
+) -> int:
+    """Sign a management command and queue it in the shared plan; the job id.
+
+    A running GDSC delivers it at its next scheduling tick, ahead of any bulk pull (top-up,
+    disconnect and reconnect are urgent; other commands on-demand unless ``priority`` says).
+    """
+    store = Store(db_url or f"sqlite:///{(state / 'gdsc' / 'gdsc.sqlite').resolve()}")
+    store.create_schema()
+    try:
+        if not any(h.hub_id == hub_id for h in store.active_hubs()):
+            raise LookupError(f"hub {hub_id!r} is not registered (or not active) at this GDSC")
+        signed = _signer(state, store).command(hub_id, command_type, body, now)
+        return PullPlan(store).enqueue_command(signed, now, priority)
+    finally:
+        store.close()
 
 
 async def send_command(
@@ -64,12 +105,7 @@ async def send_command(
         hub = next((h for h in store.active_hubs() if h.hub_id == hub_id), None)
         if hub is None:
             raise LookupError(f"hub {hub_id!r} is not registered (or not active) at this GDSC")
-        signer = CommandSigner.from_files(
-            str(state / "gdsc" / "operator.pem"),
-            str(state / "gdsc" / "operator.key"),
-            store.next_command_counter,
-        )
-        signed = signer.command(hub_id, command_type, body, now)
+        signed = _signer(state, store).command(hub_id, command_type, body, now)
         ctx = client_context(
             state / "gdsc" / "collector.pem", state / "gdsc" / "collector.key", state / "ca" / "ca.pem"
         )

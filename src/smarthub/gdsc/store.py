@@ -108,6 +108,9 @@ hubs = Table(
     Column("url", Text, nullable=False),
     Column("lfdi", String(40), nullable=False),
     Column("status", String(16), nullable=False, default="active"),
+    # The WAN link (cell, concentrator, backhaul) the hub sits behind: the scheduler limits
+    # how many hubs behind one link it pulls at once. None: a link of its own.
+    Column("wan_link", String(64)),
 )
 
 meters = Table(
@@ -229,6 +232,7 @@ class HubRecord:
     url: str
     lfdi: str
     status: str
+    wan_link: str | None = None
 
 
 # (meter, obis, duration, uom, power_of_ten): a channel of one hub.
@@ -299,6 +303,7 @@ class Store:
         address: str = "",
         mpan: str | None = None,
         mprn: str | None = None,
+        wan_link: str | None = None,
     ) -> None:
         """Bind premises ↔ hub ↔ meters (re-registering the same hub updates it)."""
         with self._write_lock, self.engine.begin() as conn:
@@ -311,12 +316,14 @@ class Store:
                 )
             )
             ins = self._insert(hubs).values(
-                hub_id=hub_id, premises_id=premises_id, url=url, lfdi=lfdi, status="active"
+                hub_id=hub_id, premises_id=premises_id, url=url, lfdi=lfdi, status="active", wan_link=wan_link
             )
             conn.execute(
                 ins.on_conflict_do_update(
                     index_elements=["hub_id"],
-                    set_=dict(premises_id=premises_id, url=url, lfdi=lfdi, status="active"),
+                    set_=dict(
+                        premises_id=premises_id, url=url, lfdi=lfdi, status="active", wan_link=wan_link
+                    ),
                 )
             )
             for meter_id, fuel in meters_by_fuel:
@@ -326,7 +333,7 @@ class Store:
     def active_hubs(self) -> list[HubRecord]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(hubs).where(hubs.c.status == "active").order_by(hubs.c.hub_id))
-            return [HubRecord(r.hub_id, r.premises_id, r.url, r.lfdi, r.status) for r in rows]
+            return [HubRecord(r.hub_id, r.premises_id, r.url, r.lfdi, r.status, r.wan_link) for r in rows]
 
     def hub_meters(self, hub_id: str) -> dict[str, str]:
         with self.engine.connect() as conn:

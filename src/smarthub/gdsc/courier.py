@@ -1,0 +1,35 @@
+"""Delivers queued, signed management commands to hubs over the mutual-TLS WAN channel.
+
+The command was signed when it was queued (its counter is fixed then), so the courier only
+carries the envelope: it POSTs it to the hub's ``/mgmt`` and returns the hub's verdict. A
+verdict, even "refused", is a delivery; only a transport failure (``PullError``) is retried.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from smarthub.gdsc.store import HubRecord
+from smarthub.wan.client import HubClient
+
+
+class CommandCourier:
+    def __init__(self, ssl_context: ssl.SSLContext) -> None:
+        self.ssl_context = ssl_context
+        self._clients: dict[str, HubClient] = {}
+
+    def _client(self, hub: HubRecord) -> HubClient:
+        client = self._clients.get(hub.hub_id)
+        if client is None or client.base_url != hub.url.rstrip("/") or client.expected_lfdi != hub.lfdi:
+            client = self._clients[hub.hub_id] = HubClient(hub.url, self.ssl_context, hub.lfdi)
+        return client
+
+    async def deliver(self, hub: HubRecord, envelope: bytes) -> dict[str, Any]:
+        """The hub's verdict on the command; raises ``PullError`` if it could not be reached."""
+        return await self._client(hub).post_command(envelope)
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.close()
+        self._clients.clear()
