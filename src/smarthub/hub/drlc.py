@@ -140,7 +140,7 @@ class EndDeviceControl:
         if self.appliance_load_reduction is not None:
             alr = etree.SubElement(root, _Q + "ApplianceLoadReduction")
             _sub(alr, "type", str(self.appliance_load_reduction))
-        _sub(root, "deviceCategory", f"{self.device_category:X}")
+        _sub(root, "deviceCategory", f"{self.device_category:08X}")  # xs:hexBinary: whole octets
         _sub(root, "drProgramMandatory", "false")
         if self.duty_cycle is not None:
             _sub(etree.SubElement(root, _Q + "DutyCycle"), "normalValue", str(self.duty_cycle))

@@ -684,7 +684,9 @@ def decode_on_off(data: bytes) -> OnOffCommand:
     if name is None:
         raise MalformedFrame(PROTOCOL, f"unknown On/Off command 0x{h.command_id:02X}", offset=2)
     if frame.payload:
-        raise MalformedFrame(PROTOCOL, f"On/Off {name} carries no payload, got {len(frame.payload)} bytes", 3)
+        raise MalformedFrame(
+            PROTOCOL, f"On/Off {name} carries no payload, got {len(frame.payload)} bytes", offset=3
+        )
     return OnOffCommand(name, h.sequence, not h.disable_default_response)
 
 
@@ -701,7 +703,9 @@ def decode_default_response(data: bytes, cluster_id: int) -> DefaultResponse:
     frame = decode_zcl(data, cluster_id)
     h = frame.header
     if h.frame_type != 0 or h.command_id != CMD_DEFAULT_RESPONSE:
-        raise MalformedFrame(PROTOCOL, f"expected a Default Response, got command 0x{h.command_id:02X}", 0)
+        raise MalformedFrame(
+            PROTOCOL, f"expected a Default Response, got command 0x{h.command_id:02X}", offset=0
+        )
     if len(frame.payload) < 2:
         raise TruncatedFrame(PROTOCOL, "Default Response cut off", offset=len(data))
     if len(frame.payload) > 2:
