@@ -196,7 +196,7 @@ def test_export_is_off_until_the_consumer_turns_it_on(tmp_path: Path, hub_id: st
     assert exporter.start() is False and not exporter.connected and exporter.publish_states() == 0
     store.save(MqttSettings(enabled=True, host="127.0.0.1", username="home", password="pw"))
     assert store.load().enabled and store.load().username == "home"
-    with pytest.raises(MqttConfigError, match="outside 1..65535"):
+    with pytest.raises(MqttConfigError, match=r"outside 1\.\.65535"):
         MqttSettings.from_dict({"port": 70000})
     with pytest.raises(MqttConfigError, match="wildcards"):
         MqttSettings.from_dict({"base_topic": "home/#"})
