@@ -116,7 +116,9 @@ class SmartPlugSimulator:
         return self._sequence
 
     def metering_report(self, t: datetime) -> bytes:
-        self.advance(t)
+        """The registers now; a poll loop catching up asks about instants the plug has passed
+        (it was switched since), and gets what the plug has, as a real plug would answer."""
+        self.advance(max(t, self._time))
         return report_attributes(
             [
                 (A_SUMMATION_DELIVERED, T_UINT48, self.energy_wh),
