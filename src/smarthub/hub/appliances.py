@@ -310,17 +310,8 @@ class ApplianceController:
         if not events:
             return free, []
         a = self.appliances()[appliance]
-        if a.interruptible:
-            # Duty-cycling through an event is following it; only the consumer's floor limits that.
-            floor = a.min_duty_percent / 100
-            short = [e.mrid for e in events if (e.control.load_factor() or 0.0) < floor]
-            events_to_avoid = events
-        else:
-            short, events_to_avoid = [], events
         plans = []
-        for lo, hi in _gaps(
-            earliest, deadline, [(e.effective_start, e.effective_end) for e in events_to_avoid]
-        ):
+        for lo, hi in _gaps(earliest, deadline, [(e.effective_start, e.effective_end) for e in events]):
             try:
                 plans.append(cheapest(run, self.schedule, lo, hi))
             except NoFeasibleWindow:
@@ -328,10 +319,12 @@ class ApplianceController:
         if plans:
             return min(plans, key=lambda p: (p.cost_p, p.start)), []
         end = free.start + run.duration
-        overlapped = [
-            e.mrid for e in events_to_avoid if e.effective_start < end and free.start < e.effective_end
-        ]
-        return free, overlapped if not a.interruptible else [m for m in overlapped if m in short]
+        overlapped = [e for e in events if e.effective_start < end and free.start < e.effective_end]
+        if a.interruptible:
+            # Duty-cycling through an event is following it; only the consumer's floor stops that.
+            floor = a.min_duty_percent / 100
+            overlapped = [e for e in overlapped if (e.control.load_factor() or 0.0) < floor]
+        return free, [e.mrid for e in overlapped]
 
     def _note_limits(self, mrids: list[str], now: datetime) -> None:
         if self.drlc is not None:
