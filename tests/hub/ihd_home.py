@@ -30,7 +30,7 @@ from smarthub.model.obis import GAS_VOLUME, IMPORT_ACTIVE_ENERGY, IMPORT_ACTIVE_
 from smarthub.model.prepayment import Voucher, voucher_envelope
 from smarthub.model.tariff import Flat, RatePeriod, Tariff, TariffSchedule, TimeOfUse
 from smarthub.model.tariff_carbon import FixedIntensity
-from smarthub.sim.smart_plug import APPLIANCES, ApplianceProfile
+from smarthub.sim.appliance_profiles import APPLIANCES, ApplianceProfile
 from smarthub.sim.zigbee_meter import ZigbeeMeterSimulator
 
 ELEC, GAS = "E0000000001", "G0000000001"

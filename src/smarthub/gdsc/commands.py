@@ -40,6 +40,9 @@ COMMAND_TYPES = (
     "diagnostic.ping",
     "diagnostic.han_scan",
     "diagnostic.link_test",
+    "appliance.run",
+    "drlc.event",
+    "drlc.responses",
 )
 
 

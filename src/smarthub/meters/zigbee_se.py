@@ -50,16 +50,24 @@ __all__ = [
     "ATTRIBUTE_NAMES",
     "DEVICE_TYPES",
     "METERING_CLUSTER",
+    "ON_OFF_CLUSTER",
     "UNITS",
     "AttributeRecord",
+    "DefaultResponse",
     "MeterFormatting",
+    "OnOffCommand",
     "ZclFrame",
     "ZclHeader",
     "attribute_name",
     "data_points",
+    "decode_default_response",
+    "decode_on_off",
     "decode_zcl",
     "device_type_name",
+    "encode_default_response",
+    "encode_on_off",
     "encode_zcl",
+    "on_off_state",
     "report_attributes",
     "safe_decode",
 ]
@@ -618,3 +626,98 @@ def safe_decode(data: bytes, cluster_id: int = METERING_CLUSTER) -> ZclFrame | D
         return decode_zcl(data, cluster_id)
     except DecodeError as err:
         return err
+
+
+# --------------------------------------------------------------------------------------------
+# On/Off cluster (0x0006): switching a smart plug
+# --------------------------------------------------------------------------------------------
+#
+# ZCL 07-5123, "On/Off" cluster: the server (the plug) holds attribute OnOff (0x0000, boolean);
+# the client (the hub) sends the cluster-specific commands Off (0x00), On (0x01) and Toggle
+# (0x02), which carry no payload. The plug answers a command with the global Default Response
+# (0x0B: the command id it answers and a ZCL status, 0x00 SUCCESS) unless the command disabled
+# it, and reports OnOff with Report Attributes like any attribute.
+
+ON_OFF_CLUSTER = 0x0006
+A_ON_OFF = 0x0000
+CMD_OFF, CMD_ON, CMD_TOGGLE = 0x00, 0x01, 0x02
+CMD_DEFAULT_RESPONSE = 0x0B
+STATUS_SUCCESS = 0x00
+STATUS_UNSUP_CLUSTER_COMMAND = 0x81  # ZCL status code table
+_ON_OFF_COMMANDS = {CMD_OFF: "off", CMD_ON: "on", CMD_TOGGLE: "toggle"}
+
+
+@dataclass(frozen=True, slots=True)
+class OnOffCommand:
+    command: str  # "off", "on" or "toggle"
+    sequence: int
+    wants_response: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DefaultResponse:
+    cluster_id: int
+    sequence: int
+    command_id: int  # the command answered
+    status: int
+
+
+def encode_on_off(command: str, sequence: int, *, want_response: bool = True) -> bytes:
+    """The client-to-server On/Off cluster command ``"on"``, ``"off"`` or ``"toggle"``."""
+    ids = {v: k for k, v in _ON_OFF_COMMANDS.items()}
+    if command not in ids:
+        raise ValueError(f"On/Off command must be one of {sorted(ids)}, got {command!r}")
+    return ZclHeader(1, None, 0, not want_response, sequence & 0xFF, ids[command]).encode()
+
+
+def decode_on_off(data: bytes) -> OnOffCommand:
+    """An On/Off cluster command as the plug receives it. Raises only :class:`DecodeError`
+    subclasses: not a cluster-specific client-to-server frame, an unknown command, or trailing
+    bytes (Off, On and Toggle have no payload)."""
+    frame = decode_zcl(data, ON_OFF_CLUSTER)
+    h = frame.header
+    if h.frame_type != 1 or h.direction != 0:
+        raise MalformedFrame(PROTOCOL, "not a cluster-specific client-to-server command", offset=0)
+    if h.manufacturer_specific:
+        raise MalformedFrame(PROTOCOL, "manufacturer-specific On/Off command not supported", offset=0)
+    name = _ON_OFF_COMMANDS.get(h.command_id)
+    if name is None:
+        raise MalformedFrame(PROTOCOL, f"unknown On/Off command 0x{h.command_id:02X}", offset=2)
+    if frame.payload:
+        raise MalformedFrame(
+            PROTOCOL, f"On/Off {name} carries no payload, got {len(frame.payload)} bytes", offset=3
+        )
+    return OnOffCommand(name, h.sequence, not h.disable_default_response)
+
+
+def encode_default_response(cluster_id: int, sequence: int, command_id: int, status: int) -> bytes:
+    """The server-to-client Default Response to command ``command_id`` of transaction ``sequence``."""
+    del cluster_id  # the cluster travels in the APS header, not in the ZCL frame
+    return ZclHeader(0, None, 1, True, sequence & 0xFF, CMD_DEFAULT_RESPONSE).encode() + bytes(
+        [command_id & 0xFF, status & 0xFF]
+    )
+
+
+def decode_default_response(data: bytes, cluster_id: int) -> DefaultResponse:
+    """A Default Response (command id answered, status). Raises only :class:`DecodeError` subclasses."""
+    frame = decode_zcl(data, cluster_id)
+    h = frame.header
+    if h.frame_type != 0 or h.command_id != CMD_DEFAULT_RESPONSE:
+        raise MalformedFrame(
+            PROTOCOL, f"expected a Default Response, got command 0x{h.command_id:02X}", offset=0
+        )
+    if len(frame.payload) < 2:
+        raise TruncatedFrame(PROTOCOL, "Default Response cut off", offset=len(data))
+    if len(frame.payload) > 2:
+        raise MalformedFrame(PROTOCOL, "trailing bytes after a Default Response", offset=len(data) - 1)
+    return DefaultResponse(cluster_id, h.sequence, frame.payload[0], frame.payload[1])
+
+
+def on_off_state(frame: ZclFrame) -> bool | None:
+    """OnOff from an On/Off cluster report or read response (None: not in the frame, or invalid)."""
+    if frame.cluster_id != ON_OFF_CLUSTER:
+        return None
+    for r in frame.records:
+        if r.attribute_id == A_ON_OFF and not r.status and isinstance(r.value, bool):
+            return r.value
+    return None

@@ -26,7 +26,7 @@ from smarthub.model.prepayment import Voucher, voucher_envelope
 from smarthub.model.tariff import Flat, RatePeriod, Tariff, TariffSchedule, TimeOfUse
 from smarthub.model.tariff_carbon import FixedIntensity
 from smarthub.sim.rigs import Rig, smart_plug_rig
-from smarthub.sim.smart_plug import APPLIANCES
+from smarthub.sim.appliance_profiles import APPLIANCES
 
 _EVERY_DAY = {d: "all" for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
 

@@ -1,72 +1,182 @@
-"""Simulated smart plugs: ZigBee SE metering devices measuring one appliance each.
+"""A simulated ZigBee smart plug: an On/Off cluster (0x0006) relay with SE Metering (0x0702).
 
-A smart plug on the HAN is a ZigBee Smart Energy electric meter (Metering cluster 0x0702)
-that measures the appliance plugged into it; it is driven here by an :class:`ApplianceProfile`
-in place of a household profile, through the same :class:`ZigbeeMeterSimulator` (and so the
-same frames) as a whole-home ZigBee meter.
+The plug takes real ZCL On/Off commands (``handle``) and answers each with a Default Response;
+it meters what its appliance draws while the relay is closed and reports it in Metering
+cluster frames (CurrentSummationDelivered in Wh as kWh/1000, InstantaneousDemand in W as
+kW/1000), so the hub meters it like any ZigBee sub-meter. The appliance behind it follows
+its programme (watts per step) for as long as it has been powered: switch it off and it
+pauses, switch it on and it carries on. Energy is kept in whole joules, so nothing drifts.
 
-An appliance's power is piecewise constant per minute (local time): a base load plus runs at
-given local times (a washing machine at 19:00, a kettle at breakfast, ...).
+Every switching is logged with the plug's own time, so tests see *when* the relay moved.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
-_MINUTE = timedelta(minutes=1)
-
-
-@dataclass(frozen=True)
-class ApplianceRun:
-    start: time  # local
-    minutes: int
-    watts: float
-
-
-@dataclass(frozen=True)
-class ApplianceProfile:
-    """Power drawn by one appliance; has the methods ZigbeeMeterSimulator asks of a profile."""
-
-    name: str
-    base_w: float = 0.0
-    runs: tuple[ApplianceRun, ...] = ()
-    tz: ZoneInfo = ZoneInfo("Europe/London")  # noqa: RUF009 - ZoneInfo instances are cached, immutable
-
-    def power_w(self, t: datetime) -> float:
-        local = t.astimezone(self.tz)
-        minute = local.hour * 60 + local.minute
-        w = self.base_w
-        for run in self.runs:
-            s = run.start.hour * 60 + run.start.minute
-            if s <= minute < s + run.minutes:
-                w += run.watts
-        return w
-
-    def net_import_w(self, t: datetime) -> float:
-        return self.power_w(t)
-
-    def gas_w(self, t: datetime) -> float:
-        return 0.0
-
-    def energy_wh(self, t0: datetime, t1: datetime) -> tuple[float, float, float]:
-        """(import Wh, export Wh, gas Wh) from ``t0`` to ``t1``, power constant per minute."""
-        t0, t1 = t0.astimezone(UTC), t1.astimezone(UTC)
-        wh, t = 0.0, t0
-        while t < t1:
-            nxt = min(t1, t.replace(second=0, microsecond=0) + _MINUTE)
-            wh += self.power_w(t) * (nxt - t).total_seconds() / 3600
-            t = nxt
-        return wh, 0.0, 0.0
-
-
-# The appliances the simulated homes have plugs on.
-APPLIANCES = (
-    ApplianceProfile("Washing machine", 1.0, (ApplianceRun(time(19, 0), 90, 1900.0),)),
-    ApplianceProfile("Fridge freezer", 55.0),
-    ApplianceProfile(
-        "Kettle", 0.0, (ApplianceRun(time(7, 30), 4, 2800.0), ApplianceRun(time(17, 0), 4, 2800.0))
-    ),
-    ApplianceProfile("TV", 2.0, (ApplianceRun(time(18, 0), 300, 110.0),)),
+from smarthub.clock import Clock
+from smarthub.han.poll import PollLoop
+from smarthub.han.ports import PortBatch
+from smarthub.han.zigbee_port import ZigbeePort
+from smarthub.hub.hub import SmartHub
+from smarthub.meters.errors import DecodeError
+from smarthub.meters.zigbee_se import (
+    A_DEVICE_TYPE,
+    A_DIVISOR,
+    A_INSTANTANEOUS_DEMAND,
+    A_MULTIPLIER,
+    A_ON_OFF,
+    A_SUMMATION_DELIVERED,
+    A_UNIT_OF_MEASURE,
+    METERING_CLUSTER,
+    ON_OFF_CLUSTER,
+    STATUS_SUCCESS,
+    STATUS_UNSUP_CLUSTER_COMMAND,
+    T_BITMAP8,
+    T_BOOL,
+    T_ENUM8,
+    T_INT24,
+    T_UINT24,
+    T_UINT48,
+    decode_on_off,
+    encode_default_response,
+    report_attributes,
 )
+
+STATUS_MALFORMED_COMMAND = 0x80  # ZCL status code table
+
+
+class SmartPlugSimulator:
+    def __init__(
+        self, eui64: str, programme_w: Sequence[int], step: timedelta, start: datetime, *, standby_w: int = 0
+    ) -> None:
+        if start.tzinfo is None:
+            raise ValueError("start must be timezone-aware")
+        if not programme_w or any(w < 0 for w in programme_w):
+            raise ValueError("the programme is a non-empty list of watts >= 0")
+        self.eui64 = eui64.lower()
+        self.programme_w = tuple(programme_w)
+        self.step = step
+        self.standby_w = standby_w
+        self.on = False
+        self.log: list[tuple[datetime, bool]] = []
+        self._time = start.astimezone(UTC)
+        self._powered = timedelta(0)  # how long the appliance has run its programme
+        self._joules = 0
+        self._sequence = 0
+
+    @property
+    def energy_wh(self) -> int:
+        return self._joules // 3600
+
+    def power_w(self) -> int:
+        if not self.on:
+            return 0
+        i = int(self._powered / self.step)
+        return self.programme_w[i] if i < len(self.programme_w) else self.standby_w
+
+    def advance(self, t: datetime) -> None:
+        """Run the appliance to ``t`` (second by programme step, exactly)."""
+        if t < self._time:
+            raise ValueError(f"plug time cannot go backwards: {t.isoformat()} < {self._time.isoformat()}")
+        while self._time < t:
+            if not self.on:
+                self._time = t
+                break
+            # up to the next programme step boundary, or t
+            into = self._powered % self.step
+            chunk = min(t - self._time, self.step - into)
+            self._joules += self.power_w() * int(chunk.total_seconds())
+            self._powered += chunk
+            self._time += chunk
+
+    def handle(self, cluster_id: int, payload: bytes, t: datetime) -> bytes:
+        """One ZCL frame from the hub; the plug's Default Response."""
+        self.advance(t)
+        if cluster_id != ON_OFF_CLUSTER:
+            seq = payload[1] if len(payload) > 1 else 0
+            return encode_default_response(cluster_id, seq, payload[2] if len(payload) > 2 else 0, 0xC3)
+        try:
+            cmd = decode_on_off(payload)
+        except DecodeError:
+            seq = payload[1] if len(payload) > 2 else 0
+            cid = payload[2] if len(payload) > 2 else 0
+            return encode_default_response(cluster_id, seq, cid, STATUS_MALFORMED_COMMAND)
+        before = self.on
+        self.on = {"on": True, "off": False, "toggle": not self.on}[cmd.command]
+        if self.on != before:
+            self.log.append((t, self.on))
+        command_id = {"off": 0x00, "on": 0x01, "toggle": 0x02}[cmd.command]
+        status = STATUS_SUCCESS if cmd.command in ("on", "off", "toggle") else STATUS_UNSUP_CLUSTER_COMMAND
+        return encode_default_response(cluster_id, cmd.sequence, command_id, status)
+
+    def _next_sequence(self) -> int:
+        self._sequence = (self._sequence + 1) & 0xFF
+        return self._sequence
+
+    def metering_report(self, t: datetime) -> bytes:
+        """The registers now; a poll loop catching up asks about instants the plug has passed
+        (it was switched since), and gets what the plug has, as a real plug would answer."""
+        self.advance(max(t, self._time))
+        return report_attributes(
+            [
+                (A_SUMMATION_DELIVERED, T_UINT48, self.energy_wh),
+                (A_INSTANTANEOUS_DEMAND, T_INT24, self.power_w()),
+            ],
+            self._next_sequence(),
+        )
+
+    def formatting_report(self) -> bytes:
+        """kWh / kW with Divisor 1000 (so raw values are Wh and W), an electric meter."""
+        return report_attributes(
+            [
+                (A_UNIT_OF_MEASURE, T_ENUM8, 0x00),
+                (A_MULTIPLIER, T_UINT24, 1),
+                (A_DIVISOR, T_UINT24, 1000),
+                (A_DEVICE_TYPE, T_BITMAP8, 0),
+            ],
+            self._next_sequence(),
+        )
+
+    def on_off_report(self) -> bytes:
+        return report_attributes([(A_ON_OFF, T_BOOL, self.on)], self._next_sequence())
+
+
+class SimulatedPlugLink:
+    """The HAN path to simulated plugs: a frame in, the plug's answer out, at the clock's time."""
+
+    def __init__(self, clock: Clock, plugs: Sequence[SmartPlugSimulator] = ()) -> None:
+        self.clock = clock
+        self.plugs = {p.eui64: p for p in plugs}
+        self.frames = 0
+
+    async def request(self, eui64: str, cluster_id: int, payload: bytes) -> bytes:
+        plug = self.plugs.get(eui64.lower())
+        if plug is None:
+            raise ConnectionError(f"no plug {eui64} on the HAN")
+        self.frames += 1
+        return plug.handle(cluster_id, payload, self.clock.now())
+
+
+def plug_loop(
+    hub: SmartHub,
+    port: ZigbeePort,
+    clock: Clock,
+    plug: SmartPlugSimulator,
+    start: datetime,
+    period: timedelta,
+) -> PollLoop:
+    """The plug reporting its metering to the hub every ``period`` (a sub-meter on the HAN)."""
+    hub.accept(port.receive_frame(plug.eui64, plug.formatting_report()), start)
+
+    async def report(t: datetime) -> PortBatch:
+        return port.receive_frame(plug.eui64, plug.metering_report(t), METERING_CLUSTER)
+
+    def sink(batch: PortBatch, t: datetime) -> None:
+        hub.accept(batch, t, port=port.name)
+
+    return PollLoop(f"plug:{plug.eui64}", clock, report, sink, period=period, start=start)
+
+
+__all__ = ["SimulatedPlugLink", "SmartPlugSimulator", "plug_loop"]

@@ -1,0 +1,579 @@
+"""The hub's IEEE 2030.5 Demand Response / Load Control client (DRLC function set, §10.7).
+
+**How events arrive.** The GDSC delivers an ``EndDeviceControl`` (2030.5 XML) as the body of a
+signed management command (``drlc.event``), and pulls the hub's responses with another
+(``drlc.responses``). 2030.5 has the client poll a ``DemandResponseProgram`` on a server; here
+the roles are turned round (the hub is the server, the GDSC never serves), so a program the
+GDSC writes to the hub would need a write endpoint with its own authorisation, counters and
+audit. The management channel already has all three (operator signature, a counter that only
+rises, a log of every command), so events ride on it and keep their 2030.5 XML unchanged.
+The one program is the GDSC's; there is no primacy between programs.
+
+**Event rules** (§10.7 and the Event / RandomizableEvent rules it builds on):
+
+* *Randomisation*: ``randomizeStart`` and ``randomizeDuration`` (−3600..3600 s) bound a random
+  offset chosen once per device and event and applied to the start and to the duration, so a
+  fleet does not switch in step. The draw is seeded by the hub's LFDI and the event's mRID, and
+  the effective times are stored with the event, so a restart keeps them.
+* *Superseding*: a newer event (later ``creationTime``) whose interval overlaps an older one
+  supersedes it. An older event not yet started is dropped at once; one already active runs
+  until the newer event takes effect. Either way its last response is *Event Superseded* (7).
+  An event that arrives already superseded by one held is answered 7 at once.
+* *Cancellation*: the same mRID with ``EventStatus/currentStatus`` 2 (cancelled) ends the event
+  now (or, 3, after the event's own random start offset); response *Event Cancelled* (6).
+* *Opt-out*: the consumer may opt out of any event not finished, at the IHD: response 4 at once;
+  at the end, 10 (no participation) if opted out before it started, 8 (partial, opt-out) if
+  during it. An appliance that could not follow the event within the consumer's own limits
+  (a deadline it would miss) also makes the completion 8 rather than 3.
+* An event received after its end is refused with 254; one without a control an on/off load
+  can follow (only ``SetPoint`` or ``TargetReduction``) with 252; a malformed one with 253.
+
+Responses are recorded as they happen (SQLite, WAL, ``synchronous=FULL``) and served as a 2030.5
+``ResponseList`` of ``DrResponse`` filtered by the event's ``responseRequired`` bits: bit 0 the
+*received* response, bit 1 every specific response, bit 2 the user's (opt-out) responses. Only
+events whose ``deviceCategory`` matches one of the home's appliances are answered at all.
+
+The XML is read and written with lxml in the XSD's element order: envoy-schema's
+``EndDeviceControlResponse`` model leaves out the control elements (``DutyCycle``, ``Offset``,
+``ApplianceLoadReduction``) this client acts on.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import random
+import sqlite3
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from lxml import etree
+
+NS = "urn:ieee:std:2030.5:ns"
+_Q = f"{{{NS}}}"
+
+
+class ResponseStatus(enum.IntEnum):
+    """2030.5 Table 27, Response status codes used by DRLC."""
+
+    RECEIVED = 1
+    STARTED = 2
+    COMPLETED = 3
+    OPTED_OUT = 4
+    CANCELLED = 6
+    SUPERSEDED = 7
+    PARTIAL_OPT_OUT = 8
+    NO_PARTICIPATION = 10
+    REJECTED_NOT_APPLICABLE = 252
+    REJECTED_INVALID = 253
+    REJECTED_EXPIRED = 254
+
+
+class InvalidEvent(ValueError):
+    """An EndDeviceControl that is not well-formed 2030.5 (response 253)."""
+
+
+# EventStatus/currentStatus (2030.5 EventStatus)
+SCHEDULED, ACTIVE, CANCELLED, CANCELLED_RANDOM, SUPERSEDED = 0, 1, 2, 3, 4
+
+
+@dataclass(frozen=True)
+class EndDeviceControl:
+    mrid: str  # hex, 32 digits
+    creation: datetime
+    status: int  # EventStatus/currentStatus
+    start: datetime
+    duration: timedelta
+    device_category: int  # DeviceCategoryType bitmap
+    randomize_start: int = 0  # seconds, -3600..3600
+    randomize_duration: int = 0
+    response_required: int = 0  # bits: 0 received, 1 specific, 2 user
+    duty_cycle: int | None = None  # DutyCycle/normalValue, % of time on
+    load_adjustment_offset: int | None = None  # Offset/loadAdjustmentPercentageOffset, hundredths of %
+    appliance_load_reduction: int | None = None  # 0 delay, 1 temporary reduction
+    load_shift_forward: bool = False
+    other_controls: tuple[str, ...] = ()  # SetPoint / TargetReduction: nothing a plug can do
+    description: str = ""
+
+    @property
+    def end(self) -> datetime:
+        return self.start + self.duration
+
+    def load_factor(self) -> float | None:
+        """The share of normal load an on/off appliance may draw while the event is in effect
+        (None: the event carries no control a switched load can follow)."""
+        factors = []
+        if self.duty_cycle is not None:
+            factors.append(self.duty_cycle / 100)
+        if self.load_adjustment_offset is not None:
+            # "subtracted from the normal setting, or if loadShiftForward is true, added": adding
+            # to a plug's normal (full) load changes nothing.
+            sign = 1 if self.load_shift_forward else -1
+            factors.append(min(1.0, max(0.0, 1 + sign * self.load_adjustment_offset / 10000)))
+        if self.appliance_load_reduction is not None:
+            factors.append(0.0)  # delay / temporarily reduce: a switched load is off for the event
+        return min(factors) if factors else None
+
+    def to_xml(self) -> bytes:
+        """The EndDeviceControl as 2030.5 XML (XSD element order)."""
+        root = etree.Element(_Q + "EndDeviceControl", nsmap={None: NS})
+        root.set("responseRequired", f"{self.response_required:02X}")
+        _sub(root, "mRID", self.mrid)
+        if self.description:
+            _sub(root, "description", self.description)
+        _sub(root, "creationTime", str(int(self.creation.timestamp())))
+        status = etree.SubElement(root, _Q + "EventStatus")
+        _sub(status, "currentStatus", str(self.status))
+        _sub(status, "dateTime", str(int(self.creation.timestamp())))
+        _sub(status, "potentiallySuperseded", "false")
+        interval = etree.SubElement(root, _Q + "interval")
+        _sub(interval, "duration", str(int(self.duration.total_seconds())))
+        _sub(interval, "start", str(int(self.start.timestamp())))
+        if self.randomize_duration:
+            _sub(root, "randomizeDuration", str(self.randomize_duration))
+        if self.randomize_start:
+            _sub(root, "randomizeStart", str(self.randomize_start))
+        if self.appliance_load_reduction is not None:
+            alr = etree.SubElement(root, _Q + "ApplianceLoadReduction")
+            _sub(alr, "type", str(self.appliance_load_reduction))
+        _sub(root, "deviceCategory", f"{self.device_category:08X}")  # xs:hexBinary: whole octets
+        _sub(root, "drProgramMandatory", "false")
+        if self.duty_cycle is not None:
+            _sub(etree.SubElement(root, _Q + "DutyCycle"), "normalValue", str(self.duty_cycle))
+        _sub(root, "loadShiftForward", "true" if self.load_shift_forward else "false")
+        if self.load_adjustment_offset is not None:
+            offset = etree.SubElement(root, _Q + "Offset")
+            _sub(offset, "loadAdjustmentPercentageOffset", str(self.load_adjustment_offset))
+        return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+def _sub(parent: Any, tag: str, text: str) -> Any:
+    el = etree.SubElement(parent, _Q + tag)
+    el.text = text
+    return el
+
+
+def _int(el: Any, path: str, lo: int, hi: int, default: int | None = None) -> int:
+    text = el.findtext(path, namespaces={"s": NS})
+    if text is None:
+        if default is None:
+            raise InvalidEvent(f"EndDeviceControl has no {path.replace('s:', '')}")
+        return default
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise InvalidEvent(f"{path.replace('s:', '')} is not an integer: {text!r}") from None
+    if not lo <= value <= hi:
+        raise InvalidEvent(f"{path.replace('s:', '')} = {value} is outside {lo}..{hi}")
+    return value
+
+
+def parse_end_device_control(xml: bytes | str) -> EndDeviceControl:
+    """An EndDeviceControl from 2030.5 XML; :class:`InvalidEvent` saying what is wrong."""
+    try:
+        parser = etree.XMLParser(resolve_entities=False, no_network=True)
+        root = etree.fromstring(xml.encode() if isinstance(xml, str) else xml, parser)
+    except etree.XMLSyntaxError as err:
+        raise InvalidEvent(f"not XML: {err}") from None
+    if root.tag != _Q + "EndDeviceControl":
+        raise InvalidEvent(f"expected a 2030.5 EndDeviceControl, got {root.tag}")
+    mrid = (root.findtext("s:mRID", namespaces={"s": NS}) or "").strip().upper()
+    if len(mrid) != 32 or any(c not in "0123456789ABCDEF" for c in mrid):
+        raise InvalidEvent(f"mRID must be 32 hex digits, got {mrid!r}")
+    category_text = (root.findtext("s:deviceCategory", namespaces={"s": NS}) or "").strip()
+    try:
+        category = int(category_text, 16)
+    except ValueError:
+        raise InvalidEvent(f"deviceCategory is not hex: {category_text!r}") from None
+    try:
+        required = int(root.get("responseRequired", "00"), 16)
+    except ValueError:
+        raise InvalidEvent("responseRequired is not hex") from None
+    u32 = (0, 2**32 - 1)
+    duty = root.find("s:DutyCycle", namespaces={"s": NS})
+    offset = root.find("s:Offset", namespaces={"s": NS})
+    alr = root.find("s:ApplianceLoadReduction", namespaces={"s": NS})
+    shift = (root.findtext("s:loadShiftForward", namespaces={"s": NS}) or "false").strip() in ("true", "1")
+    others = tuple(t for t in ("SetPoint", "TargetReduction") if root.find(f"s:{t}", {"s": NS}) is not None)
+    lao = None
+    if offset is not None and offset.find("s:loadAdjustmentPercentageOffset", {"s": NS}) is not None:
+        lao = _int(offset, "s:loadAdjustmentPercentageOffset", 0, 10000)
+    return EndDeviceControl(
+        mrid=mrid,
+        creation=datetime.fromtimestamp(_int(root, "s:creationTime", *u32), UTC),
+        status=_int(root, "s:EventStatus/s:currentStatus", 0, 4),
+        start=datetime.fromtimestamp(_int(root, "s:interval/s:start", *u32), UTC),
+        duration=timedelta(seconds=_int(root, "s:interval/s:duration", 1, 2**32 - 1)),
+        device_category=category,
+        randomize_start=_int(root, "s:randomizeStart", -3600, 3600, 0),
+        randomize_duration=_int(root, "s:randomizeDuration", -3600, 3600, 0),
+        response_required=required,
+        duty_cycle=None if duty is None else _int(duty, "s:normalValue", 0, 100),
+        load_adjustment_offset=lao,
+        appliance_load_reduction=None if alr is None else _int(alr, "s:type", 0, 1),
+        load_shift_forward=shift,
+        other_controls=others,
+        description=(root.findtext("s:description", namespaces={"s": NS}) or "").strip(),
+    )
+
+
+# -- the client -----------------------------------------------------------------------------------
+
+
+class EventState(enum.StrEnum):
+    SCHEDULED = "scheduled"
+    ACTIVE = "active"
+    DONE = "done"  # completed, cancelled, superseded, refused: nothing more will happen
+
+
+@dataclass(frozen=True)
+class HeldEvent:
+    control: EndDeviceControl
+    effective_start: datetime
+    effective_end: datetime
+    state: EventState
+    opted_out: datetime | None = None
+    superseded: bool = False
+    cancelled: bool = False
+    limited: bool = False  # an appliance could not follow it within the consumer's limits
+
+    @property
+    def mrid(self) -> str:
+        return self.control.mrid
+
+    def in_effect(self, t: datetime) -> bool:
+        return self.effective_start <= t < self.effective_end
+
+
+@dataclass(frozen=True)
+class DrlcResponse:
+    id: int
+    mrid: str
+    status: ResponseStatus
+    at: datetime
+    required: int  # the event's responseRequired bits, to filter what is served
+
+
+_SERVE_BITS = {ResponseStatus.RECEIVED: 0b001, ResponseStatus.OPTED_OUT: 0b110}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS drlc_events (
+    mrid TEXT PRIMARY KEY,
+    xml BLOB NOT NULL,
+    effective_start INTEGER NOT NULL,
+    effective_end INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    opted_out INTEGER,
+    superseded INTEGER NOT NULL DEFAULT 0,
+    cancelled INTEGER NOT NULL DEFAULT 0,
+    limited INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS drlc_responses (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    mrid TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    required INTEGER NOT NULL
+);
+"""
+
+
+class DrlcClient:
+    """Holds the events, moves them through their lives on the injected time, records responses.
+
+    ``categories`` is the union of the home's appliances' DeviceCategoryType bits (events for
+    none of them are held but never answered, as §10.7 requires)."""
+
+    def __init__(self, db_path: Path | str, lfdi: str, categories: int = 0) -> None:
+        self.lfdi = lfdi.upper()
+        self.categories = categories
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(db_path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- storage -------------------------------------------------------------------------------
+
+    def events(self) -> list[HeldEvent]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT xml, effective_start, effective_end, state, opted_out, superseded, cancelled, limited"
+                " FROM drlc_events ORDER BY effective_start, mrid"
+            ).fetchall()
+        return [
+            HeldEvent(
+                parse_end_device_control(x),
+                _t(s),
+                _t(e),
+                EventState(st),
+                None if o is None else _t(o),
+                bool(sup),
+                bool(c),
+                bool(lim),
+            )
+            for x, s, e, st, o, sup, c, lim in rows
+        ]
+
+    def event(self, mrid: str) -> HeldEvent | None:
+        return next((e for e in self.events() if e.mrid == mrid.upper()), None)
+
+    def _save(self, ev: HeldEvent, responses: Iterable[ResponseStatus], at: datetime) -> None:
+        """The event's new state and the responses it gives, in one transaction."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO drlc_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        ev.mrid,
+                        ev.control.to_xml(),
+                        _s(ev.effective_start),
+                        _s(ev.effective_end),
+                        ev.state.value,
+                        None if ev.opted_out is None else _s(ev.opted_out),
+                        int(ev.superseded),
+                        int(ev.cancelled),
+                        int(ev.limited),
+                    ),
+                )
+                if ev.control.device_category & self.categories:
+                    for status in responses:
+                        self._db.execute(
+                            "INSERT INTO drlc_responses(mrid, status, at, required) VALUES (?, ?, ?, ?)",
+                            (ev.mrid, int(status), _s(at), ev.control.response_required),
+                        )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def _record_refusal(self, ctl: EndDeviceControl, status: ResponseStatus, at: datetime) -> None:
+        """A response about an event this hub does not hold (refused, or cancelled unseen)."""
+        if not ctl.device_category & self.categories:
+            return
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO drlc_responses(mrid, status, at, required) VALUES (?, ?, ?, ?)",
+                (ctl.mrid, int(status), _s(at), ctl.response_required),
+            )
+
+    # -- events in -------------------------------------------------------------------------------
+
+    def receive(self, xml: bytes | str, now: datetime) -> ResponseStatus:
+        """Take an EndDeviceControl from the GDSC; the response status it gets now."""
+        # A malformed event raises InvalidEvent: without a valid mRID there is no subject to answer.
+        ctl = parse_end_device_control(xml)
+        held = self.event(ctl.mrid)
+        if held is not None:
+            return self._update(held, ctl, now)
+        if ctl.status in (CANCELLED, CANCELLED_RANDOM, SUPERSEDED):
+            # Cancelled before this hub ever held it: nothing to do (answered as cancelled).
+            self._record_refusal(ctl, ResponseStatus.CANCELLED, now)
+            return ResponseStatus.CANCELLED
+        if ctl.end <= now:
+            self._record_refusal(ctl, ResponseStatus.REJECTED_EXPIRED, now)
+            return ResponseStatus.REJECTED_EXPIRED
+        if ctl.load_factor() is None:
+            self._record_refusal(ctl, ResponseStatus.REJECTED_NOT_APPLICABLE, now)
+            return ResponseStatus.REJECTED_NOT_APPLICABLE
+        r_start, r_duration = self._randomisation(ctl)
+        start = ctl.start + timedelta(seconds=r_start)
+        end = max(start, ctl.end + timedelta(seconds=r_start + r_duration))
+        ev = HeldEvent(ctl, start, end, EventState.SCHEDULED)
+        overlapping = [
+            o
+            for o in self.events()
+            if o.state is not EventState.DONE and o.control.start < ctl.end and ctl.start < o.control.end
+        ]
+        if any(o.control.creation > ctl.creation for o in overlapping):
+            ev = replace(ev, state=EventState.DONE, superseded=True)
+            self._save(ev, [ResponseStatus.RECEIVED, ResponseStatus.SUPERSEDED], now)
+            return ResponseStatus.SUPERSEDED
+        self._save(ev, [ResponseStatus.RECEIVED], now)
+        for old in overlapping:
+            if old.state is EventState.SCHEDULED:
+                self._save(
+                    replace(old, state=EventState.DONE, superseded=True), [ResponseStatus.SUPERSEDED], now
+                )
+            else:  # active: runs until the newer event takes effect, then ends as superseded
+                cut = max(now, min(old.effective_end, start))
+                self._save(replace(old, effective_end=cut, superseded=True), [], now)
+        self.tick(now)
+        return ResponseStatus.RECEIVED
+
+    def _update(self, held: HeldEvent, ctl: EndDeviceControl, now: datetime) -> ResponseStatus:
+        if ctl.status in (CANCELLED, CANCELLED_RANDOM):
+            if held.state is EventState.DONE:
+                return ResponseStatus.CANCELLED
+            if held.state is EventState.SCHEDULED:
+                self._save(
+                    replace(held, state=EventState.DONE, cancelled=True), [ResponseStatus.CANCELLED], now
+                )
+            else:
+                delay = timedelta(0)
+                if ctl.status == CANCELLED_RANDOM:
+                    delay = abs(held.effective_start - held.control.start)
+                self._save(
+                    replace(held, effective_end=min(held.effective_end, now + delay), cancelled=True), [], now
+                )
+                self.tick(now)
+            return ResponseStatus.CANCELLED
+        if (ctl.start, ctl.duration, ctl.device_category) != (
+            held.control.start,
+            held.control.duration,
+            held.control.device_category,
+        ):
+            # Events are immutable but for their status (§10.7 event rules): a changed copy is invalid.
+            self._record_refusal(ctl, ResponseStatus.REJECTED_INVALID, now)
+            return ResponseStatus.REJECTED_INVALID
+        return ResponseStatus.RECEIVED  # a re-delivery: already held, already answered
+
+    def _randomisation(self, ctl: EndDeviceControl) -> tuple[int, int]:
+        """Offsets (s) for start and duration, drawn once per hub and event."""
+        rng = random.Random(hashlib.sha256(f"{self.lfdi}/{ctl.mrid}".encode()).digest())
+
+        def draw(bound: int) -> int:
+            return rng.randint(0, abs(bound)) * (1 if bound >= 0 else -1)
+
+        return draw(ctl.randomize_start), draw(ctl.randomize_duration)
+
+    # -- the consumer ----------------------------------------------------------------------------
+
+    def opt_out(self, mrid: str, now: datetime) -> HeldEvent:
+        held = self.event(mrid)
+        if held is None:
+            raise KeyError(f"no demand-response event {mrid}")
+        if held.state is EventState.DONE:
+            raise ValueError(f"event {held.mrid} is over; nothing to opt out of")
+        if held.opted_out is not None:
+            return held
+        held = replace(held, opted_out=now)
+        self._save(held, [ResponseStatus.OPTED_OUT], now)
+        return held
+
+    def note_limited(self, mrid: str, now: datetime) -> None:
+        """An appliance will not follow this event fully (a consumer limit): completion is partial."""
+        held = self.event(mrid)
+        if held is not None and not held.limited and held.state is not EventState.DONE:
+            self._save(replace(held, limited=True), [], now)
+
+    # -- time ------------------------------------------------------------------------------------
+
+    def tick(self, now: datetime) -> None:
+        """Start and end events whose effective times have come."""
+        for ev in self.events():
+            if ev.state is EventState.SCHEDULED and now >= ev.effective_start:
+                out = [] if ev.opted_out is not None else [ResponseStatus.STARTED]
+                ev = replace(ev, state=EventState.ACTIVE)
+                self._save(ev, out, now)
+            if ev.state is EventState.ACTIVE and now >= ev.effective_end:
+                self._save(replace(ev, state=EventState.DONE), [self._final(ev)], now)
+
+    @staticmethod
+    def _final(ev: HeldEvent) -> ResponseStatus:
+        if ev.superseded:
+            return ResponseStatus.SUPERSEDED
+        if ev.cancelled:
+            return ResponseStatus.CANCELLED
+        if ev.opted_out is not None:
+            if ev.opted_out <= ev.effective_start:
+                return ResponseStatus.NO_PARTICIPATION
+            return ResponseStatus.PARTIAL_OPT_OUT
+        return ResponseStatus.PARTIAL_OPT_OUT if ev.limited else ResponseStatus.COMPLETED
+
+    def next_change(self, now: datetime) -> datetime | None:
+        times = [
+            t
+            for ev in self.events()
+            if ev.state is not EventState.DONE
+            for t in (ev.effective_start, ev.effective_end)
+            if t > now
+        ]
+        return min(times, default=None)
+
+    def controls_for(self, category: int) -> list[HeldEvent]:
+        """Events an appliance of ``category`` follows: held, not over, not opted out of."""
+        return [
+            ev
+            for ev in self.events()
+            if ev.control.device_category & category
+            and ev.opted_out is None
+            and not (ev.state is EventState.DONE and (ev.superseded or ev.cancelled))
+            and ev.effective_end > ev.effective_start
+        ]
+
+    # -- responses out ---------------------------------------------------------------------------
+
+    def responses(self, after: int = 0, *, served_only: bool = True) -> list[DrlcResponse]:
+        """Responses recorded after id ``after``; by default only those the events asked for."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, mrid, status, at, required FROM drlc_responses WHERE id > ? ORDER BY id", (after,)
+            ).fetchall()
+        out = [DrlcResponse(i, m, ResponseStatus(s), _t(a), r) for i, m, s, a, r in rows]
+        if served_only:
+            out = [r for r in out if r.required & _SERVE_BITS.get(r.status, 0b010)]
+        return out
+
+    def response_list_xml(self, after: int = 0) -> bytes:
+        """The served responses as a 2030.5 ResponseList of DrResponse."""
+        rs = self.responses(after)
+        root = etree.Element(_Q + "ResponseList", nsmap={None: NS, "xsi": _XSI})
+        root.set("all", str(len(rs)))
+        root.set("results", str(len(rs)))
+        root.set("href", "/rsps/drlc/rsp")
+        for r in rs:
+            el = etree.SubElement(root, _Q + "Response")
+            el.set(f"{{{_XSI}}}type", "DrResponse")
+            el.set("href", f"/rsps/drlc/rsp/{r.id}")
+            _sub(el, "createdDateTime", str(_s(r.at)))
+            _sub(el, "endDeviceLFDI", self.lfdi)
+            _sub(el, "status", str(int(r.status)))
+            _sub(el, "subject", r.mrid)
+        return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+_XSI = "http://www.w3.org/2001/XMLSchema-instance"
+
+
+def _s(t: datetime) -> int:
+    return int(t.timestamp())
+
+
+def _t(s: int) -> datetime:
+    return datetime.fromtimestamp(s, UTC)
+
+
+def drlc_commands(client: DrlcClient, clock: Any, on_change: Any = None) -> dict[str, Any]:
+    """Management handlers: ``drlc.event`` {"xml": EndDeviceControl} and ``drlc.responses``
+    {"after": last response id seen}."""
+
+    def event(body: dict[str, Any]) -> dict[str, Any]:
+        xml = body.get("xml")
+        if not isinstance(xml, str):
+            raise ValueError('drlc.event needs "xml": the EndDeviceControl as a string')
+        status = client.receive(xml, clock.now())
+        if on_change is not None:
+            on_change()
+        return {"status": int(status), "status_name": status.name.lower()}
+
+    def responses(body: dict[str, Any]) -> dict[str, Any]:
+        after = body.get("after", 0)
+        if not isinstance(after, int) or after < 0:
+            raise ValueError('"after" must be a non-negative integer')
+        recorded = client.responses(after, served_only=False)
+        return {
+            "xml": client.response_list_xml(after).decode(),
+            "last": max((r.id for r in recorded), default=after),
+        }
+
+    return {"drlc.event": event, "drlc.responses": responses}
