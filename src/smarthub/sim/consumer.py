@@ -25,8 +25,8 @@ from smarthub.hub.tariffs import CostAccumulator
 from smarthub.model.prepayment import Voucher, voucher_envelope
 from smarthub.model.tariff import Flat, RatePeriod, Tariff, TariffSchedule, TimeOfUse
 from smarthub.model.tariff_carbon import FixedIntensity
-from smarthub.sim.rigs import Rig, smart_plug_rig
 from smarthub.sim.appliance_profiles import APPLIANCES
+from smarthub.sim.rigs import Rig, smart_plug_rig
 
 _EVERY_DAY = {d: "all" for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
 

@@ -35,12 +35,12 @@ from smarthub.model.obis import (
     IMPORT_ACTIVE_POWER,
     WATER_VOLUME,
 )
+from smarthub.sim.appliance_profiles import ApplianceProfile
 from smarthub.sim.dlms_meter import DlmsMeterSimulator
 from smarthub.sim.dsmr_meter import DsmrMeterSimulator
 from smarthub.sim.iec_meter import IecMeterSimulator
 from smarthub.sim.load_profile import HouseholdProfile
 from smarthub.sim.mbus_meter import MBusMeterSimulator
-from smarthub.sim.appliance_profiles import ApplianceProfile
 from smarthub.sim.wmbus_meter import WMBusMeterSimulator
 from smarthub.sim.zigbee_meter import ZigbeeMeterSimulator
 
