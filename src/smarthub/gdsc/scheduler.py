@@ -234,7 +234,8 @@ class Scheduler:
         stop = start + main.period * math.ceil((until - start) / main.period)
         assert self.tick is not None
         try:
-            while (now := self.clock.now()) < stop:
+            while True:
+                now = self.clock.now()
                 try:
                     await self._record_ended()
                     await self._plan_open_windows(start, min(now, stop - self.tick / 2))
@@ -243,6 +244,10 @@ class Scheduler:
                     # The database is away (restart, failover): the plan is safe in it, so
                     # keep the pulls in flight and try again next tick.
                     log.error("%s: plan not reachable this tick: %s", self.name, err)
+                # The last tick runs at (or, on a busy loop, after) the end: pulls that fell due
+                # since the tick before are dispatched, not left for a run that may never come.
+                if now >= stop:
+                    break
                 await self.clock.sleep_until(min(now + self.tick, stop))
         finally:
             await self.drain()
