@@ -71,7 +71,9 @@ async def _demo(cfg, headless: bool, port: int):  # type: ignore[no-untyped-def]
     run = await setup(cfg)
     runner = None
     if not headless:
-        runner = web.AppRunner(console_app(run.store, lambda: run.scheduler.windows), access_log=None)
+        runner = web.AppRunner(
+            console_app(run.store, lambda: run.scheduler.windows, run.error_log), access_log=None
+        )
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         err.print(f"operator page: http://127.0.0.1:{port}/")

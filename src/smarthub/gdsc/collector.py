@@ -24,12 +24,15 @@ import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from smarthub.clock import Clock
+from smarthub.gdsc.error_log import ErrorLog
+from smarthub.gdsc.event_pull import pull_events
 from smarthub.gdsc.store import HubRecord, IngestResult, Store, StoredReading
 from smarthub.wan.client import HubClient, PulledInterval, PullError
+from smarthub.wan.log_events import LOG_EVENT_POLL_RATE
 from smarthub.wan.pull import HubConnection, PullClient
 
 log = logging.getLogger(__name__)
@@ -153,8 +156,25 @@ def _stored(hub_id: str, intervals: Sequence[PulledInterval]) -> list[StoredRead
 
 
 class Collector:
-    def __init__(self, store: Store, ssl_context: ssl.SSLContext, clock: Clock, *, bulk: bool = True) -> None:
-        """``bulk=False`` always walks (for comparison and for hubs known to misbehave)."""
+    def __init__(
+        self,
+        store: Store,
+        ssl_context: ssl.SSLContext,
+        clock: Clock,
+        *,
+        bulk: bool = True,
+        error_log: ErrorLog | None = None,
+        events_every: timedelta = timedelta(seconds=LOG_EVENT_POLL_RATE),
+    ) -> None:
+        """``bulk=False`` always walks (for comparison and for hubs known to misbehave).
+
+        With an ``error_log``, a successful pull also tells it the hub answered, and at most
+        every ``events_every`` (the 2030.5 LogEventList pollRate) pulls the hub's diagnosed
+        events into it."""
+        self.error_log = error_log
+        self.events_every = events_every
+        self._events_pulled: dict[str, datetime] = {}
+        self.event_pull_errors = 0
         self.store = store
         self.ssl_context = ssl_context
         self.clock = clock
@@ -188,6 +208,8 @@ class Collector:
             self.failures += 1
             outcome = PullOutcome(hub.hub_id, False, error=str(err))
             log.warning("pull of %s failed: %s", hub.hub_id, err)
+        if outcome.ok and self.error_log is not None:
+            await self._errors(hub)
         await self.writes.run(
             PullLogEntry(
                 dict(
@@ -203,6 +225,21 @@ class Collector:
             )
         )
         return outcome
+
+    async def _errors(self, hub: HubRecord) -> None:
+        """The hub answered: end any unreachable record; pull its diagnoses when due."""
+        assert self.error_log is not None
+        now = self.clock.now()
+        await asyncio.to_thread(self.error_log.record_reachable, hub.hub_id, now)
+        last = self._events_pulled.get(hub.hub_id)
+        if last is not None and now - last < self.events_every:
+            return
+        try:
+            await pull_events(self._client(hub), self.error_log, hub.hub_id, now)
+            self._events_pulled[hub.hub_id] = now
+        except PullError as err:  # the readings are in; the events wait for the next pull
+            self.event_pull_errors += 1
+            log.warning("event pull of %s failed: %s", hub.hub_id, err)
 
     async def _pull(self, hub: HubRecord, cursors: dict[str, int]) -> PullOutcome:
         link = self._links.get(hub.hub_id) if self.bulk else WALK

@@ -2,8 +2,8 @@
 
 The input is a commissioning manifest (JSON), as an installer's tool or a fleet simulator
 writes it: for each hub its id, URL, LFDI (from the certificate the GDSC CA issued it),
-premises (address, MPAN, MPRN) and meters. MPAN and MPRN are validated before anything is
-written; a bad manifest changes nothing.
+premises (address, MPAN, MPRN), meters and the WAN link (cell) it sits behind. MPAN and MPRN
+are validated before anything is written; a bad manifest changes nothing.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ def register_manifest(store: Store, manifest: Mapping[str, Any]) -> int:
                     address=str(h.get("address", "")),
                     mpan=validate_mpan(h["mpan"]) if h.get("mpan") else None,
                     mprn=validate_mprn(h["mprn"]) if h.get("mprn") else None,
+                    wan_link=str(h["wan_link"]) if h.get("wan_link") else None,
                 )
             )
         except (KeyError, TypeError, ValueError) as err:

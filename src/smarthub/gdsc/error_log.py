@@ -177,6 +177,10 @@ class ErrorLog:
         self.responsible = responsible
         self.area_threshold = area_threshold
         self._lock = threading.Lock()
+        # Hubs with an open unreachable record, so that every successful pull need not ask
+        # the database. Loaded once; another GDSC process's records are seen at its next load
+        # (review() reloads), so a hub it marked is cleared here at most one review late.
+        self._unreachable: set[str] | None = None
 
     # -- observations -------------------------------------------------------------
     def known_events(self, hub_id: str) -> int:
@@ -215,8 +219,26 @@ class ErrorLog:
                 self._review(conn, incident_id, now)
         return RecordResult(len(parsed), refused)
 
+    def _unreachable_hubs(self) -> set[str]:
+        if self._unreachable is None:
+            with self.engine.connect() as conn:
+                rows = conn.execute(
+                    select(incident_hubs.c.hub_id)
+                    .join(incidents, incidents.c.incident_id == incident_hubs.c.incident_id)
+                    .where(
+                        and_(
+                            incident_hubs.c.open == 1,
+                            incidents.c.code == HUB_UNREACHABLE,
+                            incidents.c.closed.is_(None),
+                        )
+                    )
+                )
+                self._unreachable = {r.hub_id for r in rows}
+        return self._unreachable
+
     def record_unreachable(self, hub_id: str, now: datetime, error: str) -> int:
         """The scheduler gave up on a hub for this window; returns the incident id."""
+        self._unreachable_hubs().add(hub_id)
         link = self.wan_link_of(hub_id)
         scope, key = incident_key(hub_id, link, HUB_UNREACHABLE, "hub")
         with self._lock, self.engine.begin() as conn:
@@ -227,6 +249,9 @@ class ErrorLog:
 
     def record_reachable(self, hub_id: str, now: datetime) -> None:
         """A successful pull: the hub's unreachable memberships end (and their incidents, if last)."""
+        if hub_id not in self._unreachable_hubs():
+            return
+        self._unreachable_hubs().discard(hub_id)
         with self._lock, self.engine.begin() as conn:
             rows = conn.execute(
                 select(incident_hubs.c.incident_id)
@@ -250,6 +275,7 @@ class ErrorLog:
 
     def review(self, now: datetime) -> None:
         """Time-based escalation of every open incident (call once per scheduling tick or so)."""
+        self._unreachable = None
         with self._lock, self.engine.begin() as conn:
             ids = conn.execute(select(incidents.c.incident_id).where(incidents.c.closed.is_(None))).all()
             for (incident_id,) in ids:
@@ -268,6 +294,15 @@ class ErrorLog:
                 RepairCommand(r.repair_id, r.incident_id, r.hub_id, r.command, json.loads(r.body))
                 for r in rows
             ]
+
+    def repair_queued(self, repair_id: int, job_id: int, now: datetime) -> None:
+        """The repair command was signed and queued in the pull plan as urgent job ``job_id``."""
+        with self._lock, self.engine.begin() as conn:
+            conn.execute(
+                update(repair_commands)
+                .where(repair_commands.c.repair_id == repair_id)
+                .values(status="sent", sent=now, verdict=json.dumps({"job": job_id}))
+            )
 
     def repair_sent(self, repair_id: int, verdict: dict[str, Any] | None, now: datetime) -> None:
         """The scheduler delivered (verdict from the hub) or could not deliver (None) a repair."""

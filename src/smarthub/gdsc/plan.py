@@ -441,9 +441,22 @@ class PullPlan:
             # count below decides), and look past the first `limit` rows, so that a saturated
             # link's backlog does not starve the hubs behind other links.
             full = self._full_links(conn, t)
+            # A hub being pulled (any window, any schedule, any collector) is not pulled again
+            # meanwhile: the pull in flight brings everything up to now anyway, and a second
+            # one would hold a slot of the hub's WAN link for nothing.
+            busy_hub = aliased(p)
+            in_flight = (
+                select(busy_hub.c.hub_id)
+                .where(
+                    busy_hub.c.hub_id == p.c.hub_id,
+                    busy_hub.c.state == CLAIMED,
+                    busy_hub.c.lease_until >= t,
+                )
+                .exists()
+            )
             q = (
                 select(p)
-                .where(claimable, p.c.next_try <= t, p.c.due <= t, p.c.deadline > t)
+                .where(claimable, p.c.next_try <= t, p.c.due <= t, p.c.deadline > t, ~in_flight)
                 .order_by(p.c.due)
                 .limit(limit * 4)
                 .with_for_update(skip_locked=True)
@@ -452,6 +465,14 @@ class PullPlan:
                 q = q.where(or_(p.c.wan_link.is_(None), p.c.wan_link.not_in(full)))
             rows = conn.execute(q).all()
             room = self._link_room(conn, sorted({r.wan_link for r in rows if r.wan_link}), t)
+            # One pull per hub: its latest due row is pulled, the hub's other due rows in this
+            # batch are covered by that pull (pulls are incremental: it brings everything).
+            latest: dict[str, Any] = {}
+            for r in rows:
+                if r.hub_id not in latest or r.window_start > latest[r.hub_id].window_start:
+                    latest[r.hub_id] = r
+            covered = [r for r in rows if latest[r.hub_id] is not r]
+            rows = [r for r in rows if latest[r.hub_id] is r]
             for r in rows:
                 if len(taken) >= limit:
                     break
@@ -463,6 +484,8 @@ class PullPlan:
                         continue
                     room[r.wan_link] -= 1
                 taken.append(r)
+            taken_hubs = {r.hub_id for r in taken}
+            resolved += [r for r in covered if r.hub_id in taken_hubs]
             for r in resolved:
                 conn.execute(
                     update(p)

@@ -54,6 +54,9 @@ TOWNS = ("Leicester", "Loughborough", "Nottingham", "Derby", "Coventry", "Lincol
 KINDS = ("dsmr", "dlms+wmbus", "iec+mbus+wmbus", "zigbee")
 
 
+CELL_SIZE = 8  # homes behind one simulated WAN link (a cellular cell / concentrator)
+
+
 @dataclass(frozen=True)
 class HomeSpec:
     hub_id: str
@@ -287,6 +290,8 @@ class SimulatedHome:
             "url": self.url,
             "lfdi": self.lfdi,
             "meters": [list(m) for m in self.meters],
+            # Homes share cells of CELL_SIZE: an outage of one cell is one incident at the GDSC.
+            "wan_link": f"cell-{s.index // CELL_SIZE:04d}",
         }
 
 
