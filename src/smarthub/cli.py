@@ -58,6 +58,41 @@ def demo(
             raise typer.Exit(1)
 
 
+@app.command()
+def chaos(
+    homes: Annotated[int, typer.Option(min=1, help="simulated homes")] = 200,
+    days: Annotated[int, typer.Option(min=1, help="simulated days")] = 3,
+    seed: Annotated[int, typer.Option(help="seeds the homes and the faults: same seed, same run")] = 1,
+    seconds_per_day: Annotated[float, typer.Option(min=1.0, help="wall seconds per simulated day")] = 60.0,
+    db: Annotated[
+        str | None, typer.Option(help="GDSC database URL (default: SQLite in the state dir)")
+    ] = None,
+    state: Annotated[Path | None, typer.Option(help="state directory (default: a temporary one)")] = None,
+) -> None:
+    """Run a fleet with faults injected (WAN and cell outages, power cuts, HAN dropouts, collector
+    and database restarts) and top-ups in flight; JSON last line with what was lost."""
+    from smarthub.sim.chaos import run_chaos
+    from smarthub.sim.demo import DemoConfig
+
+    logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
+    tmp = None
+    if state is None:
+        tmp = tempfile.mkdtemp(prefix="smarthub-chaos-")
+        state = Path(tmp)
+    cfg = DemoConfig(
+        homes=homes, days=days, seconds_per_day=seconds_per_day, seed=seed, state=state, db_url=db
+    )
+    err.print(f"chaos: {homes} homes, {days} days, seed {seed}, {seconds_per_day:g} s per simulated day …")
+    try:
+        result = asyncio.run(run_chaos(cfg))
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(result.json_line())
+    if result.lost or result.duplicates or result.topups_lost or result.topups_doubled:
+        raise typer.Exit(1)
+
+
 async def _demo(cfg, headless: bool, port: int):  # type: ignore[no-untyped-def]
     from aiohttp import web
 

@@ -174,6 +174,7 @@ class Collector:
         self.error_log = error_log
         self.events_every = events_every
         self._events_pulled: dict[str, datetime] = {}
+        self._closed = False
         self.event_pull_errors = 0
         self.store = store
         self.ssl_context = ssl_context
@@ -192,6 +193,8 @@ class Collector:
         return self.store.ingest_many([(b.hub_id, b.rows, b.cursors) for b in batch])
 
     def _client(self, hub: HubRecord) -> HubClient:
+        if self._closed:  # a pull still under way when the collector shut down
+            raise PullError(f"collector closed: pull of {hub.hub_id} abandoned")
         client = self._clients.get(hub.hub_id)
         if client is None or client.base_url != hub.url.rstrip("/") or client.expected_lfdi != hub.lfdi:
             client = self._clients[hub.hub_id] = HubClient(hub.url, self.ssl_context, hub.lfdi)
@@ -230,16 +233,16 @@ class Collector:
         """The hub answered: end any unreachable record; pull its diagnoses when due."""
         assert self.error_log is not None
         now = self.clock.now()
-        await asyncio.to_thread(self.error_log.record_reachable, hub.hub_id, now)
         last = self._events_pulled.get(hub.hub_id)
-        if last is not None and now - last < self.events_every:
-            return
         try:
+            await asyncio.to_thread(self.error_log.record_reachable, hub.hub_id, now)
+            if last is not None and now - last < self.events_every:
+                return
             await pull_events(self._client(hub), self.error_log, hub.hub_id, now)
             self._events_pulled[hub.hub_id] = now
-        except PullError as err:  # the readings are in; the events wait for the next pull
+        except Exception as err:  # the readings are in: nothing here may fail the pull
             self.event_pull_errors += 1
-            log.warning("event pull of %s failed: %s", hub.hub_id, err)
+            log.warning("event pull of %s failed: %s: %s", hub.hub_id, type(err).__name__, err)
 
     async def _pull(self, hub: HubRecord, cursors: dict[str, int]) -> PullOutcome:
         link = self._links.get(hub.hub_id) if self.bulk else WALK
@@ -296,6 +299,7 @@ class Collector:
         return result
 
     async def close(self) -> None:
+        self._closed = True
         for client in self._clients.values():
             await client.close()
         self._clients.clear()

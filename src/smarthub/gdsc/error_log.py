@@ -220,7 +220,8 @@ class ErrorLog:
         return RecordResult(len(parsed), refused)
 
     def _unreachable_hubs(self) -> set[str]:
-        if self._unreachable is None:
+        hubs = self._unreachable  # one read: review() may reset it from another thread
+        if hubs is None:
             with self.engine.connect() as conn:
                 rows = conn.execute(
                     select(incident_hubs.c.hub_id)
@@ -233,8 +234,8 @@ class ErrorLog:
                         )
                     )
                 )
-                self._unreachable = {r.hub_id for r in rows}
-        return self._unreachable
+                hubs = self._unreachable = {r.hub_id for r in rows}
+        return hubs
 
     def record_unreachable(self, hub_id: str, now: datetime, error: str) -> int:
         """The scheduler gave up on a hub for this window; returns the incident id."""
@@ -249,9 +250,10 @@ class ErrorLog:
 
     def record_reachable(self, hub_id: str, now: datetime) -> None:
         """A successful pull: the hub's unreachable memberships end (and their incidents, if last)."""
-        if hub_id not in self._unreachable_hubs():
+        hubs = self._unreachable_hubs()
+        if hub_id not in hubs:
             return
-        self._unreachable_hubs().discard(hub_id)
+        hubs.discard(hub_id)
         with self._lock, self.engine.begin() as conn:
             rows = conn.execute(
                 select(incident_hubs.c.incident_id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +24,7 @@ from smarthub.gdsc.error_log import ErrorLog
 from smarthub.gdsc.operations import run_operations
 from smarthub.gdsc.scheduler import Scheduler, WindowProgress
 from smarthub.gdsc.store import Store
-from smarthub.sim.fleet import Fleet, home_specs, provision
+from smarthub.sim.fleet import Credentials, Fleet, home_specs, provision
 
 HALF_HOUR = timedelta(minutes=30)
 
@@ -88,16 +88,25 @@ class DemoRun:
     collector: Collector
     error_log: ErrorLog | None = None
     signer: CommandSigner | None = None
+    creds: Credentials | None = None
     started: float = field(default_factory=time.monotonic)
 
 
-async def setup(cfg: DemoConfig, on_progress: Callable[[WindowProgress], None] | None = None) -> DemoRun:
+async def setup(
+    cfg: DemoConfig,
+    on_progress: Callable[[WindowProgress], None] | None = None,
+    wan: Callable[[Fleet], Awaitable[None]] | None = None,
+) -> DemoRun:
+    """Provision, start the fleet's servers and the GDSC. ``wan`` runs once the hubs listen
+    and before the manifest is written (the chaos run puts its cuttable WAN links there)."""
     cfg.state.mkdir(parents=True, exist_ok=True)
     specs = home_specs(cfg.homes, cfg.seed)
     creds = provision(cfg.state, specs, datetime.now(UTC))
     clock = AcceleratedClock(cfg.sim_start, cfg.speed)
     fleet = Fleet(cfg.state, specs, clock, cfg.sim_start, cfg.telegram_period)
     await fleet.start_servers(creds.ca_pem)
+    if wan is not None:
+        await wan(fleet)
     manifest_path = fleet.write_manifest({"sim_start": cfg.sim_start.isoformat(), "speed": cfg.speed})
     store = Store(cfg.db_url or f"sqlite:///{(cfg.state / 'gdsc' / 'gdsc.sqlite').resolve()}")
     store.create_schema()
@@ -123,7 +132,7 @@ async def setup(cfg: DemoConfig, on_progress: Callable[[WindowProgress], None] |
         str(cfg.state / "gdsc" / "operator.key"),
         store.next_command_counter,
     )
-    return DemoRun(cfg, store, fleet, clock, scheduler, collector, error_log, signer)
+    return DemoRun(cfg, store, fleet, clock, scheduler, collector, error_log, signer, creds)
 
 
 async def run_day(run: DemoRun) -> DemoResult:
@@ -195,6 +204,7 @@ def _error_log_figures(run: DemoRun) -> dict[str, int]:
 
 
 async def teardown(run: DemoRun) -> None:
+    await run.scheduler.close()
     await run.collector.close()
     await run.fleet.stop()
     run.store.close()

@@ -38,6 +38,11 @@ _PARSER = etree.XMLParser(
 M = TypeVar("M")
 
 
+# What a request can fail with below HTTP. RuntimeError is aiohttp's "Session is closed": a
+# collector shut down (or replaced) while one of its pulls was still under way.
+_TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError, ssl.SSLError, OSError, RuntimeError)
+
+
 class PullError(Exception):
     """A pull failed: network, TLS, HTTP status, or a body that is not the 2030.5 resource expected."""
 
@@ -142,7 +147,7 @@ class HubClient:
                 body = await resp.content.read(MAX_BODY + 1)
                 if len(body) > MAX_BODY:
                     raise PullError(f"GET {path}: body exceeds {MAX_BODY} bytes")
-        except (aiohttp.ClientError, TimeoutError, ssl.SSLError, OSError) as err:
+        except _TRANSPORT_ERRORS as err:
             raise PullError(f"GET {self.base_url}{path}: {type(err).__name__}: {err}") from None
         return parse_resource(body, model, f"GET {path}")
 
@@ -157,7 +162,7 @@ class HubClient:
                     if resp.status != 200:
                         raise PullError(f"GET {e.href}/detail: HTTP {resp.status}")
                     detail = json.loads(await resp.content.read(MAX_BODY))
-            except (aiohttp.ClientError, TimeoutError, ssl.SSLError, OSError, ValueError) as err:
+            except (*_TRANSPORT_ERRORS, ValueError) as err:
                 raise PullError(f"GET {e.href}/detail: {type(err).__name__}: {err}") from None
             out.append((e, detail))
         return out
@@ -170,7 +175,7 @@ class HubClient:
                 if resp.status != 200:
                     raise PullError(f"GET {path}: HTTP {resp.status}")
                 detail = json.loads(await resp.content.read(MAX_BODY))
-        except (aiohttp.ClientError, TimeoutError, ssl.SSLError, OSError, ValueError) as err:
+        except (*_TRANSPORT_ERRORS, ValueError) as err:
             raise PullError(f"GET {path}: {type(err).__name__}: {err}") from None
         if not isinstance(detail, dict):
             raise PullError(f"GET {path}: the detail is not a JSON object")
@@ -187,7 +192,7 @@ class HubClient:
                     raise PullError(
                         f"POST /mgmt: HTTP {resp.status}: {body[:300].decode('utf-8', 'replace')}"
                     )
-        except (aiohttp.ClientError, TimeoutError, ssl.SSLError, OSError) as err:
+        except _TRANSPORT_ERRORS as err:
             raise PullError(f"POST {self.base_url}/mgmt: {type(err).__name__}: {err}") from None
         try:
             verdict = json.loads(body)
