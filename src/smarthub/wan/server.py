@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import unquote
 
-from aiohttp import web
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
@@ -34,6 +33,7 @@ from smarthub.model.reading_type import (
     interval_spec,
 )
 from smarthub.security.certificates import sfdi_from_lfdi
+from smarthub.wan import httpd as web
 from smarthub.wan import sep2_xml as sep2
 from smarthub.wan.log_events import event_detail, log_event, log_event_list
 from smarthub.wan.sep2_xml import DAY, ChannelRows, Element, write_mirror_usage_points
