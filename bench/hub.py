@@ -40,9 +40,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
+import signal
 import statistics
 import struct
 import subprocess
@@ -298,7 +300,10 @@ async def meters_role(state: Path, seconds: float) -> None:
     tmp.write_text(json.dumps(ports))
     tmp.rename(state / "ports.json")
     cpu0, wall0 = time.process_time(), time.monotonic()
-    await asyncio.sleep(seconds)
+    stop = asyncio.Event()  # SIGTERM from the orchestrator once the hub is done
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
     for t in tasks:
         t.cancel()
     cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
