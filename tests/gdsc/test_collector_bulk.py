@@ -9,7 +9,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 from sqlalchemy import select
 
 from smarthub.clock import SystemClock
@@ -19,6 +18,7 @@ from smarthub.gdsc.store import HubRecord, Store, pull_cursors, pull_log
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
 from smarthub.model import ObisCode, Reading, Unit
+from smarthub.wan import httpd as web
 from smarthub.wan import sep2
 from smarthub.wan.server import HubWanServer
 from smarthub.wan.tls import client_context, server_context
@@ -44,11 +44,10 @@ class WalkOnlyServer(HubWanServer):
     """A hub on older firmware: its DeviceCapability has no bulk link (and no /mup route is used)."""
 
     async def dcap(self, request: web.Request) -> web.Response:
-        return self._xml(
-            sep2.DeviceCapabilityResponse(
-                href="/dcap", pollRate=900, UsagePointListLink=sep2.ListLink(href="/upt", all_=2)
-            )
+        dcap = sep2.DeviceCapabilityResponse(
+            href="/dcap", pollRate=900, UsagePointListLink=sep2.ListLink(href="/upt", all_=2)
         )
+        return web.Response(body=sep2.to_xml(dcap), content_type=sep2.CONTENT_TYPE)
 
 
 @dataclass

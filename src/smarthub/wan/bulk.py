@@ -7,109 +7,33 @@ channel's MeterReading href from the walk (``/upt/{meter}/mr/{ch}``), so cursors
 same whichever way a hub is pulled; its ``MirrorReadingSet`` holds the ``Reading`` elements and
 its ``ReadingType`` (which the XSD places *after* the sets) says commodity, unit and scale.
 
-Both sides are sans-I/O. The writer builds the tree with lxml directly, not with the
-pydantic-xml models of :mod:`smarthub.wan.sep2`: a day of two channels is ~100 Readings and
-validating each through pydantic costs more than the rest of a pull. The parser is lxml's
+Both sides are sans-I/O. The writer (:func:`smarthub.wan.sep2_xml.write_mirror_usage_points`,
+with the hub's other lxml builders) builds the tree with lxml directly: a day of two channels
+is ~100 Readings and validating each through pydantic would cost more than the rest of a pull.
+The parser is lxml's
 ``XMLPullParser`` fed chunk by chunk: each Reading is turned into a tuple and its element
 dropped as soon as it ends, so memory is bounded by one channel's page, not the body.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from lxml import etree
 
-from smarthub.model import ObisCode
-from smarthub.model.reading_type import ACCUMULATION_DELTA, interval_spec, obis_for_interval
+from smarthub.model.reading_type import obis_for_interval
 from smarthub.wan.client import PulledInterval, PullError
-from smarthub.wan.sep2 import mrid
 
-NS = "urn:ieee:std:2030.5:ns"
+# The writer lives with the hub's other 2030.5 builders (the hub must not import this module's
+# parser, which needs the GDSC client); re-exported here, where the document is described.
+from smarthub.wan.sep2_xml import NS, ChannelRows, write_mirror_usage_points
+
 _N = "{" + NS + "}"
-ROLE_FLAGS = "0049"  # the same RoleFlagsType the walk's UsagePoint carries
 
 # Bounds of the XSD types the parser enforces, so a hostile body fails here, not in the store.
 _INT48 = 2**47
 _UINT32 = 2**32
 _TIME_MAX = 2**62
-
-
-class IntervalRow(Protocol):
-    start: int
-    duration: int
-    value: int
-    quality: int
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelRows:
-    """One channel's page of readings, as the hub's privacy filter let them out."""
-
-    meter: str
-    fuel_kind: int  # UsagePoint.serviceCategoryKind
-    href: str  # the channel's MeterReading href
-    obis: ObisCode
-    interval_length: int  # ReadingType.intervalLength (1800, 86400, or 0 for months)
-    rows: Sequence[IntervalRow]
-
-
-def write_mirror_usage_points(
-    hub_id: str, lfdi: str, href: str, channels: Sequence[ChannelRows], all_: int
-) -> bytes:
-    """The bulk body: a MirrorUsagePointList with the given channels grouped by meter.
-
-    ``all_`` is the number of usage points the hub has (the List's ``all``); ``results`` is how
-    many this page carries."""
-    root = etree.Element(_N + "MirrorUsagePointList", nsmap={None: NS})
-    root.set("href", href)
-    root.set("all", str(all_))
-    sub = etree.SubElement
-    results = 0
-    mup: etree._Element | None = None
-    meter = None
-    for ch in channels:
-        if ch.meter != meter:
-            meter = ch.meter
-            results += 1
-            mup = sub(root, _N + "MirrorUsagePoint")
-            sub(mup, _N + "mRID").text = mrid(hub_id, "mup", meter)
-            sub(mup, _N + "description").text = meter
-            sub(mup, _N + "roleFlags").text = ROLE_FLAGS
-            sub(mup, _N + "serviceCategoryKind").text = str(ch.fuel_kind)
-            sub(mup, _N + "status").text = "1"
-            sub(mup, _N + "deviceLFDI").text = lfdi
-        assert mup is not None
-        mmr = sub(mup, _N + "MirrorMeterReading")
-        mmr.set("href", ch.href)
-        sub(mmr, _N + "mRID").text = mrid(hub_id, ch.href)
-        if ch.rows:
-            first, last = ch.rows[0], ch.rows[-1]
-            mrs = sub(mmr, _N + "MirrorReadingSet")
-            sub(mrs, _N + "mRID").text = mrid(hub_id, ch.href, str(first.start))
-            tp = sub(mrs, _N + "timePeriod")
-            sub(tp, _N + "duration").text = str(last.start + last.duration - first.start)
-            sub(tp, _N + "start").text = str(first.start)
-            for r in ch.rows:
-                reading = sub(mrs, _N + "Reading")
-                sub(reading, _N + "qualityFlags").text = f"{r.quality:02X}"
-                rtp = sub(reading, _N + "timePeriod")
-                sub(rtp, _N + "duration").text = str(r.duration)
-                sub(rtp, _N + "start").text = str(r.start)
-                sub(reading, _N + "value").text = str(r.value)
-        spec = interval_spec(ch.obis)
-        rt = sub(mmr, _N + "ReadingType")
-        sub(rt, _N + "accumulationBehaviour").text = str(ACCUMULATION_DELTA)
-        sub(rt, _N + "commodity").text = str(spec.commodity)
-        sub(rt, _N + "flowDirection").text = str(spec.flow_direction)
-        sub(rt, _N + "intervalLength").text = str(ch.interval_length)
-        sub(rt, _N + "kind").text = str(spec.kind)
-        sub(rt, _N + "powerOfTenMultiplier").text = str(spec.power_of_ten)
-        sub(rt, _N + "uom").text = str(spec.uom)
-    root.set("results", str(results))
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,3 +218,6 @@ class BulkParser:
         rows = [PulledInterval(meter, obis, s, d, v, p10, uom, q) for s, d, v, q in self._pending]
         self._out.append(ChannelReadings(href, rows))
         self._pending = []
+
+
+__all__ = ["BulkPage", "BulkParser", "ChannelReadings", "ChannelRows", "write_mirror_usage_points"]

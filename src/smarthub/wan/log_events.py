@@ -20,16 +20,24 @@ functionSet, logEventCode) then has the meaning given by :data:`FUNCTION_SETS` a
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import IntEnum
 from typing import Any
 
-from envoy_schema.server.schema.sep2.log_events import (
-    FunctionSetIdentifier,
-    LogEvent,
-    LogEventList,
-    ProfileIdentifier,
-)
-
 from smarthub.hub.diagnostics import CODE_INFO, DiagnosedEvent, DiagnosisCode
+from smarthub.wan import sep2_xml
+from smarthub.wan.sep2_xml import Element
+
+
+class FunctionSetIdentifier(IntEnum):
+    """LogEvent.functionSet: the function sets our events are filed under (2030.5-2018 §10.11)."""
+
+    METERING = 6
+    TIME = 12
+    NETWORK_STATUS = 16
+    SECURITY = 19
+
+
+VENDOR_DEFINED_PROFILE = 1  # LogEvent.profileID 1: vendor-defined, scoped by logEventPEN
 
 PEN_PLACEHOLDER = 0  # no IANA PEN registered yet (see the module docstring)
 LOG_EVENT_POLL_RATE = 900  # seconds: the 2030.5 default for LogEventList
@@ -59,32 +67,30 @@ def details(event: DiagnosedEvent) -> str:
     return f"{CODE_INFO[event.code].label} {event.device}"[:DETAILS_MAX]
 
 
-def log_event(event: DiagnosedEvent, href: str | None = None) -> LogEvent:
+def log_event(event: DiagnosedEvent, href: str | None = None, parent: Element | None = None) -> Element:
     """One event as a 2030.5 LogEvent; createdDateTime is when the condition was first seen."""
-    return LogEvent(
-        href=href,
-        createdDateTime=int(event.first_seen.timestamp()),
+    return sep2_xml.log_event(
+        href,
+        created=int(event.first_seen.timestamp()),
         details=details(event),
-        extendedData=event.id & 0xFFFFFFFF,
-        functionSet=FUNCTION_SETS[event.code],
-        logEventCode=int(event.code),
-        logEventID=event.id % 65536,
-        logEventPEN=PEN_PLACEHOLDER,
-        profileID=ProfileIdentifier.VENDOR_DEFINED,
+        extended_data=event.id & 0xFFFFFFFF,
+        function_set=int(FUNCTION_SETS[event.code]),
+        code=int(event.code),
+        event_id=event.id % 65536,
+        pen=PEN_PLACEHOLDER,
+        profile=VENDOR_DEFINED_PROFILE,
+        parent=parent,
     )
 
 
 def log_event_list(
     events: Sequence[DiagnosedEvent], href: str, all_: int, *, poll_rate: int = LOG_EVENT_POLL_RATE
-) -> LogEventList:
+) -> Element:
     """A page of events; each LogEvent's href is ``{href}/{event id}``."""
-    return LogEventList(
-        href=href,
-        all_=all_,
-        results=len(events),
-        pollRate=poll_rate,
-        LogEvent_=[log_event(e, f"{href}/{e.id}") for e in events],
-    )
+    doc = sep2_xml.log_event_list(href, all_, poll_rate)
+    for e in events:
+        log_event(e, f"{href}/{e.id}", parent=doc)
+    return sep2_xml.done(doc)
 
 
 def event_detail(event: DiagnosedEvent) -> dict[str, Any]:
@@ -119,6 +125,8 @@ __all__ = [
     "FUNCTION_SETS",
     "LOG_EVENT_POLL_RATE",
     "PEN_PLACEHOLDER",
+    "VENDOR_DEFINED_PROFILE",
+    "FunctionSetIdentifier",
     "details",
     "event_detail",
     "log_event",

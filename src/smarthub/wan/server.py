@@ -17,10 +17,8 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import unquote
 
-from aiohttp import web
 from cryptography import x509
 from cryptography.x509.oid import NameOID
-from envoy_schema.server.schema.sep2.end_device import EndDeviceListResponse, EndDeviceResponse
 
 from smarthub.hub.diagnostics import DiagnosedEvent
 from smarthub.model import ObisCode
@@ -35,10 +33,10 @@ from smarthub.model.reading_type import (
     interval_spec,
 )
 from smarthub.security.certificates import sfdi_from_lfdi
-from smarthub.wan import sep2
-from smarthub.wan.bulk import ChannelRows, write_mirror_usage_points
+from smarthub.wan import httpd as web
+from smarthub.wan import sep2_xml as sep2
 from smarthub.wan.log_events import event_detail, log_event, log_event_list
-from smarthub.wan.sep2 import DAY
+from smarthub.wan.sep2_xml import DAY, ChannelRows, Element, write_mirror_usage_points
 
 MAX_LIMIT = 1000
 POLL_RATE = 1800
@@ -245,8 +243,8 @@ class HubWanServer:
 
     # -- helpers ---------------------------------------------------------------------
     @staticmethod
-    def _xml(model: object) -> web.Response:
-        return web.Response(body=sep2.to_xml(model), content_type=sep2.CONTENT_TYPE)
+    def _xml(doc: Element) -> web.Response:
+        return web.Response(body=sep2.to_bytes(doc), content_type=sep2.CONTENT_TYPE)
 
     @staticmethod
     def _paging(request: web.Request) -> Paging:
@@ -348,15 +346,9 @@ class HubWanServer:
             text="the consumer allows this recipient the tariff-register totals only: no interval data"
         )
 
-    def _register_reading(self, meter: str, reg: RegisterRow) -> sep2.MeterReading:
+    def _register_reading(self, meter: str, reg: RegisterRow, parent: Element | None = None) -> Element:
         href = sep2.mr_href(meter, reg.obis)
-        return sep2.MeterReading(
-            href=href,
-            mRID=sep2.mrid(self.hub_id, href),
-            description=f"{meter} {reg.obis}",
-            ReadingTypeLink=sep2.Link(href=f"{href}/rt"),
-            ReadingLink=sep2.Link(href=f"{href}/r"),
-        )
+        return sep2.meter_reading(href, sep2.mrid(self.hub_id, href), f"{meter} {reg.obis}", None, parent)
 
     def _day(self, request: web.Request) -> int:
         try:
@@ -372,97 +364,64 @@ class HubWanServer:
         # The bulk pull (see mirror_usage_points): one request instead of the walk. Not offered
         # to a recipient allowed register totals only: it carries interval data alone.
         registers_only = self.privacy is not None and self._granularity(request) == TARIFF_REGISTERS
-        bulk = None if registers_only else sep2.ListLink(href="/mup", all_=len(self.source.meters()))
+        meters = len(self.source.meters())
         return self._xml(
-            sep2.DeviceCapabilityResponse(
-                href="/dcap",
-                pollRate=POLL_RATE,
-                TimeLink=sep2.Link(href="/tm"),
-                UsagePointListLink=sep2.ListLink(href="/upt", all_=len(self.source.meters())),
-                EndDeviceListLink=sep2.ListLink(href="/edev", all_=1),
-                MirrorUsagePointListLink=bulk,
+            sep2.device_capability(
+                "/dcap",
+                POLL_RATE,
+                "/tm",
+                usage_points=("/upt", meters),
+                end_devices=("/edev", 1),
+                mirror_usage_points=None if registers_only else ("/mup", meters),
             )
         )
 
     async def time(self, request: web.Request) -> web.Response:
-        return self._xml(
-            sep2.TimeResponse(
-                href="/tm",
-                currentTime=self.now_epoch(),
-                dstEndTime=0,
-                dstOffset=0,
-                dstStartTime=0,
-                quality=7,
-                tzOffset=0,
-            )
-        )
+        return self._xml(sep2.time_resource("/tm", self.now_epoch()))
 
-    def _usage_point(self, meter: str, fuel: str) -> sep2.UsagePoint:
+    def _usage_point(self, meter: str, fuel: str, parent: Element | None = None) -> Element:
         href = sep2.upt_href(meter)
-        return sep2.UsagePoint(
-            href=href,
-            mRID=sep2.mrid(self.hub_id, href),
-            description=meter,
-            roleFlags="0049",
-            serviceCategoryKind=SERVICE_KIND.get(fuel, 0),
-            status=1,
-            deviceLFDI=self.lfdi,
-            MeterReadingListLink=sep2.ListLink(href=f"{href}/mr", all_=len(self.source.channels(meter))),
+        return sep2.usage_point(
+            href,
+            sep2.mrid(self.hub_id, href),
+            meter,
+            SERVICE_KIND.get(fuel, 0),
+            self.lfdi,
+            (f"{href}/mr", len(self.source.channels(meter))),
+            parent,
         )
 
     async def usage_points(self, request: web.Request) -> web.Response:
         p = self._paging(request)
         items = sorted(self.source.meters().items())
-        page = items[p.start : p.start + p.limit]
-        return self._xml(
-            sep2.UsagePointListResponse(
-                href="/upt",
-                all_=len(items),
-                results=len(page),
-                UsagePoint_=[self._usage_point(m, f) for m, f in page],
-            )
-        )
+        doc = sep2.usage_point_list("/upt", len(items))
+        for m, f in items[p.start : p.start + p.limit]:
+            self._usage_point(m, f, doc)
+        return self._xml(sep2.done(doc))
 
     async def usage_point(self, request: web.Request) -> web.Response:
         return self._xml(self._usage_point(*self._meter(request)))
 
-    def _meter_reading(self, meter: str, obis: ObisCode) -> sep2.MeterReading:
+    def _meter_reading(self, meter: str, obis: ObisCode, parent: Element | None = None) -> Element:
         href = sep2.mr_href(meter, obis)
-        return sep2.MeterReading(
-            href=href,
-            mRID=sep2.mrid(self.hub_id, href),
-            description=f"{meter} {obis}",
-            ReadingTypeLink=sep2.Link(href=f"{href}/rt"),
-            ReadingSetListLink=sep2.ListLink(
-                href=f"{href}/rs", all_=len(self.source.interval_days(meter, obis))
-            ),
-            ReadingLink=sep2.Link(href=f"{href}/r"),
-        )
+        sets = (f"{href}/rs", len(self.source.interval_days(meter, obis)))
+        return sep2.meter_reading(href, sep2.mrid(self.hub_id, href), f"{meter} {obis}", sets, parent)
 
     async def meter_readings(self, request: web.Request) -> web.Response:
         meter, _ = self._meter(request)
         p = self._paging(request)
+        href = f"{sep2.upt_href(meter)}/mr"
         if self.privacy is not None and self._granularity(request) == TARIFF_REGISTERS:
             regs = list(self.privacy.registers(meter))
-            shown = regs[p.start : p.start + p.limit]
-            return self._xml(
-                sep2.MeterReadingListResponse(
-                    href=f"{sep2.upt_href(meter)}/mr",
-                    all_=len(regs),
-                    results=len(shown),
-                    MeterReading_=[self._register_reading(meter, r) for r in shown],
-                )
-            )
+            doc = sep2.meter_reading_list(href, len(regs))
+            for r in regs[p.start : p.start + p.limit]:
+                self._register_reading(meter, r, doc)
+            return self._xml(sep2.done(doc))
         chans = sorted(self.source.channels(meter))
-        page = chans[p.start : p.start + p.limit]
-        return self._xml(
-            sep2.MeterReadingListResponse(
-                href=f"{sep2.upt_href(meter)}/mr",
-                all_=len(chans),
-                results=len(page),
-                MeterReading_=[self._meter_reading(meter, o) for o in page],
-            )
-        )
+        doc = sep2.meter_reading_list(href, len(chans))
+        for o in chans[p.start : p.start + p.limit]:
+            self._meter_reading(meter, o, doc)
+        return self._xml(sep2.done(doc))
 
     async def meter_reading(self, request: web.Request) -> web.Response:
         if self.privacy is not None and self._granularity(request) == TARIFF_REGISTERS:
@@ -473,13 +432,14 @@ class HubWanServer:
         if self.privacy is not None and self._granularity(request) == TARIFF_REGISTERS:
             meter, reg = self._register(request)
             return self._xml(
-                sep2.ReadingType(
-                    href=f"{sep2.mr_href(meter, reg.obis)}/rt",
-                    accumulationBehaviour=ACCUMULATION_CUMULATIVE,
+                sep2.reading_type(
+                    f"{sep2.mr_href(meter, reg.obis)}/rt",
+                    accumulation=ACCUMULATION_CUMULATIVE,
                     commodity=COMMODITY_ELECTRICITY,
-                    flowDirection=FLOW_FORWARD if reg.obis.c == 1 else FLOW_REVERSE,
+                    flow_direction=FLOW_FORWARD if reg.obis.c == 1 else FLOW_REVERSE,
+                    interval_length=None,
                     kind=KIND_ENERGY,
-                    powerOfTenMultiplier=reg.power_of_ten,
+                    power_of_ten=reg.power_of_ten,
                     uom=UOM_WH,
                 )
             )
@@ -487,43 +447,44 @@ class HubWanServer:
         g = self._granularity(request)
         spec = interval_spec(obis)
         return self._xml(
-            sep2.ReadingType(
-                href=f"{sep2.mr_href(meter, obis)}/rt",
-                accumulationBehaviour=ACCUMULATION_DELTA,
+            sep2.reading_type(
+                f"{sep2.mr_href(meter, obis)}/rt",
+                accumulation=ACCUMULATION_DELTA,
                 commodity=spec.commodity,
-                flowDirection=spec.flow_direction,
-                intervalLength=1800 if g == HALF_HOURLY else AGGREGATED[g],
+                flow_direction=spec.flow_direction,
+                interval_length=1800 if g == HALF_HOURLY else AGGREGATED[g],
                 kind=spec.kind,
-                powerOfTenMultiplier=spec.power_of_ten,
+                power_of_ten=spec.power_of_ten,
                 uom=spec.uom,
             )
         )
 
-    def _reading_set(self, meter: str, obis: ObisCode, day: int) -> sep2.ReadingSet:
+    def _reading_set(self, meter: str, obis: ObisCode, day: int, parent: Element | None = None) -> Element:
         href = f"{sep2.mr_href(meter, obis)}/rs/{day}"
-        return sep2.ReadingSet(
-            href=href,
-            mRID=sep2.mrid(self.hub_id, href),
-            description=f"{meter} {obis} day {day}",
-            timePeriod=sep2.DateTimeIntervalType(start=day, duration=DAY),
-            ReadingListLink=sep2.ListLink(
-                href=f"{href}/r", all_=self.source.interval_count(meter, obis, start=day, end=day + DAY)
-            ),
+        count = self.source.interval_count(meter, obis, start=day, end=day + DAY)
+        return sep2.reading_set(
+            href,
+            sep2.mrid(self.hub_id, href),
+            f"{meter} {obis} day {day}",
+            day,
+            DAY,
+            (f"{href}/r", count),
+            parent,
         )
 
     def _aggregate_set(
-        self, meter: str, obis: ObisCode, g: str, rows: Sequence[IntervalRow]
-    ) -> sep2.ReadingSet:
+        self, meter: str, obis: ObisCode, g: str, rows: Sequence[IntervalRow], parent: Element | None = None
+    ) -> Element:
         href = f"{sep2.mr_href(meter, obis)}/rs/{g}"
         first, last = rows[0], rows[-1]
-        return sep2.ReadingSet(
-            href=href,
-            mRID=sep2.mrid(self.hub_id, href),
-            description=f"{meter} {obis} {g}",
-            timePeriod=sep2.DateTimeIntervalType(
-                start=first.start, duration=last.start + last.duration - first.start
-            ),
-            ReadingListLink=sep2.ListLink(href=f"{href}/r", all_=len(rows)),
+        return sep2.reading_set(
+            href,
+            sep2.mrid(self.hub_id, href),
+            f"{meter} {obis} {g}",
+            first.start,
+            last.start + last.duration - first.start,
+            (f"{href}/r", len(rows)),
+            parent,
         )
 
     async def reading_sets(self, request: web.Request) -> web.Response:
@@ -536,26 +497,16 @@ class HubWanServer:
             # One set holding every complete day (month) the recipient may have, after a.
             assert self.privacy is not None
             rows = self.privacy.aggregates(meter, obis, g, p.after)
-            sets = [self._aggregate_set(meter, obis, g, rows)] if rows and p.start == 0 and p.limit else []
-            return self._xml(
-                sep2.ReadingSetListResponse(
-                    href=f"{sep2.mr_href(meter, obis)}/rs",
-                    all_=1 if rows else 0,
-                    results=len(sets),
-                    ReadingSet_=sets,
-                )
-            )
+            doc = sep2.reading_set_list(f"{sep2.mr_href(meter, obis)}/rs", 1 if rows else 0)
+            if rows and p.start == 0 and p.limit:
+                self._aggregate_set(meter, obis, g, rows, doc)
+            return self._xml(sep2.done(doc))
         # A day's set is "after a" when it still holds intervals starting at or after a.
         days = self.source.interval_days(meter, obis, start=p.after)
-        page = days[p.start : p.start + p.limit]
-        return self._xml(
-            sep2.ReadingSetListResponse(
-                href=f"{sep2.mr_href(meter, obis)}/rs",
-                all_=len(days),
-                results=len(page),
-                ReadingSet_=[self._reading_set(meter, obis, d) for d in page],
-            )
-        )
+        doc = sep2.reading_set_list(f"{sep2.mr_href(meter, obis)}/rs", len(days))
+        for d in days[p.start : p.start + p.limit]:
+            self._reading_set(meter, obis, d, doc)
+        return self._xml(sep2.done(doc))
 
     async def reading_set(self, request: web.Request) -> web.Response:
         meter, obis = self._channel(request)
@@ -584,27 +535,18 @@ class HubWanServer:
             if request.match_info["day"] != g:
                 raise web.HTTPNotFound(text=f"this recipient's readings are {g}: /rs/{g}/r")
             rows = self.privacy.aggregates(meter, obis, g, p.after)
-            page = rows[p.start : p.start + p.limit]
-            return self._xml(
-                sep2.ReadingListResponse(
-                    href=f"{sep2.mr_href(meter, obis)}/rs/{g}/r",
-                    all_=len(rows),
-                    results=len(page),
-                    Readings=[_reading(r) for r in page],
-                )
-            )
+            doc = sep2.reading_list(f"{sep2.mr_href(meter, obis)}/rs/{g}/r", len(rows))
+            for r in rows[p.start : p.start + p.limit]:
+                _reading(r, parent=doc)
+            return self._xml(sep2.done(doc))
         day = self._day(request)
         start = day if p.after is None else max(day, p.after)
         total = self.source.interval_count(meter, obis, start=start, end=day + DAY)
         rows = self.source.intervals(meter, obis, start=start, end=day + DAY, offset=p.start, limit=p.limit)
-        return self._xml(
-            sep2.ReadingListResponse(
-                href=f"{sep2.mr_href(meter, obis)}/rs/{day}/r",
-                all_=total,
-                results=len(rows),
-                Readings=[_reading(r) for r in rows],
-            )
-        )
+        doc = sep2.reading_list(f"{sep2.mr_href(meter, obis)}/rs/{day}/r", total)
+        for r in rows:
+            _reading(r, parent=doc)
+        return self._xml(sep2.done(doc))
 
     async def mirror_usage_points(self, request: web.Request) -> web.Response:
         """Bulk pull: every channel's readings at or after ``a`` in one MirrorUsagePointList.
@@ -663,21 +605,20 @@ class HubWanServer:
         return web.Response(status=status, body=result.to_json(), content_type="application/json")
 
     # -- the hub as an EndDevice, with its diagnosed events as LogEvents (2030.5 §10.x LogEvent) --
-    def _end_device(self) -> EndDeviceResponse:
-        return EndDeviceResponse(
-            href="/edev/0",
-            lFDI=self.lfdi,
-            sFDI=sfdi_from_lfdi(self.lfdi),
-            changedTime=self.now_epoch(),
-            LogEventListLink=sep2.ListLink(
-                href="/edev/0/lel", all_=self.events.count() if self.events else 0
-            ),
+    def _end_device(self, parent: Element | None = None) -> Element:
+        return sep2.end_device(
+            "/edev/0",
+            self.lfdi,
+            sfdi_from_lfdi(self.lfdi),
+            self.now_epoch(),
+            ("/edev/0/lel", self.events.count() if self.events else 0),
+            parent,
         )
 
     async def end_devices(self, request: web.Request) -> web.Response:
-        return self._xml(
-            EndDeviceListResponse(href="/edev", all_=1, results=1, EndDevice=[self._end_device()])
-        )
+        doc = sep2.end_device_list("/edev", 1)
+        self._end_device(doc)
+        return self._xml(sep2.done(doc))
 
     async def end_device(self, request: web.Request) -> web.Response:
         return self._xml(self._end_device())
@@ -711,12 +652,13 @@ class HubWanServer:
         if self.privacy is not None and self._granularity(request) == TARIFF_REGISTERS:
             meter, reg = self._register(request)
             return self._xml(
-                sep2.Reading(
+                sep2.reading(
+                    reg.value,
+                    quality=0x01,  # valid
+                    start=reg.time,
+                    duration=0,
+                    tou_tier=min(reg.obis.e, MAX_TOU_TIER),
                     href=f"{sep2.mr_href(meter, reg.obis)}/r",
-                    value=reg.value,
-                    qualityFlags="01",  # valid
-                    timePeriod=sep2.DateTimeIntervalType(start=reg.time, duration=0),
-                    touTier=min(reg.obis.e, MAX_TOU_TIER),
                 )
             )
         meter, obis = self._channel(request)
@@ -734,10 +676,5 @@ class HubWanServer:
         return self._xml(_reading(rows[0], href=f"{sep2.mr_href(meter, obis)}/r"))
 
 
-def _reading(r: IntervalRow, href: str | None = None) -> sep2.Reading:
-    return sep2.Reading(
-        href=href,
-        value=r.value,
-        qualityFlags=f"{r.quality:02X}",
-        timePeriod=sep2.DateTimeIntervalType(start=r.start, duration=r.duration),
-    )
+def _reading(r: IntervalRow, href: str | None = None, parent: Element | None = None) -> Element:
+    return sep2.reading(r.value, r.quality, r.start, r.duration, href=href, parent=parent)

@@ -1,0 +1,383 @@
+"""The hub's HTTP/1.1 server: h11 (sans-I/O HTTP) on asyncio streams, with TLS from ``ssl``.
+
+Why not aiohttp.web, as the GDSC side uses: memory on a hub. Importing ``aiohttp.web`` costs
+~18 MB of RSS (its client, connector and multidict/yarl machinery come with it) on a device
+whose whole budget is 64 MB (issue 4, measured by ``bench/hub.py``); h11 costs well under 1 MB
+and is already a dependency (the GDSC's bulk puller, :mod:`smarthub.wan.pull`). The protocol
+work (parsing, framing, keep-alive, pipelining) is h11's; this module adds only what a server
+needs around it: routing by path template, middlewares, errors as responses, a bound on
+request bodies and on idle connections.
+
+It offers the slice of ``aiohttp.web``'s interface the WAN server uses (``Application``,
+``Request``, ``Response``, ``json_response``, ``HTTPNotFound``…, ``AppRunner``, ``TCPSite``),
+so :mod:`smarthub.wan.server` reads as it did. Path templates are aiohttp's: ``{name}``
+matches one path segment; ``match_info`` holds it as sent (still percent-encoded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import ssl
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import h11
+
+log = logging.getLogger(__name__)
+
+MAX_HEAD = 16 * 1024  # request line and headers
+IDLE_TIMEOUT = 75.0  # seconds a keep-alive connection may sit idle (aiohttp's default)
+READ_TIMEOUT = 30.0  # seconds to receive the rest of a request once it has started
+
+
+class HTTPException(Exception):
+    """Raised by a handler: the response is ``status`` with ``text`` (and ``headers``)."""
+
+    status = 500
+    reason = "Internal Server Error"
+
+    def __init__(self, *, text: str | None = None, headers: Mapping[str, str] | None = None) -> None:
+        self.text = text if text is not None else f"{self.status}: {self.reason}"
+        self.headers = dict(headers or {})
+        super().__init__(self.text)
+
+
+class HTTPBadRequest(HTTPException):
+    status, reason = 400, "Bad Request"
+
+
+class HTTPForbidden(HTTPException):
+    status, reason = 403, "Forbidden"
+
+
+class HTTPNotFound(HTTPException):
+    status, reason = 404, "Not Found"
+
+
+class HTTPMethodNotAllowed(HTTPException):
+    status, reason = 405, "Method Not Allowed"
+
+
+class HTTPRequestEntityTooLarge(HTTPException):
+    status, reason = 413, "Request Entity Too Large"
+
+
+class HTTPTooManyRequests(HTTPException):
+    status, reason = 429, "Too Many Requests"
+
+
+class Response:
+    def __init__(
+        self,
+        *,
+        body: bytes = b"",
+        status: int = 200,
+        content_type: str = "application/octet-stream",
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.body = body
+        self.status = status
+        self.content_type = content_type
+        self.headers = dict(headers or {})
+
+
+def json_response(data: Any, *, status: int = 200) -> Response:
+    return Response(
+        body=json.dumps(data).encode(), status=status, content_type="application/json; charset=utf-8"
+    )
+
+
+class Request:
+    def __init__(
+        self,
+        method: str,
+        target: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        transport: asyncio.BaseTransport,
+        match_info: dict[str, str],
+    ) -> None:
+        self.method = method
+        split = urlsplit(target)
+        self.path = split.path
+        query: dict[str, str] = {}
+        for k, v in parse_qsl(split.query, keep_blank_values=True):
+            query.setdefault(k, v)  # the first of repeated parameters, as aiohttp's query.get
+        self.query: Mapping[str, str] = query
+        self.headers = headers
+        self.transport = transport
+        self.match_info = match_info
+        self._body = body
+
+    @property
+    def remote(self) -> str | None:
+        peer = self.transport.get_extra_info("peername")
+        return str(peer[0]) if peer else None
+
+    async def read(self) -> bytes:
+        return self._body
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+Middleware = Callable[[Request, Handler], Awaitable[Response]]
+
+
+def middleware(f: Middleware) -> Middleware:
+    """Marks a middleware (as aiohttp's decorator does; here for symmetry)."""
+    return f
+
+
+@dataclass(frozen=True)
+class _Resource:
+    template: str
+
+    def get_info(self) -> dict[str, str]:
+        return {"formatter": self.template} if "{" in self.template else {"path": self.template}
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    resource: _Resource
+    handler: Handler
+    pattern: re.Pattern[str]
+
+
+class Router:
+    def __init__(self) -> None:
+        self._routes: list[Route] = []
+
+    def _add(self, method: str, template: str, handler: Handler) -> None:
+        regex = "".join(
+            f"(?P<{part[1:-1]}>[^{{}}/]+)" if part.startswith("{") else re.escape(part)
+            for part in re.split(r"({\w+})", template)
+            if part
+        )
+        self._routes.append(Route(method, _Resource(template), handler, re.compile(regex)))
+
+    def add_get(self, template: str, handler: Handler) -> None:
+        self._add("GET", template, handler)
+
+    def add_post(self, template: str, handler: Handler) -> None:
+        self._add("POST", template, handler)
+
+    def routes(self) -> Iterator[Route]:
+        return iter(self._routes)
+
+    def resolve(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
+        allowed = False
+        for route in self._routes:
+            m = route.pattern.fullmatch(path)
+            if m is None:
+                continue
+            if route.method == method:
+                return route.handler, m.groupdict()
+            allowed = True
+        if allowed:
+            raise HTTPMethodNotAllowed()
+        raise HTTPNotFound()
+
+
+class Application:
+    def __init__(
+        self, *, client_max_size: int = 1024**2, middlewares: tuple[Middleware, ...] | list[Any] = ()
+    ) -> None:
+        self.client_max_size = client_max_size
+        self.middlewares = list(middlewares)
+        self.router = Router()
+
+    async def handle(self, request: Request) -> Response:
+        async def endpoint(request: Request) -> Response:
+            handler, request.match_info = self.router.resolve(request.method, request.path)
+            return await handler(request)
+
+        handler: Handler = endpoint
+        for mw in reversed(self.middlewares):  # the first middleware is the outermost
+            handler = _wrap(mw, handler)
+        try:
+            return await handler(request)
+        except HTTPException as err:
+            return Response(
+                body=err.text.encode(),
+                status=err.status,
+                content_type="text/plain; charset=utf-8",
+                headers=err.headers,
+            )
+        except Exception:
+            log.exception("%s %s failed", request.method, request.path)
+            return Response(body=b"500: Internal Server Error", status=500, content_type="text/plain")
+
+
+def _wrap(mw: Middleware, handler: Handler) -> Handler:
+    async def wrapped(request: Request) -> Response:
+        return await mw(request, handler)
+
+    return wrapped
+
+
+class _Connection:
+    """One client connection: h11 parses requests, the application answers them in turn."""
+
+    def __init__(self, app: Application, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.app = app
+        self.reader = reader
+        self.writer = writer
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+
+    async def _event(self, timeout: float) -> h11.Event | type[h11.PAUSED]:
+        while True:
+            event = self.h11.next_event()
+            if event is not h11.NEED_DATA:
+                return event  # type: ignore[return-value]
+            data = await asyncio.wait_for(self.reader.read(65536), timeout)
+            self.h11.receive_data(data)  # b"": the client closed its side
+
+    async def _send(self, *events: h11.Event) -> None:
+        for event in events:
+            data = self.h11.send(event)
+            if data:
+                self.writer.write(data)
+        await self.writer.drain()
+
+    async def _respond(self, response: Response) -> None:
+        headers = [(k.encode(), v.encode()) for k, v in response.headers.items()]
+        headers += [
+            (b"content-type", response.content_type.encode()),
+            (b"content-length", str(len(response.body)).encode()),
+        ]
+        await self._send(
+            h11.Response(status_code=response.status, headers=headers),
+            h11.Data(data=response.body),
+            h11.EndOfMessage(),
+        )
+
+    async def run(self) -> None:
+        while True:
+            event = await self._event(IDLE_TIMEOUT)
+            if not isinstance(event, h11.Request):
+                return  # closed, or nothing more to read
+            response = await self._request(event)
+            await self._respond(response)
+            if self.h11.our_state is not h11.DONE or self.h11.their_state is not h11.DONE:
+                return  # a body left unread, or either side asked to close
+            self.h11.start_next_cycle()
+
+    async def _request(self, head: h11.Request) -> Response:
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in head.headers}
+        limit = self.app.client_max_size
+        if int(headers.get("content-length") or 0) > limit:
+            # Refused unread; the connection closes after the answer (h11 sees the body pending).
+            return _too_large(limit)
+        body = bytearray()
+        while True:
+            event = await self._event(READ_TIMEOUT)
+            if isinstance(event, h11.Data):
+                body += event.data
+                if len(body) > limit:  # a chunked body announces no length
+                    return _too_large(limit)
+            elif isinstance(event, h11.EndOfMessage):
+                break
+            else:
+                raise h11.RemoteProtocolError("request ended before its body")
+        target = head.target.decode("ascii", "replace")
+        request = Request(
+            head.method.decode("ascii"), target, headers, bytes(body), self.writer.transport, {}
+        )
+        return await self.app.handle(request)
+
+
+def _too_large(limit: int) -> Response:
+    text = f"413: request body exceeds {limit} bytes"
+    return Response(body=text.encode(), status=413, content_type="text/plain; charset=utf-8")
+
+
+class AppRunner:
+    """Serves an :class:`Application` on the sites started for it; ``cleanup`` stops them all."""
+
+    def __init__(self, app: Application, **_aiohttp_options: Any) -> None:
+        self.app = app
+        self._servers: list[asyncio.Server] = []
+        self._connections: set[asyncio.StreamWriter] = set()
+
+    async def setup(self) -> None:
+        pass
+
+    @property
+    def addresses(self) -> list[Any]:
+        return [s.getsockname() for server in self._servers for s in server.sockets]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._connections.add(writer)
+        conn = _Connection(self.app, reader, writer)
+        try:
+            await conn.run()
+        except h11.RemoteProtocolError as err:
+            with contextlib.suppress(Exception):
+                if conn.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                    status = err.error_status_hint
+                    await conn._respond(Response(body=f"{status}: {err}".encode(), status=status))
+        except (TimeoutError, ConnectionError, ssl.SSLError, OSError):
+            pass  # an idle, slow or vanished client: just close
+        finally:
+            self._connections.discard(writer)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def cleanup(self) -> None:
+        for server in self._servers:
+            server.close()
+        for writer in list(self._connections):
+            writer.close()
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
+
+
+class TCPSite:
+    def __init__(
+        self,
+        runner: AppRunner,
+        host: str,
+        port: int,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        backlog: int = 128,
+    ) -> None:
+        self.runner = runner
+        self.host = host
+        self.port = port
+        self.ssl_context = ssl_context
+        self.backlog = backlog
+
+    async def start(self) -> None:
+        server = await asyncio.start_server(
+            self.runner._serve, self.host, self.port, ssl=self.ssl_context, backlog=self.backlog
+        )
+        self.runner._servers.append(server)
+
+
+__all__ = [
+    "AppRunner",
+    "Application",
+    "HTTPBadRequest",
+    "HTTPException",
+    "HTTPForbidden",
+    "HTTPMethodNotAllowed",
+    "HTTPNotFound",
+    "HTTPRequestEntityTooLarge",
+    "HTTPTooManyRequests",
+    "Request",
+    "Response",
+    "Route",
+    "Router",
+    "TCPSite",
+    "json_response",
+    "middleware",
+]

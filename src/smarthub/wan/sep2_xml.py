@@ -1,0 +1,413 @@
+"""The IEEE 2030.5 resources the hub serves, built as XML with lxml; and the href scheme.
+
+Why not envoy-schema's pydantic-xml models (which the GDSC still uses to *parse*, see
+:mod:`smarthub.wan.sep2`): memory on a hub. Importing envoy-schema pulls in pydantic,
+pydantic-core and pydantic-xml and builds a validator per model, ~20–26 MB of RSS on a device
+whose whole budget is 64 MB (issue 4; measured by ``bench/hub.py``), and validating every
+Reading through pydantic costs more than building it. lxml is already on the hub for the bulk
+resource. Element names and their order follow the 2030.5-2018 XSD (``sep.xsd``); the tests
+validate every document the hub serves against it, and parse it back with the GDSC's models.
+
+Each builder returns an element: the root of a document when ``parent`` is None (with the
+2030.5 namespace as default), else a child appended to ``parent`` (lists build their items
+this way). :func:`to_bytes` serialises a document.
+
+Href scheme (the WADL's recommended structure, 2030.5-2018 Annex D metering):
+``/dcap``, ``/tm``, ``/upt``, ``/upt/{meter}``, ``/upt/{meter}/mr``, ``/upt/{meter}/mr/{ch}``,
+``…/rt``, ``…/rs``, ``…/rs/{day}``, ``…/rs/{day}/r``, and ``…/r`` for the latest reading,
+where ``{ch}`` is the channel's OBIS code written ``A.B.C.D.E.F`` and ``{day}`` the UTC
+midnight (epoch seconds) that starts a day's ReadingSet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import quote
+
+from lxml import etree
+
+from smarthub.model import ObisCode
+from smarthub.model.reading_type import ACCUMULATION_DELTA, interval_spec
+
+CONTENT_TYPE = "application/sep+xml"
+DAY = 86400
+NS = "urn:ieee:std:2030.5:ns"
+_N = "{" + NS + "}"
+_NSMAP = {None: NS}
+ROLE_FLAGS = "0049"  # the RoleFlagsType the hub declares on every UsagePoint (walk and bulk alike)
+LIST_POLL_RATE = 900  # seconds: the 2030.5 default pollRate of a List that carries one
+
+Element = etree._Element
+
+
+# -- href scheme -------------------------------------------------------------------------
+def channel_token(obis: ObisCode) -> str:
+    return ".".join(str(v) for v in (obis.a, obis.b, obis.c, obis.d, obis.e, obis.f))
+
+
+def parse_channel_token(token: str) -> ObisCode:
+    parts = token.split(".")
+    if len(parts) != 6 or not all(p.isdigit() for p in parts):
+        raise ValueError(f"not a channel token: {token!r}")
+    return ObisCode(*(int(p) for p in parts))
+
+
+def upt_href(meter: str) -> str:
+    return f"/upt/{quote(meter, safe='')}"
+
+
+def mr_href(meter: str, obis: ObisCode) -> str:
+    return f"{upt_href(meter)}/mr/{channel_token(obis)}"
+
+
+def mrid(*parts: str) -> str:
+    """A stable 128-bit mRID for a resource, as 32 uppercase hex digits."""
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:32].upper()
+
+
+# -- building blocks -----------------------------------------------------------------------
+def to_bytes(doc: Element) -> bytes:
+    return etree.tostring(doc, xml_declaration=True, encoding="UTF-8")  # type: ignore[no-any-return]
+
+
+def _el(parent: Element | None, tag: str, href: str | None = None) -> Element:
+    e = etree.Element(_N + tag, nsmap=_NSMAP) if parent is None else etree.SubElement(parent, _N + tag)
+    if href is not None:
+        e.set("href", href)
+    return e
+
+
+def _text(parent: Element, tag: str, value: object) -> None:
+    etree.SubElement(parent, _N + tag).text = str(value)
+
+
+def _link(parent: Element, tag: str, href: str, all_: int | None = None) -> None:
+    """A Link, or a ListLink when ``all_`` (the list's item count) is given."""
+    e = etree.SubElement(parent, _N + tag)
+    e.set("href", href)
+    if all_ is not None:
+        e.set("all", str(all_))
+
+
+def _list(tag: str, href: str, all_: int, results: int, poll_rate: int | None = None) -> Element:
+    e = _el(None, tag, href)
+    e.set("all", str(all_))
+    e.set("results", str(results))
+    if poll_rate is not None:
+        e.set("pollRate", str(poll_rate))
+    return e
+
+
+def _period(parent: Element, start: int, duration: int) -> None:
+    """A DateTimeIntervalType named timePeriod (duration before start, as the XSD orders them)."""
+    tp = etree.SubElement(parent, _N + "timePeriod")
+    _text(tp, "duration", duration)
+    _text(tp, "start", start)
+
+
+# -- resources -----------------------------------------------------------------------------
+def device_capability(
+    href: str,
+    poll_rate: int,
+    time_href: str,
+    usage_points: tuple[str, int],
+    end_devices: tuple[str, int],
+    mirror_usage_points: tuple[str, int] | None,
+) -> Element:
+    """DeviceCapability (§10.2): the ListLinks are (href, all)."""
+    e = _el(None, "DeviceCapability", href)
+    e.set("pollRate", str(poll_rate))
+    _link(e, "TimeLink", time_href)
+    _link(e, "UsagePointListLink", *usage_points)
+    _link(e, "EndDeviceListLink", *end_devices)
+    if mirror_usage_points is not None:
+        _link(e, "MirrorUsagePointListLink", *mirror_usage_points)
+    return e
+
+
+def time_resource(href: str, current_time: int, quality: int = 7) -> Element:
+    """Time (§10.4) in UTC: no DST, tzOffset 0; ``quality`` 7 = "intentionally uncoordinated"."""
+    e = _el(None, "Time", href)
+    for tag, value in (
+        ("currentTime", current_time),
+        ("dstEndTime", 0),
+        ("dstOffset", 0),
+        ("dstStartTime", 0),
+        ("quality", quality),
+        ("tzOffset", 0),
+    ):
+        _text(e, tag, value)
+    return e
+
+
+def usage_point_list(href: str, all_: int) -> Element:
+    """An empty UsagePointList; add items with :func:`usage_point` (``results`` is set by :func:`done`)."""
+    return _list("UsagePointList", href, all_, 0)
+
+
+def usage_point(
+    href: str,
+    mrid_: str,
+    description: str,
+    service_kind: int,
+    lfdi: str,
+    meter_readings: tuple[str, int],
+    parent: Element | None = None,
+) -> Element:
+    e = _el(parent, "UsagePoint", href)
+    _text(e, "mRID", mrid_)
+    _text(e, "description", description)
+    _text(e, "roleFlags", ROLE_FLAGS)
+    _text(e, "serviceCategoryKind", service_kind)
+    _text(e, "status", 1)
+    _text(e, "deviceLFDI", lfdi)
+    _link(e, "MeterReadingListLink", *meter_readings)
+    return e
+
+
+def meter_reading_list(href: str, all_: int) -> Element:
+    return _list("MeterReadingList", href, all_, 0)
+
+
+def meter_reading(
+    href: str,
+    mrid_: str,
+    description: str,
+    reading_sets: tuple[str, int] | None,
+    parent: Element | None = None,
+) -> Element:
+    """MeterReading with its ReadingLink, ReadingSetListLink (if any) and ReadingTypeLink."""
+    e = _el(parent, "MeterReading", href)
+    _text(e, "mRID", mrid_)
+    _text(e, "description", description)
+    _link(e, "ReadingLink", f"{href}/r")
+    if reading_sets is not None:
+        _link(e, "ReadingSetListLink", *reading_sets)
+    _link(e, "ReadingTypeLink", f"{href}/rt")
+    return e
+
+
+def reading_type(
+    href: str,
+    accumulation: int,
+    commodity: int,
+    flow_direction: int,
+    interval_length: int | None,
+    kind: int,
+    power_of_ten: int,
+    uom: int,
+) -> Element:
+    e = _el(None, "ReadingType", href)
+    _text(e, "accumulationBehaviour", accumulation)
+    _text(e, "commodity", commodity)
+    _text(e, "flowDirection", flow_direction)
+    if interval_length is not None:
+        _text(e, "intervalLength", interval_length)
+    _text(e, "kind", kind)
+    _text(e, "powerOfTenMultiplier", power_of_ten)
+    _text(e, "uom", uom)
+    return e
+
+
+def reading_set_list(href: str, all_: int) -> Element:
+    return _list("ReadingSetList", href, all_, 0)
+
+
+def reading_set(
+    href: str,
+    mrid_: str,
+    description: str,
+    start: int,
+    duration: int,
+    readings: tuple[str, int],
+    parent: Element | None = None,
+) -> Element:
+    e = _el(parent, "ReadingSet", href)
+    _text(e, "mRID", mrid_)
+    _text(e, "description", description)
+    _period(e, start, duration)
+    _link(e, "ReadingListLink", *readings)
+    return e
+
+
+def reading_list(href: str, all_: int) -> Element:
+    return _list("ReadingList", href, all_, 0)
+
+
+def reading(
+    value: int,
+    quality: int,
+    start: int,
+    duration: int,
+    tou_tier: int = 0,
+    href: str | None = None,
+    parent: Element | None = None,
+) -> Element:
+    """Reading (§10.6): qualityFlags as the XSD's two hex digits, touTier 0 = not applicable."""
+    e = _el(parent, "Reading", href)
+    _text(e, "consumptionBlock", 0)
+    _text(e, "qualityFlags", f"{quality:02X}")
+    _period(e, start, duration)
+    _text(e, "touTier", tou_tier)
+    _text(e, "value", value)
+    return e
+
+
+def end_device_list(href: str, all_: int) -> Element:
+    return _list("EndDeviceList", href, all_, 0, LIST_POLL_RATE)
+
+
+def end_device(
+    href: str,
+    lfdi: str,
+    sfdi: int,
+    changed_time: int,
+    log_events: tuple[str, int],
+    parent: Element | None = None,
+) -> Element:
+    e = _el(parent, "EndDevice", href)
+    _text(e, "lFDI", lfdi)
+    _link(e, "LogEventListLink", *log_events)
+    _text(e, "sFDI", sfdi)
+    _text(e, "changedTime", changed_time)
+    _text(e, "enabled", "true")
+    return e
+
+
+def log_event_list(href: str, all_: int, poll_rate: int) -> Element:
+    return _list("LogEventList", href, all_, 0, poll_rate)
+
+
+def log_event(
+    href: str | None,
+    created: int,
+    details: str,
+    extended_data: int,
+    function_set: int,
+    code: int,
+    event_id: int,
+    pen: int,
+    profile: int,
+    parent: Element | None = None,
+) -> Element:
+    """LogEvent (§10.11)."""
+    e = _el(parent, "LogEvent", href)
+    _text(e, "createdDateTime", created)
+    _text(e, "details", details)
+    _text(e, "extendedData", extended_data)
+    _text(e, "functionSet", function_set)
+    _text(e, "logEventCode", code)
+    _text(e, "logEventID", event_id)
+    _text(e, "logEventPEN", pen)
+    _text(e, "profileID", profile)
+    return e
+
+
+def done(list_: Element) -> Element:
+    """Set a List's ``results`` to the items built into it."""
+    list_.set("results", str(len(list_)))
+    return list_
+
+
+# -- the bulk resource (smarthub.wan.bulk parses it) ------------------------------------------
+class IntervalRow(Protocol):
+    start: int
+    duration: int
+    value: int
+    quality: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRows:
+    """One channel's page of readings, as the hub's privacy filter let them out."""
+
+    meter: str
+    fuel_kind: int  # UsagePoint.serviceCategoryKind
+    href: str  # the channel's MeterReading href
+    obis: ObisCode
+    interval_length: int  # ReadingType.intervalLength (1800, 86400, or 0 for months)
+    rows: Sequence[IntervalRow]
+
+
+def write_mirror_usage_points(
+    hub_id: str, lfdi: str, href: str, channels: Sequence[ChannelRows], all_: int
+) -> bytes:
+    """The bulk body: a MirrorUsagePointList with the given channels grouped by meter.
+
+    ``all_`` is the number of usage points the hub has (the List's ``all``); ``results`` is how
+    many this page carries. See :mod:`smarthub.wan.bulk` for the document's shape."""
+    root = _list("MirrorUsagePointList", href, all_, 0)
+    sub = etree.SubElement
+    mup: Element | None = None
+    meter = None
+    for ch in channels:
+        if ch.meter != meter:
+            meter = ch.meter
+            mup = sub(root, _N + "MirrorUsagePoint")
+            _text(mup, "mRID", mrid(hub_id, "mup", meter))
+            _text(mup, "description", meter)
+            _text(mup, "roleFlags", ROLE_FLAGS)
+            _text(mup, "serviceCategoryKind", ch.fuel_kind)
+            _text(mup, "status", 1)
+            _text(mup, "deviceLFDI", lfdi)
+        assert mup is not None
+        mmr = sub(mup, _N + "MirrorMeterReading")
+        mmr.set("href", ch.href)
+        _text(mmr, "mRID", mrid(hub_id, ch.href))
+        if ch.rows:
+            first, last = ch.rows[0], ch.rows[-1]
+            mrs = sub(mmr, _N + "MirrorReadingSet")
+            _text(mrs, "mRID", mrid(hub_id, ch.href, str(first.start)))
+            _period(mrs, first.start, last.start + last.duration - first.start)
+            for r in ch.rows:
+                # Minimal Readings (no consumptionBlock/touTier): the bulk body is sized for speed.
+                rd = sub(mrs, _N + "Reading")
+                _text(rd, "qualityFlags", f"{r.quality:02X}")
+                _period(rd, r.start, r.duration)
+                _text(rd, "value", r.value)
+        spec = interval_spec(ch.obis)
+        rt = sub(mmr, _N + "ReadingType")
+        _text(rt, "accumulationBehaviour", ACCUMULATION_DELTA)
+        _text(rt, "commodity", spec.commodity)
+        _text(rt, "flowDirection", spec.flow_direction)
+        _text(rt, "intervalLength", ch.interval_length)
+        _text(rt, "kind", spec.kind)
+        _text(rt, "powerOfTenMultiplier", spec.power_of_ten)
+        _text(rt, "uom", spec.uom)
+    return to_bytes(done(root))
+
+
+__all__ = [
+    "CONTENT_TYPE",
+    "DAY",
+    "NS",
+    "ROLE_FLAGS",
+    "ChannelRows",
+    "Element",
+    "channel_token",
+    "device_capability",
+    "done",
+    "end_device",
+    "end_device_list",
+    "log_event",
+    "log_event_list",
+    "meter_reading",
+    "meter_reading_list",
+    "mr_href",
+    "mrid",
+    "parse_channel_token",
+    "reading",
+    "reading_list",
+    "reading_set",
+    "reading_set_list",
+    "reading_type",
+    "time_resource",
+    "to_bytes",
+    "upt_href",
+    "usage_point",
+    "usage_point_list",
+    "write_mirror_usage_points",
+]
