@@ -82,7 +82,7 @@ async def test_operator_page_shows_the_fleet(tmp_path: Path) -> None:
 
     from smarthub.gdsc.console import console_app
 
-    cfg = DemoConfig(homes=2, days=1, seconds_per_day=6, seed=3, state=tmp_path)
+    cfg = DemoConfig(homes=2, days=1, seconds_per_day=12, seed=3, state=tmp_path)
     run = await setup(cfg)
     try:
         await run_day(run)
