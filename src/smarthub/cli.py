@@ -175,7 +175,6 @@ def hub(
     from cryptography import x509
 
     from smarthub.clock import SystemClock
-    from smarthub.gdsc.pki import lfdi
     from smarthub.han.p1 import P1Port
     from smarthub.han.tcp import TcpStreamTransport
     from smarthub.han.transport import SerialP1Transport
@@ -187,6 +186,7 @@ def hub(
     from smarthub.hub.network import NetworkSettings, network_command
     from smarthub.hub.privacy import ConsentStore, HubPrivacy, consent_command
     from smarthub.hub.registry import MeterRegistry, registry_commands
+    from smarthub.security.certificates import lfdi
     from smarthub.wan.server import HubWanServer
     from smarthub.wan.tls import server_context
 
