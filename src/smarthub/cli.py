@@ -25,7 +25,7 @@ def demo(
     homes: Annotated[int, typer.Option(min=1, help="simulated homes, each with a Smart Hub")] = 20,
     days: Annotated[int, typer.Option(min=1, help="simulated days")] = 1,
     headless: Annotated[bool, typer.Option(help="no operator page; exit at the end, JSON last line")] = False,
-    seconds_per_day: Annotated[float, typer.Option(min=1.0, help="wall seconds per simulated day")] = 30.0,
+    seconds_per_day: Annotated[float, typer.Option(min=1.0, help="wall seconds per simulated day")] = 60.0,
     seed: int = 1,
     db: Annotated[
         str | None, typer.Option(help="GDSC database URL (default: SQLite in the state dir)")

@@ -174,6 +174,8 @@ class Collector:
         self.error_log = error_log
         self.events_every = events_every
         self._events_pulled: dict[str, datetime] = {}
+        self._event_tasks: dict[str, asyncio.Task[None]] = {}
+        self._event_slots = asyncio.Semaphore(8)  # event pulls in flight (they are background work)
         self._closed = False
         self.event_pull_errors = 0
         self.store = store
@@ -230,18 +232,32 @@ class Collector:
         return outcome
 
     async def _errors(self, hub: HubRecord) -> None:
-        """The hub answered: end any unreachable record; pull its diagnoses when due."""
+        """The hub answered: end any unreachable record; start pulling its diagnoses when due.
+
+        The event pull runs beside the scheduler's pull, not inside it: a hub with many events
+        must not hold a slot of its WAN link (and of the collector) while they come in."""
         assert self.error_log is not None
         now = self.clock.now()
-        last = self._events_pulled.get(hub.hub_id)
         try:
             await asyncio.to_thread(self.error_log.record_reachable, hub.hub_id, now)
-            if last is not None and now - last < self.events_every:
-                return
-            await pull_events(self._client(hub), self.error_log, hub.hub_id, now)
-            self._events_pulled[hub.hub_id] = now
         except Exception as err:  # the readings are in: nothing here may fail the pull
+            log.warning("error log: %s answered but could not be recorded: %s", hub.hub_id, err)
+        last = self._events_pulled.get(hub.hub_id)
+        if (last is not None and now - last < self.events_every) or hub.hub_id in self._event_tasks:
+            return
+        self._events_pulled[hub.hub_id] = now
+        task = asyncio.create_task(self._pull_events(hub, now))
+        self._event_tasks[hub.hub_id] = task
+        task.add_done_callback(lambda _t, h=hub.hub_id: self._event_tasks.pop(h, None))
+
+    async def _pull_events(self, hub: HubRecord, now: datetime) -> None:
+        assert self.error_log is not None
+        try:
+            async with self._event_slots:
+                await pull_events(self._client(hub), self.error_log, hub.hub_id, now)
+        except Exception as err:
             self.event_pull_errors += 1
+            self._events_pulled.pop(hub.hub_id, None)  # try again at the next pull
             log.warning("event pull of %s failed: %s: %s", hub.hub_id, type(err).__name__, err)
 
     async def _pull(self, hub: HubRecord, cursors: dict[str, int]) -> PullOutcome:
@@ -300,6 +316,9 @@ class Collector:
 
     async def close(self) -> None:
         self._closed = True
+        for task in list(self._event_tasks.values()):
+            task.cancel()
+        await asyncio.gather(*self._event_tasks.values(), return_exceptions=True)
         for client in self._clients.values():
             await client.close()
         self._clients.clear()

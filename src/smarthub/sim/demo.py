@@ -33,7 +33,7 @@ HALF_HOUR = timedelta(minutes=30)
 class DemoConfig:
     homes: int = 20
     days: int = 1
-    seconds_per_day: float = 30.0
+    seconds_per_day: float = 60.0
     seed: int = 1
     state: Path = Path("state")
     db_url: str | None = None
