@@ -5,7 +5,7 @@ smart plugs."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -28,54 +28,18 @@ from smarthub.hub.tariffs import CostAccumulator
 from smarthub.model import Reading, Unit
 from smarthub.model.obis import GAS_VOLUME, IMPORT_ACTIVE_ENERGY, IMPORT_ACTIVE_POWER
 from smarthub.model.prepayment import Voucher, voucher_envelope
-from smarthub.model.tariff import Flat, RatePeriod, Tariff, TariffSchedule, TimeOfUse
 from smarthub.model.tariff_carbon import FixedIntensity
 from smarthub.sim.appliance_profiles import APPLIANCES, ApplianceProfile
+from smarthub.sim.consumer import sample_electricity, sample_gas
 from smarthub.sim.zigbee_meter import ZigbeeMeterSimulator
 
 ELEC, GAS = "E0000000001", "G0000000001"
 EVERY_DAY = {d: "all" for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
 
 
-def electricity_tariff(effective: date) -> TariffSchedule:
-    return TariffSchedule(
-        [
-            Tariff(
-                tariff_id="night-saver",
-                version=1,
-                effective_from=effective,
-                name="Night Saver",
-                standing_charge_p_per_day=Decimal("53.35"),
-                vat_rate=Decimal("0.05"),
-                pricing=TimeOfUse(
-                    rates={"day": Decimal("27.03"), "night": Decimal("13.51")},
-                    day_types={
-                        "all": (
-                            RatePeriod(start="00:30", end="07:30", rate="night"),
-                            RatePeriod(start="07:30", end="00:30", rate="day"),
-                        )
-                    },
-                    week=EVERY_DAY,
-                ),
-            )
-        ]
-    )
-
-
-def gas_tariff(effective: date) -> TariffSchedule:
-    return TariffSchedule(
-        [
-            Tariff(
-                tariff_id="gas-fixed",
-                version=1,
-                effective_from=effective,
-                name="Fixed Gas",
-                standing_charge_p_per_day=Decimal("31.43"),
-                vat_rate=Decimal("0.05"),
-                pricing=Flat(unit_rate_p_per_kwh=Decimal("6.24")),
-            )
-        ]
-    )
+# The simulated fleet's sample tariffs: the display under test shows what the demo homes pay.
+electricity_tariff = sample_electricity
+gas_tariff = sample_gas
 
 
 @dataclass
