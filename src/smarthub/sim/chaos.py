@@ -43,7 +43,7 @@ from smarthub.gdsc.collector import Collector
 from smarthub.gdsc.operations import run_operations
 from smarthub.gdsc.plan import PullPlan
 from smarthub.gdsc.vouchers import VoucherIssuer
-from smarthub.sim.demo import HALF_HOUR, DemoConfig, DemoRun, account, setup, teardown
+from smarthub.sim.demo import HALF_HOUR, DemoConfig, DemoRun, account, setup, sweep, teardown
 from smarthub.sim.faults import HanGate, WanLink
 from smarthub.sim.fleet import CELL_SIZE, Fleet, SimulatedHome
 
@@ -259,18 +259,6 @@ class Chaos:
             signed = run.signer.command(hub, "prepayment.topup", p.envelope, now)
             self.vouchers[p.voucher_id] = (hub, plan.enqueue_command(signed, now))
 
-    async def _sweep(self, window_start: Any, rounds: int = 5) -> None:
-        run = self.run
-        assert run is not None
-        todo = await asyncio.to_thread(run.store.active_hubs)
-        for _ in range(rounds):
-            outcomes = await asyncio.gather(*(run.collector.pull(h, window_start) for h in todo))
-            todo = [h for h, o in zip(todo, outcomes, strict=True) if not o.ok]
-            if not todo:
-                return
-            await asyncio.sleep(0.5)
-        log.error("hubs still unreachable after the sweep: %s", [h.hub_id for h in todo])
-
     def _count_top_ups(self) -> tuple[int, int, int]:
         """(issued, credited at the hubs, credited more than once) from the hubs' ledgers."""
         run = self.run
@@ -318,7 +306,9 @@ class Chaos:
             # Then the GDSC's next windows, condensed: a pull of every hub until each has
             # answered once (a pull that fell into backoff at the very end is retried later in
             # life too). "lost" counts what is not at the GDSC even then: data gone, not late.
-            await self._sweep(last_window_end + 2 * HALF_HOUR)
+            unreachable = await sweep(run, last_window_end + 2 * HALF_HOUR)
+            if unreachable:
+                log.error("hubs still unreachable after the sweep: %s", unreachable)
             seconds = time.monotonic() - started
             demo = await asyncio.to_thread(account, run, seconds)
             issued, credited, doubled = self._count_top_ups()
