@@ -11,8 +11,10 @@ from hypothesis import strategies as st
 from model.test_tariff_strategies import AUTUMN, as_utc, decimals, midnight, pricing, schedules, windows
 
 from smarthub.hub.automation import ApplianceRun, NoFeasibleWindow, cheapest
-from smarthub.model.tariff import RatePeriod, Tariff, TariffError, TariffSchedule, Tier, Tiered, TimeOfUse
+from smarthub.model.tariff import Tariff, TariffError, TariffSchedule, Tier, Tiered
 from smarthub.model.tariff_calc import IntervalConsumption, classify
+
+from .test_tariffs import tou
 
 EVERY_DAY = {d: "all" for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
 
@@ -38,30 +40,8 @@ def brute_force(
     return best
 
 
-def go() -> TariffSchedule:
-    """Night 00:30-05:30 8.5p, peak 16:00-19:00 38p, day otherwise 26p (local time)."""
-    return TariffSchedule(
-        [
-            Tariff(
-                tariff_id="go",
-                version=1,
-                effective_from=date(2026, 1, 1),
-                standing_charge_p_per_day=Decimal("48.97"),
-                pricing=TimeOfUse(
-                    rates={"night": Decimal("8.50"), "day": Decimal("26.00"), "peak": Decimal("38.00")},
-                    day_types={
-                        "all": (
-                            RatePeriod(start="00:30", end="05:30", rate="night"),
-                            RatePeriod(start="05:30", end="16:00", rate="day"),
-                            RatePeriod(start="16:00", end="19:00", rate="peak"),
-                            RatePeriod(start="19:00", end="00:30", rate="day"),
-                        )
-                    },
-                    week=EVERY_DAY,  # type: ignore[arg-type]
-                ),
-            )
-        ]
-    )
+# Night 00:30-05:30 8.5p, peak 16:00-19:00 38p, day otherwise 26p (local time).
+go = tou
 
 
 # A 40 °C cotton wash in 15-minute steps: heating, wash, rinse, spin (kW).
