@@ -184,7 +184,7 @@ def hub(
     from smarthub.hub.hub import SmartHub
     from smarthub.hub.management import ManagementInterface
     from smarthub.hub.network import NetworkSettings, network_command
-    from smarthub.hub.privacy import ConsentStore, HubPrivacy, consent_command
+    from smarthub.hub.privacy import ConsentStore, HubPrivacy, privacy_commands
     from smarthub.hub.registry import MeterRegistry, registry_commands
     from smarthub.security.certificates import lfdi
     from smarthub.wan.server import HubWanServer
@@ -207,8 +207,10 @@ def hub(
         management = ManagementInterface(hub_id, ca_cert, clock, state / "management.sqlite")
         for ctype, handler in smart_hub.command_handlers().items():
             management.register(ctype, handler)
-        consent = ConsentStore(state / "consent.sqlite")  # until the consumer opts in: monthly for billing
-        management.register("consent.set", consent_command(consent, clock))
+        consent = ConsentStore(state / "consent.sqlite", clock=clock)  # monthly for billing until opt-in
+        privacy = HubPrivacy(consent, smart_hub.history, mirror=smart_hub.mirror)
+        for ctype, handler in privacy_commands(privacy, clock).items():  # consent.set, supplier.keys
+            management.register(ctype, handler)
         for ctype, handler in registry_commands(registry).items():
             management.register(ctype, handler)
         network = NetworkSettings(state / "network.json")
@@ -232,7 +234,7 @@ def hub(
             smart_hub,
             lambda: int(clock.now().timestamp()),
             management,
-            HubPrivacy(consent, smart_hub.history, mirror=smart_hub.mirror),
+            privacy,
             events,
             client_allowed=network.client_allowed,
         )

@@ -27,6 +27,7 @@ COMMAND_TYPES = (
     "meter.remove",
     "meter.replace",
     "consent.set",
+    "supplier.keys",
     "network.configure",
     "supply.disconnect",
     "supply.reconnect",

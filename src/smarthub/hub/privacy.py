@@ -12,6 +12,27 @@ and 1-0:2.8.e export, E = 1, 2, ... the tariff rate, E = 0 the total over all ra
 hub last read them; such a recipient never gets an interval. So that pulling the totals often
 cannot rebuild the intervals by differencing, the value served for a register changes at most
 once per ``register_refresh`` (a day by default).
+
+Consent changes come from the GDSC as ``consent.set`` commands through the pull channel. Each
+carries a ``version`` (the instant of the change at the GDSC, in microseconds since the epoch):
+the hub keeps the version with the recipient's granularity and ignores any command older than
+it, so commands that arrive late or twice never undo a later decision (latest state wins). A
+change the consumer makes at the hub itself (the IHD) is versioned with the hub's clock.
+
+The supplier's keys (change of supplier). Who the current supplier of each fuel is, as the hub
+knows it, is an entry ``(fuel, supplier party id, LFDI of its certificate, effective instant)``
+installed by the signed ``supplier.keys`` command and persisted next to the consents (it
+survives a restart). Entries are kept by effective instant, so a change registered in advance
+takes effect atomically at its instant with no further message: from then the new supplier's
+certificate is admitted as a recipient (the supplier default, monthly unless the consumer
+consented to more) and the old supplier's gets nothing, whatever consent it held before. A
+party that has been a supplier here and supplies no fuel now is refused outright. The hub
+identifies a recipient by its certificate's name as the WAN server verified it; :meth:`HubPrivacy.admits`
+also checks a current supplier's certificate against the installed LFDI, for a server that
+passes it. (Access to data of the old supplier's own period is the GDSC's matter, not the hub's.)
+When the command arrives at or after the effective instant, its result carries the opening read:
+each register channel of that fuel's meters at the effective half-hour boundary, as the hub's
+interval builder fixed it (``register_end`` of the half-hour ending there).
 """
 
 from __future__ import annotations
@@ -26,7 +47,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from smarthub.clock import Clock
+from smarthub.clock import Clock, SystemClock
 from smarthub.model import ObisCode, Quality, Reading
 
 LONDON = ZoneInfo("Europe/London")
@@ -84,11 +105,27 @@ def is_tariff_register(obis: ObisCode) -> bool:
     return obis.a == 1 and obis.c in (1, 2) and obis.d == 8
 
 
-class ConsentStore:
-    """Per-recipient granularity, persisted; ``default_for`` applies until the consumer decides."""
+@dataclass(frozen=True, slots=True)
+class SupplierEntry:
+    """A supplier's keys as installed on the hub: who supplies ``fuel`` from ``effective``."""
 
-    def __init__(self, path: Path | str, suppliers: Sequence[str] = ("gdsc",)) -> None:
+    fuel: str
+    supplier_id: str
+    lfdi: str
+    effective: datetime
+
+
+class ConsentStore:
+    """Per-recipient granularity, persisted; ``default_for`` applies until the consumer decides.
+
+    Also the supplier entries (see the module docstring); ``clock`` says which entry is current.
+    """
+
+    def __init__(
+        self, path: Path | str, suppliers: Sequence[str] = ("gdsc",), clock: Clock | None = None
+    ) -> None:
         self.suppliers = set(suppliers)
+        self.clock = clock or SystemClock()
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -97,23 +134,64 @@ class ConsentStore:
             "CREATE TABLE IF NOT EXISTS consent (recipient TEXT PRIMARY KEY, granularity TEXT NOT NULL, "
             "changed INTEGER NOT NULL)"
         )
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(consent)")}
+        if "version" not in columns:  # a store written before consent versions
+            self._db.execute("ALTER TABLE consent ADD COLUMN version INTEGER NOT NULL DEFAULT 0")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS supplier_keys (fuel TEXT NOT NULL, effective INTEGER NOT NULL, "
+            "supplier_id TEXT NOT NULL, lfdi TEXT NOT NULL, PRIMARY KEY (fuel, effective))"
+        )
 
     def default_for(self, recipient: str) -> Granularity:
         return SUPPLIER_DEFAULT if recipient in self.suppliers else THIRD_PARTY_DEFAULT
 
-    def granularity(self, recipient: str) -> Granularity:
+    def granularity(self, recipient: str, at: datetime | None = None) -> Granularity:
+        """What ``recipient`` may have at ``at`` (default: now on the store's clock)."""
+        at = at or self.clock.now()
         with self._lock:
             row = self._db.execute(
                 "SELECT granularity FROM consent WHERE recipient=?", (recipient,)
             ).fetchone()
+            entries = self._entries()
+        known = {e.supplier_id for e in entries}
+        if recipient in known:
+            if recipient not in {e.supplier_id for e in _current(entries, at).values()}:
+                return Granularity.NONE  # supplied here once, supplies nothing now
+            return Granularity(row[0]) if row else SUPPLIER_DEFAULT
         return Granularity(row[0]) if row else self.default_for(recipient)
 
-    def set(self, recipient: str, granularity: Granularity, now: datetime) -> None:
+    def set(
+        self, recipient: str, granularity: Granularity, now: datetime, version: int | None = None
+    ) -> bool:
+        """Record a consent decision; False (nothing changed) if a later one is already recorded.
+
+        ``version`` orders decisions (microseconds since the epoch of the decision); a local
+        decision without one is versioned with ``now``."""
+        v = _micros(now) if version is None else int(version)
         with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO consent VALUES (?, ?, ?)",
-                (recipient, granularity.value, int(now.timestamp())),
-            )
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute(
+                    "SELECT version FROM consent WHERE recipient=?", (recipient,)
+                ).fetchone()
+                if row is not None and int(row[0]) > v:
+                    self._db.execute("ROLLBACK")
+                    return False
+                self._db.execute(
+                    "INSERT OR REPLACE INTO consent (recipient, granularity, changed, version) "
+                    "VALUES (?, ?, ?, ?)",
+                    (recipient, granularity.value, int(now.timestamp()), v),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return True
+
+    def version(self, recipient: str) -> int | None:
+        with self._lock:
+            row = self._db.execute("SELECT version FROM consent WHERE recipient=?", (recipient,)).fetchone()
+        return None if row is None else int(row[0])
 
     def all(self) -> dict[str, Granularity]:
         with self._lock:
@@ -121,9 +199,61 @@ class ConsentStore:
                 r: Granularity(g) for r, g in self._db.execute("SELECT recipient, granularity FROM consent")
             }
 
+    # -- the supplier's keys ---------------------------------------------------------------
+    def install_supplier(self, entry: SupplierEntry) -> bool:
+        """Install (idempotently) who supplies ``entry.fuel`` from ``entry.effective``; True if
+        this changed anything. A later change of the same fuel registered before this one is
+        dropped: the newest instruction for a fuel decides what comes after its instant."""
+        eff = int(entry.effective.timestamp())
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                same = self._db.execute(
+                    "SELECT supplier_id, lfdi FROM supplier_keys WHERE fuel=? AND effective=?",
+                    (entry.fuel, eff),
+                ).fetchone()
+                later = self._db.execute(
+                    "DELETE FROM supplier_keys WHERE fuel=? AND effective>?", (entry.fuel, eff)
+                ).rowcount
+                self._db.execute(
+                    "INSERT OR REPLACE INTO supplier_keys VALUES (?, ?, ?, ?)",
+                    (entry.fuel, eff, entry.supplier_id, entry.lfdi),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return later > 0 or same != (entry.supplier_id, entry.lfdi)
+
+    def supplier_entries(self) -> list[SupplierEntry]:
+        with self._lock:
+            return self._entries()
+
+    def suppliers_at(self, at: datetime | None = None) -> dict[str, SupplierEntry]:
+        """The current supplier of each fuel at ``at`` (default now)."""
+        return _current(self.supplier_entries(), at or self.clock.now())
+
+    def _entries(self) -> list[SupplierEntry]:
+        rows = self._db.execute(
+            "SELECT fuel, supplier_id, lfdi, effective FROM supplier_keys ORDER BY fuel, effective"
+        ).fetchall()
+        return [SupplierEntry(f, s, lf, datetime.fromtimestamp(e, UTC)) for f, s, lf, e in rows]
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _current(entries: Sequence[SupplierEntry], at: datetime) -> dict[str, SupplierEntry]:
+    out: dict[str, SupplierEntry] = {}
+    for e in entries:  # ordered by fuel, effective: the last one not after ``at`` wins
+        if e.effective <= at:
+            out[e.fuel] = e
+    return out
+
+
+def _micros(t: datetime) -> int:
+    return int(t.timestamp()) * 1_000_000 + t.microsecond
 
 
 def period_start(t: datetime, granularity: Granularity, tz: ZoneInfo) -> datetime:
@@ -206,6 +336,40 @@ class HubPrivacy:
     def granularity(self, recipient: str) -> str:
         return self.consent.granularity(recipient).value
 
+    def admits(self, recipient: str, lfdi: str) -> bool:
+        """Whether the certificate with ``lfdi`` may receive data as ``recipient`` now: anything
+        but NONE, and, for a supplier, only through the certificate whose keys were installed."""
+        if self.consent.granularity(recipient) is Granularity.NONE:
+            return False
+        entries = [e for e in self.consent.suppliers_at().values() if e.supplier_id == recipient]
+        return not entries or any(e.lfdi == lfdi.upper() for e in entries)
+
+    def opening_read(self, fuel: str, effective: datetime) -> tuple[list[dict[str, Any]], list[str]]:
+        """Every register channel of ``fuel``'s meters at the half-hour boundary ``effective``:
+        the register value the hub fixed for that boundary (the ``register_end`` of the half-hour
+        ending there), and the channels whose boundary is not known yet (``meter obis``)."""
+        boundary = int(effective.timestamp())
+        meters = {m for m, f in self.history.meters().items() if f == fuel}
+        found, missing = [], []
+        for meter, obis in self.history.channels():
+            if meter not in meters:
+                continue
+            rows = self.history.query(meter, obis, start=boundary - 1800, end=boundary, limit=1)
+            if not rows or rows[0].start + rows[0].duration != boundary:
+                missing.append(f"{meter} {obis}")
+                continue
+            r = rows[0]
+            found.append(
+                {
+                    "meter": meter,
+                    "obis": str(obis),
+                    "value": r.register_end,
+                    "power_of_ten": r.power_of_ten,
+                    "quality": r.quality,
+                }
+            )
+        return found, missing
+
     def aggregates(self, meter: str, obis: ObisCode, granularity: str, after: int | None) -> list[Aggregate]:
         g = Granularity(granularity)
         if g in (Granularity.HALF_HOURLY, Granularity.NONE, Granularity.TARIFF_REGISTERS):
@@ -251,6 +415,10 @@ class RegisterSource(Protocol):
 
 
 class HistoryLike(Protocol):
+    def meters(self) -> dict[str, str]: ...
+
+    def channels(self) -> list[tuple[str, ObisCode]]: ...
+
     def last(self, meter: str, obis: ObisCode) -> IntervalLike | None: ...
 
     def query(
@@ -266,11 +434,85 @@ class HistoryLike(Protocol):
 
 
 def consent_command(consent: ConsentStore, clock: Clock) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """The ``consent.set`` management command: a consent change relayed from the GDSC."""
+    """The ``consent.set`` management command: a consent change relayed from the GDSC.
+
+    Body: ``recipient``, ``granularity`` and, from a GDSC that orders its changes, ``version``
+    (microseconds since the epoch of the decision). A command older than the decision the hub
+    holds is acknowledged but not applied (``"applied": false``)."""
 
     def handle(body: dict[str, Any]) -> dict[str, Any]:
         recipient, granularity = str(body["recipient"]), Granularity(str(body["granularity"]))
-        consent.set(recipient, granularity, clock.now())
-        return {"recipient": recipient, "granularity": granularity.value}
+        version = body.get("version")
+        if version is not None and (not isinstance(version, int) or isinstance(version, bool) or version < 0):
+            raise ValueError(f"consent version must be a non-negative integer, got {version!r}")
+        applied = consent.set(recipient, granularity, clock.now(), version)
+        return {
+            "recipient": recipient,
+            "granularity": consent.granularity(recipient).value,
+            "applied": applied,
+            "version": consent.version(recipient),
+        }
 
     return handle
+
+
+def supplier_keys_command(privacy: HubPrivacy, clock: Clock) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The ``supplier.keys`` management command: install who supplies a fuel from an instant.
+
+    Body: ``fuel``, ``supplier_id``, ``lfdi`` (the supplier certificate's, 40 hex digits) and
+    ``effective`` (ISO 8601 with offset, on a half-hour boundary: GB supply changes at the start
+    of a settlement period). Idempotent: sending it again changes nothing. Delivered at or after
+    ``effective``, the result carries the opening read (``opening_read``, ``missing``)."""
+
+    def handle(body: dict[str, Any]) -> dict[str, Any]:
+        entry = _supplier_entry(body)
+        changed = privacy.consent.install_supplier(entry)
+        now = clock.now()
+        out: dict[str, Any] = {
+            "fuel": entry.fuel,
+            "supplier_id": entry.supplier_id,
+            "effective": entry.effective.isoformat(),
+            "changed": changed,
+            "in_effect": now >= entry.effective,
+        }
+        if now >= entry.effective:
+            read, missing = privacy.opening_read(entry.fuel, entry.effective)
+            out["opening_read"] = read
+            out["missing"] = missing
+        return out
+
+    return handle
+
+
+def privacy_commands(
+    privacy: HubPrivacy, clock: Clock
+) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+    """The management commands the privacy filter executes, by command type."""
+    return {
+        "consent.set": consent_command(privacy.consent, clock),
+        "supplier.keys": supplier_keys_command(privacy, clock),
+    }
+
+
+_FUELS = frozenset({"electricity", "gas", "water", "heat"})
+
+
+def _supplier_entry(body: dict[str, Any]) -> SupplierEntry:
+    try:
+        fuel, supplier, lfdi = str(body["fuel"]), str(body["supplier_id"]), str(body["lfdi"]).upper()
+        effective = datetime.fromisoformat(str(body["effective"]))
+    except KeyError as err:
+        raise ValueError(f"supplier.keys needs {err.args[0]!r}") from None
+    if fuel not in _FUELS:
+        raise ValueError(f"unknown fuel {fuel!r}; expected one of {sorted(_FUELS)}")
+    if not supplier:
+        raise ValueError("supplier.keys needs a non-empty supplier_id")
+    if len(lfdi) != 40 or any(c not in "0123456789ABCDEF" for c in lfdi):
+        raise ValueError(f"lfdi {lfdi!r} is not an LFDI (40 hex digits)")
+    if effective.tzinfo is None:
+        raise ValueError("effective must carry a UTC offset")
+    if int(effective.timestamp()) % 1800 or effective.microsecond:
+        raise ValueError(
+            f"effective {effective.isoformat()} is not on a half-hour (settlement period) boundary"
+        )
+    return SupplierEntry(fuel, supplier, lfdi, effective.astimezone(UTC))
