@@ -2,8 +2,9 @@
 
 Change of supplier: the current supply period of that fuel ends at the effective date and the new
 supplier's begins at the same instant, so from that date the access policy refuses the old
-supplier and admits the new one, with no gap and no overlap. (Installing the new supplier's keys
-on the hub and taking the opening read go through the command path; they are not done here.)
+supplier and admits the new one, with no gap and no overlap. Installing the new supplier's keys
+on the hub and taking the opening read go through the command path:
+:mod:`smarthub.gdsc.supplier_change` does both in the same transaction as this change.
 
 Change of tenancy: a move-out ends the tenancy and revokes every consent given during it; a
 move-in ends any tenancy still open (a move-out nobody reported) the same way and opens the new
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+
+from sqlalchemy import Connection
 
 from smarthub.gdsc.parties import Fuel, PartyRepository, Role, SupplyPeriod, Tenancy
 
@@ -46,29 +49,43 @@ def change_supplier(
     """End the current supply of ``fuel`` at ``effective`` and start ``new_supplier_id``'s."""
     if effective.tzinfo is None:
         raise LifecycleError("effective date must be timezone-aware")
-    fuel = Fuel(fuel)
     with repo.engine.begin() as conn:
-        new = repo.party(new_supplier_id, conn)
-        if new.role is not Role.SUPPLIER:
-            raise LifecycleError(f"{new_supplier_id!r} is a {new.role.value}, not a supplier")
-        current = repo.open_supply_period(premises_id, fuel, conn)
-        if current is not None:
-            if current.supplier_id == new_supplier_id:
-                raise LifecycleError(f"{new_supplier_id!r} already supplies {fuel.value} at {premises_id!r}")
-            if effective <= current.start:
+        return change_supplier_in(repo, conn, premises_id, fuel, new_supplier_id, effective)
+
+
+def change_supplier_in(
+    repo: PartyRepository,
+    conn: Connection,
+    premises_id: str,
+    fuel: Fuel,
+    new_supplier_id: str,
+    effective: datetime,
+) -> SupplierChange:
+    """:func:`change_supplier` inside the caller's transaction ``conn``."""
+    if effective.tzinfo is None:
+        raise LifecycleError("effective date must be timezone-aware")
+    fuel = Fuel(fuel)
+    new = repo.party(new_supplier_id, conn)
+    if new.role is not Role.SUPPLIER:
+        raise LifecycleError(f"{new_supplier_id!r} is a {new.role.value}, not a supplier")
+    current = repo.open_supply_period(premises_id, fuel, conn)
+    if current is not None:
+        if current.supplier_id == new_supplier_id:
+            raise LifecycleError(f"{new_supplier_id!r} already supplies {fuel.value} at {premises_id!r}")
+        if effective <= current.start:
+            raise LifecycleError(
+                f"effective date {effective.isoformat()} is not after the current supply began "
+                f"({current.start.isoformat()})"
+            )
+        repo.end_supply_period(premises_id, fuel, current.start, effective, conn)
+    else:
+        # No open supply: the new period must not overlap a closed one.
+        for sp in repo.supply_periods([premises_id], conn):
+            if sp.fuel is fuel and sp.end is not None and effective < sp.end:
                 raise LifecycleError(
-                    f"effective date {effective.isoformat()} is not after the current supply began "
-                    f"({current.start.isoformat()})"
+                    f"effective date {effective.isoformat()} falls inside {sp.supplier_id!r}'s supply"
                 )
-            repo.end_supply_period(premises_id, fuel, current.start, effective, conn)
-        else:
-            # No open supply: the new period must not overlap a closed one.
-            for sp in repo.supply_periods([premises_id], conn):
-                if sp.fuel is fuel and sp.end is not None and effective < sp.end:
-                    raise LifecycleError(
-                        f"effective date {effective.isoformat()} falls inside {sp.supplier_id!r}'s supply"
-                    )
-        repo.add_supply_period(SupplyPeriod(premises_id, fuel, new_supplier_id, effective), conn)
+    repo.add_supply_period(SupplyPeriod(premises_id, fuel, new_supplier_id, effective), conn)
     return SupplierChange(
         premises_id, fuel, current.supplier_id if current else None, new_supplier_id, effective
     )
