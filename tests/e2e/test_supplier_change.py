@@ -46,6 +46,7 @@ from smarthub.hub.hub import SmartHub
 from smarthub.hub.intervals import IntervalRecord
 from smarthub.hub.management import ManagementInterface
 from smarthub.hub.privacy import ConsentStore, HubPrivacy, SupplierEntry, privacy_commands
+from smarthub.hub.privacy import Granularity as HubGranularity
 from smarthub.model import ObisCode, Quality
 from smarthub.wan.client import HubClient, PullError
 from smarthub.wan.server import HubWanServer
@@ -423,3 +424,33 @@ async def test_supplier_keys_commands_that_make_no_sense_fail_with_the_reason(w:
         SupplierChanges(w.parties, w.plan, w.signer).change(
             "P1", Fuel.ELECTRICITY, "S_NEW", w.lfdis["S_NEW"], EFF + timedelta(minutes=10), w.gdsc_clock.now()
         )
+
+
+def test_consent_store_versions_survive_restart_and_the_consumer_at_the_hub_always_decides(
+    tmp_path: Path,
+) -> None:
+    # A store written before consent versions is upgraded in place, its decisions kept.
+    import sqlite3
+
+    old = sqlite3.connect(tmp_path / "consent.sqlite")
+    old.execute(
+        "CREATE TABLE consent (recipient TEXT PRIMARY KEY, granularity TEXT NOT NULL, changed INTEGER NOT NULL)"
+    )
+    old.execute("INSERT INTO consent VALUES ('TP', 'daily', 0)")
+    old.commit()
+    old.close()
+    clock = ManualClock(EFF)
+    store = ConsentStore(tmp_path / "consent.sqlite", clock=clock)
+    assert store.granularity("TP").value == "daily" and store.version("TP") == 0
+    future = version_of(EFF + timedelta(days=1))  # a GDSC decision stamped by a clock ahead of the hub's
+    assert store.set("TP", HubGranularity.HALF_HOURLY, EFF, future)
+    assert not store.set("TP", HubGranularity.MONTHLY, EFF, future - 1)
+    # The consumer revoking at the IHD is never ignored, and a later GDSC decision still wins.
+    assert store.set("TP", HubGranularity.NONE, EFF)
+    assert store.granularity("TP").value == "none" and store.version("TP") == future + 1
+    store.close()
+    reopened = ConsentStore(tmp_path / "consent.sqlite", clock=clock)
+    assert reopened.version("TP") == future + 1
+    assert reopened.set("TP", HubGranularity.DAILY, EFF, future + 2)
+    assert reopened.granularity("TP").value == "daily"
+    reopened.close()

@@ -165,16 +165,18 @@ class ConsentStore:
     ) -> bool:
         """Record a consent decision; False (nothing changed) if a later one is already recorded.
 
-        ``version`` orders decisions (microseconds since the epoch of the decision); a local
-        decision without one is versioned with ``now``."""
-        v = _micros(now) if version is None else int(version)
+        ``version`` orders decisions (microseconds since the epoch of the decision). A local
+        decision (the consumer at the IHD) has none: it always applies, versioned with ``now``
+        or just above the version held if that is later (the clocks of hub and GDSC differ)."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 row = self._db.execute(
                     "SELECT version FROM consent WHERE recipient=?", (recipient,)
                 ).fetchone()
-                if row is not None and int(row[0]) > v:
+                held = None if row is None else int(row[0])
+                v = int(version) if version is not None else max(_micros(now), (held or 0) + 1)
+                if held is not None and held > v:
                     self._db.execute("ROLLBACK")
                     return False
                 self._db.execute(
