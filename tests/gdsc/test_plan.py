@@ -299,3 +299,45 @@ def test_urgent_work_by_priority_and_commands_per_hub_in_queue_order(store: Stor
     (second,) = plan.claim_urgent("B", now, 10)
     assert second.id == topup and second.command_type == "prepayment.topup" and second.envelope
     del creds
+
+
+def test_commands_queued_at_once_by_several_processes_keep_counter_order(store: Store, tmp_path: Path) -> None:
+    """Job order is delivery order and the hub refuses a counter below one it accepted, so
+    commands queued concurrently for one hub must land in the plan in counter order."""
+    import json
+
+    from smarthub.gdsc.commands import CommandSigner
+    from smarthub.gdsc.plan import urgent_work
+
+    register(store, 1)
+    plan = PullPlan(store)
+    provision(tmp_path, [], datetime.now(UTC))
+    signer = CommandSigner.from_files(
+        str(tmp_path / "gdsc" / "operator.pem"),
+        str(tmp_path / "gdsc" / "operator.key"),
+        store.next_command_counter,
+    )
+    # Separate stores stand for separate GDSC processes (own connection pools).
+    stores = [Store(store.url) for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def queue(s: Store) -> None:
+        try:
+            p = PullPlan(s)
+            for _ in range(15):
+                p.queue_command(signer, "HUB0000", "diagnostic.ping", {}, LATE)
+        except BaseException as err:  # surfaced below
+            errors.append(err)
+
+    threads = [threading.Thread(target=queue, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s in stores:
+        s.close()
+    assert not errors, errors
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(urgent_work.c.envelope).order_by(urgent_work.c.id)).all()
+    counters = [json.loads(json.loads(r.envelope)["payload"])["counter"] for r in rows]
+    assert counters == list(range(1, 61))

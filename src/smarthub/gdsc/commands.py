@@ -110,10 +110,15 @@ class CommandSigner:
         with open(cert_path, "rb") as f:
             return cls(key, f.read(), next_counter)
 
-    def command(self, hub_id: str, type_: str, body: dict[str, Any], now: datetime) -> SignedCommand:
+    def command(
+        self, hub_id: str, type_: str, body: dict[str, Any], now: datetime, counter: int | None = None
+    ) -> SignedCommand:
+        """Sign a command; ``counter`` if the caller took it already, else ``next_counter``'s."""
         if type_ not in COMMAND_TYPES:
             raise ValueError(f"unknown command type {type_!r}")
-        return self.sign(Command(hub_id, self.next_counter(hub_id), type_, body, now.isoformat()))
+        if counter is None:
+            counter = self.next_counter(hub_id)
+        return self.sign(Command(hub_id, counter, type_, body, now.isoformat()))
 
     def sign(self, command: Command) -> SignedCommand:
         payload = command.canonical()

@@ -99,8 +99,8 @@ class ConsentSync:
         now = self.now()
         out = []
         for hub_id in active_hubs(self.parties.engine, premises_id):
-            signed = self.signer.command(hub_id, "consent.set", body, now)
-            out.append(Pushed(hub_id, self.plan.enqueue_command(signed, now, Priority.URGENT), body))
+            job = self.plan.queue_command(self.signer, hub_id, "consent.set", body, now, Priority.URGENT)
+            out.append(Pushed(hub_id, job, body))
         return out
 
 

@@ -24,8 +24,7 @@ def dispatch_repairs(error_log: ErrorLog, signer: CommandSigner, plan: PullPlan,
     """Queue every repair the error log decided on; how many were queued."""
     queued = 0
     for r in error_log.queued_repairs():
-        signed = signer.command(r.hub_id, r.command, r.body, now)
-        job = plan.enqueue_command(signed, now, Priority.ON_DEMAND)
+        job = plan.queue_command(signer, r.hub_id, r.command, r.body, now, Priority.ON_DEMAND)
         error_log.repair_queued(r.repair_id, job, now)
         queued += 1
     return queued

@@ -63,7 +63,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import aliased
 
-from smarthub.gdsc.commands import SignedCommand
+from smarthub.gdsc.commands import CommandSigner, SignedCommand
 from smarthub.gdsc.store import HubRecord, Store, hubs, metadata, pull_log
 
 # Row states.
@@ -333,8 +333,37 @@ class PullPlan:
             )
 
     # -- urgent work ------------------------------------------------------------------------
+    def queue_command(
+        self,
+        signer: CommandSigner,
+        hub_id: str,
+        type_: str,
+        body: dict[str, Any],
+        now: datetime,
+        priority: Priority | None = None,
+    ) -> int:
+        """Sign a command and queue it in one transaction; its job id.
+
+        The hub refuses a counter below one it has accepted, and commands for one hub are
+        delivered in job order. Taking the counter and inserting the job in one transaction
+        (the counter row stays locked until commit) makes job order equal counter order even
+        when several GDSC processes queue commands for the same hub at once; signing outside
+        it could let a later counter be queued first and the earlier one refused as a replay.
+        """
+        with self._engine.begin() as conn:
+            counter = self.store.next_command_counter(hub_id, conn)
+            signed = signer.command(hub_id, type_, body, now, counter=counter)
+            return self._enqueue_signed(signed, now, priority, conn)
+
     def enqueue_command(self, signed: SignedCommand, now: datetime, priority: Priority | None = None) -> int:
-        """Queue a signed management command for delivery ahead of bulk work; its job id."""
+        """Queue a command signed earlier; its job id. Prefer :meth:`queue_command`, which
+        keeps job order equal to counter order across processes."""
+        with self._engine.begin() as conn:
+            return self._enqueue_signed(signed, now, priority, conn)
+
+    def _enqueue_signed(
+        self, signed: SignedCommand, now: datetime, priority: Priority | None, conn: Connection
+    ) -> int:
         command = json.loads(signed.payload)
         ctype = str(command["type"])
         if priority is None:
@@ -347,21 +376,22 @@ class PullPlan:
             counter=int(command["counter"]),
             envelope=signed.envelope().decode(),
             now=now,
+            conn=conn,
         )
 
     def enqueue_read(self, hub_id: str, now: datetime) -> int:
         """Queue an on-demand read of one hub (a pull outside its windows); its job id."""
-        return self._enqueue(hub_id=hub_id, priority=int(Priority.ON_DEMAND), kind="read", now=now)
-
-    def _enqueue(self, *, now: datetime, **values: Any) -> int:
-        t = utc(now)
         with self._engine.begin() as conn:
-            res = conn.execute(
-                urgent_work.insert().values(
-                    queued=t, state=PENDING, claims=0, failures=0, next_try=t, **values
-                )
+            return self._enqueue(
+                hub_id=hub_id, priority=int(Priority.ON_DEMAND), kind="read", now=now, conn=conn
             )
-            return int(res.inserted_primary_key[0])
+
+    def _enqueue(self, *, now: datetime, conn: Connection, **values: Any) -> int:
+        t = utc(now)
+        res = conn.execute(
+            urgent_work.insert().values(queued=t, state=PENDING, claims=0, failures=0, next_try=t, **values)
+        )
+        return int(res.inserted_primary_key[0])
 
     # -- claiming ---------------------------------------------------------------------------
     def claim_urgent(self, collector: str, now: datetime, limit: int) -> list[UrgentClaim]:

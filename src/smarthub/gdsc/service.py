@@ -81,8 +81,7 @@ def queue_command(
     try:
         if not any(h.hub_id == hub_id for h in store.active_hubs()):
             raise LookupError(f"hub {hub_id!r} is not registered (or not active) at this GDSC")
-        signed = _signer(state, store).command(hub_id, command_type, body, now)
-        return PullPlan(store).enqueue_command(signed, now, priority)
+        return PullPlan(store).queue_command(_signer(state, store), hub_id, command_type, body, now, priority)
     finally:
         store.close()
 

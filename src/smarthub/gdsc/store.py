@@ -749,20 +749,27 @@ class Store:
             return [r[0] for r in rows]
 
     # -- commands and pull log ------------------------------------------------------
-    def next_command_counter(self, hub_id: str) -> int:
-        """Atomically take the next command counter for a hub (survives restarts; never reused)."""
-        with self._write_lock, self.engine.begin() as conn:
-            ins = self._insert(command_counters).values(hub_id=hub_id, counter=1)
+    def next_command_counter(self, hub_id: str, conn: Connection | None = None) -> int:
+        """Atomically take the next command counter for a hub (survives restarts; never reused).
+
+        Inside ``conn``'s transaction the counter row stays locked until that transaction ends
+        (PostgreSQL's ON CONFLICT DO UPDATE row lock; SQLite's single writer), so whatever the
+        caller writes with the counter is committed before anyone takes the next one.
+        """
+        if conn is None:
+            with self._write_lock, self.engine.begin() as own:
+                return self.next_command_counter(hub_id, own)
+        ins = self._insert(command_counters).values(hub_id=hub_id, counter=1)
+        conn.execute(
+            ins.on_conflict_do_update(
+                index_elements=["hub_id"], set_={"counter": command_counters.c.counter + 1}
+            )
+        )
+        return int(
             conn.execute(
-                ins.on_conflict_do_update(
-                    index_elements=["hub_id"], set_={"counter": command_counters.c.counter + 1}
-                )
-            )
-            return int(
-                conn.execute(
-                    select(command_counters.c.counter).where(command_counters.c.hub_id == hub_id)
-                ).scalar_one()
-            )
+                select(command_counters.c.counter).where(command_counters.c.hub_id == hub_id)
+            ).scalar_one()
+        )
 
     def log_pulls(self, entries: Sequence[dict[str, Any]]) -> None:
         """Several pulls' log rows (``log_pull``'s keyword arguments each) in one transaction."""

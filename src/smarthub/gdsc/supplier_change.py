@@ -189,8 +189,7 @@ class SupplierChanges:
             "lfdi": r.new_supplier_lfdi,
             "effective": _aware(r.effective).isoformat(),
         }
-        signed = self.signer.command(r.hub_id, "supplier.keys", body, now)
-        job = self.plan.enqueue_command(signed, now, Priority.URGENT)
+        job = self.plan.queue_command(self.signer, r.hub_id, "supplier.keys", body, now, Priority.URGENT)
         values: dict[str, Any] = {column: job}
         if column == "read_job":
             values["read_tries"] = o.c.read_tries + 1
