@@ -43,6 +43,7 @@ COMMAND_TYPES = (
     "appliance.run",
     "drlc.event",
     "drlc.responses",
+    "pki.crl",
 )
 
 
