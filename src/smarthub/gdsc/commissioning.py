@@ -30,6 +30,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from smarthub.gdsc.pki import (
     CertificateAuthority,
@@ -129,7 +130,7 @@ def verify_installer(cert: x509.Certificate, ca: CertificateAuthority, now: date
 
     Checked in this order so the error says what is wrong: issuer and signature (``foreign_ca``),
     revocation (``installer_revoked``), role and extended key usage (``wrong_role``), validity
-    period and the CA's current CRL (``installer_invalid``).
+    period (``installer_invalid``). Revocation is read from the CA's own list, not a CRL.
     """
     try:
         verify_certificate(cert, ca.certificate, now)
@@ -149,11 +150,13 @@ def verify_installer(cert: x509.Certificate, ca: CertificateAuthority, now: date
     if role is not Role.INSTALLER:
         raise CommissioningRefused("wrong_role", f"certificate is for a {role}, not an installer")
     try:
-        verify_certificate(cert, ca.certificate, now, ca.crl(now), expected_role=Role.INSTALLER)
+        verify_certificate(cert, ca.certificate, now, expected_role=Role.INSTALLER)  # revocation: above
     except CertificateRejected as err:
         code = "wrong_role" if err.reason.startswith("wrong role") else "installer_invalid"
         raise CommissioningRefused(code, err.reason) from None
-    return Installer(str(cert.subject.rfc4514_string()), lfdi(cert), cert.serial_number)
+    cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    name = str(cn[0].value) if cn else cert.subject.rfc4514_string()
+    return Installer(name, lfdi(cert), cert.serial_number)
 
 
 def verify_request(
