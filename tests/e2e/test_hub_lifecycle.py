@@ -182,6 +182,9 @@ def test_commissioning_refused_for_foreign_revoked_and_wrong_role_installers(wor
     tampered = world.request("HUB-X").replace(b"HUB-X", b"HUB-Y")
     with pytest.raises(CommissioningRefused, match="bad_signature"):
         world.lifecycle.commission(tampered, now)
+    # Over mutual TLS, the request must be signed by the certificate the handshake verified.
+    with pytest.raises(CommissioningRefused, match="bad_signature"):
+        world.lifecycle.commission(world.request("HUB-X"), now, peer_certificate=collector.certificate)
     # An old request replayed: refused as stale.
     with pytest.raises(CommissioningRefused, match="stale"):
         world.lifecycle.commission(world.request("HUB-X"), now + timedelta(hours=2))
