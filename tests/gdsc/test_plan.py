@@ -310,7 +310,7 @@ def test_commands_queued_at_once_by_several_processes_keep_counter_order(store: 
     from smarthub.gdsc.plan import urgent_work
 
     register(store, 1)
-    plan = PullPlan(store)
+    PullPlan(store).create_schema()
     provision(tmp_path, [], datetime.now(UTC))
     signer = CommandSigner.from_files(
         str(tmp_path / "gdsc" / "operator.pem"),

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from smarthub.clock import Clock
@@ -33,7 +34,8 @@ from smarthub.gdsc.event_pull import pull_events
 from smarthub.gdsc.store import HubRecord, IngestResult, Store, StoredReading
 from smarthub.wan.client import HubClient, PulledInterval, PullError
 from smarthub.wan.log_events import LOG_EVENT_POLL_RATE
-from smarthub.wan.pull import HubConnection, PullClient
+from smarthub.wan.pull import HubConnection, PullClient, SessionCache
+from smarthub.wan.tls import apply_crl
 
 log = logging.getLogger(__name__)
 
@@ -305,6 +307,9 @@ class Collector:
 
     async def _ingest(self, job: Ingest) -> IngestResult:
         result: IngestResult = await self.writes.run(job)
+        if result.refused is not None:  # revoked or decommissioned while the pull was under way
+            self._links.pop(job.hub_id, None)
+            raise PullError(result.refused)
         if result.conflicts:
             self.conflicts += result.conflicts
             log.error(
@@ -313,6 +318,17 @@ class Collector:
                 result.conflicts,
             )
         return result
+
+    async def apply_crl(self, crl_pem_path: str | Path) -> None:
+        """Check hubs against a newer CRL from now on (:func:`smarthub.wan.tls.apply_crl`).
+
+        Cached TLS sessions and kept-alive connections are dropped: a resumed session skips
+        certificate verification, so a revoked hub could otherwise still be talked to."""
+        apply_crl(self.ssl_context, crl_pem_path)
+        self.puller.sessions = SessionCache()
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.close()
 
     async def close(self) -> None:
         self._closed = True

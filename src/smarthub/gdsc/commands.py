@@ -44,6 +44,7 @@ COMMAND_TYPES = (
     "appliance.run",
     "drlc.event",
     "drlc.responses",
+    "pki.crl",
 )
 
 

@@ -172,6 +172,7 @@ class CertificateAuthority:
         self._cert = certificate
         self._dir = directory
         self._revoked: dict[int, _Revocation] = dict(revoked or {})
+        self._last_crl: tuple[datetime, frozenset[int]] | None = None  # thisUpdate, serials listed
 
     # -- construction and persistence --
 
@@ -392,15 +393,23 @@ class CertificateAuthority:
         Verifiers (OpenSSL included) treat a CRL past its nextUpdate as unusable and fail
         closed, so the GDSC must re-issue it before then.
         """
-        now = _require_aware(now)
+        now = _require_aware(now).replace(microsecond=0)  # X.509 times have whole seconds
+        # RFC 5280 §5.2.3: CRL numbers must increase. The number is the thisUpdate time in
+        # seconds; a CRL listing more revocations than one already issued for the same second
+        # (or later) is dated one second after it: verifiers order CRLs by number (a hub refuses
+        # one not newer than its own) or by thisUpdate (OpenSSL), so both must rise. Such a CRL
+        # is "not yet valid" for up to a second, and OpenSSL keeps using the previous one until
+        # then. After a restart the numbers continue from the clock.
+        revoked = frozenset(self._revoked)
+        if self._last_crl is not None and now <= self._last_crl[0] and revoked != self._last_crl[1]:
+            now = self._last_crl[0] + timedelta(seconds=1)
+        self._last_crl = (now, revoked)
         ca_ski = self._cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
         builder = (
             x509.CertificateRevocationListBuilder()
             .issuer_name(self._cert.subject)
             .last_update(now)
             .next_update(now + next_update)
-            # RFC 5280 §5.2.3: CRL numbers must increase; the issue time in seconds does, as long
-            # as the injected clock does not go backwards.
             .add_extension(x509.CRLNumber(int(now.timestamp())), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False

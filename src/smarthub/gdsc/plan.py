@@ -84,12 +84,14 @@ URGENT_COMMANDS = frozenset({"prepayment.topup", "supply.disconnect", "supply.re
 _ID = BigInteger().with_variant(Integer, "sqlite")
 _T = DateTime(timezone=True)
 
+# The hub leads the primary key, as in every per-hub table, so a sharded PostgreSQL can
+# distribute the plan by hub id; lookups of one window go through ix_pull_plan_window.
 pull_plan = Table(
     "pull_plan",
     metadata,
+    Column("hub_id", String(64), primary_key=True),
     Column("schedule", String(32), primary_key=True),
     Column("window_start", _T, primary_key=True),
-    Column("hub_id", String(64), primary_key=True),
     Column("wan_link", String(64)),
     Column("due", _T, nullable=False),
     Column("deadline", _T, nullable=False),  # not claimed after this: the next window covers it
@@ -103,6 +105,7 @@ pull_plan = Table(
     Column("finished", _T),
     Column("last_error", Text),
     Index("ix_pull_plan_due", "state", "due"),
+    Index("ix_pull_plan_window", "schedule", "window_start"),
     Index("ix_pull_plan_link", "wan_link", "state"),
 )
 

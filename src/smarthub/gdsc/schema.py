@@ -8,9 +8,9 @@ migration test import this module, never ``store`` alone.
 
 from __future__ import annotations
 
-from smarthub.gdsc import audit, error_log, parties, plan, store, supplier_change, vouchers
+from smarthub.gdsc import audit, error_log, hub_lifecycle, parties, plan, store, supplier_change, vouchers
 from smarthub.gdsc.store import metadata
 
-TABLE_MODULES = (store, error_log, vouchers, parties, audit, plan, supplier_change)
+TABLE_MODULES = (store, error_log, vouchers, parties, audit, plan, supplier_change, hub_lifecycle)
 
 __all__ = ["TABLE_MODULES", "metadata"]

@@ -223,6 +223,7 @@ class IngestResult:
     inserted: int
     already_stored: int
     conflicts: int
+    refused: str | None = None  # why nothing was stored: the hub is revoked or decommissioned
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,12 +369,36 @@ class Store:
         with self._write_lock:
             new_keys: dict[str, int] = {}
             with self.engine.begin() as conn:
-                tallies = self._ingest(conn, items, pulls, new_keys)
+                refused = self._inactive_hubs(conn, {hub_id for hub_id, _, _ in items})
+                kept = [i for i, (hub_id, _, _) in enumerate(items) if hub_id not in refused]
+                done = self._ingest(conn, [items[i] for i in kept], [pulls[i] for i in kept], new_keys)
             self._hub_keys.update(new_keys)  # only once committed
+        tallies = dict(zip(kept, done, strict=True))
         return [
             IngestResult(len(readings), t.inserted, unique - t.inserted, t.conflicts)
-            for (_, readings, _), (_, unique), t in zip(items, pulls, tallies, strict=True)
+            if (t := tallies.get(i)) is not None
+            else IngestResult(
+                len(readings), 0, 0, 0, f"hub {hub_id} is {refused[hub_id]}: its data is refused"
+            )
+            for i, ((hub_id, readings, _), (_, unique)) in enumerate(zip(items, pulls, strict=True))
         ]
+
+    def _inactive_hubs(self, conn: Connection, hub_ids: set[str]) -> dict[str, str]:
+        """Registered hubs among ``hub_ids`` that are no longer active (revoked, decommissioned).
+
+        Read inside the ingest transaction, after :func:`lock_hub_status` (shared): a revocation
+        (which takes it exclusively) either commits before this read, and the hub's data is
+        refused, or waits until this ingest has committed. So nothing of a hub is stored after
+        the instant its revocation committed, even from a pull that was already in flight.
+        Hubs the registry does not know are not refused (tests and tools ingest without one).
+        """
+        lock_hub_status(conn, exclusive=False)
+        rows = conn.execute(
+            select(hubs.c.hub_id, hubs.c.status).where(
+                hubs.c.hub_id.in_(sorted(hub_ids)), hubs.c.status != "active"
+            )
+        )
+        return {r.hub_id: r.status for r in rows}
 
     def _ingest(
         self,
@@ -1001,6 +1026,22 @@ class Store:
         return (sqlite.insert if self.dialect == "sqlite" else postgresql.insert)(table)
 
 
+def lock_hub_status(conn: Connection, *, exclusive: bool) -> None:
+    """Order hub status changes against ingests (see ``Store._inactive_hubs``).
+
+    PostgreSQL: a transaction-scoped advisory lock, shared for ingests (they run in parallel),
+    exclusive for a status change. SQLite: the transaction takes the database write lock at
+    once (``BEGIN IMMEDIATE``), which serialises every writer; call it first in the transaction.
+    """
+    if conn.dialect.name == "postgresql":
+        fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        conn.execute(text(f"SELECT {fn}(:k)"), {"k": _lock_id("hub_status")})
+    else:
+        dbapi = conn.connection.dbapi_connection
+        if dbapi is not None and not dbapi.in_transaction:  # pysqlite begins lazily, at the first write
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def decoded_readings(
     conn: Connection, start: int | None, end: int | None, *where: object
 ) -> Iterator[tuple[str, str, str, int, int, int, int, int, int]]:
@@ -1200,6 +1241,7 @@ __all__ = [
     "hub_keys",
     "interval_blocks",
     "interval_channels",
+    "lock_hub_status",
     "metadata",
     "partition_name",
 ]

@@ -11,6 +11,11 @@ mutual-TLS session; the hub never calls out). It is executed only if:
    a crash can never let the same command run twice: at most once).
 
 Every command, executed or refused, is logged with the reason, in SQLite next to the history.
+
+The GDSC CA's certificate revocation list reaches the hub the same way, as the ``pki.crl``
+command (:class:`CrlStore`): the hub keeps only a CRL signed by its CA and newer than the one it
+holds, stores it atomically, and hands it to whoever checks certificates (this interface's own
+signer check, the TLS server) so a revoked operator, collector or party is refused from then on.
 """
 
 from __future__ import annotations
@@ -18,16 +23,17 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from smarthub.clock import Clock
@@ -97,6 +103,17 @@ class ManagementInterface:
 
     def register(self, command_type: str, handler: Handler) -> None:
         self.handlers[command_type] = handler
+
+    def use_crl_store(self, crls: CrlStore) -> None:
+        """Accept ``pki.crl`` commands into ``crls`` and check signers against its newest CRL."""
+        if crls.crl is not None:
+            self.crl = crls.crl
+
+        def adopt(crl: x509.CertificateRevocationList, _path: Path) -> None:
+            self.crl = crl
+
+        crls.listeners.append(adopt)
+        self.register("pki.crl", crls.handle)
 
     @property
     def last_counter(self) -> int:
@@ -194,3 +211,100 @@ class ManagementInterface:
                 "INSERT INTO mgmt_log(received, counter, type, outcome, reason) VALUES (?, ?, ?, ?, ?)",
                 (received, counter, ctype, outcome, reason),
             )
+
+
+class CrlRefused(ValueError):
+    """A CRL the hub will not install; the message says why."""
+
+
+def _crl_number(crl: x509.CertificateRevocationList) -> int:
+    try:
+        return int(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
+    except x509.ExtensionNotFound:
+        # RFC 5280 §5.2.3: conforming CRL issuers MUST include the CRL number.
+        raise CrlRefused("CRL has no CRL number (RFC 5280 §5.2.3), so it cannot be ordered") from None
+
+
+@dataclass
+class CrlStore:
+    """The hub's copy of the GDSC CA's CRL (RFC 5280 §5), kept at ``path`` (PEM).
+
+    :meth:`install` accepts a CRL only if it is issued and signed by ``ca_cert``, still current
+    (``nextUpdate`` not passed) and has a higher CRL number than the one held (RFC 5280
+    §5.2.3: numbers increase with each CRL), so an old CRL replayed through a compromised channel
+    cannot un-revoke anything. It is written with write-to-temporary, fsync, rename, so a power
+    cut leaves the old CRL or the new one. ``listeners`` are then called with the CRL and its
+    path (the management verifier, :func:`smarthub.wan.tls.apply_crl` for the TLS server).
+    """
+
+    path: Path
+    ca_cert: x509.Certificate
+    clock: Clock
+    listeners: list[Callable[[x509.CertificateRevocationList, Path], None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+        self.crl: x509.CertificateRevocationList | None = None
+        if self.path.exists():
+            crl = x509.load_pem_x509_crl(self.path.read_bytes())
+            self._check_issuer(crl)
+            self.crl = crl
+
+    @property
+    def number(self) -> int | None:
+        return None if self.crl is None else _crl_number(self.crl)
+
+    def _check_issuer(self, crl: x509.CertificateRevocationList) -> None:
+        key = self.ca_cert.public_key()
+        if crl.issuer != self.ca_cert.subject or not isinstance(key, ec.EllipticCurvePublicKey):
+            raise CrlRefused(f"CRL is issued by {crl.issuer.rfc4514_string()}, not by this hub's CA")
+        if not crl.is_signature_valid(key):
+            raise CrlRefused("CRL signature does not verify under this hub's CA")
+
+    def install(self, data: bytes) -> x509.CertificateRevocationList:
+        """Verify a CRL (PEM or DER), store it atomically and tell the listeners; the CRL."""
+        try:
+            crl = (
+                x509.load_pem_x509_crl(data)
+                if data.lstrip().startswith(b"-----BEGIN")
+                else x509.load_der_x509_crl(data)
+            )
+        except ValueError as err:
+            raise CrlRefused(f"not a CRL: {err}") from None
+        self._check_issuer(crl)
+        number = _crl_number(crl)
+        held = self.number
+        if held is not None and number <= held:
+            raise CrlRefused(f"CRL number {number} is not newer than the CRL held ({held})")
+        now = self.clock.now()
+        if crl.next_update_utc is not None and now > crl.next_update_utc:
+            raise CrlRefused(f"CRL is stale (next update was due {crl.next_update_utc.isoformat()})")
+        _atomic_write(self.path, crl.public_bytes(serialization.Encoding.PEM))
+        self.crl = crl
+        for listener in self.listeners:
+            listener(crl, self.path)
+        return crl
+
+    def handle(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The ``pki.crl`` command: ``{"crl": <base64 DER or PEM>}``."""
+        try:
+            data = base64.b64decode(str(body["crl"]), validate=True)
+        except (KeyError, binascii.Error) as err:
+            raise CrlRefused(f"pki.crl needs 'crl' as base64: {err}") from None
+        crl = self.install(data)
+        return {"crl_number": _crl_number(crl), "revoked": len(crl)}
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # the rename itself survives a power cut
+    finally:
+        os.close(dir_fd)

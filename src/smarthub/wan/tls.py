@@ -24,7 +24,15 @@ from typing import TypeAlias
 
 from smarthub.security.certificates import lfdi_from_der
 
-__all__ = ["WAN_CIPHERS", "PeerMismatch", "check_peer", "client_context", "peer_lfdi", "server_context"]
+__all__ = [
+    "WAN_CIPHERS",
+    "PeerMismatch",
+    "apply_crl",
+    "check_peer",
+    "client_context",
+    "peer_lfdi",
+    "server_context",
+]
 
 StrPath: TypeAlias = str | PathLike[str]
 
@@ -78,6 +86,26 @@ def _add_crl(ctx: ssl.SSLContext, crl_pem_path: StrPath | None) -> None:
     # load_verify_locations also loads CRLs from a PEM file. With CRL_CHECK_LEAF OpenSSL needs a
     # current CRL from the peer's issuer and fails closed if it is missing or past nextUpdate,
     # so the CRL file must be refreshed (and the context rebuilt) before it goes stale.
+    ctx.load_verify_locations(cafile=crl_pem_path)
+    ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+
+
+def apply_crl(ctx: ssl.SSLContext, crl_pem_path: StrPath) -> None:
+    """Make a running context check peers against a newer CRL from its next full handshake on.
+
+    The CRL is added to the context's certificate store, which every connection accepted or
+    opened afterwards verifies against, so a hub's listening server needs no restart. The store
+    then holds the older CRLs as well; OpenSSL (1.1.0 and later) picks, among CRLs of the same
+    issuer and scope, the one with the latest ``thisUpdate`` that is not in the future, so the
+    newest takes effect. The CRL's ``thisUpdate`` must therefore not be ahead of this host's
+    clock, or OpenSSL keeps using the older one until it is.
+
+    Limits: ``cadata`` only takes certificates, so the CRL is read from a PEM file (the hub
+    keeps it on disk anyway); and a *resumed* TLS session is not verified again (RFC 8446 §2.2:
+    resumption re-uses the original authentication), so a peer holding a session from before
+    the revocation is not refused by the handshake — drop cached sessions on the client side,
+    and check identities above TLS where that matters.
+    """
     ctx.load_verify_locations(cafile=crl_pem_path)
     ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
 

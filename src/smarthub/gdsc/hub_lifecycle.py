@@ -1,0 +1,364 @@
+"""A hub's life at the GDSC: commissioned by an installer, revoked, decommissioned, replaced.
+
+* **Commissioning** (:meth:`HubLifecycle.commission`): an installer's signed request
+  (:func:`smarthub.gdsc.commissioning.verify_request`) is checked first; only then does the CA
+  issue the hub's certificate (role ``hub``), and one transaction binds premises ↔ hub ↔ meters,
+  records who commissioned the hub and when (``hub_commissioning``), and queues a first read.
+* **Revocation** (:meth:`HubLifecycle.revoke_hub`): the hub's status becomes ``revoked`` and its
+  pending pulls and jobs are dropped in one transaction, ordered against ingests by
+  :func:`smarthub.gdsc.store.lock_hub_status`, so the store refuses anything of the hub from that
+  instant (a pull already in flight included); then the CA revokes its certificate and a new CRL
+  is published (:meth:`publish_crl`): written next to the CA, handed to the collectors' TLS
+  contexts, and queued as an urgent signed ``pki.crl`` command to every active hub.
+* **Decommissioning**: the same, with status ``decommissioned`` and reason cessationOfOperation;
+  the hub's stored readings stay and stay readable.
+* **Replacement** (:meth:`HubLifecycle.replace_hub`): a new hub, commissioned by an installer's
+  request naming the hub it ``replaces``, takes over the premises and its meters, and the old hub
+  is decommissioned in the same transaction. :meth:`HubLifecycle.meter_series` reads a meter of a
+  premises across every hub that has served it, so the series continues across the swap.
+
+Certificates, statuses and revocation reasons follow RFC 5280 §5.3.1 (keyCompromise for a
+revoked hub, cessationOfOperation for a decommissioned one, superseded for a replaced one).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import Column, Connection, DateTime, String, Table, Text, delete, select, update
+from sqlalchemy.exc import IntegrityError
+
+from smarthub.gdsc.commands import CommandSigner
+from smarthub.gdsc.commissioning import CommissioningRefused, CommissioningRequest, Installer, verify_request
+from smarthub.gdsc.pki import CertificateAuthority, IssuedCertificate, Role, _atomic_write
+from smarthub.gdsc.plan import FAILED, PENDING, Priority, PullPlan, pull_plan, urgent_work
+from smarthub.gdsc.store import (
+    Store,
+    StoredReading,
+    channel_readings,
+    hubs,
+    lock_hub_status,
+    metadata,
+    meters,
+    premises,
+)
+
+ACTIVE, REVOKED, DECOMMISSIONED = "active", "revoked", "decommissioned"
+CRL_FILE = "crl.pem"
+
+# Who commissioned which hub, with which certificate, and how its life ended (hub first in the
+# key, like every per-hub table, so it can be distributed by hub id).
+hub_commissioning = Table(
+    "hub_commissioning",
+    metadata,
+    Column("hub_id", String(64), primary_key=True),
+    Column("premises_id", String(64), nullable=False),
+    Column("installer", String(255), nullable=False),  # the installer certificate's CN
+    Column("installer_lfdi", String(40), nullable=False),
+    Column("installer_serial", String(48), nullable=False),  # decimal: serials are up to 159 bits
+    Column("commissioned_at", DateTime(timezone=True), nullable=False),
+    Column("cert_serial", String(48), nullable=False),
+    Column("cert_lfdi", String(40), nullable=False),
+    Column("replaces", String(64)),
+    Column("ended_at", DateTime(timezone=True)),
+    Column("end_status", String(16)),  # revoked / decommissioned
+    Column("end_reason", Text),
+)
+
+
+class LifecycleRefused(ValueError):
+    """A lifecycle step that cannot apply (unknown hub, hub not active)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Commissioned:
+    hub_id: str
+    certificate: IssuedCertificate  # with the hub's key if the CA generated it
+    installer: Installer
+    replaced: str | None = None
+
+
+@dataclass
+class HubLifecycle:
+    """Commission, revoke, decommission and replace hubs; keep the CRL moving.
+
+    ``crl_listeners`` are called with the path of every CRL published (e.g. a running
+    collector's ``apply_crl``). ``signer`` signs the ``pki.crl`` commands; without it the CRL is
+    only written and handed to the listeners.
+    """
+
+    store: Store
+    ca: CertificateAuthority
+    plan: PullPlan
+    signer: CommandSigner | None = None
+    crl_dir: Path | None = None
+    crl_next_update: timedelta = timedelta(days=7)
+    crl_listeners: list[Callable[[Path], Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.crl_dir is None:
+            self.crl_dir = self.ca.directory
+        if self.crl_dir is None:
+            raise ValueError("the CRL needs a directory: save the CA or give crl_dir")
+
+    @property
+    def crl_path(self) -> Path:
+        assert self.crl_dir is not None
+        return self.crl_dir / CRL_FILE
+
+    # -- commissioning ---------------------------------------------------------------------
+    def commission(
+        self, envelope: bytes, now: datetime, *, peer_certificate: x509.Certificate | None = None
+    ) -> Commissioned:
+        """Act on an installer's signed commissioning request (see ``commissioning.verify_request``).
+
+        Refused requests raise :class:`CommissioningRefused` and write nothing. A request naming
+        a hub it ``replaces`` is a replacement (:meth:`replace_hub`)."""
+        request, installer = verify_request(envelope, self.ca, now, peer_certificate=peer_certificate)
+        return self._commission(request, installer, now)
+
+    def replace_hub(self, old_hub_id: str, envelope: bytes, now: datetime) -> Commissioned:
+        """Put the hub of an installer's request in place of ``old_hub_id`` (which it must name)."""
+        request, installer = verify_request(envelope, self.ca, now)
+        if request.replaces != old_hub_id:
+            raise CommissioningRefused(
+                "malformed", f"request replaces {request.replaces!r}, not {old_hub_id!r}"
+            )
+        return self._commission(request, installer, now)
+
+    def _commission(self, req: CommissioningRequest, installer: Installer, now: datetime) -> Commissioned:
+        with self.store.engine.connect() as conn:
+            known = conn.execute(select(hubs.c.status).where(hubs.c.hub_id == req.hub_id)).first()
+            if known is not None:
+                raise CommissioningRefused(
+                    "hub_exists", f"hub {req.hub_id} is already registered ({known[0]})"
+                )
+            if req.replaces is not None:
+                old = conn.execute(
+                    select(hubs.c.premises_id, hubs.c.status).where(hubs.c.hub_id == req.replaces)
+                ).first()
+                if old is None or old.status != ACTIVE:
+                    raise CommissioningRefused("unknown_hub", f"hub {req.replaces} is not an active hub")
+                if old.premises_id != req.premises_id:
+                    raise CommissioningRefused(
+                        "malformed",
+                        f"hub {req.replaces} serves premises {old.premises_id}, not {req.premises_id}",
+                    )
+        public_key = None
+        if req.hub_public_key_pem is not None:
+            key = serialization.load_pem_public_key(req.hub_public_key_pem.encode())
+            if not isinstance(key, ec.EllipticCurvePublicKey):
+                raise CommissioningRefused("malformed", "the hub's public key must be an EC P-256 key")
+            public_key = key
+        try:
+            cert = self.ca.issue(Role.HUB, req.hub_id, now, hosts=req.hosts, public_key=public_key)
+        except ValueError as err:
+            raise CommissioningRefused("malformed", str(err)) from None
+        try:
+            with self.store._write_lock, self.store.engine.begin() as conn:
+                lock_hub_status(conn, exclusive=True)
+                if req.replaces is not None:
+                    ended = self._end(conn, req.replaces, DECOMMISSIONED, f"replaced by {req.hub_id}", now)
+                    if not ended:
+                        raise CommissioningRefused("unknown_hub", f"hub {req.replaces} is not an active hub")
+                    conn.execute(delete(meters).where(meters.c.hub_id == req.replaces))
+                self._register(conn, req, cert.lfdi)
+                conn.execute(
+                    hub_commissioning.insert().values(
+                        hub_id=req.hub_id,
+                        premises_id=req.premises_id,
+                        installer=installer.name,
+                        installer_lfdi=installer.lfdi,
+                        installer_serial=str(installer.serial),
+                        commissioned_at=now,
+                        cert_serial=str(cert.certificate.serial_number),
+                        cert_lfdi=cert.lfdi,
+                        replaces=req.replaces,
+                    )
+                )
+        except IntegrityError as err:  # a concurrent request for the same hub id won
+            self.ca.revoke(cert.certificate.serial_number, now, x509.ReasonFlags.superseded)
+            raise CommissioningRefused("hub_exists", f"hub {req.hub_id}: {err.orig}") from None
+        except BaseException:
+            self.ca.revoke(cert.certificate.serial_number, now, x509.ReasonFlags.superseded)
+            raise
+        # Scheduled from the next window on (the scheduler plans every active hub); a first read
+        # now, ahead of bulk work, proves the hub answers with its new certificate.
+        self.plan.enqueue_read(req.hub_id, now)
+        if req.replaces is not None:
+            self._revoke_cert(req.replaces, now, x509.ReasonFlags.superseded)
+        return Commissioned(req.hub_id, cert, installer, req.replaces)
+
+    def _register(self, conn: Connection, req: CommissioningRequest, lfdi: str) -> None:
+        ins = self.store._insert(premises).values(
+            premises_id=req.premises_id, address=req.address, mpan=req.mpan, mprn=req.mprn
+        )
+        conn.execute(
+            ins.on_conflict_do_update(
+                index_elements=["premises_id"],
+                set_=dict(address=req.address, mpan=req.mpan, mprn=req.mprn),
+            )
+        )
+        conn.execute(
+            hubs.insert().values(
+                hub_id=req.hub_id,
+                premises_id=req.premises_id,
+                url=req.url,
+                lfdi=lfdi,
+                status=ACTIVE,
+                wan_link=req.wan_link,
+            )
+        )
+        for meter_id, fuel in req.meters_by_fuel:
+            conn.execute(meters.insert().values(hub_id=req.hub_id, meter_id=meter_id, fuel=fuel))
+
+    # -- ending a hub ----------------------------------------------------------------------
+    def revoke_hub(
+        self,
+        hub_id: str,
+        now: datetime,
+        reason: x509.ReasonFlags = x509.ReasonFlags.key_compromise,
+        *,
+        serial: int | None = None,
+    ) -> x509.CertificateRevocationList:
+        """Revoke a hub: no more pulls, its data refused from now, its certificate on the CRL.
+
+        ``serial`` names the certificate for hubs registered without commissioning (manifest)."""
+        return self._finish(hub_id, REVOKED, reason, now, serial)
+
+    def decommission_hub(
+        self, hub_id: str, now: datetime, *, serial: int | None = None
+    ) -> x509.CertificateRevocationList:
+        """Take a hub out of service; what it delivered stays stored and readable."""
+        return self._finish(hub_id, DECOMMISSIONED, x509.ReasonFlags.cessation_of_operation, now, serial)
+
+    def _finish(
+        self, hub_id: str, status: str, reason: x509.ReasonFlags, now: datetime, serial: int | None
+    ) -> x509.CertificateRevocationList:
+        with self.store._write_lock, self.store.engine.begin() as conn:
+            lock_hub_status(conn, exclusive=True)
+            if not self._end(conn, hub_id, status, reason.value, now):
+                raise LifecycleRefused(f"hub {hub_id} is not an active hub")
+        self._revoke_cert(hub_id, now, reason, serial)
+        return self.publish_crl(now)
+
+    def _end(self, conn: Connection, hub_id: str, status: str, why: str, now: datetime) -> bool:
+        """Status change and dropped work of one hub, in the caller's (locked) transaction."""
+        res = conn.execute(
+            update(hubs).where(hubs.c.hub_id == hub_id, hubs.c.status == ACTIVE).values(status=status)
+        )
+        if res.rowcount != 1:
+            return False
+        # Pending work goes; a pull in flight finds its ingest refused and its row then finds no
+        # active hub to pull (the plan marks it done, "hub gone").
+        conn.execute(delete(pull_plan).where(pull_plan.c.hub_id == hub_id, pull_plan.c.state == PENDING))
+        conn.execute(
+            update(urgent_work)
+            .where(urgent_work.c.hub_id == hub_id, urgent_work.c.state == PENDING)
+            .values(state=FAILED, finished=now, last_error=f"hub {status}")
+        )
+        conn.execute(
+            update(hub_commissioning)
+            .where(hub_commissioning.c.hub_id == hub_id)
+            .values(ended_at=now, end_status=status, end_reason=why)
+        )
+        return True
+
+    def _revoke_cert(
+        self, hub_id: str, now: datetime, reason: x509.ReasonFlags, serial: int | None = None
+    ) -> None:
+        if serial is None:
+            with self.store.engine.connect() as conn:
+                found = conn.execute(
+                    select(hub_commissioning.c.cert_serial).where(hub_commissioning.c.hub_id == hub_id)
+                ).scalar()
+            if found is None:
+                raise LifecycleRefused(
+                    f"hub {hub_id} was not commissioned here: pass the serial of its certificate"
+                )
+            serial = int(found)
+        self.ca.revoke(serial, now, reason)
+
+    # -- the CRL ---------------------------------------------------------------------------
+    def revoke_certificate(
+        self, serial: int, now: datetime, reason: x509.ReasonFlags = x509.ReasonFlags.key_compromise
+    ) -> x509.CertificateRevocationList:
+        """Revoke any certificate (a collector's, a party's, an operator's) and publish the CRL."""
+        self.ca.revoke(serial, now, reason)
+        return self.publish_crl(now)
+
+    def publish_crl(self, now: datetime) -> x509.CertificateRevocationList:
+        """Write the CA's current CRL, tell the listeners, queue it to every active hub (urgent).
+
+        The CRL's thisUpdate is ``now``: verifiers use the newest CRL that is not dated ahead of
+        their clock (see :func:`smarthub.wan.tls.apply_crl`)."""
+        crl = self.ca.crl(now, next_update=self.crl_next_update)
+        pem = crl.public_bytes(serialization.Encoding.PEM)
+        _atomic_write(self.crl_path, pem, 0o644)
+        for listener in self.crl_listeners:
+            listener(self.crl_path)
+        if self.signer is not None:
+            body = {"crl": base64.b64encode(crl.public_bytes(serialization.Encoding.DER)).decode()}
+            for hub in self.store.active_hubs():
+                self.plan.queue_command(self.signer, hub.hub_id, "pki.crl", body, now, Priority.URGENT)
+        return crl
+
+    # -- reading across hubs ---------------------------------------------------------------
+    def meter_series(
+        self, premises_id: str, meter_id: str, obis: str, start: int | None = None, end: int | None = None
+    ) -> list[StoredReading]:
+        """One meter's readings at a premises from every hub that has served it, by start.
+
+        A replaced hub's readings stay under its own id; this joins them with its successors'.
+        Where two hubs hold the same interval, the one commissioned earlier is kept (it read the
+        meter first); a differing value there is a conflict and raises ``ValueError``."""
+        with self.store.engine.connect() as conn:
+            order = [
+                r.hub_id
+                for r in conn.execute(
+                    select(hubs.c.hub_id, hub_commissioning.c.commissioned_at)
+                    .select_from(
+                        hubs.outerjoin(hub_commissioning, hub_commissioning.c.hub_id == hubs.c.hub_id)
+                    )
+                    .where(hubs.c.premises_id == premises_id)
+                    .order_by(
+                        hub_commissioning.c.commissioned_at.is_(None).desc(),
+                        hub_commissioning.c.commissioned_at,
+                    )
+                )
+            ]
+            out: dict[tuple[int, int], StoredReading] = {}
+            for hub_id in order:
+                for r in channel_readings(conn, hub_id, meter_id, obis, start, end):
+                    held = out.setdefault((r.interval_start, r.duration), r)
+                    if held is not r and (held.value, held.power_of_ten) != (r.value, r.power_of_ten):
+                        raise ValueError(
+                            f"meter {meter_id} {obis} at {r.interval_start}: hub {held.hub_id} stored "
+                            f"{held.value}e{held.power_of_ten}, hub {r.hub_id} {r.value}e{r.power_of_ten}"
+                        )
+        return sorted(out.values(), key=lambda r: (r.interval_start, r.duration))
+
+    def commissioning_record(self, hub_id: str) -> dict[str, Any] | None:
+        with self.store.engine.connect() as conn:
+            row = conn.execute(select(hub_commissioning).where(hub_commissioning.c.hub_id == hub_id)).first()
+        return None if row is None else dict(row._mapping)
+
+
+__all__ = [
+    "ACTIVE",
+    "CRL_FILE",
+    "DECOMMISSIONED",
+    "REVOKED",
+    "Commissioned",
+    "HubLifecycle",
+    "LifecycleRefused",
+    "hub_commissioning",
+]

@@ -1,0 +1,65 @@
+"""The hub's CRL store: only a newer CRL signed by its CA is installed, atomically, and survives restart."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from smarthub.clock import ManualClock
+from smarthub.gdsc.pki import CertificateAuthority, Role
+from smarthub.hub.management import CrlRefused, CrlStore
+
+NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
+
+
+def _der(crl: x509.CertificateRevocationList) -> bytes:
+    return crl.public_bytes(serialization.Encoding.DER)
+
+
+def test_newer_crl_installed_older_foreign_and_stale_refused(tmp_path: Path) -> None:
+    ca = CertificateAuthority.create("root", NOW)
+    seen: list[int] = []
+    store = CrlStore(tmp_path / "crl.pem", ca.certificate, ManualClock(NOW + timedelta(hours=2)))
+    store.listeners.append(lambda crl, _path: seen.append(len(crl)))
+    first = ca.crl(NOW)
+    victim = ca.issue(Role.COLLECTOR, "c", NOW).certificate
+    ca.revoke(victim.serial_number, NOW + timedelta(minutes=1))
+    second = ca.crl(NOW + timedelta(hours=1))
+    store.install(_der(first))
+    store.install(second.public_bytes(serialization.Encoding.PEM))
+    assert seen == [0, 1] and store.crl == second
+    with pytest.raises(CrlRefused, match="not newer"):
+        store.install(_der(first))  # a replayed older CRL cannot un-revoke anything
+    with pytest.raises(CrlRefused, match="not newer"):
+        store.install(_der(second))
+    impostor = CertificateAuthority.create("root", NOW)  # same name, other key
+    with pytest.raises(CrlRefused, match="signature"):
+        store.install(_der(impostor.crl(NOW + timedelta(hours=1, minutes=30))))
+    with pytest.raises(CrlRefused, match="not by this hub's CA"):
+        store.install(_der(CertificateAuthority.create("other", NOW).crl(NOW)))
+    with pytest.raises(CrlRefused, match="stale"):
+        store.install(_der(ca.crl(NOW + timedelta(hours=1, minutes=1), next_update=timedelta(minutes=10))))
+    with pytest.raises(CrlRefused, match="not a CRL"):
+        store.install(b"garbage")
+    assert store.crl == second and seen == [0, 1]
+    # A restarted hub holds the last CRL it installed, and nothing else was left on disk.
+    again = CrlStore(tmp_path / "crl.pem", ca.certificate, ManualClock(NOW + timedelta(hours=2)))
+    assert again.crl == second and again.number == store.number
+    assert [p.name for p in tmp_path.iterdir()] == ["crl.pem"]
+
+
+def test_crl_command_body(tmp_path: Path) -> None:
+    import base64
+
+    ca = CertificateAuthority.create("root", NOW)
+    store = CrlStore(tmp_path / "crl.pem", ca.certificate, ManualClock(NOW))
+    out = store.handle({"crl": base64.b64encode(_der(ca.crl(NOW))).decode()})
+    assert out == {"crl_number": int(NOW.timestamp()), "revoked": 0}
+    with pytest.raises(CrlRefused, match="base64"):
+        store.handle({"crl": "%%%"})
+    with pytest.raises(CrlRefused, match="base64"):
+        store.handle({})
