@@ -159,8 +159,9 @@ class IhdStore:
             )
         return m, cur.rowcount == 1
 
-    def messages(self, now: datetime) -> list[Message]:
-        """Messages to show: started, not acknowledged, not expired; most urgent, then newest, first."""
+    def messages(self, now: datetime, *, scheduled: bool = False) -> list[Message]:
+        """Messages to show: started, not acknowledged, not expired; most urgent, then newest,
+        first. ``scheduled``: also those whose display starts later."""
         t = int(now.timestamp())
         with self._lock:
             rows = self._db.execute(
@@ -168,7 +169,7 @@ class IhdStore:
                 " WHERE acknowledged IS NULL AND (expires IS NULL OR expires > ?)"
                 " AND (start IS NULL OR start <= ?)"
                 " ORDER BY priority DESC, received DESC",
-                (t, t),
+                (t, 2**62 if scheduled else t),
             ).fetchall()
         return [Message(*r) for r in rows]
 
