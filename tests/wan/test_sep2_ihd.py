@@ -15,10 +15,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from lxml import etree
-
 from hub.ihd_home import IhdHome, make_home, pki
 from hub.test_tariff_update import V2
+from lxml import etree
+
 from smarthub.gdsc.pki import Role
 from smarthub.gdsc.tariffs import tariff_update_body
 from smarthub.model.tariff import TimeOfUse
@@ -49,10 +49,10 @@ class Rig:
     contexts: dict[str, ssl.SSLContext]
 
     async def get(self, who: str, path: str, status: int = 200) -> etree._Element | None:
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self.contexts[who])) as s:
-            async with s.get(self.url + path) as resp:
-                body = await resp.read()
-                assert resp.status == status, (who, path, resp.status, body)
+        connector = aiohttp.TCPConnector(ssl=self.contexts[who])
+        async with aiohttp.ClientSession(connector=connector) as s, s.get(self.url + path) as resp:
+            body = await resp.read()
+            assert resp.status == status, (who, path, resp.status, body)
         if status != 200:
             return None
         doc = etree.fromstring(body)
