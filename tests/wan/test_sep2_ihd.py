@@ -19,10 +19,16 @@ from hub.ihd_home import IhdHome, make_home, pki
 from hub.test_tariff_update import V2
 from lxml import etree
 
+from smarthub.clock import ManualClock
 from smarthub.gdsc.pki import Role
 from smarthub.gdsc.tariffs import tariff_update_body
+from smarthub.hub.privacy import Granularity
+from smarthub.hub.submeters import WanMeters
+from smarthub.model.obis import IMPORT_ACTIVE_ENERGY
 from smarthub.model.tariff import TimeOfUse
-from smarthub.model.tariff_calc import day_start
+from smarthub.model.tariff_calc import day_start, local_day
+from smarthub.sim.fleet import SimulatedHome, home_specs, provision
+from smarthub.wan import sep2
 from smarthub.wan.ihd_resources import IhdResources, price_units
 from smarthub.wan.server import HubWanServer
 from smarthub.wan.tls import client_context, server_context
@@ -80,10 +86,14 @@ async def rig(tmp_path: Path, wall_now: datetime) -> AsyncIterator[Rig]:
         contexts[who] = client_context(
             tmp_path / f"{who}.pem", tmp_path / f"{who}.key", tmp_path / "ca" / "ca.pem"
         )
+    # Both parties may have half-hourly data: the most the privacy filter ever lets out.
+    home.consent.set("gdsc", Granularity.HALF_HOURLY, NOW)
+    home.consent.set("energy-app.example", Granularity.HALF_HOURLY, NOW)
+    appliances = home.side.consumption.appliances
     server = HubWanServer(
         "HUB000001",
         hub_cert.lfdi,
-        home.hub,
+        WanMeters(home.hub, lambda meter: meter in appliances),
         lambda: int(home.clock.now().timestamp()),
         management=home.management,
         privacy=home.privacy,
@@ -229,3 +239,55 @@ async def test_only_this_homes_displays_read_pricing_and_messages(rig: Rig) -> N
     await rig.get("ihd", "/mup?l=5", status=403)
     await rig.get("ihd", "/tp/2", status=404)
     await rig.get("ihd", "/tp/0/rc/1", status=404)
+
+
+async def test_smart_plugs_feed_the_ihd_and_never_leave_the_home(rig: Rig) -> None:
+    home = rig.home
+    plugs = [p.eui for p in home.plugs]
+    assert plugs and all(home.hub.interval_count(p, IMPORT_ACTIVE_ENERGY) > 0 for p in plugs)  # kept here
+    costs = home.side.consumption.appliance_costs(local_day(NOW), local_day(NOW) + timedelta(days=1))
+    assert {a.meter for a in costs} == set(plugs) and any(a.kwh > 0 for a in costs)  # the IHD's breakdown
+    for who in ("collector", "party"):
+        upt = await rig.get(who, "/upt?l=50")
+        assert upt is not None and upt.get("all") == "2"
+        assert sorted(text(u, "s:description") for u in upt) == ["E0000000001", "G0000000001"]
+        dcap = await rig.get(who, "/dcap")
+        assert dcap is not None and dcap.find("s:MirrorUsagePointListLink", NS).get("all") == "2"  # type: ignore[union-attr]
+        mup = await rig.get(who, "/mup?l=1000")
+        assert mup is not None
+        described = [text(m, "s:description") for m in mup]
+        assert sorted(described) == ["E0000000001", "G0000000001"]
+        assert len(mup.findall(".//s:Reading", NS)) > 0  # the supply data does go out
+        body = etree.tostring(mup).decode()
+        assert not any(p in body for p in plugs)
+        for p in plugs:
+            mr = sep2.mr_href(p, IMPORT_ACTIVE_ENERGY)
+            for path in (sep2.upt_href(p), f"{mr}/rs?l=5", f"{mr}/r", f"{mr}/rt"):
+                await rig.get(who, path, status=404)
+
+
+async def test_demo_fleet_homes_have_plugs_and_the_gdsc_expects_none_of_their_channels(
+    tmp_path: Path,
+) -> None:
+    """The demo's accounting (readings expected vs stored at the GDSC) is the same with plugs."""
+    specs = home_specs(4, seed=3)
+    zigbee = specs[3]
+    assert zigbee.kind == "zigbee"
+    homes = []
+    for name, plugs in (("with", True), ("without", False)):
+        provision(tmp_path / name, specs, datetime.now(UTC))
+        clock = ManualClock(START)
+        homes.append(
+            SimulatedHome(zigbee, tmp_path / name, clock, START, timedelta(seconds=60), smart_plugs=plugs)
+        )
+    try:
+        with_plugs, without = homes
+        assert len(with_plugs.appliances) >= 3 and not without.appliances
+        assert with_plugs.expected_channels() == without.expected_channels()
+        assert with_plugs.manifest_entry()["meters"] == without.manifest_entry()["meters"]
+        assert len(with_plugs.rigs) == len(without.rigs) + 1  # the plugs' rig runs with the meters
+        assert set(with_plugs.consumer.consumption.appliances) == set(with_plugs.appliances)
+        assert not set(with_plugs.appliances) & set(with_plugs.server.source.meters())
+    finally:
+        for h in homes:
+            await h.stop()
