@@ -22,8 +22,9 @@ from lxml import etree
 from smarthub.clock import ManualClock
 from smarthub.gdsc.pki import Role
 from smarthub.gdsc.tariffs import tariff_update_body
+from smarthub.hub.diagnostics import DiagnosisCode, DiagnosticsLog
 from smarthub.hub.privacy import Granularity
-from smarthub.hub.submeters import WanMeters
+from smarthub.hub.submeters import WanEvents, WanMeters
 from smarthub.model.obis import IMPORT_ACTIVE_ENERGY
 from smarthub.model.tariff import TimeOfUse
 from smarthub.model.tariff_calc import day_start, local_day
@@ -291,3 +292,20 @@ async def test_demo_fleet_homes_have_plugs_and_the_gdsc_expects_none_of_their_ch
     finally:
         for h in homes:
             await h.stop()
+
+
+def test_events_about_a_plug_are_kept_from_the_wan(tmp_path: Path) -> None:
+    log = DiagnosticsLog(tmp_path / "events.sqlite")
+    try:
+        for i, device in enumerate(("E0000000001", "PLUG-1", "G0000000001", "PLUG-2")):
+            log.record(DiagnosisCode.STALE_METER, device, "meter", START + timedelta(minutes=i), "quiet", {})
+        wan = WanEvents(log, lambda meter: meter.startswith("PLUG"))
+        assert log.count() == 4 and wan.count() == 2
+        shown = wan.events(limit=10)
+        assert [e.device for e in shown] == ["E0000000001", "G0000000001"]
+        assert [e.device for e in wan.events(after_id=shown[0].id, limit=10)] == ["G0000000001"]
+        plug = next(e for e in log.events(limit=10) if e.device == "PLUG-1")
+        with pytest.raises(KeyError):
+            wan.get(plug.id)
+    finally:
+        log.disconnect()

@@ -35,7 +35,7 @@ from smarthub.hub.network import NetworkSettings, network_command
 from smarthub.hub.privacy import ConsentStore, Granularity, HubPrivacy, consent_command
 from smarthub.hub.registry import RADIO_PROTOCOLS, MeterRegistry, registry_commands
 from smarthub.hub.repairs import DlmsMeterAccess, HubRepairs
-from smarthub.hub.submeters import WanMeters
+from smarthub.hub.submeters import WanEvents, WanMeters
 from smarthub.meters.dlms.client import DlmsClient
 from smarthub.meters.dlms.security import SecurityKeys
 from smarthub.model import ObisCode
@@ -229,7 +229,7 @@ class SimulatedHome:
             lambda: int(clock.now().timestamp()),
             management=self.management,
             privacy=HubPrivacy(self.consent, self.history, mirror=self.hub.mirror),
-            events=self.diagnostics.log,
+            events=WanEvents(self.diagnostics.log, lambda meter: meter in consumption.appliances),
             monotonic=lambda: clock.now().timestamp(),
             client_allowed=self.network.client_allowed,
         )
