@@ -37,6 +37,8 @@ COMMAND_TYPES = (
     "ihd.message",
     "ihd.comparison",
     "ihd.appliance",
+    "message.display",
+    "tariff.update",
     "firmware.update",
     "diagnostic.ping",
     "diagnostic.han_scan",

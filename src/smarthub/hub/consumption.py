@@ -30,7 +30,7 @@ from smarthub.hub.intervals import IntervalRecord
 from smarthub.hub.tariffs import CostAccumulator
 from smarthub.model import ObisCode
 from smarthub.model.obis import GAS_VOLUME, IMPORT_ACTIVE_ENERGY
-from smarthub.model.tariff import TariffError
+from smarthub.model.tariff import SETTLEMENT_PERIOD, TariffError
 from smarthub.model.tariff_calc import EXACT, IntervalConsumption, classify, day_start, local_day
 
 GAS_VOLUME_CORRECTION = Decimal("1.02264")
@@ -142,6 +142,36 @@ class HomeConsumption:
         cost = self.cost(elec, c)
         if cost is not None:
             self._appliance.setdefault(r.meter, {})[c.start] = PricedInterval(c.start, c.kwh, cost)
+
+    def reprice(self, fuel: str, since: datetime) -> int:
+        """After a tariff update: re-price the fuel's intervals (and, for electricity, the
+        appliances') from ``since`` with the supply's new schedule; how many were re-priced. Observers are
+        not told again (a prepayment charge already taken stands, as a meter's would)."""
+        supply = self.supplies[fuel]
+        changed = 0
+        for c in supply.accumulator.intervals():
+            old = self._priced[fuel].get(c.start)
+            if c.start < since or old is None:
+                continue
+            cost = self.cost(supply, c)
+            if cost is None:
+                del self._priced[fuel][c.start]
+            elif cost != old.cost:
+                self._priced[fuel][c.start] = PricedInterval(c.start, c.kwh, cost)
+            changed += 1
+        if fuel == "electricity":
+            for rows in self._appliance.values():
+                for t, p in list(rows.items()):
+                    if t < since:
+                        continue
+                    offset = timedelta(seconds=t.timestamp() % SETTLEMENT_PERIOD.total_seconds())
+                    cost = self.cost(supply, IntervalConsumption(t, SETTLEMENT_PERIOD - offset, p.kwh))
+                    if cost is None:
+                        del rows[t]
+                    elif cost != p.cost:
+                        rows[t] = PricedInterval(t, p.kwh, cost)
+                    changed += 1
+        return changed
 
     @staticmethod
     def cost(supply: Supply, c: IntervalConsumption) -> Decimal | None:

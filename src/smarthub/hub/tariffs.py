@@ -16,23 +16,42 @@ published) is kept and counted as ``unpriced`` until a tariff update prices it; 
 a period that has one rather than under-report.
 
 Time is injected: every "now" is an argument.
+
+**Distribution** (`TariffStore`, `parse_tariff_update`): the GDSC distributes a new tariff
+version through the pull channel as the signed management command ``tariff.update`` with body
+``{"tariff": <Tariff JSON>, "effective": <ISO 8601>, "version": <int>, "fuel": "electricity" |
+"gas"}``. The hub validates it (the pydantic tariff model), refuses a version not above the one
+it holds (`StaleTariffVersion`), commits it to SQLite (``synchronous=FULL``, one transaction)
+*before* it is used, and swaps the supply's schedule: the version is in force from local
+midnight of its ``effective_from`` day (which ``effective`` must name), so intervals before that
+instant stay priced under the old version and those from it under the new one. On restart the
+stored versions are merged back into the configured schedules (`TariffStore.merge`).
 """
 
 from __future__ import annotations
 
 import bisect
+import json
+import logging
+import sqlite3
+import threading
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
 from smarthub.model.tariff import (
     SETTLEMENT_PERIOD,
+    InvalidTariff,
     MissingPrice,
     NoTariffInForce,
+    Tariff,
     TariffError,
     TariffRef,
     TariffSchedule,
     Tiered,
+    tariff_from_json,
 )
 from smarthub.model.tariff_calc import (
     Bill,
@@ -41,11 +60,14 @@ from smarthub.model.tariff_calc import (
     Totals,
     carbon_grams,
     classify,
+    day_start,
     local_day,
     settle,
     unit_price,
 )
 from smarthub.model.tariff_carbon import FixedIntensity, SeriesIntensity
+
+log = logging.getLogger(__name__)
 
 # How far ahead "until" is looked for: a rate unchanged for a week is shown without an end.
 RATE_HORIZON = timedelta(days=7)
@@ -94,6 +116,10 @@ class CostAccumulator:
     @property
     def schedule(self) -> TariffSchedule:
         return self._schedule
+
+    def intervals(self) -> list[IntervalConsumption]:
+        """Every interval held, oldest first."""
+        return [self._readings[t] for t in self._starts]
 
     # -- readings ------------------------------------------------------------------------------
 
@@ -271,3 +297,155 @@ class CostAccumulator:
 def _period_start(t: datetime) -> datetime:
     p = SETTLEMENT_PERIOD.total_seconds()
     return datetime.fromtimestamp(t.timestamp() // p * p, UTC)
+
+
+# -- distribution: the ``tariff.update`` command ----------------------------------------------
+
+FUELS = ("electricity", "gas")
+
+
+class TariffUpdateRefused(ValueError):
+    """A ``tariff.update`` the hub will not apply; the text says why."""
+
+
+class StaleTariffVersion(TariffUpdateRefused):
+    """The update's version is not above the version the hub already holds."""
+
+
+@dataclass(frozen=True)
+class TariffUpdate:
+    fuel: str
+    tariff: Tariff
+    effective: datetime  # UTC instant of local midnight starting tariff.effective_from
+
+
+def parse_tariff_update(body: dict[str, Any]) -> TariffUpdate:
+    """Validate a ``tariff.update`` body (see the module docstring); `TariffUpdateRefused` if bad.
+
+    ``effective`` is the instant the version takes effect: an ISO 8601 time with an offset equal
+    to local (Europe/London) midnight of the tariff's ``effective_from``, or that date alone.
+    """
+    if not isinstance(body, dict):
+        raise TariffUpdateRefused("a tariff.update body is a JSON object")
+    missing = [k for k in ("tariff", "effective", "version", "fuel") if k not in body]
+    if missing:
+        raise TariffUpdateRefused(f"tariff.update: missing field(s) {', '.join(missing)}")
+    fuel = body["fuel"]
+    if fuel not in FUELS:
+        raise TariffUpdateRefused(f"tariff.update: fuel must be one of {', '.join(FUELS)}, not {fuel!r}")
+    raw = body["tariff"]
+    try:
+        tariff = tariff_from_json(raw if isinstance(raw, str | bytes) else json.dumps(raw))
+    except InvalidTariff as err:
+        raise TariffUpdateRefused(f"tariff.update: {err}") from None
+    version = body["version"]
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise TariffUpdateRefused(f"tariff.update: version must be an integer, not {version!r}")
+    if version != tariff.version:
+        raise TariffUpdateRefused(
+            f"tariff.update: version {version} does not match the tariff's own version {tariff.version}"
+        )
+    text = body["effective"]
+    try:
+        parsed = datetime.fromisoformat(str(text))
+    except ValueError:
+        raise TariffUpdateRefused(f"tariff.update: effective {text!r} is not an ISO 8601 time") from None
+    midnight = day_start(tariff.effective_from)
+    if parsed.tzinfo is None:
+        if parsed.time() != datetime.min.time() or len(str(text)) != 10:
+            raise TariffUpdateRefused(
+                f"tariff.update: effective {text!r} needs a UTC offset (or give the local date alone)"
+            )
+        parsed = day_start(parsed.date())
+    if parsed != midnight:
+        raise TariffUpdateRefused(
+            f"tariff.update: effective {text!r} is not local midnight of the tariff's effective_from "
+            f"{tariff.effective_from} ({midnight.isoformat()}): tariff versions take effect at local midnight"
+        )
+    return TariffUpdate(str(fuel), tariff, midnight)
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tariff_versions (
+    fuel TEXT NOT NULL,
+    tariff_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    effective INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    received INTEGER NOT NULL,
+    PRIMARY KEY (fuel, tariff_id, version)
+);
+"""
+
+
+class TariffStore:
+    """The tariff versions this hub has been sent, per fuel, kept across restarts."""
+
+    def __init__(self, path: Path | str) -> None:
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def versions(self, fuel: str) -> list[Tariff]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT body FROM tariff_versions WHERE fuel = ? ORDER BY version", (fuel,)
+            ).fetchall()
+        return [tariff_from_json(r[0]) for r in rows]
+
+    def merge(self, fuel: str, schedule: TariffSchedule) -> TariffSchedule:
+        """``schedule`` (as configured) plus the versions distributed to this hub since."""
+        for t in self.versions(fuel):
+            if t.tariff_id != schedule.tariff_id:
+                continue  # a version of a tariff this supply is no longer on
+            try:
+                schedule = schedule.with_version(t)
+            except InvalidTariff as err:  # the configuration now says otherwise: it wins
+                log.warning("stored %s tariff version %s not used: %s", fuel, t.version, err)
+        return schedule
+
+    def apply(self, accumulator: CostAccumulator, update: TariffUpdate, now: datetime) -> TariffSchedule:
+        """Check ``update`` against the accumulator's schedule, commit it, then switch to it."""
+        current = accumulator.schedule
+        t = update.tariff
+        if t.tariff_id != current.tariff_id:
+            raise TariffUpdateRefused(
+                f"tariff.update: {update.fuel} is on tariff {current.tariff_id!r}, the update is for "
+                f"{t.tariff_id!r} (a change of tariff is a new supply configuration, not a version)"
+            )
+        latest = current.versions[-1]
+        if t.version <= latest.version:
+            raise StaleTariffVersion(
+                f"tariff.update: version {t.version} of {t.tariff_id!r} is not newer than version "
+                f"{latest.version}, which this hub already holds"
+            )
+        try:
+            schedule = current.with_version(t)
+        except InvalidTariff as err:
+            raise TariffUpdateRefused(f"tariff.update: {err}") from None
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO tariff_versions VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        update.fuel,
+                        t.tariff_id,
+                        t.version,
+                        int(update.effective.timestamp()),
+                        t.to_json(),
+                        int(now.timestamp()),
+                    ),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        accumulator.update_tariff(schedule)
+        return schedule

@@ -40,6 +40,10 @@ class Role(StrEnum):
     PARTY = "party"
     INSTALLER = "installer"
     OPERATOR = "operator"  # GDSC operations: signs the management commands hubs execute
+    # A third-party in-home display, issued for one home: its name is the hub id (or
+    # "<hub id>/<screen>"); the hub serves it the consumer's own Pricing and Messaging resources
+    # (IEEE 2030.5-2018 §10.6, §10.8) and nothing the privacy filter keeps from other parties.
+    IHD = "ihd"
 
     @property
     def extended_key_usage(self) -> x509.ObjectIdentifier:

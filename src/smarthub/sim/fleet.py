@@ -35,6 +35,7 @@ from smarthub.hub.network import NetworkSettings, network_command
 from smarthub.hub.privacy import ConsentStore, Granularity, HubPrivacy, consent_command
 from smarthub.hub.registry import RADIO_PROTOCOLS, MeterRegistry, registry_commands
 from smarthub.hub.repairs import DlmsMeterAccess, HubRepairs
+from smarthub.hub.submeters import WanEvents, WanMeters
 from smarthub.meters.dlms.client import DlmsClient
 from smarthub.meters.dlms.security import SecurityKeys
 from smarthub.model import ObisCode
@@ -43,6 +44,7 @@ from smarthub.model.obis import EXPORT_ACTIVE_ENERGY, IMPORT_ACTIVE_ENERGY, IMPO
 from smarthub.sim.consumer import add_smart_plugs, attach_sim_consumer_side
 from smarthub.sim.load_profile import HouseholdProfile
 from smarthub.sim.rigs import Rig, SupplyControl, dlms_rig, dsmr_rig, iec_rig, mbus_rig, wmbus_rig, zigbee_rig
+from smarthub.wan.ihd_resources import IhdResources
 from smarthub.wan.server import HubWanServer
 from smarthub.wan.tls import client_context, server_context
 
@@ -134,7 +136,7 @@ class SimulatedHome:
         sim_start: datetime,
         telegram_period: timedelta,
         *,
-        smart_plugs: bool = False,
+        smart_plugs: bool = True,
     ) -> None:
         self.spec = spec
         self.dir = state / "hubs" / spec.hub_id
@@ -218,17 +220,21 @@ class SimulatedHome:
             operator=(state / "gdsc" / "operator.pem", state / "gdsc" / "operator.key"),
             cert_clock=SystemClock(),
         )
+        # Sub-meters stay home: the WAN serves the hub's meters minus the appliance plugs.
+        consumption = self.consumer.consumption
         self.server = HubWanServer(
             spec.hub_id,
             self.lfdi,
-            self.hub,
+            WanMeters(self.hub, lambda meter: meter in consumption.appliances),
             lambda: int(clock.now().timestamp()),
             management=self.management,
             privacy=HubPrivacy(self.consent, self.history, mirror=self.hub.mirror),
-            events=self.diagnostics.log,
+            events=WanEvents(self.diagnostics.log, lambda meter: meter in consumption.appliances),
             monotonic=lambda: clock.now().timestamp(),
             client_allowed=self.network.client_allowed,
         )
+        # Third-party displays of this home read its pricing and messages in 2030.5.
+        IhdResources(self.server, consumption, self.consumer.store, clock.now).install()
         self.url = ""
 
     async def _link_test(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -259,10 +265,17 @@ class SimulatedHome:
 
     @property
     def meters(self) -> list[tuple[str, str]]:
-        return [m for rig in self.rigs for m in rig.meters]
+        """The home's meters as the GDSC registers them: smart plugs stay in the home."""
+        return [m for rig in self.rigs for m in rig.meters if m[0] not in self.appliances]
 
     def expected_channels(self) -> list[tuple[str, str, ObisCode]]:
-        return [(self.spec.hub_id, meter, obis) for rig in self.rigs for meter, obis in rig.channels]
+        """The channels the GDSC must collect (a smart plug's never leaves the home)."""
+        return [
+            (self.spec.hub_id, meter, obis)
+            for rig in self.rigs
+            for meter, obis in rig.channels
+            if meter not in self.appliances
+        ]
 
     async def start_server(self, ca_pem: Path, host: str = "127.0.0.1", port: int = 0) -> str:
         ctx = server_context(self.dir / "hub.pem", self.dir / "hub.key", ca_pem)
@@ -439,8 +452,7 @@ def _smart_plugs(
     spec: HomeSpec, hub: SmartHub, clock: Clock, start: datetime, rigs: list[Rig]
 ) -> dict[str, str]:
     """Smart plugs on the ZigBee homes' HAN (cost per appliance at the IHD); plug → appliance.
-    Off in the demo fleet: the hub's WAN serves every meter's intervals, so plugs' appliance-level
-    data would reach the GDSC (sub-meters should be kept in the home; not done yet)."""
+    Their intervals stay in the home: the WAN server is given `WanMeters`, which leaves them out."""
     if spec.kind != "zigbee":
         return {}
     rig, appliances = add_smart_plugs(hub, clock, start, spec.index, RADIO_PERIOD)

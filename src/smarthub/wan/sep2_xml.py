@@ -306,6 +306,201 @@ def log_event(
     return e
 
 
+# -- Pricing (§10.6) and Messaging (§10.8), for the home's displays ---------------------------
+CURRENCY_GBP = 826  # ISO 4217
+PRIMACY_CONTRACTED = 1  # PrimacyType: the contracted premises service provider (the supplier)
+EVENT_SCHEDULED, EVENT_ACTIVE = 0, 1  # EventStatus.currentStatus
+
+
+def device_capability_ihd(
+    href: str,
+    poll_rate: int,
+    messaging_programs: tuple[str, int],
+    tariff_profiles: tuple[str, int],
+    time_href: str,
+) -> Element:
+    """DeviceCapability as a home display sees it: Messaging, Pricing and Time (§10.2)."""
+    e = _el(None, "DeviceCapability", href)
+    e.set("pollRate", str(poll_rate))
+    _link(e, "MessagingProgramListLink", *messaging_programs)
+    _link(e, "TariffProfileListLink", *tariff_profiles)
+    _link(e, "TimeLink", time_href)
+    return e
+
+
+def _subscribable_list(tag: str, href: str, all_: int, poll_rate: int | None = None) -> Element:
+    return _list(tag, href, all_, 0, poll_rate)
+
+
+def _identified(e: Element, mrid_: str, description: str | None, version: int | None) -> None:
+    _text(e, "mRID", mrid_)
+    if description is not None:
+        _text(e, "description", description[:32])
+    if version is not None:
+        _text(e, "version", version)
+
+
+def _event(
+    e: Element,
+    mrid_: str,
+    description: str | None,
+    creation: int,
+    status: int,
+    at: int,
+    start: int,
+    duration: int,
+) -> None:
+    """The Event elements (§10.2 Event): mRID, description, creationTime, EventStatus, interval."""
+    _identified(e, mrid_, description, None)
+    _text(e, "creationTime", creation)
+    st = etree.SubElement(e, _N + "EventStatus")
+    _text(st, "currentStatus", status)
+    _text(st, "dateTime", at)
+    _text(st, "potentiallySuperseded", "false")
+    iv = etree.SubElement(e, _N + "interval")
+    _text(iv, "duration", duration)
+    _text(iv, "start", start)
+
+
+def tariff_profile_list(href: str, all_: int) -> Element:
+    return _subscribable_list("TariffProfileList", href, all_, LIST_POLL_RATE)
+
+
+def tariff_profile(
+    href: str,
+    mrid_: str,
+    description: str,
+    version: int,
+    price_power_of_ten: int,
+    rate_code: str,
+    rate_components: tuple[str, int],
+    service_kind: int,
+    parent: Element | None = None,
+) -> Element:
+    """TariffProfile (§10.6): prices in GBP × 10^``price_power_of_ten``."""
+    e = _el(parent, "TariffProfile", href)
+    _identified(e, mrid_, description, version)
+    _text(e, "currency", CURRENCY_GBP)
+    _text(e, "pricePowerOfTenMultiplier", price_power_of_ten)
+    _text(e, "primacy", PRIMACY_CONTRACTED)
+    _text(e, "rateCode", rate_code[:20])
+    _link(e, "RateComponentListLink", *rate_components)
+    _text(e, "serviceCategoryKind", service_kind)
+    return e
+
+
+def rate_component_list(href: str, all_: int) -> Element:
+    return _list("RateComponentList", href, all_, 0)
+
+
+def rate_component(
+    href: str,
+    mrid_: str,
+    description: str,
+    reading_type_href: str,
+    time_tariff_intervals: tuple[str, int],
+    active: tuple[str, int],
+    parent: Element | None = None,
+) -> Element:
+    e = _el(parent, "RateComponent", href)
+    _identified(e, mrid_, description, None)
+    _link(e, "ActiveTimeTariffIntervalListLink", *active)
+    _link(e, "ReadingTypeLink", reading_type_href)
+    _text(e, "roleFlags", ROLE_FLAGS)
+    _link(e, "TimeTariffIntervalListLink", *time_tariff_intervals)
+    return e
+
+
+def time_tariff_interval_list(href: str, all_: int) -> Element:
+    return _subscribable_list("TimeTariffIntervalList", href, all_)
+
+
+def time_tariff_interval(
+    href: str,
+    mrid_: str,
+    description: str,
+    creation: int,
+    status: int,
+    at: int,
+    start: int,
+    duration: int,
+    consumption_tariff_intervals: tuple[str, int],
+    tou_tier: int,
+    parent: Element | None = None,
+) -> Element:
+    """TimeTariffInterval (§10.6): a rate's time window, its prices in the linked CTIs."""
+    e = _el(parent, "TimeTariffInterval", href)
+    _event(e, mrid_, description, creation, status, at, start, duration)
+    _link(e, "ConsumptionTariffIntervalListLink", *consumption_tariff_intervals)
+    _text(e, "touTier", tou_tier)
+    return e
+
+
+def consumption_tariff_interval_list(href: str, all_: int) -> Element:
+    return _list("ConsumptionTariffIntervalList", href, all_, 0)
+
+
+def consumption_tariff_interval(
+    href: str, block: int, price: int, start_value: int, parent: Element | None = None
+) -> Element:
+    """ConsumptionTariffInterval (§10.6): ``price`` per unit of the rate component's ReadingType
+    from ``start_value`` of consumption in the block (``block`` 0: not a block tariff)."""
+    e = _el(parent, "ConsumptionTariffInterval", href)
+    _text(e, "consumptionBlock", block)
+    _text(e, "price", price)
+    _text(e, "startValue", start_value)
+    return e
+
+
+def messaging_program_list(href: str, all_: int) -> Element:
+    return _subscribable_list("MessagingProgramList", href, all_, LIST_POLL_RATE)
+
+
+def messaging_program(
+    href: str,
+    mrid_: str,
+    description: str,
+    locale: str,
+    active: tuple[str, int],
+    messages: tuple[str, int],
+    parent: Element | None = None,
+) -> Element:
+    """MessagingProgram (§10.8)."""
+    e = _el(parent, "MessagingProgram", href)
+    _identified(e, mrid_, description, None)
+    _link(e, "ActiveTextMessageListLink", *active)
+    _text(e, "locale", locale)
+    _text(e, "primacy", PRIMACY_CONTRACTED)
+    _link(e, "TextMessageListLink", *messages)
+    return e
+
+
+def text_message_list(href: str, all_: int) -> Element:
+    return _subscribable_list("TextMessageList", href, all_)
+
+
+def text_message(
+    href: str,
+    mrid_: str,
+    creation: int,
+    status: int,
+    at: int,
+    start: int,
+    duration: int,
+    originator: str,
+    priority: int,
+    text: str,
+    parent: Element | None = None,
+) -> Element:
+    """TextMessage (§10.8): shown over ``start`` .. ``start + duration``."""
+    e = _el(parent, "TextMessage", href)
+    _event(e, mrid_, None, creation, status, at, start, duration)
+    _text(e, "originator", originator[:20])
+    _text(e, "priority", priority)
+    _text(e, "textMessage", text)
+    return e
+
+
 def done(list_: Element) -> Element:
     """Set a List's ``results`` to the items built into it."""
     list_.set("results", str(len(list_)))
@@ -388,23 +583,36 @@ __all__ = [
     "ChannelRows",
     "Element",
     "channel_token",
+    "consumption_tariff_interval",
+    "consumption_tariff_interval_list",
     "device_capability",
+    "device_capability_ihd",
     "done",
     "end_device",
     "end_device_list",
     "log_event",
     "log_event_list",
+    "messaging_program",
+    "messaging_program_list",
     "meter_reading",
     "meter_reading_list",
     "mr_href",
     "mrid",
     "parse_channel_token",
+    "rate_component",
+    "rate_component_list",
     "reading",
     "reading_list",
     "reading_set",
     "reading_set_list",
     "reading_type",
+    "tariff_profile",
+    "tariff_profile_list",
+    "text_message",
+    "text_message_list",
     "time_resource",
+    "time_tariff_interval",
+    "time_tariff_interval_list",
     "to_bytes",
     "upt_href",
     "usage_point",

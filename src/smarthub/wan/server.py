@@ -208,6 +208,8 @@ class HubWanServer:
         r.add_get("/edev/0/lel", self.log_events)
         r.add_get("/edev/0/lel/{id}", self.log_event)
         r.add_get("/edev/0/lel/{id}/detail", self.log_event_detail)
+        # The /dcap a home display gets, when its resources are installed (wan.ihd_resources).
+        self.ihd_dcap: Callable[[web.Request], web.Response | None] | None = None
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -361,6 +363,8 @@ class HubWanServer:
 
     # -- resources -------------------------------------------------------------------
     async def dcap(self, request: web.Request) -> web.Response:
+        if self.ihd_dcap is not None and (for_display := self.ihd_dcap(request)) is not None:
+            return for_display
         # The bulk pull (see mirror_usage_points): one request instead of the walk. Not offered
         # to a recipient allowed register totals only: it carries interval data alone.
         registers_only = self.privacy is not None and self._granularity(request) == TARIFF_REGISTERS

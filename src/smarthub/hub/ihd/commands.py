@@ -4,7 +4,10 @@
   ``id``, ``text``, ``priority`` 0-3, optional ``expires`` ISO time), shown until acknowledged;
 * ``ihd.comparison``: the aggregate of similar homes (``start``, ``end`` local dates, ``homes``,
   ``description``, and per fuel ``average_kwh`` / ``efficient_kwh``);
-* ``ihd.appliance``: name the appliance a sub-meter or smart plug measures (``meter``, ``name``).
+* ``ihd.appliance``: name the appliance a sub-meter or smart plug measures (``meter``, ``name``);
+* ``message.display``: a supplier's text with a display window (see :mod:`smarthub.hub.messages`);
+* ``tariff.update``: a new version of a supply's tariff (see :mod:`smarthub.hub.tariffs`), when a
+  `TariffStore` is given.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ from typing import Any
 from smarthub.clock import Clock
 from smarthub.hub.consumption import HomeConsumption
 from smarthub.hub.ihd.store import Comparison, IhdStore
+from smarthub.hub.messages import display_command
+from smarthub.hub.tariffs import TariffStore, TariffUpdateRefused, parse_tariff_update
 
 
 def ihd_commands(
-    store: IhdStore, consumption: HomeConsumption, clock: Clock
+    store: IhdStore, consumption: HomeConsumption, clock: Clock, tariffs: TariffStore | None = None
 ) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
     def message(body: dict[str, Any]) -> dict[str, Any]:
         m, new = store.add_message(body, clock.now())
@@ -35,4 +40,29 @@ def ihd_commands(
         store.set_appliance(meter, name)
         return {"meter": meter, "name": name}
 
-    return {"ihd.message": message, "ihd.comparison": comparison, "ihd.appliance": appliance}
+    def tariff_update(body: dict[str, Any]) -> dict[str, Any]:
+        update = parse_tariff_update(body)
+        supply = consumption.supplies.get(update.fuel)
+        if supply is None:
+            raise TariffUpdateRefused(f"tariff.update: this home has no {update.fuel} supply")
+        assert tariffs is not None
+        tariffs.apply(supply.accumulator, update, clock.now())
+        repriced = consumption.reprice(update.fuel, update.effective)
+        t = update.tariff
+        return {
+            "fuel": update.fuel,
+            "tariff_id": t.tariff_id,
+            "version": t.version,
+            "effective": update.effective.isoformat(),
+            "repriced": repriced,
+        }
+
+    handlers = {
+        "ihd.message": message,
+        "ihd.comparison": comparison,
+        "ihd.appliance": appliance,
+        "message.display": display_command(store, clock),
+    }
+    if tariffs is not None:
+        handlers["tariff.update"] = tariff_update
+    return handlers

@@ -28,7 +28,7 @@ from smarthub.hub.management import ManagementInterface
 from smarthub.hub.prepayment import AccountConfig, PrepaymentLedger, topup_command
 from smarthub.hub.prepayment_bridge import Breaker, PrepaymentBridge
 from smarthub.hub.privacy import ConsentStore
-from smarthub.hub.tariffs import CostAccumulator
+from smarthub.hub.tariffs import CostAccumulator, TariffStore
 from smarthub.model.tariff import schedule_from_json
 from smarthub.model.tariff_calc import day_start, local_day
 from smarthub.model.tariff_carbon import FixedIntensity
@@ -39,6 +39,7 @@ class ConsumerSide:
     consumption: HomeConsumption
     store: IhdStore
     ihd: Ihd
+    tariffs: TariffStore | None = None
     ledger: PrepaymentLedger | None = None
     bridge: PrepaymentBridge | None = None
     runner: web.AppRunner | None = None
@@ -57,6 +58,8 @@ class ConsumerSide:
             await self.bridge.settled()
         if self.ledger is not None:
             self.ledger.close()
+        if self.tariffs is not None:
+            self.tariffs.close()
         self.store.close()
 
 
@@ -104,6 +107,12 @@ def attach_consumer_side(
     directory.mkdir(parents=True, exist_ok=True)
     store = IhdStore(directory / "ihd.sqlite")
     store.pairing_code()  # made at setup, so it can be printed on the console
+    tariffs = TariffStore(directory / "tariffs.sqlite")
+    supplies = list(supplies)
+    for s in supplies:  # tariff versions distributed since the configuration was written
+        merged = tariffs.merge(s.fuel, s.accumulator.schedule)
+        if merged != s.accumulator.schedule:
+            s.accumulator.update_tariff(merged)
     consumption = HomeConsumption(supplies, store.appliances())
     ledger = bridge = None
     now = clock.now()
@@ -131,7 +140,7 @@ def attach_consumer_side(
         recipients=list(recipients),
     )
     if management is not None:
-        for ctype, handler in ihd_commands(store, consumption, clock).items():
+        for ctype, handler in ihd_commands(store, consumption, clock, tariffs).items():
             management.register(ctype, handler)
         if ledger is not None and bridge is not None:
             credit = topup_command(ledger, (cert_clock or clock).now)
@@ -144,4 +153,4 @@ def attach_consumer_side(
                 return verdict
 
             management.register("prepayment.topup", topup)
-    return ConsumerSide(consumption, store, ihd, ledger, bridge)
+    return ConsumerSide(consumption, store, ihd, tariffs, ledger, bridge)

