@@ -127,9 +127,13 @@ class ManagementInterface:
             raise CommandRefused("malformed", f"not a command envelope: {err}") from None
         try:
             verify_certificate(signer, self.ca_cert, self.clock.now(), self.crl, expected_role=Role.OPERATOR)
+            key = signer.public_key()
         except CertificateRejected as err:
             raise CommandRefused("unknown_signer", err.reason) from None
-        key = signer.public_key()
+        except ValueError as err:
+            # cryptography parses a certificate's fields lazily: a PEM whose DER is well framed
+            # but whose subject, issuer or key is not fails only when that field is read.
+            raise CommandRefused("unknown_signer", f"signer certificate is malformed: {err}") from None
         if not isinstance(key, ec.EllipticCurvePublicKey):
             raise CommandRefused("unknown_signer", "signer certificate does not carry an EC key")
         try:
