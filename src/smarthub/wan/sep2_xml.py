@@ -31,6 +31,15 @@ from lxml import etree
 
 from smarthub.model import ObisCode
 from smarthub.model.reading_type import ACCUMULATION_DELTA, interval_spec
+from smarthub.security.xml import (
+    DTD_REFUSED,
+    UNTRUSTED_PARSER_OPTIONS,
+    XmlRefused,
+    parse_untrusted,
+    refuse_dtd_bytes,
+    refuse_dtd_tree,
+    wide_encoding,
+)
 
 CONTENT_TYPE = "application/sep+xml"
 DAY = 86400
@@ -41,6 +50,10 @@ ROLE_FLAGS = "0049"  # the RoleFlagsType the hub declares on every UsagePoint (w
 LIST_POLL_RATE = 900  # seconds: the 2030.5 default pollRate of a List that carries one
 
 Element = etree._Element
+
+
+# Reading untrusted 2030.5 XML: see smarthub.security.xml (shared with the hub's DRLC parser,
+# which may not import this package); re-exported here with the rest of the 2030.5 XML.
 
 
 # -- href scheme -------------------------------------------------------------------------
@@ -383,10 +396,13 @@ def write_mirror_usage_points(
 __all__ = [
     "CONTENT_TYPE",
     "DAY",
+    "DTD_REFUSED",
     "NS",
     "ROLE_FLAGS",
+    "UNTRUSTED_PARSER_OPTIONS",
     "ChannelRows",
     "Element",
+    "XmlRefused",
     "channel_token",
     "device_capability",
     "done",
@@ -399,15 +415,19 @@ __all__ = [
     "mr_href",
     "mrid",
     "parse_channel_token",
+    "parse_untrusted",
     "reading",
     "reading_list",
     "reading_set",
     "reading_set_list",
     "reading_type",
+    "refuse_dtd_bytes",
+    "refuse_dtd_tree",
     "time_resource",
     "to_bytes",
     "upt_href",
     "usage_point",
     "usage_point_list",
+    "wide_encoding",
     "write_mirror_usage_points",
 ]
