@@ -121,3 +121,26 @@ def test_mgmt_envelope_with_a_malformed_signer_certificate_is_refused_not_a_500(
     finally:
         mgmt.close()
     assert refused.value.code == "unknown_signer"
+
+
+def test_mgmt_envelope_with_a_signer_certificate_of_unknown_version_is_refused(tmp_path: Path) -> None:
+    """Found by the 1M-input run: x509.InvalidVersion (not a ValueError) escaped ``verify``."""
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    ca = CertificateAuthority.create("fuzz CA", now)
+    op = ca.issue(Role.OPERATOR, "ops", now)
+    envelope = CommandSigner(op.private_key, op.cert_pem, lambda hub: 1).sign(
+        Command("HUB1", 1, "diagnostic.ping", {"nonce": 5}, now.isoformat())
+    )
+    der = bytearray(op.certificate.public_bytes(Encoding.DER))
+    version = der.index(bytes.fromhex("a003020102"))  # [0] EXPLICIT INTEGER 2 (v3)
+    der[version + 4] = 0x6A  # version 106
+    pem = b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(bytes(der)) + b"-----END CERTIFICATE-----\n"
+    outer = json.loads(envelope.envelope())
+    outer["signer"] = pem.decode()
+    mgmt = ManagementInterface("HUB1", ca.certificate, ManualClock(now), tmp_path / "m.sqlite")
+    try:
+        with pytest.raises(CommandRefused) as refused:
+            mgmt.verify(json.dumps(outer).encode())
+    finally:
+        mgmt.close()
+    assert refused.value.code == "malformed" and "version" in refused.value.reason

@@ -123,7 +123,8 @@ class ManagementInterface:
             payload = outer["payload"].encode()
             signature = base64.b64decode(outer["signature"], validate=True)
             signer = x509.load_pem_x509_certificate(outer["signer"].encode())
-        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as err:
+        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error, x509.InvalidVersion) as err:
+            # (InvalidVersion, a certificate whose version is not v1/v3, is no ValueError.)
             raise CommandRefused("malformed", f"not a command envelope: {err}") from None
         try:
             verify_certificate(signer, self.ca_cert, self.clock.now(), self.crl, expected_role=Role.OPERATOR)
