@@ -144,3 +144,20 @@ def test_mgmt_envelope_with_a_signer_certificate_of_unknown_version_is_refused(t
     finally:
         mgmt.close()
     assert refused.value.code == "malformed" and "version" in refused.value.reason
+
+
+def test_mgmt_envelope_whose_signer_name_holds_a_bit_string_is_refused(tmp_path: Path) -> None:
+    """Found by the 1M-input run: a Name attribute of BIT STRING type under an OID that does not
+    allow it made cryptography raise TypeError out of ``verify``. The envelope is the fuzzer's."""
+    envelope = bytes.fromhex(
+        (Path(__file__).parent / "data" / "mgmt_envelope_bitstring_name.hex").read_text()
+    )
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    ca = CertificateAuthority.create("fuzz CA", now)
+    mgmt = ManagementInterface("HUB1", ca.certificate, ManualClock(now), tmp_path / "m.sqlite")
+    try:
+        with pytest.raises(CommandRefused) as refused:
+            mgmt.verify(envelope)
+    finally:
+        mgmt.close()
+    assert refused.value.code == "unknown_signer" and "malformed" in refused.value.reason

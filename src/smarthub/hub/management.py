@@ -131,9 +131,10 @@ class ManagementInterface:
             key = signer.public_key()
         except CertificateRejected as err:
             raise CommandRefused("unknown_signer", err.reason) from None
-        except ValueError as err:
+        except (ValueError, TypeError) as err:
             # cryptography parses a certificate's fields lazily: a PEM whose DER is well framed
-            # but whose subject, issuer or key is not fails only when that field is read.
+            # but whose subject, issuer or key is not fails only when that field is read
+            # (ValueError, or TypeError for an attribute of a type its OID does not allow).
             raise CommandRefused("unknown_signer", f"signer certificate is malformed: {err}") from None
         if not isinstance(key, ec.EllipticCurvePublicKey):
             raise CommandRefused("unknown_signer", "signer certificate does not carry an EC key")
