@@ -32,6 +32,7 @@ test: $(STAMP) browser
 bench: $(STAMP)
 	SMARTHUB_FUZZ_EXAMPLES=20000 $(BIN)/pytest -q tests/meters -k "fuzz or Fuzz"
 	$(BIN)/pytest -q -m slow
+	$(BIN)/python bench/fuzz.py --inputs 1000000 --processes 2
 	$(BIN)/python bench/codecs.py
 	$(BIN)/python bench/demo_day.py
 	$(BIN)/python bench/hub.py

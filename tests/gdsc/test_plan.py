@@ -301,7 +301,9 @@ def test_urgent_work_by_priority_and_commands_per_hub_in_queue_order(store: Stor
     del creds
 
 
-def test_commands_queued_at_once_by_several_processes_keep_counter_order(store: Store, tmp_path: Path) -> None:
+def test_commands_queued_at_once_by_several_processes_keep_counter_order(
+    store: Store, tmp_path: Path
+) -> None:
     """Job order is delivery order and the hub refuses a counter below one it accepted, so
     commands queued concurrently for one hub must land in the plan in counter order."""
     import json

@@ -53,6 +53,8 @@ from typing import Any
 
 from lxml import etree
 
+from smarthub.security.xml import XmlRefused, parse_untrusted
+
 NS = "urn:ieee:std:2030.5:ns"
 _Q = f"{{{NS}}}"
 
@@ -175,10 +177,10 @@ def _int(el: Any, path: str, lo: int, hi: int, default: int | None = None) -> in
 def parse_end_device_control(xml: bytes | str) -> EndDeviceControl:
     """An EndDeviceControl from 2030.5 XML; :class:`InvalidEvent` saying what is wrong."""
     try:
-        parser = etree.XMLParser(resolve_entities=False, no_network=True)
-        root = etree.fromstring(xml.encode() if isinstance(xml, str) else xml, parser)
-    except etree.XMLSyntaxError as err:
-        raise InvalidEvent(f"not XML: {err}") from None
+        root = parse_untrusted(xml.encode() if isinstance(xml, str) else xml)
+    except XmlRefused as err:
+        # A DTD is refused before parsing: no entity expansion, no external entity or DTD read.
+        raise InvalidEvent(str(err).replace("malformed XML", "not XML")) from None
     if root.tag != _Q + "EndDeviceControl":
         raise InvalidEvent(f"expected a 2030.5 EndDeviceControl, got {root.tag}")
     mrid = (root.findtext("s:mRID", namespaces={"s": NS}) or "").strip().upper()

@@ -140,13 +140,19 @@ class ManagementInterface:
             payload = outer["payload"].encode()
             signature = base64.b64decode(outer["signature"], validate=True)
             signer = x509.load_pem_x509_certificate(outer["signer"].encode())
-        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as err:
+        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error, x509.InvalidVersion) as err:
+            # (InvalidVersion, a certificate whose version is not v1/v3, is no ValueError.)
             raise CommandRefused("malformed", f"not a command envelope: {err}") from None
         try:
             verify_certificate(signer, self.ca_cert, self.clock.now(), self.crl, expected_role=Role.OPERATOR)
+            key = signer.public_key()
         except CertificateRejected as err:
             raise CommandRefused("unknown_signer", err.reason) from None
-        key = signer.public_key()
+        except (ValueError, TypeError) as err:
+            # cryptography parses a certificate's fields lazily: a PEM whose DER is well framed
+            # but whose subject, issuer or key is not fails only when that field is read
+            # (ValueError, or TypeError for an attribute of a type its OID does not allow).
+            raise CommandRefused("unknown_signer", f"signer certificate is malformed: {err}") from None
         if not isinstance(key, ec.EllipticCurvePublicKey):
             raise CommandRefused("unknown_signer", "signer certificate does not carry an EC key")
         try:

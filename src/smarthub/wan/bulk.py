@@ -26,7 +26,16 @@ from smarthub.wan.client import PulledInterval, PullError
 
 # The writer lives with the hub's other 2030.5 builders (the hub must not import this module's
 # parser, which needs the GDSC client); re-exported here, where the document is described.
-from smarthub.wan.sep2_xml import NS, ChannelRows, write_mirror_usage_points
+from smarthub.wan.sep2_xml import (
+    NS,
+    UNTRUSTED_PARSER_OPTIONS,
+    ChannelRows,
+    XmlRefused,
+    refuse_dtd_bytes,
+    refuse_dtd_tree,
+    wide_encoding,
+    write_mirror_usage_points,
+)
 
 _N = "{" + NS + "}"
 
@@ -92,15 +101,10 @@ class BulkParser:
         self._parser = etree.XMLPullParser(
             events=("start", "end"),
             tag=(_TAG_ROOT, _TAG_MMR, _TAG_READING),
-            resolve_entities=False,
-            no_network=True,
-            load_dtd=False,
-            huge_tree=False,
-            remove_comments=True,
-            remove_pis=True,
+            **UNTRUSTED_PARSER_OPTIONS,
         )
         self._root: etree._Element | None = None
-        self._prolog = b""
+        self._tail = b""  # the end of the previous chunk, so a marker split across two is seen
         self._pending: list[tuple[int, int, int, int]] = []  # the current channel's (start, dur, value, q)
         self._out: list[ChannelReadings] = []
         self._readings = 0
@@ -116,10 +120,18 @@ class BulkParser:
         if self._closed:
             raise PullError("bulk body: data after the end of the document")
         if self._root is None:
-            # Entities are never resolved (resolve_entities=False); a DTD is refused outright.
-            self._prolog = (self._prolog + chunk)[-65536:]
-            if b"<!DOCTYPE" in self._prolog or b"<!ENTITY" in self._prolog:
-                raise PullError("bulk body: XML with a DTD or entity declarations is refused")
+            # Entities are never resolved (resolve_entities=False); a DTD is refused outright,
+            # however long the prolog before it (checked again on the tree: UTF-16, say).
+            window = self._tail + chunk
+            if not self._tail and wide_encoding(window) is not None:
+                # Streamed, a UTF-16 body's markers may straddle chunks at any byte: the hub
+                # writes UTF-8, so nothing else is taken.
+                raise PullError("bulk body: only UTF-8 is accepted (a UTF-16/32 body is refused)")
+            self._tail = window[-16:]
+            try:
+                refuse_dtd_bytes(window)
+            except XmlRefused as err:
+                raise PullError(f"bulk body: {err}") from None
         try:
             self._parser.feed(chunk)
             self._drain()
@@ -155,6 +167,10 @@ class BulkParser:
         for event, elem in self._parser.read_events():
             if event == "start":
                 if self._root is None and elem.tag == _TAG_ROOT and elem.getparent() is None:
+                    try:
+                        refuse_dtd_tree(elem)
+                    except XmlRefused as err:
+                        raise PullError(f"bulk body: {err}") from None
                     self._root = elem
                 continue
             tag = elem.tag

@@ -16,24 +16,15 @@ from typing import Any, TypeVar
 
 import aiohttp
 from envoy_schema.server.schema.sep2.log_events import LogEventList
-from lxml import etree
 from pydantic import ValidationError
 
 from smarthub.model.reading_type import obis_for_interval
 from smarthub.wan import sep2
+from smarthub.wan.sep2_xml import XmlRefused, parse_untrusted
 from smarthub.wan.tls import PeerMismatch, check_peer
 
 MAX_BODY = 4 * 1024 * 1024
 PAGE = 1000
-
-_PARSER = etree.XMLParser(
-    resolve_entities=False,
-    no_network=True,
-    load_dtd=False,
-    dtd_validation=False,
-    huge_tree=False,
-    remove_comments=True,
-)
 
 M = TypeVar("M")
 
@@ -68,12 +59,10 @@ class PullResult:
 
 def parse_resource(body: bytes, model: type[M], what: str = "") -> M:
     """Parse a 2030.5 XML body into ``model`` or raise :class:`PullError` saying why."""
-    if b"<!DOCTYPE" in body[:2048] or b"<!ENTITY" in body:
-        raise PullError(f"{what}: XML with a DTD or entity declarations is refused")
     try:
-        root = etree.fromstring(body, _PARSER)
-    except etree.XMLSyntaxError as err:
-        raise PullError(f"{what}: malformed XML: {err}") from None
+        root = parse_untrusted(body)  # a DTD anywhere, not only in the first bytes, is refused
+    except XmlRefused as err:
+        raise PullError(f"{what}: {err}") from None
     try:
         return model.from_xml_tree(root)  # type: ignore[attr-defined,no-any-return]
     except (ValidationError, ValueError, TypeError) as err:

@@ -6,7 +6,9 @@ whose whole budget is 64 MB (issue 4, measured by ``bench/hub.py``); h11 costs w
 and is already a dependency (the GDSC's bulk puller, :mod:`smarthub.wan.pull`). The protocol
 work (parsing, framing, keep-alive, pipelining) is h11's; this module adds only what a server
 needs around it: routing by path template, middlewares, errors as responses, a bound on
-request bodies and on idle connections.
+request bodies (413, answered before the rest is read) and on time: idle keep-alive
+connections, and a request's head and body each within a total deadline, so slow-loris
+clients are closed (the head) or answered 408 (the body) while other clients are served.
 
 It offers the slice of ``aiohttp.web``'s interface the WAN server uses (``Application``,
 ``Request``, ``Response``, ``json_response``, ``HTTPNotFound``…, ``AppRunner``, ``TCPSite``),
@@ -33,7 +35,8 @@ log = logging.getLogger(__name__)
 
 MAX_HEAD = 16 * 1024  # request line and headers
 IDLE_TIMEOUT = 75.0  # seconds a keep-alive connection may sit idle (aiohttp's default)
-READ_TIMEOUT = 30.0  # seconds to receive the rest of a request once it has started
+HEADER_TIMEOUT = 10.0  # seconds from a request's first byte to the end of its head, in total
+BODY_TIMEOUT = 30.0  # seconds from the end of the head to the end of the body, in total
 
 
 class HTTPException(Exception):
@@ -186,9 +189,21 @@ class Router:
 
 class Application:
     def __init__(
-        self, *, client_max_size: int = 1024**2, middlewares: tuple[Middleware, ...] | list[Any] = ()
+        self,
+        *,
+        client_max_size: int = 1024**2,
+        middlewares: tuple[Middleware, ...] | list[Any] = (),
+        idle_timeout: float = IDLE_TIMEOUT,
+        header_timeout: float = HEADER_TIMEOUT,
+        body_timeout: float = BODY_TIMEOUT,
     ) -> None:
+        """``client_max_size`` bounds a request body; the timeouts bound how long a connection may
+        sit idle between requests, and how long a request's head and then its body may take in
+        total (not per read: a slow-loris client sending a byte a second gains nothing)."""
         self.client_max_size = client_max_size
+        self.idle_timeout = idle_timeout
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
         self.middlewares = list(middlewares)
         self.router = Router()
 
@@ -230,12 +245,21 @@ class _Connection:
         self.writer = writer
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
 
-    async def _event(self, timeout: float) -> h11.Event | type[h11.PAUSED]:
+    async def _event(self, deadline: float | None, then: float = 0.0) -> h11.Event | type[h11.PAUSED]:
+        """The next h11 event, reading until ``deadline`` (loop time). With ``deadline`` None,
+        the first read may take the idle timeout and the deadline becomes ``then`` seconds after
+        the first data arrives (a request's head must be complete that long after it starts)."""
+        loop = asyncio.get_running_loop()
         while True:
             event = self.h11.next_event()
             if event is not h11.NEED_DATA:
                 return event  # type: ignore[return-value]
+            timeout = self.app.idle_timeout if deadline is None else deadline - loop.time()
+            if timeout <= 0:
+                raise TimeoutError
             data = await asyncio.wait_for(self.reader.read(65536), timeout)
+            if deadline is None:
+                deadline = loop.time() + then
             self.h11.receive_data(data)  # b"": the client closed its side
 
     async def _send(self, *events: h11.Event) -> None:
@@ -259,7 +283,11 @@ class _Connection:
 
     async def run(self) -> None:
         while True:
-            event = await self._event(IDLE_TIMEOUT)
+            # A pipelined head may already be (partly) buffered: its clock starts now.
+            loop = asyncio.get_running_loop()
+            started = self.h11.trailing_data[0]
+            deadline = loop.time() + self.app.header_timeout if started else None
+            event = await self._event(deadline, self.app.header_timeout)
             if not isinstance(event, h11.Request):
                 return  # closed, or nothing more to read
             response = await self._request(event)
@@ -269,14 +297,23 @@ class _Connection:
             self.h11.start_next_cycle()
 
     async def _request(self, head: h11.Request) -> Response:
+        # h11 bounds a head only while it is incomplete; one that arrived whole in a single
+        # read can be larger, so the bound is checked again on the parsed head.
+        if len(head.target) + sum(len(k) + len(v) + 4 for k, v in head.headers) > MAX_HEAD:
+            return _refused(431, f"request head exceeds {MAX_HEAD} bytes")
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in head.headers}
         limit = self.app.client_max_size
         if int(headers.get("content-length") or 0) > limit:
             # Refused unread; the connection closes after the answer (h11 sees the body pending).
             return _too_large(limit)
         body = bytearray()
+        deadline = asyncio.get_running_loop().time() + self.app.body_timeout
         while True:
-            event = await self._event(READ_TIMEOUT)
+            try:
+                event = await self._event(deadline)
+            except TimeoutError:
+                # The head was read, so h11 lets us answer before closing.
+                return _refused(408, f"request body not received within {self.app.body_timeout:g} s")
             if isinstance(event, h11.Data):
                 body += event.data
                 if len(body) > limit:  # a chunked body announces no length
@@ -293,8 +330,12 @@ class _Connection:
 
 
 def _too_large(limit: int) -> Response:
-    text = f"413: request body exceeds {limit} bytes"
-    return Response(body=text.encode(), status=413, content_type="text/plain; charset=utf-8")
+    return _refused(413, f"request body exceeds {limit} bytes")
+
+
+def _refused(status: int, why: str) -> Response:
+    """An answer the connection closes after (h11 sees the request's body unfinished)."""
+    return Response(body=f"{status}: {why}".encode(), status=status, content_type="text/plain; charset=utf-8")
 
 
 class AppRunner:

@@ -31,6 +31,15 @@ from lxml import etree
 
 from smarthub.model import ObisCode
 from smarthub.model.reading_type import ACCUMULATION_DELTA, interval_spec
+from smarthub.security.xml import (
+    DTD_REFUSED,
+    UNTRUSTED_PARSER_OPTIONS,
+    XmlRefused,
+    parse_untrusted,
+    refuse_dtd_bytes,
+    refuse_dtd_tree,
+    wide_encoding,
+)
 
 CONTENT_TYPE = "application/sep+xml"
 DAY = 86400
@@ -41,6 +50,10 @@ ROLE_FLAGS = "0049"  # the RoleFlagsType the hub declares on every UsagePoint (w
 LIST_POLL_RATE = 900  # seconds: the 2030.5 default pollRate of a List that carries one
 
 Element = etree._Element
+
+
+# Reading untrusted 2030.5 XML: see smarthub.security.xml (shared with the hub's DRLC parser,
+# which may not import this package); re-exported here with the rest of the 2030.5 XML.
 
 
 # -- href scheme -------------------------------------------------------------------------
@@ -578,10 +591,13 @@ def write_mirror_usage_points(
 __all__ = [
     "CONTENT_TYPE",
     "DAY",
+    "DTD_REFUSED",
     "NS",
     "ROLE_FLAGS",
+    "UNTRUSTED_PARSER_OPTIONS",
     "ChannelRows",
     "Element",
+    "XmlRefused",
     "channel_token",
     "consumption_tariff_interval",
     "consumption_tariff_interval_list",
@@ -599,6 +615,7 @@ __all__ = [
     "mr_href",
     "mrid",
     "parse_channel_token",
+    "parse_untrusted",
     "rate_component",
     "rate_component_list",
     "reading",
@@ -606,6 +623,8 @@ __all__ = [
     "reading_set",
     "reading_set_list",
     "reading_type",
+    "refuse_dtd_bytes",
+    "refuse_dtd_tree",
     "tariff_profile",
     "tariff_profile_list",
     "text_message",
@@ -617,5 +636,6 @@ __all__ = [
     "upt_href",
     "usage_point",
     "usage_point_list",
+    "wide_encoding",
     "write_mirror_usage_points",
 ]
