@@ -54,8 +54,8 @@ HUB_SIDE = [
         False,
         marks=pytest.mark.xfail(
             strict=True,
-            reason="gap: operator certificates carry clientAuth, so the hub's TLS accepts them; only "
-            "HubWanServer's client_allowed LFDI allowlist (when configured) refuses them",
+            reason="operator certificates carry clientAuth, so the hub's TLS layer accepts them; "
+            "HubWanServer refuses every non-client role (tests/wan/test_server_client.py)",
         ),
     ),
 ]

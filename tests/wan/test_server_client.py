@@ -13,6 +13,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from cryptography import x509
 from lxml import etree
 
 from smarthub.gdsc.pki import CertificateAuthority, Role
@@ -218,3 +219,34 @@ async def test_diagnosed_events_are_served_as_log_events_with_their_diagnosis(
         await client.close()
         await server.stop()
         history.close()
+
+
+async def test_hub_refuses_certificates_whose_role_is_not_a_wan_client(
+    rig: Rig, tmp_path: Path, wall_now: datetime
+) -> None:
+    # An operator's certificate carries clientAuth, so TLS admits it; the server refuses it on
+    # role. (A hub's certificate has serverAuth only and is refused in the handshake.)
+    rig.ca.issue(Role.OPERATOR, "ops", wall_now).save(tmp_path, "operator")
+    for stem in ("operator",):
+        ctx = client_context(tmp_path / f"{stem}.pem", tmp_path / f"{stem}.key", rig.dir / "ca" / "ca.pem")
+        async with (
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as s,
+            s.get(rig.url + "/upt") as resp,
+        ):
+            assert resp.status == 403, stem
+            assert "not a WAN client" in await resp.text()
+
+
+async def test_a_collector_revoked_mid_connection_is_refused_on_its_next_request(rig: Rig) -> None:
+    """TLS checks the CRL in full handshakes only; a kept-alive connection or a resumed
+    session would carry a revoked certificate past it, so the server checks every request."""
+    revoked: set[int] = set()
+    rig.server.revoked = revoked.__contains__
+    collector = x509.load_pem_x509_certificate((rig.dir / "collector.pem").read_bytes())
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=rig.collector_ctx, limit=1)) as s:
+        async with s.get(rig.url + "/upt") as resp:
+            assert resp.status == 200
+        revoked.add(collector.serial_number)
+        async with s.get(rig.url + "/upt") as resp:  # same kept-alive connection
+            assert resp.status == 403
+            assert "revoked" in await resp.text()

@@ -260,6 +260,11 @@ class CrlStore:
     def number(self) -> int | None:
         return None if self.crl is None else _crl_number(self.crl)
 
+    def is_revoked(self, serial: int) -> bool:
+        """Whether the CRL held lists the certificate with ``serial`` (for the WAN server's
+        per-request check, which also covers resumed TLS sessions)."""
+        return self.crl is not None and self.crl.get_revoked_certificate_by_serial_number(serial) is not None
+
     def _check_issuer(self, crl: x509.CertificateRevocationList) -> None:
         key = self.ca_cert.public_key()
         if crl.issuer != self.ca_cert.subject or not isinstance(key, ec.EllipticCurvePublicKey):

@@ -135,6 +135,8 @@ class CommandSink(Protocol):
     async def handle(self, envelope: bytes) -> CommandResultLike: ...
 
 
+WAN_CLIENT_ROLES = frozenset({"collector", "party", "installer", "ihd"})
+_SERIALS: dict[bytes, int] = {}  # client certificate → serial number, for the CRL check
 _PEERS: dict[bytes, tuple[str, str, str]] = {}  # client certificate → (role, name, LFDI): parsed once
 
 
@@ -171,8 +173,15 @@ class HubWanServer:
         events: EventLog | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         client_allowed: Callable[[str], bool] | None = None,
+        revoked: Callable[[int], bool] | None = None,
     ) -> None:
-        """``monotonic``: the rate limiter's time in seconds (inject simulated time in a simulation)."""
+        """``monotonic``: the rate limiter's time in seconds (inject simulated time in a simulation).
+
+        ``revoked(serial)`` answers from the hub's current CRL. The TLS context checks the CRL
+        in full handshakes only; a resumed session skips certificate verification, so a client
+        revoked after its first handshake would still get in without this per-request check.
+        """
+        self.revoked = revoked
         self.hub_id = hub_id
         self.events = events
         self.client_allowed = client_allowed  # LFDI allowlist from the network configuration
@@ -231,6 +240,14 @@ class HubWanServer:
     async def _count(self, request: web.Request, handler):  # type: ignore[no-untyped-def]
         self.requests += 1
         role, name, lfdi = self._peer_identity(request)
+        if role not in WAN_CLIENT_ROLES:
+            # An operator's certificate signs commands and a hub's serves; neither is a WAN
+            # client, whatever clientAuth usage their certificates carry.
+            raise web.HTTPForbidden(
+                text=f"a {role or 'certificate without a'} role is not a WAN client of a hub"
+            )
+        if self.revoked is not None and self.revoked(self._peer_serial(request)):
+            raise web.HTTPForbidden(text=f"client certificate {lfdi} is revoked")
         if self.client_allowed is not None and not self.client_allowed(lfdi):
             raise web.HTTPForbidden(text=f"client {lfdi} is not on this hub's allowlist")
         client = f"{role}:{name}" if name else str(request.remote)
@@ -286,6 +303,20 @@ class HubWanServer:
             _PEERS[der] = found
         return found
 
+    @staticmethod
+    def _peer_serial(request: web.Request) -> int:
+        ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        if not der:
+            return -1
+        serial = _SERIALS.get(der)
+        if serial is None:
+            serial = x509.load_der_x509_certificate(der).serial_number
+            if len(_SERIALS) > 4096:
+                _SERIALS.clear()
+            _SERIALS[der] = serial
+        return serial
+
     def _granularity(self, request: web.Request) -> str:
         """The granularity the privacy filter allows whoever this request is for.
 
@@ -310,6 +341,11 @@ class HubWanServer:
             raise web.HTTPForbidden(
                 text=f"the consumer has not consented to share metering data with {recipient!r}"
             )
+        admits = getattr(self.privacy, "admits", None)
+        if role == "party" and admits is not None and not admits(recipient, self._peer_identity(request)[2]):
+            # A supplier reads only through the certificate whose keys the change of supplier
+            # installed (hub.privacy); an old supplier's certificate gets nothing.
+            raise web.HTTPForbidden(text=f"{recipient!r} may not read this hub's data with this certificate")
         return g
 
     def _meter(self, request: web.Request) -> tuple[str, str]:
