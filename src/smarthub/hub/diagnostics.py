@@ -796,6 +796,15 @@ class Diagnostics:
     def set_profile(self, meter: str, profile: MeterProfile) -> None:
         self.profiles[meter] = profile
 
+    def retire(self, meter: str, now: datetime, resolution: str = "meter replaced") -> None:
+        """Stop watching a meter that left the home (removed or replaced): its open events close
+        with ``resolution`` and its silence from now on is no fault."""
+        self._meters.pop(meter, None)
+        self.profiles.pop(meter, None)
+        for code, device in sorted(self._open):
+            if device == meter:
+                self._clear(code, device, now, resolution)
+
     def profile(self, meter: str) -> MeterProfile:
         return self.profiles.get(meter) or MeterProfile()
 
