@@ -26,7 +26,9 @@ async def test_a_fleet_with_faults_loses_nothing(
         "cell_outage": 1,
         "collector_restart": 1,
         "database_restart": 1,
+        "clock_drift": 1,
         "han_dropout": 1,
+        "meter_replace": 1,
         "power_cut": 1,
         "wan_outage": 1,
     }
@@ -38,12 +40,20 @@ async def test_a_fleet_with_faults_loses_nothing(
     # Incidents were opened and closed again as hubs recovered (the last faults' may still be
     # open when the run stops: the hubs clear them at their own pace).
     assert r.incidents_closed > 0
+    # The exchanged meter: the old one's half-hours up to the swap, the new one's after (counted
+    # in lost/duplicates above), and the hub's registry says which replaced which.
+    assert r.meters_replaced == 1
+    # The drifting clock was diagnosed and set right, more than once at 10-20 minutes a day,
+    # so it never strayed far from the hub's time (the diagnosis threshold is 60 s).
+    assert r.clock_resyncs >= 1
+    assert 60 < r.clock_drift_max_s < 180
 
 
 def test_the_fault_plan_is_fixed_by_the_seed_and_ends_before_the_run() -> None:
     class Home:
         def __init__(self, i: int) -> None:
-            self.spec = type("S", (), {"hub_id": f"HUB{i:06d}", "index": i})()
+            kind = ("dsmr", "dlms+wmbus")[i % 2]
+            self.spec = type("S", (), {"hub_id": f"HUB{i:06d}", "index": i, "kind": kind})()
             self.meters = [(f"E{i}", "electricity"), (f"G{i}", "gas")]
 
     homes = [Home(i) for i in range(40)]
@@ -54,3 +64,9 @@ def test_the_fault_plan_is_fixed_by_the_seed_and_ends_before_the_run() -> None:
     assert outage.length.days == 2 and outage.length.seconds == 18 * 3600  # 3 days less 6 h
     for f in a:
         assert f.start + f.length <= timedelta(days=3)
+    (swap,) = [f for f in a if f.kind == "meter_replace"]
+    (drift,) = [f for f in a if f.kind == "clock_drift"]
+    assert swap.target != drift.target and {swap.target, drift.target} <= {
+        f"HUB{i:06d}" for i in range(1, 40, 2)
+    }
+    assert 600 <= abs(drift.rate) <= 1200  # 10-20 minutes a day

@@ -90,6 +90,7 @@ class DiagnosisCode(enum.IntEnum):
     LOW_BATTERY = 12
     POWER_FAILURE = 13
     CLOCK_DRIFT = 14
+    STORAGE_FULL = 15
 
 
 class Severity(enum.StrEnum):
@@ -115,6 +116,7 @@ class RepairOutcome(enum.StrEnum):
 
 METER = "meter"
 PORT = "port"
+STORAGE = "storage"
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +260,12 @@ CODE_INFO: dict[DiagnosisCode, CodeInfo] = {
         "site visit: set meter clock (remote re-sync not available or failed)",
         (RepairAction.RESYNC_CLOCK,),
         "clock drift",
+    ),
+    DiagnosisCode.STORAGE_FULL: CodeInfo(
+        Severity.CRITICAL,
+        "free space on the hub or replace its storage; readings are held in memory meanwhile",
+        (),
+        "storage full",
     ),
 }
 
@@ -788,6 +796,15 @@ class Diagnostics:
     def set_profile(self, meter: str, profile: MeterProfile) -> None:
         self.profiles[meter] = profile
 
+    def retire(self, meter: str, now: datetime, resolution: str = "meter replaced") -> None:
+        """Stop watching a meter that left the home (removed or replaced): its open events close
+        with ``resolution`` and its silence from now on is no fault."""
+        self._meters.pop(meter, None)
+        self.profiles.pop(meter, None)
+        for code, device in sorted(self._open):
+            if device == meter:
+                self._clear(code, device, now, resolution)
+
     def profile(self, meter: str) -> MeterProfile:
         return self.profiles.get(meter) or MeterProfile()
 
@@ -1043,6 +1060,17 @@ class Diagnostics:
         for i in range(max(new_cycles, 0)):
             out += self.observe_poll(loop.name, i >= new_failures, received)
         return out
+
+    def observe_storage(
+        self, store: str, error: str | None, now: datetime, **numbers: Any
+    ) -> list[DiagnosedEvent]:
+        """The hub's own storage ``store`` (a database path): ``error`` is why a write failed
+        because it is full, or None once a write succeeded again (the event clears)."""
+        code = DiagnosisCode.STORAGE_FULL
+        if error is not None:
+            return [self._raise(code, store, STORAGE, now, error, **numbers)]
+        self._clear(code, store, now)
+        return []
 
     def observe_clock(self, meter: str, meter_time: datetime, received: datetime) -> list[DiagnosedEvent]:
         """The meter's clock read at ``received`` (hub time); e.g. a DLMS clock object read."""

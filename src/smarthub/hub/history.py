@@ -9,6 +9,13 @@ the row's identity (meter, OBIS, start, duration) is authenticated as associated
 sealed value moved to another row, or altered, fails to open with :class:`HistoryTampered`.
 Times stay in clear so that the WAN's range queries use the index: they are the fixed
 half-hour grid and reveal nothing about consumption.
+
+**A full disk** (ENOSPC reaches SQLite as ``SQLITE_FULL``, "database or disk is full", as does a
+size cap set with ``PRAGMA max_page_count``): the failed transaction is rolled back whole, so
+the file is never left half-written, and what it held is kept in memory (bounded by
+``max_pending``; beyond it the oldest is dropped and counted) and written, before anything
+newer, by the next write that finds space again. :class:`StorageFull` says so, for the hub to
+report. Nothing is stored twice: a pending interval is keyed like the table's primary key.
 """
 
 from __future__ import annotations
@@ -77,15 +84,51 @@ LONDON = ZoneInfo("Europe/London")
 _VALUES = struct.Struct(">qqbH")  # value, register_end, power_of_ten, quality
 
 
+SQLITE_FULL = 13  # SQLite result code: "database or disk is full" (ENOSPC, or max_page_count)
+MAX_PENDING = 50_000  # intervals held in memory while the disk is full (~200 days of one home)
+
+
 class HistoryTampered(Exception):
     """A stored value that fails its authentication: altered, moved, or sealed with another key."""
 
 
+class StorageFull(Exception):
+    """The history could not be written because its database or disk is full. The readings of
+    the failed write are held in memory (``pending`` of them now, ``dropped`` lost to the bound)
+    and written by the next write that finds space."""
+
+    def __init__(self, path: str, cause: BaseException, pending: int, dropped: int) -> None:
+        self.path = path
+        self.pending = pending
+        self.dropped = dropped
+        super().__init__(
+            f"hub history {path} is full ({cause}): {pending} readings held in memory until space"
+            f" returns{f', {dropped} oldest dropped beyond the bound' if dropped else ''}"
+        )
+
+
+def is_full(err: BaseException) -> bool:
+    """Whether a SQLite error is SQLITE_FULL (disk or database size limit reached)."""
+    if not isinstance(err, sqlite3.Error):
+        return False
+    code = getattr(err, "sqlite_errorcode", None)
+    return code == SQLITE_FULL or (code is None and "database or disk is full" in str(err))
+
+
 class HistoryStore:
-    def __init__(self, path: Path | str, master_key: bytes | None = None) -> None:
+    def __init__(
+        self, path: Path | str, master_key: bytes | None = None, *, max_pending: int = MAX_PENDING
+    ) -> None:
         """Open (or create) the history. Without ``master_key`` the key is read from, or
         created in, ``master.key`` beside the database (for hubs without a secure element)."""
         self.path = str(path)
+        self.max_pending = max_pending
+        # Held in memory while the disk is full, in arrival order (see the module docstring).
+        self._pending: dict[tuple[str, str, int], IntervalRecord] = {}
+        self._pending_meters: dict[str, str] = {}
+        self._pending_raw: list[tuple] = []
+        self.dropped = 0  # readings lost because the in-memory bound was reached
+        self.full: StorageFull | None = None  # the last failure, until a write succeeds again
         self._master = master_key or load_or_create_master_key(Path(path).with_name("master.key"))
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -134,61 +177,121 @@ class HistoryStore:
             self._db.close()
 
     def add_meter(self, meter: str, fuel: str) -> None:
+        """Record a meter of this home; on a full disk it is held and written with the next write."""
         with self._lock:
-            self._db.execute("INSERT OR IGNORE INTO meters(meter, fuel) VALUES (?, ?)", (meter, fuel))
+            try:
+                self._db.execute("INSERT OR IGNORE INTO meters(meter, fuel) VALUES (?, ?)", (meter, fuel))
+            except sqlite3.Error as err:
+                if not is_full(err):
+                    raise
+                self._pending_meters.setdefault(meter, fuel)
+                self.full = StorageFull(self.path, err, self.pending, self.dropped)
 
     def meters(self) -> dict[str, str]:
         with self._lock:
-            return dict(self._db.execute("SELECT meter, fuel FROM meters ORDER BY meter").fetchall())
+            stored = dict(self._db.execute("SELECT meter, fuel FROM meters ORDER BY meter").fetchall())
+            return dict(sorted({**self._pending_meters, **stored}.items()))
+
+    def limit_size(self, max_bytes: int | None) -> int:
+        """Cap the database at ``max_bytes`` (never below its current size; None lifts the cap),
+        as a hub sharing a small flash partition would; returns the cap in pages. Past the cap
+        writes fail exactly as on a full disk (SQLITE_FULL, ``PRAGMA max_page_count``)."""
+        with self._lock:
+            page = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+            pages = 0xFFFFFFFE if max_bytes is None else max(max_bytes // page, 1)
+            return int(self._db.execute(f"PRAGMA max_page_count = {int(pages)}").fetchone()[0])
+
+    @property
+    def pending(self) -> int:
+        """Readings held in memory because the disk was full (intervals and raw points)."""
+        return len(self._pending) + len(self._pending_raw)
 
     def append(self, records: Sequence[IntervalRecord]) -> int:
-        """Store intervals in one transaction; returns how many were new."""
-        if not records:
-            return 0
+        """Store intervals in one transaction, after any held back by a full disk; returns how
+        many were new. Raises :class:`StorageFull` if the disk is (still) full: the records are
+        then held in memory, not lost."""
         with self._lock:
+            for r in records:
+                # setdefault: as in the table (INSERT OR IGNORE), the first value stored wins.
+                self._pending.setdefault((r.meter, str(r.obis), r.start), r)
+            return self._flush()
+
+    def flush(self) -> int:
+        """Write what a full disk held back (if there is space now); returns intervals written."""
+        with self._lock:
+            return self._flush()
+
+    def _flush(self) -> int:
+        """Write everything pending in one transaction (caller holds the lock)."""
+        if not (self._pending or self._pending_meters or self._pending_raw):
+            self.full = None
+            return 0
+        records = list(self._pending.values())
+        try:
             self._db.execute("BEGIN IMMEDIATE")
-            try:
-                # Sealing may create the meter's key: inside the transaction, so rows never
-                # land without the key that opens them.
-                rows = [(r.meter, str(r.obis), r.start, r.duration, *self._seal(r)) for r in records]
-                before = self._db.total_changes
-                self._db.executemany("INSERT OR IGNORE INTO intervals VALUES (?, ?, ?, ?, ?, ?)", rows)
-                self._db.execute("COMMIT")
-            except BaseException:
+            self._db.executemany(
+                "INSERT OR IGNORE INTO meters(meter, fuel) VALUES (?, ?)", list(self._pending_meters.items())
+            )
+            self._db.executemany(
+                "INSERT INTO raw_points VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [self._seal_raw(row) for row in self._pending_raw],
+            )
+            # Sealing may create the meter's key: inside the transaction, so rows never
+            # land without the key that opens them.
+            rows = [(r.meter, str(r.obis), r.start, r.duration, *self._seal(r)) for r in records]
+            before = self._db.total_changes
+            self._db.executemany("INSERT OR IGNORE INTO intervals VALUES (?, ?, ?, ?, ?, ?)", rows)
+            self._db.execute("COMMIT")
+        except BaseException as err:
+            if self._db.in_transaction:  # SQLITE_FULL may have rolled it back already
                 self._db.execute("ROLLBACK")
-                self._ciphers.clear()  # a key created in the rolled-back transaction is gone too
-                raise
-            return self._db.total_changes - before
+            self._ciphers.clear()  # a key created in the rolled-back transaction is gone too
+            if isinstance(err, sqlite3.Error) and is_full(err):
+                self._bound()
+                self.full = StorageFull(self.path, err, self.pending, self.dropped)
+                raise self.full from err
+            if not isinstance(err, Exception):
+                raise  # cancelled or interrupted: what is pending stays pending
+            # Any other failure: as before, the write is refused and not retried.
+            self._pending.clear()
+            self._pending_meters.clear()
+            self._pending_raw.clear()
+            raise
+        written = self._db.total_changes - before
+        self._pending.clear()
+        self._pending_meters.clear()
+        self._pending_raw.clear()
+        self.full = None
+        return written
+
+    def _bound(self) -> None:
+        """Keep at most ``max_pending`` readings in memory, dropping (and counting) the oldest."""
+        while len(self._pending) > self.max_pending:
+            del self._pending[next(iter(self._pending))]
+            self.dropped += 1
+        excess = len(self._pending_raw) - self.max_pending
+        if excess > 0:
+            del self._pending_raw[:excess]
+            self.dropped += excess
 
     def append_raw(self, unmapped: Sequence[Unmapped], received: datetime) -> None:
-        """Keep data points the mapping table could not translate, with the reason (value sealed)."""
+        """Keep data points the mapping table could not translate, with the reason (value sealed).
+        On a full disk they are held in memory like intervals (:class:`StorageFull`)."""
         with self._lock:
-            rows = []
             for u in unmapped:
-                p, nonce = u.point, os.urandom(12)
-                sealed = self._cipher(p.meter).encrypt(
-                    nonce, str(p.value).encode(), f"{p.meter}|{p.protocol}|{p.key}".encode()
+                p = u.point
+                t = int(p.time.timestamp()) if p.time else None
+                # Sealed when written (in _flush's transaction, with the meter's key).
+                self._pending_raw.append(
+                    (int(received.timestamp()), p.meter, p.protocol, p.key, str(p.value), p.unit, t, u.reason)
                 )
-                rows.append(
-                    (
-                        int(received.timestamp()),
-                        p.meter,
-                        p.protocol,
-                        p.key,
-                        nonce,
-                        sealed,
-                        p.unit,
-                        int(p.time.timestamp()) if p.time else None,
-                        u.reason,
-                    )
-                )
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany("INSERT INTO raw_points VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            self._flush()
+
+    def _seal_raw(self, row: tuple) -> tuple:
+        received, meter, protocol, key, value, unit, t, reason = row
+        nonce = os.urandom(12)
+        sealed = self._cipher(meter).encrypt(nonce, value.encode(), f"{meter}|{protocol}|{key}".encode())
+        return (received, meter, protocol, key, nonce, sealed, unit, t, reason)
 
     def raw_points(self, limit: int = 1000) -> list[tuple]:
         """Newest first: (meter, protocol, key, value as text, unit, time, reason)."""
@@ -251,9 +354,12 @@ class HistoryStore:
                         "DELETE FROM intervals WHERE meter=? AND obis=? AND start < ?", (meter, obis, cutoff)
                     )
                 self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
+            except BaseException as err:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 self._ciphers.clear()
+                if isinstance(err, sqlite3.Error) and is_full(err):
+                    raise StorageFull(self.path, err, self.pending, self.dropped) from err
                 raise
         return written
 

@@ -6,10 +6,17 @@ can be translated by a later table). Every reading updates the mirror; register 
 of the interval channels (import and export energy, gas, water and heat) also feed the
 half-hourly interval builder, whose completed intervals are committed to the history
 before they are counted as stored.
+
+A full disk does not stop the hub: the history holds what it could not write in memory
+(:class:`~smarthub.hub.history.StorageFull`), the hub logs the error once and raises the
+diagnosed STORAGE_FULL event, and the next write that finds space stores everything held
+(also tried by :meth:`SmartHub.flush_storage` from the hub's housekeeping), clearing the event.
 """
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,7 +26,7 @@ from smarthub.clock import Clock, SystemClock
 from smarthub.han.ports import Port, PortBatch
 from smarthub.hub.diagnostics import Diagnostics
 from smarthub.hub.flood import FloodGuard
-from smarthub.hub.history import HistoryStore
+from smarthub.hub.history import HistoryStore, StorageFull
 from smarthub.hub.intervals import IntervalBuilder, IntervalRecord
 from smarthub.hub.keys import KeyRing
 from smarthub.hub.mirror import DataMirror
@@ -31,6 +38,8 @@ from smarthub.model.reading_type import interval_channels, interval_spec
 
 FUEL_BY_MEDIUM = {1: "electricity", 7: "gas", 8: "water"}
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class HubStats:
@@ -41,6 +50,7 @@ class HubStats:
     unmapped: int = 0
     quarantined: int = 0
     foreign: int = 0
+    storage_full: int = 0  # writes the history refused because its disk was full
     last_errors: list[str] = field(default_factory=list)
 
 
@@ -71,6 +81,7 @@ class SmartHub:
         self.raw_latest: dict[tuple[str, str, str], Unmapped] = {}
         self._channels = interval_channels()
         self._known_meters = set(history.meters())
+        self._storage_full = False
         for meter, obis in history.channels():
             last = history.last(meter, obis)
             if last is not None:
@@ -119,7 +130,11 @@ class SmartHub:
             translation = self.mapping.translate(batch.points, when)
             if translation.unmapped:
                 self.stats.unmapped += len(translation.unmapped)
-                self.history.append_raw(translation.unmapped, when)
+                try:
+                    self.history.append_raw(translation.unmapped, when)
+                    self._storage(None)
+                except StorageFull as err:  # held in memory by the history
+                    self._storage(err)
                 for u in translation.unmapped:
                     self.raw_latest[(u.point.meter, u.point.protocol, u.point.key)] = u
             self.ingest(translation.readings)
@@ -189,7 +204,11 @@ class SmartHub:
                 r.meter, r.obis, int(r.time.timestamp()), int(scaled), spec.power_of_ten
             )
         if completed:
-            self.stats.intervals_stored += self.history.append(completed)
+            try:
+                self.stats.intervals_stored += self.history.append(completed)
+                self._storage(None)
+            except StorageFull as err:  # held in memory by the history, written when space returns
+                self._storage(err)
             for observe in self.interval_observers:
                 observe(completed)
         if self.diagnostics is not None:
@@ -200,6 +219,43 @@ class SmartHub:
 
     def meters(self) -> dict[str, str]:
         return self.history.meters()
+
+    def flush_storage(self) -> int:
+        """Write what a full disk held back, if there is space now; returns intervals written."""
+        if not self.history.pending and self.history.full is None:
+            return 0
+        try:
+            written = self.history.flush()
+        except StorageFull as err:
+            self._storage(err)
+            return 0
+        self.stats.intervals_stored += written
+        self._storage(None)
+        return written
+
+    def _storage(self, err: StorageFull | None) -> None:
+        """Report a full history (logged once, a diagnosed event kept up to date) or its recovery."""
+        was_full = self._storage_full
+        self._storage_full = err is not None
+        if err is not None:
+            self.stats.storage_full += 1
+            if not was_full:
+                log.error("hub %s: %s", self.hub_id, err)
+        elif was_full:
+            log.warning(
+                "hub %s: history %s writable again; held readings stored", self.hub_id, self.history.path
+            )
+        else:
+            return
+        if self.diagnostics is None:
+            return
+        numbers = {} if err is None else {"pending": err.pending, "dropped": err.dropped}
+        try:
+            self.diagnostics.observe_storage(
+                self.history.path, None if err is None else str(err), self.clock.now(), **numbers
+            )
+        except sqlite3.Error as log_err:  # the event log may sit on the same full disk
+            log.error("hub %s: cannot record the storage event: %s", self.hub_id, log_err)
 
     # -- the WAN's MeteringSource -------------------------------------------------------
     def channels(self, meter: str) -> list[ObisCode]:

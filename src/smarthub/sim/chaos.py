@@ -12,7 +12,16 @@ TLS, the shared pull plan, the error log), with every hub's WAN behind a cuttabl
 * ``han_dropout``: one meter unheard for 30–120 minutes;
 * ``collector_restart``: the collector replaced mid-run (TLS sessions and batches lost);
 * ``database_restart``: the GDSC's database connections killed mid-ingest (PostgreSQL:
-  ``pg_terminate_backend``; SQLite: the pool disposed).
+  ``pg_terminate_backend``; SQLite: the pool disposed);
+* ``meter_replace``: a home's DLMS electricity meter exchanged mid-day for a new one (new system
+  title, new keys, registers from 0): the installer's final read of the old meter and first read
+  of the new one, then the GDSC's signed ``meter.replace`` command, delivered at the hub's next
+  pull, records it in the hub's registry. The old meter owes its half-hours up to the exchange,
+  the new one those from the next half-hour on (the half-hour of the exchange is whole for
+  neither; settlement estimates it);
+* ``clock_drift``: a DLMS meter's real-time clock runs fast or slow by minutes a day; the hub
+  diagnoses the drift from the Clock it reads with the registers and re-syncs it (a SET of
+  Clock attribute 2, read back), so its intervals stay in their half-hours.
 
 Prepayment homes receive top-ups during the run: signed vouchers issued by the GDSC, queued
 as urgent commands, re-queued until the hub's verdict says credited. At the end the run
@@ -43,6 +52,7 @@ from smarthub.gdsc.collector import Collector
 from smarthub.gdsc.operations import run_operations
 from smarthub.gdsc.plan import PullPlan
 from smarthub.gdsc.vouchers import VoucherIssuer
+from smarthub.hub.diagnostics import DiagnosisCode, RepairAction, RepairOutcome
 from smarthub.sim.demo import HALF_HOUR, DemoConfig, DemoRun, account, setup, sweep, teardown
 from smarthub.sim.faults import HanGate, WanLink
 from smarthub.sim.fleet import CELL_SIZE, Fleet, SimulatedHome
@@ -60,6 +70,7 @@ class Fault:
     start: timedelta  # from the start of the run (simulated)
     length: timedelta
     target: str  # hub id, cell, meter id, or "gdsc"
+    rate: float = 0.0  # clock_drift: seconds the meter's clock gains (or loses) per simulated day
 
 
 @dataclass
@@ -83,6 +94,9 @@ class ChaosResult:
     incidents_closed: int = 0
     work_orders: int = 0
     hub_errors_open: int = 0
+    meters_replaced: int = 0  # exchanges the hub's registry records (meter.replace applied)
+    clock_resyncs: int = 0  # successful re-syncs of drifting meter clocks by the hubs
+    clock_drift_max_s: float = 0.0  # the largest offset a drifting meter's clock reached
     seconds: float = 0.0
 
     def json_line(self) -> str:
@@ -118,6 +132,15 @@ def plan_faults(homes: list[SimulatedHome], days: int, rng: random.Random) -> li
     for _ in range(days):
         faults.append(Fault("collector_restart", at(timedelta(hours=1), timedelta(0)), timedelta(0), "gdsc"))
         faults.append(Fault("database_restart", at(timedelta(hours=1), timedelta(0)), timedelta(0), "gdsc"))
+    # Drawn after the others, so adding them left the earlier faults of a seed unchanged.
+    dlms = [h.spec.hub_id for h in homes if "dlms" in h.spec.kind]
+    if dlms:
+        swapped = rng.choice(dlms)
+        faults.append(Fault("meter_replace", at(timedelta(hours=1), timedelta(0)), timedelta(0), swapped))
+        drifting = rng.choice([h for h in dlms if h != swapped] or dlms)
+        length = min(timedelta(hours=12), run - timedelta(hours=6))
+        rate = rng.choice((-1, 1)) * rng.uniform(10, 20) * 60  # 10-20 minutes a day, fast or slow
+        faults.append(Fault("clock_drift", at(timedelta(hours=1), length), length, drifting, rate))
     return sorted(faults, key=lambda f: f.start)
 
 
@@ -130,6 +153,7 @@ class Chaos:
         self.injected: dict[str, int] = {}
         self.run: DemoRun | None = None
         self.vouchers: dict[str, tuple[str, int]] = {}  # voucher id -> (hub, urgent job id)
+        self.drift_max = 0.0
         self.credited_before: dict[str, int] = {}
 
     async def _wan(self, fleet: Fleet) -> None:
@@ -189,9 +213,71 @@ class Chaos:
             await old.close()
         elif fault.kind == "database_restart":
             await asyncio.to_thread(self._kill_database_connections)
+        elif fault.kind == "meter_replace":
+            await self._replace_meter(self._home(fault.target))
+        elif fault.kind == "clock_drift":
+            await self._drift(self._home(fault.target), fault)
+            return
         if fault.length:
             await run.clock.sleep_until(self.cfg.sim_start + fault.start + fault.length)
             undo()
+
+    def _home(self, hub_id: str) -> SimulatedHome:
+        assert self.run is not None
+        return next(h for h in self.run.fleet.homes if h.spec.hub_id == hub_id)
+
+    async def _replace_meter(self, home: SimulatedHome) -> None:
+        """Exchange the home's DLMS meter once the hub hears it (an installer does not commission
+        a meter while the hub is without power), then queue the GDSC's ``meter.replace``."""
+        run = self.run
+        assert run is not None and run.signer is not None and run.scheduler.plan is not None
+        gate = self.gates[home.spec.hub_id]
+        old = next(m for rig in home.rigs if rig.protocol == "dlms" for m, _ in rig.meters)
+        while None in gate.silent or old in gate.silent:
+            await run.clock.sleep_until(run.clock.now() + timedelta(minutes=5))
+        swap = await home.swap_dlms_meter()
+        body = {"old": swap.old, "new": swap.new, "protocol": "dlms", "fuel": "electricity"}
+        signed = run.signer.command(home.spec.hub_id, "meter.replace", body, swap.at)
+        await asyncio.to_thread(run.scheduler.plan.enqueue_command, signed, swap.at)
+        log.info("meter %s replaced by %s at %s", swap.old, swap.new, swap.at)
+
+    async def _drift(self, home: SimulatedHome, fault: Fault) -> None:
+        """Let the meter's clock gain ``fault.rate`` seconds a day (by simulated time elapsed)
+        until the fault ends; the hub's diagnostics and clock re-sync act on their own."""
+        run = self.run
+        assert run is not None
+        rig = next(r for r in home.rigs if r.protocol == "dlms" and r.supply is not None)
+        assert rig.supply is not None
+        meter = rig.supply.link.meter
+        end = self.cfg.sim_start + fault.start + fault.length
+        last = run.clock.now()
+        while last < end:
+            await run.clock.sleep_until(min(last + timedelta(minutes=1), end))
+            now = run.clock.now()
+            meter.clock_offset += timedelta(seconds=fault.rate * (now - last).total_seconds() / 86400)  # type: ignore[attr-defined]
+            self.drift_max = max(self.drift_max, abs(meter.clock_offset.total_seconds()))  # type: ignore[attr-defined]
+            last = now
+
+    def _clock_resyncs(self) -> int:
+        assert self.run is not None
+        return sum(
+            1
+            for h in self.run.fleet.homes
+            for e in h.diagnostics.log.events(limit=100_000)
+            if e.code is DiagnosisCode.CLOCK_DRIFT
+            for a in e.attempts
+            if a.action is RepairAction.RESYNC_CLOCK and a.outcome is RepairOutcome.SUCCEEDED
+        )
+
+    def _meters_replaced(self) -> int:
+        assert self.run is not None
+        return sum(
+            1
+            for h in self.run.fleet.homes
+            for swap in h.swaps
+            for e in h.registry.entries()
+            if e.meter == swap.old and e.replaced_by == swap.new
+        )
 
     def _kill_database_connections(self) -> None:
         store = self.run.store  # type: ignore[union-attr]
@@ -276,6 +362,22 @@ class Chaos:
             sum(1 for n in credited.values() if n > 1),
         )
 
+    def _expected_and_missing(self) -> tuple[int, int]:
+        """Half-hours expected of every channel (a replaced meter's up to its exchange, its
+        successor's after) and how many of them the GDSC's store lacks."""
+        run = self.run
+        assert run is not None
+        start, end = int(self.cfg.sim_start.timestamp()), int(self.cfg.end.timestamp())
+        stored = run.store.channel_starts(start, end)
+        expected = missing = 0
+        for (hub, meter, obis), starts in run.fleet.expected_starts(start, end).items():
+            expected += len(starts)
+            absent = sorted(starts - stored.get((hub, meter, str(obis)), set()))
+            if absent:
+                log.error("lost: %s %s %s half-hours starting %s", hub, meter, obis, absent[:10])
+            missing += len(absent)
+        return expected, missing
+
     # -- the run --------------------------------------------------------------------------------
     async def run_all(self) -> ChaosResult:
         cfg = self.cfg
@@ -285,7 +387,10 @@ class Chaos:
             run.clock.rebase()
             started = time.monotonic()
             last_window_end = cfg.end + HALF_HOUR
-            run.fleet.start_meters(until=cfg.end)
+            # The meters run on a few minutes past the end, as they do in life: a meter whose
+            # clock is slow (within the drift limit) stamps its midnight read just before
+            # midnight, and the day's last half-hour completes with the read after it.
+            run.fleet.start_meters(until=cfg.end + timedelta(minutes=10))
             assert run.error_log is not None and run.signer is not None and run.scheduler.plan is not None
             background = [
                 asyncio.create_task(
@@ -311,15 +416,16 @@ class Chaos:
                 log.error("hubs still unreachable after the sweep: %s", unreachable)
             seconds = time.monotonic() - started
             demo = await asyncio.to_thread(account, run, seconds)
+            expected, missing = await asyncio.to_thread(self._expected_and_missing)
             issued, credited, doubled = self._count_top_ups()
             summary = run.error_log.summary()
             return ChaosResult(
                 homes=cfg.homes,
                 days=cfg.days,
                 seed=cfg.seed,
-                readings_expected=demo.readings_expected,
+                readings_expected=expected,
                 readings_stored=demo.readings_stored,
-                lost=demo.missing,
+                lost=missing,
                 duplicates=demo.duplicates,
                 estimated=demo.estimated,
                 topups_issued=issued,
@@ -333,6 +439,9 @@ class Chaos:
                 incidents_closed=summary["incidents_closed"],
                 work_orders=len(run.error_log.work_orders()),
                 hub_errors_open=len(run.scheduler.plan.open_errors()),
+                meters_replaced=self._meters_replaced(),
+                clock_resyncs=self._clock_resyncs(),
+                clock_drift_max_s=round(self.drift_max, 1),
                 seconds=round(seconds, 1),
             )
         finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -33,7 +34,7 @@ from smarthub.hub.keys import KeyRing
 from smarthub.hub.management import ManagementInterface
 from smarthub.hub.network import NetworkSettings, network_command
 from smarthub.hub.privacy import ConsentStore, Granularity, HubPrivacy, consent_command
-from smarthub.hub.registry import RADIO_PROTOCOLS, MeterRegistry, registry_commands
+from smarthub.hub.registry import MeterRegistry, registry_commands
 from smarthub.hub.repairs import DlmsMeterAccess, HubRepairs
 from smarthub.hub.submeters import WanEvents, WanMeters
 from smarthub.meters.dlms.client import DlmsClient
@@ -42,11 +43,14 @@ from smarthub.model import ObisCode
 from smarthub.model.identifiers import make_mpan
 from smarthub.model.obis import EXPORT_ACTIVE_ENERGY, IMPORT_ACTIVE_ENERGY, IMPORT_ACTIVE_POWER
 from smarthub.sim.consumer import add_smart_plugs, attach_sim_consumer_side
+from smarthub.sim.dlms_meter import DlmsMeterSimulator
 from smarthub.sim.load_profile import HouseholdProfile
 from smarthub.sim.rigs import Rig, SupplyControl, dlms_rig, dsmr_rig, iec_rig, mbus_rig, wmbus_rig, zigbee_rig
 from smarthub.wan.ihd_resources import IhdResources
 from smarthub.wan.server import HubWanServer
 from smarthub.wan.tls import client_context, server_context
+
+log = logging.getLogger(__name__)
 
 STREETS = ("High Street", "Station Road", "Church Lane", "Victoria Road", "Mill Lane", "Park Avenue")
 TOWNS = ("Leicester", "Loughborough", "Nottingham", "Derby", "Coventry", "Lincoln")
@@ -152,9 +156,11 @@ class SimulatedHome:
         self.lfdi = lfdi(cert)
         self.rigs = build_rigs(spec, self.hub, clock, sim_start, telegram_period)
         self.appliances = _smart_plugs(spec, self.hub, clock, sim_start, self.rigs) if smart_plugs else {}
-        for rig in self.rigs:  # the installer pairs the home's radio meters at commissioning
+        # The installer commissions the home's meters: radio meters must be (the receiver hears
+        # the neighbours' too); wired ones are recorded as well, so a replacement names both.
+        for rig in self.rigs:
             for meter, fuel in rig.meters:
-                if rig.protocol in RADIO_PROTOCOLS and not self.registry.is_active(meter):
+                if not self.registry.is_active(meter):
                     self.registry.add(meter, rig.protocol, fuel)
         self._loops_by_meter: dict[str, list[PollLoop]] = {}
         for port in self.hub.ports.values():
@@ -195,6 +201,8 @@ class SimulatedHome:
         self.management.register("consent.set", consent_command(self.consent, clock))
         for ctype, handler in registry_commands(self.registry).items():
             self.management.register(ctype, handler)
+        self.management.register("meter.replace", self._meter_replace(registry_commands(self.registry)))
+        self.swaps: list[MeterSwap] = []
         self.network = NetworkSettings(self.dir / "network.json")
         self.management.register("network.configure", network_command(self.network))
         self.management.register("diagnostic.link_test", self._link_test)
@@ -247,6 +255,69 @@ class SimulatedHome:
         ok = all([await loop.poll_now() for loop in loops])
         return {"meter": meter, "ok": ok, "ms": round(1000 * (time.perf_counter() - t0), 2)}
 
+    def _meter_replace(self, commands: dict[str, Any]) -> Any:
+        """``meter.replace``: the registry records which meter replaced which; diagnostics stop
+        expecting the old meter (its silence from now on is the exchange, not a fault)."""
+        replace = commands["meter.replace"]
+
+        def handler(body: dict[str, Any]) -> dict[str, Any]:
+            out: dict[str, Any] = replace(body)
+            self.diagnostics.retire(str(body["old"]), self.clock.now())
+            return out
+
+        return handler
+
+    async def swap_dlms_meter(self) -> MeterSwap:
+        """The installer exchanges this home's DLMS electricity meter for a new one (new system
+        title, new suite 0 keys, registers from 0): a final read of the old meter and a first read
+        of the new one at the same instant, under the poll loop's lock, then the loop polls the
+        new meter. The GDSC's ``meter.replace`` command tells the hub's registry (see chaos)."""
+        rig = next(r for r in self.rigs if r.protocol == "dlms" and r.supply is not None)
+        assert rig.supply is not None
+        old, loop = rig.supply.meter, rig.supply.loop
+        profile = rig.supply.link.meter.profile  # type: ignore[attr-defined]
+        title = b"LGZ" + (0x48000000 + self.spec.index).to_bytes(5, "big")
+        new = title.hex().upper()
+        keys = SecurityKeys(_meter_key(self.spec, 20), _meter_key(self.spec, 21))
+        swapped: list[datetime] = []
+
+        async def exchange(t: datetime) -> None:
+            try:
+                self.hub.accept(await loop.cycle(t), t, port="dlms")  # the old meter's final read
+            except Exception as err:  # a failed final read leaves its last half-hour to estimation
+                log.warning("final read of %s failed: %s", old, err)
+            meter = DlmsMeterSimulator(title, new, profile, start=t, keys=keys, initial_import_wh=0)
+            link = SimulatedLink(meter)
+            client = DlmsClient(client_sap=1, server_address=1, system_title=b"SHB" + title[3:], keys=keys)
+            self.repairs.add_dlms(dlms_access(new, link, client, loop))  # loop.cycle: the new meter
+            self.hub.accept(await loop.cycle(t), t, port="dlms")  # the commissioning read
+            rig.supply = self._supplies[new] = SupplyControl(new, link, client, loop)
+            del self._supplies[old]
+            swapped.append(t)
+
+        await loop.exclusive(exchange)
+        rig.meters = [(new, "electricity")]
+        rig.channels = [(new, obis) for _, obis in rig.channels]
+        self._loops_by_meter[new] = self._loops_by_meter.pop(old)
+        self.repairs.add_loops([new], self._loops_by_meter[new])
+        self.diagnostics.set_profile(new, self.diagnostics.profile(old))
+        swap = MeterSwap(old, new, swapped[0], tuple(obis for _, obis in rig.channels))
+        self.swaps.append(swap)
+        return swap
+
+    def expected_starts(self, start: int, end: int) -> dict[tuple[str, str, ObisCode], set[int]]:
+        """The half-hours in [start, end) each channel of this home must deliver: a replaced
+        meter's up to its exchange, its successor's from the next half-hour on (the half-hour of
+        the exchange is whole for neither meter)."""
+        out = {c: set(range(start, end, 1800)) for c in self.expected_channels()}
+        for swap in self.swaps:
+            at = int(swap.at.timestamp())
+            for obis in swap.channels:
+                out[(self.spec.hub_id, swap.old, obis)] = set(range(start, min(end, at - 1800 + 1), 1800))
+                first = -(-at // 1800) * 1800
+                out[(self.spec.hub_id, swap.new, obis)] = set(range(max(start, first), end, 1800))
+        return out
+
     async def _firmware_healthy(self, version: str) -> bool:
         return self.firmware.slots.payload_path(version).exists() and len(self.hub.mirror) > 0
 
@@ -256,6 +327,7 @@ class SimulatedHome:
         compacted = t.date()
         while until is None or t <= until:
             await self.clock.sleep_until(t)
+            self.hub.flush_storage()  # readings a full disk held back, once there is space
             self.diagnostics.tick(t)
             await self.diagnostics.repair_pending(t)
             if t.date() != compacted:  # once a day: retention (13 months of half-hours, then days)
@@ -306,6 +378,17 @@ class SimulatedHome:
             # Homes share cells of CELL_SIZE: an outage of one cell is one incident at the GDSC.
             "wan_link": f"cell-{s.index // CELL_SIZE:04d}",
         }
+
+
+@dataclass(frozen=True)
+class MeterSwap:
+    """A meter exchanged: ``at`` is the instant of the old meter's final read and the new one's
+    first; ``channels`` the interval channels that moved from one to the other."""
+
+    old: str
+    new: str
+    at: datetime
+    channels: tuple[ObisCode, ...]
 
 
 class Fleet:
@@ -372,6 +455,10 @@ class Fleet:
 
     def expected_channels(self) -> list[tuple[str, str, ObisCode]]:
         return [c for h in self.homes for c in h.expected_channels()]
+
+    def expected_starts(self, start: int, end: int) -> dict[tuple[str, str, ObisCode], set[int]]:
+        """Every channel's expected half-hours in [start, end), meter exchanges accounted for."""
+        return {k: v for h in self.homes for k, v in h.expected_starts(start, end).items()}
 
 
 # How often the simulated hub polls its polled meters and how often radio meters transmit.

@@ -57,6 +57,7 @@ FUNCTION_SETS: dict[DiagnosisCode, FunctionSetIdentifier] = {
     DiagnosisCode.LOW_BATTERY: FunctionSetIdentifier.METERING,
     DiagnosisCode.POWER_FAILURE: FunctionSetIdentifier.METERING,
     DiagnosisCode.CLOCK_DRIFT: FunctionSetIdentifier.TIME,
+    DiagnosisCode.STORAGE_FULL: FunctionSetIdentifier.METERING,  # the metering history cannot be written
 }
 
 DETAILS_MAX = 32  # String32
