@@ -182,11 +182,12 @@ def hub(
     from smarthub.hub.firmware import FirmwareSlots, FirmwareUpdater, firmware_command
     from smarthub.hub.history import HistoryStore
     from smarthub.hub.hub import SmartHub
-    from smarthub.hub.management import ManagementInterface
+    from smarthub.hub.management import CrlStore, ManagementInterface
     from smarthub.hub.network import NetworkSettings, network_command
     from smarthub.hub.privacy import ConsentStore, HubPrivacy, privacy_commands
     from smarthub.hub.registry import MeterRegistry, registry_commands
     from smarthub.security.certificates import lfdi
+    from smarthub.wan.ihd_resources import IhdResources
     from smarthub.wan.server import HubWanServer
     from smarthub.wan.tls import server_context
 
@@ -215,6 +216,9 @@ def hub(
             management.register(ctype, handler)
         network = NetworkSettings(state / "network.json")
         management.register("network.configure", network_command(network))
+        # The GDSC CA's CRL, pushed as pki.crl: checked for commands and on every WAN request.
+        crls = CrlStore(state / "crl.pem", ca_cert, clock)
+        management.use_crl_store(crls)
 
         async def healthy(version: str) -> bool:
             # The new version is kept only if the hub still reads its meter during probation.
@@ -237,6 +241,7 @@ def hub(
             privacy,
             events,
             client_allowed=network.client_allowed,
+            revoked=crls.is_revoked,
         )
         ctx = server_context(state / "hub.pem", state / "hub.key", state / "ca.pem")
         bound = await server.start(listen, port, ctx)
@@ -255,6 +260,8 @@ def hub(
                 consent=consent,
             )
             await side.serve(ihd_listen, ihd_port)
+            # Third-party displays of this home (an ihd certificate) read pricing and messages.
+            IhdResources(server, side.consumption, side.store, clock.now).install()
             code = side.store.pairing_code()
             err.print(f"in-home display on http://{ihd_listen}:{ihd_port}/ (pairing code {code})")
 

@@ -31,9 +31,9 @@ from smarthub.hub.firmware import FirmwareSlots, FirmwareUpdater, firmware_comma
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
 from smarthub.hub.keys import KeyRing
-from smarthub.hub.management import ManagementInterface
+from smarthub.hub.management import CrlStore, ManagementInterface
 from smarthub.hub.network import NetworkSettings, network_command
-from smarthub.hub.privacy import ConsentStore, Granularity, HubPrivacy, consent_command
+from smarthub.hub.privacy import ConsentStore, Granularity, HubPrivacy, privacy_commands
 from smarthub.hub.registry import MeterRegistry, registry_commands
 from smarthub.hub.repairs import DlmsMeterAccess, HubRepairs
 from smarthub.hub.submeters import WanEvents, WanMeters
@@ -198,7 +198,13 @@ class SimulatedHome:
         self.consent = ConsentStore(self.dir / "consent.sqlite")
         if self.consent.granularity("gdsc") is not Granularity.HALF_HOURLY:
             self.consent.set("gdsc", Granularity.HALF_HOURLY, clock.now())
-        self.management.register("consent.set", consent_command(self.consent, clock))
+        privacy = HubPrivacy(self.consent, self.history, mirror=self.hub.mirror)
+        for ctype, handler in privacy_commands(privacy, clock).items():  # consent.set, supplier.keys
+            self.management.register(ctype, handler)
+        # The GDSC CA's CRL, pushed as pki.crl: checked for commands and on every WAN request.
+        # (Not in the TLS context: a CRL past its nextUpdate would cut the hub off the WAN.)
+        self.crls = CrlStore(self.dir / "crl.pem", ca_cert, SystemClock())
+        self.management.use_crl_store(self.crls)
         for ctype, handler in registry_commands(self.registry).items():
             self.management.register(ctype, handler)
         self.management.register("meter.replace", self._meter_replace(registry_commands(self.registry)))
@@ -236,10 +242,11 @@ class SimulatedHome:
             WanMeters(self.hub, lambda meter: meter in consumption.appliances),
             lambda: int(clock.now().timestamp()),
             management=self.management,
-            privacy=HubPrivacy(self.consent, self.history, mirror=self.hub.mirror),
+            privacy=privacy,
             events=WanEvents(self.diagnostics.log, lambda meter: meter in consumption.appliances),
             monotonic=lambda: clock.now().timestamp(),
             client_allowed=self.network.client_allowed,
+            revoked=self.crls.is_revoked,
         )
         # Third-party displays of this home read its pricing and messages in 2030.5.
         IhdResources(self.server, consumption, self.consumer.store, clock.now).install()
