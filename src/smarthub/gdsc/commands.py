@@ -33,6 +33,7 @@ COMMAND_TYPES = (
     "supply.state",
     "supply.limit",
     "prepayment.topup",
+    "tariff.update",
     "ihd.message",
     "ihd.comparison",
     "ihd.appliance",

@@ -9,15 +9,15 @@ finer granularity than granted. Days and months follow the consumer's local cale
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, and_, select
 
 from smarthub.gdsc.access import TimeRange
-from smarthub.gdsc.parties import Granularity
+from smarthub.gdsc.parties import Granularity, tenancies
 from smarthub.gdsc.store import channel_readings, hubs, meters
 
 LONDON = ZoneInfo("Europe/London")
@@ -78,26 +78,54 @@ def readings(
     tz: ZoneInfo = LONDON,
 ) -> list[Bucket]:
     """Buckets of ``granularity`` lying wholly inside one of ``ranges``, in time order."""
+    return list(iter_readings(engine, meter, obis, ranges, granularity, tz))
+
+
+def iter_readings(
+    engine: Engine,
+    meter: Meter,
+    obis: str,
+    ranges: Sequence[TimeRange],
+    granularity: Granularity,
+    tz: ZoneInfo = LONDON,
+) -> Iterator[Bucket]:
+    """:func:`readings` one local calendar month at a time, so a bulk export of years of
+    half-hourly data holds one month of rows in memory, never the whole period.
+
+    Chunks start at local midnight of the 1st, so no daily or monthly bucket straddles two chunks.
+    """
     if granularity not in SERVED:
         raise ValueError(f"readings are served half-hourly, daily or monthly, not {granularity.value}")
     if not ranges:
-        return []
+        return
+    spans = [(int(r.start.timestamp()), int(r.end.timestamp())) for r in ranges]
+    lo, hi = min(a for a, _ in spans), max(b for _, b in spans)
+    chunk = _bucket(lo, 1, Granularity.MONTHLY, tz)[0]
+    while chunk < hi:
+        following = _bucket(chunk, 1, Granularity.MONTHLY, tz)[1]
+        inside = [(max(a, chunk), min(b, following)) for a, b in spans if a < following and b > chunk]
+        if inside:
+            yield from _chunk(engine, meter, obis, spans, inside, granularity, tz)
+        chunk = following
+
+
+def _chunk(
+    engine: Engine,
+    meter: Meter,
+    obis: str,
+    spans: list[tuple[int, int]],
+    inside: list[tuple[int, int]],
+    granularity: Granularity,
+    tz: ZoneInfo,
+) -> list[Bucket]:
     with engine.connect() as conn:
         rows = sorted(
             {
                 (r.interval_start, r.duration, r.value, r.power_of_ten, r.uom, r.quality)
-                for rng in ranges
-                for r in channel_readings(
-                    conn,
-                    meter.hub_id,
-                    meter.meter_id,
-                    obis,
-                    int(rng.start.timestamp()),
-                    int(rng.end.timestamp()),
-                )
+                for a, b in inside
+                for r in channel_readings(conn, meter.hub_id, meter.meter_id, obis, a, b)
             }
         )
-    spans = [(int(r.start.timestamp()), int(r.end.timestamp())) for r in ranges]
     out: dict[int, list[int]] = {}  # bucket start -> [end, value, p10, uom, quality, n]
     for start, duration, value, p10, uom, quality in rows:
         b_start, b_end = _bucket(start, duration, granularity, tz)
@@ -116,6 +144,31 @@ def readings(
         acc[4] |= quality
         acc[5] += 1
     return [Bucket(s, a[0] - s, a[1], a[2], a[3], a[4], a[5]) for s, a in sorted(out.items())]
+
+
+def customer_sites(engine: Engine, consumer_id: str) -> list[tuple[str, datetime, datetime | None]]:
+    """Every tenancy a consumer holds or held, as (premises, start, end): a non-domestic customer's
+    sites are simply the premises it is the occupant of (one tenancy per site)."""
+    t = tenancies
+    q = select(t.c.premises_id, t.c.start, t.c.end).where(t.c.consumer_id == consumer_id)
+    with engine.connect() as conn:
+        rows = conn.execute(q.order_by(t.c.premises_id, t.c.start)).all()
+    return [(r.premises_id, _aware(r.start), None if r.end is None else _aware(r.end)) for r in rows]
+
+
+def premises_meter_list(engine: Engine, premises_id: str) -> list[Meter]:
+    q = (
+        select(meters.c.hub_id, meters.c.meter_id, meters.c.fuel)
+        .join(hubs, hubs.c.hub_id == meters.c.hub_id)
+        .where(hubs.c.premises_id == premises_id)
+        .order_by(meters.c.meter_id)
+    )
+    with engine.connect() as conn:
+        return [Meter(r.hub_id, r.meter_id, r.fuel) for r in conn.execute(q)]
+
+
+def _aware(t: datetime) -> datetime:
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def _bucket(start: int, duration: int, g: Granularity, tz: ZoneInfo) -> tuple[int, int]:

@@ -8,9 +8,9 @@ migration test import this module, never ``store`` alone.
 
 from __future__ import annotations
 
-from smarthub.gdsc import audit, error_log, parties, plan, store, vouchers
+from smarthub.gdsc import api_commands, api_tokens, audit, error_log, parties, plan, store, vouchers
 from smarthub.gdsc.store import metadata
 
-TABLE_MODULES = (store, error_log, vouchers, parties, audit, plan)
+TABLE_MODULES = (store, error_log, vouchers, parties, audit, plan, api_commands, api_tokens)
 
 __all__ = ["TABLE_MODULES", "metadata"]
