@@ -24,7 +24,7 @@ and GB practice:
   for by the current occupant, an installer on site and the GDSC operator; third-party data
   services issue no commands (no consent purpose covers commands in this model);
 * a **job** (a queued command or read) is followed by the party that asked for it, and by the GDSC
-  operator; nobody else learns that it exists;
+  operator; nobody else may follow it;
 * a **portfolio** (a non-domestic customer's sites: every premises the consumer holds a tenancy
   at) is open to that consumer only, and its consumption only within each site's own tenancy.
 """

@@ -21,6 +21,7 @@ from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AwareDatetime, BaseModel, Field
@@ -235,6 +236,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "no or unknown bearer token"},
     403: {"model": ErrorBody, "description": "refused by the access policy (the reason says why)"},
     404: {"model": ErrorBody, "description": "no such meter, consent or job"},
+    422: {
+        "model": ErrorBody,
+        "description": "the request does not match the schema (detail names the fields)",
+    },
 }
 COMMAND_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
@@ -272,6 +277,16 @@ def create_app(guard: AccessGuard, tokens: Mapping[str, str], desk: CommandDesk 
     @app.exception_handler(dataservices.NotFound)
     async def not_found(_request: Any, err: dataservices.NotFound) -> JSONResponse:
         return JSONResponse(ErrorBody(detail=str(err)).model_dump(), status_code=404)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Any, err: RequestValidationError) -> JSONResponse:
+        problems = []
+        for e in err.errors()[:10]:
+            where = ".".join(str(x) for x in e.get("loc", ()))
+            problems.append(f"{where}: {e.get('msg', 'invalid')}")
+        more = len(err.errors()) - len(problems)
+        detail = "; ".join(problems) + (f"; and {more} more" if more > 0 else "")
+        return JSONResponse(ErrorBody(detail=detail or "invalid request").model_dump(), status_code=422)
 
     @app.exception_handler(HubInactive)
     async def hub_inactive(_request: Any, err: HubInactive) -> JSONResponse:
@@ -444,9 +459,19 @@ def create_app(guard: AccessGuard, tokens: Mapping[str, str], desk: CommandDesk 
 
     @app.get("/v1/premises/{premises_id}/access-log", response_model=list[AccessLogEntry], responses=ERRORS)
     def get_access_log(
-        party: Caller, premises_id: Id, start: AwareDatetime, end: AwareDatetime
+        party: Caller,
+        premises_id: Id,
+        start: AwareDatetime,
+        end: AwareDatetime,
+        after: Annotated[
+            int | None, Query(ge=0, le=2**62, description="the last seq seen (next page)")
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = MAX_PAGE,
     ) -> list[AccessLogEntry]:
+        """Who accessed (or tried to) the premises' data, oldest first; page with ``after`` = the
+        last ``seq`` received until fewer than ``limit`` entries come back."""
         entries = guard.access_log(party, premises_id, period(start, end))
+        entries = [e for e in entries if after is None or e.seq > after][:limit]
         return [
             AccessLogEntry(
                 seq=e.seq,
