@@ -164,3 +164,15 @@ def test_a_year_of_half_hourly_data_streams_month_by_month(tmp_path: Path) -> No
     values = f.read(columns=["value"]).column("value").to_pylist()
     assert values == list(range(n))
     w.store.close()
+
+
+def test_a_period_of_centuries_costs_only_the_data_in_it(world: World) -> None:
+    """Only months holding data are read (a month-by-month walk from year 1000 to 9000 would be
+    96,000 queries): the answer is the two stored days, as for the exact period."""
+    wide = {"start": "1000-01-01T00:00:00Z", "end": "9000-01-01T00:00:00Z"}
+    with world.client() as client:
+        exact = client.get(EXPORT, params=params("half-hourly", "csv"), headers=world.auth("C1"))
+        r = client.get(EXPORT, params={**params("half-hourly", "csv"), **wide}, headers=world.auth("C1"))
+        assert r.status_code == 200 and r.text == exact.text and len(r.text.splitlines()) == 97
+        page = client.get(READINGS, params={**params("daily"), **wide}, headers=world.auth("C1")).json()
+        assert [x["intervals"] for x in page["readings"]] == [48, 48]

@@ -14,11 +14,19 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, and_, select
+from sqlalchemy import Connection, Engine, and_, select
 
 from smarthub.gdsc.access import TimeRange
 from smarthub.gdsc.parties import Granularity, tenancies
-from smarthub.gdsc.store import channel_readings, hubs, meters
+from smarthub.gdsc.store import (
+    DAY,
+    channel_readings,
+    hub_keys,
+    hubs,
+    interval_blocks,
+    interval_channels,
+    meters,
+)
 
 LONDON = ZoneInfo("Europe/London")
 SERVED = (Granularity.HALF_HOURLY, Granularity.DAILY, Granularity.MONTHLY)
@@ -92,7 +100,9 @@ def iter_readings(
     """:func:`readings` one local calendar month at a time, so a bulk export of years of
     half-hourly data holds one month of rows in memory, never the whole period.
 
-    Chunks start at local midnight of the 1st, so no daily or monthly bucket straddles two chunks.
+    Chunks start at local midnight of the 1st, so no daily or monthly bucket straddles two chunks;
+    only months with stored data are visited (one query on the blocks' key finds the days that have any),
+    so a period of centuries costs no more than the data in it.
     """
     if granularity not in SERVED:
         raise ValueError(f"readings are served half-hourly, daily or monthly, not {granularity.value}")
@@ -100,13 +110,38 @@ def iter_readings(
         return
     spans = [(int(r.start.timestamp()), int(r.end.timestamp())) for r in ranges]
     lo, hi = min(a for a, _ in spans), max(b for _, b in spans)
-    chunk = _bucket(lo, 1, Granularity.MONTHLY, tz)[0]
-    while chunk < hi:
-        following = _bucket(chunk, 1, Granularity.MONTHLY, tz)[1]
+    with engine.connect() as conn:
+        days = _data_days(conn, meter, obis, lo, hi)
+    # A UTC day can start in one local month and end in the next (BST): both months are visited.
+    months = sorted(
+        {_bucket(t, 1, Granularity.MONTHLY, tz) for d in days for t in (d * DAY, d * DAY + DAY - 1)}
+    )
+    for chunk, following in months:
         inside = [(max(a, chunk), min(b, following)) for a, b in spans if a < following and b > chunk]
         if inside:
             yield from _chunk(engine, meter, obis, spans, inside, granularity, tz)
-        chunk = following
+
+
+def _data_days(conn: Connection, meter: Meter, obis: str, lo: int, hi: int) -> list[int]:
+    """The UTC days (since the epoch) in [lo, hi) holding any stored reading of the channel."""
+    b, c, k = interval_blocks, interval_channels, hub_keys
+    q = (
+        select(b.c.day)
+        .distinct()
+        .select_from(
+            b.join(c, and_(b.c.hub_key == c.c.hub_key, b.c.channel_no == c.c.channel_no)).join(
+                k, b.c.hub_key == k.c.hub_key
+            )
+        )
+        .where(
+            k.c.hub_id == meter.hub_id,
+            c.c.meter_id == meter.meter_id,
+            c.c.obis == obis,
+            b.c.day >= lo // DAY,
+            b.c.day <= (hi - 1) // DAY,
+        )
+    )
+    return [int(r[0]) for r in conn.execute(q)]
 
 
 def _chunk(
