@@ -127,6 +127,7 @@ def test_top_up_goes_through_a_voucher_the_hub_credits_once(world: World, tmp_pa
         PullPlan(world.store).finish_urgent(claim, True, NOW, result=verdict)
         state = client.get(f"/v1/jobs/{job}", headers=world.auth("S1")).json()
         assert state["state"] == "done" and state["result"]["result"]["credited"] is True
+        assert state["voucher_status"] == "credited"
         # The gas supplier cannot top up the electricity meter; amounts are checked before anything is issued.
         r = client.post(
             "/v1/premises/P1/commands/top-up",
@@ -143,7 +144,7 @@ def test_top_up_goes_through_a_voucher_the_hub_credits_once(world: World, tmp_pa
             assert r.status_code == 422, bad
     assert [t["voucher_id"] for t in ledger.top_ups()] == [voucher]
     assert ledger.balance("electricity").to_json()["credit"] == "10.50"
-    assert len(world.desk.issuer.pending()) == 1  # settling is the scheduler's side (see report)
+    assert world.desk.issuer.pending() == []  # settled from the hub's verdict
 
 
 def test_tariff_update_and_supply_commands_are_signed_for_the_meters_hub(

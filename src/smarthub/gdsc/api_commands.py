@@ -216,6 +216,10 @@ class CommandDesk:
             ):
                 state = FAILED
                 error = f"hub {result.get('status')}: {result.get('code')}: {result.get('detail')}"
+        if voucher_status == "pending" and work["state"] == DONE and isinstance(result, dict):
+            # Nothing else settles vouchers from a delivered verdict yet (the scheduler only
+            # delivers): record the hub's verdict on it here. Idempotent (same verdict, same time).
+            voucher_status = self.issuer.settle(row.hub_id, row.voucher_id, result, work["finished"])
         return Job(
             job_id=job_id,
             party_id=row.party_id,
