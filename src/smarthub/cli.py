@@ -446,31 +446,21 @@ def gdsc_token(
     db: Annotated[str | None, typer.Option(help="database URL (default: SQLite in the state dir)")] = None,
 ) -> None:
     """Issue a bearer token for a party and print it (only its SHA-256 is stored: keep it now)."""
-    from smarthub.gdsc.api_commands import ensure_tables
-    from smarthub.gdsc.api_tokens import TokenStore
-    from smarthub.gdsc.parties import Party, PartyRepository, Role, UnknownParty
-    from smarthub.gdsc.store import Store
+    from smarthub.gdsc.api_tokens import issue_token
 
     _require_state(state, db)
-    store = Store(db or f"sqlite:///{(state / 'gdsc' / 'gdsc.sqlite').resolve()}")
     try:
-        store.create_schema()
-        ensure_tables(store.engine)
-        repo = PartyRepository(store.engine)
-        try:
-            repo.party(party)
-        except UnknownParty:
-            if role is None:
-                print(f"smarthub gdsc token: no party {party!r}; give --role to create it", file=sys.stderr)
-                raise typer.Exit(2) from None
-            try:
-                repo.add_party(Party(party, Role(role), name))
-            except ValueError as e:
-                print(f"smarthub gdsc token: {e}; roles: {', '.join(r.value for r in Role)}", file=sys.stderr)
-                raise typer.Exit(2) from None
-        print(TokenStore(store.engine).issue(party, _gdsc_clock(state).now()))
-    finally:
-        store.close()
+        token = issue_token(
+            db or f"sqlite:///{(state / 'gdsc' / 'gdsc.sqlite').resolve()}",
+            party,
+            _gdsc_clock(state).now(),
+            role,
+            name,
+        )
+    except (LookupError, ValueError) as e:
+        print(f"smarthub gdsc token: {e}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    print(token)
 
 
 @app.command()

@@ -16,8 +16,8 @@ from datetime import datetime
 
 from sqlalchemy import Column, DateTime, Engine, ForeignKey, String, Table, and_, func, select, update
 
-from smarthub.gdsc.parties import PartyRepository, utc
-from smarthub.gdsc.store import metadata
+from smarthub.gdsc.parties import Party, PartyRepository, Role, UnknownParty, utc
+from smarthub.gdsc.store import Store, metadata
 
 api_tokens = Table(
     "api_tokens",
@@ -79,3 +79,29 @@ class TokenStore(Mapping[str, str]):
             return int(
                 conn.execute(select(func.count()).select_from(api_tokens).where(self._live())).scalar_one()
             )
+
+
+def issue_token(db_url: str, party_id: str, now: datetime, role: str | None = None, name: str = "") -> str:
+    """A new token for ``party_id`` in the GDSC database at ``db_url``; the party is created with
+    ``role`` first if it does not exist (:class:`UnknownParty` if it does not and no role is given,
+    ``ValueError`` for an unknown role)."""
+    from smarthub.gdsc.api_commands import ensure_tables
+
+    store = Store(db_url)
+    try:
+        store.create_schema()
+        ensure_tables(store.engine)
+        repo = PartyRepository(store.engine)
+        try:
+            repo.party(party_id)
+        except UnknownParty:
+            if role is None:
+                raise UnknownParty(f"no party {party_id!r}; give --role to create it") from None
+            try:
+                kind = Role(role)
+            except ValueError:
+                raise ValueError(f"no role {role!r}; roles: {', '.join(r.value for r in Role)}") from None
+            repo.add_party(Party(party_id, kind, name))
+        return TokenStore(store.engine).issue(party_id, now)
+    finally:
+        store.close()
