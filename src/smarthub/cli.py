@@ -362,9 +362,36 @@ def decode(
         )
 
 
-@app.command()
+gdsc_app = typer.Typer(
+    add_completion=False,
+    help="The GDSC. With --state (and no command): register the manifest's hubs and pull them every "
+    "half-hour window. `api`: serve the data services API; `token`: issue a bearer token for it.",
+)
+app.add_typer(gdsc_app, name="gdsc")
+
+
+def _gdsc_clock(state: Path):  # type: ignore[no-untyped-def]
+    """The manifest's simulated clock (sim_start, speed, wall_start) if it has one, else real time."""
+    import json
+
+    from smarthub.clock import AcceleratedClock, Clock, SystemClock
+
+    manifest_path = state / "fleet.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    clock: Clock = SystemClock()
+    if "speed" in manifest:
+        clock = AcceleratedClock(
+            datetime.fromisoformat(manifest["sim_start"]),
+            float(manifest["speed"]),
+            float(manifest["wall_start"]),
+        )
+    return clock
+
+
+@gdsc_app.callback(invoke_without_command=True)
 def gdsc(
-    state: Annotated[Path, typer.Option(help="state directory with ca/, gdsc/ and fleet.json")],
+    ctx: typer.Context,
+    state: Annotated[Path | None, typer.Option(help="state directory with ca/, gdsc/ and fleet.json")] = None,
     db: Annotated[str | None, typer.Option(help="database URL (default: SQLite in the state dir)")] = None,
     until: Annotated[str | None, typer.Option(help="stop at this simulated time (ISO 8601)")] = None,
 ) -> None:
@@ -373,25 +400,76 @@ def gdsc(
     Simulated time follows the manifest's clock (sim_start, speed, wall_start) when it has
     one, so a GDSC process and a fleet process agree; otherwise real time.
     """
-    import json
-
-    from smarthub.clock import AcceleratedClock, Clock, SystemClock
+    if ctx.invoked_subcommand is not None:
+        return
+    if state is None:
+        raise typer.BadParameter("--state is required to run the GDSC", param_hint="--state")
     from smarthub.gdsc.service import GdscService
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    manifest = json.loads((state / "fleet.json").read_text())
-    clock: Clock = SystemClock()
-    if "speed" in manifest:
-        clock = AcceleratedClock(
-            datetime.fromisoformat(manifest["sim_start"]),
-            float(manifest["speed"]),
-            float(manifest["wall_start"]),
-        )
+    clock = _gdsc_clock(state)
     end = datetime.fromisoformat(until) if until else datetime.max.replace(tzinfo=UTC)
     service = GdscService.from_state(state, clock, db)
     err.print(f"GDSC pulling {len(service.store.active_hubs())} hubs into {service.store.url}")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(service.run(end))
+
+
+def _require_state(state: Path, db: str | None) -> None:
+    if db is None and not (state / "gdsc").is_dir():
+        print(
+            f"smarthub gdsc: {state} has no gdsc/ directory (make one with `smarthub demo --state`)",
+            file=sys.stderr,
+        )
+        raise typer.Exit(2)
+
+
+@gdsc_app.command("api")
+def gdsc_api(
+    state: Annotated[Path, typer.Option(help="GDSC state directory (gdsc/gdsc.sqlite, gdsc/operator.*)")],
+    db: Annotated[str | None, typer.Option(help="database URL (default: SQLite in the state dir)")] = None,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port")] = 8600,
+) -> None:
+    """Serve the data services API (OpenAPI at /docs) against the state directory's store.
+
+    Commands are queued in the store's shared plan for a running `smarthub gdsc` to deliver.
+    """
+    import uvicorn
+
+    from smarthub.gdsc.api import app_from_state
+
+    _require_state(state, db)
+
+    uvicorn.run(app_from_state(state, _gdsc_clock(state), db), host=host, port=port, log_level="warning")
+
+
+@gdsc_app.command("token")
+def gdsc_token(
+    state: Annotated[Path, typer.Option(help="GDSC state directory")],
+    party: Annotated[str, typer.Option(help="the party the token authenticates")],
+    role: Annotated[
+        str | None, typer.Option(help="create the party with this role first if it does not exist")
+    ] = None,
+    name: Annotated[str, typer.Option(help="the party's name, when it is created")] = "",
+    db: Annotated[str | None, typer.Option(help="database URL (default: SQLite in the state dir)")] = None,
+) -> None:
+    """Issue a bearer token for a party and print it (only its SHA-256 is stored: keep it now)."""
+    from smarthub.gdsc.api_tokens import issue_token
+
+    _require_state(state, db)
+    try:
+        token = issue_token(
+            db or f"sqlite:///{(state / 'gdsc' / 'gdsc.sqlite').resolve()}",
+            party,
+            _gdsc_clock(state).now(),
+            role,
+            name,
+        )
+    except (LookupError, ValueError) as e:
+        print(f"smarthub gdsc token: {e}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    print(token)
 
 
 @app.command()

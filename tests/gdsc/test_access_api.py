@@ -207,10 +207,14 @@ def test_clear_errors(api: Api) -> None:
 # (schemathesis.pytest.from_fixture does not run under pytest 9: it reads a private node attribute,
 # so each operation's strategy is driven with Hypothesis directly.)
 def test_openapi_conformance(tmp_path: Path) -> None:
-    store, guard, _clock = build(f"sqlite:///{tmp_path / 'api.sqlite'}")
-    schema = schemathesis.openapi.from_asgi("/openapi.json", app_for(guard))
+    """Every operation, the command and portfolio ones included (the GDSC operator signer set up)."""
+    from gdsc.api_world import build as build_world
+
+    world = build_world(f"sqlite:///{tmp_path / 'api.sqlite'}", tmp_path / "state")
+    store = world.store
+    schema = schemathesis.openapi.from_asgi("/openapi.json", world.client().app)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 6
+    assert len(operations) == 16
     for operation in operations:
 
         @given(case=operation.as_strategy(), own=st.booleans())
@@ -220,7 +224,7 @@ def test_openapi_conformance(tmp_path: Path) -> None:
                 # half the cases at the occupant's own premises, so they get past the policy
                 case.path_parameters["premises_id"] = "P1"
             case.call_and_validate(
-                headers={"Authorization": "Bearer tok-c1"},
+                headers=world.auth("C1"),
                 checks=[
                     not_a_server_error,
                     status_code_conformance,

@@ -12,6 +12,13 @@ S_NOW since. Installer I_NOW is on site now; I_OLD's visit was on 1 August. Requ
 "in" means the party's own relation covers now and the data asked for (current supplier, current
 occupant, consent given in the current tenancy, installer on site); "out" means it has ended
 (previous supplier, previous occupant, consent given in the previous tenancy, past visit).
+
+The job asked about (read-job) was queued by the "in" party of the asker's role where that role
+can queue work (S_NOW, C_NOW, I_NOW, the operator), else by S_NOW: so "in" asks about its own job,
+"out" about someone else's. A portfolio is the asker's own sites (here P1) with the same period.
+
+Each API endpoint is decided by one action (``ENDPOINTS`` below); ``test_api_matrix.py`` replays
+this table over HTTP for the endpoints of the data services API.
 """
 
 from __future__ import annotations
@@ -55,16 +62,44 @@ ACTIONS = [
     Action.AGGREGATE_QUERY,
     Action.LIST_ACCESS_LOG,
     Action.MANAGE_CONSENT,
+    Action.READ_JOB,
+    Action.PORTFOLIO,
 ]
 # I = allowed iff "in";  C = allowed iff "in" and the consent is live;  A = always;  - = never.
 MATRIX = {
-    #                        read  events export tariff ihd  top-up c/d  on-dem aggr  log  consent
-    Role.SUPPLIER: "          C     I      C      I      I     I      I     I      -     -     -",
-    Role.THIRD_PARTY: "       C     C      C      -      -     -      -     -      -     -     -",
-    Role.CONSUMER: "          I     I      I      -      -     -      -     I      -     I     I",
-    Role.INSTALLER: "         -     I      -      -      -     -      -     I      -     -     -",
-    Role.NETWORK_OPERATOR: "  -     -      -      -      -     -      -     -      A     -     -",
-    Role.OPERATOR: "          -     A      -      -      -     -      -     A      A     A     -",
+    #                        read  events export tariff ihd  top-up c/d  on-dem aggr  log  consent job portf
+    Role.SUPPLIER: "          C     I      C      I      I     I      I     I      -     -     -      I    -",
+    Role.THIRD_PARTY: "       C     C      C      -      -     -      -     -      -     -     -      -    -",
+    Role.CONSUMER: "          I     I      I      -      -     -      -     I      -     I     I      I    I",
+    Role.INSTALLER: "         -     I      -      -      -     -      -     I      -     -     -      I    -",
+    Role.NETWORK_OPERATOR: "  -     -      -      -      -     -      -     -      A     -     -      -    -",
+    Role.OPERATOR: "          -     A      -      -      -     -      -     A      A     A     -      A    -",
+}
+
+# The API endpoints and the action that decides each (every endpoint that touches a premises).
+ENDPOINTS = {
+    "GET /v1/premises/{premises_id}/readings": Action.READ_READINGS,
+    "GET /v1/premises/{premises_id}/readings/export": Action.EXPORT,
+    "POST /v1/premises/{premises_id}/commands/tariff-update": Action.TARIFF_UPDATE,
+    "POST /v1/premises/{premises_id}/commands/ihd-message": Action.IHD_MESSAGE,
+    "POST /v1/premises/{premises_id}/commands/top-up": Action.TOP_UP,
+    "POST /v1/premises/{premises_id}/commands/supply": Action.CONNECT_DISCONNECT,
+    "POST /v1/premises/{premises_id}/on-demand-reads": Action.ON_DEMAND_READ,
+    "GET /v1/aggregates/readings": Action.AGGREGATE_QUERY,
+    "GET /v1/premises/{premises_id}/access-log": Action.LIST_ACCESS_LOG,
+    "GET /v1/premises/{premises_id}/consents": Action.MANAGE_CONSENT,
+    "POST /v1/premises/{premises_id}/consents": Action.MANAGE_CONSENT,
+    "DELETE /v1/premises/{premises_id}/consents/{consent_id}": Action.MANAGE_CONSENT,
+    "GET /v1/jobs/{job_id}": Action.READ_JOB,
+    "GET /v1/portfolio": Action.PORTFOLIO,
+    "GET /v1/portfolio/consumption": Action.PORTFOLIO,
+}
+# Who queued the job each role asks about (see the module docstring).
+JOB_OWNER = {
+    Role.SUPPLIER: "S_NOW",
+    Role.CONSUMER: "C_NOW",
+    Role.INSTALLER: "I_NOW",
+    Role.OPERATOR: "OPERATOR",
 }
 
 PARTY = {
@@ -128,6 +163,12 @@ def request(party: Party, action: Action) -> AccessRequest:
         return AccessRequest(
             party, action, NOW, group=GROUP, granularity=Granularity.HALF_HOURLY, period=ASKED
         )
+    if action is Action.PORTFOLIO:
+        return AccessRequest(
+            party, action, NOW, group=frozenset({P}), granularity=Granularity.HALF_HOURLY, period=ASKED
+        )
+    if action is Action.READ_JOB:
+        return AccessRequest(party, action, NOW, premises_id=P, job_owner=JOB_OWNER.get(party.role, "S_NOW"))
     needs_period = action in (Action.READ_READINGS, Action.READ_EVENTS, Action.EXPORT, Action.LIST_ACCESS_LOG)
     reads = action in (Action.READ_READINGS, Action.EXPORT)
     return AccessRequest(
@@ -160,15 +201,22 @@ def test_authorization_matrix(role: Role, action: Action, where: str, consent: s
     assert decision.reason  # every answer, allow or deny, says why
     if not decision.allow:
         assert decision.ranges == ()
-    elif action.data_kind is not None or action in (Action.AGGREGATE_QUERY, Action.LIST_ACCESS_LOG):
+    elif action.data_kind is not None or action in (
+        Action.AGGREGATE_QUERY,
+        Action.LIST_ACCESS_LOG,
+        Action.PORTFOLIO,
+    ):
         # Every "in" relation here covers the whole of 1-15 August.
         assert decision.ranges == (ASKED,)
-    if decision.allow and action in (Action.READ_READINGS, Action.EXPORT):
+    if decision.allow and action in (Action.READ_READINGS, Action.EXPORT, Action.PORTFOLIO):
         assert decision.max_granularity is Granularity.HALF_HOURLY
+    if decision.allow and action is Action.PORTFOLIO:
+        assert decision.sites == ((P, (ASKED,)),)
 
 
 def test_matrix_covers_every_role_and_action() -> None:
     assert set(MATRIX) == set(Role)
     assert set(ACTIONS) == set(Action)
     assert all(len(row.split()) == len(ACTIONS) for row in MATRIX.values())
-    assert len(CELLS) == len(Role) * len(Action) * 2 * len(CONSENTS)
+    assert len(CELLS) == len(Role) * len(Action) * 2 * len(CONSENTS) == 624
+    assert set(ENDPOINTS.values()) == set(Action) - {Action.READ_EVENTS}  # events: no API endpoint yet

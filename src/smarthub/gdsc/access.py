@@ -18,7 +18,15 @@ and GB practice:
   premises are refused for everyone (k-anonymity, default 5);
 * an **installer** may read events and take an on-demand read only during a site visit;
 * the GDSC **operator** may read events, take on-demand reads, run aggregates and audit access
-  logs, but never sees an individual's consumption.
+  logs, but never sees an individual's consumption;
+* commands (tariff update, IHD message, top-up, connect/disconnect) come from the premises'
+  **current supplier for the fuel** of the meter concerned; an on-demand read may also be asked
+  for by the current occupant, an installer on site and the GDSC operator; third-party data
+  services issue no commands (no consent purpose covers commands in this model);
+* a **job** (a queued command or read) is followed by the party that asked for it, and by the GDSC
+  operator; nobody else may follow it;
+* a **portfolio** (a non-domestic customer's sites: every premises the consumer holds a tenancy
+  at) is open to that consumer only, and its consumption only within each site's own tenancy.
 """
 
 from __future__ import annotations
@@ -43,6 +51,8 @@ class Action(enum.StrEnum):
     AGGREGATE_QUERY = "aggregate-query"
     LIST_ACCESS_LOG = "list-access-log"
     MANAGE_CONSENT = "manage-consent"
+    READ_JOB = "read-job"  # the state of a queued command or read
+    PORTFOLIO = "portfolio"  # a customer's own sites: the list, or consumption across them
 
     @property
     def is_command(self) -> bool:
@@ -104,7 +114,8 @@ class AccessRequest:
     meter_id: str | None = None  # None: every meter of the premises
     granularity: Granularity | None = None
     period: TimeRange | None = None  # the data time asked for
-    group: frozenset[str] = field(default_factory=frozenset)  # premises of an aggregate query
+    group: frozenset[str] = field(default_factory=frozenset)  # premises of an aggregate or portfolio
+    job_owner: str | None = None  # READ_JOB: the party that queued the job
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "action", Action(self.action))
@@ -114,6 +125,11 @@ class AccessRequest:
         if a is Action.AGGREGATE_QUERY:
             if not self.group:
                 raise ValueError("an aggregate query must name the group of premises it covers")
+        elif a is Action.PORTFOLIO:
+            if self.period is not None and self.granularity is None:
+                raise ValueError("portfolio consumption must give the granularity wanted")
+            if self.granularity is not None:
+                object.__setattr__(self, "granularity", Granularity(self.granularity))
         elif not self.premises_id:
             raise ValueError(f"{a.value} must name a premises")
         if a in _NEEDS_PERIOD and self.period is None:
@@ -126,6 +142,8 @@ class AccessRequest:
                 raise ValueError(f"{a.value} must ask for some granularity, not 'none'")
         if (a.data_kind is not None or a.is_command) and not self.fuel:
             raise ValueError(f"{a.value} must give the fuel of the meter concerned")
+        if a is Action.READ_JOB and not self.job_owner:
+            raise ValueError("read-job must name the party that queued the job")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +152,8 @@ class Decision:
     reason: str
     max_granularity: Granularity = Granularity.NONE
     ranges: tuple[TimeRange, ...] = ()  # the data time the party may see (reads only)
+    # PORTFOLIO: per site, the data time the customer may see there (listing: the sites, no ranges).
+    sites: tuple[tuple[str, tuple[TimeRange, ...]], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +177,10 @@ def decide(request: AccessRequest, facts: Facts, policy: Policy = DEFAULT_POLICY
     role = request.party.role
     if request.action is Action.AGGREGATE_QUERY:
         return _aggregate(request, policy)
+    if request.action is Action.PORTFOLIO:
+        return _portfolio(request, facts)
+    if request.action is Action.READ_JOB:
+        return _job(request)
     rule = _RULES[role]
     return rule(request, facts)
 
@@ -302,6 +326,41 @@ def _aggregate(req: AccessRequest, policy: Policy) -> Decision:
         return deny(f"aggregate over {len(req.group)} premises; at least {policy.k_anonymity} are required")
     assert req.period is not None
     return Decision(True, f"aggregate over {len(req.group)} premises", Granularity.HALF_HOURLY, (req.period,))
+
+
+def _job(req: AccessRequest) -> Decision:
+    me = req.party.party_id
+    if req.party.role is Role.OPERATOR:
+        return Decision(True, "GDSC operations: job supervision")
+    if req.job_owner == me:
+        return Decision(True, "the party that queued the job")
+    return deny(f"{me} may follow only the jobs it queued itself")
+
+
+def _portfolio(req: AccessRequest, facts: Facts) -> Decision:
+    me = req.party.party_id
+    if req.party.role is not Role.CONSUMER:
+        return deny(f"a portfolio is the sites a customer occupies; {me} is a {req.party.role.value}")
+    own = [t for t in facts.tenancies if t.consumer_id == me and t.premises_id in req.group]
+    if req.period is None:  # the list of sites
+        return Decision(True, "own sites", sites=tuple((p, ()) for p in sorted({t.premises_id for t in own})))
+    if req.granularity is Granularity.NONE:
+        return deny("portfolio consumption must ask for some granularity, not 'none'")
+    period = req.period
+    sites = []
+    for p in sorted({t.premises_id for t in own}):
+        ranges = _merge(r for t in own if t.premises_id == p and (r := period.clip(t.start, t.end)))
+        if ranges:
+            sites.append((p, ranges))
+    if not sites:
+        return deny(f"{me} occupied none of its sites in the period asked for")
+    return Decision(
+        True,
+        f"own sites within own tenancies ({len(sites)} of {len(req.group)})",
+        Granularity.HALF_HOURLY,
+        _merge(r for _, rs in sites for r in rs),
+        tuple(sites),
+    )
 
 
 _RULES = {

@@ -9,16 +9,24 @@ finer granularity than granted. Days and months follow the consumer's local cale
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, and_, select
+from sqlalchemy import Connection, Engine, and_, select
 
 from smarthub.gdsc.access import TimeRange
-from smarthub.gdsc.parties import Granularity
-from smarthub.gdsc.store import channel_readings, hubs, meters
+from smarthub.gdsc.parties import Granularity, tenancies
+from smarthub.gdsc.store import (
+    DAY,
+    channel_readings,
+    hub_keys,
+    hubs,
+    interval_blocks,
+    interval_channels,
+    meters,
+)
 
 LONDON = ZoneInfo("Europe/London")
 SERVED = (Granularity.HALF_HOURLY, Granularity.DAILY, Granularity.MONTHLY)
@@ -78,26 +86,81 @@ def readings(
     tz: ZoneInfo = LONDON,
 ) -> list[Bucket]:
     """Buckets of ``granularity`` lying wholly inside one of ``ranges``, in time order."""
+    return list(iter_readings(engine, meter, obis, ranges, granularity, tz))
+
+
+def iter_readings(
+    engine: Engine,
+    meter: Meter,
+    obis: str,
+    ranges: Sequence[TimeRange],
+    granularity: Granularity,
+    tz: ZoneInfo = LONDON,
+) -> Iterator[Bucket]:
+    """:func:`readings` one local calendar month at a time, so a bulk export of years of
+    half-hourly data holds one month of rows in memory, never the whole period.
+
+    Chunks start at local midnight of the 1st, so no daily or monthly bucket straddles two chunks;
+    only months with stored data are visited (one query on the blocks' key finds the days that have any),
+    so a period of centuries costs no more than the data in it.
+    """
     if granularity not in SERVED:
         raise ValueError(f"readings are served half-hourly, daily or monthly, not {granularity.value}")
     if not ranges:
-        return []
+        return
+    spans = [(int(r.start.timestamp()), int(r.end.timestamp())) for r in ranges]
+    lo, hi = min(a for a, _ in spans), max(b for _, b in spans)
+    with engine.connect() as conn:
+        days = _data_days(conn, meter, obis, lo, hi)
+    # A UTC day can start in one local month and end in the next (BST): both months are visited.
+    months = sorted(
+        {_bucket(t, 1, Granularity.MONTHLY, tz) for d in days for t in (d * DAY, d * DAY + DAY - 1)}
+    )
+    for chunk, following in months:
+        inside = [(max(a, chunk), min(b, following)) for a, b in spans if a < following and b > chunk]
+        if inside:
+            yield from _chunk(engine, meter, obis, spans, inside, granularity, tz)
+
+
+def _data_days(conn: Connection, meter: Meter, obis: str, lo: int, hi: int) -> list[int]:
+    """The UTC days (since the epoch) in [lo, hi) holding any stored reading of the channel."""
+    b, c, k = interval_blocks, interval_channels, hub_keys
+    q = (
+        select(b.c.day)
+        .distinct()
+        .select_from(
+            b.join(c, and_(b.c.hub_key == c.c.hub_key, b.c.channel_no == c.c.channel_no)).join(
+                k, b.c.hub_key == k.c.hub_key
+            )
+        )
+        .where(
+            k.c.hub_id == meter.hub_id,
+            c.c.meter_id == meter.meter_id,
+            c.c.obis == obis,
+            b.c.day >= lo // DAY,
+            b.c.day <= (hi - 1) // DAY,
+        )
+    )
+    return [int(r[0]) for r in conn.execute(q)]
+
+
+def _chunk(
+    engine: Engine,
+    meter: Meter,
+    obis: str,
+    spans: list[tuple[int, int]],
+    inside: list[tuple[int, int]],
+    granularity: Granularity,
+    tz: ZoneInfo,
+) -> list[Bucket]:
     with engine.connect() as conn:
         rows = sorted(
             {
                 (r.interval_start, r.duration, r.value, r.power_of_ten, r.uom, r.quality)
-                for rng in ranges
-                for r in channel_readings(
-                    conn,
-                    meter.hub_id,
-                    meter.meter_id,
-                    obis,
-                    int(rng.start.timestamp()),
-                    int(rng.end.timestamp()),
-                )
+                for a, b in inside
+                for r in channel_readings(conn, meter.hub_id, meter.meter_id, obis, a, b)
             }
         )
-    spans = [(int(r.start.timestamp()), int(r.end.timestamp())) for r in ranges]
     out: dict[int, list[int]] = {}  # bucket start -> [end, value, p10, uom, quality, n]
     for start, duration, value, p10, uom, quality in rows:
         b_start, b_end = _bucket(start, duration, granularity, tz)
@@ -116,6 +179,31 @@ def readings(
         acc[4] |= quality
         acc[5] += 1
     return [Bucket(s, a[0] - s, a[1], a[2], a[3], a[4], a[5]) for s, a in sorted(out.items())]
+
+
+def customer_sites(engine: Engine, consumer_id: str) -> list[tuple[str, datetime, datetime | None]]:
+    """Every tenancy a consumer holds or held, as (premises, start, end): a non-domestic customer's
+    sites are simply the premises it is the occupant of (one tenancy per site)."""
+    t = tenancies
+    q = select(t.c.premises_id, t.c.start, t.c.end).where(t.c.consumer_id == consumer_id)
+    with engine.connect() as conn:
+        rows = conn.execute(q.order_by(t.c.premises_id, t.c.start)).all()
+    return [(r.premises_id, _aware(r.start), None if r.end is None else _aware(r.end)) for r in rows]
+
+
+def premises_meter_list(engine: Engine, premises_id: str) -> list[Meter]:
+    q = (
+        select(meters.c.hub_id, meters.c.meter_id, meters.c.fuel)
+        .join(hubs, hubs.c.hub_id == meters.c.hub_id)
+        .where(hubs.c.premises_id == premises_id)
+        .order_by(meters.c.meter_id)
+    )
+    with engine.connect() as conn:
+        return [Meter(r.hub_id, r.meter_id, r.fuel) for r in conn.execute(q)]
+
+
+def _aware(t: datetime) -> datetime:
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def _bucket(start: int, duration: int, g: Granularity, tz: ZoneInfo) -> tuple[int, int]:

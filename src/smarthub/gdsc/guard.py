@@ -16,7 +16,9 @@ from smarthub.gdsc.access import DEFAULT_POLICY, AccessRequest, Action, Decision
 from smarthub.gdsc.audit import AuditEntry, AuditLog
 from smarthub.gdsc.parties import Granularity, PartyRepository
 
-_NOT_ACCESS = frozenset({Action.LIST_ACCESS_LOG.value, Action.MANAGE_CONSENT.value})
+# Consent management, log look-ups and following one's own job are not access to the premises
+# (the command a job carries was logged when it was queued).
+_NOT_ACCESS = frozenset({Action.LIST_ACCESS_LOG.value, Action.MANAGE_CONSENT.value, Action.READ_JOB.value})
 
 
 class AccessDenied(PermissionError):
@@ -45,14 +47,25 @@ class AccessGuard:
         granularity: Granularity | None = None,
         period: TimeRange | None = None,
         group: frozenset[str] = frozenset(),
+        job_owner: str | None = None,
         detail: Mapping[str, Any] | None = None,
     ) -> Decision:
         """Decide and record. ``detail`` (e.g. a command's body) goes into the audit entry."""
         party = self.parties.party(party_id)
         request = AccessRequest(
-            party, action, self.clock.now(), premises_id, fuel, meter_id, granularity, period, group
+            party,
+            action,
+            self.clock.now(),
+            premises_id,
+            fuel,
+            meter_id,
+            granularity,
+            period,
+            group,
+            job_owner,
         )
-        premises = sorted(group) if action is Action.AGGREGATE_QUERY else [premises_id or ""]
+        grouped = action in (Action.AGGREGATE_QUERY, Action.PORTFOLIO)
+        premises = sorted(group) if grouped else [premises_id or ""]
         decision = decide(request, self.parties.facts(premises), self.policy)
         record: dict[str, Any] = {
             "fuel": fuel,
@@ -62,7 +75,7 @@ class AccessGuard:
             "max_granularity": decision.max_granularity.value,
             "ranges": [_range(r) for r in decision.ranges],
         }
-        if action is Action.AGGREGATE_QUERY:
+        if grouped:
             record["group_size"] = len(group)  # not the members: the log itself must not de-anonymise
         if detail:
             record["detail"] = dict(detail)

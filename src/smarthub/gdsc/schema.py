@@ -8,9 +8,31 @@ migration test import this module, never ``store`` alone.
 
 from __future__ import annotations
 
-from smarthub.gdsc import audit, error_log, hub_lifecycle, parties, plan, store, supplier_change, vouchers
+from smarthub.gdsc import (
+    api_commands,
+    api_tokens,
+    audit,
+    error_log,
+    hub_lifecycle,
+    parties,
+    plan,
+    store,
+    supplier_change,
+    vouchers,
+)
 from smarthub.gdsc.store import metadata
 
-TABLE_MODULES = (store, error_log, vouchers, parties, audit, plan, supplier_change, hub_lifecycle)
+TABLE_MODULES = (
+    store,
+    error_log,
+    vouchers,
+    parties,
+    audit,
+    plan,
+    supplier_change,
+    hub_lifecycle,
+    api_commands,
+    api_tokens,
+)
 
 __all__ = ["TABLE_MODULES", "metadata"]

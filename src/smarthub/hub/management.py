@@ -319,4 +319,3 @@ def _atomic_write(path: Path, data: bytes) -> None:
         os.fsync(dir_fd)  # the rename itself survives a power cut
     finally:
         os.close(dir_fd)
-

@@ -1,0 +1,96 @@
+"""A GDSC with the data services API, as the test_api_* modules use it: one premises P1 (hub H1,
+electricity meter E1 with two days of half-hourly data, gas meter G1), parties of every role,
+GDSC operator credentials from the simulator's provisioning, and a TestClient."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from fastapi.testclient import TestClient
+
+from smarthub.clock import ManualClock
+from smarthub.gdsc.api import create_app
+from smarthub.gdsc.api_commands import CommandDesk, ensure_tables
+from smarthub.gdsc.api_tokens import TokenStore
+from smarthub.gdsc.audit import AuditLog
+from smarthub.gdsc.guard import AccessGuard
+from smarthub.gdsc.parties import Fuel, Party, PartyRepository, Role, SupplyPeriod, Tenancy
+from smarthub.gdsc.store import Store, StoredReading
+from smarthub.sim.fleet import provision
+
+JUL = datetime(2026, 7, 1, tzinfo=UTC)
+DAY1 = datetime(2026, 8, 9, 23, tzinfo=UTC)  # local (BST) midnight of 10 August
+NOW = datetime(2026, 8, 20, 12, tzinfo=UTC)
+PARTIES = (
+    Party("S1", Role.SUPPLIER),
+    Party("SG", Role.SUPPLIER),  # supplies gas at P1
+    Party("C1", Role.CONSUMER),
+    Party("TP", Role.THIRD_PARTY),
+    Party("DNO", Role.NETWORK_OPERATOR),
+    Party("OP", Role.OPERATOR),
+    Party("INST", Role.INSTALLER),
+)
+
+
+@dataclass
+class World:
+    store: Store
+    guard: AccessGuard
+    clock: ManualClock
+    desk: CommandDesk
+    tokens: dict[str, str]  # party id -> bearer token
+    ca_cert: x509.Certificate
+    state: Path
+
+    def client(self) -> TestClient:
+        return TestClient(create_app(self.guard, TokenStore(self.store.engine), self.desk))
+
+    def auth(self, party: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[party]}"}
+
+
+def readings(hub: str, meter: str, start: datetime, n: int, base: int = 100) -> list[StoredReading]:
+    t0 = int(start.timestamp())
+    return [StoredReading(hub, meter, "1-0:1.8.0", t0 + 1800 * i, 1800, base + i, 0, 72, 0) for i in range(n)]
+
+
+def build(url: str, state: Path) -> World:
+    store = Store(url)
+    store.create_schema()
+    ensure_tables(store.engine)
+    store.register_hub(
+        hub_id="H1",
+        premises_id="P1",
+        url="https://h",
+        lfdi="A" * 40,
+        meters_by_fuel=[("E1", "electricity"), ("G1", "gas")],
+    )
+    store.ingest("H1", readings("H1", "E1", DAY1, 96), {})
+    repo = PartyRepository(store.engine)
+    for p in PARTIES:
+        repo.add_party(p)
+    repo.add_supply_period(SupplyPeriod("P1", Fuel.ELECTRICITY, "S1", JUL))
+    repo.add_supply_period(SupplyPeriod("P1", Fuel.GAS, "SG", JUL))
+    repo.add_tenancy(Tenancy("T1", "P1", "C1", JUL))
+    clock = ManualClock(NOW)
+    provision(state, [], NOW - timedelta(days=1))
+    tokens = TokenStore(store.engine)
+    issued = {p.party_id: tokens.issue(p.party_id, NOW) for p in PARTIES}
+    ca_cert = x509.load_pem_x509_certificate((state / "ca" / "ca.pem").read_bytes())
+    guard = AccessGuard(repo, AuditLog(store.engine), clock)
+    return World(store, guard, clock, CommandDesk.from_state(state, store), issued, ca_cert, state)
+
+
+def tariff_json(version: int = 1) -> dict[str, Any]:
+    return {
+        "tariff_id": "FLAT-1",
+        "version": version,
+        "effective_from": "2026-09-01",
+        "name": "Flat rate",
+        "standing_charge_p_per_day": "45.00",
+        "pricing": {"type": "flat", "unit_rate_p_per_kwh": "24.50"},
+    }
