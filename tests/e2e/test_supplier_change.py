@@ -40,7 +40,7 @@ from smarthub.gdsc.pki import CertificateAuthority
 from smarthub.gdsc.pki import Role as CertRole
 from smarthub.gdsc.plan import DONE, PullPlan
 from smarthub.gdsc.store import Store
-from smarthub.gdsc.supplier_change import OpeningReadPending, SupplierChanges, create_table
+from smarthub.gdsc.supplier_change import OpeningReadPending, SupplierChanges
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
 from smarthub.hub.intervals import IntervalRecord
@@ -177,7 +177,6 @@ async def w(db_url: str, tmp_path: Path, wall_now: datetime) -> AsyncIterator[Wo
     gdsc_clock = ManualClock(EFF - timedelta(days=10))
     store = Store(db_url)
     store.create_schema()
-    create_table(store.engine)
     store.register_hub(
         hub_id="HUB1", premises_id="P1", url=url, lfdi=hub_cert.lfdi, meters_by_fuel=[("E1", ELEC)]
     )

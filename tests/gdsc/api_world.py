@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from smarthub.clock import ManualClock
 from smarthub.gdsc.api import create_app
-from smarthub.gdsc.api_commands import CommandDesk, ensure_tables
+from smarthub.gdsc.api_commands import CommandDesk
 from smarthub.gdsc.api_tokens import TokenStore
 from smarthub.gdsc.audit import AuditLog
 from smarthub.gdsc.guard import AccessGuard
@@ -61,7 +61,6 @@ def readings(hub: str, meter: str, start: datetime, n: int, base: int = 100) -> 
 def build(url: str, state: Path) -> World:
     store = Store(url)
     store.create_schema()
-    ensure_tables(store.engine)
     store.register_hub(
         hub_id="H1",
         premises_id="P1",

@@ -30,7 +30,7 @@ from gdsc.test_access_matrix import (
 from smarthub.clock import ManualClock
 from smarthub.gdsc.access import Action
 from smarthub.gdsc.api import create_app
-from smarthub.gdsc.api_commands import CommandDesk, ensure_tables
+from smarthub.gdsc.api_commands import CommandDesk
 from smarthub.gdsc.api_tokens import TokenStore
 from smarthub.gdsc.audit import AuditLog
 from smarthub.gdsc.guard import AccessGuard
@@ -63,7 +63,6 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
     tmp = tmp_path_factory.mktemp("matrix")
     store = Store(f"sqlite:///{tmp / 'gdsc.sqlite'}")
     store.create_schema()
-    ensure_tables(store.engine)
     repo = PartyRepository(store.engine)
     ids = sorted({party_id(r, w) for r in Role for w in WHERE})
     roles = {party_id(r, w): r for r in Role for w in WHERE}

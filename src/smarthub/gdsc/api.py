@@ -29,7 +29,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 from smarthub.clock import Clock
 from smarthub.gdsc import dataservices, export
 from smarthub.gdsc.access import Action, TimeRange, current_tenancy
-from smarthub.gdsc.api_commands import CommandDesk, HubInactive, Job, ensure_tables, message_id
+from smarthub.gdsc.api_commands import CommandDesk, HubInactive, Job, message_id
 from smarthub.gdsc.api_tokens import TokenStore, token_digest
 from smarthub.gdsc.audit import AuditLog
 from smarthub.gdsc.guard import AccessDenied, AccessGuard
@@ -820,7 +820,6 @@ def app_from_state(state: FsPath, clock: Clock, db_url: str | None = None) -> Fa
     ``gdsc/operator.{pem,key}`` and queued in the shared plan of that store."""
     store = Store(db_url or f"sqlite:///{(state / 'gdsc' / 'gdsc.sqlite').resolve()}")
     store.create_schema()
-    ensure_tables(store.engine)
     guard = AccessGuard(PartyRepository(store.engine), AuditLog(store.engine), clock)
     desk = CommandDesk.from_state(state, store) if (state / "gdsc" / "operator.key").exists() else None
     return create_app(guard, TokenStore(store.engine), desk)

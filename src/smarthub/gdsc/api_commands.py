@@ -27,7 +27,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import BigInteger, Column, DateTime, Engine, Integer, String, Table, select
+from sqlalchemy import BigInteger, Column, DateTime, Integer, String, Table, select
 
 from smarthub.gdsc.commands import CommandSigner
 from smarthub.gdsc.dataservices import Meter
@@ -49,17 +49,6 @@ api_jobs = Table(
     Column("voucher_id", String(64)),  # a top-up's voucher
     Column("queued", DateTime(timezone=True), nullable=False),
 )
-
-
-def ensure_tables(engine: Engine) -> None:
-    """Create ``api_jobs`` and ``api_tokens`` if missing.
-
-    Stop-gap until the Alembic migration for these two tables exists (the integrator writes it;
-    ``Store.create_schema`` then builds them and this becomes a no-op).
-    """
-    from smarthub.gdsc.api_tokens import api_tokens
-
-    metadata.create_all(engine, tables=[api_jobs, api_tokens], checkfirst=True)
 
 
 # Job states as the API reports them.

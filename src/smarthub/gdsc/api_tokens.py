@@ -85,12 +85,9 @@ def issue_token(db_url: str, party_id: str, now: datetime, role: str | None = No
     """A new token for ``party_id`` in the GDSC database at ``db_url``; the party is created with
     ``role`` first if it does not exist (:class:`UnknownParty` if it does not and no role is given,
     ``ValueError`` for an unknown role)."""
-    from smarthub.gdsc.api_commands import ensure_tables
-
     store = Store(db_url)
     try:
         store.create_schema()
-        ensure_tables(store.engine)
         repo = PartyRepository(store.engine)
         try:
             repo.party(party_id)

@@ -33,7 +33,6 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
-    Engine,
     ForeignKey,
     Integer,
     SmallInteger,
@@ -75,12 +74,6 @@ opening_reads = Table(
     Column("missing", Text),  # JSON list of "meter obis" the hub could not give
     Column("taken", _T),
 )
-
-
-def create_table(engine: Engine) -> None:
-    """Create ``opening_reads`` if missing: for a database whose migrations predate the table
-    (the Alembic migration that adds it comes with the merge)."""
-    opening_reads.create(engine, checkfirst=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +288,5 @@ __all__ = [
     "OpeningReadPending",
     "RegisterRead",
     "SupplierChanges",
-    "create_table",
     "opening_reads",
 ]
