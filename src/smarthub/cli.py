@@ -260,8 +260,8 @@ def hub(
                 consent=consent,
             )
             await side.serve(ihd_listen, ihd_port)
-            # Third-party displays of this home (an ihd certificate) read pricing and messages.
-            IhdResources(server, side.consumption, side.store, clock.now).install()
+            # Third-party displays of this home (an ihd certificate) read pricing, messages, live demand.
+            IhdResources(server, side.consumption, side.store, clock.now, live=side.ihd.live).install()
             code = side.store.pairing_code()
             err.print(f"in-home display on http://{ihd_listen}:{ihd_port}/ (pairing code {code})")
 

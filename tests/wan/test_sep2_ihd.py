@@ -15,7 +15,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from hub.ihd_home import IhdHome, make_home, pki
+from hub.ihd_home import ELEC, IhdHome, make_home, pki
 from hub.test_tariff_update import V2
 from lxml import etree
 
@@ -25,7 +25,8 @@ from smarthub.gdsc.tariffs import tariff_update_body
 from smarthub.hub.diagnostics import DiagnosisCode, DiagnosticsLog
 from smarthub.hub.privacy import Granularity
 from smarthub.hub.submeters import WanEvents, WanMeters
-from smarthub.model.obis import IMPORT_ACTIVE_ENERGY
+from smarthub.model import Reading, Unit
+from smarthub.model.obis import EXPORT_ACTIVE_POWER, IMPORT_ACTIVE_ENERGY, IMPORT_ACTIVE_POWER
 from smarthub.model.tariff import TimeOfUse
 from smarthub.model.tariff_calc import day_start, local_day
 from smarthub.sim.fleet import SimulatedHome, home_specs, provision
@@ -99,7 +100,9 @@ async def rig(tmp_path: Path, wall_now: datetime) -> AsyncIterator[Rig]:
         management=home.management,
         privacy=home.privacy,
     )
-    IhdResources(server, home.side.consumption, home.side.store, home.clock.now).install()
+    IhdResources(
+        server, home.side.consumption, home.side.store, home.clock.now, live=home.side.ihd.live
+    ).install()
     port = await server.start(
         "127.0.0.1", 0, server_context(tmp_path / "hub.pem", tmp_path / "hub.key", tmp_path / "ca" / "ca.pem")
     )
@@ -240,6 +243,56 @@ async def test_only_this_homes_displays_read_pricing_and_messages(rig: Rig) -> N
     await rig.get("ihd", "/mup?l=5", status=403)
     await rig.get("ihd", "/tp/2", status=404)
     await rig.get("ihd", "/tp/0/rc/1", status=404)
+
+
+async def test_live_demand_is_the_ihds_net_power_as_an_instantaneous_reading(rig: Rig) -> None:
+    dcap = await rig.get("ihd", "/dcap")
+    assert dcap is not None
+    link = dcap.find("s:UsagePointListLink", NS)
+    assert link is not None and (link.get("href"), link.get("all")) == ("/dupt", "1")
+    upts = await rig.get("ihd", "/dupt?l=5")
+    assert upts is not None and upts.get("results") == "1"
+    (upt,) = upts
+    assert upt.get("href") == "/dupt/0" and text(upt, "s:serviceCategoryKind") == "0"
+    mrs = await rig.get("ihd", "/dupt/0/mr?l=5")
+    assert mrs is not None and [m.get("href") for m in mrs] == ["/dupt/0/mr/0"]
+    mr = await rig.get("ihd", "/dupt/0/mr/0")
+    assert mr is not None
+    assert mr.find("s:ReadingLink", NS).get("href") == "/dupt/0/mr/0/r"  # type: ignore[union-attr]
+    assert mr.find("s:ReadingSetListLink", NS) is None  # live only: no interval data for displays
+    rt = await rig.get("ihd", "/dupt/0/mr/0/rt")
+    assert rt is not None
+    # Instantaneous (12) power (37) in W (38, 10^0), electricity, forward flow.
+    assert [text(rt, f"s:{t}") for t in ("accumulationBehaviour", "commodity", "flowDirection")] == [
+        "12",
+        "1",
+        "1",
+    ]
+    assert [text(rt, f"s:{t}") for t in ("kind", "powerOfTenMultiplier", "uom")] == ["37", "0", "38"]
+    home = rig.home
+    r = await rig.get("ihd", "/dupt/0/mr/0/r")  # the hub's power from the register feed so far
+    assert r is not None and text(r, "s:value") == home.side.ihd.live.current()["watts"]  # type: ignore[index]
+    t1 = NOW + timedelta(seconds=10)
+    home.power(1234, t1)
+    r = await rig.get("ihd", "/dupt/0/mr/0/r")
+    assert r is not None and r.get("href") == "/dupt/0/mr/0/r"
+    assert text(r, "s:value") == "1234" == home.side.ihd.live.current()["watts"]  # type: ignore[index]
+    assert text(r, "s:timePeriod/s:start") == str(int(t1.timestamp()))
+    assert text(r, "s:timePeriod/s:duration") == "0"
+    # PV exporting: the net figure goes negative, as on the hub's own screen.
+    t2 = t1 + timedelta(seconds=10)
+    home.hub.ingest(
+        [
+            Reading(ELEC, IMPORT_ACTIVE_POWER, Decimal(0), Unit.W, t2),
+            Reading(ELEC, EXPORT_ACTIVE_POWER, Decimal(1500), Unit.W, t2),
+        ]
+    )
+    r = await rig.get("ihd", "/dupt/0/mr/0/r")
+    assert r is not None and text(r, "s:value") == "-1500" == home.side.ihd.live.current()["watts"]  # type: ignore[index]
+    for who in ("collector", "party", "ihd-next-door"):
+        for path in ("/dupt", "/dupt/0/mr/0", "/dupt/0/mr/0/r"):
+            await rig.get(who, path, status=403)
+    await rig.get("ihd", "/dupt/1", status=404)
 
 
 async def test_smart_plugs_feed_the_ihd_and_never_leave_the_home(rig: Rig) -> None:

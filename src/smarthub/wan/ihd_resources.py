@@ -1,4 +1,4 @@
-"""IEEE 2030.5 Pricing and Messaging for third-party in-home displays, on the hub's WAN server.
+"""IEEE 2030.5 Pricing, Messaging and live demand for third-party in-home displays (hub WAN server).
 
 The hub's own IHD is a web app (:mod:`smarthub.hub.ihd.app`); a third-party display speaks
 2030.5 instead, and reads the same figures from the hub (DESIGN.md: everything the IHD shows
@@ -20,7 +20,17 @@ is computed in the hub, so it works while the WAN is down):
   TextMessages (``/msg/0/txt``; ``/msg/0/actxt`` only those showing now) are the messages the
   hub's IHD shows (``ihd.message`` and ``message.display`` commands), not yet acknowledged
   and not expired; a message without an end is given a year.
-* ``/dcap`` answers a display with MessagingProgramListLink, TariffProfileListLink, TimeLink.
+* **Metering, live demand** (§10.10): ``/dupt`` ("display usage points") lists one UsagePoint,
+  the home's electricity supply (``/dupt/0``), with one MeterReading (``/dupt/0/mr/0``) whose
+  ReadingType (``…/rt``) is instantaneous (accumulationBehaviour 12) power (kind 37) in W (uom 38,
+  powerOfTenMultiplier 0), forward flow, and whose ReadingLink (``…/r``) is the latest Reading:
+  the home's **net** power, import minus export (negative while exporting), exactly the figure
+  the hub's own IHD pushes over SSE (:class:`smarthub.hub.ihd.live.LivePower`), time-stamped with
+  the meter's reading (timePeriod start, duration 0). 404 until the meter has reported power.
+  Its own href, not ``/upt``: ``/upt`` is the privacy-filtered metering the GDSC and third
+  parties read, which a display is not a recipient of.
+* ``/dcap`` answers a display with MessagingProgramListLink, TariffProfileListLink, TimeLink and,
+  when the hub has a live power source, UsagePointListLink ``/dupt``.
 
 **Access**: only a client whose certificate carries the ``ihd`` role (``OU=ihd``, issued by the
 GDSC CA, so TLS already admitted it) and is issued for *this* hub (its name is the hub id, or
@@ -38,13 +48,17 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from smarthub.hub.consumption import HomeConsumption, Supply
+from smarthub.hub.ihd.live import LivePower
 from smarthub.hub.ihd.store import IhdStore, Message
 from smarthub.hub.tariffs import RATE_HORIZON, Rate
 from smarthub.model.reading_type import (
     ACCUMULATION_DELTA,
+    ACCUMULATION_INSTANTANEOUS,
     COMMODITY_ELECTRICITY,
     FLOW_FORWARD,
     KIND_ENERGY,
+    KIND_POWER,
+    UOM_W,
     UOM_WH,
 )
 from smarthub.model.tariff import Tariff, TariffError, Tiered, TimeOfUse
@@ -61,6 +75,9 @@ MESSAGE_WITHOUT_END = timedelta(days=365)
 SERVICE_KIND = {"electricity": 0, "gas": 1}
 COMMODITY_NATURAL_GAS = 7  # 2030.5 CommodityType; gas is billed in kWh (volume converted)
 MAX_TOU_TIER = 15
+DEMAND_UPT = "/dupt/0"
+DEMAND_MR = f"{DEMAND_UPT}/mr/0"
+QUALITY_VALID = 0  # 2030.5 qualityFlags: no flag set
 
 
 def price_units(p_per_kwh: Decimal) -> int:
@@ -80,11 +97,14 @@ class IhdResources:
         consumption: HomeConsumption,
         messages: IhdStore,
         now: Callable[[], datetime],
+        live: LivePower | None = None,
     ) -> None:
+        """``live``: the home's net power as the hub's IHD shows it; without it no ``/dupt``."""
         self.server = server
         self.consumption = consumption
         self.messages = messages
         self.now = now
+        self.live = live
 
     def install(self) -> None:
         r = self.server.app.router
@@ -102,6 +122,13 @@ class IhdResources:
         r.add_get("/msg/{mp}/txt", self.text_messages)
         r.add_get("/msg/{mp}/actxt", self.text_messages)
         r.add_get("/msg/{mp}/txt/{id}", self.text_message)
+        if self.live is not None:
+            r.add_get("/dupt", self.demand_usage_points)
+            r.add_get(DEMAND_UPT, self.demand_usage_point)
+            r.add_get(f"{DEMAND_UPT}/mr", self.demand_meter_readings)
+            r.add_get(DEMAND_MR, self.demand_meter_reading)
+            r.add_get(f"{DEMAND_MR}/rt", self.demand_reading_type)
+            r.add_get(f"{DEMAND_MR}/r", self.demand_reading)
         self.server.ihd_dcap = self.device_capability
 
     # -- access ---------------------------------------------------------------------------
@@ -114,8 +141,8 @@ class IhdResources:
         if not self.is_display(request):
             role, name, _ = self.server._peer_identity(request)
             raise web.HTTPForbidden(
-                text=f"pricing and messages are for this home's displays (an ihd certificate issued for "
-                f"{self.server.hub_id}); this client is {role or 'unknown'} {name!r}"
+                text="pricing, messages and live demand are for this home's displays (an ihd certificate"
+                f" issued for {self.server.hub_id}); this client is {role or 'unknown'} {name!r}"
             )
 
     def _xml(self, doc: sep2.Element) -> web.Response:
@@ -127,7 +154,12 @@ class IhdResources:
             return None
         return self._xml(
             sep2.device_capability_ihd(
-                "/dcap", 900, ("/msg", 1), ("/tp", len(self.consumption.supplies)), "/tm"
+                "/dcap",
+                900,
+                ("/msg", 1),
+                ("/tp", len(self.consumption.supplies)),
+                "/tm",
+                None if self.live is None else ("/dupt", 1),
             )
         )
 
@@ -304,6 +336,71 @@ class IhdResources:
                 f"{href}/{n}", n if tiered else 0, price_units(price), int(floor), doc
             )
         return self._xml(sep2.done(doc))
+
+    # -- live demand (metering) -------------------------------------------------------------
+    def _demand_point(self, parent: sep2.Element | None = None) -> sep2.Element:
+        assert self.live is not None
+        return sep2.usage_point(
+            DEMAND_UPT,
+            sep2.mrid(self.server.hub_id, DEMAND_UPT),
+            f"electricity supply {self.live.meter or ''}".strip(),
+            SERVICE_KIND["electricity"],
+            self.server.lfdi,
+            (f"{DEMAND_UPT}/mr", 1),
+            parent,
+        )
+
+    async def demand_usage_points(self, request: web.Request) -> web.Response:
+        self._admit(request)
+        doc = sep2.usage_point_list("/dupt", 1)
+        if self.server._paging(request).limit:
+            self._demand_point(doc)
+        return self._xml(sep2.done(doc))
+
+    async def demand_usage_point(self, request: web.Request) -> web.Response:
+        self._admit(request)
+        return self._xml(self._demand_point())
+
+    def _demand_reading(self, parent: sep2.Element | None = None) -> sep2.Element:
+        return sep2.meter_reading(
+            DEMAND_MR, sep2.mrid(self.server.hub_id, DEMAND_MR), "instantaneous demand (net, W)", None, parent
+        )
+
+    async def demand_meter_readings(self, request: web.Request) -> web.Response:
+        self._admit(request)
+        doc = sep2.meter_reading_list(f"{DEMAND_UPT}/mr", 1)
+        if self.server._paging(request).limit:
+            self._demand_reading(doc)
+        return self._xml(sep2.done(doc))
+
+    async def demand_meter_reading(self, request: web.Request) -> web.Response:
+        self._admit(request)
+        return self._xml(self._demand_reading())
+
+    async def demand_reading_type(self, request: web.Request) -> web.Response:
+        self._admit(request)
+        return self._xml(
+            sep2.reading_type(
+                f"{DEMAND_MR}/rt",
+                accumulation=ACCUMULATION_INSTANTANEOUS,
+                commodity=COMMODITY_ELECTRICITY,
+                flow_direction=FLOW_FORWARD,
+                interval_length=None,
+                kind=KIND_POWER,
+                power_of_ten=0,
+                uom=UOM_W,
+            )
+        )
+
+    async def demand_reading(self, request: web.Request) -> web.Response:
+        """The latest net power (W), from the same :class:`LivePower` the IHD's SSE pushes."""
+        self._admit(request)
+        assert self.live is not None
+        now = self.live.current()
+        if now is None:
+            raise web.HTTPNotFound(text="the electricity meter has not reported power yet")
+        at = int(datetime.fromisoformat(now["time"]).timestamp())
+        return self._xml(sep2.reading(int(now["watts"]), QUALITY_VALID, at, 0, href=f"{DEMAND_MR}/r"))
 
     # -- messaging --------------------------------------------------------------------------
     def _program(self, request: web.Request) -> None:

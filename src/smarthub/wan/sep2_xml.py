@@ -331,13 +331,17 @@ def device_capability_ihd(
     messaging_programs: tuple[str, int],
     tariff_profiles: tuple[str, int],
     time_href: str,
+    usage_points: tuple[str, int] | None = None,
 ) -> Element:
-    """DeviceCapability as a home display sees it: Messaging, Pricing and Time (§10.2)."""
+    """DeviceCapability as a home display sees it: Messaging, Pricing, Time and, when given, the
+    display's own UsagePointList (live demand) (§10.2; links in the XSD's order)."""
     e = _el(None, "DeviceCapability", href)
     e.set("pollRate", str(poll_rate))
     _link(e, "MessagingProgramListLink", *messaging_programs)
     _link(e, "TariffProfileListLink", *tariff_profiles)
     _link(e, "TimeLink", time_href)
+    if usage_points is not None:
+        _link(e, "UsagePointListLink", *usage_points)
     return e
 
 
