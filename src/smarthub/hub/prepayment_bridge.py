@@ -18,15 +18,27 @@ switch the meter's breaker or valve as the ledger decides.
   period; the bridge checks the calendar again right before switching, since the command
   reaches the meter some time after the decision. Gas reconnects only after the consumer's
   confirmation at the IHD (the ledger answers AWAIT_CONFIRMATION until then).
+* **The supplier's own commands** (:func:`supply_commands`, ``supply.disconnect`` /
+  ``supply.reconnect`` / ``supply.state`` from the GDSC) go through the same ledger for a prepaid
+  fuel. A remote disconnect switches off and **holds** the supply: no top-up or IHD confirmation
+  reopens it until the supplier's remote reconnect (holds are kept in SQLite, so a restart does
+  not release them). A remote reconnect of **gas** never opens the valve by itself: it releases
+  the hold and *arms* the valve (the ledger's confirmation is reset, so one given earlier does not
+  count); the valve opens when the consumer then confirms at the IHD that appliances are off
+  (GB practice: the supplier arms, the consumer restores, at the meter or the IHD/PPMID; a DLMS
+  valve in control_mode 1 would open on the remote reconnect, so the interlock lives here).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
+import threading
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Protocol
 
 from smarthub.clock import Clock
@@ -46,6 +58,35 @@ class Breaker(Protocol):
     def reconnect(self) -> Awaitable[dict[str, Any]]: ...
 
 
+class SupplyHolds:
+    """Fuels the supplier switched off remotely: kept off until the supplier's reconnect."""
+
+    def __init__(self, path: Path | str = ":memory:") -> None:
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS supply_holds (fuel TEXT PRIMARY KEY, since INTEGER NOT NULL)"
+        )
+
+    def hold(self, fuel: str, at: datetime) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO supply_holds VALUES (?, ?)", (fuel, int(at.timestamp())))
+
+    def release(self, fuel: str) -> bool:
+        with self._lock:
+            return self._db.execute("DELETE FROM supply_holds WHERE fuel = ?", (fuel,)).rowcount == 1
+
+    def held(self, fuel: str) -> bool:
+        with self._lock:
+            return (
+                self._db.execute("SELECT 1 FROM supply_holds WHERE fuel = ?", (fuel,)).fetchone() is not None
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
 def day_prefix(fuel: str, day: date) -> str:
     return f"day/{fuel}/{day.isoformat()}/"
 
@@ -60,6 +101,7 @@ class PrepaymentBridge:
         *,
         since: datetime | None = None,
         fuels: Iterable[str] | None = None,
+        holds: SupplyHolds | None = None,
     ) -> None:
         """``since``: when this home went onto prepayment; earlier intervals (replayed from the
         history after a restart) are not charged. ``fuels``: the fuels paid in advance (default:
@@ -68,6 +110,7 @@ class PrepaymentBridge:
         self.consumption = consumption
         self.clock = clock
         self.breakers = dict(breakers or {})
+        self.holds = holds or SupplyHolds()
         self.since = since
         self.fuels = set(consumption.supplies if fuels is None else fuels)
         if unknown := self.fuels - set(consumption.supplies):
@@ -124,6 +167,8 @@ class PrepaymentBridge:
         breaker = self.breakers.get(fuel)
         if action in (SupplyAction.NONE, SupplyAction.AWAIT_CONFIRMATION):
             return action
+        if action is SupplyAction.RECONNECT and self.holds.held(fuel):
+            return SupplyAction.NONE  # the supplier switched it off: only its reconnect releases it
         if breaker is None:
             self.errors.append(
                 f"{fuel}: the ledger says {action.value} but the hub controls no breaker/valve"
@@ -161,3 +206,69 @@ class PrepaymentBridge:
 
     def today(self) -> date:
         return local_day(self.clock.now())
+
+    # -- the supplier's commands ------------------------------------------------------------
+    async def remote_disconnect(
+        self, fuel: str, reason: str = "the supplier's remote disconnect"
+    ) -> dict[str, Any]:
+        """Switch ``fuel`` off now and hold it off until :meth:`remote_reconnect`."""
+        breaker = self._breaker(fuel)
+        self.holds.hold(fuel, self.clock.now())
+        result = await breaker.disconnect()
+        if not result.get("connected", False):
+            self.ledger.supply_changed(fuel, "off", self.clock.now(), reason)
+        return {**result, "held": True}
+
+    async def remote_reconnect(self, fuel: str) -> dict[str, Any]:
+        """Release the supplier's hold. Electricity switches on (if the ledger allows); gas is
+        armed and opens only after the consumer's confirmation at the IHD."""
+        self._breaker(fuel)
+        self.holds.release(fuel)
+        now = self.clock.now()
+        if self.ledger.balance(fuel).supply == "off":
+            if fuel == "gas":  # a confirmation given before the arm does not count
+                self.ledger.supply_changed(fuel, "off", now, "armed by the supplier: awaiting the consumer")
+            action = await self.apply_supply(fuel)
+            return {
+                "connected": action is SupplyAction.RECONNECT,
+                "armed": fuel == "gas",
+                "supply_action": self.ledger.supply_action(fuel, now).value,
+            }
+        return {**await self.breakers[fuel].reconnect(), "armed": False}
+
+    def _breaker(self, fuel: str) -> Breaker:
+        if fuel not in self.fuels:
+            raise ValueError(f"{fuel} is not paid in advance here: the prepayment bridge does not switch it")
+        breaker = self.breakers.get(fuel)
+        if breaker is None:
+            raise ValueError(f"the hub controls no {fuel} breaker/valve")
+        return breaker
+
+
+class StatefulBreaker(Breaker, Protocol):
+    def state(self) -> Awaitable[dict[str, Any]]: ...
+
+
+def supply_commands(
+    bridge: PrepaymentBridge, meters: dict[str, tuple[str, StatefulBreaker]]
+) -> dict[str, Any]:
+    """``supply.disconnect`` / ``supply.reconnect`` / ``supply.state`` for prepaid meters (meter id ->
+    (fuel, its breaker/valve)), through the bridge's hold and gas interlock (module docstring)."""
+
+    def pick(body: dict[str, Any]) -> tuple[str, StatefulBreaker]:
+        meter = str(body["meter"])
+        if meter not in meters:
+            raise ValueError(f"{meter!r} has no breaker or valve this hub controls")
+        return meters[meter]
+
+    async def disconnect(body: dict[str, Any]) -> dict[str, Any]:
+        return await bridge.remote_disconnect(pick(body)[0])
+
+    async def reconnect(body: dict[str, Any]) -> dict[str, Any]:
+        return await bridge.remote_reconnect(pick(body)[0])
+
+    async def state(body: dict[str, Any]) -> dict[str, Any]:
+        fuel, breaker = pick(body)
+        return {**await breaker.state(), "held": bridge.holds.held(fuel)}
+
+    return {"supply.disconnect": disconnect, "supply.reconnect": reconnect, "supply.state": state}

@@ -163,6 +163,9 @@ def _next_half_hour(t: datetime) -> datetime:
 class DlmsMeterSimulator:
     """One DLMS meter on simulated time (see the module docstring)."""
 
+    # The objects SET and ACTION know, with their interface classes (a subclass serves others).
+    classes: dict[ObisCode, int] = _CLASSES
+
     def __init__(
         self,
         system_title: bytes,
@@ -535,7 +538,7 @@ class DlmsMeterSimulator:
 
     def _on_set(self, req: SetRequestNormal) -> int:
         """Apply a SET.request normal: the data-access-result."""
-        known = _CLASSES.get(req.instance)
+        known = self.classes.get(req.instance)
         if known is None:
             return _OBJECT_UNDEFINED
         if known != req.class_id:
@@ -566,7 +569,7 @@ class DlmsMeterSimulator:
 
     def _on_action(self, req: ActionRequestNormal) -> int:
         """Invoke an ACTION.request normal: the action-result."""
-        known = _CLASSES.get(req.instance)
+        known = self.classes.get(req.instance)
         if known is None:
             return _OBJECT_UNDEFINED
         if known != req.class_id:
