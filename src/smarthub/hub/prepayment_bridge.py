@@ -21,8 +21,9 @@ switch the meter's breaker or valve as the ledger decides.
 * **The supplier's own commands** (:func:`supply_commands`, ``supply.disconnect`` /
   ``supply.reconnect`` / ``supply.state`` from the GDSC) go through the same ledger for a prepaid
   fuel. A remote disconnect switches off and **holds** the supply: no top-up or IHD confirmation
-  reopens it until the supplier's remote reconnect (holds are kept in SQLite, so a restart does
-  not release them). A remote reconnect of **gas** never opens the valve by itself: it releases
+  reopens it until the supplier's remote reconnect (holds are kept in SQLite: give
+  :class:`SupplyHolds` a file so a restart does not release them; the default is in memory).
+  A remote reconnect of **gas** never opens the valve by itself: it releases
   the hold and *arms* the valve (the ledger's confirmation is reset, so one given earlier does not
   count); the valve opens when the consumer then confirms at the IHD that appliances are off
   (GB practice: the supplier arms, the consumer restores, at the meter or the IHD/PPMID; a DLMS
