@@ -249,7 +249,9 @@ class SimulatedHome:
             revoked=self.crls.is_revoked,
         )
         # Third-party displays of this home read its pricing and messages in 2030.5.
-        IhdResources(self.server, consumption, self.consumer.store, clock.now).install()
+        IhdResources(
+            self.server, consumption, self.consumer.store, clock.now, live=self.consumer.ihd.live
+        ).install()
         self.url = ""
 
     async def _link_test(self, body: dict[str, Any]) -> dict[str, Any]:
