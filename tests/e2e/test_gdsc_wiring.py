@@ -14,6 +14,7 @@ import json
 import ssl
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from smarthub.clock import ManualClock
+from smarthub.clock import AcceleratedClock, ManualClock
 from smarthub.gdsc.api import app_from_state
 from smarthub.gdsc.api_commands import CommandDesk
 from smarthub.gdsc.api_tokens import TokenStore
@@ -33,9 +34,10 @@ from smarthub.gdsc.hub_lifecycle import HubLifecycle
 from smarthub.gdsc.lifecycle import move_out
 from smarthub.gdsc.parties import Fuel, Party, PartyRepository, Role, SupplyPeriod, Tenancy
 from smarthub.gdsc.pki import CertificateAuthority
-from smarthub.gdsc.plan import PullPlan, urgent_work
+from smarthub.gdsc.plan import DONE, FAILED, PullPlan, urgent_work
 from smarthub.gdsc.service import GdscService
 from smarthub.gdsc.store import Store, StoredReading
+from smarthub.gdsc.vouchers import vouchers
 from smarthub.hub.management import ManagementInterface
 from smarthub.hub.registry import MeterRegistry, registry_commands
 from smarthub.sim.fleet import Fleet, home_specs, provision
@@ -304,3 +306,66 @@ async def test_an_applied_meter_replace_registers_the_new_meter_and_keeps_the_ol
         registry.close()
     finally:
         store.close()
+
+
+# --- 3. a top-up queued while the hub is away is delivered and settled once -------------------
+
+
+async def test_top_up_queued_while_the_hub_is_away_is_credited_once_after_it_returns(
+    tmp_path: Path, db_url: str, wall_now: datetime
+) -> None:
+    specs = home_specs(2, seed=5)[1:]  # a DLMS home: prepayment on its breaker meter
+    provision(tmp_path, specs, wall_now - timedelta(minutes=10))
+    clock = AcceleratedClock(SIM_START, 600.0)
+    fleet = Fleet(tmp_path, specs, clock, SIM_START)
+    (home,) = fleet.homes
+    assert home.consumer.ledger is not None
+    url = await home.start_server(tmp_path / "ca" / "ca.pem")
+    port = int(url.rsplit(":", 1)[1])
+    fleet.write_manifest()
+    await home.server.stop()  # the hub is away (its WAN link down) when the top-up is made
+    service = GdscService.from_state(
+        tmp_path, clock, db_url, window=timedelta(minutes=10), upkeep_every=timedelta(minutes=1)
+    )
+    service.scheduler.max_tries = 3
+    assert service.scheduler.plan is not None
+    service.scheduler.plan.max_tries = 3
+    store = service.store
+    desk = CommandDesk.from_state(tmp_path, store)
+    meter = next(m for m, f in home.meters if f == "electricity")
+    clock.rebase()
+    job, voucher = desk.top_up(
+        "S1",
+        home.spec.premises_id,
+        Meter(home.spec.hub_id, meter, "electricity"),
+        "top-up",
+        Decimal("10.00"),
+        clock.now(),
+    )
+    run = asyncio.create_task(service.run(SIM_START + timedelta(hours=3), SIM_START))
+    try:
+        await _until(
+            lambda: PullPlan(store).urgent_job(job)["state"] == FAILED, "the first delivery to give up"
+        )
+        await home.start_server(tmp_path / "ca" / "ca.pem", port=port)  # back
+
+        def credited() -> bool:
+            with store.engine.connect() as conn:
+                return (
+                    conn.execute(select(vouchers.c.status).where(vouchers.c.voucher_id == voucher)).scalar()
+                    == "credited"
+                )
+
+        await _until(credited, "the voucher to be credited and settled", 90)
+        # Credited once on the hub; re-sent as the same voucher under a new command after the
+        # first job gave up; nothing queued once it settled.
+        assert [t["voucher_id"] for t in home.consumer.ledger.top_ups()].count(voucher) == 1
+        sent = _jobs(store, "prepayment.topup")
+        assert sent[0].id == job and sent[0].state == FAILED and sent[-1].state == DONE
+        assert len({json.loads(json.loads(j.envelope)["payload"])["body"]["voucher"] for j in sent}) == 1
+        assert service.upkeep is not None and service.upkeep.vouchers is not None
+        assert await asyncio.to_thread(service.upkeep.vouchers.tick, clock.now()) == (0, 0)
+    finally:
+        run.cancel()
+        await asyncio.gather(run, return_exceptions=True)
+        await fleet.stop()
