@@ -19,6 +19,7 @@ import pytest
 from gdsc.api_world import NOW, World, build, tariff_json
 from smarthub.clock import ManualClock
 from smarthub.gdsc.plan import Priority, PullPlan
+from smarthub.gdsc.vouchers import VoucherCourier
 from smarthub.hub.ihd.commands import ihd_commands
 from smarthub.hub.ihd.store import IhdStore
 from smarthub.hub.management import ManagementInterface
@@ -127,6 +128,11 @@ def test_top_up_goes_through_a_voucher_the_hub_credits_once(world: World, tmp_pa
         PullPlan(world.store).finish_urgent(claim, True, NOW, result=verdict)
         state = client.get(f"/v1/jobs/{job}", headers=world.auth("S1")).json()
         assert state["state"] == "done" and state["result"]["result"]["credited"] is True
+        # Reading the job writes nothing: the running GDSC settles the voucher from the verdict.
+        assert state["voucher_status"] == "pending"
+        courier = VoucherCourier(world.store, PullPlan(world.store), world.desk.signer)
+        assert courier.tick(NOW) == (1, 0)
+        state = client.get(f"/v1/jobs/{job}", headers=world.auth("S1")).json()
         assert state["voucher_status"] == "credited"
         # The gas supplier cannot top up the electricity meter; amounts are checked before anything is issued.
         r = client.post(

@@ -3,7 +3,8 @@ GDSC's client refuses from a hub, on real mutual TLS over loopback.
 
 Most rows are also proven one by one (with OpenSSL's reason) in ``tests/wan/test_tls.py``; this
 table adds wrong-role certificates in both directions and the expired hub certificate, and
-records two gaps as strict xfails (they fail loudly once closed). Command replay and tampering
+records the open gap as a strict xfail (it fails loudly once closed). The GDSC side builds its
+client context as the GDSC service does, with the CA's CRL, so a revoked hub is refused. Command replay and tampering
 are covered by ``tests/wan/test_management.py`` (replayed counter, tampered payload, unsigned,
 foreign signer, wrong hub).
 """
@@ -19,6 +20,7 @@ import pytest
 from wan.test_tls import Creds, Pki, _make_pki, assert_refused, hub_server, round_trip
 
 from smarthub.gdsc.pki import Role
+from smarthub.gdsc.service import collector_tls_context
 from smarthub.wan.tls import client_context, server_context
 
 
@@ -97,15 +99,8 @@ GDSC_SIDE = [
     ("expired", False),
     ("wrong role: a collector's certificate", False),
     ("wrong role: an operator's certificate", False),
-    pytest.param(
-        "revoked",
-        False,
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="gap: wan.tls.client_context loads no CRL, so the GDSC's client accepts a revoked "
-            "hub certificate (the LFDI pin still refuses a hub other than the registered one)",
-        ),
-    ),
+    # The GDSC service loads the CA's CRL into its collectors' context (service.collector_tls_context).
+    ("revoked", False),
 ]
 
 
@@ -116,12 +111,13 @@ async def test_gdsc_client_accepts_only_current_hubs_of_its_ca(
     creds = _server(pki, foreign, case)
     if case == "revoked":
         pki.ca.revoke(creds.issued.certificate.serial_number, pki.now)
-        pki.write_crl()
     collector = pki.issue(Role.COLLECTOR, "collector-1")
+    # As the GDSC service builds it: the CA's current CRL in the context.
+    client = collector_tls_context(collector.cert, collector.key, pki.ca_pem, pki.write_crl())
     # The hub stand-in trusts the real CA, so only its own certificate can be the problem.
     async with hub_server(server_context(creds.cert, creds.key, pki.ca_pem)) as (port, seen):
         if accepted:
-            assert await round_trip(port, pki.client(collector)) == f"ok {collector.issued.lfdi}\n".encode()
+            assert await round_trip(port, client) == f"ok {collector.issued.lfdi}\n".encode()
         else:
-            await assert_refused(port, pki.client(collector))
+            await assert_refused(port, client)
             assert seen.lfdis == []

@@ -32,6 +32,7 @@ from smarthub.gdsc.access import Action, TimeRange, current_tenancy
 from smarthub.gdsc.api_commands import CommandDesk, HubInactive, Job, message_id
 from smarthub.gdsc.api_tokens import TokenStore, token_digest
 from smarthub.gdsc.audit import AuditLog
+from smarthub.gdsc.consent_sync import syncing_parties
 from smarthub.gdsc.guard import AccessDenied, AccessGuard
 from smarthub.gdsc.parties import Consent, DataKind, Granularity, PartyRepository, Role, UnknownParty
 from smarthub.gdsc.store import Store
@@ -820,8 +821,10 @@ def app_from_state(state: FsPath, clock: Clock, db_url: str | None = None) -> Fa
     ``gdsc/operator.{pem,key}`` and queued in the shared plan of that store."""
     store = Store(db_url or f"sqlite:///{(state / 'gdsc' / 'gdsc.sqlite').resolve()}")
     store.create_schema()
-    guard = AccessGuard(PartyRepository(store.engine), AuditLog(store.engine), clock)
     desk = CommandDesk.from_state(state, store) if (state / "gdsc" / "operator.key").exists() else None
+    # With the operator key, consent grants and revocations queue consent.set for the hubs.
+    parties = PartyRepository(store.engine) if desk is None else syncing_parties(store, desk.signer, clock)
+    guard = AccessGuard(parties, AuditLog(store.engine), clock)
     return create_app(guard, TokenStore(store.engine), desk)
 
 

@@ -9,7 +9,9 @@ process drains ahead of bulk pulls (DESIGN §3, command path). The caller gets `
 a job id and follows the job at ``GET /v1/jobs/{id}``.
 
 A top-up first becomes a signed single-use voucher (:class:`~smarthub.gdsc.vouchers.VoucherIssuer`),
-recorded before it is sent; the ``prepayment.topup`` command carries its envelope.
+recorded before it is sent; the ``prepayment.topup`` command carries its envelope. The running
+GDSC settles it from the hub's verdict (:class:`~smarthub.gdsc.vouchers.VoucherCourier`); a job
+read here only reports the voucher's status, it never writes it.
 
 ``api_jobs`` records who queued which urgent job, for which premises: the policy lets only that
 party (and the GDSC operator) follow it.
@@ -203,10 +205,6 @@ class CommandDesk:
             ):
                 state = FAILED
                 error = f"hub {result.get('status')}: {result.get('code')}: {result.get('detail')}"
-        if voucher_status == "pending" and work["state"] == DONE and isinstance(result, dict):
-            # Nothing else settles vouchers from a delivered verdict yet (the scheduler only
-            # delivers): record the hub's verdict on it here. Idempotent (same verdict, same time).
-            voucher_status = self.issuer.settle(row.hub_id, row.voucher_id, result, work["finished"])
         return Job(
             job_id=job_id,
             party_id=row.party_id,

@@ -29,11 +29,12 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine, select
 
+from smarthub.clock import Clock
 from smarthub.gdsc.access import SUPPLIER_DEFAULT, current_tenancy
 from smarthub.gdsc.commands import CommandSigner
 from smarthub.gdsc.parties import Consent, DataKind, Granularity, PartyRepository, Role, consents
 from smarthub.gdsc.plan import Priority, PullPlan
-from smarthub.gdsc.store import hubs
+from smarthub.gdsc.store import Store, hubs
 
 # The hub's names for the granularities (smarthub.hub.privacy.Granularity; the GDSC spells the
 # register-only consent in the singular).
@@ -152,4 +153,19 @@ class SyncingPartyRepository(PartyRepository):
         return next(c for c in self.consents([row.premises_id]) if c.consent_id == consent_id)
 
 
-__all__ = ["HUB_GRANULARITY", "ConsentSync", "Pushed", "SyncingPartyRepository", "active_hubs", "version_of"]
+def syncing_parties(store: Store, signer: CommandSigner, clock: Clock) -> SyncingPartyRepository:
+    """The party repository for the services API when it has the operator's signing key: every
+    consent grant or revocation it commits queues ``consent.set`` for the premises' hubs."""
+    plan = PullPlan(store)
+    return SyncingPartyRepository(store.engine, lambda repo: ConsentSync(repo, plan, signer, clock.now))
+
+
+__all__ = [
+    "HUB_GRANULARITY",
+    "ConsentSync",
+    "Pushed",
+    "SyncingPartyRepository",
+    "active_hubs",
+    "syncing_parties",
+    "version_of",
+]

@@ -5,6 +5,12 @@ Only *complete* calendar buckets wholly inside an allowed range are served: a da
 day were clipped to one half-hour by a range boundary would be that half-hour's reading, i.e. a
 finer granularity than granted. Days and months follow the consumer's local calendar
 (Europe/London), so a clock-change day has 46 or 50 half-hours.
+
+A meter's series is read across every hub that has served its premises (:func:`find_meter` fills
+:attr:`Meter.hubs`): a replaced hub's readings stay stored under its own id, the new hub's under
+its id, and a party reading the meter sees one series across the swap (as
+:meth:`smarthub.gdsc.hub_lifecycle.HubLifecycle.meter_series` does). Where two hubs hold the same
+interval, the one commissioned earlier is served (it read the meter first).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Engine, and_, select
 
 from smarthub.gdsc.access import TimeRange
+from smarthub.gdsc.hub_lifecycle import hub_commissioning
 from smarthub.gdsc.parties import Granularity, tenancies
 from smarthub.gdsc.store import (
     DAY,
@@ -38,9 +45,16 @@ class NotFound(LookupError):
 
 @dataclass(frozen=True, slots=True)
 class Meter:
-    hub_id: str
+    hub_id: str  # the hub serving the meter now (commands go there)
     meter_id: str
     fuel: str
+    # Every hub whose stored readings of the meter are served, earliest commissioned first
+    # (empty: ``hub_id`` only).
+    hubs: tuple[str, ...] = ()
+
+    @property
+    def series_hubs(self) -> tuple[str, ...]:
+        return self.hubs or (self.hub_id,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,16 +69,27 @@ class Bucket:
 
 
 def find_meter(engine: Engine, premises_id: str, meter_id: str) -> Meter:
+    """The meter at the premises: its current hub (an active one first) and every hub of the
+    premises whose readings of it are served (module docstring)."""
     q = (
         select(meters.c.hub_id, meters.c.meter_id, meters.c.fuel)
         .join(hubs, hubs.c.hub_id == meters.c.hub_id)
         .where(and_(hubs.c.premises_id == premises_id, meters.c.meter_id == meter_id))
+        .order_by((hubs.c.status == "active").desc(), meters.c.hub_id)
+    )
+    hc = hub_commissioning
+    served = (
+        select(hubs.c.hub_id)
+        .select_from(hubs.outerjoin(hc, hc.c.hub_id == hubs.c.hub_id))
+        .where(hubs.c.premises_id == premises_id)
+        .order_by(hc.c.commissioned_at.is_(None).desc(), hc.c.commissioned_at, hubs.c.hub_id)
     )
     with engine.connect() as conn:
         r = conn.execute(q).first()
-    if r is None:
-        raise NotFound(f"no meter {meter_id!r} at premises {premises_id!r}")
-    return Meter(r.hub_id, r.meter_id, r.fuel)
+        if r is None:
+            raise NotFound(f"no meter {meter_id!r} at premises {premises_id!r}")
+        order = tuple(h for (h,) in conn.execute(served))
+    return Meter(r.hub_id, r.meter_id, r.fuel, order)
 
 
 def premises_meters(engine: Engine, premises_id: str) -> set[str]:
@@ -123,7 +148,8 @@ def iter_readings(
 
 
 def _data_days(conn: Connection, meter: Meter, obis: str, lo: int, hi: int) -> list[int]:
-    """The UTC days (since the epoch) in [lo, hi) holding any stored reading of the channel."""
+    """The UTC days (since the epoch) in [lo, hi) holding any stored reading of the channel
+    (from any of the meter's hubs)."""
     b, c, k = interval_blocks, interval_channels, hub_keys
     q = (
         select(b.c.day)
@@ -134,7 +160,7 @@ def _data_days(conn: Connection, meter: Meter, obis: str, lo: int, hi: int) -> l
             )
         )
         .where(
-            k.c.hub_id == meter.hub_id,
+            k.c.hub_id.in_(meter.series_hubs),
             c.c.meter_id == meter.meter_id,
             c.c.obis == obis,
             b.c.day >= lo // DAY,
@@ -153,14 +179,16 @@ def _chunk(
     granularity: Granularity,
     tz: ZoneInfo,
 ) -> list[Bucket]:
+    held: dict[tuple[int, int], tuple[int, int, int, int, int, int]] = {}
     with engine.connect() as conn:
-        rows = sorted(
-            {
-                (r.interval_start, r.duration, r.value, r.power_of_ten, r.uom, r.quality)
-                for a, b in inside
-                for r in channel_readings(conn, meter.hub_id, meter.meter_id, obis, a, b)
-            }
-        )
+        for hub_id in meter.series_hubs:  # earliest commissioned first: its value is kept
+            for a, b in inside:
+                for r in channel_readings(conn, hub_id, meter.meter_id, obis, a, b):
+                    held.setdefault(
+                        (r.interval_start, r.duration),
+                        (r.interval_start, r.duration, r.value, r.power_of_ten, r.uom, r.quality),
+                    )
+    rows = sorted(held.values())
     out: dict[int, list[int]] = {}  # bucket start -> [end, value, p10, uom, quality, n]
     for start, duration, value, p10, uom, quality in rows:
         b_start, b_end = _bucket(start, duration, granularity, tz)

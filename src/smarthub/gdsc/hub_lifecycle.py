@@ -16,6 +16,19 @@
   request naming the hub it ``replaces``, takes over the premises and its meters, and the old hub
   is decommissioned in the same transaction. :meth:`HubLifecycle.meter_series` reads a meter of a
   premises across every hub that has served it, so the series continues across the swap.
+* **Keeping the CRL current** (:meth:`HubLifecycle.keep_crl`): the running GDSC re-publishes the
+  CRL every ``crl_refresh`` (a day) although its nextUpdate is ``crl_next_update`` (a week) away,
+  so the CRL in the collectors' TLS contexts never goes stale: OpenSSL fails closed on a CRL past
+  its nextUpdate (RFC 5280 §5.1.2.5), which would stop every pull at once. A re-publish is pushed
+  to the hubs as ``pki.crl`` *only when the revoked set changed*: a hub does not put the CRL in
+  its TLS context, it checks it per request and for commands (``hub.management.CrlStore``,
+  ``wan.server`` ``revoked=``), where a CRL past its nextUpdate still lists what it lists; a
+  daily push of an unchanged list to every hub would be an urgent command per hub per day for
+  nothing. Revocations themselves (:meth:`revoke_hub`, :meth:`revoke_certificate`) always push.
+
+  OpenSSL checks a CRL's thisUpdate/nextUpdate against the host's real clock, whatever time a
+  simulation runs on, so the CRL for TLS contexts is dated on the clock TLS uses (the GDSC
+  service's ``tls_clock``, the system clock unless a test injects one).
 
 Certificates, statuses and revocation reasons follow RFC 5280 §5.3.1 (keyCompromise for a
 revoked hub, cessationOfOperation for a decommissioned one, superseded for a replaced one).
@@ -24,6 +37,7 @@ revoked hub, cessationOfOperation for a decommissioned one, superseded for a rep
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -39,7 +53,7 @@ from sqlalchemy.exc import IntegrityError
 from smarthub.gdsc.commands import CommandSigner
 from smarthub.gdsc.commissioning import CommissioningRefused, CommissioningRequest, Installer, verify_request
 from smarthub.gdsc.pki import CertificateAuthority, IssuedCertificate, Role, _atomic_write
-from smarthub.gdsc.plan import FAILED, PENDING, Priority, PullPlan, pull_plan, urgent_work
+from smarthub.gdsc.plan import DONE, FAILED, PENDING, Priority, PullPlan, pull_plan, urgent_work
 from smarthub.gdsc.store import (
     Store,
     StoredReading,
@@ -53,6 +67,7 @@ from smarthub.gdsc.store import (
 
 ACTIVE, REVOKED, DECOMMISSIONED = "active", "revoked", "decommissioned"
 CRL_FILE = "crl.pem"
+CLOCK_SKEW = timedelta(minutes=5)
 
 # Who commissioned which hub, with which certificate, and how its life ended (hub first in the
 # key, like every per-hub table, so it can be distributed by hub id).
@@ -101,6 +116,7 @@ class HubLifecycle:
     signer: CommandSigner | None = None
     crl_dir: Path | None = None
     crl_next_update: timedelta = timedelta(days=7)
+    crl_refresh: timedelta = timedelta(days=1)  # re-publish this often (keep_crl)
     crl_listeners: list[Callable[[Path], Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -295,8 +311,9 @@ class HubLifecycle:
         self.ca.revoke(serial, now, reason)
         return self.publish_crl(now)
 
-    def publish_crl(self, now: datetime) -> x509.CertificateRevocationList:
-        """Write the CA's current CRL, tell the listeners, queue it to every active hub (urgent).
+    def publish_crl(self, now: datetime, *, push: bool = True) -> x509.CertificateRevocationList:
+        """Write the CA's current CRL, tell the listeners, queue it to every active hub (urgent)
+        unless ``push`` is false.
 
         The CRL's thisUpdate is ``now``: verifiers use the newest CRL that is not dated ahead of
         their clock (see :func:`smarthub.wan.tls.apply_crl`)."""
@@ -305,11 +322,45 @@ class HubLifecycle:
         _atomic_write(self.crl_path, pem, 0o644)
         for listener in self.crl_listeners:
             listener(self.crl_path)
-        if self.signer is not None:
+        if self.signer is not None and push:
             body = {"crl": base64.b64encode(crl.public_bytes(serialization.Encoding.DER)).decode()}
             for hub in self.store.active_hubs():
                 self.plan.queue_command(self.signer, hub.hub_id, "pki.crl", body, now, Priority.URGENT)
         return crl
+
+    def published_crl(self) -> x509.CertificateRevocationList | None:
+        """The CRL last written to :attr:`crl_path`, if it is this CA's (signature checked)."""
+        try:
+            crl = x509.load_pem_x509_crl(self.crl_path.read_bytes())
+        except (FileNotFoundError, ValueError):
+            return None
+        key = self.ca.certificate.public_key()
+        if crl.issuer != self.ca.certificate.subject or not isinstance(key, ec.EllipticCurvePublicKey):
+            return None
+        return crl if crl.is_signature_valid(key) else None
+
+    def crl_due(self, crl: x509.CertificateRevocationList | None, now: datetime) -> datetime:
+        """When ``crl`` (the published one) must be replaced: ``crl_refresh`` after its
+        thisUpdate, and at the latest ``crl_refresh`` before its nextUpdate; ``now`` if there is
+        none, it lists another revoked set than the CA's, or it is dated ahead of ``now``."""
+        if crl is None or {r.serial_number for r in crl} != self.ca.revoked_serials:
+            return now
+        this = crl.last_update_utc
+        if this > now + CLOCK_SKEW:  # dated by a clock ahead of ours: verifiers would not use it yet
+            return now
+        due = this + self.crl_refresh
+        if crl.next_update_utc is not None:
+            due = min(due, crl.next_update_utc - self.crl_refresh)
+        return due
+
+    def keep_crl(self, now: datetime) -> x509.CertificateRevocationList | None:
+        """Re-publish the CRL if it is due (:meth:`crl_due`); the new CRL, or None if the
+        published one stays. Pushed to the hubs only if the revoked set changed (module docstring)."""
+        held = self.published_crl()
+        if self.crl_due(held, now) > now:
+            return None
+        held_set = set() if held is None else {r.serial_number for r in held}
+        return self.publish_crl(now, push=held_set != self.ca.revoked_serials)
 
     # -- reading across hubs ---------------------------------------------------------------
     def meter_series(
@@ -346,10 +397,58 @@ class HubLifecycle:
                         )
         return sorted(out.values(), key=lambda r: (r.interval_start, r.duration))
 
+    def learn_meter_replacements(self, after_job: int = 0) -> int:
+        """Register at the GDSC the meters that signed ``meter.replace`` commands put in place.
+
+        For every ``meter.replace`` job after ``after_job`` the hub applied, the new meter joins
+        the hub's meters (the command's fuel, else the old meter's); the old meter stays, so its
+        history, stored under its own id, stays readable. Idempotent. Returns the job id up to
+        which every ``meter.replace`` job is settled (pass it back next time)."""
+        return learn_meter_replacements(self.store, after_job)
+
     def commissioning_record(self, hub_id: str) -> dict[str, Any] | None:
         with self.store.engine.connect() as conn:
             row = conn.execute(select(hub_commissioning).where(hub_commissioning.c.hub_id == hub_id)).first()
         return None if row is None else dict(row._mapping)
+
+
+def learn_meter_replacements(store: Store, after_job: int = 0) -> int:
+    """:meth:`HubLifecycle.learn_meter_replacements` (needs only the store)."""
+    u = urgent_work
+    with store.engine.connect() as conn:
+        jobs = conn.execute(
+            select(u.c.id, u.c.hub_id, u.c.state, u.c.result, u.c.envelope)
+            .where(u.c.command_type == "meter.replace", u.c.id > after_job)
+            .order_by(u.c.id)
+        ).all()
+    mark = after_job
+    for job in jobs:
+        if job.state not in (DONE, FAILED):
+            break  # later jobs are looked at again next time
+        mark = job.id
+        verdict = json.loads(job.result) if job.state == DONE and job.result else {}
+        if verdict.get("status") != "applied":
+            continue
+        try:
+            body = json.loads(json.loads(job.envelope)["payload"])["body"]
+            old, new = str(body["old"]), str(body["new"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        with store._write_lock, store.engine.begin() as conn:
+            fuel = (
+                body.get("fuel")
+                or conn.execute(
+                    select(meters.c.fuel).where(meters.c.hub_id == job.hub_id, meters.c.meter_id == old)
+                ).scalar()
+            )
+            if fuel is None:
+                continue  # neither the command nor the registry says what the meter measures
+            conn.execute(
+                store._insert(meters)
+                .values(hub_id=job.hub_id, meter_id=new, fuel=str(fuel))
+                .on_conflict_do_nothing(index_elements=["hub_id", "meter_id"])
+            )
+    return mark
 
 
 __all__ = [
@@ -361,4 +460,5 @@ __all__ = [
     "HubLifecycle",
     "LifecycleRefused",
     "hub_commissioning",
+    "learn_meter_replacements",
 ]

@@ -9,7 +9,10 @@ on the hub and taking the opening read go through the command path:
 Change of tenancy: a move-out ends the tenancy and revokes every consent given during it; a
 move-in ends any tenancy still open (a move-out nobody reported) the same way and opens the new
 one. Consents therefore reset: the new occupant starts with none, and the policy in any case
-never honours a consent of an earlier tenancy.
+never honours a consent of an earlier tenancy. The hubs must follow (their privacy filters still
+let the old consents' recipients have their data): when ``repo`` is a
+:class:`~smarthub.gdsc.consent_sync.SyncingPartyRepository`, every party whose consent the move
+revoked gets its resulting state queued as ``consent.set`` once the move has committed.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
-from smarthub.gdsc.parties import Fuel, PartyRepository, Role, SupplyPeriod, Tenancy
+from smarthub.gdsc.consent_sync import SyncingPartyRepository
+from smarthub.gdsc.parties import Fuel, PartyRepository, Role, SupplyPeriod, Tenancy, consents
 
 
 class LifecycleError(ValueError):
@@ -96,9 +100,10 @@ def move_out(repo: PartyRepository, premises_id: str, at: datetime) -> TenancyCh
     if at.tzinfo is None:
         raise LifecycleError("move-out time must be timezone-aware")
     with repo.engine.begin() as conn:
-        ended, revoked = _end_current(repo, premises_id, at, conn)
+        ended, revoked, parties = _end_current(repo, premises_id, at, conn)
         if ended is None:
             raise LifecycleError(f"nobody occupies {premises_id!r} at {at.isoformat()}")
+    _push(repo, premises_id, parties, at)
     return TenancyChange(premises_id, ended, None, revoked)
 
 
@@ -114,19 +119,40 @@ def move_in(
                 raise LifecycleError(
                     f"tenancy {t.tenancy_id!r} starts at {t.start.isoformat()}, not before this move-in"
                 )
-        ended, revoked = _end_current(repo, premises_id, at, conn)
+        ended, revoked, parties = _end_current(repo, premises_id, at, conn)
         if ended is not None and ended.consumer_id == consumer_id:
             raise LifecycleError(f"{consumer_id!r} already occupies {premises_id!r}")
         started = Tenancy(tenancy_id, premises_id, consumer_id, at)
         repo.add_tenancy(started, conn)
+    _push(repo, premises_id, parties, at)
     return TenancyChange(premises_id, ended, started, revoked)
 
 
-def _end_current(repo: PartyRepository, premises_id: str, at: datetime, conn) -> tuple[Tenancy | None, int]:  # type: ignore[no-untyped-def]
+def _end_current(
+    repo: PartyRepository, premises_id: str, at: datetime, conn: Connection
+) -> tuple[Tenancy | None, int, list[str]]:
+    """End the tenancy current at ``at``: (it, consents revoked, parties whose consent it was)."""
     current = repo.tenancy_at(premises_id, at, conn)
     if current is None:
-        return None, 0
+        return None, 0, []
+    parties = sorted(
+        {
+            r[0]
+            for r in conn.execute(
+                select(consents.c.party_id).where(
+                    consents.c.tenancy_id == current.tenancy_id, consents.c.revoked_at.is_(None)
+                )
+            )
+        }
+    )
     repo.end_tenancy(current.tenancy_id, at, conn)
     revoked = repo.revoke_tenancy_consents(current.tenancy_id, at, conn)
     ended = Tenancy(current.tenancy_id, current.premises_id, current.consumer_id, current.start, at)
-    return ended, revoked
+    return ended, revoked, parties
+
+
+def _push(repo: PartyRepository, premises_id: str, parties: list[str], at: datetime) -> None:
+    """After the commit: the hubs' privacy filters follow the revoked consents."""
+    if isinstance(repo, SyncingPartyRepository):
+        for party_id in parties:
+            repo.pushed += repo.sync.push(premises_id, party_id, at)

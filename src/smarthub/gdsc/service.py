@@ -1,27 +1,158 @@
-"""A GDSC process: registry from the commissioning manifest, scheduler, collector, store.
+"""A GDSC process: registry from the commissioning manifest, scheduler, collector, store, upkeep.
 
 Several GDSC processes may run against one PostgreSQL database: they share the pull plan
 (`smarthub.gdsc.plan`), so each hub is pulled once per window whichever process takes it.
+
+Beside the scheduler, :class:`Upkeep` runs every ``upkeep_every`` (on the injected clock):
+
+* **CRL** — at start the CA's CRL is made current (published if there is none, if it is stale
+  or due, :meth:`~smarthub.gdsc.hub_lifecycle.HubLifecycle.keep_crl`) and loaded into the
+  collectors' TLS context, so a revoked hub is refused in the handshake. Upkeep re-publishes it
+  daily (nextUpdate a week ahead) and hands every newer CRL on disk, including one another
+  process published, to the collector (:meth:`Collector.apply_crl`), so an expired CRL never
+  stops the pulls. The CRL is dated on ``tls_clock``: OpenSSL checks it against the host's
+  clock, not a simulated one. Re-publishes reach the hubs only when the revoked set changed
+  (see :mod:`smarthub.gdsc.hub_lifecycle`).
+* **change of supplier** — :meth:`~smarthub.gdsc.supplier_change.SupplierChanges.tick`: the
+  opening read is asked for once the effective instant has passed, and stored when it is back.
+* **vouchers** — :class:`~smarthub.gdsc.vouchers.VoucherCourier`: settled from the hub's verdict,
+  re-sent after the hub came back.
+* **meter replacements** — the registry learns the meters applied ``meter.replace`` commands put
+  in (:func:`~smarthub.gdsc.hub_lifecycle.learn_meter_replacements`).
+
+Each step is independent: one failing (the database away) is logged and tried at the next run.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from dataclasses import dataclass
+import logging
+import ssl
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from smarthub.clock import Clock
+from smarthub.clock import Clock, SystemClock
 from smarthub.gdsc.collector import Collector
 from smarthub.gdsc.commands import CommandSigner
 from smarthub.gdsc.commissioning import register_manifest
 from smarthub.gdsc.courier import CommandCourier
+from smarthub.gdsc.hub_lifecycle import HubLifecycle, learn_meter_replacements
+from smarthub.gdsc.parties import PartyRepository
+from smarthub.gdsc.pki import CertificateAuthority
 from smarthub.gdsc.plan import Priority, PullPlan
-from smarthub.gdsc.scheduler import Scheduler
+from smarthub.gdsc.scheduler import Scheduler, _wall_seconds
 from smarthub.gdsc.store import Store
+from smarthub.gdsc.supplier_change import SupplierChanges
+from smarthub.gdsc.vouchers import VoucherCourier
 from smarthub.wan.client import HubClient
 from smarthub.wan.tls import client_context
+
+log = logging.getLogger(__name__)
+
+UPKEEP_EVERY = timedelta(minutes=5)
+MIN_UPKEEP_WALL_S = 1.0
+
+
+def collector_tls_context(
+    cert: str | Path, key: str | Path, ca_pem: str | Path, crl: str | Path | None
+) -> ssl.SSLContext:
+    """The collectors' client context as the GDSC service builds it: mutual TLS under the GDSC
+    CA and, given the CA's CRL, revoked hubs refused in the handshake (OpenSSL CRL_CHECK_LEAF,
+    :func:`smarthub.wan.tls.client_context`). The CRL must be kept current (:class:`Upkeep`)."""
+    return client_context(cert, key, ca_pem, crl)
+
+
+def _state_lifecycle(state: Path, store: Store, signer: CommandSigner | None) -> HubLifecycle | None:
+    """A lifecycle over the state's CA, read afresh (another process may have revoked since)."""
+    if not (state / "ca" / "ca.key").exists():
+        return None
+    return HubLifecycle(store, CertificateAuthority.load(state / "ca"), PullPlan(store), signer)
+
+
+def _crl_stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+@dataclass
+class Upkeep:
+    """The GDSC's periodic work beside the scheduler (module docstring)."""
+
+    state: Path
+    store: Store
+    collector: Collector
+    signer: CommandSigner | None
+    clock: Clock
+    tls_clock: Clock
+    crl_path: Path
+    crl_applied: tuple[int, int] | None = None
+    crl_due: datetime | None = None  # on tls_clock
+    replaced_mark: int = 0
+    errors: int = 0
+    runs: int = 0
+    supplier_changes: SupplierChanges | None = field(default=None, init=False)
+    vouchers: VoucherCourier | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        if self.signer is not None:
+            parties = PartyRepository(self.store.engine)
+            plan = PullPlan(self.store)
+            self.supplier_changes = SupplierChanges(parties, plan, self.signer)
+            self.vouchers = VoucherCourier(self.store, plan, self.signer)
+
+    async def run_once(self) -> None:
+        now = self.clock.now()
+        steps: list[tuple[str, Any]] = [("crl", self._crl())]
+        if self.supplier_changes is not None:
+            steps.append(("supplier changes", asyncio.to_thread(self.supplier_changes.tick, now)))
+        if self.vouchers is not None:
+            steps.append(("vouchers", asyncio.to_thread(self.vouchers.tick, now)))
+        steps.append(("meter replacements", self._meters()))
+        for name, step in steps:
+            try:
+                await step
+            except Exception:
+                self.errors += 1
+                log.exception("upkeep: %s failed (tried again at the next run)", name)
+        self.runs += 1
+
+    async def _meters(self) -> None:
+        self.replaced_mark = await asyncio.to_thread(learn_meter_replacements, self.store, self.replaced_mark)
+
+    async def _crl(self) -> None:
+        now = self.tls_clock.now()
+        if self.crl_due is None or now >= self.crl_due:
+            self.crl_due = await asyncio.to_thread(keep_crl, self.state, self.store, self.signer, now)
+        stamp = _crl_stamp(self.crl_path)
+        if stamp is not None and stamp != self.crl_applied:
+            await self.collector.apply_crl(self.crl_path)
+            self.crl_applied = stamp
+
+    async def loop(self, every: timedelta, stop: asyncio.Event) -> None:
+        """Run every ``every`` until ``stop`` is set (a run under way is finished, not cut)."""
+        while not stop.is_set():
+            await self.run_once()
+            sleeper = asyncio.ensure_future(self.clock.sleep_until(self.clock.now() + every))
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            for t in (sleeper, stopper):
+                t.cancel()
+
+
+def keep_crl(state: Path, store: Store, signer: CommandSigner | None, now: datetime) -> datetime | None:
+    """Make the state's CRL current at ``now`` (on the TLS clock); when to look again (None:
+    no CA key here, the CRL is another process's business)."""
+    lifecycle = _state_lifecycle(state, store, signer)
+    if lifecycle is None:
+        return None
+    lifecycle.keep_crl(now)
+    return lifecycle.crl_due(lifecycle.published_crl(), now)
 
 
 @dataclass
@@ -29,29 +160,67 @@ class GdscService:
     store: Store
     collector: Collector
     scheduler: Scheduler
+    upkeep: Upkeep | None = None
+    upkeep_every: timedelta = UPKEEP_EVERY
 
     @classmethod
     def from_state(
-        cls, state: Path, clock: Clock, db_url: str | None = None, window: timedelta = timedelta(minutes=30)
+        cls,
+        state: Path,
+        clock: Clock,
+        db_url: str | None = None,
+        window: timedelta = timedelta(minutes=30),
+        *,
+        tls_clock: Clock | None = None,
+        upkeep_every: timedelta = UPKEEP_EVERY,
     ) -> GdscService:
-        """``state`` holds ``ca/ca.pem``, ``gdsc/collector.{pem,key}`` and ``fleet.json``."""
+        """``state`` holds ``ca/ca.pem``, ``gdsc/collector.{pem,key}`` and ``fleet.json``; with
+        ``ca/ca.key`` the service keeps the CRL current, with ``gdsc/operator.{pem,key}`` it signs
+        the upkeep's commands. ``tls_clock`` dates CRLs (the system clock: OpenSSL's)."""
+        tls_clock = tls_clock or SystemClock()
         store = Store(db_url or f"sqlite:///{(state / 'gdsc' / 'gdsc.sqlite').resolve()}")
         store.create_schema()
         register_manifest(store, json.loads((state / "fleet.json").read_text()))
-        ctx = client_context(
-            state / "gdsc" / "collector.pem", state / "gdsc" / "collector.key", state / "ca" / "ca.pem"
+        signer = _signer(state, store) if (state / "gdsc" / "operator.key").exists() else None
+        crl_path = state / "ca" / "crl.pem"
+        due = keep_crl(state, store, signer, tls_clock.now())
+        crl = crl_path if due is not None or _current(crl_path, tls_clock.now()) else None
+        if crl is None:
+            log.warning("no current CRL at %s: revoked hubs are refused only by the store", crl_path)
+        ctx = collector_tls_context(
+            state / "gdsc" / "collector.pem", state / "gdsc" / "collector.key", state / "ca" / "ca.pem", crl
         )
         collector = Collector(store, ctx, clock)
         scheduler = Scheduler(collector, clock, store.active_hubs, window=window, courier=CommandCourier(ctx))
-        return cls(store, collector, scheduler)
+        upkeep = Upkeep(state, store, collector, signer, clock, tls_clock, crl_path, crl_due=due)
+        upkeep.crl_applied = _crl_stamp(crl_path) if crl is not None else None
+        return cls(
+            store, collector, scheduler, upkeep, max(upkeep_every, _wall_seconds(clock, MIN_UPKEEP_WALL_S))
+        )
 
     async def run(self, until: datetime, first_window: datetime | None = None) -> None:
+        task, stop = None, asyncio.Event()
+        if self.upkeep is not None:
+            task = asyncio.create_task(self.upkeep.loop(self.upkeep_every, stop))
         try:
             await self.scheduler.run(until, first_window)
         finally:
+            if task is not None:
+                stop.set()
+                await asyncio.gather(task, return_exceptions=True)
             await self.scheduler.close()
             await self.collector.close()
             self.store.close()
+
+
+def _current(crl_path: Path, now: datetime) -> bool:
+    from cryptography import x509
+
+    try:
+        crl = x509.load_pem_x509_crl(crl_path.read_bytes())
+    except (FileNotFoundError, ValueError):
+        return False
+    return crl.last_update_utc <= now and (crl.next_update_utc is None or now < crl.next_update_utc)
 
 
 def _signer(state: Path, store: Store) -> CommandSigner:
