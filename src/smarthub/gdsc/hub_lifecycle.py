@@ -141,16 +141,24 @@ class HubLifecycle:
         request, installer = verify_request(envelope, self.ca, now, peer_certificate=peer_certificate)
         return self._commission(request, installer, now)
 
-    def replace_hub(self, old_hub_id: str, envelope: bytes, now: datetime) -> Commissioned:
-        """Put the hub of an installer's request in place of ``old_hub_id`` (which it must name)."""
+    def replace_hub(
+        self, old_hub_id: str, envelope: bytes, now: datetime, *, old_serial: int | None = None
+    ) -> Commissioned:
+        """Put the hub of an installer's request in place of ``old_hub_id`` (which it must name).
+
+        ``old_serial`` names the old hub's certificate if it was registered without
+        commissioning (manifest); it is resolved before anything changes, so a replacement
+        that could not revoke the old certificate changes nothing."""
         request, installer = verify_request(envelope, self.ca, now)
         if request.replaces != old_hub_id:
             raise CommissioningRefused(
                 "malformed", f"request replaces {request.replaces!r}, not {old_hub_id!r}"
             )
-        return self._commission(request, installer, now)
+        return self._commission(request, installer, now, self._cert_serial(old_hub_id, old_serial))
 
-    def _commission(self, req: CommissioningRequest, installer: Installer, now: datetime) -> Commissioned:
+    def _commission(
+        self, req: CommissioningRequest, installer: Installer, now: datetime, old_serial: int | None = None
+    ) -> Commissioned:
         with self.store.engine.connect() as conn:
             known = conn.execute(select(hubs.c.status).where(hubs.c.hub_id == req.hub_id)).first()
             if known is not None:
@@ -210,7 +218,7 @@ class HubLifecycle:
         # now, ahead of bulk work, proves the hub answers with its new certificate.
         self.plan.enqueue_read(req.hub_id, now)
         if req.replaces is not None:
-            self._revoke_cert(req.replaces, now, x509.ReasonFlags.superseded)
+            self.ca.revoke(self._cert_serial(req.replaces, old_serial), now, x509.ReasonFlags.superseded)
         return Commissioned(req.hub_id, cert, installer, req.replaces)
 
     def _register(self, conn: Connection, req: CommissioningRequest, lfdi: str) -> None:
@@ -259,11 +267,12 @@ class HubLifecycle:
     def _finish(
         self, hub_id: str, status: str, reason: x509.ReasonFlags, now: datetime, serial: int | None
     ) -> x509.CertificateRevocationList:
+        serial = self._cert_serial(hub_id, serial)  # before any change: refused means unchanged
         with self.store._write_lock, self.store.engine.begin() as conn:
             lock_hub_status(conn, exclusive=True)
             if not self._end(conn, hub_id, status, reason.value, now):
                 raise LifecycleRefused(f"hub {hub_id} is not an active hub")
-        self._revoke_cert(hub_id, now, reason, serial)
+        self.ca.revoke(serial, now, reason)
         return self.publish_crl(now)
 
     def _end(self, conn: Connection, hub_id: str, status: str, why: str, now: datetime) -> bool:
@@ -288,20 +297,19 @@ class HubLifecycle:
         )
         return True
 
-    def _revoke_cert(
-        self, hub_id: str, now: datetime, reason: x509.ReasonFlags, serial: int | None = None
-    ) -> None:
-        if serial is None:
-            with self.store.engine.connect() as conn:
-                found = conn.execute(
-                    select(hub_commissioning.c.cert_serial).where(hub_commissioning.c.hub_id == hub_id)
-                ).scalar()
-            if found is None:
-                raise LifecycleRefused(
-                    f"hub {hub_id} was not commissioned here: pass the serial of its certificate"
-                )
-            serial = int(found)
-        self.ca.revoke(serial, now, reason)
+    def _cert_serial(self, hub_id: str, serial: int | None) -> int:
+        """The serial of ``hub_id``'s certificate: given, or recorded at commissioning."""
+        if serial is not None:
+            return serial
+        with self.store.engine.connect() as conn:
+            found = conn.execute(
+                select(hub_commissioning.c.cert_serial).where(hub_commissioning.c.hub_id == hub_id)
+            ).scalar()
+        if found is None:
+            raise LifecycleRefused(
+                f"hub {hub_id} was not commissioned here: pass the serial of its certificate"
+            )
+        return int(found)
 
     # -- the CRL ---------------------------------------------------------------------------
     def revoke_certificate(
