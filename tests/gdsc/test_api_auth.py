@@ -179,7 +179,8 @@ def test_token_expires_on_the_injected_clock(world) -> None:  # type: ignore[no-
     assert client.get(READINGS, params=Q, headers=bearer(t)).status_code == 200
     w.clock.advance(timedelta(seconds=1))  # exactly at expiry: gone
     r = client.get(READINGS, params=Q, headers=bearer(t))
-    assert r.status_code == 401 and "expired" in r.json()["detail"]
+    assert r.status_code == 401 and r.json()["detail"] == "no or unknown bearer token"
+    assert "expired" in r.headers["www-authenticate"]
     # the `gdsc token` bearer tokens (no expiry) keep working beside it
     assert client.get(READINGS, params=Q, headers=bearer(w.tokens["C1"])).status_code == 200
 
@@ -243,3 +244,61 @@ def test_tables_hold_no_secret_in_clear(world) -> None:  # type: ignore[no-untyp
             tuple(r) for r in conn.execute(api_access_tokens.select())
         ]
     assert rows and not any(secret in str(v) or t in str(v) for row in rows for v in row)
+
+
+def test_certificate_of_another_role_or_unbound_authenticates_nobody(world) -> None:  # type: ignore[no-untyped-def]
+    """The checks behind mutual TLS, on the ASGI TLS extension the server fills in (the real TLS
+    runs are in test_api_auth_tls.py)."""
+    from smarthub.gdsc.oauth import Authenticator, AuthFailed
+    from smarthub.gdsc.pki import CertificateAuthority, Role
+
+    w, _, reg = world
+    ca = CertificateAuthority.load(w.state / "ca")
+    auth = Authenticator(reg, TokenStore(w.store.engine), w.clock)
+
+    def who(cert) -> str:  # type: ignore[no-untyped-def]
+        return auth(None, {"client_cert_chain": [cert.cert_pem.decode()]}, "GET", "/v1/portfolio").party_id
+
+    hub = ca.issue(Role.HUB, "H1", w.clock.now())
+    with pytest.raises(AuthFailed, match="is for a hub, not a party"):
+        who(hub)
+    party = ca.issue(Role.PARTY, "C1", w.clock.now())
+    with pytest.raises(AuthFailed, match="is not registered to any party"):
+        who(party)
+    reg.bind_certificate("C1", party.lfdi, party.certificate.serial_number, w.clock.now())
+    assert who(party) == "C1"
+    reg.unbind_certificate(party.lfdi, w.clock.now())
+    with pytest.raises(AuthFailed, match="was revoked on"):
+        who(party)
+
+
+def test_cli_registers_a_client_whose_secret_is_shown_once(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from smarthub.cli import app as cli
+    from smarthub.clock import ManualClock
+    from smarthub.gdsc.api import app_from_state
+    from smarthub.sim.fleet import provision
+
+    state = tmp_path / "state"
+    provision(state, [], DAY1)
+    run = CliRunner().invoke
+    assert (
+        run(cli, ["gdsc", "token", "--state", str(state), "--party", "C1", "--role", "consumer"]).exit_code
+        == 0
+    )
+    r = run(cli, ["gdsc", "client", "--state", str(state), "--party", "C1", "--scope", "readings:read"])
+    assert r.exit_code == 0, r.output
+    out = dict(line.split(": ", 1) for line in r.output.strip().splitlines())
+    assert out["scope"] == "readings:read"
+    r = run(cli, ["gdsc", "client", "--state", str(state), "--party", "C1", "--scope", "everything"])
+    assert r.exit_code == 2 and "unknown scope everything" in r.output
+    r = run(cli, ["gdsc", "client", "--state", str(state), "--party", "NOBODY"])
+    assert r.exit_code == 2 and "NOBODY" in r.output
+    with TestClient(app_from_state(state, ManualClock(DAY1))) as client:
+        r = token(client, out["client_id"], out["client_secret"])
+        assert r.status_code == 200 and r.json()["scope"] == "readings:read"
+        assert client.get("/v1/portfolio", headers=bearer(r.json()["access_token"])).status_code == 200
+        r = run(cli, ["gdsc", "client", "--state", str(state), "--revoke", out["client_id"]])
+        assert r.exit_code == 0 and "revoked client" in r.output
+        assert token(client, out["client_id"], out["client_secret"]).status_code == 401

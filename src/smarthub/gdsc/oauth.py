@@ -67,6 +67,7 @@ SCOPES: dict[str, str] = {
 ALL_SCOPES = frozenset(SCOPES)
 DEFAULT_LIFETIME = timedelta(minutes=15)
 TOKEN_PATH = "/oauth/token"
+_GONE = "the token is unknown, expired, or its client was revoked"
 _NO_SCOPE = "(none: this route is not open to OAuth2 tokens)"
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 _SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
@@ -296,13 +297,21 @@ class Caller:
 class AuthFailed(Exception):
     """401 or 403, with a specific detail and the RFC 6750 §3 challenge."""
 
-    def __init__(self, status: int, detail: str, error: str | None = None, scope: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        error: str | None = None,
+        scope: str | None = None,
+        description: str | None = None,
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         challenge = 'Bearer realm="smarthub GDSC"'
         if error is not None:
-            challenge += f', error="{error}", error_description="{detail.replace(chr(34), chr(39))}"'
+            said = (description or detail).replace('"', "'")
+            challenge += f', error="{error}", error_description="{said}"'
         if scope is not None:
             challenge += f', scope="{scope}"'
         self.headers = {"WWW-Authenticate": challenge}
@@ -349,10 +358,8 @@ class Authenticator:
             return Caller(party, None, "bearer")
         access = self.registry.access_token(digest, self.clock.now())
         if access is None:
-            # RFC 6750 §3.1: expired, revoked or unknown alike (which one is not told to the bearer)
-            raise AuthFailed(
-                401, "no or unknown bearer token (or it expired, or its client was revoked)", "invalid_token"
-            )
+            # RFC 6750 §3.1: expired, revoked or unknown alike (the detail is the API's usual one)
+            raise AuthFailed(401, "no or unknown bearer token", "invalid_token", description=_GONE)
         return Caller(access.party_id, access.scopes, "oauth2")
 
     def _certificate(self, tls: Mapping[str, Any] | None) -> Caller | None:
