@@ -365,7 +365,8 @@ def decode(
 gdsc_app = typer.Typer(
     add_completion=False,
     help="The GDSC. With --state (and no command): register the manifest's hubs and pull them every "
-    "half-hour window. `api`: serve the data services API; `token`: issue a bearer token for it.",
+    "half-hour window. `api`: serve the data services API; `token`: issue a bearer token for it; "
+    "`client`: register an OAuth2 client or bind a party certificate.",
 )
 app.add_typer(gdsc_app, name="gdsc")
 
@@ -430,8 +431,25 @@ def gdsc_api(
     db: Annotated[str | None, typer.Option(help="database URL (default: SQLite in the state dir)")] = None,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port")] = 8600,
+    tls: Annotated[
+        bool,
+        typer.Option(
+            "--tls",
+            help="serve HTTPS with a GDSC-CA server certificate (gdsc/api-server.pem, issued on first use), "
+            "requiring a party client certificate checked against the CA and its CRL",
+        ),
+    ] = False,
+    client_cert_optional: Annotated[
+        bool,
+        typer.Option(
+            "--client-cert-optional",
+            help="with --tls: ask for a client certificate but also serve callers without one "
+            "(OAuth2 or bearer tokens)",
+        ),
+    ] = False,
 ) -> None:
-    """Serve the data services API (OpenAPI at /docs) against the state directory's store.
+    """Serve the data services API (OpenAPI at /docs, OAuth2 token endpoint at /oauth/token) against
+    the state directory's store.
 
     Commands are queued in the store's shared plan for a running `smarthub gdsc` to deliver.
     """
@@ -440,8 +458,110 @@ def gdsc_api(
     from smarthub.gdsc.api import app_from_state
 
     _require_state(state, db)
+    if client_cert_optional and not tls:
+        raise typer.BadParameter("needs --tls", param_hint="--client-cert-optional")
+    clock = _gdsc_clock(state)
+    api = app_from_state(state, clock, db)
+    if not tls:
+        uvicorn.run(api, host=host, port=port, log_level="warning")
+        return
+    from smarthub.gdsc.api_tls import server_credentials, uvicorn_config
 
-    uvicorn.run(app_from_state(state, _gdsc_clock(state), db), host=host, port=port, log_level="warning")
+    if not (state / "ca" / "ca.pem").exists():
+        print(f"smarthub gdsc api: {state} has no ca/ (the GDSC CA) to serve TLS with", file=sys.stderr)
+        raise typer.Exit(2)
+    hosts = sorted({host, "127.0.0.1", "localhost"} - {"0.0.0.0", "::"})
+    context = server_credentials(state, clock.now(), hosts, client_cert_optional)
+    uvicorn.Server(uvicorn_config(api, host, port, context, log_level="warning")).run()
+
+
+@gdsc_app.command("client")
+def gdsc_client(
+    state: Annotated[Path, typer.Option(help="GDSC state directory")],
+    party: Annotated[str | None, typer.Option(help="the party the client or certificate acts for")] = None,
+    scope: Annotated[
+        list[str] | None, typer.Option(help="a scope the client may ask for (repeat; default: every scope)")
+    ] = None,
+    certificate: Annotated[
+        Path | None,
+        typer.Option(
+            help="instead of an OAuth2 client: issue a party certificate from the state's CA into this "
+            "directory (<party>.pem, <party>.key) and bind its LFDI to the party for mutual TLS"
+        ),
+    ] = None,
+    bind: Annotated[
+        Path | None, typer.Option(help="bind an existing GDSC-issued party certificate (PEM) to the party")
+    ] = None,
+    revoke: Annotated[
+        str | None,
+        typer.Option(
+            help="revoke a client id (its tokens stop working), or a certificate by LFDI (at the CA too)"
+        ),
+    ] = None,
+    db: Annotated[str | None, typer.Option(help="database URL (default: SQLite in the state dir)")] = None,
+) -> None:
+    """Register an OAuth2 client for a party (prints client_id and client_secret: the secret is shown
+    once, only a salted scrypt hash is kept), bind a party certificate, or revoke either."""
+    from cryptography import x509
+
+    from smarthub.gdsc.api_clients import ClientRegistry, ensure_tables
+    from smarthub.gdsc.oauth import ALL_SCOPES, SCOPES
+    from smarthub.gdsc.pki import CertificateAuthority, CertificateRejected, Role, verify_certificate
+    from smarthub.gdsc.store import Store
+
+    _require_state(state, db)
+    now = _gdsc_clock(state).now()
+    modes = sum(x is not None for x in (certificate, bind, revoke))
+    if modes > 1:
+        raise typer.BadParameter("give one of --certificate, --bind or --revoke")
+    if revoke is None and party is None:
+        raise typer.BadParameter("--party is required", param_hint="--party")
+    store = Store(db or f"sqlite:///{(state / 'gdsc' / 'gdsc.sqlite').resolve()}")
+    try:
+        store.create_schema()
+        ensure_tables(store.engine)
+        registry = ClientRegistry(store.engine)
+        if revoke is not None:
+            if registry.revoke(revoke, now):
+                print(f"revoked client {revoke}")
+                return
+            binding = registry.unbind_certificate(revoke, now)
+            if binding is None:
+                raise LookupError(f"no live client or bound certificate {revoke!r}")
+            ca_dir = state / "ca"
+            if (ca_dir / "ca.pem").exists():
+                CertificateAuthority.load(ca_dir).revoke(binding.serial, now)
+            print(f"revoked certificate {binding.lfdi} of party {binding.party_id}")
+            return
+        assert party is not None
+        if certificate is not None or bind is not None:
+            ca = CertificateAuthority.load(state / "ca")
+            if certificate is not None:
+                issued = ca.issue(Role.PARTY, party, now)
+                registry.bind_certificate(party, issued.lfdi, issued.certificate.serial_number, now)
+                pem, key = issued.save(certificate, party)
+                print(f"lfdi: {issued.lfdi}\ncertificate: {pem}\nkey: {key}")
+                return
+            assert bind is not None
+            cert = x509.load_pem_x509_certificate(bind.read_bytes())
+            verify_certificate(cert, ca.certificate, now, ca.crl(now), expected_role=Role.PARTY)
+            from smarthub.gdsc.pki import lfdi
+
+            registry.bind_certificate(party, lfdi(cert), cert.serial_number, now)
+            print(f"lfdi: {lfdi(cert)}")
+            return
+        scopes = frozenset(scope) if scope else ALL_SCOPES
+        if scopes - ALL_SCOPES:
+            raise ValueError(
+                f"unknown scope {' '.join(sorted(scopes - ALL_SCOPES))}; scopes: {' '.join(SCOPES)}"
+            )
+        client_id, secret = registry.register(party, scopes, now)
+        print(f"client_id: {client_id}\nclient_secret: {secret}\nscope: {' '.join(sorted(scopes))}")
+    except (LookupError, ValueError, CertificateRejected, OSError) as e:
+        print(f"smarthub gdsc client: {e}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    finally:
+        store.close()
 
 
 @gdsc_app.command("token")

@@ -5,9 +5,10 @@ non-domestic customer's portfolio of sites.
 Every endpoint passes through :class:`~smarthub.gdsc.guard.AccessGuard`, so each request is
 decided by the access policy and recorded in the audit chain before any data is read or written.
 
-Callers authenticate with a bearer token that the GDSC issued to a party; only the SHA-256 of each
-token is held. (The issue asks for GDSC-issued client certificates or OAuth2 client credentials:
-the token table is what either would resolve to; ``smarthub gdsc token`` issues one.)
+Callers authenticate (:mod:`smarthub.gdsc.oauth`) with an OAuth2 access token from the client
+credentials grant at ``POST /oauth/token`` (scopes narrow what it may do), with a GDSC-issued party
+certificate over mutual TLS (``smarthub gdsc api --tls``), or with a bearer token from
+``smarthub gdsc token``; only hashes of secrets and tokens are held.
 
 Lists that can grow are paged (``after`` + ``limit``, ``next_after`` in the answer).
 """
@@ -15,12 +16,12 @@ Lists that can grow are paged (``after`` + ``limit``, ``next_after`` in the answ
 import enum
 import uuid
 from collections.abc import Iterator, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Path, Query, Response
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -29,11 +30,20 @@ from pydantic import AwareDatetime, BaseModel, Field
 from smarthub.clock import Clock
 from smarthub.gdsc import dataservices, export
 from smarthub.gdsc.access import Action, TimeRange, current_tenancy
+from smarthub.gdsc.api_clients import ClientRegistry, ensure_tables
 from smarthub.gdsc.api_commands import CommandDesk, HubInactive, Job, message_id
 from smarthub.gdsc.api_tokens import TokenStore, token_digest
 from smarthub.gdsc.audit import AuditLog
 from smarthub.gdsc.consent_sync import syncing_parties
 from smarthub.gdsc.guard import AccessDenied, AccessGuard
+from smarthub.gdsc.oauth import (
+    DEFAULT_LIFETIME,
+    Authenticator,
+    AuthFailed,
+    TokenEndpoint,
+    document_security,
+    token_app,
+)
 from smarthub.gdsc.parties import Consent, DataKind, Granularity, PartyRepository, Role, UnknownParty
 from smarthub.gdsc.store import Store
 from smarthub.model.prepayment import MAX_TOPUP, BadVoucher
@@ -234,8 +244,14 @@ class PortfolioConsumption(BaseModel):
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "the request is well-formed but cannot be carried out as asked"},
-    401: {"model": ErrorBody, "description": "no or unknown bearer token"},
-    403: {"model": ErrorBody, "description": "refused by the access policy (the reason says why)"},
+    401: {
+        "model": ErrorBody,
+        "description": "no, unknown or expired token, or a client certificate bound to no party",
+    },
+    403: {
+        "model": ErrorBody,
+        "description": "refused by the access policy, or beyond the token's scope (the reason says why)",
+    },
     404: {"model": ErrorBody, "description": "no such meter, consent or job"},
     422: {
         "model": ErrorBody,
@@ -248,20 +264,56 @@ COMMAND_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def create_app(guard: AccessGuard, tokens: Mapping[str, str], desk: CommandDesk | None = None) -> FastAPI:
+def create_app(
+    guard: AccessGuard,
+    tokens: Mapping[str, str],
+    desk: CommandDesk | None = None,
+    *,
+    clients: ClientRegistry | None = None,
+    token_lifetime: timedelta = DEFAULT_LIFETIME,
+) -> FastAPI:
     """``tokens`` maps the SHA-256 hex digest of each issued bearer token to its party id.
 
     ``desk`` signs and queues commands; without it the command and job endpoints are not offered.
+    ``clients`` holds OAuth2 clients, their access tokens and parties' certificate bindings (by
+    default in the guard's database); access tokens from ``POST /oauth/token`` live
+    ``token_lifetime``.
     """
     app = FastAPI(title="smarthub GDSC data services", version="1")
     bearer = HTTPBearer(auto_error=False)
     engine = guard.parties.engine
+    if clients is None:
+        ensure_tables(engine)
+        clients = ClientRegistry(engine)
+    authenticate = Authenticator(clients, tokens, guard.clock)
+    app.mount("/oauth", token_app(TokenEndpoint(clients, guard.clock, token_lifetime)))
 
-    def caller(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
-        party = tokens.get(token_digest(creds.credentials)) if creds else None
-        if party is None:
-            raise HTTPException(401, "no or unknown bearer token", headers={"WWW-Authenticate": "Bearer"})
-        return party
+    def caller(
+        request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+    ) -> str:
+        route = request.scope.get("route")
+        tls = request.scope.get("extensions", {}).get("tls")
+        try:
+            who = authenticate(
+                creds.credentials if creds else None,
+                tls,
+                request.method,
+                getattr(route, "path", request.url.path),
+            )
+        except AuthFailed as err:
+            raise HTTPException(err.status, err.detail, headers=err.headers) from None
+        return who.party_id
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            app.openapi_schema = document_security(
+                get_openapi(title=app.title, version=app.version, routes=app.routes)
+            )
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     Caller = Annotated[str, Depends(caller)]
 

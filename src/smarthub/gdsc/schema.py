@@ -9,6 +9,7 @@ migration test import this module, never ``store`` alone.
 from __future__ import annotations
 
 from smarthub.gdsc import (
+    api_clients,
     api_commands,
     api_tokens,
     audit,
@@ -33,6 +34,7 @@ TABLE_MODULES = (
     hub_lifecycle,
     api_commands,
     api_tokens,
+    api_clients,
 )
 
 __all__ = ["TABLE_MODULES", "metadata"]
