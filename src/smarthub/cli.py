@@ -504,7 +504,7 @@ def gdsc_client(
     once, only a salted scrypt hash is kept), bind a party certificate, or revoke either."""
     from cryptography import x509
 
-    from smarthub.gdsc.api_clients import ClientRegistry, ensure_tables
+    from smarthub.gdsc.api_clients import ClientRegistry
     from smarthub.gdsc.oauth import ALL_SCOPES, SCOPES
     from smarthub.gdsc.pki import CertificateAuthority, CertificateRejected, Role, verify_certificate
     from smarthub.gdsc.store import Store
@@ -519,7 +519,6 @@ def gdsc_client(
     store = Store(db or f"sqlite:///{(state / 'gdsc' / 'gdsc.sqlite').resolve()}")
     try:
         store.create_schema()
-        ensure_tables(store.engine)
         registry = ClientRegistry(store.engine)
         if revoke is not None:
             if registry.revoke(revoke, now):

@@ -30,7 +30,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 from smarthub.clock import Clock
 from smarthub.gdsc import dataservices, export
 from smarthub.gdsc.access import Action, TimeRange, current_tenancy
-from smarthub.gdsc.api_clients import ClientRegistry, ensure_tables
+from smarthub.gdsc.api_clients import ClientRegistry
 from smarthub.gdsc.api_commands import CommandDesk, HubInactive, Job, message_id
 from smarthub.gdsc.api_tokens import TokenStore, token_digest
 from smarthub.gdsc.audit import AuditLog
@@ -283,7 +283,6 @@ def create_app(
     bearer = HTTPBearer(auto_error=False)
     engine = guard.parties.engine
     if clients is None:
-        ensure_tables(engine)
         clients = ClientRegistry(engine)
     authenticate = Authenticator(clients, tokens, guard.clock)
     app.mount("/oauth", token_app(TokenEndpoint(clients, guard.clock, token_lifetime)))

@@ -11,9 +11,6 @@ tokens, and the client certificates bound to parties.
 * ``party_certificates``: the LFDI (IEEE 2030.5-2018 §6.3.4) of a GDSC-issued ``party``
   certificate and the party it names, for mutual TLS: a certificate the CA issued but nobody bound
   authenticates nobody. Unbinding (revoking) takes effect at the next request.
-
-:func:`ensure_tables` creates the three tables where the migrations do not yet (a stop-gap until
-the Alembic migration for them exists).
 """
 
 from __future__ import annotations
@@ -66,12 +63,6 @@ party_certificates = Table(
 # hash guards against nothing but a weak future secret and this cost is ample).
 _N, _R, _P = 2**15, 8, 1
 _MAXMEM = 64 * 1024 * 1024
-
-
-def ensure_tables(engine: Engine) -> None:
-    """Create the tables of this module if missing. Stop-gap until the Alembic migration that adds
-    them exists (``Store.create_schema`` then builds them and this is a no-op)."""
-    metadata.create_all(engine, tables=[api_clients, api_access_tokens, party_certificates], checkfirst=True)
 
 
 def _b64(b: bytes) -> str:
