@@ -343,11 +343,30 @@ class Store:
 
     # -- ingest -------------------------------------------------------------------
     def cursors(self, hub_id: str) -> dict[str, int]:
+        return self.cursors_many([hub_id])[hub_id]
+
+    def cursors_many(self, hub_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """The pull cursors of many hubs in one query: {hub id: {channel: after}} (a hub with
+        none maps to ``{}``). A collector reads the cursors of every pull starting together
+        at once: one round trip per group instead of one per hub."""
+        out: dict[str, dict[str, int]] = {h: {} for h in hub_ids}
+        t = pull_cursors
+        cols = (t.c.hub_id, t.c.channel, t.c.after)
+        wanted = sorted(out)
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(pull_cursors.c.channel, pull_cursors.c.after).where(pull_cursors.c.hub_id == hub_id)
-            )
-            return {r.channel: r.after for r in rows}
+            if self.dialect == "postgresql":
+                rows = conn.execute(
+                    select(*cols).where(t.c.hub_id == func.any(bindparam("h", wanted, type_=ARRAY(String))))
+                ).all()
+            else:
+                rows = [
+                    r
+                    for chunk in _chunks(wanted, 500)
+                    for r in conn.execute(select(*cols).where(t.c.hub_id.in_(chunk)))
+                ]
+        for hub_id, channel, after in rows:
+            out[hub_id][channel] = after
+        return out
 
     def ingest(self, hub_id: str, readings: Sequence[StoredReading], cursors: dict[str, int]) -> IngestResult:
         """Store readings and advance the hub's pull cursors, all in one transaction."""
@@ -798,15 +817,44 @@ class Store:
 
     def log_pulls(self, entries: Sequence[dict[str, Any]]) -> None:
         """Several pulls' log rows (``log_pull``'s keyword arguments each) in one transaction."""
+        if not entries:
+            return
         for attempt in range(5):
             try:
                 with self._write_lock, self.engine.begin() as conn:
-                    for e in entries:
-                        conn.execute(self._pull_log_insert(**e))
+                    if self.dialect == "postgresql":
+                        self._pull_log_insert_pg(conn, entries)
+                    else:
+                        for e in entries:
+                            conn.execute(self._pull_log_insert(**e))
                 return
             except IntegrityError:  # another process logged a pull of the same hub at once
                 if attempt == 4:
                     raise
+
+    def _pull_log_insert_pg(self, conn: Connection, entries: Sequence[dict[str, Any]]) -> None:
+        """Every row in one statement: each hub's next ``seq`` numbers follow its highest
+        stored one, in the order the entries are given (a hub may appear more than once)."""
+        cols: dict[str, list[Any]] = {
+            k: [e[k] for e in entries]
+            for k in ("hub_id", "window_start", "started", "finished", "readings", "inserted", "error")
+        }
+        cols["ok"] = [int(e["ok"]) for e in entries]
+        conn.execute(
+            text(
+                "INSERT INTO pull_log"
+                " (hub_id, seq, window_start, started, finished, ok, readings, inserted, error) "
+                "SELECT v.hub_id, coalesce((SELECT max(p.seq) FROM pull_log p WHERE p.hub_id = v.hub_id), 0)"
+                " + row_number() OVER (PARTITION BY v.hub_id ORDER BY v.ord),"
+                " v.window_start, v.started, v.finished, v.ok, v.readings, v.inserted, v.error "
+                "FROM unnest(CAST(:hub_id AS varchar[]), CAST(:window_start AS timestamptz[]),"
+                " CAST(:started AS timestamptz[]), CAST(:finished AS timestamptz[]), CAST(:ok AS int4[]),"
+                " CAST(:readings AS int4[]), CAST(:inserted AS int4[]), CAST(:error AS text[]))"
+                " WITH ORDINALITY"
+                " AS v(hub_id, window_start, started, finished, ok, readings, inserted, error, ord)"
+            ),
+            cols,
+        )
 
     def _pull_log_insert(
         self,

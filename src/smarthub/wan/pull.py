@@ -221,8 +221,11 @@ class HubConnection:
         if http.our_state is h11.DONE and http.their_state is h11.DONE:
             http.start_next_cycle()
         headers = [("Host", f"{self.host}:{self.port}"), ("Accept", sep2.CONTENT_TYPE)]
-        self._send(http.send(h11.Request(method="GET", target=target, headers=headers)))
-        self._send(http.send(h11.EndOfMessage()) or b"")
+        # Head and end of message in one TLS record and one socket write.
+        self._send(
+            http.send(h11.Request(method="GET", target=target, headers=headers))
+            + (http.send(h11.EndOfMessage()) or b"")
+        )
         self.stats.requests += 1
         status = 0
         size = 0
