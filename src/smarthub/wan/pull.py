@@ -155,7 +155,10 @@ class HubConnection:
                     except ssl.SSLWantReadError:
                         self._flush()
                         await self._fill()
-                self._flush()
+                # The client's last flight (Certificate, CertificateVerify, Finished) waits in
+                # the BIO and leaves with the first request (or close_notify): one socket write
+                # and one segment per pull fewer, and nothing is sent to a hub that fails the
+                # pinning below.
         except PullError:
             self.abort()
             raise
