@@ -332,3 +332,16 @@ def test_pull_log_rows_of_one_call_number_each_hubs_attempts_in_order(store: Sto
         ("HUB1", 3, 4, 1, None),
         ("HUB2", 1, 3, 0, "refused"),
     ]
+
+
+def test_readings_may_come_as_plain_tuples_in_field_order(store: Store) -> None:
+    import dataclasses
+
+    rows = [dataclasses.astuple(reading(i)) for i in range(48)]
+    r1 = store.ingest("HUB1", rows, {"a": 1})  # type: ignore[arg-type]
+    assert (r1.received, r1.inserted) == (48, 48)
+    assert store.readings("HUB1") == [reading(i) for i in range(48)]
+    r2 = store.ingest("HUB1", [reading(i) for i in range(40, 50)], {})
+    assert (r2.inserted, r2.already_stored) == (2, 8)
+    with pytest.raises(ValueError, match="all StoredReading or all 9-field tuples"):
+        store.ingest("HUB1", [dataclasses.astuple(reading(60)), reading(61)], {})  # type: ignore[list-item]

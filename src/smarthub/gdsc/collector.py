@@ -31,7 +31,7 @@ from typing import Any
 from smarthub.clock import Clock
 from smarthub.gdsc.error_log import ErrorLog
 from smarthub.gdsc.event_pull import pull_events
-from smarthub.gdsc.store import HubRecord, IngestResult, Store, StoredReading
+from smarthub.gdsc.store import HubRecord, IngestResult, ReadingRow, Readings, Store
 from smarthub.wan.client import HubClient, PulledInterval, PullError
 from smarthub.wan.log_events import LOG_EVENT_POLL_RATE
 from smarthub.wan.pull import HubConnection, PullClient, SessionCache
@@ -60,7 +60,7 @@ class Ingest:
     """One ingest as ``Store.ingest`` takes it (and a future ``Store.ingest_many`` item)."""
 
     hub_id: str
-    rows: Sequence[StoredReading]
+    rows: Readings
     cursors: dict[str, int]
 
 
@@ -185,9 +185,10 @@ class CursorReader:
                     fut.set_result(dict(found.get(hub_id, {})))
 
 
-def _stored(hub_id: str, intervals: Sequence[PulledInterval]) -> list[StoredReading]:
+def _stored(hub_id: str, intervals: Sequence[PulledInterval]) -> list[ReadingRow]:
+    """The store's rows (plain tuples: cheaper to build than a StoredReading per reading)."""
     return [
-        StoredReading(hub_id, i.meter, i.obis, i.start, i.duration, i.value, i.power_of_ten, i.uom, i.quality)
+        (hub_id, i.meter, i.obis, i.start, i.duration, i.value, i.power_of_ten, i.uom, i.quality)
         for i in intervals
     ]
 

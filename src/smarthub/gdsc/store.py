@@ -45,7 +45,7 @@ import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -214,6 +214,14 @@ class StoredReading:
         return (self.hub_id, self.meter_id, self.obis, self.duration, self.interval_start)
 
 
+# A reading as a plain tuple in StoredReading's field order: (hub_id, meter_id, obis,
+# interval_start, duration, value, power_of_ten, uom, quality). Ingest takes either form; the
+# collector passes tuples (building ~100 readings per hub as frozen dataclasses cost it more
+# than grouping and encoding them).
+ReadingRow = tuple[str, str, str, int, int, int, int, int, int]
+Readings = Sequence[StoredReading] | Sequence[ReadingRow]
+
+
 @dataclass(frozen=True, slots=True)
 class IngestResult:
     """What one hub's ingest did. ``already_stored`` counts keys the store held before,
@@ -368,13 +376,11 @@ class Store:
             out[hub_id][channel] = after
         return out
 
-    def ingest(self, hub_id: str, readings: Sequence[StoredReading], cursors: dict[str, int]) -> IngestResult:
+    def ingest(self, hub_id: str, readings: Readings, cursors: dict[str, int]) -> IngestResult:
         """Store readings and advance the hub's pull cursors, all in one transaction."""
         return self.ingest_many([(hub_id, readings, cursors)])[0]
 
-    def ingest_many(
-        self, items: Sequence[tuple[str, Sequence[StoredReading], dict[str, int]]]
-    ) -> list[IngestResult]:
+    def ingest_many(self, items: Sequence[tuple[str, Readings, dict[str, int]]]) -> list[IngestResult]:
         """Ingest many hubs' pulls (hub id, readings, cursors) in one transaction.
 
         The items are applied in order, as if ingested one after the other: a reading that
@@ -422,7 +428,7 @@ class Store:
     def _ingest(
         self,
         conn: Connection,
-        items: Sequence[tuple[str, Sequence[StoredReading], dict[str, int]]],
+        items: Sequence[tuple[str, Readings, dict[str, int]]],
         pulls: list[tuple[dict[GroupKey, dict[int, tuple[int, int]]], int]],
         new_keys: dict[str, int],
     ) -> list[_Tally]:
@@ -1144,18 +1150,25 @@ _GRID_DURATIONS = frozenset(d for d in range(1, DAY + 1) if DAY % d == 0)
 _FIELDS = attrgetter(
     "hub_id", "duration", "interval_start", "meter_id", "obis", "uom", "power_of_ten", "value", "quality"
 )
+_ROW_FIELDS = itemgetter(0, 4, 3, 1, 2, 7, 6, 5, 8)  # the same fields of a ReadingRow
 
 
-def _group_pull(
-    hub_id: str, readings: Sequence[StoredReading]
-) -> tuple[dict[GroupKey, dict[int, tuple[int, int]]], int]:
+def _group_pull(hub_id: str, readings: Readings) -> tuple[dict[GroupKey, dict[int, tuple[int, int]]], int]:
     """Check one pull and group it by channel-day: ({group: {slot: (value, quality)}}, unique
     readings). A key repeated in the same channel of one pull counts once (the first)."""
     groups: dict[GroupKey, dict[int, tuple[int, int]]] = {}
     unique = 0
     grid = _GRID_DURATIONS
     # The hot loop of ingest: one C-level attribute fetch per reading, then local operations.
-    for hub, duration, start, meter, obis, uom, p10, value, quality in map(_FIELDS, readings):
+    rows = isinstance(readings[0], tuple) if readings else False
+    try:
+        fields = list(map(_ROW_FIELDS if rows else _FIELDS, readings))
+    except (TypeError, AttributeError, IndexError):
+        raise ValueError(
+            f"the readings of hub {hub_id!r} must be all StoredReading or all 9-field tuples"
+            " in its field order"
+        ) from None
+    for hub, duration, start, meter, obis, uom, p10, value, quality in fields:
         day = start // DAY
         rem = start - day * DAY
         if hub != hub_id or duration not in grid or rem % duration:
