@@ -206,12 +206,18 @@ class PassResult:
     body_bytes: int
     cpu_seconds: float
     hub_cpu_seconds: float = 0.0  # all hub processes together
+    db_cpu_seconds: float | None = None  # the collector's PostgreSQL backends (None: not measured)
     store_busy_seconds: float = 0.0  # the collector's serial storage writes
     errors: list[str] = field(default_factory=list)
 
     @property
     def hubs_per_s(self) -> float:
         return self.pulled / self.seconds if self.seconds else 0.0
+
+    @property
+    def gdsc_cpu_seconds(self) -> float:
+        """The GDSC's whole CPU for this pass: the collector process and its database backends."""
+        return self.cpu_seconds + (self.db_cpu_seconds or 0.0)
 
 
 @dataclass
@@ -248,16 +254,56 @@ def _bytes_per_reading(store: Any, count: int) -> float:
 
 def _cpu_of(pids: list[int]) -> float:
     """User + system CPU seconds of these processes so far (Linux /proc)."""
+    return sum(_cpu_by_pid(pids).values())
+
+
+def _cpu_by_pid(pids: list[int]) -> dict[int, float]:
+    """User + system CPU seconds of each of these processes still alive (Linux /proc)."""
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
+    out = {}
     for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / ticks
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone, or PostgreSQL runs on another host
+            continue
+        out[pid] = (int(fields[11]) + int(fields[12])) / ticks
+    return out
+
+
+class DbBackends:
+    """CPU of the PostgreSQL backends serving the collector (found by application_name), so
+    the GDSC's cost per hub includes its database when both run on this machine. A backend
+    that ends within a pass loses its share (the store's pool keeps its connections open)."""
+
+    def __init__(self, conninfo: str, application_name: str) -> None:
+        self.conninfo = conninfo
+        self.application_name = application_name
+
+    def pids(self) -> list[int]:
+        import psycopg
+
+        with psycopg.connect(self.conninfo, autocommit=True) as c:
+            rows = c.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (self.application_name,)
+            ).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def snapshot(self) -> dict[int, float]:
+        return _cpu_by_pid(self.pids())
+
+
+def _db_cpu(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
 async def _pass(
-    name: str, collector: Any, hubs: list[Any], concurrency: int, progress: Any, hub_pids: list[int]
+    name: str,
+    collector: Any,
+    hubs: list[Any],
+    concurrency: int,
+    progress: Any,
+    hub_pids: list[int],
+    db: DbBackends | None = None,
 ) -> PassResult:
     sem = asyncio.Semaphore(concurrency)
     res = PassResult(name, 0.0, 0, 0, 0, 0, 0, 0, 0.0)
@@ -279,11 +325,14 @@ async def _pass(
             progress.update(task, advance=1)
 
     busy0 = collector.writes.busy_seconds
+    db0 = db.snapshot() if db is not None else {}
     hub0, cpu0, t0 = _cpu_of(hub_pids), time.process_time(), time.perf_counter()
     await asyncio.gather(*(one(h) for h in hubs))
     res.seconds = time.perf_counter() - t0
     res.cpu_seconds = time.process_time() - cpu0
     res.hub_cpu_seconds = _cpu_of(hub_pids) - hub0
+    if db is not None:
+        res.db_cpu_seconds = _db_cpu(db0, db.snapshot())
     res.store_busy_seconds = collector.writes.busy_seconds - busy0
     return res
 
@@ -312,6 +361,7 @@ def run(
 
     schema = None
     db_note = ""
+    db: DbBackends | None = None
     if db_url is None:
         pg = _pg_url()
         if pg is not None:
@@ -320,7 +370,8 @@ def run(
 
             with psycopg.connect(pg.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as c:
                 c.execute(f"CREATE SCHEMA {schema}")
-            db_url = f"{pg}?options=-csearch_path%3D{schema}"
+            db_url = f"{pg}?options=-csearch_path%3D{schema}&application_name={schema}"
+            db = DbBackends(pg.replace("postgresql+psycopg://", "postgresql://"), schema)
         else:
             db_url = f"sqlite:///{state / f'gdsc-{uuid.uuid4().hex[:8]}.sqlite'}"
             db_note = f"PostgreSQL did not answer at {PG_URL}: fell back to SQLite"
@@ -386,8 +437,8 @@ def run(
                 )
                 progress.start()
             try:
-                cold = await _pass("cold", collector, records, concurrency, progress, pids)
-                warm = await _pass("warm", collector, records, concurrency, progress, pids)
+                cold = await _pass("cold", collector, records, concurrency, progress, pids, db)
+                warm = await _pass("warm", collector, records, concurrency, progress, pids, db)
             finally:
                 if progress is not None:
                     progress.stop()
@@ -446,7 +497,9 @@ def print_report(r: Report) -> None:
             f"{p.hubs_per_s:,.0f} hubs/s, {p.readings / p.seconds:,.0f} readings/s ingested, "
             f"{p.requests / max(p.pulled, 1):.2f} requests/hub, "
             f"{p.body_bytes / max(p.pulled, 1):,.0f} body bytes/hub, "
-            f"{p.resumed} resumed; CPU: collector {p.cpu_seconds:.2f} s, hubs {p.hub_cpu_seconds:.2f} s; "
+            f"{p.resumed} resumed; CPU: collector {p.cpu_seconds:.2f} s, "
+            f"{'' if p.db_cpu_seconds is None else f'its PostgreSQL backends {p.db_cpu_seconds:.2f} s, '}"
+            f"hubs {p.hub_cpu_seconds:.2f} s; "
             f"store writes busy {p.store_busy_seconds:.2f} s"
         )
         for e in p.errors[:3]:
@@ -475,6 +528,23 @@ def print_report(r: Report) -> None:
             f"    collector alone: {per_core:,.0f} hubs per collector CPU-second → "
             f"{math.ceil(HOMES_UK / (per_core * cores * WINDOW_S))} {cores}-core collector machines "
             f"(database and hubs elsewhere)"
+        )
+    if cold.db_cpu_seconds is not None and cold.pulled:
+        # The honest capacity figure when the hubs share the machine: what the GDSC itself spends.
+        for p in r.passes:
+            per_1000 = p.gdsc_cpu_seconds / p.pulled * 1000
+            db_1000 = (p.db_cpu_seconds or 0.0) / p.pulled * 1000
+            print(
+                f"    GDSC CPU ({p.name}): {per_1000:.2f} CPU-s per 1,000 hubs (collector "
+                f"{p.cpu_seconds / p.pulled * 1000:.2f} + PostgreSQL {db_1000:.2f})"
+                f" → {1000 / per_1000:,.0f} hubs/s per GDSC core, {cores * 1000 / per_1000:,.0f} hubs/s "
+                f"on {cores} cores without the hubs"
+            )
+        per_core = cold.pulled / cold.gdsc_cpu_seconds
+        print(
+            f"    projection from the cold GDSC CPU: 30 M homes in 4 h need "
+            f"{HOMES_UK / (per_core * WINDOW_S):,.1f} GDSC cores (collector + PostgreSQL, "
+            f"{math.ceil(HOMES_UK / (per_core * cores * WINDOW_S))} {cores}-core machines)"
         )
     verdict = lambda ok: "met" if ok else "NOT met"  # noqa: E731
     print(

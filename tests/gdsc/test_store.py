@@ -283,3 +283,65 @@ def test_hub_keys_are_allocated_once_per_hub(db_url: str) -> None:
         }
     assert s.ingest_many([]) == []
     s.close()
+
+
+def test_cursors_of_many_hubs_in_one_read(store: Store) -> None:
+    store.ingest("HUB1", [reading(0)], {"a": 10, "b": 20})
+    store.ingest("HUB2", [reading(1, hub="HUB2")], {"a": 30})
+    assert store.cursors_many(["HUB2", "HUB1", "NOPE"]) == {
+        "HUB1": {"a": 10, "b": 20},
+        "HUB2": {"a": 30},
+        "NOPE": {},
+    }
+    assert store.cursors_many([]) == {}
+
+
+def test_pull_log_rows_of_one_call_number_each_hubs_attempts_in_order(store: Store) -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select
+
+    from smarthub.gdsc.store import pull_log
+
+    t = datetime(2026, 3, 2, tzinfo=UTC)
+
+    def entry(hub: str, readings: int, error: str | None = None) -> dict[str, object]:
+        return dict(
+            hub_id=hub,
+            window_start=t,
+            started=t,
+            finished=t,
+            ok=error is None,
+            readings=readings,
+            inserted=0,
+            error=error,
+        )
+
+    store.log_pull(**entry("HUB1", 1))  # type: ignore[arg-type]
+    store.log_pulls([entry("HUB1", 2), entry("HUB2", 3, "refused"), entry("HUB1", 4)])
+    store.log_pulls([])
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                pull_log.c.hub_id, pull_log.c.seq, pull_log.c.readings, pull_log.c.ok, pull_log.c.error
+            ).order_by(pull_log.c.hub_id, pull_log.c.seq)
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        ("HUB1", 1, 1, 1, None),
+        ("HUB1", 2, 2, 1, None),
+        ("HUB1", 3, 4, 1, None),
+        ("HUB2", 1, 3, 0, "refused"),
+    ]
+
+
+def test_readings_may_come_as_plain_tuples_in_field_order(store: Store) -> None:
+    import dataclasses
+
+    rows = [dataclasses.astuple(reading(i)) for i in range(48)]
+    r1 = store.ingest("HUB1", rows, {"a": 1})  # type: ignore[arg-type]
+    assert (r1.received, r1.inserted) == (48, 48)
+    assert store.readings("HUB1") == [reading(i) for i in range(48)]
+    r2 = store.ingest("HUB1", [reading(i) for i in range(40, 50)], {})
+    assert (r2.inserted, r2.already_stored) == (2, 8)
+    with pytest.raises(ValueError, match="all StoredReading or all 9-field tuples"):
+        store.ingest("HUB1", [dataclasses.astuple(reading(60)), reading(61)], {})  # type: ignore[list-item]

@@ -31,7 +31,7 @@ from typing import Any
 from smarthub.clock import Clock
 from smarthub.gdsc.error_log import ErrorLog
 from smarthub.gdsc.event_pull import pull_events
-from smarthub.gdsc.store import HubRecord, IngestResult, Store, StoredReading
+from smarthub.gdsc.store import HubRecord, IngestResult, ReadingRow, Readings, Store
 from smarthub.wan.client import HubClient, PulledInterval, PullError
 from smarthub.wan.log_events import LOG_EVENT_POLL_RATE
 from smarthub.wan.pull import HubConnection, PullClient, SessionCache
@@ -60,7 +60,7 @@ class Ingest:
     """One ingest as ``Store.ingest`` takes it (and a future ``Store.ingest_many`` item)."""
 
     hub_id: str
-    rows: Sequence[StoredReading]
+    rows: Readings
     cursors: dict[str, int]
 
 
@@ -150,9 +150,45 @@ class WriteBatcher:
         return out
 
 
-def _stored(hub_id: str, intervals: Sequence[PulledInterval]) -> list[StoredReading]:
+class CursorReader:
+    """Reads the pull cursors of concurrent pulls in one query per group (``Store.cursors_many``).
+
+    A pull's cursors are read when it starts; with hundreds of pulls in flight, one query and
+    one worker-thread hop per hub would cost the collector more than the pull itself. While one
+    group is read, the next accumulates. A read, so it need not wait behind the writes."""
+
+    def __init__(self, read: Callable[[list[str]], dict[str, dict[str, int]]], max_group: int = 512) -> None:
+        self.read = read
+        self.max_group = max_group
+        self._queue: list[tuple[str, asyncio.Future[dict[str, int]]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def get(self, hub_id: str) -> dict[str, int]:
+        fut: asyncio.Future[dict[str, int]] = asyncio.get_running_loop().create_future()
+        self._queue.append((hub_id, fut))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain())
+        return await fut
+
+    async def _drain(self) -> None:
+        while self._queue:
+            group, self._queue = self._queue[: self.max_group], self._queue[self.max_group :]
+            try:
+                found = await asyncio.to_thread(self.read, sorted({h for h, _ in group}))
+            except Exception as err:  # a database failure fails every pull of the group
+                for _, fut in group:
+                    if not fut.done():
+                        fut.set_exception(err)
+                continue
+            for hub_id, fut in group:
+                if not fut.done():
+                    fut.set_result(dict(found.get(hub_id, {})))
+
+
+def _stored(hub_id: str, intervals: Sequence[PulledInterval]) -> list[ReadingRow]:
+    """The store's rows (plain tuples: cheaper to build than a StoredReading per reading)."""
     return [
-        StoredReading(hub_id, i.meter, i.obis, i.start, i.duration, i.value, i.power_of_ten, i.uom, i.quality)
+        (hub_id, i.meter, i.obis, i.start, i.duration, i.value, i.power_of_ten, i.uom, i.quality)
         for i in intervals
     ]
 
@@ -186,6 +222,7 @@ class Collector:
         self.bulk = bulk
         self.puller = PullClient(ssl_context)
         self.writes = WriteBatcher(self._ingest_all, store.log_pulls)
+        self.cursor_reads = CursorReader(store.cursors_many)
         self._clients: dict[str, HubClient] = {}
         self._links: dict[str, str] = {}  # hub id → bulk href, or WALK
         self.pulls = 0
@@ -208,8 +245,7 @@ class Collector:
         started = self.clock.now()
         self.pulls += 1
         try:
-            # A read: it need not wait behind the serialised writes.
-            cursors = await asyncio.to_thread(self.store.cursors, hub.hub_id)
+            cursors = await self.cursor_reads.get(hub.hub_id)
             outcome = await self._pull(hub, cursors)
         except PullError as err:
             self.failures += 1

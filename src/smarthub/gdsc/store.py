@@ -45,7 +45,7 @@ import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -214,6 +214,14 @@ class StoredReading:
         return (self.hub_id, self.meter_id, self.obis, self.duration, self.interval_start)
 
 
+# A reading as a plain tuple in StoredReading's field order: (hub_id, meter_id, obis,
+# interval_start, duration, value, power_of_ten, uom, quality). Ingest takes either form; the
+# collector passes tuples (building ~100 readings per hub as frozen dataclasses cost it more
+# than grouping and encoding them).
+ReadingRow = tuple[str, str, str, int, int, int, int, int, int]
+Readings = Sequence[StoredReading] | Sequence[ReadingRow]
+
+
 @dataclass(frozen=True, slots=True)
 class IngestResult:
     """What one hub's ingest did. ``already_stored`` counts keys the store held before,
@@ -343,19 +351,36 @@ class Store:
 
     # -- ingest -------------------------------------------------------------------
     def cursors(self, hub_id: str) -> dict[str, int]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(pull_cursors.c.channel, pull_cursors.c.after).where(pull_cursors.c.hub_id == hub_id)
-            )
-            return {r.channel: r.after for r in rows}
+        return self.cursors_many([hub_id])[hub_id]
 
-    def ingest(self, hub_id: str, readings: Sequence[StoredReading], cursors: dict[str, int]) -> IngestResult:
+    def cursors_many(self, hub_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """The pull cursors of many hubs in one query: {hub id: {channel: after}} (a hub with
+        none maps to ``{}``). A collector reads the cursors of every pull starting together
+        at once: one round trip per group instead of one per hub."""
+        out: dict[str, dict[str, int]] = {h: {} for h in hub_ids}
+        t = pull_cursors
+        cols = (t.c.hub_id, t.c.channel, t.c.after)
+        wanted = sorted(out)
+        with self.engine.connect() as conn:
+            if self.dialect == "postgresql":
+                rows = conn.execute(
+                    select(*cols).where(t.c.hub_id == func.any(bindparam("h", wanted, type_=ARRAY(String))))
+                ).all()
+            else:
+                rows = [
+                    r
+                    for chunk in _chunks(wanted, 500)
+                    for r in conn.execute(select(*cols).where(t.c.hub_id.in_(chunk)))
+                ]
+        for hub_id, channel, after in rows:
+            out[hub_id][channel] = after
+        return out
+
+    def ingest(self, hub_id: str, readings: Readings, cursors: dict[str, int]) -> IngestResult:
         """Store readings and advance the hub's pull cursors, all in one transaction."""
         return self.ingest_many([(hub_id, readings, cursors)])[0]
 
-    def ingest_many(
-        self, items: Sequence[tuple[str, Sequence[StoredReading], dict[str, int]]]
-    ) -> list[IngestResult]:
+    def ingest_many(self, items: Sequence[tuple[str, Readings, dict[str, int]]]) -> list[IngestResult]:
         """Ingest many hubs' pulls (hub id, readings, cursors) in one transaction.
 
         The items are applied in order, as if ingested one after the other: a reading that
@@ -403,7 +428,7 @@ class Store:
     def _ingest(
         self,
         conn: Connection,
-        items: Sequence[tuple[str, Sequence[StoredReading], dict[str, int]]],
+        items: Sequence[tuple[str, Readings, dict[str, int]]],
         pulls: list[tuple[dict[GroupKey, dict[int, tuple[int, int]]], int]],
         new_keys: dict[str, int],
     ) -> list[_Tally]:
@@ -798,15 +823,44 @@ class Store:
 
     def log_pulls(self, entries: Sequence[dict[str, Any]]) -> None:
         """Several pulls' log rows (``log_pull``'s keyword arguments each) in one transaction."""
+        if not entries:
+            return
         for attempt in range(5):
             try:
                 with self._write_lock, self.engine.begin() as conn:
-                    for e in entries:
-                        conn.execute(self._pull_log_insert(**e))
+                    if self.dialect == "postgresql":
+                        self._pull_log_insert_pg(conn, entries)
+                    else:
+                        for e in entries:
+                            conn.execute(self._pull_log_insert(**e))
                 return
             except IntegrityError:  # another process logged a pull of the same hub at once
                 if attempt == 4:
                     raise
+
+    def _pull_log_insert_pg(self, conn: Connection, entries: Sequence[dict[str, Any]]) -> None:
+        """Every row in one statement: each hub's next ``seq`` numbers follow its highest
+        stored one, in the order the entries are given (a hub may appear more than once)."""
+        cols: dict[str, list[Any]] = {
+            k: [e[k] for e in entries]
+            for k in ("hub_id", "window_start", "started", "finished", "readings", "inserted", "error")
+        }
+        cols["ok"] = [int(e["ok"]) for e in entries]
+        conn.execute(
+            text(
+                "INSERT INTO pull_log"
+                " (hub_id, seq, window_start, started, finished, ok, readings, inserted, error) "
+                "SELECT v.hub_id, coalesce((SELECT max(p.seq) FROM pull_log p WHERE p.hub_id = v.hub_id), 0)"
+                " + row_number() OVER (PARTITION BY v.hub_id ORDER BY v.ord),"
+                " v.window_start, v.started, v.finished, v.ok, v.readings, v.inserted, v.error "
+                "FROM unnest(CAST(:hub_id AS varchar[]), CAST(:window_start AS timestamptz[]),"
+                " CAST(:started AS timestamptz[]), CAST(:finished AS timestamptz[]), CAST(:ok AS int4[]),"
+                " CAST(:readings AS int4[]), CAST(:inserted AS int4[]), CAST(:error AS text[]))"
+                " WITH ORDINALITY"
+                " AS v(hub_id, window_start, started, finished, ok, readings, inserted, error, ord)"
+            ),
+            cols,
+        )
 
     def _pull_log_insert(
         self,
@@ -1096,18 +1150,25 @@ _GRID_DURATIONS = frozenset(d for d in range(1, DAY + 1) if DAY % d == 0)
 _FIELDS = attrgetter(
     "hub_id", "duration", "interval_start", "meter_id", "obis", "uom", "power_of_ten", "value", "quality"
 )
+_ROW_FIELDS = itemgetter(0, 4, 3, 1, 2, 7, 6, 5, 8)  # the same fields of a ReadingRow
 
 
-def _group_pull(
-    hub_id: str, readings: Sequence[StoredReading]
-) -> tuple[dict[GroupKey, dict[int, tuple[int, int]]], int]:
+def _group_pull(hub_id: str, readings: Readings) -> tuple[dict[GroupKey, dict[int, tuple[int, int]]], int]:
     """Check one pull and group it by channel-day: ({group: {slot: (value, quality)}}, unique
     readings). A key repeated in the same channel of one pull counts once (the first)."""
     groups: dict[GroupKey, dict[int, tuple[int, int]]] = {}
     unique = 0
     grid = _GRID_DURATIONS
     # The hot loop of ingest: one C-level attribute fetch per reading, then local operations.
-    for hub, duration, start, meter, obis, uom, p10, value, quality in map(_FIELDS, readings):
+    rows = isinstance(readings[0], tuple) if readings else False
+    try:
+        fields = list(map(_ROW_FIELDS if rows else _FIELDS, readings))
+    except (TypeError, AttributeError, IndexError):
+        raise ValueError(
+            f"the readings of hub {hub_id!r} must be all StoredReading or all 9-field tuples"
+            " in its field order"
+        ) from None
+    for hub, duration, start, meter, obis, uom, p10, value, quality in fields:
         day = start // DAY
         rem = start - day * DAY
         if hub != hub_id or duration not in grid or rem % duration:
