@@ -438,10 +438,22 @@ def gdsc_api(
     import uvicorn
 
     from smarthub.gdsc.api import app_from_state
+    from smarthub.gdsc.http_guard import BodyGuard, HeadDeadlineH11Protocol
 
     _require_state(state, db)
 
-    uvicorn.run(app_from_state(state, _gdsc_clock(state), db), host=host, port=port, log_level="warning")
+    # Slow and oversized clients (smarthub.gdsc.http_guard): a deadline on each request head,
+    # bodies bounded in size and time, at most 1,000 connections (then 503), idle ones closed.
+    uvicorn.run(
+        BodyGuard(app_from_state(state, _gdsc_clock(state), db)),
+        host=host,
+        port=port,
+        log_level="warning",
+        http=HeadDeadlineH11Protocol,
+        h11_max_incomplete_event_size=16 * 1024,
+        timeout_keep_alive=5,
+        limit_concurrency=1000,
+    )
 
 
 @gdsc_app.command("token")
