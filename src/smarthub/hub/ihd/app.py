@@ -157,7 +157,7 @@ class Ihd:
         return self._page("Pair", body)
 
     async def pair(self, request: web.Request) -> web.Response:
-        form = await request.post()
+        form = await _form(request)
         token = self.store.pair(str(form.get("code", "")), self.clock.now())
         if token is None:
             raise web.HTTPSeeOther("/pair?error=1")
@@ -417,7 +417,7 @@ class Ihd:
 
     # -- actions ----------------------------------------------------------------------------
     async def ack_message(self, request: web.Request) -> web.Response:
-        form = await request.post()
+        form = await _form(request)
         self.store.acknowledge(str(form.get("sender", "")), str(form.get("id", "")), self.clock.now())
         raise web.HTTPSeeOther("/")
 
@@ -485,7 +485,7 @@ class Ihd:
     async def consent_set(self, request: web.Request) -> web.Response:
         if self.consent is None:
             raise web.HTTPNotFound(text="this hub keeps no consent store")
-        form = await request.post()
+        form = await _form(request)
         recipient = str(form.get("recipient", "")).strip()
         if not recipient or len(recipient) > 64:
             raise web.HTTPBadRequest(text="a recipient is 1..64 characters")
@@ -511,6 +511,15 @@ class Ihd:
             f"<body><main>{body}</main></body></html>"
         )
         return web.Response(text=html, content_type="text/html")
+
+
+async def _form(request: web.Request) -> Any:
+    """The request's form fields; a body that is not a form (bytes that are not UTF-8, a
+    broken multipart body) is answered 400, not 500."""
+    try:
+        return await request.post()
+    except (UnicodeDecodeError, ValueError, AssertionError, LookupError) as err:
+        raise web.HTTPBadRequest(text=f"the request body is not a form: {type(err).__name__}") from None
 
 
 def _safe_rate(fn: Any, now: datetime) -> Rate | None:
