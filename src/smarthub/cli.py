@@ -10,7 +10,7 @@ import sys
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -456,14 +456,23 @@ def gdsc_api(
     import uvicorn
 
     from smarthub.gdsc.api import app_from_state
+    from smarthub.gdsc.http_guard import BodyGuard, HeadDeadlineH11Protocol
 
     _require_state(state, db)
     if client_cert_optional and not tls:
         raise typer.BadParameter("needs --tls", param_hint="--client-cert-optional")
     clock = _gdsc_clock(state)
-    api = app_from_state(state, clock, db)
+    # Slow and oversized clients (smarthub.gdsc.http_guard): a deadline on each request head,
+    # bodies bounded in size and time, at most 1,000 connections (then 503), idle ones closed.
+    api = BodyGuard(app_from_state(state, clock, db))
+    guarded: dict[str, Any] = dict(
+        log_level="warning",
+        h11_max_incomplete_event_size=16 * 1024,
+        timeout_keep_alive=5,
+        limit_concurrency=1000,
+    )
     if not tls:
-        uvicorn.run(api, host=host, port=port, log_level="warning")
+        uvicorn.run(api, host=host, port=port, http=HeadDeadlineH11Protocol, **guarded)
         return
     from smarthub.gdsc.api_tls import server_credentials, uvicorn_config
 
@@ -472,7 +481,7 @@ def gdsc_api(
         raise typer.Exit(2)
     hosts = sorted({host, "127.0.0.1", "localhost"} - {"0.0.0.0", "::"})
     context = server_credentials(state, clock.now(), hosts, client_cert_optional)
-    uvicorn.Server(uvicorn_config(api, host, port, context, log_level="warning")).run()
+    uvicorn.Server(uvicorn_config(api, host, port, context, **guarded)).run()  # head deadline too
 
 
 @gdsc_app.command("client")

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from smarthub.gdsc.http_guard import HeadDeadlineH11Protocol
 from smarthub.gdsc.pki import CertificateAuthority, Role
 from smarthub.wan.tls import server_context
 
@@ -50,8 +50,9 @@ def tls_extension(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> dict[str, Any]:
     }
 
 
-class TlsH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, adding ``scope["extensions"]["tls"]`` on TLS connections."""
+class TlsH11Protocol(HeadDeadlineH11Protocol):
+    """uvicorn's h11 protocol, adding ``scope["extensions"]["tls"]`` on TLS connections (and,
+    like every API connection, a deadline on each request head)."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)

@@ -32,7 +32,7 @@ import json
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -124,9 +124,10 @@ class IssuedCertificate:
     """A certificate issued by the GDSC CA, with its key when the CA generated it."""
 
     certificate: x509.Certificate
-    private_key: ec.EllipticCurvePrivateKey | None
+    # Kept out of repr: an IssuedCertificate in a log line or a traceback must not carry its key.
+    private_key: ec.EllipticCurvePrivateKey | None = field(repr=False)
     cert_pem: bytes
-    key_pem: bytes | None
+    key_pem: bytes | None = field(repr=False)
     lfdi: str
     sfdi: int
     role: Role

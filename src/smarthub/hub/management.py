@@ -140,8 +140,17 @@ class ManagementInterface:
             payload = outer["payload"].encode()
             signature = base64.b64decode(outer["signature"], validate=True)
             signer = x509.load_pem_x509_certificate(outer["signer"].encode())
-        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error, x509.InvalidVersion) as err:
-            # (InvalidVersion, a certificate whose version is not v1/v3, is no ValueError.)
+        except (
+            ValueError,
+            KeyError,
+            TypeError,
+            AttributeError,
+            binascii.Error,
+            x509.InvalidVersion,
+            RecursionError,
+        ) as err:
+            # (InvalidVersion, a certificate whose version is not v1/v3, is no ValueError;
+            # RecursionError is JSON nested thousands deep.)
             raise CommandRefused("malformed", f"not a command envelope: {err}") from None
         try:
             verify_certificate(signer, self.ca_cert, self.clock.now(), self.crl, expected_role=Role.OPERATOR)
@@ -167,7 +176,7 @@ class ManagementInterface:
                 command["type"],
                 command["body"],
             )
-        except (ValueError, KeyError, TypeError) as err:
+        except (ValueError, KeyError, TypeError, RecursionError) as err:
             raise CommandRefused("malformed", f"signed payload is not a command: {err}") from None
         if not isinstance(counter, int) or not isinstance(body, dict) or not isinstance(ctype, str):
             raise CommandRefused("malformed", "counter must be an integer, type a string, body an object")

@@ -197,7 +197,7 @@ class PrepaymentLedger:
             raise VoucherRefused("bad_signature", "signature does not verify over the voucher") from None
         try:
             voucher = Voucher.from_json(json.loads(payload))
-        except (ValueError, BadVoucher) as err:
+        except (ValueError, BadVoucher, RecursionError) as err:  # RecursionError: nested thousands deep
             raise VoucherRefused("malformed", str(err)) from None
         if voucher.canonical() != payload:
             raise VoucherRefused("malformed", "voucher is not in canonical form")

@@ -72,10 +72,16 @@ class Ihd:
     bridge: PrepaymentBridge | None = None
     recipients: list[str] = field(default_factory=lambda: ["gdsc"])
     title: str = "Home energy"
+    # Slow and oversized clients (issue 8). The IHD's forms are a few hundred bytes.
+    max_body: int = 64 * 1024  # larger bodies: 413 (a Content-Length over it before any byte)
+    body_timeout: float = 10.0  # a body not received by then: 408
+    # aiohttp arms its keep-alive timer when a connection opens and when a response ends, and
+    # received bytes do not reset it: a request head not complete by then is closed.
+    header_timeout: float = 10.0
 
     # -- the web app ------------------------------------------------------------------------
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._auth])
+        app = web.Application(middlewares=[self._auth, self._body], client_max_size=self.max_body)
         app.router.add_get("/", self.dashboard)
         app.router.add_get("/pair", self.pair_form)
         app.router.add_post("/pair", self.pair)
@@ -91,7 +97,11 @@ class Ihd:
 
     async def start(self, host: str, port: int) -> tuple[web.AppRunner, int]:
         """Serve on ``host:port`` (0: any free port); returns the runner and the bound port."""
-        runner = web.AppRunner(self.app(), shutdown_timeout=1.0)
+        # lingering_time: after refusing a body (413, 408) aiohttp reads and discards the rest for
+        # this long before closing (its default, 10 s, lets a refused upload go on that long).
+        runner = web.AppRunner(
+            self.app(), shutdown_timeout=1.0, keepalive_timeout=self.header_timeout, lingering_time=1.0
+        )
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()
@@ -114,6 +124,27 @@ class Ihd:
                 raise web.HTTPForbidden(text=f"cross-site request from {origin} refused")
         return await handler(request)
 
+    @web.middleware
+    async def _body(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Read a request's body (after the pairing check, so strangers' bodies are not read)
+        bounded in size and time; handlers then find it read."""
+        if request.can_read_body:
+            if request.content_length is not None and request.content_length > self.max_body:
+                raise web.HTTPRequestEntityTooLarge(
+                    max_size=self.max_body,
+                    actual_size=request.content_length,
+                    headers={"Connection": "close"},
+                )
+            try:
+                async with asyncio.timeout(self.body_timeout):
+                    await request.read()  # HTTPRequestEntityTooLarge once past max_body
+            except TimeoutError:
+                raise web.HTTPRequestTimeout(
+                    text=f"request body not received within {self.body_timeout:g} s",
+                    headers={"Connection": "close"},
+                ) from None
+        return await handler(request)
+
     # -- pairing ----------------------------------------------------------------------------
     async def pair_form(self, request: web.Request) -> web.Response:
         error = request.query.get("error")
@@ -126,7 +157,7 @@ class Ihd:
         return self._page("Pair", body)
 
     async def pair(self, request: web.Request) -> web.Response:
-        form = await request.post()
+        form = await _form(request)
         token = self.store.pair(str(form.get("code", "")), self.clock.now())
         if token is None:
             raise web.HTTPSeeOther("/pair?error=1")
@@ -386,7 +417,7 @@ class Ihd:
 
     # -- actions ----------------------------------------------------------------------------
     async def ack_message(self, request: web.Request) -> web.Response:
-        form = await request.post()
+        form = await _form(request)
         self.store.acknowledge(str(form.get("sender", "")), str(form.get("id", "")), self.clock.now())
         raise web.HTTPSeeOther("/")
 
@@ -454,7 +485,7 @@ class Ihd:
     async def consent_set(self, request: web.Request) -> web.Response:
         if self.consent is None:
             raise web.HTTPNotFound(text="this hub keeps no consent store")
-        form = await request.post()
+        form = await _form(request)
         recipient = str(form.get("recipient", "")).strip()
         if not recipient or len(recipient) > 64:
             raise web.HTTPBadRequest(text="a recipient is 1..64 characters")
@@ -480,6 +511,15 @@ class Ihd:
             f"<body><main>{body}</main></body></html>"
         )
         return web.Response(text=html, content_type="text/html")
+
+
+async def _form(request: web.Request) -> Any:
+    """The request's form fields; a body that is not a form (bytes that are not UTF-8, a
+    broken multipart body) is answered 400, not 500."""
+    try:
+        return await request.post()
+    except (UnicodeDecodeError, ValueError, AssertionError, LookupError) as err:
+        raise web.HTTPBadRequest(text=f"the request body is not a form: {type(err).__name__}") from None
 
 
 def _safe_rate(fn: Any, now: datetime) -> Rate | None:
