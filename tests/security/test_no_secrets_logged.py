@@ -13,10 +13,10 @@ The places that are *meant* to hold keys, and are skipped by name:
 * ``*.key`` PEM files (CA, collector, operator, hub TLS keys; mode 0600) and each hub's
   ``master.key`` (the key-wrapping key; 0600). Per-meter data-at-rest keys sit in
   ``history.sqlite`` / ``diagnostics.sqlite`` only AES-key-wrapped, so those files are scanned.
-* The GDSC's signed command queue, ``urgent_work.envelope``: a ``meter.key`` command carries the
-  new meter key in its signed payload until it is delivered (and the row keeps it afterwards:
-  a debt noted in the issue, the queue is not encrypted). Every other table and column of the
-  GDSC database is scanned: ``pull_log``, ``hub_errors``, ``hub_events``, ``incidents``,
+* Nothing of the GDSC database: a ``meter.key`` command carries the new meter key in its signed
+  payload (``urgent_work.envelope``) only until the job is finished, then the plan clears it
+  (``plan.SECRET_COMMANDS``); every job here is finished before the scan. Every table and column
+  is scanned: ``urgent_work.envelope``, ``pull_log``, ``hub_errors``, ``hub_events``, ``incidents``,
   ``work_orders``, ``repair_commands``, ``audit_log``, ``api_jobs``, ``api_tokens``,
   ``vouchers``, ``urgent_work.result`` / ``last_error`` among them.
 """
@@ -27,6 +27,7 @@ import base64
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -45,8 +46,11 @@ from security.secrets_scan import Everything, Secrets, capture_everything, relea
 from smarthub.gdsc import dataservices
 from smarthub.gdsc.api_commands import CommandDesk
 from smarthub.gdsc.api_tokens import issue_token
+from smarthub.gdsc.commands import CommandSigner
 from smarthub.gdsc.pki import CertificateAuthority, Role
+from smarthub.gdsc.plan import PullPlan
 from smarthub.gdsc.service import send_command
+from smarthub.gdsc.store import Store
 from smarthub.hub.hub import SmartHub
 from smarthub.hub.keys import KeyUnwrapError, load_or_create_master_key, unwrap, wrap
 from smarthub.meters import wmbus
@@ -109,7 +113,7 @@ def _scan_files(state: Path, secrets: Secrets) -> list[str]:
         if path.suffix == ".key" or path.name in KEY_FILES:
             continue
         if path.name == "gdsc.sqlite":
-            hits += scan_sqlite(secrets, path, skip={("urgent_work", "envelope")})
+            hits += scan_sqlite(secrets, path)
             continue
         if path.name.startswith("gdsc.sqlite-"):
             continue  # its WAL/journal (the queue's envelopes pass through it); checkpointed at close
@@ -184,10 +188,24 @@ async def test_a_fleet_day_with_rekeys_and_top_ups_logs_no_key(
 
     assert _private_keys(state, secrets) == 3 + 2 + 2  # CA, collector, operator; 2 hubs: TLS, master
     assert _data_keys(state, secrets) >= 2
-    # The scanner sees what it looks for: the fresh key sits in the signed command queue.
-    assert "meter.key fresh" in {
-        h.split(": ")[-1] for h in scan_sqlite(secrets, state / "gdsc" / "gdsc.sqlite")
-    }
+    # Delivered meter.key commands no longer hold their key in the queue (plan.SECRET_COMMANDS)...
+    gdsc_db = state / "gdsc" / "gdsc.sqlite"
+    assert scan_sqlite(secrets, gdsc_db) == []
+    # ...while one still waiting does, and the scanner sees it there (it finds what it looks for;
+    # on a copy, so the files scanned below are the run's own).
+    shutil.copy(gdsc_db, tmp_path / "control.sqlite")
+    gdsc_db = tmp_path / "control.sqlite"
+    store = Store(f"sqlite:///{gdsc_db}")
+    try:
+        signer = CommandSigner.from_files(
+            str(state / "gdsc" / "operator.pem"),
+            str(state / "gdsc" / "operator.key"),
+            store.next_command_counter,
+        )
+        PullPlan(store).queue_command(signer, hub_id, "meter.key", {"meter": "M", "key": fresh.hex()}, now)
+    finally:
+        store.close()
+    assert "meter.key fresh" in {h.split(": ")[-1] for h in scan_sqlite(secrets, gdsc_db)}
     assert everything.count > 0  # the flow did log (pulls, decrypt failures, repairs...)
 
     in_logs = {name for line in everything.lines for name in secrets.found_in_text(line)}

@@ -55,6 +55,7 @@ from sqlalchemy import (
     Text,
     and_,
     bindparam,
+    case,
     exists,
     func,
     or_,
@@ -68,6 +69,11 @@ from smarthub.gdsc.store import HubRecord, Store, hubs, metadata, pull_log
 
 # Row states.
 PENDING, CLAIMED, DONE, FAILED = "pending", "claimed", "done", "failed"
+
+
+# Command types whose body is a secret (a meter's new encryption key): the queue clears the
+# signed envelope once the job is finished, so the key does not stay at rest in the database.
+SECRET_COMMANDS = frozenset({"meter.key"})
 
 
 class Priority(IntEnum):
@@ -766,6 +772,8 @@ class PullPlan:
             u.c.claimed == claim.claimed,
             u.c.state == CLAIMED,
         )
+        # A command carrying a secret (a meter's new key) keeps it only while it may be sent.
+        spent = {"envelope": None} if claim.command_type in SECRET_COMMANDS else {}
         with self._engine.begin() as conn:
             if ok:
                 res = conn.execute(
@@ -776,6 +784,7 @@ class PullPlan:
                         finished=t,
                         lease_until=None,
                         result=json.dumps(result) if result is not None else None,
+                        **spent,
                     )
                 )
                 return Finished(DONE) if res.rowcount == 1 else Finished("lost")
@@ -784,7 +793,14 @@ class PullPlan:
                 res = conn.execute(
                     update(u)
                     .where(mine)
-                    .values(state=FAILED, failures=failures, finished=t, lease_until=None, last_error=error)
+                    .values(
+                        state=FAILED,
+                        failures=failures,
+                        finished=t,
+                        lease_until=None,
+                        last_error=error,
+                        **spent,
+                    )
                 )
                 if res.rowcount != 1:
                     return Finished("lost")
@@ -807,7 +823,11 @@ class PullPlan:
                 update(u)
                 .where(u.c.id == job_id, u.c.collector == collector)
                 .values(
-                    state=FAILED, finished=t, lease_until=None, last_error="hub not registered or not active"
+                    state=FAILED,
+                    finished=t,
+                    lease_until=None,
+                    last_error="hub not registered or not active",
+                    envelope=case((u.c.command_type.in_(SECRET_COMMANDS), None), else_=u.c.envelope),
                 )
             )
 

@@ -262,7 +262,9 @@ class Store:
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
-        self.engine: Engine = create_engine(url, echo=echo, future=True)
+        # hide_parameters: a logged statement (echo, or a DBAPI error in a traceback) must not
+        # carry its values: readings are personal data and a queued meter.key command a key.
+        self.engine: Engine = create_engine(url, echo=echo, future=True, hide_parameters=True)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._write_lock = threading.Lock()
