@@ -20,7 +20,7 @@ from smarthub.han.p1 import P1Port
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
 from smarthub.hub.intervals import IntervalRecord
-from smarthub.hub.privacy import ConsentStore, Granularity, HubPrivacy, aggregate
+from smarthub.hub.privacy import ConsentStore, Granularity, HubPrivacy, SupplierEntry, aggregate
 from smarthub.model import ObisCode, Quality
 from smarthub.sim.dsmr_meter import DsmrMeterSimulator
 from smarthub.sim.load_profile import HouseholdProfile
@@ -291,3 +291,35 @@ def test_tariff_registers_served_change_at_most_once_a_day(rig: Rig) -> None:
     rig.hub.accept(p1.receive(rig.dsmr.telegram_at(t)), t, port="p1")
     assert served() == rig.dsmr.registers.import_t2_wh
     assert rig.privacy.aggregates("E2", IMPORT, "tariff-registers", None) == []
+
+
+async def test_a_supplier_sees_only_the_meters_of_the_fuels_it_supplies(rig: Rig, wall_now: datetime) -> None:
+    """The supplier's keys are installed per fuel (``supplier.keys``): an electricity supplier
+    reads the electricity meters and does not even see that a gas meter exists, whether it
+    reads for itself or a GDSC collector pulls on its behalf."""
+    rig.hub.history.add_meter("G1", "gas")
+    cert = rig.ca.issue(Role.PARTY, "elec-only", wall_now)
+    cert.save(rig.dir, "elec-only")
+    rig.consent.install_supplier(
+        SupplierEntry("electricity", "elec-only", cert.lfdi, wall_now - timedelta(hours=1))
+    )
+    rig.ca.issue(Role.COLLECTOR, "collector", wall_now).save(rig.dir, "collector")
+    for stem, query in (("elec-only", ""), ("collector", "&recipient=elec-only")):
+        ctx = client_context(rig.dir / f"{stem}.pem", rig.dir / f"{stem}.key", rig.dir / "ca" / "ca.pem")
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as s:
+            async with s.get(f"{rig.url}/upt?l=10{query}") as resp:
+                assert resp.status == 200, stem
+                doc = etree.fromstring(await resp.read())
+            listed = {e.text for e in doc.iter("{urn:ieee:std:2030.5:ns}description")}
+            assert "G1" not in listed and {"E1", "E2"} <= listed, (stem, listed)
+            async with s.get(f"{rig.url}/upt/G1?x=1{query}") as resp:
+                assert resp.status == 404, stem
+            async with s.get(f"{rig.url}/upt/E1?x=1{query}") as resp:
+                assert resp.status == 200, stem
+    # The GDSC's own collection (no supplier) still sees every meter.
+    ctx = client_context(rig.dir / "collector.pem", rig.dir / "collector.key", rig.dir / "ca" / "ca.pem")
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as s,
+        s.get(f"{rig.url}/upt/G1") as resp,
+    ):
+        assert resp.status == 200

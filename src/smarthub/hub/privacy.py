@@ -346,6 +346,15 @@ class HubPrivacy:
         entries = [e for e in self.consent.suppliers_at().values() if e.supplier_id == recipient]
         return not entries or any(e.lfdi == lfdi.upper() for e in entries)
 
+    def fuels_for(self, recipient: str) -> frozenset[str] | None:
+        """The fuels whose meters ``recipient`` may see: a supplier only those it supplies here
+        now (its keys were installed per fuel by ``supplier.keys``); None for anyone else (the
+        GDSC's own collection, a third party under consent: all meters, at their granularity)."""
+        entries = self.consent.supplier_entries()
+        if recipient not in {e.supplier_id for e in entries}:
+            return None
+        return frozenset(f for f, e in self.consent.suppliers_at().items() if e.supplier_id == recipient)
+
     def opening_read(self, fuel: str, effective: datetime) -> tuple[list[dict[str, Any]], list[str]]:
         """Every register channel of ``fuel``'s meters at the half-hour boundary ``effective``:
         the register value the hub fixed for that boundary (the ``register_end`` of the half-hour

@@ -326,16 +326,7 @@ class HubWanServer:
         """
         if self.privacy is None:
             return HALF_HOURLY
-        role, name = self._peer(request)
-        claimed = request.query.get("recipient")
-        if role == "collector":
-            recipient = claimed or "gdsc"
-        elif role == "party" and claimed in (None, name):
-            recipient = name
-        else:
-            raise web.HTTPForbidden(
-                text=f"a {role or 'unknown'} certificate cannot read metering data for {claimed!r}"
-            )
+        role, recipient = self._recipient(request)
         g = self.privacy.granularity(recipient)
         if g == "none":
             raise web.HTTPForbidden(
@@ -348,9 +339,32 @@ class HubWanServer:
             raise web.HTTPForbidden(text=f"{recipient!r} may not read this hub's data with this certificate")
         return g
 
+    def _recipient(self, request: web.Request) -> tuple[str, str]:
+        """(role, recipient): whom this request reads for. A collector names the recipient it
+        pulls for (default "gdsc"); a party reads for itself only; other roles read nothing."""
+        role, name = self._peer(request)
+        claimed = request.query.get("recipient")
+        if role == "collector":
+            return role, claimed or "gdsc"
+        if role == "party" and claimed in (None, name):
+            return role, name
+        raise web.HTTPForbidden(
+            text=f"a {role or 'unknown'} certificate cannot read metering data for {claimed!r}"
+        )
+
+    def _visible_meters(self, request: web.Request) -> dict[str, str]:
+        """The hub's meters (id → fuel) this request's recipient may see: a supplier only the
+        fuels it supplies here (its keys are installed per fuel), everyone else all of them."""
+        meters = self.source.meters()
+        fuels_for = getattr(self.privacy, "fuels_for", None)
+        if fuels_for is None or self._peer(request)[0] not in ("collector", "party"):
+            return meters  # roles that read no metering data are refused where data is served
+        fuels = fuels_for(self._recipient(request)[1])
+        return meters if fuels is None else {m: f for m, f in meters.items() if f in fuels}
+
     def _meter(self, request: web.Request) -> tuple[str, str]:
         meter = unquote(request.match_info["meter"])
-        fuel = self.source.meters().get(meter)
+        fuel = self._visible_meters(request).get(meter)
         if fuel is None:
             raise web.HTTPNotFound(text=f"no usage point {meter!r} on hub {self.hub_id}")
         return meter, fuel
@@ -433,7 +447,7 @@ class HubWanServer:
 
     async def usage_points(self, request: web.Request) -> web.Response:
         p = self._paging(request)
-        items = sorted(self.source.meters().items())
+        items = sorted(self._visible_meters(request).items())
         doc = sep2.usage_point_list("/upt", len(items))
         for m, f in items[p.start : p.start + p.limit]:
             self._usage_point(m, f, doc)
@@ -611,7 +625,7 @@ class HubWanServer:
         p = self._paging(request)
         skip, room = p.start, p.limit
         page: list[ChannelRows] = []
-        meters = sorted(self.source.meters().items())
+        meters = sorted(self._visible_meters(request).items())
         for meter, fuel in meters:
             for obis in sorted(self.source.channels(meter)):
                 rows: Sequence[IntervalRow] = ()
