@@ -210,3 +210,32 @@ def test_attributes_split_cohorts_and_bad_requests_are_refused(
         comparisons.cohorts(store.engine, WEEK[1], WEEK[0])
     with pytest.raises(ComparisonError, match="k >= 2"):
         comparisons.cohorts(store.engine, *WEEK, k=1)
+
+
+def test_the_gdsc_upkeep_queues_last_weeks_comparison_once_across_processes(
+    world: tuple[Store, CommandSigner, x509.Certificate], tmp_path: Path
+) -> None:
+    from smarthub.gdsc.plan import urgent_work
+    from smarthub.gdsc.service import Upkeep
+
+    store, signer, _ = world
+    for i in range(5):
+        _home(store, i, gas=False)
+
+    def upkeep() -> Upkeep:  # one per GDSC process; only the comparison step is exercised
+        clock = ManualClock(NOW)
+        return Upkeep(tmp_path, store, None, signer, clock, clock, tmp_path / "crl.pem")  # type: ignore[arg-type]
+
+    def queued() -> int:
+        with store.engine.connect() as conn:
+            rows = conn.execute(urgent_work.select().where(urgent_work.c.command_type == "ihd.comparison"))
+            return len(rows.all())
+
+    first = upkeep()
+    first._comparisons(NOW)
+    assert queued() == 5 and first.comparisons_week == WEEK
+    first._comparisons(NOW + timedelta(hours=1))  # the same week: nothing more
+    upkeep()._comparisons(NOW + timedelta(hours=2))  # another process: sees the week queued
+    assert queued() == 5
+    upkeep()._comparisons(NOW + timedelta(days=7))  # the next week's run (no data: all withheld)
+    assert queued() == 5

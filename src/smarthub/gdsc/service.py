@@ -19,6 +19,10 @@ Beside the scheduler, :class:`Upkeep` runs every ``upkeep_every`` (on the inject
   re-sent after the hub came back.
 * **meter replacements** — the registry learns the meters applied ``meter.replace`` commands put
   in (:func:`~smarthub.gdsc.hub_lifecycle.learn_meter_replacements`).
+* **similar-homes comparisons** — once a week, for the last complete local week, each display
+  gets its cohort's figures (:func:`~smarthub.gdsc.comparisons.queue_comparisons`, only over
+  cohorts of at least k homes). A week already queued by any GDSC process (an
+  ``ihd.comparison`` job queued after the week ended is in the shared plan) is not queued again.
 
 Each step is independent: one failing (the database away) is logged and tried at the next run.
 """
@@ -30,19 +34,23 @@ import json
 import logging
 import ssl
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import select
 
 from smarthub.clock import Clock, SystemClock
 from smarthub.gdsc.collector import Collector
 from smarthub.gdsc.commands import CommandSigner
 from smarthub.gdsc.commissioning import register_manifest
+from smarthub.gdsc.comparisons import last_week, queue_comparisons
 from smarthub.gdsc.courier import CommandCourier
+from smarthub.gdsc.dataservices import LONDON
 from smarthub.gdsc.hub_lifecycle import HubLifecycle, learn_meter_replacements
 from smarthub.gdsc.parties import PartyRepository
 from smarthub.gdsc.pki import CertificateAuthority
-from smarthub.gdsc.plan import Priority, PullPlan
+from smarthub.gdsc.plan import Priority, PullPlan, urgent_work
 from smarthub.gdsc.scheduler import Scheduler, _wall_seconds
 from smarthub.gdsc.store import Store
 from smarthub.gdsc.supplier_change import SupplierChanges
@@ -96,6 +104,7 @@ class Upkeep:
     replaced_mark: int = 0
     errors: int = 0
     runs: int = 0
+    comparisons_week: tuple[date, date] | None = None
     supplier_changes: SupplierChanges | None = field(default=None, init=False)
     vouchers: VoucherCourier | None = field(default=None, init=False)
 
@@ -114,6 +123,8 @@ class Upkeep:
         if self.vouchers is not None:
             steps.append(("vouchers", asyncio.to_thread(self.vouchers.tick, now)))
         steps.append(("meter replacements", self._meters()))
+        if self.signer is not None:
+            steps.append(("comparisons", asyncio.to_thread(self._comparisons, now)))
         for name, step in steps:
             try:
                 await step
@@ -121,6 +132,27 @@ class Upkeep:
                 self.errors += 1
                 log.exception("upkeep: %s failed (tried again at the next run)", name)
         self.runs += 1
+
+    def _comparisons(self, now: datetime) -> None:
+        week = last_week(now)
+        if week == self.comparisons_week or self.signer is None:
+            return
+        end = datetime(week[1].year, week[1].month, week[1].day, tzinfo=LONDON)
+        with self.store.engine.connect() as conn:
+            queued = conn.execute(
+                select(urgent_work.c.id)
+                .where(urgent_work.c.command_type == "ihd.comparison", urgent_work.c.queued >= end)
+                .limit(1)
+            ).first()
+        if queued is None:
+            run = queue_comparisons(self.store, self.signer, week[0], week[1], now)
+            log.info(
+                "comparisons for %s..%s: %d hubs, %d cohorts withheld",
+                *week,
+                len(run.jobs),
+                len(run.withheld),
+            )
+        self.comparisons_week = week
 
     async def _meters(self) -> None:
         self.replaced_mark = await asyncio.to_thread(learn_meter_replacements, self.store, self.replaced_mark)
