@@ -686,6 +686,10 @@ def _hub_serial(state: Path, lifecycle, hub_id: str, given: str | None) -> int |
     from smarthub.gdsc.pki import lfdi
     from smarthub.gdsc.store import hubs
 
+    with lifecycle.store.engine.connect() as conn:
+        registered = conn.execute(select(hubs.c.lfdi).where(hubs.c.hub_id == hub_id)).scalar()
+    if registered is None:
+        raise LookupError(f"no hub {hub_id!r} is registered at this GDSC")
     if given is not None:
         try:
             return int(given, 0)
@@ -698,10 +702,8 @@ def _hub_serial(state: Path, lifecycle, hub_id: str, given: str | None) -> int |
     pem = state / "hubs" / hub_id / "hub.pem"
     if not pem.exists():
         return None
-    with lifecycle.store.engine.connect() as conn:
-        registered = conn.execute(select(hubs.c.lfdi).where(hubs.c.hub_id == hub_id)).scalar()
     cert = x509.load_pem_x509_certificate(pem.read_bytes())
-    return cert.serial_number if registered is not None and registered.upper() == lfdi(cert) else None
+    return cert.serial_number if registered.upper() == lfdi(cert) else None
 
 
 def _reason(text: str):  # type: ignore[no-untyped-def]
@@ -901,7 +903,7 @@ def gdsc_commission(
                 line = {**_save_hub(done, state, hub_dir), "status": "active", "scheduled": True}
             else:  # as `replace`: the old certificate is resolved before anything changes
                 line = _replace(state, lifecycle, str(payload["replaces"]), envelope, now, old_serial, out)
-        except (CommissioningError, CertificateRejected, ValueError, OSError) as e:
+        except (CommissioningError, CertificateRejected, ValueError, LookupError, OSError) as e:
             raise _fail_with("commission", e) from None
     print(json.dumps(line))
 
@@ -985,7 +987,7 @@ def gdsc_replace(
         try:
             envelope = request.read_bytes()
             line = _replace(state, lifecycle, old, envelope, _gdsc_clock(state).now(), old_serial, out)
-        except (CommissioningError, CertificateRejected, ValueError, OSError) as e:
+        except (CommissioningError, CertificateRejected, ValueError, LookupError, OSError) as e:
             raise _fail_with("replace", e) from None
     print(json.dumps(line))
 

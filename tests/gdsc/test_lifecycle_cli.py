@@ -149,7 +149,8 @@ def test_commission_then_revoke_and_decommission(state: Path, tmp_path: Path) ->
 
         # Ending a hub twice, or one that is not there, is refused and changes nothing.
         assert "hub HUB-A is not an active hub" in refused("revoke", "--state", str(state), "--hub", "HUB-A")
-        assert "not commissioned here" in refused("decommission", "--state", str(state), "--hub", "NOPE")
+        line = refused("decommission", "--state", str(state), "--hub", "NOPE")
+        assert "no hub 'NOPE' is registered at this GDSC" in line
         assert "unknown revocation reason 'oops'" in refused(
             "revoke", "--state", str(state), "--hub", "HUB-C", "--reason", "oops"
         )
@@ -245,6 +246,8 @@ def test_replace_moves_premises_and_meters_and_revokes_the_old_certificate(
     )
     assert old["hub_id"] == "HUB-OTHER"
     new_req = request(state, ann, "HUB-NEW", "--replaces", "HUB-OLD")
+    line = refused("replace", "--state", str(state), "--old", "HUB-GONE", "--request", str(new_req))
+    assert "no hub 'HUB-GONE' is registered at this GDSC" in line
     line = refused("replace", "--state", str(state), "--old", "HUB-OTHER", "--request", str(new_req))
     assert "refused: malformed: request replaces 'HUB-OLD', not 'HUB-OTHER'" in line
     line = ok("replace", "--state", str(state), "--old", "HUB-OLD", "--request", str(new_req))
