@@ -366,7 +366,9 @@ gdsc_app = typer.Typer(
     add_completion=False,
     help="The GDSC. With --state (and no command): register the manifest's hubs and pull them every "
     "half-hour window. `api`: serve the data services API; `token`: issue a bearer token for it; "
-    "`client`: register an OAuth2 client or bind a party certificate.",
+    "`client`: register an OAuth2 client or bind a party certificate. A hub's life: `installer` (an "
+    "installer certificate), `installer-request` (the installer's signed request), `commission`, "
+    "`replace`, `revoke`, `decommission`.",
 )
 app.add_typer(gdsc_app, name="gdsc")
 
@@ -598,6 +600,474 @@ def gdsc_token(
         print(f"smarthub gdsc token: {e}", file=sys.stderr)
         raise typer.Exit(2) from None
     print(token)
+
+
+# -- the hub lifecycle (issue #5): installer certificates and requests, commission, end, replace --
+
+FUELS = ("electricity", "gas", "water", "heat")
+
+
+def _fail(command: str, message: str) -> typer.Exit:
+    """One line on standard error; the caller raises the returned exit (status 2)."""
+    print(f"smarthub gdsc {command}: {message}", file=sys.stderr)
+    return typer.Exit(2)
+
+
+def _fail_with(command: str, err: Exception) -> typer.Exit:
+    from smarthub.gdsc.commissioning import CommissioningRefused
+
+    if isinstance(err, CommissioningRefused):
+        return _fail(command, f"refused: {err.code}: {err.reason}")
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if isinstance(err, OSError) and getattr(err, "filename", None):
+        text = f"{err.strerror or text}: {err.filename}"
+    return _fail(command, text)
+
+
+@contextlib.contextmanager
+def _lifecycle(state: Path, db: str | None, command: str):  # type: ignore[no-untyped-def]
+    """The state's hub lifecycle: its CA (ca/), store, shared pull plan and, with
+    gdsc/operator.{pem,key}, the operator signer that queues ``pki.crl`` to the hubs."""
+    from smarthub.gdsc.commands import CommandSigner
+    from smarthub.gdsc.hub_lifecycle import HubLifecycle
+    from smarthub.gdsc.pki import CertificateAuthority
+    from smarthub.gdsc.plan import PullPlan
+    from smarthub.gdsc.store import Store
+
+    _require_state(state, db)
+    if not (state / "ca" / "ca.key").exists():
+        raise _fail(command, f"{state} has no ca/ca.key (the GDSC CA)")
+    store = Store(db or f"sqlite:///{(state / 'gdsc' / 'gdsc.sqlite').resolve()}")
+    try:
+        store.create_schema()
+        signer = None
+        if (state / "gdsc" / "operator.key").exists():
+            signer = CommandSigner.from_files(
+                str(state / "gdsc" / "operator.pem"),
+                str(state / "gdsc" / "operator.key"),
+                store.next_command_counter,
+            )
+        else:
+            err.print("no gdsc/operator.key: the CRL is written but not queued to the hubs as pki.crl")
+        yield HubLifecycle(store, CertificateAuthority.load(state / "ca"), PullPlan(store), signer)
+    finally:
+        store.close()
+
+
+def _last_job(store) -> int:  # type: ignore[no-untyped-def]
+    from sqlalchemy import func, select
+
+    from smarthub.gdsc.plan import urgent_work
+
+    with store.engine.connect() as conn:
+        return int(conn.execute(select(func.coalesce(func.max(urgent_work.c.id), 0))).scalar_one())
+
+
+def _crl_jobs_after(store, job: int) -> list[str]:  # type: ignore[no-untyped-def]
+    """The hubs a ``pki.crl`` command was queued for after job ``job``."""
+    from sqlalchemy import select
+
+    from smarthub.gdsc.plan import urgent_work as u
+
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(u.c.hub_id).where(u.c.id > job, u.c.command_type == "pki.crl").order_by(u.c.hub_id)
+        )
+        return [r.hub_id for r in rows]
+
+
+def _hub_serial(state: Path, lifecycle, hub_id: str, given: str | None) -> int | None:  # type: ignore[no-untyped-def]
+    """The certificate serial to revoke for ``hub_id``: ``given`` (decimal, or hex with 0x); for a
+    hub registered from the manifest (no commissioning record), the serial of the state's
+    ``hubs/<hub>/hub.pem`` if its LFDI is the one registered; else None (the lifecycle decides)."""
+    from cryptography import x509
+    from sqlalchemy import select
+
+    from smarthub.gdsc.pki import lfdi
+    from smarthub.gdsc.store import hubs
+
+    with lifecycle.store.engine.connect() as conn:
+        registered = conn.execute(select(hubs.c.lfdi).where(hubs.c.hub_id == hub_id)).scalar()
+    if registered is None:
+        raise LookupError(f"no hub {hub_id!r} is registered at this GDSC")
+    if given is not None:
+        try:
+            return int(given, 0)
+        except ValueError:
+            raise ValueError(
+                f"a certificate serial is a number (decimal, or hex as 0x…), not {given!r}"
+            ) from None
+    if lifecycle.commissioning_record(hub_id) is not None:
+        return None
+    pem = state / "hubs" / hub_id / "hub.pem"
+    if not pem.exists():
+        return None
+    cert = x509.load_pem_x509_certificate(pem.read_bytes())
+    return cert.serial_number if registered.upper() == lfdi(cert) else None
+
+
+def _reason(text: str):  # type: ignore[no-untyped-def]
+    from cryptography import x509
+
+    for flag in x509.ReasonFlags:
+        if (
+            text in (flag.value, flag.name, flag.name.replace("_", "-"))
+            and flag is not x509.ReasonFlags.remove_from_crl
+        ):
+            return flag
+    names = ", ".join(f.value for f in x509.ReasonFlags if f is not x509.ReasonFlags.remove_from_crl)
+    raise ValueError(f"unknown revocation reason {text!r}; RFC 5280 §5.3.1 reasons: {names}")
+
+
+def _save_hub(done, state: Path, hub_dir: Path) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Write the hub's certificate (and key, if the CA made it) and the CA certificate into the
+    directory `smarthub hub --state` reads; what was written, for the JSON line."""
+    from smarthub.gdsc.pki import _atomic_write
+
+    try:
+        pem, key = done.certificate.save(hub_dir, "hub")
+        _atomic_write(hub_dir / "ca.pem", (state / "ca" / "ca.pem").read_bytes(), 0o644)
+    except OSError as e:
+        raise OSError(
+            f"hub {done.hub_id} is commissioned but its certificate could not be written to {hub_dir} "
+            f"({e.strerror or e}): revoke it (`smarthub gdsc revoke --hub {done.hub_id}`), commission again"
+        ) from None
+    return {
+        "hub_id": done.hub_id,
+        "lfdi": done.certificate.lfdi,
+        "serial": str(done.certificate.certificate.serial_number),
+        "certificate": str(pem),
+        "key": str(key) if key is not None else None,
+        "installer": done.installer.name,
+    }
+
+
+@gdsc_app.command("installer")
+def gdsc_installer(
+    state: Annotated[Path, typer.Option(help="GDSC state directory (its ca/ issues the certificate)")],
+    name: Annotated[str, typer.Option(help="the installer (person or firm), the certificate's CN")],
+    out: Annotated[Path, typer.Option(help="directory for installer.pem and installer.key (0600)")],
+    stem: Annotated[str, typer.Option(help="file name stem")] = "installer",
+) -> None:
+    """Issue an installer certificate from the state's CA: what signs commissioning requests."""
+    import json
+
+    from smarthub.gdsc.pki import CertificateAuthority, Role
+
+    if not (state / "ca" / "ca.key").exists():
+        raise _fail("installer", f"{state} has no ca/ca.key (the GDSC CA)")
+    try:
+        issued = CertificateAuthority.load(state / "ca").issue(Role.INSTALLER, name, _gdsc_clock(state).now())
+        pem, key = issued.save(out, stem)
+    except (ValueError, OSError) as e:
+        raise _fail_with("installer", e) from None
+    print(
+        json.dumps(
+            {
+                "installer": name,
+                "lfdi": issued.lfdi,
+                "serial": str(issued.certificate.serial_number),
+                "certificate": str(pem),
+                "key": str(key),
+            }
+        )
+    )
+
+
+@gdsc_app.command("installer-request")
+def gdsc_installer_request(
+    installer_cert: Annotated[Path, typer.Option(help="the installer's certificate (PEM)")],
+    installer_key: Annotated[Path, typer.Option(help="the installer's private key (PEM, EC P-256)")],
+    hub_id: Annotated[str, typer.Option(help="the hub to commission")],
+    premises: Annotated[str, typer.Option(help="the premises id the hub serves")],
+    meter: Annotated[list[str], typer.Option(help="a meter the hub reads, ID:fuel (repeat)")],
+    out: Annotated[Path, typer.Option(help="file to write the signed request envelope to")],
+    state: Annotated[
+        Path | None,
+        typer.Option(help="GDSC state directory whose clock stamps the request (default: real time)"),
+    ] = None,
+    mpan: Annotated[str | None, typer.Option(help="the premises' MPAN (13 digits, check digit)")] = None,
+    mprn: Annotated[str | None, typer.Option(help="the premises' MPRN")] = None,
+    address: Annotated[str, typer.Option(help="the premises' address")] = "",
+    url: Annotated[
+        str | None, typer.Option(help="the hub's 2030.5 base URL on the WAN (default https://<hub id>:8443)")
+    ] = None,
+    host: Annotated[
+        list[str] | None,
+        typer.Option(help="a name or address for the hub certificate (repeat; default: the URL's)"),
+    ] = None,
+    wan_link: Annotated[str | None, typer.Option(help="the WAN link (cell) the hub sits behind")] = None,
+    replaces: Annotated[str | None, typer.Option(help="the hub this one replaces at the premises")] = None,
+    hub_public_key: Annotated[
+        Path | None, typer.Option(help="the hub's own public key (PEM): certified instead of a CA-made key")
+    ] = None,
+) -> None:
+    """The installer's tool: sign a commissioning request (valid for an hour) for `smarthub gdsc
+    commission` (or `replace`)."""
+    import json
+    from urllib.parse import urlsplit
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from smarthub.gdsc.commissioning import CommissioningRequest, sign_request
+    from smarthub.model.identifiers import validate_mpan, validate_mprn
+
+    try:
+        meters: list[tuple[str, str]] = []
+        for m in meter:
+            meter_id, sep, fuel = m.rpartition(":")
+            if not sep or not meter_id or fuel not in FUELS:
+                raise ValueError(f"--meter {m!r}: give ID:fuel, fuel one of {', '.join(FUELS)}")
+            meters.append((meter_id, fuel))
+        url = url or f"https://{hub_id.lower()}:8443"
+        parts = urlsplit(url)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError(f"--url {url!r}: the hub serves 2030.5 over https://host[:port]")
+        cert_pem = installer_cert.read_bytes()
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        key = serialization.load_pem_private_key(installer_key.read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+            raise ValueError(f"{installer_key}: the installer key must be an EC P-256 private key")
+        if key.public_key() != cert.public_key():
+            raise ValueError(f"{installer_key} is not the key of the certificate {installer_cert}")
+        request = CommissioningRequest(
+            hub_id=hub_id,
+            premises_id=premises,
+            url=url,
+            hosts=tuple(host or (parts.hostname,)),
+            meters_by_fuel=tuple(meters),
+            issued=(_gdsc_clock(state) if state is not None else _system_clock()).now(),
+            address=address,
+            mpan=validate_mpan(mpan) if mpan else None,
+            mprn=validate_mprn(mprn) if mprn else None,
+            wan_link=wan_link,
+            replaces=replaces,
+            hub_public_key_pem=hub_public_key.read_text() if hub_public_key is not None else None,
+        )
+        envelope = sign_request(request, key, cert_pem)
+        out.write_bytes(envelope)
+    except (ValueError, TypeError, OSError) as e:
+        raise _fail_with("installer-request", e) from None
+    print(
+        json.dumps(
+            {
+                "request": str(out),
+                "hub_id": hub_id,
+                "premises_id": premises,
+                "issued": request.issued.isoformat(),
+                "replaces": replaces,
+            }
+        )
+    )
+
+
+def _system_clock():  # type: ignore[no-untyped-def]
+    from smarthub.clock import SystemClock
+
+    return SystemClock()
+
+
+@gdsc_app.command("commission")
+def gdsc_commission(
+    state: Annotated[Path, typer.Option(help="GDSC state directory (ca/, gdsc/)")],
+    request: Annotated[Path, typer.Option(help="the installer's signed request (`installer-request`)")],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="directory for hub.pem, hub.key and ca.pem (default: <state>/hubs/<hub id>)"),
+    ] = None,
+    old_serial: Annotated[
+        str | None,
+        typer.Option(help="a replacement's old hub certificate serial, if it was never commissioned"),
+    ] = None,
+    db: Annotated[str | None, typer.Option(help="database URL (default: SQLite in the state dir)")] = None,
+) -> None:
+    """Commission a hub from an installer's signed request: the request is verified (installer
+    certificate from this CA, not revoked, signature, at most an hour old), then the hub gets its
+    certificate, its premises and meters, and a first read. A request naming the hub it replaces
+    is a replacement (as `replace`)."""
+    import json
+
+    from smarthub.gdsc.commissioning import CommissioningError
+    from smarthub.gdsc.pki import CertificateRejected
+
+    with _lifecycle(state, db, "commission") as lifecycle:
+        try:
+            envelope = request.read_bytes()
+            payload = _peek(envelope)
+            now = _gdsc_clock(state).now()
+            if not payload.get("replaces"):
+                hub_dir = _hub_dir(state, out, payload.get("hub_id"))
+                done = lifecycle.commission(envelope, now)
+                line = {**_save_hub(done, state, hub_dir), "status": "active", "scheduled": True}
+            else:  # as `replace`: the old certificate is resolved before anything changes
+                line = _replace(state, lifecycle, str(payload["replaces"]), envelope, now, old_serial, out)
+        except (CommissioningError, CertificateRejected, ValueError, LookupError, OSError) as e:
+            raise _fail_with("commission", e) from None
+    print(json.dumps(line))
+
+
+def _peek(envelope: bytes) -> dict[str, Any]:
+    """An envelope's payload, unverified: read only to route the request and to check where the
+    hub's files go before anything changes (the lifecycle verifies the envelope either way)."""
+    import json
+
+    try:
+        payload = json.loads(json.loads(envelope)["payload"])
+    except (ValueError, KeyError, TypeError):
+        return {}  # malformed: the lifecycle says so
+    return payload if isinstance(payload, dict) else {}
+
+
+def _hub_dir(state: Path, out: Path | None, hub_id: Any) -> Path:
+    """Where a commissioned hub's files go; refused (before anything changes) if they could not be
+    written there, since a key the CA made exists only in this process."""
+    import os
+
+    if out is None and (
+        not isinstance(hub_id, str)
+        or not hub_id
+        or hub_id.startswith(".")
+        or any(c in hub_id for c in "/\\\0")
+    ):
+        raise ValueError(f"hub id {hub_id!r} cannot name a directory under {state / 'hubs'}: give --out")
+    hub_dir = out or state / "hubs" / hub_id
+    existing = next(p for p in (hub_dir, *hub_dir.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write the hub's certificate and key under {hub_dir} ({existing})")
+    return hub_dir
+
+
+def _replace(  # type: ignore[no-untyped-def]
+    state: Path, lifecycle, old: str, envelope: bytes, now: datetime, old_serial: str | None, out: Path | None
+) -> dict[str, Any]:
+    hub_dir = _hub_dir(state, out, _peek(envelope).get("hub_id"))
+    serial = _hub_serial(state, lifecycle, old, old_serial)
+    before = _last_job(lifecycle.store)
+    done = lifecycle.replace_hub(old, envelope, now, old_serial=serial)
+    saved = _save_hub(done, state, hub_dir)  # first: the key the CA made exists only here
+    lifecycle.publish_crl(now)  # replace_hub revokes the old certificate; the hubs hear it now
+    return {
+        **saved,
+        "status": "active",
+        "scheduled": True,
+        "replaced": old,
+        "old_status": "decommissioned",
+        "crl": str(lifecycle.crl_path),
+        "pki_crl_queued": _crl_jobs_after(lifecycle.store, before),
+    }
+
+
+@gdsc_app.command("replace")
+def gdsc_replace(
+    state: Annotated[Path, typer.Option(help="GDSC state directory (ca/, gdsc/)")],
+    old: Annotated[str, typer.Option(help="the hub taken out (the request must name it)")],
+    request: Annotated[Path, typer.Option(help="the installer's signed request for the new hub")],
+    old_serial: Annotated[
+        str | None,
+        typer.Option(help="the old hub's certificate serial, if it was registered from the manifest"),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="directory for the new hub.pem, hub.key and ca.pem (default: <state>/hubs/<hub id>)"
+        ),
+    ] = None,
+    db: Annotated[str | None, typer.Option(help="database URL (default: SQLite in the state dir)")] = None,
+) -> None:
+    """Put a new hub in place of an old one: it takes over the premises and meters, the old hub is
+    decommissioned and its certificate revoked (superseded), and the CRL goes to the hubs."""
+    import json
+
+    from smarthub.gdsc.commissioning import CommissioningError
+    from smarthub.gdsc.pki import CertificateRejected
+
+    with _lifecycle(state, db, "replace") as lifecycle:
+        try:
+            envelope = request.read_bytes()
+            line = _replace(state, lifecycle, old, envelope, _gdsc_clock(state).now(), old_serial, out)
+        except (CommissioningError, CertificateRejected, ValueError, LookupError, OSError) as e:
+            raise _fail_with("replace", e) from None
+    print(json.dumps(line))
+
+
+def _end_hub(
+    state: Path, db: str | None, command: str, hub: str, serial: str | None, reason: str | None
+) -> None:
+    import json
+
+    from smarthub.gdsc.hub_lifecycle import DECOMMISSIONED, REVOKED
+
+    with _lifecycle(state, db, command) as lifecycle:
+        try:
+            now = _gdsc_clock(state).now()
+            cert_serial = _hub_serial(state, lifecycle, hub, serial)
+            before = _last_job(lifecycle.store)
+            if command == "revoke":
+                flag = _reason(reason or "keyCompromise")
+                crl = lifecycle.revoke_hub(hub, now, flag, serial=cert_serial)
+                status = REVOKED
+            else:
+                crl = lifecycle.decommission_hub(hub, now, serial=cert_serial)
+                status = DECOMMISSIONED
+            record = lifecycle.commissioning_record(hub)
+            revoked_serial = cert_serial if cert_serial is not None else int(record["cert_serial"])  # type: ignore[index]
+            entry = crl.get_revoked_certificate_by_serial_number(revoked_serial)
+            line = {
+                "hub_id": hub,
+                "status": status,
+                "serial": str(revoked_serial),
+                "reason": _entry_reason(entry),
+                "crl": str(lifecycle.crl_path),
+                "crl_entries": len(crl),
+                "pki_crl_queued": _crl_jobs_after(lifecycle.store, before),
+            }
+        except (ValueError, LookupError, OSError) as e:
+            raise _fail_with(command, e) from None
+    print(json.dumps(line))
+
+
+def _entry_reason(entry) -> str | None:  # type: ignore[no-untyped-def]
+    from cryptography import x509
+
+    if entry is None:
+        return None
+    try:
+        return str(entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.value)
+    except x509.ExtensionNotFound:
+        return "unspecified"
+
+
+@gdsc_app.command("revoke")
+def gdsc_revoke(
+    state: Annotated[Path, typer.Option(help="GDSC state directory (ca/, gdsc/)")],
+    hub: Annotated[str, typer.Option(help="the hub to revoke")],
+    reason: Annotated[
+        str, typer.Option(help="RFC 5280 §5.3.1 reason, e.g. keyCompromise, privilegeWithdrawn")
+    ] = "keyCompromise",
+    serial: Annotated[
+        str | None, typer.Option(help="its certificate serial, if it was registered from the manifest")
+    ] = None,
+    db: Annotated[str | None, typer.Option(help="database URL (default: SQLite in the state dir)")] = None,
+) -> None:
+    """Revoke a hub: no more pulls, its data refused from now, its certificate on the CRL, and the
+    CRL queued (urgent, signed pki.crl) to every active hub."""
+    _end_hub(state, db, "revoke", hub, serial, reason)
+
+
+@gdsc_app.command("decommission")
+def gdsc_decommission(
+    state: Annotated[Path, typer.Option(help="GDSC state directory (ca/, gdsc/)")],
+    hub: Annotated[str, typer.Option(help="the hub to take out of service")],
+    serial: Annotated[
+        str | None, typer.Option(help="its certificate serial, if it was registered from the manifest")
+    ] = None,
+    db: Annotated[str | None, typer.Option(help="database URL (default: SQLite in the state dir)")] = None,
+) -> None:
+    """Take a hub out of service (cessationOfOperation): no more pulls, what it delivered stays
+    readable, its certificate on the CRL, the CRL queued to every active hub."""
+    _end_hub(state, db, "decommission", hub, serial, None)
 
 
 @app.command()

@@ -29,7 +29,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from smarthub.clock import Clock
 from smarthub.gdsc import dataservices, export
-from smarthub.gdsc.access import Action, TimeRange, current_tenancy
+from smarthub.gdsc.access import Action, Decision, TimeRange, current_tenancy
 from smarthub.gdsc.api_clients import ClientRegistry
 from smarthub.gdsc.api_commands import CommandDesk, HubInactive, Job, message_id
 from smarthub.gdsc.api_tokens import TokenStore, token_digest
@@ -350,6 +350,34 @@ def create_app(
         except ValueError as err:
             raise HTTPException(400, str(err)) from err
 
+    def meter_readings_access(
+        party: str,
+        action: Action,
+        premises_id: str,
+        meter_id: str,
+        granularity: Granularity,
+        asked: TimeRange,
+        detail: dict[str, Any] | None = None,
+    ) -> tuple[dataservices.Meter, Decision]:
+        """One meter's readings, read or exported: a served granularity (else 400), the meter at
+        the premises (else 404), and the guard's decision (denied: 403, recorded in the audit)."""
+        if granularity not in dataservices.SERVED:
+            raise HTTPException(
+                400, f"readings are served half-hourly, daily or monthly, not {granularity.value}"
+            )
+        meter = dataservices.find_meter(engine, premises_id, meter_id)
+        decision = guard.require(
+            party,
+            action,
+            premises_id=premises_id,
+            fuel=meter.fuel,
+            meter_id=meter_id,
+            granularity=granularity,
+            period=asked,
+            detail=detail,
+        )
+        return meter, decision
+
     @app.get("/v1/premises/{premises_id}/readings", response_model=ReadingsPage, responses=ERRORS)
     def get_readings(
         party: Caller,
@@ -365,19 +393,8 @@ def create_app(
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1000,
     ) -> ReadingsPage:
         asked = period(start, end)
-        if granularity not in dataservices.SERVED:
-            raise HTTPException(
-                400, f"readings are served half-hourly, daily or monthly, not {granularity.value}"
-            )
-        meter = dataservices.find_meter(engine, premises_id, meter_id)
-        decision = guard.require(
-            party,
-            Action.READ_READINGS,
-            premises_id=premises_id,
-            fuel=meter.fuel,
-            meter_id=meter_id,
-            granularity=granularity,
-            period=asked,
+        meter, decision = meter_readings_access(
+            party, Action.READ_READINGS, premises_id, meter_id, granularity, asked
         )
         buckets = dataservices.readings(engine, meter, obis, decision.ranges, granularity)
         if after is not None:
@@ -428,19 +445,13 @@ def create_app(
         """The readings query's data, whole, as a file: same policy, granularity limit and audit
         (action ``export``); streamed a month of stored data at a time."""
         asked = period(start, end)
-        if granularity not in dataservices.SERVED:
-            raise HTTPException(
-                400, f"readings are served half-hourly, daily or monthly, not {granularity.value}"
-            )
-        meter = dataservices.find_meter(engine, premises_id, meter_id)
-        decision = guard.require(
+        meter, decision = meter_readings_access(
             party,
             Action.EXPORT,
-            premises_id=premises_id,
-            fuel=meter.fuel,
-            meter_id=meter_id,
-            granularity=granularity,
-            period=asked,
+            premises_id,
+            meter_id,
+            granularity,
+            asked,
             detail={"format": format.value, "obis": obis},
         )
         buckets = dataservices.iter_readings(engine, meter, obis, decision.ranges, granularity)
