@@ -947,7 +947,6 @@ def _replace(  # type: ignore[no-untyped-def]
     before = _last_job(lifecycle.store)
     done = lifecycle.replace_hub(old, envelope, now, old_serial=serial)
     saved = _save_hub(done, state, hub_dir)  # first: the key the CA made exists only here
-    lifecycle.publish_crl(now)  # replace_hub revokes the old certificate; the hubs hear it now
     return {
         **saved,
         "status": "active",

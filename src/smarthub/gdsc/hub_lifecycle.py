@@ -139,7 +139,8 @@ class HubLifecycle:
         Refused requests raise :class:`CommissioningRefused` and write nothing. A request naming
         a hub it ``replaces`` is a replacement (:meth:`replace_hub`)."""
         request, installer = verify_request(envelope, self.ca, now, peer_certificate=peer_certificate)
-        return self._commission(request, installer, now)
+        old_serial = None if request.replaces is None else self._cert_serial(request.replaces, None)
+        return self._commission(request, installer, now, old_serial)
 
     def replace_hub(
         self, old_hub_id: str, envelope: bytes, now: datetime, *, old_serial: int | None = None
@@ -218,7 +219,10 @@ class HubLifecycle:
         # now, ahead of bulk work, proves the hub answers with its new certificate.
         self.plan.enqueue_read(req.hub_id, now)
         if req.replaces is not None:
+            # Resolved before anything changed (commission, replace_hub); published at once so
+            # the old hub's certificate is refused from now, not from the next daily CRL.
             self.ca.revoke(self._cert_serial(req.replaces, old_serial), now, x509.ReasonFlags.superseded)
+            self.publish_crl(now)
         return Commissioned(req.hub_id, cert, installer, req.replaces)
 
     def _register(self, conn: Connection, req: CommissioningRequest, lfdi: str) -> None:
