@@ -382,7 +382,7 @@ def _gdsc_clock(state: Path):  # type: ignore[no-untyped-def]
     manifest_path = state / "fleet.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     clock: Clock = SystemClock()
-    if "speed" in manifest:
+    if "speed" in manifest and "wall_start" in manifest:  # a running fleet's shared clock
         clock = AcceleratedClock(
             datetime.fromisoformat(manifest["sim_start"]),
             float(manifest["speed"]),
