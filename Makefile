@@ -40,7 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/pull.py --hubs 1000 --processes 2
 	$(BIN)/python bench/api_load.py --hubs 2000 --processes 2
 	$(BIN)/python bench/plan.py --hubs 20000 --collectors 2
-	$(BIN)/smarthub chaos --homes 40 --days 3 --seed 1 --seconds-per-day 120
+	$(BIN)/smarthub chaos --homes 200 --days 3 --seed 1 --seconds-per-day 400
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
