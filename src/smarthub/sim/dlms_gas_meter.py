@@ -46,6 +46,7 @@ from smarthub.sim.dlms_meter import (
     LDN,
     DlmsMeterSimulator,
     _next_half_hour,
+    profile_attribute,
 )
 from smarthub.sim.load_profile import HouseholdProfile
 from smarthub.sim.rigs import MINUTE, Rig, SupplyControl, _sink
@@ -156,40 +157,13 @@ class DlmsGasMeterSimulator(DlmsMeterSimulator):
         if obis == GAS_PROFILE and class_id == 7:
             if attribute == 1:
                 return encode_data(Tag.OCTET_STRING, obis.to_bytes())
-            if attribute == 2:
-                rows = [
-                    encode_data(
-                        Tag.STRUCTURE,
-                        [
-                            (Tag.OCTET_STRING, self._clock(row.time)),
-                            (Tag.DOUBLE_LONG_UNSIGNED, row.volume_l),
-                        ],
-                    )
-                    for row in self._gas_rows
-                ]
-                return encode_data(Tag.ARRAY, rows)
-            if attribute == 3:
-                return encode_data(
-                    Tag.ARRAY,
-                    [
-                        encode_data(
-                            Tag.STRUCTURE,
-                            [
-                                (Tag.LONG_UNSIGNED, cid),
-                                (Tag.OCTET_STRING, ln.to_bytes()),
-                                (Tag.INTEGER, 2),
-                                (Tag.LONG_UNSIGNED, 0),
-                            ],
-                        )
-                        for cid, ln in ((8, CLOCK), (3, GAS_VOLUME))
-                    ],
-                )
-            if attribute == 4:
-                return encode_data(Tag.DOUBLE_LONG_UNSIGNED, 1800)
-            if attribute == 7:
-                return encode_data(Tag.DOUBLE_LONG_UNSIGNED, len(self._gas_rows))
-            if attribute == 8:
-                return encode_data(Tag.DOUBLE_LONG_UNSIGNED, self.profile_entries)
+            rows = [
+                [(Tag.OCTET_STRING, self._clock(row.time)), (Tag.DOUBLE_LONG_UNSIGNED, row.volume_l)]
+                for row in self._gas_rows
+            ]
+            found = profile_attribute(attribute, rows, ((8, CLOCK), (3, GAS_VOLUME)), self.profile_entries)
+            if found is not None:
+                return found
             return _OBJECT_UNAVAILABLE
         return super()._attribute(class_id, obis, attribute)
 

@@ -155,6 +155,42 @@ class ProfileRow:
     export_wh: int
 
 
+def profile_attribute(
+    attribute: int,
+    rows: list[list[tuple[Tag, object]]],
+    captured: tuple[tuple[int, ObisCode], ...],
+    entries: int,
+) -> bytes | None:
+    """Attributes 2, 3, 4, 7 and 8 of a Profile generic (class 7) half-hourly load profile:
+    ``rows`` already as (tag, value) columns, ``captured`` the (class id, logical name) of each
+    column (DLMS Blue Book §4.3.6); None for any other attribute."""
+    if attribute == 2:
+        return encode_data(Tag.ARRAY, [encode_data(Tag.STRUCTURE, row) for row in rows])
+    if attribute == 3:
+        return encode_data(
+            Tag.ARRAY,
+            [
+                encode_data(
+                    Tag.STRUCTURE,
+                    [
+                        (Tag.LONG_UNSIGNED, cid),
+                        (Tag.OCTET_STRING, ln.to_bytes()),
+                        (Tag.INTEGER, 2),
+                        (Tag.LONG_UNSIGNED, 0),
+                    ],
+                )
+                for cid, ln in captured
+            ],
+        )
+    if attribute == 4:
+        return encode_data(Tag.DOUBLE_LONG_UNSIGNED, 1800)
+    if attribute == 7:
+        return encode_data(Tag.DOUBLE_LONG_UNSIGNED, len(rows))
+    if attribute == 8:
+        return encode_data(Tag.DOUBLE_LONG_UNSIGNED, entries)
+    return None
+
+
 def _next_half_hour(t: datetime) -> datetime:
     floor = t.replace(minute=t.minute - t.minute % 30, second=0, microsecond=0)
     return floor + _HALF_HOUR
@@ -498,41 +534,19 @@ class DlmsMeterSimulator:
                 return encode_data(Tag.STRUCTURE, [(Tag.INTEGER, 0), (Tag.ENUM, unit)])
             return _OBJECT_UNAVAILABLE
         if obis == LOAD_PROFILE and class_id == 7:
-            if attribute == 2:
-                rows = [
-                    encode_data(
-                        Tag.STRUCTURE,
-                        [
-                            (Tag.OCTET_STRING, self._clock(row.time)),
-                            (Tag.DOUBLE_LONG_UNSIGNED, row.import_wh),
-                            (Tag.DOUBLE_LONG_UNSIGNED, row.export_wh),
-                        ],
-                    )
-                    for row in self._rows
+            rows = [
+                [
+                    (Tag.OCTET_STRING, self._clock(row.time)),
+                    (Tag.DOUBLE_LONG_UNSIGNED, row.import_wh),
+                    (Tag.DOUBLE_LONG_UNSIGNED, row.export_wh),
                 ]
-                return encode_data(Tag.ARRAY, rows)
-            if attribute == 3:
-                return encode_data(
-                    Tag.ARRAY,
-                    [
-                        encode_data(
-                            Tag.STRUCTURE,
-                            [
-                                (Tag.LONG_UNSIGNED, cid),
-                                (Tag.OCTET_STRING, ln.to_bytes()),
-                                (Tag.INTEGER, 2),
-                                (Tag.LONG_UNSIGNED, 0),
-                            ],
-                        )
-                        for cid, ln in ((8, CLOCK), (3, IMPORT), (3, EXPORT))
-                    ],
-                )
-            if attribute == 4:
-                return encode_data(Tag.DOUBLE_LONG_UNSIGNED, 1800)
-            if attribute == 7:
-                return encode_data(Tag.DOUBLE_LONG_UNSIGNED, len(self._rows))
-            if attribute == 8:
-                return encode_data(Tag.DOUBLE_LONG_UNSIGNED, self.profile_entries)
+                for row in self._rows
+            ]
+            found = profile_attribute(
+                attribute, rows, ((8, CLOCK), (3, IMPORT), (3, EXPORT)), self.profile_entries
+            )
+            if found is not None:
+                return found
             return _OBJECT_UNAVAILABLE
         return _OBJECT_UNDEFINED
 
