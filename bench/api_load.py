@@ -193,7 +193,7 @@ def run(a: argparse.Namespace) -> None:
         SupplyPeriod,
         Tenancy,
     )
-    from smarthub.gdsc.store import HubRecord, Store
+    from smarthub.gdsc.store import Store
     from smarthub.sim.fleet import home_specs, provision
 
     console = Console(stderr=True)
@@ -201,7 +201,6 @@ def run(a: argparse.Namespace) -> None:
     state = a.state or Path(os.environ.get("TMPDIR", "/tmp")) / "smarthub-bench-pull"
     specs = home_specs(a.hubs, seed=5)
     creds = provision(state, specs, datetime.now(UTC))
-    hub_ids = [s.hub_id for s in specs]
 
     schema, db_note, db_url = None, "", a.db
     if db_url is None:
@@ -223,40 +222,7 @@ def run(a: argparse.Namespace) -> None:
     api: subprocess.Popen[str] | None = None
     try:
         console.print(f"starting {a.hubs} hubs in {a.processes} processes …")
-        for i in range(a.processes):
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, pull.__file__, "--serve", str(state), *hub_ids[i :: a.processes]],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    text=True,
-                )
-            )
-        ports: dict[str, int] = {}
-        for p in procs:
-            assert p.stdout is not None
-            line = p.stdout.readline()
-            if not line:
-                raise RuntimeError("a hub process died while starting")
-            ports.update(json.loads(line))
-
-        from cryptography import x509
-
-        from smarthub.gdsc.pki import lfdi
-
-        records = []
-        for s in specs:
-            url = f"https://127.0.0.1:{ports[s.hub_id]}"
-            pem = (state / "hubs" / s.hub_id / "hub.pem").read_bytes()
-            hub_lfdi = lfdi(x509.load_pem_x509_certificate(pem))
-            store.register_hub(
-                hub_id=s.hub_id,
-                premises_id=s.premises_id,
-                url=url,
-                lfdi=hub_lfdi,
-                meters_by_fuel=list(pull.meters_of(s.hub_id).items()),
-            )
-            records.append(HubRecord(s.hub_id, s.premises_id, url, hub_lfdi, "active"))
+        records = pull.start_hubs(state, specs, a.processes, store, procs)
 
         # The supplier of every home; the preloaded homes opted in to half-hourly reads.
         preload = max(1, a.hubs // 10)

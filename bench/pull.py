@@ -236,6 +236,49 @@ class Report:
     per_hub: dict[str, int]
 
 
+def start_hubs(
+    state: Path, specs: list[Any], processes: int, store: Any, procs: list[subprocess.Popen[str]]
+) -> list[Any]:
+    """Serve ``specs``' hubs from ``processes`` processes of this script (appended to ``procs``
+    as they start, so the caller stops them whatever happens) and register them in ``store``."""
+    hub_ids = [s.hub_id for s in specs]
+    for i in range(processes):
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, __file__, "--serve", str(state), *hub_ids[i::processes]],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        )
+    ports: dict[str, int] = {}
+    for p in procs:
+        assert p.stdout is not None
+        line = p.stdout.readline()
+        if not line:
+            raise RuntimeError("a hub process died while starting")
+        ports.update(json.loads(line))
+
+    from cryptography import x509
+
+    from smarthub.gdsc.pki import lfdi
+    from smarthub.gdsc.store import HubRecord
+
+    records = []
+    for s in specs:
+        url = f"https://127.0.0.1:{ports[s.hub_id]}"
+        hub_lfdi = lfdi(x509.load_pem_x509_certificate((state / "hubs" / s.hub_id / "hub.pem").read_bytes()))
+        store.register_hub(
+            hub_id=s.hub_id,
+            premises_id=s.premises_id,
+            url=url,
+            lfdi=hub_lfdi,
+            meters_by_fuel=list(meters_of(s.hub_id).items()),
+        )
+        records.append(HubRecord(s.hub_id, s.premises_id, url, hub_lfdi, "active"))
+    return records
+
+
 def _pg_url() -> str | None:
     try:
         import psycopg
@@ -349,7 +392,7 @@ def run(
     """Provision, start the hub processes, pull every hub twice, measure; returns the figures."""
     from smarthub.clock import SystemClock
     from smarthub.gdsc.collector import Collector
-    from smarthub.gdsc.store import HubRecord, Store
+    from smarthub.gdsc.store import Store
     from smarthub.sim.fleet import home_specs, provision
     from smarthub.wan.tls import server_context
 
@@ -378,42 +421,9 @@ def run(
     store = Store(db_url)
     store.create_schema()
 
-    procs = []
-    ports: dict[str, int] = {}
+    procs: list[subprocess.Popen[str]] = []
     try:
-        for i in range(processes):
-            mine = hub_ids[i::processes]
-            p = subprocess.Popen(
-                [sys.executable, __file__, "--serve", str(state), *mine],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            procs.append(p)
-        for p in procs:
-            assert p.stdout is not None
-            line = p.stdout.readline()
-            if not line:
-                raise RuntimeError("a hub process died while starting")
-            ports.update(json.loads(line))
-
-        from cryptography import x509
-
-        from smarthub.gdsc.pki import lfdi
-
-        records = []
-        for s in specs:
-            d = state / "hubs" / s.hub_id
-            url = f"https://127.0.0.1:{ports[s.hub_id]}"
-            hub_lfdi = lfdi(x509.load_pem_x509_certificate((d / "hub.pem").read_bytes()))
-            store.register_hub(
-                hub_id=s.hub_id,
-                premises_id=s.premises_id,
-                url=url,
-                lfdi=hub_lfdi,
-                meters_by_fuel=list(meters_of(s.hub_id).items()),
-            )
-            records.append(HubRecord(s.hub_id, s.premises_id, url, hub_lfdi, "active"))
+        records = start_hubs(state, specs, processes, store, procs)
 
         client_ctx = creds.collector_context()
         d0 = state / "hubs" / hub_ids[0]
