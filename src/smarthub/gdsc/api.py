@@ -58,12 +58,17 @@ class ErrorBody(BaseModel):
     max_granularity: str | None = None
 
 
-class ReadingOut(BaseModel):
+class BucketOut(BaseModel):
+    """A value over [start, start + duration): value × 10^power_of_ten in the unit uom."""
+
     start: datetime
     duration: int = Field(description="seconds")
     value: int
     power_of_ten: int
     uom: int = Field(description="IEEE 2030.5 UomType")
+
+
+class ReadingOut(BucketOut):
     quality: int
     intervals: int = Field(description="stored intervals summed into this value")
 
@@ -78,12 +83,7 @@ class ReadingsPage(BaseModel):
     next_after: int | None = Field(description="pass as `after` for the next page; null on the last page")
 
 
-class AggregateOut(BaseModel):
-    start: datetime
-    duration: int = Field(description="seconds")
-    value: int
-    power_of_ten: int
-    uom: int = Field(description="IEEE 2030.5 UomType")
+class AggregateOut(BucketOut):
     premises: int = Field(description="premises whose data the sum contains (never fewer than k)")
 
 
@@ -217,12 +217,7 @@ class PortfolioPage(BaseModel):
     next_after: str | None
 
 
-class SiteReading(BaseModel):
-    start: datetime
-    duration: int = Field(description="seconds")
-    value: int
-    power_of_ten: int
-    uom: int = Field(description="IEEE 2030.5 UomType")
+class SiteReading(BucketOut):
     meters: int = Field(description="meter buckets summed into this value")
 
 
