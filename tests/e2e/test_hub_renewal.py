@@ -20,8 +20,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
+from typer.testing import CliRunner
 
+from smarthub.cli import app
 from smarthub.clock import ManualClock, SystemClock
+from smarthub.gdsc.api_clients import ClientRegistry
 from smarthub.gdsc.collector import Collector
 from smarthub.gdsc.commands import CommandSigner
 from smarthub.gdsc.commissioning import CommissioningRequest, sign_request
@@ -36,6 +39,7 @@ from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
 from smarthub.hub.management import CrlStore, ManagementInterface
 from smarthub.model import ObisCode, Reading, Unit
+from smarthub.sim.fleet import provision
 from smarthub.wan.server import HubWanServer
 from smarthub.wan.tls import apply_crl, client_context, server_context
 
@@ -337,6 +341,48 @@ async def test_upkeep_renews_a_hub_near_expiry_exactly_once(running: World) -> N
         # The upkeep's collector took the CRL and pulls the hub with its new certificate.
         pulled = await collector.pull(w.record("HUB-1"), DAY0)
         assert pulled.ok, pulled.error
+        assert upkeep.errors == 0
     finally:
         await collector.close()
         await courier.close()
+
+
+def _cli(*args: str) -> dict[str, str]:
+    r = CliRunner().invoke(app, list(args))
+    assert r.exit_code == 0, r.output
+    return dict(line.split(": ", 1) for line in r.output.strip().splitlines())
+
+
+def test_cli_renews_a_party_certificate_and_moves_its_binding(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    provision(state, [], datetime.now(UTC) - timedelta(minutes=5))
+    s = str(state)
+    CliRunner().invoke(app, ["gdsc", "token", "--state", s, "--party", "ACME", "--role", "consumer"])
+    issued = _cli("gdsc", "client", "--state", s, "--party", "ACME", "--certificate", str(tmp_path / "p"))
+    out = _cli("gdsc", "renew", "--state", s, "--cert", issued["certificate"], "--out", str(tmp_path / "new"))
+    assert out["certificate"] == str(tmp_path / "new" / "ACME.pem")
+    assert out["lfdi"] != issued["lfdi"] and out["revoked"] == issued["lfdi"]
+    assert out["bound to party"] == "ACME"
+    new = x509.load_pem_x509_certificate(Path(out["certificate"]).read_bytes())
+    old = x509.load_pem_x509_certificate(Path(issued["certificate"]).read_bytes())
+    assert lfdi(new) == out["lfdi"] and new.public_key() == old.public_key()
+    store = Store(f"sqlite:///{state / 'gdsc' / 'gdsc.sqlite'}")
+    try:
+        registry = ClientRegistry(store.engine)
+        binding = registry.certificate(out["lfdi"])
+        assert binding is not None and binding.party_id == "ACME" and binding.revoked is None
+        gone = registry.certificate(issued["lfdi"])
+        assert gone is not None and gone.revoked is not None
+    finally:
+        store.close()
+    assert old.serial_number in CertificateAuthority.load(state / "ca").revoked_serials
+    # A collector's certificate renews without any binding; a hub's is refused (the GDSC renews hubs).
+    col = _cli(
+        "gdsc", "renew", "--state", s, "--cert", str(state / "gdsc" / "collector.pem"), "--out", str(tmp_path)
+    )
+    assert set(col) == {"certificate", "lfdi"}
+    CertificateAuthority.load(state / "ca").issue(Role.HUB, "H1", datetime.now(UTC)).save(tmp_path, "hub")
+    r = CliRunner().invoke(
+        app, ["gdsc", "renew", "--state", s, "--cert", str(tmp_path / "hub.pem"), "--out", s]
+    )
+    assert r.exit_code == 2 and "renewed by the GDSC" in r.output
