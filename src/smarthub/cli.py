@@ -368,7 +368,7 @@ gdsc_app = typer.Typer(
     "half-hour window. `api`: serve the data services API; `token`: issue a bearer token for it; "
     "`client`: register an OAuth2 client or bind a party certificate. A hub's life: `installer` (an "
     "installer certificate), `installer-request` (the installer's signed request), `commission`, "
-    "`replace`, `revoke`, `decommission`.",
+    "`replace`, `revoke`, `decommission`, `renew` (a party's or collector's certificate).",
 )
 app.add_typer(gdsc_app, name="gdsc")
 
@@ -570,6 +570,57 @@ def gdsc_client(
     except (LookupError, ValueError, CertificateRejected, OSError) as e:
         print(f"smarthub gdsc client: {e}", file=sys.stderr)
         raise typer.Exit(2) from None
+    finally:
+        store.close()
+
+
+@gdsc_app.command("renew")
+def gdsc_renew(
+    state: Annotated[Path, typer.Option(help="GDSC state directory (ca/ with ca.key)")],
+    cert: Annotated[Path, typer.Option(help="the certificate to renew (PEM): a party's or a collector's")],
+    out: Annotated[Path, typer.Option(help="directory for the renewed certificate (same file name)")],
+    days: Annotated[int | None, typer.Option(help="validity in days (default: as the old one)")] = None,
+    db: Annotated[str | None, typer.Option(help="database URL (default: SQLite in the state dir)")] = None,
+) -> None:
+    """Renew a certificate for the same key, subject, role and SANs; prints its path and new LFDI.
+
+    The holder keeps its private key. A renewed certificate has a new LFDI (IEEE 2030.5-2018
+    §6.3.4 hashes the whole certificate): a party certificate bound for mutual TLS is bound anew
+    to the same party and the old binding revoked (at the CA too, superseded). A collector's old
+    certificate stays valid until revoked, so the collector can switch first. Hubs are renewed
+    by the GDSC itself (upkeep, ``HubLifecycle.renew_hub``), which sends them the certificate."""
+    from cryptography import x509
+
+    from smarthub.gdsc.api_clients import ClientRegistry
+    from smarthub.gdsc.pki import CertificateAuthority, CertificateRejected, Role
+    from smarthub.gdsc.store import Store
+
+    now = _gdsc_clock(state).now()
+    try:
+        ca = CertificateAuthority.load(state / "ca")
+        old = x509.load_pem_x509_certificate(cert.read_bytes())
+        renewed = ca.renew(old, now, days)
+        if renewed.role is Role.HUB:
+            raise ValueError("hub certificates are renewed by the GDSC (upkeep or HubLifecycle.renew_hub)")
+        path, _ = renewed.save(out, cert.stem)
+    except (ValueError, CertificateRejected, OSError) as e:
+        print(f"smarthub gdsc renew: {e}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    print(f"certificate: {path}\nlfdi: {renewed.lfdi}")
+    if renewed.role is not Role.PARTY or (db is None and not (state / "gdsc").is_dir()):
+        return
+    from smarthub.gdsc.pki import lfdi
+
+    store = Store(db or f"sqlite:///{(state / 'gdsc' / 'gdsc.sqlite').resolve()}")
+    try:
+        store.create_schema()
+        registry = ClientRegistry(store.engine)
+        binding = registry.certificate(lfdi(old))
+        if binding is not None and binding.revoked is None:
+            registry.bind_certificate(binding.party_id, renewed.lfdi, renewed.certificate.serial_number, now)
+            registry.unbind_certificate(binding.lfdi, now)
+            ca.revoke(binding.serial, now, x509.ReasonFlags.superseded)
+            print(f"bound to party: {binding.party_id}\nrevoked: {binding.lfdi}")
     finally:
         store.close()
 

@@ -47,6 +47,7 @@ COMMAND_TYPES = (
     "drlc.event",
     "drlc.responses",
     "pki.crl",
+    "pki.certificate",
 )
 
 

@@ -16,6 +16,16 @@
   request naming the hub it ``replaces``, takes over the premises and its meters, and the old hub
   is decommissioned in the same transaction. :meth:`HubLifecycle.meter_series` reads a meter of a
   premises across every hub that has served it, so the series continues across the swap.
+* **Renewal** (:meth:`HubLifecycle.renew_hub`): the CA renews the hub's certificate for the
+  key the hub holds (:meth:`CertificateAuthority.renew`) and queues it as an urgent signed
+  ``pki.certificate`` command; the hub checks and installs it (``hub.certificate``). Once the
+  job comes back applied, :meth:`HubLifecycle.apply_renewals` moves ``hubs.lfdi`` (which the
+  collectors pin) and the commissioning record to the new certificate in one transaction, then
+  revokes the old one as superseded and publishes the CRL without pushing it to the hubs (the
+  old certificate was only ever a TLS server certificate: collectors check it, hubs never see
+  it). Between the hub installing and the GDSC applying, a pull pinning the old LFDI fails and
+  is retried. :meth:`HubLifecycle.renew_due` renews the hubs whose certificate expires within
+  ``renew_before`` (30 days), once each.
 * **Keeping the CRL current** (:meth:`HubLifecycle.keep_crl`): the running GDSC re-publishes the
   CRL every ``crl_refresh`` (a day) although its nextUpdate is ``crl_next_update`` (a week) away,
   so the CRL in the collectors' TLS contexts never goes stale: OpenSSL fails closed on a CRL past
@@ -52,7 +62,14 @@ from sqlalchemy.exc import IntegrityError
 
 from smarthub.gdsc.commands import CommandSigner
 from smarthub.gdsc.commissioning import CommissioningRefused, CommissioningRequest, Installer, verify_request
-from smarthub.gdsc.pki import CertificateAuthority, IssuedCertificate, Role, _atomic_write
+from smarthub.gdsc.pki import (
+    CertificateAuthority,
+    CertificateRejected,
+    IssuedCertificate,
+    Role,
+    _atomic_write,
+    lfdi,
+)
 from smarthub.gdsc.plan import DONE, FAILED, PENDING, Priority, PullPlan, pull_plan, urgent_work
 from smarthub.gdsc.store import (
     Store,
@@ -68,6 +85,7 @@ from smarthub.gdsc.store import (
 ACTIVE, REVOKED, DECOMMISSIONED = "active", "revoked", "decommissioned"
 CRL_FILE = "crl.pem"
 CLOCK_SKEW = timedelta(minutes=5)
+RENEW_COMMAND = "pki.certificate"
 
 # Who commissioned which hub, with which certificate, and how its life ended (hub first in the
 # key, like every per-hub table, so it can be distributed by hub id).
@@ -82,6 +100,7 @@ hub_commissioning = Table(
     Column("commissioned_at", DateTime(timezone=True), nullable=False),
     Column("cert_serial", String(48), nullable=False),
     Column("cert_lfdi", String(40), nullable=False),
+    Column("cert_pem", Text),  # the hub's current certificate, to renew it (None: commissioned earlier)
     Column("replaces", String(64)),
     Column("ended_at", DateTime(timezone=True)),
     Column("end_status", String(16)),  # revoked / decommissioned
@@ -118,6 +137,7 @@ class HubLifecycle:
     crl_next_update: timedelta = timedelta(days=7)
     crl_refresh: timedelta = timedelta(days=1)  # re-publish this often (keep_crl)
     crl_listeners: list[Callable[[Path], Any]] = field(default_factory=list)
+    renew_before: timedelta = timedelta(days=30)  # renew_due: renew hubs expiring within this
 
     def __post_init__(self) -> None:
         if self.crl_dir is None:
@@ -206,6 +226,7 @@ class HubLifecycle:
                         commissioned_at=now,
                         cert_serial=str(cert.certificate.serial_number),
                         cert_lfdi=cert.lfdi,
+                        cert_pem=cert.cert_pem.decode(),
                         replaces=req.replaces,
                     )
                 )
@@ -314,6 +335,140 @@ class HubLifecycle:
                 f"hub {hub_id} was not commissioned here: pass the serial of its certificate"
             )
         return int(found)
+
+    # -- renewal ---------------------------------------------------------------------------
+    def renew_hub(self, hub_id: str, now: datetime, days: int | None = None) -> int:
+        """Renew an active hub's certificate and queue it to the hub (urgent ``pki.certificate``);
+        the job id. Nothing changes at the GDSC until the hub has applied it (:meth:`apply_renewals`).
+
+        Refused (:class:`LifecycleRefused`, nothing issued) for a hub that is not active, was
+        registered from the manifest (the GDSC holds no certificate of it to renew), or already
+        has a renewal under way."""
+        if self.signer is None:
+            raise LifecycleRefused("renewing a hub needs a command signer (the operator certificate)")
+        # Busy first, then settle finished renewals, then read: a renewal that finishes in
+        # between is settled here, so the record read is the certificate the hub uses.
+        with self.store.engine.connect() as conn:
+            busy = self._renewal_pending(conn, hub_id)
+        if busy:
+            raise LifecycleRefused(f"hub {hub_id} already has a certificate renewal under way")
+        self.apply_renewals(now, hub_id=hub_id)
+        with self.store.engine.connect() as conn:
+            status = conn.execute(select(hubs.c.status).where(hubs.c.hub_id == hub_id)).scalar()
+            rec = conn.execute(
+                select(hub_commissioning.c.cert_serial, hub_commissioning.c.cert_pem).where(
+                    hub_commissioning.c.hub_id == hub_id
+                )
+            ).first()
+        if status != ACTIVE:
+            raise LifecycleRefused(f"hub {hub_id} is not an active hub")
+        if rec is None or rec.cert_pem is None:
+            raise LifecycleRefused(
+                f"hub {hub_id} was registered from the manifest (or commissioned before certificates "
+                "were kept): the GDSC holds no certificate of it to renew; re-commission or replace it"
+            )
+        old = x509.load_pem_x509_certificate(rec.cert_pem.encode())
+        try:
+            new = self.ca.renew(old, now, days)
+        except (ValueError, CertificateRejected) as err:
+            raise LifecycleRefused(f"hub {hub_id}: {err}") from None
+        body = {"certificate": new.cert_pem.decode(), "replaces_serial": rec.cert_serial}
+        return self.plan.queue_command(self.signer, hub_id, RENEW_COMMAND, body, now, Priority.URGENT)
+
+    @staticmethod
+    def _renewal_pending(conn: Connection, hub_id: str) -> bool:
+        u = urgent_work
+        return (
+            conn.execute(
+                select(u.c.id)
+                .where(
+                    u.c.hub_id == hub_id, u.c.command_type == RENEW_COMMAND, u.c.state.not_in((DONE, FAILED))
+                )
+                .limit(1)
+            ).first()
+            is not None
+        )
+
+    def apply_renewals(self, now: datetime, after_job: int = 0, *, hub_id: str | None = None) -> int:
+        """Move the GDSC to the certificates hubs have applied (``pki.certificate`` jobs after
+        ``after_job``): ``hubs.lfdi`` and the commissioning record in one transaction, then the
+        old certificate revoked (superseded) and the CRL published, not pushed (module
+        docstring). A renewal the hub refused or that failed changes nothing (its certificate is
+        left to expire: a lost answer may hide a hub that did install it). Idempotent: a job
+        applies only while the record still holds the serial it replaces.
+        Returns the job id up to which every renewal is settled (pass it back next time);
+        ``hub_id`` settles only that hub's."""
+        u = urgent_work
+        query = select(u.c.id, u.c.hub_id, u.c.state, u.c.result, u.c.envelope).where(
+            u.c.command_type == RENEW_COMMAND, u.c.id > after_job
+        )
+        if hub_id is not None:
+            query = query.where(u.c.hub_id == hub_id)
+        with self.store.engine.connect() as conn:
+            jobs = conn.execute(query.order_by(u.c.id)).all()
+        mark, changed = after_job, False
+        for job in jobs:
+            if job.state not in (DONE, FAILED):
+                break
+            mark = job.id
+            try:
+                body = json.loads(json.loads(job.envelope)["payload"])["body"]
+                cert = x509.load_pem_x509_certificate(str(body["certificate"]).encode())
+                old_serial = str(body["replaces_serial"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            verdict = json.loads(job.result) if job.state == DONE and job.result else {}
+            if verdict.get("status") != "applied":
+                continue
+            new_lfdi = lfdi(cert)
+            with self.store._write_lock, self.store.engine.begin() as conn:
+                lock_hub_status(conn, exclusive=True)
+                moved = conn.execute(
+                    update(hub_commissioning)
+                    .where(
+                        hub_commissioning.c.hub_id == job.hub_id,
+                        hub_commissioning.c.cert_serial == old_serial,
+                    )
+                    .values(
+                        cert_serial=str(cert.serial_number),
+                        cert_lfdi=new_lfdi,
+                        cert_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
+                    )
+                ).rowcount
+                if moved == 1:
+                    conn.execute(update(hubs).where(hubs.c.hub_id == job.hub_id).values(lfdi=new_lfdi))
+            if moved == 1:
+                self.ca.revoke(int(old_serial), now, x509.ReasonFlags.superseded)
+                changed = True
+        if changed:
+            self.publish_crl(now, push=False)
+        return mark
+
+    def renew_due(self, now: datetime, days: int | None = None) -> list[str]:
+        """Renew (:meth:`renew_hub`) every active commissioned hub whose certificate expires
+        within :attr:`renew_before` of ``now`` and has no renewal under way; the hubs renewed."""
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(
+                select(hub_commissioning.c.hub_id, hub_commissioning.c.cert_pem)
+                .select_from(hub_commissioning.join(hubs, hubs.c.hub_id == hub_commissioning.c.hub_id))
+                .where(hubs.c.status == ACTIVE, hub_commissioning.c.cert_pem.is_not(None))
+                .order_by(hub_commissioning.c.hub_id)
+            ).all()
+            due = [
+                r.hub_id
+                for r in rows
+                if x509.load_pem_x509_certificate(r.cert_pem.encode()).not_valid_after_utc
+                <= now + self.renew_before
+                and not self._renewal_pending(conn, r.hub_id)
+            ]
+        renewed = []
+        for hub_id in due:
+            try:
+                self.renew_hub(hub_id, now, days)
+            except LifecycleRefused:
+                continue  # ended or renewed meanwhile: looked at again next time if still due
+            renewed.append(hub_id)
+        return renewed
 
     # -- the CRL ---------------------------------------------------------------------------
     def revoke_certificate(
@@ -467,6 +622,7 @@ __all__ = [
     "ACTIVE",
     "CRL_FILE",
     "DECOMMISSIONED",
+    "RENEW_COMMAND",
     "REVOKED",
     "Commissioned",
     "HubLifecycle",

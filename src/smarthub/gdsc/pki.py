@@ -37,6 +37,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
@@ -359,6 +360,47 @@ class CertificateAuthority:
             role=role,
             name=name,
         )
+
+    def renew(self, cert: x509.Certificate, now: datetime, days: int | None = None) -> IssuedCertificate:
+        """A new certificate for the same public key, subject, role and SANs as ``cert``.
+
+        The renewed certificate has a new serial and a new validity (``days``, by default as
+        long as ``cert``'s), and no private key: the holder keeps its own. It must have been
+        issued by this CA and not be revoked.
+
+        IEEE 2030.5-2018 §6.3.4 defines the LFDI as the first 160 bits of the SHA-256 hash of
+        the whole certificate, so a renewed certificate has a **new LFDI** (and SFDI) although
+        the key is unchanged: whoever pins the old LFDI (the GDSC's ``hubs.lfdi``, a party's
+        certificate binding) must be moved to the new one, and the old certificate revoked
+        (reason superseded, RFC 5280 §5.3.1) once the new one is in use.
+        """
+        now = _require_aware(now)
+        if cert.issuer != self._cert.subject:
+            raise ValueError(f"certificate is issued by {cert.issuer.rfc4514_string()}, not by this CA")
+        ca_key = self._cert.public_key()
+        assert isinstance(ca_key, ec.EllipticCurvePublicKey)
+        try:
+            ca_key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            raise ValueError("certificate signature does not verify under this CA") from None
+        if cert.serial_number in self._revoked:
+            raise ValueError(f"certificate {cert.serial_number:x} is revoked: issue a new one instead")
+        role = role_of(cert)  # CertificateRejected if it carries none
+        names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        if not names:
+            raise ValueError("certificate has no common name")
+        public_key = cert.public_key()
+        if not isinstance(public_key, ec.EllipticCurvePublicKey):
+            raise ValueError("certificate does not carry an EC public key")
+        try:
+            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except x509.ExtensionNotFound:
+            san = x509.SubjectAlternativeName([])
+        # The role URN SAN is written again by issue(); DNS and IP SANs keep their order.
+        hosts = [str(n.value) for n in san if isinstance(n, x509.IPAddress | x509.DNSName)]
+        if days is None:
+            days = max(1, (cert.not_valid_after_utc - cert.not_valid_before_utc - _CLOCK_SKEW).days)
+        return self.issue(role, str(names[0].value), now, hosts=hosts, days=days, public_key=public_key)
 
     # -- revocation (RFC 5280 §5) --
 

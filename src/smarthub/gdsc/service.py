@@ -103,6 +103,8 @@ class Upkeep:
     crl_applied: tuple[int, int] | None = None
     crl_due: datetime | None = None  # on tls_clock
     replaced_mark: int = 0
+    renewal_mark: int = 0
+    renew_before: timedelta = timedelta(days=30)  # renew hub certificates expiring within this
     errors: int = 0
     runs: int = 0
     comparisons_week: tuple[date, date] | None = None
@@ -118,7 +120,8 @@ class Upkeep:
 
     async def run_once(self) -> None:
         now = self.clock.now()
-        steps: list[tuple[str, Any]] = [("crl", self._crl())]
+        # Renewals first: a superseded certificate's CRL reaches the collector in the same run.
+        steps: list[tuple[str, Any]] = [("renewals", asyncio.to_thread(self._renewals)), ("crl", self._crl())]
         if self.supplier_changes is not None:
             steps.append(("supplier changes", asyncio.to_thread(self.supplier_changes.tick, now)))
         if self.vouchers is not None:
@@ -154,6 +157,19 @@ class Upkeep:
                 len(run.withheld),
             )
         self.comparisons_week = week
+
+    def _renewals(self) -> None:
+        """Settle applied hub certificate renewals, then renew hubs near expiry (HubLifecycle).
+
+        On the TLS clock: certificates and CRLs are checked by OpenSSL on this host's clock."""
+        lifecycle = _state_lifecycle(self.state, self.store, self.signer)
+        if lifecycle is None or self.signer is None:
+            return
+        now = self.tls_clock.now()
+        lifecycle.renew_before = self.renew_before
+        self.renewal_mark = lifecycle.apply_renewals(now, self.renewal_mark)
+        for hub_id in lifecycle.renew_due(now):
+            log.info("renewing the certificate of hub %s", hub_id)
 
     async def _meters(self) -> None:
         self.replaced_mark = await asyncio.to_thread(learn_meter_replacements, self.store, self.replaced_mark)
