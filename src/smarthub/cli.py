@@ -178,6 +178,7 @@ def hub(
     from smarthub.han.p1 import P1Port
     from smarthub.han.tcp import TcpStreamTransport
     from smarthub.han.transport import SerialP1Transport
+    from smarthub.hub.certificate import HubCertificate
     from smarthub.hub.diagnostics import Diagnostics, DiagnosticsLog
     from smarthub.hub.firmware import FirmwareSlots, FirmwareUpdater, firmware_command
     from smarthub.hub.history import HistoryStore
@@ -244,6 +245,12 @@ def hub(
             revoked=crls.is_revoked,
         )
         ctx = server_context(state / "hub.pem", state / "hub.key", state / "ca.pem")
+        # Certificate renewal (pki.certificate) into the live context; the server's LFDI follows.
+        certificate = HubCertificate(
+            hub_id, state / "hub.pem", state / "hub.key", ca_cert, clock, [ctx], crls,
+            [lambda _cert, new_lfdi: setattr(server, "lfdi", new_lfdi)],
+        )  # fmt: skip
+        management.register("pki.certificate", certificate.handle)
         bound = await server.start(listen, port, ctx)
         err.print(f"hub {hub_id} serving IEEE 2030.5 on https://{listen}:{bound}/dcap (mutual TLS)")
         side = None

@@ -26,6 +26,7 @@ from smarthub.gdsc.pki import CertificateAuthority, Role, lfdi
 from smarthub.han.dlms_poll import DlmsPath, DlmsPaths
 from smarthub.han.poll import PollLoop, SimulatedLink
 from smarthub.han.wmbus_port import WMBusPort
+from smarthub.hub.certificate import HubCertificate
 from smarthub.hub.diagnostics import DiagnosedEvent, Diagnostics, DiagnosticsLog, MeterProfile
 from smarthub.hub.firmware import FirmwareSlots, FirmwareUpdater, firmware_command
 from smarthub.hub.history import HistoryStore
@@ -248,6 +249,13 @@ class SimulatedHome:
             client_allowed=self.network.client_allowed,
             revoked=self.crls.is_revoked,
         )
+        # Certificate renewal (pki.certificate): the new certificate goes into the live TLS
+        # context started below, and the server answers with its new LFDI.
+        self.certificate = HubCertificate(
+            spec.hub_id, self.dir / "hub.pem", self.dir / "hub.key", ca_cert, SystemClock(), crls=self.crls,
+            listeners=[lambda _cert, new_lfdi: setattr(self.server, "lfdi", new_lfdi)],
+        )  # fmt: skip
+        self.management.register("pki.certificate", self.certificate.handle)
         # Third-party displays of this home read its pricing and messages in 2030.5.
         IhdResources(
             self.server, consumption, self.consumer.store, clock.now, live=self.consumer.ihd.live
@@ -360,6 +368,7 @@ class SimulatedHome:
 
     async def start_server(self, ca_pem: Path, host: str = "127.0.0.1", port: int = 0) -> str:
         ctx = server_context(self.dir / "hub.pem", self.dir / "hub.key", ca_pem)
+        self.certificate.contexts.append(ctx)
         bound = await self.server.start(host, port, ctx)
         self.url = f"https://{host}:{bound}"
         return self.url
