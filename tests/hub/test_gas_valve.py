@@ -24,7 +24,7 @@ from smarthub.hub.hub import SmartHub
 from smarthub.hub.ihd.home import attach_consumer_side
 from smarthub.hub.management import ManagementInterface
 from smarthub.hub.prepayment import SupplyAction
-from smarthub.hub.prepayment_bridge import supply_commands
+from smarthub.hub.prepayment_bridge import SupplyHolds, supply_commands
 from smarthub.hub.tariffs import CostAccumulator
 from smarthub.meters.dlms.security import SecurityKeys
 from smarthub.model.obis import GAS_VOLUME
@@ -137,6 +137,10 @@ async def test_valve_closes_at_zero_credit_and_opens_only_after_arm_and_ihd_conf
 
         held = await command("supply.disconnect", {"meter": valve.meter})
         assert held["held"] is True and held["connected"] is False
+        # The hold is on disk: a hub restarted now would keep the gas off.
+        after_restart = SupplyHolds(tmp_path / "ihd" / "supply_holds.sqlite")
+        assert after_restart.held("gas")
+        after_restart.close()
         await confirm_at_ihd()
         assert not sim.valve_open
         # The supplier's reconnect arms the valve; alone it opens nothing, and the confirmation

@@ -26,7 +26,7 @@ from smarthub.hub.ihd.live import LivePower
 from smarthub.hub.ihd.store import IhdStore
 from smarthub.hub.management import ManagementInterface
 from smarthub.hub.prepayment import AccountConfig, PrepaymentLedger, topup_command
-from smarthub.hub.prepayment_bridge import Breaker, PrepaymentBridge
+from smarthub.hub.prepayment_bridge import Breaker, PrepaymentBridge, SupplyHolds
 from smarthub.hub.privacy import ConsentStore
 from smarthub.hub.tariffs import CostAccumulator, TariffStore
 from smarthub.model.tariff import schedule_from_json
@@ -56,6 +56,7 @@ class ConsumerSide:
             self.runner = None
         if self.bridge is not None:
             await self.bridge.settled()
+            self.bridge.holds.close()
         if self.ledger is not None:
             self.ledger.close()
         if self.tariffs is not None:
@@ -121,7 +122,15 @@ def attach_consumer_side(
             raise ValueError("a prepayment hub needs the GDSC CA certificate to check vouchers")
         ledger = PrepaymentLedger(directory / "prepayment.sqlite", hub.hub_id, ca_cert, config=account_config)
         bridge = PrepaymentBridge(
-            ledger, consumption, clock, breakers, since=_prepayment_since(directory, now), fuels=prepaid_fuels
+            ledger,
+            consumption,
+            clock,
+            breakers,
+            since=_prepayment_since(directory, now),
+            fuels=prepaid_fuels,
+            # A supplier's remote disconnect must outlive a restart: the hub may not switch a
+            # supply back on by itself (nor gas without the consumer's confirmation).
+            holds=SupplyHolds(directory / "supply_holds.sqlite"),
         )
     # Replay what the history holds of this month and last week (figures, comparison), then
     # follow the intervals as they close.
