@@ -220,6 +220,41 @@ def test_consent_revoked_through_the_api_queues_consent_set_for_the_hub(db_url: 
         store.close()
 
 
+def test_a_consent_that_expires_is_pushed_to_the_hub_by_the_upkeep(db_url: str, tmp_path: Path) -> None:
+    """Nobody acts when a consent expires, so no API call pushes it: the upkeep does, once."""
+    from smarthub.gdsc.service import Upkeep
+
+    store, tokens, clock = _api_world(db_url, tmp_path)
+    try:
+        expires = NOW + timedelta(days=2)
+        with TestClient(app_from_state(tmp_path, clock, db_url)) as client:
+            r = client.post(
+                "/v1/premises/P1/consents",
+                json={
+                    "party_id": "TP",
+                    "data_kinds": ["readings"],
+                    "granularity": "daily",
+                    "purpose": "energy advice",
+                    "expires_at": expires.isoformat(),
+                },
+                headers={"Authorization": f"Bearer {tokens['C1']}"},
+            )
+            assert r.status_code == 201, r.text
+        assert len(_jobs(store, "consent.set")) == 1  # the grant
+        signer = CommandDesk.from_state(tmp_path, store).signer
+        upkeep = Upkeep(tmp_path, store, None, signer, clock, clock, tmp_path / "crl.pem")  # type: ignore[arg-type]
+        upkeep._consent_expiries(NOW + timedelta(days=1))  # not expired yet: nothing
+        assert len(_jobs(store, "consent.set")) == 1
+        upkeep._consent_expiries(expires + timedelta(minutes=5))
+        upkeep._consent_expiries(expires + timedelta(minutes=10))  # already pushed: not again
+        jobs = _jobs(store, "consent.set")
+        assert len(jobs) == 2
+        body = json.loads(json.loads(jobs[-1].envelope)["payload"])["body"]
+        assert body == {"recipient": "TP", "granularity": "none", "version": int(expires.timestamp()) * 10**6}
+    finally:
+        store.close()
+
+
 # --- 4. a meter's readings across a hub replacement, through the API --------------------------
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, select
 
@@ -102,6 +102,24 @@ class ConsentSync:
         for hub_id in active_hubs(self.parties.engine, premises_id):
             job = self.plan.queue_command(self.signer, hub_id, "consent.set", body, now, Priority.URGENT)
             out.append(Pushed(hub_id, job, body))
+        return out
+
+    def push_expired(self, after: datetime, until: datetime) -> list[Pushed]:
+        """Queue the state of every party whose consent expired in (``after``, ``until``]: an
+        expiry is a change nobody makes, so no API call pushes it. The version is the expiry
+        instant, so a later explicit decision still wins at the hub."""
+        c = consents.c
+        q = (
+            select(c.premises_id, c.party_id, c.expires_at)
+            .where(c.revoked_at.is_(None), c.expires_at > after, c.expires_at <= until)
+            .order_by(c.expires_at)
+        )
+        with self.parties.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        out: list[Pushed] = []
+        for premises_id, party_id, expires_at in rows:
+            at = expires_at if expires_at.tzinfo is not None else expires_at.replace(tzinfo=UTC)
+            out += self.push(premises_id, party_id, at)
         return out
 
 

@@ -19,6 +19,9 @@ Beside the scheduler, :class:`Upkeep` runs every ``upkeep_every`` (on the inject
   re-sent after the hub came back.
 * **meter replacements** — the registry learns the meters applied ``meter.replace`` commands put
   in (:func:`~smarthub.gdsc.hub_lifecycle.learn_meter_replacements`).
+* **consent expiries** — a consent that expired since the last run is pushed to the premises'
+  hubs as ``consent.set`` (:meth:`~smarthub.gdsc.consent_sync.ConsentSync.push_expired`); the
+  first run looks back a week, which the hubs' version check makes harmless to repeat.
 * **similar-homes comparisons** — once a week, for the last complete local week, each display
   gets its cohort's figures (:func:`~smarthub.gdsc.comparisons.queue_comparisons`, only over
   cohorts of at least k homes). A week already queued by any GDSC process (an
@@ -46,6 +49,7 @@ from smarthub.gdsc.collector import Collector
 from smarthub.gdsc.commands import CommandSigner
 from smarthub.gdsc.commissioning import register_manifest
 from smarthub.gdsc.comparisons import last_week, queue_comparisons
+from smarthub.gdsc.consent_sync import ConsentSync
 from smarthub.gdsc.courier import CommandCourier
 from smarthub.gdsc.dataservices import LONDON
 from smarthub.gdsc.hub_lifecycle import HubLifecycle, learn_meter_replacements
@@ -63,6 +67,7 @@ log = logging.getLogger(__name__)
 
 UPKEEP_EVERY = timedelta(minutes=5)
 MIN_UPKEEP_WALL_S = 1.0
+CONSENT_LOOKBACK = timedelta(days=7)  # how far back the first upkeep run looks for expiries
 
 
 def collector_tls_context(
@@ -108,6 +113,8 @@ class Upkeep:
     errors: int = 0
     runs: int = 0
     comparisons_week: tuple[date, date] | None = None
+    consents_mark: datetime | None = None
+    consents: ConsentSync | None = field(default=None, init=False)
     supplier_changes: SupplierChanges | None = field(default=None, init=False)
     vouchers: VoucherCourier | None = field(default=None, init=False)
 
@@ -117,6 +124,7 @@ class Upkeep:
             plan = PullPlan(self.store)
             self.supplier_changes = SupplierChanges(parties, plan, self.signer)
             self.vouchers = VoucherCourier(self.store, plan, self.signer)
+            self.consents = ConsentSync(parties, plan, self.signer, self.clock.now)
 
     async def run_once(self) -> None:
         now = self.clock.now()
@@ -127,6 +135,8 @@ class Upkeep:
         if self.vouchers is not None:
             steps.append(("vouchers", asyncio.to_thread(self.vouchers.tick, now)))
         steps.append(("meter replacements", self._meters()))
+        if self.consents is not None:
+            steps.append(("consent expiries", asyncio.to_thread(self._consent_expiries, now)))
         if self.signer is not None:
             steps.append(("comparisons", asyncio.to_thread(self._comparisons, now)))
         for name, step in steps:
@@ -136,6 +146,12 @@ class Upkeep:
                 self.errors += 1
                 log.exception("upkeep: %s failed (tried again at the next run)", name)
         self.runs += 1
+
+    def _consent_expiries(self, now: datetime) -> None:
+        assert self.consents is not None
+        after = self.consents_mark or now - CONSENT_LOOKBACK
+        self.consents.push_expired(after, now)
+        self.consents_mark = now
 
     def _comparisons(self, now: datetime) -> None:
         week = last_week(now)
