@@ -32,11 +32,8 @@ from decimal import Decimal
 from typing import Any
 
 from smarthub.clock import Clock
-from smarthub.han.dlms_poll import dlms_cycle
-from smarthub.han.poll import PollLoop, SimulatedLink, simulated
 from smarthub.hub.hub import SmartHub
 from smarthub.meters.dlms.axdr import Tag, encode_data
-from smarthub.meters.dlms.client import DlmsClient
 from smarthub.meters.dlms.security import SecurityKeys
 from smarthub.model.obis import ObisCode
 from smarthub.sim.dlms_meter import (
@@ -49,7 +46,7 @@ from smarthub.sim.dlms_meter import (
     profile_attribute,
 )
 from smarthub.sim.load_profile import HouseholdProfile
-from smarthub.sim.rigs import MINUTE, Rig, SupplyControl, _sink
+from smarthub.sim.rigs import MINUTE, Rig, dlms_meter_rig
 
 __all__ = ["GAS_PROFILE", "GAS_VOLUME", "DlmsGasMeterSimulator", "GasProfileRow", "GasRegisters"]
 
@@ -180,22 +177,16 @@ def dlms_gas_rig(
     """An encrypted (suite 0) DLMS gas meter with a valve on HDLC, polled for its index; its
     valve is the rig's ``supply`` (a :class:`smarthub.sim.rigs.SupplyControl`: class 70 ACTIONs)."""
     meter = DlmsGasMeterSimulator(system_title, system_title.hex().upper(), profile, start, keys)
-    link = SimulatedLink(meter)
-    client = DlmsClient(client_sap=1, server_address=1, system_title=b"SHB" + system_title[3:], keys=keys)
-    cycle = dlms_cycle(link, client, (GAS_VOLUME,))
-    loop = PollLoop(
-        f"dlms-gas:{system_title.hex()}",
+    return dlms_meter_rig(
+        meter,
+        hub,
         clock,
-        simulated(link, cycle),
-        _sink(hub, "dlms"),
+        start,
+        system_title,
+        keys,
+        polled=(GAS_VOLUME,),
+        channels=(GAS_VOLUME,),
+        fuel="gas",
         period=period,
-        start=start,
-    )
-    meter_id = system_title.hex().upper()
-    return Rig(
-        "dlms",
-        [(meter_id, "gas")],
-        [(meter_id, GAS_VOLUME)],
-        [loop],
-        supply=SupplyControl(meter_id, link, client, loop),
+        name="dlms-gas",
     )

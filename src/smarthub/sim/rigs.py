@@ -248,13 +248,42 @@ def dlms_rig(
 ) -> Rig:
     """An encrypted (suite 0) DLMS/COSEM meter on HDLC, polled for its registers."""
     meter = DlmsMeterSimulator(system_title, system_title.hex().upper(), profile, start=start, keys=keys)
+    return dlms_meter_rig(
+        meter,
+        hub,
+        clock,
+        start,
+        system_title,
+        keys,
+        polled=(IMPORT_ACTIVE_ENERGY, EXPORT_ACTIVE_ENERGY, IMPORT_ACTIVE_POWER),
+        channels=(IMPORT_ACTIVE_ENERGY, EXPORT_ACTIVE_ENERGY),
+        fuel="electricity",
+        period=period,
+    )
+
+
+def dlms_meter_rig(
+    meter: DlmsMeterSimulator,
+    hub: SmartHub,
+    clock: Clock,
+    start: datetime,
+    system_title: bytes,
+    keys: SecurityKeys,
+    *,
+    polled: tuple[ObisCode, ...],
+    channels: tuple[ObisCode, ...],
+    fuel: str,
+    period: timedelta = MINUTE,
+    name: str = "dlms",
+) -> Rig:
+    """A simulated DLMS meter on HDLC wired to ``hub``: polled for ``polled``, its half-hourly
+    ``channels`` expected of it, its disconnect control (class 70) the rig's ``supply``."""
     link = SimulatedLink(meter)
     client = DlmsClient(client_sap=1, server_address=1, system_title=b"SHB" + system_title[3:], keys=keys)
-    cycle = dlms_cycle(link, client, (IMPORT_ACTIVE_ENERGY, EXPORT_ACTIVE_ENERGY, IMPORT_ACTIVE_POWER))
     loop = PollLoop(
-        f"dlms:{system_title.hex()}",
+        f"{name}:{system_title.hex()}",
         clock,
-        simulated(link, cycle),
+        simulated(link, dlms_cycle(link, client, polled)),
         _sink(hub, "dlms"),
         period=period,
         start=start,
@@ -262,8 +291,8 @@ def dlms_rig(
     meter_id = system_title.hex().upper()
     return Rig(
         "dlms",
-        [(meter_id, "electricity")],
-        [(meter_id, IMPORT_ACTIVE_ENERGY), (meter_id, EXPORT_ACTIVE_ENERGY)],
+        [(meter_id, fuel)],
+        [(meter_id, obis) for obis in channels],
         [loop],
         supply=SupplyControl(meter_id, link, client, loop),
     )
