@@ -138,7 +138,6 @@ def world(tmp_path: Path, db_url: str, wall_now: datetime) -> Iterator[World]:
     operator.save(tmp_path, "operator")
     store = Store(db_url)
     store.create_schema()
-    hub_commissioning.create(store.engine, checkfirst=True)  # until the integrator's migration has it
     plan = PullPlan(store)
     signer = CommandSigner.from_files(
         str(tmp_path / "operator.pem"), str(tmp_path / "operator.key"), store.next_command_counter
