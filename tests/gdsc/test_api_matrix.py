@@ -1,6 +1,7 @@
 """The authorization matrix of ``test_access_matrix.py`` replayed over HTTP: every API endpoint ×
 every role × in/out × no/live/expired/revoked consent, against a real store, expecting 2xx exactly
-where the table says allow and 403 elsewhere, and an audit entry naming the endpoint's action.
+where the table says allow and 403 elsewhere (404 for another party's job, as for a missing one),
+and an audit entry naming the endpoint's action.
 
 Each (in/out, consent) combination is its own premises with the facts of ``facts_for`` (so one
 database holds all 8 scenarios); the premises' jobs were queued by each role's "in" party.
@@ -174,6 +175,9 @@ def test_api_matrix(matrix: Matrix, endpoint: str, role: Role, where: str, conse
     allow = expected(role, action, where, consent)
     if allow:
         assert r.status_code in (200, 202), r.text
+    elif action is Action.READ_JOB:  # another party's job answers as a missing one (no enumeration)
+        assert r.status_code == 404, r.text
+        assert r.json()["detail"].startswith("no job ")
     else:
         assert r.status_code == 403, r.text
         assert r.json()["detail"]  # says why

@@ -24,7 +24,8 @@ and GB practice:
   for by the current occupant, an installer on site and the GDSC operator; third-party data
   services issue no commands (no consent purpose covers commands in this model);
 * a **job** (a queued command or read) is followed by the party that asked for it, and by the GDSC
-  operator; nobody else may follow it;
+  operator; nobody else may follow it (the API then answers as for a job that does not exist, so
+  job ids cannot be enumerated);
 * a **portfolio** (a non-domestic customer's sites: every premises the consumer holds a tenancy
   at) is open to that consumer only, and its consumption only within each site's own tenancy.
 """
@@ -130,6 +131,8 @@ class AccessRequest:
                 raise ValueError("portfolio consumption must give the granularity wanted")
             if self.granularity is not None:
                 object.__setattr__(self, "granularity", Granularity(self.granularity))
+        elif a is Action.READ_JOB:
+            pass  # a job that does not exist names no premises and no owner (refused, see _job)
         elif not self.premises_id:
             raise ValueError(f"{a.value} must name a premises")
         if a in _NEEDS_PERIOD and self.period is None:
@@ -142,8 +145,8 @@ class AccessRequest:
                 raise ValueError(f"{a.value} must ask for some granularity, not 'none'")
         if (a.data_kind is not None or a.is_command) and not self.fuel:
             raise ValueError(f"{a.value} must give the fuel of the meter concerned")
-        if a is Action.READ_JOB and not self.job_owner:
-            raise ValueError("read-job must name the party that queued the job")
+        if a is Action.READ_JOB and bool(self.job_owner) != bool(self.premises_id):
+            raise ValueError("read-job names both the party that queued the job and its premises, or neither")
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +333,8 @@ def _aggregate(req: AccessRequest, policy: Policy) -> Decision:
 
 def _job(req: AccessRequest) -> Decision:
     me = req.party.party_id
+    if req.job_owner is None:
+        return deny(f"no such job for {me} to follow")
     if req.party.role is Role.OPERATOR:
         return Decision(True, "GDSC operations: job supervision")
     if req.job_owner == me:

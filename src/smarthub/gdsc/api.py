@@ -247,7 +247,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         "model": ErrorBody,
         "description": "refused by the access policy, or beyond the token's scope (the reason says why)",
     },
-    404: {"model": ErrorBody, "description": "no such meter, consent or job"},
+    404: {
+        "model": ErrorBody,
+        "description": "no such meter or consent; no such job, or another party's (the same answer)",
+    },
     422: {
         "model": ErrorBody,
         "description": "the request does not match the schema (detail names the fields)",
@@ -836,10 +839,18 @@ def _command_routes(app: FastAPI, guard: AccessGuard, desk: CommandDesk, Caller:
     @app.get("/v1/jobs/{job_id}", response_model=JobOut, responses=ERRORS)
     def get_job(party: Caller, job_id: Annotated[int, Path(ge=1, le=2**62)]) -> JobOut:
         """A queued command's or read's state: queued, in-flight, done or failed (with why)."""
-        job = desk.job(job_id)
+        # A job that does not exist and another party's job get the same answer, after the same
+        # work (one look-up, one audit entry), so job ids cannot be enumerated (issue 13).
+        owner = desk.job_owner(job_id)
+        decision = guard.authorize(
+            party,
+            Action.READ_JOB,
+            premises_id=owner[1] if owner else None,
+            job_owner=owner[0] if owner else None,
+        )
+        job = desk.job(job_id) if owner is not None and decision.allow else None
         if job is None:
-            raise HTTPException(404, f"no job {job_id} queued through the data services API")
-        guard.require(party, Action.READ_JOB, premises_id=job.premises_id, job_owner=job.party_id)
+            raise HTTPException(404, f"no job {job_id} that {party} may follow")
         return _job_out(job)
 
     @app.get("/v1/jobs", response_model=JobsPage, responses=ERRORS)
