@@ -157,7 +157,7 @@ def test_tariff_update_and_supply_commands_are_signed_for_the_meters_hub(
     seen: list[tuple[str, dict]] = []  # type: ignore[type-arg]
     for ctype in ("tariff.update", "supply.disconnect", "supply.reconnect"):
         hub.register(ctype, lambda body, ctype=ctype: seen.append((ctype, body)) or {"ok": True})
-    effective = (NOW + timedelta(days=12)).isoformat()
+    effective = "2026-09-01T00:00:00+01:00"  # local midnight of the version's effective_from
     with world.client() as client:
         r = client.post(
             "/v1/premises/P1/commands/tariff-update",
@@ -186,12 +186,24 @@ def test_tariff_update_and_supply_commands_are_signed_for_the_meters_hub(
             headers=world.auth("S1"),
         )
         assert r.status_code == 422 and "unit_rate_p_per_kwh" in r.text
+        # A version takes effect at local midnight of its effective_from: the hub accepts no other.
+        r = client.post(
+            "/v1/premises/P1/commands/tariff-update",
+            json={"meter_id": "E1", "tariff": tariff_json(), "effective": NOW.isoformat()},
+            headers=world.auth("S1"),
+        )
+        assert r.status_code == 400 and "not local midnight" in r.json()["detail"]
     # Commands for one hub go in queue order: three ticks, one command each.
     for _ in range(3):
         deliver(world, hub)
     assert [c for c, _ in seen] == ["tariff.update", "supply.disconnect", "supply.reconnect"]
     tariff = seen[0][1]
-    assert tariff == {"tariff": {**tariff_json(), "vat_rate": "0.05"}, "effective": effective}
+    assert tariff == {
+        "tariff": {**tariff_json(), "vat_rate": "0.05"},
+        "effective": effective,
+        "version": 1,
+        "fuel": "electricity",  # the fuel of the meter the policy checked
+    }
     assert seen[1][1] == {"meter": "G1"}
     assert hub.last_counter == 3  # counters from the store, rising per hub
 
@@ -253,7 +265,7 @@ def _deactivate(world: World) -> None:
 def test_failed_delivery_and_hub_refusal_show_as_failed(world: World, tmp_path: Path) -> None:
     hub = hub_for(world, tmp_path)  # no tariff.update handler: the hub refuses it as unsupported
     with world.client() as client:
-        body = {"meter_id": "E1", "tariff": tariff_json(), "effective": NOW.isoformat()}
+        body = {"meter_id": "E1", "tariff": tariff_json()}
         r = client.post("/v1/premises/P1/commands/tariff-update", json=body, headers=world.auth("S1"))
         job = r.json()["job_id"]
         deliver(world, hub)

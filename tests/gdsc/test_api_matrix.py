@@ -138,7 +138,7 @@ def call(m: Matrix, endpoint: str, role: Role, where: str, consent: str) -> Any:
         case "readings":  # aggregates: five of the eight premises, whichever scenario
             params = {"granularity": "half-hourly", **span, "premises": ALL_PREMISES[:5]}
         case "tariff-update":
-            body = {"meter_id": "E1", "tariff": tariff_json(), "effective": NOW.isoformat()}
+            body = {"meter_id": "E1", "tariff": tariff_json()}
         case "ihd-message":
             body = {"meter_id": "E1", "text": "hello"}
         case "top-up":

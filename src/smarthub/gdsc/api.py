@@ -28,7 +28,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AwareDatetime, BaseModel, Field
 
 from smarthub.clock import Clock
-from smarthub.gdsc import dataservices, export
+from smarthub.gdsc import dataservices, export, tariffs
 from smarthub.gdsc.access import Action, Decision, TimeRange, current_tenancy
 from smarthub.gdsc.api_clients import ClientRegistry
 from smarthub.gdsc.api_commands import CommandDesk, HubInactive, Job, message_id
@@ -138,9 +138,13 @@ MeterId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-
 
 
 class TariffUpdateIn(BaseModel):
-    meter_id: MeterId
+    meter_id: MeterId = Field(description="a meter of the supply: its fuel is the tariff's fuel")
     tariff: Tariff
-    effective: AwareDatetime = Field(description="when the hub starts charging by this tariff version")
+    effective: AwareDatetime | None = Field(
+        default=None,
+        description="when the hub starts charging by this version: local (Europe/London) midnight of "
+        "the tariff's effective_from, the only instant a hub accepts (null: that midnight)",
+    )
 
 
 class IhdMessageIn(BaseModel):
@@ -771,9 +775,20 @@ def _command_routes(app: FastAPI, guard: AccessGuard, desk: CommandDesk, Caller:
     def tariff_update(
         party: Caller, premises_id: Id, body: TariffUpdateIn, response: Response
     ) -> JobAccepted:
-        """Send a tariff version to the hub (``tariff.update``); the current supplier for the fuel only."""
-        payload = {"tariff": body.tariff.model_dump(mode="json"), "effective": body.effective.isoformat()}
-        meter = allowed(party, Action.TARIFF_UPDATE, premises_id, body.meter_id, payload)
+        """Send a tariff version to the hub (``tariff.update``); the current supplier for the fuel only.
+
+        The fuel is the fuel of the meter the access policy checked, never the caller's word."""
+        try:  # the instant first: it is about the request alone (any fuel will do for the check)
+            tariffs.tariff_update_body(body.tariff, tariffs.FUELS[0], body.effective)
+        except ValueError as err:
+            raise HTTPException(400, f"cannot send tariff {body.tariff.tariff_id!r}: {err}") from err
+        detail = {"tariff": body.tariff.model_dump(mode="json"), "version": body.tariff.version}
+        meter = allowed(party, Action.TARIFF_UPDATE, premises_id, body.meter_id, detail)
+        if meter.fuel not in tariffs.FUELS:
+            raise HTTPException(
+                400, f"meter {meter.meter_id!r} is a {meter.fuel} meter: tariffs are for electricity and gas"
+            )
+        payload = tariffs.tariff_update_body(body.tariff, meter.fuel, body.effective)
         job = desk.command(
             party, premises_id, meter, Action.TARIFF_UPDATE.value, "tariff.update", payload, guard.clock.now()
         )
