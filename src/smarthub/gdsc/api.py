@@ -273,13 +273,14 @@ def create_app(
     *,
     clients: ClientRegistry | None = None,
     token_lifetime: timedelta = DEFAULT_LIFETIME,
+    token_endpoint: TokenEndpoint | None = None,
 ) -> FastAPI:
     """``tokens`` maps the SHA-256 hex digest of each issued bearer token to its party id.
 
     ``desk`` signs and queues commands; without it the command and job endpoints are not offered.
     ``clients`` holds OAuth2 clients, their access tokens and parties' certificate bindings (by
     default in the guard's database); access tokens from ``POST /oauth/token`` live
-    ``token_lifetime``.
+    ``token_lifetime``. ``token_endpoint`` replaces the default one (its rate limits and pool).
     """
     app = FastAPI(title="smarthub GDSC data services", version="1")
     bearer = HTTPBearer(auto_error=False)
@@ -287,7 +288,7 @@ def create_app(
     if clients is None:
         clients = ClientRegistry(engine)
     authenticate = Authenticator(clients, tokens, guard.clock)
-    app.mount("/oauth", token_app(TokenEndpoint(clients, guard.clock, token_lifetime)))
+    app.mount("/oauth", token_app(token_endpoint or TokenEndpoint(clients, guard.clock, token_lifetime)))
 
     def caller(
         request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
