@@ -4,10 +4,21 @@ Every access decision and every command is one entry. An entry is serialised can
 (JSON, sorted keys, no insignificant spaces, UTF-8, times as ISO 8601 UTC with microseconds)
 together with its sequence number and the hash of the entry before it; its own hash is
 SHA-256 over that serialisation. Changing any entry breaks its hash; deleting or reordering
-entries breaks the sequence and the link to the previous hash. Removing entries from the *end*
-leaves a valid shorter chain, which only an anchor kept outside the database can reveal: the
-verifier checks against an ``expected_head`` (the hash and sequence number of the last entry,
-as published or countersigned elsewhere) when one is given.
+entries breaks the sequence and the link to the previous hash.
+
+The chain is unkeyed: whoever can write the table can also delete entries from some point on and
+append new ones, or truncate it, and the result is again a valid chain. Only **anchors** kept
+outside the database reveal that: an anchor is the (sequence number, hash) of an entry as it was
+when the anchor was taken. :meth:`AuditLog.verify` checks the log against *every* anchor given —
+the entry with the anchor's number must still exist and still have the anchor's hash, wherever
+the log ends now — so deleting and re-appending is detected as soon as any anchor covers a
+rewritten entry. The running GDSC takes an anchor every hour, signs it with the GDSC operator
+key and appends it to a file (:mod:`smarthub.gdsc.audit_anchors`), which is meant to be copied
+to a second party; ``smarthub gdsc audit verify`` checks the chain against every signed anchor.
+
+On PostgreSQL the table is also append-only in the database: a trigger refuses UPDATE, DELETE
+and TRUNCATE, and the application connects as a role that does not own the table
+(:mod:`smarthub.gdsc.db_roles`), so it can neither disable the trigger nor truncate.
 
 The chain is a plain hash chain (SHA-256 from ``cryptography``) rather than a Merkle tree: the
 log is read whole by the verifier and per premises by consumers, and needs no inclusion proofs.
@@ -17,7 +28,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -204,26 +215,43 @@ class AuditLog:
             ).first()
         return (0, GENESIS) if r is None else (int(r.seq), str(r.hash))
 
-    def verify(self, expected_head: tuple[int, str] | None = None) -> Verification:
-        """Walk the whole chain; report every entry that is altered, missing or out of place."""
+    def verify(
+        self,
+        expected_head: tuple[int, str] | None = None,
+        anchors: Iterable[tuple[int, str]] = (),
+    ) -> Verification:
+        """Walk the whole chain; report every entry that is altered, missing or out of place, and
+        every anchor (``expected_head`` is one more) whose entry is gone or no longer the same."""
+        wanted: dict[int, set[str]] = {}
+        for seq, digest in [*anchors, *([expected_head] if expected_head is not None else [])]:
+            wanted.setdefault(int(seq), set()).add(str(digest))
         problems: list[str] = []
+        for seq, digests in sorted(wanted.items()):
+            if len(digests) > 1:
+                problems.append(f"anchors disagree about entry {seq}: at most one of them is genuine")
         prev = GENESIS
         expect_seq = 1
         n = 0
+        seen: set[int] = set()
         with self.engine.connect() as conn:
             for r in conn.execute(select(audit_log).order_by(audit_log.c.seq)):
                 n += 1
                 problems.extend(_check_row(r, expect_seq, prev))
+                digests = wanted.get(r.seq)
+                if digests is not None:
+                    seen.add(r.seq)
+                    if entry_hash(r.body.encode()) not in digests or r.hash not in digests:
+                        problems.append(
+                            f"entry {r.seq} does not match its anchor: the log was rewritten from there on"
+                        )
                 prev = r.hash
                 expect_seq = r.seq + 1
         last_seq = expect_seq - 1
-        if expected_head is not None:
-            if last_seq < expected_head[0]:
-                problems.append(
-                    f"log ends at seq {last_seq}, the anchor says {expected_head[0]}: entries removed"
-                )
-            elif last_seq == expected_head[0] and prev != expected_head[1]:
-                problems.append(f"entry {last_seq} does not match the anchored head hash")
+        for seq in sorted(set(wanted) - seen):
+            if seq > last_seq:
+                problems.append(f"log ends at seq {last_seq}, an anchor says {seq}: entries removed")
+            elif seq > 0:
+                problems.append(f"entry {seq} of an anchor is missing: entries removed")
         return Verification(not problems, n, prev, tuple(problems))
 
     def accesses_to(self, premises_id: str, ranges: Sequence[tuple[datetime, datetime]]) -> list[AuditEntry]:
