@@ -256,6 +256,14 @@ def test_postgresql_application_role_cannot_get_around_the_append_only_audit_log
             app_store.close()
         owner.close()
         with owner.engine.begin() as c:
+            # The role's backends drop their temporary tables as they exit: wait for them to go.
+            for _ in range(500):
+                left = c.execute(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE usename = :r"), {"r": role}
+                )
+                if left.scalar_one() == 0:
+                    break
+                c.execute(text("SELECT pg_sleep(0.01), pg_stat_clear_snapshot()"))
             c.execute(text(f'REASSIGN OWNED BY "{role}" TO CURRENT_USER'))
             c.execute(text(f'DROP OWNED BY "{role}"'))
             c.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
