@@ -377,7 +377,8 @@ gdsc_app = typer.Typer(
     "`client`: register an OAuth2 client or bind a party certificate. A hub's life: `installer` (an "
     "installer certificate), `installer-request` (the installer's signed request), `commission`, "
     "`replace`, `revoke`, `decommission`, `renew` (a party's or collector's certificate). `audit verify` "
-    "and `audit anchor`: the audit chain and its signed anchors; `db-role`: the PostgreSQL application role.",
+    "and `audit anchor`: the audit chain and its signed anchors; `db-role`: the PostgreSQL application role; "
+    "`group`: put premises in an aggregation group.",
 )
 app.add_typer(gdsc_app, name="gdsc")
 
@@ -709,6 +710,38 @@ def gdsc_audit_anchor(
     except (OSError, ValueError) as e:
         raise _fail("audit anchor", str(e)) from None
     print(json.dumps(None if a is None else {"seq": a.seq, "hash": a.hash, "at": a.at.isoformat()}))
+
+
+@gdsc_app.command("group")
+def gdsc_group(
+    state: Annotated[Path, typer.Option(help="GDSC state directory")],
+    group: Annotated[str, typer.Option(help="the aggregation group (e.g. an LV feeder's id)")],
+    premises: Annotated[list[str], typer.Option(help="a premises to put in the group (repeat)")],
+    description: Annotated[str, typer.Option(help="what the group is, when it is created")] = "",
+    start: Annotated[
+        str | None,
+        typer.Option(
+            "--from", help="ISO 8601: membership from (default now; earlier only for premises in no group)"
+        ),
+    ] = None,
+    db: Annotated[str | None, typer.Option(help="database URL (default: SQLite in the state dir)")] = None,
+) -> None:
+    """Put premises in an aggregation group: aggregates are served over such groups only (a
+    premises is in one group at a time; what covers past data never changes)."""
+    from smarthub.gdsc.aggregates import MembershipRefused, UnknownGroup, assign_group
+    from smarthub.gdsc.store import Store
+
+    _require_state(state, db)
+    store = Store(db or f"sqlite:///{(state / 'gdsc' / 'gdsc.sqlite').resolve()}")
+    try:
+        store.create_schema()
+        when = datetime.fromisoformat(start) if start else None
+        done = assign_group(store.engine, group, description, premises, _gdsc_clock(state).now(), when)
+    except (MembershipRefused, UnknownGroup, ValueError) as e:
+        raise _fail("group", str(e)) from None
+    finally:
+        store.close()
+    print(json.dumps({"group": group, "premises": done}))
 
 
 @gdsc_app.command("db-role")

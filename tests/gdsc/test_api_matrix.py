@@ -22,6 +22,8 @@ from gdsc.test_access_matrix import (
     ASKED,
     CONSENTS,
     ENDPOINTS,
+    GROUP_ID,
+    JAN,
     JOB_OWNER,
     NOW,
     PARTY,
@@ -30,6 +32,7 @@ from gdsc.test_access_matrix import (
 )
 from smarthub.clock import ManualClock
 from smarthub.gdsc.access import Action
+from smarthub.gdsc.aggregates import AggregationGroups
 from smarthub.gdsc.api import create_app
 from smarthub.gdsc.api_commands import CommandDesk
 from smarthub.gdsc.api_tokens import TokenStore
@@ -90,6 +93,10 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
                         repo.add_appointment(_at(ap, p))
                 for c in facts.consents:
                     repo.grant_consent(_consent(c, p, role))
+    groups = AggregationGroups(store.engine)
+    groups.define(GROUP_ID, "five of the matrix's premises", NOW)
+    for p in ALL_PREMISES[:5]:
+        groups.assign(p, GROUP_ID, NOW, start=JAN)
     provision(tmp / "state", [], NOW - timedelta(days=1))
     desk = CommandDesk.from_state(tmp / "state", store)
     jobs = {}
@@ -135,8 +142,8 @@ def call(m: Matrix, endpoint: str, role: Role, where: str, consent: str) -> Any:
             params = reads
         case "export":
             params = {**reads, "format": "csv"}
-        case "readings":  # aggregates: five of the eight premises, whichever scenario
-            params = {"granularity": "half-hourly", **span, "premises": ALL_PREMISES[:5]}
+        case "readings":  # aggregates: a group of five of the eight premises, whichever scenario
+            params = {"granularity": "half-hourly", **span, "group": GROUP_ID}
         case "tariff-update":
             body = {"meter_id": "E1", "tariff": tariff_json()}
         case "ihd-message":

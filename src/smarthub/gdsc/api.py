@@ -28,7 +28,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AwareDatetime, BaseModel, Field
 
 from smarthub.clock import Clock
-from smarthub.gdsc import dataservices, export, tariffs
+from smarthub.gdsc import aggregates, dataservices, export, tariffs
 from smarthub.gdsc.access import Action, Decision, TimeRange, current_tenancy
 from smarthub.gdsc.api_clients import ClientRegistry
 from smarthub.gdsc.api_commands import CommandDesk, HubInactive, Job, message_id
@@ -88,7 +88,8 @@ class AggregateOut(BucketOut):
 
 
 class AggregatePage(BaseModel):
-    group_size: int
+    group: str
+    group_size: int = Field(description="premises that were members of the group in the period")
     granularity: Granularity
     readings: list[AggregateOut]
 
@@ -253,7 +254,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     },
     404: {
         "model": ErrorBody,
-        "description": "no such meter or consent; no such job, or another party's (the same answer)",
+        "description": "no such meter, consent or aggregation group; no such job, or another party's job",
     },
     422: {
         "model": ErrorBody,
@@ -481,34 +482,46 @@ def create_app(
     @app.get("/v1/aggregates/readings", response_model=AggregatePage, responses=ERRORS)
     def get_aggregate(
         party: Caller,
-        premises: Annotated[
-            list[Annotated[str, Field(min_length=1, max_length=64)]], Query(min_length=1, max_length=100_000)
-        ],
+        group: Annotated[str, Query(min_length=1, max_length=64, description="a group the GDSC defined")],
         start: AwareDatetime,
         end: AwareDatetime,
         granularity: Granularity,
         fuel: Annotated[str, Query(max_length=16)] = "electricity",
         obis: Annotated[str, Query(max_length=32)] = "1-0:1.8.0",
     ) -> AggregatePage:
+        """Sums over a pre-defined group of premises (e.g. a feeder), never over a list the caller
+        chooses: each half-hour is released once it is settled, over at least k premises with data,
+        and never changes afterwards (``smarthub.gdsc.aggregates``)."""
         asked = period(start, end)
         if granularity not in dataservices.SERVED:
             raise HTTPException(
                 400, f"readings are served half-hourly, daily or monthly, not {granularity.value}"
             )
-        group = frozenset(premises)
+        if not aggregates.AggregationGroups(engine).exists(group):
+            raise HTTPException(404, f"no aggregation group {group!r}")
+        members = aggregates.group_members(engine, group, asked)
         decision = guard.require(
             party,
             Action.AGGREGATE_QUERY,
-            group=group,
+            group=members,
+            group_id=group,
             granularity=granularity,
             period=asked,
             detail={"fuel": fuel, "obis": obis},
         )
-        buckets = dataservices.aggregate(
-            engine, sorted(group), fuel, obis, decision.ranges[0], granularity, guard.policy.k_anonymity
+        buckets = aggregates.aggregate(
+            engine,
+            group,
+            fuel,
+            obis,
+            decision.ranges[0],
+            granularity,
+            guard.clock.now(),
+            guard.policy.k_anonymity,
         )
         return AggregatePage(
-            group_size=len(group),
+            group=group,
+            group_size=len(members),
             granularity=granularity,
             readings=[
                 AggregateOut(

@@ -68,7 +68,10 @@ audit_log = Table(
     Column("body", Text, nullable=False),  # the canonical serialisation that was hashed
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False, unique=True),
+    # An aggregate read: the group of premises it covered (the members' access logs list it).
+    Column("group_id", String(64)),
     Index("ix_audit_log_premises_at", "premises_id", "at"),
+    Index("ix_audit_log_group_at", "group_id", "at"),
 )
 
 
@@ -85,22 +88,24 @@ class AuditEntry:
     detail: Mapping[str, Any] = field(default_factory=dict)
     prev_hash: str = GENESIS
     hash: str = ""
+    group_id: str | None = None  # an aggregate read: the pre-defined group it covered
 
     def canonical(self) -> bytes:
-        return canonical(
-            {
-                "seq": self.seq,
-                "at": _iso(self.at),
-                "actor": self.actor,
-                "role": self.role,
-                "action": self.action,
-                "premises_id": self.premises_id,
-                "allow": self.allow,
-                "reason": self.reason,
-                "detail": dict(self.detail),
-                "prev_hash": self.prev_hash,
-            }
-        )
+        body: dict[str, Any] = {
+            "seq": self.seq,
+            "at": _iso(self.at),
+            "actor": self.actor,
+            "role": self.role,
+            "action": self.action,
+            "premises_id": self.premises_id,
+            "allow": self.allow,
+            "reason": self.reason,
+            "detail": dict(self.detail),
+            "prev_hash": self.prev_hash,
+        }
+        if self.group_id is not None:  # absent otherwise, so entries from before it still verify
+            body["group_id"] = self.group_id
+        return canonical(body)
 
 
 def canonical(obj: Mapping[str, Any]) -> bytes:
@@ -149,6 +154,7 @@ class AuditLog:
         allow: bool,
         reason: str,
         detail: Mapping[str, Any] | None = None,
+        group_id: str | None = None,
     ) -> AuditEntry:
         if at.tzinfo is None:
             raise ValueError("audit time must be timezone-aware")
@@ -157,7 +163,9 @@ class AuditLog:
         with self._lock:
             for _attempt in range(self._ATTEMPTS):
                 try:
-                    entry = self._append_once(at, actor, role, action, premises_id, allow, reason, detail)
+                    entry = self._append_once(
+                        at, actor, role, action, premises_id, allow, reason, detail, group_id
+                    )
                 except IntegrityError:
                     # Another process took this sequence number first (SQLite has no advisory lock):
                     # read the new head and link to it instead.
@@ -175,6 +183,7 @@ class AuditLog:
         allow: bool,
         reason: str,
         detail: dict[str, Any],
+        group_id: str | None = None,
     ) -> AuditEntry:
         with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
@@ -184,7 +193,18 @@ class AuditLog:
             ).first()
             seq, prev = (1, GENESIS) if last is None else (last.seq + 1, last.hash)
             entry = AuditEntry(
-                seq, at.astimezone(UTC), actor, role, action, premises_id, allow, reason, detail, prev
+                seq,
+                at.astimezone(UTC),
+                actor,
+                role,
+                action,
+                premises_id,
+                allow,
+                reason,
+                detail,
+                prev,
+                "",
+                group_id,
             )
             body = entry.canonical()
             digest = entry_hash(body)
@@ -199,6 +219,7 @@ class AuditLog:
                     body=body.decode(),
                     prev_hash=prev,
                     hash=digest,
+                    group_id=group_id,
                 )
             )
         return AuditEntry(**{**_fields(entry), "hash": digest})
@@ -254,15 +275,35 @@ class AuditLog:
                 problems.append(f"entry {seq} of an anchor is missing: entries removed")
         return Verification(not problems, n, prev, tuple(problems))
 
-    def accesses_to(self, premises_id: str, ranges: Sequence[tuple[datetime, datetime]]) -> list[AuditEntry]:
-        """Entries about one premises whose time falls within any of ``ranges`` (half-open)."""
+    def accesses_to(
+        self,
+        premises_id: str,
+        ranges: Sequence[tuple[datetime, datetime]],
+        groups: Sequence[tuple[str, datetime, datetime | None]] = (),
+    ) -> list[AuditEntry]:
+        """Entries about one premises whose time falls within any of ``ranges`` (half-open), and
+        entries about any of ``groups`` — (group, from, until) memberships of the premises — whose
+        data period overlaps the membership (an aggregate read that covered the premises' data)."""
         if not ranges:
             return []
         t = audit_log
         within = or_(*(and_(t.c.at >= s.astimezone(UTC), t.c.at < e.astimezone(UTC)) for s, e in ranges))
-        q = select(t).where(and_(t.c.premises_id == premises_id, within)).order_by(t.c.seq)
+        about = t.c.premises_id == premises_id
+        if groups:
+            about = or_(about, t.c.group_id.in_(sorted({g for g, _, _ in groups})))
+        q = select(t).where(and_(about, within)).order_by(t.c.seq)
         with self.engine.connect() as conn:
-            return [_entry(r) for r in conn.execute(q)]
+            entries = [_entry(r) for r in conn.execute(q)]
+        return [e for e in entries if e.premises_id == premises_id or _covered(e, groups)]
+
+
+def _covered(e: AuditEntry, groups: Sequence[tuple[str, datetime, datetime | None]]) -> bool:
+    """Whether an aggregate entry's data period overlaps one of the premises' memberships."""
+    period = e.detail.get("period")
+    if not period:
+        return False
+    start, end = (datetime.fromisoformat(x) for x in period)
+    return any(g == e.group_id and s < end and (u is None or start < u) for g, s, u in groups)
 
 
 def _check_row(r, expect_seq: int, prev: str) -> list[str]:  # type: ignore[no-untyped-def]
@@ -287,6 +328,7 @@ def _check_row(r, expect_seq: int, prev: str) -> list[str]:  # type: ignore[no-u
         "action": r.action,
         "premises_id": r.premises_id,
         "allow": bool(r.allow),
+        "group_id": r.group_id,
     }
     for name, value in columns.items():
         if body.get(name) != value:
@@ -308,6 +350,7 @@ def _entry(r) -> AuditEntry:  # type: ignore[no-untyped-def]
         detail=b["detail"],
         prev_hash=b["prev_hash"],
         hash=r.hash,
+        group_id=b.get("group_id"),
     )
 
 
