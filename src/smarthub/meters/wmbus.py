@@ -51,13 +51,20 @@ from cryptography.hazmat.primitives import cmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from smarthub.meters import mbus
-from smarthub.meters.errors import ChecksumError, DecodeError, MalformedFrame, TruncatedFrame
+from smarthub.meters.errors import (
+    ChecksumError,
+    KeyMissing,
+    MalformedFrame,
+    TruncatedFrame,
+    WrongKey,
+)
 from smarthub.model.datapoint import DataPoint
 
 __all__ = [
     "Afl",
     "DecryptionError",
     "Ell",
+    "NoKeyError",
     "WMBusFrame",
     "crc16",
     "data_points",
@@ -70,12 +77,16 @@ PROTOCOL = "wmbus"
 C_SND_NR = 0x44
 
 
-class DecryptionError(DecodeError):
+class DecryptionError(WrongKey):
     """No key for the meter, or the key does not decrypt the frame (no ``2F 2F``, bad MAC)."""
 
     def __init__(self, message: str, *, meter: str | None = None, offset: int | None = None) -> None:
         self.meter = meter
         super().__init__(PROTOCOL, message, offset=offset)
+
+
+class NoKeyError(DecryptionError, KeyMissing):
+    """The frame is encrypted and no key is configured for its meter."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -273,7 +284,7 @@ def _aes_cbc(key: bytes, iv: bytes, data: bytes, encrypt: bool) -> bytes:
 def _key_for(keys: Mapping[str, bytes | str] | None, meter: str) -> bytes:
     key = None if keys is None else keys.get(meter)
     if key is None:
-        raise DecryptionError(f"no key for meter {meter}", meter=meter)
+        raise NoKeyError(f"frame is encrypted and there is no key for meter {meter}", meter=meter)
     if isinstance(key, str):
         try:
             key = bytes.fromhex(key)
@@ -385,7 +396,7 @@ def decode_frame(
             sn = int.from_bytes(body[pos + 3 : pos + 7], "little")
             ell = Ell(ci, body[pos + 1], body[pos + 2], sn, body[pos + 7] | body[pos + 8] << 8)
             if sn >> 29 & 0x07:
-                raise DecryptionError("ELL AES-CTR encryption is not supported", meter=link_meter)
+                raise MalformedFrame(PROTOCOL, "ELL AES-CTR encryption is not supported", offset=pos)
         pos += 1 + n
         _need(body, pos, 1, "CI after ELL")
         ci = body[pos]
