@@ -27,6 +27,7 @@ def frame_data_points(
     authentication_key: bytes | None = None,
     profiles: ListProfiles | None = None,
     assume: tzinfo = UTC,
+    verify_tag: bool = True,
 ) -> list[DataPoint]:
     """Data points of every push in ``data``. ``meter`` names the meter only when the frame
     carries neither a serial nor a system title."""
@@ -40,6 +41,9 @@ def frame_data_points(
                 "dlms", "no DataNotification in the input (a GET.response needs its request to be read)"
             )
     out: list[DataPoint] = []
-    for push in decode_push(data, keys=keys, meter=meter, profiles=profiles, assume=assume):
+    pushes = decode_push(
+        data, keys=keys, meter=meter, profiles=profiles, assume=assume, verify_tag=verify_tag
+    )
+    for push in pushes:
         out += push.points
     return out
