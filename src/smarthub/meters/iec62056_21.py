@@ -624,10 +624,11 @@ def _date(raw: str) -> tuple[int, int, int]:
     if not digits.isdigit() or len(digits) not in (6, 7):
         raise MalformedFrame(PROTOCOL, f"0.9.2 date {raw!r} is not YYMMDD or 1YYMMDD")
     century = 2000
-    if len(digits) == 7:  # leading century digit: 0 = 19xx, 1 = 20xx
+    if len(digits) == 7:
+        # A leading digit before YYMMDD: "1" (Landis+Gyr, EMH: years since 1900 / 100) or a
+        # zero pad ("0220127", Iskra MT174, for 2022): either way a date of this century.
         if digits[0] not in "01":
-            raise MalformedFrame(PROTOCOL, f"0.9.2 date {raw!r}: century digit must be 0 or 1")
-        century = 1900 + 100 * int(digits[0])
+            raise MalformedFrame(PROTOCOL, f"0.9.2 date {raw!r}: leading digit must be 0 or 1")
         digits = digits[1:]
     return century + int(digits[:2]), int(digits[2:4]), int(digits[4:])
 
