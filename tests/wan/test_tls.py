@@ -287,9 +287,11 @@ def test_context_settings(pki: Pki) -> None:
     for ctx in (server, client):
         assert ctx.verify_mode == ssl.CERT_REQUIRED
         assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2
-        # Only the GDSC CA is trusted: nothing from the system store.
-        assert [c["subject"] for c in ctx.get_ca_certs()] == [
-            ((("commonName", "smarthub GDSC root CA"),), (("organizationName", "smarthub"),))
+        # Only the GDSC's hierarchy is trusted (MICA, MCA, SERCA): nothing from the system store.
+        assert sorted(c["subject"][0][0][1] for c in ctx.get_ca_certs()) == [
+            "smarthub GDSC root CA",
+            "smarthub GDSC root CA MCA",
+            "smarthub GDSC root CA SERCA",
         ]
         tls12 = [c["name"] for c in ctx.get_ciphers() if c["protocol"] == "TLSv1.2"]
         assert tls12 and all(name.startswith("ECDHE-ECDSA-") for name in tls12)
