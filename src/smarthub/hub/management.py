@@ -24,7 +24,6 @@ import base64
 import binascii
 import json
 import os
-import sqlite3
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from smarthub.clock import Clock
+from smarthub.hub import sqlite_files
 from smarthub.security.certificates import CertificateRejected, Role, verify_certificate
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]] | dict[str, Any]]
@@ -96,7 +96,7 @@ class ManagementInterface:
         self.crl = crl
         self.handlers: dict[str, Handler] = {"diagnostic.ping": lambda body: {"pong": body.get("nonce")}}
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(db_path), check_same_thread=False, isolation_level=None)
+        self._db = sqlite_files.connect(str(db_path))
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)

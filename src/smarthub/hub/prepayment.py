@@ -43,6 +43,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from smarthub.hub import sqlite_files
 from smarthub.model.prepayment import FUELS, BadVoucher, FriendlyCalendar, Voucher
 from smarthub.security.certificates import CertificateRejected, Role, verify_certificate
 
@@ -158,7 +159,7 @@ class PrepaymentLedger:
         self.crl = crl
         self.config = {f: (config or {}).get(f, AccountConfig()) for f in FUELS}
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db = sqlite_files.connect(str(path))
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)

@@ -38,7 +38,6 @@ interval builder fixed it (``register_end`` of the half-hour ending there).
 from __future__ import annotations
 
 import enum
-import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from smarthub.clock import Clock, SystemClock
+from smarthub.hub import sqlite_files
 from smarthub.model import ObisCode, Quality, Reading
 
 LONDON = ZoneInfo("Europe/London")
@@ -127,7 +127,7 @@ class ConsentStore:
         self.suppliers = set(suppliers)
         self.clock = clock or SystemClock()
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db = sqlite_files.connect(str(path))
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(
