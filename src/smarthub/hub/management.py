@@ -11,6 +11,9 @@ mutual-TLS session; the hub never calls out). It is executed only if:
    a crash can never let the same command run twice: at most once).
 
 Every command, executed or refused, is logged with the reason, in SQLite next to the history.
+The log keeps the newest ``log_limit`` entries (older ones are pruned as new ones come), so a
+flood of refused commands cannot fill the hub's storage; the WAN server refuses ``/mgmt`` from
+any certificate but a GDSC collector's before the interface sees (or logs) anything.
 
 The GDSC CA's certificate revocation list reaches the hub the same way, as the ``pki.crl``
 command (:class:`CrlStore`): the hub keeps only a CRL signed by its CA and newer than the one it
@@ -54,6 +57,10 @@ CREATE TABLE IF NOT EXISTS mgmt_log (
 """
 
 
+LOG_LIMIT = 10_000  # management log entries kept
+MAX_REASON = 1000  # characters of a reason kept in the log
+
+
 class CommandRefused(Exception):
     def __init__(self, code: str, reason: str) -> None:
         super().__init__(f"{code}: {reason}")
@@ -89,8 +96,11 @@ class ManagementInterface:
         clock: Clock,
         db_path: Path | str,
         crl: x509.CertificateRevocationList | None = None,
+        *,
+        log_limit: int = LOG_LIMIT,
     ) -> None:
         self.hub_id = hub_id
+        self.log_limit = log_limit
         self.ca_cert = ca_cert
         self.clock = clock
         self.crl = crl
@@ -222,9 +232,13 @@ class ManagementInterface:
 
     def _log(self, received: int, counter: int | None, ctype: str | None, outcome: str, reason: str) -> None:
         with self._lock:
-            self._db.execute(
+            cur = self._db.execute(
                 "INSERT INTO mgmt_log(received, counter, type, outcome, reason) VALUES (?, ?, ?, ?, ?)",
-                (received, counter, ctype, outcome, reason),
+                (received, counter, ctype, outcome[:16], reason[:MAX_REASON]),
+            )
+            # Bounded: keep the newest log_limit entries (ids rise with every insert).
+            self._db.execute(
+                "DELETE FROM mgmt_log WHERE id <= ?", (int(cur.lastrowid or 0) - self.log_limit,)
             )
 
 

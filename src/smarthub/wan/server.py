@@ -136,6 +136,7 @@ class CommandSink(Protocol):
 
 
 WAN_CLIENT_ROLES = frozenset({"collector", "party", "installer", "ihd"})
+MGMT_CLIENT_ROLES = frozenset({"collector"})  # who may POST /mgmt: the GDSC's collectors deliver commands
 _SERIALS: dict[bytes, int] = {}  # client certificate → serial number, for the CRL check
 _PEERS: dict[bytes, tuple[str, str, str]] = {}  # client certificate → (role, name, LFDI): parsed once
 
@@ -654,6 +655,13 @@ class HubWanServer:
         """A signed management command from the GDSC (JSON envelope; see hub.management)."""
         if self.management is None:
             raise web.HTTPNotFound(text="this hub has no management interface")
+        role, name = self._peer(request)
+        if role not in MGMT_CLIENT_ROLES:
+            # Refused before the body is read or anything is logged: only the GDSC's collectors
+            # deliver commands, so another certificate holder cannot fill the management log.
+            raise web.HTTPForbidden(
+                text=f"management commands come from the GDSC, not from a {role} ({name})"
+            )
         result = await self.management.handle(await request.read())
         status = 403 if result.status == "refused" else 200
         return web.Response(status=status, body=result.to_json(), content_type="application/json")
