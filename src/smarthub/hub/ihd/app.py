@@ -34,7 +34,7 @@ from smarthub.hub.consumption import HomeConsumption, PricedInterval, Supply
 from smarthub.hub.ihd.charts import bar_chart, column_chart
 from smarthub.hub.ihd.live import LivePower, sse
 from smarthub.hub.ihd.store import PRIORITIES, IhdStore
-from smarthub.hub.prepayment import PrepaymentLedger, SupplyAction
+from smarthub.hub.prepayment import PrepaymentLedger, ReconnectRefused, SupplyAction
 from smarthub.hub.prepayment_bridge import PrepaymentBridge
 from smarthub.hub.privacy import ConsentStore, Granularity
 from smarthub.hub.tariffs import Rate, Summary
@@ -441,7 +441,10 @@ class Ihd:
     async def reconnect(self, request: web.Request) -> web.Response:
         fuel = self._fuel(request)
         assert self.ledger is not None
-        self.ledger.confirm_reconnect(fuel, self.clock.now())
+        try:
+            self.ledger.confirm_reconnect(fuel, self.clock.now())
+        except ReconnectRefused as err:
+            raise web.HTTPConflict(text=str(err)) from None
         if self.bridge is not None:
             await self.bridge.apply_supply(fuel)
         raise web.HTTPSeeOther("/")
