@@ -269,7 +269,7 @@ def hub(
             await side.serve(ihd_listen, ihd_port)
             # Third-party displays of this home (an ihd certificate) read pricing, messages, live demand.
             IhdResources(server, side.consumption, side.store, clock.now, live=side.ihd.live).install()
-            code = side.store.pairing_code()
+            code = side.store.new_pairing_code(clock.now())  # single-use, 15 minutes: `smarthub ihd-code`
             err.print(f"in-home display on http://{ihd_listen}:{ihd_port}/ (pairing code {code})")
 
         def on_bytes(data: bytes) -> None:
@@ -306,6 +306,27 @@ def hub(
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_hub())
+
+
+@app.command("ihd-code")
+def ihd_code(
+    state: Annotated[Path, typer.Option(help="the hub's state directory (ihd/ihd.sqlite)")],
+) -> None:
+    """Make a new pairing code for the hub's in-home display and print it: it pairs one screen,
+    within 15 minutes (a running hub takes it at once; any older code stops working)."""
+    from smarthub.hub.ihd.store import IhdStore
+
+    path = state / "ihd" / "ihd.sqlite"
+    if not path.exists():
+        print(
+            f"smarthub ihd-code: {path} does not exist (start the hub with --consumer first)", file=sys.stderr
+        )
+        raise typer.Exit(2)
+    store = IhdStore(path)
+    try:
+        print(store.new_pairing_code(datetime.now(UTC)))
+    finally:
+        store.close()
 
 
 @app.command()
