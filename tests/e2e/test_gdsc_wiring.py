@@ -192,6 +192,10 @@ def test_consent_revoked_through_the_api_queues_consent_set_for_the_hub(db_url: 
             "recipient": "TP",
             "granularity": "none",
             "version": int(clock.now().timestamp()) * 10**6,
+            "meters": None,
+            "data_from": None,
+            "data_until": None,
+            "events": False,
         }
         # The occupant moves out: the consents of the tenancy go, and the hub hears of it.
         with TestClient(app_from_state(tmp_path, clock, db_url)) as client:
@@ -250,7 +254,15 @@ def test_a_consent_that_expires_is_pushed_to_the_hub_by_the_upkeep(db_url: str, 
         jobs = _jobs(store, "consent.set")
         assert len(jobs) == 2
         body = json.loads(json.loads(jobs[-1].envelope)["payload"])["body"]
-        assert body == {"recipient": "TP", "granularity": "none", "version": int(expires.timestamp()) * 10**6}
+        assert body == {
+            "recipient": "TP",
+            "granularity": "none",
+            "version": int(expires.timestamp()) * 10**6,
+            "meters": None,
+            "data_from": None,
+            "data_until": None,
+            "events": False,
+        }
     finally:
         store.close()
 
