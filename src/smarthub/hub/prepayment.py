@@ -47,6 +47,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from smarthub.hub import sqlite_files
+from smarthub.hub.management import STALE_GRACE as STALE_CRL_GRACE
 from smarthub.model.prepayment import FUELS, BadVoucher, FriendlyCalendar, Voucher
 from smarthub.security.certificates import CertificateRejected, Role, verify_certificate
 
@@ -193,7 +194,9 @@ class PrepaymentLedger:
         except (KeyError, AttributeError, ValueError, TypeError, binascii.Error) as err:
             raise VoucherRefused("malformed", f"not a voucher envelope: {type(err).__name__} {err}") from None
         try:
-            verify_certificate(signer, self.ca_cert, now, self.crl, expected_role=Role.OPERATOR)
+            verify_certificate(  # a stale CRL counts within the hub's grace (hub.management)
+                signer, self.ca_cert, now, self.crl, expected_role=Role.OPERATOR, crl_grace=STALE_CRL_GRACE
+            )
         except CertificateRejected as err:
             raise VoucherRefused("unknown_signer", err.reason) from None
         key = signer.public_key()

@@ -42,6 +42,7 @@ from smarthub.model.reading_type import (
     interval_spec,
 )
 from smarthub.security.certificates import sfdi_from_lfdi
+from smarthub.wan import crl_sync
 from smarthub.wan import httpd as web
 from smarthub.wan import sep2_xml as sep2
 from smarthub.wan.log_events import event_detail, log_event, log_event_list
@@ -136,6 +137,17 @@ class CommandResultLike(Protocol):
     status: str
 
     def to_json(self) -> bytes: ...
+
+
+class CrlSink(Protocol):
+    """The hub's CRL store as the bulk pull reaches it (``hub.management.CrlStore``)."""
+
+    @property
+    def number(self) -> int | None: ...
+
+    def wants(self, number: int, base: int) -> bool: ...
+
+    def install(self, data: bytes) -> object: ...
 
 
 class CommandSink(Protocol):
@@ -306,14 +318,17 @@ class HubWanServer:
         monotonic: Callable[[], float] = time.monotonic,
         client_allowed: Callable[[str], bool] | None = None,
         revoked: Callable[[int], bool] | None = None,
+        crls: CrlSink | None = None,
     ) -> None:
         """``monotonic``: the rate limiter's time in seconds (inject simulated time in a simulation).
 
         ``revoked(serial)`` answers from the hub's current CRL. The TLS context checks the CRL
         in full handshakes only; a resumed session skips certificate verification, so a client
         revoked after its first handshake would still get in without this per-request check.
+        ``crls`` takes the GDSC's CRL from the bulk pull (``wan.crl_sync``).
         """
         self.revoked = revoked
+        self.crls = crls
         self.hub_id = hub_id
         self.events = events
         self.client_allowed = client_allowed  # LFDI allowlist from the network configuration
@@ -347,6 +362,7 @@ class HubWanServer:
         r.add_get("/upt/{meter}/mr/{ch}/r", self.latest_reading)
         r.add_get("/mup", self.mirror_usage_points)
         r.add_post("/mgmt", self.command)
+        r.add_put(crl_sync.CRL_PATH, self.crl_update)
         r.add_get("/edev", self.end_devices)
         r.add_get("/edev/0", self.end_device)
         r.add_get("/edev/0/lel", self.log_events)
@@ -395,9 +411,14 @@ class HubWanServer:
             )
         serving = _REQUEST.set(request)  # the data views clamp to this request's window
         try:
-            return await handler(request)
+            response = await handler(request)
         finally:
             _REQUEST.reset(serving)
+        if role == "collector" and self.crls is not None:
+            offer = crl_sync.parse_offer(request.headers.get(crl_sync.OFFER.lower()))
+            if offer is not None and self.crls.wants(*offer):
+                response.headers[crl_sync.WANTED] = str(self.crls.number or 0)
+        return response
 
     # -- helpers ---------------------------------------------------------------------
     @staticmethod
@@ -827,6 +848,19 @@ class HubWanServer:
         result = await self.management.handle(await request.read())
         status = 403 if result.status == "refused" else 200
         return web.Response(status=status, body=result.to_json(), content_type="application/json")
+
+    async def crl_update(self, request: web.Request) -> web.Response:
+        """The GDSC CA's CRL, PUT by a collector after the hub asked for it (``wan.crl_sync``)."""
+        role, name = self._peer(request)
+        if role not in MGMT_CLIENT_ROLES or self.crls is None:
+            raise web.HTTPForbidden(
+                text=f"the CRL comes from the GDSC's collectors, not from a {role} ({name})"
+            )
+        try:
+            self.crls.install(await request.read())
+        except ValueError as err:  # CrlRefused: foreign, not newer, not a CRL
+            raise web.HTTPConflict(text=str(err)) from None
+        return web.json_response({"crl_number": self.crls.number})
 
     # -- the hub as an EndDevice, with its diagnosed events as LogEvents (2030.5 §10.x LogEvent) --
     def _end_device(self, parent: Element | None = None) -> Element:
