@@ -78,6 +78,10 @@ class HTTPMethodNotAllowed(HTTPException):
     status, reason = 405, "Method Not Allowed"
 
 
+class HTTPConflict(HTTPException):
+    status, reason = 409, "Conflict"
+
+
 class HTTPRequestEntityTooLarge(HTTPException):
     status, reason = 413, "Request Entity Too Large"
 
@@ -210,6 +214,9 @@ class Router:
 
     def add_post(self, template: str, handler: Handler, *, produces: str | None = None) -> None:
         self._add("POST", template, handler, produces)
+
+    def add_put(self, template: str, handler: Handler, *, produces: str | None = None) -> None:
+        self._add("PUT", template, handler, produces)
 
     def routes(self) -> Iterator[Route]:
         return iter(self._routes)

@@ -357,12 +357,13 @@ def end_device(
     lfdi: str,
     sfdi: int,
     changed_time: int,
-    log_events: tuple[str, int],
+    log_events: tuple[str, int] | None,
     parent: Element | None = None,
 ) -> Element:
     e = _el(parent, "EndDevice", href)
     _text(e, "lFDI", lfdi)
-    _link(e, "LogEventListLink", *log_events)
+    if log_events is not None:
+        _link(e, "LogEventListLink", *log_events)
     _text(e, "sFDI", sfdi)
     _text(e, "changedTime", changed_time)
     _text(e, "enabled", "true")
