@@ -16,7 +16,7 @@ from pathlib import Path
 
 import aiohttp
 from fastapi.testclient import TestClient
-from hub.ihd_home import ELEC, GAS, make_home, pki
+from hub.ihd_home import ELEC, GAS, make_home, paired_session, pki
 
 from smarthub.clock import ManualClock
 from smarthub.gdsc.api import create_app
@@ -40,12 +40,9 @@ DAY2 = date(2026, 11, 24)
 AT = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)  # the display's "now": a day-rate hour of day 2
 
 
-async def display_rate(url: str, code: str) -> str:
+async def display_rate(s: aiohttp.ClientSession, url: str) -> str:
     """The "Now: …" rate line of the display's home page, as a paired screen sees it."""
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
-        r = await s.post(url + "/pair", data={"code": code})
-        assert r.url.path == "/", "the screen did not pair"
-        page = await (await s.get(url + "/")).text()
+    page = await (await s.get(url + "/")).text()
     m = re.search(r'<p class="rate">Now: <strong>([^<]+)</strong>', page)
     assert m is not None, page
     return m.group(1)
@@ -73,8 +70,8 @@ async def test_a_tariff_sent_through_the_api_changes_the_price_on_the_display(
         home.run(START, AT)
         home.clock.set(AT)
         url = await home.side.serve()
-        code = home.side.store.pairing_code()
-        before = await display_rate(url, code)
+        screen = await paired_session(url, home.side.store.new_pairing_code(home.clock.now()))
+        before = await display_rate(screen, url)
         v1 = home.side.consumption.supplies["electricity"].accumulator.schedule.versions[-1]
         assert before == "28.38p/kWh"  # 27.03p day rate + 5 % VAT
 
@@ -132,7 +129,8 @@ async def test_a_tariff_sent_through_the_api_changes_the_price_on_the_display(
             state = api.get(f"/v1/jobs/{job}", headers={"Authorization": f"Bearer {token}"}).json()
             assert state["state"] == "done" and state["result"]["status"] == "applied", state
 
-        after = await display_rate(url, code)
+        after = await display_rate(screen, url)
+        await screen.close()
         assert after == "33.08p/kWh"  # 31.50p + 5 % VAT, from the version the API sent
         acc = home.side.consumption.supplies["electricity"].accumulator
         assert acc.schedule.versions[-1] == v2

@@ -2,23 +2,38 @@
 
 The hub is the *server*; the GDSC is a client that pulls (DESIGN.md). TLS requires a
 client certificate issued by the GDSC CA (see :mod:`smarthub.wan.tls`), so an unknown
-client never reaches a handler. Lists honour the 2030.5 query parameters ``s`` (start
-index), ``l`` (limit) and ``a`` (after: only items at or after this epoch second), which
-makes incremental pulls cheap: the GDSC asks for readings after its cursor.
+client never reaches a handler. Every list honours the 2030.5 query parameters ``s`` (start
+index), ``l`` (limit, default 1) and ``a`` (after: only items at or after this epoch second)
+the same way (:mod:`smarthub.wan.paging`), which makes incremental pulls cheap: the GDSC asks
+for readings after its cursor.
+
+Every href a document carries resolves, for the client it was served to, to a document of the
+type the link names (a crawler test walks them all from ``/dcap`` for every role). A collector
+reading on behalf of a recipient names it with ``?recipient=``; the hrefs in the answer then
+carry that parameter too, so a client follows them without knowing it exists.
+
+Every request reads the hub's data as its recipient may see it (``hub.privacy``, the same limits
+as the GDSC's access policy): the meters its consent lists, at each meter's granularity, and only
+data recorded inside its window (the consenting tenancy; for a supplier its supply period). The
+window is applied below the handlers: they read the metering source and the privacy view through
+wrappers that clamp every query to the window of the request being served (a ``ContextVar``
+holds it), so no handler can forget it. Diagnosed events (``/edev/0/lel``) are for the GDSC's
+collectors and for parties the privacy filter admits to them, filtered to their meters and window.
 """
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import ssl
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
+from lxml import etree
 
 from smarthub.hub.diagnostics import DiagnosedEvent
 from smarthub.model import ObisCode
@@ -33,13 +48,28 @@ from smarthub.model.reading_type import (
     interval_spec,
 )
 from smarthub.security.certificates import sfdi_from_lfdi
+from smarthub.wan import crl_sync
 from smarthub.wan import httpd as web
 from smarthub.wan import sep2_xml as sep2
-from smarthub.wan.log_events import event_detail, log_event, log_event_list
-from smarthub.wan.sep2_xml import DAY, ChannelRows, Element, write_mirror_usage_points
+from smarthub.wan.log_events import LOG_EVENT_PEN, event_detail, log_event, log_event_list
+from smarthub.wan.paging import MAX_LIMIT, ListQuery, QueryError
+from smarthub.wan.sep2_xml import (
+    DAY,
+    ChannelRows,
+    Element,
+    MirrorPoint,
+    write_mirror_meter_reading,
+    write_mirror_usage_point,
+    write_mirror_usage_points,
+)
 
-MAX_LIMIT = 1000
 POLL_RATE = 1800
+# The metering mirror (bulk pull) bounds one response: a channel's readings after ``a`` are
+# cut at MIRROR_CHANNEL_READINGS (its MirrorMeterReading's lastUpdateTime, later than the last
+# reading served, says more follow), and a page holds no further MirrorUsagePoints once it
+# carries MIRROR_PAGE_READINGS readings (``results`` < ``l``; the first always fits).
+MIRROR_CHANNEL_READINGS = 1000
+MIRROR_PAGE_READINGS = 4000
 MAX_TOU_TIER = 15  # 2030.5 TOUType: 0 not applicable, 1-15 TOU A to O
 
 
@@ -75,11 +105,7 @@ class MeteringSource(Protocol):
     def interval_days(self, meter: str, obis: ObisCode, *, start: int | None = None) -> list[int]: ...
 
 
-@dataclass(frozen=True)
-class Paging:
-    start: int
-    limit: int
-    after: int | None
+Paging = ListQuery  # the name handlers used before the list semantics moved to wan.paging
 
 
 SERVICE_KIND = {"electricity": 0, "gas": 1, "water": 2}
@@ -97,8 +123,8 @@ class RegisterRow(Protocol):
 class PrivacyPolicy(Protocol):
     """The hub's privacy filter: which granularity a recipient may have, and that view."""
 
-    # "half-hourly", "daily", "monthly", "tariff-registers" or "none"
-    def granularity(self, recipient: str) -> str: ...
+    # "half-hourly", "daily", "monthly", "tariff-registers" or "none" (of one meter, if given)
+    def granularity(self, recipient: str, meter: str | None = None) -> str: ...
 
     def aggregates(
         self, meter: str, obis: ObisCode, granularity: str, after: int | None
@@ -129,6 +155,17 @@ class CommandResultLike(Protocol):
     def to_json(self) -> bytes: ...
 
 
+class CrlSink(Protocol):
+    """The hub's CRL store as the bulk pull reaches it (``hub.management.CrlStore``)."""
+
+    @property
+    def number(self) -> int | None: ...
+
+    def wants(self, number: int, base: int) -> bool: ...
+
+    def install(self, data: bytes) -> object: ...
+
+
 class CommandSink(Protocol):
     """The hub's management interface, as the WAN sees it."""
 
@@ -136,8 +173,131 @@ class CommandSink(Protocol):
 
 
 WAN_CLIENT_ROLES = frozenset({"collector", "party", "installer", "ihd"})
+MGMT_CLIENT_ROLES = frozenset({"collector"})  # who may POST /mgmt: the GDSC's collectors deliver commands
 _SERIALS: dict[bytes, int] = {}  # client certificate → serial number, for the CRL check
 _PEERS: dict[bytes, tuple[str, str, str]] = {}  # client certificate → (role, name, LFDI): parsed once
+
+
+_REQUEST: contextvars.ContextVar[web.Request | None] = contextvars.ContextVar("hub_wan_request", default=None)
+Window = tuple[int | None, int | None]  # data time [lo, hi) in epoch seconds; None: open
+_OPEN: Window = (None, None)
+
+
+class _ScopedSource:
+    """The metering source as the request being served may read it: interval queries clamped to
+    its recipient's window (module docstring)."""
+
+    def __init__(self, source: MeteringSource, window: Callable[[str], Window]) -> None:
+        self.source = source
+        self._clamp = window
+
+    def meters(self) -> dict[str, str]:
+        return self.source.meters()
+
+    def channels(self, meter: str) -> list[ObisCode]:
+        return self.source.channels(meter)
+
+    def _bounds(self, meter: str, start: int | None, end: int | None) -> tuple[int | None, int | None, bool]:
+        lo, hi = self._clamp(meter)
+        if lo is not None:
+            start = lo if start is None else max(start, lo)
+        if hi is not None:
+            end = hi if end is None else min(end, hi)
+        return start, end, start is not None and end is not None and end <= start
+
+    def intervals(
+        self,
+        meter: str,
+        obis: ObisCode,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+        offset: int = 0,
+        limit: int = 1000,
+    ) -> Sequence[IntervalRow]:
+        start, end, empty = self._bounds(meter, start, end)
+        if empty:
+            return []
+        return self.source.intervals(meter, obis, start=start, end=end, offset=offset, limit=limit)
+
+    def interval_count(
+        self, meter: str, obis: ObisCode, *, start: int | None = None, end: int | None = None
+    ) -> int:
+        start, end, empty = self._bounds(meter, start, end)
+        return 0 if empty else self.source.interval_count(meter, obis, start=start, end=end)
+
+    def interval_days(self, meter: str, obis: ObisCode, *, start: int | None = None) -> list[int]:
+        start, end, empty = self._bounds(meter, start, None)
+        if empty:
+            return []
+        days = self.source.interval_days(meter, obis, start=start)
+        return days if end is None else [d for d in days if d < end]
+
+
+class _ScopedPrivacy:
+    """The privacy filter's views (aggregates, register totals) limited to the window of the
+    request being served; everything else is the filter's own."""
+
+    def __init__(self, privacy: PrivacyPolicy, window: Callable[[str], Window]) -> None:
+        self.privacy = privacy
+        self._clamp = window
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.privacy, name)
+
+    def granularity(self, recipient: str, meter: str | None = None) -> str:
+        if meter is None:
+            return self.privacy.granularity(recipient)
+        return self.privacy.granularity(recipient, meter)
+
+    def aggregates(
+        self, meter: str, obis: ObisCode, granularity: str, after: int | None
+    ) -> Sequence[IntervalRow]:
+        lo, hi = self._clamp(meter)
+        rows = self.privacy.aggregates(meter, obis, granularity, after)
+        # Only whole periods inside the window: a month straddling a move-in would carry the
+        # previous occupant's half-hours.
+        return [
+            r for r in rows if (lo is None or r.start >= lo) and (hi is None or r.start + r.duration <= hi)
+        ]
+
+    def registers(self, meter: str) -> Sequence[RegisterRow]:
+        lo, hi = self._clamp(meter)
+        return [
+            r
+            for r in self.privacy.registers(meter)
+            if (lo is None or r.time >= lo) and (hi is None or r.time < hi)
+        ]
+
+
+class _VisibleEvents:
+    """The diagnosed events one party may read (its meters, its window), in the log's order."""
+
+    def __init__(self, events: EventLog, visible: Callable[[DiagnosedEvent], bool]) -> None:
+        self.events_log = events
+        self.visible = visible
+
+    def _all(self) -> list[DiagnosedEvent]:
+        out: list[DiagnosedEvent] = []
+        after: int | None = None
+        while True:
+            batch = list(self.events_log.events(after_id=after, limit=500))
+            out += [e for e in batch if self.visible(e)]
+            if len(batch) < 500:
+                return out
+            after = batch[-1].id
+
+    def events(self, after_id: int | None = None, limit: int = 100) -> Sequence[DiagnosedEvent]:
+        return [e for e in self._all() if after_id is None or e.id > after_id][:limit]
+
+    def count(self) -> int:
+        return len(self._all())
+
+    def get(self, event_id: int) -> DiagnosedEvent:
+        e = self.events_log.get(event_id)
+        if not self.visible(e):
+            raise LookupError(event_id)
+        return e
 
 
 class RateLimiter:
@@ -174,30 +334,40 @@ class HubWanServer:
         monotonic: Callable[[], float] = time.monotonic,
         client_allowed: Callable[[str], bool] | None = None,
         revoked: Callable[[int], bool] | None = None,
+        log_event_pen: int = LOG_EVENT_PEN,
+        crls: CrlSink | None = None,
     ) -> None:
         """``monotonic``: the rate limiter's time in seconds (inject simulated time in a simulation).
 
         ``revoked(serial)`` answers from the hub's current CRL. The TLS context checks the CRL
         in full handshakes only; a resumed session skips certificate verification, so a client
         revoked after its first handshake would still get in without this per-request check.
+        ``crls`` takes the GDSC's CRL from the bulk pull (``wan.crl_sync``).
         """
         self.revoked = revoked
+        self.crls = crls
         self.hub_id = hub_id
         self.events = events
         self.client_allowed = client_allowed  # LFDI allowlist from the network configuration
         self.management = management
         # Without a privacy policy every client of the GDSC CA sees half-hourly data (tests, a bench).
-        self.privacy = privacy
-        self.lfdi = lfdi
-        self.source = source
+        # With one, the handlers read through views limited to the request's window.
+        self.privacy: PrivacyPolicy | None = (
+            None if privacy is None else _ScopedPrivacy(privacy, self._window)
+        )
+        self.source: MeteringSource = _ScopedSource(source, self._window)
         self.now_epoch = now_epoch  # injected clock: () -> int
+        self.lfdi = lfdi  # also sets changed_time: when the hub took on this identity
+        self.log_event_pen = log_event_pen
         self.requests = 0
         self.rate_limited = 0
         # A hub is a small device on a thin WAN link: no client may monopolise it. A full pull
         # is ~15 requests, so the burst lets one through at once and the rate caps the rest.
         self.limiter = RateLimiter(rate=20.0, burst=100, monotonic=monotonic)
         # Requests are GETs and signed commands (a mapping table is ~15 kB); nothing larger.
-        self.app = web.Application(client_max_size=256 * 1024, middlewares=[self._count])
+        self.app = web.Application(
+            client_max_size=256 * 1024, middlewares=[self._count], produces=sep2.CONTENT_TYPE
+        )
         r = self.app.router
         r.add_get("/dcap", self.dcap)
         r.add_get("/tm", self.time)
@@ -211,16 +381,30 @@ class HubWanServer:
         r.add_get("/upt/{meter}/mr/{ch}/rs/{day}/r", self.readings)
         r.add_get("/upt/{meter}/mr/{ch}/r", self.latest_reading)
         r.add_get("/mup", self.mirror_usage_points)
-        r.add_post("/mgmt", self.command)
+        r.add_get("/mup/{meter}", self.mirror_usage_point)
+        r.add_get("/mup/{meter}/mr/{ch}", self.mirror_meter_reading)
+        r.add_post("/mgmt", self.command, produces="application/json")
+        r.add_put(crl_sync.CRL_PATH, self.crl_update, produces="application/json")
         r.add_get("/edev", self.end_devices)
         r.add_get("/edev/0", self.end_device)
         r.add_get("/edev/0/lel", self.log_events)
         r.add_get("/edev/0/lel/{id}", self.log_event)
-        r.add_get("/edev/0/lel/{id}/detail", self.log_event_detail)
+        r.add_get("/edev/0/lel/{id}/detail", self.log_event_detail, produces="application/json")
         # The /dcap a home display gets, when its resources are installed (wan.ihd_resources).
         self.ihd_dcap: Callable[[web.Request], web.Response | None] | None = None
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
+
+    @property
+    def lfdi(self) -> str:
+        return self._lfdi
+
+    @lfdi.setter
+    def lfdi(self, value: str) -> None:
+        """A new certificate (renewal) is a new LFDI: the EndDevice's state changes then."""
+        if getattr(self, "_lfdi", None) != value:
+            self._lfdi = value
+            self.changed_time = int(self.now_epoch())
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self, host: str, port: int, ssl_context: ssl.SSLContext) -> int:
@@ -258,7 +442,19 @@ class HubWanServer:
                 text=f"rate limit: {self.limiter.rate:g} requests/s, burst {self.limiter.burst}",
                 headers={"Retry-After": str(max(1, round(wait)))},
             )
-        return await handler(request)
+        serving = _REQUEST.set(request)  # the data views clamp to this request's window
+        try:
+            response = await handler(request)
+        finally:
+            _REQUEST.reset(serving)
+        if role == "collector" and self.crls is not None:
+            offer = crl_sync.parse_offer(request.headers.get(crl_sync.OFFER.lower()))
+            if offer is not None and self.crls.wants(*offer):
+                response.headers[crl_sync.WANTED] = str(self.crls.number or 0)
+        recipient = request.query.get("recipient")
+        if recipient is not None and response.content_type == sep2.CONTENT_TYPE and response.status == 200:
+            response.body = _carry_query(response.body, "?recipient=" + quote(recipient, safe=""))
+        return response
 
     # -- helpers ---------------------------------------------------------------------
     @staticmethod
@@ -266,17 +462,12 @@ class HubWanServer:
         return web.Response(body=sep2.to_bytes(doc), content_type=sep2.CONTENT_TYPE)
 
     @staticmethod
-    def _paging(request: web.Request) -> Paging:
-        q = request.query
+    def _paging(request: web.Request) -> ListQuery:
+        """The request's 2030.5 list query (``s``, ``l`` default 1, ``a``); 400 if malformed."""
         try:
-            start = int(q.get("s", "0"))
-            limit = int(q.get("l", "1"))  # 2030.5: a list GET without l returns one item
-            after = int(q["a"]) if "a" in q else None
-        except ValueError:
-            raise web.HTTPBadRequest(text="query parameters s, l and a must be integers") from None
-        if start < 0 or limit < 0 or (after is not None and after < 0):
-            raise web.HTTPBadRequest(text="query parameters s, l and a must not be negative")
-        return Paging(start, min(limit, MAX_LIMIT), after)
+            return ListQuery.parse(request.query, MAX_LIMIT)
+        except QueryError as err:
+            raise web.HTTPBadRequest(text=str(err)) from None
 
     @staticmethod
     def _peer(request: web.Request) -> tuple[str, str]:
@@ -317,8 +508,21 @@ class HubWanServer:
             _SERIALS[der] = serial
         return serial
 
-    def _granularity(self, request: web.Request) -> str:
-        """The granularity the privacy filter allows whoever this request is for.
+    def _window(self, meter: str) -> Window:
+        """The data window of the request being served for ``meter`` (``privacy.window``)."""
+        request = _REQUEST.get()
+        window = getattr(self.privacy, "window", None)
+        if request is None or window is None:
+            return _OPEN
+        try:
+            _, recipient = self._recipient(request)
+        except web.HTTPForbidden:
+            return _OPEN  # a role that reads no metering data: refused where data is served
+        return window(recipient, None if meter is None else self.source.meters().get(meter))  # type: ignore[no-any-return]
+
+    def _granularity(self, request: web.Request, meter: str | None = None) -> str:
+        """The granularity the privacy filter allows whoever this request is for (of ``meter``,
+        or of the meter the URL names).
 
         A GDSC collector pulls on behalf of a recipient named by ``recipient`` (default: the
         GDSC's own collection for the billing supplier, "gdsc"); a party pulls for itself and
@@ -327,7 +531,9 @@ class HubWanServer:
         if self.privacy is None:
             return HALF_HOURLY
         role, recipient = self._recipient(request)
-        g = self.privacy.granularity(recipient)
+        if meter is None and "meter" in request.match_info:
+            meter = unquote(request.match_info["meter"])
+        g = self.privacy.granularity(recipient, meter)
         if g == "none":
             raise web.HTTPForbidden(
                 text=f"the consumer has not consented to share metering data with {recipient!r}"
@@ -359,8 +565,15 @@ class HubWanServer:
         fuels_for = getattr(self.privacy, "fuels_for", None)
         if fuels_for is None or self._peer(request)[0] not in ("collector", "party"):
             return meters  # roles that read no metering data are refused where data is served
-        fuels = fuels_for(self._recipient(request)[1])
-        return meters if fuels is None else {m: f for m, f in meters.items() if f in fuels}
+        recipient = self._recipient(request)[1]
+        fuels = fuels_for(recipient)
+        assert self.privacy is not None
+        # A consent that lists meters leaves the others out (hub.privacy, "Scope").
+        return {
+            m: f
+            for m, f in meters.items()
+            if (fuels is None or f in fuels) and self.privacy.granularity(recipient, m) != "none"
+        }
 
     def _meter(self, request: web.Request) -> tuple[str, str]:
         meter = unquote(request.match_info["meter"])
@@ -400,7 +613,7 @@ class HubWanServer:
 
     def _register_reading(self, meter: str, reg: RegisterRow, parent: Element | None = None) -> Element:
         href = sep2.mr_href(meter, reg.obis)
-        return sep2.meter_reading(href, sep2.mrid(self.hub_id, href), f"{meter} {reg.obis}", None, parent)
+        return sep2.meter_reading(href, sep2.mrid(self.hub_id, href), str(reg.obis), None, parent)
 
     def _day(self, request: web.Request) -> int:
         try:
@@ -418,7 +631,7 @@ class HubWanServer:
         # The bulk pull (see mirror_usage_points): one request instead of the walk. Not offered
         # to a recipient allowed register totals only: it carries interval data alone.
         registers_only = self.privacy is not None and self._granularity(request) == TARIFF_REGISTERS
-        meters = len(self.source.meters())
+        meters = len(self._visible_meters(request))
         return self._xml(
             sep2.device_capability(
                 "/dcap",
@@ -433,7 +646,9 @@ class HubWanServer:
     async def time(self, request: web.Request) -> web.Response:
         return self._xml(sep2.time_resource("/tm", self.now_epoch()))
 
-    def _usage_point(self, meter: str, fuel: str, parent: Element | None = None) -> Element:
+    def _usage_point(
+        self, request: web.Request, meter: str, fuel: str, parent: Element | None = None
+    ) -> Element:
         href = sep2.upt_href(meter)
         return sep2.usage_point(
             href,
@@ -441,40 +656,45 @@ class HubWanServer:
             meter,
             SERVICE_KIND.get(fuel, 0),
             self.lfdi,
-            (f"{href}/mr", len(self.source.channels(meter))),
+            (f"{href}/mr", len(self._meter_reading_items(request, meter))),
             parent,
         )
 
     async def usage_points(self, request: web.Request) -> web.Response:
-        p = self._paging(request)
+        q = self._paging(request)
         items = sorted(self._visible_meters(request).items())
         doc = sep2.usage_point_list("/upt", len(items))
-        for m, f in items[p.start : p.start + p.limit]:
-            self._usage_point(m, f, doc)
+        for m, f in q.window(items):
+            self._usage_point(request, m, f, doc)
         return self._xml(sep2.done(doc))
 
     async def usage_point(self, request: web.Request) -> web.Response:
-        return self._xml(self._usage_point(*self._meter(request)))
+        return self._xml(self._usage_point(request, *self._meter(request)))
 
     def _meter_reading(self, meter: str, obis: ObisCode, parent: Element | None = None) -> Element:
         href = sep2.mr_href(meter, obis)
         sets = (f"{href}/rs", len(self.source.interval_days(meter, obis)))
-        return sep2.meter_reading(href, sep2.mrid(self.hub_id, href), f"{meter} {obis}", sets, parent)
+        return sep2.meter_reading(href, sep2.mrid(self.hub_id, href), str(obis), sets, parent)
+
+    def _meter_reading_items(self, request: web.Request, meter: str) -> list[ObisCode] | list[RegisterRow]:
+        """A usage point's MeterReadings as this request's recipient sees them: the tariff
+        registers for a register-totals recipient, else the interval channels (a role that reads
+        no metering data sees the channels listed, and is refused where data is served)."""
+        reads = self._peer(request)[0] in ("collector", "party")
+        if self.privacy is not None and reads and self._granularity(request, meter) == TARIFF_REGISTERS:
+            return list(self.privacy.registers(meter))
+        return sorted(self.source.channels(meter))
 
     async def meter_readings(self, request: web.Request) -> web.Response:
         meter, _ = self._meter(request)
-        p = self._paging(request)
-        href = f"{sep2.upt_href(meter)}/mr"
-        if self.privacy is not None and self._granularity(request) == TARIFF_REGISTERS:
-            regs = list(self.privacy.registers(meter))
-            doc = sep2.meter_reading_list(href, len(regs))
-            for r in regs[p.start : p.start + p.limit]:
-                self._register_reading(meter, r, doc)
-            return self._xml(sep2.done(doc))
-        chans = sorted(self.source.channels(meter))
-        doc = sep2.meter_reading_list(href, len(chans))
-        for o in chans[p.start : p.start + p.limit]:
-            self._meter_reading(meter, o, doc)
+        q = self._paging(request)
+        items = self._meter_reading_items(request, meter)
+        doc = sep2.meter_reading_list(f"{sep2.upt_href(meter)}/mr", len(items))
+        for item in q.window(items):
+            if isinstance(item, ObisCode):
+                self._meter_reading(meter, item, doc)
+            else:
+                self._register_reading(meter, item, doc)
         return self._xml(sep2.done(doc))
 
     async def meter_reading(self, request: web.Request) -> web.Response:
@@ -519,7 +739,7 @@ class HubWanServer:
         return sep2.reading_set(
             href,
             sep2.mrid(self.hub_id, href),
-            f"{meter} {obis} day {day}",
+            time.strftime("%Y-%m-%d", time.gmtime(day)),  # the UTC day the set holds
             day,
             DAY,
             (f"{href}/r", count),
@@ -534,7 +754,7 @@ class HubWanServer:
         return sep2.reading_set(
             href,
             sep2.mrid(self.hub_id, href),
-            f"{meter} {obis} {g}",
+            f"{g} readings",
             first.start,
             last.start + last.duration - first.start,
             (f"{href}/r", len(rows)),
@@ -544,21 +764,21 @@ class HubWanServer:
     async def reading_sets(self, request: web.Request) -> web.Response:
         meter, obis = self._channel(request)
         g = self._granularity(request)
-        p = self._paging(request)
+        q = self._paging(request)
         if g == TARIFF_REGISTERS:
             raise self._no_intervals()
         if g != HALF_HOURLY:
             # One set holding every complete day (month) the recipient may have, after a.
             assert self.privacy is not None
-            rows = self.privacy.aggregates(meter, obis, g, p.after)
+            rows = self.privacy.aggregates(meter, obis, g, q.after)
             doc = sep2.reading_set_list(f"{sep2.mr_href(meter, obis)}/rs", 1 if rows else 0)
-            if rows and p.start == 0 and p.limit:
+            if q.window([rows] if rows else []):
                 self._aggregate_set(meter, obis, g, rows, doc)
             return self._xml(sep2.done(doc))
         # A day's set is "after a" when it still holds intervals starting at or after a.
-        days = self.source.interval_days(meter, obis, start=p.after)
+        days = self.source.interval_days(meter, obis, start=q.after)
         doc = sep2.reading_set_list(f"{sep2.mr_href(meter, obis)}/rs", len(days))
-        for d in days[p.start : p.start + p.limit]:
+        for d in q.window(days):
             self._reading_set(meter, obis, d, doc)
         return self._xml(sep2.done(doc))
 
@@ -581,122 +801,220 @@ class HubWanServer:
     async def readings(self, request: web.Request) -> web.Response:
         meter, obis = self._channel(request)
         g = self._granularity(request)
-        p = self._paging(request)
+        q = self._paging(request)
         if g == TARIFF_REGISTERS:
             raise self._no_intervals()
         if g != HALF_HOURLY:
             assert self.privacy is not None
             if request.match_info["day"] != g:
                 raise web.HTTPNotFound(text=f"this recipient's readings are {g}: /rs/{g}/r")
-            rows = self.privacy.aggregates(meter, obis, g, p.after)
+            rows = self.privacy.aggregates(meter, obis, g, q.after)
             doc = sep2.reading_list(f"{sep2.mr_href(meter, obis)}/rs/{g}/r", len(rows))
-            for r in rows[p.start : p.start + p.limit]:
+            for r in q.window(rows):
                 _reading(r, parent=doc)
             return self._xml(sep2.done(doc))
         day = self._day(request)
-        start = day if p.after is None else max(day, p.after)
+        start = day if q.after is None else max(day, q.after)
         total = self.source.interval_count(meter, obis, start=start, end=day + DAY)
-        rows = self.source.intervals(meter, obis, start=start, end=day + DAY, offset=p.start, limit=p.limit)
+        rows = self.source.intervals(meter, obis, start=start, end=day + DAY, offset=q.start, limit=q.limit)
         doc = sep2.reading_list(f"{sep2.mr_href(meter, obis)}/rs/{day}/r", total)
         for r in rows:
             _reading(r, parent=doc)
         return self._xml(sep2.done(doc))
 
-    async def mirror_usage_points(self, request: web.Request) -> web.Response:
-        """Bulk pull: every channel's readings at or after ``a`` in one MirrorUsagePointList.
+    # -- the metering mirror: the bulk pull --------------------------------------------
+    def _mirror_channel(self, meter: str, obis: ObisCode, g: str, after: int | None) -> ChannelRows:
+        """A channel's readings at or after ``after`` (oldest first, at most
+        MIRROR_CHANNEL_READINGS) and the end of its latest reading, for a recipient of
+        granularity ``g``."""
+        cap = MIRROR_CHANNEL_READINGS
+        latest: int | None
+        if g == HALF_HOURLY:
+            # One more than the cap tells whether the channel is cut short; only then (or when
+            # nothing is new) does the latest reading take a query of its own.
+            rows: Sequence[IntervalRow] = self.source.intervals(meter, obis, start=after, limit=cap + 1)
+            more = len(rows) > cap
+            rows = rows[:cap]
+            if rows and not more:
+                latest = rows[-1].start + rows[-1].duration
+            else:
+                total = self.source.interval_count(meter, obis)
+                last = self.source.intervals(meter, obis, offset=max(total - 1, 0), limit=1)
+                latest = last[0].start + last[0].duration if last else None
+            return ChannelRows(obis, 1800, rows, latest)
+        assert self.privacy is not None
+        aggregated = self.privacy.aggregates(meter, obis, g, after)
+        every = aggregated if after is None or aggregated else self.privacy.aggregates(meter, obis, g, None)
+        latest = every[-1].start + every[-1].duration if every else None
+        return ChannelRows(obis, AGGREGATED[g], aggregated[:cap], latest)
 
-        Standard 2030.5 elements only (see :mod:`smarthub.wan.bulk`, built with lxml for speed).
-        Paging counts *Readings*, not usage points: ``s`` skips that many of the readings after
-        ``a`` (channels in meter, OBIS order; readings oldest first) and ``l`` caps the page, so a
-        hub back from a long WAN outage never builds more than ``MAX_LIMIT`` readings at once.
-        The continuation is ``s`` plus what the page held; a page with fewer than ``l``
-        readings is the last. The first page (``s`` = 0) lists every channel, with or without
-        readings, so a puller learns of channels it has never pulled. Readings appended
-        between pages only shift later pages forward (a reading may come twice, never not at
-        all); ingest is idempotent.
+    def _mirror_point(self, meter: str, fuel: str, g: str, after: int | None) -> MirrorPoint:
+        channels = [self._mirror_channel(meter, o, g, after) for o in sorted(self.source.channels(meter))]
+        return MirrorPoint(meter, SERVICE_KIND.get(fuel, 0), channels)
 
-        The recipient's privacy filter applies exactly as on ``…/rs/{day}/r``: the same
-        ``_granularity`` decides, and anything coarser than half-hourly comes from the same
-        ``privacy.aggregates`` view.
-        """
+    def _mirror_granularity(self, request: web.Request) -> str:
         g = self._granularity(request)
         if g == TARIFF_REGISTERS:
             raise self._no_intervals()
-        p = self._paging(request)
-        skip, room = p.start, p.limit
-        page: list[ChannelRows] = []
-        meters = sorted(self._visible_meters(request).items())
-        for meter, fuel in meters:
-            for obis in sorted(self.source.channels(meter)):
-                rows: Sequence[IntervalRow] = ()
-                if room > 0:
-                    if g == HALF_HOURLY:
-                        n = self.source.interval_count(meter, obis, start=p.after)
-                        if skip < n:
-                            rows = self.source.intervals(meter, obis, start=p.after, offset=skip, limit=room)
-                    else:
-                        assert self.privacy is not None
-                        aggregated = self.privacy.aggregates(meter, obis, g, p.after)
-                        n = len(aggregated)
-                        rows = aggregated[skip : skip + room]
-                    skip = max(skip - n, 0)
-                    room -= len(rows)
-                # The first page lists every channel, empty ones too: a channel the puller has no
-                # cursor for may hold readings before ``a`` (see smarthub.wan.pull).
-                if rows or p.start == 0:
-                    length = 1800 if g == HALF_HOURLY else AGGREGATED[g]
-                    kind = SERVICE_KIND.get(fuel, 0)
-                    page.append(ChannelRows(meter, kind, sep2.mr_href(meter, obis), obis, length, rows))
-        body = write_mirror_usage_points(self.hub_id, self.lfdi, "/mup", page, len(meters))
+        return g
+
+    async def mirror_usage_points(self, request: web.Request) -> web.Response:
+        """Bulk pull: a MirrorUsagePointList (§10.10 metering mirror), one MirrorUsagePoint per
+        meter, each with every channel's MirrorMeterReading and the readings at or after ``a``.
+
+        2030.5 list semantics (:mod:`smarthub.wan.paging`): ``s`` and ``l`` count
+        MirrorUsagePoints, ``all`` is the number of usage points the recipient may see,
+        ``results`` the number in this response. Each channel is listed on every page with its
+        ReadingType, whether or not it has readings after ``a``, so a puller learns of channels
+        it has never pulled. A channel's readings are cut at MIRROR_CHANNEL_READINGS (oldest
+        first): its ``lastUpdateTime`` (the end of its latest reading) is then later than the
+        last one served, and the client asks again with ``a`` there. A page takes no further
+        usage points once it carries MIRROR_PAGE_READINGS readings, so a hub back from a long
+        WAN outage never builds an unbounded body. Readings appended between requests only
+        add to later answers; ingest is idempotent.
+
+        The recipient's privacy filter applies exactly as on ``…/rs/{day}/r``: the same
+        ``_granularity`` decides, and anything coarser than half-hourly comes from the same
+        ``privacy.aggregates`` view. Standard 2030.5 elements only (see :mod:`smarthub.wan.bulk`).
+        """
+        self._mirror_granularity(request)  # a recipient of register totals only: 403
+        q = self._paging(request)
+        # A consent's meter list may set the granularity per meter: meters whose data is register
+        # totals only are not mirrored (they have no intervals), and not counted in ``all``.
+        meters = [
+            (m, f, g)
+            for m, f in sorted(self._visible_meters(request).items())
+            if (g := self._granularity(request, m)) != TARIFF_REGISTERS
+        ]
+        points: list[MirrorPoint] = []
+        budget = MIRROR_PAGE_READINGS
+        for meter, fuel, g in q.window(meters):
+            if points and budget <= 0:
+                break  # results < l: the client pages on from s + results
+            point = self._mirror_point(meter, fuel, g, q.after)
+            budget -= sum(len(ch.rows) for ch in point.channels)
+            points.append(point)
+        body = write_mirror_usage_points(self.hub_id, self.lfdi, "/mup", points, len(meters))
+        return web.Response(body=body, content_type=sep2.CONTENT_TYPE)
+
+    async def mirror_usage_point(self, request: web.Request) -> web.Response:
+        """One meter's MirrorUsagePoint, as the list holds it (``a`` selects the readings)."""
+        g = self._mirror_granularity(request)
+        meter, fuel = self._meter(request)
+        point = self._mirror_point(meter, fuel, g, self._paging(request).after)
+        body = write_mirror_usage_point(self.hub_id, self.lfdi, point)
+        return web.Response(body=body, content_type=sep2.CONTENT_TYPE)
+
+    async def mirror_meter_reading(self, request: web.Request) -> web.Response:
+        """One channel's MirrorMeterReading, as its MirrorUsagePoint holds it."""
+        g = self._mirror_granularity(request)
+        meter, obis = self._channel(request)
+        channel = self._mirror_channel(meter, obis, g, self._paging(request).after)
+        body = write_mirror_meter_reading(self.hub_id, meter, channel)
         return web.Response(body=body, content_type=sep2.CONTENT_TYPE)
 
     async def command(self, request: web.Request) -> web.Response:
         """A signed management command from the GDSC (JSON envelope; see hub.management)."""
         if self.management is None:
             raise web.HTTPNotFound(text="this hub has no management interface")
+        role, name = self._peer(request)
+        if role not in MGMT_CLIENT_ROLES:
+            # Refused before the body is read or anything is logged: only the GDSC's collectors
+            # deliver commands, so another certificate holder cannot fill the management log.
+            raise web.HTTPForbidden(
+                text=f"management commands come from the GDSC, not from a {role} ({name})"
+            )
         result = await self.management.handle(await request.read())
         status = 403 if result.status == "refused" else 200
         return web.Response(status=status, body=result.to_json(), content_type="application/json")
 
+    async def crl_update(self, request: web.Request) -> web.Response:
+        """The GDSC CA's CRL, PUT by a collector after the hub asked for it (``wan.crl_sync``)."""
+        role, name = self._peer(request)
+        if role not in MGMT_CLIENT_ROLES or self.crls is None:
+            raise web.HTTPForbidden(
+                text=f"the CRL comes from the GDSC's collectors, not from a {role} ({name})"
+            )
+        try:
+            self.crls.install(await request.read())
+        except ValueError as err:  # CrlRefused: foreign, not newer, not a CRL
+            raise web.HTTPConflict(text=str(err)) from None
+        return web.json_response({"crl_number": self.crls.number})
+
     # -- the hub as an EndDevice, with its diagnosed events as LogEvents (2030.5 §10.x LogEvent) --
-    def _end_device(self, parent: Element | None = None) -> Element:
+    def _end_device(self, request: web.Request, parent: Element | None = None) -> Element:
+        """The hub as an EndDevice; its LogEventListLink only for a client that may read the
+        events (a link it could not follow would answer 403), with the count it would see."""
+        try:
+            events: EventLog | None = self._event_log(request)
+        except web.HTTPException:
+            events = None
         return sep2.end_device(
             "/edev/0",
             self.lfdi,
             sfdi_from_lfdi(self.lfdi),
-            self.now_epoch(),
-            ("/edev/0/lel", self.events.count() if self.events else 0),
+            self.changed_time,
+            None if events is None else ("/edev/0/lel", events.count()),
             parent,
         )
 
     async def end_devices(self, request: web.Request) -> web.Response:
+        q = self._paging(request)
         doc = sep2.end_device_list("/edev", 1)
-        self._end_device(doc)
+        for _ in q.window([0]):  # the hub itself, EndDevice 0
+            self._end_device(request, doc)
         return self._xml(sep2.done(doc))
 
     async def end_device(self, request: web.Request) -> web.Response:
-        return self._xml(self._end_device())
+        return self._xml(self._end_device(request))
+
+    def _event_log(self, request: web.Request) -> EventLog:
+        """The diagnosed events this request may read: all of them for a GDSC collector (its own
+        error log), a party's own view if the privacy filter admits it (its meters, its window),
+        nothing for anyone else."""
+        if self.events is None:
+            raise web.HTTPNotFound(text="this hub keeps no event log")
+        role, name = self._peer(request)
+        if role == "collector" and request.query.get("recipient") in (None, "gdsc"):
+            return self.events
+        if role == "party" and request.query.get("recipient") in (None, name):
+            allowed = getattr(self.privacy, "events_allowed", None)
+            if self.privacy is None:
+                return self.events
+            if allowed is not None and allowed(name):
+                return _VisibleEvents(self.events, lambda e: self._event_visible(request, name, e))
+            raise web.HTTPForbidden(text=f"the consumer has not consented to share events with {name!r}")
+        raise web.HTTPForbidden(text=f"a {role or 'unknown'} certificate cannot read this hub's events")
+
+    def _event_visible(self, request: web.Request, recipient: str, e: DiagnosedEvent) -> bool:
+        meters = self.source.meters()
+        if e.device in meters and e.device not in self._visible_meters(request):
+            return False
+        window = getattr(self.privacy, "window", None)
+        if window is None:
+            return True
+        lo, hi = window(recipient, meters.get(e.device))
+        t = int(e.first_seen.timestamp())
+        return (lo is None or t >= lo) and (hi is None or t < hi)
 
     async def log_events(self, request: web.Request) -> web.Response:
         """Diagnosed events oldest first; a puller pages on with s = how many it already has."""
-        if self.events is None:
-            raise web.HTTPNotFound(text="this hub keeps no event log")
-        p = self._paging(request)
-        total = self.events.count()
-        page = list(self.events.events(after_id=None, limit=p.start + p.limit))[p.start :]
-        return self._xml(log_event_list(page, "/edev/0/lel", total))
+        events = self._event_log(request)
+        q = self._paging(request)
+        total = events.count()
+        page = list(events.events(after_id=None, limit=q.end))
+        return self._xml(log_event_list(q.window(page), "/edev/0/lel", total, pen=self.log_event_pen))
 
     def _event(self, request: web.Request) -> DiagnosedEvent:
-        if self.events is None:
-            raise web.HTTPNotFound(text="this hub keeps no event log")
+        events = self._event_log(request)
         try:
-            return self.events.get(int(request.match_info["id"]))
+            return events.get(int(request.match_info["id"]))
         except (ValueError, KeyError, LookupError):
             raise web.HTTPNotFound(text=f"no event {request.match_info['id']!r}") from None
 
     async def log_event(self, request: web.Request) -> web.Response:
         e = self._event(request)
-        return self._xml(log_event(e, f"/edev/0/lel/{e.id}"))
+        return self._xml(log_event(e, f"/edev/0/lel/{e.id}", pen=self.log_event_pen))
 
     async def log_event_detail(self, request: web.Request) -> web.Response:
         """The full diagnosis (evidence, repairs tried, outcome, recommendation) for a work order."""
@@ -708,7 +1026,7 @@ class HubWanServer:
             return self._xml(
                 sep2.reading(
                     reg.value,
-                    quality=0x01,  # valid
+                    quality=sep2.QUALITY_VALID,
                     start=reg.time,
                     duration=0,
                     tou_tier=min(reg.obis.e, MAX_TOU_TIER),
@@ -732,3 +1050,13 @@ class HubWanServer:
 
 def _reading(r: IntervalRow, href: str | None = None, parent: Element | None = None) -> Element:
     return sep2.reading(r.value, r.quality, r.start, r.duration, href=href, parent=parent)
+
+
+def _carry_query(body: bytes, query: str) -> bytes:
+    """``body`` (a 2030.5 document the hub built) with ``query`` appended to every href."""
+    root = etree.fromstring(body)
+    for el in root.iter():
+        href = el.get("href")
+        if href is not None and "?" not in href:
+            el.set("href", href + query)
+    return sep2.to_bytes(root)
