@@ -97,6 +97,17 @@ LINK_CRC = ("auto", "present", "stripped")
 DEFAULT_REGISTERS = ("1-0:1.8.0", "1-0:2.8.0", "1-0:1.7.0")
 
 
+# The zone of a meter's wall clock when neither the meter nor [hub] names one: DSMR meters are
+# Dutch, Belgian or Luxembourgish (one zone); the others as in Great Britain.
+DEFAULT_ZONES = {"dsmr": "Europe/Amsterdam"}
+DEFAULT_ZONE = "Europe/London"
+
+
+def zone_of(config: HubConfig, meter: MeterConfig) -> str:
+    """The zone a meter's local timestamps are in: the meter's, else the hub's, else by protocol."""
+    return meter.tz or config.timezone or DEFAULT_ZONES.get(meter.protocol, DEFAULT_ZONE)
+
+
 class ConfigError(ValueError):
     """A mistake in the hub's configuration: ``str()`` names the file, line and field."""
 
@@ -230,7 +241,7 @@ class HubConfig:
     ihd: ServeConfig | None = None  # serve the IHD on the home network (needs [consumer])
     mqtt: MqttConfig | None = None
     gdsc_granularity: str | None = None  # recorded at first start when no consent is held yet
-    timezone: str = "Europe/London"
+    timezone: str | None = None  # the meters' wall-clock zone (default: per protocol, see zone_of)
     firmware_probation: timedelta = timedelta(seconds=60)
     source: str = ""  # the file it came from
 
@@ -492,7 +503,7 @@ class _Reader:
         certificate = hub.path_("certificate", state / "hub.pem")
         private_key = hub.path_("private_key", state / "hub.key")
         ca = hub.path_("ca", state / "ca.pem")
-        timezone = hub.str("timezone", "Europe/London")
+        timezone = hub.str("timezone")
         probation = hub.duration("firmware_probation", timedelta(seconds=60))
         hub.done()
 
@@ -751,7 +762,8 @@ def check(config: HubConfig) -> None:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     try:
-        ZoneInfo(config.timezone)
+        if config.timezone is not None:
+            ZoneInfo(config.timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"unknown time zone {config.timezone!r}", field="hub.timezone") from None
     links: dict[tuple[Any, ...], tuple[int, TransportConfig, str]] = {}

@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 
 from cryptography import x509
 
-from smarthub.assembly.config import HubConfig
+from smarthub.assembly.config import HubConfig, zone_of
 from smarthub.assembly.links import ConnectContext, Connection, Connector, connect
 from smarthub.clock import Clock, SystemClock
 from smarthub.han.dlms_control import SupplyControl, supply_commands
@@ -120,7 +120,6 @@ class HubAssembly:
         self.connectors = {**REAL_CONNECTORS, **(connectors or {})}
         self.dir = config.state
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.tz = ZoneInfo(config.timezone)
         self.parts: dict[str, Part] = {}
         self.connections: list[Connection] = []
         self.loops_by_meter: dict[str, list[PollLoop]] = {}
@@ -254,7 +253,7 @@ def _meters(a: HubAssembly) -> Part:
     """Every configured transport connected, and each connection wired the same way: its meters
     commissioned, its loops watched by diagnostics and reachable by the repairs, its meters'
     expectations set."""
-    ctx = ConnectContext(a.hub, a.clock, a.config.hub_id, a.tz)
+    ctx = ConnectContext(a.hub, a.clock, a.config.hub_id, lambda m: ZoneInfo(zone_of(a.config, m)))
     by_id = {m.id: m for m in a.config.meters if m.id}
     for transport, meters in a.config.transports:
         connector = a.connectors.get(transport.kind)

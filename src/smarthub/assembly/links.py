@@ -89,7 +89,7 @@ class ConnectContext:
     hub: SmartHub
     clock: Clock
     hub_id: str
-    tz: ZoneInfo
+    zone: Callable[[MeterConfig], ZoneInfo]  # the zone of a meter's wall clock
 
 
 class Connector(Protocol):
@@ -174,7 +174,7 @@ def connect(ctx: ConnectContext, transport: TransportConfig, meters: list[MeterC
 def _push(ctx: ConnectContext, transport: TransportConfig, meters: list[MeterConfig]) -> Connection:
     protocol = meters[0].protocol
     name = port_name(transport, protocol)
-    tz = ZoneInfo(meters[0].tz) if meters[0].tz else ctx.tz
+    tz = ctx.zone(meters[0])
     receive: Callable[[bytes], list[PortBatch]]
     port: Port
     radio = None
@@ -236,7 +236,7 @@ def _polled(ctx: ConnectContext, transport: TransportConfig, meters: list[MeterC
     hub = ctx.hub
     out = []
     for m in meters:
-        tz = ZoneInfo(m.tz) if m.tz else ctx.tz
+        tz = ctx.zone(m)
         supply = access = None
         cycle: Cycle
         if protocol == "iec62056-21":

@@ -192,7 +192,7 @@ class PipeStream:
                         continue
                     if not data:
                         break
-                    loop.call_soon_threadsafe(self.sink, data)
+                    loop.call_soon_threadsafe(self._deliver, data)
             finally:
                 if close:
                     os.close(fd)
@@ -200,6 +200,10 @@ class PipeStream:
                 loop.call_soon_threadsafe(self.eof.set)
                 return  # standard input or a file: read to its end once
             self._stop.wait(0.2)  # a FIFO whose writer left: wait for the next one
+
+    def _deliver(self, data: bytes) -> None:
+        if not self._stop.is_set():  # nothing after stop: whoever takes the bytes may be closed
+            self.sink(data)
 
     def stop(self) -> None:
         self._stop.set()

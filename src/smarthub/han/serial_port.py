@@ -96,7 +96,7 @@ class SerialStream:
                     while not self._stop.is_set():
                         data = port.read(4096)
                         if data:
-                            loop.call_soon_threadsafe(self.sink, data)
+                            loop.call_soon_threadsafe(self._deliver, data)
             except OSError as err:
                 log.warning("serial %s: %s; reopening", self.device, err)
             finally:
@@ -119,6 +119,10 @@ class SerialStream:
 
         await asyncio.to_thread(write)
         return True
+
+    def _deliver(self, data: bytes) -> None:
+        if not self._stop.is_set():  # nothing after stop: whoever takes the bytes may be closed
+            self.sink(data)
 
     def stop(self) -> None:
         self._stop.set()
@@ -192,18 +196,17 @@ class SerialLink:
         await asyncio.to_thread(send)
 
     async def set_baud(self, baud: int, format: str | None = None) -> None:
-        """Switch the port's rate (IEC 62056-21 mode C, after the option select)."""
+        """Switch the port's rate (IEC 62056-21 mode C, after the option select), and its format
+        if another is given."""
 
         def switch() -> None:
             with self._lock:
-                self.baud = baud
-                if format is not None:
-                    self.format = format
                 port = self._ensure()
-                port.baudrate = baud
-                if format is not None:
+                self.baud = port.baudrate = baud
+                if format is not None and format != self.format:
                     for k, v in serial_format(format).items():
                         setattr(port, k, v)
+                    self.format = format
 
         await asyncio.to_thread(switch)
 
