@@ -284,12 +284,17 @@ def _connectors(cfg):  # type: ignore[no-untyped-def]
     return {"simulated": simulated_connector(SystemClock(), SystemClock().now(), timedelta(seconds=10))}
 
 
+def _assemble(cfg):  # type: ignore[no-untyped-def]
+    """The hub ``smarthub hub`` runs for ``cfg`` (built, not started)."""
+    from smarthub.assembly.hub import build_hub
+
+    return build_hub(cfg, connectors=_connectors(cfg))
+
+
 async def _run_hub(cfg) -> None:  # type: ignore[no-untyped-def]
     import signal
 
-    from smarthub.assembly.hub import build_hub
-
-    assembly = build_hub(cfg, connectors=_connectors(cfg))
+    assembly = _assemble(cfg)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
