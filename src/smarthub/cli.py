@@ -313,6 +313,72 @@ async def _run_hub(cfg) -> None:  # type: ignore[no-untyped-def]
         await assembly.stop()
 
 
+@app.command("listen")
+def listen_command(
+    config: Annotated[Path | None, typer.Option(help="hub.toml: listen on all of its transports")] = None,
+    transport: Annotated[
+        str | None,
+        typer.Option(
+            help="instead of --config: serial:DEVICE[:BAUD[:FORMAT]], tcp:HOST:PORT or pipe:PATH (- stdin)"
+        ),
+    ] = None,
+    protocol: Annotated[
+        str | None, typer.Option(help="with --transport: dsmr, dlms, iec62056-21, mbus, wmbus, zigbee")
+    ] = None,
+    receiver: Annotated[
+        str | None, typer.Option(help="with --transport, wM-Bus: im871a (the stick) or hex-lines")
+    ] = None,
+    key: Annotated[
+        list[str] | None, typer.Option(help="with --transport: METER=HEXKEY, a key to try (repeat)")
+    ] = None,
+    seconds: Annotated[float, typer.Option(min=0.1, help="how long to listen")] = 60.0,
+) -> None:
+    """For installation: print every meter heard on the hub's transports for N seconds (id,
+    manufacturer, medium, protocol, encrypted or not, whether the key works, values decoded),
+    one JSON object per meter. Exit status 1 if no meter was heard, 2 on a configuration mistake.
+    """
+    import json
+
+    from smarthub.assembly.config import PROTOCOLS, ConfigError, load_config
+    from smarthub.assembly.listen import listen, one_transport_config
+
+    try:
+        if (config is None) == (transport is None):
+            raise ConfigError("give --config hub.toml or --transport (with --protocol)")
+        if config is not None:
+            cfg = load_config(config)
+        else:
+            if protocol not in PROTOCOLS:
+                raise ConfigError(f"--protocol: one of {', '.join(PROTOCOLS)}")
+            keys = {}
+            for k in key or []:
+                meter, sep, hexkey = k.partition("=")
+                try:
+                    keys[meter] = bytes.fromhex(hexkey)
+                except ValueError:
+                    sep = ""
+                if not sep or len(keys.get(meter, b"")) != 16:
+                    raise ConfigError(f"--key {k!r}: give METER=32 hex digits")
+            cfg = one_transport_config(str(transport), str(protocol), receiver=receiver, keys=keys)
+    except (ConfigError, ValueError) as e:
+        print(f"smarthub listen: {e}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+
+    def heard(h) -> None:  # type: ignore[no-untyped-def]
+        err.print(f"heard {h.protocol} meter {h.meter} on {h.transport}")
+
+    err.print(f"listening for {seconds:g} s on {len(cfg.transports)} transport(s) ...")
+    listener = asyncio.run(listen(cfg, seconds, connectors=_connectors(cfg), on_new=heard))
+    for h in listener.report():
+        print(json.dumps(h.as_dict()))
+    for e in listener.unattributed[-5:]:
+        err.print(f"[red]unreadable frame[/]: {e}")
+    if not listener.heard:
+        err.print("no meter heard")
+        raise typer.Exit(1)
+
+
 @app.command()
 def decode(
     protocol: Annotated[str, typer.Option(help="dlms, iec62056-21, mbus, wmbus, zigbee or dsmr")],
