@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _codec_bench import BenchCase
 
-MODULES = ("codec_dsmr", "codec_dlms", "codec_iec", "codec_mbus", "codec_zigbee")
+MODULES = ("codec_dsmr", "codec_dlms", "codec_iec", "codec_mbus", "codec_zigbee", "codec_sml", "codec_han")
 
 
 def rate(fn, seconds: float) -> float:  # type: ignore[no-untyped-def]

@@ -363,6 +363,71 @@ def _dlms() -> list[Target]:
     ]
 
 
+def _sml() -> list[Target]:
+    from smarthub.meters import sml
+    from smarthub.meters.errors import DecodeError
+    from smarthub.sim.load_profile import HouseholdProfile
+    from smarthub.sim.sml_meter import SmlMeterSimulator
+
+    # smllib 1.7 tests/test_frames.py, 'Frame Issue #15 (FIXED)': an EMH meter's SML file.
+    files = [
+        bytes.fromhex(
+            "1b1b1b1b010101017605077707006200620072630101760107ffffffffffff05027d02560b0a01454d480000"
+            "9f384672620165027d082b62016312980076050777070162006200726307017707ffffffffffff0b0a01454d"
+            "4800009f3846070100620affff72620165027d082b7577070100603201010101010104454d48017707010060"
+            "0100ff010101010b0a01454d4800009f38460177070100010800ff641c010472620165027d082b621e52ff65"
+            "01ddf5f40177070100020800ff0172620165027d082b621e52ff6501d4dc0d0177070100100700ff0101621b"
+            "520053039f01010163ec0100760507770702620062007263020171016344d5001b1b1b1b1a008aa9"
+        )
+    ]
+    for i, stamps in enumerate((False, True)):
+        sim = SmlMeterSimulator("EMH", 1000 + i, HouseholdProfile(i + 1), T0, timestamps=stamps)
+        files += [sim.file_at(t) for t in _times(2)]
+
+    def fix(data: bytearray) -> bytes:
+        if len(data) >= 16 and data[:8] == sml.START and data[-8:-3] == sml.END:
+            data[-2:] = sml.crc16_x25(bytes(data[:-2])).to_bytes(2, "little")
+        return bytes(data)
+
+    return [Target("sml.decode_file+data_points", files, lambda d: sml.data_points(d), (DecodeError,), fix)]
+
+
+def _han() -> list[Target]:
+    from smarthub.meters.dlms.han import decode_push
+    from smarthub.meters.dlms.security import SecurityKeys
+    from smarthub.meters.errors import DecodeError
+
+    # Published captures (see tests/meters/real_captures.py): Kamstrup (amshan), Kaifa NO list 2
+    # (amshan), Netz NOE over M-Bus with its published key (dlms_parser).
+    netz_key = bytes.fromhex("36C66639E48A8CA4D6BC8B282A793BBB")
+    frames = [
+        bytes.fromhex(
+            "7ea0e22b2113239ae6e7000f000000000c07e6011801123a32ff80000002190a0e4b616d73747275705f5630"
+            "30303109060101000005ff0a103537303635363733323635393034303709060101600101ff0a123638343131"
+            "3338424e32343531303130393009060101010700ff060000033a09060101020700ff06000000000906010103"
+            "0700ff060000006809060101040700ff06000000b0090601011f0700ff06000000ed09060101330700ff0600"
+            "00005909060101470700ff060000004b09060101200700ff1200e809060101340700ff1200e9090601014807"
+            "00ff1200ec84467e"
+        ),
+        bytes.fromhex(
+            "e6e7000f40000000090c07e40119060d091eff800000020d09074b464d5f3030310910363937303633313430"
+            "3236313434373609084d4133303448334506000026110600000000060000000006000001b306000084150600"
+            "006dc7060000470206000008780600000000060000088c"
+        ),
+        bytes.fromhex(
+            "68fafa6853ff000167db084b464d675000000981f8200000002388d5ab4f97515aafc6b88d2f85daa7a0e3c0"
+            "c40d004535c397c9d037ab7dbda329107615444894a1a0dd7e85f02d496cecd3ff46af5fb3c9229cfe8f3ee4"
+            "606ab2e1f409f36aad2e50900a4396fc6c2e083f373233a69616950758bfc7d63a9e9b6e99e21b2cbc2b9347"
+            "72ca51fd4d69830711cab1f8cff25f0a329337cba51904f0caed88d61968743c8454ba922eb00038182c22fe"
+            "316d16f2a9f544d6f75d51a4e92a1c4ef8ab19a2b7feaa32d0726c0ed80229ae6c0f7621a4209251ace2b2bc"
+            "66ff0327a653bb686c756be033c7a281f1d2a7e1fa31c3983e15f8fd16cc5787e6f517166814146853ff1101"
+            "67419a3cfda44be438c96f0e38bf83d98316"
+        ),
+    ]
+    keys = SecurityKeys(netz_key, netz_key)
+    return [Target("dlms.han.decode_push", frames, lambda d: decode_push(d, keys=keys), (DecodeError,))]
+
+
 def _interval_block() -> list[Target]:
     from smarthub.gdsc.interval_block import BlockError, decode, encode
 
@@ -446,7 +511,7 @@ def _management() -> list[Target]:
     return [Target("hub.management.verify (/mgmt envelope)", envelopes, mgmt.verify, (CommandRefused,))]
 
 
-BUILDERS = (_dsmr, _iec, _mbus, _zigbee, _dlms, _interval_block, _wan, _management)
+BUILDERS = (_dsmr, _iec, _mbus, _zigbee, _dlms, _sml, _han, _interval_block, _wan, _management)
 
 
 def targets() -> list[Target]:

@@ -67,19 +67,23 @@ def test_decode_prints_a_json_object_per_reading(protocol: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("args", "stdin", "message"),
+    ("args", "stdin", "message", "status"),
     [
-        (["--protocol", "dsmr", "-"], "zz", "not hex"),
-        (["--protocol", "dsmr", "-"], "2f4142", "dsmr:"),
-        (["--protocol", "mbus", "-"], "6803036808", "mbus"),
-        (["--protocol", "wmbus", "--key", "00", "-"], "00", "16 bytes"),
-        (["--protocol", "modbus", "-"], "00", "unknown protocol"),
-        (["--protocol", "dsmr", "/nonexistent/file"], "", "No such file"),
+        (["--protocol", "dsmr", "-"], "zz", "not hex", 2),
+        (["--protocol", "dsmr", "-"], "2f4142", "truncated frame: dsmr:", 4),
+        (["--protocol", "mbus", "-"], "6803036808", "truncated frame: mbus", 4),
+        (["--protocol", "wmbus", "--key", "00", "-"], "00", "16 bytes", 2),
+        (["--protocol", "modbus", "-"], "00", "unknown protocol", 2),
+        (["--protocol", "dsmr", "/nonexistent/file"], "", "No such file", 2),
+        (["--protocol", "dlms", "--tz", "Nowhere/Else", "-"], "00", "Nowhere/Else", 2),
+        (["-"], "00", "--protocol is required", 2),
     ],
 )
-def test_bad_input_exits_2_with_one_specific_line(args: list[str], stdin: str, message: str) -> None:
+def test_bad_input_exits_with_its_status_and_one_specific_line(
+    args: list[str], stdin: str, message: str, status: int
+) -> None:
     result = runner.invoke(app, ["decode", *args], input=stdin)
-    assert result.exit_code == 2
+    assert result.exit_code == status
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]
@@ -92,10 +96,10 @@ def test_tampered_dlms_push_is_refused() -> None:
         0x01  # inside the ciphertext; HDLC FCS is then wrong too, so fix nothing: either check refuses it
     )
     result = runner.invoke(app, ["decode", "--protocol", "dlms", *args, "-"], input=bytes(bad).hex())
-    assert result.exit_code == 2 and "dlms" in result.stderr
+    assert result.exit_code == 3 and "corrupt frame: dlms: HDLC FCS" in result.stderr
 
 
 def test_wrong_wmbus_key_is_refused() -> None:
     frame, _, _ = frames()["wmbus"]
     result = runner.invoke(app, ["decode", "--protocol", "wmbus", "--key", "ff" * 16, "-"], input=frame.hex())
-    assert result.exit_code == 2 and "wmbus" in result.stderr
+    assert result.exit_code == 6 and "wrong key: wmbus" in result.stderr

@@ -54,6 +54,8 @@ EXPECTED = {
     "dlms.axdr.decode_data",
     "dlms.security.decipher_apdu",
     "dlms.decode.frame_data_points",
+    "sml.decode_file+data_points",
+    "dlms.han.decode_push",
     "gdsc.interval_block.decode",
     "wan.bulk.BulkParser (2030.5 /mup)",
     "wan.pull.bulk_link (2030.5 /dcap)",

@@ -7,12 +7,14 @@ Every decoder underneath raises only :class:`DecodeError` subclasses on bad inpu
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from datetime import UTC, tzinfo
+from zoneinfo import ZoneInfo
 
-from smarthub.meters import dsmr, iec62056_21, mbus, wmbus, zigbee_se
+from smarthub.meters import dsmr, iec62056_21, mbus, sml, wmbus, zigbee_se
 from smarthub.meters.errors import DecodeError, MalformedFrame
 from smarthub.model.datapoint import DataPoint
 
-PROTOCOLS = ("dlms", "iec62056-21", "mbus", "wmbus", "zigbee", "dsmr")
+PROTOCOLS = ("dlms", "iec62056-21", "mbus", "wmbus", "zigbee", "dsmr", "sml")
 
 
 class _EveryMeter(Mapping[str, bytes]):
@@ -51,17 +53,30 @@ def decode_points(
     meter: str | None = None,
     zigbee_formatting: zigbee_se.MeterFormatting | None = None,
     authentication_key: bytes | None = None,
+    assume: tzinfo = UTC,
+    verify_tag: bool = True,
 ) -> list[DataPoint]:
     """Data points of one frame. ZigBee reports need the meter's formatting (Multiplier,
-    Divisor, UnitOfMeasure, device type) unless the frame itself carries it."""
+    Divisor, UnitOfMeasure, device type) unless the frame itself carries it. ``assume``: the
+    zone of a meter clock sent without a UTC offset (DLMS deviation "not specified", IEC
+    62056-21 0.9.1/0.9.2). ``verify_tag=False``: DLMS pushes whose tag fails are decoded when
+    the encryption key alone decrypts them (flagged ``unauthenticated``).
+
+    Raises only :class:`~smarthub.meters.errors.DecodeError` subclasses on bad input; their
+    class says what is wrong (see :mod:`smarthub.meters.errors`)."""
     if protocol == "dsmr":
         return dsmr.data_points(dsmr.decode_telegram(data))
     if protocol == "iec62056-21":
-        return iec62056_21.data_points(iec62056_21.decode_readout(data), meter_id=meter)
+        readout = iec62056_21.decode_readout(data)
+        if isinstance(assume, ZoneInfo):
+            return iec62056_21.data_points(readout, meter_id=meter, tz=assume)
+        return iec62056_21.data_points(readout, meter_id=meter, tz=ZoneInfo("UTC"))
+    if protocol == "sml":
+        return sml.data_points(data, meter=meter)
     if protocol == "mbus":
         return mbus.data_points(data)
     if protocol == "wmbus":
-        return wmbus.data_points(data, _EveryMeter(key) if key is not None else None)
+        return wmbus.data_points(data, _EveryMeter(key) if key is not None else None, tz=assume)
     if protocol == "zigbee":
         frame = zigbee_se.decode_zcl(data)
         return zigbee_se.data_points(
@@ -70,5 +85,12 @@ def decode_points(
     if protocol == "dlms":
         from smarthub.meters.dlms.decode import frame_data_points
 
-        return frame_data_points(data, key=key, meter=meter, authentication_key=authentication_key)
+        return frame_data_points(
+            data,
+            key=key,
+            meter=meter,
+            authentication_key=authentication_key,
+            assume=assume,
+            verify_tag=verify_tag,
+        )
     raise DecodeError("input", f"unknown protocol {protocol!r}; one of {', '.join(PROTOCOLS)}")

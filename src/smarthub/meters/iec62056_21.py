@@ -184,7 +184,7 @@ class Readout:
     """A decoded data message: its lines of data sets, and the identification when known."""
 
     lines: tuple[tuple[DataSet, ...], ...]
-    bcc: int
+    bcc: int | None  # None: sent without STX/ETX/BCC (mode D, push meters)
     identification: Identification | None = None
     _index: dict[str, DataSet] | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -315,16 +315,33 @@ def _split_groups(groups: str) -> tuple[IecValue, ...]:
 
 
 def decode_readout(data: bytes, identification: Identification | None = None) -> Readout:
-    """Decode one complete data message ``STX block ! CR LF ETX BCC`` (clause 6.3.4).
+    """Decode one complete data message ``STX block ! CR LF ETX BCC`` (clause 6.3.4), as a
+    meter sends it: optionally after the optical head's echo of the request (``/?!`` CR LF) and
+    the identification line (``/XXXZ...`` CR LF), which then fills ``identification``; and also
+    without STX, ETX and BCC (protocol mode D and the push meters that follow it, e.g. eHZ:
+    the block ends at ``!`` CR LF, and there is no check character to verify).
 
     Raises :class:`TruncatedFrame` when ETX or the BCC is missing, :class:`ChecksumError` when
     the BCC does not match, :class:`MalformedFrame` for anything off the grammar; nothing else.
     """
     data = _as_bytes(data)
+    if data[:2] == b"/?":  # half-duplex optical heads echo the request back
+        end = data.find(b"\n")
+        if end < 0:
+            raise TruncatedFrame(PROTOCOL, "request echo not ended by CR LF", offset=len(data))
+        data = data[end + 1 :]
+    if data[:1] == b"/":
+        end = data.find(b"\n")
+        if end < 0:
+            raise TruncatedFrame(PROTOCOL, "identification line not ended by CR LF", offset=len(data))
+        identification = decode_identification(data[:end].removesuffix(b"\r"))
+        data = data[end + 1 :]
+        if not data:
+            raise TruncatedFrame(PROTOCOL, "identification line but no data message", offset=0)
     if not data:
         raise TruncatedFrame(PROTOCOL, "empty data message", offset=0)
     if data[0] != STX:
-        raise MalformedFrame(PROTOCOL, "data message does not start with STX", offset=0)
+        return _decode_unframed(data, identification)
     etx = data.find(b"\x03", 1)
     if etx < 0:
         raise TruncatedFrame(PROTOCOL, "no ETX: data message cut off", offset=len(data))
@@ -343,6 +360,10 @@ def decode_readout(data: bytes, identification: Identification | None = None) ->
     text = _ascii(data[1 : etx - 3], 1)
     if _BLOCK_RE.fullmatch(text) is None:
         raise _locate_error(text)
+    return Readout(_lines(text), found, identification)
+
+
+def _lines(text: str) -> tuple[tuple[DataSet, ...], ...]:
     # The block is valid, so one pass over it finds every data set; CR LF closes a line.
     lines: list[tuple[DataSet, ...]] = []
     line: list[DataSet] = []
@@ -351,7 +372,22 @@ def decode_readout(data: bytes, identification: Identification | None = None) ->
         if end:
             lines.append(tuple(line))
             line = []
-    return Readout(tuple(lines), found, identification)
+    return tuple(lines)
+
+
+def _decode_unframed(data: bytes, identification: Identification | None) -> Readout:
+    """A data block without STX/ETX/BCC, ended by ``!`` (and CR LF)."""
+    if data[0] == ETX or b"\x02" in data or b"\x03" in data:
+        raise MalformedFrame(PROTOCOL, "data message does not start with STX", offset=0)
+    body = data.removesuffix(b"\n").removesuffix(b"\r")
+    if not body.endswith(b"!"):
+        if b"!" in body:
+            raise MalformedFrame(PROTOCOL, "bytes after the closing '!'", offset=body.rfind(b"!") + 1)
+        raise TruncatedFrame(PROTOCOL, "data block not closed by '!': readout cut off", offset=len(data))
+    text = _ascii(body[:-1])
+    if _BLOCK_RE.fullmatch(text) is None:
+        raise _locate_error(text)
+    return Readout(_lines(text), None, identification)
 
 
 def _locate_error(text: str) -> MalformedFrame:
@@ -541,10 +577,11 @@ class IecMaster:
 
 _NUMBER_RE = re.compile(r"[-+]?\d+(?:\.\d*)?|[-+]?\.\d+")
 _AB = r"(?:\d{1,3}-\d{1,3}:)?"
-_SERIAL_RE = re.compile(rf"{_AB}(?:0\.0\.0|C\.1\.0)")
-_TIME_RE = re.compile(rf"{_AB}0\.9\.1")
-_DATE_RE = re.compile(rf"{_AB}0\.9\.2")
-_ERROR_RE = re.compile(rf"{_AB}F\.F(?:\.0)?")
+_F = r"(?:\*255|\.255)?"  # "1-0:C.1.0*255": some meters write the F group of a current value
+_SERIAL_RE = re.compile(rf"{_AB}(?:0\.0\.0|C\.1\.0|96\.1\.0){_F}")
+_TIME_RE = re.compile(rf"{_AB}0\.9\.1{_F}")
+_DATE_RE = re.compile(rf"{_AB}0\.9\.2{_F}")
+_ERROR_RE = re.compile(rf"{_AB}F\.F(?:\.0)?{_F}")
 # Addresses whose values are identifiers or text, kept as strings even when all digits:
 # serial numbers 0.0.x / C.1.x / 96.1.x, time and date, error register F.F, service group C.
 _TEXT_RE = re.compile(rf"{_AB}(?:0\.0\.\d+|C\..*|96\.1\.\d+|0\.9\.[12]|F\.F.*|0\.2\.\d+)")
@@ -587,10 +624,11 @@ def _date(raw: str) -> tuple[int, int, int]:
     if not digits.isdigit() or len(digits) not in (6, 7):
         raise MalformedFrame(PROTOCOL, f"0.9.2 date {raw!r} is not YYMMDD or 1YYMMDD")
     century = 2000
-    if len(digits) == 7:  # leading century digit: 0 = 19xx, 1 = 20xx
+    if len(digits) == 7:
+        # A leading digit before YYMMDD: "1" (Landis+Gyr, EMH: years since 1900 / 100) or a
+        # zero pad ("0220127", Iskra MT174, for 2022): either way a date of this century.
         if digits[0] not in "01":
-            raise MalformedFrame(PROTOCOL, f"0.9.2 date {raw!r}: century digit must be 0 or 1")
-        century = 1900 + 100 * int(digits[0])
+            raise MalformedFrame(PROTOCOL, f"0.9.2 date {raw!r}: leading digit must be 0 or 1")
         digits = digits[1:]
     return century + int(digits[:2]), int(digits[2:4]), int(digits[4:])
 
@@ -613,8 +651,9 @@ def data_points(
 ) -> list[DataPoint]:
     """Every data set of ``readout`` as :class:`DataPoint` s (see the module docstring for keys).
 
-    ``meter``: ``meter_id`` when given, else the serial number 0.0.0 / C.1.0 when the readout
-    carries one (the first of them), else the identification string. ``time``: the meter's
+    ``meter``: ``meter_id`` when given, else the serial number 0.0.0 / C.1.0 / 96.1.0 (with or
+    without A-B and ``*255``) when the readout carries one (the first of them), else the
+    identification string. ``time``: the meter's
     clock 0.9.1 + 0.9.2, read as local time in ``tz``, when both are present, else ``time``.
     A non-zero error register F.F flags every point ``"error"``. Raises :class:`MalformedFrame`
     (and nothing else) for a meter id that cannot be found or a clock that is not a valid instant.
@@ -634,8 +673,8 @@ def data_points(
                 kind = _kind(address)
                 first = ds[1][0][0] if ds[1] else ""
                 if kind == _K_SERIAL:
-                    if serial is None and first:
-                        serial = first
+                    if serial is None and first.strip():
+                        serial = first.strip()
                 elif kind == _K_TIME:
                     t_raw = first if t_raw is None else t_raw
                 elif kind == _K_DATE:

@@ -51,18 +51,27 @@ from cryptography.hazmat.primitives import cmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from smarthub.meters import mbus
-from smarthub.meters.errors import ChecksumError, DecodeError, MalformedFrame, TruncatedFrame
+from smarthub.meters.errors import (
+    ChecksumError,
+    DecodeError,
+    KeyMissing,
+    MalformedFrame,
+    TruncatedFrame,
+    WrongKey,
+)
 from smarthub.model.datapoint import DataPoint
 
 __all__ = [
     "Afl",
     "DecryptionError",
     "Ell",
+    "NoKeyError",
     "WMBusFrame",
     "crc16",
     "data_points",
     "decode_frame",
     "derive_key",
+    "detect_crc",
     "encode_frame",
 ]
 
@@ -70,12 +79,16 @@ PROTOCOL = "wmbus"
 C_SND_NR = 0x44
 
 
-class DecryptionError(DecodeError):
+class DecryptionError(WrongKey):
     """No key for the meter, or the key does not decrypt the frame (no ``2F 2F``, bad MAC)."""
 
     def __init__(self, message: str, *, meter: str | None = None, offset: int | None = None) -> None:
         self.meter = meter
         super().__init__(PROTOCOL, message, offset=offset)
+
+
+class NoKeyError(DecryptionError, KeyMissing):
+    """The frame is encrypted and no key is configured for its meter."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -273,7 +286,7 @@ def _aes_cbc(key: bytes, iv: bytes, data: bytes, encrypt: bool) -> bytes:
 def _key_for(keys: Mapping[str, bytes | str] | None, meter: str) -> bytes:
     key = None if keys is None else keys.get(meter)
     if key is None:
-        raise DecryptionError(f"no key for meter {meter}", meter=meter)
+        raise NoKeyError(f"frame is encrypted and there is no key for meter {meter}", meter=meter)
     if isinstance(key, str):
         try:
             key = bytes.fromhex(key)
@@ -336,19 +349,68 @@ def _parse_afl(body: bytes, pos: int) -> tuple[Afl, int]:
     return Afl(fcl, mcl, ki, mcr, mac, ml, raw_mcr), end
 
 
+def detect_crc(data: bytes) -> tuple[bool, str]:
+    """``(has_crc, frame_format)`` of a frame, from L and the length delivered.
+
+    A frame of ``L + 1`` bytes is either stripped of its CRCs (as receiver sticks and SDR
+    decoders deliver it, and as the OMS specification prints its examples) or format B, whose L
+    includes its CRCs: it is format B when the CRC in its last two bytes (and, past 128 bytes,
+    at 126) verifies, else stripped. A frame of exactly the format-A length for its L (a CRC
+    after the first 10 bytes and after every 16 after that) is format A with CRCs.
+    """
+    if not data:
+        raise TruncatedFrame(PROTOCOL, "empty frame", offset=0)
+    n, length = len(data), data[0]
+    if n == length + 1:
+        if n >= 13:
+            try:
+                _strip_b(data)
+                return True, "B"
+            except DecodeError:
+                pass
+        return False, "A"
+    if length >= 10:
+        rest = length - 9
+        total_a = 12 + rest + 2 * ((rest + 15) // 16)
+        if n == total_a:
+            return True, "A"
+        if length + 1 < n < total_a:
+            raise TruncatedFrame(
+                PROTOCOL,
+                f"{n} bytes: more than L + 1 = {length + 1} (no CRCs) but fewer than the {total_a} "
+                "of format A with CRCs",
+                offset=n,
+            )
+    if n < length + 1:
+        raise TruncatedFrame(PROTOCOL, f"L = {length} needs {length + 1} bytes, {n} present", offset=n)
+    raise MalformedFrame(
+        PROTOCOL, f"{n} bytes fit neither L + 1 = {length + 1} (no CRCs, format B) nor format A with CRCs"
+    )
+
+
 def decode_frame(
     data: bytes,
     keys: Mapping[str, bytes | str] | None = None,
     *,
-    has_crc: bool = True,
-    frame_format: str = "A",
+    has_crc: bool | None = None,
+    frame_format: str | None = None,
 ) -> WMBusFrame:
     """Decode one wM-Bus frame (as one radio packet), decrypting with ``keys[meter id]``.
+
+    ``has_crc=None`` with no ``frame_format`` (the default) detects from L and the length
+    whether the link-layer CRCs are present, and in which frame format (:func:`detect_crc`); a
+    ``frame_format`` given alone means the CRCs are there.
 
     ``keys`` maps the meter id as the data points name it (``"KAM12345678"``) to its AES-128 key
     (bytes or hex). Raises :class:`DecryptionError` when the key is missing or wrong.
     """
     data = bytes(data)
+    if has_crc is None:
+        if frame_format is None:
+            has_crc, frame_format = detect_crc(data)
+        else:
+            has_crc = True
+    frame_format = frame_format or "A"
     if has_crc:
         if frame_format == "A":
             body = _strip_a(data)
@@ -385,7 +447,7 @@ def decode_frame(
             sn = int.from_bytes(body[pos + 3 : pos + 7], "little")
             ell = Ell(ci, body[pos + 1], body[pos + 2], sn, body[pos + 7] | body[pos + 8] << 8)
             if sn >> 29 & 0x07:
-                raise DecryptionError("ELL AES-CTR encryption is not supported", meter=link_meter)
+                raise MalformedFrame(PROTOCOL, "ELL AES-CTR encryption is not supported", offset=pos)
         pos += 1 + n
         _need(body, pos, 1, "CI after ELL")
         ci = body[pos]
@@ -513,8 +575,8 @@ def data_points(
     time: datetime | None = None,
     tz: tzinfo = UTC,
     *,
-    has_crc: bool = True,
-    frame_format: str = "A",
+    has_crc: bool | None = None,
+    frame_format: str | None = None,
 ) -> list[DataPoint]:
     """Decode (and decrypt) one frame to data points, protocol ``wmbus``.
 

@@ -6,7 +6,7 @@ is kept, raw and flagged, never dropped.
 
 Key conventions (the mapping table is written against these):
 
-- ``dsmr``, ``dlms``, ``iec62056-21``: the OBIS code as the protocol carries it, formatted
+- ``dsmr``, ``dlms``, ``iec62056-21``, ``sml``: the OBIS code as the protocol carries it, formatted
   ``A-B:C.D.E`` (``*F`` only when F != 255). IEC 62056-21 lines that omit A-B (``1.8.0``)
   keep the short form: key ``1.8.0``.
 - ``mbus``, ``wmbus``: ``{medium}:{quantity}`` then ``/{function}`` unless instantaneous
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-PROTOCOLS = ("dsmr", "dlms", "iec62056-21", "mbus", "wmbus", "zigbee")
+PROTOCOLS = ("dsmr", "dlms", "iec62056-21", "mbus", "wmbus", "zigbee", "sml")
 
 
 @dataclass(frozen=True, slots=True)

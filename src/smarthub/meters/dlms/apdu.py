@@ -946,8 +946,9 @@ def _data_notification(data: bytes, max_depth: int) -> DataNotification:
     pos = 6
     dt = None
     if flag:
-        # 0C + 12 bytes (Green Book examples); also 01 0C + 12 and 01 + 12 (dlms-cosem writes this).
-        if flag == 0x01 and data[6:7] == b"\x0c":
+        # 0C + 12 bytes (Green Book examples); also 01 0C + 12 and 01 + 12 (dlms-cosem writes
+        # this), and 09 0C + 12 (Kaifa's Norwegian HAN lists tag it as a Data octet-string).
+        if flag in (0x01, 0x09) and data[6:7] == b"\x0c":
             pos = 7
         elif flag not in (0x01, 0x0C):
             raise MalformedFrame(PROTOCOL, f"DataNotification date-time length {flag} (must be 12)", offset=5)

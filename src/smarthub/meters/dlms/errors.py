@@ -9,7 +9,14 @@ they are not about malformed input but about what the meter said or what the cal
 
 from __future__ import annotations
 
-from smarthub.meters.errors import ChecksumError, DecodeError, MalformedFrame, TruncatedFrame
+from smarthub.meters.errors import (
+    ChecksumError,
+    DecodeError,
+    KeyMissing,
+    MalformedFrame,
+    TruncatedFrame,
+    WrongKey,
+)
 
 __all__ = [
     "PROTOCOL",
@@ -21,6 +28,7 @@ __all__ = [
     "DlmsSessionError",
     "DlmsStateError",
     "MalformedFrame",
+    "NoKeyError",
     "ReplayError",
     "TruncatedFrame",
 ]
@@ -28,8 +36,13 @@ __all__ = [
 PROTOCOL = "dlms"
 
 
-class DecryptionError(DecodeError):
-    """A ciphered APDU whose GCM authentication tag does not verify (wrong key or tampered bytes)."""
+class DecryptionError(WrongKey):
+    """A ciphered APDU whose GCM authentication tag does not verify (wrong key or tampered bytes),
+    or, for encryption-only APDUs (no tag), whose plaintext is not an APDU."""
+
+
+class NoKeyError(DecryptionError, KeyMissing):
+    """A ciphered APDU for which no key is configured."""
 
 
 class ReplayError(DecodeError):

@@ -6,8 +6,11 @@ A ciphered APDU's protected content is::
 
     security control (1) | invocation counter (4) | ciphertext | authentication tag (12)
 
-* security control: bits 0-3 the suite (0), bit 4 authentication, bit 5 encryption, bit 6 the
-  broadcast key, bit 7 compression (not supported here). 0x30 = authenticated and encrypted,
+* security control: bits 0-3 the suite id, bit 4 authentication, bit 5 encryption, bit 6 the
+  broadcast key, bit 7 compression (not supported here). Suite 1 (ECDH/ECDSA P-256 for key
+  agreement and signatures) protects APDUs with the same AES-128-GCM as suite 0, so its
+  ciphered APDUs decrypt alike (Austrian meters push with 0x21); suite 2 uses AES-256 and is
+  refused. 0x30 = authenticated and encrypted,
   0x10 = authenticated only (the plaintext travels in clear, the tag covers it), 0x20 =
   encrypted only (no tag);
 * IV = the sender's system title (8 bytes) || invocation counter (4 bytes, big-endian);
@@ -42,6 +45,7 @@ from smarthub.meters.dlms.errors import (
     PROTOCOL,
     DecryptionError,
     MalformedFrame,
+    NoKeyError,
     ReplayError,
     TruncatedFrame,
 )
@@ -177,8 +181,10 @@ def decrypt(
         raise TruncatedFrame(PROTOCOL, "ciphered content shorter than its security header")
     sc = content[0]
     ic = int.from_bytes(content[1:5], "big")
-    if sc & 0x0F:
-        raise MalformedFrame(PROTOCOL, f"security suite {sc & 0x0F} not supported (only suite 0)")
+    if sc & 0x0F > 1:
+        raise MalformedFrame(
+            PROTOCOL, f"security suite {sc & 0x0F} not supported (suites 0 and 1: AES-128-GCM)"
+        )
     if sc & SC_COMPRESSED:
         raise MalformedFrame(PROTOCOL, "compressed ciphered APDUs are not supported")
     if len(system_title) != 8:
@@ -318,12 +324,10 @@ def decipher_apdu(
     if sc & SC_BROADCAST_KEY:
         key = keys.broadcast_key
         if key is None:
-            raise DecryptionError(PROTOCOL, "APDU ciphered with the broadcast key, which is not configured")
+            raise NoKeyError(PROTOCOL, "APDU ciphered with the broadcast key, which is not configured")
     elif ded:
         if dedicated_key is None:
-            raise DecryptionError(
-                PROTOCOL, "APDU ciphered with a dedicated key, which this session has not got"
-            )
+            raise NoKeyError(PROTOCOL, "APDU ciphered with a dedicated key, which this session has not got")
         key = dedicated_key
     else:
         key = keys.encryption_key
