@@ -4,7 +4,7 @@ the meter simulators on the other end; the GDSC pulls it and stores every meter'
 Real pieces: pseudo-terminals (``os.openpty``) opened by the hub's pyserial ports for the
 serial meters (a DSMR P1 cable, a DLMS HAN port at 2400 8E1, an IEC 62056-21 optical probe that
 signs on at 300 baud and must switch to the meter's 9600, an IMST iM871A stick speaking its HCI
-framing); TCP gateways for the rest (a DLMS meter's TCP wrapper, polled, with its breaker; an
+framing, an SML optical head on a German meter); TCP gateways for the rest (a DLMS meter's TCP wrapper, polled, with its breaker; an
 M-Bus master behind ser2net, the meter selected by its secondary address; a ZigBee coordinator
 bridge); the configuration loaded from TOML; the hub built by the same assembly as ``smarthub
 hub``; 2030.5 over mutual TLS; the GDSC's collector and store on SQLite and PostgreSQL. Time
@@ -36,6 +36,7 @@ from smarthub.sim.dsmr_meter import DsmrMeterSimulator
 from smarthub.sim.iec_meter import IecMeterSimulator
 from smarthub.sim.load_profile import HouseholdProfile
 from smarthub.sim.mbus_meter import MBusMeterSimulator
+from smarthub.sim.sml_meter import SmlMeterSimulator
 from smarthub.sim.wires import Pty, answer_pty, im871a_frame, port_of, push_pty, push_tcp, serve_tcp
 from smarthub.sim.wmbus_meter import WMBusMeterSimulator
 from smarthub.sim.zigbee_meter import ZigbeeMeterSimulator
@@ -52,6 +53,7 @@ POLL_KEYS = SecurityKeys(bytes(range(32, 48)), bytes(range(48, 64)))
 WMBUS_KEY = bytes.fromhex("000102030405060708090A0B0C0D0E0F")
 NEIGHBOUR_KEY = bytes(16)
 ZIGBEE_EUI = "00:0d:6f:00:00:00:00:01"
+SML_ID = "0a01454d480000003039"  # an EMH meter's server id: 0A 01 "EMH" 00 serial 12345
 
 
 def _certificates(state: Path, now: datetime) -> Path:
@@ -146,6 +148,11 @@ transport = "stick"
 key = "{WMBUS_KEY.hex()}"
 
 [[meters]]
+id = "{SML_ID}"
+protocol = "sml"
+transport = {{ kind = "serial", device = "{ptys["head"].device}" }}
+
+[[meters]]
 id = "{ZIGBEE_EUI}"
 protocol = "zigbee"
 transport = {{ kind = "tcp", host = "127.0.0.1", port = {ports["zigbee"]} }}
@@ -188,6 +195,7 @@ async def test_a_hub_from_a_config_reads_every_protocol_on_real_transports_and_t
         50000099, "LSE", "water", NEIGHBOUR_KEY, HouseholdProfile(13), start=T0, mode=5
     )
     zigbee = ZigbeeMeterSimulator(ZIGBEE_EUI, "electric", HouseholdProfile(14), start=T0)
+    german = SmlMeterSimulator("EMH", 12345, HouseholdProfile(15), start=T0)
 
     sent: dict[datetime, int] = {}
 
@@ -209,7 +217,7 @@ async def test_a_hub_from_a_config_reads_every_protocol_on_real_transports_and_t
             first_report = False
         return lines.encode()
 
-    ptys = {name: Pty() for name in ("p1", "han", "optical", "stick")}
+    ptys = {name: Pty() for name in ("p1", "han", "optical", "stick", "head")}
     wrapper_gw = await serve_tcp(wrapper, clock, complete_wrapper)
     mbus_gw = await serve_tcp(water, clock, complete_mbus)
     zigbee_gw, _ = await push_tcp(bridge, clock, MINUTE)
@@ -218,7 +226,15 @@ async def test_a_hub_from_a_config_reads_every_protocol_on_real_transports_and_t
     config_path.write_text(_toml(hub_dir, tmp_path / "ca" / "ca.pem", ptys, ports, keys))
     config_path.chmod(0o600)  # it holds a key inline
     config = load_config(config_path)
-    assert {m.protocol for m in config.meters} == {"dsmr", "dlms", "iec62056-21", "mbus", "wmbus", "zigbee"}
+    assert {m.protocol for m in config.meters} == {
+        "dsmr",
+        "dlms",
+        "iec62056-21",
+        "mbus",
+        "wmbus",
+        "zigbee",
+        "sml",
+    }
 
     wires = [
         asyncio.create_task(push_pty(ptys["p1"], telegram, clock, timedelta(seconds=10))),
@@ -227,6 +243,7 @@ async def test_a_hub_from_a_config_reads_every_protocol_on_real_transports_and_t
             answer_pty(ptys["optical"], optical, clock, _iec_complete, check=_iec_at_agreed_baud)
         ),
         asyncio.create_task(push_pty(ptys["stick"], stick, clock, timedelta(minutes=2))),
+        asyncio.create_task(push_pty(ptys["head"], german.file_at, clock, timedelta(seconds=10))),
     ]
     assembly = build_hub(config, clock=clock)
     service = None
@@ -276,6 +293,7 @@ async def test_a_hub_from_a_config_reads_every_protocol_on_real_transports_and_t
             "KAM30000001": WATER_VOLUME,
             "LSE50000001": GAS_VOLUME,
             ZIGBEE_EUI: IMPORT_ACTIVE_ENERGY,
+            SML_ID: IMPORT_ACTIVE_ENERGY,
         }
         starts = {int((T0 + timedelta(minutes=10 + 30 * i)).timestamp()) for i in range(2)}
         for meter, obis in channels.items():

@@ -171,7 +171,7 @@ class MeterConfig:
     authentication_key: bytes | None = None  # DLMS AK (default: the key)
     poll_every: timedelta = timedelta(minutes=5)
     framing: str = "hdlc"  # dlms: hdlc | wrapper
-    list_profile: str | None = None  # dlms push: the maker's list layout, when the frame lacks OBIS codes
+    list_profiles: Path | None = None  # dlms push: more list layouts (JSON), over the shipped table
     address: int | None = None  # mbus primary address; dlms server logical address
     physical_address: int | None = None  # dlms HDLC physical address (RS-485 multidrop)
     secondary: str | None = None  # mbus secondary address: 8 BCD digits, F a wildcard
@@ -461,7 +461,7 @@ _KNOWN: dict[str, set[str]] = {
     },
     "meters": {
         "id", "protocol", "fuel", "transport", "mode", "key", "key_file", "authentication_key",
-        "authentication_key_file", "poll_every", "framing", "list_profile", "address",
+        "authentication_key_file", "poll_every", "framing", "address", "list_profiles",
         "physical_address", "secondary", "manufacturer", "device_address", "max_baud", "client_sap",
         "client_system_title", "registers", "breaker", "fallback", "appliance", "generator",
         "stale_after", "timezone",
@@ -664,6 +664,17 @@ class _Reader:
         assert t is not None
         return self.transport(t, f"meters[{index}].{key}")
 
+    def profiles(self, m: _Table) -> Path | None:
+        path = m.path_("list_profiles")
+        if path is not None:
+            try:
+                load_profiles(path)
+            except OSError as err:
+                raise m.fail("list_profiles", f"cannot read {path}: {err.strerror or err}") from None
+            except ValueError as err:
+                raise m.fail("list_profiles", f"{path}: {err}") from None
+        return path
+
     def meter(self, m: _Table) -> MeterConfig:
         index = m.path[-1]
         assert isinstance(index, int)
@@ -706,7 +717,7 @@ class _Reader:
             authentication_key=m.secret("authentication_key"),
             poll_every=m.duration("poll_every", timedelta(minutes=5)),
             framing=m.str("framing", "hdlc", choices=DLMS_FRAMINGS),
-            list_profile=m.str("list_profile"),
+            list_profiles=self.profiles(m),
             address=address,
             physical_address=m.int("physical_address", lo=0, hi=0x3FFF),
             secondary=m.str("secondary"),
@@ -726,6 +737,21 @@ class _Reader:
         )
         m.done()
         return out
+
+
+def load_profiles(path: Path) -> Any:
+    """The shipped DLMS list profiles with those of ``path`` added (a meter model the table does
+    not know yet, :mod:`smarthub.meters.dlms.profiles`); a ``ValueError`` names what is wrong."""
+    import json
+    from importlib import resources
+
+    from smarthub.meters.dlms.profiles import ListProfiles
+
+    shipped = json.loads(resources.files("smarthub.meters").joinpath("list_profiles.json").read_text("utf-8"))
+    extra = json.loads(path.read_text("utf-8"))
+    if not isinstance(extra, dict) or not isinstance(extra.get("profiles"), list):
+        raise ValueError('expected {"profiles": [...]} as in smarthub/meters/list_profiles.json')
+    return ListProfiles.from_dict({**shipped, "profiles": [*shipped["profiles"], *extra["profiles"]]})
 
 
 def consumer_json(path: Path) -> list[SupplyConfig]:
@@ -842,8 +868,8 @@ def check(config: HubConfig) -> None:
             raise _meter_field(config, i, "fallback", "a second path is for polled DLMS meters")
         if m.appliance is not None and m.protocol != "zigbee":
             raise _meter_field(config, i, "appliance", "sub-meters (smart plugs) are ZigBee devices")
-        if m.list_profile is not None and not (m.protocol == "dlms" and m.mode == "push"):
-            raise _meter_field(config, i, "list_profile", "a list profile is for DLMS push meters")
+        if m.list_profiles is not None and not (m.protocol == "dlms" and m.mode == "push"):
+            raise _meter_field(config, i, "list_profiles", "list profiles are for DLMS push meters")
         if m.tz is not None:
             try:
                 ZoneInfo(m.tz)

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from smarthub.assembly.config import SERIAL_DEFAULTS, ConfigError, MeterConfig, TransportConfig
+from smarthub.assembly.config import SERIAL_DEFAULTS, ConfigError, MeterConfig, TransportConfig, load_profiles
 from smarthub.clock import Clock
 from smarthub.han.dlms_control import SupplyControl
 from smarthub.han.dlms_poll import DlmsPath, DlmsPaths
@@ -33,6 +33,7 @@ from smarthub.han.p1 import P1Port
 from smarthub.han.poll import Cycle, Link, PollLoop
 from smarthub.han.ports import Port, PortBatch
 from smarthub.han.serial_port import SerialLink, SerialStream
+from smarthub.han.sml_port import SmlPort
 from smarthub.han.tcp import TcpLink, TcpStreamTransport
 from smarthub.han.wmbus_port import WMBusPort
 from smarthub.han.zigbee_port import ZigbeePort
@@ -188,8 +189,12 @@ def _push(ctx: ConnectContext, transport: TransportConfig, meters: list[MeterCon
                 f"{transport.describe()}: one DLMS HAN port pushes one meter's lists", field=transport.name
             )
         m = meters[0]
-        push = DlmsPushPort(name, dlms_keys(m), framing=m.framing, meter=m.id, list_profile=m.list_profile)  # type: ignore[arg-type]
+        profiles = load_profiles(m.list_profiles) if m.list_profiles is not None else None
+        push = DlmsPushPort(name, dlms_keys(m), framing=m.framing, meter=m.id, profiles=profiles, tz=tz)  # type: ignore[arg-type]
         port, receive = push, lambda data: [push.receive(data)]
+    elif protocol == "sml":
+        sml = SmlPort(name)  # the meter names itself (its device id)
+        port, receive = sml, lambda data: [sml.receive(data)]
     elif protocol == "wmbus":
         crc = {"auto": None, "present": True, "stripped": False}[transport.link_crc]
         radio = WMBusPort(name, KeyRing(), tz=tz, has_crc=crc)

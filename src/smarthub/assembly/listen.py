@@ -31,8 +31,9 @@ from smarthub.han.poll import PollLoop
 from smarthub.han.ports import Port, PortBatch
 from smarthub.han.wmbus_port import WMBusPort
 from smarthub.meters import mbus
-from smarthub.meters.errors import DecodeError
+from smarthub.meters.errors import DecodeError, KeyMissing, UnknownLayout, WrongKey, classify
 from smarthub.meters.mapping import MappingTable
+from smarthub.meters.wmbus import detect_crc
 from smarthub.model.datapoint import DataPoint
 
 _MEDIUM_OF_OBIS_A = {1: "electricity", 6: "heat", 7: "gas", 8: "water", 9: "hot water"}
@@ -175,15 +176,15 @@ class Listener:
                 continue
             h = self._meter(meter, err.protocol, port)
             h.bad_frames += 1
-            h.problem = str(err)
-            if "key" in str(err).lower() or type(err).__name__ == "DecryptionError":
-                h.encrypted = True
-                h.key = "wrong" if self._key_for(meter) else "missing"
+            kind = classify(err)[1]
+            h.problem = f"{kind}: {err}"
+            if isinstance(err, UnknownLayout) and err.values:
+                h.problem += f" (values: {', '.join(err.values)})"
+            if isinstance(err, KeyMissing):
+                h.encrypted, h.key = True, "missing"
+            elif isinstance(err, WrongKey):
+                h.encrypted, h.key = True, "wrong"
         return batch.errors
-
-    def _key_for(self, meter: str) -> bytes | None:
-        m = self.configured.get(meter)
-        return None if m is None else m.key
 
     def _values(self, h: Heard, points: list[DataPoint], now: datetime) -> None:
         mine = [p for p in points if p.meter == h.meter]
@@ -200,7 +201,13 @@ class Listener:
         receive = radio.receive
 
         def listened(data: bytes) -> PortBatch:
-            header = wmbus_header(data, radio.frame_has_crc(data))
+            has_crc = radio.has_crc
+            if has_crc is None:
+                try:
+                    has_crc = detect_crc(data)[0]
+                except DecodeError:
+                    has_crc = False
+            header = wmbus_header(data, has_crc)
             batch = receive(data)
             if header is not None:
                 h = self._meter(header.meter, "wmbus", radio.name)
@@ -234,11 +241,7 @@ class Listener:
                     h.encrypted = False
             for err in batch.errors:
                 if getattr(err, "meter", None) is None and isinstance(port, DlmsPushPort):
-                    meter = port.meter or "dlms"
-                    err.meter = meter  # type: ignore[attr-defined]
-                    if "no keys" in str(err):
-                        h = self._meter(meter, "dlms", port.name)
-                        h.encrypted, h.key = True, "missing"
+                    err.meter = "dlms HAN port"  # type: ignore[attr-defined]  # it names no meter yet
             return batch
 
         port.receive = listened  # type: ignore[method-assign]

@@ -7,8 +7,8 @@ coarse to place a register on a settlement boundary, so by default points are st
 the hub's receive time instead (``use_meter_clock=False``).
 
 Receivers deliver frames with the link-layer CRCs (``has_crc=True``), without them (sticks and
-SDR decoders check and strip them: ``False``), or either (``None``: told apart by L and the
-length).
+SDR decoders check and strip them: ``False``), or either (``None``: the codec tells them apart
+by L and the length, :func:`smarthub.meters.wmbus.detect_crc`).
 
 The port keeps the latest frame each meter sent that its key did not decrypt
 (``undecrypted``), so a re-key can test another key on the meter's real bytes.
@@ -42,22 +42,15 @@ class WMBusPort:
         self.name = name
         self.keys: MutableMapping[str, bytes] = keys if keys is not None else {}
         self.tz = tz
-        self.has_crc = has_crc  # None: detect per frame (see receive)
+        self.has_crc = has_crc  # None: detected per frame
         self.use_meter_clock = use_meter_clock
         self.frames = 0
         self.errors = 0
         self.undecrypted: dict[str, bytes] = {}
 
-    def frame_has_crc(self, data: bytes) -> bool:
-        if self.has_crc is not None:
-            return self.has_crc
-        # A frame whose L counts exactly the bytes after it has had its CRCs removed (a format A
-        # frame with its CRCs is longer by two bytes per block).
-        return not (data and data[0] + 1 == len(data))
-
     def receive(self, data: bytes) -> PortBatch:
         try:
-            points = data_points(data, self.keys, tz=self.tz, has_crc=self.frame_has_crc(data))
+            points = data_points(data, self.keys, tz=self.tz, has_crc=self.has_crc)
         except DecodeError as err:
             self.errors += 1
             if isinstance(err, DecryptionError) and err.meter is not None:

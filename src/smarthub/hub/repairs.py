@@ -166,7 +166,7 @@ class HubRepairs:
         frame = port.undecrypted[meter]
         for i, key in enumerate(candidates, 1):
             try:
-                data_points(frame, {meter: key}, tz=port.tz, has_crc=port.frame_has_crc(frame))
+                data_points(frame, {meter: key}, tz=port.tz, has_crc=port.has_crc)
             except DecodeError:
                 continue
             _promote(ring, meter, key)

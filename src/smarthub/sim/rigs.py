@@ -27,6 +27,7 @@ from smarthub.han.mbus_poll import mbus_cycle
 from smarthub.han.p1 import P1Port
 from smarthub.han.poll import PollLoop, SimulatedLink, simulated
 from smarthub.han.ports import PortBatch
+from smarthub.han.sml_port import SmlPort
 from smarthub.han.transport import SimulatedP1Transport
 from smarthub.han.wmbus_port import WMBusPort
 from smarthub.han.zigbee_port import ZigbeePort
@@ -49,6 +50,7 @@ from smarthub.sim.dsmr_meter import DsmrMeterSimulator
 from smarthub.sim.iec_meter import IecMeterSimulator
 from smarthub.sim.load_profile import HouseholdProfile
 from smarthub.sim.mbus_meter import MBusMeterSimulator
+from smarthub.sim.sml_meter import SmlMeterSimulator
 from smarthub.sim.wmbus_meter import WMBusMeterSimulator
 from smarthub.sim.zigbee_meter import ZigbeeMeterSimulator
 
@@ -287,6 +289,32 @@ def smart_plug_rig(
     return Rig("zigbee", meters, [(eui, IMPORT_ACTIVE_ENERGY) for eui, _ in plugs], loops)
 
 
+def sml_rig(
+    hub: SmartHub,
+    clock: Clock,
+    start: datetime,
+    profile: HouseholdProfile,
+    port_name: str,
+    meter_id: str,
+    period: timedelta = MINUTE,
+) -> Rig:
+    """A German meter's optical interface pushing an SML file every ``period``; ``meter_id`` is
+    its server id in hex (0A 01, the maker's three letters, 00, the serial)."""
+    raw = bytes.fromhex(meter_id)
+    meter = SmlMeterSimulator(raw[2:5].decode(), int.from_bytes(raw[6:10], "big"), profile, start=start)
+    port = hub.ports.get(port_name)
+    if not isinstance(port, SmlPort):
+        port = hub.attach(SmlPort(port_name))
+    assert isinstance(port, SmlPort)
+
+    async def push(t: datetime) -> PortBatch:
+        assert isinstance(port, SmlPort)
+        return port.receive(meter.file_at(t))
+
+    loop = PollLoop(f"sml:{meter_id}", clock, push, _sink(hub, port_name), period=period, start=start)
+    return Rig("sml", [(meter.meter_id, "electricity")], [(meter.meter_id, IMPORT_ACTIVE_ENERGY)], [loop])
+
+
 # The registers the hub polls from its DLMS meters (as dlms_rig does).
 DLMS_REGISTERS = (IMPORT_ACTIVE_ENERGY, EXPORT_ACTIVE_ENERGY, IMPORT_ACTIVE_POWER)
 
@@ -391,6 +419,10 @@ def simulated_connector(clock: Clock, start: datetime, telegram_period: timedelt
                 return [smart_plug_rig(hub, clock, start, plugs, meters[0].poll_every)]
             elec, gas = str(by_fuel["electricity"]), str(by_fuel["gas"])
             return [zigbee_rig(hub, clock, start, profile, elec, gas, meters[0].poll_every)]
+        if protocol == "sml":
+            return [
+                sml_rig(hub, clock, start, profile, transport.name, str(m.id), m.poll_every) for m in meters
+            ]
         raise ValueError(f"no simulator for {protocol} meters")
 
     return connect  # type: ignore[return-value]
