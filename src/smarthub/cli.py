@@ -163,6 +163,13 @@ def hub(
     check: Annotated[
         bool, typer.Option("--check", help="with --config: validate it, print what it builds, and exit")
     ] = False,
+    replay: Annotated[
+        Path | None,
+        typer.Option(
+            help="a capture log (TIME PROTOCOL HEX per line, as `smarthub decode --log` reads) to replay "
+            "into the hub's history with its original times, then exit"
+        ),
+    ] = None,
     state: Annotated[Path | None, typer.Option(help="hub directory holding hub.pem, hub.key, ca.pem")] = None,
     hub_id: Annotated[str | None, typer.Option(help="this hub's id as registered at the GDSC")] = None,
     serial: Annotated[str | None, typer.Option(help="P1 serial device, e.g. /dev/ttyUSB0")] = None,
@@ -200,6 +207,10 @@ def hub(
         raise typer.Exit(2) from None
     if check:
         _print_check(cfg)
+        return
+    if replay is not None:
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+        _replay(cfg, replay)
         return
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     try:
@@ -282,6 +293,32 @@ def _connectors(cfg):  # type: ignore[no-untyped-def]
     from smarthub.sim.rigs import simulated_connector
 
     return {"simulated": simulated_connector(SystemClock(), SystemClock().now(), timedelta(seconds=10))}
+
+
+def _replay(cfg, log_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``smarthub hub --replay``: the capture log through the hub's ports into its history."""
+    import json
+
+    from smarthub.assembly.replay import replay
+    from smarthub.meters.capture_log import CaptureLogError, read_capture_log
+
+    async def run() -> dict[str, Any]:
+        assembly = _assemble(cfg)
+        try:
+            with open(log_path, encoding="utf-8") as f:
+                return replay(assembly, read_capture_log(f)).as_dict()
+        finally:
+            await assembly.stop()
+
+    try:
+        result = asyncio.run(run())
+    except CaptureLogError as e:
+        print(f"smarthub hub: {log_path}: {e}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    except (OSError, UnicodeDecodeError) as e:
+        print(f"smarthub hub: {log_path}: {e}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    print(json.dumps(result))
 
 
 def _assemble(cfg):  # type: ignore[no-untyped-def]
