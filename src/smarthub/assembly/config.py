@@ -310,7 +310,7 @@ def parse_config(text: str, *, source: str = "hub.toml", base: Path | None = Non
     except ConfigError as err:
         if err.source:
             raise
-        raise ConfigError(str(err).split(": ", 1)[1], source=source, line=err.line, field=err.field) from None
+        raise ConfigError(err.message, source=source, line=err.line, field=err.field) from None
     return config
 
 
@@ -814,7 +814,7 @@ def check(config: HubConfig) -> None:
                     config, i, "transport",
                     f"{t.describe()} already carries meters[{j}] ({protocol}); one link speaks one protocol",
                 )  # fmt: skip
-            if other != t:
+            if replace(other, name="") != replace(t, name=""):
                 raise _meter_field(
                     config, i, "transport",
                     f"{t.describe()} is also meters[{j}]'s, with other settings: name it once under "
@@ -826,6 +826,13 @@ def check(config: HubConfig) -> None:
             if m.id in ids:
                 raise _meter_field(config, i, "id", f"{m.id!r} is also meters[{ids[m.id]}]")
             ids[m.id] = i
+        if m.protocol == "dlms" and m.mode == "poll" and not m.id:
+            raise _meter_field(
+                config,
+                i,
+                "id",
+                "missing: a polled DLMS meter's id (its serial or system title, as it reports)",
+            )
         if m.protocol in ("wmbus", "zigbee") and not m.id:
             raise _meter_field(
                 config, i, "id",

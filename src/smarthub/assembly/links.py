@@ -42,6 +42,7 @@ from smarthub.hub.keys import KeyRing
 from smarthub.hub.repairs import DlmsMeterAccess
 from smarthub.meters.dlms.client import DlmsClient
 from smarthub.meters.dlms.security import SecurityKeys
+from smarthub.meters.errors import classify
 from smarthub.model import ObisCode
 
 log = logging.getLogger(__name__)
@@ -220,7 +221,7 @@ def _push(ctx: ConnectContext, transport: TransportConfig, meters: list[MeterCon
     def sink(data: bytes) -> None:
         for batch in receive(data):
             for err in hub.accept(batch, port=name):
-                log.info("%s: rejected frame: %s", name, err)
+                log.info("%s: rejected frame (%s): %s", name, classify(err)[1], err)
 
     stream = _stream(transport, protocol, sink)
     runner = StreamRunner(stream, hello)
@@ -260,7 +261,8 @@ def _polled(ctx: ConnectContext, transport: TransportConfig, meters: list[MeterC
             raise ConfigError(f"{protocol} meters are not polled", field=transport.name)
 
         def sink(batch: PortBatch, t: datetime, port: str = name) -> None:
-            hub.accept(batch, t, port=port)
+            for err in hub.accept(batch, t, port=port):
+                log.info("%s: rejected answer (%s): %s", port, classify(err)[1], err)
 
         loop = PollLoop(loop_name, ctx.clock, _locked(lock, cycle), sink, period=m.poll_every)
         if protocol == "dlms":
