@@ -340,7 +340,8 @@ async def _run_hub(cfg) -> None:  # type: ignore[no-untyped-def]
         await assembly.start()
         err.print(f"hub {cfg.hub_id} serving IEEE 2030.5 on {assembly.url}/dcap (mutual TLS)")
         if assembly.consumer is not None and assembly.consumer.url:
-            code = assembly.consumer.store.pairing_code()
+            # single-use, 15 minutes: `smarthub ihd-code` makes another
+            code = assembly.consumer.store.new_pairing_code(assembly.clock.now())
             err.print(f"in-home display on {assembly.consumer.url}/ (pairing code {code})")
         for conn in assembly.connections:
             names = ", ".join(m for m, _ in conn.meters) or "meters heard"
@@ -414,6 +415,27 @@ def listen_command(
     if not listener.heard:
         err.print("no meter heard")
         raise typer.Exit(1)
+
+
+@app.command("ihd-code")
+def ihd_code(
+    state: Annotated[Path, typer.Option(help="the hub's state directory (ihd/ihd.sqlite)")],
+) -> None:
+    """Make a new pairing code for the hub's in-home display and print it: it pairs one screen,
+    within 15 minutes (a running hub takes it at once; any older code stops working)."""
+    from smarthub.hub.ihd.store import IhdStore
+
+    path = state / "ihd" / "ihd.sqlite"
+    if not path.exists():
+        print(
+            f"smarthub ihd-code: {path} does not exist (start the hub with --consumer first)", file=sys.stderr
+        )
+        raise typer.Exit(2)
+    store = IhdStore(path)
+    try:
+        print(store.new_pairing_code(datetime.now(UTC)))
+    finally:
+        store.close()
 
 
 @app.command()
@@ -650,14 +672,17 @@ def gdsc_api(
     if not tls:
         uvicorn.run(api, host=host, port=port, http=HeadDeadlineH11Protocol, **guarded)
         return
-    from smarthub.gdsc.api_tls import server_credentials, uvicorn_config
+    from smarthub.gdsc.api_tls import CrlReloader, serve, server_credentials, uvicorn_config
 
     if not (state / "ca" / "ca.pem").exists():
         print(f"smarthub gdsc api: {state} has no ca/ (the GDSC CA) to serve TLS with", file=sys.stderr)
         raise typer.Exit(2)
     hosts = sorted({host, "127.0.0.1", "localhost"} - {"0.0.0.0", "::"})
-    context = server_credentials(state, clock.now(), hosts, client_cert_optional)
-    uvicorn.Server(uvicorn_config(api, host, port, context, **guarded)).run()  # head deadline too
+    # TLS dates are real time (OpenSSL's), whatever clock a simulated state runs on.
+    context = server_credentials(state, datetime.now(UTC), hosts, client_cert_optional)
+    # The CRL is kept current while the API runs (newer ones the GDSC publishes, or made here).
+    server = uvicorn.Server(uvicorn_config(api, host, port, context, **guarded))  # head deadline too
+    asyncio.run(serve(server, CrlReloader(state, context)))
 
 
 @gdsc_app.command("client")
@@ -852,7 +877,7 @@ def _fail_with(command: str, err: Exception) -> typer.Exit:
 @contextlib.contextmanager
 def _lifecycle(state: Path, db: str | None, command: str):  # type: ignore[no-untyped-def]
     """The state's hub lifecycle: its CA (ca/), store, shared pull plan and, with
-    gdsc/operator.{pem,key}, the operator signer that queues ``pki.crl`` to the hubs."""
+    gdsc/operator.{pem,key}, the operator signer for the commands it queues."""
     from smarthub.gdsc.commands import CommandSigner
     from smarthub.gdsc.hub_lifecycle import HubLifecycle
     from smarthub.gdsc.pki import CertificateAuthority
@@ -873,7 +898,7 @@ def _lifecycle(state: Path, db: str | None, command: str):  # type: ignore[no-un
                 store.next_command_counter,
             )
         else:
-            err.print("no gdsc/operator.key: the CRL is written but not queued to the hubs as pki.crl")
+            err.print("no gdsc/operator.key: no command can be signed for the hubs")
         yield HubLifecycle(store, CertificateAuthority.load(state / "ca"), PullPlan(store), signer)
     finally:
         store.close()
@@ -1275,8 +1300,8 @@ def gdsc_revoke(
     ] = None,
     db: Annotated[str | None, typer.Option(help="database URL (default: SQLite in the state dir)")] = None,
 ) -> None:
-    """Revoke a hub: no more pulls, its data refused from now, its certificate on the CRL, and the
-    CRL queued (urgent, signed pki.crl) to every active hub."""
+    """Revoke a hub: no more pulls, its data refused from now, its certificate on the CRL, which
+    every other hub takes with its next bulk pull."""
     _end_hub(state, db, "revoke", hub, serial, reason)
 
 
@@ -1290,7 +1315,7 @@ def gdsc_decommission(
     db: Annotated[str | None, typer.Option(help="database URL (default: SQLite in the state dir)")] = None,
 ) -> None:
     """Take a hub out of service (cessationOfOperation): no more pulls, what it delivered stays
-    readable, its certificate on the CRL, the CRL queued to every active hub."""
+    readable, its certificate on the CRL (the other hubs take it with their next bulk pull)."""
     _end_hub(state, db, "decommission", hub, serial, None)
 
 

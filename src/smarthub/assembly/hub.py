@@ -306,7 +306,7 @@ def _management(a: HubAssembly) -> Part:
     m = a.management
     for ctype, handler in a.hub.command_handlers().items():  # mapping.update, meter.key
         m.register(ctype, handler)
-    # The GDSC CA's CRL, pushed as pki.crl: checked for commands and on every WAN request.
+    # The GDSC CA's CRL, taken with the bulk pull: checked for commands and on every WAN request.
     # (Not in the TLS context: a CRL past its nextUpdate would cut the hub off the WAN.)
     a.crls = CrlStore(a.dir / "crl.pem", a.ca_cert, a.cert_clock)
     m.use_crl_store(a.crls)
@@ -398,7 +398,7 @@ def _consumer(a: HubAssembly) -> Part | None:
     async def start(until: datetime | None) -> None:
         if ihd is not None:
             await side.serve(ihd.listen, ihd.port)
-            log.info("in-home display on %s (pairing code %s)", side.url, side.store.pairing_code())
+            log.info("in-home display on %s", side.url)
 
     return Part("consumer", start, side.stop)
 
@@ -443,6 +443,7 @@ def _wan(a: HubAssembly) -> Part:
         events=WanEvents(a.diagnostics.log, is_submeter),
         client_allowed=a.network.client_allowed,
         revoked=a.crls.is_revoked,
+        crls=a.crls,  # the GDSC's CRL, taken with the bulk pull
         **monotonic,
     )
     # Certificate renewal (pki.certificate): into the live TLS context, and the server answers

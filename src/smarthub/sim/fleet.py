@@ -275,7 +275,11 @@ class SimulatedHome:
         telegram_period: timedelta,
         *,
         smart_plugs: bool = True,
+        cert_clock: Clock | None = None,
     ) -> None:
+        """``cert_clock``: what certificates and CRLs are checked against (default wall time, as
+        OpenSSL does; a test running the GDSC's CRL dates on the simulated clock passes that)."""
+        cert_clock = cert_clock or SystemClock()
         self.spec = spec
         self.dir = state / "hubs" / spec.hub_id
         self.clock = clock
@@ -283,7 +287,7 @@ class SimulatedHome:
         self.assembly = a = build_hub(
             self.config,
             clock=clock,
-            cert_clock=SystemClock(),
+            cert_clock=cert_clock,
             connectors={"simulated": simulated_connector(clock, sim_start, telegram_period)},
         )
         self.history, self.registry, self.hub = a.history, a.registry, a.hub
@@ -297,6 +301,7 @@ class SimulatedHome:
         self._loops_by_meter = a.loops_by_meter
         self.appliances = {m.id: m.appliance for m in self.config.meters if m.appliance and m.id}
         self.swaps: list[MeterSwap] = []
+        self.cert_clock = cert_clock
         if self.consumer.ledger is not None:
             self._open_prepayment(state)
         self.url = ""
@@ -314,7 +319,7 @@ class SimulatedHome:
         assert isinstance(key, ec.EllipticCurvePrivateKey)
         signature = key.sign(opening.canonical(), ec.ECDSA(hashes.SHA256()))
         envelope = voucher_envelope(opening, signature, operator_pem.read_bytes())
-        self.consumer.ledger.top_up(envelope, SystemClock().now())
+        self.consumer.ledger.top_up(envelope, self.cert_clock.now())
 
     async def _link_test(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self.assembly.link_test(body)
@@ -432,10 +437,14 @@ class Fleet:
         clock: Clock,
         sim_start: datetime,
         telegram_period: timedelta = timedelta(seconds=60),
+        *,
+        cert_clock: Clock | None = None,
     ) -> None:
         self.state = state
         self.specs = specs
-        self.homes = [SimulatedHome(s, state, clock, sim_start, telegram_period) for s in specs]
+        self.homes = [
+            SimulatedHome(s, state, clock, sim_start, telegram_period, cert_clock=cert_clock) for s in specs
+        ]
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start_servers(self, ca_pem: Path) -> None:
