@@ -43,7 +43,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import time as time_of_day
 from decimal import Context, Decimal
 
 from smarthub.meters.errors import ChecksumError, MalformedFrame, TruncatedFrame
@@ -1013,6 +1014,32 @@ def _frame_time(records: Iterable[Record], tz: tzinfo) -> datetime | None:
     return None
 
 
+def _storage_times(records: Iterable[Record], tz: tzinfo) -> dict[int, datetime]:
+    """When each storage number's values were frozen: its own date-time record (the instant), or
+    its date record (the end of that day, 24:00 meter time: a set-day value is the register at
+    the close of the set day). OMS / EN 13757-3 "storage number": 1 is the set-day (due date)
+    value, higher numbers the meter's history."""
+    out: dict[int, datetime] = {}
+    for r in records:
+        if (
+            r.storage == 0
+            or r.storage in out
+            or r.function != "inst"
+            or r.tariff
+            or r.subunit
+            or "invalid" in r.flags
+            or r.quantity not in ("date", "datetime")
+        ):
+            continue
+        v = r.value
+        if isinstance(v, datetime):
+            out[r.storage] = v.replace(tzinfo=tz).astimezone(UTC)
+        elif isinstance(v, date):
+            end = datetime.combine(v + timedelta(days=1), time_of_day())
+            out[r.storage] = end.replace(tzinfo=tz).astimezone(UTC)
+    return out
+
+
 def telegram_points(
     telegram: Telegram,
     time: datetime | None = None,
@@ -1024,11 +1051,17 @@ def telegram_points(
 
     The meter id is the secondary address (``KAM12345678``), or ``a{address}`` for a wired
     short-header response. Times: the telegram's own current date-time record, interpreted in
-    ``tz`` (M-Bus clocks carry no zone), else ``time``.
+    ``tz`` (M-Bus clocks carry no zone), else ``time``. A stored value (storage number > 0: the
+    set-day value, history) is stamped with the date of its storage number (see
+    :func:`_storage_times`); without one it keeps the telegram's time and is flagged
+    ``undated``. A telegram with a data header also gives ``{medium}:status``, its status byte
+    (EN 13757-3 "Status field": application busy/error/alarm, power low, permanent and
+    temporary error, three manufacturer bits), last, so a cleared alarm is a reading too.
     """
     meter = telegram.meter or (f"a{telegram.address}" if telegram.address is not None else "unknown")
     medium = medium_name(telegram.medium)
     t = _frame_time(telegram.records, tz) or time
+    stored = _storage_times(telegram.records, tz)
     base_flags = telegram.flags
     points = []
     for r in telegram.records:
@@ -1045,6 +1078,12 @@ def telegram_points(
         flags = base_flags | r.flags
         if r.quantity == "error_flags" and isinstance(v, Decimal) and v != 0:
             flags = flags | {"error"}
+        when = t
+        if r.storage and r.quantity not in ("date", "datetime"):
+            when = stored.get(r.storage)
+            if when is None:
+                when = t
+                flags = flags | {"undated"}
         points.append(
             DataPoint(
                 meter=meter,
@@ -1052,8 +1091,20 @@ def telegram_points(
                 key=f"{medium}:{r.key_suffix}",
                 value=value,
                 unit=r.unit if isinstance(value, Decimal) else None,
-                time=t,
+                time=when,
                 flags=flags,
+            )
+        )
+    if telegram.header is not None:
+        points.append(
+            DataPoint(
+                meter=meter,
+                protocol=protocol,
+                key=f"{medium}:status",
+                value=Decimal(telegram.header.status),
+                unit=None,
+                time=t,
+                flags=base_flags,
             )
         )
     return points
