@@ -959,6 +959,7 @@ def encode_frame(
     ci: int = 0x7A,
     ell_cc: int | None = None,
     ell_session: int | None = None,
+    config_flags: int = 0,
     frame_format: str = "A",
     with_crc: bool = True,
 ) -> bytes:
@@ -969,6 +970,7 @@ def encode_frame(
     blocks; mode 7 adds an AFL (MCL, MCR, 8-byte MAC) with ``message_counter``. ``ell_cc`` adds
     an ELL I with that communication control; with ``ell_session`` an ELL II (session number as
     sent: its bits 29-31 = 1 encrypt the payload with AES-CTR and ``key``, as Kamstrup does).
+    ``config_flags``: configuration-word bits besides mode and block count (0x2000: synchronous).
     """
     m = mbus.encode_manufacturer(manufacturer).to_bytes(2, "little")
     id_raw = mbus._id_bcd_with_wildcards(ident)
@@ -987,6 +989,7 @@ def encode_frame(
     else:
         plain = records
         signature = 0
+    signature |= config_flags & 0xE00F
     if ci == 0x7A:
         tpl = bytes((ci,)) + mbus.encode_short_header(access_no, status, signature)
     elif ci == 0x72:
