@@ -218,6 +218,7 @@ class WMBusLayouts:
     ) -> None:
         self.version = version
         self._vifs = {(v.manufacturer, v.vife): v for v in vifs}
+        self._vif_manufacturers = frozenset(v.manufacturer for v in vifs)
         # signature -> record headers; the manufacturer is not part of the lookup (a compact
         # frame's signature is all it carries), so a clash between two entries is refused.
         self.formats: dict[int, bytes] = {}
@@ -232,6 +233,12 @@ class WMBusLayouts:
             self._by_manufacturer.setdefault(lay.manufacturer, []).append(lay)
 
     # -- lookups ----------------------------------------------------------------------------
+    def has_vifs(self, manufacturer: str) -> bool:
+        return manufacturer in self._vif_manufacturers
+
+    def has_layouts(self, manufacturer: str) -> bool:
+        return manufacturer in self._by_manufacturer
+
     def vif(self, manufacturer: str, vife: Sequence[int]) -> ManufacturerVif | None:
         return self._vifs.get((manufacturer, tuple(e & 0x7F for e in vife)))
 
