@@ -413,3 +413,20 @@ def test_decode_prints_readings_of_real_captures() -> None:
         '"obis": "4-0:1.2.0", "value": 145, "unit": "", "time": "2018-12-31T23:00:00+00:00"' in result.stdout
     )
     assert date(2018, 12, 31).isoformat() not in result.stderr  # the set date is used, not "unmapped"
+
+
+def test_decode_log_learns_compact_formats_from_full_frames(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # the flowIQ 2200's records (a format the layout table does not list), full then compact
+    records = wmbus.decode_frame(c.FLOWIQ2200).application
+    kw = {"manufacturer": "KAW", "ident": 52525252, "version": 0x3A, "device_type": 0x16, "records": records}
+    full = wmbus.encode_frame(**kw, access_no=1, ci=wmbus.CI_NO_HEADER, ell_session=0, with_crc=False)  # type: ignore[arg-type]
+    compact = wmbus.encode_frame(**kw, access_no=2, ci=wmbus.CI_COMPACT, ell_session=0)  # type: ignore[arg-type]
+    alone = runner.invoke(app, ["decode", "--protocol", "wmbus", "-"], input=compact.hex())
+    assert alone.exit_code == 7 and "compact frame of format signature" in alone.stderr
+    log = tmp_path / "radio.log"
+    log.write_text(f"2024-05-01T10:00:00Z wmbus {full.hex()}\n2024-05-01T10:00:16Z wmbus {compact.hex()}\n")
+    result = runner.invoke(app, ["decode", "--log", str(log)])
+    assert result.exit_code == 0, result.output
+    rows = [r for r in result.stdout.splitlines() if '"obis": "8-0:1.0.0"' in r]
+    assert len(rows) == 2 and all('"value": 44.206' in r for r in rows)
+    assert '"time": "2024-05-01T10:00:16+00:00"' in rows[1]
