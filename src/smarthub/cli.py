@@ -217,7 +217,7 @@ def hub(
             management.register(ctype, handler)
         network = NetworkSettings(state / "network.json")
         management.register("network.configure", network_command(network))
-        # The GDSC CA's CRL, pushed as pki.crl: checked for commands and on every WAN request.
+        # The GDSC CA's CRL, taken with the bulk pull: checked for commands and on every WAN request.
         crls = CrlStore(state / "crl.pem", ca_cert, clock)
         management.use_crl_store(crls)
 
@@ -243,6 +243,7 @@ def hub(
             events,
             client_allowed=network.client_allowed,
             revoked=crls.is_revoked,
+            crls=crls,
         )
         ctx = server_context(state / "hub.pem", state / "hub.key", state / "ca.pem")
         # Certificate renewal (pki.certificate) into the live context; the server's LFDI follows.
@@ -269,7 +270,7 @@ def hub(
             await side.serve(ihd_listen, ihd_port)
             # Third-party displays of this home (an ihd certificate) read pricing, messages, live demand.
             IhdResources(server, side.consumption, side.store, clock.now, live=side.ihd.live).install()
-            code = side.store.pairing_code()
+            code = side.store.new_pairing_code(clock.now())  # single-use, 15 minutes: `smarthub ihd-code`
             err.print(f"in-home display on http://{ihd_listen}:{ihd_port}/ (pairing code {code})")
 
         def on_bytes(data: bytes) -> None:
@@ -306,6 +307,27 @@ def hub(
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_hub())
+
+
+@app.command("ihd-code")
+def ihd_code(
+    state: Annotated[Path, typer.Option(help="the hub's state directory (ihd/ihd.sqlite)")],
+) -> None:
+    """Make a new pairing code for the hub's in-home display and print it: it pairs one screen,
+    within 15 minutes (a running hub takes it at once; any older code stops working)."""
+    from smarthub.hub.ihd.store import IhdStore
+
+    path = state / "ihd" / "ihd.sqlite"
+    if not path.exists():
+        print(
+            f"smarthub ihd-code: {path} does not exist (start the hub with --consumer first)", file=sys.stderr
+        )
+        raise typer.Exit(2)
+    store = IhdStore(path)
+    try:
+        print(store.new_pairing_code(datetime.now(UTC)))
+    finally:
+        store.close()
 
 
 @app.command()
@@ -544,14 +566,17 @@ def gdsc_api(
     if not tls:
         uvicorn.run(api, host=host, port=port, http=HeadDeadlineH11Protocol, **guarded)
         return
-    from smarthub.gdsc.api_tls import server_credentials, uvicorn_config
+    from smarthub.gdsc.api_tls import CrlReloader, serve, server_credentials, uvicorn_config
 
     if not (state / "ca" / "ca.pem").exists():
         print(f"smarthub gdsc api: {state} has no ca/ (the GDSC CA) to serve TLS with", file=sys.stderr)
         raise typer.Exit(2)
     hosts = sorted({host, "127.0.0.1", "localhost"} - {"0.0.0.0", "::"})
-    context = server_credentials(state, clock.now(), hosts, client_cert_optional)
-    uvicorn.Server(uvicorn_config(api, host, port, context, **guarded)).run()  # head deadline too
+    # TLS dates are real time (OpenSSL's), whatever clock a simulated state runs on.
+    context = server_credentials(state, datetime.now(UTC), hosts, client_cert_optional)
+    # The CRL is kept current while the API runs (newer ones the GDSC publishes, or made here).
+    server = uvicorn.Server(uvicorn_config(api, host, port, context, **guarded))  # head deadline too
+    asyncio.run(serve(server, CrlReloader(state, context)))
 
 
 @gdsc_app.command("client")
@@ -746,7 +771,7 @@ def _fail_with(command: str, err: Exception) -> typer.Exit:
 @contextlib.contextmanager
 def _lifecycle(state: Path, db: str | None, command: str):  # type: ignore[no-untyped-def]
     """The state's hub lifecycle: its CA (ca/), store, shared pull plan and, with
-    gdsc/operator.{pem,key}, the operator signer that queues ``pki.crl`` to the hubs."""
+    gdsc/operator.{pem,key}, the operator signer for the commands it queues."""
     from smarthub.gdsc.commands import CommandSigner
     from smarthub.gdsc.hub_lifecycle import HubLifecycle
     from smarthub.gdsc.pki import CertificateAuthority
@@ -767,7 +792,7 @@ def _lifecycle(state: Path, db: str | None, command: str):  # type: ignore[no-un
                 store.next_command_counter,
             )
         else:
-            err.print("no gdsc/operator.key: the CRL is written but not queued to the hubs as pki.crl")
+            err.print("no gdsc/operator.key: no command can be signed for the hubs")
         yield HubLifecycle(store, CertificateAuthority.load(state / "ca"), PullPlan(store), signer)
     finally:
         store.close()
@@ -1169,8 +1194,8 @@ def gdsc_revoke(
     ] = None,
     db: Annotated[str | None, typer.Option(help="database URL (default: SQLite in the state dir)")] = None,
 ) -> None:
-    """Revoke a hub: no more pulls, its data refused from now, its certificate on the CRL, and the
-    CRL queued (urgent, signed pki.crl) to every active hub."""
+    """Revoke a hub: no more pulls, its data refused from now, its certificate on the CRL, which
+    every other hub takes with its next bulk pull."""
     _end_hub(state, db, "revoke", hub, serial, reason)
 
 
@@ -1184,7 +1209,7 @@ def gdsc_decommission(
     db: Annotated[str | None, typer.Option(help="database URL (default: SQLite in the state dir)")] = None,
 ) -> None:
     """Take a hub out of service (cessationOfOperation): no more pulls, what it delivered stays
-    readable, its certificate on the CRL, the CRL queued to every active hub."""
+    readable, its certificate on the CRL (the other hubs take it with their next bulk pull)."""
     _end_hub(state, db, "decommission", hub, serial, None)
 
 

@@ -46,7 +46,7 @@ async def paired_page(browser: Browser, home: IhdHome, viewport: dict[str, int])
     page = await browser.new_page(viewport=viewport)  # type: ignore[arg-type]
     await page.goto(home.side.url + "/")
     await expect(page).to_have_url(home.side.url + "/pair")
-    await page.fill("input[name=code]", home.side.store.pairing_code())
+    await page.fill("input[name=code]", home.side.store.new_pairing_code(home.clock.now()))
     await page.click("button")
     await expect(page.locator("#live-power")).to_be_visible()
     return page

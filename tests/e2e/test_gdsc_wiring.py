@@ -86,9 +86,13 @@ async def test_gdsc_keeps_the_crl_current_and_refuses_a_revoked_hub(
         crl = x509.load_pem_x509_crl((tmp_path / "ca" / "crl.pem").read_bytes())
         assert crl.last_update_utc == tls.now().replace(microsecond=0)
         assert crl.next_update_utc == crl.last_update_utc + timedelta(days=7)
-        assert _jobs(service.store, "pki.crl") == []  # nothing revoked: nothing for the hubs
+        assert _jobs(service.store, "pki.crl") == []  # no command per hub: CRLs ride the pull
         (hub,) = service.store.active_hubs()
         assert (await service.collector.pull(hub, SIM_START)).ok
+        home = fleet.homes[0]  # the hub had no CRL: it asked for it with that pull
+        assert home.crls.number == int(
+            crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+        )
         assert service.upkeep is not None
         # A day later the CRL is re-published; the revoked set is unchanged, so hubs get nothing.
         tls.advance(timedelta(days=1, seconds=1))
@@ -97,8 +101,9 @@ async def test_gdsc_keeps_the_crl_current_and_refuses_a_revoked_hub(
         assert again.last_update_utc > crl.last_update_utc and len(again) == 0
         assert _jobs(service.store, "pki.crl") == []
         assert (await service.collector.pull(hub, SIM_START)).ok  # OpenSSL still has a current CRL
-        # Another process (the operator's tool) revokes the hub's certificate: the CRL goes to the
-        # hubs, and the running collector takes it at its next upkeep and refuses the hub.
+        # Another process (the operator's tool) revokes the hub's certificate: the running
+        # collector takes the new CRL at its next upkeep and refuses the hub (the other hubs get it
+        # with their pulls; nothing is queued per hub).
         hub_cert = x509.load_pem_x509_certificate((tmp_path / "hubs" / hub.hub_id / "hub.pem").read_bytes())
         operator = CommandSigner.from_files(
             str(tmp_path / "gdsc" / "operator.pem"),
@@ -109,7 +114,7 @@ async def test_gdsc_keeps_the_crl_current_and_refuses_a_revoked_hub(
             service.store, CertificateAuthority.load(tmp_path / "ca"), PullPlan(service.store), operator
         )
         other.revoke_certificate(hub_cert.serial_number, datetime.now(UTC))
-        assert [j.hub_id for j in _jobs(service.store, "pki.crl")] == [hub.hub_id]
+        assert _jobs(service.store, "pki.crl") == []
         await service.upkeep.run_once()
         refused = await service.collector.pull(hub, SIM_START)
         assert not refused.ok and "revoked" in (refused.error or ""), refused
@@ -192,6 +197,10 @@ def test_consent_revoked_through_the_api_queues_consent_set_for_the_hub(db_url: 
             "recipient": "TP",
             "granularity": "none",
             "version": int(clock.now().timestamp()) * 10**6,
+            "meters": None,
+            "data_from": None,
+            "data_until": None,
+            "events": False,
         }
         # The occupant moves out: the consents of the tenancy go, and the hub hears of it.
         with TestClient(app_from_state(tmp_path, clock, db_url)) as client:
@@ -250,7 +259,15 @@ def test_a_consent_that_expires_is_pushed_to_the_hub_by_the_upkeep(db_url: str, 
         jobs = _jobs(store, "consent.set")
         assert len(jobs) == 2
         body = json.loads(json.loads(jobs[-1].envelope)["payload"])["body"]
-        assert body == {"recipient": "TP", "granularity": "none", "version": int(expires.timestamp()) * 10**6}
+        assert body == {
+            "recipient": "TP",
+            "granularity": "none",
+            "version": int(expires.timestamp()) * 10**6,
+            "meters": None,
+            "data_from": None,
+            "data_until": None,
+            "events": False,
+        }
     finally:
         store.close()
 

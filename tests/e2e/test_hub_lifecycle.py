@@ -115,7 +115,9 @@ class World:
         ctx = server_context(d / "hub.pem", d / "hub.key", self.dir / "ca" / "ca.pem")
         crls = CrlStore(d / "crl.pem", self.ca.certificate, clock, [lambda _crl, path: apply_crl(ctx, path)])
         management.use_crl_store(crls)
-        server = GatedServer(hub_id, issued.lfdi, hub, lambda: int(DAY0.timestamp()), management=management)
+        server = GatedServer(
+            hub_id, issued.lfdi, hub, lambda: int(DAY0.timestamp()), management=management, crls=crls
+        )
         port = await server.start("127.0.0.1", 0, ctx)
         with self.store.engine.begin() as conn:  # the address the installer's tool would report
             conn.execute(hubs.update().where(hubs.c.hub_id == hub_id).values(url=f"https://127.0.0.1:{port}"))
@@ -243,7 +245,7 @@ async def test_commissioned_hub_is_pulled_and_revoked_hub_is_not(running: World)
         await stale_ctx_collector.close()
 
 
-async def test_revoked_collector_is_refused_by_a_hub_after_the_crl_command(running: World) -> None:
+async def test_revoked_collector_is_refused_by_a_hub_once_a_pull_brought_the_crl(running: World) -> None:
     w = running
     done = w.lifecycle.commission(w.request("HUB-1"), datetime.now(UTC))
     hub = await w.start_hub("HUB-1", done.certificate, 0, STEPS_PER_DAY)
@@ -256,18 +258,20 @@ async def test_revoked_collector_is_refused_by_a_hub_after_the_crl_command(runni
         assert (await rogue.pull(w.record("HUB-1"), DAY0)).ok  # valid until revoked
         w.plan.claim_urgent("test", datetime.now(UTC), 10)  # the first read, out of the way
         w.lifecycle.revoke_certificate(rogue_cert.certificate.serial_number, datetime.now(UTC))
-        # The CRL went to every active hub as an urgent signed command, delivered over the pull channel.
-        jobs = w.plan.claim_urgent("test", datetime.now(UTC), 10)
-        assert [(j.hub.hub_id, j.command_type) for j in jobs] == [("HUB-1", "pki.crl")]
-        assert jobs[0].envelope is not None
-        verdict = await courier.deliver(jobs[0].hub, jobs[0].envelope)
-        assert verdict["status"] == "applied", verdict
+        # No command per hub: the CRL rides along with the next bulk pull (wan.crl_sync).
+        assert w.plan.claim_urgent("test", datetime.now(UTC), 10) == []
+        await good.apply_crl(w.lifecycle.crl_path)  # as the GDSC's upkeep does for a new CRL
+        pulled = await good.pull(w.record("HUB-1"), DAY0 + timedelta(hours=1))
+        assert pulled.ok and good.crls_sent == 1, pulled
         assert hub.crls.crl is not None and hub.management.crl is hub.crls.crl
         assert (w.dir / "HUB-1" / "crl.pem").read_bytes() == w.lifecycle.crl_path.read_bytes()
-        # The same CRL again (a replay) is refused: not newer than the one held.
+        # Held now: the next pull does not send it again, and an old copy (a replayed pki.crl) is
+        # refused as not newer.
+        assert (await good.pull(w.record("HUB-1"), DAY0 + timedelta(hours=2))).ok and good.crls_sent == 1
+        assert w.lifecycle.signer is not None
         again = await courier.deliver(
-            jobs[0].hub,
-            w.lifecycle.signer.command("HUB-1", "pki.crl", _crl_body(w), datetime.now(UTC)).envelope(),  # type: ignore[union-attr]
+            w.record("HUB-1"),
+            w.lifecycle.signer.command("HUB-1", "pki.crl", _crl_body(w), datetime.now(UTC)).envelope(),
         )
         assert again["status"] == "failed" and "not newer" in again["detail"], again
         # The rogue collector, on a fresh connection, is refused in the TLS handshake now.

@@ -344,7 +344,15 @@ async def test_consent_revoked_at_the_gdsc_is_refused_at_the_hub_after_the_plan_
     granted = w.gdsc_clock.now()
     w.parties.grant_consent(_consent("K1", "TP", granted, Granularity.HALF_HOURLY))
     (pushed,) = w.parties.pushed
-    assert pushed.body == {"recipient": "TP", "granularity": "half-hourly", "version": version_of(granted)}
+    assert pushed.body == {
+        "recipient": "TP",
+        "granularity": "half-hourly",
+        "version": version_of(granted),
+        "meters": None,  # the consent covers every meter,
+        "data_from": int(JAN.timestamp()),  # from the consenting occupant's move-in on
+        "data_until": None,
+        "events": False,
+    }
     assert not await w.can_pull("TP")  # not before the plan has delivered it
     (applied,) = await w.run_plan()
     assert applied["type"] == "consent.set" and applied["result"]["applied"] is True
@@ -391,6 +399,7 @@ async def test_out_of_order_consent_commands_resolve_to_the_latest(w: World) -> 
         "granularity": "none",
         "applied": True,
         "version": version_of(t2),
+        "scope": {"meters": None, "data_from": None, "data_until": None, "events": False},
     }
 
 

@@ -128,15 +128,16 @@ def test_commission_then_revoke_and_decommission(state: Path, tmp_path: Path) ->
 
         line = ok("revoke", "--state", str(state), "--hub", "HUB-A")
         assert line["status"] == "revoked" and line["serial"] == done["HUB-A"]["serial"]
-        assert line["reason"] == "keyCompromise" and line["pki_crl_queued"] == ["HUB-B", "HUB-C"]
+        # No command per hub: the others take the CRL with their next bulk pull (wan.crl_sync).
+        assert line["reason"] == "keyCompromise" and line["pki_crl_queued"] == []
         assert status(store, "HUB-A") == "revoked"
         crl = x509.load_pem_x509_crl(Path(line["crl"]).read_bytes())
         assert Path(line["crl"]) == state / "ca" / "crl.pem"
         assert {e.serial_number for e in crl} == {int(done["HUB-A"]["serial"])}
         assert crl.is_signature_valid(CertificateAuthority.load(state / "ca").certificate.public_key())  # type: ignore[arg-type]
-        # The revoked hub's pending read is dropped; the others got the CRL, urgent and signed.
+        # The revoked hub's pending read is dropped; the others' work is as it was.
         assert jobs(store, "HUB-A") == [("read", None, "failed")]
-        assert jobs(store, "HUB-B") == [("command", "pki.crl", PENDING), ("read", None, PENDING)]
+        assert jobs(store, "HUB-B") == [("read", None, PENDING)]
         assert [h.hub_id for h in store.active_hubs()] == ["HUB-B", "HUB-C"]
 
         line = ok("decommission", "--state", str(state), "--hub", "HUB-B")
@@ -145,7 +146,7 @@ def test_commission_then_revoke_and_decommission(state: Path, tmp_path: Path) ->
             "cessationOfOperation",
             2,
         )
-        assert line["pki_crl_queued"] == ["HUB-C"] and status(store, "HUB-B") == "decommissioned"
+        assert line["pki_crl_queued"] == [] and status(store, "HUB-B") == "decommissioned"
 
         # Ending a hub twice, or one that is not there, is refused and changes nothing.
         assert "hub HUB-A is not an active hub" in refused("revoke", "--state", str(state), "--hub", "HUB-A")
@@ -252,7 +253,7 @@ def test_replace_moves_premises_and_meters_and_revokes_the_old_certificate(
     assert "refused: malformed: request replaces 'HUB-OLD', not 'HUB-OTHER'" in line
     line = ok("replace", "--state", str(state), "--old", "HUB-OLD", "--request", str(new_req))
     assert (line["hub_id"], line["replaced"], line["old_status"]) == ("HUB-NEW", "HUB-OLD", "decommissioned")
-    assert line["pki_crl_queued"] == ["HUB-NEW", "HUB-OTHER"]
+    assert line["pki_crl_queued"] == []  # the hubs take the CRL with their pulls
     store = store_of(state)
     try:
         assert status(store, "HUB-OLD") == "decommissioned" and status(store, "HUB-NEW") == "active"

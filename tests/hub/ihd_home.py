@@ -4,12 +4,14 @@ smart plugs."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -20,6 +22,7 @@ from smarthub.han.zigbee_port import ZigbeePort
 from smarthub.hub.consumption import Supply
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
+from smarthub.hub.ihd.app import COOKIE, CSRF_HEADER, csrf_token
 from smarthub.hub.ihd.home import ConsumerSide, attach_consumer_side
 from smarthub.hub.management import CommandResult, ManagementInterface
 from smarthub.hub.prepayment_bridge import Breaker
@@ -111,6 +114,29 @@ class IhdHome:
         self.management.close()
         self.consent.close()
         self.hub.history.close()
+
+
+async def pair_screen(
+    s: aiohttp.ClientSession, url: str, code: str, name: str = "", **kwargs: Any
+) -> aiohttp.ClientResponse:
+    """Pair through the form as a browser does: load it (its double-submit token and cookie),
+    then post the code. On success the session holds the screen's cookie and, as a default
+    header, its CSRF token (a page's forms carry it as a hidden field)."""
+    form = await (await s.get(url + "/pair")).text()
+    found = re.search(r'name="csrf" value="([^"]+)"', form)
+    assert found is not None, form
+    r = await s.post(url + "/pair", data={"code": code, "csrf": found.group(1), "name": name}, **kwargs)
+    cookie = next((c for c in s.cookie_jar if c.key == COOKIE), None)
+    if cookie is not None:
+        s.headers[CSRF_HEADER] = csrf_token(cookie.value)
+    return r
+
+
+async def paired_session(url: str, code: str, name: str = "") -> aiohttp.ClientSession:
+    s = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    r = await pair_screen(s, url, code, name)
+    assert r.url.path == "/", r.url
+    return s
 
 
 def pki(start: datetime) -> tuple[CertificateAuthority, IssuedCertificate]:

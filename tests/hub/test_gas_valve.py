@@ -15,7 +15,7 @@ import aiohttp
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from hub.ihd_home import pki
+from hub.ihd_home import pair_screen, pki
 from smarthub.clock import ManualClock, SystemClock
 from smarthub.gdsc.commands import CommandSigner
 from smarthub.hub.consumption import Supply
@@ -122,14 +122,19 @@ async def test_valve_closes_at_zero_credit_and_opens_only_after_arm_and_ihd_conf
     hub_hh = {r.start: r.value for r in hub.history.query(valve.meter, GAS_VOLUME)}
     assert [hub_hh[int(at.timestamp())] for at in after] == [0, 0]
 
-    # Credit again: gas waits for the consumer (the valve stays shut).
-    await top_up(2, "20.00")
-    assert ledger.supply_action("gas", clock.now()) is SupplyAction.AWAIT_CONFIRMATION
-    assert not sim.valve_open
-    # The supplier switches it off remotely: held, and a confirmation at the IHD does not open it.
     url = await side.serve()
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
-        await s.post(url + "/pair", data={"code": side.store.pairing_code()})
+        await pair_screen(s, url, side.store.new_pairing_code(clock.now()))
+        # A confirmation with no credit yet (a stale click, a forged POST) is refused, and the
+        # top-up that follows does not open the valve on its strength (issue 13 item 11).
+        r = await s.post(url + "/prepayment/gas/reconnect")
+        assert r.status == 409 and "top up first" in await r.text()
+        # Credit again: gas waits for the consumer (the valve stays shut).
+        await top_up(2, "20.00")
+        await bridge.settled()
+        assert ledger.supply_action("gas", clock.now()) is SupplyAction.AWAIT_CONFIRMATION
+        assert not sim.valve_open
+        # The supplier switches it off remotely: held, and a confirmation at the IHD does not open it.
 
         async def confirm_at_ihd() -> None:
             r = await s.post(url + "/prepayment/gas/reconnect")

@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from hub.ihd_home import ELEC, IhdHome, make_home
+from hub.ihd_home import ELEC, IhdHome, make_home, pair_screen, paired_session
 from smarthub.hub.ihd.store import BadIhdInput, Comparison
 from smarthub.hub.privacy import Granularity
 
@@ -30,10 +30,7 @@ async def home(tmp_path: Path) -> AsyncIterator[IhdHome]:
 
 
 async def paired(home: IhdHome) -> aiohttp.ClientSession:
-    s = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-    r = await s.post(home.side.url + "/pair", data={"code": home.side.store.pairing_code()})
-    assert r.url.path == "/"
-    return s
+    return await paired_session(home.side.url, home.side.store.new_pairing_code(home.clock.now()))
 
 
 async def test_every_page_and_action_needs_a_paired_screen(home: IhdHome) -> None:
@@ -42,8 +39,9 @@ async def test_every_page_and_action_needs_a_paired_screen(home: IhdHome) -> Non
         assert r.status == 303 and r.headers["Location"] == "/pair"
         for method, path in (("GET", "/api/summary"), ("GET", "/events"), ("POST", "/consent")):
             assert (await s.request(method, home.side.url + path)).status == 401
-        r = await s.post(home.side.url + "/pair", data={"code": "000000x"}, allow_redirects=False)
-        assert r.headers["Location"] == "/pair?error=1"
+        home.side.store.new_pairing_code(home.clock.now())
+        r = await pair_screen(s, home.side.url, "000000x", allow_redirects=False)
+        assert r.headers["Location"] == "/pair?error=wrong"
         s.cookie_jar.update_cookies({"ihd_session": "forged"})
         assert (await s.get(home.side.url + "/api/summary")).status == 401
     s = await paired(home)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import aiohttp
 
-from hub.ihd_home import ELEC, GAS, electricity_tariff, gas_tariff, make_home
+from hub.ihd_home import ELEC, GAS, electricity_tariff, gas_tariff, make_home, pair_screen
 from smarthub.gdsc.billing import bill
 from smarthub.hub.consumption import Supply, gas_kwh
 from smarthub.hub.ihd.home import attach_consumer_side
@@ -151,7 +151,7 @@ async def test_no_disconnection_inside_a_friendly_period_and_a_cut_off_outside_o
     assert (await valves["gas"].state())["connected"] is False
     url = await home.side.serve()
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
-        await s.post(url + "/pair", data={"code": home.side.store.pairing_code()})
+        await pair_screen(s, url, home.side.store.new_pairing_code(home.clock.now()))
         page = await (await s.get(url + "/")).text()
         assert 'id="reconnect-gas"' in page and 'id="reconnect-electricity"' not in page
         assert (await valves["gas"].state())["connected"] is False  # showing the button opens nothing

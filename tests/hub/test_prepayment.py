@@ -27,6 +27,7 @@ from smarthub.hub.management import ManagementInterface
 from smarthub.hub.prepayment import (
     AccountConfig,
     PrepaymentLedger,
+    ReconnectRefused,
     SupplyAction,
     VoucherRefused,
     topup_command,
@@ -206,6 +207,30 @@ def test_gas_reconnects_only_after_the_consumer_confirms(ledger, pki) -> None:  
     assert ledger.supply_action("gas", NOON) is SupplyAction.RECONNECT
     ledger.supply_changed("gas", "on", NOON, "consumer confirmed")
     assert ledger.supply_action("gas", NOON) is SupplyAction.NONE
+
+
+def test_a_gas_confirmation_before_the_credit_that_allows_reconnection_does_not_count(  # type: ignore[no-untyped-def]
+    ledger, pki
+) -> None:
+    """Issue 13 item 11: confirmed while the supply is off with no credit (a stale click, a forged
+    POST), then topped up: the valve must still wait for a confirmation given after the credit."""
+    _, op = pki
+    ledger.charge("gas", "g/1", Decimal("0.20"), NOON)
+    ledger.supply_changed("gas", "off", NOON, "credit exhausted")
+    with pytest.raises(ReconnectRefused, match="top up first"):
+        ledger.confirm_reconnect("gas", NOON)
+    ledger.top_up(envelope(op, voucher(12, "10.00", "gas")), NOON)
+    assert ledger.supply_action("gas", NOON) is SupplyAction.AWAIT_CONFIRMATION
+    # Confirmed after the credit, then the credit runs out again before the valve opened: void.
+    ledger.confirm_reconnect("gas", NOON)
+    ledger.charge("gas", "g/2", Decimal("9.80"), NOON)  # the standing charge of the days off, say
+    ledger.top_up(envelope(op, voucher(13, "10.00", "gas")), NOON)
+    assert ledger.supply_action("gas", NOON) is SupplyAction.AWAIT_CONFIRMATION
+    ledger.confirm_reconnect("gas", NOON)
+    assert ledger.supply_action("gas", NOON) is SupplyAction.RECONNECT
+    ledger.supply_changed("gas", "on", NOON, "consumer confirmed")
+    with pytest.raises(ReconnectRefused, match="supply is on"):
+        ledger.confirm_reconnect("gas", NOON)
 
 
 @settings(max_examples=200, deadline=None)

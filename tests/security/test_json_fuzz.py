@@ -33,6 +33,7 @@ from hypothesis import strategies as st
 from smarthub.clock import ManualClock
 from smarthub.gdsc.commands import Command, CommandSigner
 from smarthub.gdsc.pki import CertificateAuthority, Role
+from smarthub.hub.ihd.app import CSRF_HEADER, csrf_token
 from smarthub.hub.management import CommandRefused, ManagementInterface
 from smarthub.hub.prepayment import PrepaymentLedger, VoucherRefused
 from smarthub.model.prepayment import BadVoucher, Voucher
@@ -165,8 +166,7 @@ def ihd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     url = asyncio.run_coroutine_threadsafe(home.side.serve(), loop).result(20)
-    token = home.side.store.pair(home.side.store.pairing_code(), START)
-    assert token is not None
+    token = home.side.store.pair(home.side.store.new_pairing_code(START), START)
     yield url, token
     asyncio.run_coroutine_threadsafe(home.close(), loop).result(20)
     loop.call_soon_threadsafe(loop.stop)
@@ -179,7 +179,9 @@ def ihd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
 )
 def test_ihd_answers_malformed_forms_without_a_5xx(ihd: tuple[str, str], path: str, ctype: str) -> None:
     url, token = ihd
-    with httpx.Client(base_url=url, cookies={"ihd_session": token}) as http:
+    # The session's CSRF token rides along, so the bodies reach the handlers' parsing.
+    headers = {CSRF_HEADER: csrf_token(token)}
+    with httpx.Client(base_url=url, cookies={"ihd_session": token}, headers=headers) as http:
 
         @EXAMPLES
         @given(body=form_bodies)

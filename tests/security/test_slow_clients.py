@@ -80,9 +80,9 @@ async def ihd(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[T
     home = make_home(tmp_path, START, prepayment=False)
     ihd = home.side.ihd
     ihd.header_timeout, ihd.body_timeout = _head_timeout(request), 0.5
+    ihd.allowed_hosts = ihd.allowed_hosts | {"x"}  # the raw requests here name the host "x"
     await home.side.serve()
-    token = home.side.store.pair(home.side.store.pairing_code(), START)
-    assert token is not None
+    token = home.side.store.pair(home.side.store.new_pairing_code(START), START)
     port = int(home.side.url.rsplit(":", 1)[1])
     try:
         yield Target(port, "/consent", ihd.max_body, f"Cookie: ihd_session={token}\r\n", "/api/summary")

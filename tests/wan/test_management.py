@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
 from smarthub.clock import SystemClock
@@ -29,6 +30,8 @@ class Rig:
     client: HubClient
     signer: CommandSigner
     ca: CertificateAuthority
+    dir: Path
+    port: int
 
 
 def _signer(issued, counter: list[int]) -> CommandSigner:  # type: ignore[no-untyped-def]
@@ -57,7 +60,7 @@ async def rig(tmp_path: Path, wall_now: datetime) -> AsyncIterator[Rig]:
     ctx = client_context(tmp_path / "collector.pem", tmp_path / "collector.key", tmp_path / "ca" / "ca.pem")
     client = HubClient(f"https://127.0.0.1:{port}", ctx, hub_cert.lfdi)
     signer = _signer(ca.issue(Role.OPERATOR, "gdsc-ops", wall_now), [0])
-    yield Rig(hub, mgmt, client, signer, ca)
+    yield Rig(hub, mgmt, client, signer, ca, tmp_path, port)
     await client.close()
     await server.stop()
     mgmt.close()
@@ -121,6 +124,42 @@ async def test_unknown_command_type_is_refused(rig: Rig, wall_now: datetime) -> 
     cmd = rig.signer.sign(Command("HUB1", 7, "network.reconfigure", {}, wall_now.isoformat()))
     verdict = await rig.client.post_command(cmd.envelope())
     assert (verdict["status"], verdict["code"]) == ("refused", "unsupported")
+
+
+@pytest.mark.parametrize("role", [Role.PARTY, Role.INSTALLER, Role.IHD])
+async def test_mgmt_from_a_certificate_other_than_a_collectors_is_refused_before_it_is_logged(
+    rig: Rig, wall_now: datetime, role: Role
+) -> None:
+    """Issue 13 item 8: a party, installer or display certificate is a WAN client of the hub,
+    but commands come from the GDSC's collectors: refused on role, nothing logged or counted."""
+    rig.ca.issue(role, "HUB1" if role is Role.IHD else "someone", wall_now).save(rig.dir, "other")
+    ctx = client_context(rig.dir / "other.pem", rig.dir / "other.key", rig.dir / "ca" / "ca.pem")
+    envelope = rig.signer.command("HUB1", "diagnostic.ping", {"nonce": 1}, wall_now).envelope()
+    async with httpx.AsyncClient(verify=ctx, timeout=10) as c:
+        for body in (envelope, b"{not json"):
+            r = await c.post(f"https://127.0.0.1:{rig.port}/mgmt", content=body)
+            assert r.status_code == 403 and "management commands come from the GDSC" in r.text
+    assert rig.mgmt.log() == [] and rig.mgmt.last_counter == 0
+
+
+async def test_the_management_log_keeps_only_the_newest_entries(tmp_path: Path, wall_now: datetime) -> None:
+    """Issue 13 item 8: refused commands cannot grow the log without bound."""
+    ca = CertificateAuthority.create("test GDSC CA", wall_now)
+    mgmt = ManagementInterface(
+        "HUB1", ca.certificate, SystemClock(), tmp_path / "management.sqlite", log_limit=50
+    )
+    try:
+        for i in range(300):
+            verdict = await mgmt.handle(b'{"junk": %d' % i)
+            assert verdict.code == "malformed"
+        rows = mgmt.log(limit=1000)
+        assert len(rows) == 50 and all(r[3] == "refused" for r in rows)
+        signer = _signer(ca.issue(Role.OPERATOR, "gdsc-ops", wall_now), [0])
+        ok = await mgmt.handle(signer.command("HUB1", "diagnostic.ping", {"nonce": 7}, wall_now).envelope())
+        assert ok.status == "applied" and mgmt.log(limit=1000)[0][2:4] == ("diagnostic.ping", "applied")
+        assert len(mgmt.log(limit=1000)) == 50
+    finally:
+        mgmt.close()
 
 
 def test_gdsc_command_counters_survive_restart_and_never_repeat(db_url: str) -> None:

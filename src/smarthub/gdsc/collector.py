@@ -10,6 +10,12 @@ Two ways to pull a hub (IEEE 2030.5 over HTTPS either way):
 
 Both yield the same readings and cursors (a channel's cursor key is its MeterReading href).
 
+The GDSC CA's CRL rides along with the bulk pull (:mod:`smarthub.wan.crl_sync`): every bulk
+request offers the number of the CRL the collector holds (:meth:`Collector.offer_crl`, and
+:meth:`Collector.apply_crl` for each newer one), and a hub that asks for it gets it PUT on the
+same connection once its pages are in. A failure there is logged and does not fail the pull
+(the hub asks again at its next pull).
+
 Storage writes of concurrent pulls are grouped: while one group is being written in a worker
 thread, the next accumulates, so the event loop hops to a thread once per group rather than
 once per pull. Each pull's ingest is still its own ``Store.ingest`` transaction;
@@ -32,7 +38,9 @@ from smarthub.clock import Clock
 from smarthub.gdsc.error_log import ErrorLog
 from smarthub.gdsc.event_pull import pull_events
 from smarthub.gdsc.store import HubRecord, IngestResult, ReadingRow, Readings, Store
+from smarthub.wan import crl_sync
 from smarthub.wan.client import HubClient, PulledInterval, PullError
+from smarthub.wan.crl_sync import CrlOffer
 from smarthub.wan.log_events import LOG_EVENT_POLL_RATE
 from smarthub.wan.pull import HubConnection, PullClient, SessionCache
 from smarthub.wan.tls import apply_crl
@@ -228,6 +236,8 @@ class Collector:
         self.pulls = 0
         self.failures = 0
         self.conflicts = 0
+        self.crl_offer: CrlOffer | None = None
+        self.crls_sent = 0
 
     def _ingest_all(self, batch: list[Ingest]) -> list[IngestResult]:
         """The pulls that finished while the writer was busy, in one store transaction."""
@@ -303,6 +313,9 @@ class Collector:
         if link == WALK:
             return await self._walk(hub, cursors)
         conn = await self.puller.connect(hub.url, hub.lfdi)
+        offer = self.crl_offer
+        if offer is not None:
+            conn.extra_headers = [(crl_sync.OFFER, offer.header)]
         ok = False
         try:
             if link is None:
@@ -320,6 +333,8 @@ class Collector:
                 readings += len(intervals)
                 inserted += result.inserted
             self.puller.remember(conn)
+            if offer is not None and conn.crl_wanted:
+                await self._send_crl(conn, hub, offer)
             ok = True
         finally:
             if ok:
@@ -328,6 +343,19 @@ class Collector:
                 self._links.pop(hub.hub_id, None)  # rediscover next time: the hub may have changed
                 conn.abort()
         return self._done(conn, hub, readings, inserted)
+
+    async def _send_crl(self, conn: HubConnection, hub: HubRecord, offer: CrlOffer) -> None:
+        """The hub asked for the CRL: PUT it on the pull's connection (``wan.crl_sync``)."""
+        try:
+            await conn.put(crl_sync.CRL_PATH, offer.der, crl_sync.CRL_MEDIA_TYPE)
+        except PullError as err:  # the readings are in; the hub asks again at its next pull
+            log.warning("CRL %d not delivered to %s: %s", offer.number, hub.hub_id, err)
+            return
+        self.crls_sent += 1
+
+    def offer_crl(self, crl_pem_path: str | Path) -> None:
+        """Offer the CRL in ``crl_pem_path`` to the hubs pulled from now on (``wan.crl_sync``)."""
+        self.crl_offer = CrlOffer.after(self.crl_offer, Path(crl_pem_path).read_bytes())
 
     def _done(self, conn: HubConnection, hub: HubRecord, readings: int, inserted: int) -> PullOutcome:
         s = conn.stats
@@ -356,11 +384,13 @@ class Collector:
         return result
 
     async def apply_crl(self, crl_pem_path: str | Path) -> None:
-        """Check hubs against a newer CRL from now on (:func:`smarthub.wan.tls.apply_crl`).
+        """Check hubs against a newer CRL from now on (:func:`smarthub.wan.tls.apply_crl`), and
+        offer it to them with their pulls.
 
         Cached TLS sessions and kept-alive connections are dropped: a resumed session skips
         certificate verification, so a revoked hub could otherwise still be talked to."""
         apply_crl(self.ssl_context, crl_pem_path)
+        self.offer_crl(crl_pem_path)  # and the hubs get it with their next pull
         self.puller.sessions = SessionCache()
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:

@@ -14,6 +14,13 @@ ignores a command older than the state it holds. So sending the same state twice
 (idempotent) and a command that arrives late cannot undo a later decision (the latest state
 wins), whichever order the plan delivers them in.
 
+The state carries the consents' *scope* too, so the hub enforces what the GDSC's access policy
+does (``hub.privacy``, "Scope"): ``meters`` — each of the hub's meters the usable consents cover,
+with the finest granularity one of them allows it (null when every consent covers every meter);
+``data_from``/``data_until`` — the consenting occupant's tenancy in epoch seconds (null when no
+consent is in effect: then the granularity is the default, or none); ``events`` — whether a
+usable consent covers diagnosed events.
+
 A repository that syncs: :class:`SyncingPartyRepository` is a :class:`PartyRepository` whose
 ``grant_consent``, ``revoke_consent`` and ``revoke_tenancy_consents`` push the new state once
 their own transaction has committed; hand it to the services API's :class:`AccessGuard` and
@@ -34,7 +41,7 @@ from smarthub.gdsc.access import SUPPLIER_DEFAULT, current_tenancy
 from smarthub.gdsc.commands import CommandSigner
 from smarthub.gdsc.parties import Consent, DataKind, Granularity, PartyRepository, Role, consents
 from smarthub.gdsc.plan import Priority, PullPlan
-from smarthub.gdsc.store import Store, hubs
+from smarthub.gdsc.store import Store, hubs, meters
 
 # The hub's names for the granularities (smarthub.hub.privacy.Granularity; the GDSC spells the
 # register-only consent in the singular).
@@ -88,18 +95,52 @@ class ConsentSync:
         default = SUPPLIER_DEFAULT if party.role is Role.SUPPLIER else Granularity.NONE
         return max([default, *(c.granularity for c in usable)], key=lambda g: g.rank)
 
-    def push(self, premises_id: str, party_id: str, at: datetime) -> list[Pushed]:
-        """Queue the party's state at ``at`` for every active hub of the premises (urgent: a
-        revocation must reach the home before the next bulk pull)."""
-        granularity = self.state(premises_id, party_id, at)
-        body: dict[str, object] = {
+    def body(self, premises_id: str, party_id: str, at: datetime, meter_ids: list[str]) -> dict[str, object]:
+        """The ``consent.set`` body for a hub with ``hub_meters``: the party's state at ``at``
+        with its scope (module docstring)."""
+        party = self.parties.party(party_id)
+        facts = self.parties.facts([premises_id])
+        tenancy = current_tenancy(facts, premises_id, at)
+        live = [
+            c
+            for c in facts.consents
+            if tenancy is not None
+            and c.party_id == party_id
+            and c.tenancy_id == tenancy.tenancy_id
+            and c.live_at(at)
+        ]
+        usable = [c for c in live if DataKind.READINGS in c.data_kinds]
+        default = SUPPLIER_DEFAULT if party.role is Role.SUPPLIER else Granularity.NONE
+        granularity = max([default, *(c.granularity for c in usable)], key=lambda g: g.rank)
+        meters: dict[str, str] | None = None
+        if any(c.meters is not None for c in usable):
+            named = set(meter_ids) | {m for c in usable for m in (c.meters or ())}
+            per = {
+                m: max(
+                    [default, *(c.granularity for c in usable if c.meters is None or m in c.meters)],
+                    key=lambda g: g.rank,
+                )
+                for m in sorted(named)
+            }
+            meters = {m: HUB_GRANULARITY[g] for m, g in per.items() if g is not Granularity.NONE}
+        scoped = tenancy is not None and bool(usable)
+        return {
             "recipient": party_id,
             "granularity": HUB_GRANULARITY[granularity],
             "version": version_of(at),
+            "meters": meters,
+            "data_from": _epoch(tenancy.start) if scoped and tenancy is not None else None,
+            "data_until": _epoch(tenancy.end) if scoped and tenancy is not None and tenancy.end else None,
+            "events": any(DataKind.EVENTS in c.data_kinds for c in live),
         }
+
+    def push(self, premises_id: str, party_id: str, at: datetime) -> list[Pushed]:
+        """Queue the party's state at ``at`` for every active hub of the premises (urgent: a
+        revocation must reach the home before the next bulk pull)."""
         now = self.now()
         out = []
         for hub_id in active_hubs(self.parties.engine, premises_id):
+            body = self.body(premises_id, party_id, at, hub_meters(self.parties.engine, hub_id))
             job = self.plan.queue_command(self.signer, hub_id, "consent.set", body, now, Priority.URGENT)
             out.append(Pushed(hub_id, job, body))
         return out
@@ -121,6 +162,15 @@ class ConsentSync:
             at = expires_at if expires_at.tzinfo is not None else expires_at.replace(tzinfo=UTC)
             out += self.push(premises_id, party_id, at)
         return out
+
+
+def _epoch(t: datetime) -> int:
+    return int((t if t.tzinfo is not None else t.replace(tzinfo=UTC)).timestamp())
+
+
+def hub_meters(engine: Engine, hub_id: str) -> list[str]:
+    with engine.connect() as c:
+        return [r[0] for r in c.execute(select(meters.c.meter_id).where(meters.c.hub_id == hub_id))]
 
 
 def active_hubs(engine: Engine, premises_id: str, conn: Connection | None = None) -> list[str]:

@@ -8,8 +8,9 @@
   pending pulls and jobs are dropped in one transaction, ordered against ingests by
   :func:`smarthub.gdsc.store.lock_hub_status`, so the store refuses anything of the hub from that
   instant (a pull already in flight included); then the CA revokes its certificate and a new CRL
-  is published (:meth:`publish_crl`): written next to the CA, handed to the collectors' TLS
-  contexts, and queued as an urgent signed ``pki.crl`` command to every active hub.
+  is published (:meth:`publish_crl`): written next to the CA and handed to the collectors, whose
+  TLS contexts refuse the hub from then on and who offer the new CRL to every hub with its next
+  bulk pull (``wan.crl_sync``: the hubs miss a revocation, so they take it).
 * **Decommissioning**: the same, with status ``decommissioned`` and reason cessationOfOperation;
   the hub's stored readings stay and stay readable.
 * **Replacement** (:meth:`HubLifecycle.replace_hub`): a new hub, commissioned by an installer's
@@ -21,20 +22,20 @@
   ``pki.certificate`` command; the hub checks and installs it (``hub.certificate``). Once the
   job comes back applied, :meth:`HubLifecycle.apply_renewals` moves ``hubs.lfdi`` (which the
   collectors pin) and the commissioning record to the new certificate in one transaction, then
-  revokes the old one as superseded and publishes the CRL without pushing it to the hubs (the
-  old certificate was only ever a TLS server certificate: collectors check it, hubs never see
-  it). Between the hub installing and the GDSC applying, a pull pinning the old LFDI fails and
-  is retried. :meth:`HubLifecycle.renew_due` renews the hubs whose certificate expires within
+  revokes the old one as superseded and publishes the CRL. Between the hub installing and the
+  GDSC applying, a pull pinning the old LFDI fails and is retried.
+  :meth:`HubLifecycle.renew_due` renews the hubs whose certificate expires within
   ``renew_before`` (30 days), once each.
 * **Keeping the CRL current** (:meth:`HubLifecycle.keep_crl`): the running GDSC re-publishes the
   CRL every ``crl_refresh`` (a day) although its nextUpdate is ``crl_next_update`` (a week) away,
   so the CRL in the collectors' TLS contexts never goes stale: OpenSSL fails closed on a CRL past
-  its nextUpdate (RFC 5280 §5.1.2.5), which would stop every pull at once. A re-publish is pushed
-  to the hubs as ``pki.crl`` *only when the revoked set changed*: a hub does not put the CRL in
-  its TLS context, it checks it per request and for commands (``hub.management.CrlStore``,
-  ``wan.server`` ``revoked=``), where a CRL past its nextUpdate still lists what it lists; a
-  daily push of an unchanged list to every hub would be an urgent command per hub per day for
-  nothing. Revocations themselves (:meth:`revoke_hub`, :meth:`revoke_certificate`) always push.
+  its nextUpdate (RFC 5280 §5.1.2.5), which would stop every pull at once. The hubs get their
+  CRL the same way, with the bulk pull: each pull offers the current CRL's number, and a hub
+  takes it when it misses a revocation or the one it holds nears its nextUpdate
+  (``wan.crl_sync``, ``hub.management``). No CRL is queued as a command per hub: at 30 million
+  hubs that would be 30 million signed commands a day. ``publish_crl(push=True)`` still queues
+  a signed ``pki.crl`` to every active hub, for an operator who wants it there before the next
+  pull.
 
   OpenSSL checks a CRL's thisUpdate/nextUpdate against the host's real clock, whatever time a
   simulation runs on, so the CRL for TLS contexts is dated on the clock TLS uses (the GDSC
@@ -125,8 +126,8 @@ class HubLifecycle:
     """Commission, revoke, decommission and replace hubs; keep the CRL moving.
 
     ``crl_listeners`` are called with the path of every CRL published (e.g. a running
-    collector's ``apply_crl``). ``signer`` signs the ``pki.crl`` commands; without it the CRL is
-    only written and handed to the listeners.
+    collector's ``apply_crl``). ``signer`` signs the commands (renewals; ``pki.crl`` when a
+    publication is pushed).
     """
 
     store: Store
@@ -392,9 +393,9 @@ class HubLifecycle:
     def apply_renewals(self, now: datetime, after_job: int = 0, *, hub_id: str | None = None) -> int:
         """Move the GDSC to the certificates hubs have applied (``pki.certificate`` jobs after
         ``after_job``): ``hubs.lfdi`` and the commissioning record in one transaction, then the
-        old certificate revoked (superseded) and the CRL published, not pushed (module
-        docstring). A renewal the hub refused or that failed changes nothing (its certificate is
-        left to expire: a lost answer may hide a hub that did install it). Idempotent: a job
+        old certificate revoked (superseded) and the CRL published (module docstring). A
+        renewal the hub refused or that failed changes nothing (its certificate is left to
+        expire: a lost answer may hide a hub that did install it). Idempotent: a job
         applies only while the record still holds the serial it replaces.
         Returns the job id up to which every renewal is settled (pass it back next time);
         ``hub_id`` settles only that hub's."""
@@ -441,7 +442,7 @@ class HubLifecycle:
                 self.ca.revoke(int(old_serial), now, x509.ReasonFlags.superseded)
                 changed = True
         if changed:
-            self.publish_crl(now, push=False)
+            self.publish_crl(now)
         return mark
 
     def renew_due(self, now: datetime, days: int | None = None) -> list[str]:
@@ -478,9 +479,9 @@ class HubLifecycle:
         self.ca.revoke(serial, now, reason)
         return self.publish_crl(now)
 
-    def publish_crl(self, now: datetime, *, push: bool = True) -> x509.CertificateRevocationList:
-        """Write the CA's current CRL, tell the listeners, queue it to every active hub (urgent)
-        unless ``push`` is false.
+    def publish_crl(self, now: datetime, *, push: bool = False) -> x509.CertificateRevocationList:
+        """Write the CA's current CRL and tell the listeners (the hubs take it with their next
+        bulk pull); with ``push``, also queue it to every active hub as an urgent ``pki.crl``.
 
         The CRL's thisUpdate is ``now``: verifiers use the newest CRL that is not dated ahead of
         their clock (see :func:`smarthub.wan.tls.apply_crl`)."""
@@ -522,12 +523,11 @@ class HubLifecycle:
 
     def keep_crl(self, now: datetime) -> x509.CertificateRevocationList | None:
         """Re-publish the CRL if it is due (:meth:`crl_due`); the new CRL, or None if the
-        published one stays. Pushed to the hubs only if the revoked set changed (module docstring)."""
+        published one stays. The hubs take it with their pulls (module docstring)."""
         held = self.published_crl()
         if self.crl_due(held, now) > now:
             return None
-        held_set = set() if held is None else {r.serial_number for r in held}
-        return self.publish_crl(now, push=held_set != self.ca.revoked_serials)
+        return self.publish_crl(now)
 
     # -- reading across hubs ---------------------------------------------------------------
     def meter_series(

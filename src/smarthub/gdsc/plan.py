@@ -774,8 +774,8 @@ class PullPlan:
         )
         # A command carrying a secret (a meter's new key) keeps it only while it may be sent.
         spent = {"envelope": None} if claim.command_type in SECRET_COMMANDS else {}
-        with self._engine.begin() as conn:
-            if ok:
+        if ok:
+            with self._engine.begin() as conn:
                 res = conn.execute(
                     update(u)
                     .where(mine)
@@ -787,7 +787,10 @@ class PullPlan:
                         **spent,
                     )
                 )
-                return Finished(DONE) if res.rowcount == 1 else Finished("lost")
+            if spent:
+                self.store.scrub_wal()
+            return Finished(DONE) if res.rowcount == 1 else Finished("lost")
+        with self._engine.begin() as conn:
             failures = claim.failures + 1
             if failures >= self.max_tries:
                 res = conn.execute(
@@ -807,14 +810,19 @@ class PullPlan:
                 kind = "command_undelivered" if claim.kind == "command" else "unreachable"
                 context = f"{claim.kind} {claim.command_type or ''} job {claim.id}".replace("  ", " ")
                 self._open_error(conn, claim.hub.hub_id, kind, t, failures, context, error)
-                return Finished(FAILED, error_opened=True)
-            retry = t + self.backoff.delay(failures, self._rng)
-            res = conn.execute(
-                update(u)
-                .where(mine)
-                .values(state=PENDING, failures=failures, next_try=retry, lease_until=None, last_error=error)
-            )
-            return Finished("retry", retry) if res.rowcount == 1 else Finished("lost")
+            else:
+                retry = t + self.backoff.delay(failures, self._rng)
+                res = conn.execute(
+                    update(u)
+                    .where(mine)
+                    .values(
+                        state=PENDING, failures=failures, next_try=retry, lease_until=None, last_error=error
+                    )
+                )
+                return Finished("retry", retry) if res.rowcount == 1 else Finished("lost")
+        if spent:
+            self.store.scrub_wal()
+        return Finished(FAILED, error_opened=True)
 
     def finish_urgent_gone(self, job_id: int, collector: str, t: datetime) -> None:
         u = urgent_work

@@ -10,9 +10,9 @@ Beside the scheduler, :class:`Upkeep` runs every ``upkeep_every`` (on the inject
   collectors' TLS context, so a revoked hub is refused in the handshake. Upkeep re-publishes it
   daily (nextUpdate a week ahead) and hands every newer CRL on disk, including one another
   process published, to the collector (:meth:`Collector.apply_crl`), so an expired CRL never
-  stops the pulls. The CRL is dated on ``tls_clock``: OpenSSL checks it against the host's
-  clock, not a simulated one. Re-publishes reach the hubs only when the revoked set changed
-  (see :mod:`smarthub.gdsc.hub_lifecycle`).
+  stops the pulls; the collector offers each to the hubs with their bulk pulls, and a hub takes
+  it when it misses a revocation or its own CRL nears its nextUpdate (``wan.crl_sync``). The CRL
+  is dated on ``tls_clock``: OpenSSL checks it against the host's clock, not a simulated one.
 * **change of supplier** — :meth:`~smarthub.gdsc.supplier_change.SupplierChanges.tick`: the
   opening read is asked for once the effective instant has passed, and stored when it is back.
 * **vouchers** — :class:`~smarthub.gdsc.vouchers.VoucherCourier`: settled from the hub's verdict,
@@ -256,6 +256,8 @@ class GdscService:
             state / "gdsc" / "collector.pem", state / "gdsc" / "collector.key", state / "ca" / "ca.pem", crl
         )
         collector = Collector(store, ctx, clock)
+        if crl is not None:
+            collector.offer_crl(crl)  # the hubs take it with their pulls (wan.crl_sync)
         scheduler = Scheduler(collector, clock, store.active_hubs, window=window, courier=CommandCourier(ctx))
         upkeep = Upkeep(state, store, collector, signer, clock, tls_clock, crl_path, crl_due=due)
         upkeep.crl_applied = _crl_stamp(crl_path) if crl is not None else None

@@ -302,6 +302,16 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
+    def scrub_wal(self) -> None:
+        """On SQLite, checkpoint the WAL into the database and truncate it, so a secret just
+        cleared (``secure_delete`` zeroes it in the database) leaves the WAL's old frames too.
+        Best effort: a reader in the way leaves the WAL for the next checkpoint. PostgreSQL has no
+        equivalent (a dead tuple stays until VACUUM reuses its space, and its WAL is archived)."""
+        if self.dialect != "sqlite":
+            return
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
     # -- registry -----------------------------------------------------------------
     def register_hub(
         self,
@@ -1291,6 +1301,9 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
     cur.execute("PRAGMA synchronous=FULL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=10000")
+    # Deleted and replaced content is overwritten with zeros, not left in free space: a queued
+    # meter.key command's envelope is cleared once delivered (gdsc.plan.SECRET_COMMANDS).
+    cur.execute("PRAGMA secure_delete=ON")
     cur.close()
 
 

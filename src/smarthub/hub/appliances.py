@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import json
-import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from smarthub.clock import Clock
+from smarthub.hub import sqlite_files
 from smarthub.hub.automation import ApplianceRun, NoFeasibleWindow, Plan, cheapest
 from smarthub.hub.drlc import DrlcClient, HeldEvent
 from smarthub.meters.errors import DecodeError
@@ -154,7 +154,7 @@ class ApplianceController:
         self.link = link
         self.drlc = drlc
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(db_path), check_same_thread=False, isolation_level=None)
+        self._db = sqlite_files.connect(str(db_path))
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from smarthub.clock import Clock
-from smarthub.hub.management import CrlStore, _atomic_write
+from smarthub.hub.management import STALE_GRACE, CrlStore, _atomic_write
 from smarthub.security.certificates import CertificateRejected, Role, lfdi, verify_certificate
 
 __all__ = ["CertificateRefused", "HubCertificate"]
@@ -81,7 +81,9 @@ class HubCertificate:
             raise CertificateRefused("malformed", f"not a PEM certificate: {err}") from None
         try:
             crl = None if self.crls is None else self.crls.crl
-            verify_certificate(cert, self.ca_cert, self.clock.now(), crl, expected_role=Role.HUB)
+            verify_certificate(  # a stale CRL counts within the hub's grace (hub.management)
+                cert, self.ca_cert, self.clock.now(), crl, expected_role=Role.HUB, crl_grace=STALE_GRACE
+            )
         except CertificateRejected as err:
             raise CertificateRefused("untrusted", err.reason) from None
         except (ValueError, TypeError) as err:  # fields parsed lazily (see ManagementInterface.verify)

@@ -39,7 +39,6 @@ import enum
 import json
 import logging
 import os
-import sqlite3
 import statistics
 import threading
 from collections import deque
@@ -53,6 +52,7 @@ from typing import Any, Protocol
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from smarthub.hub import sqlite_files
 from smarthub.hub.intervals import PERIOD, IntervalRecord
 from smarthub.hub.keys import load_or_create_master_key, new_meter_key, unwrap, wrap
 from smarthub.meters.dlms.errors import DecryptionError as DlmsDecryptionError
@@ -415,7 +415,7 @@ class DiagnosticsLog:
                 else load_or_create_master_key(Path(path).with_name("master.key"))
             )
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db = sqlite_files.connect(self.path)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=5000")

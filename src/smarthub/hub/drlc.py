@@ -43,7 +43,6 @@ from __future__ import annotations
 import enum
 import hashlib
 import random
-import sqlite3
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -53,6 +52,7 @@ from typing import Any
 
 from lxml import etree
 
+from smarthub.hub import sqlite_files
 from smarthub.security.xml import XmlRefused, parse_untrusted
 
 NS = "urn:ieee:std:2030.5:ns"
@@ -294,7 +294,7 @@ class DrlcClient:
         self.lfdi = lfdi.upper()
         self.categories = categories
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(db_path), check_same_thread=False, isolation_level=None)
+        self._db = sqlite_files.connect(str(db_path))
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)

@@ -64,6 +64,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from smarthub.clock import Clock
+from smarthub.hub.management import STALE_GRACE as STALE_CRL_GRACE
 from smarthub.security.certificates import CertificateRejected, Role, verify_certificate
 
 __all__ = [
@@ -250,7 +251,8 @@ def open_package(
         raise PackageRejected("malformed", f"not a firmware package: {err}") from None
 
     try:
-        verify_certificate(signer, ca_cert, now, crl, expected_role=Role.OPERATOR)
+        # A stale CRL counts within the hub's grace (the stale-CRL policy, hub.management).
+        verify_certificate(signer, ca_cert, now, crl, expected_role=Role.OPERATOR, crl_grace=STALE_CRL_GRACE)
     except CertificateRejected as err:
         raise PackageRejected("unknown_signer", err.reason) from None
     key = signer.public_key()

@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from smarthub.hub import sqlite_files
 from smarthub.hub.intervals import IntervalRecord
 from smarthub.hub.keys import load_or_create_master_key, new_meter_key, unwrap, wrap
 from smarthub.meters.mapping import Unmapped
@@ -131,7 +132,7 @@ class HistoryStore:
         self.full: StorageFull | None = None  # the last failure, until a write succeeds again
         self._master = master_key or load_or_create_master_key(Path(path).with_name("master.key"))
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db = sqlite_files.connect(self.path)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)

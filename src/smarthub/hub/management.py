@@ -11,11 +11,34 @@ mutual-TLS session; the hub never calls out). It is executed only if:
    a crash can never let the same command run twice: at most once).
 
 Every command, executed or refused, is logged with the reason, in SQLite next to the history.
+The log keeps the newest ``log_limit`` entries (older ones are pruned as new ones come), so a
+flood of refused commands cannot fill the hub's storage; the WAN server refuses ``/mgmt`` from
+any certificate but a GDSC collector's before the interface sees (or logs) anything.
 
-The GDSC CA's certificate revocation list reaches the hub the same way, as the ``pki.crl``
-command (:class:`CrlStore`): the hub keeps only a CRL signed by its CA and newer than the one it
-holds, stores it atomically, and hands it to whoever checks certificates (this interface's own
-signer check, the TLS server) so a revoked operator, collector or party is refused from then on.
+The GDSC CA's certificate revocation list (:class:`CrlStore`) rides along with the bulk pull:
+each pull's requests announce the number of the GDSC's current CRL and of the first CRL with
+its revoked set (``wan.crl_sync``), and the hub asks for the CRL (answering the pull with its
+own number) when it has none, when it misses a revocation, or when the one it holds has less
+than ``REFRESH_BEFORE`` (3 days) to its nextUpdate; the collector then PUTs it on the same
+connection. With a CRL re-published daily for a week, a hub fetches one every ~4 days, and a
+revocation reaches every hub at its next pull: no command per hub. A ``pki.crl`` command does
+the same. Either way the hub keeps only a CRL signed by its CA and numbered above the one it
+holds (even a CRL itself past its nextUpdate: it is newer), stores it atomically, and hands it
+to whoever checks certificates (this interface's own signer check, the TLS server).
+
+**A stale CRL** (past its nextUpdate) is a defined state, not an outage:
+
+* what it lists stays refused (a stale list never un-revokes anything);
+* for ``STALE_GRACE`` (14 days) past its nextUpdate, signers it does not list are still accepted
+  for commands, top-ups, firmware and certificate renewal, with a warning logged (once per CRL)
+  and the management log's entry saying so;
+* after that, commands are refused (``stale_crl``) — except ``pki.crl`` itself, judged on the
+  CRL it carries: the repair path never depends on the freshness of what it repairs, and the
+  bulk pull's CRL needs no signed command at all. So no stale CRL can lock a hub out for good.
+
+A hub's CRL goes stale only if its pulls stop (and then no command reaches it either) or the
+GDSC stops publishing: the grace covers the outages a GDSC recovers from, the refusal bounds
+how long a hub trusts a list nobody vouches for.
 """
 
 from __future__ import annotations
@@ -23,11 +46,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import os
-import sqlite3
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +61,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from smarthub.clock import Clock
-from smarthub.security.certificates import CertificateRejected, Role, verify_certificate
+from smarthub.hub import sqlite_files
+from smarthub.security.certificates import CertificateRejected, Role, crl_overdue, verify_certificate
+
+log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]] | dict[str, Any]]
 
@@ -52,6 +79,12 @@ CREATE TABLE IF NOT EXISTS mgmt_log (
     reason TEXT NOT NULL
 );
 """
+
+
+REFRESH_BEFORE = timedelta(days=3)  # ask for a newer CRL when the one held has less than this left
+STALE_GRACE = timedelta(days=14)  # how long past its nextUpdate a CRL still admits unlisted signers
+LOG_LIMIT = 10_000  # management log entries kept
+MAX_REASON = 1000  # characters of a reason kept in the log
 
 
 class CommandRefused(Exception):
@@ -89,14 +122,20 @@ class ManagementInterface:
         clock: Clock,
         db_path: Path | str,
         crl: x509.CertificateRevocationList | None = None,
+        *,
+        log_limit: int = LOG_LIMIT,
+        stale_grace: timedelta = STALE_GRACE,
     ) -> None:
         self.hub_id = hub_id
+        self.log_limit = log_limit
+        self.stale_grace = stale_grace
+        self._stale_warned: int | None = None  # the CRL number a stale warning was logged for
         self.ca_cert = ca_cert
         self.clock = clock
         self.crl = crl
         self.handlers: dict[str, Handler] = {"diagnostic.ping": lambda body: {"pong": body.get("nonce")}}
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(db_path), check_same_thread=False, isolation_level=None)
+        self._db = sqlite_files.connect(str(db_path))
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
@@ -152,8 +191,12 @@ class ManagementInterface:
             # (InvalidVersion, a certificate whose version is not v1/v3, is no ValueError;
             # RecursionError is JSON nested thousands deep.)
             raise CommandRefused("malformed", f"not a command envelope: {err}") from None
+        now = self.clock.now()
         try:
-            verify_certificate(signer, self.ca_cert, self.clock.now(), self.crl, expected_role=Role.OPERATOR)
+            # The CRL's age is judged below, once the command type is known (stale-CRL policy).
+            verify_certificate(
+                signer, self.ca_cert, now, self.crl, expected_role=Role.OPERATOR, crl_grace=None
+            )
             key = signer.public_key()
         except CertificateRejected as err:
             raise CommandRefused("unknown_signer", err.reason) from None
@@ -182,7 +225,33 @@ class ManagementInterface:
             raise CommandRefused("malformed", "counter must be an integer, type a string, body an object")
         if hub_id != self.hub_id:
             raise CommandRefused("wrong_hub", f"command is for hub {hub_id!r}, this is {self.hub_id!r}")
+        self._stale_crl_policy(ctype, now)
         return command
+
+    def _stale_crl_policy(self, ctype: str, now: datetime) -> None:
+        """Within the grace a stale CRL admits the signers it does not list (logged); past it,
+        only ``pki.crl`` is taken (module docstring)."""
+        crl = self.crl
+        overdue = None if crl is None else crl_overdue(crl, now)
+        if crl is None or overdue is None:
+            return
+        number = _crl_number(crl) if _has_number(crl) else -1
+        if overdue > self.stale_grace and ctype != "pki.crl":
+            raise CommandRefused(
+                "stale_crl",
+                f"the CRL held (number {number}) was due for renewal {overdue} ago, past the grace of "
+                f"{self.stale_grace}: only a newer CRL is taken until one arrives",
+            )
+        if self._stale_warned != number:
+            self._stale_warned = number
+            log.warning(
+                "hub %s: CRL number %d is %s past its nextUpdate; accepting signers it does not list "
+                "for %s more (stale-CRL policy) until a newer CRL arrives with the bulk pull",
+                self.hub_id,
+                number,
+                overdue,
+                max(self.stale_grace - overdue, timedelta(0)),
+            )
 
     async def handle(self, envelope: bytes) -> CommandResult:
         """Verify, take the counter, run the handler; log and return what happened."""
@@ -222,14 +291,26 @@ class ManagementInterface:
 
     def _log(self, received: int, counter: int | None, ctype: str | None, outcome: str, reason: str) -> None:
         with self._lock:
-            self._db.execute(
+            cur = self._db.execute(
                 "INSERT INTO mgmt_log(received, counter, type, outcome, reason) VALUES (?, ?, ?, ?, ?)",
-                (received, counter, ctype, outcome, reason),
+                (received, counter, ctype, outcome[:16], reason[:MAX_REASON]),
+            )
+            # Bounded: keep the newest log_limit entries (ids rise with every insert).
+            self._db.execute(
+                "DELETE FROM mgmt_log WHERE id <= ?", (int(cur.lastrowid or 0) - self.log_limit,)
             )
 
 
 class CrlRefused(ValueError):
     """A CRL the hub will not install; the message says why."""
+
+
+def _has_number(crl: x509.CertificateRevocationList) -> bool:
+    try:
+        crl.extensions.get_extension_for_class(x509.CRLNumber)
+    except x509.ExtensionNotFound:
+        return False
+    return True
 
 
 def _crl_number(crl: x509.CertificateRevocationList) -> int:
@@ -244,12 +325,15 @@ def _crl_number(crl: x509.CertificateRevocationList) -> int:
 class CrlStore:
     """The hub's copy of the GDSC CA's CRL (RFC 5280 §5), kept at ``path`` (PEM).
 
-    :meth:`install` accepts a CRL only if it is issued and signed by ``ca_cert``, still current
-    (``nextUpdate`` not passed) and has a higher CRL number than the one held (RFC 5280
-    §5.2.3: numbers increase with each CRL), so an old CRL replayed through a compromised channel
-    cannot un-revoke anything. It is written with write-to-temporary, fsync, rename, so a power
-    cut leaves the old CRL or the new one. ``listeners`` are then called with the CRL and its
-    path (the management verifier, :func:`smarthub.wan.tls.apply_crl` for the TLS server).
+    :meth:`install` accepts a CRL only if it is issued and signed by ``ca_cert`` and has a higher
+    CRL number than the one held (RFC 5280 §5.2.3: numbers increase with each CRL), so an old CRL
+    replayed through a compromised channel cannot un-revoke anything. A newer CRL is taken even
+    when it is itself past its nextUpdate (it still knows more than the one held; the stale-CRL
+    policy, module docstring, judges its age), with a warning. It is written with
+    write-to-temporary, fsync, rename, so a power cut leaves the old CRL or the new one.
+    ``listeners`` are then called with the CRL and its path (the management verifier,
+    :func:`smarthub.wan.tls.apply_crl` for the TLS server). :meth:`wants` is the bulk pull's
+    question: would the hub take the CRL the GDSC offers?
     """
 
     path: Path
@@ -265,9 +349,26 @@ class CrlStore:
             self._check_issuer(crl)
             self.crl = crl
 
+    refresh_before: timedelta = REFRESH_BEFORE
+
     @property
     def number(self) -> int | None:
         return None if self.crl is None else _crl_number(self.crl)
+
+    def wants(self, number: int, base: int) -> bool:
+        """Whether to take the GDSC's current CRL, numbered ``number``, whose revoked set is the
+        same as every CRL's since number ``base``: yes if the hub holds none, or an older one
+        that misses a revocation (older than ``base``), or one with less than
+        ``refresh_before`` to its nextUpdate (or past it)."""
+        held = self.number
+        if held is None:
+            return True
+        if number <= held:
+            return False
+        if held < base:
+            return True
+        due = self.crl.next_update_utc if self.crl is not None else None
+        return due is None or due - self.clock.now() < self.refresh_before
 
     def is_revoked(self, serial: int) -> bool:
         """Whether the CRL held lists the certificate with ``serial`` (for the WAN server's
@@ -296,9 +397,9 @@ class CrlStore:
         held = self.number
         if held is not None and number <= held:
             raise CrlRefused(f"CRL number {number} is not newer than the CRL held ({held})")
-        now = self.clock.now()
-        if crl.next_update_utc is not None and now > crl.next_update_utc:
-            raise CrlRefused(f"CRL is stale (next update was due {crl.next_update_utc.isoformat()})")
+        overdue = crl_overdue(crl, self.clock.now())
+        if overdue is not None:  # newer than the one held all the same: taken, and said
+            log.warning("CRL number %d is taken although it is %s past its own nextUpdate", number, overdue)
         _atomic_write(self.path, crl.public_bytes(serialization.Encoding.PEM))
         self.crl = crl
         for listener in self.listeners:

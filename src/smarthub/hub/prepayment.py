@@ -20,7 +20,10 @@ Money is Decimal, stored as text. The rules, as GB prepayment works:
   the supply is disconnected through the meter's breaker or valve.
 * After a top-up restores credit, electricity reconnects at once; **gas reconnects only after
   the consumer confirms at the IHD** that appliances are off (a gas valve opened into a home
-  with a burner left on is a hazard).
+  with a burner left on is a hazard). The confirmation must come *after* the credit that allows
+  reconnection: it is refused while the supply is on or credit is still exhausted, and one given
+  is forgotten if credit runs out again before the valve opens, so a stale confirmation never
+  lets a later top-up open the valve by itself.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from smarthub.hub import sqlite_files
+from smarthub.hub.management import STALE_GRACE as STALE_CRL_GRACE
 from smarthub.model.prepayment import FUELS, BadVoucher, FriendlyCalendar, Voucher
 from smarthub.security.certificates import CertificateRejected, Role, verify_certificate
 
@@ -92,6 +97,10 @@ class VoucherRefused(Exception):
         super().__init__(f"{code}: {reason}")
         self.code = code
         self.reason = reason
+
+
+class ReconnectRefused(ValueError):
+    """A reconnection confirmation given when there is nothing to confirm; the text says why."""
 
 
 class SupplyAction(enum.StrEnum):
@@ -158,7 +167,7 @@ class PrepaymentLedger:
         self.crl = crl
         self.config = {f: (config or {}).get(f, AccountConfig()) for f in FUELS}
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db = sqlite_files.connect(str(path))
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
@@ -185,7 +194,9 @@ class PrepaymentLedger:
         except (KeyError, AttributeError, ValueError, TypeError, binascii.Error) as err:
             raise VoucherRefused("malformed", f"not a voucher envelope: {type(err).__name__} {err}") from None
         try:
-            verify_certificate(signer, self.ca_cert, now, self.crl, expected_role=Role.OPERATOR)
+            verify_certificate(  # a stale CRL counts within the hub's grace (hub.management)
+                signer, self.ca_cert, now, self.crl, expected_role=Role.OPERATOR, crl_grace=STALE_CRL_GRACE
+            )
         except CertificateRejected as err:
             raise VoucherRefused("unknown_signer", err.reason) from None
         key = signer.public_key()
@@ -293,6 +304,7 @@ class PrepaymentLedger:
                 "UPDATE accounts SET credit = ?, debt = ?, low_alerted = low_alerted OR ? WHERE fuel = ?",
                 (str(credit), str(acct["debt"] + to_debt), int(low), fuel),
             )
+            self._forget_stale_confirmation(db, fuel, acct, credit, at)
             if low:
                 self._event(db, at, fuel, "low_credit", f"credit £{credit:.2f} below £{cfg.low_credit}")
             if to_debt:
@@ -341,6 +353,7 @@ class PrepaymentLedger:
                 "UPDATE accounts SET credit = ?, debt = ? WHERE fuel = ?",
                 (str(acct["credit"] - amount), str(acct["debt"] - amount), fuel),
             )
+            self._forget_stale_confirmation(db, fuel, acct, acct["credit"] - amount, at)
             return amount
 
     def add_debt(self, fuel: str, key: str, amount: Decimal, at: datetime) -> bool:
@@ -374,10 +387,36 @@ class PrepaymentLedger:
             return self._balance(db, fuel)
 
     def confirm_reconnect(self, fuel: str, at: datetime) -> None:
-        """The consumer confirms at the IHD that it is safe to restore supply (needed for gas)."""
+        """The consumer confirms at the IHD that it is safe to restore supply (needed for gas).
+
+        Only while a reconnection awaits it: the supply is off and credit allows it again.
+        Otherwise :class:`ReconnectRefused`, and nothing is recorded: a confirmation given with
+        no credit would otherwise let a top-up days later open the valve unattended."""
+        cfg = self.config[fuel]
         with self._tx() as db:
+            acct = self._account(db, fuel)
+            if acct["supply"] != "off":
+                raise ReconnectRefused(f"the {fuel} supply is on: there is nothing to reconnect")
+            if acct["credit"] <= self._floor(acct, cfg):
+                raise ReconnectRefused(
+                    f"{fuel} credit is £{acct['credit']}: top up first, then confirm the reconnection"
+                )
             db.execute("UPDATE accounts SET reconnect_confirmed = 1 WHERE fuel = ?", (fuel,))
             self._event(db, at, fuel, "reconnect_confirmed", "by the consumer at the IHD")
+
+    @staticmethod
+    def _floor(acct: dict[str, Any], cfg: AccountConfig) -> Decimal:
+        return -cfg.emergency_credit if acct["emergency_active"] else ZERO
+
+    def _forget_stale_confirmation(
+        self, db: sqlite3.Connection, fuel: str, acct: dict[str, Any], credit: Decimal, at: datetime
+    ) -> None:
+        """Credit ran out again while the supply is off: a confirmation given before no longer
+        counts (the next top-up needs a fresh one)."""
+        stale = acct["supply"] == "off" and acct["reconnect_confirmed"]
+        if stale and credit <= self._floor(acct, self.config[fuel]):
+            db.execute("UPDATE accounts SET reconnect_confirmed = 0 WHERE fuel = ?", (fuel,))
+            self._event(db, at, fuel, "reconnect_confirmation_void", "credit exhausted again")
 
     # -- supply -------------------------------------------------------------------------
     def supply_action(self, fuel: str, at: datetime) -> SupplyAction:
@@ -385,7 +424,7 @@ class PrepaymentLedger:
         cfg = self.config[fuel]
         with self._lock:
             acct = self._account(self._db, fuel)
-        floor = -cfg.emergency_credit if acct["emergency_active"] else ZERO
+        floor = self._floor(acct, cfg)
         exhausted = acct["credit"] <= floor
         if acct["supply"] == "on":
             if exhausted and not cfg.friendly.is_friendly(at):

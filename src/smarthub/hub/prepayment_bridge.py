@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import date, datetime, timedelta
@@ -43,6 +42,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from smarthub.clock import Clock
+from smarthub.hub import sqlite_files
 from smarthub.hub.consumption import HomeConsumption, Supply
 from smarthub.hub.prepayment import PrepaymentLedger, SupplyAction
 from smarthub.model.tariff import TariffError
@@ -64,7 +64,7 @@ class SupplyHolds:
 
     def __init__(self, path: Path | str = ":memory:") -> None:
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db = sqlite_files.connect(str(path))
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS supply_holds (fuel TEXT PRIMARY KEY, since INTEGER NOT NULL)"
         )

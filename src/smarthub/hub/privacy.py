@@ -33,12 +33,31 @@ passes it. (Access to data of the old supplier's own period is the GDSC's matter
 When the command arrives at or after the effective instant, its result carries the opening read:
 each register channel of that fuel's meters at the effective half-hour boundary, as the hub's
 interval builder fixed it (``register_end`` of the half-hour ending there).
+
+**Scope** — the hub enforces the same limits as the GDSC's access policy (``gdsc.access``), so
+reading the hub directly never gets more than reading through the GDSC. Besides the granularity,
+``consent.set`` carries the consent's :class:`ConsentScope`, and the hub keeps it with the
+recipient until the GDSC sends another (a change made at the IHD keeps it):
+
+* **meters** — the meters the recipient's consents cover, each with its granularity (a consent
+  for one meter gives nothing of the others); none given: every meter;
+* **data period** — ``data_from``/``data_until``, the consenting occupant's tenancy: nothing
+  recorded before it (a previous occupant's data) or after it;
+* **events** — whether the consent covers the hub's diagnosed events.
+
+A supplier reads, per fuel, only from the start of its current supply period (its entry's
+effective instant) and only until the next entry, whatever its consent says
+(:meth:`HubPrivacy.window`); the diagnosed events are open to a current supplier and to a
+recipient whose consent covers events (:meth:`HubPrivacy.events_allowed`). Where the GDSC would
+allow a little more (a supplier's data of an earlier supply period of the same premises, or its
+default monthly data from before a consenting tenancy), the hub serves the narrower view: that
+data is read through the GDSC.
 """
 
 from __future__ import annotations
 
 import enum
-import sqlite3
+import json
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -48,6 +67,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from smarthub.clock import Clock, SystemClock
+from smarthub.hub import sqlite_files
 from smarthub.model import ObisCode, Quality, Reading
 
 LONDON = ZoneInfo("Europe/London")
@@ -106,6 +126,50 @@ def is_tariff_register(obis: ObisCode) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsentScope:
+    """What a recipient's consent covers beyond its granularity (module docstring, "Scope")."""
+
+    meters: dict[str, Granularity] | None = None  # None: every meter, at the recipient's granularity
+    data_from: int | None = None  # epoch s: no data recorded before this (the tenancy's start)
+    data_until: int | None = None  # epoch s: nor at or after this (the tenancy's end)
+    events: bool = False  # the hub's diagnosed events
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "meters": None if self.meters is None else {m: g.value for m, g in sorted(self.meters.items())},
+            "data_from": self.data_from,
+            "data_until": self.data_until,
+            "events": self.events,
+        }
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> ConsentScope:
+        """From a ``consent.set`` body (or the stored form); ``ValueError`` saying what is wrong."""
+        meters = body.get("meters")
+        if meters is not None:
+            if isinstance(meters, list):  # a plain list: every one at the recipient's granularity
+                meters = {str(m): str(body.get("granularity", Granularity.HALF_HOURLY.value)) for m in meters}
+            if not isinstance(meters, dict) or not all(isinstance(m, str) and m for m in meters):
+                raise ValueError("meters must map meter ids to granularities (or list meter ids)")
+            meters = {m: Granularity(str(g)) for m, g in meters.items()}
+        bounds = []
+        for key in ("data_from", "data_until"):
+            v = body.get(key)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+                raise ValueError(f"{key} must be epoch seconds (a non-negative integer) or null, got {v!r}")
+            bounds.append(v)
+        if bounds[0] is not None and bounds[1] is not None and bounds[1] <= bounds[0]:
+            raise ValueError("data_until must be after data_from")
+        events = body.get("events", False)
+        if not isinstance(events, bool):
+            raise ValueError(f"events must be true or false, got {events!r}")
+        return cls(meters, bounds[0], bounds[1], events)
+
+
+SCOPE_KEYS = frozenset({"meters", "data_from", "data_until", "events"})
+
+
+@dataclass(frozen=True, slots=True)
 class SupplierEntry:
     """A supplier's keys as installed on the hub: who supplies ``fuel`` from ``effective``."""
 
@@ -127,7 +191,7 @@ class ConsentStore:
         self.suppliers = set(suppliers)
         self.clock = clock or SystemClock()
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db = sqlite_files.connect(str(path))
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(
@@ -137,6 +201,8 @@ class ConsentStore:
         columns = {r[1] for r in self._db.execute("PRAGMA table_info(consent)")}
         if "version" not in columns:  # a store written before consent versions
             self._db.execute("ALTER TABLE consent ADD COLUMN version INTEGER NOT NULL DEFAULT 0")
+        if "scope" not in columns:  # a store written before consent scopes: every meter, any time
+            self._db.execute("ALTER TABLE consent ADD COLUMN scope TEXT")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS supplier_keys (fuel TEXT NOT NULL, effective INTEGER NOT NULL, "
             "supplier_id TEXT NOT NULL, lfdi TEXT NOT NULL, PRIMARY KEY (fuel, effective))"
@@ -145,44 +211,67 @@ class ConsentStore:
     def default_for(self, recipient: str) -> Granularity:
         return SUPPLIER_DEFAULT if recipient in self.suppliers else THIRD_PARTY_DEFAULT
 
-    def granularity(self, recipient: str, at: datetime | None = None) -> Granularity:
-        """What ``recipient`` may have at ``at`` (default: now on the store's clock)."""
+    def granularity(
+        self, recipient: str, at: datetime | None = None, meter: str | None = None
+    ) -> Granularity:
+        """What ``recipient`` may have at ``at`` (default: now on the store's clock); of
+        ``meter``, if given (the consent's meter list may leave it out or allow it less)."""
         at = at or self.clock.now()
         with self._lock:
             row = self._db.execute(
-                "SELECT granularity FROM consent WHERE recipient=?", (recipient,)
+                "SELECT granularity, scope FROM consent WHERE recipient=?", (recipient,)
             ).fetchone()
             entries = self._entries()
         known = {e.supplier_id for e in entries}
         if recipient in known:
             if recipient not in {e.supplier_id for e in _current(entries, at).values()}:
                 return Granularity.NONE  # supplied here once, supplies nothing now
-            return Granularity(row[0]) if row else SUPPLIER_DEFAULT
-        return Granularity(row[0]) if row else self.default_for(recipient)
+            g = Granularity(row[0]) if row else SUPPLIER_DEFAULT
+        else:
+            g = Granularity(row[0]) if row else self.default_for(recipient)
+        if meter is not None and row is not None and row[1]:
+            listed = _scope(row[1]).meters
+            if listed is not None:
+                return min(g, listed.get(meter, Granularity.NONE), key=lambda x: x.rank)
+        return g
+
+    def scope(self, recipient: str) -> ConsentScope:
+        """The scope kept with ``recipient``'s consent (unscoped if the GDSC sent none)."""
+        with self._lock:
+            row = self._db.execute("SELECT scope FROM consent WHERE recipient=?", (recipient,)).fetchone()
+        return ConsentScope() if row is None or not row[0] else _scope(row[0])
 
     def set(
-        self, recipient: str, granularity: Granularity, now: datetime, version: int | None = None
+        self,
+        recipient: str,
+        granularity: Granularity,
+        now: datetime,
+        version: int | None = None,
+        scope: ConsentScope | None = None,
     ) -> bool:
         """Record a consent decision; False (nothing changed) if a later one is already recorded.
 
         ``version`` orders decisions (microseconds since the epoch of the decision). A local
         decision (the consumer at the IHD) has none: it always applies, versioned with ``now``
-        or just above the version held if that is later (the clocks of hub and GDSC differ)."""
+        or just above the version held if that is later (the clocks of hub and GDSC differ).
+        ``scope`` replaces the recipient's scope; None keeps the one held (a local decision)."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 row = self._db.execute(
-                    "SELECT version FROM consent WHERE recipient=?", (recipient,)
+                    "SELECT version, scope FROM consent WHERE recipient=?", (recipient,)
                 ).fetchone()
                 held = None if row is None else int(row[0])
                 v = int(version) if version is not None else max(_micros(now), (held or 0) + 1)
                 if held is not None and held > v:
                     self._db.execute("ROLLBACK")
                     return False
+                kept = None if row is None else row[1]
+                stored = kept if scope is None else json.dumps(scope.to_json(), sort_keys=True)
                 self._db.execute(
-                    "INSERT OR REPLACE INTO consent (recipient, granularity, changed, version) "
-                    "VALUES (?, ?, ?, ?)",
-                    (recipient, granularity.value, int(now.timestamp()), v),
+                    "INSERT OR REPLACE INTO consent (recipient, granularity, changed, version, scope) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (recipient, granularity.value, int(now.timestamp()), v, stored),
                 )
                 self._db.execute("COMMIT")
             except BaseException:
@@ -252,6 +341,10 @@ def _current(entries: Sequence[SupplierEntry], at: datetime) -> dict[str, Suppli
         if e.effective <= at:
             out[e.fuel] = e
     return out
+
+
+def _scope(stored: str) -> ConsentScope:
+    return ConsentScope.from_json(json.loads(stored))
 
 
 def _micros(t: datetime) -> int:
@@ -335,8 +428,40 @@ class HubPrivacy:
         self._served: dict[tuple[str, ObisCode], Reading] = {}
         self._lock = threading.Lock()
 
-    def granularity(self, recipient: str) -> str:
-        return self.consent.granularity(recipient).value
+    def granularity(self, recipient: str, meter: str | None = None) -> str:
+        """The granularity ``recipient`` may have now (of ``meter``, if given)."""
+        return self.consent.granularity(recipient, meter=meter).value
+
+    def window(self, recipient: str, fuel: str | None) -> tuple[int | None, int | None]:
+        """The data time ``[lo, hi)`` (epoch seconds, None: open) ``recipient`` may read of a
+        meter of ``fuel`` (None: something of the hub's own, such as a hub-level event): its
+        consent's data period, and for a supplier its current supply period of that fuel (of
+        any fuel it supplies, for ``fuel`` None)."""
+        scope = self.consent.scope(recipient)
+        lo, hi = scope.data_from, scope.data_until
+        entries = self.consent.supplier_entries()
+        if recipient in {e.supplier_id for e in entries}:
+            now = self.consent.clock.now()
+            current = _current(entries, now)
+            mine = [e for f, e in current.items() if e.supplier_id == recipient and fuel in (None, f)]
+            if not mine:
+                return 0, 0  # supplies nothing of this here now: an empty window
+            start = int(min(e.effective for e in mine).timestamp())
+            end = None
+            if fuel is not None:  # its period ends where the next supplier's (registered ahead) begins
+                nxt = [e.effective for e in entries if e.fuel == fuel and e.effective > mine[0].effective]
+                end = int(min(nxt).timestamp()) if nxt else None
+            lo = start if lo is None else max(lo, start)
+            hi = end if hi is None else (hi if end is None else min(hi, end))
+        return lo, hi
+
+    def events_allowed(self, recipient: str) -> bool:
+        """Whether ``recipient`` may read the hub's diagnosed events: a current supplier, or a
+        recipient whose consent covers events (and is not withdrawn)."""
+        if self.consent.granularity(recipient) is Granularity.NONE:
+            return False
+        supplies = self.fuels_for(recipient)
+        return bool(supplies) or self.consent.scope(recipient).events
 
     def admits(self, recipient: str, lfdi: str) -> bool:
         """Whether the certificate with ``lfdi`` may receive data as ``recipient`` now: anything
@@ -448,7 +573,9 @@ def consent_command(consent: ConsentStore, clock: Clock) -> Callable[[dict[str, 
     """The ``consent.set`` management command: a consent change relayed from the GDSC.
 
     Body: ``recipient``, ``granularity`` and, from a GDSC that orders its changes, ``version``
-    (microseconds since the epoch of the decision). A command older than the decision the hub
+    (microseconds since the epoch of the decision), and the consent's scope: ``meters`` (meter
+    id → granularity, or null for every meter), ``data_from``/``data_until`` (epoch seconds or
+    null) and ``events`` (module docstring, "Scope"). A command older than the decision the hub
     holds is acknowledged but not applied (``"applied": false``)."""
 
     def handle(body: dict[str, Any]) -> dict[str, Any]:
@@ -456,12 +583,16 @@ def consent_command(consent: ConsentStore, clock: Clock) -> Callable[[dict[str, 
         version = body.get("version")
         if version is not None and (not isinstance(version, int) or isinstance(version, bool) or version < 0):
             raise ValueError(f"consent version must be a non-negative integer, got {version!r}")
-        applied = consent.set(recipient, granularity, clock.now(), version)
+        # A body with any scope field carries the whole scope (absent fields: unrestricted); one
+        # without (an older GDSC) keeps the scope held.
+        scope = ConsentScope.from_json(body) if SCOPE_KEYS & body.keys() else None
+        applied = consent.set(recipient, granularity, clock.now(), version, scope)
         return {
             "recipient": recipient,
             "granularity": consent.granularity(recipient).value,
             "applied": applied,
             "version": consent.version(recipient),
+            "scope": consent.scope(recipient).to_json(),
         }
 
     return handle

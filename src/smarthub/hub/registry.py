@@ -10,7 +10,6 @@ so the history of a replaced meter stays attached to the home.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from smarthub.clock import Clock
+from smarthub.hub import sqlite_files
 
 RADIO_PROTOCOLS = frozenset({"wmbus", "zigbee"})
 
@@ -36,7 +36,7 @@ class MeterRegistry:
     def __init__(self, path: Path | str, clock: Clock) -> None:
         self.clock = clock
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db = sqlite_files.connect(str(path))
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(

@@ -33,7 +33,6 @@ from __future__ import annotations
 import bisect
 import json
 import logging
-import sqlite3
 import threading
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -41,6 +40,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from smarthub.hub import sqlite_files
 from smarthub.model.tariff import (
     SETTLEMENT_PERIOD,
     InvalidTariff,
@@ -383,7 +383,7 @@ class TariffStore:
 
     def __init__(self, path: Path | str) -> None:
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db = sqlite_files.connect(str(path))
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)

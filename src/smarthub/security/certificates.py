@@ -9,7 +9,7 @@ never imports the GDSC: it needs to *check* certificates, never to issue them.
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from urllib.parse import quote
 
@@ -22,6 +22,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, SignatureAlgorit
 __all__ = [
     "CertificateRejected",
     "Role",
+    "crl_overdue",
     "lfdi",
     "lfdi_from_der",
     "require_aware",
@@ -114,6 +115,15 @@ def require_aware(now: datetime) -> datetime:
     return now.astimezone(UTC)
 
 
+def crl_overdue(crl: x509.CertificateRevocationList, now: datetime) -> timedelta | None:
+    """How long ``crl`` has been past its nextUpdate at ``now`` (RFC 5280 §5.1.2.5); None if it
+    is not (or names no nextUpdate)."""
+    due = crl.next_update_utc
+    if due is None or now <= due:
+        return None
+    return now - due
+
+
 def role_of(cert: x509.Certificate) -> Role:
     """The :class:`Role` recorded in ``cert``'s subject (``OU=<role>``).
 
@@ -135,14 +145,18 @@ def verify_certificate(
     now: datetime,
     crl: x509.CertificateRevocationList | None = None,
     expected_role: Role | None = None,
+    *,
+    crl_grace: timedelta | None = timedelta(0),
 ) -> None:
     """Check ``cert`` the way the TLS layer would, plus the role; raise :class:`CertificateRejected`.
 
     Checks, in order: issued by ``ca_cert`` (issuer name and an ECDSA-with-SHA-256 signature
     made by the CA key, IEEE 2030.5-2018 §6.11); inside its validity period at ``now``;
-    not on ``crl`` (which must itself be signed by the CA and current, else the check fails
-    closed); and, if ``expected_role`` is given, that the subject's role matches and the
-    extended key usage agrees with it.
+    not on ``crl`` (which must itself be signed by the CA, and not more than ``crl_grace``
+    past its nextUpdate, else the check fails closed; ``crl_grace`` None: a CRL past its
+    nextUpdate still counts for what it lists, and the caller judges its age, as the hub's
+    stale-CRL policy does, ``hub.management``); and, if ``expected_role`` is given, that the
+    subject's role matches and the extended key usage agrees with it.
     """
     now = require_aware(now)
     subject = cert.subject.rfc4514_string()
@@ -175,7 +189,8 @@ def verify_certificate(
     if crl is not None:
         if crl.issuer != ca_cert.subject or not crl.is_signature_valid(ca_key):
             raise CertificateRejected("CRL is not signed by this CA")
-        if crl.next_update_utc is not None and now > crl.next_update_utc:
+        overdue = crl_overdue(crl, now)
+        if overdue is not None and crl_grace is not None and overdue > crl_grace:
             raise CertificateRejected(f"CRL is stale (next update was due {crl.next_update_utc.isoformat()})")
         entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
         if entry is not None:

@@ -142,7 +142,11 @@ class SimulatedHome:
         telegram_period: timedelta,
         *,
         smart_plugs: bool = True,
+        cert_clock: Clock | None = None,
     ) -> None:
+        """``cert_clock``: what certificates and CRLs are checked against (default wall time, as
+        OpenSSL does; a test running the GDSC's CRL dates on the simulated clock passes that)."""
+        cert_clock = cert_clock or SystemClock()
         self.spec = spec
         self.dir = state / "hubs" / spec.hub_id
         self.clock = clock
@@ -188,9 +192,9 @@ class SimulatedHome:
                     MeterProfile(expected_period=period, stale_after=timedelta(hours=1), generator=generator),
                 )
         ca_cert = x509.load_pem_x509_certificate((state / "ca" / "ca.pem").read_bytes())
-        # Certificates are checked against wall time (OpenSSL does too), not simulated time.
+        # Certificates are checked against wall time (OpenSSL does too), unless told otherwise.
         self.management = ManagementInterface(
-            spec.hub_id, ca_cert, SystemClock(), self.dir / "management.sqlite"
+            spec.hub_id, ca_cert, cert_clock, self.dir / "management.sqlite"
         )
         for ctype, handler in self.hub.command_handlers().items():
             self.management.register(ctype, handler)
@@ -202,9 +206,9 @@ class SimulatedHome:
         privacy = HubPrivacy(self.consent, self.history, mirror=self.hub.mirror)
         for ctype, handler in privacy_commands(privacy, clock).items():  # consent.set, supplier.keys
             self.management.register(ctype, handler)
-        # The GDSC CA's CRL, pushed as pki.crl: checked for commands and on every WAN request.
-        # (Not in the TLS context: a CRL past its nextUpdate would cut the hub off the WAN.)
-        self.crls = CrlStore(self.dir / "crl.pem", ca_cert, SystemClock())
+        # The GDSC CA's CRL, taken with the bulk pull: checked for commands and on every WAN
+        # request. (Not in the TLS context: a CRL past its nextUpdate would cut the hub off the WAN.)
+        self.crls = CrlStore(self.dir / "crl.pem", ca_cert, cert_clock)
         self.management.use_crl_store(self.crls)
         for ctype, handler in registry_commands(self.registry).items():
             self.management.register(ctype, handler)
@@ -218,7 +222,7 @@ class SimulatedHome:
             self.management.register(ctype, handler)
         # Firmware: a new version must show the hub core still holds its meters' readings.
         self.firmware = FirmwareUpdater(
-            FirmwareSlots(self.dir / "firmware"), ca_cert, SystemClock(), self._firmware_healthy
+            FirmwareSlots(self.dir / "firmware"), ca_cert, cert_clock, self._firmware_healthy
         )
         self.firmware.recover()
         self.management.register("firmware.update", firmware_command(self.firmware))
@@ -233,7 +237,7 @@ class SimulatedHome:
             consent=self.consent,
             ca_cert=ca_cert,
             operator=(state / "gdsc" / "operator.pem", state / "gdsc" / "operator.key"),
-            cert_clock=SystemClock(),
+            cert_clock=cert_clock,
         )
         # Sub-meters stay home: the WAN serves the hub's meters minus the appliance plugs.
         consumption = self.consumer.consumption
@@ -248,11 +252,12 @@ class SimulatedHome:
             monotonic=lambda: clock.now().timestamp(),
             client_allowed=self.network.client_allowed,
             revoked=self.crls.is_revoked,
+            crls=self.crls,
         )
         # Certificate renewal (pki.certificate): the new certificate goes into the live TLS
         # context started below, and the server answers with its new LFDI.
         self.certificate = HubCertificate(
-            spec.hub_id, self.dir / "hub.pem", self.dir / "hub.key", ca_cert, SystemClock(), crls=self.crls,
+            spec.hub_id, self.dir / "hub.pem", self.dir / "hub.key", ca_cert, cert_clock, crls=self.crls,
             listeners=[lambda _cert, new_lfdi: setattr(self.server, "lfdi", new_lfdi)],
         )  # fmt: skip
         self.management.register("pki.certificate", self.certificate.handle)
@@ -417,10 +422,14 @@ class Fleet:
         clock: Clock,
         sim_start: datetime,
         telegram_period: timedelta = timedelta(seconds=60),
+        *,
+        cert_clock: Clock | None = None,
     ) -> None:
         self.state = state
         self.specs = specs
-        self.homes = [SimulatedHome(s, state, clock, sim_start, telegram_period) for s in specs]
+        self.homes = [
+            SimulatedHome(s, state, clock, sim_start, telegram_period, cert_clock=cert_clock) for s in specs
+        ]
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start_servers(self, ca_pem: Path) -> None:

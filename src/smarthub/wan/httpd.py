@@ -67,6 +67,10 @@ class HTTPMethodNotAllowed(HTTPException):
     status, reason = 405, "Method Not Allowed"
 
 
+class HTTPConflict(HTTPException):
+    status, reason = 409, "Conflict"
+
+
 class HTTPRequestEntityTooLarge(HTTPException):
     status, reason = 413, "Request Entity Too Large"
 
@@ -169,6 +173,9 @@ class Router:
 
     def add_post(self, template: str, handler: Handler) -> None:
         self._add("POST", template, handler)
+
+    def add_put(self, template: str, handler: Handler) -> None:
+        self._add("PUT", template, handler)
 
     def routes(self) -> Iterator[Route]:
         return iter(self._routes)

@@ -25,7 +25,7 @@ from urllib.parse import urlencode, urlsplit
 
 import h11
 
-from smarthub.wan import sep2
+from smarthub.wan import crl_sync, sep2
 from smarthub.wan.bulk import BulkParser, ChannelReadings
 from smarthub.wan.client import PulledInterval, PullError
 from smarthub.wan.sep2_xml import XmlRefused, parse_untrusted
@@ -35,6 +35,7 @@ MAX_BODY = 4 * 1024 * 1024
 READ_HIGH_WATER = 256 * 1024
 PAGE = 1000  # the hub's MAX_LIMIT: Readings per bulk page
 _RECV = 65536
+_WANTED = crl_sync.WANTED.lower().encode()  # h11 gives header names in lower case
 
 
 class _Wire(asyncio.Protocol):
@@ -129,6 +130,8 @@ class HubConnection:
         self.recipient = recipient
         self.timeout = timeout
         self.stats = PullStats()
+        self.extra_headers: list[tuple[str, str]] = []  # sent with every request (wan.crl_sync's offer)
+        self.crl_wanted = False  # a response asked for the CRL (wan.crl_sync)
         self._wire = _Wire()
         self._in = ssl.MemoryBIO()
         self._out = ssl.MemoryBIO()
@@ -219,14 +222,36 @@ class HubConnection:
         except (ssl.SSLError, OSError, TimeoutError) as err:
             raise PullError(f"GET {target}: {type(err).__name__}: {err}") from None
 
-    async def _get(self, target: str, sink: Callable[[bytes], object]) -> int:
+    async def put(self, path: str, body: bytes, content_type: str) -> int:
+        """PUT ``body`` to ``path`` on this connection; its size. :class:`PullError` as ``get``."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self._get(path, lambda _chunk: None, "PUT", body, content_type)
+        except PullError:
+            raise
+        except h11.ProtocolError as err:
+            raise PullError(f"PUT {path}: bad HTTP from hub: {err}") from None
+        except (ssl.SSLError, OSError, TimeoutError) as err:
+            raise PullError(f"PUT {path}: {type(err).__name__}: {err}") from None
+
+    async def _get(
+        self,
+        target: str,
+        sink: Callable[[bytes], object],
+        method: str = "GET",
+        body: bytes = b"",
+        content_type: str | None = None,
+    ) -> int:
         http = self._http
         if http.our_state is h11.DONE and http.their_state is h11.DONE:
             http.start_next_cycle()
-        headers = [("Host", f"{self.host}:{self.port}"), ("Accept", sep2.CONTENT_TYPE)]
+        headers = [("Host", f"{self.host}:{self.port}"), ("Accept", sep2.CONTENT_TYPE), *self.extra_headers]
+        if content_type is not None:
+            headers += [("Content-Type", content_type), ("Content-Length", str(len(body)))]
         # Head and end of message in one TLS record and one socket write.
         self._send(
-            http.send(h11.Request(method="GET", target=target, headers=headers))
+            http.send(h11.Request(method=method, target=target, headers=headers))
+            + (http.send(h11.Data(data=body)) if body else b"")
             + (http.send(h11.EndOfMessage()) or b"")
         )
         self.stats.requests += 1
@@ -240,6 +265,8 @@ class HubConnection:
                 continue
             if isinstance(event, h11.Response):
                 status = event.status_code
+                if any(k == _WANTED for k, _ in event.headers):
+                    self.crl_wanted = True
             elif isinstance(event, h11.Data):
                 size += len(event.data)
                 if size > MAX_BODY:
@@ -254,7 +281,7 @@ class HubConnection:
                 raise PullError(f"GET {target}: hub closed the connection mid-response")
         self.stats.body_bytes += size
         if status != 200:
-            raise PullError(f"GET {target}: HTTP {status}: {error.decode('utf-8', 'replace')}")
+            raise PullError(f"{method} {target}: HTTP {status}: {error.decode('utf-8', 'replace')}")
         return size
 
     def abort(self) -> None:

@@ -5,10 +5,19 @@ client certificate issued by the GDSC CA (see :mod:`smarthub.wan.tls`), so an un
 client never reaches a handler. Lists honour the 2030.5 query parameters ``s`` (start
 index), ``l`` (limit) and ``a`` (after: only items at or after this epoch second), which
 makes incremental pulls cheap: the GDSC asks for readings after its cursor.
+
+Every request reads the hub's data as its recipient may see it (``hub.privacy``, the same limits
+as the GDSC's access policy): the meters its consent lists, at each meter's granularity, and only
+data recorded inside its window (the consenting tenancy; for a supplier its supply period). The
+window is applied below the handlers: they read the metering source and the privacy view through
+wrappers that clamp every query to the window of the request being served (a ``ContextVar``
+holds it), so no handler can forget it. Diagnosed events (``/edev/0/lel``) are for the GDSC's
+collectors and for parties the privacy filter admits to them, filtered to their meters and window.
 """
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import ssl
 import time
@@ -33,6 +42,7 @@ from smarthub.model.reading_type import (
     interval_spec,
 )
 from smarthub.security.certificates import sfdi_from_lfdi
+from smarthub.wan import crl_sync
 from smarthub.wan import httpd as web
 from smarthub.wan import sep2_xml as sep2
 from smarthub.wan.log_events import event_detail, log_event, log_event_list
@@ -97,8 +107,8 @@ class RegisterRow(Protocol):
 class PrivacyPolicy(Protocol):
     """The hub's privacy filter: which granularity a recipient may have, and that view."""
 
-    # "half-hourly", "daily", "monthly", "tariff-registers" or "none"
-    def granularity(self, recipient: str) -> str: ...
+    # "half-hourly", "daily", "monthly", "tariff-registers" or "none" (of one meter, if given)
+    def granularity(self, recipient: str, meter: str | None = None) -> str: ...
 
     def aggregates(
         self, meter: str, obis: ObisCode, granularity: str, after: int | None
@@ -129,6 +139,17 @@ class CommandResultLike(Protocol):
     def to_json(self) -> bytes: ...
 
 
+class CrlSink(Protocol):
+    """The hub's CRL store as the bulk pull reaches it (``hub.management.CrlStore``)."""
+
+    @property
+    def number(self) -> int | None: ...
+
+    def wants(self, number: int, base: int) -> bool: ...
+
+    def install(self, data: bytes) -> object: ...
+
+
 class CommandSink(Protocol):
     """The hub's management interface, as the WAN sees it."""
 
@@ -136,8 +157,131 @@ class CommandSink(Protocol):
 
 
 WAN_CLIENT_ROLES = frozenset({"collector", "party", "installer", "ihd"})
+MGMT_CLIENT_ROLES = frozenset({"collector"})  # who may POST /mgmt: the GDSC's collectors deliver commands
 _SERIALS: dict[bytes, int] = {}  # client certificate → serial number, for the CRL check
 _PEERS: dict[bytes, tuple[str, str, str]] = {}  # client certificate → (role, name, LFDI): parsed once
+
+
+_REQUEST: contextvars.ContextVar[web.Request | None] = contextvars.ContextVar("hub_wan_request", default=None)
+Window = tuple[int | None, int | None]  # data time [lo, hi) in epoch seconds; None: open
+_OPEN: Window = (None, None)
+
+
+class _ScopedSource:
+    """The metering source as the request being served may read it: interval queries clamped to
+    its recipient's window (module docstring)."""
+
+    def __init__(self, source: MeteringSource, window: Callable[[str], Window]) -> None:
+        self.source = source
+        self._clamp = window
+
+    def meters(self) -> dict[str, str]:
+        return self.source.meters()
+
+    def channels(self, meter: str) -> list[ObisCode]:
+        return self.source.channels(meter)
+
+    def _bounds(self, meter: str, start: int | None, end: int | None) -> tuple[int | None, int | None, bool]:
+        lo, hi = self._clamp(meter)
+        if lo is not None:
+            start = lo if start is None else max(start, lo)
+        if hi is not None:
+            end = hi if end is None else min(end, hi)
+        return start, end, start is not None and end is not None and end <= start
+
+    def intervals(
+        self,
+        meter: str,
+        obis: ObisCode,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+        offset: int = 0,
+        limit: int = 1000,
+    ) -> Sequence[IntervalRow]:
+        start, end, empty = self._bounds(meter, start, end)
+        if empty:
+            return []
+        return self.source.intervals(meter, obis, start=start, end=end, offset=offset, limit=limit)
+
+    def interval_count(
+        self, meter: str, obis: ObisCode, *, start: int | None = None, end: int | None = None
+    ) -> int:
+        start, end, empty = self._bounds(meter, start, end)
+        return 0 if empty else self.source.interval_count(meter, obis, start=start, end=end)
+
+    def interval_days(self, meter: str, obis: ObisCode, *, start: int | None = None) -> list[int]:
+        start, end, empty = self._bounds(meter, start, None)
+        if empty:
+            return []
+        days = self.source.interval_days(meter, obis, start=start)
+        return days if end is None else [d for d in days if d < end]
+
+
+class _ScopedPrivacy:
+    """The privacy filter's views (aggregates, register totals) limited to the window of the
+    request being served; everything else is the filter's own."""
+
+    def __init__(self, privacy: PrivacyPolicy, window: Callable[[str], Window]) -> None:
+        self.privacy = privacy
+        self._clamp = window
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.privacy, name)
+
+    def granularity(self, recipient: str, meter: str | None = None) -> str:
+        if meter is None:
+            return self.privacy.granularity(recipient)
+        return self.privacy.granularity(recipient, meter)
+
+    def aggregates(
+        self, meter: str, obis: ObisCode, granularity: str, after: int | None
+    ) -> Sequence[IntervalRow]:
+        lo, hi = self._clamp(meter)
+        rows = self.privacy.aggregates(meter, obis, granularity, after)
+        # Only whole periods inside the window: a month straddling a move-in would carry the
+        # previous occupant's half-hours.
+        return [
+            r for r in rows if (lo is None or r.start >= lo) and (hi is None or r.start + r.duration <= hi)
+        ]
+
+    def registers(self, meter: str) -> Sequence[RegisterRow]:
+        lo, hi = self._clamp(meter)
+        return [
+            r
+            for r in self.privacy.registers(meter)
+            if (lo is None or r.time >= lo) and (hi is None or r.time < hi)
+        ]
+
+
+class _VisibleEvents:
+    """The diagnosed events one party may read (its meters, its window), in the log's order."""
+
+    def __init__(self, events: EventLog, visible: Callable[[DiagnosedEvent], bool]) -> None:
+        self.events_log = events
+        self.visible = visible
+
+    def _all(self) -> list[DiagnosedEvent]:
+        out: list[DiagnosedEvent] = []
+        after: int | None = None
+        while True:
+            batch = list(self.events_log.events(after_id=after, limit=500))
+            out += [e for e in batch if self.visible(e)]
+            if len(batch) < 500:
+                return out
+            after = batch[-1].id
+
+    def events(self, after_id: int | None = None, limit: int = 100) -> Sequence[DiagnosedEvent]:
+        return [e for e in self._all() if after_id is None or e.id > after_id][:limit]
+
+    def count(self) -> int:
+        return len(self._all())
+
+    def get(self, event_id: int) -> DiagnosedEvent:
+        e = self.events_log.get(event_id)
+        if not self.visible(e):
+            raise LookupError(event_id)
+        return e
 
 
 class RateLimiter:
@@ -174,22 +318,28 @@ class HubWanServer:
         monotonic: Callable[[], float] = time.monotonic,
         client_allowed: Callable[[str], bool] | None = None,
         revoked: Callable[[int], bool] | None = None,
+        crls: CrlSink | None = None,
     ) -> None:
         """``monotonic``: the rate limiter's time in seconds (inject simulated time in a simulation).
 
         ``revoked(serial)`` answers from the hub's current CRL. The TLS context checks the CRL
         in full handshakes only; a resumed session skips certificate verification, so a client
         revoked after its first handshake would still get in without this per-request check.
+        ``crls`` takes the GDSC's CRL from the bulk pull (``wan.crl_sync``).
         """
         self.revoked = revoked
+        self.crls = crls
         self.hub_id = hub_id
         self.events = events
         self.client_allowed = client_allowed  # LFDI allowlist from the network configuration
         self.management = management
         # Without a privacy policy every client of the GDSC CA sees half-hourly data (tests, a bench).
-        self.privacy = privacy
+        # With one, the handlers read through views limited to the request's window.
+        self.privacy: PrivacyPolicy | None = (
+            None if privacy is None else _ScopedPrivacy(privacy, self._window)
+        )
         self.lfdi = lfdi
-        self.source = source
+        self.source: MeteringSource = _ScopedSource(source, self._window)
         self.now_epoch = now_epoch  # injected clock: () -> int
         self.requests = 0
         self.rate_limited = 0
@@ -212,6 +362,7 @@ class HubWanServer:
         r.add_get("/upt/{meter}/mr/{ch}/r", self.latest_reading)
         r.add_get("/mup", self.mirror_usage_points)
         r.add_post("/mgmt", self.command)
+        r.add_put(crl_sync.CRL_PATH, self.crl_update)
         r.add_get("/edev", self.end_devices)
         r.add_get("/edev/0", self.end_device)
         r.add_get("/edev/0/lel", self.log_events)
@@ -258,7 +409,16 @@ class HubWanServer:
                 text=f"rate limit: {self.limiter.rate:g} requests/s, burst {self.limiter.burst}",
                 headers={"Retry-After": str(max(1, round(wait)))},
             )
-        return await handler(request)
+        serving = _REQUEST.set(request)  # the data views clamp to this request's window
+        try:
+            response = await handler(request)
+        finally:
+            _REQUEST.reset(serving)
+        if role == "collector" and self.crls is not None:
+            offer = crl_sync.parse_offer(request.headers.get(crl_sync.OFFER.lower()))
+            if offer is not None and self.crls.wants(*offer):
+                response.headers[crl_sync.WANTED] = str(self.crls.number or 0)
+        return response
 
     # -- helpers ---------------------------------------------------------------------
     @staticmethod
@@ -317,8 +477,21 @@ class HubWanServer:
             _SERIALS[der] = serial
         return serial
 
-    def _granularity(self, request: web.Request) -> str:
-        """The granularity the privacy filter allows whoever this request is for.
+    def _window(self, meter: str) -> Window:
+        """The data window of the request being served for ``meter`` (``privacy.window``)."""
+        request = _REQUEST.get()
+        window = getattr(self.privacy, "window", None)
+        if request is None or window is None:
+            return _OPEN
+        try:
+            _, recipient = self._recipient(request)
+        except web.HTTPForbidden:
+            return _OPEN  # a role that reads no metering data: refused where data is served
+        return window(recipient, None if meter is None else self.source.meters().get(meter))  # type: ignore[no-any-return]
+
+    def _granularity(self, request: web.Request, meter: str | None = None) -> str:
+        """The granularity the privacy filter allows whoever this request is for (of ``meter``,
+        or of the meter the URL names).
 
         A GDSC collector pulls on behalf of a recipient named by ``recipient`` (default: the
         GDSC's own collection for the billing supplier, "gdsc"); a party pulls for itself and
@@ -327,7 +500,9 @@ class HubWanServer:
         if self.privacy is None:
             return HALF_HOURLY
         role, recipient = self._recipient(request)
-        g = self.privacy.granularity(recipient)
+        if meter is None and "meter" in request.match_info:
+            meter = unquote(request.match_info["meter"])
+        g = self.privacy.granularity(recipient, meter)
         if g == "none":
             raise web.HTTPForbidden(
                 text=f"the consumer has not consented to share metering data with {recipient!r}"
@@ -359,8 +534,15 @@ class HubWanServer:
         fuels_for = getattr(self.privacy, "fuels_for", None)
         if fuels_for is None or self._peer(request)[0] not in ("collector", "party"):
             return meters  # roles that read no metering data are refused where data is served
-        fuels = fuels_for(self._recipient(request)[1])
-        return meters if fuels is None else {m: f for m, f in meters.items() if f in fuels}
+        recipient = self._recipient(request)[1]
+        fuels = fuels_for(recipient)
+        assert self.privacy is not None
+        # A consent that lists meters leaves the others out (hub.privacy, "Scope").
+        return {
+            m: f
+            for m, f in meters.items()
+            if (fuels is None or f in fuels) and self.privacy.granularity(recipient, m) != "none"
+        }
 
     def _meter(self, request: web.Request) -> tuple[str, str]:
         meter = unquote(request.match_info["meter"])
@@ -619,14 +801,16 @@ class HubWanServer:
         ``_granularity`` decides, and anything coarser than half-hourly comes from the same
         ``privacy.aggregates`` view.
         """
-        g = self._granularity(request)
-        if g == TARIFF_REGISTERS:
+        if self._granularity(request) == TARIFF_REGISTERS:
             raise self._no_intervals()
         p = self._paging(request)
         skip, room = p.start, p.limit
         page: list[ChannelRows] = []
         meters = sorted(self._visible_meters(request).items())
         for meter, fuel in meters:
+            g = self._granularity(request, meter)  # a consent's meter list may set it per meter
+            if g == TARIFF_REGISTERS:
+                continue
             for obis in sorted(self.source.channels(meter)):
                 rows: Sequence[IntervalRow] = ()
                 if room > 0:
@@ -654,9 +838,29 @@ class HubWanServer:
         """A signed management command from the GDSC (JSON envelope; see hub.management)."""
         if self.management is None:
             raise web.HTTPNotFound(text="this hub has no management interface")
+        role, name = self._peer(request)
+        if role not in MGMT_CLIENT_ROLES:
+            # Refused before the body is read or anything is logged: only the GDSC's collectors
+            # deliver commands, so another certificate holder cannot fill the management log.
+            raise web.HTTPForbidden(
+                text=f"management commands come from the GDSC, not from a {role} ({name})"
+            )
         result = await self.management.handle(await request.read())
         status = 403 if result.status == "refused" else 200
         return web.Response(status=status, body=result.to_json(), content_type="application/json")
+
+    async def crl_update(self, request: web.Request) -> web.Response:
+        """The GDSC CA's CRL, PUT by a collector after the hub asked for it (``wan.crl_sync``)."""
+        role, name = self._peer(request)
+        if role not in MGMT_CLIENT_ROLES or self.crls is None:
+            raise web.HTTPForbidden(
+                text=f"the CRL comes from the GDSC's collectors, not from a {role} ({name})"
+            )
+        try:
+            self.crls.install(await request.read())
+        except ValueError as err:  # CrlRefused: foreign, not newer, not a CRL
+            raise web.HTTPConflict(text=str(err)) from None
+        return web.json_response({"crl_number": self.crls.number})
 
     # -- the hub as an EndDevice, with its diagnosed events as LogEvents (2030.5 §10.x LogEvent) --
     def _end_device(self, parent: Element | None = None) -> Element:
@@ -677,20 +881,47 @@ class HubWanServer:
     async def end_device(self, request: web.Request) -> web.Response:
         return self._xml(self._end_device())
 
-    async def log_events(self, request: web.Request) -> web.Response:
-        """Diagnosed events oldest first; a puller pages on with s = how many it already has."""
+    def _event_log(self, request: web.Request) -> EventLog:
+        """The diagnosed events this request may read: all of them for a GDSC collector (its own
+        error log), a party's own view if the privacy filter admits it (its meters, its window),
+        nothing for anyone else."""
         if self.events is None:
             raise web.HTTPNotFound(text="this hub keeps no event log")
+        role, name = self._peer(request)
+        if role == "collector" and request.query.get("recipient") in (None, "gdsc"):
+            return self.events
+        if role == "party" and request.query.get("recipient") in (None, name):
+            allowed = getattr(self.privacy, "events_allowed", None)
+            if self.privacy is None:
+                return self.events
+            if allowed is not None and allowed(name):
+                return _VisibleEvents(self.events, lambda e: self._event_visible(request, name, e))
+            raise web.HTTPForbidden(text=f"the consumer has not consented to share events with {name!r}")
+        raise web.HTTPForbidden(text=f"a {role or 'unknown'} certificate cannot read this hub's events")
+
+    def _event_visible(self, request: web.Request, recipient: str, e: DiagnosedEvent) -> bool:
+        meters = self.source.meters()
+        if e.device in meters and e.device not in self._visible_meters(request):
+            return False
+        window = getattr(self.privacy, "window", None)
+        if window is None:
+            return True
+        lo, hi = window(recipient, meters.get(e.device))
+        t = int(e.first_seen.timestamp())
+        return (lo is None or t >= lo) and (hi is None or t < hi)
+
+    async def log_events(self, request: web.Request) -> web.Response:
+        """Diagnosed events oldest first; a puller pages on with s = how many it already has."""
+        events = self._event_log(request)
         p = self._paging(request)
-        total = self.events.count()
-        page = list(self.events.events(after_id=None, limit=p.start + p.limit))[p.start :]
+        total = events.count()
+        page = list(events.events(after_id=None, limit=p.start + p.limit))[p.start :]
         return self._xml(log_event_list(page, "/edev/0/lel", total))
 
     def _event(self, request: web.Request) -> DiagnosedEvent:
-        if self.events is None:
-            raise web.HTTPNotFound(text="this hub keeps no event log")
+        events = self._event_log(request)
         try:
-            return self.events.get(int(request.match_info["id"]))
+            return events.get(int(request.match_info["id"]))
         except (ValueError, KeyError, LookupError):
             raise web.HTTPNotFound(text=f"no event {request.match_info['id']!r}") from None
 

@@ -9,16 +9,31 @@ It reads only what the hub already holds: the data mirror (live power), each fue
 appliance sub-meters (:class:`~smarthub.hub.consumption.HomeConsumption`), the prepayment
 ledger and the consent store. It never talks to a meter.
 
-**Access**: a screen pairs once with the hub's 6-digit pairing code (made at hub setup and
-shown on the hub's console/label: `IhdStore.pairing_code`); it then holds a random session
-token in an HttpOnly, SameSite=Strict cookie. Every page and action needs the token; actions
-are POSTs, refused if an ``Origin`` header names another site.
+**Access** (the limits are in :mod:`smarthub.hub.ihd.store`):
+
+* a screen pairs with a single-use 6-digit code made at the hub (``IhdStore.new_pairing_code``:
+  the console, ``smarthub ihd-code``, or the "Paired screens" page of a screen already paired),
+  valid 15 minutes, with a hub-wide back-off after each wrong code and a lockout after five;
+* it then holds a random session token in an HttpOnly, SameSite=Strict cookie; sessions expire
+  (30 days unused, a year at most) and the "Paired screens" page lists and unpairs them;
+* every request must name the hub in its ``Host`` header: an IP address or one of
+  ``allowed_hosts`` (``localhost`` and this machine's name by default). A page on another site
+  that resolves its own name to the hub's address (DNS rebinding) sends its own name and is
+  refused, so it can neither pair nor read;
+* every state-changing POST carries a CSRF token tied to the session (a hidden form field, or
+  the ``X-CSRF-Token`` header), and the pairing form a double-submit token tied to a cookie; a
+  POST whose ``Origin`` names another site is refused as well.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
+import ipaddress
+import secrets
+import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -33,8 +48,8 @@ from smarthub.clock import Clock
 from smarthub.hub.consumption import HomeConsumption, PricedInterval, Supply
 from smarthub.hub.ihd.charts import bar_chart, column_chart
 from smarthub.hub.ihd.live import LivePower, sse
-from smarthub.hub.ihd.store import PRIORITIES, IhdStore
-from smarthub.hub.prepayment import PrepaymentLedger, SupplyAction
+from smarthub.hub.ihd.store import PRIORITIES, SESSION_MAX, IhdStore, PairingRefused, Screen
+from smarthub.hub.prepayment import PrepaymentLedger, ReconnectRefused, SupplyAction
 from smarthub.hub.prepayment_bridge import PrepaymentBridge
 from smarthub.hub.privacy import ConsentStore, Granularity
 from smarthub.hub.tariffs import Rate, Summary
@@ -42,6 +57,12 @@ from smarthub.model.tariff import LONDON, SETTLEMENT_PERIOD, TariffError
 from smarthub.model.tariff_calc import day_start, local_day, settlement_periods
 
 COOKIE = "ihd_session"
+SCREEN = web.RequestKey("screen", Screen)  # the paired screen a request comes from
+CSRF = web.RequestKey("csrf", str)  # its CSRF token
+PAIR_COOKIE = "ihd_pair"  # the pairing form's double-submit token (before there is a session)
+CSRF_FIELD = "csrf"
+CSRF_HEADER = "X-CSRF-Token"
+_FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 KEEPALIVE = 15.0  # seconds between SSE comments, so idle proxies and sleeping tabs keep the stream
 _PENNY = Decimal("0.01")
 
@@ -57,6 +78,47 @@ def kwh(x: Decimal) -> str:
 
 def local_hm(t: datetime) -> str:
     return t.astimezone(LONDON).strftime("%H:%M")
+
+
+PAIR_ERRORS = {
+    "wrong": "That code is not right.",
+    "wait": "Too many wrong codes: wait a few seconds before trying again.",
+    "locked": "Too many wrong codes: make a new pairing code at the hub.",
+    "none": "There is no pairing code waiting (they last 15 minutes and work once):"
+    " make a new one at the hub.",
+}
+
+
+def csrf_token(session_token: str) -> str:
+    """The CSRF token of a session: an HMAC of the session token, which a page on another site
+    can neither read (HttpOnly cookie) nor compute."""
+    return hmac.new(session_token.encode(), b"smarthub ihd csrf", hashlib.sha256).hexdigest()[:32]
+
+
+def default_hosts() -> frozenset[str]:
+    """Host names the display answers to besides IP addresses: localhost and this machine's
+    name (with ``.local``, as mDNS announces it)."""
+    name = socket.gethostname().lower()
+    return frozenset({"localhost", name, f"{name}.local"})
+
+
+def _host_allowed(host: str, allowed: frozenset[str]) -> bool:
+    """Whether a ``Host`` header names this hub: an IP literal (DNS rebinding needs a name), or
+    an allowed name."""
+    name = host.lower()
+    if name.startswith("["):  # [IPv6]:port
+        name = name[1 : name.find("]")] if "]" in name else name
+    elif name.count(":") == 1:
+        name = name.rsplit(":", 1)[0]
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return name.rstrip(".") in allowed
+
+
+def _csrf_input(request: web.Request) -> str:
+    return f'<input type="hidden" name="{CSRF_FIELD}" value="{escape(request.get(CSRF, ""))}">'
 
 
 @dataclass
@@ -78,13 +140,20 @@ class Ihd:
     # aiohttp arms its keep-alive timer when a connection opens and when a response ends, and
     # received bytes do not reset it: a request head not complete by then is closed.
     header_timeout: float = 10.0
+    # Host names (besides IP addresses) the display answers to: see _host_allowed.
+    allowed_hosts: frozenset[str] = field(default_factory=default_hosts)
 
     # -- the web app ------------------------------------------------------------------------
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._auth, self._body], client_max_size=self.max_body)
+        app = web.Application(
+            middlewares=[self._host, self._auth, self._body, self._csrf], client_max_size=self.max_body
+        )
         app.router.add_get("/", self.dashboard)
         app.router.add_get("/pair", self.pair_form)
         app.router.add_post("/pair", self.pair)
+        app.router.add_get("/screens", self.screens_page)
+        app.router.add_post("/screens/unpair", self.unpair)
+        app.router.add_post("/screens/code", self.new_code)
         app.router.add_get("/events", self.events)
         app.router.add_get("/api/summary", self.summary_json)
         app.router.add_post("/messages/ack", self.ack_message)
@@ -111,17 +180,42 @@ class Ihd:
         return runner, int(bound)
 
     @web.middleware
+    async def _host(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Refuse a request that does not name this hub (DNS rebinding, module docstring)."""
+        if not _host_allowed(request.host, self.allowed_hosts):
+            raise web.HTTPMisdirectedRequest(text=f"this display does not answer to {request.host!r}")
+        return await handler(request)
+
+    @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path in ("/pair",) or request.path.startswith("/static/"):
-            return await handler(request)
-        if not self.store.session_valid(request.cookies.get(COOKIE)):
-            if request.method == "GET" and request.path in ("/", "/consent"):
-                raise web.HTTPSeeOther("/pair")
-            raise web.HTTPUnauthorized(text="pair this screen with the hub first: /pair")
         if request.method == "POST":
             origin = request.headers.get("Origin")
             if origin and urlsplit(origin).netloc != request.host:
                 raise web.HTTPForbidden(text=f"cross-site request from {origin} refused")
+        if request.path in ("/pair",) or request.path.startswith("/static/"):
+            return await handler(request)
+        token = request.cookies.get(COOKIE)
+        screen = self.store.session(token, self.clock.now())
+        if screen is None or token is None:
+            if request.method == "GET" and request.path in ("/", "/consent", "/screens"):
+                raise web.HTTPSeeOther("/pair")
+            raise web.HTTPUnauthorized(text="pair this screen with the hub first: /pair")
+        request[SCREEN] = screen
+        request[CSRF] = csrf_token(token)
+        return await handler(request)
+
+    @web.middleware
+    async def _csrf(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Every state-changing POST carries its CSRF token (the body has been read by now)."""
+        if request.method != "POST":
+            return await handler(request)
+        # /pair: double submit, the form's token equals its cookie's; elsewhere the session's.
+        expected = request.cookies.get(PAIR_COOKIE, "") if request.path == "/pair" else request[CSRF]
+        given = request.headers.get(CSRF_HEADER)
+        if given is None and request.content_type in _FORMS:
+            given = str((await _form(request)).get(CSRF_FIELD, ""))
+        if not expected or not given or not secrets.compare_digest(given.encode(), expected.encode()):
+            raise web.HTTPForbidden(text="missing or wrong CSRF token: reload the page and try again")
         return await handler(request)
 
     @web.middleware
@@ -146,24 +240,94 @@ class Ihd:
         return await handler(request)
 
     # -- pairing ----------------------------------------------------------------------------
-    async def pair_form(self, request: web.Request) -> web.Response:
-        error = request.query.get("error")
+
+    async def pair_form(
+        self, request: web.Request, error: str | None = None, status: int = 200
+    ) -> web.Response:
+        error = error or request.query.get("error")
+        # The double-submit token: the form's hidden field must equal this cookie on POST.
+        pre = request.cookies.get(PAIR_COOKIE) or secrets.token_urlsafe(24)
+        message = PAIR_ERRORS.get(error or "", "That code is not right." if error else "")
         body = (
-            "<h1>Pair this screen</h1><p>Enter the 6-digit pairing code shown on your Smart Hub.</p>"
-            + ('<p class="error">That code is not right.</p>' if error else "")
-            + '<form method="post" action="/pair"><input name="code" inputmode="numeric" autocomplete="off"'
-            ' pattern="[0-9]{6}" required aria-label="pairing code"> <button>Pair</button></form>'
+            "<h1>Pair this screen</h1><p>Enter the 6-digit pairing code your Smart Hub shows"
+            " (it makes a new one each time: on its console, or from a screen already paired).</p>"
+            + (f'<p class="error">{escape(message)}</p>' if message else "")
+            + '<form method="post" action="/pair">'
+            f'<input type="hidden" name="{CSRF_FIELD}" value="{escape(pre)}">'
+            '<input name="code" inputmode="numeric" autocomplete="off"'
+            ' pattern="[0-9]{6}" required aria-label="pairing code">'
+            ' <input name="name" maxlength="40" placeholder="name this screen" aria-label="screen name">'
+            " <button>Pair</button></form>"
         )
-        return self._page("Pair", body)
+        resp = self._page("Pair", body)
+        resp.set_status(status)
+        resp.set_cookie(PAIR_COOKIE, pre, httponly=True, samesite="Strict", max_age=3600, path="/pair")
+        return resp
 
     async def pair(self, request: web.Request) -> web.Response:
         form = await _form(request)
-        token = self.store.pair(str(form.get("code", "")), self.clock.now())
-        if token is None:
-            raise web.HTTPSeeOther("/pair?error=1")
+        name = str(form.get("name", "")).strip() or _screen_name(request.headers.get("User-Agent", ""))
+        try:
+            token = self.store.pair(str(form.get("code", "")), self.clock.now(), name)
+        except PairingRefused as refused:
+            if refused.kind == "wrong":
+                raise web.HTTPSeeOther("/pair?error=wrong") from None
+            resp = await self.pair_form(request, refused.kind, 429 if refused.kind == "wait" else 403)
+            if refused.retry_after is not None:
+                resp.headers["Retry-After"] = str(max(1, round(refused.retry_after)))
+            return resp
         resp = web.HTTPSeeOther("/")
-        resp.set_cookie(COOKIE, token, httponly=True, samesite="Strict", max_age=10 * 365 * 86400)
+        max_age = int(SESSION_MAX.total_seconds())
+        resp.set_cookie(COOKIE, token, httponly=True, samesite="Strict", max_age=max_age)
+        resp.del_cookie(PAIR_COOKIE, path="/pair")
         raise resp
+
+    # -- paired screens ---------------------------------------------------------------------
+    async def screens_page(self, request: web.Request, code: str | None = None) -> web.Response:
+        now = self.clock.now()
+        this = request[SCREEN]
+        rows = []
+        for sc in self.store.screens(now):
+            seen = datetime.fromtimestamp(sc.last_seen, LONDON)
+            paired = datetime.fromtimestamp(sc.paired, LONDON)
+            rows.append(
+                f'<li class="screen" data-screen="{sc.id}"><strong>{escape(sc.name)}</strong>'
+                + (" (this screen)" if sc.id == this.id else "")
+                + f' <span class="muted">paired {paired:%d %b %Y}, last seen {seen:%d %b %H:%M}</span>'
+                f'<form method="post" action="/screens/unpair">{_csrf_input(request)}'
+                f'<input type="hidden" name="screen" value="{sc.id}">'
+                f'<button id="unpair-{sc.id}">Unpair</button></form></li>'
+            )
+        shown = (
+            f'<p>Pairing code for the next screen: <strong id="pairing-code" class="big">{code}</strong>'
+            " (works once, for 15 minutes)</p>"
+            if code
+            else ""
+        )
+        body = (
+            f'<h1>Paired screens</h1><ul class="screens">{"".join(rows)}</ul>{shown}'
+            f'<form method="post" action="/screens/code">{_csrf_input(request)}'
+            '<button id="new-code">Pair another screen</button></form><nav><a href="/">Back</a></nav>'
+        )
+        return self._page("Paired screens", body)
+
+    async def unpair(self, request: web.Request) -> web.Response:
+        form = await _form(request)
+        try:
+            screen = int(str(form.get("screen", "")))
+        except ValueError:
+            raise web.HTTPBadRequest(text="screen must be the number of a paired screen") from None
+        if not self.store.unpair(screen):
+            raise web.HTTPNotFound(text=f"no paired screen {screen}")
+        if screen == request[SCREEN].id:  # this screen unpaired itself
+            resp = web.HTTPSeeOther("/pair")
+            resp.del_cookie(COOKIE)
+            raise resp
+        raise web.HTTPSeeOther("/screens")
+
+    async def new_code(self, request: web.Request) -> web.Response:
+        """A paired screen makes the code for another one (the consumer is already in)."""
+        return await self.screens_page(request, self.store.new_pairing_code(self.clock.now()))
 
     async def static(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -240,9 +404,10 @@ class Ihd:
     # -- pages ------------------------------------------------------------------------------
     async def dashboard(self, request: web.Request) -> web.Response:
         now = self.clock.now()
-        sections = [self._live_section(), self._messages_section(now)]
+        csrf = _csrf_input(request)
+        sections = [self._live_section(), self._messages_section(now, csrf)]
         if self.ledger is not None:
-            sections.append(self._prepayment_section(now))
+            sections.append(self._prepayment_section(now, csrf))
         sections.append(
             '<div class="fuels">'
             + "".join(self._fuel_card(s, now) for s in self.consumption.supplies.values())
@@ -250,7 +415,9 @@ class Ihd:
         )
         sections.append(self._appliance_section(now))
         sections.append(self._comparison_section(now))
-        sections.append('<nav><a href="/consent">Data sharing</a></nav>')
+        sections.append(
+            '<nav><a href="/consent">Data sharing</a> · <a href="/screens">Paired screens</a></nav>'
+        )
         return self._page(self.title, "".join(sections), script=True)
 
     def _live_section(self) -> str:
@@ -263,7 +430,7 @@ class Ihd:
             f'<p class="muted">reading at <span id="live-time">{escape(since)}</span></p></section>'
         )
 
-    def _messages_section(self, now: datetime) -> str:
+    def _messages_section(self, now: datetime, csrf: str = "") -> str:
         msgs = self.store.messages(now)
         if not msgs:
             return ""
@@ -273,7 +440,7 @@ class Ihd:
                 f'<li class="msg p{m.priority}" data-id="{escape(m.message_id)}">'
                 f"<strong>{escape(m.sender)}</strong>"
                 f' <span class="muted">({PRIORITIES[m.priority]})</span><p>{escape(m.text)}</p>'
-                '<form method="post" action="/messages/ack">'
+                f'<form method="post" action="/messages/ack">{csrf}'
                 f'<input type="hidden" name="sender" value="{escape(m.sender)}">'
                 f'<input type="hidden" name="id" value="{escape(m.message_id)}">'
                 "<button>OK, got it</button></form></li>"
@@ -368,7 +535,7 @@ class Ihd:
         parts.append("</section>")
         return "".join(parts)
 
-    def _prepayment_section(self, now: datetime) -> str:
+    def _prepayment_section(self, now: datetime, csrf: str = "") -> str:
         assert self.ledger is not None
         cards = []
         for fuel in self._prepaid():
@@ -377,12 +544,12 @@ class Ihd:
             buttons = ""
             if b.emergency_available:
                 buttons += (
-                    f'<form method="post" action="/prepayment/{fuel}/emergency">'
+                    f'<form method="post" action="/prepayment/{fuel}/emergency">{csrf}'
                     f'<button id="emergency-{fuel}">Use emergency credit</button></form>'
                 )
             if action is SupplyAction.AWAIT_CONFIRMATION:
                 buttons += (
-                    f'<form method="post" action="/prepayment/{fuel}/reconnect">'
+                    f'<form method="post" action="/prepayment/{fuel}/reconnect">{csrf}'
                     '<p class="warn">Your credit is back.'
                     " Before the gas is turned back on, make sure every gas appliance is switched off.</p>"
                     f'<button id="reconnect-{fuel}">Appliances are off: turn the gas back on</button></form>'
@@ -441,7 +608,10 @@ class Ihd:
     async def reconnect(self, request: web.Request) -> web.Response:
         fuel = self._fuel(request)
         assert self.ledger is not None
-        self.ledger.confirm_reconnect(fuel, self.clock.now())
+        try:
+            self.ledger.confirm_reconnect(fuel, self.clock.now())
+        except ReconnectRefused as err:
+            raise web.HTTPConflict(text=str(err)) from None
         if self.bridge is not None:
             await self.bridge.apply_supply(fuel)
         raise web.HTTPSeeOther("/")
@@ -462,7 +632,7 @@ class Ihd:
             rows.append(
                 f'<li class="recipient" data-recipient="{escape(r)}"><strong>{escape(r)}</strong>'
                 f' <span class="granularity">{g.value}</span>{"" if r in decided else " (default)"}'
-                '<form method="post" action="/consent">'
+                f'<form method="post" action="/consent">{_csrf_input(request)}'
                 f'<input type="hidden" name="recipient" value="{escape(r)}">'
                 f'<select name="granularity" aria-label="granularity for {escape(r)}">{options}</select>'
                 f' <button name="action" value="set">Save</button>'
@@ -473,7 +643,7 @@ class Ihd:
             "<h1>Who sees your data</h1><p>Choose, for each organisation, how detailed the data it may"
             " collect from this hub is. <em>none</em> stops sharing.</p>"
             f'<ul class="recipients">{"".join(rows)}</ul>'
-            '<h2>Add an organisation</h2><form method="post" action="/consent">'
+            f'<h2>Add an organisation</h2><form method="post" action="/consent">{_csrf_input(request)}'
             '<input name="recipient" required maxlength="64" aria-label="organisation id">'
             '<select name="granularity">'
             + "".join(f'<option value="{x.value}">{x.value}</option>' for x in Granularity)
@@ -520,6 +690,14 @@ async def _form(request: web.Request) -> Any:
         return await request.post()
     except (UnicodeDecodeError, ValueError, AssertionError, LookupError) as err:
         raise web.HTTPBadRequest(text=f"the request body is not a form: {type(err).__name__}") from None
+
+
+def _screen_name(user_agent: str) -> str:
+    """A name for a screen paired without one: what its browser says it runs on."""
+    for token in ("iPhone", "iPad", "Android", "Windows", "Macintosh", "CrOS", "Linux"):
+        if token in user_agent:
+            return {"Macintosh": "Mac", "CrOS": "Chromebook"}.get(token, token) + " screen"
+    return "screen"
 
 
 def _safe_rate(fn: Any, now: datetime) -> Rate | None:

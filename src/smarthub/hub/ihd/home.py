@@ -107,7 +107,6 @@ def attach_consumer_side(
     ``clock``; the simulated fleet checks certificates against wall time, as OpenSSL does)."""
     directory.mkdir(parents=True, exist_ok=True)
     store = IhdStore(directory / "ihd.sqlite")
-    store.pairing_code()  # made at setup, so it can be printed on the console
     tariffs = TariffStore(directory / "tariffs.sqlite")
     supplies = list(supplies)
     for s in supplies:  # tariff versions distributed since the configuration was written

@@ -5,8 +5,18 @@
   display; shown until the consumer acknowledges it (the "confirmation required" behaviour)
   or it expires. A message re-delivered with the same id is kept once.
 * **Comparison** is the latest aggregate of similar homes the GDSC sent (JSON, validated here).
-* **Pairing**: a 6-digit code is made when the hub is set up (shown on the hub's label/console);
-  a screen that presents it gets a random session token (a cookie). Tokens are stored hashed.
+* **Pairing**: a screen pairs by presenting a 6-digit code made *at the hub* (its console, the
+  ``smarthub ihd-code`` command, or a screen already paired): the code is single-use, expires
+  after ``PAIRING_TTL`` (15 minutes) and is kept only as a salted scrypt hash. Wrong codes are
+  limited for the whole hub, not per client (a web page abusing the consumer's own browser, or a
+  device on the LAN, would otherwise pick a fresh address): after each wrong code the next
+  attempt must wait ``BACKOFF_BASE`` × 2^(failures − 1) seconds (answered 429 meanwhile), and
+  after ``MAX_FAILURES`` wrong codes the code is void: pairing is locked until a new code is
+  made at the hub. An attacker thus gets 5 guesses in 10^6 per code a person made.
+* **Sessions**: a screen that pairs gets a random token (an HttpOnly, SameSite=Strict cookie),
+  stored as its SHA-256. A session ends after ``SESSION_IDLE`` (30 days) unused or
+  ``SESSION_MAX`` (a year) after pairing, whichever comes first, and can be revoked: the
+  paired screens are listed (name, when paired, last seen) and each can be unpaired.
 """
 
 from __future__ import annotations
@@ -14,13 +24,14 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import sqlite3
 import threading
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+
+from smarthub.hub import sqlite_files
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -35,17 +46,55 @@ CREATE TABLE IF NOT EXISTS messages (
     PRIMARY KEY (sender, message_id)
 );
 CREATE TABLE IF NOT EXISTS comparison (id INTEGER PRIMARY KEY CHECK (id = 1), body TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS pairing (id INTEGER PRIMARY KEY CHECK (id = 1), code TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS appliances (meter TEXT PRIMARY KEY, name TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sessions (token_hash TEXT PRIMARY KEY, created INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS pairing_code (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    salt BLOB,
+    digest BLOB,              -- scrypt(code, salt); NULL once used, voided or expired
+    issued INTEGER NOT NULL,
+    expires INTEGER NOT NULL,
+    failures INTEGER NOT NULL, -- wrong codes since this one was made
+    next_try INTEGER NOT NULL  -- no attempt before this (epoch s): the back-off
+);
 """
 
 PRIORITIES = {0: "low", 1: "normal", 2: "high", 3: "very high"}  # 2030.5 TextMessage.priority
 MAX_TEXT = 500
 
+PAIRING_TTL = timedelta(minutes=15)
+MAX_FAILURES = 5
+BACKOFF_BASE = 2.0  # seconds: 2, 4, 8, 16 after the 1st .. 4th wrong code
+SESSION_IDLE = timedelta(days=30)
+SESSION_MAX = timedelta(days=365)
+_TOUCH_EVERY = 300  # seconds: a session's last-seen time is written at most this often
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
+
 
 class BadIhdInput(ValueError):
     """A message or comparison the IHD will not show; the text says why."""
+
+
+class PairingRefused(Exception):
+    """A pairing attempt that does not pair. ``kind``: ``wrong`` (not the code), ``wait`` (in
+    the back-off after a wrong code; ``retry_after`` seconds), ``locked`` (too many wrong
+    codes: a new code must be made at the hub), ``none`` (no code, or it expired or was used)."""
+
+    def __init__(self, kind: str, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class Screen:
+    """A paired screen (a session), as the list of paired screens shows it."""
+
+    id: int
+    name: str
+    paired: int  # epoch s
+    last_seen: int
+    expires: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,12 +169,24 @@ def _hash(token: str) -> str:
 class IhdStore:
     def __init__(self, path: Path | str) -> None:
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db = sqlite_files.connect(str(path))
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
         columns = {r[1] for r in self._db.execute("PRAGMA table_info(messages)")}
         if "start" not in columns:  # a store made before messages had a start time
             self._db.execute("ALTER TABLE messages ADD COLUMN start INTEGER")
+        # A store made before sessions expired: they get a year from their pairing. Its pairing
+        # code was kept in clear: dropped (secure_delete zeroes it), a new one is made at the hub.
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(sessions)")}
+        if "expires" not in columns:
+            self._db.execute("ALTER TABLE sessions ADD COLUMN name TEXT NOT NULL DEFAULT 'screen'")
+            self._db.execute("ALTER TABLE sessions ADD COLUMN last_seen INTEGER NOT NULL DEFAULT 0")
+            self._db.execute("ALTER TABLE sessions ADD COLUMN expires INTEGER NOT NULL DEFAULT 0")
+            self._db.execute(
+                "UPDATE sessions SET last_seen = created, expires = created + ?",
+                (int(SESSION_MAX.total_seconds()),),
+            )
+        self._db.execute("DROP TABLE IF EXISTS pairing")
 
     def close(self) -> None:
         with self._lock:
@@ -206,28 +267,126 @@ class IhdStore:
             return dict(self._db.execute("SELECT meter, name FROM appliances ORDER BY name").fetchall())
 
     # -- pairing --------------------------------------------------------------------------
-    def pairing_code(self) -> str:
-        """The hub's pairing code, made on first use (hub setup) and kept."""
+    def new_pairing_code(self, now: datetime, ttl: timedelta = PAIRING_TTL) -> str:
+        """Make a new pairing code (replacing any other, and ending a lockout); shown once, at
+        the hub. Only its salted hash is kept."""
+        code = f"{secrets.randbelow(10**6):06d}"
+        salt = secrets.token_bytes(16)
+        t = int(now.timestamp())
         with self._lock:
-            row = self._db.execute("SELECT code FROM pairing WHERE id = 1").fetchone()
-            if row is not None:
-                return str(row[0])
-            code = f"{secrets.randbelow(10**6):06d}"
-            self._db.execute("INSERT INTO pairing VALUES (1, ?)", (code,))
-            return code
+            self._db.execute(
+                "INSERT OR REPLACE INTO pairing_code VALUES (1, ?, ?, ?, ?, 0, 0)",
+                (salt, _code_digest(code, salt), t, t + int(ttl.total_seconds())),
+            )
+        return code
 
-    def pair(self, code: str, now: datetime) -> str | None:
-        """A new session token if ``code`` is the pairing code, else None."""
-        if not secrets.compare_digest(code.strip().encode(), self.pairing_code().encode()):
-            return None
-        token = secrets.token_urlsafe(32)
+    def pairing_open(self, now: datetime) -> bool:
+        """Whether a code is waiting to be used (made, not used, voided or expired)."""
         with self._lock:
-            self._db.execute("INSERT INTO sessions VALUES (?, ?)", (_hash(token), int(now.timestamp())))
+            row = self._db.execute("SELECT digest, expires FROM pairing_code WHERE id = 1").fetchone()
+        return row is not None and row[0] is not None and int(now.timestamp()) < row[1]
+
+    def pair(self, code: str, now: datetime, name: str = "screen") -> str:
+        """A new session token for a screen presenting the current pairing code (which is then
+        used up); :class:`PairingRefused` otherwise (see the module docstring's limits)."""
+        t = now.timestamp()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                token = self._pair(code.strip(), t, name)
+                self._db.execute("COMMIT")
+            except PairingRefused:
+                self._db.execute("COMMIT")  # the failure count and back-off are kept
+                raise
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
         return token
 
-    def session_valid(self, token: str | None) -> bool:
+    def _pair(self, code: str, t: float, name: str) -> str:
+        row = self._db.execute(
+            "SELECT salt, digest, expires, failures, next_try FROM pairing_code WHERE id = 1"
+        ).fetchone()
+        if row is not None and row[1] is not None and t < row[4]:
+            raise PairingRefused("wait", "too many wrong codes: wait before trying again", row[4] - t)
+        if row is None or row[1] is None:
+            locked = row is not None and row[3] >= MAX_FAILURES
+            kind = "locked" if locked else "none"
+            why = "too many wrong codes" if locked else "no pairing code is waiting"
+            raise PairingRefused(kind, f"{why}: make a new code at the hub")
+        salt, digest, expires, failures, _ = row
+        if t >= expires:
+            self._db.execute("UPDATE pairing_code SET salt = NULL, digest = NULL WHERE id = 1")
+            raise PairingRefused("none", "the pairing code has expired: make a new code at the hub")
+        if not secrets.compare_digest(_code_digest(code, salt), digest):
+            failures += 1
+            if failures >= MAX_FAILURES:  # void: the next code must be made at the hub
+                self._db.execute(
+                    "UPDATE pairing_code SET salt = NULL, digest = NULL, failures = ? WHERE id = 1",
+                    (failures,),
+                )
+                raise PairingRefused("locked", "too many wrong codes: make a new code at the hub")
+            wait = BACKOFF_BASE * 2 ** (failures - 1)
+            self._db.execute(
+                "UPDATE pairing_code SET failures = ?, next_try = ? WHERE id = 1",
+                (failures, int(t + wait + 0.999)),
+            )
+            raise PairingRefused("wrong", "that is not the pairing code", wait)
+        # Single use: the code is gone the moment it pairs a screen.
+        self._db.execute("UPDATE pairing_code SET salt = NULL, digest = NULL WHERE id = 1")
+        token = secrets.token_urlsafe(32)
+        now = int(t)
+        self._db.execute(
+            "INSERT INTO sessions (token_hash, created, name, last_seen, expires) VALUES (?, ?, ?, ?, ?)",
+            (_hash(token), now, (name.strip() or "screen")[:40], now, now + int(SESSION_MAX.total_seconds())),
+        )
+        return token
+
+    def session(self, token: str | None, now: datetime) -> Screen | None:
+        """The paired screen holding ``token``, if its session is live at ``now`` (an expired
+        one is deleted); its last-seen time is brought up to date."""
         if not token:
-            return False
+            return None
+        t = int(now.timestamp())
         with self._lock:
-            row = self._db.execute("SELECT 1 FROM sessions WHERE token_hash = ?", (_hash(token),)).fetchone()
-        return row is not None
+            row = self._db.execute(
+                "SELECT rowid, name, created, last_seen, expires FROM sessions WHERE token_hash = ?",
+                (_hash(token),),
+            ).fetchone()
+            if row is None:
+                return None
+            rowid, name, created, last_seen, expires = row
+            if t >= expires or t >= last_seen + SESSION_IDLE.total_seconds():
+                self._db.execute("DELETE FROM sessions WHERE rowid = ?", (rowid,))
+                return None
+            if t - last_seen >= _TOUCH_EVERY:
+                self._db.execute("UPDATE sessions SET last_seen = ? WHERE rowid = ?", (t, rowid))
+                last_seen = t
+        return Screen(
+            rowid, name, created, last_seen, min(expires, last_seen + int(SESSION_IDLE.total_seconds()))
+        )
+
+    def session_valid(self, token: str | None, now: datetime) -> bool:
+        return self.session(token, now) is not None
+
+    def screens(self, now: datetime) -> list[Screen]:
+        """The screens paired now, most recently seen first."""
+        t = int(now.timestamp())
+        idle = int(SESSION_IDLE.total_seconds())
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT rowid, name, created, last_seen, expires FROM sessions"
+                " WHERE expires > ? AND last_seen + ? > ? ORDER BY last_seen DESC, rowid DESC",
+                (t, idle, t),
+            ).fetchall()
+        return [Screen(r[0], r[1], r[2], r[3], min(r[4], r[3] + idle)) for r in rows]
+
+    def unpair(self, screen_id: int) -> bool:
+        """End a screen's session (it must pair again); False if there was none."""
+        with self._lock:
+            cur = self._db.execute("DELETE FROM sessions WHERE rowid = ?", (int(screen_id),))
+        return cur.rowcount == 1
+
+
+def _code_digest(code: str, salt: bytes) -> bytes:
+    return hashlib.scrypt(code.encode(), salt=salt, **_SCRYPT)  # type: ignore[arg-type]
