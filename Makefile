@@ -14,7 +14,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# sep2cert (the 2030.5 certificate validator of the SEP2-Tools family) and sep2tools need Python
+# >= 3.12: they get their own venv, and the tests run them as a separate process, an independent
+# 2030.5 implementation judging the certificates the GDSC issues (tests/gdsc/test_sep2_profile.py).
+SEP2_VENV := .venv-sep2
+SEP2_PY ?= $(shell for p in python3.14 python3.13 python3.12 $$(pyenv root 2>/dev/null)/versions/3.1[2-9]*/bin/python3; do \
+	"$$p" -c 'import sys; assert sys.version_info >= (3, 12)' 2>/dev/null && { echo "$$p"; break; }; done)
+$(SEP2_VENV)/.installed:
+	@if [ -n "$(SEP2_PY)" ]; then \
+		$(SEP2_PY) -m venv $(SEP2_VENV) && $(SEP2_VENV)/bin/pip install -q 'sep2cert==0.2.1' 'sep2tools==0.5.1' \
+		&& touch $@; \
+	else echo "no Python >= 3.12: the sep2cert certificate checks will be skipped"; fi
+
+install: $(STAMP) $(SEP2_VENV)/.installed
 
 demo: $(STAMP)
 	$(BIN)/smarthub demo
@@ -25,7 +37,7 @@ browser:
 	@test -x $(CHROMIUM) || { [ "$$(id -u)" = 0 ] && apt-get update -q && apt-get install -y -q chromium; } \
 		|| echo "chromium is not installed (needs root): the IHD browser tests will be skipped"
 
-test: $(STAMP) browser
+test: install browser
 	$(BIN)/ruff check src tests bench
 	$(BIN)/pytest -q
 
@@ -47,4 +59,4 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info test-artifacts
+	rm -rf $(VENV) $(SEP2_VENV) .pytest_cache build *.egg-info src/*.egg-info test-artifacts

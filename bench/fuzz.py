@@ -492,7 +492,7 @@ def _interval_block() -> list[Target]:
 
 def _wan() -> list[Target]:
     from smarthub.model.obis import ObisCode
-    from smarthub.wan.bulk import BulkParser, ChannelRows, write_mirror_usage_points
+    from smarthub.wan.bulk import BulkParser, ChannelRows, MirrorPoint, write_mirror_usage_points
     from smarthub.wan.client import PullError
     from smarthub.wan.pull import bulk_link
     from smarthub.wan.sep2_xml import device_capability, to_bytes
@@ -513,8 +513,8 @@ def _wan() -> list[Target]:
             "AB" * 20,
             "/mup",
             [
-                ChannelRows("E1", 0, "/upt/E1/mr/1.0.1.8.0.255", imp, 1800, rows),
-                ChannelRows("G1", 1, "/upt/G1/mr/7.0.3.0.0.255", gas, 1800, rows[:3]),
+                MirrorPoint("E1", 0, [ChannelRows(imp, 1800, rows, day + 6 * 1800)]),
+                MirrorPoint("G1", 1, [ChannelRows(gas, 1800, rows[:3], day + 6 * 1800)]),
             ],
             2,
         ),

@@ -30,7 +30,7 @@ from smarthub.gdsc.commands import CommandSigner
 from smarthub.gdsc.commissioning import CommissioningRequest, sign_request
 from smarthub.gdsc.courier import CommandCourier
 from smarthub.gdsc.hub_lifecycle import HubLifecycle, LifecycleRefused
-from smarthub.gdsc.pki import CertificateAuthority, IssuedCertificate, Role, lfdi
+from smarthub.gdsc.pki import INDEFINITE, CertificateAuthority, IssuedCertificate, Role, lfdi
 from smarthub.gdsc.plan import PullPlan, urgent_work
 from smarthub.gdsc.service import Upkeep
 from smarthub.gdsc.store import HubRecord, Store, hubs
@@ -312,8 +312,21 @@ def test_a_manifest_registered_hub_cannot_be_renewed(world: World) -> None:
     assert w.lifecycle.renew_due(datetime.now(UTC) + timedelta(days=400)) == []
 
 
+async def test_a_2030_5_hub_certificate_is_never_due_for_renewal(running: World) -> None:
+    """The 2030.5 profile's device certificates never expire (notAfter 99991231235959Z):
+    revocation is the control, and renewal by date finds nothing to do, ever."""
+    w = running
+    issued = w.commission("HUB-1")
+    assert issued.certificate.not_valid_after_utc == INDEFINITE
+    assert w.lifecycle.renew_due(datetime.now(UTC) + timedelta(days=365 * 7000)) == []
+    assert w.renewal_jobs() == []
+    w.lifecycle.renew_hub("HUB-1", datetime.now(UTC))  # on demand it still renews, indefinitely
+    assert w.renewal_jobs() == [("HUB-1", "pending")]
+
+
 async def test_upkeep_renews_a_hub_near_expiry_exactly_once(running: World) -> None:
     w = running
+    w.lifecycle.certificate_days = 365  # an operator's finite validity: renewal by date applies
     issued = w.commission("HUB-1")
     hub = await w.start_hub("HUB-1", issued)
     (w.dir / "gdsc").mkdir(exist_ok=True)

@@ -18,6 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from smarthub.gdsc.pki import (
+    ANY_POLICY,
+    INDEFINITE,
     CertificateAuthority,
     CertificateRejected,
     Role,
@@ -79,20 +81,29 @@ def test_sfdi_rejects_short_lfdi() -> None:
 # --- the CA certificate -------------------------------------------------------------------------
 
 
-def test_ca_certificate_profile(ca: CertificateAuthority) -> None:
-    cert = ca.certificate
-    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "smarthub GDSC root CA"
-    assert cert.issuer == cert.subject
-    key = cert.public_key()
-    assert isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)
-    key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(hashes.SHA256()))
-    bc = cert.extensions.get_extension_for_class(x509.BasicConstraints)
-    assert bc.critical and bc.value.ca and bc.value.path_length == 0
-    ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-    assert ku.key_cert_sign and ku.crl_sign and not ku.digital_signature
-    cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
-    assert cert.not_valid_after_utc - NOW == timedelta(days=3650)
-    assert ca.pem.startswith(b"-----BEGIN CERTIFICATE-----")
+def test_ca_hierarchy_is_serca_mca_mica(ca: CertificateAuthority) -> None:
+    """IEEE 2030.5 §6.11: SERCA (self-signed, anyPolicy) → MCA (pathlen 1) → MICA (pathlen 0), the
+    MICA issuing; every CA certificate valid indefinitely, each signed by the one above."""
+    mica, (mca, serca) = ca.certificate, ca.chain
+    names = [c.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value for c in (mica, mca, serca)]
+    assert names == ["smarthub GDSC root CA", "smarthub GDSC root CA MCA", "smarthub GDSC root CA SERCA"]
+    assert serca.issuer == serca.subject and mca.issuer == serca.subject and mica.issuer == mca.subject
+    for cert, signer, pathlen in ((serca, serca, None), (mca, serca, 1), (mica, mca, 0)):
+        key = signer.public_key()
+        assert isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)
+        key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(hashes.SHA256()))
+        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints)
+        assert bc.critical and bc.value.ca and bc.value.path_length == pathlen
+        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        assert ku.key_cert_sign and ku.crl_sign and not ku.digital_signature
+        cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+        assert cert.not_valid_after_utc == INDEFINITE
+        policies = cert.extensions.get_extension_for_class(x509.CertificatePolicies)
+        assert policies.critical
+    assert [
+        p.policy_identifier for p in serca.extensions.get_extension_for_class(x509.CertificatePolicies).value
+    ] == [ANY_POLICY]
+    assert x509.load_pem_x509_certificates(ca.pem) == [mica, mca, serca]  # ca.pem: the issuer first
 
 
 def test_create_requires_aware_now() -> None:
@@ -130,7 +141,7 @@ def test_hub_certificate(ca: CertificateAuthority) -> None:
     aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
     ski = ca.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     assert aki.key_identifier == ski.digest
-    assert cert.not_valid_after_utc - NOW == timedelta(days=365)
+    assert cert.not_valid_after_utc == INDEFINITE  # 2030.5: 99991231235959Z, revocation is the control
     assert hub.private_key is not None and hub.key_pem is not None
     assert hub.private_key.public_key().public_numbers() == cert.public_key().public_numbers()
 

@@ -23,7 +23,8 @@ from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
 from smarthub.hub.privacy import ConsentStore, Granularity, HubPrivacy
 from smarthub.model import ObisCode, Reading, Unit
-from smarthub.wan.bulk import BulkParser, ChannelRows, write_mirror_usage_points
+from smarthub.wan import server as wan_server
+from smarthub.wan.bulk import BulkParser, ChannelRows, MirrorPoint, write_mirror_usage_points
 from smarthub.wan.client import HubClient, PullError
 from smarthub.wan.pull import PullClient
 from smarthub.wan.server import HubWanServer
@@ -115,13 +116,15 @@ async def test_dcap_links_the_bulk_resource_and_every_page_is_valid_2030_5(rig: 
             dcap = etree.fromstring(await resp.read())
         SCHEMA.assertValid(dcap)
         link = dcap.find("{urn:ieee:std:2030.5:ns}MirrorUsagePointListLink")
-        assert link is not None and link.get("href") == "/mup"
+        assert link is not None and link.get("href") == "/mup" and link.get("all") == "2"
         total = 0
-        for start in range(0, 400, 100):
-            async with s.get(f"{rig.url}/mup?s={start}&l=100") as resp:
+        for start in range(0, 4):  # s and l count MirrorUsagePoints (meters): E1, G1, then nothing
+            async with s.get(f"{rig.url}/mup?s={start}&l=1") as resp:
                 assert resp.status == 200 and resp.content_type == "application/sep+xml"
                 body = await resp.read()
-            SCHEMA.assertValid(etree.fromstring(body))
+            doc = etree.fromstring(body)
+            SCHEMA.assertValid(doc)
+            assert doc.get("all") == "2" and doc.get("results") == ("1" if start < 2 else "0")
             total += body.count(b"<Reading>")
         assert total == 2 * 3 * 48  # every half-hour of both channels, each once across the pages
 
@@ -132,13 +135,13 @@ async def test_bulk_and_walk_return_the_same_readings_and_cursors(rig: Rig) -> N
         walked = await walker.pull_intervals({})
     finally:
         await walker.close()
-    for page in (1000, 7):  # one page, and many pages (continuation with s)
+    for page in (100, 1):  # one page, and a page per meter (continuation with s)
         got, cursors, stats = await bulk_pull(PullClient(rig.ctx, page=page), rig)
         assert sorted(got, key=lambda i: (i.meter, i.start)) == sorted(
             walked.intervals, key=lambda i: (i.meter, i.start)
         )
         assert cursors == walked.cursors
-        assert stats.requests == 1 + -(-(2 * 3 * 48 + 1) // page)
+        assert stats.requests == 1 + (1 if page == 100 else 2)
     # Incremental: after the cursors, nothing; after a new day, only that day.
     again, _, _ = await bulk_pull(PullClient(rig.ctx), rig, walked.cursors)
     assert again == []
@@ -169,6 +172,30 @@ async def test_a_meter_paired_since_the_last_pull_arrives_whole(rig: Rig) -> Non
     assert after == {**cursors, **walked.cursors}
     again, _, stats = await bulk_pull(client, rig, after)
     assert again == [] and stats.requests == 2  # now known: no second pass
+
+
+async def test_a_channel_cut_short_is_asked_again_from_where_it_stopped(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hub back from a long outage answers in bounded bodies: a channel's readings are cut at
+    MIRROR_CHANNEL_READINGS (lastUpdateTime says more follow) and a page takes no more usage
+    points past MIRROR_PAGE_READINGS; the client still receives every reading exactly once."""
+    monkeypatch.setattr(wan_server, "MIRROR_CHANNEL_READINGS", 50)
+    monkeypatch.setattr(wan_server, "MIRROR_PAGE_READINGS", 40)
+    got, cursors, stats = await bulk_pull(PullClient(rig.ctx), rig)
+    keys = sorted((i.meter, i.start) for i in got)
+    assert len(keys) == len(set(keys)) == 2 * 3 * 48
+    # 144 readings a channel in rounds of 50 (3 rounds), each round two pages (one meter each).
+    assert stats.requests == 1 + 3 * 2
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=rig.ctx)) as s,
+        s.get(f"{rig.url}/mup?l=10") as resp,
+    ):
+        doc = etree.fromstring(await resp.read())
+    SCHEMA.assertValid(doc)
+    assert doc.get("results") == "1" and doc.get("all") == "2"  # the budget stopped the page
+    last = doc.find(".//{urn:ieee:std:2030.5:ns}lastUpdateTime")
+    assert last is not None and int(last.text or 0) == max(cursors.values())
 
 
 async def test_daily_consent_never_yields_half_hourly_data_in_bulk(rig: Rig, wall_now: datetime) -> None:
@@ -248,9 +275,8 @@ def _body() -> bytes:
     from smarthub.hub.intervals import IntervalRecord
 
     rows = [IntervalRecord("E1", IMPORT, 1_700_000_000 + 1800 * k, 1800, 100 + k, 0, -3, 1) for k in range(4)]
-    return write_mirror_usage_points(
-        "HUB1", "AB" * 20, "/mup", [ChannelRows("E1", 0, "/upt/E1/mr/1.0.1.8.0.255", IMPORT, 1800, rows)], 1
-    )
+    point = MirrorPoint("E1", 0, [ChannelRows(IMPORT, 1800, rows, 1_700_000_000 + 1800 * 4)])
+    return write_mirror_usage_points("HUB1", "AB" * 20, "/mup", [point], 1)
 
 
 def _parse(body: bytes, chunk: int = 7) -> int:
@@ -277,7 +303,8 @@ def test_writer_output_is_xsd_valid_and_parses_back_chunk_by_chunk() -> None:
         (_body().replace(b"<value>101</value>", b"<value>x</value>"), "not an integer"),
         (_body().replace(b"<value>101</value>", b"<value>999999999999999999</value>"), "out of range"),
         (_body().replace(b"<uom>72</uom>", b"<uom>250</uom>"), "no OBIS code"),
-        (_body().replace(b"<description>E1</description>", b""), "description"),
+        (_body().replace(b' href="/mup/E1"', b""), "usage point href"),
+        (_body().replace(b'href="/mup/E1/mr/', b'href="/upt/E1/mr/'), "not a mirror meter reading href"),
         (_body().replace(b"<start>1700001800</start>", b""), "without timePeriod"),
         (b'<!DOCTYPE x [<!ENTITY a "b">]><MirrorUsagePointList xmlns="urn:ieee:std:2030.5:ns"/>', "DTD"),
         (b'<DeviceCapability xmlns="urn:ieee:std:2030.5:ns"/>', "not a 2030.5 MirrorUsagePointList"),

@@ -21,6 +21,7 @@ from lxml import etree
 from smarthub.gdsc.pki import CertificateAuthority, Role
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
+from smarthub.wan.httpd import accepts
 from smarthub.wan.server import HubWanServer
 from smarthub.wan.tls import client_context, server_context
 
@@ -141,3 +142,23 @@ async def test_a_client_without_a_certificate_gets_no_http_answer(rig: Rig) -> N
         if not data:
             raise ConnectionError("closed without an answer")
     assert rig.server.requests == 0
+
+
+@pytest.mark.parametrize(
+    ("accept", "ok"),
+    [
+        (None, True),
+        ("", True),
+        ("*/*", True),
+        ("application/*", True),
+        ("application/sep+xml", True),
+        ("text/html, application/sep+xml;q=0.5", True),
+        ("APPLICATION/SEP+XML", True),
+        ("application/json", False),
+        ("application/sep+xml;q=0", False),
+        ("text/*, application/xml", False),
+        ("application/sep+xml;q=zero", False),
+    ],
+)
+def test_accept_header_is_read_as_rfc_9110_media_ranges(accept: str | None, ok: bool) -> None:
+    assert accepts(accept, "application/sep+xml") is ok

@@ -22,7 +22,7 @@ from smarthub.hub.diagnostics import (
 )
 from smarthub.model import ObisCode, Reading, Unit
 from smarthub.model.datapoint import DataPoint
-from smarthub.wan.log_events import FUNCTION_SETS, PEN_PLACEHOLDER, event_detail, log_event, log_event_list
+from smarthub.wan.log_events import FUNCTION_SETS, LOG_EVENT_PEN, event_detail, log_event, log_event_list
 from smarthub.wan.sep2_xml import to_bytes
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
@@ -94,7 +94,7 @@ def test_single_log_event_fields() -> None:
     field = {child.tag.split("}")[1]: child.text for child in le}
     assert field["logEventID"] == str(70_001 % 65536) and field["extendedData"] == "70001"
     assert field["createdDateTime"] == str(int(T0.timestamp()))
-    assert field["logEventPEN"] == str(PEN_PLACEHOLDER)
+    assert field["logEventPEN"] == str(LOG_EVENT_PEN)
     assert field["details"] == "clock drift E1"
     detail = json.loads(json.dumps(event_detail(event)))
     assert detail["evidence"] == "meter clock 300 s ahead of the hub"

@@ -250,3 +250,17 @@ async def test_a_collector_revoked_mid_connection_is_refused_on_its_next_request
         async with s.get(rig.url + "/upt") as resp:  # same kept-alive connection
             assert resp.status == 403
             assert "revoked" in await resp.text()
+
+
+async def test_an_accept_the_hub_cannot_serve_gets_406(rig: Rig) -> None:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=rig.collector_ctx)) as s:
+        for accept, status in (
+            ("application/json", 406),
+            ("application/sep+xml;q=0, */*;q=0", 406),
+            ("text/html, application/sep+xml;q=0.5", 200),
+            ("application/sep+xml", 200),
+        ):
+            async with s.get(rig.url + "/dcap", headers={"Accept": accept}) as resp:
+                assert resp.status == status, accept
+                if status == 406:
+                    assert "application/sep+xml" in await resp.text()

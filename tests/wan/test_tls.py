@@ -287,9 +287,11 @@ def test_context_settings(pki: Pki) -> None:
     for ctx in (server, client):
         assert ctx.verify_mode == ssl.CERT_REQUIRED
         assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2
-        # Only the GDSC CA is trusted: nothing from the system store.
-        assert [c["subject"] for c in ctx.get_ca_certs()] == [
-            ((("commonName", "smarthub GDSC root CA"),), (("organizationName", "smarthub"),))
+        # Only the GDSC's hierarchy is trusted (MICA, MCA, SERCA): nothing from the system store.
+        assert sorted(c["subject"][0][0][1] for c in ctx.get_ca_certs()) == [
+            "smarthub GDSC root CA",
+            "smarthub GDSC root CA MCA",
+            "smarthub GDSC root CA SERCA",
         ]
         tls12 = [c["name"] for c in ctx.get_ciphers() if c["protocol"] == "TLSv1.2"]
         assert tls12 and all(name.startswith("ECDHE-ECDSA-") for name in tls12)
@@ -364,3 +366,68 @@ def test_hub_refusal_reason(pki: Pki, foreign: Pki, case: str, reason: str) -> N
         client = client_context(creds.cert, creds.key, pki.ca_pem)
     verdict = _handshake_verdict(pki.server(hub, pki.write_crl()), client)
     assert reason in verdict
+
+
+# --- a refusal is told: the hub's server sends the TLS alert ------------------------------------
+
+
+def _client_sees(port: int, ctx: ssl.SSLContext) -> str:
+    """What a blocking client sees of a request to the hub: the answer's first line, or the
+    error (an alert names the refusal; a bare close reads as EOF)."""
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=GUARD) as raw,
+            ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+        ):
+            tls.sendall(b"GET /x HTTP/1.1\r\nHost: hub\r\n\r\n")
+            return tls.recv(100).split(b"\r\n")[0].decode() or "EOF"
+    except ssl.SSLEOFError:
+        return "EOF"
+    except (ssl.SSLError, OSError) as err:
+        return str(err)
+
+
+@pytest.mark.parametrize(
+    ("case", "alert"),
+    [
+        ("good", "HTTP/1.1 200"),
+        ("foreign", "alert unknown ca"),
+        ("expired", "alert certificate expired"),
+        ("revoked", "alert certificate revoked"),
+        ("none", "alert certificate required"),
+    ],
+)
+async def test_the_hub_server_tells_a_refused_client_why_with_a_tls_alert(
+    pki: Pki, foreign: Pki, case: str, alert: str
+) -> None:
+    """Not a bare close: a client can tell a refusal from a network fault (RFC 8446 §6.2)."""
+    from smarthub.wan import httpd as web
+
+    hub = pki.issue(Role.HUB, "hub-1", hosts=["127.0.0.1"])
+    if case == "none":
+        client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        client.load_verify_locations(cafile=pki.ca_pem)
+    else:
+        creds = {
+            "good": lambda: pki.issue(Role.COLLECTOR, "good"),
+            "foreign": lambda: foreign.issue(Role.COLLECTOR, "impostor"),
+            "expired": lambda: pki.issue(Role.COLLECTOR, "old", now=pki.now - timedelta(days=400), days=365),
+            "revoked": lambda: pki.issue(Role.COLLECTOR, "stolen"),
+        }[case]()
+        if case == "revoked":
+            pki.ca.revoke(creds.issued.certificate.serial_number, pki.now)
+        client = client_context(creds.cert, creds.key, pki.ca_pem)
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(body=b"ok")
+
+    app = web.Application()
+    app.router.add_get("/x", ok)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=pki.server(hub, pki.write_crl())).start()
+    try:
+        seen = await asyncio.to_thread(_client_sees, int(runner.addresses[0][1]), client)
+    finally:
+        await runner.cleanup()
+    assert alert in seen, seen

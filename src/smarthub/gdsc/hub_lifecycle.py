@@ -25,7 +25,11 @@
   revokes the old one as superseded and publishes the CRL. Between the hub installing and the
   GDSC applying, a pull pinning the old LFDI fails and is retried.
   :meth:`HubLifecycle.renew_due` renews the hubs whose certificate expires within
-  ``renew_before`` (30 days), once each.
+  ``renew_before`` (30 days), once each. Hub certificates follow the 2030.5 device profile
+  (:mod:`smarthub.gdsc.pki`): valid indefinitely, revocation being the control, so by default
+  none is ever due; renewal by date applies to certificates issued with a finite validity
+  (``certificate_days``, an operator's choice, or ones issued before the profile) and
+  :meth:`HubLifecycle.renew_hub` re-issues any certificate on demand (e.g. a new MICA).
 * **Keeping the CRL current** (:meth:`HubLifecycle.keep_crl`): the running GDSC re-publishes the
   CRL every ``crl_refresh`` (a day) although its nextUpdate is ``crl_next_update`` (a week) away,
   so the CRL in the collectors' TLS contexts never goes stale: OpenSSL fails closed on a CRL past
@@ -139,6 +143,8 @@ class HubLifecycle:
     crl_refresh: timedelta = timedelta(days=1)  # re-publish this often (keep_crl)
     crl_listeners: list[Callable[[Path], Any]] = field(default_factory=list)
     renew_before: timedelta = timedelta(days=30)  # renew_due: renew hubs expiring within this
+    # Validity of the hub certificates commissioning issues: None is 2030.5's indefinite one.
+    certificate_days: int | None = None
 
     def __post_init__(self) -> None:
         if self.crl_dir is None:
@@ -205,7 +211,9 @@ class HubLifecycle:
                 raise CommissioningRefused("malformed", "the hub's public key must be an EC P-256 key")
             public_key = key
         try:
-            cert = self.ca.issue(Role.HUB, req.hub_id, now, hosts=req.hosts, public_key=public_key)
+            cert = self.ca.issue(
+                Role.HUB, req.hub_id, now, hosts=req.hosts, public_key=public_key, days=self.certificate_days
+            )
         except ValueError as err:
             raise CommissioningRefused("malformed", str(err)) from None
         try:

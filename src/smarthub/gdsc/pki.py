@@ -13,12 +13,36 @@ issues those certificates to the participants of the smarthub platform:
 The role is written into the subject as ``OU=<role>`` and into a URI SAN
 ``urn:smarthub:<role>:<name>`` so both a TLS verifier and application code can read it.
 
-Deviations from a production 2030.5 PKI, on purpose:
+The 2030.5 certificate profile (IEEE 2030.5-2018 §6.11):
 
-* A single self-signed root (pathlen 0) signs leaf certificates directly; the 2030.5 SERCA /
-  MICA chain and its certificate policy OIDs are not modelled.
-* Device certificates in 2030.5 never expire (notAfter 99991231235959Z); here they have a
-  finite validity so that expiry and revocation can both be exercised.
+* **Hierarchy** SERCA → MCA → MICA → device, as the standard draws it: :meth:`create` makes a
+  self-signed SERCA (the trust anchor, anyPolicy), an MCA (pathlen 1) and a MICA (pathlen 0)
+  that issues every end-entity certificate and signs the CRL. ``ca.pem`` carries the chain
+  MICA, MCA, SERCA (the issuing CA first, so readers of "the CA certificate" get the issuer
+  of the certificates they check); every participant trusts it whole. The SERCA and MCA keys
+  sign once, at creation, and are not kept: 2030.5 keeps them offline, and nothing here
+  needs them again (a new MICA means a new hierarchy). A CA saved before the hierarchy (one
+  self-signed root) still loads and issues.
+* **Device certificates** (every role's) carry the 2030.5 certificate policies (critical):
+  :data:`POLICY_DEVICE_GENERIC` (1.3.6.1.4.1.40732.1.1), and for the service provider's own
+  clients (collectors, parties) :data:`POLICY_SERVICE_PROVIDER` (…40732.2.3); a
+  ``hardwareModuleName`` (RFC 4108) in subjectAltName whose hwType is
+  :data:`HW_TYPE_SMARTHUB` and hwSerialNum the holder's name; keyUsage digitalSignature and
+  keyAgreement (critical); and **notAfter 99991231235959Z** (:data:`INDEFINITE`): a device
+  certificate never expires, revocation (the GDSC's CRL, checked in every handshake and on
+  every request at a hub) is the control. ``issue(days=N)`` still makes a finite one, for
+  tests of expiry and for an operator who wants renewal by date (:meth:`renew` keeps an
+  indefinite certificate indefinite, and a GDSC's ``renew_due`` never finds one due).
+
+Deviations from the 2030.5 profile, on purpose:
+
+* The subject is not empty: ``CN=<name>, OU=<role>, O=smarthub``, and serverAuth/clientAuth
+  extended key usage and a role URN sit beside the 2030.5 fields, because every participant
+  here reads a peer's role from its certificate (2030.5 leaves roles to the server's own
+  registration of LFDIs). The identity 2030.5 uses, the LFDI, is the certificate hash as
+  always.
+* The hwType OID sits under IANA's documentation PEN 32473 (RFC 5612): the project has no PEN
+  of its own (the same PEN its LogEvents use); an operator substitutes its own.
 * Revocation is by CRL (RFC 5280 §5). 2030.5 itself does not define revocation checking.
 
 All functions that need the current time take ``now`` (timezone-aware) instead of reading a clock.
@@ -33,7 +57,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
@@ -55,13 +79,20 @@ from smarthub.security.certificates import (
 from smarthub.security.certificates import require_aware as _require_aware
 
 __all__ = [
+    "ANY_POLICY",
     "CA_CERT_FILE",
     "CA_KEY_FILE",
+    "HARDWARE_MODULE_NAME",
+    "HW_TYPE_SMARTHUB",
+    "INDEFINITE",
+    "POLICY_DEVICE_GENERIC",
+    "POLICY_SERVICE_PROVIDER",
     "REVOKED_FILE",
     "CertificateAuthority",
     "CertificateRejected",
     "IssuedCertificate",
     "Role",
+    "hardware_module_name",
     "lfdi",
     "lfdi_from_der",
     "role_of",
@@ -69,6 +100,15 @@ __all__ = [
     "sfdi_from_lfdi",
     "verify_certificate",
 ]
+
+# IEEE 2030.5-2018 §6.11: device certificates never expire (notAfter 99991231235959Z).
+INDEFINITE = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+# 2030.5 certificate policies (§6.11.7, under the ZigBee Alliance/CSEP arc 1.3.6.1.4.1.40732).
+POLICY_DEVICE_GENERIC = x509.ObjectIdentifier("1.3.6.1.4.1.40732.1.1")  # device type: generic
+POLICY_SERVICE_PROVIDER = x509.ObjectIdentifier("1.3.6.1.4.1.40732.2.3")  # a service provider's
+ANY_POLICY = x509.ObjectIdentifier("2.5.29.32.0")
+HARDWARE_MODULE_NAME = x509.ObjectIdentifier("1.3.6.1.5.5.7.8.4")  # RFC 4108 id-on-hardwareModuleName
+HW_TYPE_SMARTHUB = "1.3.6.1.4.1.32473.1"  # under the documentation PEN (RFC 5612): see the docstring
 
 CA_CERT_FILE = "ca.pem"
 CA_KEY_FILE = "ca.key"
@@ -120,6 +160,94 @@ def _require_p256(key: ec.EllipticCurvePublicKey) -> None:
         raise ValueError("IEEE 2030.5 certificates must carry an EC P-256 (secp256r1) public key")
 
 
+def _der(tag: int, content: bytes) -> bytes:
+    n = len(content)
+    length = (
+        bytes([n])
+        if n < 0x80
+        else bytes([0x80 | ((n.bit_length() + 7) // 8)]) + n.to_bytes((n.bit_length() + 7) // 8, "big")
+    )
+    return bytes([tag]) + length + content
+
+
+def _der_oid(dotted: str) -> bytes:
+    arcs = [int(a) for a in dotted.split(".")]
+    body = bytearray([40 * arcs[0] + arcs[1]])
+    for arc in arcs[2:]:
+        chunk = [arc & 0x7F]
+        while arc > 0x7F:
+            arc >>= 7
+            chunk.append(0x80 | (arc & 0x7F))
+        body += bytes(reversed(chunk))
+    return _der(0x06, bytes(body))
+
+
+def hardware_module_name(hw_type: str, serial: bytes) -> x509.OtherName:
+    """RFC 4108 HardwareModuleName ::= SEQUENCE { hwType OBJECT IDENTIFIER, hwSerialNum OCTET
+    STRING }, as the otherName 2030.5 device certificates carry in subjectAltName. DER written
+    here: ``cryptography`` takes an otherName's value as encoded bytes and has no ASN.1 encoder."""
+    return x509.OtherName(HARDWARE_MODULE_NAME, _der(0x30, _der_oid(hw_type) + _der(0x04, serial)))
+
+
+def _policies(*oids: x509.ObjectIdentifier) -> x509.CertificatePolicies:
+    return x509.CertificatePolicies([x509.PolicyInformation(o, None) for o in oids])
+
+
+def _ca_usage() -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=False,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def _ca_certificate(
+    name: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
+    path_length: int | None,
+    policies: x509.CertificatePolicies,
+    not_before: datetime,
+    not_after: datetime,
+) -> x509.Certificate:
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, name),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, _ORGANISATION),
+        ]
+    )
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    issuer_cert, issuer_key = issuer if issuer is not None else (None, key)
+    issuer_ski = (
+        ski
+        if issuer_cert is None
+        else issuer_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    )
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject if issuer_cert is None else issuer_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(_ca_usage(), critical=True)
+        .add_extension(ski, critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_ski), critical=False
+        )
+        .add_extension(policies, critical=True)
+        .sign(issuer_key, hashes.SHA256())
+    )
+
+
 @dataclass(frozen=True)
 class IssuedCertificate:
     """A certificate issued by the GDSC CA, with its key when the CA generated it."""
@@ -153,11 +281,13 @@ class _Revocation:
 
 
 class CertificateAuthority:
-    """A self-signed EC P-256 root that issues and revokes the WAN's certificates.
+    """The GDSC's issuing CA (a 2030.5 MICA under its MCA and SERCA) that issues and revokes the
+    WAN's certificates.
 
     Use :meth:`create` for a new CA or :meth:`load` for one saved with :meth:`save`. Once the CA
     has a directory (after ``save`` or ``load``), every :meth:`revoke` is persisted there at once
-    so a revocation survives a restart of the GDSC.
+    so a revocation survives a restart of the GDSC. :attr:`certificate` is the issuing CA's
+    (the issuer of every certificate it issues, and of its CRL); :attr:`pem` the whole chain.
     """
 
     def __init__(
@@ -167,11 +297,13 @@ class CertificateAuthority:
         *,
         directory: Path | None = None,
         revoked: dict[int, _Revocation] | None = None,
+        chain: Sequence[x509.Certificate] = (),
     ) -> None:
         if key.public_key().public_numbers() != certificate.public_key().public_numbers():
             raise ValueError("CA key does not match the CA certificate")
         self._key = key
         self._cert = certificate
+        self._chain = tuple(chain)  # above the issuing CA: MCA, then SERCA
         self._dir = directory
         self._revoked: dict[int, _Revocation] = dict(revoked or {})
         self._last_crl: tuple[datetime, frozenset[int]] | None = None  # thisUpdate, serials listed
@@ -179,48 +311,20 @@ class CertificateAuthority:
     # -- construction and persistence --
 
     @classmethod
-    def create(cls, name: str, now: datetime, days: int = 3650) -> CertificateAuthority:
-        """A new CA whose certificate has subject ``CN=<name>, O=smarthub``, valid ``days`` days."""
+    def create(cls, name: str, now: datetime, days: int | None = None) -> CertificateAuthority:
+        """A new hierarchy: SERCA ``CN=<name> SERCA``, MCA ``CN=<name> MCA`` and the issuing
+        MICA ``CN=<name>`` (``O=smarthub`` each), valid indefinitely (or ``days`` days)."""
         now = _require_aware(now)
-        key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name(
-            [
-                x509.NameAttribute(NameOID.COMMON_NAME, name),
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, _ORGANISATION),
-            ]
+        not_before = now - _CLOCK_SKEW
+        not_after = INDEFINITE if days is None else now + timedelta(days=days)
+        serca_key, mca_key, mica_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+        device = _policies(POLICY_DEVICE_GENERIC, POLICY_SERVICE_PROVIDER)
+        serca = _ca_certificate(
+            f"{name} SERCA", serca_key, None, None, _policies(ANY_POLICY), not_before, not_after
         )
-        ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - _CLOCK_SKEW)
-            .not_valid_after(now + timedelta(days=days))
-            # pathlen 0: this root signs end-entity certificates only, never another CA.
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=False,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(ski, critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
-            )
-            .sign(key, hashes.SHA256())
-        )
-        return cls(key, cert)
+        mca = _ca_certificate(f"{name} MCA", mca_key, (serca, serca_key), 1, device, not_before, not_after)
+        mica = _ca_certificate(name, mica_key, (mca, mca_key), 0, device, not_before, not_after)
+        return cls(mica_key, mica, chain=(mca, serca))
 
     def save(self, dir: Path) -> None:
         """Write ``ca.pem``, ``ca.key`` (0600) and ``revoked.json`` into ``dir``, atomically each."""
@@ -234,7 +338,7 @@ class CertificateAuthority:
     def load(cls, dir: Path) -> CertificateAuthority:
         """Load a CA written by :meth:`save`; later revocations are persisted back to ``dir``."""
         dir = Path(dir)
-        cert = x509.load_pem_x509_certificate((dir / CA_CERT_FILE).read_bytes())
+        cert, *chain = x509.load_pem_x509_certificates((dir / CA_CERT_FILE).read_bytes())
         key = serialization.load_pem_private_key((dir / CA_KEY_FILE).read_bytes(), password=None)
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise ValueError(f"{dir / CA_KEY_FILE} is not an EC private key")
@@ -245,7 +349,7 @@ class CertificateAuthority:
                 revoked[int(serial)] = _Revocation(
                     datetime.fromisoformat(entry["revoked_at"]), x509.ReasonFlags(entry["reason"])
                 )
-        return cls(key, cert, directory=dir, revoked=revoked)
+        return cls(key, cert, directory=dir, revoked=revoked, chain=chain)
 
     def _save_revoked(self) -> None:
         if self._dir is None:
@@ -266,7 +370,13 @@ class CertificateAuthority:
 
     @property
     def pem(self) -> bytes:
-        return self._cert.public_bytes(serialization.Encoding.PEM)
+        """The chain participants trust: the issuing CA, then the MCA and the SERCA."""
+        return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (self._cert, *self._chain))
+
+    @property
+    def chain(self) -> tuple[x509.Certificate, ...]:
+        """The CA certificates above the issuing one (MCA, SERCA); empty for a one-level CA."""
+        return self._chain
 
     @property
     def directory(self) -> Path | None:
@@ -281,14 +391,15 @@ class CertificateAuthority:
         now: datetime,
         *,
         hosts: Sequence[str] = (),
-        days: int = 365,
+        days: int | None = None,
         public_key: ec.EllipticCurvePublicKey | None = None,
     ) -> IssuedCertificate:
-        """Issue an end-entity certificate for ``name`` acting as ``role``.
+        """Issue an end-entity certificate in the 2030.5 device profile for ``name`` as ``role``.
 
         ``hosts`` become DNS-name or IP-address SANs (needed on hub certificates, since the
         client checks the hostname). If ``public_key`` is given, that key is certified (the
         holder keeps its private key, as with a CSR) and the result has no private key.
+        ``days``: None (the default) for 2030.5's indefinite validity, else that many days.
         """
         now = _require_aware(now)
         role = Role(role)
@@ -307,6 +418,10 @@ class CertificateAuthority:
             except ValueError:
                 sans.append(x509.DNSName(host))
         sans.append(x509.UniformResourceIdentifier(role.urn(name)))
+        sans.append(hardware_module_name(HW_TYPE_SMARTHUB, name.encode("utf-8")))
+        policies = [POLICY_DEVICE_GENERIC]
+        if role in (Role.COLLECTOR, Role.PARTY):
+            policies.append(POLICY_SERVICE_PROVIDER)
 
         ca_ski = self._cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
         builder = (
@@ -324,7 +439,7 @@ class CertificateAuthority:
             .public_key(public_key)
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - _CLOCK_SKEW)
-            .not_valid_after(now + timedelta(days=days))
+            .not_valid_after(INDEFINITE if days is None else now + timedelta(days=days))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             # digitalSignature for ECDHE-ECDSA handshakes; keyAgreement as in the 2030.5 device
             # certificate profile (static-ECDH use of the same key).
@@ -344,6 +459,7 @@ class CertificateAuthority:
             )
             .add_extension(x509.ExtendedKeyUsage([role.extended_key_usage]), critical=False)
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .add_extension(_policies(*policies), critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False
@@ -365,7 +481,8 @@ class CertificateAuthority:
         """A new certificate for the same public key, subject, role and SANs as ``cert``.
 
         The renewed certificate has a new serial and a new validity (``days``, by default as
-        long as ``cert``'s), and no private key: the holder keeps its own. It must have been
+        long as ``cert``'s: indefinite stays indefinite), and no private key: the holder keeps
+        its own. It must have been
         issued by this CA and not be revoked.
 
         IEEE 2030.5-2018 §6.3.4 defines the LFDI as the first 160 bits of the SHA-256 hash of
@@ -398,7 +515,7 @@ class CertificateAuthority:
             san = x509.SubjectAlternativeName([])
         # The role URN SAN is written again by issue(); DNS and IP SANs keep their order.
         hosts = [str(n.value) for n in san if isinstance(n, x509.IPAddress | x509.DNSName)]
-        if days is None:
+        if days is None and cert.not_valid_after_utc != INDEFINITE:
             days = max(1, (cert.not_valid_after_utc - cert.not_valid_before_utc - _CLOCK_SKEW).days)
         return self.issue(role, str(names[0].value), now, hosts=hosts, days=days, public_key=public_key)
 

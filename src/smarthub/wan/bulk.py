@@ -1,11 +1,15 @@
 """The bulk pull document: every channel's interval readings after a cursor, in one 2030.5 body.
 
-Only standard IEEE 2030.5-2018 elements are used (metering mirror function set, §10.6): a
-``MirrorUsagePointList`` holds one ``MirrorUsagePoint`` per meter (``description`` = meter id),
-each with one ``MirrorMeterReading`` per channel. A ``MirrorMeterReading``'s ``href`` is the
-channel's MeterReading href from the walk (``/upt/{meter}/mr/{ch}``), so cursors are keyed the
-same whichever way a hub is pulled; its ``MirrorReadingSet`` holds the ``Reading`` elements and
-its ``ReadingType`` (which the XSD places *after* the sets) says commodity, unit and scale.
+Only standard IEEE 2030.5-2018 elements are used (metering mirror, §10.10): a
+``MirrorUsagePointList`` holds one ``MirrorUsagePoint`` per meter (``href`` ``/mup/{meter}``,
+whence the meter id: a ``description`` is cut to 32 octets), each with one
+``MirrorMeterReading`` per channel (``href`` ``/mup/{meter}/mr/{ch}``, which the parser keys
+by the MeterReading it mirrors, ``/upt/{meter}/mr/{ch}``, so cursors are the same whichever
+way a hub is pulled). A MirrorMeterReading's ``lastUpdateTime`` is the end of the channel's
+latest reading; its ``MirrorReadingSet`` holds the ``Reading`` elements at or after the
+request's ``a``, oldest first and possibly cut short (then ``lastUpdateTime`` is later than the
+last one); its ``ReadingType`` (which the XSD places *after* the sets) says commodity, unit
+and scale. The List pages by MirrorUsagePoint (2030.5 ``s``/``l``/``all``/``results``).
 
 Both sides are sans-I/O. The writer (:func:`smarthub.wan.sep2_xml.write_mirror_usage_points`,
 with the hub's other lxml builders) builds the tree with lxml directly: a day of two channels
@@ -30,7 +34,10 @@ from smarthub.wan.sep2_xml import (
     NS,
     UNTRUSTED_PARSER_OPTIONS,
     ChannelRows,
+    MirrorPoint,
     XmlRefused,
+    meter_of_href,
+    reading_href_of_mirror,
     refuse_dtd_bytes,
     refuse_dtd_tree,
     wide_encoding,
@@ -47,10 +54,22 @@ _TIME_MAX = 2**62
 
 @dataclass(frozen=True, slots=True)
 class ChannelReadings:
-    """One MirrorMeterReading of a bulk body: the channel's href (its cursor key) and readings."""
+    """One MirrorMeterReading of a bulk body: the channel's cursor key (the href of the
+    MeterReading it mirrors), its readings, and where they stop.
+
+    ``served_end`` is the end of the last reading served (None: none); ``last_update`` the
+    MirrorMeterReading's lastUpdateTime, the end of the channel's latest reading (None: not
+    given). ``cut_short``: the hub holds readings after those served."""
 
     href: str
     intervals: list[PulledInterval]
+    last_update: int | None = None
+    served_end: int | None = None
+
+    @property
+    def cut_short(self) -> bool:
+        end, last = self.served_end, self.last_update
+        return end is not None and last is not None and last > end
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +92,7 @@ _TAG_VALUE = _N + "value"
 _TAG_QUALITY = _N + "qualityFlags"
 _TAG_START = _N + "start"
 _TAG_DURATION = _N + "duration"
-_TAG_DESCRIPTION = _N + "description"
+_TAG_LAST_UPDATE = _N + "lastUpdateTime"
 
 
 def _int(text: str | None, what: str, low: int, high: int, base: int = 10) -> int:
@@ -216,9 +235,13 @@ class BulkParser:
         mup = elem.getparent()
         if mup is None or mup.tag != _TAG_MUP or self._root is None or mup.getparent() is not self._root:
             raise PullError("bulk body: root is not a 2030.5 MirrorUsagePointList holding MirrorUsagePoints")
-        meter = mup.findtext(_TAG_DESCRIPTION)
-        if not meter:
-            raise PullError(f"bulk body: {href} is not inside a MirrorUsagePoint with a description")
+        try:
+            meter = meter_of_href(mup.get("href") or "")
+            key = reading_href_of_mirror(href)
+        except ValueError as err:
+            raise PullError(f"bulk body: {err}") from None
+        last_text = elem.findtext(_TAG_LAST_UPDATE)
+        last = None if last_text is None else _int(last_text, "lastUpdateTime", 0, _TIME_MAX)
         rt = elem.find(_TAG_RT)
         if rt is None:
             raise PullError(f"bulk body: {href} has no ReadingType")
@@ -232,8 +255,16 @@ class BulkParser:
         except KeyError as err:
             raise PullError(f"bulk body: {href}: {err.args[0]}") from None
         rows = [PulledInterval(meter, obis, s, d, v, p10, uom, q) for s, d, v, q in self._pending]
-        self._out.append(ChannelReadings(href, rows))
+        served_end = max((s + d for s, d, _, _ in self._pending), default=None)
+        self._out.append(ChannelReadings(key, rows, last, served_end))
         self._pending = []
 
 
-__all__ = ["BulkPage", "BulkParser", "ChannelReadings", "ChannelRows", "write_mirror_usage_points"]
+__all__ = [
+    "BulkPage",
+    "BulkParser",
+    "ChannelReadings",
+    "ChannelRows",
+    "MirrorPoint",
+    "write_mirror_usage_points",
+]

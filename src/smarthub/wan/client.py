@@ -1,7 +1,9 @@
 """The GDSC's IEEE 2030.5 client: pulls a hub's interval readings incrementally.
 
 It walks DeviceCapability → UsagePointList → MeterReadingList → ReadingType /
-ReadingSetList → ReadingList, asking each channel only for readings after its cursor.
+ReadingSetList → ReadingList, asking each channel only for readings after its cursor, and
+pages every list the 2030.5 way (``s`` += ``results`` until ``all``). A usage point's meter id
+is read from its href: a ``description`` is cut to 32 octets.
 Every response is checked twice: TLS already proved the hub holds a GDSC-issued
 certificate; :func:`smarthub.wan.tls.check_peer` then proves it is *the* hub registered
 at that address (its LFDI). XML is parsed with entities, DTDs and network access off.
@@ -24,7 +26,8 @@ from smarthub.wan.sep2_xml import XmlRefused, parse_untrusted
 from smarthub.wan.tls import PeerMismatch, check_peer
 
 MAX_BODY = 4 * 1024 * 1024
-PAGE = 1000
+PAGE = 1000  # items asked for per list request (the hub's most per response)
+_JSON = {"Accept": "application/json"}  # an event's diagnosis is JSON, not 2030.5 XML
 
 M = TypeVar("M")
 
@@ -147,7 +150,7 @@ class HubClient:
         out = []
         for e in events:
             try:
-                async with self._session.get(f"{e.href}/detail") as resp:
+                async with self._session.get(f"{e.href}/detail", headers=_JSON) as resp:
                     if resp.status != 200:
                         raise PullError(f"GET {e.href}/detail: HTTP {resp.status}")
                     detail = json.loads(await resp.content.read(MAX_BODY))
@@ -160,7 +163,7 @@ class HubClient:
         """The current diagnosis of one event (re-read while it is open, to see it close)."""
         path = f"/edev/0/lel/{int(event_id)}/detail"
         try:
-            async with self._session.get(path) as resp:
+            async with self._session.get(path, headers=_JSON) as resp:
                 if resp.status != 200:
                     raise PullError(f"GET {path}: HTTP {resp.status}")
                 detail = json.loads(await resp.content.read(MAX_BODY))
@@ -174,7 +177,7 @@ class HubClient:
         """Deliver a signed management command; the hub's verdict (applied, failed, refused)."""
         try:
             async with self._session.post(
-                "/mgmt", data=envelope, headers={"Content-Type": "application/json"}
+                "/mgmt", data=envelope, headers={"Content-Type": "application/json", **_JSON}
             ) as resp:
                 body = await resp.content.read(MAX_BODY)
                 if resp.status not in (200, 403):
@@ -201,6 +204,8 @@ class HubClient:
             page = await self.get(path, model, {**params, "s": offset + len(out), "l": PAGE})
             requests += 1
             got = getattr(page, items) or []
+            if len(got) != (page.results or 0):  # type: ignore[attr-defined]
+                raise PullError(f"GET {path}: results={page.results} but {len(got)} items")  # type: ignore[attr-defined]
             out.extend(got)
             if not got or offset + len(out) >= page.all_:  # type: ignore[attr-defined]
                 return out, requests
@@ -215,15 +220,18 @@ class HubClient:
         ups, n = await self._all(dcap.UsagePointListLink.href, sep2.UsagePointListResponse, "UsagePoint_")
         res.requests += n
         for up in ups:
-            meter = up.description
-            if not meter or up.MeterReadingListLink is None:
+            if up.href is None or up.MeterReadingListLink is None:
                 continue
+            try:
+                meter = sep2.meter_of_href(up.href)
+            except ValueError as err:
+                raise PullError(f"{dcap.UsagePointListLink.href}: {err}") from None
             mrs, n = await self._all(
                 up.MeterReadingListLink.href, sep2.MeterReadingListResponse, "MeterReading_"
             )
             res.requests += n
             for mr in mrs:
-                await self._pull_channel(meter, mr, cursors.get(mr.href, 0), res)
+                await self._pull_channel(meter, mr, cursors.get(mr.href.split("?", 1)[0], 0), res)
         return res
 
     async def _pull_channel(self, meter: str, mr: sep2.MeterReading, after: int, res: PullResult) -> None:
@@ -266,4 +274,4 @@ class HubClient:
                     )
                 )
                 cursor = max(cursor, start + duration)
-        res.cursors[mr.href] = cursor
+        res.cursors[mr.href.split("?", 1)[0]] = cursor

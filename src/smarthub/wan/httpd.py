@@ -14,6 +14,16 @@ It offers the slice of ``aiohttp.web``'s interface the WAN server uses (``Applic
 ``Request``, ``Response``, ``json_response``, ``HTTPNotFound``…, ``AppRunner``, ``TCPSite``),
 so :mod:`smarthub.wan.server` reads as it did. Path templates are aiohttp's: ``{name}``
 matches one path segment; ``match_info`` holds it as sent (still percent-encoded).
+
+Content negotiation: each route says what it produces (the application's default, or its own);
+a request whose ``Accept`` admits none of it gets 406 Not Acceptable before the handler runs
+(RFC 9110 §12.5.1, §15.5.7), rather than a body of a type it said it cannot take.
+
+TLS refusals are told: a client whose certificate the handshake refuses gets the TLS alert
+OpenSSL wrote (``unknown_ca``, ``certificate_revoked``, ``certificate_expired``…), not a bare
+close, so it can tell a refusal from a network fault. asyncio's TLS transport drops that alert
+(it aborts the connection without flushing what OpenSSL queued); :class:`_AlertingSSLProtocol`
+flushes it first.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ import json
 import logging
 import re
 import ssl
+from asyncio import sslproto
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -75,8 +86,37 @@ class HTTPRequestEntityTooLarge(HTTPException):
     status, reason = 413, "Request Entity Too Large"
 
 
+class HTTPNotAcceptable(HTTPException):
+    status, reason = 406, "Not Acceptable"
+
+
 class HTTPTooManyRequests(HTTPException):
     status, reason = 429, "Too Many Requests"
+
+
+def accepts(accept: str | None, content_type: str) -> bool:
+    """Whether an ``Accept`` header admits ``content_type`` (RFC 9110 §12.5.1): a media range
+    ``type/subtype``, ``type/*`` or ``*/*`` matching it with a q-value above 0. No header, or
+    an empty one, admits anything."""
+    if not accept or not accept.strip():
+        return True
+    want_type, _, want_sub = content_type.split(";", 1)[0].strip().lower().partition("/")
+    for item in accept.split(","):
+        media, *params = item.split(";")
+        kind, _, sub = media.strip().lower().partition("/")
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value.strip())
+                except ValueError:
+                    q = 0.0
+        if q <= 0:
+            continue
+        if (kind == "*" and sub == "*") or (kind == want_type and sub in ("*", want_sub)):
+            return True
+    return False
 
 
 class Response:
@@ -154,44 +194,49 @@ class Route:
     resource: _Resource
     handler: Handler
     pattern: re.Pattern[str]
+    produces: str | None = None  # the content type it answers with (None: the application's)
 
 
 class Router:
     def __init__(self) -> None:
         self._routes: list[Route] = []
 
-    def _add(self, method: str, template: str, handler: Handler) -> None:
+    def _add(self, method: str, template: str, handler: Handler, produces: str | None) -> None:
         regex = "".join(
             f"(?P<{part[1:-1]}>[^{{}}/]+)" if part.startswith("{") else re.escape(part)
             for part in re.split(r"({\w+})", template)
             if part
         )
-        self._routes.append(Route(method, _Resource(template), handler, re.compile(regex)))
+        self._routes.append(Route(method, _Resource(template), handler, re.compile(regex), produces))
 
-    def add_get(self, template: str, handler: Handler) -> None:
-        self._add("GET", template, handler)
+    def add_get(self, template: str, handler: Handler, *, produces: str | None = None) -> None:
+        self._add("GET", template, handler, produces)
 
-    def add_post(self, template: str, handler: Handler) -> None:
-        self._add("POST", template, handler)
+    def add_post(self, template: str, handler: Handler, *, produces: str | None = None) -> None:
+        self._add("POST", template, handler, produces)
 
-    def add_put(self, template: str, handler: Handler) -> None:
-        self._add("PUT", template, handler)
+    def add_put(self, template: str, handler: Handler, *, produces: str | None = None) -> None:
+        self._add("PUT", template, handler, produces)
 
     def routes(self) -> Iterator[Route]:
         return iter(self._routes)
 
-    def resolve(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
+    def resolve_route(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         allowed = False
         for route in self._routes:
             m = route.pattern.fullmatch(path)
             if m is None:
                 continue
             if route.method == method:
-                return route.handler, m.groupdict()
+                return route, m.groupdict()
             allowed = True
         if allowed:
             raise HTTPMethodNotAllowed()
         raise HTTPNotFound()
+
+    def resolve(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
+        route, match = self.resolve_route(method, path)
+        return route.handler, match
 
 
 class Application:
@@ -203,10 +248,14 @@ class Application:
         idle_timeout: float = IDLE_TIMEOUT,
         header_timeout: float = HEADER_TIMEOUT,
         body_timeout: float = BODY_TIMEOUT,
+        produces: str | None = None,
     ) -> None:
         """``client_max_size`` bounds a request body; the timeouts bound how long a connection may
         sit idle between requests, and how long a request's head and then its body may take in
-        total (not per read: a slow-loris client sending a byte a second gains nothing)."""
+        total (not per read: a slow-loris client sending a byte a second gains nothing).
+        ``produces``: the content type routes answer with unless they name their own; a request
+        whose ``Accept`` admits none is answered 406 (None: no check)."""
+        self.produces = produces
         self.client_max_size = client_max_size
         self.idle_timeout = idle_timeout
         self.header_timeout = header_timeout
@@ -216,8 +265,14 @@ class Application:
 
     async def handle(self, request: Request) -> Response:
         async def endpoint(request: Request) -> Response:
-            handler, request.match_info = self.router.resolve(request.method, request.path)
-            return await handler(request)
+            route, request.match_info = self.router.resolve_route(request.method, request.path)
+            produces = route.produces or self.produces
+            if produces is not None and not accepts(request.headers.get("accept"), produces):
+                accept = request.headers.get("accept")
+                raise HTTPNotAcceptable(
+                    text=f"this resource is {produces}; the request accepts only {accept}"
+                )
+            return await route.handler(request)
 
         handler: Handler = endpoint
         for mw in reversed(self.middlewares):  # the first middleware is the outermost
@@ -405,10 +460,35 @@ class TCPSite:
         self.backlog = backlog
 
     async def start(self) -> None:
-        server = await asyncio.start_server(
-            self.runner._serve, self.host, self.port, ssl=self.ssl_context, backlog=self.backlog
-        )
+        loop = asyncio.get_running_loop()
+        context = self.ssl_context
+        serve = self.runner._serve
+
+        def factory() -> asyncio.BaseProtocol:
+            reader = asyncio.StreamReader(limit=2**16, loop=loop)
+            app: asyncio.BaseProtocol = asyncio.StreamReaderProtocol(reader, serve, loop=loop)
+            if context is None:
+                return app
+            # TLS as asyncio.start_server(ssl=...) does it, with the refusal alert kept.
+            return _AlertingSSLProtocol(loop, app, context, None, server_side=True)
+
+        server = await loop.create_server(factory, self.host, self.port, backlog=self.backlog)
         self.runner._servers.append(server)
+
+
+class _AlertingSSLProtocol(sslproto.SSLProtocol):
+    """asyncio's TLS protocol, sending the alert of a failed handshake before closing.
+
+    ``SSLProtocol._on_handshake_complete`` aborts the transport on a handshake error without
+    writing what OpenSSL queued in its outgoing buffer: the alert naming the refusal. Flushing
+    it first is what OpenSSL's own servers do. (``_process_outgoing`` and
+    ``_on_handshake_complete`` are the asyncio TLS protocol's hooks since Python 3.11.)"""
+
+    def _on_handshake_complete(self, handshake_exc: BaseException | None) -> None:
+        if handshake_exc is not None:
+            with contextlib.suppress(Exception):
+                self._process_outgoing()
+        super()._on_handshake_complete(handshake_exc)
 
 
 __all__ = [
@@ -418,6 +498,7 @@ __all__ = [
     "HTTPException",
     "HTTPForbidden",
     "HTTPMethodNotAllowed",
+    "HTTPNotAcceptable",
     "HTTPNotFound",
     "HTTPRequestEntityTooLarge",
     "HTTPTooManyRequests",
@@ -426,6 +507,7 @@ __all__ = [
     "Route",
     "Router",
     "TCPSite",
+    "accepts",
     "json_response",
     "middleware",
 ]

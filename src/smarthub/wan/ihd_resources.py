@@ -11,8 +11,8 @@ is computed in the hub, so it works while the WAN is down):
   (`CostAccumulator.current_rate` / ``next_rate``): each interval is the rate's window
   (``start`` .. ``until``; a rate unchanged for a week runs a week), touTier is the
   time-of-use rate's position (1 = A) or 0 (not a time-of-use tariff), and its one
-  ConsumptionTariffInterval (``…/tti/{start}/cti``) holds the unit price. A tiered tariff
-  has one interval for its block (the local day or month) with one CTI per tier
+  ConsumptionTariffInterval (``…/tti/{start}/cti``, each at ``…/cti/{n}``) holds the unit
+  price. A tiered tariff has one interval for its block (the local day or month) with one CTI per tier
   (consumptionBlock 1.., startValue the tier's lower bound in whole kWh). Prices are ex-VAT,
   as on a GB tariff sheet, in GBP × 10^-8 (``pricePowerOfTenMultiplier`` -8), which carries
   the tariff model's six decimal places of a penny exactly.
@@ -26,11 +26,15 @@ is computed in the hub, so it works while the WAN is down):
   powerOfTenMultiplier 0), forward flow, and whose ReadingLink (``…/r``) is the latest Reading:
   the home's **net** power, import minus export (negative while exporting), exactly the figure
   the hub's own IHD pushes over SSE (:class:`smarthub.hub.ihd.live.LivePower`), time-stamped with
-  the meter's reading (timePeriod start, duration 0). 404 until the meter has reported power.
+  the meter's reading (timePeriod start, duration 0) and flagged valid (qualityFlags bit 0, as
+  every Reading the hub serves). 404 until the meter has reported power. The usage point is
+  the home's electricity supply: a premises aggregation point, measured by the revenue meter.
   Its own href, not ``/upt``: ``/upt`` is the privacy-filtered metering the GDSC and third
   parties read, which a display is not a recipient of.
 * ``/dcap`` answers a display with MessagingProgramListLink, TariffProfileListLink, TimeLink and,
   when the hub has a live power source, UsagePointListLink ``/dupt``.
+
+Every list here pages as every list of the hub does (:mod:`smarthub.wan.paging`).
 
 **Access**: only a client whose certificate carries the ``ihd`` role (``OU=ihd``, issued by the
 GDSC CA, so TLS already admitted it) and is issued for *this* hub (its name is the hub id, or
@@ -77,7 +81,7 @@ COMMODITY_NATURAL_GAS = 7  # 2030.5 CommodityType; gas is billed in kWh (volume 
 MAX_TOU_TIER = 15
 DEMAND_UPT = "/dupt/0"
 DEMAND_MR = f"{DEMAND_UPT}/mr/0"
-QUALITY_VALID = 0  # 2030.5 qualityFlags: no flag set
+QUALITY_VALID = sep2.QUALITY_VALID  # qualityFlags bit 0: the reading passed the hub's checks
 
 
 def price_units(p_per_kwh: Decimal) -> int:
@@ -117,6 +121,7 @@ class IhdResources:
         r.add_get("/tp/{tp}/rc/{rc}/acttti", self.time_tariff_intervals)
         r.add_get("/tp/{tp}/rc/{rc}/tti/{tti}", self.time_tariff_interval)
         r.add_get("/tp/{tp}/rc/{rc}/tti/{tti}/cti", self.consumption_tariff_intervals)
+        r.add_get("/tp/{tp}/rc/{rc}/tti/{tti}/cti/{cti}", self.consumption_tariff_interval)
         r.add_get("/msg", self.messaging_programs)
         r.add_get("/msg/{mp}", self.messaging_program)
         r.add_get("/msg/{mp}/txt", self.text_messages)
@@ -200,10 +205,10 @@ class IhdResources:
 
     async def tariff_profiles(self, request: web.Request) -> web.Response:
         self._admit(request)
-        p = self.server._paging(request)
+        q = self.server._paging(request)
         supplies = self._supplies()
         doc = sep2.tariff_profile_list("/tp", len(supplies))
-        for i, s in list(enumerate(supplies))[p.start : p.start + p.limit]:
+        for i, s in q.window(list(enumerate(supplies))):
             self._profile(i, s, doc)
         return self._xml(sep2.done(doc))
 
@@ -225,9 +230,9 @@ class IhdResources:
 
     async def rate_components(self, request: web.Request) -> web.Response:
         i, supply = self._supply(request)
-        p = self.server._paging(request)
+        q = self.server._paging(request)
         doc = sep2.rate_component_list(f"/tp/{i}/rc", 1)
-        if p.start == 0 and p.limit:
+        for _ in q.window([0]):  # one rate component, 0 (import energy)
             self._rate_component(i, supply, doc)
         return self._xml(sep2.done(doc))
 
@@ -307,12 +312,12 @@ class IhdResources:
 
     async def time_tariff_intervals(self, request: web.Request) -> web.Response:
         i, supply = self._supply(request)
-        p = self.server._paging(request)
+        q = self.server._paging(request)
         windows = self._windows(supply)
         if request.path.endswith("/acttti"):
             windows = [w for w in windows if w.start <= w.now < w.end]
         doc = sep2.time_tariff_interval_list(request.path, len(windows))
-        for w in windows[p.start : p.start + p.limit]:
+        for w in q.window(windows):
             self._tti(i, w, doc)
         return self._xml(sep2.done(doc))
 
@@ -326,16 +331,29 @@ class IhdResources:
     async def time_tariff_interval(self, request: web.Request) -> web.Response:
         return self._xml(self._tti(*self._find(request)))
 
+    def _cti(self, i: int, w: _Window, n: int, parent: sep2.Element | None = None) -> sep2.Element:
+        """The ``n``-th (1..) ConsumptionTariffInterval of a window: its tier's price."""
+        floor, price = w.prices[n - 1]
+        tiered = len(w.prices) > 1 or w.name == "block"
+        href = f"/tp/{i}/rc/0/tti/{w.start_epoch}/cti/{n}"
+        return sep2.consumption_tariff_interval(
+            href, n if tiered else 0, price_units(price), int(floor), parent
+        )
+
     async def consumption_tariff_intervals(self, request: web.Request) -> web.Response:
         i, w = self._find(request)
-        href = f"/tp/{i}/rc/0/tti/{w.start_epoch}/cti"
-        doc = sep2.consumption_tariff_interval_list(href, len(w.prices))
-        tiered = len(w.prices) > 1 or w.name == "block"
-        for n, (floor, price) in enumerate(w.prices, start=1):
-            sep2.consumption_tariff_interval(
-                f"{href}/{n}", n if tiered else 0, price_units(price), int(floor), doc
-            )
+        q = self.server._paging(request)
+        doc = sep2.consumption_tariff_interval_list(f"/tp/{i}/rc/0/tti/{w.start_epoch}/cti", len(w.prices))
+        for n in q.window(range(1, len(w.prices) + 1)):
+            self._cti(i, w, n, doc)
         return self._xml(sep2.done(doc))
+
+    async def consumption_tariff_interval(self, request: web.Request) -> web.Response:
+        i, w = self._find(request)
+        token = request.match_info["cti"]
+        if not token.isdigit() or not 1 <= int(token) <= len(w.prices):
+            raise web.HTTPNotFound(text=f"no consumption tariff interval {token!r}")
+        return self._xml(self._cti(i, w, int(token)))
 
     # -- live demand (metering) -------------------------------------------------------------
     def _demand_point(self, parent: sep2.Element | None = None) -> sep2.Element:
@@ -353,7 +371,7 @@ class IhdResources:
     async def demand_usage_points(self, request: web.Request) -> web.Response:
         self._admit(request)
         doc = sep2.usage_point_list("/dupt", 1)
-        if self.server._paging(request).limit:
+        for _ in self.server._paging(request).window([0]):
             self._demand_point(doc)
         return self._xml(sep2.done(doc))
 
@@ -369,7 +387,7 @@ class IhdResources:
     async def demand_meter_readings(self, request: web.Request) -> web.Response:
         self._admit(request)
         doc = sep2.meter_reading_list(f"{DEMAND_UPT}/mr", 1)
-        if self.server._paging(request).limit:
+        for _ in self.server._paging(request).window([0]):
             self._demand_reading(doc)
         return self._xml(sep2.done(doc))
 
@@ -423,7 +441,7 @@ class IhdResources:
     async def messaging_programs(self, request: web.Request) -> web.Response:
         self._admit(request)
         doc = sep2.messaging_program_list("/msg", 1)
-        if self.server._paging(request).limit:
+        for _ in self.server._paging(request).window([0]):
             self._program_doc(doc)
         return self._xml(sep2.done(doc))
 
@@ -452,12 +470,12 @@ class IhdResources:
 
     async def text_messages(self, request: web.Request) -> web.Response:
         self._program(request)
-        p = self.server._paging(request)
+        q = self.server._paging(request)
         now = self.now()
         active_only = request.path.endswith("/actxt")
         msgs = self.messages.messages(now, scheduled=not active_only)
         doc = sep2.text_message_list(request.path, len(msgs))
-        for m in msgs[p.start : p.start + p.limit]:
+        for m in q.window(msgs):
             self._text(m, now, doc)
         return self._xml(sep2.done(doc))
 

@@ -10,10 +10,13 @@ device; ``extendedData`` (UInt32) carries the event's id in the hub's diagnostic
 is how a client asks for :func:`event_detail` (the full evidence, repairs and recommendation
 the GDSC needs for a work order) next to the LogEvent.
 
-``logEventPEN``: we have no IANA Private Enterprise Number registered yet, so we use
-:data:`PEN_PLACEHOLDER` (0, IANA's "Reserved"), documented here; replace it with the
-operator's PEN when one is assigned. Per the standard, the combination (profileID,
-functionSet, logEventCode) then has the meaning given by :data:`FUNCTION_SETS` and
+``logEventPEN`` (2030.5: the Private Enterprise Number of whoever defined the profileID,
+functionSet and logEventCode): the project has no IANA PEN of its own, so by default it uses
+:data:`LOG_EVENT_PEN`, 32473, the number IANA reserves for documentation and examples
+(RFC 5612) — a real, registered PEN that can never clash with a vendor's, which says plainly
+that these codes are this project's and nobody else's. An operator with its own PEN passes it
+to the hub's WAN server (``HubWanServer(log_event_pen=…)``). Within that PEN the combination
+(profileID, functionSet, logEventCode) has the meaning given by :data:`FUNCTION_SETS` and
 ``DiagnosisCode``.
 """
 
@@ -39,7 +42,7 @@ class FunctionSetIdentifier(IntEnum):
 
 VENDOR_DEFINED_PROFILE = 1  # LogEvent.profileID 1: vendor-defined, scoped by logEventPEN
 
-PEN_PLACEHOLDER = 0  # no IANA PEN registered yet (see the module docstring)
+LOG_EVENT_PEN = 32473  # IANA's PEN for documentation (RFC 5612); see the module docstring
 LOG_EVENT_POLL_RATE = 900  # seconds: the 2030.5 default for LogEventList
 
 FUNCTION_SETS: dict[DiagnosisCode, FunctionSetIdentifier] = {
@@ -64,11 +67,13 @@ DETAILS_MAX = 32  # String32
 
 
 def details(event: DiagnosedEvent) -> str:
-    """A short human label within String32: "<label> <device>", cut to 32 characters."""
-    return f"{CODE_INFO[event.code].label} {event.device}"[:DETAILS_MAX]
+    """A short human label within String32: "<label> <device>", cut to 32 octets of UTF-8."""
+    return sep2_xml.string_n(f"{CODE_INFO[event.code].label} {event.device}", DETAILS_MAX)
 
 
-def log_event(event: DiagnosedEvent, href: str | None = None, parent: Element | None = None) -> Element:
+def log_event(
+    event: DiagnosedEvent, href: str | None = None, parent: Element | None = None, *, pen: int = LOG_EVENT_PEN
+) -> Element:
     """One event as a 2030.5 LogEvent; createdDateTime is when the condition was first seen."""
     return sep2_xml.log_event(
         href,
@@ -78,19 +83,24 @@ def log_event(event: DiagnosedEvent, href: str | None = None, parent: Element | 
         function_set=int(FUNCTION_SETS[event.code]),
         code=int(event.code),
         event_id=event.id % 65536,
-        pen=PEN_PLACEHOLDER,
+        pen=pen,
         profile=VENDOR_DEFINED_PROFILE,
         parent=parent,
     )
 
 
 def log_event_list(
-    events: Sequence[DiagnosedEvent], href: str, all_: int, *, poll_rate: int = LOG_EVENT_POLL_RATE
+    events: Sequence[DiagnosedEvent],
+    href: str,
+    all_: int,
+    *,
+    poll_rate: int = LOG_EVENT_POLL_RATE,
+    pen: int = LOG_EVENT_PEN,
 ) -> Element:
     """A page of events; each LogEvent's href is ``{href}/{event id}``."""
     doc = sep2_xml.log_event_list(href, all_, poll_rate)
     for e in events:
-        log_event(e, f"{href}/{e.id}", parent=doc)
+        log_event(e, f"{href}/{e.id}", parent=doc, pen=pen)
     return sep2_xml.done(doc)
 
 
@@ -124,8 +134,8 @@ def event_detail(event: DiagnosedEvent) -> dict[str, Any]:
 
 __all__ = [
     "FUNCTION_SETS",
+    "LOG_EVENT_PEN",
     "LOG_EVENT_POLL_RATE",
-    "PEN_PLACEHOLDER",
     "VENDOR_DEFINED_PROFILE",
     "FunctionSetIdentifier",
     "details",

@@ -33,7 +33,7 @@ from smarthub.wan.tls import PeerMismatch, check_peer
 
 MAX_BODY = 4 * 1024 * 1024
 READ_HIGH_WATER = 256 * 1024
-PAGE = 1000  # the hub's MAX_LIMIT: Readings per bulk page
+PAGE = 100  # MirrorUsagePoints (meters) asked for per bulk request: a home's all, in one
 _RECV = 65536
 _WANTED = crl_sync.WANTED.lower().encode()  # h11 gives header names in lower case
 
@@ -245,7 +245,9 @@ class HubConnection:
         http = self._http
         if http.our_state is h11.DONE and http.their_state is h11.DONE:
             http.start_next_cycle()
-        headers = [("Host", f"{self.host}:{self.port}"), ("Accept", sep2.CONTENT_TYPE), *self.extra_headers]
+        # A GET reads a 2030.5 document; the hub answers a PUT (the CRL) in JSON.
+        accept = sep2.CONTENT_TYPE if method == "GET" else "application/json"
+        headers = [("Host", f"{self.host}:{self.port}"), ("Accept", accept), *self.extra_headers]
         if content_type is not None:
             headers += [("Content-Type", content_type), ("Content-Length", str(len(body)))]
         # Head and end of message in one TLS record and one socket write.
@@ -371,25 +373,28 @@ class PullClient:
     async def pages(
         self, conn: HubConnection, href: str, cursors: dict[str, int]
     ) -> AsyncIterator[tuple[list[PulledInterval], dict[str, int]]]:
-        """Each page's readings after the channel cursors, and the cursors after that page.
+        """Each response's readings after the channel cursors, and the cursors after it.
 
-        ``a`` is one value per request, so the hub is asked for everything at or after the
-        *earliest* cursor and readings a channel already has are dropped here. The first page
-        lists every channel the hub has; if one has no cursor yet (a meter paired since the last
-        pull), its readings may start before that ``a``, so the pull goes on with a second pass
-        without ``a``: everything the hub holds, again filtered by the cursors.
+        The bulk resource is a 2030.5 MirrorUsagePointList paged by usage point (``s``, ``l``,
+        ``all``, ``results``); ``a`` selects the readings inside. ``a`` is one value per
+        request, so the hub is asked for everything at or after the *earliest* cursor and
+        readings a channel already has are dropped here. A channel the hub cut short (its
+        MirrorMeterReading's lastUpdateTime later than the last reading served) is asked for
+        again from where it stopped, until none is. Every channel is listed on every page; if
+        one has no cursor yet (a meter paired since the last pull), its readings may start
+        before that ``a``, so the pull goes on with a second pass without ``a`` for those
+        channels alone, up to where the first pass began.
         """
         seen: set[str] = set()
-        advanced = dict(cursors)  # what this pull already has: the second pass skips it
+        advanced = dict(cursors)  # what this pull already has
         after = min(cursors.values()) if cursors else None
-        async for intervals, page_cursors in self._pass(conn, href, advanced, after, seen):
-            advanced.update(page_cursors)
-            yield intervals, page_cursors
+        async for page in self._pass(conn, href, advanced, after, seen, None):
+            yield page
         new = seen - cursors.keys()
         if after is not None and new:
             # The new channels' readings before ``a`` (the first pass had those after it).
-            known = {h: c for h, c in advanced.items() if h not in new}
-            async for page in self._pass(conn, href, known, None, set(), before=dict.fromkeys(new, after)):
+            windows = {h: (0, after) for h in new}
+            async for page in self._pass(conn, href, advanced, None, set(), windows):
                 yield page
 
     async def _pass(
@@ -399,37 +404,52 @@ class PullClient:
         cursors: dict[str, int],
         after: int | None,
         seen: set[str],
-        before: dict[str, int] | None = None,
+        windows: dict[str, tuple[int, int]] | None,
     ) -> AsyncIterator[tuple[list[PulledInterval], dict[str, int]]]:
-        """One run through the pages from ``a`` = ``after``: readings at or after each channel's
-        cursor (and, for channels in ``before``, starting before that bound)."""
-        offset = 0
+        """Rounds of pages from ``a`` = ``after`` until no channel of interest was cut short.
+
+        Without ``windows`` every channel is of interest and a reading is kept from the
+        channel's cursor on; with ``windows``, only those channels, each reading kept when it
+        starts inside its ``[low, high)``. ``cursors`` is advanced in place."""
         while True:
-            parser = BulkParser()
-            params = {"s": offset, "l": self.page}
-            if after is not None:
-                params["a"] = after
-            channels: list[ChannelReadings] = []
-            await conn.get(href, params, _feeding(parser, channels))
-            page = parser.close()
-            fresh: list[PulledInterval] = []
-            page_cursors: dict[str, int] = {}
-            for ch in channels:
-                seen.add(ch.href)
-                known = cursors.get(ch.href, 0)
-                bound = before.get(ch.href) if before else None
-                cursor = page_cursors.get(ch.href, known)
-                for i in ch.intervals:
-                    if i.start < known or (bound is not None and i.start >= bound):
+            resume: int | None = None  # the earliest point a channel of interest was cut at
+            offset = 0
+            while True:
+                parser = BulkParser()
+                params = {"s": offset, "l": self.page}
+                if after is not None:
+                    params["a"] = after
+                channels: list[ChannelReadings] = []
+                await conn.get(href, params, _feeding(parser, channels))
+                page = parser.close()
+                fresh: list[PulledInterval] = []
+                page_cursors: dict[str, int] = {}
+                for ch in channels:
+                    seen.add(ch.href)
+                    if windows is not None and ch.href not in windows:
                         continue
-                    fresh.append(i)
-                    cursor = max(cursor, i.start + i.duration)
-                if cursor > known:
-                    page_cursors[ch.href] = cursor
-            yield fresh, page_cursors
-            if page.readings < self.page:
+                    known = cursors.get(ch.href, 0)
+                    low, high = windows[ch.href] if windows is not None else (known, None)
+                    cursor = known
+                    for i in ch.intervals:
+                        if i.start < low or (high is not None and i.start >= high):
+                            continue
+                        fresh.append(i)
+                        cursor = max(cursor, i.start + i.duration)
+                    if cursor > known:
+                        page_cursors[ch.href] = cursors[ch.href] = cursor
+                    end = ch.served_end
+                    if ch.cut_short and end is not None and (high is None or end < high):
+                        resume = end if resume is None else min(resume, end)
+                yield fresh, page_cursors
+                offset += page.results
+                if page.results == 0 or offset >= page.all_:
+                    break
+            if resume is None:
                 return
-            offset += page.readings
+            # A cut is after ``a`` (at least one reading at or after ``a`` was served), so each
+            # round starts later than the one before.
+            after = resume
 
 
 def _feeding(parser: BulkParser, into: list[ChannelReadings]) -> Callable[[bytes], None]:

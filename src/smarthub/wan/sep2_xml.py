@@ -15,17 +15,27 @@ this way). :func:`to_bytes` serialises a document.
 Href scheme (the WADL's recommended structure, 2030.5-2018 Annex D metering):
 ``/dcap``, ``/tm``, ``/upt``, ``/upt/{meter}``, ``/upt/{meter}/mr``, ``/upt/{meter}/mr/{ch}``,
 ``…/rt``, ``…/rs``, ``…/rs/{day}``, ``…/rs/{day}/r``, and ``…/r`` for the latest reading,
-where ``{ch}`` is the channel's OBIS code written ``A.B.C.D.E.F`` and ``{day}`` the UTC
-midnight (epoch seconds) that starts a day's ReadingSet.
+where ``{meter}`` is the meter id percent-encoded, ``{ch}`` the channel's OBIS code written
+``A.B.C.D.E.F`` and ``{day}`` the UTC midnight (epoch seconds) that starts a day's ReadingSet.
+The metering mirror (bulk pull) mirrors that: ``/mup``, ``/mup/{meter}`` (MirrorUsagePoint),
+``/mup/{meter}/mr/{ch}`` (MirrorMeterReading); the GDSC keys a channel by its MeterReading
+href whichever way it pulls (:func:`reading_href_of_mirror`).
+
+Strings: 2030.5's ``StringN`` types hold at most N octets of UTF-8 (the XSD counts
+characters; octets are the stricter bound): :func:`string_n` cuts on a character boundary,
+never inside a multi-byte character, and replaces what XML 1.0 cannot carry (control
+characters, lone surrogates) with U+FFFD, so any meter id, supplier name or message text the
+system holds gives a schema-valid document.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from lxml import etree
 
@@ -46,7 +56,19 @@ DAY = 86400
 NS = "urn:ieee:std:2030.5:ns"
 _N = "{" + NS + "}"
 _NSMAP = {None: NS}
-ROLE_FLAGS = "0049"  # the RoleFlagsType the hub declares on every UsagePoint (walk and bulk alike)
+# RoleFlagsType (HexBinary16, 2030.5-2018 §10.10 / the XSD's bit list).
+ROLE_MIRROR = 0x01  # isMirror: the server is not the measurement device (a mirror)
+ROLE_PREMISES_AGGREGATION_POINT = 0x02  # the point of delivery for a premises
+ROLE_PEV = 0x04
+ROLE_DER = 0x08
+ROLE_REVENUE_QUALITY = 0x10  # measured by a device certified as revenue quality
+ROLE_DC = 0x20
+ROLE_SUBMETER = 0x40  # not a premises aggregation point
+# The meters a hub serves on the WAN are the home's supply meters (sub-meters and smart plugs
+# stay off the WAN): each is its fuel's premises aggregation point, and revenue quality.
+MAIN_METER_ROLES = ROLE_PREMISES_AGGREGATION_POINT | ROLE_REVENUE_QUALITY
+MIRROR_ROLES = MAIN_METER_ROLES | ROLE_MIRROR
+QUALITY_VALID = 0x01  # Reading.qualityFlags bit 0: valid (passed the checks)
 LIST_POLL_RATE = 900  # seconds: the 2030.5 default pollRate of a List that carries one
 
 Element = etree._Element
@@ -74,6 +96,61 @@ def upt_href(meter: str) -> str:
 
 def mr_href(meter: str, obis: ObisCode) -> str:
     return f"{upt_href(meter)}/mr/{channel_token(obis)}"
+
+
+def mup_href(meter: str) -> str:
+    """A meter's MirrorUsagePoint."""
+    return f"/mup/{quote(meter, safe='')}"
+
+
+def mmr_href(meter: str, obis: ObisCode) -> str:
+    """A channel's MirrorMeterReading."""
+    return f"{mup_href(meter)}/mr/{channel_token(obis)}"
+
+
+def meter_of_href(href: str) -> str:
+    """The meter id a ``/upt/{meter}…`` or ``/mup/{meter}…`` href names (descriptions are cut
+    to 32 octets, so a client takes the id from the href)."""
+    parts = href.split("?", 1)[0].split("/")
+    if len(parts) < 3 or parts[1] not in ("upt", "mup") or not parts[2]:
+        raise ValueError(f"not a usage point href: {href!r}")
+    return unquote(parts[2])
+
+
+def reading_href_of_mirror(href: str) -> str:
+    """The MeterReading href a MirrorMeterReading mirrors (``/mup/…`` → ``/upt/…``): the key
+    the GDSC's cursors use, so a channel is the same whether pulled in bulk or walked."""
+    path = href.split("?", 1)[0]
+    if not path.startswith("/mup/"):
+        raise ValueError(f"not a mirror meter reading href: {href!r}")
+    return "/upt/" + path[len("/mup/") :]
+
+
+# XML 1.0 cannot carry these (§2.2 Char): C0 controls but tab/LF/CR, lone surrogates, FFFE/FFFF.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_safe(text: str) -> str:
+    """``text`` with every character XML 1.0 cannot carry replaced by U+FFFD."""
+    return _NOT_XML.sub("\ufffd", text)
+
+
+def string_n(text: str, octets: int) -> str:
+    """A 2030.5 ``StringN``: at most ``octets`` octets of UTF-8, cut on a character boundary."""
+    text = xml_safe(text)
+    raw = text.encode("utf-8")
+    if len(raw) <= octets:
+        return text
+    return raw[:octets].decode("utf-8", "ignore")  # drops a character cut in half
+
+
+def string32(text: str) -> str:
+    return string_n(text, 32)
+
+
+def hex16(flags: int) -> str:
+    """A HexBinary16 (RoleFlagsType, qualityFlags) as the XSD writes it."""
+    return f"{flags:04X}"
 
 
 def mrid(*parts: str) -> str:
@@ -169,11 +246,12 @@ def usage_point(
     lfdi: str,
     meter_readings: tuple[str, int],
     parent: Element | None = None,
+    role_flags: int = MAIN_METER_ROLES,
 ) -> Element:
     e = _el(parent, "UsagePoint", href)
     _text(e, "mRID", mrid_)
-    _text(e, "description", description)
-    _text(e, "roleFlags", ROLE_FLAGS)
+    _text(e, "description", string32(description))
+    _text(e, "roleFlags", hex16(role_flags))
     _text(e, "serviceCategoryKind", service_kind)
     _text(e, "status", 1)
     _text(e, "deviceLFDI", lfdi)
@@ -195,7 +273,7 @@ def meter_reading(
     """MeterReading with its ReadingLink, ReadingSetListLink (if any) and ReadingTypeLink."""
     e = _el(parent, "MeterReading", href)
     _text(e, "mRID", mrid_)
-    _text(e, "description", description)
+    _text(e, "description", string32(description))
     _link(e, "ReadingLink", f"{href}/r")
     if reading_sets is not None:
         _link(e, "ReadingSetListLink", *reading_sets)
@@ -240,7 +318,7 @@ def reading_set(
 ) -> Element:
     e = _el(parent, "ReadingSet", href)
     _text(e, "mRID", mrid_)
-    _text(e, "description", description)
+    _text(e, "description", string32(description))
     _period(e, start, duration)
     _link(e, "ReadingListLink", *readings)
     return e
@@ -259,7 +337,8 @@ def reading(
     href: str | None = None,
     parent: Element | None = None,
 ) -> Element:
-    """Reading (§10.6): qualityFlags as the XSD's two hex digits, touTier 0 = not applicable."""
+    """Reading (§10.6): qualityFlags (HexBinary16, written in one octet while the flags fit),
+    touTier 0 = not applicable."""
     e = _el(parent, "Reading", href)
     _text(e, "consumptionBlock", 0)
     _text(e, "qualityFlags", f"{quality:02X}")
@@ -278,12 +357,13 @@ def end_device(
     lfdi: str,
     sfdi: int,
     changed_time: int,
-    log_events: tuple[str, int],
+    log_events: tuple[str, int] | None,
     parent: Element | None = None,
 ) -> Element:
     e = _el(parent, "EndDevice", href)
     _text(e, "lFDI", lfdi)
-    _link(e, "LogEventListLink", *log_events)
+    if log_events is not None:
+        _link(e, "LogEventListLink", *log_events)
     _text(e, "sFDI", sfdi)
     _text(e, "changedTime", changed_time)
     _text(e, "enabled", "true")
@@ -309,7 +389,7 @@ def log_event(
     """LogEvent (§10.11)."""
     e = _el(parent, "LogEvent", href)
     _text(e, "createdDateTime", created)
-    _text(e, "details", details)
+    _text(e, "details", string32(details))
     _text(e, "extendedData", extended_data)
     _text(e, "functionSet", function_set)
     _text(e, "logEventCode", code)
@@ -352,7 +432,7 @@ def _subscribable_list(tag: str, href: str, all_: int, poll_rate: int | None = N
 def _identified(e: Element, mrid_: str, description: str | None, version: int | None) -> None:
     _text(e, "mRID", mrid_)
     if description is not None:
-        _text(e, "description", description[:32])
+        _text(e, "description", string32(description))
     if version is not None:
         _text(e, "version", version)
 
@@ -400,7 +480,7 @@ def tariff_profile(
     _text(e, "currency", CURRENCY_GBP)
     _text(e, "pricePowerOfTenMultiplier", price_power_of_ten)
     _text(e, "primacy", PRIMACY_CONTRACTED)
-    _text(e, "rateCode", rate_code[:20])
+    _text(e, "rateCode", string_n(rate_code, 20))
     _link(e, "RateComponentListLink", *rate_components)
     _text(e, "serviceCategoryKind", service_kind)
     return e
@@ -423,7 +503,7 @@ def rate_component(
     _identified(e, mrid_, description, None)
     _link(e, "ActiveTimeTariffIntervalListLink", *active)
     _link(e, "ReadingTypeLink", reading_type_href)
-    _text(e, "roleFlags", ROLE_FLAGS)
+    _text(e, "roleFlags", hex16(MAIN_METER_ROLES))  # the usage points the rate applies to
     _link(e, "TimeTariffIntervalListLink", *time_tariff_intervals)
     return e
 
@@ -486,7 +566,7 @@ def messaging_program(
     e = _el(parent, "MessagingProgram", href)
     _identified(e, mrid_, description, None)
     _link(e, "ActiveTextMessageListLink", *active)
-    _text(e, "locale", locale)
+    _text(e, "locale", string_n(locale, 42))
     _text(e, "primacy", PRIMACY_CONTRACTED)
     _link(e, "TextMessageListLink", *messages)
     return e
@@ -512,9 +592,9 @@ def text_message(
     """TextMessage (§10.8): shown over ``start`` .. ``start + duration``."""
     e = _el(parent, "TextMessage", href)
     _event(e, mrid_, None, creation, status, at, start, duration)
-    _text(e, "originator", originator[:20])
+    _text(e, "originator", string_n(originator, 20))
     _text(e, "priority", priority)
-    _text(e, "textMessage", text)
+    _text(e, "textMessage", xml_safe(text))
     return e
 
 
@@ -534,73 +614,110 @@ class IntervalRow(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ChannelRows:
-    """One channel's page of readings, as the hub's privacy filter let them out."""
+    """One channel's readings in a mirror response, as the hub's privacy filter let them out.
 
-    meter: str
-    fuel_kind: int  # UsagePoint.serviceCategoryKind
-    href: str  # the channel's MeterReading href
+    ``last_update`` is the end (start + duration) of the channel's latest reading the recipient
+    may have, when known: with ``rows`` cut short (see :mod:`smarthub.wan.server`), it is later
+    than the last row's end, which tells a client that more follows."""
+
     obis: ObisCode
     interval_length: int  # ReadingType.intervalLength (1800, 86400, or 0 for months)
     rows: Sequence[IntervalRow]
+    last_update: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorPoint:
+    """One meter's MirrorUsagePoint: its channels' readings."""
+
+    meter: str
+    fuel_kind: int  # UsagePoint.serviceCategoryKind
+    channels: Sequence[ChannelRows]
+
+
+def _mirror_meter_reading(
+    parent: Element | None, hub_id: str, meter: str, ch: ChannelRows, query: str
+) -> Element:
+    """A MirrorMeterReading; its mRID is its MeterReading's (a mirror and what it mirrors share
+    one mRID, §10.10), its ``lastUpdateTime`` the end of the channel's latest reading."""
+    sub = etree.SubElement
+    mr = mr_href(meter, ch.obis)
+    mmr = _el(parent, "MirrorMeterReading", mmr_href(meter, ch.obis) + query)
+    _text(mmr, "mRID", mrid(hub_id, mr))
+    if ch.last_update is not None:
+        _text(mmr, "lastUpdateTime", ch.last_update)
+    if ch.rows:
+        first, last = ch.rows[0], ch.rows[-1]
+        mrs = sub(mmr, _N + "MirrorReadingSet")
+        _text(mrs, "mRID", mrid(hub_id, mr, str(first.start)))
+        _period(mrs, first.start, last.start + last.duration - first.start)
+        for r in ch.rows:
+            # Minimal Readings (no consumptionBlock/touTier): the bulk body is sized for speed.
+            rd = sub(mrs, _N + "Reading")
+            _text(rd, "qualityFlags", f"{r.quality:02X}")
+            _period(rd, r.start, r.duration)
+            _text(rd, "value", r.value)
+    spec = interval_spec(ch.obis)
+    rt = sub(mmr, _N + "ReadingType")
+    _text(rt, "accumulationBehaviour", ACCUMULATION_DELTA)
+    _text(rt, "commodity", spec.commodity)
+    _text(rt, "flowDirection", spec.flow_direction)
+    _text(rt, "intervalLength", ch.interval_length)
+    _text(rt, "kind", spec.kind)
+    _text(rt, "powerOfTenMultiplier", spec.power_of_ten)
+    _text(rt, "uom", spec.uom)
+    return mmr
+
+
+def _mirror_usage_point(
+    parent: Element | None, hub_id: str, lfdi: str, point: MirrorPoint, query: str
+) -> Element:
+    mup = _el(parent, "MirrorUsagePoint", mup_href(point.meter) + query)
+    _text(mup, "mRID", mrid(hub_id, upt_href(point.meter)))  # the UsagePoint's mRID
+    _text(mup, "description", string32(point.meter))
+    _text(mup, "roleFlags", hex16(MIRROR_ROLES))
+    _text(mup, "serviceCategoryKind", point.fuel_kind)
+    _text(mup, "status", 1)
+    _text(mup, "deviceLFDI", lfdi)
+    for ch in point.channels:
+        _mirror_meter_reading(mup, hub_id, point.meter, ch, query)
+    return mup
 
 
 def write_mirror_usage_points(
-    hub_id: str, lfdi: str, href: str, channels: Sequence[ChannelRows], all_: int
+    hub_id: str, lfdi: str, href: str, points: Sequence[MirrorPoint], all_: int, query: str = ""
 ) -> bytes:
-    """The bulk body: a MirrorUsagePointList with the given channels grouped by meter.
+    """The bulk body: a MirrorUsagePointList holding ``points``, one MirrorUsagePoint per meter.
 
-    ``all_`` is the number of usage points the hub has (the List's ``all``); ``results`` is how
-    many this page carries. See :mod:`smarthub.wan.bulk` for the document's shape."""
-    root = _list("MirrorUsagePointList", href, all_, 0)
-    sub = etree.SubElement
-    mup: Element | None = None
-    meter = None
-    for ch in channels:
-        if ch.meter != meter:
-            meter = ch.meter
-            mup = sub(root, _N + "MirrorUsagePoint")
-            _text(mup, "mRID", mrid(hub_id, "mup", meter))
-            _text(mup, "description", meter)
-            _text(mup, "roleFlags", ROLE_FLAGS)
-            _text(mup, "serviceCategoryKind", ch.fuel_kind)
-            _text(mup, "status", 1)
-            _text(mup, "deviceLFDI", lfdi)
-        assert mup is not None
-        mmr = sub(mup, _N + "MirrorMeterReading")
-        mmr.set("href", ch.href)
-        _text(mmr, "mRID", mrid(hub_id, ch.href))
-        if ch.rows:
-            first, last = ch.rows[0], ch.rows[-1]
-            mrs = sub(mmr, _N + "MirrorReadingSet")
-            _text(mrs, "mRID", mrid(hub_id, ch.href, str(first.start)))
-            _period(mrs, first.start, last.start + last.duration - first.start)
-            for r in ch.rows:
-                # Minimal Readings (no consumptionBlock/touTier): the bulk body is sized for speed.
-                rd = sub(mrs, _N + "Reading")
-                _text(rd, "qualityFlags", f"{r.quality:02X}")
-                _period(rd, r.start, r.duration)
-                _text(rd, "value", r.value)
-        spec = interval_spec(ch.obis)
-        rt = sub(mmr, _N + "ReadingType")
-        _text(rt, "accumulationBehaviour", ACCUMULATION_DELTA)
-        _text(rt, "commodity", spec.commodity)
-        _text(rt, "flowDirection", spec.flow_direction)
-        _text(rt, "intervalLength", ch.interval_length)
-        _text(rt, "kind", spec.kind)
-        _text(rt, "powerOfTenMultiplier", spec.power_of_ten)
-        _text(rt, "uom", spec.uom)
+    ``all_`` is the number of usage points the list has (the List's ``all``); ``results`` is how
+    many this response carries. ``query`` (``?recipient=…`` or empty) is appended to every href,
+    so a client follows them for the same recipient. See :mod:`smarthub.wan.bulk`."""
+    root = _list("MirrorUsagePointList", href + query, all_, 0)
+    for point in points:
+        _mirror_usage_point(root, hub_id, lfdi, point, query)
     return to_bytes(done(root))
+
+
+def write_mirror_usage_point(hub_id: str, lfdi: str, point: MirrorPoint, query: str = "") -> bytes:
+    return to_bytes(_mirror_usage_point(None, hub_id, lfdi, point, query))
+
+
+def write_mirror_meter_reading(hub_id: str, meter: str, channel: ChannelRows, query: str = "") -> bytes:
+    return to_bytes(_mirror_meter_reading(None, hub_id, meter, channel, query))
 
 
 __all__ = [
     "CONTENT_TYPE",
     "DAY",
     "DTD_REFUSED",
+    "MAIN_METER_ROLES",
+    "MIRROR_ROLES",
     "NS",
-    "ROLE_FLAGS",
+    "QUALITY_VALID",
     "UNTRUSTED_PARSER_OPTIONS",
     "ChannelRows",
     "Element",
+    "MirrorPoint",
     "XmlRefused",
     "channel_token",
     "consumption_tariff_interval",
@@ -610,25 +727,32 @@ __all__ = [
     "done",
     "end_device",
     "end_device_list",
+    "hex16",
     "log_event",
     "log_event_list",
     "messaging_program",
     "messaging_program_list",
+    "meter_of_href",
     "meter_reading",
     "meter_reading_list",
+    "mmr_href",
     "mr_href",
     "mrid",
+    "mup_href",
     "parse_channel_token",
     "parse_untrusted",
     "rate_component",
     "rate_component_list",
     "reading",
+    "reading_href_of_mirror",
     "reading_list",
     "reading_set",
     "reading_set_list",
     "reading_type",
     "refuse_dtd_bytes",
     "refuse_dtd_tree",
+    "string32",
+    "string_n",
     "tariff_profile",
     "tariff_profile_list",
     "text_message",
@@ -641,5 +765,8 @@ __all__ = [
     "usage_point",
     "usage_point_list",
     "wide_encoding",
+    "write_mirror_meter_reading",
+    "write_mirror_usage_point",
     "write_mirror_usage_points",
+    "xml_safe",
 ]

@@ -2,9 +2,15 @@
 
 The hub is the *server*; the GDSC is a client that pulls (DESIGN.md). TLS requires a
 client certificate issued by the GDSC CA (see :mod:`smarthub.wan.tls`), so an unknown
-client never reaches a handler. Lists honour the 2030.5 query parameters ``s`` (start
-index), ``l`` (limit) and ``a`` (after: only items at or after this epoch second), which
-makes incremental pulls cheap: the GDSC asks for readings after its cursor.
+client never reaches a handler. Every list honours the 2030.5 query parameters ``s`` (start
+index), ``l`` (limit, default 1) and ``a`` (after: only items at or after this epoch second)
+the same way (:mod:`smarthub.wan.paging`), which makes incremental pulls cheap: the GDSC asks
+for readings after its cursor.
+
+Every href a document carries resolves, for the client it was served to, to a document of the
+type the link names (a crawler test walks them all from ``/dcap`` for every role). A collector
+reading on behalf of a recipient names it with ``?recipient=``; the hrefs in the answer then
+carry that parameter too, so a client follows them without knowing it exists.
 
 Every request reads the hub's data as its recipient may see it (``hub.privacy``, the same limits
 as the GDSC's access policy): the meters its consent lists, at each meter's granularity, and only
@@ -22,12 +28,12 @@ import hashlib
 import ssl
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
+from lxml import etree
 
 from smarthub.hub.diagnostics import DiagnosedEvent
 from smarthub.model import ObisCode
@@ -45,11 +51,25 @@ from smarthub.security.certificates import sfdi_from_lfdi
 from smarthub.wan import crl_sync
 from smarthub.wan import httpd as web
 from smarthub.wan import sep2_xml as sep2
-from smarthub.wan.log_events import event_detail, log_event, log_event_list
-from smarthub.wan.sep2_xml import DAY, ChannelRows, Element, write_mirror_usage_points
+from smarthub.wan.log_events import LOG_EVENT_PEN, event_detail, log_event, log_event_list
+from smarthub.wan.paging import MAX_LIMIT, ListQuery, QueryError
+from smarthub.wan.sep2_xml import (
+    DAY,
+    ChannelRows,
+    Element,
+    MirrorPoint,
+    write_mirror_meter_reading,
+    write_mirror_usage_point,
+    write_mirror_usage_points,
+)
 
-MAX_LIMIT = 1000
 POLL_RATE = 1800
+# The metering mirror (bulk pull) bounds one response: a channel's readings after ``a`` are
+# cut at MIRROR_CHANNEL_READINGS (its MirrorMeterReading's lastUpdateTime, later than the last
+# reading served, says more follow), and a page holds no further MirrorUsagePoints once it
+# carries MIRROR_PAGE_READINGS readings (``results`` < ``l``; the first always fits).
+MIRROR_CHANNEL_READINGS = 1000
+MIRROR_PAGE_READINGS = 4000
 MAX_TOU_TIER = 15  # 2030.5 TOUType: 0 not applicable, 1-15 TOU A to O
 
 
@@ -85,11 +105,7 @@ class MeteringSource(Protocol):
     def interval_days(self, meter: str, obis: ObisCode, *, start: int | None = None) -> list[int]: ...
 
 
-@dataclass(frozen=True)
-class Paging:
-    start: int
-    limit: int
-    after: int | None
+Paging = ListQuery  # the name handlers used before the list semantics moved to wan.paging
 
 
 SERVICE_KIND = {"electricity": 0, "gas": 1, "water": 2}
@@ -318,6 +334,7 @@ class HubWanServer:
         monotonic: Callable[[], float] = time.monotonic,
         client_allowed: Callable[[str], bool] | None = None,
         revoked: Callable[[int], bool] | None = None,
+        log_event_pen: int = LOG_EVENT_PEN,
         crls: CrlSink | None = None,
     ) -> None:
         """``monotonic``: the rate limiter's time in seconds (inject simulated time in a simulation).
@@ -338,16 +355,19 @@ class HubWanServer:
         self.privacy: PrivacyPolicy | None = (
             None if privacy is None else _ScopedPrivacy(privacy, self._window)
         )
-        self.lfdi = lfdi
         self.source: MeteringSource = _ScopedSource(source, self._window)
         self.now_epoch = now_epoch  # injected clock: () -> int
+        self.lfdi = lfdi  # also sets changed_time: when the hub took on this identity
+        self.log_event_pen = log_event_pen
         self.requests = 0
         self.rate_limited = 0
         # A hub is a small device on a thin WAN link: no client may monopolise it. A full pull
         # is ~15 requests, so the burst lets one through at once and the rate caps the rest.
         self.limiter = RateLimiter(rate=20.0, burst=100, monotonic=monotonic)
         # Requests are GETs and signed commands (a mapping table is ~15 kB); nothing larger.
-        self.app = web.Application(client_max_size=256 * 1024, middlewares=[self._count])
+        self.app = web.Application(
+            client_max_size=256 * 1024, middlewares=[self._count], produces=sep2.CONTENT_TYPE
+        )
         r = self.app.router
         r.add_get("/dcap", self.dcap)
         r.add_get("/tm", self.time)
@@ -361,17 +381,30 @@ class HubWanServer:
         r.add_get("/upt/{meter}/mr/{ch}/rs/{day}/r", self.readings)
         r.add_get("/upt/{meter}/mr/{ch}/r", self.latest_reading)
         r.add_get("/mup", self.mirror_usage_points)
-        r.add_post("/mgmt", self.command)
-        r.add_put(crl_sync.CRL_PATH, self.crl_update)
+        r.add_get("/mup/{meter}", self.mirror_usage_point)
+        r.add_get("/mup/{meter}/mr/{ch}", self.mirror_meter_reading)
+        r.add_post("/mgmt", self.command, produces="application/json")
+        r.add_put(crl_sync.CRL_PATH, self.crl_update, produces="application/json")
         r.add_get("/edev", self.end_devices)
         r.add_get("/edev/0", self.end_device)
         r.add_get("/edev/0/lel", self.log_events)
         r.add_get("/edev/0/lel/{id}", self.log_event)
-        r.add_get("/edev/0/lel/{id}/detail", self.log_event_detail)
+        r.add_get("/edev/0/lel/{id}/detail", self.log_event_detail, produces="application/json")
         # The /dcap a home display gets, when its resources are installed (wan.ihd_resources).
         self.ihd_dcap: Callable[[web.Request], web.Response | None] | None = None
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
+
+    @property
+    def lfdi(self) -> str:
+        return self._lfdi
+
+    @lfdi.setter
+    def lfdi(self, value: str) -> None:
+        """A new certificate (renewal) is a new LFDI: the EndDevice's state changes then."""
+        if getattr(self, "_lfdi", None) != value:
+            self._lfdi = value
+            self.changed_time = int(self.now_epoch())
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self, host: str, port: int, ssl_context: ssl.SSLContext) -> int:
@@ -418,6 +451,9 @@ class HubWanServer:
             offer = crl_sync.parse_offer(request.headers.get(crl_sync.OFFER.lower()))
             if offer is not None and self.crls.wants(*offer):
                 response.headers[crl_sync.WANTED] = str(self.crls.number or 0)
+        recipient = request.query.get("recipient")
+        if recipient is not None and response.content_type == sep2.CONTENT_TYPE and response.status == 200:
+            response.body = _carry_query(response.body, "?recipient=" + quote(recipient, safe=""))
         return response
 
     # -- helpers ---------------------------------------------------------------------
@@ -426,17 +462,12 @@ class HubWanServer:
         return web.Response(body=sep2.to_bytes(doc), content_type=sep2.CONTENT_TYPE)
 
     @staticmethod
-    def _paging(request: web.Request) -> Paging:
-        q = request.query
+    def _paging(request: web.Request) -> ListQuery:
+        """The request's 2030.5 list query (``s``, ``l`` default 1, ``a``); 400 if malformed."""
         try:
-            start = int(q.get("s", "0"))
-            limit = int(q.get("l", "1"))  # 2030.5: a list GET without l returns one item
-            after = int(q["a"]) if "a" in q else None
-        except ValueError:
-            raise web.HTTPBadRequest(text="query parameters s, l and a must be integers") from None
-        if start < 0 or limit < 0 or (after is not None and after < 0):
-            raise web.HTTPBadRequest(text="query parameters s, l and a must not be negative")
-        return Paging(start, min(limit, MAX_LIMIT), after)
+            return ListQuery.parse(request.query, MAX_LIMIT)
+        except QueryError as err:
+            raise web.HTTPBadRequest(text=str(err)) from None
 
     @staticmethod
     def _peer(request: web.Request) -> tuple[str, str]:
@@ -582,7 +613,7 @@ class HubWanServer:
 
     def _register_reading(self, meter: str, reg: RegisterRow, parent: Element | None = None) -> Element:
         href = sep2.mr_href(meter, reg.obis)
-        return sep2.meter_reading(href, sep2.mrid(self.hub_id, href), f"{meter} {reg.obis}", None, parent)
+        return sep2.meter_reading(href, sep2.mrid(self.hub_id, href), str(reg.obis), None, parent)
 
     def _day(self, request: web.Request) -> int:
         try:
@@ -600,7 +631,7 @@ class HubWanServer:
         # The bulk pull (see mirror_usage_points): one request instead of the walk. Not offered
         # to a recipient allowed register totals only: it carries interval data alone.
         registers_only = self.privacy is not None and self._granularity(request) == TARIFF_REGISTERS
-        meters = len(self.source.meters())
+        meters = len(self._visible_meters(request))
         return self._xml(
             sep2.device_capability(
                 "/dcap",
@@ -615,7 +646,9 @@ class HubWanServer:
     async def time(self, request: web.Request) -> web.Response:
         return self._xml(sep2.time_resource("/tm", self.now_epoch()))
 
-    def _usage_point(self, meter: str, fuel: str, parent: Element | None = None) -> Element:
+    def _usage_point(
+        self, request: web.Request, meter: str, fuel: str, parent: Element | None = None
+    ) -> Element:
         href = sep2.upt_href(meter)
         return sep2.usage_point(
             href,
@@ -623,40 +656,45 @@ class HubWanServer:
             meter,
             SERVICE_KIND.get(fuel, 0),
             self.lfdi,
-            (f"{href}/mr", len(self.source.channels(meter))),
+            (f"{href}/mr", len(self._meter_reading_items(request, meter))),
             parent,
         )
 
     async def usage_points(self, request: web.Request) -> web.Response:
-        p = self._paging(request)
+        q = self._paging(request)
         items = sorted(self._visible_meters(request).items())
         doc = sep2.usage_point_list("/upt", len(items))
-        for m, f in items[p.start : p.start + p.limit]:
-            self._usage_point(m, f, doc)
+        for m, f in q.window(items):
+            self._usage_point(request, m, f, doc)
         return self._xml(sep2.done(doc))
 
     async def usage_point(self, request: web.Request) -> web.Response:
-        return self._xml(self._usage_point(*self._meter(request)))
+        return self._xml(self._usage_point(request, *self._meter(request)))
 
     def _meter_reading(self, meter: str, obis: ObisCode, parent: Element | None = None) -> Element:
         href = sep2.mr_href(meter, obis)
         sets = (f"{href}/rs", len(self.source.interval_days(meter, obis)))
-        return sep2.meter_reading(href, sep2.mrid(self.hub_id, href), f"{meter} {obis}", sets, parent)
+        return sep2.meter_reading(href, sep2.mrid(self.hub_id, href), str(obis), sets, parent)
+
+    def _meter_reading_items(self, request: web.Request, meter: str) -> list[ObisCode] | list[RegisterRow]:
+        """A usage point's MeterReadings as this request's recipient sees them: the tariff
+        registers for a register-totals recipient, else the interval channels (a role that reads
+        no metering data sees the channels listed, and is refused where data is served)."""
+        reads = self._peer(request)[0] in ("collector", "party")
+        if self.privacy is not None and reads and self._granularity(request, meter) == TARIFF_REGISTERS:
+            return list(self.privacy.registers(meter))
+        return sorted(self.source.channels(meter))
 
     async def meter_readings(self, request: web.Request) -> web.Response:
         meter, _ = self._meter(request)
-        p = self._paging(request)
-        href = f"{sep2.upt_href(meter)}/mr"
-        if self.privacy is not None and self._granularity(request) == TARIFF_REGISTERS:
-            regs = list(self.privacy.registers(meter))
-            doc = sep2.meter_reading_list(href, len(regs))
-            for r in regs[p.start : p.start + p.limit]:
-                self._register_reading(meter, r, doc)
-            return self._xml(sep2.done(doc))
-        chans = sorted(self.source.channels(meter))
-        doc = sep2.meter_reading_list(href, len(chans))
-        for o in chans[p.start : p.start + p.limit]:
-            self._meter_reading(meter, o, doc)
+        q = self._paging(request)
+        items = self._meter_reading_items(request, meter)
+        doc = sep2.meter_reading_list(f"{sep2.upt_href(meter)}/mr", len(items))
+        for item in q.window(items):
+            if isinstance(item, ObisCode):
+                self._meter_reading(meter, item, doc)
+            else:
+                self._register_reading(meter, item, doc)
         return self._xml(sep2.done(doc))
 
     async def meter_reading(self, request: web.Request) -> web.Response:
@@ -701,7 +739,7 @@ class HubWanServer:
         return sep2.reading_set(
             href,
             sep2.mrid(self.hub_id, href),
-            f"{meter} {obis} day {day}",
+            time.strftime("%Y-%m-%d", time.gmtime(day)),  # the UTC day the set holds
             day,
             DAY,
             (f"{href}/r", count),
@@ -716,7 +754,7 @@ class HubWanServer:
         return sep2.reading_set(
             href,
             sep2.mrid(self.hub_id, href),
-            f"{meter} {obis} {g}",
+            f"{g} readings",
             first.start,
             last.start + last.duration - first.start,
             (f"{href}/r", len(rows)),
@@ -726,21 +764,21 @@ class HubWanServer:
     async def reading_sets(self, request: web.Request) -> web.Response:
         meter, obis = self._channel(request)
         g = self._granularity(request)
-        p = self._paging(request)
+        q = self._paging(request)
         if g == TARIFF_REGISTERS:
             raise self._no_intervals()
         if g != HALF_HOURLY:
             # One set holding every complete day (month) the recipient may have, after a.
             assert self.privacy is not None
-            rows = self.privacy.aggregates(meter, obis, g, p.after)
+            rows = self.privacy.aggregates(meter, obis, g, q.after)
             doc = sep2.reading_set_list(f"{sep2.mr_href(meter, obis)}/rs", 1 if rows else 0)
-            if rows and p.start == 0 and p.limit:
+            if q.window([rows] if rows else []):
                 self._aggregate_set(meter, obis, g, rows, doc)
             return self._xml(sep2.done(doc))
         # A day's set is "after a" when it still holds intervals starting at or after a.
-        days = self.source.interval_days(meter, obis, start=p.after)
+        days = self.source.interval_days(meter, obis, start=q.after)
         doc = sep2.reading_set_list(f"{sep2.mr_href(meter, obis)}/rs", len(days))
-        for d in days[p.start : p.start + p.limit]:
+        for d in q.window(days):
             self._reading_set(meter, obis, d, doc)
         return self._xml(sep2.done(doc))
 
@@ -763,75 +801,116 @@ class HubWanServer:
     async def readings(self, request: web.Request) -> web.Response:
         meter, obis = self._channel(request)
         g = self._granularity(request)
-        p = self._paging(request)
+        q = self._paging(request)
         if g == TARIFF_REGISTERS:
             raise self._no_intervals()
         if g != HALF_HOURLY:
             assert self.privacy is not None
             if request.match_info["day"] != g:
                 raise web.HTTPNotFound(text=f"this recipient's readings are {g}: /rs/{g}/r")
-            rows = self.privacy.aggregates(meter, obis, g, p.after)
+            rows = self.privacy.aggregates(meter, obis, g, q.after)
             doc = sep2.reading_list(f"{sep2.mr_href(meter, obis)}/rs/{g}/r", len(rows))
-            for r in rows[p.start : p.start + p.limit]:
+            for r in q.window(rows):
                 _reading(r, parent=doc)
             return self._xml(sep2.done(doc))
         day = self._day(request)
-        start = day if p.after is None else max(day, p.after)
+        start = day if q.after is None else max(day, q.after)
         total = self.source.interval_count(meter, obis, start=start, end=day + DAY)
-        rows = self.source.intervals(meter, obis, start=start, end=day + DAY, offset=p.start, limit=p.limit)
+        rows = self.source.intervals(meter, obis, start=start, end=day + DAY, offset=q.start, limit=q.limit)
         doc = sep2.reading_list(f"{sep2.mr_href(meter, obis)}/rs/{day}/r", total)
         for r in rows:
             _reading(r, parent=doc)
         return self._xml(sep2.done(doc))
 
-    async def mirror_usage_points(self, request: web.Request) -> web.Response:
-        """Bulk pull: every channel's readings at or after ``a`` in one MirrorUsagePointList.
+    # -- the metering mirror: the bulk pull --------------------------------------------
+    def _mirror_channel(self, meter: str, obis: ObisCode, g: str, after: int | None) -> ChannelRows:
+        """A channel's readings at or after ``after`` (oldest first, at most
+        MIRROR_CHANNEL_READINGS) and the end of its latest reading, for a recipient of
+        granularity ``g``."""
+        cap = MIRROR_CHANNEL_READINGS
+        latest: int | None
+        if g == HALF_HOURLY:
+            # One more than the cap tells whether the channel is cut short; only then (or when
+            # nothing is new) does the latest reading take a query of its own.
+            rows: Sequence[IntervalRow] = self.source.intervals(meter, obis, start=after, limit=cap + 1)
+            more = len(rows) > cap
+            rows = rows[:cap]
+            if rows and not more:
+                latest = rows[-1].start + rows[-1].duration
+            else:
+                total = self.source.interval_count(meter, obis)
+                last = self.source.intervals(meter, obis, offset=max(total - 1, 0), limit=1)
+                latest = last[0].start + last[0].duration if last else None
+            return ChannelRows(obis, 1800, rows, latest)
+        assert self.privacy is not None
+        aggregated = self.privacy.aggregates(meter, obis, g, after)
+        every = aggregated if after is None or aggregated else self.privacy.aggregates(meter, obis, g, None)
+        latest = every[-1].start + every[-1].duration if every else None
+        return ChannelRows(obis, AGGREGATED[g], aggregated[:cap], latest)
 
-        Standard 2030.5 elements only (see :mod:`smarthub.wan.bulk`, built with lxml for speed).
-        Paging counts *Readings*, not usage points: ``s`` skips that many of the readings after
-        ``a`` (channels in meter, OBIS order; readings oldest first) and ``l`` caps the page, so a
-        hub back from a long WAN outage never builds more than ``MAX_LIMIT`` readings at once.
-        The continuation is ``s`` plus what the page held; a page with fewer than ``l``
-        readings is the last. The first page (``s`` = 0) lists every channel, with or without
-        readings, so a puller learns of channels it has never pulled. Readings appended
-        between pages only shift later pages forward (a reading may come twice, never not at
-        all); ingest is idempotent.
+    def _mirror_point(self, meter: str, fuel: str, g: str, after: int | None) -> MirrorPoint:
+        channels = [self._mirror_channel(meter, o, g, after) for o in sorted(self.source.channels(meter))]
+        return MirrorPoint(meter, SERVICE_KIND.get(fuel, 0), channels)
+
+    def _mirror_granularity(self, request: web.Request) -> str:
+        g = self._granularity(request)
+        if g == TARIFF_REGISTERS:
+            raise self._no_intervals()
+        return g
+
+    async def mirror_usage_points(self, request: web.Request) -> web.Response:
+        """Bulk pull: a MirrorUsagePointList (§10.10 metering mirror), one MirrorUsagePoint per
+        meter, each with every channel's MirrorMeterReading and the readings at or after ``a``.
+
+        2030.5 list semantics (:mod:`smarthub.wan.paging`): ``s`` and ``l`` count
+        MirrorUsagePoints, ``all`` is the number of usage points the recipient may see,
+        ``results`` the number in this response. Each channel is listed on every page with its
+        ReadingType, whether or not it has readings after ``a``, so a puller learns of channels
+        it has never pulled. A channel's readings are cut at MIRROR_CHANNEL_READINGS (oldest
+        first): its ``lastUpdateTime`` (the end of its latest reading) is then later than the
+        last one served, and the client asks again with ``a`` there. A page takes no further
+        usage points once it carries MIRROR_PAGE_READINGS readings, so a hub back from a long
+        WAN outage never builds an unbounded body. Readings appended between requests only
+        add to later answers; ingest is idempotent.
 
         The recipient's privacy filter applies exactly as on ``…/rs/{day}/r``: the same
         ``_granularity`` decides, and anything coarser than half-hourly comes from the same
-        ``privacy.aggregates`` view.
+        ``privacy.aggregates`` view. Standard 2030.5 elements only (see :mod:`smarthub.wan.bulk`).
         """
-        if self._granularity(request) == TARIFF_REGISTERS:
-            raise self._no_intervals()
-        p = self._paging(request)
-        skip, room = p.start, p.limit
-        page: list[ChannelRows] = []
-        meters = sorted(self._visible_meters(request).items())
-        for meter, fuel in meters:
-            g = self._granularity(request, meter)  # a consent's meter list may set it per meter
-            if g == TARIFF_REGISTERS:
-                continue
-            for obis in sorted(self.source.channels(meter)):
-                rows: Sequence[IntervalRow] = ()
-                if room > 0:
-                    if g == HALF_HOURLY:
-                        n = self.source.interval_count(meter, obis, start=p.after)
-                        if skip < n:
-                            rows = self.source.intervals(meter, obis, start=p.after, offset=skip, limit=room)
-                    else:
-                        assert self.privacy is not None
-                        aggregated = self.privacy.aggregates(meter, obis, g, p.after)
-                        n = len(aggregated)
-                        rows = aggregated[skip : skip + room]
-                    skip = max(skip - n, 0)
-                    room -= len(rows)
-                # The first page lists every channel, empty ones too: a channel the puller has no
-                # cursor for may hold readings before ``a`` (see smarthub.wan.pull).
-                if rows or p.start == 0:
-                    length = 1800 if g == HALF_HOURLY else AGGREGATED[g]
-                    kind = SERVICE_KIND.get(fuel, 0)
-                    page.append(ChannelRows(meter, kind, sep2.mr_href(meter, obis), obis, length, rows))
-        body = write_mirror_usage_points(self.hub_id, self.lfdi, "/mup", page, len(meters))
+        self._mirror_granularity(request)  # a recipient of register totals only: 403
+        q = self._paging(request)
+        # A consent's meter list may set the granularity per meter: meters whose data is register
+        # totals only are not mirrored (they have no intervals), and not counted in ``all``.
+        meters = [
+            (m, f, g)
+            for m, f in sorted(self._visible_meters(request).items())
+            if (g := self._granularity(request, m)) != TARIFF_REGISTERS
+        ]
+        points: list[MirrorPoint] = []
+        budget = MIRROR_PAGE_READINGS
+        for meter, fuel, g in q.window(meters):
+            if points and budget <= 0:
+                break  # results < l: the client pages on from s + results
+            point = self._mirror_point(meter, fuel, g, q.after)
+            budget -= sum(len(ch.rows) for ch in point.channels)
+            points.append(point)
+        body = write_mirror_usage_points(self.hub_id, self.lfdi, "/mup", points, len(meters))
+        return web.Response(body=body, content_type=sep2.CONTENT_TYPE)
+
+    async def mirror_usage_point(self, request: web.Request) -> web.Response:
+        """One meter's MirrorUsagePoint, as the list holds it (``a`` selects the readings)."""
+        g = self._mirror_granularity(request)
+        meter, fuel = self._meter(request)
+        point = self._mirror_point(meter, fuel, g, self._paging(request).after)
+        body = write_mirror_usage_point(self.hub_id, self.lfdi, point)
+        return web.Response(body=body, content_type=sep2.CONTENT_TYPE)
+
+    async def mirror_meter_reading(self, request: web.Request) -> web.Response:
+        """One channel's MirrorMeterReading, as its MirrorUsagePoint holds it."""
+        g = self._mirror_granularity(request)
+        meter, obis = self._channel(request)
+        channel = self._mirror_channel(meter, obis, g, self._paging(request).after)
+        body = write_mirror_meter_reading(self.hub_id, meter, channel)
         return web.Response(body=body, content_type=sep2.CONTENT_TYPE)
 
     async def command(self, request: web.Request) -> web.Response:
@@ -863,23 +942,31 @@ class HubWanServer:
         return web.json_response({"crl_number": self.crls.number})
 
     # -- the hub as an EndDevice, with its diagnosed events as LogEvents (2030.5 §10.x LogEvent) --
-    def _end_device(self, parent: Element | None = None) -> Element:
+    def _end_device(self, request: web.Request, parent: Element | None = None) -> Element:
+        """The hub as an EndDevice; its LogEventListLink only for a client that may read the
+        events (a link it could not follow would answer 403), with the count it would see."""
+        try:
+            events: EventLog | None = self._event_log(request)
+        except web.HTTPException:
+            events = None
         return sep2.end_device(
             "/edev/0",
             self.lfdi,
             sfdi_from_lfdi(self.lfdi),
-            self.now_epoch(),
-            ("/edev/0/lel", self.events.count() if self.events else 0),
+            self.changed_time,
+            None if events is None else ("/edev/0/lel", events.count()),
             parent,
         )
 
     async def end_devices(self, request: web.Request) -> web.Response:
+        q = self._paging(request)
         doc = sep2.end_device_list("/edev", 1)
-        self._end_device(doc)
+        for _ in q.window([0]):  # the hub itself, EndDevice 0
+            self._end_device(request, doc)
         return self._xml(sep2.done(doc))
 
     async def end_device(self, request: web.Request) -> web.Response:
-        return self._xml(self._end_device())
+        return self._xml(self._end_device(request))
 
     def _event_log(self, request: web.Request) -> EventLog:
         """The diagnosed events this request may read: all of them for a GDSC collector (its own
@@ -913,10 +1000,10 @@ class HubWanServer:
     async def log_events(self, request: web.Request) -> web.Response:
         """Diagnosed events oldest first; a puller pages on with s = how many it already has."""
         events = self._event_log(request)
-        p = self._paging(request)
+        q = self._paging(request)
         total = events.count()
-        page = list(events.events(after_id=None, limit=p.start + p.limit))[p.start :]
-        return self._xml(log_event_list(page, "/edev/0/lel", total))
+        page = list(events.events(after_id=None, limit=q.end))
+        return self._xml(log_event_list(q.window(page), "/edev/0/lel", total, pen=self.log_event_pen))
 
     def _event(self, request: web.Request) -> DiagnosedEvent:
         events = self._event_log(request)
@@ -927,7 +1014,7 @@ class HubWanServer:
 
     async def log_event(self, request: web.Request) -> web.Response:
         e = self._event(request)
-        return self._xml(log_event(e, f"/edev/0/lel/{e.id}"))
+        return self._xml(log_event(e, f"/edev/0/lel/{e.id}", pen=self.log_event_pen))
 
     async def log_event_detail(self, request: web.Request) -> web.Response:
         """The full diagnosis (evidence, repairs tried, outcome, recommendation) for a work order."""
@@ -939,7 +1026,7 @@ class HubWanServer:
             return self._xml(
                 sep2.reading(
                     reg.value,
-                    quality=0x01,  # valid
+                    quality=sep2.QUALITY_VALID,
                     start=reg.time,
                     duration=0,
                     tou_tier=min(reg.obis.e, MAX_TOU_TIER),
@@ -963,3 +1050,13 @@ class HubWanServer:
 
 def _reading(r: IntervalRow, href: str | None = None, parent: Element | None = None) -> Element:
     return sep2.reading(r.value, r.quality, r.start, r.duration, href=href, parent=parent)
+
+
+def _carry_query(body: bytes, query: str) -> bytes:
+    """``body`` (a 2030.5 document the hub built) with ``query`` appended to every href."""
+    root = etree.fromstring(body)
+    for el in root.iter():
+        href = el.get("href")
+        if href is not None and "?" not in href:
+            el.set("href", href + query)
+    return sep2.to_bytes(root)
