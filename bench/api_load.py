@@ -2,7 +2,7 @@
 
 The GDSC store on PostgreSQL (SQLite if it does not answer; the output says so). N simulated hubs
 in P hub processes (bench/pull.py's: real :class:`HubWanServer` over mutual TLS, one day of
-electricity + gas half-hours each). The data services API (:func:`smarthub.gdsc.api.create_app`:
+electricity + gas half-hours each). The data services API (:func:`smarthub.gdsc.api.app.create_app`:
 bearer token, access policy, audit chain, store reads) is served by uvicorn in its own process,
 and a supplier client process sends realistic reads with a few requests in flight: one
 premises' day of half-hours, or its day total, electricity or gas, under the supplier's
@@ -53,10 +53,10 @@ def serve_api(db_url: str, port: int) -> None:
     import uvicorn
 
     from smarthub.clock import SystemClock
-    from smarthub.gdsc.api import create_app, token_digest
-    from smarthub.gdsc.audit import AuditLog
-    from smarthub.gdsc.guard import AccessGuard
-    from smarthub.gdsc.parties import PartyRepository
+    from smarthub.gdsc.api.app import create_app, token_digest
+    from smarthub.gdsc.governance.audit import AuditLog
+    from smarthub.gdsc.governance.guard import AccessGuard
+    from smarthub.gdsc.governance.parties import PartyRepository
     from smarthub.gdsc.store import Store
 
     store = Store(db_url)
@@ -182,8 +182,7 @@ def run(a: argparse.Namespace) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from smarthub.clock import SystemClock
-    from smarthub.gdsc.collector import Collector
-    from smarthub.gdsc.parties import (
+    from smarthub.gdsc.governance.parties import (
         Consent,
         Fuel,
         Granularity,
@@ -193,6 +192,7 @@ def run(a: argparse.Namespace) -> None:
         SupplyPeriod,
         Tenancy,
     )
+    from smarthub.gdsc.pull.collector import Collector
     from smarthub.gdsc.store import Store
     from smarthub.sim.fleet import home_specs, provision
 

@@ -472,7 +472,7 @@ def _han() -> list[Target]:
 
 
 def _interval_block() -> list[Target]:
-    from smarthub.gdsc.interval_block import BlockError, decode, encode
+    from smarthub.gdsc.readings.interval_block import BlockError, decode, encode
 
     rng = random.Random(7)
     corpus = [
@@ -538,8 +538,8 @@ def _wan() -> list[Target]:
 
 def _management() -> list[Target]:
     from smarthub.clock import ManualClock
-    from smarthub.gdsc.commands import CommandSigner
-    from smarthub.gdsc.pki import CertificateAuthority, Role
+    from smarthub.gdsc.commands.signer import CommandSigner
+    from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
     from smarthub.hub.management import CommandRefused, ManagementInterface
     from smarthub.wan.contract.commands import Command
 

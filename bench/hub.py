@@ -491,7 +491,7 @@ async def hub_role(state: Path, seconds: float) -> dict[str, Any]:
 # -- this process ----------------------------------------------------------------------------
 def provision(state: Path) -> None:
     """The GDSC's CA, the hub's certificate and a collector's (the PKI stays out of the hub)."""
-    from smarthub.gdsc.pki import CertificateAuthority, Role
+    from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
 
     now = datetime.now(UTC)
     ca = CertificateAuthority.create("bench CA", now)

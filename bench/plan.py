@@ -22,8 +22,8 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from sqlalchemy import text
 
-from smarthub.gdsc.plan import PullPlan
-from smarthub.gdsc.scheduler import plan_window
+from smarthub.gdsc.pull.plan import PullPlan
+from smarthub.gdsc.pull.scheduler import plan_window
 from smarthub.gdsc.store import HubRecord, Store, hubs, premises
 
 WS = datetime(2026, 3, 2, 1, tzinfo=UTC)

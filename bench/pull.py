@@ -124,7 +124,7 @@ async def serve(state: Path, hub_ids: list[str]) -> None:
     """Serve the given hubs until stdin closes; print one JSON line {hub_id: port} when ready."""
     from cryptography import x509
 
-    from smarthub.gdsc.pki import lfdi
+    from smarthub.gdsc.fleet.pki import lfdi
     from smarthub.wan.server.resources import HubWanServer
     from smarthub.wan.tls import server_context
 
@@ -261,7 +261,7 @@ def start_hubs(
 
     from cryptography import x509
 
-    from smarthub.gdsc.pki import lfdi
+    from smarthub.gdsc.fleet.pki import lfdi
     from smarthub.gdsc.store import HubRecord
 
     records = []
@@ -391,7 +391,7 @@ def run(
 ) -> Report:
     """Provision, start the hub processes, pull every hub twice, measure; returns the figures."""
     from smarthub.clock import SystemClock
-    from smarthub.gdsc.collector import Collector
+    from smarthub.gdsc.pull.collector import Collector
     from smarthub.gdsc.store import Store
     from smarthub.sim.fleet import home_specs, provision
     from smarthub.wan.tls import server_context

@@ -126,7 +126,7 @@ def _under(modules: set[str], *packages: str) -> list[str]:
 
 def test_the_gdsc_loads_no_hub_han_or_meter_code() -> None:
     loaded = _loaded_by("smarthub.gdsc", "smarthub.wan.client", "smarthub.wan.contract")
-    assert "smarthub.gdsc.collector" in loaded and "smarthub.wan.client.pull" in loaded
+    assert "smarthub.gdsc.pull.collector" in loaded and "smarthub.wan.client.pull" in loaded
     leaked = _under(
         loaded,
         "smarthub.hub",

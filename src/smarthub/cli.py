@@ -97,7 +97,7 @@ def chaos(
 async def _demo(cfg, headless: bool, port: int):  # type: ignore[no-untyped-def]
     from aiohttp import web
 
-    from smarthub.gdsc.console import console_app
+    from smarthub.gdsc.incidents.console import console_app
     from smarthub.sim.demo import account, run_day, setup, teardown
 
     err.print(
@@ -658,14 +658,14 @@ def gdsc_api(
     """
     import uvicorn
 
-    from smarthub.gdsc.api import app_from_state
-    from smarthub.gdsc.http_guard import BodyGuard, HeadDeadlineH11Protocol
+    from smarthub.gdsc.api.app import app_from_state
+    from smarthub.gdsc.api.http_limits import BodyGuard, HeadDeadlineH11Protocol
 
     _require_state(state, db)
     if client_cert_optional and not tls:
         raise typer.BadParameter("needs --tls", param_hint="--client-cert-optional")
     clock = _gdsc_clock(state)
-    # Slow and oversized clients (smarthub.gdsc.http_guard): a deadline on each request head,
+    # Slow and oversized clients (smarthub.gdsc.api.http_limits): a deadline on each request head,
     # bodies bounded in size and time, at most 1,000 connections (then 503), idle ones closed.
     api = BodyGuard(app_from_state(state, clock, db))
     guarded: dict[str, Any] = dict(
@@ -677,7 +677,7 @@ def gdsc_api(
     if not tls:
         uvicorn.run(api, host=host, port=port, http=HeadDeadlineH11Protocol, **guarded)
         return
-    from smarthub.gdsc.api_tls import CrlReloader, serve, server_credentials, uvicorn_config
+    from smarthub.gdsc.api.tls import CrlReloader, serve, server_credentials, uvicorn_config
 
     if not (state / "ca" / "ca.pem").exists():
         print(f"smarthub gdsc api: {state} has no ca/ (the GDSC CA) to serve TLS with", file=sys.stderr)
@@ -719,9 +719,9 @@ def gdsc_client(
     once, only a salted scrypt hash is kept), bind a party certificate, or revoke either."""
     from cryptography import x509
 
-    from smarthub.gdsc.api_clients import ClientRegistry
-    from smarthub.gdsc.oauth import ALL_SCOPES, SCOPES
-    from smarthub.gdsc.pki import CertificateAuthority, CertificateRejected, Role, verify_certificate
+    from smarthub.gdsc.api.auth.clients import ClientRegistry
+    from smarthub.gdsc.api.auth.oauth import ALL_SCOPES, SCOPES
+    from smarthub.gdsc.fleet.pki import CertificateAuthority, CertificateRejected, Role, verify_certificate
     from smarthub.gdsc.store import Store
 
     _require_state(state, db)
@@ -759,7 +759,7 @@ def gdsc_client(
             assert bind is not None
             cert = x509.load_pem_x509_certificate(bind.read_bytes())
             verify_certificate(cert, ca.certificate, now, ca.crl(now), expected_role=Role.PARTY)
-            from smarthub.gdsc.pki import lfdi
+            from smarthub.gdsc.fleet.pki import lfdi
 
             registry.bind_certificate(party, lfdi(cert), cert.serial_number, now)
             print(f"lfdi: {lfdi(cert)}")
@@ -795,8 +795,8 @@ def gdsc_renew(
     by the GDSC itself (upkeep, ``HubLifecycle.renew_hub``), which sends them the certificate."""
     from cryptography import x509
 
-    from smarthub.gdsc.api_clients import ClientRegistry
-    from smarthub.gdsc.pki import CertificateAuthority, CertificateRejected, Role
+    from smarthub.gdsc.api.auth.clients import ClientRegistry
+    from smarthub.gdsc.fleet.pki import CertificateAuthority, CertificateRejected, Role
     from smarthub.gdsc.store import Store
 
     now = _gdsc_clock(state).now()
@@ -813,7 +813,7 @@ def gdsc_renew(
     print(f"certificate: {path}\nlfdi: {renewed.lfdi}")
     if renewed.role is not Role.PARTY or (db is None and not (state / "gdsc").is_dir()):
         return
-    from smarthub.gdsc.pki import lfdi
+    from smarthub.gdsc.fleet.pki import lfdi
 
     store = Store(db or f"sqlite:///{(state / 'gdsc' / 'gdsc.sqlite').resolve()}")
     try:
@@ -840,7 +840,7 @@ def gdsc_token(
     db: Annotated[str | None, typer.Option(help="database URL (default: SQLite in the state dir)")] = None,
 ) -> None:
     """Issue a bearer token for a party and print it (only its SHA-256 is stored: keep it now)."""
-    from smarthub.gdsc.api_tokens import issue_token
+    from smarthub.gdsc.api.auth.tokens import issue_token
 
     _require_state(state, db)
     try:
@@ -875,7 +875,7 @@ def gdsc_audit_verify(
 ) -> None:
     """Walk the audit chain and check it against every signed anchor; one JSON line, exit
     status 2 if anything is altered, missing or rewritten since it was anchored."""
-    from smarthub.gdsc.audit_anchors import AnchorError, verify_state
+    from smarthub.gdsc.governance.audit_anchors import AnchorError, verify_state
 
     _require_state(state, db)
     try:
@@ -896,7 +896,7 @@ def gdsc_audit_anchor(
     ] = None,
 ) -> None:
     """Sign the chain's head with the operator key and append it to the anchor file now."""
-    from smarthub.gdsc.audit_anchors import anchor_state
+    from smarthub.gdsc.governance.audit_anchors import anchor_state
 
     _require_state(state, db)
     try:
@@ -922,7 +922,7 @@ def gdsc_group(
 ) -> None:
     """Put premises in an aggregation group: aggregates are served over such groups only (a
     premises is in one group at a time; what covers past data never changes)."""
-    from smarthub.gdsc.aggregates import MembershipRefused, UnknownGroup, assign_group
+    from smarthub.gdsc.governance.aggregates import MembershipRefused, UnknownGroup, assign_group
     from smarthub.gdsc.store import Store
 
     _require_state(state, db)
@@ -945,10 +945,10 @@ def gdsc_db_role(
     password_file: Annotated[Path | None, typer.Option(help="file holding the role's password")] = None,
 ) -> None:
     """Give the GDSC processes a PostgreSQL role that cannot rewrite the audit log (it owns every
-    table but audit_log; see smarthub.gdsc.db_roles); run after each schema upgrade."""
+    table but audit_log; see smarthub.gdsc.db.roles); run after each schema upgrade."""
     from sqlalchemy import create_engine
 
-    from smarthub.gdsc.db_roles import grant_application_role
+    from smarthub.gdsc.db.roles import grant_application_role
 
     engine = create_engine(db, hide_parameters=True)
     try:
@@ -973,7 +973,7 @@ def _fail(command: str, message: str) -> typer.Exit:
 
 
 def _fail_with(command: str, err: Exception) -> typer.Exit:
-    from smarthub.gdsc.commissioning import CommissioningRefused
+    from smarthub.gdsc.fleet.commissioning import CommissioningRefused
 
     if isinstance(err, CommissioningRefused):
         return _fail(command, f"refused: {err.code}: {err.reason}")
@@ -987,10 +987,10 @@ def _fail_with(command: str, err: Exception) -> typer.Exit:
 def _lifecycle(state: Path, db: str | None, command: str):  # type: ignore[no-untyped-def]
     """The state's hub lifecycle: its CA (ca/), store, shared pull plan and, with
     gdsc/operator.{pem,key}, the operator signer for the commands it queues."""
-    from smarthub.gdsc.commands import CommandSigner
-    from smarthub.gdsc.hub_lifecycle import HubLifecycle
-    from smarthub.gdsc.pki import CertificateAuthority
-    from smarthub.gdsc.plan import PullPlan
+    from smarthub.gdsc.commands.signer import CommandSigner
+    from smarthub.gdsc.fleet.lifecycle import HubLifecycle
+    from smarthub.gdsc.fleet.pki import CertificateAuthority
+    from smarthub.gdsc.pull.plan import PullPlan
     from smarthub.gdsc.store import Store
 
     _require_state(state, db)
@@ -1016,7 +1016,7 @@ def _lifecycle(state: Path, db: str | None, command: str):  # type: ignore[no-un
 def _last_job(store) -> int:  # type: ignore[no-untyped-def]
     from sqlalchemy import func, select
 
-    from smarthub.gdsc.plan import urgent_work
+    from smarthub.gdsc.pull.plan import urgent_work
 
     with store.engine.connect() as conn:
         return int(conn.execute(select(func.coalesce(func.max(urgent_work.c.id), 0))).scalar_one())
@@ -1026,7 +1026,7 @@ def _crl_jobs_after(store, job: int) -> list[str]:  # type: ignore[no-untyped-de
     """The hubs a ``pki.crl`` command was queued for after job ``job``."""
     from sqlalchemy import select
 
-    from smarthub.gdsc.plan import urgent_work as u
+    from smarthub.gdsc.pull.plan import urgent_work as u
 
     with store.engine.connect() as conn:
         rows = conn.execute(
@@ -1042,7 +1042,7 @@ def _hub_serial(state: Path, lifecycle, hub_id: str, given: str | None) -> int |
     from cryptography import x509
     from sqlalchemy import select
 
-    from smarthub.gdsc.pki import lfdi
+    from smarthub.gdsc.fleet.pki import lfdi
     from smarthub.gdsc.store import hubs
 
     with lifecycle.store.engine.connect() as conn:
@@ -1081,7 +1081,7 @@ def _reason(text: str):  # type: ignore[no-untyped-def]
 def _save_hub(done, state: Path, hub_dir: Path) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """Write the hub's certificate (and key, if the CA made it) and the CA certificate into the
     directory `smarthub hub --state` reads; what was written, for the JSON line."""
-    from smarthub.gdsc.pki import _atomic_write
+    from smarthub.gdsc.fleet.pki import _atomic_write
 
     try:
         pem, key = done.certificate.save(hub_dir, "hub")
@@ -1111,7 +1111,7 @@ def gdsc_installer(
     """Issue an installer certificate from the state's CA: what signs commissioning requests."""
     import json
 
-    from smarthub.gdsc.pki import CertificateAuthority, Role
+    from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
 
     if not (state / "ca" / "ca.key").exists():
         raise _fail("installer", f"{state} has no ca/ca.key (the GDSC CA)")
@@ -1170,7 +1170,7 @@ def gdsc_installer_request(
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from smarthub.gdsc.commissioning import CommissioningRequest, sign_request
+    from smarthub.gdsc.fleet.commissioning import CommissioningRequest, sign_request
     from smarthub.model.identifiers import validate_mpan, validate_mprn
 
     try:
@@ -1248,8 +1248,8 @@ def gdsc_commission(
     is a replacement (as `replace`)."""
     import json
 
-    from smarthub.gdsc.commissioning import CommissioningError
-    from smarthub.gdsc.pki import CertificateRejected
+    from smarthub.gdsc.fleet.commissioning import CommissioningError
+    from smarthub.gdsc.fleet.pki import CertificateRejected
 
     with _lifecycle(state, db, "commission") as lifecycle:
         try:
@@ -1338,8 +1338,8 @@ def gdsc_replace(
     decommissioned and its certificate revoked (superseded), and the CRL goes to the hubs."""
     import json
 
-    from smarthub.gdsc.commissioning import CommissioningError
-    from smarthub.gdsc.pki import CertificateRejected
+    from smarthub.gdsc.fleet.commissioning import CommissioningError
+    from smarthub.gdsc.fleet.pki import CertificateRejected
 
     with _lifecycle(state, db, "replace") as lifecycle:
         try:
@@ -1355,7 +1355,7 @@ def _end_hub(
 ) -> None:
     import json
 
-    from smarthub.gdsc.hub_lifecycle import DECOMMISSIONED, REVOKED
+    from smarthub.gdsc.fleet.lifecycle import DECOMMISSIONED, REVOKED
 
     with _lifecycle(state, db, command) as lifecycle:
         try:

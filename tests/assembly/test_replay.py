@@ -9,7 +9,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from smarthub.gdsc.pki import CertificateAuthority, Role
+from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
 from smarthub.hub.history import HistoryStore
 from smarthub.meters.capture_log import format_capture_line
 from smarthub.model.obis import IMPORT_ACTIVE_ENERGY, WATER_VOLUME

@@ -14,7 +14,7 @@ import pytest
 from hub.ihd_home import IhdHome, make_home
 from playwright.async_api import Browser, Page, expect
 
-from smarthub.gdsc.pki import Role
+from smarthub.gdsc.fleet.pki import Role
 from smarthub.hub.ihd.app import money
 from smarthub.hub.privacy import Granularity
 from smarthub.wan.client.hub_client import HubClient, PullError

@@ -19,18 +19,18 @@ from fastapi.testclient import TestClient
 from hub.ihd_home import ELEC, GAS, make_home, paired_session, pki
 
 from smarthub.clock import ManualClock
-from smarthub.gdsc.api import create_app
-from smarthub.gdsc.api_commands import CommandDesk
-from smarthub.gdsc.api_tokens import TokenStore
-from smarthub.gdsc.audit import AuditLog
-from smarthub.gdsc.commands import CommandSigner
-from smarthub.gdsc.courier import CommandCourier
-from smarthub.gdsc.guard import AccessGuard
-from smarthub.gdsc.parties import Fuel, Party, PartyRepository, Role, SupplyPeriod
-from smarthub.gdsc.pki import Role as CertRole
-from smarthub.gdsc.plan import PullPlan
+from smarthub.gdsc.api.app import create_app
+from smarthub.gdsc.api.auth.tokens import TokenStore
+from smarthub.gdsc.commands.desk import CommandDesk
+from smarthub.gdsc.commands.signer import CommandSigner
+from smarthub.gdsc.commands.vouchers import VoucherIssuer
+from smarthub.gdsc.fleet.pki import Role as CertRole
+from smarthub.gdsc.governance.audit import AuditLog
+from smarthub.gdsc.governance.guard import AccessGuard
+from smarthub.gdsc.governance.parties import Fuel, Party, PartyRepository, Role, SupplyPeriod
+from smarthub.gdsc.pull.courier import CommandCourier
+from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.store import Store
-from smarthub.gdsc.vouchers import VoucherIssuer
 from smarthub.model.tariff import Flat, Tariff
 from smarthub.wan.server.resources import HubWanServer
 from smarthub.wan.tls import client_context, server_context

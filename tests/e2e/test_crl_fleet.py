@@ -27,14 +27,14 @@ from cryptography import x509
 from sqlalchemy import select
 
 from smarthub.clock import AcceleratedClock
-from smarthub.gdsc.api_commands import CommandDesk
-from smarthub.gdsc.commands import CommandSigner
-from smarthub.gdsc.dataservices import Meter
-from smarthub.gdsc.hub_lifecycle import HubLifecycle
-from smarthub.gdsc.pki import CertificateAuthority, Role
-from smarthub.gdsc.plan import PullPlan
+from smarthub.gdsc.commands.desk import CommandDesk
+from smarthub.gdsc.commands.signer import CommandSigner
+from smarthub.gdsc.commands.vouchers import vouchers
+from smarthub.gdsc.fleet.lifecycle import HubLifecycle
+from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
+from smarthub.gdsc.pull.plan import PullPlan
+from smarthub.gdsc.readings.queries import Meter
 from smarthub.gdsc.service import GdscService
-from smarthub.gdsc.vouchers import vouchers
 from smarthub.sim.fleet import Fleet, home_specs, provision
 
 DAYS = 10

@@ -80,7 +80,7 @@ async def test_full_size_demo_day(tmp_path: Path) -> None:
 async def test_operator_page_shows_the_fleet(tmp_path: Path) -> None:
     from aiohttp.test_utils import TestClient, TestServer
 
-    from smarthub.gdsc.console import console_app
+    from smarthub.gdsc.incidents.console import console_app
 
     cfg = DemoConfig(homes=2, days=1, seconds_per_day=12, seed=3, state=tmp_path)
     run = await setup(cfg)

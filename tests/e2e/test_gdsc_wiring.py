@@ -24,20 +24,20 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from smarthub.clock import AcceleratedClock, ManualClock
-from smarthub.gdsc.api import app_from_state
-from smarthub.gdsc.api_commands import CommandDesk
-from smarthub.gdsc.api_tokens import TokenStore
-from smarthub.gdsc.commands import CommandSigner
-from smarthub.gdsc.commissioning import CommissioningRequest, sign_request
-from smarthub.gdsc.dataservices import Meter, find_meter
-from smarthub.gdsc.hub_lifecycle import HubLifecycle
-from smarthub.gdsc.lifecycle import move_out
-from smarthub.gdsc.parties import Fuel, Party, PartyRepository, Role, SupplyPeriod, Tenancy
-from smarthub.gdsc.pki import CertificateAuthority
-from smarthub.gdsc.plan import DONE, FAILED, PullPlan, urgent_work
+from smarthub.gdsc.api.app import app_from_state
+from smarthub.gdsc.api.auth.tokens import TokenStore
+from smarthub.gdsc.commands.desk import CommandDesk
+from smarthub.gdsc.commands.signer import CommandSigner
+from smarthub.gdsc.commands.vouchers import vouchers
+from smarthub.gdsc.fleet.commissioning import CommissioningRequest, sign_request
+from smarthub.gdsc.fleet.lifecycle import HubLifecycle
+from smarthub.gdsc.fleet.pki import CertificateAuthority
+from smarthub.gdsc.governance.changes import move_out
+from smarthub.gdsc.governance.parties import Fuel, Party, PartyRepository, Role, SupplyPeriod, Tenancy
+from smarthub.gdsc.pull.plan import DONE, FAILED, PullPlan, urgent_work
+from smarthub.gdsc.readings.queries import Meter, find_meter
 from smarthub.gdsc.service import GdscService
 from smarthub.gdsc.store import Store, StoredReading
-from smarthub.gdsc.vouchers import vouchers
 from smarthub.hub.management import ManagementInterface
 from smarthub.hub.registry import MeterRegistry, registry_commands
 from smarthub.sim.fleet import Fleet, home_specs, provision
@@ -216,7 +216,7 @@ def test_consent_revoked_through_the_api_queues_consent_set_for_the_hub(db_url: 
                 headers=auth,
             )
             assert r.status_code == 201, r.text
-        from smarthub.gdsc.consent_sync import syncing_parties
+        from smarthub.gdsc.governance.consent_sync import syncing_parties
 
         signer = CommandDesk.from_state(tmp_path, store).signer
         moved = clock.now() + timedelta(hours=2)
@@ -347,7 +347,7 @@ async def test_an_applied_meter_replace_registers_the_new_meter_and_keeps_the_ol
         (claim,) = plan.claim_urgent("A", NOW, 10)
         verdict = json.loads((await hub.handle(claim.envelope or b"")).to_json())
         plan.finish_urgent(claim, True, NOW, result=verdict)
-        from smarthub.gdsc.hub_lifecycle import learn_meter_replacements
+        from smarthub.gdsc.fleet.lifecycle import learn_meter_replacements
 
         mark = learn_meter_replacements(store)
         assert mark == claim.id and learn_meter_replacements(store, mark) == mark

@@ -10,8 +10,8 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from smarthub.gdsc.commands import CommandSigner
-from smarthub.gdsc.pki import CertificateAuthority, Role
+from smarthub.gdsc.commands.signer import CommandSigner
+from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
 from smarthub.sim.dsmr_meter import DsmrMeterSimulator
 from smarthub.sim.load_profile import HouseholdProfile
 from smarthub.wan.client.hub_client import HubClient, PullError

@@ -18,13 +18,13 @@ import pytest
 from sqlalchemy import func, select
 
 from smarthub.clock import SystemClock
-from smarthub.gdsc.collector import Collector
-from smarthub.gdsc.commands import CommandSigner
-from smarthub.gdsc.commissioning import CommissioningRefused, CommissioningRequest, sign_request
-from smarthub.gdsc.courier import CommandCourier
-from smarthub.gdsc.hub_lifecycle import HubLifecycle, hub_commissioning
-from smarthub.gdsc.pki import CertificateAuthority, IssuedCertificate, Role
-from smarthub.gdsc.plan import PullPlan, pull_plan
+from smarthub.gdsc.commands.signer import CommandSigner
+from smarthub.gdsc.fleet.commissioning import CommissioningRefused, CommissioningRequest, sign_request
+from smarthub.gdsc.fleet.lifecycle import HubLifecycle, hub_commissioning
+from smarthub.gdsc.fleet.pki import CertificateAuthority, IssuedCertificate, Role
+from smarthub.gdsc.pull.collector import Collector
+from smarthub.gdsc.pull.courier import CommandCourier
+from smarthub.gdsc.pull.plan import PullPlan, pull_plan
 from smarthub.gdsc.store import HubRecord, Store, hubs, meters
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub

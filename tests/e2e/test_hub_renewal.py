@@ -24,14 +24,14 @@ from typer.testing import CliRunner
 
 from smarthub.cli import app
 from smarthub.clock import ManualClock, SystemClock
-from smarthub.gdsc.api_clients import ClientRegistry
-from smarthub.gdsc.collector import Collector
-from smarthub.gdsc.commands import CommandSigner
-from smarthub.gdsc.commissioning import CommissioningRequest, sign_request
-from smarthub.gdsc.courier import CommandCourier
-from smarthub.gdsc.hub_lifecycle import HubLifecycle, LifecycleRefused
-from smarthub.gdsc.pki import INDEFINITE, CertificateAuthority, IssuedCertificate, Role, lfdi
-from smarthub.gdsc.plan import PullPlan, urgent_work
+from smarthub.gdsc.api.auth.clients import ClientRegistry
+from smarthub.gdsc.commands.signer import CommandSigner
+from smarthub.gdsc.fleet.commissioning import CommissioningRequest, sign_request
+from smarthub.gdsc.fleet.lifecycle import HubLifecycle, LifecycleRefused
+from smarthub.gdsc.fleet.pki import INDEFINITE, CertificateAuthority, IssuedCertificate, Role, lfdi
+from smarthub.gdsc.pull.collector import Collector
+from smarthub.gdsc.pull.courier import CommandCourier
+from smarthub.gdsc.pull.plan import PullPlan, urgent_work
 from smarthub.gdsc.service import Upkeep
 from smarthub.gdsc.store import HubRecord, Store, hubs
 from smarthub.hub.certificate import HubCertificate

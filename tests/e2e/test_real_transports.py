@@ -24,7 +24,7 @@ from typing import Any
 from smarthub.assembly.config import load_config
 from smarthub.assembly.hub import build_hub
 from smarthub.clock import AcceleratedClock
-from smarthub.gdsc.pki import CertificateAuthority, Role
+from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
 from smarthub.gdsc.service import GdscService
 from smarthub.han.dlms_poll import complete_wrapper
 from smarthub.han.mbus_poll import complete_mbus

@@ -19,13 +19,14 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from smarthub.clock import ManualClock, SystemClock
-from smarthub.gdsc.access import Action, TimeRange
-from smarthub.gdsc.audit import AuditLog
-from smarthub.gdsc.commands import CommandSigner
-from smarthub.gdsc.consent_sync import ConsentSync, SyncingPartyRepository, version_of
-from smarthub.gdsc.courier import CommandCourier
-from smarthub.gdsc.guard import AccessDenied, AccessGuard
-from smarthub.gdsc.parties import (
+from smarthub.gdsc.commands.signer import CommandSigner
+from smarthub.gdsc.fleet.pki import CertificateAuthority
+from smarthub.gdsc.fleet.pki import Role as CertRole
+from smarthub.gdsc.governance.access import Action, TimeRange
+from smarthub.gdsc.governance.audit import AuditLog
+from smarthub.gdsc.governance.consent_sync import ConsentSync, SyncingPartyRepository, version_of
+from smarthub.gdsc.governance.guard import AccessDenied, AccessGuard
+from smarthub.gdsc.governance.parties import (
     Consent,
     DataKind,
     Fuel,
@@ -36,11 +37,10 @@ from smarthub.gdsc.parties import (
     SupplyPeriod,
     Tenancy,
 )
-from smarthub.gdsc.pki import CertificateAuthority
-from smarthub.gdsc.pki import Role as CertRole
-from smarthub.gdsc.plan import DONE, PullPlan
+from smarthub.gdsc.governance.supplier_change import OpeningReadPending, SupplierChanges
+from smarthub.gdsc.pull.courier import CommandCourier
+from smarthub.gdsc.pull.plan import DONE, PullPlan
 from smarthub.gdsc.store import Store
-from smarthub.gdsc.supplier_change import OpeningReadPending, SupplierChanges
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
 from smarthub.hub.intervals import IntervalRecord

@@ -25,7 +25,7 @@ import pytest
 from sqlalchemy import select
 
 from smarthub.clock import AcceleratedClock
-from smarthub.gdsc.plan import CLAIMED, DONE, pull_plan
+from smarthub.gdsc.pull.plan import CLAIMED, DONE, pull_plan
 from smarthub.gdsc.store import Store, pull_log
 from smarthub.sim.fleet import Fleet, home_specs, provision
 

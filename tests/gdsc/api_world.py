@@ -13,12 +13,12 @@ from cryptography import x509
 from fastapi.testclient import TestClient
 
 from smarthub.clock import ManualClock
-from smarthub.gdsc.api import create_app
-from smarthub.gdsc.api_commands import CommandDesk
-from smarthub.gdsc.api_tokens import TokenStore
-from smarthub.gdsc.audit import AuditLog
-from smarthub.gdsc.guard import AccessGuard
-from smarthub.gdsc.parties import Fuel, Party, PartyRepository, Role, SupplyPeriod, Tenancy
+from smarthub.gdsc.api.app import create_app
+from smarthub.gdsc.api.auth.tokens import TokenStore
+from smarthub.gdsc.commands.desk import CommandDesk
+from smarthub.gdsc.governance.audit import AuditLog
+from smarthub.gdsc.governance.guard import AccessGuard
+from smarthub.gdsc.governance.parties import Fuel, Party, PartyRepository, Role, SupplyPeriod, Tenancy
 from smarthub.gdsc.store import Store, StoredReading
 from smarthub.sim.fleet import provision
 

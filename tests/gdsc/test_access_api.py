@@ -21,12 +21,20 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from smarthub.clock import ManualClock
-from smarthub.gdsc import dataservices
-from smarthub.gdsc.access import TimeRange
-from smarthub.gdsc.api import create_app, token_digest
-from smarthub.gdsc.audit import AuditLog
-from smarthub.gdsc.guard import AccessGuard
-from smarthub.gdsc.parties import Fuel, Granularity, Party, PartyRepository, Role, SupplyPeriod, Tenancy
+from smarthub.gdsc.api.app import create_app, token_digest
+from smarthub.gdsc.governance.access import TimeRange
+from smarthub.gdsc.governance.audit import AuditLog
+from smarthub.gdsc.governance.guard import AccessGuard
+from smarthub.gdsc.governance.parties import (
+    Fuel,
+    Granularity,
+    Party,
+    PartyRepository,
+    Role,
+    SupplyPeriod,
+    Tenancy,
+)
+from smarthub.gdsc.readings import queries as dataservices
 from smarthub.gdsc.store import Store, StoredReading
 
 JUL = datetime(2026, 7, 1, tzinfo=UTC)
@@ -288,7 +296,7 @@ def test_daily_buckets_follow_the_local_calendar_and_are_never_partial(db_url: s
 
 
 def test_network_operator_aggregates_over_k_premises(db_url: str) -> None:
-    from smarthub.gdsc.aggregates import AggregationGroups
+    from smarthub.gdsc.governance.aggregates import AggregationGroups
 
     store, guard, _clock = build(db_url)
     start = int(DAY1.timestamp())

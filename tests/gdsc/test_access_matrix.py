@@ -27,8 +27,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from smarthub.gdsc.access import AccessRequest, Action, TimeRange, decide
-from smarthub.gdsc.parties import (
+from smarthub.gdsc.governance.access import AccessRequest, Action, TimeRange, decide
+from smarthub.gdsc.governance.parties import (
     Appointment,
     Consent,
     DataKind,

@@ -4,7 +4,7 @@ Before the fix the caller chose the premises of an aggregate and only the group'
 checked: the sums over {P1..P6} and {P2..P6} subtracted to P1's half-hourly series, and P1's
 access log showed nothing. Now aggregates are over groups the GDSC defined (one partition, whose
 past membership never changes), each half-hour released once, and every read is listed in the
-members' access logs (``smarthub.gdsc.aggregates``). On SQLite and PostgreSQL.
+members' access logs (``smarthub.gdsc.governance.aggregates``). On SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from fastapi.testclient import TestClient
 
 from gdsc.test_access_api import DAY1, JUL, NOW, app_for, build
 from smarthub.clock import ManualClock
-from smarthub.gdsc.access import TimeRange
-from smarthub.gdsc.aggregates import AggregationGroups, MembershipRefused, UnknownGroup
-from smarthub.gdsc.guard import AccessGuard
+from smarthub.gdsc.governance.access import TimeRange
+from smarthub.gdsc.governance.aggregates import AggregationGroups, MembershipRefused, UnknownGroup
+from smarthub.gdsc.governance.guard import AccessGuard
 from smarthub.gdsc.store import Store, StoredReading
 
 START = int(DAY1.timestamp())
@@ -137,8 +137,8 @@ def test_differencing_two_aggregates_does_not_recover_a_home(world) -> None:  # 
 
 
 def test_a_half_hour_is_released_once_settled_and_never_revised(world) -> None:  # type: ignore[no-untyped-def]
-    from smarthub.gdsc.aggregates import SETTLE_AFTER, aggregate
-    from smarthub.gdsc.parties import Granularity
+    from smarthub.gdsc.governance.aggregates import SETTLE_AFTER, aggregate
+    from smarthub.gdsc.governance.parties import Granularity
 
     store, _guard, _clock, _client = world
     groups = AggregationGroups(store.engine)

@@ -14,16 +14,16 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gdsc.api_world import DAY1, World, build
-from smarthub.gdsc.api import create_app
-from smarthub.gdsc.api_clients import (
+from smarthub.gdsc.api.app import create_app
+from smarthub.gdsc.api.auth.clients import (
     ClientRegistry,
     api_access_tokens,
     api_clients,
     check_secret,
     hash_secret,
 )
-from smarthub.gdsc.api_tokens import TokenStore
-from smarthub.gdsc.oauth import ALL_SCOPES, required_scope
+from smarthub.gdsc.api.auth.oauth import ALL_SCOPES, required_scope
+from smarthub.gdsc.api.auth.tokens import TokenStore
 
 READINGS = "/v1/premises/P1/readings"
 Q = {
@@ -151,7 +151,7 @@ def test_token_request_must_be_a_form(world) -> None:  # type: ignore[no-untyped
 
 def test_unapproved_third_party_gets_invalid_grant(world) -> None:  # type: ignore[no-untyped-def]
     w, client, reg = world
-    from smarthub.gdsc.parties import Party, Role
+    from smarthub.gdsc.governance.parties import Party, Role
 
     w.guard.parties.add_party(Party("TP2", Role.THIRD_PARTY, approved=False))
     cid, secret = reg.register("TP2", ALL_SCOPES, w.clock.now())
@@ -249,8 +249,8 @@ def test_tables_hold_no_secret_in_clear(world) -> None:  # type: ignore[no-untyp
 def test_certificate_of_another_role_or_unbound_authenticates_nobody(world) -> None:  # type: ignore[no-untyped-def]
     """The checks behind mutual TLS, on the ASGI TLS extension the server fills in (the real TLS
     runs are in test_api_auth_tls.py)."""
-    from smarthub.gdsc.oauth import Authenticator, AuthFailed
-    from smarthub.gdsc.pki import CertificateAuthority, Role
+    from smarthub.gdsc.api.auth.oauth import Authenticator, AuthFailed
+    from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
 
     w, _, reg = world
     ca = CertificateAuthority.load(w.state / "ca")
@@ -277,7 +277,7 @@ def test_cli_registers_a_client_whose_secret_is_shown_once(tmp_path: Path) -> No
 
     from smarthub.cli import app as cli
     from smarthub.clock import ManualClock
-    from smarthub.gdsc.api import app_from_state
+    from smarthub.gdsc.api.app import app_from_state
     from smarthub.sim.fleet import provision
 
     state = tmp_path / "state"

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from gdsc.test_api_cli import free_port
 from smarthub.cli import app
-from smarthub.gdsc.pki import CertificateAuthority, Role
+from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
 from smarthub.sim.fleet import provision
 from smarthub.wan.tls import client_context
 

@@ -14,7 +14,7 @@ import httpx
 from typer.testing import CliRunner
 
 from smarthub.cli import app
-from smarthub.gdsc.api_tokens import TokenStore, token_digest
+from smarthub.gdsc.api.auth.tokens import TokenStore, token_digest
 from smarthub.gdsc.store import Store
 from smarthub.sim.fleet import provision
 

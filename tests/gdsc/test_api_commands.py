@@ -18,8 +18,8 @@ import pytest
 
 from gdsc.api_world import NOW, World, build, tariff_json
 from smarthub.clock import ManualClock
-from smarthub.gdsc.plan import Priority, PullPlan
-from smarthub.gdsc.vouchers import VoucherCourier
+from smarthub.gdsc.commands.vouchers import VoucherCourier
+from smarthub.gdsc.pull.plan import Priority, PullPlan
 from smarthub.hub.ihd.commands import ihd_commands
 from smarthub.hub.ihd.store import IhdStore
 from smarthub.hub.management import ManagementInterface
@@ -99,7 +99,7 @@ def test_ihd_message_is_queued_signed_delivered_and_followed(world: World, tmp_p
 
 
 def _whole():  # type: ignore[no-untyped-def]
-    from smarthub.gdsc.access import TimeRange
+    from smarthub.gdsc.governance.access import TimeRange
 
     return TimeRange(NOW - timedelta(days=1), NOW + timedelta(days=1))
 

@@ -15,9 +15,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gdsc.api_world import DAY1, World, build, readings
-from smarthub.gdsc import dataservices, export
-from smarthub.gdsc.access import TimeRange
-from smarthub.gdsc.parties import Granularity
+from smarthub.gdsc.governance.access import TimeRange
+from smarthub.gdsc.governance.parties import Granularity
+from smarthub.gdsc.readings import export
+from smarthub.gdsc.readings import queries as dataservices
 
 EXPORT = "/v1/premises/P1/readings/export"
 READINGS = "/v1/premises/P1/readings"
@@ -130,7 +131,7 @@ def test_a_year_of_half_hourly_data_streams_month_by_month(tmp_path: Path) -> No
     n = 365 * 48
     w.store.ingest("H1", readings("H1", "E1", start, n, base=0), {})
     # C1 moved in on 1 July 2026; a year-long view belongs to a consumer who lived there throughout.
-    from smarthub.gdsc.parties import Tenancy
+    from smarthub.gdsc.governance.parties import Tenancy
 
     w.guard.parties.add_tenancy(Tenancy("T0", "P1", "C1", start, datetime(2026, 7, 1, tzinfo=UTC)))
     period = TimeRange(start, start + timedelta(days=365))

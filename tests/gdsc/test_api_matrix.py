@@ -31,14 +31,14 @@ from gdsc.test_access_matrix import (
     facts_for,
 )
 from smarthub.clock import ManualClock
-from smarthub.gdsc.access import Action
-from smarthub.gdsc.aggregates import AggregationGroups
-from smarthub.gdsc.api import create_app
-from smarthub.gdsc.api_commands import CommandDesk
-from smarthub.gdsc.api_tokens import TokenStore
-from smarthub.gdsc.audit import AuditLog
-from smarthub.gdsc.guard import AccessGuard
-from smarthub.gdsc.parties import Consent, Party, PartyRepository, Role
+from smarthub.gdsc.api.app import create_app
+from smarthub.gdsc.api.auth.tokens import TokenStore
+from smarthub.gdsc.commands.desk import CommandDesk
+from smarthub.gdsc.governance.access import Action
+from smarthub.gdsc.governance.aggregates import AggregationGroups
+from smarthub.gdsc.governance.audit import AuditLog
+from smarthub.gdsc.governance.guard import AccessGuard
+from smarthub.gdsc.governance.parties import Consent, Party, PartyRepository, Role
 from smarthub.gdsc.store import Store
 from smarthub.sim.fleet import provision
 
@@ -103,7 +103,7 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
     for where in WHERE:
         for consent in CONSENTS:
             p = premises(where, consent)
-            from smarthub.gdsc.dataservices import find_meter
+            from smarthub.gdsc.readings.queries import find_meter
 
             meter = find_meter(store.engine, p, "E1")
             for owner in sorted({*JOB_OWNER.values(), "S_NOW"}):

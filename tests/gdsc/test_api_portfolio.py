@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from gdsc.api_world import DAY1, JUL, NOW, World, build, readings
-from smarthub.gdsc.api_tokens import TokenStore
-from smarthub.gdsc.parties import Party, Role, Tenancy
+from smarthub.gdsc.api.auth.tokens import TokenStore
+from smarthub.gdsc.governance.parties import Party, Role, Tenancy
 
 BIZ = "ACME"  # a retailer with three shops
 

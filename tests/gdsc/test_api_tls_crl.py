@@ -16,11 +16,11 @@ import httpx
 import uvicorn
 
 from smarthub.clock import SystemClock
-from smarthub.gdsc.api import app_from_state
-from smarthub.gdsc.api_tls import CrlReloader, serve, server_credentials, uvicorn_config
-from smarthub.gdsc.hub_lifecycle import HubLifecycle
-from smarthub.gdsc.pki import CertificateAuthority, Role
-from smarthub.gdsc.plan import PullPlan
+from smarthub.gdsc.api.app import app_from_state
+from smarthub.gdsc.api.tls import CrlReloader, serve, server_credentials, uvicorn_config
+from smarthub.gdsc.fleet.lifecycle import HubLifecycle
+from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
+from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.store import Store
 from smarthub.sim.fleet import provision
 from smarthub.wan.tls import client_context

@@ -22,10 +22,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gdsc.api_world import DAY1, World, build
-from smarthub.gdsc.api import create_app
-from smarthub.gdsc.api_clients import Client, ClientRegistry
-from smarthub.gdsc.api_tokens import TokenStore
-from smarthub.gdsc.oauth import ALL_SCOPES, TokenEndpoint
+from smarthub.gdsc.api.app import create_app
+from smarthub.gdsc.api.auth.clients import Client, ClientRegistry
+from smarthub.gdsc.api.auth.oauth import ALL_SCOPES, TokenEndpoint
+from smarthub.gdsc.api.auth.tokens import TokenStore
 
 STALL = 10.0  # seconds: far beyond anything but a stalled loop
 DAY = {
@@ -148,7 +148,7 @@ def test_bad_credential_flood_leaves_the_api_answering(world: World) -> None:
 def registry_client_id(registry: ClientRegistry) -> str:
     from sqlalchemy import select
 
-    from smarthub.gdsc.api_clients import api_clients
+    from smarthub.gdsc.api.auth.clients import api_clients
 
     with registry.engine.connect() as conn:
         return str(conn.execute(select(api_clients.c.client_id)).scalar_one())
@@ -156,7 +156,7 @@ def registry_client_id(registry: ClientRegistry) -> str:
 
 def test_per_client_limit_holds_across_addresses_and_a_good_client_elsewhere_is_served(world: World) -> None:
     # Imported here so the first test runs (and shows the stall) against code without the limits.
-    from smarthub.gdsc.oauth_limits import CheckPool, Limit
+    from smarthub.gdsc.api.auth.limits import CheckPool, Limit
 
     registry = ClientRegistry(world.store.engine)
     cid, secret = registry.register("C1", ALL_SCOPES, world.clock.now())
@@ -187,7 +187,7 @@ def test_per_client_limit_holds_across_addresses_and_a_good_client_elsewhere_is_
 
 
 def test_buckets_are_bounded_and_ipv6_is_limited_by_its_64() -> None:
-    from smarthub.gdsc.oauth_limits import CheckPool, KeyedBuckets, Limit, source_key
+    from smarthub.gdsc.api.auth.limits import CheckPool, KeyedBuckets, Limit, source_key
 
     t = [0.0]
     b = KeyedBuckets(Limit(burst=1, per_minute=60), max_keys=3, monotonic=lambda: t[0])

@@ -14,11 +14,11 @@ from sqlalchemy import Connection, delete, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from smarthub.clock import ManualClock
-from smarthub.gdsc.access import Action, TimeRange
-from smarthub.gdsc.audit import GENESIS, AuditLog, audit_log, canonical, entry_hash
-from smarthub.gdsc.guard import AccessDenied, AccessGuard
-from smarthub.gdsc.lifecycle import move_in
-from smarthub.gdsc.parties import (
+from smarthub.gdsc.governance.access import Action, TimeRange
+from smarthub.gdsc.governance.audit import GENESIS, AuditLog, audit_log, canonical, entry_hash
+from smarthub.gdsc.governance.changes import move_in
+from smarthub.gdsc.governance.guard import AccessDenied, AccessGuard
+from smarthub.gdsc.governance.parties import (
     Consent,
     DataKind,
     Fuel,

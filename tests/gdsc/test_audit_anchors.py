@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from smarthub.cli import app
 from smarthub.clock import ManualClock
-from smarthub.gdsc.audit import AuditLog, audit_log
+from smarthub.gdsc.governance.audit import AuditLog, audit_log
 from smarthub.gdsc.store import Store, StoredReading
 from smarthub.sim.fleet import provision
 
@@ -88,8 +88,8 @@ def test_deleting_and_reappending_is_detected_against_every_anchor(store: Store)
 
 
 def test_signed_anchors_are_exported_and_checked(tmp_path: Path, store: Store) -> None:
-    from smarthub.gdsc.audit_anchors import AnchorError, read_anchors, sign_anchor, write_anchor
-    from smarthub.gdsc.pki import CertificateAuthority, Role
+    from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
+    from smarthub.gdsc.governance.audit_anchors import AnchorError, read_anchors, sign_anchor, write_anchor
 
     now = datetime.now(UTC)
     ca = CertificateAuthority.create("GDSC CA", now - timedelta(days=1))
@@ -170,9 +170,9 @@ def test_gdsc_audit_verify_and_anchor_commands(tmp_path: Path, db_url: str) -> N
 
 
 def test_the_running_gdsc_anchors_every_hour_when_the_chain_grew(tmp_path: Path) -> None:
-    from smarthub.gdsc.audit_anchors import read_anchors
-    from smarthub.gdsc.commands import CommandSigner
-    from smarthub.gdsc.pki import CertificateAuthority
+    from smarthub.gdsc.commands.signer import CommandSigner
+    from smarthub.gdsc.fleet.pki import CertificateAuthority
+    from smarthub.gdsc.governance.audit_anchors import read_anchors
     from smarthub.gdsc.service import Upkeep
 
     state = tmp_path / "state"
@@ -209,7 +209,7 @@ def test_postgresql_application_role_cannot_get_around_the_append_only_audit_log
     """The owner is refused TRUNCATE by the trigger; the application role made by ``smarthub gdsc
     db-role`` can append and run the store, but cannot TRUNCATE, DELETE, UPDATE the audit log, nor
     disable its trigger, nor switch triggers off for its session."""
-    from smarthub.gdsc.db_roles import grant_application_role
+    from smarthub.gdsc.db.roles import grant_application_role
 
     owner = Store(pg_url)
     owner.create_schema()
@@ -271,8 +271,8 @@ def test_postgresql_application_role_cannot_get_around_the_append_only_audit_log
 
 def test_operator_key_is_the_anchor_signer(tmp_path: Path) -> None:
     """The anchor file of a state directory is signed with its operator key (the one hubs trust)."""
-    from smarthub.gdsc.audit_anchors import anchor_state, read_anchors
-    from smarthub.gdsc.pki import CertificateAuthority
+    from smarthub.gdsc.fleet.pki import CertificateAuthority
+    from smarthub.gdsc.governance.audit_anchors import anchor_state, read_anchors
 
     state = tmp_path / "state"
     provision(state, [], datetime.now(UTC) - timedelta(minutes=5))

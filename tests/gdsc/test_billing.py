@@ -21,7 +21,7 @@ from model.test_tariff_strategies import (
     windows,
 )
 
-from smarthub.gdsc.billing import ConflictingConsumption, bill
+from smarthub.gdsc.readings.billing import ConflictingConsumption, bill
 from smarthub.model.tariff import RatePeriod, Tariff, TariffSchedule, TimeOfUse
 from smarthub.model.tariff_calc import IntervalConsumption
 from smarthub.model.tariff_carbon import FixedIntensity

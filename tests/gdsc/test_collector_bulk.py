@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import select
 
 from smarthub.clock import SystemClock
-from smarthub.gdsc.collector import Collector
-from smarthub.gdsc.pki import CertificateAuthority, Role
+from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
+from smarthub.gdsc.pull.collector import Collector
 from smarthub.gdsc.store import HubRecord, Store, pull_cursors, pull_log
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from smarthub.gdsc.console import console_app
-from smarthub.gdsc.error_log import ErrorLog
+from smarthub.gdsc.incidents.console import console_app
+from smarthub.gdsc.incidents.error_log import ErrorLog
 from smarthub.gdsc.store import Store
 from smarthub.hub.diagnostics import DiagnosisCode
 

@@ -13,11 +13,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smarthub.gdsc.console import code_label, console_app
-from smarthub.gdsc.error_log import ErrorLog
-from smarthub.gdsc.event_pull import pull_events
-from smarthub.gdsc.incidents import HUB_UNREACHABLE, POLICIES, Action, Party, decide
-from smarthub.gdsc.pki import CertificateAuthority, Role
+from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
+from smarthub.gdsc.incidents.console import code_label, console_app
+from smarthub.gdsc.incidents.error_log import ErrorLog
+from smarthub.gdsc.incidents.event_pull import pull_events
+from smarthub.gdsc.incidents.policy import HUB_UNREACHABLE, POLICIES, Action, Party, decide
 from smarthub.gdsc.store import Store
 from smarthub.hub.diagnostics import (
     DiagnosedEvent,

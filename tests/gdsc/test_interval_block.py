@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smarthub.gdsc.interval_block import DELTA, FULL, BlockError, decode, encode, slots_per_day
+from smarthub.gdsc.readings.interval_block import DELTA, FULL, BlockError, decode, encode, slots_per_day
 
 EXAMPLES = int(os.environ.get("SMARTHUB_FUZZ_EXAMPLES", "300"))
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)

@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from smarthub.clock import ManualClock
-from smarthub.gdsc.access import Action, TimeRange
-from smarthub.gdsc.audit import AuditLog
-from smarthub.gdsc.guard import AccessGuard
-from smarthub.gdsc.lifecycle import LifecycleError, change_supplier, move_in, move_out
-from smarthub.gdsc.parties import (
+from smarthub.gdsc.governance.access import Action, TimeRange
+from smarthub.gdsc.governance.audit import AuditLog
+from smarthub.gdsc.governance.changes import LifecycleError, change_supplier, move_in, move_out
+from smarthub.gdsc.governance.guard import AccessGuard
+from smarthub.gdsc.governance.parties import (
     Consent,
     DataKind,
     Fuel,

@@ -16,8 +16,8 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from smarthub.cli import app
-from smarthub.gdsc.pki import CertificateAuthority, Role, lfdi, verify_certificate
-from smarthub.gdsc.plan import PENDING, urgent_work
+from smarthub.gdsc.fleet.pki import CertificateAuthority, Role, lfdi, verify_certificate
+from smarthub.gdsc.pull.plan import PENDING, urgent_work
 from smarthub.gdsc.store import Store, hubs, meters
 from smarthub.model.identifiers import make_mpan
 from smarthub.sim.fleet import HomeSpec, provision

@@ -9,8 +9,8 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Column, MetaData, String, Table, inspect
 
-from smarthub.gdsc.migrations import include_name
-from smarthub.gdsc.schema import metadata
+from smarthub.gdsc.db.migrations import include_name
+from smarthub.gdsc.db.schema import metadata
 from smarthub.gdsc.store import Store, StoredReading, alembic_config
 
 

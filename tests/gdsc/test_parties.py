@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from smarthub.gdsc.parties import (
+from smarthub.gdsc.governance.parties import (
     Appointment,
     Consent,
     DataKind,

@@ -17,7 +17,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smarthub.gdsc.pki import (
+from smarthub.gdsc.fleet.pki import (
     ANY_POLICY,
     INDEFINITE,
     CertificateAuthority,

@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import select
 
 from smarthub.clock import ManualClock
-from smarthub.gdsc.collector import Collector
-from smarthub.gdsc.plan import (
+from smarthub.gdsc.pull.collector import Collector
+from smarthub.gdsc.pull.plan import (
     CLAIMED,
     DONE,
     FAILED,
@@ -26,7 +26,7 @@ from smarthub.gdsc.plan import (
     hub_errors,
     pull_plan,
 )
-from smarthub.gdsc.scheduler import plan_window
+from smarthub.gdsc.pull.scheduler import plan_window
 from smarthub.gdsc.store import HubRecord, Store
 from smarthub.sim.fleet import provision
 
@@ -270,7 +270,7 @@ def test_next_window_failing_again_adds_to_the_open_record_and_success_closes_it
 
 
 def test_urgent_work_by_priority_and_commands_per_hub_in_queue_order(store: Store, tmp_path: Path) -> None:
-    from smarthub.gdsc.commands import CommandSigner
+    from smarthub.gdsc.commands.signer import CommandSigner
 
     register(store, 2)
     plan = PullPlan(store)
@@ -308,8 +308,8 @@ def test_commands_queued_at_once_by_several_processes_keep_counter_order(
     commands queued concurrently for one hub must land in the plan in counter order."""
     import json
 
-    from smarthub.gdsc.commands import CommandSigner
-    from smarthub.gdsc.plan import urgent_work
+    from smarthub.gdsc.commands.signer import CommandSigner
+    from smarthub.gdsc.pull.plan import urgent_work
 
     register(store, 1)
     PullPlan(store).create_schema()

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from smarthub.gdsc.scheduler import RetrievalSchedule, plan_window, window_start_for
+from smarthub.gdsc.pull.scheduler import RetrievalSchedule, plan_window, window_start_for
 from smarthub.gdsc.store import HubRecord
 
 W = timedelta(minutes=30)

@@ -18,10 +18,10 @@ from typing import Any
 from sqlalchemy import func, select
 
 from smarthub.clock import ManualClock
-from smarthub.gdsc.collector import Collector
-from smarthub.gdsc.courier import CommandCourier
-from smarthub.gdsc.plan import CLAIMED, DONE, PENDING, Backoff, Priority, PullPlan
-from smarthub.gdsc.scheduler import Scheduler
+from smarthub.gdsc.pull.collector import Collector
+from smarthub.gdsc.pull.courier import CommandCourier
+from smarthub.gdsc.pull.plan import CLAIMED, DONE, PENDING, Backoff, Priority, PullPlan
+from smarthub.gdsc.pull.scheduler import Scheduler
 from smarthub.gdsc.service import queue_command
 from smarthub.gdsc.store import Store, hubs, premises, pull_log
 from smarthub.sim.fleet import SimulatedHome, home_specs, provision

@@ -19,7 +19,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from smarthub.gdsc.pki import HARDWARE_MODULE_NAME, HW_TYPE_SMARTHUB, CertificateAuthority, Role
+from smarthub.gdsc.fleet.pki import HARDWARE_MODULE_NAME, HW_TYPE_SMARTHUB, CertificateAuthority, Role
 from smarthub.wan.contract import sep2_xml
 
 VENV = Path(__file__).resolve().parents[2] / ".venv-sep2" / "bin" / "python"

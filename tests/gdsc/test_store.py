@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from smarthub.gdsc.commissioning import CommissioningError, register_manifest
+from smarthub.gdsc.fleet.commissioning import CommissioningError, register_manifest
 from smarthub.gdsc.store import Store, StoredReading
 from smarthub.model.identifiers import make_mpan
 
@@ -197,7 +197,7 @@ def test_a_failed_transaction_leaves_nothing_half_written(store: Store) -> None:
 def test_a_corrupt_stored_block_is_reported_with_its_key(store: Store) -> None:
     from sqlalchemy import update
 
-    from smarthub.gdsc.interval_block import BlockError
+    from smarthub.gdsc.readings.interval_block import BlockError
     from smarthub.gdsc.store import interval_blocks
 
     store.ingest("HUB1", [at(T0, 1)], {})

@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from smarthub.clock import ManualClock, SystemClock
-from smarthub.gdsc.commands import CommandSigner
-from smarthub.gdsc.pki import CertificateAuthority, IssuedCertificate, Role
+from smarthub.gdsc.commands.signer import CommandSigner
+from smarthub.gdsc.fleet.pki import CertificateAuthority, IssuedCertificate, Role
 from smarthub.han.zigbee_port import ZigbeePort
 from smarthub.hub.consumption import Supply
 from smarthub.hub.history import HistoryStore

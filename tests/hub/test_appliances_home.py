@@ -15,7 +15,7 @@ from hub.test_appliances import LOADED, PLUG, SMART_APPLIANCE, WANTED, until, wa
 from hub.test_automation import WASH, go
 from hub.test_mqtt_export import Listener, _broker_up, _clear_retained
 from smarthub.clock import ManualClock
-from smarthub.gdsc.commands import CommandSigner
+from smarthub.gdsc.commands.signer import CommandSigner
 from smarthub.hub.appliances import Appliance, RunState
 from smarthub.hub.mqtt_export import MqttSettings
 from smarthub.model.obis import IMPORT_ACTIVE_ENERGY

@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from smarthub.clock import ManualClock
-from smarthub.gdsc.pki import CertificateAuthority, Role
+from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
 from smarthub.hub.management import CrlRefused, CrlStore
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)

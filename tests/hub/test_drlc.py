@@ -17,8 +17,8 @@ from lxml import etree
 from hub.test_appliances import LOADED, PLUG, SMART_APPLIANCE, WANTED, washer_plug
 from hub.test_automation import WASH, go
 from smarthub.clock import ManualClock
-from smarthub.gdsc.commands import CommandSigner
-from smarthub.gdsc.pki import CertificateAuthority, Role
+from smarthub.gdsc.commands.signer import CommandSigner
+from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
 from smarthub.hub.appliances import Appliance, ApplianceController, appliance_commands
 from smarthub.hub.automation import ApplianceRun, cheapest
 from smarthub.hub.drlc import (

@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from smarthub.clock import ManualClock
-from smarthub.gdsc.commands import CommandSigner
-from smarthub.gdsc.pki import CertificateAuthority, IssuedCertificate, Role
+from smarthub.gdsc.commands.signer import CommandSigner
+from smarthub.gdsc.fleet.pki import CertificateAuthority, IssuedCertificate, Role
 from smarthub.hub.firmware import (
     FirmwareError,
     FirmwareSlots,

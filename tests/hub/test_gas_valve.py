@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from hub.ihd_home import pair_screen, pki
 from smarthub.clock import ManualClock, SystemClock
-from smarthub.gdsc.commands import CommandSigner
+from smarthub.gdsc.commands.signer import CommandSigner
 from smarthub.hub.consumption import Supply
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub

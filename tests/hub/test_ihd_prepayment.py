@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 
 from hub.ihd_home import ELEC, GAS, electricity_tariff, gas_tariff, make_home, pair_screen
-from smarthub.gdsc.billing import bill
+from smarthub.gdsc.readings.billing import bill
 from smarthub.hub.consumption import Supply, gas_kwh
 from smarthub.hub.ihd.home import attach_consumer_side
 from smarthub.hub.prepayment import SupplyAction

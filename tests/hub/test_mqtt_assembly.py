@@ -12,7 +12,7 @@ import pytest
 
 from smarthub.assembly.config import parse_config
 from smarthub.assembly.hub import build_hub
-from smarthub.gdsc.pki import CertificateAuthority, Role
+from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
 
 from .test_mqtt_export import Listener, _broker_up, _clear_retained
 

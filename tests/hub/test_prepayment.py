@@ -19,10 +19,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smarthub.clock import ManualClock
-from smarthub.gdsc.commands import CommandSigner
-from smarthub.gdsc.pki import CertificateAuthority, IssuedCertificate, Role
+from smarthub.gdsc.commands.signer import CommandSigner
+from smarthub.gdsc.commands.vouchers import VoucherIssuer
+from smarthub.gdsc.fleet.pki import CertificateAuthority, IssuedCertificate, Role
 from smarthub.gdsc.store import Store
-from smarthub.gdsc.vouchers import VoucherIssuer
 from smarthub.hub.management import ManagementInterface
 from smarthub.hub.prepayment import (
     AccountConfig,

@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 
 from smarthub.clock import ManualClock
-from smarthub.gdsc.pki import CertificateAuthority, Role
+from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
 from smarthub.han.ports import PortBatch
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub

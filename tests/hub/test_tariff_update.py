@@ -10,12 +10,12 @@ from decimal import Decimal
 from pathlib import Path
 
 from hub.ihd_home import ELEC, IhdHome, make_home, pki
-from smarthub.gdsc.commands import CommandSigner
-from smarthub.gdsc.courier import CommandCourier
-from smarthub.gdsc.pki import Role
-from smarthub.gdsc.plan import PullPlan
+from smarthub.gdsc.commands.signer import CommandSigner
+from smarthub.gdsc.commands.tariffs import distribute_tariff, tariff_update_body
+from smarthub.gdsc.fleet.pki import Role
+from smarthub.gdsc.pull.courier import CommandCourier
+from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.store import Store
-from smarthub.gdsc.tariffs import distribute_tariff, tariff_update_body
 from smarthub.hub.tariffs import TariffStore
 from smarthub.model.obis import IMPORT_ACTIVE_ENERGY
 from smarthub.model.tariff import RatePeriod, Tariff, TariffSchedule, TimeOfUse

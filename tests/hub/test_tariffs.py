@@ -19,7 +19,7 @@ from model.test_tariff_strategies import (
     windows,
 )
 
-from smarthub.gdsc.billing import bill
+from smarthub.gdsc.readings.billing import bill
 from smarthub.hub.tariffs import CostAccumulator, OverlappingInterval
 from smarthub.model.tariff import (
     Dynamic,

@@ -19,8 +19,8 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from smarthub.clock import ManualClock
-from smarthub.gdsc.commands import CommandSigner
-from smarthub.gdsc.pki import CertificateAuthority, Role
+from smarthub.gdsc.commands.signer import CommandSigner
+from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
 from smarthub.hub.management import CommandRefused, ManagementInterface
 from smarthub.wan.contract.commands import Command
 

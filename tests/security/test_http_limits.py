@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from smarthub.gdsc.pki import CertificateAuthority, Role
+from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
 from smarthub.wan.server.resources import HubWanServer

@@ -19,7 +19,7 @@ import pytest
 # tests/wan is imported as the package "wan" (pytest's rootdir-relative import of tests/).
 from wan.test_tls import Creds, Pki, _make_pki, assert_refused, hub_server, round_trip
 
-from smarthub.gdsc.pki import Role
+from smarthub.gdsc.fleet.pki import Role
 from smarthub.gdsc.service import collector_tls_context
 from smarthub.wan.tls import client_context, server_context
 

@@ -31,8 +31,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smarthub.clock import ManualClock
-from smarthub.gdsc.commands import CommandSigner
-from smarthub.gdsc.pki import CertificateAuthority, Role
+from smarthub.gdsc.commands.signer import CommandSigner
+from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
 from smarthub.hub.ihd.app import CSRF_HEADER, csrf_token
 from smarthub.hub.management import CommandRefused, ManagementInterface
 from smarthub.hub.prepayment import PrepaymentLedger, VoucherRefused

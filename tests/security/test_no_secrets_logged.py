@@ -43,12 +43,12 @@ from cryptography.hazmat.primitives import serialization
 from gdsc.api_world import build, tariff_json
 
 from security.secrets_scan import Everything, Secrets, capture_everything, release, scan_sqlite
-from smarthub.gdsc import dataservices
-from smarthub.gdsc.api_commands import CommandDesk
-from smarthub.gdsc.api_tokens import issue_token
-from smarthub.gdsc.commands import CommandSigner
-from smarthub.gdsc.pki import CertificateAuthority, Role
-from smarthub.gdsc.plan import PullPlan
+from smarthub.gdsc.api.auth.tokens import issue_token
+from smarthub.gdsc.commands.desk import CommandDesk
+from smarthub.gdsc.commands.signer import CommandSigner
+from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
+from smarthub.gdsc.pull.plan import PullPlan
+from smarthub.gdsc.readings import queries as dataservices
 from smarthub.gdsc.service import send_command
 from smarthub.gdsc.store import Store
 from smarthub.hub.hub import SmartHub

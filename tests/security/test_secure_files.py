@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from smarthub.clock import ManualClock
-from smarthub.gdsc.commands import CommandSigner
-from smarthub.gdsc.pki import CertificateAuthority, Role
-from smarthub.gdsc.plan import DONE, PullPlan
+from smarthub.gdsc.commands.signer import CommandSigner
+from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
+from smarthub.gdsc.pull.plan import DONE, PullPlan
 from smarthub.gdsc.store import Store
 from smarthub.hub.diagnostics import DiagnosticsLog
 from smarthub.hub.history import HistoryStore

@@ -24,8 +24,8 @@ import pytest
 import uvicorn
 from hub.ihd_home import make_home
 
-from smarthub.gdsc.api import app_from_state
-from smarthub.gdsc.http_guard import BodyGuard, HeadDeadlineH11Protocol
+from smarthub.gdsc.api.app import app_from_state
+from smarthub.gdsc.api.http_limits import BodyGuard, HeadDeadlineH11Protocol
 from smarthub.sim.fleet import provision
 
 GUARD = 20.0

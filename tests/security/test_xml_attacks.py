@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from smarthub.clock import SystemClock
-from smarthub.gdsc.pki import CertificateAuthority, Role
+from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
 from smarthub.hub.drlc import InvalidEvent, parse_end_device_control
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from smarthub.gdsc.pki import CertificateAuthority, Role
+from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
 from smarthub.han.ports import PortBatch
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from hub.ihd_home import ELEC, GAS, IhdHome, make_home, pki
 
-from smarthub.gdsc.pki import CertificateAuthority, Role
+from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
 from smarthub.han.p1 import P1Port
 from smarthub.hub.diagnostics import DiagnosisCode, DiagnosticsLog
 from smarthub.hub.privacy import Granularity, HubPrivacy

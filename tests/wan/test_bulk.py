@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from smarthub.gdsc.pki import CertificateAuthority, Role
+from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
 from smarthub.hub.privacy import ConsentStore, Granularity, HubPrivacy

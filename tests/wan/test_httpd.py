@@ -18,7 +18,7 @@ import h11
 import pytest
 from lxml import etree
 
-from smarthub.gdsc.pki import CertificateAuthority, Role
+from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
 from smarthub.wan.httpd import accepts

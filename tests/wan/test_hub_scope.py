@@ -23,9 +23,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 
 from smarthub.clock import ManualClock, SystemClock
-from smarthub.gdsc.commands import CommandSigner
-from smarthub.gdsc.consent_sync import ConsentSync
-from smarthub.gdsc.parties import (
+from smarthub.gdsc.commands.signer import CommandSigner
+from smarthub.gdsc.fleet.pki import CertificateAuthority
+from smarthub.gdsc.fleet.pki import Role as CertRole
+from smarthub.gdsc.governance.consent_sync import ConsentSync
+from smarthub.gdsc.governance.parties import (
     Consent,
     DataKind,
     Granularity,
@@ -34,9 +36,7 @@ from smarthub.gdsc.parties import (
     Role,
     Tenancy,
 )
-from smarthub.gdsc.pki import CertificateAuthority
-from smarthub.gdsc.pki import Role as CertRole
-from smarthub.gdsc.plan import PullPlan, urgent_work
+from smarthub.gdsc.pull.plan import PullPlan, urgent_work
 from smarthub.gdsc.store import Store
 from smarthub.hub.diagnostics import DiagnosisCode, DiagnosticsLog
 from smarthub.hub.history import HistoryStore

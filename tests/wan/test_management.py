@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from smarthub.clock import SystemClock
-from smarthub.gdsc.commands import CommandSigner
-from smarthub.gdsc.pki import CertificateAuthority, Role
+from smarthub.gdsc.commands.signer import CommandSigner
+from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
 from smarthub.gdsc.store import Store
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub

@@ -15,7 +15,7 @@ import pytest
 from lxml import etree
 
 from smarthub.clock import ManualClock
-from smarthub.gdsc.pki import CertificateAuthority, Role
+from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
 from smarthub.han.p1 import P1Port
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from smarthub.clock import ManualClock
-from smarthub.gdsc.pki import CertificateAuthority, Role
+from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
 from smarthub.hub.diagnostics import DiagnosisCode, DiagnosticsLog
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub

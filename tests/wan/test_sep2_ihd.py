@@ -20,8 +20,8 @@ from hub.test_tariff_update import V2
 from lxml import etree
 
 from smarthub.clock import ManualClock
-from smarthub.gdsc.pki import Role
-from smarthub.gdsc.tariffs import tariff_update_body
+from smarthub.gdsc.commands.tariffs import tariff_update_body
+from smarthub.gdsc.fleet.pki import Role
 from smarthub.hub.diagnostics import DiagnosisCode, DiagnosticsLog
 from smarthub.hub.privacy import Granularity
 from smarthub.hub.submeters import WanEvents, WanMeters

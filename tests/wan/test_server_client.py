@@ -16,7 +16,7 @@ import pytest
 from cryptography import x509
 from lxml import etree
 
-from smarthub.gdsc.pki import CertificateAuthority, Role
+from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
 from smarthub.model import ObisCode, Reading, Unit

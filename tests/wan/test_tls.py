@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from smarthub.gdsc.pki import CertificateAuthority, IssuedCertificate, Role
+from smarthub.gdsc.fleet.pki import CertificateAuthority, IssuedCertificate, Role
 from smarthub.wan.tls import PeerMismatch, check_peer, client_context, peer_lfdi, server_context
 
 # Guards a broken test from hanging; not a timing assertion.

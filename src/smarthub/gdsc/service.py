@@ -1,33 +1,33 @@
 """A GDSC process: registry from the commissioning manifest, scheduler, collector, store, upkeep.
 
 Several GDSC processes may run against one PostgreSQL database: they share the pull plan
-(`smarthub.gdsc.plan`), so each hub is pulled once per window whichever process takes it.
+(`smarthub.gdsc.pull.plan`), so each hub is pulled once per window whichever process takes it.
 
 Beside the scheduler, :class:`Upkeep` runs every ``upkeep_every`` (on the injected clock):
 
 * **CRL** — at start the CA's CRL is made current (published if there is none, if it is stale
-  or due, :meth:`~smarthub.gdsc.hub_lifecycle.HubLifecycle.keep_crl`) and loaded into the
+  or due, :meth:`~smarthub.gdsc.fleet.lifecycle.HubLifecycle.keep_crl`) and loaded into the
   collectors' TLS context, so a revoked hub is refused in the handshake. Upkeep re-publishes it
   daily (nextUpdate a week ahead) and hands every newer CRL on disk, including one another
   process published, to the collector (:meth:`Collector.apply_crl`), so an expired CRL never
   stops the pulls; the collector offers each to the hubs with their bulk pulls, and a hub takes
   it when it misses a revocation or its own CRL nears its nextUpdate (``wan.crl_sync``). The CRL
   is dated on ``tls_clock``: OpenSSL checks it against the host's clock, not a simulated one.
-* **change of supplier** — :meth:`~smarthub.gdsc.supplier_change.SupplierChanges.tick`: the
+* **change of supplier** — :meth:`~smarthub.gdsc.governance.supplier_change.SupplierChanges.tick`: the
   opening read is asked for once the effective instant has passed, and stored when it is back.
-* **vouchers** — :class:`~smarthub.gdsc.vouchers.VoucherCourier`: settled from the hub's verdict,
+* **vouchers** — :class:`~smarthub.gdsc.commands.vouchers.VoucherCourier`: settled from the hub's verdict,
   re-sent after the hub came back.
 * **meter replacements** — the registry learns the meters applied ``meter.replace`` commands put
-  in (:func:`~smarthub.gdsc.hub_lifecycle.learn_meter_replacements`).
+  in (:func:`~smarthub.gdsc.fleet.lifecycle.learn_meter_replacements`).
 * **consent expiries** — a consent that expired since the last run is pushed to the premises'
-  hubs as ``consent.set`` (:meth:`~smarthub.gdsc.consent_sync.ConsentSync.push_expired`); the
+  hubs as ``consent.set`` (:meth:`~smarthub.gdsc.governance.consent_sync.ConsentSync.push_expired`); the
   first run looks back a week, which the hubs' version check makes harmless to repeat.
 * **audit anchors** — every ``anchor_every`` (an hour), when the audit chain has grown, its head
   is signed with the operator key and appended to ``gdsc/audit-anchors.jsonl``
-  (:mod:`~smarthub.gdsc.audit_anchors`), dated on ``tls_clock`` (the operator certificate is
+  (:mod:`~smarthub.gdsc.governance.audit_anchors`), dated on ``tls_clock`` (the operator certificate is
   checked against that date when the anchor is verified).
 * **similar-homes comparisons** — once a week, for the last complete local week, each display
-  gets its cohort's figures (:func:`~smarthub.gdsc.comparisons.queue_comparisons`, only over
+  gets its cohort's figures (:func:`~smarthub.gdsc.readings.comparisons.queue_comparisons`, only over
   cohorts of at least k homes). A week already queued by any GDSC process (an
   ``ihd.comparison`` job queued after the week ended is in the shared plan) is not queued again.
 
@@ -49,23 +49,23 @@ from typing import Any
 from sqlalchemy import select
 
 from smarthub.clock import Clock, SystemClock
-from smarthub.gdsc.audit import AuditLog
-from smarthub.gdsc.audit_anchors import default_anchor_path, write_anchor
-from smarthub.gdsc.collector import Collector
-from smarthub.gdsc.commands import CommandSigner
-from smarthub.gdsc.commissioning import register_manifest
-from smarthub.gdsc.comparisons import last_week, queue_comparisons
-from smarthub.gdsc.consent_sync import ConsentSync
-from smarthub.gdsc.courier import CommandCourier
-from smarthub.gdsc.dataservices import LONDON
-from smarthub.gdsc.hub_lifecycle import HubLifecycle, learn_meter_replacements
-from smarthub.gdsc.parties import PartyRepository
-from smarthub.gdsc.pki import CertificateAuthority
-from smarthub.gdsc.plan import Priority, PullPlan, urgent_work
-from smarthub.gdsc.scheduler import Scheduler, _wall_seconds
+from smarthub.gdsc.commands.signer import CommandSigner
+from smarthub.gdsc.commands.vouchers import VoucherCourier
+from smarthub.gdsc.fleet.commissioning import register_manifest
+from smarthub.gdsc.fleet.lifecycle import HubLifecycle, learn_meter_replacements
+from smarthub.gdsc.fleet.pki import CertificateAuthority
+from smarthub.gdsc.governance.audit import AuditLog
+from smarthub.gdsc.governance.audit_anchors import default_anchor_path, write_anchor
+from smarthub.gdsc.governance.consent_sync import ConsentSync
+from smarthub.gdsc.governance.parties import PartyRepository
+from smarthub.gdsc.governance.supplier_change import SupplierChanges
+from smarthub.gdsc.pull.collector import Collector
+from smarthub.gdsc.pull.courier import CommandCourier
+from smarthub.gdsc.pull.plan import Priority, PullPlan, urgent_work
+from smarthub.gdsc.pull.scheduler import Scheduler, _wall_seconds
+from smarthub.gdsc.readings.comparisons import last_week, queue_comparisons
+from smarthub.gdsc.readings.queries import LONDON
 from smarthub.gdsc.store import Store
-from smarthub.gdsc.supplier_change import SupplierChanges
-from smarthub.gdsc.vouchers import VoucherCourier
 from smarthub.wan.client.hub_client import HubClient
 from smarthub.wan.tls import client_context
 

@@ -2,7 +2,7 @@
 
 One code path for SQLite (the embedded default) and PostgreSQL (production), through
 SQLAlchemy Core; the schema is brought to its current version by the Alembic migrations in
-``smarthub.gdsc.migrations``. Ingest is idempotent: a reading is keyed by (hub, meter, OBIS,
+``smarthub.gdsc.db.migrations``. Ingest is idempotent: a reading is keyed by (hub, meter, OBIS,
 duration, interval start), so pulling the same data twice stores it once; a re-sent reading
 whose value differs from the stored one is kept out and counted as a conflict, never merged.
 The pull cursors of a hub are written in the same transaction as the readings they cover, so
@@ -16,7 +16,7 @@ Interval layout (issue 5: ≤ 4 bytes per half-hourly reading on PostgreSQL, ind
   its own would cost ~1.5 bytes per reading in the heap and again in the primary-key index.
   ``duration`` is part of the channel, so half-hourly and daily data of the same start coexist.
 * ``interval_blocks`` holds one row per channel and UTC day: ``n`` readings encoded by
-  :mod:`smarthub.gdsc.interval_block` (presence bitmap, zig-zag delta varints, sparse quality
+  :mod:`smarthub.gdsc.readings.interval_block` (presence bitmap, zig-zag delta varints, sparse quality
   flags: ~1–2 bytes per reading). A native ``bigint[]`` was weighed and rejected: 8 bytes per
   value plus a 24-byte header already exceed the goal. ``bench/store.py`` measures ~3.1 bytes
   per half-hourly reading with row header, item pointer and primary-key index (12,000 hubs),
@@ -77,7 +77,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 
-from smarthub.gdsc import interval_block
+from smarthub.gdsc.readings import interval_block
 
 DAY = 86400
 
@@ -154,7 +154,7 @@ interval_blocks = Table(
     Column("day", Integer, primary_key=True, autoincrement=False),  # days since 1970-01-01 UTC
     Column("n", Integer, nullable=False),  # readings present in the block
     Column("channel_no", SmallInteger, primary_key=True, autoincrement=False),
-    Column("block", LargeBinary, nullable=False),  # smarthub.gdsc.interval_block format
+    Column("block", LargeBinary, nullable=False),  # smarthub.gdsc.readings.interval_block format
     postgresql_partition_by="RANGE (day)",
 )
 
@@ -1264,7 +1264,7 @@ def alembic_config(connection: Connection):  # type: ignore[no-untyped-def]
     from alembic.config import Config
 
     cfg = Config()
-    cfg.set_main_option("script_location", "smarthub.gdsc:migrations")
+    cfg.set_main_option("script_location", "smarthub.gdsc.db:migrations")
     cfg.attributes["connection"] = connection
     return cfg
 

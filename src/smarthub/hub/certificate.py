@@ -1,7 +1,7 @@
 """The hub's own TLS certificate, renewed by a signed ``pki.certificate`` command from the GDSC.
 
 The GDSC CA renews a hub's certificate for the key the hub already holds
-(:meth:`smarthub.gdsc.pki.CertificateAuthority.renew`), so no private key ever travels. The
+(:meth:`smarthub.gdsc.fleet.pki.CertificateAuthority.renew`), so no private key ever travels. The
 hub installs the renewed certificate only if it
 
 1. is issued and signed by the hub's CA and valid now (and not on the CRL the hub holds);

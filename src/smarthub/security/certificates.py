@@ -2,7 +2,7 @@
 
 Shared by the hub (management commands and firmware packages are signed by GDSC operator
 certificates), the WAN layer (peer identities) and the GDSC, whose certificate authority
-(:mod:`smarthub.gdsc.pki`) issues the certificates. Kept apart from the CA so that a hub
+(:mod:`smarthub.gdsc.fleet.pki`) issues the certificates. Kept apart from the CA so that a hub
 never imports the GDSC: it needs to *check* certificates, never to issue them.
 """
 

@@ -48,10 +48,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import text
 
-from smarthub.gdsc.collector import Collector
-from smarthub.gdsc.operations import run_operations
-from smarthub.gdsc.plan import PullPlan
-from smarthub.gdsc.vouchers import VoucherIssuer
+from smarthub.gdsc.commands.vouchers import VoucherIssuer
+from smarthub.gdsc.incidents.repairs import run_operations
+from smarthub.gdsc.pull.collector import Collector
+from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.hub.diagnostics import DiagnosisCode, RepairAction, RepairOutcome
 from smarthub.sim.demo import HALF_HOUR, DemoConfig, DemoRun, account, setup, sweep, teardown
 from smarthub.sim.faults import HanGate, WanLink

@@ -17,12 +17,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from smarthub.clock import AcceleratedClock
-from smarthub.gdsc.collector import Collector
-from smarthub.gdsc.commands import CommandSigner
-from smarthub.gdsc.commissioning import register_manifest
-from smarthub.gdsc.error_log import ErrorLog
-from smarthub.gdsc.operations import run_operations
-from smarthub.gdsc.scheduler import Scheduler, WindowProgress
+from smarthub.gdsc.commands.signer import CommandSigner
+from smarthub.gdsc.fleet.commissioning import register_manifest
+from smarthub.gdsc.incidents.error_log import ErrorLog
+from smarthub.gdsc.incidents.repairs import run_operations
+from smarthub.gdsc.pull.collector import Collector
+from smarthub.gdsc.pull.scheduler import Scheduler, WindowProgress
 from smarthub.gdsc.store import Store
 from smarthub.sim.fleet import Credentials, Fleet, home_specs, provision
 

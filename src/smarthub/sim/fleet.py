@@ -35,7 +35,7 @@ from smarthub.assembly.config import (
 )
 from smarthub.assembly.hub import build_hub
 from smarthub.clock import Clock, SystemClock
-from smarthub.gdsc.pki import CertificateAuthority, Role
+from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
 from smarthub.han.dlms_control import SupplyControl, supply_commands
 from smarthub.han.poll import SimulatedLink
 from smarthub.hub.diagnostics import DiagnosedEvent

@@ -2,7 +2,7 @@
 
 IEEE 2030.5-2018 §6.11 makes every HTTPS exchange mutually authenticated: both ends present
 an ECDSA P-256 certificate, and the only trust anchor is the scheme's own CA (here the GDSC
-root, :mod:`smarthub.gdsc.pki`), never the system's public web roots.
+root, :mod:`smarthub.gdsc.fleet.pki`), never the system's public web roots.
 
 Cipher suites: 2030.5 mandates TLS 1.2 with TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8 on secp256r1.
 That suite is listed first, but Python's ``ssl`` module cannot be relied on to offer it (it

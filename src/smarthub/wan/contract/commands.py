@@ -2,7 +2,7 @@
 
 A command is canonical JSON (sorted keys, no spaces) naming the hub, a per-hub counter that
 only ever rises, its type and body, and when it was issued; the GDSC signs it with ECDSA P-256 /
-SHA-256 under a GDSC operator certificate (``smarthub.gdsc.commands.CommandSigner``) and the hub
+SHA-256 under a GDSC operator certificate (``smarthub.gdsc.commands.signer.CommandSigner``) and the hub
 verifies it (``smarthub.hub.management``). IEEE 2030.5 has no general command function set, so
 the envelope is JSON on a hub resource ``/mgmt``::
 

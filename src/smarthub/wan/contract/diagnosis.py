@@ -1,7 +1,7 @@
 """The diagnosis codes a hub reports and the GDSC acts on, with their labels.
 
 The hub diagnoses (:mod:`smarthub.hub.diagnostics`), the GDSC correlates and dispatches
-(:mod:`smarthub.gdsc.incidents`); both read the code table from here, so a code added for the
+(:mod:`smarthub.gdsc.incidents.policy`); both read the code table from here, so a code added for the
 hub is known to the GDSC the moment it exists (a copied table once lacked ``STORAGE_FULL`` at
 the GDSC, which then showed a full disk as "code 15" and dispatched it as an unknown code).
 """

@@ -1,0 +1,1 @@
+"""The data services API (FastAPI): one router per resource, schemas, mappers, authentication."""

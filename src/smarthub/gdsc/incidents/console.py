@@ -1,0 +1,170 @@
+"""The operator web page: fleet health, pull progress per window, the error log and work orders.
+
+Plain HTTP on loopback for the demo; it reads the store only. Rendered server-side with an
+inline SVG chart so it needs no JavaScript toolkit and no network.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Callable
+
+from aiohttp import web
+
+from smarthub.gdsc.incidents.error_log import ErrorLog
+from smarthub.gdsc.incidents.policy import HUB_UNREACHABLE
+from smarthub.gdsc.pull.scheduler import WindowProgress
+from smarthub.gdsc.store import Store
+from smarthub.wan.contract.diagnosis import label
+
+PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="refresh" content="2"><title>smarthub GDSC operator</title>
+<style>body{{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}}table{{border-collapse:collapse}}
+td,th{{padding:.25rem .6rem;border-bottom:1px solid #ddd;text-align:right}}
+td:first-child,th:first-child{{text-align:left}}
+.err{{color:#b00020;font-weight:600}}.ok{{color:#1b7f3b}}h1{{font-size:1.3rem}}</style></head><body>
+<h1>GDSC operator — fleet health</h1>
+<p>{summary}</p>
+<h2>Pulls per retrieval window</h2>{chart}
+{errors}
+<h2>Hubs</h2><table><tr><th>hub</th><th>premises</th><th>status</th><th>last pull (sim time)</th>
+<th>pulls</th><th>readings stored</th><th>errors</th></tr>{rows}</table></body></html>"""
+
+
+def _chart(windows: list[WindowProgress]) -> str:
+    recent = windows[-48:]
+    if not recent:
+        return "<p>No window has run yet.</p>"
+    top = max(max(w.planned for w in recent), 1)
+    bar, gap, h = 12, 3, 120
+    parts = []
+    for i, w in enumerate(recent):
+        x = i * (bar + gap)
+        ok_h = h * (w.done - w.failed) / top
+        fail_h = h * w.failed / top
+        parts.append(
+            f'<rect x="{x}" y="{h - ok_h:.1f}" width="{bar}" height="{ok_h:.1f}" fill="#1b7f3b">'
+            f"<title>{w.window_start:%H:%M} pulled {w.done}/{w.planned}</title></rect>"
+        )
+        if fail_h:
+            parts.append(
+                f'<rect x="{x}" y="{h - ok_h - fail_h:.1f}" width="{bar}" height="{fail_h:.1f}" '
+                f'fill="#b00020"><title>{w.failed} failed</title></rect>'
+            )
+    width = len(recent) * (bar + gap)
+    return (
+        f'<svg width="{width}" height="{h + 4}" role="img" aria-label="hubs pulled per window">'
+        f"{''.join(parts)}</svg><p>green: hubs pulled, red: failed pulls; one bar per half-hour window</p>"
+    )
+
+
+def code_label(code: int) -> str:
+    """A diagnosis code's label from the WAN contract (and the GDSC's own unreachable code)."""
+    return "hub unreachable" if code == HUB_UNREACHABLE else label(code)
+
+
+def _error_section(log: ErrorLog | None) -> str:
+    if log is None:
+        return ""
+    s = log.summary()
+    open_incidents = log.incidents(open_only=True)
+    by_code: dict[str, int] = {}
+    for i in open_incidents:
+        label = code_label(int(i["code"]))
+        by_code[label] = by_code.get(label, 0) + 1
+    parts = []
+    top = max(by_code.values(), default=1)
+    for row, (label, n) in enumerate(sorted(by_code.items(), key=lambda kv: -kv[1])):
+        y = row * 22
+        w = 300 * n / top
+        parts.append(
+            f'<text x="0" y="{y + 15}" font-size="13">{html.escape(label)}</text>'
+            f'<rect x="150" y="{y + 3}" width="{w:.1f}" height="16" fill="#c77c02"><title>{n}</title></rect>'
+            f'<text x="{155 + w:.1f}" y="{y + 15}" font-size="13">{n}</text>'
+        )
+    chart = (
+        f'<svg width="500" height="{max(len(by_code), 1) * 22}" role="img"'
+        ' aria-label="open incidents by kind">'
+        f"{''.join(parts)}</svg>"
+        if by_code
+        else "<p class='ok'>No open incident.</p>"
+    )
+    rows = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(str(c))}</td>"
+            for c in (
+                w["work_order_id"],
+                w["party"],
+                w["assignee"],
+                w["hub_id"] or "(area)",
+                w["reason"],
+                f"{w['created']:%Y-%m-%d %H:%M}",
+            )
+        )
+        + "</tr>"
+        for w in log.work_orders(status="open")[-50:]
+    )
+    return (
+        f"<h2>Error log</h2><p>{s['incidents_open']} open incidents ({s['incidents_closed']} closed), "
+        f"{s['events']} hub events, {s['repairs_sent']} remote repairs sent, "
+        f"{s['repairs_queued']} queued, {s['work_orders_open']} open work orders</p>{chart}"
+        "<h2>Open work orders</h2><table><tr><th>#</th><th>party</th><th>assignee</th><th>hub</th>"
+        f"<th>reason</th><th>created</th></tr>{rows}</table>"
+    )
+
+
+def console_app(
+    store: Store, windows: Callable[[], list[WindowProgress]], error_log: ErrorLog | None = None
+) -> web.Application:
+    async def index(request: web.Request) -> web.Response:
+        rows = []
+        status = store.fleet_status()
+        for h in status:
+            last = h["last_pull"]
+            cells = [
+                html.escape(str(h["hub_id"])),
+                html.escape(str(h["premises_id"])),
+                html.escape(str(h["status"])),
+                f"{last:%Y-%m-%d %H:%M:%S}" if last else "never",
+                str(h["pulls"]),
+                str(h["readings"]),
+            ]
+            err_cls = "err" if h["errors"] else "ok"
+            rows.append(
+                "<tr>"
+                + "".join(f"<td>{c}</td>" for c in cells)
+                + f"<td class='{err_cls}'>{h['errors']}</td></tr>"
+            )
+        total = sum(int(h["readings"]) for h in status)  # type: ignore[call-overload]
+        errors = sum(int(h["errors"]) for h in status)  # type: ignore[call-overload]
+        summary = f"{len(status)} hubs, {total} readings stored, {errors} failed pulls"
+        body = PAGE.format(
+            summary=summary, chart=_chart(windows()), errors=_error_section(error_log), rows="".join(rows)
+        )
+        return web.Response(text=body, content_type="text/html")
+
+    async def status_json(request: web.Request) -> web.Response:
+        return web.json_response(store.fleet_status(), dumps=lambda o: json.dumps(o, default=str))
+
+    def dumps(o: object) -> str:
+        return json.dumps(o, default=str)
+
+    async def incidents_json(request: web.Request) -> web.Response:
+        if error_log is None:
+            raise web.HTTPNotFound(text="this GDSC keeps no error log")
+        return web.json_response(error_log.incidents(open_only="all" not in request.query), dumps=dumps)
+
+    async def work_orders_json(request: web.Request) -> web.Response:
+        if error_log is None:
+            raise web.HTTPNotFound(text="this GDSC keeps no error log")
+        return web.json_response(error_log.work_orders(request.query.get("status")), dumps=dumps)
+
+    app = web.Application()
+    app.router.add_get("/", index)
+    app.router.add_get("/api/fleet", status_json)
+    app.router.add_get("/api/incidents", incidents_json)
+    app.router.add_get("/api/work-orders", work_orders_json)
+    return app

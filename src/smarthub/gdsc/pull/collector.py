@@ -1,0 +1,406 @@
+"""The collector: pulls one hub over mutual TLS and ingests what it got, idempotently.
+
+Two ways to pull a hub (IEEE 2030.5 over HTTPS either way):
+
+- **bulk**, when the hub's DeviceCapability advertises a ``MirrorUsagePointListLink``: one
+  request per page of readings through :class:`smarthub.wan.client.pull.PullClient` (TLS session
+  resumption, h11, streaming lxml parse). The link is remembered per hub, so later pulls go
+  straight to it: usually one request per hub.
+- **walk**, otherwise: :class:`smarthub.wan.client.hub_client.HubClient` through dcap → upt → mr → rt/rs → r.
+
+Both yield the same readings and cursors (a channel's cursor key is its MeterReading href).
+
+The GDSC CA's CRL rides along with the bulk pull (:mod:`smarthub.wan.contract.crl_sync`): every bulk
+request offers the number of the CRL the collector holds (:meth:`Collector.offer_crl`, and
+:meth:`Collector.apply_crl` for each newer one), and a hub that asks for it gets it PUT on the
+same connection once its pages are in. A failure there is logged and does not fail the pull
+(the hub asks again at its next pull).
+
+Storage writes of concurrent pulls are grouped: while one group is being written in a worker
+thread, the next accumulates, so the event loop hops to a thread once per group rather than
+once per pull. Each pull's ingest is still its own ``Store.ingest`` transaction;
+``_ingest_all`` hands every batch to ``Store.ingest_many``: one transaction for many pulls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from smarthub.clock import Clock
+from smarthub.gdsc.incidents.error_log import ErrorLog
+from smarthub.gdsc.incidents.event_pull import pull_events
+from smarthub.gdsc.store import HubRecord, IngestResult, ReadingRow, Readings, Store
+from smarthub.wan.client.hub_client import HubClient, PulledInterval, PullError
+from smarthub.wan.client.pull import HubConnection, PullClient, SessionCache
+from smarthub.wan.contract import crl_sync
+from smarthub.wan.contract.crl_sync import CrlOffer
+from smarthub.wan.contract.events import LOG_EVENT_POLL_RATE
+from smarthub.wan.tls import apply_crl
+
+log = logging.getLogger(__name__)
+
+WALK = ""  # remembered "bulk link" of a hub whose dcap advertises none
+
+
+@dataclass(frozen=True, slots=True)
+class PullOutcome:
+    hub_id: str
+    ok: bool
+    readings: int = 0
+    inserted: int = 0
+    requests: int = 0
+    error: str | None = None
+    bulk: bool = False
+    resumed: bool = False  # the TLS session was resumed (bulk path only)
+    body_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Ingest:
+    """One ingest as ``Store.ingest`` takes it (and a future ``Store.ingest_many`` item)."""
+
+    hub_id: str
+    rows: Readings
+    cursors: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class PullLogEntry:
+    """One pull's row for the store's pull log (``Store.log_pull`` keyword arguments)."""
+
+    fields: dict[str, Any]
+
+
+class WriteBatcher:
+    """Runs storage jobs of concurrent pulls in one worker-thread hop per group.
+
+    A job is an :class:`Ingest`, a :class:`PullLogEntry` or any zero-argument callable.
+    ``write_ingests`` receives every ingest of a group at once and returns their results in
+    order; ``write_logs`` every pull-log row of the group.
+    """
+
+    def __init__(
+        self,
+        write_ingests: Callable[[list[Ingest]], list[IngestResult]],
+        write_logs: Callable[[list[dict[str, Any]]], None],
+        max_group: int = 256,
+    ) -> None:
+        self.write_ingests = write_ingests
+        self.write_logs = write_logs
+        self.max_group = max_group
+        self._queue: list[tuple[Ingest | Callable[[], Any], asyncio.Future[Any]]] = []
+        self._task: asyncio.Task[None] | None = None
+        self.groups = 0
+        self.busy_seconds = 0.0  # time the worker thread spent writing (the store's serial part)
+
+    async def run(self, job: Ingest | Callable[[], Any]) -> Any:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append((job, fut))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain())
+        return await fut
+
+    async def _drain(self) -> None:
+        while self._queue:
+            group, self._queue = self._queue[: self.max_group], self._queue[self.max_group :]
+            self.groups += 1
+            try:
+                results = await asyncio.to_thread(self._write, [job for job, _ in group])
+            except Exception as err:  # a database failure fails every pull of the group
+                for _, fut in group:
+                    if not fut.done():
+                        fut.set_exception(err)
+                continue
+            for (_, fut), result in zip(group, results, strict=True):
+                if not fut.done():
+                    if isinstance(result, BaseException):
+                        fut.set_exception(result)
+                    else:
+                        fut.set_result(result)
+
+    def _write(self, jobs: list[Ingest | Callable[[], Any]]) -> list[Any]:
+        t0 = time.perf_counter()
+        try:
+            return self._write_group(jobs)
+        finally:
+            self.busy_seconds += time.perf_counter() - t0
+
+    def _write_group(self, jobs: list[Ingest | Callable[[], Any]]) -> list[Any]:
+        out: list[Any] = [None] * len(jobs)
+        ingests = [(i, j) for i, j in enumerate(jobs) if isinstance(j, Ingest)]
+        if ingests:
+            for (i, _), result in zip(ingests, self.write_ingests([j for _, j in ingests]), strict=True):
+                out[i] = result
+        logs = [(i, j) for i, j in enumerate(jobs) if isinstance(j, PullLogEntry)]
+        if logs:
+            # Every pull of the group logged in one transaction (one per pull would cap the rate).
+            try:
+                self.write_logs([j.fields for _, j in logs])
+            except Exception as err:
+                for i, _ in logs:
+                    out[i] = err
+        for i, job in enumerate(jobs):
+            if isinstance(job, PullLogEntry):
+                continue
+            if not isinstance(job, Ingest):
+                try:
+                    out[i] = job()
+                except Exception as err:  # only this job's pull fails
+                    out[i] = err
+        return out
+
+
+class CursorReader:
+    """Reads the pull cursors of concurrent pulls in one query per group (``Store.cursors_many``).
+
+    A pull's cursors are read when it starts; with hundreds of pulls in flight, one query and
+    one worker-thread hop per hub would cost the collector more than the pull itself. While one
+    group is read, the next accumulates. A read, so it need not wait behind the writes."""
+
+    def __init__(self, read: Callable[[list[str]], dict[str, dict[str, int]]], max_group: int = 512) -> None:
+        self.read = read
+        self.max_group = max_group
+        self._queue: list[tuple[str, asyncio.Future[dict[str, int]]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def get(self, hub_id: str) -> dict[str, int]:
+        fut: asyncio.Future[dict[str, int]] = asyncio.get_running_loop().create_future()
+        self._queue.append((hub_id, fut))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain())
+        return await fut
+
+    async def _drain(self) -> None:
+        while self._queue:
+            group, self._queue = self._queue[: self.max_group], self._queue[self.max_group :]
+            try:
+                found = await asyncio.to_thread(self.read, sorted({h for h, _ in group}))
+            except Exception as err:  # a database failure fails every pull of the group
+                for _, fut in group:
+                    if not fut.done():
+                        fut.set_exception(err)
+                continue
+            for hub_id, fut in group:
+                if not fut.done():
+                    fut.set_result(dict(found.get(hub_id, {})))
+
+
+def _stored(hub_id: str, intervals: Sequence[PulledInterval]) -> list[ReadingRow]:
+    """The store's rows (plain tuples: cheaper to build than a StoredReading per reading)."""
+    return [
+        (hub_id, i.meter, i.obis, i.start, i.duration, i.value, i.power_of_ten, i.uom, i.quality)
+        for i in intervals
+    ]
+
+
+class Collector:
+    def __init__(
+        self,
+        store: Store,
+        ssl_context: ssl.SSLContext,
+        clock: Clock,
+        *,
+        bulk: bool = True,
+        error_log: ErrorLog | None = None,
+        events_every: timedelta = timedelta(seconds=LOG_EVENT_POLL_RATE),
+    ) -> None:
+        """``bulk=False`` always walks (for comparison and for hubs known to misbehave).
+
+        With an ``error_log``, a successful pull also tells it the hub answered, and at most
+        every ``events_every`` (the 2030.5 LogEventList pollRate) pulls the hub's diagnosed
+        events into it."""
+        self.error_log = error_log
+        self.events_every = events_every
+        self._events_pulled: dict[str, datetime] = {}
+        self._event_tasks: dict[str, asyncio.Task[None]] = {}
+        self._event_slots = asyncio.Semaphore(8)  # event pulls in flight (they are background work)
+        self._closed = False
+        self.event_pull_errors = 0
+        self.store = store
+        self.ssl_context = ssl_context
+        self.clock = clock
+        self.bulk = bulk
+        self.puller = PullClient(ssl_context)
+        self.writes = WriteBatcher(self._ingest_all, store.log_pulls)
+        self.cursor_reads = CursorReader(store.cursors_many)
+        self._clients: dict[str, HubClient] = {}
+        self._links: dict[str, str] = {}  # hub id → bulk href, or WALK
+        self.pulls = 0
+        self.failures = 0
+        self.conflicts = 0
+        self.crl_offer: CrlOffer | None = None
+        self.crls_sent = 0
+
+    def _ingest_all(self, batch: list[Ingest]) -> list[IngestResult]:
+        """The pulls that finished while the writer was busy, in one store transaction."""
+        return self.store.ingest_many([(b.hub_id, b.rows, b.cursors) for b in batch])
+
+    def _client(self, hub: HubRecord) -> HubClient:
+        if self._closed:  # a pull still under way when the collector shut down
+            raise PullError(f"collector closed: pull of {hub.hub_id} abandoned")
+        client = self._clients.get(hub.hub_id)
+        if client is None or client.base_url != hub.url.rstrip("/") or client.expected_lfdi != hub.lfdi:
+            client = self._clients[hub.hub_id] = HubClient(hub.url, self.ssl_context, hub.lfdi)
+        return client
+
+    async def pull(self, hub: HubRecord, window_start: datetime) -> PullOutcome:
+        started = self.clock.now()
+        self.pulls += 1
+        try:
+            cursors = await self.cursor_reads.get(hub.hub_id)
+            outcome = await self._pull(hub, cursors)
+        except PullError as err:
+            self.failures += 1
+            outcome = PullOutcome(hub.hub_id, False, error=str(err))
+            log.warning("pull of %s failed: %s", hub.hub_id, err)
+        if outcome.ok and self.error_log is not None:
+            await self._errors(hub)
+        await self.writes.run(
+            PullLogEntry(
+                dict(
+                    hub_id=hub.hub_id,
+                    window_start=window_start,
+                    started=started,
+                    finished=self.clock.now(),
+                    ok=outcome.ok,
+                    readings=outcome.readings,
+                    inserted=outcome.inserted,
+                    error=outcome.error,
+                )
+            )
+        )
+        return outcome
+
+    async def _errors(self, hub: HubRecord) -> None:
+        """The hub answered: end any unreachable record; start pulling its diagnoses when due.
+
+        The event pull runs beside the scheduler's pull, not inside it: a hub with many events
+        must not hold a slot of its WAN link (and of the collector) while they come in."""
+        assert self.error_log is not None
+        now = self.clock.now()
+        try:
+            await asyncio.to_thread(self.error_log.record_reachable, hub.hub_id, now)
+        except Exception as err:  # the readings are in: nothing here may fail the pull
+            log.warning("error log: %s answered but could not be recorded: %s", hub.hub_id, err)
+        last = self._events_pulled.get(hub.hub_id)
+        if (last is not None and now - last < self.events_every) or hub.hub_id in self._event_tasks:
+            return
+        self._events_pulled[hub.hub_id] = now
+        task = asyncio.create_task(self._pull_events(hub, now))
+        self._event_tasks[hub.hub_id] = task
+        task.add_done_callback(lambda _t, h=hub.hub_id: self._event_tasks.pop(h, None))
+
+    async def _pull_events(self, hub: HubRecord, now: datetime) -> None:
+        assert self.error_log is not None
+        try:
+            async with self._event_slots:
+                await pull_events(self._client(hub), self.error_log, hub.hub_id, now)
+        except Exception as err:
+            self.event_pull_errors += 1
+            self._events_pulled.pop(hub.hub_id, None)  # try again at the next pull
+            log.warning("event pull of %s failed: %s: %s", hub.hub_id, type(err).__name__, err)
+
+    async def _pull(self, hub: HubRecord, cursors: dict[str, int]) -> PullOutcome:
+        link = self._links.get(hub.hub_id) if self.bulk else WALK
+        if link == WALK:
+            return await self._walk(hub, cursors)
+        conn = await self.puller.connect(hub.url, hub.lfdi)
+        offer = self.crl_offer
+        if offer is not None:
+            conn.extra_headers = [(crl_sync.OFFER, offer.header)]
+        ok = False
+        try:
+            if link is None:
+                link = await self.puller.discover(conn)
+                self._links[hub.hub_id] = link or WALK
+                if not link:
+                    ok = True
+                    return await self._walk(hub, cursors)
+            readings = inserted = 0
+            async for intervals, page_cursors in self.puller.pages(conn, link, cursors):
+                if not intervals and not page_cursors:
+                    continue  # nothing new: no transaction
+                # Each page is stored with the cursors it advances: a pull cut short resumes there.
+                result = await self._ingest(Ingest(hub.hub_id, _stored(hub.hub_id, intervals), page_cursors))
+                readings += len(intervals)
+                inserted += result.inserted
+            self.puller.remember(conn)
+            if offer is not None and conn.crl_wanted:
+                await self._send_crl(conn, hub, offer)
+            ok = True
+        finally:
+            if ok:
+                conn.close()
+            else:
+                self._links.pop(hub.hub_id, None)  # rediscover next time: the hub may have changed
+                conn.abort()
+        return self._done(conn, hub, readings, inserted)
+
+    async def _send_crl(self, conn: HubConnection, hub: HubRecord, offer: CrlOffer) -> None:
+        """The hub asked for the CRL: PUT it on the pull's connection (``wan.crl_sync``)."""
+        try:
+            await conn.put(crl_sync.CRL_PATH, offer.der, crl_sync.CRL_MEDIA_TYPE)
+        except PullError as err:  # the readings are in; the hub asks again at its next pull
+            log.warning("CRL %d not delivered to %s: %s", offer.number, hub.hub_id, err)
+            return
+        self.crls_sent += 1
+
+    def offer_crl(self, crl_pem_path: str | Path) -> None:
+        """Offer the CRL in ``crl_pem_path`` to the hubs pulled from now on (``wan.crl_sync``)."""
+        self.crl_offer = CrlOffer.after(self.crl_offer, Path(crl_pem_path).read_bytes())
+
+    def _done(self, conn: HubConnection, hub: HubRecord, readings: int, inserted: int) -> PullOutcome:
+        s = conn.stats
+        return PullOutcome(
+            hub.hub_id, True, readings, inserted, s.requests, None, True, s.resumed, s.body_bytes
+        )
+
+    async def _walk(self, hub: HubRecord, cursors: dict[str, int]) -> PullOutcome:
+        result = await self._client(hub).pull_intervals(cursors)
+        rows = _stored(hub.hub_id, result.intervals)
+        ingest = await self._ingest(Ingest(hub.hub_id, rows, result.cursors))
+        return PullOutcome(hub.hub_id, True, len(rows), ingest.inserted, result.requests)
+
+    async def _ingest(self, job: Ingest) -> IngestResult:
+        result: IngestResult = await self.writes.run(job)
+        if result.refused is not None:  # revoked or decommissioned while the pull was under way
+            self._links.pop(job.hub_id, None)
+            raise PullError(result.refused)
+        if result.conflicts:
+            self.conflicts += result.conflicts
+            log.error(
+                "hub %s re-sent %d readings with different values; kept the stored ones",
+                job.hub_id,
+                result.conflicts,
+            )
+        return result
+
+    async def apply_crl(self, crl_pem_path: str | Path) -> None:
+        """Check hubs against a newer CRL from now on (:func:`smarthub.wan.tls.apply_crl`), and
+        offer it to them with their pulls.
+
+        Cached TLS sessions and kept-alive connections are dropped: a resumed session skips
+        certificate verification, so a revoked hub could otherwise still be talked to."""
+        apply_crl(self.ssl_context, crl_pem_path)
+        self.offer_crl(crl_pem_path)  # and the hubs get it with their next pull
+        self.puller.sessions = SessionCache()
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.close()
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in list(self._event_tasks.values()):
+            task.cancel()
+        await asyncio.gather(*self._event_tasks.values(), return_exceptions=True)
+        for client in self._clients.values():
+            await client.close()
+        self._clients.clear()
