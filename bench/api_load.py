@@ -53,7 +53,8 @@ def serve_api(db_url: str, port: int) -> None:
     import uvicorn
 
     from smarthub.clock import SystemClock
-    from smarthub.gdsc.api.app import create_app, token_digest
+    from smarthub.gdsc.api.app import create_app
+    from smarthub.gdsc.api.auth.tokens import token_digest
     from smarthub.gdsc.governance.audit import AuditLog
     from smarthub.gdsc.governance.guard import AccessGuard
     from smarthub.gdsc.governance.parties import PartyRepository

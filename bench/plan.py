@@ -22,9 +22,10 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from sqlalchemy import text
 
+from smarthub.gdsc.fleet.registry import HubRecord, hubs, premises
 from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.pull.scheduler import plan_window
-from smarthub.gdsc.store import HubRecord, Store, hubs, premises
+from smarthub.gdsc.store import Store
 
 WS = datetime(2026, 3, 2, 1, tzinfo=UTC)
 W = timedelta(hours=4)

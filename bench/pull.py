@@ -262,7 +262,7 @@ def start_hubs(
     from cryptography import x509
 
     from smarthub.gdsc.fleet.pki import lfdi
-    from smarthub.gdsc.store import HubRecord
+    from smarthub.gdsc.fleet.registry import HubRecord
 
     records = []
     for s in specs:

@@ -39,7 +39,8 @@ from sqlalchemy import BigInteger, Column, Integer, MetaData, SmallInteger, Stri
 from sqlalchemy import Table as SqlTable
 from sqlalchemy.dialects import postgresql
 
-from smarthub.gdsc.store import Store, StoredReading
+from smarthub.gdsc.readings.tables import StoredReading
+from smarthub.gdsc.store import Store
 
 PG_URL = os.environ.get("SMARTHUB_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 DAY0 = 1_772_409_600  # 2026-03-02 00:00 UTC

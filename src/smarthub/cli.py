@@ -1016,7 +1016,7 @@ def _lifecycle(state: Path, db: str | None, command: str):  # type: ignore[no-un
 def _last_job(store) -> int:  # type: ignore[no-untyped-def]
     from sqlalchemy import func, select
 
-    from smarthub.gdsc.pull.plan import urgent_work
+    from smarthub.gdsc.pull.tables import urgent_work
 
     with store.engine.connect() as conn:
         return int(conn.execute(select(func.coalesce(func.max(urgent_work.c.id), 0))).scalar_one())
@@ -1026,7 +1026,7 @@ def _crl_jobs_after(store, job: int) -> list[str]:  # type: ignore[no-untyped-de
     """The hubs a ``pki.crl`` command was queued for after job ``job``."""
     from sqlalchemy import select
 
-    from smarthub.gdsc.pull.plan import urgent_work as u
+    from smarthub.gdsc.pull.tables import urgent_work as u
 
     with store.engine.connect() as conn:
         rows = conn.execute(
@@ -1043,7 +1043,7 @@ def _hub_serial(state: Path, lifecycle, hub_id: str, given: str | None) -> int |
     from sqlalchemy import select
 
     from smarthub.gdsc.fleet.pki import lfdi
-    from smarthub.gdsc.store import hubs
+    from smarthub.gdsc.fleet.registry import hubs
 
     with lifecycle.store.engine.connect() as conn:
         registered = conn.execute(select(hubs.c.lfdi).where(hubs.c.hub_id == hub_id)).scalar()

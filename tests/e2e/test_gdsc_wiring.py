@@ -34,10 +34,12 @@ from smarthub.gdsc.fleet.lifecycle import HubLifecycle
 from smarthub.gdsc.fleet.pki import CertificateAuthority
 from smarthub.gdsc.governance.changes import move_out
 from smarthub.gdsc.governance.parties import Fuel, Party, PartyRepository, Role, SupplyPeriod, Tenancy
-from smarthub.gdsc.pull.plan import DONE, FAILED, PullPlan, urgent_work
+from smarthub.gdsc.pull.plan import PullPlan
+from smarthub.gdsc.pull.tables import DONE, FAILED, urgent_work
 from smarthub.gdsc.readings.queries import Meter, find_meter
+from smarthub.gdsc.readings.tables import StoredReading
 from smarthub.gdsc.service import GdscService
-from smarthub.gdsc.store import Store, StoredReading
+from smarthub.gdsc.store import Store
 from smarthub.hub.management import ManagementInterface
 from smarthub.hub.registry import MeterRegistry, registry_commands
 from smarthub.sim.fleet import Fleet, home_specs, provision
@@ -347,7 +349,7 @@ async def test_an_applied_meter_replace_registers_the_new_meter_and_keeps_the_ol
         (claim,) = plan.claim_urgent("A", NOW, 10)
         verdict = json.loads((await hub.handle(claim.envelope or b"")).to_json())
         plan.finish_urgent(claim, True, NOW, result=verdict)
-        from smarthub.gdsc.fleet.lifecycle import learn_meter_replacements
+        from smarthub.gdsc.fleet.meters import learn_meter_replacements
 
         mark = learn_meter_replacements(store)
         assert mark == claim.id and learn_meter_replacements(store, mark) == mark

@@ -20,12 +20,14 @@ from sqlalchemy import func, select
 from smarthub.clock import SystemClock
 from smarthub.gdsc.commands.signer import CommandSigner
 from smarthub.gdsc.fleet.commissioning import CommissioningRefused, CommissioningRequest, sign_request
-from smarthub.gdsc.fleet.lifecycle import HubLifecycle, hub_commissioning
+from smarthub.gdsc.fleet.lifecycle import HubLifecycle
 from smarthub.gdsc.fleet.pki import CertificateAuthority, IssuedCertificate, Role
+from smarthub.gdsc.fleet.registry import HubRecord, hub_commissioning, hubs, meters
 from smarthub.gdsc.pull.collector import Collector
 from smarthub.gdsc.pull.courier import CommandCourier
-from smarthub.gdsc.pull.plan import PullPlan, pull_plan
-from smarthub.gdsc.store import HubRecord, Store, hubs, meters
+from smarthub.gdsc.pull.plan import PullPlan
+from smarthub.gdsc.pull.tables import pull_plan
+from smarthub.gdsc.store import Store
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
 from smarthub.hub.management import CrlStore, ManagementInterface

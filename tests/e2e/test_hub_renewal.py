@@ -29,11 +29,13 @@ from smarthub.gdsc.commands.signer import CommandSigner
 from smarthub.gdsc.fleet.commissioning import CommissioningRequest, sign_request
 from smarthub.gdsc.fleet.lifecycle import HubLifecycle, LifecycleRefused
 from smarthub.gdsc.fleet.pki import INDEFINITE, CertificateAuthority, IssuedCertificate, Role, lfdi
+from smarthub.gdsc.fleet.registry import HubRecord, hubs
 from smarthub.gdsc.pull.collector import Collector
 from smarthub.gdsc.pull.courier import CommandCourier
-from smarthub.gdsc.pull.plan import PullPlan, urgent_work
+from smarthub.gdsc.pull.plan import PullPlan
+from smarthub.gdsc.pull.tables import urgent_work
 from smarthub.gdsc.service import Upkeep
-from smarthub.gdsc.store import HubRecord, Store, hubs
+from smarthub.gdsc.store import Store
 from smarthub.hub.certificate import HubCertificate
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub

@@ -39,7 +39,8 @@ from smarthub.gdsc.governance.parties import (
 )
 from smarthub.gdsc.governance.supplier_change import OpeningReadPending, SupplierChanges
 from smarthub.gdsc.pull.courier import CommandCourier
-from smarthub.gdsc.pull.plan import DONE, PullPlan
+from smarthub.gdsc.pull.plan import PullPlan
+from smarthub.gdsc.pull.tables import DONE
 from smarthub.gdsc.store import Store
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub

@@ -25,8 +25,9 @@ import pytest
 from sqlalchemy import select
 
 from smarthub.clock import AcceleratedClock
-from smarthub.gdsc.pull.plan import CLAIMED, DONE, pull_plan
-from smarthub.gdsc.store import Store, pull_log
+from smarthub.gdsc.pull.log import pull_log
+from smarthub.gdsc.pull.tables import CLAIMED, DONE, pull_plan
+from smarthub.gdsc.store import Store
 from smarthub.sim.fleet import Fleet, home_specs, provision
 
 SIM_START = datetime(2026, 3, 2, tzinfo=UTC)  # the window under test starts here

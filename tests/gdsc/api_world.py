@@ -19,7 +19,8 @@ from smarthub.gdsc.commands.desk import CommandDesk
 from smarthub.gdsc.governance.audit import AuditLog
 from smarthub.gdsc.governance.guard import AccessGuard
 from smarthub.gdsc.governance.parties import Fuel, Party, PartyRepository, Role, SupplyPeriod, Tenancy
-from smarthub.gdsc.store import Store, StoredReading
+from smarthub.gdsc.readings.tables import StoredReading
+from smarthub.gdsc.store import Store
 from smarthub.sim.fleet import provision
 
 JUL = datetime(2026, 7, 1, tzinfo=UTC)
@@ -93,3 +94,9 @@ def tariff_json(version: int = 1) -> dict[str, Any]:
         "standing_charge_p_per_day": "45.00",
         "pricing": {"type": "flat", "unit_rate_p_per_kwh": "24.50"},
     }
+
+
+def api_routes(app: Any) -> list[tuple[str, str]]:
+    """(METHOD, path template) of every operation the API serves, from its OpenAPI document (routers
+    included into the app are not listed flat in ``app.routes`` by every FastAPI version)."""
+    return [(method.upper(), path) for path, ops in app.openapi()["paths"].items() for method in ops]

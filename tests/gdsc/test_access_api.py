@@ -21,7 +21,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from smarthub.clock import ManualClock
-from smarthub.gdsc.api.app import create_app, token_digest
+from smarthub.gdsc.api.app import create_app
+from smarthub.gdsc.api.auth.tokens import token_digest
 from smarthub.gdsc.governance.access import TimeRange
 from smarthub.gdsc.governance.audit import AuditLog
 from smarthub.gdsc.governance.guard import AccessGuard
@@ -35,7 +36,8 @@ from smarthub.gdsc.governance.parties import (
     Tenancy,
 )
 from smarthub.gdsc.readings import queries as dataservices
-from smarthub.gdsc.store import Store, StoredReading
+from smarthub.gdsc.readings.tables import StoredReading
+from smarthub.gdsc.store import Store
 
 JUL = datetime(2026, 7, 1, tzinfo=UTC)
 DAY1 = datetime(2026, 8, 9, 23, tzinfo=UTC)  # local (BST) midnight of 10 August

@@ -21,7 +21,8 @@ from smarthub.clock import ManualClock
 from smarthub.gdsc.governance.access import TimeRange
 from smarthub.gdsc.governance.aggregates import AggregationGroups, MembershipRefused, UnknownGroup
 from smarthub.gdsc.governance.guard import AccessGuard
-from smarthub.gdsc.store import Store, StoredReading
+from smarthub.gdsc.readings.tables import StoredReading
+from smarthub.gdsc.store import Store
 
 START = int(DAY1.timestamp())
 P1_SERIES = [100 + i for i in range(48)]  # what build() stores for P1's first day

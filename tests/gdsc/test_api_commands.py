@@ -19,7 +19,8 @@ import pytest
 from gdsc.api_world import NOW, World, build, tariff_json
 from smarthub.clock import ManualClock
 from smarthub.gdsc.commands.vouchers import VoucherCourier
-from smarthub.gdsc.pull.plan import Priority, PullPlan
+from smarthub.gdsc.pull.plan import PullPlan
+from smarthub.gdsc.pull.tables import Priority
 from smarthub.hub.ihd.commands import ihd_commands
 from smarthub.hub.ihd.store import IhdStore
 from smarthub.hub.management import ManagementInterface
@@ -256,7 +257,7 @@ def test_on_demand_read_by_occupant_and_refusals(world: World) -> None:
 def _deactivate(world: World) -> None:
     from sqlalchemy import update
 
-    from smarthub.gdsc.store import hubs
+    from smarthub.gdsc.fleet.registry import hubs
 
     with world.store.engine.begin() as conn:
         conn.execute(update(hubs).where(hubs.c.hub_id == "H1").values(status="decommissioned"))

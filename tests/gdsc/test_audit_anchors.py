@@ -24,7 +24,8 @@ from typer.testing import CliRunner
 from smarthub.cli import app
 from smarthub.clock import ManualClock
 from smarthub.gdsc.governance.audit import AuditLog, audit_log
-from smarthub.gdsc.store import Store, StoredReading
+from smarthub.gdsc.readings.tables import StoredReading
+from smarthub.gdsc.store import Store
 from smarthub.sim.fleet import provision
 
 T0 = datetime(2026, 8, 1, 9, tzinfo=UTC)

@@ -13,8 +13,11 @@ from sqlalchemy import select
 
 from smarthub.clock import SystemClock
 from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
+from smarthub.gdsc.fleet.registry import HubRecord
 from smarthub.gdsc.pull.collector import Collector
-from smarthub.gdsc.store import HubRecord, Store, pull_cursors, pull_log
+from smarthub.gdsc.pull.log import pull_log
+from smarthub.gdsc.readings.tables import pull_cursors
+from smarthub.gdsc.store import Store
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
 from smarthub.model import ObisCode, Reading, Unit

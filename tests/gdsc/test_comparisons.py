@@ -16,10 +16,12 @@ from cryptography import x509
 
 from smarthub.clock import ManualClock
 from smarthub.gdsc.commands.signer import CommandSigner
-from smarthub.gdsc.pull.plan import Priority, PullPlan
+from smarthub.gdsc.pull.plan import PullPlan
+from smarthub.gdsc.pull.tables import Priority
 from smarthub.gdsc.readings import comparisons
 from smarthub.gdsc.readings.comparisons import ComparisonError, last_week, queue_comparisons
-from smarthub.gdsc.store import Store, StoredReading
+from smarthub.gdsc.readings.tables import StoredReading
+from smarthub.gdsc.store import Store
 from smarthub.hub.ihd.commands import ihd_commands
 from smarthub.hub.ihd.store import IhdStore
 from smarthub.hub.management import ManagementInterface
@@ -216,7 +218,7 @@ def test_attributes_split_cohorts_and_bad_requests_are_refused(
 def test_the_gdsc_upkeep_queues_last_weeks_comparison_once_across_processes(
     world: tuple[Store, CommandSigner, x509.Certificate], tmp_path: Path
 ) -> None:
-    from smarthub.gdsc.pull.plan import urgent_work
+    from smarthub.gdsc.pull.tables import urgent_work
     from smarthub.gdsc.service import Upkeep
 
     store, signer, _ = world

@@ -17,8 +17,9 @@ from typer.testing import CliRunner
 
 from smarthub.cli import app
 from smarthub.gdsc.fleet.pki import CertificateAuthority, Role, lfdi, verify_certificate
-from smarthub.gdsc.pull.plan import PENDING, urgent_work
-from smarthub.gdsc.store import Store, hubs, meters
+from smarthub.gdsc.fleet.registry import hubs, meters
+from smarthub.gdsc.pull.tables import PENDING, urgent_work
+from smarthub.gdsc.store import Store
 from smarthub.model.identifiers import make_mpan
 from smarthub.sim.fleet import HomeSpec, provision
 

@@ -9,9 +9,11 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Column, MetaData, String, Table, inspect
 
+from smarthub.gdsc.db.database import alembic_config
 from smarthub.gdsc.db.migrations import include_name
 from smarthub.gdsc.db.schema import metadata
-from smarthub.gdsc.store import Store, StoredReading, alembic_config
+from smarthub.gdsc.readings.tables import StoredReading
+from smarthub.gdsc.store import Store
 
 
 def _diff(store: Store) -> list[object]:

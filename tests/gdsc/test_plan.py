@@ -14,20 +14,13 @@ import pytest
 from sqlalchemy import select
 
 from smarthub.clock import ManualClock
+from smarthub.gdsc.fleet.registry import HubRecord
+from smarthub.gdsc.pull.backoff import Backoff
 from smarthub.gdsc.pull.collector import Collector
-from smarthub.gdsc.pull.plan import (
-    CLAIMED,
-    DONE,
-    FAILED,
-    PENDING,
-    Backoff,
-    Priority,
-    PullPlan,
-    hub_errors,
-    pull_plan,
-)
+from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.pull.scheduler import plan_window
-from smarthub.gdsc.store import HubRecord, Store
+from smarthub.gdsc.pull.tables import CLAIMED, DONE, FAILED, PENDING, Priority, hub_errors, pull_plan
+from smarthub.gdsc.store import Store
 from smarthub.sim.fleet import provision
 
 WS = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
@@ -309,7 +302,7 @@ def test_commands_queued_at_once_by_several_processes_keep_counter_order(
     import json
 
     from smarthub.gdsc.commands.signer import CommandSigner
-    from smarthub.gdsc.pull.plan import urgent_work
+    from smarthub.gdsc.pull.tables import urgent_work
 
     register(store, 1)
     PullPlan(store).create_schema()

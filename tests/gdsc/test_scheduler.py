@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from smarthub.gdsc.fleet.registry import HubRecord
 from smarthub.gdsc.pull.scheduler import RetrievalSchedule, plan_window, window_start_for
-from smarthub.gdsc.store import HubRecord
 
 W = timedelta(minutes=30)
 START = datetime(2026, 3, 2, 1, 30, tzinfo=UTC)

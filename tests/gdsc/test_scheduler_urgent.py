@@ -18,12 +18,16 @@ from typing import Any
 from sqlalchemy import func, select
 
 from smarthub.clock import ManualClock
+from smarthub.gdsc.fleet.registry import hubs, premises
+from smarthub.gdsc.pull.backoff import Backoff
 from smarthub.gdsc.pull.collector import Collector
 from smarthub.gdsc.pull.courier import CommandCourier
-from smarthub.gdsc.pull.plan import CLAIMED, DONE, PENDING, Backoff, Priority, PullPlan
+from smarthub.gdsc.pull.log import pull_log
+from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.pull.scheduler import Scheduler
+from smarthub.gdsc.pull.tables import CLAIMED, DONE, PENDING, Priority
 from smarthub.gdsc.service import queue_command
-from smarthub.gdsc.store import Store, hubs, premises, pull_log
+from smarthub.gdsc.store import Store
 from smarthub.sim.fleet import SimulatedHome, home_specs, provision
 
 WS = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)

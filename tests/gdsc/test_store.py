@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from smarthub.gdsc.fleet.commissioning import CommissioningError, register_manifest
-from smarthub.gdsc.store import Store, StoredReading
+from smarthub.gdsc.readings.tables import StoredReading
+from smarthub.gdsc.store import Store
 from smarthub.model.identifiers import make_mpan
 
 T0 = 1_772_409_600
@@ -198,7 +199,7 @@ def test_a_corrupt_stored_block_is_reported_with_its_key(store: Store) -> None:
     from sqlalchemy import update
 
     from smarthub.gdsc.readings.interval_block import BlockError
-    from smarthub.gdsc.store import interval_blocks
+    from smarthub.gdsc.readings.tables import interval_blocks
 
     store.ingest("HUB1", [at(T0, 1)], {})
     with store.engine.begin() as conn:
@@ -266,7 +267,7 @@ def test_concurrent_ingest_of_the_same_hub_loses_nothing(pg_url: str) -> None:
 def test_hub_keys_are_allocated_once_per_hub(db_url: str) -> None:
     from sqlalchemy import select
 
-    from smarthub.gdsc.store import hub_keys
+    from smarthub.gdsc.readings.tables import hub_keys
 
     for hub in ("HUB1", "HUB2", "HUB1", "HUB3"):
         s = Store(db_url)  # a fresh process: nothing cached
@@ -301,7 +302,7 @@ def test_pull_log_rows_of_one_call_number_each_hubs_attempts_in_order(store: Sto
 
     from sqlalchemy import select
 
-    from smarthub.gdsc.store import pull_log
+    from smarthub.gdsc.pull.log import pull_log
 
     t = datetime(2026, 3, 2, tzinfo=UTC)
 

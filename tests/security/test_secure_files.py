@@ -17,7 +17,8 @@ import pytest
 from smarthub.clock import ManualClock
 from smarthub.gdsc.commands.signer import CommandSigner
 from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
-from smarthub.gdsc.pull.plan import DONE, PullPlan
+from smarthub.gdsc.pull.plan import PullPlan
+from smarthub.gdsc.pull.tables import DONE
 from smarthub.gdsc.store import Store
 from smarthub.hub.diagnostics import DiagnosticsLog
 from smarthub.hub.history import HistoryStore

@@ -36,7 +36,8 @@ from smarthub.gdsc.governance.parties import (
     Role,
     Tenancy,
 )
-from smarthub.gdsc.pull.plan import PullPlan, urgent_work
+from smarthub.gdsc.pull.plan import PullPlan
+from smarthub.gdsc.pull.tables import urgent_work
 from smarthub.gdsc.store import Store
 from smarthub.hub.diagnostics import DiagnosisCode, DiagnosticsLog
 from smarthub.hub.history import HistoryStore

@@ -52,7 +52,8 @@ from smarthub.clock import Clock, SystemClock
 from smarthub.gdsc.commands.signer import CommandSigner
 from smarthub.gdsc.commands.vouchers import VoucherCourier
 from smarthub.gdsc.fleet.commissioning import register_manifest
-from smarthub.gdsc.fleet.lifecycle import HubLifecycle, learn_meter_replacements
+from smarthub.gdsc.fleet.lifecycle import HubLifecycle
+from smarthub.gdsc.fleet.meters import learn_meter_replacements
 from smarthub.gdsc.fleet.pki import CertificateAuthority
 from smarthub.gdsc.governance.audit import AuditLog
 from smarthub.gdsc.governance.audit_anchors import default_anchor_path, write_anchor
@@ -61,8 +62,9 @@ from smarthub.gdsc.governance.parties import PartyRepository
 from smarthub.gdsc.governance.supplier_change import SupplierChanges
 from smarthub.gdsc.pull.collector import Collector
 from smarthub.gdsc.pull.courier import CommandCourier
-from smarthub.gdsc.pull.plan import Priority, PullPlan, urgent_work
+from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.pull.scheduler import Scheduler, _wall_seconds
+from smarthub.gdsc.pull.tables import Priority, urgent_work
 from smarthub.gdsc.readings.comparisons import last_week, queue_comparisons
 from smarthub.gdsc.readings.queries import LONDON
 from smarthub.gdsc.store import Store

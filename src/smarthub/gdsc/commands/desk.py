@@ -33,10 +33,12 @@ from sqlalchemy import BigInteger, Column, DateTime, Integer, String, Table, sel
 
 from smarthub.gdsc.commands.signer import CommandSigner
 from smarthub.gdsc.commands.vouchers import VoucherIssuer, vouchers
+from smarthub.gdsc.db.database import metadata
 from smarthub.gdsc.governance.parties import utc
-from smarthub.gdsc.pull.plan import CLAIMED, DONE, FAILED, PullPlan
+from smarthub.gdsc.pull.plan import PullPlan
+from smarthub.gdsc.pull.tables import CLAIMED, DONE, FAILED
 from smarthub.gdsc.readings.queries import Meter
-from smarthub.gdsc.store import Store, metadata
+from smarthub.gdsc.store import Store
 
 api_jobs = Table(
     "api_jobs",

@@ -33,8 +33,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import Column, DateTime, String, Table, Text, and_, func, insert, select, update
 
 from smarthub.gdsc.commands.signer import CommandSigner
-from smarthub.gdsc.pull.plan import CLAIMED, DONE, PENDING, Priority, PullPlan, urgent_work
-from smarthub.gdsc.store import Store, metadata, pull_log
+from smarthub.gdsc.db.database import metadata
+from smarthub.gdsc.pull.log import pull_log
+from smarthub.gdsc.pull.plan import PullPlan
+from smarthub.gdsc.pull.tables import CLAIMED, DONE, PENDING, Priority, urgent_work
+from smarthub.gdsc.store import Store
 from smarthub.model.prepayment import Voucher, voucher_envelope
 
 vouchers = Table(

@@ -6,7 +6,7 @@
   records who commissioned the hub and when (``hub_commissioning``), and queues a first read.
 * **Revocation** (:meth:`HubLifecycle.revoke_hub`): the hub's status becomes ``revoked`` and its
   pending pulls and jobs are dropped in one transaction, ordered against ingests by
-  :func:`smarthub.gdsc.store.lock_hub_status`, so the store refuses anything of the hub from that
+  :func:`smarthub.gdsc.fleet.registry.lock_hub_status`, so the store refuses anything of the hub from that
   instant (a pull already in flight included); then the CA revokes its certificate and a new CRL
   is published (:meth:`publish_crl`): written next to the CA and handed to the collectors, whose
   TLS contexts refuse the hub from then on and who offer the new CRL to every hub with its next
@@ -62,7 +62,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import Column, Connection, DateTime, String, Table, Text, delete, select, update
+from sqlalchemy import Connection, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from smarthub.gdsc.commands.signer import CommandSigner
@@ -72,6 +72,7 @@ from smarthub.gdsc.fleet.commissioning import (
     Installer,
     verify_request,
 )
+from smarthub.gdsc.fleet.meters import learn_meter_replacements, meter_series
 from smarthub.gdsc.fleet.pki import (
     CertificateAuthority,
     CertificateRejected,
@@ -80,42 +81,16 @@ from smarthub.gdsc.fleet.pki import (
     _atomic_write,
     lfdi,
 )
-from smarthub.gdsc.pull.plan import DONE, FAILED, PENDING, Priority, PullPlan, pull_plan, urgent_work
-from smarthub.gdsc.store import (
-    Store,
-    StoredReading,
-    channel_readings,
-    hubs,
-    lock_hub_status,
-    metadata,
-    meters,
-    premises,
-)
+from smarthub.gdsc.fleet.registry import hub_commissioning, hubs, lock_hub_status, meters, premises
+from smarthub.gdsc.pull.plan import PullPlan
+from smarthub.gdsc.pull.tables import DONE, FAILED, PENDING, Priority, pull_plan, urgent_work
+from smarthub.gdsc.readings.tables import StoredReading
+from smarthub.gdsc.store import Store
 
 ACTIVE, REVOKED, DECOMMISSIONED = "active", "revoked", "decommissioned"
 CRL_FILE = "crl.pem"
 CLOCK_SKEW = timedelta(minutes=5)
 RENEW_COMMAND = "pki.certificate"
-
-# Who commissioned which hub, with which certificate, and how its life ended (hub first in the
-# key, like every per-hub table, so it can be distributed by hub id).
-hub_commissioning = Table(
-    "hub_commissioning",
-    metadata,
-    Column("hub_id", String(64), primary_key=True),
-    Column("premises_id", String(64), nullable=False),
-    Column("installer", String(255), nullable=False),  # the installer certificate's CN
-    Column("installer_lfdi", String(40), nullable=False),
-    Column("installer_serial", String(48), nullable=False),  # decimal: serials are up to 159 bits
-    Column("commissioned_at", DateTime(timezone=True), nullable=False),
-    Column("cert_serial", String(48), nullable=False),
-    Column("cert_lfdi", String(40), nullable=False),
-    Column("cert_pem", Text),  # the hub's current certificate, to renew it (None: commissioned earlier)
-    Column("replaces", String(64)),
-    Column("ended_at", DateTime(timezone=True)),
-    Column("end_status", String(16)),  # revoked / decommissioned
-    Column("end_reason", Text),
-)
 
 
 def _refuse_second_hub(conn: Connection, req: CommissioningRequest) -> None:
@@ -564,36 +539,9 @@ class HubLifecycle:
     def meter_series(
         self, premises_id: str, meter_id: str, obis: str, start: int | None = None, end: int | None = None
     ) -> list[StoredReading]:
-        """One meter's readings at a premises from every hub that has served it, by start.
-
-        A replaced hub's readings stay under its own id; this joins them with its successors'.
-        Where two hubs hold the same interval, the one commissioned earlier is kept (it read the
-        meter first); a differing value there is a conflict and raises ``ValueError``."""
-        with self.store.engine.connect() as conn:
-            order = [
-                r.hub_id
-                for r in conn.execute(
-                    select(hubs.c.hub_id, hub_commissioning.c.commissioned_at)
-                    .select_from(
-                        hubs.outerjoin(hub_commissioning, hub_commissioning.c.hub_id == hubs.c.hub_id)
-                    )
-                    .where(hubs.c.premises_id == premises_id)
-                    .order_by(
-                        hub_commissioning.c.commissioned_at.is_(None).desc(),
-                        hub_commissioning.c.commissioned_at,
-                    )
-                )
-            ]
-            out: dict[tuple[int, int], StoredReading] = {}
-            for hub_id in order:
-                for r in channel_readings(conn, hub_id, meter_id, obis, start, end):
-                    held = out.setdefault((r.interval_start, r.duration), r)
-                    if held is not r and (held.value, held.power_of_ten) != (r.value, r.power_of_ten):
-                        raise ValueError(
-                            f"meter {meter_id} {obis} at {r.interval_start}: hub {held.hub_id} stored "
-                            f"{held.value}e{held.power_of_ten}, hub {r.hub_id} {r.value}e{r.power_of_ten}"
-                        )
-        return sorted(out.values(), key=lambda r: (r.interval_start, r.duration))
+        """One meter's readings at a premises from every hub that has served it
+        (:func:`smarthub.gdsc.fleet.meters.meter_series`)."""
+        return meter_series(self.store, premises_id, meter_id, obis, start, end)
 
     def learn_meter_replacements(self, after_job: int = 0) -> int:
         """Register at the GDSC the meters that signed ``meter.replace`` commands put in place.
@@ -610,45 +558,6 @@ class HubLifecycle:
         return None if row is None else dict(row._mapping)
 
 
-def learn_meter_replacements(store: Store, after_job: int = 0) -> int:
-    """:meth:`HubLifecycle.learn_meter_replacements` (needs only the store)."""
-    u = urgent_work
-    with store.engine.connect() as conn:
-        jobs = conn.execute(
-            select(u.c.id, u.c.hub_id, u.c.state, u.c.result, u.c.envelope)
-            .where(u.c.command_type == "meter.replace", u.c.id > after_job)
-            .order_by(u.c.id)
-        ).all()
-    mark = after_job
-    for job in jobs:
-        if job.state not in (DONE, FAILED):
-            break  # later jobs are looked at again next time
-        mark = job.id
-        verdict = json.loads(job.result) if job.state == DONE and job.result else {}
-        if verdict.get("status") != "applied":
-            continue
-        try:
-            body = json.loads(json.loads(job.envelope)["payload"])["body"]
-            old, new = str(body["old"]), str(body["new"])
-        except (ValueError, KeyError, TypeError):
-            continue
-        with store._write_lock, store.engine.begin() as conn:
-            fuel = (
-                body.get("fuel")
-                or conn.execute(
-                    select(meters.c.fuel).where(meters.c.hub_id == job.hub_id, meters.c.meter_id == old)
-                ).scalar()
-            )
-            if fuel is None:
-                continue  # neither the command nor the registry says what the meter measures
-            conn.execute(
-                store._insert(meters)
-                .values(hub_id=job.hub_id, meter_id=new, fuel=str(fuel))
-                .on_conflict_do_nothing(index_elements=["hub_id", "meter_id"])
-            )
-    return mark
-
-
 __all__ = [
     "ACTIVE",
     "CRL_FILE",
@@ -658,6 +567,4 @@ __all__ = [
     "Commissioned",
     "HubLifecycle",
     "LifecycleRefused",
-    "hub_commissioning",
-    "learn_meter_replacements",
 ]

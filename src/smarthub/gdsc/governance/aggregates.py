@@ -65,10 +65,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from smarthub.gdsc.db.database import metadata
 from smarthub.gdsc.governance.access import TimeRange
 from smarthub.gdsc.governance.parties import Granularity, utc
 from smarthub.gdsc.readings.queries import LONDON, _bucket, find_meter, premises_meter_list, readings
-from smarthub.gdsc.store import metadata
 
 SLOT = 1800  # the settlement period: aggregates are released per half-hour
 SETTLE_AFTER = timedelta(days=5)

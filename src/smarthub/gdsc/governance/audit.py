@@ -51,7 +51,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from smarthub.gdsc.store import metadata
+from smarthub.gdsc.db.database import metadata
 
 GENESIS = "0" * 64
 _DOMAIN = b"smarthub-gdsc-audit-v1\n"

@@ -38,10 +38,12 @@ from sqlalchemy import Connection, Engine, select
 
 from smarthub.clock import Clock
 from smarthub.gdsc.commands.signer import CommandSigner
+from smarthub.gdsc.fleet.registry import hubs, meters
 from smarthub.gdsc.governance.access import SUPPLIER_DEFAULT, current_tenancy
 from smarthub.gdsc.governance.parties import Consent, DataKind, Granularity, PartyRepository, Role, consents
-from smarthub.gdsc.pull.plan import Priority, PullPlan
-from smarthub.gdsc.store import Store, hubs, meters
+from smarthub.gdsc.pull.plan import PullPlan
+from smarthub.gdsc.pull.tables import Priority
+from smarthub.gdsc.store import Store
 
 # The hub's names for the granularities (smarthub.hub.privacy.Granularity; the GDSC spells the
 # register-only consent in the singular).

@@ -7,7 +7,7 @@ naming scope (meters, data kinds), granularity, purpose and expiry. An installer
 a premises only for the window of a site visit (appointment). Periods are half-open
 ``[start, end)``; ``end`` None means still open.
 
-The tables hang on :data:`smarthub.gdsc.store.metadata` so one ``create_all`` (or, later, one
+The tables hang on :data:`smarthub.gdsc.db.database.metadata` so one ``create_all`` (or, later, one
 Alembic migration) covers the whole GDSC schema. :class:`PartyRepository` is the only code that
 reads or writes them.
 """
@@ -38,7 +38,7 @@ from sqlalchemy import (
     update,
 )
 
-from smarthub.gdsc.store import metadata
+from smarthub.gdsc.db.database import metadata
 
 
 class Role(enum.StrEnum):

@@ -45,13 +45,14 @@ from sqlalchemy import (
 )
 
 from smarthub.gdsc.commands.signer import CommandSigner
+from smarthub.gdsc.db.database import metadata
 from smarthub.gdsc.governance.access import Action, TimeRange, deny
 from smarthub.gdsc.governance.changes import LifecycleError, SupplierChange, change_supplier_in
 from smarthub.gdsc.governance.consent_sync import active_hubs
 from smarthub.gdsc.governance.guard import AccessDenied, AccessGuard
 from smarthub.gdsc.governance.parties import Fuel, Granularity, PartyRepository
-from smarthub.gdsc.pull.plan import DONE, FAILED, Priority, PullPlan
-from smarthub.gdsc.store import metadata
+from smarthub.gdsc.pull.plan import PullPlan
+from smarthub.gdsc.pull.tables import DONE, FAILED, Priority
 
 _T = DateTime(timezone=True)
 SETTLEMENT_PERIOD = timedelta(minutes=30)

@@ -40,8 +40,9 @@ from sqlalchemy import (
     update,
 )
 
+from smarthub.gdsc.db.database import metadata
 from smarthub.gdsc.incidents.policy import HUB_UNREACHABLE, Action, Party, decide, incident_key
-from smarthub.gdsc.store import Store, metadata
+from smarthub.gdsc.store import Store
 from smarthub.wan.contract.events import BadHubEvent, HubEvent, parse_hub_event
 
 _ID = BigInteger().with_variant(Integer, "sqlite")

@@ -15,7 +15,8 @@ from datetime import datetime, timedelta
 from smarthub.clock import Clock
 from smarthub.gdsc.commands.signer import CommandSigner
 from smarthub.gdsc.incidents.error_log import ErrorLog
-from smarthub.gdsc.pull.plan import Priority, PullPlan
+from smarthub.gdsc.pull.plan import PullPlan
+from smarthub.gdsc.pull.tables import Priority
 
 log = logging.getLogger(__name__)
 

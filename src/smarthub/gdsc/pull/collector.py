@@ -35,9 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from smarthub.clock import Clock
+from smarthub.gdsc.fleet.registry import HubRecord
 from smarthub.gdsc.incidents.error_log import ErrorLog
 from smarthub.gdsc.incidents.event_pull import pull_events
-from smarthub.gdsc.store import HubRecord, IngestResult, ReadingRow, Readings, Store
+from smarthub.gdsc.readings.tables import IngestResult, ReadingRow, Readings
+from smarthub.gdsc.store import Store
 from smarthub.wan.client.hub_client import HubClient, PulledInterval, PullError
 from smarthub.wan.client.pull import HubConnection, PullClient, SessionCache
 from smarthub.wan.contract import crl_sync

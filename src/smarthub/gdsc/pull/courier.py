@@ -10,7 +10,7 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
-from smarthub.gdsc.store import HubRecord
+from smarthub.gdsc.fleet.registry import HubRecord
 from smarthub.wan.client.hub_client import HubClient
 
 

@@ -40,10 +40,13 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 
 from smarthub.clock import Clock
+from smarthub.gdsc.fleet.registry import HubRecord
+from smarthub.gdsc.pull.backoff import Backoff
+from smarthub.gdsc.pull.claims import BulkClaim, UrgentClaim
 from smarthub.gdsc.pull.collector import Collector, PullOutcome
 from smarthub.gdsc.pull.courier import CommandCourier
-from smarthub.gdsc.pull.plan import DONE, FAILED, Backoff, BulkClaim, PullPlan, UrgentClaim
-from smarthub.gdsc.store import HubRecord
+from smarthub.gdsc.pull.plan import PullPlan
+from smarthub.gdsc.pull.tables import DONE, FAILED
 from smarthub.wan.client.hub_client import PullError
 
 log = logging.getLogger(__name__)

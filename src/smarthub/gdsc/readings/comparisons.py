@@ -60,11 +60,14 @@ from sqlalchemy import Column, Date, DateTime, Engine, Integer, String, Table, T
 from sqlalchemy.dialects import postgresql, sqlite
 
 from smarthub.gdsc.commands.signer import CommandSigner
+from smarthub.gdsc.db.database import metadata
+from smarthub.gdsc.fleet.registry import hubs, meters
 from smarthub.gdsc.governance.access import TimeRange
 from smarthub.gdsc.governance.parties import Granularity
-from smarthub.gdsc.pull.plan import Priority, PullPlan
+from smarthub.gdsc.pull.plan import PullPlan
+from smarthub.gdsc.pull.tables import Priority
 from smarthub.gdsc.readings.queries import LONDON, Meter, readings
-from smarthub.gdsc.store import Store, hubs, metadata, meters
+from smarthub.gdsc.store import Store
 
 DEFAULT_K = 5
 GAS_VOLUME_CORRECTION = Decimal("1.02264")

@@ -22,18 +22,12 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, and_, select
 
-from smarthub.gdsc.fleet.lifecycle import hub_commissioning
+from smarthub.gdsc.db.database import DAY
+from smarthub.gdsc.fleet.registry import hub_commissioning, hubs, meters
 from smarthub.gdsc.governance.access import TimeRange
 from smarthub.gdsc.governance.parties import Granularity, tenancies
-from smarthub.gdsc.store import (
-    DAY,
-    channel_readings,
-    hub_keys,
-    hubs,
-    interval_blocks,
-    interval_channels,
-    meters,
-)
+from smarthub.gdsc.readings.stored import channel_readings
+from smarthub.gdsc.readings.tables import hub_keys, interval_blocks, interval_channels
 
 LONDON = ZoneInfo("Europe/London")
 SERVED = (Granularity.HALF_HOURLY, Granularity.DAILY, Granularity.MONTHLY)

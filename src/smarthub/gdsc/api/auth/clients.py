@@ -24,8 +24,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Column, DateTime, Engine, ForeignKey, String, Table, and_, select, update
 
+from smarthub.gdsc.db.database import metadata
 from smarthub.gdsc.governance.parties import PartyRepository, utc
-from smarthub.gdsc.store import metadata
 
 api_clients = Table(
     "api_clients",

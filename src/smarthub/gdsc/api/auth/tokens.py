@@ -16,8 +16,9 @@ from datetime import datetime
 
 from sqlalchemy import Column, DateTime, Engine, ForeignKey, String, Table, and_, func, select, update
 
+from smarthub.gdsc.db.database import metadata
 from smarthub.gdsc.governance.parties import Party, PartyRepository, Role, UnknownParty, utc
-from smarthub.gdsc.store import Store, metadata
+from smarthub.gdsc.store import Store
 
 api_tokens = Table(
     "api_tokens",

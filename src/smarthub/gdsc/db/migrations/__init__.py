@@ -5,7 +5,7 @@ PostgreSQL) to the newest revision, and is what ``smarthub gdsc`` runs at start-
 How to add a migration (e.g. a new table for the work plan, or parties/consents/audit):
 
 1. Change the tables in ``smarthub.gdsc.store`` (or a module whose tables are declared on
-   ``smarthub.gdsc.store.metadata``, and list that module in ``smarthub.gdsc.db.schema``); give
+   ``smarthub.gdsc.db.database.metadata``, and list that module in ``smarthub.gdsc.db.schema``); give
    every new table the hub id first in its primary key unless it is a small reference table
    or spans hubs (incidents, parties), so the store can be distributed by hub.
 2. Generate the revision against a database at the current head, from the repository root::
@@ -27,7 +27,7 @@ names; two branches adding revisions in parallel must renumber one of them at me
 
 from __future__ import annotations
 
-from smarthub.gdsc.store import PARTITION_NAME
+from smarthub.gdsc.readings.tables import PARTITION_NAME
 
 
 def include_name(name: str | None, type_: str, parent_names: object) -> bool:

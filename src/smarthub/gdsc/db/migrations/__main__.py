@@ -1,7 +1,7 @@
 """``python -m smarthub.gdsc.db.migrations revision "message"``: autogenerate the next revision.
 
 Runs against a throw-away SQLite database migrated to the current head, so the revision holds
-exactly the difference between the migrations and ``smarthub.gdsc.store.metadata``.
+exactly the difference between the migrations and ``smarthub.gdsc.db.database.metadata``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
 
-from smarthub.gdsc.store import alembic_config
+from smarthub.gdsc.db.database import alembic_config
 
 
 def main(argv: list[str]) -> int:

@@ -1,0 +1,134 @@
+"""``/v1/premises/{premises_id}/commands/…`` and ``…/on-demand-reads``: commands to a meter's
+hub (tariff update, IHD message, top-up, supply), signed and queued in the shared pull plan by
+the command desk; each answers 202 with the job to follow at ``/v1/jobs/{id}``."""
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Response
+
+from smarthub.gdsc.api.deps import ApiServices, Caller, Desk, Id, Services
+from smarthub.gdsc.api.schemas import (
+    COMMAND_ERRORS,
+    IhdMessageIn,
+    JobAccepted,
+    OnDemandReadIn,
+    SupplyIn,
+    TariffUpdateIn,
+    TopUpIn,
+)
+from smarthub.gdsc.commands import tariffs
+from smarthub.gdsc.commands.desk import message_id
+from smarthub.gdsc.governance.access import Action
+from smarthub.gdsc.readings import queries
+from smarthub.model.prepayment import BadVoucher
+
+router = APIRouter()
+common: dict[str, Any] = {"response_model": JobAccepted, "status_code": 202, "responses": COMMAND_ERRORS}
+
+
+def accepted(
+    response: Response, job: int, ctype: str | None, meter: queries.Meter, voucher: str | None = None
+) -> JobAccepted:
+    response.headers["Location"] = f"/v1/jobs/{job}"
+    return JobAccepted(
+        job_id=job, state="queued", command_type=ctype, hub_id=meter.hub_id, voucher_id=voucher
+    )
+
+
+def allowed(
+    api: ApiServices, party: str, action: Action, premises_id: str, meter_id: str, detail: dict[str, Any]
+) -> queries.Meter:
+    """The meter at the premises (else 404), if the policy allows the caller the action on it."""
+    meter = queries.find_meter(api.engine, premises_id, meter_id)
+    api.guard.require(
+        party, action, premises_id=premises_id, fuel=meter.fuel, meter_id=meter_id, detail=detail
+    )
+    return meter
+
+
+@router.post("/v1/premises/{premises_id}/commands/tariff-update", **common)
+def tariff_update(
+    party: Caller, api: Services, desk: Desk, premises_id: Id, body: TariffUpdateIn, response: Response
+) -> JobAccepted:
+    """Send a tariff version to the hub (``tariff.update``); the current supplier for the fuel only.
+
+    The fuel is the fuel of the meter the access policy checked, never the caller's word."""
+    try:  # the instant first: it is about the request alone (any fuel will do for the check)
+        tariffs.tariff_update_body(body.tariff, tariffs.FUELS[0], body.effective)
+    except ValueError as err:
+        raise HTTPException(400, f"cannot send tariff {body.tariff.tariff_id!r}: {err}") from err
+    detail = {"tariff": body.tariff.model_dump(mode="json"), "version": body.tariff.version}
+    meter = allowed(api, party, Action.TARIFF_UPDATE, premises_id, body.meter_id, detail)
+    if meter.fuel not in tariffs.FUELS:
+        raise HTTPException(
+            400, f"meter {meter.meter_id!r} is a {meter.fuel} meter: tariffs are for electricity and gas"
+        )
+    payload = tariffs.tariff_update_body(body.tariff, meter.fuel, body.effective)
+    now = api.guard.clock.now()
+    job = desk.command(party, premises_id, meter, Action.TARIFF_UPDATE.value, "tariff.update", payload, now)
+    return accepted(response, job, "tariff.update", meter)
+
+
+@router.post("/v1/premises/{premises_id}/commands/ihd-message", **common)
+def ihd_message(
+    party: Caller, api: Services, desk: Desk, premises_id: Id, body: IhdMessageIn, response: Response
+) -> JobAccepted:
+    """Show a message on the home's IHD (``ihd.message``, IEEE 2030.5 Messaging); the sender is the
+    calling supplier."""
+    if not body.text.strip():
+        raise HTTPException(400, "message text must not be blank")
+    payload: dict[str, Any] = {
+        "sender": party,
+        "id": message_id(),
+        "text": body.text,
+        "priority": body.priority,
+    }
+    now = api.guard.clock.now()
+    if body.expires is not None:
+        if body.expires <= now:
+            raise HTTPException(400, f"message expiry {body.expires.isoformat()} is already past")
+        payload["expires"] = body.expires.isoformat()
+    meter = allowed(api, party, Action.IHD_MESSAGE, premises_id, body.meter_id, payload)
+    job = desk.command(party, premises_id, meter, Action.IHD_MESSAGE.value, "ihd.message", payload, now)
+    return accepted(response, job, "ihd.message", meter)
+
+
+@router.post("/v1/premises/{premises_id}/commands/top-up", **common)
+def top_up(
+    party: Caller, api: Services, desk: Desk, premises_id: Id, body: TopUpIn, response: Response
+) -> JobAccepted:
+    """Credit a prepayment meter: a signed single-use voucher, recorded before it is sent
+    (``prepayment.topup``)."""
+    meter = allowed(api, party, Action.TOP_UP, premises_id, body.meter_id, {"amount": f"{body.amount:.2f}"})
+    try:
+        job, voucher = desk.top_up(
+            party, premises_id, meter, Action.TOP_UP.value, body.amount, api.guard.clock.now()
+        )
+    except BadVoucher as err:
+        raise HTTPException(400, f"cannot top up meter {meter.meter_id!r}: {err}") from err
+    return accepted(response, job, "prepayment.topup", meter, voucher)
+
+
+@router.post("/v1/premises/{premises_id}/commands/supply", **common)
+def supply(
+    party: Caller, api: Services, desk: Desk, premises_id: Id, body: SupplyIn, response: Response
+) -> JobAccepted:
+    """Connect or disconnect the meter's supply (``supply.reconnect`` / ``supply.disconnect``)."""
+    ctype = "supply.reconnect" if body.state == "connect" else "supply.disconnect"
+    payload = {"meter": body.meter_id}
+    meter = allowed(
+        api, party, Action.CONNECT_DISCONNECT, premises_id, body.meter_id, {"type": ctype, **payload}
+    )
+    now = api.guard.clock.now()
+    job = desk.command(party, premises_id, meter, Action.CONNECT_DISCONNECT.value, ctype, payload, now)
+    return accepted(response, job, ctype, meter)
+
+
+@router.post("/v1/premises/{premises_id}/on-demand-reads", **common)
+def on_demand_read(
+    party: Caller, api: Services, desk: Desk, premises_id: Id, body: OnDemandReadIn, response: Response
+) -> JobAccepted:
+    """Pull the meter's hub now, outside its windows (the readings then appear in the store)."""
+    meter = allowed(api, party, Action.ON_DEMAND_READ, premises_id, body.meter_id, {})
+    job = desk.read(party, premises_id, meter, Action.ON_DEMAND_READ.value, api.guard.clock.now())
+    return accepted(response, job, None, meter)

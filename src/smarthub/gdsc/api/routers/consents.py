@@ -1,0 +1,116 @@
+"""``/v1/premises/{premises_id}/consents`` and ``…/access-log``: the occupier's consents (list,
+grant, revoke) and who accessed, or tried to access, the premises' data."""
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Response
+from pydantic import AwareDatetime
+
+from smarthub.gdsc.api import mappers
+from smarthub.gdsc.api.deps import MAX_PAGE, ApiServices, Caller, Id, Services, period
+from smarthub.gdsc.api.schemas import ERRORS, AccessLogEntry, ConsentIn, ConsentOut
+from smarthub.gdsc.governance.access import Action, current_tenancy
+from smarthub.gdsc.governance.parties import Consent, Role, UnknownParty
+from smarthub.gdsc.readings import queries
+
+router = APIRouter()
+
+
+@router.get("/v1/premises/{premises_id}/access-log", response_model=list[AccessLogEntry], responses=ERRORS)
+def get_access_log(
+    party: Caller,
+    api: Services,
+    premises_id: Id,
+    start: AwareDatetime,
+    end: AwareDatetime,
+    after: Annotated[int | None, Query(ge=0, le=2**62, description="the last seq seen (next page)")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = MAX_PAGE,
+) -> list[AccessLogEntry]:
+    """Who accessed (or tried to) the premises' data, oldest first; page with ``after`` = the
+    last ``seq`` received until fewer than ``limit`` entries come back."""
+    entries = api.guard.access_log(party, premises_id, period(start, end))
+    entries = [e for e in entries if after is None or e.seq > after][:limit]
+    return [mappers.access_log_entry(e) for e in entries]
+
+
+def tenancy_id(api: ApiServices, premises_id: str) -> str:
+    guard = api.guard
+    t = current_tenancy(guard.parties.facts([premises_id]), premises_id, guard.clock.now())
+    assert t is not None  # MANAGE_CONSENT was allowed, so someone occupies it now
+    return t.tenancy_id
+
+
+@router.get("/v1/premises/{premises_id}/consents", response_model=list[ConsentOut], responses=ERRORS)
+def list_consents(party: Caller, api: Services, premises_id: Id) -> list[ConsentOut]:
+    api.guard.require(party, Action.MANAGE_CONSENT, premises_id=premises_id, detail={"op": "list"})
+    mine = tenancy_id(api, premises_id)
+    return [mappers.consent_out(c) for c in api.guard.parties.consents([premises_id]) if c.tenancy_id == mine]
+
+
+@router.post(
+    "/v1/premises/{premises_id}/consents",
+    response_model=ConsentOut,
+    status_code=201,
+    responses=ERRORS,
+)
+def grant(party: Caller, api: Services, premises_id: Id, body: ConsentIn) -> ConsentOut:
+    guard = api.guard
+    guard.require(
+        party,
+        Action.MANAGE_CONSENT,
+        premises_id=premises_id,
+        detail={"op": "grant", **body.model_dump(mode="json")},
+    )
+    try:
+        grantee = guard.parties.party(body.party_id)
+    except UnknownParty as err:
+        raise HTTPException(400, f"cannot consent to {body.party_id!r}: {err}") from err
+    if grantee.role not in (Role.THIRD_PARTY, Role.SUPPLIER):
+        raise HTTPException(
+            400, f"consent is given to suppliers and data services, not to a {grantee.role.value}"
+        )
+    if body.meters is not None:
+        unknown = set(body.meters) - queries.premises_meters(api.engine, premises_id)
+        if unknown:
+            raise HTTPException(400, f"no meter {sorted(unknown)} at premises {premises_id!r}")
+    try:
+        consent = Consent(
+            consent_id=uuid.uuid4().hex,
+            party_id=body.party_id,
+            premises_id=premises_id,
+            tenancy_id=tenancy_id(api, premises_id),
+            data_kinds=frozenset(body.data_kinds),
+            granularity=body.granularity,
+            purpose=body.purpose,
+            granted_at=guard.clock.now(),
+            expires_at=body.expires_at,
+            meters=None if body.meters is None else frozenset(body.meters),
+        )
+    except ValueError as err:
+        raise HTTPException(400, str(err)) from err
+    guard.parties.grant_consent(consent)
+    return mappers.consent_out(consent)
+
+
+@router.delete(
+    "/v1/premises/{premises_id}/consents/{consent_id}",
+    status_code=204,
+    response_class=Response,
+    responses=ERRORS,
+)
+def revoke(party: Caller, api: Services, premises_id: Id, consent_id: Id) -> Response:
+    guard = api.guard
+    guard.require(
+        party,
+        Action.MANAGE_CONSENT,
+        premises_id=premises_id,
+        detail={"op": "revoke", "consent_id": consent_id},
+    )
+    mine = tenancy_id(api, premises_id)
+    if not any(
+        c.consent_id == consent_id and c.tenancy_id == mine for c in guard.parties.consents([premises_id])
+    ):
+        raise HTTPException(404, f"no consent {consent_id!r} of the current tenancy at {premises_id!r}")
+    guard.parties.revoke_consent(consent_id, guard.clock.now())  # revoking twice keeps the first time
+    return Response(status_code=204)

@@ -1,0 +1,227 @@
+"""The data services API's request and response bodies (pydantic; FastAPI derives the OpenAPI
+document from them)."""
+
+import enum
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, Field
+
+from smarthub.gdsc.governance.parties import DataKind, Granularity
+from smarthub.model.prepayment import MAX_TOPUP
+from smarthub.model.tariff import Tariff
+
+
+class ErrorBody(BaseModel):
+    detail: str
+    max_granularity: str | None = None
+
+
+class BucketOut(BaseModel):
+    """A value over [start, start + duration): value × 10^power_of_ten in the unit uom."""
+
+    start: datetime
+    duration: int = Field(description="seconds")
+    value: int
+    power_of_ten: int
+    uom: int = Field(description="IEEE 2030.5 UomType")
+
+
+class ReadingOut(BucketOut):
+    quality: int
+    intervals: int = Field(description="stored intervals summed into this value")
+
+
+class ReadingsPage(BaseModel):
+    premises_id: str
+    meter_id: str
+    obis: str
+    granularity: Granularity
+    allowed: list[tuple[datetime, datetime]] = Field(description="the data time this caller may see")
+    readings: list[ReadingOut]
+    next_after: int | None = Field(description="pass as `after` for the next page; null on the last page")
+
+
+class AggregateOut(BucketOut):
+    premises: int = Field(description="premises whose data the sum contains (never fewer than k)")
+
+
+class AggregatePage(BaseModel):
+    group: str
+    group_size: int = Field(description="premises that were members of the group in the period")
+    granularity: Granularity
+    readings: list[AggregateOut]
+
+
+class ConsentIn(BaseModel):
+    party_id: str = Field(min_length=1, max_length=64)
+    data_kinds: list[DataKind] = Field(min_length=1)
+    granularity: Granularity
+    purpose: str = Field(min_length=1, max_length=500)
+    expires_at: AwareDatetime
+    meters: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
+        default=None, description="null: every meter of the premises"
+    )
+
+
+class ConsentOut(BaseModel):
+    consent_id: str
+    party_id: str
+    premises_id: str
+    data_kinds: list[DataKind]
+    granularity: Granularity
+    purpose: str
+    granted_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+    meters: list[str] | None
+
+
+class AccessLogEntry(BaseModel):
+    seq: int
+    at: datetime
+    actor: str
+    role: str
+    action: str
+    allow: bool
+    reason: str
+
+
+class ExportFormat(enum.StrEnum):
+    CSV = "csv"
+    PARQUET = "parquet"
+
+
+# -- commands and jobs ----------------------------------------------------------------------------
+
+MeterId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+
+
+class TariffUpdateIn(BaseModel):
+    meter_id: MeterId = Field(description="a meter of the supply: its fuel is the tariff's fuel")
+    tariff: Tariff
+    effective: AwareDatetime | None = Field(
+        default=None,
+        description="when the hub starts charging by this version: local (Europe/London) midnight of "
+        "the tariff's effective_from, the only instant a hub accepts (null: that midnight)",
+    )
+
+
+class IhdMessageIn(BaseModel):
+    meter_id: MeterId = Field(description="a meter of the premises (it names the hub whose IHD shows it)")
+    text: str = Field(min_length=1, max_length=500)
+    priority: int = Field(default=1, ge=0, le=3, description="IEEE 2030.5 TextMessage priority, 0 low..3")
+    expires: AwareDatetime | None = None
+
+
+class TopUpIn(BaseModel):
+    meter_id: MeterId
+    amount: Annotated[Decimal, Field(gt=0, le=MAX_TOPUP, max_digits=5, decimal_places=2)] = Field(
+        description="pounds, with pence"
+    )
+
+
+class SupplyIn(BaseModel):
+    meter_id: MeterId
+    state: Literal["connect", "disconnect"]
+
+
+class OnDemandReadIn(BaseModel):
+    meter_id: MeterId
+
+
+class JobAccepted(BaseModel):
+    job_id: int
+    state: str
+    command_type: str | None = Field(description="null for an on-demand read")
+    hub_id: str
+    voucher_id: str | None = None
+
+
+class JobOut(BaseModel):
+    job_id: int
+    state: Literal["queued", "in-flight", "done", "failed"]
+    action: str
+    command_type: str | None
+    premises_id: str
+    meter_id: str
+    hub_id: str
+    queued: datetime
+    finished: datetime | None
+    tries: int = Field(description="deliveries that have failed so far (retried with backoff)")
+    result: dict[str, Any] | None = Field(description="the hub's verdict, or the read's counts")
+    error: str | None
+    voucher_id: str | None = None
+    voucher_status: str | None = None
+
+
+class JobsPage(BaseModel):
+    jobs: list[int]
+    next_after: int | None
+
+
+# -- portfolio ------------------------------------------------------------------------------------
+
+
+class SiteMeter(BaseModel):
+    meter_id: str
+    fuel: str
+
+
+class SiteOut(BaseModel):
+    premises_id: str
+    occupied: list[tuple[datetime, datetime | None]] = Field(description="the customer's tenancies there")
+    current: bool
+    meters: list[SiteMeter]
+
+
+class PortfolioPage(BaseModel):
+    customer_id: str
+    sites: list[SiteOut]
+    next_after: str | None
+
+
+class SiteReading(BucketOut):
+    meters: int = Field(description="meter buckets summed into this value")
+
+
+class SiteConsumption(BaseModel):
+    premises_id: str
+    allowed: list[tuple[datetime, datetime]]
+    readings: list[SiteReading]
+
+
+class PortfolioConsumption(BaseModel):
+    customer_id: str
+    fuel: str
+    obis: str
+    granularity: Granularity
+    sites: list[SiteConsumption] = Field(description="this page of sites")
+    total: list[SiteReading] = Field(description="summed across every site in the period, not only this page")
+    next_after: str | None
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "the request is well-formed but cannot be carried out as asked"},
+    401: {
+        "model": ErrorBody,
+        "description": "no, unknown or expired token, or a client certificate bound to no party",
+    },
+    403: {
+        "model": ErrorBody,
+        "description": "refused by the access policy, or beyond the token's scope (the reason says why)",
+    },
+    404: {
+        "model": ErrorBody,
+        "description": "no such meter, consent or aggregation group; no such job, or another party's job",
+    },
+    422: {
+        "model": ErrorBody,
+        "description": "the request does not match the schema (detail names the fields)",
+    },
+}
+COMMAND_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    409: {"model": ErrorBody, "description": "the meter's hub is not active: there is nothing to send to"},
+}

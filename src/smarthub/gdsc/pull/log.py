@@ -1,0 +1,179 @@
+"""The pull log: one row per pull attempt of a hub (``seq`` numbers a hub's attempts), and the
+operator page's per-hub status built on it.
+
+``PullLog`` is the store's part that writes and reads it; the shared pull plan
+(:mod:`smarthub.gdsc.pull.plan`) reads it to see whether a dead collector finished a pull.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Column, Connection, DateTime, Integer, String, Table, Text, func, select, text
+from sqlalchemy.exc import IntegrityError
+
+from smarthub.gdsc.db.database import Database, metadata
+from smarthub.gdsc.fleet.registry import hubs
+from smarthub.gdsc.readings.tables import hub_keys, interval_blocks
+
+# One row per pull attempt; `seq` numbers the attempts of one hub.
+pull_log = Table(
+    "pull_log",
+    metadata,
+    Column("hub_id", String(64), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("window_start", DateTime(timezone=True), nullable=False),
+    Column("started", DateTime(timezone=True), nullable=False),
+    Column("finished", DateTime(timezone=True), nullable=False),
+    Column("ok", Integer, nullable=False),
+    Column("readings", Integer, nullable=False),
+    Column("inserted", Integer, nullable=False),
+    Column("error", Text),
+)
+
+
+class PullLog(Database):
+    """Pull attempts, logged and summed up (the pull-log part of the store)."""
+
+    def log_pulls(self, entries: Sequence[dict[str, Any]]) -> None:
+        """Several pulls' log rows (``log_pull``'s keyword arguments each) in one transaction."""
+        if not entries:
+            return
+        for attempt in range(5):
+            try:
+                with self._write_lock, self.engine.begin() as conn:
+                    if self.dialect == "postgresql":
+                        self._pull_log_insert_pg(conn, entries)
+                    else:
+                        for e in entries:
+                            conn.execute(self._pull_log_insert(**e))
+                return
+            except IntegrityError:  # another process logged a pull of the same hub at once
+                if attempt == 4:
+                    raise
+
+    def _pull_log_insert_pg(self, conn: Connection, entries: Sequence[dict[str, Any]]) -> None:
+        """Every row in one statement: each hub's next ``seq`` numbers follow its highest
+        stored one, in the order the entries are given (a hub may appear more than once)."""
+        cols: dict[str, list[Any]] = {
+            k: [e[k] for e in entries]
+            for k in ("hub_id", "window_start", "started", "finished", "readings", "inserted", "error")
+        }
+        cols["ok"] = [int(e["ok"]) for e in entries]
+        conn.execute(
+            text(
+                "INSERT INTO pull_log"
+                " (hub_id, seq, window_start, started, finished, ok, readings, inserted, error) "
+                "SELECT v.hub_id, coalesce((SELECT max(p.seq) FROM pull_log p WHERE p.hub_id = v.hub_id), 0)"
+                " + row_number() OVER (PARTITION BY v.hub_id ORDER BY v.ord),"
+                " v.window_start, v.started, v.finished, v.ok, v.readings, v.inserted, v.error "
+                "FROM unnest(CAST(:hub_id AS varchar[]), CAST(:window_start AS timestamptz[]),"
+                " CAST(:started AS timestamptz[]), CAST(:finished AS timestamptz[]), CAST(:ok AS int4[]),"
+                " CAST(:readings AS int4[]), CAST(:inserted AS int4[]), CAST(:error AS text[]))"
+                " WITH ORDINALITY"
+                " AS v(hub_id, window_start, started, finished, ok, readings, inserted, error, ord)"
+            ),
+            cols,
+        )
+
+    def _pull_log_insert(
+        self,
+        *,
+        hub_id: str,
+        window_start: datetime,
+        started: datetime,
+        finished: datetime,
+        ok: bool,
+        readings: int,
+        inserted: int,
+        error: str | None,
+    ) -> Any:
+        nxt = (
+            select(func.coalesce(func.max(pull_log.c.seq), 0) + 1)
+            .where(pull_log.c.hub_id == hub_id)
+            .scalar_subquery()
+        )
+        return pull_log.insert().values(
+            seq=nxt,
+            hub_id=hub_id,
+            window_start=window_start,
+            started=started,
+            finished=finished,
+            ok=int(ok),
+            readings=readings,
+            inserted=inserted,
+            error=error,
+        )
+
+    def log_pull(
+        self,
+        *,
+        hub_id: str,
+        window_start: datetime,
+        started: datetime,
+        finished: datetime,
+        ok: bool,
+        readings: int,
+        inserted: int,
+        error: str | None,
+    ) -> None:
+        self.log_pulls(
+            [
+                dict(
+                    hub_id=hub_id,
+                    window_start=window_start,
+                    started=started,
+                    finished=finished,
+                    ok=ok,
+                    readings=readings,
+                    inserted=inserted,
+                    error=error,
+                )
+            ]
+        )
+
+    def fleet_status(self) -> list[dict[str, object]]:
+        """One row per hub for the operator page: last pull, readings stored, errors."""
+        b, k = interval_blocks, hub_keys
+        with self.engine.connect() as conn:
+            counts = dict(
+                conn.execute(
+                    select(k.c.hub_id, func.sum(b.c.n))
+                    .select_from(b.join(k, b.c.hub_key == k.c.hub_key))
+                    .group_by(k.c.hub_id)
+                ).all()
+            )
+            last = {
+                r.hub_id: r
+                for r in conn.execute(
+                    select(
+                        pull_log.c.hub_id,
+                        func.max(pull_log.c.finished).label("last"),
+                        func.sum(1 - pull_log.c.ok).label("errors"),
+                        func.count().label("pulls"),
+                    ).group_by(pull_log.c.hub_id)
+                )
+            }
+            out = []
+            for h in conn.execute(select(hubs).order_by(hubs.c.hub_id)):
+                lp = last.get(h.hub_id)
+                out.append(
+                    {
+                        "hub_id": h.hub_id,
+                        "premises_id": h.premises_id,
+                        "status": h.status,
+                        "last_pull": _aware(lp.last) if lp else None,
+                        "pulls": int(lp.pulls) if lp else 0,
+                        "errors": int(lp.errors or 0) if lp else 0,
+                        "readings": int(counts.get(h.hub_id) or 0),
+                    }
+                )
+            return out
+
+
+def _aware(t: datetime | None) -> datetime | None:
+    if t is None:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
