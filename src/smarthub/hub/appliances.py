@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import json
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -138,6 +137,9 @@ CREATE TABLE IF NOT EXISTS switchings (
 CREATE TABLE IF NOT EXISTS controller_tariff (id INTEGER PRIMARY KEY CHECK (id = 1), schedule TEXT NOT NULL);
 """
 
+# Migrations: 1 is the schema when versions began (its IF NOT EXISTS adopts an unversioned file).
+SCHEMA = sqlite_files.Schema("appliance controller", [_SCHEMA])
+
 _RUN_COLUMNS = "id, appliance, profile, step, earliest, deadline, start, cost_p, state"
 
 
@@ -153,11 +155,8 @@ class ApplianceController:
         self.clock = clock
         self.link = link
         self.drlc = drlc
-        self._lock = threading.Lock()
-        self._db = sqlite_files.connect(str(db_path))
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._file = sqlite_files.open_database(db_path, SCHEMA)
+        self._db, self._lock = self._file.connection, self._file.lock
         self._plug_state: dict[str, bool] = {}  # what each plug last confirmed (unknown after a restart)
         self._sequence = 0
         self._wake = asyncio.Event()

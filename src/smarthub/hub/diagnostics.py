@@ -40,7 +40,6 @@ import json
 import logging
 import os
 import statistics
-import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -377,6 +376,9 @@ CREATE TABLE IF NOT EXISTS diagnostic_key (
 );
 """
 
+# Migrations: 1 is the schema when versions began (its IF NOT EXISTS adopts an unversioned file).
+SCHEMA = sqlite_files.Schema("diagnostics", [_SCHEMA])
+
 _COLUMNS = (
     "id, code, device, device_kind, severity, recommendation, first_seen, last_seen, count, attempts,"
     " closed, resolution, seq, nonce, sealed"
@@ -414,12 +416,8 @@ class DiagnosticsLog:
                 if self.path == ":memory:"
                 else load_or_create_master_key(Path(path).with_name("master.key"))
             )
-        self._lock = threading.Lock()
-        self._db = sqlite_files.connect(self.path)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
+        self._file = sqlite_files.open_database(self.path, SCHEMA)
+        self._db, self._lock = self._file.connection, self._file.lock
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:

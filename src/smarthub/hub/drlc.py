@@ -43,7 +43,6 @@ from __future__ import annotations
 import enum
 import hashlib
 import random
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -283,6 +282,9 @@ CREATE TABLE IF NOT EXISTS drlc_responses (
 );
 """
 
+# Migrations: 1 is the schema when versions began (its IF NOT EXISTS adopts an unversioned file).
+SCHEMA = sqlite_files.Schema("DRLC", [_SCHEMA])
+
 
 class DrlcClient:
     """Holds the events, moves them through their lives on the injected time, records responses.
@@ -293,11 +295,8 @@ class DrlcClient:
     def __init__(self, db_path: Path | str, lfdi: str, categories: int = 0) -> None:
         self.lfdi = lfdi.upper()
         self.categories = categories
-        self._lock = threading.Lock()
-        self._db = sqlite_files.connect(str(db_path))
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._file = sqlite_files.open_database(db_path, SCHEMA)
+        self._db, self._lock = self._file.connection, self._file.lock
 
     def close(self) -> None:
         with self._lock:

@@ -48,7 +48,6 @@ import binascii
 import json
 import logging
 import os
-import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -79,6 +78,9 @@ CREATE TABLE IF NOT EXISTS mgmt_log (
     reason TEXT NOT NULL
 );
 """
+
+# Migrations: 1 is the schema when versions began (its IF NOT EXISTS adopts an unversioned file).
+SCHEMA = sqlite_files.Schema("management log", [_SCHEMA])
 
 
 REFRESH_BEFORE = timedelta(days=3)  # ask for a newer CRL when the one held has less than this left
@@ -134,11 +136,8 @@ class ManagementInterface:
         self.clock = clock
         self.crl = crl
         self.handlers: dict[str, Handler] = {"diagnostic.ping": lambda body: {"pong": body.get("nonce")}}
-        self._lock = threading.Lock()
-        self._db = sqlite_files.connect(str(db_path))
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._file = sqlite_files.open_database(db_path, SCHEMA)
+        self._db, self._lock = self._file.connection, self._file.lock
 
     def register(self, command_type: str, handler: Handler) -> None:
         self.handlers[command_type] = handler

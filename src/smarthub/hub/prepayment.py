@@ -89,6 +89,9 @@ CREATE TABLE IF NOT EXISTS prepayment_events (
 );
 """
 
+# Migrations: 1 is the schema when versions began (its IF NOT EXISTS adopts an unversioned file).
+SCHEMA = sqlite_files.Schema("prepayment ledger", [_SCHEMA])
+
 
 class VoucherRefused(Exception):
     """A voucher that will never be credited here (bad signature, other hub, malformed)."""
@@ -166,11 +169,8 @@ class PrepaymentLedger:
         self.ca_cert = ca_cert
         self.crl = crl
         self.config = {f: (config or {}).get(f, AccountConfig()) for f in FUELS}
-        self._lock = threading.Lock()
-        self._db = sqlite_files.connect(str(path))
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._file = sqlite_files.open_database(path, SCHEMA)
+        self._db, self._lock = self._file.connection, self._file.lock
         for fuel in FUELS:
             self._db.execute(
                 "INSERT OR IGNORE INTO accounts VALUES (?, '0.00', '0.00', 0, 'on', 0, 0)", (fuel,)

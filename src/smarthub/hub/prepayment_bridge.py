@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -59,15 +58,18 @@ class Breaker(Protocol):
     def reconnect(self) -> Awaitable[dict[str, Any]]: ...
 
 
+HOLDS_SCHEMA = sqlite_files.Schema(
+    "supply holds",
+    ["CREATE TABLE IF NOT EXISTS supply_holds (fuel TEXT PRIMARY KEY, since INTEGER NOT NULL);"],  # 1
+)
+
+
 class SupplyHolds:
     """Fuels the supplier switched off remotely: kept off until the supplier's reconnect."""
 
     def __init__(self, path: Path | str = ":memory:") -> None:
-        self._lock = threading.Lock()
-        self._db = sqlite_files.connect(str(path))
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS supply_holds (fuel TEXT PRIMARY KEY, since INTEGER NOT NULL)"
-        )
+        self._file = sqlite_files.open_database(path, HOLDS_SCHEMA)
+        self._db, self._lock = self._file.connection, self._file.lock
 
     def hold(self, fuel: str, at: datetime) -> None:
         with self._lock:

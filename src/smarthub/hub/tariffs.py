@@ -33,7 +33,6 @@ from __future__ import annotations
 import bisect
 import json
 import logging
-import threading
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -377,16 +376,16 @@ CREATE TABLE IF NOT EXISTS tariff_versions (
 );
 """
 
+# Migrations: 1 is the schema when versions began (its IF NOT EXISTS adopts an unversioned file).
+SCHEMA = sqlite_files.Schema("tariffs", [_SCHEMA])
+
 
 class TariffStore:
     """The tariff versions this hub has been sent, per fuel, kept across restarts."""
 
     def __init__(self, path: Path | str) -> None:
-        self._lock = threading.Lock()
-        self._db = sqlite_files.connect(str(path))
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._file = sqlite_files.open_database(path, SCHEMA)
+        self._db, self._lock = self._file.connection, self._file.lock
 
     def close(self) -> None:
         with self._lock:
