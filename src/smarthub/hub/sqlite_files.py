@@ -101,6 +101,9 @@ class Schema:
     #: The default, 0, runs them all, which the first migration's ``IF NOT EXISTS`` makes safe.
     unversioned: Callable[[sqlite3.Connection], int] = _never_versioned
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "migrations", tuple(self.migrations))  # frozen, hashable
+
     @property
     def version(self) -> int:
         return len(self.migrations)
