@@ -418,19 +418,13 @@ class DiagnosticsLog:
             )
         self._file = sqlite_files.open_database(self.path, SCHEMA)
         self._db, self._lock = self._file.connection, self._file.lock
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute("SELECT wrapped FROM diagnostic_key WHERE id=1").fetchone()
-                if row is None:
-                    key = new_meter_key()
-                    self._db.execute("INSERT INTO diagnostic_key VALUES (1, ?)", (wrap(master_key, key),))
-                else:
-                    key = unwrap(master_key, row[0])
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._file.transaction():
+            row = self._db.execute("SELECT wrapped FROM diagnostic_key WHERE id=1").fetchone()
+            if row is None:
+                key = new_meter_key()
+                self._db.execute("INSERT INTO diagnostic_key VALUES (1, ?)", (wrap(master_key, key),))
+            else:
+                key = unwrap(master_key, row[0])
         self._cipher = AESGCM(key)
 
     @classmethod
@@ -490,14 +484,9 @@ class DiagnosticsLog:
         return self._row(row)
 
     def _write(self, fn: Callable[[], int]) -> DiagnosedEvent:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+        with self._lock:  # the event as written, read before another write can change it
+            with self._file.transaction(locked=True):
                 eid = fn()
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
             return self._get(eid)
 
     # -- writes ------------------------------------------------------------------------

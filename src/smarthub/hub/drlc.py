@@ -329,33 +329,27 @@ class DrlcClient:
 
     def _save(self, ev: HeldEvent, responses: Iterable[ResponseStatus], at: datetime) -> None:
         """The event's new state and the responses it gives, in one transaction."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute(
-                    "INSERT OR REPLACE INTO drlc_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        ev.mrid,
-                        ev.control.to_xml(),
-                        _s(ev.effective_start),
-                        _s(ev.effective_end),
-                        ev.state.value,
-                        None if ev.opted_out is None else _s(ev.opted_out),
-                        int(ev.superseded),
-                        int(ev.cancelled),
-                        int(ev.limited),
-                    ),
-                )
-                if ev.control.device_category & self.categories:
-                    for status in responses:
-                        self._db.execute(
-                            "INSERT INTO drlc_responses(mrid, status, at, required) VALUES (?, ?, ?, ?)",
-                            (ev.mrid, int(status), _s(at), ev.control.response_required),
-                        )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._file.transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO drlc_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    ev.mrid,
+                    ev.control.to_xml(),
+                    _s(ev.effective_start),
+                    _s(ev.effective_end),
+                    ev.state.value,
+                    None if ev.opted_out is None else _s(ev.opted_out),
+                    int(ev.superseded),
+                    int(ev.cancelled),
+                    int(ev.limited),
+                ),
+            )
+            if ev.control.device_category & self.categories:
+                for status in responses:
+                    self._db.execute(
+                        "INSERT INTO drlc_responses(mrid, status, at, required) VALUES (?, ?, ?, ?)",
+                        (ev.mrid, int(status), _s(at), ev.control.response_required),
+                    )
 
     def _record_refusal(self, ctl: EndDeviceControl, status: ResponseStatus, at: datetime) -> None:
         """A response about an event this hub does not hold (refused, or cancelled unseen)."""

@@ -275,18 +275,12 @@ class ManagementInterface:
         return CommandResult("applied", "ok", "", counter, result)
 
     def _take_counter(self, counter: int) -> None:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute("SELECT counter FROM mgmt_counter WHERE id = 1").fetchone()
-                last = 0 if row is None else int(row[0])
-                if counter <= last:
-                    raise CommandRefused("replay", f"counter {counter} is not above the last accepted {last}")
-                self._db.execute("INSERT OR REPLACE INTO mgmt_counter(id, counter) VALUES (1, ?)", (counter,))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._file.transaction():
+            row = self._db.execute("SELECT counter FROM mgmt_counter WHERE id = 1").fetchone()
+            last = 0 if row is None else int(row[0])
+            if counter <= last:
+                raise CommandRefused("replay", f"counter {counter} is not above the last accepted {last}")
+            self._db.execute("INSERT OR REPLACE INTO mgmt_counter(id, counter) VALUES (1, ?)", (counter,))
 
     def _log(self, received: int, counter: int | None, ctype: str | None, outcome: str, reason: str) -> None:
         with self._lock:

@@ -33,8 +33,8 @@ import binascii
 import enum
 import json
 import sqlite3
-import threading
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -459,8 +459,8 @@ class PrepaymentLedger:
         return [{"at": a, "fuel": f, "kind": k, "detail": d} for a, f, k, d in rows]
 
     # -- internals ----------------------------------------------------------------------
-    def _tx(self) -> _Transaction:
-        return _Transaction(self._db, self._lock)
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._file.transaction()
 
     @staticmethod
     def _account(db: sqlite3.Connection, fuel: str) -> dict[str, Any]:
@@ -498,24 +498,6 @@ class PrepaymentLedger:
             "INSERT INTO prepayment_events(at, fuel, kind, detail) VALUES (?, ?, ?, ?)",
             (int(at.timestamp()), fuel, kind, detail),
         )
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE … COMMIT under the ledger's lock; ROLLBACK on any exception."""
-
-    def __init__(self, db: sqlite3.Connection, lock: threading.Lock) -> None:
-        self.db, self.lock = db, lock
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.lock.acquire()
-        self.db.execute("BEGIN IMMEDIATE")
-        return self.db
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        try:
-            self.db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
-        finally:
-            self.lock.release()
 
 
 def topup_command(

@@ -203,9 +203,10 @@ class Database:
             raise
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` … ``COMMIT`` holding :attr:`lock`; ``ROLLBACK`` on any exception."""
-        with self.lock:
+    def transaction(self, *, locked: bool = False) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT`` holding :attr:`lock` (``locked``: the caller holds
+        it already); ``ROLLBACK`` on any exception."""
+        with contextlib.nullcontext() if locked else self.lock:
             self.connection.execute("BEGIN IMMEDIATE")
             try:
                 yield self.connection

@@ -428,23 +428,17 @@ class TariffStore:
             schedule = current.with_version(t)
         except InvalidTariff as err:
             raise TariffUpdateRefused(f"tariff.update: {err}") from None
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute(
-                    "INSERT OR REPLACE INTO tariff_versions VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        update.fuel,
-                        t.tariff_id,
-                        t.version,
-                        int(update.effective.timestamp()),
-                        t.to_json(),
-                        int(now.timestamp()),
-                    ),
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._file.transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO tariff_versions VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    update.fuel,
+                    t.tariff_id,
+                    t.version,
+                    int(update.effective.timestamp()),
+                    t.to_json(),
+                    int(now.timestamp()),
+                ),
+            )
         accumulator.update_tariff(schedule)
         return schedule
