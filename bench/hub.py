@@ -13,10 +13,12 @@ Three processes, so the hub's figures are its own (no simulator or PKI code in i
   meters' are; 20 wired M-Bus meters (polled every 5 min), 4 encrypted DLMS/COSEM meters on HDLC
   (every minute) and 3 IEC 62056-21 meters (every 5 min), each behind its own serial-to-TCP
   port. 99 devices, 100 meters.
-* **hub** (``--role hub``): what ``smarthub hub`` runs (encrypted history, diagnostics with
-  housekeeping, management interface, privacy filter, the WAN server with mutual TLS), with the
-  production ports, poll loops and :class:`~smarthub.han.tcp.TcpStreamTransport` /
-  :class:`~smarthub.han.tcp.TcpLink`. It imports exactly :data:`HUB_IMPORTS`.
+* **hub** (``--role hub``): the hub ``smarthub hub`` runs, built by the same assembly
+  (:func:`smarthub.assembly.hub.build_hub`: encrypted history, registry, diagnostics with
+  repairs and housekeeping, management interface, privacy filter, firmware, the WAN server with
+  mutual TLS) from a configuration of TCP transports: the production ports, poll loops and
+  :class:`~smarthub.han.tcp.TcpStreamTransport` / :class:`~smarthub.han.tcp.TcpLink`, and the
+  bench's radio bridge as a connector. It imports exactly :data:`HUB_IMPORTS`.
 * **this process**: provisions keys and certificates, starts both, and half-way through pulls
   the hub once over its WAN face (a GDSC collector's DeviceCapability, UsagePointList and
   LogEventList) so the figures include a WAN server that has served.
@@ -64,6 +66,9 @@ HUB_ID = "BENCH"
 # What the hub process imports (and all it imports): the reference process imports the same.
 HUB_IMPORTS = (
     "cryptography.x509",
+    "smarthub.assembly.config",
+    "smarthub.assembly.hub",
+    "smarthub.assembly.links",
     "smarthub.clock",
     "smarthub.han.dlms_poll",
     "smarthub.han.iec_poll",
@@ -89,8 +94,15 @@ BREAKDOWN = (
     ("cryptography (AES-GCM, x509)", ("cryptography.hazmat.primitives.ciphers.aead", "cryptography.x509")),
     ("lxml", ("lxml.etree",)),
     ("h11", ("h11",)),
-    ("smarthub hub, han, meters", tuple(m for m in HUB_IMPORTS if not m.startswith("smarthub.wan"))),
-    ("smarthub.wan (server, httpd, sep2_xml, tls)", HUB_IMPORTS),
+    (
+        "smarthub hub, han, meters",
+        tuple(m for m in HUB_IMPORTS if not m.startswith(("smarthub.wan", "smarthub.assembly"))),
+    ),
+    (
+        "smarthub.wan (server, httpd, sep2_xml, tls)",
+        tuple(m for m in HUB_IMPORTS if not m.startswith("smarthub.assembly")),
+    ),
+    ("smarthub.assembly (the rest of a complete hub: firmware, registry, repairs, ...)", HUB_IMPORTS),
 )
 # Not on this hub's import path, measured for the record (each on top of HUB_IMPORTS).
 NOT_LOADED = (
@@ -316,138 +328,131 @@ async def meters_role(state: Path, seconds: float) -> None:
 
 # -- the hub process -------------------------------------------------------------------------
 async def hub_role(state: Path, seconds: float) -> dict[str, Any]:
+    """The hub as ``smarthub hub`` builds it (:func:`smarthub.assembly.hub.build_hub`) from a
+    configuration of TCP transports; the radio bridge (bench framing, with the sender's time) is
+    the one transport of the bench's own, given to the assembly as a connector."""
     import importlib
 
     for name in HUB_IMPORTS:
         importlib.import_module(name)
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    from smarthub.clock import SystemClock
-    from smarthub.han.dlms_poll import dlms_cycle
-    from smarthub.han.iec_poll import iec_cycle
-    from smarthub.han.mbus_poll import mbus_cycle
-    from smarthub.han.p1 import P1Port
-    from smarthub.han.poll import Cycle, PollLoop
+    from smarthub.assembly import links
+    from smarthub.assembly.config import HubConfig, MeterConfig, ServeConfig, TransportConfig
+    from smarthub.assembly.hub import build_hub
+    from smarthub.assembly.links import ConnectContext, Connection, StreamRunner
+    from smarthub.han.poll import PollLoop
     from smarthub.han.ports import PortBatch
-    from smarthub.han.tcp import TcpLink, TcpStreamTransport
+    from smarthub.han.tcp import TcpStreamTransport
     from smarthub.han.wmbus_port import WMBusPort
     from smarthub.han.zigbee_port import ZigbeePort
-    from smarthub.hub.diagnostics import Diagnostics, DiagnosticsLog
-    from smarthub.hub.history import HistoryStore
-    from smarthub.hub.hub import SmartHub
-    from smarthub.hub.management import ManagementInterface
-    from smarthub.hub.privacy import ConsentStore, HubPrivacy
-    from smarthub.meters.dlms.client import DlmsClient
-    from smarthub.meters.dlms.security import SecurityKeys
-    from smarthub.model.obis import EXPORT_ACTIVE_ENERGY, IMPORT_ACTIVE_ENERGY, IMPORT_ACTIVE_POWER
-    from smarthub.security.certificates import lfdi_from_der
-    from smarthub.wan.server import HubWanServer
-    from smarthub.wan.tls import server_context
+    from smarthub.meters import mbus
 
-    registers = (IMPORT_ACTIVE_ENERGY, EXPORT_ACTIVE_ENERGY, IMPORT_ACTIVE_POWER)
     rss_imports = rss_mb()
     plan = json.loads((state / "plan.json").read_text())
     ports = json.loads((state / "ports.json").read_text())
-    clock = SystemClock()
-    history = HistoryStore(state / "history.sqlite")
-    events = DiagnosticsLog.beside(history.path)
-    hub = SmartHub(HUB_ID, history, clock=clock, diagnostics=Diagnostics(events))
     latencies: dict[str, list[float]] = {}
+    arrived: list[float | None] = [None]  # when the bytes being handled now were read
 
-    def accept(kind: str, batch: PortBatch, arrived: float, received: datetime | None = None) -> None:
-        hub.accept(batch, received, port=kind)
-        if batch.points:
-            latencies.setdefault(kind, []).append(time.monotonic() - arrived)
+    class TimedStream(TcpStreamTransport):
+        """Notes when each read's bytes arrived: a P1 telegram's arrival."""
 
-    p1 = P1Port("p1")
-    hub.attach(p1)
+        def __init__(self, host: str, port: int, sink: Callable[[bytes], None], **kw: Any) -> None:
+            def timed(data: bytes) -> None:
+                arrived[0] = time.monotonic()
+                sink(data)
 
-    def on_p1(data: bytes) -> None:
-        arrived = time.monotonic()
-        batch = p1.receive(data)
-        if batch.points or batch.errors:
-            accept("dsmr", batch, arrived)
+            super().__init__(host, port, timed, **kw)
 
-    radio = WMBusPort("wmbus")
-    hub.attach(radio)
-    zigbee = ZigbeePort("zigbee")
-    from smarthub.meters import mbus
+    links.TcpStreamTransport = TimedStream  # type: ignore[misc]
 
-    for m in plan["wmbus"]:  # installed at commissioning
-        radio.keys[mbus.meter_id("LSE", m["ident"], b"")] = bytes.fromhex(m["key"])
-
-    def on_packet(sent: float, eui: str, packet: bytes) -> None:
-        if eui:
-            accept("zigbee", zigbee.receive_frame(eui, packet), sent)
+    def radio(ctx: ConnectContext, transport: TransportConfig, meters: list[MeterConfig]) -> list[Connection]:
+        """The bench's radio-to-TCP bridge (RadioFramer), to the hub's own radio ports."""
+        hub = ctx.hub
+        if transport.name == "wmbus":
+            port: Any = hub.attach(WMBusPort("wmbus"))
+            for m in meters:  # installed at commissioning
+                port.keys[str(m.id)] = m.key
         else:
-            accept("wmbus", radio.receive(packet), sent)
+            port = hub.attach(ZigbeePort("zigbee"))
 
-    transports = [
-        TcpStreamTransport(HOST, ports["p1"], on_p1),
-        TcpStreamTransport(HOST, ports["wmbus"], RadioFramer(on_packet).feed),
-        TcpStreamTransport(HOST, ports["zigbee"], RadioFramer(on_packet).feed),
-    ]
+        def on_packet(sent: float, eui: str, packet: bytes) -> None:
+            arrived[0] = sent
+            batch = port.receive_frame(eui, packet) if eui else port.receive(packet)
+            hub.accept(batch, port=port.name)
 
-    class TimedLink(TcpLink):
-        """Notes when the meter's last answer arrived: the poll's readings' arrival."""
+        stream = TcpStreamTransport(HOST, ports[transport.name], RadioFramer(on_packet).feed)
+        heard = [(str(m.id), m.fuel) for m in meters]  # commissioned: the radio hears neighbours too
+        return [Connection(port.protocol, heard, loops=[StreamRunner(stream)], closers=[stream.stop])]
 
-        arrived = 0.0
+    def tcp(name: str) -> TransportConfig:
+        return TransportConfig("tcp", name, host=HOST, port=ports[name])
 
-        async def exchange(self, request: bytes, complete: Callable[[bytes], bool]) -> bytes:
-            out = await super().exchange(request, complete)
-            self.arrived = time.monotonic()
-            return out
-
-    loops: list[PollLoop] = []
-
-    def poll(kind: str, name: str, period: int, make: Callable[[TcpLink], Cycle]) -> None:
-        link = TimedLink(HOST, ports[name])
-
-        def sink(batch: PortBatch, t: datetime, link: TimedLink = link) -> None:
-            accept(kind, batch, link.arrived, t)
-
-        loops.append(PollLoop(name, clock, make(link), sink, period=timedelta(seconds=period)))
-
-    for m in plan["mbus"]:
-        poll("mbus", f"mbus:{m['ident']}", m["period"], lambda link, a=m["address"]: mbus_cycle(link, a))
-    for m in plan["dlms"]:
-        title = bytes.fromhex(m["title"])
-        keys = SecurityKeys(bytes.fromhex(m["ek"]), bytes.fromhex(m["ak"]))
-        client = DlmsClient(client_sap=1, server_address=1, system_title=b"SHB" + title[3:], keys=keys)
-        poll("dlms", f"dlms:{m['title']}", m["period"], lambda link, c=client: dlms_cycle(link, c, registers))
-    for m in plan["iec"]:
-        poll("iec", f"iec:{m['serial']}", m["period"], lambda link: iec_cycle(link))
-
-    # The WAN face as `smarthub hub` runs it: management interface and privacy filter included.
-    cert_pem = (state / "hub.pem").read_bytes()
-    ca_cert = x509.load_pem_x509_certificate((state / "ca.pem").read_bytes())
-    management = ManagementInterface(HUB_ID, ca_cert, clock, state / "management.sqlite")
-    for ctype, handler in hub.command_handlers().items():
-        management.register(ctype, handler)
-    consent = ConsentStore(state / "consent.sqlite")
-    server = HubWanServer(
-        HUB_ID,
-        lfdi_from_der(x509.load_pem_x509_certificate(cert_pem).public_bytes(Encoding.DER)),
-        hub,
-        lambda: int(clock.now().timestamp()),
-        management,
-        HubPrivacy(consent, hub.history, mirror=hub.mirror),
-        events,
+    wmbus_link, zigbee_link = (
+        TransportConfig("bench-radio", "wmbus"),
+        TransportConfig("bench-radio", "zigbee"),
     )
-    wan_port = await server.start(
-        HOST, 0, server_context(state / "hub.pem", state / "hub.key", state / "ca.pem")
-    )
-    (state / "hub.json").write_text(json.dumps({"wan_port": wan_port}))
+    p1 = tcp("p1")
+    meters = [
+        MeterConfig("dsmr", p1, id=plan["p1"]["elec"]),
+        MeterConfig("dsmr", p1, id=plan["p1"]["gas"], fuel="gas"),
+        *(
+            MeterConfig(
+                "wmbus", wmbus_link, id=mbus.meter_id("LSE", m["ident"], b""), fuel=m["medium"],
+                key=bytes.fromhex(m["key"]),
+            )
+            for m in plan["wmbus"]
+        ),
+        *(MeterConfig("zigbee", zigbee_link, id=m["eui"]) for m in plan["zigbee"]),
+        *(
+            MeterConfig(
+                "mbus", tcp(f"mbus:{m['ident']}"), mode="poll", address=m["address"], fuel=m["medium"],
+                poll_every=timedelta(seconds=m["period"]),
+            )
+            for m in plan["mbus"]
+        ),
+        *(
+            MeterConfig(
+                "dlms", tcp(f"dlms:{m['title']}"), id=m["title"].upper(), mode="poll",
+                key=bytes.fromhex(m["ek"]), authentication_key=bytes.fromhex(m["ak"]),
+                client_system_title=b"SHB" + bytes.fromhex(m["title"])[3:],
+                poll_every=timedelta(seconds=m["period"]),
+            )
+            for m in plan["dlms"]
+        ),
+        *(
+            MeterConfig("iec62056-21", tcp(f"iec:{m['serial']}"), id=m["serial"], mode="poll",
+                        poll_every=timedelta(seconds=m["period"]))
+            for m in plan["iec"]
+        ),
+    ]  # fmt: skip
+    config = HubConfig(
+        HUB_ID, state, state / "hub.pem", state / "hub.key", state / "ca.pem",
+        meters=tuple(meters), wan=ServeConfig(HOST, 0),
+    )  # fmt: skip
+    assembly = build_hub(config, connectors={"bench-radio": radio})
+    hub = assembly.hub
+    accept = hub.accept
+    kinds = {"p1": "dsmr", "wmbus": "wmbus", "zigbee": "zigbee"}
 
-    async def housekeeping() -> None:
-        while True:  # as `smarthub hub` does
-            now = clock.now()
-            hub.diagnostics.tick(now)  # type: ignore[union-attr]
-            await hub.diagnostics.repair_pending(now)  # type: ignore[union-attr]
-            await asyncio.to_thread(history.compact, now)
-            await asyncio.sleep(300)
+    def timed_accept(batch: PortBatch, received: datetime | None = None, *, port: str = "han") -> list[Any]:
+        out = accept(batch, received, port=port)
+        t0 = getattr(batch, "arrived", None) or arrived[0]
+        if batch.points and t0 is not None:
+            kind = kinds.get(port) or port.split(":", 1)[0].split("@", 1)[0]
+            latencies.setdefault("iec" if kind == "iec62056-21" else kind, []).append(time.monotonic() - t0)
+        arrived[0] = None
+        return out
 
+    hub.accept = timed_accept  # type: ignore[method-assign]
+    loops = [loop for c in assembly.connections for loop in c.loops if isinstance(loop, PollLoop)]
+    for loop in loops:  # a polled meter's readings arrive with its last answer: the cycle's end
+        cycle = loop.cycle
+
+        async def timed(t: datetime, cycle: Any = cycle) -> PortBatch:
+            batch = await cycle(t)
+            batch.arrived = time.monotonic()  # type: ignore[attr-defined]
+            return batch
+
+        loop.cycle = timed
     rss_samples: list[float] = []
 
     async def sample_rss() -> None:
@@ -456,18 +461,15 @@ async def hub_role(state: Path, seconds: float) -> dict[str, Any]:
             rss_samples.append(rss_mb())
 
     cpu0, wall0 = time.process_time(), time.monotonic()
-    tasks = [asyncio.ensure_future(t.run()) for t in transports]
-    tasks += [asyncio.ensure_future(loop.run()) for loop in loops]
-    tasks += [asyncio.ensure_future(housekeeping()), asyncio.ensure_future(sample_rss())]
+    await assembly.start()
+    (state / "hub.json").write_text(json.dumps({"wan_port": int(assembly.url.rsplit(":", 1)[1])}))
+    sampler = asyncio.ensure_future(sample_rss())
     await asyncio.sleep(seconds)
     cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
     rss_end, rss_peak = rss_mb(), rss_mb("VmHWM")
-    for t in transports:
-        t.stop()
-    for task in tasks:
-        task.cancel()
-    await server.stop()
-    management.close()
+    sampler.cancel()
+    requests = assembly.server.requests
+    await assembly.stop()
     return {
         "meters": len(hub.mirror.meters()),
         "frames": {k: len(v) for k, v in sorted(latencies.items())},
@@ -475,7 +477,7 @@ async def hub_role(state: Path, seconds: float) -> dict[str, Any]:
         "frame_errors": hub.stats.frame_errors,
         "last_errors": hub.stats.last_errors,
         "poll_failures": sum(loop.failures for loop in loops),
-        "requests": server.requests,
+        "requests": requests,
         "rss_imports_mb": rss_imports,
         "rss_mb": rss_end,
         "rss_max_sampled_mb": max([*rss_samples, rss_end]),

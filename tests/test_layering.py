@@ -1,7 +1,7 @@
 """The bounded contexts depend on each other one way only (DESIGN.md §2).
 
-``model ← meters ← han ← hub → wan ← gdsc``, with ``clock`` and ``security`` usable by all
-and ``sim`` / ``cli`` on top. A hub must never import the GDSC (it would ship the centre's
+``model ← meters ← han ← hub → wan ← gdsc``, with ``clock`` and ``security`` usable by all,
+``assembly`` (the hub's composition root) above hub and wan, and ``sim`` / ``cli`` on top. A hub must never import the GDSC (it would ship the centre's
 code into every home), and the GDSC reaches hubs only through the WAN layer.
 """
 
@@ -23,6 +23,8 @@ ALLOWED: dict[str, set[str]] = {
     "hub": {"model", "meters", "han"},
     "wan": {"model", "hub"},
     "gdsc": {"model", "wan"},
+    # The hub's composition root wires the hub core to its WAN server; only sim and cli use it.
+    "assembly": {"model", "meters", "han", "hub", "wan"},
 }
 
 

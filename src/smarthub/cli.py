@@ -143,7 +143,7 @@ async def _demo(cfg, headless: bool, port: int):  # type: ignore[no-untyped-def]
         )
         if not headless:
             err.print(f"fleet keeps running; operator page on http://127.0.0.1:{port}/ — Ctrl-C to stop")
-            run.fleet.start_meters()
+            await run.fleet.start_meters()
             with contextlib.suppress(asyncio.CancelledError):
                 await run.scheduler.run(until=datetime.max.replace(tzinfo=UTC))
             result = await asyncio.to_thread(account, run, result.seconds)
@@ -156,8 +156,22 @@ async def _demo(cfg, headless: bool, port: int):  # type: ignore[no-untyped-def]
 
 @app.command()
 def hub(
-    state: Annotated[Path, typer.Option(help="hub directory holding hub.pem, hub.key, ca.pem")],
-    hub_id: Annotated[str, typer.Option(help="this hub's id as registered at the GDSC")],
+    config: Annotated[
+        Path | None,
+        typer.Option(help="hub.toml: the hub's identity, certificates, WAN, IHD, MQTT and its meters"),
+    ] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="with --config: validate it, print what it builds, and exit")
+    ] = False,
+    replay: Annotated[
+        Path | None,
+        typer.Option(
+            help="a capture log (TIME PROTOCOL HEX per line, as `smarthub decode --log` reads) to replay "
+            "into the hub's history with its original times, then exit"
+        ),
+    ] = None,
+    state: Annotated[Path | None, typer.Option(help="hub directory holding hub.pem, hub.key, ca.pem")] = None,
+    hub_id: Annotated[str | None, typer.Option(help="this hub's id as registered at the GDSC")] = None,
     serial: Annotated[str | None, typer.Option(help="P1 serial device, e.g. /dev/ttyUSB0")] = None,
     tcp: Annotated[str | None, typer.Option(help="P1 over TCP (ser2net, P1 dongle): HOST:PORT")] = None,
     listen: str = "0.0.0.0",
@@ -170,143 +184,237 @@ def hub(
     ihd_listen: str = "0.0.0.0",
     ihd_port: int = 8080,
 ) -> None:
-    """Run one Smart Hub against a real meter's P1 port, serving 2030.5 over mutual TLS and,
-    with --consumer, the in-home display on the home network (plain HTTP, paired by code)."""
-    from cryptography import x509
+    """Run one Smart Hub: its meters on their real transports (serial, TCP, wM-Bus sticks, pipes),
+    2030.5 over mutual TLS to the GDSC, and the in-home display on the home network.
 
-    from smarthub.clock import SystemClock
-    from smarthub.han.p1 import P1Port
-    from smarthub.han.tcp import TcpStreamTransport
-    from smarthub.han.transport import SerialP1Transport
-    from smarthub.hub.certificate import HubCertificate
-    from smarthub.hub.diagnostics import Diagnostics, DiagnosticsLog
-    from smarthub.hub.firmware import FirmwareSlots, FirmwareUpdater, firmware_command
-    from smarthub.hub.history import HistoryStore
-    from smarthub.hub.hub import SmartHub
-    from smarthub.hub.management import CrlStore, ManagementInterface
-    from smarthub.hub.network import NetworkSettings, network_command
-    from smarthub.hub.privacy import ConsentStore, HubPrivacy, privacy_commands
-    from smarthub.hub.registry import MeterRegistry, registry_commands
-    from smarthub.security.certificates import lfdi
-    from smarthub.wan.ihd_resources import IhdResources
-    from smarthub.wan.server import HubWanServer
-    from smarthub.wan.tls import server_context
+    With --config, everything comes from the file (README: "Run a hub against your real meters").
+    Without it, --state/--hub-id and --serial or --tcp run a hub on one DSMR P1 port, as before.
+    Exit status 2 with one line naming the file, line and field on a configuration mistake.
+    """
+    from smarthub.assembly.config import ConfigError, load_config
 
-    if (serial is None) == (tcp is None):
-        print("smarthub hub: give exactly one of --serial DEVICE or --tcp HOST:PORT", file=sys.stderr)
-        raise typer.Exit(2)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-
-    async def run_hub() -> None:
-        clock = SystemClock()
-        history = HistoryStore(state / "history.sqlite")
-        events = DiagnosticsLog.beside(history.path)
-        registry = MeterRegistry(state / "meters.sqlite", clock)
-        smart_hub = SmartHub(hub_id, history, clock=clock, diagnostics=Diagnostics(events), registry=registry)
-        smart_hub.attach(P1Port("p1"))
-        cert = x509.load_pem_x509_certificate((state / "hub.pem").read_bytes())
-        ca_cert = x509.load_pem_x509_certificate((state / "ca.pem").read_bytes())
-        management = ManagementInterface(hub_id, ca_cert, clock, state / "management.sqlite")
-        for ctype, handler in smart_hub.command_handlers().items():
-            management.register(ctype, handler)
-        consent = ConsentStore(state / "consent.sqlite", clock=clock)  # monthly for billing until opt-in
-        privacy = HubPrivacy(consent, smart_hub.history, mirror=smart_hub.mirror)
-        for ctype, handler in privacy_commands(privacy, clock).items():  # consent.set, supplier.keys
-            management.register(ctype, handler)
-        for ctype, handler in registry_commands(registry).items():
-            management.register(ctype, handler)
-        network = NetworkSettings(state / "network.json")
-        management.register("network.configure", network_command(network))
-        # The GDSC CA's CRL, taken with the bulk pull: checked for commands and on every WAN request.
-        crls = CrlStore(state / "crl.pem", ca_cert, clock)
-        management.use_crl_store(crls)
-
-        async def healthy(version: str) -> bool:
-            # The new version is kept only if the hub still reads its meter during probation.
-            before = smart_hub.stats.frames_ok
-            for _ in range(60):
-                await asyncio.sleep(1)
-                if smart_hub.stats.frames_ok > before:
-                    return True
-            return False
-
-        updater = FirmwareUpdater(FirmwareSlots(state / "firmware"), ca_cert, clock, healthy)
-        updater.recover()
-        management.register("firmware.update", firmware_command(updater))
-        server = HubWanServer(
-            hub_id,
-            lfdi(cert),
-            smart_hub,
-            lambda: int(clock.now().timestamp()),
-            management,
-            privacy,
-            events,
-            client_allowed=network.client_allowed,
-            revoked=crls.is_revoked,
-            crls=crls,
-        )
-        ctx = server_context(state / "hub.pem", state / "hub.key", state / "ca.pem")
-        # Certificate renewal (pki.certificate) into the live context; the server's LFDI follows.
-        certificate = HubCertificate(
-            hub_id, state / "hub.pem", state / "hub.key", ca_cert, clock, [ctx], crls,
-            [lambda _cert, new_lfdi: setattr(server, "lfdi", new_lfdi)],
-        )  # fmt: skip
-        management.register("pki.certificate", certificate.handle)
-        bound = await server.start(listen, port, ctx)
-        err.print(f"hub {hub_id} serving IEEE 2030.5 on https://{listen}:{bound}/dcap (mutual TLS)")
-        side = None
-        if consumer is not None:
-            from smarthub.hub.ihd.home import attach_consumer_side, supplies_from_json
-
-            # A P1 port only reads: no breaker to switch, so no prepayment on this hub.
-            side = attach_consumer_side(
-                smart_hub,
-                state / "ihd",
-                clock,
-                supplies_from_json(consumer.read_text()),
-                management=management,
-                consent=consent,
-            )
-            await side.serve(ihd_listen, ihd_port)
-            # Third-party displays of this home (an ihd certificate) read pricing, messages, live demand.
-            IhdResources(server, side.consumption, side.store, clock.now, live=side.ihd.live).install()
-            code = side.store.new_pairing_code(clock.now())  # single-use, 15 minutes: `smarthub ihd-code`
-            err.print(f"in-home display on http://{ihd_listen}:{ihd_port}/ (pairing code {code})")
-
-        def on_bytes(data: bytes) -> None:
-            for e in smart_hub.receive("p1", data):
-                err.print(f"[red]rejected frame[/]: {e}")
-
-        if serial is not None:
-            transport: SerialP1Transport | TcpStreamTransport = SerialP1Transport(
-                serial, on_bytes, dsmr2=dsmr2
-            )
+    try:
+        if config is not None:
+            if serial or tcp or state or hub_id or consumer:
+                raise ConfigError(
+                    "give either --config or the P1 options (--state, --hub-id, --serial/--tcp)"
+                )
+            cfg = load_config(config)
         else:
-            host, _, tcp_port = str(tcp).rpartition(":")
-            transport = TcpStreamTransport(host, int(tcp_port), on_bytes)
+            cfg = _p1_config(state, hub_id, serial, tcp, dsmr2, listen, port, consumer, ihd_listen, ihd_port)
+    except ConfigError as e:
+        print(f"smarthub hub: {e}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    if check:
+        _print_check(cfg)
+        return
+    if replay is not None:
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+        _replay(cfg, replay)
+        return
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    try:
+        asyncio.run(_run_hub(cfg))
+    except (OSError, ValueError) as e:  # a certificate missing, a port taken, a device refused
+        print(f"smarthub hub: {e}", file=sys.stderr)
+        raise typer.Exit(1) from None
 
-        async def housekeeping() -> None:
-            # Diagnoses that depend on time passing, the repairs they call for, and retention.
-            while True:
-                now = clock.now()
-                smart_hub.diagnostics.tick(now)  # type: ignore[union-attr]
-                await smart_hub.diagnostics.repair_pending(now)  # type: ignore[union-attr]
-                await asyncio.to_thread(history.compact, now)
-                await asyncio.sleep(300)
 
-        chores = asyncio.create_task(housekeeping())
+def _p1_config(  # type: ignore[no-untyped-def]
+    state, hub_id, serial, tcp, dsmr2, listen, port, consumer, ihd_listen, ihd_port
+):
+    """The configuration the P1 options stand for: one DSMR meter on a serial port or TCP."""
+    from smarthub.assembly.config import (
+        ConfigError,
+        ConsumerConfig,
+        MeterConfig,
+        ServeConfig,
+        TransportConfig,
+        consumer_json,
+        hub_config,
+    )
+
+    if state is None or hub_id is None:
+        raise ConfigError("give --config hub.toml, or --state and --hub-id with --serial or --tcp")
+    if (serial is None) == (tcp is None):
+        raise ConfigError("give exactly one of --serial DEVICE or --tcp HOST:PORT")
+    if serial is not None:
+        transport = TransportConfig(
+            "serial", "p1", device=serial, baud=9600 if dsmr2 else 115200, format="7E1" if dsmr2 else "8N1"
+        )
+    else:
+        host, _, tcp_port = str(tcp).rpartition(":")
+        if not host or not tcp_port.isdigit():
+            raise ConfigError(f"--tcp {tcp!r}: give HOST:PORT")
+        transport = TransportConfig("tcp", "p1", host=host, port=int(tcp_port))
+    side = None
+    if consumer is not None:
         try:
-            await transport.run()
-        finally:
-            chores.cancel()
-            transport.stop()
-            await server.stop()
-            if side is not None:
-                await side.stop()
-            management.close()
+            # A P1 port only reads: no breaker to switch, so no prepayment on this hub.
+            side = ConsumerConfig(tuple(consumer_json(consumer)))
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"consumer configuration {consumer}: {e}") from None
+    return hub_config(
+        hub_id,
+        state,
+        meters=(MeterConfig("dsmr", transport),),
+        wan=ServeConfig(listen, port),
+        consumer=side,
+        ihd=ServeConfig(ihd_listen, ihd_port) if side is not None else None,
+    )
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_hub())
+
+def _print_check(cfg) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    print(
+        json.dumps(
+            {
+                "hub_id": cfg.hub_id,
+                "state": str(cfg.state),
+                "wan": f"{cfg.wan.listen}:{cfg.wan.port}",
+                "ihd": None if cfg.ihd is None else f"{cfg.ihd.listen}:{cfg.ihd.port}",
+                "mqtt": None if cfg.mqtt is None else f"{cfg.mqtt.host}:{cfg.mqtt.port}",
+                "meters": [
+                    {"id": m.id, "protocol": m.protocol, "mode": m.mode, "transport": m.transport.describe()}
+                    for m in cfg.meters
+                ],
+            }
+        )
+    )
+
+
+def _connectors(cfg):  # type: ignore[no-untyped-def]
+    """The simulated transports' connector, only when the configuration has one (a hub reading
+    real meters never loads the simulators)."""
+    if not any(m.transport.kind == "simulated" for m in cfg.meters):
+        return {}
+    from smarthub.clock import SystemClock
+    from smarthub.sim.rigs import simulated_connector
+
+    return {"simulated": simulated_connector(SystemClock(), SystemClock().now(), timedelta(seconds=10))}
+
+
+def _replay(cfg, log_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``smarthub hub --replay``: the capture log through the hub's ports into its history."""
+    import json
+
+    from smarthub.assembly.replay import replay
+    from smarthub.meters.capture_log import CaptureLogError, read_capture_log
+
+    async def run() -> dict[str, Any]:
+        assembly = _assemble(cfg)
+        try:
+            with open(log_path, encoding="utf-8") as f:
+                return replay(assembly, read_capture_log(f)).as_dict()
+        finally:
+            await assembly.stop()
+
+    try:
+        result = asyncio.run(run())
+    except CaptureLogError as e:
+        print(f"smarthub hub: {log_path}: {e}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    except (OSError, UnicodeDecodeError) as e:
+        print(f"smarthub hub: {log_path}: {e}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    print(json.dumps(result))
+
+
+def _assemble(cfg):  # type: ignore[no-untyped-def]
+    """The hub ``smarthub hub`` runs for ``cfg`` (built, not started)."""
+    from smarthub.assembly.hub import build_hub
+
+    return build_hub(cfg, connectors=_connectors(cfg))
+
+
+async def _run_hub(cfg) -> None:  # type: ignore[no-untyped-def]
+    import signal
+
+    assembly = _assemble(cfg)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await assembly.start()
+        err.print(f"hub {cfg.hub_id} serving IEEE 2030.5 on {assembly.url}/dcap (mutual TLS)")
+        if assembly.consumer is not None and assembly.consumer.url:
+            # single-use, 15 minutes: `smarthub ihd-code` makes another
+            code = assembly.consumer.store.new_pairing_code(assembly.clock.now())
+            err.print(f"in-home display on {assembly.consumer.url}/ (pairing code {code})")
+        for conn in assembly.connections:
+            names = ", ".join(m for m, _ in conn.meters) or "meters heard"
+            err.print(f"{conn.protocol}: {names}")
+        await stop.wait()
+    finally:
+        await assembly.stop()
+
+
+@app.command("listen")
+def listen_command(
+    config: Annotated[Path | None, typer.Option(help="hub.toml: listen on all of its transports")] = None,
+    transport: Annotated[
+        str | None,
+        typer.Option(
+            help="instead of --config: serial:DEVICE[:BAUD[:FORMAT]], tcp:HOST:PORT or pipe:PATH (- stdin)"
+        ),
+    ] = None,
+    protocol: Annotated[
+        str | None, typer.Option(help="with --transport: dsmr, dlms, iec62056-21, mbus, wmbus, zigbee")
+    ] = None,
+    receiver: Annotated[
+        str | None, typer.Option(help="with --transport, wM-Bus: im871a (the stick) or hex-lines")
+    ] = None,
+    key: Annotated[
+        list[str] | None, typer.Option(help="with --transport: METER=HEXKEY, a key to try (repeat)")
+    ] = None,
+    seconds: Annotated[float, typer.Option(min=0.1, help="how long to listen")] = 60.0,
+) -> None:
+    """For installation: print every meter heard on the hub's transports for N seconds (id,
+    manufacturer, medium, protocol, encrypted or not, whether the key works, values decoded),
+    one JSON object per meter. Exit status 1 if no meter was heard, 2 on a configuration mistake.
+    """
+    import json
+
+    from smarthub.assembly.config import PROTOCOLS, ConfigError, load_config
+    from smarthub.assembly.listen import listen, one_transport_config
+
+    try:
+        if (config is None) == (transport is None):
+            raise ConfigError("give --config hub.toml or --transport (with --protocol)")
+        if config is not None:
+            cfg = load_config(config)
+        else:
+            if protocol not in PROTOCOLS:
+                raise ConfigError(f"--protocol: one of {', '.join(PROTOCOLS)}")
+            keys = {}
+            for k in key or []:
+                meter, sep, hexkey = k.partition("=")
+                try:
+                    keys[meter] = bytes.fromhex(hexkey)
+                except ValueError:
+                    sep = ""
+                if not sep or len(keys.get(meter, b"")) != 16:
+                    raise ConfigError(f"--key {k!r}: give METER=32 hex digits")
+            cfg = one_transport_config(str(transport), str(protocol), receiver=receiver, keys=keys)
+    except (ConfigError, ValueError) as e:
+        print(f"smarthub listen: {e}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+
+    def heard(h) -> None:  # type: ignore[no-untyped-def]
+        err.print(f"heard {h.protocol} meter {h.meter} on {h.transport}")
+
+    err.print(f"listening for {seconds:g} s on {len(cfg.transports)} transport(s) ...")
+    listener = asyncio.run(listen(cfg, seconds, connectors=_connectors(cfg), on_new=heard))
+    for h in listener.report():
+        print(json.dumps(h.as_dict()))
+    for e in listener.unattributed[-5:]:
+        err.print(f"[red]unreadable frame[/]: {e}")
+    if not listener.heard:
+        err.print("no meter heard")
+        raise typer.Exit(1)
 
 
 @app.command("ihd-code")

@@ -38,7 +38,7 @@ async def test_gdsc_killed_mid_run_restarts_and_fills_the_gap(tmp_path: Path) ->
         {"sim_start": SIM_START.isoformat(), "speed": clock.speed, "wall_start": clock.wall_start}
     )
     last = END + timedelta(minutes=30)
-    fleet.start_meters(until=last)
+    await fleet.start_meters(until=last)
     db = tmp_path / "gdsc" / "gdsc.sqlite"
     try:
         first = _gdsc(tmp_path, last)

@@ -17,12 +17,13 @@ released; bad bytes raise ``DecodeError`` subclasses.
 from __future__ import annotations
 
 from collections.abc import Generator
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from smarthub.han.dlms_poll import MAX_EXCHANGES, complete_hdlc, complete_wrapper
-from smarthub.han.poll import Link
+from smarthub.han.poll import Link, PollLoop, SimulatedLink
 from smarthub.meters.dlms.client import (
     LIMITER_THRESHOLD_ACTIVE,
     DlmsClient,
@@ -37,7 +38,16 @@ from smarthub.meters.dlms.client import set_clock as set_clock_session
 from smarthub.meters.dlms.client import set_power_limit as power_limit_session
 from smarthub.meters.errors import MalformedFrame
 
-__all__ = ["disconnect", "read_clock", "reconnect", "set_clock", "set_power_limit", "supply_state"]
+__all__ = [
+    "SupplyControl",
+    "disconnect",
+    "read_clock",
+    "reconnect",
+    "set_clock",
+    "set_power_limit",
+    "supply_commands",
+    "supply_state",
+]
 
 
 async def _run(link: Link, client: DlmsClient, session: Generator[bytes, bytes, Any]) -> Any:
@@ -86,3 +96,69 @@ async def set_clock(link: Link, client: DlmsClient, t: datetime) -> datetime | N
     """Set the meter's clock to ``t`` and read it back (see
     :func:`smarthub.meters.dlms.client.set_clock`); what the meter reads after the SET."""
     return await _run(link, client, set_clock_session(client, t))
+
+
+@dataclass
+class SupplyControl:
+    """Connect/disconnect and power limit of one DLMS meter, sharing its poll loop's session: each
+    operation runs under the loop's cycle lock (:meth:`~smarthub.han.poll.PollLoop.exclusive`)
+    with the meter's polling client, so its invocation counters keep rising."""
+
+    meter: str
+    link: Link
+    client: DlmsClient
+    loop: PollLoop
+
+    async def _run(self, op):  # type: ignore[no-untyped-def]
+        async def session(t: datetime):  # type: ignore[no-untyped-def]
+            if isinstance(self.link, SimulatedLink):
+                self.link.t = t  # the simulated meter answers as of the session's instant
+            return await op()
+
+        return await self.loop.exclusive(session)
+
+    async def disconnect(self) -> dict[str, Any]:
+        return _state(await self._run(lambda: disconnect(self.link, self.client)))
+
+    async def reconnect(self) -> dict[str, Any]:
+        return _state(await self._run(lambda: reconnect(self.link, self.client)))
+
+    async def state(self) -> dict[str, Any]:
+        return _state(await self._run(lambda: supply_state(self.link, self.client)))
+
+    async def limit(self, watts: int) -> dict[str, Any]:
+        written = await self._run(lambda: set_power_limit(self.link, self.client, watts))
+        return {"watts": written.watts}
+
+
+def _state(s: SupplyState) -> dict[str, Any]:
+    return {"connected": s.connected, "control_state": s.control_state.name.lower()}
+
+
+def supply_commands(supplies: dict[str, SupplyControl]) -> dict[str, Any]:
+    """``supply.*`` commands: the GDSC (for a supplier) switching or limiting a meter's breaker."""
+
+    def pick(body: dict[str, Any]) -> SupplyControl:
+        meter = str(body["meter"])
+        if meter not in supplies:
+            raise ValueError(f"{meter!r} has no breaker this hub controls")
+        return supplies[meter]
+
+    async def disconnect_(body: dict[str, Any]) -> dict[str, Any]:
+        return await pick(body).disconnect()
+
+    async def reconnect_(body: dict[str, Any]) -> dict[str, Any]:
+        return await pick(body).reconnect()
+
+    async def state_(body: dict[str, Any]) -> dict[str, Any]:
+        return await pick(body).state()
+
+    async def limit_(body: dict[str, Any]) -> dict[str, Any]:
+        return await pick(body).limit(int(body["watts"]))
+
+    return {
+        "supply.disconnect": disconnect_,
+        "supply.reconnect": reconnect_,
+        "supply.state": state_,
+        "supply.limit": limit_,
+    }

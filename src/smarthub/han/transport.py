@@ -1,19 +1,18 @@
 """HAN transports: where a port's bytes come from.
 
 `SimulatedP1Transport` drives a simulated meter from the injected clock (no real I/O).
-`SerialP1Transport` reads a real P1 port through pyserial (DSMR 5: 115200 8N1; DSMR 2/3:
-9600 7E1) in a thread and hands the bytes to the event loop.
+`SerialP1Transport` reads a real P1 port (DSMR 5: 115200 8N1; DSMR 2/3: 9600 7E1): a
+:class:`~smarthub.han.serial_port.SerialStream` with the P1 settings.
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from smarthub.clock import Clock, next_aligned
+from smarthub.han.serial_port import SerialStream
 
 Sink = Callable[[bytes], None]
 
@@ -71,40 +70,9 @@ class SimulatedP1Transport:
             self.next_time = t + self.period
 
 
-class SerialP1Transport:
-    """A real P1 port. Bytes are read in a thread and delivered to ``sink`` on the loop."""
+class SerialP1Transport(SerialStream):
+    """A real P1 port (DSMR 4/5: 115200 8N1; ``dsmr2``: 9600 7E1), as :class:`SerialStream`."""
 
     def __init__(self, device: str, sink: Sink, *, baudrate: int = 115200, dsmr2: bool = False) -> None:
-        self.device = device
-        self.sink = sink
-        self.baudrate = 9600 if dsmr2 else baudrate
+        super().__init__(device, sink, baud=9600 if dsmr2 else baudrate, format="7E1" if dsmr2 else "8N1")
         self.dsmr2 = dsmr2
-        self._stop = threading.Event()
-
-    async def run(self) -> None:
-        import serial  # pyserial; imported here so the hub runs without a serial port
-
-        loop = asyncio.get_running_loop()
-        port = serial.Serial(
-            self.device,
-            baudrate=self.baudrate,
-            bytesize=serial.SEVENBITS if self.dsmr2 else serial.EIGHTBITS,
-            parity=serial.PARITY_EVEN if self.dsmr2 else serial.PARITY_NONE,
-            stopbits=serial.STOPBITS_ONE,
-            timeout=0.5,
-        )
-
-        def pump() -> None:
-            with port:
-                while not self._stop.is_set():
-                    data = port.read(4096)
-                    if data:
-                        loop.call_soon_threadsafe(self.sink, data)
-
-        try:
-            await asyncio.to_thread(pump)
-        finally:
-            self._stop.set()
-
-    def stop(self) -> None:
-        self._stop.set()

@@ -6,6 +6,10 @@ OMS meters carry a date-time of minute resolution; between frames every ~30 s th
 coarse to place a register on a settlement boundary, so by default points are stamped with
 the hub's receive time instead (``use_meter_clock=False``).
 
+Receivers deliver frames with the link-layer CRCs (``has_crc=True``), without them (sticks and
+SDR decoders check and strip them: ``False``), or either (``None``: the codec tells them apart
+by L and the length, :func:`smarthub.meters.wmbus.detect_crc`).
+
 The port keeps the latest frame each meter sent that its key did not decrypt
 (``undecrypted``), so a re-key can test another key on the meter's real bytes.
 """
@@ -32,13 +36,13 @@ class WMBusPort:
         keys: MutableMapping[str, bytes] | None = None,
         *,
         tz: tzinfo = UTC,
-        has_crc: bool = True,
+        has_crc: bool | None = True,
         use_meter_clock: bool = False,
     ) -> None:
         self.name = name
         self.keys: MutableMapping[str, bytes] = keys if keys is not None else {}
         self.tz = tz
-        self.has_crc = has_crc
+        self.has_crc = has_crc  # None: detected per frame
         self.use_meter_clock = use_meter_clock
         self.frames = 0
         self.errors = 0

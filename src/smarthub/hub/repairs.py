@@ -84,6 +84,18 @@ class HubRepairs:
     def add_radio(self, port: WMBusPort) -> None:
         self._radios.append(port)
 
+    def reachable(self) -> dict[str, list[str]]:
+        """What the repairs can act on: device → the repairs that apply (re-poll, DLMS session
+        repairs, re-key on a radio's frames)."""
+        out: dict[str, list[str]] = {}
+        for device in self._loops:
+            out.setdefault(device, []).append("repoll")
+        for device in self._dlms:
+            out.setdefault(device, []).append("dlms")
+        for port in self._radios:
+            out.setdefault(port.name, []).append("radio")
+        return {d: sorted(set(r)) for d, r in sorted(out.items())}
+
     # -- repairs -----------------------------------------------------------------------
     async def repoll(self, event: DiagnosedEvent) -> RepairResult:
         loops = self._loops.get(event.device)

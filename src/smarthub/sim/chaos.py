@@ -390,7 +390,7 @@ class Chaos:
             # The meters run on a few minutes past the end, as they do in life: a meter whose
             # clock is slow (within the drift limit) stamps its midnight read just before
             # midnight, and the day's last half-hour completes with the read after it.
-            run.fleet.start_meters(until=cfg.end + timedelta(minutes=10))
+            await run.fleet.start_meters(until=cfg.end + timedelta(minutes=10))
             assert run.error_log is not None and run.signer is not None and run.scheduler.plan is not None
             background = [
                 asyncio.create_task(

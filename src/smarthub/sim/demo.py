@@ -141,7 +141,7 @@ async def run_day(run: DemoRun) -> DemoResult:
     run.clock.rebase()  # simulated time starts now that every server is listening
     run.started = time.monotonic()
     last_window_end = cfg.end + HALF_HOUR
-    run.fleet.start_meters(until=cfg.end)
+    await run.fleet.start_meters(until=cfg.end)
     ops = None
     if run.error_log is not None and run.signer is not None and run.scheduler.plan is not None:
         ops = asyncio.create_task(

@@ -1,5 +1,7 @@
-"""The simulated fleet: homes with a DSMR meter (electricity + gas on its M-Bus channel),
-each with a real Smart Hub serving 2030.5 over mutual TLS on loopback.
+"""The simulated fleet: homes with meters of every protocol the hub speaks, each with a real Smart
+Hub serving 2030.5 over mutual TLS on loopback, built by the same assembly as ``smarthub hub``
+(:mod:`smarthub.assembly`) from a configuration per home (:func:`home_config`) whose transports
+are simulated (:func:`smarthub.sim.rigs.simulated_connector`).
 
 Provisioning stands in for the installer and the GDSC's commissioning: the GDSC CA issues
 each hub's server certificate and the collector's client certificate; the fleet writes a
@@ -13,43 +15,42 @@ import hashlib
 import json
 import logging
 import random
-import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
+from smarthub.assembly.config import (
+    ConsumerConfig,
+    HubConfig,
+    MeterConfig,
+    ServeConfig,
+    SupplyConfig,
+    TransportConfig,
+    hub_config,
+)
+from smarthub.assembly.hub import build_hub
 from smarthub.clock import Clock, SystemClock
-from smarthub.gdsc.pki import CertificateAuthority, Role, lfdi
-from smarthub.han.dlms_poll import DlmsPath, DlmsPaths
-from smarthub.han.poll import PollLoop, SimulatedLink
-from smarthub.han.wmbus_port import WMBusPort
-from smarthub.hub.certificate import HubCertificate
-from smarthub.hub.diagnostics import DiagnosedEvent, Diagnostics, DiagnosticsLog, MeterProfile
-from smarthub.hub.firmware import FirmwareSlots, FirmwareUpdater, firmware_command
-from smarthub.hub.history import HistoryStore
-from smarthub.hub.hub import SmartHub
-from smarthub.hub.keys import KeyRing
-from smarthub.hub.management import CrlStore, ManagementInterface
-from smarthub.hub.network import NetworkSettings, network_command
-from smarthub.hub.privacy import ConsentStore, Granularity, HubPrivacy, privacy_commands
-from smarthub.hub.registry import MeterRegistry, registry_commands
-from smarthub.hub.repairs import DlmsMeterAccess, HubRepairs
-from smarthub.hub.submeters import WanEvents, WanMeters
+from smarthub.gdsc.pki import CertificateAuthority, Role
+from smarthub.han.dlms_control import SupplyControl, supply_commands
+from smarthub.han.poll import SimulatedLink
+from smarthub.hub.diagnostics import DiagnosedEvent
 from smarthub.meters.dlms.client import DlmsClient
 from smarthub.meters.dlms.security import SecurityKeys
 from smarthub.model import ObisCode
 from smarthub.model.identifiers import make_mpan
-from smarthub.model.obis import EXPORT_ACTIVE_ENERGY, IMPORT_ACTIVE_ENERGY, IMPORT_ACTIVE_POWER
-from smarthub.sim.consumer import add_smart_plugs, attach_sim_consumer_side
+from smarthub.model.prepayment import Voucher, voucher_envelope
+from smarthub.sim.appliance_profiles import APPLIANCES
+from smarthub.sim.consumer import plug_euis, sample_electricity, sample_gas
 from smarthub.sim.dlms_meter import DlmsMeterSimulator
-from smarthub.sim.load_profile import HouseholdProfile
-from smarthub.sim.rigs import Rig, SupplyControl, dlms_rig, dsmr_rig, iec_rig, mbus_rig, wmbus_rig, zigbee_rig
-from smarthub.wan.ihd_resources import IhdResources
-from smarthub.wan.server import HubWanServer
-from smarthub.wan.tls import client_context, server_context
+from smarthub.sim.rigs import DLMS_REGISTERS, Rig, dlms_access, simulated_connector
+from smarthub.wan.tls import client_context
+
+__all__ = ["DLMS_REGISTERS", "SupplyControl", "dlms_access", "supply_commands"]
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,139 @@ def provision(state: Path, specs: list[HomeSpec], now: datetime) -> Credentials:
     return Credentials(ca_dir / "ca.pem", gdsc_dir / "collector.pem", gdsc_dir / "collector.key")
 
 
+def home_config(
+    spec: HomeSpec,
+    state: Path,
+    sim_start: datetime,
+    *,
+    smart_plugs: bool = True,
+) -> HubConfig:
+    """The hub configuration of one simulated home, by its kind: what an installer would write
+    into its ``hub.toml``, with simulated transports. Ids are unique across the fleet by the
+    home's index; the meters' keys are the manufacturer's (deterministic per seed)."""
+    n = spec.index
+    household = {"seed": spec.seed, "pv_kwp": spec.pv_kwp}
+    POLL, RADIO = POLL_PERIOD, RADIO_PERIOD
+
+    def sim(name: str, **options: Any) -> TransportConfig:
+        return TransportConfig("simulated", name, options={**household, **options})
+
+    def meter(protocol: str, transport: TransportConfig, meter_id: str, fuel: str, **kw: Any) -> MeterConfig:
+        generator = spec.pv_kwp > 0 and fuel == "electricity"
+        # Under an accelerated clock a busy event loop makes meters look late by many simulated
+        # minutes; an hour of silence is a real fault even at 8,000x speed.
+        return MeterConfig(
+            protocol,
+            transport,
+            id=meter_id,
+            fuel=fuel,
+            generator=generator,
+            stale_after=timedelta(hours=1),
+            **kw,
+        )
+
+    meters: list[MeterConfig] = []
+    if spec.kind == "dsmr":
+        p1 = sim("p1")
+        meters += [meter("dsmr", p1, f"E{n:011d}", "electricity"), meter("dsmr", p1, f"G{n:011d}", "gas")]
+    elif spec.kind == "dlms+wmbus":
+        title = b"LGZ" + (0x40000000 + n).to_bytes(5, "big")  # system title: manufacturer + serial
+        radio = sim(
+            "wmbus",
+            mode=5,
+            neighbour={"seed": spec.seed + 1, "ident": 90000000 + n, "key": _meter_key(spec, 99).hex()},
+        )
+        meters += [
+            meter(
+                "dlms",
+                sim("dlms"),
+                title.hex().upper(),
+                "electricity",
+                mode="poll",
+                key=_meter_key(spec, 10),
+                authentication_key=_meter_key(spec, 11),
+                poll_every=POLL,
+                breaker=True,
+            ),
+            meter("wmbus", radio, f"LSE{50000000 + n:08d}", "gas", key=_meter_key(spec, 2), poll_every=RADIO),
+            meter(
+                "wmbus", radio, f"LSE{60000000 + n:08d}", "water", key=_meter_key(spec, 3), poll_every=RADIO
+            ),
+        ]
+    elif spec.kind == "iec+mbus+wmbus":
+        meters += [
+            meter(
+                "iec62056-21", sim("iec"), f"{70000000 + n:08d}", "electricity", mode="poll", poll_every=POLL
+            ),
+            meter(
+                "mbus",
+                sim("mbus"),
+                f"KAM{30000000 + n:08d}",
+                "water",
+                mode="poll",
+                address=1,
+                poll_every=POLL,
+            ),
+            meter(
+                "wmbus",
+                sim("wmbus", mode=7),
+                f"LSE{40000000 + n:08d}",
+                "gas",
+                key=_meter_key(spec, 1),
+                poll_every=RADIO,
+            ),
+        ]
+    elif spec.kind == "zigbee":
+        eui = f"00:0d:6f:00:{n >> 16 & 0xFF:02x}:{n >> 8 & 0xFF:02x}:{n & 0xFF:02x}"
+        zigbee = sim("zigbee")
+        meters += [
+            meter("zigbee", zigbee, eui + ":01", "electricity", poll_every=RADIO),
+            meter("zigbee", zigbee, eui + ":02", "gas", poll_every=RADIO),
+        ]
+        if smart_plugs:
+            # Smart plugs on the HAN (cost per appliance at the IHD); sub-meters, kept off the WAN.
+            plugs = sim("plugs")
+            meters += [
+                MeterConfig(
+                    "zigbee", plugs, id=eui_, fuel="electricity", appliance=a.name, poll_every=RADIO_PERIOD
+                )
+                for eui_, a in zip(plug_euis(n), APPLIANCES, strict=True)
+            ]
+    else:
+        raise ValueError(f"unknown home kind {spec.kind!r}")
+    # Supplies from the home's meters (first electricity and gas meter), the sample tariffs of
+    # two suppliers, prepayment of electricity where a meter has a breaker (DLMS).
+    effective = sim_start.date().replace(day=1)
+    firsts: dict[str, str] = {}
+    for m in meters:
+        if m.fuel in ("electricity", "gas") and m.fuel not in firsts and not m.appliance and m.id:
+            firsts[m.fuel] = m.id
+    tariffs = {"electricity": sample_electricity(effective), "gas": sample_gas(effective)}
+    suppliers = {"electricity": "Northern Power", "gas": "Shire Gas"}
+    carbon = {"electricity": "180", "gas": "183"}  # g CO2e/kWh: grid average, natural gas
+    supplies = tuple(
+        SupplyConfig(f, meter_id, suppliers[f], tariffs[f].to_json(), carbon[f])
+        for f, meter_id in sorted(firsts.items())
+    )
+    prepaid = ("electricity",) if any(m.breaker for m in meters) else ()
+    hub_dir = state / "hubs" / spec.hub_id
+    return hub_config(
+        spec.hub_id,
+        hub_dir,
+        ca=state / "ca" / "ca.pem",
+        meters=tuple(meters),
+        wan=ServeConfig("127.0.0.1", 0),
+        consumer=ConsumerConfig(supplies, prepaid),
+        # The simulated households opted in to half-hourly reads for settlement (the GB default
+        # without opt-in would be monthly).
+        gdsc_granularity="half-hourly",
+    )
+
+
 class SimulatedHome:
+    """One home of the fleet: its hub built by the same assembly as ``smarthub hub`` from the
+    home's configuration (:func:`home_config`), its meters simulated (``smarthub.sim.rigs``)."""
+
     def __init__(
         self,
         spec: HomeSpec,
@@ -150,144 +283,46 @@ class SimulatedHome:
         self.spec = spec
         self.dir = state / "hubs" / spec.hub_id
         self.clock = clock
-        self.history = HistoryStore(self.dir / "history.sqlite")
-        self.repairs = HubRepairs()
-        self.diagnostics = Diagnostics(DiagnosticsLog.beside(self.history.path), self.repairs)
-        self.registry = MeterRegistry(self.dir / "meters.sqlite", clock)
-        self.hub = SmartHub(
-            spec.hub_id, self.history, clock=clock, diagnostics=self.diagnostics, registry=self.registry
-        )
-        cert = x509.load_pem_x509_certificate((self.dir / "hub.pem").read_bytes())
-        self.lfdi = lfdi(cert)
-        self.rigs = build_rigs(spec, self.hub, clock, sim_start, telegram_period)
-        self.appliances = _smart_plugs(spec, self.hub, clock, sim_start, self.rigs) if smart_plugs else {}
-        # The installer commissions the home's meters: radio meters must be (the receiver hears
-        # the neighbours' too); wired ones are recorded as well, so a replacement names both.
-        for rig in self.rigs:
-            for meter, fuel in rig.meters:
-                if not self.registry.is_active(meter):
-                    self.registry.add(meter, rig.protocol, fuel)
-        self._loops_by_meter: dict[str, list[PollLoop]] = {}
-        for port in self.hub.ports.values():
-            if isinstance(port, WMBusPort):
-                self.repairs.add_radio(port)
-        for rig in self.rigs:
-            loops = [loop for loop in rig.loops if isinstance(loop, PollLoop)]
-            for loop in loops:
-                loop.observers.append(self.diagnostics.observe_poll_loop)
-                self.repairs.add_loops([loop.name], [loop])
-            if rig.supply is not None:
-                self.repairs.add_dlms(
-                    dlms_access(rig.supply.meter, rig.supply.link, rig.supply.client, loops[0])
-                )
-            for meter, fuel in rig.meters:
-                self._loops_by_meter[meter] = loops
-                self.repairs.add_loops([meter], loops)
-                generator = spec.pv_kwp > 0 and fuel == "electricity"
-                period = loops[0].period if loops else telegram_period
-                # Under an accelerated clock a busy event loop makes meters look late by many
-                # simulated minutes; an hour of silence is a real fault even at 8,000× speed.
-                self.diagnostics.set_profile(
-                    meter,
-                    MeterProfile(expected_period=period, stale_after=timedelta(hours=1), generator=generator),
-                )
-        ca_cert = x509.load_pem_x509_certificate((state / "ca" / "ca.pem").read_bytes())
-        # Certificates are checked against wall time (OpenSSL does too), unless told otherwise.
-        self.management = ManagementInterface(
-            spec.hub_id, ca_cert, cert_clock, self.dir / "management.sqlite"
-        )
-        for ctype, handler in self.hub.command_handlers().items():
-            self.management.register(ctype, handler)
-        # The simulated households opted in to half-hourly reads for settlement (the GB
-        # default without opt-in would be monthly).
-        self.consent = ConsentStore(self.dir / "consent.sqlite")
-        if self.consent.granularity("gdsc") is not Granularity.HALF_HOURLY:
-            self.consent.set("gdsc", Granularity.HALF_HOURLY, clock.now())
-        privacy = HubPrivacy(self.consent, self.history, mirror=self.hub.mirror)
-        for ctype, handler in privacy_commands(privacy, clock).items():  # consent.set, supplier.keys
-            self.management.register(ctype, handler)
-        # The GDSC CA's CRL, taken with the bulk pull: checked for commands and on every WAN
-        # request. (Not in the TLS context: a CRL past its nextUpdate would cut the hub off the WAN.)
-        self.crls = CrlStore(self.dir / "crl.pem", ca_cert, cert_clock)
-        self.management.use_crl_store(self.crls)
-        for ctype, handler in registry_commands(self.registry).items():
-            self.management.register(ctype, handler)
-        self.management.register("meter.replace", self._meter_replace(registry_commands(self.registry)))
-        self.swaps: list[MeterSwap] = []
-        self.network = NetworkSettings(self.dir / "network.json")
-        self.management.register("network.configure", network_command(self.network))
-        self.management.register("diagnostic.link_test", self._link_test)
-        self._supplies = {rig.supply.meter: rig.supply for rig in self.rigs if rig.supply is not None}
-        for ctype, handler in supply_commands(self._supplies).items():
-            self.management.register(ctype, handler)
-        # Firmware: a new version must show the hub core still holds its meters' readings.
-        self.firmware = FirmwareUpdater(
-            FirmwareSlots(self.dir / "firmware"), ca_cert, cert_clock, self._firmware_healthy
-        )
-        self.firmware.recover()
-        self.management.register("firmware.update", firmware_command(self.firmware))
-        self.consumer = attach_sim_consumer_side(
-            self.hub,
-            self.dir / "ihd",
-            clock,
-            self.rigs,
-            sim_start,
-            self.appliances,
-            management=self.management,
-            consent=self.consent,
-            ca_cert=ca_cert,
-            operator=(state / "gdsc" / "operator.pem", state / "gdsc" / "operator.key"),
+        self.config = home_config(spec, state, sim_start, smart_plugs=smart_plugs)
+        self.assembly = a = build_hub(
+            self.config,
+            clock=clock,
             cert_clock=cert_clock,
+            connectors={"simulated": simulated_connector(clock, sim_start, telegram_period)},
         )
-        # Sub-meters stay home: the WAN serves the hub's meters minus the appliance plugs.
-        consumption = self.consumer.consumption
-        self.server = HubWanServer(
-            spec.hub_id,
-            self.lfdi,
-            WanMeters(self.hub, lambda meter: meter in consumption.appliances),
-            lambda: int(clock.now().timestamp()),
-            management=self.management,
-            privacy=privacy,
-            events=WanEvents(self.diagnostics.log, lambda meter: meter in consumption.appliances),
-            monotonic=lambda: clock.now().timestamp(),
-            client_allowed=self.network.client_allowed,
-            revoked=self.crls.is_revoked,
-            crls=self.crls,
-        )
-        # Certificate renewal (pki.certificate): the new certificate goes into the live TLS
-        # context started below, and the server answers with its new LFDI.
-        self.certificate = HubCertificate(
-            spec.hub_id, self.dir / "hub.pem", self.dir / "hub.key", ca_cert, cert_clock, crls=self.crls,
-            listeners=[lambda _cert, new_lfdi: setattr(self.server, "lfdi", new_lfdi)],
-        )  # fmt: skip
-        self.management.register("pki.certificate", self.certificate.handle)
-        # Third-party displays of this home read its pricing and messages in 2030.5.
-        IhdResources(
-            self.server, consumption, self.consumer.store, clock.now, live=self.consumer.ihd.live
-        ).install()
+        self.history, self.registry, self.hub = a.history, a.registry, a.hub
+        self.repairs, self.diagnostics = a.repairs, a.diagnostics
+        self.management, self.crls, self.network = a.management, a.crls, a.network
+        self.consent, self.privacy, self.firmware = a.consent, a.privacy, a.firmware
+        self.server, self.certificate, self.lfdi = a.server, a.certificate, a.lfdi
+        self.consumer = a.consumer
+        self.rigs: list[Rig] = a.connections
+        self._supplies = a.supplies
+        self._loops_by_meter = a.loops_by_meter
+        self.appliances = {m.id: m.appliance for m in self.config.meters if m.appliance and m.id}
+        self.swaps: list[MeterSwap] = []
+        self.cert_clock = cert_clock
+        if self.consumer.ledger is not None:
+            self._open_prepayment(state)
         self.url = ""
 
+    def _open_prepayment(self, state: Path) -> None:
+        """The account opened with a £20 voucher signed by the GDSC operator, as a supplier would at
+        the change to prepayment (credited once: its id is fixed per hub)."""
+        operator_pem, operator_key = state / "gdsc" / "operator.pem", state / "gdsc" / "operator.key"
+        if not operator_key.exists():
+            return
+        opening = Voucher(
+            f"OPEN-{self.spec.hub_id}", self.spec.hub_id, "electricity", Decimal("20.00"), self.clock.now()
+        )
+        key = serialization.load_pem_private_key(operator_key.read_bytes(), password=None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        signature = key.sign(opening.canonical(), ec.ECDSA(hashes.SHA256()))
+        envelope = voucher_envelope(opening, signature, operator_pem.read_bytes())
+        self.consumer.ledger.top_up(envelope, self.cert_clock.now())
+
     async def _link_test(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Poll one meter now and report whether it answered and how long it took."""
-        meter = str(body["meter"])
-        loops = self._loops_by_meter.get(meter)
-        if not loops:
-            raise ValueError(f"{meter!r} is not a meter this hub polls or listens to")
-        t0 = time.perf_counter()
-        ok = all([await loop.poll_now() for loop in loops])
-        return {"meter": meter, "ok": ok, "ms": round(1000 * (time.perf_counter() - t0), 2)}
-
-    def _meter_replace(self, commands: dict[str, Any]) -> Any:
-        """``meter.replace``: the registry records which meter replaced which; diagnostics stop
-        expecting the old meter (its silence from now on is the exchange, not a fault)."""
-        replace = commands["meter.replace"]
-
-        def handler(body: dict[str, Any]) -> dict[str, Any]:
-            out: dict[str, Any] = replace(body)
-            self.diagnostics.retire(str(body["old"]), self.clock.now())
-            return out
-
-        return handler
+        return await self.assembly.link_test(body)
 
     async def swap_dlms_meter(self) -> MeterSwap:
         """The installer exchanges this home's DLMS electricity meter for a new one (new system
@@ -340,22 +375,9 @@ class SimulatedHome:
                 out[(self.spec.hub_id, swap.new, obis)] = set(range(max(start, first), end, 1800))
         return out
 
-    async def _firmware_healthy(self, version: str) -> bool:
-        return self.firmware.slots.payload_path(version).exists() and len(self.hub.mirror) > 0
-
     async def maintain(self, until: datetime | None, every: timedelta = timedelta(minutes=5)) -> None:
-        """The hub's housekeeping: time-based diagnoses, the repairs they call for, retention."""
-        t = self.clock.now()
-        compacted = t.date()
-        while until is None or t <= until:
-            await self.clock.sleep_until(t)
-            self.hub.flush_storage()  # readings a full disk held back, once there is space
-            self.diagnostics.tick(t)
-            await self.diagnostics.repair_pending(t)
-            if t.date() != compacted:  # once a day: retention (13 months of half-hours, then days)
-                compacted = t.date()
-                self.history.compact(t)
-            t += every
+        """The hub's housekeeping (the assembly's): diagnoses, repairs, retention."""
+        await self.assembly.maintain(until, every)
 
     @property
     def meters(self) -> list[tuple[str, str]]:
@@ -371,21 +393,14 @@ class SimulatedHome:
             if meter not in self.appliances
         ]
 
-    async def start_server(self, ca_pem: Path, host: str = "127.0.0.1", port: int = 0) -> str:
-        ctx = server_context(self.dir / "hub.pem", self.dir / "hub.key", ca_pem)
-        self.certificate.contexts.append(ctx)
-        bound = await self.server.start(host, port, ctx)
-        self.url = f"https://{host}:{bound}"
+    async def start_server(self, ca_pem: Path | None = None, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Serve 2030.5 on ``host:port`` (the WAN part's start; again after a stop, a restart)."""
+        self.url = await self.assembly.start_wan(host, port)
+        self.assembly.parts["wan"].started = True
         return self.url
 
     async def stop(self) -> None:
-        await self.server.stop()
-        await self.consumer.stop()
-        self.management.close()
-        self.consent.close()
-        self.diagnostics.log.disconnect()
-        self.registry.close()
-        self.history.close()
+        await self.assembly.stop()
 
     def manifest_entry(self) -> dict[str, object]:
         s = self.spec
@@ -452,11 +467,11 @@ class Fleet:
         tmp.replace(path)
         return path
 
-    def start_meters(self, until: datetime | None = None) -> None:
-        self._tasks = [
-            asyncio.create_task(run) for h in self.homes for rig in h.rigs for run in rig.runs(until)
-        ]
-        self._tasks += [asyncio.create_task(h.maintain(until)) for h in self.homes]
+    async def start_meters(self, until: datetime | None = None) -> None:
+        """Start every home's meters and housekeeping (the assembly's parts) until ``until``."""
+        for h in self.homes:
+            await h.assembly.start(("meters", "housekeeping"), until=until)
+        self._tasks = [t for h in self.homes for t in h.assembly.tasks()]
 
     async def meters_done(self) -> bool:
         """Wait for the meter loops started with an end time; True if they had already finished."""
@@ -465,9 +480,6 @@ class Fleet:
         return already
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
         for h in self.homes:
             await h.stop()
 
@@ -499,158 +511,3 @@ RADIO_PERIOD = timedelta(minutes=2)
 def _meter_key(spec: HomeSpec, slot: int) -> bytes:
     """A per-meter AES key, as the meter's manufacturer ships it to the installer (deterministic per seed)."""
     return hashlib.sha256(f"{spec.seed}/{spec.hub_id}/{slot}".encode()).digest()[:16]
-
-
-def supply_commands(supplies: dict[str, SupplyControl]) -> dict[str, Any]:
-    """``supply.*`` commands: the GDSC (for a supplier) switching or limiting a meter's breaker."""
-
-    def pick(body: dict[str, Any]) -> SupplyControl:
-        meter = str(body["meter"])
-        if meter not in supplies:
-            raise ValueError(f"{meter!r} has no breaker this hub controls")
-        return supplies[meter]
-
-    async def disconnect(body: dict[str, Any]) -> dict[str, Any]:
-        return await pick(body).disconnect()
-
-    async def reconnect(body: dict[str, Any]) -> dict[str, Any]:
-        return await pick(body).reconnect()
-
-    async def state(body: dict[str, Any]) -> dict[str, Any]:
-        return await pick(body).state()
-
-    async def limit(body: dict[str, Any]) -> dict[str, Any]:
-        return await pick(body).limit(int(body["watts"]))
-
-    return {
-        "supply.disconnect": disconnect,
-        "supply.reconnect": reconnect,
-        "supply.state": state,
-        "supply.limit": limit,
-    }
-
-
-# The registers the hub polls from its DLMS meters (as sim.rigs.dlms_rig does).
-DLMS_REGISTERS = (IMPORT_ACTIVE_ENERGY, EXPORT_ACTIVE_ENERGY, IMPORT_ACTIVE_POWER)
-
-
-def dlms_access(meter: str, link: SimulatedLink, client: DlmsClient, loop: PollLoop) -> DlmsMeterAccess:
-    """A simulated DLMS meter as the hub's repairs reach it: its HDLC port (the rig's link and
-    client) and, as the fallback path, its TCP wrapper port, polled by ``loop`` on the active one;
-    its suite 0 keys in a ring so a re-key can try another."""
-    sim = link.meter
-    assert hasattr(sim, "interface"), "a DLMS rig's link leads to a DlmsMeterSimulator"
-    wrapper = DlmsClient(
-        client_sap=client.client_sap,
-        server_address=1,
-        system_title=client.system_title,
-        keys=client.keys,
-        transport="wrapper",
-    )
-    paths = DlmsPaths(
-        meter,
-        [
-            DlmsPath("hdlc", link, client),
-            DlmsPath("wrapper", SimulatedLink(sim.interface("wrapper")), wrapper),
-        ],
-        DLMS_REGISTERS,
-    )
-    loop.cycle = paths.cycle
-    ring: KeyRing[SecurityKeys] = KeyRing()
-    if client.keys is not None:
-        ring[meter] = client.keys
-    return DlmsMeterAccess(paths, loop, ring)
-
-
-def _smart_plugs(
-    spec: HomeSpec, hub: SmartHub, clock: Clock, start: datetime, rigs: list[Rig]
-) -> dict[str, str]:
-    """Smart plugs on the ZigBee homes' HAN (cost per appliance at the IHD); plug → appliance.
-    Their intervals stay in the home: the WAN server is given `WanMeters`, which leaves them out."""
-    if spec.kind != "zigbee":
-        return {}
-    rig, appliances = add_smart_plugs(hub, clock, start, spec.index, RADIO_PERIOD)
-    rigs.append(rig)
-    return appliances
-
-
-def _neighbour(hub: SmartHub, clock: Clock, start: datetime, spec: HomeSpec, radio: WMBusPort) -> Rig:
-    """The next-door water meter, whose frames this home's receiver hears too. Even with its key
-    known (the same installer fitted both) it is not commissioned here, so it must not count."""
-    rig = wmbus_rig(
-        hub,
-        clock,
-        start,
-        HouseholdProfile(spec.seed + 1),
-        radio,
-        90000000 + spec.index,
-        "water",
-        _meter_key(spec, 99),
-        mode=5,
-        period=RADIO_PERIOD,
-    )
-    return Rig("wmbus-neighbour", [], [], rig.loops)
-
-
-def build_rigs(spec: HomeSpec, hub: SmartHub, clock: Clock, start: datetime, period: timedelta) -> list[Rig]:
-    """The meters of one home, by its kind; ids are unique across the fleet by the home index."""
-    profile = HouseholdProfile(spec.seed, pv_kwp=spec.pv_kwp)
-    n = spec.index
-    if spec.kind == "dsmr":
-        return [dsmr_rig(hub, clock, start, profile, f"E{n:011d}", f"G{n:011d}", period)]
-    if spec.kind == "dlms+wmbus":
-        radio = hub.attach(WMBusPort("wmbus", KeyRing(), tz=profile.tz))
-        assert isinstance(radio, WMBusPort)
-        title = b"LGZ" + (0x40000000 + n).to_bytes(5, "big")  # system title: manufacturer + serial
-        keys = SecurityKeys(_meter_key(spec, 10), _meter_key(spec, 11))
-        return [
-            dlms_rig(hub, clock, start, profile, title, keys, POLL_PERIOD),
-            wmbus_rig(
-                hub,
-                clock,
-                start,
-                profile,
-                radio,
-                50000000 + n,
-                "gas",
-                _meter_key(spec, 2),
-                mode=5,
-                period=RADIO_PERIOD,
-            ),
-            wmbus_rig(
-                hub,
-                clock,
-                start,
-                profile,
-                radio,
-                60000000 + n,
-                "water",
-                _meter_key(spec, 3),
-                mode=5,
-                period=RADIO_PERIOD,
-            ),
-            _neighbour(hub, clock, start, spec, radio),
-        ]
-    if spec.kind == "iec+mbus+wmbus":
-        radio = hub.attach(WMBusPort("wmbus", KeyRing(), tz=profile.tz))
-        assert isinstance(radio, WMBusPort)
-        return [
-            iec_rig(hub, clock, start, profile, f"{70000000 + n:08d}", POLL_PERIOD),
-            mbus_rig(hub, clock, start, profile, 1, 30000000 + n, "water", POLL_PERIOD),
-            wmbus_rig(
-                hub,
-                clock,
-                start,
-                profile,
-                radio,
-                40000000 + n,
-                "gas",
-                _meter_key(spec, 1),
-                mode=7,
-                period=RADIO_PERIOD,
-            ),
-        ]
-    if spec.kind == "zigbee":
-        eui = f"00:0d:6f:00:{n >> 16 & 0xFF:02x}:{n >> 8 & 0xFF:02x}:{n & 0xFF:02x}"
-        return [zigbee_rig(hub, clock, start, profile, eui + ":01", eui + ":02", RADIO_PERIOD)]
-    raise ValueError(f"unknown home kind {spec.kind!r}")

@@ -4,27 +4,36 @@ its meters must deliver, so the demo can count what is expected.
 
 Every rig goes through the same production code as a real meter would: the hub's ports,
 poll cycles and sans-I/O codecs; only the meter and the wire are simulated.
+
+:func:`simulated_connector` makes rigs for a hub configuration's ``kind = "simulated"``
+transports, so a simulated home is built by the same assembly as ``smarthub hub``
+(:mod:`smarthub.assembly`): the transport's ``options`` hold the simulator's settings (``seed``
+and ``pv_kwp`` of the household, ``mode`` of the wM-Bus meters, a ``neighbour`` meter the radio
+hears).
 """
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from smarthub.assembly.config import MeterConfig, TransportConfig
+from smarthub.assembly.links import ConnectContext, Connection, Connector
 from smarthub.clock import Clock
-from smarthub.han import dlms_control
-from smarthub.han.dlms_poll import dlms_cycle
+from smarthub.han.dlms_control import SupplyControl
+from smarthub.han.dlms_poll import DlmsPath, DlmsPaths, dlms_cycle
 from smarthub.han.iec_poll import iec_cycle
 from smarthub.han.mbus_poll import mbus_cycle
 from smarthub.han.p1 import P1Port
 from smarthub.han.poll import PollLoop, SimulatedLink, simulated
 from smarthub.han.ports import PortBatch
+from smarthub.han.sml_port import SmlPort
 from smarthub.han.transport import SimulatedP1Transport
 from smarthub.han.wmbus_port import WMBusPort
 from smarthub.han.zigbee_port import ZigbeePort
 from smarthub.hub.hub import SmartHub
+from smarthub.hub.keys import KeyRing
+from smarthub.hub.repairs import DlmsMeterAccess
 from smarthub.meters.dlms.client import DlmsClient
 from smarthub.meters.dlms.security import SecurityKeys
 from smarthub.model import ObisCode
@@ -35,66 +44,21 @@ from smarthub.model.obis import (
     IMPORT_ACTIVE_POWER,
     WATER_VOLUME,
 )
-from smarthub.sim.appliance_profiles import ApplianceProfile
+from smarthub.sim.appliance_profiles import APPLIANCES, ApplianceProfile
 from smarthub.sim.dlms_meter import DlmsMeterSimulator
 from smarthub.sim.dsmr_meter import DsmrMeterSimulator
 from smarthub.sim.iec_meter import IecMeterSimulator
 from smarthub.sim.load_profile import HouseholdProfile
 from smarthub.sim.mbus_meter import MBusMeterSimulator
+from smarthub.sim.sml_meter import SmlMeterSimulator
 from smarthub.sim.wmbus_meter import WMBusMeterSimulator
 from smarthub.sim.zigbee_meter import ZigbeeMeterSimulator
 
 MINUTE = timedelta(minutes=1)
 
 
-@dataclass
-class Rig:
-    protocol: str
-    meters: list[tuple[str, str]]  # (meter id as its protocol reports it, fuel)
-    channels: list[tuple[str, ObisCode]]  # interval channels it must deliver
-    loops: list[Any] = field(default_factory=list)  # objects with `async run(until)`
-    supply: SupplyControl | None = None  # a meter with a breaker the hub can switch (DLMS class 70/71)
-
-    def runs(self, until: datetime | None) -> list[Coroutine[Any, Any, None]]:
-        return [loop.run(until) for loop in self.loops]
-
-    @property
-    def failures(self) -> int:
-        return sum(getattr(loop, "failures", 0) for loop in self.loops)
-
-
-@dataclass
-class SupplyControl:
-    """Connect/disconnect and power limit of one DLMS meter, sharing its poll loop's session."""
-
-    meter: str
-    link: SimulatedLink
-    client: DlmsClient
-    loop: PollLoop
-
-    async def _run(self, op):  # type: ignore[no-untyped-def]
-        async def session(t: datetime):  # type: ignore[no-untyped-def]
-            self.link.t = t
-            return await op()
-
-        return await self.loop.exclusive(session)
-
-    async def disconnect(self) -> dict[str, Any]:
-        return _state(await self._run(lambda: dlms_control.disconnect(self.link, self.client)))
-
-    async def reconnect(self) -> dict[str, Any]:
-        return _state(await self._run(lambda: dlms_control.reconnect(self.link, self.client)))
-
-    async def state(self) -> dict[str, Any]:
-        return _state(await self._run(lambda: dlms_control.supply_state(self.link, self.client)))
-
-    async def limit(self, watts: int) -> dict[str, Any]:
-        written = await self._run(lambda: dlms_control.set_power_limit(self.link, self.client, watts))
-        return {"watts": written.watts}
-
-
-def _state(s) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    return {"connected": s.connected, "control_state": s.control_state.name.lower()}
+# A rig is a connection the simulated fleet makes (see smarthub.assembly.links.Connection).
+Rig = Connection
 
 
 def _sink(hub: SmartHub, port: str = "han"):  # type: ignore[no-untyped-def]
@@ -323,3 +287,142 @@ def smart_plug_rig(
         loops.append(PollLoop(f"plug:{eui}", clock, report, _sink(hub, "zigbee"), period=period, start=start))
     meters = [(eui, "electricity") for eui, _ in plugs]
     return Rig("zigbee", meters, [(eui, IMPORT_ACTIVE_ENERGY) for eui, _ in plugs], loops)
+
+
+def sml_rig(
+    hub: SmartHub,
+    clock: Clock,
+    start: datetime,
+    profile: HouseholdProfile,
+    port_name: str,
+    meter_id: str,
+    period: timedelta = MINUTE,
+) -> Rig:
+    """A German meter's optical interface pushing an SML file every ``period``; ``meter_id`` is
+    its server id in hex (0A 01, the maker's three letters, 00, the serial)."""
+    raw = bytes.fromhex(meter_id)
+    meter = SmlMeterSimulator(raw[2:5].decode(), int.from_bytes(raw[6:10], "big"), profile, start=start)
+    port = hub.ports.get(port_name)
+    if not isinstance(port, SmlPort):
+        port = hub.attach(SmlPort(port_name))
+    assert isinstance(port, SmlPort)
+
+    async def push(t: datetime) -> PortBatch:
+        assert isinstance(port, SmlPort)
+        return port.receive(meter.file_at(t))
+
+    loop = PollLoop(f"sml:{meter_id}", clock, push, _sink(hub, port_name), period=period, start=start)
+    return Rig("sml", [(meter.meter_id, "electricity")], [(meter.meter_id, IMPORT_ACTIVE_ENERGY)], [loop])
+
+
+# The registers the hub polls from its DLMS meters (as dlms_rig does).
+DLMS_REGISTERS = (IMPORT_ACTIVE_ENERGY, EXPORT_ACTIVE_ENERGY, IMPORT_ACTIVE_POWER)
+
+
+def dlms_access(meter: str, link: SimulatedLink, client: DlmsClient, loop: PollLoop) -> DlmsMeterAccess:
+    """A simulated DLMS meter as the hub's repairs reach it: its HDLC port (the rig's link and
+    client) and, as the fallback path, its TCP wrapper port, polled by ``loop`` on the active one;
+    its suite 0 keys in a ring so a re-key can try another."""
+    sim = link.meter
+    assert hasattr(sim, "interface"), "a DLMS rig's link leads to a DlmsMeterSimulator"
+    wrapper = DlmsClient(
+        client_sap=client.client_sap,
+        server_address=1,
+        system_title=client.system_title,
+        keys=client.keys,
+        transport="wrapper",
+    )
+    paths = DlmsPaths(
+        meter,
+        [
+            DlmsPath("hdlc", link, client),
+            DlmsPath("wrapper", SimulatedLink(sim.interface("wrapper")), wrapper),
+        ],
+        DLMS_REGISTERS,
+    )
+    loop.cycle = paths.cycle
+    ring: KeyRing[SecurityKeys] = KeyRing()
+    if client.keys is not None:
+        ring[meter] = client.keys
+    return DlmsMeterAccess(paths, loop, ring)
+
+
+_APPLIANCE = {a.name: a for a in APPLIANCES}
+
+
+def simulated_connector(clock: Clock, start: datetime, telegram_period: timedelta) -> Connector:
+    """Rigs for ``kind = "simulated"`` transports: the protocol's simulator behind a simulated
+    wire, started at ``start`` on ``clock``. A P1 meter telegrams every ``telegram_period``; the
+    others report or are polled every meter's ``poll_every``. One household profile per hub
+    and seed, shared by its meters (their loads add up to one home)."""
+    profiles: dict[tuple[str, int, float], HouseholdProfile] = {}
+
+    def household(ctx: ConnectContext, options: dict[str, Any]) -> HouseholdProfile:
+        key = (ctx.hub_id, int(options.get("seed", 0)), float(options.get("pv_kwp", 0.0)))
+        if key not in profiles:
+            profiles[key] = HouseholdProfile(key[1], pv_kwp=key[2])
+        return profiles[key]
+
+    def connect(ctx: ConnectContext, transport: TransportConfig, meters: list[MeterConfig]) -> list[Rig]:
+        options = dict(transport.options)
+        profile = household(ctx, options)
+        hub, protocol = ctx.hub, meters[0].protocol
+        by_fuel = {m.fuel: m.id for m in meters}
+        if protocol == "dsmr":
+            elec, gas = str(by_fuel["electricity"]), str(by_fuel["gas"])
+            return [dsmr_rig(hub, clock, start, profile, elec, gas, telegram_period)]
+        if protocol == "dlms":
+            rigs = []
+            for m in meters:
+                title = bytes.fromhex(str(m.id))
+                keys = SecurityKeys(m.key, m.authentication_key or m.key) if m.key else None
+                rig = dlms_rig(hub, clock, start, profile, title, keys, m.poll_every)  # type: ignore[arg-type]
+                assert rig.supply is not None
+                rig.access = dlms_access(str(m.id), rig.supply.link, rig.supply.client, rig.loops[0])  # type: ignore[arg-type]
+                if not m.breaker:
+                    rig.supply = None
+                rigs.append(rig)
+            return rigs
+        if protocol == "wmbus":
+            radio = hub.attach(WMBusPort(transport.name, KeyRing(), tz=profile.tz))
+            assert isinstance(radio, WMBusPort)
+            mode = int(options.get("mode", 5))
+            rigs = [
+                wmbus_rig(
+                    hub, clock, start, profile, radio, int(str(m.id)[3:]), m.fuel, m.key,  # type: ignore[arg-type]
+                    mode=mode, period=m.poll_every,
+                )
+                for m in meters
+            ]  # fmt: skip
+            rigs[0].radio = radio
+            neighbour = options.get("neighbour")
+            if neighbour is not None:
+                # The next-door meter, whose frames this home's receiver hears too. Even with its
+                # key known (the same installer fitted both) it is not commissioned here.
+                rig = wmbus_rig(
+                    hub, clock, start, HouseholdProfile(int(neighbour["seed"])), radio,
+                    int(neighbour["ident"]), "water", bytes.fromhex(neighbour["key"]),
+                    mode=5, period=meters[0].poll_every,
+                )  # fmt: skip
+                rigs.append(Rig("wmbus-neighbour", [], [], rig.loops))
+            return rigs
+        if protocol == "iec62056-21":
+            return [iec_rig(hub, clock, start, profile, str(m.id), m.poll_every) for m in meters]
+        if protocol == "mbus":
+            return [
+                mbus_rig(hub, clock, start, profile, m.address or 0, int(str(m.id)[3:]), m.fuel, m.poll_every)
+                for m in meters
+            ]
+        if protocol == "zigbee":
+            plugs = [(str(m.id), _APPLIANCE[str(m.appliance)]) for m in meters if m.appliance]
+            if plugs:
+                return [smart_plug_rig(hub, clock, start, plugs, meters[0].poll_every)]
+            elec, gas = str(by_fuel["electricity"]), str(by_fuel["gas"])
+            return [zigbee_rig(hub, clock, start, profile, elec, gas, meters[0].poll_every)]
+        if protocol == "sml":
+            return [
+                sml_rig(hub, clock, start, profile, transport.name, str(m.id), m.poll_every) for m in meters
+            ]
+        raise ValueError(f"no simulator for {protocol} meters")
+
+    return connect  # type: ignore[return-value]

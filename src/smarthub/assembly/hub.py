@@ -1,0 +1,542 @@
+"""The hub's composition root: one function builds a complete Smart Hub from a
+:class:`~smarthub.assembly.config.HubConfig`, for ``smarthub hub`` and for every home of the
+simulated fleet alike.
+
+The hub is a list of parts, each set up in order by one function and each with the same
+``start`` / ``stop`` (Home Assistant's integration setup and unload, in small): ``history``,
+``registry``, ``diagnostics`` (with the local repairs), ``core`` (the hub that translates and
+stores), ``meters`` (the configured transports, ports and poll loops, commissioned in the
+registry and watched by diagnostics), ``management`` (signed commands: mapping, keys, meter
+pairing and replacement, link test, network, the CRL), ``privacy``, ``supply`` (where a meter
+can switch its supply), ``firmware``, ``consumer`` (priced consumption, prepayment, the IHD),
+``wan`` (IEEE 2030.5 over mutual TLS, sub-meters left out, the IHD resources) and ``mqtt``, then
+``housekeeping`` (time-based diagnoses, repairs, retention). Parts start in that order and stop
+in the reverse one. Parts that a configuration does not ask for are not there.
+
+Which transports make which connections is the ``connectors`` table: the real ones
+(:mod:`.links`) by default, the simulated fleet adding its own for ``kind = "simulated"``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from cryptography import x509
+
+from smarthub.assembly.config import HubConfig, zone_of
+from smarthub.assembly.links import ConnectContext, Connection, Connector, connect
+from smarthub.clock import Clock, SystemClock
+from smarthub.han.dlms_control import SupplyControl, supply_commands
+from smarthub.han.poll import PollLoop
+from smarthub.hub.certificate import HubCertificate
+from smarthub.hub.diagnostics import Diagnostics, DiagnosticsLog, MeterProfile
+from smarthub.hub.firmware import FirmwareSlots, FirmwareUpdater, firmware_command
+from smarthub.hub.history import HistoryStore
+from smarthub.hub.hub import SmartHub
+from smarthub.hub.management import CrlStore, ManagementInterface
+from smarthub.hub.network import NetworkSettings, network_command
+from smarthub.hub.privacy import ConsentStore, Granularity, HubPrivacy, privacy_commands
+from smarthub.hub.registry import MeterRegistry, registry_commands
+from smarthub.hub.repairs import HubRepairs
+from smarthub.hub.submeters import WanEvents, WanMeters
+from smarthub.security.certificates import lfdi
+from smarthub.wan.server import HubWanServer
+from smarthub.wan.tls import server_context
+
+log = logging.getLogger(__name__)
+
+REAL_CONNECTORS: dict[str, Connector] = {"serial": connect, "tcp": connect, "pipe": connect}
+
+
+@dataclass
+class Part:
+    """One part of the hub: ``start(until)`` and ``stop()``; ``tasks`` it runs while started."""
+
+    name: str
+    on_start: Callable[[datetime | None], Awaitable[list[asyncio.Task[Any]] | None]] | None = None
+    on_stop: Callable[[], Awaitable[None] | None] | None = None
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    started: bool = False
+
+    async def start(self, until: datetime | None = None) -> None:
+        if self.started and not (self.tasks and all(t.done() for t in self.tasks)):
+            return  # running (a part whose loops have all ended, e.g. at ``until``, starts again)
+        self.started = True
+        if self.on_start is not None:
+            self.tasks = list(await self.on_start(until) or [])
+
+    async def stop(self) -> None:
+        pending = {t for t in self.tasks if not t.done()}
+        while pending:
+            # Cancel again until they end: on Python 3.11 asyncio.wait_for (inside a poll cycle)
+            # can swallow a cancellation that lands as its inner call completes.
+            for t in pending:
+                t.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.5)
+        self.tasks = []
+        if self.on_stop is not None:
+            result = self.on_stop()
+            if result is not None:
+                await result
+        self.started = False
+
+
+def _after(*closers: Callable[[], Any]) -> Callable[[], Awaitable[None]]:
+    async def stop() -> None:
+        for close in closers:
+            result = close()
+            if asyncio.iscoroutine(result):
+                await result
+
+    return stop
+
+
+class HubAssembly:
+    """A complete hub built from ``config`` (see the module docstring). The parts' objects are
+    attributes (``hub``, ``history``, ``management``, ``server``, ...) for whoever drives it."""
+
+    def __init__(
+        self,
+        config: HubConfig,
+        *,
+        clock: Clock | None = None,
+        cert_clock: Clock | None = None,
+        connectors: dict[str, Connector] | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        # Certificates are checked against wall time (OpenSSL does too) even when the hub's
+        # clock is a simulated one.
+        self.cert_clock = cert_clock or SystemClock()
+        self.connectors = {**REAL_CONNECTORS, **(connectors or {})}
+        self.dir = config.state
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.parts: dict[str, Part] = {}
+        self.connections: list[Connection] = []
+        self.loops_by_meter: dict[str, list[PollLoop]] = {}
+        self.supplies: dict[str, SupplyControl] = {}
+        self.submeters: set[str] = {m.id for m in config.meters if m.appliance and m.id}
+        self.consumer: Any = None
+        self.mqtt: Any = None
+        self.url = ""
+        try:
+            for name, setup in _SETUP:
+                part = setup(self)
+                if part is not None:
+                    self.parts[name] = part
+        except BaseException:
+            # A part that failed to set up: close what the ones before it opened.
+            for part in reversed(list(self.parts.values())):
+                with contextlib.suppress(Exception):
+                    result = part.on_stop() if part.on_stop else None
+                    if asyncio.iscoroutine(result):
+                        result.close()
+            raise
+
+    # -- running -------------------------------------------------------------------------------
+    async def start(self, only: Iterable[str] | None = None, *, until: datetime | None = None) -> None:
+        """Start the parts (those named in ``only``, by default all) in order; ``until`` ends the
+        simulated loops and the housekeeping at that instant of the hub's clock."""
+        names = set(only) if only is not None else None
+        for name, part in self.parts.items():
+            if names is None or name in names:
+                await part.start(until)
+
+    async def stop(self) -> None:
+        for part in reversed(list(self.parts.values())):
+            try:
+                await part.stop()
+            except Exception:  # one part failing to stop must not keep the others open
+                log.exception("hub %s: stopping %s failed", self.config.hub_id, part.name)
+
+    def tasks(self) -> list[asyncio.Task[Any]]:
+        return [t for p in self.parts.values() for t in p.tasks]
+
+    # -- commands ------------------------------------------------------------------------------
+    async def link_test(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``diagnostic.link_test``: poll one meter now; whether it answered and how long it took."""
+        meter = str(body["meter"])
+        loops = self.loops_by_meter.get(meter)
+        if not loops:
+            raise ValueError(f"{meter!r} is not a meter this hub polls or listens to")
+        t0 = time.perf_counter()
+        ok = all([await loop.poll_now() for loop in loops])
+        return {"meter": meter, "ok": ok, "ms": round(1000 * (time.perf_counter() - t0), 2)}
+
+    def meter_replace(self, replace: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[..., Any]:
+        """``meter.replace``: the registry records which meter replaced which; diagnostics stop
+        expecting the old meter (its silence from now on is the exchange, not a fault)."""
+
+        def handler(body: dict[str, Any]) -> dict[str, Any]:
+            out = replace(body)
+            self.diagnostics.retire(str(body["old"]), self.clock.now())
+            return out
+
+        return handler
+
+    async def firmware_healthy(self, version: str) -> bool:
+        """A new version is kept only if its payload is in place and the hub still takes its
+        meters' frames during the probation (on the hub's clock)."""
+        if not self.firmware.slots.payload_path(version).exists():
+            return False
+        if not self.config.meters:
+            return True
+        before = self.hub.stats.frames_ok
+        deadline = self.clock.now() + self.config.firmware_probation
+        while self.clock.now() < deadline:
+            await self.clock.sleep_until(min(deadline, self.clock.now() + timedelta(seconds=1)))
+            if self.hub.stats.frames_ok > before:
+                return True
+        return self.hub.stats.frames_ok > before
+
+    # -- housekeeping --------------------------------------------------------------------------
+    async def maintain(self, until: datetime | None, every: timedelta = timedelta(minutes=5)) -> None:
+        """Time-based diagnoses, the repairs they call for, readings a full disk held back, and
+        once a day the history's retention (13 months of half-hours, then days)."""
+        t = self.clock.now()
+        compacted = t.date()
+        while until is None or t <= until:
+            await self.clock.sleep_until(t)
+            self.hub.flush_storage()
+            self.diagnostics.tick(t)
+            await self.diagnostics.repair_pending(t)
+            if t.date() != compacted:
+                compacted = t.date()
+                self.history.compact(t)
+            t += every
+
+    # -- the WAN --------------------------------------------------------------------------------
+    async def start_wan(self, host: str, port: int) -> str:
+        ctx = server_context(self.config.certificate, self.config.private_key, self.config.ca)
+        self.certificate.contexts.append(ctx)
+        bound = await self.server.start(host, port, ctx)
+        self.url = f"https://{host}:{bound}"
+        return self.url
+
+
+# -- the setup of each part, in order --------------------------------------------------------------
+
+
+def _history(a: HubAssembly) -> Part:
+    a.history = HistoryStore(a.dir / "history.sqlite")
+    return Part("history", on_stop=_after(a.history.close))
+
+
+def _registry(a: HubAssembly) -> Part:
+    a.registry = MeterRegistry(a.dir / "meters.sqlite", a.clock)
+    return Part("registry", on_stop=_after(a.registry.close))
+
+
+def _diagnostics(a: HubAssembly) -> Part:
+    a.repairs = HubRepairs()
+    a.diagnostics = Diagnostics(DiagnosticsLog.beside(a.history.path), a.repairs)
+    return Part("diagnostics", on_stop=_after(a.diagnostics.log.disconnect))
+
+
+def _core(a: HubAssembly) -> Part:
+    a.hub = SmartHub(
+        a.config.hub_id, a.history, clock=a.clock, diagnostics=a.diagnostics, registry=a.registry
+    )
+    return Part("core")
+
+
+def _meters(a: HubAssembly) -> Part:
+    """Every configured transport connected, and each connection wired the same way: its meters
+    commissioned, its loops watched by diagnostics and reachable by the repairs, its meters'
+    expectations set."""
+    ctx = ConnectContext(a.hub, a.clock, a.config.hub_id, lambda m: ZoneInfo(zone_of(a.config, m)))
+    by_id = {m.id: m for m in a.config.meters if m.id}
+    for transport, meters in a.config.transports:
+        connector = a.connectors.get(transport.kind)
+        if connector is None:
+            raise ValueError(f"no connector for {transport.kind} transports ({transport.describe()})")
+        a.connections += connector(ctx, transport, meters)
+    for conn in a.connections:
+        # The installer commissions the home's meters: radio meters must be (the receiver hears
+        # the neighbours' too); wired ones are recorded as well, so a replacement names both.
+        for meter, fuel in conn.meters:
+            if not a.registry.is_active(meter):
+                a.registry.add(meter, conn.protocol, fuel)
+        if conn.radio is not None:
+            a.repairs.add_radio(conn.radio)
+    for conn in a.connections:
+        loops = [loop for loop in conn.loops if isinstance(loop, PollLoop)]
+        for loop in loops:
+            loop.observers.append(a.diagnostics.observe_poll_loop)
+            a.repairs.add_loops([loop.name], [loop])
+        if conn.access is not None:
+            a.repairs.add_dlms(conn.access)
+        if conn.supply is not None:
+            a.supplies[conn.supply.meter] = conn.supply
+        for meter, _fuel in conn.meters:
+            a.loops_by_meter[meter] = loops
+            a.repairs.add_loops([meter], loops)
+            m = by_id.get(meter)
+            a.diagnostics.set_profile(
+                meter,
+                MeterProfile(
+                    expected_period=(loops[0].period if loops else conn.period),
+                    stale_after=m.stale_after if m else None,
+                    generator=m.generator if m else False,
+                ),
+            )
+
+    async def start(until: datetime | None) -> list[asyncio.Task[Any]]:
+        return [asyncio.create_task(run) for conn in a.connections for run in conn.runs(until)]
+
+    async def stop() -> None:
+        for conn in a.connections:
+            await conn.close()
+
+    return Part("meters", start, stop)
+
+
+def _management(a: HubAssembly) -> Part:
+    a.ca_cert = x509.load_pem_x509_certificate(a.config.ca.read_bytes())
+    a.management = ManagementInterface(a.config.hub_id, a.ca_cert, a.cert_clock, a.dir / "management.sqlite")
+    m = a.management
+    for ctype, handler in a.hub.command_handlers().items():  # mapping.update, meter.key
+        m.register(ctype, handler)
+    # The GDSC CA's CRL, taken with the bulk pull: checked for commands and on every WAN request.
+    # (Not in the TLS context: a CRL past its nextUpdate would cut the hub off the WAN.)
+    a.crls = CrlStore(a.dir / "crl.pem", a.ca_cert, a.cert_clock)
+    m.use_crl_store(a.crls)
+    registry = registry_commands(a.registry)
+    for ctype, handler in registry.items():
+        m.register(ctype, handler)
+    m.register("meter.replace", a.meter_replace(registry["meter.replace"]))
+    a.network = NetworkSettings(a.dir / "network.json")
+    m.register("network.configure", network_command(a.network))
+    m.register("diagnostic.link_test", a.link_test)
+    return Part("management", on_stop=_after(m.close))
+
+
+def _privacy(a: HubAssembly) -> Part:
+    # Until the householder opts in, the GDSC gets monthly totals (the GB default), unless the
+    # configuration records another decision at first start.
+    a.consent = ConsentStore(a.dir / "consent.sqlite", clock=a.clock)
+    wanted = a.config.gdsc_granularity
+    if wanted is not None and a.consent.version("gdsc") is None:
+        a.consent.set("gdsc", Granularity(wanted), a.clock.now())
+    a.privacy = HubPrivacy(a.consent, a.history, mirror=a.hub.mirror)
+    for ctype, handler in privacy_commands(a.privacy, a.clock).items():  # consent.set, supplier.keys
+        a.management.register(ctype, handler)
+    return Part("privacy", on_stop=_after(a.consent.close))
+
+
+def _firmware(a: HubAssembly) -> Part:
+    slots = FirmwareSlots(a.dir / "firmware")
+    a.firmware = FirmwareUpdater(slots, a.ca_cert, a.cert_clock, a.firmware_healthy)
+    a.firmware.recover()
+    a.management.register("firmware.update", firmware_command(a.firmware))
+    return Part("firmware")
+
+
+def _consumer(a: HubAssembly) -> Part | None:
+    """Priced consumption and the IHD for the configured supplies; prepayment for the fuels
+    named, switched through the meters that can (the supplier's remote disconnect of a prepaid
+    meter then goes through the prepayment bridge, which keeps its hold across restarts)."""
+    consumer = a.config.consumer
+    if consumer is None:
+        return None
+    from smarthub.hub.consumption import Supply
+    from smarthub.hub.ihd.home import attach_consumer_side
+    from smarthub.hub.prepayment_bridge import supply_commands as prepaid_supply_commands
+    from smarthub.hub.tariffs import CostAccumulator
+    from smarthub.model.tariff import schedule_from_json
+    from smarthub.model.tariff_carbon import FixedIntensity
+
+    supplies = [
+        Supply(
+            s.fuel,
+            s.meter,
+            s.supplier,
+            CostAccumulator(
+                schedule_from_json(s.tariff_json), FixedIntensity(g_per_kwh=Decimal(s.co2_g_per_kwh))
+            ),
+        )
+        for s in consumer.supplies
+    ]
+    fuel_of = {m.id: m.fuel for m in a.config.meters if m.id}
+    breakers = {
+        fuel: next(s for meter, s in a.supplies.items() if fuel_of.get(meter) == fuel)
+        for fuel in consumer.prepayment
+    }
+    a.consumer = side = attach_consumer_side(
+        a.hub,
+        a.dir / "ihd",
+        a.clock,
+        supplies,
+        management=a.management,
+        consent=a.consent,
+        prepayment=bool(breakers),
+        prepaid_fuels=list(breakers) or None,
+        ca_cert=a.ca_cert,
+        breakers=breakers,  # type: ignore[arg-type]
+        cert_clock=a.cert_clock,
+    )
+    for m in a.config.meters:
+        if m.appliance and m.id:
+            side.consumption.set_appliance(m.id, m.appliance)
+    if side.bridge is not None:
+        prepaid = {s.meter: (fuel, s) for fuel, s in breakers.items()}
+        bridged = prepaid_supply_commands(side.bridge, prepaid)
+        plain = supply_commands(a.supplies)
+        for ctype in plain:
+            a.management.register(ctype, _by_meter(ctype, prepaid, bridged, plain))
+    ihd = a.config.ihd
+
+    async def start(until: datetime | None) -> None:
+        if ihd is not None:
+            await side.serve(ihd.listen, ihd.port)
+            log.info("in-home display on %s", side.url)
+
+    return Part("consumer", start, side.stop)
+
+
+def _by_meter(ctype: str, prepaid: dict[str, Any], bridged: dict[str, Any], plain: dict[str, Any]) -> Any:
+    async def handler(body: dict[str, Any]) -> dict[str, Any]:
+        table = bridged if str(body.get("meter")) in prepaid and ctype in bridged else plain
+        return await table[ctype](body)
+
+    return handler
+
+
+def _supply(a: HubAssembly) -> Part | None:
+    """``supply.*`` for the meters whose supply the hub may switch (replaced for prepaid meters
+    by the consumer part)."""
+    if not a.supplies:
+        return None
+    for ctype, handler in supply_commands(a.supplies).items():
+        a.management.register(ctype, handler)
+    return Part("supply")
+
+
+def _wan(a: HubAssembly) -> Part:
+    cert = x509.load_pem_x509_certificate(a.config.certificate.read_bytes())
+    a.lfdi = lfdi(cert)
+
+    def is_submeter(meter: str) -> bool:
+        # Sub-meters stay home: the WAN serves the hub's meters minus the appliance plugs.
+        return meter in a.submeters or (a.consumer is not None and meter in a.consumer.consumption.appliances)
+
+    monotonic: dict[str, Any] = {}
+    if not isinstance(a.clock, SystemClock):
+        clock = a.clock
+        monotonic["monotonic"] = lambda: clock.now().timestamp()  # rate limits in simulated time
+    a.server = HubWanServer(
+        a.config.hub_id,
+        a.lfdi,
+        WanMeters(a.hub, is_submeter),
+        lambda: int(a.clock.now().timestamp()),
+        management=a.management,
+        privacy=a.privacy,
+        events=WanEvents(a.diagnostics.log, is_submeter),
+        client_allowed=a.network.client_allowed,
+        revoked=a.crls.is_revoked,
+        crls=a.crls,  # the GDSC's CRL, taken with the bulk pull
+        **monotonic,
+    )
+    # Certificate renewal (pki.certificate): into the live TLS context, and the server answers
+    # with its new LFDI.
+    a.certificate = HubCertificate(
+        a.config.hub_id, a.config.certificate, a.config.private_key, a.ca_cert, a.cert_clock,
+        crls=a.crls, listeners=[lambda _cert, new_lfdi: setattr(a.server, "lfdi", new_lfdi)],
+    )  # fmt: skip
+    a.management.register("pki.certificate", a.certificate.handle)
+    if a.consumer is not None:
+        from smarthub.wan.ihd_resources import IhdResources
+
+        # Third-party displays of this home read its pricing, messages and live demand in 2030.5.
+        side = a.consumer
+        IhdResources(a.server, side.consumption, side.store, a.clock.now, live=side.ihd.live).install()
+
+    async def start(until: datetime | None) -> None:
+        await a.start_wan(a.config.wan.listen, a.config.wan.port)
+        log.info("hub %s serving IEEE 2030.5 on %s/dcap (mutual TLS)", a.config.hub_id, a.url)
+
+    return Part("wan", start, a.server.stop)
+
+
+def _mqtt(a: HubAssembly) -> Part | None:
+    c = a.config.mqtt
+    if c is None:
+        return None
+    from smarthub.hub.mqtt_export import MqttExporter, MqttSettings, hub_entities
+
+    settings = MqttSettings(
+        enabled=True,
+        host=c.host,
+        port=c.port,
+        username=c.username,
+        password=c.password,
+        discovery_prefix=c.discovery_prefix,
+        base_topic=c.base_topic,
+        publish_every_s=c.publish_every_s,
+    )
+    a.mqtt = exporter = MqttExporter(a.config.hub_id, settings, a.clock)
+    meters = [m for m in a.config.meters if m.id and not m.appliance]
+    electricity = next((m.id for m in meters if m.fuel == "electricity"), None)
+    gas = next((m.id for m in meters if m.fuel == "gas"), None)
+    hub_entities(exporter, a.hub.mirror.latest, electricity, gas)
+
+    async def start(until: datetime | None) -> list[asyncio.Task[Any]]:
+        exporter.start()
+        return [asyncio.create_task(exporter.run(until))]
+
+    return Part("mqtt", start, exporter.stop)
+
+
+def _housekeeping(a: HubAssembly) -> Part:
+    async def start(until: datetime | None) -> list[asyncio.Task[Any]]:
+        return [asyncio.create_task(a.maintain(until))]
+
+    return Part("housekeeping", start)
+
+
+_SETUP: list[tuple[str, Callable[[HubAssembly], Part | None]]] = [
+    ("history", _history),
+    ("registry", _registry),
+    ("diagnostics", _diagnostics),
+    ("core", _core),
+    ("meters", _meters),
+    ("management", _management),
+    ("privacy", _privacy),
+    ("supply", _supply),
+    ("firmware", _firmware),
+    ("consumer", _consumer),
+    ("wan", _wan),
+    ("mqtt", _mqtt),
+    ("housekeeping", _housekeeping),
+]
+
+
+def build_hub(
+    config: HubConfig,
+    *,
+    clock: Clock | None = None,
+    cert_clock: Clock | None = None,
+    connectors: dict[str, Connector] | None = None,
+) -> HubAssembly:
+    """The hub ``config`` describes, set up and not yet started (see :class:`HubAssembly`)."""
+    return HubAssembly(config, clock=clock, cert_clock=cert_clock, connectors=connectors)
+
+
+def describe(a: HubAssembly) -> dict[str, Any]:
+    """What was built: parts, management commands, meters and their transports (for the
+    ``smarthub hub`` start line and for comparing two builds)."""
+    return {
+        "parts": list(a.parts),
+        "commands": sorted(a.management.handlers),
+        "meters": sorted((meter, conn.protocol) for conn in a.connections for meter, _ in conn.meters),
+        "repairs": a.repairs.reachable(),
+    }
