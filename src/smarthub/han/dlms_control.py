@@ -109,8 +109,8 @@ class SupplyControl:
     client: DlmsClient
     loop: PollLoop
 
-    async def _run(self, op):  # type: ignore[no-untyped-def]
-        async def session(t: datetime):  # type: ignore[no-untyped-def]
+    async def _run(self, op):
+        async def session(t: datetime):
             if isinstance(self.link, SimulatedLink):
                 self.link.t = t  # the simulated meter answers as of the session's instant
             return await op()

@@ -441,7 +441,7 @@ class DiagnosticsLog:
     def _aad(code: int, device: str, first_seen: int) -> bytes:
         return f"diag|{code}|{device}|{first_seen}".encode()
 
-    def _seal(self, code: int, device: str, first_seen: int, evidence: str, numbers: dict[str, Any]):  # type: ignore[no-untyped-def]
+    def _seal(self, code: int, device: str, first_seen: int, evidence: str, numbers: dict[str, Any]):
         nonce = os.urandom(12)
         plain = json.dumps({"evidence": evidence, "numbers": numbers}, sort_keys=True).encode()
         return nonce, self._cipher.encrypt(nonce, plain, self._aad(code, device, first_seen))

@@ -826,7 +826,7 @@ def decode_records(
         i += length
         raw: int | bytes | float | str | None
         value: Decimal | str | datetime | date | None
-        flags = set(flags)
+        point_flags = set(flags)
         if coding in ("none", "selection"):
             raw = value = None
         elif coding == "text":
@@ -836,7 +836,7 @@ def decode_records(
             raw = f
             if dec is None:
                 value = repr(f)
-                flags.add("invalid")
+                point_flags.add("invalid")
             else:
                 value = dec.scaleb(exp, context=_EXACT)
         else:
@@ -851,10 +851,10 @@ def decode_records(
                     raw_int = -raw_int
             if raw_int is None:
                 raw = value = text
-                flags.add("invalid")
+                point_flags.add("invalid")
             else:
                 raw = raw_int
-                value = _typed(kind, raw_int, le, exp, flags, coding)
+                value = _typed(kind, raw_int, le, exp, point_flags, coding)
         records.append(
             Record(
                 dif=dif,
@@ -870,7 +870,7 @@ def decode_records(
                 unit=unit,
                 value=value,
                 raw=raw,
-                flags=frozenset(flags),
+                flags=frozenset(point_flags),
                 offset=base + start,
             )
         )

@@ -76,4 +76,4 @@ def parse_untrusted(body: bytes) -> Element:
     except etree.XMLSyntaxError as err:
         raise XmlRefused(f"malformed XML: {err}") from None
     refuse_dtd_tree(root)
-    return root  # type: ignore[no-any-return]
+    return root

@@ -254,8 +254,8 @@ class Chaos:
         while last < end:
             await run.clock.sleep_until(min(last + timedelta(minutes=1), end))
             now = run.clock.now()
-            meter.clock_offset += timedelta(seconds=fault.rate * (now - last).total_seconds() / 86400)  # type: ignore[attr-defined]
-            self.drift_max = max(self.drift_max, abs(meter.clock_offset.total_seconds()))  # type: ignore[attr-defined]
+            meter.clock_offset += timedelta(seconds=fault.rate * (now - last).total_seconds() / 86400)
+            self.drift_max = max(self.drift_max, abs(meter.clock_offset.total_seconds()))
             last = now
 
     def _clock_resyncs(self) -> int:

@@ -67,7 +67,7 @@ def parse_resource(body: bytes, model: type[M], what: str = "") -> M:
     except XmlRefused as err:
         raise PullError(f"{what}: {err}") from None
     try:
-        return model.from_xml_tree(root)  # type: ignore[attr-defined,no-any-return]
+        return model.from_xml_tree(root)
     except (ValidationError, ValueError, TypeError) as err:
         first = str(err).splitlines()[0:3]
         raise PullError(f"{what}: not a valid {model.__name__}: {' '.join(first)}") from None
@@ -85,7 +85,7 @@ class _PinnedConnector(aiohttp.TCPConnector):
         super().__init__(**kwargs)
         self.expected_lfdi = expected_lfdi
 
-    async def _wrap_create_connection(self, *args: Any, **kwargs: Any):  # type: ignore[no-untyped-def,override]
+    async def _wrap_create_connection(self, *args: Any, **kwargs: Any):
         transport, protocol = await super()._wrap_create_connection(*args, **kwargs)
         ssl_object = transport.get_extra_info("ssl_object")
         try:

@@ -43,7 +43,7 @@ class ReadingSetListResponse(SubscribableList, tag="ReadingSetList"):
 
 
 def to_xml(model: object) -> bytes:
-    return model.to_xml(skip_empty=True, exclude_none=True)  # type: ignore[attr-defined,no-any-return]
+    return model.to_xml(skip_empty=True, exclude_none=True)
 
 
 __all__ = [

@@ -160,7 +160,7 @@ def mrid(*parts: str) -> str:
 
 # -- building blocks -----------------------------------------------------------------------
 def to_bytes(doc: Element) -> bytes:
-    return etree.tostring(doc, xml_declaration=True, encoding="UTF-8")  # type: ignore[no-any-return]
+    return etree.tostring(doc, xml_declaration=True, encoding="UTF-8")
 
 
 def _el(parent: Element | None, tag: str, href: str | None = None) -> Element:

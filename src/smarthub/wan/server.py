@@ -327,7 +327,7 @@ class HubWanServer:
         hub_id: str,
         lfdi: str,
         source: MeteringSource,
-        now_epoch,  # type: ignore[no-untyped-def]
+        now_epoch,
         management: CommandSink | None = None,
         privacy: PrivacyPolicy | None = None,
         events: EventLog | None = None,
@@ -421,7 +421,7 @@ class HubWanServer:
             self._runner = None
 
     @web.middleware
-    async def _count(self, request: web.Request, handler):  # type: ignore[no-untyped-def]
+    async def _count(self, request: web.Request, handler):
         self.requests += 1
         role, name, lfdi = self._peer_identity(request)
         if role not in WAN_CLIENT_ROLES:
@@ -518,7 +518,7 @@ class HubWanServer:
             _, recipient = self._recipient(request)
         except web.HTTPForbidden:
             return _OPEN  # a role that reads no metering data: refused where data is served
-        return window(recipient, None if meter is None else self.source.meters().get(meter))  # type: ignore[no-any-return]
+        return window(recipient, None if meter is None else self.source.meters().get(meter))
 
     def _granularity(self, request: web.Request, meter: str | None = None) -> str:
         """The granularity the privacy filter allows whoever this request is for (of ``meter``,

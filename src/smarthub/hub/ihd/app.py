@@ -176,7 +176,7 @@ class Ihd:
         await site.start()
         server = site._server
         assert server is not None
-        bound = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        bound = server.sockets[0].getsockname()[1]
         return runner, int(bound)
 
     @web.middleware
@@ -702,7 +702,7 @@ def _screen_name(user_agent: str) -> str:
 
 def _safe_rate(fn: Any, now: datetime) -> Rate | None:
     with contextlib.suppress(TariffError):
-        return fn(now)  # type: ignore[no-any-return]
+        return fn(now)
     return None
 
 

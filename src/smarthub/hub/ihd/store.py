@@ -403,4 +403,4 @@ class IhdStore:
 
 
 def _code_digest(code: str, salt: bytes) -> bytes:
-    return hashlib.scrypt(code.encode(), salt=salt, **_SCRYPT)  # type: ignore[arg-type]
+    return hashlib.scrypt(code.encode(), salt=salt, **_SCRYPT)

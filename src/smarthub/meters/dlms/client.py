@@ -40,7 +40,7 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from smarthub.meters.dlms.apdu import (
     Aare,
@@ -498,12 +498,12 @@ class DlmsClient:
             return None
         if kind is FrameType.I:
             self._nr = (frame.ns + 1) % 8
-            info = self._reasm.add(frame)
-            if info is None:
+            whole = self._reasm.add(frame)
+            if whole is None:
                 rr = HdlcFrame(FrameType.RR, self._server_addr, self._client_addr, nr=self._nr)
                 self._out.append(encode_frame(rr))
                 return None
-            return self._on_apdu(strip_llc(info, response=True))
+            return self._on_apdu(strip_llc(whole, response=True))
         return None  # UI (pushes) and anything else: not part of this session
 
     def _on_apdu(self, raw: bytes) -> Event | None:
@@ -731,7 +731,7 @@ REMOTE_RECONNECT = 2
 LIMITER_MONITORED_VALUE = 2
 LIMITER_THRESHOLD_ACTIVE = 3  # Blue Book class 71: 3 threshold_active, 4 threshold_normal
 LIMITER_THRESHOLD_NORMAL = 4
-_INTEGER_RANGES = {
+_INTEGER_RANGES: dict[int, tuple[int, int]] = {
     Tag.UNSIGNED: (0, 0xFF),
     Tag.LONG_UNSIGNED: (0, 0xFFFF),
     Tag.DOUBLE_LONG_UNSIGNED: (0, 0xFFFFFFFF),
@@ -784,7 +784,10 @@ def _get(
     return event
 
 
-def _session(client: DlmsClient, body: Generator[bytes, bytes, Any]) -> Generator[bytes, bytes, Any]:
+_R = TypeVar("_R")
+
+
+def _session(client: DlmsClient, body: Generator[bytes, bytes, _R]) -> Generator[bytes, bytes, _R]:
     """connect, ``body``, release/disconnect; a refusal by the meter (:class:`DataAccessError`,
     :class:`ActionError`) or an unusable value (``ValueError``) still ends the association
     before it propagates, so the client is idle for the next session."""
