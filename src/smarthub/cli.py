@@ -408,8 +408,8 @@ def listen_command(
     listener = asyncio.run(listen(cfg, seconds, connectors=_connectors(cfg), on_new=heard))
     for h in listener.report():
         print(json.dumps(h.as_dict()))
-    for e in listener.unattributed[-5:]:
-        err.print(f"[red]unreadable frame[/]: {e}")
+    for line in listener.unattributed[-5:]:
+        err.print(f"[red]unreadable frame[/]: {line}")
     if not listener.heard:
         err.print("no meter heard")
         raise typer.Exit(1)

@@ -26,6 +26,7 @@ from smarthub.han.dlms_poll import MAX_EXCHANGES, complete_hdlc, complete_wrappe
 from smarthub.han.poll import Link, PollLoop, SimulatedLink
 from smarthub.meters.dlms.client import (
     LIMITER_THRESHOLD_ACTIVE,
+    ControlState,
     DlmsClient,
     PowerLimit,
     SupplyState,
@@ -132,7 +133,9 @@ class SupplyControl:
 
 
 def _state(s: SupplyState) -> dict[str, Any]:
-    return {"connected": s.connected, "control_state": s.control_state.name.lower()}
+    state = s.control_state  # a plain int when the meter reports a state the Blue Book does not define
+    name = state.name.lower() if isinstance(state, ControlState) else str(state)
+    return {"connected": s.connected, "control_state": name}
 
 
 def supply_commands(supplies: dict[str, SupplyControl]) -> dict[str, Any]:

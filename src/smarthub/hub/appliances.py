@@ -160,7 +160,7 @@ class ApplianceController:
         self._plug_state: dict[str, bool] = {}  # what each plug last confirmed (unknown after a restart)
         self._sequence = 0
         self._wake = asyncio.Event()
-        self.listeners: list[Callable[[str, bool], None]] = []  # (appliance, on) after each switching
+        self.listeners: list[Callable[[str, bool], object]] = []  # (appliance, on) after each switching
         if schedule is not None:
             self._store_tariff(schedule)
         row = self._db.execute("SELECT schedule FROM controller_tariff WHERE id = 1").fetchone()

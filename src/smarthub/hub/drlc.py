@@ -181,7 +181,7 @@ def parse_end_device_control(xml: bytes | str) -> EndDeviceControl:
         # A DTD is refused before parsing: no entity expansion, no external entity or DTD read.
         raise InvalidEvent(str(err).replace("malformed XML", "not XML")) from None
     if root.tag != _Q + "EndDeviceControl":
-        raise InvalidEvent(f"expected a 2030.5 EndDeviceControl, got {root.tag}")
+        raise InvalidEvent(f"expected a 2030.5 EndDeviceControl, got {root.tag!s}")
     mrid = (root.findtext("s:mRID", namespaces={"s": NS}) or "").strip().upper()
     if len(mrid) != 32 or any(c not in "0123456789ABCDEF" for c in mrid):
         raise InvalidEvent(f"mRID must be 32 hex digits, got {mrid!r}")

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -119,7 +119,7 @@ class PrepaymentBridge:
         if unknown := self.fuels - set(consumption.supplies):
             raise ValueError(f"prepaid fuels {sorted(unknown)} have no supply meter")
         self._open_days: dict[str, set[date]] = {f: set() for f in self.fuels}
-        self._pending: set[asyncio.Task[None]] = set()
+        self._pending: set[asyncio.Task[Any]] = set()
         self.errors: list[str] = []
         consumption.observers.append(self.on_interval)
 
@@ -253,7 +253,7 @@ class StatefulBreaker(Breaker, Protocol):
 
 
 def supply_commands(
-    bridge: PrepaymentBridge, meters: dict[str, tuple[str, StatefulBreaker]]
+    bridge: PrepaymentBridge, meters: Mapping[str, tuple[str, StatefulBreaker]]
 ) -> dict[str, Any]:
     """``supply.disconnect`` / ``supply.reconnect`` / ``supply.state`` for prepaid meters (meter id ->
     (fuel, its breaker/valve)), through the bridge's hold and gas interlock (module docstring)."""

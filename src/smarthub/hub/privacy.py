@@ -94,11 +94,19 @@ SUPPLIER_DEFAULT = Granularity.MONTHLY
 THIRD_PARTY_DEFAULT = Granularity.NONE
 
 
-class IntervalLike(Protocol):  # the fields aggregation reads (hub.intervals.IntervalRecord has them)
-    start: int
-    duration: int
-    value: int
-    quality: int
+class IntervalLike(Protocol):  # the fields read here (hub.intervals.IntervalRecord has them)
+    @property
+    def start(self) -> int: ...
+    @property
+    def duration(self) -> int: ...
+    @property
+    def value(self) -> int: ...
+    @property
+    def quality(self) -> int: ...
+    @property
+    def register_end(self) -> int: ...
+    @property
+    def power_of_ten(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)

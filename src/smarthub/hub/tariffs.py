@@ -227,11 +227,11 @@ class CostAccumulator:
 
     # -- rates -----------------------------------------------------------------------------------
 
-    def current_rate(self, now: datetime) -> Rate:
+    def current_rate(self, now: datetime) -> Rate | None:
         tariff = self._schedule.in_force(local_day(now))
         if isinstance(tariff.pricing, Tiered):
             return self._tier(tariff.ref, now, 0)
-        return self._window(_period_start(now))  # type: ignore[return-value]
+        return self._window(_period_start(now))
 
     def next_rate(self, now: datetime) -> Rate | None:
         """The rate that follows the current one (None: no change within a week, or prices for

@@ -52,8 +52,10 @@ from smarthub.gdsc.collector import Collector
 from smarthub.gdsc.operations import run_operations
 from smarthub.gdsc.plan import PullPlan
 from smarthub.gdsc.vouchers import VoucherIssuer
+from smarthub.han.poll import SimulatedLink
 from smarthub.hub.diagnostics import DiagnosisCode, RepairAction, RepairOutcome
 from smarthub.sim.demo import HALF_HOUR, DemoConfig, DemoRun, account, setup, sweep, teardown
+from smarthub.sim.dlms_meter import DlmsMeterSimulator
 from smarthub.sim.faults import HanGate, WanLink
 from smarthub.sim.fleet import CELL_SIZE, Fleet, SimulatedHome
 
@@ -248,7 +250,9 @@ class Chaos:
         assert run is not None
         rig = next(r for r in home.rigs if r.protocol == "dlms" and r.supply is not None)
         assert rig.supply is not None
-        meter = rig.supply.link.meter
+        link = rig.supply.link
+        assert isinstance(link, SimulatedLink) and isinstance(link.meter, DlmsMeterSimulator)
+        meter = link.meter
         end = self.cfg.sim_start + fault.start + fault.length
         last = run.clock.now()
         while last < end:

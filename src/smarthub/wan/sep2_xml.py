@@ -605,11 +605,15 @@ def done(list_: Element) -> Element:
 
 
 # -- the bulk resource (smarthub.wan.bulk parses it) ------------------------------------------
-class IntervalRow(Protocol):
-    start: int
-    duration: int
-    value: int
-    quality: int
+class IntervalRow(Protocol):  # read-only members: frozen dataclasses (hub.intervals) satisfy them
+    @property
+    def start(self) -> int: ...
+    @property
+    def duration(self) -> int: ...
+    @property
+    def value(self) -> int: ...
+    @property
+    def quality(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -175,7 +175,7 @@ class Ihd:
         site = web.TCPSite(runner, host, port)
         await site.start()
         server = site._server
-        assert server is not None
+        assert isinstance(server, asyncio.Server)
         bound = server.sockets[0].getsockname()[1]
         return runner, int(bound)
 
@@ -518,10 +518,10 @@ class Ihd:
         comparison = self.store.comparison()
         if comparison is not None:
             for fuel, fc in comparison.fuels.items():
-                supply = self.consumption.supplies.get(fuel)
-                if supply is None:
+                fuel_supply = self.consumption.supplies.get(fuel)
+                if fuel_supply is None:
                     continue
-                yours = supply.accumulator.summary(comparison.start, comparison.end)
+                yours = fuel_supply.accumulator.summary(comparison.start, comparison.end)
                 rows = [
                     ("Your home", yours.kwh, kwh(yours.kwh)),
                     ("Average", fc.average_kwh, kwh(fc.average_kwh)),
