@@ -2,8 +2,11 @@
 
 Wired: one RSP_UD long frame (the HYD heat meter telegram from pyMeterBus's tests), decoded to
 data points by us and by pyMeterBus (the reference) from the same bytes.
-Wireless: a mode 5 (AES-128-CBC) T1 frame from our simulator, decoded and decrypted by us. There
-is no reference: no maintained Python wM-Bus decoder is on PyPI (``pywmbus`` 0.0.7 dates from
+Wireless: a mode 5 (AES-128-CBC) T1 frame from our simulator, decoded and decrypted by us; and
+published frames of real meters (``tests/meters/wmbus_captures.py``): a Kamstrup Multical 21 ELL
+AES-CTR frame with its published key, its compact frame (rebuilt from the full frame's format), a
+Techem heat cost allocator (manufacturer CI, the layout table) and a Qundis one. There is no
+reference: no maintained Python wM-Bus decoder is on PyPI (``pywmbus`` 0.0.7 dates from
 2017), and pyMeterBus only takes frames whose link-layer CRCs were already removed and needs
 keys registered in a module-global table, so it is not comparable on the same bytes.
 """
@@ -52,6 +55,7 @@ def cases() -> list[BenchCase]:
         ref, ref_name = None, ""
 
     wframe, keys = _wmbus_case()
+    real = _real_wmbus_cases()
     return [
         BenchCase(
             protocol="mbus",
@@ -69,7 +73,40 @@ def cases() -> list[BenchCase]:
             reference_name="",
             frame_bytes=len(wframe),
         ),
+        *real,
     ]
+
+
+def _real_wmbus_cases() -> list[BenchCase]:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tests" / "meters" / "wmbus_captures.py"
+    spec = importlib.util.spec_from_file_location("wmbus_captures", path)
+    assert spec is not None and spec.loader is not None
+    c = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(c)
+    keys = {"KAM76348799": c.MULTICAL21_KEY}
+    formats: dict[int, bytes] = {}
+    wmbus.decode_frame(c.MULTICAL21_FULL, formats=formats)
+    cases = []
+    for name, frame, k in (
+        ("C1 Multical 21, ELL AES-CTR, 5 records (published)", c.MULTICAL21_ENCRYPTED, keys),
+        ("C1 Multical 21 compact frame, format rebuilt (published)", c.MULTICAL21_COMPACT, None),
+        ("T1 Techem FHKV HCA, manufacturer CI layout (published)", c.TECHEM_FHKV_94, None),
+        ("C1 Qundis Q caloric HCA, set-day values (published)", c.QCALORIC, None),
+    ):
+        cases.append(
+            BenchCase(
+                protocol="wmbus",
+                name=name,
+                ours=lambda frame=frame, k=k: wmbus.data_points(frame, k, formats=formats),  # type: ignore[misc]
+                reference=None,
+                reference_name="",
+                frame_bytes=len(frame),
+            )
+        )
+    return cases
 
 
 def _version(dist: str) -> str:

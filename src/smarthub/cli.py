@@ -515,6 +515,7 @@ def decode(
     )
     table = MappingTable.default()
     status = 0
+    formats: dict[int, bytes] = {}  # wM-Bus compact-frame formats the log's full frames teach
     for frame in frames:
         where = f"line {frame.line}: " if log is not None else ""
         try:
@@ -527,6 +528,7 @@ def decode(
                 authentication_key=ak,
                 assume=zone,
                 verify_tag=not skip_tag_check,
+                formats=formats,
             )
         except DecodeError as err:
             status = status or fail(err, where)

@@ -68,7 +68,7 @@ def test_load_json_and_yaml_and_refuse_older_versions(tmp_path) -> None:  # type
     base = MappingTable.default()
     newer = {**base.to_dict(), "version": "2026.12.0"}
     newer["entries"].append(
-        {"protocol": "mbus", "key": "water:volume/s1", "obis": "8-0:1.0.0*1", "unit": "m3"}
+        {"protocol": "mbus", "key": "water:volume/s2", "obis": "8-0:1.0.0*2", "unit": "m3"}
     )
     (tmp_path / "t.json").write_text(json.dumps(newer))
     (tmp_path / "t.yaml").write_text(
@@ -77,7 +77,7 @@ def test_load_json_and_yaml_and_refuse_older_versions(tmp_path) -> None:  # type
     j = MappingTable.load(tmp_path / "t.json")
     y = MappingTable.load(tmp_path / "t.yaml")
     base.check_upgrade(j)
-    assert j.entries[("mbus", "water:volume/s1")].obis == ObisCode(8, 0, 1, 0, 0, 1)
+    assert j.entries[("mbus", "water:volume/s2")].obis == ObisCode(8, 0, 1, 0, 0, 2)
     assert y.entries[("zigbee", "x:y")].unit is Unit.KWH
     with pytest.raises(MappingError, match="not newer"):
         j.check_upgrade(base)

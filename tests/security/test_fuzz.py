@@ -45,6 +45,7 @@ EXPECTED = {
     "mbus.decode_frame+data_points",
     "wmbus.data_points (format A, keys)",
     "wmbus.data_points (format B, keys)",
+    "wmbus.data_points (real meters, ELL/compact/layouts)",
     "zigbee_se.decode_zcl+data_points",
     "zigbee_se.decode_on_off/default_response",
     "dlms.hdlc.decode_frame",

@@ -71,7 +71,7 @@ def newer_table(hub: SmartHub, version: str) -> dict:  # type: ignore[type-arg]
     table = hub.mapping.to_dict()
     table["version"] = version
     table["entries"].append(
-        {"protocol": "wmbus", "key": "water:volume/s1", "obis": "8-0:1.0.0*1", "unit": "m3"}
+        {"protocol": "wmbus", "key": "water:volume/s2", "obis": "8-0:1.0.0*2", "unit": "m3"}
     )
     return table
 

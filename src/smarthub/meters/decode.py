@@ -6,7 +6,7 @@ Every decoder underneath raises only :class:`DecodeError` subclasses on bad inpu
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from datetime import UTC, tzinfo
 from zoneinfo import ZoneInfo
 
@@ -55,12 +55,14 @@ def decode_points(
     authentication_key: bytes | None = None,
     assume: tzinfo = UTC,
     verify_tag: bool = True,
+    formats: MutableMapping[int, bytes] | None = None,
 ) -> list[DataPoint]:
     """Data points of one frame. ZigBee reports need the meter's formatting (Multiplier,
     Divisor, UnitOfMeasure, device type) unless the frame itself carries it. ``assume``: the
     zone of a meter clock sent without a UTC offset (DLMS deviation "not specified", IEC
     62056-21 0.9.1/0.9.2). ``verify_tag=False``: DLMS pushes whose tag fails are decoded when
-    the encryption key alone decrypts them (flagged ``unauthenticated``).
+    the encryption key alone decrypts them (flagged ``unauthenticated``). ``formats``: the
+    wM-Bus compact-frame formats learnt so far (a capture log's full frames teach its compact ones).
 
     Raises only :class:`~smarthub.meters.errors.DecodeError` subclasses on bad input; their
     class says what is wrong (see :mod:`smarthub.meters.errors`)."""
@@ -76,7 +78,9 @@ def decode_points(
     if protocol == "mbus":
         return mbus.data_points(data)
     if protocol == "wmbus":
-        return wmbus.data_points(data, _EveryMeter(key) if key is not None else None, tz=assume)
+        return wmbus.data_points(
+            data, _EveryMeter(key) if key is not None else None, tz=assume, formats=formats
+        )
     if protocol == "zigbee":
         frame = zigbee_se.decode_zcl(data)
         return zigbee_se.data_points(

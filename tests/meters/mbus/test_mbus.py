@@ -250,8 +250,9 @@ def test_round_trip_records(specs: list[mbus.RecordSpec]) -> None:
 
 def test_scaling_is_exact() -> None:
     frame = mbus.encode_rsp_ud(1, 1, "KAM", 1, 4, 1, [mbus.RecordSpec(b"\x07", 123456789, "int64")])
-    (p,) = mbus.data_points(frame)
+    p, status = mbus.data_points(frame)
     assert p.key == "heat:energy" and p.unit == "Wh" and p.value == Decimal(123456789) * 10**4
+    assert status.key == "heat:status" and status.value == 0
     frame = mbus.encode_rsp_ud(1, 1, "KAM", 1, 4, 1, [mbus.RecordSpec(b"\xfb\x01", 7, "int16")])
-    (p,) = mbus.data_points(frame)
+    p, _status = mbus.data_points(frame)
     assert p.value == Decimal(7_000_000) and p.unit == "Wh"  # 7 MWh

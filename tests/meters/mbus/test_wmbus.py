@@ -30,8 +30,10 @@ def test_pymeterbus_mode5_vector() -> None:
         ("heat:energy", Decimal(0)),
         ("heat:datetime", "2020-04-21T10:16:00+00:00"),
         ("heat:volume", Decimal("0.071")),
+        ("heat:status", Decimal(0x10)),  # status byte 0x10: temporary error
     ]
     assert all(p.protocol == "wmbus" and p.time == datetime(2020, 4, 21, 10, 16, tzinfo=UTC) for p in pts)
+    assert all("temporary_error" in p.flags for p in pts)
 
 
 def test_wrong_or_missing_key() -> None:
