@@ -40,7 +40,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import (
     BigInteger,
@@ -180,6 +180,10 @@ def utc(t: datetime) -> datetime:
     return t.astimezone(UTC)
 
 
+@overload
+def _aware(t: datetime) -> datetime: ...
+@overload
+def _aware(t: None) -> None: ...
 def _aware(t: datetime | None) -> datetime | None:
     if t is None:
         return None
@@ -264,7 +268,7 @@ class PullPlan:
         self._rng = random.Random(self.seed)
 
     @property
-    def _engine(self):  # type: ignore[no-untyped-def]
+    def _engine(self):
         return self.store.engine
 
     def create_schema(self) -> None:
@@ -400,7 +404,10 @@ class PullPlan:
         res = conn.execute(
             urgent_work.insert().values(queued=t, state=PENDING, claims=0, failures=0, next_try=t, **values)
         )
-        return int(res.inserted_primary_key[0])
+        key = res.inserted_primary_key
+        if key is None:
+            raise RuntimeError("the urgent-work insert returned no key")
+        return int(key[0])
 
     # -- claiming ---------------------------------------------------------------------------
     def claim_urgent(self, collector: str, now: datetime, limit: int) -> list[UrgentClaim]:
@@ -458,7 +465,7 @@ class PullPlan:
                     r.kind,
                     r.command_type,
                     r.envelope.encode() if r.envelope is not None else None,
-                    _aware(r.queued),  # type: ignore[arg-type]
+                    _aware(r.queued),
                     collector,
                     t,
                     r.failures,
@@ -553,9 +560,9 @@ class PullPlan:
             if hub is None:  # decommissioned since the window was planned
                 self._finish_bulk_row(
                     r.schedule, _aware(r.window_start), r.hub_id, collector, t, DONE, "hub gone"
-                )  # type: ignore[arg-type]
+                )
                 continue
-            out.append(BulkClaim(r.schedule, _aware(r.window_start), hub, collector, t, r.failures))  # type: ignore[arg-type]
+            out.append(BulkClaim(r.schedule, _aware(r.window_start), hub, collector, t, r.failures))
         return out
 
     def _full_links(self, conn: Connection, t: datetime) -> list[str]:
@@ -589,7 +596,7 @@ class PullPlan:
             ).all()
         )
         p = pull_plan
-        busy = dict(
+        busy: dict[str, int] = dict(
             conn.execute(
                 select(p.c.wan_link, func.count())
                 .where(p.c.wan_link.in_(links), p.c.state == CLAIMED, p.c.lease_until >= t)
@@ -914,7 +921,7 @@ class PullPlan:
                 select(func.min(urgent_work.c.next_try)).where(urgent_work.c.state == PENDING)
             ).scalar_one()
         found = [_aware(x) for x in (a, b) if x is not None]
-        return min(found) if found else None  # type: ignore[type-var]
+        return min(found) if found else None
 
 
 _PLAN_ROW = and_(

@@ -42,7 +42,7 @@ from __future__ import annotations
 import re
 import threading
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from operator import attrgetter, itemgetter
@@ -1088,7 +1088,7 @@ class Store:
             ]
         return sorted(rows, key=lambda r: (r.interval_start, r.duration))
 
-    def _insert(self, table: Table):  # type: ignore[no-untyped-def]
+    def _insert(self, table: Table):
         return (sqlite.insert if self.dialect == "sqlite" else postgresql.insert)(table)
 
 
@@ -1174,7 +1174,8 @@ def _group_pull(hub_id: str, readings: Readings) -> tuple[dict[GroupKey, dict[in
     # The hot loop of ingest: one C-level attribute fetch per reading, then local operations.
     rows = isinstance(readings[0], tuple) if readings else False
     try:
-        fields = list(map(_ROW_FIELDS if rows else _FIELDS, readings))
+        getter: Callable[[Any], tuple[Any, ...]] = _ROW_FIELDS if rows else _FIELDS
+        fields = list(map(getter, readings))
     except (TypeError, AttributeError, IndexError):
         raise ValueError(
             f"the readings of hub {hub_id!r} must be all StoredReading or all 9-field tuples"
@@ -1259,7 +1260,7 @@ def _count_inserted(
             tallies[owner[s]].inserted += 1
 
 
-def alembic_config(connection: Connection):  # type: ignore[no-untyped-def]
+def alembic_config(connection: Connection):
     """An Alembic configuration running the packaged migrations on ``connection``."""
     from alembic.config import Config
 
@@ -1269,7 +1270,7 @@ def alembic_config(connection: Connection):  # type: ignore[no-untyped-def]
     return cfg
 
 
-def _copy_blocks(cur, rows: Iterable[tuple[BlockKey, int, bytes]]) -> None:  # type: ignore[no-untyped-def]
+def _copy_blocks(cur, rows: Iterable[tuple[BlockKey, int, bytes]]) -> None:
     with cur.copy(
         "COPY interval_blocks_staging (hub_key, day, n, channel_no, block) FROM STDIN (FORMAT BINARY)"
     ) as copy:
@@ -1278,7 +1279,7 @@ def _copy_blocks(cur, rows: Iterable[tuple[BlockKey, int, bytes]]) -> None:  # t
             copy.write_row((hk, day, n, no, block))
 
 
-def _chunks(seq: Sequence, size: int) -> Iterator[Sequence]:  # type: ignore[type-arg]
+def _chunks(seq: Sequence, size: int) -> Iterator[Sequence]:
     for i in range(0, len(seq), size):
         yield seq[i : i + size]
 
@@ -1294,7 +1295,7 @@ def _aware(t: datetime | None) -> datetime | None:
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     # WAL + synchronous=FULL: a committed ingest survives a crash of the GDSC process or host.
     cur.execute("PRAGMA journal_mode=WAL")
