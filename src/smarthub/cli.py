@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import shutil
 import sys
@@ -564,7 +565,9 @@ gdsc_app = typer.Typer(
     "half-hour window. `api`: serve the data services API; `token`: issue a bearer token for it; "
     "`client`: register an OAuth2 client or bind a party certificate. A hub's life: `installer` (an "
     "installer certificate), `installer-request` (the installer's signed request), `commission`, "
-    "`replace`, `revoke`, `decommission`, `renew` (a party's or collector's certificate).",
+    "`replace`, `revoke`, `decommission`, `renew` (a party's or collector's certificate). `audit verify` "
+    "and `audit anchor`: the audit chain and its signed anchors; `db-role`: the PostgreSQL application role; "
+    "`group`: put premises in an aggregation group.",
 )
 app.add_typer(gdsc_app, name="gdsc")
 
@@ -850,6 +853,110 @@ def gdsc_token(
         print(f"smarthub gdsc token: {e}", file=sys.stderr)
         raise typer.Exit(2) from None
     print(token)
+
+
+audit_app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="The audit chain: `verify` it against every signed anchor; `anchor` it now.",
+)
+gdsc_app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def gdsc_audit_verify(
+    state: Annotated[Path, typer.Option(help="GDSC state directory (ca/ca.pem, gdsc/)")],
+    db: Annotated[str | None, typer.Option(help="database URL (default: SQLite in the state dir)")] = None,
+    anchors: Annotated[
+        Path | None, typer.Option(help="signed anchor file (default: gdsc/audit-anchors.jsonl)")
+    ] = None,
+) -> None:
+    """Walk the audit chain and check it against every signed anchor; one JSON line, exit
+    status 2 if anything is altered, missing or rewritten since it was anchored."""
+    from smarthub.gdsc.audit_anchors import AnchorError, verify_state
+
+    _require_state(state, db)
+    try:
+        report = verify_state(state, db, anchors)
+    except (AnchorError, OSError) as e:
+        raise _fail("audit verify", str(e)) from None
+    print(json.dumps(report))
+    if not report["ok"]:
+        raise typer.Exit(2)
+
+
+@audit_app.command("anchor")
+def gdsc_audit_anchor(
+    state: Annotated[Path, typer.Option(help="GDSC state directory (gdsc/operator.{pem,key})")],
+    db: Annotated[str | None, typer.Option(help="database URL (default: SQLite in the state dir)")] = None,
+    anchors: Annotated[
+        Path | None, typer.Option(help="signed anchor file (default: gdsc/audit-anchors.jsonl)")
+    ] = None,
+) -> None:
+    """Sign the chain's head with the operator key and append it to the anchor file now."""
+    from smarthub.gdsc.audit_anchors import anchor_state
+
+    _require_state(state, db)
+    try:
+        a = anchor_state(state, datetime.now(UTC), db, anchors)
+    except (OSError, ValueError) as e:
+        raise _fail("audit anchor", str(e)) from None
+    print(json.dumps(None if a is None else {"seq": a.seq, "hash": a.hash, "at": a.at.isoformat()}))
+
+
+@gdsc_app.command("group")
+def gdsc_group(
+    state: Annotated[Path, typer.Option(help="GDSC state directory")],
+    group: Annotated[str, typer.Option(help="the aggregation group (e.g. an LV feeder's id)")],
+    premises: Annotated[list[str], typer.Option(help="a premises to put in the group (repeat)")],
+    description: Annotated[str, typer.Option(help="what the group is, when it is created")] = "",
+    start: Annotated[
+        str | None,
+        typer.Option(
+            "--from", help="ISO 8601: membership from (default now; earlier only for premises in no group)"
+        ),
+    ] = None,
+    db: Annotated[str | None, typer.Option(help="database URL (default: SQLite in the state dir)")] = None,
+) -> None:
+    """Put premises in an aggregation group: aggregates are served over such groups only (a
+    premises is in one group at a time; what covers past data never changes)."""
+    from smarthub.gdsc.aggregates import MembershipRefused, UnknownGroup, assign_group
+    from smarthub.gdsc.store import Store
+
+    _require_state(state, db)
+    store = Store(db or f"sqlite:///{(state / 'gdsc' / 'gdsc.sqlite').resolve()}")
+    try:
+        store.create_schema()
+        when = datetime.fromisoformat(start) if start else None
+        done = assign_group(store.engine, group, description, premises, _gdsc_clock(state).now(), when)
+    except (MembershipRefused, UnknownGroup, ValueError) as e:
+        raise _fail("group", str(e)) from None
+    finally:
+        store.close()
+    print(json.dumps({"group": group, "premises": done}))
+
+
+@gdsc_app.command("db-role")
+def gdsc_db_role(
+    db: Annotated[str, typer.Option(help="PostgreSQL URL of the role owning the GDSC schema")],
+    role: Annotated[str, typer.Option(help="the application role to create or fix")] = "smarthub_app",
+    password_file: Annotated[Path | None, typer.Option(help="file holding the role's password")] = None,
+) -> None:
+    """Give the GDSC processes a PostgreSQL role that cannot rewrite the audit log (it owns every
+    table but audit_log; see smarthub.gdsc.db_roles); run after each schema upgrade."""
+    from sqlalchemy import create_engine
+
+    from smarthub.gdsc.db_roles import grant_application_role
+
+    engine = create_engine(db, hide_parameters=True)
+    try:
+        password = password_file.read_text().strip() if password_file else None
+        moved = grant_application_role(engine, role, password)
+    except (OSError, ValueError) as e:
+        raise _fail("db-role", str(e)) from None
+    finally:
+        engine.dispose()
+    print(json.dumps({"role": role, "owns": moved, "audit_log": "SELECT, INSERT"}))
 
 
 # -- the hub lifecycle (issue #5): installer certificates and requests, commission, end, replace --

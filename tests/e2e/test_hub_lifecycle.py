@@ -196,6 +196,26 @@ def test_commissioning_refused_for_foreign_revoked_and_wrong_role_installers(wor
     assert not world.lifecycle.crl_path.exists()
 
 
+def test_a_second_hub_on_an_occupied_premises_is_refused_unless_it_replaces(world: World) -> None:
+    """Issue 13 item 7: before the fix a second hub was commissioned onto a premises that already
+    had an active one (no ``replaces``), and commands and vouchers could then go to it."""
+    now = datetime.now(UTC)
+    world.lifecycle.commission(world.request("HUB-1"), now)
+    serials_before = world.ca.revoked_serials
+    with pytest.raises(CommissioningRefused) as err:
+        world.lifecycle.commission(world.request("HUB-2"), now)
+    assert err.value.code == "premises_has_hub" and "HUB-1" in err.value.reason, err.value
+    assert [h.hub_id for h in world.store.active_hubs()] == ["HUB-1"]
+    assert _count(world.store, hub_commissioning) == 1 and world.ca.revoked_serials == serials_before
+    # A replacement names the hub it replaces: accepted, and the old hub leaves in the same step.
+    world.lifecycle.commission(world.request("HUB-2", replaces="HUB-1"), now)
+    assert [h.hub_id for h in world.store.active_hubs()] == ["HUB-2"]
+    # Once the premises has no active hub, a new one needs no replacement.
+    world.lifecycle.decommission_hub("HUB-2", now)
+    world.lifecycle.commission(world.request("HUB-3"), now)
+    assert [h.hub_id for h in world.store.active_hubs()] == ["HUB-3"]
+
+
 async def test_commissioned_hub_is_pulled_and_revoked_hub_is_not(running: World) -> None:
     w = running
     done = w.lifecycle.commission(w.request("HUB-1"), datetime.now(UTC))

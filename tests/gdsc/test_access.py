@@ -193,12 +193,16 @@ def aggregate(n: int) -> AccessRequest:
         group=group,
         granularity=HH,
         period=YEAR,
+        group_id="FEEDER-1",
     )
 
 
 def test_aggregate_needs_k_premises() -> None:
     assert not decide(aggregate(4), Facts()).allow
-    assert "at least 5" in decide(aggregate(4), Facts()).reason
+    assert (
+        decide(aggregate(4), Facts()).reason
+        == "group FEEDER-1 has 4 premises in the period; at least 5 are required"
+    )
     assert decide(aggregate(5), Facts()).allow
     assert not decide(aggregate(5), Facts(), Policy(k_anonymity=10)).allow
     assert decide(aggregate(10), Facts(), Policy(k_anonymity=10)).allow
@@ -230,6 +234,11 @@ def test_k_below_two_is_refused() -> None:
         (dict(action=Action.READ_READINGS, premises_id=P, granularity=HH, period=YEAR), "fuel"),
         (dict(action=Action.TOP_UP, fuel="electricity"), "premises"),
         (dict(action=Action.AGGREGATE_QUERY, granularity=HH, period=YEAR), "group"),
+        # A list of premises chosen by the caller is not a group (issue 13: differencing).
+        (
+            dict(action=Action.AGGREGATE_QUERY, granularity=HH, period=YEAR, group=frozenset({"P1", "P2"})),
+            "pre-defined group",
+        ),
         (dict(action="read-everything", premises_id=P), "read-everything"),
     ],
 )

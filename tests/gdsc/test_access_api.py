@@ -288,6 +288,8 @@ def test_daily_buckets_follow_the_local_calendar_and_are_never_partial(db_url: s
 
 
 def test_network_operator_aggregates_over_k_premises(db_url: str) -> None:
+    from smarthub.gdsc.aggregates import AggregationGroups
+
     store, guard, _clock = build(db_url)
     start = int(DAY1.timestamp())
     for n in range(2, 7):  # P2..P6 beside P1; P6 has a meter but no data yet
@@ -307,6 +309,11 @@ def test_network_operator_aggregates_over_k_premises(db_url: str) -> None:
                 ],
                 {},
             )
+    groups = AggregationGroups(store.engine)
+    for name, members in (("F5", range(1, 6)), ("F4", range(7, 11)), ("F5B", (11, 12, 13, 14, 6))):
+        groups.define(name, f"feeder {name}", NOW)
+        for n in members:
+            groups.assign(f"P{n}", name, NOW, start=JUL)
     params = {
         "start": DAY1.isoformat(),
         "end": (DAY1 + timedelta(days=1)).isoformat(),
@@ -314,29 +321,30 @@ def test_network_operator_aggregates_over_k_premises(db_url: str) -> None:
     }
     with TestClient(app_for(guard)) as client:
 
-        def agg(who: str, group: list[str]):  # type: ignore[no-untyped-def]
+        def agg(who: str, group: str):  # type: ignore[no-untyped-def]
             return client.get(
                 "/v1/aggregates/readings",
-                params={**params, "premises": group},
+                params={**params, "group": group},
                 headers={"Authorization": f"Bearer tok-{who}"},
             )
 
-        five = agg("dno", ["P1", "P2", "P3", "P4", "P5"])
+        five = agg("dno", "F5")
         assert five.status_code == 200, five.text
         p1_day = sum(100 + i for i in range(48))
+        assert five.json()["group"] == "F5" and five.json()["group_size"] == 5
         assert [(r["value"], r["premises"]) for r in five.json()["readings"]] == [
             (p1_day + 48 * (2 + 3 + 4 + 5), 5)
         ]
-        four = agg("dno", ["P1", "P2", "P3", "P4"])
+        four = agg("dno", "F4")
         assert four.status_code == 403 and "at least 5" in four.json()["detail"]
-        # Five names, four with data: the sum would be of four homes, so it is withheld.
-        assert agg("dno", ["P1", "P2", "P3", "P4", "P6"]).json()["readings"] == []
-        assert agg("c1", ["P1", "P2", "P3", "P4", "P5"]).status_code == 403
+        # Five members, one with data: the sum would be of one home, so it is withheld.
+        assert agg("dno", "F5B").json()["readings"] == []
+        assert agg("c1", "F5").status_code == 403
     entries = guard.audit.entries()
-    assert [(e.actor, e.allow, e.detail["group_size"]) for e in entries] == [
-        ("DNO", True, 5),
-        ("DNO", False, 4),
-        ("DNO", True, 5),
-        ("C1", False, 5),
+    assert [(e.actor, e.allow, e.detail["group_size"], e.group_id) for e in entries] == [
+        ("DNO", True, 5, "F5"),
+        ("DNO", False, 4, "F4"),
+        ("DNO", True, 5, "F5B"),
+        ("C1", False, 5, "F5"),
     ]
     store.close()

@@ -48,6 +48,7 @@ NOW = datetime(2026, 8, 15, 12, tzinfo=UTC)
 ASKED = TimeRange(AUG1, datetime(2026, 8, 15, tzinfo=UTC))
 P = "P1"
 GROUP = frozenset({"P1", "P2", "P3", "P4", "P5"})  # exactly k = 5 premises
+GROUP_ID = "FEEDER-1"  # aggregates are over groups the GDSC defined, never a caller's list
 
 # Columns, in order:
 ACTIONS = [
@@ -161,7 +162,13 @@ def facts_for(party_id: str, where: str, consent: str) -> Facts:
 def request(party: Party, action: Action) -> AccessRequest:
     if action is Action.AGGREGATE_QUERY:
         return AccessRequest(
-            party, action, NOW, group=GROUP, granularity=Granularity.HALF_HOURLY, period=ASKED
+            party,
+            action,
+            NOW,
+            group=GROUP,
+            granularity=Granularity.HALF_HOURLY,
+            period=ASKED,
+            group_id=GROUP_ID,
         )
     if action is Action.PORTFOLIO:
         return AccessRequest(

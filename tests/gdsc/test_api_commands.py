@@ -83,12 +83,9 @@ def test_ihd_message_is_queued_signed_delivered_and_followed(world: World, tmp_p
         # Only the party that queued it (and the GDSC operator) may follow the job.
         assert client.get(f"/v1/jobs/{job}", headers=world.auth("OP")).status_code == 200
         r = client.get(f"/v1/jobs/{job}", headers=world.auth("C1"))
-        assert r.status_code == 403 and r.json()["detail"] == "C1 may follow only the jobs it queued itself"
+        assert r.status_code == 404 and r.json()["detail"] == f"no job {job} that C1 may follow"
         r = client.get("/v1/jobs/999999", headers=world.auth("S1"))
-        assert (
-            r.status_code == 404
-            and r.json()["detail"] == "no job 999999 queued through the data services API"
-        )
+        assert r.status_code == 404 and r.json()["detail"] == "no job 999999 that S1 may follow"
         assert client.get("/v1/jobs", headers=world.auth("S1")).json() == {"jobs": [job], "next_after": None}
         assert client.get("/v1/jobs", headers=world.auth("C1")).json() == {"jobs": [], "next_after": None}
     (shown,) = ihd.messages(NOW)
@@ -160,7 +157,7 @@ def test_tariff_update_and_supply_commands_are_signed_for_the_meters_hub(
     seen: list[tuple[str, dict]] = []  # type: ignore[type-arg]
     for ctype in ("tariff.update", "supply.disconnect", "supply.reconnect"):
         hub.register(ctype, lambda body, ctype=ctype: seen.append((ctype, body)) or {"ok": True})
-    effective = (NOW + timedelta(days=12)).isoformat()
+    effective = "2026-09-01T00:00:00+01:00"  # local midnight of the version's effective_from
     with world.client() as client:
         r = client.post(
             "/v1/premises/P1/commands/tariff-update",
@@ -189,12 +186,24 @@ def test_tariff_update_and_supply_commands_are_signed_for_the_meters_hub(
             headers=world.auth("S1"),
         )
         assert r.status_code == 422 and "unit_rate_p_per_kwh" in r.text
+        # A version takes effect at local midnight of its effective_from: the hub accepts no other.
+        r = client.post(
+            "/v1/premises/P1/commands/tariff-update",
+            json={"meter_id": "E1", "tariff": tariff_json(), "effective": NOW.isoformat()},
+            headers=world.auth("S1"),
+        )
+        assert r.status_code == 400 and "not local midnight" in r.json()["detail"]
     # Commands for one hub go in queue order: three ticks, one command each.
     for _ in range(3):
         deliver(world, hub)
     assert [c for c, _ in seen] == ["tariff.update", "supply.disconnect", "supply.reconnect"]
     tariff = seen[0][1]
-    assert tariff == {"tariff": {**tariff_json(), "vat_rate": "0.05"}, "effective": effective}
+    assert tariff == {
+        "tariff": {**tariff_json(), "vat_rate": "0.05"},
+        "effective": effective,
+        "version": 1,
+        "fuel": "electricity",  # the fuel of the meter the policy checked
+    }
     assert seen[1][1] == {"meter": "G1"}
     assert hub.last_counter == 3  # counters from the store, rising per hub
 
@@ -256,7 +265,7 @@ def _deactivate(world: World) -> None:
 def test_failed_delivery_and_hub_refusal_show_as_failed(world: World, tmp_path: Path) -> None:
     hub = hub_for(world, tmp_path)  # no tariff.update handler: the hub refuses it as unsupported
     with world.client() as client:
-        body = {"meter_id": "E1", "tariff": tariff_json(), "effective": NOW.isoformat()}
+        body = {"meter_id": "E1", "tariff": tariff_json()}
         r = client.post("/v1/premises/P1/commands/tariff-update", json=body, headers=world.auth("S1"))
         job = r.json()["job_id"]
         deliver(world, hub)
@@ -288,3 +297,21 @@ def test_job_pages(world: World) -> None:
         assert first == {"jobs": ids[:2], "next_after": ids[1]}
         rest = client.get("/v1/jobs", params={"after": ids[1], "limit": 3}, headers=world.auth("C1")).json()
         assert rest == {"jobs": ids[2:], "next_after": None}
+
+
+def test_another_partys_job_answers_as_a_missing_one(world: World) -> None:
+    """Issue 13 item 12: job ids cannot be enumerated. Before the fix another party's job answered
+    403 and a missing one 404, so probing ids told which exist."""
+    with world.client() as client:
+        r = client.post("/v1/premises/P1/on-demand-reads", json={"meter_id": "E1"}, headers=world.auth("S1"))
+        job = r.json()["job_id"]
+        theirs = client.get(f"/v1/jobs/{job}", headers=world.auth("TP"))
+        missing = client.get(f"/v1/jobs/{job + 1000}", headers=world.auth("TP"))
+        assert theirs.status_code == missing.status_code == 404
+        assert theirs.json() == {"detail": f"no job {job} that TP may follow"}
+        assert missing.json() == {"detail": f"no job {job + 1000} that TP may follow"}
+        assert theirs.headers.keys() == missing.headers.keys()
+        assert client.get(f"/v1/jobs/{job}", headers=world.auth("S1")).status_code == 200
+    # Both attempts are recorded alike: a denial, the job's premises only where there is a job.
+    tries = [e for e in world.guard.audit.entries() if e.actor == "TP" and e.action == "read-job"]
+    assert [(e.allow, e.premises_id) for e in tries] == [(False, "P1"), (False, None)]

@@ -1,6 +1,7 @@
 """The authorization matrix of ``test_access_matrix.py`` replayed over HTTP: every API endpoint ×
 every role × in/out × no/live/expired/revoked consent, against a real store, expecting 2xx exactly
-where the table says allow and 403 elsewhere, and an audit entry naming the endpoint's action.
+where the table says allow and 403 elsewhere (404 for another party's job, as for a missing one),
+and an audit entry naming the endpoint's action.
 
 Each (in/out, consent) combination is its own premises with the facts of ``facts_for`` (so one
 database holds all 8 scenarios); the premises' jobs were queued by each role's "in" party.
@@ -21,6 +22,8 @@ from gdsc.test_access_matrix import (
     ASKED,
     CONSENTS,
     ENDPOINTS,
+    GROUP_ID,
+    JAN,
     JOB_OWNER,
     NOW,
     PARTY,
@@ -29,6 +32,7 @@ from gdsc.test_access_matrix import (
 )
 from smarthub.clock import ManualClock
 from smarthub.gdsc.access import Action
+from smarthub.gdsc.aggregates import AggregationGroups
 from smarthub.gdsc.api import create_app
 from smarthub.gdsc.api_commands import CommandDesk
 from smarthub.gdsc.api_tokens import TokenStore
@@ -89,6 +93,10 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
                         repo.add_appointment(_at(ap, p))
                 for c in facts.consents:
                     repo.grant_consent(_consent(c, p, role))
+    groups = AggregationGroups(store.engine)
+    groups.define(GROUP_ID, "five of the matrix's premises", NOW)
+    for p in ALL_PREMISES[:5]:
+        groups.assign(p, GROUP_ID, NOW, start=JAN)
     provision(tmp / "state", [], NOW - timedelta(days=1))
     desk = CommandDesk.from_state(tmp / "state", store)
     jobs = {}
@@ -134,10 +142,10 @@ def call(m: Matrix, endpoint: str, role: Role, where: str, consent: str) -> Any:
             params = reads
         case "export":
             params = {**reads, "format": "csv"}
-        case "readings":  # aggregates: five of the eight premises, whichever scenario
-            params = {"granularity": "half-hourly", **span, "premises": ALL_PREMISES[:5]}
+        case "readings":  # aggregates: a group of five of the eight premises, whichever scenario
+            params = {"granularity": "half-hourly", **span, "group": GROUP_ID}
         case "tariff-update":
-            body = {"meter_id": "E1", "tariff": tariff_json(), "effective": NOW.isoformat()}
+            body = {"meter_id": "E1", "tariff": tariff_json()}
         case "ihd-message":
             body = {"meter_id": "E1", "text": "hello"}
         case "top-up":
@@ -174,6 +182,9 @@ def test_api_matrix(matrix: Matrix, endpoint: str, role: Role, where: str, conse
     allow = expected(role, action, where, consent)
     if allow:
         assert r.status_code in (200, 202), r.text
+    elif action is Action.READ_JOB:  # another party's job answers as a missing one (no enumeration)
+        assert r.status_code == 404, r.text
+        assert r.json()["detail"].startswith("no job ")
     else:
         assert r.status_code == 403, r.text
         assert r.json()["detail"]  # says why

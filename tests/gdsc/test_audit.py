@@ -308,12 +308,14 @@ def test_aggregate_entries_do_not_list_the_group(
         "DNO",
         Action.AGGREGATE_QUERY,
         group=group,
+        group_id="FEEDER-1",
         granularity=Granularity.HALF_HOURLY,
         period=TimeRange(JUL, SEP),
     )
     assert not d.allow
     (e,) = guard.audit.entries()
     assert e.detail["group_size"] == 4 and "P1" not in json.dumps(e.detail)
+    assert e.group_id == "FEEDER-1" and guard.audit.verify().ok  # the group, in the hashed entry
 
 
 def test_consumer_lists_who_accessed_their_data_within_their_tenancy(

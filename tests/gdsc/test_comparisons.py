@@ -172,10 +172,11 @@ def test_a_cohort_of_k_minus_one_gets_nothing_and_k_is_configurable(
     run = queue_comparisons(store, signer, *WEEK, NOW)  # 3 homes, k = 5
     assert run.jobs == {} and run.cohorts[0].figures is None
     assert PullPlan(store).claim_urgent("A", NOW, 10) == []
-    run = queue_comparisons(store, signer, *WEEK, NOW, k=3)
-    assert sorted(run.jobs) == ["H01", "H02", "H03"]
+    # The period was worked out once: a later run sends what it sent then, whatever its k.
+    assert queue_comparisons(store, signer, *WEEK, NOW, k=3).jobs == {}
+    (c,) = comparisons.cohorts(store.engine, *WEEK, k=3)
     totals = [_expected_kwh(r, "1-0:1.8.0") for r in rows.values()]
-    f = run.cohorts[0].figures["electricity"]  # type: ignore[index]
+    f = c.figures["electricity"]  # type: ignore[index]
     # Fewer than 2k homes: no efficient group can be formed without exposing the rest.
     assert str(f.average_kwh) == _q(sum(totals, Decimal(0)) / 3) == str(f.efficient_kwh)
     # A gap in one home brings the cohort below k again: nothing, for anyone.
@@ -187,7 +188,7 @@ def test_a_cohort_of_k_minus_one_gets_nothing_and_k_is_configurable(
         meters_by_fuel=[("E04", "electricity")],
     )
     store.ingest("H04", _elec("H04", "E04", 90, skip=7), {})
-    assert queue_comparisons(store, signer, *WEEK, NOW, k=4).jobs == {}
+    assert comparisons.cohorts(store.engine, *WEEK, k=4)[0].figures is None
 
 
 def test_attributes_split_cohorts_and_bad_requests_are_refused(
@@ -239,3 +240,38 @@ def test_the_gdsc_upkeep_queues_last_weeks_comparison_once_across_processes(
     assert queued() == 5
     upkeep()._comparisons(NOW + timedelta(days=7))  # the next week's run (no data: all withheld)
     assert queued() == 5
+
+
+def test_a_periods_figures_are_worked_out_once_so_they_cannot_be_differenced(
+    world: tuple[Store, CommandSigner, x509.Certificate],
+) -> None:
+    """Issue 13 (item 3, the similar-homes side): before the fix each run for a period worked the
+    figures out again, so a home whose data completed later changed the cohort's average from n to
+    n + 1 homes, and n' x avg' - n x avg was that home's week."""
+    store, signer, _ = world
+    for i in range(1, 6):
+        _home(store, i, gas=False)
+    late = _home(store, 6, gas=False, skip=100)  # one half-hour missing: left out of the figures
+    first = queue_comparisons(store, signer, *WEEK, NOW)
+    (cohort,) = first.cohorts
+    assert cohort.contributors == 5 and len(first.jobs) == 6
+    sent = comparisons.comparison_body(cohort, *WEEK)
+    # The missing half-hour arrives; the week is run again (another process, a retry).
+    gap = late[48 + 100 - 1]
+    store.ingest(
+        "H06", [StoredReading("H06", "E06", "1-0:1.8.0", gap.interval_start + 1800, 1800, 7, 0, 72, 0)], {}
+    )
+    assert comparisons.cohorts(store.engine, *WEEK)[0].contributors == 6  # worked out now: 6 homes
+    again = queue_comparisons(store, signer, *WEEK, NOW)
+    assert comparisons.comparison_body(again.cohorts[0], *WEEK) == sent  # but what is sent: the same
+    # A new split of the same week (an attribute) gets nothing: its figures were never worked out;
+    # the home left in the recorded cohort gets that cohort's figures, as sent before.
+    split = queue_comparisons(store, signer, *WEEK, NOW, attributes={f"P0{i}": "flat" for i in range(1, 6)})
+    assert [(c.attribute, c.members, c.figures is not None) for c in split.cohorts] == [
+        (None, ("P06",), True),
+        ("flat", tuple(f"P0{i}" for i in range(1, 6)), False),
+    ]
+    assert sorted(split.jobs) == ["H06"] and comparisons.comparison_body(split.cohorts[0], *WEEK) == sent
+    # An overlapping period would differ from this one by the days only one of them covers.
+    with pytest.raises(ComparisonError, match=r"overlaps 2026-08-10\.\.2026-08-17"):
+        queue_comparisons(store, signer, date(2026, 8, 11), date(2026, 8, 18), NOW + timedelta(days=2))

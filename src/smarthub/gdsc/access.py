@@ -14,8 +14,11 @@ and GB practice:
   instant, so the very next request is refused;
 * a **consumer** sees their own premises' data, complete and at full granularity, but only
   within their tenancy: a new occupant never sees the previous occupant's data;
-* a **network operator** gets aggregates only; aggregated queries over fewer than ``k``
-  premises are refused for everyone (k-anonymity, default 5);
+* a **network operator** gets aggregates only, over a group of premises the GDSC defined (a
+  feeder), never over a list the caller chooses; a group with fewer than ``k`` members in the
+  period is refused for everyone (k-anonymity, default 5), and each half-hour is released once
+  over at least ``k`` premises with data (:mod:`smarthub.gdsc.aggregates`: why differencing
+  two groups cannot isolate a home);
 * an **installer** may read events and take an on-demand read only during a site visit;
 * the GDSC **operator** may read events, take on-demand reads, run aggregates and audit access
   logs, but never sees an individual's consumption;
@@ -24,7 +27,8 @@ and GB practice:
   for by the current occupant, an installer on site and the GDSC operator; third-party data
   services issue no commands (no consent purpose covers commands in this model);
 * a **job** (a queued command or read) is followed by the party that asked for it, and by the GDSC
-  operator; nobody else may follow it;
+  operator; nobody else may follow it (the API then answers as for a job that does not exist, so
+  job ids cannot be enumerated);
 * a **portfolio** (a non-domestic customer's sites: every premises the consumer holds a tenancy
   at) is open to that consumer only, and its consumption only within each site's own tenancy.
 """
@@ -116,6 +120,7 @@ class AccessRequest:
     period: TimeRange | None = None  # the data time asked for
     group: frozenset[str] = field(default_factory=frozenset)  # premises of an aggregate or portfolio
     job_owner: str | None = None  # READ_JOB: the party that queued the job
+    group_id: str | None = None  # AGGREGATE_QUERY: the pre-defined group (``group``: its members)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "action", Action(self.action))
@@ -123,13 +128,15 @@ class AccessRequest:
             raise ValueError("request time must be timezone-aware")
         a = self.action
         if a is Action.AGGREGATE_QUERY:
-            if not self.group:
-                raise ValueError("an aggregate query must name the group of premises it covers")
+            if not self.group_id:
+                raise ValueError("an aggregate query must name the pre-defined group it covers")
         elif a is Action.PORTFOLIO:
             if self.period is not None and self.granularity is None:
                 raise ValueError("portfolio consumption must give the granularity wanted")
             if self.granularity is not None:
                 object.__setattr__(self, "granularity", Granularity(self.granularity))
+        elif a is Action.READ_JOB:
+            pass  # a job that does not exist names no premises and no owner (refused, see _job)
         elif not self.premises_id:
             raise ValueError(f"{a.value} must name a premises")
         if a in _NEEDS_PERIOD and self.period is None:
@@ -142,8 +149,8 @@ class AccessRequest:
                 raise ValueError(f"{a.value} must ask for some granularity, not 'none'")
         if (a.data_kind is not None or a.is_command) and not self.fuel:
             raise ValueError(f"{a.value} must give the fuel of the meter concerned")
-        if a is Action.READ_JOB and not self.job_owner:
-            raise ValueError("read-job must name the party that queued the job")
+        if a is Action.READ_JOB and bool(self.job_owner) != bool(self.premises_id):
+            raise ValueError("read-job names both the party that queued the job and its premises, or neither")
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,14 +329,21 @@ _AGGREGATE_ROLES = frozenset({Role.NETWORK_OPERATOR, Role.OPERATOR})
 def _aggregate(req: AccessRequest, policy: Policy) -> Decision:
     if req.party.role not in _AGGREGATE_ROLES:
         return deny(f"aggregate queries are not open to {req.party.role.value}s")
-    if len(req.group) < policy.k_anonymity:
-        return deny(f"aggregate over {len(req.group)} premises; at least {policy.k_anonymity} are required")
+    n = len(req.group)
+    if n < policy.k_anonymity:
+        return deny(
+            f"group {req.group_id} has {n} premises in the period; at least {policy.k_anonymity} are required"
+        )
     assert req.period is not None
-    return Decision(True, f"aggregate over {len(req.group)} premises", Granularity.HALF_HOURLY, (req.period,))
+    return Decision(
+        True, f"aggregate over group {req.group_id} ({n} premises)", Granularity.HALF_HOURLY, (req.period,)
+    )
 
 
 def _job(req: AccessRequest) -> Decision:
     me = req.party.party_id
+    if req.job_owner is None:
+        return deny(f"no such job for {me} to follow")
     if req.party.role is Role.OPERATOR:
         return Decision(True, "GDSC operations: job supervision")
     if req.job_owner == me:

@@ -28,7 +28,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AwareDatetime, BaseModel, Field
 
 from smarthub.clock import Clock
-from smarthub.gdsc import dataservices, export
+from smarthub.gdsc import aggregates, dataservices, export, tariffs
 from smarthub.gdsc.access import Action, Decision, TimeRange, current_tenancy
 from smarthub.gdsc.api_clients import ClientRegistry
 from smarthub.gdsc.api_commands import CommandDesk, HubInactive, Job, message_id
@@ -88,7 +88,8 @@ class AggregateOut(BucketOut):
 
 
 class AggregatePage(BaseModel):
-    group_size: int
+    group: str
+    group_size: int = Field(description="premises that were members of the group in the period")
     granularity: Granularity
     readings: list[AggregateOut]
 
@@ -138,9 +139,13 @@ MeterId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-
 
 
 class TariffUpdateIn(BaseModel):
-    meter_id: MeterId
+    meter_id: MeterId = Field(description="a meter of the supply: its fuel is the tariff's fuel")
     tariff: Tariff
-    effective: AwareDatetime = Field(description="when the hub starts charging by this tariff version")
+    effective: AwareDatetime | None = Field(
+        default=None,
+        description="when the hub starts charging by this version: local (Europe/London) midnight of "
+        "the tariff's effective_from, the only instant a hub accepts (null: that midnight)",
+    )
 
 
 class IhdMessageIn(BaseModel):
@@ -247,7 +252,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         "model": ErrorBody,
         "description": "refused by the access policy, or beyond the token's scope (the reason says why)",
     },
-    404: {"model": ErrorBody, "description": "no such meter, consent or job"},
+    404: {
+        "model": ErrorBody,
+        "description": "no such meter, consent or aggregation group; no such job, or another party's job",
+    },
     422: {
         "model": ErrorBody,
         "description": "the request does not match the schema (detail names the fields)",
@@ -266,13 +274,14 @@ def create_app(
     *,
     clients: ClientRegistry | None = None,
     token_lifetime: timedelta = DEFAULT_LIFETIME,
+    token_endpoint: TokenEndpoint | None = None,
 ) -> FastAPI:
     """``tokens`` maps the SHA-256 hex digest of each issued bearer token to its party id.
 
     ``desk`` signs and queues commands; without it the command and job endpoints are not offered.
     ``clients`` holds OAuth2 clients, their access tokens and parties' certificate bindings (by
     default in the guard's database); access tokens from ``POST /oauth/token`` live
-    ``token_lifetime``.
+    ``token_lifetime``. ``token_endpoint`` replaces the default one (its rate limits and pool).
     """
     app = FastAPI(title="smarthub GDSC data services", version="1")
     bearer = HTTPBearer(auto_error=False)
@@ -280,7 +289,7 @@ def create_app(
     if clients is None:
         clients = ClientRegistry(engine)
     authenticate = Authenticator(clients, tokens, guard.clock)
-    app.mount("/oauth", token_app(TokenEndpoint(clients, guard.clock, token_lifetime)))
+    app.mount("/oauth", token_app(token_endpoint or TokenEndpoint(clients, guard.clock, token_lifetime)))
 
     def caller(
         request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
@@ -473,34 +482,46 @@ def create_app(
     @app.get("/v1/aggregates/readings", response_model=AggregatePage, responses=ERRORS)
     def get_aggregate(
         party: Caller,
-        premises: Annotated[
-            list[Annotated[str, Field(min_length=1, max_length=64)]], Query(min_length=1, max_length=100_000)
-        ],
+        group: Annotated[str, Query(min_length=1, max_length=64, description="a group the GDSC defined")],
         start: AwareDatetime,
         end: AwareDatetime,
         granularity: Granularity,
         fuel: Annotated[str, Query(max_length=16)] = "electricity",
         obis: Annotated[str, Query(max_length=32)] = "1-0:1.8.0",
     ) -> AggregatePage:
+        """Sums over a pre-defined group of premises (e.g. a feeder), never over a list the caller
+        chooses: each half-hour is released once it is settled, over at least k premises with data,
+        and never changes afterwards (``smarthub.gdsc.aggregates``)."""
         asked = period(start, end)
         if granularity not in dataservices.SERVED:
             raise HTTPException(
                 400, f"readings are served half-hourly, daily or monthly, not {granularity.value}"
             )
-        group = frozenset(premises)
+        if not aggregates.AggregationGroups(engine).exists(group):
+            raise HTTPException(404, f"no aggregation group {group!r}")
+        members = aggregates.group_members(engine, group, asked)
         decision = guard.require(
             party,
             Action.AGGREGATE_QUERY,
-            group=group,
+            group=members,
+            group_id=group,
             granularity=granularity,
             period=asked,
             detail={"fuel": fuel, "obis": obis},
         )
-        buckets = dataservices.aggregate(
-            engine, sorted(group), fuel, obis, decision.ranges[0], granularity, guard.policy.k_anonymity
+        buckets = aggregates.aggregate(
+            engine,
+            group,
+            fuel,
+            obis,
+            decision.ranges[0],
+            granularity,
+            guard.clock.now(),
+            guard.policy.k_anonymity,
         )
         return AggregatePage(
-            group_size=len(group),
+            group=group,
+            group_size=len(members),
             granularity=granularity,
             readings=[
                 AggregateOut(
@@ -768,9 +789,20 @@ def _command_routes(app: FastAPI, guard: AccessGuard, desk: CommandDesk, Caller:
     def tariff_update(
         party: Caller, premises_id: Id, body: TariffUpdateIn, response: Response
     ) -> JobAccepted:
-        """Send a tariff version to the hub (``tariff.update``); the current supplier for the fuel only."""
-        payload = {"tariff": body.tariff.model_dump(mode="json"), "effective": body.effective.isoformat()}
-        meter = allowed(party, Action.TARIFF_UPDATE, premises_id, body.meter_id, payload)
+        """Send a tariff version to the hub (``tariff.update``); the current supplier for the fuel only.
+
+        The fuel is the fuel of the meter the access policy checked, never the caller's word."""
+        try:  # the instant first: it is about the request alone (any fuel will do for the check)
+            tariffs.tariff_update_body(body.tariff, tariffs.FUELS[0], body.effective)
+        except ValueError as err:
+            raise HTTPException(400, f"cannot send tariff {body.tariff.tariff_id!r}: {err}") from err
+        detail = {"tariff": body.tariff.model_dump(mode="json"), "version": body.tariff.version}
+        meter = allowed(party, Action.TARIFF_UPDATE, premises_id, body.meter_id, detail)
+        if meter.fuel not in tariffs.FUELS:
+            raise HTTPException(
+                400, f"meter {meter.meter_id!r} is a {meter.fuel} meter: tariffs are for electricity and gas"
+            )
+        payload = tariffs.tariff_update_body(body.tariff, meter.fuel, body.effective)
         job = desk.command(
             party, premises_id, meter, Action.TARIFF_UPDATE.value, "tariff.update", payload, guard.clock.now()
         )
@@ -836,10 +868,18 @@ def _command_routes(app: FastAPI, guard: AccessGuard, desk: CommandDesk, Caller:
     @app.get("/v1/jobs/{job_id}", response_model=JobOut, responses=ERRORS)
     def get_job(party: Caller, job_id: Annotated[int, Path(ge=1, le=2**62)]) -> JobOut:
         """A queued command's or read's state: queued, in-flight, done or failed (with why)."""
-        job = desk.job(job_id)
+        # A job that does not exist and another party's job get the same answer, after the same
+        # work (one look-up, one audit entry), so job ids cannot be enumerated (issue 13).
+        owner = desk.job_owner(job_id)
+        decision = guard.authorize(
+            party,
+            Action.READ_JOB,
+            premises_id=owner[1] if owner else None,
+            job_owner=owner[0] if owner else None,
+        )
+        job = desk.job(job_id) if owner is not None and decision.allow else None
         if job is None:
-            raise HTTPException(404, f"no job {job_id} queued through the data services API")
-        guard.require(party, Action.READ_JOB, premises_id=job.premises_id, job_owner=job.party_id)
+            raise HTTPException(404, f"no job {job_id} that {party} may follow")
         return _job_out(job)
 
     @app.get("/v1/jobs", response_model=JobsPage, responses=ERRORS)

@@ -175,6 +175,13 @@ class CommandDesk:
                 )
             )
 
+    def job_owner(self, job_id: int) -> tuple[str, str] | None:
+        """(party that queued it, premises) of a job the API queued; None if there is none."""
+        q = select(api_jobs.c.party_id, api_jobs.c.premises_id).where(api_jobs.c.job_id == job_id)
+        with self.store.engine.connect() as conn:
+            row = conn.execute(q).first()
+        return None if row is None else (row.party_id, row.premises_id)
+
     def job(self, job_id: int) -> Job | None:
         """The job as the plan has it now; None if the API queued no such job."""
         with self.store.engine.connect() as conn:

@@ -4,10 +4,21 @@ Every access decision and every command is one entry. An entry is serialised can
 (JSON, sorted keys, no insignificant spaces, UTF-8, times as ISO 8601 UTC with microseconds)
 together with its sequence number and the hash of the entry before it; its own hash is
 SHA-256 over that serialisation. Changing any entry breaks its hash; deleting or reordering
-entries breaks the sequence and the link to the previous hash. Removing entries from the *end*
-leaves a valid shorter chain, which only an anchor kept outside the database can reveal: the
-verifier checks against an ``expected_head`` (the hash and sequence number of the last entry,
-as published or countersigned elsewhere) when one is given.
+entries breaks the sequence and the link to the previous hash.
+
+The chain is unkeyed: whoever can write the table can also delete entries from some point on and
+append new ones, or truncate it, and the result is again a valid chain. Only **anchors** kept
+outside the database reveal that: an anchor is the (sequence number, hash) of an entry as it was
+when the anchor was taken. :meth:`AuditLog.verify` checks the log against *every* anchor given —
+the entry with the anchor's number must still exist and still have the anchor's hash, wherever
+the log ends now — so deleting and re-appending is detected as soon as any anchor covers a
+rewritten entry. The running GDSC takes an anchor every hour, signs it with the GDSC operator
+key and appends it to a file (:mod:`smarthub.gdsc.audit_anchors`), which is meant to be copied
+to a second party; ``smarthub gdsc audit verify`` checks the chain against every signed anchor.
+
+On PostgreSQL the table is also append-only in the database: a trigger refuses UPDATE, DELETE
+and TRUNCATE, and the application connects as a role that does not own the table
+(:mod:`smarthub.gdsc.db_roles`), so it can neither disable the trigger nor truncate.
 
 The chain is a plain hash chain (SHA-256 from ``cryptography``) rather than a Merkle tree: the
 log is read whole by the verifier and per premises by consumers, and needs no inclusion proofs.
@@ -17,7 +28,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -57,7 +68,10 @@ audit_log = Table(
     Column("body", Text, nullable=False),  # the canonical serialisation that was hashed
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False, unique=True),
+    # An aggregate read: the group of premises it covered (the members' access logs list it).
+    Column("group_id", String(64)),
     Index("ix_audit_log_premises_at", "premises_id", "at"),
+    Index("ix_audit_log_group_at", "group_id", "at"),
 )
 
 
@@ -74,22 +88,24 @@ class AuditEntry:
     detail: Mapping[str, Any] = field(default_factory=dict)
     prev_hash: str = GENESIS
     hash: str = ""
+    group_id: str | None = None  # an aggregate read: the pre-defined group it covered
 
     def canonical(self) -> bytes:
-        return canonical(
-            {
-                "seq": self.seq,
-                "at": _iso(self.at),
-                "actor": self.actor,
-                "role": self.role,
-                "action": self.action,
-                "premises_id": self.premises_id,
-                "allow": self.allow,
-                "reason": self.reason,
-                "detail": dict(self.detail),
-                "prev_hash": self.prev_hash,
-            }
-        )
+        body: dict[str, Any] = {
+            "seq": self.seq,
+            "at": _iso(self.at),
+            "actor": self.actor,
+            "role": self.role,
+            "action": self.action,
+            "premises_id": self.premises_id,
+            "allow": self.allow,
+            "reason": self.reason,
+            "detail": dict(self.detail),
+            "prev_hash": self.prev_hash,
+        }
+        if self.group_id is not None:  # absent otherwise, so entries from before it still verify
+            body["group_id"] = self.group_id
+        return canonical(body)
 
 
 def canonical(obj: Mapping[str, Any]) -> bytes:
@@ -138,6 +154,7 @@ class AuditLog:
         allow: bool,
         reason: str,
         detail: Mapping[str, Any] | None = None,
+        group_id: str | None = None,
     ) -> AuditEntry:
         if at.tzinfo is None:
             raise ValueError("audit time must be timezone-aware")
@@ -146,7 +163,9 @@ class AuditLog:
         with self._lock:
             for _attempt in range(self._ATTEMPTS):
                 try:
-                    entry = self._append_once(at, actor, role, action, premises_id, allow, reason, detail)
+                    entry = self._append_once(
+                        at, actor, role, action, premises_id, allow, reason, detail, group_id
+                    )
                 except IntegrityError:
                     # Another process took this sequence number first (SQLite has no advisory lock):
                     # read the new head and link to it instead.
@@ -164,6 +183,7 @@ class AuditLog:
         allow: bool,
         reason: str,
         detail: dict[str, Any],
+        group_id: str | None = None,
     ) -> AuditEntry:
         with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
@@ -173,7 +193,18 @@ class AuditLog:
             ).first()
             seq, prev = (1, GENESIS) if last is None else (last.seq + 1, last.hash)
             entry = AuditEntry(
-                seq, at.astimezone(UTC), actor, role, action, premises_id, allow, reason, detail, prev
+                seq,
+                at.astimezone(UTC),
+                actor,
+                role,
+                action,
+                premises_id,
+                allow,
+                reason,
+                detail,
+                prev,
+                "",
+                group_id,
             )
             body = entry.canonical()
             digest = entry_hash(body)
@@ -188,6 +219,7 @@ class AuditLog:
                     body=body.decode(),
                     prev_hash=prev,
                     hash=digest,
+                    group_id=group_id,
                 )
             )
         return AuditEntry(**{**_fields(entry), "hash": digest})
@@ -204,37 +236,74 @@ class AuditLog:
             ).first()
         return (0, GENESIS) if r is None else (int(r.seq), str(r.hash))
 
-    def verify(self, expected_head: tuple[int, str] | None = None) -> Verification:
-        """Walk the whole chain; report every entry that is altered, missing or out of place."""
+    def verify(
+        self,
+        expected_head: tuple[int, str] | None = None,
+        anchors: Iterable[tuple[int, str]] = (),
+    ) -> Verification:
+        """Walk the whole chain; report every entry that is altered, missing or out of place, and
+        every anchor (``expected_head`` is one more) whose entry is gone or no longer the same."""
+        wanted: dict[int, set[str]] = {}
+        for seq, digest in [*anchors, *([expected_head] if expected_head is not None else [])]:
+            wanted.setdefault(int(seq), set()).add(str(digest))
         problems: list[str] = []
+        for seq, digests in sorted(wanted.items()):
+            if len(digests) > 1:
+                problems.append(f"anchors disagree about entry {seq}: at most one of them is genuine")
         prev = GENESIS
         expect_seq = 1
         n = 0
+        seen: set[int] = set()
         with self.engine.connect() as conn:
             for r in conn.execute(select(audit_log).order_by(audit_log.c.seq)):
                 n += 1
                 problems.extend(_check_row(r, expect_seq, prev))
+                digests = wanted.get(r.seq)
+                if digests is not None:
+                    seen.add(r.seq)
+                    if entry_hash(r.body.encode()) not in digests or r.hash not in digests:
+                        problems.append(
+                            f"entry {r.seq} does not match its anchor: the log was rewritten from there on"
+                        )
                 prev = r.hash
                 expect_seq = r.seq + 1
         last_seq = expect_seq - 1
-        if expected_head is not None:
-            if last_seq < expected_head[0]:
-                problems.append(
-                    f"log ends at seq {last_seq}, the anchor says {expected_head[0]}: entries removed"
-                )
-            elif last_seq == expected_head[0] and prev != expected_head[1]:
-                problems.append(f"entry {last_seq} does not match the anchored head hash")
+        for seq in sorted(set(wanted) - seen):
+            if seq > last_seq:
+                problems.append(f"log ends at seq {last_seq}, an anchor says {seq}: entries removed")
+            elif seq > 0:
+                problems.append(f"entry {seq} of an anchor is missing: entries removed")
         return Verification(not problems, n, prev, tuple(problems))
 
-    def accesses_to(self, premises_id: str, ranges: Sequence[tuple[datetime, datetime]]) -> list[AuditEntry]:
-        """Entries about one premises whose time falls within any of ``ranges`` (half-open)."""
+    def accesses_to(
+        self,
+        premises_id: str,
+        ranges: Sequence[tuple[datetime, datetime]],
+        groups: Sequence[tuple[str, datetime, datetime | None]] = (),
+    ) -> list[AuditEntry]:
+        """Entries about one premises whose time falls within any of ``ranges`` (half-open), and
+        entries about any of ``groups`` — (group, from, until) memberships of the premises — whose
+        data period overlaps the membership (an aggregate read that covered the premises' data)."""
         if not ranges:
             return []
         t = audit_log
         within = or_(*(and_(t.c.at >= s.astimezone(UTC), t.c.at < e.astimezone(UTC)) for s, e in ranges))
-        q = select(t).where(and_(t.c.premises_id == premises_id, within)).order_by(t.c.seq)
+        about = t.c.premises_id == premises_id
+        if groups:
+            about = or_(about, t.c.group_id.in_(sorted({g for g, _, _ in groups})))
+        q = select(t).where(and_(about, within)).order_by(t.c.seq)
         with self.engine.connect() as conn:
-            return [_entry(r) for r in conn.execute(q)]
+            entries = [_entry(r) for r in conn.execute(q)]
+        return [e for e in entries if e.premises_id == premises_id or _covered(e, groups)]
+
+
+def _covered(e: AuditEntry, groups: Sequence[tuple[str, datetime, datetime | None]]) -> bool:
+    """Whether an aggregate entry's data period overlaps one of the premises' memberships."""
+    period = e.detail.get("period")
+    if not period:
+        return False
+    start, end = (datetime.fromisoformat(x) for x in period)
+    return any(g == e.group_id and s < end and (u is None or start < u) for g, s, u in groups)
 
 
 def _check_row(r, expect_seq: int, prev: str) -> list[str]:  # type: ignore[no-untyped-def]
@@ -259,6 +328,7 @@ def _check_row(r, expect_seq: int, prev: str) -> list[str]:  # type: ignore[no-u
         "action": r.action,
         "premises_id": r.premises_id,
         "allow": bool(r.allow),
+        "group_id": r.group_id,
     }
     for name, value in columns.items():
         if body.get(name) != value:
@@ -280,6 +350,7 @@ def _entry(r) -> AuditEntry:  # type: ignore[no-untyped-def]
         detail=b["detail"],
         prev_hash=b["prev_hash"],
         hash=r.hash,
+        group_id=b.get("group_id"),
     )
 
 

@@ -54,7 +54,9 @@ class CommissioningRefused(CommissioningError):
     Codes: ``malformed``, ``foreign_ca`` (installer certificate not issued by the GDSC CA),
     ``installer_revoked``, ``wrong_role`` (not an installer certificate), ``installer_invalid``
     (expired, not yet valid), ``bad_signature``, ``stale`` (request too old or from the future),
-    ``hub_exists``, ``unknown_hub`` (a replacement of a hub that is not active).
+    ``hub_exists``, ``unknown_hub`` (a replacement of a hub that is not active),
+    ``premises_has_hub`` (the premises already has an active hub and the request does not name it
+    as the hub it replaces).
     """
 
     def __init__(self, code: str, reason: str) -> None:

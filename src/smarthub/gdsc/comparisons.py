@@ -15,8 +15,8 @@ every fuel of its set, stored half-hours covering the whole period (local days `
 all the premises' meters of a fuel are taken together, so a meter exchanged mid-week still
 covers it. A home with a gap is left out of the figures, but still receives its cohort's figures.
 
-**k-anonymity** (as the data services' aggregates, :func:`smarthub.gdsc.dataservices.aggregate`,
-default k = 5): a cohort with fewer than ``k`` contributing homes gets **nothing** (a figure over
+**k-anonymity** (as the data services' aggregates, :mod:`smarthub.gdsc.aggregates`, default
+k = 5): a cohort with fewer than ``k`` contributing homes gets **nothing** (a figure over
 fewer homes says too much about each of them). What is sent, per fuel, in kWh over the period
 (the IHD sets it beside the home's own total over the same days):
 
@@ -27,6 +27,15 @@ fewer homes says too much about each of them). What is sent, per fuel, in kWh ov
   cohort of fewer than 2k homes cannot form such a group, and its efficient figure is its average.
 
 No median is sent: the median of an odd number of homes *is* one home's figure.
+
+**Worked out once per period** (issue 13: the differencing the data services' aggregates were
+open to, :mod:`smarthub.gdsc.aggregates`). A cohort's average over n homes and the same cohort's
+average over n + 1 homes for the same week (a home whose data completed later, a home newly
+active, a new attribute label splitting a cohort) subtract to one home's week. So the first run
+for a period records every cohort's figures — withheld ones too — in ``comparison_releases``, and
+every later run for that period sends exactly those figures, computes nothing, and gives a cohort
+the first run did not have nothing at all; a period that overlaps a recorded one without being
+it is refused (two overlapping weeks differ by the days only one of them covers).
 
 Gas is stored as volume (m³, 7-0:3.0.0) and converted as GB suppliers bill it: kWh = m³ × 1.02264
 (correction to standard temperature and pressure) × calorific value (MJ/m³) / 3.6 (Gas
@@ -39,6 +48,7 @@ bulk priority by default: a comparison is never more urgent than a household's s
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -46,14 +56,15 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from math import ceil
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Column, Date, DateTime, Engine, Integer, String, Table, Text, and_, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from smarthub.gdsc.access import TimeRange
 from smarthub.gdsc.commands import CommandSigner
 from smarthub.gdsc.dataservices import LONDON, Meter, readings
 from smarthub.gdsc.parties import Granularity
 from smarthub.gdsc.plan import Priority, PullPlan
-from smarthub.gdsc.store import Store, hubs, meters
+from smarthub.gdsc.store import Store, hubs, metadata, meters
 
 DEFAULT_K = 5
 GAS_VOLUME_CORRECTION = Decimal("1.02264")
@@ -63,6 +74,19 @@ UOM_WH, UOM_M3 = 72, 42  # IEEE 2030.5 UomType
 FUEL_CHANNELS = {"electricity": ("1-0:1.8.0", UOM_WH), "gas": ("7-0:3.0.0", UOM_M3)}
 EFFICIENT_SHARE = 5  # the "efficient" group is the lowest-consuming 1/5 (clamped, see above)
 _KWH = Decimal("0.001")
+
+
+# A period's cohorts as the first run for it worked them out: never worked out again.
+comparison_releases = Table(
+    "comparison_releases",
+    metadata,
+    Column("start", Date, primary_key=True),
+    Column("end", Date, primary_key=True),
+    Column("cohort", String(200), primary_key=True),  # cohort_key(fuels, attribute)
+    Column("contributors", Integer, nullable=False),
+    Column("figures", Text),  # JSON {fuel: {average_kwh, efficient_kwh}}; NULL: withheld
+    Column("released", DateTime(timezone=True), nullable=False),
+)
 
 
 class ComparisonError(ValueError):
@@ -178,19 +202,17 @@ def _round(kwh: Decimal) -> Decimal:
     return kwh.quantize(_KWH, ROUND_HALF_EVEN)
 
 
-def cohorts(
-    engine: Engine,
-    start: date,
-    end: date,
-    *,
-    k: int = DEFAULT_K,
-    attributes: Mapping[str, str] | None = None,
-    calorific_value: Decimal = DEFAULT_CALORIFIC_VALUE,
-) -> list[Cohort]:
-    """Every cohort of premises with an active hub, with its figures (None where withheld)."""
-    if k < 2:
-        raise ComparisonError(f"k-anonymity needs k >= 2, not {k}")
-    period = period_range(start, end)
+def cohort_key(fuels: frozenset[str], attribute: str | None) -> str:
+    return json.dumps([sorted(fuels), attribute], separators=(",", ":"))[:200]
+
+
+CohortGroups = dict[tuple[frozenset[str], str | None], list[str]]
+
+
+def _partition(
+    engine: Engine, attributes: Mapping[str, str] | None
+) -> tuple[CohortGroups, dict[str, dict[str, list[Meter]]]]:
+    """The premises with an active hub by (fuel set, attribute), and each one's meters per fuel."""
     q = (
         select(hubs.c.premises_id, meters.c.hub_id, meters.c.meter_id, meters.c.fuel)
         .join(hubs, hubs.c.hub_id == meters.c.hub_id)
@@ -206,12 +228,31 @@ def cohorts(
             by_premises.setdefault(r.premises_id, {}).setdefault(r.fuel, []).append(
                 Meter(r.hub_id, r.meter_id, r.fuel)
             )
-    groups: dict[tuple[frozenset[str], str | None], list[str]] = {}
+    groups: CohortGroups = {}
     for p, fuels in sorted(by_premises.items()):
         label = (attributes or {}).get(p)
         groups.setdefault((frozenset(fuels), label), []).append(p)
+    ordered = dict(sorted(groups.items(), key=lambda g: (sorted(g[0][0]), g[0][1] or "")))
+    return ordered, by_premises
+
+
+def cohorts(
+    engine: Engine,
+    start: date,
+    end: date,
+    *,
+    k: int = DEFAULT_K,
+    attributes: Mapping[str, str] | None = None,
+    calorific_value: Decimal = DEFAULT_CALORIFIC_VALUE,
+) -> list[Cohort]:
+    """Every cohort of premises with an active hub, with its figures worked out now (None where
+    withheld). What is *sent* is :func:`released_cohorts`' record: see the module docstring."""
+    if k < 2:
+        raise ComparisonError(f"k-anonymity needs k >= 2, not {k}")
+    period = period_range(start, end)
+    groups, by_premises = _partition(engine, attributes)
     out = []
-    for (fuels, label), members in sorted(groups.items(), key=lambda g: (sorted(g[0][0]), g[0][1] or "")):
+    for (fuels, label), members in groups.items():
         per_fuel: dict[str, list[Decimal]] = {f: [] for f in fuels}
         contributors = 0
         for p in members:
@@ -225,6 +266,81 @@ def cohorts(
         figs = None if contributors < k else {f: figures(v, k) for f, v in per_fuel.items()}
         out.append(Cohort(fuels, label, tuple(members), contributors, figs))
     return out
+
+
+def released_cohorts(
+    engine: Engine,
+    start: date,
+    end: date,
+    now: datetime,
+    *,
+    k: int = DEFAULT_K,
+    attributes: Mapping[str, str] | None = None,
+    calorific_value: Decimal = DEFAULT_CALORIFIC_VALUE,
+) -> list[Cohort]:
+    """The period's cohorts as first worked out (module docstring): worked out and recorded now if
+    this is the period's first run, else read from the record; cohorts the record does not have
+    (new homes in a new cohort, a new attribute label) get nothing. Members are today's."""
+    period_range(start, end)
+    r = comparison_releases
+    overlapping = and_(r.c.start < end, r.c.end > start)
+    with engine.connect() as conn:
+        other = conn.execute(
+            select(r.c.start, r.c.end).where(overlapping, ~and_(r.c.start == start, r.c.end == end)).limit(1)
+        ).first()
+    if other is not None:
+        raise ComparisonError(
+            f"comparison period {start}..{end} overlaps {other.start}..{other.end}, whose figures were sent: "
+            "figures over overlapping periods could be subtracted"
+        )
+    record = _record(engine, start, end)
+    if not record:
+        worked_out = cohorts(engine, start, end, k=k, attributes=attributes, calorific_value=calorific_value)
+        rows = [
+            dict(
+                start=start,
+                end=end,
+                cohort=cohort_key(c.fuels, c.attribute),
+                contributors=c.contributors,
+                figures=None if c.figures is None else json.dumps(_figures_json(c.figures), sort_keys=True),
+                released=now,
+            )
+            for c in worked_out
+        ]
+        if rows:
+            insert = (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(r)
+            with engine.begin() as conn:  # another GDSC process may record the period first: it stays
+                conn.execute(insert.on_conflict_do_nothing(), rows)
+        record = _record(engine, start, end)
+    groups, _ = _partition(engine, attributes)
+    out = []
+    for (fuels, label), members in groups.items():
+        contributors, figs = record.get(cohort_key(fuels, label), (0, None))
+        out.append(Cohort(fuels, label, tuple(members), contributors, figs))
+    return out
+
+
+def _record(engine: Engine, start: date, end: date) -> dict[str, tuple[int, dict[str, FuelFigures] | None]]:
+    r = comparison_releases
+    q = select(r.c.cohort, r.c.contributors, r.c.figures).where(r.c.start == start, r.c.end == end)
+    with engine.connect() as conn:
+        rows = conn.execute(q).all()
+    out: dict[str, tuple[int, dict[str, FuelFigures] | None]] = {}
+    for row in rows:
+        figs = None
+        if row.figures is not None:
+            figs = {
+                f: FuelFigures(Decimal(v["average_kwh"]), Decimal(v["efficient_kwh"]))
+                for f, v in json.loads(row.figures).items()
+            }
+        out[row.cohort] = (int(row.contributors), figs)
+    return out
+
+
+def _figures_json(figs: Mapping[str, FuelFigures]) -> dict[str, dict[str, str]]:
+    return {
+        f: {"average_kwh": str(x.average_kwh), "efficient_kwh": str(x.efficient_kwh)} for f, x in figs.items()
+    }
 
 
 def comparison_body(cohort: Cohort, start: date, end: date) -> dict[str, object]:
@@ -255,11 +371,16 @@ def queue_comparisons(
     priority: Priority = Priority.BULK,
 ) -> ComparisonRun:
     """Work out every cohort over local days ``start`` .. ``end`` (exclusive) and queue a signed
-    ``ihd.comparison`` for each active hub of every cohort that has at least ``k`` contributors."""
+    ``ihd.comparison`` for each active hub of every cohort that has at least ``k`` contributors;
+    a period already worked out sends the figures it was given then (:func:`released_cohorts`)."""
     if end > now.astimezone(LONDON).date():
         raise ComparisonError(f"comparison period {start}..{end} has not ended by {now.isoformat()}")
+    if k < 2:
+        raise ComparisonError(f"k-anonymity needs k >= 2, not {k}")
     run = ComparisonRun(
-        cohorts(store.engine, start, end, k=k, attributes=attributes, calorific_value=calorific_value)
+        released_cohorts(
+            store.engine, start, end, now, k=k, attributes=attributes, calorific_value=calorific_value
+        )
     )
     hubs_at: dict[str, list[str]] = {}
     for h in store.active_hubs():

@@ -13,6 +13,7 @@ from typing import Any
 
 from smarthub.clock import Clock
 from smarthub.gdsc.access import DEFAULT_POLICY, AccessRequest, Action, Decision, Policy, TimeRange, decide
+from smarthub.gdsc.aggregates import memberships
 from smarthub.gdsc.audit import AuditEntry, AuditLog
 from smarthub.gdsc.parties import Granularity, PartyRepository
 
@@ -48,6 +49,7 @@ class AccessGuard:
         period: TimeRange | None = None,
         group: frozenset[str] = frozenset(),
         job_owner: str | None = None,
+        group_id: str | None = None,
         detail: Mapping[str, Any] | None = None,
     ) -> Decision:
         """Decide and record. ``detail`` (e.g. a command's body) goes into the audit entry."""
@@ -63,6 +65,7 @@ class AccessGuard:
             period,
             group,
             job_owner,
+            group_id,
         )
         grouped = action in (Action.AGGREGATE_QUERY, Action.PORTFOLIO)
         premises = sorted(group) if grouped else [premises_id or ""]
@@ -88,6 +91,7 @@ class AccessGuard:
             allow=decision.allow,
             reason=decision.reason,
             detail=record,
+            group_id=group_id,  # the members' access logs list the read (access_log)
         )
         return decision
 
@@ -102,8 +106,10 @@ class AccessGuard:
         a consumer only for the time of their own tenancy."""
         decision = self.require(party_id, Action.LIST_ACCESS_LOG, premises_id=premises_id, period=period)
         ranges = [(r.start, r.end) for r in decision.ranges]
+        # Aggregate reads of a group the premises belonged to while the data read was recorded.
+        groups = [(m.group_id, m.start, m.end) for m in memberships(self.parties.engine, premises_id)]
         # Access to data and commands on the premises; consent management and log look-ups are not.
-        return [e for e in self.audit.accesses_to(premises_id, ranges) if e.action not in _NOT_ACCESS]
+        return [e for e in self.audit.accesses_to(premises_id, ranges, groups) if e.action not in _NOT_ACCESS]
 
 
 def _range(r: TimeRange) -> list[str]:

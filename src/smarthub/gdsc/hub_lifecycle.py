@@ -113,6 +113,21 @@ hub_commissioning = Table(
 )
 
 
+def _refuse_second_hub(conn: Connection, req: CommissioningRequest) -> None:
+    """A premises has one active hub: commands, vouchers and consent changes for it go to that
+    hub, so a second one is refused (``premises_has_hub``) unless the request replaces it."""
+    q = select(hubs.c.hub_id).where(
+        hubs.c.premises_id == req.premises_id, hubs.c.status == ACTIVE, hubs.c.hub_id != req.hub_id
+    )
+    active = sorted(h for (h,) in conn.execute(q) if h != req.replaces)
+    if active:
+        raise CommissioningRefused(
+            "premises_has_hub",
+            f"premises {req.premises_id} already has active hub {', '.join(active)}; "
+            "a new hub there must name the hub it replaces",
+        )
+
+
 class LifecycleRefused(ValueError):
     """A lifecycle step that cannot apply (unknown hub, hub not active)."""
 
@@ -193,6 +208,7 @@ class HubLifecycle:
                 raise CommissioningRefused(
                     "hub_exists", f"hub {req.hub_id} is already registered ({known[0]})"
                 )
+            _refuse_second_hub(conn, req)
             if req.replaces is not None:
                 old = conn.execute(
                     select(hubs.c.premises_id, hubs.c.status).where(hubs.c.hub_id == req.replaces)
@@ -224,6 +240,8 @@ class HubLifecycle:
                     if not ended:
                         raise CommissioningRefused("unknown_hub", f"hub {req.replaces} is not an active hub")
                     conn.execute(delete(meters).where(meters.c.hub_id == req.replaces))
+                # Again under the lock: two requests for one premises racing must not both pass.
+                _refuse_second_hub(conn, req)
                 self._register(conn, req, cert.lfdi)
                 conn.execute(
                     hub_commissioning.insert().values(

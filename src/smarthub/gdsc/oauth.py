@@ -30,6 +30,10 @@ given, so a new route fails closed). A request whose token lacks the route's sco
 with 403 ``insufficient_scope`` (RFC 6750 §3.1) before the access policy is asked; with it, the
 policy still decides exactly as for the party itself.
 
+**The token endpoint cannot stall the API** (issue 13): the scrypt check of a client secret runs
+in a small bounded pool off the event loop, behind rate limits per source address and per client
+id, and an unknown client id costs exactly what a known one does (:mod:`smarthub.gdsc.oauth_limits`).
+
 **The token endpoint is its own app**, mounted at ``/oauth``: it is the authorization server
 (RFC 6749 §1.1), not a resource of the data services, so it is not decided by the access policy
 and its form-encoded errors are not the API's JSON ``ErrorBody``. Its OpenAPI document is at
@@ -41,8 +45,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -54,6 +60,15 @@ from fastapi.responses import JSONResponse
 
 from smarthub.clock import Clock
 from smarthub.gdsc.api_clients import ClientRegistry, token_digest
+from smarthub.gdsc.oauth_limits import (
+    PER_CLIENT,
+    PER_SOURCE,
+    CheckPool,
+    KeyedBuckets,
+    Limit,
+    PoolBusy,
+    source_key,
+)
 from smarthub.gdsc.parties import PartyRepository, UnknownParty
 from smarthub.security.certificates import CertificateRejected, Role, lfdi, role_of
 
@@ -105,17 +120,27 @@ def parse_scope(value: str) -> frozenset[str]:
 class OAuthError(Exception):
     """An error response of the token endpoint (RFC 6749 §5.2)."""
 
-    def __init__(self, error: str, description: str, status: int = 400, basic: bool = False) -> None:
+    def __init__(
+        self,
+        error: str,
+        description: str,
+        status: int = 400,
+        basic: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(description)
         self.error = error
         self.description = description
         self.status = status
         self.basic = basic
+        self.retry_after = retry_after
 
     def response(self) -> JSONResponse:
         headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
         if self.status == 401:
             headers["WWW-Authenticate"] = 'Basic realm="smarthub GDSC", charset="UTF-8"'
+        if self.retry_after is not None:  # RFC 9110 §10.2.3: whole seconds
+            headers["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
         return JSONResponse(
             {"error": self.error, "error_description": self.description}, self.status, headers=headers
         )
@@ -143,18 +168,57 @@ class TokenIssued:
 
 class TokenEndpoint:
     """The client credentials grant (RFC 6749 §4.4.2-§4.4.3), independent of the web framework:
-    :meth:`handle` takes the request's method, headers and body bytes."""
+    :meth:`handle` takes the request's method, headers and body bytes and checks the secret in
+    the caller's thread; :meth:`serve` (what the endpoint runs) first applies the rate limits per
+    source and per client id, then checks the secret in a bounded pool off the event loop
+    (:mod:`smarthub.gdsc.oauth_limits`)."""
 
     def __init__(
-        self, registry: ClientRegistry, clock: Clock, lifetime: timedelta = DEFAULT_LIFETIME
+        self,
+        registry: ClientRegistry,
+        clock: Clock,
+        lifetime: timedelta = DEFAULT_LIFETIME,
+        *,
+        per_client: Limit = PER_CLIENT,
+        per_source: Limit = PER_SOURCE,
+        pool: CheckPool | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if lifetime <= timedelta(0):
             raise ValueError(f"an access token lifetime must be positive, got {lifetime}")
         self.registry = registry
         self.clock = clock
         self.lifetime = lifetime
+        self.per_client = KeyedBuckets(per_client, monotonic=monotonic)
+        self.per_source = KeyedBuckets(per_source, monotonic=monotonic)
+        self.pool = pool or CheckPool()
+        self.rate_limited = 0
+
+    async def serve(
+        self, method: str, headers: Mapping[str, str], body: bytes, source: str | None
+    ) -> TokenIssued:
+        """:meth:`handle`, rate-limited and with the secret checked off the event loop."""
+        wait = self.per_source.take(source_key(source))
+        if wait:
+            self.rate_limited += 1
+            raise OAuthError("slow_down", "too many token requests from this address", 429, retry_after=wait)
+        client_id, secret, params = self.parse(method, headers, body)
+        wait = self.per_client.take(client_id)
+        if wait:
+            self.rate_limited += 1
+            raise OAuthError(
+                "slow_down", f"too many token requests for client {client_id!r}", 429, retry_after=wait
+            )
+        try:
+            return await self.pool.run(lambda: self.grant(client_id, secret, params))
+        except PoolBusy as err:
+            raise OAuthError("temporarily_unavailable", str(err), 503, retry_after=1) from None
 
     def handle(self, method: str, headers: Mapping[str, str], body: bytes) -> TokenIssued:
+        return self.grant(*self.parse(method, headers, body))
+
+    def parse(self, method: str, headers: Mapping[str, str], body: bytes) -> tuple[str, str, dict[str, str]]:
+        """The request's client id, secret and parameters (cheap: no secret is checked here)."""
         if method != "POST":  # §3.2: the client MUST use POST
             raise OAuthError("invalid_request", "the token endpoint takes POST requests only")
         ctype = headers.get("content-type", "").split(";")[0].strip().lower()
@@ -176,6 +240,10 @@ class TokenEndpoint:
             if v != "":  # §3.2: parameters sent without a value are treated as omitted
                 params[k] = v
         client_id, secret = self._client_credentials(headers.get("authorization"), params)
+        return client_id, secret, params
+
+    def grant(self, client_id: str, secret: str, params: dict[str, str]) -> TokenIssued:
+        """Check the secret (scrypt, the same for an unknown id) and issue the token."""
         client = self.registry.authenticate(client_id, secret)
         if client is None:
             raise _invalid_client(f"client {client_id!r} is unknown, revoked, or the secret is wrong")
@@ -271,13 +339,16 @@ def token_app(endpoint: TokenEndpoint) -> FastAPI:
             200: {"description": "an access token (RFC 6749 §5.1)"},
             400: {"description": "invalid_request, invalid_grant, unsupported_grant_type, invalid_scope"},
             401: {"description": "invalid_client (RFC 6749 §5.2)"},
+            429: {"description": "slow_down: too many requests from this address or for this client"},
+            503: {"description": "temporarily_unavailable: too many secret checks under way"},
         },
     )
     async def token(request: Request) -> JSONResponse:
         """Client credentials grant (RFC 6749 §4.4)."""
         body = await request.body()
+        source = request.client.host if request.client else None
         try:
-            return endpoint.handle(request.method, request.headers, body).response()
+            return (await endpoint.serve(request.method, request.headers, body, source)).response()
         except OAuthError as err:
             return err.response()
 

@@ -9,10 +9,12 @@ migration test import this module, never ``store`` alone.
 from __future__ import annotations
 
 from smarthub.gdsc import (
+    aggregates,
     api_clients,
     api_commands,
     api_tokens,
     audit,
+    comparisons,
     error_log,
     hub_lifecycle,
     parties,
@@ -35,6 +37,8 @@ TABLE_MODULES = (
     api_commands,
     api_tokens,
     api_clients,
+    aggregates,
+    comparisons,
 )
 
 __all__ = ["TABLE_MODULES", "metadata"]

@@ -22,6 +22,10 @@ Beside the scheduler, :class:`Upkeep` runs every ``upkeep_every`` (on the inject
 * **consent expiries** — a consent that expired since the last run is pushed to the premises'
   hubs as ``consent.set`` (:meth:`~smarthub.gdsc.consent_sync.ConsentSync.push_expired`); the
   first run looks back a week, which the hubs' version check makes harmless to repeat.
+* **audit anchors** — every ``anchor_every`` (an hour), when the audit chain has grown, its head
+  is signed with the operator key and appended to ``gdsc/audit-anchors.jsonl``
+  (:mod:`~smarthub.gdsc.audit_anchors`), dated on ``tls_clock`` (the operator certificate is
+  checked against that date when the anchor is verified).
 * **similar-homes comparisons** — once a week, for the last complete local week, each display
   gets its cohort's figures (:func:`~smarthub.gdsc.comparisons.queue_comparisons`, only over
   cohorts of at least k homes). A week already queued by any GDSC process (an
@@ -45,6 +49,8 @@ from typing import Any
 from sqlalchemy import select
 
 from smarthub.clock import Clock, SystemClock
+from smarthub.gdsc.audit import AuditLog
+from smarthub.gdsc.audit_anchors import default_anchor_path, write_anchor
 from smarthub.gdsc.collector import Collector
 from smarthub.gdsc.commands import CommandSigner
 from smarthub.gdsc.commissioning import register_manifest
@@ -114,6 +120,8 @@ class Upkeep:
     runs: int = 0
     comparisons_week: tuple[date, date] | None = None
     consents_mark: datetime | None = None
+    anchor_every: timedelta = timedelta(hours=1)
+    anchor_due: datetime | None = None
     consents: ConsentSync | None = field(default=None, init=False)
     supplier_changes: SupplierChanges | None = field(default=None, init=False)
     vouchers: VoucherCourier | None = field(default=None, init=False)
@@ -139,6 +147,7 @@ class Upkeep:
             steps.append(("consent expiries", asyncio.to_thread(self._consent_expiries, now)))
         if self.signer is not None:
             steps.append(("comparisons", asyncio.to_thread(self._comparisons, now)))
+            steps.append(("audit anchor", asyncio.to_thread(self._anchor, now)))
         for name, step in steps:
             try:
                 await step
@@ -173,6 +182,21 @@ class Upkeep:
                 len(run.withheld),
             )
         self.comparisons_week = week
+
+    def _anchor(self, now: datetime) -> None:
+        if self.signer is None or (self.anchor_due is not None and now < self.anchor_due):
+            return
+        path = default_anchor_path(self.state)
+        anchor = write_anchor(
+            AuditLog(self.store.engine),
+            path,
+            self.signer.private_key,
+            self.signer.signer_pem,
+            self.tls_clock.now(),
+        )
+        if anchor is not None:
+            log.info("audit chain anchored at entry %d in %s", anchor.seq, path)
+        self.anchor_due = now + self.anchor_every
 
     def _renewals(self) -> None:
         """Settle applied hub certificate renewals, then renew hubs near expiry (HubLifecycle).
