@@ -770,13 +770,13 @@ def _site_readings(acc: dict[int, list[int]], tz: Any) -> list[SiteReading]:
 def _command_routes(app: FastAPI, guard: AccessGuard, desk: CommandDesk, Caller: Any) -> None:
     engine = guard.parties.engine
 
-    def accepted(response: Response, job: int, ctype: str | None, meter: Any, voucher: str | None = None):  # type: ignore[no-untyped-def]
+    def accepted(response: Response, job: int, ctype: str | None, meter: Any, voucher: str | None = None):
         response.headers["Location"] = f"/v1/jobs/{job}"
         return JobAccepted(
             job_id=job, state="queued", command_type=ctype, hub_id=meter.hub_id, voucher_id=voucher
         )
 
-    def allowed(party: str, action: Action, premises_id: str, meter_id: str, detail: dict[str, Any]):  # type: ignore[no-untyped-def]
+    def allowed(party: str, action: Action, premises_id: str, meter_id: str, detail: dict[str, Any]):
         meter = dataservices.find_meter(engine, premises_id, meter_id)
         guard.require(
             party, action, premises_id=premises_id, fuel=meter.fuel, meter_id=meter_id, detail=detail
