@@ -55,7 +55,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/plan.py --hubs 20000 --collectors 2
 	$(BIN)/smarthub chaos --homes 200 --days 3 --seed 1 --seconds-per-day 400
 
-# mypy reads [tool.mypy] in pyproject.toml: strict for model/ and meters/, the default elsewhere.
+# mypy reads [tool.mypy] in pyproject.toml: strict for model/, meters/, wan/contract/; default elsewhere.
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench

@@ -492,10 +492,10 @@ def _interval_block() -> list[Target]:
 
 def _wan() -> list[Target]:
     from smarthub.model.obis import ObisCode
-    from smarthub.wan.bulk import BulkParser, ChannelRows, MirrorPoint, write_mirror_usage_points
-    from smarthub.wan.client import PullError
-    from smarthub.wan.pull import bulk_link
-    from smarthub.wan.sep2_xml import device_capability, to_bytes
+    from smarthub.wan.client.bulk import BulkParser, ChannelRows, MirrorPoint, write_mirror_usage_points
+    from smarthub.wan.client.hub_client import PullError
+    from smarthub.wan.client.pull import bulk_link
+    from smarthub.wan.contract.sep2_xml import device_capability, to_bytes
 
     @dataclass
     class Row:
@@ -538,9 +538,10 @@ def _wan() -> list[Target]:
 
 def _management() -> list[Target]:
     from smarthub.clock import ManualClock
-    from smarthub.gdsc.commands import Command, CommandSigner
+    from smarthub.gdsc.commands import CommandSigner
     from smarthub.gdsc.pki import CertificateAuthority, Role
     from smarthub.hub.management import CommandRefused, ManagementInterface
+    from smarthub.wan.contract.commands import Command
 
     now = datetime(2026, 1, 1, tzinfo=UTC)
     ca = CertificateAuthority.create("fuzz CA", now)

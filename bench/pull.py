@@ -125,7 +125,7 @@ async def serve(state: Path, hub_ids: list[str]) -> None:
     from cryptography import x509
 
     from smarthub.gdsc.pki import lfdi
-    from smarthub.wan.server import HubWanServer
+    from smarthub.wan.server.resources import HubWanServer
     from smarthub.wan.tls import server_context
 
     _raise_fd_limit()

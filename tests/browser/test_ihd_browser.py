@@ -17,8 +17,8 @@ from playwright.async_api import Browser, Page, expect
 from smarthub.gdsc.pki import Role
 from smarthub.hub.ihd.app import money
 from smarthub.hub.privacy import Granularity
-from smarthub.wan.client import HubClient, PullError
-from smarthub.wan.server import HubWanServer
+from smarthub.wan.client.hub_client import HubClient, PullError
+from smarthub.wan.server.resources import HubWanServer
 from smarthub.wan.tls import client_context, server_context
 
 from .conftest import ARTIFACTS, DESKTOP, PHONE

@@ -32,7 +32,7 @@ from smarthub.gdsc.plan import PullPlan
 from smarthub.gdsc.store import Store
 from smarthub.gdsc.vouchers import VoucherIssuer
 from smarthub.model.tariff import Flat, Tariff
-from smarthub.wan.server import HubWanServer
+from smarthub.wan.server.resources import HubWanServer
 from smarthub.wan.tls import client_context, server_context
 
 START = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)  # a Monday; London is on GMT

@@ -14,7 +14,7 @@ from smarthub.gdsc.commands import CommandSigner
 from smarthub.gdsc.pki import CertificateAuthority, Role
 from smarthub.sim.dsmr_meter import DsmrMeterSimulator
 from smarthub.sim.load_profile import HouseholdProfile
-from smarthub.wan.client import HubClient, PullError
+from smarthub.wan.client.hub_client import HubClient, PullError
 from smarthub.wan.tls import client_context
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from smarthub.gdsc.commands import CommandSigner
 from smarthub.gdsc.pki import CertificateAuthority, Role
-from smarthub.wan.client import HubClient, PullError
+from smarthub.wan.client.hub_client import HubClient, PullError
 from smarthub.wan.tls import client_context
 
 from .test_hub_cli import free_port

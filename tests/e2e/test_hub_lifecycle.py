@@ -31,7 +31,7 @@ from smarthub.hub.hub import SmartHub
 from smarthub.hub.management import CrlStore, ManagementInterface
 from smarthub.model import ObisCode, Reading, Unit
 from smarthub.wan import httpd as web
-from smarthub.wan.server import HubWanServer
+from smarthub.wan.server.resources import HubWanServer
 from smarthub.wan.tls import apply_crl, client_context, server_context
 
 IMPORT = ObisCode.parse("1-0:1.8.0")

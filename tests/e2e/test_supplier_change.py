@@ -48,8 +48,8 @@ from smarthub.hub.management import ManagementInterface
 from smarthub.hub.privacy import ConsentStore, HubPrivacy, SupplierEntry, privacy_commands
 from smarthub.hub.privacy import Granularity as HubGranularity
 from smarthub.model import ObisCode, Quality
-from smarthub.wan.client import HubClient, PullError
-from smarthub.wan.server import HubWanServer
+from smarthub.wan.client.hub_client import HubClient, PullError
+from smarthub.wan.server.resources import HubWanServer
 from smarthub.wan.tls import client_context, server_context
 
 JAN = datetime(2026, 1, 1, tzinfo=UTC)

@@ -19,8 +19,8 @@ from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
 from smarthub.model import ObisCode, Reading, Unit
 from smarthub.wan import httpd as web
-from smarthub.wan import sep2
-from smarthub.wan.server import HubWanServer
+from smarthub.wan.client import sep2
+from smarthub.wan.server.resources import HubWanServer
 from smarthub.wan.tls import client_context, server_context
 
 IMPORT = ObisCode.parse("1-0:1.8.0")

@@ -9,19 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from smarthub.gdsc.console import code_label, console_app
 from smarthub.gdsc.error_log import ErrorLog
 from smarthub.gdsc.event_pull import pull_events
-from smarthub.gdsc.incidents import (
-    HUB_UNREACHABLE,
-    Action,
-    BadHubEvent,
-    Party,
-    decide,
-    parse_hub_event,
-)
+from smarthub.gdsc.incidents import HUB_UNREACHABLE, POLICIES, Action, Party, decide
 from smarthub.gdsc.pki import CertificateAuthority, Role
 from smarthub.gdsc.store import Store
 from smarthub.hub.diagnostics import (
@@ -35,9 +30,9 @@ from smarthub.hub.diagnostics import (
 )
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
-from smarthub.wan.client import HubClient
-from smarthub.wan.log_events import event_detail
-from smarthub.wan.server import HubWanServer
+from smarthub.wan.client.hub_client import HubClient
+from smarthub.wan.contract.events import BadHubEvent, event_detail, parse_hub_event
+from smarthub.wan.server.resources import HubWanServer
 from smarthub.wan.tls import client_context, server_context
 
 T0 = datetime(2026, 11, 2, 3, 0, tzinfo=UTC)
@@ -286,3 +281,54 @@ async def test_events_pulled_from_a_real_hub_open_and_close_incidents(
         await client.close()
         await server.stop()
         history.close()
+
+
+# -- the code table is the WAN contract's (issue 16) ----------------------------------------
+
+
+def test_every_diagnosis_code_has_a_gdsc_policy_and_a_label() -> None:
+    """The GDSC reads the hub's code table from the WAN contract: a code added for the hub
+    without a policy or label at the GDSC fails here, not in the field."""
+    for code in DiagnosisCode:
+        assert code in POLICIES, f"{code!r} has no GDSC policy"
+        assert code_label(code) != f"code {int(code)}", f"{code!r} has no label"
+    assert code_label(99) == "code 99" and code_label(HUB_UNREACHABLE) == "hub unreachable"
+
+
+async def test_a_hubs_storage_full_event_becomes_its_incident_and_label_at_the_gdsc(
+    tmp_path: Path, wall_now: datetime, store: Store
+) -> None:
+    """Regression (issue 16): the GDSC's copied code table stopped at 14, so a hub's STORAGE_FULL
+    (15) was dispatched as an unknown code and the console showed "code 15"."""
+    ca = CertificateAuthority.create("CA", wall_now)
+    ca.save(tmp_path / "ca")
+    hub_cert = ca.issue(Role.HUB, "H1", wall_now, hosts=("127.0.0.1",))
+    hub_cert.save(tmp_path, "hub")
+    ca.issue(Role.COLLECTOR, "c", wall_now).save(tmp_path, "c")
+    history = HistoryStore(tmp_path / "history.sqlite")
+    events = DiagnosticsLog.beside(history.path)
+    events.record(DiagnosisCode.STORAGE_FULL, "history", "storage", T0, "disk full", {"free_bytes": 0})
+    server = HubWanServer(
+        "H1", hub_cert.lfdi, SmartHub("H1", history), lambda: int(T0.timestamp()), events=events
+    )
+    port = await server.start(
+        "127.0.0.1", 0, server_context(tmp_path / "hub.pem", tmp_path / "hub.key", tmp_path / "ca" / "ca.pem")
+    )
+    ctx = client_context(tmp_path / "c.pem", tmp_path / "c.key", tmp_path / "ca" / "ca.pem")
+    client = HubClient(f"https://127.0.0.1:{port}", ctx, hub_cert.lfdi)
+    log = error_log(store)
+    try:
+        assert (await pull_events(client, log, "H1", T0)).accepted == 1
+    finally:
+        await client.close()
+        await server.stop()
+        history.close()
+    (incident,) = log.incidents()
+    assert incident["code"] == DiagnosisCode.STORAGE_FULL == 15
+    (order,) = log.work_orders()
+    assert (order["party"], order["hub_id"], order["reason"]) == ("supplier", "H1", "needs a person")
+    (event,) = order["diagnosis"]["events"]
+    assert event["kind"] == "storage_full" and event["severity"] == "critical"
+    async with TestClient(TestServer(console_app(store, list, log))) as console:
+        page = await (await console.get("/")).text()
+    assert "storage full" in page and "code 15" not in page

@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from smarthub.gdsc.pki import HARDWARE_MODULE_NAME, HW_TYPE_SMARTHUB, CertificateAuthority, Role
-from smarthub.wan import sep2_xml
+from smarthub.wan.contract import sep2_xml
 
 VENV = Path(__file__).resolve().parents[2] / ".venv-sep2" / "bin" / "python"
 

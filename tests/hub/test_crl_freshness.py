@@ -20,9 +20,9 @@ from smarthub.gdsc.pki import CertificateAuthority, Role
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
 from smarthub.hub.management import REFRESH_BEFORE, STALE_GRACE, CrlStore, ManagementInterface
-from smarthub.wan import crl_sync
-from smarthub.wan.crl_sync import CrlOffer
-from smarthub.wan.server import HubWanServer
+from smarthub.wan.contract import crl_sync
+from smarthub.wan.contract.crl_sync import CrlOffer
+from smarthub.wan.server.resources import HubWanServer
 from smarthub.wan.tls import client_context, server_context
 
 T0 = datetime(2026, 3, 2, 12, tzinfo=UTC)

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from smarthub.clock import ManualClock
-from smarthub.gdsc.commands import Command, CommandSigner
+from smarthub.gdsc.commands import CommandSigner
 from smarthub.gdsc.pki import CertificateAuthority, IssuedCertificate, Role
 from smarthub.hub.firmware import (
     FirmwareError,
@@ -34,6 +34,7 @@ from smarthub.hub.firmware import (
     open_package,
 )
 from smarthub.hub.management import ManagementInterface
+from smarthub.wan.contract.commands import Command
 
 T0 = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
 

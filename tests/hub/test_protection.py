@@ -14,7 +14,7 @@ from smarthub.han.ports import PortBatch
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
 from smarthub.model.datapoint import DataPoint
-from smarthub.wan.server import HubWanServer, RateLimiter
+from smarthub.wan.server.resources import HubWanServer, RateLimiter
 from smarthub.wan.tls import client_context, server_context
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)

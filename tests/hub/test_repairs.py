@@ -37,7 +37,7 @@ from smarthub.sim.fleet import dlms_access
 from smarthub.sim.load_profile import HouseholdProfile
 from smarthub.sim.rigs import dlms_rig
 from smarthub.sim.wmbus_meter import WMBusMeterSimulator
-from smarthub.wan.log_events import event_detail
+from smarthub.wan.contract.events import event_detail
 
 T0 = datetime(2026, 3, 2, 18, 0, tzinfo=UTC)
 KEYS = SecurityKeys(bytes(range(16)), bytes(range(16, 32)))

@@ -23,7 +23,7 @@ from smarthub.model.tariff_calc import IntervalConsumption, day_start, settle, t
 from smarthub.model.tariff_carbon import FixedIntensity
 from smarthub.sim.appliance_profiles import APPLIANCES
 from smarthub.sim.consumer import sample_electricity
-from smarthub.wan.server import HubWanServer
+from smarthub.wan.server.resources import HubWanServer
 from smarthub.wan.tls import client_context, server_context
 
 START = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)  # a Monday; London is on GMT

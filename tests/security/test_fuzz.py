@@ -19,9 +19,10 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from smarthub.clock import ManualClock
-from smarthub.gdsc.commands import Command, CommandSigner
+from smarthub.gdsc.commands import CommandSigner
 from smarthub.gdsc.pki import CertificateAuthority, Role
 from smarthub.hub.management import CommandRefused, ManagementInterface
+from smarthub.wan.contract.commands import Command
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "fuzz.py"
 

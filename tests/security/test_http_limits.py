@@ -20,7 +20,7 @@ import pytest
 from smarthub.gdsc.pki import CertificateAuthority, Role
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
-from smarthub.wan.server import HubWanServer
+from smarthub.wan.server.resources import HubWanServer
 from smarthub.wan.tls import client_context, server_context
 
 GUARD = 20.0  # a broken server fails the test instead of hanging it; not a timing assertion

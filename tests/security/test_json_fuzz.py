@@ -31,12 +31,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smarthub.clock import ManualClock
-from smarthub.gdsc.commands import Command, CommandSigner
+from smarthub.gdsc.commands import CommandSigner
 from smarthub.gdsc.pki import CertificateAuthority, Role
 from smarthub.hub.ihd.app import CSRF_HEADER, csrf_token
 from smarthub.hub.management import CommandRefused, ManagementInterface
 from smarthub.hub.prepayment import PrepaymentLedger, VoucherRefused
 from smarthub.model.prepayment import BadVoucher, Voucher
+from smarthub.wan.contract.commands import Command
 
 EXAMPLES = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 
@@ -252,7 +253,7 @@ def test_mgmt_envelopes_are_refused_with_a_reason_never_an_exception(tmp_path: P
             assert refused.reason
             return
         accepted += 1
-        assert command["hub_id"] == "HUB1" and isinstance(command["counter"], int)
+        assert command.hub_id == "HUB1" and isinstance(command.counter, int)
         verdict = asyncio.run(mgmt.handle(envelope))  # handlers' errors are verdicts, not exceptions
         assert verdict.status in {"applied", "failed", "refused"}
 
@@ -261,7 +262,7 @@ def test_mgmt_envelopes_are_refused_with_a_reason_never_an_exception(tmp_path: P
         # A well-formed signed command is accepted (the property above is not vacuous).
         good = Command("HUB1", 10**9, "diagnostic.ping", {"nonce": 1}, NOW.isoformat())
         envelope = CommandSigner(_KEY, _OP.cert_pem, lambda h: 1).sign(good).envelope()
-        assert mgmt.verify(envelope)["type"] == "diagnostic.ping"
+        assert mgmt.verify(envelope).type == "diagnostic.ping"
     finally:
         mgmt.close()
 

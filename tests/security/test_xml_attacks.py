@@ -27,11 +27,12 @@ from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
 from smarthub.hub.management import ManagementInterface
 from smarthub.security.xml import XmlRefused, parse_untrusted
-from smarthub.wan import httpd, sep2
-from smarthub.wan.bulk import BulkParser
-from smarthub.wan.client import HubClient, PullError, parse_resource
-from smarthub.wan.pull import PullClient, bulk_link
-from smarthub.wan.server import HubWanServer
+from smarthub.wan import httpd
+from smarthub.wan.client import sep2
+from smarthub.wan.client.bulk import BulkParser
+from smarthub.wan.client.hub_client import HubClient, PullError, parse_resource
+from smarthub.wan.client.pull import PullClient, bulk_link
+from smarthub.wan.server.resources import HubWanServer
 from smarthub.wan.tls import client_context, server_context
 
 from .xml_attacks import NS, SECRET_MARK, Attack, attacks, document

@@ -14,8 +14,8 @@ from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
 from smarthub.model.datapoint import DataPoint
 from smarthub.sim.faults import HanGate, WanLink
-from smarthub.wan.client import HubClient, PullError
-from smarthub.wan.server import HubWanServer
+from smarthub.wan.client.hub_client import HubClient, PullError
+from smarthub.wan.server.resources import HubWanServer
 from smarthub.wan.tls import client_context, server_context
 
 T0 = datetime.fromisoformat("2026-03-02T00:00:00+00:00")

@@ -20,8 +20,8 @@ from smarthub.hub.privacy import Granularity, HubPrivacy
 from smarthub.hub.submeters import WanEvents, WanMeters
 from smarthub.sim.dsmr_meter import DsmrMeterSimulator
 from smarthub.sim.load_profile import HouseholdProfile
-from smarthub.wan.ihd_resources import IhdResources
-from smarthub.wan.server import HubWanServer
+from smarthub.wan.server.ihd_resources import IhdResources
+from smarthub.wan.server.resources import HubWanServer
 
 HUB_ID = "HUB000001"
 DSMR_METER = "4530303434303037313331353830373134"  # a DSMR 5 equipment id (34 digits, as KAIFA sends)

@@ -23,11 +23,11 @@ from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
 from smarthub.hub.privacy import ConsentStore, Granularity, HubPrivacy
 from smarthub.model import ObisCode, Reading, Unit
-from smarthub.wan import server as wan_server
-from smarthub.wan.bulk import BulkParser, ChannelRows, MirrorPoint, write_mirror_usage_points
-from smarthub.wan.client import HubClient, PullError
-from smarthub.wan.pull import PullClient
-from smarthub.wan.server import HubWanServer
+from smarthub.wan.client.bulk import BulkParser, ChannelRows, MirrorPoint, write_mirror_usage_points
+from smarthub.wan.client.hub_client import HubClient, PullError
+from smarthub.wan.client.pull import PullClient
+from smarthub.wan.server import resources as wan_server
+from smarthub.wan.server.resources import HubWanServer
 from smarthub.wan.tls import client_context, server_context
 
 IMPORT = ObisCode.parse("1-0:1.8.0")
@@ -236,7 +236,7 @@ async def test_pinning_holds_on_a_resumed_session(rig: Rig, wall_now: datetime) 
     (key,) = list(client.sessions._sessions)
     session = client.sessions.get(key)
     other = rig.ca.issue(Role.HUB, "HUB2", wall_now, hosts=("127.0.0.1",))
-    from smarthub.wan.pull import HubConnection
+    from smarthub.wan.client.pull import HubConnection
 
     host, port = "127.0.0.1", int(rig.url.rsplit(":", 1)[1])
     # The same cached session, offered while expecting another hub's LFDI: the handshake

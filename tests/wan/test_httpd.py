@@ -22,7 +22,7 @@ from smarthub.gdsc.pki import CertificateAuthority, Role
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
 from smarthub.wan.httpd import accepts
-from smarthub.wan.server import HubWanServer
+from smarthub.wan.server.resources import HubWanServer
 from smarthub.wan.tls import client_context, server_context
 
 

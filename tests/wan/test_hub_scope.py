@@ -46,9 +46,9 @@ from smarthub.hub.management import ManagementInterface
 from smarthub.hub.privacy import ConsentStore, HubPrivacy, SupplierEntry, privacy_commands
 from smarthub.hub.privacy import Granularity as HubGranularity
 from smarthub.model import ObisCode, Quality
-from smarthub.wan.client import HubClient, PullError
-from smarthub.wan.pull import PullClient
-from smarthub.wan.server import HubWanServer
+from smarthub.wan.client.hub_client import HubClient, PullError
+from smarthub.wan.client.pull import PullClient
+from smarthub.wan.server.resources import HubWanServer
 from smarthub.wan.tls import client_context, server_context
 
 IMPORT = ObisCode.parse("1-0:1.8.0")

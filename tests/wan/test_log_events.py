@@ -22,8 +22,8 @@ from smarthub.hub.diagnostics import (
 )
 from smarthub.model import ObisCode, Reading, Unit
 from smarthub.model.datapoint import DataPoint
-from smarthub.wan.log_events import FUNCTION_SETS, LOG_EVENT_PEN, event_detail, log_event, log_event_list
-from smarthub.wan.sep2_xml import to_bytes
+from smarthub.wan.contract.events import FUNCTION_SETS, LOG_EVENT_PEN, event_detail, log_event, log_event_list
+from smarthub.wan.contract.sep2_xml import to_bytes
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 

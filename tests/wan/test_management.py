@@ -12,14 +12,15 @@ import httpx
 import pytest
 
 from smarthub.clock import SystemClock
-from smarthub.gdsc.commands import Command, CommandSigner
+from smarthub.gdsc.commands import CommandSigner
 from smarthub.gdsc.pki import CertificateAuthority, Role
 from smarthub.gdsc.store import Store
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
 from smarthub.hub.management import ManagementInterface
-from smarthub.wan.client import HubClient
-from smarthub.wan.server import HubWanServer
+from smarthub.wan.client.hub_client import HubClient
+from smarthub.wan.contract.commands import Command
+from smarthub.wan.server.resources import HubWanServer
 from smarthub.wan.tls import client_context, server_context
 
 

@@ -14,8 +14,8 @@ from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
 from smarthub.hub.management import ManagementInterface
 from smarthub.hub.network import NetworkConfig, NetworkConfigError, NetworkSettings, network_command
-from smarthub.wan.client import HubClient, PullError
-from smarthub.wan.server import HubWanServer
+from smarthub.wan.client.hub_client import HubClient, PullError
+from smarthub.wan.server.resources import HubWanServer
 from smarthub.wan.tls import client_context, server_context
 
 

@@ -24,9 +24,9 @@ from smarthub.hub.privacy import ConsentStore, Granularity, HubPrivacy, Supplier
 from smarthub.model import ObisCode, Quality
 from smarthub.sim.dsmr_meter import DsmrMeterSimulator
 from smarthub.sim.load_profile import HouseholdProfile
-from smarthub.wan import sep2
-from smarthub.wan.client import HubClient, PullError
-from smarthub.wan.server import HubWanServer
+from smarthub.wan.client import sep2
+from smarthub.wan.client.hub_client import HubClient, PullError
+from smarthub.wan.server.resources import HubWanServer
 from smarthub.wan.tls import client_context, server_context
 
 IMPORT = ObisCode.parse("1-0:1.8.0")

@@ -30,10 +30,10 @@ from smarthub.hub.hub import SmartHub
 from smarthub.hub.privacy import ConsentStore, Granularity, HubPrivacy
 from smarthub.model import ObisCode, Reading, Unit
 from smarthub.model.identifiers import make_mpan
-from smarthub.wan import sep2_xml
-from smarthub.wan.client import HubClient
-from smarthub.wan.pull import PullClient
-from smarthub.wan.server import HubWanServer
+from smarthub.wan.client.hub_client import HubClient
+from smarthub.wan.client.pull import PullClient
+from smarthub.wan.contract import sep2_xml
+from smarthub.wan.server.resources import HubWanServer
 from smarthub.wan.tls import client_context, server_context
 from wan.crawl import SCHEMA, crawl
 

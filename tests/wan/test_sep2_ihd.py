@@ -30,9 +30,9 @@ from smarthub.model.obis import EXPORT_ACTIVE_POWER, IMPORT_ACTIVE_ENERGY, IMPOR
 from smarthub.model.tariff import TimeOfUse
 from smarthub.model.tariff_calc import day_start, local_day
 from smarthub.sim.fleet import SimulatedHome, home_specs, provision
-from smarthub.wan import sep2
-from smarthub.wan.ihd_resources import IhdResources, price_units
-from smarthub.wan.server import HubWanServer
+from smarthub.wan.client import sep2
+from smarthub.wan.server.ihd_resources import IhdResources, price_units
+from smarthub.wan.server.resources import HubWanServer
 from smarthub.wan.tls import client_context, server_context
 
 START = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)

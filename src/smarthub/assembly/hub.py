@@ -49,7 +49,7 @@ from smarthub.hub.registry import MeterRegistry, registry_commands
 from smarthub.hub.repairs import HubRepairs
 from smarthub.hub.submeters import WanEvents, WanMeters
 from smarthub.security.certificates import lfdi
-from smarthub.wan.server import HubWanServer
+from smarthub.wan.server.resources import HubWanServer
 from smarthub.wan.tls import server_context
 
 log = logging.getLogger(__name__)
@@ -471,7 +471,7 @@ def _wan(a: HubAssembly) -> Part:
     )  # fmt: skip
     a.management.register("pki.certificate", a.certificate.handle)
     if a.consumer is not None:
-        from smarthub.wan.ihd_resources import IhdResources
+        from smarthub.wan.server.ihd_resources import IhdResources
 
         # Third-party displays of this home read its pricing, messages and live demand in 2030.5.
         side = a.consumer

@@ -3,14 +3,14 @@
 Two ways to pull a hub (IEEE 2030.5 over HTTPS either way):
 
 - **bulk**, when the hub's DeviceCapability advertises a ``MirrorUsagePointListLink``: one
-  request per page of readings through :class:`smarthub.wan.pull.PullClient` (TLS session
+  request per page of readings through :class:`smarthub.wan.client.pull.PullClient` (TLS session
   resumption, h11, streaming lxml parse). The link is remembered per hub, so later pulls go
   straight to it: usually one request per hub.
-- **walk**, otherwise: :class:`smarthub.wan.client.HubClient` through dcap → upt → mr → rt/rs → r.
+- **walk**, otherwise: :class:`smarthub.wan.client.hub_client.HubClient` through dcap → upt → mr → rt/rs → r.
 
 Both yield the same readings and cursors (a channel's cursor key is its MeterReading href).
 
-The GDSC CA's CRL rides along with the bulk pull (:mod:`smarthub.wan.crl_sync`): every bulk
+The GDSC CA's CRL rides along with the bulk pull (:mod:`smarthub.wan.contract.crl_sync`): every bulk
 request offers the number of the CRL the collector holds (:meth:`Collector.offer_crl`, and
 :meth:`Collector.apply_crl` for each newer one), and a hub that asks for it gets it PUT on the
 same connection once its pages are in. A failure there is logged and does not fail the pull
@@ -38,11 +38,11 @@ from smarthub.clock import Clock
 from smarthub.gdsc.error_log import ErrorLog
 from smarthub.gdsc.event_pull import pull_events
 from smarthub.gdsc.store import HubRecord, IngestResult, ReadingRow, Readings, Store
-from smarthub.wan import crl_sync
-from smarthub.wan.client import HubClient, PulledInterval, PullError
-from smarthub.wan.crl_sync import CrlOffer
-from smarthub.wan.log_events import LOG_EVENT_POLL_RATE
-from smarthub.wan.pull import HubConnection, PullClient, SessionCache
+from smarthub.wan.client.hub_client import HubClient, PulledInterval, PullError
+from smarthub.wan.client.pull import HubConnection, PullClient, SessionCache
+from smarthub.wan.contract import crl_sync
+from smarthub.wan.contract.crl_sync import CrlOffer
+from smarthub.wan.contract.events import LOG_EVENT_POLL_RATE
 from smarthub.wan.tls import apply_crl
 
 log = logging.getLogger(__name__)

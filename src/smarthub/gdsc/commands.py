@@ -1,94 +1,19 @@
-"""Management commands the GDSC sends to hubs: built, counted, signed.
+"""Management commands the GDSC sends to hubs: counted and signed.
 
-A command is canonical JSON (sorted keys, no spaces) naming the hub, a per-hub counter that
-only ever rises, its type and body, signed with ECDSA P-256 / SHA-256 by a GDSC operator
-certificate. The hub accepts it only if the signature verifies under a certificate issued by
-the GDSC CA with the operator role, the hub id is its own, and the counter is above every
-counter it has accepted before (so a captured command cannot be replayed). IEEE 2030.5 has no
-general command function set, so the envelope is JSON on a hub resource ``/mgmt``.
+The command, its canonical payload and the envelope are the WAN contract's
+(:mod:`smarthub.wan.contract.commands`); here the GDSC signs them with its operator key.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-COMMAND_TYPES = (
-    "mapping.update",
-    "meter.key",
-    "meter.add",
-    "meter.remove",
-    "meter.replace",
-    "consent.set",
-    "supplier.keys",
-    "network.configure",
-    "supply.disconnect",
-    "supply.reconnect",
-    "supply.state",
-    "supply.limit",
-    "prepayment.topup",
-    "tariff.update",
-    "ihd.message",
-    "ihd.comparison",
-    "ihd.appliance",
-    "message.display",
-    "firmware.update",
-    "diagnostic.ping",
-    "diagnostic.han_scan",
-    "diagnostic.link_test",
-    "appliance.run",
-    "drlc.event",
-    "drlc.responses",
-    "pki.crl",
-    "pki.certificate",
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Command:
-    hub_id: str
-    counter: int
-    type: str
-    body: dict[str, Any]
-    issued: str  # ISO 8601, UTC
-
-    def canonical(self) -> bytes:
-        return json.dumps(
-            {
-                "hub_id": self.hub_id,
-                "counter": self.counter,
-                "type": self.type,
-                "body": self.body,
-                "issued": self.issued,
-            },
-            sort_keys=True,
-            separators=(",", ":"),
-            ensure_ascii=False,
-        ).encode()
-
-
-@dataclass(frozen=True, slots=True)
-class SignedCommand:
-    payload: bytes
-    signature: bytes
-    signer_pem: bytes
-
-    def envelope(self) -> bytes:
-        """The body POSTed to the hub's ``/mgmt``."""
-        return json.dumps(
-            {
-                "payload": self.payload.decode(),
-                "signature": base64.b64encode(self.signature).decode(),
-                "signer": self.signer_pem.decode(),
-            }
-        ).encode()
+from smarthub.wan.contract.commands import COMMAND_TYPES, Command, SignedCommand
 
 
 class CommandSigner:

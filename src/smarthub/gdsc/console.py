@@ -16,6 +16,7 @@ from smarthub.gdsc.error_log import ErrorLog
 from smarthub.gdsc.incidents import HUB_UNREACHABLE
 from smarthub.gdsc.scheduler import WindowProgress
 from smarthub.gdsc.store import Store
+from smarthub.wan.contract.diagnosis import label
 
 PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -59,24 +60,9 @@ def _chart(windows: list[WindowProgress]) -> str:
     )
 
 
-# Names of the hub's diagnosis codes (the WAN contract, see wan/log_events.py) for the chart.
-CODE_LABELS = {
-    1: "missing intervals",
-    2: "meter silent",
-    3: "HAN decode errors",
-    4: "HAN poll failures",
-    5: "weak HAN signal",
-    6: "decryption failures",
-    7: "register backwards",
-    8: "consumption spike",
-    9: "reverse flow",
-    10: "tamper",
-    11: "meter error",
-    12: "low battery",
-    13: "power failure",
-    14: "clock drift",
-    HUB_UNREACHABLE: "hub unreachable",
-}
+def code_label(code: int) -> str:
+    """A diagnosis code's label from the WAN contract (and the GDSC's own unreachable code)."""
+    return "hub unreachable" if code == HUB_UNREACHABLE else label(code)
 
 
 def _error_section(log: ErrorLog | None) -> str:
@@ -86,7 +72,7 @@ def _error_section(log: ErrorLog | None) -> str:
     open_incidents = log.incidents(open_only=True)
     by_code: dict[str, int] = {}
     for i in open_incidents:
-        label = CODE_LABELS.get(int(i["code"]), f"code {i['code']}")
+        label = code_label(int(i["code"]))
         by_code[label] = by_code.get(label, 0) + 1
     parts = []
     top = max(by_code.values(), default=1)

@@ -11,7 +11,7 @@ import ssl
 from typing import Any
 
 from smarthub.gdsc.store import HubRecord
-from smarthub.wan.client import HubClient
+from smarthub.wan.client.hub_client import HubClient
 
 
 class CommandCourier:

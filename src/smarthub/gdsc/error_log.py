@@ -40,17 +40,9 @@ from sqlalchemy import (
     update,
 )
 
-from smarthub.gdsc.incidents import (
-    HUB_UNREACHABLE,
-    Action,
-    BadHubEvent,
-    HubEvent,
-    Party,
-    decide,
-    incident_key,
-    parse_hub_event,
-)
+from smarthub.gdsc.incidents import HUB_UNREACHABLE, Action, Party, decide, incident_key
 from smarthub.gdsc.store import Store, metadata
+from smarthub.wan.contract.events import BadHubEvent, HubEvent, parse_hub_event
 
 _ID = BigInteger().with_variant(Integer, "sqlite")
 

@@ -11,7 +11,7 @@ import asyncio
 from datetime import datetime
 
 from smarthub.gdsc.error_log import ErrorLog, RecordResult
-from smarthub.wan.client import HubClient
+from smarthub.wan.client.hub_client import HubClient
 
 MAX_REFRESH = 50  # open events re-read per pull; a hub with more is in trouble anyway
 

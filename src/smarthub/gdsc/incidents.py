@@ -3,9 +3,9 @@
 Pure (no I/O, no clock): the central error log (:mod:`smarthub.gdsc.error_log`) stores and
 calls it. Three ideas from the fault path in DESIGN.md:
 
-* **Parse strictly.** A hub's event detail (:func:`smarthub.wan.log_events.event_detail`) is
-  input from the field: :func:`parse_hub_event` turns it into a typed :class:`HubEvent` or
-  raises :class:`BadHubEvent` naming the field, so one malformed hub cannot poison the log.
+* **Parse strictly.** A hub's event detail is input from the field: the WAN contract's
+  :func:`~smarthub.wan.contract.events.parse_hub_event` turns it into a typed ``HubEvent`` or
+  raises ``BadHubEvent`` naming the field, so one malformed hub cannot poison the log.
 * **Correlate.** An area problem (a power cut, a WAN link down) shows on many hubs at once;
   it is one incident keyed by the WAN link, not one per hub. Everything else is one incident
   per (hub, device, diagnosis).
@@ -19,36 +19,13 @@ calls it. Three ideas from the fault path in DESIGN.md:
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-# Diagnosis codes as the hub's LogEvents carry them (smarthub.hub.diagnostics.DiagnosisCode).
-# Repeated here as plain numbers because the GDSC must not import hub internals: the code
-# table is part of the WAN contract (see wan/log_events.py), not of the hub's implementation.
-MISSING_INTERVALS = 1
-STALE_METER = 2
-HAN_DECODE_ERRORS = 3
-HAN_POLL_FAILURES = 4
-HAN_WEAK_SIGNAL = 5
-DECRYPTION_FAILURES = 6
-REGISTER_BACKWARDS = 7
-CONSUMPTION_SPIKE = 8
-REVERSE_FLOW = 9
-TAMPER = 10
-METER_ERROR = 11
-LOW_BATTERY = 12
-POWER_FAILURE = 13
-CLOCK_DRIFT = 14
+from smarthub.wan.contract.diagnosis import DiagnosisCode as D
+
 # Not a hub diagnosis: the GDSC's own finding that a hub did not answer its pulls.
 HUB_UNREACHABLE = 1000
-
-SEVERITIES = ("info", "warning", "major", "critical")
-
-
-class BadHubEvent(ValueError):
-    """A hub sent an event detail the GDSC cannot use; the message names the field."""
 
 
 class Action(enum.StrEnum):
@@ -75,123 +52,36 @@ class Policy:
 POLICIES: dict[int, Policy] = {
     # HAN trouble the hub could not fix locally: a radio rescan / link test from the centre
     # often finds the meter on another channel or confirms the link; escalate if not.
-    MISSING_INTERVALS: Policy(Action.MONITOR, Party.SUPPLIER, escalate_after=timedelta(days=3)),
-    STALE_METER: Policy(Action.REMOTE_REPAIR, Party.SUPPLIER, "diagnostic.han_scan"),
-    HAN_POLL_FAILURES: Policy(Action.REMOTE_REPAIR, Party.SUPPLIER, "diagnostic.han_scan"),
-    HAN_WEAK_SIGNAL: Policy(Action.REMOTE_REPAIR, Party.SUPPLIER, "diagnostic.link_test"),
-    HAN_DECODE_ERRORS: Policy(Action.REMOTE_REPAIR, Party.SUPPLIER, "diagnostic.link_test"),
+    D.MISSING_INTERVALS: Policy(Action.MONITOR, Party.SUPPLIER, escalate_after=timedelta(days=3)),
+    D.STALE_METER: Policy(Action.REMOTE_REPAIR, Party.SUPPLIER, "diagnostic.han_scan"),
+    D.HAN_POLL_FAILURES: Policy(Action.REMOTE_REPAIR, Party.SUPPLIER, "diagnostic.han_scan"),
+    D.HAN_WEAK_SIGNAL: Policy(Action.REMOTE_REPAIR, Party.SUPPLIER, "diagnostic.link_test"),
+    D.HAN_DECODE_ERRORS: Policy(Action.REMOTE_REPAIR, Party.SUPPLIER, "diagnostic.link_test"),
     # The meter key is the supplier's: the GDSC cannot invent one, so a person acts.
-    DECRYPTION_FAILURES: Policy(Action.WORK_ORDER, Party.SUPPLIER),
-    REGISTER_BACKWARDS: Policy(Action.WORK_ORDER, Party.SUPPLIER),
-    CONSUMPTION_SPIKE: Policy(Action.MONITOR, Party.SUPPLIER, escalate_after=timedelta(days=2)),
-    REVERSE_FLOW: Policy(Action.WORK_ORDER, Party.SUPPLIER),
-    TAMPER: Policy(Action.WORK_ORDER, Party.SUPPLIER),
-    METER_ERROR: Policy(Action.WORK_ORDER, Party.SUPPLIER),
-    LOW_BATTERY: Policy(Action.WORK_ORDER, Party.SUPPLIER),
-    CLOCK_DRIFT: Policy(Action.WORK_ORDER, Party.SUPPLIER),
-    POWER_FAILURE: Policy(Action.MONITOR, Party.NETWORK_OPERATOR, area=True),
+    D.DECRYPTION_FAILURES: Policy(Action.WORK_ORDER, Party.SUPPLIER),
+    D.REGISTER_BACKWARDS: Policy(Action.WORK_ORDER, Party.SUPPLIER),
+    D.CONSUMPTION_SPIKE: Policy(Action.MONITOR, Party.SUPPLIER, escalate_after=timedelta(days=2)),
+    D.REVERSE_FLOW: Policy(Action.WORK_ORDER, Party.SUPPLIER),
+    D.TAMPER: Policy(Action.WORK_ORDER, Party.SUPPLIER),
+    D.METER_ERROR: Policy(Action.WORK_ORDER, Party.SUPPLIER),
+    D.LOW_BATTERY: Policy(Action.WORK_ORDER, Party.SUPPLIER),
+    D.CLOCK_DRIFT: Policy(Action.WORK_ORDER, Party.SUPPLIER),
+    # The hub cannot write its history (it holds readings in memory meanwhile): nothing the
+    # GDSC can send frees its storage, so the supplier who owns the hub sends someone at once.
+    D.STORAGE_FULL: Policy(Action.WORK_ORDER, Party.SUPPLIER),
+    D.POWER_FAILURE: Policy(Action.MONITOR, Party.NETWORK_OPERATOR, area=True),
     # One hub silent: ask its supplier after a day. Many on one link: one incident for the
     # WAN provider (escalated at once once it is an area outage, see decide()).
     HUB_UNREACHABLE: Policy(Action.MONITOR, Party.SUPPLIER, area=True),
 }
 
 
-@dataclass(frozen=True, slots=True)
-class HubEvent:
-    """One diagnosed event as a hub reported it (its LogEvent detail), typed."""
-
-    hub_id: str
-    event_id: int
-    code: int
-    kind: str
-    device: str
-    device_kind: str
-    severity: str
-    evidence: str
-    recommendation: str
-    first_seen: datetime
-    last_seen: datetime
-    count: int
-    repair: str
-    outcome: str | None
-    is_open: bool
-    closed: datetime | None
-    resolution: str | None
-
-    @property
-    def repaired_locally(self) -> bool:
-        return self.outcome == "succeeded"
-
-
-def _field(
-    detail: Mapping[str, Any], name: str, kind: type | tuple[type, ...], optional: bool = False
-) -> Any:
-    if name not in detail:
-        raise BadHubEvent(f"event detail lacks {name!r}")
-    value = detail[name]
-    if value is None and optional:
-        return None
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise BadHubEvent(f"event detail field {name!r} has type {type(value).__name__}")
-    return value
-
-
-def _time(detail: Mapping[str, Any], name: str, optional: bool = False) -> datetime | None:
-    text = _field(detail, name, str, optional)
-    if text is None:
-        return None
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
-        raise BadHubEvent(f"event detail field {name!r} is not an ISO 8601 time: {text[:40]!r}") from None
-    if t.tzinfo is None:
-        raise BadHubEvent(f"event detail field {name!r} has no time zone")
-    return t
-
-
-def parse_hub_event(hub_id: str, detail: object) -> HubEvent:
-    """A hub's event detail (JSON object) as a :class:`HubEvent`; :class:`BadHubEvent` if unusable."""
-    if not isinstance(detail, Mapping):
-        raise BadHubEvent(f"event detail is a {type(detail).__name__}, not an object")
-    event_id = _field(detail, "id", int)
-    code = _field(detail, "code", int)
-    if event_id < 0 or not 0 < code < 256:
-        raise BadHubEvent(f"event id {event_id} / code {code} out of range")
-    severity = _field(detail, "severity", str)
-    if severity not in SEVERITIES:
-        raise BadHubEvent(f"unknown severity {severity[:20]!r}")
-    first_seen = _time(detail, "first_seen")
-    last_seen = _time(detail, "last_seen")
-    assert first_seen is not None and last_seen is not None
-    if last_seen < first_seen:
-        raise BadHubEvent("event last_seen is before first_seen")
-    count = _field(detail, "count", int)
-    if count < 1:
-        raise BadHubEvent(f"event count {count} < 1")
-    return HubEvent(
-        hub_id=hub_id,
-        event_id=event_id,
-        code=code,
-        kind=_field(detail, "kind", str)[:64],
-        device=_field(detail, "device", str)[:64],
-        device_kind=_field(detail, "device_kind", str)[:32],
-        severity=severity,
-        evidence=_field(detail, "evidence", str)[:500],
-        recommendation=_field(detail, "recommendation", str)[:500],
-        first_seen=first_seen,
-        last_seen=last_seen,
-        count=count,
-        repair=_field(detail, "repair", str)[:32],
-        outcome=_field(detail, "outcome", str, optional=True),
-        is_open=_field(detail, "open", bool),
-        closed=_time(detail, "closed", optional=True),
-        resolution=_field(detail, "resolution", str, optional=True),
-    )
+UNKNOWN = Policy(Action.WORK_ORDER, Party.SUPPLIER)
 
 
 def policy_for(code: int) -> Policy:
     """Unknown (newer) diagnosis codes still reach a person: a work order for the supplier."""
-    return POLICIES.get(code, Policy(Action.WORK_ORDER, Party.SUPPLIER))
+    return POLICIES.get(code, UNKNOWN)
 
 
 def incident_key(hub_id: str, wan_link: str | None, code: int, device: str) -> tuple[str, str]:
@@ -236,6 +126,8 @@ def decide(
         return Decision(Action.WORK_ORDER, party, reason=f"area incident: {hubs_affected} hubs on one link")
     if p.action is Action.REMOTE_REPAIR and not remote_repair_tried:
         return Decision(Action.REMOTE_REPAIR, p.party, p.command, f"remote {p.command} before a visit")
+    if p is UNKNOWN:
+        return Decision(Action.WORK_ORDER, p.party, reason=f"diagnosis code {code} unknown to the GDSC")
     if p.action is Action.WORK_ORDER:
         return Decision(Action.WORK_ORDER, p.party, reason="needs a person")
     if now - opened >= p.escalate_after:

@@ -64,8 +64,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import aliased
 
-from smarthub.gdsc.commands import CommandSigner, SignedCommand
+from smarthub.gdsc.commands import CommandSigner
 from smarthub.gdsc.store import HubRecord, Store, hubs, metadata, pull_log
+from smarthub.wan.contract.commands import SignedCommand
 
 # Row states.
 PENDING, CLAIMED, DONE, FAILED = "pending", "claimed", "done", "failed"

@@ -44,7 +44,7 @@ from smarthub.gdsc.collector import Collector, PullOutcome
 from smarthub.gdsc.courier import CommandCourier
 from smarthub.gdsc.plan import DONE, FAILED, Backoff, BulkClaim, PullPlan, UrgentClaim
 from smarthub.gdsc.store import HubRecord
-from smarthub.wan.client import PullError
+from smarthub.wan.client.hub_client import PullError
 
 log = logging.getLogger(__name__)
 

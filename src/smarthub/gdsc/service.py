@@ -66,7 +66,7 @@ from smarthub.gdsc.scheduler import Scheduler, _wall_seconds
 from smarthub.gdsc.store import Store
 from smarthub.gdsc.supplier_change import SupplierChanges
 from smarthub.gdsc.vouchers import VoucherCourier
-from smarthub.wan.client import HubClient
+from smarthub.wan.client.hub_client import HubClient
 from smarthub.wan.tls import client_context
 
 log = logging.getLogger(__name__)

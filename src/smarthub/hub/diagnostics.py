@@ -9,7 +9,7 @@ Each condition is kept as one :class:`DiagnosedEvent` per ``(code, device)`` in 
 :class:`DiagnosticsLog` (SQLite): raised once, updated (``count``, ``last_seen``, evidence)
 while the condition persists, closed when it clears or a local repair fixes it. The WAN
 publishes the events as an IEEE 2030.5-2018 LogEventList (LogEvent function set, §10.11;
-see :mod:`smarthub.wan.log_events`), with the full evidence available to the GDSC for work
+see :mod:`smarthub.wan.contract.events`), with the full evidence available to the GDSC for work
 orders.
 
 What is detected (``DiagnosisCode``):
@@ -35,7 +35,6 @@ and records the outcome.
 
 from __future__ import annotations
 
-import enum
 import json
 import logging
 import os
@@ -62,6 +61,7 @@ from smarthub.model import ObisCode, Quality, Reading
 from smarthub.model.datapoint import DataPoint
 from smarthub.model.obis import EXPORT_ACTIVE_ENERGY
 from smarthub.model.reading_type import interval_channels
+from smarthub.wan.contract.diagnosis import DiagnosisCode, RepairAction, RepairOutcome, Severity
 
 log = logging.getLogger(__name__)
 
@@ -69,48 +69,6 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------------------------
 # The event model
 # --------------------------------------------------------------------------------------------
-
-
-class DiagnosisCode(enum.IntEnum):
-    """What was diagnosed. The values are stable: they are the 2030.5 ``logEventCode`` (UInt8)
-    of our vendor-defined profile, and the GDSC keys work orders on them. Never renumber."""
-
-    MISSING_INTERVALS = 1
-    STALE_METER = 2
-    HAN_DECODE_ERRORS = 3
-    HAN_POLL_FAILURES = 4
-    HAN_WEAK_SIGNAL = 5
-    DECRYPTION_FAILURES = 6
-    REGISTER_BACKWARDS = 7
-    CONSUMPTION_SPIKE = 8
-    REVERSE_FLOW = 9
-    TAMPER = 10
-    METER_ERROR = 11
-    LOW_BATTERY = 12
-    POWER_FAILURE = 13
-    CLOCK_DRIFT = 14
-    STORAGE_FULL = 15
-
-
-class Severity(enum.StrEnum):
-    INFO = "info"
-    WARNING = "warning"
-    MAJOR = "major"
-    CRITICAL = "critical"
-
-
-class RepairAction(enum.StrEnum):
-    NONE = "none"  # no local repair fits the diagnosis
-    REPOLL = "repoll"
-    RESYNC_CLOCK = "resync_clock"
-    REKEY = "rekey"
-    FALLBACK_TRANSPORT = "fallback_transport"
-
-
-class RepairOutcome(enum.StrEnum):
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    UNSUPPORTED = "unsupported"
 
 
 METER = "meter"
@@ -188,7 +146,6 @@ class CodeInfo:
     severity: Severity
     recommendation: str  # what a person should do if the local repair does not clear it
     repairs: tuple[RepairAction, ...]  # tried in order until one succeeds
-    label: str  # short, for the LogEvent's String32 details
 
 
 CODE_INFO: dict[DiagnosisCode, CodeInfo] = {
@@ -196,75 +153,52 @@ CODE_INFO: dict[DiagnosisCode, CodeInfo] = {
         Severity.WARNING,
         "none: gap estimated by interpolation; site visit if it recurs",
         (RepairAction.REPOLL,),
-        "missing intervals",
     ),
     DiagnosisCode.STALE_METER: CodeInfo(
         Severity.MAJOR,
         "site visit: check meter power and HAN connection",
         (RepairAction.REPOLL, RepairAction.FALLBACK_TRANSPORT),
-        "meter silent",
     ),
     DiagnosisCode.HAN_DECODE_ERRORS: CodeInfo(
         Severity.WARNING,
         "site visit: check optical head / P1 cable / radio interference",
         (RepairAction.FALLBACK_TRANSPORT,),
-        "HAN decode errors",
     ),
     DiagnosisCode.HAN_POLL_FAILURES: CodeInfo(
         Severity.MAJOR,
         "site visit: check optical head or bus wiring",
         (RepairAction.REPOLL, RepairAction.FALLBACK_TRANSPORT),
-        "HAN poll failures",
     ),
     DiagnosisCode.HAN_WEAK_SIGNAL: CodeInfo(
-        Severity.WARNING,
-        "relocate hub or fit a radio repeater",
-        (RepairAction.FALLBACK_TRANSPORT,),
-        "weak HAN signal",
+        Severity.WARNING, "relocate hub or fit a radio repeater", (RepairAction.FALLBACK_TRANSPORT,)
     ),
     DiagnosisCode.DECRYPTION_FAILURES: CodeInfo(
-        Severity.MAJOR,
-        "re-issue the meter key (key store out of step with the meter)",
-        (RepairAction.REKEY,),
-        "decryption failures",
+        Severity.MAJOR, "re-issue the meter key (key store out of step with the meter)", (RepairAction.REKEY,)
     ),
     DiagnosisCode.REGISTER_BACKWARDS: CodeInfo(
-        Severity.MAJOR,
-        "site visit: verify register (meter reset or exchanged?) and re-baseline",
-        (),
-        "register backwards",
+        Severity.MAJOR, "site visit: verify register (meter reset or exchanged?) and re-baseline", ()
     ),
     DiagnosisCode.CONSUMPTION_SPIKE: CodeInfo(
-        Severity.WARNING,
-        "validate the interval against the meter display; check meter rating",
-        (),
-        "consumption spike",
+        Severity.WARNING, "validate the interval against the meter display; check meter rating", ()
     ),
     DiagnosisCode.REVERSE_FLOW: CodeInfo(
-        Severity.MAJOR,
-        "check for unregistered generation or reversed meter wiring",
-        (),
-        "reverse flow",
+        Severity.MAJOR, "check for unregistered generation or reversed meter wiring", ()
     ),
-    DiagnosisCode.TAMPER: CodeInfo(Severity.CRITICAL, "site visit: tamper inspection", (), "tamper flag"),
+    DiagnosisCode.TAMPER: CodeInfo(Severity.CRITICAL, "site visit: tamper inspection", ()),
     DiagnosisCode.METER_ERROR: CodeInfo(
-        Severity.MAJOR, "site visit: meter reports an error; replace if persistent", (), "meter error flag"
+        Severity.MAJOR, "site visit: meter reports an error; replace if persistent", ()
     ),
-    DiagnosisCode.LOW_BATTERY: CodeInfo(Severity.WARNING, "replace battery", (), "low battery"),
-    DiagnosisCode.POWER_FAILURE: CodeInfo(
-        Severity.INFO, "none: supply interruption recorded", (), "power failure"
-    ),
+    DiagnosisCode.LOW_BATTERY: CodeInfo(Severity.WARNING, "replace battery", ()),
+    DiagnosisCode.POWER_FAILURE: CodeInfo(Severity.INFO, "none: supply interruption recorded", ()),
     DiagnosisCode.CLOCK_DRIFT: CodeInfo(
         Severity.WARNING,
         "site visit: set meter clock (remote re-sync not available or failed)",
         (RepairAction.RESYNC_CLOCK,),
-        "clock drift",
     ),
     DiagnosisCode.STORAGE_FULL: CodeInfo(
         Severity.CRITICAL,
         "free space on the hub or replace its storage; readings are held in memory meanwhile",
         (),
-        "storage full",
     ),
 }
 

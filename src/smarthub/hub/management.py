@@ -62,6 +62,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from smarthub.clock import Clock
 from smarthub.hub import sqlite_files
 from smarthub.security.certificates import CertificateRejected, Role, crl_overdue, verify_certificate
+from smarthub.wan.contract.commands import Command, MalformedCommand, SignedCommand
 
 log = logging.getLogger(__name__)
 
@@ -171,24 +172,15 @@ class ManagementInterface:
             self._db.close()
 
     # -- verification ------------------------------------------------------------------
-    def verify(self, envelope: bytes) -> dict[str, Any]:
+    def verify(self, envelope: bytes) -> Command:
         """The command in ``envelope`` if it may run; :class:`CommandRefused` saying why if not."""
         try:
-            outer = json.loads(envelope)
-            payload = outer["payload"].encode()
-            signature = base64.b64decode(outer["signature"], validate=True)
-            signer = x509.load_pem_x509_certificate(outer["signer"].encode())
-        except (
-            ValueError,
-            KeyError,
-            TypeError,
-            AttributeError,
-            binascii.Error,
-            x509.InvalidVersion,
-            RecursionError,
-        ) as err:
-            # (InvalidVersion, a certificate whose version is not v1/v3, is no ValueError;
-            # RecursionError is JSON nested thousands deep.)
+            signed = SignedCommand.from_envelope(envelope)
+            signer = x509.load_pem_x509_certificate(signed.signer_pem)
+        except MalformedCommand as err:
+            raise CommandRefused("malformed", str(err)) from None
+        except (ValueError, x509.InvalidVersion) as err:
+            # (InvalidVersion, a certificate whose version is not v1/v3, is no ValueError.)
             raise CommandRefused("malformed", f"not a command envelope: {err}") from None
         now = self.clock.now()
         try:
@@ -207,24 +199,18 @@ class ManagementInterface:
         if not isinstance(key, ec.EllipticCurvePublicKey):
             raise CommandRefused("unknown_signer", "signer certificate does not carry an EC key")
         try:
-            key.verify(signature, payload, ec.ECDSA(hashes.SHA256()))
+            key.verify(signed.signature, signed.payload, ec.ECDSA(hashes.SHA256()))
         except InvalidSignature:
             raise CommandRefused("bad_signature", "signature does not verify over the payload") from None
         try:
-            command = json.loads(payload)
-            hub_id, counter, ctype, body = (
-                command["hub_id"],
-                command["counter"],
-                command["type"],
-                command["body"],
+            command = Command.from_payload(signed.payload)
+        except MalformedCommand as err:
+            raise CommandRefused("malformed", str(err)) from None
+        if command.hub_id != self.hub_id:
+            raise CommandRefused(
+                "wrong_hub", f"command is for hub {command.hub_id!r}, this is {self.hub_id!r}"
             )
-        except (ValueError, KeyError, TypeError, RecursionError) as err:
-            raise CommandRefused("malformed", f"signed payload is not a command: {err}") from None
-        if not isinstance(counter, int) or not isinstance(body, dict) or not isinstance(ctype, str):
-            raise CommandRefused("malformed", "counter must be an integer, type a string, body an object")
-        if hub_id != self.hub_id:
-            raise CommandRefused("wrong_hub", f"command is for hub {hub_id!r}, this is {self.hub_id!r}")
-        self._stale_crl_policy(ctype, now)
+        self._stale_crl_policy(command.type, now)
         return command
 
     def _stale_crl_policy(self, ctype: str, now: datetime) -> None:
@@ -257,7 +243,7 @@ class ManagementInterface:
         received = int(self.clock.now().timestamp())
         try:
             command = self.verify(envelope)
-            counter, ctype = command["counter"], command["type"]
+            counter, ctype = command.counter, command.type
             handler = self.handlers.get(ctype)
             if handler is None:
                 raise CommandRefused("unsupported", f"this hub has no command {ctype!r}")
@@ -266,7 +252,7 @@ class ManagementInterface:
             self._log(received, None, None, "refused", str(refused))
             return CommandResult("refused", refused.code, refused.reason)
         try:
-            out = handler(command["body"])
+            out = handler(command.body)
             result = await out if isinstance(out, Awaitable) else out
         except Exception as err:  # a handler's failure is the command's outcome, reported to the GDSC
             self._log(received, counter, ctype, "failed", f"{type(err).__name__}: {err}")

@@ -6,7 +6,7 @@ that is billed. The hub keeps sub-meter intervals in its history for the IHD's c
 appliance, and serves them to no one on the WAN: not in ``/upt``, not in ``/mup``, not to the
 GDSC or any party, whatever the consent (the privacy filter governs the *supply* data only).
 
-`WanMeters` is the `smarthub.wan.server.MeteringSource` the WAN server is given: the hub's
+`WanMeters` is the `smarthub.wan.server.resources.MeteringSource` the WAN server is given: the hub's
 meters minus those ``is_submeter`` names (the home's appliance map, kept by the IHD).
 `WanEvents` does the same for the diagnosed events the GDSC pulls as LogEvents: a plug going
 quiet (someone unplugged the television) is the household's business; the hub still diagnoses

@@ -3,7 +3,7 @@
 Why not aiohttp.web, as the GDSC side uses: memory on a hub. Importing ``aiohttp.web`` costs
 ~18 MB of RSS (its client, connector and multidict/yarl machinery come with it) on a device
 whose whole budget is 64 MB (issue 4, measured by ``bench/hub.py``); h11 costs well under 1 MB
-and is already a dependency (the GDSC's bulk puller, :mod:`smarthub.wan.pull`). The protocol
+and is already a dependency (the GDSC's bulk puller, :mod:`smarthub.wan.client.pull`). The protocol
 work (parsing, framing, keep-alive, pipelining) is h11's; this module adds only what a server
 needs around it: routing by path template, middlewares, errors as responses, a bound on
 request bodies (413, answered before the rest is read) and on time: idle keep-alive
@@ -12,7 +12,7 @@ clients are closed (the head) or answered 408 (the body) while other clients are
 
 It offers the slice of ``aiohttp.web``'s interface the WAN server uses (``Application``,
 ``Request``, ``Response``, ``json_response``, ``HTTPNotFound``…, ``AppRunner``, ``TCPSite``),
-so :mod:`smarthub.wan.server` reads as it did. Path templates are aiohttp's: ``{name}``
+so :mod:`smarthub.wan.server.resources` reads as it did. Path templates are aiohttp's: ``{name}``
 matches one path segment; ``match_info`` holds it as sent (still percent-encoded).
 
 Content negotiation: each route says what it produces (the application's default, or its own);

@@ -11,7 +11,7 @@ request's ``a``, oldest first and possibly cut short (then ``lastUpdateTime`` is
 last one); its ``ReadingType`` (which the XSD places *after* the sets) says commodity, unit
 and scale. The List pages by MirrorUsagePoint (2030.5 ``s``/``l``/``all``/``results``).
 
-Both sides are sans-I/O. The writer (:func:`smarthub.wan.sep2_xml.write_mirror_usage_points`,
+Both sides are sans-I/O. The writer (:func:`smarthub.wan.contract.sep2_xml.write_mirror_usage_points`,
 with the hub's other lxml builders) builds the tree with lxml directly: a day of two channels
 is ~100 Readings and validating each through pydantic would cost more than the rest of a pull.
 The parser is lxml's
@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from lxml import etree
 
 from smarthub.model.reading_type import obis_for_interval
-from smarthub.wan.client import PulledInterval, PullError
+from smarthub.wan.client.hub_client import PulledInterval, PullError
 
 # The writer lives with the hub's other 2030.5 builders (the hub must not import this module's
 # parser, which needs the GDSC client); re-exported here, where the document is described.
-from smarthub.wan.sep2_xml import (
+from smarthub.wan.contract.sep2_xml import (
     NS,
     UNTRUSTED_PARSER_OPTIONS,
     ChannelRows,

@@ -4,7 +4,7 @@ The hub is the *server*; the GDSC is a client that pulls (DESIGN.md). TLS requir
 client certificate issued by the GDSC CA (see :mod:`smarthub.wan.tls`), so an unknown
 client never reaches a handler. Every list honours the 2030.5 query parameters ``s`` (start
 index), ``l`` (limit, default 1) and ``a`` (after: only items at or after this epoch second)
-the same way (:mod:`smarthub.wan.paging`), which makes incremental pulls cheap: the GDSC asks
+the same way (:mod:`smarthub.wan.contract.paging`), which makes incremental pulls cheap: the GDSC asks
 for readings after its cursor.
 
 Every href a document carries resolves, for the client it was served to, to a document of the
@@ -48,12 +48,12 @@ from smarthub.model.reading_type import (
     interval_spec,
 )
 from smarthub.security.certificates import sfdi_from_lfdi
-from smarthub.wan import crl_sync
 from smarthub.wan import httpd as web
-from smarthub.wan import sep2_xml as sep2
-from smarthub.wan.log_events import LOG_EVENT_PEN, event_detail, log_event, log_event_list
-from smarthub.wan.paging import MAX_LIMIT, ListQuery, QueryError
-from smarthub.wan.sep2_xml import (
+from smarthub.wan.contract import crl_sync
+from smarthub.wan.contract import sep2_xml as sep2
+from smarthub.wan.contract.events import LOG_EVENT_PEN, event_detail, log_event, log_event_list
+from smarthub.wan.contract.paging import MAX_LIMIT, ListQuery, QueryError
+from smarthub.wan.contract.sep2_xml import (
     DAY,
     ChannelRows,
     Element,
@@ -865,7 +865,7 @@ class HubWanServer:
         """Bulk pull: a MirrorUsagePointList (§10.10 metering mirror), one MirrorUsagePoint per
         meter, each with every channel's MirrorMeterReading and the readings at or after ``a``.
 
-        2030.5 list semantics (:mod:`smarthub.wan.paging`): ``s`` and ``l`` count
+        2030.5 list semantics (:mod:`smarthub.wan.contract.paging`): ``s`` and ``l`` count
         MirrorUsagePoints, ``all`` is the number of usage points the recipient may see,
         ``results`` the number in this response. Each channel is listed on every page with its
         ReadingType, whether or not it has readings after ``a``, so a puller learns of channels
@@ -878,7 +878,7 @@ class HubWanServer:
 
         The recipient's privacy filter applies exactly as on ``…/rs/{day}/r``: the same
         ``_granularity`` decides, and anything coarser than half-hourly comes from the same
-        ``privacy.aggregates`` view. Standard 2030.5 elements only (see :mod:`smarthub.wan.bulk`).
+        ``privacy.aggregates`` view. Standard 2030.5 elements only (see :mod:`smarthub.wan.client.bulk`).
         """
         self._mirror_granularity(request)  # a recipient of register totals only: 403
         q = self._paging(request)

@@ -1,10 +1,10 @@
 """The lean pull client: one hub's bulk readings over mutual TLS, with TLS session resumption.
 
-Why not aiohttp (as :class:`smarthub.wan.client.HubClient`)? asyncio's streams and transports
+Why not aiohttp (as :class:`smarthub.wan.client.hub_client.HubClient`)? asyncio's streams and transports
 do not expose the ``SSLSession``, so a collector pulling millions of hubs would pay a full
 ECDHE + ECDSA handshake on every pull. Here TLS runs on ``ssl.MemoryBIO`` under a plain
 asyncio ``Protocol`` (``SSLContext.wrap_bio(..., session=cached)``), HTTP/1.1 is ``h11``
-(sans-I/O) and the body goes straight into :class:`smarthub.wan.bulk.BulkParser` chunk by
+(sans-I/O) and the body goes straight into :class:`smarthub.wan.client.bulk.BulkParser` chunk by
 chunk. Memory per connection is bounded: the socket is paused when more than
 ``READ_HIGH_WATER`` bytes wait, and a body may not exceed ``MAX_BODY``.
 
@@ -25,10 +25,11 @@ from urllib.parse import urlencode, urlsplit
 
 import h11
 
-from smarthub.wan import crl_sync, sep2
-from smarthub.wan.bulk import BulkParser, ChannelReadings
-from smarthub.wan.client import PulledInterval, PullError
-from smarthub.wan.sep2_xml import XmlRefused, parse_untrusted
+from smarthub.wan.client import sep2
+from smarthub.wan.client.bulk import BulkParser, ChannelReadings
+from smarthub.wan.client.hub_client import PulledInterval, PullError
+from smarthub.wan.contract import crl_sync
+from smarthub.wan.contract.sep2_xml import XmlRefused, parse_untrusted
 from smarthub.wan.tls import PeerMismatch, check_peer
 
 MAX_BODY = 4 * 1024 * 1024

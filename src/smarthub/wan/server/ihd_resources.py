@@ -34,7 +34,7 @@ is computed in the hub, so it works while the WAN is down):
 * ``/dcap`` answers a display with MessagingProgramListLink, TariffProfileListLink, TimeLink and,
   when the hub has a live power source, UsagePointListLink ``/dupt``.
 
-Every list here pages as every list of the hub does (:mod:`smarthub.wan.paging`).
+Every list here pages as every list of the hub does (:mod:`smarthub.wan.contract.paging`).
 
 **Access**: only a client whose certificate carries the ``ihd`` role (``OU=ihd``, issued by the
 GDSC CA, so TLS already admitted it) and is issued for *this* hub (its name is the hub id, or
@@ -69,10 +69,10 @@ from smarthub.model.tariff import Tariff, TariffError, Tiered, TimeOfUse
 from smarthub.model.tariff_calc import day_start, local_day
 from smarthub.security.certificates import Role
 from smarthub.wan import httpd as web
-from smarthub.wan import sep2_xml as sep2
+from smarthub.wan.contract import sep2_xml as sep2
 
 if TYPE_CHECKING:
-    from smarthub.wan.server import HubWanServer
+    from smarthub.wan.server.resources import HubWanServer
 
 PRICE_POWER_OF_TEN = -8  # GBP × 10^-8 = pence × 10^-6: the tariff model's precision
 MESSAGE_WITHOUT_END = timedelta(days=365)

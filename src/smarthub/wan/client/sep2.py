@@ -2,7 +2,7 @@
 
 The XML binding is envoy-schema's (pydantic-xml models bound to the 2030.5 XSD); we add
 only the ReadingSetList it lacks. The hub does not import this module: it builds what it
-serves with lxml (:mod:`smarthub.wan.sep2_xml`, which says why and holds the href scheme,
+serves with lxml (:mod:`smarthub.wan.contract.sep2_xml`, which says why and holds the href scheme,
 re-exported here for the client).
 """
 
@@ -24,7 +24,7 @@ from envoy_schema.server.schema.sep2.time import TimeResponse
 from envoy_schema.server.schema.sep2.types import DateTimeIntervalType
 from pydantic_xml import BaseXmlModel, element
 
-from smarthub.wan.sep2_xml import (
+from smarthub.wan.contract.sep2_xml import (
     CONTENT_TYPE,
     DAY,
     channel_token,

@@ -1,7 +1,7 @@
 """The IEEE 2030.5 resources the hub serves, built as XML with lxml; and the href scheme.
 
 Why not envoy-schema's pydantic-xml models (which the GDSC still uses to *parse*, see
-:mod:`smarthub.wan.sep2`): memory on a hub. Importing envoy-schema pulls in pydantic,
+:mod:`smarthub.wan.client.sep2`): memory on a hub. Importing envoy-schema pulls in pydantic,
 pydantic-core and pydantic-xml and builds a validator per model, ~20–26 MB of RSS on a device
 whose whole budget is 64 MB (issue 4; measured by ``bench/hub.py``), and validating every
 Reading through pydantic costs more than building it. lxml is already on the hub for the bulk
@@ -604,7 +604,7 @@ def done(list_: Element) -> Element:
     return list_
 
 
-# -- the bulk resource (smarthub.wan.bulk parses it) ------------------------------------------
+# -- the bulk resource (smarthub.wan.client.bulk parses it) ------------------------------------------
 class IntervalRow(Protocol):  # read-only members: frozen dataclasses (hub.intervals) satisfy them
     @property
     def start(self) -> int: ...
@@ -621,7 +621,7 @@ class ChannelRows:
     """One channel's readings in a mirror response, as the hub's privacy filter let them out.
 
     ``last_update`` is the end (start + duration) of the channel's latest reading the recipient
-    may have, when known: with ``rows`` cut short (see :mod:`smarthub.wan.server`), it is later
+    may have, when known: with ``rows`` cut short (see :mod:`smarthub.wan.server.resources`), it is later
     than the last row's end, which tells a client that more follows."""
 
     obis: ObisCode
@@ -695,7 +695,7 @@ def write_mirror_usage_points(
 
     ``all_`` is the number of usage points the list has (the List's ``all``); ``results`` is how
     many this response carries. ``query`` (``?recipient=…`` or empty) is appended to every href,
-    so a client follows them for the same recipient. See :mod:`smarthub.wan.bulk`."""
+    so a client follows them for the same recipient. See :mod:`smarthub.wan.client.bulk`."""
     root = _list("MirrorUsagePointList", href + query, all_, 0)
     for point in points:
         _mirror_usage_point(root, hub_id, lfdi, point, query)

@@ -22,8 +22,8 @@ from pydantic import ValidationError
 from pydantic_xml import BaseXmlModel
 
 from smarthub.model.reading_type import obis_for_interval
-from smarthub.wan import sep2
-from smarthub.wan.sep2_xml import XmlRefused, parse_untrusted
+from smarthub.wan.client import sep2
+from smarthub.wan.contract.sep2_xml import XmlRefused, parse_untrusted
 from smarthub.wan.tls import PeerMismatch, check_peer
 
 MAX_BODY = 4 * 1024 * 1024

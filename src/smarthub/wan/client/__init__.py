@@ -1,0 +1,1 @@
+"""The GDSC's side of the WAN: walking a hub's resources, the bulk pull, delivering commands."""
