@@ -94,7 +94,7 @@ def chaos(
         raise typer.Exit(1)
 
 
-async def _demo(cfg, headless: bool, port: int):  # type: ignore[no-untyped-def]
+async def _demo(cfg, headless: bool, port: int):
     from aiohttp import web
 
     from smarthub.gdsc.incidents.console import console_app
@@ -221,9 +221,7 @@ def hub(
         raise typer.Exit(1) from None
 
 
-def _p1_config(  # type: ignore[no-untyped-def]
-    state, hub_id, serial, tcp, dsmr2, listen, port, consumer, ihd_listen, ihd_port
-):
+def _p1_config(state, hub_id, serial, tcp, dsmr2, listen, port, consumer, ihd_listen, ihd_port):
     """The configuration the P1 options stand for: one DSMR meter on a serial port or TCP."""
     from smarthub.assembly.config import (
         ConfigError,
@@ -265,7 +263,7 @@ def _p1_config(  # type: ignore[no-untyped-def]
     )
 
 
-def _print_check(cfg) -> None:  # type: ignore[no-untyped-def]
+def _print_check(cfg) -> None:
     import json
 
     print(
@@ -285,7 +283,7 @@ def _print_check(cfg) -> None:  # type: ignore[no-untyped-def]
     )
 
 
-def _connectors(cfg):  # type: ignore[no-untyped-def]
+def _connectors(cfg):
     """The simulated transports' connector, only when the configuration has one (a hub reading
     real meters never loads the simulators)."""
     if not any(m.transport.kind == "simulated" for m in cfg.meters):
@@ -296,7 +294,7 @@ def _connectors(cfg):  # type: ignore[no-untyped-def]
     return {"simulated": simulated_connector(SystemClock(), SystemClock().now(), timedelta(seconds=10))}
 
 
-def _replay(cfg, log_path: Path) -> None:  # type: ignore[no-untyped-def]
+def _replay(cfg, log_path: Path) -> None:
     """``smarthub hub --replay``: the capture log through the hub's ports into its history."""
     import json
 
@@ -322,14 +320,14 @@ def _replay(cfg, log_path: Path) -> None:  # type: ignore[no-untyped-def]
     print(json.dumps(result))
 
 
-def _assemble(cfg):  # type: ignore[no-untyped-def]
+def _assemble(cfg):
     """The hub ``smarthub hub`` runs for ``cfg`` (built, not started)."""
     from smarthub.assembly.hub import build_hub
 
     return build_hub(cfg, connectors=_connectors(cfg))
 
 
-async def _run_hub(cfg) -> None:  # type: ignore[no-untyped-def]
+async def _run_hub(cfg) -> None:
     import signal
 
     assembly = _assemble(cfg)
@@ -404,15 +402,15 @@ def listen_command(
         raise typer.Exit(2) from None
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
-    def heard(h) -> None:  # type: ignore[no-untyped-def]
+    def heard(h) -> None:
         err.print(f"heard {h.protocol} meter {h.meter} on {h.transport}")
 
     err.print(f"listening for {seconds:g} s on {len(cfg.transports)} transport(s) ...")
     listener = asyncio.run(listen(cfg, seconds, connectors=_connectors(cfg), on_new=heard))
     for h in listener.report():
         print(json.dumps(h.as_dict()))
-    for e in listener.unattributed[-5:]:
-        err.print(f"[red]unreadable frame[/]: {e}")
+    for line in listener.unattributed[-5:]:
+        err.print(f"[red]unreadable frame[/]: {line}")
     if not listener.heard:
         err.print("no meter heard")
         raise typer.Exit(1)
@@ -574,7 +572,7 @@ gdsc_app = typer.Typer(
 app.add_typer(gdsc_app, name="gdsc")
 
 
-def _gdsc_clock(state: Path):  # type: ignore[no-untyped-def]
+def _gdsc_clock(state: Path):
     """The manifest's simulated clock (sim_start, speed, wall_start) if it has one, else real time."""
     import json
 
@@ -984,7 +982,7 @@ def _fail_with(command: str, err: Exception) -> typer.Exit:
 
 
 @contextlib.contextmanager
-def _lifecycle(state: Path, db: str | None, command: str):  # type: ignore[no-untyped-def]
+def _lifecycle(state: Path, db: str | None, command: str):
     """The state's hub lifecycle: its CA (ca/), store, shared pull plan and, with
     gdsc/operator.{pem,key}, the operator signer for the commands it queues."""
     from smarthub.gdsc.commands.signer import CommandSigner
@@ -1013,7 +1011,7 @@ def _lifecycle(state: Path, db: str | None, command: str):  # type: ignore[no-un
         store.close()
 
 
-def _last_job(store) -> int:  # type: ignore[no-untyped-def]
+def _last_job(store) -> int:
     from sqlalchemy import func, select
 
     from smarthub.gdsc.pull.tables import urgent_work
@@ -1022,7 +1020,7 @@ def _last_job(store) -> int:  # type: ignore[no-untyped-def]
         return int(conn.execute(select(func.coalesce(func.max(urgent_work.c.id), 0))).scalar_one())
 
 
-def _crl_jobs_after(store, job: int) -> list[str]:  # type: ignore[no-untyped-def]
+def _crl_jobs_after(store, job: int) -> list[str]:
     """The hubs a ``pki.crl`` command was queued for after job ``job``."""
     from sqlalchemy import select
 
@@ -1035,7 +1033,7 @@ def _crl_jobs_after(store, job: int) -> list[str]:  # type: ignore[no-untyped-de
         return [r.hub_id for r in rows]
 
 
-def _hub_serial(state: Path, lifecycle, hub_id: str, given: str | None) -> int | None:  # type: ignore[no-untyped-def]
+def _hub_serial(state: Path, lifecycle, hub_id: str, given: str | None) -> int | None:
     """The certificate serial to revoke for ``hub_id``: ``given`` (decimal, or hex with 0x); for a
     hub registered from the manifest (no commissioning record), the serial of the state's
     ``hubs/<hub>/hub.pem`` if its LFDI is the one registered; else None (the lifecycle decides)."""
@@ -1065,7 +1063,7 @@ def _hub_serial(state: Path, lifecycle, hub_id: str, given: str | None) -> int |
     return cert.serial_number if registered.upper() == lfdi(cert) else None
 
 
-def _reason(text: str):  # type: ignore[no-untyped-def]
+def _reason(text: str):
     from cryptography import x509
 
     for flag in x509.ReasonFlags:
@@ -1078,7 +1076,7 @@ def _reason(text: str):  # type: ignore[no-untyped-def]
     raise ValueError(f"unknown revocation reason {text!r}; RFC 5280 §5.3.1 reasons: {names}")
 
 
-def _save_hub(done, state: Path, hub_dir: Path) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def _save_hub(done, state: Path, hub_dir: Path) -> dict[str, Any]:
     """Write the hub's certificate (and key, if the CA made it) and the CA certificate into the
     directory `smarthub hub --state` reads; what was written, for the JSON line."""
     from smarthub.gdsc.fleet.pki import _atomic_write
@@ -1222,7 +1220,7 @@ def gdsc_installer_request(
     )
 
 
-def _system_clock():  # type: ignore[no-untyped-def]
+def _system_clock():
     from smarthub.clock import SystemClock
 
     return SystemClock()
@@ -1298,7 +1296,7 @@ def _hub_dir(state: Path, out: Path | None, hub_id: Any) -> Path:
     return hub_dir
 
 
-def _replace(  # type: ignore[no-untyped-def]
+def _replace(
     state: Path, lifecycle, old: str, envelope: bytes, now: datetime, old_serial: str | None, out: Path | None
 ) -> dict[str, Any]:
     hub_dir = _hub_dir(state, out, _peek(envelope).get("hub_id"))
@@ -1370,7 +1368,7 @@ def _end_hub(
                 crl = lifecycle.decommission_hub(hub, now, serial=cert_serial)
                 status = DECOMMISSIONED
             record = lifecycle.commissioning_record(hub)
-            revoked_serial = cert_serial if cert_serial is not None else int(record["cert_serial"])  # type: ignore[index]
+            revoked_serial = cert_serial if cert_serial is not None else int(record["cert_serial"])
             entry = crl.get_revoked_certificate_by_serial_number(revoked_serial)
             line = {
                 "hub_id": hub,
@@ -1386,7 +1384,7 @@ def _end_hub(
     print(json.dumps(line))
 
 
-def _entry_reason(entry) -> str | None:  # type: ignore[no-untyped-def]
+def _entry_reason(entry) -> str | None:
     from cryptography import x509
 
     if entry is None:

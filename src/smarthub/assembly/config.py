@@ -36,6 +36,7 @@ Relative paths are relative to the configuration file's directory.
 
 from __future__ import annotations
 
+import builtins
 import difflib
 import logging
 import os
@@ -353,7 +354,14 @@ class _Table:
             raise self.fail(key, f"{v!r} is not one of {', '.join(choices)}{_suggest(v, choices)}")
         return v
 
-    def int(self, key: str, default: Any = None, *, lo: int | None = None, hi: int | None = None) -> Any:
+    def int(
+        self,
+        key: builtins.str,
+        default: Any = None,
+        *,
+        lo: builtins.int | None = None,
+        hi: builtins.int | None = None,
+    ) -> Any:
         v = self.raw(key)
         if v is None:
             return default
@@ -363,7 +371,7 @@ class _Table:
             raise self.fail(key, f"{v} is outside {lo}..{hi}")
         return v
 
-    def bool(self, key: str, default: bool = False) -> bool:
+    def bool(self, key: builtins.str, default: bool = False) -> bool:
         v = self.raw(key)
         if v is None:
             return default
@@ -371,7 +379,7 @@ class _Table:
             raise self.fail(key, f"expected true or false, got {_kind(v)} {v!r}")
         return v
 
-    def duration(self, key: str, default: Any = None) -> Any:
+    def duration(self, key: builtins.str, default: Any = None) -> Any:
         """Seconds as a number, or a string such as ``"30s"``, ``"5m"``, ``"1h"``."""
         v = self.raw(key)
         if v is None:
@@ -386,14 +394,14 @@ class _Table:
             raise self.fail(key, "a duration must be positive")
         return timedelta(seconds=seconds)
 
-    def path_(self, key: str, default: Any = None) -> Any:
+    def path_(self, key: builtins.str, default: Any = None) -> Any:
         v = self.str(key)
         if v is None:
             return default
         p = Path(v).expanduser()
         return p if p.is_absolute() else self.r.base / p
 
-    def table(self, key: str) -> _Table | None:
+    def table(self, key: builtins.str) -> _Table | None:
         v = self.raw(key)
         if v is None:
             return None
@@ -401,7 +409,7 @@ class _Table:
             raise self.fail(key, f"expected a table, got {_kind(v)} {v!r}")
         return _Table(self.r, v, (*self.path, key))
 
-    def secret(self, key: str, *, hex_bytes: int | None = 16) -> Any:
+    def secret(self, key: builtins.str, *, hex_bytes: builtins.int | None = 16) -> Any:
         """``key`` inline (hex), or ``key_file`` naming a file no other user may read."""
         inline, file_key = self.raw(key), f"{key}_file"
         ref = self.raw(file_key)
@@ -448,7 +456,7 @@ class _Table:
             raise self.fail(k, f"unknown setting{_suggest(k, self.used | _KNOWN.get(self.kind_name, set()))}")
 
     @property
-    def kind_name(self) -> str:
+    def kind_name(self) -> builtins.str:
         if self.path[:1] == ("transports",) or self.path[-1:] in (("transport",), ("fallback",)):
             return "transport"
         return next((p for p in reversed(self.path) if isinstance(p, str)), "")

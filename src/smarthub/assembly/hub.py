@@ -104,6 +104,23 @@ class HubAssembly:
     """A complete hub built from ``config`` (see the module docstring). The parts' objects are
     attributes (``hub``, ``history``, ``management``, ``server``, ...) for whoever drives it."""
 
+    # Set by the setup steps (_SETUP), in their order; declared here for the type checker.
+    history: HistoryStore
+    registry: MeterRegistry
+    repairs: HubRepairs
+    diagnostics: Diagnostics
+    hub: SmartHub
+    ca_cert: x509.Certificate
+    management: ManagementInterface
+    crls: CrlStore
+    network: NetworkSettings
+    consent: ConsentStore
+    privacy: HubPrivacy
+    firmware: FirmwareUpdater
+    lfdi: str
+    server: HubWanServer
+    certificate: HubCertificate
+
     def __init__(
         self,
         config: HubConfig,

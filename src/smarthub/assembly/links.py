@@ -31,7 +31,7 @@ from smarthub.han.lines import PipeStream, WMBusLines, ZigbeeLines
 from smarthub.han.mbus_poll import mbus_cycle
 from smarthub.han.p1 import P1Port
 from smarthub.han.poll import Cycle, Link, PollLoop
-from smarthub.han.ports import Port, PortBatch
+from smarthub.han.ports import HanPort, PortBatch
 from smarthub.han.serial_port import SerialLink, SerialStream
 from smarthub.han.sml_port import SmlPort
 from smarthub.han.tcp import TcpLink, TcpStreamTransport
@@ -178,7 +178,7 @@ def _push(ctx: ConnectContext, transport: TransportConfig, meters: list[MeterCon
     name = port_name(transport, protocol)
     tz = ctx.zone(meters[0])
     receive: Callable[[bytes], list[PortBatch]]
-    port: Port
+    port: HanPort
     radio = None
     hello = None
     if protocol == "dsmr":

@@ -95,7 +95,7 @@ def wmbus_header(frame: bytes, has_crc: bool) -> WMBusHeader | None:
     """The link header of a wM-Bus frame (EN 13757-4: L C M M A A A A A A) and the security mode
     of its transport header (the configuration word's bits 8-12, EN 13757-7), read without
     decrypting: what a receiver can tell of a meter whose key it does not hold."""
-    body = frame
+    body: bytes | bytearray = frame
     if has_crc:  # format A: a first block of 10 bytes, then blocks of up to 16, each with a CRC
         body, pos = bytearray(frame[:10]), 12
         while pos < len(frame):
@@ -170,11 +170,11 @@ class Listener:
             h.frames += 1
             self._values(h, batch.points, now)
         for err in batch.errors:
-            meter = getattr(err, "meter", None)
-            if meter is None:
+            who = getattr(err, "meter", None)
+            if who is None:
                 self.unattributed.append(str(err))
                 continue
-            h = self._meter(meter, err.protocol, port)
+            h = self._meter(who, err.protocol, port)
             h.bad_frames += 1
             kind = classify(err)[1]
             h.problem = f"{kind}: {err}"

@@ -51,11 +51,11 @@ class ReplayResult:
 def replay(assembly: Any, frames: Iterable[CapturedFrame]) -> ReplayResult:
     """Feed ``frames`` (in their order) to ``assembly``'s hub; see the module docstring."""
     hub, config = assembly.hub, assembly.config
-    ports = {}
+    ports: dict[str, Any] = {}
     for port in hub.ports.values():
         if hasattr(port, "receive"):
             ports.setdefault(port.protocol, port)
-    only = {}
+    only: dict[str, list[Any]] = {}
     for m in config.meters:
         only.setdefault(m.protocol, []).append(m)
     out = ReplayResult()
@@ -82,8 +82,8 @@ def replay(assembly: Any, frames: Iterable[CapturedFrame]) -> ReplayResult:
                 batch = PortBatch(points=points)
             except DecodeError as err:
                 batch = PortBatch(errors=[err])
-        for err in hub.accept(batch, f.time, port=f"replay:{f.protocol}"):
-            out.problems[classify(err)[1]] += 1
+        for problem in hub.accept(batch, f.time, port=f"replay:{f.protocol}"):
+            out.problems[classify(problem)[1]] += 1
         if batch.points:
             out.decoded += 1
     out.readings = hub.stats.readings - readings0

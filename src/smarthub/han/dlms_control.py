@@ -26,6 +26,7 @@ from smarthub.han.dlms_poll import MAX_EXCHANGES, complete_hdlc, complete_wrappe
 from smarthub.han.poll import Link, PollLoop, SimulatedLink
 from smarthub.meters.dlms.client import (
     LIMITER_THRESHOLD_ACTIVE,
+    ControlState,
     DlmsClient,
     PowerLimit,
     SupplyState,
@@ -109,8 +110,8 @@ class SupplyControl:
     client: DlmsClient
     loop: PollLoop
 
-    async def _run(self, op):  # type: ignore[no-untyped-def]
-        async def session(t: datetime):  # type: ignore[no-untyped-def]
+    async def _run(self, op):
+        async def session(t: datetime):
             if isinstance(self.link, SimulatedLink):
                 self.link.t = t  # the simulated meter answers as of the session's instant
             return await op()
@@ -132,7 +133,9 @@ class SupplyControl:
 
 
 def _state(s: SupplyState) -> dict[str, Any]:
-    return {"connected": s.connected, "control_state": s.control_state.name.lower()}
+    state = s.control_state  # a plain int when the meter reports a state the Blue Book does not define
+    name = state.name.lower() if isinstance(state, ControlState) else str(state)
+    return {"connected": s.connected, "control_state": name}
 
 
 def supply_commands(supplies: dict[str, SupplyControl]) -> dict[str, Any]:

@@ -15,8 +15,15 @@ class PortBatch:
     errors: list[DecodeError] = field(default_factory=list)
 
 
-class Port(Protocol):
+class HanPort(Protocol):
+    """A port the hub holds: named, of one protocol. Most take a byte stream (:class:`Port`);
+    the ZigBee port takes the bridge's frames (device, cluster, payload) instead."""
+
     name: str
     protocol: str
+
+
+class Port(HanPort, Protocol):
+    """A port fed with the bytes of its transport."""
 
     def receive(self, data: bytes) -> PortBatch: ...

@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import json
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -138,6 +137,9 @@ CREATE TABLE IF NOT EXISTS switchings (
 CREATE TABLE IF NOT EXISTS controller_tariff (id INTEGER PRIMARY KEY CHECK (id = 1), schedule TEXT NOT NULL);
 """
 
+# Migrations: 1 is the schema when versions began (its IF NOT EXISTS adopts an unversioned file).
+SCHEMA = sqlite_files.Schema("appliance controller", [_SCHEMA])
+
 _RUN_COLUMNS = "id, appliance, profile, step, earliest, deadline, start, cost_p, state"
 
 
@@ -153,15 +155,12 @@ class ApplianceController:
         self.clock = clock
         self.link = link
         self.drlc = drlc
-        self._lock = threading.Lock()
-        self._db = sqlite_files.connect(str(db_path))
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._file = sqlite_files.open_database(db_path, SCHEMA)
+        self._db, self._lock = self._file.connection, self._file.lock
         self._plug_state: dict[str, bool] = {}  # what each plug last confirmed (unknown after a restart)
         self._sequence = 0
         self._wake = asyncio.Event()
-        self.listeners: list[Callable[[str, bool], None]] = []  # (appliance, on) after each switching
+        self.listeners: list[Callable[[str, bool], object]] = []  # (appliance, on) after each switching
         if schedule is not None:
             self._store_tariff(schedule)
         row = self._db.execute("SELECT schedule FROM controller_tariff WHERE id = 1").fetchone()

@@ -39,7 +39,6 @@ import json
 import logging
 import os
 import statistics
-import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -311,6 +310,9 @@ CREATE TABLE IF NOT EXISTS diagnostic_key (
 );
 """
 
+# Migrations: 1 is the schema when versions began (its IF NOT EXISTS adopts an unversioned file).
+SCHEMA = sqlite_files.Schema("diagnostics", [_SCHEMA])
+
 _COLUMNS = (
     "id, code, device, device_kind, severity, recommendation, first_seen, last_seen, count, attempts,"
     " closed, resolution, seq, nonce, sealed"
@@ -348,25 +350,15 @@ class DiagnosticsLog:
                 if self.path == ":memory:"
                 else load_or_create_master_key(Path(path).with_name("master.key"))
             )
-        self._lock = threading.Lock()
-        self._db = sqlite_files.connect(self.path)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute("SELECT wrapped FROM diagnostic_key WHERE id=1").fetchone()
-                if row is None:
-                    key = new_meter_key()
-                    self._db.execute("INSERT INTO diagnostic_key VALUES (1, ?)", (wrap(master_key, key),))
-                else:
-                    key = unwrap(master_key, row[0])
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        self._file = sqlite_files.open_database(self.path, SCHEMA)
+        self._db, self._lock = self._file.connection, self._file.lock
+        with self._file.transaction():
+            row = self._db.execute("SELECT wrapped FROM diagnostic_key WHERE id=1").fetchone()
+            if row is None:
+                key = new_meter_key()
+                self._db.execute("INSERT INTO diagnostic_key VALUES (1, ?)", (wrap(master_key, key),))
+            else:
+                key = unwrap(master_key, row[0])
         self._cipher = AESGCM(key)
 
     @classmethod
@@ -383,7 +375,7 @@ class DiagnosticsLog:
     def _aad(code: int, device: str, first_seen: int) -> bytes:
         return f"diag|{code}|{device}|{first_seen}".encode()
 
-    def _seal(self, code: int, device: str, first_seen: int, evidence: str, numbers: dict[str, Any]):  # type: ignore[no-untyped-def]
+    def _seal(self, code: int, device: str, first_seen: int, evidence: str, numbers: dict[str, Any]):
         nonce = os.urandom(12)
         plain = json.dumps({"evidence": evidence, "numbers": numbers}, sort_keys=True).encode()
         return nonce, self._cipher.encrypt(nonce, plain, self._aad(code, device, first_seen))
@@ -426,14 +418,9 @@ class DiagnosticsLog:
         return self._row(row)
 
     def _write(self, fn: Callable[[], int]) -> DiagnosedEvent:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+        with self._lock:  # the event as written, read before another write can change it
+            with self._file.transaction(locked=True):
                 eid = fn()
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
             return self._get(eid)
 
     # -- writes ------------------------------------------------------------------------

@@ -43,7 +43,6 @@ from __future__ import annotations
 import enum
 import hashlib
 import random
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -182,7 +181,7 @@ def parse_end_device_control(xml: bytes | str) -> EndDeviceControl:
         # A DTD is refused before parsing: no entity expansion, no external entity or DTD read.
         raise InvalidEvent(str(err).replace("malformed XML", "not XML")) from None
     if root.tag != _Q + "EndDeviceControl":
-        raise InvalidEvent(f"expected a 2030.5 EndDeviceControl, got {root.tag}")
+        raise InvalidEvent(f"expected a 2030.5 EndDeviceControl, got {root.tag!s}")
     mrid = (root.findtext("s:mRID", namespaces={"s": NS}) or "").strip().upper()
     if len(mrid) != 32 or any(c not in "0123456789ABCDEF" for c in mrid):
         raise InvalidEvent(f"mRID must be 32 hex digits, got {mrid!r}")
@@ -283,6 +282,9 @@ CREATE TABLE IF NOT EXISTS drlc_responses (
 );
 """
 
+# Migrations: 1 is the schema when versions began (its IF NOT EXISTS adopts an unversioned file).
+SCHEMA = sqlite_files.Schema("DRLC", [_SCHEMA])
+
 
 class DrlcClient:
     """Holds the events, moves them through their lives on the injected time, records responses.
@@ -293,11 +295,8 @@ class DrlcClient:
     def __init__(self, db_path: Path | str, lfdi: str, categories: int = 0) -> None:
         self.lfdi = lfdi.upper()
         self.categories = categories
-        self._lock = threading.Lock()
-        self._db = sqlite_files.connect(str(db_path))
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._file = sqlite_files.open_database(db_path, SCHEMA)
+        self._db, self._lock = self._file.connection, self._file.lock
 
     def close(self) -> None:
         with self._lock:
@@ -330,33 +329,27 @@ class DrlcClient:
 
     def _save(self, ev: HeldEvent, responses: Iterable[ResponseStatus], at: datetime) -> None:
         """The event's new state and the responses it gives, in one transaction."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute(
-                    "INSERT OR REPLACE INTO drlc_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        ev.mrid,
-                        ev.control.to_xml(),
-                        _s(ev.effective_start),
-                        _s(ev.effective_end),
-                        ev.state.value,
-                        None if ev.opted_out is None else _s(ev.opted_out),
-                        int(ev.superseded),
-                        int(ev.cancelled),
-                        int(ev.limited),
-                    ),
-                )
-                if ev.control.device_category & self.categories:
-                    for status in responses:
-                        self._db.execute(
-                            "INSERT INTO drlc_responses(mrid, status, at, required) VALUES (?, ?, ?, ?)",
-                            (ev.mrid, int(status), _s(at), ev.control.response_required),
-                        )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._file.transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO drlc_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    ev.mrid,
+                    ev.control.to_xml(),
+                    _s(ev.effective_start),
+                    _s(ev.effective_end),
+                    ev.state.value,
+                    None if ev.opted_out is None else _s(ev.opted_out),
+                    int(ev.superseded),
+                    int(ev.cancelled),
+                    int(ev.limited),
+                ),
+            )
+            if ev.control.device_category & self.categories:
+                for status in responses:
+                    self._db.execute(
+                        "INSERT INTO drlc_responses(mrid, status, at, required) VALUES (?, ?, ?, ?)",
+                        (ev.mrid, int(status), _s(at), ev.control.response_required),
+                    )
 
     def _record_refusal(self, ctl: EndDeviceControl, status: ResponseStatus, at: datetime) -> None:
         """A response about an event this hub does not hold (refused, or cancelled unseen)."""

@@ -668,9 +668,9 @@ class FirmwareUpdater:
                 check.cancel()
         if not check.done() or check.cancelled():
             return False, f"health check did not pass within the {self.probation} probation"
-        err = check.exception()
-        if err is not None:
-            return False, f"health check raised {type(err).__name__}: {err}"
+        failure = check.exception()
+        if failure is not None:
+            return False, f"health check raised {type(failure).__name__}: {failure}"
         if check.result() is not True:
             return False, "health check reported failure"
         return True, ""

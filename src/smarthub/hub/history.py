@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import struct
-import threading
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -78,6 +77,9 @@ CREATE TABLE IF NOT EXISTS meters (
 ) WITHOUT ROWID;
 """
 
+# Migrations: 1 is the schema when versions began (its IF NOT EXISTS adopts an unversioned file).
+SCHEMA = sqlite_files.Schema("history", [_SCHEMA])
+
 
 RAW_RETENTION = timedelta(days=396)  # 13 months of half-hours, then daily totals
 LONDON = ZoneInfo("Europe/London")
@@ -131,11 +133,8 @@ class HistoryStore:
         self.dropped = 0  # readings lost because the in-memory bound was reached
         self.full: StorageFull | None = None  # the last failure, until a write succeeds again
         self._master = master_key or load_or_create_master_key(Path(path).with_name("master.key"))
-        self._lock = threading.Lock()
-        self._db = sqlite_files.connect(self.path)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._file = sqlite_files.open_database(self.path, SCHEMA)
+        self._db, self._lock = self._file.connection, self._file.lock
         self._ciphers: dict[str, AESGCM] = {}
 
     # -- keys --------------------------------------------------------------------------

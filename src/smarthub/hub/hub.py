@@ -20,10 +20,10 @@ import sqlite3
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from smarthub.clock import Clock, SystemClock
-from smarthub.han.ports import Port, PortBatch
+from smarthub.han.ports import HanPort, Port, PortBatch
 from smarthub.hub.diagnostics import Diagnostics
 from smarthub.hub.flood import FloodGuard
 from smarthub.hub.history import HistoryStore, StorageFull
@@ -54,6 +54,9 @@ class HubStats:
     last_errors: list[str] = field(default_factory=list)
 
 
+_P = TypeVar("_P", bound=HanPort)
+
+
 class SmartHub:
     def __init__(
         self,
@@ -77,7 +80,7 @@ class SmartHub:
         # Called with the intervals just committed to the history (e.g. running cost, prepayment).
         self.interval_observers: list[Callable[[list[IntervalRecord]], None]] = []
         self.stats = HubStats()
-        self.ports: dict[str, Port] = {}
+        self.ports: dict[str, HanPort] = {}
         self.raw_latest: dict[tuple[str, str, str], Unmapped] = {}
         self._channels = interval_channels()
         self._known_meters = set(history.meters())
@@ -87,13 +90,14 @@ class SmartHub:
             if last is not None:
                 self.interval_builder.restore(last)
 
-    def attach(self, port: Port) -> Port:
+    def attach(self, port: _P) -> _P:
         self.ports[port.name] = port
         return port
 
     def receive(self, port_name: str, data: bytes) -> list[DecodeError]:
         """Bytes from a HAN transport. Returns the decode errors (already counted)."""
-        return self.accept(self.ports[port_name].receive(data), port=port_name)
+        port = cast(Port, self.ports[port_name])  # bytes go to byte-stream ports only
+        return self.accept(port.receive(data), port=port_name)
 
     def accept(
         self, batch: PortBatch, received: datetime | None = None, *, port: str = "han"
@@ -165,7 +169,7 @@ class SmartHub:
                 raise ValueError(f"a meter key is 16 bytes, got {len(key)}")
             pending = bool(body.get("pending", False))
             stores = [
-                p.keys for p in self.ports.values() if isinstance(getattr(p, "keys", None), MutableMapping)
+                k for p in self.ports.values() if isinstance(k := getattr(p, "keys", None), MutableMapping)
             ]
             if not stores:
                 raise ValueError("no port on this hub holds meter keys")

@@ -48,7 +48,6 @@ import binascii
 import json
 import logging
 import os
-import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -80,6 +79,9 @@ CREATE TABLE IF NOT EXISTS mgmt_log (
     reason TEXT NOT NULL
 );
 """
+
+# Migrations: 1 is the schema when versions began (its IF NOT EXISTS adopts an unversioned file).
+SCHEMA = sqlite_files.Schema("management log", [_SCHEMA])
 
 
 REFRESH_BEFORE = timedelta(days=3)  # ask for a newer CRL when the one held has less than this left
@@ -135,11 +137,8 @@ class ManagementInterface:
         self.clock = clock
         self.crl = crl
         self.handlers: dict[str, Handler] = {"diagnostic.ping": lambda body: {"pong": body.get("nonce")}}
-        self._lock = threading.Lock()
-        self._db = sqlite_files.connect(str(db_path))
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._file = sqlite_files.open_database(db_path, SCHEMA)
+        self._db, self._lock = self._file.connection, self._file.lock
 
     def register(self, command_type: str, handler: Handler) -> None:
         self.handlers[command_type] = handler
@@ -262,18 +261,12 @@ class ManagementInterface:
         return CommandResult("applied", "ok", "", counter, result)
 
     def _take_counter(self, counter: int) -> None:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute("SELECT counter FROM mgmt_counter WHERE id = 1").fetchone()
-                last = 0 if row is None else int(row[0])
-                if counter <= last:
-                    raise CommandRefused("replay", f"counter {counter} is not above the last accepted {last}")
-                self._db.execute("INSERT OR REPLACE INTO mgmt_counter(id, counter) VALUES (1, ?)", (counter,))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._file.transaction():
+            row = self._db.execute("SELECT counter FROM mgmt_counter WHERE id = 1").fetchone()
+            last = 0 if row is None else int(row[0])
+            if counter <= last:
+                raise CommandRefused("replay", f"counter {counter} is not above the last accepted {last}")
+            self._db.execute("INSERT OR REPLACE INTO mgmt_counter(id, counter) VALUES (1, ?)", (counter,))
 
     def _log(self, received: int, counter: int | None, ctype: str | None, outcome: str, reason: str) -> None:
         with self._lock:

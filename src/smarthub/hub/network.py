@@ -68,7 +68,7 @@ class NetworkSettings:
         return not self.config.allowed_clients or lfdi.upper() in self.config.allowed_clients
 
 
-def network_command(settings: NetworkSettings):  # type: ignore[no-untyped-def]
+def network_command(settings: NetworkSettings):
     def handle(body: dict[str, Any]) -> dict[str, Any]:
         return settings.apply(NetworkConfig.from_dict(body))
 

@@ -33,8 +33,8 @@ import binascii
 import enum
 import json
 import sqlite3
-import threading
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -88,6 +88,9 @@ CREATE TABLE IF NOT EXISTS prepayment_events (
     detail TEXT NOT NULL
 );
 """
+
+# Migrations: 1 is the schema when versions began (its IF NOT EXISTS adopts an unversioned file).
+SCHEMA = sqlite_files.Schema("prepayment ledger", [_SCHEMA])
 
 
 class VoucherRefused(Exception):
@@ -166,11 +169,8 @@ class PrepaymentLedger:
         self.ca_cert = ca_cert
         self.crl = crl
         self.config = {f: (config or {}).get(f, AccountConfig()) for f in FUELS}
-        self._lock = threading.Lock()
-        self._db = sqlite_files.connect(str(path))
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._file = sqlite_files.open_database(path, SCHEMA)
+        self._db, self._lock = self._file.connection, self._file.lock
         for fuel in FUELS:
             self._db.execute(
                 "INSERT OR IGNORE INTO accounts VALUES (?, '0.00', '0.00', 0, 'on', 0, 0)", (fuel,)
@@ -459,8 +459,8 @@ class PrepaymentLedger:
         return [{"at": a, "fuel": f, "kind": k, "detail": d} for a, f, k, d in rows]
 
     # -- internals ----------------------------------------------------------------------
-    def _tx(self) -> _Transaction:
-        return _Transaction(self._db, self._lock)
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._file.transaction()
 
     @staticmethod
     def _account(db: sqlite3.Connection, fuel: str) -> dict[str, Any]:
@@ -498,24 +498,6 @@ class PrepaymentLedger:
             "INSERT INTO prepayment_events(at, fuel, kind, detail) VALUES (?, ?, ?, ?)",
             (int(at.timestamp()), fuel, kind, detail),
         )
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE … COMMIT under the ledger's lock; ROLLBACK on any exception."""
-
-    def __init__(self, db: sqlite3.Connection, lock: threading.Lock) -> None:
-        self.db, self.lock = db, lock
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.lock.acquire()
-        self.db.execute("BEGIN IMMEDIATE")
-        return self.db
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        try:
-            self.db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
-        finally:
-            self.lock.release()
 
 
 def topup_command(

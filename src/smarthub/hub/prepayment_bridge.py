@@ -34,8 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -59,15 +58,18 @@ class Breaker(Protocol):
     def reconnect(self) -> Awaitable[dict[str, Any]]: ...
 
 
+HOLDS_SCHEMA = sqlite_files.Schema(
+    "supply holds",
+    ["CREATE TABLE IF NOT EXISTS supply_holds (fuel TEXT PRIMARY KEY, since INTEGER NOT NULL);"],  # 1
+)
+
+
 class SupplyHolds:
     """Fuels the supplier switched off remotely: kept off until the supplier's reconnect."""
 
     def __init__(self, path: Path | str = ":memory:") -> None:
-        self._lock = threading.Lock()
-        self._db = sqlite_files.connect(str(path))
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS supply_holds (fuel TEXT PRIMARY KEY, since INTEGER NOT NULL)"
-        )
+        self._file = sqlite_files.open_database(path, HOLDS_SCHEMA)
+        self._db, self._lock = self._file.connection, self._file.lock
 
     def hold(self, fuel: str, at: datetime) -> None:
         with self._lock:
@@ -117,7 +119,7 @@ class PrepaymentBridge:
         if unknown := self.fuels - set(consumption.supplies):
             raise ValueError(f"prepaid fuels {sorted(unknown)} have no supply meter")
         self._open_days: dict[str, set[date]] = {f: set() for f in self.fuels}
-        self._pending: set[asyncio.Task[None]] = set()
+        self._pending: set[asyncio.Task[Any]] = set()
         self.errors: list[str] = []
         consumption.observers.append(self.on_interval)
 
@@ -251,7 +253,7 @@ class StatefulBreaker(Breaker, Protocol):
 
 
 def supply_commands(
-    bridge: PrepaymentBridge, meters: dict[str, tuple[str, StatefulBreaker]]
+    bridge: PrepaymentBridge, meters: Mapping[str, tuple[str, StatefulBreaker]]
 ) -> dict[str, Any]:
     """``supply.disconnect`` / ``supply.reconnect`` / ``supply.state`` for prepaid meters (meter id ->
     (fuel, its breaker/valve)), through the bridge's hold and gas interlock (module docstring)."""

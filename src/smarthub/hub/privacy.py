@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import enum
 import json
+import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -93,11 +94,19 @@ SUPPLIER_DEFAULT = Granularity.MONTHLY
 THIRD_PARTY_DEFAULT = Granularity.NONE
 
 
-class IntervalLike(Protocol):  # the fields aggregation reads (hub.intervals.IntervalRecord has them)
-    start: int
-    duration: int
-    value: int
-    quality: int
+class IntervalLike(Protocol):  # the fields read here (hub.intervals.IntervalRecord has them)
+    @property
+    def start(self) -> int: ...
+    @property
+    def duration(self) -> int: ...
+    @property
+    def value(self) -> int: ...
+    @property
+    def quality(self) -> int: ...
+    @property
+    def register_end(self) -> int: ...
+    @property
+    def power_of_ten(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +188,34 @@ class SupplierEntry:
     effective: datetime
 
 
+def _consent_unversioned(db: sqlite3.Connection) -> int:
+    """Which of the migrations below a consent file written before versions already has."""
+    found = sqlite_files.columns(db, "consent")
+    if not found:
+        return 0
+    if "version" not in found:
+        return 1
+    return 2 if "scope" not in found else 3
+
+
+CONSENT_SCHEMA = sqlite_files.Schema(
+    "consent",
+    [
+        # 1: consents per recipient
+        "CREATE TABLE IF NOT EXISTS consent (recipient TEXT PRIMARY KEY, granularity TEXT NOT NULL,"
+        " changed INTEGER NOT NULL);",
+        # 2: consent versions (an older consent.set is ignored); a store written before them
+        # holds version 0, below any command's; the supplier entries per fuel
+        "ALTER TABLE consent ADD COLUMN version INTEGER NOT NULL DEFAULT 0;"
+        "CREATE TABLE IF NOT EXISTS supplier_keys (fuel TEXT NOT NULL, effective INTEGER NOT NULL,"
+        " supplier_id TEXT NOT NULL, lfdi TEXT NOT NULL, PRIMARY KEY (fuel, effective));",
+        # 3: consent scopes; NULL, as in a store written before them, is every meter at any time
+        "ALTER TABLE consent ADD COLUMN scope TEXT;",
+    ],
+    unversioned=_consent_unversioned,
+)
+
+
 class ConsentStore:
     """Per-recipient granularity, persisted; ``default_for`` applies until the consumer decides.
 
@@ -190,23 +227,8 @@ class ConsentStore:
     ) -> None:
         self.suppliers = set(suppliers)
         self.clock = clock or SystemClock()
-        self._lock = threading.Lock()
-        self._db = sqlite_files.connect(str(path))
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS consent (recipient TEXT PRIMARY KEY, granularity TEXT NOT NULL, "
-            "changed INTEGER NOT NULL)"
-        )
-        columns = {r[1] for r in self._db.execute("PRAGMA table_info(consent)")}
-        if "version" not in columns:  # a store written before consent versions
-            self._db.execute("ALTER TABLE consent ADD COLUMN version INTEGER NOT NULL DEFAULT 0")
-        if "scope" not in columns:  # a store written before consent scopes: every meter, any time
-            self._db.execute("ALTER TABLE consent ADD COLUMN scope TEXT")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS supplier_keys (fuel TEXT NOT NULL, effective INTEGER NOT NULL, "
-            "supplier_id TEXT NOT NULL, lfdi TEXT NOT NULL, PRIMARY KEY (fuel, effective))"
-        )
+        self._file = sqlite_files.open_database(path, CONSENT_SCHEMA)
+        self._db, self._lock = self._file.connection, self._file.lock
 
     def default_for(self, recipient: str) -> Granularity:
         return SUPPLIER_DEFAULT if recipient in self.suppliers else THIRD_PARTY_DEFAULT

@@ -10,7 +10,6 @@ so the history of a replaced meter stays attached to the home.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +19,15 @@ from smarthub.clock import Clock
 from smarthub.hub import sqlite_files
 
 RADIO_PROTOCOLS = frozenset({"wmbus", "zigbee"})
+
+SCHEMA = sqlite_files.Schema(
+    "meter registry",
+    [
+        # 1: when versions began (IF NOT EXISTS adopts an unversioned file)
+        "CREATE TABLE IF NOT EXISTS meters (meter TEXT PRIMARY KEY, protocol TEXT NOT NULL,"
+        " fuel TEXT NOT NULL, added INTEGER NOT NULL, removed INTEGER, replaced_by TEXT);",
+    ],
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,14 +43,8 @@ class MeterEntry:
 class MeterRegistry:
     def __init__(self, path: Path | str, clock: Clock) -> None:
         self.clock = clock
-        self._lock = threading.Lock()
-        self._db = sqlite_files.connect(str(path))
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS meters (meter TEXT PRIMARY KEY, protocol TEXT NOT NULL,"
-            " fuel TEXT NOT NULL, added INTEGER NOT NULL, removed INTEGER, replaced_by TEXT)"
-        )
+        self._file = sqlite_files.open_database(path, SCHEMA)
+        self._db, self._lock = self._file.connection, self._file.lock
         self._active: set[str] = set()
         self._reload()
         self.heard: dict[str, tuple[str, datetime, int]] = {}  # meter → (protocol, last heard, frames)

@@ -33,7 +33,6 @@ from __future__ import annotations
 import bisect
 import json
 import logging
-import threading
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -228,11 +227,11 @@ class CostAccumulator:
 
     # -- rates -----------------------------------------------------------------------------------
 
-    def current_rate(self, now: datetime) -> Rate:
+    def current_rate(self, now: datetime) -> Rate | None:
         tariff = self._schedule.in_force(local_day(now))
         if isinstance(tariff.pricing, Tiered):
             return self._tier(tariff.ref, now, 0)
-        return self._window(_period_start(now))  # type: ignore[return-value]
+        return self._window(_period_start(now))
 
     def next_rate(self, now: datetime) -> Rate | None:
         """The rate that follows the current one (None: no change within a week, or prices for
@@ -377,16 +376,16 @@ CREATE TABLE IF NOT EXISTS tariff_versions (
 );
 """
 
+# Migrations: 1 is the schema when versions began (its IF NOT EXISTS adopts an unversioned file).
+SCHEMA = sqlite_files.Schema("tariffs", [_SCHEMA])
+
 
 class TariffStore:
     """The tariff versions this hub has been sent, per fuel, kept across restarts."""
 
     def __init__(self, path: Path | str) -> None:
-        self._lock = threading.Lock()
-        self._db = sqlite_files.connect(str(path))
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._file = sqlite_files.open_database(path, SCHEMA)
+        self._db, self._lock = self._file.connection, self._file.lock
 
     def close(self) -> None:
         with self._lock:
@@ -429,23 +428,17 @@ class TariffStore:
             schedule = current.with_version(t)
         except InvalidTariff as err:
             raise TariffUpdateRefused(f"tariff.update: {err}") from None
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute(
-                    "INSERT OR REPLACE INTO tariff_versions VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        update.fuel,
-                        t.tariff_id,
-                        t.version,
-                        int(update.effective.timestamp()),
-                        t.to_json(),
-                        int(now.timestamp()),
-                    ),
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._file.transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO tariff_versions VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    update.fuel,
+                    t.tariff_id,
+                    t.version,
+                    int(update.effective.timestamp()),
+                    t.to_json(),
+                    int(now.timestamp()),
+                ),
+            )
         accumulator.update_tariff(schedule)
         return schedule

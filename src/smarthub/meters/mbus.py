@@ -831,7 +831,7 @@ def decode_records(
         i += length
         raw: int | bytes | float | str | None
         value: Decimal | str | datetime | date | None
-        flags = set(flags)
+        point_flags = set(flags)
         if coding in ("none", "selection"):
             raw = value = None
         elif coding == "text":
@@ -841,7 +841,7 @@ def decode_records(
             raw = f
             if dec is None:
                 value = repr(f)
-                flags.add("invalid")
+                point_flags.add("invalid")
             else:
                 value = dec.scaleb(exp, context=_EXACT)
         else:
@@ -856,10 +856,10 @@ def decode_records(
                     raw_int = -raw_int
             if raw_int is None:
                 raw = value = text
-                flags.add("invalid")
+                point_flags.add("invalid")
             else:
                 raw = raw_int
-                value = _typed(kind, raw_int, le, exp, flags, coding)
+                value = _typed(kind, raw_int, le, exp, point_flags, coding)
         records.append(
             Record(  # positional (the field order above): the hot path
                 dif,
@@ -875,7 +875,7 @@ def decode_records(
                 unit,
                 value,
                 raw,
-                frozenset(flags),
+                frozenset(point_flags),
                 base + start,
             )
         )

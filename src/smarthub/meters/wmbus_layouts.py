@@ -313,7 +313,7 @@ def _field(e: Mapping[str, Any]) -> _Field:
 def _layout(e: Mapping[str, Any]) -> Layout:
     regs = e.get("registers")
     medium = e.get("medium")
-    common = {
+    common: dict[str, Any] = {
         "name": str(e["name"]),
         "manufacturer": str(e["manufacturer"]),
         "ci": frozenset(_int(c) for c in e["ci"]),

@@ -191,11 +191,11 @@ def _read_value(data: bytes, pos: int, dtype: int) -> tuple[Value, int]:
             raise TruncatedFrame(PROTOCOL, "UTCTime cut off", offset=pos)
         secs = int.from_bytes(data[pos : pos + 4], "little")
         return (None if secs == 0xFFFFFFFF else ZCL_EPOCH + timedelta(seconds=secs)), pos + 4
-    size = _BYTES_TYPES.get(dtype)
-    if size is not None:
-        if pos + size > n:
+    fixed = _BYTES_TYPES.get(dtype)
+    if fixed is not None:
+        if pos + fixed > n:
             raise TruncatedFrame(PROTOCOL, f"value of type 0x{dtype:02X} cut off", offset=pos)
-        return data[pos : pos + size], pos + size
+        return data[pos : pos + fixed], pos + fixed
     fspec = _FLOAT_TYPES.get(dtype)
     if fspec is not None:
         size, fmt = fspec
@@ -230,10 +230,10 @@ def _write_value(dtype: int, value: Value) -> bytes:
         if not isinstance(value, datetime):
             raise ValueError("UTCTime needs an aware datetime")
         return int((value - ZCL_EPOCH).total_seconds()).to_bytes(4, "little")
-    size = _BYTES_TYPES.get(dtype)
-    if size is not None:
-        if not isinstance(value, bytes) or len(value) != size:
-            raise ValueError(f"type 0x{dtype:02X} needs {size} bytes")
+    fixed = _BYTES_TYPES.get(dtype)
+    if fixed is not None:
+        if not isinstance(value, bytes) or len(value) != fixed:
+            raise ValueError(f"type 0x{dtype:02X} needs {fixed} bytes")
         return value
     fspec = _FLOAT_TYPES.get(dtype)
     if fspec is not None:

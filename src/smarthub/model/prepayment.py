@@ -51,7 +51,7 @@ class Voucher:
             raise BadVoucher(f"voucher fuel {self.fuel[:20]!r} is not one of {FUELS}")
         if not isinstance(self.amount, Decimal) or not self.amount.is_finite():
             raise BadVoucher("voucher amount must be a finite Decimal")
-        if self.amount <= 0 or self.amount > MAX_TOPUP or self.amount.as_tuple().exponent != -2:  # type: ignore[operator]
+        if self.amount <= 0 or self.amount > MAX_TOPUP or self.amount.as_tuple().exponent != -2:
             raise BadVoucher(f"voucher amount {self.amount} must be 0.01..{MAX_TOPUP} with pence")
         if self.issued.tzinfo is None:
             raise BadVoucher("voucher issue time has no time zone")

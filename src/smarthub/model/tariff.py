@@ -42,7 +42,8 @@ from pydantic import (
 LONDON = ZoneInfo("Europe/London")
 SETTLEMENT_PERIOD = timedelta(minutes=30)
 _SLOTS_PER_DAY = 48
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 class TariffError(ValueError):
@@ -168,7 +169,7 @@ class TimeOfUse(_Value):
     type: Literal["time_of_use"] = "time_of_use"
     rates: dict[Name, NonNegativePrice] = Field(min_length=1)
     day_types: dict[Name, tuple[RatePeriod, ...]] = Field(min_length=1)
-    week: dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], Name]
+    week: dict[Weekday, Name]
     bank_holiday_day_type: Name | None = None
     bank_holidays: tuple[date, ...] = ()
     _slots: dict[str, tuple[str, ...]] = PrivateAttr(default_factory=dict)
@@ -211,7 +212,7 @@ class TimeOfUse(_Value):
     def day_type(self, day: date) -> str:
         if day in self._holidays and self.bank_holiday_day_type is not None:
             return self.bank_holiday_day_type
-        return self.week[WEEKDAYS[day.weekday()]]  # type: ignore[index]
+        return self.week[WEEKDAYS[day.weekday()]]
 
     def rate_at(self, t: datetime) -> str:
         """The rate name at instant ``t``, read from the local wall clock (so the repeated

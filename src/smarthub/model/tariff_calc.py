@@ -243,6 +243,7 @@ def settle(schedule: TariffSchedule, totals: Totals, start: date, end: date) -> 
         for key, (kwh, amount) in totals.lines.items():
             tariff = schedule.version(key.tariff)
             pricing = tariff.pricing
+            parts: list[tuple[str, Decimal, Decimal, Decimal | None]]  # rate, kWh, pence, unit price
             if isinstance(pricing, Tiered):
                 parts = [
                     (t.name, k, k * t.unit_rate_p_per_kwh, t.unit_rate_p_per_kwh)
@@ -286,11 +287,11 @@ def settle(schedule: TariffSchedule, totals: Totals, start: date, end: date) -> 
             )
         )
     vat_lines = []
-    for rate, base in sorted(vat_base.items()):
+    for vat, base in sorted(vat_base.items()):
         with localcontext(EXACT):
-            pence = round_pence(base * rate)
+            pence = round_pence(base * vat)
         vat_lines.append(
-            BillLine(f"VAT at {(rate * 100).normalize():f}%", None, pounds(base), "£", rate, pounds(pence))
+            BillLine(f"VAT at {(vat * 100).normalize():f}%", None, pounds(base), "£", vat, pounds(pence))
         )
     with localcontext(EXACT):
         kwh_total = sum((k for k, _, _ in energy.values()), ZERO)

@@ -189,9 +189,9 @@ def verify_certificate(
     if crl is not None:
         if crl.issuer != ca_cert.subject or not crl.is_signature_valid(ca_key):
             raise CertificateRejected("CRL is not signed by this CA")
-        overdue = crl_overdue(crl, now)
-        if overdue is not None and crl_grace is not None and overdue > crl_grace:
-            raise CertificateRejected(f"CRL is stale (next update was due {crl.next_update_utc.isoformat()})")
+        overdue, due = crl_overdue(crl, now), crl.next_update_utc
+        if overdue is not None and due is not None and crl_grace is not None and overdue > crl_grace:
+            raise CertificateRejected(f"CRL is stale (next update was due {due.isoformat()})")
         entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
         if entry is not None:
             raise CertificateRejected(

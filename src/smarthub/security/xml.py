@@ -8,6 +8,8 @@ options are belt and braces behind that refusal (defusedxml's guarantees, with l
 
 from __future__ import annotations
 
+from typing import Any
+
 from lxml import etree
 
 Element = etree._Element
@@ -17,7 +19,7 @@ class XmlRefused(ValueError):
     """An untrusted XML body that is refused: malformed, or carrying a DTD / entity declarations."""
 
 
-UNTRUSTED_PARSER_OPTIONS = {
+UNTRUSTED_PARSER_OPTIONS: dict[str, Any] = {
     "resolve_entities": False,  # never substitute an entity, internal or external
     "no_network": True,  # never fetch anything
     "load_dtd": False,  # never load an external DTD
@@ -26,7 +28,7 @@ UNTRUSTED_PARSER_OPTIONS = {
     "remove_comments": True,
     "remove_pis": True,
 }
-_UNTRUSTED = etree.XMLParser(**UNTRUSTED_PARSER_OPTIONS)  # type: ignore[arg-type]
+_UNTRUSTED = etree.XMLParser(**UNTRUSTED_PARSER_OPTIONS)
 DTD_REFUSED = "XML with a DTD or entity declarations is refused"
 
 
@@ -76,4 +78,4 @@ def parse_untrusted(body: bytes) -> Element:
     except etree.XMLSyntaxError as err:
         raise XmlRefused(f"malformed XML: {err}") from None
     refuse_dtd_tree(root)
-    return root  # type: ignore[no-any-return]
+    return root

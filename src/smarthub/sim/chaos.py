@@ -52,8 +52,10 @@ from smarthub.gdsc.commands.vouchers import VoucherIssuer
 from smarthub.gdsc.incidents.repairs import run_operations
 from smarthub.gdsc.pull.collector import Collector
 from smarthub.gdsc.pull.plan import PullPlan
+from smarthub.han.poll import SimulatedLink
 from smarthub.hub.diagnostics import DiagnosisCode, RepairAction, RepairOutcome
 from smarthub.sim.demo import HALF_HOUR, DemoConfig, DemoRun, account, setup, sweep, teardown
+from smarthub.sim.dlms_meter import DlmsMeterSimulator
 from smarthub.sim.faults import HanGate, WanLink
 from smarthub.sim.fleet import CELL_SIZE, Fleet, SimulatedHome
 
@@ -248,14 +250,16 @@ class Chaos:
         assert run is not None
         rig = next(r for r in home.rigs if r.protocol == "dlms" and r.supply is not None)
         assert rig.supply is not None
-        meter = rig.supply.link.meter
+        link = rig.supply.link
+        assert isinstance(link, SimulatedLink) and isinstance(link.meter, DlmsMeterSimulator)
+        meter = link.meter
         end = self.cfg.sim_start + fault.start + fault.length
         last = run.clock.now()
         while last < end:
             await run.clock.sleep_until(min(last + timedelta(minutes=1), end))
             now = run.clock.now()
-            meter.clock_offset += timedelta(seconds=fault.rate * (now - last).total_seconds() / 86400)  # type: ignore[attr-defined]
-            self.drift_max = max(self.drift_max, abs(meter.clock_offset.total_seconds()))  # type: ignore[attr-defined]
+            meter.clock_offset += timedelta(seconds=fault.rate * (now - last).total_seconds() / 86400)
+            self.drift_max = max(self.drift_max, abs(meter.clock_offset.total_seconds()))
             last = now
 
     def _clock_resyncs(self) -> int:

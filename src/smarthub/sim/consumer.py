@@ -10,10 +10,10 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
-from smarthub.model.tariff import Flat, RatePeriod, Tariff, TariffSchedule, TimeOfUse
+from smarthub.model.tariff import WEEKDAYS, Flat, RatePeriod, Tariff, TariffSchedule, TimeOfUse, Weekday
 from smarthub.sim.appliance_profiles import APPLIANCES
 
-_EVERY_DAY = {d: "all" for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+_EVERY_DAY: dict[Weekday, str] = {d: "all" for d in WEEKDAYS}
 
 
 def sample_electricity(effective: date) -> TariffSchedule:

@@ -411,13 +411,13 @@ class DlmsMeterSimulator:
             return b""
         self._nr = (f.ns + 1) % 8
         try:
-            info = self._reasm.add(f)
+            whole = self._reasm.add(f)
         except DecodeError:
             return self._frame(FrameType.FRMR)
-        if info is None:
+        if whole is None:
             return self._frame(FrameType.RR)
         try:
-            apdu = strip_llc(info, response=False)
+            apdu = strip_llc(whole, response=False)
         except DecodeError:
             return self._frame(FrameType.FRMR)
         reply = self._on_apdu(apdu)

@@ -106,7 +106,7 @@ class Credentials:
     collector_pem: Path
     collector_key: Path
 
-    def collector_context(self):  # type: ignore[no-untyped-def]
+    def collector_context(self):
         return client_context(self.collector_pem, self.collector_key, self.ca_pem)
 
 

@@ -61,7 +61,7 @@ MINUTE = timedelta(minutes=1)
 Rig = Connection
 
 
-def _sink(hub: SmartHub, port: str = "han"):  # type: ignore[no-untyped-def]
+def _sink(hub: SmartHub, port: str = "han"):
     def accept(batch: PortBatch, t: datetime) -> None:
         hub.accept(batch, t, port=port)
 
@@ -425,4 +425,4 @@ def simulated_connector(clock: Clock, start: datetime, telegram_period: timedelt
             ]
         raise ValueError(f"no simulator for {protocol} meters")
 
-    return connect  # type: ignore[return-value]
+    return connect

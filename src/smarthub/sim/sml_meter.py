@@ -106,7 +106,7 @@ class SmlMeterSimulator:
         r = self.advance(t)
         self._transaction = (self._transaction + 1) & 0xFFFFFFFF
         wh, w = UNIT_CODES["Wh"], UNIT_CODES["W"]
-        entries = [
+        entries: list[tuple[ObisCode, int | bytes, int | None, int | None]] = [
             (DEVICE_ID, self.server_id, None, None),
             (IMPORT, r.import_dwh, wh, -1),
             (EXPORT, r.export_dwh, wh, -1),

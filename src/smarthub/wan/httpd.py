@@ -470,7 +470,8 @@ class TCPSite:
             if context is None:
                 return app
             # TLS as asyncio.start_server(ssl=...) does it, with the refusal alert kept.
-            return _AlertingSSLProtocol(loop, app, context, None, server_side=True)
+            # waiter None, as asyncio's own loop passes it (typeshed wants a Future)
+            return _AlertingSSLProtocol(loop, app, context, None, server_side=True)  # type: ignore[arg-type]
 
         server = await loop.create_server(factory, self.host, self.port, backlog=self.backlog)
         self.runner._servers.append(server)
@@ -487,7 +488,7 @@ class _AlertingSSLProtocol(sslproto.SSLProtocol):
     def _on_handshake_complete(self, handshake_exc: BaseException | None) -> None:
         if handshake_exc is not None:
             with contextlib.suppress(Exception):
-                self._process_outgoing()
+                self._process_outgoing()  # type: ignore[attr-defined]  # private hook, not in typeshed
         super()._on_handshake_complete(handshake_exc)
 
 

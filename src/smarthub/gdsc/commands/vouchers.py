@@ -114,7 +114,8 @@ class VoucherIssuer:
 
 def verdict_status(verdict: dict[str, Any]) -> str:
     """What a hub's verdict on a top-up delivery makes of its voucher (see ``VoucherIssuer.settle``)."""
-    result = verdict.get("result") if isinstance(verdict.get("result"), dict) else {}
+    given = verdict.get("result")
+    result: dict[str, Any] = given if isinstance(given, dict) else {}
     if verdict.get("status") == "applied" and result.get("credited") is True:
         return "credited"
     if verdict.get("status") == "applied" and result.get("refused"):

@@ -233,7 +233,7 @@ def register_manifest(store: Store, manifest: Mapping[str, Any]) -> int:
     hubs = manifest.get("hubs")
     if not isinstance(hubs, list):
         raise CommissioningError("manifest has no 'hubs' list")
-    checked = []
+    checked: list[dict[str, Any]] = []
     for i, h in enumerate(hubs):
         try:
             lfdi = str(h["lfdi"]).upper()

@@ -299,7 +299,11 @@ class CertificateAuthority:
         revoked: dict[int, _Revocation] | None = None,
         chain: Sequence[x509.Certificate] = (),
     ) -> None:
-        if key.public_key().public_numbers() != certificate.public_key().public_numbers():
+        cert_key = certificate.public_key()
+        if (
+            not isinstance(cert_key, ec.EllipticCurvePublicKey)
+            or key.public_key().public_numbers() != cert_key.public_numbers()
+        ):
             raise ValueError("CA key does not match the CA certificate")
         self._key = key
         self._cert = certificate

@@ -232,11 +232,11 @@ class AggregationGroups:
             return [_membership(r) for r in rows]
 
 
-def _gid(group_id: str):  # type: ignore[no-untyped-def]
+def _gid(group_id: str):
     return aggregation_groups.c.group_id == group_id
 
 
-def _membership(r) -> Membership:  # type: ignore[no-untyped-def]
+def _membership(r) -> Membership:
     start = utc(r.start)
     assert start is not None
     return Membership(r.premises_id, r.group_id, start, utc(r.end))

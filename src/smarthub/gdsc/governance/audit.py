@@ -258,10 +258,10 @@ class AuditLog:
             for r in conn.execute(select(audit_log).order_by(audit_log.c.seq)):
                 n += 1
                 problems.extend(_check_row(r, expect_seq, prev))
-                digests = wanted.get(r.seq)
-                if digests is not None:
+                anchored = wanted.get(r.seq)
+                if anchored is not None:
                     seen.add(r.seq)
-                    if entry_hash(r.body.encode()) not in digests or r.hash not in digests:
+                    if entry_hash(r.body.encode()) not in anchored or r.hash not in anchored:
                         problems.append(
                             f"entry {r.seq} does not match its anchor: the log was rewritten from there on"
                         )
@@ -306,7 +306,7 @@ def _covered(e: AuditEntry, groups: Sequence[tuple[str, datetime, datetime | Non
     return any(g == e.group_id and s < end and (u is None or start < u) for g, s, u in groups)
 
 
-def _check_row(r, expect_seq: int, prev: str) -> list[str]:  # type: ignore[no-untyped-def]
+def _check_row(r, expect_seq: int, prev: str) -> list[str]:
     out: list[str] = []
     if r.seq != expect_seq:
         out.append(f"seq {r.seq} follows seq {expect_seq - 1}: entries missing or reordered")
@@ -336,7 +336,7 @@ def _check_row(r, expect_seq: int, prev: str) -> list[str]:  # type: ignore[no-u
     return out
 
 
-def _entry(r) -> AuditEntry:  # type: ignore[no-untyped-def]
+def _entry(r) -> AuditEntry:
     b = json.loads(r.body)
     return AuditEntry(
         seq=r.seq,
@@ -355,7 +355,7 @@ def _entry(r) -> AuditEntry:  # type: ignore[no-untyped-def]
 
 
 def _fields(e: AuditEntry) -> dict[str, Any]:
-    return {f: getattr(e, f) for f in AuditEntry.__slots__}  # type: ignore[attr-defined]
+    return {f: getattr(e, f) for f in AuditEntry.__slots__}
 
 
 def _iso(t: datetime) -> str:

@@ -509,14 +509,14 @@ class PartyRepository:
         if p.role is not role:
             raise ValueError(f"party {party_id!r} has role {p.role.value}, not {role.value}")
 
-    def _run(self, conn: Connection | None, fn):  # type: ignore[no-untyped-def]
+    def _run(self, conn: Connection | None, fn):
         if conn is not None:
             return fn(conn)
         with self.engine.begin() as c:
             return fn(c)
 
 
-def _consent(r) -> Consent:  # type: ignore[no-untyped-def]
+def _consent(r) -> Consent:
     return Consent(
         consent_id=r.consent_id,
         party_id=r.party_id,

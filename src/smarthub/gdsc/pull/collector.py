@@ -81,6 +81,10 @@ class PullLogEntry:
     fields: dict[str, Any]
 
 
+#: What the write worker takes: an ingest, a pull-log row, or any other write.
+WriteJob = Ingest | PullLogEntry | Callable[[], Any]
+
+
 class WriteBatcher:
     """Runs storage jobs of concurrent pulls in one worker-thread hop per group.
 
@@ -98,12 +102,12 @@ class WriteBatcher:
         self.write_ingests = write_ingests
         self.write_logs = write_logs
         self.max_group = max_group
-        self._queue: list[tuple[Ingest | Callable[[], Any], asyncio.Future[Any]]] = []
+        self._queue: list[tuple[WriteJob, asyncio.Future[Any]]] = []
         self._task: asyncio.Task[None] | None = None
         self.groups = 0
         self.busy_seconds = 0.0  # time the worker thread spent writing (the store's serial part)
 
-    async def run(self, job: Ingest | Callable[[], Any]) -> Any:
+    async def run(self, job: WriteJob) -> Any:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append((job, fut))
         if self._task is None or self._task.done():
@@ -128,14 +132,14 @@ class WriteBatcher:
                     else:
                         fut.set_result(result)
 
-    def _write(self, jobs: list[Ingest | Callable[[], Any]]) -> list[Any]:
+    def _write(self, jobs: list[WriteJob]) -> list[Any]:
         t0 = time.perf_counter()
         try:
             return self._write_group(jobs)
         finally:
             self.busy_seconds += time.perf_counter() - t0
 
-    def _write_group(self, jobs: list[Ingest | Callable[[], Any]]) -> list[Any]:
+    def _write_group(self, jobs: list[WriteJob]) -> list[Any]:
         out: list[Any] = [None] * len(jobs)
         ingests = [(i, j) for i, j in enumerate(jobs) if isinstance(j, Ingest)]
         if ingests:
@@ -298,7 +302,8 @@ class Collector:
         self._events_pulled[hub.hub_id] = now
         task = asyncio.create_task(self._pull_events(hub, now))
         self._event_tasks[hub.hub_id] = task
-        task.add_done_callback(lambda _t, h=hub.hub_id: self._event_tasks.pop(h, None))
+        hub_id = hub.hub_id
+        task.add_done_callback(lambda _t: self._event_tasks.pop(hub_id, None))
 
     async def _pull_events(self, hub: HubRecord, now: datetime) -> None:
         assert self.error_log is not None

@@ -188,7 +188,7 @@ class Scheduler:
     max_tries: int = 5
     # Told (hub id, time, last error) when a hub stays unreachable after ``max_tries``, beside
     # the plan's own error record: where the central error log hooks in.
-    on_unreachable: Callable[[str, datetime, str], None] | None = None
+    on_unreachable: Callable[[str, datetime, str], object] | None = None
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1 or self.urgent_concurrency < 1:

@@ -175,8 +175,8 @@ class Ihd:
         site = web.TCPSite(runner, host, port)
         await site.start()
         server = site._server
-        assert server is not None
-        bound = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        assert isinstance(server, asyncio.Server)
+        bound = server.sockets[0].getsockname()[1]
         return runner, int(bound)
 
     @web.middleware
@@ -518,10 +518,10 @@ class Ihd:
         comparison = self.store.comparison()
         if comparison is not None:
             for fuel, fc in comparison.fuels.items():
-                supply = self.consumption.supplies.get(fuel)
-                if supply is None:
+                fuel_supply = self.consumption.supplies.get(fuel)
+                if fuel_supply is None:
                     continue
-                yours = supply.accumulator.summary(comparison.start, comparison.end)
+                yours = fuel_supply.accumulator.summary(comparison.start, comparison.end)
                 rows = [
                     ("Your home", yours.kwh, kwh(yours.kwh)),
                     ("Average", fc.average_kwh, kwh(fc.average_kwh)),
@@ -702,7 +702,7 @@ def _screen_name(user_agent: str) -> str:
 
 def _safe_rate(fn: Any, now: datetime) -> Rate | None:
     with contextlib.suppress(TariffError):
-        return fn(now)  # type: ignore[no-any-return]
+        return fn(now)
     return None
 
 

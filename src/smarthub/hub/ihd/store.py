@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import threading
+import sqlite3
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -33,7 +33,7 @@ from typing import Any
 
 from smarthub.hub import sqlite_files
 
-_SCHEMA = """
+_V1 = """
 CREATE TABLE IF NOT EXISTS messages (
     sender TEXT NOT NULL,
     message_id TEXT NOT NULL,
@@ -42,13 +42,19 @@ CREATE TABLE IF NOT EXISTS messages (
     received INTEGER NOT NULL,
     expires INTEGER,
     acknowledged INTEGER,
-    start INTEGER,
     PRIMARY KEY (sender, message_id)
 );
 CREATE TABLE IF NOT EXISTS comparison (id INTEGER PRIMARY KEY CHECK (id = 1), body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS pairing (id INTEGER PRIMARY KEY CHECK (id = 1), code TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS appliances (meter TEXT PRIMARY KEY, name TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sessions (token_hash TEXT PRIMARY KEY, created INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS pairing_code (
+"""
+
+# 3: the pairing code single-use, expiring and hashed, with its back-off; sessions named, with
+# an idle and an absolute expiry (those paired before get a year from their pairing). The old
+# code was kept in clear: its table is dropped (secure_delete zeroes it), a new code is made.
+_V3 = """
+CREATE TABLE pairing_code (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     salt BLOB,
     digest BLOB,              -- scrypt(code, salt); NULL once used, voided or expired
@@ -57,7 +63,32 @@ CREATE TABLE IF NOT EXISTS pairing_code (
     failures INTEGER NOT NULL, -- wrong codes since this one was made
     next_try INTEGER NOT NULL  -- no attempt before this (epoch s): the back-off
 );
+ALTER TABLE sessions ADD COLUMN name TEXT NOT NULL DEFAULT 'screen';
+ALTER TABLE sessions ADD COLUMN last_seen INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN expires INTEGER NOT NULL DEFAULT 0;
+UPDATE sessions SET last_seen = created, expires = created + 31536000;  -- SESSION_MAX, 365 days
+DROP TABLE pairing;
 """
+
+
+def _unversioned(db: sqlite3.Connection) -> int:
+    """Which migrations an IHD file written before versions already has."""
+    if "messages" not in sqlite_files.tables(db):
+        return 0
+    if "start" not in sqlite_files.columns(db, "messages"):
+        return 1
+    return 2 if "expires" not in sqlite_files.columns(db, "sessions") else 3
+
+
+SCHEMA = sqlite_files.Schema(
+    "IHD",
+    [
+        _V1,  # 1: messages, the comparison, appliance names, the pairing code, sessions
+        "ALTER TABLE messages ADD COLUMN start INTEGER;",  # 2: a message's start time
+        _V3,
+    ],
+    unversioned=_unversioned,
+)
 
 PRIORITIES = {0: "low", 1: "normal", 2: "high", 3: "very high"}  # 2030.5 TextMessage.priority
 MAX_TEXT = 500
@@ -168,25 +199,8 @@ def _hash(token: str) -> str:
 
 class IhdStore:
     def __init__(self, path: Path | str) -> None:
-        self._lock = threading.Lock()
-        self._db = sqlite_files.connect(str(path))
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
-        columns = {r[1] for r in self._db.execute("PRAGMA table_info(messages)")}
-        if "start" not in columns:  # a store made before messages had a start time
-            self._db.execute("ALTER TABLE messages ADD COLUMN start INTEGER")
-        # A store made before sessions expired: they get a year from their pairing. Its pairing
-        # code was kept in clear: dropped (secure_delete zeroes it), a new one is made at the hub.
-        columns = {r[1] for r in self._db.execute("PRAGMA table_info(sessions)")}
-        if "expires" not in columns:
-            self._db.execute("ALTER TABLE sessions ADD COLUMN name TEXT NOT NULL DEFAULT 'screen'")
-            self._db.execute("ALTER TABLE sessions ADD COLUMN last_seen INTEGER NOT NULL DEFAULT 0")
-            self._db.execute("ALTER TABLE sessions ADD COLUMN expires INTEGER NOT NULL DEFAULT 0")
-            self._db.execute(
-                "UPDATE sessions SET last_seen = created, expires = created + ?",
-                (int(SESSION_MAX.total_seconds()),),
-            )
-        self._db.execute("DROP TABLE IF EXISTS pairing")
+        self._file = sqlite_files.open_database(path, SCHEMA)
+        self._db, self._lock = self._file.connection, self._file.lock
 
     def close(self) -> None:
         with self._lock:
@@ -389,4 +403,4 @@ class IhdStore:
 
 
 def _code_digest(code: str, salt: bytes) -> bytes:
-    return hashlib.scrypt(code.encode(), salt=salt, **_SCRYPT)  # type: ignore[arg-type]
+    return hashlib.scrypt(code.encode(), salt=salt, **_SCRYPT)

@@ -21,9 +21,11 @@ from smarthub.meters.dlms.errors import (
     ReplayError,
 )
 from smarthub.meters.dlms.security import InvocationCounterGuard, SecurityKeys
+from smarthub.meters.dlms.state import ClientState
 
 __all__ = [
     "AssociationRejected",
+    "ClientState",
     "Connected",
     "DataAccessError",
     "DecryptionError",

@@ -369,7 +369,7 @@ def _decode(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
             raise TruncatedFrame(
                 PROTOCOL, f"A-XDR {count} elements cannot fit in {n - pos} bytes", offset=pos
             )
-        items = []
+        items: list[Any] = []
         append = items.append
         for _ in range(count):
             v, pos = _decode(data, pos, depth - 1)
@@ -506,7 +506,7 @@ def encode_data(tag: int, value: Any = None) -> bytes:
     if tag == Tag.OCTET_STRING:
         return b"\x09" + encode_length(len(value)) + bytes(value)
     if tag == Tag.VISIBLE_STRING:
-        raw = value.encode("latin-1")
+        raw: bytes = value.encode("latin-1")
         return b"\x0a" + encode_length(len(raw)) + raw
     if tag == Tag.UTF8_STRING:
         raw = value.encode("utf-8")
@@ -516,13 +516,15 @@ def encode_data(tag: int, value: Any = None) -> bytes:
     if tag == Tag.BOOLEAN:
         return b"\x03\xff" if value else b"\x03\x00"
     if tag == Tag.BIT_STRING:
-        return b"\x04" + encode_length(value.length) + value.data
+        bits: BitString = value
+        return b"\x04" + encode_length(bits.length) + bits.data
     if tag == Tag.BCD:
         if not 0 <= value <= 99:
             raise ValueError("bcd holds 0..99")
         return bytes((13, (value // 10) << 4 | value % 10))
     if tag in (Tag.DATE_TIME, Tag.DATE, Tag.TIME):
-        return bytes((tag,)) + value.to_bytes()
+        stamp: DateTime | CosemDate | CosemTime = value
+        return bytes((tag,)) + stamp.to_bytes()
     if tag == Tag.COMPACT_ARRAY:
         desc, elements = value
         contents = b"".join(_encode_untagged(desc, e) for e in elements)

@@ -40,7 +40,7 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from smarthub.meters.dlms.apdu import (
     Aare,
@@ -108,6 +108,7 @@ from smarthub.meters.dlms.security import (
     decipher_apdu,
     is_ciphered,
 )
+from smarthub.meters.dlms.state import ClientState, Trigger, next_state
 from smarthub.meters.dlms.wrapper import WrapperFrame, WrapperFramer, encode_wrapper
 from smarthub.model.datapoint import DataPoint
 from smarthub.model.obis import ObisCode
@@ -285,7 +286,7 @@ class DlmsClient:
         self._params = HdlcParameters()
         self._ns = 0
         self._nr = 0
-        self._state = "idle"
+        self._state = ClientState.IDLE
         self._out: list[bytes] = []
         self._tx_segments: list[bytes] = []
         self._invoke = 0
@@ -296,9 +297,8 @@ class DlmsClient:
     # ---- state --------------------------------------------------------------------------
 
     @property
-    def state(self) -> str:
-        """idle, snrm, aarq, associated, get, set, action, rlrq, released (HDLC link still up),
-        disc."""
+    def state(self) -> ClientState:
+        """Where the session is (:mod:`smarthub.meters.dlms.state`: the states and their moves)."""
         return self._state
 
     @property
@@ -312,11 +312,12 @@ class DlmsClient:
         self._out.clear()
         return out
 
-    def _expect(self, *states: str) -> None:
-        if self._state not in states:
-            raise DlmsStateError(
-                f"dlms: operation not allowed in state {self._state!r} (needs {'/'.join(states)})"
-            )
+    def _may(self, trigger: Trigger) -> None:
+        """Refuse now, before any side effect, a request the state does not allow."""
+        next_state(self._state, trigger)
+
+    def _move(self, trigger: Trigger) -> None:
+        self._state = next_state(self._state, trigger)
 
     # ---- operations ---------------------------------------------------------------------
 
@@ -324,31 +325,30 @@ class DlmsClient:
         """Forget a session that failed midway (a refused GET, a lost reply): the next
         :meth:`connect` starts afresh, and the meter drops its old association on SNRM/AARQ.
         The security state (invocation counters, replay guard) is kept: it must only rise."""
-        self._state = "idle"
+        self._move(Trigger.ENDED)
         self._ns = self._nr = 0
         self._reasm.reset()
 
     def connect(self) -> bytes:
         """Start the association: SNRM (HDLC), or directly the AARQ (wrapper)."""
-        self._expect("idle")
+        trigger = Trigger.CONNECT_HDLC if self.transport == "hdlc" else Trigger.CONNECT_WRAPPER
+        self._move(trigger)
         self._ns = self._nr = 0
         self._reasm.reset()
         if self.transport == "hdlc":
-            self._state = "snrm"
             return encode_frame(HdlcFrame(FrameType.SNRM, self._server_addr, self._client_addr))
-        self._state = "aarq"
         return self._send_apdu(self._aarq())
 
     def get(
         self, obis: ObisCode, class_id: int, attribute: int, access_selection: bytes | None = None
     ) -> bytes:
         """GET.request normal; the result comes as a :class:`GetResult` (block transfer handled)."""
-        self._expect("associated")
+        self._may(Trigger.GET)
         self._invoke = self._invoke % 15 + 1
         self._pending = (class_id, obis, attribute)
         self._blocks = []
         self._block_number = 0
-        self._state = "get"
+        self._move(Trigger.GET)
         req = GetRequestNormal(self._invoke, class_id, obis, attribute, access_selection)
         return self._send_apdu(self._protect(req.to_bytes()))
 
@@ -365,11 +365,11 @@ class DlmsClient:
         :class:`DataAccessError` with the meter's data-access-result. No block transfer: the
         value must fit one APDU."""
         data = _encoded(value)
-        self._expect("associated")
+        self._may(Trigger.SET)
         self._granted(Conformance.SET, "SET")
         self._invoke = self._invoke % 15 + 1
         self._pending = (class_id, obis, attribute)
-        self._state = "set"
+        self._move(Trigger.SET)
         req = SetRequestNormal(self._invoke, class_id, obis, attribute, data, access_selection)
         return self._send_apdu(self._protect(req.to_bytes()))
 
@@ -380,11 +380,11 @@ class DlmsClient:
         ``None`` for none); answered by :class:`ActionResult`, or :class:`ActionError` with the
         meter's action-result."""
         data = None if parameter is None else _encoded(parameter)
-        self._expect("associated")
+        self._may(Trigger.ACTION)
         self._granted(Conformance.ACTION, "ACTION")
         self._invoke = self._invoke % 15 + 1
         self._pending = (class_id, obis, method)
-        self._state = "action"
+        self._move(Trigger.ACTION)
         req = ActionRequestNormal(self._invoke, class_id, obis, method, data)
         return self._send_apdu(self._protect(req.to_bytes()))
 
@@ -394,17 +394,16 @@ class DlmsClient:
 
     def release(self) -> bytes:
         """RLRQ; answered by :class:`Released`."""
-        self._expect("associated")
-        self._state = "rlrq"
+        self._move(Trigger.RELEASE)
         return self._send_apdu(ReleaseRequest(0).to_bytes())
 
     def disconnect(self) -> bytes:
         """HDLC DISC (answered by :class:`Disconnected`); with the wrapper there is nothing to send:
         the session is idle at once and the caller closes the TCP connection."""
         if self.transport == "wrapper":
-            self._state = "idle"
+            self._move(Trigger.ENDED)
             return b""
-        self._state = "disc"
+        self._move(Trigger.DISCONNECT)
         return encode_frame(HdlcFrame(FrameType.DISC, self._server_addr, self._client_addr))
 
     # ---- building -----------------------------------------------------------------------
@@ -474,23 +473,23 @@ class DlmsClient:
     def _on_frame(self, frame: HdlcFrame) -> Event | None:
         kind = frame.type
         if kind is FrameType.UA:
-            if self._state == "snrm":
+            if self._state is ClientState.SNRM:
                 self._params = _peer_params(frame.info)
-                self._state = "aarq"
+                self._move(Trigger.UA)
                 self._out.append(self._send_apdu(self._aarq()))
                 return None
-            if self._state == "disc":
-                self._state = "idle"
+            if self._state is ClientState.DISC:
+                self._move(Trigger.UA)
                 return Disconnected()
-            raise DlmsStateError(f"dlms: unexpected UA in state {self._state!r}")
+            raise DlmsStateError(f"dlms: unexpected UA in state {self._state.value!r}")
         if kind is FrameType.DM:
-            if self._state == "disc":
-                self._state = "idle"
+            if self._state is ClientState.DISC:
+                self._move(Trigger.ENDED)
                 return Disconnected()
-            self._state = "idle"
+            self._move(Trigger.ENDED)
             raise DlmsSessionError("dlms: the meter answered DM (disconnected mode)")
         if kind is FrameType.FRMR:
-            self._state = "idle"
+            self._move(Trigger.ENDED)
             raise DlmsSessionError("dlms: the meter rejected a frame (FRMR)")
         if kind in (FrameType.RR, FrameType.RNR):
             if self._tx_segments and kind is FrameType.RR:
@@ -499,17 +498,17 @@ class DlmsClient:
             return None
         if kind is FrameType.I:
             self._nr = (frame.ns + 1) % 8
-            info = self._reasm.add(frame)
-            if info is None:
+            whole = self._reasm.add(frame)
+            if whole is None:
                 rr = HdlcFrame(FrameType.RR, self._server_addr, self._client_addr, nr=self._nr)
                 self._out.append(encode_frame(rr))
                 return None
-            return self._on_apdu(strip_llc(info, response=True))
+            return self._on_apdu(strip_llc(whole, response=True))
         return None  # UI (pushes) and anything else: not part of this session
 
     def _on_apdu(self, raw: bytes) -> Event | None:
         state = self._state
-        if state == "aarq":
+        if state is ClientState.AARQ:
             return self._on_aare(raw)
         if is_ciphered(raw):
             if self.keys is None:
@@ -517,32 +516,35 @@ class DlmsClient:
             raw = decipher_apdu(raw, self.keys, system_title=self.server_system_title, guard=self.guard).plain
         apdu = decode_apdu(raw)
         if isinstance(apdu, ExceptionResponse):
-            self._state = "associated" if state in ("get", "set", "action") else state
+            if state in (ClientState.GET, ClientState.SET, ClientState.ACTION):
+                self._move(Trigger.ANSWERED)
             raise DlmsSessionError(
                 f"dlms: exception-response state-error {apdu.state_error} service-error {apdu.service_error}"
             )
-        if state == "get":
+        if state is ClientState.GET:
             return self._on_get(apdu)
-        if state == "set":
+        if state is ClientState.SET:
             return self._on_set(apdu)
-        if state == "action":
+        if state is ClientState.ACTION:
             return self._on_action(apdu)
-        if state == "rlrq":
+        if state is ClientState.RLRQ:
             if not isinstance(apdu, ReleaseResponse):
                 raise DlmsStateError(f"dlms: expected RLRE, got {type(apdu).__name__}")
-            self._state = "released" if self.transport == "hdlc" else "idle"
+            self._move(Trigger.RLRE)
+            if self.transport == "wrapper":
+                self._move(Trigger.ENDED)  # no link layer to keep up
             return Released()
-        raise DlmsStateError(f"dlms: unexpected {type(apdu).__name__} in state {state!r}")
+        raise DlmsStateError(f"dlms: unexpected {type(apdu).__name__} in state {state.value!r}")
 
     def _on_aare(self, raw: bytes) -> Event:
         apdu = decode_apdu(raw)
         if isinstance(apdu, ExceptionResponse):
-            self._state = "idle"
+            self._move(Trigger.ENDED)
             raise AssociationRejected(1, None, "exception-response")
         if not isinstance(apdu, Aare):
             raise DlmsStateError(f"dlms: expected AARE, got {type(apdu).__name__}")
         if apdu.result != 0:
-            self._state = "idle"
+            self._move(Trigger.ENDED)
             raise AssociationRejected(apdu.result, apdu.diagnostic)
         if self.keys is not None:
             if apdu.responding_ap_title is None or len(apdu.responding_ap_title) != 8:
@@ -559,13 +561,13 @@ class DlmsClient:
             ).plain
         initiate = decode_apdu(info)
         if isinstance(initiate, ConfirmedServiceError):
-            self._state = "idle"
+            self._move(Trigger.ENDED)
             raise AssociationRejected(
                 apdu.result, apdu.diagnostic, f"confirmed-service-error {initiate.error}"
             )
         if not isinstance(initiate, InitiateResponse):
             raise MalformedFrame(PROTOCOL, "AARE user-information is not an InitiateResponse")
-        self._state = "associated"
+        self._move(Trigger.AARE_ACCEPTED)
         self.negotiated = Connected(
             initiate.negotiated_conformance, initiate.server_max_receive_pdu_size, self.server_system_title
         )
@@ -580,16 +582,16 @@ class DlmsClient:
                 raise DlmsStateError(
                     f"dlms: GET.response invoke-id {apdu.invoke_id}, expected {self._invoke}"
                 )
-            self._state = "associated"
+            self._move(Trigger.ANSWERED)
             if apdu.data is None:
                 raise DataAccessError(apdu.result, what)
             return GetResult(class_id, obis, attribute, apdu.value, apdu.data)
         if isinstance(apdu, GetResponseWithBlock):
             if apdu.raw_data is None:
-                self._state = "associated"
+                self._move(Trigger.ANSWERED)
                 raise DataAccessError(apdu.result, what)
             if apdu.block_number != self._block_number + 1:
-                self._state = "associated"
+                self._move(Trigger.ANSWERED)
                 raise MalformedFrame(
                     PROTOCOL, f"GET block {apdu.block_number} received, expected {self._block_number + 1}"
                 )
@@ -599,18 +601,18 @@ class DlmsClient:
                 nxt = GetRequestNext(self._invoke, self._block_number)
                 self._out.append(self._send_apdu(self._protect(nxt.to_bytes())))
                 return None
-            self._state = "associated"
+            self._move(Trigger.ANSWERED)
             raw = b"".join(self._blocks)
             value, _ = decode_data(raw, whole=True)
             self._blocks = []
             return GetResult(class_id, obis, attribute, value, raw)
-        self._state = "associated"
+        self._move(Trigger.ANSWERED)
         raise DlmsStateError(f"dlms: expected GET.response, got {type(apdu).__name__}")
 
     def _on_set(self, apdu: object) -> Event:
         assert self._pending is not None
         class_id, obis, attribute = self._pending
-        self._state = "associated"
+        self._move(Trigger.ANSWERED)
         if not isinstance(apdu, SetResponseNormal):
             raise DlmsStateError(f"dlms: expected SET.response, got {type(apdu).__name__}")
         if apdu.invoke_id != self._invoke:
@@ -622,7 +624,7 @@ class DlmsClient:
     def _on_action(self, apdu: object) -> Event:
         assert self._pending is not None
         class_id, obis, method = self._pending
-        self._state = "associated"
+        self._move(Trigger.ANSWERED)
         if not isinstance(apdu, ActionResponseNormal):
             raise DlmsStateError(f"dlms: expected ACTION.response, got {type(apdu).__name__}")
         if apdu.invoke_id != self._invoke:
@@ -729,7 +731,7 @@ REMOTE_RECONNECT = 2
 LIMITER_MONITORED_VALUE = 2
 LIMITER_THRESHOLD_ACTIVE = 3  # Blue Book class 71: 3 threshold_active, 4 threshold_normal
 LIMITER_THRESHOLD_NORMAL = 4
-_INTEGER_RANGES = {
+_INTEGER_RANGES: dict[int, tuple[int, int]] = {
     Tag.UNSIGNED: (0, 0xFF),
     Tag.LONG_UNSIGNED: (0, 0xFFFF),
     Tag.DOUBLE_LONG_UNSIGNED: (0, 0xFFFFFFFF),
@@ -782,7 +784,10 @@ def _get(
     return event
 
 
-def _session(client: DlmsClient, body: Generator[bytes, bytes, Any]) -> Generator[bytes, bytes, Any]:
+_R = TypeVar("_R")
+
+
+def _session(client: DlmsClient, body: Generator[bytes, bytes, _R]) -> Generator[bytes, bytes, _R]:
     """connect, ``body``, release/disconnect; a refusal by the meter (:class:`DataAccessError`,
     :class:`ActionError`) or an unusable value (``ValueError``) still ends the association
     before it propagates, so the client is idle for the next session."""
@@ -790,7 +795,7 @@ def _session(client: DlmsClient, body: Generator[bytes, bytes, Any]) -> Generato
     try:
         result = yield from body
     except (DataAccessError, ValueError):
-        if client.state == "associated":
+        if client.state is ClientState.ASSOCIATED:
             yield from _close(client)
         raise
     yield from _close(client)

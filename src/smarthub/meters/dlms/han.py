@@ -46,7 +46,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from smarthub.meters.dlms.apdu import DataNotification, _ciphered, decode_apdu
+from smarthub.meters.dlms.apdu import DataNotification, decode_apdu
+from smarthub.meters.dlms.apdu.ciphering import decode as decode_ciphered
 from smarthub.meters.dlms.axdr import DateTime, decode_length
 from smarthub.meters.dlms.errors import PROTOCOL, DecryptionError, NoKeyError
 from smarthub.meters.dlms.hdlc import HdlcFramer, SegmentReassembler
@@ -528,7 +529,7 @@ def _unverified_plain(apdu: bytes, key: bytes) -> tuple[bytes, bytes, int, int] 
     authenticated-and-encrypted APDU decrypted without checking its tag (GCM's keystream is
     AES-CTR from IV || 00000002), when that plaintext is a DataNotification; else None."""
     try:
-        c = _ciphered(apdu)
+        c = decode_ciphered(apdu)
         if c.tag != 0xDB or c.system_title is None or c.security_control & 0x30 != 0x30:
             return None
         _, pos = decode_length(apdu, 10)

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import aiohttp
 from envoy_schema.server.schema.sep2.log_events import LogEventList
 from pydantic import ValidationError
+from pydantic_xml import BaseXmlModel
 
 from smarthub.model.reading_type import obis_for_interval
 from smarthub.wan.client import sep2
@@ -29,7 +30,7 @@ MAX_BODY = 4 * 1024 * 1024
 PAGE = 1000  # items asked for per list request (the hub's most per response)
 _JSON = {"Accept": "application/json"}  # an event's diagnosis is JSON, not 2030.5 XML
 
-M = TypeVar("M")
+M = TypeVar("M", bound=BaseXmlModel)
 
 
 # What a request can fail with below HTTP. RuntimeError is aiohttp's "Session is closed": a
@@ -67,7 +68,7 @@ def parse_resource(body: bytes, model: type[M], what: str = "") -> M:
     except XmlRefused as err:
         raise PullError(f"{what}: {err}") from None
     try:
-        return model.from_xml_tree(root)  # type: ignore[attr-defined,no-any-return]
+        return model.from_xml_tree(root)  # type: ignore[arg-type]  # an lxml element: its backend
     except (ValidationError, ValueError, TypeError) as err:
         first = str(err).splitlines()[0:3]
         raise PullError(f"{what}: not a valid {model.__name__}: {' '.join(first)}") from None
@@ -85,7 +86,7 @@ class _PinnedConnector(aiohttp.TCPConnector):
         super().__init__(**kwargs)
         self.expected_lfdi = expected_lfdi
 
-    async def _wrap_create_connection(self, *args: Any, **kwargs: Any):  # type: ignore[no-untyped-def,override]
+    async def _wrap_create_connection(self, *args: Any, **kwargs: Any):
         transport, protocol = await super()._wrap_create_connection(*args, **kwargs)
         ssl_object = transport.get_extra_info("ssl_object")
         try:
@@ -231,10 +232,13 @@ class HubClient:
             )
             res.requests += n
             for mr in mrs:
-                await self._pull_channel(meter, mr, cursors.get(mr.href.split("?", 1)[0], 0), res)
+                channel = mr.href.split("?", 1)[0]
+                await self._pull_channel(meter, mr, channel, cursors.get(channel, 0), res)
         return res
 
-    async def _pull_channel(self, meter: str, mr: sep2.MeterReading, after: int, res: PullResult) -> None:
+    async def _pull_channel(
+        self, meter: str, mr: sep2.MeterReading, channel: str, after: int, res: PullResult
+    ) -> None:
         if mr.ReadingSetListLink is None:
             return
         rt = await self.get(mr.ReadingTypeLink.href, sep2.ReadingType)
@@ -274,4 +278,4 @@ class HubClient:
                     )
                 )
                 cursor = max(cursor, start + duration)
-        res.cursors[mr.href.split("?", 1)[0]] = cursor
+        res.cursors[channel] = cursor

@@ -22,7 +22,7 @@ from envoy_schema.server.schema.sep2.metering import (
 )
 from envoy_schema.server.schema.sep2.time import TimeResponse
 from envoy_schema.server.schema.sep2.types import DateTimeIntervalType
-from pydantic_xml import element
+from pydantic_xml import BaseXmlModel, element
 
 from smarthub.wan.contract.sep2_xml import (
     CONTENT_TYPE,
@@ -42,8 +42,9 @@ class ReadingSetListResponse(SubscribableList, tag="ReadingSetList"):
     ReadingSet_: list[ReadingSet] | None = element(default=None, tag="ReadingSet")
 
 
-def to_xml(model: object) -> bytes:
-    return model.to_xml(skip_empty=True, exclude_none=True)  # type: ignore[attr-defined,no-any-return]
+def to_xml(model: BaseXmlModel) -> bytes:
+    out = model.to_xml(skip_empty=True, exclude_none=True)
+    return out if isinstance(out, bytes) else out.encode()  # bytes with the lxml backend
 
 
 __all__ = [

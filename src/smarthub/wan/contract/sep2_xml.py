@@ -160,7 +160,7 @@ def mrid(*parts: str) -> str:
 
 # -- building blocks -----------------------------------------------------------------------
 def to_bytes(doc: Element) -> bytes:
-    return etree.tostring(doc, xml_declaration=True, encoding="UTF-8")  # type: ignore[no-any-return]
+    return etree.tostring(doc, xml_declaration=True, encoding="UTF-8")
 
 
 def _el(parent: Element | None, tag: str, href: str | None = None) -> Element:
@@ -605,11 +605,15 @@ def done(list_: Element) -> Element:
 
 
 # -- the bulk resource (smarthub.wan.client.bulk parses it) ------------------------------------------
-class IntervalRow(Protocol):
-    start: int
-    duration: int
-    value: int
-    quality: int
+class IntervalRow(Protocol):  # read-only members: frozen dataclasses (hub.intervals) satisfy them
+    @property
+    def start(self) -> int: ...
+    @property
+    def duration(self) -> int: ...
+    @property
+    def value(self) -> int: ...
+    @property
+    def quality(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ import hashlib
 import ssl
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import quote, unquote
 
 from cryptography import x509
@@ -57,6 +57,7 @@ from smarthub.wan.contract.sep2_xml import (
     DAY,
     ChannelRows,
     Element,
+    IntervalRow,
     MirrorPoint,
     write_mirror_meter_reading,
     write_mirror_usage_point,
@@ -71,13 +72,6 @@ POLL_RATE = 1800
 MIRROR_CHANNEL_READINGS = 1000
 MIRROR_PAGE_READINGS = 4000
 MAX_TOU_TIER = 15  # 2030.5 TOUType: 0 not applicable, 1-15 TOU A to O
-
-
-class IntervalRow(Protocol):
-    start: int
-    duration: int
-    value: int
-    quality: int
 
 
 class MeteringSource(Protocol):
@@ -114,10 +108,14 @@ SERVICE_KIND = {"electricity": 0, "gas": 1, "water": 2}
 class RegisterRow(Protocol):
     """A tariff register's total: value × 10^power_of_ten Wh, read at ``time`` (epoch s)."""
 
-    obis: ObisCode
-    value: int
-    power_of_ten: int
-    time: int
+    @property
+    def obis(self) -> ObisCode: ...
+    @property
+    def value(self) -> int: ...
+    @property
+    def power_of_ten(self) -> int: ...
+    @property
+    def time(self) -> int: ...
 
 
 class PrivacyPolicy(Protocol):
@@ -150,7 +148,8 @@ class EventLog(Protocol):
 
 
 class CommandResultLike(Protocol):
-    status: str
+    @property
+    def status(self) -> str: ...
 
     def to_json(self) -> bytes: ...
 
@@ -327,7 +326,7 @@ class HubWanServer:
         hub_id: str,
         lfdi: str,
         source: MeteringSource,
-        now_epoch,  # type: ignore[no-untyped-def]
+        now_epoch,
         management: CommandSink | None = None,
         privacy: PrivacyPolicy | None = None,
         events: EventLog | None = None,
@@ -364,9 +363,14 @@ class HubWanServer:
         # A hub is a small device on a thin WAN link: no client may monopolise it. A full pull
         # is ~15 requests, so the burst lets one through at once and the rate caps the rest.
         self.limiter = RateLimiter(rate=20.0, burst=100, monotonic=monotonic)
+
+        @web.middleware
+        async def count(request: web.Request, handler: Any) -> Any:
+            return await self._count(request, handler)
+
         # Requests are GETs and signed commands (a mapping table is ~15 kB); nothing larger.
         self.app = web.Application(
-            client_max_size=256 * 1024, middlewares=[self._count], produces=sep2.CONTENT_TYPE
+            client_max_size=256 * 1024, middlewares=[count], produces=sep2.CONTENT_TYPE
         )
         r = self.app.router
         r.add_get("/dcap", self.dcap)
@@ -420,8 +424,7 @@ class HubWanServer:
             await self._runner.cleanup()
             self._runner = None
 
-    @web.middleware
-    async def _count(self, request: web.Request, handler):  # type: ignore[no-untyped-def]
+    async def _count(self, request: web.Request, handler):  # the middleware (see __init__)
         self.requests += 1
         role, name, lfdi = self._peer_identity(request)
         if role not in WAN_CLIENT_ROLES:
@@ -518,7 +521,7 @@ class HubWanServer:
             _, recipient = self._recipient(request)
         except web.HTTPForbidden:
             return _OPEN  # a role that reads no metering data: refused where data is served
-        return window(recipient, None if meter is None else self.source.meters().get(meter))  # type: ignore[no-any-return]
+        return window(recipient, None if meter is None else self.source.meters().get(meter))
 
     def _granularity(self, request: web.Request, meter: str | None = None) -> str:
         """The granularity the privacy filter allows whoever this request is for (of ``meter``,
@@ -676,7 +679,7 @@ class HubWanServer:
         sets = (f"{href}/rs", len(self.source.interval_days(meter, obis)))
         return sep2.meter_reading(href, sep2.mrid(self.hub_id, href), str(obis), sets, parent)
 
-    def _meter_reading_items(self, request: web.Request, meter: str) -> list[ObisCode] | list[RegisterRow]:
+    def _meter_reading_items(self, request: web.Request, meter: str) -> Sequence[ObisCode | RegisterRow]:
         """A usage point's MeterReadings as this request's recipient sees them: the tariff
         registers for a register-totals recipient, else the interval channels (a role that reads
         no metering data sees the channels listed, and is refused where data is served)."""

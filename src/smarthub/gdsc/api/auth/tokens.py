@@ -60,7 +60,7 @@ class TokenStore(Mapping[str, str]):
             )
         return res.rowcount == 1
 
-    def _live(self):  # type: ignore[no-untyped-def]
+    def _live(self):
         return api_tokens.c.revoked.is_(None)
 
     def __getitem__(self, digest: str) -> str:
