@@ -42,32 +42,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pull  # bench/pull.py: hub processes, the DaySource, the pull pass
 
-TOKEN = "bench-supplier-token"
 SUPPLIER = "S1"
 SINCE = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 # -- the API process --------------------------------------------------------------------------
-def serve_api(db_url: str, port: int) -> None:
-    """Serve the data services API on ``port`` with uvicorn (one worker) until terminated."""
-    import uvicorn
+def serve_api(state: Path, db_url: str, port: int) -> None:
+    """Serve the data services API on ``port`` as ``smarthub gdsc api`` does (uvicorn, one worker,
+    the slow-client guards) until terminated."""
+    from smarthub.gdsc.api.serve import serve_api as serve
 
-    from smarthub.clock import SystemClock
-    from smarthub.gdsc.api.app import create_app
-    from smarthub.gdsc.api.auth.tokens import token_digest
-    from smarthub.gdsc.governance.audit import AuditLog
-    from smarthub.gdsc.governance.guard import AccessGuard
-    from smarthub.gdsc.governance.parties import PartyRepository
-    from smarthub.gdsc.store import Store
-
-    store = Store(db_url)
-    guard = AccessGuard(PartyRepository(store.engine), AuditLog(store.engine), SystemClock())
-    app = create_app(guard, {token_digest(TOKEN): SUPPLIER})
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    serve(state, db_url, "127.0.0.1", port)
 
 
 # -- the client process -----------------------------------------------------------------------
-async def supplier_reads(base: str, targets: list[tuple[str, str]], users: int) -> dict[str, Any]:
+async def supplier_reads(base: str, token: str, targets: list[tuple[str, str]], users: int) -> dict[str, Any]:
     """Read until stdin closes, ``users`` requests in flight; print "ready" first. Returns the
     latencies (ms) and failures."""
     import aiohttp
@@ -77,7 +66,7 @@ async def supplier_reads(base: str, targets: list[tuple[str, str]], users: int) 
     latencies: list[float] = []
     failures: dict[str, int] = {}
     stop = asyncio.Event()
-    headers = {"Authorization": f"Bearer {TOKEN}"}
+    headers = {"Authorization": f"Bearer {token}"}
 
     async def user(session: aiohttp.ClientSession) -> None:
         while not stop.is_set():
@@ -157,10 +146,12 @@ def _wait_http(url: str, seconds: float = 60.0) -> None:
             time.sleep(0.2)
 
 
-def _client_phase(base: str, targets: list[tuple[str, str]], users: int, during: Any) -> dict[str, Any]:
+def _client_phase(
+    base: str, token: str, targets: list[tuple[str, str]], users: int, during: Any
+) -> dict[str, Any]:
     """Run the client process while ``during()`` runs (in this process); its results."""
     p = subprocess.Popen(
-        [sys.executable, __file__, "--client", base, str(users), json.dumps(targets)],
+        [sys.executable, __file__, "--client", base, token, str(users), json.dumps(targets)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -182,7 +173,7 @@ def run(a: argparse.Namespace) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from smarthub.clock import SystemClock
+    from smarthub.gdsc.api.auth.tokens import issue_token
     from smarthub.gdsc.governance.parties import (
         Consent,
         Fuel,
@@ -193,15 +184,13 @@ def run(a: argparse.Namespace) -> None:
         SupplyPeriod,
         Tenancy,
     )
-    from smarthub.gdsc.pull.collector import Collector
-    from smarthub.gdsc.store import Store
     from smarthub.sim.fleet import home_specs, provision
 
     console = Console(stderr=True)
     pull._raise_fd_limit()
     state = a.state or Path(os.environ.get("TMPDIR", "/tmp")) / "smarthub-bench-pull"
     specs = home_specs(a.hubs, seed=5)
-    creds = provision(state, specs, datetime.now(UTC))
+    provision(state, specs, datetime.now(UTC))
 
     schema, db_note, db_url = None, "", a.db
     if db_url is None:
@@ -216,14 +205,15 @@ def run(a: argparse.Namespace) -> None:
         else:
             db_url = f"sqlite:///{state / f'gdsc-api-{uuid.uuid4().hex[:8]}.sqlite'}"
             db_note = f" (PostgreSQL did not answer at {pull.PG_URL}: fell back to SQLite)"
-    store = Store(db_url)
-    store.create_schema()
-
     procs: list[subprocess.Popen[str]] = []
     api: subprocess.Popen[str] | None = None
+    gdsc = None
     try:
         console.print(f"starting {a.hubs} hubs in {a.processes} processes …")
-        records = pull.start_hubs(state, specs, a.processes, store, procs)
+        pull.start_hubs(state, specs, a.processes, procs)
+        gdsc = pull.build_gdsc(state, db_url)  # the GDSC `smarthub gdsc` runs
+        store = gdsc.store
+        records = store.active_hubs()
 
         # The supplier of every home; the preloaded homes opted in to half-hourly reads.
         preload = max(1, a.hubs // 10)
@@ -251,15 +241,16 @@ def run(a: argparse.Namespace) -> None:
             )
             targets += [(s.premises_id, m) for m in pull.meters_of(s.hub_id)]
 
+        token = issue_token(db_url, SUPPLIER, datetime.now(UTC))
         port = _free_port()
-        api = subprocess.Popen([sys.executable, __file__, "--api", db_url, str(port)], text=True)
+        api = subprocess.Popen([sys.executable, __file__, "--api", str(state), db_url, str(port)], text=True)
         base = f"http://127.0.0.1:{port}"
         _wait_http(f"{base}/openapi.json")
-        client_ctx = creds.collector_context()
         pids = [p.pid for p in procs]
 
         async def window(name: str, hubs: list[Any]) -> pull.PassResult:
-            collector = Collector(store, client_ctx, SystemClock())
+            assert gdsc is not None
+            collector = await gdsc.replace_collector()  # a fresh one of the GDSC's (cold TLS sessions)
             progress = Progress(
                 "[progress.description]{task.description}",
                 BarColumn(),
@@ -279,12 +270,13 @@ def run(a: argparse.Namespace) -> None:
         console.print(f"reference: the API alone for {a.reference_seconds:g} s …")
         reference = Phase.of(
             "reference (no pull running)",
-            _client_phase(base, targets, a.users, lambda: time.sleep(a.reference_seconds)),
+            _client_phase(base, token, targets, a.users, lambda: time.sleep(a.reference_seconds)),
         )
         loaded = Phase.of(
             "under the bulk pull window",
             _client_phase(
                 base,
+                token,
                 targets,
                 a.users,
                 lambda: loaded_pass.append(asyncio.run(window("bulk pull window", records[preload:]))),
@@ -304,7 +296,8 @@ def run(a: argparse.Namespace) -> None:
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
-        store.close()
+        if gdsc is not None:
+            gdsc.store.close()
         if schema is not None:
             import psycopg
 
@@ -343,11 +336,11 @@ def run(a: argparse.Namespace) -> None:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--api":
-        serve_api(sys.argv[2], int(sys.argv[3]))
+        serve_api(Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--client":
-        targets = [tuple(t) for t in json.loads(sys.argv[4])]
-        out = asyncio.run(supplier_reads(sys.argv[2], targets, int(sys.argv[3])))  # type: ignore[arg-type]
+        targets = [tuple(t) for t in json.loads(sys.argv[5])]
+        out = asyncio.run(supplier_reads(sys.argv[2], sys.argv[3], targets, int(sys.argv[4])))  # type: ignore[arg-type]
         print(json.dumps(out), flush=True)
         return
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])

@@ -236,11 +236,10 @@ class Report:
     per_hub: dict[str, int]
 
 
-def start_hubs(
-    state: Path, specs: list[Any], processes: int, store: Any, procs: list[subprocess.Popen[str]]
-) -> list[Any]:
+def start_hubs(state: Path, specs: list[Any], processes: int, procs: list[subprocess.Popen[str]]) -> None:
     """Serve ``specs``' hubs from ``processes`` processes of this script (appended to ``procs``
-    as they start, so the caller stops them whatever happens) and register them in ``store``."""
+    as they start, so the caller stops them whatever happens) and write the commissioning
+    manifest (``fleet.json``) the GDSC registers them from."""
     hub_ids = [s.hub_id for s in specs]
     for i in range(processes):
         procs.append(
@@ -262,21 +261,29 @@ def start_hubs(
     from cryptography import x509
 
     from smarthub.gdsc.fleet.pki import lfdi
-    from smarthub.gdsc.fleet.registry import HubRecord
 
-    records = []
-    for s in specs:
-        url = f"https://127.0.0.1:{ports[s.hub_id]}"
-        hub_lfdi = lfdi(x509.load_pem_x509_certificate((state / "hubs" / s.hub_id / "hub.pem").read_bytes()))
-        store.register_hub(
-            hub_id=s.hub_id,
-            premises_id=s.premises_id,
-            url=url,
-            lfdi=hub_lfdi,
-            meters_by_fuel=list(meters_of(s.hub_id).items()),
-        )
-        records.append(HubRecord(s.hub_id, s.premises_id, url, hub_lfdi, "active"))
-    return records
+    hubs = [
+        {
+            "hub_id": s.hub_id,
+            "premises_id": s.premises_id,
+            "url": f"https://127.0.0.1:{ports[s.hub_id]}",
+            "lfdi": lfdi(
+                x509.load_pem_x509_certificate((state / "hubs" / s.hub_id / "hub.pem").read_bytes())
+            ),
+            "meters": [list(m) for m in meters_of(s.hub_id).items()],
+        }
+        for s in specs
+    ]
+    (state / "fleet.json").write_text(json.dumps({"hubs": hubs}))
+
+
+def build_gdsc(state: Path, db_url: str) -> Any:
+    """The GDSC ``smarthub gdsc`` runs (its composition root), over the bench's state and store.
+    The hubs' event pulls are off: the passes measure the bulk pull alone."""
+    from smarthub.clock import SystemClock
+    from smarthub.gdsc.service import GdscConfig, GdscService
+
+    return GdscService.build(GdscConfig(state, db_url, events_every=None), SystemClock())
 
 
 def _pg_url() -> str | None:
@@ -390,9 +397,6 @@ def run(
     reference_seconds: float = 1.5,
 ) -> Report:
     """Provision, start the hub processes, pull every hub twice, measure; returns the figures."""
-    from smarthub.clock import SystemClock
-    from smarthub.gdsc.pull.collector import Collector
-    from smarthub.gdsc.store import Store
     from smarthub.sim.fleet import home_specs, provision
     from smarthub.wan.tls import server_context
 
@@ -418,12 +422,13 @@ def run(
         else:
             db_url = f"sqlite:///{state / f'gdsc-{uuid.uuid4().hex[:8]}.sqlite'}"
             db_note = f"PostgreSQL did not answer at {PG_URL}: fell back to SQLite"
-    store = Store(db_url)
-    store.create_schema()
-
     procs: list[subprocess.Popen[str]] = []
+    gdsc = None
     try:
-        records = start_hubs(state, specs, processes, store, procs)
+        start_hubs(state, specs, processes, procs)
+        gdsc = build_gdsc(state, db_url)
+        store = gdsc.store
+        records = store.active_hubs()
 
         client_ctx = creds.collector_context()
         d0 = state / "hubs" / hub_ids[0]
@@ -434,7 +439,7 @@ def run(
         pids = [p.pid for p in procs]
 
         async def pull_all() -> list[PassResult]:
-            collector = Collector(store, client_ctx, SystemClock())
+            collector = gdsc.collector
             progress = None
             if show_progress:
                 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -483,7 +488,8 @@ def run(
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
-        store.close()
+        if gdsc is not None:
+            gdsc.store.close()
         if schema is not None:
             import psycopg
 

@@ -6,8 +6,8 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from smarthub import cli
 from smarthub.assembly.hub import describe
+from smarthub.cli.hub import assemble
 from smarthub.clock import ManualClock
 from smarthub.sim.fleet import KINDS, SimulatedHome, home_specs, provision
 
@@ -25,7 +25,7 @@ async def test_the_cli_and_the_fleet_build_the_same_parts_for_the_same_config(
         home = SimulatedHome(spec, tmp_path, clock, SIM_START, timedelta(seconds=60))
         # The same configuration through the command's path (its own databases, same certificates).
         config = dataclasses.replace(home.config, state=tmp_path / "cli" / spec.hub_id)
-        built = cli._assemble(config)
+        built = assemble(config)
         try:
             fleet, command = describe(home.assembly), describe(built)
             assert fleet == command, spec.kind

@@ -1,258 +1,200 @@
-"""A GDSC process: registry from the commissioning manifest, scheduler, collector, store, upkeep.
+"""The GDSC's one composition root: what ``smarthub gdsc`` runs, what the demo and the chaos run
+put beside their simulated fleet, and what the benchmarks measure.
 
-Several GDSC processes may run against one PostgreSQL database: they share the pull plan
-(`smarthub.gdsc.pull.plan`), so each hub is pulled once per window whichever process takes it.
+:meth:`GdscService.build` makes every part from one :class:`GdscConfig` (a state directory as
+``smarthub demo --state`` or a deployment lays it out, the database, the retrieval window):
 
-Beside the scheduler, :class:`Upkeep` runs every ``upkeep_every`` (on the injected clock):
+* the **store** (migrated), with the commissioning manifest's hubs registered;
+* the shared **pull plan**, the **error log** (hub diagnoses and unreachable hubs into
+  incidents), the **collector** (mutual TLS under the GDSC CA, the CA's CRL in the handshake
+  and offered to the hubs with their bulk pulls) and the **scheduler** with its command courier;
+* with ``gdsc/operator.{pem,key}``, the operator **signer**, and with it the **repairs** the
+  error log decides (signed and queued every ``repairs_every``) and every step of the
+  **upkeep** (:mod:`smarthub.gdsc.upkeep`: CRL re-publication, renewals, supplier changes and
+  their opening reads, voucher re-sends, meter replacements, consent expiries, similar-homes
+  comparisons, audit anchors); without it, the upkeep keeps the CRL and the meters only;
+* the data services **API** and the operator **console** on request (:meth:`GdscService.api`,
+  :meth:`GdscService.console`).
 
-* **CRL** — at start the CA's CRL is made current (published if there is none, if it is stale
-  or due, :meth:`~smarthub.gdsc.fleet.lifecycle.HubLifecycle.keep_crl`) and loaded into the
-  collectors' TLS context, so a revoked hub is refused in the handshake. Upkeep re-publishes it
-  daily (nextUpdate a week ahead) and hands every newer CRL on disk, including one another
-  process published, to the collector (:meth:`Collector.apply_crl`), so an expired CRL never
-  stops the pulls; the collector offers each to the hubs with their bulk pulls, and a hub takes
-  it when it misses a revocation or its own CRL nears its nextUpdate (``wan.crl_sync``). The CRL
-  is dated on ``tls_clock``: OpenSSL checks it against the host's clock, not a simulated one.
-* **change of supplier** — :meth:`~smarthub.gdsc.governance.supplier_change.SupplierChanges.tick`: the
-  opening read is asked for once the effective instant has passed, and stored when it is back.
-* **vouchers** — :class:`~smarthub.gdsc.commands.vouchers.VoucherCourier`: settled from the hub's verdict,
-  re-sent after the hub came back.
-* **meter replacements** — the registry learns the meters applied ``meter.replace`` commands put
-  in (:func:`~smarthub.gdsc.fleet.lifecycle.learn_meter_replacements`).
-* **consent expiries** — a consent that expired since the last run is pushed to the premises'
-  hubs as ``consent.set`` (:meth:`~smarthub.gdsc.governance.consent_sync.ConsentSync.push_expired`); the
-  first run looks back a week, which the hubs' version check makes harmless to repeat.
-* **audit anchors** — every ``anchor_every`` (an hour), when the audit chain has grown, its head
-  is signed with the operator key and appended to ``gdsc/audit-anchors.jsonl``
-  (:mod:`~smarthub.gdsc.governance.audit_anchors`), dated on ``tls_clock`` (the operator certificate is
-  checked against that date when the anchor is verified).
-* **similar-homes comparisons** — once a week, for the last complete local week, each display
-  gets its cohort's figures (:func:`~smarthub.gdsc.readings.comparisons.queue_comparisons`, only over
-  cohorts of at least k homes). A week already queued by any GDSC process (an
-  ``ihd.comparison`` job queued after the week ended is in the shared plan) is not queued again.
+Several GDSC processes may run against one PostgreSQL database: they share the pull plan, so each
+hub is pulled once per window whichever process takes it. Under an accelerated clock (a
+simulation), periodic work keeps a floor in wall time (the upkeep, the repairs, the hubs' event
+pulls), so a fast clock does not turn it into a busy loop.
 
-Each step is independent: one failing (the database away) is logged and tried at the next run.
+:meth:`GdscService.describe` says what was built, so ``smarthub gdsc``, the demo and the chaos run
+can be shown to build the same GDSC for the same configuration (``tests/gdsc/test_assembly.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import logging
 import ssl
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
-from smarthub.clock import Clock, SystemClock
+from smarthub.clock import AcceleratedClock, Clock, SystemClock
 from smarthub.gdsc.commands.signer import CommandSigner
-from smarthub.gdsc.commands.vouchers import VoucherCourier
 from smarthub.gdsc.fleet.commissioning import register_manifest
 from smarthub.gdsc.fleet.lifecycle import HubLifecycle
-from smarthub.gdsc.fleet.meters import learn_meter_replacements
 from smarthub.gdsc.fleet.pki import CertificateAuthority
-from smarthub.gdsc.governance.audit import AuditLog
-from smarthub.gdsc.governance.audit_anchors import default_anchor_path, write_anchor
-from smarthub.gdsc.governance.consent_sync import ConsentSync
-from smarthub.gdsc.governance.parties import PartyRepository
-from smarthub.gdsc.governance.supplier_change import SupplierChanges
+from smarthub.gdsc.incidents.error_log import ErrorLog
+from smarthub.gdsc.incidents.repairs import run_operations
 from smarthub.gdsc.pull.collector import Collector
-from smarthub.gdsc.pull.courier import CommandCourier
 from smarthub.gdsc.pull.plan import PullPlan
-from smarthub.gdsc.pull.scheduler import Scheduler, _wall_seconds
-from smarthub.gdsc.pull.tables import Priority, urgent_work
-from smarthub.gdsc.readings.comparisons import last_week, queue_comparisons
-from smarthub.gdsc.readings.queries import LONDON
+from smarthub.gdsc.pull.scheduler import Scheduler, WindowProgress, _wall_seconds
+from smarthub.gdsc.pull.tables import Priority
 from smarthub.gdsc.store import Store
+from smarthub.gdsc.upkeep import Upkeep, crl_current, crl_stamp, keep_crl
 from smarthub.wan.client.hub_client import HubClient
+from smarthub.wan.contract.events import LOG_EVENT_POLL_RATE
 from smarthub.wan.tls import client_context
+
+if TYPE_CHECKING:
+    from aiohttp import web
+    from fastapi import FastAPI
 
 log = logging.getLogger(__name__)
 
 UPKEEP_EVERY = timedelta(minutes=5)
 MIN_UPKEEP_WALL_S = 1.0
-CONSENT_LOOKBACK = timedelta(days=7)  # how far back the first upkeep run looks for expiries
+REPAIRS_EVERY = timedelta(minutes=15)
+EVENTS_EVERY = timedelta(seconds=LOG_EVENT_POLL_RATE)  # the 2030.5 LogEventList pollRate
+# A hub's events are re-read at most this often in wall time: under a simulation's clock the
+# pollRate would otherwise re-read every open event's detail at nearly every pull.
+MIN_EVENTS_WALL_S = 2.5
+
+
+@dataclass(frozen=True)
+class GdscConfig:
+    """What a GDSC is built from. ``state`` holds ``ca/ca.pem``, ``gdsc/collector.{pem,key}`` and
+    ``fleet.json``; with ``ca/ca.key`` the GDSC keeps the CRL, with ``gdsc/operator.{pem,key}``
+    it signs commands. ``db_url``: default SQLite in ``gdsc/gdsc.sqlite``. ``seed`` spreads the
+    scheduler's pulls within the window."""
+
+    state: Path
+    db_url: str | None = None
+    window: timedelta = timedelta(minutes=30)
+    events_every: timedelta | None = EVENTS_EVERY  # None: no event pulls (the pull benchmarks)
+    upkeep_every: timedelta = UPKEEP_EVERY
+    repairs_every: timedelta = REPAIRS_EVERY
+    seed: int = 0
+
+    @property
+    def store_url(self) -> str:
+        return store_url(self.state, self.db_url)
+
+
+def store_url(state: Path, db_url: str | None = None) -> str:
+    """The GDSC database of a state directory: ``db_url``, or SQLite in ``gdsc/gdsc.sqlite``."""
+    return db_url or f"sqlite:///{(state / 'gdsc' / 'gdsc.sqlite').resolve()}"
+
+
+def open_store(state: Path, db_url: str | None = None) -> Store:
+    """The state's store, migrated to the current schema (the caller closes it)."""
+    store = Store(store_url(state, db_url))
+    store.create_schema()
+    return store
+
+
+def clock_from_manifest(state: Path) -> Clock:
+    """The manifest's simulated clock (sim_start, speed, wall_start) if it has one, else real
+    time: a GDSC process and a fleet process started on one state agree on the time."""
+    manifest_path = state / "fleet.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    if "speed" in manifest and "wall_start" in manifest:  # a running fleet's shared clock
+        return AcceleratedClock(
+            datetime.fromisoformat(manifest["sim_start"]),
+            float(manifest["speed"]),
+            float(manifest["wall_start"]),
+        )
+    return SystemClock()
+
+
+def operator_signer(state: Path, store: Store) -> CommandSigner | None:
+    """The GDSC operator's command signer (``gdsc/operator.{pem,key}``), counters from the store."""
+    if not (state / "gdsc" / "operator.key").exists():
+        return None
+    return CommandSigner.from_files(
+        str(state / "gdsc" / "operator.pem"), str(state / "gdsc" / "operator.key"), store.next_command_counter
+    )
 
 
 def collector_tls_context(
     cert: str | Path, key: str | Path, ca_pem: str | Path, crl: str | Path | None
 ) -> ssl.SSLContext:
-    """The collectors' client context as the GDSC service builds it: mutual TLS under the GDSC
-    CA and, given the CA's CRL, revoked hubs refused in the handshake (OpenSSL CRL_CHECK_LEAF,
-    :func:`smarthub.wan.tls.client_context`). The CRL must be kept current (:class:`Upkeep`)."""
+    """The collectors' client context: mutual TLS under the GDSC CA and, given the CA's CRL,
+    revoked hubs refused in the handshake (OpenSSL CRL_CHECK_LEAF,
+    :func:`smarthub.wan.tls.client_context`). The CRL must be kept current (the upkeep)."""
     return client_context(cert, key, ca_pem, crl)
-
-
-def _state_lifecycle(state: Path, store: Store, signer: CommandSigner | None) -> HubLifecycle | None:
-    """A lifecycle over the state's CA, read afresh (another process may have revoked since)."""
-    if not (state / "ca" / "ca.key").exists():
-        return None
-    return HubLifecycle(store, CertificateAuthority.load(state / "ca"), PullPlan(store), signer)
-
-
-def _crl_stamp(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    return st.st_mtime_ns, st.st_size
-
-
-@dataclass
-class Upkeep:
-    """The GDSC's periodic work beside the scheduler (module docstring)."""
-
-    state: Path
-    store: Store
-    collector: Collector
-    signer: CommandSigner | None
-    clock: Clock
-    tls_clock: Clock
-    crl_path: Path
-    crl_applied: tuple[int, int] | None = None
-    crl_due: datetime | None = None  # on tls_clock
-    replaced_mark: int = 0
-    renewal_mark: int = 0
-    renew_before: timedelta = timedelta(days=30)  # renew hub certificates expiring within this
-    errors: int = 0
-    runs: int = 0
-    comparisons_week: tuple[date, date] | None = None
-    consents_mark: datetime | None = None
-    anchor_every: timedelta = timedelta(hours=1)
-    anchor_due: datetime | None = None
-    consents: ConsentSync | None = field(default=None, init=False)
-    supplier_changes: SupplierChanges | None = field(default=None, init=False)
-    vouchers: VoucherCourier | None = field(default=None, init=False)
-
-    def __post_init__(self) -> None:
-        if self.signer is not None:
-            parties = PartyRepository(self.store.engine)
-            plan = PullPlan(self.store)
-            self.supplier_changes = SupplierChanges(parties, plan, self.signer)
-            self.vouchers = VoucherCourier(self.store, plan, self.signer)
-            self.consents = ConsentSync(parties, plan, self.signer, self.clock.now)
-
-    async def run_once(self) -> None:
-        now = self.clock.now()
-        # Renewals first: a superseded certificate's CRL reaches the collector in the same run.
-        steps: list[tuple[str, Any]] = [("renewals", asyncio.to_thread(self._renewals)), ("crl", self._crl())]
-        if self.supplier_changes is not None:
-            steps.append(("supplier changes", asyncio.to_thread(self.supplier_changes.tick, now)))
-        if self.vouchers is not None:
-            steps.append(("vouchers", asyncio.to_thread(self.vouchers.tick, now)))
-        steps.append(("meter replacements", self._meters()))
-        if self.consents is not None:
-            steps.append(("consent expiries", asyncio.to_thread(self._consent_expiries, now)))
-        if self.signer is not None:
-            steps.append(("comparisons", asyncio.to_thread(self._comparisons, now)))
-            steps.append(("audit anchor", asyncio.to_thread(self._anchor, now)))
-        for name, step in steps:
-            try:
-                await step
-            except Exception:
-                self.errors += 1
-                log.exception("upkeep: %s failed (tried again at the next run)", name)
-        self.runs += 1
-
-    def _consent_expiries(self, now: datetime) -> None:
-        assert self.consents is not None
-        after = self.consents_mark or now - CONSENT_LOOKBACK
-        self.consents.push_expired(after, now)
-        self.consents_mark = now
-
-    def _comparisons(self, now: datetime) -> None:
-        week = last_week(now)
-        if week == self.comparisons_week or self.signer is None:
-            return
-        end = datetime(week[1].year, week[1].month, week[1].day, tzinfo=LONDON)
-        with self.store.engine.connect() as conn:
-            queued = conn.execute(
-                select(urgent_work.c.id)
-                .where(urgent_work.c.command_type == "ihd.comparison", urgent_work.c.queued >= end)
-                .limit(1)
-            ).first()
-        if queued is None:
-            run = queue_comparisons(self.store, self.signer, week[0], week[1], now)
-            log.info(
-                "comparisons for %s..%s: %d hubs, %d cohorts withheld",
-                *week,
-                len(run.jobs),
-                len(run.withheld),
-            )
-        self.comparisons_week = week
-
-    def _anchor(self, now: datetime) -> None:
-        if self.signer is None or (self.anchor_due is not None and now < self.anchor_due):
-            return
-        path = default_anchor_path(self.state)
-        anchor = write_anchor(
-            AuditLog(self.store.engine),
-            path,
-            self.signer.private_key,
-            self.signer.signer_pem,
-            self.tls_clock.now(),
-        )
-        if anchor is not None:
-            log.info("audit chain anchored at entry %d in %s", anchor.seq, path)
-        self.anchor_due = now + self.anchor_every
-
-    def _renewals(self) -> None:
-        """Settle applied hub certificate renewals, then renew hubs near expiry (HubLifecycle).
-
-        On the TLS clock: certificates and CRLs are checked by OpenSSL on this host's clock."""
-        lifecycle = _state_lifecycle(self.state, self.store, self.signer)
-        if lifecycle is None or self.signer is None:
-            return
-        now = self.tls_clock.now()
-        lifecycle.renew_before = self.renew_before
-        self.renewal_mark = lifecycle.apply_renewals(now, self.renewal_mark)
-        for hub_id in lifecycle.renew_due(now):
-            log.info("renewing the certificate of hub %s", hub_id)
-
-    async def _meters(self) -> None:
-        self.replaced_mark = await asyncio.to_thread(learn_meter_replacements, self.store, self.replaced_mark)
-
-    async def _crl(self) -> None:
-        now = self.tls_clock.now()
-        if self.crl_due is None or now >= self.crl_due:
-            self.crl_due = await asyncio.to_thread(keep_crl, self.state, self.store, self.signer, now)
-        stamp = _crl_stamp(self.crl_path)
-        if stamp is not None and stamp != self.crl_applied:
-            await self.collector.apply_crl(self.crl_path)
-            self.crl_applied = stamp
-
-    async def loop(self, every: timedelta, stop: asyncio.Event) -> None:
-        """Run every ``every`` until ``stop`` is set (a run under way is finished, not cut)."""
-        while not stop.is_set():
-            await self.run_once()
-            sleeper = asyncio.ensure_future(self.clock.sleep_until(self.clock.now() + every))
-            stopper = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            for t in (sleeper, stopper):
-                t.cancel()
-
-
-def keep_crl(state: Path, store: Store, signer: CommandSigner | None, now: datetime) -> datetime | None:
-    """Make the state's CRL current at ``now`` (on the TLS clock); when to look again (None:
-    no CA key here, the CRL is another process's business)."""
-    lifecycle = _state_lifecycle(state, store, signer)
-    if lifecycle is None:
-        return None
-    lifecycle.keep_crl(now)
-    return lifecycle.crl_due(lifecycle.published_crl(), now)
 
 
 @dataclass
 class GdscService:
+    """A built GDSC (see the module docstring); :meth:`build` makes one."""
+
+    config: GdscConfig
+    clock: Clock
+    tls_clock: Clock
     store: Store
+    plan: PullPlan
+    error_log: ErrorLog
+    ssl_context: ssl.SSLContext
     collector: Collector
     scheduler: Scheduler
-    upkeep: Upkeep | None = None
-    upkeep_every: timedelta = UPKEEP_EVERY
+    upkeep: Upkeep
+    signer: CommandSigner | None = None
+    crl: Path | None = None  # the CRL the collectors check hubs against, if current at start
+
+    @classmethod
+    def build(
+        cls,
+        config: GdscConfig,
+        clock: Clock,
+        *,
+        tls_clock: Clock | None = None,
+        on_progress: Callable[[WindowProgress], None] | None = None,
+    ) -> GdscService:
+        """Every part from ``config`` (``tls_clock`` dates CRLs: the system clock, OpenSSL's)."""
+        tls_clock = tls_clock or SystemClock()
+        state = config.state
+        store = open_store(state, config.db_url)
+        register_manifest(store, json.loads((state / "fleet.json").read_text()))
+        signer = operator_signer(state, store)
+        crl_path = state / "ca" / "crl.pem"
+        due = keep_crl(state, store, signer, tls_clock.now())
+        crl = crl_path if due is not None or crl_current(crl_path, tls_clock.now()) else None
+        if crl is None:
+            log.warning("no current CRL at %s: revoked hubs are refused only by the store", crl_path)
+        ctx = collector_tls_context(
+            state / "gdsc" / "collector.pem", state / "gdsc" / "collector.key", state / "ca" / "ca.pem", crl
+        )
+        error_log = ErrorLog(store, wan_link_of=store.wan_link)
+        collector = _collector(config, store, ctx, clock, error_log, crl)
+        scheduler = Scheduler(
+            collector,
+            clock,
+            store.active_hubs,
+            window=config.window,
+            seed=config.seed,
+            on_progress=on_progress,
+            on_unreachable=error_log.record_unreachable,
+        )
+        assert scheduler.plan is not None
+        upkeep = Upkeep(
+            state, store, collector, signer, clock, tls_clock, crl_path, crl_due=due, plan=scheduler.plan
+        )
+        upkeep.crl_applied = crl_stamp(crl_path) if crl is not None else None
+        return cls(
+            config, clock, tls_clock, store, scheduler.plan, error_log, ctx, collector, scheduler, upkeep,
+            signer, crl,
+        )  # fmt: skip
 
     @classmethod
     def from_state(
@@ -265,65 +207,146 @@ class GdscService:
         tls_clock: Clock | None = None,
         upkeep_every: timedelta = UPKEEP_EVERY,
     ) -> GdscService:
-        """``state`` holds ``ca/ca.pem``, ``gdsc/collector.{pem,key}`` and ``fleet.json``; with
-        ``ca/ca.key`` the service keeps the CRL current, with ``gdsc/operator.{pem,key}`` it signs
-        the upkeep's commands. ``tls_clock`` dates CRLs (the system clock: OpenSSL's)."""
-        tls_clock = tls_clock or SystemClock()
-        store = Store(db_url or f"sqlite:///{(state / 'gdsc' / 'gdsc.sqlite').resolve()}")
-        store.create_schema()
-        register_manifest(store, json.loads((state / "fleet.json").read_text()))
-        signer = _signer(state, store) if (state / "gdsc" / "operator.key").exists() else None
-        crl_path = state / "ca" / "crl.pem"
-        due = keep_crl(state, store, signer, tls_clock.now())
-        crl = crl_path if due is not None or _current(crl_path, tls_clock.now()) else None
-        if crl is None:
-            log.warning("no current CRL at %s: revoked hubs are refused only by the store", crl_path)
-        ctx = collector_tls_context(
-            state / "gdsc" / "collector.pem", state / "gdsc" / "collector.key", state / "ca" / "ca.pem", crl
-        )
-        collector = Collector(store, ctx, clock)
-        if crl is not None:
-            collector.offer_crl(crl)  # the hubs take it with their pulls (wan.crl_sync)
-        scheduler = Scheduler(collector, clock, store.active_hubs, window=window, courier=CommandCourier(ctx))
-        upkeep = Upkeep(state, store, collector, signer, clock, tls_clock, crl_path, crl_due=due)
-        upkeep.crl_applied = _crl_stamp(crl_path) if crl is not None else None
-        return cls(
-            store, collector, scheduler, upkeep, max(upkeep_every, _wall_seconds(clock, MIN_UPKEEP_WALL_S))
-        )
+        """:meth:`build` for ``state``, ``db_url``, ``window`` and ``upkeep_every``."""
+        config = GdscConfig(state, db_url, window=window, upkeep_every=upkeep_every)
+        return cls.build(config, clock, tls_clock=tls_clock)
 
-    async def run(self, until: datetime, first_window: datetime | None = None) -> None:
-        # Long-lived objects out of the GC's full collections (~1.5 s per 1,000-hub pull, profiled).
-        gc.freeze()
-        task, stop = None, asyncio.Event()
-        if self.upkeep is not None:
-            task = asyncio.create_task(self.upkeep.loop(self.upkeep_every, stop))
+    @property
+    def upkeep_every(self) -> timedelta:
+        return max(self.config.upkeep_every, _wall_seconds(self.clock, MIN_UPKEEP_WALL_S))
+
+    @property
+    def repairs_every(self) -> timedelta:
+        return max(self.config.repairs_every, _wall_seconds(self.clock, MIN_UPKEEP_WALL_S))
+
+    def describe(self) -> dict[str, Any]:
+        """What was built and how it is set: the same configuration describes the same GDSC."""
+        return {
+            "store": self.store.dialect,
+            "hubs": len(self.store.active_hubs()),
+            "plan": {"lease_s": self.plan.lease.total_seconds(), "max_tries": self.plan.max_tries},
+            "collector": {
+                "bulk": self.collector.bulk,
+                "error_log": self.collector.error_log is self.error_log,
+                "events_every_s": None
+                if self.collector.error_log is None
+                else self.collector.events_every.total_seconds(),
+                "crl": self.crl is not None,
+            },
+            "scheduler": {
+                "window_s": self.config.window.total_seconds(),
+                "tick_s": None if self.scheduler.tick is None else self.scheduler.tick.total_seconds(),
+                "seed": self.scheduler.seed,
+                "on_unreachable": self.scheduler.on_unreachable is not None,
+                "courier": self.scheduler.courier is not None,
+            },
+            "signer": self.signer is not None,
+            "repairs_every_s": None if self.signer is None else self.repairs_every.total_seconds(),
+            "upkeep": {
+                "every_s": self.upkeep_every.total_seconds(),
+                "steps": [name for name, _ in self.upkeep.steps(self.clock.now())],
+                "keeps_crl": self.upkeep.crl_due is not None,
+            },
+        }
+
+    # -- running -----------------------------------------------------------------------------
+    async def run_windows(self, until: datetime, first_window: datetime | None = None) -> None:
+        """Pull the windows from ``first_window`` (default: the current one) until ``until``, with
+        the upkeep and the repairs running beside the scheduler; the parts stay open."""
+        stop = asyncio.Event()
+        background = [asyncio.create_task(self.upkeep.loop(self.upkeep_every, stop))]
+        if self.signer is not None:
+            background.append(
+                asyncio.create_task(
+                    run_operations(
+                        self.error_log, self.signer, self.plan, self.clock, until, self.repairs_every
+                    )
+                )
+            )
         try:
             await self.scheduler.run(until, first_window)
         finally:
-            if task is not None:
-                stop.set()
-                await asyncio.gather(task, return_exceptions=True)
-            await self.scheduler.close()
-            await self.collector.close()
-            self.store.close()
+            stop.set()
+            for task in background[1:]:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+
+    async def run(self, until: datetime, first_window: datetime | None = None) -> None:
+        """:meth:`run_windows`, then :meth:`close`: what ``smarthub gdsc`` does."""
+        # Long-lived objects out of the GC's full collections (~1.5 s per 1,000-hub pull, profiled).
+        gc.freeze()
+        try:
+            await self.run_windows(until, first_window)
+        finally:
+            await self.close()
+
+    async def replace_collector(self) -> Collector:
+        """A collector restart: a new collector (TLS sessions and batches of the old one lost)
+        takes over the scheduler's pulls and the upkeep's CRL hand-over."""
+        old = self.collector
+        self.collector = _collector(
+            self.config, self.store, self.ssl_context, self.clock, self.error_log, self.crl
+        )
+        self.scheduler.collector = self.upkeep.collector = self.collector
+        await old.close()
+        return self.collector
+
+    async def close(self) -> None:
+        await self.scheduler.close()
+        await self.collector.close()
+        self.store.close()
+
+    # -- on request ---------------------------------------------------------------------------
+    def api(self) -> FastAPI:
+        """The data services API over this GDSC's store, clock and operator key."""
+        from smarthub.gdsc.api.app import app_from_store
+
+        return app_from_store(self.store, self.config.state, self.clock)
+
+    def console(self) -> web.Application:
+        """The operator page: fleet health, the scheduler's windows, the error log."""
+        from smarthub.gdsc.incidents.console import console_app
+
+        return console_app(self.store, lambda: self.scheduler.windows, self.error_log)
 
 
-def _current(crl_path: Path, now: datetime) -> bool:
-    from cryptography import x509
+def _collector(
+    config: GdscConfig, store: Store, ctx: ssl.SSLContext, clock: Clock, error_log: ErrorLog, crl: Path | None
+) -> Collector:
+    kw: dict[str, Any] = {}
+    if config.events_every is not None:
+        kw = {
+            "error_log": error_log,
+            "events_every": max(config.events_every, _wall_seconds(clock, MIN_EVENTS_WALL_S)),
+        }
+    collector = Collector(store, ctx, clock, **kw)
+    if crl is not None:
+        collector.offer_crl(crl)  # the hubs take it with their pulls (wan.contract.crl_sync)
+    return collector
 
+
+# -- what the command line does with a state directory ---------------------------------------------
+
+
+@contextlib.contextmanager
+def open_lifecycle(state: Path, db_url: str | None = None) -> Iterator[HubLifecycle]:
+    """The state's hub lifecycle: its CA (``ca/`` with ``ca.key``), store, shared pull plan and,
+    with ``gdsc/operator.{pem,key}``, the signer of the commands it queues."""
+    if not (state / "ca" / "ca.key").exists():
+        raise FileNotFoundError(f"{state} has no ca/ca.key (the GDSC CA)")
+    store = open_store(state, db_url)
     try:
-        crl = x509.load_pem_x509_crl(crl_path.read_bytes())
-    except (FileNotFoundError, ValueError):
-        return False
-    return crl.last_update_utc <= now and (crl.next_update_utc is None or now < crl.next_update_utc)
+        signer = operator_signer(state, store)
+        yield HubLifecycle(store, CertificateAuthority.load(state / "ca"), PullPlan(store), signer)
+    finally:
+        store.close()
 
 
 def _signer(state: Path, store: Store) -> CommandSigner:
-    return CommandSigner.from_files(
-        str(state / "gdsc" / "operator.pem"),
-        str(state / "gdsc" / "operator.key"),
-        store.next_command_counter,
-    )
+    signer = operator_signer(state, store)
+    if signer is None:
+        raise FileNotFoundError(f"{state} has no gdsc/operator.key: no command can be signed")
+    return signer
 
 
 def queue_command(
@@ -340,8 +363,7 @@ def queue_command(
     A running GDSC delivers it at its next scheduling tick, ahead of any bulk pull (top-up,
     disconnect and reconnect are urgent; other commands on-demand unless ``priority`` says).
     """
-    store = Store(db_url or f"sqlite:///{(state / 'gdsc' / 'gdsc.sqlite').resolve()}")
-    store.create_schema()
+    store = open_store(state, db_url)
     try:
         if not any(h.hub_id == hub_id for h in store.active_hubs()):
             raise LookupError(f"hub {hub_id!r} is not registered (or not active) at this GDSC")
@@ -362,8 +384,7 @@ async def send_command(
 
     The counter comes from the store, so it keeps rising across GDSC restarts.
     """
-    store = Store(db_url or f"sqlite:///{(state / 'gdsc' / 'gdsc.sqlite').resolve()}")
-    store.create_schema()
+    store = open_store(state, db_url)
     try:
         hub = next((h for h in store.active_hubs() if h.hub_id == hub_id), None)
         if hub is None:
@@ -379,3 +400,17 @@ async def send_command(
             await client.close()
     finally:
         store.close()
+
+
+__all__ = [
+    "GdscConfig",
+    "GdscService",
+    "clock_from_manifest",
+    "collector_tls_context",
+    "open_lifecycle",
+    "open_store",
+    "operator_signer",
+    "queue_command",
+    "send_command",
+    "store_url",
+]

@@ -1,8 +1,9 @@
 """``smarthub chaos``: a fleet run with faults injected, and an account of what survived.
 
-The demo's fleet and GDSC (real frames, real hubs with SQLite histories, 2030.5 over mutual
-TLS, the shared pull plan, the error log), with every hub's WAN behind a cuttable link
-(:mod:`smarthub.sim.faults`) and a seeded schedule of faults:
+The demo's fleet and the GDSC ``smarthub gdsc`` runs (real frames, real hubs with SQLite
+histories, 2030.5 over mutual TLS, the GDSC's composition root with its shared pull plan, error
+log, repairs and upkeep), with every hub's WAN behind a cuttable link (:mod:`smarthub.sim.faults`)
+and a seeded schedule of faults:
 
 * ``wan_outage``: one hub's WAN link down for up to 3 simulated days (the hub buffers; the
   GDSC's incremental pulls backfill it in order when it returns);
@@ -23,8 +24,9 @@ TLS, the shared pull plan, the error log), with every hub's WAN behind a cuttabl
   diagnoses the drift from the Clock it reads with the registers and re-syncs it (a SET of
   Clock attribute 2, read back), so its intervals stay in their half-hours.
 
-Prepayment homes receive top-ups during the run: signed vouchers issued by the GDSC, queued
-as urgent commands, re-queued until the hub's verdict says credited. At the end the run
+Prepayment homes receive top-ups during the run: signed vouchers issued by the GDSC and queued
+as urgent commands, as the API's top-up does; the GDSC's upkeep (its voucher courier) settles
+them from the hubs' verdicts and re-sends them after a hub comes back. At the end the run
 counts, from the GDSC's store and the hubs' own ledgers, what was expected and what arrived:
 ``lost`` readings (absent, not even estimated), ``duplicates``, ``topups_lost`` (issued, never
 credited) and ``topups_doubled`` (credited twice: impossible by construction, counted anyway).
@@ -49,9 +51,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import text
 
 from smarthub.gdsc.commands.vouchers import VoucherIssuer
-from smarthub.gdsc.incidents.repairs import run_operations
-from smarthub.gdsc.pull.collector import Collector
-from smarthub.gdsc.pull.plan import PullPlan
+from smarthub.gdsc.pull.tables import Priority
 from smarthub.han.poll import SimulatedLink
 from smarthub.hub.diagnostics import DiagnosisCode, RepairAction, RepairOutcome
 from smarthub.sim.demo import HALF_HOUR, DemoConfig, DemoRun, account, setup, sweep, teardown
@@ -154,7 +154,7 @@ class Chaos:
         self.gates: dict[str, HanGate] = {}
         self.injected: dict[str, int] = {}
         self.run: DemoRun | None = None
-        self.vouchers: dict[str, tuple[str, int]] = {}  # voucher id -> (hub, urgent job id)
+        self.vouchers: dict[str, str] = {}  # voucher id -> hub
         self.drift_max = 0.0
         self.credited_before: dict[str, int] = {}
 
@@ -202,17 +202,7 @@ class Chaos:
             def undo() -> None:
                 self.gates[hub].restore(meter)
         elif fault.kind == "collector_restart":
-            old = run.collector
-            assert run.creds is not None
-            new = Collector(
-                run.store,
-                run.creds.collector_context(),
-                run.clock,
-                error_log=run.error_log,
-                events_every=old.events_every,
-            )
-            run.collector = run.scheduler.collector = new
-            await old.close()
+            await run.gdsc.replace_collector()
         elif fault.kind == "database_restart":
             await asyncio.to_thread(self._kill_database_connections)
         elif fault.kind == "meter_replace":
@@ -232,15 +222,16 @@ class Chaos:
         """Exchange the home's DLMS meter once the hub hears it (an installer does not commission
         a meter while the hub is without power), then queue the GDSC's ``meter.replace``."""
         run = self.run
-        assert run is not None and run.signer is not None and run.scheduler.plan is not None
+        assert run is not None and run.signer is not None
         gate = self.gates[home.spec.hub_id]
         old = next(m for rig in home.rigs if rig.protocol == "dlms" for m, _ in rig.meters)
         while None in gate.silent or old in gate.silent:
             await run.clock.sleep_until(run.clock.now() + timedelta(minutes=5))
         swap = await home.swap_dlms_meter()
         body = {"old": swap.old, "new": swap.new, "protocol": "dlms", "fuel": "electricity"}
-        signed = run.signer.command(home.spec.hub_id, "meter.replace", body, swap.at)
-        await asyncio.to_thread(run.scheduler.plan.enqueue_command, signed, swap.at)
+        await asyncio.to_thread(
+            run.gdsc.plan.queue_command, run.signer, home.spec.hub_id, "meter.replace", body, swap.at
+        )
         log.info("meter %s replaced by %s at %s", swap.old, swap.new, swap.at)
 
     async def _drift(self, home: SimulatedHome, fault: Fault) -> None:
@@ -309,10 +300,10 @@ class Chaos:
         return VoucherIssuer(run.store, key, (self.cfg.state / "gdsc" / "operator.pem").read_bytes())
 
     async def _top_ups(self, until_offset: timedelta) -> None:
-        """Issue top-ups to prepayment homes at random times; re-queue until credited."""
+        """Issue top-ups to prepayment homes at random times, each queued at once as an urgent
+        command (as the API's top-up does); the GDSC's voucher courier does the rest."""
         run = self.run
-        assert run is not None and run.signer is not None and run.scheduler.plan is not None
-        plan: PullPlan = run.scheduler.plan
+        assert run is not None and run.signer is not None
         issuer = self._issuer()
         prepaid = [h for h in run.fleet.homes if h.consumer.ledger is not None]
         if not prepaid:
@@ -321,33 +312,21 @@ class Chaos:
             self.cfg.sim_start + timedelta(seconds=self.rng.uniform(3600, until_offset.total_seconds()))
             for _ in range(2 * len(prepaid) * self.cfg.days)
         )
-        t = self.cfg.sim_start + timedelta(minutes=10)
-        end = self.cfg.sim_start + until_offset + timedelta(hours=2)
-        while t < end:
+        for t in times:
             await run.clock.sleep_until(t)
-            while times and times[0] <= t:
-                times.pop(0)
-                home = self.rng.choice(prepaid)
-                amount = Decimal(self.rng.choice(["5.00", "10.00", "20.00"]))
-                voucher = await asyncio.to_thread(issuer.issue, home.spec.hub_id, "electricity", amount, t)
-                self.vouchers[voucher.voucher_id] = (home.spec.hub_id, -1)
-            await asyncio.to_thread(self._settle_and_requeue, issuer, plan, t)
-            t += HALF_HOUR
+            home = self.rng.choice(prepaid)
+            amount = Decimal(self.rng.choice(["5.00", "10.00", "20.00"]))
+            await asyncio.to_thread(self._top_up, issuer, home.spec.hub_id, amount, run.clock.now())
 
-    def _settle_and_requeue(self, issuer: VoucherIssuer, plan: PullPlan, now: Any) -> None:
+    def _top_up(self, issuer: VoucherIssuer, hub_id: str, amount: Decimal, now: Any) -> None:
         run = self.run
         assert run is not None and run.signer is not None
-        for p in issuer.pending():
-            hub, job = self.vouchers.get(p.voucher_id, (p.hub_id, -1))
-            if job >= 0:
-                state = plan.urgent_job(job)
-                if state.get("state") not in ("done", "failed"):
-                    continue  # still queued or in flight
-                result = json.loads(state["result"]) if state.get("result") else None
-                if isinstance(result, dict) and issuer.settle(hub, p.voucher_id, result, now) != "pending":
-                    continue
-            signed = run.signer.command(hub, "prepayment.topup", p.envelope, now)
-            self.vouchers[p.voucher_id] = (hub, plan.enqueue_command(signed, now))
+        voucher = issuer.issue(hub_id, "electricity", amount, now)
+        (pending,) = [p for p in issuer.pending(hub_id) if p.voucher_id == voucher.voucher_id]
+        run.gdsc.plan.queue_command(
+            run.signer, hub_id, "prepayment.topup", dict(pending.envelope), now, Priority.URGENT
+        )
+        self.vouchers[voucher.voucher_id] = hub_id
 
     def _count_top_ups(self) -> tuple[int, int, int]:
         """(issued, credited at the hubs, credited more than once) from the hubs' ledgers."""
@@ -383,9 +362,14 @@ class Chaos:
         return expected, missing
 
     # -- the run --------------------------------------------------------------------------------
+    async def start(self) -> DemoRun:
+        """The demo's fleet, each hub's WAN behind a cuttable link, and the GDSC."""
+        self.run = await setup(self.cfg, wan=self._wan)
+        return self.run
+
     async def run_all(self) -> ChaosResult:
         cfg = self.cfg
-        self.run = run = await setup(cfg, wan=self._wan)
+        run = await self.start()
         try:
             faults = plan_faults(run.fleet.homes, cfg.days, self.rng)
             run.clock.rebase()
@@ -395,15 +379,11 @@ class Chaos:
             # clock is slow (within the drift limit) stamps its midnight read just before
             # midnight, and the day's last half-hour completes with the read after it.
             await run.fleet.start_meters(until=cfg.end + timedelta(minutes=10))
-            assert run.error_log is not None and run.signer is not None and run.scheduler.plan is not None
             background = [
-                asyncio.create_task(
-                    run_operations(run.error_log, run.signer, run.scheduler.plan, run.clock, last_window_end)
-                ),
                 asyncio.create_task(self._top_ups(timedelta(days=cfg.days) - timedelta(hours=4))),
                 *(asyncio.create_task(self._inject(f)) for f in faults),
             ]
-            await run.scheduler.run(until=last_window_end, first_window=cfg.sim_start)
+            await run.gdsc.run_windows(until=last_window_end, first_window=cfg.sim_start)
             await run.fleet.meters_done()
             for task in background:
                 with contextlib.suppress(Exception):
@@ -411,7 +391,7 @@ class Chaos:
             for link in self.links.values():
                 link.restore()
             # Closing windows: what the hubs buffered during the last faults comes in.
-            await run.scheduler.run(until=last_window_end + 2 * HALF_HOUR, first_window=last_window_end)
+            await run.gdsc.run_windows(until=last_window_end + 2 * HALF_HOUR, first_window=last_window_end)
             # Then the GDSC's next windows, condensed: a pull of every hub until each has
             # answered once (a pull that fell into backoff at the very end is retried later in
             # life too). "lost" counts what is not at the GDSC even then: data gone, not late.
@@ -442,7 +422,7 @@ class Chaos:
                 incidents_open=summary["incidents_open"],
                 incidents_closed=summary["incidents_closed"],
                 work_orders=len(run.error_log.work_orders()),
-                hub_errors_open=len(run.scheduler.plan.open_errors()),
+                hub_errors_open=len(run.gdsc.plan.open_errors()),
                 meters_replaced=self._meters_replaced(),
                 clock_resyncs=self._clock_resyncs(),
                 clock_drift_max_s=round(self.drift_max, 1),

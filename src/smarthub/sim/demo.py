@@ -1,9 +1,11 @@
 """The demo: a GDSC and a fleet of simulated homes on loopback, one accelerated day.
 
 Everything is real except the meters and the clock: DSMR telegrams with CRCs, Smart Hubs
-with SQLite histories, 2030.5 XML over mutual TLS, a GDSC with a CA, a registry, a
-scheduler and a collector ingesting into SQLite (or PostgreSQL). At the end it counts,
-from the GDSC's store, every half-hourly reading expected of every channel of every home.
+with SQLite histories, 2030.5 XML over mutual TLS, and the GDSC ``smarthub gdsc`` runs (its
+composition root, :class:`~smarthub.gdsc.service.GdscService`: a CA, a registry, the shared
+plan, the scheduler, the collector ingesting into SQLite or PostgreSQL, the error log, the
+repairs and the upkeep). The demo adds only the simulated fleet. At the end it counts, from the
+GDSC's store, every half-hourly reading expected of every channel of every home.
 """
 
 from __future__ import annotations
@@ -18,11 +20,10 @@ from pathlib import Path
 
 from smarthub.clock import AcceleratedClock
 from smarthub.gdsc.commands.signer import CommandSigner
-from smarthub.gdsc.fleet.commissioning import register_manifest
 from smarthub.gdsc.incidents.error_log import ErrorLog
-from smarthub.gdsc.incidents.repairs import run_operations
 from smarthub.gdsc.pull.collector import Collector
 from smarthub.gdsc.pull.scheduler import Scheduler, WindowProgress
+from smarthub.gdsc.service import GdscConfig, GdscService
 from smarthub.gdsc.store import Store
 from smarthub.sim.fleet import Credentials, Fleet, home_specs, provision
 
@@ -76,20 +77,42 @@ class DemoResult:
         return json.dumps(asdict(self))
 
 
+def gdsc_config(cfg: DemoConfig) -> GdscConfig:
+    """The GDSC the demo (and the chaos run) builds: what ``smarthub gdsc --state`` builds for
+    the same state directory, database and seed."""
+    return GdscConfig(cfg.state, cfg.db_url, window=HALF_HOUR, seed=cfg.seed)
+
+
 @dataclass
 class DemoRun:
     """A running demo; exposes live state for progress displays and the operator page."""
 
     cfg: DemoConfig
-    store: Store
     fleet: Fleet
     clock: AcceleratedClock
-    scheduler: Scheduler
-    collector: Collector
-    error_log: ErrorLog | None = None
-    signer: CommandSigner | None = None
+    gdsc: GdscService
     creds: Credentials | None = None
     started: float = field(default_factory=time.monotonic)
+
+    @property
+    def store(self) -> Store:
+        return self.gdsc.store
+
+    @property
+    def scheduler(self) -> Scheduler:
+        return self.gdsc.scheduler
+
+    @property
+    def collector(self) -> Collector:
+        return self.gdsc.collector
+
+    @property
+    def error_log(self) -> ErrorLog:
+        return self.gdsc.error_log
+
+    @property
+    def signer(self) -> CommandSigner | None:
+        return self.gdsc.signer
 
 
 async def setup(
@@ -97,8 +120,8 @@ async def setup(
     on_progress: Callable[[WindowProgress], None] | None = None,
     wan: Callable[[Fleet], Awaitable[None]] | None = None,
 ) -> DemoRun:
-    """Provision, start the fleet's servers and the GDSC. ``wan`` runs once the hubs listen
-    and before the manifest is written (the chaos run puts its cuttable WAN links there)."""
+    """Provision, start the fleet's servers, then build the GDSC. ``wan`` runs once the hubs
+    listen and before the manifest is written (the chaos run puts its cuttable WAN links there)."""
     cfg.state.mkdir(parents=True, exist_ok=True)
     specs = home_specs(cfg.homes, cfg.seed)
     creds = provision(cfg.state, specs, datetime.now(UTC))
@@ -107,32 +130,9 @@ async def setup(
     await fleet.start_servers(creds.ca_pem)
     if wan is not None:
         await wan(fleet)
-    manifest_path = fleet.write_manifest({"sim_start": cfg.sim_start.isoformat(), "speed": cfg.speed})
-    store = Store(cfg.db_url or f"sqlite:///{(cfg.state / 'gdsc' / 'gdsc.sqlite').resolve()}")
-    store.create_schema()
-    register_manifest(store, json.loads(manifest_path.read_text()))
-    links = {h.hub_id: h.wan_link for h in store.active_hubs()}
-    error_log = ErrorLog(store, wan_link_of=links.get)
-    # Diagnosed events are pulled at most hourly (simulated): at demo speeds the 2030.5 default
-    # of 15 minutes would re-read every open event's detail at nearly every pull.
-    collector = Collector(
-        store, creds.collector_context(), clock, error_log=error_log, events_every=timedelta(hours=1)
-    )
-    scheduler = Scheduler(
-        collector,
-        clock,
-        store.active_hubs,
-        window=HALF_HOUR,
-        on_progress=on_progress,
-        seed=cfg.seed,
-        on_unreachable=error_log.record_unreachable,
-    )
-    signer = CommandSigner.from_files(
-        str(cfg.state / "gdsc" / "operator.pem"),
-        str(cfg.state / "gdsc" / "operator.key"),
-        store.next_command_counter,
-    )
-    return DemoRun(cfg, store, fleet, clock, scheduler, collector, error_log, signer, creds)
+    fleet.write_manifest({"sim_start": cfg.sim_start.isoformat(), "speed": cfg.speed})
+    gdsc = GdscService.build(gdsc_config(cfg), clock, on_progress=on_progress)
+    return DemoRun(cfg, fleet, clock, gdsc, creds)
 
 
 async def run_day(run: DemoRun) -> DemoResult:
@@ -142,19 +142,12 @@ async def run_day(run: DemoRun) -> DemoResult:
     run.started = time.monotonic()
     last_window_end = cfg.end + HALF_HOUR
     await run.fleet.start_meters(until=cfg.end)
-    ops = None
-    if run.error_log is not None and run.signer is not None and run.scheduler.plan is not None:
-        ops = asyncio.create_task(
-            run_operations(run.error_log, run.signer, run.scheduler.plan, run.clock, last_window_end)
-        )
-    await run.scheduler.run(until=last_window_end, first_window=cfg.sim_start)
-    if ops is not None:
-        await ops
+    await run.gdsc.run_windows(until=last_window_end, first_window=cfg.sim_start)
     # On a loaded machine a meter loop can trail the accelerated clock and deliver the day's
     # last sample after its hub's pull in the closing window; the GDSC picks it up in its next
     # window, as it would in life, so the count is taken after that window.
     await run.fleet.meters_done()
-    await run.scheduler.run(until=last_window_end + HALF_HOUR, first_window=last_window_end)
+    await run.gdsc.run_windows(until=last_window_end + HALF_HOUR, first_window=last_window_end)
     await sweep(run, last_window_end + HALF_HOUR)
     seconds = time.monotonic() - run.started
     return await asyncio.to_thread(account, run, seconds)
@@ -209,8 +202,6 @@ def account(run: DemoRun, seconds: float) -> DemoResult:
 
 
 def _error_log_figures(run: DemoRun) -> dict[str, int]:
-    if run.error_log is None:
-        return {}
     s = run.error_log.summary()
     return {
         "hub_events": s["events"],
@@ -221,7 +212,5 @@ def _error_log_figures(run: DemoRun) -> dict[str, int]:
 
 
 async def teardown(run: DemoRun) -> None:
-    await run.scheduler.close()
-    await run.collector.close()
+    await run.gdsc.close()
     await run.fleet.stop()
-    run.store.close()

@@ -97,6 +97,11 @@ def app_from_state(state: Path, clock: Clock, db_url: str | None = None) -> Fast
     ``gdsc/operator.{pem,key}`` and queued in the shared plan of that store."""
     store = Store(db_url or f"sqlite:///{(state / 'gdsc' / 'gdsc.sqlite').resolve()}")
     store.create_schema()
+    return app_from_store(store, state, clock)
+
+
+def app_from_store(store: Store, state: Path, clock: Clock) -> FastAPI:
+    """The API over an open store, with the state directory's operator key (if any)."""
     desk = CommandDesk.from_state(state, store) if (state / "gdsc" / "operator.key").exists() else None
     # With the operator key, consent grants and revocations queue consent.set for the hubs.
     parties = PartyRepository(store.engine) if desk is None else syncing_parties(store, desk.signer, clock)
@@ -104,4 +109,4 @@ def app_from_state(state: Path, clock: Clock, db_url: str | None = None) -> Fast
     return create_app(guard, TokenStore(store.engine), desk)
 
 
-__all__ = ["app_from_state", "create_app"]
+__all__ = ["app_from_state", "app_from_store", "create_app"]

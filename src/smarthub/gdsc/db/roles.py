@@ -23,6 +23,7 @@ is what the signed anchors (:mod:`smarthub.gdsc.governance.audit_anchors`) are f
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from sqlalchemy import Engine, text
 
@@ -83,3 +84,16 @@ def grant_application_role(engine: Engine, role: str, password: str | None = Non
         if "alembic_version" in tables:
             conn.execute(text(f'GRANT SELECT ON "{schema}".alembic_version TO {who}'))
     return moved
+
+
+def grant_application_role_at(url: str, role: str, password_file: Path | None = None) -> list[str]:
+    """:func:`grant_application_role` on the database at ``url`` (the password, if any, read
+    from ``password_file``)."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url, hide_parameters=True)
+    try:
+        password = password_file.read_text().strip() if password_file else None
+        return grant_application_role(engine, role, password)
+    finally:
+        engine.dispose()

@@ -127,6 +127,25 @@ def sign_request(
     ).encode()
 
 
+FUELS = ("electricity", "gas", "water", "heat")
+
+
+def sign_request_with(
+    request: CommissioningRequest, installer_cert_pem: bytes, installer_key_pem: bytes
+) -> bytes:
+    """:func:`sign_request` with the installer's certificate and key as PEM (the installer's
+    tool): the key must be an EC P-256 private key and the certificate's."""
+    from cryptography.hazmat.primitives import serialization
+
+    cert = x509.load_pem_x509_certificate(installer_cert_pem)
+    key = serialization.load_pem_private_key(installer_key_pem, password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise ValueError("the installer key must be an EC P-256 private key")
+    if key.public_key() != cert.public_key():
+        raise ValueError("the installer key is not the key of the certificate")
+    return sign_request(request, key, installer_cert_pem)
+
+
 def verify_installer(cert: x509.Certificate, ca: CertificateAuthority, now: datetime) -> Installer:
     """The installer ``cert`` names, if the GDSC CA issued it for that role and has not revoked it.
 

@@ -122,6 +122,18 @@ class HubRegistry(Database):
             rows = conn.execute(select(hubs).where(hubs.c.status == "active").order_by(hubs.c.hub_id))
             return [HubRecord(r.hub_id, r.premises_id, r.url, r.lfdi, r.status, r.wan_link) for r in rows]
 
+    def wan_link(self, hub_id: str) -> str | None:
+        """The WAN link (cell) the hub sits behind, if known."""
+        with self.engine.connect() as conn:
+            link = conn.execute(select(hubs.c.wan_link).where(hubs.c.hub_id == hub_id)).scalar()
+        return None if link is None else str(link)
+
+    def hub_lfdi(self, hub_id: str) -> str | None:
+        """The LFDI the registry pins for the hub (None: no such hub)."""
+        with self.engine.connect() as conn:
+            lfdi = conn.execute(select(hubs.c.lfdi).where(hubs.c.hub_id == hub_id)).scalar()
+        return None if lfdi is None else str(lfdi)
+
     def hub_meters(self, hub_id: str) -> dict[str, str]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(meters.c.meter_id, meters.c.fuel).where(meters.c.hub_id == hub_id))

@@ -221,6 +221,20 @@ class PullPlan(PlanClaims, PlanFinishing):
             out[k] = _aware(out[k])
         return out
 
+    def last_job(self) -> int:
+        """The id of the newest urgent job (0 if there is none)."""
+        with self._engine.connect() as conn:
+            return int(conn.execute(select(func.coalesce(func.max(urgent_work.c.id), 0))).scalar_one())
+
+    def hubs_queued_after(self, job: int, command_type: str) -> list[str]:
+        """The hubs a ``command_type`` command was queued for after job ``job``, by hub id."""
+        u = urgent_work
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(u.c.hub_id).where(u.c.id > job, u.c.command_type == command_type).order_by(u.c.hub_id)
+            )
+            return [r.hub_id for r in rows]
+
     def open_errors(self, hub_id: str | None = None) -> list[dict[str, Any]]:
         e = hub_errors
         q = select(e).where(e.c.closed.is_(None)).order_by(e.c.id)

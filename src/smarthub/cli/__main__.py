@@ -1,0 +1,5 @@
+"""``python -m smarthub.cli``."""
+
+from smarthub.cli import main
+
+main()

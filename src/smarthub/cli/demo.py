@@ -1,0 +1,154 @@
+"""``smarthub demo`` and ``smarthub chaos``: the simulated fleet and the GDSC, accelerated."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from smarthub.cli.app import app, err
+
+if TYPE_CHECKING:
+    from smarthub.sim.demo import DemoConfig, DemoResult
+
+State = Annotated[Path | None, typer.Option(help="state directory (default: a temporary one)")]
+Db = Annotated[str | None, typer.Option(help="GDSC database URL (default: SQLite in the state dir)")]
+
+
+@contextlib.contextmanager
+def _state_dir(state: Path | None, prefix: str) -> Iterator[Path]:
+    """``state``, or a temporary directory removed afterwards."""
+    if state is not None:
+        yield state
+        return
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    try:
+        yield Path(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@app.command()
+def demo(
+    homes: Annotated[int, typer.Option(min=1, help="simulated homes, each with a Smart Hub")] = 20,
+    days: Annotated[int, typer.Option(min=1, help="simulated days")] = 1,
+    headless: Annotated[bool, typer.Option(help="no operator page; exit at the end, JSON last line")] = False,
+    seconds_per_day: Annotated[float, typer.Option(min=1.0, help="wall seconds per simulated day")] = 60.0,
+    seed: int = 1,
+    db: Db = None,
+    state: State = None,
+    port: Annotated[int, typer.Option(help="operator page port")] = 8080,
+) -> None:
+    """Run a GDSC and a fleet of simulated homes through an accelerated day."""
+    from smarthub.sim.demo import DemoConfig
+
+    logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
+    result = None
+    with _state_dir(state, "smarthub-demo-") as where:
+        cfg = DemoConfig(
+            homes=homes, days=days, seconds_per_day=seconds_per_day, seed=seed, state=where, db_url=db
+        )
+        try:
+            result = asyncio.run(_demo(cfg, headless, port))
+        except KeyboardInterrupt:
+            err.print("stopped")
+    if result is not None:
+        print(result.json_line())
+        if result.missing or result.duplicates:
+            raise typer.Exit(1)
+
+
+@app.command()
+def chaos(
+    homes: Annotated[int, typer.Option(min=1, help="simulated homes")] = 200,
+    days: Annotated[int, typer.Option(min=1, help="simulated days")] = 3,
+    seed: Annotated[int, typer.Option(help="seeds the homes and the faults: same seed, same run")] = 1,
+    seconds_per_day: Annotated[float, typer.Option(min=1.0, help="wall seconds per simulated day")] = 60.0,
+    db: Db = None,
+    state: State = None,
+) -> None:
+    """Run a fleet with faults injected (WAN and cell outages, power cuts, HAN dropouts, collector
+    and database restarts) and top-ups in flight; JSON last line with what was lost."""
+    from smarthub.sim.chaos import run_chaos
+    from smarthub.sim.demo import DemoConfig
+
+    logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
+    err.print(f"chaos: {homes} homes, {days} days, seed {seed}, {seconds_per_day:g} s per simulated day …")
+    with _state_dir(state, "smarthub-chaos-") as where:
+        cfg = DemoConfig(
+            homes=homes, days=days, seconds_per_day=seconds_per_day, seed=seed, state=where, db_url=db
+        )
+        result = asyncio.run(run_chaos(cfg))
+    print(result.json_line())
+    if result.lost or result.duplicates or result.topups_lost or result.topups_doubled:
+        raise typer.Exit(1)
+
+
+async def _demo(cfg: DemoConfig, headless: bool, port: int) -> DemoResult:
+    """The demo with a progress bar and, unless headless, the operator page (then the fleet keeps
+    running until Ctrl-C)."""
+    from aiohttp import web
+
+    from smarthub.sim.demo import account, run_day, setup, teardown
+
+    err.print(
+        f"[bold]smarthub demo[/]: {cfg.homes} homes, {cfg.days} day(s), GDSC store "
+        f"{cfg.db_url or 'SQLite'}, state in {cfg.state}"
+    )
+    run = await setup(cfg)
+    runner = None
+    if not headless:
+        runner = web.AppRunner(run.gdsc.console(), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        err.print(f"operator page: http://127.0.0.1:{port}/")
+    total = (cfg.end + timedelta(minutes=30) - cfg.sim_start).total_seconds()
+    try:
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=False,
+        ) as progress:
+            task = progress.add_task("simulated day", total=total, status="starting")
+            day = asyncio.create_task(run_day(run))
+            while not day.done():
+                now = run.clock.now()
+                windows = run.scheduler.windows
+                status = (
+                    f"sim {now:%a %H:%M} · pulls {sum(w.done for w in windows)} · errors "
+                    f"{run.scheduler.pull_errors} · stored {sum(w.inserted for w in windows)}"
+                )
+                progress.update(
+                    task, completed=min((now - cfg.sim_start).total_seconds(), total), status=status
+                )
+                await asyncio.sleep(0.25)
+            progress.update(task, completed=total, status="done")
+            result = day.result()
+        err.print(
+            f"stored {result.readings_stored}/{result.readings_expected} readings, missing {result.missing}, "
+            f"duplicates {result.duplicates}, pull errors {result.pull_errors}, {result.seconds:.1f} s"
+        )
+        if not headless:
+            err.print(f"fleet keeps running; operator page on http://127.0.0.1:{port}/ — Ctrl-C to stop")
+            await run.fleet.start_meters()
+            with contextlib.suppress(asyncio.CancelledError):
+                await run.gdsc.run_windows(until=datetime.max.replace(tzinfo=UTC))
+            result = await asyncio.to_thread(account, run, result.seconds)
+        return result
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        await teardown(run)

@@ -1,0 +1,57 @@
+"""One GDSC: ``smarthub gdsc``, the demo and the chaos run build the same parts for the same
+configuration (issue 24): the store, plan, error log, collector, scheduler, repairs and every
+step of the upkeep, set the same way. The demo and chaos add only the fleet and its faults."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from smarthub.cli.gdsc import build_service
+from smarthub.sim.chaos import Chaos
+from smarthub.sim.demo import DemoConfig, setup, teardown
+
+UPKEEP = [
+    "renewals",
+    "crl",
+    "supplier changes",
+    "vouchers",
+    "meter replacements",
+    "consent expiries",
+    "comparisons",
+    "audit anchor",
+]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def test_the_demo_chaos_and_smarthub_gdsc_build_the_same_gdsc(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    db = request.getfixturevalue("pg_url") if backend == "postgresql" else None
+    cfg = DemoConfig(homes=2, days=1, seconds_per_day=30, seed=4, state=tmp_path / "demo", db_url=db)
+    demo = await setup(cfg)
+    try:
+        built = demo.gdsc.describe()
+        # `smarthub gdsc --state` over the demo's state, database and seed, on the demo's clock
+        # (the command reads a simulation's clock from its manifest when it is given one).
+        command = build_service(cfg.state, cfg.db_url, cfg.seed, clock=demo.clock)
+        try:
+            assert command.describe() == built
+        finally:
+            await command.close()
+    finally:
+        await teardown(demo)
+    chaos = Chaos(dataclasses.replace(cfg, state=tmp_path / "chaos"))
+    run = await chaos.start()
+    try:
+        assert run.gdsc.describe() == built
+    finally:
+        for link in chaos.links.values():
+            await link.close()
+        await teardown(run)
+    assert built["hubs"] == 2 and built["signer"] and built["collector"]["crl"]
+    assert built["collector"]["error_log"] and built["scheduler"]["on_unreachable"]
+    assert built["upkeep"]["steps"] == UPKEEP and built["upkeep"]["keeps_crl"]
+    assert built["repairs_every_s"] == 2880.0  # 15 minutes, at least a wall second (2,880x)
