@@ -270,7 +270,7 @@ def _mains(a: HubAssembly) -> Part:
         sender = AlertSender.from_files(
             a.config.hub_id, a.config.private_key, a.diagnostics.log._file, a.config.alerts
         )
-    a.mains = a.diagnostics.mains = MainsMonitor(a.config.hub_id, sender, a.diagnostics.log)
+    a.mains = a.diagnostics.mains = MainsMonitor(a.config.hub_id, sender, a.diagnostics.log, clock=a.clock)
     return Part("mains", on_stop=_after(sender.close) if sender is not None else None)
 
 

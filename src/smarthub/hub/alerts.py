@@ -164,6 +164,7 @@ class AlertSender:
             return None
         alert = alert_for(self.sequences.take())
         self.transport(sign(alert, self.key))
+        log.debug("hub %s: %s %d sent (lost at %s)", self.hub_id, alert.kind.name, alert.seq, alert.lost_at)
         self.sent = [*self.sent[-99:], alert]
         return alert
 

@@ -25,6 +25,8 @@ through power quality, not as outages.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +39,7 @@ from smarthub.wan.contract.alerts import Alert, AlertKind, Cause
 from smarthub.wan.contract.diagnosis import DiagnosisCode
 
 if TYPE_CHECKING:
+    from smarthub.clock import Clock
     from smarthub.hub.diagnostics import DiagnosticsLog
     from smarthub.model.datapoint import DataPoint
 
@@ -68,13 +71,16 @@ class MainsMonitor:
         *,
         collapse_v: Decimal = NOMINAL_V / 2,
         record_wait: timedelta = timedelta(minutes=3),
+        clock: Clock | None = None,
     ) -> None:
         self.hub_id = hub_id
+        self.clock = clock  # stamps what is sent (a late tick must not date its alert back)
         self.sender = sender
         self.log = log_
         self.collapse_v = collapse_v
         self.record_wait = record_wait
         self.outage: _Outage | None = None
+        self._timer: asyncio.Task[None] | None = None
         self._log_seen: dict[str, datetime] = {}  # meter -> end of the newest failure-log entry seen
 
     # -- the supply ------------------------------------------------------------------------
@@ -83,7 +89,7 @@ class MainsMonitor:
         return self.outage is not None and self.outage.restored_at is None
 
     def supply_lost(self, t: datetime, cause: Cause = Cause.HUB_SUPPLY) -> Alert | None:
-        """Mains gone: the last gasp first (one datagram), then the diagnosis record."""
+        """Mains gone: the last gasp, one datagram; the diagnosis is written on restoration."""
         if self.lost:
             return None
         if self.outage is not None:  # a restoration still waiting for the meter's record
@@ -94,11 +100,7 @@ class MainsMonitor:
             alert = self.sender.send(
                 lambda seq: Alert(AlertKind.LAST_GASP, self.hub_id, seq, t, t, 0, cause), t
             )
-        if self.log is not None:
-            self.log.record(
-                DiagnosisCode.POWER_FAILURE, DEVICE, "hub", t, f"mains lost ({cause.name.lower()})", {}
-            )
-        return alert
+        return alert  # nothing written now: the hold-up energy is for the datagram
 
     def supply_restored(self, t: datetime) -> None:
         """Mains back: the restoration waits for the meter's record (at most ``record_wait``)."""
@@ -107,8 +109,27 @@ class MainsMonitor:
         assert self.outage is not None
         self.outage.restored_at = t
         self.outage.deadline = t + self.record_wait
-        if self.log is not None:
+        if self.clock is not None:  # its own timer: not behind the housekeeping's repairs
+            with contextlib.suppress(RuntimeError):  # no running loop: tick() sends it
+                self._timer = asyncio.get_running_loop().create_task(self._restore_later(self.outage))
+        if self.log is not None:  # the diagnosis, written once mains is back (the GDSC pulls it)
+            o = self.outage
+            minutes = round((t - o.lost_at).total_seconds() / 60)
+            self.log.record(
+                DiagnosisCode.POWER_FAILURE,
+                DEVICE,
+                "hub",
+                o.lost_at,
+                f"mains lost ({o.cause.name.lower()}) for {minutes} min",
+                {"lost_at": o.lost_at.isoformat(), "restored_at": t.isoformat()},
+            )
             self.log.close(DiagnosisCode.POWER_FAILURE, DEVICE, t, "mains restored")
+
+    async def _restore_later(self, o: _Outage) -> None:
+        assert self.clock is not None and o.deadline is not None
+        await self.clock.sleep_until(o.deadline)
+        if self.outage is o:
+            self._send_restoration(o, None, self.clock.now())
 
     def tick(self, now: datetime) -> Alert | None:
         """The restoration with the hub's own times once no meter record came; reserve sequence
@@ -181,9 +202,10 @@ class MainsMonitor:
             )
         if self.sender is None:
             return None
+        sent = self.clock.now() if self.clock is not None else now
         return self.sender.send(
             lambda seq: Alert(
-                AlertKind.RESTORATION, self.hub_id, seq, now, lost_at, max(seconds, 0), cause, source
+                AlertKind.RESTORATION, self.hub_id, seq, sent, lost_at, max(seconds, 0), cause, source
             ),
             now,
         )

@@ -9,7 +9,7 @@ smallest part of the network that explains the premises out *together*:
 * one premises alone on its feeder: a **premises** fault (its service cable or cut-out fuse) —
   the "single-premises fault" of the existing incident logic, for the network operator still;
 * premises of one LV feeder, at least ``max(min_premises, feeder_share × its customers)`` of them
-  within ``window``: a **feeder** outage (a blown LV fuse at the substation);
+  out at once: a **feeder** outage (a blown LV fuse at the substation);
 * at least two feeders of one secondary substation out within ``window``: a **secondary
   substation** outage; two secondaries of one primary: a **primary** outage.
 
@@ -154,7 +154,8 @@ class Correlator:
             for p, oid in self._by_premises.items()
             if self.outages[oid].level == "premises" and self.topology.path(p)[:1] == [feeder]
         ]
-        under = [o for o in under if self._recent(o, now)]
+        # Homes already out for a while count too (a home whose own fuse blew is out when the
+        # feeder trips); the alert that tips it is the one just in.
         need = max(self.min_premises, math.ceil(self.feeder_share * self.topology.customers.get(feeder, 1)))
         if len(under) < need:
             return changes

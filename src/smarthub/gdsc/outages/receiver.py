@@ -3,12 +3,12 @@
 Why UDP, and the datagram's format and signature: :mod:`smarthub.wan.contract.alerts`. What the
 endpoint does with a datagram, cheapest check first, so a flood costs as little as possible:
 
-1. on arrival (in the event loop, no crypto, no I/O): :func:`~smarthub.wan.contract.alerts.peek`
+1. on arrival (in the reader thread, no crypto, no I/O): :func:`~smarthub.wan.contract.alerts.peek`
    the hub id, then the hub's **token bucket** (``burst`` alerts, one more per ``refill`` of GDSC
    time): a hub flooding alerts is throttled there; the datagram joins a bounded queue
    (``queue_max``; beyond it the endpoint sheds load and counts it, the pulled diagnosis log
    still carries every power failure);
-2. in batches, off the event loop: decode strictly, find the hub's key (registered from the
+2. in batches, in the worker thread: decode strictly, find the hub's key (registered from the
    certificate whose fingerprint is its LFDI; a revoked or unknown hub has none), **verify the
    signature**, check the send time within :data:`~smarthub.wan.contract.alerts.MAX_SKEW` and
    the **replay window** (sequence numbers once, RFC 4303 §3.4.3);
@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import threading
 import time
 from collections import OrderedDict, deque
@@ -76,7 +77,7 @@ class ReceiverStats:
 Sink = Callable[[Sequence[StoredAlert]], None]
 
 
-class AlertReceiver(asyncio.DatagramProtocol):
+class AlertReceiver:
     """The endpoint (module docstring). ``sink`` gets the alerts stored, in arrival order."""
 
     def __init__(
@@ -90,6 +91,7 @@ class AlertReceiver(asyncio.DatagramProtocol):
         refill: timedelta = REFILL,
         queue_max: int = QUEUE_MAX,
         batch: int = BATCH,
+        max_skew: timedelta = MAX_SKEW,
     ) -> None:
         self.store = store
         self.keys = keys
@@ -99,6 +101,7 @@ class AlertReceiver(asyncio.DatagramProtocol):
         self.refill_s = refill.total_seconds()
         self.queue_max = queue_max
         self.batch = batch
+        self.max_skew = max_skew
         self.stats = ReceiverStats()
         self._queue: deque[tuple[bytes, datetime, str]] = deque()
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
@@ -106,43 +109,63 @@ class AlertReceiver(asyncio.DatagramProtocol):
         self._refusals: dict[tuple[str, str], tuple[int, datetime, datetime, str]] = {}
         self._logged: dict[tuple[str, str], int] = {}
         self._refusal_lock = threading.Lock()  # refusals come from the loop and the worker thread
-        self._wake = asyncio.Event()
-        self._transport: asyncio.DatagramTransport | None = None
-        self._worker: asyncio.Task[None] | None = None
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._sock: socket.socket | None = None
+        self._threads: list[threading.Thread] = []
+        self._busy = False
         self.process_seconds = 0.0
 
     # -- the socket ------------------------------------------------------------------------
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=(host, port))
-        self._transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:  # a storm arrives faster than one batch is processed: a deep buffer
-            import socket
+        """Bind and start the reader and worker threads; the port.
 
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024 * 1024)
-        self._worker = asyncio.create_task(self._work())
-        return int(transport.get_extra_info("sockname")[1])
+        Threads, not the event loop: the endpoint must keep reading while the GDSC's loop is
+        busy with pulls (a datagram not read is lost once the socket buffer is full), and an
+        alert's latency must not wait for the loop's other work."""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = self._sock = socket.socket(family, socket.SOCK_DGRAM)
+        with contextlib.suppress(OSError):  # a storm arrives faster than a batch is processed
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024 * 1024)
+        sock.bind((host, port))
+        sock.settimeout(0.1)
+        self._stop.clear()
+        self._threads = [
+            threading.Thread(target=self._read, name="alert-reader", daemon=True),
+            threading.Thread(target=self._work, name="alert-worker", daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+        return int(sock.getsockname()[1])
 
     async def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-        if self._worker is not None:
-            await self.drain()
-            self._worker.cancel()
-            await asyncio.gather(self._worker, return_exceptions=True)
-        await asyncio.to_thread(self._flush_refusals)
+        await self.drain()
+        self._stop.set()
+        self._wake.set()
+        for t in self._threads:
+            await asyncio.to_thread(t.join)
+        if self._sock is not None:
+            self._sock.close()
+        self._flush_refusals()
 
     async def drain(self) -> None:
-        """Wait until every datagram received so far is processed."""
-        while self._queue or not self._idle.is_set():
+        """Wait until every datagram received so far is processed and its refusals recorded."""
+        while self._queue or self._busy:
             await asyncio.sleep(0.005)
+        await asyncio.to_thread(self._flush_refusals)
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.offer(data, f"{addr[0]}:{addr[1]}")
+    def _read(self) -> None:
+        assert self._sock is not None
+        while not self._stop.is_set():
+            try:
+                data, addr = self._sock.recvfrom(2048)
+            except TimeoutError:
+                continue
+            except OSError:
+                if self._stop.is_set():
+                    return
+                continue
+            self.offer(data, f"{addr[0]}:{addr[1]}")
 
     def offer(self, data: bytes, source: str = "") -> bool:
         """Step 1 (module docstring); whether the datagram was queued."""
@@ -160,7 +183,6 @@ class AlertReceiver(asyncio.DatagramProtocol):
             self._refuse(hub, "overload", now, source)
             return False
         self._queue.append((data, now, source))
-        self._idle.clear()
         self._wake.set()
         return True
 
@@ -193,18 +215,20 @@ class AlertReceiver(asyncio.DatagramProtocol):
             log.warning("alert refused (%s) from hub %r at %s", reason, hub, source or "?")
 
     # -- the worker ------------------------------------------------------------------------
-    async def _work(self) -> None:
-        while True:
-            await self._wake.wait()
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(0.1)
             self._wake.clear()
             while self._queue:
+                self._busy = True
                 n = min(self.batch, len(self._queue))
                 batch = [self._queue.popleft() for _ in range(n)]
                 try:
-                    await asyncio.to_thread(self._process, batch)
+                    self._process(batch)
                 except Exception:
                     log.exception("alert batch of %d failed (the hubs' pulled diagnosis logs keep them)", n)
-            self._idle.set()
+                finally:
+                    self._busy = False
 
     def _process(self, batch: list[tuple[bytes, datetime, str]]) -> None:
         """Steps 2-4 for one batch (in a worker thread)."""
@@ -234,7 +258,8 @@ class AlertReceiver(asyncio.DatagramProtocol):
             if not verify(body, sig, key):
                 self._refuse(alert.hub_id, "forged", received, source)
                 continue
-            if abs(alert.sent - received) > MAX_SKEW:
+            if abs(alert.sent - received) > self.max_skew:
+                log.debug("alert %s/%d sent %s, received %s", alert.hub_id, alert.seq, alert.sent, received)
                 self._refuse(alert.hub_id, "stale", received, source)
                 continue
             window = self._windows.get(alert.hub_id)
@@ -246,19 +271,33 @@ class AlertReceiver(asyncio.DatagramProtocol):
                 self._refuse(alert.hub_id, "replayed", received, source)
                 continue
             ok.append(StoredAlert(alert, received))
-        stored = self.store.store_alerts(ok)
-        kept = []
+        # Correlated first (the outage is known the moment its alerts are verified), then
+        # stored; correlation ignores a repeated alert of a premises already out or restored.
+        if self.sink is not None and ok:
+            self.sink(ok)
+        stored = self._store(ok)
+        kept = 0
         for s in ok:
             if (s.alert.hub_id, s.alert.seq) in stored:
-                kept.append(s)
+                kept += 1
             else:  # in the table already: sent again after this process's window was made
                 self._refuse(s.alert.hub_id, "replayed", s.received, "")
-        self.stats.accepted += len(kept)
+        self.stats.accepted += kept
         self.stats.batches += 1
-        if self.sink is not None and kept:
-            self.sink(kept)
         self._flush_refusals()
         self.process_seconds += time.perf_counter() - t0
+
+    def _store(self, ok: list[StoredAlert]) -> set[tuple[str, int]]:
+        # The replay windows already took these numbers: a database blip must not lose them.
+        for attempt in range(5):
+            try:
+                return self.store.store_alerts(ok)
+            except Exception:
+                if attempt == 4:
+                    raise
+                log.warning("storing %d alerts failed; trying again", len(ok), exc_info=True)
+                time.sleep(0.05 * 2**attempt)
+        raise AssertionError("unreachable")
 
     def _flush_refusals(self) -> None:
         with self._refusal_lock:

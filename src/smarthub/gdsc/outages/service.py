@@ -58,7 +58,7 @@ class OutageService:
     def handle(self, alerts: Sequence[StoredAlert]) -> list[Change]:
         """Correlate stored alerts in order; save and announce the changes."""
         changes: list[Change] = []
-        with self._lock:
+        with self._lock:  # alerts come from the endpoint's worker thread, or inline in its loop
             for s in alerts:
                 a = s.alert
                 now = self.clock.now()
