@@ -36,6 +36,6 @@ async def test_the_cli_and_the_fleet_build_the_same_parts_for_the_same_config(
             await built.stop()
             await home.stop()
     assert seen == {
-        "history", "registry", "diagnostics", "core", "meters", "management", "privacy", "supply",
+        "history", "registry", "diagnostics", "mains", "core", "meters", "management", "privacy", "supply",
         "firmware", "consumer", "wan", "housekeeping",
     }  # fmt: skip

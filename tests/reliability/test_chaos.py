@@ -27,9 +27,11 @@ async def test_a_fleet_with_faults_loses_nothing(
         "collector_restart": 1,
         "database_restart": 1,
         "clock_drift": 1,
+        "feeder_outage": 1,
         "han_dropout": 1,
         "meter_replace": 1,
         "power_cut": 1,
+        "substation_outage": 1,
         "wan_outage": 1,
     }
     assert r.readings_expected == r.readings_stored > 0
@@ -47,6 +49,15 @@ async def test_a_fleet_with_faults_loses_nothing(
     # so it never strayed far from the hub's time (the diagnosis threshold is 60 s).
     assert r.clock_resyncs >= 1
     assert 60 < r.clock_drift_max_s < 180
+    # Network outages (issue 19): a feeder's and a substation's homes lost mains together; each
+    # became one outage at the GDSC from the hubs' last gasps, within a minute (simulated), and
+    # closed with their restoration notices; the WAN faults (a cell, a hub's link) opened none.
+    assert (r.outages_injected, r.outages_detected, r.restorations_matched) == (2, 2, 2)
+    # At this test's speed (4,320x) one wall millisecond is 4.3 simulated seconds, so thread
+    # switches alone cost a simulated minute: the issue's 60 s goal is for the CLI's speed; here
+    # the bound is 10 simulated minutes (139 wall ms), far below any pull-based detection.
+    assert r.outage_detect_p95_s is not None and r.outage_detect_p95_s <= 600
+    assert r.false_outages == 0 and r.alerts_refused == 0
 
 
 def test_the_fault_plan_is_fixed_by_the_seed_and_ends_before_the_run() -> None:

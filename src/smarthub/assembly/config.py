@@ -16,6 +16,7 @@ The file, in short (the README's "Run a hub against your real meters" has one pe
     [wan]
     listen = "0.0.0.0"
     port = 8443
+    alerts = "gdsc.example:4059"        # the GDSC's last-gasp endpoint (UDP), optional
 
     [transports.han]                   # a named transport, shared by the meters that name it
     kind = "serial"                    # serial | tcp | pipe | simulated
@@ -245,6 +246,9 @@ class HubConfig:
     timezone: str | None = None  # the meters' wall-clock zone (default: per protocol, see zone_of)
     firmware_probation: timedelta = timedelta(seconds=60)
     source: str = ""  # the file it came from
+    # The GDSC's alert endpoint (host, UDP port) for last-gasp and restoration datagrams
+    # (smarthub.wan.contract.alerts); None: this hub sends none.
+    alerts: tuple[str, int] | None = None
 
     @property
     def transports(self) -> list[tuple[TransportConfig, list[MeterConfig]]]:
@@ -489,6 +493,14 @@ def _suggest(word: str, options: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def _host_port(text: str) -> tuple[str, int] | None:
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return host, int(port)
+
+
 class _Reader:
     def __init__(self, lines: LineIndex, source: str, base: Path) -> None:
         self.lines = lines
@@ -515,7 +527,15 @@ class _Reader:
         probation = hub.duration("firmware_probation", timedelta(seconds=60))
         hub.done()
 
-        wan = self.serve(top.table("wan"), 8443) or ServeConfig(port=8443)
+        wan_table = top.table("wan")
+        alerts = None
+        if wan_table is not None and (target := wan_table.str("alerts")) is not None:
+            alerts = _host_port(target)
+            if alerts is None:
+                raise wan_table.fail(
+                    "alerts", f"expected host:port (the GDSC's alert endpoint), got {target!r}"
+                )
+        wan = self.serve(wan_table, 8443) or ServeConfig(port=8443)
         ihd = self.serve(top.table("ihd"), 8080)
         privacy = top.table("privacy")
         granularity = None
@@ -558,6 +578,7 @@ class _Reader:
             timezone=timezone,
             firmware_probation=probation,
             source=self.source,
+            alerts=alerts,
         )
 
     def serve(self, t: _Table | None, default_port: int) -> ServeConfig | None:

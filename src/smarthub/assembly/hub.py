@@ -37,11 +37,13 @@ from smarthub.assembly.links import ConnectContext, Connection, Connector, conne
 from smarthub.clock import Clock, SystemClock
 from smarthub.han.dlms_control import SupplyControl, supply_commands
 from smarthub.han.poll import PollLoop
+from smarthub.hub.alerts import AlertSender
 from smarthub.hub.certificate import HubCertificate
 from smarthub.hub.diagnostics import Diagnostics, DiagnosticsLog, MeterProfile
 from smarthub.hub.firmware import FirmwareSlots, FirmwareUpdater, firmware_command
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
+from smarthub.hub.mains import MainsMonitor
 from smarthub.hub.management import CrlStore, ManagementInterface
 from smarthub.hub.network import NetworkSettings, network_command
 from smarthub.hub.privacy import ConsentStore, Granularity, HubPrivacy, privacy_commands
@@ -109,6 +111,7 @@ class HubAssembly:
     registry: MeterRegistry
     repairs: HubRepairs
     diagnostics: Diagnostics
+    mains: MainsMonitor
     hub: SmartHub
     ca_cert: x509.Certificate
     management: ManagementInterface
@@ -257,6 +260,18 @@ def _diagnostics(a: HubAssembly) -> Part:
     a.repairs = HubRepairs()
     a.diagnostics = Diagnostics(DiagnosticsLog.beside(a.history.path), a.repairs)
     return Part("diagnostics", on_stop=_after(a.diagnostics.log.disconnect))
+
+
+def _mains(a: HubAssembly) -> Part:
+    """Loss and return of mains, with the last gasp to the GDSC when ``[wan] alerts`` names its
+    endpoint (smarthub.hub.mains, smarthub.hub.alerts)."""
+    sender = None
+    if a.config.alerts is not None:
+        sender = AlertSender.from_files(
+            a.config.hub_id, a.config.private_key, a.diagnostics.log._file, a.config.alerts
+        )
+    a.mains = a.diagnostics.mains = MainsMonitor(a.config.hub_id, sender, a.diagnostics.log, clock=a.clock)
+    return Part("mains", on_stop=_after(sender.close) if sender is not None else None)
 
 
 def _core(a: HubAssembly) -> Part:
@@ -524,6 +539,7 @@ _SETUP: list[tuple[str, Callable[[HubAssembly], Part | None]]] = [
     ("history", _history),
     ("registry", _registry),
     ("diagnostics", _diagnostics),
+    ("mains", _mains),
     ("core", _core),
     ("meters", _meters),
     ("management", _management),

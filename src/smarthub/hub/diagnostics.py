@@ -53,6 +53,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from smarthub.hub import sqlite_files
 from smarthub.hub.intervals import PERIOD, IntervalRecord
 from smarthub.hub.keys import load_or_create_master_key, new_meter_key, unwrap, wrap
+from smarthub.hub.mains import MainsMonitor
 from smarthub.meters.dlms.errors import DecryptionError as DlmsDecryptionError
 from smarthub.meters.dlms.errors import ReplayError
 from smarthub.meters.errors import ChecksumError, MalformedFrame, TruncatedFrame
@@ -311,7 +312,14 @@ CREATE TABLE IF NOT EXISTS diagnostic_key (
 """
 
 # Migrations: 1 is the schema when versions began (its IF NOT EXISTS adopts an unversioned file).
-SCHEMA = sqlite_files.Schema("diagnostics", [_SCHEMA])
+# 2: the alert sequence reservation (smarthub.hub.alerts) lives beside the diagnoses it announces.
+_ALERT_SEQUENCE = """
+CREATE TABLE IF NOT EXISTS alert_sequence (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    reserved INTEGER NOT NULL
+);
+"""
+SCHEMA = sqlite_files.Schema("diagnostics", [_SCHEMA, _ALERT_SEQUENCE])
 
 _COLUMNS = (
     "id, code, device, device_kind, severity, recommendation, first_seen, last_seen, count, attempts,"
@@ -712,6 +720,8 @@ class Diagnostics:
         self._ports: dict[str, _PortState] = {}
         # (code, device) of the open events, so clearing a condition that is not raised is free.
         self._open: set[tuple[DiagnosisCode, str]] = {(e.code, e.device) for e in self.log.open_events()}
+        # Loss and return of mains (the last gasp): fed every frame and tick (smarthub.hub.mains).
+        self.mains: MainsMonitor | None = None
 
     # -- configuration -----------------------------------------------------------------
     def set_profile(self, meter: str, profile: MeterProfile) -> None:
@@ -782,6 +792,8 @@ class Diagnostics:
         if points:
             self._clear(DiagnosisCode.DECRYPTION_FAILURES, port, received)
             out += self._frame_rate(port, received)
+            if self.mains is not None:
+                self.mains.observe(points, received)
         return out
 
     def _meter_points(
@@ -1214,6 +1226,8 @@ class Diagnostics:
         """Evaluate the time-based conditions: silent meters, overdue interval channels, export
         that has stopped."""
         out: list[DiagnosedEvent] = []
+        if self.mains is not None:
+            self.mains.tick(now)
         ts = now.timestamp()
         period = self.config.interval_period
         for meter, ms in self._meters.items():

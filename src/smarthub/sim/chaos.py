@@ -24,6 +24,13 @@ and a seeded schedule of faults:
   diagnoses the drift from the Clock it reads with the registers and re-syncs it (a SET of
   Clock attribute 2, read back), so its intervals stay in their half-hours.
 
+* ``feeder_outage``: every home of one LV feeder loses mains together (the hubs send their
+  last gasps from stored energy, then hear and serve nothing), then mains returns (restoration
+  notices); ``substation_outage``: the same for every feeder of one secondary substation. The
+  GDSC's alert endpoint and correlator (:mod:`smarthub.gdsc.outages`) run beside the scheduler,
+  over the topology the simulator generates (:mod:`smarthub.sim.topology`); a ``power_cut`` of one
+  home sends its last gasp too.
+
 Prepayment homes receive top-ups during the run: signed vouchers issued by the GDSC and queued
 as urgent commands, as the API's top-up does; the GDSC's upkeep (its voucher courier) settles
 them from the hubs' verdicts and re-sends them after a hub comes back. At the end the run
@@ -51,13 +58,18 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import text
 
 from smarthub.gdsc.commands.vouchers import VoucherIssuer
+from smarthub.gdsc.outages.service import OutageService
+from smarthub.gdsc.outages.topology import TopologyStore
 from smarthub.gdsc.pull.tables import Priority
 from smarthub.han.poll import SimulatedLink
+from smarthub.hub.alerts import AlertSender, SequenceReservations, udp_transport
 from smarthub.hub.diagnostics import DiagnosisCode, RepairAction, RepairOutcome
 from smarthub.sim.demo import HALF_HOUR, DemoConfig, DemoRun, account, setup, sweep, teardown
 from smarthub.sim.dlms_meter import DlmsMeterSimulator
 from smarthub.sim.faults import HanGate, WanLink
 from smarthub.sim.fleet import CELL_SIZE, Fleet, SimulatedHome
+from smarthub.sim.topology import feeder_size_for, fleet_topology
+from smarthub.wan.contract.alerts import MAX_SKEW
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +111,14 @@ class ChaosResult:
     meters_replaced: int = 0  # exchanges the hub's registry records (meter.replace applied)
     clock_resyncs: int = 0  # successful re-syncs of drifting meter clocks by the hubs
     clock_drift_max_s: float = 0.0  # the largest offset a drifting meter's clock reached
+    # Network outages (feeder and substation faults) and what the GDSC made of them.
+    outages_injected: int = 0
+    outages_detected: int = 0  # an outage opened at the GDSC at the fault's node (or above it)
+    outage_detect_p95_s: float | None = None  # simulated s from the cut to the outage opened
+    restorations_matched: int = 0  # detected outages closed by their homes' restoration notices
+    false_outages: int = 0  # outages opened over a premises no power fault cut (e.g. a WAN fault)
+    alerts_stored: int = 0
+    alerts_refused: int = 0
     seconds: float = 0.0
 
     def json_line(self) -> str:
@@ -143,6 +163,23 @@ def plan_faults(homes: list[SimulatedHome], days: int, rng: random.Random) -> li
         length = min(timedelta(hours=12), run - timedelta(hours=6))
         rate = rng.choice((-1, 1)) * rng.uniform(10, 20) * 60  # 10-20 minutes a day, fast or slow
         faults.append(Fault("clock_drift", at(timedelta(hours=1), length), length, drifting, rate))
+    # Network outages, drawn last (earlier faults of a seed unchanged): feeders in the first half
+    # of the run, a substation in the second, so the two never merge into one outage.
+    feeders = -(-len(homes) // feeder_size_for(len(homes)))
+    half = run / 2
+    for _ in range(max(1, days)):
+        length = timedelta(minutes=rng.randint(30, 90))
+        start = timedelta(hours=1) + timedelta(
+            seconds=int(rng.uniform(0, max((half - length - timedelta(hours=1)).total_seconds(), 0)))
+            // 60
+            * 60
+        )
+        faults.append(Fault("feeder_outage", start, length, f"LV-{rng.randrange(feeders):04d}"))
+    if feeders >= 2:
+        length = timedelta(minutes=rng.randint(30, 90))
+        faults.append(
+            Fault("substation_outage", at(half, length), length, f"SS-{rng.randrange(feeders // 2):03d}")
+        )
     return sorted(faults, key=lambda f: f.start)
 
 
@@ -157,6 +194,10 @@ class Chaos:
         self.vouchers: dict[str, str] = {}  # voucher id -> hub
         self.drift_max = 0.0
         self.credited_before: dict[str, int] = {}
+        self.outages: OutageService | None = None
+        self.unpowered: dict[str, int] = {}  # hub -> power faults holding it off (they may overlap)
+        # (kind, node, premises, cut at, restored at) of every power fault, as injected
+        self.power_faults: list[tuple[str, str, frozenset[str], Any, Any]] = []
 
     async def _wan(self, fleet: Fleet) -> None:
         for home in fleet.homes:
@@ -189,12 +230,9 @@ class Chaos:
                 for h in hubs:
                     self.links[h].restore()
         elif fault.kind == "power_cut":
-            self.links[fault.target].cut()
-            self.gates[fault.target].silence(None)
-
-            def undo() -> None:
-                self.gates[fault.target].restore(None)
-                self.links[fault.target].restore()
+            undo = self._cut_power("power_cut", fault.target, [fault.target])
+        elif fault.kind in ("feeder_outage", "substation_outage"):
+            undo = self._cut_power(fault.kind, fault.target, self._hubs_under(fault.target))
         elif fault.kind == "han_dropout":
             hub, meter = fault.target.split("/", 1)
             self.gates[hub].silence(meter)
@@ -213,6 +251,132 @@ class Chaos:
         if fault.length:
             await run.clock.sleep_until(self.cfg.sim_start + fault.start + fault.length)
             undo()
+
+    def _hubs_under(self, node: str) -> list[str]:
+        assert self.run is not None
+        topo = fleet_topology(self.run.fleet.specs)
+        premises = {
+            p
+            for p, place in topo.places.items()
+            if node in (place.feeder_id, topo.nodes[place.feeder_id].parent_id)
+        }
+        return [h.spec.hub_id for h in self.run.fleet.homes if h.spec.premises_id in premises]
+
+    def _cut_power(self, kind: str, node: str, hubs: list[str]) -> Callable[[], None]:
+        """Mains off at these homes: each hub's last gasp first (its supply's power-good line
+        drops while the hold-up energy lasts), then nothing heard and nothing served. The undo
+        brings mains back: the hub starts serving and its restoration notice follows."""
+        run = self.run
+        assert run is not None
+        cut = run.clock.now()
+        record = [kind, node, frozenset(self._home(h).spec.premises_id for h in hubs), cut, None]
+        for h in hubs:
+            self.unpowered[h] = self.unpowered.get(h, 0) + 1
+            if self.unpowered[h] == 1:
+                self._home(h).assembly.mains.supply_lost(cut)
+                self.gates[h].silence(None)
+                self.links[h].cut()
+
+        def undo() -> None:
+            now = run.clock.now()
+            record[4] = now
+            self.power_faults.append(tuple(record))  # type: ignore[arg-type]
+            for h in hubs:
+                self.unpowered[h] -= 1
+                if self.unpowered[h] == 0:
+                    self.gates[h].restore(None)
+                    self.links[h].restore()
+                    self._home(h).assembly.mains.supply_restored(now)
+
+        return undo
+
+    async def _start_outages(self) -> None:
+        """The GDSC's outage side: the fleet's topology loaded, every hub's alert key registered
+        from its certificate, the UDP endpoint started, and each hub's last gasps pointed at it."""
+        run = self.run
+        assert run is not None
+        topo = TopologyStore(run.store.engine)
+        await asyncio.to_thread(topo.load, fleet_topology(run.fleet.specs))
+        # The hubs' and the GDSC's clocks are one simulated clock here, but a datagram a busy
+        # event loop reads 100 ms late is minutes late at demo speed: the freshness check allows
+        # the real 10 minutes or two wall seconds, whichever is longer in simulated time.
+        skew = max(MAX_SKEW, timedelta(seconds=2 * run.clock.speed))
+        self.outages = svc = await asyncio.to_thread(
+            OutageService, run.store.engine, run.clock, max_skew=skew
+        )
+        lfdis = {h.hub_id: h.lfdi for h in run.store.active_hubs()}
+        for home in run.fleet.homes:
+            pem = (home.dir / "hub.pem").read_bytes()
+            await asyncio.to_thread(svc.keys.register, home.spec.hub_id, pem, lfdis.get(home.spec.hub_id))
+        port = await svc.start()
+        for home in run.fleet.homes:
+            key = serialization.load_pem_private_key((home.dir / "hub.key").read_bytes(), password=None)
+            assert isinstance(key, ec.EllipticCurvePrivateKey)
+            sequences = SequenceReservations(home.diagnostics.log._file)
+            home.assembly.mains.sender = AlertSender(
+                home.spec.hub_id, key, udp_transport("127.0.0.1", port), sequences
+            )
+
+    def _outage_figures(self) -> dict[str, Any]:
+        """Injected network outages against what the GDSC opened and closed (module docstring)."""
+        svc = self.outages
+        if svc is None:
+            return {}
+        topo = svc.correlator.topology
+        outages = list(svc.correlator.outages.values())
+        injected = [f for f in self.power_faults if f[0] in ("feeder_outage", "substation_outage")]
+        delays: list[float] = []
+        matched = 0
+        for _, node, _premises, cut, restored in injected:
+            covering = [
+                o
+                for o in outages
+                if o.opened >= cut
+                and (o.location == node or o.location in _ancestors(topo, node))
+                and (restored is None or o.opened <= restored)
+            ]
+            if not covering:
+                log.error(
+                    "outage at %s (cut %s) not detected; the GDSC's: %s",
+                    node,
+                    cut,
+                    [
+                        (
+                            o.outage_id,
+                            o.level,
+                            o.location,
+                            o.opened,
+                            o.closed,
+                            o.merged_into,
+                            sorted(o.premises),
+                        )
+                        for o in outages
+                    ],
+                )
+                continue
+            first = min(covering, key=lambda o: o.opened)
+            delays.append((first.opened - cut).total_seconds())
+            final = [o for o in covering if o.merged_into is None]
+            if final and all(
+                o.closed is not None and restored is not None and o.closed >= restored for o in final
+            ):
+                matched += 1
+        unpowered: set[str] = set().union(*(f[2] for f in self.power_faults))
+        false = [o for o in outages if o.merged_into is None and not set(o.premises) <= unpowered]
+        for o in false:
+            log.error("false outage %s at %s over %s", o.outage_id, o.location, sorted(o.premises))
+        delays.sort()
+        p95 = delays[max(0, -(-95 * len(delays) // 100) - 1)] if delays else None
+        stats = svc.receiver.stats
+        return dict(
+            outages_injected=len(injected),
+            outages_detected=len(delays),
+            outage_detect_p95_s=round(p95, 1) if p95 is not None else None,
+            restorations_matched=matched,
+            false_outages=len(false),
+            alerts_stored=stats.accepted,
+            alerts_refused=sum(stats.refused.values()),
+        )
 
     def _home(self, hub_id: str) -> SimulatedHome:
         assert self.run is not None
@@ -371,6 +535,7 @@ class Chaos:
         cfg = self.cfg
         run = await self.start()
         try:
+            await self._start_outages()
             faults = plan_faults(run.fleet.homes, cfg.days, self.rng)
             run.clock.rebase()
             started = time.monotonic()
@@ -403,6 +568,9 @@ class Chaos:
             expected, missing = await asyncio.to_thread(self._expected_and_missing)
             issued, credited, doubled = self._count_top_ups()
             summary = run.error_log.summary()
+            if self.outages is not None:
+                await self.outages.receiver.drain()
+            outage_figures = self._outage_figures()
             return ChaosResult(
                 homes=cfg.homes,
                 days=cfg.days,
@@ -427,11 +595,22 @@ class Chaos:
                 clock_resyncs=self._clock_resyncs(),
                 clock_drift_max_s=round(self.drift_max, 1),
                 seconds=round(seconds, 1),
+                **outage_figures,
             )
         finally:
+            if self.outages is not None:
+                await self.outages.close()
             for link in self.links.values():
                 await link.close()
             await teardown(run)
+
+
+def _ancestors(topo: Any, node: str) -> list[str]:
+    out, n = [], topo.nodes.get(node)
+    while n is not None and n.parent_id is not None:
+        out.append(n.parent_id)
+        n = topo.nodes.get(n.parent_id)
+    return out
 
 
 def chaos_db_url(url: str | None) -> str | None:

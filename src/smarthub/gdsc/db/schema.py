@@ -15,6 +15,8 @@ from smarthub.gdsc.db.database import metadata
 from smarthub.gdsc.fleet import lifecycle, registry
 from smarthub.gdsc.governance import aggregates, audit, parties, supplier_change
 from smarthub.gdsc.incidents import error_log
+from smarthub.gdsc.outages import store as outage_store
+from smarthub.gdsc.outages import topology
 from smarthub.gdsc.pull import log, plan
 from smarthub.gdsc.readings import comparisons, tables
 
@@ -35,6 +37,8 @@ TABLE_MODULES = (
     clients,
     aggregates,
     comparisons,
+    topology,
+    outage_store,
 )
 
 __all__ = ["TABLE_MODULES", "metadata"]

@@ -1,0 +1,76 @@
+"""Outages at the GDSC: the alert endpoint, the correlator and the store wired together.
+
+:class:`OutageService` is what a GDSC process runs beside its scheduler (the demo and chaos runs
+use it the same way): it loads the topology and the open outages, starts the UDP endpoint
+(:mod:`.receiver`), and correlates every stored alert in arrival order (:mod:`.correlate`),
+saving each change (:mod:`.store`). ``on_change`` callbacks see the changes as they happen.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+
+from sqlalchemy import Engine
+
+from smarthub.clock import Clock
+from smarthub.gdsc.outages.correlate import Change, Correlator
+from smarthub.gdsc.outages.receiver import AlertReceiver
+from smarthub.gdsc.outages.store import AlertKeys, OutageStore, StoredAlert
+from smarthub.gdsc.outages.topology import TopologyStore
+from smarthub.wan.contract.alerts import AlertKind
+
+log = logging.getLogger(__name__)
+
+
+class OutageService:
+    def __init__(
+        self, engine: Engine, clock: Clock, *, window: timedelta = timedelta(minutes=10), **receiver: object
+    ) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.store = OutageStore(engine)
+        self.keys = AlertKeys(engine)
+        self.topology = TopologyStore(engine)
+        self.correlator = Correlator(
+            self.topology.snapshot(),
+            window=window,
+            outages=self.store.load_open(),
+            next_id=self.store.next_outage_id(),
+        )
+        self.receiver = AlertReceiver(self.store, self.keys, clock, self.handle, **receiver)  # type: ignore[arg-type]
+        self.on_change: list[Callable[[Sequence[Change]], None]] = []
+        self._lock = threading.Lock()
+
+    def refresh_topology(self) -> None:
+        """Read the topology again (after a load or an edit through the API)."""
+        with self._lock:
+            self.correlator.topology = self.topology.snapshot()
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        return await self.receiver.start(host, port)
+
+    async def close(self) -> None:
+        await self.receiver.close()
+
+    def handle(self, alerts: Sequence[StoredAlert]) -> list[Change]:
+        """Correlate stored alerts in order; save and announce the changes."""
+        changes: list[Change] = []
+        with self._lock:  # alerts come from the endpoint's worker thread, or inline in its loop
+            for s in alerts:
+                a = s.alert
+                now = self.clock.now()
+                if a.kind is AlertKind.LAST_GASP:
+                    changes += self.correlator.last_gasp(a.hub_id, a.lost_at, now)
+                else:
+                    changes += self.correlator.restoration(a.hub_id, a.lost_at, a.duration_s, now)
+        if changes:
+            self.store.save(changes)
+            for cb in self.on_change:
+                try:
+                    cb(changes)
+                except Exception:
+                    log.exception("outage change callback failed")
+        return changes
