@@ -203,6 +203,12 @@ class HubAssembly:
 
         return handler
 
+    def is_submeter(self, meter: str) -> bool:
+        """Sub-meters stay home: the WAN serves the hub's meters minus the appliance plugs."""
+        return meter in self.submeters or (
+            self.consumer is not None and meter in self.consumer.consumption.appliances
+        )
+
     async def firmware_healthy(self, version: str) -> bool:
         """A new version is kept only if its payload is in place and the hub still takes its
         meters' frames during the probation (on the hub's clock)."""
@@ -359,7 +365,7 @@ def _privacy(a: HubAssembly) -> Part:
     wanted = a.config.gdsc_granularity
     if wanted is not None and a.consent.version("gdsc") is None:
         a.consent.set("gdsc", Granularity(wanted), a.clock.now())
-    a.privacy = HubPrivacy(a.consent, a.history, mirror=a.hub.mirror)
+    a.privacy = HubPrivacy(a.consent, a.history, mirror=a.hub.mirror, is_submeter=a.is_submeter)
     for ctype, handler in privacy_commands(a.privacy, a.clock).items():  # consent.set, supplier.keys
         a.management.register(ctype, handler)
     return Part("privacy", on_stop=_after(a.consent.close))
@@ -457,10 +463,7 @@ def _wan(a: HubAssembly) -> Part:
     cert = x509.load_pem_x509_certificate(a.config.certificate.read_bytes())
     a.lfdi = lfdi(cert)
 
-    def is_submeter(meter: str) -> bool:
-        # Sub-meters stay home: the WAN serves the hub's meters minus the appliance plugs.
-        return meter in a.submeters or (a.consumer is not None and meter in a.consumer.consumption.appliances)
-
+    is_submeter = a.is_submeter
     monotonic: dict[str, Any] = {}
     if not isinstance(a.clock, SystemClock):
         clock = a.clock

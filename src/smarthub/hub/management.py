@@ -133,6 +133,7 @@ class ManagementInterface:
         self.log_limit = log_limit
         self.stale_grace = stale_grace
         self._stale_warned: int | None = None  # the CRL number a stale warning was logged for
+        self.refusals: dict[str, int] = {}  # refused commands by code since start (not persisted)
         self.ca_cert = ca_cert
         self.clock = clock
         self.crl = crl
@@ -249,6 +250,7 @@ class ManagementInterface:
                 raise CommandRefused("unsupported", f"this hub has no command {ctype!r}")
             self._take_counter(counter)
         except CommandRefused as refused:
+            self.refusals[refused.code] = self.refusals.get(refused.code, 0) + 1
             self._log(received, None, None, "refused", str(refused))
             return CommandResult("refused", refused.code, refused.reason)
         try:
