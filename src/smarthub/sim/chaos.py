@@ -83,9 +83,12 @@ log = logging.getLogger(__name__)
 APPLICATION_NAME = "smarthub-chaos"
 
 # Runs longer than this sample every meter every LONG_RUN_SAMPLES (the half-hour boundaries are
-# what settlement needs): a month of 50 homes is then a matter of CPU-minutes, not hours.
+# what settlement needs) and pull each hub once a LONG_RUN_WINDOW (the bulk pulls, TLS and XML
+# are most of a run's CPU): a month of 50 homes is then CPU-minutes, not hours. Commands (top-ups,
+# renewals, consents) are urgent work, delivered at the scheduler's ticks whatever the window.
 LONG_RUN_DAYS = 3
-LONG_RUN_SAMPLES = timedelta(minutes=10)
+LONG_RUN_SAMPLES = timedelta(minutes=30)
+LONG_RUN_WINDOW = timedelta(hours=2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +148,11 @@ class ChaosResult:
     opening_reads: int = 0  # complete opening reads stored at the GDSC
     tariff_changes: int = 0
     tariffs_applied: int = 0
+    firmware_updated: int = 0  # hubs that kept the good version
+    firmware_rollout_complete: bool = False
+    firmware_rolled_back: int = 0  # hubs that rolled the bad version back on their own
+    firmware_halted: bool = False  # ... and the roll-out stopped there
+    firmware_not_offered: int = 0  # hubs the bad version never reached
     life_events_failed: int = 0
     seconds: float = 0.0
 
@@ -217,7 +225,8 @@ class Chaos:
         cfg.sim_certificates = True
         cfg.hub_certificate_days, self.renew_before = renewal_plan(cfg.days)
         if cfg.days > LONG_RUN_DAYS and cfg.sample_every is None:
-            cfg.sample_every = LONG_RUN_SAMPLES  # weeks at a few seconds a day: fewer samples
+            # Weeks at a minute a day: fewer samples, and each hub pulled every two hours.
+            cfg.sample_every, cfg.window = LONG_RUN_SAMPLES, LONG_RUN_WINDOW
         self.cfg = cfg
         self.life: FleetLife | None = None
         self.application_name = APPLICATION_NAME  # run_chaos gives each run its own
@@ -648,13 +657,13 @@ class Chaos:
             def busy(hub: str, start: timedelta, end: timedelta) -> bool:
                 return any(a < end and b > start for a, b in spans.get(hub, []))
 
-            self.life = life = FleetLife(run, self.ended.add)
+            self.life = life = FleetLife(run, self.ended.add, self.gates)
             run.gdsc.upkeep.renew_before = self.renew_before
             await asyncio.to_thread(life.prepare)
             events = plan_life(run.fleet.homes, cfg.days, random.Random(f"{cfg.seed}/life"), busy)
             run.clock.rebase()
             started = time.monotonic()
-            last_window_end = cfg.end + HALF_HOUR
+            last_window_end = cfg.end + cfg.window
             # The meters run on a few minutes past the end, as they do in life: a meter whose
             # clock is slow (within the drift limit) stamps its midnight read just before
             # midnight, and the day's last half-hour completes with the read after it.
@@ -673,18 +682,18 @@ class Chaos:
             for link in self.links.values():
                 link.restore()
             # Closing windows: what the hubs buffered during the last faults comes in.
-            await run.gdsc.run_windows(until=last_window_end + 2 * HALF_HOUR, first_window=last_window_end)
+            await run.gdsc.run_windows(until=last_window_end + 2 * cfg.window, first_window=last_window_end)
             # Then the GDSC's next windows, condensed: a pull of every hub until each has
             # answered once (a pull that fell into backoff at the very end is retried later in
             # life too). "lost" counts what is not at the GDSC even then: data gone, not late.
             # The upkeep runs between those windows as ever (a renewal whose answer was lost is
             # adopted from the certificate the hub presents, before the next pull).
-            unreachable = await sweep(run, last_window_end + 2 * HALF_HOUR)
+            unreachable = await sweep(run, last_window_end + 2 * cfg.window)
             for _ in range(2):
                 if not unreachable:
                     break
                 await run.gdsc.upkeep.run_once()
-                unreachable = await sweep(run, last_window_end + 2 * HALF_HOUR)
+                unreachable = await sweep(run, last_window_end + 2 * cfg.window)
             if unreachable:
                 log.error("hubs still unreachable after the sweep: %s", unreachable)
             seconds = time.monotonic() - started

@@ -41,8 +41,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
+from smarthub.gdsc.commands.firmware_rollout import FirmwareRollout
 from smarthub.gdsc.commands.tariffs import distribute_tariff
 from smarthub.gdsc.fleet.lifecycle import RENEW_COMMAND, HubLifecycle
 from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
@@ -63,7 +67,9 @@ from smarthub.gdsc.governance.supplier_change import opening_reads
 from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.pull.tables import DONE, urgent_work
 from smarthub.gdsc.service import collector_tls_context
+from smarthub.hub.firmware import build_package
 from smarthub.sim.consumer import sample_electricity
+from smarthub.sim.faults import HanGate
 
 if TYPE_CHECKING:
     from smarthub.sim.demo import DemoRun
@@ -133,6 +139,10 @@ def plan_life(
         events.append(
             LifeEvent("supplier_change", at(timedelta(hours=1), run / 2 - timedelta(hours=3)), premises[hub])
         )
+    # Firmware: a good version to the whole fleet in batches, then a bad one (it breaks the
+    # meter interfaces: the hubs' health checks fail and they roll back; the roll-out halts).
+    events.append(LifeEvent("firmware", at(timedelta(hours=2), run / 4), "2.0.0"))
+    events.append(LifeEvent("firmware_bad", at(run / 2, run * 3 / 4), "2.0.1"))
     tariffed = rng.sample(others, min(max(2, len(homes) // 4), len(others)))
     events.append(
         LifeEvent("tariff", at(timedelta(hours=1), run - timedelta(days=1, hours=6)), ",".join(tariffed))
@@ -143,8 +153,12 @@ def plan_life(
 class FleetLife:
     """The life events of one chaos run (module docstring), against its running GDSC."""
 
-    def __init__(self, run: DemoRun, on_revoked: Callable[[str], None]) -> None:
+    def __init__(
+        self, run: DemoRun, on_revoked: Callable[[str], None], gates: dict[str, HanGate] | None = None
+    ) -> None:
         self.run = run
+        self.gates = gates or {}
+        self.rollouts: dict[str, FirmwareRollout] = {}
         self.cfg = run.cfg
         self.on_revoked = on_revoked
         self.state: Path = run.cfg.state
@@ -206,11 +220,19 @@ class FleetLife:
             await self.run.clock.sleep_until(self.cfg.sim_start + event.start)
             self.done[event.kind] = self.done.get(event.kind, 0) + 1
             log.info("life event %s at %s", event.kind, event.target)
-            try:
-                await self._do(event)
-            except Exception:
-                log.exception("life event %s on %s failed", event.kind, event.target)
-                self.done[f"{event.kind}_failed"] = self.done.get(f"{event.kind}_failed", 0) + 1
+            for attempt in range(3):
+                try:
+                    await self._do(event)
+                    break
+                except OperationalError as err:  # the database restarted under it: try again
+                    log.warning(
+                        "life event %s on %s: %s (try %d)", event.kind, event.target, err, attempt + 1
+                    )
+                    await self.run.clock.sleep_until(self.run.clock.now() + timedelta(minutes=5))
+                except Exception:
+                    log.exception("life event %s on %s failed", event.kind, event.target)
+                    self.done[f"{event.kind}_failed"] = self.done.get(f"{event.kind}_failed", 0) + 1
+                    break
 
     async def _do(self, event: LifeEvent) -> None:
         now = self.run.clock.now()
@@ -231,6 +253,12 @@ class FleetLife:
             await asyncio.to_thread(self._move_in, event.target, now)
         elif event.kind == "supplier_change":
             await asyncio.to_thread(self._change_supplier, event.target, now)
+        elif event.kind in ("firmware", "firmware_bad"):
+            if event.kind == "firmware_bad":
+                self._break_han_in(event.target)
+            rollout = await asyncio.to_thread(self._rollout, event.target, now)
+            self.rollouts[event.kind] = rollout
+            asyncio.get_running_loop().create_task(self._roll_out(rollout))
         elif event.kind == "tariff":
             await asyncio.to_thread(self._tariff, event.target.split(","), now)
 
@@ -245,6 +273,52 @@ class FleetLife:
             for _, m, o in home.expected_channels()
         ]
         return datetime.fromtimestamp(min(ends), self.cfg.sim_start.tzinfo)
+
+    def _rollout(self, version: str, now: datetime) -> FirmwareRollout:
+        """A roll-out of ``version`` to every hub still active, in batches of 1, then 4, then
+        a quarter of the fleet, signed with the operator key as the GDSC signs firmware."""
+        assert self.run.signer is not None
+        gdsc = self.state / "gdsc"
+        key = serialization.load_pem_private_key((gdsc / "operator.key").read_bytes(), password=None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        package = build_package(
+            {"name": "smarthub-hub", "version": version, "created": now},
+            f"smarthub hub {version}\n".encode() * 64,
+            key,
+            (gdsc / "operator.pem").read_bytes(),
+        )
+        hubs = [h.spec.hub_id for h in self.run.fleet.homes if h.spec.hub_id not in self.revoked_hubs]
+        batches = (1, 4, max(4, len(hubs) // 4))
+        return FirmwareRollout(self.run.gdsc.plan, self.run.signer, package, hubs, batches)
+
+    async def _roll_out(self, rollout: FirmwareRollout) -> None:
+        """Tick the roll-out every half-hour (simulated) until it is done or the run ends."""
+        clock = self.run.clock
+        while not rollout.done and clock.now() < self.cfg.end:
+            await asyncio.to_thread(rollout.tick, clock.now())
+            await clock.sleep_until(clock.now() + timedelta(minutes=30))
+
+    def _break_han_in(self, version: str) -> None:
+        """A build that breaks the meter interfaces: while a hub tries ``version``, it hears no
+        meter (its health check, frames still arriving, fails and it rolls back)."""
+        for home in self.run.fleet.homes:
+            updater, gate = home.firmware, self.gates.get(home.spec.hub_id)
+            if gate is None:
+                continue
+            check = updater.health_check
+
+            async def broken(v: str, check: Any = check, gate: HanGate = gate) -> bool:
+                if v != version:
+                    return bool(await check(v))
+                held = None in gate.silent  # a power cut silences it already: leave that one
+                gate.silence(None)
+                try:
+                    return bool(await check(v))
+                finally:
+                    if not held:
+                        gate.restore(None)
+
+            updater.health_check = broken
 
     def _grant(self, event: LifeEvent, now: datetime) -> Consent:
         assert self.parties is not None
@@ -405,9 +479,20 @@ class FleetLife:
             "tenancy_changes": len(self.moves),
             "supplier_changes": len(self.supplier_changes),
             "opening_reads": len(complete),
+            **self._firmware_figures(),
             "tariff_changes": len(self.tariff_jobs),
             "tariffs_applied": tariffs_applied,
             "life_events_failed": sum(v for k, v in self.done.items() if k.endswith("_failed")),
+        }
+
+    def _firmware_figures(self) -> dict[str, Any]:
+        good, bad = self.rollouts.get("firmware"), self.rollouts.get("firmware_bad")
+        return {
+            "firmware_updated": len(good.updated) if good else 0,
+            "firmware_rollout_complete": bool(good and good.done and good.halted is None),
+            "firmware_rolled_back": len(bad.rolled_back) if bad else 0,
+            "firmware_halted": bool(bad and bad.halted),
+            "firmware_not_offered": len(bad.hubs) - len(bad.queued) if bad else 0,
         }
 
     def _renewals(self) -> tuple[int, int]:

@@ -50,6 +50,7 @@ class DemoConfig:
     # the fleet's defaults (a telegram a minute, polls every 5, radio every 2). Weeks of a fleet
     # at a few seconds a day need fewer samples: the half-hour boundaries are what count.
     sample_every: timedelta | None = None
+    window: timedelta = HALF_HOUR  # the GDSC's retrieval window (each hub pulled once in each)
 
     @property
     def speed(self) -> float:
@@ -90,7 +91,7 @@ class DemoResult:
 def gdsc_config(cfg: DemoConfig) -> GdscConfig:
     """The GDSC the demo (and the chaos run) builds: what ``smarthub gdsc --state`` builds for
     the same state directory, database and seed."""
-    return GdscConfig(cfg.state, cfg.db_url, window=HALF_HOUR, seed=cfg.seed)
+    return GdscConfig(cfg.state, cfg.db_url, window=cfg.window, seed=cfg.seed)
 
 
 @dataclass
