@@ -254,9 +254,7 @@ def home_config(
     )
     prepaid = ("electricity",) if any(m.breaker for m in meters) else ()
     hub_dir = state / "hubs" / spec.hub_id
-    probation: dict[str, Any] = (
-        {"firmware_probation": 2 * max(POLL, RADIO)} if poll_every or radio_every else {}
-    )
+    probation: dict[str, Any] = {"firmware_probation": 2 * max(POLL, RADIO)}
     return hub_config(
         spec.hub_id,
         hub_dir,
@@ -267,8 +265,8 @@ def home_config(
         # The simulated households opted in to half-hourly reads for settlement (the GB default
         # without opt-in would be monthly).
         gdsc_granularity="half-hourly",
-        # A new firmware is kept if frames still arrive in its probation: two sampling periods
-        # when the meters are sampled more sparsely than the defaults.
+        # A new firmware is kept if frames still arrive in its probation: two of the slowest
+        # meter's periods, so a healthy version is never judged on a quiet minute.
         **probation,
     )
 
