@@ -373,7 +373,10 @@ def _privacy(a: HubAssembly) -> Part:
 
 def _firmware(a: HubAssembly) -> Part:
     slots = FirmwareSlots(a.dir / "firmware")
-    a.firmware = FirmwareUpdater(slots, a.ca_cert, a.cert_clock, a.firmware_healthy)
+    # The updater's own deadline must not cut the configured probation short (its default is 5
+    # minutes; a configuration may ask for longer).
+    probation = max(timedelta(minutes=5), a.config.firmware_probation + timedelta(minutes=1))
+    a.firmware = FirmwareUpdater(slots, a.ca_cert, a.cert_clock, a.firmware_healthy, probation=probation)
     a.firmware.recover()
     a.management.register("firmware.update", firmware_command(a.firmware))
     return Part("firmware")

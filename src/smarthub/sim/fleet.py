@@ -254,7 +254,7 @@ def home_config(
     )
     prepaid = ("electricity",) if any(m.breaker for m in meters) else ()
     hub_dir = state / "hubs" / spec.hub_id
-    probation: dict[str, Any] = {"firmware_probation": 2 * max(POLL, RADIO)}
+    probation: dict[str, Any] = {"firmware_probation": max(timedelta(hours=1), 2 * max(POLL, RADIO))}
     return hub_config(
         spec.hub_id,
         hub_dir,
@@ -265,8 +265,9 @@ def home_config(
         # The simulated households opted in to half-hourly reads for settlement (the GB default
         # without opt-in would be monthly).
         gdsc_granularity="half-hourly",
-        # A new firmware is kept if frames still arrive in its probation: two of the slowest
-        # meter's periods, so a healthy version is never judged on a quiet minute.
+        # A new firmware is kept if frames still arrive in its probation: an hour, or two of
+        # the slowest meter's periods (a healthy version is never judged on a quiet spell, nor
+        # on the few wall milliseconds a minute is at thousands of times real time).
         **probation,
     )
 
