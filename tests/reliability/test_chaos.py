@@ -76,10 +76,8 @@ async def test_a_fleet_with_faults_loses_nothing(
     assert r.tenancy_changes == 1
     assert r.supplier_changes == 2 and r.opening_reads == 2
     assert r.tariff_changes == r.tariffs_applied == 2
-    # A good firmware reached every hub in batches; a bad one was rolled back by the first
-    # batch's hub on its own, and the roll-out stopped there.
-    assert r.firmware_rollout_complete and r.firmware_updated == 7
-    assert (r.firmware_rolled_back, r.firmware_halted, r.firmware_not_offered) == (1, True, 6)
+    # (Firmware roll-outs are scheduled into runs of 3 days or more: see the 30-day run.)
+    assert r.firmware_updated == r.firmware_rolled_back == 0
     assert r.life_events_failed == 0
 
 

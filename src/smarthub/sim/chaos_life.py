@@ -20,7 +20,11 @@ consent expiries, voucher re-sends — runs under the faults:
 * **changes of tenancy** (a move-in: the old occupant's consents revoked and pushed) and **of
   supplier** (the new supplier's keys to the hub, the opening read asked for once the instant
   has passed and stored);
-* **tariff changes**: a new version of the electricity tariff to a share of the hubs.
+* **tariff changes**: a new version of the electricity tariff to a share of the hubs;
+* **firmware** (runs of 3 days or more): a good version rolled out in batches
+  (:class:`~smarthub.gdsc.commands.firmware_rollout.FirmwareRollout`), then a bad one that
+  silences the meter interfaces while on probation: the first batch's hub rolls it back on its
+  own and the roll-out halts.
 
 At the end :meth:`FleetLife.figures` counts, from the GDSC's store and the hubs' own state,
 whether each took effect: ``renewals_due``/``renewals_done``, ``consent_expiries`` and
@@ -78,6 +82,7 @@ log = logging.getLogger(__name__)
 
 SUPPLIER, NEW_SUPPLIER, GAS_SUPPLIER, THIRD_PARTY = "NORTHERN", "SOUTHERN", "SHIRE", "TP-ENERGY"
 SETTLE = timedelta(hours=6)  # an event this long before the run's end has taken effect by then
+FIRMWARE_DAYS = 3  # runs this long or longer roll firmware out
 # No fault acts on the hub to be revoked for this long before (its last pulls are whole).
 REVOKE_MARGIN = timedelta(hours=2)
 
@@ -141,8 +146,11 @@ def plan_life(
         )
     # Firmware: a good version to the whole fleet in batches, then a bad one (it breaks the
     # meter interfaces: the hubs' health checks fail and they roll back; the roll-out halts).
-    events.append(LifeEvent("firmware", at(timedelta(hours=2), run / 4), "2.0.0"))
-    events.append(LifeEvent("firmware_bad", at(run / 2, run * 3 / 4), "2.0.1"))
+    # Only in runs of days: a firmware command holds the hub's later commands (top-ups
+    # included) for its probation, and a roll-out needs a round trip per batch.
+    if days >= FIRMWARE_DAYS:
+        events.append(LifeEvent("firmware", at(timedelta(hours=2), run / 4), "2.0.0"))
+        events.append(LifeEvent("firmware_bad", at(run / 2, run * 3 / 4), "2.0.1"))
     tariffed = rng.sample(others, min(max(2, len(homes) // 4), len(others)))
     events.append(
         LifeEvent("tariff", at(timedelta(hours=1), run - timedelta(days=1, hours=6)), ",".join(tariffed))
