@@ -63,8 +63,8 @@ async def test_a_fleet_with_faults_loses_nothing(
     assert r.outage_detect_p95_s is not None and r.outage_detect_p95_s <= 600
     assert r.false_outages == 0 and r.alerts_refused == 0
     # The upkeep's events (issue 24, sim.chaos_life), on certificates and CRLs dated on the
-    # simulated clock: no command refused for a stale CRL, every daily top-up credited the day
-    # it was issued (unless a fault cut the hub off), hub certificates renewed before expiry
+    # simulated clock: no command refused for a stale CRL, every daily top-up credited within a
+    # day of its issue (unless a fault cut the hub off), hub certificates renewed before expiry
     # and the superseded ones revoked, a hub and the collector revoked (every remaining hub
     # learnt the collector's revocation), consents granted, revoked and expired at the hubs,
     # a change of tenancy, changes of supplier with their opening reads, a tariff change.
@@ -135,7 +135,7 @@ async def test_thirty_days_of_a_fleet_and_its_upkeep(
     """Issue 24's run: `smarthub chaos --homes 50 --days 30 --seed 1` (make bench). A month of
     faults and of the fleet's life: CRLs re-published and taken by the hubs for weeks (none
     refused a command as signed under a stale CRL), five rounds of certificate renewals, a
-    daily top-up to every prepaid home credited the day it was issued."""
+    daily top-up to every prepaid home credited within a day, every day."""
     db = request.getfixturevalue("pg_url") if backend == "postgresql" else None
     cfg = DemoConfig(homes=50, days=30, seconds_per_day=120, seed=1, state=tmp_path, db_url=db)
     r = await run_chaos(cfg)

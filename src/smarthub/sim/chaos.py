@@ -86,6 +86,7 @@ APPLICATION_NAME = "smarthub-chaos"
 # what settlement needs) and pull each hub once a LONG_RUN_WINDOW (the bulk pulls, TLS and XML
 # are most of a run's CPU): a month of 50 homes is then CPU-minutes, not hours. Commands (top-ups,
 # renewals, consents) are urgent work, delivered at the scheduler's ticks whatever the window.
+TOP_UP_DAY = timedelta(days=1)  # a daily top-up is credited within this of its issue
 LONG_RUN_DAYS = 3
 LONG_RUN_SAMPLES = timedelta(minutes=30)
 LONG_RUN_WINDOW = timedelta(hours=2)
@@ -134,7 +135,7 @@ class ChaosResult:
     alerts_refused: int = 0
     # What the GDSC's upkeep must keep true over weeks (issue 24).
     commands_refused_stale_crl: int = 0  # commands the hubs refused under a stale CRL: must be 0
-    topup_days_missed: int = 0  # (home, day)s whose daily top-up was not credited that day: must be 0
+    topup_days_missed: int = 0  # daily top-ups not credited within a day (no fault excusing): must be 0
     renewals_due: int = 0  # hub certificate renewals that fell due (sim.chaos_life)
     renewals_done: int = 0  # of those, installed at the hub before expiry and moved to by the GDSC
     revocations: dict[str, int] = field(default_factory=dict)
@@ -575,8 +576,9 @@ class Chaos:
         return voucher.voucher_id
 
     def _top_up_days_missed(self) -> int:
-        """Daily top-ups not credited at the hub by the end of the day they were issued, where
-        the hub was not cut off (a WAN or power fault) between the issue and the day's end."""
+        """Daily top-ups not credited at the hub within a day (:data:`TOP_UP_DAY`) of being
+        issued, where no fault (WAN or power) cut the hub off meanwhile. A hub refusing commands
+        (a stale CRL, a revoked signer) misses every day from then on; a slow hour does not."""
         run = self.run
         assert run is not None
         applied: dict[str, float] = {}
@@ -584,15 +586,18 @@ class Chaos:
             if home.consumer.ledger is not None:
                 for t in home.consumer.ledger.top_ups():
                     applied[t["voucher_id"]] = float(t["applied"])
+        counted = run.clock.now()
         missed = 0
         for hub, day, voucher, issued in self.daily:
-            day_end = self.cfg.sim_start + timedelta(days=day + 1)
+            due = issued + TOP_UP_DAY
             at = applied.get(voucher)
-            if at is not None and at < day_end.timestamp():
+            if at is not None and at <= due.timestamp():
                 continue
-            if any(a < day_end and b > issued for a, b in self.offline.get(hub, [])):
-                continue  # cut off that day: delivered when it came back (or counted as lost)
-            log.error("daily top-up %s to %s on day %d not credited that day", voucher, hub, day)
+            if at is None and counted < due:
+                continue  # its day is not over when the run is counted (topups_lost says if lost)
+            if any(a < due and b > issued for a, b in self.offline.get(hub, [])):
+                continue  # cut off meanwhile: delivered when it came back (or counted as lost)
+            log.error("daily top-up %s to %s (day %d) not credited within a day", voucher, hub, day)
             missed += 1
         return missed
 
