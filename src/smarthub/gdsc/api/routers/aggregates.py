@@ -44,16 +44,21 @@ def get_aggregate(
         period=asked,
         detail={"fuel": fuel, "obis": obis},
     )
-    buckets = aggregates.aggregate(
-        api.engine,
-        group,
-        fuel,
-        obis,
-        decision.ranges[0],
-        granularity,
-        api.guard.clock.now(),
-        api.guard.policy.k_anonymity,
-    )
+    try:
+        buckets = aggregates.aggregate(
+            api.engine,
+            group,
+            fuel,
+            obis,
+            decision.ranges[0],
+            granularity,
+            api.guard.clock.now(),
+            api.guard.policy.k_anonymity,
+        )
+    except aggregates.MixedUnits as err:  # as the portfolio answers the same case
+        raise HTTPException(
+            400, f"cannot sum readings in different units: {err}; ask for one OBIS code"
+        ) from err
     return AggregatePage(
         group=group,
         group_size=len(members),
