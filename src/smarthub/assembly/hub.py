@@ -51,6 +51,7 @@ from smarthub.hub.registry import MeterRegistry, registry_commands
 from smarthub.hub.repairs import HubRepairs
 from smarthub.hub.submeters import WanEvents, WanMeters
 from smarthub.security.certificates import lfdi
+from smarthub.wan.client.pull import host_header
 from smarthub.wan.server.resources import HubWanServer
 from smarthub.wan.tls import server_context
 
@@ -239,7 +240,7 @@ class HubAssembly:
         ctx = server_context(self.config.certificate, self.config.private_key, self.config.ca)
         self.certificate.contexts.append(ctx)
         bound = await self.server.start(host, port, ctx)
-        self.url = f"https://{host}:{bound}"
+        self.url = f"https://{host_header(host, bound)}"
         return self.url
 
 

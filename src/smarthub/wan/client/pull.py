@@ -248,7 +248,7 @@ class HubConnection:
             http.start_next_cycle()
         # A GET reads a 2030.5 document; the hub answers a PUT (the CRL) in JSON.
         accept = sep2.CONTENT_TYPE if method == "GET" else "application/json"
-        headers = [("Host", f"{self.host}:{self.port}"), ("Accept", accept), *self.extra_headers]
+        headers = [("Host", host_header(self.host, self.port)), ("Accept", accept), *self.extra_headers]
         if content_type is not None:
             headers += [("Content-Type", content_type), ("Content-Length", str(len(body)))]
         # Head and end of message in one TLS record and one socket write.
@@ -325,6 +325,12 @@ def bulk_link(dcap_body: bytes) -> str | None:
         raise PullError(f"GET /dcap: root is {root.tag!r}, not a 2030.5 DeviceCapability")
     link = root.find(_MUP_LINK)
     return link.get("href") if link is not None else None
+
+
+def host_header(host: str, port: int) -> str:
+    """``host:port`` as the Host header and a URL's authority write it: an IPv6 literal in
+    brackets (RFC 3986 §3.2.2, RFC 9110 §7.2), so ``::1`` port 8443 is ``[::1]:8443``."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class PullClient:
