@@ -60,8 +60,8 @@ def test_bad_readings_are_quarantined_and_good_ones_land(store: Store) -> None:
     # Re-sent with another value: the stored one stays, the new one is held with evidence.
     r2 = store.ingest(HUB, [StoredReading(HUB, "E1", "1-0:1.8.0", T0 + 1800, 1800, 555, 0, 72, 1)], {})
     assert (r2.inserted, r2.conflicts, r2.quarantined) == (0, 1, 1)
-    dup = store.findings(HUB, status="held")[-1]
-    assert dup["rule"] == "duplicate_differs" and "holds 100" in dup["evidence"]
+    (dup,) = [f for f in store.findings(HUB, status="held") if f["rule"] == "duplicate_differs"]
+    assert dup["value"] == 555 and "holds 100" in dup["evidence"]
 
 
 def test_interval_sum_checked_across_pulls_and_swapped_day_held(store: Store) -> None:

@@ -305,22 +305,16 @@ class VeeData(Database):
                     replaced,
                 )
         if findings:
-            conn.execute(insert(vee_findings), findings)
+            conn.execute(self._insert_new(vee_findings), findings)
         if regs:
-            r = register_reads
-            stmt: Any
-            if self.dialect == "postgresql":
-                from sqlalchemy.dialects import postgresql as dialect_pg
-
-                stmt = dialect_pg.insert(r).on_conflict_do_nothing()
-            else:
-                from sqlalchemy.dialects import sqlite as dialect_sqlite
-
-                stmt = dialect_sqlite.insert(r).on_conflict_do_nothing()
-            conn.execute(stmt, regs)
+            conn.execute(self._insert_new(register_reads), regs)
         for c in checks:
             assert c.result is not None
             c.registers_stored = len(c.result.registers)
+
+    def _insert_new(self, table: Any) -> Any:
+        """INSERT … ON CONFLICT DO NOTHING on either dialect."""
+        return self._insert(table).on_conflict_do_nothing()
 
     def _specs(
         self, conn: Connection, hks: set[int]
@@ -337,7 +331,7 @@ class VeeData(Database):
         self, hub_id: str | None = None, *, status: str | None = None, limit: int = 1000
     ) -> list[dict]:
         f = vee_findings
-        q = select(f).order_by(f.c.id).limit(limit)
+        q = select(f).order_by(f.c.found_at, f.c.hub_id, f.c.interval_start, f.c.rule).limit(limit)
         if hub_id is not None:
             q = q.where(f.c.hub_id == hub_id)
         if status is not None:

@@ -36,25 +36,24 @@ register_reads = Table(
 vee_findings = Table(
     "vee_findings",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
-    Column("hub_id", String(64), nullable=False),
-    Column("meter_id", String(64), nullable=False),
-    Column("obis", String(32), nullable=False),
-    Column("duration", Integer, nullable=False),  # 0: a register reading
-    Column("interval_start", BigInteger, nullable=False),
-    Column("value", BigInteger, nullable=False),
+    # One row per (reading, rule, value): a hub re-sending the same bad reading adds nothing.
+    Column("hub_id", String(64), primary_key=True),
+    Column("meter_id", String(64), primary_key=True),
+    Column("obis", String(32), primary_key=True),
+    Column("duration", Integer, primary_key=True, autoincrement=False),  # 0: a register reading
+    Column("interval_start", BigInteger, primary_key=True, autoincrement=False),
+    Column("rule", String(32), primary_key=True),
+    Column("value", BigInteger, primary_key=True, autoincrement=False),
     Column("power_of_ten", SmallInteger, nullable=False),
     Column("uom", SmallInteger, nullable=False),
     Column("quality", Integer, nullable=False),
-    Column("rule", String(32), nullable=False),
     Column("action", String(16), nullable=False),  # quarantine | flag
     Column("evidence", Text, nullable=False),
     Column("found_at", BigInteger, nullable=False),  # unix s
     Column("status", String(16), nullable=False),  # held | released | rejected (quarantine); noted (flag)
     Column("resolved_by", String(255)),
     Column("resolved_reason", Text),
-    Index("ix_vee_findings_hub_id", "hub_id", "interval_start"),
-    Index("ix_vee_findings_status", "status", "hub_id"),
+    Index("ix_vee_findings_status", "hub_id", "status"),
 )
 
 vee_estimates = Table(

@@ -35,29 +35,34 @@ def upgrade() -> None:
     )
     op.create_table(
         "vee_findings",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
         sa.Column("hub_id", sa.String(length=64), nullable=False),
         sa.Column("meter_id", sa.String(length=64), nullable=False),
         sa.Column("obis", sa.String(length=32), nullable=False),
-        sa.Column("duration", sa.Integer(), nullable=False),
-        sa.Column("interval_start", sa.BigInteger(), nullable=False),
-        sa.Column("value", sa.BigInteger(), nullable=False),
+        sa.Column("duration", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("interval_start", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("rule", sa.String(length=32), nullable=False),
+        sa.Column("value", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("power_of_ten", sa.SmallInteger(), nullable=False),
         sa.Column("uom", sa.SmallInteger(), nullable=False),
         sa.Column("quality", sa.Integer(), nullable=False),
-        sa.Column("rule", sa.String(length=32), nullable=False),
         sa.Column("action", sa.String(length=16), nullable=False),
         sa.Column("evidence", sa.Text(), nullable=False),
         sa.Column("found_at", sa.BigInteger(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("resolved_by", sa.String(length=255), nullable=True),
         sa.Column("resolved_reason", sa.Text(), nullable=True),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_vee_findings")),
+        sa.PrimaryKeyConstraint(
+            "hub_id",
+            "meter_id",
+            "obis",
+            "duration",
+            "interval_start",
+            "rule",
+            "value",
+            name=op.f("pk_vee_findings"),
+        ),
     )
-    op.create_index("ix_vee_findings_hub_id", "vee_findings", ["hub_id", "interval_start"])
-    op.create_index("ix_vee_findings_status", "vee_findings", ["status", "hub_id"])
+    op.create_index("ix_vee_findings_status", "vee_findings", ["hub_id", "status"])
     op.create_table(
         "vee_estimates",
         sa.Column("hub_id", sa.String(length=64), nullable=False),
@@ -104,6 +109,5 @@ def downgrade() -> None:
     op.drop_table("vee_day_versions")
     op.drop_table("vee_estimates")
     op.drop_index("ix_vee_findings_status", table_name="vee_findings")
-    op.drop_index("ix_vee_findings_hub_id", table_name="vee_findings")
     op.drop_table("vee_findings")
     op.drop_table("register_reads")
