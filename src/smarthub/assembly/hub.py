@@ -52,6 +52,7 @@ from smarthub.hub.repairs import HubRepairs
 from smarthub.hub.submeters import WanEvents, WanMeters
 from smarthub.hub.supply import supply_commands
 from smarthub.security.certificates import lfdi
+from smarthub.wan.contract.authority import host_header
 from smarthub.wan.contract.bodies import (
     LinkTest,
     MeterReplace,
@@ -248,7 +249,7 @@ class HubAssembly:
         ctx = server_context(self.config.certificate, self.config.private_key, self.config.ca)
         self.certificate.contexts.append(ctx)
         bound = await self.server.start(host, port, ctx)
-        self.url = f"https://{host}:{bound}"
+        self.url = f"https://{host_header(host, bound)}"
         return self.url
 
 

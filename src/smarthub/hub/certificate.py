@@ -102,7 +102,13 @@ class HubCertificate:
     def install(self, pem: bytes) -> x509.Certificate:
         """Check (:meth:`check`), store atomically, load into the live TLS contexts, tell listeners."""
         cert = self.check(pem)
-        _atomic_write(self.cert_path, cert.public_bytes(serialization.Encoding.PEM))
+        # The file keeps the intermediate CAs that followed the old certificate (the chain sent
+        # in the TLS handshake, see IssuedCertificate.save): the renewal has the same issuer.
+        chain = b"".join(
+            c.public_bytes(serialization.Encoding.PEM)
+            for c in x509.load_pem_x509_certificates(self.cert_path.read_bytes())[1:]
+        )
+        _atomic_write(self.cert_path, cert.public_bytes(serialization.Encoding.PEM) + chain)
         for ctx in self.contexts:
             ctx.load_cert_chain(certfile=self.cert_path, keyfile=self.key_path)
         new_lfdi = lfdi(cert)

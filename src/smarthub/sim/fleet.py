@@ -417,6 +417,8 @@ class SimulatedHome:
             "meters": [list(m) for m in self.meters],
             # Homes share cells of CELL_SIZE: an outage of one cell is one incident at the GDSC.
             "wan_link": f"cell-{s.index // CELL_SIZE:04d}",
+            # The certificate the GDSC CA issued it: its alert key (last gasps) at the GDSC.
+            "certificate": (self.dir / "hub.pem").read_text(),
         }
 
 

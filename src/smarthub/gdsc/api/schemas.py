@@ -18,6 +18,19 @@ class ErrorBody(BaseModel):
     max_granularity: str | None = None
 
 
+class ServedGranularity(enum.StrEnum):
+    """The granularities readings, exports, aggregates and the portfolio are served at (a consent
+    may also grant ``tariff-register`` or ``none``, which no profile endpoint serves)."""
+
+    HALF_HOURLY = "half-hourly"
+    DAILY = "daily"
+    MONTHLY = "monthly"
+
+    @property
+    def level(self) -> Granularity:
+        return Granularity(self.value)
+
+
 class BucketOut(BaseModel):
     """A value over [start, start + duration): value × 10^power_of_ten in the unit uom."""
 
@@ -37,7 +50,7 @@ class ReadingsPage(BaseModel):
     premises_id: str
     meter_id: str
     obis: str
-    granularity: Granularity
+    granularity: ServedGranularity
     allowed: list[tuple[datetime, datetime]] = Field(description="the data time this caller may see")
     readings: list[ReadingOut]
     next_after: int | None = Field(description="pass as `after` for the next page; null on the last page")
@@ -50,7 +63,7 @@ class AggregateOut(BucketOut):
 class AggregatePage(BaseModel):
     group: str
     group_size: int = Field(description="premises that were members of the group in the period")
-    granularity: Granularity
+    granularity: ServedGranularity
     readings: list[AggregateOut]
 
 
@@ -196,7 +209,7 @@ class PortfolioConsumption(BaseModel):
     customer_id: str
     fuel: str
     obis: str
-    granularity: Granularity
+    granularity: ServedGranularity
     sites: list[SiteConsumption] = Field(description="this page of sites")
     total: list[SiteReading] = Field(description="summed across every site in the period, not only this page")
     next_after: str | None

@@ -81,6 +81,7 @@ from smarthub.gdsc.fleet.pki import (
     lfdi,
 )
 from smarthub.gdsc.fleet.registry import hub_commissioning, hubs, lock_hub_status, meters, premises
+from smarthub.gdsc.outages.store import register_alert_key
 from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.pull.tables import DONE, FAILED, PENDING, Priority, pull_plan, urgent_work
 from smarthub.gdsc.readings.tables import StoredReading
@@ -237,6 +238,8 @@ class HubLifecycle:
                         replaces=req.replaces,
                     )
                 )
+                # Its last gasps verify from now on, under the key of the certificate just issued.
+                register_alert_key(self.store.engine, conn, req.hub_id, cert.cert_pem, cert.lfdi)
         except IntegrityError as err:  # a concurrent request for the same hub id won
             self.ca.revoke(cert.certificate.serial_number, now, x509.ReasonFlags.superseded)
             raise CommissioningRefused("hub_exists", f"hub {req.hub_id}: {err.orig}") from None
@@ -444,6 +447,8 @@ class HubLifecycle:
                 ).rowcount
                 if moved == 1:
                     conn.execute(update(hubs).where(hubs.c.hub_id == job.hub_id).values(lfdi=new_lfdi))
+                    pem = cert.public_bytes(serialization.Encoding.PEM)
+                    register_alert_key(self.store.engine, conn, job.hub_id, pem, new_lfdi)
             if moved == 1:
                 self.ca.revoke(int(old_serial), now, x509.ReasonFlags.superseded)
                 changed = True
