@@ -29,6 +29,7 @@ from smarthub.wan.client import sep2
 from smarthub.wan.client.bulk import BulkParser, ChannelReadings
 from smarthub.wan.client.hub_client import PulledInterval, PullError
 from smarthub.wan.contract import crl_sync
+from smarthub.wan.contract.authority import host_header
 from smarthub.wan.contract.sep2_xml import XmlRefused, parse_untrusted
 from smarthub.wan.tls import PeerMismatch, check_peer
 
@@ -325,12 +326,6 @@ def bulk_link(dcap_body: bytes) -> str | None:
         raise PullError(f"GET /dcap: root is {root.tag!r}, not a 2030.5 DeviceCapability")
     link = root.find(_MUP_LINK)
     return link.get("href") if link is not None else None
-
-
-def host_header(host: str, port: int) -> str:
-    """``host:port`` as the Host header and a URL's authority write it: an IPv6 literal in
-    brackets (RFC 3986 §3.2.2, RFC 9110 §7.2), so ``::1`` port 8443 is ``[::1]:8443``."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class PullClient:
