@@ -13,6 +13,12 @@ put beside their simulated fleet, and what the benchmarks measure.
   **upkeep** (:mod:`smarthub.gdsc.upkeep`: CRL re-publication, renewals, supplier changes and
   their opening reads, voucher re-sends, meter replacements, consent expiries, similar-homes
   comparisons, audit anchors); without it, the upkeep keeps the CRL and the meters only;
+* with ``alerts`` (``HOST:PORT``), the **outage** side (:mod:`smarthub.gdsc.outages`): the UDP
+  endpoint for hubs' last gasps and restorations (started with the windows), the correlator over
+  the topology (``topology``, or ``gdsc/topology.csv`` / ``.geojson`` in the state, loaded at
+  build), and the error log told which silent hubs are out of power (a power outage, not a dead
+  hub nor a WAN fault). The hubs' alert keys come from commissioning (and the manifest's
+  certificates), so alerts from real hubs verify;
 * the data services **API** and the operator **console** on request (:meth:`GdscService.api`,
   :meth:`GdscService.console`).
 
@@ -46,6 +52,9 @@ from smarthub.gdsc.fleet.lifecycle import HubLifecycle
 from smarthub.gdsc.fleet.pki import CertificateAuthority
 from smarthub.gdsc.incidents.error_log import ErrorLog
 from smarthub.gdsc.incidents.repairs import run_operations
+from smarthub.gdsc.outages.service import OutageService
+from smarthub.gdsc.outages.topology import TopologyStore
+from smarthub.gdsc.outages.topology import parse as parse_topology
 from smarthub.gdsc.pull.collector import Collector
 from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.pull.scheduler import Scheduler, WindowProgress, _wall_seconds
@@ -85,10 +94,38 @@ class GdscConfig:
     upkeep_every: timedelta = UPKEEP_EVERY
     repairs_every: timedelta = REPAIRS_EVERY
     seed: int = 0
+    alerts: str | None = None  # HOST:PORT of the last-gasp endpoint (UDP); None: no endpoint
+    topology: Path | None = None  # a CSV/GeoJSON network topology to load at build
+    alerts_max_skew: timedelta | None = None  # alerts' freshness check (default: the contract's)
 
     @property
     def store_url(self) -> str:
         return store_url(self.state, self.db_url)
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``[V6]:PORT`` or ``PORT`` (on 127.0.0.1) → (host, port); ValueError else."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "127.0.0.1", text
+    host = host.strip("[]") or "0.0.0.0"
+    try:
+        number = int(port)
+    except ValueError:
+        raise ValueError(f"alert endpoint {text!r}: the port must be a number (HOST:PORT)") from None
+    if not 0 <= number <= 65535:
+        raise ValueError(f"alert endpoint {text!r}: port {number} out of range")
+    return host, number
+
+
+def topology_file(config: GdscConfig) -> Path | None:
+    """The topology to load: the configured file, else ``gdsc/topology.{csv,geojson}``."""
+    if config.topology is not None:
+        return config.topology
+    for name in ("topology.csv", "topology.geojson"):
+        if (config.state / "gdsc" / name).exists():
+            return config.state / "gdsc" / name
+    return None
 
 
 def store_url(state: Path, db_url: str | None = None) -> str:
@@ -151,6 +188,8 @@ class GdscService:
     upkeep: Upkeep
     signer: CommandSigner | None = None
     crl: Path | None = None  # the CRL the collectors check hubs against, if current at start
+    outages: OutageService | None = None  # the last-gasp endpoint and correlator (``alerts``)
+    alerts_port: int | None = None  # the UDP port it listens on, once started
 
     @classmethod
     def build(
@@ -191,10 +230,25 @@ class GdscService:
             state, store, collector, signer, clock, tls_clock, crl_path, crl_due=due, plan=scheduler.plan
         )
         upkeep.crl_applied = crl_stamp(crl_path) if crl is not None else None
-        return cls(
+        built = cls(
             config, clock, tls_clock, store, scheduler.plan, error_log, ctx, collector, scheduler, upkeep,
             signer, crl,
         )  # fmt: skip
+        if config.alerts is not None:
+            parse_listen(config.alerts)  # a bad address fails the build, not the first window
+            topo = topology_file(config)
+            if topo is not None:
+                fmt = "geojson" if topo.suffix in (".geojson", ".json") else "csv"
+                TopologyStore(store.engine).load(parse_topology(topo.read_text(), fmt))
+            skew = {} if config.alerts_max_skew is None else {"max_skew": config.alerts_max_skew}
+            built.attach_outages(OutageService(store.engine, clock, **skew))
+        return built
+
+    def attach_outages(self, outages: OutageService) -> None:
+        """The outage side (built here with ``alerts``, or by the chaos run): closed with the GDSC,
+        and the error log told which silent hubs sent a last gasp."""
+        self.outages = outages
+        self.error_log.power_out = outages.power_out
 
     @classmethod
     def from_state(
@@ -242,6 +296,13 @@ class GdscService:
             },
             "signer": self.signer is not None,
             "repairs_every_s": None if self.signer is None else self.repairs_every.total_seconds(),
+            "alerts": None
+            if self.config.alerts is None or self.outages is None
+            else {
+                "listen": self.config.alerts,
+                "premises_on_map": len(self.outages.correlator.topology.places),
+                "error_log": self.error_log.power_out == self.outages.power_out,
+            },
             "upkeep": {
                 "every_s": self.upkeep_every.total_seconds(),
                 "steps": [name for name, _ in self.upkeep.steps(self.clock.now())],
@@ -253,6 +314,7 @@ class GdscService:
     async def run_windows(self, until: datetime, first_window: datetime | None = None) -> None:
         """Pull the windows from ``first_window`` (default: the current one) until ``until``, with
         the upkeep and the repairs running beside the scheduler; the parts stay open."""
+        await self.start_alerts()
         stop = asyncio.Event()
         background = [asyncio.create_task(self.upkeep.loop(self.upkeep_every, stop))]
         if self.signer is not None:
@@ -291,7 +353,19 @@ class GdscService:
         await old.close()
         return self.collector
 
+    async def start_alerts(self) -> int | None:
+        """Start the last-gasp endpoint if configured and not yet listening; the UDP port."""
+        if self.outages is None or self.config.alerts is None:
+            return None
+        if not self.outages.started:
+            host, port = parse_listen(self.config.alerts)
+            self.alerts_port = await self.outages.start(host, port)
+            log.info("last-gasp endpoint on %s:%d (UDP)", host, self.alerts_port)
+        return self.alerts_port
+
     async def close(self) -> None:
+        if self.outages is not None:
+            await self.outages.close()
         await self.scheduler.close()
         await self.collector.close()
         self.store.close()
@@ -410,6 +484,7 @@ __all__ = [
     "open_lifecycle",
     "open_store",
     "operator_signer",
+    "parse_listen",
     "queue_command",
     "send_command",
     "store_url",

@@ -36,9 +36,10 @@ from smarthub.assembly.config import (
 from smarthub.assembly.hub import build_hub
 from smarthub.clock import Clock, SystemClock
 from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
-from smarthub.han.dlms_control import SupplyControl, supply_commands
+from smarthub.han.dlms_control import SupplyControl
 from smarthub.han.poll import SimulatedLink
 from smarthub.hub.diagnostics import DiagnosedEvent
+from smarthub.hub.supply import supply_commands
 from smarthub.meters.dlms.client import DlmsClient
 from smarthub.meters.dlms.security import SecurityKeys
 from smarthub.model import ObisCode
@@ -48,6 +49,7 @@ from smarthub.sim.appliance_profiles import APPLIANCES
 from smarthub.sim.consumer import plug_euis, sample_electricity, sample_gas
 from smarthub.sim.dlms_meter import DlmsMeterSimulator
 from smarthub.sim.rigs import DLMS_REGISTERS, Rig, dlms_access, simulated_connector
+from smarthub.wan.contract.bodies import LinkTest
 from smarthub.wan.tls import client_context
 
 __all__ = ["DLMS_REGISTERS", "SupplyControl", "dlms_access", "supply_commands"]
@@ -321,7 +323,7 @@ class SimulatedHome:
         envelope = voucher_envelope(opening, signature, operator_pem.read_bytes())
         self.consumer.ledger.top_up(envelope, self.cert_clock.now())
 
-    async def _link_test(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def _link_test(self, body: LinkTest) -> dict[str, Any]:
         return await self.assembly.link_test(body)
 
     async def swap_dlms_meter(self) -> MeterSwap:
@@ -415,6 +417,8 @@ class SimulatedHome:
             "meters": [list(m) for m in self.meters],
             # Homes share cells of CELL_SIZE: an outage of one cell is one incident at the GDSC.
             "wan_link": f"cell-{s.index // CELL_SIZE:04d}",
+            # The certificate the GDSC CA issued it: its alert key (last gasps) at the GDSC.
+            "certificate": (self.dir / "hub.pem").read_text(),
         }
 
 

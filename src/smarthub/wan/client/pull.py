@@ -29,6 +29,7 @@ from smarthub.wan.client import sep2
 from smarthub.wan.client.bulk import BulkParser, ChannelReadings
 from smarthub.wan.client.hub_client import PulledInterval, PullError
 from smarthub.wan.contract import crl_sync
+from smarthub.wan.contract.authority import host_header
 from smarthub.wan.contract.sep2_xml import XmlRefused, parse_untrusted
 from smarthub.wan.tls import PeerMismatch, check_peer
 
@@ -248,7 +249,7 @@ class HubConnection:
             http.start_next_cycle()
         # A GET reads a 2030.5 document; the hub answers a PUT (the CRL) in JSON.
         accept = sep2.CONTENT_TYPE if method == "GET" else "application/json"
-        headers = [("Host", f"{self.host}:{self.port}"), ("Accept", accept), *self.extra_headers]
+        headers = [("Host", host_header(self.host, self.port)), ("Accept", accept), *self.extra_headers]
         if content_type is not None:
             headers += [("Content-Type", content_type), ("Content-Length", str(len(body)))]
         # Head and end of message in one TLS record and one socket write.
