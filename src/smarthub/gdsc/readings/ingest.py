@@ -161,7 +161,7 @@ class IntervalIngest(VeeData):
                         t.inserted,
                         unique - held - t.inserted,
                         t.conflicts,
-                        quarantined=held + t.conflicts,
+                        quarantined=c.quarantined + t.conflicts,
                         flagged=c.flagged,
                         replaced_estimates=t.replaced,
                         registers=c.registers_stored,
