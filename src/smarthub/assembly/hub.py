@@ -51,7 +51,7 @@ from smarthub.hub.registry import MeterRegistry, registry_commands
 from smarthub.hub.repairs import HubRepairs
 from smarthub.hub.submeters import WanEvents, WanMeters
 from smarthub.security.certificates import lfdi
-from smarthub.wan.client.pull import host_header
+from smarthub.wan.contract.authority import host_header
 from smarthub.wan.server.resources import HubWanServer
 from smarthub.wan.tls import server_context
 
