@@ -140,6 +140,9 @@ class ChannelSite:
         self._transports.add(transport)
         try:
             await ended
+        except asyncio.CancelledError:
+            transport.abort()  # stopped: the channel closes with the loop that owns it
+            raise
         finally:
             self._transports.discard(transport)
 
