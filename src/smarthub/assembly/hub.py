@@ -36,7 +36,7 @@ from cryptography import x509
 from smarthub.assembly.config import HubConfig, zone_of
 from smarthub.assembly.links import ConnectContext, Connection, Connector, connect
 from smarthub.clock import Clock, SystemClock
-from smarthub.han.dlms_control import SupplyControl, supply_commands
+from smarthub.han.dlms_control import SupplyControl
 from smarthub.han.poll import PollLoop
 from smarthub.hub.alerts import AlertSender
 from smarthub.hub.certificate import HubCertificate
@@ -51,8 +51,17 @@ from smarthub.hub.privacy import ConsentStore, Granularity, HubPrivacy, privacy_
 from smarthub.hub.registry import MeterRegistry, registry_commands
 from smarthub.hub.repairs import HubRepairs
 from smarthub.hub.submeters import WanEvents, WanMeters
+from smarthub.hub.supply import supply_commands
 from smarthub.security.certificates import lfdi
 from smarthub.wan.contract.authority import host_header
+from smarthub.wan.contract.bodies import (
+    LinkTest,
+    MeterReplace,
+    SupplyDisconnect,
+    SupplyLimit,
+    SupplyReconnect,
+    SupplyState,
+)
 from smarthub.wan.server.resources import HubWanServer
 from smarthub.wan.tls import server_context
 
@@ -184,9 +193,9 @@ class HubAssembly:
         return [t for p in self.parts.values() for t in p.tasks]
 
     # -- commands ------------------------------------------------------------------------------
-    async def link_test(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def link_test(self, body: LinkTest) -> dict[str, Any]:
         """``diagnostic.link_test``: poll one meter now; whether it answered and how long it took."""
-        meter = str(body["meter"])
+        meter = body.meter
         loops = self.loops_by_meter.get(meter)
         if not loops:
             raise ValueError(f"{meter!r} is not a meter this hub polls or listens to")
@@ -194,13 +203,13 @@ class HubAssembly:
         ok = all([await loop.poll_now() for loop in loops])
         return {"meter": meter, "ok": ok, "ms": round(1000 * (time.perf_counter() - t0), 2)}
 
-    def meter_replace(self, replace: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[..., Any]:
+    def meter_replace(self, replace: Callable[[MeterReplace], dict[str, Any]]) -> Callable[..., Any]:
         """``meter.replace``: the registry records which meter replaced which; diagnostics stop
         expecting the old meter (its silence from now on is the exchange, not a fault)."""
 
-        def handler(body: dict[str, Any]) -> dict[str, Any]:
+        def handler(body: MeterReplace) -> dict[str, Any]:
             out = replace(body)
-            self.diagnostics.retire(str(body["old"]), self.clock.now())
+            self.diagnostics.retire(body.old, self.clock.now())
             return out
 
         return handler
@@ -446,8 +455,8 @@ def _consumer(a: HubAssembly) -> Part | None:
 
 
 def _by_meter(ctype: str, prepaid: dict[str, Any], bridged: dict[str, Any], plain: dict[str, Any]) -> Any:
-    async def handler(body: dict[str, Any]) -> dict[str, Any]:
-        table = bridged if str(body.get("meter")) in prepaid and ctype in bridged else plain
+    async def handler(body: SupplyDisconnect | SupplyReconnect | SupplyState | SupplyLimit) -> dict[str, Any]:
+        table = bridged if body.meter in prepaid and ctype in bridged else plain
         return await table[ctype](body)
 
     return handler

@@ -36,9 +36,10 @@ from smarthub.assembly.config import (
 from smarthub.assembly.hub import build_hub
 from smarthub.clock import Clock, SystemClock
 from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
-from smarthub.han.dlms_control import SupplyControl, supply_commands
+from smarthub.han.dlms_control import SupplyControl
 from smarthub.han.poll import SimulatedLink
 from smarthub.hub.diagnostics import DiagnosedEvent
+from smarthub.hub.supply import supply_commands
 from smarthub.meters.dlms.client import DlmsClient
 from smarthub.meters.dlms.security import SecurityKeys
 from smarthub.model import ObisCode
@@ -48,6 +49,7 @@ from smarthub.sim.appliance_profiles import APPLIANCES
 from smarthub.sim.consumer import plug_euis, sample_electricity, sample_gas
 from smarthub.sim.dlms_meter import DlmsMeterSimulator
 from smarthub.sim.rigs import DLMS_REGISTERS, Rig, dlms_access, simulated_connector
+from smarthub.wan.contract.bodies import LinkTest
 from smarthub.wan.contract.channel import channel_url
 from smarthub.wan.tls import client_context
 
@@ -324,7 +326,7 @@ class SimulatedHome:
         envelope = voucher_envelope(opening, signature, operator_pem.read_bytes())
         self.consumer.ledger.top_up(envelope, self.cert_clock.now())
 
-    async def _link_test(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def _link_test(self, body: LinkTest) -> dict[str, Any]:
         return await self.assembly.link_test(body)
 
     async def swap_dlms_meter(self) -> MeterSwap:

@@ -60,6 +60,7 @@ from smarthub.gdsc.pull.tables import (
     wan_links,
 )
 from smarthub.gdsc.store import Store
+from smarthub.wan.contract.bodies import CommandBody
 from smarthub.wan.contract.commands import SignedCommand
 
 
@@ -144,7 +145,7 @@ class PullPlan(PlanClaims, PlanFinishing):
         signer: CommandSigner,
         hub_id: str,
         type_: str,
-        body: dict[str, Any],
+        body: CommandBody | dict[str, Any],
         now: datetime,
         priority: Priority | None = None,
     ) -> int:
