@@ -153,6 +153,13 @@ def _float(v: Any, where: str) -> float | None:
 def parse_csv(text: str) -> TopologyFile:
     """CSV with a header row: ``premises_id, phase, feeder, secondary_substation,
     primary_substation`` and optionally ``x, y`` (the premises' position)."""
+    try:
+        return _parse_csv(text)
+    except csv.Error as err:  # the csv module's own complaints (stray CR, NUL, bad quoting)
+        raise TopologyError(f"not CSV: {err}") from None
+
+
+def _parse_csv(text: str) -> TopologyFile:
     reader = csv.DictReader(io.StringIO(text))
     missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
     if missing:

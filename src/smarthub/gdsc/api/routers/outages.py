@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Query
+from fastapi import APIRouter, Header, HTTPException, Path, Query
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime
 
@@ -79,7 +79,9 @@ def list_outages(
 def outage_events(
     party: Caller,
     api: Services,
-    after: Annotated[int, Query(ge=0, description="the last event id seen (or send Last-Event-ID)")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=2**62, description="the last event id seen (or send Last-Event-ID)")
+    ] = 0,
     follow: Annotated[bool, Query(description="keep the stream open for new events")] = True,
     max_seconds: Annotated[float, Query(gt=0, le=3600)] = 300.0,
     last_event_id: Annotated[str | None, Header()] = None,
@@ -88,8 +90,8 @@ def outage_events(
     as Server-Sent Events: ``id`` the event id, ``event`` its kind, ``data`` JSON."""
     api.guard.require(party, Action.NETWORK_READ, detail={"stream": "outage events"})
     if last_event_id is not None:
-        if not last_event_id.isdigit():
-            raise HTTPException(400, "Last-Event-ID must be an event id (digits)")
+        if not last_event_id.isdigit() or len(last_event_id) > 18:
+            raise HTTPException(400, "Last-Event-ID must be an event id (up to 18 digits)")
         after = max(after, int(last_event_id))
     area = area_of(api, party, TopologyStore(api.engine).snapshot())
     store = OutageStore(api.engine)
@@ -120,7 +122,9 @@ def outage_events(
 
 
 @router.get("/v1/outages/{outage_id}", response_model=OutageDetail, responses=ERRORS)
-def get_outage(party: Caller, api: Services, outage_id: int) -> OutageDetail:
+def get_outage(
+    party: Caller, api: Services, outage_id: Annotated[int, Path(ge=1, le=2**31 - 1)]
+) -> OutageDetail:
     """One outage: its premises, when each lost and regained supply (by the meter's records)."""
     store = OutageStore(api.engine)
     row = store.get(outage_id)
