@@ -20,7 +20,7 @@ from smarthub.gdsc.store import Store
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
 from smarthub.model import ObisCode, Reading, Unit
-from smarthub.wan.client.pull import host_header
+from smarthub.wan.contract.authority import host_header
 from smarthub.wan.server.resources import HubWanServer
 from smarthub.wan.tls import client_context, server_context
 

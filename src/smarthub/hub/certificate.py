@@ -33,6 +33,7 @@ from cryptography.x509.oid import NameOID
 from smarthub.clock import Clock
 from smarthub.hub.management import STALE_GRACE, CrlStore, _atomic_write
 from smarthub.security.certificates import CertificateRejected, Role, lfdi, verify_certificate
+from smarthub.wan.contract.bodies import PkiCertificate
 
 __all__ = ["CertificateRefused", "HubCertificate"]
 
@@ -115,10 +116,7 @@ class HubCertificate:
             listener(cert, new_lfdi)
         return cert
 
-    def handle(self, body: dict[str, Any]) -> dict[str, Any]:
+    def handle(self, body: PkiCertificate) -> dict[str, Any]:
         """The ``pki.certificate`` command: ``{"certificate": <PEM>}``; the new serial and LFDI."""
-        pem = body.get("certificate")
-        if not isinstance(pem, str):
-            raise CertificateRefused("malformed", "pki.certificate needs 'certificate' as a PEM string")
-        cert = self.install(pem.encode())
+        cert = self.install(body.certificate.encode())
         return {"serial": str(cert.serial_number), "lfdi": lfdi(cert)}

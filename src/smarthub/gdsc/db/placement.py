@@ -78,6 +78,11 @@ ROLES: dict[str, Role] = {
     "alert_keys": _hub(),
     "alert_refusals": _hub(),
     "outage_alerts": _hub(),
+    "register_reads": _hub(),
+    "vee_findings": _hub(),
+    "vee_estimates": _hub(),
+    "vee_day_versions": _hub(),
+    "meter_models": _hub(),
     # -- a hub's interval data, by the hub's integer key (a second group: issue 23 item 1) ---
     "interval_channels": _hub_key(),
     "interval_blocks": _hub_key(),

@@ -51,7 +51,6 @@ revoked hub, cessationOfOperation for a decommissioned one, superseded for a rep
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -87,6 +86,7 @@ from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.pull.tables import DONE, FAILED, PENDING, Priority, pull_plan, urgent_work
 from smarthub.gdsc.readings.tables import StoredReading
 from smarthub.gdsc.store import Store
+from smarthub.wan.contract.bodies import PkiCertificate, PkiCrl
 
 ACTIVE, REVOKED, DECOMMISSIONED = "active", "revoked", "decommissioned"
 CRL_FILE = "crl.pem"
@@ -382,7 +382,7 @@ class HubLifecycle:
             new = self.ca.renew(old, now, days)
         except (ValueError, CertificateRejected) as err:
             raise LifecycleRefused(f"hub {hub_id}: {err}") from None
-        body = {"certificate": new.cert_pem.decode(), "replaces_serial": rec.cert_serial}
+        body = PkiCertificate(new.cert_pem.decode(), rec.cert_serial)
         return self.plan.queue_command(self.signer, hub_id, RENEW_COMMAND, body, now, Priority.URGENT)
 
     @staticmethod
@@ -502,7 +502,7 @@ class HubLifecycle:
         for listener in self.crl_listeners:
             listener(self.crl_path)
         if self.signer is not None and push:
-            body = {"crl": base64.b64encode(crl.public_bytes(serialization.Encoding.DER)).decode()}
+            body = PkiCrl(crl.public_bytes(serialization.Encoding.DER))
             for hub in self.store.active_hubs():
                 self.plan.queue_command(self.signer, hub.hub_id, "pki.crl", body, now, Priority.URGENT)
         return crl

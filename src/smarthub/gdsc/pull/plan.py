@@ -66,6 +66,7 @@ from smarthub.gdsc.pull.tables import (
     wan_links,
 )
 from smarthub.gdsc.store import Store
+from smarthub.wan.contract.bodies import CommandBody
 from smarthub.wan.contract.commands import SignedCommand
 
 
@@ -150,7 +151,7 @@ class PullPlan(PlanClaims, PlanFinishing):
         signer: CommandSigner,
         hub_id: str,
         type_: str,
-        body: dict[str, Any],
+        body: CommandBody | dict[str, Any],
         now: datetime,
         priority: Priority | None = None,
     ) -> int:

@@ -46,7 +46,7 @@ from sqlalchemy import Connection, Integer, String, and_, bindparam, func, selec
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from smarthub.gdsc.db.database import Database, lock_id
+from smarthub.gdsc.db.database import lock_id
 from smarthub.gdsc.fleet.registry import hubs, lock_hub_status
 from smarthub.gdsc.readings import interval_block
 from smarthub.gdsc.readings.grouping import Claim, Tally, count_inserted, group_pull
@@ -63,10 +63,13 @@ from smarthub.gdsc.readings.tables import (
     partition_name,
     pull_cursors,
 )
+from smarthub.gdsc.readings.vee.rules import ESTIMATED, MANUALLY_EDITED
+from smarthub.gdsc.readings.vee.store import VeeData, VeePull, split_pull
 
 
-class IntervalIngest(Database):
-    """Idempotent ingest into the interval blocks (the ingest part of the store)."""
+class IntervalIngest(VeeData):
+    """Idempotent ingest into the interval blocks (the ingest part of the store), through the
+    VEE gate when :meth:`enable_vee` was called (:mod:`smarthub.gdsc.readings.vee`)."""
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         super().__init__(url, echo=echo)
@@ -116,7 +119,13 @@ class IntervalIngest(Database):
         conflict if its value differs). Either everything is stored or nothing is.
         """
         # Validate and group everything before touching the database.
-        pulls = [group_pull(hub_id, readings) for hub_id, readings, _ in items]
+        vee = self.vee
+        if vee is None:
+            pulls = [group_pull(hub_id, readings) for hub_id, readings, _ in items]
+            checks: list[VeePull] = []
+        else:
+            checks = [split_pull(hub_id, readings) for hub_id, readings, _ in items]
+            pulls = [c.grouped for c in checks]
         if self.dialect == "postgresql":
             self.ensure_day_partitions({key[5] for groups, _ in pulls for key in groups})
         with self._write_lock:
@@ -124,17 +133,42 @@ class IntervalIngest(Database):
             with self.engine.begin() as conn:
                 refused = self._inactive_hubs(conn, {hub_id for hub_id, _, _ in items})
                 kept = [i for i, (hub_id, _, _) in enumerate(items) if hub_id not in refused]
+                if vee is not None:
+                    self._vee_gate(conn, vee, [items[i][0] for i in kept], [checks[i] for i in kept])
                 done = self._ingest(conn, [items[i] for i in kept], [pulls[i] for i in kept], new_keys)
+                if vee is not None:
+                    self._vee_record(
+                        conn, vee, [items[i][0] for i in kept], [checks[i] for i in kept], done, new_keys
+                    )
             self._hub_keys.update(new_keys)  # only once committed
         tallies = dict(zip(kept, done, strict=True))
-        return [
-            IngestResult(len(readings), t.inserted, unique - t.inserted, t.conflicts)
-            if (t := tallies.get(i)) is not None
-            else IngestResult(
-                len(readings), 0, 0, 0, f"hub {hub_id} is {refused[hub_id]}: its data is refused"
-            )
-            for i, ((hub_id, readings, _), (_, unique)) in enumerate(zip(items, pulls, strict=True))
-        ]
+        out = []
+        for i, ((hub_id, readings, _), (_, unique)) in enumerate(zip(items, pulls, strict=True)):
+            t = tallies.get(i)
+            if t is None:
+                out.append(
+                    IngestResult(
+                        len(readings), 0, 0, 0, f"hub {hub_id} is {refused[hub_id]}: its data is refused"
+                    )
+                )
+            elif not checks:
+                out.append(IngestResult(len(readings), t.inserted, unique - t.inserted, t.conflicts))
+            else:
+                c = checks[i]
+                held = c.held  # quarantined by the gate, before the store was touched
+                out.append(
+                    IngestResult(
+                        len(readings),
+                        t.inserted,
+                        unique - held - t.inserted,
+                        t.conflicts,
+                        quarantined=c.quarantined + t.conflicts,
+                        flagged=c.flagged,
+                        replaced_estimates=t.replaced,
+                        registers=c.registers_stored,
+                    )
+                )
+        return out
 
     def _inactive_hubs(self, conn: Connection, hub_ids: set[str]) -> dict[str, str]:
         """Registered hubs among ``hub_ids`` that are no longer active (revoked, decommissioned).
@@ -381,8 +415,14 @@ class IntervalIngest(Database):
                 held[slot] = (value, quality)
                 tally.inserted += 1
                 added = True
+            elif old[1] & ESTIMATED and not quality & ESTIMATED and not old[1] & MANUALLY_EDITED:
+                held[slot] = (value, quality)  # the actual reading replaces an estimate
+                tally.replaced += 1
+                tally.clashes.append((key, slot, old, (value, quality)))
+                added = True
             elif old[0] != value:
                 tally.conflicts += 1
+                tally.clashes.append((key, slot, old, (value, quality)))
         return (len(held), interval_block.encode(n_slots, held)) if added else None
 
     def _write_blocks_sqlite(
