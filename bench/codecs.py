@@ -44,6 +44,7 @@ def rate(fn, seconds: float, windows: int = 3) -> float:  # type: ignore[no-unty
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
+    ap.add_argument("--only", default="", help="only cases whose protocol or name contains this")
     args = ap.parse_args()
     cases: list[BenchCase] = []
     for name in MODULES:
@@ -55,6 +56,8 @@ def main() -> None:
         cases += mod.cases()
     print(f"{'protocol':<12} {'case':<62} {'bytes':>5} {'ours/s':>9} {'ref/s':>9} {'ratio':>6}  reference")
     for c in cases:
+        if args.only and args.only not in c.protocol and args.only not in c.name:
+            continue
         ours = rate(c.ours, args.seconds)
         ref = rate(c.reference, args.seconds) if c.reference is not None else None
         ratio = f"{ours / ref:6.1f}" if ref else "     —"

@@ -16,7 +16,6 @@ The port keeps the latest frame each meter sent that its key did not decrypt
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import MutableMapping
 from datetime import UTC, tzinfo
 
@@ -61,5 +60,5 @@ class WMBusPort:
             return PortBatch(errors=[err])
         self.frames += 1
         if not self.use_meter_clock:
-            points = [dataclasses.replace(p, time=None) for p in points]
+            points = [p._replace(time=None) for p in points]
         return PortBatch(points=points)
