@@ -41,7 +41,15 @@ from sqlalchemy import (
 )
 
 from smarthub.gdsc.db.database import metadata
-from smarthub.gdsc.incidents.policy import HUB_UNREACHABLE, Action, Party, decide, incident_key
+from smarthub.gdsc.incidents.policy import (
+    HUB_POWER_OUT,
+    HUB_UNREACHABLE,
+    SILENT,
+    Action,
+    Party,
+    decide,
+    incident_key,
+)
 from smarthub.gdsc.store import Store
 from smarthub.wan.contract.events import BadHubEvent, HubEvent, parse_hub_event
 
@@ -163,10 +171,14 @@ class ErrorLog:
         wan_link_of: Callable[[str], str | None] = lambda hub_id: None,
         responsible: Resolver = default_resolver,
         area_threshold: int = 3,
+        power_out: Callable[[str], bool] = lambda hub_id: False,
     ) -> None:
         self.store = store
         self.engine = store.engine
         self.wan_link_of = wan_link_of
+        # Whether a hub sent a last gasp and no restoration yet (gdsc.outages.service): a silent
+        # hub is then a power outage, not a dead hub or a WAN fault.
+        self.power_out = power_out
         self.responsible = responsible
         self.area_threshold = area_threshold
         self._lock = threading.Lock()
@@ -222,7 +234,7 @@ class ErrorLog:
                     .where(
                         and_(
                             incident_hubs.c.open == 1,
-                            incidents.c.code == HUB_UNREACHABLE,
+                            incidents.c.code.in_(SILENT),
                             incidents.c.closed.is_(None),
                         )
                     )
@@ -231,12 +243,19 @@ class ErrorLog:
         return hubs
 
     def record_unreachable(self, hub_id: str, now: datetime, error: str) -> int:
-        """The scheduler gave up on a hub for this window; returns the incident id."""
+        """The scheduler gave up on a hub for this window; returns the incident id.
+
+        Classified: a hub that sent a last gasp (and no restoration) is out of power
+        (``HUB_POWER_OUT``, one incident per hub, nobody sent); otherwise one silent hub is a
+        dead hub and several on one WAN link a WAN outage (``HUB_UNREACHABLE``, policy)."""
         self._unreachable_hubs().add(hub_id)
         link = self.wan_link_of(hub_id)
-        scope, key = incident_key(hub_id, link, HUB_UNREACHABLE, "hub")
+        code = HUB_POWER_OUT if self.power_out(hub_id) else HUB_UNREACHABLE
+        if code == HUB_POWER_OUT:
+            error = f"power outage (last gasp, no restoration yet): {error}"
+        scope, key = incident_key(hub_id, link, code, "hub")
         with self._lock, self.engine.begin() as conn:
-            incident_id = self._incident(conn, scope, key, HUB_UNREACHABLE, link, now)
+            incident_id = self._incident(conn, scope, key, code, link, now)
             self._member(conn, incident_id, hub_id, True, now, error)
             self._review(conn, incident_id, now)
         return incident_id
@@ -255,7 +274,7 @@ class ErrorLog:
                     and_(
                         incident_hubs.c.hub_id == hub_id,
                         incident_hubs.c.open == 1,
-                        incidents.c.code == HUB_UNREACHABLE,
+                        incidents.c.code.in_(SILENT),
                         incidents.c.closed.is_(None),
                     )
                 )
