@@ -37,7 +37,7 @@ from smarthub.gdsc.api.auth.oauth import (
 )
 from smarthub.gdsc.api.auth.tokens import TokenStore
 from smarthub.gdsc.api.deps import ApiServices
-from smarthub.gdsc.api.routers import aggregates, commands, consents, jobs, portfolio, readings
+from smarthub.gdsc.api.routers import aggregates, commands, consents, jobs, portfolio, quality, readings
 from smarthub.gdsc.commands.desk import CommandDesk
 from smarthub.gdsc.governance.audit import AuditLog
 from smarthub.gdsc.governance.consent_sync import syncing_parties
@@ -68,7 +68,7 @@ def create_app(
     app.mount("/oauth", token_app(token_endpoint or TokenEndpoint(clients, guard.clock, token_lifetime)))
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     errors.install(app)
-    for resource in (readings, aggregates, consents, portfolio):
+    for resource in (readings, aggregates, consents, portfolio, quality):
         app.include_router(resource.router)
     if desk is not None:
         app.include_router(commands.router)
