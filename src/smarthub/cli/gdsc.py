@@ -58,12 +58,15 @@ def build_service(
     *,
     alerts: str | None = None,
     topology: Path | None = None,
+    channel: str | None = None,
 ) -> GdscService:
     """The GDSC ``smarthub gdsc --state`` runs (the demo and the chaos run build the same one), on
     the state's clock unless ``clock`` is given."""
     from smarthub.gdsc.service import GdscConfig, GdscService, clock_from_manifest
 
-    config = GdscConfig(state, db, window=timedelta(minutes=30), seed=seed, alerts=alerts, topology=topology)
+    config = GdscConfig(
+        state, db, window=timedelta(minutes=30), seed=seed, alerts=alerts, topology=topology, channel=channel
+    )
     return GdscService.build(config, clock or clock_from_manifest(state))
 
 
@@ -88,6 +91,13 @@ def gdsc(
             "in the state, if there); with --alerts"
         ),
     ] = None,
+    channel: Annotated[
+        str | None,
+        typer.Option(
+            help="HOST:PORT (or PORT) of the TCP endpoint where hubs that cannot be dialled (behind a "
+            "NAT) keep a channel open (hubs' hub.toml: [wan] channel; registered as channel://HUB-ID)"
+        ),
+    ] = None,
 ) -> None:
     """Run the GDSC: register the hubs in the manifest and pull them every half-hour window, with
     its upkeep (CRL, renewals, vouchers, opening reads, consent expiries, comparisons, audit
@@ -107,13 +117,15 @@ def gdsc(
             "the topology is for the alert endpoint: give --alerts too", param_hint="--topology"
         )
     try:
-        service = build_service(state, db, seed, alerts=alerts, topology=topology)
+        service = build_service(state, db, seed, alerts=alerts, topology=topology, channel=channel)
     except (ValueError, OSError) as e:
         raise fail("smarthub gdsc", str(e)) from None
     err.print(f"GDSC pulling {len(service.store.active_hubs())} hubs into {service.store.url}")
     if service.outages is not None:
         mapped = len(service.outages.correlator.topology.places)
         err.print(f"last-gasp alerts on UDP {alerts}, {mapped} premises on the map")
+    if service.channels is not None:
+        err.print(f"hubs' channels accepted on TCP {channel}")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(service.run(end))
 

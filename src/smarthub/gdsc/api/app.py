@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from smarthub.clock import Clock
 from smarthub.gdsc.api import errors
@@ -36,7 +37,8 @@ from smarthub.gdsc.api.auth.oauth import (
     token_app,
 )
 from smarthub.gdsc.api.auth.tokens import TokenStore
-from smarthub.gdsc.api.deps import ApiServices
+from smarthub.gdsc.api.deps import ApiServices, caller
+from smarthub.gdsc.api.gate import RouteGate
 from smarthub.gdsc.api.routers import aggregates, commands, consents, jobs, portfolio, quality, readings
 from smarthub.gdsc.commands.desk import CommandDesk
 from smarthub.gdsc.governance.audit import AuditLog
@@ -68,11 +70,14 @@ def create_app(
     app.mount("/oauth", token_app(token_endpoint or TokenEndpoint(clients, guard.clock, token_lifetime)))
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     errors.install(app)
-    for resource in (readings, aggregates, consents, portfolio, quality):
+    resources = [readings, aggregates, consents, portfolio, quality] + (
+        [commands, jobs] if desk is not None else []
+    )
+    for resource in resources:
         app.include_router(resource.router)
-    if desk is not None:
-        app.include_router(commands.router)
-        app.include_router(jobs.router)
+    # 405 with a true Allow; the caller authenticated before the body is read (401 before 400/422)
+    routes = [r for resource in resources for r in resource.router.routes if isinstance(r, APIRoute)]
+    app.add_middleware(RouteGate, routes=routes, caller=caller)
     return app
 
 
