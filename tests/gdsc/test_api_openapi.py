@@ -246,3 +246,72 @@ def test_no_valid_token_is_401_whatever_the_body(world: World, client: TestClien
         headers={**world.auth("S1"), "Content-Type": "application/json"},
     )
     assert r.status_code == 422 and "JSON decode error" in r.json()["detail"]
+
+
+# -- item 7: links from commands to their job, from a consent to its revocation -------------------
+
+
+def follow(
+    spec: dict[str, Any], link: dict[str, Any], path_params: dict[str, str], body: Any
+) -> tuple[str, str]:
+    """The request a link describes: (METHOD, path), its runtime expressions evaluated."""
+    ((path, method),) = [
+        (p, m)
+        for p, ops in spec["paths"].items()
+        for m, op in ops.items()
+        if op["operationId"] == link["operationId"]
+    ]
+    for name, expr in link["parameters"].items():
+        if expr.startswith("$response.body#/"):
+            value = body[expr.removeprefix("$response.body#/")]
+        else:
+            value = path_params[expr.removeprefix("$request.path.")]
+        path = path.replace("{" + name + "}", str(value))
+    return method.upper(), path
+
+
+COMMAND_BODIES = {
+    "/v1/premises/{premises_id}/commands/tariff-update": {"meter_id": "E1", "tariff": tariff_json()},
+    "/v1/premises/{premises_id}/commands/ihd-message": {"meter_id": "E1", "text": "hello"},
+    "/v1/premises/{premises_id}/commands/top-up": {"meter_id": "E1", "amount": "5.00"},
+    "/v1/premises/{premises_id}/commands/supply": {"meter_id": "E1", "state": "connect"},
+    "/v1/premises/{premises_id}/on-demand-reads": {"meter_id": "E1"},
+}
+
+
+def test_every_command_links_to_its_job_and_the_link_leads_there(world: World, client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert sorted(
+        p for p, ops in spec["paths"].items() if "202" in ops.get("post", {}).get("responses", {})
+    ) == sorted(COMMAND_BODIES)
+    for path, body in COMMAND_BODIES.items():
+        accepted = spec["paths"][path]["post"]["responses"]["202"]
+        link = accepted["links"]["FollowJob"]
+        r = client.post(concrete(path), json=body, headers=world.auth("S1"))
+        assert r.status_code == 202, r.text
+        method, target = follow(spec, link, {"premises_id": "P1"}, r.json())
+        assert (method, target) == ("GET", r.headers["location"])
+        assert re.fullmatch(accepted["headers"]["Location"]["schema"]["pattern"], r.headers["location"])
+        job = client.request(method, target, headers=world.auth("S1"))
+        assert job.status_code == 200 and job.json()["job_id"] == r.json()["job_id"]
+
+
+def test_a_granted_consent_links_to_its_revocation(world: World, client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    link = spec["paths"]["/v1/premises/{premises_id}/consents"]["post"]["responses"]["201"]["links"][
+        "RevokeConsent"
+    ]
+    grant = {
+        "party_id": "TP",
+        "data_kinds": ["readings"],
+        "granularity": "daily",
+        "purpose": "energy advice",
+        "expires_at": (NOW + timedelta(days=30)).isoformat(),
+    }
+    r = client.post("/v1/premises/P1/consents", json=grant, headers=world.auth("C1"))
+    assert r.status_code == 201, r.text
+    method, target = follow(spec, link, {"premises_id": "P1"}, r.json())
+    assert (method, target) == ("DELETE", f"/v1/premises/P1/consents/{r.json()['consent_id']}")
+    assert client.request(method, target, headers=world.auth("C1")).status_code == 204
+    (listed,) = client.get("/v1/premises/P1/consents", headers=world.auth("C1")).json()
+    assert listed["revoked_at"] is not None

@@ -39,6 +39,7 @@ from smarthub.gdsc.api.auth.oauth import (
 from smarthub.gdsc.api.auth.tokens import TokenStore
 from smarthub.gdsc.api.deps import ApiServices, caller
 from smarthub.gdsc.api.gate import RouteGate
+from smarthub.gdsc.api.links import document_links
 from smarthub.gdsc.api.routers import aggregates, commands, consents, jobs, portfolio, quality, readings
 from smarthub.gdsc.commands.desk import CommandDesk
 from smarthub.gdsc.governance.audit import AuditLog
@@ -64,7 +65,11 @@ def create_app(
     default in the guard's database); access tokens from ``POST /oauth/token`` live
     ``token_lifetime``. ``token_endpoint`` replaces the default one (its rate limits and pool).
     """
-    app = FastAPI(title="smarthub GDSC data services", version="1")
+    app = FastAPI(
+        title="smarthub GDSC data services",
+        version="1",
+        generate_unique_id_function=operation_id,
+    )
     clients = clients or ClientRegistry(guard.parties.engine)
     app.state.services = ApiServices(guard, Authenticator(clients, tokens, guard.clock), desk)
     app.mount("/oauth", token_app(token_endpoint or TokenEndpoint(clients, guard.clock, token_lifetime)))
@@ -81,6 +86,12 @@ def create_app(
     return app
 
 
+def operation_id(route: APIRoute) -> str:
+    """An operation's id is its function's name (``top_up``, ``get_job``): the generated
+    clients' method names, and what the document's links name (:mod:`.links`)."""
+    return route.name
+
+
 def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
     """The OpenAPI document with the API's security schemes (bearer, OAuth2, mutual TLS)."""
 
@@ -88,8 +99,8 @@ def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
         if app.openapi_schema is None:
             from fastapi.openapi.utils import get_openapi
 
-            app.openapi_schema = document_security(
-                get_openapi(title=app.title, version=app.version, routes=app.routes)
+            app.openapi_schema = document_links(
+                document_security(get_openapi(title=app.title, version=app.version, routes=app.routes))
             )
         return app.openapi_schema
 

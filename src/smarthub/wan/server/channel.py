@@ -147,7 +147,6 @@ class ChannelSite:
             self._transports.discard(transport)
 
 
-
 class _ChannelSSLProtocol(_AlertingSSLProtocol):
     """The TLS server protocol on a hub's outbound channel: says when the channel has ended."""
 
