@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -245,9 +246,17 @@ class HubAssembly:
             t += every
 
     # -- the WAN --------------------------------------------------------------------------------
-    async def start_wan(self, host: str, port: int) -> str:
+    def _wan_context(self) -> ssl.SSLContext:
         ctx = server_context(self.config.certificate, self.config.private_key, self.config.ca)
-        self.certificate.contexts.append(ctx)
+        self.certificate.contexts.append(ctx)  # a renewed certificate is loaded into it
+        return ctx
+
+    async def start_channel(self, host: str, port: int) -> None:
+        """Keep a channel open to the GDSC's endpoint (a hub it cannot dial)."""
+        await self.server.start_channel(host, port, self._wan_context())
+
+    async def start_wan(self, host: str, port: int) -> str:
+        ctx = self._wan_context()
         bound = await self.server.start(host, port, ctx)
         self.url = f"https://{host_header(host, bound)}"
         return self.url
@@ -503,8 +512,12 @@ def _wan(a: HubAssembly) -> Part:
         IhdResources(a.server, side.consumption, side.store, a.clock.now, live=side.ihd.live).install()
 
     async def start(until: datetime | None) -> None:
-        await a.start_wan(a.config.wan.listen, a.config.wan.port)
-        log.info("hub %s serving IEEE 2030.5 on %s/dcap (mutual TLS)", a.config.hub_id, a.url)
+        if a.config.wan.listen != "none":
+            await a.start_wan(a.config.wan.listen, a.config.wan.port)
+            log.info("hub %s serving IEEE 2030.5 on %s/dcap (mutual TLS)", a.config.hub_id, a.url)
+        if a.config.channel is not None:
+            await a.start_channel(*a.config.channel)
+            log.info("hub %s keeps a channel open to the GDSC at %s:%d", a.config.hub_id, *a.config.channel)
 
     return Part("wan", start, a.server.stop)
 

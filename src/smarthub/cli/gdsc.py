@@ -30,6 +30,7 @@ gdsc_app = typer.Typer(
     "installer certificate), `installer-request` (the installer's signed request), `commission`, "
     "`replace`, `revoke`, `decommission`, `renew` (a party's or collector's certificate). `audit verify` "
     "and `audit anchor`: the audit chain and its signed anchors; `db-role`: the PostgreSQL application role; "
+    "`migrate`: bring a database to the newest schema (`--citus`: and spread it over a Citus cluster); "
     "`group`: put premises in an aggregation group.",
 )
 app.add_typer(gdsc_app, name="gdsc")
@@ -58,12 +59,15 @@ def build_service(
     *,
     alerts: str | None = None,
     topology: Path | None = None,
+    channel: str | None = None,
 ) -> GdscService:
     """The GDSC ``smarthub gdsc --state`` runs (the demo and the chaos run build the same one), on
     the state's clock unless ``clock`` is given."""
     from smarthub.gdsc.service import GdscConfig, GdscService, clock_from_manifest
 
-    config = GdscConfig(state, db, window=timedelta(minutes=30), seed=seed, alerts=alerts, topology=topology)
+    config = GdscConfig(
+        state, db, window=timedelta(minutes=30), seed=seed, alerts=alerts, topology=topology, channel=channel
+    )
     return GdscService.build(config, clock or clock_from_manifest(state))
 
 
@@ -88,6 +92,13 @@ def gdsc(
             "in the state, if there); with --alerts"
         ),
     ] = None,
+    channel: Annotated[
+        str | None,
+        typer.Option(
+            help="HOST:PORT (or PORT) of the TCP endpoint where hubs that cannot be dialled (behind a "
+            "NAT) keep a channel open (hubs' hub.toml: [wan] channel; registered as channel://HUB-ID)"
+        ),
+    ] = None,
 ) -> None:
     """Run the GDSC: register the hubs in the manifest and pull them every half-hour window, with
     its upkeep (CRL, renewals, vouchers, opening reads, consent expiries, comparisons, audit
@@ -107,13 +118,15 @@ def gdsc(
             "the topology is for the alert endpoint: give --alerts too", param_hint="--topology"
         )
     try:
-        service = build_service(state, db, seed, alerts=alerts, topology=topology)
+        service = build_service(state, db, seed, alerts=alerts, topology=topology, channel=channel)
     except (ValueError, OSError) as e:
         raise fail("smarthub gdsc", str(e)) from None
     err.print(f"GDSC pulling {len(service.store.active_hubs())} hubs into {service.store.url}")
     if service.outages is not None:
         mapped = len(service.outages.correlator.topology.places)
         err.print(f"last-gasp alerts on UDP {alerts}, {mapped} premises on the map")
+    if service.channels is not None:
+        err.print(f"hubs' channels accepted on TCP {channel}")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(service.run(end))
 
@@ -367,3 +380,41 @@ def gdsc_db_role(
     except (OSError, ValueError) as e:
         raise fail("smarthub gdsc db-role", str(e)) from None
     print(json.dumps({"role": role, "owns": moved, "audit_log": "SELECT, INSERT"}))
+
+
+@gdsc_app.command("migrate")
+def gdsc_migrate(
+    db: Annotated[str | None, typer.Option(help="database URL (the coordinator's, with --citus)")] = None,
+    citus: Annotated[
+        bool, typer.Option("--citus", help="then create the reference and distributed tables (Citus)")
+    ] = False,
+    print_ddl: Annotated[
+        bool,
+        typer.Option("--print-ddl", help="print the Citus DDL (made from the table placements) and stop"),
+    ] = False,
+) -> None:
+    """Bring the database to the newest migration; with --citus, then place every table on the
+    Citus cluster as smarthub.gdsc.db.placement declares (reference tables, distributed tables
+    by hub in colocation groups, foreign keys after distribution). Idempotent: run it after
+    every upgrade."""
+    from smarthub.gdsc.db.citus import CitusMissing, apply_citus, citus_ddl, require_citus
+    from smarthub.gdsc.db.schema import metadata
+
+    if print_ddl:
+        print(citus_ddl(metadata), end="")
+        return
+    if db is None:
+        raise typer.BadParameter("--db is required (or --print-ddl)", param_hint="--db")
+    from smarthub.gdsc.store import Store
+
+    store = Store(db)
+    try:
+        if citus:  # refused before anything is changed
+            require_citus(store.engine)
+        store.create_schema()
+        steps = apply_citus(store.engine, metadata) if citus else []
+    except CitusMissing as e:
+        raise fail("smarthub gdsc migrate", str(e)) from None
+    finally:
+        store.close()
+    print(json.dumps({"migrated": True, "citus_steps": len(steps)}))

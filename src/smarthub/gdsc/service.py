@@ -39,6 +39,7 @@ import gc
 import json
 import logging
 import ssl
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -61,7 +62,9 @@ from smarthub.gdsc.pull.scheduler import Scheduler, WindowProgress, _wall_second
 from smarthub.gdsc.pull.tables import Priority
 from smarthub.gdsc.store import Store
 from smarthub.gdsc.upkeep import Upkeep, crl_current, crl_stamp, keep_crl
+from smarthub.wan.client.channel import ChannelEndpoint
 from smarthub.wan.client.hub_client import HubClient
+from smarthub.wan.contract.channel import hub_of_url
 from smarthub.wan.contract.events import LOG_EVENT_POLL_RATE
 from smarthub.wan.tls import client_context
 
@@ -97,6 +100,7 @@ class GdscConfig:
     alerts: str | None = None  # HOST:PORT of the last-gasp endpoint (UDP); None: no endpoint
     topology: Path | None = None  # a CSV/GeoJSON network topology to load at build
     alerts_max_skew: timedelta | None = None  # alerts' freshness check (default: the contract's)
+    channel: str | None = None  # HOST:PORT of the endpoint for hubs' channels (wan.contract.channel)
 
     @property
     def store_url(self) -> str:
@@ -112,9 +116,9 @@ def parse_listen(text: str) -> tuple[str, int]:
     try:
         number = int(port)
     except ValueError:
-        raise ValueError(f"alert endpoint {text!r}: the port must be a number (HOST:PORT)") from None
+        raise ValueError(f"endpoint {text!r}: the port must be a number (HOST:PORT)") from None
     if not 0 <= number <= 65535:
-        raise ValueError(f"alert endpoint {text!r}: port {number} out of range")
+        raise ValueError(f"endpoint {text!r}: port {number} out of range")
     return host, number
 
 
@@ -190,6 +194,8 @@ class GdscService:
     crl: Path | None = None  # the CRL the collectors check hubs against, if current at start
     outages: OutageService | None = None  # the last-gasp endpoint and correlator (``alerts``)
     alerts_port: int | None = None  # the UDP port it listens on, once started
+    channels: ChannelEndpoint | None = None  # where hubs that cannot be dialled park (``channel``)
+    channel_port: int | None = None  # its TCP port, once started
 
     @classmethod
     def build(
@@ -215,7 +221,12 @@ class GdscService:
             state / "gdsc" / "collector.pem", state / "gdsc" / "collector.key", state / "ca" / "ca.pem", crl
         )
         error_log = ErrorLog(store, wan_link_of=store.wan_link)
-        collector = _collector(config, store, ctx, clock, error_log, crl)
+        channels = None
+        if config.channel is not None:
+            parse_listen(config.channel)  # a bad address fails the build, not the first window
+            channel_hubs = ChannelHubs(store)
+            channels = ChannelEndpoint(known=channel_hubs.__contains__)
+        collector = _collector(config, store, ctx, clock, error_log, crl, channels)
         scheduler = Scheduler(
             collector,
             clock,
@@ -234,6 +245,7 @@ class GdscService:
             config, clock, tls_clock, store, scheduler.plan, error_log, ctx, collector, scheduler, upkeep,
             signer, crl,
         )  # fmt: skip
+        built.channels = channels
         if config.alerts is not None:
             parse_listen(config.alerts)  # a bad address fails the build, not the first window
             topo = topology_file(config)
@@ -296,6 +308,7 @@ class GdscService:
             },
             "signer": self.signer is not None,
             "repairs_every_s": None if self.signer is None else self.repairs_every.total_seconds(),
+            "channel": self.config.channel,
             "alerts": None
             if self.config.alerts is None or self.outages is None
             else {
@@ -315,6 +328,7 @@ class GdscService:
         """Pull the windows from ``first_window`` (default: the current one) until ``until``, with
         the upkeep and the repairs running beside the scheduler; the parts stay open."""
         await self.start_alerts()
+        await self.start_channels()
         stop = asyncio.Event()
         background = [asyncio.create_task(self.upkeep.loop(self.upkeep_every, stop))]
         if self.signer is not None:
@@ -347,7 +361,7 @@ class GdscService:
         takes over the scheduler's pulls and the upkeep's CRL hand-over."""
         old = self.collector
         self.collector = _collector(
-            self.config, self.store, self.ssl_context, self.clock, self.error_log, self.crl
+            self.config, self.store, self.ssl_context, self.clock, self.error_log, self.crl, self.channels
         )
         self.scheduler.collector = self.upkeep.collector = self.collector
         await old.close()
@@ -363,7 +377,19 @@ class GdscService:
             log.info("last-gasp endpoint on %s:%d (UDP)", host, self.alerts_port)
         return self.alerts_port
 
+    async def start_channels(self) -> int | None:
+        """Start the endpoint for hubs' channels if configured and not yet listening; its port."""
+        if self.channels is None or self.config.channel is None:
+            return None
+        if self.channels.port is None:
+            host, port = parse_listen(self.config.channel)
+            self.channel_port = await self.channels.start(host, port)
+            log.info("channel endpoint on %s:%d (TCP)", host, self.channel_port)
+        return self.channel_port
+
     async def close(self) -> None:
+        if self.channels is not None:
+            await self.channels.stop()
         if self.outages is not None:
             await self.outages.close()
         await self.scheduler.close()
@@ -384,12 +410,37 @@ class GdscService:
         return console_app(self.store, lambda: self.scheduler.windows, self.error_log)
 
 
+class ChannelHubs:
+    """The hub ids registered as reached through a channel (``channel://<hub id>``), the ones the
+    channel endpoint parks connections for; re-read from the registry at most every
+    ``refresh`` seconds of wall time (a hub commissioned with a channel parks within that)."""
+
+    def __init__(self, store: Store, refresh: float = 30.0) -> None:
+        self.store = store
+        self.refresh = refresh
+        self._ids: frozenset[str] = frozenset()
+        self._read_at: float | None = None
+
+    def __contains__(self, hub_id: object) -> bool:
+        now = time.monotonic()
+        if self._read_at is None or now - self._read_at > self.refresh:
+            self._ids = frozenset(h.hub_id for h in self.store.active_hubs() if hub_of_url(h.url))
+            self._read_at = now
+        return hub_id in self._ids
+
+
 def _collector(
-    config: GdscConfig, store: Store, ctx: ssl.SSLContext, clock: Clock, error_log: ErrorLog, crl: Path | None
+    config: GdscConfig,
+    store: Store,
+    ctx: ssl.SSLContext,
+    clock: Clock,
+    error_log: ErrorLog,
+    crl: Path | None,
+    channels: ChannelEndpoint | None = None,
 ) -> Collector:
-    kw: dict[str, Any] = {}
+    kw: dict[str, Any] = {"channels": channels}
     if config.events_every is not None:
-        kw = {
+        kw |= {
             "error_log": error_log,
             "events_every": max(config.events_every, _wall_seconds(clock, MIN_EVENTS_WALL_S)),
         }

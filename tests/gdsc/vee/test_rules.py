@@ -118,6 +118,23 @@ def test_gate_interval_sum_blames_intervals_or_a_stuck_register() -> None:
     assert len(stuck[("E1", "1-0:1.8.0", 1800, 72, 0, D0)]) == 48
 
 
+def test_gate_swapped_channels_blame_the_intervals_even_where_a_register_stood_still() -> None:
+    # A home with its gas off: its gas register does not move. The day's electricity and gas
+    # intervals arrive swapped: both channels mismatch, so the intervals are held, not the register.
+    groups = {
+        ("E1", "1-0:1.8.0", 1800, 72, 0, D0): day([0] * 48),
+        ("G1", "7-0:3.0.0", 1800, 42, -3, D0): day([100] * 48),
+    }
+    regs = [
+        ("E1", "1-0:1.8.0", T0 + DAY, 10_000 + 4800, 72, 0, 1),
+        ("G1", "7-0:3.0.0", T0 + DAY, 5000, 42, -3, 1),
+    ]
+    last = {("E1", "1-0:1.8.0"): (T0, 10_000.0), ("G1", "7-0:3.0.0"): (T0, 5.0)}
+    res = gate.run(groups, list(regs), [], gate.GateContext(now=T0 + 2 * DAY, last_registers=last))
+    assert {f.rule for f in res.findings if f.action == "quarantine"} == {"interval_sum"}
+    assert sorted(res.registers) == sorted(regs) and groups == {}
+
+
 def test_gate_uses_stored_days_across_pulls() -> None:
     regs = [("E1", "1-0:1.8.0", T0 + 2 * DAY, 10_000, 72, 0, 1)]  # frozen for two days
     ctx = gate.GateContext(
@@ -143,7 +160,9 @@ def test_gate_duplicates_with_differing_values_are_both_held() -> None:
 def test_gate_flags_a_stuck_meter_but_stores_it() -> None:
     groups = _pull([0] * 48)
     res = gate.run(groups, [], [], gate.GateContext(now=T0 + 2 * DAY))
-    assert [(f.rule, f.action) for f in res.findings] == [("stuck_suspected", "flag")]
+    assert {(f.rule, f.action) for f in res.findings} == {("stuck_suspected", "flag")} and len(
+        res.findings
+    ) == 48
     assert all(q & rules.QUESTIONABLE for _, q in groups[("E1", "1-0:1.8.0", 1800, 72, 0, D0)].values())
 
 

@@ -134,13 +134,45 @@ def test_quality_figures_by_hub_and_model(store: Store) -> None:
         {
             "hub": HUB,
             "quarantined": 1,
-            "flagged": 1,
+            "flagged": 48,
             "estimated": 0,
             "estimates_replaced": 0,
-            "rules": {"negative": 1, "stuck_suspected": 1},
+            "rules": {"negative": 1, "stuck_suspected": 48},
         }
     ]
     assert store.quality_figures("model")[0]["model"] == "E-100A"
     assert store.quality_figures("supplier")[0]["supplier"] == "unknown"
     with pytest.raises(ValueError):
         store.quality_figures("colour")
+
+
+def test_a_late_day_is_checked_on_both_sides_and_a_clock_jump_is_held(store: Store) -> None:
+    store.vee_checked_days = set()
+    store.ingest(HUB, pull(0, [100] * 48, 14_800, 10_000), {})
+    jumped = [
+        StoredReading(*r.key()[:3], r.interval_start + 30 * DAY, *_rest(r))
+        for r in pull(1, [100] * 48, 19_600)
+    ]
+    r = store.ingest(HUB, jumped, {})
+    assert (r.inserted, r.quarantined) == (0, 49)  # 48 intervals and the register, all in the future
+    store.ingest(HUB, pull(2, [100] * 48, 24_400), {})
+    assert (HUB, "E1", "1-0:1.8.0", D0 + 2) not in store.vee_checked_days  # day 1 unknown yet
+    store.clock[0] = T0 + 20 * DAY  # type: ignore[attr-defined]
+    r = store.ingest(HUB, pull(1, [100] * 48, 19_600), {})  # the hub's clock fixed: re-sent
+    assert (r.inserted, r.quarantined) == (48, 0)
+    assert {d for _, _, _, d in store.vee_checked_days} == {D0, D0 + 1, D0 + 2}
+    # Late data that does not fit the next stored register is held.
+    r = store.ingest(
+        HUB,
+        [
+            StoredReading(HUB, "E1", "1-0:1.8.0", T0 + 3 * DAY, 0, 24_400 + 4800, 0, 72, 1),
+            *pull(3, [100] * 47 + [900], None),
+        ],
+        {},
+    )
+    assert r.quarantined == 0  # nothing after day 3 is stored: nothing to contradict
+    assert r.inserted == 48
+
+
+def _rest(r: StoredReading) -> tuple[int, int, int, int, int, int]:
+    return (r.duration, r.value, r.power_of_ten, r.uom, r.quality)  # type: ignore[return-value]

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, Field
 
 from smarthub.gdsc.governance.parties import DataKind, Granularity
+from smarthub.model.decimals import POUNDS_AND_PENCE_500
 from smarthub.model.prepayment import MAX_TOPUP
 from smarthub.model.tariff import Tariff
 
@@ -130,9 +131,9 @@ class IhdMessageIn(BaseModel):
 
 class TopUpIn(BaseModel):
     meter_id: MeterId
-    amount: Annotated[Decimal, Field(gt=0, le=MAX_TOPUP, max_digits=5, decimal_places=2)] = Field(
-        description="pounds, with pence"
-    )
+    amount: Annotated[
+        Decimal, Field(gt=0, le=MAX_TOPUP, max_digits=5, decimal_places=2), POUNDS_AND_PENCE_500
+    ] = Field(description='pounds, with pence (a string: `"10.00"`)')
 
 
 class SupplyIn(BaseModel):

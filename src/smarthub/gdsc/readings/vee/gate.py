@@ -57,6 +57,9 @@ class GateContext:
     profiles: Mapping[str, MeterProfile] = field(default_factory=dict)  # meter id -> profile
     # (meter, obis) -> (at, value in base units): the newest good register the store holds.
     last_registers: Mapping[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
+    # (meter, obis) -> (at, value in base units): the oldest stored register after this pull's
+    # registers, when the pull brings late data (a gap filled between two stored registers).
+    next_registers: Mapping[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
     # (meter, obis, day) -> (sum in base units, complete?) of stored intervals, or None.
     stored_day: Callable[[str, str, int], tuple[float, bool] | None] = lambda m, o, d: None
     max_age: int = 400 * DAY  # older data is refused (hubs keep 13 months)
@@ -68,6 +71,7 @@ class GateResult:
     registers: list[RegisterRow] = field(default_factory=list)  # the good ones, to store
     days_checked: int = 0  # meter-days whose interval sum was compared with the register
     days_mismatched: int = 0
+    checked: list[tuple[str, str, int]] = field(default_factory=list)  # (meter, obis, day) compared
 
     @property
     def quarantined(self) -> int:
@@ -84,14 +88,27 @@ def run(
     emptied group is deleted) and flagged slots get the QUESTIONABLE quality bit."""
     res = GateResult()
     out = res.findings
+    seen: set[tuple[str, str, int, int, int]] = set()
     for meter, obis, duration, start, value, other, uom, p10, quality in duplicates:
-        day, slot = divmod(start, DAY)
-        slots = groups.get((meter, obis, duration, uom, p10, day))
-        if slots is not None:
-            slots.pop(slot // duration, None)
-        ev = f"the pull carried this interval twice, as {value} and {other}"
-        out.append(Finding("duplicate_differs", meter, obis, duration, start, value, p10, uom, quality, ev))
-        out.append(Finding("duplicate_differs", meter, obis, duration, start, other, p10, uom, quality, ev))
+        day, rem = divmod(start, DAY)
+        key = (meter, obis, duration, uom, p10, day)
+        slots = groups.get(key)
+        if slots is None:
+            continue
+        keep = _reconcile(slots, rem // duration, value, other, key, registers, ctx)
+        if keep is None:
+            slots.pop(rem // duration, None)
+        else:
+            slots[rem // duration] = (keep, quality)
+        ev = f"the pull carried this interval twice, as {value} and {other}" + (
+            "" if keep is None else f"; {keep} reconciles the day with its registers"
+        )
+        for v in (value, other):
+            if v != keep and (meter, obis, duration, start, v) not in seen:
+                seen.add((meter, obis, duration, start, v))
+                out.append(
+                    Finding("duplicate_differs", meter, obis, duration, start, v, p10, uom, quality, ev)
+                )
 
     now, max_age = ctx.now, ctx.max_age
     for key in list(groups):
@@ -119,28 +136,56 @@ def run(
                     )
                 )
         if profile is not None and rules.stuck_suspected(slots, DAY // duration, profile.stuck_after_slots):
+            ev = f"{len(slots)} intervals of zero consumption in the day"
             for s, (v, q) in list(slots.items()):
                 slots[s] = (v, q | rules.QUESTIONABLE)
-            out.append(
-                Finding(
-                    "stuck_suspected",
-                    meter,
-                    obis,
-                    duration,
-                    day_start,
-                    0,
-                    p10,
-                    uom,
-                    rules.QUESTIONABLE,
-                    f"{len(slots)} intervals of zero consumption in the day",
-                    "flag",
+                out.append(
+                    Finding(
+                        "stuck_suspected",
+                        meter,
+                        obis,
+                        duration,
+                        day_start + s * duration,
+                        v,
+                        p10,
+                        uom,
+                        q | rules.QUESTIONABLE,
+                        ev,
+                        "flag",
+                    )
                 )
-            )
         if not slots:
             del groups[key]
     if registers:
         _registers(groups, registers, ctx, res)
     return res
+
+
+def _reconcile(
+    slots: dict[int, tuple[int, int]],
+    slot: int,
+    value: int,
+    other: int,
+    key: GroupKey,
+    registers: list[RegisterRow],
+    ctx: GateContext,
+) -> int | None:
+    """Of two values a pull carried for one interval, the one with which the (otherwise
+    complete) day adds up to its register advance — None when the registers cannot tell."""
+    meter, obis, duration, _, p10, day = key
+    if len(slots) != DAY // duration:
+        return None
+    start = ctx.last_registers.get((meter, obis))
+    end = next((r for r in registers if r[0] == meter and r[1] == obis and r[2] == (day + 1) * DAY), None)
+    profile = rules.profile_for(obis, ctx.profiles.get(meter))
+    if start is None or start[0] != day * DAY or end is None or profile is None:
+        return None
+    advance = (end[3] * 10.0 ** end[5] - start[1]) % profile.register_modulus
+    scale = 10.0**p10
+    rest = (sum(v for v, _ in slots.values()) - slots[slot][0]) * scale
+    tol = rules.sum_tolerance(profile, len(slots))
+    fits = [v for v in (value, other) if abs(rest + v * scale - advance) <= tol]
+    return fits[0] if len(fits) == 1 else None
 
 
 def _registers(
@@ -149,6 +194,13 @@ def _registers(
     ctx: GateContext,
     res: GateResult,
 ) -> None:
+    """Registers: timestamps, monotonicity and rollover, then interval sum vs advance.
+
+    Two passes: the first measures every register step's span (interval total vs advance)
+    of every channel of the hub; the second blames. When a register did not move while the
+    intervals did, the register is blamed (a stuck register reading) — unless another channel
+    of the same hub mismatches over the same days: two channels wrong on one day are swapped
+    or mislabelled intervals, and a home with its gas off has a still gas register."""
     by_channel: dict[tuple[str, str], list[RegisterRow]] = {}
     for row in registers:
         by_channel.setdefault((row[0], row[1]), []).append(row)
@@ -160,88 +212,107 @@ def _registers(
         if held is None or key[2] < held[2]:
             per[key[5]] = key
     now = ctx.now
+    plans: list[tuple[str, str, MeterProfile, list[tuple[RegisterRow, rules.RegisterStep]], int | None]] = []
     for (meter, obis), rows in by_channel.items():
         profile = rules.profile_for(obis, ctx.profiles.get(meter))
         rows.sort(key=lambda r: r[2])
-        scale = [10.0 ** r[5] for r in rows]
-        kept_rows: list[RegisterRow] = []
-        good: list[tuple[RegisterRow, rules.RegisterStep]] = []
         ahead = [r for r in rows if r[2] > now + 300 or r[2] < now - ctx.max_age]
         for r in ahead:
-            res.findings.append(
-                Finding(
-                    "timestamp",
-                    meter,
-                    obis,
-                    0,
-                    r[2],
-                    r[3],
-                    r[5],
-                    r[4],
-                    r[6],
-                    f"register read at {r[2]} is out of range (now {now})",
-                )
-            )
+            ev = f"register read at {r[2]} is out of range (now {now})"
+            res.findings.append(Finding("timestamp", meter, obis, 0, r[2], r[3], r[5], r[4], r[6], ev))
+        live = [r for r in rows if r not in ahead]
         if profile is None:  # a medium without limits: stored as given
-            res.registers.extend(r for r in rows if r not in ahead)
+            res.registers.extend(live)
             continue
-        live = [(r, s) for r, s in zip(rows, scale, strict=True) if r not in ahead]
         last = ctx.last_registers.get((meter, obis))
-        steps = rules.register_steps([(r[2], r[3] * s) for r, s in live], last, profile)
-        prev_at = last[0] if last is not None else None
-        for (r, _), step in zip(live, steps, strict=True):
+        judged = rules.register_steps([(r[2], r[3] * 10.0 ** r[5]) for r in live], last, profile)
+        plans.append((meter, obis, profile, list(zip(live, judged, strict=True)), last[0] if last else None))
+    # Pass 1: which days mismatch on which channel (every good step taken as the reference).
+    mismatched: dict[int, set[tuple[str, str]]] = {}
+    for meter, obis, profile, steps, prev_at in plans:
+        for r, step in steps:
+            if step.fault is not None:
+                continue
+            span = _measure(
+                groups, days.get((meter, obis), {}), meter, obis, prev_at, r[2], step, profile, ctx
+            )
+            if span is not None and span[3] is not None:
+                for day in range(prev_at // DAY, r[2] // DAY):  # type: ignore[operator]
+                    mismatched.setdefault(day, set()).add((meter, obis))
+            prev_at = r[2]
+    # Pass 2: blame.
+    for meter, obis, profile, steps, prev_at in plans:
+        for r, step in steps:
             if step.fault is not None:
                 res.findings.append(
                     Finding("register", meter, obis, 0, r[2], r[3], r[5], r[4], r[6], step.fault)
                 )
                 continue
-            if step.advance is not None and prev_at is not None and prev_at % DAY == 0 and r[2] % DAY == 0:
-                fault = _span(
-                    groups,
-                    days.get((meter, obis), {}),
-                    meter,
-                    obis,
-                    prev_at,
-                    r[2],
-                    step.advance,
-                    profile,
-                    ctx,
-                    res,
-                )
-                if fault is not None:  # the register itself is blamed
-                    res.findings.append(
-                        Finding("register_stuck", meter, obis, 0, r[2], r[3], r[5], r[4], r[6], fault)
+            pulled = days.get((meter, obis), {})
+            span = _measure(groups, pulled, meter, obis, prev_at, r[2], step, profile, ctx)
+            if span is not None:
+                total, tol, n_days, fault = span
+                res.days_checked += n_days
+                res.checked.extend((meter, obis, d) for d in range(r[2] // DAY - n_days, r[2] // DAY))
+                if fault is not None:
+                    res.days_mismatched += n_days
+                    assert prev_at is not None
+                    alone = all(
+                        mismatched.get(d, set()) <= {(meter, obis)}
+                        for d in range(prev_at // DAY, r[2] // DAY)
                     )
-                    continue
-            kept_rows.append(r)
-            good.append((r, step))
+                    if alone and abs(step.advance or 0.0) <= tol and total > tol:
+                        ev = f"register did not advance while the intervals add up to {total:g}"
+                        res.findings.append(
+                            Finding("register_stuck", meter, obis, 0, r[2], r[3], r[5], r[4], r[6], ev)
+                        )
+                        continue
+                    _hold_days(groups, pulled, meter, obis, prev_at, r[2], fault, res)
+            res.registers.append(r)
             prev_at = r[2]
-        res.registers.extend(kept_rows)
+        nxt = ctx.next_registers.get((meter, obis))
+        if nxt is not None and prev_at is not None and steps and steps[-1][0][2] == prev_at:
+            # Late data between stored registers: the span up to the next stored one too.
+            final = steps[-1][0]
+            (after,) = rules.register_steps([nxt], (prev_at, final[3] * 10.0 ** final[5]), profile)
+            span = _measure(
+                groups, days.get((meter, obis), {}), meter, obis, prev_at, nxt[0], after, profile, ctx
+            )
+            if span is not None:
+                res.days_checked += span[2]
+                res.checked.extend((meter, obis, d) for d in range(prev_at // DAY, nxt[0] // DAY))
+                if span[3] is not None:
+                    res.days_mismatched += span[2]
+                    _hold_days(
+                        groups, days.get((meter, obis), {}), meter, obis, prev_at, nxt[0], span[3], res
+                    )
 
 
-def _span(
+def _measure(
     groups: dict[GroupKey, dict[int, tuple[int, int]]],
     pulled: dict[int, GroupKey],
     meter: str,
     obis: str,
-    t0: int,
+    t0: int | None,
     t1: int,
-    advance: float,
+    step: rules.RegisterStep,
     profile: MeterProfile,
     ctx: GateContext,
-    res: GateResult,
-) -> str | None:
-    """Interval sum vs register advance over the whole days (t0, t1]. Returns the evidence when
-    the register is to blame; quarantines (or flags, if stored) the intervals when they are."""
+) -> tuple[float, float, int, str | None] | None:
+    """(interval total, tolerance, days, mismatch evidence or None) over the whole days (t0,
+    t1], or None when the step does not span whole days or a day's intervals are unknown."""
+    if step.advance is None or t0 is None or t0 % DAY or t1 % DAY:
+        return None
     total = 0.0
     n = 0
     complete = True
     for day in range(t0 // DAY, t1 // DAY):
         key = pulled.get(day)
         if key is not None:
-            slots = groups[key]
-            scale = 10.0 ** key[4]
-            total += sum(v for v, _ in slots.values()) * scale
+            slots = groups.get(key)
+            if slots is None:
+                return None  # held by an earlier step
+            total += sum(v for v, _ in slots.values()) * 10.0 ** key[4]
             n += len(slots)
             complete = complete and len(slots) == DAY // key[2]
             continue
@@ -251,14 +322,21 @@ def _span(
         total += stored[0]
         complete = complete and stored[1]
         n += 48
-    res.days_checked += t1 // DAY - t0 // DAY
     tol = rules.sum_tolerance(profile, n)
-    fault = rules.interval_sum_fault(total, advance, tol, complete)
-    if fault is None:
-        return None
-    res.days_mismatched += t1 // DAY - t0 // DAY
-    if abs(advance) <= tol and total > tol:
-        return f"register did not advance while the intervals add up to {total:g}"
+    return total, tol, t1 // DAY - t0 // DAY, rules.interval_sum_fault(total, step.advance, tol, complete)
+
+
+def _hold_days(
+    groups: dict[GroupKey, dict[int, tuple[int, int]]],
+    pulled: dict[int, GroupKey],
+    meter: str,
+    obis: str,
+    t0: int,
+    t1: int,
+    fault: str,
+    res: GateResult,
+) -> None:
+    """The intervals are blamed: quarantine the pulled days; a stored day is flagged."""
     for day in range(t0 // DAY, t1 // DAY):
         key = pulled.get(day)
         if key is None:
@@ -268,13 +346,12 @@ def _span(
                 )
             )
             continue
-        slots = groups.pop(key)
+        slots = groups.pop(key, {})
         m, o, duration, uom, p10, _ = key
         for s, (v, q) in slots.items():
             res.findings.append(
                 Finding("interval_sum", m, o, duration, day * DAY + s * duration, v, p10, uom, q, fault)
             )
-    return None
 
 
 __all__ = ["DuplicateRow", "Finding", "GateContext", "GateResult", "RegisterRow", "run"]

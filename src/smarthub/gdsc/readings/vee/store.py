@@ -89,6 +89,10 @@ class VeeData(Database):
         super().__init__(url, echo=echo)
         self.vee: VeeSettings | None = None
         self._models: dict[str, dict[str, str]] = {}  # hub -> {meter: model}
+        # Meter-days whose interval sum was compared with the register advance, and mismatched.
+        self.vee_counters = {"days_checked": 0, "days_mismatched": 0}
+        # When a set: every (hub, meter, obis, day) compared (benchmarks; grows without bound).
+        self.vee_checked_days: set[tuple[str, str, str, int]] | None = None
 
     def enable_vee(self, settings: VeeSettings) -> None:
         """Send every ingest through the VEE gate from now on."""
@@ -139,25 +143,29 @@ class VeeData(Database):
     ) -> None:
         now = settings.now()
         profiles = self._profiles(conn, settings, hub_ids)
-        last = self._last_registers(conn, hub_ids, checks)
+        last, following = (
+            self._last_registers(conn, hub_ids, checks),
+            self._next_registers(conn, now, hub_ids, checks),
+        )
         for hub_id, c in zip(hub_ids, checks, strict=True):
             groups = c.grouped[0]
             before = sum(len(s) for s in groups.values())
             ctx = gate.GateContext(
                 now,
-                profiles[hub_id],
-                last.get(hub_id, {}),
-                functools.partial(self._stored_day, conn, hub_id),
-                settings.max_age,
+                profiles=profiles[hub_id],
+                last_registers=last.get(hub_id, {}),
+                next_registers=following.get(hub_id, {}),
+                stored_day=functools.partial(self._stored_day, conn, hub_id),
+                max_age=settings.max_age,
             )
             c.result = gate.run(groups, c.registers, c.duplicates, ctx)
+            self.vee_counters["days_checked"] += c.result.days_checked
+            self.vee_counters["days_mismatched"] += c.result.days_mismatched
+            if self.vee_checked_days is not None:
+                self.vee_checked_days.update((hub_id, m, o, d) for m, o, d in c.result.checked)
             c.held = before - sum(len(s) for s in groups.values())
             c.quarantined = c.result.quarantined
-            c.flagged = sum(
-                len(groups.get((f.meter_id, f.obis, f.duration, f.uom, f.power_of_ten, f.start // DAY), ()))
-                for f in c.result.findings
-                if f.rule == "stuck_suspected"
-            )
+            c.flagged = sum(1 for f in c.result.findings if f.action == "flag" and f.duration)
 
     def _last_registers(
         self, conn: Connection, hub_ids: Sequence[str], checks: Sequence[VeePull]
@@ -186,6 +194,29 @@ class VeeData(Database):
             )
             for h, m, o, at, v, p10 in conn.execute(q):
                 out.setdefault(h, {})[(m, o)] = (at, v * 10.0**p10)
+        return out
+
+    def _next_registers(
+        self, conn: Connection, now: int, hub_ids: Sequence[str], checks: Sequence[VeePull]
+    ) -> dict[str, dict[tuple[str, str], tuple[int, float]]]:
+        """The oldest stored register after each late pull's last one (late: its registers are
+        more than a day and two hours old — a re-sent or back-filled day, not the nightly pull)."""
+        late: dict[tuple[str, str, str], int] = {}
+        for h, c in zip(hub_ids, checks, strict=True):
+            for m, o, at, *_ in c.registers:
+                if at < now - DAY - 7200:
+                    late[(h, m, o)] = max(at, late.get((h, m, o), at))
+        out: dict[str, dict[tuple[str, str], tuple[int, float]]] = {}
+        r = register_reads
+        for (h, m, o), at in late.items():
+            row = conn.execute(
+                select(r.c.read_at, r.c.value, r.c.power_of_ten)
+                .where(r.c.hub_id == h, r.c.meter_id == m, r.c.obis == o, r.c.read_at > at)
+                .order_by(r.c.read_at)
+                .limit(1)
+            ).first()
+            if row is not None:
+                out.setdefault(h, {})[(m, o)] = (row[0], row[1] * 10.0 ** row[2])
         return out
 
     def _channel_blocks(
