@@ -19,7 +19,6 @@ read between them even when its format is not in the layout table.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import MutableMapping
 from datetime import UTC, tzinfo
 
@@ -65,5 +64,5 @@ class WMBusPort:
             return PortBatch(errors=[err])
         self.frames += 1
         if not self.use_meter_clock:
-            points = [dataclasses.replace(p, time=None) for p in points]
+            points = [p._replace(time=None) for p in points]
         return PortBatch(points=points)

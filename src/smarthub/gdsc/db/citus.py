@@ -36,6 +36,13 @@ from sqlalchemy.schema import AddConstraint
 
 from smarthub.gdsc.db.placement import Placement, foreign_keys, role
 
+# The size of relation ``c`` (a pg_class row) on a Citus coordinator: a distributed or
+# reference table's shards on the workers, else the local relation (issue 23 item 5).
+CITUS_SIZE = (
+    "CASE WHEN EXISTS (SELECT 1 FROM pg_dist_partition d WHERE d.logicalrelid = c.oid)"
+    " THEN citus_total_relation_size(c.oid) ELSE pg_total_relation_size(c.oid) END"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Step:
