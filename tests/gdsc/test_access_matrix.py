@@ -66,19 +66,21 @@ ACTIONS = [
     Action.MANAGE_CONSENT,
     Action.READ_JOB,
     Action.PORTFOLIO,
+    Action.EDIT_READINGS,
+    Action.DATA_QUALITY,
     Action.NETWORK_READ,
     Action.NETWORK_EDIT,
     Action.DUOS_DATASET,
 ]
 # I = allowed iff "in";  C = allowed iff "in" and the consent is live;  A = always;  - = never.
 MATRIX = {
-    #                        read  events export tariff ihd  top-up c/d  on-dem aggr  log  consent job portf net-r net-e duos
-    Role.SUPPLIER: "          C     I      C      I      I     I      I     I      -     -     -      I    -    -     -     -",
-    Role.THIRD_PARTY: "       C     C      C      -      -     -      -     -      -     -     -      -    -    -     -     -",
-    Role.CONSUMER: "          I     I      I      -      -     -      -     I      -     I     I      I    I    -     -     -",
-    Role.INSTALLER: "         -     I      -      -      -     -      -     I      -     -     -      I    -    -     -     -",
-    Role.NETWORK_OPERATOR: "  I     -      I      -      -     -      -     -      A     -     -      -    -    I     I     I",
-    Role.OPERATOR: "          -     A      -      -      -     -      -     A      A     A     -      A    -    A     A     -",
+    #                        read  events export tariff ihd  top-up c/d  on-dem aggr  log  consent job portf edit dq net-r net-e duos
+    Role.SUPPLIER: "          C     I      C      I      I     I      I     I      -     -     -      I    -     -    -   -     -     -",
+    Role.THIRD_PARTY: "       C     C      C      -      -     -      -     -      -     -     -      -    -     -    -   -     -     -",
+    Role.CONSUMER: "          I     I      I      -      -     -      -     I      -     I     I      I    I     -    -   -     -     -",
+    Role.INSTALLER: "         -     I      -      -      -     -      -     I      -     -     -      I    -     -    -   -     -     -",
+    Role.NETWORK_OPERATOR: "  I     -      I      -      -     -      -     -      A     -     -      -    -     -    -   I     I     I",
+    Role.OPERATOR: "          -     A      -      -      -     -      -     A      A     A     -      A    -     A    A   A     A     -",
 }
 # A network operator reads (and exports) a premises' electricity readings as DUoS data: "in" is
 # the operator of the premises' substation now (N_NOW, since 1 July), "out" the one before (N_OLD).
@@ -100,6 +102,9 @@ ENDPOINTS = {
     "GET /v1/jobs/{job_id}": Action.READ_JOB,
     "GET /v1/portfolio": Action.PORTFOLIO,
     "GET /v1/portfolio/consumption": Action.PORTFOLIO,
+    "POST /v1/premises/{premises_id}/readings/edits": Action.EDIT_READINGS,
+    "GET /v1/premises/{premises_id}/readings/versions": Action.EDIT_READINGS,
+    "GET /v1/data-quality": Action.DATA_QUALITY,
     "GET /v1/outages": Action.NETWORK_READ,
     "GET /v1/outages/events": Action.NETWORK_READ,
     "GET /v1/outages/{outage_id}": Action.NETWORK_READ,
@@ -203,6 +208,8 @@ def request(party: Party, action: Action) -> AccessRequest:
         return AccessRequest(party, action, NOW, group_id=NODE)
     if action is Action.DUOS_DATASET:
         return AccessRequest(party, action, NOW, period=ASKED)
+    if action is Action.DATA_QUALITY:
+        return AccessRequest(party, action, NOW)
     needs_period = action in (Action.READ_READINGS, Action.READ_EVENTS, Action.EXPORT, Action.LIST_ACCESS_LOG)
     reads = action in (Action.READ_READINGS, Action.EXPORT)
     return AccessRequest(
@@ -253,5 +260,5 @@ def test_matrix_covers_every_role_and_action() -> None:
     assert set(MATRIX) == set(Role)
     assert set(ACTIONS) == set(Action)
     assert all(len(row.split()) == len(ACTIONS) for row in MATRIX.values())
-    assert len(CELLS) == len(Role) * len(Action) * 2 * len(CONSENTS) == 768
+    assert len(CELLS) == len(Role) * len(Action) * 2 * len(CONSENTS) == 864
     assert set(ENDPOINTS.values()) == set(Action) - {Action.READ_EVENTS}  # events: no API endpoint yet

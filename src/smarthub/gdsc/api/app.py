@@ -48,6 +48,7 @@ from smarthub.gdsc.api.routers import (
     network,
     outages,
     portfolio,
+    quality,
     readings,
 )
 from smarthub.gdsc.commands.desk import CommandDesk
@@ -84,7 +85,7 @@ def create_app(
     app.mount("/oauth", token_app(token_endpoint or TokenEndpoint(clients, guard.clock, token_lifetime)))
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     errors.install(app)
-    resources = [readings, aggregates, consents, portfolio, outages, network]
+    resources = [readings, aggregates, consents, portfolio, quality, outages, network]
     resources += [commands, jobs] if desk is not None else []
     for resource in resources:
         app.include_router(resource.router)

@@ -73,6 +73,8 @@ class Action(enum.StrEnum):
     NETWORK_READ = "network-read"  # outages, topology, power quality of a network node (or own area)
     NETWORK_EDIT = "network-edit"  # topology edits under a network node
     DUOS_DATASET = "duos-data-set"  # a network operator's DUoS data set (then ``export`` per premises)
+    EDIT_READINGS = "edit-readings"  # VEE: correct a day of readings (with a reason), see versions
+    DATA_QUALITY = "data-quality"  # VEE: quarantine / flag / estimate counts per hub, model, supplier
 
     @property
     def is_command(self) -> bool:
@@ -163,6 +165,8 @@ class AccessRequest:
                 object.__setattr__(self, "granularity", Granularity(self.granularity))
         elif a is Action.READ_JOB:
             pass  # a job that does not exist names no premises and no owner (refused, see _job)
+        elif a is Action.DATA_QUALITY:
+            pass  # counts over the fleet: no premises
         elif not self.premises_id:
             raise ValueError(f"{a.value} must name a premises")
         if a in _NEEDS_PERIOD and self.period is None:
@@ -218,8 +222,20 @@ def decide(request: AccessRequest, facts: Facts, policy: Policy = DEFAULT_POLICY
         return _network(request, facts)
     if request.action is Action.DUOS_DATASET:
         return _duos(request, facts)
+    if request.action in _DATA_OPERATIONS:
+        if role is Role.OPERATOR:
+            return Decision(True, _DATA_OPERATIONS[request.action])
+        return deny(f"{request.action.value} is open to the GDSC's data operations only")
     rule = _RULES[role]
     return rule(request, facts)
+
+
+# The GDSC's own data operations (validation, estimation and editing): its operators only. An
+# edit names a reason and is audited with it; the day's earlier versions are kept.
+_DATA_OPERATIONS = {
+    Action.EDIT_READINGS: "GDSC data operations: correction of validated data, with a reason, audited",
+    Action.DATA_QUALITY: "GDSC data operations: data-quality figures (counts, no consumption)",
+}
 
 
 # -- per role -------------------------------------------------------------------------------------
