@@ -36,6 +36,10 @@ import cost broken down by package.
 
     .venv/bin/python bench/hub.py [--seconds 330]      # the measurement (default 5.5 min)
     .venv/bin/python bench/hub.py --smoke              # 20 s smoke run
+    .venv/bin/python bench/hub.py --pull-cpu-only      # the hub's CPU per GDSC pull alone
+
+After the memory run it prints the hub's CPU time per GDSC pull (``bench/hub_pull.py``; issue 17
+goal 4: ≤ 5 ms with a resumed TLS session).
 """
 
 from __future__ import annotations
@@ -596,6 +600,8 @@ def main() -> None:
     # Long enough for every meter to report at least once (the slowest are polled every 5 min).
     ap.add_argument("--seconds", type=float, default=330.0, help="how long the hub runs (default 330)")
     ap.add_argument("--smoke", action="store_true", help="a 20 s smoke run")
+    ap.add_argument("--pull-cpu-only", action="store_true", help="only the hub's CPU per GDSC pull")
+    ap.add_argument("--pulls", type=int, default=300, help="pulls of each kind for the hub's CPU per pull")
     ap.add_argument("--role", choices=("meters", "hub"), help=argparse.SUPPRESS)
     ap.add_argument("--state", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -605,6 +611,12 @@ def main() -> None:
         return
     if args.role == "hub":
         print(json.dumps(asyncio.run(hub_role(args.state, seconds))), flush=True)
+        return
+    sys.path.insert(0, str(Path(__file__).parent))
+    import hub_pull  # bench/hub_pull.py (not in the hub process: its imports are HUB_IMPORTS)
+
+    if args.pull_cpu_only:
+        print("\n".join(hub_pull.measure(args.pulls).lines()))
         return
     print(f"a hub with 100 meters (99 devices) in real time for {seconds:.0f} s ...", flush=True)
     with tempfile.TemporaryDirectory(prefix="smarthub-bench-hub-") as tmp:
@@ -653,6 +665,7 @@ def main() -> None:
     )
     for kind, xs in sorted(r["latency_ms"].items()):
         print(f"  {kind:<8} n={len(xs):<5} p50 {statistics.median(xs):.2f} ms, max {xs[-1]:.2f} ms")
+    print("\n".join(hub_pull.measure(args.pulls).lines()))  # bench/hub_pull.py
 
 
 if __name__ == "__main__":

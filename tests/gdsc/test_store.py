@@ -264,6 +264,50 @@ def test_concurrent_ingest_of_the_same_hub_loses_nothing(pg_url: str) -> None:
     b.close()
 
 
+@pytest.mark.postgres
+def test_concurrent_merges_into_existing_blocks_lose_nothing(pg_url: str) -> None:
+    """Both writers meet blocks that already exist (the merge path, serialised by the hubs'
+    advisory locks rather than FOR UPDATE): each day's block ends with every slot of both."""
+    import threading
+
+    a, b = Store(pg_url), Store(pg_url)
+    a.create_schema()
+    days, hubs_ = 12, ("HUB1", "HUB2", "HUB3")
+    for h in hubs_:
+        a.ingest(h, [at(T0 + d * 86400 + 1800 * 47, 47, hub=h) for d in range(days)], {})
+    results: dict[str, int] = {}
+    barrier = threading.Barrier(2)
+
+    def run(name: str, s: Store, slots: range, order: tuple[str, ...]) -> None:
+        inserted = 0
+        for day in range(days):
+            barrier.wait()
+            base = T0 + day * 86400
+            items = [(h, [at(base + 1800 * i, i, hub=h) for i in slots], {}) for h in order]
+            inserted += sum(r.inserted for r in s.ingest_many(items))
+        results[name] = inserted
+
+    threads = [
+        threading.Thread(target=run, args=("a", a, range(0, 30), hubs_)),
+        threading.Thread(target=run, args=("b", b, range(20, 47), hubs_[::-1])),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert a.count_readings() == len(hubs_) * days * 48
+    assert results["a"] + results["b"] == len(hubs_) * days * 47
+    assert a.duplicate_keys() == 0
+    a.close()
+    b.close()
+
+
+def test_table_bytes_counts_the_stored_blocks(store: Store) -> None:
+    empty = store.table_bytes()
+    store.ingest_many([(f"HUB{n}", [reading(i, hub=f"HUB{n}") for i in range(48)], {}) for n in range(300)])
+    assert store.table_bytes() > empty
+
+
 def test_hub_keys_are_allocated_once_per_hub(db_url: str) -> None:
     from sqlalchemy import select
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from cryptography import x509
 from smarthub.assembly.config import HubConfig, zone_of
 from smarthub.assembly.links import ConnectContext, Connection, Connector, connect
 from smarthub.clock import Clock, SystemClock
-from smarthub.han.dlms_control import SupplyControl, supply_commands
+from smarthub.han.dlms_control import SupplyControl
 from smarthub.han.poll import PollLoop
 from smarthub.hub.alerts import AlertSender
 from smarthub.hub.certificate import HubCertificate
@@ -50,7 +51,17 @@ from smarthub.hub.privacy import ConsentStore, Granularity, HubPrivacy, privacy_
 from smarthub.hub.registry import MeterRegistry, registry_commands
 from smarthub.hub.repairs import HubRepairs
 from smarthub.hub.submeters import WanEvents, WanMeters
+from smarthub.hub.supply import supply_commands
 from smarthub.security.certificates import lfdi
+from smarthub.wan.contract.authority import host_header
+from smarthub.wan.contract.bodies import (
+    LinkTest,
+    MeterReplace,
+    SupplyDisconnect,
+    SupplyLimit,
+    SupplyReconnect,
+    SupplyState,
+)
 from smarthub.wan.server.resources import HubWanServer
 from smarthub.wan.tls import server_context
 
@@ -193,9 +204,9 @@ class HubAssembly:
         return [t for p in self.parts.values() for t in p.tasks]
 
     # -- commands ------------------------------------------------------------------------------
-    async def link_test(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def link_test(self, body: LinkTest) -> dict[str, Any]:
         """``diagnostic.link_test``: poll one meter now; whether it answered and how long it took."""
-        meter = str(body["meter"])
+        meter = body.meter
         loops = self.loops_by_meter.get(meter)
         if not loops:
             raise ValueError(f"{meter!r} is not a meter this hub polls or listens to")
@@ -203,13 +214,13 @@ class HubAssembly:
         ok = all([await loop.poll_now() for loop in loops])
         return {"meter": meter, "ok": ok, "ms": round(1000 * (time.perf_counter() - t0), 2)}
 
-    def meter_replace(self, replace: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[..., Any]:
+    def meter_replace(self, replace: Callable[[MeterReplace], dict[str, Any]]) -> Callable[..., Any]:
         """``meter.replace``: the registry records which meter replaced which; diagnostics stop
         expecting the old meter (its silence from now on is the exchange, not a fault)."""
 
-        def handler(body: dict[str, Any]) -> dict[str, Any]:
+        def handler(body: MeterReplace) -> dict[str, Any]:
             out = replace(body)
-            self.diagnostics.retire(str(body["old"]), self.clock.now())
+            self.diagnostics.retire(body.old, self.clock.now())
             return out
 
         return handler
@@ -246,11 +257,19 @@ class HubAssembly:
             t += every
 
     # -- the WAN --------------------------------------------------------------------------------
-    async def start_wan(self, host: str, port: int) -> str:
+    def _wan_context(self) -> ssl.SSLContext:
         ctx = server_context(self.config.certificate, self.config.private_key, self.config.ca)
-        self.certificate.contexts.append(ctx)
+        self.certificate.contexts.append(ctx)  # a renewed certificate is loaded into it
+        return ctx
+
+    async def start_channel(self, host: str, port: int) -> None:
+        """Keep a channel open to the GDSC's endpoint (a hub it cannot dial)."""
+        await self.server.start_channel(host, port, self._wan_context())
+
+    async def start_wan(self, host: str, port: int) -> str:
+        ctx = self._wan_context()
         bound = await self.server.start(host, port, ctx)
-        self.url = f"https://{host}:{bound}"
+        self.url = f"https://{host_header(host, bound)}"
         return self.url
 
 
@@ -447,8 +466,8 @@ def _consumer(a: HubAssembly) -> Part | None:
 
 
 def _by_meter(ctype: str, prepaid: dict[str, Any], bridged: dict[str, Any], plain: dict[str, Any]) -> Any:
-    async def handler(body: dict[str, Any]) -> dict[str, Any]:
-        table = bridged if str(body.get("meter")) in prepaid and ctype in bridged else plain
+    async def handler(body: SupplyDisconnect | SupplyReconnect | SupplyState | SupplyLimit) -> dict[str, Any]:
+        table = bridged if body.meter in prepaid and ctype in bridged else plain
         return await table[ctype](body)
 
     return handler
@@ -504,8 +523,12 @@ def _wan(a: HubAssembly) -> Part:
         IhdResources(a.server, side.consumption, side.store, a.clock.now, live=side.ihd.live).install()
 
     async def start(until: datetime | None) -> None:
-        await a.start_wan(a.config.wan.listen, a.config.wan.port)
-        log.info("hub %s serving IEEE 2030.5 on %s/dcap (mutual TLS)", a.config.hub_id, a.url)
+        if a.config.wan.listen != "none":
+            await a.start_wan(a.config.wan.listen, a.config.wan.port)
+            log.info("hub %s serving IEEE 2030.5 on %s/dcap (mutual TLS)", a.config.hub_id, a.url)
+        if a.config.channel is not None:
+            await a.start_channel(*a.config.channel)
+            log.info("hub %s keeps a channel open to the GDSC at %s:%d", a.config.hub_id, *a.config.channel)
 
     return Part("wan", start, a.server.stop)
 

@@ -49,6 +49,14 @@ def demo(
     db: Db = None,
     state: State = None,
     port: Annotated[int, typer.Option(help="operator page port")] = 8080,
+    channel_every: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="every N-th hub listens on no port (behind a NAT) and is pulled through the channel "
+            "it keeps open to the GDSC (2: half the fleet; 0: none)",
+        ),
+    ] = 0,
 ) -> None:
     """Run a GDSC and a fleet of simulated homes through an accelerated day."""
     from smarthub.sim.demo import DemoConfig
@@ -57,8 +65,9 @@ def demo(
     result = None
     with _state_dir(state, "smarthub-demo-") as where:
         cfg = DemoConfig(
-            homes=homes, days=days, seconds_per_day=seconds_per_day, seed=seed, state=where, db_url=db
-        )
+            homes=homes, days=days, seconds_per_day=seconds_per_day, seed=seed, state=where, db_url=db,
+            channel_every=channel_every,
+        )  # fmt: skip
         try:
             result = asyncio.run(_demo(cfg, headless, port))
         except KeyboardInterrupt:

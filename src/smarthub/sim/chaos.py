@@ -291,8 +291,8 @@ class Chaos:
         return undo
 
     async def _start_outages(self) -> None:
-        """The GDSC's outage side: the fleet's topology loaded, every hub's alert key registered
-        from its certificate, the UDP endpoint started, and each hub's last gasps pointed at it."""
+        """The GDSC's outage side: the fleet's topology loaded, the UDP endpoint started (the hubs'
+        alert keys came with the manifest), and each hub's last gasps pointed at it."""
         run = self.run
         assert run is not None
         topo = TopologyStore(run.store.engine)
@@ -304,10 +304,9 @@ class Chaos:
         self.outages = svc = await asyncio.to_thread(
             OutageService, run.store.engine, run.clock, max_skew=skew
         )
-        lfdis = {h.hub_id: h.lfdi for h in run.store.active_hubs()}
-        for home in run.fleet.homes:
-            pem = (home.dir / "hub.pem").read_bytes()
-            await asyncio.to_thread(svc.keys.register, home.spec.hub_id, pem, lfdis.get(home.spec.hub_id))
+        # The hubs' alert keys were registered with the manifest (each hub's certificate); the
+        # error log learns which silent hubs sent a last gasp.
+        run.gdsc.attach_outages(svc)
         port = await svc.start()
         for home in run.fleet.homes:
             key = serialization.load_pem_private_key((home.dir / "hub.key").read_bytes(), password=None)

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -38,6 +39,9 @@ class DemoConfig:
     seed: int = 1
     state: Path = Path("state")
     db_url: str | None = None
+    # Every n-th hub listens on no port and is reached through its channel (0: none do).
+    channel_every: int = 0
+    channel_port: int = 0  # the GDSC's channel endpoint (0: a free port on 127.0.0.1)
     sim_start: datetime = datetime(2026, 3, 2, tzinfo=UTC)
     telegram_period: timedelta = timedelta(seconds=60)
 
@@ -80,7 +84,8 @@ class DemoResult:
 def gdsc_config(cfg: DemoConfig) -> GdscConfig:
     """The GDSC the demo (and the chaos run) builds: what ``smarthub gdsc --state`` builds for
     the same state directory, database and seed."""
-    return GdscConfig(cfg.state, cfg.db_url, window=HALF_HOUR, seed=cfg.seed)
+    channel = f"127.0.0.1:{cfg.channel_port}" if cfg.channel_every else None
+    return GdscConfig(cfg.state, cfg.db_url, window=HALF_HOUR, seed=cfg.seed, channel=channel)
 
 
 @dataclass
@@ -127,12 +132,22 @@ async def setup(
     creds = provision(cfg.state, specs, datetime.now(UTC))
     clock = AcceleratedClock(cfg.sim_start, cfg.speed)
     fleet = Fleet(cfg.state, specs, clock, cfg.sim_start, cfg.telegram_period)
-    await fleet.start_servers(creds.ca_pem)
+    if cfg.channel_every and not cfg.channel_port:
+        cfg = replace(cfg, channel_port=_free_port())
+    channel = ("127.0.0.1", cfg.channel_port) if cfg.channel_every else None
+    # A channel hub connects (with back-off) until the GDSC's endpoint listens: order is free.
+    await fleet.start_servers(creds.ca_pem, channel, cfg.channel_every)
     if wan is not None:
         await wan(fleet)
     fleet.write_manifest({"sim_start": cfg.sim_start.isoformat(), "speed": cfg.speed})
     gdsc = GdscService.build(gdsc_config(cfg), clock, on_progress=on_progress)
     return DemoRun(cfg, fleet, clock, gdsc, creds)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 async def run_day(run: DemoRun, *, meters_run_on: bool = False) -> DemoResult:

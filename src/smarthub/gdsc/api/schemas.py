@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, Field
 
 from smarthub.gdsc.governance.parties import DataKind, Granularity
+from smarthub.model.decimals import POUNDS_AND_PENCE_500
 from smarthub.model.prepayment import MAX_TOPUP
 from smarthub.model.tariff import Tariff
 
@@ -16,6 +17,19 @@ from smarthub.model.tariff import Tariff
 class ErrorBody(BaseModel):
     detail: str
     max_granularity: str | None = None
+
+
+class ServedGranularity(enum.StrEnum):
+    """The granularities readings, exports, aggregates and the portfolio are served at (a consent
+    may also grant ``tariff-register`` or ``none``, which no profile endpoint serves)."""
+
+    HALF_HOURLY = "half-hourly"
+    DAILY = "daily"
+    MONTHLY = "monthly"
+
+    @property
+    def level(self) -> Granularity:
+        return Granularity(self.value)
 
 
 class BucketOut(BaseModel):
@@ -37,7 +51,7 @@ class ReadingsPage(BaseModel):
     premises_id: str
     meter_id: str
     obis: str
-    granularity: Granularity
+    granularity: ServedGranularity
     allowed: list[tuple[datetime, datetime]] = Field(description="the data time this caller may see")
     readings: list[ReadingOut]
     next_after: int | None = Field(description="pass as `after` for the next page; null on the last page")
@@ -50,7 +64,7 @@ class AggregateOut(BucketOut):
 class AggregatePage(BaseModel):
     group: str
     group_size: int = Field(description="premises that were members of the group in the period")
-    granularity: Granularity
+    granularity: ServedGranularity
     readings: list[AggregateOut]
 
 
@@ -117,9 +131,9 @@ class IhdMessageIn(BaseModel):
 
 class TopUpIn(BaseModel):
     meter_id: MeterId
-    amount: Annotated[Decimal, Field(gt=0, le=MAX_TOPUP, max_digits=5, decimal_places=2)] = Field(
-        description="pounds, with pence"
-    )
+    amount: Annotated[
+        Decimal, Field(gt=0, le=MAX_TOPUP, max_digits=5, decimal_places=2), POUNDS_AND_PENCE_500
+    ] = Field(description='pounds, with pence (a string: `"10.00"`)')
 
 
 class SupplyIn(BaseModel):
@@ -196,7 +210,7 @@ class PortfolioConsumption(BaseModel):
     customer_id: str
     fuel: str
     obis: str
-    granularity: Granularity
+    granularity: ServedGranularity
     sites: list[SiteConsumption] = Field(description="this page of sites")
     total: list[SiteReading] = Field(description="summed across every site in the period, not only this page")
     next_after: str | None

@@ -39,6 +39,7 @@ from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.pull.tables import CLAIMED, DONE, FAILED
 from smarthub.gdsc.readings.queries import Meter
 from smarthub.gdsc.store import Store
+from smarthub.wan.contract.bodies import CommandBody
 
 api_jobs = Table(
     "api_jobs",
@@ -115,7 +116,7 @@ class CommandDesk:
         meter: Meter,
         action: str,
         command_type: str,
-        body: dict[str, Any],
+        body: CommandBody | dict[str, Any],
         now: datetime,
         voucher_id: str | None = None,
     ) -> int:

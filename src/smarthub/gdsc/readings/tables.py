@@ -109,6 +109,10 @@ class IngestResult:
     already_stored: int
     conflicts: int
     refused: str | None = None  # why nothing was stored: the hub is revoked or decommissioned
+    quarantined: int = 0  # readings the VEE gate held back (vee_findings), conflicts included
+    flagged: int = 0  # readings stored but flagged questionable by the VEE gate
+    replaced_estimates: int = 0  # estimates replaced by the actual readings of this pull
+    registers: int = 0  # register readings stored (duration-0 rows)
 
 
 # (meter, obis, duration, uom, power_of_ten): a channel of one hub.

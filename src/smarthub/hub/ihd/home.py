@@ -32,6 +32,7 @@ from smarthub.hub.tariffs import CostAccumulator, TariffStore
 from smarthub.model.tariff import schedule_from_json
 from smarthub.model.tariff_calc import day_start, local_day
 from smarthub.model.tariff_carbon import FixedIntensity
+from smarthub.wan.contract.bodies import PrepaymentTopup
 
 
 @dataclass
@@ -154,7 +155,7 @@ def attach_consumer_side(
             credit = topup_command(ledger, (cert_clock or clock).now)
             wired_bridge = bridge
 
-            async def topup(body: dict[str, Any]) -> dict[str, Any]:
+            async def topup(body: PrepaymentTopup) -> dict[str, Any]:
                 verdict = credit(body)
                 if verdict.get("credited"):
                     await wired_bridge.check_all()  # credit back: reconnect (gas: once confirmed)
