@@ -31,6 +31,7 @@ from smarthub.hub.diagnostics import (
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
 from smarthub.wan.client.hub_client import HubClient
+from smarthub.wan.contract.bodies import LinkTest, parse_body
 from smarthub.wan.contract.events import BadHubEvent, event_detail, parse_hub_event
 from smarthub.wan.server.resources import HubWanServer
 from smarthub.wan.tls import client_context, server_context
@@ -212,11 +213,27 @@ def test_one_silent_hub_waits_a_day_then_goes_to_its_supplier(store: Store) -> N
     assert order["party"] == "supplier" and order["hub_id"] == "H9"
 
 
+def test_a_link_test_repair_names_the_meter_as_the_hub_reads_it(store: Store) -> None:
+    """The repair's body is the contract's: the hub's link test reads "meter" (the GDSC once sent
+    "device", which the hub could not act on)."""
+    log = error_log(store)
+    log.record_events(
+        "H1", [detail(5, DiagnosisCode.HAN_WEAK_SIGNAL, "G7", outcome=RepairOutcome.FAILED)], T0
+    )
+    (repair,) = log.queued_repairs()
+    assert (repair.command, repair.body) == ("diagnostic.link_test", {"meter": "G7"})
+    assert parse_body(repair.command, repair.body) == LinkTest("G7")
+    log.record_events("H2", [detail(6, DiagnosisCode.HAN_WEAK_SIGNAL, "", outcome=RepairOutcome.FAILED)], T0)
+    repairs = {r.hub_id: r for r in log.queued_repairs()}
+    # No meter named: a HAN scan, which needs none (once, however often the hub reports).
+    assert (repairs["H2"].command, repairs["H2"].body) == ("diagnostic.han_scan", {})
+
+
 def test_han_fault_gets_a_remote_repair_first_then_a_work_order(store: Store) -> None:
     log = error_log(store)
     log.record_events("H1", [detail(5, DiagnosisCode.STALE_METER, "G7", outcome=RepairOutcome.FAILED)], T0)
     (repair,) = log.queued_repairs()
-    assert (repair.hub_id, repair.command, repair.body) == ("H1", "diagnostic.han_scan", {"device": "G7"})
+    assert (repair.hub_id, repair.command, repair.body) == ("H1", "diagnostic.han_scan", {})
     log.repair_sent(repair.repair_id, {"status": "applied"}, T0 + timedelta(minutes=1))
     assert log.queued_repairs() == [] and log.work_orders() == []
     log.review(T0 + timedelta(hours=25))  # still open a day later: someone must go

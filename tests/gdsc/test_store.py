@@ -302,6 +302,12 @@ def test_concurrent_merges_into_existing_blocks_lose_nothing(pg_url: str) -> Non
     b.close()
 
 
+def test_table_bytes_counts_the_stored_blocks(store: Store) -> None:
+    empty = store.table_bytes()
+    store.ingest_many([(f"HUB{n}", [reading(i, hub=f"HUB{n}") for i in range(48)], {}) for n in range(300)])
+    assert store.table_bytes() > empty
+
+
 def test_hub_keys_are_allocated_once_per_hub(db_url: str) -> None:
     from sqlalchemy import select
 

@@ -19,7 +19,14 @@ from smarthub.gdsc.commands.tariffs import tariff_update_body
 from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
 from smarthub.hub.management import ManagementInterface
 from smarthub.model.tariff import Flat, Tariff
-from smarthub.wan.contract.bodies import BODIES, CommandBody, ConsentSet, Granularity, parse_body
+from smarthub.wan.contract.bodies import (
+    BODIES,
+    CommandBody,
+    ConsentSet,
+    Granularity,
+    TariffUpdate,
+    parse_body,
+)
 from smarthub.wan.contract.commands import COMMAND_TYPES, Command, MalformedCommand
 
 NOW = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
@@ -209,3 +216,15 @@ async def test_a_malformed_body_of_each_type_is_refused_at_the_hub_and_changes_n
         assert outcomes.count("refused") == len(COMMAND_TYPES)
     finally:
         mgmt.close()
+
+
+def test_a_summer_tariff_update_keeps_its_local_offset_on_the_wire() -> None:
+    summer = Tariff(**{**TARIFF.model_dump(), "effective_from": date(2026, 9, 1)})
+    sent = tariff_update_body(summer, "gas", datetime.fromisoformat("2026-09-01T00:00:00+01:00"))
+    body = parse_body("tariff.update", sent)
+    assert isinstance(body, TariffUpdate) and body.effective == datetime(2026, 8, 31, 23, 0, tzinfo=UTC)
+    assert body.to_json() == sent  # "+01:00" as sent, not rewritten to UTC
+    local_date = parse_body("tariff.update", {**sent, "effective": "2026-09-01"})
+    assert local_date == body  # the local date alone means the same instant
+    with pytest.raises(MalformedCommand, match="'effective' '2026-09-01T00:00:00' needs a UTC offset"):
+        parse_body("tariff.update", {**sent, "effective": "2026-09-01T00:00:00"})

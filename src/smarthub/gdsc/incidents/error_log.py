@@ -51,6 +51,7 @@ from smarthub.gdsc.incidents.policy import (
     incident_key,
 )
 from smarthub.gdsc.store import Store
+from smarthub.wan.contract.bodies import CommandBody, HanScan, LinkTest, parse_body
 from smarthub.wan.contract.events import BadHubEvent, HubEvent, parse_hub_event
 
 _ID = BigInteger().with_variant(Integer, "sqlite")
@@ -506,12 +507,13 @@ class ErrorLog:
         )
         if d.action is Action.REMOTE_REPAIR and d.command:
             for hub_id in open_hubs:
+                body = self._repair_body(conn, incident_id, hub_id, d.command)
                 exists = conn.execute(
                     select(repair_commands.c.repair_id).where(
                         and_(
                             repair_commands.c.incident_id == incident_id,
                             repair_commands.c.hub_id == hub_id,
-                            repair_commands.c.command == d.command,
+                            repair_commands.c.command == body.TYPE,
                         )
                     )
                 ).first()
@@ -520,8 +522,8 @@ class ErrorLog:
                         insert(repair_commands).values(
                             incident_id=incident_id,
                             hub_id=hub_id,
-                            command=d.command,
-                            body=json.dumps(self._repair_body(conn, incident_id, hub_id, d.command)),
+                            command=body.TYPE,
+                            body=json.dumps(body.to_json()),
                             created=now,
                             status="queued",
                         )
@@ -558,14 +560,19 @@ class ErrorLog:
             )
 
     @staticmethod
-    def _repair_body(conn: Connection, incident_id: int, hub_id: str, command: str) -> dict[str, Any]:
-        """Aim a remote diagnostic at the device the hub named (HAN scan / link test)."""
+    def _repair_body(conn: Connection, incident_id: int, hub_id: str, command: str) -> CommandBody:
+        """The remote diagnostic's body: a link test aimed at the meter the hub named, or a HAN
+        scan (which needs no target; also what a link test becomes when the hub named none)."""
         row = conn.execute(
             select(hub_events.c.device).where(
                 and_(hub_events.c.incident_id == incident_id, hub_events.c.hub_id == hub_id)
             )
         ).first()
-        return {"device": row.device} if row is not None else {}
+        if command == LinkTest.TYPE and row is not None and row.device:
+            return LinkTest(row.device)
+        if command in (LinkTest.TYPE, HanScan.TYPE):
+            return HanScan()
+        return parse_body(command, {})
 
     @staticmethod
     def _diagnosis(conn: Connection, incident_id: int, members: Iterable[Any]) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -90,7 +90,9 @@ class TariffUpdate(CommandBody):
     TYPE: ClassVar[str] = "tariff.update"
     fuel: str
     tariff: Tariff
-    effective: datetime
+    effective: datetime  # UTC
+    # ``effective`` as the sender wrote it (an equal instant, its own offset), sent on as it came
+    as_sent: str = field(default="", compare=False, repr=False)
 
     @classmethod
     def parse(cls, body: Mapping[str, object]) -> Self:
@@ -127,12 +129,12 @@ class TariffUpdate(CommandBody):
                 f"{text!r:.80} is not local midnight of the tariff's effective_from {tariff.effective_from}"
                 f" ({midnight.isoformat()}): tariff versions take effect at local midnight",
             )
-        return cls(fuel, tariff, midnight)
+        return cls(fuel, tariff, midnight, text)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "tariff": self.tariff.model_dump(mode="json"),
-            "effective": self.effective.isoformat(),
+            "effective": self.as_sent or self.effective.isoformat(),
             "version": self.tariff.version,
             "fuel": self.fuel,
         }
