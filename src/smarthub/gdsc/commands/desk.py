@@ -224,7 +224,7 @@ class CommandDesk:
             action=row.action,
             command_type=row.command_type,
             voucher_id=row.voucher_id,
-            queued=utc(row.queued),  # type: ignore[arg-type]
+            queued=utc(row.queued),
             state=state,
             tries=int(work["failures"]),
             finished=work.get("finished"),
