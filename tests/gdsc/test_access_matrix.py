@@ -65,16 +65,18 @@ ACTIONS = [
     Action.MANAGE_CONSENT,
     Action.READ_JOB,
     Action.PORTFOLIO,
+    Action.EDIT_READINGS,
+    Action.DATA_QUALITY,
 ]
 # I = allowed iff "in";  C = allowed iff "in" and the consent is live;  A = always;  - = never.
 MATRIX = {
-    #                        read  events export tariff ihd  top-up c/d  on-dem aggr  log  consent job portf
-    Role.SUPPLIER: "          C     I      C      I      I     I      I     I      -     -     -      I    -",
-    Role.THIRD_PARTY: "       C     C      C      -      -     -      -     -      -     -     -      -    -",
-    Role.CONSUMER: "          I     I      I      -      -     -      -     I      -     I     I      I    I",
-    Role.INSTALLER: "         -     I      -      -      -     -      -     I      -     -     -      I    -",
-    Role.NETWORK_OPERATOR: "  -     -      -      -      -     -      -     -      A     -     -      -    -",
-    Role.OPERATOR: "          -     A      -      -      -     -      -     A      A     A     -      A    -",
+    #                        read  events export tariff ihd  top-up c/d  on-dem aggr  log  consent job portf edit dq
+    Role.SUPPLIER: "          C     I      C      I      I     I      I     I      -     -     -      I    -     -    -",
+    Role.THIRD_PARTY: "       C     C      C      -      -     -      -     -      -     -     -      -    -     -    -",
+    Role.CONSUMER: "          I     I      I      -      -     -      -     I      -     I     I      I    I     -    -",
+    Role.INSTALLER: "         -     I      -      -      -     -      -     I      -     -     -      I    -     -    -",
+    Role.NETWORK_OPERATOR: "  -     -      -      -      -     -      -     -      A     -     -      -    -     -    -",
+    Role.OPERATOR: "          -     A      -      -      -     -      -     A      A     A     -      A    -     A    A",
 }
 
 # The API endpoints and the action that decides each (every endpoint that touches a premises).
@@ -94,6 +96,9 @@ ENDPOINTS = {
     "GET /v1/jobs/{job_id}": Action.READ_JOB,
     "GET /v1/portfolio": Action.PORTFOLIO,
     "GET /v1/portfolio/consumption": Action.PORTFOLIO,
+    "POST /v1/premises/{premises_id}/readings/edits": Action.EDIT_READINGS,
+    "GET /v1/premises/{premises_id}/readings/versions": Action.EDIT_READINGS,
+    "GET /v1/data-quality": Action.DATA_QUALITY,
 }
 # Who queued the job each role asks about (see the module docstring).
 JOB_OWNER = {
@@ -176,6 +181,8 @@ def request(party: Party, action: Action) -> AccessRequest:
         )
     if action is Action.READ_JOB:
         return AccessRequest(party, action, NOW, premises_id=P, job_owner=JOB_OWNER.get(party.role, "S_NOW"))
+    if action is Action.DATA_QUALITY:
+        return AccessRequest(party, action, NOW)
     needs_period = action in (Action.READ_READINGS, Action.READ_EVENTS, Action.EXPORT, Action.LIST_ACCESS_LOG)
     reads = action in (Action.READ_READINGS, Action.EXPORT)
     return AccessRequest(
@@ -225,5 +232,5 @@ def test_matrix_covers_every_role_and_action() -> None:
     assert set(MATRIX) == set(Role)
     assert set(ACTIONS) == set(Action)
     assert all(len(row.split()) == len(ACTIONS) for row in MATRIX.values())
-    assert len(CELLS) == len(Role) * len(Action) * 2 * len(CONSENTS) == 624
+    assert len(CELLS) == len(Role) * len(Action) * 2 * len(CONSENTS) == 720
     assert set(ENDPOINTS.values()) == set(Action) - {Action.READ_EVENTS}  # events: no API endpoint yet

@@ -39,6 +39,7 @@ from smarthub.gdsc.governance.aggregates import AggregationGroups
 from smarthub.gdsc.governance.audit import AuditLog
 from smarthub.gdsc.governance.guard import AccessGuard
 from smarthub.gdsc.governance.parties import Consent, Party, PartyRepository, Role
+from smarthub.gdsc.readings.tables import StoredReading
 from smarthub.gdsc.store import Store
 from smarthub.sim.fleet import provision
 
@@ -81,6 +82,17 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
                 url="https://h",
                 lfdi="A" * 40,
                 meters_by_fuel=[("E1", "electricity")],
+            )
+            start = int(ASKED.start.timestamp())  # a day of readings, for the edit endpoint
+            store.ingest(
+                f"H-{where}-{consent}",
+                [
+                    StoredReading(
+                        f"H-{where}-{consent}", "E1", "1-0:1.8.0", start + 1800 * i, 1800, 100, 0, 72, 1
+                    )
+                    for i in range(48)
+                ],
+                {},
             )
             for role in Role:  # every role's party holds this premises' consent (if any)
                 facts = facts_for(party_id(role, where), where, consent)
@@ -158,6 +170,17 @@ def call(m: Matrix, endpoint: str, role: Role, where: str, consent: str) -> Any:
             params = span
         case "consumption":
             params = {"granularity": "half-hourly", **span}
+        case "edits":
+            body = {
+                "meter_id": "E1",
+                "day": ASKED.start.date().isoformat(),
+                "values": {"3": 77},
+                "reason": "test",
+            }
+        case "versions":
+            params = {"meter_id": "E1", "day": ASKED.start.date().isoformat()}
+        case "data-quality":
+            params = {"by": "model"}
     headers = {"Authorization": f"Bearer {m.tokens[party_id(role, where)]}"}
     return m.client.request(method, path, params=params, json=body, headers=headers)
 
@@ -197,4 +220,4 @@ def test_every_endpoint_is_in_the_table(matrix: Matrix) -> None:
     own job ids only and needs no decision)."""
     routes = {f"{method} {path}" for method, path in api_routes(matrix.client.app)}
     assert routes == set(ENDPOINTS) | {"GET /v1/jobs"}
-    assert len(CASES) == (len(ENDPOINTS) - 3) * len(Role) * 2 * len(CONSENTS) == 576
+    assert len(CASES) == (len(ENDPOINTS) - 3) * len(Role) * 2 * len(CONSENTS) == 720

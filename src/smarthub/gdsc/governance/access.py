@@ -57,6 +57,8 @@ class Action(enum.StrEnum):
     MANAGE_CONSENT = "manage-consent"
     READ_JOB = "read-job"  # the state of a queued command or read
     PORTFOLIO = "portfolio"  # a customer's own sites: the list, or consumption across them
+    EDIT_READINGS = "edit-readings"  # VEE: correct a day of readings (with a reason), see versions
+    DATA_QUALITY = "data-quality"  # VEE: quarantine / flag / estimate counts per hub, model, supplier
 
     @property
     def is_command(self) -> bool:
@@ -137,6 +139,8 @@ class AccessRequest:
                 object.__setattr__(self, "granularity", Granularity(self.granularity))
         elif a is Action.READ_JOB:
             pass  # a job that does not exist names no premises and no owner (refused, see _job)
+        elif a is Action.DATA_QUALITY:
+            pass  # counts over the fleet: no premises
         elif not self.premises_id:
             raise ValueError(f"{a.value} must name a premises")
         if a in _NEEDS_PERIOD and self.period is None:
@@ -188,8 +192,20 @@ def decide(request: AccessRequest, facts: Facts, policy: Policy = DEFAULT_POLICY
         return _portfolio(request, facts)
     if request.action is Action.READ_JOB:
         return _job(request)
+    if request.action in _DATA_OPERATIONS:
+        if role is Role.OPERATOR:
+            return Decision(True, _DATA_OPERATIONS[request.action])
+        return deny(f"{request.action.value} is open to the GDSC's data operations only")
     rule = _RULES[role]
     return rule(request, facts)
+
+
+# The GDSC's own data operations (validation, estimation and editing): its operators only. An
+# edit names a reason and is audited with it; the day's earlier versions are kept.
+_DATA_OPERATIONS = {
+    Action.EDIT_READINGS: "GDSC data operations: correction of validated data, with a reason, audited",
+    Action.DATA_QUALITY: "GDSC data operations: data-quality figures (counts, no consumption)",
+}
 
 
 # -- per role -------------------------------------------------------------------------------------

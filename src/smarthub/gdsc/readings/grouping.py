@@ -32,11 +32,15 @@ def group_pull(
     hub_id: str,
     readings: Readings,
     duplicates: list[tuple[str, str, int, int, int, int, int, int, int]] | None = None,
+    registers: list[tuple[str, str, int, int, int, int, int]] | None = None,
 ) -> tuple[dict[GroupKey, dict[int, tuple[int, int]]], int]:
     """Check one pull and group it by channel-day: ({group: {slot: (value, quality)}}, unique
-    readings). A key repeated in the same channel of one pull counts once (the first); when
-    ``duplicates`` is a list, a repeat with another value is appended to it as (meter, obis,
-    duration, start, first value, other value, uom, power_of_ten, quality) for the VEE gate."""
+    readings). A key repeated in the same channel of one pull counts once (the first).
+
+    For the VEE gate: when ``duplicates`` is a list, a repeat with another value is appended to
+    it as (meter, obis, duration, start, first value, other value, uom, power_of_ten, quality);
+    when ``registers`` is a list, rows of duration 0 (register readings) go there as (meter,
+    obis, at, value, uom, power_of_ten, quality) instead of being refused."""
     groups: dict[GroupKey, dict[int, tuple[int, int]]] = {}
     unique = 0
     grid = _GRID_DURATIONS
@@ -54,6 +58,9 @@ def group_pull(
         day = start // DAY
         rem = start - day * DAY
         if hub != hub_id or duration not in grid or rem % duration:
+            if duration == 0 and registers is not None and hub == hub_id:
+                registers.append((meter, obis, start, value, uom, p10, quality))
+                continue
             _refuse(hub_id, hub, meter, obis, start, duration)
         key = (meter, obis, duration, uom, p10, day)
         slots = groups.get(key)

@@ -21,10 +21,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from smarthub.gdsc.readings.tables import DAY, GroupKey
 from smarthub.gdsc.readings.vee import rules
 from smarthub.gdsc.readings.vee.rules import MeterProfile
+
+_VALUE = itemgetter(0)
 
 # (meter, obis, at, value, uom, power_of_ten, quality): one register reading of a pull.
 RegisterRow = tuple[str, str, int, int, int, int, int]
@@ -229,11 +232,12 @@ def _registers(
         plans.append((meter, obis, profile, list(zip(live, judged, strict=True)), last[0] if last else None))
     # Pass 1: which days mismatch on which channel (every good step taken as the reference).
     mismatched: dict[int, set[tuple[str, str]]] = {}
+    measured: dict[tuple[str, str, int | None, int], tuple[float, float, int, str | None] | None] = {}
     for meter, obis, profile, steps, prev_at in plans:
         for r, step in steps:
             if step.fault is not None:
                 continue
-            span = _measure(
+            span = measured[(meter, obis, prev_at, r[2])] = _measure(
                 groups, days.get((meter, obis), {}), meter, obis, prev_at, r[2], step, profile, ctx
             )
             if span is not None and span[3] is not None:
@@ -249,7 +253,12 @@ def _registers(
                 )
                 continue
             pulled = days.get((meter, obis), {})
-            span = _measure(groups, pulled, meter, obis, prev_at, r[2], step, profile, ctx)
+            k = (meter, obis, prev_at, r[2])
+            span = (
+                measured[k]
+                if k in measured
+                else _measure(groups, pulled, meter, obis, prev_at, r[2], step, profile, ctx)
+            )
             if span is not None:
                 total, tol, n_days, fault = span
                 res.days_checked += n_days
@@ -261,8 +270,13 @@ def _registers(
                         mismatched.get(d, set()) <= {(meter, obis)}
                         for d in range(prev_at // DAY, r[2] // DAY)
                     )
-                    if alone and abs(step.advance or 0.0) <= tol and total > tol:
-                        ev = f"register did not advance while the intervals add up to {total:g}"
+                    stuck = abs(step.advance or 0.0) <= tol and total > tol
+                    if alone and (stuck or step.rollover):
+                        ev = (
+                            f"register did not advance while the intervals add up to {total:g}"
+                            if stuck
+                            else f"register rolled over to {r[3]} but the intervals do not fit: {fault}"
+                        )
                         res.findings.append(
                             Finding("register_stuck", meter, obis, 0, r[2], r[3], r[5], r[4], r[6], ev)
                         )
@@ -312,7 +326,7 @@ def _measure(
             slots = groups.get(key)
             if slots is None:
                 return None  # held by an earlier step
-            total += sum(v for v, _ in slots.values()) * 10.0 ** key[4]
+            total += sum(map(_VALUE, slots.values())) * 10.0 ** key[4]
             n += len(slots)
             complete = complete and len(slots) == DAY // key[2]
             continue

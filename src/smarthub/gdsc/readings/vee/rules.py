@@ -151,7 +151,7 @@ def timestamp_faults(
 
 def negative_faults(slots: Slots, scale: float, export_possible: bool) -> list[tuple[int, str]]:
     """Negative consumption on a channel of a meter that cannot export."""
-    if export_possible:
+    if export_possible or not slots or min(slots.values())[0] >= 0:
         return []
     return [
         (s, f"negative consumption {v * scale:g} where export is impossible")
@@ -164,6 +164,8 @@ def spike_faults(slots: Slots, scale: float, duration: int, max_rate: float) -> 
     """Intervals that exceed what the connection can physically pass in ``duration`` s."""
     limit = max_rate * duration / 3600.0
     cap = limit / scale if scale else float("inf")
+    if not slots or max(slots.values())[0] <= cap:
+        return []
     return [
         (s, f"{v * scale:g} in {duration} s exceeds the connection's capacity {limit:g}")
         for s, (v, _) in slots.items()
@@ -258,7 +260,7 @@ def interval_sum_fault(total: float, advance: float, tolerance: float, complete:
 def stuck_suspected(slots: Slots, n_slots: int, after: int | None) -> bool:
     """A full day (or ``after`` slots) of exact zeros: a stuck meter is *suspected*, not
     proven (a home can be empty), so the readings land flagged questionable."""
-    if after is None or len(slots) < min(after, n_slots):
+    if after is None or len(slots) < min(after, n_slots) or min(slots.values())[0] != 0:
         return False
     run = 0
     for s in range(n_slots):
