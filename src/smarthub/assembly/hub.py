@@ -433,7 +433,7 @@ def _consumer(a: HubAssembly) -> Part | None:
         prepayment=bool(breakers),
         prepaid_fuels=list(breakers) or None,
         ca_cert=a.ca_cert,
-        breakers=breakers,  # type: ignore[arg-type]
+        breakers=breakers,
         cert_clock=a.cert_clock,
     )
     for m in a.config.meters:
