@@ -60,6 +60,7 @@ from smarthub.gdsc.pull.collector import Collector
 from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.pull.scheduler import Scheduler, WindowProgress, _wall_seconds
 from smarthub.gdsc.pull.tables import Priority
+from smarthub.gdsc.readings.vee.store import VeeSettings
 from smarthub.gdsc.store import Store
 from smarthub.gdsc.upkeep import Upkeep, crl_current, crl_stamp, keep_crl
 from smarthub.wan.client.channel import ChannelEndpoint
@@ -102,6 +103,7 @@ class GdscConfig:
     topology: Path | None = None  # a CSV/GeoJSON network topology to load at build
     alerts_max_skew: timedelta | None = None  # alerts' freshness check (default: the contract's)
     channel: str | None = None  # HOST:PORT of the endpoint for hubs' channels (wan.contract.channel)
+    vee: bool = True  # every ingest through the VEE gate (smarthub.gdsc.readings.vee)
 
     @property
     def store_url(self) -> str:
@@ -211,6 +213,8 @@ class GdscService:
         tls_clock = tls_clock or SystemClock()
         state = config.state
         store = open_store(state, config.db_url)
+        if config.vee:  # invalid data is never stored as truth: quarantined, with the evidence
+            store.enable_vee(VeeSettings(now=lambda: int(clock.now().timestamp())))
         register_manifest(store, json.loads((state / "fleet.json").read_text()))
         signer = operator_signer(state, store)
         crl_path = state / "ca" / "crl.pem"
