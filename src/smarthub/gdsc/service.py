@@ -61,10 +61,12 @@ from smarthub.gdsc.pull.collector import Collector
 from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.pull.scheduler import Scheduler, WindowProgress, _wall_seconds
 from smarthub.gdsc.pull.tables import Priority
+from smarthub.gdsc.readings.vee.store import VeeSettings
 from smarthub.gdsc.store import Store
 from smarthub.gdsc.upkeep import Upkeep, crl_current, crl_stamp, keep_crl
 from smarthub.wan.client.channel import ChannelEndpoint
 from smarthub.wan.client.hub_client import HubClient
+from smarthub.wan.contract.bodies import CommandBody
 from smarthub.wan.contract.channel import hub_of_url
 from smarthub.wan.contract.events import LOG_EVENT_POLL_RATE
 from smarthub.wan.tls import client_context
@@ -102,6 +104,7 @@ class GdscConfig:
     topology: Path | None = None  # a CSV/GeoJSON network topology to load at build
     alerts_max_skew: timedelta | None = None  # alerts' freshness check (default: the contract's)
     channel: str | None = None  # HOST:PORT of the endpoint for hubs' channels (wan.contract.channel)
+    vee: bool = True  # every ingest through the VEE gate (smarthub.gdsc.readings.vee)
 
     @property
     def store_url(self) -> str:
@@ -211,6 +214,8 @@ class GdscService:
         tls_clock = tls_clock or SystemClock()
         state = config.state
         store = open_store(state, config.db_url)
+        if config.vee:  # invalid data is never stored as truth: quarantined, with the evidence
+            store.enable_vee(VeeSettings(now=lambda: int(clock.now().timestamp())))
         register_manifest(store, json.loads((state / "fleet.json").read_text()))
         signer = operator_signer(state, store)
         crl_path = state / "ca" / "crl.pem"
@@ -494,7 +499,7 @@ def queue_command(
     state: Path,
     hub_id: str,
     command_type: str,
-    body: dict[str, Any],
+    body: CommandBody | dict[str, Any],
     now: datetime,
     db_url: str | None = None,
     priority: Priority | None = None,
@@ -517,7 +522,7 @@ async def send_command(
     state: Path,
     hub_id: str,
     command_type: str,
-    body: dict[str, Any],
+    body: CommandBody | dict[str, Any],
     now: datetime,
     db_url: str | None = None,
 ) -> dict[str, Any]:
