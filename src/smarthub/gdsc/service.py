@@ -64,6 +64,7 @@ from smarthub.gdsc.store import Store
 from smarthub.gdsc.upkeep import Upkeep, crl_current, crl_stamp, keep_crl
 from smarthub.wan.client.channel import ChannelEndpoint
 from smarthub.wan.client.hub_client import HubClient
+from smarthub.wan.contract.bodies import CommandBody
 from smarthub.wan.contract.channel import hub_of_url
 from smarthub.wan.contract.events import LOG_EVENT_POLL_RATE
 from smarthub.wan.tls import client_context
@@ -478,7 +479,7 @@ def queue_command(
     state: Path,
     hub_id: str,
     command_type: str,
-    body: dict[str, Any],
+    body: CommandBody | dict[str, Any],
     now: datetime,
     db_url: str | None = None,
     priority: Priority | None = None,
@@ -501,7 +502,7 @@ async def send_command(
     state: Path,
     hub_id: str,
     command_type: str,
-    body: dict[str, Any],
+    body: CommandBody | dict[str, Any],
     now: datetime,
     db_url: str | None = None,
 ) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import overload
 
 from sqlalchemy import (
     BigInteger,
@@ -268,6 +269,12 @@ appointments = Table(
 )
 
 
+@overload
+def utc(t: datetime) -> datetime: ...
+@overload
+def utc(t: None) -> None: ...
+@overload
+def utc(t: datetime | None) -> datetime | None: ...
 def utc(t: datetime | None) -> datetime | None:
     """Normalise to UTC on the way in, and re-attach UTC to SQLite's naive values on the way out."""
     if t is None:
