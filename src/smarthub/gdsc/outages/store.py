@@ -398,6 +398,11 @@ class OutageStore:
             rows = conn.execute(q.order_by(outages.c.opened.desc()).limit(limit))
             return [_row(r) for r in rows]
 
+    def get(self, outage_id: int) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            r = conn.execute(select(outages).where(outages.c.outage_id == outage_id)).first()
+            return None if r is None else _row(r)
+
     def premises_of(self, outage_id: int) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(outage_premises).where(outage_premises.c.outage_id == outage_id))
