@@ -80,7 +80,7 @@ SCOPES: dict[str, str] = {
     "access-log:read": "read a premises' access log",
     "network:read": "a network operator's outages (and their push stream), topology and power quality",
     "network:write": "edit the network topology",
-    "readings:edit": "correct validated readings with a reason and see a day's versions (GDSC data operations)",
+    "readings:edit": "correct validated readings with a reason, see a day's versions (GDSC data operations)",
     "data-quality:read": "the VEE gate's data-quality figures per hub, meter model or supplier",
 }
 ALL_SCOPES = frozenset(SCOPES)
