@@ -34,7 +34,7 @@ def cases() -> list[BenchCase]:
     return [
         BenchCase(
             protocol="iec62056-21",
-            name="mode C data message, 12 data sets, decode + BCC",
+            name="mode C data message, 12 data sets, decode + BCC + grammar check",
             ours=lambda: decode_readout(frame),
             reference=reference,
             reference_name=ref_name,

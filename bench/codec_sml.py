@@ -33,14 +33,21 @@ def cases() -> list[BenchCase]:
         ("simulated basic meter file, 4 entries", sim.file_at(t0 + timedelta(hours=9))),
         ("real EMH file (smllib issue #15), 5 entries", c.SML_EMH),
         ("real Holley file (smllib Frame2), 20 entries", c.SML_HOLLEY),
+        ("real DZG file (smllib Frame1), 4 entries", c.SML_DZG),
+        ("real eBZ file (smllib issue #8), 10 entries", c.SML_EBZ),
+        ("real EMH signed file (smllib issue #26), 4 entries", c.SML_EMH_SIGNED),
+        ("real Iskra file (smllib issue #28), 10 entries", c.SML_ISKRA),
+        ("real Holley file, Kermit CRC (smllib issue #8), 30 entries", c.SML_HOLLEY_KERMIT),
     ]
     out = []
     for name, data in files:
         try:
             from smllib.reader import SmlStreamReader
 
-            def ref(data: bytes = data) -> object:
-                r = SmlStreamReader()
+            crc = "kermit" if data is c.SML_HOLLEY_KERMIT else "x25"  # smllib is told; we detect it
+
+            def ref(data: bytes = data, crc: str = crc) -> object:
+                r = SmlStreamReader(crc=crc)  # type: ignore[arg-type]
                 r.add(data)
                 frame = r.get_frame()
                 assert frame is not None

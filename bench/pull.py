@@ -582,6 +582,36 @@ def main() -> None:
     ap.add_argument("--state", type=Path, default=None, help="certificates (reused between runs)")
     a = ap.parse_args()
     print_report(run(a.hubs, a.processes, a.concurrency, a.db, a.state))
+    print_pull_log_ratio(a.hubs)
+
+
+def print_pull_log_ratio(hubs: int, history: int = 480) -> None:
+    """The pull log's numbering INSERT (issue 23: per-hub ``max(seq)`` reads, pipelined) against
+    the correlated query it replaced (refused by Citus), same run, same server, on a pull log whose
+    hubs hold ``history`` past pulls each; PostgreSQL only."""
+    import psycopg
+    from _old_queries import pull_log_ratio  # type: ignore[import-not-found]
+
+    url = _pg_url()
+    if url is None:
+        return
+    conninfo = url.replace("postgresql+psycopg://", "postgresql://")
+    schema = f"bench_pull_log_{os.getpid()}"
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        n = min(hubs, 500)
+        new, old = pull_log_ratio(
+            f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}", n, history
+        )
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    print(
+        f"  pull-log numbering, {n} pulls in one INSERT, {history} past pulls per hub: {new * 1e3:.1f} ms "
+        f"(per-hub max(seq), pipelined) vs {old * 1e3:.1f} ms (the correlated query it replaced, refused "
+        f"by Citus): ratio {old / new:.2f} (>1: the new one is faster)"
+    )
 
 
 if __name__ == "__main__":

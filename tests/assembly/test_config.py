@@ -208,3 +208,13 @@ EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.tom
 def test_the_shipped_examples_validate(example: Path) -> None:
     cfg = load_config(example)
     assert cfg.meters, example
+
+
+def test_a_hub_behind_a_nat_names_the_gdsc_channel_endpoint_and_may_listen_on_nothing() -> None:
+    cfg = parse(HUB + '[wan]\nlisten = "none"\nchannel = "[2001:db8::1]:4443"\n')
+    assert cfg.channel == ("2001:db8::1", 4443) and cfg.wan.listen == "none"
+    assert parse(HUB).channel is None
+    err = error(HUB + '[wan]\nlisten = "none"\n')
+    assert err.field == "wan.listen" and "give [wan] channel" in str(err), str(err)
+    err = error(HUB + '[wan]\nchannel = "gdsc.example"\n')
+    assert err.field == "wan.channel" and "host:port" in str(err), str(err)

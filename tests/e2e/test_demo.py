@@ -32,6 +32,27 @@ async def test_demo_day_loses_nothing(tmp_path: Path, backend: str, request: pyt
     assert result.frame_errors == 0 and result.poll_failures == 0 and result.unmapped == 0
 
 
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def test_half_the_fleet_behind_a_nat_is_pulled_through_channels_and_loses_nothing(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """Issue 26: every second hub listens on no port at all and is reached only through the
+    channel it keeps open to the GDSC; the day is collected exactly as from the dialled hubs."""
+    db = request.getfixturevalue("pg_url") if backend == "postgresql" else None
+    cfg = DemoConfig(homes=4, days=1, seconds_per_day=12, seed=7, state=tmp_path, db_url=db, channel_every=2)
+    run = await setup(cfg)
+    try:
+        urls = [h.url for h in run.fleet.homes]
+        assert [u.startswith("channel://") for u in urls] == [False, True, False, True]
+        assert all(run.fleet.homes[i].assembly.server.port is None for i in (1, 3))  # no inbound port
+        result = await run_day(run)
+        assert run.gdsc.channels is not None and run.gdsc.channels.stats.taken > 0
+    finally:
+        await teardown(run)
+    assert result.missing == 0 and result.duplicates == 0
+    assert result.readings_stored == result.readings_expected >= 4 * 3 * 48
+
+
 def test_cli_headless_prints_json_last_line(tmp_path: Path) -> None:
     proc = subprocess.run(
         [

@@ -226,6 +226,9 @@ async def test_a_hub_renewed_over_mutual_tls_is_pulled_with_its_new_certificate(
         # The live server context presents the new certificate from the next handshake on.
         assert await served_lfdi(hub.port, w.collector_ctx()) == new_lfdi
         assert lfdi(x509.load_pem_x509_certificate((w.dir / "HUB-1" / "hub.pem").read_bytes())) == new_lfdi
+        # The renewed file keeps the intermediate CAs after the new leaf (what the hub sends).
+        _, *chain = x509.load_pem_x509_certificates((w.dir / "HUB-1" / "hub.pem").read_bytes())
+        assert [c.subject for c in chain] == [w.ca.certificate.subject, w.ca.chain[0].subject]
         assert hub.server.lfdi == new_lfdi
         assert w.record("HUB-1").lfdi == issued.lfdi  # the GDSC moves only once it sees the job
         w.lifecycle.apply_renewals(datetime.now(UTC))

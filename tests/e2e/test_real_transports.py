@@ -40,6 +40,7 @@ from smarthub.sim.sml_meter import SmlMeterSimulator
 from smarthub.sim.wires import Pty, answer_pty, im871a_frame, port_of, push_pty, push_tcp, serve_tcp
 from smarthub.sim.wmbus_meter import WMBusMeterSimulator
 from smarthub.sim.zigbee_meter import ZigbeeMeterSimulator
+from smarthub.wan.contract.bodies import parse_body
 
 T0 = datetime(2026, 3, 2, 9, 50, tzinfo=UTC)  # ten simulated minutes (2.5 s) to settle in
 SPEED = 240.0  # simulated seconds per wall second: 09:50-11:02 in 18 s
@@ -264,7 +265,9 @@ async def test_a_hub_from_a_config_reads_every_protocol_on_real_transports_and_t
             n: (loop.cycles, loop.failures) for n, loop in loops.items()
         }
         # The meter with a breaker answers the supply commands over its TCP wrapper.
-        state = await assembly.management.handlers["supply.state"]({"meter": DLMS_POLL_TITLE.hex().upper()})
+        state = await assembly.management.handlers["supply.state"](
+            parse_body("supply.state", {"meter": DLMS_POLL_TITLE.hex().upper()})
+        )
         assert state["connected"] is True
 
         # The GDSC registers the hub and pulls it over mutual TLS into its store.

@@ -4,17 +4,24 @@ GDSC operator credentials from the simulator's provisioning, and a TestClient.""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 from cryptography import x509
 from fastapi.testclient import TestClient
 
 from smarthub.clock import ManualClock
 from smarthub.gdsc.api.app import create_app
 from smarthub.gdsc.api.auth.tokens import TokenStore
+from smarthub.gdsc.api.http_limits import BodyGuard, HeadDeadlineH11Protocol
+from smarthub.gdsc.api.serve import GUARDED
 from smarthub.gdsc.commands.desk import CommandDesk
 from smarthub.gdsc.governance.audit import AuditLog
 from smarthub.gdsc.governance.guard import AccessGuard
@@ -52,6 +59,27 @@ class World:
 
     def auth(self, party: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[party]}"}
+
+    @contextmanager
+    def served(self) -> Iterator[str]:
+        """The API served by uvicorn on a loopback port, as ``smarthub gdsc api`` serves it (the
+        slow-client guards included), in a thread of this process; yields its base URL."""
+        app = BodyGuard(create_app(self.guard, TokenStore(self.store.engine), self.desk))
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, http=HeadDeadlineH11Protocol, **GUARDED)
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, name="api-under-test", daemon=True)
+        thread.start()
+        try:
+            for _ in range(400):  # at most ~20 s
+                if server.started or not thread.is_alive():
+                    break
+                time.sleep(0.05)
+            assert server.started, "the API did not start listening"
+            port = server.servers[0].sockets[0].getsockname()[1]
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
 
 
 def readings(hub: str, meter: str, start: datetime, n: int, base: int = 100) -> list[StoredReading]:

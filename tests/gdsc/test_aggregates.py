@@ -220,3 +220,35 @@ def test_gdsc_group_command(tmp_path) -> None:  # type: ignore[no-untyped-def]
     finally:
         store.close()
     assert run("--group", "FEEDER-8", "--premises", "P2").exit_code == 0  # moved from now on
+
+
+def test_mixed_units_in_a_group_answer_400_and_release_nothing(world) -> None:  # type: ignore[no-untyped-def]
+    """Issue 22 item 6: one member's meter reports the OBIS code in another unit (Wh, not W): the
+    aggregate answers 400 naming the units, as the portfolio does, where it raised a 500; no
+    half-hour is released, so the group's figures are not fixed on a wrong sum."""
+    store, _guard, _clock, client = world
+    store.register_hub(
+        hub_id="H8", premises_id="P8", url="https://h", lfdi="B" * 40, meters_by_fuel=[("E1", "electricity")]
+    )
+    store.ingest(
+        "H8",
+        [StoredReading("H8", "E1", "1-0:1.8.0", START + 1800 * i, 1800, 5, 0, 38, 0) for i in range(48)],
+        {},
+    )
+    groups = AggregationGroups(store.engine)
+    groups.define("MIXED", "mixed units", NOW)
+    for n in (1, 2, 3, 4, 5, 8):
+        groups.assign(f"P{n}", "MIXED", NOW, start=JUL)
+    day = {"start": DAY1.isoformat(), "end": (DAY1 + timedelta(days=1)).isoformat()}
+    for granularity in ("half-hourly", "daily"):
+        r = client.get(
+            "/v1/aggregates/readings",
+            params={**day, "granularity": granularity, "group": "MIXED"},
+            headers={"Authorization": "Bearer tok-dno"},
+        )
+        assert r.status_code == 400, r.text
+        assert "different units" in r.json()["detail"] and "72 and 38" in r.json()["detail"]
+    from smarthub.gdsc.governance.aggregates import aggregate_releases
+
+    with store.engine.connect() as conn:
+        assert conn.execute(aggregate_releases.select()).fetchall() == []

@@ -157,7 +157,7 @@ def test_tariff_update_and_supply_commands_are_signed_for_the_meters_hub(
     hub = hub_for(world, tmp_path)
     seen: list[tuple[str, dict]] = []  # type: ignore[type-arg]
     for ctype in ("tariff.update", "supply.disconnect", "supply.reconnect"):
-        hub.register(ctype, lambda body, ctype=ctype: seen.append((ctype, body)) or {"ok": True})
+        hub.register(ctype, lambda body, ctype=ctype: seen.append((ctype, body.to_json())) or {"ok": True})
     effective = "2026-09-01T00:00:00+01:00"  # local midnight of the version's effective_from
     with world.client() as client:
         r = client.post(

@@ -27,7 +27,11 @@ def test_schema_violations_name_the_fields(world: World) -> None:
             headers=world.auth("S1"),
         )
         assert r.status_code == 422
-        assert r.json() == {"detail": "body.amount: Input should be greater than 0", "max_granularity": None}
+        assert r.json() == {
+            "detail": "body.amount: Value error, '-1' is not a decimal string of pounds and pence, "
+            "0.01 to 500.00, exactly two places (e.g. '10.00')",
+            "max_granularity": None,
+        }
         r = client.post(
             "/v1/premises/P1/commands/supply",
             json={"meter_id": "E1", "state": "off"},

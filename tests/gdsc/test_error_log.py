@@ -31,6 +31,7 @@ from smarthub.hub.diagnostics import (
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
 from smarthub.wan.client.hub_client import HubClient
+from smarthub.wan.contract.bodies import LinkTest, parse_body
 from smarthub.wan.contract.events import BadHubEvent, event_detail, parse_hub_event
 from smarthub.wan.server.resources import HubWanServer
 from smarthub.wan.tls import client_context, server_context
@@ -212,11 +213,27 @@ def test_one_silent_hub_waits_a_day_then_goes_to_its_supplier(store: Store) -> N
     assert order["party"] == "supplier" and order["hub_id"] == "H9"
 
 
+def test_a_link_test_repair_names_the_meter_as_the_hub_reads_it(store: Store) -> None:
+    """The repair's body is the contract's: the hub's link test reads "meter" (the GDSC once sent
+    "device", which the hub could not act on)."""
+    log = error_log(store)
+    log.record_events(
+        "H1", [detail(5, DiagnosisCode.HAN_WEAK_SIGNAL, "G7", outcome=RepairOutcome.FAILED)], T0
+    )
+    (repair,) = log.queued_repairs()
+    assert (repair.command, repair.body) == ("diagnostic.link_test", {"meter": "G7"})
+    assert parse_body(repair.command, repair.body) == LinkTest("G7")
+    log.record_events("H2", [detail(6, DiagnosisCode.HAN_WEAK_SIGNAL, "", outcome=RepairOutcome.FAILED)], T0)
+    repairs = {r.hub_id: r for r in log.queued_repairs()}
+    # No meter named: a HAN scan, which needs none (once, however often the hub reports).
+    assert (repairs["H2"].command, repairs["H2"].body) == ("diagnostic.han_scan", {})
+
+
 def test_han_fault_gets_a_remote_repair_first_then_a_work_order(store: Store) -> None:
     log = error_log(store)
     log.record_events("H1", [detail(5, DiagnosisCode.STALE_METER, "G7", outcome=RepairOutcome.FAILED)], T0)
     (repair,) = log.queued_repairs()
-    assert (repair.hub_id, repair.command, repair.body) == ("H1", "diagnostic.han_scan", {"device": "G7"})
+    assert (repair.hub_id, repair.command, repair.body) == ("H1", "diagnostic.han_scan", {})
     log.repair_sent(repair.repair_id, {"status": "applied"}, T0 + timedelta(minutes=1))
     assert log.queued_repairs() == [] and log.work_orders() == []
     log.review(T0 + timedelta(hours=25))  # still open a day later: someone must go
@@ -332,3 +349,37 @@ async def test_a_hubs_storage_full_event_becomes_its_incident_and_label_at_the_g
     async with TestClient(TestServer(console_app(store, list, log))) as console:
         page = await (await console.get("/")).text()
     assert "storage full" in page and "code 15" not in page
+
+
+def test_repairs_go_out_as_the_contracts_bodies_and_an_old_malformed_row_blocks_none(store: Store) -> None:
+    from smarthub.gdsc.commands.signer import CommandSigner
+    from smarthub.gdsc.incidents.error_log import repair_commands
+    from smarthub.gdsc.incidents.repairs import dispatch_repairs
+    from smarthub.gdsc.pull.plan import PullPlan
+    from smarthub.wan.contract.commands import Command, SignedCommand
+
+    log = error_log(store)
+    log.record_events(
+        "H1", [detail(5, DiagnosisCode.HAN_WEAK_SIGNAL, "G7", outcome=RepairOutcome.FAILED)], T0
+    )
+    (good,) = log.queued_repairs()
+    # A row queued before the bodies were typed: the link test aimed with "device".
+    with store.engine.begin() as conn:
+        conn.execute(
+            repair_commands.insert().values(
+                incident_id=good.incident_id, hub_id="H2", command="diagnostic.link_test",
+                body=json.dumps({"device": "G8"}), created=T0, status="queued",
+            )
+        )  # fmt: skip
+    ca = CertificateAuthority.create("ca", T0)
+    op = ca.issue(Role.OPERATOR, "ops", T0)
+    counters = iter(range(1, 100))
+    signer = CommandSigner(op.private_key, op.cert_pem, lambda hub: next(counters))
+    assert dispatch_repairs(log, signer, PullPlan(store), T0) == 1
+    with store.engine.connect() as conn:
+        rows = {r.hub_id: r for r in conn.execute(repair_commands.select())}
+    assert rows["H1"].status == "sent" and rows["H2"].status == "failed"
+    assert "'meter' is missing" in json.loads(rows["H2"].verdict)["detail"]
+    job = PullPlan(store).urgent_job(json.loads(rows["H1"].verdict)["job"])
+    sent = Command.from_payload(SignedCommand.from_envelope(job["envelope"].encode()).payload)
+    assert (sent.type, sent.body) == ("diagnostic.link_test", {"meter": "G7"})

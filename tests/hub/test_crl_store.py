@@ -12,6 +12,8 @@ from cryptography.hazmat.primitives import serialization
 from smarthub.clock import ManualClock
 from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
 from smarthub.hub.management import CrlRefused, CrlStore
+from smarthub.wan.contract.bodies import PkiCrl
+from smarthub.wan.contract.commands import MalformedCommand
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
@@ -60,9 +62,11 @@ def test_crl_command_body(tmp_path: Path) -> None:
 
     ca = CertificateAuthority.create("root", NOW)
     store = CrlStore(tmp_path / "crl.pem", ca.certificate, ManualClock(NOW))
-    out = store.handle({"crl": base64.b64encode(_der(ca.crl(NOW))).decode()})
+    out = store.handle(PkiCrl.parse({"crl": base64.b64encode(_der(ca.crl(NOW))).decode()}))
     assert out == {"crl_number": int(NOW.timestamp()), "revoked": 0}
-    with pytest.raises(CrlRefused, match="base64"):
-        store.handle({"crl": "%%%"})
-    with pytest.raises(CrlRefused, match="base64"):
-        store.handle({})
+    with pytest.raises(MalformedCommand, match="'crl' is not base64"):
+        PkiCrl.parse({"crl": "%%%"})
+    with pytest.raises(MalformedCommand, match="'crl' is missing"):
+        PkiCrl.parse({})
+    with pytest.raises(CrlRefused, match="not a CRL"):
+        store.handle(PkiCrl(b"not DER"))

@@ -422,6 +422,8 @@ async def test_firmware_update_command_end_to_end(
     verdict = await send(wrapped(package(operator, "0.9")))
     assert verdict["status"] == "failed" and "downgrade" in str(verdict["detail"])
     verdict = await send({"package": "***"})
-    assert verdict["status"] == "failed" and "malformed" in str(verdict["detail"])
+    # A body that is not one: refused before the counter, naming the field.
+    assert verdict["status"] == "refused" and verdict["code"] == "malformed", verdict
+    assert "firmware.update: 'package' is not base64" in str(verdict["detail"])
     assert up.slots.current_version() == "1.0"
     mgmt.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,43 @@ def test_wmbus_frame_with_the_wrong_key_stores_nothing(hub: SmartHub) -> None:
     port.keys[meter.meter_id] = bytes(16)  # the right key arrives (a key change from the GDSC)
     assert hub.accept(port.receive(meter.frame_at(T0 + timedelta(seconds=30))), T0) == []
     assert hub.mirror.meters() == [meter.meter_id]
+
+
+def test_wmbus_port_reads_compact_frames_with_the_format_of_a_full_frame_it_heard(hub: SmartHub) -> None:
+    """A meter that sends a full frame (CI 0x78) now and then and compact frames (CI 0x79, EN
+    13757-3) between: the port learns the format from the full frame, so compact frames of a
+    format the layout table does not know are read, not refused."""
+    from smarthub.han.wmbus_port import WMBusPort
+    from smarthub.meters.errors import UnknownLayout
+    from smarthub.meters.wmbus import CI_COMPACT, CI_NO_HEADER, decode_frame, encode_frame
+
+    def frame(ci: int, litres: int, access_no: int) -> bytes:
+        # volume (4-byte, litres) then energy (4-byte, kWh): no table entry has these headers
+        records = (
+            bytes.fromhex("0413")
+            + litres.to_bytes(4, "little")
+            + bytes.fromhex("0406")
+            + (7).to_bytes(4, "little")
+        )
+        return encode_frame(
+            manufacturer="ABC",
+            ident=31415926,
+            version=1,
+            device_type=0x07,
+            records=records,
+            access_no=access_no,
+            ci=ci,
+        )
+
+    compact = frame(CI_COMPACT, 1001, 1)
+    with pytest.raises(UnknownLayout):  # not learnt yet, and not in the layout table
+        decode_frame(compact)
+    port = WMBusPort("radio")
+    batches = [port.receive(f) for f in (compact, frame(CI_NO_HEADER, 1002, 2), frame(CI_COMPACT, 1003, 3))]
+    assert [len(b.errors) for b in batches] == [1, 0, 0]  # only the compact frame before any full one
+    volumes = [p.value for b in batches[1:] for p in b.points if p.key.endswith("volume")]
+    assert volumes == [Decimal("1.002"), Decimal("1.003")]
+    assert port.frames == 2 and port.errors == 1
 
 
 async def test_a_refused_dlms_poll_does_not_stop_the_next_ones(hub: SmartHub) -> None:

@@ -19,6 +19,7 @@ from smarthub.model import ObisCode
 from smarthub.model.datapoint import DataPoint
 from smarthub.sim.load_profile import HouseholdProfile
 from smarthub.sim.wmbus_meter import WMBusMeterSimulator
+from smarthub.wan.contract.bodies import parse_body
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 WATER = ObisCode.parse("8-0:1.0.0")
@@ -41,13 +42,13 @@ def rig(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 def test_neighbours_radio_meter_is_not_this_homes(rig) -> None:  # type: ignore[no-untyped-def]
     hub, _registry, cmd, _clock = rig
-    cmd["meter.add"]({"meter": "LSE00000001", "protocol": "wmbus", "fuel": "water"})
+    cmd["meter.add"](parse_body("meter.add", {"meter": "LSE00000001", "protocol": "wmbus", "fuel": "water"}))
     hub.accept(water("LSE00000001", 1000), T0)
     hub.accept(water("LSE99999999", 5000), T0)  # next door, heard through the wall
     hub.accept(water("KAM00000002", 7000, protocol="mbus"), T0)  # on this home's wire: ours by construction
     assert hub.mirror.meters() == ["KAM00000002", "LSE00000001"]
     assert hub.stats.foreign == 1
-    scan = {m["meter"]: m for m in cmd["diagnostic.han_scan"]({})["heard"]}
+    scan = {m["meter"]: m for m in cmd["diagnostic.han_scan"](parse_body("diagnostic.han_scan", {}))["heard"]}
     assert scan["LSE99999999"]["commissioned"] is False and scan["LSE99999999"]["rejected"] == 1
     assert scan["LSE00000001"]["commissioned"] is True
     assert scan["LSE99999999"]["ours"] is False and scan["KAM00000002"]["ours"] is True
@@ -55,10 +56,12 @@ def test_neighbours_radio_meter_is_not_this_homes(rig) -> None:  # type: ignore[
 
 def test_replacement_hands_over_and_keeps_the_record(rig, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     hub, registry, cmd, clock = rig
-    cmd["meter.add"]({"meter": "OLD", "protocol": "wmbus", "fuel": "water"})
+    cmd["meter.add"](parse_body("meter.add", {"meter": "OLD", "protocol": "wmbus", "fuel": "water"}))
     hub.accept(water("OLD", 1000), T0)
     clock.advance(timedelta(hours=3))
-    assert cmd["meter.replace"]({"old": "OLD", "new": "NEW", "protocol": "wmbus", "fuel": "water"}) == {
+    assert cmd["meter.replace"](
+        parse_body("meter.replace", {"old": "OLD", "new": "NEW", "protocol": "wmbus", "fuel": "water"})
+    ) == {
         "old": "OLD",
         "new": "NEW",
     }
@@ -73,7 +76,7 @@ def test_replacement_hands_over_and_keeps_the_record(rig, tmp_path: Path) -> Non
     assert again.is_active("NEW") and not again.is_active("OLD")
     again.close()
     with pytest.raises(KeyError, match="not commissioned"):
-        cmd["meter.remove"]({"meter": "OLD"})
+        cmd["meter.remove"](parse_body("meter.remove", {"meter": "OLD"}))
 
 
 def test_diagnostics_watch_only_this_homes_meters(tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ from smarthub.sim.fleet import dlms_access
 from smarthub.sim.load_profile import HouseholdProfile
 from smarthub.sim.rigs import dlms_rig
 from smarthub.sim.wmbus_meter import WMBusMeterSimulator
+from smarthub.wan.contract.bodies import MeterKey
 from smarthub.wan.contract.events import event_detail
 
 T0 = datetime(2026, 3, 2, 18, 0, tzinfo=UTC)
@@ -257,7 +258,7 @@ async def test_wmbus_rekey_tries_the_staged_key_on_the_meters_frame(
     assert hub.mirror.latest(meter.meter_id, WATER_VOLUME) is not None
     staged = NEW_KEY if staged_fits else bytes(16)
     cmd = hub.command_handlers()["meter.key"]
-    assert cmd({"meter": meter.meter_id, "key": staged.hex(), "pending": True})["pending"] is True
+    assert cmd(MeterKey(meter.meter_id, staged, pending=True))["pending"] is True
     meter.key = NEW_KEY  # the meter is re-keyed
     transmit()
     transmit()

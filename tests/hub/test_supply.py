@@ -13,6 +13,7 @@ from smarthub.model.obis import IMPORT_ACTIVE_ENERGY
 from smarthub.sim.fleet import supply_commands
 from smarthub.sim.load_profile import HouseholdProfile
 from smarthub.sim.rigs import dlms_rig
+from smarthub.wan.contract.bodies import parse_body
 
 T0 = datetime(2026, 3, 2, 18, 0, tzinfo=UTC)  # evening: the household is using power
 
@@ -39,13 +40,15 @@ async def test_disconnect_stops_the_register_and_reconnect_restores_it(tmp_path:
         await loop.run(until=t)
 
     await run_until(T0 + timedelta(minutes=30))
-    assert (await cmd["supply.state"]({"meter": rig.supply.meter}))["connected"] is True
+    assert (await cmd["supply.state"](parse_body("supply.state", {"meter": rig.supply.meter})))[
+        "connected"
+    ] is True
     clock.set(T0 + timedelta(minutes=31))
-    off = await cmd["supply.disconnect"]({"meter": rig.supply.meter})
+    off = await cmd["supply.disconnect"](parse_body("supply.disconnect", {"meter": rig.supply.meter}))
     assert off == {"connected": False, "control_state": "disconnected"}
     await run_until(T0 + timedelta(hours=1, minutes=30))
     clock.set(T0 + timedelta(hours=1, minutes=31))
-    on = await cmd["supply.reconnect"]({"meter": rig.supply.meter})
+    on = await cmd["supply.reconnect"](parse_body("supply.reconnect", {"meter": rig.supply.meter}))
     assert on == {"connected": True, "control_state": "connected"}
     await run_until(T0 + timedelta(hours=2, minutes=30))
     assert loop.failures == 0
@@ -56,6 +59,6 @@ async def test_disconnect_stops_the_register_and_reconnect_restores_it(tmp_path:
     assert values[0] > 0  # supplied
     assert values[3600] == 0  # 19:00-19:30, wholly disconnected: no energy flows
     assert values[5400] > 0  # 19:30-20:00: reconnected at 19:31
-    limited = await cmd["supply.limit"]({"meter": rig.supply.meter, "watts": 100})
+    limited = await cmd["supply.limit"](parse_body("supply.limit", {"meter": rig.supply.meter, "watts": 100}))
     assert limited == {"watts": 100}
     hub.history.close()

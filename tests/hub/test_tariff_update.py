@@ -137,18 +137,27 @@ async def test_older_equal_and_malformed_updates_are_refused_with_the_reason(tmp
         bad_effective = {**tariff_update_body(V2, "electricity"), "effective": "2026-11-24T12:00:00+00:00"}
         negative = tariff_update_body(night_saver(3, DAY3, "1", "1"), "electricity")
         negative["tariff"]["pricing"]["rates"]["day"] = "-1"
+        # Stale versions fail in the handler; malformed bodies are refused before the counter.
         cases = [
-            (tariff_update_body(V2, "electricity"), "StaleTariffVersion: tariff.update: version 2"),
-            (tariff_update_body(v1_again, "electricity"), "StaleTariffVersion"),
-            ({**tariff_update_body(night_saver(3, DAY3, "1", "1"), "electricity"), "version": 4}, "match"),
-            (bad_effective, "not local midnight"),
-            ({**tariff_update_body(night_saver(3, DAY3, "1", "1"), "electricity"), "fuel": "water"}, "fuel"),
-            (negative, "pricing.time_of_use.rates.day"),
-            ({"tariff": {}, "version": 3}, "missing field(s) effective, fuel"),
+            (tariff_update_body(V2, "electricity"), "failed", "StaleTariffVersion: tariff.update: version 2"),
+            (tariff_update_body(v1_again, "electricity"), "failed", "StaleTariffVersion"),
+            (
+                {**tariff_update_body(night_saver(3, DAY3, "1", "1"), "electricity"), "version": 4},
+                "refused",
+                "'version' 4 does not match",
+            ),
+            (bad_effective, "refused", "not local midnight"),
+            (
+                {**tariff_update_body(night_saver(3, DAY3, "1", "1"), "electricity"), "fuel": "water"},
+                "refused",
+                "'fuel' must be one of electricity, gas",
+            ),
+            (negative, "refused", "pricing.time_of_use.rates.day"),
+            ({"tariff": {}, "version": 3}, "refused", "'fuel' is missing"),
         ]
-        for body, reason in cases:
+        for body, status, reason in cases:
             verdict = await home.command("tariff.update", body)
-            assert verdict.status == "failed" and reason in verdict.detail, (reason, verdict)
+            assert verdict.status == status and reason in verdict.detail, (reason, verdict)
         acc = home.side.consumption.supplies["electricity"].accumulator
         assert [t.version for t in acc.schedule.versions] == [1, 2]
         other = Tariff(**{**V2.model_dump(), "tariff_id": "other", "version": 7})

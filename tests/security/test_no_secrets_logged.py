@@ -167,7 +167,7 @@ async def test_a_fleet_day_with_rekeys_and_top_ups_logs_no_key(
         secrets.add_text("meter.key not hex", bad_hex)
         for bad in (long_key.hex(), bad_hex):
             verdict = await send_command(state, hub_id, "meter.key", {"meter": dlms_meter, "key": bad}, now)
-            assert verdict["status"] == "failed" and verdict["code"] == "handler_error", verdict
+            assert verdict["status"] == "refused" and verdict["code"] == "malformed", verdict
         await _queue_and_deliver(run, hub_id, "meter.key", {"meter": dlms_meter, "key": long_key.hex()})
 
         # A prepayment top-up: a voucher signed with the operator key, queued and delivered.
@@ -439,10 +439,11 @@ def test_errors_about_bad_keys_do_not_quote_the_key(tmp_path: Path) -> None:
 
     hub = SmartHub("HUB1", HistoryStore(tmp_path / "h.sqlite"))
     hub.attach(WMBusPort("wmbus", KeyRing()))
-    handler = hub.command_handlers()["meter.key"]
+    from smarthub.wan.contract.bodies import MeterKey
+
     for bad in ((wrong + b"\x01").hex(), wrong.hex()[:-1] + "g", wrong.hex()[:-1]):
-        with pytest.raises(ValueError) as e:
-            handler({"meter": "M1", "key": bad})
+        with pytest.raises(ValueError) as e:  # the body's check, before the handler
+            MeterKey.parse({"meter": "M1", "key": bad})
         errors.append(e.value)
     hub.history.close()
 

@@ -58,7 +58,7 @@ async def test_allowlist_shuts_out_a_collector_at_once(tmp_path: Path, wall_now:
         assert NetworkSettings(tmp_path / "network.json").config.allowed_clients == (good.lfdi,)  # persisted
         bad = signer.command("HUB1", "network.configure", {"port": 70000}, wall_now)
         verdict = await g.post_command(bad.envelope())
-        assert verdict["status"] == "failed" and "outside" in verdict["detail"]
+        assert verdict["status"] == "refused" and "'port' must be in 1..65535" in verdict["detail"], verdict
     finally:
         await g.close()
         await s.close()

@@ -205,7 +205,7 @@ async def test_message_display_lands_in_msg_and_on_the_ihd(rig: Rig) -> None:
     again = await rig.home.command("message.display", showing)
     assert again.result is not None and again.result["new"] is False  # re-sent: kept once
     bad = await rig.home.command("message.display", {**showing, "priority": "urgent"})
-    assert bad.status == "failed" and "priority must be one of low, normal, high" in bad.detail
+    assert bad.status == "refused" and "'priority' must be one of low, normal, high" in bad.detail
     assert [m.text for m in rig.home.side.store.messages(now)] == [showing["text"]]  # the IHD's own
 
     program = await rig.get("ihd", "/msg?l=1")

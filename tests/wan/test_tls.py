@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import socket
 import ssl
+import subprocess
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from smarthub.gdsc.fleet.pki import CertificateAuthority, IssuedCertificate, Role
@@ -431,3 +434,64 @@ async def test_the_hub_server_tells_a_refused_client_why_with_a_tls_alert(
     finally:
         await runner.cleanup()
     assert alert in seen, seen
+
+
+# --- the chain a peer sends: a 2030.5 peer trusts only the SERCA ---------------------------------
+
+
+def _serca_only(pki: Pki) -> Path:
+    """A trust file with only the root (the SERCA), as an independent 2030.5 client holds."""
+    *_, root = x509.load_pem_x509_certificates(pki.ca_pem.read_bytes())
+    assert root.issuer == root.subject, "the CA file ends with the self-signed SERCA"
+    path = pki.dir / "serca-only.pem"
+    path.write_bytes(root.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def test_certificate_files_carry_the_intermediates(pki: Pki) -> None:
+    hub = pki.issue(Role.HUB, "hub-1", hosts=["127.0.0.1"])
+    leaf, *chain = x509.load_pem_x509_certificates(hub.cert.read_bytes())
+    assert leaf == hub.issued.certificate
+    # MICA, then MCA; no root: the peer must already trust it (RFC 8446 §4.4.2).
+    assert [c.subject for c in chain] == [pki.ca.certificate.subject, pki.ca.chain[0].subject]
+    assert all(c.issuer != c.subject for c in chain)
+
+
+@pytest.mark.parametrize("side", ["client trusts only the SERCA", "hub trusts only the SERCA"])
+def test_a_peer_trusting_only_the_serca_verifies_the_chain(pki: Pki, side: str) -> None:
+    hub = pki.issue(Role.HUB, "hub-1", hosts=["127.0.0.1"])
+    collector = pki.issue(Role.COLLECTOR, "collector-1")
+    serca = _serca_only(pki)
+    if side.startswith("client"):
+        server = pki.server(hub)
+        client = client_context(collector.cert, collector.key, serca)
+    else:
+        server = server_context(hub.cert, hub.key, serca)
+        client = pki.client(collector)
+    assert _handshake_verdict(server, client) == "accepted"
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl command is not installed")
+def test_the_certificate_file_alone_verifies_to_the_serca_with_openssl(pki: Pki) -> None:
+    """What another TLS stack sees: software that loads ``hub.pem`` as its certificate chain
+    (curl, a 2030.5 client built on another library) sends what is in the file. OpenSSL's own
+    verifier, given only the SERCA and the file, builds the path; with the leaf alone it cannot.
+    (Our Python servers would also complete a leaf-only chain from their trust store, OpenSSL's
+    auto-chaining, which is why the file is checked here and not a handshake.)"""
+    hub = pki.issue(Role.HUB, "hub-1", hosts=["127.0.0.1"])
+    serca = _serca_only(pki)
+    leaf_only = pki.dir / "leaf-only.pem"
+    leaf_only.write_bytes(hub.issued.cert_pem)
+
+    def verify(untrusted: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["openssl", "verify", "-CAfile", str(serca), "-untrusted", str(untrusted), str(leaf_only)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    assert verify(hub.cert).returncode == 0
+    refused = verify(leaf_only)
+    assert refused.returncode != 0
+    assert "unable to get local issuer certificate" in refused.stdout + refused.stderr

@@ -17,6 +17,8 @@ The file, in short (the README's "Run a hub against your real meters" has one pe
     listen = "0.0.0.0"
     port = 8443
     alerts = "gdsc.example:4059"        # the GDSC's last-gasp endpoint (UDP), optional
+    channel = "gdsc.example:4443"       # behind a NAT: keep a channel open to the GDSC, optional
+                                        # (listen = "none": no inbound port at all)
 
     [transports.han]                   # a named transport, shared by the meters that name it
     kind = "serial"                    # serial | tcp | pipe | simulated
@@ -249,6 +251,9 @@ class HubConfig:
     # The GDSC's alert endpoint (host, UDP port) for last-gasp and restoration datagrams
     # (smarthub.wan.contract.alerts); None: this hub sends none.
     alerts: tuple[str, int] | None = None
+    # The GDSC's channel endpoint (host, TCP port) for a hub it cannot dial
+    # (smarthub.wan.contract.channel); None: the GDSC dials this hub.
+    channel: tuple[str, int] | None = None
 
     @property
     def transports(self) -> list[tuple[TransportConfig, list[MeterConfig]]]:
@@ -535,7 +540,18 @@ class _Reader:
                 raise wan_table.fail(
                     "alerts", f"expected host:port (the GDSC's alert endpoint), got {target!r}"
                 )
+        channel = None
+        if wan_table is not None and (target := wan_table.str("channel")) is not None:
+            channel = _host_port(target)
+            if channel is None:
+                raise wan_table.fail(
+                    "channel", f"expected host:port (the GDSC's channel endpoint), got {target!r}"
+                )
         wan = self.serve(wan_table, 8443) or ServeConfig(port=8443)
+        if wan.listen == "none" and channel is None and wan_table is not None:
+            raise wan_table.fail(
+                "listen", '"none" leaves the GDSC no way to reach the hub: give [wan] channel'
+            )
         ihd = self.serve(top.table("ihd"), 8080)
         privacy = top.table("privacy")
         granularity = None
@@ -579,6 +595,7 @@ class _Reader:
             firmware_probation=probation,
             source=self.source,
             alerts=alerts,
+            channel=channel,
         )
 
     def serve(self, t: _Table | None, default_port: int) -> ServeConfig | None:

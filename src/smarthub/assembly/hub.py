@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from cryptography import x509
 from smarthub.assembly.config import HubConfig, zone_of
 from smarthub.assembly.links import ConnectContext, Connection, Connector, connect
 from smarthub.clock import Clock, SystemClock
-from smarthub.han.dlms_control import SupplyControl, supply_commands
+from smarthub.han.dlms_control import SupplyControl
 from smarthub.han.poll import PollLoop
 from smarthub.hub.alerts import AlertSender
 from smarthub.hub.certificate import HubCertificate
@@ -50,7 +51,17 @@ from smarthub.hub.privacy import ConsentStore, Granularity, HubPrivacy, privacy_
 from smarthub.hub.registry import MeterRegistry, registry_commands
 from smarthub.hub.repairs import HubRepairs
 from smarthub.hub.submeters import WanEvents, WanMeters
+from smarthub.hub.supply import supply_commands
 from smarthub.security.certificates import lfdi
+from smarthub.wan.contract.authority import host_header
+from smarthub.wan.contract.bodies import (
+    LinkTest,
+    MeterReplace,
+    SupplyDisconnect,
+    SupplyLimit,
+    SupplyReconnect,
+    SupplyState,
+)
 from smarthub.wan.server.resources import HubWanServer
 from smarthub.wan.tls import server_context
 
@@ -76,7 +87,8 @@ class Part:
         if self.on_start is not None:
             self.tasks = list(await self.on_start(until) or [])
 
-    async def stop(self) -> None:
+    async def halt(self) -> None:
+        """End the part's loops (its objects stay open)."""
         pending = {t for t in self.tasks if not t.done()}
         while pending:
             # Cancel again until they end: on Python 3.11 asyncio.wait_for (inside a poll cycle)
@@ -85,6 +97,9 @@ class Part:
                 t.cancel()
             _, pending = await asyncio.wait(pending, timeout=0.5)
         self.tasks = []
+
+    async def stop(self) -> None:
+        await self.halt()
         if self.on_stop is not None:
             result = self.on_stop()
             if result is not None:
@@ -166,12 +181,20 @@ class HubAssembly:
     async def start(self, only: Iterable[str] | None = None, *, until: datetime | None = None) -> None:
         """Start the parts (those named in ``only``, by default all) in order; ``until`` ends the
         simulated loops and the housekeeping at that instant of the hub's clock."""
+        return_freed_memory()
         names = set(only) if only is not None else None
         for name, part in self.parts.items():
             if names is None or name in names:
                 await part.start(until)
 
+    async def halt(self) -> None:
+        """End every part's loops, all at once (the parts stay open: the WAN still answers)."""
+        await asyncio.gather(*(part.halt() for part in self.parts.values()))
+
     async def stop(self) -> None:
+        # Every part's loops end first: a meter loop still running while a later part (the
+        # prepayment ledger, the consumer) closes its database would write into a closed file.
+        await self.halt()
         for part in reversed(list(self.parts.values())):
             try:
                 await part.stop()
@@ -182,9 +205,9 @@ class HubAssembly:
         return [t for p in self.parts.values() for t in p.tasks]
 
     # -- commands ------------------------------------------------------------------------------
-    async def link_test(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def link_test(self, body: LinkTest) -> dict[str, Any]:
         """``diagnostic.link_test``: poll one meter now; whether it answered and how long it took."""
-        meter = str(body["meter"])
+        meter = body.meter
         loops = self.loops_by_meter.get(meter)
         if not loops:
             raise ValueError(f"{meter!r} is not a meter this hub polls or listens to")
@@ -192,13 +215,13 @@ class HubAssembly:
         ok = all([await loop.poll_now() for loop in loops])
         return {"meter": meter, "ok": ok, "ms": round(1000 * (time.perf_counter() - t0), 2)}
 
-    def meter_replace(self, replace: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[..., Any]:
+    def meter_replace(self, replace: Callable[[MeterReplace], dict[str, Any]]) -> Callable[..., Any]:
         """``meter.replace``: the registry records which meter replaced which; diagnostics stop
         expecting the old meter (its silence from now on is the exchange, not a fault)."""
 
-        def handler(body: dict[str, Any]) -> dict[str, Any]:
+        def handler(body: MeterReplace) -> dict[str, Any]:
             out = replace(body)
-            self.diagnostics.retire(str(body["old"]), self.clock.now())
+            self.diagnostics.retire(body.old, self.clock.now())
             return out
 
         return handler
@@ -241,11 +264,19 @@ class HubAssembly:
             t += every
 
     # -- the WAN --------------------------------------------------------------------------------
-    async def start_wan(self, host: str, port: int) -> str:
+    def _wan_context(self) -> ssl.SSLContext:
         ctx = server_context(self.config.certificate, self.config.private_key, self.config.ca)
-        self.certificate.contexts.append(ctx)
+        self.certificate.contexts.append(ctx)  # a renewed certificate is loaded into it
+        return ctx
+
+    async def start_channel(self, host: str, port: int) -> None:
+        """Keep a channel open to the GDSC's endpoint (a hub it cannot dial)."""
+        await self.server.start_channel(host, port, self._wan_context())
+
+    async def start_wan(self, host: str, port: int) -> str:
+        ctx = self._wan_context()
         bound = await self.server.start(host, port, ctx)
-        self.url = f"https://{host}:{bound}"
+        self.url = f"https://{host_header(host, bound)}"
         return self.url
 
 
@@ -422,7 +453,7 @@ def _consumer(a: HubAssembly) -> Part | None:
         prepayment=bool(breakers),
         prepaid_fuels=list(breakers) or None,
         ca_cert=a.ca_cert,
-        breakers=breakers,  # type: ignore[arg-type]
+        breakers=breakers,
         cert_clock=a.cert_clock,
     )
     for m in a.config.meters:
@@ -445,8 +476,8 @@ def _consumer(a: HubAssembly) -> Part | None:
 
 
 def _by_meter(ctype: str, prepaid: dict[str, Any], bridged: dict[str, Any], plain: dict[str, Any]) -> Any:
-    async def handler(body: dict[str, Any]) -> dict[str, Any]:
-        table = bridged if str(body.get("meter")) in prepaid and ctype in bridged else plain
+    async def handler(body: SupplyDisconnect | SupplyReconnect | SupplyState | SupplyLimit) -> dict[str, Any]:
+        table = bridged if body.meter in prepaid and ctype in bridged else plain
         return await table[ctype](body)
 
     return handler
@@ -499,8 +530,12 @@ def _wan(a: HubAssembly) -> Part:
         IhdResources(a.server, side.consumption, side.store, a.clock.now, live=side.ihd.live).install()
 
     async def start(until: datetime | None) -> None:
-        await a.start_wan(a.config.wan.listen, a.config.wan.port)
-        log.info("hub %s serving IEEE 2030.5 on %s/dcap (mutual TLS)", a.config.hub_id, a.url)
+        if a.config.wan.listen != "none":
+            await a.start_wan(a.config.wan.listen, a.config.wan.port)
+            log.info("hub %s serving IEEE 2030.5 on %s/dcap (mutual TLS)", a.config.hub_id, a.url)
+        if a.config.channel is not None:
+            await a.start_channel(*a.config.channel)
+            log.info("hub %s keeps a channel open to the GDSC at %s:%d", a.config.hub_id, *a.config.channel)
 
     return Part("wan", start, a.server.stop)
 
@@ -557,6 +592,31 @@ _SETUP: list[tuple[str, Callable[[HubAssembly], Part | None]]] = [
     ("mqtt", _mqtt),
     ("housekeeping", _housekeeping),
 ]
+
+
+# glibc's M_MMAP_THRESHOLD (malloc.h): blocks at least this big are mapped on their own and
+# unmapped when freed.
+_M_MMAP_THRESHOLD = -3
+_MMAP_THRESHOLD = 256 * 1024
+
+
+def return_freed_memory() -> None:
+    """Make large freed blocks go back to the system (glibc only; elsewhere nothing).
+
+    glibc raises its mmap threshold to the size of the largest block freed so far, so after the
+    first big transient allocation the next ones come from the heap and stay resident once
+    freed. A pairing code's scrypt (16 MB of working memory, twice per screen paired) thus left
+    the hub 16 MB larger for good, a quarter of its memory budget (issue 17). A fixed threshold
+    (setting it turns the adjustment off) returns such blocks when they are freed; blocks under
+    it, nearly all of a hub's, are unaffected. The process-wide setting, made by the composition
+    root of the hub process."""
+    import ctypes
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
 
 
 def build_hub(

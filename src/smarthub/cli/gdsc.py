@@ -30,7 +30,8 @@ gdsc_app = typer.Typer(
     "installer certificate), `installer-request` (the installer's signed request), `commission`, "
     "`replace`, `revoke`, `decommission`, `renew` (a party's or collector's certificate). `audit verify` "
     "and `audit anchor`: the audit chain and its signed anchors; `db-role`: the PostgreSQL application role; "
-    "`group`: put premises in an aggregation group.",
+    "`migrate`: bring a database to the newest schema (`--citus`: and spread it over a Citus cluster); "
+    "`group`: put premises in an aggregation group; `data-quality`: the VEE gate's figures.",
 )
 app.add_typer(gdsc_app, name="gdsc")
 
@@ -50,12 +51,23 @@ def now_at(state: Path) -> datetime:
     return clock_from_manifest(state).now()
 
 
-def build_service(state: Path, db: str | None, seed: int = 0, clock: Clock | None = None) -> GdscService:
+def build_service(
+    state: Path,
+    db: str | None,
+    seed: int = 0,
+    clock: Clock | None = None,
+    *,
+    alerts: str | None = None,
+    topology: Path | None = None,
+    channel: str | None = None,
+) -> GdscService:
     """The GDSC ``smarthub gdsc --state`` runs (the demo and the chaos run build the same one), on
     the state's clock unless ``clock`` is given."""
     from smarthub.gdsc.service import GdscConfig, GdscService, clock_from_manifest
 
-    config = GdscConfig(state, db, window=timedelta(minutes=30), seed=seed)
+    config = GdscConfig(
+        state, db, window=timedelta(minutes=30), seed=seed, alerts=alerts, topology=topology, channel=channel
+    )
     return GdscService.build(config, clock or clock_from_manifest(state))
 
 
@@ -66,6 +78,27 @@ def gdsc(
     db: Db = None,
     until: Annotated[str | None, typer.Option(help="stop at this simulated time (ISO 8601)")] = None,
     seed: Annotated[int, typer.Option(help="spreads the pulls within each window")] = 0,
+    alerts: Annotated[
+        str | None,
+        typer.Option(
+            help="HOST:PORT (or PORT) of the UDP endpoint for hubs' last-gasp and restoration alerts "
+            "(hubs' hub.toml: [wan] alerts); correlated into outages over the topology"
+        ),
+    ] = None,
+    topology: Annotated[
+        Path | None,
+        typer.Option(
+            help="network topology to load (CSV or GeoJSON; default gdsc/topology.csv or .geojson "
+            "in the state, if there); with --alerts"
+        ),
+    ] = None,
+    channel: Annotated[
+        str | None,
+        typer.Option(
+            help="HOST:PORT (or PORT) of the TCP endpoint where hubs that cannot be dialled (behind a "
+            "NAT) keep a channel open (hubs' hub.toml: [wan] channel; registered as channel://HUB-ID)"
+        ),
+    ] = None,
 ) -> None:
     """Run the GDSC: register the hubs in the manifest and pull them every half-hour window, with
     its upkeep (CRL, renewals, vouchers, opening reads, consent expiries, comparisons, audit
@@ -80,8 +113,20 @@ def gdsc(
         raise typer.BadParameter("--state is required to run the GDSC", param_hint="--state")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     end = datetime.fromisoformat(until) if until else datetime.max.replace(tzinfo=UTC)
-    service = build_service(state, db, seed)
+    if topology is not None and alerts is None:
+        raise typer.BadParameter(
+            "the topology is for the alert endpoint: give --alerts too", param_hint="--topology"
+        )
+    try:
+        service = build_service(state, db, seed, alerts=alerts, topology=topology, channel=channel)
+    except (ValueError, OSError) as e:
+        raise fail("smarthub gdsc", str(e)) from None
     err.print(f"GDSC pulling {len(service.store.active_hubs())} hubs into {service.store.url}")
+    if service.outages is not None:
+        mapped = len(service.outages.correlator.topology.places)
+        err.print(f"last-gasp alerts on UDP {alerts}, {mapped} premises on the map")
+    if service.channels is not None:
+        err.print(f"hubs' channels accepted on TCP {channel}")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(service.run(end))
 
@@ -320,6 +365,44 @@ def gdsc_group(
     print(json.dumps({"group": group, "premises": done}))
 
 
+@gdsc_app.command("data-quality")
+def gdsc_data_quality(
+    state: StateDir,
+    by: Annotated[str, typer.Option(help="hub, model or supplier")] = "hub",
+    db: Db = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line, not a table")] = False,
+) -> None:
+    """Data-quality figures of the VEE gate: readings quarantined and flagged (by rule), gaps
+    estimated and estimates since replaced by actual readings, per hub, meter model or supplier."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from smarthub.gdsc.service import open_store
+
+    require_state(state, db)
+    store = open_store(state, db)
+    try:
+        rows = store.quality_figures(by)
+    except ValueError as e:
+        raise fail("smarthub gdsc data-quality", str(e)) from None
+    finally:
+        store.close()
+    if as_json:
+        for row in rows:
+            print(json.dumps(row))
+        return
+    table = Table(title=f"data quality by {by}")
+    for col in (by, "quarantined", "flagged", "estimated", "replaced", "rules"):
+        table.add_column(col, justify="left" if col in (by, "rules") else "right")
+    for row in rows:
+        rules = ", ".join(f"{k} {v}" for k, v in sorted(row["rules"].items()))
+        table.add_row(
+            row[by], str(row["quarantined"]), str(row["flagged"]), str(row["estimated"]),
+            str(row["estimates_replaced"]), rules,
+        )  # fmt: skip
+    Console().print(table)
+
+
 @gdsc_app.command("db-role")
 def gdsc_db_role(
     db: Annotated[str, typer.Option(help="PostgreSQL URL of the role owning the GDSC schema")],
@@ -335,3 +418,41 @@ def gdsc_db_role(
     except (OSError, ValueError) as e:
         raise fail("smarthub gdsc db-role", str(e)) from None
     print(json.dumps({"role": role, "owns": moved, "audit_log": "SELECT, INSERT"}))
+
+
+@gdsc_app.command("migrate")
+def gdsc_migrate(
+    db: Annotated[str | None, typer.Option(help="database URL (the coordinator's, with --citus)")] = None,
+    citus: Annotated[
+        bool, typer.Option("--citus", help="then create the reference and distributed tables (Citus)")
+    ] = False,
+    print_ddl: Annotated[
+        bool,
+        typer.Option("--print-ddl", help="print the Citus DDL (made from the table placements) and stop"),
+    ] = False,
+) -> None:
+    """Bring the database to the newest migration; with --citus, then place every table on the
+    Citus cluster as smarthub.gdsc.db.placement declares (reference tables, distributed tables
+    by hub in colocation groups, foreign keys after distribution). Idempotent: run it after
+    every upgrade."""
+    from smarthub.gdsc.db.citus import CitusMissing, apply_citus, citus_ddl, require_citus
+    from smarthub.gdsc.db.schema import metadata
+
+    if print_ddl:
+        print(citus_ddl(metadata), end="")
+        return
+    if db is None:
+        raise typer.BadParameter("--db is required (or --print-ddl)", param_hint="--db")
+    from smarthub.gdsc.store import Store
+
+    store = Store(db)
+    try:
+        if citus:  # refused before anything is changed
+            require_citus(store.engine)
+        store.create_schema()
+        steps = apply_citus(store.engine, metadata) if citus else []
+    except CitusMissing as e:
+        raise fail("smarthub gdsc migrate", str(e)) from None
+    finally:
+        store.close()
+    print(json.dumps({"migrated": True, "citus_steps": len(steps)}))

@@ -13,6 +13,12 @@ put beside their simulated fleet, and what the benchmarks measure.
   **upkeep** (:mod:`smarthub.gdsc.upkeep`: CRL re-publication, renewals, supplier changes and
   their opening reads, voucher re-sends, meter replacements, consent expiries, similar-homes
   comparisons, audit anchors); without it, the upkeep keeps the CRL and the meters only;
+* with ``alerts`` (``HOST:PORT``), the **outage** side (:mod:`smarthub.gdsc.outages`): the UDP
+  endpoint for hubs' last gasps and restorations (started with the windows), the correlator over
+  the topology (``topology``, or ``gdsc/topology.csv`` / ``.geojson`` in the state, loaded at
+  build), and the error log told which silent hubs are out of power (a power outage, not a dead
+  hub nor a WAN fault). The hubs' alert keys come from commissioning (and the manifest's
+  certificates), so alerts from real hubs verify;
 * the data services **API** and the operator **console** on request (:meth:`GdscService.api`,
   :meth:`GdscService.console`).
 
@@ -33,6 +39,7 @@ import gc
 import json
 import logging
 import ssl
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -44,16 +51,24 @@ from smarthub.gdsc.commands.signer import CommandSigner
 from smarthub.gdsc.fleet.commissioning import register_manifest
 from smarthub.gdsc.fleet.lifecycle import HubLifecycle
 from smarthub.gdsc.fleet.pki import CertificateAuthority
+from smarthub.gdsc.governance.aggregates import AggregationGroups
 from smarthub.gdsc.incidents.error_log import ErrorLog
 from smarthub.gdsc.incidents.repairs import run_operations
+from smarthub.gdsc.outages.service import OutageService
+from smarthub.gdsc.outages.topology import TopologyStore
+from smarthub.gdsc.outages.topology import parse as parse_topology
 from smarthub.gdsc.pull.collector import Collector
 from smarthub.gdsc.pull.courier import CommandCourier
 from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.pull.scheduler import Scheduler, WindowProgress, _wall_seconds
 from smarthub.gdsc.pull.tables import Priority
+from smarthub.gdsc.readings.vee.store import VeeSettings
 from smarthub.gdsc.store import Store
 from smarthub.gdsc.upkeep import Upkeep, crl_current, crl_stamp, keep_crl
+from smarthub.wan.client.channel import ChannelEndpoint
 from smarthub.wan.client.hub_client import HubClient
+from smarthub.wan.contract.bodies import CommandBody
+from smarthub.wan.contract.channel import hub_of_url
 from smarthub.wan.contract.events import LOG_EVENT_POLL_RATE
 from smarthub.wan.tls import client_context
 
@@ -86,10 +101,40 @@ class GdscConfig:
     upkeep_every: timedelta = UPKEEP_EVERY
     repairs_every: timedelta = REPAIRS_EVERY
     seed: int = 0
+    alerts: str | None = None  # HOST:PORT of the last-gasp endpoint (UDP); None: no endpoint
+    topology: Path | None = None  # a CSV/GeoJSON network topology to load at build
+    alerts_max_skew: timedelta | None = None  # alerts' freshness check (default: the contract's)
+    channel: str | None = None  # HOST:PORT of the endpoint for hubs' channels (wan.contract.channel)
+    vee: bool = True  # every ingest through the VEE gate (smarthub.gdsc.readings.vee)
 
     @property
     def store_url(self) -> str:
         return store_url(self.state, self.db_url)
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``[V6]:PORT`` or ``PORT`` (on 127.0.0.1) → (host, port); ValueError else."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "127.0.0.1", text
+    host = host.strip("[]") or "0.0.0.0"
+    try:
+        number = int(port)
+    except ValueError:
+        raise ValueError(f"endpoint {text!r}: the port must be a number (HOST:PORT)") from None
+    if not 0 <= number <= 65535:
+        raise ValueError(f"endpoint {text!r}: port {number} out of range")
+    return host, number
+
+
+def topology_file(config: GdscConfig) -> Path | None:
+    """The topology to load: the configured file, else ``gdsc/topology.{csv,geojson}``."""
+    if config.topology is not None:
+        return config.topology
+    for name in ("topology.csv", "topology.geojson"):
+        if (config.state / "gdsc" / name).exists():
+            return config.state / "gdsc" / name
+    return None
 
 
 def store_url(state: Path, db_url: str | None = None) -> str:
@@ -152,6 +197,10 @@ class GdscService:
     upkeep: Upkeep
     signer: CommandSigner | None = None
     crl: Path | None = None  # the CRL the collectors check hubs against, if current at start
+    outages: OutageService | None = None  # the last-gasp endpoint and correlator (``alerts``)
+    alerts_port: int | None = None  # the UDP port it listens on, once started
+    channels: ChannelEndpoint | None = None  # where hubs that cannot be dialled park (``channel``)
+    channel_port: int | None = None  # its TCP port, once started
 
     @classmethod
     def build(
@@ -166,6 +215,8 @@ class GdscService:
         tls_clock = tls_clock or SystemClock()
         state = config.state
         store = open_store(state, config.db_url)
+        if config.vee:  # invalid data is never stored as truth: quarantined, with the evidence
+            store.enable_vee(VeeSettings(now=lambda: int(clock.now().timestamp())))
         register_manifest(store, json.loads((state / "fleet.json").read_text()))
         signer = operator_signer(state, store)
         crl_path = state / "ca" / "crl.pem"
@@ -177,7 +228,12 @@ class GdscService:
             state / "gdsc" / "collector.pem", state / "gdsc" / "collector.key", state / "ca" / "ca.pem", crl
         )
         error_log = ErrorLog(store, wan_link_of=store.wan_link)
-        collector = _collector(config, store, ctx, clock, error_log, crl)
+        channels = None
+        if config.channel is not None:
+            parse_listen(config.channel)  # a bad address fails the build, not the first window
+            channel_hubs = ChannelHubs(store)
+            channels = ChannelEndpoint(known=channel_hubs.__contains__)
+        collector = _collector(config, store, ctx, clock, error_log, crl, channels)
         scheduler = Scheduler(
             collector,
             clock,
@@ -192,10 +248,29 @@ class GdscService:
             state, store, collector, signer, clock, tls_clock, crl_path, crl_due=due, plan=scheduler.plan
         )
         upkeep.crl_applied = crl_stamp(crl_path) if crl is not None else None
-        return cls(
+        built = cls(
             config, clock, tls_clock, store, scheduler.plan, error_log, ctx, collector, scheduler, upkeep,
             signer, crl,
         )  # fmt: skip
+        built.channels = channels
+        if config.alerts is not None:
+            parse_listen(config.alerts)  # a bad address fails the build, not the first window
+            topo = topology_file(config)
+            if topo is not None:
+                fmt = "geojson" if topo.suffix in (".geojson", ".json") else "csv"
+                topology = TopologyStore(store.engine)
+                topology.load(parse_topology(topo.read_text(), fmt))
+                # Feeders are the planning aggregates' groups (k-anonymity per feeder).
+                topology.feeder_groups(AggregationGroups(store.engine), clock.now())
+            skew = {} if config.alerts_max_skew is None else {"max_skew": config.alerts_max_skew}
+            built.attach_outages(OutageService(store.engine, clock, **skew))
+        return built
+
+    def attach_outages(self, outages: OutageService) -> None:
+        """The outage side (built here with ``alerts``, or by the chaos run): closed with the GDSC,
+        and the error log told which silent hubs sent a last gasp."""
+        self.outages = outages
+        self.error_log.power_out = outages.power_out
 
     @classmethod
     def from_state(
@@ -243,6 +318,14 @@ class GdscService:
             },
             "signer": self.signer is not None,
             "repairs_every_s": None if self.signer is None else self.repairs_every.total_seconds(),
+            "channel": self.config.channel,
+            "alerts": None
+            if self.config.alerts is None or self.outages is None
+            else {
+                "listen": self.config.alerts,
+                "premises_on_map": len(self.outages.correlator.topology.places),
+                "error_log": self.error_log.power_out == self.outages.power_out,
+            },
             "upkeep": {
                 "every_s": self.upkeep_every.total_seconds(),
                 "steps": [name for name, _ in self.upkeep.steps(self.clock.now())],
@@ -254,8 +337,12 @@ class GdscService:
     async def run_windows(self, until: datetime, first_window: datetime | None = None) -> None:
         """Pull the windows from ``first_window`` (default: the current one) until ``until``, with
         the upkeep and the repairs running beside the scheduler; the parts stay open."""
+        await self.start_alerts()
+        await self.start_channels()
         stop = asyncio.Event()
         background = [asyncio.create_task(self.upkeep.loop(self.upkeep_every, stop))]
+        if self.outages is not None:
+            background.append(asyncio.create_task(self._refresh_topology(stop)))
         if self.signer is not None:
             background.append(
                 asyncio.create_task(
@@ -293,7 +380,7 @@ class GdscService:
             self.ssl_context = ssl_context
             old_courier, self.scheduler.courier = self.scheduler.courier, CommandCourier(ssl_context)
         self.collector = _collector(
-            self.config, self.store, self.ssl_context, self.clock, self.error_log, self.crl
+            self.config, self.store, self.ssl_context, self.clock, self.error_log, self.crl, self.channels
         )
         self.scheduler.collector = self.upkeep.collector = self.collector
         await old.close()
@@ -301,7 +388,41 @@ class GdscService:
             await old_courier.close()
         return self.collector
 
+    async def _refresh_topology(self, stop: asyncio.Event) -> None:
+        """Re-read the topology every upkeep interval: the API (maybe another process) edits it."""
+        assert self.outages is not None
+        every = self.upkeep_every.total_seconds() / max(getattr(self.clock, "speed", 1.0), 1e-9)
+        while not stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=every)
+            if not stop.is_set():
+                await asyncio.to_thread(self.outages.refresh_topology)
+
+    async def start_alerts(self) -> int | None:
+        """Start the last-gasp endpoint if configured and not yet listening; the UDP port."""
+        if self.outages is None or self.config.alerts is None:
+            return None
+        if not self.outages.started:
+            host, port = parse_listen(self.config.alerts)
+            self.alerts_port = await self.outages.start(host, port)
+            log.info("last-gasp endpoint on %s:%d (UDP)", host, self.alerts_port)
+        return self.alerts_port
+
+    async def start_channels(self) -> int | None:
+        """Start the endpoint for hubs' channels if configured and not yet listening; its port."""
+        if self.channels is None or self.config.channel is None:
+            return None
+        if self.channels.port is None:
+            host, port = parse_listen(self.config.channel)
+            self.channel_port = await self.channels.start(host, port)
+            log.info("channel endpoint on %s:%d (TCP)", host, self.channel_port)
+        return self.channel_port
+
     async def close(self) -> None:
+        if self.channels is not None:
+            await self.channels.stop()
+        if self.outages is not None:
+            await self.outages.close()
         await self.scheduler.close()
         await self.collector.close()
         self.store.close()
@@ -320,12 +441,37 @@ class GdscService:
         return console_app(self.store, lambda: self.scheduler.windows, self.error_log)
 
 
+class ChannelHubs:
+    """The hub ids registered as reached through a channel (``channel://<hub id>``), the ones the
+    channel endpoint parks connections for; re-read from the registry at most every
+    ``refresh`` seconds of wall time (a hub commissioned with a channel parks within that)."""
+
+    def __init__(self, store: Store, refresh: float = 30.0) -> None:
+        self.store = store
+        self.refresh = refresh
+        self._ids: frozenset[str] = frozenset()
+        self._read_at: float | None = None
+
+    def __contains__(self, hub_id: object) -> bool:
+        now = time.monotonic()
+        if self._read_at is None or now - self._read_at > self.refresh:
+            self._ids = frozenset(h.hub_id for h in self.store.active_hubs() if hub_of_url(h.url))
+            self._read_at = now
+        return hub_id in self._ids
+
+
 def _collector(
-    config: GdscConfig, store: Store, ctx: ssl.SSLContext, clock: Clock, error_log: ErrorLog, crl: Path | None
+    config: GdscConfig,
+    store: Store,
+    ctx: ssl.SSLContext,
+    clock: Clock,
+    error_log: ErrorLog,
+    crl: Path | None,
+    channels: ChannelEndpoint | None = None,
 ) -> Collector:
-    kw: dict[str, Any] = {}
+    kw: dict[str, Any] = {"channels": channels}
     if config.events_every is not None:
-        kw = {
+        kw |= {
             "error_log": error_log,
             "events_every": max(config.events_every, _wall_seconds(clock, MIN_EVENTS_WALL_S)),
         }
@@ -363,7 +509,7 @@ def queue_command(
     state: Path,
     hub_id: str,
     command_type: str,
-    body: dict[str, Any],
+    body: CommandBody | dict[str, Any],
     now: datetime,
     db_url: str | None = None,
     priority: Priority | None = None,
@@ -386,7 +532,7 @@ async def send_command(
     state: Path,
     hub_id: str,
     command_type: str,
-    body: dict[str, Any],
+    body: CommandBody | dict[str, Any],
     now: datetime,
     db_url: str | None = None,
 ) -> dict[str, Any]:
@@ -420,6 +566,7 @@ __all__ = [
     "open_lifecycle",
     "open_store",
     "operator_signer",
+    "parse_listen",
     "queue_command",
     "send_command",
     "store_url",

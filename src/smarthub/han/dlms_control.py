@@ -46,7 +46,6 @@ __all__ = [
     "reconnect",
     "set_clock",
     "set_power_limit",
-    "supply_commands",
     "supply_state",
 ]
 
@@ -136,32 +135,3 @@ def _state(s: SupplyState) -> dict[str, Any]:
     state = s.control_state  # a plain int when the meter reports a state the Blue Book does not define
     name = state.name.lower() if isinstance(state, ControlState) else str(state)
     return {"connected": s.connected, "control_state": name}
-
-
-def supply_commands(supplies: dict[str, SupplyControl]) -> dict[str, Any]:
-    """``supply.*`` commands: the GDSC (for a supplier) switching or limiting a meter's breaker."""
-
-    def pick(body: dict[str, Any]) -> SupplyControl:
-        meter = str(body["meter"])
-        if meter not in supplies:
-            raise ValueError(f"{meter!r} has no breaker this hub controls")
-        return supplies[meter]
-
-    async def disconnect_(body: dict[str, Any]) -> dict[str, Any]:
-        return await pick(body).disconnect()
-
-    async def reconnect_(body: dict[str, Any]) -> dict[str, Any]:
-        return await pick(body).reconnect()
-
-    async def state_(body: dict[str, Any]) -> dict[str, Any]:
-        return await pick(body).state()
-
-    async def limit_(body: dict[str, Any]) -> dict[str, Any]:
-        return await pick(body).limit(int(body["watts"]))
-
-    return {
-        "supply.disconnect": disconnect_,
-        "supply.reconnect": reconnect_,
-        "supply.state": state_,
-        "supply.limit": limit_,
-    }

@@ -11,12 +11,14 @@ SDR decoders check and strip them: ``False``), or either (``None``: the codec te
 by L and the length, :func:`smarthub.meters.wmbus.detect_crc`).
 
 The port keeps the latest frame each meter sent that its key did not decrypt
-(``undecrypted``), so a re-key can test another key on the meter's real bytes.
+(``undecrypted``), so a re-key can test another key on the meter's real bytes, and the
+compact-frame formats (EN 13757-3 CI 0x79) learnt from the full frames it heard (``formats``),
+so a meter that sends a full frame only now and then (Kamstrup's Multical 21 every eighth) is
+read between them even when its format is not in the layout table.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import MutableMapping
 from datetime import UTC, tzinfo
 
@@ -47,10 +49,11 @@ class WMBusPort:
         self.frames = 0
         self.errors = 0
         self.undecrypted: dict[str, bytes] = {}
+        self.formats: dict[int, bytes] = {}  # signature -> record headers (bounded by the codec)
 
     def receive(self, data: bytes) -> PortBatch:
         try:
-            points = data_points(data, self.keys, tz=self.tz, has_crc=self.has_crc)
+            points = data_points(data, self.keys, tz=self.tz, has_crc=self.has_crc, formats=self.formats)
         except DecodeError as err:
             self.errors += 1
             if isinstance(err, DecryptionError) and err.meter is not None:
@@ -61,5 +64,5 @@ class WMBusPort:
             return PortBatch(errors=[err])
         self.frames += 1
         if not self.use_meter_clock:
-            points = [dataclasses.replace(p, time=None) for p in points]
+            points = [p._replace(time=None) for p in points]
         return PortBatch(points=points)

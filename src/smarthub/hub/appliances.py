@@ -50,6 +50,7 @@ from smarthub.meters.zigbee_se import (
     encode_on_off,
 )
 from smarthub.model.tariff import TariffSchedule, schedule_from_json
+from smarthub.wan.contract.bodies import ApplianceRun as RunRequest
 
 # A duty-cycled appliance is on for the first ``factor`` of each period from the event's start.
 DUTY_CYCLE_PERIOD = timedelta(minutes=30)
@@ -497,16 +498,11 @@ def appliance_commands(controller: ApplianceController) -> dict[str, Any]:
     """Management handler ``appliance.run``: {"appliance", "kwh": [per step], "step_minutes",
     "earliest", "deadline" (ISO 8601 with offset)} -> the placed run."""
 
-    def request(body: dict[str, Any]) -> dict[str, Any]:
-        try:
-            kwh = tuple(Decimal(str(e)) for e in body["kwh"])
-            step = timedelta(minutes=int(body.get("step_minutes", 30)))
-            earliest = datetime.fromisoformat(str(body["earliest"]))
-            deadline = datetime.fromisoformat(str(body["deadline"]))
-            appliance = str(body["appliance"])
-        except (KeyError, TypeError, ValueError, ArithmeticError) as err:
-            raise ValueError(f"appliance.run body: {err}") from None
-        r = controller.request(appliance, ApplianceRun(appliance, kwh, step), earliest, deadline)
+    def request(body: RunRequest) -> dict[str, Any]:
+        appliance, step = body.appliance, timedelta(minutes=body.step_minutes)
+        r = controller.request(
+            appliance, ApplianceRun(appliance, body.kwh, step), body.earliest, body.deadline
+        )
         return {"run": r.id, "start": r.start.isoformat() if r.start else None, "cost_p": str(r.cost_p)}
 
     return {"appliance.run": request}

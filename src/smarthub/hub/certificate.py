@@ -33,6 +33,7 @@ from cryptography.x509.oid import NameOID
 from smarthub.clock import Clock
 from smarthub.hub.management import STALE_GRACE, CrlStore, _atomic_write
 from smarthub.security.certificates import CertificateRejected, Role, lfdi, verify_certificate
+from smarthub.wan.contract.bodies import PkiCertificate
 
 __all__ = ["CertificateRefused", "HubCertificate"]
 
@@ -101,7 +102,13 @@ class HubCertificate:
     def install(self, pem: bytes) -> x509.Certificate:
         """Check (:meth:`check`), store atomically, load into the live TLS contexts, tell listeners."""
         cert = self.check(pem)
-        _atomic_write(self.cert_path, cert.public_bytes(serialization.Encoding.PEM))
+        # The file keeps the intermediate CAs that followed the old certificate (the chain sent
+        # in the TLS handshake, see IssuedCertificate.save): the renewal has the same issuer.
+        chain = b"".join(
+            c.public_bytes(serialization.Encoding.PEM)
+            for c in x509.load_pem_x509_certificates(self.cert_path.read_bytes())[1:]
+        )
+        _atomic_write(self.cert_path, cert.public_bytes(serialization.Encoding.PEM) + chain)
         for ctx in self.contexts:
             ctx.load_cert_chain(certfile=self.cert_path, keyfile=self.key_path)
         new_lfdi = lfdi(cert)
@@ -109,10 +116,7 @@ class HubCertificate:
             listener(cert, new_lfdi)
         return cert
 
-    def handle(self, body: dict[str, Any]) -> dict[str, Any]:
+    def handle(self, body: PkiCertificate) -> dict[str, Any]:
         """The ``pki.certificate`` command: ``{"certificate": <PEM>}``; the new serial and LFDI."""
-        pem = body.get("certificate")
-        if not isinstance(pem, str):
-            raise CertificateRefused("malformed", "pki.certificate needs 'certificate' as a PEM string")
-        cert = self.install(pem.encode())
+        cert = self.install(body.certificate.encode())
         return {"serial": str(cert.serial_number), "lfdi": lfdi(cert)}

@@ -53,6 +53,7 @@ from lxml import etree
 
 from smarthub.hub import sqlite_files
 from smarthub.security.xml import XmlRefused, parse_untrusted
+from smarthub.wan.contract.bodies import DrlcEvent, DrlcResponses
 
 NS = "urn:ieee:std:2030.5:ns"
 _Q = f"{{{NS}}}"
@@ -552,19 +553,14 @@ def drlc_commands(client: DrlcClient, clock: Any, on_change: Any = None) -> dict
     """Management handlers: ``drlc.event`` {"xml": EndDeviceControl} and ``drlc.responses``
     {"after": last response id seen}."""
 
-    def event(body: dict[str, Any]) -> dict[str, Any]:
-        xml = body.get("xml")
-        if not isinstance(xml, str):
-            raise ValueError('drlc.event needs "xml": the EndDeviceControl as a string')
-        status = client.receive(xml, clock.now())
+    def event(body: DrlcEvent) -> dict[str, Any]:
+        status = client.receive(body.xml, clock.now())
         if on_change is not None:
             on_change()
         return {"status": int(status), "status_name": status.name.lower()}
 
-    def responses(body: dict[str, Any]) -> dict[str, Any]:
-        after = body.get("after", 0)
-        if not isinstance(after, int) or after < 0:
-            raise ValueError('"after" must be a non-negative integer')
+    def responses(body: DrlcResponses) -> dict[str, Any]:
+        after = body.after
         recorded = client.responses(after, served_only=False)
         return {
             "xml": client.response_list_xml(after).decode(),

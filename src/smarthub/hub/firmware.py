@@ -66,6 +66,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from smarthub.clock import Clock
 from smarthub.hub.management import STALE_GRACE as STALE_CRL_GRACE
 from smarthub.security.certificates import CertificateRejected, Role, verify_certificate
+from smarthub.wan.contract.bodies import FirmwareUpdate
 
 __all__ = [
     "FORMAT",
@@ -679,7 +680,7 @@ class FirmwareUpdater:
 # --- management command -------------------------------------------------------------------------
 
 
-def firmware_command(updater: FirmwareUpdater) -> Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]:
+def firmware_command(updater: FirmwareUpdater) -> Callable[[FirmwareUpdate], Awaitable[dict[str, Any]]]:
     """The ``firmware.update`` handler: body ``{"package": "<base64 of a package blob>"}``.
 
     The command itself is already signed and counted by the management interface; the package
@@ -692,14 +693,7 @@ def firmware_command(updater: FirmwareUpdater) -> Callable[[dict[str, Any]], Awa
     the command as ``failed`` with the rejection code in the detail.
     """
 
-    async def handle(body: dict[str, Any]) -> dict[str, Any]:
-        package = body.get("package")
-        if not isinstance(package, str):
-            raise PackageRejected("malformed", 'body must be {"package": "<base64 package>"}')
-        try:
-            blob = base64.b64decode(package, validate=True)
-        except (ValueError, binascii.Error) as err:
-            raise PackageRejected("malformed", f"package is not base64: {err}") from None
-        return await updater.apply(blob)
+    async def handle(body: FirmwareUpdate) -> dict[str, Any]:
+        return await updater.apply(body.package)
 
     return handle

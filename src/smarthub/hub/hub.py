@@ -35,6 +35,7 @@ from smarthub.meters.errors import DecodeError
 from smarthub.meters.mapping import MappingTable, Unmapped
 from smarthub.model import ObisCode, Reading
 from smarthub.model.reading_type import interval_channels, interval_spec
+from smarthub.wan.contract.bodies import MappingUpdate, MeterKey
 
 FUEL_BY_MEDIUM = {1: "electricity", 7: "gas", 8: "water"}
 
@@ -152,22 +153,19 @@ class SmartHub:
             return True
         return self.registry.is_active(meter)
 
-    def command_handlers(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+    def command_handlers(self) -> dict[str, Callable[[Any], dict[str, Any]]]:
         """Management commands this hub core executes (see :mod:`smarthub.hub.management`)."""
 
-        def mapping_update(body: dict[str, Any]) -> dict[str, Any]:
-            table = MappingTable.from_dict(body["table"])
+        def mapping_update(body: MappingUpdate) -> dict[str, Any]:
+            table = MappingTable.from_dict(body.table)
             self.load_mapping(table)
             return {"version": table.version}
 
-        def meter_key(body: dict[str, Any]) -> dict[str, Any]:
+        def meter_key(body: MeterKey) -> dict[str, Any]:
             """Install a meter's new key: at once (the key it replaces is kept to fall back on),
             or with ``"pending": true`` staged for the re-key repair to adopt once the meter's
             frames show it has switched."""
-            meter, key = str(body["meter"]), bytes.fromhex(str(body["key"]))
-            if len(key) != 16:
-                raise ValueError(f"a meter key is 16 bytes, got {len(key)}")
-            pending = bool(body.get("pending", False))
+            meter, key, pending = body.meter, body.key, body.pending
             stores = [
                 k for p in self.ports.values() if isinstance(k := getattr(p, "keys", None), MutableMapping)
             ]

@@ -43,8 +43,6 @@ how long a hub trusts a list nobody vouches for.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import logging
@@ -63,11 +61,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from smarthub.clock import Clock
 from smarthub.hub import sqlite_files
 from smarthub.security.certificates import CertificateRejected, Role, crl_overdue, verify_certificate
+from smarthub.wan.contract.bodies import CommandBody, DiagnosticPing, PkiCrl, parse_body
 from smarthub.wan.contract.commands import Command, MalformedCommand, SignedCommand
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]] | dict[str, Any]]
+# A handler takes its command type's body (``smarthub.wan.contract.bodies.BODIES[type]``), parsed
+# before the counter is taken: Any here, because the registry is keyed by the type's name.
+Handler = Callable[[Any], Awaitable[dict[str, Any]] | dict[str, Any]]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS mgmt_counter (id INTEGER PRIMARY KEY CHECK (id = 1), counter INTEGER NOT NULL);
@@ -148,7 +149,7 @@ class ManagementInterface:
         self.ca_cert = ca_cert
         self.clock = clock
         self.crl = crl
-        self.handlers: dict[str, Handler] = {"diagnostic.ping": lambda body: {"pong": body.get("nonce")}}
+        self.handlers: dict[str, Handler] = {"diagnostic.ping": _pong}
         self._file = sqlite_files.open_database(db_path, SCHEMA)
         self._db, self._lock = self._file.connection, self._file.lock
 
@@ -259,6 +260,7 @@ class ManagementInterface:
             handler = self.handlers.get(ctype)
             if handler is None:
                 raise CommandRefused("unsupported", f"this hub has no command {ctype!r}")
+            body = _parse(ctype, command.body)  # refused before the counter: nothing changes
             self._take_counter(counter)
         except CommandRefused as refused:
             again = self._verdict_again(envelope) if refused.code == "replay" else None
@@ -269,7 +271,7 @@ class ManagementInterface:
             self._log(received, None, None, "refused", str(refused))
             return CommandResult("refused", refused.code, refused.reason)
         try:
-            out = handler(command.body)
+            out = handler(body)
             result = await out if isinstance(out, Awaitable) else out
         except Exception as err:  # a handler's failure is the command's outcome, reported to the GDSC
             self._log(received, counter, ctype, "failed", f"{type(err).__name__}: {err}")
@@ -321,6 +323,17 @@ class ManagementInterface:
             self._db.execute(
                 "DELETE FROM mgmt_log WHERE id <= ?", (int(cur.lastrowid or 0) - self.log_limit,)
             )
+
+
+def _pong(body: DiagnosticPing) -> dict[str, Any]:
+    return {"pong": body.nonce}
+
+
+def _parse(ctype: str, body: dict[str, Any]) -> CommandBody:
+    try:
+        return parse_body(ctype, body)
+    except MalformedCommand as err:
+        raise CommandRefused("malformed", str(err)) from None
 
 
 class CrlRefused(ValueError):
@@ -428,13 +441,9 @@ class CrlStore:
             listener(crl, self.path)
         return crl
 
-    def handle(self, body: dict[str, Any]) -> dict[str, Any]:
+    def handle(self, body: PkiCrl) -> dict[str, Any]:
         """The ``pki.crl`` command: ``{"crl": <base64 DER or PEM>}``."""
-        try:
-            data = base64.b64decode(str(body["crl"]), validate=True)
-        except (KeyError, binascii.Error) as err:
-            raise CrlRefused(f"pki.crl needs 'crl' as base64: {err}") from None
-        crl = self.install(data)
+        crl = self.install(body.crl)
         return {"crl_number": _crl_number(crl), "revoked": len(crl)}
 
 

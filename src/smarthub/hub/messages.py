@@ -20,7 +20,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from smarthub.clock import Clock
-from smarthub.hub.ihd.store import MAX_TEXT, BadIhdInput, IhdStore
+from smarthub.hub.ihd.store import IhdStore
+from smarthub.wan.contract.bodies import IhdMessage, MessageDisplay
 
 PRIORITY = {"low": 0, "normal": 1, "high": 2}  # 2030.5 PriorityType
 MAX_DURATION = timedelta(days=366)
@@ -37,53 +38,28 @@ class DisplayMessage:
     duration: timedelta
 
     @classmethod
-    def from_body(cls, body: object) -> DisplayMessage:
-        if not isinstance(body, dict):
-            raise BadIhdInput("a message.display body is a JSON object")
-        missing = [k for k in ("text", "priority", "start", "duration_s") if k not in body]
-        if missing:
-            raise BadIhdInput(f"message.display: missing field(s) {', '.join(missing)}")
-        text, priority, duration = body["text"], body["priority"], body["duration_s"]
-        if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT:
-            raise BadIhdInput(f"message.display: text must be 1..{MAX_TEXT} characters")
-        if priority not in PRIORITY:
-            raise BadIhdInput(
-                f"message.display: priority must be one of {', '.join(PRIORITY)}, not {priority!r}"
-            )
-        if isinstance(duration, bool) or not isinstance(duration, int) or duration <= 0:
-            raise BadIhdInput(f"message.display: duration_s must be a positive integer, not {duration!r}")
-        if timedelta(seconds=duration) > MAX_DURATION:
-            raise BadIhdInput(f"message.display: duration_s {duration} is over a year")
-        try:
-            start = datetime.fromisoformat(str(body["start"]))
-        except ValueError:
-            raise BadIhdInput(f"message.display: start {body['start']!r} is not an ISO 8601 time") from None
-        if start.tzinfo is None:
-            raise BadIhdInput(f"message.display: start {body['start']!r} needs a UTC offset")
-        sender = str(body.get("sender", DEFAULT_SENDER))
-        if not 0 < len(sender) <= 20:  # 2030.5 TextMessage.originator is a String20
-            raise BadIhdInput("message.display: sender must be 1..20 characters")
+    def from_command(cls, body: MessageDisplay) -> DisplayMessage:
+        """The message a (checked) ``message.display`` body asks for; its id is a digest of the
+        body, so the same body sent twice is one message."""
         digest = hashlib.sha256(
-            json.dumps([sender, text, priority, start.timestamp(), duration]).encode()
+            json.dumps(
+                [body.sender, body.text, body.priority, body.start.timestamp(), body.duration_s]
+            ).encode()
         ).hexdigest()[:16]
-        return cls(sender, digest, text, PRIORITY[priority], start, timedelta(seconds=duration))
+        duration = timedelta(seconds=body.duration_s)
+        return cls(body.sender, digest, body.text, PRIORITY[body.priority], body.start, duration)
 
-    def store_body(self) -> dict[str, Any]:
+    def stored(self) -> IhdMessage:
         """As :meth:`IhdStore.add_message` takes it."""
-        return {
-            "sender": self.sender,
-            "id": self.message_id,
-            "text": self.text,
-            "priority": self.priority,
-            "start": self.start.isoformat(),
-            "expires": (self.start + self.duration).isoformat(),
-        }
+        return IhdMessage(
+            self.sender, self.message_id, self.text, self.priority, self.start + self.duration, self.start
+        )
 
 
-def display_command(store: IhdStore, clock: Clock) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    def display(body: dict[str, Any]) -> dict[str, Any]:
-        m = DisplayMessage.from_body(body)
-        _, new = store.add_message(m.store_body(), clock.now())
+def display_command(store: IhdStore, clock: Clock) -> Callable[[MessageDisplay], dict[str, Any]]:
+    def display(body: MessageDisplay) -> dict[str, Any]:
+        m = DisplayMessage.from_command(body)
+        _, new = store.add_message(m.stored(), clock.now())
         return {"sender": m.sender, "id": m.message_id, "new": new}
 
     return display

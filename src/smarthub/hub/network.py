@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from smarthub.wan.contract.bodies import NetworkConfigure
+
 
 class NetworkConfigError(ValueError):
     pass
@@ -69,7 +71,7 @@ class NetworkSettings:
 
 
 def network_command(settings: NetworkSettings):
-    def handle(body: dict[str, Any]) -> dict[str, Any]:
-        return settings.apply(NetworkConfig.from_dict(body))
+    def handle(body: NetworkConfigure) -> dict[str, Any]:
+        return settings.apply(NetworkConfig(body.listen, body.port, body.ntp, body.allowed_clients))
 
     return handle

@@ -50,6 +50,7 @@ from smarthub.hub import sqlite_files
 from smarthub.hub.management import STALE_GRACE as STALE_CRL_GRACE
 from smarthub.model.prepayment import FUELS, BadVoucher, FriendlyCalendar, Voucher
 from smarthub.security.certificates import CertificateRejected, Role, verify_certificate
+from smarthub.wan.contract.bodies import PrepaymentTopup
 
 ZERO = Decimal(0)
 
@@ -502,16 +503,16 @@ class PrepaymentLedger:
 
 def topup_command(
     ledger: PrepaymentLedger, now: Callable[[], datetime]
-) -> Callable[[dict[str, Any]], dict[str, Any]]:
+) -> Callable[[PrepaymentTopup], dict[str, Any]]:
     """The ``prepayment.topup`` management command: credit the voucher the body carries.
 
     The verdict always says whether the voucher is (now or already) credited; a voucher this
     hub will never credit is answered ``refused`` with the reason, so the GDSC stops sending it.
     """
 
-    def handle(body: dict[str, Any]) -> dict[str, Any]:
+    def handle(body: PrepaymentTopup) -> dict[str, Any]:
         try:
-            r = ledger.top_up(body, now())
+            r = ledger.top_up(body.to_json(), now())
         except VoucherRefused as refused:
             return {"credited": False, "refused": refused.code, "reason": refused.reason}
         return {

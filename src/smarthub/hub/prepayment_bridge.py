@@ -46,6 +46,7 @@ from smarthub.hub.consumption import HomeConsumption, Supply
 from smarthub.hub.prepayment import PrepaymentLedger, SupplyAction
 from smarthub.model.tariff import TariffError
 from smarthub.model.tariff_calc import IntervalConsumption, local_day
+from smarthub.wan.contract.bodies import SupplyDisconnect, SupplyReconnect, SupplyState
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ class PrepaymentBridge:
         ledger: PrepaymentLedger,
         consumption: HomeConsumption,
         clock: Clock,
-        breakers: dict[str, Breaker] | None = None,
+        breakers: Mapping[str, Breaker] | None = None,
         *,
         since: datetime | None = None,
         fuels: Iterable[str] | None = None,
@@ -258,19 +259,19 @@ def supply_commands(
     """``supply.disconnect`` / ``supply.reconnect`` / ``supply.state`` for prepaid meters (meter id ->
     (fuel, its breaker/valve)), through the bridge's hold and gas interlock (module docstring)."""
 
-    def pick(body: dict[str, Any]) -> tuple[str, StatefulBreaker]:
-        meter = str(body["meter"])
+    def pick(body: SupplyDisconnect | SupplyReconnect | SupplyState) -> tuple[str, StatefulBreaker]:
+        meter = body.meter
         if meter not in meters:
             raise ValueError(f"{meter!r} has no breaker or valve this hub controls")
         return meters[meter]
 
-    async def disconnect(body: dict[str, Any]) -> dict[str, Any]:
+    async def disconnect(body: SupplyDisconnect) -> dict[str, Any]:
         return await bridge.remote_disconnect(pick(body)[0])
 
-    async def reconnect(body: dict[str, Any]) -> dict[str, Any]:
+    async def reconnect(body: SupplyReconnect) -> dict[str, Any]:
         return await bridge.remote_reconnect(pick(body)[0])
 
-    async def state(body: dict[str, Any]) -> dict[str, Any]:
+    async def state(body: SupplyState) -> dict[str, Any]:
         fuel, breaker = pick(body)
         return {**await breaker.state(), "held": bridge.holds.held(fuel)}
 

@@ -56,7 +56,6 @@ data is read through the GDSC.
 
 from __future__ import annotations
 
-import enum
 import json
 import sqlite3
 import threading
@@ -70,24 +69,9 @@ from zoneinfo import ZoneInfo
 from smarthub.clock import Clock, SystemClock
 from smarthub.hub import sqlite_files
 from smarthub.model import ObisCode, Quality, Reading
+from smarthub.wan.contract.bodies import ConsentScope, ConsentSet, Granularity, SupplierKeys
 
 LONDON = ZoneInfo("Europe/London")
-
-
-class Granularity(enum.StrEnum):
-    HALF_HOURLY = "half-hourly"
-    DAILY = "daily"
-    MONTHLY = "monthly"
-    TARIFF_REGISTERS = "tariff-registers"  # the meter's per-tariff register totals, no intervals
-    NONE = "none"
-
-    @property
-    def rank(self) -> int:
-        return {"none": 0, "tariff-registers": 1, "monthly": 2, "daily": 3, "half-hourly": 4}[self.value]
-
-    @property
-    def has_intervals(self) -> bool:
-        return self in (Granularity.HALF_HOURLY, Granularity.DAILY, Granularity.MONTHLY)
 
 
 SUPPLIER_DEFAULT = Granularity.MONTHLY
@@ -132,50 +116,6 @@ class TariffRegister:
 def is_tariff_register(obis: ObisCode) -> bool:
     """Active energy import or export registers (IEC 62056-61: C 1/2, D 8; E is the tariff)."""
     return obis.a == 1 and obis.c in (1, 2) and obis.d == 8
-
-
-@dataclass(frozen=True, slots=True)
-class ConsentScope:
-    """What a recipient's consent covers beyond its granularity (module docstring, "Scope")."""
-
-    meters: dict[str, Granularity] | None = None  # None: every meter, at the recipient's granularity
-    data_from: int | None = None  # epoch s: no data recorded before this (the tenancy's start)
-    data_until: int | None = None  # epoch s: nor at or after this (the tenancy's end)
-    events: bool = False  # the hub's diagnosed events
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "meters": None if self.meters is None else {m: g.value for m, g in sorted(self.meters.items())},
-            "data_from": self.data_from,
-            "data_until": self.data_until,
-            "events": self.events,
-        }
-
-    @classmethod
-    def from_json(cls, body: dict[str, Any]) -> ConsentScope:
-        """From a ``consent.set`` body (or the stored form); ``ValueError`` saying what is wrong."""
-        meters = body.get("meters")
-        if meters is not None:
-            if isinstance(meters, list):  # a plain list: every one at the recipient's granularity
-                meters = {str(m): str(body.get("granularity", Granularity.HALF_HOURLY.value)) for m in meters}
-            if not isinstance(meters, dict) or not all(isinstance(m, str) and m for m in meters):
-                raise ValueError("meters must map meter ids to granularities (or list meter ids)")
-            meters = {m: Granularity(str(g)) for m, g in meters.items()}
-        bounds = []
-        for key in ("data_from", "data_until"):
-            v = body.get(key)
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
-                raise ValueError(f"{key} must be epoch seconds (a non-negative integer) or null, got {v!r}")
-            bounds.append(v)
-        if bounds[0] is not None and bounds[1] is not None and bounds[1] <= bounds[0]:
-            raise ValueError("data_until must be after data_from")
-        events = body.get("events", False)
-        if not isinstance(events, bool):
-            raise ValueError(f"events must be true or false, got {events!r}")
-        return cls(meters, bounds[0], bounds[1], events)
-
-
-SCOPE_KEYS = frozenset({"meters", "data_from", "data_until", "events"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -594,7 +534,7 @@ class HistoryLike(Protocol):
     ) -> Sequence[IntervalLike]: ...
 
 
-def consent_command(consent: ConsentStore, clock: Clock) -> Callable[[dict[str, Any]], dict[str, Any]]:
+def consent_command(consent: ConsentStore, clock: Clock) -> Callable[[ConsentSet], dict[str, Any]]:
     """The ``consent.set`` management command: a consent change relayed from the GDSC.
 
     Body: ``recipient``, ``granularity`` and, from a GDSC that orders its changes, ``version``
@@ -603,15 +543,11 @@ def consent_command(consent: ConsentStore, clock: Clock) -> Callable[[dict[str, 
     null) and ``events`` (module docstring, "Scope"). A command older than the decision the hub
     holds is acknowledged but not applied (``"applied": false``)."""
 
-    def handle(body: dict[str, Any]) -> dict[str, Any]:
-        recipient, granularity = str(body["recipient"]), Granularity(str(body["granularity"]))
-        version = body.get("version")
-        if version is not None and (not isinstance(version, int) or isinstance(version, bool) or version < 0):
-            raise ValueError(f"consent version must be a non-negative integer, got {version!r}")
-        # A body with any scope field carries the whole scope (absent fields: unrestricted); one
-        # without (an older GDSC) keeps the scope held.
-        scope = ConsentScope.from_json(body) if SCOPE_KEYS & body.keys() else None
-        applied = consent.set(recipient, granularity, clock.now(), version, scope)
+    def handle(body: ConsentSet) -> dict[str, Any]:
+        recipient = body.recipient
+        # A body with a scope carries the whole scope (absent fields: unrestricted); one without
+        # (an older GDSC) keeps the scope held.
+        applied = consent.set(recipient, body.granularity, clock.now(), body.version, body.scope)
         return {
             "recipient": recipient,
             "granularity": consent.granularity(recipient).value,
@@ -623,7 +559,7 @@ def consent_command(consent: ConsentStore, clock: Clock) -> Callable[[dict[str, 
     return handle
 
 
-def supplier_keys_command(privacy: HubPrivacy, clock: Clock) -> Callable[[dict[str, Any]], dict[str, Any]]:
+def supplier_keys_command(privacy: HubPrivacy, clock: Clock) -> Callable[[SupplierKeys], dict[str, Any]]:
     """The ``supplier.keys`` management command: install who supplies a fuel from an instant.
 
     Body: ``fuel``, ``supplier_id``, ``lfdi`` (the supplier certificate's, 40 hex digits) and
@@ -631,8 +567,8 @@ def supplier_keys_command(privacy: HubPrivacy, clock: Clock) -> Callable[[dict[s
     of a settlement period). Idempotent: sending it again changes nothing. Delivered at or after
     ``effective``, the result carries the opening read (``opening_read``, ``missing``)."""
 
-    def handle(body: dict[str, Any]) -> dict[str, Any]:
-        entry = _supplier_entry(body)
+    def handle(body: SupplierKeys) -> dict[str, Any]:
+        entry = SupplierEntry(body.fuel, body.supplier_id, body.lfdi, body.effective)
         changed = privacy.consent.install_supplier(entry)
         now = clock.now()
         out: dict[str, Any] = {
@@ -651,35 +587,9 @@ def supplier_keys_command(privacy: HubPrivacy, clock: Clock) -> Callable[[dict[s
     return handle
 
 
-def privacy_commands(
-    privacy: HubPrivacy, clock: Clock
-) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+def privacy_commands(privacy: HubPrivacy, clock: Clock) -> dict[str, Callable[[Any], dict[str, Any]]]:
     """The management commands the privacy filter executes, by command type."""
     return {
         "consent.set": consent_command(privacy.consent, clock),
         "supplier.keys": supplier_keys_command(privacy, clock),
     }
-
-
-_FUELS = frozenset({"electricity", "gas", "water", "heat"})
-
-
-def _supplier_entry(body: dict[str, Any]) -> SupplierEntry:
-    try:
-        fuel, supplier, lfdi = str(body["fuel"]), str(body["supplier_id"]), str(body["lfdi"]).upper()
-        effective = datetime.fromisoformat(str(body["effective"]))
-    except KeyError as err:
-        raise ValueError(f"supplier.keys needs {err.args[0]!r}") from None
-    if fuel not in _FUELS:
-        raise ValueError(f"unknown fuel {fuel!r}; expected one of {sorted(_FUELS)}")
-    if not supplier:
-        raise ValueError("supplier.keys needs a non-empty supplier_id")
-    if len(lfdi) != 40 or any(c not in "0123456789ABCDEF" for c in lfdi):
-        raise ValueError(f"lfdi {lfdi!r} is not an LFDI (40 hex digits)")
-    if effective.tzinfo is None:
-        raise ValueError("effective must carry a UTC offset")
-    if int(effective.timestamp()) % 1800 or effective.microsecond:
-        raise ValueError(
-            f"effective {effective.isoformat()} is not on a half-hour (settlement period) boundary"
-        )
-    return SupplierEntry(fuel, supplier, lfdi, effective.astimezone(UTC))

@@ -17,6 +17,7 @@ from typing import Any
 
 from smarthub.clock import Clock
 from smarthub.hub import sqlite_files
+from smarthub.wan.contract.bodies import HanScan, MeterAdd, MeterRemove, MeterReplace
 
 RADIO_PROTOCOLS = frozenset({"wmbus", "zigbee"})
 
@@ -118,22 +119,21 @@ class MeterRegistry:
 def registry_commands(registry: MeterRegistry) -> dict[str, Any]:
     """Management commands for pairing, removal and replacement of meters, and the HAN scan."""
 
-    def add(body: dict[str, Any]) -> dict[str, Any]:
-        e = registry.add(str(body["meter"]), str(body["protocol"]), str(body.get("fuel", "electricity")))
+    def add(body: MeterAdd) -> dict[str, Any]:
+        e = registry.add(body.meter, body.protocol, body.fuel)
         return {"meter": e.meter, "protocol": e.protocol, "commissioned": True}
 
-    def remove(body: dict[str, Any]) -> dict[str, Any]:
-        registry.remove(str(body["meter"]))
-        return {"meter": str(body["meter"]), "commissioned": False}
+    def remove(body: MeterRemove) -> dict[str, Any]:
+        registry.remove(body.meter)
+        return {"meter": body.meter, "commissioned": False}
 
-    def replace(body: dict[str, Any]) -> dict[str, Any]:
-        old, new = str(body["old"]), str(body["new"])
-        protocol = str(body["protocol"])
-        registry.add(new, protocol, str(body.get("fuel", "electricity")))
+    def replace(body: MeterReplace) -> dict[str, Any]:
+        old, new = body.old, body.new
+        registry.add(new, body.protocol, body.fuel)
         registry.remove(old, replaced_by=new)
         return {"old": old, "new": new}
 
-    def scan(body: dict[str, Any]) -> dict[str, Any]:
+    def scan(body: HanScan) -> dict[str, Any]:
         return {"heard": registry.scan()}
 
     return {"meter.add": add, "meter.remove": remove, "meter.replace": replace, "diagnostic.han_scan": scan}

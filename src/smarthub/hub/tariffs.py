@@ -17,7 +17,7 @@ a period that has one rather than under-report.
 
 Time is injected: every "now" is an argument.
 
-**Distribution** (`TariffStore`, `parse_tariff_update`): the GDSC distributes a new tariff
+**Distribution** (`TariffStore`, the contract's `TariffUpdate` body): the GDSC distributes a new tariff
 version through the pull channel as the signed management command ``tariff.update`` with body
 ``{"tariff": <Tariff JSON>, "effective": <ISO 8601>, "version": <int>, "fuel": "electricity" |
 "gas"}``. The hub validates it (the pydantic tariff model), refuses a version not above the one
@@ -31,13 +31,11 @@ stored versions are merged back into the configured schedules (`TariffStore.merg
 from __future__ import annotations
 
 import bisect
-import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 from smarthub.hub import sqlite_files
 from smarthub.model.tariff import (
@@ -59,12 +57,12 @@ from smarthub.model.tariff_calc import (
     Totals,
     carbon_grams,
     classify,
-    day_start,
     local_day,
     settle,
     unit_price,
 )
 from smarthub.model.tariff_carbon import FixedIntensity, SeriesIntensity
+from smarthub.wan.contract.bodies import TariffUpdate as TariffUpdateBody
 
 log = logging.getLogger(__name__)
 
@@ -311,57 +309,9 @@ class StaleTariffVersion(TariffUpdateRefused):
     """The update's version is not above the version the hub already holds."""
 
 
-@dataclass(frozen=True)
-class TariffUpdate:
-    fuel: str
-    tariff: Tariff
-    effective: datetime  # UTC instant of local midnight starting tariff.effective_from
-
-
-def parse_tariff_update(body: dict[str, Any]) -> TariffUpdate:
-    """Validate a ``tariff.update`` body (see the module docstring); `TariffUpdateRefused` if bad.
-
-    ``effective`` is the instant the version takes effect: an ISO 8601 time with an offset equal
-    to local (Europe/London) midnight of the tariff's ``effective_from``, or that date alone.
-    """
-    if not isinstance(body, dict):
-        raise TariffUpdateRefused("a tariff.update body is a JSON object")
-    missing = [k for k in ("tariff", "effective", "version", "fuel") if k not in body]
-    if missing:
-        raise TariffUpdateRefused(f"tariff.update: missing field(s) {', '.join(missing)}")
-    fuel = body["fuel"]
-    if fuel not in FUELS:
-        raise TariffUpdateRefused(f"tariff.update: fuel must be one of {', '.join(FUELS)}, not {fuel!r}")
-    raw = body["tariff"]
-    try:
-        tariff = tariff_from_json(raw if isinstance(raw, str | bytes) else json.dumps(raw))
-    except InvalidTariff as err:
-        raise TariffUpdateRefused(f"tariff.update: {err}") from None
-    version = body["version"]
-    if isinstance(version, bool) or not isinstance(version, int):
-        raise TariffUpdateRefused(f"tariff.update: version must be an integer, not {version!r}")
-    if version != tariff.version:
-        raise TariffUpdateRefused(
-            f"tariff.update: version {version} does not match the tariff's own version {tariff.version}"
-        )
-    text = body["effective"]
-    try:
-        parsed = datetime.fromisoformat(str(text))
-    except ValueError:
-        raise TariffUpdateRefused(f"tariff.update: effective {text!r} is not an ISO 8601 time") from None
-    midnight = day_start(tariff.effective_from)
-    if parsed.tzinfo is None:
-        if parsed.time() != datetime.min.time() or len(str(text)) != 10:
-            raise TariffUpdateRefused(
-                f"tariff.update: effective {text!r} needs a UTC offset (or give the local date alone)"
-            )
-        parsed = day_start(parsed.date())
-    if parsed != midnight:
-        raise TariffUpdateRefused(
-            f"tariff.update: effective {text!r} is not local midnight of the tariff's effective_from "
-            f"{tariff.effective_from} ({midnight.isoformat()}): tariff versions take effect at local midnight"
-        )
-    return TariffUpdate(str(fuel), tariff, midnight)
+# The body of the command, checked when it arrives (``wan.contract.bodies``): the fuel, the tariff
+# and the UTC instant of local midnight starting its effective_from.
+TariffUpdate = TariffUpdateBody
 
 
 _SCHEMA = """

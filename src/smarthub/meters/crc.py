@@ -1,4 +1,5 @@
-"""Reflected 16-bit CRCs, fast in pure Python: DSMR's CRC-16/ARC and HDLC's CRC-16/X.25.
+"""Reflected 16-bit CRCs, fast in pure Python: DSMR's CRC-16/ARC, HDLC's CRC-16/X.25 and the
+CRC-16/KERMIT of some SML meters.
 
 A reflected 16-bit CRC absorbs two input bytes per step: after XOR-ing the little-endian word
 into the register, the next register value depends on that 16-bit XOR alone, so a 65,536-entry
@@ -56,3 +57,4 @@ class ReflectedCrc16:
 
 CRC16_ARC = ReflectedCrc16(0xA001, 0x0000, 0x0000)  # DSMR P1 (check 0xBB3D)
 CRC16_X25 = ReflectedCrc16(0x8408, 0xFFFF, 0xFFFF)  # HDLC HCS/FCS (check 0x906E)
+CRC16_KERMIT = ReflectedCrc16(0x8408, 0x0000, 0x0000)  # some SML meters (check 0x2189)

@@ -41,7 +41,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from smarthub.meters.dlms.cosem import UNIT_CODES, UNITS
+from smarthub.meters.crc import CRC16_KERMIT
+from smarthub.meters.dlms.cosem import UNIT_CODES, UNITS, _named
 from smarthub.meters.dlms.hdlc import crc16_x25
 from smarthub.meters.errors import ChecksumError, MalformedFrame, TruncatedFrame
 from smarthub.model.datapoint import DataPoint
@@ -64,16 +65,12 @@ END = ESCAPE + b"\x1a"
 OPEN_RESPONSE, CLOSE_RESPONSE, GET_LIST_RESPONSE = 0x0101, 0x0201, 0x0701
 MAX_DEPTH = 12
 _DEVICE_ID = (ObisCode(1, 0, 96, 1, 0), ObisCode(0, 0, 96, 1, 0), ObisCode(1, 0, 0, 0, 9))
+_DEVICE_KEYS = frozenset(str(o) for o in _DEVICE_ID)  # compared as strings: no Python-level __eq__
 
 
 def crc16_kermit(data: bytes) -> int:
     """CRC-16/KERMIT (reflected 0x1021, init 0, no final XOR; check 0x2189)."""
-    crc = 0
-    for b in data:
-        crc ^= b
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0x8408 if crc & 1 else crc >> 1
-    return crc
+    return CRC16_KERMIT(data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,7 +273,7 @@ def _entry(v: Any) -> ListEntry:
             raise MalformedFrame(PROTOCOL, f"{what} is not an integer: {x!r}")
     if scaler is not None and not -128 <= scaler <= 127:
         raise MalformedFrame(PROTOCOL, f"scaler {scaler} outside int8")
-    return ListEntry(ObisCode(*name), status, _time(val_time), unit, scaler, value)
+    return ListEntry(_named(name)[0], status, _time(val_time), unit, scaler, value)
 
 
 def decode_file(data: bytes) -> SmlFile:
@@ -330,29 +327,40 @@ def _when(t: tuple[int, int] | None) -> datetime | None:
 def data_points(file: bytes | SmlFile, meter: str | None = None) -> list[DataPoint]:
     """Every list entry with a value, as data points (see the module docstring)."""
     f = file if isinstance(file, SmlFile) else decode_file(file)
+    keys = [str(e.obis) for e in f.entries]
     device = next(
-        (e.value for e in f.entries if e.obis in _DEVICE_ID and isinstance(e.value, bytes) and e.value), None
+        (
+            e.value
+            for e, key in zip(f.entries, keys, strict=True)
+            if key in _DEVICE_KEYS and isinstance(e.value, bytes) and e.value
+        ),
+        None,
     )
     who = meter or (
         device.hex() if device is not None else (f.server_id.hex() if f.server_id else "unidentified")
     )
     when = _when(f.act_sensor_time)
     out: list[DataPoint] = []
-    for e in f.entries:
-        if e.value is None or e.obis in _DEVICE_ID:
+    for e, key in zip(f.entries, keys, strict=True):
+        value = e.value
+        if value is None or key in _DEVICE_KEYS:
             continue
-        key = str(e.obis)
-        t = _when(e.val_time) or when
-        if isinstance(e.value, bool):
-            out.append(DataPoint(who, PROTOCOL, key, str(e.value).lower(), None, t))
-        elif isinstance(e.value, int):
+        t = _when(e.val_time) if e.val_time is not None else None
+        t = t or when
+        if type(value) is int:
             s = e.scaler or 0
-            v = Decimal(e.value * 10**s) if s > 0 else Decimal(e.value).scaleb(s)
+            v = Decimal(value * 10**s) if s > 0 else Decimal(value).scaleb(s) if s else Decimal(value)
             out.append(DataPoint(who, PROTOCOL, key, v, UNITS.get(e.unit) if e.unit is not None else None, t))
-        elif isinstance(e.value, bytes):
-            out.append(DataPoint(who, PROTOCOL, key, _text(e.value), None, t))
+        elif isinstance(value, bool):
+            out.append(DataPoint(who, PROTOCOL, key, str(value).lower(), None, t))
+        elif isinstance(value, int):
+            s = e.scaler or 0
+            v = Decimal(value * 10**s) if s > 0 else Decimal(value).scaleb(s)
+            out.append(DataPoint(who, PROTOCOL, key, v, UNITS.get(e.unit) if e.unit is not None else None, t))
+        elif isinstance(value, bytes):
+            out.append(DataPoint(who, PROTOCOL, key, _text(value), None, t))
         else:
-            out.append(DataPoint(who, PROTOCOL, key, repr(e.value), None, t, frozenset({"unparsed"})))
+            out.append(DataPoint(who, PROTOCOL, key, repr(value), None, t, frozenset({"unparsed"})))
     return out
 
 

@@ -38,6 +38,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.config import JsonDict
+
+from smarthub.model.decimals import FRACTION_4, NON_NEGATIVE_PRICE, POSITIVE_QUANTITY, PRICE
 
 LONDON = ZoneInfo("Europe/London")
 SETTLEMENT_PERIOD = timedelta(minutes=30)
@@ -67,14 +70,36 @@ class TariffRef(NamedTuple):
     version: int
 
 
-# Up to 6 decimal places: p/kWh is quoted to 2-4 places; the cap keeps products exact.
-Price = Annotated[Decimal, Field(allow_inf_nan=False, decimal_places=6, max_digits=18)]
-NonNegativePrice = Annotated[Decimal, Field(ge=0, allow_inf_nan=False, decimal_places=6, max_digits=18)]
+# Up to 6 decimal places: p/kWh is quoted to 2-4 places; the cap keeps products exact. In JSON
+# each is a decimal string whose pattern is the rule (`smarthub.model.decimals`).
+Price = Annotated[Decimal, Field(allow_inf_nan=False, decimal_places=6, max_digits=18), PRICE]
+NonNegativePrice = Annotated[
+    Decimal, Field(ge=0, allow_inf_nan=False, decimal_places=6, max_digits=18), NON_NEGATIVE_PRICE
+]
 Name = Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class _Value(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _tag_required(schema: JsonDict) -> None:
+    """A pricing structure's ``type`` is its tag: a JSON document must carry it (the union is
+    discriminated by it), so the schema says required, with no default (issue 22 item 1); only
+    Python code constructing ``Flat(...)`` may leave it out."""
+    props = schema.get("properties")
+    tag = props.get("type") if isinstance(props, dict) else None
+    if isinstance(tag, dict):
+        tag.pop("default", None)
+    required = schema.get("required")
+    rest = [r for r in required if r != "type"] if isinstance(required, list) else []
+    schema["required"] = ["type", *rest]
+
+
+class _Priced(_Value):
+    """A pricing structure: one member of the ``Pricing`` union, tagged by ``type``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_tag_required)
 
 
 def _aligned(t: datetime) -> bool:
@@ -109,7 +134,7 @@ class HalfHourlySeries(_Value):
         return self.values[i]
 
 
-class Flat(_Value):
+class Flat(_Priced):
     """One unit rate at all times."""
 
     type: Literal["flat"] = "flat"
@@ -158,7 +183,7 @@ class RatePeriod(_Value):
         return [i % _SLOTS_PER_DAY for i in range(s, e)]
 
 
-class TimeOfUse(_Value):
+class TimeOfUse(_Priced):
     """Rates by local time of day, with a schedule per day type (weekday, weekend, ...).
 
     ``week`` names the day type of each day of the week; bank holidays listed in
@@ -226,11 +251,13 @@ class TimeOfUse(_Value):
 
 class Tier(_Value):
     name: Name
-    up_to_kwh: Annotated[Decimal, Field(gt=0, allow_inf_nan=False, decimal_places=6)] | None
+    up_to_kwh: (
+        Annotated[Decimal, Field(gt=0, allow_inf_nan=False, decimal_places=6), POSITIVE_QUANTITY] | None
+    )
     unit_rate_p_per_kwh: NonNegativePrice
 
 
-class Tiered(_Value):
+class Tiered(_Priced):
     """Block pricing: the first ``up_to_kwh`` of each block period at the first tier's rate, and
     so on; the last tier is unbounded (``up_to_kwh: null``). ``block`` is the period whose
     consumption is tiered: each local ``day``, or the whole ``billing_period`` being billed (so a
@@ -270,7 +297,7 @@ class Tiered(_Value):
         return tuple(t.name for t in self.tiers)
 
 
-class Dynamic(_Value):
+class Dynamic(_Priced):
     """A price per settlement period (e.g. day-ahead wholesale-linked), published as a series;
     prices may be negative. A period outside the series cannot be priced (`MissingPrice`)."""
 
@@ -292,7 +319,7 @@ class Tariff(_Value):
     effective_from: date
     name: str = ""
     standing_charge_p_per_day: NonNegativePrice
-    vat_rate: Annotated[Decimal, Field(ge=0, lt=1, decimal_places=4)] = Decimal("0.05")
+    vat_rate: Annotated[Decimal, Field(ge=0, lt=1, decimal_places=4), FRACTION_4] = Decimal("0.05")
     pricing: Pricing
 
     @property

@@ -73,6 +73,7 @@ from smarthub.sim.faults import HanGate, WanLink
 from smarthub.sim.fleet import CELL_SIZE, Fleet, SimulatedHome
 from smarthub.sim.topology import feeder_size_for, fleet_topology
 from smarthub.wan.contract.alerts import MAX_SKEW
+from smarthub.wan.contract.bodies import MeterReplace, PrepaymentTopup
 
 log = logging.getLogger(__name__)
 
@@ -358,8 +359,8 @@ class Chaos:
         return undo
 
     async def _start_outages(self) -> None:
-        """The GDSC's outage side: the fleet's topology loaded, every hub's alert key registered
-        from its certificate, the UDP endpoint started, and each hub's last gasps pointed at it."""
+        """The GDSC's outage side: the fleet's topology loaded, the UDP endpoint started (the hubs'
+        alert keys came with the manifest), and each hub's last gasps pointed at it."""
         run = self.run
         assert run is not None
         topo = TopologyStore(run.store.engine)
@@ -371,10 +372,9 @@ class Chaos:
         self.outages = svc = await asyncio.to_thread(
             OutageService, run.store.engine, run.clock, max_skew=skew
         )
-        lfdis = {h.hub_id: h.lfdi for h in run.store.active_hubs()}
-        for home in run.fleet.homes:
-            pem = (home.dir / "hub.pem").read_bytes()
-            await asyncio.to_thread(svc.keys.register, home.spec.hub_id, pem, lfdis.get(home.spec.hub_id))
+        # The hubs' alert keys were registered with the manifest (each hub's certificate); the
+        # error log learns which silent hubs sent a last gasp.
+        run.gdsc.attach_outages(svc)
         port = await svc.start()
         for home in run.fleet.homes:
             key = serialization.load_pem_private_key((home.dir / "hub.key").read_bytes(), password=None)
@@ -459,7 +459,7 @@ class Chaos:
         while None in gate.silent or old in gate.silent:
             await run.clock.sleep_until(run.clock.now() + timedelta(minutes=5))
         swap = await home.swap_dlms_meter()
-        body = {"old": swap.old, "new": swap.new, "protocol": "dlms", "fuel": "electricity"}
+        body = MeterReplace(swap.old, swap.new, "dlms", "electricity")
         await asyncio.to_thread(
             run.gdsc.plan.queue_command, run.signer, home.spec.hub_id, "meter.replace", body, swap.at
         )
@@ -570,7 +570,12 @@ class Chaos:
         voucher = issuer.issue(hub_id, "electricity", amount, now)
         (pending,) = [p for p in issuer.pending(hub_id) if p.voucher_id == voucher.voucher_id]
         run.gdsc.plan.queue_command(
-            run.signer, hub_id, "prepayment.topup", dict(pending.envelope), now, Priority.URGENT
+            run.signer,
+            hub_id,
+            "prepayment.topup",
+            PrepaymentTopup.parse(pending.envelope),
+            now,
+            Priority.URGENT,
         )
         self.vouchers[voucher.voucher_id] = hub_id
         return voucher.voucher_id

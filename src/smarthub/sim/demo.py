@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -39,6 +40,9 @@ class DemoConfig:
     seed: int = 1
     state: Path = Path("state")
     db_url: str | None = None
+    # Every n-th hub listens on no port and is reached through its channel (0: none do).
+    channel_every: int = 0
+    channel_port: int = 0  # the GDSC's channel endpoint (0: a free port on 127.0.0.1)
     sim_start: datetime = datetime(2026, 3, 2, tzinfo=UTC)
     telegram_period: timedelta = timedelta(seconds=60)
     # Certificates and CRLs on the simulated clock (the chaos run): issued at ``sim_start``,
@@ -91,7 +95,8 @@ class DemoResult:
 def gdsc_config(cfg: DemoConfig) -> GdscConfig:
     """The GDSC the demo (and the chaos run) builds: what ``smarthub gdsc --state`` builds for
     the same state directory, database and seed."""
-    return GdscConfig(cfg.state, cfg.db_url, window=cfg.window, seed=cfg.seed)
+    channel = f"127.0.0.1:{cfg.channel_port}" if cfg.channel_every else None
+    return GdscConfig(cfg.state, cfg.db_url, window=cfg.window, seed=cfg.seed, channel=channel)
 
 
 @dataclass
@@ -149,7 +154,11 @@ async def setup(
         poll_every=cfg.sample_every,
         radio_every=cfg.sample_every,
     )
-    await fleet.start_servers(creds.ca_pem)
+    if cfg.channel_every and not cfg.channel_port:
+        cfg = replace(cfg, channel_port=_free_port())
+    channel = ("127.0.0.1", cfg.channel_port) if cfg.channel_every else None
+    # A channel hub connects (with back-off) until the GDSC's endpoint listens: order is free.
+    await fleet.start_servers(creds.ca_pem, channel, cfg.channel_every)
     if wan is not None:
         await wan(fleet)
     fleet.write_manifest({"sim_start": cfg.sim_start.isoformat(), "speed": cfg.speed})
@@ -176,8 +185,16 @@ def tls_on_simulated_time(ctx: ssl.SSLContext) -> None:
     ctx.verify_flags |= X509_V_FLAG_NO_CHECK_TIME
 
 
-async def run_day(run: DemoRun) -> DemoResult:
-    """Run the simulated days, then the window that collects the last interval; count."""
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def run_day(run: DemoRun, *, meters_run_on: bool = False) -> DemoResult:
+    """Run the simulated days, then the window that collects the last interval; count.
+    ``meters_run_on``: the meters start again the moment the day's loops end, carrying on
+    from the day's end with no gap (the fleet that :func:`keep_running` keeps pulling)."""
     cfg = run.cfg
     run.clock.rebase()  # simulated time starts now that every server is listening
     run.started = time.monotonic()
@@ -188,6 +205,8 @@ async def run_day(run: DemoRun) -> DemoResult:
     # last sample after its hub's pull in the closing window; the GDSC picks it up in its next
     # window, as it would in life, so the count is taken after that window.
     await run.fleet.meters_done()
+    if meters_run_on:
+        await run.fleet.start_meters()
     await run.gdsc.run_windows(until=last_window_end + HALF_HOUR, first_window=last_window_end)
     await sweep(run, last_window_end + HALF_HOUR)
     seconds = time.monotonic() - run.started
@@ -208,6 +227,30 @@ async def sweep(run: DemoRun, window_start: datetime, rounds: int = 5) -> list[s
             break
         await asyncio.sleep(0.5)
     return [h.hub_id for h in todo]
+
+
+async def keep_running(run: DemoRun, stop: asyncio.Event) -> None:
+    """After the day (run with ``meters_run_on``): the GDSC keeps pulling its windows until
+    ``stop`` is set; then the meters stop and the pulls in flight finish. The GDSC's own
+    failure is raised."""
+    # A horizon the calendar can hold (the scheduler rounds it up to a window end).
+    horizon = run.clock.now() + timedelta(days=365 * 100)
+    pulling = asyncio.create_task(run.gdsc.run_windows(until=horizon))
+    stopped = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait([pulling, stopped], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        # The meters first: on a busy machine their loops trail the clock and take most of each
+        # turn of the event loop, which every later step of the shutdown would wait behind.
+        await run.fleet.halt()
+        stopped.cancel()
+        if not pulling.done():
+            pulling.cancel()
+        try:
+            await pulling
+        except asyncio.CancelledError:
+            if not stop.is_set():
+                raise
 
 
 def account(run: DemoRun, seconds: float) -> DemoResult:
@@ -253,5 +296,6 @@ def _error_log_figures(run: DemoRun) -> dict[str, int]:
 
 
 async def teardown(run: DemoRun) -> None:
+    await run.fleet.halt()  # the meter loops first (see keep_running)
     await run.gdsc.close()
     await run.fleet.stop()

@@ -36,9 +36,10 @@ from smarthub.assembly.config import (
 from smarthub.assembly.hub import build_hub
 from smarthub.clock import Clock, SystemClock
 from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
-from smarthub.han.dlms_control import SupplyControl, supply_commands
+from smarthub.han.dlms_control import SupplyControl
 from smarthub.han.poll import SimulatedLink
 from smarthub.hub.diagnostics import DiagnosedEvent
+from smarthub.hub.supply import supply_commands
 from smarthub.meters.dlms.client import DlmsClient
 from smarthub.meters.dlms.security import SecurityKeys
 from smarthub.model import ObisCode
@@ -48,6 +49,8 @@ from smarthub.sim.appliance_profiles import APPLIANCES
 from smarthub.sim.consumer import plug_euis, sample_electricity, sample_gas
 from smarthub.sim.dlms_meter import DlmsMeterSimulator
 from smarthub.sim.rigs import DLMS_REGISTERS, Rig, dlms_access, simulated_connector
+from smarthub.wan.contract.bodies import LinkTest
+from smarthub.wan.contract.channel import channel_url
 from smarthub.wan.tls import client_context
 
 __all__ = ["DLMS_REGISTERS", "SupplyControl", "dlms_access", "supply_commands"]
@@ -132,9 +135,9 @@ def provision(
         hub_dir = state / "hubs" / spec.hub_id
         hub_dir.mkdir(parents=True, exist_ok=True)
         if not (hub_dir / "hub.pem").exists():
-            ca.issue(Role.HUB, spec.hub_id, now, hosts=("127.0.0.1", "localhost"), days=hub_days).save(
-                hub_dir, "hub"
-            )
+            # The hub id (lower-cased) as a name too: what the GDSC checks on a hub's channel.
+            hosts = ("127.0.0.1", "localhost", spec.hub_id.lower())
+            ca.issue(Role.HUB, spec.hub_id, now, hosts=hosts, days=hub_days).save(hub_dir, "hub")
     return Credentials(ca_dir / "ca.pem", gdsc_dir / "collector.pem", gdsc_dir / "collector.key")
 
 
@@ -335,7 +338,7 @@ class SimulatedHome:
         envelope = voucher_envelope(opening, signature, operator_pem.read_bytes())
         self.consumer.ledger.top_up(envelope, self.cert_clock.now())
 
-    async def _link_test(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def _link_test(self, body: LinkTest) -> dict[str, Any]:
         return await self.assembly.link_test(body)
 
     async def swap_dlms_meter(self) -> MeterSwap:
@@ -413,6 +416,14 @@ class SimulatedHome:
         self.assembly.parts["wan"].started = True
         return self.url
 
+    async def start_channel(self, host: str, port: int) -> str:
+        """Listen on no port; keep a channel open to the GDSC's endpoint instead (a hub behind a
+        NAT, :mod:`smarthub.wan.contract.channel`); registered as ``channel://<hub id>``."""
+        await self.assembly.start_channel(host, port)
+        self.assembly.parts["wan"].started = True
+        self.url = channel_url(self.spec.hub_id)
+        return self.url
+
     async def stop(self) -> None:
         await self.assembly.stop()
 
@@ -429,7 +440,8 @@ class SimulatedHome:
             "meters": [list(m) for m in self.meters],
             # Homes share cells of CELL_SIZE: an outage of one cell is one incident at the GDSC.
             "wan_link": f"cell-{s.index // CELL_SIZE:04d}",
-            # The certificate provisioning issued: the GDSC records it, so it can renew it.
+            # The certificate the GDSC CA issued it: its alert key (last gasps) at the GDSC, and
+            # the commissioning the GDSC renews.
             "certificate": (self.dir / "hub.pem").read_text(),
         }
 
@@ -477,9 +489,16 @@ class Fleet:
         ]
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def start_servers(self, ca_pem: Path) -> None:
-        for home in self.homes:
-            await home.start_server(ca_pem)
+    async def start_servers(
+        self, ca_pem: Path, channel: tuple[str, int] | None = None, channel_every: int = 0
+    ) -> None:
+        """Each hub serves 2030.5 on a port of its own, except every ``channel_every``-th (the
+        2nd, 4th, … with 2), which listens on no port and keeps a channel open to ``channel``."""
+        for i, home in enumerate(self.homes):
+            if channel is not None and channel_every > 0 and i % channel_every == channel_every - 1:
+                await home.start_channel(*channel)
+            else:
+                await home.start_server(ca_pem)
 
     def write_manifest(self, extra: dict[str, object] | None = None) -> Path:
         path = self.state / "fleet.json"
@@ -509,7 +528,12 @@ class Fleet:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         return already
 
+    async def halt(self) -> None:
+        """End every home's loops at once (meters, housekeeping); the hubs still answer."""
+        await asyncio.gather(*(h.assembly.halt() for h in self.homes))
+
     async def stop(self) -> None:
+        await self.halt()
         for h in self.homes:
             await h.stop()
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from smarthub.clock import Clock
 from smarthub.gdsc.api import errors
@@ -36,8 +37,20 @@ from smarthub.gdsc.api.auth.oauth import (
     token_app,
 )
 from smarthub.gdsc.api.auth.tokens import TokenStore
-from smarthub.gdsc.api.deps import ApiServices
-from smarthub.gdsc.api.routers import aggregates, commands, consents, jobs, portfolio, readings
+from smarthub.gdsc.api.deps import ApiServices, caller
+from smarthub.gdsc.api.gate import RouteGate
+from smarthub.gdsc.api.links import document_links
+from smarthub.gdsc.api.routers import (
+    aggregates,
+    commands,
+    consents,
+    jobs,
+    network,
+    outages,
+    portfolio,
+    quality,
+    readings,
+)
 from smarthub.gdsc.commands.desk import CommandDesk
 from smarthub.gdsc.governance.audit import AuditLog
 from smarthub.gdsc.governance.consent_sync import syncing_parties
@@ -62,18 +75,30 @@ def create_app(
     default in the guard's database); access tokens from ``POST /oauth/token`` live
     ``token_lifetime``. ``token_endpoint`` replaces the default one (its rate limits and pool).
     """
-    app = FastAPI(title="smarthub GDSC data services", version="1")
+    app = FastAPI(
+        title="smarthub GDSC data services",
+        version="1",
+        generate_unique_id_function=operation_id,
+    )
     clients = clients or ClientRegistry(guard.parties.engine)
     app.state.services = ApiServices(guard, Authenticator(clients, tokens, guard.clock), desk)
     app.mount("/oauth", token_app(token_endpoint or TokenEndpoint(clients, guard.clock, token_lifetime)))
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     errors.install(app)
-    for resource in (readings, aggregates, consents, portfolio):
+    resources = [readings, aggregates, consents, portfolio, quality, outages, network]
+    resources += [commands, jobs] if desk is not None else []
+    for resource in resources:
         app.include_router(resource.router)
-    if desk is not None:
-        app.include_router(commands.router)
-        app.include_router(jobs.router)
+    # 405 with a true Allow; the caller authenticated before the body is read (401 before 400/422)
+    routes = [r for resource in resources for r in resource.router.routes if isinstance(r, APIRoute)]
+    app.add_middleware(RouteGate, routes=routes, caller=caller)
     return app
+
+
+def operation_id(route: APIRoute) -> str:
+    """An operation's id is its function's name (``top_up``, ``get_job``): the generated
+    clients' method names, and what the document's links name (:mod:`.links`)."""
+    return route.name
 
 
 def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
@@ -83,8 +108,8 @@ def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
         if app.openapi_schema is None:
             from fastapi.openapi.utils import get_openapi
 
-            app.openapi_schema = document_security(
-                get_openapi(title=app.title, version=app.version, routes=app.routes)
+            app.openapi_schema = document_links(
+                document_security(get_openapi(title=app.title, version=app.version, routes=app.routes))
             )
         return app.openapi_schema
 

@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 
 from smarthub.gdsc.api.auth.oauth import Authenticator, AuthFailed
+from smarthub.gdsc.api.gate import CALLER_KEY
 from smarthub.gdsc.commands.desk import CommandDesk
 from smarthub.gdsc.governance.access import TimeRange
 from smarthub.gdsc.governance.guard import AccessGuard
@@ -52,7 +53,13 @@ Desk = Annotated[CommandDesk, Depends(desk)]
 def caller(
     request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)], api: Services
 ) -> str:
-    """The calling party: a bearer or OAuth2 token, or a party certificate over mutual TLS."""
+    """The calling party: a bearer or OAuth2 token, or a party certificate over mutual TLS.
+
+    :class:`~smarthub.gdsc.api.gate.RouteGate` has authenticated it before the body was read
+    (401 before 400/422); without the gate (an app assembled otherwise) it is done here."""
+    gated = request.scope.get(CALLER_KEY)
+    if isinstance(gated, str):
+        return gated
     route = request.scope.get("route")
     tls = request.scope.get("extensions", {}).get("tls")
     try:

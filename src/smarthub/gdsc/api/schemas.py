@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, Field
 
 from smarthub.gdsc.governance.parties import DataKind, Granularity
+from smarthub.model.decimals import POUNDS_AND_PENCE_500
 from smarthub.model.prepayment import MAX_TOPUP
 from smarthub.model.tariff import Tariff
 
@@ -16,6 +17,19 @@ from smarthub.model.tariff import Tariff
 class ErrorBody(BaseModel):
     detail: str
     max_granularity: str | None = None
+
+
+class ServedGranularity(enum.StrEnum):
+    """The granularities readings, exports, aggregates and the portfolio are served at (a consent
+    may also grant ``tariff-register`` or ``none``, which no profile endpoint serves)."""
+
+    HALF_HOURLY = "half-hourly"
+    DAILY = "daily"
+    MONTHLY = "monthly"
+
+    @property
+    def level(self) -> Granularity:
+        return Granularity(self.value)
 
 
 class BucketOut(BaseModel):
@@ -37,7 +51,7 @@ class ReadingsPage(BaseModel):
     premises_id: str
     meter_id: str
     obis: str
-    granularity: Granularity
+    granularity: ServedGranularity
     allowed: list[tuple[datetime, datetime]] = Field(description="the data time this caller may see")
     readings: list[ReadingOut]
     next_after: int | None = Field(description="pass as `after` for the next page; null on the last page")
@@ -50,7 +64,7 @@ class AggregateOut(BucketOut):
 class AggregatePage(BaseModel):
     group: str
     group_size: int = Field(description="premises that were members of the group in the period")
-    granularity: Granularity
+    granularity: ServedGranularity
     readings: list[AggregateOut]
 
 
@@ -117,9 +131,9 @@ class IhdMessageIn(BaseModel):
 
 class TopUpIn(BaseModel):
     meter_id: MeterId
-    amount: Annotated[Decimal, Field(gt=0, le=MAX_TOPUP, max_digits=5, decimal_places=2)] = Field(
-        description="pounds, with pence"
-    )
+    amount: Annotated[
+        Decimal, Field(gt=0, le=MAX_TOPUP, max_digits=5, decimal_places=2), POUNDS_AND_PENCE_500
+    ] = Field(description='pounds, with pence (a string: `"10.00"`)')
 
 
 class SupplyIn(BaseModel):
@@ -196,7 +210,7 @@ class PortfolioConsumption(BaseModel):
     customer_id: str
     fuel: str
     obis: str
-    granularity: Granularity
+    granularity: ServedGranularity
     sites: list[SiteConsumption] = Field(description="this page of sites")
     total: list[SiteReading] = Field(description="summed across every site in the period, not only this page")
     next_after: str | None
@@ -225,3 +239,87 @@ COMMAND_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
     409: {"model": ErrorBody, "description": "the meter's hub is not active: there is nothing to send to"},
 }
+
+
+# -- network operators: outages, topology, DUoS data, planning ------------------------------------
+
+
+class OutageOut(BaseModel):
+    """One outage at one fault location (``smarthub.gdsc.outages.correlate``)."""
+
+    outage_id: int
+    level: Literal["premises", "feeder", "secondary", "primary"]
+    location: str = Field(description="the premises or topology node at fault")
+    opened: datetime = Field(description="when the GDSC opened it (at this level)")
+    started: datetime | None = Field(description="the earliest loss of mains its hubs reported")
+    closed: datetime | None = Field(description="when every premises heard from was restored")
+    customers: int = Field(description="customers affected, estimated from the topology")
+    premises_heard: int = Field(description="premises whose last gasp arrived")
+    restored: int = Field(description="premises whose restoration arrived")
+    duration_s: int | None = Field(description="the longest duration the meters recorded")
+
+
+class OutagePremises(BaseModel):
+    premises_id: str
+    lost_at: datetime
+    heard: datetime = Field(description="when the GDSC had its last gasp")
+    restored_at: datetime | None = Field(description="loss of mains + the duration the meter recorded")
+    duration_s: int | None
+
+
+class OutageDetail(OutageOut):
+    path: list[str] = Field(description="the location and the nodes above it")
+    restored_by: datetime | None = Field(description="the last restoration time of its premises")
+    premises: list[OutagePremises]
+
+
+class OutagePage(BaseModel):
+    outages: list[OutageOut]
+
+
+class NodeIn(BaseModel):
+    kind: Literal["primary", "secondary", "feeder"]
+    parent_id: Annotated[str | None, Field(max_length=64)] = None
+    name: Annotated[str, Field(max_length=200)] = ""
+    x: float | None = None
+    y: float | None = None
+
+
+class PlaceIn(BaseModel):
+    feeder_id: Annotated[str, Field(min_length=1, max_length=64)]
+    phase: Literal["L1", "L2", "L3", "3ph"]
+    x: float | None = None
+    y: float | None = None
+
+
+class TopologyLoaded(BaseModel):
+    nodes: int
+    premises: int
+
+
+class TopologyFormat(enum.StrEnum):
+    CSV = "csv"
+    GEOJSON = "geojson"
+
+
+class PlanningBucket(BaseModel):
+    start: datetime
+    duration: int = Field(description="seconds")
+    import_wh: float | None = Field(description="1-0:1.8.0 summed over the feeders released")
+    export_wh: float | None = Field(description="1-0:2.8.0 (solar export) summed likewise")
+
+
+class PlanningOut(BaseModel):
+    """Planning aggregates of a node: the sums of its feeders' released aggregates (each over at
+    least k premises with data, ``smarthub.gdsc.governance.aggregates``)."""
+
+    node_id: str
+    feeders: list[str] = Field(description="feeders whose aggregates are included")
+    withheld: list[str] = Field(description="feeders left out: fewer than k premises (k-anonymity)")
+    premises: int = Field(description="premises in the included feeders' groups")
+    granularity: ServedGranularity
+    profile: list[PlanningBucket]
+    peak_import_w: float | None = Field(description="the highest mean import power of a bucket")
+    peak_at: datetime | None
+    import_kwh: float
+    export_kwh: float

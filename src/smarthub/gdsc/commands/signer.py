@@ -13,6 +13,7 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from smarthub.wan.contract.bodies import CommandBody
 from smarthub.wan.contract.commands import COMMAND_TYPES, Command, SignedCommand
 
 
@@ -40,11 +41,24 @@ class CommandSigner:
             return cls(key, f.read(), next_counter)
 
     def command(
-        self, hub_id: str, type_: str, body: dict[str, Any], now: datetime, counter: int | None = None
+        self,
+        hub_id: str,
+        type_: str,
+        body: CommandBody | dict[str, Any],
+        now: datetime,
+        counter: int | None = None,
     ) -> SignedCommand:
-        """Sign a command; ``counter`` if the caller took it already, else ``next_counter``'s."""
+        """Sign a command; ``counter`` if the caller took it already, else ``next_counter``'s.
+
+        ``body`` is the type's typed body (``smarthub.wan.contract.bodies``: built, it is well
+        formed), or JSON signed as given (the operator's ``smarthub command``, tests of the hub's
+        refusals); the hub parses either into the typed body before it takes the counter."""
         if type_ not in COMMAND_TYPES:
             raise ValueError(f"unknown command type {type_!r}")
+        if isinstance(body, CommandBody):
+            if type_ != body.TYPE:
+                raise ValueError(f"a {body.TYPE} body cannot be sent as a {type_} command")
+            body = body.to_json()
         if counter is None:
             counter = self.next_counter(hub_id)
         return self.sign(Command(hub_id, counter, type_, body, now.isoformat()))

@@ -19,6 +19,7 @@ from smarthub.gdsc.outages import store as outage_store
 from smarthub.gdsc.outages import topology
 from smarthub.gdsc.pull import log, plan
 from smarthub.gdsc.readings import comparisons, tables
+from smarthub.gdsc.readings.vee import tables as vee_tables
 
 TABLE_MODULES = (
     registry,
@@ -39,6 +40,7 @@ TABLE_MODULES = (
     comparisons,
     topology,
     outage_store,
+    vee_tables,
 )
 
 __all__ = ["TABLE_MODULES", "metadata"]

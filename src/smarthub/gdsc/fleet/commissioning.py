@@ -41,6 +41,7 @@ from smarthub.gdsc.fleet.pki import (
     verify_certificate,
 )
 from smarthub.gdsc.fleet.registry import ProvisionedCertificate
+from smarthub.gdsc.outages.store import AlertKeys, alert_key_row
 from smarthub.gdsc.store import Store
 from smarthub.model.identifiers import validate_mpan, validate_mprn
 
@@ -259,13 +260,15 @@ def register_manifest(store: Store, manifest: Mapping[str, Any]) -> int:
     """Register every hub of a manifest the GDSC itself produced (the trusted internal path).
 
     No installer is authenticated here: installers' requests go through :func:`verify_request`.
-    A hub's ``certificate`` (PEM, optional) is recorded as its commissioning by the GDSC's
-    provisioning, so the GDSC can renew it.
+    A hub entry may carry its ``certificate`` (PEM; its fingerprint must be the entry's LFDI):
+    its alert key is then registered, so its last gasps verify at the alert endpoint, and it is
+    recorded as the hub's commissioning by the GDSC's provisioning, so the GDSC can renew it.
     """
     hubs = manifest.get("hubs")
     if not isinstance(hubs, list):
         raise CommissioningError("manifest has no 'hubs' list")
     checked: list[dict[str, Any]] = []
+    certificates: list[tuple[str, bytes, str]] = []
     for i, h in enumerate(hubs):
         try:
             lfdi = str(h["lfdi"]).upper()
@@ -285,8 +288,14 @@ def register_manifest(store: Store, manifest: Mapping[str, Any]) -> int:
                     provisioned=_provisioned(h.get("certificate"), lfdi),
                 )
             )
+            if h.get("certificate"):
+                pem = str(h["certificate"]).encode()
+                alert_key_row(str(h["hub_id"]), pem, lfdi)  # its fingerprint must be the LFDI
+                certificates.append((str(h["hub_id"]), pem, lfdi))
         except (KeyError, TypeError, ValueError) as err:
             raise CommissioningError(f"hub {i} in manifest: {err}") from None
     for entry in checked:
         store.register_hub(**entry)
+    # The hubs' last gasps verify under the keys of the certificates the manifest carries.
+    AlertKeys(store.engine).register_many(certificates)
     return len(checked)

@@ -51,7 +51,6 @@ revoked hub, cessationOfOperation for a decommissioned one, superseded for a rep
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -82,10 +81,12 @@ from smarthub.gdsc.fleet.pki import (
     lfdi,
 )
 from smarthub.gdsc.fleet.registry import hub_commissioning, hubs, lock_hub_status, meters, premises
+from smarthub.gdsc.outages.store import register_alert_key
 from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.pull.tables import DONE, FAILED, PENDING, Priority, pull_plan, urgent_work
 from smarthub.gdsc.readings.tables import StoredReading
 from smarthub.gdsc.store import Store
+from smarthub.wan.contract.bodies import PkiCertificate, PkiCrl
 
 ACTIVE, REVOKED, DECOMMISSIONED = "active", "revoked", "decommissioned"
 CRL_FILE = "crl.pem"
@@ -237,6 +238,8 @@ class HubLifecycle:
                         replaces=req.replaces,
                     )
                 )
+                # Its last gasps verify from now on, under the key of the certificate just issued.
+                register_alert_key(self.store.engine, conn, req.hub_id, cert.cert_pem, cert.lfdi)
         except IntegrityError as err:  # a concurrent request for the same hub id won
             self.ca.revoke(cert.certificate.serial_number, now, x509.ReasonFlags.superseded)
             raise CommissioningRefused("hub_exists", f"hub {req.hub_id}: {err.orig}") from None
@@ -379,7 +382,7 @@ class HubLifecycle:
             new = self.ca.renew(old, now, days)
         except (ValueError, CertificateRejected) as err:
             raise LifecycleRefused(f"hub {hub_id}: {err}") from None
-        body = {"certificate": new.cert_pem.decode(), "replaces_serial": rec.cert_serial}
+        body = PkiCertificate(new.cert_pem.decode(), rec.cert_serial)
         return self.plan.queue_command(self.signer, hub_id, RENEW_COMMAND, body, now, Priority.URGENT)
 
     @staticmethod
@@ -484,6 +487,8 @@ class HubLifecycle:
             ).rowcount
             if moved == 1:
                 conn.execute(update(hubs).where(hubs.c.hub_id == hub_id).values(lfdi=new_lfdi))
+                pem = cert.public_bytes(serialization.Encoding.PEM)
+                register_alert_key(self.store.engine, conn, hub_id, pem, new_lfdi)
         if moved == 1:
             self.ca.revoke(int(old_serial), now, x509.ReasonFlags.superseded)
         return moved == 1
@@ -534,7 +539,7 @@ class HubLifecycle:
         for listener in self.crl_listeners:
             listener(self.crl_path)
         if self.signer is not None and push:
-            body = {"crl": base64.b64encode(crl.public_bytes(serialization.Encoding.DER)).decode()}
+            body = PkiCrl(crl.public_bytes(serialization.Encoding.DER))
             for hub in self.store.active_hubs():
                 self.plan.queue_command(self.signer, hub.hub_id, "pki.crl", body, now, Priority.URGENT)
         return crl

@@ -261,12 +261,21 @@ class IssuedCertificate:
     sfdi: int
     role: Role
     name: str
+    # The CA certificates between this one and the root (the issuing MICA, then the MCA), PEM.
+    chain_pem: bytes = b""
 
     def save(self, dir: Path, stem: str) -> tuple[Path, Path | None]:
-        """Write ``<stem>.pem`` (and ``<stem>.key``, mode 0600, if there is a key); return the paths."""
+        """Write ``<stem>.pem`` (and ``<stem>.key``, mode 0600, if there is a key); return the paths.
+
+        ``<stem>.pem`` holds the certificate followed by its intermediate CAs (:attr:`chain_pem`),
+        the chain a TLS peer sends (RFC 8446 §4.4.2; the root, the SERCA, is left out as the peer
+        must already trust it): a 2030.5 client that trusts only the SERCA can then verify it.
+        Readers that take the first certificate of the file (``load_pem_x509_certificate``) get
+        the end-entity certificate as before.
+        """
         dir = Path(dir)
         cert_path = dir / f"{stem}.pem"
-        _atomic_write(cert_path, self.cert_pem, _PUBLIC_MODE)
+        _atomic_write(cert_path, self.cert_pem + self.chain_pem, _PUBLIC_MODE)
         key_path: Path | None = None
         if self.key_pem is not None:
             key_path = dir / f"{stem}.key"
@@ -479,6 +488,17 @@ class CertificateAuthority:
             sfdi=sfdi(cert),
             role=role,
             name=name,
+            chain_pem=self.intermediates_pem,
+        )
+
+    @property
+    def intermediates_pem(self) -> bytes:
+        """The CA certificates a holder of one of this CA's certificates sends with it: every
+        certificate of the chain but the self-signed root (the issuing CA, then the MCA)."""
+        return b"".join(
+            c.public_bytes(serialization.Encoding.PEM)
+            for c in (self._cert, *self._chain)
+            if c.issuer != c.subject
         )
 
     def renew(self, cert: x509.Certificate, now: datetime, days: int | None = None) -> IssuedCertificate:

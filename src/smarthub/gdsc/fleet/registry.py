@@ -1,8 +1,8 @@
 """The registry: premises, their hubs and the hubs' meters, as the GDSC knows them.
 
 ``HubRegistry`` is the store's part that writes and reads them (:class:`smarthub.gdsc.store.Store`
-is every part together). Every table but ``premises`` (a small reference table) has the hub first
-in its primary key, so a sharded PostgreSQL (e.g. Citus) can distribute them by hub.
+is every part together). ``hubs`` and ``meters`` have the hub first in their primary keys and are
+distributed by hub id on Citus; ``premises`` is a reference table (:mod:`smarthub.gdsc.db.placement`).
 """
 
 from __future__ import annotations

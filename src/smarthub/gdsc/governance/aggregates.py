@@ -110,6 +110,11 @@ class UnknownGroup(LookupError):
     pass
 
 
+class MixedUnits(ValueError):
+    """The readings to be summed are in different units (an OBIS code whose meters disagree): no
+    sum is released or served."""
+
+
 class MembershipRefused(ValueError):
     """A membership change that would alter the members of data already aggregated."""
 
@@ -324,7 +329,7 @@ def _add(acc: dict[int, list[int]], slot: int, value: int, p10: int, uom: int, o
         acc[slot] = [value, p10, uom]
         return
     if a[2] != uom:
-        raise ValueError(f"{obis}: mixed units {a[2]} and {uom} across the group")
+        raise MixedUnits(f"{obis}: mixed units {a[2]} and {uom} across the group")
     if p10 < a[1]:  # rescale to the finer power of ten so the sum stays exact
         a[0] *= 10 ** (a[1] - p10)
         a[1] = p10
@@ -359,7 +364,7 @@ def aggregate(
             out[b_start] = [b_end, value, p10, uom, n, 1]
             continue
         if acc[3] != uom:
-            raise ValueError(f"{obis}: mixed units {acc[3]} and {uom} in one bucket")
+            raise MixedUnits(f"{obis}: mixed units {acc[3]} and {uom} in one bucket")
         if p10 < acc[2]:
             acc[1] *= 10 ** (acc[2] - p10)
             acc[2] = p10
@@ -397,7 +402,7 @@ def assign_group(
     groups = AggregationGroups(engine)
     at = utc(start) if start is not None else utc(now)
     assert at is not None
-    if at < utc(now):  # type: ignore[operator]
+    if at < utc(now):
         for p in premises_ids:
             ahead = [m for m in groups.memberships_of(p) if m.end is None or m.end > at]
             if ahead:

@@ -44,15 +44,17 @@ from smarthub.gdsc.governance.parties import Consent, DataKind, Granularity, Par
 from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.pull.tables import Priority
 from smarthub.gdsc.store import Store
+from smarthub.wan.contract.bodies import ConsentScope, ConsentSet
+from smarthub.wan.contract.bodies import Granularity as HubGranularity
 
-# The hub's names for the granularities (smarthub.hub.privacy.Granularity; the GDSC spells the
-# register-only consent in the singular).
+# The hub's granularities (the WAN contract's; the GDSC spells the register-only consent in the
+# singular).
 HUB_GRANULARITY = {
-    Granularity.HALF_HOURLY: "half-hourly",
-    Granularity.DAILY: "daily",
-    Granularity.MONTHLY: "monthly",
-    Granularity.TARIFF_REGISTER: "tariff-registers",
-    Granularity.NONE: "none",
+    Granularity.HALF_HOURLY: HubGranularity.HALF_HOURLY,
+    Granularity.DAILY: HubGranularity.DAILY,
+    Granularity.MONTHLY: HubGranularity.MONTHLY,
+    Granularity.TARIFF_REGISTER: HubGranularity.TARIFF_REGISTERS,
+    Granularity.NONE: HubGranularity.NONE,
 }
 
 
@@ -98,6 +100,10 @@ class ConsentSync:
         return max([default, *(c.granularity for c in usable)], key=lambda g: g.rank)
 
     def body(self, premises_id: str, party_id: str, at: datetime, meter_ids: list[str]) -> dict[str, object]:
+        """The ``consent.set`` body's JSON (:meth:`command`)."""
+        return self.command(premises_id, party_id, at, meter_ids).to_json()
+
+    def command(self, premises_id: str, party_id: str, at: datetime, meter_ids: list[str]) -> ConsentSet:
         """The ``consent.set`` body for a hub with ``hub_meters``: the party's state at ``at``
         with its scope (module docstring)."""
         party = self.parties.party(party_id)
@@ -114,7 +120,7 @@ class ConsentSync:
         usable = [c for c in live if DataKind.READINGS in c.data_kinds]
         default = SUPPLIER_DEFAULT if party.role is Role.SUPPLIER else Granularity.NONE
         granularity = max([default, *(c.granularity for c in usable)], key=lambda g: g.rank)
-        meters: dict[str, str] | None = None
+        meters: dict[str, HubGranularity] | None = None
         if any(c.meters is not None for c in usable):
             named = set(meter_ids) | {m for c in usable for m in (c.meters or ())}
             per = {
@@ -126,15 +132,13 @@ class ConsentSync:
             }
             meters = {m: HUB_GRANULARITY[g] for m, g in per.items() if g is not Granularity.NONE}
         scoped = tenancy is not None and bool(usable)
-        return {
-            "recipient": party_id,
-            "granularity": HUB_GRANULARITY[granularity],
-            "version": version_of(at),
-            "meters": meters,
-            "data_from": _epoch(tenancy.start) if scoped and tenancy is not None else None,
-            "data_until": _epoch(tenancy.end) if scoped and tenancy is not None and tenancy.end else None,
-            "events": any(DataKind.EVENTS in c.data_kinds for c in live),
-        }
+        scope = ConsentScope(
+            meters,
+            _epoch(tenancy.start) if scoped and tenancy is not None else None,
+            _epoch(tenancy.end) if scoped and tenancy is not None and tenancy.end else None,
+            any(DataKind.EVENTS in c.data_kinds for c in live),
+        )
+        return ConsentSet(party_id, HUB_GRANULARITY[granularity], version_of(at), scope)
 
     def push(self, premises_id: str, party_id: str, at: datetime) -> list[Pushed]:
         """Queue the party's state at ``at`` for every active hub of the premises (urgent: a
@@ -142,9 +146,9 @@ class ConsentSync:
         now = self.now()
         out = []
         for hub_id in active_hubs(self.parties.engine, premises_id):
-            body = self.body(premises_id, party_id, at, hub_meters(self.parties.engine, hub_id))
+            body = self.command(premises_id, party_id, at, hub_meters(self.parties.engine, hub_id))
             job = self.plan.queue_command(self.signer, hub_id, "consent.set", body, now, Priority.URGENT)
-            out.append(Pushed(hub_id, job, body))
+            out.append(Pushed(hub_id, job, body.to_json()))
         return out
 
     def push_expired(self, after: datetime, until: datetime) -> list[Pushed]:

@@ -53,6 +53,7 @@ from smarthub.gdsc.governance.guard import AccessDenied, AccessGuard
 from smarthub.gdsc.governance.parties import Fuel, Granularity, PartyRepository
 from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.pull.tables import DONE, FAILED, Priority
+from smarthub.wan.contract.bodies import SupplierKeys
 
 _T = DateTime(timezone=True)
 SETTLEMENT_PERIOD = timedelta(minutes=30)
@@ -177,12 +178,7 @@ class SupplierChanges:
             r = conn.execute(select(o).where(key)).one()
         if r.hub_id is None:
             return
-        body = {
-            "fuel": r.fuel,
-            "supplier_id": r.new_supplier_id,
-            "lfdi": r.new_supplier_lfdi,
-            "effective": _aware(r.effective).isoformat(),
-        }
+        body = SupplierKeys(r.fuel, r.new_supplier_id, r.new_supplier_lfdi, _aware(r.effective))
         job = self.plan.queue_command(self.signer, r.hub_id, "supplier.keys", body, now, Priority.URGENT)
         values: dict[str, Any] = {column: job}
         if column == "read_job":

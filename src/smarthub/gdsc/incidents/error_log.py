@@ -10,8 +10,8 @@ to deliver, or a work order is opened for the responsible party carrying the hub
 diagnosis. An incident closes when every hub in it reports the condition cleared (or answers
 again), and its work order closes with it.
 
-Tables live on the store's metadata (one database, one migration history) and are keyed by
-hub id or incident id so they can be distributed like the rest.
+Tables live on the store's metadata (one database, one migration history); on Citus they stay
+on the coordinator (:mod:`smarthub.gdsc.db.placement`: their keys do not all include the hub).
 """
 
 from __future__ import annotations
@@ -41,8 +41,17 @@ from sqlalchemy import (
 )
 
 from smarthub.gdsc.db.database import metadata
-from smarthub.gdsc.incidents.policy import HUB_UNREACHABLE, Action, Party, decide, incident_key
+from smarthub.gdsc.incidents.policy import (
+    HUB_POWER_OUT,
+    HUB_UNREACHABLE,
+    SILENT,
+    Action,
+    Party,
+    decide,
+    incident_key,
+)
 from smarthub.gdsc.store import Store
+from smarthub.wan.contract.bodies import CommandBody, HanScan, LinkTest, parse_body
 from smarthub.wan.contract.events import BadHubEvent, HubEvent, parse_hub_event
 
 _ID = BigInteger().with_variant(Integer, "sqlite")
@@ -163,10 +172,14 @@ class ErrorLog:
         wan_link_of: Callable[[str], str | None] = lambda hub_id: None,
         responsible: Resolver = default_resolver,
         area_threshold: int = 3,
+        power_out: Callable[[str], bool] = lambda hub_id: False,
     ) -> None:
         self.store = store
         self.engine = store.engine
         self.wan_link_of = wan_link_of
+        # Whether a hub sent a last gasp and no restoration yet (gdsc.outages.service): a silent
+        # hub is then a power outage, not a dead hub or a WAN fault.
+        self.power_out = power_out
         self.responsible = responsible
         self.area_threshold = area_threshold
         self._lock = threading.Lock()
@@ -222,7 +235,7 @@ class ErrorLog:
                     .where(
                         and_(
                             incident_hubs.c.open == 1,
-                            incidents.c.code == HUB_UNREACHABLE,
+                            incidents.c.code.in_(SILENT),
                             incidents.c.closed.is_(None),
                         )
                     )
@@ -231,12 +244,19 @@ class ErrorLog:
         return hubs
 
     def record_unreachable(self, hub_id: str, now: datetime, error: str) -> int:
-        """The scheduler gave up on a hub for this window; returns the incident id."""
+        """The scheduler gave up on a hub for this window; returns the incident id.
+
+        Classified: a hub that sent a last gasp (and no restoration) is out of power
+        (``HUB_POWER_OUT``, one incident per hub, nobody sent); otherwise one silent hub is a
+        dead hub and several on one WAN link a WAN outage (``HUB_UNREACHABLE``, policy)."""
         self._unreachable_hubs().add(hub_id)
         link = self.wan_link_of(hub_id)
-        scope, key = incident_key(hub_id, link, HUB_UNREACHABLE, "hub")
+        code = HUB_POWER_OUT if self.power_out(hub_id) else HUB_UNREACHABLE
+        if code == HUB_POWER_OUT:
+            error = f"power outage (last gasp, no restoration yet): {error}"
+        scope, key = incident_key(hub_id, link, code, "hub")
         with self._lock, self.engine.begin() as conn:
-            incident_id = self._incident(conn, scope, key, HUB_UNREACHABLE, link, now)
+            incident_id = self._incident(conn, scope, key, code, link, now)
             self._member(conn, incident_id, hub_id, True, now, error)
             self._review(conn, incident_id, now)
         return incident_id
@@ -255,7 +275,7 @@ class ErrorLog:
                     and_(
                         incident_hubs.c.hub_id == hub_id,
                         incident_hubs.c.open == 1,
-                        incidents.c.code == HUB_UNREACHABLE,
+                        incidents.c.code.in_(SILENT),
                         incidents.c.closed.is_(None),
                     )
                 )
@@ -487,12 +507,13 @@ class ErrorLog:
         )
         if d.action is Action.REMOTE_REPAIR and d.command:
             for hub_id in open_hubs:
+                body = self._repair_body(conn, incident_id, hub_id, d.command)
                 exists = conn.execute(
                     select(repair_commands.c.repair_id).where(
                         and_(
                             repair_commands.c.incident_id == incident_id,
                             repair_commands.c.hub_id == hub_id,
-                            repair_commands.c.command == d.command,
+                            repair_commands.c.command == body.TYPE,
                         )
                     )
                 ).first()
@@ -501,8 +522,8 @@ class ErrorLog:
                         insert(repair_commands).values(
                             incident_id=incident_id,
                             hub_id=hub_id,
-                            command=d.command,
-                            body=json.dumps(self._repair_body(conn, incident_id, hub_id, d.command)),
+                            command=body.TYPE,
+                            body=json.dumps(body.to_json()),
                             created=now,
                             status="queued",
                         )
@@ -539,14 +560,19 @@ class ErrorLog:
             )
 
     @staticmethod
-    def _repair_body(conn: Connection, incident_id: int, hub_id: str, command: str) -> dict[str, Any]:
-        """Aim a remote diagnostic at the device the hub named (HAN scan / link test)."""
+    def _repair_body(conn: Connection, incident_id: int, hub_id: str, command: str) -> CommandBody:
+        """The remote diagnostic's body: a link test aimed at the meter the hub named, or a HAN
+        scan (which needs no target; also what a link test becomes when the hub named none)."""
         row = conn.execute(
             select(hub_events.c.device).where(
                 and_(hub_events.c.incident_id == incident_id, hub_events.c.hub_id == hub_id)
             )
         ).first()
-        return {"device": row.device} if row is not None else {}
+        if command == LinkTest.TYPE and row is not None and row.device:
+            return LinkTest(row.device)
+        if command in (LinkTest.TYPE, HanScan.TYPE):
+            return HanScan()
+        return parse_body(command, {})
 
     @staticmethod
     def _diagnosis(conn: Connection, incident_id: int, members: Iterable[Any]) -> dict[str, Any]:

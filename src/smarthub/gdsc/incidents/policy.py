@@ -26,6 +26,10 @@ from smarthub.wan.contract.diagnosis import DiagnosisCode as D
 
 # Not a hub diagnosis: the GDSC's own finding that a hub did not answer its pulls.
 HUB_UNREACHABLE = 1000
+# ... and that it sent a last gasp first: the power outage explains it (gdsc.outages), not a dead
+# hub (its supplier) nor its WAN link (the WAN provider). The network operator's, as an outage.
+HUB_POWER_OUT = 1001
+SILENT = (HUB_UNREACHABLE, HUB_POWER_OUT)
 
 
 class Action(enum.StrEnum):
@@ -73,6 +77,9 @@ POLICIES: dict[int, Policy] = {
     # One hub silent: ask its supplier after a day. Many on one link: one incident for the
     # WAN provider (escalated at once once it is an area outage, see decide()).
     HUB_UNREACHABLE: Policy(Action.MONITOR, Party.SUPPLIER, area=True),
+    # Silent after a last gasp: nobody is sent to the hub or the cell; the outage (opened by the
+    # last gasps) is the network operator's. A hub still silent a week on is looked at.
+    HUB_POWER_OUT: Policy(Action.MONITOR, Party.NETWORK_OPERATOR, escalate_after=timedelta(days=7)),
 }
 
 

@@ -43,6 +43,14 @@ class OutageService:
         self.receiver = AlertReceiver(self.store, self.keys, clock, self.handle, **receiver)  # type: ignore[arg-type]
         self.on_change: list[Callable[[Sequence[Change]], None]] = []
         self._lock = threading.Lock()
+        self._out: set[str] = {
+            p.hub_id for o in self.correlator.live() for p in o.premises.values() if p.restored_at is None
+        }
+        self.started = False
+
+    def power_out(self, hub_id: str) -> bool:
+        """Whether the hub sent a last gasp and no restoration since (the error log asks)."""
+        return hub_id in self._out
 
     def refresh_topology(self) -> None:
         """Read the topology again (after a load or an edit through the API)."""
@@ -50,10 +58,14 @@ class OutageService:
             self.correlator.topology = self.topology.snapshot()
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        return await self.receiver.start(host, port)
+        port = await self.receiver.start(host, port)
+        self.started = True
+        return port
 
     async def close(self) -> None:
-        await self.receiver.close()
+        if self.started:
+            await self.receiver.close()
+            self.started = False
 
     def handle(self, alerts: Sequence[StoredAlert]) -> list[Change]:
         """Correlate stored alerts in order; save and announce the changes."""
@@ -63,8 +75,10 @@ class OutageService:
                 a = s.alert
                 now = self.clock.now()
                 if a.kind is AlertKind.LAST_GASP:
+                    self._out.add(a.hub_id)
                     changes += self.correlator.last_gasp(a.hub_id, a.lost_at, now)
                 else:
+                    self._out.discard(a.hub_id)
                     changes += self.correlator.restoration(a.hub_id, a.lost_at, a.duration_s, now)
         if changes:
             self.store.save(changes)

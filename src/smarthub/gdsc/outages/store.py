@@ -2,11 +2,13 @@
 premises, and the event log the API's push subscription reads.
 
 Tables that hold one hub's data carry ``hub_id`` first in their primary key (``outage_alerts``,
-``alert_keys``), as every per-hub table does, so a sharded PostgreSQL can distribute them by hub.
+``alert_keys``) and are distributed by hub id on Citus; the outages themselves stay on the
+coordinator (:mod:`smarthub.gdsc.db.placement`).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
     DateTime,
     Engine,
     Integer,
@@ -124,37 +127,74 @@ class UnknownKey(LookupError):
     pass
 
 
+def alert_key_row(hub_id: str, certificate_pem: bytes, lfdi: str | None = None) -> dict[str, Any]:
+    """The ``alert_keys`` row of a hub's certificate; ValueError if its fingerprint is not the
+    hub's LFDI (a key is only ever registered for the hub that holds the certificate)."""
+    cert = x509.load_pem_x509_certificate(certificate_pem)
+    der = cert.public_bytes(serialization.Encoding.DER)
+    found = lfdi_from_der(der).upper()
+    if lfdi is not None and found != lfdi.upper():
+        raise ValueError(f"hub {hub_id}: certificate fingerprint {found} is not its LFDI {lfdi}")
+    key = cert.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise ValueError(f"hub {hub_id}: certificate key is not EC")
+    spki = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return dict(hub_id=hub_id, lfdi=found, public_key=spki)
+
+
+def register_alert_key(
+    engine: Engine, conn: Connection | None, hub_id: str, certificate_pem: bytes, lfdi: str | None = None
+) -> ec.EllipticCurvePublicKey:
+    """Write (or replace) a hub's alert key, in ``conn``'s transaction if given (commissioning
+    and certificate renewal write it with the hub's registration); the key."""
+    row = alert_key_row(hub_id, certificate_pem, lfdi)
+    stmt = (
+        _insert(engine, alert_keys).values(**row).on_conflict_do_update(index_elements=["hub_id"], set_=row)
+    )
+    if conn is None:
+        with engine.begin() as c:
+            c.execute(stmt)
+    else:
+        conn.execute(stmt)
+    key = serialization.load_der_public_key(row["public_key"])
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    return key
+
+
 class AlertKeys:
     """Each hub's alert-verification key: the public key of the certificate whose fingerprint is
-    its registered LFDI (so a key can only be registered for the hub that holds the certificate)."""
+    its registered LFDI (so a key can only be registered for the hub that holds the certificate).
 
-    def __init__(self, engine: Engine) -> None:
+    Keys are cached for ``ttl_s`` wall seconds: a hub revoked, decommissioned or renewed by another
+    process (``smarthub gdsc revoke``, the upkeep's renewals) is seen by a running endpoint within
+    that time; :meth:`forget` drops one at once."""
+
+    def __init__(self, engine: Engine, ttl_s: float = 300.0) -> None:
         self.engine = engine
-        self._cache: dict[str, ec.EllipticCurvePublicKey] = {}
+        self.ttl_s = ttl_s
+        self._cache: dict[str, tuple[ec.EllipticCurvePublicKey, float]] = {}
 
     def register(self, hub_id: str, certificate_pem: bytes, lfdi: str | None = None) -> None:
-        cert = x509.load_pem_x509_certificate(certificate_pem)
-        der = cert.public_bytes(serialization.Encoding.DER)
-        found = lfdi_from_der(der).upper()
-        if lfdi is not None and found != lfdi.upper():
-            raise ValueError(f"hub {hub_id}: certificate fingerprint {found} is not its LFDI {lfdi}")
-        key = cert.public_key()
-        if not isinstance(key, ec.EllipticCurvePublicKey):
-            raise ValueError(f"hub {hub_id}: certificate key is not EC")
-        spki = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        row = dict(hub_id=hub_id, lfdi=found, public_key=spki)
+        register_alert_key(self.engine, None, hub_id, certificate_pem, lfdi)
+        self._cache.pop(hub_id, None)
+
+    def register_many(self, certificates: Iterable[tuple[str, bytes, str | None]]) -> int:
+        """:meth:`register` for many hubs (hub id, certificate PEM, LFDI) in one transaction."""
+        n = 0
         with self.engine.begin() as conn:
-            conn.execute(
-                _insert(self.engine, alert_keys)
-                .values(**row)
-                .on_conflict_do_update(index_elements=["hub_id"], set_=row)
-            )
-        self._cache[hub_id] = key
+            for hub_id, pem, lfdi in certificates:
+                register_alert_key(self.engine, conn, hub_id, pem, lfdi)
+                self._cache.pop(hub_id, None)
+                n += 1
+        return n
 
     def load(self, hub_ids: Iterable[str]) -> dict[str, ec.EllipticCurvePublicKey]:
         """The keys of these hubs (cached; missing ones read in one query)."""
         hub_ids = list(hub_ids)
-        want = [h for h in set(hub_ids) if h not in self._cache]
+        now = time.monotonic()
+        want = [h for h in set(hub_ids) if h not in self._cache or self._cache[h][1] < now]
+        for h in want:
+            self._cache.pop(h, None)
         if want:
             from smarthub.gdsc.fleet.registry import hubs
 
@@ -167,8 +207,8 @@ class AlertKeys:
                 for hub_id, spki in rows:
                     key = serialization.load_der_public_key(bytes(spki))
                     if isinstance(key, ec.EllipticCurvePublicKey):
-                        self._cache[hub_id] = key
-        return {h: self._cache[h] for h in hub_ids if h in self._cache}
+                        self._cache[hub_id] = (key, now + self.ttl_s)
+        return {h: self._cache[h][0] for h in hub_ids if h in self._cache}
 
     def forget(self, hub_id: str) -> None:
         """A revoked or decommissioned hub: its alerts are refused from now on."""
@@ -357,6 +397,11 @@ class OutageStore:
         with self.engine.connect() as conn:
             rows = conn.execute(q.order_by(outages.c.opened.desc()).limit(limit))
             return [_row(r) for r in rows]
+
+    def get(self, outage_id: int) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            r = conn.execute(select(outages).where(outages.c.outage_id == outage_id)).first()
+            return None if r is None else _row(r)
 
     def premises_of(self, outage_id: int) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:

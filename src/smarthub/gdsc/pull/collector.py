@@ -40,6 +40,7 @@ from smarthub.gdsc.incidents.error_log import ErrorLog
 from smarthub.gdsc.incidents.event_pull import pull_events
 from smarthub.gdsc.readings.tables import IngestResult, ReadingRow, Readings
 from smarthub.gdsc.store import Store
+from smarthub.wan.client.channel import ChannelEndpoint
 from smarthub.wan.client.hub_client import HubClient, PulledInterval, PullError
 from smarthub.wan.client.pull import HubConnection, PullClient, SessionCache
 from smarthub.wan.contract import crl_sync
@@ -217,8 +218,10 @@ class Collector:
         bulk: bool = True,
         error_log: ErrorLog | None = None,
         events_every: timedelta = timedelta(seconds=LOG_EVENT_POLL_RATE),
+        channels: ChannelEndpoint | None = None,
     ) -> None:
         """``bulk=False`` always walks (for comparison and for hubs known to misbehave).
+        ``channels``: where hubs registered as ``channel://<hub id>`` park their connections.
 
         With an ``error_log``, a successful pull also tells it the hub answered, and at most
         every ``events_every`` (the 2030.5 LogEventList pollRate) pulls the hub's diagnosed
@@ -237,7 +240,8 @@ class Collector:
         self.ssl_context = ssl_context
         self.clock = clock
         self.bulk = bulk
-        self.puller = PullClient(ssl_context)
+        self.channels = channels
+        self.puller = PullClient(ssl_context, channels=channels)
         self.writes = WriteBatcher(self._ingest_all, store.log_pulls)
         self.cursor_reads = CursorReader(store.cursors_many)
         self._clients: dict[str, HubClient] = {}
@@ -257,7 +261,9 @@ class Collector:
             raise PullError(f"collector closed: pull of {hub.hub_id} abandoned")
         client = self._clients.get(hub.hub_id)
         if client is None or client.base_url != hub.url.rstrip("/") or client.expected_lfdi != hub.lfdi:
-            client = self._clients[hub.hub_id] = HubClient(hub.url, self.ssl_context, hub.lfdi)
+            client = self._clients[hub.hub_id] = HubClient(
+                hub.url, self.ssl_context, hub.lfdi, channels=self.channels
+            )
         return client
 
     async def pull(self, hub: HubRecord, window_start: datetime) -> PullOutcome:

@@ -11,18 +11,22 @@ import ssl
 from typing import Any
 
 from smarthub.gdsc.fleet.registry import HubRecord
+from smarthub.wan.client.channel import ChannelEndpoint
 from smarthub.wan.client.hub_client import HubClient
 
 
 class CommandCourier:
-    def __init__(self, ssl_context: ssl.SSLContext) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext, channels: ChannelEndpoint | None = None) -> None:
         self.ssl_context = ssl_context
+        self.channels = channels  # for hubs reached through their channel (wan.contract.channel)
         self._clients: dict[str, HubClient] = {}
 
     def _client(self, hub: HubRecord) -> HubClient:
         client = self._clients.get(hub.hub_id)
         if client is None or client.base_url != hub.url.rstrip("/") or client.expected_lfdi != hub.lfdi:
-            client = self._clients[hub.hub_id] = HubClient(hub.url, self.ssl_context, hub.lfdi)
+            client = self._clients[hub.hub_id] = HubClient(
+                hub.url, self.ssl_context, hub.lfdi, channels=self.channels
+            )
         return client
 
     async def deliver(self, hub: HubRecord, envelope: bytes) -> dict[str, Any]:

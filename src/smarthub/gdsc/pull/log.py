@@ -55,25 +55,50 @@ class PullLog(Database):
                     raise
 
     def _pull_log_insert_pg(self, conn: Connection, entries: Sequence[dict[str, Any]]) -> None:
-        """Every row in one statement: each hub's next ``seq`` numbers follow its highest
-        stored one, in the order the entries are given (a hub may appear more than once)."""
+        """Every row in one INSERT: each hub's next ``seq`` numbers follow its highest stored
+        one, in the order the entries are given (a hub may appear more than once).
+
+        The hubs' highest numbers are read first, one ``max(seq)`` per hub (an index probe each;
+        on Citus a query routed to the hub's shard), pipelined in one round trip, and the numbers
+        worked out here. One statement with a
+        subquery per entry correlated with ``unnest`` is refused by Citus ("correlated subqueries
+        are not supported when the FROM clause contains a set returning function"), and one
+        grouped ``max`` over all the hubs reads every row of each hub's history. A concurrent
+        logger of the same hub makes the INSERT fail on the primary key; :meth:`log_pulls` retries.
+        """
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        hubs = sorted({e["hub_id"] for e in entries})
+        top: dict[str, int] = {}
+        with raw.cursor() as cur:
+            cur.executemany(
+                "SELECT %s::varchar, coalesce(max(seq), 0) FROM pull_log WHERE hub_id = %s",
+                [(h, h) for h in hubs],
+                returning=True,
+            )
+            while True:
+                hub, seq = cur.fetchone()
+                top[hub] = seq
+                if not cur.nextset():
+                    break
+        seqs = []
+        for e in entries:
+            top[e["hub_id"]] += 1
+            seqs.append(top[e["hub_id"]])
         cols: dict[str, list[Any]] = {
             k: [e[k] for e in entries]
             for k in ("hub_id", "window_start", "started", "finished", "readings", "inserted", "error")
         }
         cols["ok"] = [int(e["ok"]) for e in entries]
+        cols["seq"] = seqs
         conn.execute(
             text(
                 "INSERT INTO pull_log"
                 " (hub_id, seq, window_start, started, finished, ok, readings, inserted, error) "
-                "SELECT v.hub_id, coalesce((SELECT max(p.seq) FROM pull_log p WHERE p.hub_id = v.hub_id), 0)"
-                " + row_number() OVER (PARTITION BY v.hub_id ORDER BY v.ord),"
-                " v.window_start, v.started, v.finished, v.ok, v.readings, v.inserted, v.error "
-                "FROM unnest(CAST(:hub_id AS varchar[]), CAST(:window_start AS timestamptz[]),"
-                " CAST(:started AS timestamptz[]), CAST(:finished AS timestamptz[]), CAST(:ok AS int4[]),"
-                " CAST(:readings AS int4[]), CAST(:inserted AS int4[]), CAST(:error AS text[]))"
-                " WITH ORDINALITY"
-                " AS v(hub_id, window_start, started, finished, ok, readings, inserted, error, ord)"
+                "SELECT * FROM unnest(CAST(:hub_id AS varchar[]), CAST(:seq AS int4[]),"
+                " CAST(:window_start AS timestamptz[]), CAST(:started AS timestamptz[]),"
+                " CAST(:finished AS timestamptz[]), CAST(:ok AS int4[]), CAST(:readings AS int4[]),"
+                " CAST(:inserted AS int4[]), CAST(:error AS text[]))"
             ),
             cols,
         )

@@ -23,6 +23,12 @@ so the count of pulls in flight per link is exact when the claim decides. On SQL
 embedded single-collector case) the claim runs in a ``BEGIN IMMEDIATE`` transaction: the
 database's single write lock makes it atomic just the same.
 
+On Citus the plan's tables (``pull_plan``, ``wan_links``, ``urgent_work``, ``hub_errors``) stay
+on the coordinator (:mod:`smarthub.gdsc.db.placement`): Citus refuses ``FOR UPDATE`` over several
+shards, and a coordinator-local table has one. Every claim then runs on the coordinator, which
+bounds the claim rate (``bench/plan.py`` measures it on one PostgreSQL server); the rows a claim
+reads elsewhere (``hubs``, ``pull_log``) are read without locks.
+
 A claim is a lease: the collector renews it while it works; a collector that dies stops
 renewing, its lease runs out, and another collector takes the row over. Before pulling a
 taken-over hub again, the new holder checks ``pull_log`` for a pull the dead one finished but
@@ -60,6 +66,7 @@ from smarthub.gdsc.pull.tables import (
     wan_links,
 )
 from smarthub.gdsc.store import Store
+from smarthub.wan.contract.bodies import CommandBody
 from smarthub.wan.contract.commands import SignedCommand
 
 
@@ -144,7 +151,7 @@ class PullPlan(PlanClaims, PlanFinishing):
         signer: CommandSigner,
         hub_id: str,
         type_: str,
-        body: dict[str, Any],
+        body: CommandBody | dict[str, Any],
         now: datetime,
         priority: Priority | None = None,
     ) -> int:

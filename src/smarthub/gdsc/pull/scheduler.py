@@ -214,7 +214,7 @@ class Scheduler:
                 f"the tick ({self.tick}) must be at most half the plan's lease ({self.plan.lease})"
             )
         if self.courier is None:
-            self.courier = CommandCourier(self.collector.ssl_context)
+            self.courier = CommandCourier(self.collector.ssl_context, channels=self.collector.channels)
         self._bulk: set[asyncio.Task[None]] = set()
         self._urgent: set[asyncio.Task[None]] = set()
         self._planned: dict[tuple[str, datetime], WindowProgress] = {}

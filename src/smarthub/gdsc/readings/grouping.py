@@ -12,10 +12,13 @@ from smarthub.gdsc.readings.tables import DAY, GroupKey, Readings
 
 
 class Tally:
-    __slots__ = ("already", "conflicts", "inserted")
+    __slots__ = ("already", "clashes", "conflicts", "inserted", "replaced")
 
     def __init__(self) -> None:
-        self.inserted = self.already = self.conflicts = 0
+        self.inserted = self.already = self.conflicts = self.replaced = 0
+        # (block key, slot, stored (value, quality), new (value, quality)): a re-sent reading whose
+        # value differs from the stored one (kept out), or an actual that replaced an estimate.
+        self.clashes: list[tuple[tuple[int, int, int], int, tuple[int, int], tuple[int, int]]] = []
 
 
 _GRID_DURATIONS = frozenset(d for d in range(1, DAY + 1) if DAY % d == 0)
@@ -25,9 +28,19 @@ _FIELDS = attrgetter(
 _ROW_FIELDS = itemgetter(0, 4, 3, 1, 2, 7, 6, 5, 8)  # the same fields of a ReadingRow
 
 
-def group_pull(hub_id: str, readings: Readings) -> tuple[dict[GroupKey, dict[int, tuple[int, int]]], int]:
+def group_pull(
+    hub_id: str,
+    readings: Readings,
+    duplicates: list[tuple[str, str, int, int, int, int, int, int, int]] | None = None,
+    registers: list[tuple[str, str, int, int, int, int, int]] | None = None,
+) -> tuple[dict[GroupKey, dict[int, tuple[int, int]]], int]:
     """Check one pull and group it by channel-day: ({group: {slot: (value, quality)}}, unique
-    readings). A key repeated in the same channel of one pull counts once (the first)."""
+    readings). A key repeated in the same channel of one pull counts once (the first).
+
+    For the VEE gate: when ``duplicates`` is a list, a repeat with another value is appended to
+    it as (meter, obis, duration, start, first value, other value, uom, power_of_ten, quality);
+    when ``registers`` is a list, rows of duration 0 (register readings) go there as (meter,
+    obis, at, value, uom, power_of_ten, quality) instead of being refused."""
     groups: dict[GroupKey, dict[int, tuple[int, int]]] = {}
     unique = 0
     grid = _GRID_DURATIONS
@@ -45,6 +58,9 @@ def group_pull(hub_id: str, readings: Readings) -> tuple[dict[GroupKey, dict[int
         day = start // DAY
         rem = start - day * DAY
         if hub != hub_id or duration not in grid or rem % duration:
+            if duration == 0 and registers is not None and hub == hub_id:
+                registers.append((meter, obis, start, value, uom, p10, quality))
+                continue
             _refuse(hub_id, hub, meter, obis, start, duration)
         key = (meter, obis, duration, uom, p10, day)
         slots = groups.get(key)
@@ -54,6 +70,8 @@ def group_pull(hub_id: str, readings: Readings) -> tuple[dict[GroupKey, dict[int
         if slot not in slots:
             slots[slot] = (value, quality)
             unique += 1
+        elif duplicates is not None and slots[slot][0] != value:
+            duplicates.append((meter, obis, duration, start, slots[slot][0], value, uom, p10, quality))
     return groups, unique
 
 

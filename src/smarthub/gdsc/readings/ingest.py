@@ -25,12 +25,13 @@ Interval layout (issue 5: ≤ 4 bytes per half-hourly reading on PostgreSQL, ind
   created on demand in its own short transaction under an advisory lock, so concurrent
   ingests never race on the DDL; a partition left empty by a rolled-back ingest is harmless),
   and blocks are bulk-loaded with ``COPY`` into a temporary staging table, then merged with
-  ``INSERT … ON CONFLICT DO NOTHING``; blocks that already existed are locked (``FOR UPDATE``),
-  merged in Python and written back, so two GDSC processes never lose each other's readings.
+  ``INSERT … ON CONFLICT DO NOTHING``; blocks that already existed are read under their hubs'
+  advisory locks, merged in Python and written back, so two GDSC processes never lose each
+  other's readings (no ``FOR UPDATE``: Citus refuses it over several shards).
   SQLite uses a plain table and plain inserts (its writers are serialised anyway).
-* Every table but ``premises`` (a small reference table) has the hub first in its primary
-  key, so a sharded PostgreSQL (e.g. Citus) can distribute them by hub. There are no foreign
-  keys from the interval tables: they would prevent distributing and partitioning them.
+* The interval tables have the hub key first in their primary keys and no foreign keys, so
+  Citus can distribute them by hub key (:mod:`smarthub.gdsc.db.placement`; by ``hub_key``,
+  while the other hub tables go by ``hub_id``: not yet one colocation group).
 
 Blocks are per UTC day; a reading whose start is not on its duration's grid, or whose duration
 does not divide a day, is refused with a ``ValueError`` (IEEE 2030.5 interval readings are
@@ -45,12 +46,13 @@ from sqlalchemy import Connection, Integer, String, and_, bindparam, func, selec
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from smarthub.gdsc.db.database import Database, lock_id
+from smarthub.gdsc.db.database import lock_id
 from smarthub.gdsc.fleet.registry import hubs, lock_hub_status
 from smarthub.gdsc.readings import interval_block
 from smarthub.gdsc.readings.grouping import Claim, Tally, count_inserted, group_pull
 from smarthub.gdsc.readings.tables import (
     DAY,
+    HUB_LOCKS,
     BlockKey,
     ChannelSpec,
     GroupKey,
@@ -62,10 +64,13 @@ from smarthub.gdsc.readings.tables import (
     partition_name,
     pull_cursors,
 )
+from smarthub.gdsc.readings.vee.rules import ESTIMATED, MANUALLY_EDITED
+from smarthub.gdsc.readings.vee.store import VeeData, VeePull, split_pull
 
 
-class IntervalIngest(Database):
-    """Idempotent ingest into the interval blocks (the ingest part of the store)."""
+class IntervalIngest(VeeData):
+    """Idempotent ingest into the interval blocks (the ingest part of the store), through the
+    VEE gate when :meth:`enable_vee` was called (:mod:`smarthub.gdsc.readings.vee`)."""
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         super().__init__(url, echo=echo)
@@ -115,7 +120,13 @@ class IntervalIngest(Database):
         conflict if its value differs). Either everything is stored or nothing is.
         """
         # Validate and group everything before touching the database.
-        pulls = [group_pull(hub_id, readings) for hub_id, readings, _ in items]
+        vee = self.vee
+        if vee is None:
+            pulls = [group_pull(hub_id, readings) for hub_id, readings, _ in items]
+            checks: list[VeePull] = []
+        else:
+            checks = [split_pull(hub_id, readings) for hub_id, readings, _ in items]
+            pulls = [c.grouped for c in checks]
         if self.dialect == "postgresql":
             self.ensure_day_partitions({key[5] for groups, _ in pulls for key in groups})
         with self._write_lock:
@@ -123,17 +134,42 @@ class IntervalIngest(Database):
             with self.engine.begin() as conn:
                 refused = self._inactive_hubs(conn, {hub_id for hub_id, _, _ in items})
                 kept = [i for i, (hub_id, _, _) in enumerate(items) if hub_id not in refused]
+                if vee is not None:
+                    self._vee_gate(conn, vee, [items[i][0] for i in kept], [checks[i] for i in kept])
                 done = self._ingest(conn, [items[i] for i in kept], [pulls[i] for i in kept], new_keys)
+                if vee is not None:
+                    self._vee_record(
+                        conn, vee, [items[i][0] for i in kept], [checks[i] for i in kept], done, new_keys
+                    )
             self._hub_keys.update(new_keys)  # only once committed
         tallies = dict(zip(kept, done, strict=True))
-        return [
-            IngestResult(len(readings), t.inserted, unique - t.inserted, t.conflicts)
-            if (t := tallies.get(i)) is not None
-            else IngestResult(
-                len(readings), 0, 0, 0, f"hub {hub_id} is {refused[hub_id]}: its data is refused"
-            )
-            for i, ((hub_id, readings, _), (_, unique)) in enumerate(zip(items, pulls, strict=True))
-        ]
+        out = []
+        for i, ((hub_id, readings, _), (_, unique)) in enumerate(zip(items, pulls, strict=True)):
+            t = tallies.get(i)
+            if t is None:
+                out.append(
+                    IngestResult(
+                        len(readings), 0, 0, 0, f"hub {hub_id} is {refused[hub_id]}: its data is refused"
+                    )
+                )
+            elif not checks:
+                out.append(IngestResult(len(readings), t.inserted, unique - t.inserted, t.conflicts))
+            else:
+                c = checks[i]
+                held = c.held  # quarantined by the gate, before the store was touched
+                out.append(
+                    IngestResult(
+                        len(readings),
+                        t.inserted,
+                        unique - held - t.inserted,
+                        t.conflicts,
+                        quarantined=c.quarantined + t.conflicts,
+                        flagged=c.flagged,
+                        replaced_estimates=t.replaced,
+                        registers=c.registers_stored,
+                    )
+                )
+        return out
 
     def _inactive_hubs(self, conn: Connection, hub_ids: set[str]) -> dict[str, str]:
         """Registered hubs among ``hub_ids`` that are no longer active (revoked, decommissioned).
@@ -380,8 +416,14 @@ class IntervalIngest(Database):
                 held[slot] = (value, quality)
                 tally.inserted += 1
                 added = True
+            elif old[1] & ESTIMATED and not quality & ESTIMATED and not old[1] & MANUALLY_EDITED:
+                held[slot] = (value, quality)  # the actual reading replaces an estimate
+                tally.replaced += 1
+                tally.clashes.append((key, slot, old, (value, quality)))
+                added = True
             elif old[0] != value:
                 tally.conflicts += 1
+                tally.clashes.append((key, slot, old, (value, quality)))
         return (len(held), interval_block.encode(n_slots, held)) if added else None
 
     def _write_blocks_sqlite(
@@ -467,13 +509,8 @@ class IntervalIngest(Database):
             )
             stored: dict[BlockKey, bytes] = {}
             if cur.rowcount < len(pending):
-                cur.execute(
-                    "SELECT b.hub_key, b.day, b.channel_no, b.block FROM interval_blocks b "
-                    "JOIN interval_blocks_staging s "
-                    "ON b.hub_key = s.hub_key AND b.day = s.day AND b.channel_no = s.channel_no "
-                    "FOR UPDATE OF b"
-                )
-                stored = {(hk, day, no): bytes(block) for hk, day, no, block in cur.fetchall()}
+                stored = self._lock_and_read_existing(cur)
+            cur.execute("TRUNCATE interval_blocks_staging")
             changed = []
             for key, (slots, owner) in pending.items():
                 if key not in stored:
@@ -482,14 +519,40 @@ class IntervalIngest(Database):
                 merged = self._merge(key, stored[key], slots, owner, durations[key], tallies)
                 if merged is not None:
                     changed.append((key, merged[0], merged[1]))
-            cur.execute("TRUNCATE interval_blocks_staging")
             if changed:
+                # Written back under their hubs' locks; the staging table in a subquery, which
+                # Citus plans first (a join with a local table it would refuse).
                 _copy_blocks(cur, changed)
                 cur.execute(
-                    "UPDATE interval_blocks b SET n = s.n, block = s.block FROM interval_blocks_staging s "
+                    "UPDATE interval_blocks b SET n = s.n, block = s.block "
+                    "FROM (SELECT hub_key, day, n, channel_no, block FROM interval_blocks_staging) s "
                     "WHERE b.hub_key = s.hub_key AND b.day = s.day AND b.channel_no = s.channel_no"
                 )
                 cur.execute("TRUNCATE interval_blocks_staging")
+
+    @staticmethod
+    def _lock_and_read_existing(cur) -> dict[BlockKey, bytes]:
+        """The stored blocks of the keys left in staging (they already existed), read under
+        their hubs' locks, held to the end of the transaction.
+
+        The locks are transaction-scoped advisory locks per hub key, taken in key order (two
+        ingests lock their common hubs in the same order: no deadlock). They replace a ``SELECT
+        … FOR UPDATE`` of the blocks, which Citus refuses over several shards; they serialise
+        every writer because every GDSC process connects to the same server (the coordinator,
+        on Citus). The staging table (a temporary, local table) is read in a subquery, which
+        Citus plans first and sends to the workers.
+        """
+        cur.execute(
+            "SELECT pg_advisory_xact_lock(%s, k) "
+            "FROM (SELECT DISTINCT hub_key FROM interval_blocks_staging ORDER BY hub_key) AS s(k)",
+            (HUB_LOCKS,),
+        )
+        cur.execute(
+            "SELECT b.hub_key, b.day, b.channel_no, b.block FROM interval_blocks b "
+            "JOIN (SELECT hub_key, day, channel_no FROM interval_blocks_staging) s "
+            "ON b.hub_key = s.hub_key AND b.day = s.day AND b.channel_no = s.channel_no"
+        )
+        return {(hk, day, no): bytes(block) for hk, day, no, block in cur.fetchall()}
 
     def ensure_day_partitions(self, days: Iterable[int]) -> None:
         """Create the PostgreSQL partitions of these days (days since 1970-01-01 UTC) if missing.

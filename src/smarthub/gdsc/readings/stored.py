@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 
 from sqlalchemy import Connection, and_, func, select, text
 
+from smarthub.gdsc.db.citus import CITUS_SIZE
 from smarthub.gdsc.db.database import Database
 from smarthub.gdsc.readings import interval_block
 from smarthub.gdsc.readings.tables import DAY, StoredReading, hub_keys, interval_blocks, interval_channels
@@ -86,13 +87,17 @@ class ReadingQueries(Database):
         """On-disk size of ``tables`` with their indexes (and, on PostgreSQL, partitions).
 
         SQLite: from the ``dbstat`` virtual table when the library has it, else the whole file
-        (an upper bound)."""
+        (an upper bound). On a Citus coordinator, a distributed table's size is its shards' on
+        the workers (``citus_total_relation_size``: the coordinator holds empty shells)."""
         with self.engine.connect() as conn:
             if self.dialect == "postgresql":
+                size = "pg_total_relation_size(c.oid)"
+                if conn.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'citus'")).first():
+                    size = CITUS_SIZE
                 return int(
                     conn.execute(
                         text(
-                            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c"
+                            f"SELECT coalesce(sum({size}), 0) FROM pg_class c"
                             " WHERE c.relnamespace = current_schema()::regnamespace"
                             " AND c.relkind IN ('r', 'p') AND (c.relname = ANY(:t) OR c.oid IN ("
                             "  SELECT i.inhrelid FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent"

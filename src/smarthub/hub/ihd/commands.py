@@ -19,29 +19,29 @@ from smarthub.clock import Clock
 from smarthub.hub.consumption import HomeConsumption
 from smarthub.hub.ihd.store import Comparison, IhdStore
 from smarthub.hub.messages import display_command
-from smarthub.hub.tariffs import TariffStore, TariffUpdateRefused, parse_tariff_update
+from smarthub.hub.tariffs import TariffStore, TariffUpdateRefused
+from smarthub.wan.contract.bodies import IhdAppliance, IhdComparison, IhdMessage, TariffUpdate
 
 
 def ihd_commands(
     store: IhdStore, consumption: HomeConsumption, clock: Clock, tariffs: TariffStore | None = None
-) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
-    def message(body: dict[str, Any]) -> dict[str, Any]:
+) -> dict[str, Callable[[Any], dict[str, Any]]]:
+    def message(body: IhdMessage) -> dict[str, Any]:
         m, new = store.add_message(body, clock.now())
         return {"sender": m.sender, "id": m.message_id, "new": new}
 
-    def comparison(body: dict[str, Any]) -> dict[str, Any]:
-        c = Comparison.from_json(body)
+    def comparison(body: IhdComparison) -> dict[str, Any]:
+        c = Comparison.from_command(body)
         store.set_comparison(c)
         return {"start": c.start.isoformat(), "end": c.end.isoformat(), "fuels": sorted(c.fuels)}
 
-    def appliance(body: dict[str, Any]) -> dict[str, Any]:
-        meter, name = str(body["meter"]), str(body["name"])
+    def appliance(body: IhdAppliance) -> dict[str, Any]:
+        meter, name = body.meter, body.name
         consumption.set_appliance(meter, name)
         store.set_appliance(meter, name)
         return {"meter": meter, "name": name}
 
-    def tariff_update(body: dict[str, Any]) -> dict[str, Any]:
-        update = parse_tariff_update(body)
+    def tariff_update(update: TariffUpdate) -> dict[str, Any]:
         supply = consumption.supplies.get(update.fuel)
         if supply is None:
             raise TariffUpdateRefused(f"tariff.update: this home has no {update.fuel} supply")
@@ -57,7 +57,7 @@ def ihd_commands(
             "repriced": repriced,
         }
 
-    handlers = {
+    handlers: dict[str, Callable[[Any], dict[str, Any]]] = {
         "ihd.message": message,
         "ihd.comparison": comparison,
         "ihd.appliance": appliance,

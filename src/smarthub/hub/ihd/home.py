@@ -7,7 +7,7 @@ One function, used by the simulated fleet and by ``smarthub hub``, so both run t
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -32,6 +32,7 @@ from smarthub.hub.tariffs import CostAccumulator, TariffStore
 from smarthub.model.tariff import schedule_from_json
 from smarthub.model.tariff_calc import day_start, local_day
 from smarthub.model.tariff_carbon import FixedIntensity
+from smarthub.wan.contract.bodies import PrepaymentTopup
 
 
 @dataclass
@@ -99,7 +100,7 @@ def attach_consumer_side(
     prepayment: bool = False,
     prepaid_fuels: Iterable[str] | None = None,
     ca_cert: x509.Certificate | None = None,
-    breakers: dict[str, Breaker] | None = None,
+    breakers: Mapping[str, Breaker] | None = None,
     account_config: dict[str, AccountConfig] | None = None,
     cert_clock: Clock | None = None,
 ) -> ConsumerSide:
@@ -154,7 +155,7 @@ def attach_consumer_side(
             credit = topup_command(ledger, (cert_clock or clock).now)
             wired_bridge = bridge
 
-            async def topup(body: dict[str, Any]) -> dict[str, Any]:
+            async def topup(body: PrepaymentTopup) -> dict[str, Any]:
                 verdict = credit(body)
                 if verdict.get("credited"):
                     await wired_bridge.check_all()  # credit back: reconnect (gas: once confirmed)

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from smarthub.hub import sqlite_files
+from smarthub.wan.contract.bodies import IhdComparison, IhdMessage
 
 _V1 = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -181,6 +182,11 @@ class Comparison:
             raise BadIhdInput("comparison kWh cannot be negative")
         return cls(start, end, homes, str(body.get("description", "similar homes"))[:120], fuels)
 
+    @classmethod
+    def from_command(cls, body: IhdComparison) -> Comparison:
+        fuels = {f: FuelComparison(x.average_kwh, x.efficient_kwh) for f, x in body.fuels.items()}
+        return cls(body.start, body.end, body.homes, body.description, fuels)
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "start": self.start.isoformat(),
@@ -207,23 +213,12 @@ class IhdStore:
             self._db.close()
 
     # -- messages -------------------------------------------------------------------------
-    def add_message(self, body: dict[str, Any], now: datetime) -> tuple[Message, bool]:
-        """Keep a supplier's message (once per sender and id); True if it is new."""
-        try:
-            sender, message_id, text = str(body["sender"]), str(body["id"]), str(body["text"])
-            priority = int(body.get("priority", 1))
-            expires = body.get("expires")
-            expires_at = None if expires is None else int(datetime.fromisoformat(str(expires)).timestamp())
-            start = body.get("start")
-            start_at = None if start is None else int(datetime.fromisoformat(str(start)).timestamp())
-        except (KeyError, TypeError, ValueError) as err:
-            raise BadIhdInput(f"message field missing or malformed: {type(err).__name__} {err}") from None
-        if not text.strip() or len(text) > MAX_TEXT:
-            raise BadIhdInput(f"message text must be 1..{MAX_TEXT} characters")
-        if priority not in PRIORITIES:
-            raise BadIhdInput(f"message priority {priority} is not one of {sorted(PRIORITIES)}")
-        if not (0 < len(sender) <= 64 and 0 < len(message_id) <= 64):
-            raise BadIhdInput("message sender and id must be 1..64 characters")
+    def add_message(self, body: IhdMessage, now: datetime) -> tuple[Message, bool]:
+        """Keep a supplier's message (once per sender and id, checked by the contract's
+        ``IhdMessage``); True if it is new."""
+        sender, message_id, text, priority = body.sender, body.id, body.text, body.priority
+        expires_at = None if body.expires is None else int(body.expires.timestamp())
+        start_at = None if body.start is None else int(body.start.timestamp())
         m = Message(sender, message_id, text, priority, int(now.timestamp()), expires_at, start_at)
         with self._lock:
             cur = self._db.execute(

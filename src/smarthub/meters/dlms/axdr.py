@@ -371,7 +371,26 @@ def _decode(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
             )
         items: list[Any] = []
         append = items.append
+        fixed_int = _FIXED_INT
         for _ in range(count):
+            # The common element types inline (a push is mostly integers and short octet-strings;
+            # a call per element was half of a frame's decoding): only when the element is
+            # whole; anything else, including every error, goes through _decode.
+            if pos < n:
+                t = data[pos]
+                fixed = fixed_int.get(t)
+                if fixed is not None:
+                    s, size = fixed
+                    if pos + 1 + size <= n:
+                        append(s.unpack_from(data, pos + 1)[0])
+                        pos += 1 + size
+                        continue
+                elif t == 9 and pos + 1 < n:
+                    end = pos + 2 + data[pos + 1]
+                    if data[pos + 1] < 0x80 and end <= n:
+                        append(data[pos + 2 : end])
+                        pos = end
+                        continue
             v, pos = _decode(data, pos, depth - 1)
             append(v)
         return (tuple(items) if tag == 2 else items), pos

@@ -39,7 +39,7 @@ the list's clock, else the APDU's date-time (local times without a deviation are
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from typing import Any
@@ -520,7 +520,7 @@ def decode_push_apdu(
         n.value, date_time=n.date_time, profiles=profiles, meter=meter, system_title=sender, assume=assume
     )
     if unverified:
-        points = [replace(p, flags=p.flags | {"unauthenticated"}) for p in points]
+        points = [p._replace(flags=p.flags | {"unauthenticated"}) for p in points]
     return HanPush(who, t, points, ident, sender, sc, used)
 
 

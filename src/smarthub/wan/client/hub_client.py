@@ -11,20 +11,28 @@ at that address (its LFDI). XML is parsed with entities, DTDs and network access
 
 from __future__ import annotations
 
+import errno
 import json
+import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
+import aiohttp.abc
 from envoy_schema.server.schema.sep2.log_events import LogEventList
 from pydantic import ValidationError
 from pydantic_xml import BaseXmlModel
 
 from smarthub.model.reading_type import obis_for_interval
 from smarthub.wan.client import sep2
+from smarthub.wan.contract import channel as hub_channel
 from smarthub.wan.contract.sep2_xml import XmlRefused, parse_untrusted
 from smarthub.wan.tls import PeerMismatch, check_peer
+
+if TYPE_CHECKING:
+    from smarthub.wan.client.channel import ChannelEndpoint
 
 MAX_BODY = 4 * 1024 * 1024
 PAGE = 1000  # items asked for per list request (the hub's most per response)
@@ -88,6 +96,9 @@ class _PinnedConnector(aiohttp.TCPConnector):
 
     async def _wrap_create_connection(self, *args: Any, **kwargs: Any):
         transport, protocol = await super()._wrap_create_connection(*args, **kwargs)
+        return self._pinned(transport, protocol)
+
+    def _pinned(self, transport: Any, protocol: Any) -> tuple[Any, Any]:
         ssl_object = transport.get_extra_info("ssl_object")
         try:
             if ssl_object is None:
@@ -97,6 +108,43 @@ class _PinnedConnector(aiohttp.TCPConnector):
             transport.close()
             raise aiohttp.ClientConnectionError(str(err)) from err
         return transport, protocol
+
+
+class _ChannelResolver(aiohttp.abc.AbstractResolver):
+    """A channel hub has no address to look up: its connection is taken from the channel."""
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[Any]:
+        address = {"host": "0.0.0.0", "port": port, "family": socket.AF_INET, "proto": 0, "flags": 0}
+        return [{"hostname": host, **address}]
+
+    async def close(self) -> None:
+        pass
+
+
+class _ChannelConnector(_PinnedConnector):
+    """A connector whose connections are the hub's parked channel sockets (TLS and the LFDI
+    pinning as on a dialled one). (Overrides the same private hook as its parent.)"""
+
+    def __init__(self, expected_lfdi: str, take: Callable[[], socket.socket | None], **kwargs: Any) -> None:
+        super().__init__(expected_lfdi, resolver=_ChannelResolver(), **kwargs)
+        self._take = take
+
+    async def _wrap_create_connection(
+        self, *args: Any, addr_infos: Any, req: Any, timeout: Any, client_error: Any = None, **kwargs: Any
+    ):
+        sock = self._take()
+        if sock is None:
+            raise (client_error or aiohttp.ClientConnectorError)(
+                req.connection_key, OSError(errno.ENOTCONN, "no channel open from the hub")
+            )
+        try:
+            transport, protocol = await self._loop.create_connection(*args, **kwargs, sock=sock)
+        except (ssl.SSLError, OSError) as err:
+            sock.close()
+            raise aiohttp.ClientConnectionError(f"channel: {type(err).__name__}: {err}") from err
+        return self._pinned(transport, protocol)
 
 
 class HubClient:
@@ -110,15 +158,33 @@ class HubClient:
         *,
         timeout: float = 15.0,
         recipient: str | None = None,
+        channels: ChannelEndpoint | None = None,
     ) -> None:
         """``recipient``: whom a GDSC collector pulls for; the hub's privacy filter applies that
-        recipient's consented granularity (none given: the GDSC's own collection, "gdsc")."""
+        recipient's consented granularity (none given: the GDSC's own collection, "gdsc").
+        ``base_url`` ``channel://<hub id>``: the hub is reached through the connections it
+        parked at ``channels`` (:mod:`smarthub.wan.contract.channel`)."""
         self.base_url = base_url.rstrip("/")
         self.expected_lfdi = expected_lfdi
         self.recipient = recipient
+        connector: _PinnedConnector
+        try:
+            channel_hub = hub_channel.hub_of_url(self.base_url)
+        except hub_channel.ChannelRefused as err:
+            raise PullError(f"{base_url}: {err}") from None
+        if channel_hub is None:
+            session_url = self.base_url
+            connector = _PinnedConnector(expected_lfdi, ssl=ssl_context, limit=1, keepalive_timeout=60)
+        else:  # reached through the hub's channel (wan.contract.channel); its certificate names it
+            session_url = f"https://{channel_hub.lower()}"
+
+            def take(hub_id: str = channel_hub) -> socket.socket | None:
+                return channels.take(hub_id) if channels is not None else None
+
+            connector = _ChannelConnector(expected_lfdi, take, ssl=ssl_context, limit=1, keepalive_timeout=60)
         self._session = aiohttp.ClientSession(
-            base_url=self.base_url,
-            connector=_PinnedConnector(expected_lfdi, ssl=ssl_context, limit=1, keepalive_timeout=60),
+            base_url=session_url,
+            connector=connector,
             timeout=aiohttp.ClientTimeout(total=timeout),
             headers={"Accept": sep2.CONTENT_TYPE},
             raise_for_status=False,

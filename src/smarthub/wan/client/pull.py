@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit
 
 import h11
@@ -28,9 +30,14 @@ import h11
 from smarthub.wan.client import sep2
 from smarthub.wan.client.bulk import BulkParser, ChannelReadings
 from smarthub.wan.client.hub_client import PulledInterval, PullError
+from smarthub.wan.contract import channel as hub_channel
 from smarthub.wan.contract import crl_sync
+from smarthub.wan.contract.authority import host_header
 from smarthub.wan.contract.sep2_xml import XmlRefused, parse_untrusted
 from smarthub.wan.tls import PeerMismatch, check_peer
+
+if TYPE_CHECKING:
+    from smarthub.wan.client.channel import ChannelEndpoint
 
 MAX_BODY = 4 * 1024 * 1024
 READ_HIGH_WATER = 256 * 1024
@@ -133,6 +140,7 @@ class HubConnection:
         self.stats = PullStats()
         self.extra_headers: list[tuple[str, str]] = []  # sent with every request (wan.crl_sync's offer)
         self.crl_wanted = False  # a response asked for the CRL (wan.crl_sync)
+        self.session_key: tuple[str, int, str] | None = None  # set for a channel (see PullClient)
         self._wire = _Wire()
         self._in = ssl.MemoryBIO()
         self._out = ssl.MemoryBIO()
@@ -144,11 +152,18 @@ class HubConnection:
         assert self._tls is not None
         return self._tls
 
-    async def open(self, context: ssl.SSLContext, session: ssl.SSLSession | None) -> None:
+    async def open(
+        self, context: ssl.SSLContext, session: ssl.SSLSession | None, sock: socket.socket | None = None
+    ) -> None:
+        """Connect (or take ``sock``, a hub's channel already connected), then the TLS handshake
+        and the LFDI pinning."""
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.timeout):
-                await loop.create_connection(lambda: self._wire, self.host, self.port)
+                if sock is None:
+                    await loop.create_connection(lambda: self._wire, self.host, self.port)
+                else:
+                    await loop.create_connection(lambda: self._wire, sock=sock)
                 self._tls = context.wrap_bio(
                     self._in, self._out, server_side=False, server_hostname=self.host, session=session
                 )
@@ -248,7 +263,7 @@ class HubConnection:
             http.start_next_cycle()
         # A GET reads a 2030.5 document; the hub answers a PUT (the CRL) in JSON.
         accept = sep2.CONTENT_TYPE if method == "GET" else "application/json"
-        headers = [("Host", f"{self.host}:{self.port}"), ("Accept", accept), *self.extra_headers]
+        headers = [("Host", host_header(self.host, self.port)), ("Accept", accept), *self.extra_headers]
         if content_type is not None:
             headers += [("Content-Type", content_type), ("Content-Length", str(len(body)))]
         # Head and end of message in one TLS record and one socket write.
@@ -338,7 +353,11 @@ class PullClient:
         recipient: str | None = None,
         sessions: SessionCache | None = None,
         page: int = PAGE,
+        channels: ChannelEndpoint | None = None,
     ) -> None:
+        """``channels``: where hubs registered as ``channel://<hub id>`` have parked their
+        connections (:mod:`smarthub.wan.client.channel`); without it such hubs cannot be pulled."""
+        self.channels = channels
         self.ssl_context = ssl_context
         self.timeout = timeout
         self.recipient = recipient
@@ -346,6 +365,8 @@ class PullClient:
         self.page = page
 
     async def connect(self, url: str, lfdi: str) -> HubConnection:
+        if url.startswith(f"{hub_channel.SCHEME}://"):
+            return await self._connect_channel(url, lfdi)
         parts = urlsplit(url)
         if parts.scheme != "https" or parts.hostname is None:
             raise PullError(f"{url}: a hub is pulled over https://host:port")
@@ -359,11 +380,31 @@ class PullClient:
             raise
         return conn
 
+    async def _connect_channel(self, url: str, lfdi: str) -> HubConnection:
+        try:
+            hub_id = hub_channel.hub_of_url(url)
+        except hub_channel.ChannelRefused as err:
+            raise PullError(f"{url}: {err}") from None
+        assert hub_id is not None
+        sock = self.channels.take(hub_id) if self.channels is not None else None
+        if sock is None:
+            raise PullError(f"{url}: no channel open from hub {hub_id}")
+        # The hub's certificate names it (lower-cased) as a DNS name: the hostname check holds.
+        key = (f"{hub_channel.SCHEME}:{hub_id}", 0, lfdi.upper())
+        conn = HubConnection(hub_id.lower(), 443, lfdi, self.recipient, self.timeout)
+        try:
+            await conn.open(self.ssl_context, self.sessions.get(key), sock=sock)
+        except PullError:
+            self.sessions.forget(key)
+            raise
+        conn.session_key = key
+        return conn
+
     def remember(self, conn: HubConnection) -> None:
         """Keep the connection's session for the next pull of that hub (TLS 1.3 tickets come
         after the handshake, so this is called once a response has been read)."""
         if conn._tls is not None:
-            self.sessions.put((conn.host, conn.port, conn.lfdi), conn._tls.session)
+            self.sessions.put(conn.session_key or (conn.host, conn.port, conn.lfdi), conn._tls.session)
 
     async def discover(self, conn: HubConnection) -> str | None:
         """GET /dcap on an open connection: the bulk resource's href, or None (walk instead)."""

@@ -52,7 +52,12 @@ COMMAND_TYPES = (
 
 
 class MalformedCommand(ValueError):
-    """An envelope or signed payload that is not a command; the message says what is wrong."""
+    """An envelope, signed payload or body that is not a command; the message says what is
+    wrong, and ``field`` names the body's field at fault when it is one."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True, slots=True)

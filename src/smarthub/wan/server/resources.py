@@ -63,6 +63,7 @@ from smarthub.wan.contract.sep2_xml import (
     write_mirror_usage_point,
     write_mirror_usage_points,
 )
+from smarthub.wan.server.channel import ChannelSite
 
 POLL_RATE = 1800
 # The metering mirror (bulk pull) bounds one response: a channel's readings after ``a`` are
@@ -398,6 +399,7 @@ class HubWanServer:
         self.ihd_dcap: Callable[[web.Request], web.Response | None] | None = None
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
+        self.channels: list[ChannelSite] = []
 
     @property
     def lfdi(self) -> str:
@@ -412,14 +414,32 @@ class HubWanServer:
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self, host: str, port: int, ssl_context: ssl.SSLContext) -> int:
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
-        await self._runner.setup()
+        if self._runner is None:
+            self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+            await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context, backlog=256)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
         return self.port
 
+    async def start_channel(
+        self, host: str, port: int, ssl_context: ssl.SSLContext, **options: Any
+    ) -> ChannelSite:
+        """Reach the GDSC through an outbound channel to its endpoint at ``host:port`` (a hub that
+        cannot be dialled; :mod:`smarthub.wan.contract.channel`), beside or instead of
+        :meth:`start`. ``options``: :class:`smarthub.wan.httpd.ChannelSite`'s."""
+        if self._runner is None:
+            self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+            await self._runner.setup()
+        site = ChannelSite(self._runner, self.hub_id, host, port, ssl_context=ssl_context, **options)
+        await site.start()
+        self.channels.append(site)
+        return site
+
     async def stop(self) -> None:
+        for site in self.channels:
+            await site.stop()
+        self.channels.clear()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -7,11 +7,9 @@ from pydantic import AwareDatetime
 
 from smarthub.gdsc.api import mappers
 from smarthub.gdsc.api.deps import Caller, Services, period
-from smarthub.gdsc.api.routers.readings import served
-from smarthub.gdsc.api.schemas import ERRORS, AggregatePage
+from smarthub.gdsc.api.schemas import ERRORS, AggregatePage, ServedGranularity
 from smarthub.gdsc.governance import aggregates
 from smarthub.gdsc.governance.access import Action
-from smarthub.gdsc.governance.parties import Granularity
 
 router = APIRouter()
 
@@ -23,7 +21,7 @@ def get_aggregate(
     group: Annotated[str, Query(min_length=1, max_length=64, description="a group the GDSC defined")],
     start: AwareDatetime,
     end: AwareDatetime,
-    granularity: Granularity,
+    granularity: ServedGranularity,
     fuel: Annotated[str, Query(max_length=16)] = "electricity",
     obis: Annotated[str, Query(max_length=32)] = "1-0:1.8.0",
 ) -> AggregatePage:
@@ -31,7 +29,6 @@ def get_aggregate(
     chooses: each half-hour is released once it is settled, over at least k premises with data,
     and never changes afterwards (``smarthub.gdsc.governance.aggregates``)."""
     asked = period(start, end)
-    served(granularity)
     if not aggregates.AggregationGroups(api.engine).exists(group):
         raise HTTPException(404, f"no aggregation group {group!r}")
     members = aggregates.group_members(api.engine, group, asked)
@@ -40,20 +37,25 @@ def get_aggregate(
         Action.AGGREGATE_QUERY,
         group=members,
         group_id=group,
-        granularity=granularity,
+        granularity=granularity.level,
         period=asked,
         detail={"fuel": fuel, "obis": obis},
     )
-    buckets = aggregates.aggregate(
-        api.engine,
-        group,
-        fuel,
-        obis,
-        decision.ranges[0],
-        granularity,
-        api.guard.clock.now(),
-        api.guard.policy.k_anonymity,
-    )
+    try:
+        buckets = aggregates.aggregate(
+            api.engine,
+            group,
+            fuel,
+            obis,
+            decision.ranges[0],
+            granularity.level,
+            api.guard.clock.now(),
+            api.guard.policy.k_anonymity,
+        )
+    except aggregates.MixedUnits as err:  # as the portfolio answers the same case
+        raise HTTPException(
+            400, f"cannot sum readings in different units: {err}; ask for one OBIS code"
+        ) from err
     return AggregatePage(
         group=group,
         group_size=len(members),

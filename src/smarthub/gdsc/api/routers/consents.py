@@ -54,7 +54,7 @@ def list_consents(party: Caller, api: Services, premises_id: Id) -> list[Consent
     status_code=201,
     responses=ERRORS,
 )
-def grant(party: Caller, api: Services, premises_id: Id, body: ConsentIn) -> ConsentOut:
+def grant_consent(party: Caller, api: Services, premises_id: Id, body: ConsentIn) -> ConsentOut:
     guard = api.guard
     guard.require(
         party,
@@ -99,7 +99,7 @@ def grant(party: Caller, api: Services, premises_id: Id, body: ConsentIn) -> Con
     response_class=Response,
     responses=ERRORS,
 )
-def revoke(party: Caller, api: Services, premises_id: Id, consent_id: Id) -> Response:
+def revoke_consent(party: Caller, api: Services, premises_id: Id, consent_id: Id) -> Response:
     guard = api.guard
     guard.require(
         party,

@@ -10,17 +10,16 @@ from sqlalchemy import Engine
 
 from smarthub.gdsc.api import mappers
 from smarthub.gdsc.api.deps import Caller, Services, period
-from smarthub.gdsc.api.routers.readings import served
 from smarthub.gdsc.api.schemas import (
     ERRORS,
     PortfolioConsumption,
     PortfolioPage,
+    ServedGranularity,
     SiteConsumption,
     SiteMeter,
     SiteOut,
 )
 from smarthub.gdsc.governance.access import Action
-from smarthub.gdsc.governance.parties import Granularity
 from smarthub.gdsc.readings import queries
 
 router = APIRouter()
@@ -70,7 +69,7 @@ def portfolio_consumption(
     api: Services,
     start: AwareDatetime,
     end: AwareDatetime,
-    granularity: Granularity,
+    granularity: ServedGranularity,
     fuel: Annotated[str, Query(max_length=16)] = "electricity",
     obis: Annotated[str, Query(max_length=32)] = "1-0:1.8.0",
     after: Annotated[str | None, Query(max_length=64, description="the last premises id seen")] = None,
@@ -79,13 +78,12 @@ def portfolio_consumption(
     """Consumption per site (this page of sites) and in total (every site), each site's data
     only from the customer's own tenancy there."""
     asked = period(start, end)
-    served(granularity)
     held = sites_of(api.engine, party)
     decision = api.guard.require(
         party,
         Action.PORTFOLIO,
         group=frozenset(held),
-        granularity=granularity,
+        granularity=granularity.level,
         period=asked,
         detail={"op": "consumption", "fuel": fuel, "obis": obis},
     )
@@ -97,7 +95,7 @@ def portfolio_consumption(
         sums: dict[int, list[int]] = {}
         for m in queries.premises_meter_list(api.engine, premises_id):
             if m.fuel == fuel:
-                for b in queries.iter_readings(api.engine, m, obis, ranges, granularity):
+                for b in queries.iter_readings(api.engine, m, obis, ranges, granularity.level):
                     mappers.add(sums, b.start, b.duration, b.value, b.power_of_ten, b.uom, 1)
         for s, (d, v, p10, uom, n) in sums.items():
             mappers.add(total, s, d, v, p10, uom, n)

@@ -4,25 +4,18 @@ exported whole (CSV or Parquet), within what the access policy allows the caller
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime
 
 from smarthub.gdsc.api import mappers
 from smarthub.gdsc.api.deps import MAX_PAGE, ApiServices, Caller, Id, Services, period
-from smarthub.gdsc.api.schemas import ERRORS, ExportFormat, ReadingsPage
+from smarthub.gdsc.api.schemas import ERRORS, ExportFormat, ReadingsPage, ServedGranularity
 from smarthub.gdsc.governance.access import Action, Decision, TimeRange
 from smarthub.gdsc.governance.parties import Granularity
 from smarthub.gdsc.readings import export, queries
 
 router = APIRouter()
-
-
-def served(granularity: Granularity) -> None:
-    if granularity not in queries.SERVED:
-        raise HTTPException(
-            400, f"readings are served half-hourly, daily or monthly, not {granularity.value}"
-        )
 
 
 def meter_readings_access(
@@ -35,9 +28,8 @@ def meter_readings_access(
     asked: TimeRange,
     detail: dict[str, Any] | None = None,
 ) -> tuple[queries.Meter, Decision]:
-    """One meter's readings, read or exported: a served granularity (else 400), the meter at
-    the premises (else 404), and the guard's decision (denied: 403, recorded in the audit)."""
-    served(granularity)
+    """One meter's readings, read or exported: the meter at the premises (else 404), and the
+    guard's decision (denied: 403, recorded in the audit)."""
     meter = queries.find_meter(api.engine, premises_id, meter_id)
     decision = api.guard.require(
         party,
@@ -60,7 +52,7 @@ def get_readings(
     meter_id: Annotated[str, Query(min_length=1, max_length=64)],
     start: AwareDatetime,
     end: AwareDatetime,
-    granularity: Granularity,
+    granularity: ServedGranularity,
     obis: Annotated[str, Query(max_length=32)] = "1-0:1.8.0",
     after: Annotated[
         int | None, Query(ge=0, le=2**40, description="epoch seconds of the last start seen")
@@ -69,9 +61,9 @@ def get_readings(
 ) -> ReadingsPage:
     asked = period(start, end)
     meter, decision = meter_readings_access(
-        api, party, Action.READ_READINGS, premises_id, meter_id, granularity, asked
+        api, party, Action.READ_READINGS, premises_id, meter_id, granularity.level, asked
     )
-    buckets = queries.readings(api.engine, meter, obis, decision.ranges, granularity)
+    buckets = queries.readings(api.engine, meter, obis, decision.ranges, granularity.level)
     if after is not None:
         buckets = [b for b in buckets if b.start > after]
     page = buckets[:limit]
@@ -104,7 +96,7 @@ def export_readings(
     meter_id: Annotated[str, Query(min_length=1, max_length=64)],
     start: AwareDatetime,
     end: AwareDatetime,
-    granularity: Granularity,
+    granularity: ServedGranularity,
     format: ExportFormat = ExportFormat.CSV,
     obis: Annotated[str, Query(max_length=32)] = "1-0:1.8.0",
 ) -> StreamingResponse:
@@ -117,11 +109,11 @@ def export_readings(
         Action.EXPORT,
         premises_id,
         meter_id,
-        granularity,
+        granularity.level,
         asked,
         detail={"format": format.value, "obis": obis},
     )
-    buckets = queries.iter_readings(api.engine, meter, obis, decision.ranges, granularity)
+    buckets = queries.iter_readings(api.engine, meter, obis, decision.ranges, granularity.level)
     stem = f"{premises_id}-{meter_id}-{asked.start:%Y%m%d}-{asked.end:%Y%m%d}-{granularity.value}"
     if format is ExportFormat.CSV:
         body: Iterator[bytes] = export.csv_stream(buckets)

@@ -1,0 +1,158 @@
+"""Validation, estimation and editing over the API (the GDSC's data operations):
+
+* ``POST /v1/premises/{premises_id}/readings/edits`` — correct a day of one meter's readings,
+  with a reason; the decision and the edit (slots, values, reason) go into the audit chain,
+  the day as it was is kept as a version;
+* ``GET /v1/premises/{premises_id}/readings/versions`` — a day's earlier versions;
+* ``GET /v1/data-quality`` — quarantined / flagged / estimated counts per hub, meter model or
+  supplier.
+"""
+
+from datetime import UTC, date, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, Field
+
+from smarthub.gdsc.api.deps import Caller, Id, Services
+from smarthub.gdsc.api.schemas import ERRORS
+from smarthub.gdsc.governance.access import Action, TimeRange
+from smarthub.gdsc.readings import queries
+from smarthub.gdsc.readings.vee import edits
+
+router = APIRouter()
+DAY = 86400
+
+
+class EditIn(BaseModel):
+    meter_id: str = Field(min_length=1, max_length=64)
+    obis: str = Field(default="1-0:1.8.0", max_length=32)
+    day: date  # UTC day
+    values: dict[int, int] = Field(min_length=1, max_length=48, description="half-hour slot (0-47) -> value")
+    reason: str = Field(min_length=3, max_length=2000)
+
+
+class EditOut(BaseModel):
+    premises_id: str
+    meter_id: str
+    obis: str
+    day: date
+    hub_id: str
+    version: int  # the version the edit made current
+
+
+class VersionOut(BaseModel):
+    version: int
+    readings: dict[int, tuple[int, int]]  # slot -> (value, quality)
+    superseded_at: datetime
+    edited_by: str
+    reason: str
+
+
+class QualityOut(BaseModel):
+    key: str
+    quarantined: int
+    flagged: int
+    estimated: int
+    estimates_replaced: int
+    rules: dict[str, int]
+
+
+def _day_range(day: date) -> TimeRange:
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return TimeRange(start, datetime.fromtimestamp(start.timestamp() + DAY, UTC))
+
+
+@router.post("/v1/premises/{premises_id}/readings/edits", response_model=EditOut, responses=ERRORS)
+def edit_readings(party: Caller, api: Services, premises_id: Id, body: EditIn) -> EditOut:
+    meter = queries.find_meter(api.engine, premises_id, body.meter_id)
+    asked = _day_range(body.day)
+    api.guard.require(
+        party,
+        Action.EDIT_READINGS,
+        premises_id=premises_id,
+        fuel=meter.fuel,
+        meter_id=body.meter_id,
+        period=asked,
+        detail={
+            "obis": body.obis,
+            "values": {str(k): v for k, v in body.values.items()},
+            "reason": body.reason,
+        },
+    )
+    day = int(asked.start.timestamp()) // DAY
+    now = int(api.guard.clock.now().timestamp())
+    for hub_id in reversed(meter.series_hubs):  # the newest hub that holds the day
+        try:
+            version = edits.edit_day(
+                api.engine,
+                hub_id,
+                body.meter_id,
+                body.obis,
+                day,
+                body.values,
+                actor=party,
+                reason=body.reason,
+                now=now,
+            )
+        except LookupError:
+            continue
+        except ValueError as err:
+            raise HTTPException(400, str(err)) from err
+        return EditOut(
+            premises_id=premises_id,
+            meter_id=body.meter_id,
+            obis=body.obis,
+            day=body.day,
+            hub_id=hub_id,
+            version=version,
+        )
+    raise queries.NotFound(f"no {body.obis} readings of meter {body.meter_id} on {body.day.isoformat()}")
+
+
+@router.get("/v1/premises/{premises_id}/readings/versions", response_model=list[VersionOut], responses=ERRORS)
+def reading_versions(
+    party: Caller,
+    api: Services,
+    premises_id: Id,
+    meter_id: Annotated[str, Query(min_length=1, max_length=64)],
+    day: date,
+    obis: Annotated[str, Query(max_length=32)] = "1-0:1.8.0",
+) -> list[VersionOut]:
+    meter = queries.find_meter(api.engine, premises_id, meter_id)
+    asked = _day_range(day)
+    api.guard.require(
+        party, Action.EDIT_READINGS, premises_id=premises_id, fuel=meter.fuel, meter_id=meter_id, period=asked
+    )
+    d = int(asked.start.timestamp()) // DAY
+    out = []
+    for hub_id in meter.series_hubs:
+        for v in edits.day_versions(api.engine, hub_id, meter_id, obis, d):
+            out.append(
+                VersionOut(
+                    version=v["version"],
+                    readings=v["slots"],
+                    superseded_at=datetime.fromtimestamp(v["superseded_at"], UTC),
+                    edited_by=v["edited_by"],
+                    reason=v["reason"],
+                )
+            )
+    return out
+
+
+@router.get("/v1/data-quality", response_model=list[QualityOut], responses=ERRORS)
+def data_quality(
+    party: Caller, api: Services, by: Literal["hub", "model", "supplier"] = "hub"
+) -> list[QualityOut]:
+    api.guard.require(party, Action.DATA_QUALITY, detail={"by": by})
+    return [
+        QualityOut(
+            key=row[by],
+            quarantined=row["quarantined"],
+            flagged=row["flagged"],
+            estimated=row["estimated"],
+            estimates_replaced=row["estimates_replaced"],
+            rules=row["rules"],
+        )
+        for row in edits.quality_figures(api.engine, by)
+    ]

@@ -1,0 +1,203 @@
+"""Where every GDSC table lives when the store is spread over several PostgreSQL servers
+(Citus: a coordinator and workers), declared in one place.
+
+Each table has one :class:`Placement`:
+
+``DISTRIBUTED``
+    A hub's data, split into shards by the hub (``key``); tables of one ``colocation`` group
+    keep a hub's rows on the same worker, so a query of one hub goes to one worker. Every
+    primary key and unique constraint includes ``key`` (Citus can only enforce uniqueness
+    within a shard), and foreign keys between them include it too.
+``REFERENCE``
+    Small, read-mostly tables every node holds a copy of (parties, premises, consents, ...),
+    so the distributed tables can join them, and refer to them, anywhere.
+``LOCAL``
+    Tables that stay on the coordinator alone: the queues claimed with ``FOR UPDATE SKIP
+    LOCKED`` (the pull plan, urgent work, API jobs: Citus refuses ``FOR UPDATE`` over several
+    shards, and a local table has none), the audit log (its append-only triggers, its one hash
+    chain), and the error log, outages and releases worked out centrally. Every GDSC process
+    connects to the coordinator, so the claims and the advisory locks taken there serialise
+    every client (workers are never addressed directly).
+
+:func:`problems` checks the declaration against the metadata (a table without a placement, a
+distributed table whose constraints lack its key, a foreign key Citus would refuse);
+``tests/gdsc/test_placement.py`` runs it. :mod:`smarthub.gdsc.db.citus` turns the declaration
+into the Citus DDL.
+
+Not done yet (issue 23 item 1): the interval tables are distributed by the integer
+``hub_key`` and the other hub tables by the text ``hub_id``, two colocation groups, so one
+hub's readings and its other rows are on different workers; and ``api_jobs``, ``hub_errors``,
+``urgent_work``, ``repair_commands``, ``work_orders``, ``opening_reads`` stay on the coordinator
+rather than being distributed (their primary keys do not include the hub).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy import ForeignKeyConstraint, MetaData, Table, UniqueConstraint
+
+
+class Placement(StrEnum):
+    DISTRIBUTED = "distributed"
+    REFERENCE = "reference"
+    LOCAL = "local"
+
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    placement: Placement
+    key: str | None = None  # the distribution column (DISTRIBUTED only)
+    colocation: str | None = None  # the group's first table (DISTRIBUTED only)
+
+
+def _hub(anchor: str = "hubs") -> Role:
+    return Role(Placement.DISTRIBUTED, "hub_id", anchor)
+
+
+def _hub_key() -> Role:
+    return Role(Placement.DISTRIBUTED, "hub_key", "interval_channels")
+
+
+REFERENCE = Role(Placement.REFERENCE)
+LOCAL = Role(Placement.LOCAL)
+
+# Every table of smarthub.gdsc.db.database.metadata (alembic_version is LOCAL too).
+ROLES: dict[str, Role] = {
+    # -- a hub's data, by hub id -------------------------------------------------------------
+    "hubs": _hub(),
+    "meters": _hub(),
+    "pull_cursors": _hub(),
+    "pull_log": _hub(),
+    "command_counters": _hub(),
+    "hub_commissioning": _hub(),
+    "hub_events": _hub(),
+    "vouchers": _hub(),
+    "alert_keys": _hub(),
+    "alert_refusals": _hub(),
+    "outage_alerts": _hub(),
+    "register_reads": _hub(),
+    "vee_findings": _hub(),
+    "vee_estimates": _hub(),
+    "vee_day_versions": _hub(),
+    "meter_models": _hub(),
+    # -- a hub's interval data, by the hub's integer key (a second group: issue 23 item 1) ---
+    "interval_channels": _hub_key(),
+    "interval_blocks": _hub_key(),
+    # -- replicated to every node -------------------------------------------------------------
+    "hub_keys": REFERENCE,  # hub id <-> integer key, needed wherever either is
+    "parties": REFERENCE,
+    "party_certificates": REFERENCE,
+    "premises": REFERENCE,
+    "supply_periods": REFERENCE,
+    "tenancies": REFERENCE,
+    "consents": REFERENCE,
+    "appointments": REFERENCE,
+    "api_clients": REFERENCE,
+    "api_tokens": REFERENCE,
+    "api_access_tokens": REFERENCE,
+    "aggregation_groups": REFERENCE,
+    "aggregation_members": REFERENCE,
+    "topology_nodes": REFERENCE,
+    "premises_topology": REFERENCE,
+    "operator_areas": REFERENCE,
+    # -- on the coordinator only ----------------------------------------------------------------
+    "pull_plan": LOCAL,  # claimed with FOR UPDATE SKIP LOCKED
+    "wan_links": LOCAL,  # locked by the claims
+    "urgent_work": LOCAL,  # claimed with FOR UPDATE SKIP LOCKED
+    "api_jobs": LOCAL,  # the API's job queue
+    "audit_log": LOCAL,  # append-only triggers; one hash chain
+    "hub_errors": LOCAL,
+    "incidents": LOCAL,
+    "incident_hubs": LOCAL,
+    "repair_commands": LOCAL,
+    "work_orders": LOCAL,
+    "outages": LOCAL,
+    "outage_premises": LOCAL,
+    "outage_events": LOCAL,
+    "opening_reads": LOCAL,  # keyed by premises, written at a change of supplier
+    "aggregate_releases": LOCAL,
+    "comparison_releases": LOCAL,
+}
+
+
+def role(table: str) -> Role:
+    try:
+        return ROLES[table]
+    except KeyError:
+        raise KeyError(f"table {table} has no placement in smarthub.gdsc.db.placement.ROLES") from None
+
+
+def unique_column_sets(table: Table) -> list[tuple[str, list[str]]]:
+    """(name, columns) of the primary key, unique constraints and unique indexes of ``table``."""
+    out = [(str(table.primary_key.name or f"pk_{table.name}"), [c.name for c in table.primary_key.columns])]
+    uniques = [k for k in table.constraints if isinstance(k, UniqueConstraint)]
+    out += [(str(k.name), [c.name for c in k.columns]) for k in uniques]
+    out += [(str(i.name), [c.name for c in i.columns]) for i in table.indexes if i.unique]
+    return out
+
+
+def foreign_keys(metadata: MetaData) -> list[tuple[Table, ForeignKeyConstraint]]:
+    return [
+        (t, k)
+        for _, t in sorted(metadata.tables.items())
+        for k in sorted(t.constraints, key=lambda c: str(c.name))
+        if isinstance(k, ForeignKeyConstraint)
+    ]
+
+
+def problems(metadata: MetaData) -> list[str]:
+    """What in ``metadata`` contradicts :data:`ROLES` or what Citus accepts; empty if nothing."""
+    out: list[str] = []
+    names = set(metadata.tables)
+    out += [f"{t}: no placement declared in ROLES" for t in sorted(names - ROLES.keys())]
+    out += [f"{t}: declared in ROLES but not a table" for t in sorted(ROLES.keys() - names)]
+    for name in sorted(names & ROLES.keys()):
+        t, r = metadata.tables[name], ROLES[name]
+        if r.placement is not Placement.DISTRIBUTED:
+            if r.key or r.colocation:
+                out.append(f"{name}: only a distributed table has a key and a colocation group")
+            continue
+        key = r.key or ""
+        if key not in t.c:
+            out.append(f"{name}: no column {key} to distribute by")
+            continue
+        anchor = ROLES.get(r.colocation or "")
+        if anchor is None or anchor.key != r.key or anchor.colocation != r.colocation:
+            out.append(f"{name}: colocation group {r.colocation} is not a table distributed by {r.key}")
+        for cname, cols in unique_column_sets(t):
+            if key not in cols:
+                out.append(f"{name}: {cname} ({', '.join(cols)}) does not include the distribution key {key}")
+    for t, k in foreign_keys(metadata):
+        src, dst = ROLES.get(t.name), ROLES.get(k.referred_table.name)
+        if src is None or dst is None:
+            continue
+        why = _fk_refused(src, dst, [c.name for c in k.columns], [e.column.name for e in k.elements])
+        if why:
+            out.append(f"{t.name}.{k.name} -> {k.referred_table.name}: {why}")
+    return out
+
+
+def _fk_refused(src: Role, dst: Role, cols: list[str], ref: list[str]) -> str | None:
+    """Why Citus refuses a foreign key from a ``src`` table to a ``dst`` table, or None."""
+    if dst.placement is Placement.REFERENCE:
+        return None  # anything may refer to a reference table (a local one joins Citus' metadata)
+    if src.placement is Placement.REFERENCE:
+        return "a reference table may only refer to reference tables"
+    if dst.placement is Placement.LOCAL:
+        return None if src.placement is Placement.LOCAL else "a distributed table cannot refer to a local one"
+    if src.placement is Placement.LOCAL:
+        return "a local table cannot refer to a distributed one"
+    if src.colocation != dst.colocation:
+        return "distributed tables of different colocation groups"
+    pairs = dict(zip(cols, ref, strict=True))
+    if pairs.get(src.key or "") != dst.key:
+        return f"the key does not pair {src.key} with {dst.key}"
+    return None
+
+
+def tables_of(placement: Placement, metadata: MetaData) -> Iterable[Table]:
+    """The tables of one placement, referred-to tables before the tables referring to them."""
+    return [t for t in metadata.sorted_tables if role(t.name).placement is placement]

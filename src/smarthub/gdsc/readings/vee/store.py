@@ -1,0 +1,562 @@
+"""The VEE part of the store: the gate around ingest, estimation of gaps, operator edits with
+day versions, and the data-quality figures. The rules themselves are pure (:mod:`.rules`,
+:mod:`.gate`, :mod:`.estimate`); this module reads what they need and writes what they decide.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, func, insert, select, tuple_, update
+
+from smarthub.gdsc.db.database import DAY, Database
+from smarthub.gdsc.readings import interval_block
+from smarthub.gdsc.readings.grouping import Tally, group_pull
+from smarthub.gdsc.readings.tables import (
+    GroupKey,
+    Readings,
+    hub_keys,
+    interval_blocks,
+    interval_channels,
+)
+from smarthub.gdsc.readings.vee import edits, estimate, gate, rules
+from smarthub.gdsc.readings.vee.rules import MeterProfile
+from smarthub.gdsc.readings.vee.tables import (
+    meter_models,
+    register_reads,
+    vee_estimates,
+    vee_findings,
+)
+
+
+@dataclass(slots=True)
+class VeeSettings:
+    """How the gate judges: the clock (unix seconds), the physical limits per meter model, and
+    how old data may be. Meters without a model get the defaults of their medium."""
+
+    now: Callable[[], int]
+    models: dict[str, MeterProfile] = field(default_factory=dict)
+    max_age: int = 400 * DAY
+
+
+@dataclass(slots=True)
+class VeePull:
+    """One pull on its way through the gate."""
+
+    grouped: tuple[dict[GroupKey, dict[int, tuple[int, int]]], int]
+    registers: list[gate.RegisterRow]
+    duplicates: list[gate.DuplicateRow]
+    result: gate.GateResult | None = None
+    held: int = 0  # interval slots the gate removed
+    quarantined: int = 0
+    flagged: int = 0
+    registers_stored: int = 0
+
+
+def split_pull(hub_id: str, readings: Readings) -> VeePull:
+    """The intervals grouped, register readings (duration 0) apart, in-pull duplicates noted."""
+    registers: list[gate.RegisterRow] = []
+    dups: list[gate.DuplicateRow] = []
+    return VeePull(group_pull(hub_id, readings, dups, registers), registers, dups)
+
+
+class VeeData(Database):
+    """The VEE tables and operations (mixed into the store)."""
+
+    _hub_keys: dict[str, int]  # IntervalIngest's committed hub keys
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        super().__init__(url, echo=echo)
+        self.vee: VeeSettings | None = None
+        self._models: dict[str, dict[str, str]] = {}  # hub -> {meter: model}
+        # Meter-days whose interval sum was compared with the register advance, and mismatched.
+        self.vee_counters = {"days_checked": 0, "days_mismatched": 0}
+        # When a set: every (hub, meter, obis, day) compared (benchmarks; grows without bound).
+        self.vee_checked_days: set[tuple[str, str, str, int]] | None = None
+
+    def enable_vee(self, settings: VeeSettings) -> None:
+        """Send every ingest through the VEE gate from now on."""
+        self.vee = settings
+
+    # -- meter models --------------------------------------------------------------------------
+
+    def set_meter_models(self, rows: Iterable[tuple[str, str, str]]) -> None:
+        """(hub, meter, model) for each meter whose limits are known by model."""
+        rows = list(rows)
+        with self._write_lock, self.engine.begin() as conn:
+            for hub_id, meter_id, _model in rows:
+                conn.execute(
+                    meter_models.delete().where(
+                        and_(meter_models.c.hub_id == hub_id, meter_models.c.meter_id == meter_id)
+                    )
+                )
+            if rows:
+                conn.execute(
+                    insert(meter_models), [{"hub_id": h, "meter_id": m, "model": o} for h, m, o in rows]
+                )
+        for hub_id, _, _ in rows:
+            self._models.pop(hub_id, None)
+
+    def _profiles(
+        self, conn: Connection, settings: VeeSettings, hub_ids: Sequence[str]
+    ) -> dict[str, dict[str, MeterProfile]]:
+        missing = [h for h in hub_ids if h not in self._models]
+        for chunk in _chunks(sorted(set(missing)), 500):
+            for h in chunk:
+                self._models[h] = {}
+            q = select(meter_models.c.hub_id, meter_models.c.meter_id, meter_models.c.model).where(
+                meter_models.c.hub_id.in_(chunk)
+            )
+            for h, m, model in conn.execute(q):
+                self._models[h][m] = model
+        out: dict[str, dict[str, MeterProfile]] = {}
+        for h in hub_ids:
+            out[h] = {
+                m: settings.models[model] for m, model in self._models[h].items() if model in settings.models
+            }
+        return out
+
+    # -- the gate ------------------------------------------------------------------------------
+
+    def _vee_gate(
+        self, conn: Connection, settings: VeeSettings, hub_ids: Sequence[str], checks: Sequence[VeePull]
+    ) -> None:
+        now = settings.now()
+        profiles = self._profiles(conn, settings, hub_ids)
+        last, following = (
+            self._last_registers(conn, hub_ids, checks),
+            self._next_registers(conn, now, hub_ids, checks),
+        )
+        for hub_id, c in zip(hub_ids, checks, strict=True):
+            groups = c.grouped[0]
+            before = sum(len(s) for s in groups.values())
+            ctx = gate.GateContext(
+                now,
+                profiles=profiles[hub_id],
+                last_registers=last.get(hub_id, {}),
+                next_registers=following.get(hub_id, {}),
+                stored_day=functools.partial(self._stored_day, conn, hub_id),
+                max_age=settings.max_age,
+            )
+            c.result = gate.run(groups, c.registers, c.duplicates, ctx)
+            self.vee_counters["days_checked"] += c.result.days_checked
+            self.vee_counters["days_mismatched"] += c.result.days_mismatched
+            if self.vee_checked_days is not None:
+                self.vee_checked_days.update((hub_id, m, o, d) for m, o, d in c.result.checked)
+            c.held = before - sum(len(s) for s in groups.values())
+            c.quarantined = c.result.quarantined
+            c.flagged = sum(1 for f in c.result.findings if f.action == "flag" and f.duration)
+
+    def _last_registers(
+        self, conn: Connection, hub_ids: Sequence[str], checks: Sequence[VeePull]
+    ) -> dict[str, dict[tuple[str, str], tuple[int, float]]]:
+        wanted = {h for h, c in zip(hub_ids, checks, strict=True) if c.registers}
+        if not wanted:
+            return {}
+        cut = min(r[2] for c in checks for r in c.registers)
+        r = register_reads
+        out: dict[str, dict[tuple[str, str], tuple[int, float]]] = {}
+        for chunk in _chunks(sorted(wanted), 500):
+            latest = (
+                select(r.c.hub_id, r.c.meter_id, r.c.obis, func.max(r.c.read_at).label("m"))
+                .where(r.c.hub_id.in_(chunk), r.c.read_at < cut)
+                .group_by(r.c.hub_id, r.c.meter_id, r.c.obis)
+                .subquery()
+            )
+            q = select(r.c.hub_id, r.c.meter_id, r.c.obis, r.c.read_at, r.c.value, r.c.power_of_ten).join(
+                latest,
+                and_(
+                    r.c.hub_id == latest.c.hub_id,
+                    r.c.meter_id == latest.c.meter_id,
+                    r.c.obis == latest.c.obis,
+                    r.c.read_at == latest.c.m,
+                ),
+            )
+            for h, m, o, at, v, p10 in conn.execute(q):
+                out.setdefault(h, {})[(m, o)] = (at, v * 10.0**p10)
+        return out
+
+    def _next_registers(
+        self, conn: Connection, now: int, hub_ids: Sequence[str], checks: Sequence[VeePull]
+    ) -> dict[str, dict[tuple[str, str], tuple[int, float]]]:
+        """The oldest stored register after each late pull's last one (late: its registers are
+        more than a day and two hours old — a re-sent or back-filled day, not the nightly pull)."""
+        late: dict[tuple[str, str, str], int] = {}
+        for h, c in zip(hub_ids, checks, strict=True):
+            for m, o, at, *_ in c.registers:
+                if at < now - DAY - 7200:
+                    late[(h, m, o)] = max(at, late.get((h, m, o), at))
+        out: dict[str, dict[tuple[str, str], tuple[int, float]]] = {}
+        r = register_reads
+        for (h, m, o), at in late.items():
+            row = conn.execute(
+                select(r.c.read_at, r.c.value, r.c.power_of_ten)
+                .where(r.c.hub_id == h, r.c.meter_id == m, r.c.obis == o, r.c.read_at > at)
+                .order_by(r.c.read_at)
+                .limit(1)
+            ).first()
+            if row is not None:
+                out.setdefault(h, {})[(m, o)] = (row[0], row[1] * 10.0 ** row[2])
+        return out
+
+    def _stored_day(
+        self, conn: Connection, hub_id: str, meter: str, obis: str, day: int
+    ) -> tuple[float, bool] | None:
+        got = edits.channel_blocks(conn, hub_id, meter, obis, 1800, [day]).get(day)
+        if got is None:
+            return None
+        _, _, p10, slots = got
+        return sum(v for v, _ in slots.values()) * 10.0**p10, len(slots) == 48
+
+    def _vee_record(
+        self,
+        conn: Connection,
+        settings: VeeSettings,
+        hub_ids: Sequence[str],
+        checks: Sequence[VeePull],
+        tallies: Sequence[Tally],
+        new_keys: Mapping[str, int],
+    ) -> None:
+        now = settings.now()
+        findings: list[dict] = []
+        regs: list[dict] = []
+        for hub_id, c in zip(hub_ids, checks, strict=True):
+            assert c.result is not None
+            for f in c.result.findings:
+                findings.append(_finding_row(hub_id, f, now))
+            regs.extend(
+                {
+                    "hub_id": hub_id,
+                    "meter_id": m,
+                    "obis": o,
+                    "read_at": at,
+                    "value": v,
+                    "uom": u,
+                    "power_of_ten": p,
+                    "quality": q,
+                }
+                for m, o, at, v, u, p, q in c.result.registers
+            )
+        clashes = [(i, cl) for i, t in enumerate(tallies) for cl in t.clashes]
+        if clashes:
+            keys = {**{h: k for h, k in self._hub_keys.items() if h in hub_ids}, **new_keys}
+            by_key = {k: h for h, k in keys.items()}
+            specs = self._specs(conn, {cl[0][0] for _, cl in clashes})
+            replaced = []
+            for i, ((hk, day, no), slot, old, new) in clashes:
+                meter, obis, duration, uom, p10 = specs[(hk, no)]
+                start = day * DAY + slot * duration
+                if old[1] & rules.ESTIMATED and not new[1] & rules.ESTIMATED:
+                    replaced.append(
+                        {
+                            "h": by_key[hk],
+                            "m": meter,
+                            "o": obis,
+                            "d": duration,
+                            "s": start,
+                            "a": new[0],
+                            "at": now,
+                        }
+                    )
+                    continue
+                f = gate.Finding(
+                    "duplicate_differs",
+                    meter,
+                    obis,
+                    duration,
+                    start,
+                    new[0],
+                    p10,
+                    uom,
+                    new[1],
+                    f"re-sent as {new[0]}, the store holds {old[0]}",
+                )
+                findings.append(_finding_row(hub_ids[i], f, now))
+            if replaced:
+                e = vee_estimates
+
+                conn.execute(
+                    update(e)
+                    .where(
+                        and_(
+                            e.c.hub_id == bindparam("h"),
+                            e.c.meter_id == bindparam("m"),
+                            e.c.obis == bindparam("o"),
+                            e.c.duration == bindparam("d"),
+                            e.c.interval_start == bindparam("s"),
+                            e.c.replaced_at.is_(None),
+                        )
+                    )
+                    .values(replaced_at=bindparam("at"), actual=bindparam("a")),
+                    replaced,
+                )
+        if findings:
+            conn.execute(self._insert_new(vee_findings), findings)
+        if regs:
+            conn.execute(self._insert_new(register_reads), regs)
+        for c in checks:
+            assert c.result is not None
+            c.registers_stored = len(c.result.registers)
+
+    def _insert_new(self, table: Any) -> Any:
+        """INSERT … ON CONFLICT DO NOTHING on either dialect."""
+        return self._insert(table).on_conflict_do_nothing()
+
+    def _specs(
+        self, conn: Connection, hks: set[int]
+    ) -> dict[tuple[int, int], tuple[str, str, int, int, int]]:
+        c = interval_channels
+        q = select(
+            c.c.hub_key, c.c.channel_no, c.c.meter_id, c.c.obis, c.c.duration, c.c.uom, c.c.power_of_ten
+        ).where(c.c.hub_key.in_(sorted(hks)))
+        return {(hk, no): (m, o, d, u, p) for hk, no, m, o, d, u, p in conn.execute(q)}
+
+    # -- findings ------------------------------------------------------------------------------
+
+    def findings(
+        self, hub_id: str | None = None, *, status: str | None = None, limit: int = 1000
+    ) -> list[dict]:
+        f = vee_findings
+        q = select(f).order_by(f.c.found_at, f.c.hub_id, f.c.interval_start, f.c.rule).limit(limit)
+        if hub_id is not None:
+            q = q.where(f.c.hub_id == hub_id)
+        if status is not None:
+            q = q.where(f.c.status == status)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    # -- estimation ----------------------------------------------------------------------------
+
+    def estimate_gaps(
+        self, now: int, *, settle: int = 2 * DAY, hub_ids: Sequence[str] | None = None, duration: int = 1800
+    ) -> int:
+        """Estimate the missing intervals of every channel-day that ended ``settle`` s before
+        ``now`` (a re-pull had its chance): partial days and whole days between stored ones.
+        Returns the number of intervals estimated."""
+        cut = (now - settle) // DAY
+        n_slots = DAY // duration
+        c, b = interval_channels, interval_blocks
+        total = 0
+        with self._write_lock, self.engine.begin() as conn:
+            q = (
+                select(
+                    hub_keys.c.hub_id,
+                    c.c.hub_key,
+                    c.c.channel_no,
+                    c.c.meter_id,
+                    c.c.obis,
+                    c.c.uom,
+                    c.c.power_of_ten,
+                    func.min(b.c.day),
+                    func.max(b.c.day),
+                    func.count(),
+                    func.sum(b.c.n),
+                )
+                .select_from(
+                    c.join(b, and_(b.c.hub_key == c.c.hub_key, b.c.channel_no == c.c.channel_no)).join(
+                        hub_keys, hub_keys.c.hub_key == c.c.hub_key
+                    )
+                )
+                .where(c.c.duration == duration, b.c.day < cut)
+                .group_by(
+                    hub_keys.c.hub_id,
+                    c.c.hub_key,
+                    c.c.channel_no,
+                    c.c.meter_id,
+                    c.c.obis,
+                    c.c.uom,
+                    c.c.power_of_ten,
+                )
+            )
+            if hub_ids is not None:
+                q = q.where(hub_keys.c.hub_id.in_(list(hub_ids)))
+            for hub_id, hk, no, meter, obis, uom, p10, first, last, days, n in conn.execute(q).all():
+                if n == days * n_slots and last - first + 1 == days:
+                    continue  # complete: the usual channel
+                total += self._estimate_channel(
+                    conn, now, hub_id, hk, no, meter, obis, uom, p10, first, last, duration
+                )
+        return total
+
+    def _estimate_channel(
+        self,
+        conn: Connection,
+        now: int,
+        hub_id: str,
+        hk: int,
+        no: int,
+        meter: str,
+        obis: str,
+        uom: int,
+        p10: int,
+        first: int,
+        last: int,
+        duration: int,
+    ) -> int:
+        b = interval_blocks
+        n_slots = DAY // duration
+        blocks = {
+            day: interval_block.decode(bytes(block), n_slots)
+            for day, block in conn.execute(
+                select(b.c.day, b.c.block).where(
+                    b.c.hub_key == hk, b.c.channel_no == no, b.c.day >= first - 28, b.c.day <= last
+                )
+            )
+        }
+        regs = {
+            at: v * 10.0**rp
+            for at, v, rp in conn.execute(
+                select(register_reads.c.read_at, register_reads.c.value, register_reads.c.power_of_ten).where(
+                    register_reads.c.hub_id == hub_id,
+                    register_reads.c.meter_id == meter,
+                    register_reads.c.obis == obis,
+                    register_reads.c.read_at >= first * DAY,
+                    register_reads.c.read_at <= (last + 1) * DAY,
+                )
+            )
+        }
+        scale = 10.0**p10
+        written = 0
+        estimates = []
+        for day in range(first, last + 1):
+            slots = blocks.get(day, {})
+            if len(slots) == n_slots:
+                continue
+            start, end = regs.get(day * DAY), regs.get((day + 1) * DAY)
+            missing = None
+            if start is not None and end is not None and end >= start:
+                missing = (end - start) / scale - sum(v for v, _ in slots.values())
+            refs = [blocks[d] for d in (day - 7, day - 14, day - 21, day - 28) if d in blocks]
+            values = estimate.fill(slots, n_slots, missing, refs)
+            if not values:
+                continue
+            merged = dict(slots)
+            for s, (v, method) in values.items():
+                q = (
+                    rules.ESTIMATED_LINEAR_INTERPOLATION
+                    if method == "linear"
+                    else rules.ESTIMATED_REFERENCE_DAY
+                )
+                merged[s] = (v, q)
+                estimates.append(
+                    {
+                        "hub_id": hub_id,
+                        "meter_id": meter,
+                        "obis": obis,
+                        "duration": duration,
+                        "interval_start": day * DAY + s * duration,
+                        "value": v,
+                        "method": method,
+                        "estimated_at": now,
+                    }
+                )
+            block = interval_block.encode(n_slots, merged)
+            if day in blocks:
+                conn.execute(
+                    update(b)
+                    .where(b.c.hub_key == hk, b.c.day == day, b.c.channel_no == no)
+                    .values(n=len(merged), block=block)
+                )
+            else:
+                if self.dialect == "postgresql":
+                    self.ensure_day_partitions_in(conn, [day])
+                conn.execute(insert(b).values(hub_key=hk, day=day, channel_no=no, n=len(merged), block=block))
+            written += len(values)
+        if estimates:
+            e = vee_estimates
+            keys = [
+                (r["hub_id"], r["meter_id"], r["obis"], r["duration"], r["interval_start"]) for r in estimates
+            ]
+            conn.execute(
+                e.delete().where(
+                    tuple_(e.c.hub_id, e.c.meter_id, e.c.obis, e.c.duration, e.c.interval_start).in_(keys)
+                )
+            )
+            conn.execute(insert(e), estimates)
+        return written
+
+    def ensure_day_partitions_in(self, conn: Connection, days: Iterable[int]) -> None:
+        from sqlalchemy import text
+
+        from smarthub.gdsc.readings.tables import partition_name
+
+        for day in days:
+            conn.execute(
+                text(
+                    f"CREATE TABLE IF NOT EXISTS {partition_name(day)} PARTITION OF interval_blocks "
+                    f"FOR VALUES FROM ({day}) TO ({day + 1})"
+                )
+            )
+
+    def estimate_counts(self) -> tuple[int, int]:
+        """(intervals estimated, estimates since replaced by actual readings)."""
+        e = vee_estimates
+        with self.engine.connect() as conn:
+            row = conn.execute(select(func.count(), func.count(e.c.replaced_at))).one()
+        return int(row[0]), int(row[1])
+
+    # -- edits and figures (engine-level, shared with the API) ---------------------------------
+
+    def edit_day(
+        self,
+        hub_id: str,
+        meter: str,
+        obis: str,
+        day: int,
+        values: Mapping[int, int],
+        *,
+        actor: str,
+        reason: str,
+        now: int,
+        duration: int = 1800,
+    ) -> int:
+        """An operator's correction of a channel-day (:func:`.edits.edit_day`)."""
+        with self._write_lock:
+            return edits.edit_day(
+                self.engine,
+                hub_id,
+                meter,
+                obis,
+                day,
+                values,
+                actor=actor,
+                reason=reason,
+                now=now,
+                duration=duration,
+            )
+
+    def day_versions(self, hub_id: str, meter: str, obis: str, day: int, duration: int = 1800) -> list[dict]:
+        return edits.day_versions(self.engine, hub_id, meter, obis, day, duration)
+
+    def quality_figures(self, by: str = "hub") -> list[dict]:
+        return edits.quality_figures(self.engine, by)
+
+
+def _finding_row(hub_id: str, f: gate.Finding, now: int) -> dict:
+    return {
+        "hub_id": hub_id,
+        "meter_id": f.meter_id,
+        "obis": f.obis,
+        "duration": f.duration,
+        "interval_start": f.start,
+        "value": f.value,
+        "power_of_ten": f.power_of_ten,
+        "uom": f.uom,
+        "quality": f.quality,
+        "rule": f.rule,
+        "action": f.action,
+        "evidence": f.evidence,
+        "found_at": now,
+        "status": "held" if f.action == "quarantine" else "noted",
+    }
+
+
+def _chunks(seq: Sequence, size: int):
+    for i in range(0, len(seq), size):
+        yield seq[i : i + size]
+
+
+__all__ = ["VeeData", "VeePull", "VeeSettings", "split_pull"]

@@ -1,0 +1,104 @@
+"""Exact decimals (money, prices, rates) carried in JSON as strings, with the rule published.
+
+A JSON number is a binary float to most clients (``0.1 + 0.2``), so money and rates travel as
+decimal strings (``"24.50"``), never numbers. :class:`DecimalText` is a pydantic annotation that
+makes one pattern the whole rule, in both directions (issue 22 item 2):
+
+* the JSON Schema (and so the OpenAPI document) says ``{"type": "string", "pattern": P}``;
+* the validator refuses JSON numbers (a float is inexact; an ``int`` would pass a schema that
+  says string, so it is refused too) and any string ``P`` does not match *whole* (``re.fullmatch``:
+  JSON Schema's ECMA ``$`` never matches before a trailing newline, Python's ``re.search`` would);
+* a ``Decimal`` from Python code is checked by the field's own constraints as before;
+* JSON output is fixed-point (``format(d, "f")``), so what the server writes it reads back.
+
+Each pattern encodes the bounds and decimal places of its field (``0 < amount <= 500.00``, two
+places) so a client validates before sending; the pydantic constraints stay on the field as a
+second check of values built in Python. Hand-written because pydantic publishes a decimal as
+number-or-string without its bounds, places or digits.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
+
+
+def fixed_point(d: Decimal) -> str:
+    """``d`` without an exponent (``Decimal("1E+1")`` is ``"10"``)."""
+    return format(d, "f")
+
+
+@dataclass(frozen=True, slots=True)
+class DecimalText:
+    """``Annotated[Decimal, Field(...), DecimalText(pattern, rule)]``: see the module docstring."""
+
+    pattern: str
+    rule: str  # the pattern in words, for the error and the schema's description
+    example: str
+
+    def check(self, value: object) -> object:
+        if isinstance(value, Decimal):
+            return value
+        if isinstance(value, str) and re.fullmatch(self.pattern, value):
+            return value
+        shown = repr(value) if isinstance(value, str) else f"the JSON number {value!r}"
+        raise ValueError(f"{shown} is not a decimal string of {self.rule} (e.g. {self.example!r})")
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.no_info_before_validator_function(
+            self.check,
+            handler(source),
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                fixed_point, when_used="json", return_schema=core_schema.str_schema()
+            ),
+        )
+
+    def __get_pydantic_json_schema__(
+        self, _schema: CoreSchema, _handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {
+            "type": "string",
+            "format": "decimal",
+            "pattern": self.pattern,
+            "description": f"a decimal string: {self.rule}",
+            "examples": [self.example],
+        }
+
+
+_SIX_PLACES_POSITIVE = "|".join(f"0\\.0{{{z}}}[1-9][0-9]{{0,{5 - z}}}" for z in range(6))
+
+NON_NEGATIVE_PRICE = DecimalText(
+    r"^[0-9]{1,12}(\.[0-9]{1,6})?$", "0 or more, up to 12 digits before the point and 6 after", "24.50"
+)
+PRICE = DecimalText(
+    r"^-?[0-9]{1,12}(\.[0-9]{1,6})?$",
+    "may be negative, up to 12 digits before the point and 6 after",
+    "-1.25",
+)
+POSITIVE_QUANTITY = DecimalText(
+    rf"^([1-9][0-9]{{0,11}}(\.[0-9]{{1,6}})?|{_SIX_PLACES_POSITIVE})$",
+    "more than 0, no leading zero, up to 12 digits before the point and 6 after",
+    "5",
+)
+FRACTION_4 = DecimalText(r"^0(\.[0-9]{1,4})?$", "0 or more and less than 1, up to 4 places", "0.05")
+POUNDS_AND_PENCE_500 = DecimalText(
+    r"^(([1-9][0-9]?|[1-4][0-9]{2})\.[0-9]{2}|500\.00|0\.(0[1-9]|[1-9][0-9]))$",
+    "pounds and pence, 0.01 to 500.00, exactly two places",
+    "10.00",
+)
+
+__all__ = [
+    "FRACTION_4",
+    "NON_NEGATIVE_PRICE",
+    "POSITIVE_QUANTITY",
+    "POUNDS_AND_PENCE_500",
+    "PRICE",
+    "DecimalText",
+    "fixed_point",
+]

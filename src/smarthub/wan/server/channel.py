@@ -1,0 +1,166 @@
+"""The hub's outbound channel to the GDSC (:mod:`smarthub.wan.contract.channel`): for a hub the
+GDSC cannot dial (behind a NAT or an inbound-blocking firewall). The hub opens the TCP
+connection; everything above it — TLS with the hub as server, HTTP, the application — is what an
+accepted connection gets (:class:`smarthub.wan.httpd.TCPSite`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+from smarthub.wan.contract import channel as hub_channel
+from smarthub.wan.httpd import AppRunner, _AlertingSSLProtocol
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ChannelSite", "ChannelStats"]
+
+
+@dataclass
+class ChannelStats:
+    connects: int = 0  # channels opened (TCP connected and the line sent)
+    failures: int = 0  # attempts that failed to connect
+    served: int = 0  # channels the GDSC used (a TLS handshake completed on them)
+
+
+class ChannelSite:
+    """The hub's outbound channel(s) to the GDSC (:mod:`smarthub.wan.contract.channel`).
+
+    Each of ``links`` loops connects to ``host:port``, sends the line naming the hub and then
+    serves the connection exactly as an accepted one (TLS server side, the same application):
+    the GDSC's requests arrive on it when the GDSC decides. When it ends (used, or parked for
+    ``park_timeout`` seconds with no handshake, or cut), the loop connects again: soon after a
+    normal end, after an exponentially growing, fully jittered wait after failures. TCP
+    keep-alive probes keep a router's NAT mapping alive while the channel is parked.
+    """
+
+    def __init__(
+        self,
+        runner: AppRunner,
+        hub_id: str,
+        host: str,
+        port: int,
+        *,
+        ssl_context: ssl.SSLContext,
+        links: int = 2,
+        park_timeout: float = 900.0,
+        rng: random.Random | None = None,
+        max_backoff: float = 300.0,
+    ) -> None:
+        self.runner = runner
+        self.preamble = hub_channel.encode_preamble(hub_id)
+        self.host = host
+        self.port = port
+        self.ssl_context = ssl_context
+        self.links = links
+        self.park_timeout = park_timeout
+        self.rng = rng or random.Random()
+        self.max_backoff = max_backoff
+        self.stats = ChannelStats()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._transports: set[asyncio.Transport] = set()
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._link()) for _ in range(self.links)]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        for transport in list(self._transports):
+            transport.abort()
+
+    def cut(self) -> None:
+        """Drop every open channel now (a router restart, a test); the loops connect again."""
+        for transport in list(self._transports):
+            transport.abort()
+
+    async def _link(self) -> None:
+        failures = 0
+        while True:
+            try:
+                await self._serve_once()
+                failures = 0
+            except OSError as err:
+                failures += 1
+                self.stats.failures += 1
+                log.info("channel to %s:%s failed (%d in a row): %s", self.host, self.port, failures, err)
+            await asyncio.sleep(
+                hub_channel.reconnect_delay(failures, self.rng, base=1.0, cap=self.max_backoff)
+            )
+
+    async def _serve_once(self) -> None:
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+        family, type_, proto, _, address = infos[0]
+        sock = socket.socket(family, type_, proto)
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            for name, value in (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 30), ("TCP_KEEPCNT", 4)):
+                if hasattr(socket, name):
+                    sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+            await asyncio.wait_for(loop.sock_connect(sock, address), 30.0)
+            await loop.sock_sendall(sock, self.preamble)
+        except BaseException:
+            sock.close()
+            raise
+        self.stats.connects += 1
+        ended: asyncio.Future[None] = loop.create_future()
+        serve = self.runner._serve
+        stats = self.stats
+
+        def factory() -> asyncio.BaseProtocol:
+            reader = asyncio.StreamReader(limit=2**16, loop=loop)
+            app = asyncio.StreamReaderProtocol(reader, serve, loop=loop)
+            # waiter None, as asyncio's own loop passes it
+            return _ChannelSSLProtocol(
+                loop,
+                app,
+                self.ssl_context,
+                None,
+                server_side=True,
+                ssl_handshake_timeout=self.park_timeout,
+                ended=ended,
+                stats=stats,
+            )
+
+        transport, _ = await loop.create_connection(factory, sock=sock)
+        assert isinstance(transport, asyncio.Transport)
+        self._transports.add(transport)
+        try:
+            await ended
+        except asyncio.CancelledError:
+            transport.abort()  # stopped: the channel closes with the loop that owns it
+            raise
+        finally:
+            self._transports.discard(transport)
+
+
+class _ChannelSSLProtocol(_AlertingSSLProtocol):
+    """The TLS server protocol on a hub's outbound channel: says when the channel has ended."""
+
+    def __init__(self, *args: Any, ended: asyncio.Future[None], stats: ChannelStats, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._ended = ended
+        self._stats = stats
+
+    def _on_handshake_complete(self, handshake_exc: BaseException | None) -> None:
+        if handshake_exc is None:
+            self._stats.served += 1
+        super()._on_handshake_complete(handshake_exc)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        super().connection_lost(exc)
+        if not self._ended.done():
+            self._ended.set_result(None)

@@ -1,0 +1,178 @@
+"""VEE in the store, on SQLite and PostgreSQL: quarantine beside good data, registers,
+estimates replaced by actuals, edits with versions, data-quality figures."""
+
+from __future__ import annotations
+
+import pytest
+
+from smarthub.gdsc.readings.tables import StoredReading
+from smarthub.gdsc.readings.vee import rules
+from smarthub.gdsc.readings.vee.store import VeeSettings
+from smarthub.gdsc.store import Store
+
+DAY = 86400
+D0 = 20_500
+T0 = D0 * DAY
+HUB = "HUB1"
+
+
+@pytest.fixture
+def store(db_url: str):
+    s = Store(db_url)
+    s.create_schema()
+    now = [T0 + 10 * DAY]
+    s.enable_vee(VeeSettings(now=lambda: now[0], models={"E-100A": rules.electricity_profile("E-100A")}))
+    s.clock = now  # type: ignore[attr-defined]
+    yield s
+    s.close()
+
+
+def pull(
+    day: int,
+    values: list[int | None],
+    register_end: int | None,
+    register_start: int | None = None,
+    quality: int = 1,
+) -> list[StoredReading]:
+    start = T0 + day * DAY
+    out = [
+        StoredReading(HUB, "E1", "1-0:1.8.0", start + 1800 * i, 1800, v, 0, 72, quality)
+        for i, v in enumerate(values)
+        if v is not None
+    ]
+    if register_start is not None:
+        out.append(StoredReading(HUB, "E1", "1-0:1.8.0", start, 0, register_start, 0, 72, 1))
+    if register_end is not None:
+        out.append(StoredReading(HUB, "E1", "1-0:1.8.0", start + DAY, 0, register_end, 0, 72, 1))
+    return out
+
+
+def test_bad_readings_are_quarantined_and_good_ones_land(store: Store) -> None:
+    store.set_meter_models([(HUB, "E1", "E-100A")])
+    vals = [100] * 48
+    vals[7] = 999_999  # a spike
+    r = store.ingest(HUB, pull(0, vals, None, None), {})
+    assert (r.inserted, r.quarantined) == (47, 1)
+    held = store.findings(HUB, status="held")
+    assert [(f["rule"], f["value"]) for f in held] == [("spike", 999_999)]
+    assert "capacity" in held[0]["evidence"]
+    assert len(store.readings_for(HUB, "E1", "1-0:1.8.0")) == 47
+    # Re-sent with another value: the stored one stays, the new one is held with evidence.
+    r2 = store.ingest(HUB, [StoredReading(HUB, "E1", "1-0:1.8.0", T0 + 1800, 1800, 555, 0, 72, 1)], {})
+    assert (r2.inserted, r2.conflicts, r2.quarantined) == (0, 1, 1)
+    (dup,) = [f for f in store.findings(HUB, status="held") if f["rule"] == "duplicate_differs"]
+    assert dup["value"] == 555 and "holds 100" in dup["evidence"]
+
+
+def test_interval_sum_checked_across_pulls_and_swapped_day_held(store: Store) -> None:
+    r = store.ingest(HUB, pull(0, [100] * 48, 10_000 + 4800, 10_000), {})
+    assert (r.inserted, r.registers, r.quarantined) == (48, 2, 0)
+    r = store.ingest(HUB, pull(1, [250] * 48, 10_000 + 9600), {})  # swapped: the register says 4800
+    assert (r.inserted, r.quarantined) == (0, 48)
+    assert {f["rule"] for f in store.findings(HUB)} == {"interval_sum"}
+    # The day after, good again, is checked against the (good) register of day 1's end.
+    r = store.ingest(HUB, pull(2, [100] * 48, 10_000 + 14_400), {})
+    assert (r.inserted, r.quarantined) == (48, 0)
+
+
+def test_gaps_are_estimated_flagged_and_replaced_by_actuals(store: Store) -> None:
+    for d in range(0, 8):
+        vals: list[int | None] = [100] * 48
+        if d == 7:
+            vals[10:13] = [None] * 3  # short gap
+            vals[20:40] = [None] * 20  # long gap
+        store.ingest(HUB, pull(d, vals, 10_000 + 4800 * (d + 1), 10_000 if d == 0 else None), {})
+    store.clock[0] = T0 + 10 * DAY  # type: ignore[attr-defined]
+    n = store.estimate_gaps(T0 + 10 * DAY)
+    assert n == 23
+    assert store.estimate_counts() == (23, 0)
+    rows = {r.interval_start: r for r in store.readings_for(HUB, "E1", "1-0:1.8.0")}
+    if True:
+        est = rows[T0 + 7 * DAY + 10 * 1800]
+        assert est.quality & rules.ESTIMATED_LINEAR_INTERPOLATION
+        assert rows[T0 + 7 * DAY + 25 * 1800].quality & rules.ESTIMATED_REFERENCE_DAY
+        assert sum(r.value for r in rows.values() if r.interval_start // DAY == D0 + 7) == 4800
+    # The hub's actual readings arrive later: they replace the estimates.
+    late = [
+        StoredReading(HUB, "E1", "1-0:1.8.0", T0 + 7 * DAY + 1800 * i, 1800, 100, 0, 72, 1)
+        for i in [*range(10, 13), *range(20, 40)]
+    ]
+    r = store.ingest(HUB, late, {})
+    assert r.replaced_estimates == 23 and r.conflicts == 0
+    assert store.estimate_counts() == (23, 23)
+
+
+def test_edit_keeps_versions(store: Store) -> None:
+    store.ingest(HUB, pull(0, [100] * 48, None), {})
+    v = store.edit_day(
+        HUB, "E1", "1-0:1.8.0", D0, {3: 120}, actor="op1", reason="meter test", now=T0 + 3 * DAY
+    )
+    assert v == 2
+    v = store.edit_day(
+        HUB, "E1", "1-0:1.8.0", D0, {4: 80}, actor="op2", reason="second look", now=T0 + 4 * DAY
+    )
+    assert v == 3
+    versions = store.day_versions(HUB, "E1", "1-0:1.8.0", D0)
+    assert [x["version"] for x in versions] == [1, 2]
+    assert versions[0]["slots"][3] == (100, 1) and versions[1]["slots"][3][0] == 120
+    assert versions[1]["edited_by"] == "op2" and versions[1]["reason"] == "second look"
+    with pytest.raises(ValueError, match="reason"):
+        store.edit_day(HUB, "E1", "1-0:1.8.0", D0, {4: 80}, actor="op", reason=" ", now=T0)
+    # An edited reading is not overwritten by the hub re-sending its value.
+    r = store.ingest(HUB, [StoredReading(HUB, "E1", "1-0:1.8.0", T0 + 3 * 1800, 1800, 100, 0, 72, 1)], {})
+    assert r.conflicts == 1
+
+
+def test_quality_figures_by_hub_and_model(store: Store) -> None:
+    store.set_meter_models([(HUB, "E1", "E-100A")])
+    vals = [100] * 48
+    vals[1] = -1
+    store.ingest(HUB, pull(0, vals, None), {})
+    store.ingest(HUB, pull(1, [0] * 48, None), {})
+    by_hub = store.quality_figures("hub")
+    assert by_hub == [
+        {
+            "hub": HUB,
+            "quarantined": 1,
+            "flagged": 48,
+            "estimated": 0,
+            "estimates_replaced": 0,
+            "rules": {"negative": 1, "stuck_suspected": 48},
+        }
+    ]
+    assert store.quality_figures("model")[0]["model"] == "E-100A"
+    assert store.quality_figures("supplier")[0]["supplier"] == "unknown"
+    with pytest.raises(ValueError):
+        store.quality_figures("colour")
+
+
+def test_a_late_day_is_checked_on_both_sides_and_a_clock_jump_is_held(store: Store) -> None:
+    store.vee_checked_days = set()
+    store.ingest(HUB, pull(0, [100] * 48, 14_800, 10_000), {})
+    jumped = [
+        StoredReading(*r.key()[:3], r.interval_start + 30 * DAY, *_rest(r))
+        for r in pull(1, [100] * 48, 19_600)
+    ]
+    r = store.ingest(HUB, jumped, {})
+    assert (r.inserted, r.quarantined) == (0, 49)  # 48 intervals and the register, all in the future
+    store.ingest(HUB, pull(2, [100] * 48, 24_400), {})
+    assert (HUB, "E1", "1-0:1.8.0", D0 + 2) not in store.vee_checked_days  # day 1 unknown yet
+    store.clock[0] = T0 + 20 * DAY  # type: ignore[attr-defined]
+    r = store.ingest(HUB, pull(1, [100] * 48, 19_600), {})  # the hub's clock fixed: re-sent
+    assert (r.inserted, r.quarantined) == (48, 0)
+    assert {d for _, _, _, d in store.vee_checked_days} == {D0, D0 + 1, D0 + 2}
+    # Late data that does not fit the next stored register is held.
+    r = store.ingest(
+        HUB,
+        [
+            StoredReading(HUB, "E1", "1-0:1.8.0", T0 + 3 * DAY, 0, 24_400 + 4800, 0, 72, 1),
+            *pull(3, [100] * 47 + [900], None),
+        ],
+        {},
+    )
+    assert r.quarantined == 0  # nothing after day 3 is stored: nothing to contradict
+    assert r.inserted == 48
+
+
+def _rest(r: StoredReading) -> tuple[int, int, int, int, int, int]:
+    return (r.duration, r.value, r.power_of_ten, r.uom, r.quality)  # type: ignore[return-value]

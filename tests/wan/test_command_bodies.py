@@ -1,0 +1,230 @@
+"""The typed management command bodies of the WAN contract: one per command type, each round-
+tripping through its JSON, each malformed body refused with the field named, and at the hub a
+malformed body refused before anything changes (counter, handler, state)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from smarthub.clock import ManualClock
+from smarthub.gdsc.commands.signer import CommandSigner
+from smarthub.gdsc.commands.tariffs import tariff_update_body
+from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
+from smarthub.hub.management import ManagementInterface
+from smarthub.model.tariff import Flat, Tariff
+from smarthub.wan.contract.bodies import (
+    BODIES,
+    CommandBody,
+    ConsentSet,
+    Granularity,
+    TariffUpdate,
+    parse_body,
+)
+from smarthub.wan.contract.commands import COMMAND_TYPES, Command, MalformedCommand
+
+NOW = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+LFDI = "0123456789ABCDEF0123456789ABCDEF01234567"
+TARIFF = Tariff(
+    tariff_id="flat",
+    version=2,
+    effective_from=date(2026, 12, 8),
+    name="Flat",
+    standing_charge_p_per_day=Decimal("50"),
+    pricing=Flat(unit_rate_p_per_kwh=Decimal("24.5")),
+)
+
+# One valid body per command type, as the GDSC sends it (so to_json must give it back exactly).
+VALID: dict[str, dict[str, Any]] = {
+    "mapping.update": {"table": {"version": "2", "entries": []}},
+    "meter.key": {"meter": "E1", "key": "00112233445566778899aabbccddeeff", "pending": True},
+    "meter.add": {"meter": "W1", "protocol": "wmbus", "fuel": "water"},
+    "meter.remove": {"meter": "W1"},
+    "meter.replace": {"old": "E1", "new": "E2", "protocol": "dlms", "fuel": "electricity"},
+    "consent.set": {
+        "recipient": "SUP1",
+        "granularity": "daily",
+        "version": 1_700_000_000_000_000,
+        "meters": {"E1": "half-hourly"},
+        "data_from": 1_700_000_000,
+        "data_until": None,
+        "events": True,
+    },
+    "supplier.keys": {
+        "fuel": "gas",
+        "supplier_id": "SUP2",
+        "lfdi": LFDI,
+        "effective": "2026-12-08T00:30:00+00:00",
+    },
+    "network.configure": {
+        "listen": "127.0.0.1",
+        "port": 9443,
+        "ntp": ["ntp.example"],
+        "allowed_clients": [LFDI],
+    },
+    "supply.disconnect": {"meter": "E1"},
+    "supply.reconnect": {"meter": "E1"},
+    "supply.state": {"meter": "E1"},
+    "supply.limit": {"meter": "E1", "watts": 3000},
+    "prepayment.topup": {"voucher": "{}", "signature": "AAAA", "signer": "-----BEGIN CERTIFICATE-----"},
+    "tariff.update": tariff_update_body(TARIFF, "electricity"),
+    "ihd.message": {
+        "sender": "SUP1",
+        "id": "m1",
+        "text": "Hello",
+        "priority": 2,
+        "expires": "2026-12-09T00:00:00+00:00",
+    },
+    "ihd.comparison": {
+        "start": "2026-11-30",
+        "end": "2026-12-07",
+        "homes": 12,
+        "description": "3-bed semis",
+        "electricity": {"average_kwh": "60.5", "efficient_kwh": "41.25"},
+    },
+    "ihd.appliance": {"meter": "PLUG1", "name": "Dishwasher"},
+    "message.display": {
+        "text": "Outage tonight",
+        "priority": "high",
+        "start": "2026-12-07T18:00:00+00:00",
+        "duration_s": 3600,
+    },
+    "firmware.update": {"package": base64.b64encode(b"package bytes").decode()},
+    "diagnostic.ping": {"nonce": "n-1"},
+    "diagnostic.han_scan": {},
+    "diagnostic.link_test": {"meter": "E1"},
+    "appliance.run": {
+        "appliance": "dishwasher",
+        "kwh": ["0.5", "1.2"],
+        "earliest": "2026-12-07T20:00:00+00:00",
+        "deadline": "2026-12-08T07:00:00+00:00",
+        "step_minutes": 30,
+    },
+    "drlc.event": {"xml": "<EndDeviceControl/>"},
+    "drlc.responses": {"after": 4},
+    "pki.crl": {"crl": base64.b64encode(b"DER").decode()},
+    "pki.certificate": {"certificate": "-----BEGIN CERTIFICATE-----\n...", "replaces_serial": "1234"},
+}
+
+# Per command type: (a malformed body, the field the error must name).
+MALFORMED: dict[str, tuple[dict[str, Any], str]] = {
+    "mapping.update": ({"table": {"entries": []}}, "table"),
+    "meter.key": ({"meter": "E1", "key": "0011"}, "key"),
+    "meter.add": ({"meter": "W1"}, "protocol"),
+    "meter.remove": ({"meter": 7}, "meter"),
+    "meter.replace": ({"old": "E1", "new": "E1", "protocol": "dlms"}, "new"),
+    "consent.set": ({"recipient": "SUP1", "granularity": "hourly"}, "granularity"),
+    "supplier.keys": ({**VALID["supplier.keys"], "effective": "2026-12-08T00:10:00+00:00"}, "effective"),
+    "network.configure": ({"port": 70000}, "port"),
+    "supply.disconnect": ({}, "meter"),
+    "supply.reconnect": ({"meter": ""}, "meter"),
+    "supply.state": ({"meter": None}, "meter"),
+    "supply.limit": ({"meter": "E1", "watts": "3kW"}, "watts"),
+    "prepayment.topup": ({"voucher": "{}", "signature": "AAAA"}, "signer"),
+    "tariff.update": ({**VALID["tariff.update"], "version": 3}, "version"),
+    "ihd.message": ({**VALID["ihd.message"], "priority": 9}, "priority"),
+    "ihd.comparison": ({**VALID["ihd.comparison"], "homes": 0}, "homes"),
+    "ihd.appliance": ({"meter": "PLUG1", "name": "x" * 41}, "name"),
+    "message.display": ({**VALID["message.display"], "start": "tonight"}, "start"),
+    "firmware.update": ({"package": "not base64!"}, "package"),
+    "diagnostic.ping": ([], "body"),  # not an object at all
+    "diagnostic.han_scan": ("scan", "body"),
+    "diagnostic.link_test": ({"meter": ["E1"]}, "meter"),
+    "appliance.run": ({**VALID["appliance.run"], "kwh": ["0.5", "lots"]}, "kwh[1]"),
+    "drlc.event": ({"xml": 5}, "xml"),
+    "drlc.responses": ({"after": -1}, "after"),
+    "pki.crl": ({"crl": "%%%"}, "crl"),
+    "pki.certificate": ({"certificate": "not a certificate"}, "certificate"),
+}
+
+
+def test_every_command_type_has_a_body_and_examples() -> None:
+    assert set(BODIES) == set(COMMAND_TYPES) == set(VALID) == set(MALFORMED)
+    for ctype, cls in BODIES.items():
+        assert ctype == cls.TYPE
+
+
+@pytest.mark.parametrize("ctype", COMMAND_TYPES)
+def test_body_round_trips(ctype: str) -> None:
+    body = parse_body(ctype, VALID[ctype])
+    assert isinstance(body, BODIES[ctype])
+    assert body.to_json() == VALID[ctype]  # the wire format the GDSC has always sent
+    assert BODIES[ctype].parse(json.loads(json.dumps(body.to_json()))) == body
+
+
+@pytest.mark.parametrize("ctype", COMMAND_TYPES)
+def test_malformed_body_names_the_field(ctype: str) -> None:
+    bad, field = MALFORMED[ctype]
+    with pytest.raises(MalformedCommand) as err:
+        parse_body(ctype, bad)
+    assert str(err.value).startswith(f"{ctype}: ")
+    assert err.value.field == (None if field == "body" else field), str(err.value)
+    assert (f"'{field}'" if field != "body" else "JSON object") in str(err.value)
+
+
+def test_unknown_keys_are_ignored_and_optional_ones_stay_absent() -> None:
+    body = parse_body("consent.set", {"recipient": "SUP1", "granularity": "none", "from_the_future": 1})
+    assert body == ConsentSet("SUP1", Granularity.NONE)
+    assert body.to_json() == {"recipient": "SUP1", "granularity": "none"}  # no scope: the hub keeps its own
+
+
+def test_the_signer_signs_a_typed_body_as_its_json(tmp_path: Path) -> None:
+    ca = CertificateAuthority.create("ca", NOW)
+    op = ca.issue(Role.OPERATOR, "ops", NOW)
+    signer = CommandSigner(op.private_key, op.cert_pem, lambda hub: 1)
+    typed = parse_body("supply.limit", VALID["supply.limit"])
+    signed = signer.command("HUB1", "supply.limit", typed, NOW)
+    assert Command.from_payload(signed.payload).body == VALID["supply.limit"]
+    with pytest.raises(ValueError, match="cannot be sent as"):
+        signer.command("HUB1", "supply.state", typed, NOW)
+
+
+async def test_a_malformed_body_of_each_type_is_refused_at_the_hub_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    ca = CertificateAuthority.create("ca", NOW)
+    op = ca.issue(Role.OPERATOR, "ops", NOW)
+    mgmt = ManagementInterface("HUB1", ca.certificate, ManualClock(NOW), tmp_path / "management.sqlite")
+    ran: list[CommandBody] = []
+    for ctype in COMMAND_TYPES:
+        mgmt.register(ctype, ran.append)
+    # Signed without the GDSC's check: as a faulty or older GDSC could send them.
+    signer = CommandSigner(op.private_key, op.cert_pem, lambda hub: 0)
+    try:
+        for n, ctype in enumerate(COMMAND_TYPES, start=1):
+            bad = MALFORMED[ctype][0]
+            envelope = signer.sign(Command("HUB1", n, ctype, bad, NOW.isoformat())).envelope()
+            result = await mgmt.handle(envelope)
+            assert (result.status, result.code) == ("refused", "malformed"), (ctype, result)
+            # (A body that is no object is refused by the envelope's own check.)
+            expected = f"{ctype}: " if isinstance(bad, dict) else "counter must be an integer"
+            assert result.detail.startswith(expected), result.detail
+            assert mgmt.last_counter == 0 and ran == []  # the counter is not spent, nothing ran
+        # ... and the well-formed bodies run, each handed its typed body.
+        for n, ctype in enumerate(COMMAND_TYPES, start=1):
+            envelope = signer.sign(Command("HUB1", n, ctype, VALID[ctype], NOW.isoformat())).envelope()
+            assert (await mgmt.handle(envelope)).status == "applied", ctype
+        assert [type(b) for b in ran] == [BODIES[c] for c in COMMAND_TYPES]
+        assert mgmt.last_counter == len(COMMAND_TYPES)
+        outcomes = [row[3] for row in mgmt.log(limit=1000)]
+        assert outcomes.count("refused") == len(COMMAND_TYPES)
+    finally:
+        mgmt.close()
+
+
+def test_a_summer_tariff_update_keeps_its_local_offset_on_the_wire() -> None:
+    summer = Tariff(**{**TARIFF.model_dump(), "effective_from": date(2026, 9, 1)})
+    sent = tariff_update_body(summer, "gas", datetime.fromisoformat("2026-09-01T00:00:00+01:00"))
+    body = parse_body("tariff.update", sent)
+    assert isinstance(body, TariffUpdate) and body.effective == datetime(2026, 8, 31, 23, 0, tzinfo=UTC)
+    assert body.to_json() == sent  # "+01:00" as sent, not rewritten to UTC
+    local_date = parse_body("tariff.update", {**sent, "effective": "2026-09-01"})
+    assert local_date == body  # the local date alone means the same instant
+    with pytest.raises(MalformedCommand, match="'effective' '2026-09-01T00:00:00' needs a UTC offset"):
+        parse_body("tariff.update", {**sent, "effective": "2026-09-01T00:00:00"})
