@@ -670,7 +670,14 @@ class Chaos:
             self.life = life = FleetLife(run, self.ended.add, self.gates)
             run.gdsc.upkeep.renew_before = self.renew_before
             await asyncio.to_thread(life.prepare)
-            events = plan_life(run.fleet.homes, cfg.days, random.Random(f"{cfg.seed}/life"), busy)
+            network = [f.start + f.length for f in faults if f.kind in ("feeder_outage", "substation_outage")]
+            events = plan_life(
+                run.fleet.homes,
+                cfg.days,
+                random.Random(f"{cfg.seed}/life"),
+                busy,
+                revoke_after=max(network, default=timedelta(0)) + timedelta(hours=1),
+            )
             run.clock.rebase()
             started = time.monotonic()
             last_window_end = cfg.end + cfg.window

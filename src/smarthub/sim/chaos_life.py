@@ -105,7 +105,11 @@ class LifeEvent:
 
 
 def plan_life(
-    homes: list[Any], days: int, rng: random.Random, busy: Callable[[str, timedelta, timedelta], bool]
+    homes: list[Any],
+    days: int,
+    rng: random.Random,
+    busy: Callable[[str, timedelta, timedelta], bool],
+    revoke_after: timedelta = timedelta(0),
 ) -> list[LifeEvent]:
     """The run's life events, from the seed. ``busy(hub, start, end)``: whether a fault acts on
     the hub in that span (the hub revoked is one no fault touches in the hours before, so its
@@ -120,9 +124,12 @@ def plan_life(
     ids = [h.spec.hub_id for h in homes]
     premises = {h.spec.hub_id: h.spec.premises_id for h in homes}
     prepaid = {h.spec.hub_id for h in homes if "dlms" in h.spec.kind}  # the breaker meters' homes
-    # Revocations: a hub no fault touches and no top-up goes to; the collector, mid-run.
-    when = at(run / 3, run - SETTLE)
-    calm = [h for h in ids if h not in prepaid and not busy(h, when - 2 * REVOKE_MARGIN, when)]
+    # Revocations: a hub no fault touches from a while before to the end (a revoked hub's last
+    # gasps are refused, and its feeder's outage would lack its voice) and no top-up goes to,
+    # after the network outages; the collector, mid-run.
+    earliest = max(run / 3, revoke_after)
+    when = at(earliest, max(earliest, run - SETTLE))
+    calm = [h for h in ids if h not in prepaid and not busy(h, when - 2 * REVOKE_MARGIN, run)]
     revoked = rng.choice(calm) if calm else None
     if revoked is not None:
         events.append(LifeEvent("revoke_hub", when, revoked))
