@@ -660,12 +660,18 @@ class Chaos:
             await self._start_outages()
             faults = plan_faults(run.fleet.homes, cfg.days, self.rng)
             spans: dict[str, list[tuple[timedelta, timedelta]]] = {}
+            power: dict[str, list[tuple[timedelta, timedelta]]] = {}
             for f in faults:
                 for h in self._fault_hubs(f):
                     spans.setdefault(h, []).append((f.start, f.start + max(f.length, HALF_HOUR)))
+                    if f.kind in ("power_cut", "feeder_outage", "substation_outage"):
+                        power.setdefault(h, []).append((f.start, f.start + f.length))
 
             def busy(hub: str, start: timedelta, end: timedelta) -> bool:
                 return any(a < end and b > start for a, b in spans.get(hub, []))
+
+            def unpowered(hub: str, start: timedelta, end: timedelta) -> bool:
+                return any(a < end and b > start for a, b in power.get(hub, []))
 
             self.life = life = FleetLife(run, self.ended.add, self.gates)
             run.gdsc.upkeep.renew_before = self.renew_before
@@ -677,6 +683,7 @@ class Chaos:
                 random.Random(f"{cfg.seed}/life"),
                 busy,
                 revoke_after=max(network, default=timedelta(0)) + timedelta(hours=1),
+                unpowered=unpowered,
             )
             run.clock.rebase()
             started = time.monotonic()

@@ -110,10 +110,13 @@ def plan_life(
     rng: random.Random,
     busy: Callable[[str, timedelta, timedelta], bool],
     revoke_after: timedelta = timedelta(0),
+    unpowered: Callable[[str, timedelta, timedelta], bool] | None = None,
 ) -> list[LifeEvent]:
     """The run's life events, from the seed. ``busy(hub, start, end)``: whether a fault acts on
     the hub in that span (the hub revoked is one no fault touches in the hours before, so its
-    last half-hours before the revocation are not a fault's loss)."""
+    last half-hours before the revocation are not a fault's loss); ``unpowered``: whether a
+    power fault does (none may after its revocation: its last gasps would be refused);
+    ``revoke_after``: the end of the network outages (a revoked hub's feeder lacks its voice)."""
     run = timedelta(days=days)
     events: list[LifeEvent] = []
 
@@ -129,7 +132,13 @@ def plan_life(
     # after the network outages; the collector, mid-run.
     earliest = max(run / 3, revoke_after)
     when = at(earliest, max(earliest, run - SETTLE))
-    calm = [h for h in ids if h not in prepaid and not busy(h, when - 2 * REVOKE_MARGIN, run)]
+    calm = [
+        h
+        for h in ids
+        if h not in prepaid
+        and not busy(h, when - 2 * REVOKE_MARGIN, when)
+        and not (unpowered is not None and unpowered(h, when, run))
+    ]
     revoked = rng.choice(calm) if calm else None
     if revoked is not None:
         events.append(LifeEvent("revoke_hub", when, revoked))
