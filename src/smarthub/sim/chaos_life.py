@@ -84,7 +84,7 @@ SUPPLIER, NEW_SUPPLIER, GAS_SUPPLIER, THIRD_PARTY = "NORTHERN", "SOUTHERN", "SHI
 SETTLE = timedelta(hours=6)  # an event this long before the run's end has taken effect by then
 FIRMWARE_DAYS = 3  # runs this long or longer roll firmware out
 # No fault acts on the hub to be revoked for this long before (its last pulls are whole).
-REVOKE_MARGIN = timedelta(hours=2)
+REVOKE_MARGIN = timedelta(minutes=30)
 
 
 def renewal_plan(days: int) -> tuple[int, timedelta]:
@@ -136,7 +136,7 @@ def plan_life(
         h
         for h in ids
         if h not in prepaid
-        and not busy(h, when - 2 * REVOKE_MARGIN, when)
+        and not busy(h, when - REVOKE_MARGIN, when)
         and not (unpowered is not None and unpowered(h, when, run))
     ]
     revoked = rng.choice(calm) if calm else None
