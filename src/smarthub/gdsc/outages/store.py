@@ -2,7 +2,8 @@
 premises, and the event log the API's push subscription reads.
 
 Tables that hold one hub's data carry ``hub_id`` first in their primary key (``outage_alerts``,
-``alert_keys``), as every per-hub table does, so a sharded PostgreSQL can distribute them by hub.
+``alert_keys``) and are distributed by hub id on Citus; the outages themselves stay on the
+coordinator (:mod:`smarthub.gdsc.db.placement`).
 """
 
 from __future__ import annotations
