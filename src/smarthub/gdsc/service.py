@@ -53,6 +53,7 @@ from smarthub.gdsc.commands.signer import CommandSigner
 from smarthub.gdsc.fleet.commissioning import register_manifest
 from smarthub.gdsc.fleet.lifecycle import HubLifecycle
 from smarthub.gdsc.fleet.pki import CertificateAuthority
+from smarthub.gdsc.governance.aggregates import AggregationGroups
 from smarthub.gdsc.incidents.error_log import ErrorLog
 from smarthub.gdsc.incidents.repairs import run_operations
 from smarthub.gdsc.metrics import CollectorMetrics, FleetGauges, SchedulerGauges
@@ -268,7 +269,10 @@ class GdscService:
             topo = topology_file(config)
             if topo is not None:
                 fmt = "geojson" if topo.suffix in (".geojson", ".json") else "csv"
-                TopologyStore(store.engine).load(parse_topology(topo.read_text(), fmt))
+                topology = TopologyStore(store.engine)
+                topology.load(parse_topology(topo.read_text(), fmt))
+                # Feeders are the planning aggregates' groups (k-anonymity per feeder).
+                topology.feeder_groups(AggregationGroups(store.engine), clock.now())
             skew = {} if config.alerts_max_skew is None else {"max_skew": config.alerts_max_skew}
             built.attach_outages(OutageService(store.engine, clock, **skew))
         return built
@@ -348,6 +352,8 @@ class GdscService:
         await self.start_channels()
         stop = asyncio.Event()
         background = [asyncio.create_task(self.upkeep.loop(self.upkeep_every, stop))]
+        if self.outages is not None:
+            background.append(asyncio.create_task(self._refresh_topology(stop)))
         if self.signer is not None:
             background.append(
                 asyncio.create_task(
@@ -384,6 +390,16 @@ class GdscService:
         self._watch(self.collector)
         await old.close()
         return self.collector
+
+    async def _refresh_topology(self, stop: asyncio.Event) -> None:
+        """Re-read the topology every upkeep interval: the API (maybe another process) edits it."""
+        assert self.outages is not None
+        every = self.upkeep_every.total_seconds() / max(getattr(self.clock, "speed", 1.0), 1e-9)
+        while not stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=every)
+            if not stop.is_set():
+                await asyncio.to_thread(self.outages.refresh_topology)
 
     async def start_alerts(self) -> int | None:
         """Start the last-gasp endpoint if configured and not yet listening; the UDP port."""

@@ -78,6 +78,8 @@ SCOPES: dict[str, str] = {
     "commands:read": "follow the jobs of queued commands and reads",
     "consents": "list, grant and revoke consents",
     "access-log:read": "read a premises' access log",
+    "network:read": "a network operator's outages (and their push stream), topology and power quality",
+    "network:write": "edit the network topology",
 }
 ALL_SCOPES = frozenset(SCOPES)
 DEFAULT_LIFETIME = timedelta(minutes=15)
@@ -93,6 +95,11 @@ def required_scope(method: str, path: str) -> str:
     that is never granted (fail closed)."""
     if path.startswith("/v1/jobs"):
         return "commands:read"
+    if path.startswith(("/v1/network", "/v1/outages")):
+        if method != "GET":
+            return "network:write"
+        # DUoS data sets and planning aggregates are consumption data, as readings are.
+        return "readings:read" if path.endswith(("/duos", "/planning")) else "network:read"
     if "/commands/" in path or path.endswith("/on-demand-reads"):
         return "commands:write"
     if "/consents" in path:

@@ -56,7 +56,7 @@ def tariff_update(
 
     The fuel is the fuel of the meter the access policy checked, never the caller's word."""
     try:  # the instant first: it is about the request alone (any fuel will do for the check)
-        tariffs.tariff_update_body(body.tariff, tariffs.FUELS[0], body.effective)
+        tariffs.tariff_update(body.tariff, tariffs.FUELS[0], body.effective)
     except ValueError as err:
         raise HTTPException(400, f"cannot send tariff {body.tariff.tariff_id!r}: {err}") from err
     detail = {"tariff": body.tariff.model_dump(mode="json"), "version": body.tariff.version}
@@ -65,7 +65,7 @@ def tariff_update(
         raise HTTPException(
             400, f"meter {meter.meter_id!r} is a {meter.fuel} meter: tariffs are for electricity and gas"
         )
-    payload = tariffs.tariff_update_body(body.tariff, meter.fuel, body.effective)
+    payload = tariffs.tariff_update(body.tariff, meter.fuel, body.effective)
     now = api.guard.clock.now()
     job = desk.command(party, premises_id, meter, Action.TARIFF_UPDATE.value, "tariff.update", payload, now)
     return accepted(response, job, "tariff.update", meter)
