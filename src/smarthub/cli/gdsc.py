@@ -99,6 +99,11 @@ def gdsc(
             "NAT) keep a channel open (hubs' hub.toml: [wan] channel; registered as channel://HUB-ID)"
         ),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(min=0, max=65535, help="serve Prometheus /metrics on this port (0: any free port)"),
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="address for --metrics-port")] = "127.0.0.1",
 ) -> None:
     """Run the GDSC: register the hubs in the manifest and pull them every half-hour window, with
     its upkeep (CRL, renewals, vouchers, opening reads, consent expiries, comparisons, audit
@@ -122,6 +127,12 @@ def gdsc(
     except (ValueError, OSError) as e:
         raise fail("smarthub gdsc", str(e)) from None
     err.print(f"GDSC pulling {len(service.store.active_hubs())} hubs into {service.store.url}")
+    if metrics_port is not None:
+        try:
+            bound = service.serve_metrics(metrics_port, metrics_host)
+        except OSError as e:
+            raise fail("smarthub gdsc", f"--metrics-port {metrics_port}: {e}") from None
+        err.print(f"metrics on http://{metrics_host}:{bound}/metrics")
     if service.outages is not None:
         mapped = len(service.outages.correlator.topology.places)
         err.print(f"last-gasp alerts on UDP {alerts}, {mapped} premises on the map")
