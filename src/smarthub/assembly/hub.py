@@ -87,7 +87,8 @@ class Part:
         if self.on_start is not None:
             self.tasks = list(await self.on_start(until) or [])
 
-    async def stop(self) -> None:
+    async def halt(self) -> None:
+        """End the part's loops (its objects stay open)."""
         pending = {t for t in self.tasks if not t.done()}
         while pending:
             # Cancel again until they end: on Python 3.11 asyncio.wait_for (inside a poll cycle)
@@ -96,6 +97,9 @@ class Part:
                 t.cancel()
             _, pending = await asyncio.wait(pending, timeout=0.5)
         self.tasks = []
+
+    async def stop(self) -> None:
+        await self.halt()
         if self.on_stop is not None:
             result = self.on_stop()
             if result is not None:
@@ -183,7 +187,14 @@ class HubAssembly:
             if names is None or name in names:
                 await part.start(until)
 
+    async def halt(self) -> None:
+        """End every part's loops, all at once (the parts stay open: the WAN still answers)."""
+        await asyncio.gather(*(part.halt() for part in self.parts.values()))
+
     async def stop(self) -> None:
+        # Every part's loops end first: a meter loop still running while a later part (the
+        # prepayment ledger, the consumer) closes its database would write into a closed file.
+        await self.halt()
         for part in reversed(list(self.parts.values())):
             try:
                 await part.stop()
@@ -433,7 +444,7 @@ def _consumer(a: HubAssembly) -> Part | None:
         prepayment=bool(breakers),
         prepaid_fuels=list(breakers) or None,
         ca_cert=a.ca_cert,
-        breakers=breakers,  # type: ignore[arg-type]
+        breakers=breakers,
         cert_clock=a.cert_clock,
     )
     for m in a.config.meters:

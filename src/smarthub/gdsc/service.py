@@ -41,18 +41,22 @@ import logging
 import ssl
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 
 from smarthub.clock import AcceleratedClock, Clock, SystemClock
 from smarthub.gdsc.commands.signer import CommandSigner
 from smarthub.gdsc.fleet.commissioning import register_manifest
 from smarthub.gdsc.fleet.lifecycle import HubLifecycle
 from smarthub.gdsc.fleet.pki import CertificateAuthority
+from smarthub.gdsc.governance.aggregates import AggregationGroups
 from smarthub.gdsc.incidents.error_log import ErrorLog
 from smarthub.gdsc.incidents.repairs import run_operations
+from smarthub.gdsc.metrics import CollectorMetrics, FleetGauges, SchedulerGauges
 from smarthub.gdsc.outages.service import OutageService
 from smarthub.gdsc.outages.topology import TopologyStore
 from smarthub.gdsc.outages.topology import parse as parse_topology
@@ -60,10 +64,12 @@ from smarthub.gdsc.pull.collector import Collector
 from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.pull.scheduler import Scheduler, WindowProgress, _wall_seconds
 from smarthub.gdsc.pull.tables import Priority
+from smarthub.gdsc.readings.vee.store import VeeSettings
 from smarthub.gdsc.store import Store
 from smarthub.gdsc.upkeep import Upkeep, crl_current, crl_stamp, keep_crl
 from smarthub.wan.client.channel import ChannelEndpoint
 from smarthub.wan.client.hub_client import HubClient
+from smarthub.wan.contract.bodies import CommandBody
 from smarthub.wan.contract.channel import hub_of_url
 from smarthub.wan.contract.events import LOG_EVENT_POLL_RATE
 from smarthub.wan.tls import client_context
@@ -101,6 +107,7 @@ class GdscConfig:
     topology: Path | None = None  # a CSV/GeoJSON network topology to load at build
     alerts_max_skew: timedelta | None = None  # alerts' freshness check (default: the contract's)
     channel: str | None = None  # HOST:PORT of the endpoint for hubs' channels (wan.contract.channel)
+    vee: bool = True  # every ingest through the VEE gate (smarthub.gdsc.readings.vee)
 
     @property
     def store_url(self) -> str:
@@ -196,6 +203,11 @@ class GdscService:
     alerts_port: int | None = None  # the UDP port it listens on, once started
     channels: ChannelEndpoint | None = None  # where hubs that cannot be dialled park (``channel``)
     channel_port: int | None = None  # its TCP port, once started
+    # The Prometheus metrics (smarthub.gdsc.metrics): this process's collector, its scheduler and
+    # the fleet-wide gauges, in a registry of this GDSC's own.
+    metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
+    collector_metrics: CollectorMetrics | None = None
+    metrics_server: Any = None  # the --metrics-port HTTP server, once started
 
     @classmethod
     def build(
@@ -210,6 +222,8 @@ class GdscService:
         tls_clock = tls_clock or SystemClock()
         state = config.state
         store = open_store(state, config.db_url)
+        if config.vee:  # invalid data is never stored as truth: quarantined, with the evidence
+            store.enable_vee(VeeSettings(now=lambda: int(clock.now().timestamp())))
         register_manifest(store, json.loads((state / "fleet.json").read_text()))
         signer = operator_signer(state, store)
         crl_path = state / "ca" / "crl.pem"
@@ -246,12 +260,19 @@ class GdscService:
             signer, crl,
         )  # fmt: skip
         built.channels = channels
+        built.collector_metrics = CollectorMetrics(built.metrics, scheduler.name)
+        built._watch(collector)
+        built.metrics.register(SchedulerGauges(lambda: built.scheduler, scheduler.name))
+        built.metrics.register(FleetGauges(store, clock))
         if config.alerts is not None:
             parse_listen(config.alerts)  # a bad address fails the build, not the first window
             topo = topology_file(config)
             if topo is not None:
                 fmt = "geojson" if topo.suffix in (".geojson", ".json") else "csv"
-                TopologyStore(store.engine).load(parse_topology(topo.read_text(), fmt))
+                topology = TopologyStore(store.engine)
+                topology.load(parse_topology(topo.read_text(), fmt))
+                # Feeders are the planning aggregates' groups (k-anonymity per feeder).
+                topology.feeder_groups(AggregationGroups(store.engine), clock.now())
             skew = {} if config.alerts_max_skew is None else {"max_skew": config.alerts_max_skew}
             built.attach_outages(OutageService(store.engine, clock, **skew))
         return built
@@ -331,6 +352,8 @@ class GdscService:
         await self.start_channels()
         stop = asyncio.Event()
         background = [asyncio.create_task(self.upkeep.loop(self.upkeep_every, stop))]
+        if self.outages is not None:
+            background.append(asyncio.create_task(self._refresh_topology(stop)))
         if self.signer is not None:
             background.append(
                 asyncio.create_task(
@@ -364,8 +387,19 @@ class GdscService:
             self.config, self.store, self.ssl_context, self.clock, self.error_log, self.crl, self.channels
         )
         self.scheduler.collector = self.upkeep.collector = self.collector
+        self._watch(self.collector)
         await old.close()
         return self.collector
+
+    async def _refresh_topology(self, stop: asyncio.Event) -> None:
+        """Re-read the topology every upkeep interval: the API (maybe another process) edits it."""
+        assert self.outages is not None
+        every = self.upkeep_every.total_seconds() / max(getattr(self.clock, "speed", 1.0), 1e-9)
+        while not stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=every)
+            if not stop.is_set():
+                await asyncio.to_thread(self.outages.refresh_topology)
 
     async def start_alerts(self) -> int | None:
         """Start the last-gasp endpoint if configured and not yet listening; the UDP port."""
@@ -387,7 +421,28 @@ class GdscService:
             log.info("channel endpoint on %s:%d (TCP)", host, self.channel_port)
         return self.channel_port
 
+    def _watch(self, collector: Collector) -> None:
+        """The collector's pulls and ingest transactions counted in this GDSC's metrics."""
+        if self.collector_metrics is not None:
+            collector.observers.append(self.collector_metrics.observe_pull)
+            collector.ingest_observers.append(self.collector_metrics.observe_ingest)
+
+    def metrics_text(self) -> bytes:
+        """The metrics in the Prometheus text format (what ``/metrics`` serves)."""
+        return generate_latest(self.metrics)
+
+    def serve_metrics(self, port: int, host: str = "127.0.0.1") -> int:
+        """``/metrics`` on ``host:port`` (0: any free port) from a thread of its own, so a scrape
+        answers even while the event loop is busy pulling; the bound port. Closed by :meth:`close`."""
+        server, _thread = start_http_server(port, host, registry=self.metrics)
+        self.metrics_server = server
+        return int(server.server_port)
+
     async def close(self) -> None:
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
+            self.metrics_server = None
         if self.channels is not None:
             await self.channels.stop()
         if self.outages is not None:
@@ -401,13 +456,13 @@ class GdscService:
         """The data services API over this GDSC's store, clock and operator key."""
         from smarthub.gdsc.api.app import app_from_store
 
-        return app_from_store(self.store, self.config.state, self.clock)
+        return app_from_store(self.store, self.config.state, self.clock, metrics=self.metrics)
 
     def console(self) -> web.Application:
         """The operator page: fleet health, the scheduler's windows, the error log."""
         from smarthub.gdsc.incidents.console import console_app
 
-        return console_app(self.store, lambda: self.scheduler.windows, self.error_log)
+        return console_app(self.store, lambda: self.scheduler.windows, self.error_log, self.metrics)
 
 
 class ChannelHubs:
@@ -478,7 +533,7 @@ def queue_command(
     state: Path,
     hub_id: str,
     command_type: str,
-    body: dict[str, Any],
+    body: CommandBody | dict[str, Any],
     now: datetime,
     db_url: str | None = None,
     priority: Priority | None = None,
@@ -501,7 +556,7 @@ async def send_command(
     state: Path,
     hub_id: str,
     command_type: str,
-    body: dict[str, Any],
+    body: CommandBody | dict[str, Any],
     now: datetime,
     db_url: str | None = None,
 ) -> dict[str, Any]:

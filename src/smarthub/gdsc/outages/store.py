@@ -2,7 +2,8 @@
 premises, and the event log the API's push subscription reads.
 
 Tables that hold one hub's data carry ``hub_id`` first in their primary key (``outage_alerts``,
-``alert_keys``), as every per-hub table does, so a sharded PostgreSQL can distribute them by hub.
+``alert_keys``) and are distributed by hub id on Citus; the outages themselves stay on the
+coordinator (:mod:`smarthub.gdsc.db.placement`).
 """
 
 from __future__ import annotations
@@ -112,6 +113,14 @@ outage_events = Table(
 
 def _insert(engine: Engine, table: Table) -> Any:
     return (sqlite.insert if engine.dialect.name == "sqlite" else postgresql.insert)(table)
+
+
+def _upsert(engine: Engine, table: Table, keys: list[str]) -> Any:
+    """INSERT … ON CONFLICT (keys) DO UPDATE SET every other column, for executemany."""
+    ins = _insert(engine, table)
+    return ins.on_conflict_do_update(
+        index_elements=keys, set_={c.name: ins.excluded[c.name] for c in table.columns if c.name not in keys}
+    )
 
 
 def _aware(t: datetime | None) -> datetime | None:
@@ -304,47 +313,48 @@ class OutageStore:
             return int(conn.execute(select(func.coalesce(func.max(outages.c.outage_id), 0))).scalar_one()) + 1
 
     def save(self, changes: Sequence[Change]) -> None:
-        """Write the outages these changes touched, their premises, and the events."""
+        """Write the outages these changes touched, their premises added or restored since the
+        last save (``Outage.dirty``), and the events: one statement per table (executemany)."""
         if not changes:
             return
         touched = {c.outage.outage_id: c.outage for c in changes}
-        ins_o = _insert(self.engine, outages)
-        ins_p = _insert(self.engine, outage_premises)
-        with self.engine.begin() as conn:
-            for o in touched.values():
-                row = dict(
-                    outage_id=o.outage_id,
-                    level=o.level,
-                    location=o.location,
-                    opened=o.opened,
-                    started=o.started,
-                    closed=o.closed,
-                    merged_into=o.merged_into,
-                    customers=o.customers,
-                    premises_heard=len(o.premises),
-                    restored=o.restored,
-                    duration_s=o.duration_s(),
-                )
-                conn.execute(
-                    ins_o.values(**row).on_conflict_do_update(index_elements=["outage_id"], set_=row)
-                )
-                if o.merged_into is not None:
-                    continue  # its premises live on in the outage it was merged into
-                for p in o.premises.values():
-                    prow = dict(
-                        outage_id=o.outage_id,
-                        premises_id=p.premises_id,
-                        hub_id=p.hub_id,
-                        lost_at=p.lost_at,
-                        heard=p.heard,
-                        restored_at=p.restored_at,
-                        duration_s=p.duration_s,
-                    )
-                    conn.execute(
-                        ins_p.values(**prow).on_conflict_do_update(
-                            index_elements=["outage_id", "premises_id"], set_=prow
+        orows = [
+            dict(
+                outage_id=o.outage_id,
+                level=o.level,
+                location=o.location,
+                opened=o.opened,
+                started=o.started,
+                closed=o.closed,
+                merged_into=o.merged_into,
+                customers=o.customers,
+                premises_heard=len(o.premises),
+                restored=o.restored,
+                duration_s=o.duration_s(),
+            )
+            for o in touched.values()
+        ]
+        prows = []
+        for o in touched.values():
+            if o.merged_into is None:  # a merged outage's premises live on in the one it joined
+                for pid in sorted(o.dirty):
+                    p = o.premises[pid]
+                    prows.append(
+                        dict(
+                            outage_id=o.outage_id,
+                            premises_id=p.premises_id,
+                            hub_id=p.hub_id,
+                            lost_at=p.lost_at,
+                            heard=p.heard,
+                            restored_at=p.restored_at,
+                            duration_s=p.duration_s,
                         )
                     )
+            o.dirty.clear()
+        with self.engine.begin() as conn:
+            conn.execute(_upsert(self.engine, outages, ["outage_id"]), orows)
+            if prows:
+                conn.execute(_upsert(self.engine, outage_premises, ["outage_id", "premises_id"]), prows)
             conn.execute(
                 outage_events.insert(),
                 [dict(outage_id=c.outage.outage_id, kind=c.kind, at=c.at) for c in changes],
@@ -396,6 +406,11 @@ class OutageStore:
         with self.engine.connect() as conn:
             rows = conn.execute(q.order_by(outages.c.opened.desc()).limit(limit))
             return [_row(r) for r in rows]
+
+    def get(self, outage_id: int) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            r = conn.execute(select(outages).where(outages.c.outage_id == outage_id)).first()
+            return None if r is None else _row(r)
 
     def premises_of(self, outage_id: int) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
