@@ -31,7 +31,7 @@ gdsc_app = typer.Typer(
     "`replace`, `revoke`, `decommission`, `renew` (a party's or collector's certificate). `audit verify` "
     "and `audit anchor`: the audit chain and its signed anchors; `db-role`: the PostgreSQL application role; "
     "`migrate`: bring a database to the newest schema (`--citus`: and spread it over a Citus cluster); "
-    "`group`: put premises in an aggregation group.",
+    "`group`: put premises in an aggregation group; `data-quality`: the VEE gate's figures.",
 )
 app.add_typer(gdsc_app, name="gdsc")
 
@@ -99,6 +99,11 @@ def gdsc(
             "NAT) keep a channel open (hubs' hub.toml: [wan] channel; registered as channel://HUB-ID)"
         ),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(min=0, max=65535, help="serve Prometheus /metrics on this port (0: any free port)"),
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="address for --metrics-port")] = "127.0.0.1",
 ) -> None:
     """Run the GDSC: register the hubs in the manifest and pull them every half-hour window, with
     its upkeep (CRL, renewals, vouchers, opening reads, consent expiries, comparisons, audit
@@ -122,6 +127,12 @@ def gdsc(
     except (ValueError, OSError) as e:
         raise fail("smarthub gdsc", str(e)) from None
     err.print(f"GDSC pulling {len(service.store.active_hubs())} hubs into {service.store.url}")
+    if metrics_port is not None:
+        try:
+            bound = service.serve_metrics(metrics_port, metrics_host)
+        except OSError as e:
+            raise fail("smarthub gdsc", f"--metrics-port {metrics_port}: {e}") from None
+        err.print(f"metrics on http://{metrics_host}:{bound}/metrics")
     if service.outages is not None:
         mapped = len(service.outages.correlator.topology.places)
         err.print(f"last-gasp alerts on UDP {alerts}, {mapped} premises on the map")
@@ -363,6 +374,44 @@ def gdsc_group(
     finally:
         store.close()
     print(json.dumps({"group": group, "premises": done}))
+
+
+@gdsc_app.command("data-quality")
+def gdsc_data_quality(
+    state: StateDir,
+    by: Annotated[str, typer.Option(help="hub, model or supplier")] = "hub",
+    db: Db = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line, not a table")] = False,
+) -> None:
+    """Data-quality figures of the VEE gate: readings quarantined and flagged (by rule), gaps
+    estimated and estimates since replaced by actual readings, per hub, meter model or supplier."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from smarthub.gdsc.service import open_store
+
+    require_state(state, db)
+    store = open_store(state, db)
+    try:
+        rows = store.quality_figures(by)
+    except ValueError as e:
+        raise fail("smarthub gdsc data-quality", str(e)) from None
+    finally:
+        store.close()
+    if as_json:
+        for row in rows:
+            print(json.dumps(row))
+        return
+    table = Table(title=f"data quality by {by}")
+    for col in (by, "quarantined", "flagged", "estimated", "replaced", "rules"):
+        table.add_column(col, justify="left" if col in (by, "rules") else "right")
+    for row in rows:
+        rules = ", ".join(f"{k} {v}" for k, v in sorted(row["rules"].items()))
+        table.add_row(
+            row[by], str(row["quarantined"]), str(row["flagged"]), str(row["estimated"]),
+            str(row["estimates_replaced"]), rules,
+        )  # fmt: skip
+    Console().print(table)
 
 
 @gdsc_app.command("db-role")

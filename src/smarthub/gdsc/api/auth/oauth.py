@@ -80,6 +80,8 @@ SCOPES: dict[str, str] = {
     "access-log:read": "read a premises' access log",
     "network:read": "a network operator's outages (and their push stream), topology and power quality",
     "network:write": "edit the network topology",
+    "readings:edit": "correct validated readings with a reason, see a day's versions (GDSC data operations)",
+    "data-quality:read": "the VEE gate's data-quality figures per hub, meter model or supplier",
 }
 ALL_SCOPES = frozenset(SCOPES)
 DEFAULT_LIFETIME = timedelta(minutes=15)
@@ -106,6 +108,10 @@ def required_scope(method: str, path: str) -> str:
         return "consents"
     if path.endswith("/access-log"):
         return "access-log:read"
+    if path.endswith(("/readings/edits", "/readings/versions")):
+        return "readings:edit"
+    if path == "/v1/data-quality":
+        return "data-quality:read"
     if method == "GET" and (
         path.endswith("/readings") or path.endswith("/readings/export") or path.startswith("/v1/portfolio")
     ):
