@@ -263,3 +263,26 @@ def test_any_json_body_is_parsed_or_refused_by_name_never_an_exception(
         assert str(err).startswith(f"{ctype}: ")
         return
     assert BODIES[ctype].parse(json.loads(json.dumps(parsed.to_json()))) == parsed
+
+
+def test_every_hub_handler_is_declared_for_its_types_body(tmp_path: Path) -> None:
+    """What the hub's handlers take (their annotations) is what the management interface hands
+    them: a handler written against another type's body, or a dict, is found here."""
+    import inspect
+    import typing
+    from datetime import timedelta
+
+    from smarthub.hub.appliances import appliance_commands
+    from smarthub.hub.drlc import drlc_commands
+    from smarthub.sim.fleet import SimulatedHome, home_specs, provision
+
+    specs = home_specs(2, seed=5)  # the second: DLMS with prepayment, so supply.* and top-ups too
+    provision(tmp_path, specs, NOW - timedelta(days=1))
+    home = SimulatedHome(specs[1], tmp_path, ManualClock(NOW), NOW, timedelta(seconds=60))
+    # The home-automation handlers, as sim.home_automation registers them (built, never run).
+    handlers = {**home.management.handlers, **appliance_commands(None), **drlc_commands(None, None)}  # type: ignore[arg-type]
+    assert set(handlers) == set(COMMAND_TYPES)
+    for ctype, handler in handlers.items():
+        first = next(iter(inspect.signature(handler).parameters.values()))
+        declared = typing.get_type_hints(handler)[first.name]
+        assert BODIES[ctype] in (typing.get_args(declared) or (declared,)), (ctype, declared)
