@@ -56,7 +56,7 @@ from smarthub.gdsc.fleet.pki import CertificateAuthority
 from smarthub.gdsc.governance.aggregates import AggregationGroups
 from smarthub.gdsc.incidents.error_log import ErrorLog
 from smarthub.gdsc.incidents.repairs import run_operations
-from smarthub.gdsc.metrics import CollectorMetrics, FleetGauges, SchedulerGauges
+from smarthub.gdsc.metrics import CertificateExpiry, CollectorMetrics, FleetGauges, SchedulerGauges
 from smarthub.gdsc.outages.service import OutageService
 from smarthub.gdsc.outages.topology import TopologyStore
 from smarthub.gdsc.outages.topology import parse as parse_topology
@@ -264,6 +264,7 @@ class GdscService:
         built._watch(collector)
         built.metrics.register(SchedulerGauges(lambda: built.scheduler, scheduler.name))
         built.metrics.register(FleetGauges(store, clock))
+        built.metrics.register(CertificateExpiry.of_state(state))
         if config.alerts is not None:
             parse_listen(config.alerts)  # a bad address fails the build, not the first window
             topo = topology_file(config)
