@@ -135,7 +135,11 @@ def test_api_answers_malformed_bodies_with_a_specific_4xx(
     @given(body=raw_bodies)
     def check(body: bytes) -> None:
         r = client.post(path, content=body, headers={**world.auth(who), "Content-Type": ctype})
-        assert 400 <= r.status_code < 500 or r.status_code in (200, 201, 202), (r.status_code, body[:200], r.text)
+        assert 400 <= r.status_code < 500 or r.status_code in (200, 201, 202), (
+            r.status_code,
+            body[:200],
+            r.text,
+        )
         if r.status_code >= 400:
             detail = r.json()["detail"]
             assert isinstance(detail, str) and len(detail) > 3, r.text
