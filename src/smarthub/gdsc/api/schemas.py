@@ -323,3 +323,29 @@ class PlanningOut(BaseModel):
     peak_at: datetime | None
     import_kwh: float
     export_kwh: float
+
+
+class PhaseQualityOut(BaseModel):
+    phase: Literal["L1", "L2", "L3"]
+    periods: int = Field(description="10-minute mean voltages in the period")
+    mean_v: float | None
+    min_v: float | None = Field(description="the lowest 10-minute minimum")
+    max_v: float | None = Field(description="the highest 10-minute maximum")
+    share_within_10pct: float | None = Field(description="share of 10-minute means inside 230 V ± 10 %")
+    sags: int = Field(description="voltage sags the meters counted (1-0:32.32.0 and L2, L3)")
+    swells: int = Field(description="voltage swells the meters counted (1-0:32.36.0 and L2, L3)")
+    premises_reporting: int
+
+
+class PowerQualityOut(BaseModel):
+    """Power quality under a node (``smarthub.gdsc.outages.power_quality``)."""
+
+    node_id: str
+    premises: int = Field(description="premises on the map under the node")
+    start: datetime
+    end: datetime
+    phases: list[PhaseQualityOut]
+    en50160: bool | None = Field(
+        description="every phase with data had 95 % of its 10-minute means inside ±10 % (EN 50160, "
+        "stated over a week); null without data"
+    )
