@@ -25,6 +25,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -244,6 +245,42 @@ class FleetGauges(PromCollector):
         yield hubs
 
 
+class CertificateExpiry(PromCollector):
+    """When this process's certificates expire (``notAfter`` as a Unix time), read from their
+    PEM files at each scrape (a renewal shows at once); a missing file is left out."""
+
+    def __init__(self, certificates: dict[str, Path]) -> None:
+        self.certificates = certificates
+
+    @classmethod
+    def of_state(cls, state: Path) -> CertificateExpiry:
+        """The GDSC's own certificates in a state directory (``ca/``, ``gdsc/``)."""
+        return cls(
+            {
+                "ca": state / "ca" / "ca.pem",
+                "collector": state / "gdsc" / "collector.pem",
+                "operator": state / "gdsc" / "operator.pem",
+                "api-server": state / "gdsc" / "api-server.pem",
+            }
+        )
+
+    def collect(self) -> Iterator[Any]:
+        from cryptography import x509
+
+        family = GaugeMetricFamily(
+            "smarthub_certificate_expiry_timestamp_seconds",
+            "notAfter of the GDSC's own certificates (CA, collector, operator, API server)",
+            labels=["certificate"],
+        )
+        for name, path in sorted(self.certificates.items()):
+            try:
+                cert = x509.load_pem_x509_certificate(path.read_bytes())
+            except (OSError, ValueError):
+                continue
+            family.add_metric([name], cert.not_valid_after_utc.timestamp())
+        yield family
+
+
 def _window_label(window_start: object) -> str:
     """A window start as ``YYYY-MM-DDTHH:MM:SSZ`` (SQLite hands back naive UTC datetimes)."""
     if not isinstance(window_start, datetime):
@@ -329,6 +366,7 @@ def _route_of(scope: Scope, routes: Iterable[Any]) -> str:
 
 __all__ = [
     "ApiMetrics",
+    "CertificateExpiry",
     "CollectorMetrics",
     "FleetGauges",
     "SchedulerGauges",

@@ -57,7 +57,7 @@ from smarthub.gdsc.governance.audit import AuditLog
 from smarthub.gdsc.governance.consent_sync import syncing_parties
 from smarthub.gdsc.governance.guard import AccessGuard
 from smarthub.gdsc.governance.parties import PartyRepository
-from smarthub.gdsc.metrics import ApiMetrics, FleetGauges, process_name
+from smarthub.gdsc.metrics import ApiMetrics, CertificateExpiry, FleetGauges, process_name
 from smarthub.gdsc.store import Store
 
 
@@ -142,6 +142,7 @@ def app_from_store(
     if metrics is None:
         metrics = CollectorRegistry()
         metrics.register(FleetGauges(store, clock))
+        metrics.register(CertificateExpiry.of_state(state))
     instrument(app, metrics)
     return app
 
