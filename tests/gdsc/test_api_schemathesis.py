@@ -171,6 +171,7 @@ def run(world: World, base: str, parties: list[str], examples: int, seed: int, o
             "1",
         ],
         env=env,
+        cwd=out,  # its cache (.schemathesis/, replayed crashes) stays with this run, not in the repo
         capture_output=True,
         text=True,
         timeout=1800,
@@ -179,10 +180,11 @@ def run(world: World, base: str, parties: list[str], examples: int, seed: int, o
     assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]  # 1: failures found
     report = json.loads((out / "run.json").read_text())
     assert report["complete"] and report["errors"] == [], report["errors"]
-    assert report["operations"]["tested"] == report["operations"]["total"] == 16
+    operations = report["operations"]["total"]
+    assert report["operations"]["tested"] == operations >= 16
     assert {name: p["status"] for name, p in report["phases"].items() if p["status"] == "skipped"} == {}
     cases, errors, found = failures(out / "junit.xml")
-    assert cases == 17 and errors == 0  # 16 operations and the stateful scenarios
+    assert cases == operations + 1 and errors == 0  # each operation, and the stateful scenarios
     return found
 
 

@@ -1,4 +1,5 @@
-"""Exact decimals (money, prices, rates) carried in JSON as strings, with the rule published.
+"""Exact decimals (money, prices, rates) carried in JSON as strings, with the rule published (and
+dates and times that are strings only, :data:`TEXT_ONLY`).
 
 A JSON number is a binary float to most clients (``0.1 + 0.2``), so money and rates travel as
 decimal strings (``"24.50"``), never numbers. :class:`DecimalText` is a pydantic annotation that
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic import BeforeValidator, GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
@@ -95,10 +96,38 @@ POUNDS_AND_PENCE_500 = DecimalText(
 
 __all__ = [
     "FRACTION_4",
+    "JSON_INTEGER",
     "NON_NEGATIVE_PRICE",
     "POSITIVE_QUANTITY",
     "POUNDS_AND_PENCE_500",
     "PRICE",
+    "TEXT_ONLY",
     "DecimalText",
     "fixed_point",
 ]
+
+
+def _not_a_number(value: object) -> object:
+    """Dates and times travel as ISO 8601 strings: pydantic's lax mode would also take a JSON number
+    as a Unix time (``0`` as 1970-01-01), which the published ``format: date-time`` refuses."""
+    if isinstance(value, int | float):
+        raise ValueError(f"the JSON number {value!r} is not an ISO 8601 date or time (a string)")
+    return value
+
+
+TEXT_ONLY = BeforeValidator(_not_a_number)
+
+
+def _json_integer(value: object) -> object:
+    """A JSON Schema ``integer`` is a number with no fractional part (``2.0`` is one); a string
+    or a boolean is not, though pydantic's lax mode would take ``"2"`` and ``true``."""
+    if isinstance(value, str | bool):
+        raise ValueError(f"{value!r} is not an integer (a JSON number)")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+JSON_INTEGER = BeforeValidator(_json_integer)
+"""``Annotated[int, JSON_INTEGER]``: an integer as JSON Schema means it."""
+"""``Annotated[date, TEXT_ONLY]``: a date or time from a string (or a Python value), never a number."""

@@ -19,16 +19,28 @@ from smarthub.gdsc.api.schemas import ERRORS
 from smarthub.gdsc.governance.access import Action, TimeRange
 from smarthub.gdsc.readings import queries
 from smarthub.gdsc.readings.vee import edits
+from smarthub.model.decimals import JSON_INTEGER, TEXT_ONLY
 
 router = APIRouter()
 DAY = 86400
+SLOT = r"^([0-9]|[1-3][0-9]|4[0-7])$"  # a UTC day's half-hour, 0..47
 
 
 class EditIn(BaseModel):
     meter_id: str = Field(min_length=1, max_length=64)
     obis: str = Field(default="1-0:1.8.0", max_length=32)
-    day: date  # UTC day
-    values: dict[int, int] = Field(min_length=1, max_length=48, description="half-hour slot (0-47) -> value")
+    day: Annotated[date, TEXT_ONLY]  # UTC day
+    # JSON object keys are strings: the slot's key is published as the pattern it must match
+    values: dict[Annotated[str, Field(pattern=SLOT)], Annotated[int, JSON_INTEGER]] = Field(
+        min_length=1,
+        max_length=48,
+        description="half-hour slot (0-47) -> value",
+        json_schema_extra={"additionalProperties": False},  # patternProperties alone let any key by
+    )
+
+    def slots(self) -> dict[int, int]:
+        return {int(k): v for k, v in self.values.items()}
+
     reason: str = Field(min_length=3, max_length=2000)
 
 
@@ -76,7 +88,7 @@ def edit_readings(party: Caller, api: Services, premises_id: Id, body: EditIn) -
         period=asked,
         detail={
             "obis": body.obis,
-            "values": {str(k): v for k, v in body.values.items()},
+            "values": dict(body.values),
             "reason": body.reason,
         },
     )
@@ -90,7 +102,7 @@ def edit_readings(party: Caller, api: Services, premises_id: Id, body: EditIn) -
                 body.meter_id,
                 body.obis,
                 day,
-                body.values,
+                body.slots(),
                 actor=party,
                 reason=body.reason,
                 now=now,
