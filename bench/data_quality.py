@@ -168,8 +168,8 @@ class Fleet:
             e, g = rows[:48], rows[48:96]
             rows[:48] = [(*a[:5], b[5], *a[6:]) for a, b in zip(e, g, strict=True)]
             rows[48:96] = [(*b[:5], a[5], *b[6:]) for a, b in zip(e, g, strict=True)]
-            # a swapped value equal to the true one (gas off at night) is not a fault
-            bad.update(_key(x) for x, y in zip(rows[:96], e + g, strict=True) if x[5] != y[5])
+            # every swapped reading came from the wrong meter, even one equal to the true value by chance
+            bad.update(_key(x) for x in rows[:96])
         elif kind == "duplicate":
             other = (*rows[i][:5], rows[i][5] + 1 + r.randrange(300), *rows[i][6:])
             rows.append(other)

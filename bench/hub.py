@@ -63,6 +63,8 @@ from pathlib import Path
 from typing import Any
 
 GOAL_RSS_MB = 64.0
+TARIFF = Path(__file__).resolve().parents[1] / "examples" / "tariffs" / "night-saver.json"
+MQTT_PORT = 1883
 GOAL_LATENCY_S = 1.0
 HOST = "127.0.0.1"
 HUB_ID = "BENCH"
@@ -108,12 +110,19 @@ BREAKDOWN = (
     ),
     ("smarthub.assembly (the rest of a complete hub: firmware, registry, repairs, ...)", HUB_IMPORTS),
 )
-# Not on this hub's import path, measured for the record (each on top of HUB_IMPORTS).
-NOT_LOADED = (
-    ("aiohttp.web (the WAN server's before wan.httpd)", ("aiohttp.web",)),
-    ("envoy-schema/pydantic-xml models (before wan.sep2_xml)", ("smarthub.wan.client.sep2",)),
-    ("smarthub.hub.tariffs (the pydantic tariff model, for the IHD)", ("smarthub.hub.tariffs",)),
+# What the complete hub (display, two screens, MQTT export) imports on top, step by step.
+COMPLETE_BREAKDOWN = (
+    ("smarthub.hub.tariffs (the tariff model, priced consumption)", ("smarthub.hub.tariffs",)),
+    ("aiohttp.web (the display's web server)", ("aiohttp.web",)),
+    (
+        "the display (smarthub.hub.ihd, its 2030.5 resources)",
+        ("smarthub.hub.ihd.home", "smarthub.wan.server.ihd_resources"),
+    ),
+    ("paho-mqtt and smarthub.hub.mqtt_export", ("smarthub.hub.mqtt_export",)),
 )
+COMPLETE_IMPORTS = HUB_IMPORTS + tuple(m for _, ms in COMPLETE_BREAKDOWN for m in ms)
+# Not on either hub's import path, measured for the record (each on top of HUB_IMPORTS).
+NOT_LOADED = (("envoy-schema/pydantic-xml models (before wan.sep2_xml)", ("smarthub.wan.client.sep2",)),)
 
 
 def rss_mb(field: str = "VmRSS") -> float:
@@ -331,16 +340,27 @@ async def meters_role(state: Path, seconds: float) -> None:
 
 
 # -- the hub process -------------------------------------------------------------------------
-async def hub_role(state: Path, seconds: float) -> dict[str, Any]:
+async def hub_role(state: Path, seconds: float, complete: bool = False) -> dict[str, Any]:
     """The hub as ``smarthub hub`` builds it (:func:`smarthub.assembly.hub.build_hub`) from a
     configuration of TCP transports; the radio bridge (bench framing, with the sender's time) is
-    the one transport of the bench's own, given to the assembly as a connector."""
+    the one transport of the bench's own, given to the assembly as a connector. ``complete``:
+    also the consumer side (electricity and gas priced), the in-home display and the MQTT
+    export to the broker at 127.0.0.1:1883, as a household runs it; two screens are paired
+    (their session tokens go to ``hub.json`` for this bench's screens to use)."""
     import importlib
 
-    for name in HUB_IMPORTS:
+    for name in COMPLETE_IMPORTS if complete else HUB_IMPORTS:
         importlib.import_module(name)
     from smarthub.assembly import links
-    from smarthub.assembly.config import HubConfig, MeterConfig, ServeConfig, TransportConfig
+    from smarthub.assembly.config import (
+        ConsumerConfig,
+        HubConfig,
+        MeterConfig,
+        MqttConfig,
+        ServeConfig,
+        SupplyConfig,
+        TransportConfig,
+    )
     from smarthub.assembly.hub import build_hub
     from smarthub.assembly.links import ConnectContext, Connection, StreamRunner
     from smarthub.han.poll import PollLoop
@@ -428,9 +448,22 @@ async def hub_role(state: Path, seconds: float) -> dict[str, Any]:
             for m in plan["iec"]
         ),
     ]  # fmt: skip
+    extra: dict[str, Any] = {}
+    if complete:
+        tariff = TARIFF.read_text()
+        extra = {
+            "consumer": ConsumerConfig(
+                (
+                    SupplyConfig("electricity", plan["p1"]["elec"], "Bench Energy", tariff, "180"),
+                    SupplyConfig("gas", plan["p1"]["gas"], "Bench Energy", tariff, "200"),
+                )
+            ),
+            "ihd": ServeConfig(HOST, 0),
+            "mqtt": MqttConfig(HOST, MQTT_PORT, publish_every_s=10),
+        }
     config = HubConfig(
         HUB_ID, state, state / "hub.pem", state / "hub.key", state / "ca.pem",
-        meters=tuple(meters), wan=ServeConfig(HOST, 0),
+        meters=tuple(meters), wan=ServeConfig(HOST, 0), **extra,
     )  # fmt: skip
     assembly = build_hub(config, connectors={"bench-radio": radio})
     hub = assembly.hub
@@ -466,15 +499,28 @@ async def hub_role(state: Path, seconds: float) -> dict[str, Any]:
 
     cpu0, wall0 = time.process_time(), time.monotonic()
     await assembly.start()
-    (state / "hub.json").write_text(json.dumps({"wan_port": int(assembly.url.rsplit(":", 1)[1])}))
+    ready: dict[str, Any] = {"wan_port": int(assembly.url.rsplit(":", 1)[1])}
+    if complete:
+        side = assembly.consumer
+        now = assembly.clock.now()
+        ready["ihd_url"] = side.url
+        ready["screens"] = [
+            side.store.pair(side.store.new_pairing_code(now), now, f"bench screen {i}") for i in (1, 2)
+        ]
+    (state / "hub.json").write_text(json.dumps(ready))
     sampler = asyncio.ensure_future(sample_rss())
     await asyncio.sleep(seconds)
     cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
     rss_end, rss_peak = rss_mb(), rss_mb("VmHWM")
     sampler.cancel()
     requests = assembly.server.requests
+    mqtt = None
+    if assembly.mqtt is not None:
+        mqtt = {"connected": assembly.mqtt.connected, "states": len(assembly.mqtt.states())}
     await assembly.stop()
     return {
+        "complete": complete,
+        "mqtt": mqtt,
         "meters": len(hub.mirror.meters()),
         "frames": {k: len(v) for k, v in sorted(latencies.items())},
         "latency_ms": {k: sorted(1000 * x for x in v) for k, v in latencies.items()},
@@ -538,22 +584,94 @@ def _rss_after(modules: tuple[str, ...]) -> float:
 
 
 def references() -> dict[str, Any]:
-    """Bare Python, Python + the hub's imports, and the import cost package by package."""
+    """Bare Python, Python + the hub's imports (bare and complete), and the import cost package
+    by package."""
     steps: list[tuple[str, float]] = []
     loaded: tuple[str, ...] = ()
     for label, modules in BREAKDOWN:
         loaded += modules
         steps.append((label, _rss_after(loaded)))
+    complete_steps: list[tuple[str, float]] = []
+    loaded = HUB_IMPORTS
+    for label, modules in COMPLETE_BREAKDOWN:
+        loaded += modules
+        complete_steps.append((label, _rss_after(loaded)))
     extra = [(label, _rss_after(HUB_IMPORTS + modules)) for label, modules in NOT_LOADED]
-    return {"bare": _rss_after(()), "hub_imports": _rss_after(HUB_IMPORTS), "steps": steps, "extra": extra}
+    return {
+        "bare": _rss_after(()),
+        "hub_imports": _rss_after(HUB_IMPORTS),
+        "complete_imports": _rss_after(COMPLETE_IMPORTS),
+        "steps": steps,
+        "complete_steps": complete_steps,
+        "extra": extra,
+    }
+
+
+class Screens:
+    """Two paired in-home display screens, as a household has them (a wall display and a
+    phone): each loads the dashboard, keeps its live-power stream (Server-Sent Events) open for
+    the whole run and reloads the dashboard every minute. In a thread of this process."""
+
+    def __init__(self, url: str, tokens: list[str]) -> None:
+        import threading
+
+        self.url, self.tokens = url, tokens
+        self.events = [0] * len(tokens)
+        self.pages = [0] * len(tokens)
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+        self._thread.start()
+
+    async def _screen(self, i: int, token: str) -> None:
+        import aiohttp
+
+        async with aiohttp.ClientSession(cookies={"ihd_session": token}) as s:
+
+            async def stream() -> None:
+                async with s.get(self.url + "/events", timeout=aiohttp.ClientTimeout(total=None)) as r:
+                    if r.status != 200:
+                        raise RuntimeError(f"/events answered {r.status}")
+                    async for line in r.content:
+                        if line.startswith(b"data:"):
+                            self.events[i] += 1
+
+            task = asyncio.create_task(stream())
+            try:
+                while not self._stop.is_set():
+                    async with s.get(self.url + "/") as r:
+                        await r.read()
+                        if r.status != 200:
+                            raise RuntimeError(f"the dashboard answered {r.status}")
+                        self.pages[i] += 1
+                    for _ in range(600):
+                        if self._stop.is_set() or task.done():
+                            break
+                        await asyncio.sleep(0.1)
+                    if task.done():
+                        task.result()
+            finally:
+                task.cancel()
+
+    async def _run(self) -> None:
+        results = await asyncio.gather(
+            *(self._screen(i, t) for i, t in enumerate(self.tokens)), return_exceptions=True
+        )
+        self.errors = [f"{type(r).__name__}: {r}" for r in results if isinstance(r, BaseException)]
+
+    def stop(self) -> dict[str, Any]:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        return {"live_events": self.events, "dashboard_loads": self.pages, "errors": self.errors}
 
 
 def _pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
 
 
-def run(seconds: float, state: Path) -> dict[str, Any]:
-    """Run the three processes for ``seconds``; the hub's figures, the meters' and the pull's."""
+def run(seconds: float, state: Path, complete: bool = False) -> dict[str, Any]:
+    """Run the three processes for ``seconds``; the hub's figures, the meters' and the pull's.
+    ``complete``: the hub with the display, two screens on it and the MQTT export."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     (state / "plan.json").write_text(json.dumps(meter_plan()))
     provision(state)
@@ -571,7 +689,16 @@ def run(seconds: float, state: Path) -> dict[str, Any]:
                 raise RuntimeError("the meters process did not start")
             time.sleep(0.05)
         hub = subprocess.Popen(
-            [*me, "--role", "hub", "--state", str(state), "--seconds", str(seconds)],
+            [
+                *me,
+                "--role",
+                "hub",
+                "--state",
+                str(state),
+                "--seconds",
+                str(seconds),
+                *(["--complete"] if complete else []),
+            ],
             stdout=subprocess.PIPE,
             text=True,
             env=env,
@@ -580,9 +707,13 @@ def run(seconds: float, state: Path) -> dict[str, Any]:
             if hub.poll() is not None:
                 raise RuntimeError("the hub process did not start")
             time.sleep(0.05)
+        time.sleep(0.2)  # hub.json is written whole, but give the writer its close
+        ready = json.loads((state / "hub.json").read_text())
+        screens = Screens(ready["ihd_url"], ready["screens"]) if complete else None
         time.sleep(seconds / 2)
-        port = json.loads((state / "hub.json").read_text())["wan_port"]
-        pulled = asyncio.run(pull_once(state, port))
+        pulled = asyncio.run(pull_once(state, ready["wan_port"]))
+        time.sleep(max(0.0, seconds / 2 - 15))
+        screened = screens.stop() if screens is not None else None
         out, _ = hub.communicate(timeout=seconds + 120)
         if hub.returncode:
             raise RuntimeError(f"the hub process failed ({hub.returncode})")
@@ -591,6 +722,7 @@ def run(seconds: float, state: Path) -> dict[str, Any]:
         meters.terminate()
         m_out, _ = meters.communicate(timeout=30)
     result["usage_points_pulled"] = pulled
+    result["screens"] = screened
     result["meters_process"] = json.loads(m_out.strip().splitlines()[-1]) if m_out.strip() else None
     return result
 
@@ -602,6 +734,10 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true", help="a 20 s smoke run")
     ap.add_argument("--pull-cpu-only", action="store_true", help="only the hub's CPU per GDSC pull")
     ap.add_argument("--pulls", type=int, default=300, help="pulls of each kind for the hub's CPU per pull")
+    ap.add_argument(
+        "--only", choices=("bare", "complete"), help="one configuration (default: bare, then complete)"
+    )
+    ap.add_argument("--complete", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--role", choices=("meters", "hub"), help=argparse.SUPPRESS)
     ap.add_argument("--state", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -610,7 +746,7 @@ def main() -> None:
         asyncio.run(meters_role(args.state, seconds))
         return
     if args.role == "hub":
-        print(json.dumps(asyncio.run(hub_role(args.state, seconds))), flush=True)
+        print(json.dumps(asyncio.run(hub_role(args.state, seconds, args.complete))), flush=True)
         return
     sys.path.insert(0, str(Path(__file__).parent))
     import hub_pull  # bench/hub_pull.py (not in the hub process: its imports are HUB_IMPORTS)
@@ -618,11 +754,36 @@ def main() -> None:
     if args.pull_cpu_only:
         print("\n".join(hub_pull.measure(args.pulls).lines()))
         return
-    print(f"a hub with 100 meters (99 devices) in real time for {seconds:.0f} s ...", flush=True)
-    with tempfile.TemporaryDirectory(prefix="smarthub-bench-hub-") as tmp:
-        r = run(seconds, Path(tmp))
+    configurations = [args.only] if args.only else ["bare", "complete"]
+    results = {}
+    for name in configurations:
+        what = "" if name == "bare" else " with the display (2 screens, live) and the MQTT export"
+        print(f"a hub with 100 meters (99 devices){what} in real time for {seconds:.0f} s ...", flush=True)
+        with tempfile.TemporaryDirectory(prefix="smarthub-bench-hub-") as tmp:
+            results[name] = run(seconds, Path(tmp), complete=name == "complete")
     ref = references()
+    for name, r in results.items():
+        report(name, r, ref)
+    print(f"reference (same run)      bare Python {ref['bare']:.1f} MB")
+    prev = ref["bare"]
+    for label, mb in ref["steps"]:
+        print(f"  import cost             + {mb - prev:5.1f} MB  {label}")
+        prev = mb
+    print(f"  = Python + the bare hub's imports {ref['hub_imports']:.1f} MB; the complete hub adds:")
+    prev = ref["hub_imports"]
+    for label, mb in ref["complete_steps"]:
+        print(f"  import cost             + {mb - prev:5.1f} MB  {label}")
+        prev = mb
+    print(f"  = Python + the complete hub's imports {ref['complete_imports']:.1f} MB")
+    for label, mb in ref["extra"]:
+        print(f"  not loaded by either    + {mb - ref['hub_imports']:5.1f} MB  {label}")
+    print("\n".join(hub_pull.measure(args.pulls).lines()))  # bench/hub_pull.py
+
+
+def report(name: str, r: dict[str, Any], ref: dict[str, Any]) -> None:
     lat = sorted(x for xs in r["latency_ms"].values() for x in xs)
+    imports = ref["complete_imports" if r["complete"] else "hub_imports"]
+    print(f"== {name} hub" + (": display with 2 screens live, MQTT export" if r["complete"] else ""))
     print(
         f"meters in the mirror      {r['meters']} "
         f"(usage points served to the GDSC's pull half-way: {r['usage_points_pulled']})"
@@ -633,6 +794,13 @@ def main() -> None:
         + f"; frame errors {r['frame_errors']}, poll failures {r['poll_failures']}, "
         f"WAN requests {r['requests']}"
     )
+    if r["complete"]:
+        sc = r["screens"] or {}
+        print(
+            f"display and MQTT          screens: live-power events {sc.get('live_events')}, dashboard "
+            f"loads {sc.get('dashboard_loads')}, errors {sc.get('errors') or 'none'}; "
+            f"MQTT {r['mqtt']}"
+        )
     verdict = "met" if r["rss_mb"] <= GOAL_RSS_MB else "NOT met"
     print(
         f"hub RSS                   {r['rss_mb']:.1f} MB at the end "
@@ -642,16 +810,9 @@ def main() -> None:
     trend = " → ".join(f"{x:.1f}" for x in [r["rss_imports_mb"], *r["rss_trend_mb"], r["rss_mb"]])
     print(f"hub RSS over the run      {trend} MB (after imports, each quarter, at the end)")
     print(
-        f"reference                 bare Python {ref['bare']:.1f} MB; Python + the hub's imports "
-        f"{ref['hub_imports']:.1f} MB; hub / reference = {r['rss_mb'] / ref['hub_imports']:.2f} "
-        f"(the hub's own data: {r['rss_mb'] - ref['hub_imports']:+.1f} MB)"
+        f"reference                 Python + this hub's imports {imports:.1f} MB; hub / reference = "
+        f"{r['rss_mb'] / imports:.2f} (the hub's own data: {r['rss_mb'] - imports:+.1f} MB)"
     )
-    prev = ref["bare"]
-    for label, mb in ref["steps"]:
-        print(f"  import cost             + {mb - prev:5.1f} MB  {label}")
-        prev = mb
-    for label, mb in ref["extra"]:
-        print(f"  not loaded by this hub  + {mb - ref['hub_imports']:5.1f} MB  {label}")
     print(f"hub CPU                   {r['cpu_percent']:.1f} % of one core")
     if r["meters_process"]:
         print(
@@ -665,7 +826,6 @@ def main() -> None:
     )
     for kind, xs in sorted(r["latency_ms"].items()):
         print(f"  {kind:<8} n={len(xs):<5} p50 {statistics.median(xs):.2f} ms, max {xs[-1]:.2f} ms")
-    print("\n".join(hub_pull.measure(args.pulls).lines()))  # bench/hub_pull.py
 
 
 if __name__ == "__main__":

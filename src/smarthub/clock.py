@@ -59,9 +59,13 @@ class AcceleratedClock:
         return sim.total_seconds() / self.speed
 
     async def sleep_until(self, t: datetime) -> None:
+        """Sleep until ``t``; an instant already past still yields to the event loop once: a loop
+        that trails the accelerated clock (a meter catching up on a busy machine) would otherwise
+        run without ever yielding, and no server, timer or signal handler would run meanwhile."""
         while True:
             delay = (t - self.now()).total_seconds() / self.speed
             if delay <= 0:
+                await asyncio.sleep(0)
                 return
             await asyncio.sleep(delay)
 

@@ -105,7 +105,10 @@ async def world(tmp_path: Path, wall_now: datetime, db_url: str) -> AsyncIterato
     store = Store(db_url)
     store.create_schema()
     store.register_hub(
-        hub_id="HUB1", premises_id="P1", url=channel_url("HUB1"), lfdi=cert.lfdi,
+        hub_id="HUB1",
+        premises_id="P1",
+        url=channel_url("HUB1"),
+        lfdi=cert.lfdi,
         meters_by_fuel=[("E1", "electricity")],
     )
     channel_hubs = {r.hub_id for r in store.active_hubs() if hub_of_url(r.url)}
@@ -122,8 +125,12 @@ async def world(tmp_path: Path, wall_now: datetime, db_url: str) -> AsyncIterato
     server = HubWanServer("HUB1", cert.lfdi, hub, lambda: int(DAY0.timestamp()), management=mgmt)
     ctx = server_context(tmp_path / "hub.pem", tmp_path / "hub.key", tmp_path / "ca" / "ca.pem")
     # No server.start(): the hub listens on no port at all.
-    await server.start_channel("127.0.0.1", endpoint.port or 0, ctx, links=2, rng=random.Random(1), max_backoff=0.5)
-    collector_ctx = client_context(tmp_path / "collector.pem", tmp_path / "collector.key", tmp_path / "ca" / "ca.pem")
+    await server.start_channel(
+        "127.0.0.1", endpoint.port or 0, ctx, links=2, rng=random.Random(1), max_backoff=0.5
+    )
+    collector_ctx = client_context(
+        tmp_path / "collector.pem", tmp_path / "collector.key", tmp_path / "ca" / "ca.pem"
+    )
     yield World(tmp_path, store, endpoint, hub, server, cert.lfdi, ca, collector_ctx)
     await server.stop()
     await endpoint.stop()
@@ -186,7 +193,9 @@ async def test_an_impostor_claiming_the_hub_is_refused_by_the_pinning_and_the_hu
     await until(lambda: len(world.endpoint._parked.get("HUB1", ())) == 2)
     other = world.ca.issue(Role.HUB, "HUB2", wall_now, hosts=("hub1",))  # even with the right name
     other.save(world.dir, "impostor")
-    impostor_ctx = server_context(world.dir / "impostor.pem", world.dir / "impostor.key", world.dir / "ca" / "ca.pem")
+    impostor_ctx = server_context(
+        world.dir / "impostor.pem", world.dir / "impostor.key", world.dir / "ca" / "ca.pem"
+    )
     loop = asyncio.get_running_loop()
     raw = socket.create_connection(("127.0.0.1", world.endpoint.port or 0))
     raw.sendall(encode_preamble("HUB1"))
@@ -202,7 +211,6 @@ async def test_an_impostor_claiming_the_hub_is_refused_by_the_pinning_and_the_hu
                 except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
                     await asyncio.sleep(0.005)
             await loop.sock_recv(tls, 1024)
-
 
     task = asyncio.create_task(impersonate())
     await until(lambda: world.endpoint.stats.accepted >= 3)

@@ -65,7 +65,9 @@ async def fleet(tmp_path: Path, wall_now: datetime) -> AsyncIterator[Fleet]:
             t = DAY0 + timedelta(minutes=30 * i)
             hub.ingest([Reading(f"E-{hub_id}", IMPORT, Decimal(1000 + i) / 10, Unit.KWH, t)])
         server = HubWanServer(hub_id, cert.lfdi, hub, lambda: int(DAY0.timestamp()))
-        ctx = server_context(tmp_path / f"{hub_id}.pem", tmp_path / f"{hub_id}.key", tmp_path / "ca" / "ca.pem")
+        ctx = server_context(
+            tmp_path / f"{hub_id}.pem", tmp_path / f"{hub_id}.key", tmp_path / "ca" / "ca.pem"
+        )
         port = await server.start(host, 0, ctx)
         urls[hub_id] = f"https://{host_header(host, port)}"
         lfdis[hub_id] = cert.lfdi
@@ -92,12 +94,17 @@ async def test_one_collector_pulls_a_mixed_ipv4_ipv6_fleet(fleet: Fleet, db_url:
     store.create_schema()
     for hub_id, url in fleet.urls.items():
         store.register_hub(
-            hub_id=hub_id, premises_id=f"P-{hub_id}", url=url, lfdi=fleet.lfdis[hub_id],
+            hub_id=hub_id,
+            premises_id=f"P-{hub_id}",
+            url=url,
+            lfdi=fleet.lfdis[hub_id],
             meters_by_fuel=[(f"E-{hub_id}", "electricity")],
         )
     assert {r.hub_id: r.url for r in store.active_hubs()} == fleet.urls  # the registry keeps either form
     assert fleet.urls["HUB6"].startswith("https://[::1]:")
-    ctx = client_context(fleet.dir / "collector.pem", fleet.dir / "collector.key", fleet.dir / "ca" / "ca.pem")
+    ctx = client_context(
+        fleet.dir / "collector.pem", fleet.dir / "collector.key", fleet.dir / "ca" / "ca.pem"
+    )
     collector = Collector(store, ctx, SystemClock(), bulk=bulk)
     try:
         by_hub = {}

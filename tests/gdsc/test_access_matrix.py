@@ -35,6 +35,7 @@ from smarthub.gdsc.governance.parties import (
     Facts,
     Fuel,
     Granularity,
+    Operation,
     Party,
     Role,
     SupplyPeriod,
@@ -67,17 +68,22 @@ ACTIONS = [
     Action.PORTFOLIO,
     Action.EDIT_READINGS,
     Action.DATA_QUALITY,
+    Action.NETWORK_READ,
+    Action.NETWORK_EDIT,
+    Action.DUOS_DATASET,
 ]
 # I = allowed iff "in";  C = allowed iff "in" and the consent is live;  A = always;  - = never.
 MATRIX = {
-    #                        read  events export tariff ihd  top-up c/d  on-dem aggr  log  consent job portf edit dq
-    Role.SUPPLIER: "          C     I      C      I      I     I      I     I      -     -     -      I    -     -    -",
-    Role.THIRD_PARTY: "       C     C      C      -      -     -      -     -      -     -     -      -    -     -    -",
-    Role.CONSUMER: "          I     I      I      -      -     -      -     I      -     I     I      I    I     -    -",
-    Role.INSTALLER: "         -     I      -      -      -     -      -     I      -     -     -      I    -     -    -",
-    Role.NETWORK_OPERATOR: "  -     -      -      -      -     -      -     -      A     -     -      -    -     -    -",
-    Role.OPERATOR: "          -     A      -      -      -     -      -     A      A     A     -      A    -     A    A",
+    #                        read  events export tariff ihd  top-up c/d  on-dem aggr  log  consent job portf edit dq net-r net-e duos
+    Role.SUPPLIER: "          C     I      C      I      I     I      I     I      -     -     -      I    -     -    -   -     -     -",
+    Role.THIRD_PARTY: "       C     C      C      -      -     -      -     -      -     -     -      -    -     -    -   -     -     -",
+    Role.CONSUMER: "          I     I      I      -      -     -      -     I      -     I     I      I    I     -    -   -     -     -",
+    Role.INSTALLER: "         -     I      -      -      -     -      -     I      -     -     -      I    -     -    -   -     -     -",
+    Role.NETWORK_OPERATOR: "  I     -      I      -      -     -      -     -      A     -     -      -    -     -    -   I     I     I",
+    Role.OPERATOR: "          -     A      -      -      -     -      -     A      A     A     -      A    -     A    A   A     A     -",
 }
+# A network operator reads (and exports) a premises' electricity readings as DUoS data: "in" is
+# the operator of the premises' substation now (N_NOW, since 1 July), "out" the one before (N_OLD).
 
 # The API endpoints and the action that decides each (every endpoint that touches a premises).
 ENDPOINTS = {
@@ -99,6 +105,15 @@ ENDPOINTS = {
     "POST /v1/premises/{premises_id}/readings/edits": Action.EDIT_READINGS,
     "GET /v1/premises/{premises_id}/readings/versions": Action.EDIT_READINGS,
     "GET /v1/data-quality": Action.DATA_QUALITY,
+    "GET /v1/outages": Action.NETWORK_READ,
+    "GET /v1/outages/events": Action.NETWORK_READ,
+    "GET /v1/outages/{outage_id}": Action.NETWORK_READ,
+    "GET /v1/network/topology": Action.NETWORK_READ,
+    "GET /v1/network/nodes/{node_id}/planning": Action.NETWORK_READ,
+    "PUT /v1/network/nodes/{node_id}": Action.NETWORK_EDIT,
+    "PUT /v1/network/premises/{premises_id}": Action.NETWORK_EDIT,
+    "POST /v1/network/topology": Action.NETWORK_EDIT,
+    "GET /v1/network/duos": Action.DUOS_DATASET,
 }
 # Who queued the job each role asks about (see the module docstring).
 JOB_OWNER = {
@@ -115,7 +130,10 @@ PARTY = {
     (Role.CONSUMER, "out"): "C_OLD",
     (Role.INSTALLER, "in"): "I_NOW",
     (Role.INSTALLER, "out"): "I_OLD",
+    (Role.NETWORK_OPERATOR, "in"): "N_NOW",
+    (Role.NETWORK_OPERATOR, "out"): "N_OLD",
 }
+NODE = "F1"  # the feeder P1 is on (under secondary S1): network data is asked about it
 CONSENTS = ["none", "live", "expired", "revoked"]
 
 
@@ -161,6 +179,11 @@ def facts_for(party_id: str, where: str, consent: str) -> Facts:
             Appointment(P, "I_NOW", NOW - timedelta(hours=3), NOW + timedelta(hours=5)),
             Appointment(P, "I_OLD", AUG1 + timedelta(hours=9), AUG1 + timedelta(hours=17)),
         ),
+        operations=tuple(
+            Operation(subject, who, start, end)
+            for subject in (P, NODE)
+            for who, start, end in (("N_OLD", JAN, JUL), ("N_NOW", JUL, None))
+        ),
     )
 
 
@@ -181,6 +204,10 @@ def request(party: Party, action: Action) -> AccessRequest:
         )
     if action is Action.READ_JOB:
         return AccessRequest(party, action, NOW, premises_id=P, job_owner=JOB_OWNER.get(party.role, "S_NOW"))
+    if action in (Action.NETWORK_READ, Action.NETWORK_EDIT):
+        return AccessRequest(party, action, NOW, group_id=NODE)
+    if action is Action.DUOS_DATASET:
+        return AccessRequest(party, action, NOW, period=ASKED)
     if action is Action.DATA_QUALITY:
         return AccessRequest(party, action, NOW)
     needs_period = action in (Action.READ_READINGS, Action.READ_EVENTS, Action.EXPORT, Action.LIST_ACCESS_LOG)
@@ -219,6 +246,7 @@ def test_authorization_matrix(role: Role, action: Action, where: str, consent: s
         Action.AGGREGATE_QUERY,
         Action.LIST_ACCESS_LOG,
         Action.PORTFOLIO,
+        Action.DUOS_DATASET,
     ):
         # Every "in" relation here covers the whole of 1-15 August.
         assert decision.ranges == (ASKED,)
@@ -232,5 +260,5 @@ def test_matrix_covers_every_role_and_action() -> None:
     assert set(MATRIX) == set(Role)
     assert set(ACTIONS) == set(Action)
     assert all(len(row.split()) == len(ACTIONS) for row in MATRIX.values())
-    assert len(CELLS) == len(Role) * len(Action) * 2 * len(CONSENTS) == 720
+    assert len(CELLS) == len(Role) * len(Action) * 2 * len(CONSENTS) == 864
     assert set(ENDPOINTS.values()) == set(Action) - {Action.READ_EVENTS}  # events: no API endpoint yet

@@ -25,6 +25,7 @@ from gdsc.test_access_matrix import (
     GROUP_ID,
     JAN,
     JOB_OWNER,
+    JUL,
     NOW,
     PARTY,
     expected,
@@ -39,11 +40,15 @@ from smarthub.gdsc.governance.aggregates import AggregationGroups
 from smarthub.gdsc.governance.audit import AuditLog
 from smarthub.gdsc.governance.guard import AccessGuard
 from smarthub.gdsc.governance.parties import Consent, Party, PartyRepository, Role
+from smarthub.gdsc.outages.correlate import Change, Outage
+from smarthub.gdsc.outages.store import OutageStore
+from smarthub.gdsc.outages.topology import TopologyStore, parse_csv
 from smarthub.gdsc.readings.tables import StoredReading
 from smarthub.gdsc.store import Store
 from smarthub.sim.fleet import provision
 
 WHERE = ("in", "out")
+CSV_HEADER = "premises_id,phase,feeder,secondary_substation,primary_substation\n"
 ALL_PREMISES = sorted(f"P-{w}-{c}" for w in WHERE for c in CONSENTS)
 
 
@@ -105,6 +110,14 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
                         repo.add_appointment(_at(ap, p))
                 for c in facts.consents:
                     repo.grant_consent(_consent(c, p, role))
+    # The network: every premises on feeder F1 under S1 under PR1; N_OLD operated S1 until
+    # 1 July, N_NOW since; one outage at F1.
+    topo = TopologyStore(store.engine)
+    topo.load(parse_csv(CSV_HEADER + "".join(f"{p},L1,F1,S1,PR1\n" for p in ALL_PREMISES)))
+    topo.assign_area("N_OLD", "S1", JAN, JUL)
+    topo.assign_area("N_NOW", "S1", JUL)
+    outage = Outage(1, "feeder", "F1", NOW - timedelta(hours=1), len(ALL_PREMISES))
+    OutageStore(store.engine).save([Change("opened", outage, NOW - timedelta(hours=1))])
     groups = AggregationGroups(store.engine)
     groups.define(GROUP_ID, "five of the matrix's premises", NOW)
     for p in ALL_PREMISES[:5]:
@@ -147,8 +160,21 @@ def call(m: Matrix, endpoint: str, role: Role, where: str, consent: str) -> Any:
     reads = {"meter_id": "E1", "granularity": "half-hourly", **span}
     owner = JOB_OWNER.get(role, "S_NOW")
     path = path.replace("{premises_id}", p).replace("{job_id}", str(m.jobs.get((p, owner), 0)))
+    path = path.replace("{node_id}", "F1").replace("{outage_id}", "1")
     params: dict[str, Any] = {}
     body: dict[str, Any] | None = None
+    content: str | None = None
+    match endpoint.split(" ")[0] + " " + endpoint.split("/")[-1]:
+        case "PUT {node_id}":
+            body = {"kind": "feeder", "parent_id": "S1"}
+        case "PUT {premises_id}":
+            body = {"feeder_id": "F1", "phase": "L1"}
+        case "POST topology":
+            content = CSV_HEADER + f"{p},L1,F1,S1,PR1\n"
+        case "GET events":
+            params = {"follow": "false"}
+        case "GET duos" | "GET planning":
+            params = span
     match endpoint.split("/")[-1]:
         case "readings" if "aggregates" not in endpoint:
             params = reads
@@ -182,6 +208,9 @@ def call(m: Matrix, endpoint: str, role: Role, where: str, consent: str) -> Any:
         case "data-quality":
             params = {"by": "model"}
     headers = {"Authorization": f"Bearer {m.tokens[party_id(role, where)]}"}
+    if content is not None:
+        headers["Content-Type"] = "text/csv"
+        return m.client.request(method, path, params=params, content=content, headers=headers)
     return m.client.request(method, path, params=params, json=body, headers=headers)
 
 
@@ -201,6 +230,7 @@ CASES = [
 @pytest.mark.parametrize(("endpoint", "role", "where", "consent"), CASES)
 def test_api_matrix(matrix: Matrix, endpoint: str, role: Role, where: str, consent: str) -> None:
     action = ENDPOINTS[endpoint]
+    before = len(matrix.guard.audit.entries())
     r = call(matrix, endpoint, role, where, consent)
     allow = expected(role, action, where, consent)
     if allow:
@@ -211,8 +241,10 @@ def test_api_matrix(matrix: Matrix, endpoint: str, role: Role, where: str, conse
     else:
         assert r.status_code == 403, r.text
         assert r.json()["detail"]  # says why
-    last = matrix.guard.audit.entries()[-1]
-    assert (last.actor, last.action, last.allow) == (party_id(role, where), action.value, allow)
+    # The endpoint's own decision comes first (a DUoS data set then decides each premises, a
+    # planning query each feeder's aggregate).
+    first = matrix.guard.audit.entries()[before]
+    assert (first.actor, first.action, first.allow) == (party_id(role, where), action.value, allow)
 
 
 def test_every_endpoint_is_in_the_table(matrix: Matrix) -> None:
@@ -220,4 +252,4 @@ def test_every_endpoint_is_in_the_table(matrix: Matrix) -> None:
     own job ids only and needs no decision)."""
     routes = {f"{method} {path}" for method, path in api_routes(matrix.client.app)}
     assert routes == set(ENDPOINTS) | {"GET /v1/jobs"}
-    assert len(CASES) == (len(ENDPOINTS) - 3) * len(Role) * 2 * len(CONSENTS) == 720
+    assert len(CASES) == (len(ENDPOINTS) - 3) * len(Role) * 2 * len(CONSENTS) == 1152

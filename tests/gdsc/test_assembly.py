@@ -20,6 +20,7 @@ UPKEEP = [
     "vouchers",
     "meter replacements",
     "consent expiries",
+    "gap estimation",
     "comparisons",
     "audit anchor",
 ]

@@ -349,3 +349,37 @@ async def test_a_hubs_storage_full_event_becomes_its_incident_and_label_at_the_g
     async with TestClient(TestServer(console_app(store, list, log))) as console:
         page = await (await console.get("/")).text()
     assert "storage full" in page and "code 15" not in page
+
+
+def test_repairs_go_out_as_the_contracts_bodies_and_an_old_malformed_row_blocks_none(store: Store) -> None:
+    from smarthub.gdsc.commands.signer import CommandSigner
+    from smarthub.gdsc.incidents.error_log import repair_commands
+    from smarthub.gdsc.incidents.repairs import dispatch_repairs
+    from smarthub.gdsc.pull.plan import PullPlan
+    from smarthub.wan.contract.commands import Command, SignedCommand
+
+    log = error_log(store)
+    log.record_events(
+        "H1", [detail(5, DiagnosisCode.HAN_WEAK_SIGNAL, "G7", outcome=RepairOutcome.FAILED)], T0
+    )
+    (good,) = log.queued_repairs()
+    # A row queued before the bodies were typed: the link test aimed with "device".
+    with store.engine.begin() as conn:
+        conn.execute(
+            repair_commands.insert().values(
+                incident_id=good.incident_id, hub_id="H2", command="diagnostic.link_test",
+                body=json.dumps({"device": "G8"}), created=T0, status="queued",
+            )
+        )  # fmt: skip
+    ca = CertificateAuthority.create("ca", T0)
+    op = ca.issue(Role.OPERATOR, "ops", T0)
+    counters = iter(range(1, 100))
+    signer = CommandSigner(op.private_key, op.cert_pem, lambda hub: next(counters))
+    assert dispatch_repairs(log, signer, PullPlan(store), T0) == 1
+    with store.engine.connect() as conn:
+        rows = {r.hub_id: r for r in conn.execute(repair_commands.select())}
+    assert rows["H1"].status == "sent" and rows["H2"].status == "failed"
+    assert "'meter' is missing" in json.loads(rows["H2"].verdict)["detail"]
+    job = PullPlan(store).urgent_job(json.loads(rows["H1"].verdict)["job"])
+    sent = Command.from_payload(SignedCommand.from_envelope(job["envelope"].encode()).payload)
+    assert (sent.type, sent.body) == ("diagnostic.link_test", {"meter": "G7"})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,9 @@ from smarthub.gdsc.pull.tables import CLAIMED, DONE, PENDING, Priority
 from smarthub.gdsc.service import queue_command
 from smarthub.gdsc.store import Store
 from smarthub.sim.fleet import SimulatedHome, home_specs, provision
+from smarthub.wan.contract.bodies import PrepaymentTopup
+
+VOUCHER = PrepaymentTopup(voucher='{"pence": 2000}', signature="", signer="")
 
 WS = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
 W = timedelta(minutes=30)
@@ -60,9 +64,10 @@ async def test_top_up_during_bulk_backlog_is_delivered_within_one_tick(
     home = SimulatedHome(spec, tmp_path, clock, WS, timedelta(seconds=60))
     credited: list[dict[str, Any]] = []
 
-    def top_up(body: dict[str, Any]) -> dict[str, Any]:
-        # The hub's prepayment account is another issue's work; here the hub records the credit.
-        credited.append(body)
+    def top_up(body: PrepaymentTopup) -> dict[str, Any]:
+        # The hub's prepayment account is another issue's work; here the hub records the credit
+        # (the voucher unsigned: only the delivery is under test).
+        credited.append(json.loads(body.voucher))
         return {"credit_pence": sum(int(b["pence"]) for b in credited)}
 
     home.management.register("prepayment.topup", top_up)
@@ -104,7 +109,7 @@ async def test_top_up_during_bulk_backlog_is_delivered_within_one_tick(
         await _until(lambda: _pulls_logged(store) >= 4, "the first bulk pulls")
         queued = clock.now()
         job = await asyncio.to_thread(
-            queue_command, tmp_path, spec.hub_id, "prepayment.topup", {"pence": 2000}, queued, db_url
+            queue_command, tmp_path, spec.hub_id, "prepayment.topup", VOUCHER, queued, db_url
         )
         assert plan.urgent_job(job)["priority"] == Priority.URGENT
         clock.advance(TICK)  # one tick, and the clock stands still after it

@@ -302,6 +302,60 @@ def test_concurrent_merges_into_existing_blocks_lose_nothing(pg_url: str) -> Non
     b.close()
 
 
+@pytest.mark.postgres
+def test_an_operator_edit_waits_for_the_hubs_merge_lock(pg_url: str) -> None:
+    """An edit of a stored block reads and writes it back under the hub's merge lock, as an
+    ingest's merge does: while another transaction holds that lock the edit waits (seen in
+    pg_locks), and goes through once it is released."""
+    import threading
+    import time
+
+    import psycopg
+    from sqlalchemy import select
+
+    from smarthub.gdsc.readings.tables import HUB_LOCKS, LOCK_HUBS, hub_keys
+
+    store = Store(pg_url)
+    store.create_schema()
+    store.ingest("HUB1", [at(T0 + 1800 * i, 100) for i in range(40)], {})
+    with store.engine.connect() as conn:
+        hk = conn.execute(select(hub_keys.c.hub_key).where(hub_keys.c.hub_id == "HUB1")).scalar_one()
+    holder = store.engine.raw_connection()
+    cur = holder.cursor()
+    cur.execute(LOCK_HUBS, (HUB_LOCKS, [hk]))  # as a merging ingest holds it
+    cur.execute("SELECT pg_backend_pid()")
+    pid = cur.fetchone()[0]
+    done: list[int] = []
+    editor = threading.Thread(
+        target=lambda: done.append(
+            store.edit_day("HUB1", "E1", "1-0:1.8.0", T0 // 86400, {3: 120}, actor="op", reason="r", now=T0)
+        )
+    )
+    editor.start()
+    conninfo = pg_url.replace("postgresql+psycopg://", "postgresql://").split("?")[0]
+    waiting = False
+    with psycopg.connect(conninfo) as watch:
+        for _ in range(200):  # until the editor's backend waits on the advisory lock
+            row = watch.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                "AND classid = %s AND objid = %s AND pid <> %s",
+                (HUB_LOCKS, hk, pid),
+            ).fetchone()
+            if row and row[0]:
+                waiting = True
+                break
+            if done:
+                break
+            time.sleep(0.05)
+    assert waiting and not done, "the edit did not wait for the hub's merge lock"
+    holder.commit()  # the holder's merge is done: the edit goes through
+    holder.close()
+    editor.join()
+    assert done == [2]
+    assert store.count_readings() == 40
+    store.close()
+
+
 def test_table_bytes_counts_the_stored_blocks(store: Store) -> None:
     empty = store.table_bytes()
     store.ingest_many([(f"HUB{n}", [reading(i, hub=f"HUB{n}") for i in range(48)], {}) for n in range(300)])

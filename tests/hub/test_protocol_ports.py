@@ -129,10 +129,20 @@ def test_wmbus_port_reads_compact_frames_with_the_format_of_a_full_frame_it_hear
 
     def frame(ci: int, litres: int, access_no: int) -> bytes:
         # volume (4-byte, litres) then energy (4-byte, kWh): no table entry has these headers
-        records = bytes.fromhex("0413") + litres.to_bytes(4, "little") + bytes.fromhex("0406") + (7).to_bytes(4, "little")
+        records = (
+            bytes.fromhex("0413")
+            + litres.to_bytes(4, "little")
+            + bytes.fromhex("0406")
+            + (7).to_bytes(4, "little")
+        )
         return encode_frame(
-            manufacturer="ABC", ident=31415926, version=1, device_type=0x07, records=records,
-            access_no=access_no, ci=ci,
+            manufacturer="ABC",
+            ident=31415926,
+            version=1,
+            device_type=0x07,
+            records=records,
+            access_no=access_no,
+            ci=ci,
         )
 
     compact = frame(CI_COMPACT, 1001, 1)

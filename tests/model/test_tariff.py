@@ -114,7 +114,8 @@ def test_unknown_fields_and_negative_prices_are_refused() -> None:
     doc = tou_json(E7)
     doc["pricing"]["rates"]["night"] = "-1"  # type: ignore[index]
     with pytest.raises(
-        InvalidTariff, match=r"pricing.time_of_use.rates.night: Value error, '-1' is not a decimal string of 0 or more"
+        InvalidTariff,
+        match=r"pricing.time_of_use.rates.night: Value error, '-1' is not a decimal string of 0 or more",
     ):
         tariff_from_json(json.dumps(doc))
     doc = tou_json(E7)

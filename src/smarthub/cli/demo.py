@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 import logging
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -103,26 +104,29 @@ def chaos(
         raise typer.Exit(1)
 
 
-async def _demo(cfg: DemoConfig, headless: bool, port: int) -> DemoResult:
+async def _demo(cfg: DemoConfig, headless: bool, port: int) -> DemoResult | None:
     """The demo with a progress bar and, unless headless, the operator page (then the fleet keeps
-    running until Ctrl-C)."""
+    running, and being pulled, until Ctrl-C or SIGTERM). A signal ends the run cleanly: pulls in
+    flight finish, the page and the hubs close, the count is printed (``None`` when stopped
+    during the day: nothing complete to count)."""
     from aiohttp import web
 
-    from smarthub.sim.demo import account, run_day, setup, teardown
+    from smarthub.sim.demo import account, keep_running, run_day, setup, teardown
 
+    stop = _stop_on_signals()
     err.print(
         f"[bold]smarthub demo[/]: {cfg.homes} homes, {cfg.days} day(s), GDSC store "
         f"{cfg.db_url or 'SQLite'}, state in {cfg.state}"
     )
     run = await setup(cfg)
     runner = None
-    if not headless:
-        runner = web.AppRunner(run.gdsc.console(), access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        err.print(f"operator page: http://127.0.0.1:{port}/")
-    total = (cfg.end + timedelta(minutes=30) - cfg.sim_start).total_seconds()
     try:
+        if not headless:
+            runner = web.AppRunner(run.gdsc.console(), access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+            err.print(f"operator page: http://127.0.0.1:{port}/")
+        total = (cfg.end + timedelta(minutes=30) - cfg.sim_start).total_seconds()
         with Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -132,8 +136,8 @@ async def _demo(cfg: DemoConfig, headless: bool, port: int) -> DemoResult:
             transient=False,
         ) as progress:
             task = progress.add_task("simulated day", total=total, status="starting")
-            day = asyncio.create_task(run_day(run))
-            while not day.done():
+            day = asyncio.create_task(run_day(run, meters_run_on=not headless))
+            while not day.done() and not stop.is_set():
                 now = run.clock.now()
                 windows = run.scheduler.windows
                 status = (
@@ -143,21 +147,44 @@ async def _demo(cfg: DemoConfig, headless: bool, port: int) -> DemoResult:
                 progress.update(
                     task, completed=min((now - cfg.sim_start).total_seconds(), total), status=status
                 )
-                await asyncio.sleep(0.25)
+                await asyncio.wait([day, asyncio.ensure_future(stop.wait())], timeout=0.25,
+                                   return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+            if not day.done():
+                day.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await day
+                err.print("stopped during the simulated day")
+                return None
             progress.update(task, completed=total, status="done")
             result = day.result()
         err.print(
             f"stored {result.readings_stored}/{result.readings_expected} readings, missing {result.missing}, "
             f"duplicates {result.duplicates}, pull errors {result.pull_errors}, {result.seconds:.1f} s"
         )
-        if not headless:
+        if not headless and not stop.is_set():
             err.print(f"fleet keeps running; operator page on http://127.0.0.1:{port}/ — Ctrl-C to stop")
-            await run.fleet.start_meters()
-            with contextlib.suppress(asyncio.CancelledError):
-                await run.gdsc.run_windows(until=datetime.max.replace(tzinfo=UTC))
+            await keep_running(run, stop)
+            err.print("stopping …")
             result = await asyncio.to_thread(account, run, result.seconds)
         return result
     finally:
         if runner is not None:
             await runner.cleanup()
         await teardown(run)
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM (the first one: the run winds down cleanly). A second
+    signal gives the default handling back, so a third Ctrl-C interrupts a shutdown that hangs."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    return stop

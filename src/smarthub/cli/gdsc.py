@@ -31,7 +31,7 @@ gdsc_app = typer.Typer(
     "`replace`, `revoke`, `decommission`, `renew` (a party's or collector's certificate). `audit verify` "
     "and `audit anchor`: the audit chain and its signed anchors; `db-role`: the PostgreSQL application role; "
     "`migrate`: bring a database to the newest schema (`--citus`: and spread it over a Citus cluster); "
-    "`group`: put premises in an aggregation group.",
+    "`group`: put premises in an aggregation group; `data-quality`: the VEE gate's figures.",
 )
 app.add_typer(gdsc_app, name="gdsc")
 
@@ -363,6 +363,44 @@ def gdsc_group(
     finally:
         store.close()
     print(json.dumps({"group": group, "premises": done}))
+
+
+@gdsc_app.command("data-quality")
+def gdsc_data_quality(
+    state: StateDir,
+    by: Annotated[str, typer.Option(help="hub, model or supplier")] = "hub",
+    db: Db = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line, not a table")] = False,
+) -> None:
+    """Data-quality figures of the VEE gate: readings quarantined and flagged (by rule), gaps
+    estimated and estimates since replaced by actual readings, per hub, meter model or supplier."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from smarthub.gdsc.service import open_store
+
+    require_state(state, db)
+    store = open_store(state, db)
+    try:
+        rows = store.quality_figures(by)
+    except ValueError as e:
+        raise fail("smarthub gdsc data-quality", str(e)) from None
+    finally:
+        store.close()
+    if as_json:
+        for row in rows:
+            print(json.dumps(row))
+        return
+    table = Table(title=f"data quality by {by}")
+    for col in (by, "quarantined", "flagged", "estimated", "replaced", "rules"):
+        table.add_column(col, justify="left" if col in (by, "rules") else "right")
+    for row in rows:
+        rules = ", ".join(f"{k} {v}" for k, v in sorted(row["rules"].items()))
+        table.add_row(
+            row[by], str(row["quarantined"]), str(row["flagged"]), str(row["estimated"]),
+            str(row["estimates_replaced"]), rules,
+        )  # fmt: skip
+    Console().print(table)
 
 
 @gdsc_app.command("db-role")

@@ -51,6 +51,7 @@ from smarthub.gdsc.commands.signer import CommandSigner
 from smarthub.gdsc.fleet.commissioning import register_manifest
 from smarthub.gdsc.fleet.lifecycle import HubLifecycle
 from smarthub.gdsc.fleet.pki import CertificateAuthority
+from smarthub.gdsc.governance.aggregates import AggregationGroups
 from smarthub.gdsc.incidents.error_log import ErrorLog
 from smarthub.gdsc.incidents.repairs import run_operations
 from smarthub.gdsc.outages.service import OutageService
@@ -60,10 +61,12 @@ from smarthub.gdsc.pull.collector import Collector
 from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.pull.scheduler import Scheduler, WindowProgress, _wall_seconds
 from smarthub.gdsc.pull.tables import Priority
+from smarthub.gdsc.readings.vee.store import VeeSettings
 from smarthub.gdsc.store import Store
 from smarthub.gdsc.upkeep import Upkeep, crl_current, crl_stamp, keep_crl
 from smarthub.wan.client.channel import ChannelEndpoint
 from smarthub.wan.client.hub_client import HubClient
+from smarthub.wan.contract.bodies import CommandBody
 from smarthub.wan.contract.channel import hub_of_url
 from smarthub.wan.contract.events import LOG_EVENT_POLL_RATE
 from smarthub.wan.tls import client_context
@@ -101,6 +104,7 @@ class GdscConfig:
     topology: Path | None = None  # a CSV/GeoJSON network topology to load at build
     alerts_max_skew: timedelta | None = None  # alerts' freshness check (default: the contract's)
     channel: str | None = None  # HOST:PORT of the endpoint for hubs' channels (wan.contract.channel)
+    vee: bool = True  # every ingest through the VEE gate (smarthub.gdsc.readings.vee)
 
     @property
     def store_url(self) -> str:
@@ -210,6 +214,8 @@ class GdscService:
         tls_clock = tls_clock or SystemClock()
         state = config.state
         store = open_store(state, config.db_url)
+        if config.vee:  # invalid data is never stored as truth: quarantined, with the evidence
+            store.enable_vee(VeeSettings(now=lambda: int(clock.now().timestamp())))
         register_manifest(store, json.loads((state / "fleet.json").read_text()))
         signer = operator_signer(state, store)
         crl_path = state / "ca" / "crl.pem"
@@ -251,7 +257,10 @@ class GdscService:
             topo = topology_file(config)
             if topo is not None:
                 fmt = "geojson" if topo.suffix in (".geojson", ".json") else "csv"
-                TopologyStore(store.engine).load(parse_topology(topo.read_text(), fmt))
+                topology = TopologyStore(store.engine)
+                topology.load(parse_topology(topo.read_text(), fmt))
+                # Feeders are the planning aggregates' groups (k-anonymity per feeder).
+                topology.feeder_groups(AggregationGroups(store.engine), clock.now())
             skew = {} if config.alerts_max_skew is None else {"max_skew": config.alerts_max_skew}
             built.attach_outages(OutageService(store.engine, clock, **skew))
         return built
@@ -331,6 +340,8 @@ class GdscService:
         await self.start_channels()
         stop = asyncio.Event()
         background = [asyncio.create_task(self.upkeep.loop(self.upkeep_every, stop))]
+        if self.outages is not None:
+            background.append(asyncio.create_task(self._refresh_topology(stop)))
         if self.signer is not None:
             background.append(
                 asyncio.create_task(
@@ -366,6 +377,16 @@ class GdscService:
         self.scheduler.collector = self.upkeep.collector = self.collector
         await old.close()
         return self.collector
+
+    async def _refresh_topology(self, stop: asyncio.Event) -> None:
+        """Re-read the topology every upkeep interval: the API (maybe another process) edits it."""
+        assert self.outages is not None
+        every = self.upkeep_every.total_seconds() / max(getattr(self.clock, "speed", 1.0), 1e-9)
+        while not stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=every)
+            if not stop.is_set():
+                await asyncio.to_thread(self.outages.refresh_topology)
 
     async def start_alerts(self) -> int | None:
         """Start the last-gasp endpoint if configured and not yet listening; the UDP port."""
@@ -478,7 +499,7 @@ def queue_command(
     state: Path,
     hub_id: str,
     command_type: str,
-    body: dict[str, Any],
+    body: CommandBody | dict[str, Any],
     now: datetime,
     db_url: str | None = None,
     priority: Priority | None = None,
@@ -501,7 +522,7 @@ async def send_command(
     state: Path,
     hub_id: str,
     command_type: str,
-    body: dict[str, Any],
+    body: CommandBody | dict[str, Any],
     now: datetime,
     db_url: str | None = None,
 ) -> dict[str, Any]:

@@ -27,6 +27,11 @@ injected clock; the composition root, :mod:`smarthub.gdsc.service`, runs it):
   cohorts of at least k homes). A week already queued by any GDSC process (an
   ``ihd.comparison`` job queued after the week ended is in the shared plan) is not queued again.
 
+* **gap estimation** — once a day when the store validates (VEE): the intervals still missing
+  two days after their day ended (a re-pull had its chance) are estimated and flagged
+  (:meth:`~smarthub.gdsc.readings.vee.store.VeeData.estimate_gaps`); the hub's actual readings
+  replace them when they arrive.
+
 Each step is independent: one failing (the database away) is logged and tried at the next run.
 """
 
@@ -100,6 +105,7 @@ class Upkeep:
     runs: int = 0
     comparisons_week: tuple[date, date] | None = None
     consents_mark: datetime | None = None
+    estimated_day: date | None = None
     anchor_every: timedelta = timedelta(hours=1)
     anchor_due: datetime | None = None
     plan: PullPlan | None = None  # the service's plan (one of its own if not given)
@@ -133,6 +139,8 @@ class Upkeep:
         steps.append(("meter replacements", self._meters))
         if self.consents is not None:
             steps.append(("consent expiries", lambda: asyncio.to_thread(self._consent_expiries, now)))
+        if self.store.vee is not None:
+            steps.append(("gap estimation", lambda: asyncio.to_thread(self._estimate, now)))
         if self.signer is not None:
             steps.append(("comparisons", lambda: asyncio.to_thread(self._comparisons, now)))
             steps.append(("audit anchor", lambda: asyncio.to_thread(self._anchor, now)))
@@ -146,6 +154,14 @@ class Upkeep:
                 self.errors += 1
                 log.exception("upkeep: %s failed (tried again at the next run)", name)
         self.runs += 1
+
+    def _estimate(self, now: datetime) -> None:
+        if self.estimated_day == now.date():
+            return
+        n = self.store.estimate_gaps(int(now.timestamp()))
+        if n:
+            log.info("upkeep: estimated %d missing intervals", n)
+        self.estimated_day = now.date()
 
     def _consent_expiries(self, now: datetime) -> None:
         assert self.consents is not None

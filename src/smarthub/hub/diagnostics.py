@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -335,6 +335,12 @@ def _ts(t: datetime) -> int:
     return int(t.timestamp())
 
 
+@overload
+def _dt(ts: int) -> datetime: ...
+@overload
+def _dt(ts: None) -> None: ...
+@overload
+def _dt(ts: int | None) -> datetime | None: ...
 def _dt(ts: int | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC)
 
@@ -404,11 +410,11 @@ class DiagnosticsLog:
             evidence=plain["evidence"],
             numbers=plain["numbers"],
             recommendation=rec,
-            first_seen=_dt(first),  # type: ignore[arg-type]
-            last_seen=_dt(last),  # type: ignore[arg-type]
+            first_seen=_dt(first),
+            last_seen=_dt(last),
             count=count,
             attempts=tuple(
-                RepairAttempt(RepairAction(a[0]), RepairOutcome(a[1]), _dt(a[2]), *a[3:])  # type: ignore[arg-type]
+                RepairAttempt(RepairAction(a[0]), RepairOutcome(a[1]), _dt(a[2]), *a[3:])
                 for a in json.loads(attempts)
             ),
             closed=_dt(closed),

@@ -101,7 +101,7 @@ class PrepaymentBridge:
         ledger: PrepaymentLedger,
         consumption: HomeConsumption,
         clock: Clock,
-        breakers: dict[str, Breaker] | None = None,
+        breakers: Mapping[str, Breaker] | None = None,
         *,
         since: datetime | None = None,
         fuels: Iterable[str] | None = None,

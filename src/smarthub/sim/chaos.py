@@ -70,6 +70,7 @@ from smarthub.sim.faults import HanGate, WanLink
 from smarthub.sim.fleet import CELL_SIZE, Fleet, SimulatedHome
 from smarthub.sim.topology import feeder_size_for, fleet_topology
 from smarthub.wan.contract.alerts import MAX_SKEW
+from smarthub.wan.contract.bodies import MeterReplace, PrepaymentTopup
 
 log = logging.getLogger(__name__)
 
@@ -391,7 +392,7 @@ class Chaos:
         while None in gate.silent or old in gate.silent:
             await run.clock.sleep_until(run.clock.now() + timedelta(minutes=5))
         swap = await home.swap_dlms_meter()
-        body = {"old": swap.old, "new": swap.new, "protocol": "dlms", "fuel": "electricity"}
+        body = MeterReplace(swap.old, swap.new, "dlms", "electricity")
         await asyncio.to_thread(
             run.gdsc.plan.queue_command, run.signer, home.spec.hub_id, "meter.replace", body, swap.at
         )
@@ -487,7 +488,12 @@ class Chaos:
         voucher = issuer.issue(hub_id, "electricity", amount, now)
         (pending,) = [p for p in issuer.pending(hub_id) if p.voucher_id == voucher.voucher_id]
         run.gdsc.plan.queue_command(
-            run.signer, hub_id, "prepayment.topup", dict(pending.envelope), now, Priority.URGENT
+            run.signer,
+            hub_id,
+            "prepayment.topup",
+            PrepaymentTopup.parse(pending.envelope),
+            now,
+            Priority.URGENT,
         )
         self.vouchers[voucher.voucher_id] = hub_id
 

@@ -150,8 +150,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def run_day(run: DemoRun) -> DemoResult:
-    """Run the simulated days, then the window that collects the last interval; count."""
+async def run_day(run: DemoRun, *, meters_run_on: bool = False) -> DemoResult:
+    """Run the simulated days, then the window that collects the last interval; count.
+    ``meters_run_on``: the meters start again the moment the day's loops end, carrying on
+    from the day's end with no gap (the fleet that :func:`keep_running` keeps pulling)."""
     cfg = run.cfg
     run.clock.rebase()  # simulated time starts now that every server is listening
     run.started = time.monotonic()
@@ -162,6 +164,8 @@ async def run_day(run: DemoRun) -> DemoResult:
     # last sample after its hub's pull in the closing window; the GDSC picks it up in its next
     # window, as it would in life, so the count is taken after that window.
     await run.fleet.meters_done()
+    if meters_run_on:
+        await run.fleet.start_meters()
     await run.gdsc.run_windows(until=last_window_end + HALF_HOUR, first_window=last_window_end)
     await sweep(run, last_window_end + HALF_HOUR)
     seconds = time.monotonic() - run.started
@@ -182,6 +186,30 @@ async def sweep(run: DemoRun, window_start: datetime, rounds: int = 5) -> list[s
             break
         await asyncio.sleep(0.5)
     return [h.hub_id for h in todo]
+
+
+async def keep_running(run: DemoRun, stop: asyncio.Event) -> None:
+    """After the day (run with ``meters_run_on``): the GDSC keeps pulling its windows until
+    ``stop`` is set; then the meters stop and the pulls in flight finish. The GDSC's own
+    failure is raised."""
+    # A horizon the calendar can hold (the scheduler rounds it up to a window end).
+    horizon = run.clock.now() + timedelta(days=365 * 100)
+    pulling = asyncio.create_task(run.gdsc.run_windows(until=horizon))
+    stopped = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait([pulling, stopped], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        # The meters first: on a busy machine their loops trail the clock and take most of each
+        # turn of the event loop, which every later step of the shutdown would wait behind.
+        await run.fleet.halt()
+        stopped.cancel()
+        if not pulling.done():
+            pulling.cancel()
+        try:
+            await pulling
+        except asyncio.CancelledError:
+            if not stop.is_set():
+                raise
 
 
 def account(run: DemoRun, seconds: float) -> DemoResult:
@@ -227,5 +255,6 @@ def _error_log_figures(run: DemoRun) -> dict[str, int]:
 
 
 async def teardown(run: DemoRun) -> None:
+    await run.fleet.halt()  # the meter loops first (see keep_running)
     await run.gdsc.close()
     await run.fleet.stop()

@@ -501,7 +501,12 @@ class Fleet:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         return already
 
+    async def halt(self) -> None:
+        """End every home's loops at once (meters, housekeeping); the hubs still answer."""
+        await asyncio.gather(*(h.assembly.halt() for h in self.homes))
+
     async def stop(self) -> None:
+        await self.halt()
         for h in self.homes:
             await h.stop()
 

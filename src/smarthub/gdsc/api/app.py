@@ -40,7 +40,17 @@ from smarthub.gdsc.api.auth.tokens import TokenStore
 from smarthub.gdsc.api.deps import ApiServices, caller
 from smarthub.gdsc.api.gate import RouteGate
 from smarthub.gdsc.api.links import document_links
-from smarthub.gdsc.api.routers import aggregates, commands, consents, jobs, portfolio, quality, readings
+from smarthub.gdsc.api.routers import (
+    aggregates,
+    commands,
+    consents,
+    jobs,
+    network,
+    outages,
+    portfolio,
+    quality,
+    readings,
+)
 from smarthub.gdsc.commands.desk import CommandDesk
 from smarthub.gdsc.governance.audit import AuditLog
 from smarthub.gdsc.governance.consent_sync import syncing_parties
@@ -75,9 +85,8 @@ def create_app(
     app.mount("/oauth", token_app(token_endpoint or TokenEndpoint(clients, guard.clock, token_lifetime)))
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     errors.install(app)
-    resources = [readings, aggregates, consents, portfolio, quality] + (
-        [commands, jobs] if desk is not None else []
-    )
+    resources = [readings, aggregates, consents, portfolio, quality, outages, network]
+    resources += [commands, jobs] if desk is not None else []
     for resource in resources:
         app.include_router(resource.router)
     # 405 with a true Allow; the caller authenticated before the body is read (401 before 400/422)

@@ -245,3 +245,87 @@ COMMAND_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
     409: {"model": ErrorBody, "description": "the meter's hub is not active: there is nothing to send to"},
 }
+
+
+# -- network operators: outages, topology, DUoS data, planning ------------------------------------
+
+
+class OutageOut(BaseModel):
+    """One outage at one fault location (``smarthub.gdsc.outages.correlate``)."""
+
+    outage_id: int
+    level: Literal["premises", "feeder", "secondary", "primary"]
+    location: str = Field(description="the premises or topology node at fault")
+    opened: datetime = Field(description="when the GDSC opened it (at this level)")
+    started: datetime | None = Field(description="the earliest loss of mains its hubs reported")
+    closed: datetime | None = Field(description="when every premises heard from was restored")
+    customers: int = Field(description="customers affected, estimated from the topology")
+    premises_heard: int = Field(description="premises whose last gasp arrived")
+    restored: int = Field(description="premises whose restoration arrived")
+    duration_s: int | None = Field(description="the longest duration the meters recorded")
+
+
+class OutagePremises(BaseModel):
+    premises_id: str
+    lost_at: datetime
+    heard: datetime = Field(description="when the GDSC had its last gasp")
+    restored_at: datetime | None = Field(description="loss of mains + the duration the meter recorded")
+    duration_s: int | None
+
+
+class OutageDetail(OutageOut):
+    path: list[str] = Field(description="the location and the nodes above it")
+    restored_by: datetime | None = Field(description="the last restoration time of its premises")
+    premises: list[OutagePremises]
+
+
+class OutagePage(BaseModel):
+    outages: list[OutageOut]
+
+
+class NodeIn(BaseModel):
+    kind: Literal["primary", "secondary", "feeder"]
+    parent_id: Annotated[str | None, Field(max_length=64)] = None
+    name: Annotated[str, Field(max_length=200)] = ""
+    x: float | None = None
+    y: float | None = None
+
+
+class PlaceIn(BaseModel):
+    feeder_id: Annotated[str, Field(min_length=1, max_length=64)]
+    phase: Literal["L1", "L2", "L3", "3ph"]
+    x: float | None = None
+    y: float | None = None
+
+
+class TopologyLoaded(BaseModel):
+    nodes: int
+    premises: int
+
+
+class TopologyFormat(enum.StrEnum):
+    CSV = "csv"
+    GEOJSON = "geojson"
+
+
+class PlanningBucket(BaseModel):
+    start: datetime
+    duration: int = Field(description="seconds")
+    import_wh: float | None = Field(description="1-0:1.8.0 summed over the feeders released")
+    export_wh: float | None = Field(description="1-0:2.8.0 (solar export) summed likewise")
+
+
+class PlanningOut(BaseModel):
+    """Planning aggregates of a node: the sums of its feeders' released aggregates (each over at
+    least k premises with data, ``smarthub.gdsc.governance.aggregates``)."""
+
+    node_id: str
+    feeders: list[str] = Field(description="feeders whose aggregates are included")
+    withheld: list[str] = Field(description="feeders left out: fewer than k premises (k-anonymity)")
+    premises: int = Field(description="premises in the included feeders' groups")
+    granularity: ServedGranularity
+    profile: list[PlanningBucket]
+    peak_import_w: float | None = Field(description="the highest mean import power of a bucket")
+    peak_at: datetime | None
+    import_kwh: float
+    export_kwh: float

@@ -39,7 +39,7 @@ from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.pull.tables import CLAIMED, DONE, FAILED
 from smarthub.gdsc.readings.queries import Meter
 from smarthub.gdsc.store import Store
-from smarthub.wan.contract.bodies import CommandBody
+from smarthub.wan.contract.bodies import CommandBody, PrepaymentTopup
 
 api_jobs = Table(
     "api_jobs",
@@ -140,7 +140,7 @@ class CommandDesk:
             meter,
             action,
             "prepayment.topup",
-            dict(pending.envelope),
+            PrepaymentTopup.parse(pending.envelope),
             now,
             voucher.voucher_id,
         )
@@ -224,7 +224,7 @@ class CommandDesk:
             action=row.action,
             command_type=row.command_type,
             voucher_id=row.voucher_id,
-            queued=utc(row.queued),  # type: ignore[arg-type]
+            queued=utc(row.queued),
             state=state,
             tries=int(work["failures"]),
             finished=work.get("finished"),

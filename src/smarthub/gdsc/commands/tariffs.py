@@ -23,6 +23,7 @@ from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.store import Store
 from smarthub.model.tariff import Tariff
 from smarthub.model.tariff_calc import day_start
+from smarthub.wan.contract.bodies import TariffUpdate
 
 FUELS = ("electricity", "gas")
 
@@ -35,6 +36,11 @@ class Queued:
 
 
 def tariff_update_body(tariff: Tariff, fuel: str, effective: datetime | None = None) -> dict[str, Any]:
+    """The ``tariff.update`` body's JSON (:func:`tariff_update`)."""
+    return tariff_update(tariff, fuel, effective).to_json()
+
+
+def tariff_update(tariff: Tariff, fuel: str, effective: datetime | None = None) -> TariffUpdate:
     """The ``tariff.update`` body for ``tariff``; ``effective`` defaults to (and must be) local
     midnight of its ``effective_from``."""
     if fuel not in FUELS:
@@ -49,12 +55,7 @@ def tariff_update_body(tariff: Tariff, fuel: str, effective: datetime | None = N
             f"effective {effective.isoformat()} is not local midnight of the tariff's effective_from "
             f"{tariff.effective_from} ({midnight.isoformat()})"
         )
-    return {
-        "tariff": tariff.model_dump(mode="json"),
-        "effective": effective.isoformat(),
-        "version": tariff.version,
-        "fuel": fuel,
-    }
+    return TariffUpdate(fuel, tariff, midnight, effective.isoformat())
 
 
 def distribute_tariff(
@@ -72,7 +73,7 @@ def distribute_tariff(
     """Sign and queue ``tariff.update`` for every active hub named in ``hubs`` or serving one of
     ``premises``; what was queued, in hub order. Raises `LookupError` naming any hub or premises
     not active at this GDSC (nothing is queued then)."""
-    body = tariff_update_body(tariff, fuel, effective)
+    body = tariff_update(tariff, fuel, effective)
     want_hubs, want_premises = set(hubs), set(premises)
     if not want_hubs and not want_premises:
         raise ValueError("name at least one hub or premises to distribute the tariff to")

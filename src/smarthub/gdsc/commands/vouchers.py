@@ -39,6 +39,7 @@ from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.pull.tables import CLAIMED, DONE, PENDING, Priority, urgent_work
 from smarthub.gdsc.store import Store
 from smarthub.model.prepayment import Voucher, voucher_envelope
+from smarthub.wan.contract.bodies import PrepaymentTopup
 
 vouchers = Table(
     "vouchers",
@@ -200,7 +201,12 @@ class VoucherCourier:
             elif now - _aware(p.issued) < self.grace:
                 continue
             self.plan.queue_command(
-                self.signer, p.hub_id, TOPUP, json.loads(p.envelope), now, Priority.URGENT
+                self.signer,
+                p.hub_id,
+                TOPUP,
+                PrepaymentTopup.parse(json.loads(p.envelope)),
+                now,
+                Priority.URGENT,
             )
             requeued += 1
         return settled, requeued

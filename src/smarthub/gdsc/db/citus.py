@@ -28,13 +28,14 @@ checked against the placements (``tests/gdsc/test_citus_ddl.py``), their plain-P
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, ForeignKeyConstraint, MetaData, Table, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import AddConstraint
 
-from smarthub.gdsc.db.placement import Placement, foreign_keys, role
+from smarthub.gdsc.db.placement import ROLES, Placement, foreign_keys, role
 
 # The size of relation ``c`` (a pg_class row) on a Citus coordinator: a distributed or
 # reference table's shards on the workers, else the local relation (issue 23 item 5).
@@ -162,3 +163,43 @@ def apply_citus(engine: Engine, metadata: MetaData) -> list[str]:
             conn.execute(text(step.sql))
         done.append(f"{step.kind} {step.table}")
     return done
+
+
+_LOCKING = re.compile(r"\bFOR\s+(?:NO\s+KEY\s+)?(?:UPDATE|SHARE)\b", re.I)
+_NAMES = r"(?:FROM|JOIN|UPDATE|INTO)\s+(\w+)"
+_SRF_FROM = re.compile(r"\bFROM\s+unnest\s*\(", re.I)
+
+
+def citus_refusals(sql: str) -> list[str]:
+    """What in one executed statement Citus refuses, as far as the text shows: a row lock on a
+    table that is not coordinator-local (Citus locks rows only in single-shard queries), or a
+    subquery over a distributed table beside ``unnest`` in ``FROM`` (a subquery correlated
+    with a set-returning function). A lint over real statements (``tests/gdsc/test_citus_lint.py``
+    records every statement the store runs), not a parser: it knows the store's own SQL shapes."""
+    out = []
+    tables = {m.lower() for m in re.findall(_NAMES, sql, re.I)}
+    placed = {t: role(t).placement for t in tables if t in ROLES}
+    if _LOCKING.search(sql):
+        out += [f"row lock on {t} ({p})" for t, p in sorted(placed.items()) if p is not Placement.LOCAL]
+    if _SRF_FROM.search(sql):
+        for sub in _subqueries(sql):
+            inner = {m.lower() for m in re.findall(_NAMES, sub, re.I)}
+            out += [
+                f"subquery over {t} beside unnest in FROM"
+                for t in sorted(inner)
+                if t in ROLES and role(t).placement is Placement.DISTRIBUTED
+            ]
+    return out
+
+
+def _subqueries(sql: str) -> list[str]:
+    """The text of every parenthesised ``(SELECT …)`` in ``sql``, nested ones included."""
+    out = []
+    for m in re.finditer(r"\(\s*SELECT\b", sql, re.I):
+        depth = 0
+        for i in range(m.start(), len(sql)):
+            depth += {"(": 1, ")": -1}.get(sql[i], 0)
+            if depth == 0:
+                out.append(sql[m.start() + 1 : i])
+                break
+    return out

@@ -14,14 +14,18 @@ and GB practice:
   instant, so the very next request is refused;
 * a **consumer** sees their own premises' data, complete and at full granularity, but only
   within their tenancy: a new occupant never sees the previous occupant's data;
-* a **network operator** gets aggregates only, over a group of premises the GDSC defined (a
-  feeder), never over a list the caller chooses; a group with fewer than ``k`` members in the
-  period is refused for everyone (k-anonymity, default 5), and each half-hour is released once
-  over at least ``k`` premises with data (:mod:`smarthub.gdsc.governance.aggregates`: why differencing
-  two groups cannot isolate a home);
+* a **network operator** gets, by its licence, the **DUoS data** of the premises on the part of
+  the network it operates (its areas: a node of the topology and everything under it, for a
+  period): each premises' electricity consumption at half-hourly granularity, only for the time
+  it operated it; the **network data** (outages, topology, power quality; ``network-read``) and
+  topology edits (``network-edit``) of the nodes it operates now; and aggregates, over a group
+  of premises the GDSC defined (a feeder), never over a list the caller chooses; a group with
+  fewer than ``k`` members in the period is refused for everyone (k-anonymity, default 5), and
+  each half-hour is released once over at least ``k`` premises with data
+  (:mod:`smarthub.gdsc.governance.aggregates`: why differencing two groups cannot isolate a home);
 * an **installer** may read events and take an on-demand read only during a site visit;
-* the GDSC **operator** may read events, take on-demand reads, run aggregates and audit access
-  logs, but never sees an individual's consumption;
+* the GDSC **operator** may read events, take on-demand reads, run aggregates, audit access
+  logs and read and edit the network data, but never sees an individual's consumption;
 * commands (tariff update, IHD message, top-up, connect/disconnect) come from the premises'
   **current supplier for the fuel** of the meter concerned; an on-demand read may also be asked
   for by the current occupant, an installer on site and the GDSC operator; third-party data
@@ -40,7 +44,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from smarthub.gdsc.governance.parties import Consent, DataKind, Facts, Fuel, Granularity, Party, Role, Tenancy
+from smarthub.gdsc.governance.parties import (
+    Consent,
+    DataKind,
+    Facts,
+    Fuel,
+    Granularity,
+    Party,
+    Role,
+    Tenancy,
+)
 
 
 class Action(enum.StrEnum):
@@ -57,6 +70,9 @@ class Action(enum.StrEnum):
     MANAGE_CONSENT = "manage-consent"
     READ_JOB = "read-job"  # the state of a queued command or read
     PORTFOLIO = "portfolio"  # a customer's own sites: the list, or consumption across them
+    NETWORK_READ = "network-read"  # outages, topology, power quality of a network node (or own area)
+    NETWORK_EDIT = "network-edit"  # topology edits under a network node
+    DUOS_DATASET = "duos-data-set"  # a network operator's DUoS data set (then ``export`` per premises)
     EDIT_READINGS = "edit-readings"  # VEE: correct a day of readings (with a reason), see versions
     DATA_QUALITY = "data-quality"  # VEE: quarantine / flag / estimate counts per hub, model, supplier
 
@@ -84,9 +100,17 @@ SUPPLIER_COMMANDS = frozenset(
 )
 SUPPLIER_DEFAULT = Granularity.MONTHLY
 _NEEDS_PERIOD = frozenset(
-    {Action.READ_READINGS, Action.READ_EVENTS, Action.EXPORT, Action.AGGREGATE_QUERY, Action.LIST_ACCESS_LOG}
+    {
+        Action.READ_READINGS,
+        Action.READ_EVENTS,
+        Action.EXPORT,
+        Action.AGGREGATE_QUERY,
+        Action.LIST_ACCESS_LOG,
+        Action.DUOS_DATASET,
+    }
 )
 _NEEDS_GRANULARITY = frozenset({Action.READ_READINGS, Action.EXPORT, Action.AGGREGATE_QUERY})
+_NETWORK = frozenset({Action.NETWORK_READ, Action.NETWORK_EDIT})
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -132,6 +156,8 @@ class AccessRequest:
         if a is Action.AGGREGATE_QUERY:
             if not self.group_id:
                 raise ValueError("an aggregate query must name the pre-defined group it covers")
+        elif a in _NETWORK or a is Action.DUOS_DATASET:
+            pass  # ``group_id``: the network node asked about; None: the caller's own area
         elif a is Action.PORTFOLIO:
             if self.period is not None and self.granularity is None:
                 raise ValueError("portfolio consumption must give the granularity wanted")
@@ -192,6 +218,10 @@ def decide(request: AccessRequest, facts: Facts, policy: Policy = DEFAULT_POLICY
         return _portfolio(request, facts)
     if request.action is Action.READ_JOB:
         return _job(request)
+    if request.action in _NETWORK:
+        return _network(request, facts)
+    if request.action is Action.DUOS_DATASET:
+        return _duos(request, facts)
     if request.action in _DATA_OPERATIONS:
         if role is Role.OPERATOR:
             return Decision(True, _DATA_OPERATIONS[request.action])
@@ -326,7 +356,54 @@ def _installer(req: AccessRequest, facts: Facts) -> Decision:
 
 
 def _network_operator(req: AccessRequest, facts: Facts) -> Decision:
-    return deny("network operators receive aggregates only")
+    """DUoS data: the premises' electricity readings, half-hourly, while the operator operated it."""
+    a = req.action
+    me = req.party.party_id
+    if a not in (Action.READ_READINGS, Action.EXPORT):
+        return deny(f"{a.value} is not open to network operators (DUoS readings, aggregates, network data)")
+    if req.fuel != Fuel.ELECTRICITY.value:
+        return deny(f"DUoS data is electricity only, not {req.fuel}")
+    assert req.period is not None
+    ranges = _merge(
+        r
+        for o in facts.operations
+        if o.operator_id == me and o.subject == req.premises_id and (r := req.period.clip(o.start, o.end))
+    )
+    if not ranges:
+        return deny(f"{me} did not operate the network at {req.premises_id} in the period asked for")
+    return Decision(True, "DUoS data of the operator's own area and period", Granularity.HALF_HOURLY, ranges)
+
+
+def _duos(req: AccessRequest, facts: Facts) -> Decision:
+    """The DUoS data set as a whole: a network operator that operated some of the network in the
+    period (each premises is then decided on its own, as ``export``)."""
+    me = req.party.party_id
+    if req.party.role is not Role.NETWORK_OPERATOR:
+        return deny(f"DUoS data sets are a network operator's (by licence), not a {req.party.role.value}'s")
+    assert req.period is not None
+    ranges = _merge(
+        r for o in facts.operations if o.operator_id == me and (r := req.period.clip(o.start, o.end))
+    )
+    if not ranges:
+        return deny(f"{me} operated no part of the network in the period asked for")
+    return Decision(True, "DUoS data set of the operator's own area", Granularity.HALF_HOURLY, ranges)
+
+
+def _network(req: AccessRequest, facts: Facts) -> Decision:
+    """Outages, topology, power quality (read) and topology edits of a node, or of one's own area."""
+    me = req.party.party_id
+    role = req.party.role
+    if role is Role.OPERATOR:
+        return Decision(True, "GDSC operations: the network's outages, topology and power quality")
+    if role is not Role.NETWORK_OPERATOR:
+        return deny(f"{req.action.value} is open to network operators only, not to {role.value}s")
+    where = req.group_id
+    now = [o for o in facts.operations if o.operator_id == me and o.covers(req.at)]
+    if where is not None:
+        now = [o for o in now if o.subject == where]
+    if not now:
+        return deny(f"{me} does not operate {where or 'any part of the network'} at {req.at.isoformat()}")
+    return Decision(True, f"network operator of {where or 'its area'}")
 
 
 def _operator(req: AccessRequest, facts: Facts) -> Decision:

@@ -402,7 +402,7 @@ def assign_group(
     groups = AggregationGroups(engine)
     at = utc(start) if start is not None else utc(now)
     assert at is not None
-    if at < utc(now):  # type: ignore[operator]
+    if at < utc(now):
         for p in premises_ids:
             ahead = [m for m in groups.memberships_of(p) if m.end is None or m.end > at]
             if ahead:

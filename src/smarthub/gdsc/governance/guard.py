@@ -23,7 +23,7 @@ from smarthub.gdsc.governance.access import (
 )
 from smarthub.gdsc.governance.aggregates import memberships
 from smarthub.gdsc.governance.audit import AuditEntry, AuditLog
-from smarthub.gdsc.governance.parties import Granularity, PartyRepository
+from smarthub.gdsc.governance.parties import Facts, Granularity, PartyRepository
 
 # Consent management, log look-ups and following one's own job are not access to the premises
 # (the command a job carries was logged when it was queued).
@@ -77,7 +77,13 @@ class AccessGuard:
         )
         grouped = action in (Action.AGGREGATE_QUERY, Action.PORTFOLIO)
         premises = sorted(group) if grouped else [premises_id or ""]
-        decision = decide(request, self.parties.facts(premises), self.policy)
+        if action in (Action.NETWORK_READ, Action.NETWORK_EDIT, Action.DUOS_DATASET):
+            # A node: who operates it (and above); no node: the areas the caller operates.
+            ops = self.parties.operations([group_id]) if group_id else self.parties.areas_of(party_id)
+            facts = Facts(operations=ops)
+        else:
+            facts = self.parties.facts(premises)
+        decision = decide(request, facts, self.policy)
         record: dict[str, Any] = {
             "fuel": fuel,
             "meter_id": meter_id,

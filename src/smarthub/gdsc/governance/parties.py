@@ -19,6 +19,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import overload
 
 from sqlalchemy import (
     BigInteger,
@@ -157,6 +158,25 @@ class Appointment:
 
 
 @dataclass(frozen=True, slots=True)
+class Operation:
+    """A network operator operating the part of the network a premises or a network node is on,
+    for ``[start, end)``: from the operators' areas (``operator_areas``: a node and everything
+    under it). It entitles the operator to the premises' DUoS data (electricity, half-hourly, for
+    that period) and to the node's outages, topology and power quality."""
+
+    subject: str  # a premises id or a network node id
+    operator_id: str
+    start: datetime
+    end: datetime | None = None
+
+    def __post_init__(self) -> None:
+        _check_period(self.start, self.end)
+
+    def covers(self, t: datetime) -> bool:
+        return self.start <= t and (self.end is None or t < self.end)
+
+
+@dataclass(frozen=True, slots=True)
 class Consent:
     """The occupant's permission for one party at one premises, bound to the occupant's tenancy.
 
@@ -206,6 +226,7 @@ class Facts:
     tenancies: tuple[Tenancy, ...] = ()
     consents: tuple[Consent, ...] = ()
     appointments: tuple[Appointment, ...] = field(default=())
+    operations: tuple[Operation, ...] = ()  # network operators of the premises (or node) asked about
 
 
 # -- tables -------------------------------------------------------------------------------------
@@ -268,6 +289,12 @@ appointments = Table(
 )
 
 
+@overload
+def utc(t: datetime) -> datetime: ...
+@overload
+def utc(t: None) -> None: ...
+@overload
+def utc(t: datetime | None) -> datetime | None: ...
 def utc(t: datetime | None) -> datetime | None:
     """Normalise to UTC on the way in, and re-attach UTC to SQLite's naive values on the way out."""
     if t is None:
@@ -452,6 +479,65 @@ class PartyRepository:
             ),
         )
 
+    # -- network operators ---------------------------------------------------------------------
+    def operations(self, subjects: Iterable[str], conn: Connection | None = None) -> tuple[Operation, ...]:
+        """Who operates the network above each premises or node (its own id, then its feeder,
+        secondary and primary substation), from the operators' areas."""
+        from smarthub.gdsc.outages.topology import operator_areas, premises_topology, topology_nodes
+
+        def q(c: Connection) -> tuple[Operation, ...]:
+            wanted = list(dict.fromkeys(subjects))
+            if not wanted:
+                return ()
+            feeders = dict(
+                c.execute(
+                    select(premises_topology.c.premises_id, premises_topology.c.feeder_id).where(
+                        premises_topology.c.premises_id.in_(wanted)
+                    )
+                ).all()
+            )
+            paths = {s: [s, *([feeders[s]] if s in feeders else [])] for s in wanted}
+            frontier = {p[-1] for p in paths.values()}
+            parents: dict[str, str | None] = {}
+            for _ in range(4):  # feeder -> secondary -> primary (and a node's own id)
+                ask = [n for n in frontier if n not in parents]
+                if not ask:
+                    break
+                rows = c.execute(
+                    select(topology_nodes.c.node_id, topology_nodes.c.parent_id).where(
+                        topology_nodes.c.node_id.in_(ask)
+                    )
+                ).all()
+                parents.update({n: None for n in ask})
+                parents.update({r.node_id: r.parent_id for r in rows})
+                frontier = {r.parent_id for r in rows if r.parent_id}
+            for path in paths.values():
+                while (up := parents.get(path[-1])) and up not in path:
+                    path.append(up)
+            nodes = {n for p in paths.values() for n in p}
+            areas = c.execute(select(operator_areas).where(operator_areas.c.node_id.in_(sorted(nodes)))).all()
+            return tuple(
+                Operation(s, a.operator_id, _utc(a.start), utc(a.end))
+                for s, path in paths.items()
+                for a in areas
+                if a.node_id in path
+            )
+
+        return self._run(conn, q)
+
+    def areas_of(self, operator_id: str, conn: Connection | None = None) -> tuple[Operation, ...]:
+        """The nodes a network operator operates (or did), as operations on those nodes."""
+        from smarthub.gdsc.outages.topology import operator_areas
+
+        t = operator_areas
+        q = select(t).where(t.c.operator_id == operator_id).order_by(t.c.start)
+        return self._run(
+            conn,
+            lambda c: tuple(
+                Operation(r.node_id, r.operator_id, _utc(r.start), utc(r.end)) for r in c.execute(q)
+            ),
+        )
+
     # -- the policy's input -------------------------------------------------------------------
     def facts(self, premises_ids: Sequence[str], conn: Connection | None = None) -> Facts:
         def q(c: Connection) -> Facts:
@@ -460,6 +546,7 @@ class PartyRepository:
                 self.tenancies(premises_ids, c),
                 self.consents(premises_ids, c),
                 self.appointments(premises_ids, c),
+                self.operations(premises_ids, c),
             )
 
         return self._run(conn, q)

@@ -10,8 +10,8 @@ to deliver, or a work order is opened for the responsible party carrying the hub
 diagnosis. An incident closes when every hub in it reports the condition cleared (or answers
 again), and its work order closes with it.
 
-Tables live on the store's metadata (one database, one migration history) and are keyed by
-hub id or incident id so they can be distributed like the rest.
+Tables live on the store's metadata (one database, one migration history); on Citus they stay
+on the coordinator (:mod:`smarthub.gdsc.db.placement`: their keys do not all include the hub).
 """
 
 from __future__ import annotations

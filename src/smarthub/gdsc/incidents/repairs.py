@@ -17,6 +17,8 @@ from smarthub.gdsc.commands.signer import CommandSigner
 from smarthub.gdsc.incidents.error_log import ErrorLog
 from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.pull.tables import Priority
+from smarthub.wan.contract.bodies import parse_body
+from smarthub.wan.contract.commands import MalformedCommand
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +27,15 @@ def dispatch_repairs(error_log: ErrorLog, signer: CommandSigner, plan: PullPlan,
     """Queue every repair the error log decided on; how many were queued."""
     queued = 0
     for r in error_log.queued_repairs():
-        job = plan.queue_command(signer, r.hub_id, r.command, r.body, now, Priority.ON_DEMAND)
+        try:  # stored as the contract's JSON (ErrorLog._repair_body)
+            body = parse_body(r.command, r.body)
+        except MalformedCommand as err:  # (a row written before the bodies were typed)
+            log.warning("repair %d for hub %s not sent: %s", r.repair_id, r.hub_id, err)
+            error_log.repair_sent(
+                r.repair_id, {"status": "refused", "code": "malformed", "detail": str(err)}, now
+            )
+            continue
+        job = plan.queue_command(signer, r.hub_id, r.command, body, now, Priority.ON_DEMAND)
         error_log.repair_queued(r.repair_id, job, now)
         queued += 1
     return queued

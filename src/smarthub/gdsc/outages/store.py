@@ -2,7 +2,8 @@
 premises, and the event log the API's push subscription reads.
 
 Tables that hold one hub's data carry ``hub_id`` first in their primary key (``outage_alerts``,
-``alert_keys``), as every per-hub table does, so a sharded PostgreSQL can distribute them by hub.
+``alert_keys``) and are distributed by hub id on Citus; the outages themselves stay on the
+coordinator (:mod:`smarthub.gdsc.db.placement`).
 """
 
 from __future__ import annotations
@@ -396,6 +397,11 @@ class OutageStore:
         with self.engine.connect() as conn:
             rows = conn.execute(q.order_by(outages.c.opened.desc()).limit(limit))
             return [_row(r) for r in rows]
+
+    def get(self, outage_id: int) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            r = conn.execute(select(outages).where(outages.c.outage_id == outage_id)).first()
+            return None if r is None else _row(r)
 
     def premises_of(self, outage_id: int) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:

@@ -153,6 +153,13 @@ def _float(v: Any, where: str) -> float | None:
 def parse_csv(text: str) -> TopologyFile:
     """CSV with a header row: ``premises_id, phase, feeder, secondary_substation,
     primary_substation`` and optionally ``x, y`` (the premises' position)."""
+    try:
+        return _parse_csv(text)
+    except csv.Error as err:  # the csv module's own complaints (stray CR, NUL, bad quoting)
+        raise TopologyError(f"not CSV: {err}") from None
+
+
+def _parse_csv(text: str) -> TopologyFile:
     reader = csv.DictReader(io.StringIO(text))
     missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
@@ -263,6 +270,21 @@ class Topology:
 
     def premises_under(self, node_id: str) -> list[str]:
         return [p for p in self.places if node_id in self.path(p)]
+
+    def under(self, node_ids: Iterable[str]) -> set[str]:
+        """The nodes and premises at or below any of ``node_ids`` (a network operator's area)."""
+        out: set[str] = set()
+        todo = [n for n in node_ids if n in self.nodes]
+        while todo:
+            n = todo.pop()
+            if n not in out:
+                out.add(n)
+                todo.extend(self.children.get(n, ()))
+        out.update(p.premises_id for p in self.places.values() if p.feeder_id in out)
+        return out
+
+    def feeders_under(self, node_id: str) -> list[str]:
+        return sorted(n for n in self.under([node_id]) if n in self.nodes and self.nodes[n].kind == "feeder")
 
 
 class TopologyStore:

@@ -61,8 +61,8 @@ URGENT_COMMANDS = frozenset({"prepayment.topup", "supply.disconnect", "supply.re
 _ID = BigInteger().with_variant(Integer, "sqlite")
 _T = DateTime(timezone=True)
 
-# The hub leads the primary key, as in every per-hub table, so a sharded PostgreSQL can
-# distribute the plan by hub id; lookups of one window go through ix_pull_plan_window.
+# The hub leads the primary key; lookups of one window go through ix_pull_plan_window. On Citus
+# the plan stays on the coordinator (claimed FOR UPDATE SKIP LOCKED: smarthub.gdsc.db.placement).
 pull_plan = Table(
     "pull_plan",
     metadata,

@@ -68,6 +68,8 @@ from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.pull.tables import Priority
 from smarthub.gdsc.readings.queries import LONDON, Meter, readings
 from smarthub.gdsc.store import Store
+from smarthub.wan.contract.bodies import FuelFigures as SentFigures
+from smarthub.wan.contract.bodies import IhdComparison
 
 DEFAULT_K = 5
 GAS_VOLUME_CORRECTION = Decimal("1.02264")
@@ -347,18 +349,16 @@ def _figures_json(figs: Mapping[str, FuelFigures]) -> dict[str, dict[str, str]]:
 
 
 def comparison_body(cohort: Cohort, start: date, end: date) -> dict[str, object]:
-    """The ``ihd.comparison`` body (:class:`smarthub.hub.ihd.store.Comparison`'s JSON)."""
+    """The ``ihd.comparison`` body's JSON (:func:`comparison_command`)."""
+    return comparison_command(cohort, start, end).to_json()
+
+
+def comparison_command(cohort: Cohort, start: date, end: date) -> IhdComparison:
+    """The ``ihd.comparison`` body (the WAN contract's) for one cohort's figures."""
     if cohort.figures is None:
         raise ComparisonError("a withheld cohort has no comparison to send")
-    body: dict[str, object] = {
-        "start": start.isoformat(),
-        "end": end.isoformat(),
-        "homes": cohort.contributors,
-        "description": cohort.description,
-    }
-    for fuel, f in sorted(cohort.figures.items()):
-        body[fuel] = {"average_kwh": str(f.average_kwh), "efficient_kwh": str(f.efficient_kwh)}
-    return body
+    fuels = {fuel: SentFigures(f.average_kwh, f.efficient_kwh) for fuel, f in cohort.figures.items()}
+    return IhdComparison(start, end, cohort.contributors, cohort.description, fuels)
 
 
 def queue_comparisons(
@@ -392,7 +392,7 @@ def queue_comparisons(
     for c in run.cohorts:
         if c.figures is None:
             continue
-        body = comparison_body(c, start, end)
+        body = comparison_command(c, start, end)
         for p in c.members:
             for hub_id in hubs_at.get(p, []):
                 run.jobs[hub_id] = plan.queue_command(signer, hub_id, "ihd.comparison", body, now, priority)

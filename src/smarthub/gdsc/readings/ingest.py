@@ -52,6 +52,7 @@ from smarthub.gdsc.readings import interval_block
 from smarthub.gdsc.readings.grouping import Claim, Tally, count_inserted, group_pull
 from smarthub.gdsc.readings.tables import (
     DAY,
+    HUB_LOCKS,
     BlockKey,
     ChannelSpec,
     GroupKey,
@@ -544,7 +545,7 @@ class IntervalIngest(VeeData):
         cur.execute(
             "SELECT pg_advisory_xact_lock(%s, k) "
             "FROM (SELECT DISTINCT hub_key FROM interval_blocks_staging ORDER BY hub_key) AS s(k)",
-            (_HUB_LOCKS,),
+            (HUB_LOCKS,),
         )
         cur.execute(
             "SELECT b.hub_key, b.day, b.channel_no, b.block FROM interval_blocks b "
@@ -586,10 +587,6 @@ class IntervalIngest(VeeData):
                 )
             )
             return [r[0] for r in rows]
-
-
-# The namespace of the per-hub advisory locks of a merge (the two-int4 form: its own lock space).
-_HUB_LOCKS = lock_id("interval-hubs") & 0x7FFFFFFF
 
 
 def _copy_blocks(cur, rows: Iterable[tuple[BlockKey, int, bytes]]) -> None:

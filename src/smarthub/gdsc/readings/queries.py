@@ -213,6 +213,19 @@ def customer_sites(engine: Engine, consumer_id: str) -> list[tuple[str, datetime
     return [(r.premises_id, _aware(r.start), None if r.end is None else _aware(r.end)) for r in rows]
 
 
+def premises_mpans(engine: Engine, premises_ids: Sequence[str]) -> dict[str, str]:
+    """The MPAN of each of these premises that has one."""
+    from smarthub.gdsc.fleet.registry import premises
+
+    out: dict[str, str] = {}
+    with engine.connect() as conn:
+        for i in range(0, len(premises_ids), 1000):
+            chunk = list(premises_ids[i : i + 1000])
+            q = select(premises.c.premises_id, premises.c.mpan).where(premises.c.premises_id.in_(chunk))
+            out.update({r.premises_id: r.mpan for r in conn.execute(q) if r.mpan})
+    return out
+
+
 def premises_meter_list(engine: Engine, premises_id: str) -> list[Meter]:
     q = (
         select(meters.c.hub_id, meters.c.meter_id, meters.c.fuel)

@@ -19,7 +19,7 @@ from datetime import date, timedelta
 
 from sqlalchemy import BigInteger, Column, Integer, LargeBinary, SmallInteger, String, Table, UniqueConstraint
 
-from smarthub.gdsc.db.database import DAY, metadata
+from smarthub.gdsc.db.database import DAY, lock_id, metadata
 
 # The compact integer key of a hub in the interval tables (allocated on first ingest).
 hub_keys = Table(
@@ -66,6 +66,14 @@ pull_cursors = Table(
     Column("channel", String(255), primary_key=True),
     Column("after", BigInteger, nullable=False),
 )
+
+# PostgreSQL: the namespace of the per-hub advisory locks (the two-int4 form, a lock space of its
+# own) under which a stored block is read, changed and written back: ingest's merge and an
+# operator's edit take the lock of the block's hub key, so neither loses the other's change.
+HUB_LOCKS = lock_id("interval-hubs") & 0x7FFFFFFF
+# The statement taking them, in key order (two writers lock their common hubs in the same order).
+LOCK_HUBS = "SELECT pg_advisory_xact_lock(%s, k) FROM unnest(%s::int4[]) AS k"
+
 
 # Day partitions of interval_blocks on PostgreSQL, e.g. interval_blocks_20260302.
 PARTITION_NAME = re.compile(r"^interval_blocks_\d{8}$")

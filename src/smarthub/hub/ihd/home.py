@@ -7,7 +7,7 @@ One function, used by the simulated fleet and by ``smarthub hub``, so both run t
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -100,7 +100,7 @@ def attach_consumer_side(
     prepayment: bool = False,
     prepaid_fuels: Iterable[str] | None = None,
     ca_cert: x509.Certificate | None = None,
-    breakers: dict[str, Breaker] | None = None,
+    breakers: Mapping[str, Breaker] | None = None,
     account_config: dict[str, AccountConfig] | None = None,
     cert_clock: Clock | None = None,
 ) -> ConsumerSide:

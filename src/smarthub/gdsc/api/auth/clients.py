@@ -154,7 +154,7 @@ class ClientRegistry:
             r = conn.execute(select(api_clients).where(api_clients.c.client_id == client_id)).first()
         if r is None:
             return None
-        return Client(r.client_id, r.party_id, frozenset(r.scopes.split()), utc(r.created), utc(r.revoked))  # type: ignore[arg-type]
+        return Client(r.client_id, r.party_id, frozenset(r.scopes.split()), utc(r.created), utc(r.revoked))
 
     def authenticate(self, client_id: str, secret: str) -> Client | None:
         """The live client with this id and secret, or None (unknown, wrong secret or revoked); takes
@@ -164,7 +164,7 @@ class ClientRegistry:
         ok = check_secret(secret, r.secret_hash if r is not None else _DUMMY)
         if r is None or not ok or r.revoked is not None:
             return None
-        return Client(r.client_id, r.party_id, frozenset(r.scopes.split()), utc(r.created), None)  # type: ignore[arg-type]
+        return Client(r.client_id, r.party_id, frozenset(r.scopes.split()), utc(r.created), None)
 
     def revoke(self, client_id: str, now: datetime) -> bool:
         """Revoke a client: its secret stops working and so do the tokens it was issued, at once."""
@@ -205,7 +205,7 @@ class ClientRegistry:
             return None
         expires = utc(r.expires)
         assert expires is not None
-        if not utc(now) < expires:  # type: ignore[operator]
+        if not utc(now) < expires:
             return None
         return AccessToken(r.party_id, r.client_id, frozenset(r.scope.split()), expires)
 
@@ -240,4 +240,4 @@ class ClientRegistry:
             ).first()
         if r is None:
             return None
-        return CertificateBinding(r.lfdi, r.party_id, int(r.serial, 16), utc(r.bound), utc(r.revoked))  # type: ignore[arg-type]
+        return CertificateBinding(r.lfdi, r.party_id, int(r.serial, 16), utc(r.bound), utc(r.revoked))

@@ -78,6 +78,10 @@ SCOPES: dict[str, str] = {
     "commands:read": "follow the jobs of queued commands and reads",
     "consents": "list, grant and revoke consents",
     "access-log:read": "read a premises' access log",
+    "network:read": "a network operator's outages (and their push stream), topology and power quality",
+    "network:write": "edit the network topology",
+    "readings:edit": "correct validated readings with a reason, see a day's versions (GDSC data operations)",
+    "data-quality:read": "the VEE gate's data-quality figures per hub, meter model or supplier",
 }
 ALL_SCOPES = frozenset(SCOPES)
 DEFAULT_LIFETIME = timedelta(minutes=15)
@@ -93,12 +97,21 @@ def required_scope(method: str, path: str) -> str:
     that is never granted (fail closed)."""
     if path.startswith("/v1/jobs"):
         return "commands:read"
+    if path.startswith(("/v1/network", "/v1/outages")):
+        if method != "GET":
+            return "network:write"
+        # DUoS data sets and planning aggregates are consumption data, as readings are.
+        return "readings:read" if path.endswith(("/duos", "/planning")) else "network:read"
     if "/commands/" in path or path.endswith("/on-demand-reads"):
         return "commands:write"
     if "/consents" in path:
         return "consents"
     if path.endswith("/access-log"):
         return "access-log:read"
+    if path.endswith(("/readings/edits", "/readings/versions")):
+        return "readings:edit"
+    if path == "/v1/data-quality":
+        return "data-quality:read"
     if method == "GET" and (
         path.endswith("/readings") or path.endswith("/readings/export") or path.startswith("/v1/portfolio")
     ):

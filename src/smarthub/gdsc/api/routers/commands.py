@@ -21,6 +21,8 @@ from smarthub.gdsc.commands.desk import message_id
 from smarthub.gdsc.governance.access import Action
 from smarthub.gdsc.readings import queries
 from smarthub.model.prepayment import BadVoucher
+from smarthub.wan.contract.bodies import IhdMessage, SupplyDisconnect, SupplyReconnect
+from smarthub.wan.contract.commands import MalformedCommand
 
 router = APIRouter()
 common: dict[str, Any] = {"response_model": JobAccepted, "status_code": 202, "responses": COMMAND_ERRORS}
@@ -54,7 +56,7 @@ def tariff_update(
 
     The fuel is the fuel of the meter the access policy checked, never the caller's word."""
     try:  # the instant first: it is about the request alone (any fuel will do for the check)
-        tariffs.tariff_update_body(body.tariff, tariffs.FUELS[0], body.effective)
+        tariffs.tariff_update(body.tariff, tariffs.FUELS[0], body.effective)
     except ValueError as err:
         raise HTTPException(400, f"cannot send tariff {body.tariff.tariff_id!r}: {err}") from err
     detail = {"tariff": body.tariff.model_dump(mode="json"), "version": body.tariff.version}
@@ -63,7 +65,7 @@ def tariff_update(
         raise HTTPException(
             400, f"meter {meter.meter_id!r} is a {meter.fuel} meter: tariffs are for electricity and gas"
         )
-    payload = tariffs.tariff_update_body(body.tariff, meter.fuel, body.effective)
+    payload = tariffs.tariff_update(body.tariff, meter.fuel, body.effective)
     now = api.guard.clock.now()
     job = desk.command(party, premises_id, meter, Action.TARIFF_UPDATE.value, "tariff.update", payload, now)
     return accepted(response, job, "tariff.update", meter)
@@ -77,18 +79,15 @@ def ihd_message(
     calling supplier."""
     if not body.text.strip():
         raise HTTPException(400, "message text must not be blank")
-    payload: dict[str, Any] = {
-        "sender": party,
-        "id": message_id(),
-        "text": body.text,
-        "priority": body.priority,
-    }
     now = api.guard.clock.now()
-    if body.expires is not None:
-        if body.expires <= now:
-            raise HTTPException(400, f"message expiry {body.expires.isoformat()} is already past")
-        payload["expires"] = body.expires.isoformat()
-    meter = allowed(api, party, Action.IHD_MESSAGE, premises_id, body.meter_id, payload)
+    if body.expires is not None and body.expires <= now:
+        raise HTTPException(400, f"message expiry {body.expires.isoformat()} is already past")
+    try:
+        payload = IhdMessage(party, message_id(), body.text, body.priority, body.expires)
+        IhdMessage.parse(payload.to_json())  # the limits the hub will hold it to (sender, text)
+    except MalformedCommand as err:
+        raise HTTPException(400, str(err)) from None
+    meter = allowed(api, party, Action.IHD_MESSAGE, premises_id, body.meter_id, payload.to_json())
     job = desk.command(party, premises_id, meter, Action.IHD_MESSAGE.value, "ihd.message", payload, now)
     return accepted(response, job, "ihd.message", meter)
 
@@ -115,9 +114,14 @@ def supply(
 ) -> JobAccepted:
     """Connect or disconnect the meter's supply (``supply.reconnect`` / ``supply.disconnect``)."""
     ctype = "supply.reconnect" if body.state == "connect" else "supply.disconnect"
-    payload = {"meter": body.meter_id}
+    payload = (SupplyReconnect if body.state == "connect" else SupplyDisconnect)(body.meter_id)
     meter = allowed(
-        api, party, Action.CONNECT_DISCONNECT, premises_id, body.meter_id, {"type": ctype, **payload}
+        api,
+        party,
+        Action.CONNECT_DISCONNECT,
+        premises_id,
+        body.meter_id,
+        {"type": ctype, **payload.to_json()},
     )
     now = api.guard.clock.now()
     job = desk.command(party, premises_id, meter, Action.CONNECT_DISCONNECT.value, ctype, payload, now)

@@ -7,7 +7,9 @@ How to add a migration (e.g. a new table for the work plan, or parties/consents/
 1. Change the tables in ``smarthub.gdsc.store`` (or a module whose tables are declared on
    ``smarthub.gdsc.db.database.metadata``, and list that module in ``smarthub.gdsc.db.schema``); give
    every new table the hub id first in its primary key unless it is a small reference table
-   or spans hubs (incidents, parties), so the store can be distributed by hub.
+   or spans hubs (incidents, parties), and declare its placement (distributed by hub,
+   reference, coordinator-local) in ``smarthub.gdsc.db.placement.ROLES``: a test fails until
+   it has one, and ``smarthub gdsc migrate --citus`` places it from there.
 2. Generate the revision against a database at the current head, from the repository root::
 
        .venv/bin/python -m smarthub.gdsc.db.migrations revision "add work plan"

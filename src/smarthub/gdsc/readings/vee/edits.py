@@ -10,7 +10,7 @@ from sqlalchemy import Connection, Engine, and_, case, func, insert, select, upd
 
 from smarthub.gdsc.db.database import DAY
 from smarthub.gdsc.readings import interval_block
-from smarthub.gdsc.readings.tables import hub_keys, interval_blocks, interval_channels
+from smarthub.gdsc.readings.tables import HUB_LOCKS, LOCK_HUBS, hub_keys, interval_blocks, interval_channels
 from smarthub.gdsc.readings.vee import rules
 from smarthub.gdsc.readings.vee.tables import meter_models, vee_day_versions, vee_estimates, vee_findings
 
@@ -67,11 +67,15 @@ def edit_day(
         raise ValueError(f"slots {bad} outside the day's {n_slots}")
     v = vee_day_versions
     with engine.begin() as conn:
+        hk = conn.execute(select(hub_keys.c.hub_key).where(hub_keys.c.hub_id == hub_id)).scalar()
+        if hk is not None and conn.dialect.name == "postgresql":
+            # The hub's merge lock: an ingest merging into this block meanwhile would otherwise
+            # lose its readings to this write-back, or this edit to its own.
+            conn.exec_driver_sql(LOCK_HUBS, (HUB_LOCKS, [hk]))
         got = channel_blocks(conn, hub_id, meter, obis, duration, [day]).get(day)
         if got is None:
             raise LookupError(f"no {obis} readings of meter {meter} of hub {hub_id} on day {day}")
         no, _, _, slots = got
-        hk = conn.execute(select(hub_keys.c.hub_key).where(hub_keys.c.hub_id == hub_id)).scalar_one()
         old = conn.execute(
             select(interval_blocks.c.block).where(
                 interval_blocks.c.hub_key == hk,

@@ -7,11 +7,12 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from smarthub.model.tariff import InvalidTariff, Tariff, tariff_from_json
-from smarthub.model.tariff_calc import day_start
 from smarthub.wan.contract.bodies.base import CommandBody, Fields
+
+if TYPE_CHECKING:
+    from smarthub.model.tariff import Tariff
 
 TARIFF_FUELS = ("electricity", "gas")
 
@@ -95,6 +96,11 @@ class TariffUpdate(CommandBody):
 
     @classmethod
     def parse(cls, body: Mapping[str, object]) -> Self:
+        # Imported here: the tariff model (pydantic) is ~10 MB of a hub's memory, and a hub
+        # without the consumer side never parses a tariff (issue 17).
+        from smarthub.model.tariff import InvalidTariff, tariff_from_json
+        from smarthub.model.tariff_calc import day_start
+
         f = Fields(cls.TYPE, body)
         fuel = f.choice("fuel", TARIFF_FUELS)
         raw = f.raw("tariff")
