@@ -357,3 +357,25 @@ def test_dates_times_and_integers_in_bodies_are_not_coerced(world: World, client
     for wrong in ({"expires_at": 4102444800}, {"expires_at": "2100-01-01T00:00:00Z", "purpose": "\t "}):
         r = client.post("/v1/premises/P1/consents", json={**grant, **wrong}, headers=world.auth("C1"))
         assert r.status_code == 422, r.text
+
+
+def test_query_instants_are_rfc3339_not_unix_times(world: World, client: TestClient) -> None:
+    """pydantic took ``start=0`` (a string of digits) as 1970-01-01: the published format is RFC 3339."""
+    for start in ("0", "1786316400", "2026-08-09 23:00:00+00:00"):
+        r = client.get(
+            "/v1/premises/P1/readings",
+            params={"meter_id": "E1", "start": start, "end": "2026-08-11T00:00:00Z", "granularity": "daily"},
+            headers=world.auth("C1"),
+        )
+        assert r.status_code == 422 and "query.start" in r.json()["detail"], (start, r.text)
+    r = client.get(
+        "/v1/premises/P1/readings",
+        params={
+            "meter_id": "E1",
+            "start": "2026-08-09t23:00:00z",
+            "end": "2026-08-11T00:00:00Z",
+            "granularity": "daily",
+        },
+        headers=world.auth("C1"),
+    )
+    assert r.status_code == 200, r.text

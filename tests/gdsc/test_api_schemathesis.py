@@ -90,6 +90,21 @@ INEXPRESSIBLE = [
     Rule(
         "ST202",
         400,
+        r"feeder .* is not a known feeder|its parent .* is not a known (secondary|primary|feeder)",
+        "a network edit must name nodes the topology holds (a premises' feeder, a node's parent): "
+        "the database's state",
+    ),
+    Rule(
+        "ST202",
+        400,
+        r"topology file refused: ",
+        "a topology upload is a CSV or GeoJSON file whose grammar and references (each node's "
+        "parent, each premises' feeder) are its content; the document can only say it is a file of "
+        "that media type",
+    ),
+    Rule(
+        "ST202",
+        400,
         r"no meter \[.*\] at premises",
         "a consent's meters must be meters of the premises: the database's state",
     ),

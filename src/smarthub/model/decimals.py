@@ -1,5 +1,5 @@
 """Exact decimals (money, prices, rates) carried in JSON as strings, with the rule published (and
-dates and times that are strings only, :data:`TEXT_ONLY`).
+dates and times that are RFC 3339 strings only, :data:`DATE_TEXT`, :data:`INSTANT_TEXT`).
 
 A JSON number is a binary float to most clients (``0.1 + 0.2``), so money and rates travel as
 decimal strings (``"24.50"``), never numbers. :class:`DecimalText` is a pydantic annotation that
@@ -95,27 +95,42 @@ POUNDS_AND_PENCE_500 = DecimalText(
 )
 
 __all__ = [
+    "DATE_TEXT",
     "FRACTION_4",
+    "INSTANT_TEXT",
     "JSON_INTEGER",
     "NON_NEGATIVE_PRICE",
     "POSITIVE_QUANTITY",
     "POUNDS_AND_PENCE_500",
     "PRICE",
-    "TEXT_ONLY",
     "DecimalText",
     "fixed_point",
 ]
 
 
-def _not_a_number(value: object) -> object:
-    """Dates and times travel as ISO 8601 strings: pydantic's lax mode would also take a JSON number
-    as a Unix time (``0`` as 1970-01-01), which the published ``format: date-time`` refuses."""
-    if isinstance(value, int | float):
-        raise ValueError(f"the JSON number {value!r} is not an ISO 8601 date or time (a string)")
-    return value
+def _rfc3339(pattern: str, what: str) -> BeforeValidator:
+    """Dates and times travel as RFC 3339 strings (JSON Schema's ``format: date``/``date-time``):
+    pydantic's lax mode would also take a JSON number, or a string of digits, as a Unix time
+    (``0`` as 1970-01-01), which the published format refuses."""
+    rx = re.compile(pattern)
+
+    def check(value: object) -> object:
+        if isinstance(value, int | float):
+            raise ValueError(f"the JSON number {value!r} is not an RFC 3339 {what} (a string)")
+        if isinstance(value, str) and not rx.fullmatch(value):
+            raise ValueError(f"{value[:40]!r} is not an RFC 3339 {what}")
+        return value
+
+    return BeforeValidator(check)
 
 
-TEXT_ONLY = BeforeValidator(_not_a_number)
+DATE_TEXT = _rfc3339(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", "full-date (YYYY-MM-DD)")
+"""``Annotated[date, DATE_TEXT]``: a date from an RFC 3339 string (or a Python value), never a number."""
+INSTANT_TEXT = _rfc3339(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})",
+    "date-time with its offset (e.g. 2026-08-10T00:00:00Z)",
+)
+"""``Annotated[AwareDatetime, INSTANT_TEXT]``: likewise for an instant."""
 
 
 def _json_integer(value: object) -> object:
@@ -130,4 +145,3 @@ def _json_integer(value: object) -> object:
 
 JSON_INTEGER = BeforeValidator(_json_integer)
 """``Annotated[int, JSON_INTEGER]``: an integer as JSON Schema means it."""
-"""``Annotated[date, TEXT_ONLY]``: a date or time from a string (or a Python value), never a number."""

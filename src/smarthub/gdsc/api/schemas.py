@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, Field
 
 from smarthub.gdsc.governance.parties import DataKind, Granularity
-from smarthub.model.decimals import JSON_INTEGER, POUNDS_AND_PENCE_500, TEXT_ONLY
+from smarthub.model.decimals import INSTANT_TEXT, JSON_INTEGER, POUNDS_AND_PENCE_500
 from smarthub.model.prepayment import MAX_TOPUP
 from smarthub.model.tariff import Tariff
 
@@ -77,7 +77,7 @@ class ConsentIn(BaseModel):
     data_kinds: list[DataKind] = Field(min_length=1)
     granularity: Granularity
     purpose: str = Field(min_length=1, max_length=500, pattern=NOT_BLANK)
-    expires_at: Annotated[AwareDatetime, TEXT_ONLY]
+    expires_at: Annotated[AwareDatetime, INSTANT_TEXT]
     meters: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
         default=None, description="null: every meter of the premises"
     )
@@ -119,7 +119,7 @@ MeterId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-
 class TariffUpdateIn(BaseModel):
     meter_id: MeterId = Field(description="a meter of the supply: its fuel is the tariff's fuel")
     tariff: Tariff
-    effective: Annotated[AwareDatetime, TEXT_ONLY] | None = Field(
+    effective: Annotated[AwareDatetime, INSTANT_TEXT] | None = Field(
         default=None,
         description="when the hub starts charging by this version: local (Europe/London) midnight of "
         "the tariff's effective_from, the only instant a hub accepts (null: that midnight)",
@@ -132,7 +132,7 @@ class IhdMessageIn(BaseModel):
     priority: Annotated[int, JSON_INTEGER] = Field(
         default=1, ge=0, le=3, description="IEEE 2030.5 TextMessage priority, 0 low..3"
     )
-    expires: Annotated[AwareDatetime, TEXT_ONLY] | None = None
+    expires: Annotated[AwareDatetime, INSTANT_TEXT] | None = None
 
 
 class TopUpIn(BaseModel):

@@ -20,9 +20,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import AwareDatetime
 
-from smarthub.gdsc.api.deps import Caller, Id, Services, period
+from smarthub.gdsc.api.deps import Caller, Id, Instant, Services, period
 from smarthub.gdsc.api.routers.outages import area_of
 from smarthub.gdsc.api.schemas import (
     ERRORS,
@@ -186,8 +185,8 @@ async def load_topology(
 def duos_data_set(
     party: Caller,
     api: Services,
-    start: AwareDatetime,
-    end: AwareDatetime,
+    start: Instant,
+    end: Instant,
     obis: Annotated[
         str, Query(max_length=32, description="1-0:1.8.0 import, 1-0:2.8.0 export")
     ] = "1-0:1.8.0",
@@ -259,8 +258,8 @@ def planning(
     party: Caller,
     api: Services,
     node_id: Id,
-    start: AwareDatetime,
-    end: AwareDatetime,
+    start: Instant,
+    end: Instant,
     granularity: ServedGranularity = ServedGranularity.HALF_HOURLY,
 ) -> PlanningOut:
     """Consumption profile, peak and solar export of a feeder or substation: the sums of its

@@ -19,7 +19,7 @@ from smarthub.gdsc.api.schemas import ERRORS
 from smarthub.gdsc.governance.access import Action, TimeRange
 from smarthub.gdsc.readings import queries
 from smarthub.gdsc.readings.vee import edits
-from smarthub.model.decimals import JSON_INTEGER, TEXT_ONLY
+from smarthub.model.decimals import DATE_TEXT, JSON_INTEGER
 
 router = APIRouter()
 DAY = 86400
@@ -29,7 +29,7 @@ SLOT = r"^([0-9]|[1-3][0-9]|4[0-7])$"  # a UTC day's half-hour, 0..47
 class EditIn(BaseModel):
     meter_id: str = Field(min_length=1, max_length=64)
     obis: str = Field(default="1-0:1.8.0", max_length=32)
-    day: Annotated[date, TEXT_ONLY]  # UTC day
+    day: Annotated[date, DATE_TEXT]  # UTC day
     # JSON object keys are strings: the slot's key is published as the pattern it must match
     values: dict[Annotated[str, Field(pattern=SLOT)], Annotated[int, JSON_INTEGER]] = Field(
         min_length=1,
@@ -128,7 +128,7 @@ def reading_versions(
     api: Services,
     premises_id: Id,
     meter_id: Annotated[str, Query(min_length=1, max_length=64)],
-    day: date,
+    day: Annotated[date, DATE_TEXT],
     obis: Annotated[str, Query(max_length=32)] = "1-0:1.8.0",
 ) -> list[VersionOut]:
     meter = queries.find_meter(api.engine, premises_id, meter_id)
