@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser demo test bench lint clean
+.PHONY: install browser prometheus demo test bench lint clean
 
 CHROMIUM ?= /usr/bin/chromium
 
@@ -37,7 +37,14 @@ browser:
 	@test -x $(CHROMIUM) || { [ "$$(id -u)" = 0 ] && apt-get update -q && apt-get install -y -q chromium; } \
 		|| echo "chromium is not installed (needs root): the IHD browser tests will be skipped"
 
-test: install browser
+# promtool checks the alerting rules and the dashboard's queries, and a real Prometheus scrapes a
+# running GDSC (tests/packaging/test_monitoring.py): Debian's prometheus package, root to install;
+# without it those tests are reported as skipped.
+prometheus:
+	@command -v promtool >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -q && apt-get install -y -q prometheus; } \
+		|| echo "prometheus is not installed (needs root): the promtool and Prometheus tests will be skipped"
+
+test: install browser prometheus
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q

@@ -4,7 +4,7 @@ log's numbering): each is timed beside its replacement on the same data and serv
 
 * :class:`ForUpdateMergeStore`: the store whose merge locks the stored blocks with ``SELECT …
   JOIN interval_blocks_staging … FOR UPDATE OF b`` and writes them back with ``UPDATE … FROM``
-  the staging table (replaced by per-hub advisory locks and ``INSERT … ON CONFLICT DO UPDATE``).
+  the staging table (replaced by per-hub advisory locks, the staging table read in subqueries).
 * :data:`CORRELATED_PULL_LOG`: the pull-log INSERT numbering each entry with a subquery
   correlated with ``unnest`` (replaced by pipelined per-hub ``max(seq)`` reads).
 """

@@ -733,7 +733,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=330.0, help="how long the hub runs (default 330)")
     ap.add_argument("--smoke", action="store_true", help="a 20 s smoke run")
     ap.add_argument("--pull-cpu-only", action="store_true", help="only the hub's CPU per GDSC pull")
-    ap.add_argument("--pulls", type=int, default=300, help="pulls of each kind for the hub's CPU per pull")
+    ap.add_argument("--pulls", type=int, default=200, help="pulls of each kind for the hub's CPU per pull")
     ap.add_argument(
         "--only", choices=("bare", "complete"), help="one configuration (default: bare, then complete)"
     )

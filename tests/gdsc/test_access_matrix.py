@@ -104,6 +104,8 @@ ENDPOINTS = {
     "GET /v1/portfolio/consumption": Action.PORTFOLIO,
     "POST /v1/premises/{premises_id}/readings/edits": Action.EDIT_READINGS,
     "GET /v1/premises/{premises_id}/readings/versions": Action.EDIT_READINGS,
+    "GET /v1/premises/{premises_id}/readings/quarantine": Action.EDIT_READINGS,
+    "POST /v1/premises/{premises_id}/readings/quarantine": Action.EDIT_READINGS,
     "GET /v1/data-quality": Action.DATA_QUALITY,
     "GET /v1/outages": Action.NETWORK_READ,
     "GET /v1/outages/events": Action.NETWORK_READ,

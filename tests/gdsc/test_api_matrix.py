@@ -44,10 +44,12 @@ from smarthub.gdsc.outages.correlate import Change, Outage
 from smarthub.gdsc.outages.store import OutageStore
 from smarthub.gdsc.outages.topology import TopologyStore, parse_csv
 from smarthub.gdsc.readings.tables import StoredReading
+from smarthub.gdsc.readings.vee.store import VeeSettings
 from smarthub.gdsc.store import Store
 from smarthub.sim.fleet import provision
 
 WHERE = ("in", "out")
+HELD = -5  # a negative reading of a meter that cannot export: quarantined
 CSV_HEADER = "premises_id,phase,feeder,secondary_substation,primary_substation\n"
 ALL_PREMISES = sorted(f"P-{w}-{c}" for w in WHERE for c in CONSENTS)
 
@@ -73,6 +75,7 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
     tmp = tmp_path_factory.mktemp("matrix")
     store = Store(f"sqlite:///{tmp / 'gdsc.sqlite'}")
     store.create_schema()
+    store.enable_vee(VeeSettings(now=lambda: int(NOW.timestamp())))
     repo = PartyRepository(store.engine)
     ids = sorted({party_id(r, w) for r in Role for w in WHERE})
     roles = {party_id(r, w): r for r in Role for w in WHERE}
@@ -88,12 +91,22 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
                 lfdi="A" * 40,
                 meters_by_fuel=[("E1", "electricity")],
             )
-            start = int(ASKED.start.timestamp())  # a day of readings, for the edit endpoint
+            # A day of readings for the edit endpoint, one of them held by the VEE gate (negative)
+            # for the quarantine endpoints.
+            start = int(ASKED.start.timestamp())
             store.ingest(
                 f"H-{where}-{consent}",
                 [
                     StoredReading(
-                        f"H-{where}-{consent}", "E1", "1-0:1.8.0", start + 1800 * i, 1800, 100, 0, 72, 1
+                        f"H-{where}-{consent}",
+                        "E1",
+                        "1-0:1.8.0",
+                        start + 1800 * i,
+                        1800,
+                        HELD if i == 47 else 100,
+                        0,
+                        72,
+                        1,
                     )
                     for i in range(48)
                 ],
@@ -205,6 +218,19 @@ def call(m: Matrix, endpoint: str, role: Role, where: str, consent: str) -> Any:
             }
         case "versions":
             params = {"meter_id": "E1", "day": ASKED.start.date().isoformat()}
+        case "quarantine" if method == "GET":
+            params = {"meter_id": "E1"}
+        case "quarantine":
+            held_at = ASKED.start + timedelta(minutes=30 * 47)
+            body = {
+                "meter_id": "E1",
+                "duration": 1800,
+                "start": held_at.isoformat(),
+                "rule": "negative",
+                "value": HELD,
+                "decision": "reject",
+                "reason": "test",
+            }
         case "data-quality":
             params = {"by": "model"}
     headers = {"Authorization": f"Bearer {m.tokens[party_id(role, where)]}"}
@@ -252,4 +278,4 @@ def test_every_endpoint_is_in_the_table(matrix: Matrix) -> None:
     own job ids only and needs no decision)."""
     routes = {f"{method} {path}" for method, path in api_routes(matrix.client.app)}
     assert routes == set(ENDPOINTS) | {"GET /v1/jobs"}
-    assert len(CASES) == (len(ENDPOINTS) - 3) * len(Role) * 2 * len(CONSENTS) == 1152
+    assert len(CASES) == (len(ENDPOINTS) - 3) * len(Role) * 2 * len(CONSENTS) == 1248

@@ -353,8 +353,8 @@ async def test_a_hubs_storage_full_event_becomes_its_incident_and_label_at_the_g
 
 def test_repairs_go_out_as_the_contracts_bodies_and_an_old_malformed_row_blocks_none(store: Store) -> None:
     from smarthub.gdsc.commands.signer import CommandSigner
-    from smarthub.gdsc.incidents.error_log import repair_commands
     from smarthub.gdsc.incidents.repairs import dispatch_repairs
+    from smarthub.gdsc.incidents.tables import repair_commands
     from smarthub.gdsc.pull.plan import PullPlan
     from smarthub.wan.contract.commands import Command, SignedCommand
 

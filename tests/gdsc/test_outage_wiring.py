@@ -21,8 +21,8 @@ from smarthub.clock import ManualClock
 from smarthub.gdsc.fleet.commissioning import CommissioningRequest, register_manifest, sign_request
 from smarthub.gdsc.fleet.lifecycle import HubLifecycle
 from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
-from smarthub.gdsc.incidents.error_log import incidents
 from smarthub.gdsc.incidents.policy import HUB_POWER_OUT, HUB_UNREACHABLE
+from smarthub.gdsc.incidents.tables import incidents
 from smarthub.gdsc.outages.store import AlertKeys, alert_keys
 from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.service import GdscConfig, GdscService, parse_listen

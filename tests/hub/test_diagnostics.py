@@ -149,8 +149,13 @@ def test_weak_radio_signal_from_rssi_points_and_port_level(diag: Diagnostics) ->
     e = only(diag, DiagnosisCode.HAN_WEAK_SIGNAL)
     assert e.device == "W1" and e.numbers["rssi_dbm"] == -101.0
     assert "-101.0 dBm" in e.evidence and "repeater" in e.recommendation
+    # The radio's level for a frame from one meter is that meter's (a radio port hears several)...
     diag.observe_points("zb", [dp("Z1", "electric:InstantaneousDemand", protocol="zigbee")], T0, rssi_dbm=-99)
-    assert {e.device for e in diag.log.open_events()} == {"W1", "zb"}
+    assert {e.device for e in diag.log.open_events()} == {"W1", "Z1"}
+    # ... a batch of several meters' points is the port's; judged against the receiver when known.
+    two = [dp(m, "electric:InstantaneousDemand", protocol="zigbee") for m in ("Z2", "Z3")]
+    diag.observe_points("zb", two, T0, rssi_dbm=-80, sensitivity_dbm=-85)
+    assert {e.device for e in diag.log.open_events()} == {"W1", "Z1", "zb"}
 
 
 def test_register_going_backwards(diag: Diagnostics) -> None:

@@ -20,6 +20,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from smarthub.logs import JsonFormatter
+
 
 @dataclass
 class Secrets:
@@ -67,6 +69,9 @@ class Secrets:
         return sorted(hits)
 
 
+_JSON = JsonFormatter({"service": "test"})
+
+
 class Everything(logging.Handler):
     """A handler on the root logger keeping every record's full rendering (message, arguments,
     traceback, stack): what any configured formatter could write."""
@@ -83,6 +88,7 @@ class Everything(logging.Handler):
             parts.append("".join(traceback.format_exception(*record.exc_info)))
         if record.stack_info:
             parts.append(record.stack_info)
+        parts.append(_JSON.format(record))  # what --log-format json writes of it
         self.lines.append(" | ".join(parts))
 
 

@@ -239,7 +239,7 @@ outer = st.one_of(
 
 def test_mgmt_envelopes_are_refused_with_a_reason_never_an_exception(tmp_path: Path) -> None:
     mgmt = ManagementInterface("HUB1", _CA.certificate, ManualClock(NOW), tmp_path / "m.sqlite")
-    mgmt.register("meter.key", lambda body: {"ok": body["meter"]})
+    mgmt.register("meter.key", lambda body: {"ok": body.meter})  # a MeterKey body
     accepted = 0
 
     @EXAMPLES

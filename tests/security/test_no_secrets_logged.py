@@ -285,7 +285,8 @@ def _period() -> dict[str, str]:
     }
 
 
-def test_uvicorn_served_api_writes_no_token_to_its_output(tmp_path: Path) -> None:
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_uvicorn_served_api_writes_no_token_to_its_output(tmp_path: Path, log_format: str) -> None:
     """The real process (``smarthub gdsc api``): its stdout and stderr, at its configured log
     level, hold neither the tokens it accepted nor the ones it refused."""
     from smarthub.sim.fleet import provision
@@ -297,7 +298,7 @@ def test_uvicorn_served_api_writes_no_token_to_its_output(tmp_path: Path) -> Non
     bad = good[:-3] + "abc"
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "smarthub.cli", "gdsc", "api", "--state", str(state), "--port", str(port)],
+        [*API, "--state", str(state), "--port", str(port), "--log-format", log_format],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -315,6 +316,13 @@ def test_uvicorn_served_api_writes_no_token_to_its_output(tmp_path: Path) -> Non
         out, err = proc.communicate(timeout=10)
     text = (out + err).decode(errors="replace")
     assert good not in text and bad not in text, text[-2000:]
+    if log_format == "json":  # every line an object with the agreed fields (the migrations' at INFO)
+        lines = [json.loads(line) for line in err.decode().splitlines() if line.strip()]
+        assert lines and all({"time", "level", "logger", "message"} <= set(o) for o in lines), lines
+        assert all(o["service"] == "gdsc-api" for o in lines)
+
+
+API = [sys.executable, "-m", "smarthub.cli", "gdsc", "api"]
 
 
 def _free_port() -> int:

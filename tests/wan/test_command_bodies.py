@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from smarthub.clock import ManualClock
 from smarthub.gdsc.commands.signer import CommandSigner
@@ -228,3 +230,59 @@ def test_a_summer_tariff_update_keeps_its_local_offset_on_the_wire() -> None:
     assert local_date == body  # the local date alone means the same instant
     with pytest.raises(MalformedCommand, match="'effective' '2026-09-01T00:00:00' needs a UTC offset"):
         parse_body("tariff.update", {**sent, "effective": "2026-09-01T00:00:00"})
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    ctype=st.sampled_from(COMMAND_TYPES),
+    data=st.data(),
+)
+def test_any_json_body_is_parsed_or_refused_by_name_never_an_exception(
+    ctype: str, data: st.DataObject
+) -> None:
+    # Bodies near a valid one (each field replaced or dropped in turn), and arbitrary JSON.
+    valid = VALID[ctype]
+    mutated = dict(valid)
+    if valid:
+        key = data.draw(st.sampled_from(sorted(valid)))
+        if data.draw(st.booleans()):
+            mutated[key] = data.draw(_json)
+        else:
+            del mutated[key]
+    body = data.draw(st.sampled_from([mutated, data.draw(_json)]))
+    try:
+        parsed = parse_body(ctype, body)
+    except MalformedCommand as err:
+        assert str(err).startswith(f"{ctype}: ")
+        return
+    assert BODIES[ctype].parse(json.loads(json.dumps(parsed.to_json()))) == parsed
+
+
+def test_every_hub_handler_is_declared_for_its_types_body(tmp_path: Path) -> None:
+    """What the hub's handlers take (their annotations) is what the management interface hands
+    them: a handler written against another type's body, or a dict, is found here."""
+    import inspect
+    import typing
+    from datetime import timedelta
+
+    from smarthub.hub.appliances import appliance_commands
+    from smarthub.hub.drlc import drlc_commands
+    from smarthub.sim.fleet import SimulatedHome, home_specs, provision
+
+    specs = home_specs(2, seed=5)  # the second: DLMS with prepayment, so supply.* and top-ups too
+    provision(tmp_path, specs, NOW - timedelta(days=1))
+    home = SimulatedHome(specs[1], tmp_path, ManualClock(NOW), NOW, timedelta(seconds=60))
+    # The home-automation handlers, as sim.home_automation registers them (built, never run).
+    handlers = {**home.management.handlers, **appliance_commands(None), **drlc_commands(None, None)}  # type: ignore[arg-type]
+    assert set(handlers) == set(COMMAND_TYPES)
+    for ctype, handler in handlers.items():
+        first = next(iter(inspect.signature(handler).parameters.values()))
+        declared = typing.get_type_hints(handler)[first.name]
+        assert BODIES[ctype] in (typing.get_args(declared) or (declared,)), (ctype, declared)

@@ -4,9 +4,12 @@ with one line and an exit status)."""
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 from rich.console import Console
+
+from smarthub.logs import LogFormat
 
 app = typer.Typer(
     add_completion=False,
@@ -14,6 +17,15 @@ app = typer.Typer(
     help="The `smarthub` command. Parses options and calls into the packages; holds no logic.",
 )
 err = Console(stderr=True)
+
+LogFormatOption = Annotated[
+    LogFormat,
+    typer.Option(
+        "--log-format",
+        help="log lines on standard error: text, or json (one object per line: time, level, logger, "
+        "message, hub_id/party where relevant)",
+    ),
+]
 
 
 def fail(prefix: str, message: str, status: int = 2) -> typer.Exit:

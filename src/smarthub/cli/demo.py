@@ -7,7 +7,6 @@ import contextlib
 import logging
 import shutil
 import signal
-import sys
 import tempfile
 from collections.abc import Iterator
 from datetime import timedelta
@@ -17,7 +16,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from smarthub.cli.app import app, err
+from smarthub.cli.app import LogFormatOption, app, err
+from smarthub.logs import LogFormat, setup_logging
 
 if TYPE_CHECKING:
     from smarthub.sim.demo import DemoConfig, DemoResult
@@ -57,11 +57,12 @@ def demo(
             "it keeps open to the GDSC (2: half the fleet; 0: none)",
         ),
     ] = 0,
+    log_format: LogFormatOption = LogFormat.text,
 ) -> None:
     """Run a GDSC and a fleet of simulated homes through an accelerated day."""
     from smarthub.sim.demo import DemoConfig
 
-    logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
+    setup_logging(logging.ERROR, log_format, service="demo")
     result = None
     with _state_dir(state, "smarthub-demo-") as where:
         cfg = DemoConfig(
@@ -86,13 +87,14 @@ def chaos(
     seconds_per_day: Annotated[float, typer.Option(min=1.0, help="wall seconds per simulated day")] = 60.0,
     db: Db = None,
     state: State = None,
+    log_format: LogFormatOption = LogFormat.text,
 ) -> None:
     """Run a fleet with faults injected (WAN and cell outages, power cuts, HAN dropouts, collector
     and database restarts) and top-ups in flight; JSON last line with what was lost."""
     from smarthub.sim.chaos import run_chaos
     from smarthub.sim.demo import DemoConfig
 
-    logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
+    setup_logging(logging.ERROR, log_format, service="chaos")
     err.print(f"chaos: {homes} homes, {days} days, seed {seed}, {seconds_per_day:g} s per simulated day …")
     with _state_dir(state, "smarthub-chaos-") as where:
         cfg = DemoConfig(

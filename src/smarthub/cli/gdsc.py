@@ -9,14 +9,14 @@ import asyncio
 import contextlib
 import json
 import logging
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from smarthub.cli.app import app, err, fail
+from smarthub.cli.app import LogFormatOption, app, err, fail
+from smarthub.logs import LogFormat, setup_logging
 
 if TYPE_CHECKING:
     from smarthub.clock import Clock
@@ -99,6 +99,12 @@ def gdsc(
             "NAT) keep a channel open (hubs' hub.toml: [wan] channel; registered as channel://HUB-ID)"
         ),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(min=0, max=65535, help="serve Prometheus /metrics on this port (0: any free port)"),
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="address for --metrics-port")] = "127.0.0.1",
+    log_format: LogFormatOption = LogFormat.text,
 ) -> None:
     """Run the GDSC: register the hubs in the manifest and pull them every half-hour window, with
     its upkeep (CRL, renewals, vouchers, opening reads, consent expiries, comparisons, audit
@@ -111,7 +117,7 @@ def gdsc(
         return
     if state is None:
         raise typer.BadParameter("--state is required to run the GDSC", param_hint="--state")
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    setup_logging(logging.WARNING, log_format, service="gdsc-collector")
     end = datetime.fromisoformat(until) if until else datetime.max.replace(tzinfo=UTC)
     if topology is not None and alerts is None:
         raise typer.BadParameter(
@@ -122,6 +128,12 @@ def gdsc(
     except (ValueError, OSError) as e:
         raise fail("smarthub gdsc", str(e)) from None
     err.print(f"GDSC pulling {len(service.store.active_hubs())} hubs into {service.store.url}")
+    if metrics_port is not None:
+        try:
+            bound = service.serve_metrics(metrics_port, metrics_host)
+        except OSError as e:
+            raise fail("smarthub gdsc", f"--metrics-port {metrics_port}: {e}") from None
+        err.print(f"metrics on http://{metrics_host}:{bound}/metrics")
     if service.outages is not None:
         mapped = len(service.outages.correlator.topology.places)
         err.print(f"last-gasp alerts on UDP {alerts}, {mapped} premises on the map")
@@ -153,6 +165,7 @@ def gdsc_api(
             "(OAuth2 or bearer tokens)",
         ),
     ] = False,
+    log_format: LogFormatOption = LogFormat.text,
 ) -> None:
     """Serve the data services API (OpenAPI at /docs, OAuth2 token endpoint at /oauth/token) against
     the state directory's store.
@@ -165,7 +178,12 @@ def gdsc_api(
     if client_cert_optional and not tls:
         raise typer.BadParameter("needs --tls", param_hint="--client-cert-optional")
     try:
-        serve_api(state, db, host, port, tls=tls, client_cert_optional=client_cert_optional)
+        if log_format is LogFormat.json:
+            setup_logging(logging.INFO, log_format, service="gdsc-api")
+        serve_api(
+            state, db, host, port, tls=tls, client_cert_optional=client_cert_optional,
+            uvicorn_logging=log_format is LogFormat.text,
+        )  # fmt: skip
     except FileNotFoundError as e:
         raise fail("smarthub gdsc api", str(e)) from None
 

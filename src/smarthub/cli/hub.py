@@ -13,7 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
-from smarthub.cli.app import app, err
+from smarthub.cli.app import LogFormatOption, app, err
+from smarthub.logs import LogFormat, setup_logging
 
 
 @app.command()
@@ -45,6 +46,7 @@ def hub(
     ] = None,
     ihd_listen: str = "0.0.0.0",
     ihd_port: int = 8080,
+    log_format: LogFormatOption = LogFormat.text,
 ) -> None:
     """Run one Smart Hub: its meters on their real transports (serial, TCP, wM-Bus sticks, pipes),
     2030.5 over mutual TLS to the GDSC, and the in-home display on the home network.
@@ -74,7 +76,7 @@ def hub(
         logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
         _replay(cfg, replay)
         return
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    setup_logging(logging.INFO, log_format, service="hub", hub_id=cfg.hub_id)
     try:
         asyncio.run(_run_hub(cfg))
     except (OSError, ValueError) as e:  # a certificate missing, a port taken, a device refused

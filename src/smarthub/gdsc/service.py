@@ -41,10 +41,12 @@ import logging
 import ssl
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 
 from smarthub.clock import AcceleratedClock, Clock, SystemClock
 from smarthub.gdsc.commands.signer import CommandSigner
@@ -54,6 +56,7 @@ from smarthub.gdsc.fleet.pki import CertificateAuthority
 from smarthub.gdsc.governance.aggregates import AggregationGroups
 from smarthub.gdsc.incidents.error_log import ErrorLog
 from smarthub.gdsc.incidents.repairs import run_operations
+from smarthub.gdsc.metrics import CertificateExpiry, CollectorMetrics, FleetGauges, SchedulerGauges
 from smarthub.gdsc.outages.service import OutageService
 from smarthub.gdsc.outages.topology import TopologyStore
 from smarthub.gdsc.outages.topology import parse as parse_topology
@@ -200,6 +203,11 @@ class GdscService:
     alerts_port: int | None = None  # the UDP port it listens on, once started
     channels: ChannelEndpoint | None = None  # where hubs that cannot be dialled park (``channel``)
     channel_port: int | None = None  # its TCP port, once started
+    # The Prometheus metrics (smarthub.gdsc.metrics): this process's collector, its scheduler and
+    # the fleet-wide gauges, in a registry of this GDSC's own.
+    metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
+    collector_metrics: CollectorMetrics | None = None
+    metrics_server: Any = None  # the --metrics-port HTTP server, once started
 
     @classmethod
     def build(
@@ -252,6 +260,11 @@ class GdscService:
             signer, crl,
         )  # fmt: skip
         built.channels = channels
+        built.collector_metrics = CollectorMetrics(built.metrics, scheduler.name)
+        built._watch(collector)
+        built.metrics.register(SchedulerGauges(lambda: built.scheduler, scheduler.name))
+        built.metrics.register(FleetGauges(store, clock))
+        built.metrics.register(CertificateExpiry.of_state(state))
         if config.alerts is not None:
             parse_listen(config.alerts)  # a bad address fails the build, not the first window
             topo = topology_file(config)
@@ -375,6 +388,7 @@ class GdscService:
             self.config, self.store, self.ssl_context, self.clock, self.error_log, self.crl, self.channels
         )
         self.scheduler.collector = self.upkeep.collector = self.collector
+        self._watch(self.collector)
         await old.close()
         return self.collector
 
@@ -408,7 +422,28 @@ class GdscService:
             log.info("channel endpoint on %s:%d (TCP)", host, self.channel_port)
         return self.channel_port
 
+    def _watch(self, collector: Collector) -> None:
+        """The collector's pulls and ingest transactions counted in this GDSC's metrics."""
+        if self.collector_metrics is not None:
+            collector.observers.append(self.collector_metrics.observe_pull)
+            collector.ingest_observers.append(self.collector_metrics.observe_ingest)
+
+    def metrics_text(self) -> bytes:
+        """The metrics in the Prometheus text format (what ``/metrics`` serves)."""
+        return generate_latest(self.metrics)
+
+    def serve_metrics(self, port: int, host: str = "127.0.0.1") -> int:
+        """``/metrics`` on ``host:port`` (0: any free port) from a thread of its own, so a scrape
+        answers even while the event loop is busy pulling; the bound port. Closed by :meth:`close`."""
+        server, _thread = start_http_server(port, host, registry=self.metrics)
+        self.metrics_server = server
+        return int(server.server_port)
+
     async def close(self) -> None:
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
+            self.metrics_server = None
         if self.channels is not None:
             await self.channels.stop()
         if self.outages is not None:
@@ -422,13 +457,13 @@ class GdscService:
         """The data services API over this GDSC's store, clock and operator key."""
         from smarthub.gdsc.api.app import app_from_store
 
-        return app_from_store(self.store, self.config.state, self.clock)
+        return app_from_store(self.store, self.config.state, self.clock, metrics=self.metrics)
 
     def console(self) -> web.Application:
         """The operator page: fleet health, the scheduler's windows, the error log."""
         from smarthub.gdsc.incidents.console import console_app
 
-        return console_app(self.store, lambda: self.scheduler.windows, self.error_log)
+        return console_app(self.store, lambda: self.scheduler.windows, self.error_log, self.metrics)
 
 
 class ChannelHubs:

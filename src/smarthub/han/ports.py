@@ -13,6 +13,10 @@ from smarthub.model.datapoint import DataPoint
 class PortBatch:
     points: list[DataPoint] = field(default_factory=list)
     errors: list[DecodeError] = field(default_factory=list)
+    # The radio's reception level for the frame (dBm), when the receiver reports one, and the
+    # receiver's sensitivity, against which the hub judges a weak signal (smarthub.han.media).
+    rssi_dbm: float | None = None
+    sensitivity_dbm: float | None = None
 
 
 class HanPort(Protocol):

@@ -51,7 +51,10 @@ class WMBusPort:
         self.undecrypted: dict[str, bytes] = {}
         self.formats: dict[int, bytes] = {}  # signature -> record headers (bounded by the codec)
 
-    def receive(self, data: bytes) -> PortBatch:
+    def receive(
+        self, data: bytes, *, rssi_dbm: float | None = None, sensitivity_dbm: float | None = None
+    ) -> PortBatch:
+        """One radio packet; ``rssi_dbm`` as the receiver measured it, if it reports one."""
         try:
             points = data_points(data, self.keys, tz=self.tz, has_crc=self.has_crc, formats=self.formats)
         except DecodeError as err:
@@ -65,4 +68,4 @@ class WMBusPort:
         self.frames += 1
         if not self.use_meter_clock:
             points = [p._replace(time=None) for p in points]
-        return PortBatch(points=points)
+        return PortBatch(points=points, rssi_dbm=rssi_dbm, sensitivity_dbm=sensitivity_dbm)

@@ -21,7 +21,16 @@ class ZigbeePort:
         self.frames = 0
         self.errors = 0
 
-    def receive_frame(self, eui64: str, payload: bytes, cluster_id: int = METERING_CLUSTER) -> PortBatch:
+    def receive_frame(
+        self,
+        eui64: str,
+        payload: bytes,
+        cluster_id: int = METERING_CLUSTER,
+        *,
+        rssi_dbm: float | None = None,
+        sensitivity_dbm: float | None = None,
+    ) -> PortBatch:
+        """One ZCL frame from ``eui64``; ``rssi_dbm`` as the coordinator measured it, if known."""
         try:
             frame = decode_zcl(payload, cluster_id)
             state = self.formatting.setdefault(eui64, MeterFormatting())
@@ -30,4 +39,4 @@ class ZigbeePort:
             self.errors += 1
             return PortBatch(errors=[err])
         self.frames += 1
-        return PortBatch(points=points)
+        return PortBatch(points=points, rssi_dbm=rssi_dbm, sensitivity_dbm=sensitivity_dbm)

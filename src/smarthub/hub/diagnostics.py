@@ -634,7 +634,8 @@ class DiagnosticsConfig:
     poll_rate: float = 0.3
     min_polls: int = 10
     rssi_window: int = 5
-    weak_rssi_dbm: float = -95.0
+    weak_rssi_dbm: float = -95.0  # when the receiver's sensitivity is not known
+    weak_margin_db: float = 6.0  # else: weak below its sensitivity plus this margin
     rssi_hysteresis_db: float = 3.0
     reverse_flow_quiet: timedelta = timedelta(hours=1)  # clears after this long without export
     retry_after: timedelta = timedelta(hours=1)  # a failed repair is retried after this
@@ -777,10 +778,13 @@ class Diagnostics:
         received: datetime,
         *,
         rssi_dbm: float | None = None,
+        sensitivity_dbm: float | None = None,
     ) -> list[DiagnosedEvent]:
         """A decoded frame (or poll cycle) from ``port``: the meters in it are alive; their
         flags, clocks and radio levels are checked. ``rssi_dbm`` is the port's own reception
-        level for the frame, when the radio reports one."""
+        level for the frame, when the radio reports one: a frame from one meter counts towards
+        that meter's level (a radio port hears several meters), else the port's.
+        ``sensitivity_dbm``: the receiver's, so a weak signal is judged against it."""
         out: list[DiagnosedEvent] = []
         if points:
             self._frame(port, "ok")
@@ -790,11 +794,16 @@ class Diagnostics:
         for meter, pts in by_meter.items():
             out += self._meter_points(port, meter, pts, received)
         if rssi_dbm is not None:
-            ps = self._port(port)
-            ps.rssi.append(float(rssi_dbm))
-            while len(ps.rssi) > self.config.rssi_window:
-                ps.rssi.popleft()
-            out += self._rssi(port, PORT, ps.rssi, received)
+            weak = None if sensitivity_dbm is None else sensitivity_dbm + self.config.weak_margin_db
+            if len(by_meter) == 1:
+                [meter] = by_meter
+                levels, device, kind = self._meter(meter).rssi, meter, METER
+            else:
+                levels, device, kind = self._port(port).rssi, port, PORT
+            levels.append(float(rssi_dbm))
+            while len(levels) > self.config.rssi_window:
+                levels.popleft()
+            out += self._rssi(device, kind, levels, received, weak)
         if points:
             self._clear(DiagnosisCode.DECRYPTION_FAILURES, port, received)
             out += self._frame_rate(port, received)
@@ -933,17 +942,17 @@ class Diagnostics:
             self._clear(code, port, now)
         return []
 
-    def _rssi(self, device: str, kind: str, levels: Iterable[float], now: datetime) -> list[DiagnosedEvent]:
+    def _rssi(
+        self, device: str, kind: str, levels: Iterable[float], now: datetime, weak: float | None = None
+    ) -> list[DiagnosedEvent]:
         levels = list(levels)[-self.config.rssi_window :]
         mean = statistics.fmean(levels)
         code = DiagnosisCode.HAN_WEAK_SIGNAL
-        if mean < self.config.weak_rssi_dbm:
-            text = (
-                f"mean RSSI {mean:.1f} dBm over the last {len(levels)} frames,"
-                f" below {self.config.weak_rssi_dbm:.0f} dBm"
-            )
+        weak = self.config.weak_rssi_dbm if weak is None else weak
+        if mean < weak:
+            text = f"mean RSSI {mean:.1f} dBm over the last {len(levels)} frames, below {weak:.0f} dBm"
             return [self._raise(code, device, kind, now, text, rssi_dbm=round(mean, 1), frames=len(levels))]
-        if mean >= self.config.weak_rssi_dbm + self.config.rssi_hysteresis_db:
+        if mean >= weak + self.config.rssi_hysteresis_db:
             self._clear(code, device, now)
         return []
 

@@ -126,7 +126,9 @@ class SmartHub:
             if errors:
                 self.diagnostics.observe_errors(port, errors, when)
             if batch.points:
-                self.diagnostics.observe_points(port, batch.points, when)
+                self.diagnostics.observe_points(
+                    port, batch.points, when, rssi_dbm=batch.rssi_dbm, sensitivity_dbm=batch.sensitivity_dbm
+                )
         batch, self.stats.quarantined = _keep(
             batch, lambda meter, protocol: self.flood.admit(meter, when), self.stats.quarantined
         )

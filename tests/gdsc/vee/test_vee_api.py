@@ -87,6 +87,31 @@ def test_operator_edit_is_versioned_and_audited_with_its_reason(tmp_path) -> Non
             "/v1/premises/P1/readings/edits", json=body, headers={"Authorization": f"Bearer {sup}"}
         )
         assert r.status_code == 403
+        # The held reading: listed with its rule and evidence, then released with a reason.
+        auth = {"Authorization": f"Bearer {ops}"}
+        r = client.get("/v1/premises/P1/readings/quarantine", params={"meter_id": "E1"}, headers=auth)
+        (held,) = r.json()
+        assert (held["rule"], held["value"]) == ("negative", -7) and "export" in held["evidence"]
+        decision = {
+            "meter_id": "E1",
+            "duration": 1800,
+            "start": held["start"],
+            "rule": "negative",
+            "value": -7,
+            "decision": "release",
+            "reason": "export meter after all",
+        }
+        r = client.post("/v1/premises/P1/readings/quarantine", json=decision, headers=auth)
+        assert r.status_code == 200, r.text
+        assert r.json() == {"hub_id": "H1", "decision": "release", "version": 3}
+        stored = {x.interval_start: x for x in store.readings_for("H1", "E1", "1-0:1.8.0")}
+        assert stored[t0 + 5 * 1800].value == -7
+        assert (
+            client.get("/v1/premises/P1/readings/quarantine", params={"meter_id": "E1"}, headers=auth).json()
+            == []
+        )
+        r = client.post("/v1/premises/P1/readings/quarantine", json=decision, headers=auth)
+        assert r.status_code == 404  # no longer held
         r = client.get("/v1/data-quality", params={"by": "hub"}, headers={"Authorization": f"Bearer {ops}"})
         assert r.status_code == 200
         assert r.json() == [

@@ -176,3 +176,40 @@ def test_a_late_day_is_checked_on_both_sides_and_a_clock_jump_is_held(store: Sto
 
 def _rest(r: StoredReading) -> tuple[int, int, int, int, int, int]:
     return (r.duration, r.value, r.power_of_ten, r.uom, r.quality)  # type: ignore[return-value]
+
+
+def test_held_readings_are_released_or_rejected(store: Store) -> None:
+    from smarthub.gdsc.readings.vee import edits
+
+    future = T0 + 20 * DAY  # the store's clock is T0 + 10 days: a register read in the future
+    r = store.ingest(
+        HUB,
+        [
+            StoredReading(HUB, "E1", "1-0:1.8.0", future, 0, 50_000, 0, 72, 1),
+            *pull(0, [100] * 47 + [-4], None),
+        ],
+        {},
+    )
+    assert r.quarantined == 2
+    held = {f["rule"]: f for f in edits.held(store.engine, [HUB])}
+    assert set(held) == {"timestamp", "negative"}
+    reg = (HUB, "E1", "1-0:1.8.0", 0, future, "timestamp", 50_000)
+    assert (
+        edits.resolve(store.engine, reg, decision="release", actor="op", reason="clock checked", now=T0)
+        is None
+    )
+    neg = (HUB, "E1", "1-0:1.8.0", 1800, T0 + 47 * 1800, "negative", -4)
+    with pytest.raises(ValueError, match="released or rejected"):
+        edits.resolve(store.engine, neg, decision="keep", actor="op", reason="x", now=T0)
+    assert edits.resolve(store.engine, neg, decision="reject", actor="op", reason="noise", now=T0) is None
+    with pytest.raises(LookupError):
+        edits.resolve(store.engine, neg, decision="release", actor="op", reason="again", now=T0)
+    assert edits.held(store.engine, [HUB]) == []
+    statuses = {f["rule"]: (f["status"], f["resolved_by"]) for f in store.findings(HUB)}
+    assert statuses == {"timestamp": ("released", "op"), "negative": ("rejected", "op")}
+    assert len(store.readings_for(HUB, "E1", "1-0:1.8.0")) == 47  # the rejected one stays out
+    # A held interval of a day the store has nothing of cannot be released (nothing to edit).
+    store.ingest(HUB, pull(5, [-1] + [None] * 47, None), {})
+    lone = (HUB, "E1", "1-0:1.8.0", 1800, T0 + 5 * DAY, "negative", -1)
+    with pytest.raises(ValueError, match="holds no"):
+        edits.resolve(store.engine, lone, decision="release", actor="op", reason="x", now=T0)

@@ -23,8 +23,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from fastapi.routing import APIRoute
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from smarthub.clock import Clock
 from smarthub.gdsc.api import errors
@@ -56,6 +57,7 @@ from smarthub.gdsc.governance.audit import AuditLog
 from smarthub.gdsc.governance.consent_sync import syncing_parties
 from smarthub.gdsc.governance.guard import AccessGuard
 from smarthub.gdsc.governance.parties import PartyRepository
+from smarthub.gdsc.metrics import ApiMetrics, CertificateExpiry, FleetGauges, process_name
 from smarthub.gdsc.store import Store
 
 
@@ -92,6 +94,7 @@ def create_app(
     # 405 with a true Allow; the caller authenticated before the body is read (401 before 400/422)
     routes = [r for resource in resources for r in resource.router.routes if isinstance(r, APIRoute)]
     app.add_middleware(RouteGate, routes=routes, caller=caller)
+    app.state.api_routes = routes  # the metrics name a request's route template from these
     return app
 
 
@@ -125,13 +128,41 @@ def app_from_state(state: Path, clock: Clock, db_url: str | None = None) -> Fast
     return app_from_store(store, state, clock)
 
 
-def app_from_store(store: Store, state: Path, clock: Clock) -> FastAPI:
-    """The API over an open store, with the state directory's operator key (if any)."""
+def app_from_store(
+    store: Store, state: Path, clock: Clock, *, metrics: CollectorRegistry | None = None
+) -> FastAPI:
+    """The API over an open store, with the state directory's operator key (if any), and its
+    Prometheus metrics on ``/metrics`` (:func:`instrument`): in ``metrics`` (a running GDSC's
+    registry), else in a registry of its own with the fleet-wide gauges."""
     desk = CommandDesk.from_state(state, store) if (state / "gdsc" / "operator.key").exists() else None
     # With the operator key, consent grants and revocations queue consent.set for the hubs.
     parties = PartyRepository(store.engine) if desk is None else syncing_parties(store, desk.signer, clock)
     guard = AccessGuard(parties, AuditLog(store.engine), clock)
-    return create_app(guard, TokenStore(store.engine), desk)
+    app = create_app(guard, TokenStore(store.engine), desk)
+    if metrics is None:
+        metrics = CollectorRegistry()
+        metrics.register(FleetGauges(store, clock))
+        metrics.register(CertificateExpiry.of_state(state))
+    instrument(app, metrics)
+    return app
 
 
-__all__ = ["app_from_state", "app_from_store", "create_app"]
+def instrument(app: FastAPI, registry: CollectorRegistry) -> None:
+    """Requests by route template and status, and their latency (:class:`ApiMetrics`), counted
+    in ``registry``; ``GET /metrics`` renders it. Like any Prometheus exporter it asks for no
+    credentials: it holds counts by route template, never a hub, premises or party id (expose
+    the port to the monitoring network only; README "Metrics")."""
+    app.add_middleware(
+        ApiMetrics,
+        registry=registry,
+        process=process_name("api-"),
+        routes=lambda: [*app.state.api_routes, *app.router.routes],
+    )
+
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
+
+
+__all__ = ["app_from_state", "app_from_store", "create_app", "instrument"]

@@ -35,19 +35,22 @@ def serve_api(
     *,
     tls: bool = False,
     client_cert_optional: bool = False,
+    uvicorn_logging: bool = True,
 ) -> None:
-    """Serve the API of a state directory until stopped (the state's clock: its manifest's)."""
+    """Serve the API of a state directory until stopped (the state's clock: its manifest's).
+    ``uvicorn_logging=False``: uvicorn leaves logging as the caller set it (``--log-format json``)."""
     import uvicorn
 
     if tls and not (state / "ca" / "ca.pem").exists():
         raise FileNotFoundError(f"{state} has no ca/ (the GDSC CA) to serve TLS with")
+    guarded: dict[str, Any] = dict(GUARDED) if uvicorn_logging else {**GUARDED, "log_config": None}
     api = BodyGuard(app_from_state(state, clock_from_manifest(state), db_url))
     if not tls:
-        uvicorn.run(api, host=host, port=port, http=HeadDeadlineH11Protocol, **GUARDED)
+        uvicorn.run(api, host=host, port=port, http=HeadDeadlineH11Protocol, **guarded)
         return
     from smarthub.gdsc.api.tls import CrlReloader, serve, server_credentials, uvicorn_config
 
     hosts = sorted({host, "127.0.0.1", "localhost"} - {"0.0.0.0", "::"})
     context = server_credentials(state, datetime.now(UTC), hosts, client_cert_optional)
-    server = uvicorn.Server(uvicorn_config(api, host, port, context, **GUARDED))  # head deadline too
+    server = uvicorn.Server(uvicorn_config(api, host, port, context, **guarded))  # head deadline too
     asyncio.run(serve(server, CrlReloader(state, context)))

@@ -14,7 +14,7 @@ from smarthub.gdsc.commands import counters, desk, vouchers
 from smarthub.gdsc.db.database import metadata
 from smarthub.gdsc.fleet import lifecycle, registry
 from smarthub.gdsc.governance import aggregates, audit, parties, supplier_change
-from smarthub.gdsc.incidents import error_log
+from smarthub.gdsc.incidents import tables as incident_tables
 from smarthub.gdsc.outages import store as outage_store
 from smarthub.gdsc.outages import topology
 from smarthub.gdsc.pull import log, plan
@@ -26,7 +26,7 @@ TABLE_MODULES = (
     tables,
     log,
     counters,
-    error_log,
+    incident_tables,
     vouchers,
     parties,
     audit,

@@ -6,11 +6,13 @@ inline SVG chart so it needs no JavaScript toolkit and no network.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 from collections.abc import Callable
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from smarthub.gdsc.incidents.error_log import ErrorLog
 from smarthub.gdsc.incidents.policy import HUB_UNREACHABLE
@@ -117,7 +119,10 @@ def _error_section(log: ErrorLog | None) -> str:
 
 
 def console_app(
-    store: Store, windows: Callable[[], list[WindowProgress]], error_log: ErrorLog | None = None
+    store: Store,
+    windows: Callable[[], list[WindowProgress]],
+    error_log: ErrorLog | None = None,
+    metrics: CollectorRegistry | None = None,
 ) -> web.Application:
     async def index(request: web.Request) -> web.Response:
         rows = []
@@ -162,8 +167,15 @@ def console_app(
             raise web.HTTPNotFound(text="this GDSC keeps no error log")
         return web.json_response(error_log.work_orders(request.query.get("status")), dumps=dumps)
 
+    async def metrics_text(request: web.Request) -> web.Response:
+        assert metrics is not None
+        body = await asyncio.to_thread(generate_latest, metrics)  # the fleet gauges read the store
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
     app = web.Application()
     app.router.add_get("/", index)
+    if metrics is not None:
+        app.router.add_get("/metrics", metrics_text)
     app.router.add_get("/api/fleet", status_json)
     app.router.add_get("/api/incidents", incidents_json)
     app.router.add_get("/api/work-orders", work_orders_json)

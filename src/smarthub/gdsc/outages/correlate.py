@@ -60,6 +60,8 @@ class Outage:
     closed: datetime | None = None
     merged_into: int | None = None
     started: datetime | None = None  # earliest lost_at of its premises (hub time)
+    # Premises added or restored since the store last saved this outage (it writes only those).
+    dirty: set[str] = field(default_factory=set, repr=False, compare=False)
 
     @property
     def is_open(self) -> bool:
@@ -140,6 +142,7 @@ class Correlator:
 
     def _add(self, o: Outage, entry: PremisesOut) -> None:
         o.premises[entry.premises_id] = entry
+        o.dirty.add(entry.premises_id)
         o.started = entry.lost_at if o.started is None else min(o.started, entry.lost_at)
         self._by_premises[entry.premises_id] = o.outage_id
 
@@ -200,6 +203,7 @@ class Correlator:
         entry.duration_s = duration_s
         entry.restored_at = lost_at + timedelta(seconds=duration_s)
         entry.restored_heard = now
+        o.dirty.add(entry.premises_id)
         del self._by_premises[entry.premises_id]
         changes = [Change("restored", o, now)]
         if all(p.restored_at is not None for p in o.premises.values()):

@@ -115,6 +115,14 @@ def _insert(engine: Engine, table: Table) -> Any:
     return (sqlite.insert if engine.dialect.name == "sqlite" else postgresql.insert)(table)
 
 
+def _upsert(engine: Engine, table: Table, keys: list[str]) -> Any:
+    """INSERT … ON CONFLICT (keys) DO UPDATE SET every other column, for executemany."""
+    ins = _insert(engine, table)
+    return ins.on_conflict_do_update(
+        index_elements=keys, set_={c.name: ins.excluded[c.name] for c in table.columns if c.name not in keys}
+    )
+
+
 def _aware(t: datetime | None) -> datetime | None:
     return t if t is None or t.tzinfo is not None else t.replace(tzinfo=UTC)
 
@@ -305,47 +313,48 @@ class OutageStore:
             return int(conn.execute(select(func.coalesce(func.max(outages.c.outage_id), 0))).scalar_one()) + 1
 
     def save(self, changes: Sequence[Change]) -> None:
-        """Write the outages these changes touched, their premises, and the events."""
+        """Write the outages these changes touched, their premises added or restored since the
+        last save (``Outage.dirty``), and the events: one statement per table (executemany)."""
         if not changes:
             return
         touched = {c.outage.outage_id: c.outage for c in changes}
-        ins_o = _insert(self.engine, outages)
-        ins_p = _insert(self.engine, outage_premises)
-        with self.engine.begin() as conn:
-            for o in touched.values():
-                row = dict(
-                    outage_id=o.outage_id,
-                    level=o.level,
-                    location=o.location,
-                    opened=o.opened,
-                    started=o.started,
-                    closed=o.closed,
-                    merged_into=o.merged_into,
-                    customers=o.customers,
-                    premises_heard=len(o.premises),
-                    restored=o.restored,
-                    duration_s=o.duration_s(),
-                )
-                conn.execute(
-                    ins_o.values(**row).on_conflict_do_update(index_elements=["outage_id"], set_=row)
-                )
-                if o.merged_into is not None:
-                    continue  # its premises live on in the outage it was merged into
-                for p in o.premises.values():
-                    prow = dict(
-                        outage_id=o.outage_id,
-                        premises_id=p.premises_id,
-                        hub_id=p.hub_id,
-                        lost_at=p.lost_at,
-                        heard=p.heard,
-                        restored_at=p.restored_at,
-                        duration_s=p.duration_s,
-                    )
-                    conn.execute(
-                        ins_p.values(**prow).on_conflict_do_update(
-                            index_elements=["outage_id", "premises_id"], set_=prow
+        orows = [
+            dict(
+                outage_id=o.outage_id,
+                level=o.level,
+                location=o.location,
+                opened=o.opened,
+                started=o.started,
+                closed=o.closed,
+                merged_into=o.merged_into,
+                customers=o.customers,
+                premises_heard=len(o.premises),
+                restored=o.restored,
+                duration_s=o.duration_s(),
+            )
+            for o in touched.values()
+        ]
+        prows = []
+        for o in touched.values():
+            if o.merged_into is None:  # a merged outage's premises live on in the one it joined
+                for pid in sorted(o.dirty):
+                    p = o.premises[pid]
+                    prows.append(
+                        dict(
+                            outage_id=o.outage_id,
+                            premises_id=p.premises_id,
+                            hub_id=p.hub_id,
+                            lost_at=p.lost_at,
+                            heard=p.heard,
+                            restored_at=p.restored_at,
+                            duration_s=p.duration_s,
                         )
                     )
+            o.dirty.clear()
+        with self.engine.begin() as conn:
+            conn.execute(_upsert(self.engine, outages, ["outage_id"]), orows)
+            if prows:
+                conn.execute(_upsert(self.engine, outage_premises, ["outage_id", "premises_id"]), prows)
             conn.execute(
                 outage_events.insert(),
                 [dict(outage_id=c.outage.outage_id, kind=c.kind, at=c.at) for c in changes],

@@ -248,10 +248,19 @@ class Collector:
         self.conflicts = 0
         self.crl_offer: CrlOffer | None = None
         self.crls_sent = 0
+        # Told every pull's outcome with its wall seconds, and every ingest transaction's
+        # (pulls, rows, wall seconds), the latter from the writer's thread: the metrics hook in.
+        self.observers: list[Callable[[PullOutcome, float], None]] = []
+        self.ingest_observers: list[Callable[[int, int, float], None]] = []
 
     def _ingest_all(self, batch: list[Ingest]) -> list[IngestResult]:
         """The pulls that finished while the writer was busy, in one store transaction."""
-        return self.store.ingest_many([(b.hub_id, b.rows, b.cursors) for b in batch])
+        t0 = time.perf_counter()
+        results = self.store.ingest_many([(b.hub_id, b.rows, b.cursors) for b in batch])
+        seconds = time.perf_counter() - t0
+        for observe in self.ingest_observers:
+            observe(len(batch), sum(len(b.rows) for b in batch), seconds)
+        return results
 
     def _client(self, hub: HubRecord) -> HubClient:
         if self._closed:  # a pull still under way when the collector shut down
@@ -264,6 +273,7 @@ class Collector:
         return client
 
     async def pull(self, hub: HubRecord, window_start: datetime) -> PullOutcome:
+        t0 = time.perf_counter()
         started = self.clock.now()
         self.pulls += 1
         try:
@@ -289,6 +299,12 @@ class Collector:
                 )
             )
         )
+        seconds = time.perf_counter() - t0
+        for observe in self.observers:
+            try:
+                observe(outcome, seconds)
+            except Exception:  # an observer's bug must not fail a pull that stored its readings
+                log.exception("pull observer failed")
         return outcome
 
     async def _errors(self, hub: HubRecord) -> None:

@@ -221,6 +221,10 @@ class Scheduler:
         self.delivered = 0  # urgent jobs this scheduler completed
         self._ended: list[tuple[BulkClaim, bool, str | None, PullOutcome | None]] = []
 
+    def in_flight(self) -> tuple[int, int]:
+        """Bulk pulls and urgent deliveries in flight now."""
+        return len(self._bulk), len(self._urgent)
+
     @property
     def _plan(self) -> PullPlan:
         assert self.plan is not None
@@ -234,7 +238,10 @@ class Scheduler:
         start = first_window or main.start_at_or_before(self.clock.now())
         if until <= start:
             return
-        stop = start + main.period * math.ceil((until - start) / main.period)
+        try:
+            stop = start + main.period * math.ceil((until - start) / main.period)
+        except OverflowError:  # no end the calendar can hold (``datetime.max``: run until stopped)
+            stop = until
         assert self.tick is not None
         try:
             while True:

@@ -108,7 +108,7 @@ def required_scope(method: str, path: str) -> str:
         return "consents"
     if path.endswith("/access-log"):
         return "access-log:read"
-    if path.endswith(("/readings/edits", "/readings/versions")):
+    if path.endswith(("/readings/edits", "/readings/versions", "/readings/quarantine")):
         return "readings:edit"
     if path == "/v1/data-quality":
         return "data-quality:read"

@@ -4,6 +4,9 @@
   with a reason; the decision and the edit (slots, values, reason) go into the audit chain,
   the day as it was is kept as a version;
 * ``GET /v1/premises/{premises_id}/readings/versions`` — a day's earlier versions;
+* ``GET /v1/premises/{premises_id}/readings/quarantine`` — the readings the VEE gate holds for
+  one meter, with the rule and the evidence; ``POST`` the same path to release one (it becomes
+  truth through an edit of its day, a new version) or reject it, with a reason (audited);
 * ``GET /v1/data-quality`` — quarantined / flagged / estimated counts per hub, meter model or
   supplier.
 """
@@ -59,6 +62,37 @@ class VersionOut(BaseModel):
     superseded_at: datetime
     edited_by: str
     reason: str
+
+
+class HeldOut(BaseModel):
+    hub_id: str
+    meter_id: str
+    obis: str
+    duration: int  # 0: a register reading
+    start: datetime
+    value: int
+    power_of_ten: int
+    uom: int
+    rule: str
+    evidence: str
+    found_at: datetime
+
+
+class ResolveIn(BaseModel):
+    meter_id: str = Field(min_length=1, max_length=64)
+    obis: str = Field(default="1-0:1.8.0", max_length=32)
+    duration: int = Field(ge=0, le=DAY)
+    start: datetime
+    rule: str = Field(min_length=1, max_length=32)
+    value: int
+    decision: Literal["release", "reject"]
+    reason: str = Field(min_length=3, max_length=2000)
+
+
+class ResolveOut(BaseModel):
+    hub_id: str
+    decision: str
+    version: int | None  # the day's new version when an interval was released
 
 
 class QualityOut(BaseModel):
@@ -150,6 +184,68 @@ def reading_versions(
                 )
             )
     return out
+
+
+@router.get("/v1/premises/{premises_id}/readings/quarantine", response_model=list[HeldOut], responses=ERRORS)
+def held_readings(
+    party: Caller,
+    api: Services,
+    premises_id: Id,
+    meter_id: Annotated[str, Query(min_length=1, max_length=64)],
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> list[HeldOut]:
+    meter = queries.find_meter(api.engine, premises_id, meter_id)
+    api.guard.require(
+        party, Action.EDIT_READINGS, premises_id=premises_id, fuel=meter.fuel, meter_id=meter_id
+    )
+    return [
+        HeldOut(
+            hub_id=r["hub_id"],
+            meter_id=r["meter_id"],
+            obis=r["obis"],
+            duration=r["duration"],
+            start=datetime.fromtimestamp(r["interval_start"], UTC),
+            value=r["value"],
+            power_of_ten=r["power_of_ten"],
+            uom=r["uom"],
+            rule=r["rule"],
+            evidence=r["evidence"],
+            found_at=datetime.fromtimestamp(r["found_at"], UTC),
+        )
+        for r in edits.held(api.engine, meter.series_hubs, meter_id, limit)
+    ]
+
+
+@router.post("/v1/premises/{premises_id}/readings/quarantine", response_model=ResolveOut, responses=ERRORS)
+def resolve_held(party: Caller, api: Services, premises_id: Id, body: ResolveIn) -> ResolveOut:
+    meter = queries.find_meter(api.engine, premises_id, body.meter_id)
+    start = int(body.start.timestamp())
+    api.guard.require(
+        party,
+        Action.EDIT_READINGS,
+        premises_id=premises_id,
+        fuel=meter.fuel,
+        meter_id=body.meter_id,
+        detail={
+            "quarantine": body.decision, "obis": body.obis, "start": start, "rule": body.rule,
+            "value": body.value, "reason": body.reason,
+        },
+    )  # fmt: skip
+    now = int(api.guard.clock.now().timestamp())
+    for hub_id in reversed(meter.series_hubs):
+        key = (hub_id, body.meter_id, body.obis, body.duration, start, body.rule, body.value)
+        try:
+            version = edits.resolve(
+                api.engine, key, decision=body.decision, actor=party, reason=body.reason, now=now
+            )
+        except LookupError:
+            continue
+        except ValueError as err:
+            raise HTTPException(400, str(err)) from err
+        return ResolveOut(hub_id=hub_id, decision=body.decision, version=version)
+    raise queries.NotFound(
+        f"no held {body.obis} reading of meter {body.meter_id} at {body.start.isoformat()}"
+    )
 
 
 @router.get("/v1/data-quality", response_model=list[QualityOut], responses=ERRORS)

@@ -7,12 +7,20 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, case, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from smarthub.gdsc.db.database import DAY
 from smarthub.gdsc.readings import interval_block
 from smarthub.gdsc.readings.tables import HUB_LOCKS, LOCK_HUBS, hub_keys, interval_blocks, interval_channels
 from smarthub.gdsc.readings.vee import rules
-from smarthub.gdsc.readings.vee.tables import meter_models, vee_day_versions, vee_estimates, vee_findings
+from smarthub.gdsc.readings.vee.tables import (
+    meter_models,
+    register_reads,
+    vee_day_versions,
+    vee_estimates,
+    vee_findings,
+)
 
 
 def channel_blocks(
@@ -65,63 +73,156 @@ def edit_day(
     bad = [s for s in values if not 0 <= s < n_slots]
     if bad:
         raise ValueError(f"slots {bad} outside the day's {n_slots}")
-    v = vee_day_versions
     with engine.begin() as conn:
-        hk = conn.execute(select(hub_keys.c.hub_key).where(hub_keys.c.hub_id == hub_id)).scalar()
-        if hk is not None and conn.dialect.name == "postgresql":
-            # The hub's merge lock: an ingest merging into this block meanwhile would otherwise
-            # lose its readings to this write-back, or this edit to its own.
-            conn.exec_driver_sql(LOCK_HUBS, (HUB_LOCKS, [hk]))
-        got = channel_blocks(conn, hub_id, meter, obis, duration, [day]).get(day)
-        if got is None:
-            raise LookupError(f"no {obis} readings of meter {meter} of hub {hub_id} on day {day}")
-        no, _, _, slots = got
-        old = conn.execute(
-            select(interval_blocks.c.block).where(
-                interval_blocks.c.hub_key == hk,
-                interval_blocks.c.day == day,
-                interval_blocks.c.channel_no == no,
-            )
-        ).scalar_one()
-        version = (
-            conn.execute(
-                select(func.max(v.c.version)).where(
-                    v.c.hub_id == hub_id,
-                    v.c.meter_id == meter,
-                    v.c.obis == obis,
-                    v.c.duration == duration,
-                    v.c.day == day,
-                )
-            ).scalar()
-            or 0
-        ) + 1
-        conn.execute(
-            insert(v).values(
-                hub_id=hub_id,
-                meter_id=meter,
-                obis=obis,
-                duration=duration,
-                day=day,
-                version=version,
-                block=bytes(old),
-                superseded_at=now,
-                edited_by=actor,
-                reason=reason,
-            )
+        return _edit(conn, hub_id, meter, obis, day, values, actor, reason, now, duration)
+
+
+def _edit(
+    conn: Connection,
+    hub_id: str,
+    meter: str,
+    obis: str,
+    day: int,
+    values: Mapping[int, int],
+    actor: str,
+    reason: str,
+    now: int,
+    duration: int,
+) -> int:
+    n_slots = DAY // duration
+    v = vee_day_versions
+    hk = conn.execute(select(hub_keys.c.hub_key).where(hub_keys.c.hub_id == hub_id)).scalar()
+    if hk is not None and conn.dialect.name == "postgresql":
+        # The hub's merge lock: an ingest merging into this block meanwhile would otherwise
+        # lose its readings to this write-back, or this edit to its own.
+        conn.exec_driver_sql(LOCK_HUBS, (HUB_LOCKS, [hk]))
+    got = channel_blocks(conn, hub_id, meter, obis, duration, [day]).get(day)
+    if got is None:
+        raise LookupError(f"no {obis} readings of meter {meter} of hub {hub_id} on day {day}")
+    no, _, _, slots = got
+    old = conn.execute(
+        select(interval_blocks.c.block).where(
+            interval_blocks.c.hub_key == hk,
+            interval_blocks.c.day == day,
+            interval_blocks.c.channel_no == no,
         )
-        merged = dict(slots)
-        for s, val in values.items():
-            merged[s] = (int(val), rules.MANUALLY_EDITED | rules.VALID)
+    ).scalar_one()
+    version = (
         conn.execute(
-            update(interval_blocks)
-            .where(
-                interval_blocks.c.hub_key == hk,
-                interval_blocks.c.day == day,
-                interval_blocks.c.channel_no == no,
+            select(func.max(v.c.version)).where(
+                v.c.hub_id == hub_id,
+                v.c.meter_id == meter,
+                v.c.obis == obis,
+                v.c.duration == duration,
+                v.c.day == day,
             )
-            .values(n=len(merged), block=interval_block.encode(n_slots, merged))
+        ).scalar()
+        or 0
+    ) + 1
+    conn.execute(
+        insert(v).values(
+            hub_id=hub_id,
+            meter_id=meter,
+            obis=obis,
+            duration=duration,
+            day=day,
+            version=version,
+            block=bytes(old),
+            superseded_at=now,
+            edited_by=actor,
+            reason=reason,
         )
+    )
+    merged = dict(slots)
+    for s, val in values.items():
+        merged[s] = (int(val), rules.MANUALLY_EDITED | rules.VALID)
+    conn.execute(
+        update(interval_blocks)
+        .where(
+            interval_blocks.c.hub_key == hk,
+            interval_blocks.c.day == day,
+            interval_blocks.c.channel_no == no,
+        )
+        .values(n=len(merged), block=interval_block.encode(n_slots, merged))
+    )
     return version + 1
+
+
+def held(
+    engine: Engine, hub_ids: Sequence[str], meter_id: str | None = None, limit: int = 1000
+) -> list[dict]:
+    """The quarantined readings still held of these hubs (of one meter), oldest first."""
+    f = vee_findings
+    q = select(f).where(f.c.hub_id.in_(list(hub_ids)), f.c.status == "held")
+    if meter_id is not None:
+        q = q.where(f.c.meter_id == meter_id)
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(q.order_by(f.c.interval_start, f.c.obis).limit(limit))]
+
+
+def resolve(
+    engine: Engine,
+    key: tuple[str, str, str, int, int, str, int],
+    *,
+    decision: str,
+    actor: str,
+    reason: str,
+    now: int,
+) -> int | None:
+    """An operator's decision on a held reading, ``key`` = (hub, meter, obis, duration, start,
+    rule, value): ``reject`` (it stays out, marked so) or ``release`` (it becomes truth: an
+    interval through an edit of its day — a new day version, MANUALLY_EDITED —, a register into
+    the register reads). Returns the day's new version for a released interval."""
+    if decision not in ("release", "reject"):
+        raise ValueError(f"a held reading is released or rejected, not {decision!r}")
+    if not reason.strip():
+        raise ValueError("a decision on a held reading needs a reason")
+    hub_id, meter, obis, duration, start, rule, value = key
+    f = vee_findings
+    match = and_(
+        f.c.hub_id == hub_id, f.c.meter_id == meter, f.c.obis == obis, f.c.duration == duration,
+        f.c.interval_start == start, f.c.rule == rule, f.c.value == value,
+    )  # fmt: skip
+    version = None
+    with engine.begin() as conn:
+        row = conn.execute(select(f).where(match, f.c.status == "held")).first()
+        if row is None:
+            raise LookupError(f"no held {obis} reading of meter {meter} at {start} ({rule}, value {value})")
+        if decision == "release":
+            if duration == 0:
+                ins = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(register_reads)
+                conn.execute(
+                    ins.on_conflict_do_nothing(),
+                    {
+                        "hub_id": hub_id,
+                        "meter_id": meter,
+                        "obis": obis,
+                        "read_at": start,
+                        "value": value,
+                        "power_of_ten": row.power_of_ten,
+                        "uom": row.uom,
+                        "quality": row.quality | rules.MANUALLY_EDITED,
+                    },
+                )
+            else:
+                day, rem = divmod(start, DAY)
+                if not channel_blocks(conn, hub_id, meter, obis, duration, [day]):
+                    raise ValueError(
+                        f"the store holds no {obis} readings of meter {meter} on day {day} to release into"
+                        " (the day's other readings arrive first, or an estimate)"
+                    )
+                version = _edit(conn, hub_id, meter, obis, day, {rem // duration: value}, actor,
+                                f"released from quarantine ({rule}): {reason}", now, duration)  # fmt: skip
+        conn.execute(
+            update(f)
+            .where(match)
+            .values(
+                status="released" if decision == "release" else "rejected",
+                resolved_by=actor,
+                resolved_reason=reason,
+            )
+        )
+    return version
 
 
 def day_versions(

@@ -153,31 +153,43 @@ class VeeData(Database):
     def _last_registers(
         self, conn: Connection, hub_ids: Sequence[str], checks: Sequence[VeePull]
     ) -> dict[str, dict[tuple[str, str], tuple[int, float]]]:
-        wanted = {h for h, c in zip(hub_ids, checks, strict=True) if c.registers}
+        """The newest stored register before the batch's registers, per hub channel: first
+        within the two days before (the nightly case, a short index range), then without a
+        bound for the channels that had none there (a hub back after an outage)."""
+        wanted = {(h, r[0], r[1]) for h, c in zip(hub_ids, checks, strict=True) for r in c.registers}
         if not wanted:
             return {}
         cut = min(r[2] for c in checks for r in c.registers)
-        r = register_reads
         out: dict[str, dict[tuple[str, str], tuple[int, float]]] = {}
-        for chunk in _chunks(sorted(wanted), 500):
-            latest = (
-                select(r.c.hub_id, r.c.meter_id, r.c.obis, func.max(r.c.read_at).label("m"))
-                .where(r.c.hub_id.in_(chunk), r.c.read_at < cut)
-                .group_by(r.c.hub_id, r.c.meter_id, r.c.obis)
-                .subquery()
-            )
-            q = select(r.c.hub_id, r.c.meter_id, r.c.obis, r.c.read_at, r.c.value, r.c.power_of_ten).join(
-                latest,
-                and_(
-                    r.c.hub_id == latest.c.hub_id,
-                    r.c.meter_id == latest.c.meter_id,
-                    r.c.obis == latest.c.obis,
-                    r.c.read_at == latest.c.m,
-                ),
-            )
-            for h, m, o, at, v, p10 in conn.execute(q):
-                out.setdefault(h, {})[(m, o)] = (at, v * 10.0**p10)
+        self._newest_before(conn, sorted({h for h, _, _ in wanted}), cut, cut - 2 * DAY, out)
+        missing = sorted({h for h, m, o in wanted if (m, o) not in out.get(h, {})})
+        if missing:
+            self._newest_before(conn, missing, cut, None, out)
         return out
+
+    def _newest_before(
+        self,
+        conn: Connection,
+        hubs: Sequence[str],
+        cut: int,
+        since: int | None,
+        out: dict[str, dict[tuple[str, str], tuple[int, float]]],
+    ) -> None:
+        r = register_reads
+        for chunk in _chunks(hubs, 500):
+            where = [r.c.hub_id.in_(chunk), r.c.read_at < cut]
+            if since is not None:
+                where.append(r.c.read_at >= since)
+            rows = conn.execute(
+                select(r.c.hub_id, r.c.meter_id, r.c.obis, r.c.read_at, r.c.value, r.c.power_of_ten).where(
+                    *where
+                )
+            )
+            for h, m, o, at, v, p10 in rows:
+                per = out.setdefault(h, {})
+                held = per.get((m, o))
+                if held is None or at > held[0]:
+                    per[(m, o)] = (at, v * 10.0**p10)
 
     def _next_registers(
         self, conn: Connection, now: int, hub_ids: Sequence[str], checks: Sequence[VeePull]
