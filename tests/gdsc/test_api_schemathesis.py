@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -35,7 +36,7 @@ import pytest
 
 from gdsc.api_world import PARTIES, World, build
 
-TESTS = Path(__file__).resolve().parent.parent
+HOOKS = Path(__file__).resolve().parent / "schemathesis_hooks.py"
 
 
 @dataclass(frozen=True)
@@ -90,9 +91,10 @@ INEXPRESSIBLE = [
     Rule(
         "ST202",
         400,
-        r"feeder .* is not a known feeder|its parent .* is not a known (secondary|primary|feeder)",
-        "a network edit must name nodes the topology holds (a premises' feeder, a node's parent): "
-        "the database's state",
+        r"feeder .* is not a known feeder|its parent .* is not a known (secondary|primary|feeder)"
+        r"|only a primary substation has no parent",
+        "a network edit must fit the topology it edits (a premises' feeder and a node's parent "
+        "exist, only a primary has none): the database's state and a relation between fields",
     ),
     Rule(
         "ST202",
@@ -156,10 +158,13 @@ def schemathesis_binary() -> str:
 
 
 def run(world: World, base: str, parties: list[str], examples: int, seed: int, out: Path) -> list[Failure]:
+    (out / "hooks").mkdir()
+    shutil.copy(HOOKS, out / "hooks" / "schemathesis_hooks.py")
     env = {
         **os.environ,
-        "SCHEMATHESIS_HOOKS": "gdsc.schemathesis_hooks",
-        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+        "SCHEMATHESIS_HOOKS": "schemathesis_hooks",
+        # the hooks module alone on the path (tests/ holds packages that would shadow libraries)
+        "PYTHONPATH": str(out / "hooks"),
         "SMARTHUB_API_TOKENS": json.dumps({p: world.tokens[p] for p in parties}),
         "SMARTHUB_API_SEED": str(seed),
     }
@@ -238,7 +243,7 @@ def test_the_allowlist_reads_the_report_it_is_applied_to(tmp_path: Path) -> None
 
 
 def test_schemathesis_all_checks_every_role(world: World, base: str, tmp_path: Path) -> None:
-    found = run(world, base, [p.party_id for p in PARTIES], examples=8, seed=22, out=tmp_path)
+    found = run(world, base, [p.party_id for p in PARTIES], examples=4, seed=22, out=tmp_path)
     assert unexplained(found) == [], (tmp_path / "schemathesis.log").read_text()[-20000:]
 
 

@@ -71,7 +71,17 @@ def _edited(api: Any, now: datetime) -> None:
 # -- topology -------------------------------------------------------------------------------------
 
 
-@router.get("/v1/network/topology", responses=ERRORS)
+@router.get(
+    "/v1/network/topology",
+    response_class=JSONResponse,
+    responses={
+        **ERRORS,
+        200: {
+            "description": "GeoJSON (RFC 7946) FeatureCollection",
+            "content": {"application/geo+json": {"schema": {"type": "object"}}},
+        },
+    },
+)
 def get_topology(
     party: Caller,
     api: Services,
