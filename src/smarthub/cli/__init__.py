@@ -5,7 +5,8 @@ logic lives in the packages (the GDSC's composition root and its services, the h
 the simulators, the codecs).
 
 * :mod:`.demo` — ``demo``, ``chaos``;
-* :mod:`.hub` — ``hub``, ``listen``, ``ihd-code``; :mod:`.decode` — ``decode``; :mod:`.plan` — ``plan-han``;
+* :mod:`.hub` — ``hub``, ``listen``, ``ihd-code``; :mod:`.decode` — ``decode``;
+* :mod:`.plan` — ``plan-han``; :mod:`.heat` — ``heat-bill``;
 * :mod:`.gdsc` — ``gdsc`` (run the GDSC) and ``gdsc api|client|renew|token|audit|group|db-role``;
   :mod:`.lifecycle` — ``gdsc installer|installer-request|commission|replace|revoke|decommission``;
 * :mod:`.command` — ``command`` (one signed management command, delivered now).
@@ -16,7 +17,7 @@ import importlib
 from smarthub.cli.app import app
 
 # Each group module adds its commands to ``app`` when imported; this order is the help's order.
-for _group in ("demo", "hub", "decode", "plan", "gdsc", "lifecycle", "command"):
+for _group in ("demo", "hub", "decode", "plan", "heat", "gdsc", "lifecycle", "command"):
     importlib.import_module(f"smarthub.cli.{_group}")
 
 
