@@ -21,9 +21,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import AwareDatetime
 
-from smarthub.gdsc.api.deps import Caller, Id, Services, period
+from smarthub.gdsc.api.deps import Caller, Id, Instant, Services, period
 from smarthub.gdsc.api.routers.outages import area_of
 from smarthub.gdsc.api.schemas import (
     ERRORS,
@@ -75,7 +74,17 @@ def _edited(api: Any, now: datetime) -> None:
 # -- topology -------------------------------------------------------------------------------------
 
 
-@router.get("/v1/network/topology", responses=ERRORS)
+@router.get(
+    "/v1/network/topology",
+    response_class=JSONResponse,
+    responses={
+        **ERRORS,
+        200: {
+            "description": "GeoJSON (RFC 7946) FeatureCollection",
+            "content": {"application/geo+json": {"schema": {"type": "object"}}},
+        },
+    },
+)
 def get_topology(
     party: Caller,
     api: Services,
@@ -189,8 +198,8 @@ async def load_topology(
 def duos_data_set(
     party: Caller,
     api: Services,
-    start: AwareDatetime,
-    end: AwareDatetime,
+    start: Instant,
+    end: Instant,
     obis: Annotated[
         str, Query(max_length=32, description="1-0:1.8.0 import, 1-0:2.8.0 export")
     ] = "1-0:1.8.0",
@@ -262,8 +271,8 @@ def planning(
     party: Caller,
     api: Services,
     node_id: Id,
-    start: AwareDatetime,
-    end: AwareDatetime,
+    start: Instant,
+    end: Instant,
     granularity: ServedGranularity = ServedGranularity.HALF_HOURLY,
 ) -> PlanningOut:
     """Consumption profile, peak and solar export of a feeder or substation: the sums of its
