@@ -336,9 +336,7 @@ def planning(
 
 
 @router.get("/v1/network/nodes/{node_id}/power-quality", response_model=PowerQualityOut, responses=ERRORS)
-def power_quality(
-    party: Caller, api: Services, node_id: Id, start: AwareDatetime, end: AwareDatetime
-) -> PowerQualityOut:
+def power_quality(party: Caller, api: Services, node_id: Id, start: Instant, end: Instant) -> PowerQualityOut:
     """Voltage per phase under a feeder or substation (10-minute means: their average, the share
     inside 230 V ± 10 %, the extremes) and the sags and swells the meters counted."""
     asked = period(start, end)
