@@ -48,6 +48,7 @@ from smarthub.hub.mains import MainsMonitor
 from smarthub.hub.management import CrlStore, ManagementInterface
 from smarthub.hub.metrics import HubMetrics
 from smarthub.hub.network import NetworkSettings, network_command
+from smarthub.hub.power_quality import PowerQuality
 from smarthub.hub.privacy import ConsentStore, Granularity, HubPrivacy, privacy_commands
 from smarthub.hub.registry import MeterRegistry, registry_commands
 from smarthub.hub.repairs import HubRepairs
@@ -319,6 +320,8 @@ def _core(a: HubAssembly) -> Part:
     a.hub = SmartHub(
         a.config.hub_id, a.history, clock=a.clock, diagnostics=a.diagnostics, registry=a.registry
     )
+    if a.config.power_quality:
+        a.hub.power_quality = PowerQuality()
     return Part("core")
 
 
