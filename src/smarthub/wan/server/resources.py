@@ -39,7 +39,6 @@ from smarthub.hub.diagnostics import DiagnosedEvent
 from smarthub.model import ObisCode
 from smarthub.model.reading_type import (
     ACCUMULATION_CUMULATIVE,
-    ACCUMULATION_DELTA,
     COMMODITY_ELECTRICITY,
     FLOW_FORWARD,
     FLOW_REVERSE,
@@ -746,13 +745,15 @@ class HubWanServer:
         return self._xml(
             sep2.reading_type(
                 f"{sep2.mr_href(meter, obis)}/rt",
-                accumulation=ACCUMULATION_DELTA,
+                accumulation=spec.accumulation,
                 commodity=spec.commodity,
                 flow_direction=spec.flow_direction,
                 interval_length=1800 if g == HALF_HOURLY else AGGREGATED[g],
                 kind=spec.kind,
                 power_of_ten=spec.power_of_ten,
                 uom=spec.uom,
+                data_qualifier=spec.data_qualifier,
+                phase=spec.phase,
             )
         )
 
