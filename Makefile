@@ -38,7 +38,7 @@ browser:
 		|| echo "chromium is not installed (needs root): the IHD browser tests will be skipped"
 
 # promtool checks the alerting rules and the dashboard's queries, and a real Prometheus scrapes a
-# running GDSC (tests/packaging/test_monitoring.py): Debian's prometheus package, root to install;
+# running GDSC (tests/deployment/test_monitoring.py): Debian's prometheus package, root to install;
 # without it those tests are reported as skipped.
 prometheus:
 	@command -v promtool >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -q && apt-get install -y -q prometheus; } \

@@ -114,6 +114,7 @@ ENDPOINTS = {
     "GET /v1/outages/{outage_id}": Action.NETWORK_READ,
     "GET /v1/network/topology": Action.NETWORK_READ,
     "GET /v1/network/nodes/{node_id}/planning": Action.NETWORK_READ,
+    "GET /v1/network/nodes/{node_id}/power-quality": Action.NETWORK_READ,
     "PUT /v1/network/nodes/{node_id}": Action.NETWORK_EDIT,
     "PUT /v1/network/premises/{premises_id}": Action.NETWORK_EDIT,
     "POST /v1/network/topology": Action.NETWORK_EDIT,

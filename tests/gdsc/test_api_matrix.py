@@ -186,7 +186,7 @@ def call(m: Matrix, endpoint: str, role: Role, where: str, consent: str) -> Any:
             content = CSV_HEADER + f"{p},L1,F1,S1,PR1\n"
         case "GET events":
             params = {"follow": "false"}
-        case "GET duos" | "GET planning":
+        case "GET duos" | "GET planning" | "GET power-quality":
             params = span
     match endpoint.split("/")[-1]:
         case "readings" if "aggregates" not in endpoint:
@@ -280,4 +280,4 @@ def test_every_endpoint_is_in_the_table(matrix: Matrix) -> None:
     own job ids only and needs no decision)."""
     routes = {f"{method} {path}" for method, path in api_routes(matrix.client.app)}
     assert routes == set(ENDPOINTS) | {"GET /v1/jobs"}
-    assert len(CASES) == (len(ENDPOINTS) - 5) * len(Role) * 2 * len(CONSENTS) == 1344
+    assert len(CASES) == (len(ENDPOINTS) - 5) * len(Role) * 2 * len(CONSENTS) == 1392

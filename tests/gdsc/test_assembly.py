@@ -56,3 +56,38 @@ async def test_the_demo_chaos_and_smarthub_gdsc_build_the_same_gdsc(
     assert built["collector"]["error_log"] and built["scheduler"]["on_unreachable"]
     assert built["upkeep"]["steps"] == UPKEEP and built["upkeep"]["keeps_crl"]
     assert built["repairs_every_s"] == 2880.0  # 15 minutes, at least a wall second (2,880x)
+
+
+async def test_a_new_collector_certificate_carries_the_pulls_and_the_commands(tmp_path: Path) -> None:
+    """A collector restarted on a new certificate (the old one to be revoked) delivers the
+    commands under it too: a courier left on the old one is refused by every hub that has
+    learnt the revocation (found by the chaos run's collector revocation, issue 24)."""
+    from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
+    from smarthub.gdsc.service import collector_tls_context
+
+    cfg = DemoConfig(homes=1, days=1, seconds_per_day=30, seed=4, state=tmp_path)
+    demo = await setup(cfg)
+    try:
+        gdsc = demo.gdsc
+        old = gdsc.scheduler.courier
+        ca = CertificateAuthority.load(tmp_path / "ca")
+        ca.issue(Role.COLLECTOR, "collector-2", demo.clock.now()).save(tmp_path / "gdsc", "collector")
+        ctx = collector_tls_context(
+            tmp_path / "gdsc" / "collector.pem",
+            tmp_path / "gdsc" / "collector.key",
+            tmp_path / "ca" / "ca.pem",
+            None,
+        )
+        collector = await gdsc.replace_collector(ctx)
+        assert gdsc.ssl_context is ctx and collector.ssl_context is ctx
+        assert gdsc.scheduler.collector is collector and gdsc.upkeep.collector is collector
+        assert gdsc.scheduler.courier is not old and gdsc.scheduler.courier is not None
+        assert gdsc.scheduler.courier.ssl_context is ctx
+        # And a command goes out under the new certificate: the hub answers it.
+        (hub,) = gdsc.store.active_hubs()
+        assert demo.signer is not None
+        signed = demo.signer.command(hub.hub_id, "diagnostic.ping", {"nonce": "n1"}, demo.clock.now())
+        verdict = await gdsc.scheduler.courier.deliver(hub, signed.envelope())
+        assert verdict["status"] == "applied" and verdict["result"] == {"pong": "n1"}
+    finally:
+        await teardown(demo)

@@ -156,6 +156,6 @@ def test_the_cli_bills_the_example_building_and_names_bad_input(tmp_path) -> Non
     rows = (tmp_path / "bills.csv").read_text().splitlines()
     assert rows[1].startswith("A,T1,2025-01-01,2025-06-30,50,300,12,25,334.73,")
     bad = tmp_path / "bad.toml"
-    bad.write_text('[building]\nstart = 2025-01-01\nend = 2025-12-31\nfuel_cost = 10.5\n')
+    bad.write_text("[building]\nstart = 2025-01-01\nend = 2025-12-31\nfuel_cost = 10.5\n")
     refused = CliRunner().invoke(app, ["heat-bill", str(bad), "--out", str(tmp_path)])
     assert refused.exit_code == 2 and "building.fuel_cost: write money" in refused.output

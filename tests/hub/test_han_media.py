@@ -29,7 +29,10 @@ RADIOS = [k for k, m in MEDIA.items() if m.kind is MediumKind.RADIO]
 
 def test_table_1_as_published() -> None:
     """The rows of Table 1 (rate, IP, power, reliable range, nodes) are carried as published."""
-    rows = {k: (m.gross_rate_bps, m.ip_based, m.rx_on_power_w, m.reliable_range_m, m.max_nodes) for k, m in MEDIA.items()}
+    rows = {
+        k: (m.gross_rate_bps, m.ip_based, m.rx_on_power_w, m.reliable_range_m, m.max_nodes)
+        for k, m in MEDIA.items()
+    }
     assert rows == {
         "zigbee-2.4": (250_000, False, 0.1, 10.0, None),
         "zigbee-868": (20_000, False, 0.1, 30.0, None),
@@ -55,7 +58,9 @@ def test_floors_and_walls_cost_more_at_2_4_ghz_than_at_868_mhz() -> None:
     upstairs = Placement(8, walls=2, floors=2)
     low, high = estimate(MEDIA["zigbee-868"], upstairs), estimate(MEDIA["zigbee-2.4"], upstairs)
     assert low.reaches and not high.reaches
-    assert MEDIA["wmbus-868"].tx_power_dbm - MEDIA["zigbee-2.4"].tx_power_dbm == pytest.approx(4.0)  # 25 mW vs 10 mW
+    assert MEDIA["wmbus-868"].tx_power_dbm - MEDIA["zigbee-2.4"].tx_power_dbm == pytest.approx(
+        4.0
+    )  # 25 mW vs 10 mW
     # The text's "a factor of three to five" in range of EN 13757-4 over 2.4 GHz at 10 mW.
     assert 3 <= MEDIA["wmbus-868"].reliable_range_m / MEDIA["zigbee-2.4"].reliable_range_m <= 5
 
@@ -68,9 +73,13 @@ def test_wired_media_go_by_the_length_of_the_wiring() -> None:
     assert not estimate(MEDIA["homeplug-gp"], Placement(20, wiring_m=260)).reaches
 
 
-def _run(medium_key: str, placement: Placement, tmp_path: Path, frames: int = 120) -> tuple[SmartHub, RadioLink]:
+def _run(
+    medium_key: str, placement: Placement, tmp_path: Path, frames: int = 120
+) -> tuple[SmartHub, RadioLink]:
     clock = ManualClock(T0)
-    hub = SmartHub("HUB1", HistoryStore(tmp_path / f"{medium_key}.sqlite"), clock=clock, diagnostics=Diagnostics())
+    hub = SmartHub(
+        "HUB1", HistoryStore(tmp_path / f"{medium_key}.sqlite"), clock=clock, diagnostics=Diagnostics()
+    )
     meter = ZigbeeMeterSimulator(EUI, "electric", HouseholdProfile(3), start=T0)
     port = ZigbeePort("zb")
     medium = MEDIA[medium_key]

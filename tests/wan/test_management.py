@@ -77,16 +77,23 @@ def newer_table(hub: SmartHub, version: str) -> dict:  # type: ignore[type-arg]
     return table
 
 
-async def test_mapping_update_applied_once_and_replay_refused(rig: Rig) -> None:
+async def test_mapping_update_applied_once_answered_again_and_replay_refused(rig: Rig) -> None:
     cmd = rig.signer.command(
         "HUB1", "mapping.update", {"table": newer_table(rig.hub, "2027.1")}, datetime.now(UTC)
     )
     verdict = await rig.client.post_command(cmd.envelope())
     assert verdict["status"] == "applied" and verdict["result"] == {"version": "2027.1"}
     assert rig.hub.mapping.version == "2027.1"
-    again = await rig.client.post_command(cmd.envelope())  # captured and replayed
-    assert (again["status"], again["code"]) == ("refused", "replay")
-    assert rig.mgmt.log()[0][3:] == ("refused", "replay: counter 1 is not above the last accepted 1")
+    # The same envelope again (the collector lost the answer): the same verdict, not run again.
+    again = await rig.client.post_command(cmd.envelope())
+    assert again == verdict and rig.hub.mapping.version == "2027.1"
+    assert rig.mgmt.log()[0][3:] == ("answered", "re-delivered: the verdict again")
+    # Once a later command has run, the earlier one replayed is refused by its counter.
+    ping = rig.signer.command("HUB1", "diagnostic.ping", {"nonce": 7}, datetime.now(UTC))
+    assert (await rig.client.post_command(ping.envelope()))["status"] == "applied"
+    replayed = await rig.client.post_command(cmd.envelope())  # captured and replayed
+    assert (replayed["status"], replayed["code"]) == ("refused", "replay")
+    assert rig.mgmt.log()[0][3:] == ("refused", "replay: counter 1 is not above the last accepted 2")
 
 
 async def test_tampered_unsigned_and_foreign_commands_are_refused(rig: Rig, wall_now: datetime) -> None:

@@ -46,7 +46,9 @@ from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
 from smarthub.hub.mains import MainsMonitor
 from smarthub.hub.management import CrlStore, ManagementInterface
+from smarthub.hub.metrics import HubMetrics
 from smarthub.hub.network import NetworkSettings, network_command
+from smarthub.hub.power_quality import PowerQuality
 from smarthub.hub.privacy import ConsentStore, Granularity, HubPrivacy, privacy_commands
 from smarthub.hub.registry import MeterRegistry, registry_commands
 from smarthub.hub.repairs import HubRepairs
@@ -226,6 +228,12 @@ class HubAssembly:
 
         return handler
 
+    def is_submeter(self, meter: str) -> bool:
+        """Sub-meters stay home: the WAN serves the hub's meters minus the appliance plugs."""
+        return meter in self.submeters or (
+            self.consumer is not None and meter in self.consumer.consumption.appliances
+        )
+
     async def firmware_healthy(self, version: str) -> bool:
         """A new version is kept only if its payload is in place and the hub still takes its
         meters' frames during the probation (on the hub's clock)."""
@@ -235,8 +243,11 @@ class HubAssembly:
             return True
         before = self.hub.stats.frames_ok
         deadline = self.clock.now() + self.config.firmware_probation
+        # Looked at every second, or a hundredth of the probation if longer: an hour's probation
+        # on a simulated clock must not be 3,600 turns of the event loop.
+        step = max(timedelta(seconds=1), self.config.firmware_probation / 100)
         while self.clock.now() < deadline:
-            await self.clock.sleep_until(min(deadline, self.clock.now() + timedelta(seconds=1)))
+            await self.clock.sleep_until(min(deadline, self.clock.now() + step))
             if self.hub.stats.frames_ok > before:
                 return True
         return self.hub.stats.frames_ok > before
@@ -309,6 +320,8 @@ def _core(a: HubAssembly) -> Part:
     a.hub = SmartHub(
         a.config.hub_id, a.history, clock=a.clock, diagnostics=a.diagnostics, registry=a.registry
     )
+    if a.config.power_quality:
+        a.hub.power_quality = PowerQuality()
     return Part("core")
 
 
@@ -390,7 +403,7 @@ def _privacy(a: HubAssembly) -> Part:
     wanted = a.config.gdsc_granularity
     if wanted is not None and a.consent.version("gdsc") is None:
         a.consent.set("gdsc", Granularity(wanted), a.clock.now())
-    a.privacy = HubPrivacy(a.consent, a.history, mirror=a.hub.mirror)
+    a.privacy = HubPrivacy(a.consent, a.history, mirror=a.hub.mirror, is_submeter=a.is_submeter)
     for ctype, handler in privacy_commands(a.privacy, a.clock).items():  # consent.set, supplier.keys
         a.management.register(ctype, handler)
     return Part("privacy", on_stop=_after(a.consent.close))
@@ -398,7 +411,10 @@ def _privacy(a: HubAssembly) -> Part:
 
 def _firmware(a: HubAssembly) -> Part:
     slots = FirmwareSlots(a.dir / "firmware")
-    a.firmware = FirmwareUpdater(slots, a.ca_cert, a.cert_clock, a.firmware_healthy)
+    # The updater's own deadline must not cut the configured probation short (its default is 5
+    # minutes; a configuration may ask for longer).
+    probation = max(timedelta(minutes=5), a.config.firmware_probation + timedelta(minutes=1))
+    a.firmware = FirmwareUpdater(slots, a.ca_cert, a.cert_clock, a.firmware_healthy, probation=probation)
     a.firmware.recover()
     a.management.register("firmware.update", firmware_command(a.firmware))
     return Part("firmware")
@@ -488,10 +504,7 @@ def _wan(a: HubAssembly) -> Part:
     cert = x509.load_pem_x509_certificate(a.config.certificate.read_bytes())
     a.lfdi = lfdi(cert)
 
-    def is_submeter(meter: str) -> bool:
-        # Sub-meters stay home: the WAN serves the hub's meters minus the appliance plugs.
-        return meter in a.submeters or (a.consumer is not None and meter in a.consumer.consumption.appliances)
-
+    is_submeter = a.is_submeter
     monotonic: dict[str, Any] = {}
     if not isinstance(a.clock, SystemClock):
         clock = a.clock
@@ -509,6 +522,15 @@ def _wan(a: HubAssembly) -> Part:
         crls=a.crls,  # the GDSC's CRL, taken with the bulk pull
         **monotonic,
     )
+    server = a.server
+    a.server.metrics = HubMetrics(
+        a.hub,
+        connections=lambda: [(c.protocol, c.failures) for c in a.connections],
+        open_events=a.diagnostics.log.open_events,
+        files={"history": str(a.history.path), "diagnostics": a.diagnostics.log.path},
+        wan=lambda: (server.requests, server.rate_limited),
+        last_pull=lambda: server.last_collector_request,
+    ).render
     # Certificate renewal (pki.certificate): into the live TLS context, and the server answers
     # with its new LFDI.
     a.certificate = HubCertificate(

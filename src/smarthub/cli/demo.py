@@ -81,7 +81,7 @@ def demo(
 
 @app.command()
 def chaos(
-    homes: Annotated[int, typer.Option(min=1, help="simulated homes")] = 200,
+    homes: Annotated[int, typer.Option(min=1, help="simulated homes")] = 50,
     days: Annotated[int, typer.Option(min=1, help="simulated days")] = 3,
     seed: Annotated[int, typer.Option(help="seeds the homes and the faults: same seed, same run")] = 1,
     seconds_per_day: Annotated[float, typer.Option(min=1.0, help="wall seconds per simulated day")] = 60.0,
@@ -90,7 +90,8 @@ def chaos(
     log_format: LogFormatOption = LogFormat.text,
 ) -> None:
     """Run a fleet with faults injected (WAN and cell outages, power cuts, HAN dropouts, collector
-    and database restarts) and top-ups in flight; JSON last line with what was lost."""
+    and database restarts), top-ups in flight and the upkeep's events of weeks (renewals,
+    revocations, consents, changes of tenancy and supplier, tariffs); JSON last line."""
     from smarthub.sim.chaos import run_chaos
     from smarthub.sim.demo import DemoConfig
 
@@ -102,7 +103,16 @@ def chaos(
         )
         result = asyncio.run(run_chaos(cfg))
     print(result.json_line())
-    if result.lost or result.duplicates or result.topups_lost or result.topups_doubled:
+    if (
+        result.lost
+        or result.duplicates
+        or result.topups_lost
+        or result.topups_doubled
+        or result.topup_days_missed
+        or result.commands_refused_stale_crl
+        or result.renewals_done != result.renewals_due
+        or result.consent_expiries_applied != result.consent_expiries
+    ):
         raise typer.Exit(1)
 
 

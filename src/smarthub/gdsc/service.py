@@ -61,6 +61,7 @@ from smarthub.gdsc.outages.service import OutageService
 from smarthub.gdsc.outages.topology import TopologyStore
 from smarthub.gdsc.outages.topology import parse as parse_topology
 from smarthub.gdsc.pull.collector import Collector
+from smarthub.gdsc.pull.courier import CommandCourier
 from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.pull.scheduler import Scheduler, WindowProgress, _wall_seconds
 from smarthub.gdsc.pull.tables import Priority
@@ -380,16 +381,25 @@ class GdscService:
         finally:
             await self.close()
 
-    async def replace_collector(self) -> Collector:
+    async def replace_collector(self, ssl_context: ssl.SSLContext | None = None) -> Collector:
         """A collector restart: a new collector (TLS sessions and batches of the old one lost)
-        takes over the scheduler's pulls and the upkeep's CRL hand-over."""
-        old = self.collector
+        takes over the scheduler's pulls, its command deliveries and the upkeep's CRL hand-over.
+
+        ``ssl_context``: the collector's new TLS context (a new collector certificate, the old
+        one to be revoked); the commands go out under it too, or the hubs would refuse them
+        once they hold the CRL that lists the old certificate."""
+        old, old_courier = self.collector, None
+        if ssl_context is not None:
+            self.ssl_context = ssl_context
+            old_courier, self.scheduler.courier = self.scheduler.courier, CommandCourier(ssl_context)
         self.collector = _collector(
             self.config, self.store, self.ssl_context, self.clock, self.error_log, self.crl, self.channels
         )
         self.scheduler.collector = self.upkeep.collector = self.collector
         self._watch(self.collector)
         await old.close()
+        if old_courier is not None:
+            await old_courier.close()
         return self.collector
 
     async def _refresh_topology(self, stop: asyncio.Event) -> None:

@@ -206,7 +206,8 @@ class Upkeep:
         self.anchor_due = now + self.anchor_every
 
     def _renewals(self) -> None:
-        """Settle applied hub certificate renewals, then renew hubs near expiry (HubLifecycle).
+        """Settle applied hub certificate renewals (and adopt the renewed certificates hubs were
+        seen presenting, their answers lost), then renew hubs near expiry (HubLifecycle).
 
         On the TLS clock: certificates and CRLs are checked by OpenSSL on this host's clock."""
         lifecycle = _state_lifecycle(self.state, self.store, self.signer)
@@ -215,6 +216,9 @@ class Upkeep:
         now = self.tls_clock.now()
         lifecycle.renew_before = self.renew_before
         self.renewal_mark = lifecycle.apply_renewals(now, self.renewal_mark)
+        presented, self.collector.presented = self.collector.presented, {}
+        for hub_id in lifecycle.adopt_renewed(presented, now) if presented else ():
+            log.info("hub %s presents its renewed certificate: adopted (its answer was lost)", hub_id)
         for hub_id in lifecycle.renew_due(now):
             log.info("renewing the certificate of hub %s", hub_id)
 

@@ -43,6 +43,7 @@ how long a hub trusts a list nobody vouches for.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -81,8 +82,18 @@ CREATE TABLE IF NOT EXISTS mgmt_log (
 );
 """
 
+# 2: the last command's verdict, to answer its re-delivery (an answer lost on the way back).
+_LAST = """
+CREATE TABLE IF NOT EXISTS mgmt_last (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    counter INTEGER NOT NULL,
+    digest BLOB NOT NULL,
+    verdict TEXT NOT NULL
+);
+"""
+
 # Migrations: 1 is the schema when versions began (its IF NOT EXISTS adopts an unversioned file).
-SCHEMA = sqlite_files.Schema("management log", [_SCHEMA])
+SCHEMA = sqlite_files.Schema("management log", [_SCHEMA, _LAST])
 
 
 REFRESH_BEFORE = timedelta(days=3)  # ask for a newer CRL when the one held has less than this left
@@ -134,6 +145,7 @@ class ManagementInterface:
         self.log_limit = log_limit
         self.stale_grace = stale_grace
         self._stale_warned: int | None = None  # the CRL number a stale warning was logged for
+        self.refusals: dict[str, int] = {}  # refused commands by code since start (not persisted)
         self.ca_cert = ca_cert
         self.clock = clock
         self.crl = crl
@@ -251,6 +263,11 @@ class ManagementInterface:
             body = _parse(ctype, command.body)  # refused before the counter: nothing changes
             self._take_counter(counter)
         except CommandRefused as refused:
+            again = self._verdict_again(envelope) if refused.code == "replay" else None
+            if again is not None:  # the same command again: its answer was lost on the way back
+                self._log(received, again.counter, None, "answered", "re-delivered: the verdict again")
+                return again
+            self.refusals[refused.code] = self.refusals.get(refused.code, 0) + 1
             self._log(received, None, None, "refused", str(refused))
             return CommandResult("refused", refused.code, refused.reason)
         try:
@@ -258,9 +275,35 @@ class ManagementInterface:
             result = await out if isinstance(out, Awaitable) else out
         except Exception as err:  # a handler's failure is the command's outcome, reported to the GDSC
             self._log(received, counter, ctype, "failed", f"{type(err).__name__}: {err}")
-            return CommandResult("failed", "handler_error", f"{type(err).__name__}: {err}", counter)
+            return self._keep_verdict(
+                envelope, CommandResult("failed", "handler_error", f"{type(err).__name__}: {err}", counter)
+            )
         self._log(received, counter, ctype, "applied", "")
-        return CommandResult("applied", "ok", "", counter, result)
+        return self._keep_verdict(envelope, CommandResult("applied", "ok", "", counter, result))
+
+    def _keep_verdict(self, envelope: bytes, verdict: CommandResult) -> CommandResult:
+        """Keep the last command's verdict: a collector that lost the answer (a link cut while
+        the command ran) delivers the same envelope again and gets the same verdict, not a
+        ``replay`` refusal that would hide what the command did. Its counter is taken, so it
+        never runs twice. (A verdict that is not JSON is not kept.)"""
+        try:
+            text = verdict.to_json().decode()
+        except (TypeError, ValueError):
+            return verdict
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO mgmt_last(id, counter, digest, verdict) VALUES (1, ?, ?, ?)",
+                (verdict.counter, hashlib.sha256(envelope).digest(), text),
+            )
+        return verdict
+
+    def _verdict_again(self, envelope: bytes) -> CommandResult | None:
+        with self._lock:
+            row = self._db.execute("SELECT digest, verdict FROM mgmt_last WHERE id = 1").fetchone()
+        if row is None or bytes(row[0]) != hashlib.sha256(envelope).digest():
+            return None
+        v = json.loads(row[1])
+        return CommandResult(v["status"], v["code"], v["detail"], v["counter"], v["result"])
 
     def _take_counter(self, counter: int) -> None:
         with self._file.transaction():

@@ -381,8 +381,11 @@ class HubPrivacy:
         *,
         mirror: RegisterSource | None = None,
         register_refresh: timedelta = timedelta(days=1),
+        is_submeter: Callable[[str], bool] | None = None,
     ) -> None:
         self.consent = consent
+        # Sub-meters (appliance plugs) never leave the home: not in a supplier's opening read.
+        self.is_submeter = is_submeter or (lambda _meter: False)
         self.history = history
         self.tz = tz
         self.mirror = mirror  # where the tariff registers' latest readings are (the data mirror)
@@ -447,7 +450,7 @@ class HubPrivacy:
         the register value the hub fixed for that boundary (the ``register_end`` of the half-hour
         ending there), and the channels whose boundary is not known yet (``meter obis``)."""
         boundary = int(effective.timestamp())
-        meters = {m for m, f in self.history.meters().items() if f == fuel}
+        meters = {m for m, f in self.history.meters().items() if f == fuel and not self.is_submeter(m)}
         found, missing = [], []
         for meter, obis in self.history.channels():
             if meter not in meters:

@@ -45,11 +45,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import random
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -64,6 +66,7 @@ from smarthub.gdsc.pull.tables import Priority
 from smarthub.han.poll import SimulatedLink
 from smarthub.hub.alerts import AlertSender, SequenceReservations, udp_transport
 from smarthub.hub.diagnostics import DiagnosisCode, RepairAction, RepairOutcome
+from smarthub.sim.chaos_life import FleetLife, plan_life, renewal_plan
 from smarthub.sim.demo import HALF_HOUR, DemoConfig, DemoRun, account, setup, sweep, teardown
 from smarthub.sim.dlms_meter import DlmsMeterSimulator
 from smarthub.sim.faults import HanGate, WanLink
@@ -74,9 +77,20 @@ from smarthub.wan.contract.bodies import MeterReplace, PrepaymentTopup
 
 log = logging.getLogger(__name__)
 
-# The chaos run's own PostgreSQL connections carry this name, so a "database restart" kills
-# them and nobody else's (other GDSCs, other test runs on the same server).
+# The chaos run's own PostgreSQL connections carry a name of this prefix, unique to the run
+# (chaos_db_url), so a "database restart" kills them and nobody else's: not other GDSCs, and not
+# another chaos run on the same server and database (a shared name let one run's restart kill
+# the other's connections mid-ingest: the PostgreSQL chaos test failed when several ran at once).
 APPLICATION_NAME = "smarthub-chaos"
+
+# Runs longer than this sample every meter every LONG_RUN_SAMPLES (the half-hour boundaries are
+# what settlement needs) and pull each hub once a LONG_RUN_WINDOW (the bulk pulls, TLS and XML
+# are most of a run's CPU): a month of 50 homes is then CPU-minutes, not hours. Commands (top-ups,
+# renewals, consents) are urgent work, delivered at the scheduler's ticks whatever the window.
+TOP_UP_DAY = timedelta(days=1)  # a daily top-up is credited within this of its issue
+LONG_RUN_DAYS = 3
+LONG_RUN_SAMPLES = timedelta(minutes=30)
+LONG_RUN_WINDOW = timedelta(hours=2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +134,28 @@ class ChaosResult:
     false_outages: int = 0  # outages opened over a premises no power fault cut (e.g. a WAN fault)
     alerts_stored: int = 0
     alerts_refused: int = 0
+    # What the GDSC's upkeep must keep true over weeks (issue 24).
+    commands_refused_stale_crl: int = 0  # commands the hubs refused under a stale CRL: must be 0
+    topup_days_missed: int = 0  # daily top-ups not credited within a day (no fault excusing): must be 0
+    renewals_due: int = 0  # hub certificate renewals that fell due (sim.chaos_life)
+    renewals_done: int = 0  # of those, installed at the hub before expiry and moved to by the GDSC
+    revocations: dict[str, int] = field(default_factory=dict)
+    consents_granted: int = 0
+    consent_revocations: int = 0
+    consent_revocations_applied: int = 0  # at the hub
+    consent_expiries: int = 0  # consents that ran their term inside the run
+    consent_expiries_applied: int = 0  # ... and ended at the hub's privacy filter
+    tenancy_changes: int = 0
+    supplier_changes: int = 0
+    opening_reads: int = 0  # complete opening reads stored at the GDSC
+    tariff_changes: int = 0
+    tariffs_applied: int = 0
+    firmware_updated: int = 0  # hubs that kept the good version
+    firmware_rollout_complete: bool = False
+    firmware_rolled_back: int = 0  # hubs that rolled the bad version back on their own
+    firmware_halted: bool = False  # ... and the roll-out stopped there
+    firmware_not_offered: int = 0  # hubs the bad version never reached
+    life_events_failed: int = 0
     seconds: float = 0.0
 
     def json_line(self) -> str:
@@ -186,7 +222,16 @@ def plan_faults(homes: list[SimulatedHome], days: int, rng: random.Random) -> li
 
 class Chaos:
     def __init__(self, cfg: DemoConfig) -> None:
+        # Certificates and CRLs on the simulated clock: weeks of CRL re-publication, renewals
+        # and the hubs' stale-CRL policy happen inside the run (sim.demo.setup).
+        cfg.sim_certificates = True
+        cfg.hub_certificate_days, self.renew_before = renewal_plan(cfg.days)
+        if cfg.days > LONG_RUN_DAYS and cfg.sample_every is None:
+            # Weeks at a minute a day: fewer samples, and each hub pulled every two hours.
+            cfg.sample_every, cfg.window = LONG_RUN_SAMPLES, LONG_RUN_WINDOW
         self.cfg = cfg
+        self.life: FleetLife | None = None
+        self.application_name = APPLICATION_NAME  # run_chaos gives each run its own
         self.rng = random.Random(cfg.seed)
         self.links: dict[str, WanLink] = {}  # hub id -> its WAN link
         self.gates: dict[str, HanGate] = {}
@@ -194,11 +239,14 @@ class Chaos:
         self.run: DemoRun | None = None
         self.vouchers: dict[str, str] = {}  # voucher id -> hub
         self.drift_max = 0.0
+        self.ended: set[str] = set()  # hubs revoked during the run
         self.credited_before: dict[str, int] = {}
         self.outages: OutageService | None = None
         self.unpowered: dict[str, int] = {}  # hub -> power faults holding it off (they may overlap)
         # (kind, node, premises, cut at, restored at) of every power fault, as injected
         self.power_faults: list[tuple[str, str, frozenset[str], Any, Any]] = []
+        self.offline: dict[str, list[tuple[datetime, datetime]]] = {}  # hub -> WAN/power faults
+        self.daily: list[tuple[str, int, str, datetime]] = []  # (hub, day, voucher, issued)
 
     async def _wan(self, fleet: Fleet) -> None:
         for home in fleet.homes:
@@ -218,6 +266,7 @@ class Chaos:
         await run.clock.sleep_until(self.cfg.sim_start + fault.start)
         self.injected[fault.kind] = self.injected.get(fault.kind, 0) + 1
         log.info("fault %s on %s for %s", fault.kind, fault.target, fault.length)
+        self._note_offline(fault)
         undo: Callable[[], None] = lambda: None  # noqa: E731
         if fault.kind == "wan_outage":
             self.links[fault.target].cut()
@@ -252,6 +301,24 @@ class Chaos:
         if fault.length:
             await run.clock.sleep_until(self.cfg.sim_start + fault.start + fault.length)
             undo()
+
+    def _fault_hubs(self, fault: Fault) -> list[str]:
+        """The hubs a fault acts on (none for the GDSC's own)."""
+        if fault.kind == "cell_outage":
+            return self._cell(fault.target)
+        if fault.kind in ("feeder_outage", "substation_outage"):
+            return self._hubs_under(fault.target)
+        if fault.target == "gdsc":
+            return []
+        return [fault.target.split("/", 1)[0]]
+
+    def _note_offline(self, fault: Fault) -> None:
+        """The hubs a WAN or power fault cuts off, and for how long (simulated)."""
+        if fault.kind not in ("wan_outage", "cell_outage", "power_cut", "feeder_outage", "substation_outage"):
+            return
+        start = self.cfg.sim_start + fault.start
+        for h in self._fault_hubs(fault):
+            self.offline.setdefault(h, []).append((start, start + fault.length))
 
     def _hubs_under(self, node: str) -> list[str]:
         assert self.run is not None
@@ -441,16 +508,7 @@ class Chaos:
     def _kill_database_connections(self) -> None:
         store = self.run.store  # type: ignore[union-attr]
         if store.dialect == "postgresql":
-            with store.engine.connect() as conn:
-                conn.execute(
-                    text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                        " AND application_name = :app"
-                    ),
-                    {"app": APPLICATION_NAME},
-                )
-                conn.commit()
+            kill_connections(store.engine, self.application_name)
         store.engine.dispose()  # every pooled connection is gone, as after a server restart
 
     # -- top-ups --------------------------------------------------------------------------------
@@ -479,10 +537,34 @@ class Chaos:
         for t in times:
             await run.clock.sleep_until(t)
             home = self.rng.choice(prepaid)
+            if home.spec.hub_id in self.ended:
+                continue
             amount = Decimal(self.rng.choice(["5.00", "10.00", "20.00"]))
             await asyncio.to_thread(self._top_up, issuer, home.spec.hub_id, amount, run.clock.now())
 
-    def _top_up(self, issuer: VoucherIssuer, hub_id: str, amount: Decimal, now: Any) -> None:
+    async def _daily_top_ups(self) -> None:
+        """Every prepaid home tops up once every day, between 06:00 and 18:00 (simulated): the
+        delivery a stale CRL at the hubs would stop (``topup_days_missed``). Drawn from a seed
+        of their own, so the other top-ups and the faults of a seed stay as they were."""
+        run = self.run
+        assert run is not None and run.signer is not None
+        issuer = self._issuer()
+        rng = random.Random(f"{self.cfg.seed}/daily-top-ups")
+        prepaid = [h.spec.hub_id for h in run.fleet.homes if h.consumer.ledger is not None]
+        times = sorted(
+            (self.cfg.sim_start + timedelta(days=d, seconds=rng.uniform(6 * 3600, 18 * 3600)), d, hub)
+            for d in range(self.cfg.days)
+            for hub in prepaid
+        )
+        for t, day, hub in times:
+            await run.clock.sleep_until(t)
+            if hub in self.ended:
+                continue  # revoked meanwhile: nothing is delivered to it any more
+            now = run.clock.now()
+            voucher = await asyncio.to_thread(self._top_up, issuer, hub, Decimal("1.00"), now)
+            self.daily.append((hub, day, voucher, now))
+
+    def _top_up(self, issuer: VoucherIssuer, hub_id: str, amount: Decimal, now: Any) -> str:
         run = self.run
         assert run is not None and run.signer is not None
         voucher = issuer.issue(hub_id, "electricity", amount, now)
@@ -496,6 +578,37 @@ class Chaos:
             Priority.URGENT,
         )
         self.vouchers[voucher.voucher_id] = hub_id
+        return voucher.voucher_id
+
+    def _top_up_days_missed(self) -> int:
+        """Daily top-ups not credited at the hub within a day (:data:`TOP_UP_DAY`) of being
+        issued, where no fault (WAN or power) cut the hub off meanwhile. A hub refusing commands
+        (a stale CRL, a revoked signer) misses every day from then on; a slow hour does not."""
+        run = self.run
+        assert run is not None
+        applied: dict[str, float] = {}
+        for home in run.fleet.homes:
+            if home.consumer.ledger is not None:
+                for t in home.consumer.ledger.top_ups():
+                    applied[t["voucher_id"]] = float(t["applied"])
+        counted = run.clock.now()
+        missed = 0
+        for hub, day, voucher, issued in self.daily:
+            due = issued + TOP_UP_DAY
+            at = applied.get(voucher)
+            if at is not None and at <= due.timestamp():
+                continue
+            if at is None and counted < due:
+                continue  # its day is not over when the run is counted (topups_lost says if lost)
+            if any(a < due and b > issued for a, b in self.offline.get(hub, [])):
+                continue  # cut off meanwhile: delivered when it came back (or counted as lost)
+            log.error("daily top-up %s to %s (day %d) not credited within a day", voucher, hub, day)
+            missed += 1
+        return missed
+
+    def _refused_stale_crl(self) -> int:
+        assert self.run is not None
+        return sum(h.management.refusals.get("stale_crl", 0) for h in self.run.fleet.homes)
 
     def _count_top_ups(self) -> tuple[int, int, int]:
         """(issued, credited at the hubs, credited more than once) from the hubs' ledgers."""
@@ -522,7 +635,11 @@ class Chaos:
         start, end = int(self.cfg.sim_start.timestamp()), int(self.cfg.end.timestamp())
         stored = run.store.channel_starts(start, end)
         expected = missing = 0
+        revoked = self.life.revoked_hubs if self.life is not None else {}
         for (hub, meter, obis), starts in run.fleet.expected_starts(start, end).items():
+            if hub in revoked:  # refused from its revocation: expected up to its last pulls
+                cutoff = revoked[hub].timestamp()
+                starts = {s for s in starts if s + 1800 <= cutoff}
             expected += len(starts)
             absent = sorted(starts - stored.get((hub, meter, str(obis)), set()))
             if absent:
@@ -542,15 +659,43 @@ class Chaos:
         try:
             await self._start_outages()
             faults = plan_faults(run.fleet.homes, cfg.days, self.rng)
+            spans: dict[str, list[tuple[timedelta, timedelta]]] = {}
+            power: dict[str, list[tuple[timedelta, timedelta]]] = {}
+            for f in faults:
+                for h in self._fault_hubs(f):
+                    spans.setdefault(h, []).append((f.start, f.start + max(f.length, HALF_HOUR)))
+                    if f.kind in ("power_cut", "feeder_outage", "substation_outage"):
+                        power.setdefault(h, []).append((f.start, f.start + f.length))
+
+            def busy(hub: str, start: timedelta, end: timedelta) -> bool:
+                return any(a < end and b > start for a, b in spans.get(hub, []))
+
+            def unpowered(hub: str, start: timedelta, end: timedelta) -> bool:
+                return any(a < end and b > start for a, b in power.get(hub, []))
+
+            self.life = life = FleetLife(run, self.ended.add, self.gates)
+            run.gdsc.upkeep.renew_before = self.renew_before
+            await asyncio.to_thread(life.prepare)
+            network = [f.start + f.length for f in faults if f.kind in ("feeder_outage", "substation_outage")]
+            events = plan_life(
+                run.fleet.homes,
+                cfg.days,
+                random.Random(f"{cfg.seed}/life"),
+                busy,
+                revoke_after=max(network, default=timedelta(0)) + timedelta(hours=1),
+                unpowered=unpowered,
+            )
             run.clock.rebase()
             started = time.monotonic()
-            last_window_end = cfg.end + HALF_HOUR
+            last_window_end = cfg.end + cfg.window
             # The meters run on a few minutes past the end, as they do in life: a meter whose
             # clock is slow (within the drift limit) stamps its midnight read just before
             # midnight, and the day's last half-hour completes with the read after it.
             await run.fleet.start_meters(until=cfg.end + timedelta(minutes=10))
             background = [
                 asyncio.create_task(self._top_ups(timedelta(days=cfg.days) - timedelta(hours=4))),
+                asyncio.create_task(self._daily_top_ups()),
+                asyncio.create_task(life.play(events)),
                 *(asyncio.create_task(self._inject(f)) for f in faults),
             ]
             await run.gdsc.run_windows(until=last_window_end, first_window=cfg.sim_start)
@@ -561,11 +706,18 @@ class Chaos:
             for link in self.links.values():
                 link.restore()
             # Closing windows: what the hubs buffered during the last faults comes in.
-            await run.gdsc.run_windows(until=last_window_end + 2 * HALF_HOUR, first_window=last_window_end)
+            await run.gdsc.run_windows(until=last_window_end + 2 * cfg.window, first_window=last_window_end)
             # Then the GDSC's next windows, condensed: a pull of every hub until each has
             # answered once (a pull that fell into backoff at the very end is retried later in
             # life too). "lost" counts what is not at the GDSC even then: data gone, not late.
-            unreachable = await sweep(run, last_window_end + 2 * HALF_HOUR)
+            # The upkeep runs between those windows as ever (a renewal whose answer was lost is
+            # adopted from the certificate the hub presents, before the next pull).
+            unreachable = await sweep(run, last_window_end + 2 * cfg.window)
+            for _ in range(2):
+                if not unreachable:
+                    break
+                await run.gdsc.upkeep.run_once()
+                unreachable = await sweep(run, last_window_end + 2 * cfg.window)
             if unreachable:
                 log.error("hubs still unreachable after the sweep: %s", unreachable)
             seconds = time.monotonic() - started
@@ -599,6 +751,9 @@ class Chaos:
                 meters_replaced=self._meters_replaced(),
                 clock_resyncs=self._clock_resyncs(),
                 clock_drift_max_s=round(self.drift_max, 1),
+                commands_refused_stale_crl=self._refused_stale_crl(),
+                topup_days_missed=self._top_up_days_missed(),
+                **await asyncio.to_thread(life.figures),
                 seconds=round(seconds, 1),
                 **outage_figures,
             )
@@ -618,13 +773,36 @@ def _ancestors(topo: Any, node: str) -> list[str]:
     return out
 
 
-def chaos_db_url(url: str | None) -> str | None:
+def kill_connections(engine: Any, app: str) -> int:
+    """Terminate the PostgreSQL connections named ``app`` (but the one asking); how many."""
+    with engine.connect() as conn:
+        killed = conn.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " AND application_name = :app"
+            ),
+            {"app": app},
+        ).scalar_one()
+        conn.commit()
+    return int(killed)
+
+
+def application_name() -> str:
+    """This run's PostgreSQL application_name: the prefix, the process and a random part."""
+    return f"{APPLICATION_NAME}-{os.getpid()}-{secrets.token_hex(6)}"
+
+
+def chaos_db_url(url: str | None, app: str | None = None) -> str | None:
     """``url`` with the chaos run's application_name (PostgreSQL), so it can kill only its own."""
     if not url or not url.startswith("postgresql"):
         return url
-    return f"{url}{'&' if '?' in url else '?'}application_name={APPLICATION_NAME}"
+    return f"{url}{'&' if '?' in url else '?'}application_name={app or application_name()}"
 
 
 async def run_chaos(cfg: DemoConfig) -> ChaosResult:
-    cfg.db_url = chaos_db_url(cfg.db_url)
-    return await Chaos(cfg).run_all()
+    app = application_name()
+    cfg.db_url = chaos_db_url(cfg.db_url, app)
+    chaos = Chaos(cfg)
+    chaos.application_name = app
+    return await chaos.run_all()

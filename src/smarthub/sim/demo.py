@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -44,6 +45,16 @@ class DemoConfig:
     channel_port: int = 0  # the GDSC's channel endpoint (0: a free port on 127.0.0.1)
     sim_start: datetime = datetime(2026, 3, 2, tzinfo=UTC)
     telegram_period: timedelta = timedelta(seconds=60)
+    # Certificates and CRLs on the simulated clock (the chaos run): issued at ``sim_start``,
+    # checked by the hubs and dated by the GDSC on the simulated clock (see :func:`setup`).
+    # Otherwise on wall time, as OpenSSL checks them (the demo).
+    sim_certificates: bool = False
+    hub_certificate_days: int | None = None  # hub certificates' validity (None: indefinite)
+    # Every meter's sampling period (P1 telegrams, polls, radio), a divisor of 30 minutes; None:
+    # the fleet's defaults (a telegram a minute, polls every 5, radio every 2). Weeks of a fleet
+    # at a few seconds a day need fewer samples: the half-hour boundaries are what count.
+    sample_every: timedelta | None = None
+    window: timedelta = HALF_HOUR  # the GDSC's retrieval window (each hub pulled once in each)
 
     @property
     def speed(self) -> float:
@@ -85,7 +96,7 @@ def gdsc_config(cfg: DemoConfig) -> GdscConfig:
     """The GDSC the demo (and the chaos run) builds: what ``smarthub gdsc --state`` builds for
     the same state directory, database and seed."""
     channel = f"127.0.0.1:{cfg.channel_port}" if cfg.channel_every else None
-    return GdscConfig(cfg.state, cfg.db_url, window=HALF_HOUR, seed=cfg.seed, channel=channel)
+    return GdscConfig(cfg.state, cfg.db_url, window=cfg.window, seed=cfg.seed, channel=channel)
 
 
 @dataclass
@@ -129,9 +140,20 @@ async def setup(
     listen and before the manifest is written (the chaos run puts its cuttable WAN links there)."""
     cfg.state.mkdir(parents=True, exist_ok=True)
     specs = home_specs(cfg.homes, cfg.seed)
-    creds = provision(cfg.state, specs, datetime.now(UTC))
+    issued = cfg.sim_start if cfg.sim_certificates else datetime.now(UTC)
+    creds = provision(cfg.state, specs, issued, hub_days=cfg.hub_certificate_days)
     clock = AcceleratedClock(cfg.sim_start, cfg.speed)
-    fleet = Fleet(cfg.state, specs, clock, cfg.sim_start, cfg.telegram_period)
+    cert_clock = clock if cfg.sim_certificates else None
+    fleet = Fleet(
+        cfg.state,
+        specs,
+        clock,
+        cfg.sim_start,
+        cfg.sample_every or cfg.telegram_period,
+        cert_clock=cert_clock,
+        poll_every=cfg.sample_every,
+        radio_every=cfg.sample_every,
+    )
     if cfg.channel_every and not cfg.channel_port:
         cfg = replace(cfg, channel_port=_free_port())
     channel = ("127.0.0.1", cfg.channel_port) if cfg.channel_every else None
@@ -140,8 +162,27 @@ async def setup(
     if wan is not None:
         await wan(fleet)
     fleet.write_manifest({"sim_start": cfg.sim_start.isoformat(), "speed": cfg.speed})
-    gdsc = GdscService.build(gdsc_config(cfg), clock, on_progress=on_progress)
+    gdsc = GdscService.build(gdsc_config(cfg), clock, tls_clock=cert_clock, on_progress=on_progress)
+    if cfg.sim_certificates:
+        tls_on_simulated_time(gdsc.ssl_context)
     return DemoRun(cfg, fleet, clock, gdsc, creds)
+
+
+# OpenSSL's X509_V_FLAG_NO_CHECK_TIME (not among Python's ssl.VerifyFlags).
+X509_V_FLAG_NO_CHECK_TIME = 0x200000
+
+
+def tls_on_simulated_time(ctx: ssl.SSLContext) -> None:
+    """Leave certificate and CRL dates in ``ctx``'s handshakes to the simulated clock.
+
+    OpenSSL checks validity periods and CRL dates against the host's clock, and Python's ``ssl``
+    cannot hand it another (no ``X509_VERIFY_PARAM_set_time``). A run whose certificates and
+    CRLs live on a simulated clock weeks ahead of or behind the host's would be refused for
+    dates alone, so its collector's context skips OpenSSL's date checks; everything else in
+    the handshake (chain, signature, revocation against the CRL, hostname) is checked as ever,
+    and the dates are checked where the simulation's clock rules: the hubs' command, voucher
+    and firmware signers and their CRL's age, the GDSC's renewals and CRL re-publication."""
+    ctx.verify_flags |= X509_V_FLAG_NO_CHECK_TIME
 
 
 def _free_port() -> int:

@@ -113,8 +113,11 @@ class Credentials:
         return client_context(self.collector_pem, self.collector_key, self.ca_pem)
 
 
-def provision(state: Path, specs: list[HomeSpec], now: datetime) -> Credentials:
-    """Create the GDSC CA (or reuse it), the collector certificate and each hub's certificate."""
+def provision(
+    state: Path, specs: list[HomeSpec], now: datetime, *, hub_days: int | None = None
+) -> Credentials:
+    """Create the GDSC CA (or reuse it), the collector certificate and each hub's certificate
+    (valid indefinitely, the 2030.5 profile, or ``hub_days`` days: a chaos run's renewals)."""
     ca_dir = state / "ca"
     if (ca_dir / "ca.pem").exists():
         ca = CertificateAuthority.load(ca_dir)
@@ -134,7 +137,7 @@ def provision(state: Path, specs: list[HomeSpec], now: datetime) -> Credentials:
         if not (hub_dir / "hub.pem").exists():
             # The hub id (lower-cased) as a name too: what the GDSC checks on a hub's channel.
             hosts = ("127.0.0.1", "localhost", spec.hub_id.lower())
-            ca.issue(Role.HUB, spec.hub_id, now, hosts=hosts).save(hub_dir, "hub")
+            ca.issue(Role.HUB, spec.hub_id, now, hosts=hosts, days=hub_days).save(hub_dir, "hub")
     return Credentials(ca_dir / "ca.pem", gdsc_dir / "collector.pem", gdsc_dir / "collector.key")
 
 
@@ -144,13 +147,15 @@ def home_config(
     sim_start: datetime,
     *,
     smart_plugs: bool = True,
+    poll_every: timedelta | None = None,
+    radio_every: timedelta | None = None,
 ) -> HubConfig:
     """The hub configuration of one simulated home, by its kind: what an installer would write
     into its ``hub.toml``, with simulated transports. Ids are unique across the fleet by the
     home's index; the meters' keys are the manufacturer's (deterministic per seed)."""
     n = spec.index
     household = {"seed": spec.seed, "pv_kwp": spec.pv_kwp}
-    POLL, RADIO = POLL_PERIOD, RADIO_PERIOD
+    POLL, RADIO = poll_every or POLL_PERIOD, radio_every or RADIO_PERIOD
 
     def sim(name: str, **options: Any) -> TransportConfig:
         return TransportConfig("simulated", name, options={**household, **options})
@@ -231,9 +236,7 @@ def home_config(
             # Smart plugs on the HAN (cost per appliance at the IHD); sub-meters, kept off the WAN.
             plugs = sim("plugs")
             meters += [
-                MeterConfig(
-                    "zigbee", plugs, id=eui_, fuel="electricity", appliance=a.name, poll_every=RADIO_PERIOD
-                )
+                MeterConfig("zigbee", plugs, id=eui_, fuel="electricity", appliance=a.name, poll_every=RADIO)
                 for eui_, a in zip(plug_euis(n), APPLIANCES, strict=True)
             ]
     else:
@@ -254,6 +257,7 @@ def home_config(
     )
     prepaid = ("electricity",) if any(m.breaker for m in meters) else ()
     hub_dir = state / "hubs" / spec.hub_id
+    probation: dict[str, Any] = {"firmware_probation": max(timedelta(hours=1), 2 * max(POLL, RADIO))}
     return hub_config(
         spec.hub_id,
         hub_dir,
@@ -264,6 +268,10 @@ def home_config(
         # The simulated households opted in to half-hourly reads for settlement (the GB default
         # without opt-in would be monthly).
         gdsc_granularity="half-hourly",
+        # A new firmware is kept if frames still arrive in its probation: an hour, or two of
+        # the slowest meter's periods (a healthy version is never judged on a quiet spell, nor
+        # on the few wall milliseconds a minute is at thousands of times real time).
+        **probation,
     )
 
 
@@ -281,6 +289,8 @@ class SimulatedHome:
         *,
         smart_plugs: bool = True,
         cert_clock: Clock | None = None,
+        poll_every: timedelta | None = None,
+        radio_every: timedelta | None = None,
     ) -> None:
         """``cert_clock``: what certificates and CRLs are checked against (default wall time, as
         OpenSSL does; a test running the GDSC's CRL dates on the simulated clock passes that)."""
@@ -288,7 +298,9 @@ class SimulatedHome:
         self.spec = spec
         self.dir = state / "hubs" / spec.hub_id
         self.clock = clock
-        self.config = home_config(spec, state, sim_start, smart_plugs=smart_plugs)
+        self.config = home_config(
+            spec, state, sim_start, smart_plugs=smart_plugs, poll_every=poll_every, radio_every=radio_every
+        )
         self.assembly = a = build_hub(
             self.config,
             clock=clock,
@@ -428,7 +440,8 @@ class SimulatedHome:
             "meters": [list(m) for m in self.meters],
             # Homes share cells of CELL_SIZE: an outage of one cell is one incident at the GDSC.
             "wan_link": f"cell-{s.index // CELL_SIZE:04d}",
-            # The certificate the GDSC CA issued it: its alert key (last gasps) at the GDSC.
+            # The certificate the GDSC CA issued it: its alert key (last gasps) at the GDSC, and
+            # the commissioning the GDSC renews.
             "certificate": (self.dir / "hub.pem").read_text(),
         }
 
@@ -454,11 +467,25 @@ class Fleet:
         telegram_period: timedelta = timedelta(seconds=60),
         *,
         cert_clock: Clock | None = None,
+        poll_every: timedelta | None = None,
+        radio_every: timedelta | None = None,
     ) -> None:
+        """``poll_every``/``radio_every``: how often polled meters are read and radio meters send
+        (default :data:`POLL_PERIOD`, :data:`RADIO_PERIOD`; a divisor of 30 minutes)."""
         self.state = state
         self.specs = specs
         self.homes = [
-            SimulatedHome(s, state, clock, sim_start, telegram_period, cert_clock=cert_clock) for s in specs
+            SimulatedHome(
+                s,
+                state,
+                clock,
+                sim_start,
+                telegram_period,
+                cert_clock=cert_clock,
+                poll_every=poll_every,
+                radio_every=radio_every,
+            )
+            for s in specs
         ]
         self._tasks: list[asyncio.Task[None]] = []
 

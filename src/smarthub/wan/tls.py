@@ -18,6 +18,7 @@ identify clients by LFDI (§6.3.4).
 
 from __future__ import annotations
 
+import re
 import ssl
 from os import PathLike
 from typing import TypeAlias
@@ -59,6 +60,16 @@ class PeerMismatch(Exception):
         else:
             message = f"peer certificate has LFDI {found}, expected LFDI {expected}"
         super().__init__(message)
+
+    @staticmethod
+    def found_in(text: str) -> str | None:
+        """The LFDI a peer presented, from an error text that carries this exception's message
+        (the pull paths wrap it into their own errors)."""
+        m = _MISMATCH.search(text)
+        return m.group(1) if m else None
+
+
+_MISMATCH = re.compile(r"peer certificate has LFDI ([0-9A-F]{40}), expected LFDI")
 
 
 def _base_context(

@@ -9,9 +9,13 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, Field
 
 from smarthub.gdsc.governance.parties import DataKind, Granularity
-from smarthub.model.decimals import POUNDS_AND_PENCE_500
+from smarthub.model.decimals import INSTANT_TEXT, JSON_INTEGER, POUNDS_AND_PENCE_500
 from smarthub.model.prepayment import MAX_TOPUP
 from smarthub.model.tariff import Tariff
+
+# Not blank: a character that Python's str.strip() keeps (the handlers' own test), spelled as a
+# class every regex dialect involved reads alike (ECMA for clients, Rust in pydantic, Python's re).
+NOT_BLANK = "[^" + "".join(f"\\u{c:04x}" for c in range(0x10000) if chr(c).isspace()) + "]"
 
 
 class ErrorBody(BaseModel):
@@ -72,8 +76,8 @@ class ConsentIn(BaseModel):
     party_id: str = Field(min_length=1, max_length=64)
     data_kinds: list[DataKind] = Field(min_length=1)
     granularity: Granularity
-    purpose: str = Field(min_length=1, max_length=500)
-    expires_at: AwareDatetime
+    purpose: str = Field(min_length=1, max_length=500, pattern=NOT_BLANK)
+    expires_at: Annotated[AwareDatetime, INSTANT_TEXT]
     meters: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
         default=None, description="null: every meter of the premises"
     )
@@ -156,7 +160,7 @@ MeterId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-
 class TariffUpdateIn(BaseModel):
     meter_id: MeterId = Field(description="a meter of the supply: its fuel is the tariff's fuel")
     tariff: Tariff
-    effective: AwareDatetime | None = Field(
+    effective: Annotated[AwareDatetime, INSTANT_TEXT] | None = Field(
         default=None,
         description="when the hub starts charging by this version: local (Europe/London) midnight of "
         "the tariff's effective_from, the only instant a hub accepts (null: that midnight)",
@@ -165,9 +169,11 @@ class TariffUpdateIn(BaseModel):
 
 class IhdMessageIn(BaseModel):
     meter_id: MeterId = Field(description="a meter of the premises (it names the hub whose IHD shows it)")
-    text: str = Field(min_length=1, max_length=500)
-    priority: int = Field(default=1, ge=0, le=3, description="IEEE 2030.5 TextMessage priority, 0 low..3")
-    expires: AwareDatetime | None = None
+    text: str = Field(min_length=1, max_length=500, pattern=NOT_BLANK)
+    priority: Annotated[int, JSON_INTEGER] = Field(
+        default=1, ge=0, le=3, description="IEEE 2030.5 TextMessage priority, 0 low..3"
+    )
+    expires: Annotated[AwareDatetime, INSTANT_TEXT] | None = None
 
 
 class TopUpIn(BaseModel):
@@ -364,3 +370,29 @@ class PlanningOut(BaseModel):
     peak_at: datetime | None
     import_kwh: float
     export_kwh: float
+
+
+class PhaseQualityOut(BaseModel):
+    phase: Literal["L1", "L2", "L3"]
+    periods: int = Field(description="10-minute mean voltages in the period")
+    mean_v: float | None
+    min_v: float | None = Field(description="the lowest 10-minute minimum")
+    max_v: float | None = Field(description="the highest 10-minute maximum")
+    share_within_10pct: float | None = Field(description="share of 10-minute means inside 230 V ± 10 %")
+    sags: int = Field(description="voltage sags the meters counted (1-0:32.32.0 and L2, L3)")
+    swells: int = Field(description="voltage swells the meters counted (1-0:32.36.0 and L2, L3)")
+    premises_reporting: int
+
+
+class PowerQualityOut(BaseModel):
+    """Power quality under a node (``smarthub.gdsc.outages.power_quality``)."""
+
+    node_id: str
+    premises: int = Field(description="premises on the map under the node")
+    start: datetime
+    end: datetime
+    phases: list[PhaseQualityOut]
+    en50160: bool | None = Field(
+        description="every phase with data had 95 % of its 10-minute means inside ±10 % (EN 50160, "
+        "stated over a week); null without data"
+    )

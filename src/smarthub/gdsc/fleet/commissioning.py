@@ -40,6 +40,7 @@ from smarthub.gdsc.fleet.pki import (
     role_of,
     verify_certificate,
 )
+from smarthub.gdsc.fleet.registry import ProvisionedCertificate
 from smarthub.gdsc.outages.store import AlertKeys, alert_key_row
 from smarthub.gdsc.store import Store
 from smarthub.model.identifiers import validate_mpan, validate_mprn
@@ -245,12 +246,23 @@ def _parse(payload: bytes) -> CommissioningRequest:
     return CommissioningRequest(**fields)  # type: ignore[arg-type]
 
 
+def _provisioned(pem: Any, hub_lfdi: str) -> ProvisionedCertificate | None:
+    """The manifest's ``certificate`` of a hub (PEM), checked to be the one its LFDI names."""
+    if pem is None:
+        return None
+    cert = x509.load_pem_x509_certificate(str(pem).encode())
+    if lfdi(cert) != hub_lfdi:
+        raise CommissioningError(f"certificate's LFDI {lfdi(cert)} is not the hub's {hub_lfdi}")
+    return ProvisionedCertificate(str(cert.serial_number), str(pem), cert.not_valid_before_utc)
+
+
 def register_manifest(store: Store, manifest: Mapping[str, Any]) -> int:
     """Register every hub of a manifest the GDSC itself produced (the trusted internal path).
 
     No installer is authenticated here: installers' requests go through :func:`verify_request`.
     A hub entry may carry its ``certificate`` (PEM; its fingerprint must be the entry's LFDI):
-    its alert key is then registered, so its last gasps verify at the alert endpoint.
+    its alert key is then registered, so its last gasps verify at the alert endpoint, and it is
+    recorded as the hub's commissioning by the GDSC's provisioning, so the GDSC can renew it.
     """
     hubs = manifest.get("hubs")
     if not isinstance(hubs, list):
@@ -273,6 +285,7 @@ def register_manifest(store: Store, manifest: Mapping[str, Any]) -> int:
                     mpan=validate_mpan(h["mpan"]) if h.get("mpan") else None,
                     mprn=validate_mprn(h["mprn"]) if h.get("mprn") else None,
                     wan_link=str(h["wan_link"]) if h.get("wan_link") else None,
+                    provisioned=_provisioned(h.get("certificate"), lfdi),
                 )
             )
             if h.get("certificate"):

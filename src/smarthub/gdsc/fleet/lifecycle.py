@@ -430,31 +430,68 @@ class HubLifecycle:
             verdict = json.loads(job.result) if job.state == DONE and job.result else {}
             if verdict.get("status") != "applied":
                 continue
-            new_lfdi = lfdi(cert)
-            with self.store._write_lock, self.store.engine.begin() as conn:
-                lock_hub_status(conn, exclusive=True)
-                moved = conn.execute(
-                    update(hub_commissioning)
-                    .where(
-                        hub_commissioning.c.hub_id == job.hub_id,
-                        hub_commissioning.c.cert_serial == old_serial,
-                    )
-                    .values(
-                        cert_serial=str(cert.serial_number),
-                        cert_lfdi=new_lfdi,
-                        cert_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
-                    )
-                ).rowcount
-                if moved == 1:
-                    conn.execute(update(hubs).where(hubs.c.hub_id == job.hub_id).values(lfdi=new_lfdi))
-                    pem = cert.public_bytes(serialization.Encoding.PEM)
-                    register_alert_key(self.store.engine, conn, job.hub_id, pem, new_lfdi)
-            if moved == 1:
-                self.ca.revoke(int(old_serial), now, x509.ReasonFlags.superseded)
+            if self._move_to(job.hub_id, cert, old_serial, now):
                 changed = True
         if changed:
             self.publish_crl(now)
         return mark
+
+    def adopt_renewed(self, presented: dict[str, str], now: datetime) -> list[str]:
+        """Move to the renewed certificates hubs were seen presenting (``presented``: hub id ->
+        the LFDI a pull's handshake found): a hub installs its renewal before it answers, and an
+        answer lost or delayed (a link cut, a timeout) would otherwise leave the GDSC pinning a
+        certificate the hub no longer presents, unable to pull it again. Only a certificate this
+        CA issued the hub in a ``pki.certificate`` job, renewing the one on record, is adopted
+        (the handshake has proved the hub holds its key); the hubs moved."""
+        u = urgent_work
+        moved: list[str] = []
+        for hub_id, seen in sorted(presented.items()):
+            with self.store.engine.connect() as conn:
+                envelopes = conn.execute(
+                    select(u.c.envelope)
+                    .where(u.c.hub_id == hub_id, u.c.command_type == RENEW_COMMAND)
+                    .order_by(u.c.id.desc())
+                ).all()
+            for (envelope,) in envelopes:
+                try:
+                    body = json.loads(json.loads(envelope)["payload"])["body"]
+                    cert = x509.load_pem_x509_certificate(str(body["certificate"]).encode())
+                    old_serial = str(body["replaces_serial"])
+                except (ValueError, KeyError, TypeError):
+                    continue
+                if lfdi(cert) == seen.upper():
+                    if self._move_to(hub_id, cert, old_serial, now):
+                        moved.append(hub_id)
+                    break
+        if moved:
+            self.publish_crl(now)
+        return moved
+
+    def _move_to(self, hub_id: str, cert: x509.Certificate, old_serial: str, now: datetime) -> bool:
+        """``hubs.lfdi`` and the commissioning record to ``cert`` if the record still holds
+        ``old_serial``, then the old certificate revoked (superseded); whether it moved."""
+        new_lfdi = lfdi(cert)
+        with self.store._write_lock, self.store.engine.begin() as conn:
+            lock_hub_status(conn, exclusive=True)
+            moved = conn.execute(
+                update(hub_commissioning)
+                .where(
+                    hub_commissioning.c.hub_id == hub_id,
+                    hub_commissioning.c.cert_serial == old_serial,
+                )
+                .values(
+                    cert_serial=str(cert.serial_number),
+                    cert_lfdi=new_lfdi,
+                    cert_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
+                )
+            ).rowcount
+            if moved == 1:
+                conn.execute(update(hubs).where(hubs.c.hub_id == hub_id).values(lfdi=new_lfdi))
+                pem = cert.public_bytes(serialization.Encoding.PEM)
+                register_alert_key(self.store.engine, conn, hub_id, pem, new_lfdi)
+        if moved == 1:
+            self.ca.revoke(int(old_serial), now, x509.ReasonFlags.superseded)
+        return moved == 1
 
     def renew_due(self, now: datetime, days: int | None = None) -> list[str]:
         """Renew (:meth:`renew_hub`) every active commissioned hub whose certificate expires

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Column, Connection, DateTime, ForeignKey, String, Table, Text, select, text
 
@@ -66,6 +67,18 @@ hub_commissioning = Table(
 )
 
 
+PROVISIONING = "provisioning"  # the installer named on a hub the GDSC's own provisioning made
+
+
+@dataclass(frozen=True, slots=True)
+class ProvisionedCertificate:
+    """A hub certificate the GDSC's provisioning issued (serial in decimal, PEM text)."""
+
+    serial: str
+    pem: str
+    issued: datetime
+
+
 @dataclass(frozen=True, slots=True)
 class HubRecord:
     hub_id: str
@@ -91,8 +104,13 @@ class HubRegistry(Database):
         mpan: str | None = None,
         mprn: str | None = None,
         wan_link: str | None = None,
+        provisioned: ProvisionedCertificate | None = None,
     ) -> None:
-        """Bind premises ↔ hub ↔ meters (re-registering the same hub updates it)."""
+        """Bind premises ↔ hub ↔ meters (re-registering the same hub updates it).
+
+        ``provisioned``: the certificate the GDSC's own provisioning issued the hub (a factory
+        run, the simulator's fleet), recorded as its commissioning once (a later renewal's record
+        is kept), so the GDSC can renew it (``HubLifecycle.renew_hub``)."""
         with self._write_lock, self.engine.begin() as conn:
             ins = self._insert(premises).values(
                 premises_id=premises_id, address=address, mpan=mpan, mprn=mprn
@@ -116,6 +134,19 @@ class HubRegistry(Database):
             for meter_id, fuel in meters_by_fuel:
                 ins = self._insert(meters).values(hub_id=hub_id, meter_id=meter_id, fuel=fuel)
                 conn.execute(ins.on_conflict_do_nothing(index_elements=["hub_id", "meter_id"]))
+            if provisioned is not None:
+                ins = self._insert(hub_commissioning).values(
+                    hub_id=hub_id,
+                    premises_id=premises_id,
+                    installer=PROVISIONING,
+                    installer_lfdi="0" * 40,
+                    installer_serial="0",
+                    commissioned_at=provisioned.issued,
+                    cert_serial=provisioned.serial,
+                    cert_lfdi=lfdi,
+                    cert_pem=provisioned.pem,
+                )
+                conn.execute(ins.on_conflict_do_nothing(index_elements=["hub_id"]))
 
     def active_hubs(self) -> list[HubRecord]:
         with self.engine.connect() as conn:

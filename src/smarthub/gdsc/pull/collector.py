@@ -46,7 +46,7 @@ from smarthub.wan.client.pull import HubConnection, PullClient, SessionCache
 from smarthub.wan.contract import crl_sync
 from smarthub.wan.contract.crl_sync import CrlOffer
 from smarthub.wan.contract.events import LOG_EVENT_POLL_RATE
-from smarthub.wan.tls import apply_crl
+from smarthub.wan.tls import PeerMismatch, apply_crl
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +229,9 @@ class Collector:
         self.error_log = error_log
         self.events_every = events_every
         self._events_pulled: dict[str, datetime] = {}
+        # hub -> the LFDI its handshake presented when it was not the one registered: the upkeep
+        # adopts a renewed certificate whose answer was lost (HubLifecycle.adopt_renewed).
+        self.presented: dict[str, str] = {}
         self._event_tasks: dict[str, asyncio.Task[None]] = {}
         self._event_slots = asyncio.Semaphore(8)  # event pulls in flight (they are background work)
         self._closed = False
@@ -283,6 +286,9 @@ class Collector:
             self.failures += 1
             outcome = PullOutcome(hub.hub_id, False, error=str(err))
             log.warning("pull of %s failed: %s", hub.hub_id, err)
+            found = PeerMismatch.found_in(str(err))
+            if found is not None:  # perhaps its renewed certificate (HubLifecycle.adopt_renewed)
+                self.presented[hub.hub_id] = found
         if outcome.ok and self.error_log is not None:
             await self._errors(hub)
         await self.writes.run(

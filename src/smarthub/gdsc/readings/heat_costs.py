@@ -291,7 +291,7 @@ def _dec(table: Mapping[str, Any], key: str, where: str, default: str | None = N
     if raw is None:
         raise HeatCostError(f"{where}.{key}: missing")
     if isinstance(raw, float):
-        raise HeatCostError(f"{where}.{key}: write money and volumes as strings (\"12.50\"), not floats")
+        raise HeatCostError(f'{where}.{key}: write money and volumes as strings ("12.50"), not floats')
     try:
         return Decimal(str(raw))
     except InvalidOperation:

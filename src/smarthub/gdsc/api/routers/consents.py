@@ -5,10 +5,9 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response
-from pydantic import AwareDatetime
 
 from smarthub.gdsc.api import mappers
-from smarthub.gdsc.api.deps import MAX_PAGE, ApiServices, Caller, Id, Services, period
+from smarthub.gdsc.api.deps import MAX_PAGE, ApiServices, Caller, Id, Instant, Services, period
 from smarthub.gdsc.api.schemas import ERRORS, AccessLogEntry, ConsentIn, ConsentOut
 from smarthub.gdsc.governance.access import Action, current_tenancy
 from smarthub.gdsc.governance.parties import Consent, Role, UnknownParty
@@ -22,8 +21,8 @@ def get_access_log(
     party: Caller,
     api: Services,
     premises_id: Id,
-    start: AwareDatetime,
-    end: AwareDatetime,
+    start: Instant,
+    end: Instant,
     after: Annotated[int | None, Query(ge=0, le=2**62, description="the last seq seen (next page)")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = MAX_PAGE,
 ) -> list[AccessLogEntry]:

@@ -8,6 +8,7 @@ when run as root); without them those tests are skipped and say so."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shutil
@@ -27,10 +28,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from smarthub.sim.demo import DemoConfig, DemoRun, setup, teardown
 
+from .svgplot import line_chart
+
 PACKAGING = Path(__file__).resolve().parents[2] / "packaging"
 RULES = PACKAGING / "prometheus" / "smarthub-rules.yml"
 DASHBOARD = PACKAGING / "grafana" / "dashboards" / "smarthub-gdsc.json"
 PROVISIONING = PACKAGING / "grafana" / "provisioning"
+ARTIFACTS = PACKAGING.parent / "test-artifacts" / "monitoring"
 PROMTOOL = shutil.which("promtool")
 PROMETHEUS = shutil.which("prometheus")
 needs_promtool = pytest.mark.skipif(
@@ -213,3 +217,99 @@ async def test_a_real_prometheus_scrapes_the_gdsc_and_loads_the_rules(gdsc: Demo
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def _start_prometheus(tmp_path: Path, target: int) -> tuple[subprocess.Popen[bytes], str]:
+    assert PROMETHEUS is not None
+    shutil.copy(RULES, tmp_path / "smarthub-rules.yml")
+    (tmp_path / "prometheus.yml").write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": ["smarthub-rules.yml"],
+                "scrape_configs": [
+                    {
+                        "job_name": "smarthub-collector",
+                        "static_configs": [{"targets": [f"127.0.0.1:{target}"]}],
+                    }
+                ],
+            }
+        )
+    )
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            PROMETHEUS,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def _query_range(base: str, expr: str, start: float, end: float) -> dict[str, list[tuple[float, float]]]:
+    url = f"{base}/api/v1/query_range?" + urllib.parse.urlencode(
+        {"query": expr, "start": start, "end": end, "step": "1s"}
+    )
+    with urllib.request.urlopen(url, timeout=10) as r:
+        body = json.loads(r.read())
+    assert body["status"] == "success", body
+    out: dict[str, list[tuple[float, float]]] = {}
+    for series in body["data"]["result"]:
+        name = ",".join(f"{k}={v}" for k, v in sorted(series["metric"].items()))
+        out[name] = [(float(t), float(v)) for t, v in series["values"] if v not in ("NaN", "+Inf", "-Inf")]
+    return out
+
+
+@needs_prometheus
+async def test_dashboard_panels_plotted_from_a_real_scrape(tmp_path: Path) -> None:
+    """Prometheus scrapes a GDSC through two windows; the dashboard's pull, backlog and latency
+    queries (rate windows shortened to the run's length) are read back and drawn as SVG into
+    test-artifacts/monitoring/: the panels as Grafana would show them, without Grafana."""
+    cfg = DemoConfig(homes=4, days=1, seconds_per_day=48 * 4, seed=9, state=tmp_path / "state")
+    run = await setup(cfg)
+    proc = None
+    try:
+        proc, base = _start_prometheus(tmp_path, run.gdsc.serve_metrics(0))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # Prometheus up and scraping before the windows run
+            try:
+                if _query(base, 'up{job="smarthub-collector"}'):
+                    break
+            except OSError:
+                pass
+            await asyncio.sleep(0.5)
+        start = time.time()
+        run.clock.rebase()
+        first = cfg.sim_start + timedelta(minutes=30)
+        await run.fleet.start_meters(until=first + timedelta(hours=1))
+        await run.gdsc.run_windows(until=first + timedelta(hours=1), first_window=first)
+        await asyncio.sleep(3)  # the last scrapes
+        end = time.time()
+        wanted = ("Pulls per second by outcome", "Backlog by priority", "Pull latency percentiles")
+        panels = {p["title"]: p for p in dashboard()["panels"] if p["title"] in wanted}
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        drawn = {}
+        for title, p in panels.items():
+            series: dict[str, list[tuple[float, float]]] = {}
+            for t in p["targets"]:
+                for name, pts in _query_range(base, t["expr"].replace("[5m]", "[5s]"), start, end).items():
+                    label = name if "{{" in t["legendFormat"] else f"{t['legendFormat']} {name}".strip()
+                    series[label] = [(ts - start, v) for ts, v in pts]
+            drawn[title] = series
+            slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+            (ARTIFACTS / f"{slug}.svg").write_text(
+                line_chart(title, series, p["fieldConfig"]["defaults"]["unit"])
+            )
+        pulls = [v for s in drawn["Pulls per second by outcome"].values() for _, v in s]
+        backlog = [v for s in drawn["Backlog by priority"].values() for _, v in s]
+        assert pulls and max(pulls) > 0, "no pull rate in the scraped series"
+        assert backlog and max(backlog) > 0 and backlog[-1] < max(backlog), "the backlog never fell"
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=30)
+        await teardown(run)
