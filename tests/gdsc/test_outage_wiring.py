@@ -174,7 +174,7 @@ def test_a_manifest_certificate_that_is_not_the_hubs_is_refused_and_registers_no
     a, b = ca.issue(Role.HUB, "H1", T), ca.issue(Role.HUB, "H2", T)
     entry = dict(hub_id="H1", premises_id="P1", url="https://h", lfdi=a.lfdi, meters=[])
     try:
-        with pytest.raises(ValueError, match="is not the hub.s"):
+        with pytest.raises(ValueError, match="is not the hub's"):
             register_manifest(store, {"hubs": [{**entry, "certificate": b.cert_pem.decode()}]})
         assert not store.active_hubs()
         register_manifest(store, {"hubs": [{**entry, "certificate": a.cert_pem.decode()}]})
