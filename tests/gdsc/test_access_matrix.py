@@ -101,6 +101,7 @@ ENDPOINTS = {
     "GET /v1/premises/{premises_id}/consents": Action.MANAGE_CONSENT,
     "POST /v1/premises/{premises_id}/consents": Action.MANAGE_CONSENT,
     "DELETE /v1/premises/{premises_id}/consents/{consent_id}": Action.MANAGE_CONSENT,
+    "GET /v1/premises/{premises_id}/services": Action.MANAGE_CONSENT,
     "GET /v1/jobs/{job_id}": Action.READ_JOB,
     "GET /v1/portfolio": Action.PORTFOLIO,
     "GET /v1/portfolio/consumption": Action.PORTFOLIO,

@@ -102,6 +102,30 @@ def test_apply_approve_read_within_scope_suspend_resume_revoke(world: tuple[Worl
     assert r.json()["service"]["client_id"] == creds["client_id"]
     assert decide(w, client, "TP", "approve").status_code == 409  # approved already
 
+    # The occupant sees the approved service, what it asks for and their consent to it; a new
+    # consent beyond the approval is refused with the reason.
+    offers = client.get("/v1/premises/P1/services", headers=w.auth("C1")).json()
+    assert [(o["service_id"], o["granularity"], o["consents"]) for o in offers] == [("TP", "daily", ["K1"])]
+    assert client.get("/v1/premises/P1/services", headers=w.auth("TP")).status_code == 403
+    consent = {
+        "party_id": "TP",
+        "data_kinds": ["readings"],
+        "granularity": "half-hourly",
+        "purpose": "tariff comparison",
+        "expires_at": (w.clock.now() + timedelta(days=30)).isoformat(),
+    }
+    r = client.post("/v1/premises/P1/consents", json=consent, headers=w.auth("C1"))
+    assert r.status_code == 400, r.text
+    assert r.json()["detail"] == "data service TP is approved for daily data at most, not half-hourly"
+    r = client.post(
+        "/v1/premises/P1/consents", json={**consent, "data_kinds": ["events"]}, headers=w.auth("C1")
+    )
+    assert r.status_code == 400 and r.json()["detail"] == "data service TP is not approved for events"
+    r = client.post(
+        "/v1/premises/P1/consents", json={**consent, "granularity": "daily"}, headers=w.auth("C1")
+    )
+    assert r.status_code == 201, r.text
+
     # Credentials limited to what was approved.
     r = oauth(client, creds, scope="commands:write")
     assert r.status_code == 400 and r.json()["error"] == "invalid_scope", r.text

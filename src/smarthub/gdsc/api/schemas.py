@@ -126,6 +126,18 @@ class ServiceOut(BaseModel):
     client_id: str | None = Field(description="the OAuth2 client issued on approval")
 
 
+class ServiceOffer(BaseModel):
+    """An approved data service as the occupant sees it: what it asks for, and their consents to it."""
+
+    service_id: str
+    organisation: str
+    purpose: str
+    data_kinds: list[DataKind]
+    granularity: Granularity = Field(description="the finest it is approved for")
+    retention_days: int
+    consents: list[str] = Field(description="the current occupant's live consents to it (ids)")
+
+
 class ServiceCredentials(BaseModel):
     client_id: str
     client_secret: str = Field(description="shown once: only its hash is kept")

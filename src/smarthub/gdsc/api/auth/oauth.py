@@ -107,8 +107,8 @@ def required_scope(method: str, path: str) -> str:
         return "readings:read" if path.endswith(("/duos", "/planning")) else "network:read"
     if "/commands/" in path or path.endswith("/on-demand-reads"):
         return "commands:write"
-    if "/consents" in path:
-        return "consents"
+    if "/consents" in path or (path.startswith("/v1/premises/") and path.endswith("/services")):
+        return "consents"  # the occupant's view of the services it may consent to
     if path.endswith("/access-log"):
         return "access-log:read"
     if path.endswith(("/readings/edits", "/readings/versions", "/readings/quarantine")):
