@@ -96,6 +96,47 @@ class ConsentOut(BaseModel):
     meters: list[str] | None
 
 
+class ServiceApplicationIn(BaseModel):
+    """A third party's application as a data service: what it asks the GDSC for."""
+
+    organisation: str = Field(min_length=1, max_length=200)
+    purpose: str = Field(min_length=1, max_length=500)
+    data_kinds: list[DataKind] = Field(min_length=1)
+    granularity: Granularity = Field(description="the finest granularity it asks for")
+    retention_days: int = Field(ge=1, le=3650, description="how long it keeps the data it receives")
+
+
+class ServiceDecisionIn(BaseModel):
+    decision: Literal["approve", "refuse", "suspend", "resume", "revoke"]
+    reason: str = Field(default="", max_length=500, description="required for all but an approval")
+
+
+class ServiceOut(BaseModel):
+    service_id: str = Field(description="the third party's party id")
+    organisation: str
+    purpose: str
+    data_kinds: list[DataKind]
+    granularity: Granularity
+    retention_days: int
+    status: Literal["applied", "approved", "refused", "suspended", "revoked"]
+    reason: str = Field(description="the reason of the last decision")
+    applied_at: datetime
+    decided_at: datetime | None
+    decided_by: str | None
+    client_id: str | None = Field(description="the OAuth2 client issued on approval")
+
+
+class ServiceCredentials(BaseModel):
+    client_id: str
+    client_secret: str = Field(description="shown once: only its hash is kept")
+    scope: str
+
+
+class ServiceDecisionOut(BaseModel):
+    service: ServiceOut
+    credentials: ServiceCredentials | None = Field(description="an approval's OAuth2 client, else null")
+
+
 class AccessLogEntry(BaseModel):
     seq: int
     at: datetime
