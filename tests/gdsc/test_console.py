@@ -82,4 +82,5 @@ async def test_live_events_stream_the_status(tmp_path) -> None:  # type: ignore[
                 events.append(json.loads(line[6:]))
         resp.close()
     assert all(e["incidents_open"] == 1 and "hubs" in e["summary"] for e in events)
+    assert all("hub unreachable" in e["errors"] and "Open work orders" in e["errors"] for e in events)
     store.close()

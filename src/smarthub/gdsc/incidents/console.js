@@ -1,4 +1,4 @@
-// Live: the summary, the windows and the error log's counts come by Server-Sent Events
+// Live: the summary, the windows and the error log come by Server-Sent Events
 // (/api/live); the fleet table is paged, sorted and filtered by the server (/api/hubs).
 const st = {offset: 0, limit: Number(document.getElementById("hubs").dataset.limit), sort: "hub_id", order: "asc", q: ""};
 const esc = s => String(s).replace(/[&<>"']/g, c => "&#" + c.charCodeAt(0) + ";");
@@ -23,6 +23,7 @@ if (window.EventSource) {
     document.getElementById("live").textContent = "live · windows " + d.windows + " · pulls " + d.pulls +
       " · failed " + d.failed + " · open incidents " + d.incidents_open + " · " + d.at;
     document.getElementById("chart").innerHTML = d.chart;
+    document.getElementById("errors").innerHTML = d.errors;
     hubs();
   });
 }

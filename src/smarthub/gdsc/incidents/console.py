@@ -240,6 +240,7 @@ def console_app(
                     "failed": sum(w.failed for w in ws),
                     "incidents_open": incidents.get("incidents_open", 0),
                     "chart": _chart(ws),
+                    "errors": await asyncio.to_thread(_error_section, error_log),
                     "at": max((str(h["last_pull"]) for h in status if h["last_pull"]), default=""),
                 }
                 await resp.write(f"event: status\ndata: {json.dumps(data)}\n\n".encode())
