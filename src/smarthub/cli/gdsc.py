@@ -32,7 +32,8 @@ gdsc_app = typer.Typer(
     "and `audit anchor`: the audit chain and its signed anchors; `db-role`: the PostgreSQL application role; "
     "`migrate`: bring a database to the newest schema (`--citus`: and spread it over a Citus cluster); "
     "`group`: put premises in an aggregation group; `data-quality`: the VEE gate's figures; "
-    "`meter-model`: a meter's model for the gate.",
+    "`meter-model`: a meter's model for the gate; `service`: third-party data services' applications "
+    "and the operator's decisions.",
 )
 app.add_typer(gdsc_app, name="gdsc")
 
