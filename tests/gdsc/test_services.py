@@ -143,7 +143,7 @@ def test_apply_approve_read_within_scope_suspend_resume_revoke(world: tuple[Worl
     assert client.get("/v1/services", headers=bearer(token)).status_code == 403  # not the operator's view
 
     # Suspension: the very next request is refused, and no new token is issued.
-    assert decide(w, client, "TP", "suspend").status_code == 400  # a reason is required
+    assert decide(w, client, "TP", "suspend").status_code == 422  # a reason is required (the schema says so)
     assert decide(w, client, "TP", "suspend", "complaint under investigation").status_code == 200
     r = read(client, bearer(token))
     assert r.status_code == 403
@@ -195,7 +195,7 @@ def test_refusal_carries_the_reason_and_the_party_may_apply_again(world: tuple[W
     )
     party = PartyRepository(w.store.engine).party("NEWCO")
     assert (party.role, party.approved) == (Role.THIRD_PARTY, False)
-    assert decide(w, client, "NEWCO", "refuse").status_code == 400  # no reason, no refusal
+    assert decide(w, client, "NEWCO", "refuse").status_code == 422  # no reason, no refusal (schema)
     r = decide(w, client, "NEWCO", "refuse", "half-hourly data is not needed for the stated purpose")
     assert r.status_code == 200 and r.json()["credentials"] is None, r.text
     token = TokenStore(w.store.engine).issue("NEWCO", w.clock.now())

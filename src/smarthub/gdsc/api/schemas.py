@@ -2,11 +2,12 @@
 document from them)."""
 
 import enum
+import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from smarthub.gdsc.governance.parties import DataKind, Granularity
 from smarthub.model.decimals import INSTANT_TEXT, JSON_INTEGER, POUNDS_AND_PENCE_500
@@ -107,8 +108,23 @@ class ServiceApplicationIn(BaseModel):
 
 
 class ServiceDecisionIn(BaseModel):
+    # All but an approval give a reason that is not blank: stated in the schema (if/else, OpenAPI
+    # 3.1's JSON Schema) and checked here by the same pattern, so the two cannot disagree.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"decision": {"const": "approve"}}},
+            "else": {"required": ["reason"], "properties": {"reason": {"pattern": NOT_BLANK}}},
+        }
+    )
+
     decision: Literal["approve", "refuse", "suspend", "resume", "revoke"]
     reason: str = Field(default="", max_length=500, description="required for all but an approval")
+
+    @model_validator(mode="after")
+    def _reason_given(self) -> "ServiceDecisionIn":
+        if self.decision != "approve" and not re.search(NOT_BLANK, self.reason):
+            raise ValueError(f"a decision to {self.decision} must give its reason")
+        return self
 
 
 class ServiceOut(BaseModel):
