@@ -129,7 +129,7 @@ def gdsc(
         service = build_service(state, db, seed, alerts=alerts, topology=topology, channel=channel)
     except (ValueError, OSError) as e:
         raise fail("smarthub gdsc", str(e)) from None
-    err.print(f"GDSC pulling {len(service.store.active_hubs())} hubs into {service.store.url}")
+    err.print(f"GDSC pulling {len(service.store.active_hubs())} hubs into {service.store.display_url}")
     if metrics_port is not None:
         try:
             bound = service.serve_metrics(metrics_port, metrics_host)
