@@ -63,8 +63,9 @@ class Database:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_id("migrations")})
             tables = set(inspect(conn).get_table_names())
             if "alembic_version" not in tables and tables & set(metadata.tables):
+                found = sorted(tables & set(metadata.tables))
                 raise RuntimeError(
-                    f"{self.display_url}: GDSC tables {sorted(tables & set(metadata.tables))} exist but the database "
+                    f"{self.display_url}: GDSC tables {found} exist but the database "
                     "has no migration version: it was created before the store had migrations "
                     "(one row per reading); move it aside and let the GDSC create a new one"
                 )
