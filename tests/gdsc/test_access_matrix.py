@@ -71,16 +71,18 @@ ACTIONS = [
     Action.NETWORK_READ,
     Action.NETWORK_EDIT,
     Action.DUOS_DATASET,
+    Action.SERVICE_APPLICATION,
+    Action.SERVICE_ADMIN,
 ]
 # I = allowed iff "in";  C = allowed iff "in" and the consent is live;  A = always;  - = never.
 MATRIX = {
-    #                        read  events export tariff ihd  top-up c/d  on-dem aggr  log  consent job portf edit dq net-r net-e duos
-    Role.SUPPLIER: "          C     I      C      I      I     I      I     I      -     -     -      I    -     -    -   -     -     -",
-    Role.THIRD_PARTY: "       C     C      C      -      -     -      -     -      -     -     -      -    -     -    -   -     -     -",
-    Role.CONSUMER: "          I     I      I      -      -     -      -     I      -     I     I      I    I     -    -   -     -     -",
-    Role.INSTALLER: "         -     I      -      -      -     -      -     I      -     -     -      I    -     -    -   -     -     -",
-    Role.NETWORK_OPERATOR: "  I     -      I      -      -     -      -     -      A     -     -      -    -     -    -   I     I     I",
-    Role.OPERATOR: "          -     A      -      -      -     -      -     A      A     A     -      A    -     A    A   A     A     -",
+    #                        read  events export tariff ihd  top-up c/d  on-dem aggr  log  consent job portf edit dq net-r net-e duos  apply admin
+    Role.SUPPLIER: "          C     I      C      I      I     I      I     I      -     -     -      I    -     -    -   -     -     -    -     -",
+    Role.THIRD_PARTY: "       C     C      C      -      -     -      -     -      -     -     -      -    -     -    -   -     -     -    A     -",
+    Role.CONSUMER: "          I     I      I      -      -     -      -     I      -     I     I      I    I     -    -   -     -     -    -     -",
+    Role.INSTALLER: "         -     I      -      -      -     -      -     I      -     -     -      I    -     -    -   -     -     -    -     -",
+    Role.NETWORK_OPERATOR: "  I     -      I      -      -     -      -     -      A     -     -      -    -     -    -   I     I     I    -     -",
+    Role.OPERATOR: "          -     A      -      -      -     -      -     A      A     A     -      A    -     A    A   A     A     -    -     A",
 }
 # A network operator reads (and exports) a premises' electricity readings as DUoS data: "in" is
 # the operator of the premises' substation now (N_NOW, since 1 July), "out" the one before (N_OLD).
@@ -99,6 +101,7 @@ ENDPOINTS = {
     "GET /v1/premises/{premises_id}/consents": Action.MANAGE_CONSENT,
     "POST /v1/premises/{premises_id}/consents": Action.MANAGE_CONSENT,
     "DELETE /v1/premises/{premises_id}/consents/{consent_id}": Action.MANAGE_CONSENT,
+    "GET /v1/premises/{premises_id}/services": Action.MANAGE_CONSENT,
     "GET /v1/jobs/{job_id}": Action.READ_JOB,
     "GET /v1/portfolio": Action.PORTFOLIO,
     "GET /v1/portfolio/consumption": Action.PORTFOLIO,
@@ -112,10 +115,15 @@ ENDPOINTS = {
     "GET /v1/outages/{outage_id}": Action.NETWORK_READ,
     "GET /v1/network/topology": Action.NETWORK_READ,
     "GET /v1/network/nodes/{node_id}/planning": Action.NETWORK_READ,
+    "GET /v1/network/nodes/{node_id}/power-quality": Action.NETWORK_READ,
     "PUT /v1/network/nodes/{node_id}": Action.NETWORK_EDIT,
     "PUT /v1/network/premises/{premises_id}": Action.NETWORK_EDIT,
     "POST /v1/network/topology": Action.NETWORK_EDIT,
     "GET /v1/network/duos": Action.DUOS_DATASET,
+    "POST /v1/services": Action.SERVICE_APPLICATION,
+    "GET /v1/services/mine": Action.SERVICE_APPLICATION,
+    "GET /v1/services": Action.SERVICE_ADMIN,
+    "POST /v1/services/{service_id}/decisions": Action.SERVICE_ADMIN,
 }
 # Who queued the job each role asks about (see the module docstring).
 JOB_OWNER = {
@@ -210,7 +218,7 @@ def request(party: Party, action: Action) -> AccessRequest:
         return AccessRequest(party, action, NOW, group_id=NODE)
     if action is Action.DUOS_DATASET:
         return AccessRequest(party, action, NOW, period=ASKED)
-    if action is Action.DATA_QUALITY:
+    if action in (Action.DATA_QUALITY, Action.SERVICE_APPLICATION, Action.SERVICE_ADMIN):
         return AccessRequest(party, action, NOW)
     needs_period = action in (Action.READ_READINGS, Action.READ_EVENTS, Action.EXPORT, Action.LIST_ACCESS_LOG)
     reads = action in (Action.READ_READINGS, Action.EXPORT)
@@ -262,5 +270,5 @@ def test_matrix_covers_every_role_and_action() -> None:
     assert set(MATRIX) == set(Role)
     assert set(ACTIONS) == set(Action)
     assert all(len(row.split()) == len(ACTIONS) for row in MATRIX.values())
-    assert len(CELLS) == len(Role) * len(Action) * 2 * len(CONSENTS) == 864
+    assert len(CELLS) == len(Role) * len(Action) * 2 * len(CONSENTS) == 960
     assert set(ENDPOINTS.values()) == set(Action) - {Action.READ_EVENTS}  # events: no API endpoint yet

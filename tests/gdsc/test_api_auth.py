@@ -212,7 +212,8 @@ def test_scope_narrows_and_never_widens(world) -> None:  # type: ignore[no-untyp
 def test_every_route_needs_a_known_scope(world) -> None:  # type: ignore[no-untyped-def]
     _, client, _ = world
     routes = api_routes(client.app)
-    assert len(routes) == 30  # 21 + the network operator's 9 (outages, topology, DUoS, planning)
+    # 21 + the network operator's 10 (outages, topology, DUoS, planning, quality) + 5 of data services
+    assert len(routes) == 36
     assert {required_scope(m, p) for m, p in routes} == ALL_SCOPES
     assert required_scope("GET", "/v1/something-new") not in ALL_SCOPES  # fails closed
 

@@ -3,8 +3,8 @@ unmodified, for every role.
 
 The API runs under uvicorn on a loopback port (``World.served``: the same guards as ``smarthub gdsc
 api``). Its ``/openapi.json`` is fetched over HTTP and handed to openapi-python-client (a test
-extra, installed by ``make install``; nothing is downloaded at run time) with
-``--fail-on-warning``: a schema it cannot express fails here. The generated package is imported
+extra, installed by ``make install``; nothing is downloaded at run time); any warning but the one
+it gives for a request media type it cannot write (the topology upload's CSV) fails here. The generated package is imported
 as it is and used to read readings, grant a consent, send a top-up and follow its job as each
 party of ``api_world`` — the answers parsed into the generated models are the access policy's.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -73,13 +74,20 @@ def gen(base: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleN
             "none",
             "--output-path",
             str(tmp / PACKAGE),
-            "--fail-on-warning",
         ],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    # Every warning is one the generator itself owns up to (a request media type it cannot
+    # write: the topology upload's CSV and GeoJSON files), never a schema it could not read.
+    warnings = re.findall(r"(?m)^WARNING parsing (.*?) within default\.\s+(.+)$", done.stdout + done.stderr)
+    assert all(
+        op == "POST /v1/network/topology" and why.startswith("Unsupported content type")
+        for op, why in warnings
+    ), done.stdout + done.stderr
+    assert "Warning(s) encountered" not in done.stdout + done.stderr or warnings, done.stdout + done.stderr
     sys.path.insert(0, str(tmp))
     try:
 

@@ -227,7 +227,9 @@ BAD_BODIES = [
 def test_no_valid_token_is_401_whatever_the_body(world: World, client: TestClient, token: str | None) -> None:
     spec = client.get("/openapi.json").json()
     posts = [p for p, ops in spec["paths"].items() if "post" in ops and not p.startswith("/oauth")]
-    assert len(posts) == 9  # four commands, on-demand reads, consents, edits, quarantine, topology upload
+    # four commands, on-demand reads, consents, edits, quarantine, topology upload; a data
+    # service's application and the operator's decision on it
+    assert len(posts) == 11
     headers = {} if token is None else {"Authorization": f"Bearer {token}"}
     for path in posts:
         for body, media in BAD_BODIES:
@@ -315,3 +317,67 @@ def test_a_granted_consent_links_to_its_revocation(world: World, client: TestCli
     assert client.request(method, target, headers=world.auth("C1")).status_code == 204
     (listed,) = client.get("/v1/premises/P1/consents", headers=world.auth("C1")).json()
     assert listed["revoked_at"] is not None
+
+
+# -- found by the Schemathesis run: what the schema says a string is, the server takes as a string -
+
+
+def test_dates_times_and_integers_in_bodies_are_not_coerced(world: World, client: TestClient) -> None:
+    """``format: date-time`` and ``type: integer`` mean it: pydantic's lax mode took ``0`` as
+    1970-01-01 and ``"2"`` as 2 (negative_data_rejection)."""
+    bad = [
+        ("ihd-message", {"meter_id": "E1", "text": "hi", "expires": 4102444800}, "body.expires"),
+        ("ihd-message", {"meter_id": "E1", "text": "hi", "priority": "2"}, "body.priority"),
+        ("ihd-message", {"meter_id": "E1", "text": " \u3000\x1c"}, "body.text"),  # blank to str.strip()
+        (
+            "tariff-update",
+            {"meter_id": "E1", "tariff": {**tariff_json(), "version": "1"}},
+            "body.tariff.version",
+        ),
+        (
+            "tariff-update",
+            {"meter_id": "E1", "tariff": {**tariff_json(), "effective_from": 0}},
+            "effective_from",
+        ),
+        (
+            "tariff-update",
+            {"meter_id": "E1", "tariff": tariff_json(), "effective": 1788217200},
+            "body.effective",
+        ),
+    ]
+    # 2.0 *is* a JSON Schema integer (no fractional part): taken, as 2
+    r = client.post(
+        "/v1/premises/P1/commands/ihd-message",
+        json={"meter_id": "E1", "text": "hi", "priority": 2.0},
+        headers=world.auth("S1"),
+    )
+    assert r.status_code == 202, r.text
+    for command, body, where in bad:
+        r = client.post(f"/v1/premises/P1/commands/{command}", json=body, headers=world.auth("S1"))
+        assert r.status_code == 422 and where in r.json()["detail"], (body, r.text)
+    grant = {"party_id": "TP", "data_kinds": ["readings"], "granularity": "daily", "purpose": "x"}
+    for wrong in ({"expires_at": 4102444800}, {"expires_at": "2100-01-01T00:00:00Z", "purpose": "\t "}):
+        r = client.post("/v1/premises/P1/consents", json={**grant, **wrong}, headers=world.auth("C1"))
+        assert r.status_code == 422, r.text
+
+
+def test_query_instants_are_rfc3339_not_unix_times(world: World, client: TestClient) -> None:
+    """pydantic took ``start=0`` (a string of digits) as 1970-01-01: the published format is RFC 3339."""
+    for start in ("0", "1786316400", "2026-08-09 23:00:00+00:00"):
+        r = client.get(
+            "/v1/premises/P1/readings",
+            params={"meter_id": "E1", "start": start, "end": "2026-08-11T00:00:00Z", "granularity": "daily"},
+            headers=world.auth("C1"),
+        )
+        assert r.status_code == 422 and "query.start" in r.json()["detail"], (start, r.text)
+    r = client.get(
+        "/v1/premises/P1/readings",
+        params={
+            "meter_id": "E1",
+            "start": "2026-08-09t23:00:00z",
+            "end": "2026-08-11T00:00:00Z",
+            "granularity": "daily",
+        },
+        headers=world.auth("C1"),
+    )
+    assert r.status_code == 200, r.text

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -35,7 +36,7 @@ import pytest
 
 from gdsc.api_world import PARTIES, World, build
 
-TESTS = Path(__file__).resolve().parent.parent
+HOOKS = Path(__file__).resolve().parent / "schemathesis_hooks.py"
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,22 @@ INEXPRESSIBLE = [
         r"cannot consent to .*: no party|consent is given to suppliers and data services, not to a ",
         "the grantee must be a party the GDSC knows, of a role that may receive data: the database's "
         "state, not the request's shape",
+    ),
+    Rule(
+        "ST202",
+        400,
+        r"feeder .* is not a known feeder|its parent .* is not a known (secondary|primary|feeder)"
+        r"|only a primary substation has no parent",
+        "a network edit must fit the topology it edits (a premises' feeder and a node's parent "
+        "exist, only a primary has none): the database's state and a relation between fields",
+    ),
+    Rule(
+        "ST202",
+        400,
+        r"topology file refused: ",
+        "a topology upload is a CSV or GeoJSON file whose grammar and references (each node's "
+        "parent, each premises' feeder) are its content; the document can only say it is a file of "
+        "that media type",
     ),
     Rule(
         "ST202",
@@ -141,10 +158,13 @@ def schemathesis_binary() -> str:
 
 
 def run(world: World, base: str, parties: list[str], examples: int, seed: int, out: Path) -> list[Failure]:
+    (out / "hooks").mkdir()
+    shutil.copy(HOOKS, out / "hooks" / "schemathesis_hooks.py")
     env = {
         **os.environ,
-        "SCHEMATHESIS_HOOKS": "gdsc.schemathesis_hooks",
-        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+        "SCHEMATHESIS_HOOKS": "schemathesis_hooks",
+        # the hooks module alone on the path (tests/ holds packages that would shadow libraries)
+        "PYTHONPATH": str(out / "hooks"),
         "SMARTHUB_API_TOKENS": json.dumps({p: world.tokens[p] for p in parties}),
         "SMARTHUB_API_SEED": str(seed),
     }
@@ -171,6 +191,7 @@ def run(world: World, base: str, parties: list[str], examples: int, seed: int, o
             "1",
         ],
         env=env,
+        cwd=out,  # its cache (.schemathesis/, replayed crashes) stays with this run, not in the repo
         capture_output=True,
         text=True,
         timeout=1800,
@@ -179,10 +200,11 @@ def run(world: World, base: str, parties: list[str], examples: int, seed: int, o
     assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]  # 1: failures found
     report = json.loads((out / "run.json").read_text())
     assert report["complete"] and report["errors"] == [], report["errors"]
-    assert report["operations"]["tested"] == report["operations"]["total"] == 16
+    operations = report["operations"]["total"]
+    assert report["operations"]["tested"] == operations >= 16
     assert {name: p["status"] for name, p in report["phases"].items() if p["status"] == "skipped"} == {}
     cases, errors, found = failures(out / "junit.xml")
-    assert cases == 17 and errors == 0  # 16 operations and the stateful scenarios
+    assert cases == operations + 1 and errors == 0  # each operation, and the stateful scenarios
     return found
 
 
@@ -221,7 +243,7 @@ def test_the_allowlist_reads_the_report_it_is_applied_to(tmp_path: Path) -> None
 
 
 def test_schemathesis_all_checks_every_role(world: World, base: str, tmp_path: Path) -> None:
-    found = run(world, base, [p.party_id for p in PARTIES], examples=8, seed=22, out=tmp_path)
+    found = run(world, base, [p.party_id for p in PARTIES], examples=4, seed=22, out=tmp_path)
     assert unexplained(found) == [], (tmp_path / "schemathesis.log").read_text()[-20000:]
 
 
@@ -230,5 +252,5 @@ def test_schemathesis_all_checks_every_role(world: World, base: str, tmp_path: P
 def test_schemathesis_all_checks_each_role_at_length(
     world: World, base: str, tmp_path: Path, party: str
 ) -> None:
-    found = run(world, base, [party], examples=150, seed=2200, out=tmp_path)
+    found = run(world, base, [party], examples=50, seed=2200, out=tmp_path)
     assert unexplained(found) == [], (tmp_path / "schemathesis.log").read_text()[-20000:]

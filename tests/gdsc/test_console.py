@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from aiohttp.test_utils import TestClient, TestServer
 
 from smarthub.gdsc.incidents.console import console_app
@@ -36,3 +38,49 @@ async def test_console_without_an_error_log_says_so() -> None:
     async with TestClient(TestServer(console_app(store, list))) as client:
         resp = await client.get("/api/incidents")
         assert resp.status == 404 and "no error log" in await resp.text()
+
+
+async def test_fleet_is_paged_sorted_and_filtered_by_the_server(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = Store(f"sqlite:///{tmp_path / 'gdsc.sqlite'}")
+    store.create_schema()
+    for i in range(120):
+        store.register_hub(
+            hub_id=f"HUB{i:04d}",
+            premises_id=f"P{i % 7}-{i:04d}",
+            url=f"https://h{i}",
+            lfdi=f"{i:040x}",
+            meters_by_fuel=[(f"E{i}", "electricity")],
+        )
+    async with TestClient(TestServer(console_app(store, list))) as client:
+        first = await (await client.get("/api/hubs?limit=50")).json()
+        last = await (await client.get("/api/hubs?offset=100&limit=50&sort=hub_id&order=desc")).json()
+        found = await (await client.get("/api/hubs?q=p3-&limit=500")).json()
+        bad = await client.get("/api/hubs?sort=secret")
+        page = await (await client.get("/")).text()
+    assert first["total"] == 120 and len(first["rows"]) == 50
+    assert [h["hub_id"] for h in first["rows"]] == [f"HUB{i:04d}" for i in range(50)]
+    assert [h["hub_id"] for h in last["rows"]] == [f"HUB{i:04d}" for i in range(19, -1, -1)]
+    assert found["total"] == len([i for i in range(120) if i % 7 == 3])
+    assert all(h["premises_id"].startswith("P3-") for h in found["rows"])
+    assert bad.status == 400
+    assert page.count("<tr><td>") == 50 and "1–50 of 120" in page  # the first page only
+    store.close()
+
+
+async def test_live_events_stream_the_status(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store, log = Store(f"sqlite:///{tmp_path / 'gdsc.sqlite'}"), None
+    store.create_schema()
+    log = ErrorLog(store, wan_link_of=LINKS.get)
+    log.record_unreachable("H1", T0, "connect timeout")
+    async with TestClient(TestServer(console_app(store, list, log, live_every=0.05))) as client:
+        resp = await client.get("/api/live")
+        assert resp.headers["Content-Type"].startswith("text/event-stream")
+        events = []
+        while len(events) < 2:
+            line = (await resp.content.readline()).decode()
+            if line.startswith("data: "):
+                events.append(json.loads(line[6:]))
+        resp.close()
+    assert all(e["incidents_open"] == 1 and "hubs" in e["summary"] for e in events)
+    assert all("hub unreachable" in e["errors"] and "Open work orders" in e["errors"] for e in events)
+    store.close()

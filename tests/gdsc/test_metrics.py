@@ -98,6 +98,8 @@ async def test_scrape_during_a_window_shows_pulls_rising_and_backlog_falling(tmp
     assert total(final, "smarthub_store_ingest_rows_total") >= total(
         final, "smarthub_collector_readings_ingested_total"
     )
+    assert any(n == "smarthub_plan_lease_takeovers_total" for n, _ in final)
+    assert total(final, "smarthub_plan_lease_takeovers_total") == 0  # one collector: nothing to take over
     assert total(final, "smarthub_hubs_active") == 6 and total(final, "smarthub_metrics_db_up") == 1
     # Per-process series carry the scheduler's name; the fleet-wide gauges carry none.
     name = run.gdsc.scheduler.name

@@ -174,7 +174,7 @@ def test_a_manifest_certificate_that_is_not_the_hubs_is_refused_and_registers_no
     a, b = ca.issue(Role.HUB, "H1", T), ca.issue(Role.HUB, "H2", T)
     entry = dict(hub_id="H1", premises_id="P1", url="https://h", lfdi=a.lfdi, meters=[])
     try:
-        with pytest.raises(ValueError, match="is not its LFDI"):
+        with pytest.raises(ValueError, match="is not the hub's"):
             register_manifest(store, {"hubs": [{**entry, "certificate": b.cert_pem.decode()}]})
         assert not store.active_hubs()
         register_manifest(store, {"hubs": [{**entry, "certificate": a.cert_pem.decode()}]})
@@ -210,3 +210,22 @@ def test_commissioning_and_renewal_register_the_hubs_alert_key(db_url: str, tmp_
         assert key.public_numbers() == done.certificate.private_key.public_key().public_numbers()
     finally:
         store.close()
+
+
+def test_the_command_line_names_a_bad_endpoint_or_a_topology_without_one(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from smarthub.cli import app
+
+    state, _ = _state(tmp_path, homes=1)
+    runner = CliRunner()
+
+    def said(output: str) -> str:  # the message, out of rich's box and its line breaks
+        return " ".join(output.replace("│", " ").split())
+
+    r = runner.invoke(
+        app, ["gdsc", "--state", str(state), "--topology", str(state / "gdsc" / "topology.csv")]
+    )
+    assert r.exit_code != 0 and "give --alerts too" in said(r.output)
+    r = runner.invoke(app, ["gdsc", "--state", str(state), "--alerts", "gdsc:udp"])
+    assert r.exit_code != 0 and "the port must be a number" in said(r.output)

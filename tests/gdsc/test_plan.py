@@ -83,8 +83,10 @@ def test_two_claimers_get_disjoint_work_and_a_dead_ones_lease_is_taken_over(stor
     assert plan.claim_bulk("B", LATE + timedelta(minutes=1), 100) == []
     # ...after it, B takes them all over.
     later = LATE + timedelta(minutes=3)
+    assert plan.takeovers == 0
     taken = plan.claim_bulk("B", later, 100)
     assert sorted(c.hub.hub_id for c in taken) == sorted(c.hub.hub_id for c in a)
+    assert plan.takeovers == 8  # counted for the metrics (smarthub_plan_lease_takeovers_total)
     # A wakes up late: its result is refused (fencing), B's counts.
     assert plan.finish_bulk(a[0], True, later).state == "lost"
     for c in taken:
@@ -112,6 +114,7 @@ def test_takeover_does_not_pull_again_what_the_dead_holder_finished(store: Store
     taken = plan.claim_bulk("B", LATE + timedelta(minutes=5), 10)
     assert sorted(c.hub.hub_id for c in taken) == sorted(c.hub.hub_id for c in held[1:])
     assert states(plan) == {DONE: 1, CLAIMED: 2}
+    assert (plan.takeovers, plan.takeovers_found_done) == (2, 1)
 
 
 def test_per_link_limit_holds_across_concurrent_claimers(store: Store) -> None:

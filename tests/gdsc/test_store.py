@@ -444,3 +444,12 @@ def test_readings_may_come_as_plain_tuples_in_field_order(store: Store) -> None:
     assert (r2.inserted, r2.already_stored) == (2, 8)
     with pytest.raises(ValueError, match="all StoredReading or all 9-field tuples"):
         store.ingest("HUB1", [dataclasses.astuple(reading(60)), reading(61)], {})  # type: ignore[list-item]
+
+
+def test_the_printed_database_url_masks_its_password() -> None:
+    """`smarthub gdsc` prints where it stores: never the PostgreSQL password in the URL."""
+    from smarthub.gdsc.db.database import Database
+
+    db = Database("postgresql+psycopg://gdsc:s3cret-pw@db.example:5432/gdsc")
+    assert "s3cret-pw" not in db.display_url and db.display_url.startswith("postgresql+psycopg://gdsc:***@")
+    db.engine.dispose()

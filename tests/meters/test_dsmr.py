@@ -170,6 +170,13 @@ def test_spec_example_readings() -> None:
         r("1-0:31.7.0", "1", Unit.A),
         r("1-0:51.7.0", "2", Unit.A),
         r("1-0:71.7.0", "3", Unit.A),
+        # voltage sags and swells per phase (power quality), unitless counts
+        r("1-0:32.32.0", "2", Unit.NONE),
+        r("1-0:52.32.0", "1", Unit.NONE),
+        r("1-0:72.32.0", "0", Unit.NONE),
+        r("1-0:32.36.0", "0", Unit.NONE),
+        r("1-0:52.36.0", "3", Unit.NONE),
+        r("1-0:72.36.0", "0", Unit.NONE),
         Reading(
             "2222ABCD123456789",
             ObisCode(7, 0, 3, 0, 0),
@@ -209,6 +216,12 @@ DSMR_PARSER_NAMES = {
     "1-0:31.7.0": "INSTANTANEOUS_CURRENT_L1",
     "1-0:51.7.0": "INSTANTANEOUS_CURRENT_L2",
     "1-0:71.7.0": "INSTANTANEOUS_CURRENT_L3",
+    "1-0:32.32.0": "VOLTAGE_SAG_L1_COUNT",
+    "1-0:52.32.0": "VOLTAGE_SAG_L2_COUNT",
+    "1-0:72.32.0": "VOLTAGE_SAG_L3_COUNT",
+    "1-0:32.36.0": "VOLTAGE_SWELL_L1_COUNT",
+    "1-0:52.36.0": "VOLTAGE_SWELL_L2_COUNT",
+    "1-0:72.36.0": "VOLTAGE_SWELL_L3_COUNT",
 }
 
 

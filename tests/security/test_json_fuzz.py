@@ -98,10 +98,19 @@ API_POSTS = (
     "/v1/premises/P1/readings/edits",
     "/v1/premises/P1/readings/quarantine",
     "/v1/network/topology",
+    "/v1/services",
+    "/v1/services/1/decisions",
 )
 # Who may post there: the consumer grants consents, the operator edits readings, the network
 # operator loads its topology, a supplier sends the commands (so the body is parsed, not refused).
-POSTER = {"consents": "C1", "edits": "OP", "quarantine": "OP", "topology": "DNO"}
+POSTER = {
+    "consents": "C1",
+    "edits": "OP",
+    "quarantine": "OP",
+    "topology": "DNO",
+    "services": "TP",  # a third party applying
+    "decisions": "OP",  # the operator deciding on an application
+}
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +129,11 @@ def client(world: World) -> Iterator[TestClient]:
 
 def test_the_list_of_post_endpoints_is_complete(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
-    posts = {p.replace("{premises_id}", "P1") for p, ops in spec["paths"].items() if "post" in ops}
+    posts = {
+        p.replace("{premises_id}", "P1").replace("{service_id}", "1")
+        for p, ops in spec["paths"].items()
+        if "post" in ops
+    }
     assert posts == set(API_POSTS)
 
 

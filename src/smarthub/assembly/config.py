@@ -20,6 +20,9 @@ The file, in short (the README's "Run a hub against your real meters" has one pe
     channel = "gdsc.example:4443"       # behind a NAT: keep a channel open to the GDSC, optional
                                         # (listen = "none": no inbound port at all)
 
+    [power_quality]
+    enabled = true                      # 10-minute voltage min/mean/max, sag/swell counts (optional)
+
     [transports.han]                   # a named transport, shared by the meters that name it
     kind = "serial"                    # serial | tcp | pipe | simulated
     device = "/dev/ttyUSB0"
@@ -254,6 +257,9 @@ class HubConfig:
     # The GDSC's channel endpoint (host, TCP port) for a hub it cannot dial
     # (smarthub.wan.contract.channel); None: the GDSC dials this hub.
     channel: tuple[str, int] | None = None
+    # Keep 10-minute voltage statistics and sag/swell counts for the network operator
+    # (smarthub.hub.power_quality); off unless asked for.
+    power_quality: bool = False
 
     @property
     def transports(self) -> list[tuple[TransportConfig, list[MeterConfig]]]:
@@ -560,6 +566,11 @@ class _Reader:
             privacy.done()
         consumer = self.consumer(top.table("consumer"))
         mqtt = self.mqtt(top.table("mqtt"))
+        pq_table = top.table("power_quality")
+        power_quality = False
+        if pq_table is not None:
+            power_quality = pq_table.bool("enabled")
+            pq_table.done()
 
         transports = top.table("transports")
         if transports is not None:
@@ -596,6 +607,7 @@ class _Reader:
             source=self.source,
             alerts=alerts,
             channel=channel,
+            power_quality=power_quality,
         )
 
     def serve(self, t: _Table | None, default_port: int) -> ServeConfig | None:

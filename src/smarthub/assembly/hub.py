@@ -46,7 +46,9 @@ from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
 from smarthub.hub.mains import MainsMonitor
 from smarthub.hub.management import CrlStore, ManagementInterface
+from smarthub.hub.metrics import HubMetrics
 from smarthub.hub.network import NetworkSettings, network_command
+from smarthub.hub.power_quality import PowerQuality
 from smarthub.hub.privacy import ConsentStore, Granularity, HubPrivacy, privacy_commands
 from smarthub.hub.registry import MeterRegistry, registry_commands
 from smarthub.hub.repairs import HubRepairs
@@ -318,6 +320,8 @@ def _core(a: HubAssembly) -> Part:
     a.hub = SmartHub(
         a.config.hub_id, a.history, clock=a.clock, diagnostics=a.diagnostics, registry=a.registry
     )
+    if a.config.power_quality:
+        a.hub.power_quality = PowerQuality()
     return Part("core")
 
 
@@ -518,6 +522,15 @@ def _wan(a: HubAssembly) -> Part:
         crls=a.crls,  # the GDSC's CRL, taken with the bulk pull
         **monotonic,
     )
+    server = a.server
+    a.server.metrics = HubMetrics(
+        a.hub,
+        connections=lambda: [(c.protocol, c.failures) for c in a.connections],
+        open_events=a.diagnostics.log.open_events,
+        files={"history": str(a.history.path), "diagnostics": a.diagnostics.log.path},
+        wan=lambda: (server.requests, server.rate_limited),
+        last_pull=lambda: server.last_collector_request,
+    ).render
     # Certificate renewal (pki.certificate): into the live TLS context, and the server answers
     # with its new LFDI.
     a.certificate = HubCertificate(

@@ -31,7 +31,9 @@ gdsc_app = typer.Typer(
     "`replace`, `revoke`, `decommission`, `renew` (a party's or collector's certificate). `audit verify` "
     "and `audit anchor`: the audit chain and its signed anchors; `db-role`: the PostgreSQL application role; "
     "`migrate`: bring a database to the newest schema (`--citus`: and spread it over a Citus cluster); "
-    "`group`: put premises in an aggregation group; `data-quality`: the VEE gate's figures.",
+    "`group`: put premises in an aggregation group; `data-quality`: the VEE gate's figures; "
+    "`meter-model`: a meter's model for the gate; `service`: third-party data services' applications "
+    "and the operator's decisions.",
 )
 app.add_typer(gdsc_app, name="gdsc")
 
@@ -127,7 +129,7 @@ def gdsc(
         service = build_service(state, db, seed, alerts=alerts, topology=topology, channel=channel)
     except (ValueError, OSError) as e:
         raise fail("smarthub gdsc", str(e)) from None
-    err.print(f"GDSC pulling {len(service.store.active_hubs())} hubs into {service.store.url}")
+    err.print(f"GDSC pulling {len(service.store.active_hubs())} hubs into {service.store.display_url}")
     if metrics_port is not None:
         try:
             bound = service.serve_metrics(metrics_port, metrics_host)
@@ -381,6 +383,28 @@ def gdsc_group(
     finally:
         store.close()
     print(json.dumps({"group": group, "premises": done}))
+
+
+@gdsc_app.command("meter-model")
+def gdsc_meter_model(
+    state: StateDir,
+    hub: Annotated[str, typer.Option(help="the hub serving the meter")],
+    meter: Annotated[str, typer.Option(help="the meter id")],
+    model: Annotated[
+        str, typer.Option(help="the meter model (its physical limits are configured per model)")
+    ],
+    db: Db = None,
+) -> None:
+    """Record a meter's model for the VEE gate (spike limits, register digits, export)."""
+    from smarthub.gdsc.service import open_store
+
+    require_state(state, db)
+    store = open_store(state, db)
+    try:
+        store.set_meter_models([(hub, meter, model)])
+    finally:
+        store.close()
+    print(json.dumps({"hub": hub, "meter": meter, "model": model}))
 
 
 @gdsc_app.command("data-quality")

@@ -164,6 +164,16 @@ class SchedulerGauges(PromCollector):
         )
         delivered.add_metric(p, s.delivered)
         yield delivered
+        if s.plan is not None:
+            takeovers = CounterMetricFamily(
+                "smarthub_plan_lease_takeovers",
+                "Bulk pulls this process took over after another collector's lease ran out "
+                "(result: claimed again, or found already pulled and marked done)",
+                labels=["process", "result"],
+            )
+            takeovers.add_metric([*p, "claimed"], s.plan.takeovers)
+            takeovers.add_metric([*p, "found_done"], s.plan.takeovers_found_done)
+            yield takeovers
 
 
 class FleetGauges(PromCollector):

@@ -30,6 +30,7 @@ from smarthub.hub.history import HistoryStore, StorageFull
 from smarthub.hub.intervals import IntervalBuilder, IntervalRecord
 from smarthub.hub.keys import KeyRing
 from smarthub.hub.mirror import DataMirror
+from smarthub.hub.power_quality import PowerQuality
 from smarthub.hub.registry import RADIO_PROTOCOLS, MeterRegistry
 from smarthub.meters.errors import DecodeError
 from smarthub.meters.mapping import MappingTable, Unmapped
@@ -78,6 +79,7 @@ class SmartHub:
         self.registry = registry
         self.mirror = DataMirror()
         self.interval_builder = IntervalBuilder()
+        self.power_quality: PowerQuality | None = None  # [power_quality] enabled (assembly)
         # Called with the intervals just committed to the history (e.g. running cost, prepayment).
         self.interval_observers: list[Callable[[list[IntervalRecord]], None]] = []
         self.stats = HubStats()
@@ -207,6 +209,15 @@ class SmartHub:
             completed += self.interval_builder.add(
                 r.meter, r.obis, int(r.time.timestamp()), int(scaled), spec.power_of_ten
             )
+        if self.power_quality is not None:
+            # Voltage statistics and sag/swell counts: to the history only (the WAN serves them;
+            # the consumption observers and the diagnostics' interval checks are not for them).
+            quality = self.power_quality.observe(readings)
+            if quality:
+                try:
+                    self.stats.intervals_stored += self.history.append(quality)
+                except StorageFull as err:
+                    self._storage(err)
         if completed:
             try:
                 self.stats.intervals_stored += self.history.append(completed)

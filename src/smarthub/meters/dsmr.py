@@ -466,6 +466,8 @@ _DIRECT: tuple[tuple[ObisCode, frozenset[Unit]], ...] = (
     (ObisCode(1, 0, 51, 7, 0), frozenset({Unit.A})),
     (ObisCode(1, 0, 71, 7, 0), frozenset({Unit.A})),
 )
+# Voltage sag (32) and swell (36) counters per phase: unitless counts (power quality).
+_COUNTERS = tuple(ObisCode(1, 0, c, d, 0) for c in (32, 52, 72) for d in (32, 36))
 # Derived total = tariff 1 + tariff 2, when the meter does not send the total itself.
 _TOTALS = ((IMPORT_ACTIVE_ENERGY, _IMPORT_T1, _IMPORT_T2), (EXPORT_ACTIVE_ENERGY, _EXPORT_T1, _EXPORT_T2))
 # M-Bus device types (EN 13757-3 device type codes, as used in the P1 CS object 0-n:24.1.0).
@@ -515,6 +517,14 @@ def readings(telegram: Telegram) -> list[Reading]:
             raise MalformedFrame(PROTOCOL, f"{obis}: unexpected unit in {obj.values[0].raw!r}")
         present[obis] = (value, unit)
         out.append(Reading(meter, obis, value, unit, time))
+    for obis in _COUNTERS:
+        obj = telegram.get(obis)
+        if obj is None:
+            continue
+        value, unit = _number(obj)
+        if unit is not None:
+            raise MalformedFrame(PROTOCOL, f"{obis}: a count has no unit, got {obj.values[0].raw!r}")
+        out.append(Reading(meter, obis, value, Unit.NONE, time))
     for total, t1, t2 in _TOTALS:
         if total in present or t1 not in present or t2 not in present:
             continue

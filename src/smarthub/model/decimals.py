@@ -1,4 +1,5 @@
-"""Exact decimals (money, prices, rates) carried in JSON as strings, with the rule published.
+"""Exact decimals (money, prices, rates) carried in JSON as strings, with the rule published (and
+dates and times that are RFC 3339 strings only, :data:`DATE_TEXT`, :data:`INSTANT_TEXT`).
 
 A JSON number is a binary float to most clients (``0.1 + 0.2``), so money and rates travel as
 decimal strings (``"24.50"``), never numbers. :class:`DecimalText` is a pydantic annotation that
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic import BeforeValidator, GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
@@ -94,7 +95,10 @@ POUNDS_AND_PENCE_500 = DecimalText(
 )
 
 __all__ = [
+    "DATE_TEXT",
     "FRACTION_4",
+    "INSTANT_TEXT",
+    "JSON_INTEGER",
     "NON_NEGATIVE_PRICE",
     "POSITIVE_QUANTITY",
     "POUNDS_AND_PENCE_500",
@@ -102,3 +106,42 @@ __all__ = [
     "DecimalText",
     "fixed_point",
 ]
+
+
+def _rfc3339(pattern: str, what: str) -> BeforeValidator:
+    """Dates and times travel as RFC 3339 strings (JSON Schema's ``format: date``/``date-time``):
+    pydantic's lax mode would also take a JSON number, or a string of digits, as a Unix time
+    (``0`` as 1970-01-01), which the published format refuses."""
+    rx = re.compile(pattern)
+
+    def check(value: object) -> object:
+        if isinstance(value, int | float):
+            raise ValueError(f"the JSON number {value!r} is not an RFC 3339 {what} (a string)")
+        if isinstance(value, str) and not rx.fullmatch(value):
+            raise ValueError(f"{value[:40]!r} is not an RFC 3339 {what}")
+        return value
+
+    return BeforeValidator(check)
+
+
+DATE_TEXT = _rfc3339(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", "full-date (YYYY-MM-DD)")
+"""``Annotated[date, DATE_TEXT]``: a date from an RFC 3339 string (or a Python value), never a number."""
+INSTANT_TEXT = _rfc3339(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})",
+    "date-time with its offset (e.g. 2026-08-10T00:00:00Z)",
+)
+"""``Annotated[AwareDatetime, INSTANT_TEXT]``: likewise for an instant."""
+
+
+def _json_integer(value: object) -> object:
+    """A JSON Schema ``integer`` is a number with no fractional part (``2.0`` is one); a string
+    or a boolean is not, though pydantic's lax mode would take ``"2"`` and ``true``."""
+    if isinstance(value, str | bool):
+        raise ValueError(f"{value!r} is not an integer (a JSON number)")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+JSON_INTEGER = BeforeValidator(_json_integer)
+"""``Annotated[int, JSON_INTEGER]``: an integer as JSON Schema means it."""

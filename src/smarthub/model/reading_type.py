@@ -34,6 +34,8 @@ FLOW_REVERSE = 19  # received from the customer
 UOM_WH = 72
 UOM_W = 38
 UOM_M3 = 42
+UOM_V = 29
+UOM_NONE = 0  # a count
 ACCUMULATION_DELTA = 4
 ACCUMULATION_CUMULATIVE = 3
 ACCUMULATION_INSTANTANEOUS = 12
@@ -50,6 +52,9 @@ class ReadingTypeSpec:
     power_of_ten: int
     base_unit: Unit
     service_kind: int  # UsagePoint.serviceCategoryKind: 0 electricity, 1 gas, 2 water
+    phase: int = 0  # ReadingType.phase (IEC 61968-9 PhaseCode); 0: not applicable
+    data_qualifier: int = 0  # ReadingType.dataQualifier: 2 average, 8 maximum, 9 minimum
+    accumulation: int = ACCUMULATION_DELTA  # ReadingType.accumulationBehaviour
 
 
 # Interval (delta) channels: the register's advance over each interval.
@@ -80,16 +85,48 @@ _INSTANT: dict[ObisCode, ReadingTypeSpec] = {
 }
 
 
+# Power quality (issue 19): what a hub summarises from its meters' phase voltages over each
+# 10-minute period (EN 50160's aggregation), and the meters' voltage sag and swell counters as
+# counts per period. OBIS value group D as IEC 62056-61 numbers the processing: 3 minimum,
+# 5 last average, 6 maximum (of the period just ended), 32 under-limit (sag) and 36 over-limit
+# (swell) occurrence counters; C 32/52/72 is L1/L2/L3. 2030.5 allows ReadingType kinds 0, 3, 8,
+# 12 and 37 and dataQualifiers 0, 2, 8, 9, 12, 29, 30 only, so these are kind 0 and told apart
+# by uom (29 V, 0 a count), phase (PhaseCode AN 129, BN 65, CN 33) and dataQualifier: 2 average,
+# 9 minimum, 8 maximum of the voltage; on a count, 9 the excursions below the minimum limit (sags)
+# and 8 those above the maximum (swells).
+QUALIFIER_AVERAGE, QUALIFIER_MAXIMUM, QUALIFIER_MINIMUM = 2, 8, 9
+PHASES = {32: 129, 52: 65, 72: 33}  # OBIS C of a phase voltage -> PhaseCode
+QUALITY_PERIOD = 600  # seconds: EN 50160's 10-minute values
+
+_QUALITY: dict[ObisCode, ReadingTypeSpec] = {}
+for _c, _phase in PHASES.items():
+    for _d, _q in ((5, QUALIFIER_AVERAGE), (3, QUALIFIER_MINIMUM), (6, QUALIFIER_MAXIMUM)):
+        _QUALITY[ObisCode(1, 0, _c, _d, 0)] = ReadingTypeSpec(
+            COMMODITY_ELECTRICITY, KIND_NOT_APPLICABLE, 0, UOM_V, -1, Unit.V, 0, _phase, _q,
+            ACCUMULATION_INSTANTANEOUS,
+        )  # fmt: skip
+    for _d, _q in ((32, QUALIFIER_MINIMUM), (36, QUALIFIER_MAXIMUM)):
+        _QUALITY[ObisCode(1, 0, _c, _d, 0)] = ReadingTypeSpec(
+            COMMODITY_ELECTRICITY, KIND_NOT_APPLICABLE, 0, UOM_NONE, 0, Unit.NONE, 0, _phase, _q
+        )
+
+
+def quality_channels() -> frozenset[ObisCode]:
+    """The power-quality channels a hub may keep (``hub.power_quality``): 10-minute voltage
+    average/minimum/maximum and sag/swell counts, per phase."""
+    return frozenset(_QUALITY)
+
+
 def interval_channels() -> frozenset[ObisCode]:
     """The registers a hub turns into half-hourly interval readings."""
     return frozenset(_INTERVAL)
 
 
 def interval_spec(obis: ObisCode) -> ReadingTypeSpec:
-    try:
-        return _INTERVAL[obis]
-    except KeyError:
-        raise KeyError(f"no interval ReadingType for OBIS {obis}") from None
+    spec = _INTERVAL.get(obis) or _QUALITY.get(obis)
+    if spec is None:
+        raise KeyError(f"no interval ReadingType for OBIS {obis}")
+    return spec
 
 
 def instant_spec(obis: ObisCode) -> ReadingTypeSpec:
@@ -99,9 +136,24 @@ def instant_spec(obis: ObisCode) -> ReadingTypeSpec:
         raise KeyError(f"no instantaneous ReadingType for OBIS {obis}") from None
 
 
-def obis_for_interval(commodity: int, flow_direction: int, uom: int) -> ObisCode:
-    """Inverse of :func:`interval_spec`, for the GDSC reading a hub's ReadingType."""
-    for obis, spec in _INTERVAL.items():
-        if (spec.commodity, spec.flow_direction, spec.uom) == (commodity, flow_direction, uom):
+def obis_for_interval(
+    commodity: int,
+    flow_direction: int,
+    uom: int,
+    *,
+    kind: int | None = None,
+    phase: int = 0,
+    qualifier: int = 0,
+) -> ObisCode:
+    """Inverse of :func:`interval_spec`, for the GDSC reading a hub's ReadingType (``kind`` None:
+    not compared, as a ReadingType without one)."""
+    for obis, spec in (*_INTERVAL.items(), *_QUALITY.items()):
+        if (spec.commodity, spec.flow_direction, spec.uom, spec.phase, spec.data_qualifier) == (
+            commodity,
+            flow_direction,
+            uom,
+            phase,
+            qualifier,
+        ) and (kind is None or kind == spec.kind):
             return obis
     raise KeyError(f"no OBIS code for ReadingType commodity={commodity} flow={flow_direction} uom={uom}")

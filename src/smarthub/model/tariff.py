@@ -40,7 +40,15 @@ from pydantic import (
 )
 from pydantic.config import JsonDict
 
-from smarthub.model.decimals import FRACTION_4, NON_NEGATIVE_PRICE, POSITIVE_QUANTITY, PRICE
+from smarthub.model.decimals import (
+    DATE_TEXT,
+    FRACTION_4,
+    INSTANT_TEXT,
+    JSON_INTEGER,
+    NON_NEGATIVE_PRICE,
+    POSITIVE_QUANTITY,
+    PRICE,
+)
 
 LONDON = ZoneInfo("Europe/London")
 SETTLEMENT_PERIOD = timedelta(minutes=30)
@@ -109,7 +117,7 @@ def _aligned(t: datetime) -> bool:
 class HalfHourlySeries(_Value):
     """One value per settlement period, contiguous from ``start`` (a UTC half-hour boundary)."""
 
-    start: AwareDatetime
+    start: Annotated[AwareDatetime, INSTANT_TEXT]
     values: tuple[Price, ...] = Field(min_length=1)
 
     @field_validator("start")
@@ -196,7 +204,7 @@ class TimeOfUse(_Priced):
     day_types: dict[Name, tuple[RatePeriod, ...]] = Field(min_length=1)
     week: dict[Weekday, Name]
     bank_holiday_day_type: Name | None = None
-    bank_holidays: tuple[date, ...] = ()
+    bank_holidays: tuple[Annotated[date, DATE_TEXT], ...] = ()
     _slots: dict[str, tuple[str, ...]] = PrivateAttr(default_factory=dict)
     _holidays: frozenset[date] = PrivateAttr(default=frozenset())
 
@@ -315,8 +323,8 @@ class Tariff(_Value):
     """One version of a tariff, in force from local midnight of ``effective_from``."""
 
     tariff_id: Name
-    version: int = Field(ge=1)
-    effective_from: date
+    version: Annotated[int, JSON_INTEGER] = Field(ge=1)
+    effective_from: Annotated[date, DATE_TEXT]
     name: str = ""
     standing_charge_p_per_day: NonNegativePrice
     vat_rate: Annotated[Decimal, Field(ge=0, lt=1, decimal_places=4), FRACTION_4] = Decimal("0.05")

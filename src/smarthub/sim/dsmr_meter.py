@@ -131,6 +131,9 @@ class DsmrMeterSimulator:
         self.tz = tz
         self.header = header
         self.failure_log = tuple(failure_log)
+        # Voltage sags and swells on L1 the meter has counted (a test or a fault raises them).
+        self.sags = 0
+        self.swells = 0
         self._time = start.astimezone(UTC)
         # Accumulators in mWh / cm3 since start: integer arithmetic keeps the registers exact.
         self._initial = (
@@ -208,8 +211,8 @@ class DsmrMeterSimulator:
                     ),
                 ),
             ),
-            ("1-0:32.32.0", ("00000",)),
-            ("1-0:32.36.0", ("00000",)),
+            ("1-0:32.32.0", (f"{self.sags:05d}",)),
+            ("1-0:32.36.0", (f"{self.swells:05d}",)),
             ("0-0:96.13.0", ("",)),
             ("1-0:32.7.0", (f"{v:05.1f}*V",)),
             ("1-0:31.7.0", (f"{amps:03d}*A",)),

@@ -75,7 +75,8 @@ def test_operator_edit_is_versioned_and_audited_with_its_reason(tmp_path) -> Non
         r = client.post(
             "/v1/premises/P1/readings/edits", json=bad, headers={"Authorization": f"Bearer {ops}"}
         )
-        assert r.status_code == 400 and "outside" in r.json()["detail"]
+        # slot 48 is outside the published key pattern (0..47): refused as the schema says (issue 22)
+        assert r.status_code == 422 and "body.values" in r.json()["detail"]
         r = client.post(
             "/v1/premises/P1/readings/edits",
             json={**body, "day": "2026-08-01"},

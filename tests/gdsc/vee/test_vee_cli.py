@@ -21,7 +21,6 @@ def test_data_quality_command(tmp_path: Path) -> None:
     store = open_store(state)
     t0 = 20_500 * 86400
     store.enable_vee(VeeSettings(now=lambda: t0 + 2 * 86400))
-    store.set_meter_models([("H1", "E1", "E-100A")])
     store.ingest(
         "H1",
         [
@@ -32,6 +31,9 @@ def test_data_quality_command(tmp_path: Path) -> None:
     )
     store.close()
     runner = CliRunner()
+    r = runner.invoke(app, ["gdsc", "meter-model", "--state", str(state), "--hub", "H1", "--meter", "E1",
+                            "--model", "E-100A"])  # fmt: skip
+    assert r.exit_code == 0 and json.loads(r.output) == {"hub": "H1", "meter": "E1", "model": "E-100A"}
     r = runner.invoke(app, ["gdsc", "data-quality", "--state", str(state), "--by", "model", "--json"])
     assert r.exit_code == 0, r.output
     assert [json.loads(x) for x in r.output.splitlines()] == [

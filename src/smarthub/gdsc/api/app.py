@@ -51,6 +51,7 @@ from smarthub.gdsc.api.routers import (
     portfolio,
     quality,
     readings,
+    services,
 )
 from smarthub.gdsc.commands.desk import CommandDesk
 from smarthub.gdsc.governance.audit import AuditLog
@@ -87,7 +88,7 @@ def create_app(
     app.mount("/oauth", token_app(token_endpoint or TokenEndpoint(clients, guard.clock, token_lifetime)))
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     errors.install(app)
-    resources = [readings, aggregates, consents, portfolio, quality, outages, network]
+    resources = [readings, aggregates, consents, portfolio, quality, outages, network, services]
     resources += [commands, jobs] if desk is not None else []
     for resource in resources:
         app.include_router(resource.router)

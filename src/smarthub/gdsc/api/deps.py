@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AwareDatetime
 from sqlalchemy import Engine
 
 from smarthub.gdsc.api.auth.oauth import Authenticator, AuthFailed
@@ -14,9 +15,11 @@ from smarthub.gdsc.api.gate import CALLER_KEY
 from smarthub.gdsc.commands.desk import CommandDesk
 from smarthub.gdsc.governance.access import TimeRange
 from smarthub.gdsc.governance.guard import AccessGuard
+from smarthub.model.decimals import INSTANT_TEXT
 
 Id = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
 MAX_PAGE = 10_000
+Instant = Annotated[AwareDatetime, INSTANT_TEXT]  # a query's instant: RFC 3339 with its offset, as published
 
 bearer = HTTPBearer(auto_error=False)
 

@@ -2,16 +2,21 @@
 document from them)."""
 
 import enum
+import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from smarthub.gdsc.governance.parties import DataKind, Granularity
-from smarthub.model.decimals import POUNDS_AND_PENCE_500
+from smarthub.model.decimals import INSTANT_TEXT, JSON_INTEGER, POUNDS_AND_PENCE_500
 from smarthub.model.prepayment import MAX_TOPUP
 from smarthub.model.tariff import Tariff
+
+# Not blank: a character that Python's str.strip() keeps (the handlers' own test), spelled as a
+# class every regex dialect involved reads alike (ECMA for clients, Rust in pydantic, Python's re).
+NOT_BLANK = "[^" + "".join(f"\\u{c:04x}" for c in range(0x10000) if chr(c).isspace()) + "]"
 
 
 class ErrorBody(BaseModel):
@@ -72,8 +77,8 @@ class ConsentIn(BaseModel):
     party_id: str = Field(min_length=1, max_length=64)
     data_kinds: list[DataKind] = Field(min_length=1)
     granularity: Granularity
-    purpose: str = Field(min_length=1, max_length=500)
-    expires_at: AwareDatetime
+    purpose: str = Field(min_length=1, max_length=500, pattern=NOT_BLANK)
+    expires_at: Annotated[AwareDatetime, INSTANT_TEXT]
     meters: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
         default=None, description="null: every meter of the premises"
     )
@@ -90,6 +95,74 @@ class ConsentOut(BaseModel):
     expires_at: datetime
     revoked_at: datetime | None
     meters: list[str] | None
+
+
+class ServiceApplicationIn(BaseModel):
+    """A third party's application as a data service: what it asks the GDSC for."""
+
+    organisation: str = Field(min_length=1, max_length=200)
+    purpose: str = Field(min_length=1, max_length=500)
+    data_kinds: list[DataKind] = Field(min_length=1)
+    granularity: Granularity = Field(description="the finest granularity it asks for")
+    retention_days: int = Field(ge=1, le=3650, description="how long it keeps the data it receives")
+
+
+class ServiceDecisionIn(BaseModel):
+    # All but an approval give a reason that is not blank: stated in the schema (if/else, OpenAPI
+    # 3.1's JSON Schema) and checked here by the same pattern, so the two cannot disagree.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"decision": {"const": "approve"}}},
+            "else": {"required": ["reason"], "properties": {"reason": {"pattern": NOT_BLANK}}},
+        }
+    )
+
+    decision: Literal["approve", "refuse", "suspend", "resume", "revoke"]
+    reason: str = Field(default="", max_length=500, description="required for all but an approval")
+
+    @model_validator(mode="after")
+    def _reason_given(self) -> "ServiceDecisionIn":
+        if self.decision != "approve" and not re.search(NOT_BLANK, self.reason):
+            raise ValueError(f"a decision to {self.decision} must give its reason")
+        return self
+
+
+class ServiceOut(BaseModel):
+    service_id: str = Field(description="the third party's party id")
+    organisation: str
+    purpose: str
+    data_kinds: list[DataKind]
+    granularity: Granularity
+    retention_days: int
+    status: Literal["applied", "approved", "refused", "suspended", "revoked"]
+    reason: str = Field(description="the reason of the last decision")
+    applied_at: datetime
+    decided_at: datetime | None
+    decided_by: str | None
+    client_id: str | None = Field(description="the OAuth2 client issued on approval")
+
+
+class ServiceOffer(BaseModel):
+    """An approved data service as the occupant sees it: what it asks for, and their consents to it."""
+
+    service_id: str
+    organisation: str
+    purpose: str
+    data_kinds: list[DataKind]
+    granularity: Granularity = Field(description="the finest it is approved for")
+    retention_days: int
+    consents: list[str] = Field(description="the current occupant's live consents to it (ids)")
+
+
+class ServiceCredentials(BaseModel):
+    client_id: str
+    client_secret: str = Field(description="shown once: only its hash is kept")
+    scope: str
+
+
+class ServiceDecisionOut(BaseModel):
+    service: ServiceOut
+    credentials: ServiceCredentials | None = Field(description="an approval's OAuth2 client, else null")
 
 
 class AccessLogEntry(BaseModel):
@@ -115,7 +188,7 @@ MeterId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-
 class TariffUpdateIn(BaseModel):
     meter_id: MeterId = Field(description="a meter of the supply: its fuel is the tariff's fuel")
     tariff: Tariff
-    effective: AwareDatetime | None = Field(
+    effective: Annotated[AwareDatetime, INSTANT_TEXT] | None = Field(
         default=None,
         description="when the hub starts charging by this version: local (Europe/London) midnight of "
         "the tariff's effective_from, the only instant a hub accepts (null: that midnight)",
@@ -124,9 +197,11 @@ class TariffUpdateIn(BaseModel):
 
 class IhdMessageIn(BaseModel):
     meter_id: MeterId = Field(description="a meter of the premises (it names the hub whose IHD shows it)")
-    text: str = Field(min_length=1, max_length=500)
-    priority: int = Field(default=1, ge=0, le=3, description="IEEE 2030.5 TextMessage priority, 0 low..3")
-    expires: AwareDatetime | None = None
+    text: str = Field(min_length=1, max_length=500, pattern=NOT_BLANK)
+    priority: Annotated[int, JSON_INTEGER] = Field(
+        default=1, ge=0, le=3, description="IEEE 2030.5 TextMessage priority, 0 low..3"
+    )
+    expires: Annotated[AwareDatetime, INSTANT_TEXT] | None = None
 
 
 class TopUpIn(BaseModel):
@@ -323,3 +398,29 @@ class PlanningOut(BaseModel):
     peak_at: datetime | None
     import_kwh: float
     export_kwh: float
+
+
+class PhaseQualityOut(BaseModel):
+    phase: Literal["L1", "L2", "L3"]
+    periods: int = Field(description="10-minute mean voltages in the period")
+    mean_v: float | None
+    min_v: float | None = Field(description="the lowest 10-minute minimum")
+    max_v: float | None = Field(description="the highest 10-minute maximum")
+    share_within_10pct: float | None = Field(description="share of 10-minute means inside 230 V ± 10 %")
+    sags: int = Field(description="voltage sags the meters counted (1-0:32.32.0 and L2, L3)")
+    swells: int = Field(description="voltage swells the meters counted (1-0:32.36.0 and L2, L3)")
+    premises_reporting: int
+
+
+class PowerQualityOut(BaseModel):
+    """Power quality under a node (``smarthub.gdsc.outages.power_quality``)."""
+
+    node_id: str
+    premises: int = Field(description="premises on the map under the node")
+    start: datetime
+    end: datetime
+    phases: list[PhaseQualityOut]
+    en50160: bool | None = Field(
+        description="every phase with data had 95 % of its 10-minute means inside ±10 % (EN 50160, "
+        "stated over a week); null without data"
+    )

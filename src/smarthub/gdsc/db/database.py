@@ -46,6 +46,11 @@ class Database:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
+    @property
+    def display_url(self) -> str:
+        """The database URL as it may be printed or logged: its password masked."""
+        return self.engine.url.render_as_string(hide_password=True)
+
     def create_schema(self) -> None:
         """Bring the database to the newest migration (creating it if empty)."""
         from alembic import command
@@ -58,8 +63,9 @@ class Database:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_id("migrations")})
             tables = set(inspect(conn).get_table_names())
             if "alembic_version" not in tables and tables & set(metadata.tables):
+                found = sorted(tables & set(metadata.tables))
                 raise RuntimeError(
-                    f"{self.url}: GDSC tables {sorted(tables & set(metadata.tables))} exist but the database "
+                    f"{self.display_url}: GDSC tables {found} exist but the database "
                     "has no migration version: it was created before the store had migrations "
                     "(one row per reading); move it aside and let the GDSC create a new one"
                 )

@@ -94,6 +94,7 @@ ROLES: dict[str, Role] = {
     "supply_periods": REFERENCE,
     "tenancies": REFERENCE,
     "consents": REFERENCE,
+    "data_services": REFERENCE,  # third parties' applications: read with every third party's request
     "appointments": REFERENCE,
     "api_clients": REFERENCE,
     "api_tokens": REFERENCE,

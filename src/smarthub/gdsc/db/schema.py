@@ -13,7 +13,7 @@ from smarthub.gdsc.api.auth import clients, tokens
 from smarthub.gdsc.commands import counters, desk, vouchers
 from smarthub.gdsc.db.database import metadata
 from smarthub.gdsc.fleet import lifecycle, registry
-from smarthub.gdsc.governance import aggregates, audit, parties, supplier_change
+from smarthub.gdsc.governance import aggregates, audit, parties, services, supplier_change
 from smarthub.gdsc.incidents import tables as incident_tables
 from smarthub.gdsc.outages import store as outage_store
 from smarthub.gdsc.outages import topology
@@ -41,6 +41,7 @@ TABLE_MODULES = (
     topology,
     outage_store,
     vee_tables,
+    services,
 )
 
 __all__ = ["TABLE_MODULES", "metadata"]

@@ -75,6 +75,8 @@ class Action(enum.StrEnum):
     DUOS_DATASET = "duos-data-set"  # a network operator's DUoS data set (then ``export`` per premises)
     EDIT_READINGS = "edit-readings"  # VEE: correct a day of readings (with a reason), see versions
     DATA_QUALITY = "data-quality"  # VEE: quarantine / flag / estimate counts per hub, model, supplier
+    SERVICE_APPLICATION = "service-application"  # a third party applies as a data service, follows it
+    SERVICE_ADMIN = "service-admin"  # the GDSC operator's decisions on data services' applications
 
     @property
     def is_command(self) -> bool:
@@ -165,8 +167,8 @@ class AccessRequest:
                 object.__setattr__(self, "granularity", Granularity(self.granularity))
         elif a is Action.READ_JOB:
             pass  # a job that does not exist names no premises and no owner (refused, see _job)
-        elif a is Action.DATA_QUALITY:
-            pass  # counts over the fleet: no premises
+        elif a in (Action.DATA_QUALITY, Action.SERVICE_APPLICATION, Action.SERVICE_ADMIN):
+            pass  # counts over the fleet; a data service's standing: no premises
         elif not self.premises_id:
             raise ValueError(f"{a.value} must name a premises")
         if a in _NEEDS_PERIOD and self.period is None:
@@ -222,6 +224,14 @@ def decide(request: AccessRequest, facts: Facts, policy: Policy = DEFAULT_POLICY
         return _network(request, facts)
     if request.action is Action.DUOS_DATASET:
         return _duos(request, facts)
+    if request.action is Action.SERVICE_APPLICATION:
+        if role is Role.THIRD_PARTY:  # approved or not: applying is how it gets approved
+            return Decision(True, "a third party's own application as a data service")
+        return deny(f"only third parties apply as data services; {request.party.party_id} is a {role.value}")
+    if request.action is Action.SERVICE_ADMIN:
+        if role is Role.OPERATOR:
+            return Decision(True, "GDSC operations: approval of third-party data services")
+        return deny("data services are approved, refused, suspended and revoked by the GDSC operator only")
     if request.action in _DATA_OPERATIONS:
         if role is Role.OPERATOR:
             return Decision(True, _DATA_OPERATIONS[request.action])
@@ -293,10 +303,27 @@ def _supplier(req: AccessRequest, facts: Facts) -> Decision:
 
 def _third_party(req: AccessRequest, facts: Facts) -> Decision:
     a = req.action
+    service = facts.service
+    if service is not None and not service.approved:  # its application, as the operator decided it
+        why = f": {service.reason}" if service.reason else ""
+        return deny(f"data service {req.party.party_id} is {service.status.value}{why}")
     if not req.party.approved:
         return deny(f"{req.party.party_id} is not an approved data service")
     if a.data_kind is None:
         return deny(f"{a.value} is not open to third-party data services")
+    if service is not None:  # never beyond what the GDSC approved, whatever the consent says
+        approved = service.application
+        if a.data_kind not in approved.data_kinds:
+            kinds = ", ".join(sorted(k.value for k in approved.data_kinds))
+            return deny(
+                f"data service {req.party.party_id} is approved for {kinds} only, not {a.data_kind.value}"
+            )
+        if req.granularity is not None and req.granularity.rank > approved.granularity.rank:
+            return deny(
+                f"data service {req.party.party_id} is approved for {approved.granularity.value} data at "
+                f"most, not {req.granularity.value}",
+                approved.granularity,
+            )
     assert req.period is not None
     consent, tenancy = _best_consent(req, facts)
     if consent is None or tenancy is None:
@@ -314,7 +341,10 @@ def _third_party(req: AccessRequest, facts: Facts) -> Decision:
         return deny(
             "the consenting occupant's tenancy does not overlap the period asked for", consent.granularity
         )
-    return Decision(True, f"consent {consent.consent_id}", consent.granularity, ranges)
+    finest = consent.granularity
+    if service is not None and service.application.granularity.rank < finest.rank:
+        finest = service.application.granularity
+    return Decision(True, f"consent {consent.consent_id}", finest, ranges)
 
 
 def _consumer(req: AccessRequest, facts: Facts) -> Decision:

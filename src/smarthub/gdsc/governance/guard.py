@@ -8,6 +8,7 @@ not decided and recorded. Denials are recorded too: a consumer sees attempts as 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +24,8 @@ from smarthub.gdsc.governance.access import (
 )
 from smarthub.gdsc.governance.aggregates import memberships
 from smarthub.gdsc.governance.audit import AuditEntry, AuditLog
-from smarthub.gdsc.governance.parties import Facts, Granularity, PartyRepository
+from smarthub.gdsc.governance.parties import Facts, Granularity, PartyRepository, Role
+from smarthub.gdsc.governance.services import DataServices
 
 # Consent management, log look-ups and following one's own job are not access to the premises
 # (the command a job carries was logged when it was queued).
@@ -83,6 +85,8 @@ class AccessGuard:
             facts = Facts(operations=ops)
         else:
             facts = self.parties.facts(premises)
+        if party.role is Role.THIRD_PARTY:  # what the GDSC approved it for (if it applied)
+            facts = replace(facts, service=DataServices(self.parties.engine, self.audit).find(party_id))
         decision = decide(request, facts, self.policy)
         record: dict[str, Any] = {
             "fuel": fuel,

@@ -19,7 +19,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import overload
+from typing import TYPE_CHECKING, overload
 
 from sqlalchemy import (
     Connection,
@@ -31,6 +31,9 @@ from sqlalchemy import (
 )
 
 from smarthub.gdsc.governance.party_tables import appointments, consents, parties, supply_periods, tenancies
+
+if TYPE_CHECKING:
+    from smarthub.gdsc.governance.services import DataService
 
 
 class Role(enum.StrEnum):
@@ -218,6 +221,9 @@ class Facts:
     consents: tuple[Consent, ...] = ()
     appointments: tuple[Appointment, ...] = field(default=())
     operations: tuple[Operation, ...] = ()  # network operators of the premises (or node) asked about
+    # The asking third party's application and the GDSC's decision on it (None: registered before
+    # applications existed, decided on ``Party.approved`` alone); see governance.services.
+    service: DataService | None = None
 
 
 @overload

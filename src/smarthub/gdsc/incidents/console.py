@@ -7,9 +7,11 @@ inline SVG chart so it needs no JavaScript toolkit and no network.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -20,19 +22,31 @@ from smarthub.gdsc.pull.scheduler import WindowProgress
 from smarthub.gdsc.store import Store
 from smarthub.wan.contract.diagnosis import label
 
+STOPPING = web.AppKey("stopping", asyncio.Event)
+
 PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="refresh" content="2"><title>smarthub GDSC operator</title>
+<title>smarthub GDSC operator</title>
 <style>body{{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}}table{{border-collapse:collapse}}
 td,th{{padding:.25rem .6rem;border-bottom:1px solid #ddd;text-align:right}}
 td:first-child,th:first-child{{text-align:left}}
 .err{{color:#b00020;font-weight:600}}.ok{{color:#1b7f3b}}h1{{font-size:1.3rem}}</style></head><body>
 <h1>GDSC operator — fleet health</h1>
-<p>{summary}</p>
-<h2>Pulls per retrieval window</h2>{chart}
-{errors}
-<h2>Hubs</h2><table><tr><th>hub</th><th>premises</th><th>status</th><th>last pull (sim time)</th>
-<th>pulls</th><th>readings stored</th><th>errors</th></tr>{rows}</table></body></html>"""
+<p id="summary">{summary}</p><p id="live" class="ok"></p>
+<h2>Pulls per retrieval window</h2><div id="chart">{chart}</div>
+<div id="errors">{errors}</div>
+<h2>Hubs</h2><p><input id="q" placeholder="filter: hub, premises, status" aria-label="filter hubs">
+<button id="prev">previous</button> <span id="page">{page}</span> <button id="next">next</button></p>
+<table id="hubs" data-limit="{limit}"><thead><tr><th data-sort="hub_id">hub</th>
+<th data-sort="premises_id">premises</th><th data-sort="status">status</th>
+<th data-sort="last_pull">last pull (sim time)</th><th data-sort="pulls">pulls</th>
+<th data-sort="readings">readings stored</th><th data-sort="errors">errors</th></tr></thead>
+<tbody>{rows}</tbody></table>
+<script src="/console.js"></script></body></html>"""
+
+PAGE_SIZE = 50
+SCRIPT = (Path(__file__).parent / "console.js").read_text()
+SORT_KEYS = ("hub_id", "premises_id", "status", "last_pull", "pulls", "readings", "errors")
 
 
 def _chart(windows: list[WindowProgress]) -> str:
@@ -60,6 +74,12 @@ def _chart(windows: list[WindowProgress]) -> str:
         f'<svg width="{width}" height="{h + 4}" role="img" aria-label="hubs pulled per window">'
         f"{''.join(parts)}</svg><p>green: hubs pulled, red: failed pulls; one bar per half-hour window</p>"
     )
+
+
+def _summary(status: list[dict[str, object]]) -> str:
+    total = sum(int(str(h["readings"])) for h in status)
+    errors = sum(int(str(h["errors"])) for h in status)
+    return f"{len(status)} hubs, {total} readings stored, {errors} failed pulls"
 
 
 def code_label(code: int) -> str:
@@ -123,11 +143,12 @@ def console_app(
     windows: Callable[[], list[WindowProgress]],
     error_log: ErrorLog | None = None,
     metrics: CollectorRegistry | None = None,
+    live_every: float = 1.0,
 ) -> web.Application:
     async def index(request: web.Request) -> web.Response:
         rows = []
-        status = store.fleet_status()
-        for h in status:
+        status = await asyncio.to_thread(store.fleet_status)
+        for h in status[:PAGE_SIZE]:
             last = h["last_pull"]
             cells = [
                 html.escape(str(h["hub_id"])),
@@ -143,11 +164,15 @@ def console_app(
                 + "".join(f"<td>{c}</td>" for c in cells)
                 + f"<td class='{err_cls}'>{h['errors']}</td></tr>"
             )
-        total = sum(int(h["readings"]) for h in status)  # type: ignore[call-overload]
-        errors = sum(int(h["errors"]) for h in status)  # type: ignore[call-overload]
-        summary = f"{len(status)} hubs, {total} readings stored, {errors} failed pulls"
+        summary = _summary(status)
+        shown = min(len(status), PAGE_SIZE)
         body = PAGE.format(
-            summary=summary, chart=_chart(windows()), errors=_error_section(error_log), rows="".join(rows)
+            summary=summary,
+            chart=_chart(windows()),
+            errors=_error_section(error_log),
+            rows="".join(rows),
+            page=f"1–{shown} of {len(status)}" if status else "no hub",
+            limit=PAGE_SIZE,
         )
         return web.Response(text=body, content_type="text/html")
 
@@ -172,8 +197,72 @@ def console_app(
         body = await asyncio.to_thread(generate_latest, metrics)  # the fleet gauges read the store
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    async def hubs_json(request: web.Request) -> web.Response:
+        """One page of the fleet, sorted and filtered here (thousands of hubs never go whole to
+        the browser): ``offset``, ``limit`` (≤ 500), ``sort`` (a column), ``order``, ``q``."""
+        try:
+            offset = max(int(request.query.get("offset", "0")), 0)
+            limit = min(max(int(request.query.get("limit", str(PAGE_SIZE))), 1), 500)
+        except ValueError:
+            raise web.HTTPBadRequest(text="offset and limit are whole numbers") from None
+        key = request.query.get("sort", "hub_id")
+        if key not in SORT_KEYS:
+            raise web.HTTPBadRequest(text=f"sort by one of {', '.join(SORT_KEYS)}")
+        q = request.query.get("q", "").strip().lower()
+        rows = await asyncio.to_thread(store.fleet_status)
+        if q:
+            rows = [
+                h for h in rows if any(q in str(h[k]).lower() for k in ("hub_id", "premises_id", "status"))
+            ]
+        rows.sort(key=lambda h: (h[key] is None, h[key] if h[key] is not None else 0), reverse=False)
+        if request.query.get("order") == "desc":
+            rows.reverse()
+        page = rows[offset : offset + limit]
+        return web.json_response(
+            {"total": len(rows), "offset": offset, "limit": limit, "rows": page}, dumps=dumps
+        )
+
+    async def live(request: web.Request) -> web.StreamResponse:
+        """Server-Sent Events: a ``status`` event every ``live_every`` seconds (summary, the
+        windows' chart and counts, open incidents) until the client goes or the app stops."""
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        stopping: asyncio.Event = request.app[STOPPING]
+        try:
+            while not stopping.is_set():
+                status = await asyncio.to_thread(store.fleet_status)
+                ws = list(windows())
+                incidents = await asyncio.to_thread(error_log.summary) if error_log is not None else {}
+                data = {
+                    "summary": _summary(status),
+                    "windows": len(ws),
+                    "pulls": sum(w.done for w in ws),
+                    "failed": sum(w.failed for w in ws),
+                    "incidents_open": incidents.get("incidents_open", 0),
+                    "chart": _chart(ws),
+                    "errors": await asyncio.to_thread(_error_section, error_log),
+                    "at": max((str(h["last_pull"]) for h in status if h["last_pull"]), default=""),
+                }
+                await resp.write(f"event: status\ndata: {json.dumps(data)}\n\n".encode())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), live_every)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        return resp
+
+    async def on_shutdown(app: web.Application) -> None:
+        app[STOPPING].set()  # the event streams end at once, not at the shutdown timeout
+
+    async def script(request: web.Request) -> web.Response:
+        return web.Response(text=SCRIPT, content_type="application/javascript")
+
     app = web.Application()
+    app[STOPPING] = asyncio.Event()
+    app.router.add_get("/console.js", script)
+    app.on_shutdown.append(on_shutdown)
     app.router.add_get("/", index)
+    app.router.add_get("/api/hubs", hubs_json)
+    app.router.add_get("/api/live", live)
     if metrics is not None:
         app.router.add_get("/metrics", metrics_text)
     app.router.add_get("/api/fleet", status_json)

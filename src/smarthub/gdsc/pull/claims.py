@@ -231,6 +231,8 @@ class PlanClaims(PlanBase):
                 if r.state == CLAIMED and self._pulled_since(conn, r.hub_id, r.window_start, r.claimed)
             }
             taken, resolved = choose_bulk(rows, room, limit, finished)
+            self.takeovers += sum(1 for r in taken if r.state == CLAIMED)
+            self.takeovers_found_done += len(resolved)
             for r in resolved:
                 conn.execute(
                     update(p)

@@ -85,6 +85,10 @@ class PullPlan(PlanClaims, PlanFinishing):
         if self.link_limit < 1:
             raise ValueError("link_limit must be at least 1")
         self._rng = random.Random(self.seed)
+        # Bulk rows this process claimed after another holder's lease ran out, and rows such a
+        # dead holder had pulled that were marked done instead (the metrics' lease takeovers).
+        self.takeovers = 0
+        self.takeovers_found_done = 0
 
     def create_schema(self) -> None:
         """The plan's tables come with the store's migrations (``Store.create_schema``)."""

@@ -216,6 +216,8 @@ class PlanBase:
     lease: timedelta
     link_limit: int
     _rng: random.Random
+    takeovers: int
+    takeovers_found_done: int
 
     @property
     def _engine(self) -> Engine:

@@ -250,8 +250,11 @@ class BulkParser:
         uom = _int(rt.findtext(_N + "uom"), "ReadingType uom", 0, 256)
         p10_text = rt.findtext(_N + "powerOfTenMultiplier")
         p10 = 0 if p10_text is None else _int(p10_text, "ReadingType powerOfTenMultiplier", -128, 128)
+        kind = _int(rt.findtext(_N + "kind") or "0", "ReadingType kind", 0, 256)
+        phase = _int(rt.findtext(_N + "phase") or "0", "ReadingType phase", 0, 256)
+        qualifier = _int(rt.findtext(_N + "dataQualifier") or "0", "ReadingType dataQualifier", 0, 256)
         try:
-            obis = str(obis_for_interval(commodity, flow, uom))
+            obis = str(obis_for_interval(commodity, flow, uom, kind=kind, phase=phase, qualifier=qualifier))
         except KeyError as err:
             raise PullError(f"bulk body: {href}: {err.args[0]}") from None
         rows = [PulledInterval(meter, obis, s, d, v, p10, uom, q) for s, d, v, q in self._pending]

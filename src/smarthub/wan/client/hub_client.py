@@ -310,7 +310,16 @@ class HubClient:
         rt = await self.get(mr.ReadingTypeLink.href, sep2.ReadingType)
         res.requests += 1
         try:
-            obis = str(obis_for_interval(rt.commodity or 0, rt.flowDirection or 0, rt.uom or 0))
+            obis = str(
+                obis_for_interval(
+                    rt.commodity or 0,
+                    rt.flowDirection or 0,
+                    rt.uom or 0,
+                    kind=rt.kind or 0,
+                    phase=int(getattr(rt, "phase", None) or 0),
+                    qualifier=int(getattr(rt, "dataQualifier", None) or 0),
+                )
+            )
         except KeyError as err:
             raise PullError(f"{mr.href}: {err.args[0]}") from None
         p10 = rt.powerOfTenMultiplier or 0

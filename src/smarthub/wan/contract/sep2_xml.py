@@ -40,7 +40,7 @@ from urllib.parse import quote, unquote
 from lxml import etree
 
 from smarthub.model import ObisCode
-from smarthub.model.reading_type import ACCUMULATION_DELTA, interval_spec
+from smarthub.model.reading_type import interval_spec
 from smarthub.security.xml import (
     DTD_REFUSED,
     UNTRUSTED_PARSER_OPTIONS,
@@ -294,14 +294,22 @@ def reading_type(
     kind: int,
     power_of_ten: int,
     uom: int,
+    data_qualifier: int = 0,
+    phase: int = 0,
 ) -> Element:
+    """A ReadingType (elements in the XSD's order; dataQualifier and phase only when set, as the
+    power-quality channels of :mod:`smarthub.model.reading_type` use them)."""
     e = _el(None, "ReadingType", href)
     _text(e, "accumulationBehaviour", accumulation)
     _text(e, "commodity", commodity)
+    if data_qualifier:
+        _text(e, "dataQualifier", data_qualifier)
     _text(e, "flowDirection", flow_direction)
     if interval_length is not None:
         _text(e, "intervalLength", interval_length)
     _text(e, "kind", kind)
+    if phase:
+        _text(e, "phase", phase)
     _text(e, "powerOfTenMultiplier", power_of_ten)
     _text(e, "uom", uom)
     return e
@@ -683,11 +691,15 @@ def _mirror_meter_reading(
         )
     spec = interval_spec(ch.obis)
     rt = sub(mmr, _N + "ReadingType")
-    _text(rt, "accumulationBehaviour", ACCUMULATION_DELTA)
+    _text(rt, "accumulationBehaviour", spec.accumulation)
     _text(rt, "commodity", spec.commodity)
+    if spec.data_qualifier:
+        _text(rt, "dataQualifier", spec.data_qualifier)
     _text(rt, "flowDirection", spec.flow_direction)
     _text(rt, "intervalLength", ch.interval_length)
     _text(rt, "kind", spec.kind)
+    if spec.phase:
+        _text(rt, "phase", spec.phase)
     _text(rt, "powerOfTenMultiplier", spec.power_of_ten)
     _text(rt, "uom", spec.uom)
     return mmr

@@ -39,7 +39,6 @@ from smarthub.hub.diagnostics import DiagnosedEvent
 from smarthub.model import ObisCode
 from smarthub.model.reading_type import (
     ACCUMULATION_CUMULATIVE,
-    ACCUMULATION_DELTA,
     COMMODITY_ELECTRICITY,
     FLOW_FORWARD,
     FLOW_REVERSE,
@@ -361,6 +360,7 @@ class HubWanServer:
         self.log_event_pen = log_event_pen
         self.requests = 0
         self.rate_limited = 0
+        self.last_collector_request: float | None = None  # hub clock, epoch seconds
         # A hub is a small device on a thin WAN link: no client may monopolise it. A full pull
         # is ~15 requests, so the burst lets one through at once and the rate caps the rest.
         self.limiter = RateLimiter(rate=20.0, burst=100, monotonic=monotonic)
@@ -395,6 +395,9 @@ class HubWanServer:
         r.add_get("/edev/0/lel", self.log_events)
         r.add_get("/edev/0/lel/{id}", self.log_event)
         r.add_get("/edev/0/lel/{id}/detail", self.log_event_detail, produces="application/json")
+        r.add_get("/metrics", self.metrics_text, produces="text/plain")
+        # The hub's Prometheus metrics (hub.metrics), set by the assembly: (body, content type).
+        self.metrics: Callable[[], tuple[bytes, str]] | None = None
         # The /dcap a home display gets, when its resources are installed (wan.ihd_resources).
         self.ihd_dcap: Callable[[web.Request], web.Response | None] | None = None
         self._runner: web.AppRunner | None = None
@@ -465,6 +468,8 @@ class HubWanServer:
                 text=f"rate limit: {self.limiter.rate:g} requests/s, burst {self.limiter.burst}",
                 headers={"Retry-After": str(max(1, round(wait)))},
             )
+        if role == "collector":
+            self.last_collector_request = self.now_epoch()  # the hub's metrics: when the GDSC last came
         serving = _REQUEST.set(request)  # the data views clamp to this request's window
         try:
             response = await handler(request)
@@ -746,13 +751,15 @@ class HubWanServer:
         return self._xml(
             sep2.reading_type(
                 f"{sep2.mr_href(meter, obis)}/rt",
-                accumulation=ACCUMULATION_DELTA,
+                accumulation=spec.accumulation,
                 commodity=spec.commodity,
                 flow_direction=spec.flow_direction,
                 interval_length=1800 if g == HALF_HOURLY else AGGREGATED[g],
                 kind=spec.kind,
                 power_of_ten=spec.power_of_ten,
                 uom=spec.uom,
+                data_qualifier=spec.data_qualifier,
+                phase=spec.phase,
             )
         )
 
@@ -950,6 +957,16 @@ class HubWanServer:
         result = await self.management.handle(await request.read())
         status = 403 if result.status == "refused" else 200
         return web.Response(status=status, body=result.to_json(), content_type="application/json")
+
+    async def metrics_text(self, request: web.Request) -> web.Response:
+        """The hub's metrics, for the GDSC's collectors only (the rule of ``/mgmt``)."""
+        role, name = self._peer(request)
+        if role not in MGMT_CLIENT_ROLES:
+            raise web.HTTPForbidden(text=f"the hub's metrics are for the GDSC, not for a {role} ({name})")
+        if self.metrics is None:
+            raise web.HTTPNotFound(text="this hub exports no metrics")
+        body, content_type = self.metrics()
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def crl_update(self, request: web.Request) -> web.Response:
         """The GDSC CA's CRL, PUT by a collector after the hub asked for it (``wan.crl_sync``)."""

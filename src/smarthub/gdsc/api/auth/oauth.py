@@ -82,6 +82,7 @@ SCOPES: dict[str, str] = {
     "network:write": "edit the network topology",
     "readings:edit": "correct validated readings with a reason, see a day's versions (GDSC data operations)",
     "data-quality:read": "the VEE gate's data-quality figures per hub, meter model or supplier",
+    "services": "apply as a third-party data service and follow the application; the operator's decisions",
 }
 ALL_SCOPES = frozenset(SCOPES)
 DEFAULT_LIFETIME = timedelta(minutes=15)
@@ -97,6 +98,8 @@ def required_scope(method: str, path: str) -> str:
     that is never granted (fail closed)."""
     if path.startswith("/v1/jobs"):
         return "commands:read"
+    if path.startswith("/v1/services"):
+        return "services"
     if path.startswith(("/v1/network", "/v1/outages")):
         if method != "GET":
             return "network:write"
@@ -104,8 +107,8 @@ def required_scope(method: str, path: str) -> str:
         return "readings:read" if path.endswith(("/duos", "/planning")) else "network:read"
     if "/commands/" in path or path.endswith("/on-demand-reads"):
         return "commands:write"
-    if "/consents" in path:
-        return "consents"
+    if "/consents" in path or (path.startswith("/v1/premises/") and path.endswith("/services")):
+        return "consents"  # the occupant's view of the services it may consent to
     if path.endswith("/access-log"):
         return "access-log:read"
     if path.endswith(("/readings/edits", "/readings/versions", "/readings/quarantine")):

@@ -3,10 +3,9 @@
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import AwareDatetime
 
 from smarthub.gdsc.api import mappers
-from smarthub.gdsc.api.deps import Caller, Services, period
+from smarthub.gdsc.api.deps import Caller, Instant, Services, period
 from smarthub.gdsc.api.schemas import ERRORS, AggregatePage, ServedGranularity
 from smarthub.gdsc.governance import aggregates
 from smarthub.gdsc.governance.access import Action
@@ -19,8 +18,8 @@ def get_aggregate(
     party: Caller,
     api: Services,
     group: Annotated[str, Query(min_length=1, max_length=64, description="a group the GDSC defined")],
-    start: AwareDatetime,
-    end: AwareDatetime,
+    start: Instant,
+    end: Instant,
     granularity: ServedGranularity,
     fuel: Annotated[str, Query(max_length=16)] = "electricity",
     obis: Annotated[str, Query(max_length=32)] = "1-0:1.8.0",

@@ -5,13 +5,13 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response
-from pydantic import AwareDatetime
 
 from smarthub.gdsc.api import mappers
-from smarthub.gdsc.api.deps import MAX_PAGE, ApiServices, Caller, Id, Services, period
-from smarthub.gdsc.api.schemas import ERRORS, AccessLogEntry, ConsentIn, ConsentOut
+from smarthub.gdsc.api.deps import MAX_PAGE, ApiServices, Caller, Id, Instant, Services, period
+from smarthub.gdsc.api.schemas import ERRORS, AccessLogEntry, ConsentIn, ConsentOut, ServiceOffer
 from smarthub.gdsc.governance.access import Action, current_tenancy
-from smarthub.gdsc.governance.parties import Consent, Role, UnknownParty
+from smarthub.gdsc.governance.parties import Consent, DataKind, Granularity, Role, UnknownParty
+from smarthub.gdsc.governance.services import DataServices, Status
 from smarthub.gdsc.readings import queries
 
 router = APIRouter()
@@ -22,8 +22,8 @@ def get_access_log(
     party: Caller,
     api: Services,
     premises_id: Id,
-    start: AwareDatetime,
-    end: AwareDatetime,
+    start: Instant,
+    end: Instant,
     after: Annotated[int | None, Query(ge=0, le=2**62, description="the last seq seen (next page)")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = MAX_PAGE,
 ) -> list[AccessLogEntry]:
@@ -32,6 +32,55 @@ def get_access_log(
     entries = api.guard.access_log(party, premises_id, period(start, end))
     entries = [e for e in entries if after is None or e.seq > after][:limit]
     return [mappers.access_log_entry(e) for e in entries]
+
+
+def _within_approval(api: ApiServices, body: ConsentIn) -> None:
+    """A consent to a data service with an application must be within what the GDSC approved it
+    for (400 otherwise: the policy would never serve more, and the occupant should not think so)."""
+    service = DataServices(api.engine, api.guard.audit).find(body.party_id)
+    if service is None:
+        return
+    if not service.approved:
+        raise HTTPException(
+            400, f"data service {body.party_id} is {service.status.value}: it cannot be given consent"
+        )
+    approved = service.application
+    beyond = sorted({DataKind(k) for k in body.data_kinds} - approved.data_kinds)
+    if beyond:
+        raise HTTPException(
+            400, f"data service {body.party_id} is not approved for {', '.join(k.value for k in beyond)}"
+        )
+    if Granularity(body.granularity).rank > approved.granularity.rank:
+        raise HTTPException(
+            400,
+            f"data service {body.party_id} is approved for {approved.granularity.value} data at most, "
+            f"not {Granularity(body.granularity).value}",
+        )
+
+
+@router.get("/v1/premises/{premises_id}/services", response_model=list[ServiceOffer], responses=ERRORS)
+def list_services_for_occupant(party: Caller, api: Services, premises_id: Id) -> list[ServiceOffer]:
+    """The approved data services, what each asks for, and the current occupant's live consents to
+    each (the occupant grants or revokes them with the consent endpoints)."""
+    api.guard.require(party, Action.MANAGE_CONSENT, premises_id=premises_id, detail={"op": "services"})
+    mine = tenancy_id(api, premises_id)
+    now = api.guard.clock.now()
+    live = [c for c in api.guard.parties.consents([premises_id]) if c.tenancy_id == mine and c.live_at(now)]
+    out = []
+    for s in DataServices(api.engine, api.guard.audit).all(Status.APPROVED):
+        a = s.application
+        out.append(
+            ServiceOffer(
+                service_id=s.party_id,
+                organisation=a.organisation,
+                purpose=a.purpose,
+                data_kinds=sorted(a.data_kinds),
+                granularity=a.granularity,
+                retention_days=a.retention_days,
+                consents=[c.consent_id for c in live if c.party_id == s.party_id],
+            )
+        )
+    return out
 
 
 def tenancy_id(api: ApiServices, premises_id: str) -> str:
@@ -70,6 +119,7 @@ def grant_consent(party: Caller, api: Services, premises_id: Id, body: ConsentIn
         raise HTTPException(
             400, f"consent is given to suppliers and data services, not to a {grantee.role.value}"
         )
+    _within_approval(api, body)
     if body.meters is not None:
         unknown = set(body.meters) - queries.premises_meters(api.engine, premises_id)
         if unknown:

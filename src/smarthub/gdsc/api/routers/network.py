@@ -1,7 +1,8 @@
 """``/v1/network``: what a network operator reads and keeps about its part of the network — the
 topology (read as GeoJSON, edited one node or premises at a time, or loaded from a CSV/GeoJSON
-file), its **DUoS data set** (every MPAN in its area, half-hourly, for the time it operated it) and
-**planning aggregates** per feeder or substation.
+file), its **DUoS data set** (every MPAN in its area, half-hourly, for the time it operated it),
+**planning aggregates** per feeder or substation, and **power quality** per feeder or substation
+(voltage per phase from the hubs' 10-minute statistics, sags and swells).
 
 Decisions (:mod:`smarthub.gdsc.governance.access`): ``network-read`` and ``network-edit`` on the
 node concerned (the operator's areas now), ``duos-data-set`` for the data set as a whole and then
@@ -20,9 +21,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import AwareDatetime
 
-from smarthub.gdsc.api.deps import Caller, Id, Services, period
+from smarthub.gdsc.api.deps import Caller, Id, Instant, Services, period
 from smarthub.gdsc.api.routers.outages import area_of
 from smarthub.gdsc.api.schemas import (
     ERRORS,
@@ -30,6 +30,7 @@ from smarthub.gdsc.api.schemas import (
     PlaceIn,
     PlanningBucket,
     PlanningOut,
+    PowerQualityOut,
     ServedGranularity,
     TopologyFormat,
     TopologyLoaded,
@@ -37,6 +38,7 @@ from smarthub.gdsc.api.schemas import (
 from smarthub.gdsc.governance import aggregates
 from smarthub.gdsc.governance.access import Action
 from smarthub.gdsc.governance.parties import Granularity
+from smarthub.gdsc.outages import power_quality as pq
 from smarthub.gdsc.outages.topology import (
     Node,
     Place,
@@ -72,7 +74,17 @@ def _edited(api: Any, now: datetime) -> None:
 # -- topology -------------------------------------------------------------------------------------
 
 
-@router.get("/v1/network/topology", responses=ERRORS)
+@router.get(
+    "/v1/network/topology",
+    response_class=JSONResponse,
+    responses={
+        **ERRORS,
+        200: {
+            "description": "GeoJSON (RFC 7946) FeatureCollection",
+            "content": {"application/geo+json": {"schema": {"type": "object"}}},
+        },
+    },
+)
 def get_topology(
     party: Caller,
     api: Services,
@@ -186,8 +198,8 @@ async def load_topology(
 def duos_data_set(
     party: Caller,
     api: Services,
-    start: AwareDatetime,
-    end: AwareDatetime,
+    start: Instant,
+    end: Instant,
     obis: Annotated[
         str, Query(max_length=32, description="1-0:1.8.0 import, 1-0:2.8.0 export")
     ] = "1-0:1.8.0",
@@ -259,8 +271,8 @@ def planning(
     party: Caller,
     api: Services,
     node_id: Id,
-    start: AwareDatetime,
-    end: AwareDatetime,
+    start: Instant,
+    end: Instant,
     granularity: ServedGranularity = ServedGranularity.HALF_HOURLY,
 ) -> PlanningOut:
     """Consumption profile, peak and solar export of a feeder or substation: the sums of its
@@ -317,4 +329,30 @@ def planning(
         peak_at=peak[1] if peak else None,
         import_kwh=sum(b.import_wh or 0.0 for b in profile) / 1000,
         export_kwh=sum(b.export_wh or 0.0 for b in profile) / 1000,
+    )
+
+
+# -- power quality --------------------------------------------------------------------------------
+
+
+@router.get("/v1/network/nodes/{node_id}/power-quality", response_model=PowerQualityOut, responses=ERRORS)
+def power_quality(party: Caller, api: Services, node_id: Id, start: Instant, end: Instant) -> PowerQualityOut:
+    """Voltage per phase under a feeder or substation (10-minute means: their average, the share
+    inside 230 V ± 10 %, the extremes) and the sags and swells the meters counted."""
+    asked = period(start, end)
+    api.guard.require(party, Action.NETWORK_READ, group_id=node_id, detail={"power quality": True})
+    topo = TopologyStore(api.engine).snapshot()
+    if node_id not in topo.nodes:
+        raise HTTPException(404, f"no network node {node_id!r}")
+    under = sorted(p for p in topo.under([node_id]) if p in topo.places)
+    phases = pq.summarise(api.engine, under, int(asked.start.timestamp()), int(asked.end.timestamp()))
+    return PowerQualityOut.model_validate(
+        {
+            "node_id": node_id,
+            "premises": len(under),
+            "start": asked.start,
+            "end": asked.end,
+            "phases": phases,
+            "en50160": pq.en50160(phases),
+        }
     )

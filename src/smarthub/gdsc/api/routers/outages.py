@@ -24,9 +24,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Path, Query
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime
 
-from smarthub.gdsc.api.deps import ApiServices, Caller, Services
+from smarthub.gdsc.api.deps import ApiServices, Caller, Instant, Services
 from smarthub.gdsc.api.schemas import ERRORS, OutageDetail, OutageOut, OutagePage
 from smarthub.gdsc.governance.access import Action
 from smarthub.gdsc.governance.parties import Role
@@ -34,6 +33,7 @@ from smarthub.gdsc.outages.store import OutageStore
 from smarthub.gdsc.outages.topology import Topology, TopologyStore
 
 router = APIRouter()
+EVENT_ID = r"^[0-9]{1,18}$"
 
 POLL_S = 1.0  # how often a following stream looks for new events
 KEEPALIVE_S = 15.0  # a comment line this often keeps proxies from closing an idle stream
@@ -60,8 +60,8 @@ def list_outages(
     node: Annotated[
         str | None, Query(max_length=64, description="only outages at or under this node")
     ] = None,
-    since: AwareDatetime | None = None,
-    until: AwareDatetime | None = None,
+    since: Instant | None = None,
+    until: Instant | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> OutagePage:
     """Outages on the caller's part of the network (or under ``node``), newest first."""
@@ -87,7 +87,15 @@ def outage_events(
     ] = 0,
     follow: Annotated[bool, Query(description="keep the stream open for new events")] = True,
     max_seconds: Annotated[float, Query(gt=0, le=3600)] = 300.0,
-    last_event_id: Annotated[str | None, Header()] = None,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            pattern=EVENT_ID,
+            description="an event id, as `after` (up to 18 digits)",
+            # absent or an event id: a header has no null, so the schema has no null branch
+            json_schema_extra={"anyOf": [{"type": "string", "pattern": EVENT_ID}]},
+        ),
+    ] = None,
 ) -> StreamingResponse:
     """Outage events (opened, grew, merged, restored, closed) on the caller's part of the network,
     as Server-Sent Events: ``id`` the event id, ``event`` its kind, ``data`` JSON."""

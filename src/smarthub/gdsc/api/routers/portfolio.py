@@ -5,11 +5,10 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 from sqlalchemy import Engine
 
 from smarthub.gdsc.api import mappers
-from smarthub.gdsc.api.deps import Caller, Services, period
+from smarthub.gdsc.api.deps import Caller, Instant, Services, period
 from smarthub.gdsc.api.schemas import (
     ERRORS,
     PortfolioConsumption,
@@ -67,8 +66,8 @@ def list_portfolio(
 def portfolio_consumption(
     party: Caller,
     api: Services,
-    start: AwareDatetime,
-    end: AwareDatetime,
+    start: Instant,
+    end: Instant,
     granularity: ServedGranularity,
     fuel: Annotated[str, Query(max_length=16)] = "electricity",
     obis: Annotated[str, Query(max_length=32)] = "1-0:1.8.0",

@@ -22,16 +22,28 @@ from smarthub.gdsc.api.schemas import ERRORS
 from smarthub.gdsc.governance.access import Action, TimeRange
 from smarthub.gdsc.readings import queries
 from smarthub.gdsc.readings.vee import edits
+from smarthub.model.decimals import DATE_TEXT, JSON_INTEGER
 
 router = APIRouter()
 DAY = 86400
+SLOT = r"^([0-9]|[1-3][0-9]|4[0-7])$"  # a UTC day's half-hour, 0..47
 
 
 class EditIn(BaseModel):
     meter_id: str = Field(min_length=1, max_length=64)
     obis: str = Field(default="1-0:1.8.0", max_length=32)
-    day: date  # UTC day
-    values: dict[int, int] = Field(min_length=1, max_length=48, description="half-hour slot (0-47) -> value")
+    day: Annotated[date, DATE_TEXT]  # UTC day
+    # JSON object keys are strings: the slot's key is published as the pattern it must match
+    values: dict[Annotated[str, Field(pattern=SLOT)], Annotated[int, JSON_INTEGER]] = Field(
+        min_length=1,
+        max_length=48,
+        description="half-hour slot (0-47) -> value",
+        json_schema_extra={"additionalProperties": False},  # patternProperties alone let any key by
+    )
+
+    def slots(self) -> dict[int, int]:
+        return {int(k): v for k, v in self.values.items()}
+
     reason: str = Field(min_length=3, max_length=2000)
 
 
@@ -110,7 +122,7 @@ def edit_readings(party: Caller, api: Services, premises_id: Id, body: EditIn) -
         period=asked,
         detail={
             "obis": body.obis,
-            "values": {str(k): v for k, v in body.values.items()},
+            "values": dict(body.values),
             "reason": body.reason,
         },
     )
@@ -124,7 +136,7 @@ def edit_readings(party: Caller, api: Services, premises_id: Id, body: EditIn) -
                 body.meter_id,
                 body.obis,
                 day,
-                body.values,
+                body.slots(),
                 actor=party,
                 reason=body.reason,
                 now=now,
@@ -150,7 +162,7 @@ def reading_versions(
     api: Services,
     premises_id: Id,
     meter_id: Annotated[str, Query(min_length=1, max_length=64)],
-    day: date,
+    day: Annotated[date, DATE_TEXT],
     obis: Annotated[str, Query(max_length=32)] = "1-0:1.8.0",
 ) -> list[VersionOut]:
     meter = queries.find_meter(api.engine, premises_id, meter_id)

@@ -6,10 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime
 
 from smarthub.gdsc.api import mappers
-from smarthub.gdsc.api.deps import MAX_PAGE, ApiServices, Caller, Id, Services, period
+from smarthub.gdsc.api.deps import MAX_PAGE, ApiServices, Caller, Id, Instant, Services, period
 from smarthub.gdsc.api.schemas import ERRORS, ExportFormat, ReadingsPage, ServedGranularity
 from smarthub.gdsc.governance.access import Action, Decision, TimeRange
 from smarthub.gdsc.governance.parties import Granularity
@@ -50,8 +49,8 @@ def get_readings(
     api: Services,
     premises_id: Id,
     meter_id: Annotated[str, Query(min_length=1, max_length=64)],
-    start: AwareDatetime,
-    end: AwareDatetime,
+    start: Instant,
+    end: Instant,
     granularity: ServedGranularity,
     obis: Annotated[str, Query(max_length=32)] = "1-0:1.8.0",
     after: Annotated[
@@ -94,8 +93,8 @@ def export_readings(
     api: Services,
     premises_id: Id,
     meter_id: Annotated[str, Query(min_length=1, max_length=64)],
-    start: AwareDatetime,
-    end: AwareDatetime,
+    start: Instant,
+    end: Instant,
     granularity: ServedGranularity,
     format: ExportFormat = ExportFormat.CSV,
     obis: Annotated[str, Query(max_length=32)] = "1-0:1.8.0",

@@ -21,6 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+from smarthub.model.reading_type import quality_channels
+
 # IEEE 2030.5 QualityFlags bits (smarthub.model.reading.Quality; repeated here so the GDSC does
 # not import the hub's model package for four integers).
 VALID = 1 << 0
@@ -105,6 +107,8 @@ def gas_profile(
     )  # gas is legitimately off for days in summer
 
 
+_QUALITY = frozenset(str(o) for o in quality_channels())
+
 # Defaults when the GDSC knows no model for a meter, by OBIS medium (value group A).
 DEFAULT_PROFILES: dict[str, MeterProfile] = {
     "1": electricity_profile("default-electricity"),
@@ -113,6 +117,10 @@ DEFAULT_PROFILES: dict[str, MeterProfile] = {
 
 
 def profile_for(obis: str, model: MeterProfile | None) -> MeterProfile | None:
+    """The limits to check a channel against; None for a power-quality channel (10-minute voltage
+    statistics, sag/swell counts: not consumption, so no energy limits apply)."""
+    if obis in _QUALITY:
+        return None
     if model is not None:
         return model
     return DEFAULT_PROFILES.get(obis.split("-", 1)[0])
