@@ -453,3 +453,36 @@ def test_the_printed_database_url_masks_its_password() -> None:
     db = Database("postgresql+psycopg://gdsc:s3cret-pw@db.example:5432/gdsc")
     assert "s3cret-pw" not in db.display_url and db.display_url.startswith("postgresql+psycopg://gdsc:***@")
     db.engine.dispose()
+
+
+def test_reading_the_manifest_again_does_not_bring_a_revoked_hub_back(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A GDSC restarted on the same state re-reads its fleet manifest: a hub revoked meanwhile
+    stays revoked (it was made active again, and pulled, before)."""
+    from datetime import UTC, datetime
+
+    from smarthub.gdsc.fleet.commissioning import register_manifest
+    from smarthub.gdsc.fleet.lifecycle import HubLifecycle
+    from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
+    from smarthub.gdsc.pull.plan import PullPlan
+
+    now = datetime.now(UTC)
+    ca = CertificateAuthority.create("test GDSC CA", now)
+    ca.save(tmp_path / "ca")
+    cert = ca.issue(Role.HUB, "HUB7", now, hosts=("127.0.0.1",))
+    manifest = {
+        "hubs": [
+            {"hub_id": "HUB7", "premises_id": "P7", "url": "https://127.0.0.1:1", "lfdi": cert.lfdi,
+             "meters": [["E7", "electricity"]]},
+        ]
+    }  # fmt: skip
+    store = Store(f"sqlite:///{tmp_path / 'gdsc.sqlite'}")
+    store.create_schema()
+    register_manifest(store, manifest)
+    assert [h.hub_id for h in store.active_hubs()] == ["HUB7"]
+    HubLifecycle(store, ca, PullPlan(store), None).revoke_hub(
+        "HUB7", now, serial=cert.certificate.serial_number
+    )
+    assert store.active_hubs() == []
+    register_manifest(store, manifest)  # the GDSC restarts
+    assert store.active_hubs() == []
+    store.close()

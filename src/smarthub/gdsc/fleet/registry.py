@@ -106,7 +106,7 @@ class HubRegistry(Database):
         wan_link: str | None = None,
         provisioned: ProvisionedCertificate | None = None,
     ) -> None:
-        """Bind premises ↔ hub ↔ meters (re-registering the same hub updates it).
+        """Bind premises ↔ hub ↔ meters (re-registering the same hub updates it, its status kept).
 
         ``provisioned``: the certificate the GDSC's own provisioning issued the hub (a factory
         run, the simulator's fleet), recorded as its commissioning once (a later renewal's record
@@ -123,12 +123,12 @@ class HubRegistry(Database):
             ins = self._insert(hubs).values(
                 hub_id=hub_id, premises_id=premises_id, url=url, lfdi=lfdi, status="active", wan_link=wan_link
             )
+            # Re-registering keeps the hub's status: a manifest read again when the GDSC restarts
+            # must not bring a revoked or decommissioned hub back to life.
             conn.execute(
                 ins.on_conflict_do_update(
                     index_elements=["hub_id"],
-                    set_=dict(
-                        premises_id=premises_id, url=url, lfdi=lfdi, status="active", wan_link=wan_link
-                    ),
+                    set_=dict(premises_id=premises_id, url=url, lfdi=lfdi, wan_link=wan_link),
                 )
             )
             for meter_id, fuel in meters_by_fuel:
