@@ -70,7 +70,16 @@ async def test_a_fleet_with_faults_loses_nothing(
     # a change of tenancy, changes of supplier with their opening reads, a tariff change.
     assert r.commands_refused_stale_crl == 0 and r.topup_days_missed == 0
     assert r.renewals_due >= 7 and r.renewals_done == r.renewals_due
-    assert r.revocations == {"hub": 1, "collector": 1, "collector_known_at_hubs": 7}
+    assert r.revocations == {
+        "hub": 1,
+        "collector": 1,
+        "collector_known_at_hubs": 7,
+        "operator": 1,
+        "operator_known_at_hubs": 7,
+    }
+    # The operator certificate rotated mid-run: what was queued under the old one signed again,
+    # and no hub refused a command or a voucher for its signer.
+    assert r.commands_refused_signer == 0
     assert r.consent_expiries > 0 and r.consent_expiries_applied == r.consent_expiries
     assert r.consent_revocations > 0 and r.consent_revocations_applied == r.consent_revocations
     assert r.tenancy_changes == 1

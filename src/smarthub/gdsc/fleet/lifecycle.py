@@ -51,6 +51,7 @@ revoked hub, cessationOfOperation for a decommissioned one, superseded for a rep
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -121,6 +122,17 @@ class Commissioned:
     replaced: str | None = None
 
 
+def renew_spread_of(hub_id: str, spread: timedelta) -> timedelta:
+    """A hub's fixed share of ``spread``: how much later than the lead time it is renewed.
+
+    From a hash of the hub id, so it is the same in every GDSC process and after restarts, and
+    hubs commissioned together are renewed spread evenly over ``spread`` instead of in one round."""
+    if spread <= timedelta(0):
+        return timedelta(0)
+    share = int.from_bytes(hashlib.sha256(hub_id.encode()).digest()[:8], "big") / 2**64
+    return spread * share
+
+
 @dataclass
 class HubLifecycle:
     """Commission, revoke, decommission and replace hubs; keep the CRL moving.
@@ -139,6 +151,8 @@ class HubLifecycle:
     crl_refresh: timedelta = timedelta(days=1)  # re-publish this often (keep_crl)
     crl_listeners: list[Callable[[Path], Any]] = field(default_factory=list)
     renew_before: timedelta = timedelta(days=30)  # renew_due: renew hubs expiring within this
+    # renew_due spreads a fleet's renewals over this much of the lead time (renew_spread_of).
+    renew_spread: timedelta = timedelta(0)
     # Validity of the hub certificates commissioning issues: None is 2030.5's indefinite one.
     certificate_days: int | None = None
 
@@ -495,7 +509,12 @@ class HubLifecycle:
 
     def renew_due(self, now: datetime, days: int | None = None) -> list[str]:
         """Renew (:meth:`renew_hub`) every active commissioned hub whose certificate expires
-        within :attr:`renew_before` of ``now`` and has no renewal under way; the hubs renewed."""
+        within :attr:`renew_before` of ``now`` (less the hub's share of :attr:`renew_spread`,
+        :func:`renew_spread_of`) and has no renewal under way; the hubs renewed.
+
+        Without a spread, hubs commissioned together fall due together: one upkeep run queues
+        every one's ``pki.certificate`` at once, and each hub's later commands (its top-ups
+        among them) wait behind its renewal in the plan's per-hub order."""
         with self.store.engine.connect() as conn:
             rows = conn.execute(
                 select(hub_commissioning.c.hub_id, hub_commissioning.c.cert_pem)
@@ -507,7 +526,7 @@ class HubLifecycle:
                 r.hub_id
                 for r in rows
                 if x509.load_pem_x509_certificate(r.cert_pem.encode()).not_valid_after_utc
-                <= now + self.renew_before
+                <= now + self.renew_before - renew_spread_of(r.hub_id, self.renew_spread)
                 and not self._renewal_pending(conn, r.hub_id)
             ]
         renewed = []
