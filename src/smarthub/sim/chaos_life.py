@@ -8,13 +8,17 @@ consent expiries, voucher re-sends — runs under the faults:
 
 * **certificate renewals**: hub certificates are issued for a few days only
   (:func:`renewal_plan`: a third of the run, at least two days), so each falls due for renewal
-  inside the run, again and again over weeks; the upkeep renews them
+  inside the run, again and again over weeks, each hub at its own point of a spread over half
+  the lead time (``HubLifecycle.renew_spread``); the upkeep renews them
   (``HubLifecycle.renew_due``), the hubs install them, the GDSC moves to them and revokes the
   superseded ones (a CRL at every renewal round);
 * **revocations**: a hub's (``revoke_hub``: its data refused from then on, so the run expects
   its half-hours only up to what the GDSC held of every channel at the revocation), the
   collector's (a new collector certificate, the collector and its command deliveries restarted
-  on it, the old one revoked: the hubs learn it with their pulls);
+  on it, the old one revoked: the hubs learn it with their pulls), the operator's (a new
+  operator certificate, the GDSC's signer moved to it and the pending vouchers and undelivered
+  commands signed again, :mod:`smarthub.gdsc.commands.rotation`, then the old one revoked:
+  nothing queued is refused for its signer, ``commands_refused_signer``);
 * **consents**: a third party's consents granted at some premises, some revoked before they
   expire, the others expiring inside the run (the upkeep pushes each expiry to the hubs);
 * **changes of tenancy** (a move-in: the old occupant's consents revoked and pushed) and **of
