@@ -97,12 +97,13 @@ def renewal_plan(days: int) -> tuple[int, timedelta, timedelta]:
     how much of that lead time it spreads the fleet's renewals): the renewals fall due from
     half-way through a day's run, every 5 days of a month's (the lead time, 5 days then, longer
     than any fault keeps a hub away), each hub at its own point of the spread (half the lead
-    time, and never past the run's settling time before its end), so a round is not one burst
+    time, at most half the time from the first renewal to the run's settling time before its
+    end: the last renewal has time to be settled), so a round is not one burst
     of ``pki.certificate`` jobs that the hubs' top-ups queue behind."""
     validity = max(2, days // 3)
     first = max(SETTLE, min(timedelta(days=validity) / 2, timedelta(days=days) / 2))
     lead = timedelta(days=validity) - first
-    spread = max(timedelta(0), min(lead / 2, timedelta(days=days) - SETTLE - first))
+    spread = max(timedelta(0), min(lead / 2, (timedelta(days=days) - SETTLE - first) / 2))
     return validity, lead, spread
 
 

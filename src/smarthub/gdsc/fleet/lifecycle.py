@@ -483,10 +483,32 @@ class HubLifecycle:
 
     def _move_to(self, hub_id: str, cert: x509.Certificate, old_serial: str, now: datetime) -> bool:
         """``hubs.lfdi`` and the commissioning record to ``cert`` if the record still holds
-        ``old_serial``, then the old certificate revoked (superseded); whether it moved."""
+        ``old_serial`` (or a certificate issued before ``cert``: see below), then the one on
+        record revoked (superseded); whether it moved.
+
+        A hub installs every renewal the CA issued it, whatever it replaces: when a renewal's
+        answer was lost, its job failed and a second renewal of the same certificate was queued
+        while the GDSC adopted the first from the hub's handshake, the hub installs the second
+        too and presents it from then on. Its answer (or handshake) is the truth, so the record
+        moves to a renewal issued after the certificate it holds, or the GDSC would pin a
+        certificate the hub no longer presents and never reach it again."""
         new_lfdi = lfdi(cert)
         with self.store._write_lock, self.store.engine.begin() as conn:
             lock_hub_status(conn, exclusive=True)
+            held = conn.execute(
+                select(hub_commissioning.c.cert_serial, hub_commissioning.c.cert_pem).where(
+                    hub_commissioning.c.hub_id == hub_id
+                )
+            ).first()
+            if held is None or held.cert_serial == str(cert.serial_number):
+                return False
+            if held.cert_serial != old_serial:
+                if held.cert_pem is None:
+                    return False
+                on_record = x509.load_pem_x509_certificate(held.cert_pem.encode())
+                if on_record.not_valid_before_utc >= cert.not_valid_before_utc:
+                    return False  # an older renewal's late answer: the record holds a newer one
+                old_serial = str(held.cert_serial)
             moved = conn.execute(
                 update(hub_commissioning)
                 .where(
