@@ -4,7 +4,7 @@ Events). A screenshot goes to test-artifacts/browser/operator-console.png."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from aiohttp.test_utils import TestServer
@@ -59,6 +59,57 @@ async def test_console_pages_sorts_filters_and_updates_live(browser: Browser, tm
         assert await page.locator("#chart svg rect").count() >= 1
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         await page.screenshot(path=str(ARTIFACTS / "operator-console.png"), full_page=False)
+    finally:
+        await page.close()
+        await server.close()
+        store.close()
+
+
+async def test_hub_detail_page_opens_from_the_fleet_and_updates_live(
+    browser: Browser, tmp_path: Path
+) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'gdsc.sqlite'}")
+    store.create_schema()
+    for i in range(3):
+        store.register_hub(
+            hub_id=f"HUB{i}",
+            premises_id=f"P-{i}",
+            url=f"https://h{i}",
+            lfdi=f"{i:040x}",
+            meters_by_fuel=[(f"E{i}", "electricity")],
+        )
+    t = datetime(2026, 3, 2, tzinfo=UTC)
+    store.log_pull(
+        hub_id="HUB1", window_start=t, started=t, finished=t, ok=True, readings=6, inserted=6, error=None
+    )
+    server = TestServer(console_app(store, list, ErrorLog(store), live_every=0.5))
+    await server.start_server()
+    page = await browser.new_page(viewport=DESKTOP)
+    try:
+        await page.goto(str(server.make_url("/")))
+        await page.click("#hubs tbody a:text('HUB1')")
+        await page.wait_for_url("**/hubs/HUB1")
+        assert await page.inner_text("h1") == "Hub HUB1"
+        assert "1 pulls, 1 ok, 0 failed" in await page.inner_text("#pulls-summary")
+        assert "E1" in await page.inner_text("#meters")
+        await page.wait_for_function("document.getElementById('live').textContent.startsWith('live')")
+        # A failed pull is logged: the page shows it without being reloaded.
+        later = t + timedelta(minutes=30)
+        store.log_pull(
+            hub_id="HUB1",
+            window_start=later,
+            started=later,
+            finished=later,
+            ok=False,
+            readings=0,
+            inserted=0,
+            error="TLS handshake timed out",
+        )
+        await page.wait_for_function(
+            "document.getElementById('pulls-summary').textContent.includes('2 pulls, 1 ok, 1 failed')"
+        )
+        assert "TLS handshake timed out" in await page.inner_text("#pulls")
+        await page.screenshot(path=str(ARTIFACTS / "operator-hub-detail.png"), full_page=True)
     finally:
         await page.close()
         await server.close()

@@ -6,7 +6,8 @@ async function hubs() {
   const u = new URLSearchParams({offset: st.offset, limit: st.limit, sort: st.sort, order: st.order, q: st.q});
   const r = await fetch("/api/hubs?" + u); const d = await r.json();
   document.querySelector("#hubs tbody").innerHTML = d.rows.map(h => "<tr>" +
-    [h.hub_id, h.premises_id, h.status, h.last_pull || "never", h.pulls, h.readings].map(c => "<td>" + esc(c) + "</td>").join("") +
+    "<td><a href='/hubs/" + encodeURIComponent(h.hub_id) + "'>" + esc(h.hub_id) + "</a></td>" +
+    [h.premises_id, h.status, h.last_pull || "never", h.pulls, h.readings].map(c => "<td>" + esc(c) + "</td>").join("") +
     "<td class='" + (h.errors ? "err" : "ok") + "'>" + esc(h.errors) + "</td></tr>").join("");
   document.getElementById("page").textContent = d.total ? (d.offset + 1) + "–" + (d.offset + d.rows.length) + " of " + d.total : "no hub";
 }
@@ -15,6 +16,7 @@ document.getElementById("prev").onclick = () => { st.offset = Math.max(0, st.off
 document.getElementById("next").onclick = () => { st.offset += st.limit; hubs(); };
 document.querySelectorAll("th[data-sort]").forEach(th => th.onclick = () => {
   st.order = (st.sort === th.dataset.sort && st.order === "asc") ? "desc" : "asc"; st.sort = th.dataset.sort; st.offset = 0; hubs(); });
+let seen = null;
 if (window.EventSource) {
   const es = new EventSource("/api/live");
   es.addEventListener("status", e => {
@@ -24,6 +26,7 @@ if (window.EventSource) {
       " · failed " + d.failed + " · open incidents " + d.incidents_open + " · " + d.at;
     document.getElementById("chart").innerHTML = d.chart;
     document.getElementById("errors").innerHTML = d.errors;
-    hubs();
+    if (d.version !== seen) hubs();  // the table is fetched again only when something changed
+    seen = d.version;
   });
 }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import html
 import json
 from collections.abc import Callable
@@ -16,11 +17,12 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from smarthub.clock import Clock, SystemClock
 from smarthub.gdsc.incidents.error_log import ErrorLog
-from smarthub.gdsc.incidents.policy import HUB_UNREACHABLE
+from smarthub.gdsc.incidents.hub_page import detail_html, hub_href, page_html
+from smarthub.gdsc.incidents.hub_view import PULLS_PAGE, code_label, hub_view
 from smarthub.gdsc.pull.scheduler import WindowProgress
 from smarthub.gdsc.store import Store
-from smarthub.wan.contract.diagnosis import label
 
 STOPPING = web.AppKey("stopping", asyncio.Event)
 
@@ -46,6 +48,7 @@ td:first-child,th:first-child{{text-align:left}}
 
 PAGE_SIZE = 50
 SCRIPT = (Path(__file__).parent / "console.js").read_text()
+HUB_SCRIPT = (Path(__file__).parent / "hub.js").read_text()
 SORT_KEYS = ("hub_id", "premises_id", "status", "last_pull", "pulls", "readings", "errors")
 
 
@@ -80,11 +83,6 @@ def _summary(status: list[dict[str, object]]) -> str:
     total = sum(int(str(h["readings"])) for h in status)
     errors = sum(int(str(h["errors"])) for h in status)
     return f"{len(status)} hubs, {total} readings stored, {errors} failed pulls"
-
-
-def code_label(code: int) -> str:
-    """A diagnosis code's label from the WAN contract (and the GDSC's own unreachable code)."""
-    return "hub unreachable" if code == HUB_UNREACHABLE else label(code)
 
 
 def _error_section(log: ErrorLog | None) -> str:
@@ -144,14 +142,17 @@ def console_app(
     error_log: ErrorLog | None = None,
     metrics: CollectorRegistry | None = None,
     live_every: float = 1.0,
+    clock: Clock | None = None,
 ) -> web.Application:
+    clock_ = clock or SystemClock()
+
     async def index(request: web.Request) -> web.Response:
         rows = []
         status = await asyncio.to_thread(store.fleet_status)
         for h in status[:PAGE_SIZE]:
             last = h["last_pull"]
             cells = [
-                html.escape(str(h["hub_id"])),
+                f'<a href="{html.escape(hub_href(str(h["hub_id"])))}">{html.escape(str(h["hub_id"]))}</a>',
                 html.escape(str(h["premises_id"])),
                 html.escape(str(h["status"])),
                 f"{last:%Y-%m-%d %H:%M:%S}" if last else "never",
@@ -222,6 +223,34 @@ def console_app(
             {"total": len(rows), "offset": offset, "limit": limit, "rows": page}, dumps=dumps
         )
 
+    def pulls_page(request: web.Request) -> tuple[int, int]:
+        try:
+            offset = max(int(request.query.get("pulls_offset", "0")), 0)
+            limit = min(max(int(request.query.get("pulls_limit", str(PULLS_PAGE))), 1), 500)
+        except ValueError:
+            raise web.HTTPBadRequest(text="pulls_offset and pulls_limit are whole numbers") from None
+        return offset, limit
+
+    async def one_hub(request: web.Request) -> dict[str, object]:
+        offset, limit = pulls_page(request)
+        hub_id = request.match_info["hub_id"]
+        view = await asyncio.to_thread(
+            hub_view, store.engine, hub_id, clock_.now(), pulls_offset=offset, pulls_limit=limit
+        )
+        if view is None:
+            raise web.HTTPNotFound(text=f"no hub {hub_id!r}")
+        return view
+
+    async def hub_page(request: web.Request) -> web.Response:
+        """The hub detail page (``?part=detail``: only the part the page's script swaps in)."""
+        view = await one_hub(request)
+        if request.query.get("part") == "detail":
+            return web.Response(text=detail_html(view), content_type="text/html")
+        return web.Response(text=page_html(view), content_type="text/html")
+
+    async def hub_json(request: web.Request) -> web.Response:
+        return web.json_response(await one_hub(request), dumps=dumps)
+
     async def live(request: web.Request) -> web.StreamResponse:
         """Server-Sent Events: a ``status`` event every ``live_every`` seconds (summary, the
         windows' chart and counts, open incidents) until the client goes or the app stops."""
@@ -243,6 +272,10 @@ def console_app(
                     "errors": await asyncio.to_thread(_error_section, error_log),
                     "at": max((str(h["last_pull"]) for h in status if h["last_pull"]), default=""),
                 }
+                # What the pages compare to know whether to fetch their tables again.
+                data["version"] = hashlib.sha256(
+                    json.dumps([data, [(h["hub_id"], h["pulls"], h["status"]) for h in status]]).encode()
+                ).hexdigest()[:16]
                 await resp.write(f"event: status\ndata: {json.dumps(data)}\n\n".encode())
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopping.wait(), live_every)
@@ -256,12 +289,18 @@ def console_app(
     async def script(request: web.Request) -> web.Response:
         return web.Response(text=SCRIPT, content_type="application/javascript")
 
+    async def hub_script(request: web.Request) -> web.Response:
+        return web.Response(text=HUB_SCRIPT, content_type="application/javascript")
+
     app = web.Application()
     app[STOPPING] = asyncio.Event()
     app.router.add_get("/console.js", script)
     app.on_shutdown.append(on_shutdown)
     app.router.add_get("/", index)
+    app.router.add_get("/hub.js", hub_script)
     app.router.add_get("/api/hubs", hubs_json)
+    app.router.add_get("/api/hubs/{hub_id}", hub_json)
+    app.router.add_get("/hubs/{hub_id}", hub_page)
     app.router.add_get("/api/live", live)
     if metrics is not None:
         app.router.add_get("/metrics", metrics_text)

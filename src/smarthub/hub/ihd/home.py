@@ -14,7 +14,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
 from cryptography import x509
 
 from smarthub.clock import Clock
@@ -32,6 +31,7 @@ from smarthub.hub.tariffs import CostAccumulator, TariffStore
 from smarthub.model.tariff import schedule_from_json
 from smarthub.model.tariff_calc import day_start, local_day
 from smarthub.model.tariff_carbon import FixedIntensity
+from smarthub.wan import httpd as web
 from smarthub.wan.contract.bodies import PrepaymentTopup
 
 
