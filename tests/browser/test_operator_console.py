@@ -31,8 +31,17 @@ async def test_console_pages_sorts_filters_and_updates_live(browser: Browser, tm
             lfdi=f"{i:040x}",
             meters_by_fuel=[(f"E{i}", "electricity")],
         )
-    log = ErrorLog(store)
-    windows: list[WindowProgress] = []
+    t0 = datetime(2026, 3, 2, tzinfo=UTC)
+    cell = {"HUB1001", "HUB1002", "HUB1003"}
+    log = ErrorLog(store, wan_link_of=lambda hub: "cell-9" if hub in cell else None)
+    for i in range(60):  # 60 dead hubs and a WAN outage: 61 incidents, more than one page
+        log.record_unreachable(f"HUB{i * 7:04d}", t0, "connect timeout")
+    for hub in sorted(cell):
+        log.record_unreachable(hub, t0, "connect timeout")
+    windows: list[WindowProgress] = [
+        WindowProgress(t0 - timedelta(minutes=30 * (3 - k)), planned=HUBS, done=HUBS, failed=k)
+        for k in range(3)
+    ]
     server = TestServer(console_app(store, lambda: windows, log, live_every=1.0))
     await server.start_server()
     page = await browser.new_page(viewport=DESKTOP)
@@ -41,24 +50,65 @@ async def test_console_pages_sorts_filters_and_updates_live(browser: Browser, tm
         rows = page.locator("#hubs tbody tr")
         n = await rows.count()
         assert n == 50, (n, (await page.content())[:3000])
-        await page.wait_for_function("document.getElementById('page').textContent.includes('of 2000')")
-        await page.click("#next")
-        await page.wait_for_function("document.getElementById('page').textContent.startsWith('51')")
+        await page.wait_for_function("document.getElementById('hubs-page').textContent.includes('of 2000')")
+        await page.click("#hubs-next")
+        await page.wait_for_function("document.getElementById('hubs-page').textContent.startsWith('51')")
         assert await rows.first.locator("td").first.inner_text() == "HUB0050"
-        await page.click("th[data-sort=hub_id]")  # the same column again: descending
+        await page.click("#hubs th[data-key=hub_id]")  # the same column again: descending
         await page.wait_for_function(
             "document.querySelector('#hubs tbody td') && "
             "document.querySelector('#hubs tbody td').textContent === 'HUB1999'"
         )
-        await page.fill("#q", "HUB00")
-        await page.wait_for_function("document.getElementById('page').textContent.includes('of 100')")
-        # A window runs: the page shows it without being reloaded.
-        windows.append(WindowProgress(datetime(2026, 3, 2, tzinfo=UTC), planned=HUBS, done=1500, failed=12))
-        await page.wait_for_function("document.getElementById('live').textContent.includes('pulls 1500')")
-        assert "failed 12" in await page.inner_text("#live")
+        await page.fill("#hubs-q", "HUB00")
+        await page.wait_for_function("document.getElementById('hubs-page').textContent.includes('of 100')")
+        await page.fill("#hubs-q", "HUB000")
+        await page.wait_for_function("document.getElementById('hubs-page').textContent === '1–10 of 10'")
+
+        # The error log: 60 open incidents, paged by the server, newest first, filtered.
+        assert await page.inner_text("#incidents-page") == "1–20 of 61"
+        await page.click("#incidents-next")
+        await page.wait_for_function(
+            "document.getElementById('incidents-page').textContent === '21–40 of 61'"
+        )
+        await page.fill("#incidents-q", "HUB0007")
+        await page.wait_for_function("document.getElementById('incidents-page').textContent === '1–1 of 1'")
+        assert "hub unreachable" in await page.inner_text("#incidents tbody")
+        await page.fill("#incidents-q", "")
+        assert await page.inner_text("#work_orders-page") == "1–1 of 1"
+        assert "wan_provider:cell-9" in await page.inner_text("#work_orders tbody")
+        # The windows: newest first; sorted by failed pulls on a click.
+        assert (await page.locator("#windows tbody td").first.inner_text()) == "2026-03-01 23:30"
+        await page.click("#windows th[data-key=failed]")
+        await page.wait_for_function(
+            "document.querySelector('#windows tbody td').textContent === '2026-03-01 22:30'"
+        )
+
+        # The fleet moves on: a window runs, a hub is pulled, a hub is found dead. Every table
+        # shows it without the page being reloaded.
+        windows.append(WindowProgress(t0 + timedelta(minutes=30), planned=HUBS, done=1500, failed=12))
+        store.log_pull(
+            hub_id="HUB0001",
+            window_start=t0,
+            started=t0,
+            finished=t0,
+            ok=True,
+            readings=6,
+            inserted=6,
+            error=None,
+        )
+        log.record_unreachable("HUB1999", t0 + timedelta(minutes=30), "connect timeout")
+        await page.wait_for_function("document.getElementById('live').textContent.includes('pulls 7500')")
+        assert "failed 15" in await page.inner_text("#live")
         assert await page.locator("#chart svg rect").count() >= 1
+        await page.wait_for_function("document.getElementById('incidents-page').textContent === '1–20 of 62'")
+        await page.wait_for_function("document.getElementById('windows-page').textContent === '1–4 of 4'")
+        await page.wait_for_function(
+            "[...document.querySelectorAll('#hubs tbody tr')].some(r => r.cells[0].textContent === 'HUB0001'"
+            " && r.cells[4].textContent === '1')"
+        )
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         await page.screenshot(path=str(ARTIFACTS / "operator-console.png"), full_page=False)
+        await page.screenshot(path=str(ARTIFACTS / "operator-console-full.png"), full_page=True)
     finally:
         await page.close()
         await server.close()

@@ -251,6 +251,9 @@ class Collector:
         self.conflicts = 0
         self.crl_offer: CrlOffer | None = None
         self.crls_sent = 0
+        # The storage state each hub gave with its last bulk pull (wan.contract.storage): the
+        # upkeep's recovery step takes them (smarthub.gdsc.fleet.recovery).
+        self.storage_reports: dict[str, str] = {}
         # Told every pull's outcome with its wall seconds, and every ingest transaction's
         # (pulls, rows, wall seconds), the latter from the writer's thread: the metrics hook in.
         self.observers: list[Callable[[PullOutcome, float], None]] = []
@@ -368,6 +371,8 @@ class Collector:
                 readings += len(intervals)
                 inserted += result.inserted
             self.puller.remember(conn)
+            if conn.storage is not None:
+                self.storage_reports[hub.hub_id] = conn.storage
             if offer is not None and conn.crl_wanted:
                 await self._send_crl(conn, hub, offer)
             ok = True

@@ -88,6 +88,13 @@ def _prepayment_since(directory: Path, now: datetime) -> datetime:
     return datetime.fromisoformat(path.read_text().strip())
 
 
+def replay_since(now: datetime) -> datetime:
+    """From when the display's priced consumption is replayed from the history: the start of
+    this month or of last week, whichever is earlier (local days)."""
+    d = local_day(now)
+    return day_start(min(d.replace(day=1), d - timedelta(days=d.weekday() + 7)))
+
+
 def attach_consumer_side(
     hub: SmartHub,
     directory: Path,
@@ -134,8 +141,7 @@ def attach_consumer_side(
         )
     # Replay what the history holds of this month and last week (figures, comparison), then
     # follow the intervals as they close.
-    d = local_day(now)
-    consumption.load(hub.history, day_start(min(d.replace(day=1), d - timedelta(days=d.weekday() + 7))))
+    consumption.load(hub.history, replay_since(now))
     hub.interval_observers.append(consumption.observe)
     elec = consumption.supplies.get("electricity")
     ihd = Ihd(
