@@ -479,6 +479,10 @@ async def test_a_blank_replacement_hub_is_restored_within_one_pull_cycle(gdsc: G
     finished = datetime.now(UTC)
     # Within one pull cycle (the plan's 30-minute window) of the commissioning.
     assert finished - commissioned < timedelta(minutes=30)
+    print(
+        f"recovery of {rec['steps']} steps ({rec['planned']['intervals']} intervals)"  # type: ignore[index]
+        f" done {(finished - commissioned).total_seconds():.1f} s after commissioning (kill={kill})"
+    )
     steps = g.recoveries.steps(int(rec["recovery"]))  # type: ignore[call-overload]
     assert rec["failed"] == 0 and rec["applied"] == rec["steps"] == len(steps), (rec, steps)
     assert rec["planned"]["intervals"] == len(rows)  # type: ignore[index]
