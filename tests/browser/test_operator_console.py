@@ -1,6 +1,7 @@
-"""The GDSC operator console in Chromium with 2,000 hubs: the fleet table paged, sorted and
-filtered by the server, and the summary and windows updating by themselves (Server-Sent
-Events). A screenshot goes to test-artifacts/browser/operator-console.png."""
+"""The GDSC operator console in Chromium with 2,000 hubs: the tables (windows, incidents, work
+orders, hubs) paged, sorted and filtered by the server and updating by themselves (Server-Sent
+Events), the hub detail page, and the outage map and timeline. Screenshots go to
+test-artifacts/browser/operator-*.png."""
 
 from __future__ import annotations
 
@@ -10,10 +11,17 @@ from pathlib import Path
 from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser
 
+from smarthub.clock import ManualClock
 from smarthub.gdsc.incidents.console import console_app
 from smarthub.gdsc.incidents.error_log import ErrorLog
+from smarthub.gdsc.outages.service import OutageService
+from smarthub.gdsc.outages.store import StoredAlert
+from smarthub.gdsc.outages.topology import TopologyStore
 from smarthub.gdsc.pull.scheduler import WindowProgress
 from smarthub.gdsc.store import Store
+from smarthub.sim.fleet import home_specs
+from smarthub.sim.topology import fleet_topology
+from smarthub.wan.contract.alerts import Alert, AlertKind
 
 from .conftest import ARTIFACTS, DESKTOP
 
@@ -160,6 +168,66 @@ async def test_hub_detail_page_opens_from_the_fleet_and_updates_live(
         )
         assert "TLS handshake timed out" in await page.inner_text("#pulls")
         await page.screenshot(path=str(ARTIFACTS / "operator-hub-detail.png"), full_page=True)
+    finally:
+        await page.close()
+        await server.close()
+        store.close()
+
+
+async def test_outage_map_and_timeline_of_2000_homes_update_live(browser: Browser, tmp_path: Path) -> None:
+    """The simulator's network for 2,000 homes; a substation loses supply (two feeders' homes
+    send their last gasps), then a single home; the map and the timeline follow without a reload."""
+    specs = home_specs(HUBS, seed=1)
+    topo = fleet_topology(specs)
+    store = Store(f"sqlite:///{tmp_path / 'gdsc.sqlite'}")
+    store.create_schema()
+    for s in specs:
+        store.register_hub(
+            hub_id=s.hub_id, premises_id=s.premises_id, url="https://h", lfdi="0" * 40, meters_by_fuel=[]
+        )
+    TopologyStore(store.engine).load(topo)
+    t0 = datetime(2026, 11, 2, 18, 0, tzinfo=UTC)
+    clock = ManualClock(t0)
+    outages = OutageService(store.engine, clock)
+    hub_of = {s.premises_id: s.hub_id for s in specs}
+    feeders = sorted(n.node_id for n in topo.nodes.values() if n.parent_id == "SS-003")
+    cut = [hub_of[p.premises_id] for p in topo.places.values() if p.feeder_id in feeders]
+
+    def alerts(kind: AlertKind, hubs: list[str], seq: int, lost: datetime, duration_s: int = 0) -> None:
+        sent = lost + timedelta(seconds=duration_s)
+        outages.handle([StoredAlert(Alert(kind, h, seq, sent, lost, duration_s), sent) for h in hubs])
+
+    alerts(AlertKind.LAST_GASP, cut, 1, t0)
+    clock.advance(timedelta(minutes=30))
+    alerts(AlertKind.RESTORATION, cut, 2, t0, 1800)  # an earlier outage, over: on the timeline
+    clock.advance(timedelta(minutes=30))
+    second = clock.now()
+    alerts(AlertKind.LAST_GASP, cut, 3, second)
+    clock.advance(timedelta(minutes=1))
+    server = TestServer(console_app(store, list, ErrorLog(store), live_every=0.5, clock=clock))
+    await server.start_server()
+    page = await browser.new_page(viewport=DESKTOP)
+    try:
+        await page.goto(str(server.make_url("/outages")))
+        assert await page.locator("#map circle.premises").count() == HUBS
+        assert await page.locator("#map circle.no-supply").count() == len(cut)
+        assert await page.locator("#map rect.secondary[fill='#b00020']").count() == 1
+        assert "SS-003" in await page.inner_text("#live-outages")
+        assert await page.locator("#timeline rect.outage.closed").count() == 1
+        assert await page.locator("#timeline rect.outage.live").count() == 1
+        await page.wait_for_function("document.getElementById('live').textContent.startsWith('live')")
+        # Half the homes come back, and one home elsewhere loses supply: the page follows.
+        clock.advance(timedelta(minutes=10))
+        alerts(AlertKind.RESTORATION, cut[: len(cut) // 2], 4, second, 600)
+        alerts(AlertKind.LAST_GASP, ["HUB000000"], 1, clock.now())
+        await page.wait_for_function(
+            f"document.querySelectorAll('#map circle.no-supply').length === {len(cut) - len(cut) // 2 + 1}"
+        )
+        assert await page.locator("#map circle.restored").count() == len(cut) // 2
+        assert await page.locator("#timeline rect.outage.live").count() == 2
+        await page.locator("#map-box").scroll_into_view_if_needed()
+        await page.screenshot(path=str(ARTIFACTS / "operator-outages.png"), full_page=False)
+        await page.screenshot(path=str(ARTIFACTS / "operator-outages-full.png"), full_page=True)
     finally:
         await page.close()
         await server.close()

@@ -36,6 +36,9 @@ from smarthub.gdsc.incidents.console_tables import (
 from smarthub.gdsc.incidents.error_log import ErrorLog
 from smarthub.gdsc.incidents.hub_page import detail_html, hub_href, page_html
 from smarthub.gdsc.incidents.hub_view import PULLS_PAGE, code_label, hub_view
+from smarthub.gdsc.incidents.outage_page import body_html
+from smarthub.gdsc.incidents.outage_page import page_html as outages_html
+from smarthub.gdsc.outages.map import latest_event
 from smarthub.gdsc.pull.scheduler import WindowProgress
 from smarthub.gdsc.store import Store
 
@@ -65,6 +68,7 @@ nav a{{margin-right:1rem}}</style></head><body>
 
 SCRIPT = (Path(__file__).parent / "console.js").read_text()
 HUB_SCRIPT = (Path(__file__).parent / "hub.js").read_text()
+OUTAGES_SCRIPT = (Path(__file__).parent / "outages.js").read_text()
 # How each table's cells are shown (the page's script does the same for the pages it fetches).
 LINKS = {"hub_id"}  # a hub id: a link to its page
 FLAGS = {"errors", "failed"}  # a count shown red when not zero
@@ -318,6 +322,7 @@ def console_app(
             "chart": _chart(ws),
             "errors": _error_section(error_log),
             "at": max((str(h["last_pull"]) for h in status if h["last_pull"]), default=""),
+            "outage_event": latest_event(store.engine),
         }
         # What the pages compare to know whether to fetch their tables again: the hubs' pull
         # counts and statuses, the windows' progress and the error log's counts.
@@ -359,12 +364,28 @@ def console_app(
     async def hub_script(request: web.Request) -> web.Response:
         return web.Response(text=HUB_SCRIPT, content_type="application/javascript")
 
+    async def outages_script(request: web.Request) -> web.Response:
+        return web.Response(text=OUTAGES_SCRIPT, content_type="application/javascript")
+
+    async def outages_page(request: web.Request) -> web.Response:
+        """The outage map and timeline (``?part=body``: only the part the page's script swaps in)."""
+        now = clock_.now()
+        if request.query.get("part") == "body":
+            return web.Response(
+                text=await asyncio.to_thread(body_html, store.engine, now), content_type="text/html"
+            )
+        return web.Response(
+            text=await asyncio.to_thread(outages_html, store.engine, now), content_type="text/html"
+        )
+
     app = web.Application()
     app[STOPPING] = asyncio.Event()
     app.on_shutdown.append(on_shutdown)
     app.router.add_get("/", index)
     app.router.add_get("/console.js", script)
     app.router.add_get("/hub.js", hub_script)
+    app.router.add_get("/outages.js", outages_script)
+    app.router.add_get("/outages", outages_page)
     app.router.add_get("/api/hubs", table_json)
     app.router.add_get("/api/tables/{table}", table_json)
     app.router.add_get("/api/hubs/{hub_id}", hub_json)
