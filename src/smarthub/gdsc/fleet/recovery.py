@@ -8,13 +8,14 @@ A hub has at most one recovery running.
 
 **What.** The restore is planned from what the GDSC holds about the source hub:
 
-* the commands that set its state, as the hub applied them: every ``tariff.update`` (each
-  version, oldest first), the last ``consent.set`` per recipient, every ``supplier.keys``;
-  signed again, with the target hub's counters;
+* the commands that set its state, as the hub applied them: the newest ``mapping.update``, a
+  ``meter.add`` per meter its registry ended with (``meter.add``/``replace``/``remove`` applied
+  in order), every ``tariff.update`` (each version, oldest first), the last ``consent.set`` per
+  recipient, every ``supplier.keys``; signed again, with the target hub's counters;
 * its stored intervals of the last 13 months (:data:`HISTORY_SPAN`, what the hub itself keeps
   at half-hour resolution), as ``history.restore`` commands of up to ``MAX_ROWS`` intervals;
 * its prepayment accounts from the newest backup (a ``recovery.snapshot`` verdict: the GDSC
-  asks every hub for one each :data:`SNAPSHOT_EVERY`), as ``prepayment.restore``; the hub adds
+  asks every prepayment hub for one each :data:`SNAPSHOT_EVERY`), as ``prepayment.restore``; the hub adds
   what it credited or charged since it came up blank (``PrepaymentLedger.restore``);
 * a replaced hub's pending vouchers, issued again for the new hub (a voucher names its hub)
   and handed to the voucher courier; the old ones are settled ``moved``;
@@ -27,8 +28,8 @@ advances it: a step whose command was applied is done; one that was not delivere
 counter the hub took but whose verdict was lost (the hub killed while it ran: ``replay``), is
 signed again and queued again — every restore handler on the hub is idempotent, so this is how
 a recovery cut by a crash of either side resumes, and ends in the same state. A handler's refusal
-(``failed``) is final for that step and counted; a ``tariff.update`` refused as not newer than
-what the hub holds counts as applied.
+(``failed``) is final for that step and counted; a ``tariff.update`` or ``mapping.update``
+refused as not newer than what the hub holds counts as applied.
 """
 
 from __future__ import annotations
@@ -110,7 +111,15 @@ HISTORY_SPAN = timedelta(days=396)  # 13 months: the hub's own half-hour retenti
 SNAPSHOT_EVERY = timedelta(days=1)
 MAX_ATTEMPTS = 20  # deliveries of one step before it is given up (a person looks then)
 # The state-setting commands a recovery replays, as the source hub applied them.
-REPLAYED = ("tariff.update", "consent.set", "supplier.keys")
+REPLAYED = (
+    "mapping.update",
+    "meter.add",
+    "meter.replace",
+    "meter.remove",
+    "tariff.update",
+    "consent.set",
+    "supplier.keys",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,12 +297,27 @@ class HubRecoveries:
         return out
 
     def _replayed(self, conn: Connection, source: str) -> list[tuple[str, dict[str, Any]]]:
-        applied = self._applied(conn, source, REPLAYED)
+        """The state those commands left, as commands: the newest mapping table, a ``meter.add``
+        per meter the registry ended with (pairings, replacements and removals applied in
+        order), every tariff version, the last consent per recipient, the supplier keys."""
+        mapping: dict[str, Any] | None = None
+        registry: dict[str, dict[str, Any]] = {}
         tariffs: dict[tuple[str, str, int], dict[str, Any]] = {}
         consents: dict[str, dict[str, Any]] = {}
         keys: list[dict[str, Any]] = []
-        for ctype, body in applied:
-            if ctype == "tariff.update":
+        for ctype, body in self._applied(conn, source, REPLAYED):
+            if ctype == "mapping.update":
+                mapping = body
+            elif ctype == "meter.add":
+                registry[str(body["meter"])] = body
+            elif ctype == "meter.replace":
+                registry.pop(str(body["old"]), None)
+                registry[str(body["new"])] = {k: body[k] for k in ("protocol", "fuel") if k in body} | {
+                    "meter": body["new"]
+                }
+            elif ctype == "meter.remove":
+                registry.pop(str(body["meter"]), None)
+            elif ctype == "tariff.update":
                 tariffs[
                     (str(body.get("fuel")), str(body["tariff"].get("tariff_id")), int(body["version"]))
                 ] = body
@@ -301,7 +325,9 @@ class HubRecoveries:
                 consents[str(body.get("recipient"))] = body  # the last one applied decides
             else:
                 keys.append(body)
-        out = [("tariff.update", tariffs[k]) for k in sorted(tariffs)]
+        out = [] if mapping is None else [("mapping.update", mapping)]
+        out += [("meter.add", registry[m]) for m in sorted(registry)]
+        out += [("tariff.update", tariffs[k]) for k in sorted(tariffs)]
         out += [("consent.set", consents[r]) for r in sorted(consents)]
         out += [("supplier.keys", b) for b in keys]
         return out
@@ -664,8 +690,10 @@ def _outcome(job_state: str, result: str | None) -> tuple[str | None, str | None
     if status == "applied":
         return APPLIED, None
     if status == "failed":
-        if detail.startswith("StaleTariffVersion"):
-            return APPLIED, "held already"
+        if detail.startswith("StaleTariffVersion") or (
+            detail.startswith("MappingError") and "not newer" in detail
+        ):
+            return APPLIED, "held already"  # the hub has this version or a newer one
         return STEP_FAILED, f"{code}: {detail}"[:500]
     # Refused (a replay: the hub took the counter, then died before its verdict was kept) or
     # no verdict at all: signed again under a new counter.

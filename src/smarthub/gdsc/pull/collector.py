@@ -14,7 +14,9 @@ The GDSC CA's CRL rides along with the bulk pull (:mod:`smarthub.wan.contract.cr
 request offers the number of the CRL the collector holds (:meth:`Collector.offer_crl`, and
 :meth:`Collector.apply_crl` for each newer one), and a hub that asks for it gets it PUT on the
 same connection once its pages are in. A failure there is logged and does not fail the pull
-(the hub asks again at its next pull).
+(the hub asks again at its next pull). The hub's answers also carry its storage state
+(:mod:`smarthub.wan.contract.storage`): kept per hub in ``storage_reports`` for the upkeep,
+which restores a hub that came up blank (:mod:`smarthub.gdsc.fleet.recovery`).
 
 Storage writes of concurrent pulls are grouped: while one group is being written in a worker
 thread, the next accumulates, so the event loop hops to a thread once per group rather than
