@@ -70,6 +70,10 @@ async def test_the_map_shows_a_feeder_outage_and_the_timeline_its_course(db_url:
                 clock.advance(timedelta(minutes=20))
                 outages.handle([_alert(AlertKind.RESTORATION, hub, seq, lost, 1500)])
             after = await (await client.get("/outages")).text()
+            that_day = await (await client.get("/outages?since=2026-11-02&until=2026-11-03")).text()
+            next_day = await (await client.get("/outages?since=2026-11-03")).text()
+            bad = await client.get("/outages?since=yesterday")
+            bad_text = await bad.text()
             fleet = await (await client.get("/")).text()
     finally:
         store.close()
@@ -96,6 +100,9 @@ async def test_the_map_shows_a_feeder_outage_and_the_timeline_its_course(db_url:
     assert set(_premises_state(after).values()) == {"supplied", "hub-silent"}  # H6 is still silent
     assert '<rect class="outage closed"' in after and "25 min" in after
     assert '<a href="/outages">' in fleet
+    assert '<rect class="outage closed"' in that_day and "value='2026-11-02'" in that_day
+    assert "No outage opened in this period." in next_day and '<rect class="outage' not in next_day
+    assert bad.status == 400 and "since is a date" in bad_text
 
 
 async def test_without_positions_the_network_is_drawn_as_a_schematic(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ from smarthub.gdsc.incidents.console_tables import (
 from smarthub.gdsc.incidents.error_log import ErrorLog
 from smarthub.gdsc.incidents.hub_page import detail_html, hub_href, page_html
 from smarthub.gdsc.incidents.hub_view import PULLS_PAGE, code_label, hub_view
-from smarthub.gdsc.incidents.outage_page import body_html
+from smarthub.gdsc.incidents.outage_page import body_html, parse_period
 from smarthub.gdsc.incidents.outage_page import page_html as outages_html
 from smarthub.gdsc.outages.map import latest_event
 from smarthub.gdsc.pull.scheduler import WindowProgress
@@ -410,15 +410,16 @@ def console_app(
         return web.Response(text=OUTAGES_SCRIPT, content_type="application/javascript")
 
     async def outages_page(request: web.Request) -> web.Response:
-        """The outage map and timeline (``?part=body``: only the part the page's script swaps in)."""
+        """The outage map and timeline (``?part=body``: only the part the page's script swaps in;
+        ``since``, ``until``: the period of the timeline)."""
         now = clock_.now()
-        if request.query.get("part") == "body":
-            return web.Response(
-                text=await asyncio.to_thread(body_html, store.engine, now), content_type="text/html"
-            )
-        return web.Response(
-            text=await asyncio.to_thread(outages_html, store.engine, now), content_type="text/html"
-        )
+        try:
+            since, until = parse_period(request.query)
+        except ValueError as err:
+            raise web.HTTPBadRequest(text=str(err)) from None
+        render = body_html if request.query.get("part") == "body" else outages_html
+        text = await asyncio.to_thread(render, store.engine, now, since, until)
+        return web.Response(text=text, content_type="text/html")
 
     app = web.Application()
     app[STOPPING] = asyncio.Event()
