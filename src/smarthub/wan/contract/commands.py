@@ -48,6 +48,7 @@ COMMAND_TYPES = (
     "drlc.responses",
     "pki.crl",
     "pki.certificate",
+    "transfer.policy",
 )
 
 

@@ -40,6 +40,7 @@ from smarthub.wan.contract.bodies.supply import (
     SupplyState,
     TariffUpdate,
 )
+from smarthub.wan.contract.bodies.transfer import TransferPolicy
 from smarthub.wan.contract.commands import COMMAND_TYPES, MalformedCommand
 
 BODIES: dict[str, type[CommandBody]] = {
@@ -72,6 +73,7 @@ BODIES: dict[str, type[CommandBody]] = {
         DrlcResponses,
         PkiCrl,
         PkiCertificate,
+        TransferPolicy,
     )
 }
 if set(BODIES) != set(COMMAND_TYPES):  # a new command type needs its body here (and a test)
@@ -122,5 +124,6 @@ __all__ = [
     "SupplyReconnect",
     "SupplyState",
     "TariffUpdate",
+    "TransferPolicy",
     "parse_body",
 ]
