@@ -9,6 +9,7 @@ The 100,000-hub case is ``test_a_policy_change_for_100000_hubs_is_one_call...`` 
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -392,3 +393,36 @@ def test_a_policy_change_for_100000_hubs_is_one_call_and_the_plan_honours_it_fro
         assert _count(store, urgent_work) == 100
     finally:
         store.close()
+
+
+def test_the_operator_cli_sets_and_lists_policies(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from smarthub.cli import app
+    from smarthub.sim.fleet import provision
+
+    state = tmp_path / "state"
+    provision(state, [], NOW - timedelta(days=1))
+    run = CliRunner().invoke
+    args = ["gdsc", "transfer-policy", "--state", str(state)]
+    r = run(
+        app,
+        [
+            *args,
+            "--scope",
+            "default",
+            "--frequency",
+            "daily",
+            "--window-start",
+            "60",
+            "--window-length",
+            "240",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    line = json.loads(r.stdout.strip().splitlines()[-1])
+    assert (line["scope"], line["key"], line["frequency"], line["hubs"]) == ("default", "*", "daily", 0)
+    bad = run(app, [*args, "--scope", "supplier", "--key", "S1", "--window-start", "45"])
+    assert bad.exit_code == 2 and "window_start" in bad.stderr
+    listed = run(app, args)
+    assert [json.loads(x)["scope"] for x in listed.stdout.strip().splitlines()] == ["default"]

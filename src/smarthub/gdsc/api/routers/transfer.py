@@ -9,7 +9,7 @@
 """
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
@@ -22,6 +22,10 @@ from smarthub.gdsc.governance.access import Action
 from smarthub.gdsc.transfer.policies import DEFAULT_KEY, Policy, ScopedPolicy, TransferPolicies
 
 router = APIRouter()
+GROUP_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    404: {"model": ERRORS[404]["model"], "description": "no such premises"},
+}
 
 Scope = Literal["hub", "premises-class", "tariff", "supplier", "default"]
 Frequency = Literal["half-hourly", "daily", "monthly"]
@@ -110,7 +114,7 @@ def list_transfer_policies(party: Caller, api: Services) -> list[PolicyOut]:
     return [_out(sp) for sp in TransferPolicies(api.engine).policies()]
 
 
-@router.put("/v1/premises/{premises_id}/transfer-group", response_model=GroupOut, responses=ERRORS)
+@router.put("/v1/premises/{premises_id}/transfer-group", response_model=GroupOut, responses=GROUP_ERRORS)
 def set_transfer_group(party: Caller, api: Services, premises_id: Id, body: GroupIn) -> GroupOut:
     """Put a premises in a premises class and a tariff group (null: in none)."""
     api.guard.require(
