@@ -32,6 +32,12 @@ from smarthub.wan.contract.bodies.home import (
     MessageDisplay,
 )
 from smarthub.wan.contract.bodies.privacy import ConsentScope, ConsentSet, Granularity, SupplierKeys
+from smarthub.wan.contract.bodies.recovery import (
+    HistoryRestore,
+    PrepaymentRestore,
+    RecoveryComplete,
+    RecoverySnapshot,
+)
 from smarthub.wan.contract.bodies.supply import (
     PrepaymentTopup,
     SupplyDisconnect,
@@ -74,6 +80,10 @@ BODIES: dict[str, type[CommandBody]] = {
         PkiCrl,
         PkiCertificate,
         TransferPolicy,
+        RecoverySnapshot,
+        HistoryRestore,
+        PrepaymentRestore,
+        RecoveryComplete,
     )
 }
 if set(BODIES) != set(COMMAND_TYPES):  # a new command type needs its body here (and a test)
@@ -104,6 +114,7 @@ __all__ = [
     "FuelFigures",
     "Granularity",
     "HanScan",
+    "HistoryRestore",
     "IhdAppliance",
     "IhdComparison",
     "IhdMessage",
@@ -117,7 +128,10 @@ __all__ = [
     "NetworkConfigure",
     "PkiCertificate",
     "PkiCrl",
+    "PrepaymentRestore",
     "PrepaymentTopup",
+    "RecoveryComplete",
+    "RecoverySnapshot",
     "SupplierKeys",
     "SupplyDisconnect",
     "SupplyLimit",
