@@ -222,7 +222,12 @@ def request(party: Party, action: Action) -> AccessRequest:
         return AccessRequest(party, action, NOW, group_id=NODE)
     if action is Action.DUOS_DATASET:
         return AccessRequest(party, action, NOW, period=ASKED)
-    if action in (Action.DATA_QUALITY, Action.SERVICE_APPLICATION, Action.SERVICE_ADMIN, Action.TRANSFER_POLICY):
+    if action in (
+        Action.DATA_QUALITY,
+        Action.SERVICE_APPLICATION,
+        Action.SERVICE_ADMIN,
+        Action.TRANSFER_POLICY,
+    ):
         return AccessRequest(party, action, NOW)
     needs_period = action in (Action.READ_READINGS, Action.READ_EVENTS, Action.EXPORT, Action.LIST_ACCESS_LOG)
     reads = action in (Action.READ_READINGS, Action.EXPORT)

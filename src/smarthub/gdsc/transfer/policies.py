@@ -234,10 +234,10 @@ class TransferPolicies:
         query, each scope a left join, the most specific that matched winning. With ``minute``
         (past UTC midnight), only the hubs whose policy's time window holds that minute (and
         those pulled every window): the database drops the rest of a daily group."""
-        tp, h, g, sp = transfer_policies, hubs, premises_groups, supply_periods
+        tp, h, g = transfer_policies, hubs, premises_groups
         t = now.astimezone(UTC)
         # The premises' current electricity supplier (supply periods of one fuel do not overlap).
-        sp = sp.alias("current_supply")
+        sp = supply_periods.alias("current_supply")
         current = and_(
             sp.c.premises_id == h.c.premises_id,
             sp.c.fuel == "electricity",
