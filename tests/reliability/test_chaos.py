@@ -57,10 +57,14 @@ async def test_a_fleet_with_faults_loses_nothing(
     # became one outage at the GDSC from the hubs' last gasps, within a minute (simulated), and
     # closed with their restoration notices; the WAN faults (a cell, a hub's link) opened none.
     assert (r.outages_injected, r.outages_detected, r.restorations_matched) == (2, 2, 2)
-    # At this test's speed (2,160x) one wall millisecond is 2.2 simulated seconds, so thread
-    # switches alone cost a simulated minute: the issue's 60 s goal is for the CLI's speed; here
-    # the bound is 10 simulated minutes (278 wall ms), far below any pull-based detection.
-    assert r.outage_detect_p95_s is not None and r.outage_detect_p95_s <= 600
+    # The issue's goal is 60 simulated seconds at p95 from the cut to the outage open; the JSON
+    # says whether it was met (outage_goal_met). At this test's 2,160x that is 28 wall ms, and on
+    # a loaded 2-core machine (load 12) the thread holding the GIL is itself descheduled for
+    # 50-200 ms at times, so the endpoint's reader waits that long for it: measured 29-450 s here
+    # against 11-16 s at the CLI's 1,440x. The bound here is 10 simulated minutes (278 wall ms),
+    # still far below any pull-based detection.
+    assert r.outage_detect_goal_s == 60 and r.outage_detect_p95_s is not None
+    assert r.outage_detect_p95_s <= 600
     assert r.false_outages == 0 and r.alerts_refused == 0
     # The upkeep's events (issue 24, sim.chaos_life), on certificates and CRLs dated on the
     # simulated clock: no command refused for a stale CRL, every daily top-up credited within a
