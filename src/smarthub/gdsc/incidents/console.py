@@ -77,7 +77,14 @@ FLAGS = {"errors", "failed"}  # a count shown red when not zero
 EMPTY = {"last_pull": "never", "closed": "—", "work_order": "—"}
 
 
-def _cell(key: str, value: object) -> str:
+def _cell(key: str, row: dict[str, Any]) -> str:
+    value = row.get(key)
+    if key == "hubs" and row.get("hub_ids"):  # an incident's hubs: each a link, the rest counted
+        links = ", ".join(
+            f'<a href="{html.escape(hub_href(h))}">{html.escape(h)}</a>' for h in row["hub_ids"]
+        )
+        more = int(row.get("hubs_more") or 0)
+        return f"<td>{links}{f' (+{more})' if more else ''}</td>"
     if value is None or value == "":
         return f"<td class='muted'>{html.escape(EMPTY.get(key, ''))}</td>"
     text = html.escape(str(value))
@@ -106,7 +113,7 @@ def _table(spec: TableSpec, result: dict[str, Any], src: str, state: str = "") -
         + f">{html.escape(label)}</th>"
         for k, label in spec.columns
     )
-    rows = "".join("<tr>" + "".join(_cell(k, r.get(k)) for k in spec.keys) + "</tr>" for r in result["rows"])
+    rows = "".join("<tr>" + "".join(_cell(k, r) for k in spec.keys) + "</tr>" for r in result["rows"])
     shown = (
         f"{result['offset'] + 1}–{result['offset'] + len(result['rows'])} of {result['total']}"
         if result["total"]

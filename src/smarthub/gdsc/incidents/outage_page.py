@@ -10,8 +10,10 @@ from __future__ import annotations
 import html
 from datetime import datetime
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
+from smarthub.gdsc.incidents.policy import HUB_UNREACHABLE
+from smarthub.gdsc.incidents.tables import incident_hubs, incidents
 from smarthub.gdsc.outages.map import legend, map_svg, outage_state, read_topology, timeline_svg
 from smarthub.gdsc.outages.store import OutageStore
 
@@ -40,10 +42,26 @@ def _when(v: object) -> str:
     return f"{datetime.fromisoformat(str(v)):%Y-%m-%d %H:%M:%S}"
 
 
+def silent_hubs(engine: Engine) -> set[str]:
+    """Hubs in an open "hub unreachable" incident (not a power outage: no last gasp came)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(incident_hubs.c.hub_id)
+            .join(incidents, incidents.c.incident_id == incident_hubs.c.incident_id)
+            .where(
+                incidents.c.closed.is_(None),
+                incidents.c.code == HUB_UNREACHABLE,
+                incident_hubs.c.open == 1,
+            )
+        )
+        return {r.hub_id for r in rows}
+
+
 def body_html(engine: Engine, now: datetime) -> str:
     """Everything below the heading: live outages, the map, the timeline."""
     topo = read_topology(engine)
     state = outage_state(engine)
+    state.silent = {topo.hub_premises[h] for h in silent_hubs(engine) if h in topo.hub_premises}
     recent = OutageStore(engine).find(limit=40)
     if state.live:
         rows = "".join(
@@ -64,7 +82,8 @@ def body_html(engine: Engine, now: datetime) -> str:
         live = "<p id='live-outages' class='ok'>No live outage.</p>"
     summary = (
         f"{len(topo.places)} premises on {sum(1 for n in topo.nodes.values() if n.kind == 'feeder')} "
-        f"LV feeders; {len(state.live)} live outages, {len(state.out)} premises without supply"
+        f"LV feeders; {len(state.live)} live outages, {len(state.out)} premises without supply; "
+        f"{len(state.silent - state.out)} hubs not answering without a last gasp"
     )
     return (
         f"<p id='outage-summary'>{_e(summary)}</p>"
