@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -112,6 +113,32 @@ VALID: dict[str, dict[str, Any]] = {
     "drlc.responses": {"after": 4},
     "pki.crl": {"crl": base64.b64encode(b"DER").decode()},
     "pki.certificate": {"certificate": "-----BEGIN CERTIFICATE-----\n...", "replaces_serial": "1234"},
+    "transfer.policy": {
+        "version": 1_700_000_000_000_000,
+        "frequency": "daily",
+        "window_start": 60,
+        "window_length": 240,
+        "aggregation": "daily",
+        "priority": 3,
+    },
+    "recovery.snapshot": {},
+    "history.restore": {
+        "meter": "E1",
+        "obis": "1-0:1.8.0",
+        "duration": 1800,
+        "power_of_ten": 0,
+        "rows": [[1_796_256_000, 250, 0], [1_796_257_800, 190, 8]],
+        "fuel": "electricity",
+    },
+    "prepayment.restore": {
+        "fuel": "electricity",
+        "credit": "12.34",
+        "debt": "1.50",
+        "emergency_active": False,
+        "as_of": "2026-12-07T10:00:00+00:00",
+        "topups": [["V1", "10.00", "0.00", "10.00", "2026-12-01T09:00:00+00:00", 1_796_115_600]],
+    },
+    "recovery.complete": {"recovery": 7, "steps": 30, "storage": "0123456789abcdef"},
 }
 
 # Per command type: (a malformed body, the field the error must name).
@@ -143,6 +170,11 @@ MALFORMED: dict[str, tuple[dict[str, Any], str]] = {
     "drlc.responses": ({"after": -1}, "after"),
     "pki.crl": ({"crl": "%%%"}, "crl"),
     "pki.certificate": ({"certificate": "not a certificate"}, "certificate"),
+    "transfer.policy": ({**VALID["transfer.policy"], "window_start": 45}, "window_start"),
+    "recovery.snapshot": ([1], "body"),
+    "history.restore": ({**VALID["history.restore"], "rows": [[1_796_256_001, 250, 0]]}, "rows[0]"),
+    "prepayment.restore": ({**VALID["prepayment.restore"], "debt": "-1"}, "debt"),
+    "recovery.complete": ({"recovery": 0, "steps": 1}, "recovery"),
 }
 
 
@@ -221,7 +253,7 @@ async def test_a_malformed_body_of_each_type_is_refused_at_the_hub_and_changes_n
 
 
 def test_a_summer_tariff_update_keeps_its_local_offset_on_the_wire() -> None:
-    summer = Tariff(**{**TARIFF.model_dump(), "effective_from": date(2026, 9, 1)})
+    summer = replace(TARIFF, effective_from=date(2026, 9, 1))
     sent = tariff_update_body(summer, "gas", datetime.fromisoformat("2026-09-01T00:00:00+01:00"))
     body = parse_body("tariff.update", sent)
     assert isinstance(body, TariffUpdate) and body.effective == datetime(2026, 8, 31, 23, 0, tzinfo=UTC)

@@ -50,10 +50,12 @@ from smarthub.hub.metrics import HubMetrics
 from smarthub.hub.network import NetworkSettings, network_command
 from smarthub.hub.power_quality import PowerQuality
 from smarthub.hub.privacy import ConsentStore, Granularity, HubPrivacy, privacy_commands
+from smarthub.hub.recovery import StorageMark, recovery_commands
 from smarthub.hub.registry import MeterRegistry, registry_commands
 from smarthub.hub.repairs import HubRepairs
 from smarthub.hub.submeters import WanEvents, WanMeters
 from smarthub.hub.supply import supply_commands
+from smarthub.hub.transfer_policy import TransferPolicyStore, transfer_policy_command
 from smarthub.security.certificates import lfdi
 from smarthub.wan.contract.authority import host_header
 from smarthub.wan.contract.bodies import (
@@ -136,10 +138,12 @@ class HubAssembly:
     network: NetworkSettings
     consent: ConsentStore
     privacy: HubPrivacy
+    transfer_policy: TransferPolicyStore
     firmware: FirmwareUpdater
     lfdi: str
     server: HubWanServer
     certificate: HubCertificate
+    storage: StorageMark
 
     def __init__(
         self,
@@ -403,10 +407,15 @@ def _privacy(a: HubAssembly) -> Part:
     wanted = a.config.gdsc_granularity
     if wanted is not None and a.consent.version("gdsc") is None:
         a.consent.set("gdsc", Granularity(wanted), a.clock.now())
-    a.privacy = HubPrivacy(a.consent, a.history, mirror=a.hub.mirror, is_submeter=a.is_submeter)
+    # The GDSC's transfer policy narrows what its own collection gets (hub.transfer_policy).
+    a.transfer_policy = TransferPolicyStore(a.dir / "transfer_policy.sqlite")
+    a.privacy = HubPrivacy(
+        a.consent, a.history, mirror=a.hub.mirror, is_submeter=a.is_submeter, cap=a.transfer_policy.cap
+    )
     for ctype, handler in privacy_commands(a.privacy, a.clock).items():  # consent.set, supplier.keys
         a.management.register(ctype, handler)
-    return Part("privacy", on_stop=_after(a.consent.close))
+    a.management.register("transfer.policy", transfer_policy_command(a.transfer_policy))
+    return Part("privacy", on_stop=_after(a.consent.close, a.transfer_policy.close))
 
 
 def _firmware(a: HubAssembly) -> Part:
@@ -500,6 +509,35 @@ def _supply(a: HubAssembly) -> Part | None:
     return Part("supply")
 
 
+def _recovery(a: HubAssembly) -> Part:
+    """The storage mark the GDSC reads with every pull, and the commands that restore a blank
+    hub (smarthub.hub.recovery): history into the history (and the display's consumption),
+    the prepayment backup into the ledger."""
+    a.storage = StorageMark(a.dir / "storage.json", found_data=bool(a.history.channels()), now=a.clock.now())
+    side = a.consumer
+    observe, since = None, None
+    if side is not None:
+        from smarthub.hub.ihd.home import replay_since
+
+        observe = side.consumption.observe
+        clock = a.clock
+
+        def since() -> datetime:
+            return replay_since(clock.now())
+
+    handlers = recovery_commands(
+        a.storage,
+        a.history,
+        a.clock,
+        ledger=None if side is None else side.ledger,
+        observe=observe,
+        observe_since=since,
+    )
+    for ctype, handler in handlers.items():
+        a.management.register(ctype, handler)
+    return Part("recovery")
+
+
 def _wan(a: HubAssembly) -> Part:
     cert = x509.load_pem_x509_certificate(a.config.certificate.read_bytes())
     a.lfdi = lfdi(cert)
@@ -523,6 +561,8 @@ def _wan(a: HubAssembly) -> Part:
         **monotonic,
     )
     server = a.server
+    storage = a.storage
+    a.server.storage = lambda: storage.header  # the GDSC learns of a blank hub with its pulls
     a.server.metrics = HubMetrics(
         a.hub,
         connections=lambda: [(c.protocol, c.failures) for c in a.connections],
@@ -604,6 +644,7 @@ _SETUP: list[tuple[str, Callable[[HubAssembly], Part | None]]] = [
     ("supply", _supply),
     ("firmware", _firmware),
     ("consumer", _consumer),
+    ("recovery", _recovery),
     ("wan", _wan),
     ("mqtt", _mqtt),
     ("housekeeping", _housekeeping),

@@ -32,6 +32,12 @@ from smarthub.wan.contract.bodies.home import (
     MessageDisplay,
 )
 from smarthub.wan.contract.bodies.privacy import ConsentScope, ConsentSet, Granularity, SupplierKeys
+from smarthub.wan.contract.bodies.recovery import (
+    HistoryRestore,
+    PrepaymentRestore,
+    RecoveryComplete,
+    RecoverySnapshot,
+)
 from smarthub.wan.contract.bodies.supply import (
     PrepaymentTopup,
     SupplyDisconnect,
@@ -40,6 +46,7 @@ from smarthub.wan.contract.bodies.supply import (
     SupplyState,
     TariffUpdate,
 )
+from smarthub.wan.contract.bodies.transfer import TransferPolicy
 from smarthub.wan.contract.commands import COMMAND_TYPES, MalformedCommand
 
 BODIES: dict[str, type[CommandBody]] = {
@@ -72,6 +79,11 @@ BODIES: dict[str, type[CommandBody]] = {
         DrlcResponses,
         PkiCrl,
         PkiCertificate,
+        TransferPolicy,
+        RecoverySnapshot,
+        HistoryRestore,
+        PrepaymentRestore,
+        RecoveryComplete,
     )
 }
 if set(BODIES) != set(COMMAND_TYPES):  # a new command type needs its body here (and a test)
@@ -102,6 +114,7 @@ __all__ = [
     "FuelFigures",
     "Granularity",
     "HanScan",
+    "HistoryRestore",
     "IhdAppliance",
     "IhdComparison",
     "IhdMessage",
@@ -115,12 +128,16 @@ __all__ = [
     "NetworkConfigure",
     "PkiCertificate",
     "PkiCrl",
+    "PrepaymentRestore",
     "PrepaymentTopup",
+    "RecoveryComplete",
+    "RecoverySnapshot",
     "SupplierKeys",
     "SupplyDisconnect",
     "SupplyLimit",
     "SupplyReconnect",
     "SupplyState",
     "TariffUpdate",
+    "TransferPolicy",
     "parse_body",
 ]
