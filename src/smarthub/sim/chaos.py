@@ -737,6 +737,8 @@ class Chaos:
             for t in home.consumer.ledger.top_ups():
                 credited[t["voucher_id"]] = credited.get(t["voucher_id"], 0) + 1
         issued = set(self.vouchers)
+        for v in sorted(issued - set(credited)):
+            log.error("top-up %s to %s never credited", v, self.vouchers[v])
         return (
             len(issued),
             sum(1 for v in issued if v in credited),

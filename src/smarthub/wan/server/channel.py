@@ -38,10 +38,13 @@ class ChannelSite:
 
     Each of ``links`` loops connects to ``host:port``, sends the line naming the hub and then
     serves the connection exactly as an accepted one (TLS server side, the same application):
-    the GDSC's requests arrive on it when the GDSC decides. When it ends (used, or parked for
-    ``park_timeout`` seconds with no handshake, or cut), the loop connects again: soon after a
-    normal end, after an exponentially growing, fully jittered wait after failures. TCP
-    keep-alive probes keep a router's NAT mapping alive while the channel is parked.
+    the GDSC's requests arrive on it when the GDSC decides. Once the GDSC uses it (its TLS
+    handshake completes), or when it ends unused (parked for ``park_timeout`` seconds with no
+    handshake, or cut), the loop connects again: soon after a use or a normal end, after an
+    exponentially growing, fully jittered wait after failures. So ``links`` channels stay
+    *parked* while others are in use (a bulk pull, an event pull and a command at once, each
+    kept alive by the GDSC for a while), up to ``in_use`` more. TCP keep-alive probes keep a
+    router's NAT mapping alive while the channel is parked.
 
     A channel that ends unused before its park time counts as a failure too: the GDSC refused
     it (an unregistered hub id), or a router between dropped it at once. Without that, a hub the
@@ -62,6 +65,7 @@ class ChannelSite:
         rng: random.Random | None = None,
         max_backoff: float = 300.0,
         clock: Clock | None = None,
+        in_use: int = 6,
     ) -> None:
         self.runner = runner
         self.preamble = hub_channel.encode_preamble(hub_id)
@@ -77,6 +81,7 @@ class ChannelSite:
         self._tasks: list[asyncio.Task[None]] = []
         self._transports: set[asyncio.Transport] = set()
         self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(links + in_use)  # channels open at once, parked or in use
 
     async def start(self) -> None:
         self._tasks = [asyncio.create_task(self._link()) for _ in range(self.links)]
@@ -139,6 +144,16 @@ class ChannelSite:
         """One channel, from connecting to its end; True if it was used (the GDSC's handshake
         completed on it) or parked its full time, False if it ended unused before that."""
         loop = asyncio.get_running_loop()
+        await self._slots.acquire()
+        owned = [True]  # the slot is this call's until the channel's end takes it over
+        try:
+            return await self._open(loop, owned)
+        finally:
+            if owned[0]:
+                self._slots.release()
+
+    async def _open(self, loop: asyncio.AbstractEventLoop, owned: list[bool]) -> bool:
+        """:meth:`_serve_once` holding a slot, released when the channel ends."""
         infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
         family, type_, proto, _, address = infos[0]
         sock = socket.socket(family, type_, proto)
@@ -180,13 +195,22 @@ class ChannelSite:
         transport, _ = await loop.create_connection(factory, sock=sock)
         assert isinstance(transport, asyncio.Transport)
         self._transports.add(transport)
+
+        def closed(_: asyncio.Future[None]) -> None:
+            self._transports.discard(transport)
+            self._slots.release()
+
+        ended.add_done_callback(closed)
+        owned[0] = False
+        in_use = asyncio.ensure_future(used.wait())
         try:
-            await ended
+            # Used: the GDSC's requests go on over it by themselves; the loop parks a new one.
+            await asyncio.wait((ended, in_use), return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
             transport.abort()  # stopped: the channel closes with the loop that owns it
             raise
         finally:
-            self._transports.discard(transport)
+            in_use.cancel()
         return used.is_set() or loop.time() - opened >= self.park_timeout
 
 
