@@ -90,8 +90,8 @@ async def test_live_events_stream_the_status(tmp_path) -> None:  # type: ignore[
     store.close()
 
 
-async def test_windows_incidents_and_work_orders_are_paged_sorted_and_filtered(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    store = Store(f"sqlite:///{tmp_path / 'gdsc.sqlite'}")
+async def test_windows_incidents_and_work_orders_are_paged_sorted_and_filtered(db_url: str) -> None:
+    store = Store(db_url)
     store.create_schema()
     log = ErrorLog(store, wan_link_of=LINKS.get)
     for i in range(30):

@@ -74,7 +74,16 @@ async def test_a_fleet_with_faults_loses_nothing(
     # a change of tenancy, changes of supplier with their opening reads, a tariff change.
     assert r.commands_refused_stale_crl == 0 and r.topup_days_missed == 0
     assert r.renewals_due >= 7 and r.renewals_done == r.renewals_due
-    assert r.revocations == {"hub": 1, "collector": 1, "collector_known_at_hubs": 7}
+    assert r.revocations == {
+        "hub": 1,
+        "collector": 1,
+        "collector_known_at_hubs": 7,
+        "operator": 1,
+        "operator_known_at_hubs": 7,
+    }
+    # The operator certificate rotated mid-run: what was queued under the old one signed again,
+    # and no hub refused a command or a voucher for its signer.
+    assert r.commands_refused_signer == 0
     assert r.consent_expiries > 0 and r.consent_expiries_applied == r.consent_expiries
     assert r.consent_revocations > 0 and r.consent_revocations_applied == r.consent_revocations
     assert r.tenancy_changes == 1
@@ -141,8 +150,10 @@ async def test_thirty_days_of_a_fleet_and_its_upkeep(
 ) -> None:
     """Issue 24's run: `smarthub chaos --homes 50 --days 30 --seed 1` (make bench). A month of
     faults and of the fleet's life: CRLs re-published and taken by the hubs for weeks (none
-    refused a command as signed under a stale CRL), five rounds of certificate renewals, a
-    daily top-up to every prepaid home credited within a day, every day."""
+    refused a command as signed under a stale CRL), five rounds of certificate renewals (each
+    spread over half the lead time), the operator certificate rotated, a daily top-up to every
+    prepaid home credited within a day, every day. It needs the CPU of the simulated fleet in
+    real time: on a machine shared with other heavy work the hubs answer late and it fails."""
     db = request.getfixturevalue("pg_url") if backend == "postgresql" else None
     cfg = DemoConfig(homes=50, days=30, seconds_per_day=120, seed=1, state=tmp_path, db_url=db)
     r = await run_chaos(cfg)
@@ -150,11 +161,16 @@ async def test_thirty_days_of_a_fleet_and_its_upkeep(
     assert (r.lost, r.duplicates, r.topups_lost, r.topups_doubled) == (0, 0, 0, 0)
     assert (r.topup_days_missed, r.commands_refused_stale_crl) == (0, 0)
     assert r.renewals_due >= 4 * 49 and r.renewals_done == r.renewals_due
-    assert r.firmware_rollout_complete and r.firmware_updated == 49
+    # Every hub active through the roll-out kept the good version (one away through its batch is
+    # offered it again); the hub revoked later may have taken it before its revocation.
+    assert r.firmware_rollout_complete and r.firmware_updated >= 49
     assert r.firmware_rolled_back == 1 and r.firmware_halted and r.firmware_not_offered == 48
     assert r.consent_expiries > 0 and r.consent_expiries_applied == r.consent_expiries
     assert r.consent_revocations_applied == r.consent_revocations > 0
     assert r.supplier_changes > 0 and r.opening_reads == r.supplier_changes
     assert r.tariffs_applied == r.tariff_changes > 0
     assert r.revocations["hub"] == 1 and r.revocations["collector_known_at_hubs"] == 49
+    # The operator certificate rotated: the queue signed again, nothing refused for its signer.
+    assert r.revocations["operator"] == 1 and r.revocations["operator_known_at_hubs"] == 49
+    assert r.commands_refused_signer == 0 and r.operator_commands_resigned > 0
     assert r.life_events_failed == 0

@@ -144,10 +144,14 @@ class ChaosResult:
     outage_goal_met: bool = False
     # What the GDSC's upkeep must keep true over weeks (issue 24).
     commands_refused_stale_crl: int = 0  # commands the hubs refused under a stale CRL: must be 0
+    # ... and as signed by an unknown or revoked signer (after the operator's rotation): must be 0
+    commands_refused_signer: int = 0
     topup_days_missed: int = 0  # daily top-ups not credited within a day (no fault excusing): must be 0
     renewals_due: int = 0  # hub certificate renewals that fell due (sim.chaos_life)
     renewals_done: int = 0  # of those, installed at the hub before expiry and moved to by the GDSC
     revocations: dict[str, int] = field(default_factory=dict)
+    operator_vouchers_resigned: int = 0  # pending vouchers signed again under the new operator
+    operator_commands_resigned: int = 0  # undelivered commands signed again under it
     consents_granted: int = 0
     consent_revocations: int = 0
     consent_revocations_applied: int = 0  # at the hub
@@ -233,7 +237,7 @@ class Chaos:
         # Certificates and CRLs on the simulated clock: weeks of CRL re-publication, renewals
         # and the hubs' stale-CRL policy happen inside the run (sim.demo.setup).
         cfg.sim_certificates = True
-        cfg.hub_certificate_days, self.renew_before = renewal_plan(cfg.days)
+        cfg.hub_certificate_days, self.renew_before, self.renew_spread = renewal_plan(cfg.days)
         if cfg.days > LONG_RUN_DAYS and cfg.sample_every is None:
             # Weeks at a minute a day: fewer samples, and each hub pulled every two hours.
             cfg.sample_every, cfg.window = LONG_RUN_SAMPLES, LONG_RUN_WINDOW
@@ -255,6 +259,7 @@ class Chaos:
         self.power_faults: list[tuple[str, str, frozenset[str], Any, Any]] = []
         self.offline: dict[str, list[tuple[datetime, datetime]]] = {}  # hub -> WAN/power faults
         self.daily: list[tuple[str, int, str, datetime]] = []  # (hub, day, voucher, issued)
+        self.issuers: list[VoucherIssuer] = []  # the run's voucher issuers (the operator's key)
 
     async def _wan(self, fleet: Fleet) -> None:
         for home in fleet.homes:
@@ -550,7 +555,15 @@ class Chaos:
             (self.cfg.state / "gdsc" / "operator.key").read_bytes(), password=None
         )
         assert isinstance(key, ec.EllipticCurvePrivateKey)
-        return VoucherIssuer(run.store, key, (self.cfg.state / "gdsc" / "operator.pem").read_bytes())
+        issuer = VoucherIssuer(run.store, key, (self.cfg.state / "gdsc" / "operator.pem").read_bytes())
+        self.issuers.append(issuer)
+        return issuer
+
+    def _new_operator(self, key: ec.EllipticCurvePrivateKey, pem: bytes) -> None:
+        """The operator certificate was rotated (sim.chaos_life): vouchers are signed with the
+        new key from now on, as the GDSC's own signer's commands are."""
+        for issuer in self.issuers:
+            issuer.private_key, issuer.signer_pem = key, pem
 
     async def _top_ups(self, until_offset: timedelta) -> None:
         """Issue top-ups to prepayment homes at random times, each queued at once as an urgent
@@ -641,6 +654,10 @@ class Chaos:
         assert self.run is not None
         return sum(h.management.refusals.get("stale_crl", 0) for h in self.run.fleet.homes)
 
+    def _refused_signer(self) -> int:
+        assert self.run is not None
+        return sum(h.management.refusals.get("unknown_signer", 0) for h in self.run.fleet.homes)
+
     def _count_top_ups(self) -> tuple[int, int, int]:
         """(issued, credited at the hubs, credited more than once) from the hubs' ledgers."""
         run = self.run
@@ -705,7 +722,9 @@ class Chaos:
                 return any(a < end and b > start for a, b in power.get(hub, []))
 
             self.life = life = FleetLife(run, self.ended.add, self.gates)
+            life.on_operator = self._new_operator
             run.gdsc.upkeep.renew_before = self.renew_before
+            run.gdsc.upkeep.renew_spread = self.renew_spread
             await asyncio.to_thread(life.prepare)
             network = [f.start + f.length for f in faults if f.kind in ("feeder_outage", "substation_outage")]
             events = plan_life(
@@ -783,6 +802,7 @@ class Chaos:
                 clock_resyncs=self._clock_resyncs(),
                 clock_drift_max_s=round(self.drift_max, 1),
                 commands_refused_stale_crl=self._refused_stale_crl(),
+                commands_refused_signer=self._refused_signer(),
                 topup_days_missed=self._top_up_days_missed(),
                 **await asyncio.to_thread(life.figures),
                 seconds=round(seconds, 1),
