@@ -46,6 +46,14 @@ _RECV = 65536
 _WANTED = crl_sync.WANTED.lower().encode()  # h11 gives header names in lower case
 
 
+class HttpStatusError(PullError):
+    """The hub answered with an HTTP status other than 200 (the connection stays usable)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class _Wire(asyncio.Protocol):
     """Raw TCP bytes in, with back-pressure; TLS is done above it on memory BIOs."""
 
@@ -299,7 +307,8 @@ class HubConnection:
                 raise PullError(f"GET {target}: hub closed the connection mid-response")
         self.stats.body_bytes += size
         if status != 200:
-            raise PullError(f"{method} {target}: HTTP {status}: {error.decode('utf-8', 'replace')}")
+            text = error.decode("utf-8", "replace")
+            raise HttpStatusError(f"{method} {target}: HTTP {status}: {text}", status)
         return size
 
     def abort(self) -> None:
@@ -473,11 +482,17 @@ class PullClient:
                     known = cursors.get(ch.href, 0)
                     low, high = windows[ch.href] if windows is not None else (known, None)
                     cursor = known
-                    for i in ch.intervals:
-                        if i.start < low or (high is not None and i.start >= high):
-                            continue
-                        fresh.append(i)
-                        cursor = max(cursor, i.start + i.duration)
+                    first = ch.first_start
+                    if high is None and first is not None and first >= low and ch.served_end is not None:
+                        # Every reading is new (the usual case: ``a`` is this channel's cursor).
+                        fresh += ch.intervals
+                        cursor = max(cursor, ch.served_end)
+                    else:
+                        for i in ch.intervals:
+                            if i.start < low or (high is not None and i.start >= high):
+                                continue
+                            fresh.append(i)
+                            cursor = max(cursor, i.start + i.duration)
                     if cursor > known:
                         page_cursors[ch.href] = cursors[ch.href] = cursor
                     end = ch.served_end
