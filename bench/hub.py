@@ -113,9 +113,8 @@ BREAKDOWN = (
 # What the complete hub (display, two screens, MQTT export) imports on top, step by step.
 COMPLETE_BREAKDOWN = (
     ("smarthub.hub.tariffs (the tariff model, priced consumption)", ("smarthub.hub.tariffs",)),
-    ("aiohttp.web (the display's web server)", ("aiohttp.web",)),
     (
-        "the display (smarthub.hub.ihd, its 2030.5 resources)",
+        "the display (smarthub.hub.ihd on the hub's own wan.httpd, its 2030.5 resources)",
         ("smarthub.hub.ihd.home", "smarthub.wan.server.ihd_resources"),
     ),
     ("paho-mqtt and smarthub.hub.mqtt_export", ("smarthub.hub.mqtt_export",)),
@@ -520,6 +519,7 @@ async def hub_role(state: Path, seconds: float, complete: bool = False) -> dict[
     await assembly.stop()
     return {
         "complete": complete,
+        "loaded": {name: name in sys.modules for name in ("aiohttp", "pydantic")},
         "mqtt": mqtt,
         "meters": len(hub.mirror.meters()),
         "frames": {k: len(v) for k, v in sorted(latencies.items())},
@@ -801,6 +801,8 @@ def report(name: str, r: dict[str, Any], ref: dict[str, Any]) -> None:
             f"loads {sc.get('dashboard_loads')}, errors {sc.get('errors') or 'none'}; "
             f"MQTT {r['mqtt']}"
         )
+    loaded = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in r["loaded"].items())
+    print(f"loaded in the hub process {loaded}")
     verdict = "met" if r["rss_mb"] <= GOAL_RSS_MB else "NOT met"
     print(
         f"hub RSS                   {r['rss_mb']:.1f} MB at the end "

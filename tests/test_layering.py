@@ -31,7 +31,8 @@ ALLOWED: dict[str, set[str]] = {
     "clock": set(),
     "meters": {"model"},
     "han": {"model", "meters"},
-    "hub": {"model", "meters", "han", "wan.contract"},
+    # wan.httpd: the hub's one HTTP server (h11), which serves the in-home display as well.
+    "hub": {"model", "meters", "han", "wan.contract", "wan.httpd"},
     "wan": set(),  # wan/__init__.py: a docstring
     "wan.tls": set(),  # mutual TLS contexts, both sides
     "wan.contract": {"model"},

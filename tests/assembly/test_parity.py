@@ -37,5 +37,5 @@ async def test_the_cli_and_the_fleet_build_the_same_parts_for_the_same_config(
             await home.stop()
     assert seen == {
         "history", "registry", "diagnostics", "mains", "core", "meters", "management", "privacy", "supply",
-        "firmware", "consumer", "wan", "housekeeping",
+        "firmware", "consumer", "recovery", "wan", "housekeeping",
     }  # fmt: skip

@@ -75,8 +75,8 @@ def fleet(port: int) -> list[dict[str, object]]:
     return rows
 
 
-def page(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as r:
+def page(port: int, path: str = "/") -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
         assert r.status == 200
         return str(r.read().decode())
 
@@ -103,6 +103,11 @@ def test_demo_page_answers_after_the_day_and_sigint_ends_it(tmp_path: Path) -> N
             time.sleep(0.5)
         assert pulls(port) >= before + 4, "the fleet is no longer pulled after the day"
         assert "hubs" in page(port)
+        # The hub detail page and the outage map of the simulated network (two homes, green).
+        hub = str(fleet(port)[0]["hub_id"])
+        assert f"<h1>Hub {hub}</h1>" in page(port, f"/hubs/{hub}")
+        outages = page(port, "/outages")
+        assert outages.count('<circle class="premises supplied"') == 2 and "No live outage." in outages
         assert demo.proc.poll() is None
 
         out = demo.stop(timeout=30)

@@ -19,6 +19,7 @@ UPKEEP = [
     "supplier changes",
     "vouchers",
     "meter replacements",
+    "hub recoveries",
     "consent expiries",
     "gap estimation",
     "comparisons",

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
+from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
 from smarthub.gdsc.incidents.console import console_app
 from smarthub.gdsc.incidents.error_log import ErrorLog
+from smarthub.gdsc.pull.scheduler import WindowProgress
 from smarthub.gdsc.store import Store
 from smarthub.hub.diagnostics import DiagnosisCode
 
@@ -82,5 +85,76 @@ async def test_live_events_stream_the_status(tmp_path) -> None:  # type: ignore[
                 events.append(json.loads(line[6:]))
         resp.close()
     assert all(e["incidents_open"] == 1 and "hubs" in e["summary"] for e in events)
-    assert all("hub unreachable" in e["errors"] and "Open work orders" in e["errors"] for e in events)
+    assert all("hub unreachable" in e["errors"] and "open work orders" in e["errors"] for e in events)
     store.close()
+
+
+async def test_windows_incidents_and_work_orders_are_paged_sorted_and_filtered(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = Store(f"sqlite:///{tmp_path / 'gdsc.sqlite'}")
+    store.create_schema()
+    log = ErrorLog(store, wan_link_of=LINKS.get)
+    for i in range(30):
+        log.record_unreachable(f"X{i:02d}", T0, "connect timeout")
+    for hub in ("H1", "H2", "H3"):  # three on cell-A: one WAN incident, one work order
+        log.record_unreachable(hub, T0, "connect timeout")
+    log.record_events("H9", [detail(1, DiagnosisCode.TAMPER, "E9")], T0)
+    log.record_reachable("X00", T0)  # its incident closes
+    windows = [
+        WindowProgress(T0 + timedelta(minutes=30 * k), planned=10, done=10 - k % 3, failed=k % 3)
+        for k in range(20)
+    ]
+    async with TestClient(TestServer(console_app(store, lambda: windows, log))) as client:
+
+        async def get(url: str) -> dict[str, Any]:
+            resp = await client.get(url)
+            assert resp.status == 200, await resp.text()
+            return dict(await resp.json())
+
+        open_ = await get("/api/tables/incidents")
+        closed = await get("/api/tables/incidents?state=closed")
+        every = await get("/api/tables/incidents?state=all&limit=100&sort=hub_count&order=desc")
+        cell = await get("/api/tables/incidents?q=cell-A")
+        tamper = await get("/api/tables/incidents?q=tamper+H9")
+        orders = await get("/api/tables/work_orders?state=all")
+        wins = await get("/api/tables/windows")
+        failed = await get("/api/tables/windows?sort=failed&order=desc&limit=3&q=03:")
+        bad = [
+            (await client.get(u)).status
+            for u in (
+                "/api/tables/incidents?state=maybe",
+                "/api/tables/incidents?sort=key",
+                "/api/tables/windows?order=up",
+                "/api/tables/windows?limit=x",
+            )
+        ]
+        missing = await client.get("/api/tables/secrets")
+    store.close()
+    assert (open_["total"], len(open_["rows"]), open_["rows"][0]["incident_id"]) == (31, 20, 32)
+    assert [r["hubs"] for r in closed["rows"]] == ["X00"]
+    assert every["total"] == 32 and every["rows"][0]["hub_count"] == 3
+    assert cell["total"] == 1 and cell["rows"][0]["hubs"] == "H1, H2, H3"
+    assert (
+        cell["rows"][0]["work_order"].startswith("#")
+        and "wan_provider:cell-A" in cell["rows"][0]["work_order"]
+    )
+    assert tamper["total"] == 1 and tamper["rows"][0]["kind"] == "tamper flag"
+    assert sorted(o["party"] for o in orders["rows"]) == ["supplier", "wan_provider"]
+    assert (
+        wins["total"] == 20
+        and len(wins["rows"]) == 12
+        and wins["rows"][0]["window_start"] == "2026-11-02 12:30"
+    )
+    assert failed["total"] == 2 and [r["failed"] for r in failed["rows"]] == [1, 0]  # 03:30, 03:00
+    assert bad == [400, 400, 400, 400] and missing.status == 404
+
+
+async def test_the_error_log_tables_need_an_error_log(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = Store(f"sqlite:///{tmp_path / 'gdsc.sqlite'}")
+    store.create_schema()
+    async with TestClient(TestServer(console_app(store, list))) as client:
+        resp = await client.get("/api/tables/incidents")
+        windows = await client.get("/api/tables/windows")
+        page = await (await client.get("/")).text()
+    store.close()
+    assert resp.status == 404 and windows.status == 200
+    assert "No error log here." in page and 'id="incidents"' not in page

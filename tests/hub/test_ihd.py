@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from hub.ihd_home import ELEC, IhdHome, make_home, pair_screen, paired_session
+from smarthub.hub.ihd.app import COOKIE, CSRF_HEADER, csrf_token
 from smarthub.hub.ihd.store import BadIhdInput, Comparison
 from smarthub.hub.privacy import Granularity
 
@@ -187,5 +188,57 @@ async def test_consent_page_grants_and_revokes(home: IhdHome) -> None:
         assert r.status == 400 and "granularity must be one of" in await r.text()
         page = await (await s.get(home.side.url + "/consent")).text()
         assert 'data-recipient="energy-app.example"' in page and 'data-recipient="gdsc"' in page
+    finally:
+        await s.close()
+
+
+# --- the display on the hub's own HTTP server (wan.httpd) -------------------------------------
+
+GUARD = 20.0  # a broken server fails the test instead of hanging it; not a timing assertion
+
+
+async def _raw(home: IhdHome, request: bytes) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    port = int(home.side.url.rsplit(":", 1)[1])
+    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), GUARD)
+    writer.write(request)
+    await writer.drain()
+    return reader, writer
+
+
+async def test_a_strangers_body_is_not_read_it_is_refused_on_the_head(home: IhdHome) -> None:
+    # The body never comes: a server reading it would answer 408 at its body timeout, not 401.
+    home.side.ihd.body_timeout = 60.0
+    reader, writer = await _raw(
+        home, b"POST /consent HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n"
+    )
+    answer = await asyncio.wait_for(reader.read(), GUARD)  # to EOF: the connection is closed
+    writer.close()
+    head = answer.split(b"\r\n\r\n", 1)[0].lower()
+    assert head.startswith(b"http/1.1 401") and b"connection: close" in head, answer[:300]
+
+
+async def test_a_live_stream_closed_by_the_screen_unsubscribes(home: IhdHome) -> None:
+    token = home.side.store.pair(home.side.store.new_pairing_code(home.clock.now()), home.clock.now())
+    reader, writer = await _raw(
+        home, f"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: ihd_session={token}\r\n\r\n".encode()
+    )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GUARD)
+    assert b"text/event-stream" in head and b"transfer-encoding: chunked" in head.lower()
+    assert b"event: power" in await asyncio.wait_for(reader.readuntil(b"\n\n"), GUARD)
+    assert home.side.ihd.live.listeners == 1
+    writer.close()
+    async with asyncio.timeout(GUARD):
+        while home.side.ihd.live.listeners:
+            await asyncio.sleep(0.01)
+
+
+async def test_a_multipart_form_is_refused_with_a_reason(home: IhdHome) -> None:
+    s = await paired(home)
+    try:
+        csrf = csrf_token(next(c.value for c in s.cookie_jar if c.key == COOKIE))
+        form = aiohttp.FormData({"recipient": "x", "granularity": "daily"}, default_to_multipart=True)
+        r = await s.post(home.side.url + "/consent", data=form, headers={CSRF_HEADER: csrf})
+        assert r.status == 415 and "x-www-form-urlencoded" in await r.text()
+        assert home.consent.granularity("x") is Granularity.NONE
     finally:
         await s.close()

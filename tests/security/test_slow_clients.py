@@ -1,4 +1,4 @@
-"""Oversized bodies and slow clients at the IHD (aiohttp) and the GDSC data services API
+"""Oversized bodies and slow clients at the IHD (the hub's own h11 server, ``wan.httpd``) and the GDSC data services API
 (FastAPI under uvicorn), over real loopback sockets (issue 8).
 
 Each server runs with its limits set small (they are attributes: ``Ihd.header_timeout`` ...,

@@ -112,6 +112,24 @@ VALID: dict[str, dict[str, Any]] = {
     "drlc.responses": {"after": 4},
     "pki.crl": {"crl": base64.b64encode(b"DER").decode()},
     "pki.certificate": {"certificate": "-----BEGIN CERTIFICATE-----\n...", "replaces_serial": "1234"},
+    "recovery.snapshot": {},
+    "history.restore": {
+        "meter": "E1",
+        "obis": "1-0:1.8.0",
+        "duration": 1800,
+        "power_of_ten": 0,
+        "rows": [[1_796_256_000, 250, 0], [1_796_257_800, 190, 8]],
+        "fuel": "electricity",
+    },
+    "prepayment.restore": {
+        "fuel": "electricity",
+        "credit": "12.34",
+        "debt": "1.50",
+        "emergency_active": False,
+        "as_of": "2026-12-07T10:00:00+00:00",
+        "topups": [["V1", "10.00", "0.00", "10.00", "2026-12-01T09:00:00+00:00", 1_796_115_600]],
+    },
+    "recovery.complete": {"recovery": 7, "steps": 30, "storage": "0123456789abcdef"},
 }
 
 # Per command type: (a malformed body, the field the error must name).
@@ -143,6 +161,10 @@ MALFORMED: dict[str, tuple[dict[str, Any], str]] = {
     "drlc.responses": ({"after": -1}, "after"),
     "pki.crl": ({"crl": "%%%"}, "crl"),
     "pki.certificate": ({"certificate": "not a certificate"}, "certificate"),
+    "recovery.snapshot": ([1], "body"),
+    "history.restore": ({**VALID["history.restore"], "rows": [[1_796_256_001, 250, 0]]}, "rows[0]"),
+    "prepayment.restore": ({**VALID["prepayment.restore"], "debt": "-1"}, "debt"),
+    "recovery.complete": ({"recovery": 0, "steps": 1}, "recovery"),
 }
 
 

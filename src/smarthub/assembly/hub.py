@@ -50,6 +50,7 @@ from smarthub.hub.metrics import HubMetrics
 from smarthub.hub.network import NetworkSettings, network_command
 from smarthub.hub.power_quality import PowerQuality
 from smarthub.hub.privacy import ConsentStore, Granularity, HubPrivacy, privacy_commands
+from smarthub.hub.recovery import StorageMark, recovery_commands
 from smarthub.hub.registry import MeterRegistry, registry_commands
 from smarthub.hub.repairs import HubRepairs
 from smarthub.hub.submeters import WanEvents, WanMeters
@@ -140,6 +141,7 @@ class HubAssembly:
     lfdi: str
     server: HubWanServer
     certificate: HubCertificate
+    storage: StorageMark
 
     def __init__(
         self,
@@ -500,6 +502,35 @@ def _supply(a: HubAssembly) -> Part | None:
     return Part("supply")
 
 
+def _recovery(a: HubAssembly) -> Part:
+    """The storage mark the GDSC reads with every pull, and the commands that restore a blank
+    hub (smarthub.hub.recovery): history into the history (and the display's consumption),
+    the prepayment backup into the ledger."""
+    a.storage = StorageMark(a.dir / "storage.json", found_data=bool(a.history.channels()), now=a.clock.now())
+    side = a.consumer
+    observe, since = None, None
+    if side is not None:
+        from smarthub.hub.ihd.home import replay_since
+
+        observe = side.consumption.observe
+        clock = a.clock
+
+        def since() -> datetime:
+            return replay_since(clock.now())
+
+    handlers = recovery_commands(
+        a.storage,
+        a.history,
+        a.clock,
+        ledger=None if side is None else side.ledger,
+        observe=observe,
+        observe_since=since,
+    )
+    for ctype, handler in handlers.items():
+        a.management.register(ctype, handler)
+    return Part("recovery")
+
+
 def _wan(a: HubAssembly) -> Part:
     cert = x509.load_pem_x509_certificate(a.config.certificate.read_bytes())
     a.lfdi = lfdi(cert)
@@ -523,6 +554,8 @@ def _wan(a: HubAssembly) -> Part:
         **monotonic,
     )
     server = a.server
+    storage = a.storage
+    a.server.storage = lambda: storage.header  # the GDSC learns of a blank hub with its pulls
     a.server.metrics = HubMetrics(
         a.hub,
         connections=lambda: [(c.protocol, c.failures) for c in a.connections],
@@ -604,6 +637,7 @@ _SETUP: list[tuple[str, Callable[[HubAssembly], Part | None]]] = [
     ("supply", _supply),
     ("firmware", _firmware),
     ("consumer", _consumer),
+    ("recovery", _recovery),
     ("wan", _wan),
     ("mqtt", _mqtt),
     ("housekeeping", _housekeeping),

@@ -134,6 +134,12 @@ async def _demo(cfg: DemoConfig, headless: bool, port: int) -> DemoResult | None
     runner = None
     try:
         if not headless:
+            # The operator page's outage map draws the simulated network (the chaos run loads
+            # the same one; the plain demo injects no power cut, so the map stays green).
+            from smarthub.gdsc.outages.topology import TopologyStore
+            from smarthub.sim.topology import fleet_topology
+
+            await asyncio.to_thread(TopologyStore(run.store.engine).load, fleet_topology(run.fleet.specs))
             runner = web.AppRunner(run.gdsc.console(), access_log=None)
             await runner.setup()
             await web.TCPSite(runner, "127.0.0.1", port).start()

@@ -1,5 +1,6 @@
-"""``smarthub gdsc installer|installer-request|commission|replace|revoke|decommission``: a hub's
-life at the GDSC, acted on from a state directory (:mod:`smarthub.gdsc.fleet.actions`)."""
+"""``smarthub gdsc installer|installer-request|commission|replace|revoke|decommission|recover|
+recovery``: a hub's life at the GDSC, acted on from a state directory
+(:mod:`smarthub.gdsc.fleet.actions`, :mod:`smarthub.gdsc.fleet.recovery`)."""
 
 from __future__ import annotations
 
@@ -273,3 +274,58 @@ def gdsc_decommission(
         db,
         lambda lc: actions.end_hub(lc, state, hub, now_at(state), revoke=False, serial=_serial(serial)),
     )
+
+
+@gdsc_app.command("recover")
+def gdsc_recover(
+    state: StateDir,
+    hub: Annotated[str, typer.Option(help="the hub to restore")],
+    source: Annotated[
+        str | None, typer.Option(help="whose state to restore (default: the hub it replaced, else itself)")
+    ] = None,
+    db: Db = None,
+) -> None:
+    """Plan and queue a recovery of a hub now (the running GDSC's upkeep does this by itself for
+    a replacement and for a hub whose pull says its storage is blank); prints the recovery job."""
+    from smarthub.gdsc.fleet.recovery import HubRecoveries
+
+    def action(lc: HubLifecycle) -> dict[str, Any]:
+        if lc.signer is None:
+            raise ValueError("no gdsc/operator.key: the restore cannot be signed")
+        recoveries = HubRecoveries(lc.store, lc.signer, lc.plan)
+        rid = recoveries.start(hub, now_at(state), source_hub_id=source, reason="operator")
+        found = recoveries.get(rid)
+        assert found is not None
+        return found.to_json()
+
+    _act("recover", state, db, action)
+
+
+@gdsc_app.command("recovery")
+def gdsc_recovery(
+    state: StateDir,
+    hub: Annotated[str, typer.Option(help="the hub whose recoveries to show")],
+    steps: Annotated[bool, typer.Option(help="each step too (command type, job, attempts, state)")] = False,
+    db: Db = None,
+) -> None:
+    """A hub's recovery jobs, one JSON line each: state, steps applied and failed, what was
+    planned (commands, intervals, the backup used)."""
+    from smarthub.gdsc.fleet.recovery import HubRecoveries
+    from smarthub.gdsc.service import open_store
+
+    require_state(state, db)
+    store = open_store(state, db)
+    try:
+        from smarthub.gdsc.service import operator_signer
+
+        signer = operator_signer(state, store)
+        if signer is None:
+            raise fail("smarthub gdsc recovery", f"{state} has no gdsc/operator.key")
+        recoveries = HubRecoveries(store, signer)
+        for r in recoveries.of_hub(hub):
+            line = r.to_json()
+            if steps:
+                line["step_list"] = recoveries.steps(r.recovery_id)
+            print(json.dumps(line))
+    finally:
+        store.close()

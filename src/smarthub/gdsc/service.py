@@ -473,7 +473,9 @@ class GdscService:
         """The operator page: fleet health, the scheduler's windows, the error log."""
         from smarthub.gdsc.incidents.console import console_app
 
-        return console_app(self.store, lambda: self.scheduler.windows, self.error_log, self.metrics)
+        return console_app(
+            self.store, lambda: self.scheduler.windows, self.error_log, self.metrics, clock=self.clock
+        )
 
 
 class ChannelHubs:

@@ -27,6 +27,11 @@ injected clock; the composition root, :mod:`smarthub.gdsc.service`, runs it):
   cohorts of at least k homes). A week already queued by any GDSC process (an
   ``ihd.comparison`` job queued after the week ended is in the shared plan) is not queued again.
 
+* **hub recoveries** — a replacement hub, or a hub whose pull said its storage is blank, gets a
+  recovery planned and queued; running recoveries advance (steps without a verdict signed again),
+  and every hub is asked once a day for a backup of its own state (``recovery.snapshot``), see
+  :mod:`~smarthub.gdsc.fleet.recovery`.
+
 * **gap estimation** — once a day when the store validates (VEE): the intervals still missing
   two days after their day ended (a re-pull had its chance) are estimated and flagged
   (:meth:`~smarthub.gdsc.readings.vee.store.VeeData.estimate_gaps`); the hub's actual readings
@@ -53,6 +58,7 @@ from smarthub.gdsc.commands.vouchers import VoucherCourier
 from smarthub.gdsc.fleet.lifecycle import HubLifecycle
 from smarthub.gdsc.fleet.meters import learn_meter_replacements
 from smarthub.gdsc.fleet.pki import CertificateAuthority
+from smarthub.gdsc.fleet.recovery import HubRecoveries
 from smarthub.gdsc.governance.audit import AuditLog
 from smarthub.gdsc.governance.audit_anchors import default_anchor_path, write_anchor
 from smarthub.gdsc.governance.consent_sync import ConsentSync
@@ -112,6 +118,7 @@ class Upkeep:
     consents: ConsentSync | None = field(default=None, init=False)
     supplier_changes: SupplierChanges | None = field(default=None, init=False)
     vouchers: VoucherCourier | None = field(default=None, init=False)
+    recoveries: HubRecoveries | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if self.plan is None:
@@ -122,6 +129,7 @@ class Upkeep:
             self.supplier_changes = SupplierChanges(parties, plan, self.signer)
             self.vouchers = VoucherCourier(self.store, plan, self.signer)
             self.consents = ConsentSync(parties, plan, self.signer, self.clock.now)
+            self.recoveries = HubRecoveries(self.store, self.signer, plan)
 
     def steps(self, now: datetime) -> list[tuple[str, Callable[[], Awaitable[Any]]]]:
         """The steps of one run, in order (which ones depends on what the GDSC holds: a signer)."""
@@ -137,6 +145,8 @@ class Upkeep:
             courier = self.vouchers
             steps.append(("vouchers", lambda: asyncio.to_thread(courier.tick, now)))
         steps.append(("meter replacements", self._meters))
+        if self.recoveries is not None:
+            steps.append(("hub recoveries", lambda: asyncio.to_thread(self._recoveries, now)))
         if self.consents is not None:
             steps.append(("consent expiries", lambda: asyncio.to_thread(self._consent_expiries, now)))
         if self.store.vee is not None:
@@ -162,6 +172,11 @@ class Upkeep:
         if n:
             log.info("upkeep: estimated %d missing intervals", n)
         self.estimated_day = now.date()
+
+    def _recoveries(self, now: datetime) -> None:
+        assert self.recoveries is not None
+        reports, self.collector.storage_reports = self.collector.storage_reports, {}
+        self.recoveries.tick(reports, now)
 
     def _consent_expiries(self, now: datetime) -> None:
         assert self.consents is not None

@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from smarthub.model import ObisCode, Quality
 
 PERIOD = 1800  # seconds: a GB settlement period
+# The register_end of an interval restored from the GDSC (smarthub.hub.recovery), which keeps
+# advances only: no register reading to resume from.
+RESTORED_REGISTER = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +60,10 @@ class IntervalBuilder:
     _channels: dict[tuple[str, ObisCode], _Channel] = field(default_factory=dict)
 
     def restore(self, last: IntervalRecord) -> None:
-        """Resume after a restart from the last stored interval of a channel."""
+        """Resume after a restart from the last stored interval of a channel (not from one
+        restored from the GDSC: it carries no register reading)."""
+        if last.register_end == RESTORED_REGISTER:
+            return
         ch = self._channels.setdefault((last.meter, last.obis), _Channel(last.power_of_ten))
         ch.anchor = ch.last_time = last.end
         ch.anchor_value = ch.last_value = last.register_end

@@ -50,7 +50,7 @@ from smarthub.hub import sqlite_files
 from smarthub.hub.management import STALE_GRACE as STALE_CRL_GRACE
 from smarthub.model.prepayment import FUELS, BadVoucher, FriendlyCalendar, Voucher
 from smarthub.security.certificates import CertificateRejected, Role, verify_certificate
-from smarthub.wan.contract.bodies import PrepaymentTopup
+from smarthub.wan.contract.bodies import PrepaymentRestore, PrepaymentTopup
 
 ZERO = Decimal(0)
 
@@ -446,6 +446,81 @@ class PrepaymentLedger:
                 "UPDATE accounts SET supply = ?, reconnect_confirmed = 0 WHERE fuel = ?", (state, fuel)
             )
             self._event(db, at, fuel, f"supply_{state}", reason)
+
+    # -- recovery (issue 20 item 2) -------------------------------------------------------
+    def snapshot(self, fuel: str) -> dict[str, Any]:
+        """What the GDSC keeps to restore this account on a replaced or wiped hub: the balance
+        and every top-up credited (``PrepaymentRestore``'s fields)."""
+        with self._lock:
+            acct = self._account(self._db, fuel)
+            rows = self._db.execute(
+                "SELECT voucher_id, amount, to_debt, to_credit, issued, applied FROM topups"
+                " WHERE fuel = ? ORDER BY applied, voucher_id",
+                (fuel,),
+            ).fetchall()
+        return {
+            "fuel": fuel,
+            "credit": str(acct["credit"]),
+            "debt": str(acct["debt"]),
+            "emergency_active": acct["emergency_active"],
+            "topups": [list(r) for r in rows],
+        }
+
+    def restore(self, body: PrepaymentRestore, now: datetime) -> bool:
+        """Restore a backed-up account onto this (blank) hub, once per backup (``as_of``): False
+        if this backup was restored before (a re-delivered command changes nothing).
+
+        What this hub did since it came up blank is kept on top of the backup: the credit and
+        debt it holds now are added to the backup's (a top-up credited, consumption charged
+        before the restore arrived), less any top-up the backup lists as well (a voucher the
+        old storage had credited, credited here again because its verdict never reached the
+        GDSC). The backup's top-ups are recorded as credited, so none of them is credited again.
+        """
+        key = f"restore/{body.fuel}/{int(body.as_of.timestamp())}"
+        listed = {t.voucher_id for t in body.topups}
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM charges WHERE key = ?", (key,)).fetchone():
+                return False
+            acct = self._account(db, body.fuel)
+            twice_credit = twice_debt = ZERO
+            for vid, to_debt, to_credit in db.execute(
+                "SELECT voucher_id, to_debt, to_credit FROM topups WHERE fuel = ?", (body.fuel,)
+            ).fetchall():
+                if vid in listed:
+                    twice_credit += Decimal(to_credit)
+                    twice_debt += Decimal(to_debt)
+            credit = body.credit + acct["credit"] - twice_credit
+            debt = body.debt + acct["debt"] + twice_debt
+            db.execute(
+                "INSERT INTO charges VALUES (?, ?, '0', '0', '0', ?)", (key, body.fuel, int(now.timestamp()))
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO topups VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        t.voucher_id,
+                        body.fuel,
+                        str(t.amount),
+                        str(t.to_debt),
+                        str(t.to_credit),
+                        t.issued,
+                        t.applied,
+                    )
+                    for t in body.topups
+                ],
+            )
+            db.execute(
+                "UPDATE accounts SET credit = ?, debt = ?, emergency_active = ? WHERE fuel = ?",
+                (str(credit), str(debt), int(body.emergency_active or acct["emergency_active"]), body.fuel),
+            )
+            self._event(
+                db,
+                now,
+                body.fuel,
+                "restored",
+                f"credit £{credit} debt £{debt} (backup of {body.as_of.isoformat()})",
+            )
+        return True
 
     # -- views --------------------------------------------------------------------------
     def balance(self, fuel: str) -> Balance:

@@ -15,6 +15,15 @@ It offers the slice of ``aiohttp.web``'s interface the WAN server uses (``Applic
 so :mod:`smarthub.wan.server.resources` reads as it did. Path templates are aiohttp's: ``{name}``
 matches one path segment; ``match_info`` holds it as sent (still percent-encoded).
 
+The in-home display (:mod:`smarthub.hub.ihd.app`) is served by it too, so a hub runs one HTTP
+stack (issue 17: aiohttp cost a complete hub ~11 MB). What a browser-facing app needs on top:
+cookies (RFC 6265: ``Request.cookies``, ``Response.set_cookie``), URL-encoded forms
+(``Request.post``), redirects (``HTTPSeeOther``), per-request state (``request[key]``),
+*guards* that run on a request's head before its body is read (a stranger's body is never
+read), and streamed responses (``Response(stream=...)``, sent chunked: Server-Sent Events),
+whose producer is cancelled when the client goes away and which a client that stops reading
+cannot hold open for longer than the send timeout.
+
 Content negotiation: each route says what it produces (the application's default, or its own);
 a request whose ``Accept`` admits none of it gets 406 Not Acceptable before the handler runs
 (RFC 9110 §12.5.1, §15.5.7), rather than a body of a type it said it cannot take.
@@ -35,7 +44,7 @@ import logging
 import re
 import ssl
 from asyncio import sslproto
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -62,8 +71,22 @@ class HTTPException(Exception):
         super().__init__(self.text)
 
 
+class HTTPSeeOther(HTTPException):
+    """A redirect to ``location`` (RFC 9110 §15.4.4: the client GETs it)."""
+
+    status, reason = 303, "See Other"
+
+    def __init__(self, location: str, *, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(text=f"see {location}", headers={**(headers or {}), "Location": location})
+        self.location = location
+
+
 class HTTPBadRequest(HTTPException):
     status, reason = 400, "Bad Request"
+
+
+class HTTPUnauthorized(HTTPException):
+    status, reason = 401, "Unauthorized"
 
 
 class HTTPForbidden(HTTPException):
@@ -78,12 +101,24 @@ class HTTPMethodNotAllowed(HTTPException):
     status, reason = 405, "Method Not Allowed"
 
 
+class HTTPRequestTimeout(HTTPException):
+    status, reason = 408, "Request Timeout"
+
+
 class HTTPConflict(HTTPException):
     status, reason = 409, "Conflict"
 
 
 class HTTPRequestEntityTooLarge(HTTPException):
     status, reason = 413, "Request Entity Too Large"
+
+
+class HTTPUnsupportedMediaType(HTTPException):
+    status, reason = 415, "Unsupported Media Type"
+
+
+class HTTPMisdirectedRequest(HTTPException):
+    status, reason = 421, "Misdirected Request"
 
 
 class HTTPNotAcceptable(HTTPException):
@@ -120,6 +155,10 @@ def accepts(accept: str | None, content_type: str) -> bool:
 
 
 class Response:
+    """An answer: ``body`` whole (sent with its length), or ``stream``, an async iterator of
+    chunks sent as they come (chunked); the stream is closed (``aclose``) when the client goes
+    away or stops reading, so its ``finally`` runs."""
+
     def __init__(
         self,
         *,
@@ -127,11 +166,45 @@ class Response:
         status: int = 200,
         content_type: str = "application/octet-stream",
         headers: Mapping[str, str] | None = None,
+        stream: AsyncIterator[bytes] | None = None,
     ) -> None:
         self.body = body
         self.status = status
         self.content_type = content_type
         self.headers = dict(headers or {})
+        self.stream = stream
+        self.cookies: list[str] = []  # Set-Cookie values, one header each
+
+    def set_cookie(
+        self,
+        name: str,
+        value: str,
+        *,
+        max_age: int | None = None,
+        path: str = "/",
+        httponly: bool = False,
+        samesite: str | None = None,
+    ) -> None:
+        """A ``Set-Cookie`` (RFC 6265 §4.1); ``value`` must be a cookie-octet string (tokens are)."""
+        if not _COOKIE_VALUE.fullmatch(value) or not _TOKEN.fullmatch(name):
+            raise ValueError(f"cookie {name!r}: not a cookie name and value RFC 6265 allows")
+        parts = [f"{name}={value}"]
+        if max_age is not None:
+            parts.append(f"Max-Age={max_age}")
+        parts.append(f"Path={path}")
+        if httponly:
+            parts.append("HttpOnly")
+        if samesite:
+            parts.append(f"SameSite={samesite}")
+        self.cookies.append("; ".join(parts))
+
+    def del_cookie(self, name: str, *, path: str = "/") -> None:
+        """Tell the client to drop a cookie (expired now, RFC 6265 §3.1)."""
+        self.cookies.append(f'{name}=""; expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; Path={path}')
+
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_COOKIE_VALUE = re.compile(r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*")
 
 
 def json_response(data: Any, *, status: int = 200) -> Response:
@@ -161,18 +234,75 @@ class Request:
         self.transport = transport
         self.match_info = match_info
         self._body = body
+        self._state: dict[str, Any] = {}
+        self._form: dict[str, str] | None = None
 
     @property
     def remote(self) -> str | None:
         peer = self.transport.get_extra_info("peername")
         return str(peer[0]) if peer else None
 
+    @property
+    def host(self) -> str:
+        """The ``Host`` header as sent (h11 refuses an HTTP/1.1 request without one)."""
+        return self.headers.get("host", "")
+
+    @property
+    def content_type(self) -> str:
+        """The body's media type, lower case, without parameters (``application/octet-stream``
+        when none is given, RFC 9110 §8.3)."""
+        given = self.headers.get("content-type", "")
+        return given.split(";", 1)[0].strip().lower() or "application/octet-stream"
+
+    @property
+    def cookies(self) -> Mapping[str, str]:
+        """The ``Cookie`` header's pairs (RFC 6265 §5.4); the first of a repeated name."""
+        out: dict[str, str] = {}
+        for pair in self.headers.get("cookie", "").split(";"):
+            name, eq, value = pair.strip().partition("=")
+            if eq and name:
+                out.setdefault(name, value.strip().removeprefix('"').removesuffix('"'))
+        return out
+
+    # Per-request state that guards and middlewares hand on to handlers.
+    def __getitem__(self, key: str) -> Any:
+        return self._state[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._state[key] = value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._state.get(key, default)
+
     async def read(self) -> bytes:
         return self._body
+
+    async def post(self) -> Mapping[str, str]:
+        """The fields of an ``application/x-www-form-urlencoded`` body (the first of a repeated
+        name), as UTF-8 (the HTML standard's form encoding); another body type has no fields. A
+        multipart body is refused (415): forms served by this server are URL-encoded; a body
+        that is not UTF-8 is 400."""
+        if self._form is None:
+            if self.content_type == "multipart/form-data":
+                raise HTTPUnsupportedMediaType(
+                    text="multipart/form-data is not accepted: send application/x-www-form-urlencoded"
+                )
+            form: dict[str, str] = {}
+            if self.content_type == "application/x-www-form-urlencoded":
+                try:
+                    text = self._body.decode("utf-8")
+                    pairs = parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=100)
+                except (UnicodeDecodeError, ValueError) as err:
+                    raise HTTPBadRequest(text=f"the request body is not a form: {err}") from None
+                for k, v in pairs:
+                    form.setdefault(k, v)
+            self._form = form
+        return self._form
 
 
 Handler = Callable[[Request], Awaitable[Response]]
 Middleware = Callable[[Request, Handler], Awaitable[Response]]
+Guard = Callable[[Request], Awaitable[None]]  # raises an HTTPException to refuse
 
 
 def middleware(f: Middleware) -> Middleware:
@@ -249,12 +379,20 @@ class Application:
         header_timeout: float = HEADER_TIMEOUT,
         body_timeout: float = BODY_TIMEOUT,
         produces: str | None = None,
+        guards: tuple[Guard, ...] | list[Guard] = (),
+        send_timeout: float = BODY_TIMEOUT,
     ) -> None:
         """``client_max_size`` bounds a request body; the timeouts bound how long a connection may
         sit idle between requests, and how long a request's head and then its body may take in
         total (not per read: a slow-loris client sending a byte a second gains nothing).
         ``produces``: the content type routes answer with unless they name their own; a request
-        whose ``Accept`` admits none is answered 406 (None: no check)."""
+        whose ``Accept`` admits none is answered 406 (None: no check). ``guards`` run in turn
+        on each request's head, before its body is read or any middleware runs: one raising an
+        :class:`HTTPException` is the answer, the body is left unread and the connection closed.
+        ``send_timeout``: how long a client may leave a response unread (its socket buffer
+        full) before the connection is closed."""
+        self.guards = list(guards)
+        self.send_timeout = send_timeout
         self.produces = produces
         self.client_max_size = client_max_size
         self.idle_timeout = idle_timeout
@@ -277,18 +415,37 @@ class Application:
         handler: Handler = endpoint
         for mw in reversed(self.middlewares):  # the first middleware is the outermost
             handler = _wrap(mw, handler)
-        try:
-            return await handler(request)
-        except HTTPException as err:
-            return Response(
-                body=err.text.encode(),
-                status=err.status,
-                content_type="text/plain; charset=utf-8",
-                headers=err.headers,
-            )
-        except Exception:
-            log.exception("%s %s failed", request.method, request.path)
-            return Response(body=b"500: Internal Server Error", status=500, content_type="text/plain")
+        return await _answered(handler, request)
+
+    async def check_head(self, request: Request) -> Response | None:
+        """The guards' refusal of a request whose body is still unread, or None."""
+
+        async def guarded(request: Request) -> Response:
+            for guard in self.guards:
+                await guard(request)
+            return _PASSED
+
+        response = await _answered(guarded, request)
+        return None if response is _PASSED else response
+
+
+_PASSED = Response(status=100)  # the guards' "go on" (never sent)
+
+
+async def _answered(handler: Handler, request: Request) -> Response:
+    """The handler's response, or the one its exception stands for."""
+    try:
+        return await handler(request)
+    except HTTPException as err:
+        return Response(
+            body=err.text.encode(),
+            status=err.status,
+            content_type="text/plain; charset=utf-8",
+            headers=err.headers,
+        )
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return Response(body=b"500: Internal Server Error", status=500, content_type="text/plain")
 
 
 def _wrap(mw: Middleware, handler: Handler) -> Handler:
@@ -331,17 +488,68 @@ class _Connection:
                 self.writer.write(data)
         await self.writer.drain()
 
+    def _body_ended(self) -> bool:
+        """Whether the request's body is over, from what is buffered already (a request refused
+        unread may have had none); if not, the answer says the connection closes."""
+        while self.h11.their_state is h11.SEND_BODY:
+            event = self.h11.next_event()
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                return False
+            if isinstance(event, h11.ConnectionClosed):
+                return False
+        return True
+
     async def _respond(self, response: Response) -> None:
         headers = [(k.encode(), v.encode()) for k, v in response.headers.items()]
-        headers += [
-            (b"content-type", response.content_type.encode()),
-            (b"content-length", str(len(response.body)).encode()),
-        ]
+        if not self._body_ended():
+            headers.append((b"connection", b"close"))
+        headers += [(b"set-cookie", c.encode()) for c in response.cookies]
+        headers.append((b"content-type", response.content_type.encode()))
+        if response.stream is not None:
+            # No length: h11 sends it chunked (or, to an HTTP/1.0 client, until close).
+            await self._send(h11.Response(status_code=response.status, headers=headers))
+            await self._stream(response.stream)
+            return
+        headers.append((b"content-length", str(len(response.body)).encode()))
         await self._send(
             h11.Response(status_code=response.status, headers=headers),
             h11.Data(data=response.body),
             h11.EndOfMessage(),
         )
+
+    async def _stream(self, chunks: AsyncIterator[bytes]) -> None:
+        """Send ``chunks`` until they end, the client closes its side, or it leaves them unread
+        for ``send_timeout``; then close the producer (its ``finally`` runs) either way."""
+
+        async def send() -> None:
+            async for chunk in chunks:
+                self.writer.write(self.h11.send(h11.Data(data=chunk)) or b"")
+                await asyncio.wait_for(self.writer.drain(), self.app.send_timeout)
+            await self._send(h11.EndOfMessage())
+
+        async def client_gone() -> None:
+            # A client that sends more (a pipelined request) is kept for after the stream.
+            while data := await self.reader.read(65536):
+                self.h11.receive_data(data)
+
+        sending = asyncio.ensure_future(send())
+        watching = asyncio.ensure_future(client_gone())
+        try:
+            await asyncio.wait({sending, watching}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sending, watching):
+                task.cancel()
+            with contextlib.suppress(BaseException):
+                await sending
+            with contextlib.suppress(BaseException):
+                await watching
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+        if not sending.cancelled() and sending.exception() is None:
+            return
+        raise ConnectionError("the client went away or stopped reading during a streamed response")
 
     async def run(self) -> None:
         while True:
@@ -364,6 +572,12 @@ class _Connection:
         if len(head.target) + sum(len(k) + len(v) + 4 for k, v in head.headers) > MAX_HEAD:
             return _refused(431, f"request head exceeds {MAX_HEAD} bytes")
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in head.headers}
+        target = head.target.decode("ascii", "replace")
+        request = Request(head.method.decode("ascii"), target, headers, b"", self.writer.transport, {})
+        if self.app.guards:
+            refused = await self.app.check_head(request)
+            if refused is not None:
+                return refused  # the body unread: the connection closes after the answer
         limit = self.app.client_max_size
         if int(headers.get("content-length") or 0) > limit:
             # Refused unread; the connection closes after the answer (h11 sees the body pending).
@@ -384,10 +598,7 @@ class _Connection:
                 break
             else:
                 raise h11.RemoteProtocolError("request ended before its body")
-        target = head.target.decode("ascii", "replace")
-        request = Request(
-            head.method.decode("ascii"), target, headers, bytes(body), self.writer.transport, {}
-        )
+        request._body = bytes(body)
         return await self.app.handle(request)
 
 
@@ -495,14 +706,21 @@ class _AlertingSSLProtocol(sslproto.SSLProtocol):
 __all__ = [
     "AppRunner",
     "Application",
+    "Guard",
     "HTTPBadRequest",
+    "HTTPConflict",
     "HTTPException",
     "HTTPForbidden",
     "HTTPMethodNotAllowed",
+    "HTTPMisdirectedRequest",
     "HTTPNotAcceptable",
     "HTTPNotFound",
     "HTTPRequestEntityTooLarge",
+    "HTTPRequestTimeout",
+    "HTTPSeeOther",
     "HTTPTooManyRequests",
+    "HTTPUnauthorized",
+    "HTTPUnsupportedMediaType",
     "Request",
     "Response",
     "Route",

@@ -109,6 +109,8 @@ ROLES: dict[str, Role] = {
     "wan_links": LOCAL,  # locked by the claims
     "urgent_work": LOCAL,  # claimed with FOR UPDATE SKIP LOCKED
     "api_jobs": LOCAL,  # the API's job queue
+    "hub_recoveries": LOCAL,  # recovery jobs, joined with urgent_work as they advance
+    "hub_recovery_steps": LOCAL,
     "audit_log": LOCAL,  # append-only triggers; one hash chain
     "hub_errors": LOCAL,
     "incidents": LOCAL,

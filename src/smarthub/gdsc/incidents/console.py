@@ -8,19 +8,39 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import html
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from smarthub.clock import Clock, SystemClock
+from smarthub.gdsc.incidents.console_tables import (
+    HUBS,
+    INCIDENTS,
+    WINDOWS,
+    WORK_ORDERS,
+    BadQuery,
+    TableSpec,
+    incident_rows,
+    open_incidents_by_kind,
+    page,
+    parse_query,
+    window_rows,
+    work_order_rows,
+)
 from smarthub.gdsc.incidents.error_log import ErrorLog
-from smarthub.gdsc.incidents.policy import HUB_UNREACHABLE
+from smarthub.gdsc.incidents.hub_page import detail_html, hub_href, page_html
+from smarthub.gdsc.incidents.hub_view import PULLS_PAGE, code_label, hub_view
+from smarthub.gdsc.incidents.outage_page import body_html
+from smarthub.gdsc.incidents.outage_page import page_html as outages_html
+from smarthub.gdsc.outages.map import latest_event
 from smarthub.gdsc.pull.scheduler import WindowProgress
 from smarthub.gdsc.store import Store
-from smarthub.wan.contract.diagnosis import label
 
 STOPPING = web.AppKey("stopping", asyncio.Event)
 
@@ -28,25 +48,89 @@ PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>smarthub GDSC operator</title>
 <style>body{{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}}table{{border-collapse:collapse}}
-td,th{{padding:.25rem .6rem;border-bottom:1px solid #ddd;text-align:right}}
-td:first-child,th:first-child{{text-align:left}}
-.err{{color:#b00020;font-weight:600}}.ok{{color:#1b7f3b}}h1{{font-size:1.3rem}}</style></head><body>
+td,th{{padding:.25rem .6rem;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}}
+td.n{{text-align:right}}th[data-key]{{cursor:pointer}}
+th[aria-sort=ascending]::after{{content:" ▲"}}th[aria-sort=descending]::after{{content:" ▼"}}
+.err{{color:#b00020;font-weight:600}}.ok{{color:#1b7f3b}}.muted{{color:#777}}h1{{font-size:1.3rem}}
+nav a{{margin-right:1rem}}</style></head><body>
 <h1>GDSC operator — fleet health</h1>
+<nav><a href="/">fleet</a><a href="/outages">outage map and timeline</a></nav>
 <p id="summary">{summary}</p><p id="live" class="ok"></p>
 <h2>Pulls per retrieval window</h2><div id="chart">{chart}</div>
+{windows}
 <div id="errors">{errors}</div>
-<h2>Hubs</h2><p><input id="q" placeholder="filter: hub, premises, status" aria-label="filter hubs">
-<button id="prev">previous</button> <span id="page">{page}</span> <button id="next">next</button></p>
-<table id="hubs" data-limit="{limit}"><thead><tr><th data-sort="hub_id">hub</th>
-<th data-sort="premises_id">premises</th><th data-sort="status">status</th>
-<th data-sort="last_pull">last pull (sim time)</th><th data-sort="pulls">pulls</th>
-<th data-sort="readings">readings stored</th><th data-sort="errors">errors</th></tr></thead>
-<tbody>{rows}</tbody></table>
+{incidents}
+<h2>Work orders</h2>
+{work_orders}
+<h2>Hubs</h2>
+{hubs}
 <script src="/console.js"></script></body></html>"""
 
-PAGE_SIZE = 50
 SCRIPT = (Path(__file__).parent / "console.js").read_text()
-SORT_KEYS = ("hub_id", "premises_id", "status", "last_pull", "pulls", "readings", "errors")
+HUB_SCRIPT = (Path(__file__).parent / "hub.js").read_text()
+OUTAGES_SCRIPT = (Path(__file__).parent / "outages.js").read_text()
+# How each table's cells are shown (the page's script does the same for the pages it fetches).
+LINKS = {"hub_id"}  # a hub id: a link to its page
+FLAGS = {"errors", "failed"}  # a count shown red when not zero
+EMPTY = {"last_pull": "never", "closed": "—", "work_order": "—"}
+
+
+def _cell(key: str, value: object) -> str:
+    if value is None or value == "":
+        return f"<td class='muted'>{html.escape(EMPTY.get(key, ''))}</td>"
+    text = html.escape(str(value))
+    if key in LINKS and value != "(area)":
+        return f'<td><a href="{html.escape(hub_href(str(value)))}">{text}</a></td>'
+    if key in FLAGS:
+        return f"<td class='n {'err' if value else 'ok'}'>{text}</td>"
+    if isinstance(value, int):
+        return f"<td class='n'>{text}</td>"
+    return f"<td>{text}</td>"
+
+
+def _table(spec: TableSpec, result: dict[str, Any], src: str, state: str = "") -> str:
+    """One table with its filter, state choice and pager, its first page rendered here; the
+    page's script fetches the next ones (``src``) and fetches again when the fleet changes."""
+    n = spec.name
+    heads = "".join(
+        f'<th data-key="{k}" data-empty="{html.escape(EMPTY.get(k, ""))}"'
+        + (' data-link="hub"' if k in LINKS else "")
+        + (' data-flag="1"' if k in FLAGS else "")
+        + (
+            f' aria-sort="{"ascending" if result["order"] == "asc" else "descending"}"'
+            if k == result["sort"]
+            else ""
+        )
+        + f">{html.escape(label)}</th>"
+        for k, label in spec.columns
+    )
+    rows = "".join("<tr>" + "".join(_cell(k, r.get(k)) for k in spec.keys) + "</tr>" for r in result["rows"])
+    shown = (
+        f"{result['offset'] + 1}–{result['offset'] + len(result['rows'])} of {result['total']}"
+        if result["total"]
+        else "none"
+    )
+    choice = (
+        f'<select id="{n}-state" aria-label="which {n}">'
+        + "".join(f"<option{' selected' if s == state else ''}>{s}</option>" for s in spec.states)
+        + "</select> "
+        if spec.states
+        else ""
+    )
+    return (
+        f'<p><input id="{n}-q" placeholder="filter: {", ".join(spec.search)}" aria-label="filter {n}"> '
+        f'{choice}<button id="{n}-prev">previous</button> <span id="{n}-page">{shown}</span> '
+        f'<button id="{n}-next">next</button></p>'
+        f'<table id="{n}" data-src="{src}" data-limit="{result["limit"]}" data-sort="{result["sort"]}" '
+        f'data-order="{result["order"]}" data-state="{state}"><thead><tr>{heads}</tr></thead>'
+        f"<tbody>{rows}</tbody></table>"
+    )
+
+
+def hub_rows(status: list[dict[str, object]]) -> list[dict[str, Any]]:
+    return [
+        {**h, "last_pull": f"{h['last_pull']:%Y-%m-%d %H:%M:%S}" if h["last_pull"] else None} for h in status
+    ]
 
 
 def _chart(windows: list[WindowProgress]) -> str:
@@ -82,20 +166,12 @@ def _summary(status: list[dict[str, object]]) -> str:
     return f"{len(status)} hubs, {total} readings stored, {errors} failed pulls"
 
 
-def code_label(code: int) -> str:
-    """A diagnosis code's label from the WAN contract (and the GDSC's own unreachable code)."""
-    return "hub unreachable" if code == HUB_UNREACHABLE else label(code)
-
-
 def _error_section(log: ErrorLog | None) -> str:
+    """The error log's counts and the open incidents by kind (the tables below it are paged)."""
     if log is None:
         return ""
     s = log.summary()
-    open_incidents = log.incidents(open_only=True)
-    by_code: dict[str, int] = {}
-    for i in open_incidents:
-        label = code_label(int(i["code"]))
-        by_code[label] = by_code.get(label, 0) + 1
+    by_code = open_incidents_by_kind(log.engine)
     parts = []
     top = max(by_code.values(), default=1)
     for row, (label, n) in enumerate(sorted(by_code.items(), key=lambda kv: -kv[1])):
@@ -113,28 +189,10 @@ def _error_section(log: ErrorLog | None) -> str:
         if by_code
         else "<p class='ok'>No open incident.</p>"
     )
-    rows = "".join(
-        "<tr>"
-        + "".join(
-            f"<td>{html.escape(str(c))}</td>"
-            for c in (
-                w["work_order_id"],
-                w["party"],
-                w["assignee"],
-                w["hub_id"] or "(area)",
-                w["reason"],
-                f"{w['created']:%Y-%m-%d %H:%M}",
-            )
-        )
-        + "</tr>"
-        for w in log.work_orders(status="open")[-50:]
-    )
     return (
         f"<h2>Error log</h2><p>{s['incidents_open']} open incidents ({s['incidents_closed']} closed), "
         f"{s['events']} hub events, {s['repairs_sent']} remote repairs sent, "
         f"{s['repairs_queued']} queued, {s['work_orders_open']} open work orders</p>{chart}"
-        "<h2>Open work orders</h2><table><tr><th>#</th><th>party</th><th>assignee</th><th>hub</th>"
-        f"<th>reason</th><th>created</th></tr>{rows}</table>"
     )
 
 
@@ -144,43 +202,69 @@ def console_app(
     error_log: ErrorLog | None = None,
     metrics: CollectorRegistry | None = None,
     live_every: float = 1.0,
+    clock: Clock | None = None,
 ) -> web.Application:
-    async def index(request: web.Request) -> web.Response:
-        rows = []
-        status = await asyncio.to_thread(store.fleet_status)
-        for h in status[:PAGE_SIZE]:
-            last = h["last_pull"]
-            cells = [
-                html.escape(str(h["hub_id"])),
-                html.escape(str(h["premises_id"])),
-                html.escape(str(h["status"])),
-                f"{last:%Y-%m-%d %H:%M:%S}" if last else "never",
-                str(h["pulls"]),
-                str(h["readings"]),
-            ]
-            err_cls = "err" if h["errors"] else "ok"
-            rows.append(
-                "<tr>"
-                + "".join(f"<td>{c}</td>" for c in cells)
-                + f"<td class='{err_cls}'>{h['errors']}</td></tr>"
-            )
-        summary = _summary(status)
-        shown = min(len(status), PAGE_SIZE)
-        body = PAGE.format(
-            summary=summary,
-            chart=_chart(windows()),
-            errors=_error_section(error_log),
-            rows="".join(rows),
-            page=f"1–{shown} of {len(status)}" if status else "no hub",
-            limit=PAGE_SIZE,
-        )
-        return web.Response(text=body, content_type="text/html")
-
-    async def status_json(request: web.Request) -> web.Response:
-        return web.json_response(store.fleet_status(), dumps=lambda o: json.dumps(o, default=str))
+    """The console over ``store``: ``windows`` gives the scheduler's windows so far, ``error_log``
+    the incidents (none: the error log's parts are left out), ``metrics`` served on ``/metrics``."""
+    clock_ = clock or SystemClock()
 
     def dumps(o: object) -> str:
         return json.dumps(o, default=str)
+
+    def table_rows(spec: TableSpec, state: str) -> list[dict[str, Any]]:
+        """Every row of one table (called in a worker thread: it reads the database)."""
+        if spec is HUBS:
+            return hub_rows(store.fleet_status())
+        if spec is WINDOWS:
+            return window_rows(list(windows()))
+        if error_log is None:
+            raise web.HTTPNotFound(text="this GDSC keeps no error log")
+        if spec is INCIDENTS:
+            return incident_rows(store.engine, state)
+        return work_order_rows(store.engine, state)
+
+    def first_page(spec: TableSpec, rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        p = parse_query(spec, {})
+        return page(spec, rows if rows is not None else table_rows(spec, p["state"]), p)
+
+    def render_index() -> str:
+        status = store.fleet_status()
+        error_tables: tuple[str, str] | None = None
+        if error_log is not None:
+            error_tables = (
+                _table(INCIDENTS, first_page(INCIDENTS), "/api/tables/incidents", "open"),
+                _table(WORK_ORDERS, first_page(WORK_ORDERS), "/api/tables/work_orders", "open"),
+            )
+        return PAGE.format(
+            summary=_summary(status),
+            chart=_chart(windows()),
+            windows=_table(WINDOWS, first_page(WINDOWS), "/api/tables/windows"),
+            errors=_error_section(error_log),
+            incidents=error_tables[0] if error_tables else "",
+            work_orders=error_tables[1] if error_tables else "<p class='muted'>No error log here.</p>",
+            hubs=_table(HUBS, first_page(HUBS, hub_rows(status)), "/api/hubs"),
+        )
+
+    async def index(request: web.Request) -> web.Response:
+        return web.Response(text=await asyncio.to_thread(render_index), content_type="text/html")
+
+    async def table_json(request: web.Request) -> web.Response:
+        """One page of a table, sorted and filtered here: ``offset``, ``limit`` (≤ 500), ``sort``
+        (a column), ``order`` (asc/desc), ``q`` (words, each in one of the searched columns),
+        ``state`` (incidents: open/closed/all; work orders: open/resolved/all)."""
+        name = request.match_info.get("table", "hubs")
+        spec = TABLES.get(name)
+        if spec is None:
+            raise web.HTTPNotFound(text=f"no table {name!r}: one of {', '.join(TABLES)}")
+        try:
+            p = parse_query(spec, request.query)
+        except BadQuery as err:
+            raise web.HTTPBadRequest(text=str(err)) from None
+        rows = await asyncio.to_thread(table_rows, spec, p["state"])
+        return web.json_response(page(spec, rows, p), dumps=dumps)
+
+    async def status_json(request: web.Request) -> web.Response:
+        return web.json_response(await asyncio.to_thread(store.fleet_status), dumps=dumps)
 
     async def incidents_json(request: web.Request) -> web.Response:
         if error_log is None:
@@ -197,52 +281,73 @@ def console_app(
         body = await asyncio.to_thread(generate_latest, metrics)  # the fleet gauges read the store
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    async def hubs_json(request: web.Request) -> web.Response:
-        """One page of the fleet, sorted and filtered here (thousands of hubs never go whole to
-        the browser): ``offset``, ``limit`` (≤ 500), ``sort`` (a column), ``order``, ``q``."""
+    def pulls_page(request: web.Request) -> tuple[int, int]:
         try:
-            offset = max(int(request.query.get("offset", "0")), 0)
-            limit = min(max(int(request.query.get("limit", str(PAGE_SIZE))), 1), 500)
+            offset = max(int(request.query.get("pulls_offset", "0")), 0)
+            limit = min(max(int(request.query.get("pulls_limit", str(PULLS_PAGE))), 1), 500)
         except ValueError:
-            raise web.HTTPBadRequest(text="offset and limit are whole numbers") from None
-        key = request.query.get("sort", "hub_id")
-        if key not in SORT_KEYS:
-            raise web.HTTPBadRequest(text=f"sort by one of {', '.join(SORT_KEYS)}")
-        q = request.query.get("q", "").strip().lower()
-        rows = await asyncio.to_thread(store.fleet_status)
-        if q:
-            rows = [
-                h for h in rows if any(q in str(h[k]).lower() for k in ("hub_id", "premises_id", "status"))
-            ]
-        rows.sort(key=lambda h: (h[key] is None, h[key] if h[key] is not None else 0), reverse=False)
-        if request.query.get("order") == "desc":
-            rows.reverse()
-        page = rows[offset : offset + limit]
-        return web.json_response(
-            {"total": len(rows), "offset": offset, "limit": limit, "rows": page}, dumps=dumps
+            raise web.HTTPBadRequest(text="pulls_offset and pulls_limit are whole numbers") from None
+        return offset, limit
+
+    async def one_hub(request: web.Request) -> dict[str, object]:
+        offset, limit = pulls_page(request)
+        hub_id = request.match_info["hub_id"]
+        view = await asyncio.to_thread(
+            hub_view, store.engine, hub_id, clock_.now(), pulls_offset=offset, pulls_limit=limit
         )
+        if view is None:
+            raise web.HTTPNotFound(text=f"no hub {hub_id!r}")
+        return view
+
+    async def hub_page(request: web.Request) -> web.Response:
+        """The hub detail page (``?part=detail``: only the part the page's script swaps in)."""
+        view = await one_hub(request)
+        if request.query.get("part") == "detail":
+            return web.Response(text=detail_html(view), content_type="text/html")
+        return web.Response(text=page_html(view), content_type="text/html")
+
+    async def hub_json(request: web.Request) -> web.Response:
+        return web.json_response(await one_hub(request), dumps=dumps)
+
+    def live_status() -> dict[str, Any]:
+        status = store.fleet_status()
+        ws = list(windows())
+        incidents = error_log.summary() if error_log is not None else {}
+        data: dict[str, Any] = {
+            "summary": _summary(status),
+            "windows": len(ws),
+            "pulls": sum(w.done for w in ws),
+            "failed": sum(w.failed for w in ws),
+            "incidents_open": incidents.get("incidents_open", 0),
+            "chart": _chart(ws),
+            "errors": _error_section(error_log),
+            "at": max((str(h["last_pull"]) for h in status if h["last_pull"]), default=""),
+            "outage_event": latest_event(store.engine),
+        }
+        # What the pages compare to know whether to fetch their tables again: the hubs' pull
+        # counts and statuses, the windows' progress and the error log's counts.
+        data["version"] = hashlib.sha256(
+            json.dumps(
+                [
+                    data,
+                    incidents,
+                    [(h["hub_id"], h["pulls"], h["status"]) for h in status],
+                    [(str(w.window_start), w.done, w.failed, w.readings) for w in ws],
+                ]
+            ).encode()
+        ).hexdigest()[:16]
+        return data
 
     async def live(request: web.Request) -> web.StreamResponse:
         """Server-Sent Events: a ``status`` event every ``live_every`` seconds (summary, the
-        windows' chart and counts, open incidents) until the client goes or the app stops."""
+        windows' chart and counts, open incidents, a version of the whole) until the client
+        goes or the app stops."""
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
         stopping: asyncio.Event = request.app[STOPPING]
         try:
             while not stopping.is_set():
-                status = await asyncio.to_thread(store.fleet_status)
-                ws = list(windows())
-                incidents = await asyncio.to_thread(error_log.summary) if error_log is not None else {}
-                data = {
-                    "summary": _summary(status),
-                    "windows": len(ws),
-                    "pulls": sum(w.done for w in ws),
-                    "failed": sum(w.failed for w in ws),
-                    "incidents_open": incidents.get("incidents_open", 0),
-                    "chart": _chart(ws),
-                    "errors": await asyncio.to_thread(_error_section, error_log),
-                    "at": max((str(h["last_pull"]) for h in status if h["last_pull"]), default=""),
-                }
+                data = await asyncio.to_thread(live_status)
                 await resp.write(f"event: status\ndata: {json.dumps(data)}\n\n".encode())
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopping.wait(), live_every)
@@ -256,12 +361,35 @@ def console_app(
     async def script(request: web.Request) -> web.Response:
         return web.Response(text=SCRIPT, content_type="application/javascript")
 
+    async def hub_script(request: web.Request) -> web.Response:
+        return web.Response(text=HUB_SCRIPT, content_type="application/javascript")
+
+    async def outages_script(request: web.Request) -> web.Response:
+        return web.Response(text=OUTAGES_SCRIPT, content_type="application/javascript")
+
+    async def outages_page(request: web.Request) -> web.Response:
+        """The outage map and timeline (``?part=body``: only the part the page's script swaps in)."""
+        now = clock_.now()
+        if request.query.get("part") == "body":
+            return web.Response(
+                text=await asyncio.to_thread(body_html, store.engine, now), content_type="text/html"
+            )
+        return web.Response(
+            text=await asyncio.to_thread(outages_html, store.engine, now), content_type="text/html"
+        )
+
     app = web.Application()
     app[STOPPING] = asyncio.Event()
-    app.router.add_get("/console.js", script)
     app.on_shutdown.append(on_shutdown)
     app.router.add_get("/", index)
-    app.router.add_get("/api/hubs", hubs_json)
+    app.router.add_get("/console.js", script)
+    app.router.add_get("/hub.js", hub_script)
+    app.router.add_get("/outages.js", outages_script)
+    app.router.add_get("/outages", outages_page)
+    app.router.add_get("/api/hubs", table_json)
+    app.router.add_get("/api/tables/{table}", table_json)
+    app.router.add_get("/api/hubs/{hub_id}", hub_json)
+    app.router.add_get("/hubs/{hub_id}", hub_page)
     app.router.add_get("/api/live", live)
     if metrics is not None:
         app.router.add_get("/metrics", metrics_text)
@@ -269,3 +397,8 @@ def console_app(
     app.router.add_get("/api/incidents", incidents_json)
     app.router.add_get("/api/work-orders", work_orders_json)
     return app
+
+
+TABLES = {t.name: t for t in (HUBS, WINDOWS, INCIDENTS, WORK_ORDERS)}
+
+__all__ = ["TABLES", "code_label", "console_app"]

@@ -17,7 +17,9 @@ The GDSC CA's CRL rides along with the bulk pull (:mod:`smarthub.wan.contract.cr
 request offers the number of the CRL the collector holds (:meth:`Collector.offer_crl`, and
 :meth:`Collector.apply_crl` for each newer one), and a hub that asks for it gets it PUT on the
 same connection once its pages are in. A failure there is logged and does not fail the pull
-(the hub asks again at its next pull).
+(the hub asks again at its next pull). The hub's answers also carry its storage state
+(:mod:`smarthub.wan.contract.storage`): kept per hub in ``storage_reports`` for the upkeep,
+which restores a hub that came up blank (:mod:`smarthub.gdsc.fleet.recovery`).
 
 Storage writes of concurrent pulls are grouped: while one group is being written in a worker
 thread, the next accumulates, so the event loop hops to a thread once per group rather than
@@ -253,6 +255,9 @@ class Collector:
         self.conflicts = 0
         self.crl_offer: CrlOffer | None = None
         self.crls_sent = 0
+        # The storage state each hub gave with its last bulk pull (wan.contract.storage): the
+        # upkeep's recovery step takes them (smarthub.gdsc.fleet.recovery).
+        self.storage_reports: dict[str, str] = {}
         # Told every pull's outcome with its wall seconds, and every ingest transaction's
         # (pulls, rows, wall seconds), the latter from the writer's thread: the metrics hook in.
         self.observers: list[Callable[[PullOutcome, float], None]] = []
@@ -376,6 +381,8 @@ class Collector:
             else:
                 await self._bulk(conn, hub, link, cursors, pulled)
             self.puller.remember(conn)
+            if conn.storage is not None:
+                self.storage_reports[hub.hub_id] = conn.storage
             if offer is not None and conn.crl_wanted:
                 await self._send_crl(conn, hub, offer)
             ok = True

@@ -34,6 +34,7 @@ import hmac
 import ipaddress
 import secrets
 import socket
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -42,27 +43,26 @@ from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
 
-from aiohttp import web
-
 from smarthub.clock import Clock
 from smarthub.hub.consumption import HomeConsumption, PricedInterval, Supply
 from smarthub.hub.ihd.charts import bar_chart, column_chart
 from smarthub.hub.ihd.live import LivePower, sse
-from smarthub.hub.ihd.store import PRIORITIES, SESSION_MAX, IhdStore, PairingRefused, Screen
+from smarthub.hub.ihd.store import PRIORITIES, SESSION_MAX, IhdStore, PairingRefused
 from smarthub.hub.prepayment import PrepaymentLedger, ReconnectRefused, SupplyAction
 from smarthub.hub.prepayment_bridge import PrepaymentBridge
 from smarthub.hub.privacy import ConsentStore, Granularity
 from smarthub.hub.tariffs import Rate, Summary
 from smarthub.model.tariff import LONDON, SETTLEMENT_PERIOD, TariffError
 from smarthub.model.tariff_calc import day_start, local_day, settlement_periods
+from smarthub.wan import httpd as web
 
 COOKIE = "ihd_session"
-SCREEN = web.RequestKey("screen", Screen)  # the paired screen a request comes from
-CSRF = web.RequestKey("csrf", str)  # its CSRF token
+SCREEN = "screen"  # the request's state: the paired screen it comes from
+CSRF = "csrf"  # its CSRF token
 PAIR_COOKIE = "ihd_pair"  # the pairing form's double-submit token (before there is a session)
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "X-CSRF-Token"
-_FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+_FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")  # multipart: refused 415
 KEEPALIVE = 15.0  # seconds between SSE comments, so idle proxies and sleeping tabs keep the stream
 _PENNY = Decimal("0.01")
 
@@ -137,16 +137,27 @@ class Ihd:
     # Slow and oversized clients (issue 8). The IHD's forms are a few hundred bytes.
     max_body: int = 64 * 1024  # larger bodies: 413 (a Content-Length over it before any byte)
     body_timeout: float = 10.0  # a body not received by then: 408
-    # aiohttp arms its keep-alive timer when a connection opens and when a response ends, and
-    # received bytes do not reset it: a request head not complete by then is closed.
+    # A connection idle that long (before a request, between requests) is closed, and so is one
+    # whose request head is not complete that long after its first byte (wan.httpd).
     header_timeout: float = 10.0
+    send_timeout: float = 30.0  # a screen that leaves the live stream unread that long: closed
     # Host names (besides IP addresses) the display answers to: see _host_allowed.
     allowed_hosts: frozenset[str] = field(default_factory=default_hosts)
 
     # -- the web app ------------------------------------------------------------------------
     def app(self) -> web.Application:
+        """The display on the hub's own HTTP server (:mod:`smarthub.wan.httpd`, as the WAN): the
+        ``Host`` and pairing checks are guards on the request head, so a stranger's body is
+        never read; the server reads a paired screen's body within ``max_body`` and
+        ``body_timeout``; then the CSRF check, then the handler."""
         app = web.Application(
-            middlewares=[self._host, self._auth, self._body, self._csrf], client_max_size=self.max_body
+            guards=[self._host, self._auth],
+            middlewares=[self._csrf],
+            client_max_size=self.max_body,
+            idle_timeout=self.header_timeout,
+            header_timeout=self.header_timeout,
+            body_timeout=self.body_timeout,
+            send_timeout=self.send_timeout,
         )
         app.router.add_get("/", self.dashboard)
         app.router.add_get("/pair", self.pair_form)
@@ -166,34 +177,24 @@ class Ihd:
 
     async def start(self, host: str, port: int) -> tuple[web.AppRunner, int]:
         """Serve on ``host:port`` (0: any free port); returns the runner and the bound port."""
-        # lingering_time: after refusing a body (413, 408) aiohttp reads and discards the rest for
-        # this long before closing (its default, 10 s, lets a refused upload go on that long).
-        runner = web.AppRunner(
-            self.app(), shutdown_timeout=1.0, keepalive_timeout=self.header_timeout, lingering_time=1.0
-        )
+        runner = web.AppRunner(self.app())
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()
-        server = site._server
-        assert isinstance(server, asyncio.Server)
-        bound = server.sockets[0].getsockname()[1]
-        return runner, int(bound)
+        return runner, int(runner.addresses[0][1])
 
-    @web.middleware
-    async def _host(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _host(self, request: web.Request) -> None:
         """Refuse a request that does not name this hub (DNS rebinding, module docstring)."""
         if not _host_allowed(request.host, self.allowed_hosts):
             raise web.HTTPMisdirectedRequest(text=f"this display does not answer to {request.host!r}")
-        return await handler(request)
 
-    @web.middleware
-    async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _auth(self, request: web.Request) -> None:
         if request.method == "POST":
-            origin = request.headers.get("Origin")
+            origin = request.headers.get("origin")
             if origin and urlsplit(origin).netloc != request.host:
                 raise web.HTTPForbidden(text=f"cross-site request from {origin} refused")
         if request.path in ("/pair",) or request.path.startswith("/static/"):
-            return await handler(request)
+            return
         token = request.cookies.get(COOKIE)
         screen = self.store.session(token, self.clock.now())
         if screen is None or token is None:
@@ -202,41 +203,18 @@ class Ihd:
             raise web.HTTPUnauthorized(text="pair this screen with the hub first: /pair")
         request[SCREEN] = screen
         request[CSRF] = csrf_token(token)
-        return await handler(request)
 
-    @web.middleware
-    async def _csrf(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _csrf(self, request: web.Request, handler: web.Handler) -> web.Response:
         """Every state-changing POST carries its CSRF token (the body has been read by now)."""
         if request.method != "POST":
             return await handler(request)
         # /pair: double submit, the form's token equals its cookie's; elsewhere the session's.
         expected = request.cookies.get(PAIR_COOKIE, "") if request.path == "/pair" else request[CSRF]
-        given = request.headers.get(CSRF_HEADER)
+        given = request.headers.get(CSRF_HEADER.lower())
         if given is None and request.content_type in _FORMS:
             given = str((await _form(request)).get(CSRF_FIELD, ""))
         if not expected or not given or not secrets.compare_digest(given.encode(), expected.encode()):
             raise web.HTTPForbidden(text="missing or wrong CSRF token: reload the page and try again")
-        return await handler(request)
-
-    @web.middleware
-    async def _body(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        """Read a request's body (after the pairing check, so strangers' bodies are not read)
-        bounded in size and time; handlers then find it read."""
-        if request.can_read_body:
-            if request.content_length is not None and request.content_length > self.max_body:
-                raise web.HTTPRequestEntityTooLarge(
-                    max_size=self.max_body,
-                    actual_size=request.content_length,
-                    headers={"Connection": "close"},
-                )
-            try:
-                async with asyncio.timeout(self.body_timeout):
-                    await request.read()  # HTTPRequestEntityTooLarge once past max_body
-            except TimeoutError:
-                raise web.HTTPRequestTimeout(
-                    text=f"request body not received within {self.body_timeout:g} s",
-                    headers={"Connection": "close"},
-                ) from None
         return await handler(request)
 
     # -- pairing ----------------------------------------------------------------------------
@@ -259,14 +237,13 @@ class Ihd:
             ' <input name="name" maxlength="40" placeholder="name this screen" aria-label="screen name">'
             " <button>Pair</button></form>"
         )
-        resp = self._page("Pair", body)
-        resp.set_status(status)
+        resp = self._page("Pair", body, status=status)
         resp.set_cookie(PAIR_COOKIE, pre, httponly=True, samesite="Strict", max_age=3600, path="/pair")
         return resp
 
     async def pair(self, request: web.Request) -> web.Response:
         form = await _form(request)
-        name = str(form.get("name", "")).strip() or _screen_name(request.headers.get("User-Agent", ""))
+        name = str(form.get("name", "")).strip() or _screen_name(request.headers.get("user-agent", ""))
         try:
             token = self.store.pair(str(form.get("code", "")), self.clock.now(), name)
         except PairingRefused as refused:
@@ -276,11 +253,11 @@ class Ihd:
             if refused.retry_after is not None:
                 resp.headers["Retry-After"] = str(max(1, round(refused.retry_after)))
             return resp
-        resp = web.HTTPSeeOther("/")
+        resp = _see_other("/")
         max_age = int(SESSION_MAX.total_seconds())
         resp.set_cookie(COOKIE, token, httponly=True, samesite="Strict", max_age=max_age)
         resp.del_cookie(PAIR_COOKIE, path="/pair")
-        raise resp
+        return resp
 
     # -- paired screens ---------------------------------------------------------------------
     async def screens_page(self, request: web.Request, code: str | None = None) -> web.Response:
@@ -320,9 +297,9 @@ class Ihd:
         if not self.store.unpair(screen):
             raise web.HTTPNotFound(text=f"no paired screen {screen}")
         if screen == request[SCREEN].id:  # this screen unpaired itself
-            resp = web.HTTPSeeOther("/pair")
+            resp = _see_other("/pair")
             resp.del_cookie(COOKIE)
-            raise resp
+            return resp
         raise web.HTTPSeeOther("/screens")
 
     async def new_code(self, request: web.Request) -> web.Response:
@@ -335,35 +312,37 @@ class Ihd:
         if name not in types:
             raise web.HTTPNotFound()
         text = resources.files("smarthub.hub.ihd").joinpath("static").joinpath(name).read_text()
-        return web.Response(text=text, content_type=types[name], headers={"Cache-Control": "max-age=3600"})
+        return web.Response(
+            body=text.encode(),
+            content_type=f"{types[name]}; charset=utf-8",
+            headers={"Cache-Control": "max-age=3600"},
+        )
 
     # -- live -------------------------------------------------------------------------------
-    async def events(self, request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse(
-            headers={
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-cache",
-                "X-Accel-Buffering": "no",
-            }
+    async def events(self, request: web.Request) -> web.Response:
+        """The live power as Server-Sent Events, for as long as the screen keeps the stream (the
+        server closes the stream, and so unsubscribes, when the screen goes away)."""
+        return web.Response(
+            content_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            stream=self._live_events(),
         )
-        await resp.prepare(request)
+
+    async def _live_events(self) -> AsyncIterator[bytes]:
         q = self.live.subscribe()
         try:
             current = self.live.current()
             if current is not None:
-                await resp.write(sse("power", current))
+                yield sse("power", current)
             while True:
                 try:
                     data = await asyncio.wait_for(q.get(), KEEPALIVE)
                 except TimeoutError:
-                    await resp.write(b": keepalive\n\n")
+                    yield b": keepalive\n\n"
                     continue
-                await resp.write(sse("power", data))
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+                yield sse("power", data)
         finally:
             self.live.unsubscribe(q)
-        return resp
 
     # -- figures ----------------------------------------------------------------------------
     def figures(self) -> dict[str, Any]:
@@ -672,7 +651,7 @@ class Ihd:
         raise web.HTTPSeeOther("/consent")
 
     # -- layout -----------------------------------------------------------------------------
-    def _page(self, title: str, body: str, *, script: bool = False) -> web.Response:
+    def _page(self, title: str, body: str, *, script: bool = False, status: int = 200) -> web.Response:
         js = '<script src="/static/ihd.js" defer></script>' if script else ""
         html = (
             '<!doctype html><html lang="en"><head><meta charset="utf-8">'
@@ -680,16 +659,19 @@ class Ihd:
             f'<title>{escape(title)}</title><link rel="stylesheet" href="/static/ihd.css">{js}</head>'
             f"<body><main>{body}</main></body></html>"
         )
-        return web.Response(text=html, content_type="text/html")
+        return web.Response(body=html.encode(), status=status, content_type="text/html; charset=utf-8")
 
 
-async def _form(request: web.Request) -> Any:
-    """The request's form fields; a body that is not a form (bytes that are not UTF-8, a
-    broken multipart body) is answered 400, not 500."""
-    try:
-        return await request.post()
-    except (UnicodeDecodeError, ValueError, AssertionError, LookupError) as err:
-        raise web.HTTPBadRequest(text=f"the request body is not a form: {type(err).__name__}") from None
+async def _form(request: web.Request) -> Mapping[str, str]:
+    """The request's form fields (URL-encoded; a body of another type has none); a body that is
+    not a form (bytes that are not UTF-8) is answered 400, a multipart one 415 (the display's
+    forms are URL-encoded), not 500."""
+    return await request.post()
+
+
+def _see_other(location: str) -> web.Response:
+    """A 303 to ``location`` that can carry cookies (``HTTPSeeOther`` is for plain redirects)."""
+    return web.Response(status=303, headers={"Location": location}, content_type="text/plain; charset=utf-8")
 
 
 def _screen_name(user_agent: str) -> str:

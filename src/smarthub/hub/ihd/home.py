@@ -14,7 +14,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
 from cryptography import x509
 
 from smarthub.clock import Clock
@@ -32,6 +31,7 @@ from smarthub.hub.tariffs import CostAccumulator, TariffStore
 from smarthub.model.tariff import schedule_from_json
 from smarthub.model.tariff_calc import day_start, local_day
 from smarthub.model.tariff_carbon import FixedIntensity
+from smarthub.wan import httpd as web
 from smarthub.wan.contract.bodies import PrepaymentTopup
 
 
@@ -88,6 +88,13 @@ def _prepayment_since(directory: Path, now: datetime) -> datetime:
     return datetime.fromisoformat(path.read_text().strip())
 
 
+def replay_since(now: datetime) -> datetime:
+    """From when the display's priced consumption is replayed from the history: the start of
+    this month or of last week, whichever is earlier (local days)."""
+    d = local_day(now)
+    return day_start(min(d.replace(day=1), d - timedelta(days=d.weekday() + 7)))
+
+
 def attach_consumer_side(
     hub: SmartHub,
     directory: Path,
@@ -134,8 +141,7 @@ def attach_consumer_side(
         )
     # Replay what the history holds of this month and last week (figures, comparison), then
     # follow the intervals as they close.
-    d = local_day(now)
-    consumption.load(hub.history, day_start(min(d.replace(day=1), d - timedelta(days=d.weekday() + 7))))
+    consumption.load(hub.history, replay_since(now))
     hub.interval_observers.append(consumption.observe)
     elec = consumption.supplies.get("electricity")
     ihd = Ihd(

@@ -32,6 +32,7 @@ from smarthub.wan.client.bulk import BulkParser, ChannelReadings
 from smarthub.wan.client.hub_client import PulledInterval, PullError
 from smarthub.wan.contract import channel as hub_channel
 from smarthub.wan.contract import crl_sync
+from smarthub.wan.contract import storage as storage_state
 from smarthub.wan.contract.authority import host_header
 from smarthub.wan.contract.sep2_xml import XmlRefused, parse_untrusted
 from smarthub.wan.tls import PeerMismatch, check_peer
@@ -44,6 +45,7 @@ READ_HIGH_WATER = 256 * 1024
 PAGE = 100  # MirrorUsagePoints (meters) asked for per bulk request: a home's all, in one
 _RECV = 65536
 _WANTED = crl_sync.WANTED.lower().encode()  # h11 gives header names in lower case
+_STORAGE = storage_state.HEADER.lower().encode()
 
 
 class HttpStatusError(PullError):
@@ -148,6 +150,7 @@ class HubConnection:
         self.stats = PullStats()
         self.extra_headers: list[tuple[str, str]] = []  # sent with every request (wan.crl_sync's offer)
         self.crl_wanted = False  # a response asked for the CRL (wan.crl_sync)
+        self.storage: str | None = None  # the hub's storage state, as its last answer gave it
         self.session_key: tuple[str, int, str] | None = None  # set for a channel (see PullClient)
         self._wire = _Wire()
         self._in = ssl.MemoryBIO()
@@ -291,8 +294,11 @@ class HubConnection:
                 continue
             if isinstance(event, h11.Response):
                 status = event.status_code
-                if any(k == _WANTED for k, _ in event.headers):
-                    self.crl_wanted = True
+                for k, v in event.headers:
+                    if k == _WANTED:
+                        self.crl_wanted = True
+                    elif k == _STORAGE:
+                        self.storage = v.decode("ascii", "replace")
             elif isinstance(event, h11.Data):
                 size += len(event.data)
                 if size > MAX_BODY:

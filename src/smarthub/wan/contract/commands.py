@@ -48,6 +48,11 @@ COMMAND_TYPES = (
     "drlc.responses",
     "pki.crl",
     "pki.certificate",
+    # Recovery of a replaced or wiped hub (issue 20 item 2: smarthub.gdsc.fleet.recovery).
+    "recovery.snapshot",
+    "history.restore",
+    "prepayment.restore",
+    "recovery.complete",
 )
 
 

@@ -50,6 +50,7 @@ from smarthub.security.certificates import sfdi_from_lfdi
 from smarthub.wan import httpd as web
 from smarthub.wan.contract import crl_sync
 from smarthub.wan.contract import sep2_xml as sep2
+from smarthub.wan.contract import storage as storage_state
 from smarthub.wan.contract.events import LOG_EVENT_PEN, event_detail, log_event, log_event_list
 from smarthub.wan.contract.paging import MAX_LIMIT, ListQuery, QueryError
 from smarthub.wan.contract.sep2_xml import (
@@ -398,6 +399,8 @@ class HubWanServer:
         r.add_get("/metrics", self.metrics_text, produces="text/plain")
         # The hub's Prometheus metrics (hub.metrics), set by the assembly: (body, content type).
         self.metrics: Callable[[], tuple[bytes, str]] | None = None
+        # The hub's storage state for the GDSC (wan.contract.storage), set by the assembly.
+        self.storage: Callable[[], str] | None = None
         # The /dcap a home display gets, when its resources are installed (wan.ihd_resources).
         self.ihd_dcap: Callable[[web.Request], web.Response | None] | None = None
         self._runner: web.AppRunner | None = None
@@ -479,6 +482,8 @@ class HubWanServer:
             offer = crl_sync.parse_offer(request.headers.get(crl_sync.OFFER.lower()))
             if offer is not None and self.crls.wants(*offer):
                 response.headers[crl_sync.WANTED] = str(self.crls.number or 0)
+        if role == "collector" and self.storage is not None:
+            response.headers[storage_state.HEADER] = self.storage()
         recipient = request.query.get("recipient")
         if recipient is not None and response.content_type == sep2.CONTENT_TYPE and response.status == 200:
             response.body = _carry_query(response.body, "?recipient=" + quote(recipient, safe=""))

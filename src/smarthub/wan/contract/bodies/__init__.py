@@ -32,6 +32,12 @@ from smarthub.wan.contract.bodies.home import (
     MessageDisplay,
 )
 from smarthub.wan.contract.bodies.privacy import ConsentScope, ConsentSet, Granularity, SupplierKeys
+from smarthub.wan.contract.bodies.recovery import (
+    HistoryRestore,
+    PrepaymentRestore,
+    RecoveryComplete,
+    RecoverySnapshot,
+)
 from smarthub.wan.contract.bodies.supply import (
     PrepaymentTopup,
     SupplyDisconnect,
@@ -72,6 +78,10 @@ BODIES: dict[str, type[CommandBody]] = {
         DrlcResponses,
         PkiCrl,
         PkiCertificate,
+        RecoverySnapshot,
+        HistoryRestore,
+        PrepaymentRestore,
+        RecoveryComplete,
     )
 }
 if set(BODIES) != set(COMMAND_TYPES):  # a new command type needs its body here (and a test)
@@ -102,6 +112,7 @@ __all__ = [
     "FuelFigures",
     "Granularity",
     "HanScan",
+    "HistoryRestore",
     "IhdAppliance",
     "IhdComparison",
     "IhdMessage",
@@ -115,7 +126,10 @@ __all__ = [
     "NetworkConfigure",
     "PkiCertificate",
     "PkiCrl",
+    "PrepaymentRestore",
     "PrepaymentTopup",
+    "RecoveryComplete",
+    "RecoverySnapshot",
     "SupplierKeys",
     "SupplyDisconnect",
     "SupplyLimit",

@@ -1,0 +1,193 @@
+"""The GDSC's side of hub recovery (issue 20, item 2) on SQLite and PostgreSQL: which storage
+reports start which recovery, how a step whose verdict was lost is signed again, and the
+``smarthub gdsc recover|recovery`` commands. (End to end with real hubs: tests/e2e/test_hub_recovery.py.)"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from smarthub.gdsc.commands.signer import CommandSigner
+from smarthub.gdsc.fleet.recovery import HubRecoveries, hub_recovery_steps
+from smarthub.gdsc.pull.plan import PullPlan
+from smarthub.gdsc.pull.tables import DONE, FAILED, urgent_work
+from smarthub.gdsc.service import store_url
+from smarthub.gdsc.store import Store
+from smarthub.sim.fleet import home_specs, provision
+from smarthub.wan.contract.commands import Command
+from smarthub.wan.contract.storage import StorageState, parse
+
+NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+LFDI = "0" * 40
+
+
+@pytest.fixture
+def world(tmp_path: Path, db_url: str) -> tuple[Store, HubRecoveries, PullPlan]:
+    provision(tmp_path, home_specs(1, seed=1), NOW - timedelta(days=1))
+    store = Store(db_url)
+    store.create_schema()
+    store.register_hub(
+        hub_id="H1",
+        premises_id="P1",
+        url="https://127.0.0.1:1",
+        lfdi=LFDI,
+        meters_by_fuel=[("E1", "electricity")],
+    )
+    signer = CommandSigner.from_files(
+        str(tmp_path / "gdsc" / "operator.pem"),
+        str(tmp_path / "gdsc" / "operator.key"),
+        store.next_command_counter,
+    )
+    plan = PullPlan(store)
+    return store, HubRecoveries(store, signer, plan), plan
+
+
+def _jobs(store: Store, hub: str) -> list[tuple[int, str, int]]:
+    with store.engine.connect() as conn:
+        return [
+            (int(r.id), str(r.command_type), int(r.counter))
+            for r in conn.execute(
+                select(urgent_work.c.id, urgent_work.c.command_type, urgent_work.c.counter)
+                .where(urgent_work.c.hub_id == hub, urgent_work.c.kind == "command")
+                .order_by(urgent_work.c.id)
+            )
+        ]
+
+
+def _answer(store: Store, job: int, verdict: dict[str, object] | None, state: str = DONE) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(
+            update(urgent_work)
+            .where(urgent_work.c.id == job)
+            .values(state=state, result=None if verdict is None else json.dumps(verdict))
+        )
+
+
+def test_the_storage_header_round_trips_and_refuses_what_it_is_not() -> None:
+    state = StorageState("blank", "0123456789abcdef")
+    assert parse(state.header) == state
+    for bad in (None, "", "state=gone; id=0123456789abcdef", "state=blank; id=XYZ", "state=blank"):
+        assert parse(bad) is None
+
+
+def test_storage_reports_start_what_they_call_for(world: tuple[Store, HubRecoveries, PullPlan]) -> None:
+    store, recoveries, _plan = world
+    # A new hub (blank, never heard of): a recovery of the complete step only.
+    (first,) = recoveries.take_reports({"H1": StorageState("blank", "a" * 16).header}, NOW)
+    rec = recoveries.get(first)
+    assert rec is not None and rec.reason == "new" and rec.steps == 1
+    recoveries.advance(NOW)
+    (job,) = _jobs(store, "H1")
+    assert job[1] == "recovery.complete"
+    # The same blank storage reported again while that runs, or after: nothing new.
+    assert recoveries.take_reports({"H1": StorageState("blank", "a" * 16).header}, NOW) == []
+    _answer(store, job[0], {"status": "applied", "code": "ok", "detail": "", "counter": job[2], "result": {}})
+    assert recoveries.advance(NOW) == [first]
+    assert recoveries.take_reports({"H1": StorageState("restored", "a" * 16).header}, NOW) == []
+    assert recoveries.take_reports({"H1": StorageState("blank", "a" * 16).header}, NOW) == []
+    # Another blank storage: lost, restored from the hub's own past.
+    (lost,) = recoveries.take_reports({"H1": StorageState("blank", "b" * 16).header}, NOW)
+    rec = recoveries.get(lost)
+    assert rec is not None and rec.reason == "storage_lost" and rec.source_hub_id == "H1"
+    assert rec.storage_id == "b" * 16 and rec.state == "running"
+
+
+def test_a_kept_storage_is_recorded_without_a_command(world: tuple[Store, HubRecoveries, PullPlan]) -> None:
+    store, recoveries, _plan = world
+    assert recoveries.take_reports({"H1": StorageState("kept", "c" * 16).header}, NOW) == []
+    (seen,) = recoveries.of_hub("H1")
+    assert seen.reason == "seen" and seen.state == "done" and seen.steps == 0
+    assert _jobs(store, "H1") == []
+    (lost,) = recoveries.take_reports({"H1": StorageState("blank", "d" * 16).header}, NOW)
+    assert recoveries.get(lost).reason == "storage_lost"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("verdict", "state", "resent"),
+    [
+        (
+            {"status": "refused", "code": "replay", "detail": "counter 3 is not above the last accepted 3"},
+            DONE,
+            True,
+        ),
+        (None, FAILED, True),  # never delivered (the hub down for all the plan's tries)
+        ({"status": "failed", "code": "handler_error", "detail": "ValueError: no prepayment"}, DONE, False),
+        (
+            {"status": "failed", "code": "handler_error", "detail": "StaleTariffVersion: not newer"},
+            DONE,
+            False,
+        ),
+    ],
+)
+def test_a_step_without_its_verdict_is_signed_again_under_a_new_counter(
+    world: tuple[Store, HubRecoveries, PullPlan], verdict: dict[str, object] | None, state: str, resent: bool
+) -> None:
+    store, recoveries, plan = world
+    plan.queue_command(
+        recoveries.signer, "H1", "consent.set", {"recipient": "gdsc", "granularity": "daily"}, NOW
+    )
+    (job,) = _jobs(store, "H1")
+    _answer(store, job[0], {"status": "applied", "code": "ok", "detail": "", "counter": job[2], "result": {}})
+    rid = recoveries.start("H1", NOW, reason="operator")
+    step_job = _jobs(store, "H1")[-1]
+    assert step_job[1] == "consent.set"
+    _answer(store, step_job[0], verdict, state)
+    recoveries.advance(NOW)
+    (step, *_) = recoveries.steps(rid)
+    jobs = _jobs(store, "H1")
+    if resent:
+        assert step["state"] == "queued" and step["attempts"] == 2 and step["job"] == jobs[-1][0]
+        assert jobs[-1][1] == "consent.set" and jobs[-1][2] > step_job[2]
+        with store.engine.connect() as conn:
+            envelope = conn.execute(
+                select(urgent_work.c.envelope).where(urgent_work.c.id == jobs[-1][0])
+            ).scalar_one()
+        payload = Command.from_payload(json.loads(envelope)["payload"].encode())
+        assert payload.body == {"recipient": "gdsc", "granularity": "daily"}  # the same body, signed again
+    else:
+        held = "Stale" in str((verdict or {}).get("detail"))
+        assert step["state"] == ("applied" if held else "failed") and step["attempts"] == 1
+    with store.engine.connect() as conn:
+        assert conn.execute(
+            select(hub_recovery_steps.c.seq).where(hub_recovery_steps.c.recovery_id == rid)
+        ).all()
+
+
+def test_recover_and_recovery_commands(tmp_path: Path) -> None:
+    provision(tmp_path, home_specs(1, seed=1), NOW - timedelta(days=1))
+    store = Store(store_url(tmp_path))
+    store.create_schema()
+    store.register_hub(
+        hub_id="H1",
+        premises_id="P1",
+        url="https://127.0.0.1:1",
+        lfdi=LFDI,
+        meters_by_fuel=[("E1", "electricity")],
+    )
+    store.close()
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "smarthub.cli", "gdsc", *args, "--state", str(tmp_path)],
+            capture_output=True,
+            text=True,
+        )
+
+    started = run("recover", "--hub", "H1")
+    assert started.returncode == 0, started.stderr
+    line = json.loads(started.stdout)
+    assert line["hub_id"] == "H1" and line["state"] == "running" and line["reason"] == "operator"
+    shown = run("recovery", "--hub", "H1", "--steps")
+    assert shown.returncode == 0, shown.stderr
+    (rec,) = [json.loads(x) for x in shown.stdout.splitlines()]
+    # Nothing to restore (no commands applied, no readings, no backup): the complete step only.
+    assert rec["recovery"] == line["recovery"]
+    assert [s["type"] for s in rec["step_list"]] == ["recovery.complete"]
+    refused = run("recover", "--hub", "NOPE")
+    assert refused.returncode != 0 and "not an active hub" in refused.stderr
