@@ -160,7 +160,7 @@ async def test_bulk_and_walk_produce_identical_stores(rig: Rig, db_url: str, tmp
         assert b2.requests == 1 and b2.resumed
         assert _contents(bulk_store) == _contents(walk_store)
         nothing = await bulk.pull(rig.record, WINDOW + timedelta(days=2))
-        assert nothing.ok and nothing.readings == 0
+        assert nothing.ok and nothing.readings == 0 and nothing.resumed  # the same session again
         with bulk_store.engine.connect() as conn:
             assert conn.execute(select(pull_log.c.ok)).scalars().all() == [1, 1, 1]
     finally:

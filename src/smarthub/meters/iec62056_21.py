@@ -660,6 +660,8 @@ _ERROR_RE = re.compile(rf"{_AB}F\.F(?:\.0)?{_F}")
 _TEXT_RE = re.compile(rf"{_AB}(?:0\.0\.\d+|C\..*|96\.1\.\d+|0\.9\.[12]|F\.F.*|0\.2\.\d+)")
 
 _K_NUMBER, _K_TEXT, _K_SERIAL, _K_TIME, _K_DATE, _K_ERROR = range(6)
+_NO_FLAGS: frozenset[str] = frozenset()
+_ERROR_FLAGS = frozenset({"error"})
 # Address -> kind. Meters use a few dozen addresses; the bound keeps fuzzed input from growing it.
 _KIND_CACHE: dict[str, int] = {}
 _KIND_CACHE_MAX = 4096
@@ -831,6 +833,6 @@ def data_points(
         when = _clock(d_raw, t_raw, tz)
     elif time is not None:
         when = time.astimezone(UTC)
-    flags = frozenset({"error"}) if error and error.strip("0") else frozenset()
+    flags = _ERROR_FLAGS if error and error.strip("0") else _NO_FLAGS
     new, cls = _tuple_new, DataPoint
     return [new(cls, (meter, PROTOCOL, key, value, unit, when, flags)) for key, value, unit in items]
