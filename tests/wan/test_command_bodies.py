@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -112,6 +113,14 @@ VALID: dict[str, dict[str, Any]] = {
     "drlc.responses": {"after": 4},
     "pki.crl": {"crl": base64.b64encode(b"DER").decode()},
     "pki.certificate": {"certificate": "-----BEGIN CERTIFICATE-----\n...", "replaces_serial": "1234"},
+    "transfer.policy": {
+        "version": 1_700_000_000_000_000,
+        "frequency": "daily",
+        "window_start": 60,
+        "window_length": 240,
+        "aggregation": "daily",
+        "priority": 3,
+    },
     "recovery.snapshot": {},
     "history.restore": {
         "meter": "E1",
@@ -161,6 +170,7 @@ MALFORMED: dict[str, tuple[dict[str, Any], str]] = {
     "drlc.responses": ({"after": -1}, "after"),
     "pki.crl": ({"crl": "%%%"}, "crl"),
     "pki.certificate": ({"certificate": "not a certificate"}, "certificate"),
+    "transfer.policy": ({**VALID["transfer.policy"], "window_start": 45}, "window_start"),
     "recovery.snapshot": ([1], "body"),
     "history.restore": ({**VALID["history.restore"], "rows": [[1_796_256_001, 250, 0]]}, "rows[0]"),
     "prepayment.restore": ({**VALID["prepayment.restore"], "debt": "-1"}, "debt"),
@@ -243,7 +253,7 @@ async def test_a_malformed_body_of_each_type_is_refused_at_the_hub_and_changes_n
 
 
 def test_a_summer_tariff_update_keeps_its_local_offset_on_the_wire() -> None:
-    summer = Tariff(**{**TARIFF.model_dump(), "effective_from": date(2026, 9, 1)})
+    summer = replace(TARIFF, effective_from=date(2026, 9, 1))
     sent = tariff_update_body(summer, "gas", datetime.fromisoformat("2026-09-01T00:00:00+01:00"))
     body = parse_body("tariff.update", sent)
     assert isinstance(body, TariffUpdate) and body.effective == datetime(2026, 8, 31, 23, 0, tzinfo=UTC)
