@@ -145,3 +145,35 @@ def test_the_hub_loads_no_gdsc_code() -> None:
     assert "smarthub.hub.diagnostics" in loaded and "smarthub.wan.server.resources" in loaded
     leaked = _under(loaded, "smarthub.gdsc", "smarthub.sim", "smarthub.wan.client")
     assert not leaked, leaked
+
+
+_HUB_PROCESS = """
+import importlib, json, pkgutil, sys
+from pathlib import Path
+for root in ("smarthub.hub", "smarthub.wan.server", "smarthub.assembly"):
+    for info in pkgutil.walk_packages(importlib.import_module(root).__path__, root + "."):
+        importlib.import_module(info.name)
+from smarthub.hub.ihd.home import supplies_from_json
+from smarthub.model.tariff_calc import day_start
+import datetime
+tariff = json.loads(Path({tariff!r}).read_text())
+supplies = supplies_from_json(json.dumps({{"electricity": {{"meter": "E1", "supplier": "S", "tariff": tariff}}}}))
+supplies[0].accumulator.current_rate(day_start(datetime.date(2026, 7, 1)))
+print(json.dumps(sorted({{m.split(".")[0] for m in sys.modules}})))
+"""
+
+
+def test_a_hub_that_prices_and_serves_its_display_loads_neither_pydantic_nor_aiohttp() -> None:
+    """The hub's memory budget (issue 17): one HTTP stack (``wan.httpd``, h11), and the tariff
+    model's own checks rather than pydantic (which the GDSC's API still builds its schema with)."""
+    tariff = Path(__file__).resolve().parents[1] / "examples" / "tariffs" / "night-saver.json"
+    out = subprocess.run(
+        [sys.executable, "-c", _HUB_PROCESS.format(tariff=str(tariff))],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    ).stdout
+    loaded = set(json.loads(out.splitlines()[-1]))
+    assert "h11" in loaded and "smarthub" in loaded
+    assert not loaded & {"pydantic", "pydantic_core", "aiohttp", "fastapi", "starlette"}, sorted(loaded)

@@ -10,6 +10,7 @@ hub's management interface applying it, and the in-home display's page showing t
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -31,7 +32,7 @@ from smarthub.gdsc.governance.parties import Fuel, Party, PartyRepository, Role,
 from smarthub.gdsc.pull.courier import CommandCourier
 from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.store import Store
-from smarthub.model.tariff import Flat, Tariff
+from smarthub.model.tariff import Flat
 from smarthub.wan.server.resources import HubWanServer
 from smarthub.wan.tls import client_context, server_context
 
@@ -94,13 +95,11 @@ async def test_a_tariff_sent_through_the_api_changes_the_price_on_the_display(
         tokens = TokenStore(store.engine)
         token = tokens.issue("NP", wall_now)
 
-        v2 = Tariff(
-            **{
-                **v1.model_dump(),
-                "version": v1.version + 1,
-                "effective_from": DAY2,
-                "pricing": Flat(unit_rate_p_per_kwh=Decimal("31.50")),
-            }
+        v2 = replace(
+            v1,
+            version=v1.version + 1,
+            effective_from=DAY2,
+            pricing=Flat(unit_rate_p_per_kwh=Decimal("31.50")),
         )
         with TestClient(create_app(guard, tokens, desk)) as api:
             r = api.post(
@@ -108,7 +107,7 @@ async def test_a_tariff_sent_through_the_api_changes_the_price_on_the_display(
                 # The caller names the meter, never the fuel: a stray "fuel" is not taken.
                 json={
                     "meter_id": ELEC,
-                    "tariff": v2.model_dump(mode="json"),
+                    "tariff": v2.to_json_dict(),
                     "effective": "2026-11-24T00:00:00+00:00",  # local midnight of effective_from
                     "fuel": "gas",
                 },

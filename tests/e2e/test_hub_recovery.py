@@ -25,7 +25,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -299,15 +299,12 @@ async def old_hub_life(
     g.store.ingest(hub_id, rows, {})
     v1 = sample_electricity(date.today()).versions[0]
     assert isinstance(v1.pricing, TimeOfUse)
-    v2 = v1.model_copy(
-        update={
-            "version": 2,
-            "effective_from": local_day(datetime.now(UTC)),
-            "standing_charge_p_per_day": Decimal("55.00"),
-            "pricing": v1.pricing.model_copy(
-                update={"rates": {"day": Decimal("31.50"), "night": Decimal("15.25")}}
-            ),
-        }
+    v2 = replace(
+        v1,
+        version=2,
+        effective_from=local_day(datetime.now(UTC)),
+        standing_charge_p_per_day=Decimal("55.00"),
+        pricing=replace(v1.pricing, rates={"day": Decimal("31.50"), "night": Decimal("15.25")}),
     )
     jobs = [
         g.command(hub_id, "meter.add", {"meter": WATER, "protocol": "wmbus", "fuel": "water"}),

@@ -14,12 +14,14 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from gdsc.api_world import DAY1, NOW, World, build, tariff_json
 from smarthub.gdsc.api.schemas import TopUpIn
 from smarthub.model.prepayment import Voucher
-from smarthub.model.tariff import Tariff
+from smarthub.model.tariff import InvalidTariff, Tariff, make_tariff
+
+TARIFF = TypeAdapter(Tariff)  # the API's view of the model
 
 SERVED = ["half-hourly", "daily", "monthly"]
 PROFILE_ENDPOINTS = [
@@ -156,8 +158,10 @@ def test_a_top_up_amount_is_accepted_exactly_when_the_published_pattern_matches(
     text=DECIMALISH, field=st.sampled_from(["standing_charge_p_per_day", "vat_rate", "unit_rate_p_per_kwh"])
 )
 def test_a_tariff_rate_is_accepted_exactly_when_the_published_pattern_matches(text: str, field: str) -> None:
+    """By the API (pydantic, from the model's classes) and by the hub (the classes' own checks,
+    no pydantic) alike: a tariff the GDSC takes is one every hub takes."""
     doc = tariff_json()
-    spec = Tariff.model_json_schema()
+    spec = TARIFF.json_schema()
     if field == "unit_rate_p_per_kwh":
         doc["pricing"][field] = text
         pattern = spec["$defs"]["Flat"]["properties"][field]["pattern"]
@@ -165,11 +169,16 @@ def test_a_tariff_rate_is_accepted_exactly_when_the_published_pattern_matches(te
         doc[field] = text
         pattern = spec["properties"][field]["pattern"]
     try:
-        Tariff.model_validate(doc)
+        make_tariff(**doc)
+        hub_takes = True
+    except InvalidTariff:
+        hub_takes = False
+    try:
+        TARIFF.validate_python(doc)
     except ValidationError:
-        assert re.fullmatch(pattern, text) is None, text
+        assert re.fullmatch(pattern, text) is None and not hub_takes, text
         return
-    assert re.fullmatch(pattern, text), text
+    assert re.fullmatch(pattern, text) and hub_takes, text
 
 
 def test_json_numbers_are_refused_for_money_as_the_spec_says(world: World, client: TestClient) -> None:
@@ -381,3 +390,81 @@ def test_query_instants_are_rfc3339_not_unix_times(world: World, client: TestCli
         headers=world.auth("C1"),
     )
     assert r.status_code == 200, r.text
+
+
+E7 = {
+    "type": "time_of_use",
+    "rates": {"night": "13.20", "day": "27.10"},
+    "day_types": {"all": [{"start": "00:30", "end": "07:30", "rate": "night"},
+                          {"start": "07:30", "end": "00:30", "rate": "day"}]},
+    "week": dict.fromkeys(("mon", "tue", "wed", "thu", "fri", "sat", "sun"), "all"),
+}  # fmt: skip
+SERIES = {"start": "2026-09-01T00:00:00Z", "values": ["-1.5", "20"]}
+TIERS = [
+    {"name": "a", "up_to_kwh": "5", "unit_rate_p_per_kwh": "10"},
+    {"name": "b", "up_to_kwh": None, "unit_rate_p_per_kwh": "20"},
+]
+PRICINGS: list[Any] = [
+    E7,
+    {**E7, "rates": {}},
+    {**E7, "week": {"mon": "all"}},
+    {**E7, "week": {**E7["week"], "someday": "all"}},
+    {**E7, "bank_holidays": ["2026-12-25"]},
+    {**E7, "bank_holiday_day_type": "all", "bank_holidays": ["2026-12-25", 20261226]},
+    {**E7, "day_types": {"all": [{"start": "00:00", "end": "24:00", "rate": "day", "x": 1}]}},
+    {**E7, "day_types": {"all": [{"start": "00:15", "end": "24:00", "rate": "day"}]}},
+    {**E7, "day_types": {"": [{"start": "00:00", "end": "24:00", "rate": "day"}]}},
+    {"type": "dynamic", "unit_rates_p_per_kwh": SERIES},
+    {"type": "dynamic", "unit_rates_p_per_kwh": {**SERIES, "start": "2026-09-01T00:00:00"}},
+    {"type": "dynamic", "unit_rates_p_per_kwh": {**SERIES, "start": "2026-09-01T00:10:00Z"}},
+    {"type": "dynamic", "unit_rates_p_per_kwh": {**SERIES, "values": []}},
+    {"type": "dynamic", "unit_rates_p_per_kwh": {**SERIES, "values": [1.5]}},
+    {"type": "tiered", "block": "day", "tiers": TIERS},
+    {"type": "tiered", "block": "week", "tiers": TIERS},
+    {"type": "tiered", "block": "day", "tiers": TIERS[::-1]},
+    {"type": "tiered", "block": "day", "tiers": [{**TIERS[0], "up_to_kwh": "0"}, TIERS[1]]},
+    {"type": "tiered", "block": "day", "tiers": [{k: v for k, v in TIERS[1].items() if k != "up_to_kwh"}]},
+    {"type": "flat", "unit_rate_p_per_kwh": "1", "extra": "x"},
+    {"type": "flat"},
+    {"type": "bogus"},
+    {"unit_rate_p_per_kwh": "1"},
+    "flat",
+]
+TOP: list[dict[str, Any]] = [
+    {},
+    {"version": 0},
+    {"version": "2"},
+    {"version": True},
+    {"version": 2.0},
+    {"version": 2.5},
+    {"tariff_id": ""},
+    {"tariff_id": "x" * 65},
+    {"effective_from": "2026-02-30"},
+    {"effective_from": 20260901},
+    {"effective_from": "2026-09-01T00:00:00Z"},
+    {"name": 7},
+    {"vat_rate": "1"},
+    {"vat_rate": "0.12345"},
+    {"discount": "5"},
+]
+
+
+@pytest.mark.parametrize("pricing", PRICINGS, ids=range(len(PRICINGS)))
+@pytest.mark.parametrize("top", TOP, ids=range(len(TOP)))
+def test_the_api_and_the_hub_take_the_same_tariffs(pricing: Any, top: dict[str, Any]) -> None:
+    """The API validates with pydantic (built from the model's classes), a hub with the classes'
+    own checks and no pydantic: a document one takes and the other refuses would be a tariff
+    the GDSC distributes and its hubs refuse (or the other way round)."""
+    doc = {**tariff_json(), "pricing": pricing, **top}
+    try:
+        hub = make_tariff(**doc)
+    except InvalidTariff:
+        hub = None
+    try:
+        api = TARIFF.validate_python(doc)
+    except ValidationError:
+        api = None
+    assert api == hub, (doc, api, hub)
+    if hub is not None:  # and its JSON is the one both read back
+        assert TARIFF.dump_python(hub, mode="json") == hub.to_json_dict()
+        assert TARIFF.validate_json(hub.to_json()) == hub

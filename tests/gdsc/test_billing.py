@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, timedelta
 from decimal import Decimal
 from fractions import Fraction
@@ -121,9 +122,7 @@ def test_repeated_intervals_count_once_and_conflicts_are_refused() -> None:
 
 def test_tariff_version_change_mid_period_gives_lines_per_version() -> None:
     v1 = economy_7().versions[0]
-    v2 = v1.model_copy(
-        update={"version": 2, "effective_from": date(2026, 7, 15), "standing_charge_p_per_day": Decimal("60")}
-    )
+    v2 = replace(v1, version=2, effective_from=date(2026, 7, 15), standing_charge_p_per_day=Decimal("60"))
     schedule = TariffSchedule([v1, v2])
     start, end = date(2026, 7, 1), date(2026, 8, 1)
     result = bill(schedule, FixedIntensity(g_per_kwh=Decimal(0)), [], start, end)

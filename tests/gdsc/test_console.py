@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from smarthub.gdsc.incidents.console import console_app
+from smarthub.gdsc.incidents.console import Shared, console_app
 from smarthub.gdsc.incidents.error_log import ErrorLog
 from smarthub.gdsc.pull.scheduler import WindowProgress
 from smarthub.gdsc.store import Store
@@ -158,3 +159,19 @@ async def test_the_error_log_tables_need_an_error_log(tmp_path) -> None:  # type
     store.close()
     assert resp.status == 404 and windows.status == 200
     assert "No error log here." in page and 'id="incidents"' not in page
+
+
+async def test_open_pages_share_one_read() -> None:
+    reads = 0
+
+    async def read() -> int:
+        nonlocal reads
+        reads += 1
+        await asyncio.sleep(0)  # a reader in flight: the others wait for it, not read again
+        return reads
+
+    shared = Shared(read, max_age=3600.0)
+    assert await asyncio.gather(*(shared.get() for _ in range(10))) == [1] * 10
+    assert reads == shared.reads == 1
+    always = Shared(read, max_age=0.0)
+    assert [await always.get() for _ in range(3)] == [2, 3, 4]

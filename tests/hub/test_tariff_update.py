@@ -5,6 +5,7 @@ the effective instant, priced exactly as the GDSC's bill prices it; queued for m
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -160,7 +161,7 @@ async def test_older_equal_and_malformed_updates_are_refused_with_the_reason(tmp
             assert verdict.status == status and reason in verdict.detail, (reason, verdict)
         acc = home.side.consumption.supplies["electricity"].accumulator
         assert [t.version for t in acc.schedule.versions] == [1, 2]
-        other = Tariff(**{**V2.model_dump(), "tariff_id": "other", "version": 7})
+        other = replace(V2, tariff_id="other", version=7)
         verdict = await home.command("tariff.update", tariff_update_body(other, "electricity"))
         assert verdict.status == "failed" and "is on tariff 'night-saver'" in verdict.detail
     finally:

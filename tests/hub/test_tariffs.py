@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -176,9 +177,7 @@ def test_dynamic_rates_and_prices_not_yet_published() -> None:
         acc.bill(date(2026, 7, 1), date(2026, 7, 2))
     # newly published prices arrive as a re-issue of the tariff (a higher version, same day)
     more = HalfHourlySeries(start=start, values=(*prices.values, Decimal("10"), *(Decimal(15),) * 44))
-    reissue = schedule.versions[0].model_copy(
-        update={"version": 2, "pricing": Dynamic(unit_rates_p_per_kwh=more)}
-    )
+    reissue = replace(schedule.versions[0], version=2, pricing=Dynamic(unit_rates_p_per_kwh=more))
     updated = schedule.with_version(reissue)
     acc.update_tariff(updated)
     series = [IntervalConsumption(start + i * HH, HH, Decimal(1)) for i in range(4)]

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
 
 from model.test_tariff_strategies import (
     AUTUMN,
@@ -115,7 +115,7 @@ def test_unknown_fields_and_negative_prices_are_refused() -> None:
     doc["pricing"]["rates"]["night"] = "-1"  # type: ignore[index]
     with pytest.raises(
         InvalidTariff,
-        match=r"pricing.time_of_use.rates.night: Value error, '-1' is not a decimal string of 0 or more",
+        match=r"pricing.time_of_use.rates.night: '-1' is not a decimal string of 0 or more",
     ):
         tariff_from_json(json.dumps(doc))
     doc = tou_json(E7)
@@ -181,20 +181,20 @@ def test_schedule_picks_the_version_in_force_and_refuses_inconsistent_versions()
         standing_charge_p_per_day=Decimal(50),
         pricing=Flat(unit_rate_p_per_kwh=Decimal(25)),
     )
-    v2 = v1.model_copy(update={"version": 2, "effective_from": date(2026, 4, 1)})
+    v2 = replace(v1, version=2, effective_from=date(2026, 4, 1))
     s = TariffSchedule([v2, v1])
     assert s.in_force(date(2026, 3, 31)).version == 1
     assert s.in_force(date(2026, 4, 1)).version == 2
     with pytest.raises(NoTariffInForce, match="no version in force on 2025-12-31"):
         s.in_force(date(2025, 12, 31))
     with pytest.raises(InvalidTariff, match="before version 1"):
-        TariffSchedule([v1, v1.model_copy(update={"version": 2, "effective_from": date(2025, 12, 1)})])
+        TariffSchedule([v1, replace(v1, version=2, effective_from=date(2025, 12, 1))])
     with pytest.raises(InvalidTariff, match="version 1 of 'f' given twice"):
         TariffSchedule([v1, v1])
-    reissue = v1.model_copy(update={"version": 3, "effective_from": date(2026, 4, 1)})
+    reissue = replace(v1, version=3, effective_from=date(2026, 4, 1))
     assert TariffSchedule([v1, v2, reissue]).in_force(date(2026, 5, 1)) is reissue
     with pytest.raises(InvalidTariff, match="already differs"):
-        s.with_version(v2.model_copy(update={"standing_charge_p_per_day": Decimal(51)}))
+        s.with_version(replace(v2, standing_charge_p_per_day=Decimal(51)))
     assert s.with_version(v2) is s
     assert schedule_from_json(s.to_json()) == s
 
@@ -268,7 +268,7 @@ def test_bank_holiday_takes_its_own_day_type() -> None:
 def test_series_start_is_normalised_to_utc() -> None:
     s = HalfHourlySeries(start=as_utc(date(2026, 7, 1), 0), values=(Decimal(1),))
     assert s.start.tzinfo is UTC
-    with pytest.raises(ValidationError):
+    with pytest.raises(InvalidTariff, match="start: Input should have timezone info"):
         HalfHourlySeries(start=datetime(2026, 7, 1), values=(Decimal(1),))  # naive
 
 

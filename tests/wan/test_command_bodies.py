@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -243,7 +244,7 @@ async def test_a_malformed_body_of_each_type_is_refused_at_the_hub_and_changes_n
 
 
 def test_a_summer_tariff_update_keeps_its_local_offset_on_the_wire() -> None:
-    summer = Tariff(**{**TARIFF.model_dump(), "effective_from": date(2026, 9, 1)})
+    summer = replace(TARIFF, effective_from=date(2026, 9, 1))
     sent = tariff_update_body(summer, "gas", datetime.fromisoformat("2026-09-01T00:00:00+01:00"))
     body = parse_body("tariff.update", sent)
     assert isinstance(body, TariffUpdate) and body.effective == datetime(2026, 8, 31, 23, 0, tzinfo=UTC)

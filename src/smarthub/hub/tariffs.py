@@ -20,7 +20,7 @@ Time is injected: every "now" is an argument.
 **Distribution** (`TariffStore`, the contract's `TariffUpdate` body): the GDSC distributes a new tariff
 version through the pull channel as the signed management command ``tariff.update`` with body
 ``{"tariff": <Tariff JSON>, "effective": <ISO 8601>, "version": <int>, "fuel": "electricity" |
-"gas"}``. The hub validates it (the pydantic tariff model), refuses a version not above the one
+"gas"}``. The hub validates it (the tariff model's own checks), refuses a version not above the one
 it holds (`StaleTariffVersion`), commits it to SQLite (``synchronous=FULL``, one transaction)
 *before* it is used, and swaps the supply's schedule: the version is in force from local
 midnight of its ``effective_from`` day (which ``effective`` must name), so intervals before that

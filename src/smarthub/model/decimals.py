@@ -16,18 +16,23 @@ Each pattern encodes the bounds and decimal places of its field (``0 < amount <=
 places) so a client validates before sending; the pydantic constraints stay on the field as a
 second check of values built in Python. Hand-written because pydantic publishes a decimal as
 number-or-string without its bounds, places or digits.
+
+Importing this module does not import pydantic (the hub checks tariffs with these patterns and
+no pydantic, issue 17): the hooks import it when pydantic calls them, building a schema.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BeforeValidator, GetCoreSchemaHandler, GetJsonSchemaHandler
-from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema, core_schema
+if TYPE_CHECKING:
+    from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+    from pydantic.json_schema import JsonSchemaValue
+    from pydantic_core import CoreSchema
 
 
 def fixed_point(d: Decimal) -> str:
@@ -52,6 +57,8 @@ class DecimalText:
         raise ValueError(f"{shown} is not a decimal string of {self.rule} (e.g. {self.example!r})")
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        from pydantic_core import core_schema
+
         return core_schema.no_info_before_validator_function(
             self.check,
             handler(source),
@@ -108,7 +115,19 @@ __all__ = [
 ]
 
 
-def _rfc3339(pattern: str, what: str) -> BeforeValidator:
+@dataclass(frozen=True, slots=True)
+class _Before:
+    """pydantic's ``BeforeValidator(check)``, without importing pydantic until a schema is built."""
+
+    check: Callable[[object], object]
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_before_validator_function(self.check, handler(source))
+
+
+def _rfc3339(pattern: str, what: str) -> _Before:
     """Dates and times travel as RFC 3339 strings (JSON Schema's ``format: date``/``date-time``):
     pydantic's lax mode would also take a JSON number, or a string of digits, as a Unix time
     (``0`` as 1970-01-01), which the published format refuses."""
@@ -121,7 +140,7 @@ def _rfc3339(pattern: str, what: str) -> BeforeValidator:
             raise ValueError(f"{value[:40]!r} is not an RFC 3339 {what}")
         return value
 
-    return BeforeValidator(check)
+    return _Before(check)
 
 
 DATE_TEXT = _rfc3339(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", "full-date (YYYY-MM-DD)")
@@ -143,5 +162,5 @@ def _json_integer(value: object) -> object:
     return value
 
 
-JSON_INTEGER = BeforeValidator(_json_integer)
+JSON_INTEGER = _Before(_json_integer)
 """``Annotated[int, JSON_INTEGER]``: an integer as JSON Schema means it."""

@@ -35,6 +35,7 @@ whether each took effect: ``renewals_due``/``renewals_done``, ``consent_expiries
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import random
@@ -399,7 +400,7 @@ class FleetLife:
         live = [h for h in hubs if h not in self.revoked_hubs]
         tomorrow = (now + timedelta(days=1)).date()
         (current,) = sample_electricity(self.cfg.sim_start.date().replace(day=1)).versions
-        tariff = current.model_copy(update={"version": current.version + 1, "effective_from": tomorrow})
+        tariff = dataclasses.replace(current, version=current.version + 1, effective_from=tomorrow)
         queued = distribute_tariff(
             self.run.store, self.run.gdsc.plan, self.run.signer, tariff, "electricity", now, hubs=live
         )

@@ -59,7 +59,7 @@ def tariff_update(
         tariffs.tariff_update(body.tariff, tariffs.FUELS[0], body.effective)
     except ValueError as err:
         raise HTTPException(400, f"cannot send tariff {body.tariff.tariff_id!r}: {err}") from err
-    detail = {"tariff": body.tariff.model_dump(mode="json"), "version": body.tariff.version}
+    detail = {"tariff": body.tariff.to_json_dict(), "version": body.tariff.version}
     meter = allowed(api, party, Action.TARIFF_UPDATE, premises_id, body.meter_id, detail)
     if meter.fuel not in tariffs.FUELS:
         raise HTTPException(

@@ -96,8 +96,7 @@ class TariffUpdate(CommandBody):
 
     @classmethod
     def parse(cls, body: Mapping[str, object]) -> Self:
-        # Imported here: the tariff model (pydantic) is ~10 MB of a hub's memory, and a hub
-        # without the consumer side never parses a tariff (issue 17).
+        # Imported here: a hub without the consumer side never parses a tariff (issue 17).
         from smarthub.model.tariff import InvalidTariff, tariff_from_json
         from smarthub.model.tariff_calc import day_start
 
@@ -133,7 +132,7 @@ class TariffUpdate(CommandBody):
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "tariff": self.tariff.model_dump(mode="json"),
+            "tariff": self.tariff.to_json_dict(),
             "effective": self.as_sent or self.effective.isoformat(),
             "version": self.tariff.version,
             "fuel": self.fuel,
