@@ -365,6 +365,45 @@ async def test_upkeep_renews_a_hub_near_expiry_exactly_once(running: World) -> N
         await courier.close()
 
 
+async def test_a_second_renewal_the_hub_installed_after_the_first_was_adopted_is_moved_to(
+    running: World,
+) -> None:
+    """The first renewal's answer was lost (its job failed) and the GDSC queued a second one of
+    the same certificate, then adopted the first from the hub's handshake: the hub installs the
+    second as well, and the GDSC must follow it, or it pins a certificate the hub no longer
+    presents and never reaches the hub again (seen in the 30-day chaos run, issue 24)."""
+    w = running
+    w.lifecycle.certificate_days = 365
+    issued = w.commission("HUB-1")
+    hub = await w.start_hub("HUB-1", issued)
+    courier = CommandCourier(w.collector_ctx())
+    try:
+        now = datetime.now(UTC) - timedelta(minutes=10)
+        first = w.lifecycle.renew_hub("HUB-1", now)
+        verdict = await w.deliver_urgent(courier, "pki.certificate")
+        assert verdict["status"] == "applied"
+        first_lfdi = verdict["result"]["lfdi"]
+        with w.store.engine.begin() as conn:  # the answer lost: the plan gave the job up
+            conn.execute(
+                urgent_work.update().where(urgent_work.c.id == first).values(state="failed", result=None)
+            )
+        w.lifecycle.renew_hub("HUB-1", now + timedelta(minutes=5))  # not under way: renewed again
+        assert w.lifecycle.adopt_renewed({"HUB-1": first_lfdi}, now) == ["HUB-1"]
+        assert w.record("HUB-1").lfdi == first_lfdi
+        second = await w.deliver_urgent(courier, "pki.certificate")
+        assert second["status"] == "applied" and hub.server.lfdi == second["result"]["lfdi"] != first_lfdi
+        w.lifecycle.apply_renewals(now + timedelta(minutes=6))
+        assert w.record("HUB-1").lfdi == second["result"]["lfdi"]  # the one the hub presents
+        revoked = CertificateAuthority.load(w.dir / "ca").revoked_serials
+        assert issued.certificate.serial_number in revoked
+        assert int(verdict["result"]["serial"]) in revoked  # the first renewal, superseded
+        # The first renewal's late answer changes nothing now.
+        w.lifecycle.apply_renewals(now + timedelta(minutes=7))
+        assert w.record("HUB-1").lfdi == second["result"]["lfdi"]
+    finally:
+        await courier.close()
+
+
 def _cli(*args: str) -> dict[str, str]:
     r = CliRunner().invoke(app, list(args))
     assert r.exit_code == 0, r.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -138,3 +139,37 @@ def test_an_expired_or_unreadable_certificate_is_shown_so() -> None:
     assert facts["expired"] and facts["days_left"] == -1
     assert "unreadable" in certificate_facts("not a certificate", T0)
     assert certificate_facts(None, T0) == {}
+
+
+async def test_hostile_ids_are_escaped_everywhere(tmp_path: Path) -> None:
+    """A hub, premises or meter id is data from the field: never markup on the console."""
+    evil = '"><img src=x onerror=alert(1)>'
+    store = Store(f"sqlite:///{tmp_path / 'gdsc.sqlite'}")
+    store.create_schema()
+    store.register_hub(
+        hub_id=f"H{evil}",
+        premises_id=f"P{evil}",
+        url="https://h",
+        lfdi="d" * 40,
+        meters_by_fuel=[(f"E{evil}", "gas")],
+    )
+    TopologyStore(store.engine).load(
+        parse_csv(f"premises_id,phase,feeder,secondary_substation,primary_substation\nP{evil},L1,F1,S1,PR1\n")
+    )
+    log = ErrorLog(store)
+    log.record_unreachable(f"H{evil}", T0, f"refused {evil}")
+    try:
+        async with TestClient(TestServer(console_app(store, list, log, clock=ManualClock(T0)))) as client:
+            pages = [
+                await (await client.get(path)).text()
+                for path in ("/", "/hubs/" + quote(f"H{evil}", safe=""), "/outages")
+            ]
+            rows = await (await client.get("/api/tables/incidents")).json()
+    finally:
+        store.close()
+    for page in pages:
+        assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert (
+        'href="/hubs/H%22%3E%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E"' in pages[0]
+    )  # the incident's hub links
+    assert rows["rows"][0]["hub_ids"] == [f"H{evil}"]

@@ -195,3 +195,17 @@ def test_bad_tenancy_changes_are_refused(world: World) -> None:
         move_out(world.repo, "P1", datetime(2026, 9, 1))
     # Every refusal left the tenancy as it was (each ran in one transaction).
     assert world.repo.tenancies(["P1"]) == (Tenancy("T1", "P1", "C1", JAN),)
+
+
+def test_renewals_are_spread_over_the_lead_time_a_fixed_share_per_hub() -> None:
+    """Hubs commissioned together fall due together; renew_spread gives each a fixed share of
+    the spread (the same in every process), so a round is not one burst (issue 24)."""
+    from smarthub.gdsc.fleet.lifecycle import renew_spread_of
+
+    spread = timedelta(days=2)
+    shares = [renew_spread_of(f"HUB{i:06d}", spread) for i in range(1000)]
+    assert shares == [renew_spread_of(f"HUB{i:06d}", spread) for i in range(1000)]
+    assert all(timedelta(0) <= s < spread for s in shares)
+    quarters = [sum(1 for s in shares if q * spread / 4 <= s < (q + 1) * spread / 4) for q in range(4)]
+    assert all(200 <= n <= 300 for n in quarters), quarters
+    assert renew_spread_of("HUB000001", timedelta(0)) == timedelta(0)  # no spread: the lead time

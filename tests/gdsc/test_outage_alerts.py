@@ -5,18 +5,23 @@ logged; a flooding hub throttled. SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import update
 
 from smarthub.clock import ManualClock
 from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
+from smarthub.gdsc.fleet.registry import hubs
+from smarthub.gdsc.outages.receiver import LOGGED_PER_KEY
 from smarthub.gdsc.outages.service import OutageService
 from smarthub.gdsc.outages.topology import TopologyStore, parse_csv
 from smarthub.gdsc.store import Store
-from smarthub.hub.alerts import AlertSender, SequenceReservations, udp_transport
+from smarthub.hub.alerts import BURST, REFILL, AlertSender, SequenceReservations, udp_transport
 from smarthub.hub.mains import MainsMonitor
 from smarthub.wan.contract.alerts import Alert, AlertKind, sign
 
@@ -157,3 +162,137 @@ def test_sequence_numbers_keep_rising_across_restarts_without_a_write_per_alert(
     s = SequenceReservations(tmp_path / "a.sqlite")  # a power cut after three alerts
     assert s.take() > max(first)
     s.close()
+
+
+async def test_forgeries_are_logged_once_per_hub_and_reason_and_spend_none_of_the_hubs_allowance(
+    tmp_path: Path, db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store, svc, _clock, senders, port = await _world(tmp_path, db_url)
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(
+        asyncio.DatagramProtocol, remote_addr=("127.0.0.1", port)
+    )
+    try:
+        stranger = ec.generate_private_key(ec.SECP256R1())
+        with caplog.at_level(logging.WARNING, logger="smarthub.gdsc.outages.receiver"):
+            for n in range(10):  # the same forger ten times
+                transport.sendto(sign(Alert(AlertKind.LAST_GASP, "H4", 100 + n, T, T), stranger))
+            await _settle(svc, 10)
+        lines = [r.getMessage() for r in caplog.records if "alert refused" in r.getMessage()]
+        assert len(lines) == LOGGED_PER_KEY and all("(forged) from hub 'H4'" in m for m in lines)
+        assert {(r["hub_id"], r["reason"]): r["count"] for r in svc.store.refusals()} == {
+            ("H4", "forged"): 10
+        }
+        # Forgeries spent none of H4's allowance: its own last gasp, just after, opens its outage.
+        MainsMonitor("H4", senders["H4"]).supply_lost(T)
+        await _settle(svc, 11)
+        assert svc.store.count_alerts() == 1
+        assert [(o["level"], o["location"]) for o in svc.store.find(live=True)] == [("premises", "P4")]
+    finally:
+        transport.close()
+        await svc.close()
+        store.close()
+
+
+async def test_a_stale_alert_is_refused_even_with_a_good_signature(tmp_path: Path, db_url: str) -> None:
+    store, svc, _clock, senders, port = await _world(tmp_path, db_url)
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(
+        asyncio.DatagramProtocol, remote_addr=("127.0.0.1", port)
+    )
+    try:
+        key = senders["H2"].key
+        old = T - timedelta(minutes=11)  # recorded and sent again 11 minutes later (MAX_SKEW 10)
+        transport.sendto(sign(Alert(AlertKind.LAST_GASP, "H2", 7, old, old), key))
+        await _settle(svc, 1)
+        assert svc.receiver.stats.refused == {"stale": 1}
+        assert svc.store.count_alerts() == 0 and svc.store.find(live=True) == []
+    finally:
+        transport.close()
+        await svc.close()
+        store.close()
+
+
+async def test_a_replay_after_the_gdsc_restarts_is_refused_before_it_is_correlated(
+    tmp_path: Path, db_url: str
+) -> None:
+    """The replay windows of a restarted endpoint start from the stored sequence numbers: a last
+    gasp replayed after the premises was restored must not open a false outage."""
+    store, svc, clock, senders, _ = await _world(tmp_path, db_url)
+    sent: list[bytes] = []
+    good = senders["H9"]
+    real = good.transport
+    good.transport = lambda d: (sent.append(d), real(d))  # type: ignore[func-returns-value]
+    monitor = MainsMonitor("H9", good)
+    monitor.supply_lost(T)
+    await _settle(svc, 1)
+    clock.advance(timedelta(minutes=4))
+    monitor.supply_restored(clock.now())
+    monitor.tick(clock.now() + timedelta(minutes=5))
+    await _settle(svc, 2)
+    await svc.close()
+    assert svc.store.find(live=True) == []
+
+    again = OutageService(store.engine, clock)  # the GDSC restarted, within the freshness window
+    port = await again.start()
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(
+        asyncio.DatagramProtocol, remote_addr=("127.0.0.1", port)
+    )
+    try:
+        transport.sendto(sent[0])  # the last gasp, replayed
+        await _settle(again, 1)
+        assert again.receiver.stats.refused == {"replayed": 1}
+        assert again.store.find(live=True) == [] and not again.power_out("H9")
+        assert again.store.count_alerts() == 2
+    finally:
+        transport.close()
+        await again.close()
+        store.close()
+
+
+async def test_a_revoked_hubs_alerts_are_refused_once_the_endpoint_rereads_the_keys(
+    tmp_path: Path, db_url: str
+) -> None:
+    store, svc, _clock, senders, _ = await _world(tmp_path, db_url)
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(update(hubs).where(hubs.c.hub_id == "H7").values(status="revoked"))
+        svc.keys.refresh_all()  # what the endpoint's writer does every few minutes
+        MainsMonitor("H7", senders["H7"]).supply_lost(T)
+        await _settle(svc, 1)
+        assert svc.receiver.stats.refused == {"unknown_hub": 1}
+        assert svc.store.find(live=True) == []
+    finally:
+        await svc.close()
+        store.close()
+
+
+def test_a_hub_with_a_flapping_supply_throttles_itself() -> None:
+    """The hub's own rate limit: BURST alerts at once, then one per REFILL of its clock."""
+    out: list[bytes] = []
+    key = ec.generate_private_key(ec.SECP256R1())
+
+    class Numbers:
+        n = 0
+
+        def take(self) -> int:
+            self.n += 1
+            return self.n
+
+        def extend(self) -> None:
+            pass
+
+    sender = AlertSender("H1", key, out.append, Numbers())  # type: ignore[arg-type]
+    monitor = MainsMonitor("H1", sender)
+    t = T
+    for _ in range(10):  # mains on and off every second
+        monitor.supply_lost(t)
+        monitor.supply_restored(t + timedelta(milliseconds=500))
+        t += timedelta(seconds=1)
+    # The restorations wait for the meter's record; flapping sends each pending one with the next
+    # last gasp: 19 alerts wanted, BURST sent.
+    assert len(out) == BURST and sender.suppressed > 0
+    t += REFILL
+    monitor.supply_lost(t)
+    assert len(out) == BURST + 1

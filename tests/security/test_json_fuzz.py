@@ -100,6 +100,7 @@ API_POSTS = (
     "/v1/network/topology",
     "/v1/services",
     "/v1/services/1/decisions",
+    "/v1/transfer-policies",
 )
 # Who may post there: the consumer grants consents, the operator edits readings, the network
 # operator loads its topology, a supplier sends the commands (so the body is parsed, not refused).
@@ -110,6 +111,7 @@ POSTER = {
     "topology": "DNO",
     "services": "TP",  # a third party applying
     "decisions": "OP",  # the operator deciding on an application
+    "transfer-policies": "OP",  # the operator setting a transfer policy
 }
 
 

@@ -74,3 +74,11 @@ def test_truncated_or_extended_datagrams_are_refused(tail: bytes) -> None:
         except BadAlert:
             continue
         raise AssertionError("a datagram of the wrong length decoded")
+
+
+def test_a_window_rebuilt_from_the_store_refuses_every_number_up_to_the_highest() -> None:
+    """After a GDSC restart only the highest stored number is known: the numbers below it (a last
+    gasp before its restoration) must not be taken again."""
+    w = ReplayWindow.after(5)
+    assert [w.accept(n) for n in (5, 4, 0, 6, 6)] == [False, False, False, True, False]
+    assert ReplayWindow.after(-1).accept(0)

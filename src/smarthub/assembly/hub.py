@@ -55,6 +55,7 @@ from smarthub.hub.registry import MeterRegistry, registry_commands
 from smarthub.hub.repairs import HubRepairs
 from smarthub.hub.submeters import WanEvents, WanMeters
 from smarthub.hub.supply import supply_commands
+from smarthub.hub.transfer_policy import TransferPolicyStore, transfer_policy_command
 from smarthub.security.certificates import lfdi
 from smarthub.wan.contract.authority import host_header
 from smarthub.wan.contract.bodies import (
@@ -137,6 +138,7 @@ class HubAssembly:
     network: NetworkSettings
     consent: ConsentStore
     privacy: HubPrivacy
+    transfer_policy: TransferPolicyStore
     firmware: FirmwareUpdater
     lfdi: str
     server: HubWanServer
@@ -405,10 +407,15 @@ def _privacy(a: HubAssembly) -> Part:
     wanted = a.config.gdsc_granularity
     if wanted is not None and a.consent.version("gdsc") is None:
         a.consent.set("gdsc", Granularity(wanted), a.clock.now())
-    a.privacy = HubPrivacy(a.consent, a.history, mirror=a.hub.mirror, is_submeter=a.is_submeter)
+    # The GDSC's transfer policy narrows what its own collection gets (hub.transfer_policy).
+    a.transfer_policy = TransferPolicyStore(a.dir / "transfer_policy.sqlite")
+    a.privacy = HubPrivacy(
+        a.consent, a.history, mirror=a.hub.mirror, is_submeter=a.is_submeter, cap=a.transfer_policy.cap
+    )
     for ctype, handler in privacy_commands(a.privacy, a.clock).items():  # consent.set, supplier.keys
         a.management.register(ctype, handler)
-    return Part("privacy", on_stop=_after(a.consent.close))
+    a.management.register("transfer.policy", transfer_policy_command(a.transfer_policy))
+    return Part("privacy", on_stop=_after(a.consent.close, a.transfer_policy.close))
 
 
 def _firmware(a: HubAssembly) -> Part:

@@ -110,6 +110,7 @@ def chaos(
         or result.topups_doubled
         or result.topup_days_missed
         or result.commands_refused_stale_crl
+        or result.commands_refused_signer
         or result.renewals_done != result.renewals_due
         or result.consent_expiries_applied != result.consent_expiries
     ):

@@ -63,10 +63,11 @@ from smarthub.gdsc.outages.topology import parse as parse_topology
 from smarthub.gdsc.pull.collector import Collector
 from smarthub.gdsc.pull.courier import CommandCourier
 from smarthub.gdsc.pull.plan import PullPlan
-from smarthub.gdsc.pull.scheduler import Scheduler, WindowProgress, _wall_seconds
+from smarthub.gdsc.pull.scheduler import RetrievalSchedule, Scheduler, WindowProgress, _wall_seconds
 from smarthub.gdsc.pull.tables import Priority
 from smarthub.gdsc.readings.vee.store import VeeSettings
 from smarthub.gdsc.store import Store
+from smarthub.gdsc.transfer.policies import TransferPolicies
 from smarthub.gdsc.upkeep import Upkeep, crl_current, crl_stamp, keep_crl
 from smarthub.wan.client.channel import ChannelEndpoint
 from smarthub.wan.client.hub_client import HubClient
@@ -242,6 +243,9 @@ class GdscService:
             channel_hubs = ChannelHubs(store)
             channels = ChannelEndpoint(known=channel_hubs.__contains__)
         collector = _collector(config, store, ctx, clock, error_log, crl, channels)
+        # The transfer policies decide which hubs each window pulls (none set: every hub, every
+        # window), and a hub's changed policy is queued for it once it has been pulled.
+        policies = TransferPolicies(store.engine)
         scheduler = Scheduler(
             collector,
             clock,
@@ -250,8 +254,12 @@ class GdscService:
             seed=config.seed,
             on_progress=on_progress,
             on_unreachable=error_log.record_unreachable,
+            schedules=(RetrievalSchedule("every", config.window, planner=policies.planner(config.window)),),
         )
         assert scheduler.plan is not None
+        if signer is not None:
+            plan, sign = scheduler.plan, signer
+            scheduler.after_pulls = lambda hub_ids, now: policies.after_pulls(plan, sign, hub_ids, now)
         upkeep = Upkeep(
             state, store, collector, signer, clock, tls_clock, crl_path, crl_due=due, plan=scheduler.plan
         )

@@ -107,6 +107,7 @@ class Upkeep:
     replaced_mark: int = 0
     renewal_mark: int = 0
     renew_before: timedelta = timedelta(days=30)  # renew hub certificates expiring within this
+    renew_spread: timedelta = timedelta(0)  # ... spread over this much of it (HubLifecycle)
     errors: int = 0
     runs: int = 0
     comparisons_week: tuple[date, date] | None = None
@@ -229,7 +230,7 @@ class Upkeep:
         if lifecycle is None or self.signer is None:
             return
         now = self.tls_clock.now()
-        lifecycle.renew_before = self.renew_before
+        lifecycle.renew_before, lifecycle.renew_spread = self.renew_before, self.renew_spread
         self.renewal_mark = lifecycle.apply_renewals(now, self.renewal_mark)
         presented, self.collector.presented = self.collector.presented, {}
         for hub_id in lifecycle.adopt_renewed(presented, now) if presented else ():

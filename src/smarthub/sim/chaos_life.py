@@ -8,13 +8,17 @@ consent expiries, voucher re-sends — runs under the faults:
 
 * **certificate renewals**: hub certificates are issued for a few days only
   (:func:`renewal_plan`: a third of the run, at least two days), so each falls due for renewal
-  inside the run, again and again over weeks; the upkeep renews them
+  inside the run, again and again over weeks, each hub at its own point of a spread over half
+  the lead time (``HubLifecycle.renew_spread``); the upkeep renews them
   (``HubLifecycle.renew_due``), the hubs install them, the GDSC moves to them and revokes the
   superseded ones (a CRL at every renewal round);
 * **revocations**: a hub's (``revoke_hub``: its data refused from then on, so the run expects
   its half-hours only up to what the GDSC held of every channel at the revocation), the
   collector's (a new collector certificate, the collector and its command deliveries restarted
-  on it, the old one revoked: the hubs learn it with their pulls);
+  on it, the old one revoked: the hubs learn it with their pulls), the operator's (a new
+  operator certificate, the GDSC's signer moved to it and the pending vouchers and undelivered
+  commands signed again, :mod:`smarthub.gdsc.commands.rotation`, then the old one revoked:
+  nothing queued is refused for its signer, ``commands_refused_signer``);
 * **consents**: a third party's consents granted at some premises, some revoked before they
   expire, the others expiring inside the run (the upkeep pushes each expiry to the hubs);
 * **changes of tenancy** (a move-in: the old occupant's consents revoked and pushed) and **of
@@ -52,8 +56,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from smarthub.gdsc.commands.firmware_rollout import FirmwareRollout
+from smarthub.gdsc.commands.rotation import Resigned, resign_queued, rotate_operator
 from smarthub.gdsc.commands.tariffs import distribute_tariff
-from smarthub.gdsc.fleet.lifecycle import RENEW_COMMAND, HubLifecycle
+from smarthub.gdsc.fleet.lifecycle import RENEW_COMMAND, HubLifecycle, renew_spread_of
 from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
 from smarthub.gdsc.fleet.registry import hub_commissioning
 from smarthub.gdsc.governance.changes import move_in
@@ -88,13 +93,19 @@ FIRMWARE_DAYS = 3  # runs this long or longer roll firmware out
 REVOKE_MARGIN = timedelta(minutes=30)
 
 
-def renewal_plan(days: int) -> tuple[int, timedelta]:
-    """(hub certificates' validity in days, how long before expiry the GDSC renews them): a
-    round of renewals falls due half-way through a day's run, every 5 days of a month's (the
-    lead time, 5 days then, longer than any fault keeps a hub away)."""
+def renewal_plan(days: int) -> tuple[int, timedelta, timedelta]:
+    """(hub certificates' validity in days, how long before expiry the GDSC renews them, over
+    how much of that lead time it spreads the fleet's renewals): the renewals fall due from
+    half-way through a day's run, every 5 days of a month's (the lead time, 5 days then, longer
+    than any fault keeps a hub away), each hub at its own point of the spread (half the lead
+    time, at most half the time from the first renewal to the run's settling time before its
+    end: the last renewal has time to be settled), so a round is not one burst
+    of ``pki.certificate`` jobs that the hubs' top-ups queue behind."""
     validity = max(2, days // 3)
     first = max(SETTLE, min(timedelta(days=validity) / 2, timedelta(days=days) / 2))
-    return validity, timedelta(days=validity) - first
+    lead = timedelta(days=validity) - first
+    spread = max(timedelta(0), min(lead / 2, (timedelta(days=days) - SETTLE - first) / 2))
+    return validity, lead, spread
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +183,10 @@ def plan_life(
     events.append(
         LifeEvent("tariff", at(timedelta(hours=1), run - timedelta(days=1, hours=6)), ",".join(tariffed))
     )
+    # The operator certificate, drawn last (the earlier events of a seed stay as they were):
+    # between the two firmware roll-outs, so no package is in flight under it (a package is a
+    # build the operator signs; queued commands and vouchers the GDSC signs again).
+    events.append(LifeEvent("revoke_operator", at(run / 3, run / 2 - SETTLE), "gdsc"))
     return sorted(events, key=lambda e: e.start)
 
 
@@ -191,6 +206,10 @@ class FleetLife:
         self.provisioned: dict[str, x509.Certificate] = {}  # hub -> the certificate it started with
         self.revoked_hubs: dict[str, datetime] = {}  # hub -> the GDSC held all its data until
         self.revoked_collector: int | None = None  # the old collector certificate's serial
+        self.revoked_operator: int | None = None  # the old operator certificate's serial
+        self.resigned: Resigned | None = None  # what the rotation signed again (both passes)
+        # Told the new operator key and certificate (the run's own voucher issuers follow).
+        self.on_operator: Callable[[ec.EllipticCurvePrivateKey, bytes], None] | None = None
         self.consents: list[Consent] = []
         self.revoked_consents: list[tuple[Consent, datetime]] = []
         self.moves: list[tuple[str, datetime]] = []
@@ -268,6 +287,8 @@ class FleetLife:
             self.on_revoked(event.target)
         elif event.kind == "revoke_collector":
             await self._revoke_collector(now)
+        elif event.kind == "revoke_operator":
+            await self._revoke_operator()
         elif event.kind in ("consent", "consent_revoked"):
             consent = await asyncio.to_thread(self._grant, event, now)
             if event.kind == "consent_revoked":
@@ -299,18 +320,20 @@ class FleetLife:
         ]
         return datetime.fromtimestamp(min(ends), self.cfg.sim_start.tzinfo)
 
+    def _operator(self) -> tuple[ec.EllipticCurvePrivateKey, bytes]:
+        gdsc = self.state / "gdsc"
+        key = serialization.load_pem_private_key((gdsc / "operator.key").read_bytes(), password=None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        return key, (gdsc / "operator.pem").read_bytes()
+
     def _rollout(self, version: str, now: datetime) -> FirmwareRollout:
         """A roll-out of ``version`` to every hub still active, in batches of 1, then 4, then
         a quarter of the fleet, signed with the operator key as the GDSC signs firmware."""
         assert self.run.signer is not None
-        gdsc = self.state / "gdsc"
-        key = serialization.load_pem_private_key((gdsc / "operator.key").read_bytes(), password=None)
-        assert isinstance(key, ec.EllipticCurvePrivateKey)
         package = build_package(
             {"name": "smarthub-hub", "version": version, "created": now},
             f"smarthub hub {version}\n".encode() * 64,
-            key,
-            (gdsc / "operator.pem").read_bytes(),
+            *self._operator(),
         )
         hubs = [h.spec.hub_id for h in self.run.fleet.homes if h.spec.hub_id not in self.revoked_hubs]
         batches = (1, 4, max(4, len(hubs) // 4))
@@ -425,6 +448,40 @@ class FleetLife:
         await asyncio.to_thread(self._lifecycle().revoke_certificate, old.serial_number, now)
         self.revoked_collector = old.serial_number
 
+    async def _revoke_operator(self) -> None:
+        """A new operator certificate; the GDSC's signer moved to it and what is queued under
+        the old one (pending vouchers, undelivered commands) signed again
+        (:func:`~smarthub.gdsc.commands.rotation.rotate_operator`); then the old one revoked. A
+        roll-out still under way is waited for (up to the settling time before the next one's
+        earliest start): its package is signed under the old certificate."""
+        clock, signer = self.run.clock, self.run.signer
+        assert signer is not None
+        good = self.rollouts.get("firmware")
+        latest = self.cfg.sim_start + (self.cfg.end - self.cfg.sim_start) / 2 - timedelta(hours=1)
+        while good is not None and not good.done and clock.now() < latest:
+            await clock.sleep_until(clock.now() + timedelta(minutes=30))
+        now = clock.now()
+        gdsc = self.state / "gdsc"
+        old = x509.load_pem_x509_certificate((gdsc / "operator.pem").read_bytes())
+        ca = CertificateAuthority.load(self.state / "ca")
+        ca.issue(Role.OPERATOR, "gdsc-operations-2", now).save(gdsc, "operator")
+        key, pem = self._operator()
+        if self.on_operator is not None:
+            self.on_operator(key, pem)
+        first = await asyncio.to_thread(rotate_operator, self.run.store, signer, key, pem)
+        await asyncio.to_thread(self._lifecycle().revoke_certificate, old.serial_number, now)
+        self.revoked_operator = old.serial_number
+        # A second pass, a little later: what another task signed while the first one ran.
+        await clock.sleep_until(clock.now() + timedelta(minutes=10))
+        second = await asyncio.to_thread(resign_queued, self.run.store, signer)
+        self.resigned = Resigned(first.vouchers + second.vouchers, first.commands + second.commands)
+        log.info(
+            "operator certificate %s revoked: %d vouchers and %d commands signed again",
+            old.serial_number,
+            self.resigned.vouchers,
+            self.resigned.commands,
+        )
+
     # -- the account -------------------------------------------------------------------------
     def figures(self) -> dict[str, Any]:
         run, end = self.run, self.cfg.end
@@ -482,6 +539,15 @@ class FleetLife:
             for r in tariff_rows
             if r.state == DONE and r.result and json.loads(r.result).get("status") == "applied"
         )
+        operator_known = (
+            sum(
+                1
+                for h in run.fleet.homes
+                if h.spec.hub_id not in self.revoked_hubs and h.crls.is_revoked(self.revoked_operator)
+            )
+            if self.revoked_operator is not None
+            else 0
+        )
         collector_known = (
             sum(
                 1
@@ -498,7 +564,11 @@ class FleetLife:
                 "hub": len(self.revoked_hubs),
                 "collector": int(self.revoked_collector is not None),
                 "collector_known_at_hubs": collector_known,
+                "operator": int(self.revoked_operator is not None),
+                "operator_known_at_hubs": operator_known,
             },
+            "operator_vouchers_resigned": self.resigned.vouchers if self.resigned else 0,
+            "operator_commands_resigned": self.resigned.commands if self.resigned else 0,
             "consents_granted": len(self.consents),
             "consent_revocations": len(self.revoked_consents),
             "consent_revocations_applied": revocations_applied,
@@ -527,7 +597,7 @@ class FleetLife:
         """Renewals that fell due at least :data:`SETTLE` before the run's end, and of those the
         ones the hub installed before its certificate expired and the GDSC moved to."""
         run, end = self.run, self.cfg.end
-        renew_before = run.gdsc.upkeep.renew_before
+        renew_before, spread = run.gdsc.upkeep.renew_before, run.gdsc.upkeep.renew_spread
         with run.store.engine.connect() as conn:
             jobs = conn.execute(
                 select(
@@ -561,7 +631,8 @@ class FleetLife:
         for hub, cert in self.provisioned.items():
             if hub in self.revoked_hubs:
                 continue
-            while cert.not_valid_after_utc - renew_before <= end - SETTLE:
+            # Due when the upkeep would renew it: the lead time less the hub's share of the spread.
+            while cert.not_valid_after_utc - renew_before + renew_spread_of(hub, spread) <= end - SETTLE:
                 due += 1
                 nxt = successor.get(cert.serial_number)
                 if nxt is None or nxt[1] >= cert.not_valid_after_utc:

@@ -52,6 +52,7 @@ from smarthub.gdsc.api.routers import (
     quality,
     readings,
     services,
+    transfer,
 )
 from smarthub.gdsc.commands.desk import CommandDesk
 from smarthub.gdsc.governance.audit import AuditLog
@@ -88,7 +89,7 @@ def create_app(
     app.mount("/oauth", token_app(token_endpoint or TokenEndpoint(clients, guard.clock, token_lifetime)))
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     errors.install(app)
-    resources = [readings, aggregates, consents, portfolio, quality, outages, network, services]
+    resources = [readings, aggregates, consents, portfolio, quality, outages, network, services, transfer]
     resources += [commands, jobs] if desk is not None else []
     for resource in resources:
         app.include_router(resource.router)

@@ -7,7 +7,11 @@ The GDSC's part is to risk few hubs at a time: :meth:`FirmwareRollout.tick` (run
 process, e.g. beside the scheduler) queues ``firmware.update`` for the next batch once every hub
 of the current one has answered ``active``; an answer ``rolled_back`` (or a hub refusing the
 package) halts the roll-out, and the hubs not reached yet are never offered that version. A hub
-that does not answer holds its batch (the command waits in the plan for its next pull).
+that does not answer holds its batch (the command waits in the plan for its next pull) until
+the plan gives the delivery up (its ``max_tries``): the hub is then ``undelivered``, which does
+not halt the roll-out (the hub never ran the version), and it is offered the version again once
+``reoffer_after`` has passed, for as long as it is an active hub, so a hub that was away (a WAN
+outage, a power cut) through its batch still gets the version once it is back.
 
 The roll-out's progress lives in this object (one operator process runs it); the commands and
 the hubs' verdicts are in the shared plan.
@@ -19,7 +23,7 @@ import base64
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from smarthub.gdsc.commands.signer import CommandSigner
 from smarthub.gdsc.pull.plan import PullPlan
@@ -41,6 +45,9 @@ class FirmwareRollout:
     queued: dict[str, int] = field(default_factory=dict)  # hub -> job
     verdicts: dict[str, str] = field(default_factory=dict)  # hub -> active / rolled_back / failed
     halted: str | None = None  # why the roll-out stopped early
+    reoffer_after: timedelta | None = timedelta(hours=6)  # an undelivered hub offered again after
+    undelivered_at: dict[str, datetime] = field(default_factory=dict)  # hub -> its delivery given up
+    reoffered: set[str] = field(default_factory=set)  # offered again, no verdict yet (holds no batch)
 
     def __post_init__(self) -> None:
         if not self.batches or any(n < 1 for n in self.batches):
@@ -48,7 +55,11 @@ class FirmwareRollout:
 
     @property
     def done(self) -> bool:
-        return self.halted is not None or len(self.verdicts) == len(self.hubs)
+        """Halted, or every hub's verdict in and none left to offer again."""
+        return self.halted is not None or (
+            len(self.verdicts) == len(self.hubs)
+            and (self.reoffer_after is None or all(v != "undelivered" for v in self.verdicts.values()))
+        )
 
     @property
     def rolled_back(self) -> list[str]:
@@ -71,19 +82,50 @@ class FirmwareRollout:
                 self.verdicts[hub] = _verdict(job["result"])
             elif job["state"] == FAILED:
                 self.verdicts[hub] = "undelivered"
-        bad = sorted(h for h, v in self.verdicts.items() if v not in ("active", "undelivered"))
+                self.undelivered_at[hub] = now
+            if hub in self.verdicts:
+                self.reoffered.discard(hub)
+        bad = sorted(h for h, v in self.verdicts.items() if v not in ("active", "undelivered", "ended"))
         if bad:
             self.halted = f"{', '.join(bad)}: {', '.join(self.verdicts[h] for h in bad)}"
             return 0
-        if len(self.verdicts) < len(self.queued):
-            return 0  # the batch is still out
+        reoffered = self._reoffer(now)
+        if len(self.verdicts) + len(self.reoffered) < len(self.queued):
+            return reoffered  # the batch is still out
         start = len(self.queued)
         n = len(self.batches)
         size = self.batches[min(sum(1 for _ in self._batch_starts(start)), n - 1)]
         body = {"package": base64.b64encode(self.package).decode()}
         for hub in self.hubs[start : start + size]:
             self.queued[hub] = self.plan.queue_command(self.signer, hub, FIRMWARE_COMMAND, body, now)
-        return min(size, len(self.hubs) - start)
+        return reoffered + max(0, min(size, len(self.hubs) - start))
+
+    def _reoffer(self, now: datetime) -> int:
+        """Queue the version again to each undelivered hub whose delivery was given up at least
+        ``reoffer_after`` ago and that is still active (a revoked hub's work is dropped for good)."""
+        if self.reoffer_after is None:
+            return 0
+        due = [
+            h
+            for h, v in self.verdicts.items()
+            if v == "undelivered" and now - self.undelivered_at.get(h, now) >= self.reoffer_after
+        ]
+        if not due:
+            return 0
+        active = {h.hub_id for h in self.plan.store.active_hubs()}
+        body = {"package": base64.b64encode(self.package).decode()}
+        n = 0
+        for hub in due:
+            if hub not in active:
+                self.undelivered_at.pop(hub, None)
+                self.verdicts[hub] = "ended"  # revoked or decommissioned: nothing to offer to
+                continue
+            del self.verdicts[hub]
+            self.undelivered_at.pop(hub, None)
+            self.reoffered.add(hub)
+            self.queued[hub] = self.plan.queue_command(self.signer, hub, FIRMWARE_COMMAND, body, now)
+            n += 1
+        return n
 
     def _batch_starts(self, upto: int) -> list[int]:
         """The starts of the batches queued so far (those before hub index ``upto``)."""

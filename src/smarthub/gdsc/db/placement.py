@@ -83,6 +83,7 @@ ROLES: dict[str, Role] = {
     "vee_estimates": _hub(),
     "vee_day_versions": _hub(),
     "meter_models": _hub(),
+    "hub_transfer_policy": _hub(),  # the transfer policy last queued for the hub
     # -- a hub's interval data, by the hub's integer key (a second group: issue 23 item 1) ---
     "interval_channels": _hub_key(),
     "interval_blocks": _hub_key(),
@@ -104,6 +105,8 @@ ROLES: dict[str, Role] = {
     "topology_nodes": REFERENCE,
     "premises_topology": REFERENCE,
     "operator_areas": REFERENCE,
+    "transfer_policies": REFERENCE,  # a row per hub or group: joined by every window's plan
+    "premises_groups": REFERENCE,  # premises class and tariff group of a premises
     # -- on the coordinator only ----------------------------------------------------------------
     "pull_plan": LOCAL,  # claimed with FOR UPDATE SKIP LOCKED
     "wan_links": LOCAL,  # locked by the claims

@@ -20,6 +20,7 @@ from smarthub.gdsc.outages import topology
 from smarthub.gdsc.pull import log, plan
 from smarthub.gdsc.readings import comparisons, tables
 from smarthub.gdsc.readings.vee import tables as vee_tables
+from smarthub.gdsc.transfer import tables as transfer_tables
 
 TABLE_MODULES = (
     registry,
@@ -43,6 +44,7 @@ TABLE_MODULES = (
     outage_store,
     vee_tables,
     services,
+    transfer_tables,
 )
 
 __all__ = ["TABLE_MODULES", "metadata"]

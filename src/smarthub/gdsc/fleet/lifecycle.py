@@ -51,6 +51,7 @@ revoked hub, cessationOfOperation for a decommissioned one, superseded for a rep
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -121,6 +122,17 @@ class Commissioned:
     replaced: str | None = None
 
 
+def renew_spread_of(hub_id: str, spread: timedelta) -> timedelta:
+    """A hub's fixed share of ``spread``: how much later than the lead time it is renewed.
+
+    From a hash of the hub id, so it is the same in every GDSC process and after restarts, and
+    hubs commissioned together are renewed spread evenly over ``spread`` instead of in one round."""
+    if spread <= timedelta(0):
+        return timedelta(0)
+    share = int.from_bytes(hashlib.sha256(hub_id.encode()).digest()[:8], "big") / 2**64
+    return spread * share
+
+
 @dataclass
 class HubLifecycle:
     """Commission, revoke, decommission and replace hubs; keep the CRL moving.
@@ -139,6 +151,8 @@ class HubLifecycle:
     crl_refresh: timedelta = timedelta(days=1)  # re-publish this often (keep_crl)
     crl_listeners: list[Callable[[Path], Any]] = field(default_factory=list)
     renew_before: timedelta = timedelta(days=30)  # renew_due: renew hubs expiring within this
+    # renew_due spreads a fleet's renewals over this much of the lead time (renew_spread_of).
+    renew_spread: timedelta = timedelta(0)
     # Validity of the hub certificates commissioning issues: None is 2030.5's indefinite one.
     certificate_days: int | None = None
 
@@ -469,10 +483,32 @@ class HubLifecycle:
 
     def _move_to(self, hub_id: str, cert: x509.Certificate, old_serial: str, now: datetime) -> bool:
         """``hubs.lfdi`` and the commissioning record to ``cert`` if the record still holds
-        ``old_serial``, then the old certificate revoked (superseded); whether it moved."""
+        ``old_serial`` (or a certificate issued before ``cert``: see below), then the one on
+        record revoked (superseded); whether it moved.
+
+        A hub installs every renewal the CA issued it, whatever it replaces: when a renewal's
+        answer was lost, its job failed and a second renewal of the same certificate was queued
+        while the GDSC adopted the first from the hub's handshake, the hub installs the second
+        too and presents it from then on. Its answer (or handshake) is the truth, so the record
+        moves to a renewal issued after the certificate it holds, or the GDSC would pin a
+        certificate the hub no longer presents and never reach it again."""
         new_lfdi = lfdi(cert)
         with self.store._write_lock, self.store.engine.begin() as conn:
             lock_hub_status(conn, exclusive=True)
+            held = conn.execute(
+                select(hub_commissioning.c.cert_serial, hub_commissioning.c.cert_pem).where(
+                    hub_commissioning.c.hub_id == hub_id
+                )
+            ).first()
+            if held is None or held.cert_serial == str(cert.serial_number):
+                return False
+            if held.cert_serial != old_serial:
+                if held.cert_pem is None:
+                    return False
+                on_record = x509.load_pem_x509_certificate(held.cert_pem.encode())
+                if on_record.not_valid_before_utc >= cert.not_valid_before_utc:
+                    return False  # an older renewal's late answer: the record holds a newer one
+                old_serial = str(held.cert_serial)
             moved = conn.execute(
                 update(hub_commissioning)
                 .where(
@@ -495,7 +531,12 @@ class HubLifecycle:
 
     def renew_due(self, now: datetime, days: int | None = None) -> list[str]:
         """Renew (:meth:`renew_hub`) every active commissioned hub whose certificate expires
-        within :attr:`renew_before` of ``now`` and has no renewal under way; the hubs renewed."""
+        within :attr:`renew_before` of ``now`` (less the hub's share of :attr:`renew_spread`,
+        :func:`renew_spread_of`) and has no renewal under way; the hubs renewed.
+
+        Without a spread, hubs commissioned together fall due together: one upkeep run queues
+        every one's ``pki.certificate`` at once, and each hub's later commands (its top-ups
+        among them) wait behind its renewal in the plan's per-hub order."""
         with self.store.engine.connect() as conn:
             rows = conn.execute(
                 select(hub_commissioning.c.hub_id, hub_commissioning.c.cert_pem)
@@ -507,7 +548,7 @@ class HubLifecycle:
                 r.hub_id
                 for r in rows
                 if x509.load_pem_x509_certificate(r.cert_pem.encode()).not_valid_after_utc
-                <= now + self.renew_before
+                <= now + self.renew_before - renew_spread_of(r.hub_id, self.renew_spread)
                 and not self._renewal_pending(conn, r.hub_id)
             ]
         renewed = []

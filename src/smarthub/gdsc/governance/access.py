@@ -77,6 +77,7 @@ class Action(enum.StrEnum):
     DATA_QUALITY = "data-quality"  # VEE: quarantine / flag / estimate counts per hub, model, supplier
     SERVICE_APPLICATION = "service-application"  # a third party applies as a data service, follows it
     SERVICE_ADMIN = "service-admin"  # the GDSC operator's decisions on data services' applications
+    TRANSFER_POLICY = "transfer-policy"  # how often, when and how finely hubs' data is retrieved
 
     @property
     def is_command(self) -> bool:
@@ -167,8 +168,13 @@ class AccessRequest:
                 object.__setattr__(self, "granularity", Granularity(self.granularity))
         elif a is Action.READ_JOB:
             pass  # a job that does not exist names no premises and no owner (refused, see _job)
-        elif a in (Action.DATA_QUALITY, Action.SERVICE_APPLICATION, Action.SERVICE_ADMIN):
-            pass  # counts over the fleet; a data service's standing: no premises
+        elif a in (
+            Action.DATA_QUALITY,
+            Action.SERVICE_APPLICATION,
+            Action.SERVICE_ADMIN,
+            Action.TRANSFER_POLICY,
+        ):
+            pass  # counts over the fleet; a data service's standing; a policy of a group: no premises
         elif not self.premises_id:
             raise ValueError(f"{a.value} must name a premises")
         if a in _NEEDS_PERIOD and self.period is None:
@@ -245,6 +251,7 @@ def decide(request: AccessRequest, facts: Facts, policy: Policy = DEFAULT_POLICY
 _DATA_OPERATIONS = {
     Action.EDIT_READINGS: "GDSC data operations: correction of validated data, with a reason, audited",
     Action.DATA_QUALITY: "GDSC data operations: data-quality figures (counts, no consumption)",
+    Action.TRANSFER_POLICY: "GDSC data operations: transfer policies of hubs and groups (no consumption)",
 }
 
 

@@ -3,9 +3,13 @@
 // and the tables are fetched again whenever the stream's version says something changed.
 const esc = s => String(s).replace(/[&<>"']/g, c => "&#" + c.charCodeAt(0) + ";");
 
-function cell(c, v) {
+const hubLink = h => "<a href=\"/hubs/" + encodeURIComponent(h) + "\">" + esc(h) + "</a>";
+function cell(c, row) {
+  const v = row[c.key];
+  if (c.key === "hubs" && row.hub_ids && row.hub_ids.length)  // an incident's hubs: links, the rest counted
+    return "<td>" + row.hub_ids.map(hubLink).join(", ") + (row.hubs_more ? " (+" + row.hubs_more + ")" : "") + "</td>";
   if (v === null || v === undefined || v === "") return "<td class='muted'>" + esc(c.empty || "") + "</td>";
-  if (c.link === "hub" && v !== "(area)") return "<td><a href=\"/hubs/" + encodeURIComponent(v) + "\">" + esc(v) + "</a></td>";
+  if (c.link === "hub" && v !== "(area)") return "<td>" + hubLink(v) + "</td>";
   if (c.flag) return "<td class='n " + (Number(v) ? "err" : "ok") + "'>" + esc(v) + "</td>";
   return (typeof v === "number" ? "<td class='n'>" : "<td>") + esc(v) + "</td>";
 }
@@ -26,7 +30,7 @@ function liveTable(el) {
     const d = await r.json();
     if (mine !== asked) return;
     st.total = d.total;
-    el.querySelector("tbody").innerHTML = d.rows.map(row => "<tr>" + cols.map(c => cell(c, row[c.key])).join("") + "</tr>").join("");
+    el.querySelector("tbody").innerHTML = d.rows.map(row => "<tr>" + cols.map(c => cell(c, row)).join("") + "</tr>").join("");
     $("page").textContent = d.total ? (d.offset + 1) + "–" + (d.offset + d.rows.length) + " of " + d.total : "none";
     cols.forEach(c => c.key === st.sort ? c.th.setAttribute("aria-sort", st.order === "asc" ? "ascending" : "descending")
                                         : c.th.removeAttribute("aria-sort"));

@@ -91,7 +91,7 @@ INCIDENTS = TableSpec(
     ),
     "incident_id",
     "desc",
-    search=("kind", "scope", "hubs", "work_order", "reason", "action"),
+    search=("kind", "scope", "_hubs", "work_order", "reason", "action"),
     states=("open", "closed", "all"),
     page_size=20,
 )
@@ -192,7 +192,9 @@ def incident_rows(engine: Engine, state: str = "open") -> list[dict[str, Any]]:
                 if r.wan_link is None or r.scope != "wan_link"
                 else f"{r.scope} {r.wan_link}",
                 "hubs": shown,
-                "hub_ids": names,
+                "hub_ids": names[:HUBS_SHOWN],  # the page links these
+                "hubs_more": max(len(names) - HUBS_SHOWN, 0),
+                "_hubs": " ".join(names),  # the filter looks in all of them
                 "hub_count": sum(1 for _, o in members_ if o),
                 "opened": _when(r.opened),
                 "last_seen": _when(r.last_seen),
@@ -293,7 +295,11 @@ def page(spec: TableSpec, rows: list[dict[str, Any]], p: Mapping[str, Any]) -> d
         "limit": p["limit"],
         "sort": key,
         "order": p["order"],
-        "rows": rows[p["offset"] : p["offset"] + p["limit"]],
+        # Keys starting with "_" serve the filter only.
+        "rows": [
+            {k: v for k, v in r.items() if not k.startswith("_")}
+            for r in rows[p["offset"] : p["offset"] + p["limit"]]
+        ],
     }
 
 

@@ -37,6 +37,7 @@ OUT = "#b00020"
 RESTORED = "#c77c02"
 NORMAL = "#1b7f3b"
 LINE = "#8a94a6"
+SILENT = "#9aa0a6"
 
 
 @dataclass
@@ -47,6 +48,9 @@ class OutageState:
     out: set[str] = field(default_factory=set)  # premises without power, as far as the GDSC knows
     restored: set[str] = field(default_factory=set)  # premises of a live outage back on supply
     located: dict[str, dict[str, Any]] = field(default_factory=dict)  # node or premises id → outage
+    # Premises whose hub stopped answering without a last gasp (a dead hub or a WAN fault: the
+    # meters may well have power); the caller names them, from the error log.
+    silent: set[str] = field(default_factory=set)
 
 
 def outage_state(engine: Engine) -> OutageState:
@@ -190,6 +194,8 @@ def map_svg(topo: Topology, state: OutageState) -> str:
             colour, what = OUT, "no supply"
         elif p.premises_id in state.restored:
             colour, what = RESTORED, "restored"
+        elif p.premises_id in state.silent:
+            colour, what = SILENT, "hub silent"
         else:
             colour, what = NORMAL, "supplied"
         parts.append(
@@ -239,6 +245,7 @@ def legend() -> str:
         (NORMAL, "circle", "premises supplied"),
         (OUT, "circle", "premises without supply (last gasp, no restoration yet)"),
         (RESTORED, "circle", "premises restored, outage still open"),
+        (SILENT, "circle", "hub not answering, no last gasp (dead hub or WAN fault)"),
         ("#33415c", "rect", "substation"),
         (OUT, "line", "feeder or substation of a live outage"),
     ]

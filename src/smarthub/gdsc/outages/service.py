@@ -2,8 +2,9 @@
 
 :class:`OutageService` is what a GDSC process runs beside its scheduler (the demo and chaos runs
 use it the same way): it loads the topology and the open outages, starts the UDP endpoint
-(:mod:`.receiver`), and correlates every stored alert in arrival order (:mod:`.correlate`),
-saving each change (:mod:`.store`). ``on_change`` callbacks see the changes as they happen.
+(:mod:`.receiver`), and correlates every verified alert in arrival order (:mod:`.correlate`), in
+memory and at once; the endpoint's writer saves each change (:mod:`.store`) and then the
+``on_change`` callbacks see it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy import Engine
 from smarthub.clock import Clock
 from smarthub.gdsc.outages.correlate import Change, Correlator
 from smarthub.gdsc.outages.receiver import AlertReceiver
-from smarthub.gdsc.outages.store import AlertKeys, OutageStore, StoredAlert
+from smarthub.gdsc.outages.store import AlertKeys, OutageRows, OutageStore, StoredAlert
 from smarthub.gdsc.outages.topology import TopologyStore
 from smarthub.wan.contract.alerts import AlertKind
 
@@ -40,7 +41,7 @@ class OutageService:
             outages=self.store.load_open(),
             next_id=self.store.next_outage_id(),
         )
-        self.receiver = AlertReceiver(self.store, self.keys, clock, self.handle, **receiver)  # type: ignore[arg-type]
+        self.receiver = AlertReceiver(self.store, self.keys, clock, self.correlate, self.commit, **receiver)  # type: ignore[arg-type]
         self.on_change: list[Callable[[Sequence[Change]], None]] = []
         self._lock = threading.Lock()
         self._out: set[str] = {
@@ -68,9 +69,19 @@ class OutageService:
             self.started = False
 
     def handle(self, alerts: Sequence[StoredAlert]) -> list[Change]:
-        """Correlate stored alerts in order; save and announce the changes."""
+        """Correlate verified alerts in order; save and announce the changes, now."""
+        decided = self.correlate(alerts)
+        if decided is None:
+            return []
+        self.commit([decided])
+        return decided[0]
+
+    def correlate(self, alerts: Sequence[StoredAlert]) -> tuple[list[Change], OutageRows] | None:
+        """Correlate verified alerts in order (on the endpoint's alert path: memory only, so an
+        outage opens as soon as the alert that tips it is verified); the changes and their rows
+        as they stand now, for :meth:`commit` (the endpoint's writer), or None."""
         changes: list[Change] = []
-        with self._lock:  # alerts come from the endpoint's worker thread, or inline in its loop
+        with self._lock:  # alerts come from the endpoint's reader or verifier thread, or inline
             for s in alerts:
                 a = s.alert
                 now = self.clock.now()
@@ -80,11 +91,14 @@ class OutageService:
                 else:
                     self._out.discard(a.hub_id)
                     changes += self.correlator.restoration(a.hub_id, a.lost_at, a.duration_s, now)
-        if changes:
-            self.store.save(changes)
+            return (changes, self.store.rows(changes)) if changes else None
+
+    def commit(self, decided: list[tuple[list[Change], OutageRows]]) -> None:
+        """Save what :meth:`correlate` decided, in order, in one transaction; then announce it."""
+        self.store.write(OutageRows.merge([rows for _, rows in decided]))
+        for changes, _ in decided:
             for cb in self.on_change:
                 try:
                     cb(changes)
                 except Exception:
                     log.exception("outage change callback failed")
-        return changes

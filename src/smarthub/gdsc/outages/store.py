@@ -8,6 +8,7 @@ coordinator (:mod:`smarthub.gdsc.db.placement`).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -175,16 +176,20 @@ class AlertKeys:
 
     Keys are cached for ``ttl_s`` wall seconds: a hub revoked, decommissioned or renewed by another
     process (``smarthub gdsc revoke``, the upkeep's renewals) is seen by a running endpoint within
-    that time; :meth:`forget` drops one at once."""
+    that time; :meth:`forget` drops one at once. The endpoint reads every active hub's key at
+    start and again every ``ttl_s / 2`` (:meth:`refresh_all`, off the alert path), so a last gasp
+    never waits for a database read; :meth:`load` reads only a hub the cache does not hold (one
+    commissioned since the last refresh)."""
 
     def __init__(self, engine: Engine, ttl_s: float = 300.0) -> None:
         self.engine = engine
         self.ttl_s = ttl_s
         self._cache: dict[str, tuple[ec.EllipticCurvePublicKey, float]] = {}
+        self._lock = threading.Lock()  # the endpoint's verifier reads, its writer refreshes
 
     def register(self, hub_id: str, certificate_pem: bytes, lfdi: str | None = None) -> None:
         register_alert_key(self.engine, None, hub_id, certificate_pem, lfdi)
-        self._cache.pop(hub_id, None)
+        self.forget(hub_id)
 
     def register_many(self, certificates: Iterable[tuple[str, bytes, str | None]]) -> int:
         """:meth:`register` for many hubs (hub id, certificate PEM, LFDI) in one transaction."""
@@ -192,35 +197,80 @@ class AlertKeys:
         with self.engine.begin() as conn:
             for hub_id, pem, lfdi in certificates:
                 register_alert_key(self.engine, conn, hub_id, pem, lfdi)
-                self._cache.pop(hub_id, None)
+                self.forget(hub_id)
                 n += 1
         return n
+
+    def _query(self, hub_ids: list[str] | None, limit: int | None = None) -> list[tuple[str, bytes]]:
+        from smarthub.gdsc.fleet.registry import hubs
+
+        q = select(alert_keys.c.hub_id, alert_keys.c.public_key).join(
+            hubs, hubs.c.hub_id == alert_keys.c.hub_id
+        )
+        q = q.where(hubs.c.status == "active")
+        if hub_ids is not None:
+            q = q.where(alert_keys.c.hub_id.in_(hub_ids))
+        if limit is not None:
+            q = q.limit(limit)
+        with self.engine.connect() as conn:
+            return [(h, bytes(spki)) for h, spki in conn.execute(q)]
+
+    def refresh_all(self, limit: int | None = None) -> int:
+        """Read every active hub's key (at most ``limit``) and make the cache exactly those: a
+        revoked hub's key is gone, a renewed one's replaced. The number of keys held."""
+        expires = time.monotonic() + self.ttl_s
+        fresh: dict[str, tuple[ec.EllipticCurvePublicKey, float]] = {}
+        for hub_id, spki in self._query(None, limit):
+            key = serialization.load_der_public_key(spki)
+            if isinstance(key, ec.EllipticCurvePublicKey):
+                fresh[hub_id] = (key, expires)
+        with self._lock:
+            self._cache = fresh
+        return len(fresh)
 
     def load(self, hub_ids: Iterable[str]) -> dict[str, ec.EllipticCurvePublicKey]:
         """The keys of these hubs (cached; missing ones read in one query)."""
         hub_ids = list(hub_ids)
         now = time.monotonic()
-        want = [h for h in set(hub_ids) if h not in self._cache or self._cache[h][1] < now]
-        for h in want:
-            self._cache.pop(h, None)
+        with self._lock:
+            cache = self._cache
+            want = [h for h in set(hub_ids) if h not in cache or cache[h][1] < now]
+            for h in want:
+                cache.pop(h, None)
         if want:
-            from smarthub.gdsc.fleet.registry import hubs
-
-            with self.engine.connect() as conn:
-                rows = conn.execute(
-                    select(alert_keys.c.hub_id, alert_keys.c.public_key)
-                    .join(hubs, hubs.c.hub_id == alert_keys.c.hub_id)
-                    .where(alert_keys.c.hub_id.in_(want), hubs.c.status == "active")
-                )
-                for hub_id, spki in rows:
-                    key = serialization.load_der_public_key(bytes(spki))
+            got = self._query(want)
+            with self._lock:
+                for hub_id, spki in got:
+                    key = serialization.load_der_public_key(spki)
                     if isinstance(key, ec.EllipticCurvePublicKey):
                         self._cache[hub_id] = (key, now + self.ttl_s)
-        return {h: self._cache[h][0] for h in hub_ids if h in self._cache}
+        with self._lock:
+            return {h: self._cache[h][0] for h in hub_ids if h in self._cache}
 
     def forget(self, hub_id: str) -> None:
         """A revoked or decommissioned hub: its alerts are refused from now on."""
-        self._cache.pop(hub_id, None)
+        with self._lock:
+            self._cache.pop(hub_id, None)
+
+
+@dataclass(frozen=True, slots=True)
+class OutageRows:
+    """The rows one set of correlation changes writes (:meth:`OutageStore.rows`)."""
+
+    outages: list[dict[str, Any]]
+    premises: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+
+    @classmethod
+    def merge(cls, parts: Sequence[OutageRows]) -> OutageRows:
+        """Several, in the order taken, as one: each outage's and premises' latest row (one
+        statement may not upsert a row twice), every event."""
+        outages: dict[Any, dict[str, Any]] = {}
+        premises: dict[Any, dict[str, Any]] = {}
+        for p in parts:
+            outages.update((r["outage_id"], r) for r in p.outages)
+            premises.update(((r["outage_id"], r["premises_id"]), r) for r in p.premises)
+        return cls(list(outages.values()), list(premises.values()), [e for p in parts for e in p.events])
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +294,17 @@ class OutageStore:
                 select(outage_alerts.c.hub_id, func.max(outage_alerts.c.seq))
                 .where(outage_alerts.c.hub_id.in_(list(hub_ids)))
                 .group_by(outage_alerts.c.hub_id)
+            )
+            return {h: int(s) for h, s in rows}
+
+    def highest_seqs(self, limit: int) -> dict[str, int]:
+        """Every hub's highest stored sequence number (at most ``limit`` hubs): the replay windows
+        an endpoint starts with."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(outage_alerts.c.hub_id, func.max(outage_alerts.c.seq))
+                .group_by(outage_alerts.c.hub_id)
+                .limit(limit)
             )
             return {h: int(s) for h, s in rows}
 
@@ -313,10 +374,14 @@ class OutageStore:
             return int(conn.execute(select(func.coalesce(func.max(outages.c.outage_id), 0))).scalar_one()) + 1
 
     def save(self, changes: Sequence[Change]) -> None:
-        """Write the outages these changes touched, their premises added or restored since the
-        last save (``Outage.dirty``), and the events: one statement per table (executemany)."""
-        if not changes:
-            return
+        """Write the outages these changes touched (:meth:`rows` then :meth:`write`)."""
+        self.write(self.rows(changes))
+
+    @staticmethod
+    def rows(changes: Sequence[Change]) -> OutageRows:
+        """What :meth:`write` writes for these changes, taken now: the outages they touched, their
+        premises added or restored since the last save (``Outage.dirty``, cleared here), and the
+        events. Pure: the correlating thread takes it under its lock, a writer writes it later."""
         touched = {c.outage.outage_id: c.outage for c in changes}
         orows = [
             dict(
@@ -351,14 +416,20 @@ class OutageStore:
                         )
                     )
             o.dirty.clear()
+        events = [dict(outage_id=c.outage.outage_id, kind=c.kind, at=c.at) for c in changes]
+        return OutageRows(orows, prows, events)
+
+    def write(self, rows: OutageRows) -> None:
+        """One statement per table (executemany), in one transaction."""
+        if not rows.events:
+            return
         with self.engine.begin() as conn:
-            conn.execute(_upsert(self.engine, outages, ["outage_id"]), orows)
-            if prows:
-                conn.execute(_upsert(self.engine, outage_premises, ["outage_id", "premises_id"]), prows)
-            conn.execute(
-                outage_events.insert(),
-                [dict(outage_id=c.outage.outage_id, kind=c.kind, at=c.at) for c in changes],
-            )
+            conn.execute(_upsert(self.engine, outages, ["outage_id"]), rows.outages)
+            if rows.premises:
+                conn.execute(
+                    _upsert(self.engine, outage_premises, ["outage_id", "premises_id"]), rows.premises
+                )
+            conn.execute(outage_events.insert(), rows.events)
 
     def load_open(self) -> dict[int, Outage]:
         """Open outages with their premises (a restarted GDSC carries on correlating)."""

@@ -57,6 +57,7 @@ MAX_SOURCE = 64
 MAX_SKEW = timedelta(minutes=10)  # accepted difference between the hub's and the GDSC's clocks
 MAX_DATAGRAM = 4 + 4 + MAX_HUB_ID + 8 + 8 + 8 + 4 + 1 + MAX_SOURCE + SIGNATURE_LEN
 
+_ECDSA = ec.ECDSA(hashes.SHA256())  # made once: its construction costs a fifth of a verification
 _HEAD = struct.Struct(">4sBBBB")
 _BODY = struct.Struct(">QQQI")
 
@@ -150,7 +151,7 @@ def sign(alert: Alert, key: ec.EllipticCurvePrivateKey) -> bytes:
     if not isinstance(key.curve, ec.SECP256R1):
         raise ValueError("alerts are signed with a P-256 key (the hub's 2030.5 certificate key)")
     body = alert.body()
-    r, s = decode_dss_signature(key.sign(DOMAIN + body, ec.ECDSA(hashes.SHA256())))
+    r, s = decode_dss_signature(key.sign(DOMAIN + body, _ECDSA))
     return body + r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 
@@ -229,7 +230,7 @@ def verify(body: bytes, signature: bytes, key: ec.EllipticCurvePublicKey) -> boo
     if r <= 0 or s <= 0:
         return False
     try:
-        key.verify(encode_dss_signature(r, s), DOMAIN + body, ec.ECDSA(hashes.SHA256()))
+        key.verify(encode_dss_signature(r, s), DOMAIN + body, _ECDSA)
     except InvalidSignature:
         return False
     return True
@@ -247,6 +248,16 @@ class ReplayWindow:
         self.size = size
         if highest >= 0:
             self.bits = 1
+
+    @classmethod
+    def after(cls, highest: int, size: int = 64) -> ReplayWindow:
+        """A window for a hub whose numbers up to ``highest`` are stored: every number at or
+        below it counts as seen (which of them were is not worth a read; a hub's numbers only
+        rise, so only a datagram overtaken by a restart of the GDSC is refused for it)."""
+        w = cls(highest, size)
+        if highest >= 0:
+            w.bits = (1 << size) - 1
+        return w
 
     def check(self, seq: int) -> bool:
         """Whether ``seq`` would be accepted (no change)."""
