@@ -70,6 +70,10 @@ async def test_the_map_shows_a_feeder_outage_and_the_timeline_its_course(db_url:
                 clock.advance(timedelta(minutes=20))
                 outages.handle([_alert(AlertKind.RESTORATION, hub, seq, lost, 1500)])
             after = await (await client.get("/outages")).text()
+            that_day = await (await client.get("/outages?since=2026-11-02&until=2026-11-03")).text()
+            next_day = await (await client.get("/outages?since=2026-11-03")).text()
+            bad = await client.get("/outages?since=yesterday")
+            bad_text = await bad.text()
             fleet = await (await client.get("/")).text()
     finally:
         store.close()
@@ -77,6 +81,7 @@ async def test_the_map_shows_a_feeder_outage_and_the_timeline_its_course(db_url:
     assert "No outage yet." in before
     states = _premises_state(during)
     assert len(states) == 8
+    assert '<a href="/hubs/H1"><circle class="premises no-supply" data-id="P1"' in during  # to the hub's page
     assert states["P0"] == "restored" and states["P1"] == states["P2"] == "no-supply"
     assert {states[f"P{i}"] for i in (3, 4, 5, 7)} == {"supplied"} and states["P6"] == "hub-silent"
     assert "1 hubs not answering without a last gasp" in during
@@ -96,6 +101,9 @@ async def test_the_map_shows_a_feeder_outage_and_the_timeline_its_course(db_url:
     assert set(_premises_state(after).values()) == {"supplied", "hub-silent"}  # H6 is still silent
     assert '<rect class="outage closed"' in after and "25 min" in after
     assert '<a href="/outages">' in fleet
+    assert '<rect class="outage closed"' in that_day and "value='2026-11-02'" in that_day
+    assert "No outage opened in this period." in next_day and '<rect class="outage' not in next_day
+    assert bad.status == 400 and "since is a date" in bad_text
 
 
 async def test_without_positions_the_network_is_drawn_as_a_schematic(tmp_path: Path) -> None:

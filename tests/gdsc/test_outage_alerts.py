@@ -164,10 +164,10 @@ def test_sequence_numbers_keep_rising_across_restarts_without_a_write_per_alert(
     s.close()
 
 
-async def test_refusals_are_logged_once_per_hub_and_reason_and_a_flood_does_not_flood_the_log(
+async def test_forgeries_are_logged_once_per_hub_and_reason_and_spend_none_of_the_hubs_allowance(
     tmp_path: Path, db_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store, svc, _clock, _senders, port = await _world(tmp_path, db_url)
+    store, svc, _clock, senders, port = await _world(tmp_path, db_url)
     loop = asyncio.get_running_loop()
     transport, _ = await loop.create_datagram_endpoint(
         asyncio.DatagramProtocol, remote_addr=("127.0.0.1", port)
@@ -179,12 +179,15 @@ async def test_refusals_are_logged_once_per_hub_and_reason_and_a_flood_does_not_
                 transport.sendto(sign(Alert(AlertKind.LAST_GASP, "H4", 100 + n, T, T), stranger))
             await _settle(svc, 10)
         lines = [r.getMessage() for r in caplog.records if "alert refused" in r.getMessage()]
-        # Four reach the signature check (the hub id's burst) and fail it; six are throttled before.
-        for reason in ("forged", "throttled"):
-            assert sum(f"({reason}) from hub 'H4'" in m for m in lines) == LOGGED_PER_KEY
-        assert len(lines) == 2 * LOGGED_PER_KEY
-        refusals = {(r["hub_id"], r["reason"]): r["count"] for r in svc.store.refusals()}
-        assert refusals == {("H4", "forged"): 4, ("H4", "throttled"): 6}
+        assert len(lines) == LOGGED_PER_KEY and all("(forged) from hub 'H4'" in m for m in lines)
+        assert {(r["hub_id"], r["reason"]): r["count"] for r in svc.store.refusals()} == {
+            ("H4", "forged"): 10
+        }
+        # Forgeries spent none of H4's allowance: its own last gasp, just after, opens its outage.
+        MainsMonitor("H4", senders["H4"]).supply_lost(T)
+        await _settle(svc, 11)
+        assert svc.store.count_alerts() == 1
+        assert [(o["level"], o["location"]) for o in svc.store.find(live=True)] == [("premises", "P4")]
     finally:
         transport.close()
         await svc.close()

@@ -5,7 +5,9 @@ endpoint does with a datagram, cheapest check first, so a flood costs as little 
 
 1. on arrival (in the reader thread, no crypto, no I/O): :func:`~smarthub.wan.contract.alerts.peek`
    the hub id, then the hub's **token bucket** (``burst`` alerts, one more per ``refill`` of GDSC
-   time): a hub flooding alerts is throttled there; the datagram joins a bounded queue
+   time): a hub flooding alerts is throttled there, once its tokens are spent — and only alerts
+   that verify spend them (step 2), so datagrams forged or replayed in a hub's name cannot use up
+   its allowance and have its real last gasp refused; the datagram joins a bounded queue
    (``queue_max``; beyond it the endpoint sheds load and counts it, the pulled diagnosis log
    still carries every power failure);
 2. in batches — by the reader itself while the queue is short (one thread hand-over fewer: on a
@@ -143,6 +145,7 @@ class AlertReceiver:
         self._windows: OrderedDict[str, ReplayWindow] = OrderedDict()
         self._refusals: dict[tuple[str, str], tuple[int, datetime, datetime, str]] = {}
         self._logged: dict[tuple[str, str], int] = {}
+        self._bucket_lock = threading.Lock()
         self._refusal_lock = threading.Lock()  # refusals come from the loop and the worker thread
         self._wake = threading.Event()
         self._write_wake = threading.Event()
@@ -249,7 +252,7 @@ class AlertReceiver:
         except BadAlert:
             self._refuse("", "malformed", now, source)
             return False
-        if not self._take(hub, now):
+        if not self._take(hub, now, charge=False):
             self._refuse(hub, "throttled", now, source)
             return False
         if len(self._queue) >= self.queue_max:
@@ -259,22 +262,25 @@ class AlertReceiver:
         self._wake.set()
         return True
 
-    def _take(self, hub: str, now: datetime) -> bool:
+    def _take(self, hub: str, now: datetime, *, charge: bool) -> bool:
+        """Whether the hub's bucket holds a token (refilled to ``now``); ``charge`` takes it."""
         t = now.timestamp()
-        b = self._buckets.get(hub)
-        if b is None:
-            b = self._buckets[hub] = _Bucket(float(self.burst), t)
-            if len(self._buckets) > TRACKED_HUBS:
-                self._buckets.popitem(last=False)
-        else:
-            self._buckets.move_to_end(hub)
-            if t > b.at:
-                b.tokens = min(float(self.burst), b.tokens + (t - b.at) / self.refill_s)
-                b.at = t
-        if b.tokens >= 1:
-            b.tokens -= 1
+        with self._bucket_lock:  # the reader checks, the verifier charges
+            b = self._buckets.get(hub)
+            if b is None:
+                b = self._buckets[hub] = _Bucket(float(self.burst), t)
+                if len(self._buckets) > TRACKED_HUBS:
+                    self._buckets.popitem(last=False)
+            else:
+                self._buckets.move_to_end(hub)
+                if t > b.at:
+                    b.tokens = min(float(self.burst), b.tokens + (t - b.at) / self.refill_s)
+                    b.at = t
+            if b.tokens < 1:
+                return False
+            if charge:
+                b.tokens -= 1
             return True
-        return False
 
     def _refuse(self, hub: str, reason: str, now: datetime, source: str) -> None:
         key = (hub, reason)
@@ -355,9 +361,15 @@ class AlertReceiver:
                 if len(self._windows) > TRACKED_HUBS:
                     self._windows.popitem(last=False)
                     self._windows_complete = False  # an evicted hub's numbers are in the store only
-            if not window.accept(alert.seq):
+            if not window.check(alert.seq):
                 self._refuse(alert.hub_id, "replayed", received, source)
                 continue
+            # Only an alert that verified, fresh and new spends the hub's token: a forger or a
+            # replayer naming the hub cannot use up its allowance and silence its last gasp.
+            if not self._take(alert.hub_id, received, charge=True):
+                self._refuse(alert.hub_id, "throttled", received, source)
+                continue
+            window.accept(alert.seq)
             ok.append(StoredAlert(alert, received))
         # Correlated at once (the outage is known the moment its alerts are verified), stored by
         # the writer; correlation ignores a repeated alert of a premises already out or restored.
