@@ -532,6 +532,7 @@ def _recovery(a: HubAssembly) -> Part:
         ledger=None if side is None else side.ledger,
         observe=observe,
         observe_since=since,
+        after_restore=None if side is None or side.bridge is None else side.bridge.charge_after_backup,
     )
     for ctype, handler in handlers.items():
         a.management.register(ctype, handler)

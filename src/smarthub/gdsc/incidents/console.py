@@ -207,23 +207,40 @@ def _error_section(log: ErrorLog | None) -> str:
 
 class Shared(Generic[T]):
     """A value read at most once per ``max_age`` seconds (wall time, monotonic), by one reader at
-    a time: every page open on the console shares the same read instead of making its own."""
+    a time: every page open on the console shares the same read instead of making its own.
 
-    def __init__(self, read: Callable[[], Awaitable[T]], max_age: float) -> None:
+    A read that takes long stretches the age: the value is kept at least ``busy`` times as long
+    as its read took, so a fleet whose status takes 2 s to read is read every 8 s, not without
+    pause (the console must not keep the database busy by itself)."""
+
+    def __init__(
+        self,
+        read: Callable[[], Awaitable[T]],
+        max_age: float,
+        *,
+        busy: float = 4.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.read = read
         self.max_age = max_age
+        self.busy = busy
+        self.monotonic = monotonic
         self.reads = 0
         self._value: T | None = None
         self._at = 0.0
+        self._took = 0.0
         self._lock: asyncio.Lock | None = None
 
     async def get(self) -> T:
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
-            if self._value is None or time.monotonic() - self._at >= self.max_age:
+            age = max(self.max_age, self.busy * self._took)
+            if self._value is None or self.monotonic() - self._at >= age:
+                start = self.monotonic()
                 self._value = await self.read()
-                self._at = time.monotonic()
+                self._at = self.monotonic()
+                self._took = self._at - start
                 self.reads += 1
             return self._value
 

@@ -17,7 +17,7 @@ import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import aiohttp
 import aiohttp.abc
@@ -50,8 +50,11 @@ class PullError(Exception):
     """A pull failed: network, TLS, HTTP status, or a body that is not the 2030.5 resource expected."""
 
 
-@dataclass(frozen=True, slots=True)
-class PulledInterval:
+class PulledInterval(NamedTuple):
+    """One interval reading as pulled. A tuple: a bulk pull makes one per reading, and a
+    NamedTuple costs a third of a frozen dataclass to build; prefixed with the hub id it is the
+    store's ``ReadingRow``."""
+
     meter: str
     obis: str
     start: int

@@ -90,6 +90,12 @@ def parse_channel_token(token: str) -> ObisCode:
     return ObisCode(*(int(p) for p in parts))
 
 
+#: The href at which this scheme's hubs serve the bulk pull's MirrorUsagePointList (advertised by
+#: their DeviceCapability's MirrorUsagePointListLink). A collector asks it first, without /dcap;
+#: a hub that answers otherwise is discovered from /dcap as 2030.5 has it.
+MUP_LIST_HREF = "/mup"
+
+
 def upt_href(meter: str) -> str:
     return f"/upt/{quote(meter, safe='')}"
 
@@ -748,6 +754,7 @@ __all__ = [
     "DTD_REFUSED",
     "MAIN_METER_ROLES",
     "MIRROR_ROLES",
+    "MUP_LIST_HREF",
     "NS",
     "QUALITY_VALID",
     "UNTRUSTED_PARSER_OPTIONS",

@@ -386,7 +386,7 @@ class HubWanServer:
         r.add_get("/upt/{meter}/mr/{ch}/rs/{day}", self.reading_set)
         r.add_get("/upt/{meter}/mr/{ch}/rs/{day}/r", self.readings)
         r.add_get("/upt/{meter}/mr/{ch}/r", self.latest_reading)
-        r.add_get("/mup", self.mirror_usage_points)
+        r.add_get(sep2.MUP_LIST_HREF, self.mirror_usage_points)
         r.add_get("/mup/{meter}", self.mirror_usage_point)
         r.add_get("/mup/{meter}/mr/{ch}", self.mirror_meter_reading)
         r.add_post("/mgmt", self.command, produces="application/json")
@@ -672,7 +672,7 @@ class HubWanServer:
                 "/tm",
                 usage_points=("/upt", meters),
                 end_devices=("/edev", 1),
-                mirror_usage_points=None if registers_only else ("/mup", meters),
+                mirror_usage_points=None if registers_only else (sep2.MUP_LIST_HREF, meters),
             )
         )
 
@@ -929,7 +929,7 @@ class HubWanServer:
             point = self._mirror_point(meter, fuel, g, q.after)
             budget -= sum(len(ch.rows) for ch in point.channels)
             points.append(point)
-        body = write_mirror_usage_points(self.hub_id, self.lfdi, "/mup", points, len(meters))
+        body = write_mirror_usage_points(self.hub_id, self.lfdi, sep2.MUP_LIST_HREF, points, len(meters))
         return web.Response(body=body, content_type=sep2.CONTENT_TYPE)
 
     async def mirror_usage_point(self, request: web.Request) -> web.Response:
