@@ -518,8 +518,9 @@ class _Connection:
         )
 
     async def _stream(self, chunks: AsyncIterator[bytes]) -> None:
-        """Send ``chunks`` until they end, the client closes its side, or it leaves them unread
-        for ``send_timeout``; then close the producer (its ``finally`` runs) either way."""
+        """Send ``chunks`` until they end, the client closes its side or sends anything, or it
+        leaves them unread for ``send_timeout``; then close the producer (its ``finally`` runs)
+        either way, and the connection unless the chunks ended."""
 
         async def send() -> None:
             async for chunk in chunks:
@@ -528,9 +529,9 @@ class _Connection:
             await self._send(h11.EndOfMessage())
 
         async def client_gone() -> None:
-            # A client that sends more (a pipelined request) is kept for after the stream.
-            while data := await self.reader.read(65536):
-                self.h11.receive_data(data)
+            # A streaming client (an EventSource) sends nothing more on its connection: its
+            # close, or anything it sends (which would otherwise pile up unread), ends the stream.
+            await self.reader.read(65536)
 
         sending = asyncio.ensure_future(send())
         watching = asyncio.ensure_future(client_gone())
