@@ -234,6 +234,12 @@ async def test_outage_map_and_timeline_of_2000_homes_update_live(browser: Browse
         await page.locator("#map-box").scroll_into_view_if_needed()
         await page.screenshot(path=str(ARTIFACTS / "operator-outages.png"), full_page=False)
         await page.screenshot(path=str(ARTIFACTS / "operator-outages-full.png"), full_page=True)
+        # A premises on the map leads to its hub's page.
+        dark = page.locator("#map circle.no-supply").first
+        premises_id = await dark.get_attribute("data-id")
+        await dark.click()
+        await page.wait_for_url("**/hubs/HUB*")
+        assert premises_id is not None and premises_id in await page.inner_text("#facts")
     finally:
         await page.close()
         await server.close()

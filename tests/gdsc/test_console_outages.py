@@ -81,6 +81,7 @@ async def test_the_map_shows_a_feeder_outage_and_the_timeline_its_course(db_url:
     assert "No outage yet." in before
     states = _premises_state(during)
     assert len(states) == 8
+    assert '<a href="/hubs/H1"><circle class="premises no-supply" data-id="P1"' in during  # to the hub's page
     assert states["P0"] == "restored" and states["P1"] == states["P2"] == "no-supply"
     assert {states[f"P{i}"] for i in (3, 4, 5, 7)} == {"supplied"} and states["P6"] == "hub-silent"
     assert "1 hubs not answering without a last gasp" in during

@@ -17,8 +17,10 @@ from sqlalchemy import update
 from smarthub.clock import ManualClock
 from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
 from smarthub.gdsc.fleet.registry import hubs
+from smarthub.gdsc.outages.correlate import Change, Outage
 from smarthub.gdsc.outages.receiver import LOGGED_PER_KEY
 from smarthub.gdsc.outages.service import OutageService
+from smarthub.gdsc.outages.store import OutageRows, OutageStore
 from smarthub.gdsc.outages.topology import TopologyStore, parse_csv
 from smarthub.gdsc.store import Store
 from smarthub.hub.alerts import BURST, REFILL, AlertSender, SequenceReservations, udp_transport
@@ -296,3 +298,26 @@ def test_a_hub_with_a_flapping_supply_throttles_itself() -> None:
     t += REFILL
     monitor.supply_lost(t)
     assert len(out) == BURST + 1
+
+
+def test_a_run_of_grew_events_on_one_outage_is_written_as_one() -> None:
+    """A storm growing one outage writes (and streams) one event per batch, not per premises."""
+    feeder, single = Outage(1, "feeder", "F0", T, 4), Outage(2, "premises", "P9", T, 1)
+    s = timedelta(seconds=1)
+    changes = [
+        Change("opened", feeder, T),
+        Change("grew", feeder, T),
+        Change("grew", feeder, T + s),
+        Change("grew", single, T),
+        Change("grew", feeder, T + 2 * s),
+    ]
+    rows = OutageStore.rows(changes)
+    assert [(e["outage_id"], e["kind"], e["at"]) for e in rows.events] == [
+        (1, "opened", T),
+        (1, "grew", T + s),
+        (2, "grew", T),
+        (1, "grew", T + 2 * s),
+    ]
+    merged = OutageRows.merge([rows, OutageStore.rows([Change("grew", feeder, T + 3 * s)])])
+    assert [(e["outage_id"], e["kind"], e["at"]) for e in merged.events][-1] == (1, "grew", T + 3 * s)
+    assert len(merged.events) == 4 and [r["outage_id"] for r in merged.outages] == [1, 2]

@@ -33,7 +33,8 @@ gdsc_app = typer.Typer(
     "`migrate`: bring a database to the newest schema (`--citus`: and spread it over a Citus cluster); "
     "`group`: put premises in an aggregation group; `data-quality`: the VEE gate's figures; "
     "`meter-model`: a meter's model for the gate; `transfer-policy`: how often, when and how finely hubs "
-    "are pulled, per hub or group; `service`: third-party data services' applications "
+    "are pulled, per hub or group; `meter-shipment`, `pending-meters`: meters registered from the field; "
+    "`service`: third-party data services' applications "
     "and the operator's decisions.",
 )
 app.add_typer(gdsc_app, name="gdsc")
@@ -455,6 +456,48 @@ def gdsc_transfer_policy(
             {"scope": sp.scope, "key": sp.key, **sp.policy.fields(), "version": sp.version, "hubs": hubs}
         )
     )
+
+
+@gdsc_app.command("meter-shipment")
+def gdsc_meter_shipment(
+    state: StateDir,
+    file: Annotated[Path, typer.Option(help="the manufacturer's shipment file (CSV)")],
+    db: Db = None,
+) -> None:
+    """Import a manufacturer's shipment file (meter_id,manufacturer,protocol,fuel,key): the meters a
+    hub reports hearing are registered from it once an installer's job confirms them."""
+    from smarthub.gdsc.fleet.field_meters import FieldMeters, ShipmentRefused
+    from smarthub.gdsc.service import open_store
+
+    require_state(state, db)
+    store = open_store(state, db)
+    try:
+        n = FieldMeters(store.engine).import_shipment(file.read_text(), file.name, now_at(state))
+    except (OSError, ShipmentRefused, UnicodeDecodeError) as e:
+        raise fail("smarthub gdsc meter-shipment", str(e)) from None
+    finally:
+        store.close()
+    print(json.dumps({"shipment": file.name, "meters": n}))
+
+
+@gdsc_app.command("pending-meters")
+def gdsc_pending_meters(
+    state: StateDir,
+    hub: Annotated[str | None, typer.Option(help="one hub's only")] = None,
+    db: Db = None,
+) -> None:
+    """The meters hubs heard but were not told of, and where their registration stands (JSON lines)."""
+    from smarthub.gdsc.fleet.field_meters import FieldMeters
+    from smarthub.gdsc.service import open_store
+
+    require_state(state, db)
+    store = open_store(state, db)
+    try:
+        rows = FieldMeters(store.engine).pending(hub)
+    finally:
+        store.close()
+    for row in rows:
+        print(json.dumps(row, default=str))
 
 
 @gdsc_app.command("data-quality")

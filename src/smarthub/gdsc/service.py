@@ -40,7 +40,7 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -51,6 +51,7 @@ from prometheus_client import CollectorRegistry, generate_latest, start_http_ser
 from smarthub.clock import AcceleratedClock, Clock, SystemClock
 from smarthub.gdsc.commands.signer import CommandSigner
 from smarthub.gdsc.fleet.commissioning import register_manifest
+from smarthub.gdsc.fleet.field_meters import FieldMeters
 from smarthub.gdsc.fleet.lifecycle import HubLifecycle
 from smarthub.gdsc.fleet.pki import CertificateAuthority
 from smarthub.gdsc.governance.aggregates import AggregationGroups
@@ -258,8 +259,15 @@ class GdscService:
         )
         assert scheduler.plan is not None
         if signer is not None:
-            plan, sign = scheduler.plan, signer
-            scheduler.after_pulls = lambda hub_ids, now: policies.after_pulls(plan, sign, hub_ids, now)
+            # What rides on a hub's pull: its changed transfer policy, and the HAN scan (and the
+            # registration) of a meter fitted at its premises (smarthub.gdsc.fleet.field_meters).
+            plan, sign, field = scheduler.plan, signer, FieldMeters(store.engine)
+
+            def after_pulls(hub_ids: Sequence[str], now: datetime) -> None:
+                policies.after_pulls(plan, sign, hub_ids, now)
+                field.after_pulls(plan, sign, hub_ids, now)
+
+            scheduler.after_pulls = after_pulls
         upkeep = Upkeep(
             state, store, collector, signer, clock, tls_clock, crl_path, crl_due=due, plan=scheduler.plan
         )
@@ -399,7 +407,10 @@ class GdscService:
         old, old_courier = self.collector, None
         if ssl_context is not None:
             self.ssl_context = ssl_context
-            old_courier, self.scheduler.courier = self.scheduler.courier, CommandCourier(ssl_context)
+            old_courier, self.scheduler.courier = (
+                self.scheduler.courier,
+                CommandCourier(ssl_context, channels=self.channels),
+            )
         self.collector = _collector(
             self.config, self.store, self.ssl_context, self.clock, self.error_log, self.crl, self.channels
         )

@@ -32,7 +32,7 @@ from smarthub.hub.keys import KeyRing
 from smarthub.hub.mirror import DataMirror
 from smarthub.hub.power_quality import PowerQuality
 from smarthub.hub.registry import RADIO_PROTOCOLS, MeterRegistry
-from smarthub.meters.errors import DecodeError
+from smarthub.meters.errors import DecodeError, KeyMissing, WrongKey
 from smarthub.meters.mapping import MappingTable, Unmapped
 from smarthub.model import ObisCode, Reading
 from smarthub.model.reading_type import interval_channels, interval_spec
@@ -116,8 +116,12 @@ class SmartHub:
             self.stats.frame_errors += 1
             self.stats.last_errors = [*self.stats.last_errors[-9:], str(err)]
         if self.registry is not None:
-            # A radio hears the neighbours' meters: keep only this home's (see hub.registry).
+            # A radio hears the neighbours' meters: keep only this home's (see hub.registry). A
+            # frame of a meter not commissioned that could not be decrypted makes it pending.
             registry = self.registry
+            for err in batch.errors:
+                if isinstance(err, KeyMissing | WrongKey) and (meter := getattr(err, "meter", None)):
+                    registry.note_undecrypted(str(meter), err.protocol, when)
             batch, self.stats.foreign = _keep(
                 batch, lambda meter, protocol: registry.admit(meter, protocol, when), self.stats.foreign
             )

@@ -24,6 +24,17 @@ and a seeded schedule of faults:
   diagnoses the drift from the Clock it reads with the registers and re-syncs it (a SET of
   Clock attribute 2, read back), so its intervals stay in their half-hours.
 
+With ``channel_every`` (``smarthub chaos --channel-every 2``) every n-th hub listens on no port
+and is reached only through the channel it keeps open to the GDSC (issue 26), over a cuttable
+link of its own between it and the GDSC's channel endpoint; then also:
+
+* ``channel_cut``: one channel hub's channels dropped and its reconnects refused for 10-90
+  minutes (the home router restarted, its NAT mapping lost), then restored: the hub comes back
+  by its own jittered back-off and the GDSC pulls what it buffered;
+* ``channel_endpoint_restart``: the GDSC's channel endpoint stopped and started again (a
+  redeploy): every parked channel of the fleet dropped at once, and every channel hub
+  reconnecting on its own back-off.
+
 * ``feeder_outage``: every home of one LV feeder loses mains together (the hubs send their
   last gasps from stored energy, then hear and serve nothing), then mains returns (restoration
   notices); ``substation_outage``: the same for every feeder of one secondary substation. The
@@ -67,12 +78,13 @@ from smarthub.han.poll import SimulatedLink
 from smarthub.hub.alerts import AlertSender, SequenceReservations, udp_transport
 from smarthub.hub.diagnostics import DiagnosisCode, RepairAction, RepairOutcome
 from smarthub.sim.chaos_life import FleetLife, plan_life, renewal_plan
-from smarthub.sim.demo import HALF_HOUR, DemoConfig, DemoRun, account, setup, sweep, teardown
+from smarthub.sim.demo import HALF_HOUR, DemoConfig, DemoRun, account, free_port, setup, sweep, teardown
 from smarthub.sim.dlms_meter import DlmsMeterSimulator
 from smarthub.sim.faults import HanGate, WanLink
 from smarthub.sim.fleet import CELL_SIZE, Fleet, SimulatedHome
 from smarthub.sim.topology import feeder_size_for, fleet_topology
 from smarthub.wan.contract.alerts import MAX_SKEW
+from smarthub.wan.contract.authority import host_header
 from smarthub.wan.contract.bodies import MeterReplace, PrepaymentTopup
 
 log = logging.getLogger(__name__)
@@ -168,14 +180,23 @@ class ChaosResult:
     firmware_halted: bool = False  # ... and the roll-out stopped there
     firmware_not_offered: int = 0  # hubs the bad version never reached
     life_events_failed: int = 0
+    # Hubs reached only through their channel (issue 26) and what the GDSC's endpoint saw.
+    channel_hubs: int = 0
+    channels_accepted: int = 0  # channels parked at the GDSC (reconnects included)
+    channels_taken: int = 0  # ... used by a pull or a command
+    channel_reconnect_failures: int = 0  # the hubs' attempts refused or cut unused (backed off)
     seconds: float = 0.0
 
     def json_line(self) -> str:
         return json.dumps(asdict(self))
 
 
-def plan_faults(homes: list[SimulatedHome], days: int, rng: random.Random) -> list[Fault]:
-    """The run's faults, from the seed: the same seed, the same faults."""
+def plan_faults(
+    homes: list[SimulatedHome], days: int, rng: random.Random, channel_hubs: list[str] | None = None
+) -> list[Fault]:
+    """The run's faults, from the seed: the same seed, the same faults. ``channel_hubs``: the
+    hubs reached through a channel (their channel faults are drawn after all others, so a run
+    without channel hubs has the faults it always had)."""
     run = timedelta(days=days)
     ids = [h.spec.hub_id for h in homes]
     meters = [(h.spec.hub_id, m) for h in homes for m, _ in h.meters]
@@ -229,6 +250,16 @@ def plan_faults(homes: list[SimulatedHome], days: int, rng: random.Random) -> li
         faults.append(
             Fault("substation_outage", at(half, length), length, f"SS-{rng.randrange(feeders // 2):03d}")
         )
+    if channel_hubs:
+        for _ in range(max(1, len(channel_hubs) // 4) * days):
+            length = timedelta(minutes=rng.randint(10, 90))
+            faults.append(
+                Fault("channel_cut", at(timedelta(hours=1), length), length, rng.choice(channel_hubs))
+            )
+        for _ in range(max(1, days // 2)):
+            faults.append(
+                Fault("channel_endpoint_restart", at(timedelta(hours=1), timedelta(0)), timedelta(0), "gdsc")
+            )
     return sorted(faults, key=lambda f: f.start)
 
 
@@ -259,13 +290,23 @@ class Chaos:
         self.power_faults: list[tuple[str, str, frozenset[str], Any, Any]] = []
         self.offline: dict[str, list[tuple[datetime, datetime]]] = {}  # hub -> WAN/power faults
         self.daily: list[tuple[str, int, str, datetime]] = []  # (hub, day, voucher, issued)
+        self.channel_hubs: list[str] = []  # hubs reached only through their channel
         self.issuers: list[VoucherIssuer] = []  # the run's voucher issuers (the operator's key)
 
     async def _wan(self, fleet: Fleet) -> None:
+        """Every hub's WAN behind a cuttable link: a dialled hub's in front of its port, a
+        channel hub's between it and the GDSC's channel endpoint (its channel restarted there)."""
+        host = self.cfg.host
         for home in fleet.homes:
             link = self.links[home.spec.hub_id] = WanLink(home.spec.hub_id)
-            port = await link.relay("127.0.0.1", int(home.url.rsplit(":", 1)[1]))
-            home.url = f"https://127.0.0.1:{port}"
+            if home.url.startswith("channel://"):
+                port = await link.relay(host, self.cfg.channel_port, host)
+                await home.assembly.server.stop_channels()
+                await home.start_channel(host, port)
+                self.channel_hubs.append(home.spec.hub_id)
+            else:
+                port = await link.relay(host, int(home.url.rsplit(":", 1)[1]), host)
+                home.url = f"https://{host_header(host, port)}"
             self.gates[home.spec.hub_id] = HanGate(home.hub)
 
     def _cell(self, cell: str) -> list[str]:
@@ -281,9 +322,15 @@ class Chaos:
         log.info("fault %s on %s for %s", fault.kind, fault.target, fault.length)
         self._note_offline(fault)
         undo: Callable[[], None] = lambda: None  # noqa: E731
-        if fault.kind == "wan_outage":
+        if fault.kind in ("wan_outage", "channel_cut"):
             self.links[fault.target].cut()
             undo = self.links[fault.target].restore
+        elif fault.kind == "channel_endpoint_restart":
+            endpoint = run.gdsc.channels
+            assert endpoint is not None and endpoint.port is not None
+            port = endpoint.port
+            await endpoint.stop()
+            await endpoint.start(self.cfg.host, port)
         elif fault.kind == "cell_outage":
             hubs = self._cell(fault.target)
             for h in hubs:
@@ -327,7 +374,14 @@ class Chaos:
 
     def _note_offline(self, fault: Fault) -> None:
         """The hubs a WAN or power fault cuts off, and for how long (simulated)."""
-        if fault.kind not in ("wan_outage", "cell_outage", "power_cut", "feeder_outage", "substation_outage"):
+        if fault.kind not in (
+            "wan_outage",
+            "cell_outage",
+            "power_cut",
+            "feeder_outage",
+            "substation_outage",
+            "channel_cut",
+        ):
             return
         start = self.cfg.sim_start + fault.start
         for h in self._fault_hubs(fault):
@@ -391,13 +445,13 @@ class Chaos:
         # The hubs' alert keys were registered with the manifest (each hub's certificate); the
         # error log learns which silent hubs sent a last gasp.
         run.gdsc.attach_outages(svc)
-        port = await svc.start()
+        port = await svc.start(self.cfg.host)
         for home in run.fleet.homes:
             key = serialization.load_pem_private_key((home.dir / "hub.key").read_bytes(), password=None)
             assert isinstance(key, ec.EllipticCurvePrivateKey)
             sequences = SequenceReservations(home.diagnostics.log._file)
             home.assembly.mains.sender = AlertSender(
-                home.spec.hub_id, key, udp_transport("127.0.0.1", port), sequences
+                home.spec.hub_id, key, udp_transport(self.cfg.host, port), sequences
             )
 
     def _outage_figures(self) -> dict[str, Any]:
@@ -479,6 +533,20 @@ class Chaos:
             false_outages=len(false),
             alerts_stored=stats.accepted,
             alerts_refused=sum(stats.refused.values()),
+        )
+
+    def _channel_figures(self) -> dict[str, Any]:
+        run = self.run
+        assert run is not None
+        endpoint = run.gdsc.channels
+        if endpoint is None or not self.channel_hubs:
+            return {}
+        sites = [site for h in self.channel_hubs for site in self._home(h).assembly.server.channels]
+        return dict(
+            channel_hubs=len(self.channel_hubs),
+            channels_accepted=endpoint.stats.accepted,
+            channels_taken=endpoint.stats.taken,
+            channel_reconnect_failures=sum(s.stats.failures + s.stats.dropped for s in sites),
         )
 
     def _home(self, hub_id: str) -> SimulatedHome:
@@ -669,6 +737,8 @@ class Chaos:
             for t in home.consumer.ledger.top_ups():
                 credited[t["voucher_id"]] = credited.get(t["voucher_id"], 0) + 1
         issued = set(self.vouchers)
+        for v in sorted(issued - set(credited)):
+            log.error("top-up %s to %s never credited", v, self.vouchers[v])
         return (
             len(issued),
             sum(1 for v in issued if v in credited),
@@ -698,6 +768,8 @@ class Chaos:
     # -- the run --------------------------------------------------------------------------------
     async def start(self) -> DemoRun:
         """The demo's fleet, each hub's WAN behind a cuttable link, and the GDSC."""
+        if self.cfg.channel_every and not self.cfg.channel_port:
+            self.cfg.channel_port = free_port(self.cfg.host)  # the channel hubs' links relay to it
         self.run = await setup(self.cfg, wan=self._wan)
         return self.run
 
@@ -706,7 +778,7 @@ class Chaos:
         run = await self.start()
         try:
             await self._start_outages()
-            faults = plan_faults(run.fleet.homes, cfg.days, self.rng)
+            faults = plan_faults(run.fleet.homes, cfg.days, self.rng, self.channel_hubs)
             spans: dict[str, list[tuple[timedelta, timedelta]]] = {}
             power: dict[str, list[tuple[timedelta, timedelta]]] = {}
             for f in faults:
@@ -736,6 +808,7 @@ class Chaos:
                 unpowered=unpowered,
             )
             run.clock.rebase()
+            run.fleet.clock_rebased()
             started = time.monotonic()
             last_window_end = cfg.end + cfg.window
             # The meters run on a few minutes past the end, as they do in life: a meter whose
@@ -805,6 +878,7 @@ class Chaos:
                 commands_refused_signer=self._refused_signer(),
                 topup_days_missed=self._top_up_days_missed(),
                 **await asyncio.to_thread(life.figures),
+                **self._channel_figures(),
                 seconds=round(seconds, 1),
                 **outage_figures,
             )

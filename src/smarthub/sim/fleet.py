@@ -136,7 +136,7 @@ def provision(
         hub_dir.mkdir(parents=True, exist_ok=True)
         if not (hub_dir / "hub.pem").exists():
             # The hub id (lower-cased) as a name too: what the GDSC checks on a hub's channel.
-            hosts = ("127.0.0.1", "localhost", spec.hub_id.lower())
+            hosts = ("127.0.0.1", "::1", "localhost", spec.hub_id.lower())
             ca.issue(Role.HUB, spec.hub_id, now, hosts=hosts, days=hub_days).save(hub_dir, "hub")
     return Credentials(ca_dir / "ca.pem", gdsc_dir / "collector.pem", gdsc_dir / "collector.key")
 
@@ -490,15 +490,20 @@ class Fleet:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start_servers(
-        self, ca_pem: Path, channel: tuple[str, int] | None = None, channel_every: int = 0
+        self,
+        ca_pem: Path,
+        channel: tuple[str, int] | None = None,
+        channel_every: int = 0,
+        host: str = "127.0.0.1",
     ) -> None:
-        """Each hub serves 2030.5 on a port of its own, except every ``channel_every``-th (the
-        2nd, 4th, … with 2), which listens on no port and keeps a channel open to ``channel``."""
+        """Each hub serves 2030.5 on a port of its own on ``host`` (``::1``: IPv6), except every
+        ``channel_every``-th (the 2nd, 4th, … with 2), which listens on no port and keeps a
+        channel open to ``channel``."""
         for i, home in enumerate(self.homes):
             if channel is not None and channel_every > 0 and i % channel_every == channel_every - 1:
                 await home.start_channel(*channel)
             else:
-                await home.start_server(ca_pem)
+                await home.start_server(ca_pem, host)
 
     def write_manifest(self, extra: dict[str, object] | None = None) -> Path:
         path = self.state / "fleet.json"
@@ -515,6 +520,14 @@ class Fleet:
         )
         tmp.replace(path)
         return path
+
+    def clock_rebased(self) -> None:
+        """The simulated clock was set back to the run's start (``AcceleratedClock.rebase``): the
+        channel hubs' back-off waits, dated on the clock before, end now instead of lasting as
+        long as the setback."""
+        for home in self.homes:
+            for site in home.assembly.server.channels:
+                site.reconnect_now()
 
     async def start_meters(self, until: datetime | None = None) -> None:
         """Start every home's meters and housekeeping (the assembly's parts) until ``until``."""

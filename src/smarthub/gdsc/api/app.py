@@ -45,6 +45,7 @@ from smarthub.gdsc.api.routers import (
     aggregates,
     commands,
     consents,
+    field_meters,
     jobs,
     network,
     outages,
@@ -90,6 +91,7 @@ def create_app(
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     errors.install(app)
     resources = [readings, aggregates, consents, portfolio, quality, outages, network, services, transfer]
+    resources += [field_meters]
     resources += [commands, jobs] if desk is not None else []
     for resource in resources:
         app.include_router(resource.router)

@@ -84,6 +84,7 @@ ROLES: dict[str, Role] = {
     "vee_day_versions": _hub(),
     "meter_models": _hub(),
     "hub_transfer_policy": _hub(),  # the transfer policy last queued for the hub
+    "pending_meters": _hub(),  # meters a hub heard but was not told of, and their registration
     # -- a hub's interval data, by the hub's integer key (a second group: issue 23 item 1) ---
     "interval_channels": _hub_key(),
     "interval_blocks": _hub_key(),
@@ -114,6 +115,8 @@ ROLES: dict[str, Role] = {
     "api_jobs": LOCAL,  # the API's job queue
     "hub_recoveries": LOCAL,  # recovery jobs, joined with urgent_work as they advance
     "hub_recovery_steps": LOCAL,
+    "meter_shipments": LOCAL,  # manufacturers' shipment files: meter keys stay on the coordinator
+    "meter_installs": LOCAL,  # installers' jobs, closed as their meters are registered
     "audit_log": LOCAL,  # append-only triggers; one hash chain
     "hub_errors": LOCAL,
     "incidents": LOCAL,

@@ -180,6 +180,7 @@ class HubRecoveries:
         self.issuer = issuer or VoucherIssuer(store, signer.private_key, signer.signer_pem)
         self.history_span = history_span
         self._known: set[str] = set()  # hubs whose storage state has a row already (this process)
+        self._deferred: dict[str, str] = {}  # blank reports waiting for a running recovery to end
 
     # -- planning -------------------------------------------------------------------------
     def start(
@@ -429,10 +430,15 @@ class HubRecoveries:
         The first state the GDSC hears from a hub is recorded (a recovery row of no steps): a
         ``kept`` or ``restored`` storage as it is, a ``blank`` one of a hub never heard of before
         (a new hub) with a ``recovery.complete`` of no steps, so that it says ``restored`` from
-        then on. A ``blank`` storage the GDSC has no row for, of a hub it has heard of, is a
-        lost storage: restored from the hub's own past (a replacement's first one: from the
-        hub it replaced, unless that recovery was planned at commissioning already)."""
+        then on. A ``blank`` storage the GDSC has no row for, of a hub it has heard of (a row,
+        or a backup taken from another storage), is a lost storage: restored from the hub's own
+        past (a replacement's first one: from the hub it replaced, unless that recovery was
+        planned at commissioning already). One reported while a recovery for another storage
+        runs (the hub wiped again) is looked at again once that one has ended."""
         started = []
+        # Blank reports of hubs whose recovery was running for another storage (wiped again
+        # mid-recovery) wait for it to end: they are looked at again from the next run on.
+        reports, self._deferred = {**self._deferred, **reports}, {}
         for hub_id, header in sorted(reports.items()):
             state = storage_state.parse(header)
             if state is None or (state.state != storage_state.BLANK and hub_id in self._known):
@@ -443,16 +449,21 @@ class HubRecoveries:
                 replaced = conn.execute(
                     select(hub_commissioning.c.replaces).where(hub_commissioning.c.hub_id == hub_id)
                 ).scalar()
+                known_storage = bool(rows) or self._backed_up_other(conn, hub_id, state.storage_id)
             if state.state != storage_state.BLANK:
                 if not rows:
                     self._record_seen(hub_id, state.storage_id, now)
                 self._known.add(hub_id)
                 continue
-            if any(row.state == RUNNING or row.storage_id == state.storage_id for row in rows):
+            if any(row.storage_id == state.storage_id for row in rows):
+                continue
+            if any(row.state == RUNNING for row in rows):
+                if all(row.storage_id is not None for row in rows if row.state == RUNNING):
+                    self._deferred[hub_id] = header
                 continue
             if replaced and not rows:
                 source, reason = replaced, "replaced"
-            elif rows:
+            elif known_storage:
                 source, reason = hub_id, "storage_lost"
             else:
                 source, reason = None, "new"
@@ -463,6 +474,21 @@ class HubRecoveries:
             except RecoveryRefused as err:
                 log.warning("recovery of %s not started: %s", hub_id, err)
         return started
+
+    @staticmethod
+    def _backed_up_other(conn: Connection, hub_id: str, storage_id: str) -> bool:
+        """Whether a backup of the hub came from another storage than ``storage_id`` (the GDSC
+        knew the hub's storage before, though no pull had reported it yet)."""
+        w = urgent_work
+        for (result,) in conn.execute(
+            select(w.c.result).where(
+                w.c.hub_id == hub_id, w.c.command_type == RecoverySnapshot.TYPE, w.c.state == DONE
+            )
+        ):
+            snap = (json.loads(result) if result else {}).get("result")
+            if isinstance(snap, dict) and (snap.get("storage") or {}).get("id") not in (None, storage_id):
+                return True
+        return False
 
     def _record_seen(self, hub_id: str, storage_id: str, now: datetime) -> None:
         with self.store.engine.begin() as conn:
@@ -535,16 +561,42 @@ class HubRecoveries:
     # -- progress -------------------------------------------------------------------------
     def advance(self, now: datetime) -> list[int]:
         """Move every running recovery on (module docstring); the ids that finished."""
+        r = hub_recoveries
         with self.store.engine.connect() as conn:
             running = [
-                (int(r.recovery_id), r.hub_id, r.storage_id)
-                for r in conn.execute(select(hub_recoveries).where(hub_recoveries.c.state == RUNNING))
+                (int(row.recovery_id), row.hub_id, row.storage_id, row.status)
+                for row in conn.execute(
+                    select(r.c.recovery_id, r.c.hub_id, r.c.storage_id, hubs.c.status)
+                    .join(hubs, hubs.c.hub_id == r.c.hub_id)
+                    .where(r.c.state == RUNNING)
+                )
             ]
         finished = []
-        for rid, hub_id, storage_id in running:
-            if self._advance(rid, hub_id, storage_id, now):
+        for rid, hub_id, storage_id, status in running:
+            if status != "active":  # revoked, decommissioned or replaced meanwhile: no one to restore
+                self._end(rid, now, f"hub {status}")
+                finished.append(rid)
+            elif self._advance(rid, hub_id, storage_id, now):
                 finished.append(rid)
         return finished
+
+    def _end(self, rid: int, now: datetime, why: str) -> None:
+        with self.store.engine.begin() as conn:
+            conn.execute(
+                update(hub_recovery_steps)
+                .where(hub_recovery_steps.c.recovery_id == rid, hub_recovery_steps.c.state == QUEUED)
+                .values(state=STEP_FAILED, detail=why)
+            )
+            failed = conn.execute(
+                select(func.count()).where(
+                    hub_recovery_steps.c.recovery_id == rid, hub_recovery_steps.c.state == STEP_FAILED
+                )
+            ).scalar_one()
+            conn.execute(
+                update(hub_recoveries)
+                .where(hub_recoveries.c.recovery_id == rid)
+                .values(state=DONE_STATE, finished=utc(now), failed=failed)
+            )
 
     def _advance(self, rid: int, hub_id: str, storage_id: str | None, now: datetime) -> bool:
         s, w = hub_recovery_steps, urgent_work

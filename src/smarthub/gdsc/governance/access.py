@@ -78,6 +78,8 @@ class Action(enum.StrEnum):
     SERVICE_APPLICATION = "service-application"  # a third party applies as a data service, follows it
     SERVICE_ADMIN = "service-admin"  # the GDSC operator's decisions on data services' applications
     TRANSFER_POLICY = "transfer-policy"  # how often, when and how finely hubs' data is retrieved
+    METER_SHIPMENT = "meter-shipment"  # a manufacturer's shipment file (meters and keys) imported
+    METER_INSTALL = "meter-install"  # the installer's job: a meter installed (or swapped) at a premises
 
     @property
     def is_command(self) -> bool:
@@ -173,6 +175,7 @@ class AccessRequest:
             Action.SERVICE_APPLICATION,
             Action.SERVICE_ADMIN,
             Action.TRANSFER_POLICY,
+            Action.METER_SHIPMENT,
         ):
             pass  # counts over the fleet; a data service's standing; a policy of a group: no premises
         elif not self.premises_id:
@@ -238,6 +241,12 @@ def decide(request: AccessRequest, facts: Facts, policy: Policy = DEFAULT_POLICY
         if role is Role.OPERATOR:
             return Decision(True, "GDSC operations: approval of third-party data services")
         return deny("data services are approved, refused, suspended and revoked by the GDSC operator only")
+    if request.action is Action.METER_INSTALL:
+        if role is Role.OPERATOR:
+            return Decision(True, "GDSC operations: a meter installation recorded for an installer")
+        if role is Role.INSTALLER:
+            return _installer(request, facts)
+        return deny("meter installations are recorded by the installer on site or the GDSC operator")
     if request.action in _DATA_OPERATIONS:
         if role is Role.OPERATOR:
             return Decision(True, _DATA_OPERATIONS[request.action])
@@ -252,6 +261,7 @@ _DATA_OPERATIONS = {
     Action.EDIT_READINGS: "GDSC data operations: correction of validated data, with a reason, audited",
     Action.DATA_QUALITY: "GDSC data operations: data-quality figures (counts, no consumption)",
     Action.TRANSFER_POLICY: "GDSC data operations: transfer policies of hubs and groups (no consumption)",
+    Action.METER_SHIPMENT: "GDSC data operations: manufacturers' shipment files (meters and their keys)",
 }
 
 
@@ -375,7 +385,7 @@ def _consumer(req: AccessRequest, facts: Facts) -> Decision:
 
 def _installer(req: AccessRequest, facts: Facts) -> Decision:
     a = req.action
-    if a not in (Action.READ_EVENTS, Action.ON_DEMAND_READ):
+    if a not in (Action.READ_EVENTS, Action.ON_DEMAND_READ, Action.METER_INSTALL):
         return deny(f"{a.value} is not open to installers")
     visits = [
         ap
@@ -388,6 +398,8 @@ def _installer(req: AccessRequest, facts: Facts) -> Decision:
         return deny(f"{req.party.party_id} has no site visit at {req.premises_id} at {req.at.isoformat()}")
     if a is Action.ON_DEMAND_READ:
         return Decision(True, "during a site visit")
+    if a is Action.METER_INSTALL:
+        return Decision(True, "a meter installed during a site visit")
     assert req.period is not None
     return Decision(True, "events during a site visit", Granularity.NONE, (req.period,))
 

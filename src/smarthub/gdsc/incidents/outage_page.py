@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine, select
 
+from smarthub.gdsc.incidents.hub_page import hub_href
 from smarthub.gdsc.incidents.policy import HUB_UNREACHABLE
 from smarthub.gdsc.incidents.tables import incident_hubs, incidents
 from smarthub.gdsc.outages.map import (
@@ -99,7 +100,7 @@ def body_html(
     return (
         f"<p id='outage-summary'>{_e(summary)}</p>"
         f"<h2>Live outages</h2>{live}"
-        f"<h2>Map</h2>{legend()}<div id='map-box'>{map_svg(topo, state)}</div>"
+        f"<h2>Map</h2>{legend()}<div id='map-box'>{map_svg(topo, state, hub_href)}</div>"
         f"<h2>Timeline</h2>{_period_form(since, until)}<p class='muted'>The latest {len(recent)} outages"
         + (f" opened from {since:%Y-%m-%d}" if since else "")
         + (f" before {until:%Y-%m-%d}" if until else "")
