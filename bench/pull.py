@@ -6,7 +6,7 @@ with its own GDSC-issued certificate (provisioned by :func:`smarthub.sim.fleet.p
 One collector (this process) pulls them all with the real :class:`Collector` into PostgreSQL
 (SQLite if PostgreSQL does not answer; the output says which).
 
-Two passes: **cold** (the daily pull: no cached TLS session, dcap discovery, full handshakes,
+Two passes: **cold** (the daily pull: no cached TLS session, no hub seen before, full handshakes,
 the day's readings) and **warm** (every hub again at once: resumed TLS sessions, nothing new).
 
 Reference measured in the same run: this machine's raw mutual-TLS handshake rate, full and
