@@ -220,7 +220,7 @@ class Listener:
                     h.problem = None
             return batch
 
-        radio.receive = listened  # type: ignore[method-assign,assignment]
+        radio.receive = listened  # type: ignore[method-assign]
 
     def _wrap_stream(self, port: DlmsPushPort | P1Port) -> None:
         receive = port.receive
