@@ -6,6 +6,7 @@ life scheduled into it, nothing lost, no top-up lost or late, every renewal and 
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import timedelta
 from pathlib import Path
@@ -31,6 +32,7 @@ async def test_a_fleet_with_faults_loses_nothing(
         "clock_drift": 1,
         "feeder_outage": 1,
         "han_dropout": 1,
+        "meter_moved": 2,
         "meter_replace": 1,
         "power_cut": 1,
         "substation_outage": 1,
@@ -95,6 +97,15 @@ async def test_a_fleet_with_faults_loses_nothing(
     # (Firmware roll-outs are scheduled into runs of 3 days or more: see the 30-day run.)
     assert r.firmware_updated == r.firmware_rolled_back == 0
     assert r.life_events_failed == 0
+    # HAN media (issue 26): the radio meters' frames go through the link model of their medium.
+    # A ZigBee meter moved behind two floors is diagnosed with a weak signal on 2.4 GHz, not on
+    # 868 MHz; no other weak signal is diagnosed (the homes' meters are placed within reach), and
+    # the planning report of the simulated homes is written.
+    assert r.meters_moved == {"zigbee-2.4": True, "zigbee-868": False}
+    assert r.weak_signal_diagnoses == 1
+    report = json.loads((tmp_path / "han-plan.json").read_text())
+    assert {h["hub"] for h in report} == {f"HUB{i:06d}" for i in (1, 2, 3, 5, 6, 7)}  # radio meters
+    assert r.han_plan_misses["wmbus-868"] == 0 and r.han_plan_misses["zigbee-868"] == 0
 
 
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -530,6 +530,7 @@ def _recovery(a: HubAssembly) -> Part:
         a.history,
         a.clock,
         ledger=None if side is None else side.ledger,
+        consent=a.consent,
         observe=observe,
         observe_since=since,
         after_restore=None if side is None or side.bridge is None else side.bridge.charge_after_backup,

@@ -23,6 +23,13 @@ and a seeded schedule of faults:
 * ``clock_drift``: a DLMS meter's real-time clock runs fast or slow by minutes a day; the hub
   diagnoses the drift from the Clock it reads with the registers and re-syncs it (a SET of
   Clock attribute 2, read back), so its intervals stay in their half-hours.
+* ``meter_moved``: a ZigBee home's electricity meter moved behind two floors (8 m, two walls),
+  once in a home whose HAN is 802.15.4 at 2.4 GHz and once in one at 868 MHz. Radio meters'
+  frames travel through the link model of their medium (:mod:`smarthub.sim.radio`, placed by
+  the home's seed), so the hub's weak-signal diagnoses are caused, not injected: the 2.4 GHz
+  meter is diagnosed, the 868 MHz one is not (``meters_moved``). The run writes the HAN planning
+  report of every simulated home (``han-plan.json`` in the state directory: which Table 1 media
+  reach which meters from where they are, :mod:`smarthub.han.planning`).
 
 With ``channel_every`` (``smarthub chaos --channel-every 2``) every n-th hub listens on no port
 and is reached only through the channel it keeps open to the GDSC (issue 26), over a cuttable
@@ -74,6 +81,8 @@ from smarthub.gdsc.commands.vouchers import VoucherIssuer
 from smarthub.gdsc.outages.service import OutageService
 from smarthub.gdsc.outages.topology import TopologyStore
 from smarthub.gdsc.pull.tables import Priority
+from smarthub.han.media import Placement
+from smarthub.han.planning import plan
 from smarthub.han.poll import SimulatedLink
 from smarthub.hub.alerts import AlertSender, SequenceReservations, udp_transport
 from smarthub.hub.diagnostics import DiagnosisCode, RepairAction, RepairOutcome
@@ -81,7 +90,7 @@ from smarthub.sim.chaos_life import FleetLife, plan_life, renewal_plan
 from smarthub.sim.demo import HALF_HOUR, DemoConfig, DemoRun, account, free_port, setup, sweep, teardown
 from smarthub.sim.dlms_meter import DlmsMeterSimulator
 from smarthub.sim.faults import HanGate, WanLink
-from smarthub.sim.fleet import CELL_SIZE, Fleet, SimulatedHome
+from smarthub.sim.fleet import CELL_SIZE, Fleet, SimulatedHome, zigbee_medium
 from smarthub.sim.topology import feeder_size_for, fleet_topology
 from smarthub.wan.contract.alerts import MAX_SKEW
 from smarthub.wan.contract.authority import host_header
@@ -107,6 +116,7 @@ LONG_RUN_DAYS = 3
 OUTAGE_DETECT_GOAL_S = 60.0
 LONG_RUN_SAMPLES = timedelta(minutes=30)
 LONG_RUN_WINDOW = timedelta(hours=2)
+MOVED = Placement(8.0, walls=2, floors=2)  # a meter_moved fault's new place: behind two floors
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +195,11 @@ class ChaosResult:
     channels_accepted: int = 0  # channels parked at the GDSC (reconnects included)
     channels_taken: int = 0  # ... used by a pull or a command
     channel_reconnect_failures: int = 0  # the hubs' attempts refused or cut unused (backed off)
+    # HAN media (issue 26): weak-signal diagnoses the hubs opened (caused by the link model, none
+    # injected), and per medium whether the meter moved behind two floors was diagnosed.
+    weak_signal_diagnoses: int = 0
+    meters_moved: dict[str, bool] = field(default_factory=dict)
+    han_plan_misses: dict[str, int] = field(default_factory=dict)  # meters each medium misses
     seconds: float = 0.0
 
     def json_line(self) -> str:
@@ -250,6 +265,16 @@ def plan_faults(
         faults.append(
             Fault("substation_outage", at(half, length), length, f"SS-{rng.randrange(feeders // 2):03d}")
         )
+    # Drawn after the network outages (earlier faults of a seed unchanged): a meter moved behind
+    # two floors in the first ZigBee home of each band.
+    firsts: dict[str, str] = {}
+    for h in homes:
+        if h.spec.kind == "zigbee":
+            firsts.setdefault(zigbee_medium(h.spec), h.spec.hub_id)
+    if len(firsts) == 2:
+        when = at(timedelta(hours=1), timedelta(hours=6))
+        for medium in ("zigbee-2.4", "zigbee-868"):
+            faults.append(Fault("meter_moved", when, timedelta(0), firsts[medium]))
     if channel_hubs:
         for _ in range(max(1, len(channel_hubs) // 4) * days):
             length = timedelta(minutes=rng.randint(10, 90))
@@ -291,6 +316,7 @@ class Chaos:
         self.offline: dict[str, list[tuple[datetime, datetime]]] = {}  # hub -> WAN/power faults
         self.daily: list[tuple[str, int, str, datetime]] = []  # (hub, day, voucher, issued)
         self.channel_hubs: list[str] = []  # hubs reached only through their channel
+        self.moved: dict[str, tuple[str, str]] = {}  # meter -> (hub, medium key), moved upstairs
         self.issuers: list[VoucherIssuer] = []  # the run's voucher issuers (the operator's key)
 
     async def _wan(self, fleet: Fleet) -> None:
@@ -355,6 +381,11 @@ class Chaos:
             await asyncio.to_thread(self._kill_database_connections)
         elif fault.kind == "meter_replace":
             await self._replace_meter(self._home(fault.target))
+        elif fault.kind == "meter_moved":
+            home = self._home(fault.target)
+            meter = next(m for m, fuel in home.meters if fuel == "electricity")
+            home.radio[meter].placement = MOVED
+            self.moved[meter] = (fault.target, home.han_media[meter])
         elif fault.kind == "clock_drift":
             await self._drift(self._home(fault.target), fault)
             return
@@ -534,6 +565,46 @@ class Chaos:
             alerts_stored=stats.accepted,
             alerts_refused=sum(stats.refused.values()),
         )
+
+    def _han_figures(self) -> dict[str, Any]:
+        """Weak signals the hubs diagnosed; the moved meters' diagnoses, by medium."""
+        run = self.run
+        assert run is not None
+        weak: set[str] = {
+            e.device
+            for h in run.fleet.homes
+            for e in h.diagnostics.log.events(limit=100_000)
+            if e.code is DiagnosisCode.HAN_WEAK_SIGNAL
+        }
+        return dict(
+            weak_signal_diagnoses=len(weak),
+            meters_moved={medium: meter in weak for meter, (_hub, medium) in sorted(self.moved.items())},
+        )
+
+    def _han_plan(self) -> dict[str, int]:
+        """The HAN planning report of every simulated home, written as ``han-plan.json`` in the
+        state directory; how many of the fleet's radio meters each medium would miss."""
+        run = self.run
+        assert run is not None
+        report = []
+        misses: dict[str, int] = {}
+        for home in run.fleet.homes:
+            layout = home.han_layout()
+            if not layout:
+                continue
+            media = plan(layout)
+            report.append(
+                {
+                    "hub": home.spec.hub_id,
+                    "in_use": home.han_media,
+                    "meters": {m.id: vars(m.placement) for m in layout},
+                    "media": [p.as_dict() for p in media],
+                }
+            )
+            for p in media:
+                misses[p.medium] = misses.get(p.medium, 0) + len(p.misses)
+        (self.cfg.state / "han-plan.json").write_text(json.dumps(report, indent=1, default=str))
+        return misses
 
     def _channel_figures(self) -> dict[str, Any]:
         run = self.run
@@ -779,6 +850,7 @@ class Chaos:
         try:
             await self._start_outages()
             faults = plan_faults(run.fleet.homes, cfg.days, self.rng, self.channel_hubs)
+            han_plan_misses = await asyncio.to_thread(self._han_plan)
             spans: dict[str, list[tuple[timedelta, timedelta]]] = {}
             power: dict[str, list[tuple[timedelta, timedelta]]] = {}
             for f in faults:
@@ -879,6 +951,8 @@ class Chaos:
                 topup_days_missed=self._top_up_days_missed(),
                 **await asyncio.to_thread(life.figures),
                 **self._channel_figures(),
+                **self._han_figures(),
+                han_plan_misses=han_plan_misses,
                 seconds=round(seconds, 1),
                 **outage_figures,
             )

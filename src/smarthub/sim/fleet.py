@@ -37,6 +37,8 @@ from smarthub.assembly.hub import build_hub
 from smarthub.clock import Clock, SystemClock
 from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
 from smarthub.han.dlms_control import SupplyControl
+from smarthub.han.media import MEDIA, Placement, estimate
+from smarthub.han.planning import PlannedMeter
 from smarthub.han.poll import SimulatedLink
 from smarthub.hub.diagnostics import DiagnosedEvent
 from smarthub.hub.supply import supply_commands
@@ -48,6 +50,7 @@ from smarthub.model.prepayment import Voucher, voucher_envelope
 from smarthub.sim.appliance_profiles import APPLIANCES
 from smarthub.sim.consumer import plug_euis, sample_electricity, sample_gas
 from smarthub.sim.dlms_meter import DlmsMeterSimulator
+from smarthub.sim.radio import RadioLink
 from smarthub.sim.rigs import DLMS_REGISTERS, Rig, dlms_access, simulated_connector
 from smarthub.wan.contract.bodies import LinkTest
 from smarthub.wan.contract.channel import channel_url
@@ -66,6 +69,34 @@ KINDS = ("dsmr", "dlms+wmbus", "iec+mbus+wmbus", "zigbee")
 
 
 CELL_SIZE = 8  # homes behind one simulated WAN link (a cellular cell / concentrator)
+
+# Where a simulated home's radio meters are placed (smarthub.han.media): drawn per home until the
+# link keeps this margin over the receiver's sensitivity, so a fleet starts with no weak signal
+# (the hub calls a signal weak below sensitivity + 6 dB; 14 dB leaves two shadowing sigmas).
+PLACEMENT_MARGIN_DB = 14.0
+
+
+def zigbee_medium(spec: HomeSpec) -> str:
+    """The ZigBee homes' HAN band, alternately 2.4 GHz and 868 MHz (GB's dual-band comms hubs
+    carry both; Table 1 compares them)."""
+    return "zigbee-2.4" if spec.index // len(KINDS) % 2 == 0 else "zigbee-868"
+
+
+def han_placements(spec: HomeSpec, meters: list[tuple[str, str]]) -> dict[str, Placement]:
+    """Each radio meter's place in the home, from the home's seed: ``meters`` as (id, medium
+    key). A meter in a cupboard a few metres and walls from the hub, on its floor or one below."""
+    rng = random.Random(f"{spec.seed}/han")
+    out: dict[str, Placement] = {}
+    for meter_id, medium in meters:
+        while True:
+            p = Placement(
+                round(rng.uniform(2.0, 12.0), 1), walls=rng.randint(0, 3), floors=int(rng.random() < 0.3)
+            )
+            margin = estimate(MEDIA[medium], p).margin_db
+            if margin is not None and margin >= PLACEMENT_MARGIN_DB:
+                break
+        out[meter_id] = p
+    return out
 
 
 @dataclass(frozen=True)
@@ -301,11 +332,24 @@ class SimulatedHome:
         self.config = home_config(
             spec, state, sim_start, smart_plugs=smart_plugs, poll_every=poll_every, radio_every=radio_every
         )
+        # The home's radio meters (not the smart plugs), placed by its seed; their frames travel
+        # through the link model of their medium (smarthub.sim.radio), so a meter's weak signal
+        # and missing frames come from where it is.
+        self.han_media = {
+            str(m.id): zigbee_medium(spec) if m.protocol == "zigbee" else "wmbus-868"
+            for m in self.config.meters
+            if m.protocol in ("zigbee", "wmbus") and not m.appliance and m.id
+        }
+        rng = random.Random(f"{spec.seed}/radio")
+        self.radio = {
+            meter: RadioLink(MEDIA[self.han_media[meter]], p, random.Random(rng.randrange(2**32)))
+            for meter, p in han_placements(spec, sorted(self.han_media.items())).items()
+        }
         self.assembly = a = build_hub(
             self.config,
             clock=clock,
             cert_clock=cert_clock,
-            connectors={"simulated": simulated_connector(clock, sim_start, telegram_period)},
+            connectors={"simulated": simulated_connector(clock, sim_start, telegram_period, self.radio)},
         )
         self.history, self.registry, self.hub = a.history, a.registry, a.hub
         self.repairs, self.diagnostics = a.repairs, a.diagnostics
@@ -426,6 +470,10 @@ class SimulatedHome:
 
     async def stop(self) -> None:
         await self.assembly.stop()
+
+    def han_layout(self) -> list[PlannedMeter]:
+        """The home's radio meters where they are now, for the HAN planning report."""
+        return [PlannedMeter(meter, link.placement) for meter, link in sorted(self.radio.items())]
 
     def manifest_entry(self) -> dict[str, object]:
         s = self.spec
