@@ -15,8 +15,9 @@ Both sides are sans-I/O. The writer (:func:`smarthub.wan.contract.sep2_xml.write
 with the hub's other lxml builders) builds the tree with lxml directly: a day of two channels
 is ~100 Readings and validating each through pydantic would cost more than the rest of a pull.
 The parser is lxml's
-``XMLPullParser`` fed chunk by chunk: each Reading is turned into a tuple and its element
-dropped as soon as it ends, so memory is bounded by one channel's page, not the body.
+``XMLPullParser`` fed chunk by chunk: when a MirrorMeterReading ends, its Readings are read
+out with compiled XPath (a list per field, no Python per Reading: issue 17) and its element
+dropped, so memory is bounded by one channel's page, not the body.
 """
 
 from __future__ import annotations
