@@ -6,7 +6,7 @@ with its own GDSC-issued certificate (provisioned by :func:`smarthub.sim.fleet.p
 One collector (this process) pulls them all with the real :class:`Collector` into PostgreSQL
 (SQLite if PostgreSQL does not answer; the output says which).
 
-Two passes: **cold** (the daily pull: no cached TLS session, dcap discovery, full handshakes,
+Two passes: **cold** (the daily pull: no cached TLS session, no hub seen before, full handshakes,
 the day's readings) and **warm** (every hub again at once: resumed TLS sessions, nothing new).
 
 Reference measured in the same run: this machine's raw mutual-TLS handshake rate, full and
@@ -59,6 +59,10 @@ GOAL_HUBS_S, GOAL_READINGS_S, GOAL_BYTES = 1000, 300_000, 4.0
 # Issue 17: the GDSC's CPU (collector + its PostgreSQL backends) per 1,000 hubs, one request per
 # hub per pull, and the cold pull as a share of the same run's full-handshake rate.
 GOAL_CPU_COLD, GOAL_CPU_WARM, GOAL_REQUESTS, GOAL_COLD_SHARE = 1.5, 0.8, 1.0, 0.60
+# CPU of one reference full handshake (both ends) on this machine when quiet: 685/s on one core
+# (README "Measured", the run the issue's goals were set against). The CPU-s goals are expressed
+# in that unit too, since absolute CPU seconds grow with the neighbours' load.
+QUIET_FULL_HS_CPU = 1 / 685
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,20 +191,23 @@ def _handshake(client_ctx: ssl.SSLContext, server_ctx: ssl.SSLContext, session: 
 
 def handshake_rates(
     client_ctx: ssl.SSLContext, server_ctx: ssl.SSLContext, seconds: float = 1.5
-) -> tuple[float, float, str]:
-    """(full/s, resumed/s, TLS version): client and server both run here, as in the bench."""
+) -> tuple[float, float, str, float, float]:
+    """(full/s, resumed/s, TLS version, CPU seconds per full and per resumed handshake): client
+    and server both run here, as in the bench. The rates are wall-clock, the CPU seconds this
+    thread's: on a loaded machine both slow down, the CPU figure by contention alone."""
     first = _handshake(client_ctx, server_ctx, None)
     session = first.session
-    rates = []
+    rates, cpu = [], []
     for resume in (False, True):
-        n, t0 = 0, time.perf_counter()
+        n, t0, c0 = 0, time.perf_counter(), time.thread_time()
         while time.perf_counter() - t0 < seconds:
             c = _handshake(client_ctx, server_ctx, session if resume else None)
             if resume and not c.session_reused:
                 raise RuntimeError("the reference handshake did not resume")
             n += 1
         rates.append(n / (time.perf_counter() - t0))
-    return rates[0], rates[1], str(first.version())
+        cpu.append((time.thread_time() - c0) / n)
+    return rates[0], rates[1], str(first.version()), cpu[0], cpu[1]
 
 
 # -- the collector side -------------------------------------------------------------------------
@@ -245,6 +252,8 @@ class Report:
     resumed_hs: float
     tls_version: str
     per_hub: dict[str, int]
+    full_hs_cpu: float = 0.0  # CPU seconds of one reference handshake, both ends
+    resumed_hs_cpu: float = 0.0
 
 
 def start_hubs(state: Path, specs: list[Any], processes: int, procs: list[subprocess.Popen[str]]) -> None:
@@ -500,7 +509,7 @@ def run(
 
         client_ctx = creds.collector_context()
         d0 = state / "hubs" / hub_ids[0]
-        full_hs, resumed_hs, version = handshake_rates(
+        full_hs, resumed_hs, version, full_cpu, resumed_cpu = handshake_rates(
             client_ctx, server_context(d0 / "hub.pem", d0 / "hub.key", creds.ca_pem), reference_seconds
         )
 
@@ -547,6 +556,8 @@ def run(
             resumed_hs,
             version,
             {k: int(v) for k, v in per_hub.items()},
+            full_cpu,
+            resumed_cpu,
         )
     finally:
         for p in procs:
@@ -595,7 +606,8 @@ def print_report(r: Report) -> None:
     )
     print(
         f"  reference (same run, same certificates, both ends in-process): "
-        f"{r.full_hs:,.0f} full / {r.resumed_hs:,.0f} resumed mutual-TLS handshakes/s on one core"
+        f"{r.full_hs:,.0f} full / {r.resumed_hs:,.0f} resumed mutual-TLS handshakes/s on one core, "
+        f"{r.full_hs_cpu * 1e3:.2f} / {r.resumed_hs_cpu * 1e3:.2f} ms of CPU each (both ends)"
     )
     print(
         f"  ratios: cold pull {cold.hubs_per_s / r.full_hs:.1%} of the full-handshake rate, "
@@ -654,6 +666,19 @@ def print_report(r: Report) -> None:
             goals.append(
                 f"GDSC CPU {p.name} {per_1000:.2f} CPU-s/1,000 hubs (goal ≤ {goal:g}) "
                 f"{verdict(per_1000 <= goal)}"
+            )
+        if r.full_hs_cpu:
+            # Load-independent: the GDSC's CPU per hub counted in reference handshakes measured
+            # in the same run (contention slows both alike); the goals in the same unit, taken
+            # at the quiet machine's reference (QUIET_FULL_HS_CPU).
+            units = [p.gdsc_cpu_seconds / p.pulled / r.full_hs_cpu for p in (cold, warm)]
+            goal_units = [g / 1000 / QUIET_FULL_HS_CPU for g in (GOAL_CPU_COLD, GOAL_CPU_WARM)]
+            goals.append(
+                "in full mutual-TLS handshakes' CPU (both ends, same run) per hub: "
+                + ", ".join(
+                    f"{p.name} {u:.2f} (goal ≤ {g:.2f}) {verdict(u <= g)}"
+                    for p, u, g in zip((cold, warm), units, goal_units, strict=True)
+                )
             )
     else:
         goals.append("GDSC CPU not measured (PostgreSQL's backends not on this machine, or SQLite)")

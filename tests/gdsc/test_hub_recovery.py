@@ -254,3 +254,50 @@ def test_a_recovery_of_a_hub_no_longer_active_ends(world: tuple[Store, HubRecove
     rec = recoveries.get(rid)
     assert rec is not None and rec.state == "done" and rec.failed == 1 and rec.queued == 0
     assert recoveries.steps(rid)[0]["detail"] == "hub decommissioned"
+
+
+def test_consents_come_from_the_backup_and_later_commands(
+    world: tuple[Store, HubRecoveries, PullPlan],
+) -> None:
+    """The backup holds the hub's consent decisions with their versions (the householder's own at
+    the display too): they are restored as they were; a consent.set applied after the backup is
+    replayed as well, one applied before it is not (the backup has it)."""
+    store, recoveries, plan = world
+    signer = recoveries.signer
+
+    def applied(ctype: str, body: dict[str, object], result: dict[str, object] | None = None) -> None:
+        job = plan.queue_command(signer, "H1", ctype, body, NOW)
+        _answer(
+            store,
+            job,
+            {"status": "applied", "code": "ok", "detail": "", "counter": 0, "result": result or {}},
+        )
+
+    applied("consent.set", {"recipient": "gdsc", "granularity": "daily"})
+    local = {"recipient": "SUP9", "granularity": "monthly", "version": 1_796_000_000_000_000, "meters": None,
+             "data_from": None, "data_until": None, "events": False}  # fmt: skip
+    gdsc = {**local, "recipient": "gdsc", "granularity": "daily", "version": 1_795_000_000_000_000}
+    backup = {
+        "storage": {"id": "e" * 16, "state": "restored"},
+        "as_of": NOW.isoformat(),
+        "consents": [gdsc, local],
+    }
+    applied("recovery.snapshot", {}, backup)
+    applied("consent.set", {"recipient": "SUP1", "granularity": "half-hourly"})
+    rid = recoveries.start("H1", NOW, reason="operator")
+    with store.engine.connect() as conn:
+        envelopes = (
+            conn.execute(
+                select(urgent_work.c.envelope)
+                .join(hub_recovery_steps, hub_recovery_steps.c.job_id == urgent_work.c.id)
+                .where(hub_recovery_steps.c.recovery_id == rid, urgent_work.c.command_type == "consent.set")
+                .order_by(hub_recovery_steps.c.seq)
+            )
+            .scalars()
+            .all()
+        )
+    bodies = [Command.from_payload(json.loads(e)["payload"].encode()).body for e in envelopes]
+    assert sorted(str(b["recipient"]) for b in bodies) == ["SUP1", "SUP9", "gdsc"]
+    assert local in bodies and gdsc in bodies  # with the hub's versions and scopes
+    assert {"recipient": "SUP1", "granularity": "half-hourly"} in bodies
+    assert {"recipient": "gdsc", "granularity": "daily"} not in bodies  # before the backup: in it

@@ -16,7 +16,14 @@ from smarthub.clock import ManualClock
 from smarthub.hub.intervals import RESTORED_REGISTER, IntervalBuilder, IntervalRecord
 from smarthub.model import ObisCode
 from smarthub.sim.fleet import SimulatedHome, home_specs, provision
-from smarthub.wan.contract.bodies import HistoryRestore, PrepaymentRestore, RecoveryComplete, RecoverySnapshot
+from smarthub.wan.contract.bodies import (
+    ConsentSet,
+    Granularity,
+    HistoryRestore,
+    PrepaymentRestore,
+    RecoveryComplete,
+    RecoverySnapshot,
+)
 from smarthub.wan.contract.storage import parse
 
 NOW = datetime(2026, 11, 18, 12, 0, tzinfo=UTC)  # a Wednesday: the display replays from Nov 1
@@ -112,7 +119,12 @@ async def test_a_blank_hub_takes_its_restore(home: SimulatedHome) -> None:
     assert side.ledger.balance("electricity") == bal
     assert handlers["history.restore"](body)["charged_since_backup"] == 0  # type: ignore[index]
 
+    # The householder's own decision at the display: in the backup, with its version.
+    a.consent.set("SUP9", Granularity.DAILY, NOW)
     snap = handlers["recovery.snapshot"](RecoverySnapshot())
+    (local,) = [c for c in snap["consents"] if c["recipient"] == "SUP9"]  # type: ignore[index]
+    assert local["granularity"] == "daily" and local["version"] == a.consent.version("SUP9")
+    assert ConsentSet.parse(local).version == local["version"]  # sent back as it is
     (elec,) = [p for p in snap["prepayment"] if p["fuel"] == "electricity"]  # type: ignore[index]
     assert Decimal(elec["credit"]) == bal.credit and len(elec["topups"]) == 2
     assert snap["storage"]["state"] == "blank"  # type: ignore[index]

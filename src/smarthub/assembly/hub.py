@@ -280,7 +280,7 @@ class HubAssembly:
 
     async def start_channel(self, host: str, port: int) -> None:
         """Keep a channel open to the GDSC's endpoint (a hub it cannot dial)."""
-        await self.server.start_channel(host, port, self._wan_context())
+        await self.server.start_channel(host, port, self._wan_context(), clock=self.clock)
 
     async def start_wan(self, host: str, port: int) -> str:
         ctx = self._wan_context()
@@ -530,6 +530,7 @@ def _recovery(a: HubAssembly) -> Part:
         a.history,
         a.clock,
         ledger=None if side is None else side.ledger,
+        consent=a.consent,
         observe=observe,
         observe_since=since,
         after_restore=None if side is None or side.bridge is None else side.bridge.charge_after_backup,

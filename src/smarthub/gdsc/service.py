@@ -407,7 +407,10 @@ class GdscService:
         old, old_courier = self.collector, None
         if ssl_context is not None:
             self.ssl_context = ssl_context
-            old_courier, self.scheduler.courier = self.scheduler.courier, CommandCourier(ssl_context)
+            old_courier, self.scheduler.courier = (
+                self.scheduler.courier,
+                CommandCourier(ssl_context, channels=self.channels),
+            )
         self.collector = _collector(
             self.config, self.store, self.ssl_context, self.clock, self.error_log, self.crl, self.channels
         )

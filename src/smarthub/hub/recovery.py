@@ -20,7 +20,8 @@ A restored interval has no register reading (the GDSC keeps advances): it is sto
 ``register_end = RESTORED_REGISTER`` (-1), which the interval builder never resumes from.
 
 ``recovery.snapshot`` is the backup's other half: the hub answers with what only it knows (its
-prepayment accounts), which the GDSC keeps from the verdict.
+prepayment accounts, and its consent decisions with their versions: the householder's own,
+made at the display, too), which the GDSC keeps from the verdict.
 """
 
 from __future__ import annotations
@@ -86,11 +87,14 @@ def recovery_commands(
     clock: Clock,
     *,
     ledger: Any = None,
+    consent: Any = None,
     observe: Callable[[list[IntervalRecord]], None] | None = None,
     observe_since: Callable[[], datetime] | None = None,
     after_restore: Callable[[datetime], int] | None = None,
 ) -> dict[str, Callable[[Any], dict[str, Any]]]:
     """The recovery commands' handlers. ``ledger``: the prepayment ledger, if the hub keeps one;
+    ``consent``: the consent store (its decisions go into the snapshot, also those the
+    householder made at the display, which the GDSC has no command for);
     ``observe``: told the restored intervals from ``observe_since()`` on (the display's priced
     consumption replays the same span from the history at start-up); ``after_restore(as_of)``:
     charges the restored half-hours that closed after the backup (the prepayment bridge)."""
@@ -99,6 +103,16 @@ def recovery_commands(
         out: dict[str, Any] = {"storage": mark.to_json(), "as_of": clock.now().isoformat()}
         if ledger is not None:
             out["prepayment"] = [ledger.snapshot(fuel) for fuel in ("electricity", "gas")]
+        if consent is not None:
+            out["consents"] = [
+                {
+                    "recipient": recipient,
+                    "granularity": granularity.value,
+                    "version": consent.version(recipient),
+                    **consent.scope(recipient).to_json(),
+                }
+                for recipient, granularity in sorted(consent.all().items())
+            ]
         return out
 
     def history_restore(body: HistoryRestore) -> dict[str, Any]:

@@ -108,6 +108,10 @@ ROLES: dict[str, Role] = {
     "operator_areas": REFERENCE,
     "transfer_policies": REFERENCE,  # a row per hub or group: joined by every window's plan
     "premises_groups": REFERENCE,  # premises class and tariff group of a premises
+    "buildings": REFERENCE,  # apartment blocks: their flats, meters and housing providers
+    "building_flats": REFERENCE,
+    "building_meters": REFERENCE,
+    "building_managements": REFERENCE,  # read with every housing provider's request
     # -- on the coordinator only ----------------------------------------------------------------
     "pull_plan": LOCAL,  # claimed with FOR UPDATE SKIP LOCKED
     "wan_links": LOCAL,  # locked by the claims

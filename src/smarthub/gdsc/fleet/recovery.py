@@ -8,15 +8,17 @@ A hub has at most one recovery running.
 
 **What.** The restore is planned from what the GDSC holds about the source hub:
 
-* the commands that set its state, as the hub applied them: the newest ``mapping.update``, a
-  ``meter.add`` per meter its registry ended with (``meter.add``/``replace``/``remove`` applied
-  in order), every ``tariff.update`` (each version, oldest first), the last ``consent.set`` per
-  recipient, every ``supplier.keys``; signed again, with the target hub's counters;
+* the commands that set its state, as the hub applied them, signed again with the target
+  hub's counters: the newest ``mapping.update``, a ``meter.add`` per meter its registry ended
+  with (``meter.add``/``replace``/``remove`` applied in order), every ``tariff.update`` (each
+  version, oldest first), the last ``consent.set`` per recipient (from the newest backup when
+  there is one: it has the householder's own decisions too, with their versions), every
+  ``supplier.keys``;
 * its stored intervals of the last 13 months (:data:`HISTORY_SPAN`, what the hub itself keeps
   at half-hour resolution), as ``history.restore`` commands of up to ``MAX_ROWS`` intervals;
 * its prepayment accounts from the newest backup (a ``recovery.snapshot`` verdict: the GDSC
-  asks every prepayment hub for one each :data:`SNAPSHOT_EVERY`), as ``prepayment.restore``; the hub adds
-  what it credited or charged since it came up blank (``PrepaymentLedger.restore``);
+  asks every prepayment hub for one each :data:`SNAPSHOT_EVERY`), as ``prepayment.restore``;
+  the hub adds what it credited or charged since it came up blank (``PrepaymentLedger.restore``);
 * a replaced hub's pending vouchers, issued again for the new hub (a voucher names its hub)
   and handed to the voucher courier; the old ones are settled ``moved``;
 
@@ -255,11 +257,12 @@ class HubRecoveries:
     ) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, Any]]:
         out: list[tuple[str, dict[str, Any]]] = []
         with self.store.engine.connect() as conn:
-            replayed = self._replayed(conn, source)
+            found = self._snapshot(conn, source, None if source != hub_id else storage_id)
+            snapshot, snapshot_counter = found if found is not None else (None, None)
+            replayed = self._replayed(conn, source, snapshot, snapshot_counter)
             out += replayed
             history = self._history(conn, source, fuels, now)
             out += history
-            snapshot = self._snapshot(conn, source, None if source != hub_id else storage_id)
         accounts = []
         if snapshot is not None:
             for acct in snapshot.get("prepayment") or []:
@@ -281,32 +284,45 @@ class HubRecoveries:
         return out, detail
 
     @staticmethod
-    def _applied(conn: Connection, hub_id: str, types: Iterable[str]) -> list[tuple[str, dict[str, Any]]]:
-        """(type, body) of the commands of ``types`` the hub applied, in counter order."""
+    def _applied(
+        conn: Connection, hub_id: str, types: Iterable[str]
+    ) -> list[tuple[str, dict[str, Any], int]]:
+        """(type, body, counter) of the commands of ``types`` the hub applied, in counter order."""
         w = urgent_work
         rows = conn.execute(
-            select(w.c.command_type, w.c.envelope, w.c.result)
+            select(w.c.command_type, w.c.envelope, w.c.result, w.c.counter)
             .where(w.c.hub_id == hub_id, w.c.command_type.in_(list(types)), w.c.state == DONE)
             .order_by(w.c.counter)
         )
         out = []
-        for ctype, envelope, result in rows:
+        for ctype, envelope, result, counter in rows:
             if not envelope or not result or json.loads(result).get("status") != "applied":
                 continue
             payload = json.loads(json.loads(envelope)["payload"])
-            out.append((str(ctype), dict(payload["body"])))
+            out.append((str(ctype), dict(payload["body"]), int(counter)))
         return out
 
-    def _replayed(self, conn: Connection, source: str) -> list[tuple[str, dict[str, Any]]]:
+    def _replayed(
+        self, conn: Connection, source: str, snapshot: dict[str, Any] | None = None, after: int | None = None
+    ) -> list[tuple[str, dict[str, Any]]]:
         """The state those commands left, as commands: the newest mapping table, a ``meter.add``
         per meter the registry ended with (pairings, replacements and removals applied in
-        order), every tariff version, the last consent per recipient, the supplier keys."""
+        order), every tariff version, the last consent per recipient, the supplier keys.
+
+        The consents come from the backup (``snapshot``, taken by the command numbered ``after``)
+        when there is one: it holds the hub's decisions with their versions, the householder's
+        own at the display too; only ``consent.set`` commands applied after it are replayed."""
         mapping: dict[str, Any] | None = None
         registry: dict[str, dict[str, Any]] = {}
         tariffs: dict[tuple[str, str, int], dict[str, Any]] = {}
         consents: dict[str, dict[str, Any]] = {}
         keys: list[dict[str, Any]] = []
-        for ctype, body in self._applied(conn, source, REPLAYED):
+        if snapshot is not None and isinstance(snapshot.get("consents"), list):
+            for c in snapshot["consents"]:
+                consents[str(c["recipient"])] = dict(c)
+        for ctype, body, counter in self._applied(conn, source, REPLAYED):
+            if ctype == "consent.set" and after is not None and counter < after and consents:
+                continue  # in the backup already, with the hub's version
             if ctype == "mapping.update":
                 mapping = body
             elif ctype == "meter.add":
@@ -362,21 +378,21 @@ class HubRecoveries:
         return out
 
     @staticmethod
-    def _snapshot(conn: Connection, source: str, lost: str | None) -> dict[str, Any] | None:
+    def _snapshot(conn: Connection, source: str, lost: str | None) -> tuple[dict[str, Any], int] | None:
         """The newest backup of the source hub's own state: a ``recovery.snapshot`` verdict,
         not of the blank storage being restored (``lost`` names the storage that replaced the
         lost one: its snapshot restores nothing)."""
         w = urgent_work
         rows = conn.execute(
-            select(w.c.result)
+            select(w.c.result, w.c.counter)
             .where(w.c.hub_id == source, w.c.command_type == RecoverySnapshot.TYPE, w.c.state == DONE)
             .order_by(w.c.counter.desc())
         )
-        for (result,) in rows:
+        for result, counter in rows:
             verdict = json.loads(result) if result else {}
             snap = verdict.get("result") if verdict.get("status") == "applied" else None
             if isinstance(snap, dict) and (snap.get("storage") or {}).get("id") != lost:
-                return snap
+                return snap, int(counter)
         return None
 
     def _move_vouchers(self, old: str, new: str, now: datetime, credited: set[str]) -> None:

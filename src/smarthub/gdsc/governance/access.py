@@ -23,6 +23,13 @@ and GB practice:
   fewer than ``k`` members in the period is refused for everyone (k-anonymity, default 5), and
   each half-hour is released once over at least ``k`` premises with data
   (:mod:`smarthub.gdsc.governance.aggregates`: why differencing two groups cannot isolate a home);
+* a **housing provider** (a landlord billing heating and water costs, issue 21) reads and exports
+  a flat's **sub-meter** readings (heat-cost allocators, heat, hot and cold water meters:
+  ``SUBMETER_MEDIA``) only for the time it managed the flat's building, at **monthly** granularity
+  at most (consumption units per flat per billing period, and the monthly information the EED
+  Art. 10a asks for: never a profile), and never the flat's electricity or gas half-hours; across
+  a change of tenant it sees both tenancies (it bills each at the interim reading), while each
+  tenant, as a consumer, sees only their own tenancy's sub-meter data;
 * an **installer** may read events and take an on-demand read only during a site visit;
 * the GDSC **operator** may read events, take on-demand reads, run aggregates, audit access
   logs and read and edit the network data, but never sees an individual's consumption;
@@ -45,6 +52,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from smarthub.gdsc.governance.parties import (
+    SUBMETER_MEDIA,
     Consent,
     DataKind,
     Facts,
@@ -104,6 +112,7 @@ SUPPLIER_COMMANDS = frozenset(
     }
 )
 SUPPLIER_DEFAULT = Granularity.MONTHLY
+HOUSING_PROVIDER_FINEST = Granularity.MONTHLY  # billing periods and monthly information, no profile
 _NEEDS_PERIOD = frozenset(
     {
         Action.READ_READINGS,
@@ -423,6 +432,34 @@ def _network_operator(req: AccessRequest, facts: Facts) -> Decision:
     return Decision(True, "DUoS data of the operator's own area and period", Granularity.HALF_HOURLY, ranges)
 
 
+def _housing_provider(req: AccessRequest, facts: Facts) -> Decision:
+    """Sub-meter readings of a flat the provider managed, monthly at the finest, for that time."""
+    a = req.action
+    me = req.party.party_id
+    if a not in (Action.READ_READINGS, Action.EXPORT):
+        return deny(f"{a.value} is not open to housing providers (sub-meter readings of their flats only)")
+    if req.fuel not in SUBMETER_MEDIA:
+        return deny(
+            f"a housing provider sees a flat's heat and water sub-meters only, not its {req.fuel}: "
+            "that is the tenant's and their supplier's"
+        )
+    assert req.period is not None and req.granularity is not None
+    if req.granularity.rank > HOUSING_PROVIDER_FINEST.rank:
+        return deny(
+            f"a housing provider bills by period: {HOUSING_PROVIDER_FINEST.value} data at most, not "
+            f"{req.granularity.value}",
+            HOUSING_PROVIDER_FINEST,
+        )
+    ranges = _merge(
+        r
+        for m in facts.managements
+        if m.provider_id == me and m.premises_id == req.premises_id and (r := req.period.clip(m.start, m.end))
+    )
+    if not ranges:
+        return deny(f"{me} did not manage {req.premises_id} in the period asked for")
+    return Decision(True, "sub-meters of a flat the provider manages", HOUSING_PROVIDER_FINEST, ranges)
+
+
 def _duos(req: AccessRequest, facts: Facts) -> Decision:
     """The DUoS data set as a whole: a network operator that operated some of the network in the
     period (each premises is then decided on its own, as ``export``)."""
@@ -526,6 +563,7 @@ _RULES = {
     Role.INSTALLER: _installer,
     Role.NETWORK_OPERATOR: _network_operator,
     Role.OPERATOR: _operator,
+    Role.HOUSING_PROVIDER: _housing_provider,
 }
 
 

@@ -240,7 +240,8 @@ class AlertReceiver:
                 except OSError:  # BlockingIOError: nothing more
                     break
                 self.offer(data, f"{addr[0]}:{addr[1]}")
-            if self._queue and len(self._queue) <= INLINE_MAX:
+            # (Not while the writer is behind: the verifier waits for it, the reader must not.)
+            if self._queue and len(self._queue) <= INLINE_MAX and len(self._pending) < PENDING_MAX:
                 self._verify_queued(inline=True)
 
     def offer(self, data: bytes, source: str = "") -> bool:
@@ -314,16 +315,17 @@ class AlertReceiver:
             self._busy = True
             batch = [self._queue.popleft() for _ in range(n)]
             try:
-                self._process(batch)
+                self._process(batch, wait=not inline)
             except Exception:
                 log.exception("alert batch of %d failed (the hubs' pulled diagnosis logs keep them)", n)
         finally:
             self._busy = False
             self._process_lock.release()
 
-    def _process(self, batch: list[tuple[bytes, datetime, str]]) -> None:
-        """Step 2 for one batch (in the verifier thread): nothing here waits for the database
-        unless a hub is new to the endpoint since it started."""
+    def _process(self, batch: list[tuple[bytes, datetime, str]], *, wait: bool = True) -> None:
+        """Step 2 for one batch: nothing here waits for the database unless a hub is new to the
+        endpoint since it started; ``wait``: hold here while the writer is behind (the verifier
+        does, the reader must not stop reading)."""
         t0 = time.perf_counter()
         decoded: list[tuple[Alert, bytes, bytes, datetime, str]] = []
         for data, received, source in batch:
@@ -377,7 +379,7 @@ class AlertReceiver:
         self.stats.batches += 1
         self.process_seconds += time.perf_counter() - t0
         if ok or decided is not None or self._refusals:
-            while len(self._pending) >= PENDING_MAX and not self._stop.is_set():
+            while wait and len(self._pending) >= PENDING_MAX and not self._stop.is_set():
                 self._written.wait(0.1)  # the database is behind: hold the queue here, bounded
                 self._written.clear()
             self._pending.append((ok, decided))

@@ -410,6 +410,7 @@ class Scheduler:
             keeper.cancel()
         if not ok:
             self.pull_errors += 1
+            log.info("urgent %s %d for %s failed: %s", claim.kind, claim.id, claim.hub.hub_id, error)
         finished = await asyncio.to_thread(
             lambda: self._plan.finish_urgent(claim, ok, self.clock.now(), result=result, error=error)
         )

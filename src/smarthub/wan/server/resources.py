@@ -442,10 +442,14 @@ class HubWanServer:
         self.channels.append(site)
         return site
 
-    async def stop(self) -> None:
+    async def stop_channels(self) -> None:
+        """Close the outbound channels (the listening port, if any, stays)."""
         for site in self.channels:
             await site.stop()
         self.channels.clear()
+
+    async def stop(self) -> None:
+        await self.stop_channels()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
