@@ -108,11 +108,16 @@ ROLES: dict[str, Role] = {
     "operator_areas": REFERENCE,
     "transfer_policies": REFERENCE,  # a row per hub or group: joined by every window's plan
     "premises_groups": REFERENCE,  # premises class and tariff group of a premises
+    "buildings": REFERENCE,  # apartment blocks: their flats, meters and housing providers
+    "building_flats": REFERENCE,
+    "building_meters": REFERENCE,
+    "building_managements": REFERENCE,  # read with every housing provider's request
     # -- on the coordinator only ----------------------------------------------------------------
     "pull_plan": LOCAL,  # claimed with FOR UPDATE SKIP LOCKED
     "wan_links": LOCAL,  # locked by the claims
     "urgent_work": LOCAL,  # claimed with FOR UPDATE SKIP LOCKED
     "api_jobs": LOCAL,  # the API's job queue
+    "api_idempotency": LOCAL,  # top-ups' idempotency keys, claimed before the voucher is issued
     "hub_recoveries": LOCAL,  # recovery jobs, joined with urgent_work as they advance
     "hub_recovery_steps": LOCAL,
     "meter_shipments": LOCAL,  # manufacturers' shipment files: meter keys stay on the coordinator

@@ -501,6 +501,8 @@ class PartyRepository:
 
     # -- the policy's input -------------------------------------------------------------------
     def facts(self, premises_ids: Sequence[str], conn: Connection | None = None) -> Facts:
+        from smarthub.gdsc.fleet.buildings import BuildingRegistry
+
         def q(c: Connection) -> Facts:
             return Facts(
                 self.supply_periods(premises_ids, c),
@@ -508,6 +510,7 @@ class PartyRepository:
                 self.consents(premises_ids, c),
                 self.appointments(premises_ids, c),
                 self.operations(premises_ids, c),
+                managements=BuildingRegistry(self.engine).managements(premises_ids, c),
             )
 
         return self._run(conn, q)
