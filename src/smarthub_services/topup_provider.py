@@ -3,7 +3,7 @@
 A provider outside the DCC (as PayPoint-style vendors are) takes the payment and asks the GDSC to
 credit the meter (``POST /v1/premises/{id}/commands/top-up``). The access policy lets only the
 premises' current supplier top up, so the provider acts as the supplier's agent: it holds an
-OAuth2 client the GDSC registered to the supplier with the ``commands:write`` scope only.
+OAuth2 client the GDSC registered to the supplier with the command scopes only.
 
 Exactly once, end to end:
 
@@ -14,7 +14,12 @@ Exactly once, end to end:
   GDSC credits nothing more; while the GDSC is unreachable the payment stays pending and is
   retried at the next round — never refunded on a guess, since the top-up may have been made;
 * a payment the GDSC refuses for good (not the supplier for that meter, no such meter, the hub not
-  active) is refunded through the payment provider, and the ledger records the refund.
+  active) is refunded through the payment provider, and the ledger records the refund;
+* a delivered top-up is followed to the meter's verdict (``GET /v1/jobs/{id}``: the voucher
+  ``credited`` or ``refused``, :meth:`TopUpProvider.confirm`); a voucher the meter refused is
+  refunded too.
+
+The OAuth2 client needs ``commands:write`` (top-ups) and ``commands:read`` (following them).
 
 Every payment ends with a receipt: the voucher and job the GDSC issued, or the refund and why.
 """
@@ -46,6 +51,7 @@ CREATE TABLE IF NOT EXISTS payments (
     voucher_id TEXT,
     refund_id TEXT,
     reason TEXT,
+    outcome TEXT,
     received TEXT NOT NULL,
     settled TEXT
 )
@@ -64,8 +70,11 @@ class Receipt:
     voucher_id: str | None
     refund_id: str | None
     reason: str | None
+    outcome: str | None = None  # the meter's verdict: credited / refused (None: not known yet)
 
     def text(self) -> str:
+        if self.state == DELIVERED and self.outcome == "credited":
+            return f"Top-up £{self.amount:.2f} by {self.method}: credited to meter {self.meter_id}."
         if self.state == DELIVERED:
             return (
                 f"Top-up £{self.amount:.2f} by {self.method} for meter {self.meter_id}: voucher "
@@ -170,10 +179,48 @@ class TopUpProvider:
             )
         return left
 
+    def confirm(self) -> int:
+        """Follow delivered top-ups to the meter's verdict; how many are still unsettled. A voucher
+        the meter refused is refunded (the payer was charged for credit they did not get)."""
+        open_ = self.db.execute(
+            "SELECT payment_id, amount, job_id, voucher_id FROM payments"
+            " WHERE state = ? AND outcome IS NULL ORDER BY payment_id",
+            (DELIVERED,),
+        ).fetchall()
+        left = 0
+        for payment_id, amount, job_id, voucher_id in open_:
+            try:
+                job = self.api.get(f"/v1/jobs/{int(job_id)}")
+            except (Unreachable, ApiError):
+                left += 1
+                continue
+            status = job.get("voucher_status")
+            if status == "credited":
+                self.db.execute(
+                    "UPDATE payments SET outcome = ? WHERE payment_id = ?", ("credited", payment_id)
+                )
+            elif status == "refused":
+                refund_id = self._refund(payment_id, Decimal(amount))
+                self.db.execute(
+                    "UPDATE payments SET state = ?, outcome = ?, refund_id = ?, reason = ?, settled = ?"
+                    " WHERE payment_id = ?",
+                    (
+                        REFUNDED,
+                        "refused",
+                        refund_id,
+                        f"the meter refused voucher {voucher_id}",
+                        self._now().isoformat(),
+                        payment_id,
+                    ),
+                )
+            else:
+                left += 1
+        return left
+
     def receipts(self) -> list[Receipt]:
         rows = self.db.execute(
             "SELECT payment_id, method, premises_id, meter_id, amount, state, job_id, voucher_id, refund_id,"
-            " reason FROM payments ORDER BY payment_id"
+            " reason, outcome FROM payments ORDER BY payment_id"
         ).fetchall()
         return [Receipt(r[0], r[1], r[2], r[3], Decimal(r[4]), *r[5:]) for r in rows]
 

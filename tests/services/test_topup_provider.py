@@ -24,7 +24,7 @@ from gdsc.api_world import NOW, World, build
 from sqlalchemy import select
 
 from smarthub.gdsc.api.auth.clients import ClientRegistry
-from smarthub.gdsc.commands.vouchers import vouchers
+from smarthub.gdsc.commands.vouchers import settle, vouchers
 from smarthub_services.client import Credentials, DataServicesClient
 from smarthub_services.payments import Declined, SimulatedPaymentProvider
 from smarthub_services.topup_provider import DELIVERED, REFUNDED, TopUpProvider
@@ -100,7 +100,8 @@ def world(db_url: str, tmp_path: Path) -> Iterator[World]:
 def test_no_top_up_lost_or_doubled_under_retries_and_an_outage(world: World, tmp_path: Path) -> None:
     rng = random.Random(2025)
     # The supplier S1 registers an OAuth2 client for its top-up agent: commands only.
-    client_id, secret = ClientRegistry(world.store.engine).register("S1", frozenset({"commands:write"}), NOW)
+    scopes = frozenset({"commands:write", "commands:read"})
+    client_id, secret = ClientRegistry(world.store.engine).register("S1", scopes, NOW)
     payments = SimulatedPaymentProvider(random.Random(7), decline=0.15, duplicate=0.3, lost_ack=0.2)
     with world.served() as base:
         link = FaultyLink(base, rng)
@@ -129,6 +130,16 @@ def test_no_top_up_lost_or_doubled_under_retries_and_an_outage(world: World, tmp
                 break
         assert payments.outbox == []
         assert provider.deliver() == 0
+        # The meters' verdicts (as the running GDSC records them from the hubs): the first
+        # delivered voucher refused, the others credited; the provider follows its jobs.
+        unsettled = [r for r in provider.receipts() if r.state == DELIVERED]
+        assert provider.confirm() == len(unsettled)  # no verdict yet
+        for i, r in enumerate(unsettled):
+            verdict = {"refused": "voucher not for this meter"} if i == 0 else {"credited": True}
+            assert r.voucher_id is not None
+            settle(world.store, "H1", r.voucher_id, {"status": "applied", "result": verdict}, NOW)
+        link.modes = ("pass",)
+        assert provider.confirm() == 0
         receipts = {r.payment_id: r for r in provider.receipts()}
         provider.close()
         link.close()
@@ -142,14 +153,20 @@ def test_no_top_up_lost_or_doubled_under_retries_and_an_outage(world: World, tmp
     delivered = [r for r in receipts.values() if r.state == DELIVERED]
     refunded = [r for r in receipts.values() if r.state == REFUNDED]
     assert len(delivered) + len(refunded) == len(paid)
-    assert {r.meter_id for r in refunded} == {"G1"} and all("403" in (r.reason or "") for r in refunded)
+    refused_by_gdsc = [r for r in refunded if r.outcome is None]
+    refused_by_meter = [r for r in refunded if r.outcome == "refused"]
+    assert {r.meter_id for r in refused_by_gdsc} == {"G1"} and all(
+        "403" in (r.reason or "") for r in refused_by_gdsc
+    )
+    assert [r.voucher_id for r in refused_by_meter] == [unsettled[0].voucher_id]
+    assert all(r.outcome == "credited" for r in delivered)
     assert payments.refunds == {r.payment_id: r.amount for r in refunded}
-    # At the GDSC: exactly one voucher per delivered payment, of its amount, and no other.
+    # At the GDSC: exactly one voucher per top-up made, of its amount, and no other.
     with world.store.engine.connect() as conn:
         issued = {v.voucher_id: Decimal(v.amount) for v in conn.execute(select(vouchers))}
-    assert issued == {r.voucher_id: r.amount for r in delivered}
-    assert sum(issued.values()) == sum(r.amount for r in delivered)
-    assert "refund" in refunded[0].text() and "voucher" in delivered[0].text()
+    assert issued == {r.voucher_id: r.amount for r in (*delivered, *refused_by_meter)}
+    assert sum(issued.values()) == sum(r.amount for r in (*delivered, *refused_by_meter))
+    assert "refunded" in refunded[0].text() and "credited" in delivered[0].text()
 
 
 def test_the_program_pays_delivers_and_prints_the_receipt(world: World, tmp_path: Path) -> None:
