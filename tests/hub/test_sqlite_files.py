@@ -36,6 +36,7 @@ from smarthub.hub.prepayment_bridge import SupplyHolds
 from smarthub.hub.privacy import ConsentStore, Granularity
 from smarthub.hub.registry import MeterRegistry
 from smarthub.hub.tariffs import TariffStore
+from smarthub.hub.transfer_policy import TransferPolicyStore
 from smarthub.model import ObisCode
 from smarthub.sim.smart_plug import SimulatedPlugLink
 
@@ -64,11 +65,12 @@ def _openers(ca_cert: Any) -> dict[str, Callable[[Path], Any]]:
         "drlc": lambda p: DrlcClient(p, "A" * 40),
         "appliances": lambda p: ApplianceController(p, clock, SimulatedPlugLink(clock, [])),
         "meter_keys": lambda p: DeliveredKeys(p, legacy.MASTER),
+        "transfer_policy": TransferPolicyStore,
     }
 
 
 #: Stores created after versions began: no release wrote their file unversioned (no legacy file).
-BORN_VERSIONED = {"meter_keys"}
+BORN_VERSIONED = {"meter_keys", "transfer_policy"}
 
 
 def _close(store: Any) -> None:
