@@ -8,4 +8,6 @@ what the published API alone is enough for. Only the Python standard library is 
 
 * :mod:`.tariff_advisor`: prices a consenting home's last 12 months of half-hourly consumption
   under each tariff of a published catalogue and recommends the cheapest.
+* :mod:`.topup_provider`: turns card and mobile payments (:mod:`.payments`, a simulated payment
+  provider) into prepayment top-ups, exactly once, with receipts and refunds.
 """

@@ -4,12 +4,16 @@ on), and the building's hubs as one WAN link in the pull plan."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from smarthub.cli import app
 from smarthub.clock import ManualClock
 from smarthub.gdsc.fleet.buildings import (
     Building,
@@ -18,6 +22,7 @@ from smarthub.gdsc.fleet.buildings import (
     BuildingRegistry,
     Flat,
     UnknownBuilding,
+    load_building,
 )
 from smarthub.gdsc.governance.access import Action, TimeRange
 from smarthub.gdsc.governance.audit import AuditLog
@@ -178,3 +183,65 @@ def test_the_buildings_hubs_are_one_link_in_the_pull_plan(store: Store, hub_in_b
         plan.finish_bulk(next(c for c in claimed if c.hub.hub_id.startswith("BH")), True, WS + W)
         more = plan.claim_bulk("D", WS + W, 100)
         assert len(more) == 1 and more[0].hub.wan_link == "uplink-B1"
+
+
+def test_gdsc_building_records_the_example_block(tmp_path: Path) -> None:
+    """`smarthub gdsc building examples/buildings/lindenstrasse.toml`: flats, meters, providers and
+    the hubs already registered at its flats put on its uplink."""
+    db = f"sqlite:///{tmp_path / 'gdsc.sqlite'}"
+    store = Store(db)
+    store.create_schema()
+    for pid in ("L1", "L2"):
+        PartyRepository(store.engine).add_party(Party(pid, Role.HOUSING_PROVIDER))
+    for i in (1, 2):
+        store.register_hub(
+            hub_id=f"LH{i}", premises_id=f"LIND4-0{i}", url="https://h", lfdi="A" * 40, meters_by_fuel=[]
+        )
+    store.close()
+    example = Path(__file__).parents[2] / "examples" / "buildings" / "lindenstrasse.toml"
+    runner = CliRunner()
+    args = ["gdsc", "building", str(example), "--state", str(tmp_path), "--db", db]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output) == {
+        "building": "LIND4",
+        "flats": 4,
+        "heated_area_m2": "252.10",
+        "shared_meters": 2,
+        "submeters": 8,
+        "providers": ["L1", "L2"],
+        "uplink": "uplink-LIND4",
+        "uplink_max_in_flight": 2,
+        "hubs_on_uplink": ["LH1", "LH2"],
+    }
+    store = Store(db)
+    assert {h.hub_id: h.wan_link for h in store.active_hubs()} == {
+        "LH1": "uplink-LIND4",
+        "LH2": "uplink-LIND4",
+    }
+    assert [m.provider_id for m in BuildingRegistry(store.engine).managements(["LIND4-03"])] == ["L1", "L2"]
+    store.close()
+    again = runner.invoke(app, args)  # the same building twice: refused, saying why
+    assert again.exit_code == 2 and "already exists" in again.output
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[building\n", "not valid TOML"),
+        ("x = 1\n", r"\[building\]: missing"),
+        ('[building]\nid = "B"\nuplink = "u"\nuplink_max_in_flight = "2"\n', "whole number"),
+        (
+            '[building]\nid = "B"\nuplink = "u"\n[[flats]]\npremises = "P"\nflat = "1"\nheated_area_m2 = "big"\n',
+            "is not a number",
+        ),
+        (
+            '[building]\nid = "B"\nuplink = "u"\n[[flats]]\npremises = "P"\nflat = "1"\nheated_area_m2 = "40"\n'
+            '[[providers]]\nprovider = "L1"\nfrom = 2026-01-01\n',
+            "with its offset",
+        ),
+    ],
+)
+def test_bad_building_files_are_refused_clearly(toml: str, message: str) -> None:
+    with pytest.raises(BuildingError, match=message):
+        load_building(toml)

@@ -11,6 +11,7 @@ never reached, and one whose only try failed behind a cut link.
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -92,6 +93,14 @@ async def test_a_top_up_no_window_can_credit_is_left_to_the_count(tmp_path: Path
         assert windows == 2  # gave up once two windows delivered nothing to that hub
         assert chaos._undelivered_top_ups() == {voucher: hub}
         assert chaos._count_top_ups() == (1, 0, 0)
+
+        # As a daily top-up: judged where the run's own windows ended, not after the catch-up.
+        ended = run.clock.now() - timedelta(days=1)
+        chaos.daily = [(hub, 0, voucher, ended - timedelta(hours=2))]
+        assert chaos._top_up_days_missed(ended=ended) == 0  # not a day old then: lost, not missed
+        assert chaos._top_up_days_missed() == 1  # judged after the catch-up's simulated day
+        chaos.daily = [(hub, 0, voucher, ended - timedelta(hours=25))]
+        assert chaos._top_up_days_missed(ended=ended) == 1  # a day old and more: missed
     finally:
         await teardown(run)
 

@@ -768,10 +768,15 @@ class Chaos:
         self.vouchers[voucher.voucher_id] = hub_id
         return voucher.voucher_id
 
-    def _top_up_days_missed(self) -> int:
+    def _top_up_days_missed(self, ended: datetime | None = None) -> int:
         """Daily top-ups not credited at the hub within a day (:data:`TOP_UP_DAY`) of being
         issued, where no fault (WAN or power) cut the hub off meanwhile. A hub refusing commands
-        (a stale CRL, a revoked signer) misses every day from then on; a slow hour does not."""
+        (a stale CRL, a revoked signer) misses every day from then on; a slow hour does not.
+
+        ``ended``: when the run's own windows ended. A top-up not yet a day old then is not a
+        missed day whenever the catch-up after (the sweep, :mod:`smarthub.sim.topups`) credits
+        it: those are condensed windows whose simulated hours are a starved process's, not the
+        GDSC's; it is counted late or lost instead."""
         run = self.run
         assert run is not None
         applied: dict[str, float] = {}
@@ -779,18 +784,25 @@ class Chaos:
             if home.consumer.ledger is not None:
                 for t in home.consumer.ledger.top_ups():
                     applied[t["voucher_id"]] = float(t["applied"])
-        counted = run.clock.now()
+        counted = min(run.clock.now(), ended) if ended is not None else run.clock.now()
         missed = 0
         for hub, day, voucher, issued in self.daily:
             due = issued + TOP_UP_DAY
             at = applied.get(voucher)
             if at is not None and at <= due.timestamp():
                 continue
-            if at is None and counted < due:
-                continue  # its day is not over when the run is counted (topups_lost says if lost)
+            if counted < due:
+                continue  # its day is not over when the run ended (topups_late/_lost say the rest)
             if any(a < due and b > issued for a, b in self.offline.get(hub, [])):
                 continue  # cut off meanwhile: delivered when it came back (or counted as lost)
-            log.error("daily top-up %s to %s (day %d) not credited within a day", voucher, hub, day)
+            log.error(
+                "daily top-up %s to %s (day %d, issued %s) not credited within a day (credited at %s)",
+                voucher,
+                hub,
+                day,
+                issued.isoformat(),
+                datetime.fromtimestamp(at, issued.tzinfo).isoformat() if at is not None else "-",
+            )
             missed += 1
         return missed
 
@@ -973,7 +985,7 @@ class Chaos:
                 clock_drift_max_s=round(self.drift_max, 1),
                 commands_refused_stale_crl=self._refused_stale_crl(),
                 commands_refused_signer=self._refused_signer(),
-                topup_days_missed=self._top_up_days_missed(),
+                topup_days_missed=self._top_up_days_missed(ended=last_window_end + 2 * cfg.window),
                 **await asyncio.to_thread(life.figures),
                 **self._channel_figures(),
                 **self._han_figures(),

@@ -117,6 +117,7 @@ ROLES: dict[str, Role] = {
     "wan_links": LOCAL,  # locked by the claims
     "urgent_work": LOCAL,  # claimed with FOR UPDATE SKIP LOCKED
     "api_jobs": LOCAL,  # the API's job queue
+    "api_idempotency": LOCAL,  # top-ups' idempotency keys, claimed before the voucher is issued
     "hub_recoveries": LOCAL,  # recovery jobs, joined with urgent_work as they advance
     "hub_recovery_steps": LOCAL,
     "meter_shipments": LOCAL,  # manufacturers' shipment files: meter keys stay on the coordinator

@@ -17,10 +17,12 @@ flight over that uplink within its limit.
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from sqlalchemy import (
     Column,
@@ -358,4 +360,60 @@ __all__ = [
     "building_managements",
     "building_meters",
     "buildings",
+    "load_building",
 ]
+
+
+def load_building(text: str) -> tuple[Building, list[tuple[str, datetime]]]:
+    """A building from TOML (``[building]``, ``[[flats]]``, ``[[meters]]``, ``[[providers]]``; see
+    ``examples/buildings/lindenstrasse.toml``): the building and its housing providers from when."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise BuildingError(f"not valid TOML: {err}") from None
+    b = data.get("building")
+    if not isinstance(b, dict):
+        raise BuildingError("[building]: missing")
+
+    def text_of(d: dict[str, Any], key: str, where: str, default: str | None = None) -> str:
+        v = d.get(key, default)
+        if not isinstance(v, str) or not v:
+            raise BuildingError(f"{where}.{key}: a non-empty string is needed")
+        return v
+
+    limit = b.get("uplink_max_in_flight", 2)
+    if not isinstance(limit, int) or isinstance(limit, bool):
+        raise BuildingError("building.uplink_max_in_flight: a whole number is needed")
+    flats = []
+    for i, f in enumerate(data.get("flats") or []):
+        where = f"flats[{i}]"
+        try:
+            area = Decimal(text_of(f, "heated_area_m2", where))
+        except InvalidOperation:
+            raise BuildingError(f"{where}.heated_area_m2: {f['heated_area_m2']!r} is not a number") from None
+        flats.append(Flat(text_of(f, "premises", where), text_of(f, "flat", where), area))
+    meters = [
+        BuildingMeter(
+            text_of(m, "meter", f"meters[{i}]"),
+            text_of(m, "medium", f"meters[{i}]"),
+            None if m.get("premises") is None else text_of(m, "premises", f"meters[{i}]"),
+        )
+        for i, m in enumerate(data.get("meters") or [])
+    ]
+    providers = []
+    for i, p in enumerate(data.get("providers") or []):
+        start = p.get("from")
+        if not isinstance(start, datetime) or start.tzinfo is None:
+            raise BuildingError(f"providers[{i}].from: a date-time with its offset is needed")
+        providers.append((text_of(p, "provider", f"providers[{i}]"), start))
+    common = b.get("common_premises")
+    building = Building(
+        text_of(b, "id", "building"),
+        str(b.get("name", "")),
+        text_of(b, "uplink", "building"),
+        limit,
+        tuple(flats),
+        tuple(meters),
+        None if common is None else text_of(b, "common_premises", "building"),
+    )
+    return building, providers

@@ -255,9 +255,22 @@ class FieldMeters:
     ) -> None:
         """After pulls of ``hub_ids``: read the scans that came back, advance every pending meter,
         and queue a HAN scan for each pulled hub whose premises has an open installer's job."""
+        if not self._anything_open():  # no installer's job, nothing in flight: the usual case
+            return
         self.settle(plan, signer, now)
         for hub_id in self._to_scan(hub_ids, now):
             plan.queue_command(signer, hub_id, "diagnostic.han_scan", {}, now)
+
+    def _anything_open(self) -> bool:
+        """An open installer's job, or a pending meter whose registration is under way."""
+        with self.engine.connect() as conn:
+            job = conn.execute(
+                select(meter_installs.c.id).where(meter_installs.c.closed_at.is_(None)).limit(1)
+            )
+            if job.first() is not None:
+                return True
+            busy = pending_meters.c.status.in_(("keyed", "commissioning"))
+            return conn.execute(select(pending_meters.c.hub_id).where(busy).limit(1)).first() is not None
 
     def _to_scan(self, hub_ids: Sequence[str], now: datetime) -> list[str]:
         if not hub_ids:

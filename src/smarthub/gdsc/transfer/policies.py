@@ -339,7 +339,7 @@ class TransferPolicies:
     def stale(self, hub_ids: Sequence[str], now: datetime) -> list[Effective]:
         """Of ``hub_ids``, the hubs whose policy in force is not the one last queued for them
         (or whose last command failed for good)."""
-        if not hub_ids:
+        if not hub_ids or not self.any():  # no policy at all: nothing to send (the usual case)
             return []
         found = {e.hub.hub_id: e for e in self.effective(now, hub_ids) if e.policy is not None}
         if not found:

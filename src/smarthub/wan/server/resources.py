@@ -29,7 +29,7 @@ import ssl
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -569,7 +569,7 @@ class HubWanServer:
             return HALF_HOURLY
         role, recipient = self._recipient(request)
         if meter is None and "meter" in request.match_info:
-            meter = unquote(request.match_info["meter"])
+            meter = sep2.meter_of_segment(request.match_info["meter"])
         g = self.privacy.granularity(recipient, meter)
         if g == "none":
             raise web.HTTPForbidden(
@@ -613,7 +613,7 @@ class HubWanServer:
         }
 
     def _meter(self, request: web.Request) -> tuple[str, str]:
-        meter = unquote(request.match_info["meter"])
+        meter = sep2.meter_of_segment(request.match_info["meter"])
         fuel = self._visible_meters(request).get(meter)
         if fuel is None:
             raise web.HTTPNotFound(text=f"no usage point {meter!r} on hub {self.hub_id}")
