@@ -151,6 +151,37 @@ def test_housing_provider_decisions_rest_on_the_building_registry(store: Store) 
     assert [e.allow for e in guard.audit.entries()] == [True, True, False, False, False]
 
 
+def test_housing_provider_reads_the_buildings_shared_meters(store: Store) -> None:
+    """The shared heat and water meters sit at the building's common parts (the basement): the
+    provider bills from their totals, so it reads them while it manages the building."""
+    parties = PartyRepository(store.engine)
+    parties.add_party(Party("L1", Role.HOUSING_PROVIDER))
+    parties.add_party(Party("L9", Role.HOUSING_PROVIDER))
+    reg = BuildingRegistry(store.engine)
+    reg.define(block(hub_in_basement=True))
+    reg.manage("B1", "L1", JAN)
+    guard = AccessGuard(parties, AuditLog(store.engine), ManualClock(NOW))
+    year = TimeRange(JAN, datetime(2026, 7, 1, tzinfo=UTC))
+
+    def read(who: str, fuel: str):  # type: ignore[no-untyped-def]
+        return guard.authorize(
+            who,
+            Action.READ_READINGS,
+            premises_id="B1-BASEMENT",
+            fuel=fuel,
+            granularity=Granularity.MONTHLY,
+            period=year,
+        )
+
+    assert read("L1", "heat").ranges == (year,)
+    assert read("L1", "water").allow
+    assert not read("L9", "heat").allow  # another building's landlord
+    assert [m.premises_id for m in reg.managements(["B1-BASEMENT", "B1-01", "HOUSE-1"])] == [
+        "B1-01",
+        "B1-BASEMENT",
+    ]
+
+
 @pytest.mark.parametrize("hub_in_basement", [False, True])
 def test_the_buildings_hubs_are_one_link_in_the_pull_plan(store: Store, hub_in_basement: bool) -> None:
     """A hub per flat, or one in the basement: either way the building's uplink carries at most its

@@ -305,17 +305,24 @@ class BuildingRegistry:
     def managements(
         self, premises_ids: Iterable[str], conn: Connection | None = None
     ) -> tuple[Management, ...]:
-        """The housing providers of each flat asked about (the policy's ``Facts.managements``)."""
+        """The housing providers of each flat asked about, and of a building's common parts (its
+        shared heat and water meters, which the provider bills from): ``Facts.managements``."""
         wanted = list(dict.fromkeys(premises_ids))
         if not wanted:
             return ()
-        f, m = building_flats, building_managements
-        q = (
-            select(f.c.premises_id, m.c.building_id, m.c.provider_id, m.c.start, m.c.end)
+        f, m, b = building_flats, building_managements, buildings
+        cols = (m.c.building_id, m.c.provider_id, m.c.start, m.c.end)
+        flats = (
+            select(f.c.premises_id, *cols)
             .join(m, m.c.building_id == f.c.building_id)
             .where(f.c.premises_id.in_(wanted))
-            .order_by(f.c.premises_id, m.c.start)
         )
+        common = (
+            select(b.c.common_premises_id.label("premises_id"), *cols)
+            .join(m, m.c.building_id == b.c.building_id)
+            .where(b.c.common_premises_id.in_(wanted))
+        )
+        q = flats.union_all(common).order_by("premises_id", "start")
 
         def run(c: Connection) -> tuple[Management, ...]:
             out = []
