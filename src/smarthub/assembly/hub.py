@@ -40,10 +40,13 @@ from smarthub.han.dlms_control import SupplyControl
 from smarthub.han.poll import PollLoop
 from smarthub.hub.alerts import AlertSender
 from smarthub.hub.certificate import HubCertificate
+from smarthub.hub.delivered_keys import FILE_NAME as DELIVERED_KEYS_FILE
+from smarthub.hub.delivered_keys import DeliveredKeys
 from smarthub.hub.diagnostics import Diagnostics, DiagnosticsLog, MeterProfile
 from smarthub.hub.firmware import FirmwareSlots, FirmwareUpdater, firmware_command
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
+from smarthub.hub.keys import load_or_create_master_key
 from smarthub.hub.mains import MainsMonitor
 from smarthub.hub.management import CrlStore, ManagementInterface
 from smarthub.hub.metrics import HubMetrics
@@ -384,6 +387,11 @@ def _management(a: HubAssembly) -> Part:
     a.ca_cert = x509.load_pem_x509_certificate(a.config.ca.read_bytes())
     a.management = ManagementInterface(a.config.hub_id, a.ca_cert, a.cert_clock, a.dir / "management.sqlite")
     m = a.management
+    # Keys delivered by meter.key before this start win over the configured ones (installed by
+    # _meters above); new ones are written there before they are used.
+    keys = DeliveredKeys(a.dir / DELIVERED_KEYS_FILE, load_or_create_master_key(a.dir / "master.key"))
+    a.hub.delivered_keys = keys
+    a.hub.restore_delivered_keys()
     for ctype, handler in a.hub.command_handlers().items():  # mapping.update, meter.key
         m.register(ctype, handler)
     # The GDSC CA's CRL, taken with the bulk pull: checked for commands and on every WAN request.
@@ -397,7 +405,7 @@ def _management(a: HubAssembly) -> Part:
     a.network = NetworkSettings(a.dir / "network.json")
     m.register("network.configure", network_command(a.network))
     m.register("diagnostic.link_test", a.link_test)
-    return Part("management", on_stop=_after(m.close))
+    return Part("management", on_stop=_after(m.close, keys.close))
 
 
 def _privacy(a: HubAssembly) -> Part:
