@@ -131,6 +131,22 @@ def rss_mb(field: str = "VmRSS") -> float:
     return float("nan")
 
 
+def sqlite_memory_mb() -> float:
+    """What SQLite holds in this process (page caches, schemas, statements), from
+    ``sqlite3_memory_used`` of the library Python's sqlite3 module is linked to."""
+    import ctypes
+    import ctypes.util
+    import sqlite3  # noqa: F401  (loads the library)
+
+    name = ctypes.util.find_library("sqlite3")
+    try:
+        lib = ctypes.CDLL(name or "libsqlite3.so.0")
+        lib.sqlite3_memory_used.restype = ctypes.c_int64
+        return float(lib.sqlite3_memory_used()) / 2**20
+    except (OSError, AttributeError):
+        return float("nan")
+
+
 def key(i: int) -> bytes:
     return hashlib.sha256(f"bench/{i}".encode()).digest()[:16]
 
@@ -511,6 +527,7 @@ async def hub_role(state: Path, seconds: float, complete: bool = False) -> dict[
     await asyncio.sleep(seconds)
     cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
     rss_end, rss_peak = rss_mb(), rss_mb("VmHWM")
+    sqlite_mb = sqlite_memory_mb()
     sampler.cancel()
     requests = assembly.server.requests
     mqtt = None
@@ -533,6 +550,7 @@ async def hub_role(state: Path, seconds: float, complete: bool = False) -> dict[
         "rss_max_sampled_mb": max([*rss_samples, rss_end]),
         "rss_trend_mb": rss_samples[4::5],
         "rss_peak_mb": rss_peak,
+        "sqlite_mb": sqlite_mb,
         "cpu_percent": 100 * cpu / wall,
         "wall_s": wall,
     }
@@ -809,6 +827,7 @@ def report(name: str, r: dict[str, Any], ref: dict[str, Any]) -> None:
         f"(goal ≤ {GOAL_RSS_MB:.0f} MB: {verdict}); "
         f"max sampled {r['rss_max_sampled_mb']:.1f} MB, peak (VmHWM) {r['rss_peak_mb']:.1f} MB"
     )
+    print(f"of which SQLite           {r['sqlite_mb']:.1f} MB (page caches, schemas, statements)")
     trend = " → ".join(f"{x:.1f}" for x in [r["rss_imports_mb"], *r["rss_trend_mb"], r["rss_mb"]])
     print(f"hub RSS over the run      {trend} MB (after imports, each quarter, at the end)")
     print(

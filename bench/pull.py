@@ -6,7 +6,7 @@ with its own GDSC-issued certificate (provisioned by :func:`smarthub.sim.fleet.p
 One collector (this process) pulls them all with the real :class:`Collector` into PostgreSQL
 (SQLite if PostgreSQL does not answer; the output says which).
 
-Two passes: **cold** (the daily pull: no cached TLS session, dcap discovery, full handshakes,
+Two passes: **cold** (the daily pull: no cached TLS session, no hub seen before, full handshakes,
 the day's readings) and **warm** (every hub again at once: resumed TLS sessions, nothing new).
 
 Reference measured in the same run: this machine's raw mutual-TLS handshake rate, full and
@@ -17,20 +17,27 @@ and a projection to 30 M homes in a 4-hour window.
     .venv/bin/python bench/pull.py --hubs 1000 [--processes 2] [--concurrency 128] [--db URL]
 
 Goals (issue 5, 2 cores): ≥ 1,000 hubs/s, ≥ 300 k readings/s, ≤ 4 bytes per stored reading.
+Goals (issue 17): GDSC CPU (collector + its PostgreSQL backends) ≤ 1.5 CPU-s per 1,000 hubs cold
+and ≤ 0.8 warm, one request per hub per pull, the cold pull ≥ 60 % of the full-handshake rate.
+``--profile`` prints cProfile's top functions of each pass (and inflates the CPU figures).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
+import io
 import json
 import math
 import os
+import pstats
 import random
 import resource
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -49,6 +56,13 @@ HOMES_UK = 30_000_000
 WINDOW_S = 4 * 3600
 PG_URL = os.environ.get("SMARTHUB_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 GOAL_HUBS_S, GOAL_READINGS_S, GOAL_BYTES = 1000, 300_000, 4.0
+# Issue 17: the GDSC's CPU (collector + its PostgreSQL backends) per 1,000 hubs, one request per
+# hub per pull, and the cold pull as a share of the same run's full-handshake rate.
+GOAL_CPU_COLD, GOAL_CPU_WARM, GOAL_REQUESTS, GOAL_COLD_SHARE = 1.5, 0.8, 1.0, 0.60
+# CPU of one reference full handshake (both ends) on this machine when quiet: 685/s on one core
+# (README "Measured", the run the issue's goals were set against). The CPU-s goals are expressed
+# in that unit too, since absolute CPU seconds grow with the neighbours' load.
+QUIET_FULL_HS_CPU = 1 / 685
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,20 +191,23 @@ def _handshake(client_ctx: ssl.SSLContext, server_ctx: ssl.SSLContext, session: 
 
 def handshake_rates(
     client_ctx: ssl.SSLContext, server_ctx: ssl.SSLContext, seconds: float = 1.5
-) -> tuple[float, float, str]:
-    """(full/s, resumed/s, TLS version): client and server both run here, as in the bench."""
+) -> tuple[float, float, str, float, float]:
+    """(full/s, resumed/s, TLS version, CPU seconds per full and per resumed handshake): client
+    and server both run here, as in the bench. The rates are wall-clock, the CPU seconds this
+    thread's: on a loaded machine both slow down, the CPU figure by contention alone."""
     first = _handshake(client_ctx, server_ctx, None)
     session = first.session
-    rates = []
+    rates, cpu = [], []
     for resume in (False, True):
-        n, t0 = 0, time.perf_counter()
+        n, t0, c0 = 0, time.perf_counter(), time.thread_time()
         while time.perf_counter() - t0 < seconds:
             c = _handshake(client_ctx, server_ctx, session if resume else None)
             if resume and not c.session_reused:
                 raise RuntimeError("the reference handshake did not resume")
             n += 1
         rates.append(n / (time.perf_counter() - t0))
-    return rates[0], rates[1], str(first.version())
+        cpu.append((time.thread_time() - c0) / n)
+    return rates[0], rates[1], str(first.version()), cpu[0], cpu[1]
 
 
 # -- the collector side -------------------------------------------------------------------------
@@ -208,6 +225,7 @@ class PassResult:
     hub_cpu_seconds: float = 0.0  # all hub processes together
     db_cpu_seconds: float | None = None  # the collector's PostgreSQL backends (None: not measured)
     store_busy_seconds: float = 0.0  # the collector's serial storage writes
+    profile: str = ""  # cProfile's top functions (``--profile``; its overhead inflates the CPU figures)
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -234,6 +252,8 @@ class Report:
     resumed_hs: float
     tls_version: str
     per_hub: dict[str, int]
+    full_hs_cpu: float = 0.0  # CPU seconds of one reference handshake, both ends
+    resumed_hs_cpu: float = 0.0
 
 
 def start_hubs(state: Path, specs: list[Any], processes: int, procs: list[subprocess.Popen[str]]) -> None:
@@ -346,6 +366,57 @@ def _db_cpu(before: dict[int, float], after: dict[int, float]) -> float:
     return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
+class Profiles:
+    """cProfile of the collector's whole work in a pass: the event loop's thread and the worker
+    threads its storage writes and cursor reads hop to (cProfile follows one thread only), each
+    timed by its thread's CPU clock: on a loaded machine wall time would charge a function with
+    the time others ran, and a thread waiting for PostgreSQL with the wait.
+    The wrapped store calls are those of ``Collector.writes`` and ``Collector.cursor_reads``."""
+
+    def __init__(self, collector: Any) -> None:
+        self.loop = cProfile.Profile(time.thread_time)
+        self._threads: list[cProfile.Profile] = []
+        self._local = threading.local()
+        w, r = collector.writes, collector.cursor_reads
+        w.write_ingests, w.write_logs = self._wrap(w.write_ingests), self._wrap(w.write_logs)
+        r.read = self._wrap(r.read)
+        self.active = False
+
+    def _wrap(self, fn: Any) -> Any:
+        def profiled(*args: Any) -> Any:
+            if not self.active:
+                return fn(*args)
+            prof = getattr(self._local, "prof", None)
+            if prof is None:
+                prof = self._local.prof = cProfile.Profile(time.thread_time)
+                self._threads.append(prof)
+            prof.enable()
+            try:
+                return fn(*args)
+            finally:
+                prof.disable()
+
+        return profiled
+
+    def start(self) -> None:
+        self.active = True
+        self.loop.enable()
+
+    def stop(self, top: int = 22) -> str:
+        """The pass's top functions by own time, both threads together; then resets."""
+        self.loop.disable()
+        self.active = False
+        out = io.StringIO()
+        stats = pstats.Stats(self.loop, stream=out)
+        for prof in self._threads:
+            stats.add(prof)
+        stats.sort_stats("tottime").print_stats(top)
+        self.loop = cProfile.Profile(time.thread_time)
+        self._threads.clear()
+        self._local = threading.local()
+        return out.getvalue()
+
+
 async def _pass(
     name: str,
     collector: Any,
@@ -354,6 +425,7 @@ async def _pass(
     progress: Any,
     hub_pids: list[int],
     db: DbBackends | None = None,
+    profiles: Profiles | None = None,
 ) -> PassResult:
     sem = asyncio.Semaphore(concurrency)
     res = PassResult(name, 0.0, 0, 0, 0, 0, 0, 0, 0.0)
@@ -377,8 +449,12 @@ async def _pass(
     busy0 = collector.writes.busy_seconds
     db0 = db.snapshot() if db is not None else {}
     hub0, cpu0, t0 = _cpu_of(hub_pids), time.process_time(), time.perf_counter()
+    if profiles is not None:
+        profiles.start()
     await asyncio.gather(*(one(h) for h in hubs))
     res.seconds = time.perf_counter() - t0
+    if profiles is not None:
+        res.profile = profiles.stop()
     res.cpu_seconds = time.process_time() - cpu0
     res.hub_cpu_seconds = _cpu_of(hub_pids) - hub0
     if db is not None:
@@ -395,6 +471,7 @@ def run(
     state: Path | None = None,
     show_progress: bool = True,
     reference_seconds: float = 1.5,
+    profile: bool = False,
 ) -> Report:
     """Provision, start the hub processes, pull every hub twice, measure; returns the figures."""
     from smarthub.sim.fleet import home_specs, provision
@@ -432,7 +509,7 @@ def run(
 
         client_ctx = creds.collector_context()
         d0 = state / "hubs" / hub_ids[0]
-        full_hs, resumed_hs, version = handshake_rates(
+        full_hs, resumed_hs, version, full_cpu, resumed_cpu = handshake_rates(
             client_ctx, server_context(d0 / "hub.pem", d0 / "hub.key", creds.ca_pem), reference_seconds
         )
 
@@ -440,6 +517,7 @@ def run(
 
         async def pull_all() -> list[PassResult]:
             collector = gdsc.collector
+            profiles = Profiles(collector) if profile else None
             progress = None
             if show_progress:
                 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -452,8 +530,8 @@ def run(
                 )
                 progress.start()
             try:
-                cold = await _pass("cold", collector, records, concurrency, progress, pids, db)
-                warm = await _pass("warm", collector, records, concurrency, progress, pids, db)
+                cold = await _pass("cold", collector, records, concurrency, progress, pids, db, profiles)
+                warm = await _pass("warm", collector, records, concurrency, progress, pids, db, profiles)
             finally:
                 if progress is not None:
                     progress.stop()
@@ -478,6 +556,8 @@ def run(
             resumed_hs,
             version,
             {k: int(v) for k, v in per_hub.items()},
+            full_cpu,
+            resumed_cpu,
         )
     finally:
         for p in procs:
@@ -526,7 +606,8 @@ def print_report(r: Report) -> None:
     )
     print(
         f"  reference (same run, same certificates, both ends in-process): "
-        f"{r.full_hs:,.0f} full / {r.resumed_hs:,.0f} resumed mutual-TLS handshakes/s on one core"
+        f"{r.full_hs:,.0f} full / {r.resumed_hs:,.0f} resumed mutual-TLS handshakes/s on one core, "
+        f"{r.full_hs_cpu * 1e3:.2f} / {r.resumed_hs_cpu * 1e3:.2f} ms of CPU each (both ends)"
     )
     print(
         f"  ratios: cold pull {cold.hubs_per_s / r.full_hs:.1%} of the full-handshake rate, "
@@ -564,9 +645,48 @@ def print_report(r: Report) -> None:
         )
     verdict = lambda ok: "met" if ok else "NOT met"  # noqa: E731
     print(
-        f"  goals: ≥ {GOAL_HUBS_S:,} hubs/s {verdict(cold.hubs_per_s >= GOAL_HUBS_S)}, "
+        f"  goals (issue 5): ≥ {GOAL_HUBS_S:,} hubs/s {verdict(cold.hubs_per_s >= GOAL_HUBS_S)}, "
         f"≥ {GOAL_READINGS_S:,} readings/s {verdict(cold.readings / cold.seconds >= GOAL_READINGS_S)}, "
         f"≤ {GOAL_BYTES:g} bytes/reading {verdict(r.bytes_per_reading <= GOAL_BYTES)}"
+    )
+    share = cold.hubs_per_s / r.full_hs
+    goals = [
+        f"cold pull ≥ {GOAL_COLD_SHARE:.0%} of the full-handshake rate: {share:.1%} "
+        f"{verdict(share >= GOAL_COLD_SHARE)}"
+    ]
+    for p in r.passes:
+        per_hub = p.requests / max(p.pulled, 1)
+        goals.append(
+            f"{p.name} {per_hub:.2f} requests/hub (goal {GOAL_REQUESTS:g}) "
+            f"{verdict(per_hub <= GOAL_REQUESTS)}"
+        )
+    if cold.db_cpu_seconds is not None and cold.pulled and warm.pulled:
+        for p, goal in ((cold, GOAL_CPU_COLD), (warm, GOAL_CPU_WARM)):
+            per_1000 = p.gdsc_cpu_seconds / p.pulled * 1000
+            goals.append(
+                f"GDSC CPU {p.name} {per_1000:.2f} CPU-s/1,000 hubs (goal ≤ {goal:g}) "
+                f"{verdict(per_1000 <= goal)}"
+            )
+        if r.full_hs_cpu:
+            # Load-independent: the GDSC's CPU per hub counted in reference handshakes measured
+            # in the same run (contention slows both alike); the goals in the same unit, taken
+            # at the quiet machine's reference (QUIET_FULL_HS_CPU).
+            units = [p.gdsc_cpu_seconds / p.pulled / r.full_hs_cpu for p in (cold, warm)]
+            goal_units = [g / 1000 / QUIET_FULL_HS_CPU for g in (GOAL_CPU_COLD, GOAL_CPU_WARM)]
+            goals.append(
+                "in full mutual-TLS handshakes' CPU (both ends, same run) per hub: "
+                + ", ".join(
+                    f"{p.name} {u:.2f} (goal ≤ {g:.2f}) {verdict(u <= g)}"
+                    for p, u, g in zip((cold, warm), units, goal_units, strict=True)
+                )
+            )
+    else:
+        goals.append("GDSC CPU not measured (PostgreSQL's backends not on this machine, or SQLite)")
+    print("  goals (issue 17): " + "; ".join(goals))
+    load = os.getloadavg()
+    print(
+        f"  load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {cores} cores "
+        "(CPU seconds grow under contention; the ratios are measured in the same run)"
     )
 
 
@@ -580,8 +700,18 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=128, help="pulls in flight")
     ap.add_argument("--db", default=None, help="store URL (default: PostgreSQL at 127.0.0.1, else SQLite)")
     ap.add_argument("--state", type=Path, default=None, help="certificates (reused between runs)")
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="cProfile the collector (loop and storage threads) in each pass and print the top functions",
+    )
     a = ap.parse_args()
-    print_report(run(a.hubs, a.processes, a.concurrency, a.db, a.state))
+    report = run(a.hubs, a.processes, a.concurrency, a.db, a.state, profile=a.profile)
+    print_report(report)
+    for p in report.passes:
+        if p.profile:
+            print(f"\n--- cProfile, {p.name} pass (collector process, by own time) ---")
+            print(p.profile)
     print_pull_log_ratio(a.hubs)
 
 

@@ -204,7 +204,12 @@ async def test_outage_map_and_timeline_of_2000_homes_update_live(browser: Browse
     second = clock.now()
     alerts(AlertKind.LAST_GASP, cut, 3, second)
     clock.advance(timedelta(minutes=1))
-    server = TestServer(console_app(store, list, ErrorLog(store), live_every=0.5, clock=clock))
+    # Ten hubs elsewhere stop answering with no last gasp (a WAN cell down, the meters on supply).
+    log = ErrorLog(store, power_out=outages.power_out)
+    silent = [s.hub_id for s in specs if s.hub_id not in cut][100:110]
+    for hub in silent:
+        log.record_unreachable(hub, clock.now(), "connect timeout")
+    server = TestServer(console_app(store, list, log, live_every=0.5, clock=clock))
     await server.start_server()
     page = await browser.new_page(viewport=DESKTOP)
     try:
@@ -212,6 +217,7 @@ async def test_outage_map_and_timeline_of_2000_homes_update_live(browser: Browse
         assert await page.locator("#map circle.premises").count() == HUBS
         assert await page.locator("#map circle.no-supply").count() == len(cut)
         assert await page.locator("#map rect.secondary[fill='#b00020']").count() == 1
+        assert await page.locator("#map circle.hub-silent").count() == len(silent)
         assert "SS-003" in await page.inner_text("#live-outages")
         assert await page.locator("#timeline rect.outage.closed").count() == 1
         assert await page.locator("#timeline rect.outage.live").count() == 1
@@ -228,6 +234,12 @@ async def test_outage_map_and_timeline_of_2000_homes_update_live(browser: Browse
         await page.locator("#map-box").scroll_into_view_if_needed()
         await page.screenshot(path=str(ARTIFACTS / "operator-outages.png"), full_page=False)
         await page.screenshot(path=str(ARTIFACTS / "operator-outages-full.png"), full_page=True)
+        # A premises on the map leads to its hub's page.
+        dark = page.locator("#map circle.no-supply").first
+        premises_id = await dark.get_attribute("data-id")
+        await dark.click()
+        await page.wait_for_url("**/hubs/HUB*")
+        assert premises_id is not None and premises_id in await page.inner_text("#facts")
     finally:
         await page.close()
         await server.close()

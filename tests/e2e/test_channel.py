@@ -152,6 +152,9 @@ async def test_a_hub_with_no_inbound_port_is_pulled_and_commanded_through_its_ch
         await until(lambda: world.endpoint.is_open("HUB1"))
         again = await collector.pull(record, WINDOW)
         assert again.ok and again.inserted == 0
+        # The second pull resumed the first one's TLS session, on a new channel: the session is
+        # kept by hub id and LFDI, and the hub's channels share its TLS context (ticket keys).
+        assert not result.resumed and again.resumed
 
         operator = world.ca.issue(Role.OPERATOR, "gdsc-ops", datetime.now(UTC))
         signer = CommandSigner(operator.private_key, operator.cert_pem, lambda _hub: 1)

@@ -53,6 +53,33 @@ async def test_half_the_fleet_behind_a_nat_is_pulled_through_channels_and_loses_
     assert result.readings_stored == result.readings_expected >= 4 * 3 * 48
 
 
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def test_the_fleet_on_ipv6_half_of_it_behind_a_nat_loses_nothing(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """Issue 26: `smarthub demo --ipv6 --channel-every 2`: the dialled hubs listen on ::1 only
+    and are registered and pulled as https://[::1]:PORT; the others keep their channels open to
+    the GDSC's endpoint on ::1. Nothing of the run uses IPv4."""
+    db = request.getfixturevalue("pg_url") if backend == "postgresql" else None
+    cfg = DemoConfig(
+        homes=4, days=1, seconds_per_day=12, seed=7, state=tmp_path, db_url=db, channel_every=2, ipv6=True
+    )
+    run = await setup(cfg)
+    try:
+        urls = [h.url for h in run.fleet.homes]
+        assert [u.split(":")[0] for u in urls] == ["https", "channel", "https", "channel"]
+        assert all(u.startswith("https://[::1]:") for u in urls[::2])
+        assert run.gdsc.config.channel is not None and run.gdsc.config.channel.startswith("[::1]:")
+        result = await run_day(run)
+        assert run.gdsc.channels is not None and run.gdsc.channels.stats.taken > 0
+        registered = {h.hub_id: h.url for h in run.store.active_hubs()}
+        assert sorted(registered.values()) == sorted(urls)
+    finally:
+        await teardown(run)
+    assert result.missing == 0 and result.duplicates == 0
+    assert result.readings_stored == result.readings_expected >= 4 * 3 * 48
+
+
 def test_cli_headless_prints_json_last_line(tmp_path: Path) -> None:
     proc = subprocess.run(
         [

@@ -35,6 +35,7 @@ from smarthub.gdsc.governance.parties import (
     Facts,
     Fuel,
     Granularity,
+    Management,
     Operation,
     Party,
     Role,
@@ -73,19 +74,26 @@ ACTIONS = [
     Action.DUOS_DATASET,
     Action.SERVICE_APPLICATION,
     Action.SERVICE_ADMIN,
+    Action.TRANSFER_POLICY,
+    Action.METER_SHIPMENT,
+    Action.METER_INSTALL,
 ]
 # I = allowed iff "in";  C = allowed iff "in" and the consent is live;  A = always;  - = never.
 MATRIX = {
-    #                        read  events export tariff ihd  top-up c/d  on-dem aggr  log  consent job portf edit dq net-r net-e duos  apply admin
-    Role.SUPPLIER: "          C     I      C      I      I     I      I     I      -     -     -      I    -     -    -   -     -     -    -     -",
-    Role.THIRD_PARTY: "       C     C      C      -      -     -      -     -      -     -     -      -    -     -    -   -     -     -    A     -",
-    Role.CONSUMER: "          I     I      I      -      -     -      -     I      -     I     I      I    I     -    -   -     -     -    -     -",
-    Role.INSTALLER: "         -     I      -      -      -     -      -     I      -     -     -      I    -     -    -   -     -     -    -     -",
-    Role.NETWORK_OPERATOR: "  I     -      I      -      -     -      -     -      A     -     -      -    -     -    -   I     I     I    -     -",
-    Role.OPERATOR: "          -     A      -      -      -     -      -     A      A     A     -      A    -     A    A   A     A     -    -     A",
+    #                        read  events export tariff ihd  top-up c/d  on-dem aggr  log  consent job portf edit dq net-r net-e duos  apply admin xfer ship inst
+    Role.SUPPLIER: "          C     I      C      I      I     I      I     I      -     -     -      I    -     -    -   -     -     -    -     -     -     -    -",
+    Role.THIRD_PARTY: "       C     C      C      -      -     -      -     -      -     -     -      -    -     -    -   -     -     -    A     -     -     -    -",
+    Role.CONSUMER: "          I     I      I      -      -     -      -     I      -     I     I      I    I     -    -   -     -     -    -     -     -     -    -",
+    Role.INSTALLER: "         -     I      -      -      -     -      -     I      -     -     -      I    -     -    -   -     -     -    -     -     -     -    I",
+    Role.NETWORK_OPERATOR: "  I     -      I      -      -     -      -     -      A     -     -      -    -     -    -   I     I     I    -     -     -     -    -",
+    Role.OPERATOR: "          -     A      -      -      -     -      -     A      A     A     -      A    -     A    A   A     A     -    -     A     A     A    A",
+    Role.HOUSING_PROVIDER: "  -     -      -      -      -     -      -     -      -     -     -      -    -     -    -   -     -     -    -     -     -     -    -",
 }
 # A network operator reads (and exports) a premises' electricity readings as DUoS data: "in" is
 # the operator of the premises' substation now (N_NOW, since 1 July), "out" the one before (N_OLD).
+# A housing provider sees no electricity at all (its row is all "-"): "in" is the landlord of P1's
+# building now (H_NOW, since 1 July), "out" the one before (H_OLD); SUBMETER_MATRIX below is what
+# every role sees of P1's heat-cost allocator.
 
 # The API endpoints and the action that decides each (every endpoint that touches a premises).
 ENDPOINTS = {
@@ -124,6 +132,11 @@ ENDPOINTS = {
     "GET /v1/services/mine": Action.SERVICE_APPLICATION,
     "GET /v1/services": Action.SERVICE_ADMIN,
     "POST /v1/services/{service_id}/decisions": Action.SERVICE_ADMIN,
+    "POST /v1/transfer-policies": Action.TRANSFER_POLICY,
+    "GET /v1/transfer-policies": Action.TRANSFER_POLICY,
+    "PUT /v1/premises/{premises_id}/transfer-group": Action.TRANSFER_POLICY,
+    "POST /v1/meter-shipments": Action.METER_SHIPMENT,
+    "POST /v1/premises/{premises_id}/meter-installs": Action.METER_INSTALL,
 }
 # Who queued the job each role asks about (see the module docstring).
 JOB_OWNER = {
@@ -142,6 +155,8 @@ PARTY = {
     (Role.INSTALLER, "out"): "I_OLD",
     (Role.NETWORK_OPERATOR, "in"): "N_NOW",
     (Role.NETWORK_OPERATOR, "out"): "N_OLD",
+    (Role.HOUSING_PROVIDER, "in"): "H_NOW",
+    (Role.HOUSING_PROVIDER, "out"): "H_OLD",
 }
 NODE = "F1"  # the feeder P1 is on (under secondary S1): network data is asked about it
 CONSENTS = ["none", "live", "expired", "revoked"]
@@ -194,6 +209,7 @@ def facts_for(party_id: str, where: str, consent: str) -> Facts:
             for subject in (P, NODE)
             for who, start, end in (("N_OLD", JAN, JUL), ("N_NOW", JUL, None))
         ),
+        managements=(Management(P, "B1", "H_OLD", JAN, JUL), Management(P, "B1", "H_NOW", JUL)),
     )
 
 
@@ -218,7 +234,13 @@ def request(party: Party, action: Action) -> AccessRequest:
         return AccessRequest(party, action, NOW, group_id=NODE)
     if action is Action.DUOS_DATASET:
         return AccessRequest(party, action, NOW, period=ASKED)
-    if action in (Action.DATA_QUALITY, Action.SERVICE_APPLICATION, Action.SERVICE_ADMIN):
+    if action in (
+        Action.DATA_QUALITY,
+        Action.SERVICE_APPLICATION,
+        Action.SERVICE_ADMIN,
+        Action.TRANSFER_POLICY,
+        Action.METER_SHIPMENT,
+    ):
         return AccessRequest(party, action, NOW)
     needs_period = action in (Action.READ_READINGS, Action.READ_EVENTS, Action.EXPORT, Action.LIST_ACCESS_LOG)
     reads = action in (Action.READ_READINGS, Action.EXPORT)
@@ -270,5 +292,50 @@ def test_matrix_covers_every_role_and_action() -> None:
     assert set(MATRIX) == set(Role)
     assert set(ACTIONS) == set(Action)
     assert all(len(row.split()) == len(ACTIONS) for row in MATRIX.values())
-    assert len(CELLS) == len(Role) * len(Action) * 2 * len(CONSENTS) == 960
+    assert len(CELLS) == len(Role) * len(Action) * 2 * len(CONSENTS) == 1288
     assert set(ENDPOINTS.values()) == set(Action) - {Action.READ_EVENTS}  # events: no API endpoint yet
+
+
+# What each role may read (and export) of P1's heat-cost allocator, monthly (a billing period's
+# units): the codes as in MATRIX, columns read-readings and export.
+SUBMETER_MATRIX = {
+    Role.SUPPLIER: "- -",  # supplies no heat or water (no supply period for them)
+    Role.THIRD_PARTY: "C C",
+    Role.CONSUMER: "I I",  # the tenant, within their own tenancy
+    Role.INSTALLER: "- -",
+    Role.NETWORK_OPERATOR: "- -",  # DUoS data is electricity only
+    Role.OPERATOR: "- -",
+    Role.HOUSING_PROVIDER: "I I",  # the landlord of the building, while it is
+}
+SUBMETER_CELLS = [
+    pytest.param(role, action, where, consent, id=f"{role.value}-{action.value}-{where}-{consent}")
+    for role in Role
+    for action in (Action.READ_READINGS, Action.EXPORT)
+    for where in ("in", "out")
+    for consent in CONSENTS
+]
+
+
+@pytest.mark.parametrize(("role", "action", "where", "consent"), SUBMETER_CELLS)
+def test_submeter_matrix(role: Role, action: Action, where: str, consent: str) -> None:
+    party_id = PARTY.get((role, where), role.value.upper())
+    ask = AccessRequest(
+        Party(party_id, role),
+        action,
+        NOW,
+        premises_id=P,
+        fuel="heat_cost_allocator",
+        meter_id="HCA1",
+        granularity=Granularity.MONTHLY,
+        period=ASKED,
+    )
+    decision = decide(ask, facts_for(party_id, where, consent))
+    code = SUBMETER_MATRIX[role].split()[[Action.READ_READINGS, Action.EXPORT].index(action)]
+    allow = {"-": False, "I": where == "in", "C": where == "in" and consent == "live"}[code]
+    assert decision.allow is allow, decision.reason
+    assert decision.reason
+    assert decision.ranges == ((ASKED,) if allow else ())
+
+
+def test_submeter_matrix_covers_every_role() -> None:
+    assert set(SUBMETER_MATRIX) == set(Role)

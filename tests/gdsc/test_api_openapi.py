@@ -237,8 +237,9 @@ def test_no_valid_token_is_401_whatever_the_body(world: World, client: TestClien
     spec = client.get("/openapi.json").json()
     posts = [p for p, ops in spec["paths"].items() if "post" in ops and not p.startswith("/oauth")]
     # four commands, on-demand reads, consents, edits, quarantine, topology upload; a data
-    # service's application and the operator's decision on it
-    assert len(posts) == 11
+    # service's application and the operator's decision on it; a transfer policy; a shipment
+    # file and an installer's job
+    assert len(posts) == 14
     headers = {} if token is None else {"Authorization": f"Bearer {token}"}
     for path in posts:
         for body, media in BAD_BODIES:

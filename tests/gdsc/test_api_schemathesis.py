@@ -107,6 +107,13 @@ INEXPRESSIBLE = [
     Rule(
         "ST202",
         400,
+        r"shipment file refused: ",
+        "a shipment file is CSV whose header, fields and keys are its content; the document can only "
+        "say it is a file of that media type",
+    ),
+    Rule(
+        "ST202",
+        400,
         r"no meter \[.*\] at premises",
         "a consent's meters must be meters of the premises: the database's state",
     ),

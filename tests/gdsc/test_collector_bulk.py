@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -44,13 +45,44 @@ def feed(hub: SmartHub, days: int) -> None:
 
 
 class WalkOnlyServer(HubWanServer):
-    """A hub on older firmware: its DeviceCapability has no bulk link (and no /mup route is used)."""
+    """A hub on older firmware: no bulk resource, and its DeviceCapability links none."""
 
     async def dcap(self, request: web.Request) -> web.Response:
         dcap = sep2.DeviceCapabilityResponse(
             href="/dcap", pollRate=900, UsagePointListLink=sep2.ListLink(href="/upt", all_=2)
         )
         return web.Response(body=sep2.to_xml(dcap), content_type=sep2.CONTENT_TYPE)
+
+    async def mirror_usage_points(self, request: web.Request) -> web.Response:
+        raise web.HTTPNotFound(text="no such resource")
+
+
+class ElsewhereServer(HubWanServer):
+    """A hub serving its bulk resource at another href than /mup, which its dcap links."""
+
+    HREF = "/bulk"
+
+    last: ElsewhereServer
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.app.router.add_get(self.HREF, self.mirror_usage_points)
+        self.paths: list[str] = []
+        ElsewhereServer.last = self
+
+    async def dcap(self, request: web.Request) -> web.Response:
+        self.paths.append(request.path)
+        body = (await super().dcap(request)).body
+        assert isinstance(body, bytes)
+        return web.Response(
+            body=body.replace(b'href="/mup"', b'href="/bulk"'), content_type=sep2.CONTENT_TYPE
+        )
+
+    async def mirror_usage_points(self, request: web.Request) -> web.Response:
+        self.paths.append(request.path)
+        if request.path != self.HREF:
+            raise web.HTTPNotFound(text="no such resource")
+        return await super().mirror_usage_points(request)
 
 
 @dataclass
@@ -117,7 +149,7 @@ async def test_bulk_and_walk_produce_identical_stores(rig: Rig, db_url: str, tmp
         assert b.ok and w.ok, (b.error, w.error)
         assert b.bulk and not w.bulk
         assert b.readings == w.readings == b.inserted == 2 * 3 * 48
-        assert b.requests == 2 and w.requests > 10  # dcap + one page, against the walk
+        assert b.requests == 1 and w.requests > 10  # the page alone (no dcap), against the walk
         assert _contents(bulk_store) == _contents(walk_store)
         assert _contents(bulk_store)[1]  # cursors were stored
         # Next window: a new day; the bulk link is remembered and the TLS session resumed.
@@ -128,7 +160,7 @@ async def test_bulk_and_walk_produce_identical_stores(rig: Rig, db_url: str, tmp
         assert b2.requests == 1 and b2.resumed
         assert _contents(bulk_store) == _contents(walk_store)
         nothing = await bulk.pull(rig.record, WINDOW + timedelta(days=2))
-        assert nothing.ok and nothing.readings == 0
+        assert nothing.ok and nothing.readings == 0 and nothing.resumed  # the same session again
         with bulk_store.engine.connect() as conn:
             assert conn.execute(select(pull_log.c.ok)).scalars().all() == [1, 1, 1]
     finally:
@@ -147,6 +179,25 @@ async def test_a_hub_without_the_bulk_link_is_walked(tmp_path: Path, wall_now: d
             assert first.ok and not first.bulk and first.readings == 2 * 3 * 48
             second = await collector.pull(rig.record, WINDOW)
             assert second.ok and not second.bulk and second.readings == 0
+        finally:
+            await collector.close()
+            store.close()
+
+
+async def test_a_bulk_resource_elsewhere_is_found_from_dcap_once(tmp_path: Path, wall_now: datetime) -> None:
+    async for rig in _rig(tmp_path, wall_now, ElsewhereServer):
+        store = _store(f"sqlite:///{tmp_path / 'gdsc.sqlite'}")
+        collector = _collector(store, rig, True)
+        server = ElsewhereServer.last
+        try:
+            first = await collector.pull(rig.record, WINDOW)
+            assert first.ok and first.bulk and first.readings == first.inserted == 2 * 3 * 48
+            # /mup refused (404), then the 2030.5 entry point, then the link it gives.
+            assert first.requests == 3 and server.paths == ["/mup", "/dcap", "/bulk"]
+            feed(rig.hub, 4)
+            second = await collector.pull(rig.record, WINDOW + timedelta(days=1))
+            assert second.ok and second.bulk and second.requests == 1 and second.inserted == 2 * 48
+            assert server.paths[3:] == ["/bulk"]
         finally:
             await collector.close()
             store.close()

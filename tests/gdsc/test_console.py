@@ -90,8 +90,8 @@ async def test_live_events_stream_the_status(tmp_path) -> None:  # type: ignore[
     store.close()
 
 
-async def test_windows_incidents_and_work_orders_are_paged_sorted_and_filtered(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    store = Store(f"sqlite:///{tmp_path / 'gdsc.sqlite'}")
+async def test_windows_incidents_and_work_orders_are_paged_sorted_and_filtered(db_url: str) -> None:
+    store = Store(db_url)
     store.create_schema()
     log = ErrorLog(store, wan_link_of=LINKS.get)
     for i in range(30):
@@ -173,5 +173,20 @@ async def test_open_pages_share_one_read() -> None:
     shared = Shared(read, max_age=3600.0)
     assert await asyncio.gather(*(shared.get() for _ in range(10))) == [1] * 10
     assert reads == shared.reads == 1
-    always = Shared(read, max_age=0.0)
+    always = Shared(read, max_age=0.0, busy=0.0)
     assert [await always.get() for _ in range(3)] == [2, 3, 4]
+
+
+async def test_a_slow_read_is_kept_longer() -> None:
+    now = [0.0]
+
+    async def read() -> float:
+        now[0] += 2.0  # the read takes two seconds (of this test's clock)
+        return now[0]
+
+    shared = Shared(read, max_age=1.0, monotonic=lambda: now[0])
+    assert await shared.get() == 2.0
+    now[0] += 7.0  # 7 s later: less than 4 x 2 s, the value stands
+    assert await shared.get() == 2.0 and shared.reads == 1
+    now[0] += 1.0  # 8 s after the read: read again
+    assert await shared.get() == 12.0 and shared.reads == 2

@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from smarthub.clock import ManualClock
 from smarthub.gdsc.incidents.console import console_app
+from smarthub.gdsc.incidents.error_log import ErrorLog
 from smarthub.gdsc.outages.map import OutageState, map_svg, timeline_svg
 from smarthub.gdsc.outages.service import OutageService
 from smarthub.gdsc.outages.store import StoredAlert
@@ -58,6 +59,8 @@ async def test_the_map_shows_a_feeder_outage_and_the_timeline_its_course(db_url:
             for seq, hub in enumerate(("H0", "H1", "H2"), 1):  # three of F1's four homes
                 outages.handle([_alert(AlertKind.LAST_GASP, hub, seq, lost)])
             outages.handle([_alert(AlertKind.RESTORATION, "H0", 9, lost, 600)])
+            # H6 stops answering without a last gasp: a dead hub or its WAN, not a power cut.
+            ErrorLog(store, power_out=outages.power_out).record_unreachable("H6", T, "connect timeout")
             during = await (await client.get("/outages")).text()
             part = await (await client.get("/outages?part=body")).text()
             live = await client.get("/api/live")
@@ -67,6 +70,10 @@ async def test_the_map_shows_a_feeder_outage_and_the_timeline_its_course(db_url:
                 clock.advance(timedelta(minutes=20))
                 outages.handle([_alert(AlertKind.RESTORATION, hub, seq, lost, 1500)])
             after = await (await client.get("/outages")).text()
+            that_day = await (await client.get("/outages?since=2026-11-02&until=2026-11-03")).text()
+            next_day = await (await client.get("/outages?since=2026-11-03")).text()
+            bad = await client.get("/outages?since=yesterday")
+            bad_text = await bad.text()
             fleet = await (await client.get("/")).text()
     finally:
         store.close()
@@ -74,8 +81,10 @@ async def test_the_map_shows_a_feeder_outage_and_the_timeline_its_course(db_url:
     assert "No outage yet." in before
     states = _premises_state(during)
     assert len(states) == 8
+    assert '<a href="/hubs/H1"><circle class="premises no-supply" data-id="P1"' in during  # to the hub's page
     assert states["P0"] == "restored" and states["P1"] == states["P2"] == "no-supply"
-    assert {states[f"P{i}"] for i in range(3, 8)} == {"supplied"}
+    assert {states[f"P{i}"] for i in (3, 4, 5, 7)} == {"supplied"} and states["P6"] == "hub-silent"
+    assert "1 hubs not answering without a last gasp" in during
     # The feeder is drawn red and thick, its neighbour not; the outage is labelled on the map.
     assert re.search(r'class="feeder" data-id="F1"[^>]*stroke="#b00020" stroke-width="3"', during)
     assert re.search(r'class="feeder" data-id="F2"[^>]*stroke="#8a94a6"', during)
@@ -88,9 +97,13 @@ async def test_the_map_shows_a_feeder_outage_and_the_timeline_its_course(db_url:
     assert part.startswith("<p id='outage-summary'>") and "<html" not in part
     assert '"outage_event": ' in event
     # Every premises restored: the outage closes, the map is green again, the timeline keeps it.
-    assert "No live outage." in after and set(_premises_state(after).values()) == {"supplied"}
+    assert "No live outage." in after
+    assert set(_premises_state(after).values()) == {"supplied", "hub-silent"}  # H6 is still silent
     assert '<rect class="outage closed"' in after and "25 min" in after
     assert '<a href="/outages">' in fleet
+    assert '<rect class="outage closed"' in that_day and "value='2026-11-02'" in that_day
+    assert "No outage opened in this period." in next_day and '<rect class="outage' not in next_day
+    assert bad.status == 400 and "since is a date" in bad_text
 
 
 async def test_without_positions_the_network_is_drawn_as_a_schematic(tmp_path: Path) -> None:

@@ -98,6 +98,23 @@ def test_storage_reports_start_what_they_call_for(world: tuple[Store, HubRecover
     assert rec.storage_id == "b" * 16 and rec.state == "running"
 
 
+def test_a_hub_wiped_while_its_recovery_runs_gets_another_once_that_one_ends(
+    world: tuple[Store, HubRecoveries, PullPlan],
+) -> None:
+    store, recoveries, _plan = world
+    (first,) = recoveries.take_reports({"H1": StorageState("blank", "a" * 16).header}, NOW)
+    recoveries.advance(NOW)
+    # Wiped again before the complete step arrived: reported while the first recovery runs.
+    assert recoveries.take_reports({"H1": StorageState("blank", "b" * 16).header}, NOW) == []
+    (job,) = _jobs(store, "H1")
+    detail = "ValueError: recovery 1 was for storage aaaaaaaaaaaaaaaa, this is bbbbbbbbbbbbbbbb"
+    _answer(store, job[0], {"status": "failed", "code": "handler_error", "detail": detail, "counter": job[2]})
+    assert recoveries.advance(NOW) == [first]
+    (second,) = recoveries.take_reports({}, NOW)  # the deferred report, with no new pull
+    rec = recoveries.get(second)
+    assert rec is not None and rec.storage_id == "b" * 16 and rec.reason == "storage_lost"
+
+
 def test_a_kept_storage_is_recorded_without_a_command(world: tuple[Store, HubRecoveries, PullPlan]) -> None:
     store, recoveries, _plan = world
     assert recoveries.take_reports({"H1": StorageState("kept", "c" * 16).header}, NOW) == []
@@ -105,6 +122,38 @@ def test_a_kept_storage_is_recorded_without_a_command(world: tuple[Store, HubRec
     assert seen.reason == "seen" and seen.state == "done" and seen.steps == 0
     assert _jobs(store, "H1") == []
     (lost,) = recoveries.take_reports({"H1": StorageState("blank", "d" * 16).header}, NOW)
+    assert recoveries.get(lost).reason == "storage_lost"  # type: ignore[union-attr]
+
+
+def test_a_blank_hub_backed_up_before_from_another_storage_lost_it(
+    world: tuple[Store, HubRecoveries, PullPlan],
+) -> None:
+    """No pull had reported the hub's storage yet (its first window still to come), but a backup
+    came from it: a blank storage is then a lost one, not a new hub."""
+    store, recoveries, plan = world
+    job = plan.queue_command(recoveries.signer, "H1", "recovery.snapshot", {}, NOW)
+    snap = {"storage": {"id": "e" * 16, "state": "blank"}, "as_of": NOW.isoformat()}
+    _answer(store, job, {"status": "applied", "code": "ok", "detail": "", "counter": 1, "result": snap})
+    assert recoveries.take_reports({"H1": StorageState("blank", "e" * 16).header}, NOW) != []
+    (new,) = recoveries.of_hub("H1")
+    assert new.reason == "new"  # the backup was of this very storage
+    recoveries.advance(NOW)
+    (done_job, *_) = [j for j in _jobs(store, "H1") if j[1] == "recovery.complete"]
+    _answer(store, done_job[0], {"status": "applied", "code": "ok", "detail": "", "counter": 2, "result": {}})
+    recoveries.advance(NOW)
+    # Wiped before any pull reported the restored storage:
+    (lost,) = recoveries.take_reports({"H1": StorageState("blank", "9" * 16).header}, NOW)
+    assert recoveries.get(lost).reason == "storage_lost"  # type: ignore[union-attr]
+
+
+def test_a_blank_report_after_a_backup_of_another_storage_is_a_loss(
+    world: tuple[Store, HubRecoveries, PullPlan],
+) -> None:
+    store, recoveries, plan = world
+    job = plan.queue_command(recoveries.signer, "H1", "recovery.snapshot", {}, NOW)
+    snap = {"storage": {"id": "e" * 16, "state": "restored"}, "as_of": NOW.isoformat(), "prepayment": []}
+    _answer(store, job, {"status": "applied", "code": "ok", "detail": "", "counter": 1, "result": snap})
+    (lost,) = recoveries.take_reports({"H1": StorageState("blank", "9" * 16).header}, NOW)
     assert recoveries.get(lost).reason == "storage_lost"  # type: ignore[union-attr]
 
 
@@ -191,3 +240,64 @@ def test_recover_and_recovery_commands(tmp_path: Path) -> None:
     assert [s["type"] for s in rec["step_list"]] == ["recovery.complete"]
     refused = run("recover", "--hub", "NOPE")
     assert refused.returncode != 0 and "not an active hub" in refused.stderr
+
+
+def test_a_recovery_of_a_hub_no_longer_active_ends(world: tuple[Store, HubRecoveries, PullPlan]) -> None:
+    from smarthub.gdsc.fleet.registry import hubs
+
+    store, recoveries, _plan = world
+    (rid,) = recoveries.take_reports({"H1": StorageState("blank", "a" * 16).header}, NOW)
+    recoveries.advance(NOW)  # the complete step queued
+    with store.engine.begin() as conn:
+        conn.execute(update(hubs).where(hubs.c.hub_id == "H1").values(status="decommissioned"))
+    assert recoveries.advance(NOW) == [rid]
+    rec = recoveries.get(rid)
+    assert rec is not None and rec.state == "done" and rec.failed == 1 and rec.queued == 0
+    assert recoveries.steps(rid)[0]["detail"] == "hub decommissioned"
+
+
+def test_consents_come_from_the_backup_and_later_commands(
+    world: tuple[Store, HubRecoveries, PullPlan],
+) -> None:
+    """The backup holds the hub's consent decisions with their versions (the householder's own at
+    the display too): they are restored as they were; a consent.set applied after the backup is
+    replayed as well, one applied before it is not (the backup has it)."""
+    store, recoveries, plan = world
+    signer = recoveries.signer
+
+    def applied(ctype: str, body: dict[str, object], result: dict[str, object] | None = None) -> None:
+        job = plan.queue_command(signer, "H1", ctype, body, NOW)
+        _answer(
+            store,
+            job,
+            {"status": "applied", "code": "ok", "detail": "", "counter": 0, "result": result or {}},
+        )
+
+    applied("consent.set", {"recipient": "gdsc", "granularity": "daily"})
+    local = {"recipient": "SUP9", "granularity": "monthly", "version": 1_796_000_000_000_000, "meters": None,
+             "data_from": None, "data_until": None, "events": False}  # fmt: skip
+    gdsc = {**local, "recipient": "gdsc", "granularity": "daily", "version": 1_795_000_000_000_000}
+    backup = {
+        "storage": {"id": "e" * 16, "state": "restored"},
+        "as_of": NOW.isoformat(),
+        "consents": [gdsc, local],
+    }
+    applied("recovery.snapshot", {}, backup)
+    applied("consent.set", {"recipient": "SUP1", "granularity": "half-hourly"})
+    rid = recoveries.start("H1", NOW, reason="operator")
+    with store.engine.connect() as conn:
+        envelopes = (
+            conn.execute(
+                select(urgent_work.c.envelope)
+                .join(hub_recovery_steps, hub_recovery_steps.c.job_id == urgent_work.c.id)
+                .where(hub_recovery_steps.c.recovery_id == rid, urgent_work.c.command_type == "consent.set")
+                .order_by(hub_recovery_steps.c.seq)
+            )
+            .scalars()
+            .all()
+        )
+    bodies = [Command.from_payload(json.loads(e)["payload"].encode()).body for e in envelopes]
+    assert sorted(str(b["recipient"]) for b in bodies) == ["SUP1", "SUP9", "gdsc"]
+    assert local in bodies and gdsc in bodies  # with the hub's versions and scopes
+    assert {"recipient": "SUP1", "granularity": "half-hourly"} in bodies
+    assert {"recipient": "gdsc", "granularity": "daily"} not in bodies  # before the backup: in it

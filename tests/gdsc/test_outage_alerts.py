@@ -17,8 +17,10 @@ from sqlalchemy import update
 from smarthub.clock import ManualClock
 from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
 from smarthub.gdsc.fleet.registry import hubs
+from smarthub.gdsc.outages.correlate import Change, Outage
 from smarthub.gdsc.outages.receiver import LOGGED_PER_KEY
 from smarthub.gdsc.outages.service import OutageService
+from smarthub.gdsc.outages.store import OutageRows, OutageStore
 from smarthub.gdsc.outages.topology import TopologyStore, parse_csv
 from smarthub.gdsc.store import Store
 from smarthub.hub.alerts import BURST, REFILL, AlertSender, SequenceReservations, udp_transport
@@ -164,10 +166,10 @@ def test_sequence_numbers_keep_rising_across_restarts_without_a_write_per_alert(
     s.close()
 
 
-async def test_refusals_are_logged_once_per_hub_and_reason_and_a_flood_does_not_flood_the_log(
+async def test_forgeries_are_logged_once_per_hub_and_reason_and_spend_none_of_the_hubs_allowance(
     tmp_path: Path, db_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store, svc, _clock, _senders, port = await _world(tmp_path, db_url)
+    store, svc, _clock, senders, port = await _world(tmp_path, db_url)
     loop = asyncio.get_running_loop()
     transport, _ = await loop.create_datagram_endpoint(
         asyncio.DatagramProtocol, remote_addr=("127.0.0.1", port)
@@ -179,12 +181,15 @@ async def test_refusals_are_logged_once_per_hub_and_reason_and_a_flood_does_not_
                 transport.sendto(sign(Alert(AlertKind.LAST_GASP, "H4", 100 + n, T, T), stranger))
             await _settle(svc, 10)
         lines = [r.getMessage() for r in caplog.records if "alert refused" in r.getMessage()]
-        # Four reach the signature check (the hub id's burst) and fail it; six are throttled before.
-        for reason in ("forged", "throttled"):
-            assert sum(f"({reason}) from hub 'H4'" in m for m in lines) == LOGGED_PER_KEY
-        assert len(lines) == 2 * LOGGED_PER_KEY
-        refusals = {(r["hub_id"], r["reason"]): r["count"] for r in svc.store.refusals()}
-        assert refusals == {("H4", "forged"): 4, ("H4", "throttled"): 6}
+        assert len(lines) == LOGGED_PER_KEY and all("(forged) from hub 'H4'" in m for m in lines)
+        assert {(r["hub_id"], r["reason"]): r["count"] for r in svc.store.refusals()} == {
+            ("H4", "forged"): 10
+        }
+        # Forgeries spent none of H4's allowance: its own last gasp, just after, opens its outage.
+        MainsMonitor("H4", senders["H4"]).supply_lost(T)
+        await _settle(svc, 11)
+        assert svc.store.count_alerts() == 1
+        assert [(o["level"], o["location"]) for o in svc.store.find(live=True)] == [("premises", "P4")]
     finally:
         transport.close()
         await svc.close()
@@ -293,3 +298,26 @@ def test_a_hub_with_a_flapping_supply_throttles_itself() -> None:
     t += REFILL
     monitor.supply_lost(t)
     assert len(out) == BURST + 1
+
+
+def test_a_run_of_grew_events_on_one_outage_is_written_as_one() -> None:
+    """A storm growing one outage writes (and streams) one event per batch, not per premises."""
+    feeder, single = Outage(1, "feeder", "F0", T, 4), Outage(2, "premises", "P9", T, 1)
+    s = timedelta(seconds=1)
+    changes = [
+        Change("opened", feeder, T),
+        Change("grew", feeder, T),
+        Change("grew", feeder, T + s),
+        Change("grew", single, T),
+        Change("grew", feeder, T + 2 * s),
+    ]
+    rows = OutageStore.rows(changes)
+    assert [(e["outage_id"], e["kind"], e["at"]) for e in rows.events] == [
+        (1, "opened", T),
+        (1, "grew", T + s),
+        (2, "grew", T),
+        (1, "grew", T + 2 * s),
+    ]
+    merged = OutageRows.merge([rows, OutageStore.rows([Change("grew", feeder, T + 3 * s)])])
+    assert [(e["outage_id"], e["kind"], e["at"]) for e in merged.events][-1] == (1, "grew", T + 3 * s)
+    assert len(merged.events) == 4 and [r["outage_id"] for r in merged.outages] == [1, 2]

@@ -232,6 +232,43 @@ async def test_a_live_stream_closed_by_the_screen_unsubscribes(home: IhdHome) ->
             await asyncio.sleep(0.01)
 
 
+async def test_a_live_stream_ends_when_the_screen_sends_on_it(home: IhdHome) -> None:
+    """An EventSource sends nothing on its stream's connection; bytes that would pile up unread
+    end the stream and close the connection instead."""
+    token = home.side.store.pair(home.side.store.new_pairing_code(home.clock.now()), home.clock.now())
+    reader, writer = await _raw(
+        home, f"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: ihd_session={token}\r\n\r\n".encode()
+    )
+    await asyncio.wait_for(reader.readuntil(b"event: power"), GUARD)
+    writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 100)
+    await writer.drain()
+    rest = await asyncio.wait_for(reader.read(), GUARD)  # to EOF: closed
+    writer.close()
+    assert b"HTTP/1.1 200" not in rest and b"HTTP/1.1 303" not in rest  # none of them answered
+    async with asyncio.timeout(GUARD):
+        while home.side.ihd.live.listeners:
+            await asyncio.sleep(0.01)
+
+
+async def test_stopping_the_display_ends_the_live_streams(tmp_path: Path) -> None:
+    h = make_home(tmp_path, START, prepayment=False)
+    await h.side.serve()
+    token = h.side.store.pair(h.side.store.new_pairing_code(START), START)
+    reader, writer = await _raw(
+        h, f"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: ihd_session={token}\r\n\r\n".encode()
+    )
+    await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GUARD)
+    async with asyncio.timeout(GUARD):
+        while not h.side.ihd.live.listeners:
+            await asyncio.sleep(0.01)
+    live = h.side.ihd.live
+    await asyncio.wait_for(h.close(), GUARD)
+    assert live.listeners == 0  # the stream was closed by the time the display stopped
+    await asyncio.wait_for(reader.read(), GUARD)  # and the connection: EOF
+    assert reader.at_eof()
+    writer.close()
+
+
 async def test_a_multipart_form_is_refused_with_a_reason(home: IhdHome) -> None:
     s = await paired(home)
     try:

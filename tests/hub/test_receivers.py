@@ -22,6 +22,7 @@ from smarthub.han.im871a import (
     HciMessage,
     Im871aReceiver,
     encode_hci,
+    rssi_dbm,
 )
 from smarthub.han.lines import LineFramer, PipeStream, WMBusLines, ZigbeeLines, wmbus_line, zigbee_line
 from smarthub.han.mbus_poll import mbus_cycle
@@ -79,6 +80,30 @@ async def test_telegrams_through_the_stick_decode_with_the_meters_key() -> None:
     batches = stick.receive(stream[:17]) + stick.receive(stream[17:])  # split mid-frame, as USB does
     assert [len(b.errors) for b in batches] == [0, 0, 0] and all(b.points for b in batches)
     assert {p.meter for b in batches for p in b.points} == {sim.meter_id}
+
+
+def test_the_sticks_rssi_byte_becomes_dbm_and_reaches_the_hubs_judgement() -> None:
+    """The raw RSSI byte on the data sheet's line (half a dB a step, −100 dBm at 45, 0 dBm from
+    230 up), passed on with the receiver's sensitivity so the hub can call a signal weak."""
+    assert (rssi_dbm(45), rssi_dbm(205), rssi_dbm(125), rssi_dbm(230), rssi_dbm(255)) == (
+        -100.0,
+        -20.0,
+        -60.0,
+        0.0,
+        0.0,
+    )
+    assert rssi_dbm(0) == -122.5
+    with pytest.raises(ValueError, match=r"not 0\.\.255"):
+        rssi_dbm(256)
+    sim = meter()
+    stick = Im871aReceiver(WMBusPort("stick", {sim.meter_id: KEY}, has_crc=False))
+    (batch,) = stick.receive(im871a_frame(sim.frame_at(T0), rssi=49))
+    assert batch.points and batch.rssi_dbm == -98.0 and batch.sensitivity_dbm == -100.0
+    no_rssi = encode_hci(
+        RADIOLINK, WMBUSMSG_IND, strip_link_crcs(sim.frame_at(T0 + timedelta(minutes=1)))[1:]
+    )
+    (plain,) = stick.receive(no_rssi)
+    assert plain.points and plain.rssi_dbm is None
 
 
 def test_a_radio_port_tells_frames_with_and_without_crcs_apart() -> None:

@@ -100,6 +100,9 @@ API_POSTS = (
     "/v1/network/topology",
     "/v1/services",
     "/v1/services/1/decisions",
+    "/v1/transfer-policies",
+    "/v1/meter-shipments",
+    "/v1/premises/P1/meter-installs",
 )
 # Who may post there: the consumer grants consents, the operator edits readings, the network
 # operator loads its topology, a supplier sends the commands (so the body is parsed, not refused).
@@ -110,6 +113,9 @@ POSTER = {
     "topology": "DNO",
     "services": "TP",  # a third party applying
     "decisions": "OP",  # the operator deciding on an application
+    "transfer-policies": "OP",  # the operator setting a transfer policy
+    "meter-shipments": "OP",  # the operator importing a shipment file
+    "meter-installs": "OP",  # the operator recording an installer's job
 }
 
 

@@ -12,7 +12,9 @@ The places that are *meant* to hold keys, and are skipped by name:
 
 * ``*.key`` PEM files (CA, collector, operator, hub TLS keys; mode 0600) and each hub's
   ``master.key`` (the key-wrapping key; 0600). Per-meter data-at-rest keys sit in
-  ``history.sqlite`` / ``diagnostics.sqlite`` only AES-key-wrapped, so those files are scanned.
+  ``history.sqlite`` / ``diagnostics.sqlite`` only AES-key-wrapped, and the meter keys the
+  ``meter.key`` command delivered sit in ``meter_keys.sqlite`` only AES-GCM-sealed under a key
+  derived from the master key, so those files are scanned.
 * Nothing of the GDSC database: a ``meter.key`` command carries the new meter key in its signed
   payload (``urgent_work.envelope``) only until the job is finished, then the plan clears it
   (``plan.SECRET_COMMANDS``); every job here is finished before the scan. Every table and column
@@ -51,6 +53,8 @@ from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.readings import queries as dataservices
 from smarthub.gdsc.service import send_command
 from smarthub.gdsc.store import Store
+from smarthub.hub.delivered_keys import FILE_NAME as DELIVERED_KEYS_FILE
+from smarthub.hub.delivered_keys import DeliveredKeys
 from smarthub.hub.hub import SmartHub
 from smarthub.hub.keys import KeyUnwrapError, load_or_create_master_key, unwrap, wrap
 from smarthub.meters import wmbus
@@ -105,6 +109,18 @@ def _data_keys(state: Path, secrets: Secrets) -> int:
             finally:
                 db.close()
     return n
+
+
+def _delivered_keys(state: Path) -> set[bytes]:
+    """The meter keys the hubs keep from ``meter.key`` commands, opened with each hub's master key."""
+    out: set[bytes] = set()
+    for path in state.rglob(DELIVERED_KEYS_FILE):
+        store = DeliveredKeys(path, path.with_name("master.key").read_bytes())
+        try:
+            out |= {d.key for d in store.load()}
+        finally:
+            store.close()
+    return out
 
 
 def _scan_files(state: Path, secrets: Secrets) -> list[str]:
@@ -188,6 +204,8 @@ async def test_a_fleet_day_with_rekeys_and_top_ups_logs_no_key(
 
     assert _private_keys(state, secrets) == 3 + 2 + 2  # CA, collector, operator; 2 hubs: TLS, master
     assert _data_keys(state, secrets) >= 2
+    # The delivered keys are kept for the hub's next start (sealed: the file scan below covers it).
+    assert _delivered_keys(state) >= {staged, fresh}
     # Delivered meter.key commands no longer hold their key in the queue (plan.SECRET_COMMANDS)...
     gdsc_db = state / "gdsc" / "gdsc.sqlite"
     assert scan_sqlite(secrets, gdsc_db) == []

@@ -20,6 +20,8 @@ from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
 from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.pull.tables import DONE
 from smarthub.gdsc.store import Store
+from smarthub.hub.delivered_keys import FILE_NAME as DELIVERED_KEYS_FILE
+from smarthub.hub.delivered_keys import DeliveredKeys
 from smarthub.hub.diagnostics import DiagnosticsLog
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.ihd.store import IhdStore
@@ -56,12 +58,15 @@ def test_every_hub_database_and_its_wal_is_owner_only(tmp_path: Path, loose_umas
         IhdStore(tmp_path / "ihd.sqlite"),
         PrepaymentLedger(tmp_path / "prepayment.sqlite", "HUB1", ca.certificate),
         MeterRegistry(tmp_path / "meters.sqlite", clock),
+        DeliveredKeys(tmp_path / DELIVERED_KEYS_FILE, os.urandom(32)),
     ]
     consent = ConsentStore(tmp_path / "consent.sqlite")
     consent.set("TP1", Granularity.DAILY, T0)
     opened.append(consent)
     files = sorted(p for p in tmp_path.iterdir() if ".sqlite" in p.name)
-    assert {p.name for p in files} >= {f"{n}.sqlite" for n in ("history", "management", "consent", "ihd")}
+    assert {p.name for p in files} >= {
+        f"{n}.sqlite" for n in ("history", "management", "consent", "ihd", "meter_keys")
+    }
     assert any(p.name.endswith("-wal") for p in files)  # WAL mode: the side files exist and are checked
     for p in files:
         assert _mode(p) == 0o600, f"{p.name} is {oct(_mode(p))}"

@@ -113,6 +113,14 @@ VALID: dict[str, dict[str, Any]] = {
     "drlc.responses": {"after": 4},
     "pki.crl": {"crl": base64.b64encode(b"DER").decode()},
     "pki.certificate": {"certificate": "-----BEGIN CERTIFICATE-----\n...", "replaces_serial": "1234"},
+    "transfer.policy": {
+        "version": 1_700_000_000_000_000,
+        "frequency": "daily",
+        "window_start": 60,
+        "window_length": 240,
+        "aggregation": "daily",
+        "priority": 3,
+    },
     "recovery.snapshot": {},
     "history.restore": {
         "meter": "E1",
@@ -162,6 +170,7 @@ MALFORMED: dict[str, tuple[dict[str, Any], str]] = {
     "drlc.responses": ({"after": -1}, "after"),
     "pki.crl": ({"crl": "%%%"}, "crl"),
     "pki.certificate": ({"certificate": "not a certificate"}, "certificate"),
+    "transfer.policy": ({**VALID["transfer.policy"], "window_start": 45}, "window_start"),
     "recovery.snapshot": ([1], "body"),
     "history.restore": ({**VALID["history.restore"], "rows": [[1_796_256_001, 250, 0]]}, "rows[0]"),
     "prepayment.restore": ({**VALID["prepayment.restore"], "debt": "-1"}, "debt"),

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
@@ -179,6 +179,10 @@ def _lfdi(pem: Path) -> str:
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ids=st.lists(meter_ids, min_size=1, max_size=3, unique=True))
+# Found by hypothesis: a meter id "." made the href /upt/./mr, which the walking client
+# normalised to /upt/mr (RFC 3986 §5.2.4) and got 404; "~" is the escape's own prefix.
+@example(ids=[".", "..", "~"])
+@example(ids=["~.", "~~x", "a.b"])
 def test_every_document_is_valid_2030_5_for_generated_meter_ids(pki: Pki, ids: list[str]) -> None:
     with tempfile.TemporaryDirectory() as work:
         asyncio.run(_serve_and_crawl(pki, ids, Path(work)))
@@ -215,3 +219,21 @@ def test_pricing_messaging_and_log_event_documents_are_valid_for_any_text(
     ]
     for doc in docs:
         SCHEMA.assertValid(etree.fromstring(sep2_xml.to_bytes(doc)))
+
+
+@given(meter=meter_ids)
+@example(meter=".")
+@example(meter="..")
+@example(meter="~")
+def test_a_meter_id_survives_its_href(meter: str) -> None:
+    """Every id makes one path segment that a URL normaliser leaves alone and that reads back
+    as the same id (no "." or ".." segment, which clients would remove)."""
+    from yarl import URL
+
+    href = sep2_xml.upt_href(meter) + "/mr"
+    segment = href.split("/")[2]
+    assert segment not in (".", "..", "")
+    # a client may re-encode the segment (yarl decodes %2C, say), never drop or merge it
+    assert sep2_xml.meter_of_href(URL("https://127.0.0.1:1" + href).raw_path) == meter
+    assert sep2_xml.meter_of_href(href) == meter
+    assert sep2_xml.meter_of_href(sep2_xml.mup_href(meter)) == meter

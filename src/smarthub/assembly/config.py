@@ -43,7 +43,6 @@ Relative paths are relative to the configuration file's directory.
 from __future__ import annotations
 
 import builtins
-import difflib
 import logging
 import os
 import re
@@ -500,6 +499,8 @@ def _kind(v: Any) -> str:
 
 
 def _suggest(word: str, options: Iterable[str]) -> str:
+    import difflib  # only for a configuration with a mistake in it
+
     close = difflib.get_close_matches(word, list(options), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -801,11 +802,10 @@ def load_profiles(path: Path) -> Any:
     """The shipped DLMS list profiles with those of ``path`` added (a meter model the table does
     not know yet, :mod:`smarthub.meters.dlms.profiles`); a ``ValueError`` names what is wrong."""
     import json
-    from importlib import resources
 
-    from smarthub.meters.dlms.profiles import ListProfiles
+    from smarthub.meters.dlms.profiles import SHIPPED, ListProfiles
 
-    shipped = json.loads(resources.files("smarthub.meters").joinpath("list_profiles.json").read_text("utf-8"))
+    shipped = json.loads(SHIPPED.read_text("utf-8"))
     extra = json.loads(path.read_text("utf-8"))
     if not isinstance(extra, dict) or not isinstance(extra.get("profiles"), list):
         raise ValueError('expected {"profiles": [...]} as in smarthub/meters/list_profiles.json')

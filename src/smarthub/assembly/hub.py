@@ -40,10 +40,13 @@ from smarthub.han.dlms_control import SupplyControl
 from smarthub.han.poll import PollLoop
 from smarthub.hub.alerts import AlertSender
 from smarthub.hub.certificate import HubCertificate
+from smarthub.hub.delivered_keys import FILE_NAME as DELIVERED_KEYS_FILE
+from smarthub.hub.delivered_keys import DeliveredKeys
 from smarthub.hub.diagnostics import Diagnostics, DiagnosticsLog, MeterProfile
 from smarthub.hub.firmware import FirmwareSlots, FirmwareUpdater, firmware_command
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
+from smarthub.hub.keys import load_or_create_master_key
 from smarthub.hub.mains import MainsMonitor
 from smarthub.hub.management import CrlStore, ManagementInterface
 from smarthub.hub.metrics import HubMetrics
@@ -55,6 +58,7 @@ from smarthub.hub.registry import MeterRegistry, registry_commands
 from smarthub.hub.repairs import HubRepairs
 from smarthub.hub.submeters import WanEvents, WanMeters
 from smarthub.hub.supply import supply_commands
+from smarthub.hub.transfer_policy import TransferPolicyStore, transfer_policy_command
 from smarthub.security.certificates import lfdi
 from smarthub.wan.contract.authority import host_header
 from smarthub.wan.contract.bodies import (
@@ -137,6 +141,7 @@ class HubAssembly:
     network: NetworkSettings
     consent: ConsentStore
     privacy: HubPrivacy
+    transfer_policy: TransferPolicyStore
     firmware: FirmwareUpdater
     lfdi: str
     server: HubWanServer
@@ -278,7 +283,7 @@ class HubAssembly:
 
     async def start_channel(self, host: str, port: int) -> None:
         """Keep a channel open to the GDSC's endpoint (a hub it cannot dial)."""
-        await self.server.start_channel(host, port, self._wan_context())
+        await self.server.start_channel(host, port, self._wan_context(), clock=self.clock)
 
     async def start_wan(self, host: str, port: int) -> str:
         ctx = self._wan_context()
@@ -382,6 +387,11 @@ def _management(a: HubAssembly) -> Part:
     a.ca_cert = x509.load_pem_x509_certificate(a.config.ca.read_bytes())
     a.management = ManagementInterface(a.config.hub_id, a.ca_cert, a.cert_clock, a.dir / "management.sqlite")
     m = a.management
+    # Keys delivered by meter.key before this start win over the configured ones (installed by
+    # _meters above); new ones are written there before they are used.
+    keys = DeliveredKeys(a.dir / DELIVERED_KEYS_FILE, load_or_create_master_key(a.dir / "master.key"))
+    a.hub.delivered_keys = keys
+    a.hub.restore_delivered_keys()
     for ctype, handler in a.hub.command_handlers().items():  # mapping.update, meter.key
         m.register(ctype, handler)
     # The GDSC CA's CRL, taken with the bulk pull: checked for commands and on every WAN request.
@@ -395,7 +405,7 @@ def _management(a: HubAssembly) -> Part:
     a.network = NetworkSettings(a.dir / "network.json")
     m.register("network.configure", network_command(a.network))
     m.register("diagnostic.link_test", a.link_test)
-    return Part("management", on_stop=_after(m.close))
+    return Part("management", on_stop=_after(m.close, keys.close))
 
 
 def _privacy(a: HubAssembly) -> Part:
@@ -405,10 +415,15 @@ def _privacy(a: HubAssembly) -> Part:
     wanted = a.config.gdsc_granularity
     if wanted is not None and a.consent.version("gdsc") is None:
         a.consent.set("gdsc", Granularity(wanted), a.clock.now())
-    a.privacy = HubPrivacy(a.consent, a.history, mirror=a.hub.mirror, is_submeter=a.is_submeter)
+    # The GDSC's transfer policy narrows what its own collection gets (hub.transfer_policy).
+    a.transfer_policy = TransferPolicyStore(a.dir / "transfer_policy.sqlite")
+    a.privacy = HubPrivacy(
+        a.consent, a.history, mirror=a.hub.mirror, is_submeter=a.is_submeter, cap=a.transfer_policy.cap
+    )
     for ctype, handler in privacy_commands(a.privacy, a.clock).items():  # consent.set, supplier.keys
         a.management.register(ctype, handler)
-    return Part("privacy", on_stop=_after(a.consent.close))
+    a.management.register("transfer.policy", transfer_policy_command(a.transfer_policy))
+    return Part("privacy", on_stop=_after(a.consent.close, a.transfer_policy.close))
 
 
 def _firmware(a: HubAssembly) -> Part:
@@ -523,8 +538,10 @@ def _recovery(a: HubAssembly) -> Part:
         a.history,
         a.clock,
         ledger=None if side is None else side.ledger,
+        consent=a.consent,
         observe=observe,
         observe_since=since,
+        after_restore=None if side is None or side.bridge is None else side.bridge.charge_after_backup,
     )
     for ctype, handler in handlers.items():
         a.management.register(ctype, handler)

@@ -200,7 +200,7 @@ class Listener:
     def _wrap_radio(self, radio: WMBusPort) -> None:
         receive = radio.receive
 
-        def listened(data: bytes) -> PortBatch:
+        def listened(data: bytes, **reception: float | None) -> PortBatch:
             has_crc = radio.has_crc
             if has_crc is None:
                 try:
@@ -208,7 +208,7 @@ class Listener:
                 except DecodeError:
                     has_crc = False
             header = wmbus_header(data, has_crc)
-            batch = receive(data)
+            batch = receive(data, **reception)  # the receiver's level and sensitivity, if it gives them
             if header is not None:
                 h = self._meter(header.meter, "wmbus", radio.name)
                 h.manufacturer, h.version = header.manufacturer, header.version
@@ -220,12 +220,12 @@ class Listener:
                     h.problem = None
             return batch
 
-        radio.receive = listened  # type: ignore[method-assign,assignment]
+        radio.receive = listened  # type: ignore[method-assign]
 
     def _wrap_stream(self, port: DlmsPushPort | P1Port) -> None:
         receive = port.receive
 
-        def listened(data: bytes) -> PortBatch:
+        def listened(data: bytes, **reception: float | None) -> PortBatch:
             batch = receive(data)
             ciphered = isinstance(port, DlmsPushPort) and b"\xdb\x08" in data  # general-glo-ciphering
             manufacturer = None

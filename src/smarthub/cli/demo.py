@@ -57,6 +57,9 @@ def demo(
             "it keeps open to the GDSC (2: half the fleet; 0: none)",
         ),
     ] = 0,
+    ipv6: Annotated[
+        bool, typer.Option("--ipv6", help="every hub, the GDSC's channel and alert endpoints on IPv6 (::1)")
+    ] = False,
     log_format: LogFormatOption = LogFormat.text,
 ) -> None:
     """Run a GDSC and a fleet of simulated homes through an accelerated day."""
@@ -67,7 +70,7 @@ def demo(
     with _state_dir(state, "smarthub-demo-") as where:
         cfg = DemoConfig(
             homes=homes, days=days, seconds_per_day=seconds_per_day, seed=seed, state=where, db_url=db,
-            channel_every=channel_every,
+            channel_every=channel_every, ipv6=ipv6,
         )  # fmt: skip
         try:
             result = asyncio.run(_demo(cfg, headless, port))
@@ -87,6 +90,17 @@ def chaos(
     seconds_per_day: Annotated[float, typer.Option(min=1.0, help="wall seconds per simulated day")] = 60.0,
     db: Db = None,
     state: State = None,
+    channel_every: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="every N-th hub listens on no port and is reached only through its channel "
+            "(2: half the fleet); adds the channel_cut and channel_endpoint_restart faults",
+        ),
+    ] = 0,
+    ipv6: Annotated[
+        bool, typer.Option("--ipv6", help="every hub, the GDSC's channel and alert endpoints on IPv6 (::1)")
+    ] = False,
     log_format: LogFormatOption = LogFormat.text,
 ) -> None:
     """Run a fleet with faults injected (WAN and cell outages, power cuts, HAN dropouts, collector
@@ -99,8 +113,9 @@ def chaos(
     err.print(f"chaos: {homes} homes, {days} days, seed {seed}, {seconds_per_day:g} s per simulated day …")
     with _state_dir(state, "smarthub-chaos-") as where:
         cfg = DemoConfig(
-            homes=homes, days=days, seconds_per_day=seconds_per_day, seed=seed, state=where, db_url=db
-        )
+            homes=homes, days=days, seconds_per_day=seconds_per_day, seed=seed, state=where, db_url=db,
+            channel_every=channel_every, ipv6=ipv6,
+        )  # fmt: skip
         result = asyncio.run(run_chaos(cfg))
     print(result.json_line())
     if (

@@ -32,7 +32,9 @@ gdsc_app = typer.Typer(
     "and `audit anchor`: the audit chain and its signed anchors; `db-role`: the PostgreSQL application role; "
     "`migrate`: bring a database to the newest schema (`--citus`: and spread it over a Citus cluster); "
     "`group`: put premises in an aggregation group; `data-quality`: the VEE gate's figures; "
-    "`meter-model`: a meter's model for the gate; `service`: third-party data services' applications "
+    "`meter-model`: a meter's model for the gate; `transfer-policy`: how often, when and how finely hubs "
+    "are pulled, per hub or group; `meter-shipment`, `pending-meters`: meters registered from the field; "
+    "`service`: third-party data services' applications "
     "and the operator's decisions.",
 )
 app.add_typer(gdsc_app, name="gdsc")
@@ -405,6 +407,97 @@ def gdsc_meter_model(
     finally:
         store.close()
     print(json.dumps({"hub": hub, "meter": meter, "model": model}))
+
+
+@gdsc_app.command("transfer-policy")
+def gdsc_transfer_policy(
+    state: StateDir,
+    scope: Annotated[
+        str | None, typer.Option(help="hub, premises-class, tariff, supplier or default (none: list them)")
+    ] = None,
+    key: Annotated[str, typer.Option(help="the hub id, class, tariff group or supplier id")] = "*",
+    frequency: Annotated[str, typer.Option(help="half-hourly, daily or monthly")] = "daily",
+    window_start: Annotated[int, typer.Option(help="minutes past UTC midnight (a multiple of 30)")] = 0,
+    window_length: Annotated[int, typer.Option(help="minutes (a multiple of 30, at most 1440)")] = 1440,
+    aggregation: Annotated[str, typer.Option(help="half-hourly, daily, monthly or tariff-registers")] = (
+        "half-hourly"
+    ),
+    priority: Annotated[int, typer.Option(help="0 (pulled first in a window) to 9")] = 5,
+    db: Db = None,
+) -> None:
+    """Set the transfer policy of a hub or a group (one row, however many hubs), or list them:
+    the pull plan honours it from its next window, each hub gets it riding on its next pull."""
+    from smarthub.gdsc.service import open_store
+    from smarthub.gdsc.transfer.policies import Policy, TransferPolicies
+
+    require_state(state, db)
+    store = open_store(state, db)
+    try:
+        policies = TransferPolicies(store.engine)
+        if scope is None:
+            for sp in policies.policies():
+                print(
+                    json.dumps(
+                        {"scope": sp.scope, "key": sp.key, **sp.policy.fields(), "version": sp.version}
+                    )
+                )
+            return
+        now = now_at(state)
+        try:
+            policy = Policy(frequency, window_start, window_length, aggregation, priority)
+            sp = policies.set(scope, key, policy, "operator-cli", now)
+        except ValueError as e:  # MalformedCommand is one: it names the field
+            raise fail("smarthub gdsc transfer-policy", str(e)) from None
+        hubs = policies.covered(sp.scope, sp.key, now)
+    finally:
+        store.close()
+    print(
+        json.dumps(
+            {"scope": sp.scope, "key": sp.key, **sp.policy.fields(), "version": sp.version, "hubs": hubs}
+        )
+    )
+
+
+@gdsc_app.command("meter-shipment")
+def gdsc_meter_shipment(
+    state: StateDir,
+    file: Annotated[Path, typer.Option(help="the manufacturer's shipment file (CSV)")],
+    db: Db = None,
+) -> None:
+    """Import a manufacturer's shipment file (meter_id,manufacturer,protocol,fuel,key): the meters a
+    hub reports hearing are registered from it once an installer's job confirms them."""
+    from smarthub.gdsc.fleet.field_meters import FieldMeters, ShipmentRefused
+    from smarthub.gdsc.service import open_store
+
+    require_state(state, db)
+    store = open_store(state, db)
+    try:
+        n = FieldMeters(store.engine).import_shipment(file.read_text(), file.name, now_at(state))
+    except (OSError, ShipmentRefused, UnicodeDecodeError) as e:
+        raise fail("smarthub gdsc meter-shipment", str(e)) from None
+    finally:
+        store.close()
+    print(json.dumps({"shipment": file.name, "meters": n}))
+
+
+@gdsc_app.command("pending-meters")
+def gdsc_pending_meters(
+    state: StateDir,
+    hub: Annotated[str | None, typer.Option(help="one hub's only")] = None,
+    db: Db = None,
+) -> None:
+    """The meters hubs heard but were not told of, and where their registration stands (JSON lines)."""
+    from smarthub.gdsc.fleet.field_meters import FieldMeters
+    from smarthub.gdsc.service import open_store
+
+    require_state(state, db)
+    store = open_store(state, db)
+    try:
+        rows = FieldMeters(store.engine).pending(hub)
+    finally:
+        store.close()
+    for row in rows:
+        print(json.dumps(row, default=str))
 
 
 @gdsc_app.command("data-quality")

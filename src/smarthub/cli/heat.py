@@ -1,4 +1,5 @@
-"""``smarthub heat-bill``: a building's heating and water costs over its flats (HeizkostenV)."""
+"""``smarthub heat-bill``: a building's heating and water costs over its flats (HeizkostenV);
+``smarthub gdsc building``: an apartment block recorded in the GDSC's registry."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Annotated
 import typer
 
 from smarthub.cli.app import app, fail, first_line
+from smarthub.cli.gdsc import Db, StateDir, gdsc_app, require_state
 
 
 @app.command("heat-bill")
@@ -37,5 +39,49 @@ def heat_bill(
         "building_cost": str((costs.fuel_cost + costs.water_cost).quantize(Decimal("0.01"))),
         "estimated_flats": sorted({b.flat for b in bills if b.estimated}),
         "csv": str(out / "bills.csv"),
+    }
+    print(json.dumps(summary))
+
+
+@gdsc_app.command("building")
+def gdsc_building(
+    building: Annotated[Path, typer.Argument(help="the building (TOML): [building], [[flats]], [[meters]]")],
+    state: StateDir,
+    db: Db = None,
+) -> None:
+    """Record an apartment block: its flats with their heated area, its meters, its housing
+    providers (parties of role housing-provider, from `gdsc token --role`), and put its hubs on its
+    one WAN uplink with the uplink's limit of pulls in flight. Prints a JSON summary."""
+    from smarthub.gdsc.fleet.buildings import BuildingError, BuildingRegistry, load_building
+    from smarthub.gdsc.governance.parties import UnknownParty
+    from smarthub.gdsc.pull.plan import PullPlan
+    from smarthub.gdsc.service import store_url
+    from smarthub.gdsc.store import Store
+
+    require_state(state, db)
+    store = Store(store_url(state, db))
+    try:
+        b, providers = load_building(building.read_text())
+        store.create_schema()
+        reg = BuildingRegistry(store.engine)
+        reg.define(b)
+        for provider, start in providers:
+            reg.manage(b.building_id, provider, start)
+        link, attached = reg.attach_hubs(b.building_id)
+        PullPlan(store).set_link_limit(link, b.uplink_max_in_flight)
+    except (OSError, BuildingError, UnknownParty) as err:
+        raise fail("smarthub gdsc building", first_line(err)) from None
+    finally:
+        store.close()
+    summary = {
+        "building": b.building_id,
+        "flats": len(b.flats),
+        "heated_area_m2": str(sum((f.heated_area_m2 for f in b.flats), Decimal(0))),
+        "shared_meters": len(b.shared_meters),
+        "submeters": len(b.meters) - len(b.shared_meters),
+        "providers": [p for p, _ in providers],
+        "uplink": link,
+        "uplink_max_in_flight": b.uplink_max_in_flight,
+        "hubs_on_uplink": list(attached),
     }
     print(json.dumps(summary))

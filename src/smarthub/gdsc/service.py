@@ -40,7 +40,7 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -51,6 +51,7 @@ from prometheus_client import CollectorRegistry, generate_latest, start_http_ser
 from smarthub.clock import AcceleratedClock, Clock, SystemClock
 from smarthub.gdsc.commands.signer import CommandSigner
 from smarthub.gdsc.fleet.commissioning import register_manifest
+from smarthub.gdsc.fleet.field_meters import FieldMeters
 from smarthub.gdsc.fleet.lifecycle import HubLifecycle
 from smarthub.gdsc.fleet.pki import CertificateAuthority
 from smarthub.gdsc.governance.aggregates import AggregationGroups
@@ -63,10 +64,11 @@ from smarthub.gdsc.outages.topology import parse as parse_topology
 from smarthub.gdsc.pull.collector import Collector
 from smarthub.gdsc.pull.courier import CommandCourier
 from smarthub.gdsc.pull.plan import PullPlan
-from smarthub.gdsc.pull.scheduler import Scheduler, WindowProgress, _wall_seconds
+from smarthub.gdsc.pull.scheduler import RetrievalSchedule, Scheduler, WindowProgress, _wall_seconds
 from smarthub.gdsc.pull.tables import Priority
 from smarthub.gdsc.readings.vee.store import VeeSettings
 from smarthub.gdsc.store import Store
+from smarthub.gdsc.transfer.policies import TransferPolicies
 from smarthub.gdsc.upkeep import Upkeep, crl_current, crl_stamp, keep_crl
 from smarthub.wan.client.channel import ChannelEndpoint
 from smarthub.wan.client.hub_client import HubClient
@@ -242,6 +244,9 @@ class GdscService:
             channel_hubs = ChannelHubs(store)
             channels = ChannelEndpoint(known=channel_hubs.__contains__)
         collector = _collector(config, store, ctx, clock, error_log, crl, channels)
+        # The transfer policies decide which hubs each window pulls (none set: every hub, every
+        # window), and a hub's changed policy is queued for it once it has been pulled.
+        policies = TransferPolicies(store.engine)
         scheduler = Scheduler(
             collector,
             clock,
@@ -250,8 +255,19 @@ class GdscService:
             seed=config.seed,
             on_progress=on_progress,
             on_unreachable=error_log.record_unreachable,
+            schedules=(RetrievalSchedule("every", config.window, planner=policies.planner(config.window)),),
         )
         assert scheduler.plan is not None
+        if signer is not None:
+            # What rides on a hub's pull: its changed transfer policy, and the HAN scan (and the
+            # registration) of a meter fitted at its premises (smarthub.gdsc.fleet.field_meters).
+            plan, sign, field = scheduler.plan, signer, FieldMeters(store.engine)
+
+            def after_pulls(hub_ids: Sequence[str], now: datetime) -> None:
+                policies.after_pulls(plan, sign, hub_ids, now)
+                field.after_pulls(plan, sign, hub_ids, now)
+
+            scheduler.after_pulls = after_pulls
         upkeep = Upkeep(
             state, store, collector, signer, clock, tls_clock, crl_path, crl_due=due, plan=scheduler.plan
         )
@@ -391,7 +407,10 @@ class GdscService:
         old, old_courier = self.collector, None
         if ssl_context is not None:
             self.ssl_context = ssl_context
-            old_courier, self.scheduler.courier = self.scheduler.courier, CommandCourier(ssl_context)
+            old_courier, self.scheduler.courier = (
+                self.scheduler.courier,
+                CommandCourier(ssl_context, channels=self.channels),
+            )
         self.collector = _collector(
             self.config, self.store, self.ssl_context, self.clock, self.error_log, self.crl, self.channels
         )

@@ -18,12 +18,21 @@ Device management 0x01/0x02 is the ping and its answer.
 
 Facts from the iM871A HCI specification as implemented by wmbusmeters
 (``src/wmbus_im871a.cc``: the frame check, the re-inserted length byte, 57600 baud).
+
+The RSSI byte is the radio chip's raw reading, not dBm. The stick's radio is a Silicon Labs
+Si1002, whose data sheet plots RSSI against input power as close to a line of half a dB per step
+(about −100 dBm at 45 and −20 dBm at 205), flattening towards 0 dBm near 230 (the two points
+are those wmbusmeters reads off the same figure). :func:`rssi_dbm` applies that line, so the hub
+judges a stick-received meter's level in dBm against the EN 13757-4 receiver's sensitivity like
+any other radio's (:mod:`smarthub.han.media`). It is the figure's approximation, good to a few
+dB, not a calibration.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from smarthub.han.media import MEDIA
 from smarthub.han.ports import PortBatch
 from smarthub.han.wmbus_port import WMBusPort
 from smarthub.meters.dlms.hdlc import crc16_x25
@@ -159,6 +168,23 @@ class HciFramer:
         return out
 
 
+RSSI_SATURATED = 230  # raw readings at or above: 0 dBm (the chip's curve is flat there)
+_RSSI_DB_PER_STEP = 0.5  # (−20 − −100) dBm over 205 − 45 steps
+_RSSI_AT_45 = -100.0
+# The level the hub judges a stick-received frame against: the EN 13757-4 receiver of the link
+# model (the iM871A's own data sheet figure in T-mode is a few dB better).
+SENSITIVITY_DBM = MEDIA["wmbus-868"].sensitivity_dbm
+
+
+def rssi_dbm(raw: int) -> float:
+    """The received level in dBm of the stick's raw RSSI byte (module docstring)."""
+    if not 0 <= raw <= 255:
+        raise ValueError(f"RSSI byte {raw} is not 0..255")
+    if raw >= RSSI_SATURATED:
+        return 0.0
+    return _RSSI_AT_45 + _RSSI_DB_PER_STEP * (raw - 45)
+
+
 class Im871aReceiver:
     """The stick's byte stream to the hub: each received telegram through ``radio`` (a
     :class:`WMBusPort` taking CRC-less frames), one batch per telegram; HCI framing errors are
@@ -177,7 +203,13 @@ class Im871aReceiver:
                 out.append(PortBatch(errors=[item]))
             elif item.is_telegram:
                 self.messages += 1
-                out.append(self.radio.receive(item.telegram()))
+                if item.rssi is None:
+                    out.append(self.radio.receive(item.telegram()))
+                else:
+                    level = rssi_dbm(item.rssi)
+                    out.append(
+                        self.radio.receive(item.telegram(), rssi_dbm=level, sensitivity_dbm=SENSITIVITY_DBM)
+                    )
             elif item.endpoint == DEVMGMT and item.msg_id == PING_RSP:
                 self.pongs += 1
         return out

@@ -24,6 +24,7 @@ from typing import Any, TypeVar, cast
 
 from smarthub.clock import Clock, SystemClock
 from smarthub.han.ports import HanPort, Port, PortBatch
+from smarthub.hub.delivered_keys import DeliveredKeys
 from smarthub.hub.diagnostics import Diagnostics
 from smarthub.hub.flood import FloodGuard
 from smarthub.hub.history import HistoryStore, StorageFull
@@ -32,7 +33,7 @@ from smarthub.hub.keys import KeyRing
 from smarthub.hub.mirror import DataMirror
 from smarthub.hub.power_quality import PowerQuality
 from smarthub.hub.registry import RADIO_PROTOCOLS, MeterRegistry
-from smarthub.meters.errors import DecodeError
+from smarthub.meters.errors import DecodeError, KeyMissing, WrongKey
 from smarthub.meters.mapping import MappingTable, Unmapped
 from smarthub.model import ObisCode, Reading
 from smarthub.model.reading_type import interval_channels, interval_spec
@@ -80,6 +81,7 @@ class SmartHub:
         self.mirror = DataMirror()
         self.interval_builder = IntervalBuilder()
         self.power_quality: PowerQuality | None = None  # [power_quality] enabled (assembly)
+        self.delivered_keys: DeliveredKeys | None = None  # meter.key's keys at rest (assembly)
         # Called with the intervals just committed to the history (e.g. running cost, prepayment).
         self.interval_observers: list[Callable[[list[IntervalRecord]], None]] = []
         self.stats = HubStats()
@@ -116,8 +118,12 @@ class SmartHub:
             self.stats.frame_errors += 1
             self.stats.last_errors = [*self.stats.last_errors[-9:], str(err)]
         if self.registry is not None:
-            # A radio hears the neighbours' meters: keep only this home's (see hub.registry).
+            # A radio hears the neighbours' meters: keep only this home's (see hub.registry). A
+            # frame of a meter not commissioned that could not be decrypted makes it pending.
             registry = self.registry
+            for err in batch.errors:
+                if isinstance(err, KeyMissing | WrongKey) and (meter := getattr(err, "meter", None)):
+                    registry.note_undecrypted(str(meter), err.protocol, when)
             batch, self.stats.foreign = _keep(
                 batch, lambda meter, protocol: registry.admit(meter, protocol, when), self.stats.foreign
             )
@@ -168,24 +174,43 @@ class SmartHub:
         def meter_key(body: MeterKey) -> dict[str, Any]:
             """Install a meter's new key: at once (the key it replaces is kept to fall back on),
             or with ``"pending": true`` staged for the re-key repair to adopt once the meter's
-            frames show it has switched."""
+            frames show it has switched. Written to :attr:`delivered_keys` first (the GDSC
+            sends it once), so that it is installed again after a restart."""
             meter, key, pending = body.meter, body.key, body.pending
-            stores = [
-                k for p in self.ports.values() if isinstance(k := getattr(p, "keys", None), MutableMapping)
-            ]
-            if not stores:
-                raise ValueError("no port on this hub holds meter keys")
-            if pending and not all(isinstance(s, KeyRing) for s in stores):
-                raise ValueError("a pending key needs ports that keep a key ring")
-            for store in stores:
-                if pending:
-                    assert isinstance(store, KeyRing)
-                    store.stage(meter, key)
-                else:
-                    store[meter] = key
+            stores = self._key_stores(pending)
+            if self.delivered_keys is not None:
+                self.delivered_keys.record(meter, key, pending)
+            _install(stores, meter, key, pending)
             return {"meter": meter, "ports": len(stores), "pending": pending}
 
         return {"mapping.update": mapping_update, "meter.key": meter_key}
+
+    def _key_stores(self, pending: bool) -> list[MutableMapping[str, Any]]:
+        """The ports' meter key stores a ``meter.key`` goes to (every port that holds keys)."""
+        stores = [k for p in self.ports.values() if isinstance(k := getattr(p, "keys", None), MutableMapping)]
+        if not stores:
+            raise ValueError("no port on this hub holds meter keys")
+        if pending and not all(isinstance(s, KeyRing) for s in stores):
+            raise ValueError("a pending key needs ports that keep a key ring")
+        return stores
+
+    def restore_delivered_keys(self) -> int:
+        """Install the keys ``meter.key`` delivered before this start, over the configured ones
+        (precedence: :mod:`smarthub.hub.delivered_keys`); how many were installed."""
+        if self.delivered_keys is None:
+            return 0
+        n = 0
+        for d in self.delivered_keys.load():
+            try:
+                stores = self._key_stores(d.pending)
+            except ValueError as err:  # the ports changed since (a reconfigured hub)
+                log.warning(
+                    "hub %s: the key delivered for meter %s is not installed: %s", self.hub_id, d.meter, err
+                )
+                continue
+            _install(stores, d.meter, d.key, d.pending)
+            n += 1
+        return n
 
     def load_mapping(self, table: MappingTable) -> None:
         """Swap in a newer translation table at run time (refuses an older or equal version)."""
@@ -306,3 +331,12 @@ def _keep(batch: PortBatch, admit: Callable[[str, str], bool], dropped: int) -> 
         return batch, dropped
     kept = [p for p in batch.points if (p.meter, p.protocol) not in refused]
     return PortBatch(points=kept, errors=batch.errors), dropped + len(batch.points) - len(kept)
+
+
+def _install(stores: list[MutableMapping[str, Any]], meter: str, key: bytes, pending: bool) -> None:
+    for store in stores:
+        if pending:
+            assert isinstance(store, KeyRing)
+            store.stage(meter, key)
+        else:
+            store[meter] = key

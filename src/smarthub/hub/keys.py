@@ -76,8 +76,9 @@ class KeyRing(MutableMapping[str, K], Generic[K]):
     has not made yet leaves the old key the right one); :meth:`stage` adds a key to try without
     using it (a key change announced before the meter switches). :meth:`promote` makes an
     alternative the key in use once it has been shown to fit. At most ``keep`` alternatives
-    are kept per meter, the newest first. In memory: whoever installs keys (commissioning, the
-    ``meter.key`` command) installs them again after a restart.
+    are kept per meter, the newest first. In memory: whoever installs keys installs them again
+    after a restart (commissioning from the configuration, then the keys the ``meter.key``
+    command delivered, from :mod:`smarthub.hub.delivered_keys`).
     """
 
     def __init__(self, keep: int = 2) -> None:

@@ -36,7 +36,7 @@ import sqlite3
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -521,6 +521,13 @@ class PrepaymentLedger:
                 f"credit £{credit} debt £{debt} (backup of {body.as_of.isoformat()})",
             )
         return True
+
+    def restored_as_of(self) -> datetime | None:
+        """When the newest backup restored onto this ledger was taken (None: none was)."""
+        with self._lock:
+            keys = [k for (k,) in self._db.execute("SELECT key FROM charges WHERE key LIKE 'restore/%'")]
+        stamps = [int(k.rsplit("/", 1)[1]) for k in keys]
+        return datetime.fromtimestamp(max(stamps), UTC) if stamps else None
 
     # -- views --------------------------------------------------------------------------
     def balance(self, fuel: str) -> Balance:

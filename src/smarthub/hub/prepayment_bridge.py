@@ -139,6 +139,26 @@ class PrepaymentBridge:
                 self._open_days[supply.fuel].discard(d)
         self.schedule_supply_check(supply.fuel)
 
+    def charge_after_backup(self, as_of: datetime) -> int:
+        """A recovery (``smarthub.hub.recovery``) restored a backup of the account taken at
+        ``as_of``: charge the restored half-hours that had not closed by then, up to when this
+        hub took over (``since``); the old hub charged them after its backup, and that was lost
+        with it. Keyed as ``on_interval`` keys them, so nothing is charged twice. How many were
+        charged now."""
+        now, n = self.clock.now(), 0
+        for fuel in sorted(self.fuels):
+            supply = self.consumption.supplies[fuel]
+            for c in supply.accumulator.intervals():
+                if c.start + c.duration <= as_of or (self.since is not None and c.start >= self.since):
+                    continue
+                cost = self.consumption.cost(supply, c)
+                key = f"{day_prefix(fuel, c.day)}energy/{int(c.start.timestamp())}"
+                if cost is not None and self.ledger.charge(fuel, key, cost, now):
+                    n += 1
+            if n:
+                self.schedule_supply_check(fuel)
+        return n
+
     def settle_day(self, supply: Supply, day: date, now: datetime) -> bool:
         """Charge ``day``'s rounding settlement once; False if its bill cannot be worked out yet."""
         try:

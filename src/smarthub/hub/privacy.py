@@ -382,8 +382,12 @@ class HubPrivacy:
         mirror: RegisterSource | None = None,
         register_refresh: timedelta = timedelta(days=1),
         is_submeter: Callable[[str], bool] | None = None,
+        cap: Callable[[str, Granularity], Granularity] | None = None,
     ) -> None:
         self.consent = consent
+        # Narrows a recipient's granularity further: the GDSC's transfer policy for its own
+        # collection (hub.transfer_policy). The consent still caps it: the coarser of the two.
+        self.cap = cap
         # Sub-meters (appliance plugs) never leave the home: not in a supplier's opening read.
         self.is_submeter = is_submeter or (lambda _meter: False)
         self.history = history
@@ -395,7 +399,8 @@ class HubPrivacy:
 
     def granularity(self, recipient: str, meter: str | None = None) -> str:
         """The granularity ``recipient`` may have now (of ``meter``, if given)."""
-        return self.consent.granularity(recipient, meter=meter).value
+        g = self.consent.granularity(recipient, meter=meter)
+        return (g if self.cap is None else self.cap(recipient, g)).value
 
     def window(self, recipient: str, fuel: str | None) -> tuple[int | None, int | None]:
         """The data time ``[lo, hi)`` (epoch seconds, None: open) ``recipient`` may read of a

@@ -11,7 +11,8 @@ hub with its next pull, the hub never calling out.
 management commands through the normal channel, what the home had: the commands that set its
 tariff versions, consents and supplier keys, signed again for this hub; ``history.restore``
 (up to 13 months of the GDSC's stored intervals, a channel-month per command);
-``prepayment.restore`` (the balance and top-ups of its last backup); and ``recovery.complete``
+``prepayment.restore`` (the balance and top-ups of its last backup; the restored half-hours
+that closed after the backup are charged then); and ``recovery.complete``
 last. Each handler here is idempotent (a re-delivery after a crash changes nothing more), so a
 recovery cut by a power cut or a kill resumes by the GDSC sending what has no verdict yet.
 
@@ -19,7 +20,8 @@ A restored interval has no register reading (the GDSC keeps advances): it is sto
 ``register_end = RESTORED_REGISTER`` (-1), which the interval builder never resumes from.
 
 ``recovery.snapshot`` is the backup's other half: the hub answers with what only it knows (its
-prepayment accounts), which the GDSC keeps from the verdict.
+prepayment accounts, and its consent decisions with their versions: the householder's own,
+made at the display, too), which the GDSC keeps from the verdict.
 """
 
 from __future__ import annotations
@@ -85,17 +87,32 @@ def recovery_commands(
     clock: Clock,
     *,
     ledger: Any = None,
+    consent: Any = None,
     observe: Callable[[list[IntervalRecord]], None] | None = None,
     observe_since: Callable[[], datetime] | None = None,
+    after_restore: Callable[[datetime], int] | None = None,
 ) -> dict[str, Callable[[Any], dict[str, Any]]]:
     """The recovery commands' handlers. ``ledger``: the prepayment ledger, if the hub keeps one;
+    ``consent``: the consent store (its decisions go into the snapshot, also those the
+    householder made at the display, which the GDSC has no command for);
     ``observe``: told the restored intervals from ``observe_since()`` on (the display's priced
-    consumption replays the same span from the history at start-up)."""
+    consumption replays the same span from the history at start-up); ``after_restore(as_of)``:
+    charges the restored half-hours that closed after the backup (the prepayment bridge)."""
 
     def snapshot(body: RecoverySnapshot) -> dict[str, Any]:
         out: dict[str, Any] = {"storage": mark.to_json(), "as_of": clock.now().isoformat()}
         if ledger is not None:
             out["prepayment"] = [ledger.snapshot(fuel) for fuel in ("electricity", "gas")]
+        if consent is not None:
+            out["consents"] = [
+                {
+                    "recipient": recipient,
+                    "granularity": granularity.value,
+                    "version": consent.version(recipient),
+                    **consent.scope(recipient).to_json(),
+                }
+                for recipient, granularity in sorted(consent.all().items())
+            ]
         return out
 
     def history_restore(body: HistoryRestore) -> dict[str, Any]:
@@ -113,13 +130,31 @@ def recovery_commands(
             recent = [r for r in records if r.start >= since]
             if recent:
                 observe(recent)
-        return {"meter": body.meter, "obis": body.obis, "rows": len(records), "written": written}
+        charged = 0
+        as_of = None if ledger is None else ledger.restored_as_of()
+        if as_of is not None and after_restore is not None:
+            # The account was restored before these half-hours (a step sent again after a
+            # crash): those that closed after the backup are charged now.
+            charged = after_restore(as_of)
+        return {
+            "meter": body.meter,
+            "obis": body.obis,
+            "rows": len(records),
+            "written": written,
+            "charged_since_backup": charged,
+        }
 
     def prepayment_restore(body: PrepaymentRestore) -> dict[str, Any]:
         if ledger is None:
             raise ValueError("this hub keeps no prepayment account")
         applied = ledger.restore(body, clock.now())
-        return {"fuel": body.fuel, "applied_now": applied, "balance": ledger.balance(body.fuel).to_json()}
+        charged = after_restore(body.as_of) if after_restore is not None else 0
+        return {
+            "fuel": body.fuel,
+            "applied_now": applied,
+            "charged_since_backup": charged,
+            "balance": ledger.balance(body.fuel).to_json(),
+        }
 
     def complete(body: RecoveryComplete) -> dict[str, Any]:
         if body.storage and body.storage != mark.storage_id and mark.state == BLANK:

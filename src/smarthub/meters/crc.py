@@ -4,7 +4,10 @@ CRC-16/KERMIT of some SML meters.
 A reflected 16-bit CRC absorbs two input bytes per step: after XOR-ing the little-endian word
 into the register, the next register value depends on that 16-bit XOR alone, so a 65,536-entry
 table derived from the byte table halves the Python-level loop (measured 3× faster than the
-byte loop). The big table is built on first use (~10 ms that an import should not pay).
+byte loop). The big table is built on first use (~10 ms that an import should not pay), as an
+``array`` of 16-bit entries: 128 kB, where a list of 65,536 int objects held 2.5 MB of a hub's
+memory per CRC in use (issue 17: DSMR and HDLC's two were 5 MB of its 64); indexing it is as
+fast (measured slightly faster on a 900-byte telegram).
 """
 
 from __future__ import annotations
@@ -23,16 +26,14 @@ class ReflectedCrc16:
             for _ in range(8):
                 crc = (crc >> 1) ^ poly if crc & 1 else crc >> 1
             self.table.append(crc)
-        self._pairs: list[int] = []
+        self._pairs = array("H")
 
-    def _pair_table(self) -> list[int]:
+    def _pair_table(self) -> array[int]:
         if not self._pairs:
             t = self.table
-            pairs = []
-            for x in range(65536):
-                y = (x >> 8) ^ t[x & 0xFF]
-                pairs.append((y >> 8) ^ t[y & 0xFF])
-            self._pairs = pairs
+            self._pairs = array(
+                "H", ((y >> 8) ^ t[y & 0xFF] for y in ((x >> 8) ^ t[x & 0xFF] for x in range(65536)))
+            )
         return self._pairs
 
     def __call__(self, data: bytes | bytearray | memoryview) -> int:

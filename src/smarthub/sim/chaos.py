@@ -23,6 +23,24 @@ and a seeded schedule of faults:
 * ``clock_drift``: a DLMS meter's real-time clock runs fast or slow by minutes a day; the hub
   diagnoses the drift from the Clock it reads with the registers and re-syncs it (a SET of
   Clock attribute 2, read back), so its intervals stay in their half-hours.
+* ``meter_moved``: a ZigBee home's electricity meter moved behind two floors (8 m, two walls),
+  once in a home whose HAN is 802.15.4 at 2.4 GHz and once in one at 868 MHz. Radio meters'
+  frames travel through the link model of their medium (:mod:`smarthub.sim.radio`, placed by
+  the home's seed), so the hub's weak-signal diagnoses are caused, not injected: the 2.4 GHz
+  meter is diagnosed, the 868 MHz one is not (``meters_moved``). The run writes the HAN planning
+  report of every simulated home (``han-plan.json`` in the state directory: which Table 1 media
+  reach which meters from where they are, :mod:`smarthub.han.planning`).
+
+With ``channel_every`` (``smarthub chaos --channel-every 2``) every n-th hub listens on no port
+and is reached only through the channel it keeps open to the GDSC (issue 26), over a cuttable
+link of its own between it and the GDSC's channel endpoint; then also:
+
+* ``channel_cut``: one channel hub's channels dropped and its reconnects refused for 10-90
+  minutes (the home router restarted, its NAT mapping lost), then restored: the hub comes back
+  by its own jittered back-off and the GDSC pulls what it buffered;
+* ``channel_endpoint_restart``: the GDSC's channel endpoint stopped and started again (a
+  redeploy): every parked channel of the fleet dropped at once, and every channel hub
+  reconnecting on its own back-off.
 
 * ``feeder_outage``: every home of one LV feeder loses mains together (the hubs send their
   last gasps from stored energy, then hear and serve nothing), then mains returns (restoration
@@ -37,6 +55,9 @@ them from the hubs' verdicts and re-sends them after a hub comes back. At the en
 counts, from the GDSC's store and the hubs' own ledgers, what was expected and what arrived:
 ``lost`` readings (absent, not even estimated), ``duplicates``, ``topups_lost`` (issued, never
 credited) and ``topups_doubled`` (credited twice: impossible by construction, counted anyway).
+Top-ups still on their way when the clock stops (a starved run's scheduler falls behind it) are
+delivered in the GDSC's next windows first (:mod:`smarthub.sim.topups`), so ``topups_lost``
+counts top-ups the hubs never credited even then, and ``topups_late`` those that came only then.
 """
 
 from __future__ import annotations
@@ -63,16 +84,20 @@ from smarthub.gdsc.commands.vouchers import VoucherIssuer
 from smarthub.gdsc.outages.service import OutageService
 from smarthub.gdsc.outages.topology import TopologyStore
 from smarthub.gdsc.pull.tables import Priority
+from smarthub.han.media import Placement
+from smarthub.han.planning import plan
 from smarthub.han.poll import SimulatedLink
 from smarthub.hub.alerts import AlertSender, SequenceReservations, udp_transport
 from smarthub.hub.diagnostics import DiagnosisCode, RepairAction, RepairOutcome
 from smarthub.sim.chaos_life import FleetLife, plan_life, renewal_plan
-from smarthub.sim.demo import HALF_HOUR, DemoConfig, DemoRun, account, setup, sweep, teardown
+from smarthub.sim.demo import HALF_HOUR, DemoConfig, DemoRun, account, free_port, setup, sweep, teardown
 from smarthub.sim.dlms_meter import DlmsMeterSimulator
 from smarthub.sim.faults import HanGate, WanLink
-from smarthub.sim.fleet import CELL_SIZE, Fleet, SimulatedHome
+from smarthub.sim.fleet import CELL_SIZE, Fleet, SimulatedHome, zigbee_medium
 from smarthub.sim.topology import feeder_size_for, fleet_topology
+from smarthub.sim.topups import settle_top_ups
 from smarthub.wan.contract.alerts import MAX_SKEW
+from smarthub.wan.contract.authority import host_header
 from smarthub.wan.contract.bodies import MeterReplace, PrepaymentTopup
 
 log = logging.getLogger(__name__)
@@ -95,6 +120,7 @@ LONG_RUN_DAYS = 3
 OUTAGE_DETECT_GOAL_S = 60.0
 LONG_RUN_SAMPLES = timedelta(minutes=30)
 LONG_RUN_WINDOW = timedelta(hours=2)
+MOVED = Placement(8.0, walls=2, floors=2)  # a meter_moved fault's new place: behind two floors
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +147,7 @@ class ChaosResult:
     topups_lost: int
     topups_doubled: int
     faults_injected: int
+    topups_late: int = 0  # credited only in the windows after the run's last (sim.topups)
     faults: dict[str, int] = field(default_factory=dict)
     pull_errors: int = 0
     incidents_open: int = 0
@@ -168,14 +195,28 @@ class ChaosResult:
     firmware_halted: bool = False  # ... and the roll-out stopped there
     firmware_not_offered: int = 0  # hubs the bad version never reached
     life_events_failed: int = 0
+    # Hubs reached only through their channel (issue 26) and what the GDSC's endpoint saw.
+    channel_hubs: int = 0
+    channels_accepted: int = 0  # channels parked at the GDSC (reconnects included)
+    channels_taken: int = 0  # ... used by a pull or a command
+    channel_reconnect_failures: int = 0  # the hubs' attempts refused or cut unused (backed off)
+    # HAN media (issue 26): weak-signal diagnoses the hubs opened (caused by the link model, none
+    # injected), and per medium whether the meter moved behind two floors was diagnosed.
+    weak_signal_diagnoses: int = 0
+    meters_moved: dict[str, bool] = field(default_factory=dict)
+    han_plan_misses: dict[str, int] = field(default_factory=dict)  # meters each medium misses
     seconds: float = 0.0
 
     def json_line(self) -> str:
         return json.dumps(asdict(self))
 
 
-def plan_faults(homes: list[SimulatedHome], days: int, rng: random.Random) -> list[Fault]:
-    """The run's faults, from the seed: the same seed, the same faults."""
+def plan_faults(
+    homes: list[SimulatedHome], days: int, rng: random.Random, channel_hubs: list[str] | None = None
+) -> list[Fault]:
+    """The run's faults, from the seed: the same seed, the same faults. ``channel_hubs``: the
+    hubs reached through a channel (their channel faults are drawn after all others, so a run
+    without channel hubs has the faults it always had)."""
     run = timedelta(days=days)
     ids = [h.spec.hub_id for h in homes]
     meters = [(h.spec.hub_id, m) for h in homes for m, _ in h.meters]
@@ -229,6 +270,26 @@ def plan_faults(homes: list[SimulatedHome], days: int, rng: random.Random) -> li
         faults.append(
             Fault("substation_outage", at(half, length), length, f"SS-{rng.randrange(feeders // 2):03d}")
         )
+    # Drawn after the network outages (earlier faults of a seed unchanged): a meter moved behind
+    # two floors in the first ZigBee home of each band.
+    firsts: dict[str, str] = {}
+    for h in homes:
+        if h.spec.kind == "zigbee":
+            firsts.setdefault(zigbee_medium(h.spec), h.spec.hub_id)
+    if len(firsts) == 2:
+        when = at(timedelta(hours=1), timedelta(hours=6))
+        for medium in ("zigbee-2.4", "zigbee-868"):
+            faults.append(Fault("meter_moved", when, timedelta(0), firsts[medium]))
+    if channel_hubs:
+        for _ in range(max(1, len(channel_hubs) // 4) * days):
+            length = timedelta(minutes=rng.randint(10, 90))
+            faults.append(
+                Fault("channel_cut", at(timedelta(hours=1), length), length, rng.choice(channel_hubs))
+            )
+        for _ in range(max(1, days // 2)):
+            faults.append(
+                Fault("channel_endpoint_restart", at(timedelta(hours=1), timedelta(0)), timedelta(0), "gdsc")
+            )
     return sorted(faults, key=lambda f: f.start)
 
 
@@ -259,13 +320,24 @@ class Chaos:
         self.power_faults: list[tuple[str, str, frozenset[str], Any, Any]] = []
         self.offline: dict[str, list[tuple[datetime, datetime]]] = {}  # hub -> WAN/power faults
         self.daily: list[tuple[str, int, str, datetime]] = []  # (hub, day, voucher, issued)
+        self.channel_hubs: list[str] = []  # hubs reached only through their channel
+        self.moved: dict[str, tuple[str, str]] = {}  # meter -> (hub, medium key), moved upstairs
         self.issuers: list[VoucherIssuer] = []  # the run's voucher issuers (the operator's key)
 
     async def _wan(self, fleet: Fleet) -> None:
+        """Every hub's WAN behind a cuttable link: a dialled hub's in front of its port, a
+        channel hub's between it and the GDSC's channel endpoint (its channel restarted there)."""
+        host = self.cfg.host
         for home in fleet.homes:
             link = self.links[home.spec.hub_id] = WanLink(home.spec.hub_id)
-            port = await link.relay("127.0.0.1", int(home.url.rsplit(":", 1)[1]))
-            home.url = f"https://127.0.0.1:{port}"
+            if home.url.startswith("channel://"):
+                port = await link.relay(host, self.cfg.channel_port, host)
+                await home.assembly.server.stop_channels()
+                await home.start_channel(host, port)
+                self.channel_hubs.append(home.spec.hub_id)
+            else:
+                port = await link.relay(host, int(home.url.rsplit(":", 1)[1]), host)
+                home.url = f"https://{host_header(host, port)}"
             self.gates[home.spec.hub_id] = HanGate(home.hub)
 
     def _cell(self, cell: str) -> list[str]:
@@ -281,9 +353,15 @@ class Chaos:
         log.info("fault %s on %s for %s", fault.kind, fault.target, fault.length)
         self._note_offline(fault)
         undo: Callable[[], None] = lambda: None  # noqa: E731
-        if fault.kind == "wan_outage":
+        if fault.kind in ("wan_outage", "channel_cut"):
             self.links[fault.target].cut()
             undo = self.links[fault.target].restore
+        elif fault.kind == "channel_endpoint_restart":
+            endpoint = run.gdsc.channels
+            assert endpoint is not None and endpoint.port is not None
+            port = endpoint.port
+            await endpoint.stop()
+            await endpoint.start(self.cfg.host, port)
         elif fault.kind == "cell_outage":
             hubs = self._cell(fault.target)
             for h in hubs:
@@ -308,6 +386,11 @@ class Chaos:
             await asyncio.to_thread(self._kill_database_connections)
         elif fault.kind == "meter_replace":
             await self._replace_meter(self._home(fault.target))
+        elif fault.kind == "meter_moved":
+            home = self._home(fault.target)
+            meter = next(m for m, fuel in home.meters if fuel == "electricity")
+            home.radio[meter].placement = MOVED
+            self.moved[meter] = (fault.target, home.han_media[meter])
         elif fault.kind == "clock_drift":
             await self._drift(self._home(fault.target), fault)
             return
@@ -327,7 +410,14 @@ class Chaos:
 
     def _note_offline(self, fault: Fault) -> None:
         """The hubs a WAN or power fault cuts off, and for how long (simulated)."""
-        if fault.kind not in ("wan_outage", "cell_outage", "power_cut", "feeder_outage", "substation_outage"):
+        if fault.kind not in (
+            "wan_outage",
+            "cell_outage",
+            "power_cut",
+            "feeder_outage",
+            "substation_outage",
+            "channel_cut",
+        ):
             return
         start = self.cfg.sim_start + fault.start
         for h in self._fault_hubs(fault):
@@ -391,13 +481,13 @@ class Chaos:
         # The hubs' alert keys were registered with the manifest (each hub's certificate); the
         # error log learns which silent hubs sent a last gasp.
         run.gdsc.attach_outages(svc)
-        port = await svc.start()
+        port = await svc.start(self.cfg.host)
         for home in run.fleet.homes:
             key = serialization.load_pem_private_key((home.dir / "hub.key").read_bytes(), password=None)
             assert isinstance(key, ec.EllipticCurvePrivateKey)
             sequences = SequenceReservations(home.diagnostics.log._file)
             home.assembly.mains.sender = AlertSender(
-                home.spec.hub_id, key, udp_transport("127.0.0.1", port), sequences
+                home.spec.hub_id, key, udp_transport(self.cfg.host, port), sequences
             )
 
     def _outage_figures(self) -> dict[str, Any]:
@@ -479,6 +569,60 @@ class Chaos:
             false_outages=len(false),
             alerts_stored=stats.accepted,
             alerts_refused=sum(stats.refused.values()),
+        )
+
+    def _han_figures(self) -> dict[str, Any]:
+        """Weak signals the hubs diagnosed; the moved meters' diagnoses, by medium."""
+        run = self.run
+        assert run is not None
+        weak: set[str] = {
+            e.device
+            for h in run.fleet.homes
+            for e in h.diagnostics.log.events(limit=100_000)
+            if e.code is DiagnosisCode.HAN_WEAK_SIGNAL
+        }
+        return dict(
+            weak_signal_diagnoses=len(weak),
+            meters_moved={medium: meter in weak for meter, (_hub, medium) in sorted(self.moved.items())},
+        )
+
+    def _han_plan(self) -> dict[str, int]:
+        """The HAN planning report of every simulated home, written as ``han-plan.json`` in the
+        state directory; how many of the fleet's radio meters each medium would miss."""
+        run = self.run
+        assert run is not None
+        report = []
+        misses: dict[str, int] = {}
+        for home in run.fleet.homes:
+            layout = home.han_layout()
+            if not layout:
+                continue
+            media = plan(layout)
+            report.append(
+                {
+                    "hub": home.spec.hub_id,
+                    "in_use": home.han_media,
+                    "meters": {m.id: vars(m.placement) for m in layout},
+                    "media": [p.as_dict() for p in media],
+                }
+            )
+            for p in media:
+                misses[p.medium] = misses.get(p.medium, 0) + len(p.misses)
+        (self.cfg.state / "han-plan.json").write_text(json.dumps(report, indent=1, default=str))
+        return misses
+
+    def _channel_figures(self) -> dict[str, Any]:
+        run = self.run
+        assert run is not None
+        endpoint = run.gdsc.channels
+        if endpoint is None or not self.channel_hubs:
+            return {}
+        sites = [site for h in self.channel_hubs for site in self._home(h).assembly.server.channels]
+        return dict(
+            channel_hubs=len(self.channel_hubs),
+            channels_accepted=endpoint.stats.accepted,
+            channels_taken=endpoint.stats.taken,
+            channel_reconnect_failures=sum(s.stats.failures + s.stats.dropped for s in sites),
         )
 
     def _home(self, hub_id: str) -> SimulatedHome:
@@ -624,10 +768,15 @@ class Chaos:
         self.vouchers[voucher.voucher_id] = hub_id
         return voucher.voucher_id
 
-    def _top_up_days_missed(self) -> int:
+    def _top_up_days_missed(self, ended: datetime | None = None) -> int:
         """Daily top-ups not credited at the hub within a day (:data:`TOP_UP_DAY`) of being
         issued, where no fault (WAN or power) cut the hub off meanwhile. A hub refusing commands
-        (a stale CRL, a revoked signer) misses every day from then on; a slow hour does not."""
+        (a stale CRL, a revoked signer) misses every day from then on; a slow hour does not.
+
+        ``ended``: when the run's own windows ended. A top-up not yet a day old then is not a
+        missed day whenever the catch-up after (the sweep, :mod:`smarthub.sim.topups`) credits
+        it: those are condensed windows whose simulated hours are a starved process's, not the
+        GDSC's; it is counted late or lost instead."""
         run = self.run
         assert run is not None
         applied: dict[str, float] = {}
@@ -635,18 +784,25 @@ class Chaos:
             if home.consumer.ledger is not None:
                 for t in home.consumer.ledger.top_ups():
                     applied[t["voucher_id"]] = float(t["applied"])
-        counted = run.clock.now()
+        counted = min(run.clock.now(), ended) if ended is not None else run.clock.now()
         missed = 0
         for hub, day, voucher, issued in self.daily:
             due = issued + TOP_UP_DAY
             at = applied.get(voucher)
             if at is not None and at <= due.timestamp():
                 continue
-            if at is None and counted < due:
-                continue  # its day is not over when the run is counted (topups_lost says if lost)
+            if counted < due:
+                continue  # its day is not over when the run ended (topups_late/_lost say the rest)
             if any(a < due and b > issued for a, b in self.offline.get(hub, [])):
                 continue  # cut off meanwhile: delivered when it came back (or counted as lost)
-            log.error("daily top-up %s to %s (day %d) not credited within a day", voucher, hub, day)
+            log.error(
+                "daily top-up %s to %s (day %d, issued %s) not credited within a day (credited at %s)",
+                voucher,
+                hub,
+                day,
+                issued.isoformat(),
+                datetime.fromtimestamp(at, issued.tzinfo).isoformat() if at is not None else "-",
+            )
             missed += 1
         return missed
 
@@ -657,6 +813,21 @@ class Chaos:
     def _refused_signer(self) -> int:
         assert self.run is not None
         return sum(h.management.refusals.get("unknown_signer", 0) for h in self.run.fleet.homes)
+
+    def _credited_top_ups(self) -> set[str]:
+        """Voucher ids credited in the hubs' own ledgers."""
+        assert self.run is not None
+        return {
+            t["voucher_id"]
+            for home in self.run.fleet.homes
+            if home.consumer.ledger is not None
+            for t in home.consumer.ledger.top_ups()
+        }
+
+    def _undelivered_top_ups(self) -> dict[str, str]:
+        """Top-ups (voucher id -> hub) issued to a hub still in service, not credited there yet."""
+        credited = self._credited_top_ups()
+        return {v: hub for v, hub in self.vouchers.items() if v not in credited and hub not in self.ended}
 
     def _count_top_ups(self) -> tuple[int, int, int]:
         """(issued, credited at the hubs, credited more than once) from the hubs' ledgers."""
@@ -669,6 +840,8 @@ class Chaos:
             for t in home.consumer.ledger.top_ups():
                 credited[t["voucher_id"]] = credited.get(t["voucher_id"], 0) + 1
         issued = set(self.vouchers)
+        for v in sorted(issued - set(credited)):
+            log.error("top-up %s to %s never credited", v, self.vouchers[v])
         return (
             len(issued),
             sum(1 for v in issued if v in credited),
@@ -698,6 +871,8 @@ class Chaos:
     # -- the run --------------------------------------------------------------------------------
     async def start(self) -> DemoRun:
         """The demo's fleet, each hub's WAN behind a cuttable link, and the GDSC."""
+        if self.cfg.channel_every and not self.cfg.channel_port:
+            self.cfg.channel_port = free_port(self.cfg.host)  # the channel hubs' links relay to it
         self.run = await setup(self.cfg, wan=self._wan)
         return self.run
 
@@ -706,7 +881,8 @@ class Chaos:
         run = await self.start()
         try:
             await self._start_outages()
-            faults = plan_faults(run.fleet.homes, cfg.days, self.rng)
+            faults = plan_faults(run.fleet.homes, cfg.days, self.rng, self.channel_hubs)
+            han_plan_misses = await asyncio.to_thread(self._han_plan)
             spans: dict[str, list[tuple[timedelta, timedelta]]] = {}
             power: dict[str, list[tuple[timedelta, timedelta]]] = {}
             for f in faults:
@@ -736,6 +912,7 @@ class Chaos:
                 unpowered=unpowered,
             )
             run.clock.rebase()
+            run.fleet.clock_rebased()
             started = time.monotonic()
             last_window_end = cfg.end + cfg.window
             # The meters run on a few minutes past the end, as they do in life: a meter whose
@@ -770,6 +947,10 @@ class Chaos:
                 unreachable = await sweep(run, last_window_end + 2 * cfg.window)
             if unreachable:
                 log.error("hubs still unreachable after the sweep: %s", unreachable)
+            # Top-ups the starved scheduler had not reached yet go out in the next windows.
+            late = set(self._undelivered_top_ups())
+            await settle_top_ups(run, self._undelivered_top_ups)
+            late -= set(self._undelivered_top_ups())
             seconds = time.monotonic() - started
             demo = await asyncio.to_thread(account, run, seconds)
             expected, missing = await asyncio.to_thread(self._expected_and_missing)
@@ -791,6 +972,7 @@ class Chaos:
                 topups_credited=credited,
                 topups_lost=issued - credited,
                 topups_doubled=doubled,
+                topups_late=len(late),
                 faults_injected=sum(self.injected.values()),
                 faults=dict(sorted(self.injected.items())),
                 pull_errors=demo.pull_errors,
@@ -803,8 +985,11 @@ class Chaos:
                 clock_drift_max_s=round(self.drift_max, 1),
                 commands_refused_stale_crl=self._refused_stale_crl(),
                 commands_refused_signer=self._refused_signer(),
-                topup_days_missed=self._top_up_days_missed(),
+                topup_days_missed=self._top_up_days_missed(ended=last_window_end + 2 * cfg.window),
                 **await asyncio.to_thread(life.figures),
+                **self._channel_figures(),
+                **self._han_figures(),
+                han_plan_misses=han_plan_misses,
                 seconds=round(seconds, 1),
                 **outage_figures,
             )

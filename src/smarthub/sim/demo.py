@@ -28,6 +28,7 @@ from smarthub.gdsc.pull.scheduler import Scheduler, WindowProgress
 from smarthub.gdsc.service import GdscConfig, GdscService
 from smarthub.gdsc.store import Store
 from smarthub.sim.fleet import Credentials, Fleet, home_specs, provision
+from smarthub.wan.contract.authority import host_header
 
 HALF_HOUR = timedelta(minutes=30)
 
@@ -42,7 +43,9 @@ class DemoConfig:
     db_url: str | None = None
     # Every n-th hub listens on no port and is reached through its channel (0: none do).
     channel_every: int = 0
-    channel_port: int = 0  # the GDSC's channel endpoint (0: a free port on 127.0.0.1)
+    channel_port: int = 0  # the GDSC's channel endpoint (0: a free port on the loopback)
+    # Every hub, the channel endpoint and the alert endpoint on IPv6 (::1) instead of 127.0.0.1.
+    ipv6: bool = False
     sim_start: datetime = datetime(2026, 3, 2, tzinfo=UTC)
     telegram_period: timedelta = timedelta(seconds=60)
     # Certificates and CRLs on the simulated clock (the chaos run): issued at ``sim_start``,
@@ -55,6 +58,11 @@ class DemoConfig:
     # at a few seconds a day need fewer samples: the half-hour boundaries are what count.
     sample_every: timedelta | None = None
     window: timedelta = HALF_HOUR  # the GDSC's retrieval window (each hub pulled once in each)
+
+    @property
+    def host(self) -> str:
+        """The loopback address every part of the run binds and dials."""
+        return "::1" if self.ipv6 else "127.0.0.1"
 
     @property
     def speed(self) -> float:
@@ -95,7 +103,7 @@ class DemoResult:
 def gdsc_config(cfg: DemoConfig) -> GdscConfig:
     """The GDSC the demo (and the chaos run) builds: what ``smarthub gdsc --state`` builds for
     the same state directory, database and seed."""
-    channel = f"127.0.0.1:{cfg.channel_port}" if cfg.channel_every else None
+    channel = host_header(cfg.host, cfg.channel_port) if cfg.channel_every else None
     return GdscConfig(cfg.state, cfg.db_url, window=cfg.window, seed=cfg.seed, channel=channel)
 
 
@@ -155,10 +163,10 @@ async def setup(
         radio_every=cfg.sample_every,
     )
     if cfg.channel_every and not cfg.channel_port:
-        cfg = replace(cfg, channel_port=_free_port())
-    channel = ("127.0.0.1", cfg.channel_port) if cfg.channel_every else None
+        cfg = replace(cfg, channel_port=free_port(cfg.host))
+    channel = (cfg.host, cfg.channel_port) if cfg.channel_every else None
     # A channel hub connects (with back-off) until the GDSC's endpoint listens: order is free.
-    await fleet.start_servers(creds.ca_pem, channel, cfg.channel_every)
+    await fleet.start_servers(creds.ca_pem, channel, cfg.channel_every, host=cfg.host)
     if wan is not None:
         await wan(fleet)
     fleet.write_manifest({"sim_start": cfg.sim_start.isoformat(), "speed": cfg.speed})
@@ -185,9 +193,9 @@ def tls_on_simulated_time(ctx: ssl.SSLContext) -> None:
     ctx.verify_flags |= X509_V_FLAG_NO_CHECK_TIME
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
@@ -197,6 +205,7 @@ async def run_day(run: DemoRun, *, meters_run_on: bool = False) -> DemoResult:
     from the day's end with no gap (the fleet that :func:`keep_running` keeps pulling)."""
     cfg = run.cfg
     run.clock.rebase()  # simulated time starts now that every server is listening
+    run.fleet.clock_rebased()
     run.started = time.monotonic()
     last_window_end = cfg.end + HALF_HOUR
     await run.fleet.start_meters(until=cfg.end)

@@ -37,6 +37,8 @@ from smarthub.assembly.hub import build_hub
 from smarthub.clock import Clock, SystemClock
 from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
 from smarthub.han.dlms_control import SupplyControl
+from smarthub.han.media import MEDIA, Placement, estimate
+from smarthub.han.planning import PlannedMeter
 from smarthub.han.poll import SimulatedLink
 from smarthub.hub.diagnostics import DiagnosedEvent
 from smarthub.hub.supply import supply_commands
@@ -48,6 +50,7 @@ from smarthub.model.prepayment import Voucher, voucher_envelope
 from smarthub.sim.appliance_profiles import APPLIANCES
 from smarthub.sim.consumer import plug_euis, sample_electricity, sample_gas
 from smarthub.sim.dlms_meter import DlmsMeterSimulator
+from smarthub.sim.radio import RadioLink
 from smarthub.sim.rigs import DLMS_REGISTERS, Rig, dlms_access, simulated_connector
 from smarthub.wan.contract.bodies import LinkTest
 from smarthub.wan.contract.channel import channel_url
@@ -66,6 +69,34 @@ KINDS = ("dsmr", "dlms+wmbus", "iec+mbus+wmbus", "zigbee")
 
 
 CELL_SIZE = 8  # homes behind one simulated WAN link (a cellular cell / concentrator)
+
+# Where a simulated home's radio meters are placed (smarthub.han.media): drawn per home until the
+# link keeps this margin over the receiver's sensitivity, so a fleet starts with no weak signal
+# (the hub calls a signal weak below sensitivity + 6 dB; 14 dB leaves two shadowing sigmas).
+PLACEMENT_MARGIN_DB = 14.0
+
+
+def zigbee_medium(spec: HomeSpec) -> str:
+    """The ZigBee homes' HAN band, alternately 2.4 GHz and 868 MHz (GB's dual-band comms hubs
+    carry both; Table 1 compares them)."""
+    return "zigbee-2.4" if spec.index // len(KINDS) % 2 == 0 else "zigbee-868"
+
+
+def han_placements(spec: HomeSpec, meters: list[tuple[str, str]]) -> dict[str, Placement]:
+    """Each radio meter's place in the home, from the home's seed: ``meters`` as (id, medium
+    key). A meter in a cupboard a few metres and walls from the hub, on its floor or one below."""
+    rng = random.Random(f"{spec.seed}/han")
+    out: dict[str, Placement] = {}
+    for meter_id, medium in meters:
+        while True:
+            p = Placement(
+                round(rng.uniform(2.0, 12.0), 1), walls=rng.randint(0, 3), floors=int(rng.random() < 0.3)
+            )
+            margin = estimate(MEDIA[medium], p).margin_db
+            if margin is not None and margin >= PLACEMENT_MARGIN_DB:
+                break
+        out[meter_id] = p
+    return out
 
 
 @dataclass(frozen=True)
@@ -136,7 +167,7 @@ def provision(
         hub_dir.mkdir(parents=True, exist_ok=True)
         if not (hub_dir / "hub.pem").exists():
             # The hub id (lower-cased) as a name too: what the GDSC checks on a hub's channel.
-            hosts = ("127.0.0.1", "localhost", spec.hub_id.lower())
+            hosts = ("127.0.0.1", "::1", "localhost", spec.hub_id.lower())
             ca.issue(Role.HUB, spec.hub_id, now, hosts=hosts, days=hub_days).save(hub_dir, "hub")
     return Credentials(ca_dir / "ca.pem", gdsc_dir / "collector.pem", gdsc_dir / "collector.key")
 
@@ -301,11 +332,24 @@ class SimulatedHome:
         self.config = home_config(
             spec, state, sim_start, smart_plugs=smart_plugs, poll_every=poll_every, radio_every=radio_every
         )
+        # The home's radio meters (not the smart plugs), placed by its seed; their frames travel
+        # through the link model of their medium (smarthub.sim.radio), so a meter's weak signal
+        # and missing frames come from where it is.
+        self.han_media = {
+            str(m.id): zigbee_medium(spec) if m.protocol == "zigbee" else "wmbus-868"
+            for m in self.config.meters
+            if m.protocol in ("zigbee", "wmbus") and not m.appliance and m.id
+        }
+        rng = random.Random(f"{spec.seed}/radio")
+        self.radio = {
+            meter: RadioLink(MEDIA[self.han_media[meter]], p, random.Random(rng.randrange(2**32)))
+            for meter, p in han_placements(spec, sorted(self.han_media.items())).items()
+        }
         self.assembly = a = build_hub(
             self.config,
             clock=clock,
             cert_clock=cert_clock,
-            connectors={"simulated": simulated_connector(clock, sim_start, telegram_period)},
+            connectors={"simulated": simulated_connector(clock, sim_start, telegram_period, self.radio)},
         )
         self.history, self.registry, self.hub = a.history, a.registry, a.hub
         self.repairs, self.diagnostics = a.repairs, a.diagnostics
@@ -427,6 +471,10 @@ class SimulatedHome:
     async def stop(self) -> None:
         await self.assembly.stop()
 
+    def han_layout(self) -> list[PlannedMeter]:
+        """The home's radio meters where they are now, for the HAN planning report."""
+        return [PlannedMeter(meter, link.placement) for meter, link in sorted(self.radio.items())]
+
     def manifest_entry(self) -> dict[str, object]:
         s = self.spec
         return {
@@ -490,15 +538,20 @@ class Fleet:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start_servers(
-        self, ca_pem: Path, channel: tuple[str, int] | None = None, channel_every: int = 0
+        self,
+        ca_pem: Path,
+        channel: tuple[str, int] | None = None,
+        channel_every: int = 0,
+        host: str = "127.0.0.1",
     ) -> None:
-        """Each hub serves 2030.5 on a port of its own, except every ``channel_every``-th (the
-        2nd, 4th, … with 2), which listens on no port and keeps a channel open to ``channel``."""
+        """Each hub serves 2030.5 on a port of its own on ``host`` (``::1``: IPv6), except every
+        ``channel_every``-th (the 2nd, 4th, … with 2), which listens on no port and keeps a
+        channel open to ``channel``."""
         for i, home in enumerate(self.homes):
             if channel is not None and channel_every > 0 and i % channel_every == channel_every - 1:
                 await home.start_channel(*channel)
             else:
-                await home.start_server(ca_pem)
+                await home.start_server(ca_pem, host)
 
     def write_manifest(self, extra: dict[str, object] | None = None) -> Path:
         path = self.state / "fleet.json"
@@ -515,6 +568,14 @@ class Fleet:
         )
         tmp.replace(path)
         return path
+
+    def clock_rebased(self) -> None:
+        """The simulated clock was set back to the run's start (``AcceleratedClock.rebase``): the
+        channel hubs' back-off waits, dated on the clock before, end now instead of lasting as
+        long as the setback."""
+        for home in self.homes:
+            for site in home.assembly.server.channels:
+                site.reconnect_now()
 
     async def start_meters(self, until: datetime | None = None) -> None:
         """Start every home's meters and housekeeping (the assembly's parts) until ``until``."""

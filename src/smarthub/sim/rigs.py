@@ -14,6 +14,7 @@ hears).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -50,6 +51,7 @@ from smarthub.sim.dsmr_meter import DsmrMeterSimulator
 from smarthub.sim.iec_meter import IecMeterSimulator
 from smarthub.sim.load_profile import HouseholdProfile
 from smarthub.sim.mbus_meter import MBusMeterSimulator
+from smarthub.sim.radio import RadioLink
 from smarthub.sim.sml_meter import SmlMeterSimulator
 from smarthub.sim.wmbus_meter import WMBusMeterSimulator
 from smarthub.sim.zigbee_meter import ZigbeeMeterSimulator
@@ -129,15 +131,29 @@ def zigbee_rig(
     elec: str,
     gas: str,
     period: timedelta = MINUTE,
+    radio: Mapping[str, RadioLink] | None = None,
 ) -> Rig:
+    """``radio``: each meter's link (:mod:`smarthub.sim.radio`), where its frames get their
+    received level and may be lost; a meter without one is heard perfectly."""
     port = ZigbeePort("zigbee")
     loops = []
     for eui, device_type in ((elec, "electric"), (gas, "gas")):
         meter = ZigbeeMeterSimulator(eui, device_type, profile, start=start)
         hub.accept(port.receive_frame(eui, meter.formatting_report()), start)  # sent once on joining
 
-        async def report(t: datetime, meter: ZigbeeMeterSimulator = meter, eui: str = eui) -> PortBatch:
-            return port.receive_frame(eui, meter.report_at(t))
+        link = (radio or {}).get(eui)
+
+        async def report(
+            t: datetime, meter: ZigbeeMeterSimulator = meter, eui: str = eui, link: RadioLink | None = link
+        ) -> PortBatch:
+            frame = meter.report_at(t)
+            if link is None:
+                return port.receive_frame(eui, frame)
+            got = link.carry(frame)
+            if got is None:
+                return PortBatch()  # lost on the air: the hub hears nothing this time
+            level, floor = got[1], link.medium.sensitivity_dbm
+            return port.receive_frame(eui, got[0], rssi_dbm=level, sensitivity_dbm=floor)
 
         loops.append(
             PollLoop(f"zigbee:{eui}", clock, report, _sink(hub, "zigbee"), period=period, start=start)
@@ -186,13 +202,21 @@ def wmbus_rig(
     key: bytes,
     mode: int,
     period: timedelta = timedelta(seconds=30),
+    link: RadioLink | None = None,
 ) -> Rig:
-    """A battery meter transmitting in T-mode every ``period`` (OMS: at most every 30 s on average)."""
+    """A battery meter transmitting in T-mode every ``period`` (OMS: at most every 30 s on average);
+    ``link``: its radio link (:mod:`smarthub.sim.radio`), else heard perfectly."""
     meter = WMBusMeterSimulator(ident, "LSE", medium, key, profile, start=start, mode=mode)
     port.keys[meter.meter_id] = key  # installed at commissioning
 
     async def transmit(t: datetime) -> PortBatch:
-        return port.receive(meter.frame_at(t))
+        frame = meter.frame_at(t)
+        if link is None:
+            return port.receive(frame)
+        got = link.carry(frame)
+        if got is None:
+            return PortBatch()  # lost on the air (T-mode is one-way: no retry)
+        return port.receive(got[0], rssi_dbm=got[1], sensitivity_dbm=link.medium.sensitivity_dbm)
 
     loop = PollLoop(f"wmbus:{ident}", clock, transmit, _sink(hub, port.name), period=period, start=start)
     return Rig("wmbus", [(meter.meter_id, medium)], [(meter.meter_id, _VOLUME_OBIS[medium])], [loop])
@@ -350,11 +374,17 @@ def dlms_access(meter: str, link: SimulatedLink, client: DlmsClient, loop: PollL
 _APPLIANCE = {a.name: a for a in APPLIANCES}
 
 
-def simulated_connector(clock: Clock, start: datetime, telegram_period: timedelta) -> Connector:
+def simulated_connector(
+    clock: Clock,
+    start: datetime,
+    telegram_period: timedelta,
+    radio_links: Mapping[str, RadioLink] | None = None,
+) -> Connector:
     """Rigs for ``kind = "simulated"`` transports: the protocol's simulator behind a simulated
     wire, started at ``start`` on ``clock``. A P1 meter telegrams every ``telegram_period``; the
     others report or are polled every meter's ``poll_every``. One household profile per hub
-    and seed, shared by its meters (their loads add up to one home)."""
+    and seed, shared by its meters (their loads add up to one home). ``radio_links``: the radio links of
+    meters placed in a home (by meter id), through which their frames travel."""
     profiles: dict[tuple[str, int, float], HouseholdProfile] = {}
 
     def household(ctx: ConnectContext, options: dict[str, Any]) -> HouseholdProfile:
@@ -390,7 +420,7 @@ def simulated_connector(clock: Clock, start: datetime, telegram_period: timedelt
             rigs = [
                 wmbus_rig(
                     hub, clock, start, profile, radio, int(str(m.id)[3:]), m.fuel, m.key,  # type: ignore[arg-type]
-                    mode=mode, period=m.poll_every,
+                    mode=mode, period=m.poll_every, link=(radio_links or {}).get(str(m.id)),
                 )
                 for m in meters
             ]  # fmt: skip
@@ -418,7 +448,7 @@ def simulated_connector(clock: Clock, start: datetime, telegram_period: timedelt
             if plugs:
                 return [smart_plug_rig(hub, clock, start, plugs, meters[0].poll_every)]
             elec, gas = str(by_fuel["electricity"]), str(by_fuel["gas"])
-            return [zigbee_rig(hub, clock, start, profile, elec, gas, meters[0].poll_every)]
+            return [zigbee_rig(hub, clock, start, profile, elec, gas, meters[0].poll_every, radio_links)]
         if protocol == "sml":
             return [
                 sml_rig(hub, clock, start, profile, transport.name, str(m.id), m.poll_every) for m in meters

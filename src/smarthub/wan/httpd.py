@@ -518,8 +518,9 @@ class _Connection:
         )
 
     async def _stream(self, chunks: AsyncIterator[bytes]) -> None:
-        """Send ``chunks`` until they end, the client closes its side, or it leaves them unread
-        for ``send_timeout``; then close the producer (its ``finally`` runs) either way."""
+        """Send ``chunks`` until they end, the client closes its side or sends anything, or it
+        leaves them unread for ``send_timeout``; then close the producer (its ``finally`` runs)
+        either way, and the connection unless the chunks ended."""
 
         async def send() -> None:
             async for chunk in chunks:
@@ -528,9 +529,9 @@ class _Connection:
             await self._send(h11.EndOfMessage())
 
         async def client_gone() -> None:
-            # A client that sends more (a pipelined request) is kept for after the stream.
-            while data := await self.reader.read(65536):
-                self.h11.receive_data(data)
+            # A streaming client (an EventSource) sends nothing more on its connection: its
+            # close, or anything it sends (which would otherwise pile up unread), ends the stream.
+            await self.reader.read(65536)
 
         sending = asyncio.ensure_future(send())
         watching = asyncio.ensure_future(client_gone())
@@ -612,12 +613,15 @@ def _refused(status: int, why: str) -> Response:
 
 
 class AppRunner:
-    """Serves an :class:`Application` on the sites started for it; ``cleanup`` stops them all."""
+    """Serves an :class:`Application` on the sites started for it; ``cleanup`` stops them all,
+    with their connections and the requests in progress on them (a streamed response's
+    producer is closed, so its ``finally`` runs before ``cleanup`` returns)."""
 
     def __init__(self, app: Application, **_aiohttp_options: Any) -> None:
         self.app = app
         self._servers: list[asyncio.Server] = []
         self._connections: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[Any]] = set()
 
     async def setup(self) -> None:
         pass
@@ -628,6 +632,9 @@ class AppRunner:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._connections.add(writer)
+        handler = asyncio.current_task()
+        if handler is not None:
+            self._handlers.add(handler)
         conn = _Connection(self.app, reader, writer)
         try:
             await conn.run()
@@ -638,8 +645,14 @@ class AppRunner:
                     await conn._respond(Response(body=f"{status}: {err}".encode(), status=status))
         except (TimeoutError, ConnectionError, ssl.SSLError, OSError):
             pass  # an idle, slow or vanished client: just close
+        except asyncio.CancelledError:
+            # Stopped by cleanup. Not re-raised: asyncio's stream protocol asks the finished
+            # task for its exception and would log a cancelled one as an error (Python 3.11).
+            pass
         finally:
             self._connections.discard(writer)
+            if handler is not None:
+                self._handlers.discard(handler)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
@@ -649,6 +662,10 @@ class AppRunner:
             server.close()
         for writer in list(self._connections):
             writer.close()
+        handlers = list(self._handlers)
+        for handler in handlers:
+            handler.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()

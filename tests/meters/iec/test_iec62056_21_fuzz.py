@@ -9,12 +9,22 @@ from __future__ import annotations
 import contextlib
 import os
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smarthub.meters.errors import DecodeError
-from smarthub.meters.iec62056_21 import IecMaster, ProtocolError, bcc, data_points, decode_readout
+from smarthub.meters.iec62056_21 import (
+    _HOUR_STARTS,
+    IecMaster,
+    ProtocolError,
+    _clock,
+    _decode_stepwise,
+    bcc,
+    data_points,
+    decode_readout,
+)
 from smarthub.sim.iec_meter import IecMeterSimulator
 from smarthub.sim.load_profile import HouseholdProfile
 
@@ -93,3 +103,48 @@ def test_master_framer_never_raises(chunks: list[bytes], frames: list[bytes]) ->
         for ev in master.receive(piece):
             if isinstance(ev, ProtocolError):
                 assert isinstance(ev.error, DecodeError)
+
+
+@FUZZ
+@given(mutated() | st.builds(lambda d: IDENT + d, mutated()))
+def test_the_one_match_path_decodes_as_the_stepwise_one(data: bytes) -> None:
+    """``decode_readout`` takes a well-formed framed message in one regular-expression match;
+    whatever the bytes, it answers exactly as the step-by-step decoder (same readout, or the
+    same error at the same offset)."""
+
+    def outcome(decode: object) -> object:
+        try:
+            return decode(data)  # type: ignore[operator]
+        except DecodeError as err:
+            return (type(err), str(err), err.offset)
+
+    assert outcome(decode_readout) == outcome(lambda d: _decode_stepwise(d, None))
+
+
+def test_the_clock_is_the_same_from_the_hour_cache() -> None:
+    """A meter's clock read in an hour seen before (the cached hour start plus minutes and
+    seconds) is the instant computed from scratch, around both clock changes too."""
+    london = ZoneInfo("Europe/London")
+    for day, hours in (("241027", range(24)), ("240331", range(24)), ("240715", (0, 10, 23))):
+        for hour in hours:
+            for t in (f"{hour:02d}0000", f"{hour:02d}:30:15", f"{hour:02d}5959", f"{hour:02d}:59:60"):
+                _HOUR_STARTS.clear()
+                try:
+                    fresh = _clock(day, t, london)
+                except DecodeError as err:
+                    fresh = str(err)  # type: ignore[assignment]
+                for _ in range(2):  # the second read comes from the cache when the hour has one
+                    try:
+                        again = _clock(day, t, london)
+                    except DecodeError as err:
+                        again = str(err)  # type: ignore[assignment]
+                    assert again == fresh, (day, t)
+
+
+@FUZZ
+@given(st.binary(max_size=2048))
+def test_the_folded_bcc_is_the_xor_of_every_byte(data: bytes) -> None:
+    expected = 0
+    for b in data:
+        expected ^= b
+    assert bcc(data) == expected

@@ -45,6 +45,7 @@ from smarthub.gdsc.api.routers import (
     aggregates,
     commands,
     consents,
+    field_meters,
     jobs,
     network,
     outages,
@@ -52,6 +53,7 @@ from smarthub.gdsc.api.routers import (
     quality,
     readings,
     services,
+    transfer,
 )
 from smarthub.gdsc.commands.desk import CommandDesk
 from smarthub.gdsc.governance.audit import AuditLog
@@ -88,7 +90,8 @@ def create_app(
     app.mount("/oauth", token_app(token_endpoint or TokenEndpoint(clients, guard.clock, token_lifetime)))
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     errors.install(app)
-    resources = [readings, aggregates, consents, portfolio, quality, outages, network, services]
+    resources = [readings, aggregates, consents, portfolio, quality, outages, network, services, transfer]
+    resources += [field_meters]
     resources += [commands, jobs] if desk is not None else []
     for resource in resources:
         app.include_router(resource.router)

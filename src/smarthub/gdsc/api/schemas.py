@@ -314,6 +314,14 @@ COMMAND_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
     409: {"model": ErrorBody, "description": "the meter's hub is not active: there is nothing to send to"},
 }
+TOP_UP_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    409: {
+        "model": ErrorBody,
+        "description": "the meter's hub is not active; or the Idempotency-Key was used for another "
+        "request, or by one still being carried out",
+    },
+}
 
 
 # -- network operators: outages, topology, DUoS data, planning ------------------------------------

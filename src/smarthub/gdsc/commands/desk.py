@@ -15,10 +15,18 @@ read here only reports the voucher's status, it never writes it.
 
 ``api_jobs`` records who queued which urgent job, for which premises: the policy lets only that
 party (and the GDSC operator) follow it.
+
+A top-up may carry an idempotency key (the ``Idempotency-Key`` header; IETF draft
+``draft-ietf-httpapi-idempotency-key-header``): ``api_idempotency`` holds, per party and key, a
+digest of the request and the job and voucher it made, claimed *before* the voucher is issued.
+A retried request (a payment provider's retry, a response lost on the way back) gets the same job
+and voucher back and issues nothing; the same key with a different request, or while the first
+is still being carried out, is refused. So a top-up is made once however often it is asked for.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from dataclasses import dataclass
@@ -29,7 +37,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import BigInteger, Column, DateTime, Integer, String, Table, select
+from sqlalchemy import BigInteger, Column, DateTime, Integer, String, Table, delete, select, update
+from sqlalchemy.exc import IntegrityError
 
 from smarthub.gdsc.commands.signer import CommandSigner
 from smarthub.gdsc.commands.vouchers import VoucherIssuer, vouchers
@@ -54,6 +63,21 @@ api_jobs = Table(
     Column("voucher_id", String(64)),  # a top-up's voucher
     Column("queued", DateTime(timezone=True), nullable=False),
 )
+
+api_idempotency = Table(
+    "api_idempotency",
+    metadata,
+    Column("party_id", String(64), primary_key=True),
+    Column("idempotency_key", String(64), primary_key=True),
+    Column("request", String(64), nullable=False),  # SHA-256 hex of what was asked
+    Column("job_id", BigInteger().with_variant(Integer, "sqlite")),  # None: still being carried out
+    Column("voucher_id", String(64)),
+    Column("created", DateTime(timezone=True), nullable=False),
+)
+
+
+class IdempotencyConflict(RuntimeError):
+    """An idempotency key already used for another request, or for one still in progress."""
 
 
 # Job states as the API reports them.
@@ -145,6 +169,52 @@ class CommandDesk:
             voucher.voucher_id,
         )
         return job, voucher.voucher_id
+
+    def top_up_once(
+        self,
+        party_id: str,
+        premises_id: str,
+        meter: Meter,
+        action: str,
+        amount: Decimal,
+        now: datetime,
+        key: str,
+    ) -> tuple[int, str]:
+        """:meth:`top_up` at most once per ``(party_id, key)``: a repeat of the same request
+        returns the first one's (job, voucher); raises :class:`IdempotencyConflict` for the key
+        used with another request or by one still in progress."""
+        asked = f"top-up|{premises_id}|{meter.meter_id}|{amount:.2f}"
+        digest = hashlib.sha256(asked.encode()).hexdigest()
+        row = {"party_id": party_id, "idempotency_key": key}
+        try:
+            with self.store.engine.begin() as conn:
+                conn.execute(api_idempotency.insert().values(**row, request=digest, created=now))
+        except IntegrityError:
+            with self.store.engine.connect() as conn:
+                held = conn.execute(
+                    select(api_idempotency).where(
+                        api_idempotency.c.party_id == party_id, api_idempotency.c.idempotency_key == key
+                    )
+                ).one()
+            if held.request != digest:
+                raise IdempotencyConflict(
+                    f"Idempotency-Key {key!r} was used for another request (not this top-up)"
+                ) from None
+            if held.job_id is None or held.voucher_id is None:
+                raise IdempotencyConflict(
+                    f"Idempotency-Key {key!r}: the first request with it is still being carried out; retry"
+                ) from None
+            return int(held.job_id), str(held.voucher_id)
+        where = (api_idempotency.c.party_id == party_id) & (api_idempotency.c.idempotency_key == key)
+        try:
+            job, voucher = self.top_up(party_id, premises_id, meter, action, amount, now)
+        except BaseException:
+            with self.store.engine.begin() as conn:  # nothing was made: the key is free again
+                conn.execute(delete(api_idempotency).where(where))
+            raise
+        with self.store.engine.begin() as conn:
+            conn.execute(update(api_idempotency).where(where).values(job_id=job, voucher_id=voucher))
+        return job, voucher
 
     def read(self, party_id: str, premises_id: str, meter: Meter, action: str, now: datetime) -> int:
         self._active(meter.hub_id)

@@ -83,6 +83,8 @@ ROLES: dict[str, Role] = {
     "vee_estimates": _hub(),
     "vee_day_versions": _hub(),
     "meter_models": _hub(),
+    "hub_transfer_policy": _hub(),  # the transfer policy last queued for the hub
+    "pending_meters": _hub(),  # meters a hub heard but was not told of, and their registration
     # -- a hub's interval data, by the hub's integer key (a second group: issue 23 item 1) ---
     "interval_channels": _hub_key(),
     "interval_blocks": _hub_key(),
@@ -104,13 +106,22 @@ ROLES: dict[str, Role] = {
     "topology_nodes": REFERENCE,
     "premises_topology": REFERENCE,
     "operator_areas": REFERENCE,
+    "transfer_policies": REFERENCE,  # a row per hub or group: joined by every window's plan
+    "premises_groups": REFERENCE,  # premises class and tariff group of a premises
+    "buildings": REFERENCE,  # apartment blocks: their flats, meters and housing providers
+    "building_flats": REFERENCE,
+    "building_meters": REFERENCE,
+    "building_managements": REFERENCE,  # read with every housing provider's request
     # -- on the coordinator only ----------------------------------------------------------------
     "pull_plan": LOCAL,  # claimed with FOR UPDATE SKIP LOCKED
     "wan_links": LOCAL,  # locked by the claims
     "urgent_work": LOCAL,  # claimed with FOR UPDATE SKIP LOCKED
     "api_jobs": LOCAL,  # the API's job queue
+    "api_idempotency": LOCAL,  # top-ups' idempotency keys, claimed before the voucher is issued
     "hub_recoveries": LOCAL,  # recovery jobs, joined with urgent_work as they advance
     "hub_recovery_steps": LOCAL,
+    "meter_shipments": LOCAL,  # manufacturers' shipment files: meter keys stay on the coordinator
+    "meter_installs": LOCAL,  # installers' jobs, closed as their meters are registered
     "audit_log": LOCAL,  # append-only triggers; one hash chain
     "hub_errors": LOCAL,
     "incidents": LOCAL,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from smarthub.gdsc.api.auth import clients, tokens
 from smarthub.gdsc.commands import counters, desk, vouchers
 from smarthub.gdsc.db.database import metadata
-from smarthub.gdsc.fleet import lifecycle, recovery, registry
+from smarthub.gdsc.fleet import buildings, field_meters, lifecycle, recovery, registry
 from smarthub.gdsc.governance import aggregates, audit, parties, services, supplier_change
 from smarthub.gdsc.incidents import tables as incident_tables
 from smarthub.gdsc.outages import store as outage_store
@@ -20,6 +20,7 @@ from smarthub.gdsc.outages import topology
 from smarthub.gdsc.pull import log, plan
 from smarthub.gdsc.readings import comparisons, tables
 from smarthub.gdsc.readings.vee import tables as vee_tables
+from smarthub.gdsc.transfer import tables as transfer_tables
 
 TABLE_MODULES = (
     registry,
@@ -43,6 +44,9 @@ TABLE_MODULES = (
     outage_store,
     vee_tables,
     services,
+    transfer_tables,
+    field_meters,
+    buildings,
 )
 
 __all__ = ["TABLE_MODULES", "metadata"]

@@ -8,15 +8,17 @@ A hub has at most one recovery running.
 
 **What.** The restore is planned from what the GDSC holds about the source hub:
 
-* the commands that set its state, as the hub applied them: the newest ``mapping.update``, a
-  ``meter.add`` per meter its registry ended with (``meter.add``/``replace``/``remove`` applied
-  in order), every ``tariff.update`` (each version, oldest first), the last ``consent.set`` per
-  recipient, every ``supplier.keys``; signed again, with the target hub's counters;
+* the commands that set its state, as the hub applied them, signed again with the target
+  hub's counters: the newest ``mapping.update``, a ``meter.add`` per meter its registry ended
+  with (``meter.add``/``replace``/``remove`` applied in order), every ``tariff.update`` (each
+  version, oldest first), the last ``consent.set`` per recipient (from the newest backup when
+  there is one: it has the householder's own decisions too, with their versions), every
+  ``supplier.keys``;
 * its stored intervals of the last 13 months (:data:`HISTORY_SPAN`, what the hub itself keeps
   at half-hour resolution), as ``history.restore`` commands of up to ``MAX_ROWS`` intervals;
 * its prepayment accounts from the newest backup (a ``recovery.snapshot`` verdict: the GDSC
-  asks every prepayment hub for one each :data:`SNAPSHOT_EVERY`), as ``prepayment.restore``; the hub adds
-  what it credited or charged since it came up blank (``PrepaymentLedger.restore``);
+  asks every prepayment hub for one each :data:`SNAPSHOT_EVERY`), as ``prepayment.restore``;
+  the hub adds what it credited or charged since it came up blank (``PrepaymentLedger.restore``);
 * a replaced hub's pending vouchers, issued again for the new hub (a voucher names its hub)
   and handed to the voucher courier; the old ones are settled ``moved``;
 
@@ -180,6 +182,7 @@ class HubRecoveries:
         self.issuer = issuer or VoucherIssuer(store, signer.private_key, signer.signer_pem)
         self.history_span = history_span
         self._known: set[str] = set()  # hubs whose storage state has a row already (this process)
+        self._deferred: dict[str, str] = {}  # blank reports waiting for a running recovery to end
 
     # -- planning -------------------------------------------------------------------------
     def start(
@@ -254,11 +257,12 @@ class HubRecoveries:
     ) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, Any]]:
         out: list[tuple[str, dict[str, Any]]] = []
         with self.store.engine.connect() as conn:
-            replayed = self._replayed(conn, source)
+            found = self._snapshot(conn, source, None if source != hub_id else storage_id)
+            snapshot, snapshot_counter = found if found is not None else (None, None)
+            replayed = self._replayed(conn, source, snapshot, snapshot_counter)
             out += replayed
             history = self._history(conn, source, fuels, now)
             out += history
-            snapshot = self._snapshot(conn, source, None if source != hub_id else storage_id)
         accounts = []
         if snapshot is not None:
             for acct in snapshot.get("prepayment") or []:
@@ -280,32 +284,45 @@ class HubRecoveries:
         return out, detail
 
     @staticmethod
-    def _applied(conn: Connection, hub_id: str, types: Iterable[str]) -> list[tuple[str, dict[str, Any]]]:
-        """(type, body) of the commands of ``types`` the hub applied, in counter order."""
+    def _applied(
+        conn: Connection, hub_id: str, types: Iterable[str]
+    ) -> list[tuple[str, dict[str, Any], int]]:
+        """(type, body, counter) of the commands of ``types`` the hub applied, in counter order."""
         w = urgent_work
         rows = conn.execute(
-            select(w.c.command_type, w.c.envelope, w.c.result)
+            select(w.c.command_type, w.c.envelope, w.c.result, w.c.counter)
             .where(w.c.hub_id == hub_id, w.c.command_type.in_(list(types)), w.c.state == DONE)
             .order_by(w.c.counter)
         )
         out = []
-        for ctype, envelope, result in rows:
+        for ctype, envelope, result, counter in rows:
             if not envelope or not result or json.loads(result).get("status") != "applied":
                 continue
             payload = json.loads(json.loads(envelope)["payload"])
-            out.append((str(ctype), dict(payload["body"])))
+            out.append((str(ctype), dict(payload["body"]), int(counter)))
         return out
 
-    def _replayed(self, conn: Connection, source: str) -> list[tuple[str, dict[str, Any]]]:
+    def _replayed(
+        self, conn: Connection, source: str, snapshot: dict[str, Any] | None = None, after: int | None = None
+    ) -> list[tuple[str, dict[str, Any]]]:
         """The state those commands left, as commands: the newest mapping table, a ``meter.add``
         per meter the registry ended with (pairings, replacements and removals applied in
-        order), every tariff version, the last consent per recipient, the supplier keys."""
+        order), every tariff version, the last consent per recipient, the supplier keys.
+
+        The consents come from the backup (``snapshot``, taken by the command numbered ``after``)
+        when there is one: it holds the hub's decisions with their versions, the householder's
+        own at the display too; only ``consent.set`` commands applied after it are replayed."""
         mapping: dict[str, Any] | None = None
         registry: dict[str, dict[str, Any]] = {}
         tariffs: dict[tuple[str, str, int], dict[str, Any]] = {}
         consents: dict[str, dict[str, Any]] = {}
         keys: list[dict[str, Any]] = []
-        for ctype, body in self._applied(conn, source, REPLAYED):
+        if snapshot is not None and isinstance(snapshot.get("consents"), list):
+            for c in snapshot["consents"]:
+                consents[str(c["recipient"])] = dict(c)
+        for ctype, body, counter in self._applied(conn, source, REPLAYED):
+            if ctype == "consent.set" and after is not None and counter < after and consents:
+                continue  # in the backup already, with the hub's version
             if ctype == "mapping.update":
                 mapping = body
             elif ctype == "meter.add":
@@ -361,21 +378,21 @@ class HubRecoveries:
         return out
 
     @staticmethod
-    def _snapshot(conn: Connection, source: str, lost: str | None) -> dict[str, Any] | None:
+    def _snapshot(conn: Connection, source: str, lost: str | None) -> tuple[dict[str, Any], int] | None:
         """The newest backup of the source hub's own state: a ``recovery.snapshot`` verdict,
         not of the blank storage being restored (``lost`` names the storage that replaced the
         lost one: its snapshot restores nothing)."""
         w = urgent_work
         rows = conn.execute(
-            select(w.c.result)
+            select(w.c.result, w.c.counter)
             .where(w.c.hub_id == source, w.c.command_type == RecoverySnapshot.TYPE, w.c.state == DONE)
             .order_by(w.c.counter.desc())
         )
-        for (result,) in rows:
+        for result, counter in rows:
             verdict = json.loads(result) if result else {}
             snap = verdict.get("result") if verdict.get("status") == "applied" else None
             if isinstance(snap, dict) and (snap.get("storage") or {}).get("id") != lost:
-                return snap
+                return snap, int(counter)
         return None
 
     def _move_vouchers(self, old: str, new: str, now: datetime, credited: set[str]) -> None:
@@ -429,10 +446,15 @@ class HubRecoveries:
         The first state the GDSC hears from a hub is recorded (a recovery row of no steps): a
         ``kept`` or ``restored`` storage as it is, a ``blank`` one of a hub never heard of before
         (a new hub) with a ``recovery.complete`` of no steps, so that it says ``restored`` from
-        then on. A ``blank`` storage the GDSC has no row for, of a hub it has heard of, is a
-        lost storage: restored from the hub's own past (a replacement's first one: from the
-        hub it replaced, unless that recovery was planned at commissioning already)."""
+        then on. A ``blank`` storage the GDSC has no row for, of a hub it has heard of (a row,
+        or a backup taken from another storage), is a lost storage: restored from the hub's own
+        past (a replacement's first one: from the hub it replaced, unless that recovery was
+        planned at commissioning already). One reported while a recovery for another storage
+        runs (the hub wiped again) is looked at again once that one has ended."""
         started = []
+        # Blank reports of hubs whose recovery was running for another storage (wiped again
+        # mid-recovery) wait for it to end: they are looked at again from the next run on.
+        reports, self._deferred = {**self._deferred, **reports}, {}
         for hub_id, header in sorted(reports.items()):
             state = storage_state.parse(header)
             if state is None or (state.state != storage_state.BLANK and hub_id in self._known):
@@ -443,16 +465,21 @@ class HubRecoveries:
                 replaced = conn.execute(
                     select(hub_commissioning.c.replaces).where(hub_commissioning.c.hub_id == hub_id)
                 ).scalar()
+                known_storage = bool(rows) or self._backed_up_other(conn, hub_id, state.storage_id)
             if state.state != storage_state.BLANK:
                 if not rows:
                     self._record_seen(hub_id, state.storage_id, now)
                 self._known.add(hub_id)
                 continue
-            if any(row.state == RUNNING or row.storage_id == state.storage_id for row in rows):
+            if any(row.storage_id == state.storage_id for row in rows):
+                continue
+            if any(row.state == RUNNING for row in rows):
+                if all(row.storage_id is not None for row in rows if row.state == RUNNING):
+                    self._deferred[hub_id] = header
                 continue
             if replaced and not rows:
                 source, reason = replaced, "replaced"
-            elif rows:
+            elif known_storage:
                 source, reason = hub_id, "storage_lost"
             else:
                 source, reason = None, "new"
@@ -463,6 +490,21 @@ class HubRecoveries:
             except RecoveryRefused as err:
                 log.warning("recovery of %s not started: %s", hub_id, err)
         return started
+
+    @staticmethod
+    def _backed_up_other(conn: Connection, hub_id: str, storage_id: str) -> bool:
+        """Whether a backup of the hub came from another storage than ``storage_id`` (the GDSC
+        knew the hub's storage before, though no pull had reported it yet)."""
+        w = urgent_work
+        for (result,) in conn.execute(
+            select(w.c.result).where(
+                w.c.hub_id == hub_id, w.c.command_type == RecoverySnapshot.TYPE, w.c.state == DONE
+            )
+        ):
+            snap = (json.loads(result) if result else {}).get("result")
+            if isinstance(snap, dict) and (snap.get("storage") or {}).get("id") not in (None, storage_id):
+                return True
+        return False
 
     def _record_seen(self, hub_id: str, storage_id: str, now: datetime) -> None:
         with self.store.engine.begin() as conn:
@@ -535,16 +577,42 @@ class HubRecoveries:
     # -- progress -------------------------------------------------------------------------
     def advance(self, now: datetime) -> list[int]:
         """Move every running recovery on (module docstring); the ids that finished."""
+        r = hub_recoveries
         with self.store.engine.connect() as conn:
             running = [
-                (int(r.recovery_id), r.hub_id, r.storage_id)
-                for r in conn.execute(select(hub_recoveries).where(hub_recoveries.c.state == RUNNING))
+                (int(row.recovery_id), row.hub_id, row.storage_id, row.status)
+                for row in conn.execute(
+                    select(r.c.recovery_id, r.c.hub_id, r.c.storage_id, hubs.c.status)
+                    .join(hubs, hubs.c.hub_id == r.c.hub_id)
+                    .where(r.c.state == RUNNING)
+                )
             ]
         finished = []
-        for rid, hub_id, storage_id in running:
-            if self._advance(rid, hub_id, storage_id, now):
+        for rid, hub_id, storage_id, status in running:
+            if status != "active":  # revoked, decommissioned or replaced meanwhile: no one to restore
+                self._end(rid, now, f"hub {status}")
+                finished.append(rid)
+            elif self._advance(rid, hub_id, storage_id, now):
                 finished.append(rid)
         return finished
+
+    def _end(self, rid: int, now: datetime, why: str) -> None:
+        with self.store.engine.begin() as conn:
+            conn.execute(
+                update(hub_recovery_steps)
+                .where(hub_recovery_steps.c.recovery_id == rid, hub_recovery_steps.c.state == QUEUED)
+                .values(state=STEP_FAILED, detail=why)
+            )
+            failed = conn.execute(
+                select(func.count()).where(
+                    hub_recovery_steps.c.recovery_id == rid, hub_recovery_steps.c.state == STEP_FAILED
+                )
+            ).scalar_one()
+            conn.execute(
+                update(hub_recoveries)
+                .where(hub_recoveries.c.recovery_id == rid)
+                .values(state=DONE_STATE, finished=utc(now), failed=failed)
+            )
 
     def _advance(self, rid: int, hub_id: str, storage_id: str | None, now: datetime) -> bool:
         s, w = hub_recovery_steps, urgent_work

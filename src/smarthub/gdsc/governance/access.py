@@ -23,6 +23,13 @@ and GB practice:
   fewer than ``k`` members in the period is refused for everyone (k-anonymity, default 5), and
   each half-hour is released once over at least ``k`` premises with data
   (:mod:`smarthub.gdsc.governance.aggregates`: why differencing two groups cannot isolate a home);
+* a **housing provider** (a landlord billing heating and water costs, issue 21) reads and exports
+  a flat's **sub-meter** readings (heat-cost allocators, heat, hot and cold water meters:
+  ``SUBMETER_MEDIA``) only for the time it managed the flat's building, at **monthly** granularity
+  at most (consumption units per flat per billing period, and the monthly information the EED
+  Art. 10a asks for: never a profile), and never the flat's electricity or gas half-hours; across
+  a change of tenant it sees both tenancies (it bills each at the interim reading), while each
+  tenant, as a consumer, sees only their own tenancy's sub-meter data;
 * an **installer** may read events and take an on-demand read only during a site visit;
 * the GDSC **operator** may read events, take on-demand reads, run aggregates, audit access
   logs and read and edit the network data, but never sees an individual's consumption;
@@ -45,6 +52,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from smarthub.gdsc.governance.parties import (
+    SUBMETER_MEDIA,
     Consent,
     DataKind,
     Facts,
@@ -77,6 +85,9 @@ class Action(enum.StrEnum):
     DATA_QUALITY = "data-quality"  # VEE: quarantine / flag / estimate counts per hub, model, supplier
     SERVICE_APPLICATION = "service-application"  # a third party applies as a data service, follows it
     SERVICE_ADMIN = "service-admin"  # the GDSC operator's decisions on data services' applications
+    TRANSFER_POLICY = "transfer-policy"  # how often, when and how finely hubs' data is retrieved
+    METER_SHIPMENT = "meter-shipment"  # a manufacturer's shipment file (meters and keys) imported
+    METER_INSTALL = "meter-install"  # the installer's job: a meter installed (or swapped) at a premises
 
     @property
     def is_command(self) -> bool:
@@ -101,6 +112,7 @@ SUPPLIER_COMMANDS = frozenset(
     }
 )
 SUPPLIER_DEFAULT = Granularity.MONTHLY
+HOUSING_PROVIDER_FINEST = Granularity.MONTHLY  # billing periods and monthly information, no profile
 _NEEDS_PERIOD = frozenset(
     {
         Action.READ_READINGS,
@@ -167,8 +179,14 @@ class AccessRequest:
                 object.__setattr__(self, "granularity", Granularity(self.granularity))
         elif a is Action.READ_JOB:
             pass  # a job that does not exist names no premises and no owner (refused, see _job)
-        elif a in (Action.DATA_QUALITY, Action.SERVICE_APPLICATION, Action.SERVICE_ADMIN):
-            pass  # counts over the fleet; a data service's standing: no premises
+        elif a in (
+            Action.DATA_QUALITY,
+            Action.SERVICE_APPLICATION,
+            Action.SERVICE_ADMIN,
+            Action.TRANSFER_POLICY,
+            Action.METER_SHIPMENT,
+        ):
+            pass  # counts over the fleet; a data service's standing; a policy of a group: no premises
         elif not self.premises_id:
             raise ValueError(f"{a.value} must name a premises")
         if a in _NEEDS_PERIOD and self.period is None:
@@ -232,6 +250,12 @@ def decide(request: AccessRequest, facts: Facts, policy: Policy = DEFAULT_POLICY
         if role is Role.OPERATOR:
             return Decision(True, "GDSC operations: approval of third-party data services")
         return deny("data services are approved, refused, suspended and revoked by the GDSC operator only")
+    if request.action is Action.METER_INSTALL:
+        if role is Role.OPERATOR:
+            return Decision(True, "GDSC operations: a meter installation recorded for an installer")
+        if role is Role.INSTALLER:
+            return _installer(request, facts)
+        return deny("meter installations are recorded by the installer on site or the GDSC operator")
     if request.action in _DATA_OPERATIONS:
         if role is Role.OPERATOR:
             return Decision(True, _DATA_OPERATIONS[request.action])
@@ -245,6 +269,8 @@ def decide(request: AccessRequest, facts: Facts, policy: Policy = DEFAULT_POLICY
 _DATA_OPERATIONS = {
     Action.EDIT_READINGS: "GDSC data operations: correction of validated data, with a reason, audited",
     Action.DATA_QUALITY: "GDSC data operations: data-quality figures (counts, no consumption)",
+    Action.TRANSFER_POLICY: "GDSC data operations: transfer policies of hubs and groups (no consumption)",
+    Action.METER_SHIPMENT: "GDSC data operations: manufacturers' shipment files (meters and their keys)",
 }
 
 
@@ -368,7 +394,7 @@ def _consumer(req: AccessRequest, facts: Facts) -> Decision:
 
 def _installer(req: AccessRequest, facts: Facts) -> Decision:
     a = req.action
-    if a not in (Action.READ_EVENTS, Action.ON_DEMAND_READ):
+    if a not in (Action.READ_EVENTS, Action.ON_DEMAND_READ, Action.METER_INSTALL):
         return deny(f"{a.value} is not open to installers")
     visits = [
         ap
@@ -381,6 +407,8 @@ def _installer(req: AccessRequest, facts: Facts) -> Decision:
         return deny(f"{req.party.party_id} has no site visit at {req.premises_id} at {req.at.isoformat()}")
     if a is Action.ON_DEMAND_READ:
         return Decision(True, "during a site visit")
+    if a is Action.METER_INSTALL:
+        return Decision(True, "a meter installed during a site visit")
     assert req.period is not None
     return Decision(True, "events during a site visit", Granularity.NONE, (req.period,))
 
@@ -402,6 +430,34 @@ def _network_operator(req: AccessRequest, facts: Facts) -> Decision:
     if not ranges:
         return deny(f"{me} did not operate the network at {req.premises_id} in the period asked for")
     return Decision(True, "DUoS data of the operator's own area and period", Granularity.HALF_HOURLY, ranges)
+
+
+def _housing_provider(req: AccessRequest, facts: Facts) -> Decision:
+    """Sub-meter readings of a flat the provider managed, monthly at the finest, for that time."""
+    a = req.action
+    me = req.party.party_id
+    if a not in (Action.READ_READINGS, Action.EXPORT):
+        return deny(f"{a.value} is not open to housing providers (sub-meter readings of their flats only)")
+    if req.fuel not in SUBMETER_MEDIA:
+        return deny(
+            f"a housing provider sees a flat's heat and water sub-meters only, not its {req.fuel}: "
+            "that is the tenant's and their supplier's"
+        )
+    assert req.period is not None and req.granularity is not None
+    if req.granularity.rank > HOUSING_PROVIDER_FINEST.rank:
+        return deny(
+            f"a housing provider bills by period: {HOUSING_PROVIDER_FINEST.value} data at most, not "
+            f"{req.granularity.value}",
+            HOUSING_PROVIDER_FINEST,
+        )
+    ranges = _merge(
+        r
+        for m in facts.managements
+        if m.provider_id == me and m.premises_id == req.premises_id and (r := req.period.clip(m.start, m.end))
+    )
+    if not ranges:
+        return deny(f"{me} did not manage {req.premises_id} in the period asked for")
+    return Decision(True, "sub-meters of a flat the provider manages", HOUSING_PROVIDER_FINEST, ranges)
 
 
 def _duos(req: AccessRequest, facts: Facts) -> Decision:
@@ -507,6 +563,7 @@ _RULES = {
     Role.INSTALLER: _installer,
     Role.NETWORK_OPERATOR: _network_operator,
     Role.OPERATOR: _operator,
+    Role.HOUSING_PROVIDER: _housing_provider,
 }
 
 

@@ -43,6 +43,7 @@ class Role(enum.StrEnum):
     CONSUMER = "consumer"
     INSTALLER = "installer"
     OPERATOR = "operator"  # the GDSC's own operations staff
+    HOUSING_PROVIDER = "housing-provider"  # a landlord billing heat and water over a building's flats
 
 
 class Fuel(enum.StrEnum):
@@ -50,6 +51,11 @@ class Fuel(enum.StrEnum):
 
     ELECTRICITY = "electricity"
     GAS = "gas"
+
+
+# The media of a building's sub-meters, spelled as the wireless M-Bus device types (EN 13757-3
+# Table 3, ``model.datapoint``): what a housing provider bills heating and water costs from.
+SUBMETER_MEDIA = frozenset({"heat_cost_allocator", "heat", "water", "warm_water", "hot_water", "cold_water"})
 
 
 class DataKind(enum.StrEnum):
@@ -171,6 +177,23 @@ class Operation:
 
 
 @dataclass(frozen=True, slots=True)
+class Management:
+    """A housing provider managing (letting and billing) a flat of a building for ``[start, end)``:
+    it entitles the provider to the flat's sub-meter readings (heat-cost allocators, heat and water
+    meters) of that period, for the heating and water cost billing (HeizkostenV; EED Art. 9b-10a),
+    never to the flat's electricity or gas, which are the tenant's and their supplier's."""
+
+    premises_id: str  # the flat
+    building_id: str
+    provider_id: str
+    start: datetime
+    end: datetime | None = None
+
+    def __post_init__(self) -> None:
+        _check_period(self.start, self.end)
+
+
+@dataclass(frozen=True, slots=True)
 class Consent:
     """The occupant's permission for one party at one premises, bound to the occupant's tenancy.
 
@@ -224,6 +247,7 @@ class Facts:
     # The asking third party's application and the GDSC's decision on it (None: registered before
     # applications existed, decided on ``Party.approved`` alone); see governance.services.
     service: DataService | None = None
+    managements: tuple[Management, ...] = ()  # housing providers of the flat (buildings)
 
 
 @overload
@@ -477,6 +501,8 @@ class PartyRepository:
 
     # -- the policy's input -------------------------------------------------------------------
     def facts(self, premises_ids: Sequence[str], conn: Connection | None = None) -> Facts:
+        from smarthub.gdsc.fleet.buildings import BuildingRegistry
+
         def q(c: Connection) -> Facts:
             return Facts(
                 self.supply_periods(premises_ids, c),
@@ -484,6 +510,7 @@ class PartyRepository:
                 self.consents(premises_ids, c),
                 self.appointments(premises_ids, c),
                 self.operations(premises_ids, c),
+                managements=BuildingRegistry(self.engine).managements(premises_ids, c),
             )
 
         return self._run(conn, q)

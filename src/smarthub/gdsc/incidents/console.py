@@ -37,7 +37,7 @@ from smarthub.gdsc.incidents.console_tables import (
 from smarthub.gdsc.incidents.error_log import ErrorLog
 from smarthub.gdsc.incidents.hub_page import detail_html, hub_href, page_html
 from smarthub.gdsc.incidents.hub_view import PULLS_PAGE, code_label, hub_view
-from smarthub.gdsc.incidents.outage_page import body_html
+from smarthub.gdsc.incidents.outage_page import body_html, parse_period
 from smarthub.gdsc.incidents.outage_page import page_html as outages_html
 from smarthub.gdsc.outages.map import latest_event
 from smarthub.gdsc.pull.scheduler import WindowProgress
@@ -207,23 +207,40 @@ def _error_section(log: ErrorLog | None) -> str:
 
 class Shared(Generic[T]):
     """A value read at most once per ``max_age`` seconds (wall time, monotonic), by one reader at
-    a time: every page open on the console shares the same read instead of making its own."""
+    a time: every page open on the console shares the same read instead of making its own.
 
-    def __init__(self, read: Callable[[], Awaitable[T]], max_age: float) -> None:
+    A read that takes long stretches the age: the value is kept at least ``busy`` times as long
+    as its read took, so a fleet whose status takes 2 s to read is read every 8 s, not without
+    pause (the console must not keep the database busy by itself)."""
+
+    def __init__(
+        self,
+        read: Callable[[], Awaitable[T]],
+        max_age: float,
+        *,
+        busy: float = 4.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.read = read
         self.max_age = max_age
+        self.busy = busy
+        self.monotonic = monotonic
         self.reads = 0
         self._value: T | None = None
         self._at = 0.0
+        self._took = 0.0
         self._lock: asyncio.Lock | None = None
 
     async def get(self) -> T:
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
-            if self._value is None or time.monotonic() - self._at >= self.max_age:
+            age = max(self.max_age, self.busy * self._took)
+            if self._value is None or self.monotonic() - self._at >= age:
+                start = self.monotonic()
                 self._value = await self.read()
-                self._at = time.monotonic()
+                self._at = self.monotonic()
+                self._took = self._at - start
                 self.reads += 1
             return self._value
 
@@ -410,15 +427,16 @@ def console_app(
         return web.Response(text=OUTAGES_SCRIPT, content_type="application/javascript")
 
     async def outages_page(request: web.Request) -> web.Response:
-        """The outage map and timeline (``?part=body``: only the part the page's script swaps in)."""
+        """The outage map and timeline (``?part=body``: only the part the page's script swaps in;
+        ``since``, ``until``: the period of the timeline)."""
         now = clock_.now()
-        if request.query.get("part") == "body":
-            return web.Response(
-                text=await asyncio.to_thread(body_html, store.engine, now), content_type="text/html"
-            )
-        return web.Response(
-            text=await asyncio.to_thread(outages_html, store.engine, now), content_type="text/html"
-        )
+        try:
+            since, until = parse_period(request.query)
+        except ValueError as err:
+            raise web.HTTPBadRequest(text=str(err)) from None
+        render = body_html if request.query.get("part") == "body" else outages_html
+        text = await asyncio.to_thread(render, store.engine, now, since, until)
+        return web.Response(text=text, content_type="text/html")
 
     app = web.Application()
     app[STOPPING] = asyncio.Event()

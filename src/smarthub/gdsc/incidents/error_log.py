@@ -243,21 +243,27 @@ class ErrorLog:
         if open_only:
             q = q.where(incidents.c.closed.is_(None))
         with self.engine.connect() as conn:
-            out = []
-            for r in conn.execute(q):
-                hubs_ = conn.execute(
-                    select(incident_hubs.c.hub_id, incident_hubs.c.open).where(
-                        incident_hubs.c.incident_id == r.incident_id
+            rows = conn.execute(q).all()
+            # Every incident's hubs in one statement (not one per incident: thousands of open
+            # incidents are a bad day, not a reason for thousands of queries).
+            members: dict[int, list[Any]] = {}
+            hubs_q = select(incident_hubs.c.incident_id, incident_hubs.c.hub_id, incident_hubs.c.open)
+            if open_only:
+                hubs_q = hubs_q.where(
+                    incident_hubs.c.incident_id.in_(
+                        select(incidents.c.incident_id).where(incidents.c.closed.is_(None))
                     )
-                ).all()
-                out.append(
-                    {
-                        **r._asdict(),
-                        "hubs": sorted(h.hub_id for h in hubs_),
-                        "hubs_open": sorted(h.hub_id for h in hubs_ if h.open),
-                    }
                 )
-            return out
+            for h in conn.execute(hubs_q):
+                members.setdefault(h.incident_id, []).append(h)
+            return [
+                {
+                    **r._asdict(),
+                    "hubs": sorted(h.hub_id for h in members.get(r.incident_id, ())),
+                    "hubs_open": sorted(h.hub_id for h in members.get(r.incident_id, ()) if h.open),
+                }
+                for r in rows
+            ]
 
     def work_orders(self, status: str | None = None) -> list[dict[str, Any]]:
         q = select(work_orders).order_by(work_orders.c.work_order_id)

@@ -8,11 +8,22 @@ changes (an outage opened, grew, was restored or closed: the outage event log mo
 from __future__ import annotations
 
 import html
-from datetime import datetime
+from collections.abc import Mapping
+from datetime import UTC, datetime
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
-from smarthub.gdsc.outages.map import legend, map_svg, outage_state, read_topology, timeline_svg
+from smarthub.gdsc.incidents.hub_page import hub_href
+from smarthub.gdsc.incidents.policy import HUB_UNREACHABLE
+from smarthub.gdsc.incidents.tables import incident_hubs, incidents
+from smarthub.gdsc.outages.map import (
+    TIMELINE_ROWS,
+    legend,
+    map_svg,
+    outage_state,
+    read_topology,
+    timeline_svg,
+)
 from smarthub.gdsc.outages.store import OutageStore
 
 PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
@@ -40,11 +51,30 @@ def _when(v: object) -> str:
     return f"{datetime.fromisoformat(str(v)):%Y-%m-%d %H:%M:%S}"
 
 
-def body_html(engine: Engine, now: datetime) -> str:
-    """Everything below the heading: live outages, the map, the timeline."""
+def silent_hubs(engine: Engine) -> set[str]:
+    """Hubs in an open "hub unreachable" incident (not a power outage: no last gasp came)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(incident_hubs.c.hub_id)
+            .join(incidents, incidents.c.incident_id == incident_hubs.c.incident_id)
+            .where(
+                incidents.c.closed.is_(None),
+                incidents.c.code == HUB_UNREACHABLE,
+                incident_hubs.c.open == 1,
+            )
+        )
+        return {r.hub_id for r in rows}
+
+
+def body_html(
+    engine: Engine, now: datetime, since: datetime | None = None, until: datetime | None = None
+) -> str:
+    """Everything below the heading: live outages, the map, the timeline (of the outages opened
+    in [``since``, ``until``) when given, else the latest)."""
     topo = read_topology(engine)
     state = outage_state(engine)
-    recent = OutageStore(engine).find(limit=40)
+    state.silent = {topo.hub_premises[h] for h in silent_hubs(engine) if h in topo.hub_premises}
+    recent = OutageStore(engine).find(since=since, until=until, limit=TIMELINE_ROWS)
     if state.live:
         rows = "".join(
             "<tr>"
@@ -64,20 +94,59 @@ def body_html(engine: Engine, now: datetime) -> str:
         live = "<p id='live-outages' class='ok'>No live outage.</p>"
     summary = (
         f"{len(topo.places)} premises on {sum(1 for n in topo.nodes.values() if n.kind == 'feeder')} "
-        f"LV feeders; {len(state.live)} live outages, {len(state.out)} premises without supply"
+        f"LV feeders; {len(state.live)} live outages, {len(state.out)} premises without supply; "
+        f"{len(state.silent - state.out)} hubs not answering without a last gasp"
     )
     return (
         f"<p id='outage-summary'>{_e(summary)}</p>"
         f"<h2>Live outages</h2>{live}"
-        f"<h2>Map</h2>{legend()}<div id='map-box'>{map_svg(topo, state)}</div>"
-        f"<h2>Timeline</h2><p class='muted'>The latest {len(recent)} outages, from the loss of power"
-        f" (the meters' time) to the close; open ones run to now ({now:%Y-%m-%d %H:%M:%S}).</p>"
-        f"{timeline_svg(recent, now)}"
+        f"<h2>Map</h2>{legend()}<div id='map-box'>{map_svg(topo, state, hub_href)}</div>"
+        f"<h2>Timeline</h2>{_period_form(since, until)}<p class='muted'>The latest {len(recent)} outages"
+        + (f" opened from {since:%Y-%m-%d}" if since else "")
+        + (f" before {until:%Y-%m-%d}" if until else "")
+        + ", from the loss of power (the meters' time) to the close; open ones run to now "
+        f"({now:%Y-%m-%d %H:%M:%S}).</p>"
+        + (
+            timeline_svg(recent, now)
+            if recent or (since is None and until is None)
+            else "<p id='timeline' class='muted'>No outage opened in this period.</p>"
+        )
     )
 
 
-def page_html(engine: Engine, now: datetime) -> str:
-    return PAGE.format(body=body_html(engine, now))
+def _period_form(since: datetime | None, until: datetime | None) -> str:
+    def day(t: datetime | None) -> str:
+        return f"{t:%Y-%m-%d}" if t else ""
+
+    return (
+        "<form id='period' method='get' action='/outages'>opened from "
+        f"<input type='date' name='since' value='{day(since)}' aria-label='from'> before "
+        f"<input type='date' name='until' value='{day(until)}' aria-label='before'> "
+        "<button>show</button></form>"
+    )
 
 
-__all__ = ["body_html", "page_html"]
+def parse_period(query: Mapping[str, str]) -> tuple[datetime | None, datetime | None]:
+    """``since`` and ``until`` (ISO dates or times, UTC when no offset); ValueError naming the
+    parameter when one is not a date."""
+    out: list[datetime | None] = []
+    for name in ("since", "until"):
+        raw = query.get(name, "").strip()
+        if not raw:
+            out.append(None)
+            continue
+        try:
+            t = datetime.fromisoformat(raw)
+        except ValueError:
+            raise ValueError(f"{name} is a date (YYYY-MM-DD) or an ISO 8601 time, not {raw!r}") from None
+        out.append(t if t.tzinfo else t.replace(tzinfo=UTC))
+    return out[0], out[1]
+
+
+def page_html(
+    engine: Engine, now: datetime, since: datetime | None = None, until: datetime | None = None
+) -> str:
+    return PAGE.format(body=body_html(engine, now, since, until))
+
+
+__all__ = ["body_html", "page_html", "parse_period"]

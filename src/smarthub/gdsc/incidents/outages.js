@@ -8,7 +8,8 @@ function showFirstOutage() {  // a large network scrolls: bring the first live o
 }
 async function refresh() {
   const box = document.getElementById("map-box"), top = box ? box.scrollTop : 0;
-  const r = await fetch("/outages?part=body");
+  const u = new URLSearchParams(location.search); u.set("part", "body");  // the same period
+  const r = await fetch("/outages?" + u);
   if (!r.ok) return;
   body.innerHTML = await r.text();
   document.getElementById("map-box").scrollTop = top;  // where the operator was looking

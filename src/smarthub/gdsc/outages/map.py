@@ -18,7 +18,7 @@ from __future__ import annotations
 import html
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,6 +37,7 @@ OUT = "#b00020"
 RESTORED = "#c77c02"
 NORMAL = "#1b7f3b"
 LINE = "#8a94a6"
+SILENT = "#9aa0a6"
 
 
 @dataclass
@@ -47,6 +48,9 @@ class OutageState:
     out: set[str] = field(default_factory=set)  # premises without power, as far as the GDSC knows
     restored: set[str] = field(default_factory=set)  # premises of a live outage back on supply
     located: dict[str, dict[str, Any]] = field(default_factory=dict)  # node or premises id → outage
+    # Premises whose hub stopped answering without a last gasp (a dead hub or a WAN fault: the
+    # meters may well have power); the caller names them, from the error log.
+    silent: set[str] = field(default_factory=set)
 
 
 def outage_state(engine: Engine) -> OutageState:
@@ -120,8 +124,9 @@ def _nodes_at_centroids(
     return pos
 
 
-def map_svg(topo: Topology, state: OutageState) -> str:
-    """The outage map as one ``<svg>`` element (or a sentence when there is no topology)."""
+def map_svg(topo: Topology, state: OutageState, link: Callable[[str], str] | None = None) -> str:
+    """The outage map as one ``<svg>`` element (or a sentence when there is no topology);
+    ``link``: a hub id's page, each premises with a hub then links to it."""
     if not topo.places and not topo.nodes:
         return "<p id='map' class='muted'>No network topology is loaded (smarthub gdsc --topology FILE).</p>"
     pos = _positions(topo)
@@ -143,6 +148,7 @@ def map_svg(topo: Topology, state: OutageState) -> str:
 
     parts: list[str] = []
     hot = _hot_nodes(topo, state)
+    hub_at = {premises_id: hub for hub, premises_id in topo.hub_premises.items()}
     chains: dict[str, list[tuple[float, float]]] = {}
     gaps: list[float] = []
     for f in sorted((n for n in topo.nodes.values() if n.kind == "feeder"), key=lambda n: n.node_id):
@@ -190,13 +196,17 @@ def map_svg(topo: Topology, state: OutageState) -> str:
             colour, what = OUT, "no supply"
         elif p.premises_id in state.restored:
             colour, what = RESTORED, "restored"
+        elif p.premises_id in state.silent:
+            colour, what = SILENT, "hub silent"
         else:
             colour, what = NORMAL, "supplied"
-        parts.append(
+        circle = (
             f'<circle class="premises {what.replace(" ", "-")}" data-id="{_e(p.premises_id)}" cx="{x:.1f}" '
             f'cy="{y:.1f}" r="{r}" fill="{colour}"><title>{_e(p.premises_id)} ({_e(p.phase)}, '
             f"{_e(p.feeder_id)}): {what}</title></circle>"
         )
+        hub = hub_at.get(p.premises_id)
+        parts.append(f'<a href="{_e(link(hub))}">{circle}</a>' if link and hub else circle)
     for n in sorted(topo.nodes.values(), key=lambda n: n.node_id):
         if n.kind == "feeder" or n.node_id not in pos:
             continue
@@ -239,6 +249,7 @@ def legend() -> str:
         (NORMAL, "circle", "premises supplied"),
         (OUT, "circle", "premises without supply (last gasp, no restoration yet)"),
         (RESTORED, "circle", "premises restored, outage still open"),
+        (SILENT, "circle", "hub not answering, no last gasp (dead hub or WAN fault)"),
         ("#33415c", "rect", "substation"),
         (OUT, "line", "feeder or substation of a live outage"),
     ]

@@ -5,7 +5,9 @@ endpoint does with a datagram, cheapest check first, so a flood costs as little 
 
 1. on arrival (in the reader thread, no crypto, no I/O): :func:`~smarthub.wan.contract.alerts.peek`
    the hub id, then the hub's **token bucket** (``burst`` alerts, one more per ``refill`` of GDSC
-   time): a hub flooding alerts is throttled there; the datagram joins a bounded queue
+   time): a hub flooding alerts is throttled there, once its tokens are spent — and only alerts
+   that verify spend them (step 2), so datagrams forged or replayed in a hub's name cannot use up
+   its allowance and have its real last gasp refused; the datagram joins a bounded queue
    (``queue_max``; beyond it the endpoint sheds load and counts it, the pulled diagnosis log
    still carries every power failure);
 2. in batches — by the reader itself while the queue is short (one thread hand-over fewer: on a
@@ -143,6 +145,7 @@ class AlertReceiver:
         self._windows: OrderedDict[str, ReplayWindow] = OrderedDict()
         self._refusals: dict[tuple[str, str], tuple[int, datetime, datetime, str]] = {}
         self._logged: dict[tuple[str, str], int] = {}
+        self._bucket_lock = threading.Lock()
         self._refusal_lock = threading.Lock()  # refusals come from the loop and the worker thread
         self._wake = threading.Event()
         self._write_wake = threading.Event()
@@ -237,7 +240,8 @@ class AlertReceiver:
                 except OSError:  # BlockingIOError: nothing more
                     break
                 self.offer(data, f"{addr[0]}:{addr[1]}")
-            if self._queue and len(self._queue) <= INLINE_MAX:
+            # (Not while the writer is behind: the verifier waits for it, the reader must not.)
+            if self._queue and len(self._queue) <= INLINE_MAX and len(self._pending) < PENDING_MAX:
                 self._verify_queued(inline=True)
 
     def offer(self, data: bytes, source: str = "") -> bool:
@@ -249,7 +253,7 @@ class AlertReceiver:
         except BadAlert:
             self._refuse("", "malformed", now, source)
             return False
-        if not self._take(hub, now):
+        if not self._take(hub, now, charge=False):
             self._refuse(hub, "throttled", now, source)
             return False
         if len(self._queue) >= self.queue_max:
@@ -259,22 +263,25 @@ class AlertReceiver:
         self._wake.set()
         return True
 
-    def _take(self, hub: str, now: datetime) -> bool:
+    def _take(self, hub: str, now: datetime, *, charge: bool) -> bool:
+        """Whether the hub's bucket holds a token (refilled to ``now``); ``charge`` takes it."""
         t = now.timestamp()
-        b = self._buckets.get(hub)
-        if b is None:
-            b = self._buckets[hub] = _Bucket(float(self.burst), t)
-            if len(self._buckets) > TRACKED_HUBS:
-                self._buckets.popitem(last=False)
-        else:
-            self._buckets.move_to_end(hub)
-            if t > b.at:
-                b.tokens = min(float(self.burst), b.tokens + (t - b.at) / self.refill_s)
-                b.at = t
-        if b.tokens >= 1:
-            b.tokens -= 1
+        with self._bucket_lock:  # the reader checks, the verifier charges
+            b = self._buckets.get(hub)
+            if b is None:
+                b = self._buckets[hub] = _Bucket(float(self.burst), t)
+                if len(self._buckets) > TRACKED_HUBS:
+                    self._buckets.popitem(last=False)
+            else:
+                self._buckets.move_to_end(hub)
+                if t > b.at:
+                    b.tokens = min(float(self.burst), b.tokens + (t - b.at) / self.refill_s)
+                    b.at = t
+            if b.tokens < 1:
+                return False
+            if charge:
+                b.tokens -= 1
             return True
-        return False
 
     def _refuse(self, hub: str, reason: str, now: datetime, source: str) -> None:
         key = (hub, reason)
@@ -308,16 +315,17 @@ class AlertReceiver:
             self._busy = True
             batch = [self._queue.popleft() for _ in range(n)]
             try:
-                self._process(batch)
+                self._process(batch, wait=not inline)
             except Exception:
                 log.exception("alert batch of %d failed (the hubs' pulled diagnosis logs keep them)", n)
         finally:
             self._busy = False
             self._process_lock.release()
 
-    def _process(self, batch: list[tuple[bytes, datetime, str]]) -> None:
-        """Step 2 for one batch (in the verifier thread): nothing here waits for the database
-        unless a hub is new to the endpoint since it started."""
+    def _process(self, batch: list[tuple[bytes, datetime, str]], *, wait: bool = True) -> None:
+        """Step 2 for one batch: nothing here waits for the database unless a hub is new to the
+        endpoint since it started; ``wait``: hold here while the writer is behind (the verifier
+        does, the reader must not stop reading)."""
         t0 = time.perf_counter()
         decoded: list[tuple[Alert, bytes, bytes, datetime, str]] = []
         for data, received, source in batch:
@@ -355,9 +363,15 @@ class AlertReceiver:
                 if len(self._windows) > TRACKED_HUBS:
                     self._windows.popitem(last=False)
                     self._windows_complete = False  # an evicted hub's numbers are in the store only
-            if not window.accept(alert.seq):
+            if not window.check(alert.seq):
                 self._refuse(alert.hub_id, "replayed", received, source)
                 continue
+            # Only an alert that verified, fresh and new spends the hub's token: a forger or a
+            # replayer naming the hub cannot use up its allowance and silence its last gasp.
+            if not self._take(alert.hub_id, received, charge=True):
+                self._refuse(alert.hub_id, "throttled", received, source)
+                continue
+            window.accept(alert.seq)
             ok.append(StoredAlert(alert, received))
         # Correlated at once (the outage is known the moment its alerts are verified), stored by
         # the writer; correlation ignores a repeated alert of a premises already out or restored.
@@ -365,7 +379,7 @@ class AlertReceiver:
         self.stats.batches += 1
         self.process_seconds += time.perf_counter() - t0
         if ok or decided is not None or self._refusals:
-            while len(self._pending) >= PENDING_MAX and not self._stop.is_set():
+            while wait and len(self._pending) >= PENDING_MAX and not self._stop.is_set():
                 self._written.wait(0.1)  # the database is behind: hold the queue here, bounded
                 self._written.clear()
             self._pending.append((ok, decided))

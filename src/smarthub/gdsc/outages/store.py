@@ -270,7 +270,9 @@ class OutageRows:
         for p in parts:
             outages.update((r["outage_id"], r) for r in p.outages)
             premises.update(((r["outage_id"], r["premises_id"]), r) for r in p.premises)
-        return cls(list(outages.values()), list(premises.values()), [e for p in parts for e in p.events])
+        return cls(
+            list(outages.values()), list(premises.values()), _coalesce([e for p in parts for e in p.events])
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,7 +418,7 @@ class OutageStore:
                         )
                     )
             o.dirty.clear()
-        events = [dict(outage_id=c.outage.outage_id, kind=c.kind, at=c.at) for c in changes]
+        events = _coalesce([dict(outage_id=c.outage.outage_id, kind=c.kind, at=c.at) for c in changes])
         return OutageRows(orows, prows, events)
 
     def write(self, rows: OutageRows) -> None:
@@ -502,6 +504,24 @@ class OutageStore:
     def mark_closed(self, outage_id: int, at: datetime) -> None:
         with self.engine.begin() as conn:
             conn.execute(update(outages).where(outages.c.outage_id == outage_id).values(closed=at))
+
+
+def _coalesce(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One ``grew`` event for a run of them on the same outage (the last): a storm of last gasps
+    growing one outage writes, and streams to the push subscription, one event per batch rather
+    than one per premises; a subscriber reads the outage for its premises anyway."""
+    out: list[dict[str, Any]] = []
+    for e in events:
+        if (
+            out
+            and e["kind"] == "grew"
+            and out[-1]["kind"] == "grew"
+            and out[-1]["outage_id"] == e["outage_id"]
+        ):
+            out[-1] = e
+        else:
+            out.append(e)
+    return out
 
 
 def _row(r: Any) -> dict[str, Any]:

@@ -2,10 +2,13 @@
 
 Two ways to pull a hub (IEEE 2030.5 over HTTPS either way):
 
-- **bulk**, when the hub's DeviceCapability advertises a ``MirrorUsagePointListLink``: one
-  request per page of readings through :class:`smarthub.wan.client.pull.PullClient` (TLS session
-  resumption, h11, streaming lxml parse). The link is remembered per hub, so later pulls go
-  straight to it: usually one request per hub.
+- **bulk**: one request per page of readings (a home's day is one page) through
+  :class:`smarthub.wan.client.pull.PullClient` (TLS session resumption, h11, streaming lxml
+  parse), from the MirrorUsagePointList this scheme's hubs serve at ``/mup``. A hub is asked
+  there straight away, even the first time: one request per hub per pull. Only a hub that does
+  not answer there (older firmware) is asked its /dcap, the 2030.5 entry point, and pulled from
+  the ``MirrorUsagePointListLink`` it advertises, or walked if it advertises none. What was
+  found is remembered per hub.
 - **walk**, otherwise: :class:`smarthub.wan.client.hub_client.HubClient` through dcap → upt → mr → rt/rs → r.
 
 Both yield the same readings and cursors (a channel's cursor key is its MeterReading href).
@@ -44,10 +47,11 @@ from smarthub.gdsc.readings.tables import IngestResult, ReadingRow, Readings
 from smarthub.gdsc.store import Store
 from smarthub.wan.client.channel import ChannelEndpoint
 from smarthub.wan.client.hub_client import HubClient, PulledInterval, PullError
-from smarthub.wan.client.pull import HubConnection, PullClient, SessionCache
+from smarthub.wan.client.pull import HttpStatusError, HubConnection, PullClient, SessionCache
 from smarthub.wan.contract import crl_sync
 from smarthub.wan.contract.crl_sync import CrlOffer
 from smarthub.wan.contract.events import LOG_EVENT_POLL_RATE
+from smarthub.wan.contract.sep2_xml import MUP_LIST_HREF
 from smarthub.wan.tls import PeerMismatch, apply_crl
 
 log = logging.getLogger(__name__)
@@ -203,11 +207,9 @@ class CursorReader:
 
 
 def _stored(hub_id: str, intervals: Sequence[PulledInterval]) -> list[ReadingRow]:
-    """The store's rows (plain tuples: cheaper to build than a StoredReading per reading)."""
-    return [
-        (hub_id, i.meter, i.obis, i.start, i.duration, i.value, i.power_of_ten, i.uom, i.quality)
-        for i in intervals
-    ]
+    """The store's rows: each pulled interval (a tuple in the row's order) after the hub id."""
+    # In C (tuple concatenation mapped over the list); a PulledInterval is the row after its hub.
+    return list(map((hub_id,).__add__, intervals))  # type: ignore[arg-type]
 
 
 class Collector:
@@ -357,21 +359,27 @@ class Collector:
         if offer is not None:
             conn.extra_headers = [(crl_sync.OFFER, offer.header)]
         ok = False
+        pulled = [0, 0, 0]  # readings, inserted, pages answered
         try:
             if link is None:
-                link = await self.puller.discover(conn)
+                # A hub not pulled yet by this collector: its bulk resource where this scheme's
+                # hubs serve it, with no /dcap first (one request per pull). A hub that does not
+                # answer there (older firmware: 404; a refusal) is discovered as 2030.5 has it.
+                try:
+                    await self._bulk(conn, hub, MUP_LIST_HREF, cursors, pulled)
+                    link = MUP_LIST_HREF
+                except HttpStatusError:
+                    if pulled[2]:
+                        raise  # a later page failed: a failed pull, not a missing resource
+                    link = await self.puller.discover(conn)
+                    if link:
+                        await self._bulk(conn, hub, link, cursors, pulled)
                 self._links[hub.hub_id] = link or WALK
                 if not link:
                     ok = True
                     return await self._walk(hub, cursors)
-            readings = inserted = 0
-            async for intervals, page_cursors in self.puller.pages(conn, link, cursors):
-                if not intervals and not page_cursors:
-                    continue  # nothing new: no transaction
-                # Each page is stored with the cursors it advances: a pull cut short resumes there.
-                result = await self._ingest(Ingest(hub.hub_id, _stored(hub.hub_id, intervals), page_cursors))
-                readings += len(intervals)
-                inserted += result.inserted
+            else:
+                await self._bulk(conn, hub, link, cursors, pulled)
             self.puller.remember(conn)
             if conn.storage is not None:
                 self.storage_reports[hub.hub_id] = conn.storage
@@ -384,7 +392,21 @@ class Collector:
             else:
                 self._links.pop(hub.hub_id, None)  # rediscover next time: the hub may have changed
                 conn.abort()
-        return self._done(conn, hub, readings, inserted)
+        return self._done(conn, hub, pulled[0], pulled[1])
+
+    async def _bulk(
+        self, conn: HubConnection, hub: HubRecord, link: str, cursors: dict[str, int], pulled: list[int]
+    ) -> None:
+        """Every page of ``link`` after ``cursors`` into the store; ``pulled`` counts readings
+        and inserted ones as they are stored, and the pages answered."""
+        async for intervals, page_cursors in self.puller.pages(conn, link, cursors):
+            pulled[2] += 1
+            if not intervals and not page_cursors:
+                continue  # nothing new: no transaction
+            # Each page is stored with the cursors it advances: a pull cut short resumes there.
+            result = await self._ingest(Ingest(hub.hub_id, _stored(hub.hub_id, intervals), page_cursors))
+            pulled[0] += len(intervals)
+            pulled[1] += result.inserted
 
     async def _send_crl(self, conn: HubConnection, hub: HubRecord, offer: CrlOffer) -> None:
         """The hub asked for the CRL: PUT it on the pull's connection (``wan.crl_sync``)."""

@@ -158,8 +158,10 @@ class PullPlan(PlanClaims, PlanFinishing):
         body: CommandBody | dict[str, Any],
         now: datetime,
         priority: Priority | None = None,
+        conn: Connection | None = None,
     ) -> int:
-        """Sign a command and queue it in one transaction; its job id.
+        """Sign a command and queue it in one transaction (``conn``'s, if given: with what the
+        caller writes beside it); its job id.
 
         The hub refuses a counter below one it has accepted, and commands for one hub are
         delivered in job order. Taking the counter and inserting the job in one transaction
@@ -167,10 +169,12 @@ class PullPlan(PlanClaims, PlanFinishing):
         when several GDSC processes queue commands for the same hub at once; signing outside
         it could let a later counter be queued first and the earlier one refused as a replay.
         """
-        with self._engine.begin() as conn:
-            counter = self.store.next_command_counter(hub_id, conn)
-            signed = signer.command(hub_id, type_, body, now, counter=counter)
-            return self._enqueue_signed(signed, now, priority, conn)
+        if conn is None:
+            with self._engine.begin() as own:
+                return self.queue_command(signer, hub_id, type_, body, now, priority, own)
+        counter = self.store.next_command_counter(hub_id, conn)
+        signed = signer.command(hub_id, type_, body, now, counter=counter)
+        return self._enqueue_signed(signed, now, priority, conn)
 
     def enqueue_command(self, signed: SignedCommand, now: datetime, priority: Priority | None = None) -> int:
         """Queue a command signed earlier; its job id. Prefer :meth:`queue_command`, which

@@ -108,6 +108,9 @@ class RetrievalSchedule:
     """Windows of ``length`` starting every ``period`` at ``offset`` past each epoch-aligned period.
 
     ``hubs`` picks which hubs the schedule pulls (None: every hub the scheduler knows).
+    ``planner``, given, plans each window instead (window start, window length → due times
+    and hubs): the transfer policies' plan (:mod:`smarthub.gdsc.transfer.policies`), which
+    puts in a window only the hubs their policy makes due in it.
     """
 
     name: str
@@ -115,6 +118,7 @@ class RetrievalSchedule:
     length: timedelta | None = None
     offset: timedelta = timedelta(0)
     hubs: Callable[[], Sequence[HubRecord]] | None = None
+    planner: Callable[[datetime, timedelta], Sequence[tuple[datetime, HubRecord]]] | None = None
 
     def __post_init__(self) -> None:
         if self.period <= timedelta(0):
@@ -189,6 +193,9 @@ class Scheduler:
     # Told (hub id, time, last error) when a hub stays unreachable after ``max_tries``, beside
     # the plan's own error record: where the central error log hooks in.
     on_unreachable: Callable[[str, datetime, str], object] | None = None
+    # Told (hub ids, time) of the bulk pulls that succeeded, once they are recorded, in a worker
+    # thread: where the transfer policies queue a hub's changed policy, riding on its pull.
+    after_pulls: Callable[[Sequence[str], datetime], object] | None = None
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1 or self.urgent_concurrency < 1:
@@ -288,10 +295,11 @@ class Scheduler:
             states = self._plan.window_states(schedule.name, ws)
             if states:  # another collector (or an earlier run of this one) planned it already
                 return sum(states.values())
-            hubs = (schedule.hubs or self.hubs)()
-            return self._plan.ensure_window(
-                schedule.name, ws, plan_window(ws, schedule.window, hubs), ws + 2 * schedule.window
-            )
+            if schedule.planner is not None:
+                planned = schedule.planner(ws, schedule.window)
+            else:
+                planned = plan_window(ws, schedule.window, (schedule.hubs or self.hubs)())
+            return self._plan.ensure_window(schedule.name, ws, planned, ws + 2 * schedule.window)
 
         planned = await asyncio.to_thread(work)
         progress = WindowProgress(ws, planned, schedule=schedule.name)
@@ -357,6 +365,16 @@ class Scheduler:
         except BaseException:
             self._ended = ended + self._ended  # try again next tick
             raise
+        pulled = [
+            c.hub.hub_id
+            for (c, ok, _, _), fin in zip(ended, finished, strict=True)
+            if ok and fin.state == DONE
+        ]
+        if pulled and self.after_pulls is not None:
+            try:
+                await asyncio.to_thread(self.after_pulls, pulled, self.clock.now())
+            except Exception:  # the pulls are recorded; what rides on them is tried at the next pull
+                log.exception("%s: after-pull work for %d hubs failed", self.name, len(pulled))
         for (claim, ok, error, outcome), fin in zip(ended, finished, strict=True):
             if fin.state == FAILED and self.on_unreachable is not None:
                 await asyncio.to_thread(self.on_unreachable, claim.hub.hub_id, self.clock.now(), error or "")
@@ -392,6 +410,7 @@ class Scheduler:
             keeper.cancel()
         if not ok:
             self.pull_errors += 1
+            log.info("urgent %s %d for %s failed: %s", claim.kind, claim.id, claim.hub.hub_id, error)
         finished = await asyncio.to_thread(
             lambda: self._plan.finish_urgent(claim, ok, self.clock.now(), result=result, error=error)
         )

@@ -15,13 +15,17 @@ Both sides are sans-I/O. The writer (:func:`smarthub.wan.contract.sep2_xml.write
 with the hub's other lxml builders) builds the tree with lxml directly: a day of two channels
 is ~100 Readings and validating each through pydantic would cost more than the rest of a pull.
 The parser is lxml's
-``XMLPullParser`` fed chunk by chunk: each Reading is turned into a tuple and its element
-dropped as soon as it ends, so memory is bounded by one channel's page, not the body.
+``XMLPullParser`` fed chunk by chunk: when a MirrorMeterReading ends, its Readings are read
+out with compiled XPath (a list per field, no Python per Reading: issue 17) and its element
+dropped, so memory is bounded by one channel's page, not the body.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
+from itertools import repeat
+from operator import add
 
 from lxml import etree
 
@@ -65,6 +69,7 @@ class ChannelReadings:
     intervals: list[PulledInterval]
     last_update: int | None = None
     served_end: int | None = None
+    first_start: int | None = None  # the earliest start served (None: none)
 
     @property
     def cut_short(self) -> bool:
@@ -107,24 +112,78 @@ def _int(text: str | None, what: str, low: int, high: int, base: int = 10) -> in
     return v
 
 
+_NSMAP = {"s": NS}
+
+
+def _xpath(expr: str) -> etree.XPath:
+    # Plain strings (no "smart" strings holding their element): lists of numbers come out of C.
+    return etree.XPath(expr, namespaces=_NSMAP, smart_strings=False)
+
+
+_READINGS = "s:MirrorReadingSet/s:Reading"
+_COUNT_READINGS = _xpath(f"count({_READINGS})")
+_COUNT_NESTED = _xpath(f"count(.//{_READINGS})")  # a set nested deeper than the MMR's own
+# Every Reading has exactly one value, timePeriod start and duration: each has at least one
+# and there are as many as Readings; and no such element holds an element, so each holds at
+# most one text node (libxml2 merges adjacent text; comments and PIs are dropped, CDATA is
+# text), and the text lists below are as long as the Readings only if each holds exactly one.
+_WELL_FORMED = _xpath(
+    f"count({_READINGS}[s:value and s:timePeriod/s:start and s:timePeriod/s:duration]) = $n"
+    f" and count({_READINGS}/s:value) = $n and count({_READINGS}/s:timePeriod/s:start) = $n"
+    f" and count({_READINGS}/s:timePeriod/s:duration) = $n"
+    f" and not({_READINGS}/s:value/* or {_READINGS}/s:timePeriod/s:start/*"
+    f" or {_READINGS}/s:timePeriod/s:duration/* or {_READINGS}/s:qualityFlags/*)"
+)
+_ONE_QUALITY_EACH = _xpath(
+    f"count({_READINGS}[s:qualityFlags]) = $n and count({_READINGS}/s:qualityFlags) = $n"
+)
+_STARTS = _xpath(f"{_READINGS}/s:timePeriod/s:start/text()")
+_DURATIONS = _xpath(f"{_READINGS}/s:timePeriod/s:duration/text()")
+_VALUES = _xpath(f"{_READINGS}/s:value/text()")
+_QUALITIES = _xpath(f"{_READINGS}/s:qualityFlags/text()")
+_new_interval = partial(tuple.__new__, PulledInterval)
+
+
+def _ints(texts: list[str], n: int, what: str, low: int, high: int, base: int = 10) -> list[int]:
+    """``texts`` (one per Reading, in document order) as integers in [low, high)."""
+    if len(texts) != n:  # an empty element, or text split around a child or comment
+        raise PullError(f"bulk body: a Reading whose {what} is missing or not plain text")
+    try:
+        values = [int(t, base) for t in texts] if base != 10 else list(map(int, texts))
+    except ValueError:
+        for t in texts:  # the one at fault, for the message
+            _int(t, what, low, high, base)
+        raise  # pragma: no cover - one of them failed above
+    if values and (min(values) < low or max(values) >= high):
+        for v in values:
+            if not low <= v < high:
+                raise PullError(f"bulk body: {what} {v} is out of range")
+    return values
+
+
 class BulkParser:
     """Streaming parser of a bulk body: ``feed`` chunks, take the readings it returns, ``close``.
 
     Raises :class:`PullError` (and nothing else) for anything that is not a well-formed
     MirrorUsagePointList of this shape: malformed or truncated XML, a DTD or entity
-    declaration, missing or out-of-range fields, a ReadingType with no OBIS equivalent.
+    declaration, missing, repeated or out-of-range fields, a ReadingType with no OBIS equivalent.
+
+    The parser sees events for the root and for each MirrorMeterReading only, not for each
+    Reading: once a MirrorMeterReading has ended, its Readings' fields come out as lists of
+    strings from compiled XPath expressions (one libxml2 call per field, not Python per
+    element; a check in the same style first refuses a Reading with a field missing or
+    repeated), and the MirrorMeterReading is dropped from the tree, so memory stays at one
+    channel's readings.
     """
 
     def __init__(self) -> None:
-        # Events only for the elements handled here: the rest is read from the tree they sit in.
         self._parser = etree.XMLPullParser(
             events=("start", "end"),
-            tag=(_TAG_ROOT, _TAG_MMR, _TAG_READING),
+            tag=(_TAG_ROOT, _TAG_MMR),
             **UNTRUSTED_PARSER_OPTIONS,
         )
         self._root: etree._Element | None = None
         self._tail = b""  # the end of the previous chunk, so a marker split across two is seen
-        self._pending: list[tuple[int, int, int, int]] = []  # the current channel's (start, dur, value, q)
         self._out: list[ChannelReadings] = []
         self._readings = 0
         self._closed = False
@@ -174,7 +233,8 @@ class BulkParser:
         if self._root is None:
             raise PullError("bulk body: root is not a 2030.5 MirrorUsagePointList")
         root = self._root
-        if self._out or self._pending:
+        if self._out or any(s.getparent() is not None for s in root.iter(_TAG_SET)):
+            # Every MirrorMeterReading, with its sets, left the tree when it ended.
             raise PullError("bulk body: readings outside a complete MirrorMeterReading")
         return BulkPage(
             _int(root.get("all"), "MirrorUsagePointList all", 0, _UINT32),
@@ -192,41 +252,12 @@ class BulkParser:
                         raise PullError(f"bulk body: {err}") from None
                     self._root = elem
                 continue
-            tag = elem.tag
-            if tag == _TAG_READING:
-                parent = elem.getparent()
-                if parent is not None and parent.tag == _TAG_SET:
-                    self._reading(elem)
-                    elem.clear()
-                    # Drop the Readings already turned into tuples: memory stays at one element.
-                    while elem.getprevious() is not None:
-                        del parent[0]
-            elif tag == _TAG_MMR:
+            if elem.tag == _TAG_MMR:
                 self._channel(elem)
                 parent = elem.getparent()
                 elem.clear()
                 if parent is not None:
                     parent.remove(elem)
-
-    def _reading(self, elem: etree._Element) -> None:
-        start = duration = value = None
-        quality = 0
-        for child in elem:
-            tag = child.tag
-            if tag == _TAG_VALUE:
-                value = _int(child.text, "Reading value", -_INT48, _INT48)
-            elif tag == _TAG_QUALITY:
-                quality = _int(child.text, "Reading qualityFlags", 0, 0x10000, 16)
-            elif tag == _TAG_TP:
-                for f in child:
-                    if f.tag == _TAG_START:
-                        start = _int(f.text, "Reading timePeriod start", 0, _TIME_MAX)
-                    elif f.tag == _TAG_DURATION:
-                        duration = _int(f.text, "Reading timePeriod duration", 0, _UINT32)
-        if start is None or duration is None or value is None:
-            raise PullError("bulk body: a Reading without timePeriod start, duration or value")
-        self._pending.append((start, duration, value, quality))
-        self._readings += 1
 
     def _channel(self, elem: etree._Element) -> None:
         href = elem.get("href")
@@ -257,10 +288,51 @@ class BulkParser:
             obis = str(obis_for_interval(commodity, flow, uom, kind=kind, phase=phase, qualifier=qualifier))
         except KeyError as err:
             raise PullError(f"bulk body: {href}: {err.args[0]}") from None
-        rows = [PulledInterval(meter, obis, s, d, v, p10, uom, q) for s, d, v, q in self._pending]
-        served_end = max((s + d for s, d, _, _ in self._pending), default=None)
-        self._out.append(ChannelReadings(key, rows, last, served_end))
-        self._pending = []
+        n = int(_COUNT_READINGS(elem))
+        rows: list[PulledInterval] = []
+        served_end = first_start = None
+        if n:
+            if not _WELL_FORMED(elem, n=n):
+                raise PullError(
+                    "bulk body: a Reading without timePeriod start, duration or value, or with one"
+                    " of them (or qualityFlags) twice"
+                )
+            starts = _ints(_STARTS(elem), n, "Reading timePeriod start", 0, _TIME_MAX)
+            durations = _ints(_DURATIONS(elem), n, "Reading timePeriod duration", 0, _UINT32)
+            values = _ints(_VALUES(elem), n, "Reading value", -_INT48, _INT48)
+            if _ONE_QUALITY_EACH(elem, n=n):
+                qualities = _ints(_QUALITIES(elem), n, "Reading qualityFlags", 0, 0x10000, 16)
+            else:  # qualityFlags is optional (absent: 0): matched Reading by Reading
+                qualities = [
+                    0 if q is None else _int(q, "Reading qualityFlags", 0, 0x10000, 16)
+                    for q in self._each_quality(elem)
+                ]
+            # Built in C: the named tuple's own __new__ is Python, a third of a row's cost.
+            rows = list(
+                map(
+                    _new_interval,
+                    zip(repeat(meter, n), repeat(obis, n), starts, durations, values, repeat(p10, n),
+                        repeat(uom, n), qualities, strict=True),
+                )
+            )  # fmt: skip
+            served_end = max(map(add, starts, durations))
+            first_start = min(starts)
+        if int(_COUNT_NESTED(elem)) != n:
+            raise PullError(f"bulk body: {href}: a MirrorReadingSet outside its MirrorMeterReading's own")
+        self._readings += n
+        self._out.append(ChannelReadings(key, rows, last, served_end, first_start))
+
+    @staticmethod
+    def _each_quality(elem: etree._Element) -> list[str | None]:
+        """Each Reading's qualityFlags text (None where it has none), in document order."""
+        out: list[str | None] = []
+        for s in elem.iterchildren(_TAG_SET):
+            for r in s.iterchildren(_TAG_READING):
+                flags = r.findall(_TAG_QUALITY)
+                if len(flags) > 1:
+                    raise PullError("bulk body: a Reading with qualityFlags twice")
+                out.append(flags[0].text or "" if flags else None)
+        return out
 
 
 __all__ = [

@@ -17,7 +17,7 @@ import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import aiohttp
 import aiohttp.abc
@@ -50,8 +50,11 @@ class PullError(Exception):
     """A pull failed: network, TLS, HTTP status, or a body that is not the 2030.5 resource expected."""
 
 
-@dataclass(frozen=True, slots=True)
-class PulledInterval:
+class PulledInterval(NamedTuple):
+    """One interval reading as pulled. A tuple: a bulk pull makes one per reading, and a
+    NamedTuple costs a third of a frozen dataclass to build; prefixed with the hub id it is the
+    store's ``ReadingRow``."""
+
     meter: str
     obis: str
     start: int
@@ -147,6 +150,16 @@ class _ChannelConnector(_PinnedConnector):
         return self._pinned(transport, protocol)
 
 
+async def _body(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """Up to ``limit`` bytes of the body. ``StreamReader.read(n)`` returns what has arrived so
+    far, up to n: one call read only the first segments of a large body (an event log of 80 kB
+    came in cut, as malformed XML), more often through a relay or a channel."""
+    body = bytearray()
+    while len(body) < limit and (chunk := await resp.content.read(limit - len(body))):
+        body += chunk
+    return bytes(body)
+
+
 class HubClient:
     """One hub's connection pool (a single keep-alive connection: a hub is a small device)."""
 
@@ -203,7 +216,7 @@ class HubClient:
                     raise PullError(f"GET {path}: HTTP {resp.status}: {text}")
                 if (resp.content_length or 0) > MAX_BODY:
                     raise PullError(f"GET {path}: body of {resp.content_length} bytes exceeds {MAX_BODY}")
-                body = await resp.content.read(MAX_BODY + 1)
+                body = await _body(resp, MAX_BODY + 1)
                 if len(body) > MAX_BODY:
                     raise PullError(f"GET {path}: body exceeds {MAX_BODY} bytes")
         except _TRANSPORT_ERRORS as err:
@@ -220,7 +233,7 @@ class HubClient:
                 async with self._session.get(f"{e.href}/detail", headers=_JSON) as resp:
                     if resp.status != 200:
                         raise PullError(f"GET {e.href}/detail: HTTP {resp.status}")
-                    detail = json.loads(await resp.content.read(MAX_BODY))
+                    detail = json.loads(await _body(resp, MAX_BODY))
             except (*_TRANSPORT_ERRORS, ValueError) as err:
                 raise PullError(f"GET {e.href}/detail: {type(err).__name__}: {err}") from None
             out.append((e, detail))
@@ -233,7 +246,7 @@ class HubClient:
             async with self._session.get(path, headers=_JSON) as resp:
                 if resp.status != 200:
                     raise PullError(f"GET {path}: HTTP {resp.status}")
-                detail = json.loads(await resp.content.read(MAX_BODY))
+                detail = json.loads(await _body(resp, MAX_BODY))
         except (*_TRANSPORT_ERRORS, ValueError) as err:
             raise PullError(f"GET {path}: {type(err).__name__}: {err}") from None
         if not isinstance(detail, dict):
@@ -246,7 +259,7 @@ class HubClient:
             async with self._session.post(
                 "/mgmt", data=envelope, headers={"Content-Type": "application/json", **_JSON}
             ) as resp:
-                body = await resp.content.read(MAX_BODY)
+                body = await _body(resp, MAX_BODY)
                 if resp.status not in (200, 403):
                     raise PullError(
                         f"POST /mgmt: HTTP {resp.status}: {body[:300].decode('utf-8', 'replace')}"

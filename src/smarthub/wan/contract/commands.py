@@ -48,6 +48,7 @@ COMMAND_TYPES = (
     "drlc.responses",
     "pki.crl",
     "pki.certificate",
+    "transfer.policy",
     # Recovery of a replaced or wiped hub (issue 20 item 2: smarthub.gdsc.fleet.recovery).
     "recovery.snapshot",
     "history.restore",

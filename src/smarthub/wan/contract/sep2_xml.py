@@ -90,8 +90,30 @@ def parse_channel_token(token: str) -> ObisCode:
     return ObisCode(*(int(p) for p in parts))
 
 
+#: The href at which this scheme's hubs serve the bulk pull's MirrorUsagePointList (advertised by
+#: their DeviceCapability's MirrorUsagePointListLink). A collector asks it first, without /dcap;
+#: a hub that answers otherwise is discovered from /dcap as 2030.5 has it.
+MUP_LIST_HREF = "/mup"
+
+
+def meter_segment(meter: str) -> str:
+    """A meter id as one path segment: percent-encoded, and a dot-only id ("." or "..", which
+    RFC 3986 §5.2.4 and the WHATWG URL standard remove as dot-segments, even as ``%2E``) or an
+    id starting with ``~`` prefixed with one ``~`` (unreserved, so no client or normaliser
+    rewrites it): ``meter_of_segment`` strips it again."""
+    if meter.startswith("~") or not meter.strip("."):
+        meter = "~" + meter
+    return quote(meter, safe="")
+
+
+def meter_of_segment(segment: str) -> str:
+    """The meter id a path segment from ``meter_segment`` names (``segment`` still encoded)."""
+    meter = unquote(segment)
+    return meter[1:] if meter.startswith("~") else meter
+
+
 def upt_href(meter: str) -> str:
-    return f"/upt/{quote(meter, safe='')}"
+    return f"/upt/{meter_segment(meter)}"
 
 
 def mr_href(meter: str, obis: ObisCode) -> str:
@@ -100,7 +122,7 @@ def mr_href(meter: str, obis: ObisCode) -> str:
 
 def mup_href(meter: str) -> str:
     """A meter's MirrorUsagePoint."""
-    return f"/mup/{quote(meter, safe='')}"
+    return f"/mup/{meter_segment(meter)}"
 
 
 def mmr_href(meter: str, obis: ObisCode) -> str:
@@ -114,7 +136,7 @@ def meter_of_href(href: str) -> str:
     parts = href.split("?", 1)[0].split("/")
     if len(parts) < 3 or parts[1] not in ("upt", "mup") or not parts[2]:
         raise ValueError(f"not a usage point href: {href!r}")
-    return unquote(parts[2])
+    return meter_of_segment(parts[2])
 
 
 def reading_href_of_mirror(href: str) -> str:
@@ -748,6 +770,7 @@ __all__ = [
     "DTD_REFUSED",
     "MAIN_METER_ROLES",
     "MIRROR_ROLES",
+    "MUP_LIST_HREF",
     "NS",
     "QUALITY_VALID",
     "UNTRUSTED_PARSER_OPTIONS",

@@ -29,7 +29,7 @@ import ssl
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -386,7 +386,7 @@ class HubWanServer:
         r.add_get("/upt/{meter}/mr/{ch}/rs/{day}", self.reading_set)
         r.add_get("/upt/{meter}/mr/{ch}/rs/{day}/r", self.readings)
         r.add_get("/upt/{meter}/mr/{ch}/r", self.latest_reading)
-        r.add_get("/mup", self.mirror_usage_points)
+        r.add_get(sep2.MUP_LIST_HREF, self.mirror_usage_points)
         r.add_get("/mup/{meter}", self.mirror_usage_point)
         r.add_get("/mup/{meter}/mr/{ch}", self.mirror_meter_reading)
         r.add_post("/mgmt", self.command, produces="application/json")
@@ -442,10 +442,14 @@ class HubWanServer:
         self.channels.append(site)
         return site
 
-    async def stop(self) -> None:
+    async def stop_channels(self) -> None:
+        """Close the outbound channels (the listening port, if any, stays)."""
         for site in self.channels:
             await site.stop()
         self.channels.clear()
+
+    async def stop(self) -> None:
+        await self.stop_channels()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -565,7 +569,7 @@ class HubWanServer:
             return HALF_HOURLY
         role, recipient = self._recipient(request)
         if meter is None and "meter" in request.match_info:
-            meter = unquote(request.match_info["meter"])
+            meter = sep2.meter_of_segment(request.match_info["meter"])
         g = self.privacy.granularity(recipient, meter)
         if g == "none":
             raise web.HTTPForbidden(
@@ -609,7 +613,7 @@ class HubWanServer:
         }
 
     def _meter(self, request: web.Request) -> tuple[str, str]:
-        meter = unquote(request.match_info["meter"])
+        meter = sep2.meter_of_segment(request.match_info["meter"])
         fuel = self._visible_meters(request).get(meter)
         if fuel is None:
             raise web.HTTPNotFound(text=f"no usage point {meter!r} on hub {self.hub_id}")
@@ -672,7 +676,7 @@ class HubWanServer:
                 "/tm",
                 usage_points=("/upt", meters),
                 end_devices=("/edev", 1),
-                mirror_usage_points=None if registers_only else ("/mup", meters),
+                mirror_usage_points=None if registers_only else (sep2.MUP_LIST_HREF, meters),
             )
         )
 
@@ -929,7 +933,7 @@ class HubWanServer:
             point = self._mirror_point(meter, fuel, g, q.after)
             budget -= sum(len(ch.rows) for ch in point.channels)
             points.append(point)
-        body = write_mirror_usage_points(self.hub_id, self.lfdi, "/mup", points, len(meters))
+        body = write_mirror_usage_points(self.hub_id, self.lfdi, sep2.MUP_LIST_HREF, points, len(meters))
         return web.Response(body=body, content_type=sep2.CONTENT_TYPE)
 
     async def mirror_usage_point(self, request: web.Request) -> web.Response:

@@ -2,13 +2,14 @@
 hub (tariff update, IHD message, top-up, supply), signed and queued in the shared pull plan by
 the command desk; each answers 202 with the job to follow at ``/v1/jobs/{id}``."""
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, Header, HTTPException, Response
 
 from smarthub.gdsc.api.deps import ApiServices, Caller, Desk, Id, Services
 from smarthub.gdsc.api.schemas import (
     COMMAND_ERRORS,
+    TOP_UP_ERRORS,
     IhdMessageIn,
     JobAccepted,
     OnDemandReadIn,
@@ -17,7 +18,7 @@ from smarthub.gdsc.api.schemas import (
     TopUpIn,
 )
 from smarthub.gdsc.commands import tariffs
-from smarthub.gdsc.commands.desk import message_id
+from smarthub.gdsc.commands.desk import IdempotencyConflict, message_id
 from smarthub.gdsc.governance.access import Action
 from smarthub.gdsc.readings import queries
 from smarthub.model.prepayment import BadVoucher
@@ -92,19 +93,47 @@ def ihd_message(
     return accepted(response, job, "ihd.message", meter)
 
 
-@router.post("/v1/premises/{premises_id}/commands/top-up", **common)
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9._:-]+$",
+        description="the caller's unique key of this top-up (e.g. its payment id): a repeat of the "
+        "request with the same key answers the first one's job and voucher and credits nothing more",
+    ),
+]
+
+
+@router.post("/v1/premises/{premises_id}/commands/top-up", **{**common, "responses": TOP_UP_ERRORS})
 def top_up(
-    party: Caller, api: Services, desk: Desk, premises_id: Id, body: TopUpIn, response: Response
+    party: Caller,
+    api: Services,
+    desk: Desk,
+    premises_id: Id,
+    body: TopUpIn,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> JobAccepted:
     """Credit a prepayment meter: a signed single-use voucher, recorded before it is sent
-    (``prepayment.topup``)."""
-    meter = allowed(api, party, Action.TOP_UP, premises_id, body.meter_id, {"amount": f"{body.amount:.2f}"})
+    (``prepayment.topup``); with an ``Idempotency-Key``, once however often it is asked."""
+    detail = {"amount": f"{body.amount:.2f}"}
+    if idempotency_key is not None:
+        detail["idempotency_key"] = idempotency_key
+    meter = allowed(api, party, Action.TOP_UP, premises_id, body.meter_id, detail)
+    now = api.guard.clock.now()
     try:
-        job, voucher = desk.top_up(
-            party, premises_id, meter, Action.TOP_UP.value, body.amount, api.guard.clock.now()
-        )
+        if idempotency_key is None:
+            job, voucher = desk.top_up(party, premises_id, meter, Action.TOP_UP.value, body.amount, now)
+        else:
+            job, voucher = desk.top_up_once(
+                party, premises_id, meter, Action.TOP_UP.value, body.amount, now, idempotency_key
+            )
     except BadVoucher as err:
         raise HTTPException(400, f"cannot top up meter {meter.meter_id!r}: {err}") from err
+    except IdempotencyConflict as err:
+        raise HTTPException(409, str(err)) from None
     return accepted(response, job, "prepayment.topup", meter, voucher)
 
 

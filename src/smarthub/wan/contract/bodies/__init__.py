@@ -46,6 +46,7 @@ from smarthub.wan.contract.bodies.supply import (
     SupplyState,
     TariffUpdate,
 )
+from smarthub.wan.contract.bodies.transfer import TransferPolicy
 from smarthub.wan.contract.commands import COMMAND_TYPES, MalformedCommand
 
 BODIES: dict[str, type[CommandBody]] = {
@@ -78,6 +79,7 @@ BODIES: dict[str, type[CommandBody]] = {
         DrlcResponses,
         PkiCrl,
         PkiCertificate,
+        TransferPolicy,
         RecoverySnapshot,
         HistoryRestore,
         PrepaymentRestore,
@@ -136,5 +138,6 @@ __all__ = [
     "SupplyReconnect",
     "SupplyState",
     "TariffUpdate",
+    "TransferPolicy",
     "parse_body",
 ]

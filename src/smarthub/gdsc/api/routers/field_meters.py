@@ -1,0 +1,92 @@
+"""Meters registered from the field over the API (:mod:`smarthub.gdsc.fleet.field_meters`):
+
+* ``POST /v1/meter-shipments`` — the GDSC operator imports a manufacturer's shipment file (CSV:
+  ``meter_id,manufacturer,protocol,fuel,key``; all or nothing);
+* ``POST /v1/premises/{premises_id}/meter-installs`` — the installer on site (or the operator)
+  records the job: the meter fitted, and the meter it replaced. The hub's next pulls carry the
+  HAN scan that finds the meter, and the registration follows once both confirm it.
+"""
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from smarthub.gdsc.api.deps import Caller, Id, Services
+from smarthub.gdsc.api.schemas import ERRORS
+from smarthub.gdsc.fleet.field_meters import FieldMeters, ShipmentRefused
+from smarthub.gdsc.fleet.registry import premises
+from smarthub.gdsc.governance.access import Action
+
+router = APIRouter()
+MAX_SHIPMENT = 8 * 1024 * 1024
+METER = r"^[A-Za-z0-9._:@-]+$"
+
+
+class ShipmentLoaded(BaseModel):
+    shipment: str
+    meters: int
+
+
+class InstallIn(BaseModel):
+    meter_id: str = Field(min_length=1, max_length=64, pattern=METER, description="the meter fitted")
+    replaces: str | None = Field(
+        default=None, min_length=1, max_length=64, pattern=METER, description="the meter it replaced"
+    )
+
+
+class InstallOut(BaseModel):
+    install_id: int
+    premises_id: str
+    meter_id: str
+    replaces: str | None
+
+
+@router.post(
+    "/v1/meter-shipments",
+    response_model=ShipmentLoaded,
+    responses=ERRORS,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "a shipment file: CSV, header meter_id,manufacturer,protocol,fuel,key",
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def import_shipment(
+    party: Caller,
+    api: Services,
+    request: Request,
+    shipment: str = Query(default="shipment", min_length=1, max_length=64, pattern=METER),
+) -> ShipmentLoaded:
+    """Import a manufacturer's shipment file (meters, protocols, fuels, keys): all or nothing."""
+    api.guard.require(party, Action.METER_SHIPMENT, detail={"op": "import", "shipment": shipment})
+    raw = await request.body()
+    if len(raw) > MAX_SHIPMENT:
+        raise HTTPException(413, f"a shipment file is at most {MAX_SHIPMENT} bytes")
+    try:
+        n = FieldMeters(api.engine).import_shipment(raw.decode("utf-8"), shipment, api.guard.clock.now())
+    except (ShipmentRefused, UnicodeDecodeError) as err:
+        raise HTTPException(400, f"shipment file refused: {err}") from None
+    return ShipmentLoaded(shipment=shipment, meters=n)
+
+
+@router.post(
+    "/v1/premises/{premises_id}/meter-installs",
+    response_model=InstallOut,
+    responses={**ERRORS, 404: {"model": ERRORS[404]["model"], "description": "no such premises"}},
+)
+def record_install(party: Caller, api: Services, premises_id: Id, body: InstallIn) -> InstallOut:
+    """The installer's job: a meter fitted at the premises (replacing another, if named)."""
+    api.guard.require(
+        party, Action.METER_INSTALL, premises_id=premises_id, detail=body.model_dump(mode="json")
+    )
+    with api.engine.connect() as conn:
+        known = conn.execute(
+            select(premises.c.premises_id).where(premises.c.premises_id == premises_id)
+        ).first()
+    if known is None:
+        raise HTTPException(404, f"no premises {premises_id}")
+    now = api.guard.clock.now()
+    job = FieldMeters(api.engine).record_install(premises_id, body.meter_id, body.replaces, party, now)
+    return InstallOut(install_id=job, premises_id=premises_id, meter_id=body.meter_id, replaces=body.replaces)
