@@ -79,6 +79,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from smarthub.gdsc.commands.vouchers import VoucherIssuer
 from smarthub.gdsc.outages.service import OutageService
@@ -728,7 +729,7 @@ class Chaos:
             if home.spec.hub_id in self.ended:
                 continue
             amount = Decimal(self.rng.choice(["5.00", "10.00", "20.00"]))
-            await asyncio.to_thread(self._top_up, issuer, home.spec.hub_id, amount, run.clock.now())
+            await self._top_up_retrying(issuer, home.spec.hub_id, amount)
 
     async def _daily_top_ups(self) -> None:
         """Every prepaid home tops up once every day, between 06:00 and 18:00 (simulated): the
@@ -748,24 +749,44 @@ class Chaos:
             await run.clock.sleep_until(t)
             if hub in self.ended:
                 continue  # revoked meanwhile: nothing is delivered to it any more
+            issued = await self._top_up_retrying(issuer, hub, Decimal("1.00"))
+            if issued is not None:
+                self.daily.append((hub, day, *issued))
+
+    async def _top_up_retrying(
+        self, issuer: VoucherIssuer, hub_id: str, amount: Decimal
+    ) -> tuple[str, datetime] | None:
+        """A top-up, tried again while a database restart interrupts it (an exception here
+        would end the task issuing the run's top-ups, as it did on PostgreSQL); (voucher, when)."""
+        run = self.run
+        assert run is not None
+        for attempt in range(3):
             now = run.clock.now()
-            voucher = await asyncio.to_thread(self._top_up, issuer, hub, Decimal("1.00"), now)
-            self.daily.append((hub, day, voucher, now))
+            try:
+                return await asyncio.to_thread(self._top_up, issuer, hub_id, amount, now), now
+            except DBAPIError as err:
+                log.warning("top-up to %s: %s (try %d)", hub_id, err, attempt + 1)
+                await run.clock.sleep_until(run.clock.now() + timedelta(minutes=5))
+        log.error("top-up to %s not issued: the database stayed away", hub_id)
+        return None
 
     def _top_up(self, issuer: VoucherIssuer, hub_id: str, amount: Decimal, now: Any) -> str:
         run = self.run
         assert run is not None and run.signer is not None
         voucher = issuer.issue(hub_id, "electricity", amount, now)
-        (pending,) = [p for p in issuer.pending(hub_id) if p.voucher_id == voucher.voucher_id]
-        run.gdsc.plan.queue_command(
-            run.signer,
-            hub_id,
-            "prepayment.topup",
-            PrepaymentTopup.parse(pending.envelope),
-            now,
-            Priority.URGENT,
-        )
         self.vouchers[voucher.voucher_id] = hub_id
+        try:
+            (pending,) = [p for p in issuer.pending(hub_id) if p.voucher_id == voucher.voucher_id]
+            run.gdsc.plan.queue_command(
+                run.signer,
+                hub_id,
+                "prepayment.topup",
+                PrepaymentTopup.parse(pending.envelope),
+                now,
+                Priority.URGENT,
+            )
+        except DBAPIError as err:  # recorded, not queued: the voucher courier queues it later
+            log.warning("top-up %s to %s recorded, not queued: %s", voucher.voucher_id, hub_id, err)
         return voucher.voucher_id
 
     def _top_up_days_missed(self, ended: datetime | None = None) -> int:
