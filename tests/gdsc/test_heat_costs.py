@@ -159,3 +159,41 @@ def test_the_cli_bills_the_example_building_and_names_bad_input(tmp_path) -> Non
     bad.write_text("[building]\nstart = 2025-01-01\nend = 2025-12-31\nfuel_cost = 10.5\n")
     refused = CliRunner().invoke(app, ["heat-bill", str(bad), "--out", str(tmp_path)])
     assert refused.exit_code == 2 and "building.fuel_cost: write money" in refused.output
+
+
+def test_each_bill_is_a_pdf_showing_its_figures_and_the_totals_add_up(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """One PDF per flat and tenancy; its text (uncompressed content stream) holds the figures of
+    the CSV row, and the PDFs' totals add up to the building's cost to the cent."""
+    import csv
+    import re
+    from decimal import Decimal
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from smarthub.cli import app
+
+    example = Path(__file__).parents[2] / "examples" / "buildings" / "three-flats.toml"
+    result = CliRunner().invoke(app, ["heat-bill", str(example), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((tmp_path / "bills.csv").open()))
+    pdfs = sorted(tmp_path.glob("*.pdf"))
+    assert len(pdfs) == len(rows) == 4
+    total = Decimal(0)
+    for row in rows:
+        data = (tmp_path / f"{row['flat']}-{row['tenant']}-{row['start']}.pdf").read_bytes()
+        assert data.startswith(b"%PDF-1.") and data.rstrip().endswith(b"%%EOF")
+        text = [s.decode("latin-1") for s in re.findall(rb"\((.*?)\) Tj", data)]
+        money = [Decimal(t[4:].replace(",", "")) for t in text if t.startswith("EUR ")]
+        parts = (
+            "heating_area",
+            "heating_consumption",
+            "hot_water_area",
+            "hot_water_consumption",
+            "cold_water",
+        )
+        assert money[-6:] == [Decimal(row[p]) for p in parts] + [Decimal(row["total"])]
+        assert f"{row['start']} to {row['end']}" in text
+        assert any(t.startswith("Units estimated") for t in text) == (row["estimated"] == "yes")
+        total += money[-1]
+    assert total == Decimal("11200.00")

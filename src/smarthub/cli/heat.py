@@ -17,10 +17,12 @@ from smarthub.cli.gdsc import Db, StateDir, gdsc_app, require_state
 @app.command("heat-bill")
 def heat_bill(
     building: Annotated[Path, typer.Argument(help="the building's period (TOML): [building] and [[flats]]")],
-    out: Annotated[Path, typer.Option(help="directory for bills.csv")] = Path("."),
+    out: Annotated[Path, typer.Option(help="directory for bills.csv and one PDF per bill")] = Path("."),
 ) -> None:
     """Share a building's fuel and water costs over its flats and tenants: hot water first by
-    HeizkostenV §9(2), then area and consumption shares; bills.csv, and a JSON summary line."""
+    HeizkostenV §9(2), then area and consumption shares; bills.csv, a PDF per bill (flat and
+    tenancy) with the figures that produce it, and a JSON summary line."""
+    from smarthub.gdsc.readings.heat_bill_pdf import write_bill_pdfs
     from smarthub.gdsc.readings.heat_costs import HeatCostError, bills_csv, load_building, split_costs
 
     try:
@@ -28,6 +30,9 @@ def heat_bill(
         bills = split_costs(costs, flats)
         out.mkdir(parents=True, exist_ok=True)
         (out / "bills.csv").write_text(bills_csv(bills))
+        pdfs = write_bill_pdfs(name, costs, bills)
+        for file_name, data in pdfs.items():
+            (out / file_name).write_bytes(data)
     except (OSError, HeatCostError) as err:
         raise fail("smarthub heat-bill", first_line(err)) from None
     total = sum((b.total for b in bills), Decimal(0))
@@ -39,6 +44,7 @@ def heat_bill(
         "building_cost": str((costs.fuel_cost + costs.water_cost).quantize(Decimal("0.01"))),
         "estimated_flats": sorted({b.flat for b in bills if b.estimated}),
         "csv": str(out / "bills.csv"),
+        "pdf": sorted(str(out / f) for f in pdfs),
     }
     print(json.dumps(summary))
 
