@@ -241,3 +241,11 @@ def test_the_operator_cli_imports_a_shipment_and_lists_pending_meters(tmp_path: 
     assert bad.exit_code == 2 and "line 2: key" in bad.stderr
     listed = CliRunner().invoke(app, ["gdsc", "pending-meters", "--state", str(state)])
     assert listed.exit_code == 0 and listed.stdout.strip() == ""  # no hub has reported one
+
+
+def test_a_shipment_file_the_csv_module_cannot_read_is_refused_by_name() -> None:
+    """Found by the JSON/body fuzzing: a 131 kB field raised csv.Error, a 500 at the API."""
+    from smarthub.gdsc.fleet.field_meters import ShipmentRefused, parse_shipment
+
+    with pytest.raises(ShipmentRefused, match="not a readable CSV file"):
+        parse_shipment('meter_id,manufacturer,protocol,fuel,key\n"' + "x" * 200_000 + '",KAM,wmbus,water,\n')

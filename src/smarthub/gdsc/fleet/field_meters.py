@@ -133,6 +133,13 @@ class Shipped:
 def parse_shipment(text: str) -> list[Shipped]:
     """The rows of a shipment file: CSV with the header ``meter_id,manufacturer,protocol,fuel,key``
     (``key``: 32 hex digits, or empty for a meter that sends in clear)."""
+    try:
+        return _parse_shipment(text)
+    except csv.Error as err:  # a field over the csv module's limit, a NUL byte, …
+        raise ShipmentRefused(f"not a readable CSV file: {err}") from None
+
+
+def _parse_shipment(text: str) -> list[Shipped]:
     reader = csv.DictReader(io.StringIO(text))
     if tuple(reader.fieldnames or ()) != SHIPMENT_COLUMNS:
         raise ShipmentRefused(f"the header must be {','.join(SHIPMENT_COLUMNS)}, not {reader.fieldnames}")
