@@ -30,6 +30,13 @@ def _money(value: Decimal) -> str:
     return f"EUR {value:,.2f}"
 
 
+def _rows(pdf: FPDF, rows: list[tuple[str, str]], label_width: float) -> None:
+    """Label and value pairs, one line each."""
+    for label, value in rows:
+        pdf.cell(label_width, 6, label)
+        pdf.cell(0, 6, _latin1(value), new_x="LMARGIN", new_y="NEXT")
+
+
 def bill_pdf(building: str, costs: BuildingCosts, bill: FlatBill, *, compress: bool = False) -> bytes:
     """One tenant's bill for one flat and period, as PDF bytes."""
     pdf = FPDF(format="A4")
@@ -46,9 +53,7 @@ def bill_pdf(building: str, costs: BuildingCosts, bill: FlatBill, *, compress: b
         ("Billing period", f"{bill.start.isoformat()} to {bill.end.isoformat()}"),
         ("Building period", f"{costs.period_start.isoformat()} to {costs.period_end.isoformat()}"),
     ]
-    for label, value in head:
-        pdf.cell(45, 6, label)
-        pdf.cell(0, 6, _latin1(value), new_x="LMARGIN", new_y="NEXT")
+    _rows(pdf, head, 45)
     pdf.ln(3)
 
     pdf.set_font("Helvetica", "B", 11)
@@ -61,9 +66,7 @@ def bill_pdf(building: str, costs: BuildingCosts, bill: FlatBill, *, compress: b
         ("Fixed share by heated area", f"{costs.fixed_share * 100:.0f} %"),
         ("Hot water heated to", f"{costs.hot_water_temperature_c} C (HeizkostenV 9(2))"),
     ]
-    for label, value in keys:
-        pdf.cell(80, 6, label)
-        pdf.cell(0, 6, value, new_x="LMARGIN", new_y="NEXT")
+    _rows(pdf, keys, 80)
     pdf.ln(3)
 
     pdf.set_font("Helvetica", "B", 11)
@@ -75,9 +78,7 @@ def bill_pdf(building: str, costs: BuildingCosts, bill: FlatBill, *, compress: b
         ("Hot water", f"{bill.hot_water_m3} m3"),
         ("Cold water", f"{bill.cold_water_m3} m3"),
     ]
-    for label, value in used:
-        pdf.cell(80, 6, label)
-        pdf.cell(0, 6, value, new_x="LMARGIN", new_y="NEXT")
+    _rows(pdf, used, 80)
     pdf.ln(3)
 
     pdf.set_font("Helvetica", "B", 11)
