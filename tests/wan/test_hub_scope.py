@@ -37,7 +37,7 @@ from smarthub.gdsc.governance.parties import (
     Tenancy,
 )
 from smarthub.gdsc.pull.plan import PullPlan
-from smarthub.gdsc.pull.tables import urgent_work
+from smarthub.gdsc.pull.tables import FAILED, urgent_work
 from smarthub.gdsc.store import Store
 from smarthub.hub.diagnostics import DiagnosisCode, DiagnosticsLog
 from smarthub.hub.history import HistoryStore
@@ -281,3 +281,44 @@ def test_scope_json_round_trips_and_refuses_nonsense() -> None:
     for bad in ({"meters": 5}, {"data_from": -1}, {"data_from": 20, "data_until": 10}, {"events": "yes"}):
         with pytest.raises(ValueError):
             ConsentScope.from_json(bad)
+
+
+async def test_a_revocation_the_hub_missed_is_sent_again_once_it_answers(rig: Rig) -> None:
+    """A WAN outage longer than the plan's tries leaves the revocation's consent.set failed;
+    the GDSC queues it again once the hub has answered a pull, and the hub stops the party."""
+    rig.parties.grant_consent(_consent(None, frozenset({DataKind.READINGS}), Granularity.HALF_HOURLY))
+    await rig.deliver("TP", MOVE_IN)
+    assert rig.consent.granularity("TP") is HubGranularity.HALF_HOURLY
+    plan, t = rig.sync.plan, NOW
+    (grant,) = plan.claim_urgent("collector", t, 10)  # the grant's job: delivered above
+    plan.finish_urgent(grant, True, t, result={"status": "applied"})
+    assert rig.parties.revoke_consent("K1", NOW)
+    (pushed,) = rig.sync.push("P1", "TP", NOW)
+    for _ in range(plan.max_tries):  # the hub is cut off: every try fails, then the plan gives up
+        t += timedelta(hours=1)
+        (claim,) = plan.claim_urgent("collector", t, 10)
+        plan.finish_urgent(claim, False, t, error="connection refused")
+    assert plan.urgent_job(pushed.job_id)["state"] == FAILED
+    assert rig.sync.redeliver(t) == []  # the hub has not answered since: nothing to deliver to
+    back = t + timedelta(hours=2)
+    rig.store.log_pull(
+        hub_id="HUB1",
+        window_start=back,
+        started=back,
+        finished=back,
+        ok=True,
+        readings=0,
+        inserted=0,
+        error=None,
+    )
+    (again,) = rig.sync.redeliver(back + timedelta(minutes=1))
+    assert again.hub_id == "HUB1" and again.job_id != pushed.job_id and again.body == pushed.body
+    assert rig.sync.redeliver(back + timedelta(minutes=2)) == []  # queued: on its way
+    envelope = plan.urgent_job(again.job_id)["envelope"]
+    verdict = await rig.management.handle(envelope.encode())
+    assert verdict.status == "applied", verdict
+    assert rig.consent.granularity("TP") is HubGranularity.NONE
+    # Delivered: the latest job for the party is not a failed one, nothing more is sent.
+    (claim,) = plan.claim_urgent("collector", back + timedelta(minutes=3), 10)
+    plan.finish_urgent(claim, True, back + timedelta(minutes=3), result={"status": "applied"})
+    assert rig.sync.redeliver(back + timedelta(hours=1)) == []

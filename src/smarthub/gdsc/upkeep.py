@@ -17,7 +17,9 @@ injected clock; the composition root, :mod:`smarthub.gdsc.service`, runs it):
   in (:func:`~smarthub.gdsc.fleet.meters.learn_meter_replacements`).
 * **consent expiries** — a consent that expired since the last run is pushed to the premises'
   hubs as ``consent.set`` (:meth:`~smarthub.gdsc.governance.consent_sync.ConsentSync.push_expired`); the
-  first run looks back a week, which the hubs' version check makes harmless to repeat.
+  first run looks back a week, which the hubs' version check makes harmless to repeat. A
+  ``consent.set`` given up after the plan's tries is queued again once its hub has answered a pull
+  (:meth:`~smarthub.gdsc.governance.consent_sync.ConsentSync.redeliver`).
 * **audit anchors** — every ``anchor_every`` (an hour), when the audit chain has grown, its head
   is signed with the operator key and appended to ``gdsc/audit-anchors.jsonl``
   (:mod:`~smarthub.gdsc.governance.audit_anchors`), dated on ``tls_clock`` (the operator certificate is
@@ -150,6 +152,8 @@ class Upkeep:
             steps.append(("hub recoveries", lambda: asyncio.to_thread(self._recoveries, now)))
         if self.consents is not None:
             steps.append(("consent expiries", lambda: asyncio.to_thread(self._consent_expiries, now)))
+            sync = self.consents
+            steps.append(("consent redelivery", lambda: asyncio.to_thread(sync.redeliver, now)))
         if self.store.vee is not None:
             steps.append(("gap estimation", lambda: asyncio.to_thread(self._estimate, now)))
         if self.signer is not None:

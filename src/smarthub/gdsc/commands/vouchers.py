@@ -30,11 +30,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import Column, DateTime, String, Table, Text, and_, func, insert, select, update
+from sqlalchemy import Column, DateTime, String, Table, Text, and_, insert, select, update
 
 from smarthub.gdsc.commands.signer import CommandSigner
 from smarthub.gdsc.db.database import metadata
-from smarthub.gdsc.pull.log import pull_log
+from smarthub.gdsc.pull.log import last_answered
 from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.pull.tables import CLAIMED, DONE, PENDING, Priority, urgent_work
 from smarthub.gdsc.store import Store
@@ -180,7 +180,7 @@ class VoucherCourier:
                 return 0, 0
             jobs = self._jobs(conn, pending)
             active = {h.hub_id for h in self.store.active_hubs()}
-            answered = self._answered(conn, {p.hub_id for p in pending})
+            answered = last_answered(conn, {p.hub_id for p in pending})
         settled = requeued = 0
         for p in pending:
             mine = jobs.get((p.hub_id, p.voucher_id), [])
@@ -228,15 +228,6 @@ class VoucherCourier:
                 if vid is not None:
                     out.setdefault((hub_id, vid), []).append(r)
         return out
-
-    def _answered(self, conn: Any, hub_ids: set[str]) -> dict[str, datetime]:
-        """The last successful pull of each hub (the hub answered then)."""
-        rows = conn.execute(
-            select(pull_log.c.hub_id, func.max(pull_log.c.finished))
-            .where(pull_log.c.hub_id.in_(sorted(hub_ids)), pull_log.c.ok == 1)
-            .group_by(pull_log.c.hub_id)
-        ).all()
-        return {r[0]: _aware(r[1]) for r in rows if r[1] is not None}
 
 
 def _aware(t: datetime) -> datetime:

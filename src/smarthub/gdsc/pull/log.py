@@ -198,6 +198,19 @@ class PullLog(Database):
             return out
 
 
+def last_answered(conn: Connection, hub_ids: set[str]) -> dict[str, datetime]:
+    """The end of each hub's last successful pull (the hub answered then): what a command given
+    up after the plan's tries waits for before it is queued again (the hub is back)."""
+    if not hub_ids:
+        return {}
+    rows = conn.execute(
+        select(pull_log.c.hub_id, func.max(pull_log.c.finished))
+        .where(pull_log.c.hub_id.in_(sorted(hub_ids)), pull_log.c.ok == 1)
+        .group_by(pull_log.c.hub_id)
+    ).all()
+    return {r[0]: t for r in rows if (t := _aware(r[1])) is not None}
+
+
 def _aware(t: datetime | None) -> datetime | None:
     if t is None:
         return None
