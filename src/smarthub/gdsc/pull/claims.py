@@ -128,9 +128,10 @@ class PlanClaims(PlanBase):
     def claim_urgent(self, collector: str, now: datetime, limit: int) -> list[UrgentClaim]:
         """Claim up to ``limit`` due urgent jobs, most urgent first.
 
-        Commands for one hub go in queue order (their counters rise in that order and the hub
-        refuses a counter below one it has accepted), so a command waits while an earlier one
-        for the same hub is still open.
+        Commands for one hub go in counter order (the hub refuses a counter below one it has
+        accepted), so a command waits while one with a lower counter for the same hub is still
+        open. Counter order is queue order, except where an urgent command overtook queued
+        ones (:meth:`~smarthub.gdsc.pull.plan.PullPlan.queue_command`).
         """
         if limit <= 0:
             return []
@@ -140,7 +141,7 @@ class PlanClaims(PlanBase):
         claimable = or_(u.c.state == PENDING, and_(u.c.state == CLAIMED, u.c.lease_until < t))
         blocked = exists().where(
             earlier.c.hub_id == u.c.hub_id,
-            earlier.c.id < u.c.id,
+            earlier.c.counter < u.c.counter,
             earlier.c.kind == "command",
             earlier.c.state.in_((PENDING, CLAIMED)),
         )
