@@ -53,6 +53,7 @@ from smarthub.gdsc.api.routers import (
     quality,
     readings,
     services,
+    tariffs,
     transfer,
 )
 from smarthub.gdsc.commands.desk import CommandDesk
@@ -91,7 +92,7 @@ def create_app(
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     errors.install(app)
     resources = [readings, aggregates, consents, portfolio, quality, outages, network, services, transfer]
-    resources += [field_meters]
+    resources += [field_meters, tariffs]
     resources += [commands, jobs] if desk is not None else []
     for resource in resources:
         app.include_router(resource.router)
