@@ -116,7 +116,10 @@ def required_scope(method: str, path: str) -> str:
     if path == "/v1/data-quality":
         return "data-quality:read"
     if method == "GET" and (
-        path.endswith("/readings") or path.endswith("/readings/export") or path.startswith("/v1/portfolio")
+        path.endswith("/readings")
+        or path.endswith("/readings/export")
+        or path.startswith("/v1/portfolio")
+        or path.endswith("/heat-bill")  # a building's bills: its sub-meters' readings, summed
     ):
         return "readings:read"
     return _NO_SCOPE
