@@ -43,7 +43,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -240,14 +239,9 @@ async def run(a: argparse.Namespace) -> bool:
     state = Path(tempfile.mkdtemp(prefix="alert_storm_"))
     schema, db_note, db_url = None, "", a.db
     if db_url is None:
-        pg = pull._pg_url()
-        if pg is not None:
-            import psycopg
-
-            schema = f"bench_storm_{uuid.uuid4().hex[:8]}"
-            with psycopg.connect(pg.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as c:
-                c.execute(f"CREATE SCHEMA {schema}")
-            db_url = f"{pg}?options=-csearch_path%3D{schema}"
+        made = pull.bench_schema("bench_storm")
+        if made is not None:
+            schema, db_url = made
         else:
             db_url = f"sqlite:///{state / 'gdsc.sqlite'}"
             db_note = f" (PostgreSQL did not answer at {pull.PG_URL}: fell back to SQLite)"
@@ -400,12 +394,7 @@ async def run(a: argparse.Namespace) -> bool:
             await gdsc.collector.close()
             gdsc.store.close()
         if schema is not None:
-            import psycopg
-
-            with psycopg.connect(
-                pull.PG_URL.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
-            ) as c:
-                c.execute(f"DROP SCHEMA {schema} CASCADE")
+            pull.drop_schema(schema)
 
     start, done = timing["start"], timing["done"]
     rate = stats.accepted / (done - start)

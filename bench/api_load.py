@@ -194,14 +194,9 @@ def run(a: argparse.Namespace) -> None:
 
     schema, db_note, db_url = None, "", a.db
     if db_url is None:
-        pg = pull._pg_url()
-        if pg is not None:
-            import psycopg
-
-            schema = f"bench_api_{uuid.uuid4().hex[:8]}"
-            with psycopg.connect(pg.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as c:
-                c.execute(f"CREATE SCHEMA {schema}")
-            db_url = f"{pg}?options=-csearch_path%3D{schema}"
+        made = pull.bench_schema("bench_api")
+        if made is not None:
+            schema, db_url = made
         else:
             db_url = f"sqlite:///{state / f'gdsc-api-{uuid.uuid4().hex[:8]}.sqlite'}"
             db_note = f" (PostgreSQL did not answer at {pull.PG_URL}: fell back to SQLite)"
@@ -299,12 +294,7 @@ def run(a: argparse.Namespace) -> None:
         if gdsc is not None:
             gdsc.store.close()
         if schema is not None:
-            import psycopg
-
-            with psycopg.connect(
-                pull.PG_URL.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
-            ) as c:
-                c.execute(f"DROP SCHEMA {schema} CASCADE")
+            pull.drop_schema(schema)
 
     print(
         f"bench/api_load.py: {a.hubs} hubs in {a.processes} hub processes, one collector, API on"

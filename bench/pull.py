@@ -316,6 +316,28 @@ def _pg_url() -> str | None:
         return None
 
 
+def bench_schema(prefix: str) -> tuple[str, str] | None:
+    """A fresh PostgreSQL schema for one bench run and a URL whose search_path (and application
+    name, to find its backends) is that schema; None when PostgreSQL does not answer."""
+    pg = _pg_url()
+    if pg is None:
+        return None
+    import psycopg
+
+    schema = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as c:
+        c.execute(f"CREATE SCHEMA {schema}")
+    return schema, f"{pg}?options=-csearch_path%3D{schema}&application_name={schema}"
+
+
+def drop_schema(schema: str) -> None:
+    """Drop a schema :func:`bench_schema` made, with everything in it."""
+    import psycopg
+
+    with psycopg.connect(PG_URL.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as c:
+        c.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
 def _bytes_per_reading(store: Any, count: int) -> float:
     """Interval blocks with their indexes and partitions, per stored reading (what bench/store.py
     reports too; the channel and hub-key rows are printed separately, they amortise over years)."""
@@ -487,15 +509,10 @@ def run(
     db_note = ""
     db: DbBackends | None = None
     if db_url is None:
-        pg = _pg_url()
-        if pg is not None:
-            schema = f"bench_pull_{uuid.uuid4().hex[:8]}"
-            import psycopg
-
-            with psycopg.connect(pg.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as c:
-                c.execute(f"CREATE SCHEMA {schema}")
-            db_url = f"{pg}?options=-csearch_path%3D{schema}&application_name={schema}"
-            db = DbBackends(pg.replace("postgresql+psycopg://", "postgresql://"), schema)
+        made = bench_schema("bench_pull")
+        if made is not None:
+            schema, db_url = made
+            db = DbBackends(PG_URL.replace("postgresql+psycopg://", "postgresql://"), schema)
         else:
             db_url = f"sqlite:///{state / f'gdsc-{uuid.uuid4().hex[:8]}.sqlite'}"
             db_note = f"PostgreSQL did not answer at {PG_URL}: fell back to SQLite"
@@ -571,12 +588,7 @@ def run(
         if gdsc is not None:
             gdsc.store.close()
         if schema is not None:
-            import psycopg
-
-            with psycopg.connect(
-                PG_URL.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
-            ) as c:
-                c.execute(f"DROP SCHEMA {schema} CASCADE")
+            drop_schema(schema)
     return report
 
 

@@ -7,17 +7,25 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from gdsc.api_world import DAY1, World, build
+from gdsc.api_world import DAY1, NOW, World, build
 from smarthub.gdsc.api.app import create_app
 from smarthub.gdsc.api.auth.tokens import TokenStore
-from smarthub.gdsc.governance.parties import Consent, DataKind, Granularity, PartyRepository, Role
+from smarthub.gdsc.governance.parties import (
+    Consent,
+    DataKind,
+    Granularity,
+    Party,
+    PartyRepository,
+    Role,
+    Tenancy,
+)
 from smarthub.gdsc.governance.services import Application, DataServices
 
 READINGS = "/v1/premises/P1/readings"
@@ -222,3 +230,124 @@ def test_an_application_must_say_what_it_asks_for() -> None:
         Application("X", "p", frozenset({DataKind.READINGS}), Granularity.NONE, 30)
     with pytest.raises(ValueError, match="retention"):
         Application("X", "p", frozenset({DataKind.READINGS}), Granularity.DAILY, 0)
+
+
+def test_the_occupant_sees_which_services_hold_consent_and_what_each_read(
+    world: tuple[World, TestClient],
+) -> None:
+    """Issue 25 item 3: per service, the occupant's live consents and its reads of their data
+    (data kind, meter, granularity, the periods served, when), from the audit log; refused
+    attempts counted; a third party without an application listed by its consents; the next
+    occupant sees none of it."""
+    w, client = world
+    assert client.post("/v1/services", json=APPLICATION, headers=w.auth("TP")).status_code == 201
+    creds = decide(w, client, "TP", "approve").json()["credentials"]
+    token = oauth(client, creds).json()["access_token"]
+    repo = PartyRepository(w.store.engine)
+    repo.add_party(Party("OLD", Role.THIRD_PARTY, "Old Advice Co"))  # registered before applications
+    repo.grant_consent(
+        Consent(
+            "K2",
+            "OLD",
+            "P1",
+            "T1",
+            frozenset({DataKind.READINGS}),
+            Granularity.MONTHLY,
+            "bill check",
+            w.clock.now() - timedelta(days=1),
+            w.clock.now() + timedelta(days=30),
+        )
+    )
+    old_token = TokenStore(w.store.engine).issue("OLD", w.clock.now())
+    offers = {o["service_id"]: o for o in client.get("/v1/premises/P1/services", headers=w.auth("C1")).json()}
+    assert (
+        offers["TP"]["reads"] == []
+        and offers["TP"]["reads_total"] == 0
+        and offers["TP"]["consents"] == ["K1"]
+    )
+
+    w.clock.advance(timedelta(minutes=2))
+    first_at = w.clock.now()
+    assert read(client, bearer(token)).status_code == 200
+    w.clock.advance(timedelta(minutes=2))
+    assert read(client, bearer(token), "half-hourly").status_code == 403  # beyond the approval
+    w.clock.advance(timedelta(minutes=2))
+    r = client.get(
+        f"{READINGS}/export", params={**DAY, "granularity": "daily", "format": "csv"}, headers=bearer(token)
+    )
+    assert r.status_code == 200, r.text
+    export_at = w.clock.now()
+    assert (
+        client.get(READINGS, params={**DAY, "granularity": "monthly"}, headers=bearer(old_token)).status_code
+        == 200
+    )
+
+    offers = {o["service_id"]: o for o in client.get("/v1/premises/P1/services", headers=w.auth("C1")).json()}
+    assert sorted(offers) == ["OLD", "TP"]
+    tp = offers["TP"]
+    assert (tp["status"], tp["consents"], tp["reads_total"], tp["refused_total"]) == (
+        "approved",
+        ["K1"],
+        2,
+        1,
+    )
+    day = [[DAY["start"].replace("+00:00", "Z"), DAY["end"].replace("+00:00", "Z")]]
+    assert [
+        (x["action"], x["data_kind"], x["meter_id"], x["granularity"], x["periods"]) for x in tp["reads"]
+    ] == [
+        ("export", "readings", "E1", "daily", day),
+        ("read-readings", "readings", "E1", "daily", day),
+    ]
+    assert [datetime.fromisoformat(x["at"]) for x in tp["reads"]] == [export_at, first_at]
+    assert datetime.fromisoformat(tp["last_read_at"]) == export_at
+    # The same entries as the premises' access log (the consumer can follow one there).
+    log = client.get(
+        "/v1/premises/P1/access-log",
+        params={
+            "start": (NOW - timedelta(days=1)).isoformat(),
+            "end": (w.clock.now() + timedelta(minutes=1)).isoformat(),
+        },
+        headers=w.auth("C1"),
+    ).json()
+    assert {x["seq"] for x in tp["reads"]} <= {e["seq"] for e in log if e["actor"] == "TP" and e["allow"]}
+    old = offers["OLD"]
+    assert (
+        old["status"],
+        old["organisation"],
+        old["purpose"],
+        old["granularity"],
+        old["retention_days"],
+    ) == (
+        "registered",
+        "Old Advice Co",
+        "bill check",
+        "monthly",
+        None,
+    )
+    assert (old["consents"], old["reads_total"], old["reads"][0]["granularity"]) == (["K2"], 1, "monthly")
+
+    # Revoking: the consent leaves the list, the reads stay (they happened); a suspended service
+    # shows its status.
+    assert client.delete("/v1/premises/P1/consents/K1", headers=w.auth("C1")).status_code == 204
+    assert decide(w, client, "TP", "suspend", "under review").status_code == 200
+    offers = {o["service_id"]: o for o in client.get("/v1/premises/P1/services", headers=w.auth("C1")).json()}
+    assert (offers["TP"]["status"], offers["TP"]["consents"], offers["TP"]["reads_total"]) == (
+        "suspended",
+        [],
+        2,
+    )
+
+    # The next occupant: none of the previous tenancy's services or reads.
+    w.clock.advance(timedelta(minutes=1))
+    with w.store.engine.begin() as conn:
+        repo.end_tenancy("T1", w.clock.now(), conn)
+    repo.add_party(Party("C2", Role.CONSUMER))
+    repo.add_tenancy(Tenancy("T2", "P1", "C2", w.clock.now()))
+    w.clock.advance(timedelta(minutes=1))
+    c2 = TokenStore(w.store.engine).issue("C2", w.clock.now())
+    assert client.get("/v1/premises/P1/services", headers=bearer(c2)).json() == []
+    assert decide(w, client, "TP", "resume", "cleared").status_code == 200
+    offers = client.get("/v1/premises/P1/services", headers=bearer(c2)).json()
+    assert [(o["service_id"], o["consents"], o["reads_total"], o["reads"]) for o in offers] == [
+        ("TP", [], 0, [])
+    ]

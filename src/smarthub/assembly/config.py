@@ -60,7 +60,7 @@ from smarthub.model import ObisCode
 log = logging.getLogger(__name__)
 
 PROTOCOLS = ("dsmr", "dlms", "iec62056-21", "mbus", "wmbus", "zigbee", "sml")
-FUELS = ("electricity", "gas", "water", "heat", "other")
+FUELS = ("electricity", "gas", "water", "warm_water", "heat", "heat_cost_allocator", "other")
 TRANSPORT_KINDS = ("serial", "tcp", "pipe", "simulated")
 GRANULARITIES = ("half-hourly", "daily", "monthly", "tariff-registers", "none")
 

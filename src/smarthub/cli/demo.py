@@ -42,9 +42,29 @@ def _state_dir(state: Path | None, prefix: str) -> Iterator[Path]:
 @app.command()
 def demo(
     homes: Annotated[int, typer.Option(min=1, help="simulated homes, each with a Smart Hub")] = 20,
-    days: Annotated[int, typer.Option(min=1, help="simulated days")] = 1,
+    days: Annotated[
+        int | None, typer.Option(min=1, help="simulated days (default 1; with --building a month, 31)")
+    ] = None,
     headless: Annotated[bool, typer.Option(help="no operator page; exit at the end, JSON last line")] = False,
-    seconds_per_day: Annotated[float, typer.Option(min=1.0, help="wall seconds per simulated day")] = 60.0,
+    seconds_per_day: Annotated[
+        float | None,
+        typer.Option(min=1.0, help="wall seconds per simulated day (default 60; with --building 6)"),
+    ] = None,
+    building: Annotated[
+        bool,
+        typer.Option(
+            "--building",
+            help="an apartment block instead of houses: its sub-meters (heat-cost allocators, hot and "
+            "cold water) through an accelerated month, its heating and water bills at the end (JSON, "
+            "headless)",
+        ),
+    ] = False,
+    flats: Annotated[int, typer.Option(min=3, help="--building: the block's flats")] = 64,
+    layout: Annotated[
+        str,
+        typer.Option(help="--building: 'flats' (a hub in each flat) or 'basement' (one hub for the block)"),
+    ] = "flats",
+    bills: Annotated[Path | None, typer.Option(help="--building: write bills.csv here")] = None,
     seed: int = 1,
     db: Db = None,
     state: State = None,
@@ -62,10 +82,15 @@ def demo(
     ] = False,
     log_format: LogFormatOption = LogFormat.text,
 ) -> None:
-    """Run a GDSC and a fleet of simulated homes through an accelerated day."""
+    """Run a GDSC and a fleet of simulated homes through an accelerated day (or, with
+    ``--building``, an apartment block through a month, billed at its end)."""
     from smarthub.sim.demo import DemoConfig
 
     setup_logging(logging.ERROR, log_format, service="demo")
+    if building:
+        _building_demo(flats, days or 31, seconds_per_day or 6.0, seed, layout, db, state, bills)
+        return
+    days, seconds_per_day = days or 1, seconds_per_day or 60.0
     result = None
     with _state_dir(state, "smarthub-demo-") as where:
         cfg = DemoConfig(
@@ -80,6 +105,28 @@ def demo(
         print(result.json_line())
         if result.missing or result.duplicates:
             raise typer.Exit(1)
+
+
+def _building_demo(
+    flats: int, days: int, seconds_per_day: float, seed: int, layout: str, db: str | None,
+    state: Path | None, bills: Path | None,
+) -> None:  # fmt: skip
+    """``demo --building``: headless, the JSON summary last (exit 1 if a reading went missing or
+    the bills do not add up to the building's cost)."""
+    from smarthub.sim.building import BuildingDemoConfig, building_demo
+
+    if layout not in ("flats", "basement"):
+        raise typer.BadParameter("'flats' or 'basement'", param_hint="--layout")
+    err.print(f"[bold]smarthub demo --building[/]: {flats} flats ({layout}), {days} days …")
+    with _state_dir(state, "smarthub-building-") as where:
+        cfg = BuildingDemoConfig(
+            flats=flats, days=days, seconds_per_day=seconds_per_day, seed=seed, state=where, db_url=db,
+            layout=layout,
+        )  # fmt: skip
+        result = asyncio.run(building_demo(cfg, bills))
+    print(result.json_line())
+    if result.missing or result.duplicates or result.bill_total != result.building_cost:
+        raise typer.Exit(1)
 
 
 @app.command()

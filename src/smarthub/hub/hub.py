@@ -39,7 +39,16 @@ from smarthub.model import ObisCode, Reading
 from smarthub.model.reading_type import interval_channels, interval_spec
 from smarthub.wan.contract.bodies import MappingUpdate, MeterKey
 
-FUEL_BY_MEDIUM = {1: "electricity", 7: "gas", 8: "water"}
+# OBIS value group A (IEC 62056-6-1 §7.2) → the fuel a meter is registered under; the media
+# of a building's sub-meters spelled as the wireless M-Bus device types (model.datapoint).
+FUEL_BY_MEDIUM = {
+    1: "electricity",
+    4: "heat_cost_allocator",
+    6: "heat",
+    7: "gas",
+    8: "water",
+    9: "warm_water",
+}
 
 log = logging.getLogger(__name__)
 

@@ -63,3 +63,6 @@ GAS_VOLUME = ObisCode(7, 0, 3, 0, 0)
 WATER_VOLUME = ObisCode(8, 0, 1, 0, 0)
 HOT_WATER_VOLUME = ObisCode(9, 0, 1, 0, 0)
 HEAT_ENERGY = ObisCode(6, 0, 1, 0, 0)
+# Heat-cost allocator units (EN 834; OBIS medium 4, EN 13757-1 / IEC 62056-6-1 §7.2): a
+# dimensionless count since the allocator's set day.
+HCA_UNITS = ObisCode(4, 0, 1, 0, 0)

@@ -13,7 +13,9 @@ from smarthub.model.obis import (
     EXPORT_ACTIVE_ENERGY,
     EXPORT_ACTIVE_POWER,
     GAS_VOLUME,
+    HCA_UNITS,
     HEAT_ENERGY,
+    HOT_WATER_VOLUME,
     IMPORT_ACTIVE_ENERGY,
     IMPORT_ACTIVE_POWER,
     WATER_VOLUME,
@@ -73,6 +75,18 @@ _INTERVAL: dict[ObisCode, ReadingTypeSpec] = {
         COMMODITY_POTABLE_WATER, KIND_NOT_APPLICABLE, FLOW_FORWARD, UOM_M3, -3, Unit.M3, 2
     ),
     HEAT_ENERGY: ReadingTypeSpec(COMMODITY_HEATING_FLUID, KIND_ENERGY, FLOW_FORWARD, UOM_WH, 0, Unit.WH, 5),
+    # A building's sub-meters (issue 21): the housing provider bills from them, so they travel
+    # to the GDSC like any reading. 2030.5's CommodityType (§E, IEC 61968-9) has no heat-cost
+    # allocator and no hot water: allocator units are the heating fluid's dimensionless count
+    # (uom 0), and hot water (OBIS medium 9) the heating fluid's volume in m³, the volume of water
+    # the building's boiler heated — kept apart from cold (potable, commodity 9) by the commodity.
+    # Each ReadingType stays unique, so the GDSC maps it back to one OBIS code.
+    HCA_UNITS: ReadingTypeSpec(
+        COMMODITY_HEATING_FLUID, KIND_NOT_APPLICABLE, FLOW_FORWARD, UOM_NONE, 0, Unit.NONE, 5
+    ),
+    HOT_WATER_VOLUME: ReadingTypeSpec(
+        COMMODITY_HEATING_FLUID, KIND_NOT_APPLICABLE, FLOW_FORWARD, UOM_M3, -3, Unit.M3, 2
+    ),
 }
 
 _INSTANT: dict[ObisCode, ReadingTypeSpec] = {

@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import random
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -322,14 +323,16 @@ class SimulatedHome:
         cert_clock: Clock | None = None,
         poll_every: timedelta | None = None,
         radio_every: timedelta | None = None,
+        config: HubConfig | None = None,
     ) -> None:
         """``cert_clock``: what certificates and CRLs are checked against (default wall time, as
-        OpenSSL does; a test running the GDSC's CRL dates on the simulated clock passes that)."""
+        OpenSSL does; a test running the GDSC's CRL dates on the simulated clock passes that).
+        ``config``: the hub's configuration, else the one of the home's kind (:func:`home_config`)."""
         cert_clock = cert_clock or SystemClock()
         self.spec = spec
         self.dir = state / "hubs" / spec.hub_id
         self.clock = clock
-        self.config = home_config(
+        self.config = config or home_config(
             spec, state, sim_start, smart_plugs=smart_plugs, poll_every=poll_every, radio_every=radio_every
         )
         # The home's radio meters (not the smart plugs), placed by its seed; their frames travel
@@ -517,9 +520,11 @@ class Fleet:
         cert_clock: Clock | None = None,
         poll_every: timedelta | None = None,
         radio_every: timedelta | None = None,
+        configs: Mapping[str, HubConfig] | None = None,
     ) -> None:
         """``poll_every``/``radio_every``: how often polled meters are read and radio meters send
-        (default :data:`POLL_PERIOD`, :data:`RADIO_PERIOD`; a divisor of 30 minutes)."""
+        (default :data:`POLL_PERIOD`, :data:`RADIO_PERIOD`; a divisor of 30 minutes). ``configs``:
+        hubs' configurations by hub id, in place of their kind's (an apartment block's hubs)."""
         self.state = state
         self.specs = specs
         self.homes = [
@@ -532,6 +537,7 @@ class Fleet:
                 cert_clock=cert_clock,
                 poll_every=poll_every,
                 radio_every=radio_every,
+                config=(configs or {}).get(s.hub_id),
             )
             for s in specs
         ]

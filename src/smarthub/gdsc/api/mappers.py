@@ -12,12 +12,15 @@ from smarthub.gdsc.api.schemas import (
     ConsentOut,
     JobOut,
     ReadingOut,
+    ServiceOffer,
+    ServiceRead,
     SiteReading,
 )
 from smarthub.gdsc.commands.desk import Job
 from smarthub.gdsc.governance.aggregates import AggregateBucket
 from smarthub.gdsc.governance.audit import AuditEntry
 from smarthub.gdsc.governance.parties import Consent
+from smarthub.gdsc.governance.service_activity import HouseholdService
 from smarthub.gdsc.readings.queries import Bucket
 
 
@@ -106,3 +109,31 @@ def site_readings(acc: dict[int, list[int]], tz: Any) -> list[SiteReading]:
         )
         for s, (d, v, p10, uom, n) in sorted(acc.items())
     ]
+
+
+def service_offer(s: HouseholdService, now: datetime) -> ServiceOffer:
+    return ServiceOffer(
+        service_id=s.party_id,
+        organisation=s.organisation,
+        purpose=s.purpose,
+        status=s.status,
+        data_kinds=sorted(s.data_kinds),
+        granularity=s.granularity,
+        retention_days=s.retention_days,
+        consents=[c.consent_id for c in s.live_consents(now)],
+        reads=[
+            ServiceRead(
+                seq=r.seq,
+                at=r.at,
+                data_kind=r.data_kind,
+                action=r.action,
+                meter_id=r.meter_id,
+                granularity=r.granularity,
+                periods=list(r.ranges),
+            )
+            for r in s.reads
+        ],
+        reads_total=s.reads_total,
+        refused_total=s.refused_total,
+        last_read_at=s.last_read_at,
+    )

@@ -142,16 +142,37 @@ class ServiceOut(BaseModel):
     client_id: str | None = Field(description="the OAuth2 client issued on approval")
 
 
+class ServiceRead(BaseModel):
+    """One read of the household's data by a service, as the GDSC's audit log records it."""
+
+    seq: int = Field(description="the audit entry (the same as in the premises' access log)")
+    at: datetime
+    data_kind: DataKind
+    action: str = Field(description="read-readings, export or read-events")
+    meter_id: str | None
+    granularity: Granularity | None = Field(description="as asked; never finer than the policy allowed")
+    periods: list[tuple[datetime, datetime]] = Field(description="the data periods served")
+
+
 class ServiceOffer(BaseModel):
-    """An approved data service as the occupant sees it: what it asks for, and their consents to it."""
+    """A data service as the occupant sees it: what it asks for (and the GDSC approved), their
+    consents to it, and what it has read during their tenancy (from the audit log)."""
 
     service_id: str
     organisation: str
     purpose: str
+    status: str = Field(
+        description="the GDSC's decision on its application (approved, suspended, revoked, ...), or"
+        " 'registered': a third party from before applications, known only by the occupant's consents"
+    )
     data_kinds: list[DataKind]
     granularity: Granularity = Field(description="the finest it is approved for")
-    retention_days: int
+    retention_days: int | None = Field(description="how long it keeps the data (null: not stated)")
     consents: list[str] = Field(description="the current occupant's live consents to it (ids)")
+    reads: list[ServiceRead] = Field(description="its most recent reads of this tenancy's data, newest first")
+    reads_total: int = Field(description="every read during the current tenancy")
+    refused_total: int = Field(description="its attempts the access policy refused during the tenancy")
+    last_read_at: datetime | None
 
 
 class ServiceCredentials(BaseModel):

@@ -42,7 +42,7 @@ meters = Table(
     metadata,
     Column("hub_id", String(64), ForeignKey("hubs.hub_id"), primary_key=True),
     Column("meter_id", String(64), primary_key=True),
-    Column("fuel", String(16), nullable=False),
+    Column("fuel", String(24), nullable=False),  # a sub-meter's medium too (heat_cost_allocator)
 )
 
 

@@ -186,15 +186,21 @@ def _parts(
             previous = ordered[i - 1].tenant
             raise HeatCostError(f"flat {flat.flat}: tenancies of {previous} and {t.tenant} do not meet")
         last = i == len(ordered) - 1
-        interim = (t.units_at_end, t.hot_water_m3_at_end, t.cold_water_m3_at_end)
+        units_at_end = t.units_at_end
+        if not last and units_at_end is None and flat.units is None:
+            # An estimated flat has no interim allocator reading: its units are split by days
+            # (HeizkostenV §9b(2): where no interim reading can be taken, by time).
+            days_in = Decimal((t.end - costs.period_start).days + 1)
+            units_at_end = (units * days_in / costs.days).quantize(Decimal("0.1"))
+        interim = (units_at_end, t.hot_water_m3_at_end, t.cold_water_m3_at_end)
         if not last and any(v is None for v in interim):
             raise HeatCostError(f"flat {flat.flat}: {t.tenant} moved out without an interim reading")
         if last:
             at_end = (units, flat.hot_water_m3, flat.cold_water_m3)
         else:
-            assert t.units_at_end is not None and t.hot_water_m3_at_end is not None
+            assert units_at_end is not None and t.hot_water_m3_at_end is not None
             assert t.cold_water_m3_at_end is not None
-            at_end = (t.units_at_end, t.hot_water_m3_at_end, t.cold_water_m3_at_end)
+            at_end = (units_at_end, t.hot_water_m3_at_end, t.cold_water_m3_at_end)
         u, hot, cold = (at_end[0] - before[0], at_end[1] - before[1], at_end[2] - before[2])
         if u < 0 or hot < 0 or cold < 0:
             raise HeatCostError(f"flat {flat.flat}: {t.tenant}'s interim reading is above the period's")

@@ -11,7 +11,8 @@ from smarthub.gdsc.api.deps import MAX_PAGE, ApiServices, Caller, Id, Instant, S
 from smarthub.gdsc.api.schemas import ERRORS, AccessLogEntry, ConsentIn, ConsentOut, ServiceOffer
 from smarthub.gdsc.governance.access import Action, current_tenancy
 from smarthub.gdsc.governance.parties import Consent, DataKind, Granularity, Role, UnknownParty
-from smarthub.gdsc.governance.services import DataServices, Status
+from smarthub.gdsc.governance.service_activity import household_services
+from smarthub.gdsc.governance.services import DataServices
 from smarthub.gdsc.readings import queries
 
 router = APIRouter()
@@ -60,27 +61,16 @@ def _within_approval(api: ApiServices, body: ConsentIn) -> None:
 
 @router.get("/v1/premises/{premises_id}/services", response_model=list[ServiceOffer], responses=ERRORS)
 def list_services_for_occupant(party: Caller, api: Services, premises_id: Id) -> list[ServiceOffer]:
-    """The approved data services, what each asks for, and the current occupant's live consents to
-    each (the occupant grants or revokes them with the consent endpoints)."""
-    api.guard.require(party, Action.MANAGE_CONSENT, premises_id=premises_id, detail={"op": "services"})
-    mine = tenancy_id(api, premises_id)
-    now = api.guard.clock.now()
-    live = [c for c in api.guard.parties.consents([premises_id]) if c.tenancy_id == mine and c.live_at(now)]
-    out = []
-    for s in DataServices(api.engine, api.guard.audit).all(Status.APPROVED):
-        a = s.application
-        out.append(
-            ServiceOffer(
-                service_id=s.party_id,
-                organisation=a.organisation,
-                purpose=a.purpose,
-                data_kinds=sorted(a.data_kinds),
-                granularity=a.granularity,
-                retention_days=a.retention_days,
-                consents=[c.consent_id for c in live if c.party_id == s.party_id],
-            )
-        )
-    return out
+    """The data services that hold or held a consent of the current occupant or read their data,
+    and every approved service besides: what each asks for, the occupant's live consents to it
+    (granted and revoked with the consent endpoints) and what it read during the tenancy, from the
+    audit log (issue 25 item 3)."""
+    guard = api.guard
+    guard.require(party, Action.MANAGE_CONSENT, premises_id=premises_id, detail={"op": "services"})
+    now = guard.clock.now()
+    tenancy = current_tenancy(guard.parties.facts([premises_id]), premises_id, now)
+    assert tenancy is not None  # MANAGE_CONSENT was allowed, so someone occupies it now
+    return [mappers.service_offer(s, now) for s in household_services(api.engine, guard.audit, tenancy, now)]
 
 
 def tenancy_id(api: ApiServices, premises_id: str) -> str:

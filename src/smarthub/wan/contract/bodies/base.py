@@ -11,6 +11,7 @@ by ``to_json`` where the hub treats absence differently from any value.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar, Self
@@ -155,4 +156,32 @@ LFDI_HEX = 40
 FUELS = ("electricity", "gas", "water", "heat")
 
 
-__all__ = ["FUELS", "LFDI_HEX", "CommandBody", "Fields"]
+class NoFields(CommandBody):
+    """A body that carries no field: ``{}`` on the wire (keys sent anyway are ignored)."""
+
+    __slots__ = ()
+
+    @classmethod
+    def parse(cls, body: Mapping[str, object]) -> Self:
+        Fields(cls.TYPE, body)  # still a JSON object, or refused by name
+        return cls()
+
+    def to_json(self) -> dict[str, Any]:
+        return {}
+
+
+@dataclass(frozen=True, slots=True)
+class OnMeter(CommandBody):
+    """A body that names one meter and nothing else: ``{"meter": <id>}``."""
+
+    meter: str
+
+    @classmethod
+    def parse(cls, body: Mapping[str, object]) -> Self:
+        return cls(Fields(cls.TYPE, body).text("meter", nonempty=True))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"meter": self.meter}
+
+
+__all__ = ["FUELS", "LFDI_HEX", "CommandBody", "Fields", "NoFields", "OnMeter"]

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
-from smarthub.wan.contract.bodies.base import LFDI_HEX, CommandBody, Fields
+from smarthub.wan.contract.bodies.base import LFDI_HEX, CommandBody, Fields, NoFields, OnMeter
 
 DEFAULT_FUEL = "electricity"
 
@@ -86,16 +86,8 @@ class MeterAdd(CommandBody):
 
 
 @dataclass(frozen=True, slots=True)
-class MeterRemove(CommandBody):
+class MeterRemove(OnMeter):
     TYPE: ClassVar[str] = "meter.remove"
-    meter: str
-
-    @classmethod
-    def parse(cls, body: Mapping[str, object]) -> Self:
-        return cls(Fields(cls.TYPE, body).text("meter", nonempty=True))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"meter": self.meter}
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,33 +169,17 @@ class DiagnosticPing(CommandBody):
 
 
 @dataclass(frozen=True, slots=True)
-class HanScan(CommandBody):
+class HanScan(NoFields):
     """What the HAN hears (no fields)."""
 
     TYPE: ClassVar[str] = "diagnostic.han_scan"
 
-    @classmethod
-    def parse(cls, body: Mapping[str, object]) -> Self:
-        Fields(cls.TYPE, body)
-        return cls()
-
-    def to_json(self) -> dict[str, Any]:
-        return {}
-
 
 @dataclass(frozen=True, slots=True)
-class LinkTest(CommandBody):
+class LinkTest(OnMeter):
     """Poll one meter now."""
 
     TYPE: ClassVar[str] = "diagnostic.link_test"
-    meter: str
-
-    @classmethod
-    def parse(cls, body: Mapping[str, object]) -> Self:
-        return cls(Fields(cls.TYPE, body).text("meter", nonempty=True))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"meter": self.meter}
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,25 +21,17 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar, Self
 
-from smarthub.wan.contract.bodies.base import CommandBody, Fields
+from smarthub.wan.contract.bodies.base import CommandBody, Fields, NoFields
 
 MAX_ROWS = 2000  # intervals per history.restore: a month of half-hours, ~60 kB on the wire
 RESTORE_FUELS = ("electricity", "gas")
 
 
 @dataclass(frozen=True, slots=True)
-class RecoverySnapshot(CommandBody):
+class RecoverySnapshot(NoFields):
     """Ask the hub for its restorable state (the verdict carries it)."""
 
     TYPE: ClassVar[str] = "recovery.snapshot"
-
-    @classmethod
-    def parse(cls, body: Mapping[str, object]) -> Self:
-        Fields(cls.TYPE, body)
-        return cls()
-
-    def to_json(self) -> dict[str, Any]:
-        return {}
 
 
 @dataclass(frozen=True, slots=True)

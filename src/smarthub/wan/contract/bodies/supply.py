@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from smarthub.wan.contract.bodies.base import CommandBody, Fields
+from smarthub.wan.contract.bodies.base import CommandBody, Fields, OnMeter
 
 if TYPE_CHECKING:
     from smarthub.model.tariff import Tariff
@@ -18,29 +18,17 @@ TARIFF_FUELS = ("electricity", "gas")
 
 
 @dataclass(frozen=True, slots=True)
-class _OnMeter(CommandBody):
-    meter: str
-
-    @classmethod
-    def parse(cls, body: Mapping[str, object]) -> Self:
-        return cls(Fields(cls.TYPE, body).text("meter", nonempty=True))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"meter": self.meter}
-
-
-@dataclass(frozen=True, slots=True)
-class SupplyDisconnect(_OnMeter):
+class SupplyDisconnect(OnMeter):
     TYPE: ClassVar[str] = "supply.disconnect"
 
 
 @dataclass(frozen=True, slots=True)
-class SupplyReconnect(_OnMeter):
+class SupplyReconnect(OnMeter):
     TYPE: ClassVar[str] = "supply.reconnect"
 
 
 @dataclass(frozen=True, slots=True)
-class SupplyState(_OnMeter):
+class SupplyState(OnMeter):
     TYPE: ClassVar[str] = "supply.state"
 
 
