@@ -39,7 +39,7 @@ CORRELATED_PULL_LOG = (
 
 class ForUpdateMergeStore(Store):
     """The store with the merge as it was before issue 23 (verbatim but for the hub column:
-    ``hub_id`` since migration 0018)."""
+    ``hub_id`` since migration 0019)."""
 
     def _write_blocks_pg(
         self,

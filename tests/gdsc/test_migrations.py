@@ -65,8 +65,8 @@ def test_a_database_from_before_migrations_is_refused_clearly(db_url: str) -> No
     store.close()
 
 
-def _at_0017_with_readings(store: Store) -> list[StoredReading]:
-    """A store at revision 0017 (interval tables keyed by hub_keys' integer) holding two hubs'
+def _at_0018_with_readings(store: Store) -> list[StoredReading]:
+    """A store at revision 0018 (interval tables keyed by hub_keys' integer) holding two hubs'
     readings, written as that revision's ingest wrote them; the readings it holds."""
     from smarthub.gdsc.readings import interval_block
 
@@ -84,7 +84,7 @@ def _at_0017_with_readings(store: Store) -> list[StoredReading]:
     }
     hub_ids = {7: "HUB-A", 9: "HUB-B"}
     with store.engine.begin() as conn:
-        command.upgrade(alembic_config(conn), "0017")
+        command.upgrade(alembic_config(conn), "0018")
         if store.dialect == "postgresql":
             for d in (day, day + 1):
                 conn.exec_driver_sql(
@@ -121,13 +121,13 @@ def _at_0017_with_readings(store: Store) -> list[StoredReading]:
     return sorted(out, key=lambda r: (r.hub_id, r.meter_id, r.obis, r.duration, r.interval_start))
 
 
-def test_0018_rekeys_a_populated_store_by_hub_id_and_back(db_url: str) -> None:
-    """Issue 23 item 1 on a store holding readings: after 0018 the interval tables are keyed by
+def test_0019_rekeys_a_populated_store_by_hub_id_and_back(db_url: str) -> None:
+    """Issue 23 item 1 on a store holding readings: after 0019 the interval tables are keyed by
     hub id (hub_keys gone) and every reading reads back, merges and numbers channels as before;
-    a downgrade to 0017 gives back a hub_keys whose keys the blocks still agree with."""
+    a downgrade to 0018 gives back a hub_keys whose keys the blocks still agree with."""
     store = Store(db_url)
-    held = _at_0017_with_readings(store)
-    store.create_schema()  # 0017 -> head
+    held = _at_0018_with_readings(store)
+    store.create_schema()  # 0018 -> head
     assert _diff(store) == []
     found = inspect(store.engine)
     assert "hub_keys" not in found.get_table_names()
@@ -167,7 +167,7 @@ def test_0018_rekeys_a_populated_store_by_hub_id_and_back(db_url: str) -> None:
     assert store.readings() == now_held
 
     with store.engine.begin() as conn:
-        command.downgrade(alembic_config(conn), "0017")
+        command.downgrade(alembic_config(conn), "0018")
     with store.engine.connect() as conn:
         keys = dict(conn.execute(text("SELECT hub_id, hub_key FROM hub_keys")).all())
         assert sorted(keys) == ["HUB-A", "HUB-B"]

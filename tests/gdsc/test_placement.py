@@ -62,7 +62,7 @@ def test_a_distributed_tables_primary_key_without_the_key_is_reported() -> None:
 
 
 def test_an_interval_tables_primary_key_without_the_hub_is_reported() -> None:
-    """The interval tables as they were before migration 0018 (keyed by hub_key) fail."""
+    """The interval tables as they were before migration 0019 (keyed by hub_key) fail."""
     m = MetaData()
     for t in metadata.sorted_tables:
         if t.name != "interval_blocks":
@@ -145,7 +145,7 @@ def test_the_tables_with_a_hub_column_that_are_not_distributed_are_the_known_one
         "outage_premises",  # outages, worked out over an area
         "opening_reads",  # keyed by premises
     }
-    assert "hub_keys" not in ROLES  # dropped by migration 0018
+    assert "hub_keys" not in ROLES  # dropped by migration 0019
 
 
 @pytest.mark.postgres

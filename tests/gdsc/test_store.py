@@ -361,7 +361,7 @@ def test_table_bytes_counts_the_stored_blocks(store: Store) -> None:
 
 def test_channels_are_numbered_per_hub_once(db_url: str) -> None:
     """Each hub's channels are numbered from 1 under its own hub id (the interval tables'
-    key since migration 0018); a hub met again by a fresh process keeps its numbers."""
+    key since migration 0019); a hub met again by a fresh process keeps its numbers."""
     from sqlalchemy import select
 
     from smarthub.gdsc.readings.tables import interval_channels

@@ -29,7 +29,7 @@ a foreign key Citus would refuse);
 ``tests/gdsc/test_placement.py`` runs it. :mod:`smarthub.gdsc.db.citus` turns the declaration
 into the Citus DDL.
 
-Issue 23 item 1: until migration 0018 the interval tables were keyed by an integer ``hub_key``
+Issue 23 item 1: until migration 0019 the interval tables were keyed by an integer ``hub_key``
 (a second colocation group of another key type, so a hub's readings and its other rows were on
 different workers); they now carry the ``hub_id`` like every other table of a hub's data.
 ``api_jobs``, ``hub_errors``, ``urgent_work``, ``repair_commands``, ``work_orders`` and

@@ -15,7 +15,7 @@ Interval layout (issue 5: ≤ 4 bytes per half-hourly reading on PostgreSQL, ind
   the channel number instead of the hub id and two strings of ~30 bytes each, which on its own
   would cost ~1.5 bytes per reading in the heap and again in the primary-key index.
   ``duration`` is part of the channel, so half-hourly and daily data of the same start coexist.
-  (Until migration 0018 a 4-byte integer ``hub_key`` stood in for the hub id; it put the
+  (Until migration 0019 a 4-byte integer ``hub_key`` stood in for the hub id; it put the
   interval tables in a Citus colocation group of their own, issue 23 item 1. The hub id costs
   ~0.6 bytes per reading more: 3.17 -> 3.79 in ``bench/store.py --hubs 4000 --workers 2``.)
 * ``interval_blocks`` holds one row per channel and UTC day: ``n`` readings encoded by

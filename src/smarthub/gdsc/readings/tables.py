@@ -52,7 +52,7 @@ interval_channels = Table(
     ),
 )
 
-# One channel-day of readings. The columns in the order migration 0018 leaves them (the hub id
+# One channel-day of readings. The columns in the order migration 0019 leaves them (the hub id
 # added last): the fixed-width integers first and the two variable-length columns after them,
 # so PostgreSQL needs no alignment padding; the primary key puts the hub id first.
 interval_blocks = Table(

@@ -11,8 +11,8 @@ PostgreSQL: ALTERs on the partitioned parent, which PostgreSQL applies to every 
 partition; every stored block row is rewritten once by the UPDATE (on a large store: run it
 in a maintenance window, and VACUUM afterwards). SQLite: the two tables are rebuilt.
 
-Revision ID: 0018
-Revises: 0017
+Revision ID: 0019
+Revises: 0018
 Create Date: 2026-12-07 18:30:00
 """
 
@@ -21,8 +21,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0018"
-down_revision: str | None = "0017"
+revision: str = "0019"
+down_revision: str | None = "0018"
 branch_labels: str | None = None
 depends_on: str | None = None
 
@@ -59,11 +59,11 @@ def _rebuild_sqlite(table: str, key: str, key_type: sa.types.TypeEngine, fill: s
     if table == "interval_channels":
         constraints.append(sa.UniqueConstraint(key, *_SPEC, name="uq_interval_channels_spec"))
     hub = sa.Column(key, key_type, autoincrement=False, nullable=False)
-    op.create_table(f"{table}_0018", *cols, hub, *constraints)
+    op.create_table(f"{table}_0019", *cols, hub, *constraints)
     listed = ", ".join(c.name for c in cols)
-    op.execute(f"INSERT INTO {table}_0018 ({listed}, {key}) SELECT {listed}, {fill} FROM {table} o")
+    op.execute(f"INSERT INTO {table}_0019 ({listed}, {key}) SELECT {listed}, {fill} FROM {table} o")
     op.drop_table(table)
-    op.rename_table(f"{table}_0018", table)
+    op.rename_table(f"{table}_0019", table)
 
 
 def upgrade() -> None:
