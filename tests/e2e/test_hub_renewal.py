@@ -82,11 +82,11 @@ class World:
             self.dir / "collector.pem", self.dir / "collector.key", self.dir / "ca" / "ca.pem"
         )
 
-    def commission(self, hub_id: str) -> IssuedCertificate:
+    def commission(self, hub_id: str, premises_id: str = PREMISES) -> IssuedCertificate:
         assert self.installer.private_key is not None
         req = CommissioningRequest(
             hub_id=hub_id,
-            premises_id=PREMISES,
+            premises_id=premises_id,
             url="https://127.0.0.1:1",
             hosts=("127.0.0.1",),
             meters_by_fuel=(("E1", "electricity"),),
@@ -363,6 +363,46 @@ async def test_upkeep_renews_a_hub_near_expiry_exactly_once(running: World) -> N
     finally:
         await collector.close()
         await courier.close()
+
+
+def test_a_hub_whose_renewal_never_reached_it_is_renewed_again_only_once_it_is_back(world: World) -> None:
+    """A renewal given up undelivered (the hub in a power cut: every try failed on the
+    transport) is not followed by a new certificate at every upkeep run while the hub is away
+    (the 30-day chaos run issued one every few minutes of a cut, each job holding the hub's
+    queue); once the hub has answered a pull, it is renewed again."""
+    w = world
+    w.lifecycle.certificate_days = 365
+    w.lifecycle.renew_before = timedelta(days=400)
+    w.commission("HUB-1")
+    w.commission("HUB-2", "P-0002")
+    now = datetime.now(UTC)
+    assert w.lifecycle.renew_due(now) == ["HUB-1", "HUB-2"]
+    jobs = {j.hub.hub_id: j for j in w.plan.claim_urgent("test", now, 10) if j.kind == "command"}
+    w.plan.finish_urgent(jobs["HUB-2"], True, now, result={"status": "refused", "code": "untrusted"})
+    for tries in range(w.plan.max_tries):  # HUB-1 away: every try fails (HUB-2 refused it)
+        t = now + timedelta(minutes=tries)
+        w.plan.finish_urgent(jobs["HUB-1"], False, t, error="Connection reset by peer")
+        if tries + 1 < w.plan.max_tries:
+            with w.store.engine.begin() as conn:  # claimable again at once
+                conn.execute(urgent_work.update().values(next_try=t))
+            (jobs["HUB-1"],) = [j for j in w.plan.claim_urgent("test", t, 10) if j.kind == "command"]
+    assert w.renewal_jobs() == [("HUB-1", "failed"), ("HUB-2", "done")]
+    later = now + timedelta(minutes=30)
+    # HUB-1 has not answered since: no new certificate. HUB-2 answered (refused): renewed again.
+    assert w.lifecycle.renew_due(later) == ["HUB-2"]
+    assert w.lifecycle.renew_due(later + timedelta(minutes=5)) == []
+    w.store.log_pull(  # a pull that failed says nothing of the hub being back
+        hub_id="HUB-1", window_start=later, started=later, finished=later + timedelta(minutes=1),
+        ok=False, readings=0, inserted=0, error="Connection reset by peer",
+    )  # fmt: skip
+    assert w.lifecycle.renew_due(later + timedelta(minutes=10)) == []
+    back = later + timedelta(hours=2)
+    w.store.log_pull(
+        hub_id="HUB-1", window_start=back, started=back, finished=back + timedelta(seconds=2),
+        ok=True, readings=0, inserted=0, error=None,
+    )  # fmt: skip
+    assert w.lifecycle.renew_due(back + timedelta(minutes=5)) == ["HUB-1"]
+    assert [s for h, s in w.renewal_jobs() if h == "HUB-1"] == ["failed", "pending"]
 
 
 async def test_a_second_renewal_the_hub_installed_after_the_first_was_adopted_is_moved_to(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from smarthub.sim.chaos import chaos_db_url, kill_connections, plan_faults, run_chaos
+from smarthub.sim.chaos import chaos_db_url, kill_connections, meters_until, plan_faults, run_chaos
 from smarthub.sim.demo import DemoConfig
 
 
@@ -154,6 +154,16 @@ def test_the_fault_plan_is_fixed_by_the_seed_and_ends_before_the_run() -> None:
         f"HUB{i:06d}" for i in range(1, 40, 2)
     }
     assert 600 <= abs(drift.rate) <= 1200  # 10-20 minutes a day
+
+
+def test_the_meters_run_past_the_end_by_a_sampling_period() -> None:
+    """The last half-hour of a meter whose clock is a little slow closes only with the read
+    after midnight: a sampling period past the end (30 minutes in a long run, whose meters
+    stopped 10 minutes past it and lost a DLMS meter's last half-hour in a 10-day run)."""
+    long = DemoConfig(days=10, sample_every=timedelta(minutes=30))
+    assert meters_until(long) > long.end + timedelta(minutes=30)
+    short = DemoConfig(days=1)  # the fleet's own periods (a telegram a minute, polls every 5)
+    assert short.end + timedelta(minutes=5) < meters_until(short) <= short.end + timedelta(minutes=15)
 
 
 @pytest.mark.postgres

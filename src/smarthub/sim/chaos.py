@@ -936,10 +936,7 @@ class Chaos:
             run.fleet.clock_rebased()
             started = time.monotonic()
             last_window_end = cfg.end + cfg.window
-            # The meters run on a few minutes past the end, as they do in life: a meter whose
-            # clock is slow (within the drift limit) stamps its midnight read just before
-            # midnight, and the day's last half-hour completes with the read after it.
-            await run.fleet.start_meters(until=cfg.end + timedelta(minutes=10))
+            await run.fleet.start_meters(until=meters_until(cfg))
             background = [
                 asyncio.create_task(self._top_ups(timedelta(days=cfg.days) - timedelta(hours=4))),
                 asyncio.create_task(self._daily_top_ups()),
@@ -1020,6 +1017,16 @@ class Chaos:
             for link in self.links.values():
                 await link.close()
             await teardown(run)
+
+
+def meters_until(cfg: DemoConfig) -> datetime:
+    """When the run's meters stop: one sampling period and a few minutes past the end, as
+    they run on in life. A meter whose clock is slow (within the drift limit, or a second
+    behind after a re-sync) stamps its midnight read just before midnight, and the day's last
+    half-hour completes only with the read after it: a sampling period later (30 minutes in
+    a long run; ten minutes past the end left the last half-hour of a DLMS meter unclosed,
+    counted lost, in a 10-day run)."""
+    return cfg.end + (cfg.sample_every or timedelta(0)) + timedelta(minutes=10)
 
 
 def _ancestors(topo: Any, node: str) -> list[str]:

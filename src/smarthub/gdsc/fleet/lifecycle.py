@@ -62,7 +62,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from smarthub.gdsc.commands.signer import CommandSigner
@@ -83,8 +83,9 @@ from smarthub.gdsc.fleet.pki import (
 )
 from smarthub.gdsc.fleet.registry import hub_commissioning, hubs, lock_hub_status, meters, premises
 from smarthub.gdsc.outages.store import register_alert_key
+from smarthub.gdsc.pull.log import last_answered
 from smarthub.gdsc.pull.plan import PullPlan
-from smarthub.gdsc.pull.tables import DONE, FAILED, PENDING, Priority, pull_plan, urgent_work
+from smarthub.gdsc.pull.tables import DONE, FAILED, PENDING, Priority, _aware, pull_plan, urgent_work
 from smarthub.gdsc.readings.tables import StoredReading
 from smarthub.gdsc.store import Store
 from smarthub.wan.contract.bodies import PkiCertificate, PkiCrl
@@ -551,14 +552,56 @@ class HubLifecycle:
                 <= now + self.renew_before - renew_spread_of(r.hub_id, self.renew_spread)
                 and not self._renewal_pending(conn, r.hub_id)
             ]
+            away = self._renewal_undelivered(conn, due)
         renewed = []
         for hub_id in due:
+            if hub_id in away:
+                continue  # its last renewal never reached it: tried again once it is back
             try:
                 self.renew_hub(hub_id, now, days)
             except LifecycleRefused:
                 continue  # ended or renewed meanwhile: looked at again next time if still due
             renewed.append(hub_id)
         return renewed
+
+    @staticmethod
+    def _renewal_undelivered(conn: Connection, hub_ids: list[str]) -> set[str]:
+        """The hubs among ``hub_ids`` whose latest renewal was given up undelivered (the plan's
+        tries all failed on the transport: no verdict) and that have not answered a pull since.
+
+        Renewing such a hub again at once would issue a new certificate every upkeep run for as
+        long as it is away (a power cut of hours: dozens of certificates, each job failing its
+        tries while holding the hub's queue); once it has answered a pull it is back, and the
+        next run renews it (the same rule as the voucher and consent re-sends). A renewal the
+        hub installed though its answer was lost is adopted from its handshake meanwhile
+        (:meth:`adopt_renewed`), and is then no longer due."""
+        if not hub_ids:
+            return set()
+        u = urgent_work
+        latest = dict(
+            conn.execute(
+                select(u.c.hub_id, func.max(u.c.id))
+                .where(u.c.hub_id.in_(sorted(hub_ids)), u.c.command_type == RENEW_COMMAND)
+                .group_by(u.c.hub_id)
+            ).all()
+        )
+        if not latest:
+            return set()
+        given_up = {
+            r.hub_id: _aware(r.finished)
+            for r in conn.execute(
+                select(u.c.hub_id, u.c.finished).where(
+                    u.c.id.in_(sorted(latest.values())), u.c.state == FAILED, u.c.result.is_(None)
+                )
+            )
+            if r.finished is not None
+        }
+        answered = last_answered(conn, set(given_up))
+        return {
+            hub_id
+            for hub_id, ended in given_up.items()
+            if (back := answered.get(hub_id)) is None or back <= ended
+        }
 
     # -- the CRL ---------------------------------------------------------------------------
     def revoke_certificate(

@@ -36,7 +36,7 @@ import secrets
 import socket
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from html import escape
 from pathlib import Path
@@ -55,6 +55,7 @@ from smarthub.hub.tariffs import Rate, Summary
 from smarthub.model.tariff import LONDON, SETTLEMENT_PERIOD, TariffError
 from smarthub.model.tariff_calc import day_start, local_day, settlement_periods
 from smarthub.wan import httpd as web
+from smarthub.wan.contract.bodies.services import ServiceSummary
 
 COOKIE = "ihd_session"
 SCREEN = "screen"  # the request's state: the paired screen it comes from
@@ -171,6 +172,7 @@ class Ihd:
         app.router.add_post("/prepayment/{fuel}/emergency", self.emergency)
         app.router.add_post("/prepayment/{fuel}/reconnect", self.reconnect)
         app.router.add_get("/consent", self.consent_page)
+        app.router.add_get("/services", self.services_page)
         app.router.add_post("/consent", self.consent_set)
         app.router.add_get("/static/{name}", self.static)
         return app
@@ -198,7 +200,7 @@ class Ihd:
         token = request.cookies.get(COOKIE)
         screen = self.store.session(token, self.clock.now())
         if screen is None or token is None:
-            if request.method == "GET" and request.path in ("/", "/consent", "/screens"):
+            if request.method == "GET" and request.path in ("/", "/consent", "/services", "/screens"):
                 raise web.HTTPSeeOther("/pair")
             raise web.HTTPUnauthorized(text="pair this screen with the hub first: /pair")
         request[SCREEN] = screen
@@ -396,7 +398,8 @@ class Ihd:
         sections.append(self._appliance_section(now))
         sections.append(self._comparison_section(now))
         sections.append(
-            '<nav><a href="/consent">Data sharing</a> · <a href="/screens">Paired screens</a></nav>'
+            '<nav><a href="/consent">Data sharing</a> · <a href="/services">Data services</a>'
+            ' · <a href="/screens">Paired screens</a></nav>'
         )
         return self._page(self.title, "".join(sections), script=True)
 
@@ -628,7 +631,8 @@ class Ihd:
             '<select name="granularity">'
             + "".join(f'<option value="{x.value}">{x.value}</option>' for x in Granularity)
             + '</select> <button name="action" value="set">Grant</button></form>'
-            + '<nav><a href="/">Back</a></nav>'
+            + '<nav><a href="/services">Data services: who holds your consent, what they read</a>'
+            ' · <a href="/">Back</a></nav>'
         )
         return self._page("Data sharing", body)
 
@@ -650,6 +654,30 @@ class Ihd:
                 ) from None
         self.consent.set(recipient, granularity, self.clock.now())
         raise web.HTTPSeeOther("/consent")
+
+    # -- data services ----------------------------------------------------------------------
+    async def services_page(self, request: web.Request) -> web.Response:
+        """Which data services hold the household's consent and what each read, as the GDSC's
+        audit log has it (the latest ``ihd.services`` it sent)."""
+        view = self.store.services()
+        now = self.clock.now()
+        if view is None:
+            body = "<p>The GDSC has not sent this home's data services yet.</p>"
+        elif not view.services:
+            body = "<p>No data service holds your consent or has read your data.</p>"
+        else:
+            body = '<ul class="services">' + "".join(_service_item(x, now) for x in view.services) + "</ul>"
+        as_of = (
+            "" if view is None else f'<p class="as-of">As recorded by the GDSC at {_local(view.as_of)}.</p>'
+        )
+        return self._page(
+            "Data services",
+            "<h1>Data services</h1><p>The organisations you allowed to receive your data through the"
+            " GDSC, and what each has read.</p>"
+            + body
+            + as_of
+            + '<nav><a href="/consent">Data sharing</a> · <a href="/">Back</a></nav>',
+        )
 
     # -- layout -----------------------------------------------------------------------------
     def _page(self, title: str, body: str, *, script: bool = False, status: int = 200) -> web.Response:
@@ -705,6 +733,62 @@ def _p_inc_vat(r: Rate) -> str:
 def _summary_row(label: str, s: Summary) -> str:
     kwh_shown = s.kwh.quantize(_PENNY, ROUND_HALF_UP)
     return f"<tr><th>{label}</th><td>{money(s.cost)}</td><td>{kwh_shown}</td><td>{s.co2_kg}</td></tr>"
+
+
+def _local(t: datetime) -> str:
+    return t.astimezone(LONDON).strftime("%d %b %Y %H:%M")
+
+
+def _local_day(t: datetime) -> str:
+    return t.astimezone(LONDON).strftime("%d %b %Y")
+
+
+def _period(start: datetime, end: datetime) -> str:
+    """A data period in local days (an end at local midnight is the day before, inclusive)."""
+    last = end - timedelta(microseconds=1) if end.astimezone(LONDON).time() == time(0) else end
+    first, final = _local_day(start), _local_day(last)
+    return first if first == final else f"{first} – {final}"
+
+
+def _service_item(x: ServiceSummary, now: datetime) -> str:
+    name = f"<strong>{escape(x.organisation)}</strong> ({escape(x.service_id)})"
+    status = "" if x.status == "approved" else f' <span class="status">{escape(x.status)}</span>'
+    live = [c for c in x.consents if c.expires > now]
+    if live:
+        consents = "".join(
+            f'<li class="consent">{escape(", ".join(c.data_kinds))}, {escape(c.granularity)}, since'
+            f" {_local_day(c.granted)}, until {_local_day(c.expires)}</li>"
+            for c in live
+        )
+        held = f'<ul class="consents">{consents}</ul>'
+    else:
+        held = '<p class="consents">No consent now.</p>'
+    if x.reads_total:
+        rows = "".join(
+            f"<tr><td>{_local(r.at)}</td><td>{escape(r.data_kind)}"
+            f"{'' if r.meter is None else ' ' + escape(r.meter)}</td>"
+            f"<td>{escape(r.granularity or '')}</td>"
+            f"<td>{'; '.join(_period(s, e) for s, e in r.periods)}</td></tr>"
+            for r in x.reads
+        )
+        reads = (
+            f'<p class="reads">Read {x.reads_total} time{"s" if x.reads_total != 1 else ""}'
+            f"{'' if x.last_read is None else ', last ' + _local(x.last_read)}.</p>"
+            '<table class="service-reads"><tr><th>When</th><th>What</th><th>Detail</th><th>Of</th></tr>'
+            f"{rows}</table>"
+        )
+    else:
+        reads = '<p class="reads">Has read nothing.</p>'
+    refused = (
+        f'<p class="refused">{x.refused_total} attempt{"s" if x.refused_total != 1 else ""} refused.</p>'
+        if x.refused_total
+        else ""
+    )
+    purpose = f"<p>{escape(x.purpose)}</p>" if x.purpose else ""
+    return (
+        f'<li class="service" data-service="{escape(x.service_id)}">{name}{status}{purpose}{held}'
+        f"{reads}{refused}</li>"
+    )
 
 
 def _tip(p: PricedInterval) -> str:

@@ -38,6 +38,7 @@ COMMAND_TYPES = (
     "ihd.message",
     "ihd.comparison",
     "ihd.appliance",
+    "ihd.services",
     "message.display",
     "firmware.update",
     "diagnostic.ping",

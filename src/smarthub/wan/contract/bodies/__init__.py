@@ -38,6 +38,7 @@ from smarthub.wan.contract.bodies.recovery import (
     RecoveryComplete,
     RecoverySnapshot,
 )
+from smarthub.wan.contract.bodies.services import IhdServices
 from smarthub.wan.contract.bodies.supply import (
     PrepaymentTopup,
     SupplyDisconnect,
@@ -69,6 +70,7 @@ BODIES: dict[str, type[CommandBody]] = {
         IhdMessage,
         IhdComparison,
         IhdAppliance,
+        IhdServices,
         MessageDisplay,
         FirmwareUpdate,
         DiagnosticPing,
@@ -118,6 +120,7 @@ __all__ = [
     "IhdAppliance",
     "IhdComparison",
     "IhdMessage",
+    "IhdServices",
     "LinkTest",
     "MappingUpdate",
     "MessageDisplay",
