@@ -200,6 +200,9 @@ class BuildingResult:
     bills: int
     bill_total: str
     building_cost: str
+    fuel_kwh: str  # the provider's inputs: the month's gas invoice and the water bill
+    fuel_cost: str
+    water_cost: str
     estimated_flats: list[str]
     tenancy_change: str
     uplink: str
@@ -367,6 +370,9 @@ def account_building(b: BuildingRun, seconds: float, out: Path | None = None) ->
         bills=len(bills),
         bill_total=str(total),
         building_cost=str(costs.fuel_cost + costs.water_cost),
+        fuel_kwh=str(costs.fuel_kwh),
+        fuel_cost=str(costs.fuel_cost),
+        water_cost=str(costs.water_cost),
         estimated_flats=period.estimated_flats,
         tenancy_change=f"{b.mover.flat} at {b.move_out.isoformat()}",
         uplink=b.building.wan_link,

@@ -119,7 +119,10 @@ def required_scope(method: str, path: str) -> str:
     if method == "GET" and path == "/v1/tariffs":
         return "tariffs:read"
     if method == "GET" and (
-        path.endswith("/readings") or path.endswith("/readings/export") or path.startswith("/v1/portfolio")
+        path.endswith("/readings")
+        or path.endswith("/readings/export")
+        or path.startswith("/v1/portfolio")
+        or path.endswith("/heat-bill")  # a building's bills: its sub-meters' readings, summed
     ):
         return "readings:read"
     return _NO_SCOPE
