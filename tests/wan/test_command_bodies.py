@@ -91,6 +91,14 @@ VALID: dict[str, dict[str, Any]] = {
         "description": "3-bed semis",
         "electricity": {"average_kwh": "60.5", "efficient_kwh": "41.25"},
     },
+    "ihd.building": {
+        "month": "2026-01-01",
+        "flats": 64,
+        "flat_area_m2": "65.29",
+        "per_m2": {"heat_cost_allocator": "1.521", "warm_water": "0.0493", "water": "0.0987"},
+        "prices": {"heat_cost_allocator": "0.2134", "warm_water": "9.41", "water": "4.20"},
+        "currency": "EUR",
+    },
     "ihd.appliance": {"meter": "PLUG1", "name": "Dishwasher"},
     "ihd.services": {
         "as_of": "2026-12-07T12:00:00+00:00",
@@ -193,6 +201,7 @@ MALFORMED: dict[str, tuple[dict[str, Any], str]] = {
     "tariff.update": ({**VALID["tariff.update"], "version": 3}, "version"),
     "ihd.message": ({**VALID["ihd.message"], "priority": 9}, "priority"),
     "ihd.comparison": ({**VALID["ihd.comparison"], "homes": 0}, "homes"),
+    "ihd.building": ({**VALID["ihd.building"], "flats": 4}, "flats"),
     "ihd.appliance": ({"meter": "PLUG1", "name": "x" * 41}, "name"),
     "ihd.services": (
         {

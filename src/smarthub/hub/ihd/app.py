@@ -48,6 +48,7 @@ from smarthub.hub.consumption import HomeConsumption, PricedInterval, Supply
 from smarthub.hub.ihd.charts import bar_chart, column_chart
 from smarthub.hub.ihd.live import LivePower, sse
 from smarthub.hub.ihd.store import PRIORITIES, SESSION_MAX, IhdStore, PairingRefused
+from smarthub.hub.ihd.submeter_info import MonthUse, SubmeterHistory, monthly_info
 from smarthub.hub.prepayment import PrepaymentLedger, ReconnectRefused, SupplyAction
 from smarthub.hub.prepayment_bridge import PrepaymentBridge
 from smarthub.hub.privacy import ConsentStore, Granularity
@@ -134,6 +135,8 @@ class Ihd:
     ledger: PrepaymentLedger | None = None
     bridge: PrepaymentBridge | None = None
     recipients: list[str] = field(default_factory=lambda: ["gdsc"])
+    # The hub's history: a flat's heat-cost allocators and water meters, month by month (issue 21).
+    history: SubmeterHistory | None = None
     title: str = "Home energy"
     # Slow and oversized clients (issue 8). The IHD's forms are a few hundred bytes.
     max_body: int = 64 * 1024  # larger bodies: 413 (a Content-Length over it before any byte)
@@ -378,7 +381,50 @@ class Ihd:
         ]
         if self.ledger is not None:
             out["prepayment"] = {f: self.ledger.balance(f).to_json() for f in self._prepaid()}
+        heat_and_water = self._submeters(now)
+        if heat_and_water:
+            out["heat_and_water"] = [m.to_json() for m in heat_and_water]
         return out
+
+    def _submeters(self, now: datetime) -> list[MonthUse]:
+        return [] if self.history is None else monthly_info(self.history, now, LONDON, self.store.building())
+
+    def _submeter_section(self, now: datetime) -> str:
+        """This month's heating and water against last month, the same month last year and the
+        building's average (EED Annex VIIa), in the billing's units and costs."""
+        uses = self._submeters(now)
+        if not uses:
+            return ""
+        parts = ['<section id="heat-and-water"><h2>Heating and water</h2>']
+        for u in uses:
+
+            def fig(x: Decimal | None, u: MonthUse = u) -> str:
+                if x is None:
+                    return "–"
+                c = u.cost(x)
+                return f"{x.normalize():f} {u.unit}" + ("" if c is None else f" ({u.currency} {c})")
+
+            rows = [
+                ("This month so far", u.this_month, fig(u.this_month)),
+                (f"{u.last:%b %Y}", u.last_month, fig(u.last_month)),
+            ]
+            if u.month_before is not None:
+                rows.append(("The month before", u.month_before, fig(u.month_before)))
+            if u.last_month_last_year is not None:
+                rows.append(
+                    (f"{u.last:%b} a year before", u.last_month_last_year, fig(u.last_month_last_year))
+                )
+            if u.building_average is not None and u.average_month is not None:
+                rows.append(
+                    (
+                        f"Building average, {u.average_month:%b %Y}",
+                        u.building_average,
+                        fig(u.building_average),
+                    )
+                )
+            parts.append(f"<h3>{escape(u.label)}</h3>" + bar_chart(f"submeter-{u.medium}", rows))
+        parts.append("</section>")
+        return "".join(parts)
 
     async def summary_json(self, request: web.Request) -> web.Response:
         return web.json_response(self.figures())
@@ -396,6 +442,7 @@ class Ihd:
             + "</div>"
         )
         sections.append(self._appliance_section(now))
+        sections.append(self._submeter_section(now))
         sections.append(self._comparison_section(now))
         sections.append(
             '<nav><a href="/consent">Data sharing</a> · <a href="/services">Data services</a>'

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from smarthub.hub import sqlite_files
-from smarthub.wan.contract.bodies import IhdComparison, IhdMessage, IhdServices
+from smarthub.wan.contract.bodies import IhdBuilding, IhdComparison, IhdMessage, IhdServices
 
 _V1 = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -93,6 +93,9 @@ SCHEMA = sqlite_files.Schema(
         _V3,
         # 4: the household's data services as the GDSC last sent them (ihd.services)
         "CREATE TABLE service_view (id INTEGER PRIMARY KEY CHECK (id = 1), as_of INTEGER NOT NULL,"
+        " body TEXT NOT NULL);",
+        # 5: the building's monthly figures from the housing provider's billing (ihd.building)
+        "CREATE TABLE building_info (id INTEGER PRIMARY KEY CHECK (id = 1), month TEXT NOT NULL,"
         " body TEXT NOT NULL);",
     ],
     unversioned=_unversioned,
@@ -288,6 +291,23 @@ class IhdStore:
         with self._lock:
             row = self._db.execute("SELECT body FROM service_view WHERE id = 1").fetchone()
         return None if row is None else IhdServices.parse(json.loads(row[0]))
+
+    # -- a flat's building (issue 21: the tenant's monthly information) ----------------------
+    def set_building(self, info: IhdBuilding) -> bool:
+        """Keep the building's figures for a month; False (nothing changed) if those of a later
+        month are kept already (a command delivered late)."""
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT INTO building_info VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+                " month = excluded.month, body = excluded.body WHERE excluded.month >= building_info.month",
+                (info.month.isoformat(), json.dumps(info.to_json())),
+            )
+        return cur.rowcount == 1
+
+    def building(self) -> IhdBuilding | None:
+        with self._lock:
+            row = self._db.execute("SELECT body FROM building_info WHERE id = 1").fetchone()
+        return None if row is None else IhdBuilding.parse(json.loads(row[0]))
 
     # -- appliances (sub-meters and smart plugs the installer or consumer named) -------------
     def set_appliance(self, meter: str, name: str) -> None:

@@ -37,6 +37,7 @@ COMMAND_TYPES = (
     "tariff.update",
     "ihd.message",
     "ihd.comparison",
+    "ihd.building",
     "ihd.appliance",
     "ihd.services",
     "message.display",
