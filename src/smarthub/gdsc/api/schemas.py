@@ -216,6 +216,15 @@ class TariffUpdateIn(BaseModel):
     )
 
 
+class CatalogueTariff(BaseModel):
+    """A tariff the GDSC distributes: its latest version, as the hubs get it."""
+
+    tariff: Tariff
+    fuel: Literal["electricity", "gas"]
+    supplier_id: str | None = Field(description="the supplier that first sent this version (null: the GDSC)")
+    first_sent: datetime = Field(description="when this version was first sent to a hub")
+
+
 class IhdMessageIn(BaseModel):
     meter_id: MeterId = Field(description="a meter of the premises (it names the hub whose IHD shows it)")
     text: str = Field(min_length=1, max_length=500, pattern=NOT_BLANK)

@@ -100,6 +100,7 @@ ROLES: dict[str, Role] = {
     "tenancies": REFERENCE,
     "consents": REFERENCE,
     "data_services": REFERENCE,  # third parties' applications: read with every third party's request
+    "tariff_catalogue": REFERENCE,  # the tariffs distributed: small, read by the API on any node
     "appointments": REFERENCE,
     "api_clients": REFERENCE,
     "api_tokens": REFERENCE,
