@@ -38,7 +38,8 @@ CORRELATED_PULL_LOG = (
 
 
 class ForUpdateMergeStore(Store):
-    """The store with the merge as it was before issue 23 (verbatim)."""
+    """The store with the merge as it was before issue 23 (verbatim but for the hub column:
+    ``hub_id`` since migration 0019)."""
 
     def _write_blocks_pg(
         self,
@@ -54,7 +55,7 @@ class ForUpdateMergeStore(Store):
         with raw.cursor() as cur:
             cur.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS interval_blocks_staging "
-                "(hub_key int4, day int4, n int4, channel_no int2, block bytea) ON COMMIT DELETE ROWS"
+                "(hub_id text, day int4, n int4, channel_no int2, block bytea) ON COMMIT DELETE ROWS"
             )
             _copy_blocks(
                 cur,
@@ -65,21 +66,21 @@ class ForUpdateMergeStore(Store):
             )
             # Insert the blocks whose key is new; what stays in staging already existed.
             cur.execute(
-                "WITH ins AS (INSERT INTO interval_blocks (hub_key, day, n, channel_no, block) "
-                "SELECT hub_key, day, n, channel_no, block FROM interval_blocks_staging "
-                "ON CONFLICT DO NOTHING RETURNING hub_key, day, channel_no) "
+                "WITH ins AS (INSERT INTO interval_blocks (hub_id, day, n, channel_no, block) "
+                "SELECT hub_id, day, n, channel_no, block FROM interval_blocks_staging "
+                "ON CONFLICT DO NOTHING RETURNING hub_id, day, channel_no) "
                 "DELETE FROM interval_blocks_staging s USING ins "
-                "WHERE s.hub_key = ins.hub_key AND s.day = ins.day AND s.channel_no = ins.channel_no"
+                "WHERE s.hub_id = ins.hub_id AND s.day = ins.day AND s.channel_no = ins.channel_no"
             )
             stored: dict[BlockKey, bytes] = {}
             if cur.rowcount < len(pending):
                 cur.execute(
-                    "SELECT b.hub_key, b.day, b.channel_no, b.block FROM interval_blocks b "
+                    "SELECT b.hub_id, b.day, b.channel_no, b.block FROM interval_blocks b "
                     "JOIN interval_blocks_staging s "
-                    "ON b.hub_key = s.hub_key AND b.day = s.day AND b.channel_no = s.channel_no "
+                    "ON b.hub_id = s.hub_id AND b.day = s.day AND b.channel_no = s.channel_no "
                     "FOR UPDATE OF b"
                 )
-                stored = {(hk, day, no): bytes(block) for hk, day, no, block in cur.fetchall()}
+                stored = {(hub, day, no): bytes(block) for hub, day, no, block in cur.fetchall()}
             changed = []
             for key, (slots, owner) in pending.items():
                 if key not in stored:
@@ -93,7 +94,7 @@ class ForUpdateMergeStore(Store):
                 _copy_blocks(cur, changed)
                 cur.execute(
                     "UPDATE interval_blocks b SET n = s.n, block = s.block FROM interval_blocks_staging s "
-                    "WHERE b.hub_key = s.hub_key AND b.day = s.day AND b.channel_no = s.channel_no"
+                    "WHERE b.hub_id = s.hub_id AND b.day = s.day AND b.channel_no = s.channel_no"
                 )
                 cur.execute("TRUNCATE interval_blocks_staging")
 

@@ -31,7 +31,7 @@ from smarthub.gdsc.incidents.console import console_app
 from smarthub.gdsc.incidents.error_log import ErrorLog
 from smarthub.gdsc.outages.topology import TopologyStore
 from smarthub.gdsc.pull.log import pull_log
-from smarthub.gdsc.readings.tables import hub_keys, interval_blocks
+from smarthub.gdsc.readings.tables import interval_blocks
 from smarthub.gdsc.store import Store
 from smarthub.sim.fleet import home_specs
 from smarthub.sim.topology import fleet_topology
@@ -57,12 +57,11 @@ def fill(store: Store, n: int, days: int) -> ErrorLog:
                 for s in specs
             ],
         )
-        c.execute(insert(hub_keys), [dict(hub_key=i + 1, hub_id=s.hub_id) for i, s in enumerate(specs)])
         c.execute(
             insert(interval_blocks),
             [
-                dict(hub_key=i + 1, day=day0 + d, n=48, channel_no=ch, block=b"")
-                for i in range(n)
+                dict(hub_id=s.hub_id, day=day0 + d, n=48, channel_no=ch, block=b"")
+                for s in specs
                 for d in range(days)
                 for ch in range(2)
             ],

@@ -4,7 +4,7 @@ Every hub serves two channels (electricity import in Wh, gas in dm³), 48 half-h
 a few estimated. Ingest goes through ``Store.ingest_many`` in batches, as the collector does,
 from several processes (``--workers``, one per core by default) into PostgreSQL; then into
 SQLite with one writer. Two days are ingested: day 1 meets hubs the store has never seen
-(their integer keys and channels are created), day 2 is the steady state of every night.
+(their channels are numbered), day 2 is the steady state of every night.
 
 Printed: readings/s ingested, bytes per stored reading (``pg_total_relation_size`` of every
 interval table, indexes and partitions included, / readings), and the ratios to references
@@ -280,7 +280,7 @@ def main() -> None:
             merge_runs[mode].append(nm / sm)
         assert store.count_readings() == n1 + n2 + args.hubs * 48 + 4 * q * 48, "the merge lost readings"
         store.close()
-        meta = pg_bytes(conninfo, schema, ["interval_channels", "hub_keys"])
+        meta = pg_bytes(conninfo, schema, ["interval_channels"])
         engine = create_engine(url)
         old_metadata.create_all(engine)
         with engine.begin() as conn:
@@ -335,7 +335,7 @@ def main() -> None:
     year = (blocks / stored) + meta / (stored / 2 * 365)
     console.print(
         f"PostgreSQL bytes/reading: blocks {per_reading:.2f} (heap + primary key, all partitions); "
-        f"with hub keys and channels for these 2 days {(blocks + meta) / stored:.2f}; "
+        f"with the channels for these 2 days {(blocks + meta) / stored:.2f}; "
         f"amortised over a year of days {year:.2f}"
     )
     console.print(

@@ -179,3 +179,8 @@ class DataServicesClient:
             if page["next_after"] is None:
                 return
             params["after"] = page["next_after"]
+
+    def tariffs(self, fuel: str = "electricity") -> list[dict[str, Any]]:
+        """``GET /v1/tariffs``: the latest version of every tariff the GDSC distributes for
+        ``fuel``, each as the tariff document the hubs get."""
+        return [entry["tariff"] for entry in self.get("/v1/tariffs", fuel=fuel)]

@@ -2,12 +2,13 @@
 
 With the occupant's consent to its half-hourly readings (and the GDSC's approval of the service
 for them), it reads the last 12 months of one electricity meter through the data services API,
-prices them under every tariff of a published catalogue (:mod:`.tariff_pricing`: the tariff JSON
-the GDSC distributes, priced by the same rounding rules as the bills) and recommends the cheapest,
-with the saving in pounds against the tariff the home is on now.
+prices them under every electricity tariff the GDSC distributes (``GET /v1/tariffs``, the latest
+version of each, or a ``--catalogue`` file of tariff documents; :mod:`.tariff_pricing`: the tariff
+JSON priced by the same rounding rules as the bills) and recommends the cheapest, with the saving
+in pounds against the tariff the home is on now.
 
     python -m smarthub_services.tariff_advisor --api URL --client-id ID --client-secret-file F \\
-        --premises P1 --meter E1 --catalogue tariffs.json --current FLAT-1 [--until 2026-08-01] [--notify]
+        --premises P1 --meter E1 [--catalogue tariffs.json] --current FLAT-1 [--until 2026-08-01] [--notify]
 
 Prints the advice as JSON. ``--notify`` asks the GDSC to show the advice on the home's IHD
 (``POST …/commands/ihd-message``); the GDSC's access policy lets only the premises' supplier send
@@ -190,7 +191,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument("--premises", required=True)
     ap.add_argument("--meter", required=True, help="the electricity meter")
-    ap.add_argument("--catalogue", type=Path, required=True, help="JSON array of the tariffs to compare")
+    ap.add_argument(
+        "--catalogue",
+        type=Path,
+        help="JSON array of the tariffs to compare (default: the GDSC's, GET /v1/tariffs)",
+    )
     ap.add_argument("--current", help="tariff_id of the tariff the home is on (the saving is against it)")
     ap.add_argument(
         "--until", type=date.fromisoformat, help="local day after the year compared (default today)"
@@ -203,12 +208,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         secret = os.environ.get("SERVICE_CLIENT_SECRET", "")
     if not secret:
         ap.error("give --client-secret-file or set SERVICE_CLIENT_SECRET")
-    tariffs = catalogue(args.catalogue.read_bytes())
-    if args.current is not None and args.current not in {t.tariff_id for t in tariffs}:
-        ap.error(f"--current {args.current!r} is not a tariff of the catalogue")
     client = DataServicesClient(args.api, Credentials(args.client_id, secret))
     until = args.until or datetime.now(LONDON).date()
     try:
+        if args.catalogue is not None:
+            tariffs = catalogue(args.catalogue.read_bytes())
+        else:
+            tariffs = catalogue(json.dumps(client.tariffs("electricity")))
+        if args.current is not None and args.current not in {t.tariff_id for t in tariffs}:
+            ap.error(f"--current {args.current!r} is not a tariff of the catalogue")
         advice = advise(client, args.premises, args.meter, tariffs, until, args.current)
         out = advice.to_json()
         if args.notify:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from fastapi.testclient import TestClient
 from gdsc.api_world import api_routes, tariff_json
 from gdsc.test_access_matrix import (
     ASKED,
+    BUILDING_ENDPOINTS,
     CONSENTS,
     ENDPOINTS,
     GROUP_ID,
@@ -29,12 +31,14 @@ from gdsc.test_access_matrix import (
     NOW,
     PARTY,
     expected,
+    expected_submeter,
     facts_for,
 )
 from smarthub.clock import ManualClock
 from smarthub.gdsc.api.app import create_app
 from smarthub.gdsc.api.auth.tokens import TokenStore
 from smarthub.gdsc.commands.desk import CommandDesk
+from smarthub.gdsc.fleet.buildings import Building, BuildingMeter, BuildingRegistry, Flat
 from smarthub.gdsc.governance.access import Action
 from smarthub.gdsc.governance.aggregates import AggregationGroups
 from smarthub.gdsc.governance.audit import AuditLog
@@ -60,6 +64,22 @@ def party_id(role: Role, where: str) -> str:
 
 def premises(where: str, consent: str) -> str:
     return f"P-{where}-{consent}"
+
+
+def building(where: str, consent: str) -> str:
+    return f"B-{where}-{consent}"
+
+
+# The heat bill asked of each building: 1-14 August (local days), its costs.
+BILL = {
+    "start": "2026-08-01",
+    "end": "2026-08-14",
+    "fuel_cost": "500.00",
+    "fuel_kwh": "4000",
+    "water_cost": "90.00",
+}
+BILL_FROM = datetime(2026, 7, 31, 22, tzinfo=UTC)  # an hour before the first local midnight
+BILL_HALF_HOURS = 15 * 48
 
 
 @dataclass
@@ -89,8 +109,32 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
                 premises_id=p,
                 url="https://h",
                 lfdi="A" * 40,
-                meters_by_fuel=[("E1", "electricity")],
+                meters_by_fuel=[("E1", "electricity"), ("HCA1", "heat_cost_allocator")],
             )
+            # The premises is the one flat of a building (its heat-cost allocator HCA1), let by
+            # H_OLD until 1 July and by H_NOW since (facts_for's managements).
+            buildings = BuildingRegistry(store.engine)
+            b = building(where, consent)
+            buildings.define(
+                Building(
+                    b,
+                    b,
+                    f"uplink-{b}",
+                    2,
+                    (Flat(p, "1", Decimal("60")),),
+                    (BuildingMeter("HCA1", "heat_cost_allocator", p),),
+                )
+            )
+            for m in facts_for("H_NOW", where, consent).managements:
+                buildings.manage(b, m.provider_id, m.start)
+            # Its units over the bill's days (local), a unit each half-hour.
+            hca_from = int(BILL_FROM.timestamp())
+            store.ingest(
+                f"H-{where}-{consent}",
+                [StoredReading(f"H-{where}-{consent}", "HCA1", "4-0:1.0.0", hca_from + 1800 * i, 1800, 1, 0, 0, 1)
+                 for i in range(BILL_HALF_HOURS)],
+                {},
+            )  # fmt: skip
             # A day of readings for the edit endpoint, one of them held by the VEE gate (negative)
             # for the quarantine endpoints.
             start = int(ASKED.start.timestamp())
@@ -174,6 +218,7 @@ def call(m: Matrix, endpoint: str, role: Role, where: str, consent: str) -> Any:
     owner = JOB_OWNER.get(role, "S_NOW")
     path = path.replace("{premises_id}", p).replace("{job_id}", str(m.jobs.get((p, owner), 0)))
     path = path.replace("{node_id}", "F1").replace("{outage_id}", "1").replace("{service_id}", "NO-SUCH")
+    path = path.replace("{building_id}", building(where, consent))
     params: dict[str, Any] = {}
     body: dict[str, Any] | None = None
     content: str | None = None
@@ -205,6 +250,8 @@ def call(m: Matrix, endpoint: str, role: Role, where: str, consent: str) -> Any:
             body = {"meter_id": "E1", "state": "disconnect"}
         case "on-demand-reads":
             body = {"meter_id": "E1"}
+        case "heat-bill":
+            params = BILL
         case "access-log":
             params = span
         case "consumption":
@@ -263,12 +310,23 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("endpoint", "role", "where", "consent"), CASES)
+BUILDING_CASES = [
+    pytest.param(endpoint, role, where, consent, id=f"{endpoint}-{role.value}-{where}-{consent}")
+    for endpoint in BUILDING_ENDPOINTS
+    for role in Role
+    for where in WHERE
+    for consent in CONSENTS
+]
+
+
+@pytest.mark.parametrize(("endpoint", "role", "where", "consent"), CASES + BUILDING_CASES)
 def test_api_matrix(matrix: Matrix, endpoint: str, role: Role, where: str, consent: str) -> None:
-    action = ENDPOINTS[endpoint]
+    action = ENDPOINTS.get(endpoint) or BUILDING_ENDPOINTS[endpoint]
     before = len(matrix.guard.audit.entries())
     r = call(matrix, endpoint, role, where, consent)
-    allow = expected(role, action, where, consent)
+    # A building's endpoints decide its flats' sub-meters (test_access_matrix.SUBMETER_MATRIX).
+    judge = expected if endpoint in ENDPOINTS else expected_submeter
+    allow = judge(role, action, where, consent)
     if allow:
         assert r.status_code in (200, 202), r.text
     elif action is Action.READ_JOB:  # another party's job answers as a missing one (no enumeration)
@@ -287,5 +345,6 @@ def test_every_endpoint_is_in_the_table(matrix: Matrix) -> None:
     """Every route of the API is decided by an action of the table (the job list shows the caller's
     own job ids only and needs no decision)."""
     routes = {f"{method} {path}" for method, path in api_routes(matrix.client.app)}
-    assert routes == set(ENDPOINTS) | {"GET /v1/jobs"}
-    assert len(CASES) == (len(ENDPOINTS) - 5) * len(Role) * 2 * len(CONSENTS) == 1960
+    assert routes == set(ENDPOINTS) | set(BUILDING_ENDPOINTS) | {"GET /v1/jobs"}
+    assert len(CASES) == (len(ENDPOINTS) - 5) * len(Role) * 2 * len(CONSENTS) == 2016
+    assert len(BUILDING_CASES) == 2 * len(Role) * 2 * len(CONSENTS) == 112

@@ -21,6 +21,8 @@ UPKEEP = [
     "meter replacements",
     "hub recoveries",
     "consent expiries",
+    "consent redelivery",
+    "data services views",
     "gap estimation",
     "comparisons",
     "audit anchor",

@@ -6,12 +6,16 @@ computed figures of ``split_costs`` on the same readings."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from typer.testing import CliRunner
 
+from smarthub.cli import app
 from smarthub.gdsc.fleet.buildings import Building, BuildingMeter, BuildingRegistry, Flat
 from smarthub.gdsc.governance.parties import Party, PartyRepository, Role, Tenancy
 from smarthub.gdsc.readings.building_bills import VACANT, building_bills, flat_tenancies
@@ -194,3 +198,19 @@ def test_tenancies_are_whole_days_and_a_gap_is_vacant(store: Store) -> None:
         (VACANT, date(2026, 1, 1), date(2026, 1, 2)),
         ("T-C", date(2026, 1, 3), date(2026, 1, 10)),
     ]
+
+
+def test_the_gdsc_heat_bill_command_bills_from_the_store(store: Store, db_url: str, tmp_path: Path) -> None:
+    _load(store)
+    args = ["gdsc", "heat-bill", "B1", "--start", "2026-01-01", "--end", "2026-01-10", "--fuel-cost", "2000.00",
+            "--fuel-kwh", "20000", "--water-cost", "300.00", "--state", str(tmp_path), "--db", db_url,
+            "--out", str(tmp_path / "bills")]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["bill_total"] == summary["building_cost"] == "2300.00"
+    assert summary["estimated_flats"] == ["C"] and summary["failed_allocators"] == ["HCA-C1"]
+    assert len(summary["pdf"]) == summary["bills"] == 5
+    assert (tmp_path / "bills" / "bills.csv").read_text().count("\n") == 6
+    bad = CliRunner().invoke(app, [*args[:2], "NOPE", *args[3:]])
+    assert bad.exit_code != 0 and "no building 'NOPE'" in bad.output

@@ -61,6 +61,17 @@ def test_every_reference_and_distributed_table_is_placed_once_as_declared() -> N
     }
 
 
+def test_every_distributed_table_goes_by_hub_id_colocated_with_hubs() -> None:
+    """One colocation group (issue 23 item 1): ``hubs`` first with a group of its own, every
+    other distributed table, the interval tables included, by ``hub_id`` colocated with it."""
+    dist = [(args, table) for fn, args, table in _calls() if fn == "create_distributed_table"]
+    assert dist[0] == (["'hubs'", "'hub_id'", "colocate_with => 'none'"], "hubs")
+    for args, table in dist[1:]:
+        assert args == [f"'{table}'", "'hub_id'", "colocate_with => 'hubs'"], table
+    assert {"interval_blocks", "interval_channels"} <= {t for _, t in dist}
+    assert "hub_key" not in citus_ddl(metadata)
+
+
 def test_the_order_is_one_citus_accepts() -> None:
     steps = citus_steps(metadata)
     kinds = [s.kind for s in steps]

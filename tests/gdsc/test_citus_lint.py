@@ -114,9 +114,9 @@ def test_the_stores_hot_paths_send_nothing_citus_refuses(pg_url: str, sent: list
 def test_the_lint_catches_the_replaced_queries() -> None:
     assert citus_refusals(CORRELATED_PULL_LOG) == ["subquery over pull_log beside unnest in FROM"]
     old_merge_read = (
-        "SELECT b.hub_key, b.day, b.channel_no, b.block FROM interval_blocks b "
+        "SELECT b.hub_id, b.day, b.channel_no, b.block FROM interval_blocks b "
         "JOIN interval_blocks_staging s "
-        "ON b.hub_key = s.hub_key AND b.day = s.day AND b.channel_no = s.channel_no "
+        "ON b.hub_id = s.hub_id AND b.day = s.day AND b.channel_no = s.channel_no "
         "FOR UPDATE OF b"
     )
     assert citus_refusals(old_merge_read) == ["row lock on interval_blocks (distributed)"]

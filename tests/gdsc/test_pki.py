@@ -353,3 +353,41 @@ def test_load_refuses_mismatched_key(tmp_path: Path) -> None:
     (tmp_path / "a" / "ca.key").write_bytes((tmp_path / "b" / "ca.key").read_bytes())
     with pytest.raises(ValueError, match="does not match"):
         CertificateAuthority.load(tmp_path / "a")
+
+
+def test_revocations_by_two_holders_of_the_ca_are_both_kept(tmp_path: Path) -> None:
+    """The running GDSC and a ``smarthub gdsc revoke`` beside it each hold the CA loaded from
+    disk: a revocation one of them writes must not undo the other's, and the CRL the first
+    issues afterwards lists both."""
+    CertificateAuthority.create("root", NOW).save(tmp_path)
+    service, cli = CertificateAuthority.load(tmp_path), CertificateAuthority.load(tmp_path)
+    cli.revoke(1001, NOW, x509.ReasonFlags.key_compromise)
+    service.revoke(1002, NOW + timedelta(minutes=1))
+    assert CertificateAuthority.load(tmp_path).revoked_serials == {1001, 1002}
+    crl = service.crl(NOW + timedelta(minutes=2))
+    assert {r.serial_number for r in crl} == {1001, 1002}
+    # The first revocation's date and reason stand when the other holder revokes it again.
+    service.revoke(1001, NOW + timedelta(hours=1), x509.ReasonFlags.superseded)
+    entry = (
+        CertificateAuthority.load(tmp_path)
+        .crl(NOW + timedelta(hours=2))
+        .get_revoked_certificate_by_serial_number(1001)
+    )
+    assert entry is not None and entry.revocation_date_utc == NOW
+
+
+def test_revocations_from_concurrent_processes_are_all_kept(tmp_path: Path) -> None:
+    """Two processes revoking at once (read-merge-write under the file lock): none is lost."""
+    import subprocess
+    import sys
+
+    CertificateAuthority.create("root", NOW).save(tmp_path)
+    script = (
+        "import sys; from datetime import datetime, UTC; from pathlib import Path;"
+        "from smarthub.gdsc.fleet.pki import CertificateAuthority as C\n"
+        "ca = C.load(Path(sys.argv[1]))\n"
+        "for s in range(int(sys.argv[2]), int(sys.argv[2]) + 60): ca.revoke(s, datetime.now(UTC))\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path), str(base)]) for base in (1, 1001)]
+    assert [p.wait(timeout=60) for p in procs] == [0, 0]
+    assert CertificateAuthority.load(tmp_path).revoked_serials == {*range(1, 61), *range(1001, 1061)}

@@ -106,7 +106,7 @@ def test_apply_approve_read_within_scope_suspend_resume_revoke(world: tuple[Worl
     r = decide(w, client, "TP", "approve", "meets the data-minimisation rules")
     assert r.status_code == 200, r.text
     creds = r.json()["credentials"]
-    assert creds["scope"] == "readings:read services"
+    assert creds["scope"] == "readings:read services tariffs:read"
     assert r.json()["service"]["client_id"] == creds["client_id"]
     assert decide(w, client, "TP", "approve").status_code == 409  # approved already
 

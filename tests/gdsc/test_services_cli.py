@@ -38,14 +38,14 @@ def test_apply_approve_suspend_revoke_on_the_command_line(tmp_path: Path) -> Non
     r = runner.invoke(app, ["gdsc", "service", "approve", "ADV", *s, "--by", "OPS-7"])
     assert r.exit_code == 0, r.output
     creds = json.loads(r.output)
-    assert (creds["status"], creds["scope"]) == ("approved", "readings:read services")
+    assert (creds["status"], creds["scope"]) == ("approved", "readings:read services tariffs:read")
 
     store = Store(f"sqlite:///{state / 'gdsc' / 'gdsc.sqlite'}")
     try:
         endpoint = TokenEndpoint(ClientRegistry(store.engine), ManualClock(datetime.now(UTC)))
         form = f"grant_type=client_credentials&client_id={creds['client_id']}&client_secret={creds['client_secret']}"
         headers = {"content-type": "application/x-www-form-urlencoded"}
-        assert endpoint.handle("POST", headers, form.encode()).scope == "readings:read services"
+        assert endpoint.handle("POST", headers, form.encode()).scope == "readings:read services tariffs:read"
         r = runner.invoke(app, ["gdsc", "service", "suspend", "ADV", *s, "--reason", "unpaid fees"])
         assert r.exit_code == 0 and json.loads(r.output)["status"] == "suspended", r.output
         r = runner.invoke(app, ["gdsc", "service", "revoke", "ADV", *s, "--reason", "unpaid fees, 90 days"])

@@ -204,7 +204,7 @@ def test_a_corrupt_stored_block_is_reported_with_its_key(store: Store) -> None:
     store.ingest("HUB1", [at(T0, 1)], {})
     with store.engine.begin() as conn:
         conn.execute(update(interval_blocks).values(block=b"\x11\x01"))
-    with pytest.raises(BlockError, match=r"stored block \(1, 20514, 1\).*truncated varint"):
+    with pytest.raises(BlockError, match=r"stored block \('HUB1', 20514, 1\).*truncated varint"):
         store.ingest("HUB1", [at(T0 + 1800, 2)], {})
 
 
@@ -311,18 +311,15 @@ def test_an_operator_edit_waits_for_the_hubs_merge_lock(pg_url: str) -> None:
     import time
 
     import psycopg
-    from sqlalchemy import select
 
-    from smarthub.gdsc.readings.tables import HUB_LOCKS, LOCK_HUBS, hub_keys
+    from smarthub.gdsc.readings.tables import HUB_LOCKS, LOCK_HUBS
 
     store = Store(pg_url)
     store.create_schema()
     store.ingest("HUB1", [at(T0 + 1800 * i, 100) for i in range(40)], {})
-    with store.engine.connect() as conn:
-        hk = conn.execute(select(hub_keys.c.hub_key).where(hub_keys.c.hub_id == "HUB1")).scalar_one()
     holder = store.engine.raw_connection()
     cur = holder.cursor()
-    cur.execute(LOCK_HUBS, (HUB_LOCKS, [hk]))  # as a merging ingest holds it
+    cur.execute(LOCK_HUBS, (HUB_LOCKS, ["HUB1"]))  # as a merging ingest holds it
     cur.execute("SELECT pg_backend_pid()")
     pid = cur.fetchone()[0]
     done: list[int] = []
@@ -338,8 +335,8 @@ def test_an_operator_edit_waits_for_the_hubs_merge_lock(pg_url: str) -> None:
         for _ in range(200):  # until the editor's backend waits on the advisory lock
             row = watch.execute(
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
-                "AND classid = %s AND objid = %s AND pid <> %s",
-                (HUB_LOCKS, hk, pid),
+                "AND classid = %s AND objid = (hashtext(%s)::int8 & 4294967295)::oid AND pid <> %s",
+                (HUB_LOCKS, "HUB1", pid),
             ).fetchone()
             if row and row[0]:
                 waiting = True
@@ -362,24 +359,30 @@ def test_table_bytes_counts_the_stored_blocks(store: Store) -> None:
     assert store.table_bytes() > empty
 
 
-def test_hub_keys_are_allocated_once_per_hub(db_url: str) -> None:
+def test_channels_are_numbered_per_hub_once(db_url: str) -> None:
+    """Each hub's channels are numbered from 1 under its own hub id (the interval tables'
+    key since migration 0019); a hub met again by a fresh process keeps its numbers."""
     from sqlalchemy import select
 
-    from smarthub.gdsc.readings.tables import hub_keys
+    from smarthub.gdsc.readings.tables import interval_channels
 
     for hub in ("HUB1", "HUB2", "HUB1", "HUB3"):
         s = Store(db_url)  # a fresh process: nothing cached
         s.create_schema()
         s.ingest(hub, [at(T0, 1, hub=hub)], {})
+        s.ingest(hub, [StoredReading(hub, "G1", "7-0:3.0.0", T0, 1800, 2, -3, 42, 1)], {})
         s.close()
     s = Store(db_url)
+    c = interval_channels
     with s.engine.connect() as conn:
-        # No key was skipped: re-meeting HUB1 did not consume a value of the sequence.
-        assert dict(conn.execute(select(hub_keys.c.hub_id, hub_keys.c.hub_key)).all()) == {
-            "HUB1": 1,
-            "HUB2": 2,
-            "HUB3": 3,
-        }
+        got = conn.execute(
+            select(c.c.hub_id, c.c.meter_id, c.c.channel_no).order_by(c.c.hub_id, c.c.channel_no)
+        )
+        assert [tuple(r) for r in got] == [
+            (h, m, no) for h in ("HUB1", "HUB2", "HUB3") for m, no in (("E1", 1), ("G1", 2))
+        ]
+    assert s.readings("HUB1")[0].hub_id == "HUB1"
+    assert s.count_readings() == 6
     assert s.ingest_many([]) == []
     s.close()
 

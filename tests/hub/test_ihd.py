@@ -279,3 +279,95 @@ async def test_a_multipart_form_is_refused_with_a_reason(home: IhdHome) -> None:
         assert home.consent.granularity("x") is Granularity.NONE
     finally:
         await s.close()
+
+
+async def test_the_data_services_page_shows_who_holds_consent_and_what_each_read(home: IhdHome) -> None:
+    """ihd.services from the GDSC (issue 25 item 3): per service its consent, its reads (when,
+    what, which local days) and refused attempts; a consent past its expiry is not shown as held;
+    an older view arriving late is ignored, an empty one clears the page."""
+    s = await paired(home)
+    try:
+        page = await (await s.get(home.side.url + "/services")).text()
+        assert "has not sent this home's data services yet" in page
+        now = home.clock.now()
+        body = {
+            "as_of": now.isoformat(),
+            "services": [
+                {
+                    "id": "ADV",
+                    "organisation": "Advisor <Ltd>",
+                    "purpose": "tariff advice",
+                    "status": "approved",
+                    "consents": [
+                        {
+                            "id": "K1",
+                            "data_kinds": ["readings"],
+                            "granularity": "half-hourly",
+                            "granted": "2026-11-01T09:00:00+00:00",
+                            "expires": "2027-11-01T09:00:00+00:00",
+                        }
+                    ],
+                    "reads": [
+                        {
+                            "at": "2026-11-24T10:30:00+00:00",
+                            "data_kind": "readings",
+                            "granularity": "half-hourly",
+                            "meter": "E1",
+                            # local (GMT) days 1 Nov 2025 .. 31 Oct 2026 (BST: 23:00 UTC the day before)
+                            "periods": [
+                                {"start": "2025-11-01T00:00:00+00:00", "end": "2026-11-01T00:00:00+00:00"}
+                            ],
+                        }
+                    ],
+                    "reads_total": 18,
+                    "refused_total": 2,
+                    "last_read": "2026-11-24T10:30:00+00:00",
+                },
+                {
+                    "id": "OLD",
+                    "organisation": "Old Advice Co",
+                    "purpose": "",
+                    "status": "suspended",
+                    "consents": [
+                        {
+                            "id": "K2",
+                            "data_kinds": ["readings"],
+                            "granularity": "monthly",
+                            "granted": "2026-01-01T09:00:00+00:00",
+                            "expires": "2026-11-01T09:00:00+00:00",  # expired
+                        }
+                    ],
+                    "reads": [],
+                    "reads_total": 0,
+                    "refused_total": 0,
+                    "last_read": None,
+                },
+            ],
+        }
+        assert (await home.command("ihd.services", body)).status == "applied"
+        page = await (await s.get(home.side.url + "/services")).text()
+        adv = page[page.index('data-service="ADV"') : page.index('data-service="OLD"')]
+        old = page[page.index('data-service="OLD"') :]
+        assert "Advisor &lt;Ltd&gt;" in adv and "tariff advice" in adv
+        assert "readings, half-hourly, since 01 Nov 2026, until 01 Nov 2027" in adv
+        assert "Read 18 times, last 24 Nov 2026 10:30." in adv
+        assert "<td>24 Nov 2026 10:30</td><td>readings E1</td><td>half-hourly</td>" in adv
+        assert "01 Nov 2025 – 31 Oct 2026" in adv
+        assert "2 attempts refused." in adv
+        assert "suspended" in old and "No consent now." in old and "Has read nothing." in old
+        assert "As recorded by the GDSC at 24 Nov 2026 13:00." in page
+
+        late = {**body, "as_of": (now - timedelta(hours=1)).isoformat(), "services": []}
+        result = await home.command("ihd.services", late)
+        assert result.status == "applied" and result.result == {**(result.result or {}), "kept": False}
+        assert "Advisor &lt;Ltd&gt;" in await (await s.get(home.side.url + "/services")).text()
+        cleared = {**late, "as_of": (now + timedelta(minutes=1)).isoformat()}
+        assert (await home.command("ihd.services", cleared)).status == "applied"
+        page = await (await s.get(home.side.url + "/services")).text()
+        assert "No data service holds your consent or has read your data." in page
+        assert '<a href="/services">' in await (await s.get(home.side.url + "/")).text()
+    finally:
+        await s.close()
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as stranger:
+        r = await stranger.get(home.side.url + "/services", allow_redirects=False)
+        assert r.status == 303 and r.headers["Location"] == "/pair"

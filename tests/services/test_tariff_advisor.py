@@ -158,9 +158,26 @@ def base(world: World) -> Iterator[str]:
         yield url
 
 
-def run_advisor(base: str, creds: dict[str, Any], tmp: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def distribute(world: World, base: str) -> None:
+    """S1, the supplier, sends each tariff of the comparison to P1's hub through the API: so the
+    GDSC distributes them, and its catalogue (GET /v1/tariffs) lists them."""
+    for t in tariffs():
+        r = httpx.post(
+            f"{base}/v1/premises/P1/commands/tariff-update",
+            json={"meter_id": "E1", "tariff": t},
+            headers=world.auth("S1"),
+            timeout=60,
+        )
+        assert r.status_code == 202, r.text
+
+
+def run_advisor(
+    base: str, creds: dict[str, Any], tmp: Path, *extra: str, from_api: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """The advisor as its own process; the catalogue from a file, or (``from_api``) from the GDSC."""
     (tmp / "catalogue.json").write_text(json.dumps(tariffs()))
     (tmp / "secret").write_text(creds["client_secret"])
+    source = [] if from_api else ["--catalogue", str(tmp / "catalogue.json")]
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     return subprocess.run(
         [
@@ -177,8 +194,7 @@ def run_advisor(base: str, creds: dict[str, Any], tmp: Path, *extra: str) -> sub
             "P1",
             "--meter",
             "E1",
-            "--catalogue",
-            str(tmp / "catalogue.json"),
+            *source,
             "--current",
             "FLAT-1",
             "--until",
@@ -195,7 +211,8 @@ def run_advisor(base: str, creds: dict[str, Any], tmp: Path, *extra: str) -> sub
 def test_advisor_recommends_the_hand_computed_cheapest(world: World, base: str, tmp_path: Path) -> None:
     creds = onboard(world, base)
     consent(world, base)
-    done = run_advisor(base, creds, tmp_path, "--notify")
+    distribute(world, base)  # the catalogue the advisor reads is the GDSC's (GET /v1/tariffs)
+    done = run_advisor(base, creds, tmp_path, "--notify", from_api=True)
     assert done.returncode == 0, done.stderr
     advice = json.loads(done.stdout)
     assert advice["half_hours"] == advice["expected_half_hours"] == 17_520

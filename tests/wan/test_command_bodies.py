@@ -91,7 +91,49 @@ VALID: dict[str, dict[str, Any]] = {
         "description": "3-bed semis",
         "electricity": {"average_kwh": "60.5", "efficient_kwh": "41.25"},
     },
+    "ihd.building": {
+        "month": "2026-01-01",
+        "flats": 64,
+        "flat_area_m2": "65.29",
+        "per_m2": {"heat_cost_allocator": "1.521", "warm_water": "0.0493", "water": "0.0987"},
+        "prices": {"heat_cost_allocator": "0.2134", "warm_water": "9.41", "water": "4.20"},
+        "currency": "EUR",
+    },
     "ihd.appliance": {"meter": "PLUG1", "name": "Dishwasher"},
+    "ihd.services": {
+        "as_of": "2026-12-07T12:00:00+00:00",
+        "services": [
+            {
+                "id": "ADV",
+                "organisation": "Advisor Ltd",
+                "purpose": "tariff advice",
+                "status": "approved",
+                "consents": [
+                    {
+                        "id": "K1",
+                        "data_kinds": ["readings"],
+                        "granularity": "half-hourly",
+                        "granted": "2026-12-01T09:00:00+00:00",
+                        "expires": "2027-12-01T09:00:00+00:00",
+                    }
+                ],
+                "reads": [
+                    {
+                        "at": "2026-12-07T11:00:00+00:00",
+                        "data_kind": "readings",
+                        "granularity": "half-hourly",
+                        "meter": "E1",
+                        "periods": [
+                            {"start": "2025-12-01T00:00:00+00:00", "end": "2026-12-01T00:00:00+00:00"}
+                        ],
+                    }
+                ],
+                "reads_total": 18,
+                "refused_total": 1,
+                "last_read": "2026-12-07T11:00:00+00:00",
+            }
+        ],
+    },
     "message.display": {
         "text": "Outage tonight",
         "priority": "high",
@@ -159,7 +201,15 @@ MALFORMED: dict[str, tuple[dict[str, Any], str]] = {
     "tariff.update": ({**VALID["tariff.update"], "version": 3}, "version"),
     "ihd.message": ({**VALID["ihd.message"], "priority": 9}, "priority"),
     "ihd.comparison": ({**VALID["ihd.comparison"], "homes": 0}, "homes"),
+    "ihd.building": ({**VALID["ihd.building"], "flats": 4}, "flats"),
     "ihd.appliance": ({"meter": "PLUG1", "name": "x" * 41}, "name"),
+    "ihd.services": (
+        {
+            **VALID["ihd.services"],
+            "services": [{**VALID["ihd.services"]["services"][0], "reads": [{"at": "noon"}]}],
+        },
+        "services[0].reads[0].at",
+    ),
     "message.display": ({**VALID["message.display"], "start": "tonight"}, "start"),
     "firmware.update": ({"package": "not base64!"}, "package"),
     "diagnostic.ping": ([], "body"),  # not an object at all

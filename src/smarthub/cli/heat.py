@@ -91,3 +91,62 @@ def gdsc_building(
         "hubs_on_uplink": list(attached),
     }
     print(json.dumps(summary))
+
+
+@gdsc_app.command("heat-bill")
+def gdsc_heat_bill(
+    building: Annotated[str, typer.Argument(help="the building's id in the registry")],
+    start: Annotated[str, typer.Option(help="the billing period's first day (YYYY-MM-DD, local)")],
+    end: Annotated[str, typer.Option(help="its last day (YYYY-MM-DD, local, inclusive)")],
+    fuel_cost: Annotated[str, typer.Option(help="the boiler's fuel for heating and hot water")],
+    fuel_kwh: Annotated[str, typer.Option(help="the fuel's energy, kWh")],
+    water_cost: Annotated[str, typer.Option(help="cold water and sewerage for the building")],
+    state: StateDir,
+    fixed_share: Annotated[str, typer.Option(help="the share by heated area, 0.30 to 0.50")] = "0.30",
+    out: Annotated[Path, typer.Option(help="directory for bills.csv and one PDF per bill")] = Path("."),
+    db: Db = None,
+) -> None:
+    """A building's heating and water bills from the GDSC's registry (flats, heated areas,
+    sub-meters, tenancies) and the sub-meter readings its hubs served: bills.csv, a PDF per bill,
+    and a JSON summary line (as ``heat-bill``, which takes the readings from a file)."""
+    from datetime import date
+    from decimal import InvalidOperation
+
+    from smarthub.gdsc.fleet.buildings import BuildingRegistry, UnknownBuilding
+    from smarthub.gdsc.readings.building_bills import building_bills
+    from smarthub.gdsc.readings.heat_bill_pdf import write_bill_pdfs
+    from smarthub.gdsc.readings.heat_costs import BuildingCosts, HeatCostError, bills_csv
+    from smarthub.gdsc.readings.queries import LONDON
+    from smarthub.gdsc.service import store_url
+    from smarthub.gdsc.store import Store
+
+    require_state(state, db)
+    store = Store(store_url(state, db))
+    try:
+        b = BuildingRegistry(store.engine).building(building)
+        costs = BuildingCosts(
+            date.fromisoformat(start), date.fromisoformat(end), Decimal(fuel_cost), Decimal(fuel_kwh),
+            Decimal(water_cost), Decimal(fixed_share),
+        )  # fmt: skip
+        bills, period = building_bills(store.engine, b, costs, LONDON)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "bills.csv").write_text(bills_csv(bills))
+        pdfs = write_bill_pdfs(b.name or b.building_id, costs, bills)
+        for file_name, data in pdfs.items():
+            (out / file_name).write_bytes(data)
+    except (OSError, ValueError, InvalidOperation, HeatCostError, UnknownBuilding) as err:
+        raise fail("smarthub gdsc heat-bill", first_line(err)) from None
+    finally:
+        store.close()
+    summary = {
+        "building": b.building_id,
+        "flats": len(b.flats),
+        "bills": len(bills),
+        "bill_total": str(sum((x.total for x in bills), Decimal(0))),
+        "building_cost": str((costs.fuel_cost + costs.water_cost).quantize(Decimal("0.01"))),
+        "estimated_flats": period.estimated_flats,
+        "failed_allocators": period.incomplete,
+        "csv": str(out / "bills.csv"),
+        "pdf": sorted(str(out / f) for f in pdfs),
+    }
+    print(json.dumps(summary))

@@ -20,6 +20,10 @@ injected clock; the composition root, :mod:`smarthub.gdsc.service`, runs it):
   first run looks back a week, which the hubs' version check makes harmless to repeat. A
   ``consent.set`` given up after the plan's tries is queued again once its hub has answered a pull
   (:meth:`~smarthub.gdsc.governance.consent_sync.ConsentSync.redeliver`).
+* **data services views** — each home whose data services changed (a third party read its data,
+  its occupant granted or revoked a consent, the operator decided on a service holding one, a new
+  tenancy) is sent its occupant's view as ``ihd.services`` for the display
+  (:class:`~smarthub.gdsc.governance.service_view.ServiceViews`).
 * **audit anchors** — every ``anchor_every`` (an hour), when the audit chain has grown, its head
   is signed with the operator key and appended to ``gdsc/audit-anchors.jsonl``
   (:mod:`~smarthub.gdsc.governance.audit_anchors`), dated on ``tls_clock`` (the operator certificate is
@@ -65,6 +69,7 @@ from smarthub.gdsc.governance.audit import AuditLog
 from smarthub.gdsc.governance.audit_anchors import default_anchor_path, write_anchor
 from smarthub.gdsc.governance.consent_sync import ConsentSync
 from smarthub.gdsc.governance.parties import PartyRepository
+from smarthub.gdsc.governance.service_view import ServiceViews
 from smarthub.gdsc.governance.supplier_change import SupplierChanges
 from smarthub.gdsc.pull.collector import Collector
 from smarthub.gdsc.pull.plan import PullPlan
@@ -122,6 +127,7 @@ class Upkeep:
     supplier_changes: SupplierChanges | None = field(default=None, init=False)
     vouchers: VoucherCourier | None = field(default=None, init=False)
     recoveries: HubRecoveries | None = field(default=None, init=False)
+    service_views: ServiceViews | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if self.plan is None:
@@ -133,6 +139,8 @@ class Upkeep:
             self.vouchers = VoucherCourier(self.store, plan, self.signer)
             self.consents = ConsentSync(parties, plan, self.signer, self.clock.now)
             self.recoveries = HubRecoveries(self.store, self.signer, plan)
+            engine = self.store.engine
+            self.service_views = ServiceViews(engine, AuditLog(engine), plan, self.signer)
 
     def steps(self, now: datetime) -> list[tuple[str, Callable[[], Awaitable[Any]]]]:
         """The steps of one run, in order (which ones depends on what the GDSC holds: a signer)."""
@@ -154,6 +162,9 @@ class Upkeep:
             steps.append(("consent expiries", lambda: asyncio.to_thread(self._consent_expiries, now)))
             sync = self.consents
             steps.append(("consent redelivery", lambda: asyncio.to_thread(sync.redeliver, now)))
+        if self.service_views is not None:
+            views = self.service_views
+            steps.append(("data services views", lambda: asyncio.to_thread(views.tick, now)))
         if self.store.vee is not None:
             steps.append(("gap estimation", lambda: asyncio.to_thread(self._estimate, now)))
         if self.signer is not None:

@@ -60,7 +60,7 @@ from smarthub.meters.errors import ChecksumError, MalformedFrame, TruncatedFrame
 from smarthub.meters.wmbus import DecryptionError as WMBusDecryptionError
 from smarthub.model import ObisCode, Quality, Reading
 from smarthub.model.datapoint import DataPoint
-from smarthub.model.obis import EXPORT_ACTIVE_ENERGY
+from smarthub.model.obis import EXPORT_ACTIVE_ENERGY, counts_since_set_day
 from smarthub.model.reading_type import interval_channels
 from smarthub.wan.contract.diagnosis import DiagnosisCode, RepairAction, RepairOutcome, Severity
 
@@ -1053,6 +1053,9 @@ class Diagnostics:
                 continue
             value, _ = r.in_base_unit()
             high_value, _ = high.in_base_unit()
+            if value < high_value and counts_since_set_day(r.obis):
+                ms.registers[r.obis] = r  # an allocator's new billing period: the mark restarts
+                continue
             if value < high_value:
                 ms.backwards[r.obis] = r
                 out.append(self._backwards(r.meter, ms, now))

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from smarthub.model import ObisCode, Quality
+from smarthub.model.obis import counts_since_set_day
 
 PERIOD = 1800  # seconds: a GB settlement period
 # The register_end of an interval restored from the GDSC (smarthub.hub.recovery), which keeps
@@ -89,6 +90,12 @@ class IntervalBuilder:
             if time % self.period == 0:
                 ch.anchor, ch.anchor_value = time, value
             return []
+        if time > ch.last_time and value < ch.last_value and counts_since_set_day(obis):
+            # An allocator's restart after its set day: the advance since the last sample is
+            # what it counted from zero (the consumption between that sample and the set day's
+            # end is the few minutes' before the frame, not known: left out, as the device does).
+            ch.anchor_value -= ch.last_value
+            ch.last_value = 0
         if time <= ch.last_time or value < ch.last_value:
             # A repeated or out-of-order sample, or a register going backwards: not a basis
             # for billing. Counted so diagnostics can report it; never turned into an interval.

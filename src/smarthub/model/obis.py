@@ -66,3 +66,10 @@ HEAT_ENERGY = ObisCode(6, 0, 1, 0, 0)
 # Heat-cost allocator units (EN 834; OBIS medium 4, EN 13757-1 / IEC 62056-6-1 §7.2): a
 # dimensionless count since the allocator's set day.
 HCA_UNITS = ObisCode(4, 0, 1, 0, 0)
+
+
+def counts_since_set_day(obis: ObisCode) -> bool:
+    """A register that restarts from zero after its set day: a heat-cost allocator's units
+    (EN 834: the consumption of the billing period, frozen as the set-day value at the end of
+    the set day, then counted again from zero). Its drop is a new period, not a fault."""
+    return obis.a == 4

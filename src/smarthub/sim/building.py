@@ -48,6 +48,7 @@ from smarthub.gdsc.fleet.registry import hubs, premises
 from smarthub.gdsc.governance.parties import Party, PartyRepository, Role, Tenancy
 from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.readings.building_bills import building_bills
+from smarthub.gdsc.readings.building_info import building_month, queue_building_month, unit_prices
 from smarthub.gdsc.readings.heat_costs import CENT, BuildingCosts, FlatBill, bills_csv
 from smarthub.gdsc.service import GdscService
 from smarthub.sim.demo import DemoConfig, DemoRun, gdsc_config, sweep
@@ -200,6 +201,9 @@ class BuildingResult:
     bills: int
     bill_total: str
     building_cost: str
+    fuel_kwh: str  # the provider's inputs: the month's gas invoice and the water bill
+    fuel_cost: str
+    water_cost: str
     estimated_flats: list[str]
     tenancy_change: str
     uplink: str
@@ -207,11 +211,16 @@ class BuildingResult:
     hubs_on_uplink: int
     seconds: float
     csv: str = ""
+    tenant_info_hubs: int = 0  # flats' displays showing the month's building figures (ihd.building)
+    tenant_info_sample: dict[str, Any] = field(default_factory=dict)
     per_flat: list[dict[str, Any]] = field(default_factory=list)
 
     def json_line(self) -> str:
         d = asdict(self)
         d.pop("per_flat")
+        sample = d.pop("tenant_info_sample")
+        if sample:  # one flat's display: its month's heating and water (no live power, no time)
+            d["tenant_info_sample"] = {"flat": sample["flat"], "heat_and_water": sample.get("heat_and_water")}
         return json.dumps(d)
 
 
@@ -224,6 +233,7 @@ class BuildingRun:
     silent: dict[str, datetime]
     mover: SimFlat
     move_out: datetime
+    bills: list[FlatBill] = field(default_factory=list)
 
 
 async def setup_building(cfg: BuildingDemoConfig) -> BuildingRun:
@@ -316,7 +326,23 @@ async def run_building(b: BuildingRun, out: Path | None = None) -> BuildingResul
     await run.fleet.meters_done()
     await sweep(run, last_window_end)
     seconds = time.monotonic() - run.started
-    return await asyncio.to_thread(account_building, b, seconds, out)
+    result = await asyncio.to_thread(account_building, b, seconds, out)
+    # The month's figures for the tenants' displays (ihd.building), delivered at the next pull.
+    month = cfg.sim_start.astimezone(LONDON).date().replace(day=1)
+    if run.signer is not None and cfg.sim_start.astimezone(LONDON).date() == month and cfg.days >= 28:
+        bodies = await asyncio.to_thread(
+            building_month, run.store, b.building, month, LONDON, unit_prices(b.bills)
+        )
+        jobs = await asyncio.to_thread(queue_building_month, run.store, run.signer, bodies, run.clock.now())
+        if jobs:
+            await sweep(run, last_window_end + cfg.window)
+        shown = [h for h in run.fleet.homes if h.consumer.store.building() is not None]
+        result.tenant_info_hubs = len(shown)
+        if shown:
+            sample = shown[0]
+            flat = next(f.flat for f in b.flats if f.premises_id == sample.spec.premises_id)
+            result.tenant_info_sample = {"flat": flat, **sample.consumer.ihd.figures()}
+    return result
 
 
 def account_building(b: BuildingRun, seconds: float, out: Path | None = None) -> BuildingResult:
@@ -345,6 +371,7 @@ def account_building(b: BuildingRun, seconds: float, out: Path | None = None) ->
         (water_m3 * cfg.water_price).quantize(CENT), cfg.fixed_share,
     )  # fmt: skip
     bills, period = building_bills(run.store.engine, b.building, costs, LONDON)
+    b.bills = bills
     csv_path = ""
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -367,6 +394,9 @@ def account_building(b: BuildingRun, seconds: float, out: Path | None = None) ->
         bills=len(bills),
         bill_total=str(total),
         building_cost=str(costs.fuel_cost + costs.water_cost),
+        fuel_kwh=str(costs.fuel_kwh),
+        fuel_cost=str(costs.fuel_cost),
+        water_cost=str(costs.water_cost),
         estimated_flats=period.estimated_flats,
         tenancy_change=f"{b.mover.flat} at {b.move_out.isoformat()}",
         uplink=b.building.wan_link,

@@ -3,7 +3,7 @@ document from them)."""
 
 import enum
 import re
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -214,6 +214,15 @@ class TariffUpdateIn(BaseModel):
         description="when the hub starts charging by this version: local (Europe/London) midnight of "
         "the tariff's effective_from, the only instant a hub accepts (null: that midnight)",
     )
+
+
+class CatalogueTariff(BaseModel):
+    """A tariff the GDSC distributes: its latest version, as the hubs get it."""
+
+    tariff: Tariff
+    fuel: Literal["electricity", "gas"]
+    supplier_id: str | None = Field(description="the supplier that first sent this version (null: the GDSC)")
+    first_sent: datetime = Field(description="when this version was first sent to a hub")
 
 
 class IhdMessageIn(BaseModel):
@@ -453,3 +462,60 @@ class PowerQualityOut(BaseModel):
         description="every phase with data had 95 % of its 10-minute means inside ±10 % (EN 50160, "
         "stated over a week); null without data"
     )
+
+
+# -- apartment blocks (issue 21) ----------------------------------------------------------------
+
+
+class SubmeterReadings(BaseModel):
+    meter_id: str
+    medium: str = Field(description="heat_cost_allocator, water, warm_water, ... (EN 13757-3 device type)")
+    obis: str
+    allowed: list[tuple[datetime, datetime]] = Field(description="the data time this caller may see")
+    readings: list[ReadingOut] = Field(description="whole local months inside what is allowed")
+
+
+class FlatSubmeters(BaseModel):
+    premises_id: str
+    flat: str
+    heated_area_m2: Decimal
+    submeters: list[SubmeterReadings]
+
+
+class BuildingReadings(BaseModel):
+    building_id: str
+    name: str
+    granularity: Literal["monthly"]
+    flats: list[FlatSubmeters] = Field(description="the flats (and media) this caller may see")
+
+
+class BuildingBillOut(BaseModel):
+    """One bill: a flat and a tenancy, with the figures that produce it (HeizkostenV §6(1))."""
+
+    flat: str
+    tenant: str = Field(description="the consumer of the tenancy; '(vacant)' for days with none")
+    start: date
+    end: date
+    heated_area_m2: Decimal
+    units: Decimal = Field(description="heat-cost allocator units (estimated when `estimated`)")
+    hot_water_m3: Decimal
+    cold_water_m3: Decimal
+    heating_area: Decimal
+    heating_consumption: Decimal
+    hot_water_area: Decimal
+    hot_water_consumption: Decimal
+    cold_water: Decimal
+    total: Decimal
+    estimated: bool
+    notes: list[str]
+
+
+class BuildingHeatBill(BaseModel):
+    building_id: str
+    start: date
+    end: date
+    building_cost: Decimal = Field(description="fuel cost + water cost")
+    bill_total: Decimal = Field(description="the bills' totals added up: equal to building_cost")
+    estimated_flats: list[str]
+    failed_allocators: list[str] = Field(description="allocators not read to the period's end")
+    bills: list[BuildingBillOut]

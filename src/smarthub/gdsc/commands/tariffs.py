@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from smarthub.gdsc.commands.signer import CommandSigner
+from smarthub.gdsc.commands.tariff_catalogue import TariffCatalogue
 from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.store import Store
 from smarthub.model.tariff import Tariff
@@ -90,4 +91,6 @@ def distribute_tariff(
     for h in targets:
         signed = signer.command(h.hub_id, "tariff.update", body, now)
         out.append(Queued(h.hub_id, h.premises_id, plan.enqueue_command(signed, now)))
+    if out:  # the catalogue of tariffs distributed (GET /v1/tariffs): sent by the GDSC itself
+        TariffCatalogue(store.engine).record(tariff, fuel, None, now)
     return out

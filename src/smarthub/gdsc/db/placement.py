@@ -4,10 +4,13 @@
 Each table has one :class:`Placement`:
 
 ``DISTRIBUTED``
-    A hub's data, split into shards by the hub (``key``); tables of one ``colocation`` group
-    keep a hub's rows on the same worker, so a query of one hub goes to one worker. Every
-    primary key and unique constraint includes ``key`` (Citus can only enforce uniqueness
-    within a shard), and foreign keys between them include it too.
+    A hub's data, split into shards by the hub: every distributed table has the text
+    ``hub_id`` as its distribution ``key`` and ``hubs`` as its ``colocation`` group, so all of
+    a hub's rows (registry, readings, pull log, VEE, vouchers, ...) sit on the same worker and
+    a query of one hub goes to one worker. Every primary key and unique constraint includes
+    ``key`` (Citus can only enforce uniqueness within a shard), foreign keys between them
+    include it too, and the key has the same type in every table of the group (Citus:
+    "Distribution column types don't match" otherwise).
 ``REFERENCE``
     Small, read-mostly tables every node holds a copy of (parties, premises, consents, ...),
     so the distributed tables can join them, and refer to them, anywhere.
@@ -15,20 +18,23 @@ Each table has one :class:`Placement`:
     Tables that stay on the coordinator alone: the queues claimed with ``FOR UPDATE SKIP
     LOCKED`` (the pull plan, urgent work, API jobs: Citus refuses ``FOR UPDATE`` over several
     shards, and a local table has none), the audit log (its append-only triggers, its one hash
-    chain), and the error log, outages and releases worked out centrally. Every GDSC process
+    chain), and the error log, incidents, outages and releases worked out centrally. Their
+    primary keys need not include the hub (nothing is sharded). Every GDSC process
     connects to the coordinator, so the claims and the advisory locks taken there serialise
     every client (workers are never addressed directly).
 
 :func:`problems` checks the declaration against the metadata (a table without a placement, a
-distributed table whose constraints lack its key, a foreign key Citus would refuse);
+distributed table whose constraints lack its key, a colocation group whose keys differ in type,
+a foreign key Citus would refuse);
 ``tests/gdsc/test_placement.py`` runs it. :mod:`smarthub.gdsc.db.citus` turns the declaration
 into the Citus DDL.
 
-Not done yet (issue 23 item 1): the interval tables are distributed by the integer
-``hub_key`` and the other hub tables by the text ``hub_id``, two colocation groups, so one
-hub's readings and its other rows are on different workers; and ``api_jobs``, ``hub_errors``,
-``urgent_work``, ``repair_commands``, ``work_orders``, ``opening_reads`` stay on the coordinator
-rather than being distributed (their primary keys do not include the hub).
+Issue 23 item 1: until migration 0019 the interval tables were keyed by an integer ``hub_key``
+(a second colocation group of another key type, so a hub's readings and its other rows were on
+different workers); they now carry the ``hub_id`` like every other table of a hub's data.
+``api_jobs``, ``hub_errors``, ``urgent_work``, ``repair_commands``, ``work_orders`` and
+``opening_reads``, whose primary keys lack the hub, are coordinator-local (why: at each one
+below), so their keys need no change.
 """
 
 from __future__ import annotations
@@ -36,8 +42,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import ForeignKeyConstraint, MetaData, Table, UniqueConstraint
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.types import TypeEngine
 
 
 class Placement(StrEnum):
@@ -53,12 +62,8 @@ class Role:
     colocation: str | None = None  # the group's first table (DISTRIBUTED only)
 
 
-def _hub(anchor: str = "hubs") -> Role:
-    return Role(Placement.DISTRIBUTED, "hub_id", anchor)
-
-
-def _hub_key() -> Role:
-    return Role(Placement.DISTRIBUTED, "hub_key", "interval_channels")
+def _hub() -> Role:
+    return Role(Placement.DISTRIBUTED, "hub_id", "hubs")
 
 
 REFERENCE = Role(Placement.REFERENCE)
@@ -85,11 +90,9 @@ ROLES: dict[str, Role] = {
     "meter_models": _hub(),
     "hub_transfer_policy": _hub(),  # the transfer policy last queued for the hub
     "pending_meters": _hub(),  # meters a hub heard but was not told of, and their registration
-    # -- a hub's interval data, by the hub's integer key (a second group: issue 23 item 1) ---
-    "interval_channels": _hub_key(),
-    "interval_blocks": _hub_key(),
+    "interval_channels": _hub(),
+    "interval_blocks": _hub(),  # and its day partitions, distributed with it
     # -- replicated to every node -------------------------------------------------------------
-    "hub_keys": REFERENCE,  # hub id <-> integer key, needed wherever either is
     "parties": REFERENCE,
     "party_certificates": REFERENCE,
     "premises": REFERENCE,
@@ -97,6 +100,7 @@ ROLES: dict[str, Role] = {
     "tenancies": REFERENCE,
     "consents": REFERENCE,
     "data_services": REFERENCE,  # third parties' applications: read with every third party's request
+    "tariff_catalogue": REFERENCE,  # the tariffs distributed: small, read by the API on any node
     "appointments": REFERENCE,
     "api_clients": REFERENCE,
     "api_tokens": REFERENCE,
@@ -115,23 +119,23 @@ ROLES: dict[str, Role] = {
     # -- on the coordinator only ----------------------------------------------------------------
     "pull_plan": LOCAL,  # claimed with FOR UPDATE SKIP LOCKED
     "wan_links": LOCAL,  # locked by the claims
-    "urgent_work": LOCAL,  # claimed with FOR UPDATE SKIP LOCKED
-    "api_jobs": LOCAL,  # the API's job queue
+    "urgent_work": LOCAL,  # claimed with FOR UPDATE SKIP LOCKED (key: a queue id)
+    "api_jobs": LOCAL,  # the API's job queue, read back by job id alone (GET /jobs/{id})
     "api_idempotency": LOCAL,  # top-ups' idempotency keys, claimed before the voucher is issued
     "hub_recoveries": LOCAL,  # recovery jobs, joined with urgent_work as they advance
     "hub_recovery_steps": LOCAL,
     "meter_shipments": LOCAL,  # manufacturers' shipment files: meter keys stay on the coordinator
     "meter_installs": LOCAL,  # installers' jobs, closed as their meters are registered
     "audit_log": LOCAL,  # append-only triggers; one hash chain
-    "hub_errors": LOCAL,
+    "hub_errors": LOCAL,  # the operators' error log, read fleet-wide; one open row per hub and kind
     "incidents": LOCAL,
     "incident_hubs": LOCAL,
-    "repair_commands": LOCAL,
-    "work_orders": LOCAL,
+    "repair_commands": LOCAL,  # an incident's commands, keyed and read by incident
+    "work_orders": LOCAL,  # one per incident; an area incident's has no hub
     "outages": LOCAL,
     "outage_premises": LOCAL,
     "outage_events": LOCAL,
-    "opening_reads": LOCAL,  # keyed by premises, written at a change of supplier
+    "opening_reads": LOCAL,  # keyed by premises, written at a change of supplier (hub may be none)
     "aggregate_releases": LOCAL,
     "comparison_releases": LOCAL,
 }
@@ -181,6 +185,10 @@ def problems(metadata: MetaData) -> list[str]:
         anchor = ROLES.get(r.colocation or "")
         if anchor is None or anchor.key != r.key or anchor.colocation != r.colocation:
             out.append(f"{name}: colocation group {r.colocation} is not a table distributed by {r.key}")
+        elif (a := metadata.tables.get(r.colocation or "")) is not None and key in a.c:
+            mine, theirs = _type(t.c[key].type), _type(a.c[key].type)
+            if mine != theirs:
+                out.append(f"{name}: distribution column {key} is {mine}, in {a.name} (its group) {theirs}")
         for cname, cols in unique_column_sets(t):
             if key not in cols:
                 out.append(f"{name}: {cname} ({', '.join(cols)}) does not include the distribution key {key}")
@@ -192,6 +200,13 @@ def problems(metadata: MetaData) -> list[str]:
         if why:
             out.append(f"{t.name}.{k.name} -> {k.referred_table.name}: {why}")
     return out
+
+
+def _type(t: TypeEngine[Any]) -> str:
+    """A column's PostgreSQL type without its length: Citus colocates two tables only if their
+    distribution columns have the same type (the type's oid: varchar(64) and varchar(32)
+    match, varchar and text or int4 do not) and collation."""
+    return str(t.compile(dialect=postgresql.dialect())).split("(")[0]
 
 
 def _fk_refused(src: Role, dst: Role, cols: list[str], ref: list[str]) -> str | None:

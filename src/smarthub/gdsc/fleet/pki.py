@@ -51,6 +51,7 @@ All functions that need the current time take ``now`` (timezone-aware) instead o
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import ipaddress
 import json
 import os
@@ -123,6 +124,17 @@ _PUBLIC_MODE = 0o644
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+
+def _read_revoked(path: Path) -> dict[int, _Revocation]:
+    if not path.exists():
+        return {}
+    return {
+        int(serial): _Revocation(
+            datetime.fromisoformat(entry["revoked_at"]), x509.ReasonFlags(entry["reason"])
+        )
+        for serial, entry in json.loads(path.read_text()).items()
+    }
 
 
 def _atomic_write(path: Path, data: bytes, mode: int) -> None:
@@ -345,7 +357,7 @@ class CertificateAuthority:
         _atomic_write(dir / CA_CERT_FILE, self.pem, _PUBLIC_MODE)
         _atomic_write(dir / CA_KEY_FILE, _key_pem(self._key), _KEY_MODE)
         self._dir = dir
-        self._save_revoked()
+        self._write_revoked()  # this CA's revocations: a new CA's file replaces any older one
 
     @classmethod
     def load(cls, dir: Path) -> CertificateAuthority:
@@ -355,18 +367,24 @@ class CertificateAuthority:
         key = serialization.load_pem_private_key((dir / CA_KEY_FILE).read_bytes(), password=None)
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise ValueError(f"{dir / CA_KEY_FILE} is not an EC private key")
-        revoked: dict[int, _Revocation] = {}
-        revoked_path = dir / REVOKED_FILE
-        if revoked_path.exists():
-            for serial, entry in json.loads(revoked_path.read_text()).items():
-                revoked[int(serial)] = _Revocation(
-                    datetime.fromisoformat(entry["revoked_at"]), x509.ReasonFlags(entry["reason"])
-                )
-        return cls(key, cert, directory=dir, revoked=revoked, chain=chain)
+        return cls(key, cert, directory=dir, revoked=_read_revoked(dir / REVOKED_FILE), chain=chain)
 
     def _save_revoked(self) -> None:
+        """Write the revocations, merged with those on disk: another process holding the same
+        CA (the running GDSC, a ``smarthub gdsc revoke`` beside it) may have revoked since this
+        one loaded it, and writing only what this one knows would undo that revocation. The
+        read-merge-write holds an exclusive lock on ``revoked.json.lock``."""
         if self._dir is None:
             return
+        self._dir.mkdir(parents=True, exist_ok=True)
+        with open(self._dir / (REVOKED_FILE + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            for serial, r in _read_revoked(self._dir / REVOKED_FILE).items():
+                self._revoked.setdefault(serial, r)  # the first revocation's date and reason stand
+            self._write_revoked()
+
+    def _write_revoked(self) -> None:
+        assert self._dir is not None
         # Serials are up to 159 bits: stored as decimal strings, JSON numbers would lose precision
         # in other readers.
         doc = {
@@ -584,6 +602,9 @@ class CertificateAuthority:
         # one not newer than its own) or by thisUpdate (OpenSSL), so both must rise. Such a CRL
         # is "not yet valid" for up to a second, and OpenSSL keeps using the previous one until
         # then. After a restart the numbers continue from the clock.
+        if self._dir is not None:  # revocations another process holding this CA made since
+            for serial, r in _read_revoked(self._dir / REVOKED_FILE).items():
+                self._revoked.setdefault(serial, r)
         revoked = frozenset(self._revoked)
         if self._last_crl is not None and now <= self._last_crl[0] and revoked != self._last_crl[1]:
             now = self._last_crl[0] + timedelta(seconds=1)

@@ -66,7 +66,7 @@ from smarthub.gdsc.governance.parties import utc
 from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.pull.tables import DONE, FAILED, urgent_work
 from smarthub.gdsc.readings.stored import decoded_readings
-from smarthub.gdsc.readings.tables import hub_keys
+from smarthub.gdsc.readings.tables import interval_blocks
 from smarthub.gdsc.store import Store
 from smarthub.wan.contract import storage as storage_state
 from smarthub.wan.contract.bodies import PrepaymentTopup, RecoveryComplete, RecoverySnapshot
@@ -355,7 +355,7 @@ class HubRecoveries:
         start = int((now - self.history_span).timestamp())
         channels: dict[tuple[str, str, int, int], list[list[int]]] = {}
         for _h, meter, obis, duration, _uom, p10, t, value, quality in decoded_readings(
-            conn, start, int(now.timestamp()), hub_keys.c.hub_id == source
+            conn, start, int(now.timestamp()), interval_blocks.c.hub_id == source
         ):
             channels.setdefault((meter, obis, duration, p10), []).append([t, value, quality])
         out = []

@@ -88,6 +88,7 @@ class Action(enum.StrEnum):
     TRANSFER_POLICY = "transfer-policy"  # how often, when and how finely hubs' data is retrieved
     METER_SHIPMENT = "meter-shipment"  # a manufacturer's shipment file (meters and keys) imported
     METER_INSTALL = "meter-install"  # the installer's job: a meter installed (or swapped) at a premises
+    TARIFF_CATALOGUE = "tariff-catalogue"  # the tariffs the GDSC distributes (no household's data)
 
     @property
     def is_command(self) -> bool:
@@ -185,6 +186,7 @@ class AccessRequest:
             Action.SERVICE_ADMIN,
             Action.TRANSFER_POLICY,
             Action.METER_SHIPMENT,
+            Action.TARIFF_CATALOGUE,
         ):
             pass  # counts over the fleet; a data service's standing; a policy of a group: no premises
         elif not self.premises_id:
@@ -250,6 +252,8 @@ def decide(request: AccessRequest, facts: Facts, policy: Policy = DEFAULT_POLICY
         if role is Role.OPERATOR:
             return Decision(True, "GDSC operations: approval of third-party data services")
         return deny("data services are approved, refused, suspended and revoked by the GDSC operator only")
+    if request.action is Action.TARIFF_CATALOGUE:
+        return _tariff_catalogue(request, facts)
     if request.action is Action.METER_INSTALL:
         if role is Role.OPERATOR:
             return Decision(True, "GDSC operations: a meter installation recorded for an installer")
@@ -272,6 +276,27 @@ _DATA_OPERATIONS = {
     Action.TRANSFER_POLICY: "GDSC data operations: transfer policies of hubs and groups (no consumption)",
     Action.METER_SHIPMENT: "GDSC data operations: manufacturers' shipment files (meters and their keys)",
 }
+
+
+# Who reads the tariff catalogue: those who choose or compare tariffs (the occupant, suppliers,
+# approved data services such as a tariff advisor) and the GDSC operator. Tariffs are suppliers'
+# published terms, not household data; network operators, installers and housing providers have
+# no use for them (least privilege).
+_CATALOGUE_READERS = frozenset({Role.CONSUMER, Role.SUPPLIER, Role.THIRD_PARTY, Role.OPERATOR})
+
+
+def _tariff_catalogue(req: AccessRequest, facts: Facts) -> Decision:
+    role = req.party.role
+    if role not in _CATALOGUE_READERS:
+        return deny(f"the tariff catalogue is not open to a {role.value}")
+    if role is Role.THIRD_PARTY:  # its standing with the GDSC, as for any of its requests
+        service = facts.service
+        if service is not None and not service.approved:
+            why = f": {service.reason}" if service.reason else ""
+            return deny(f"data service {req.party.party_id} is {service.status.value}{why}")
+        if not req.party.approved:
+            return deny(f"{req.party.party_id} is not an approved data service")
+    return Decision(True, "the tariffs the GDSC distributes (suppliers' published terms)")
 
 
 # -- per role -------------------------------------------------------------------------------------

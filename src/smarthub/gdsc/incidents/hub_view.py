@@ -23,7 +23,7 @@ from smarthub.gdsc.outages.store import alert_keys, outage_premises, outages
 from smarthub.gdsc.outages.topology import premises_topology, topology_nodes
 from smarthub.gdsc.pull.log import pull_log
 from smarthub.gdsc.pull.tables import hub_errors
-from smarthub.gdsc.readings.tables import hub_keys, interval_blocks, interval_channels
+from smarthub.gdsc.readings.tables import interval_blocks, interval_channels
 from smarthub.wan.contract.diagnosis import label
 
 PULLS_PAGE = 50
@@ -91,38 +91,36 @@ def hub_view(
 
         # Meters and, per meter, the channels stored and how many readings each holds.
         channels: dict[str, list[dict[str, Any]]] = {}
-        key = conn.execute(select(hub_keys.c.hub_key).where(hub_keys.c.hub_id == hub_id)).scalar()
-        if key is not None:
-            counts = {
-                r.channel_no: (int(r.n or 0), r.last_day)
-                for r in conn.execute(
-                    select(
-                        interval_blocks.c.channel_no,
-                        func.sum(interval_blocks.c.n).label("n"),
-                        func.max(interval_blocks.c.day).label("last_day"),
-                    )
-                    .where(interval_blocks.c.hub_key == key)
-                    .group_by(interval_blocks.c.channel_no)
+        counts = {
+            r.channel_no: (int(r.n or 0), r.last_day)
+            for r in conn.execute(
+                select(
+                    interval_blocks.c.channel_no,
+                    func.sum(interval_blocks.c.n).label("n"),
+                    func.max(interval_blocks.c.day).label("last_day"),
                 )
-            }
-            for c in conn.execute(
-                select(interval_channels)
-                .where(interval_channels.c.hub_key == key)
-                .order_by(interval_channels.c.channel_no)
-            ):
-                n, last_day = counts.get(c.channel_no, (0, None))
-                channels.setdefault(c.meter_id, []).append(
-                    {
-                        "obis": c.obis,
-                        "duration": c.duration,
-                        "readings": n,
-                        "last_day": (
-                            datetime.fromtimestamp(last_day * 86400, UTC).date().isoformat()
-                            if last_day is not None
-                            else None
-                        ),
-                    }
-                )
+                .where(interval_blocks.c.hub_id == hub_id)
+                .group_by(interval_blocks.c.channel_no)
+            )
+        }
+        for c in conn.execute(
+            select(interval_channels)
+            .where(interval_channels.c.hub_id == hub_id)
+            .order_by(interval_channels.c.channel_no)
+        ):
+            n, last_day = counts.get(c.channel_no, (0, None))
+            channels.setdefault(c.meter_id, []).append(
+                {
+                    "obis": c.obis,
+                    "duration": c.duration,
+                    "readings": n,
+                    "last_day": (
+                        datetime.fromtimestamp(last_day * 86400, UTC).date().isoformat()
+                        if last_day is not None
+                        else None
+                    ),
+                }
+            )
         meter_rows = [
             {"meter_id": m.meter_id, "fuel": m.fuel, "channels": channels.pop(m.meter_id, [])}
             for m in conn.execute(select(meters).where(meters.c.hub_id == hub_id).order_by(meters.c.meter_id))

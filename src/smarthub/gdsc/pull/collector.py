@@ -272,11 +272,13 @@ class Collector:
             observe(len(batch), sum(len(b.rows) for b in batch), seconds)
         return results
 
-    def _client(self, hub: HubRecord) -> HubClient:
+    async def _client(self, hub: HubRecord) -> HubClient:
         if self._closed:  # a pull still under way when the collector shut down
             raise PullError(f"collector closed: pull of {hub.hub_id} abandoned")
         client = self._clients.get(hub.hub_id)
         if client is None or client.base_url != hub.url.rstrip("/") or client.expected_lfdi != hub.lfdi:
+            if client is not None:  # moved or renewed: the old session is closed, not left to the GC
+                await client.close()
             client = self._clients[hub.hub_id] = HubClient(
                 hub.url, self.ssl_context, hub.lfdi, channels=self.channels
             )
@@ -344,7 +346,7 @@ class Collector:
         assert self.error_log is not None
         try:
             async with self._event_slots:
-                await pull_events(self._client(hub), self.error_log, hub.hub_id, now)
+                await pull_events(await self._client(hub), self.error_log, hub.hub_id, now)
         except Exception as err:
             self.event_pull_errors += 1
             self._events_pulled.pop(hub.hub_id, None)  # try again at the next pull
@@ -428,7 +430,7 @@ class Collector:
         )
 
     async def _walk(self, hub: HubRecord, cursors: dict[str, int]) -> PullOutcome:
-        result = await self._client(hub).pull_intervals(cursors)
+        result = await (await self._client(hub)).pull_intervals(cursors)
         rows = _stored(hub.hub_id, result.intervals)
         ingest = await self._ingest(Ingest(hub.hub_id, rows, result.cursors))
         return PullOutcome(hub.hub_id, True, len(rows), ingest.inserted, result.requests)

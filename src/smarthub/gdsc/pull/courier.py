@@ -21,9 +21,11 @@ class CommandCourier:
         self.channels = channels  # for hubs reached through their channel (wan.contract.channel)
         self._clients: dict[str, HubClient] = {}
 
-    def _client(self, hub: HubRecord) -> HubClient:
+    async def _client(self, hub: HubRecord) -> HubClient:
         client = self._clients.get(hub.hub_id)
         if client is None or client.base_url != hub.url.rstrip("/") or client.expected_lfdi != hub.lfdi:
+            if client is not None:  # moved or renewed: the old session is closed, not left to the GC
+                await client.close()
             client = self._clients[hub.hub_id] = HubClient(
                 hub.url, self.ssl_context, hub.lfdi, channels=self.channels
             )
@@ -31,7 +33,7 @@ class CommandCourier:
 
     async def deliver(self, hub: HubRecord, envelope: bytes) -> dict[str, Any]:
         """The hub's verdict on the command; raises ``PullError`` if it could not be reached."""
-        return await self._client(hub).post_command(envelope)
+        return await (await self._client(hub)).post_command(envelope)
 
     async def close(self) -> None:
         for client in self._clients.values():

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from smarthub.gdsc.db.database import Database, metadata
 from smarthub.gdsc.fleet.registry import hubs
-from smarthub.gdsc.readings.tables import hub_keys, interval_blocks
+from smarthub.gdsc.readings.tables import interval_blocks
 
 # One row per pull attempt; `seq` numbers the attempts of one hub.
 pull_log = Table(
@@ -161,15 +161,9 @@ class PullLog(Database):
 
     def fleet_status(self) -> list[dict[str, object]]:
         """One row per hub for the operator page: last pull, readings stored, errors."""
-        b, k = interval_blocks, hub_keys
+        b = interval_blocks
         with self.engine.connect() as conn:
-            counts = dict(
-                conn.execute(
-                    select(k.c.hub_id, func.sum(b.c.n))
-                    .select_from(b.join(k, b.c.hub_key == k.c.hub_key))
-                    .group_by(k.c.hub_id)
-                ).all()
-            )
+            counts = dict(conn.execute(select(b.c.hub_id, func.sum(b.c.n)).group_by(b.c.hub_id)).all())
             last = {
                 r.hub_id: r
                 for r in conn.execute(

@@ -18,7 +18,7 @@ class Tally:
         self.inserted = self.already = self.conflicts = self.replaced = 0
         # (block key, slot, stored (value, quality), new (value, quality)): a re-sent reading whose
         # value differs from the stored one (kept out), or an actual that replaced an estimate.
-        self.clashes: list[tuple[tuple[int, int, int], int, tuple[int, int], tuple[int, int]]] = []
+        self.clashes: list[tuple[tuple[str, int, int], int, tuple[int, int], tuple[int, int]]] = []
 
 
 _GRID_DURATIONS = frozenset(d for d in range(1, DAY + 1) if DAY % d == 0)

@@ -10,17 +10,20 @@ a GDSC killed at any instant resumes exactly where its store says it is.
 
 Interval layout (issue 5: ≤ 4 bytes per half-hourly reading on PostgreSQL, indexes included):
 
-* ``hub_keys`` gives every hub a 4-byte integer key, and ``interval_channels`` numbers each
-  hub's channels — (meter, OBIS, duration, unit, power of ten) — with a 2-byte ``channel_no``.
-  The row key of a block is then 10 bytes instead of two strings of ~30 bytes each, which on
-  its own would cost ~1.5 bytes per reading in the heap and again in the primary-key index.
+* ``interval_channels`` numbers each hub's channels — (meter, OBIS, duration, unit, power of
+  ten) — with a 2-byte ``channel_no``. The row key of a block is then the hub id, the day and
+  the channel number instead of the hub id and two strings of ~30 bytes each, which on its own
+  would cost ~1.5 bytes per reading in the heap and again in the primary-key index.
   ``duration`` is part of the channel, so half-hourly and daily data of the same start coexist.
+  (Until migration 0019 a 4-byte integer ``hub_key`` stood in for the hub id; it put the
+  interval tables in a Citus colocation group of their own, issue 23 item 1. The hub id costs
+  ~0.6 bytes per reading more: 3.17 -> 3.79 in ``bench/store.py --hubs 4000 --workers 2``.)
 * ``interval_blocks`` holds one row per channel and UTC day: ``n`` readings encoded by
   :mod:`smarthub.gdsc.readings.interval_block` (presence bitmap, zig-zag delta varints, sparse quality
   flags: ~1–2 bytes per reading). A native ``bigint[]`` was weighed and rejected: 8 bytes per
-  value plus a 24-byte header already exceed the goal. ``bench/store.py`` measures ~3.1 bytes
-  per half-hourly reading with row header, item pointer and primary-key index (12,000 hubs),
-  plus the channel and hub-key rows once per channel (~0.02 bytes/reading over a year).
+  value plus a 24-byte header already exceed the goal. ``bench/store.py`` measures the bytes
+  per half-hourly reading with row header, item pointer and primary-key index, plus the
+  channel rows once per channel (~0.02 bytes/reading over a year).
 * On PostgreSQL ``interval_blocks`` is range-partitioned by ``day`` (one partition per day,
   created on demand in its own short transaction under an advisory lock, so concurrent
   ingests never race on the DDL; a partition left empty by a rolled-back ingest is harmless),
@@ -29,9 +32,9 @@ Interval layout (issue 5: ≤ 4 bytes per half-hourly reading on PostgreSQL, ind
   advisory locks, merged in Python and written back, so two GDSC processes never lose each
   other's readings (no ``FOR UPDATE``: Citus refuses it over several shards).
   SQLite uses a plain table and plain inserts (its writers are serialised anyway).
-* The interval tables have the hub key first in their primary keys and no foreign keys, so
-  Citus can distribute them by hub key (:mod:`smarthub.gdsc.db.placement`; by ``hub_key``,
-  while the other hub tables go by ``hub_id``: not yet one colocation group).
+* The interval tables have the hub id first in their primary keys and no foreign keys, so
+  Citus distributes them by ``hub_id`` with every other table of a hub's data
+  (:mod:`smarthub.gdsc.db.placement`: one colocation group).
 
 Blocks are per UTC day; a reading whose start is not on its duration's grid, or whose duration
 does not divide a day, is refused with a ``ValueError`` (IEEE 2030.5 interval readings are
@@ -42,7 +45,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 
-from sqlalchemy import Connection, Integer, String, and_, bindparam, func, select, text, tuple_
+from sqlalchemy import Connection, String, and_, bindparam, func, select, text, tuple_
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 
@@ -58,7 +61,6 @@ from smarthub.gdsc.readings.tables import (
     GroupKey,
     IngestResult,
     Readings,
-    hub_keys,
     interval_blocks,
     interval_channels,
     partition_name,
@@ -74,12 +76,10 @@ class IntervalIngest(VeeData):
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         super().__init__(url, echo=echo)
-        self._hub_keys: dict[str, int] = {}  # committed allocations only
         self._partitions: set[int] = set()
 
     def drop_schema(self) -> None:
         super().drop_schema()
-        self._hub_keys.clear()
         self._partitions.clear()
 
     def cursors(self, hub_id: str) -> dict[str, int]:
@@ -129,19 +129,14 @@ class IntervalIngest(VeeData):
             pulls = [c.grouped for c in checks]
         if self.dialect == "postgresql":
             self.ensure_day_partitions({key[5] for groups, _ in pulls for key in groups})
-        with self._write_lock:
-            new_keys: dict[str, int] = {}
-            with self.engine.begin() as conn:
-                refused = self._inactive_hubs(conn, {hub_id for hub_id, _, _ in items})
-                kept = [i for i, (hub_id, _, _) in enumerate(items) if hub_id not in refused]
-                if vee is not None:
-                    self._vee_gate(conn, vee, [items[i][0] for i in kept], [checks[i] for i in kept])
-                done = self._ingest(conn, [items[i] for i in kept], [pulls[i] for i in kept], new_keys)
-                if vee is not None:
-                    self._vee_record(
-                        conn, vee, [items[i][0] for i in kept], [checks[i] for i in kept], done, new_keys
-                    )
-            self._hub_keys.update(new_keys)  # only once committed
+        with self._write_lock, self.engine.begin() as conn:
+            refused = self._inactive_hubs(conn, {hub_id for hub_id, _, _ in items})
+            kept = [i for i, (hub_id, _, _) in enumerate(items) if hub_id not in refused]
+            if vee is not None:
+                self._vee_gate(conn, vee, [items[i][0] for i in kept], [checks[i] for i in kept])
+            done = self._ingest(conn, [items[i] for i in kept], [pulls[i] for i in kept])
+            if vee is not None:
+                self._vee_record(conn, vee, [items[i][0] for i in kept], [checks[i] for i in kept], done)
         tallies = dict(zip(kept, done, strict=True))
         out = []
         for i, ((hub_id, readings, _), (_, unique)) in enumerate(zip(items, pulls, strict=True)):
@@ -193,25 +188,22 @@ class IntervalIngest(VeeData):
         conn: Connection,
         items: Sequence[tuple[str, Readings, dict[str, int]]],
         pulls: list[tuple[dict[GroupKey, dict[int, tuple[int, int]]], int]],
-        new_keys: dict[str, int],
     ) -> list[Tally]:
         tallies = [Tally() for _ in items]
-        keys = self._resolve_hub_keys(conn, {hub_id for hub_id, _, _ in items}, new_keys)
-        wanted: dict[int, set[ChannelSpec]] = {}
+        wanted: dict[str, set[ChannelSpec]] = {}
         for (hub_id, _, _), (groups, _) in zip(items, pulls, strict=True):
-            specs = wanted.setdefault(keys[hub_id], set())
+            specs = wanted.setdefault(hub_id, set())
             for g in groups:
                 specs.add(g[:5])
         channels = self._resolve_channels(conn, wanted)
         # One claim per (hub, meter, OBIS, duration, day): readings of one key that arrive in
         # two channels (another unit or power of ten) meet there and the later is a conflict.
-        claims: dict[tuple[int, str, str, int, int], Claim] = {}
-        for idx, ((hub_id, _, _), (groups, _)) in enumerate(zip(items, pulls, strict=True)):
-            hk = keys[hub_id]
-            chans = channels[hk]
+        claims: dict[tuple[str, str, str, int, int], Claim] = {}
+        for idx, ((hub, _, _), (groups, _)) in enumerate(zip(items, pulls, strict=True)):
+            chans = channels[hub]
             for g, slots in groups.items():
                 no = chans[g[:5]]
-                ck = (hk, g[0], g[1], g[2], g[5])
+                ck = (hub, g[0], g[1], g[2], g[5])
                 claim = claims.get(ck)
                 if claim is None:
                     claims[ck] = Claim(no, slots, idx)
@@ -220,10 +212,10 @@ class IntervalIngest(VeeData):
         self._drop_sibling_conflicts(conn, claims, channels, tallies)
         pending: dict[BlockKey, tuple[dict[int, tuple[int, int]], int | dict[int, int]]] = {}
         durations: dict[BlockKey, int] = {}
-        for (hk, _, _, duration, day), claim in claims.items():
+        for (hub, _, _, duration, day), claim in claims.items():
             for no, slots, owner in claim.blocks():
-                pending[(hk, day, no)] = (slots, owner)
-                durations[(hk, day, no)] = duration
+                pending[(hub, day, no)] = (slots, owner)
+                durations[(hub, day, no)] = duration
         if pending:
             if self.dialect == "postgresql":
                 self._write_blocks_pg(conn, pending, durations, tallies)
@@ -260,82 +252,37 @@ class IntervalIngest(VeeData):
             [{"hub_id": h, "channel": c, "after": a} for (h, c), a in latest.items()],
         )
 
-    def _resolve_hub_keys(
-        self, conn: Connection, hub_ids: set[str], new_keys: dict[str, int]
-    ) -> dict[str, int]:
-        out = {h: self._hub_keys[h] for h in hub_ids if h in self._hub_keys}
-        missing = sorted(hub_ids - out.keys())
-        if not missing:
-            return out
-        # Look up first and insert only the unknown: an INSERT that meets an existing hub
-        # would still consume a value of the key sequence.
-        found = self._select_hub_keys(conn, missing)
-        unknown = sorted(set(missing) - {h for h, _ in found})
-        if unknown and self.dialect == "postgresql":
-            conn.execute(
-                text(
-                    "INSERT INTO hub_keys (hub_id) SELECT unnest(CAST(:ids AS varchar[])) "
-                    "ON CONFLICT (hub_id) DO NOTHING"
-                ),
-                {"ids": unknown},
-            )
-        elif unknown:
-            conn.execute(
-                sqlite.insert(hub_keys).on_conflict_do_nothing(index_elements=["hub_id"]),
-                [{"hub_id": h} for h in unknown],
-            )
-        if unknown:
-            found += self._select_hub_keys(conn, unknown)
-        for hub_id, key in found:
-            out[hub_id] = new_keys[hub_id] = key
-        return out
-
-    def _select_hub_keys(self, conn: Connection, hub_ids: list[str]) -> list[tuple[str, int]]:
-        t = hub_keys
-        if self.dialect == "postgresql":
-            q = select(t.c.hub_id, t.c.hub_key).where(
-                t.c.hub_id == func.any(bindparam("h", hub_ids, type_=ARRAY(String)))
-            )
-            return [(h, k) for h, k in conn.execute(q)]
-        return [
-            (h, k)
-            for chunk in _chunks(hub_ids, 500)
-            for h, k in conn.execute(select(t.c.hub_id, t.c.hub_key).where(t.c.hub_id.in_(chunk)))
-        ]
-
-    def _load_channels(
-        self, conn: Connection, hub_key_list: Iterable[int]
-    ) -> dict[int, dict[ChannelSpec, int]]:
+    def _load_channels(self, conn: Connection, hub_ids: Iterable[str]) -> dict[str, dict[ChannelSpec, int]]:
         t = interval_channels
-        cols = (t.c.hub_key, t.c.channel_no, t.c.meter_id, t.c.obis, t.c.duration, t.c.uom, t.c.power_of_ten)
-        wanted = sorted(hub_key_list)
+        cols = (t.c.hub_id, t.c.channel_no, t.c.meter_id, t.c.obis, t.c.duration, t.c.uom, t.c.power_of_ten)
+        wanted = sorted(hub_ids)
         if self.dialect == "postgresql":
             rows = conn.execute(
-                select(*cols).where(t.c.hub_key == func.any(bindparam("k", wanted, type_=ARRAY(Integer))))
+                select(*cols).where(t.c.hub_id == func.any(bindparam("k", wanted, type_=ARRAY(String))))
             ).all()
         else:
             rows = [
                 row
                 for chunk in _chunks(wanted, 500)
-                for row in conn.execute(select(*cols).where(t.c.hub_key.in_(chunk)))
+                for row in conn.execute(select(*cols).where(t.c.hub_id.in_(chunk)))
             ]
-        out: dict[int, dict[ChannelSpec, int]] = {}
-        for hk, no, meter, obis, duration, uom, p10 in rows:
-            out.setdefault(hk, {})[(meter, obis, duration, uom, p10)] = no
+        out: dict[str, dict[ChannelSpec, int]] = {}
+        for hub, no, meter, obis, duration, uom, p10 in rows:
+            out.setdefault(hub, {})[(meter, obis, duration, uom, p10)] = no
         return out
 
     def _resolve_channels(
-        self, conn: Connection, wanted: dict[int, set[ChannelSpec]]
-    ) -> dict[int, dict[ChannelSpec, int]]:
+        self, conn: Connection, wanted: dict[str, set[ChannelSpec]]
+    ) -> dict[str, dict[ChannelSpec, int]]:
         """Number every wanted channel, creating the missing ones (safe against a concurrent GDSC)."""
         known = self._load_channels(conn, wanted)
         for _ in range(10):
-            rows: list[tuple[int, int, str, str, int, int, int]] = []
-            for hk, specs in wanted.items():
-                have = known.setdefault(hk, {})
+            rows: list[tuple[str, int, str, str, int, int, int]] = []
+            for hub, specs in wanted.items():
+                have = known.setdefault(hub, {})
                 nxt = max(have.values(), default=0) + 1
                 for spec in sorted(specs - have.keys()):
-                    rows.append((hk, nxt, *spec))
+                    rows.append((hub, nxt, *spec))
                     nxt += 1
             if not rows:
                 return known
@@ -346,15 +293,16 @@ class IntervalIngest(VeeData):
                 conn.execute(
                     text(
                         "INSERT INTO interval_channels "
-                        "(hub_key, channel_no, meter_id, obis, duration, uom, power_of_ten) "
-                        "SELECT * FROM unnest(CAST(:a AS int4[]), CAST(:b AS int2[]), CAST(:c AS varchar[]), "
-                        "CAST(:d AS varchar[]), CAST(:e AS int4[]), CAST(:f AS int2[]), CAST(:g AS int2[])) "
+                        "(hub_id, channel_no, meter_id, obis, duration, uom, power_of_ten) "
+                        "SELECT * FROM unnest(CAST(:a AS varchar[]), CAST(:b AS int2[]), "
+                        "CAST(:c AS varchar[]), CAST(:d AS varchar[]), CAST(:e AS int4[]), "
+                        "CAST(:f AS int2[]), CAST(:g AS int2[])) "
                         "ON CONFLICT DO NOTHING"
                     ),
                     dict(zip("abcdefg", (list(col) for col in zip(*rows, strict=True)), strict=True)),
                 )
             else:
-                names = ("hub_key", "channel_no", "meter_id", "obis", "duration", "uom", "power_of_ten")
+                names = ("hub_id", "channel_no", "meter_id", "obis", "duration", "uom", "power_of_ten")
                 conn.execute(
                     sqlite.insert(interval_channels).on_conflict_do_nothing(),
                     [dict(zip(names, r, strict=True)) for r in rows],
@@ -365,24 +313,24 @@ class IntervalIngest(VeeData):
     def _drop_sibling_conflicts(
         self,
         conn: Connection,
-        claims: dict[tuple[int, str, str, int, int], Claim],
-        channels: dict[int, dict[ChannelSpec, int]],
+        claims: dict[tuple[str, str, str, int, int], Claim],
+        channels: dict[str, dict[ChannelSpec, int]],
         tallies: list[Tally],
     ) -> None:
         """A key stored in another channel of the same (meter, obis, duration) — another unit
         or power of ten — is a conflict: the stored reading stays, the new one is kept out."""
-        siblings: dict[tuple[int, str, str, int], list[int]] = {}
-        for hk, chans in channels.items():
+        siblings: dict[tuple[str, str, str, int], list[int]] = {}
+        for hub, chans in channels.items():
             for (meter, obis, duration, _, _), no in chans.items():
-                siblings.setdefault((hk, meter, obis, duration), []).append(no)
+                siblings.setdefault((hub, meter, obis, duration), []).append(no)
         b = interval_blocks
-        for (hk, meter, obis, duration, day), claim in claims.items():
-            nos = siblings[(hk, meter, obis, duration)]
+        for (hub, meter, obis, duration, day), claim in claims.items():
+            nos = siblings[(hub, meter, obis, duration)]
             if len(nos) < 2:
                 continue
             stored = conn.execute(
                 select(b.c.channel_no, b.c.block).where(
-                    and_(b.c.hub_key == hk, b.c.day == day, b.c.channel_no.in_(nos))
+                    and_(b.c.hub_id == hub, b.c.day == day, b.c.channel_no.in_(nos))
                 )
             ).all()
             mixed = claim.mix()
@@ -407,7 +355,7 @@ class IntervalIngest(VeeData):
         try:
             held = interval_block.decode(stored, n_slots)
         except interval_block.BlockError as err:
-            raise interval_block.BlockError(f"stored block {key} (hub_key, day, channel_no): {err}") from err
+            raise interval_block.BlockError(f"stored block {key} (hub_id, day, channel_no): {err}") from err
         added = False
         for slot, (value, quality) in slots.items():
             tally = tallies[owner if isinstance(owner, int) else owner[slot]]
@@ -436,11 +384,11 @@ class IntervalIngest(VeeData):
         b = interval_blocks
         stored: dict[BlockKey, bytes] = {}
         for chunk in _chunks(sorted(pending), 300):
-            q = select(b.c.hub_key, b.c.day, b.c.channel_no, b.c.block).where(
-                tuple_(b.c.hub_key, b.c.day, b.c.channel_no).in_(chunk)
+            q = select(b.c.hub_id, b.c.day, b.c.channel_no, b.c.block).where(
+                tuple_(b.c.hub_id, b.c.day, b.c.channel_no).in_(chunk)
             )
-            for hk, day, no, block in conn.execute(q):
-                stored[(hk, day, no)] = block
+            for hub, day, no, block in conn.execute(q):
+                stored[(hub, day, no)] = block
         fresh, changed = [], []
         for key, (slots, owner) in pending.items():
             if key in stored:
@@ -453,7 +401,7 @@ class IntervalIngest(VeeData):
                 count_inserted(slots, owner, tallies)
                 fresh.append(
                     {
-                        "hub_key": key[0],
+                        "hub_id": key[0],
                         "day": key[1],
                         "channel_no": key[2],
                         "n": len(slots),
@@ -467,7 +415,7 @@ class IntervalIngest(VeeData):
                 b.update()
                 .where(
                     and_(
-                        b.c.hub_key == bindparam("k_hub"),
+                        b.c.hub_id == bindparam("k_hub"),
                         b.c.day == bindparam("k_day"),
                         b.c.channel_no == bindparam("k_no"),
                     )
@@ -490,7 +438,7 @@ class IntervalIngest(VeeData):
         with raw.cursor() as cur:
             cur.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS interval_blocks_staging "
-                "(hub_key int4, day int4, n int4, channel_no int2, block bytea) ON COMMIT DELETE ROWS"
+                "(hub_id text, day int4, n int4, channel_no int2, block bytea) ON COMMIT DELETE ROWS"
             )
             _copy_blocks(
                 cur,
@@ -501,11 +449,11 @@ class IntervalIngest(VeeData):
             )
             # Insert the blocks whose key is new; what stays in staging already existed.
             cur.execute(
-                "WITH ins AS (INSERT INTO interval_blocks (hub_key, day, n, channel_no, block) "
-                "SELECT hub_key, day, n, channel_no, block FROM interval_blocks_staging "
-                "ON CONFLICT DO NOTHING RETURNING hub_key, day, channel_no) "
+                "WITH ins AS (INSERT INTO interval_blocks (hub_id, day, n, channel_no, block) "
+                "SELECT hub_id, day, n, channel_no, block FROM interval_blocks_staging "
+                "ON CONFLICT DO NOTHING RETURNING hub_id, day, channel_no) "
                 "DELETE FROM interval_blocks_staging s USING ins "
-                "WHERE s.hub_key = ins.hub_key AND s.day = ins.day AND s.channel_no = ins.channel_no"
+                "WHERE s.hub_id = ins.hub_id AND s.day = ins.day AND s.channel_no = ins.channel_no"
             )
             stored: dict[BlockKey, bytes] = {}
             if cur.rowcount < len(pending):
@@ -525,8 +473,8 @@ class IntervalIngest(VeeData):
                 _copy_blocks(cur, changed)
                 cur.execute(
                     "UPDATE interval_blocks b SET n = s.n, block = s.block "
-                    "FROM (SELECT hub_key, day, n, channel_no, block FROM interval_blocks_staging) s "
-                    "WHERE b.hub_key = s.hub_key AND b.day = s.day AND b.channel_no = s.channel_no"
+                    "FROM (SELECT hub_id, day, n, channel_no, block FROM interval_blocks_staging) s "
+                    "WHERE b.hub_id = s.hub_id AND b.day = s.day AND b.channel_no = s.channel_no"
                 )
                 cur.execute("TRUNCATE interval_blocks_staging")
 
@@ -535,24 +483,24 @@ class IntervalIngest(VeeData):
         """The stored blocks of the keys left in staging (they already existed), read under
         their hubs' locks, held to the end of the transaction.
 
-        The locks are transaction-scoped advisory locks per hub key, taken in key order (two
-        ingests lock their common hubs in the same order: no deadlock). They replace a ``SELECT
-        … FOR UPDATE`` of the blocks, which Citus refuses over several shards; they serialise
-        every writer because every GDSC process connects to the same server (the coordinator,
-        on Citus). The staging table (a temporary, local table) is read in a subquery, which
-        Citus plans first and sends to the workers.
+        The locks are transaction-scoped advisory locks per hub (:data:`.tables.LOCK_HUBS`),
+        taken in lock order (two ingests lock their common hubs in the same order: no
+        deadlock). They replace a ``SELECT … FOR UPDATE`` of the blocks, which Citus refuses
+        over several shards; they serialise every writer because every GDSC process connects
+        to the same server (the coordinator, on Citus). The staging table (a temporary, local
+        table) is read in a subquery, which Citus plans first and sends to the workers.
         """
         cur.execute(
             "SELECT pg_advisory_xact_lock(%s, k) "
-            "FROM (SELECT DISTINCT hub_key FROM interval_blocks_staging ORDER BY hub_key) AS s(k)",
+            "FROM (SELECT DISTINCT hashtext(hub_id) FROM interval_blocks_staging ORDER BY 1) AS s(k)",
             (HUB_LOCKS,),
         )
         cur.execute(
-            "SELECT b.hub_key, b.day, b.channel_no, b.block FROM interval_blocks b "
-            "JOIN (SELECT hub_key, day, channel_no FROM interval_blocks_staging) s "
-            "ON b.hub_key = s.hub_key AND b.day = s.day AND b.channel_no = s.channel_no"
+            "SELECT b.hub_id, b.day, b.channel_no, b.block FROM interval_blocks b "
+            "JOIN (SELECT hub_id, day, channel_no FROM interval_blocks_staging) s "
+            "ON b.hub_id = s.hub_id AND b.day = s.day AND b.channel_no = s.channel_no"
         )
-        return {(hk, day, no): bytes(block) for hk, day, no, block in cur.fetchall()}
+        return {(hub, day, no): bytes(block) for hub, day, no, block in cur.fetchall()}
 
     def ensure_day_partitions(self, days: Iterable[int]) -> None:
         """Create the PostgreSQL partitions of these days (days since 1970-01-01 UTC) if missing.
@@ -591,11 +539,11 @@ class IntervalIngest(VeeData):
 
 def _copy_blocks(cur, rows: Iterable[tuple[BlockKey, int, bytes]]) -> None:
     with cur.copy(
-        "COPY interval_blocks_staging (hub_key, day, n, channel_no, block) FROM STDIN (FORMAT BINARY)"
+        "COPY interval_blocks_staging (hub_id, day, n, channel_no, block) FROM STDIN (FORMAT BINARY)"
     ) as copy:
-        copy.set_types(["int4", "int4", "int4", "int2", "bytea"])
-        for (hk, day, no), n, block in rows:
-            copy.write_row((hk, day, n, no, block))
+        copy.set_types(["text", "int4", "int4", "int2", "bytea"])
+        for (hub, day, no), n, block in rows:
+            copy.write_row((hub, day, n, no, block))
 
 
 def _chunks(seq: Sequence, size: int) -> Iterator[Sequence]:

@@ -27,7 +27,7 @@ from smarthub.gdsc.fleet.registry import hub_commissioning, hubs, meters
 from smarthub.gdsc.governance.access import TimeRange
 from smarthub.gdsc.governance.parties import Granularity, tenancies
 from smarthub.gdsc.readings.stored import channel_readings
-from smarthub.gdsc.readings.tables import hub_keys, interval_blocks, interval_channels
+from smarthub.gdsc.readings.tables import interval_blocks, interval_channels
 
 LONDON = ZoneInfo("Europe/London")
 SERVED = (Granularity.HALF_HOURLY, Granularity.DAILY, Granularity.MONTHLY)
@@ -144,17 +144,13 @@ def iter_readings(
 def _data_days(conn: Connection, meter: Meter, obis: str, lo: int, hi: int) -> list[int]:
     """The UTC days (since the epoch) in [lo, hi) holding any stored reading of the channel
     (from any of the meter's hubs)."""
-    b, c, k = interval_blocks, interval_channels, hub_keys
+    b, c = interval_blocks, interval_channels
     q = (
         select(b.c.day)
         .distinct()
-        .select_from(
-            b.join(c, and_(b.c.hub_key == c.c.hub_key, b.c.channel_no == c.c.channel_no)).join(
-                k, b.c.hub_key == k.c.hub_key
-            )
-        )
+        .select_from(b.join(c, and_(b.c.hub_id == c.c.hub_id, b.c.channel_no == c.c.channel_no)))
         .where(
-            k.c.hub_id.in_(meter.series_hubs),
+            b.c.hub_id.in_(meter.series_hubs),
             c.c.meter_id == meter.meter_id,
             c.c.obis == obis,
             b.c.day >= lo // DAY,

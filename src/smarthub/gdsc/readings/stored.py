@@ -13,7 +13,7 @@ from sqlalchemy import Connection, and_, func, select, text
 from smarthub.gdsc.db.citus import CITUS_SIZE
 from smarthub.gdsc.db.database import Database
 from smarthub.gdsc.readings import interval_block
-from smarthub.gdsc.readings.tables import DAY, StoredReading, hub_keys, interval_blocks, interval_channels
+from smarthub.gdsc.readings.tables import DAY, StoredReading, interval_blocks, interval_channels
 
 
 class ReadingQueries(Database):
@@ -54,15 +54,15 @@ class ReadingQueries(Database):
         unit or power of ten — can repeat one; this checks ingest kept them apart."""
         c = interval_channels
         shared = (
-            select(c.c.hub_key, c.c.meter_id, c.c.obis, c.c.duration)
-            .group_by(c.c.hub_key, c.c.meter_id, c.c.obis, c.c.duration)
+            select(c.c.hub_id, c.c.meter_id, c.c.obis, c.c.duration)
+            .group_by(c.c.hub_id, c.c.meter_id, c.c.obis, c.c.duration)
             .having(func.count() > 1)
         )
         seen: dict[tuple[str, str, str, int, int], int] = {}
         with self.engine.connect() as conn:
-            for hk, meter, obis, duration in conn.execute(shared).all():
+            for hub, meter, obis, duration in conn.execute(shared).all():
                 cond = and_(
-                    interval_blocks.c.hub_key == hk,
+                    interval_blocks.c.hub_id == hub,
                     c.c.meter_id == meter,
                     c.c.obis == obis,
                     c.c.duration == duration,
@@ -122,7 +122,7 @@ class ReadingQueries(Database):
         self, hub_id: str | None = None, start: int | None = None, end: int | None = None
     ) -> list[StoredReading]:
         """Every stored reading (of one hub, within [start, end) if given), in key order."""
-        where = () if hub_id is None else (hub_keys.c.hub_id == hub_id,)
+        where = () if hub_id is None else (interval_blocks.c.hub_id == hub_id,)
         with self.engine.connect() as conn:
             rows = [
                 StoredReading(h, m, o, t, d, v, p, u, q)
@@ -132,12 +132,12 @@ class ReadingQueries(Database):
 
     def readings_for(self, hub_id: str, meter_id: str, obis: str) -> list[StoredReading]:
         """Every stored reading of one meter's OBIS channel, by interval start (then duration)."""
-        c, k = interval_channels, hub_keys
+        c = interval_channels
         with self.engine.connect() as conn:
             rows = [
                 StoredReading(h, m, o, t, d, v, p, u, q)
                 for h, m, o, d, u, p, t, v, q in self._decoded(
-                    conn, None, None, k.c.hub_id == hub_id, c.c.meter_id == meter_id, c.c.obis == obis
+                    conn, None, None, c.c.hub_id == hub_id, c.c.meter_id == meter_id, c.c.obis == obis
                 )
             ]
         return sorted(rows, key=lambda r: (r.interval_start, r.duration))
@@ -148,14 +148,10 @@ def decoded_readings(
 ) -> Iterator[tuple[str, str, str, int, int, int, int, int, int]]:
     """(hub, meter, obis, duration, uom, power_of_ten, interval_start, value, quality) of
     every stored reading with start in [start, end), decoded from its block."""
-    b, c, k = interval_blocks, interval_channels, hub_keys
+    b, c = interval_blocks, interval_channels
     q = select(
-        k.c.hub_id, c.c.meter_id, c.c.obis, c.c.duration, c.c.uom, c.c.power_of_ten, b.c.day, b.c.block
-    ).select_from(
-        b.join(c, and_(b.c.hub_key == c.c.hub_key, b.c.channel_no == c.c.channel_no)).join(
-            k, b.c.hub_key == k.c.hub_key
-        )
-    )
+        b.c.hub_id, c.c.meter_id, c.c.obis, c.c.duration, c.c.uom, c.c.power_of_ten, b.c.day, b.c.block
+    ).select_from(b.join(c, and_(b.c.hub_id == c.c.hub_id, b.c.channel_no == c.c.channel_no)))
     if start is not None:
         q = q.where(b.c.day >= start // DAY)
     if end is not None:
@@ -183,7 +179,7 @@ def channel_readings(
             conn,
             start,
             end,
-            hub_keys.c.hub_id == hub_id,
+            interval_blocks.c.hub_id == hub_id,
             interval_channels.c.meter_id == meter_id,
             interval_channels.c.obis == obis,
         )

@@ -36,7 +36,7 @@ import secrets
 import socket
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from html import escape
 from pathlib import Path
@@ -48,6 +48,7 @@ from smarthub.hub.consumption import HomeConsumption, PricedInterval, Supply
 from smarthub.hub.ihd.charts import bar_chart, column_chart
 from smarthub.hub.ihd.live import LivePower, sse
 from smarthub.hub.ihd.store import PRIORITIES, SESSION_MAX, IhdStore, PairingRefused
+from smarthub.hub.ihd.submeter_info import MonthUse, SubmeterHistory, monthly_info
 from smarthub.hub.prepayment import PrepaymentLedger, ReconnectRefused, SupplyAction
 from smarthub.hub.prepayment_bridge import PrepaymentBridge
 from smarthub.hub.privacy import ConsentStore, Granularity
@@ -55,6 +56,7 @@ from smarthub.hub.tariffs import Rate, Summary
 from smarthub.model.tariff import LONDON, SETTLEMENT_PERIOD, TariffError
 from smarthub.model.tariff_calc import day_start, local_day, settlement_periods
 from smarthub.wan import httpd as web
+from smarthub.wan.contract.bodies.services import ServiceSummary
 
 COOKIE = "ihd_session"
 SCREEN = "screen"  # the request's state: the paired screen it comes from
@@ -133,6 +135,8 @@ class Ihd:
     ledger: PrepaymentLedger | None = None
     bridge: PrepaymentBridge | None = None
     recipients: list[str] = field(default_factory=lambda: ["gdsc"])
+    # The hub's history: a flat's heat-cost allocators and water meters, month by month (issue 21).
+    history: SubmeterHistory | None = None
     title: str = "Home energy"
     # Slow and oversized clients (issue 8). The IHD's forms are a few hundred bytes.
     max_body: int = 64 * 1024  # larger bodies: 413 (a Content-Length over it before any byte)
@@ -171,6 +175,7 @@ class Ihd:
         app.router.add_post("/prepayment/{fuel}/emergency", self.emergency)
         app.router.add_post("/prepayment/{fuel}/reconnect", self.reconnect)
         app.router.add_get("/consent", self.consent_page)
+        app.router.add_get("/services", self.services_page)
         app.router.add_post("/consent", self.consent_set)
         app.router.add_get("/static/{name}", self.static)
         return app
@@ -198,7 +203,7 @@ class Ihd:
         token = request.cookies.get(COOKIE)
         screen = self.store.session(token, self.clock.now())
         if screen is None or token is None:
-            if request.method == "GET" and request.path in ("/", "/consent", "/screens"):
+            if request.method == "GET" and request.path in ("/", "/consent", "/services", "/screens"):
                 raise web.HTTPSeeOther("/pair")
             raise web.HTTPUnauthorized(text="pair this screen with the hub first: /pair")
         request[SCREEN] = screen
@@ -376,7 +381,50 @@ class Ihd:
         ]
         if self.ledger is not None:
             out["prepayment"] = {f: self.ledger.balance(f).to_json() for f in self._prepaid()}
+        heat_and_water = self._submeters(now)
+        if heat_and_water:
+            out["heat_and_water"] = [m.to_json() for m in heat_and_water]
         return out
+
+    def _submeters(self, now: datetime) -> list[MonthUse]:
+        return [] if self.history is None else monthly_info(self.history, now, LONDON, self.store.building())
+
+    def _submeter_section(self, now: datetime) -> str:
+        """This month's heating and water against last month, the same month last year and the
+        building's average (EED Annex VIIa), in the billing's units and costs."""
+        uses = self._submeters(now)
+        if not uses:
+            return ""
+        parts = ['<section id="heat-and-water"><h2>Heating and water</h2>']
+        for u in uses:
+
+            def fig(x: Decimal | None, u: MonthUse = u) -> str:
+                if x is None:
+                    return "–"
+                c = u.cost(x)
+                return f"{x.normalize():f} {u.unit}" + ("" if c is None else f" ({u.currency} {c})")
+
+            rows = [
+                ("This month so far", u.this_month, fig(u.this_month)),
+                (f"{u.last:%b %Y}", u.last_month, fig(u.last_month)),
+            ]
+            if u.month_before is not None:
+                rows.append(("The month before", u.month_before, fig(u.month_before)))
+            if u.last_month_last_year is not None:
+                rows.append(
+                    (f"{u.last:%b} a year before", u.last_month_last_year, fig(u.last_month_last_year))
+                )
+            if u.building_average is not None and u.average_month is not None:
+                rows.append(
+                    (
+                        f"Building average, {u.average_month:%b %Y}",
+                        u.building_average,
+                        fig(u.building_average),
+                    )
+                )
+            parts.append(f"<h3>{escape(u.label)}</h3>" + bar_chart(f"submeter-{u.medium}", rows))
+        parts.append("</section>")
+        return "".join(parts)
 
     async def summary_json(self, request: web.Request) -> web.Response:
         return web.json_response(self.figures())
@@ -394,9 +442,11 @@ class Ihd:
             + "</div>"
         )
         sections.append(self._appliance_section(now))
+        sections.append(self._submeter_section(now))
         sections.append(self._comparison_section(now))
         sections.append(
-            '<nav><a href="/consent">Data sharing</a> · <a href="/screens">Paired screens</a></nav>'
+            '<nav><a href="/consent">Data sharing</a> · <a href="/services">Data services</a>'
+            ' · <a href="/screens">Paired screens</a></nav>'
         )
         return self._page(self.title, "".join(sections), script=True)
 
@@ -628,7 +678,8 @@ class Ihd:
             '<select name="granularity">'
             + "".join(f'<option value="{x.value}">{x.value}</option>' for x in Granularity)
             + '</select> <button name="action" value="set">Grant</button></form>'
-            + '<nav><a href="/">Back</a></nav>'
+            + '<nav><a href="/services">Data services: who holds your consent, what they read</a>'
+            ' · <a href="/">Back</a></nav>'
         )
         return self._page("Data sharing", body)
 
@@ -650,6 +701,30 @@ class Ihd:
                 ) from None
         self.consent.set(recipient, granularity, self.clock.now())
         raise web.HTTPSeeOther("/consent")
+
+    # -- data services ----------------------------------------------------------------------
+    async def services_page(self, request: web.Request) -> web.Response:
+        """Which data services hold the household's consent and what each read, as the GDSC's
+        audit log has it (the latest ``ihd.services`` it sent)."""
+        view = self.store.services()
+        now = self.clock.now()
+        if view is None:
+            body = "<p>The GDSC has not sent this home's data services yet.</p>"
+        elif not view.services:
+            body = "<p>No data service holds your consent or has read your data.</p>"
+        else:
+            body = '<ul class="services">' + "".join(_service_item(x, now) for x in view.services) + "</ul>"
+        as_of = (
+            "" if view is None else f'<p class="as-of">As recorded by the GDSC at {_local(view.as_of)}.</p>'
+        )
+        return self._page(
+            "Data services",
+            "<h1>Data services</h1><p>The organisations you allowed to receive your data through the"
+            " GDSC, and what each has read.</p>"
+            + body
+            + as_of
+            + '<nav><a href="/consent">Data sharing</a> · <a href="/">Back</a></nav>',
+        )
 
     # -- layout -----------------------------------------------------------------------------
     def _page(self, title: str, body: str, *, script: bool = False, status: int = 200) -> web.Response:
@@ -705,6 +780,62 @@ def _p_inc_vat(r: Rate) -> str:
 def _summary_row(label: str, s: Summary) -> str:
     kwh_shown = s.kwh.quantize(_PENNY, ROUND_HALF_UP)
     return f"<tr><th>{label}</th><td>{money(s.cost)}</td><td>{kwh_shown}</td><td>{s.co2_kg}</td></tr>"
+
+
+def _local(t: datetime) -> str:
+    return t.astimezone(LONDON).strftime("%d %b %Y %H:%M")
+
+
+def _local_day(t: datetime) -> str:
+    return t.astimezone(LONDON).strftime("%d %b %Y")
+
+
+def _period(start: datetime, end: datetime) -> str:
+    """A data period in local days (an end at local midnight is the day before, inclusive)."""
+    last = end - timedelta(microseconds=1) if end.astimezone(LONDON).time() == time(0) else end
+    first, final = _local_day(start), _local_day(last)
+    return first if first == final else f"{first} – {final}"
+
+
+def _service_item(x: ServiceSummary, now: datetime) -> str:
+    name = f"<strong>{escape(x.organisation)}</strong> ({escape(x.service_id)})"
+    status = "" if x.status == "approved" else f' <span class="status">{escape(x.status)}</span>'
+    live = [c for c in x.consents if c.expires > now]
+    if live:
+        consents = "".join(
+            f'<li class="consent">{escape(", ".join(c.data_kinds))}, {escape(c.granularity)}, since'
+            f" {_local_day(c.granted)}, until {_local_day(c.expires)}</li>"
+            for c in live
+        )
+        held = f'<ul class="consents">{consents}</ul>'
+    else:
+        held = '<p class="consents">No consent now.</p>'
+    if x.reads_total:
+        rows = "".join(
+            f"<tr><td>{_local(r.at)}</td><td>{escape(r.data_kind)}"
+            f"{'' if r.meter is None else ' ' + escape(r.meter)}</td>"
+            f"<td>{escape(r.granularity or '')}</td>"
+            f"<td>{'; '.join(_period(s, e) for s, e in r.periods)}</td></tr>"
+            for r in x.reads
+        )
+        reads = (
+            f'<p class="reads">Read {x.reads_total} time{"s" if x.reads_total != 1 else ""}'
+            f"{'' if x.last_read is None else ', last ' + _local(x.last_read)}.</p>"
+            '<table class="service-reads"><tr><th>When</th><th>What</th><th>Detail</th><th>Of</th></tr>'
+            f"{rows}</table>"
+        )
+    else:
+        reads = '<p class="reads">Has read nothing.</p>'
+    refused = (
+        f'<p class="refused">{x.refused_total} attempt{"s" if x.refused_total != 1 else ""} refused.</p>'
+        if x.refused_total
+        else ""
+    )
+    purpose = f"<p>{escape(x.purpose)}</p>" if x.purpose else ""
+    return (
+        f'<li class="service" data-service="{escape(x.service_id)}">{name}{status}{purpose}{held}'
+        f"{reads}{refused}</li>"
+    )
 
 
 def _tip(p: PricedInterval) -> str:

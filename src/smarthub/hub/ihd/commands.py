@@ -4,6 +4,11 @@
   ``id``, ``text``, ``priority`` 0-3, optional ``expires`` ISO time), shown until acknowledged;
 * ``ihd.comparison``: the aggregate of similar homes (``start``, ``end`` local dates, ``homes``,
   ``description``, and per fuel ``average_kwh`` / ``efficient_kwh``);
+* ``ihd.services``: the household's data services as the GDSC's records show them (which hold a
+  consent, what each read and when; :mod:`smarthub.wan.contract.bodies.services`), shown on the
+  "Data services" page;
+* ``ihd.building``: the flat's building's average use per m² of a month and the billing's prices
+  (issue 21: the tenant's monthly heating and water information, :mod:`.submeter_info`);
 * ``ihd.appliance``: name the appliance a sub-meter or smart plug measures (``meter``, ``name``);
 * ``message.display``: a supplier's text with a display window (see :mod:`smarthub.hub.messages`);
 * ``tariff.update``: a new version of a supply's tariff (see :mod:`smarthub.hub.tariffs`), when a
@@ -20,7 +25,14 @@ from smarthub.hub.consumption import HomeConsumption
 from smarthub.hub.ihd.store import Comparison, IhdStore
 from smarthub.hub.messages import display_command
 from smarthub.hub.tariffs import TariffStore, TariffUpdateRefused
-from smarthub.wan.contract.bodies import IhdAppliance, IhdComparison, IhdMessage, TariffUpdate
+from smarthub.wan.contract.bodies import (
+    IhdAppliance,
+    IhdBuilding,
+    IhdComparison,
+    IhdMessage,
+    IhdServices,
+    TariffUpdate,
+)
 
 
 def ihd_commands(
@@ -34,6 +46,14 @@ def ihd_commands(
         c = Comparison.from_command(body)
         store.set_comparison(c)
         return {"start": c.start.isoformat(), "end": c.end.isoformat(), "fuels": sorted(c.fuels)}
+
+    def building(body: IhdBuilding) -> dict[str, Any]:
+        kept = store.set_building(body)
+        return {"month": body.month.isoformat(), "flats": body.flats, "kept": kept}
+
+    def services(body: IhdServices) -> dict[str, Any]:
+        kept = store.set_services(body)
+        return {"as_of": body.as_of.isoformat(), "services": len(body.services), "kept": kept}
 
     def appliance(body: IhdAppliance) -> dict[str, Any]:
         meter, name = body.meter, body.name
@@ -60,7 +80,9 @@ def ihd_commands(
     handlers: dict[str, Callable[[Any], dict[str, Any]]] = {
         "ihd.message": message,
         "ihd.comparison": comparison,
+        "ihd.building": building,
         "ihd.appliance": appliance,
+        "ihd.services": services,
         "message.display": display_command(store, clock),
     }
     if tariffs is not None:

@@ -153,6 +153,7 @@ def attach_consumer_side(
         ledger=ledger,
         bridge=bridge,
         recipients=list(recipients),
+        history=hub.history,
     )
     if management is not None:
         for ctype, handler in ihd_commands(store, consumption, clock, tariffs).items():

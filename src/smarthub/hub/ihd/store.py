@@ -1,10 +1,14 @@
-"""What the IHD keeps of its own: supplier messages, the similar-homes comparison, paired screens.
+"""What the IHD keeps of its own: supplier messages, the similar-homes comparison, the household's
+data services, paired screens.
 
 * **Messages** follow IEEE 2030.5 Messaging (clause 10.7, TextMessage): an id unique per
   sender, the originator, the text, a priority (0 low .. 3 very high) and an optional end of
   display; shown until the consumer acknowledges it (the "confirmation required" behaviour)
   or it expires. A message re-delivered with the same id is kept once.
 * **Comparison** is the latest aggregate of similar homes the GDSC sent (JSON, validated here).
+* **Data services**: the latest ``ihd.services`` view (which third parties hold the occupant's
+  consent and what each read, from the GDSC's audit log); a view older than the one kept is
+  ignored, so a late delivery cannot bring back a revoked consent.
 * **Pairing**: a screen pairs by presenting a 6-digit code made *at the hub* (its console, the
   ``smarthub ihd-code`` command, or a screen already paired): the code is single-use, expires
   after ``PAIRING_TTL`` (15 minutes) and is kept only as a salted scrypt hash. Wrong codes are
@@ -32,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from smarthub.hub import sqlite_files
-from smarthub.wan.contract.bodies import IhdComparison, IhdMessage
+from smarthub.wan.contract.bodies import IhdBuilding, IhdComparison, IhdMessage, IhdServices
 
 _V1 = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -87,6 +91,12 @@ SCHEMA = sqlite_files.Schema(
         _V1,  # 1: messages, the comparison, appliance names, the pairing code, sessions
         "ALTER TABLE messages ADD COLUMN start INTEGER;",  # 2: a message's start time
         _V3,
+        # 4: the household's data services as the GDSC last sent them (ihd.services)
+        "CREATE TABLE service_view (id INTEGER PRIMARY KEY CHECK (id = 1), as_of INTEGER NOT NULL,"
+        " body TEXT NOT NULL);",
+        # 5: the building's monthly figures from the housing provider's billing (ihd.building)
+        "CREATE TABLE building_info (id INTEGER PRIMARY KEY CHECK (id = 1), month TEXT NOT NULL,"
+        " body TEXT NOT NULL);",
     ],
     unversioned=_unversioned,
 )
@@ -263,6 +273,41 @@ class IhdStore:
         with self._lock:
             row = self._db.execute("SELECT body FROM comparison WHERE id = 1").fetchone()
         return None if row is None else Comparison.from_json(json.loads(row[0]))
+
+    # -- data services (what the GDSC's audit log says third parties read) -----------------
+    def set_services(self, view: IhdServices) -> bool:
+        """Keep the GDSC's view of the household's data services; False (and nothing changed)
+        if the view kept is as recent or more (an older command delivered late)."""
+        as_of = int(view.as_of.timestamp() * 1_000_000)
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT INTO service_view VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+                " as_of = excluded.as_of, body = excluded.body WHERE excluded.as_of > service_view.as_of",
+                (as_of, json.dumps(view.to_json())),
+            )
+        return cur.rowcount == 1
+
+    def services(self) -> IhdServices | None:
+        with self._lock:
+            row = self._db.execute("SELECT body FROM service_view WHERE id = 1").fetchone()
+        return None if row is None else IhdServices.parse(json.loads(row[0]))
+
+    # -- a flat's building (issue 21: the tenant's monthly information) ----------------------
+    def set_building(self, info: IhdBuilding) -> bool:
+        """Keep the building's figures for a month; False (nothing changed) if those of a later
+        month are kept already (a command delivered late)."""
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT INTO building_info VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+                " month = excluded.month, body = excluded.body WHERE excluded.month >= building_info.month",
+                (info.month.isoformat(), json.dumps(info.to_json())),
+            )
+        return cur.rowcount == 1
+
+    def building(self) -> IhdBuilding | None:
+        with self._lock:
+            row = self._db.execute("SELECT body FROM building_info WHERE id = 1").fetchone()
+        return None if row is None else IhdBuilding.parse(json.loads(row[0]))
 
     # -- appliances (sub-meters and smart plugs the installer or consumer named) -------------
     def set_appliance(self, meter: str, name: str) -> None:

@@ -83,6 +83,7 @@ SCOPES: dict[str, str] = {
     "readings:edit": "correct validated readings with a reason, see a day's versions (GDSC data operations)",
     "data-quality:read": "the VEE gate's data-quality figures per hub, meter model or supplier",
     "services": "apply as a third-party data service and follow the application; the operator's decisions",
+    "tariffs:read": "the catalogue of tariffs the GDSC distributes",
 }
 ALL_SCOPES = frozenset(SCOPES)
 DEFAULT_LIFETIME = timedelta(minutes=15)
@@ -115,8 +116,13 @@ def required_scope(method: str, path: str) -> str:
         return "readings:edit"
     if path == "/v1/data-quality":
         return "data-quality:read"
+    if method == "GET" and path == "/v1/tariffs":
+        return "tariffs:read"
     if method == "GET" and (
-        path.endswith("/readings") or path.endswith("/readings/export") or path.startswith("/v1/portfolio")
+        path.endswith("/readings")
+        or path.endswith("/readings/export")
+        or path.startswith("/v1/portfolio")
+        or path.endswith("/heat-bill")  # a building's bills: its sub-meters' readings, summed
     ):
         return "readings:read"
     return _NO_SCOPE

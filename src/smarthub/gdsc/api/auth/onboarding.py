@@ -3,9 +3,10 @@
 client (:class:`~smarthub.gdsc.api.auth.clients.ClientRegistry`).
 
 * **approve**: the service gets an OAuth2 client whose scopes are only what it was approved for
-  (:func:`scopes_for`: ``readings:read`` for readings, and ``services`` to follow its own
-  application); its secret is returned once, to be handed to the service. The access policy then
-  also holds every read to the approved data kinds and granularity.
+  (:func:`scopes_for`: ``readings:read`` for readings, ``services`` to follow its own
+  application, ``tariffs:read`` for the tariff catalogue); its secret is returned once, to be
+  handed to the service. The access policy then also holds every read to the approved data kinds
+  and granularity.
 * **suspend** / **resume**: the client is kept; while suspended the token endpoint issues no token
   (the party is not approved) and every request with a token already issued is refused with 403
   by the access policy (``data service X is suspended: <reason>``), recorded in the audit log.
@@ -35,9 +36,14 @@ SERVICE_SCOPE = "services"
 _KIND_SCOPES = {DataKind.READINGS: "readings:read"}
 
 
+TARIFFS_SCOPE = "tariffs:read"  # the tariff catalogue: suppliers' published terms, no household data
+
+
 def scopes_for(application: Application) -> frozenset[str]:
-    """The OAuth2 scopes an approved application gets: what reads its data kinds, and ``services``."""
-    return frozenset({SERVICE_SCOPE, *(s for k in application.data_kinds if (s := _KIND_SCOPES.get(k)))})
+    """The OAuth2 scopes an approved application gets: what reads its data kinds, ``services`` and
+    the tariff catalogue."""
+    kinds = (s for k in application.data_kinds if (s := _KIND_SCOPES.get(k)))
+    return frozenset({SERVICE_SCOPE, TARIFFS_SCOPE, *kinds})
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from smarthub.gdsc.api.schemas import (
 )
 from smarthub.gdsc.commands import tariffs
 from smarthub.gdsc.commands.desk import IdempotencyConflict, message_id
+from smarthub.gdsc.commands.tariff_catalogue import TariffCatalogue
 from smarthub.gdsc.governance.access import Action
 from smarthub.gdsc.readings import queries
 from smarthub.model.prepayment import BadVoucher
@@ -69,6 +70,8 @@ def tariff_update(
     payload = tariffs.tariff_update(body.tariff, meter.fuel, body.effective)
     now = api.guard.clock.now()
     job = desk.command(party, premises_id, meter, Action.TARIFF_UPDATE.value, "tariff.update", payload, now)
+    # Into the catalogue of tariffs distributed (GET /v1/tariffs) once it is on its way to a hub.
+    TariffCatalogue(api.engine).record(body.tariff, meter.fuel, party, now)
     return accepted(response, job, "tariff.update", meter)
 
 

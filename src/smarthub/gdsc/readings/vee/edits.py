@@ -12,7 +12,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from smarthub.gdsc.db.database import DAY
 from smarthub.gdsc.readings import interval_block
-from smarthub.gdsc.readings.tables import HUB_LOCKS, LOCK_HUBS, hub_keys, interval_blocks, interval_channels
+from smarthub.gdsc.readings.tables import HUB_LOCKS, LOCK_HUBS, interval_blocks, interval_channels
 from smarthub.gdsc.readings.vee import rules
 from smarthub.gdsc.readings.vee.tables import (
     meter_models,
@@ -30,13 +30,9 @@ def channel_blocks(
     c, b = interval_channels, interval_blocks
     q = (
         select(b.c.day, b.c.channel_no, c.c.uom, c.c.power_of_ten, b.c.block)
-        .select_from(
-            b.join(c, and_(b.c.hub_key == c.c.hub_key, b.c.channel_no == c.c.channel_no)).join(
-                hub_keys, hub_keys.c.hub_key == b.c.hub_key
-            )
-        )
+        .select_from(b.join(c, and_(b.c.hub_id == c.c.hub_id, b.c.channel_no == c.c.channel_no)))
         .where(
-            hub_keys.c.hub_id == hub_id,
+            b.c.hub_id == hub_id,
             c.c.meter_id == meter,
             c.c.obis == obis,
             c.c.duration == duration,
@@ -91,18 +87,17 @@ def _edit(
 ) -> int:
     n_slots = DAY // duration
     v = vee_day_versions
-    hk = conn.execute(select(hub_keys.c.hub_key).where(hub_keys.c.hub_id == hub_id)).scalar()
-    if hk is not None and conn.dialect.name == "postgresql":
+    if conn.dialect.name == "postgresql":
         # The hub's merge lock: an ingest merging into this block meanwhile would otherwise
         # lose its readings to this write-back, or this edit to its own.
-        conn.exec_driver_sql(LOCK_HUBS, (HUB_LOCKS, [hk]))
+        conn.exec_driver_sql(LOCK_HUBS, (HUB_LOCKS, [hub_id]))
     got = channel_blocks(conn, hub_id, meter, obis, duration, [day]).get(day)
     if got is None:
         raise LookupError(f"no {obis} readings of meter {meter} of hub {hub_id} on day {day}")
     no, _, _, slots = got
     old = conn.execute(
         select(interval_blocks.c.block).where(
-            interval_blocks.c.hub_key == hk,
+            interval_blocks.c.hub_id == hub_id,
             interval_blocks.c.day == day,
             interval_blocks.c.channel_no == no,
         )
@@ -139,7 +134,7 @@ def _edit(
     conn.execute(
         update(interval_blocks)
         .where(
-            interval_blocks.c.hub_key == hk,
+            interval_blocks.c.hub_id == hub_id,
             interval_blocks.c.day == day,
             interval_blocks.c.channel_no == no,
         )

@@ -18,7 +18,6 @@ from smarthub.gdsc.readings.grouping import Tally, group_pull
 from smarthub.gdsc.readings.tables import (
     GroupKey,
     Readings,
-    hub_keys,
     interval_blocks,
     interval_channels,
 )
@@ -65,8 +64,6 @@ def split_pull(hub_id: str, readings: Readings) -> VeePull:
 
 class VeeData(Database):
     """The VEE tables and operations (mixed into the store)."""
-
-    _hub_keys: dict[str, int]  # IntervalIngest's committed hub keys
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         super().__init__(url, echo=echo)
@@ -230,7 +227,6 @@ class VeeData(Database):
         hub_ids: Sequence[str],
         checks: Sequence[VeePull],
         tallies: Sequence[Tally],
-        new_keys: Mapping[str, int],
     ) -> None:
         now = settings.now()
         findings: list[dict] = []
@@ -254,17 +250,15 @@ class VeeData(Database):
             )
         clashes = [(i, cl) for i, t in enumerate(tallies) for cl in t.clashes]
         if clashes:
-            keys = {**{h: k for h, k in self._hub_keys.items() if h in hub_ids}, **new_keys}
-            by_key = {k: h for h, k in keys.items()}
             specs = self._specs(conn, {cl[0][0] for _, cl in clashes})
             replaced = []
-            for i, ((hk, day, no), slot, old, new) in clashes:
-                meter, obis, duration, uom, p10 = specs[(hk, no)]
+            for i, ((hub, day, no), slot, old, new) in clashes:
+                meter, obis, duration, uom, p10 = specs[(hub, no)]
                 start = day * DAY + slot * duration
                 if old[1] & rules.ESTIMATED and not new[1] & rules.ESTIMATED:
                     replaced.append(
                         {
-                            "h": by_key[hk],
+                            "h": hub,
                             "m": meter,
                             "o": obis,
                             "d": duration,
@@ -330,13 +324,13 @@ class VeeData(Database):
         return self._insert(table).on_conflict_do_nothing()
 
     def _specs(
-        self, conn: Connection, hks: set[int]
-    ) -> dict[tuple[int, int], tuple[str, str, int, int, int]]:
+        self, conn: Connection, hub_ids: set[str]
+    ) -> dict[tuple[str, int], tuple[str, str, int, int, int]]:
         c = interval_channels
         q = select(
-            c.c.hub_key, c.c.channel_no, c.c.meter_id, c.c.obis, c.c.duration, c.c.uom, c.c.power_of_ten
-        ).where(c.c.hub_key.in_(sorted(hks)))
-        return {(hk, no): (m, o, d, u, p) for hk, no, m, o, d, u, p in conn.execute(q)}
+            c.c.hub_id, c.c.channel_no, c.c.meter_id, c.c.obis, c.c.duration, c.c.uom, c.c.power_of_ten
+        ).where(c.c.hub_id.in_(sorted(hub_ids)))
+        return {(h, no): (m, o, d, u, p) for h, no, m, o, d, u, p in conn.execute(q)}
 
     # -- findings ------------------------------------------------------------------------------
 
@@ -367,8 +361,7 @@ class VeeData(Database):
         with self._write_lock, self.engine.begin() as conn:
             q = (
                 select(
-                    hub_keys.c.hub_id,
-                    c.c.hub_key,
+                    c.c.hub_id,
                     c.c.channel_no,
                     c.c.meter_id,
                     c.c.obis,
@@ -379,15 +372,10 @@ class VeeData(Database):
                     func.count(),
                     func.sum(b.c.n),
                 )
-                .select_from(
-                    c.join(b, and_(b.c.hub_key == c.c.hub_key, b.c.channel_no == c.c.channel_no)).join(
-                        hub_keys, hub_keys.c.hub_key == c.c.hub_key
-                    )
-                )
+                .select_from(c.join(b, and_(b.c.hub_id == c.c.hub_id, b.c.channel_no == c.c.channel_no)))
                 .where(c.c.duration == duration, b.c.day < cut)
                 .group_by(
-                    hub_keys.c.hub_id,
-                    c.c.hub_key,
+                    c.c.hub_id,
                     c.c.channel_no,
                     c.c.meter_id,
                     c.c.obis,
@@ -396,12 +384,12 @@ class VeeData(Database):
                 )
             )
             if hub_ids is not None:
-                q = q.where(hub_keys.c.hub_id.in_(list(hub_ids)))
-            for hub_id, hk, no, meter, obis, uom, p10, first, last, days, n in conn.execute(q).all():
+                q = q.where(c.c.hub_id.in_(list(hub_ids)))
+            for hub_id, no, meter, obis, uom, p10, first, last, days, n in conn.execute(q).all():
                 if n == days * n_slots and last - first + 1 == days:
                     continue  # complete: the usual channel
                 total += self._estimate_channel(
-                    conn, now, hub_id, hk, no, meter, obis, uom, p10, first, last, duration
+                    conn, now, hub_id, no, meter, obis, uom, p10, first, last, duration
                 )
         return total
 
@@ -410,7 +398,6 @@ class VeeData(Database):
         conn: Connection,
         now: int,
         hub_id: str,
-        hk: int,
         no: int,
         meter: str,
         obis: str,
@@ -426,7 +413,7 @@ class VeeData(Database):
             day: interval_block.decode(bytes(block), n_slots)
             for day, block in conn.execute(
                 select(b.c.day, b.c.block).where(
-                    b.c.hub_key == hk, b.c.channel_no == no, b.c.day >= first - 28, b.c.day <= last
+                    b.c.hub_id == hub_id, b.c.channel_no == no, b.c.day >= first - 28, b.c.day <= last
                 )
             )
         }
@@ -481,13 +468,15 @@ class VeeData(Database):
             if day in blocks:
                 conn.execute(
                     update(b)
-                    .where(b.c.hub_key == hk, b.c.day == day, b.c.channel_no == no)
+                    .where(b.c.hub_id == hub_id, b.c.day == day, b.c.channel_no == no)
                     .values(n=len(merged), block=block)
                 )
             else:
                 if self.dialect == "postgresql":
                     self.ensure_day_partitions_in(conn, [day])
-                conn.execute(insert(b).values(hub_key=hk, day=day, channel_no=no, n=len(merged), block=block))
+                conn.execute(
+                    insert(b).values(hub_id=hub_id, day=day, channel_no=no, n=len(merged), block=block)
+                )
             written += len(values)
         if estimates:
             e = vee_estimates

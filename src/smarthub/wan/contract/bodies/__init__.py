@@ -27,6 +27,7 @@ from smarthub.wan.contract.bodies.home import (
     DrlcResponses,
     FuelFigures,
     IhdAppliance,
+    IhdBuilding,
     IhdComparison,
     IhdMessage,
     MessageDisplay,
@@ -38,6 +39,7 @@ from smarthub.wan.contract.bodies.recovery import (
     RecoveryComplete,
     RecoverySnapshot,
 )
+from smarthub.wan.contract.bodies.services import IhdServices
 from smarthub.wan.contract.bodies.supply import (
     PrepaymentTopup,
     SupplyDisconnect,
@@ -68,7 +70,9 @@ BODIES: dict[str, type[CommandBody]] = {
         TariffUpdate,
         IhdMessage,
         IhdComparison,
+        IhdBuilding,
         IhdAppliance,
+        IhdServices,
         MessageDisplay,
         FirmwareUpdate,
         DiagnosticPing,
@@ -116,8 +120,10 @@ __all__ = [
     "HanScan",
     "HistoryRestore",
     "IhdAppliance",
+    "IhdBuilding",
     "IhdComparison",
     "IhdMessage",
+    "IhdServices",
     "LinkTest",
     "MappingUpdate",
     "MessageDisplay",

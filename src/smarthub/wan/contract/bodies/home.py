@@ -152,6 +152,71 @@ class IhdComparison(CommandBody):
         return out
 
 
+# A building's sub-meter media a tenant's monthly information covers (issue 21; EED Art. 10a and
+# Annex VIIa: consumption per month, against last month, the same month last year and the
+# building's average, in the billing's units and costs), and the fewest flats an average may
+# be of (k-anonymity, as the data services' aggregates: an average of fewer says too much).
+BUILDING_MEDIA = ("heat_cost_allocator", "warm_water", "water")
+BUILDING_MIN_FLATS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class IhdBuilding(CommandBody):
+    """A month's information for a flat's tenant from its housing provider's billing: the
+    building's average use per m² of heated area per sub-meter medium (over ``flats`` flats, at
+    least :data:`BUILDING_MIN_FLATS`), the flat's heated area, and the billing's price of each unit
+    (allocator unit, m³ of hot or cold water) to show costs in."""
+
+    TYPE: ClassVar[str] = "ihd.building"
+    month: date  # the first day of the (local) month the average is of
+    flats: int
+    flat_area_m2: Decimal
+    per_m2: Mapping[str, Decimal]
+    prices: Mapping[str, Decimal]
+    currency: str = "EUR"
+
+    @classmethod
+    def parse(cls, body: Mapping[str, object]) -> Self:
+        f = Fields(cls.TYPE, body)
+        month = f.date("month")
+        if month.day != 1:
+            raise f.bad("month", "is the first day of a month")
+        flats = f.integer("flats")
+        if flats < BUILDING_MIN_FLATS:
+            raise f.bad("flats", f"an average of fewer than {BUILDING_MIN_FLATS} flats is never shown")
+        area = f.decimal("flat_area_m2")
+        if not area > 0:
+            raise f.bad("flat_area_m2", "must be positive")
+        figures: dict[str, dict[str, Decimal]] = {}
+        for key in ("per_m2", "prices"):
+            raw = f.mapping(key, {})
+            out = {}
+            for medium, v in raw.items():
+                if medium not in BUILDING_MEDIA:
+                    raise f.bad(key, f"{medium!r} is not one of {', '.join(BUILDING_MEDIA)}")
+                x = f.decimal(f"{key}.{medium}", v)
+                if x < 0:
+                    raise f.bad(f"{key}.{medium}", "cannot be negative")
+                out[medium] = x
+            figures[key] = out
+        if not figures["per_m2"]:
+            raise f.bad("per_m2", "names no medium")
+        currency = f.text("currency", "EUR")
+        if len(currency) != 3 or not currency.isalpha() or not currency.isupper():
+            raise f.bad("currency", "is an ISO 4217 code")
+        return cls(month, flats, area, figures["per_m2"], figures["prices"], currency)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "month": self.month.isoformat(),
+            "flats": self.flats,
+            "flat_area_m2": str(self.flat_area_m2),
+            "per_m2": {m: str(v) for m, v in sorted(self.per_m2.items())},
+            "prices": {m: str(v) for m, v in sorted(self.prices.items())},
+            "currency": self.currency,
+        }
+
+
 @dataclass(frozen=True, slots=True)
 class IhdAppliance(CommandBody):
     """Name the appliance a sub-meter or smart plug measures."""
@@ -237,11 +302,14 @@ class DrlcResponses(CommandBody):
 
 
 __all__ = [
+    "BUILDING_MEDIA",
+    "BUILDING_MIN_FLATS",
     "ApplianceRun",
     "DrlcEvent",
     "DrlcResponses",
     "FuelFigures",
     "IhdAppliance",
+    "IhdBuilding",
     "IhdComparison",
     "IhdMessage",
     "MessageDisplay",
