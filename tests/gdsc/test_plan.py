@@ -285,10 +285,10 @@ def test_urgent_work_by_priority_and_commands_per_hub_in_queue_order(store: Stor
     assert plan.urgent_job(topup)["priority"] == Priority.URGENT
     assert plan.urgent_job(ping)["priority"] == Priority.ON_DEMAND
     first = plan.claim_urgent("A", now, 10)
-    # The top-up is urgent but queued after the ping to the same hub: counters must arrive in
-    # order, so it waits for the ping; the reconnect (urgent) goes first, then the on-demand
-    # work in queue order.
-    assert [c.id for c in first] == [other, read, ping]
+    # The top-up is urgent but queued after the ping to the same hub (signed before, so it
+    # could not overtake it): counters must arrive in order, so it waits for the ping, which
+    # goes at the top-up's priority (inherited), with the reconnect; then the on-demand read.
+    assert [c.id for c in first] == [ping, other, read]
     assert plan.claim_urgent("B", now, 10) == []
     for c in first:
         plan.finish_urgent(c, True, now, result={"status": "applied"})
@@ -409,3 +409,27 @@ async def test_a_top_up_overtakes_queued_commands_never_sent_and_the_hub_takes_e
     assert delivered == [(j, "applied") for j in order]
     assert hub.refusals == {}
     hub.close()
+
+
+def test_a_command_holding_up_urgent_ones_of_its_hub_is_claimed_at_their_priority(
+    store: Store, tmp_path: Path
+) -> None:
+    """Priority inheritance: a bulk-priority command (a display's weekly comparison) ahead of a
+    reconnect of its hub is claimed before on-demand work elsewhere, as the reconnect would be;
+    before, urgent work elsewhere kept it from its turn and the hub's top-ups waited for days."""
+    from smarthub.gdsc.commands.signer import CommandSigner
+
+    register(store, 2)
+    plan = PullPlan(store)
+    plan.create_schema()
+    provision(tmp_path, [], datetime.now(UTC))
+    pem, key = tmp_path / "gdsc" / "operator.pem", tmp_path / "gdsc" / "operator.key"
+    signer = CommandSigner.from_files(str(pem), str(key), store.next_command_counter)
+    now = LATE
+    weekly = plan.queue_command(signer, "HUB0000", "diagnostic.ping", {"nonce": 1}, now, Priority.BULK)
+    elsewhere = plan.queue_command(signer, "HUB0001", "diagnostic.ping", {"nonce": 2}, now)
+    plan.queue_command(signer, "HUB0000", "supply.reconnect", {"meter": "E1"}, now)
+    (first,) = plan.claim_urgent("A", now, 1)
+    assert first.id == weekly and first.priority == Priority.BULK  # its own priority is kept
+    (second,) = plan.claim_urgent("A", now, 1)
+    assert second.id == elsewhere  # the reconnect waits for the command ahead of it
