@@ -227,7 +227,8 @@ class TopUpProvider:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m smarthub_services.topup_provider``: take one payment through the simulated
-    payment provider (or none, ``--amount`` left out) and deliver what the ledger holds pending."""
+    payment provider (or none, ``--amount`` left out), deliver what the ledger holds pending and
+    follow delivered top-ups to the meter's verdict; a receipt per payment (JSON lines)."""
     import argparse
     import json
     import os
@@ -268,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             payments.notify(provider.on_payment)
         left = provider.deliver()
+        provider.confirm()  # delivered top-ups followed to the meter's verdict (credited or refunded)
         for r in provider.receipts():
             print(json.dumps({"payment_id": r.payment_id, "state": r.state, "receipt": r.text()}))
         return 0 if left == 0 else 3

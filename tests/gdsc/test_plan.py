@@ -285,10 +285,10 @@ def test_urgent_work_by_priority_and_commands_per_hub_in_queue_order(store: Stor
     assert plan.urgent_job(topup)["priority"] == Priority.URGENT
     assert plan.urgent_job(ping)["priority"] == Priority.ON_DEMAND
     first = plan.claim_urgent("A", now, 10)
-    # The top-up is urgent but queued after the ping to the same hub: counters must arrive in
-    # order, so it waits for the ping; the reconnect (urgent) goes first, then the on-demand
-    # work in queue order.
-    assert [c.id for c in first] == [other, read, ping]
+    # The top-up is urgent but queued after the ping to the same hub (signed before, so it
+    # could not overtake it): counters must arrive in order, so it waits for the ping, which
+    # goes at the top-up's priority (inherited), with the reconnect; then the on-demand read.
+    assert [c.id for c in first] == [ping, other, read]
     assert plan.claim_urgent("B", now, 10) == []
     for c in first:
         plan.finish_urgent(c, True, now, result={"status": "applied"})
@@ -339,3 +339,97 @@ def test_commands_queued_at_once_by_several_processes_keep_counter_order(
         rows = conn.execute(select(urgent_work.c.envelope).order_by(urgent_work.c.id)).all()
     counters = [json.loads(json.loads(r.envelope)["payload"])["counter"] for r in rows]
     assert counters == list(range(1, 61))
+
+
+async def test_a_top_up_overtakes_queued_commands_never_sent_and_the_hub_takes_each(
+    store: Store, tmp_path: Path
+) -> None:
+    """A top-up queued behind commands that were never sent takes the first of their
+    counters, and they move up one each, signed again: the hub, which accepts only rising
+    counters, takes every one in the new order. A command already claimed (it may have reached
+    the hub) keeps its counter and place; top-ups keep their order among themselves. Before, a
+    top-up waited for every command queued before it (renewals, firmware, backups): a day late
+    in the 30-day chaos run."""
+    import json
+    from decimal import Decimal
+
+    from smarthub.gdsc.commands.signer import CommandSigner
+    from smarthub.gdsc.commands.vouchers import VoucherIssuer
+    from smarthub.gdsc.fleet.pki import CertificateAuthority
+    from smarthub.hub.management import ManagementInterface
+    from smarthub.wan.contract.bodies import PrepaymentTopup
+
+    register(store, 1)
+    plan = PullPlan(store)
+    plan.create_schema()
+    provision(tmp_path, [], datetime.now(UTC))
+    pem, key = tmp_path / "gdsc" / "operator.pem", tmp_path / "gdsc" / "operator.key"
+    signer = CommandSigner.from_files(str(pem), str(key), store.next_command_counter)
+    issuer = VoucherIssuer(store, signer.private_key, signer.signer_pem)
+    hub = ManagementInterface(
+        "HUB0000",
+        CertificateAuthority.load(tmp_path / "ca").certificate,
+        ManualClock(datetime.now(UTC)),
+        tmp_path / "m.sqlite",
+    )
+    hub.register("prepayment.topup", lambda body: {"credited": True})
+    now = LATE
+
+    def ping(n: int) -> int:
+        return plan.queue_command(signer, "HUB0000", "diagnostic.ping", {"nonce": n}, now)
+
+    def top_up(pounds: str) -> int:
+        voucher = issuer.issue("HUB0000", "electricity", Decimal(pounds), now)
+        (pending,) = [p for p in issuer.pending("HUB0000") if p.voucher_id == voucher.voucher_id]
+        body = PrepaymentTopup.parse(pending.envelope)
+        return plan.queue_command(signer, "HUB0000", "prepayment.topup", body, now)
+
+    def counter(job: int) -> int:
+        return int(json.loads(json.loads(plan.urgent_job(job)["envelope"])["payload"])["counter"])
+
+    first = ping(1)
+    (in_flight,) = plan.claim_urgent("A", now, 10)  # sent: it may have reached the hub
+    second, third = ping(2), ping(3)
+    five, ten = top_up("5.00"), top_up("10.00")
+    fourth = ping(4)
+    # The first top-up overtook the two pings never sent; the second stays behind the first
+    # and takes the place of the pings after it.
+    order = sorted([first, second, third, five, ten, fourth], key=counter)
+    assert order == [first, five, ten, second, third, fourth]
+    assert [counter(j) for j in order] == [1, 2, 3, 4, 5, 6]
+    assert in_flight.id == first
+    delivered = []
+    claims = [in_flight]
+    while claims:
+        (job,) = claims  # one command per hub at a time, in counter order
+        verdict = await hub.handle(job.envelope or b"")
+        plan.finish_urgent(job, True, now, result={"status": verdict.status})
+        delivered.append((job.id, verdict.status))
+        claims = plan.claim_urgent("A", now, 10)
+    assert delivered == [(j, "applied") for j in order]
+    assert hub.refusals == {}
+    hub.close()
+
+
+def test_a_command_holding_up_urgent_ones_of_its_hub_is_claimed_at_their_priority(
+    store: Store, tmp_path: Path
+) -> None:
+    """Priority inheritance: a bulk-priority command (a display's weekly comparison) ahead of a
+    reconnect of its hub is claimed before on-demand work elsewhere, as the reconnect would be;
+    before, urgent work elsewhere kept it from its turn and the hub's top-ups waited for days."""
+    from smarthub.gdsc.commands.signer import CommandSigner
+
+    register(store, 2)
+    plan = PullPlan(store)
+    plan.create_schema()
+    provision(tmp_path, [], datetime.now(UTC))
+    pem, key = tmp_path / "gdsc" / "operator.pem", tmp_path / "gdsc" / "operator.key"
+    signer = CommandSigner.from_files(str(pem), str(key), store.next_command_counter)
+    now = LATE
+    weekly = plan.queue_command(signer, "HUB0000", "diagnostic.ping", {"nonce": 1}, now, Priority.BULK)
+    elsewhere = plan.queue_command(signer, "HUB0001", "diagnostic.ping", {"nonce": 2}, now)
+    plan.queue_command(signer, "HUB0000", "supply.reconnect", {"meter": "E1"}, now)
+    (first,) = plan.claim_urgent("A", now, 1)
+    assert first.id == weekly and first.priority == Priority.BULK  # its own priority is kept
+    (second,) = plan.claim_urgent("A", now, 1)
+    assert second.id == elsewhere  # the reconnect waits for the command ahead of it

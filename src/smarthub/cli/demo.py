@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import shutil
 import signal
@@ -11,7 +12,7 @@ import tempfile
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -20,7 +21,8 @@ from smarthub.cli.app import LogFormatOption, app, err
 from smarthub.logs import LogFormat, setup_logging
 
 if TYPE_CHECKING:
-    from smarthub.sim.demo import DemoConfig, DemoResult
+    from smarthub.sim.demo import DemoConfig, DemoResult, DemoRun
+    from smarthub.sim.services_demo import ServicesDemo
 
 State = Annotated[Path | None, typer.Option(help="state directory (default: a temporary one)")]
 Db = Annotated[str | None, typer.Option(help="GDSC database URL (default: SQLite in the state dir)")]
@@ -80,6 +82,18 @@ def demo(
     ipv6: Annotated[
         bool, typer.Option("--ipv6", help="every hub, the GDSC's channel and alert endpoints on IPv6 (::1)")
     ] = False,
+    services: Annotated[
+        bool,
+        typer.Option(
+            "--services",
+            help="serve the data services API and run the example third-party services against it (a "
+            "tariff advisor the occupants consent to, a prepayment top-up provider): their outcome as a "
+            "JSON line before the last",
+        ),
+    ] = False,
+    api_port: Annotated[
+        int, typer.Option(help="--services: the data services API's port (0: a free one)")
+    ] = 0,
     log_format: LogFormatOption = LogFormat.text,
 ) -> None:
     """Run a GDSC and a fleet of simulated homes through an accelerated day (or, with
@@ -98,7 +112,7 @@ def demo(
             channel_every=channel_every, ipv6=ipv6,
         )  # fmt: skip
         try:
-            result = asyncio.run(_demo(cfg, headless, port))
+            result = asyncio.run(_demo(cfg, headless, port, services=services, api_port=api_port))
         except KeyboardInterrupt:
             err.print("stopped")
     if result is not None:
@@ -179,7 +193,9 @@ def chaos(
         raise typer.Exit(1)
 
 
-async def _demo(cfg: DemoConfig, headless: bool, port: int) -> DemoResult | None:
+async def _demo(
+    cfg: DemoConfig, headless: bool, port: int, *, services: bool = False, api_port: int = 0
+) -> DemoResult | None:
     """The demo with a progress bar and, unless headless, the operator page (then the fleet keeps
     running, and being pulled, until Ctrl-C or SIGTERM). A signal ends the run cleanly: pulls in
     flight finish, the page and the hubs close, the count is printed (``None`` when stopped
@@ -195,7 +211,14 @@ async def _demo(cfg: DemoConfig, headless: bool, port: int) -> DemoResult | None
     )
     run = await setup(cfg)
     runner = None
+    third_parties: ServicesDemo | None = None
+    late: asyncio.Task[dict[str, Any]] | None = None
     try:
+        if services:
+            from smarthub.sim.services_demo import start_services
+
+            third_parties = await start_services(run, api_port)
+            err.print(f"data services API: {third_parties.base}/docs (tariff advisor, top-up provider)")
         if not headless:
             # The operator page's outage map draws the simulated network (the chaos run loads
             # the same one; the plain demo injects no power cut, so the map stays green).
@@ -218,6 +241,8 @@ async def _demo(cfg: DemoConfig, headless: bool, port: int) -> DemoResult | None
         ) as progress:
             task = progress.add_task("simulated day", total=total, status="starting")
             day = asyncio.create_task(run_day(run, meters_run_on=not headless))
+            if third_parties is not None:
+                late = asyncio.create_task(_services_late(run, third_parties))
             while not day.done() and not stop.is_set():
                 now = run.clock.now()
                 windows = run.scheduler.windows
@@ -238,6 +263,9 @@ async def _demo(cfg: DemoConfig, headless: bool, port: int) -> DemoResult | None
                 return None
             progress.update(task, completed=total, status="done")
             result = day.result()
+        if late is not None:
+            outcome = await asyncio.wait_for(late, timeout=600)
+            print(json.dumps(outcome))
         err.print(
             f"stored {result.readings_stored}/{result.readings_expected} readings, missing {result.missing}, "
             f"duplicates {result.duplicates}, pull errors {result.pull_errors}, {result.seconds:.1f} s"
@@ -249,9 +277,24 @@ async def _demo(cfg: DemoConfig, headless: bool, port: int) -> DemoResult | None
             result = await asyncio.to_thread(account, run, result.seconds)
         return result
     finally:
+        if late is not None and not late.done():
+            late.cancel()
+        if third_parties is not None:
+            await third_parties.stop()
         if runner is not None:
             await runner.cleanup()
         await teardown(run)
+
+
+async def _services_late(run: DemoRun, third_parties: ServicesDemo) -> dict[str, Any]:
+    """The services run at noon of the last simulated day, while the fleet is still pulled (a
+    top-up is delivered by the collector's next tick, and half a day at 60 s a day leaves 30 wall
+    seconds for it), advising on the year to the day's end."""
+    from smarthub.model.tariff import LONDON
+
+    cfg = run.cfg
+    await run.clock.sleep_until(cfg.end - timedelta(hours=12))
+    return await third_parties.finish(cfg.end.astimezone(LONDON).date())
 
 
 def _stop_on_signals() -> asyncio.Event:

@@ -213,3 +213,37 @@ def test_held_readings_are_released_or_rejected(store: Store) -> None:
     lone = (HUB, "E1", "1-0:1.8.0", 1800, T0 + 5 * DAY, "negative", -1)
     with pytest.raises(ValueError, match="holds no"):
         edits.resolve(store.engine, lone, decision="release", actor="op", reason="x", now=T0)
+
+
+@pytest.mark.postgres
+def test_gap_estimation_waits_for_the_hubs_merge_lock(pg_url: str) -> None:
+    """An ingest merging into the hub's blocks holds the hub's merge lock; the estimation's
+    write-back of the same blocks waits for it (else one of the two writes would be lost)."""
+    import threading
+
+    import psycopg
+
+    from smarthub.gdsc.readings.tables import HUB_LOCKS, LOCK_HUBS
+
+    s = Store(pg_url)
+    s.create_schema()
+    s.enable_vee(VeeSettings(now=lambda: T0 + 10 * DAY, models={}))
+    try:
+        for d in range(0, 8):
+            vals: list[int | None] = [100] * 48
+            if d == 7:
+                vals[10:13] = [None] * 3
+            s.ingest(HUB, pull(d, vals, None), {})
+        conninfo = pg_url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(conninfo) as ingest:  # an ingest's transaction, holding HUB1's lock
+            ingest.execute(LOCK_HUBS, (HUB_LOCKS, [HUB]))
+            done: list[int] = []
+            t = threading.Thread(target=lambda: done.append(s.estimate_gaps(T0 + 10 * DAY)))
+            t.start()
+            t.join(1.5)
+            assert t.is_alive() and not done  # waiting on the lock, nothing written
+            ingest.rollback()
+        t.join(30)
+        assert done == [3]
+    finally:
+        s.close()

@@ -18,10 +18,11 @@ party (and the GDSC operator) follow it.
 
 A top-up may carry an idempotency key (the ``Idempotency-Key`` header; IETF draft
 ``draft-ietf-httpapi-idempotency-key-header``): ``api_idempotency`` holds, per party and key, a
-digest of the request and the job and voucher it made, claimed *before* the voucher is issued.
-A retried request (a payment provider's retry, a response lost on the way back) gets the same job
-and voucher back and issues nothing; the same key with a different request, or while the first
-is still being carried out, is refused. So a top-up is made once however often it is asked for.
+digest of the request and the job and voucher it made, written in the same transaction as the
+voucher, the queued job and its record (a crash leaves all or none of them). A retried request (a
+payment provider's retry, a response lost on the way back) gets the same job and voucher back and
+issues nothing (a concurrent one waits on the key's row until the first commits); the same key
+with a different request is refused. So a top-up is made once however often it is asked for.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import BigInteger, Column, DateTime, Integer, String, Table, delete, select, update
+from sqlalchemy import BigInteger, Column, Connection, DateTime, Integer, String, Table, select, update
 from sqlalchemy.exc import IntegrityError
 
 from smarthub.gdsc.commands.signer import CommandSigner
@@ -143,30 +144,49 @@ class CommandDesk:
         body: CommandBody | dict[str, Any],
         now: datetime,
         voucher_id: str | None = None,
+        conn: Connection | None = None,
     ) -> int:
+        """Queue a signed command and record who asked (in ``conn``'s transaction if given, else
+        in one of its own); its job id."""
         self._active(meter.hub_id)
+        if conn is None:
+            with self.store.engine.begin() as own:
+                return self.command(
+                    party_id, premises_id, meter, action, command_type, body, now, voucher_id, own
+                )
         # Counter and queue entry in one transaction: job order is counter order, even with
         # several API processes queuing for the same hub (PullPlan.queue_command).
-        job = self.plan.queue_command(self.signer, meter.hub_id, command_type, body, now)
-        self._record(job, party_id, premises_id, meter, action, command_type, voucher_id, now)
+        job = self.plan.queue_command(self.signer, meter.hub_id, command_type, body, now, conn=conn)
+        self._record(job, party_id, premises_id, meter, action, command_type, voucher_id, now, conn)
         return job
 
     def top_up(
-        self, party_id: str, premises_id: str, meter: Meter, action: str, amount: Decimal, now: datetime
+        self,
+        party_id: str,
+        premises_id: str,
+        meter: Meter,
+        action: str,
+        amount: Decimal,
+        now: datetime,
+        conn: Connection | None = None,
     ) -> tuple[int, str]:
-        """Issue a voucher (pending until the hub confirms it) and queue its delivery; (job, voucher)."""
+        """Issue a voucher (pending until the hub confirms it) and queue its delivery, in one
+        transaction (``conn``'s if given): a crash leaves both or neither; (job, voucher)."""
         self._active(meter.hub_id)
-        voucher = self.issuer.issue(meter.hub_id, meter.fuel, amount, now)
-        pending = next(p for p in self.issuer.pending(meter.hub_id) if p.voucher_id == voucher.voucher_id)
+        if conn is None:
+            with self.store.engine.begin() as own:
+                return self.top_up(party_id, premises_id, meter, action, amount, now, own)
+        voucher, envelope = self.issuer.issue_signed(meter.hub_id, meter.fuel, amount, now, conn)
         job = self.command(
             party_id,
             premises_id,
             meter,
             action,
             "prepayment.topup",
-            PrepaymentTopup.parse(pending.envelope),
+            PrepaymentTopup.parse(envelope),
             now,
             voucher.voucher_id,
+            conn,
         )
         return job, voucher.voucher_id
 
@@ -185,36 +205,34 @@ class CommandDesk:
         used with another request or by one still in progress."""
         asked = f"top-up|{premises_id}|{meter.meter_id}|{amount:.2f}"
         digest = hashlib.sha256(asked.encode()).hexdigest()
-        row = {"party_id": party_id, "idempotency_key": key}
+        where = (api_idempotency.c.party_id == party_id) & (api_idempotency.c.idempotency_key == key)
+        self._active(meter.hub_id)
+        # The key, the voucher, the queued job and its record in one transaction: a crash leaves
+        # all of them or none (never a key held "in progress" for good), and a concurrent request
+        # with the same key waits on the key's row until this one commits, then finds it done.
         try:
             with self.store.engine.begin() as conn:
-                conn.execute(api_idempotency.insert().values(**row, request=digest, created=now))
-        except IntegrityError:
-            with self.store.engine.connect() as conn:
-                held = conn.execute(
-                    select(api_idempotency).where(
-                        api_idempotency.c.party_id == party_id, api_idempotency.c.idempotency_key == key
+                conn.execute(
+                    api_idempotency.insert().values(
+                        party_id=party_id, idempotency_key=key, request=digest, created=now
                     )
-                ).one()
-            if held.request != digest:
-                raise IdempotencyConflict(
-                    f"Idempotency-Key {key!r} was used for another request (not this top-up)"
-                ) from None
-            if held.job_id is None or held.voucher_id is None:
-                raise IdempotencyConflict(
-                    f"Idempotency-Key {key!r}: the first request with it is still being carried out; retry"
-                ) from None
-            return int(held.job_id), str(held.voucher_id)
-        where = (api_idempotency.c.party_id == party_id) & (api_idempotency.c.idempotency_key == key)
-        try:
-            job, voucher = self.top_up(party_id, premises_id, meter, action, amount, now)
-        except BaseException:
-            with self.store.engine.begin() as conn:  # nothing was made: the key is free again
-                conn.execute(delete(api_idempotency).where(where))
-            raise
-        with self.store.engine.begin() as conn:
-            conn.execute(update(api_idempotency).where(where).values(job_id=job, voucher_id=voucher))
-        return job, voucher
+                )
+                job, voucher = self.top_up(party_id, premises_id, meter, action, amount, now, conn)
+                conn.execute(update(api_idempotency).where(where).values(job_id=job, voucher_id=voucher))
+            return job, voucher
+        except IntegrityError:
+            pass  # the key was used before
+        with self.store.engine.connect() as conn:
+            held = conn.execute(select(api_idempotency).where(where)).one()
+        if held.request != digest:
+            raise IdempotencyConflict(
+                f"Idempotency-Key {key!r} was used for another request (not this top-up)"
+            ) from None
+        if held.job_id is None or held.voucher_id is None:  # written by a version that claimed first
+            raise IdempotencyConflict(
+                f"Idempotency-Key {key!r}: the first request with it is still being carried out; retry"
+            ) from None
+        return int(held.job_id), str(held.voucher_id)
 
     def read(self, party_id: str, premises_id: str, meter: Meter, action: str, now: datetime) -> int:
         self._active(meter.hub_id)
@@ -232,21 +250,26 @@ class CommandDesk:
         command_type: str | None,
         voucher_id: str | None,
         now: datetime,
+        conn: Connection | None = None,
     ) -> None:
-        with self.store.engine.begin() as conn:
-            conn.execute(
-                api_jobs.insert().values(
-                    job_id=job,
-                    party_id=party_id,
-                    premises_id=premises_id,
-                    meter_id=meter.meter_id,
-                    hub_id=meter.hub_id,
-                    action=action,
-                    command_type=command_type,
-                    voucher_id=voucher_id,
-                    queued=utc(now),
+        if conn is None:
+            with self.store.engine.begin() as own:
+                return self._record(
+                    job, party_id, premises_id, meter, action, command_type, voucher_id, now, own
                 )
+        conn.execute(
+            api_jobs.insert().values(
+                job_id=job,
+                party_id=party_id,
+                premises_id=premises_id,
+                meter_id=meter.meter_id,
+                hub_id=meter.hub_id,
+                action=action,
+                command_type=command_type,
+                voucher_id=voucher_id,
+                queued=utc(now),
             )
+        )
 
     def job_owner(self, job_id: int) -> tuple[str, str] | None:
         """(party that queued it, premises) of a job the API queued; None if there is none."""

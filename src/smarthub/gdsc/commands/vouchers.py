@@ -30,7 +30,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import Column, DateTime, String, Table, Text, and_, insert, select, update
+from sqlalchemy import Column, Connection, DateTime, String, Table, Text, and_, insert, select, update
 
 from smarthub.gdsc.commands.signer import CommandSigner
 from smarthub.gdsc.db.database import metadata
@@ -72,22 +72,31 @@ class VoucherIssuer:
 
     def issue(self, hub_id: str, fuel: str, amount: Decimal, now: datetime) -> Voucher:
         """Create, sign and record a voucher (pending until the hub confirms it)."""
+        return self.issue_signed(hub_id, fuel, amount, now)[0]
+
+    def issue_signed(
+        self, hub_id: str, fuel: str, amount: Decimal, now: datetime, conn: Connection | None = None
+    ) -> tuple[Voucher, dict[str, Any]]:
+        """:meth:`issue` in ``conn``'s transaction if given (with what the caller writes beside
+        it, so a crash leaves all of it or none); the voucher and its signed envelope."""
         voucher = Voucher(f"V{secrets.token_hex(12)}", hub_id, fuel, amount, now)
         signature = self.private_key.sign(voucher.canonical(), ec.ECDSA(hashes.SHA256()))
         envelope = voucher_envelope(voucher, signature, self.signer_pem)
-        with self._lock, self.store.engine.begin() as conn:
-            conn.execute(
-                insert(vouchers).values(
-                    hub_id=hub_id,
-                    voucher_id=voucher.voucher_id,
-                    fuel=fuel,
-                    amount=f"{amount:.2f}",
-                    issued=now,
-                    envelope=json.dumps(envelope),
-                    status="pending",
-                )
-            )
-        return voucher
+        row = {
+            "hub_id": hub_id,
+            "voucher_id": voucher.voucher_id,
+            "fuel": fuel,
+            "amount": f"{amount:.2f}",
+            "issued": now,
+            "envelope": json.dumps(envelope),
+            "status": "pending",
+        }
+        if conn is not None:
+            conn.execute(insert(vouchers).values(**row))
+        else:
+            with self._lock, self.store.engine.begin() as own:
+                own.execute(insert(vouchers).values(**row))
+        return voucher, envelope
 
     def pending(self, hub_id: str | None = None) -> list[PendingVoucher]:
         q = select(vouchers.c.hub_id, vouchers.c.voucher_id, vouchers.c.envelope).where(

@@ -39,6 +39,8 @@ from smarthub.gdsc.incidents.hub_page import detail_html, hub_href, page_html
 from smarthub.gdsc.incidents.hub_view import PULLS_PAGE, code_label, hub_view
 from smarthub.gdsc.incidents.outage_page import body_html, parse_period
 from smarthub.gdsc.incidents.outage_page import page_html as outages_html
+from smarthub.gdsc.incidents.services_page import page_html as services_html
+from smarthub.gdsc.incidents.services_page import service_rows
 from smarthub.gdsc.outages.map import latest_event
 from smarthub.gdsc.pull.scheduler import WindowProgress
 from smarthub.gdsc.store import Store
@@ -56,7 +58,8 @@ th[aria-sort=ascending]::after{{content:" ▲"}}th[aria-sort=descending]::after{
 .err{{color:#b00020;font-weight:600}}.ok{{color:#1b7f3b}}.muted{{color:#777}}h1{{font-size:1.3rem}}
 nav a{{margin-right:1rem}}</style></head><body>
 <h1>GDSC operator — fleet health</h1>
-<nav><a href="/">fleet</a><a href="/outages">outage map and timeline</a></nav>
+<nav><a href="/">fleet</a><a href="/outages">outage map and timeline</a>
+<a href="/services">data services</a></nav>
 <p id="summary">{summary}</p><p id="live" class="ok"></p>
 <h2>Pulls per retrieval window</h2><div id="chart">{chart}</div>
 {windows}
@@ -438,6 +441,15 @@ def console_app(
         text = await asyncio.to_thread(render, store.engine, now, since, until)
         return web.Response(text=text, content_type="text/html")
 
+    async def services_page(request: web.Request) -> web.Response:
+        """Third-party data services: decisions, consents, traffic (:mod:`.services_page`)."""
+        text = await asyncio.to_thread(services_html, store.engine, clock_.now())
+        return web.Response(text=text, content_type="text/html")
+
+    async def services_json(request: web.Request) -> web.Response:
+        rows = await asyncio.to_thread(service_rows, store.engine, clock_.now())
+        return web.json_response(rows, dumps=dumps)
+
     app = web.Application()
     app[STOPPING] = asyncio.Event()
     app.on_shutdown.append(on_shutdown)
@@ -446,6 +458,8 @@ def console_app(
     app.router.add_get("/hub.js", hub_script)
     app.router.add_get("/outages.js", outages_script)
     app.router.add_get("/outages", outages_page)
+    app.router.add_get("/services", services_page)
+    app.router.add_get("/api/services", services_json)
     app.router.add_get("/api/hubs", table_json)
     app.router.add_get("/api/tables/{table}", table_json)
     app.router.add_get("/api/hubs/{hub_id}", hub_json)

@@ -35,7 +35,8 @@ td,th{{padding:.25rem .6rem;border-bottom:1px solid #ddd;text-align:left}}td.n{{
 nav a{{margin-right:1rem}}#map-box{{overflow:auto;max-height:80vh;border:1px solid #ddd}}
 .legend span{{white-space:nowrap}}</style></head><body>
 <h1>GDSC operator — outages</h1>
-<nav><a href="/">fleet</a><a href="/outages">outage map and timeline</a></nav>
+<nav><a href="/">fleet</a><a href="/outages">outage map and timeline</a>
+<a href="/services">data services</a></nav>
 <p id="live" class="ok"></p>
 <div id="outages-body">{body}</div>
 <script src="/outages.js"></script></body></html>"""

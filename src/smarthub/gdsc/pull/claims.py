@@ -128,9 +128,16 @@ class PlanClaims(PlanBase):
     def claim_urgent(self, collector: str, now: datetime, limit: int) -> list[UrgentClaim]:
         """Claim up to ``limit`` due urgent jobs, most urgent first.
 
-        Commands for one hub go in queue order (their counters rise in that order and the hub
-        refuses a counter below one it has accepted), so a command waits while an earlier one
-        for the same hub is still open.
+        Commands for one hub go in counter order (the hub refuses a counter below one it has
+        accepted), so a command waits while one with a lower counter for the same hub is still
+        open. Counter order is queue order, except where a top-up overtook queued ones
+        (:meth:`~smarthub.gdsc.pull.plan.PullPlan.queue_command`).
+
+        A command holding up more urgent ones of its hub is claimed at the most urgent
+        priority among them (priority inheritance: Sha, Rajkumar and Lehoczky, "Priority
+        Inheritance Protocols", IEEE Trans. Computers 39(9), 1990): a weekly comparison for
+        the display (bulk priority) that a stream of urgent work elsewhere kept from its turn
+        held its hub's top-ups for days in the 30-day chaos run.
         """
         if limit <= 0:
             return []
@@ -140,14 +147,26 @@ class PlanClaims(PlanBase):
         claimable = or_(u.c.state == PENDING, and_(u.c.state == CLAIMED, u.c.lease_until < t))
         blocked = exists().where(
             earlier.c.hub_id == u.c.hub_id,
-            earlier.c.id < u.c.id,
+            earlier.c.counter < u.c.counter,
             earlier.c.kind == "command",
             earlier.c.state.in_((PENDING, CLAIMED)),
         )
+        later = aliased(urgent_work)
+        inherited = (
+            select(func.min(later.c.priority))
+            .where(
+                later.c.hub_id == u.c.hub_id,
+                later.c.counter >= u.c.counter,
+                later.c.kind == "command",
+                later.c.state.in_((PENDING, CLAIMED)),
+            )
+            .scalar_subquery()
+        )
+        priority = case((u.c.kind == "command", func.coalesce(inherited, u.c.priority)), else_=u.c.priority)
         q = (
             select(u)
             .where(claimable, u.c.next_try <= t, or_(u.c.kind != "command", ~blocked))
-            .order_by(u.c.priority, u.c.id)
+            .order_by(priority, u.c.id)
             .limit(limit)
             .with_for_update(skip_locked=True, of=u)
         )

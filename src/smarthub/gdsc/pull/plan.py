@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, select, update
 
 from smarthub.gdsc.commands.signer import CommandSigner
 from smarthub.gdsc.fleet.registry import HubRecord
@@ -54,6 +54,7 @@ from smarthub.gdsc.pull.backoff import Backoff
 from smarthub.gdsc.pull.claims import PlanClaims
 from smarthub.gdsc.pull.finishing import PlanFinishing
 from smarthub.gdsc.pull.tables import (
+    CLAIMED,
     PENDING,
     URGENT_COMMANDS,
     Priority,
@@ -67,7 +68,10 @@ from smarthub.gdsc.pull.tables import (
 )
 from smarthub.gdsc.store import Store
 from smarthub.wan.contract.bodies import CommandBody
-from smarthub.wan.contract.commands import SignedCommand
+from smarthub.wan.contract.commands import Command, SignedCommand
+
+# Commands that overtake the queued commands a hub was never sent (PullPlan._overtake).
+OVERTAKING = frozenset({"prepayment.topup"})
 
 
 @dataclass
@@ -173,8 +177,63 @@ class PullPlan(PlanClaims, PlanFinishing):
             with self._engine.begin() as own:
                 return self.queue_command(signer, hub_id, type_, body, now, priority, own)
         counter = self.store.next_command_counter(hub_id, conn)
+        if type_ in OVERTAKING:
+            counter = self._overtake(signer, hub_id, counter, conn)
         signed = signer.command(hub_id, type_, body, now, counter=counter)
         return self._enqueue_signed(signed, now, priority, conn)
+
+    def _overtake(self, signer: CommandSigner, hub_id: str, counter: int, conn: Connection) -> int:
+        """The counter a top-up (:data:`OVERTAKING`: a household's supply may depend on it)
+        takes, given the next one, ``counter``: that of the first of the hub's queued commands
+        it may overtake, which move up one place each, signed again.
+
+        The hub takes counters in rising order only (``hub.management``: a counter below one it
+        accepted is a replay), so a hub's commands are delivered in counter order
+        (:meth:`claim_urgent`), and a top-up queued behind a certificate renewal, a firmware
+        package or a backup request waited for each of them: hours on a loaded GDSC, a day
+        in the 30-day chaos run. It may overtake the queued commands that are not urgent and
+        were never claimed (never sent: the hub has not seen their counters), as long as they
+        are the last of the hub's open commands; a command that was claimed may have reached
+        the hub (its answer lost), so its counter stays, and the urgent ones (top-ups, a
+        disconnect, a reconnect) keep their order among themselves. A voucher stands alone
+        (its own id, credited once whenever it comes), so nothing it overtakes depends on it.
+        Each command overtaken keeps its job, type, body and time of issue,
+        and is signed again with the next counter (in the transaction that holds the hub's
+        counter row, so no other process queues or renumbers meanwhile; the rows are locked
+        against a claim on PostgreSQL)."""
+        u = urgent_work
+        open_jobs = conn.execute(
+            select(u.c.id, u.c.counter, u.c.command_type, u.c.state, u.c.claims, u.c.envelope)
+            .where(
+                u.c.hub_id == hub_id,
+                u.c.kind == "command",
+                u.c.state.in_((PENDING, CLAIMED)),
+                u.c.counter.is_not(None),
+            )
+            .order_by(u.c.counter)
+            .with_for_update()
+        ).all()
+        tail: list[Any] = []
+        for job in reversed(open_jobs):
+            if (
+                job.state != PENDING
+                or job.claims
+                or job.command_type in URGENT_COMMANDS
+                or job.envelope is None
+                or job.counter >= counter
+            ):
+                break
+            tail.insert(0, job)
+        if not tail:
+            return counter
+        counters = [int(j.counter) for j in tail[1:]] + [counter]
+        for job, moved in zip(tail, counters, strict=True):
+            old = Command.from_payload(SignedCommand.from_envelope(job.envelope.encode()).payload)
+            again = signer.sign(Command(old.hub_id, moved, old.type, old.body, old.issued))
+            conn.execute(
+                update(u).where(u.c.id == job.id).values(counter=moved, envelope=again.envelope().decode())
+            )
+        return int(tail[0].counter)
 
     def enqueue_command(self, signed: SignedCommand, now: datetime, priority: Priority | None = None) -> int:
         """Queue a command signed earlier; its job id. Prefer :meth:`queue_command`, which

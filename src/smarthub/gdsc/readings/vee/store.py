@@ -16,6 +16,8 @@ from smarthub.gdsc.db.database import DAY, Database
 from smarthub.gdsc.readings import interval_block
 from smarthub.gdsc.readings.grouping import Tally, group_pull
 from smarthub.gdsc.readings.tables import (
+    HUB_LOCKS,
+    LOCK_HUBS,
     GroupKey,
     Readings,
     interval_blocks,
@@ -385,9 +387,18 @@ class VeeData(Database):
             )
             if hub_ids is not None:
                 q = q.where(c.c.hub_id.in_(list(hub_ids)))
-            for hub_id, no, meter, obis, uom, p10, first, last, days, n in conn.execute(q).all():
-                if n == days * n_slots and last - first + 1 == days:
-                    continue  # complete: the usual channel
+            gappy = [
+                row
+                for row in conn.execute(q).all()
+                if not (row[-1] == row[-2] * n_slots and row[-3] - row[-4] + 1 == row[-2])  # complete
+            ]
+            if gappy and conn.dialect.name == "postgresql":
+                # The merge locks of every hub written back, taken at once in the ingest's order
+                # (LOCK_HUBS sorts them): an ingest merging into a block meanwhile would otherwise
+                # lose its readings to this write-back, or this estimate to its own; one by one
+                # in another order could deadlock with an ingest batch.
+                conn.exec_driver_sql(LOCK_HUBS, (HUB_LOCKS, sorted({row[0] for row in gappy})))
+            for hub_id, no, meter, obis, uom, p10, first, last, _, _ in gappy:
                 total += self._estimate_channel(
                     conn, now, hub_id, no, meter, obis, uom, p10, first, last, duration
                 )
