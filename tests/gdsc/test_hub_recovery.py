@@ -301,3 +301,33 @@ def test_consents_come_from_the_backup_and_later_commands(
     assert local in bodies and gdsc in bodies  # with the hub's versions and scopes
     assert {"recipient": "SUP1", "granularity": "half-hourly"} in bodies
     assert {"recipient": "gdsc", "granularity": "daily"} not in bodies  # before the backup: in it
+
+
+def test_a_step_not_delivered_is_sent_again_only_once_the_hub_is_back(
+    world: tuple[Store, HubRecoveries, PullPlan],
+) -> None:
+    """A step whose delivery the plan gave up (the hub away: a WAN outage of days) is queued
+    again once the hub has answered a pull since, not at every upkeep run meanwhile: the
+    30-day chaos run queued a step every half-hour of an outage, and its 20 attempts would
+    have been spent in ten hours, the step failed for good."""
+    store, recoveries, _plan = world
+    rid = recoveries.start("H1", NOW, reason="operator")
+    (step_job, *_) = _jobs(store, "H1")
+    with store.engine.begin() as conn:  # every try failed on the transport
+        conn.execute(
+            update(urgent_work)
+            .where(urgent_work.c.id == step_job[0])
+            .values(state=FAILED, result=None, finished=NOW + timedelta(minutes=10))
+        )
+    for minutes in (20, 30, 60):
+        recoveries.advance(NOW + timedelta(minutes=minutes))
+    (step, *_) = recoveries.steps(rid)
+    assert step["attempts"] == 1 and step["job"] == step_job[0] and step["state"] == "queued"
+    back = NOW + timedelta(hours=30)
+    store.log_pull(
+        hub_id="H1", window_start=back, started=back, finished=back + timedelta(seconds=3),
+        ok=True, readings=0, inserted=0, error=None,
+    )  # fmt: skip
+    recoveries.advance(back + timedelta(minutes=5))
+    (step, *_) = recoveries.steps(rid)
+    assert step["attempts"] == 2 and step["job"] == _jobs(store, "H1")[-1][0] != step_job[0]

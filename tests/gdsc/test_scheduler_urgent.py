@@ -206,3 +206,49 @@ async def test_on_demand_read_is_pulled_at_the_next_tick_and_a_dead_hub_opens_on
         await collector.close()
         await home.stop()
         store.close()
+
+
+async def test_a_command_meeting_another_certificate_tells_the_upkeep_what_the_hub_presents(
+    db_url: str, tmp_path: Path, wall_now: datetime
+) -> None:
+    """A hub that installed a renewal whose answer was lost presents a certificate the GDSC
+    does not pin yet: a command's delivery that meets it tells the collector's ``presented``
+    (which the upkeep adopts from, ``HubLifecycle.adopt_renewed``), as a pull's handshake does,
+    instead of failing every try until the next pull."""
+    specs = home_specs(1, seed=23)
+    spec = specs[0]
+    creds = provision(tmp_path, specs, wall_now)
+    clock = ManualClock(WS + timedelta(minutes=29))
+    home = SimulatedHome(spec, tmp_path, clock, WS, timedelta(seconds=60))
+    url = await home.start_server(creds.ca_pem)
+    store = Store(db_url)
+    store.create_schema()
+    pinned = "0" * 40  # the certificate before the renewal
+    store.register_hub(
+        hub_id=spec.hub_id, premises_id=spec.premises_id, url=url, lfdi=pinned, meters_by_fuel=home.meters
+    )
+    ctx = creds.collector_context()
+    collector = Collector(store, ctx, clock)
+    scheduler = Scheduler(  # no bulk pulls: only the command meets the hub
+        collector, clock, lambda: [], window=W, tick=TICK, courier=CommandCourier(ctx), max_tries=2
+    )
+    plan = scheduler.plan
+    assert isinstance(plan, PullPlan)
+    run = asyncio.create_task(scheduler.run(until=WS + W, first_window=WS))
+    try:
+        job = await asyncio.to_thread(
+            queue_command, tmp_path, spec.hub_id, "diagnostic.ping", {}, clock.now(), db_url
+        )
+        clock.advance(TICK)
+        await _until(lambda: plan.urgent_job(job)["failures"] == 1, "the first delivery attempt")
+        assert "peer certificate has LFDI" in plan.urgent_job(job)["last_error"]
+        assert collector.presented == {spec.hub_id: home.lfdi.upper()}
+        assert _pulls_logged(store) == 0
+    finally:
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
+        await scheduler.close()
+        await collector.close()
+        await home.stop()
+        store.close()

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -164,6 +165,39 @@ def test_the_meters_run_past_the_end_by_a_sampling_period() -> None:
     assert meters_until(long) > long.end + timedelta(minutes=30)
     short = DemoConfig(days=1)  # the fleet's own periods (a telegram a minute, polls every 5)
     assert short.end + timedelta(minutes=5) < meters_until(short) <= short.end + timedelta(minutes=15)
+
+
+def test_a_renewal_adopted_from_the_hubs_handshake_counts_as_installed() -> None:
+    """A renewal whose answer the plan lost (its job given up) but which the GDSC adopted from
+    the certificate the hub presents counts as installed, by the time its job ended; one the
+    GDSC never held (issued while the hub was away, never installed) does not, nor does a
+    refused one. (The 30-day run counted an adopted renewal, and the hub's later ones, as not
+    done.)"""
+    from types import SimpleNamespace
+
+    from smarthub.sim.chaos_life import Renewal, renewal_successors
+
+    t = datetime(2026, 3, 9, tzinfo=UTC)
+
+    def cert(serial: int) -> Any:
+        return SimpleNamespace(serial_number=serial)
+
+    renewals = [
+        Renewal("done", "applied", 1, cert(2), t),  # hub A: answered
+        Renewal("failed", None, 2, cert(3), t + timedelta(hours=1)),  # A: answer lost, adopted
+        Renewal("done", "applied", 3, cert(4), t + timedelta(days=4)),  # A: renewed in turn
+        Renewal("failed", None, 10, cert(11), t),  # hub B: away, never installed
+        Renewal("failed", None, 10, cert(12), t + timedelta(hours=2)),  # B: lost answer, held now
+        Renewal("done", "refused", 20, cert(21), t),  # hub C: refused
+        Renewal("failed", None, 20, cert(22), t),  # C: away, never installed
+    ]
+    out = renewal_successors(renewals, held={4, 12, 20})
+    assert {k: (v[0].serial_number, v[1]) for k, v in out.items()} == {
+        1: (2, t),
+        2: (3, t + timedelta(hours=1)),
+        3: (4, t + timedelta(days=4)),
+        10: (12, t + timedelta(hours=2)),
+    }
 
 
 @pytest.mark.postgres

@@ -75,7 +75,7 @@ from smarthub.gdsc.governance.parties import (
 from smarthub.gdsc.governance.parties import Role as PartyRole
 from smarthub.gdsc.governance.supplier_change import opening_reads
 from smarthub.gdsc.pull.plan import PullPlan
-from smarthub.gdsc.pull.tables import DONE, urgent_work
+from smarthub.gdsc.pull.tables import DONE, FAILED, urgent_work
 from smarthub.gdsc.service import collector_tls_context
 from smarthub.hub.firmware import build_package
 from smarthub.sim.consumer import sample_electricity
@@ -106,6 +106,39 @@ def renewal_plan(days: int) -> tuple[int, timedelta, timedelta]:
     lead = timedelta(days=validity) - first
     spread = max(timedelta(0), min(lead / 2, (timedelta(days=days) - SETTLE - first) / 2))
     return validity, lead, spread
+
+
+@dataclass(frozen=True, slots=True)
+class Renewal:
+    """A ``pki.certificate`` job as the count reads it: its state, the hub's verdict (None if it
+    gave none), the serial it replaces, the certificate it carries, when it ended."""
+
+    state: str
+    verdict: str | None
+    replaces: int
+    certificate: Any  # x509.Certificate (anything with a serial_number in the tests)
+    finished: datetime
+
+
+def renewal_successors(renewals: list[Renewal], held: set[int]) -> dict[int, tuple[Any, datetime]]:
+    """Each certificate's renewal the hub installed (by the serial it replaced), with the time
+    it was installed by: one the hub answered ``applied`` (when its job ended), or one whose
+    answer was lost but which the GDSC adopted from the hub's handshake (its job given up:
+    ``HubLifecycle.adopt_renewed``), known by the GDSC holding it (``held``) or having renewed
+    it in turn (another job replaces it); the hub installed it before its job was given up.
+    Before, an adopted renewal counted as not done (and every later renewal of the hub with
+    it): a hub whose answer the plan lost seemed to miss its renewal although the GDSC had
+    moved to it."""
+    replaced = {r.replaces for r in renewals}
+    out: dict[int, tuple[Any, datetime]] = {}
+    for r in renewals:
+        if r.state == DONE and r.verdict == "applied":
+            out[r.replaces] = (r.certificate, r.finished)
+    for r in renewals:
+        serial = r.certificate.serial_number
+        if r.state == FAILED and r.replaces not in out and (serial in held or serial in replaced):
+            out[r.replaces] = (r.certificate, r.finished)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -613,9 +646,9 @@ class FleetLife:
             records = dict(
                 conn.execute(select(hub_commissioning.c.hub_id, hub_commissioning.c.cert_serial)).all()
             )
-        successor: dict[int, tuple[x509.Certificate, datetime]] = {}
+        renewals = []
         for j in jobs:
-            if j.state != DONE or not j.result or json.loads(j.result).get("status") != "applied":
+            if j.finished is None or j.envelope is None:
                 continue
             body = json.loads(json.loads(j.envelope)["payload"])["body"]
             finished = (
@@ -623,10 +656,11 @@ class FleetLife:
                 if j.finished.tzinfo is not None
                 else j.finished.replace(tzinfo=self.cfg.sim_start.tzinfo)
             )
-            successor[int(body["replaces_serial"])] = (
-                x509.load_pem_x509_certificate(body["certificate"].encode()),
-                finished,
-            )
+            verdict = json.loads(j.result).get("status") if j.result else None
+            cert = x509.load_pem_x509_certificate(body["certificate"].encode())
+            renewals.append(Renewal(j.state, verdict, int(body["replaces_serial"]), cert, finished))
+        held = {int(serial) for serial in records.values() if serial is not None}
+        successor = renewal_successors(renewals, held)
         due = done = 0
         for hub, cert in self.provisioned.items():
             if hub in self.revoked_hubs:

@@ -63,8 +63,9 @@ from smarthub.gdsc.commands.vouchers import VoucherIssuer, vouchers
 from smarthub.gdsc.db.database import metadata
 from smarthub.gdsc.fleet.registry import hub_commissioning, hubs, meters
 from smarthub.gdsc.governance.parties import utc
+from smarthub.gdsc.pull.log import last_answered
 from smarthub.gdsc.pull.plan import PullPlan
-from smarthub.gdsc.pull.tables import DONE, FAILED, urgent_work
+from smarthub.gdsc.pull.tables import DONE, FAILED, _aware, urgent_work
 from smarthub.gdsc.readings.stored import decoded_readings
 from smarthub.gdsc.readings.tables import interval_blocks
 from smarthub.gdsc.store import Store
@@ -619,11 +620,12 @@ class HubRecoveries:
         with self.store.engine.connect() as conn:
             steps = conn.execute(
                 select(s.c.seq, s.c.command_type, s.c.job_id, s.c.attempts, s.c.state,
-                       w.c.state.label("job_state"), w.c.result, w.c.envelope)
+                       w.c.state.label("job_state"), w.c.result, w.c.envelope, w.c.finished)
                 .join(w, w.c.id == s.c.job_id)
                 .where(s.c.recovery_id == rid)
                 .order_by(s.c.seq)
             ).all()  # fmt: skip
+            back = last_answered(conn, {hub_id}).get(hub_id)
         complete_seq = None
         for st in steps:
             if st.command_type == RecoveryComplete.TYPE:
@@ -633,6 +635,15 @@ class HubRecoveries:
             outcome, reason = _outcome(st.job_state, st.result)
             if outcome is None:
                 continue  # still on its way
+            if (
+                st.job_state == FAILED
+                and st.finished is not None
+                and (back is None or back <= _aware(st.finished))
+            ):
+                # Not delivered, and the hub has not answered a pull since: it is away (a WAN
+                # outage, a power cut). Sent again once it is back, not every upkeep run
+                # meanwhile, which spent the step's attempts in hours and failed it for good.
+                continue
             if outcome == "again" and st.attempts < MAX_ATTEMPTS:
                 payload = json.loads(json.loads(st.envelope)["payload"])
                 job = self.plan.queue_command(self.signer, hub_id, st.command_type, payload["body"], now)

@@ -48,6 +48,7 @@ from smarthub.gdsc.pull.courier import CommandCourier
 from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.pull.tables import DONE, FAILED
 from smarthub.wan.client.hub_client import PullError
+from smarthub.wan.tls import PeerMismatch
 
 log = logging.getLogger(__name__)
 
@@ -403,6 +404,12 @@ class Scheduler:
                 result = {"readings": outcome.readings, "inserted": outcome.inserted}
         except PullError as err:
             ok, error = False, str(err)
+            found = PeerMismatch.found_in(error)
+            if found is not None:  # perhaps its renewed certificate (HubLifecycle.adopt_renewed)
+                # Told as a pull's handshake tells it: a renewal whose answer was lost left the
+                # hub's commands failing on its new certificate until the next pull (hours
+                # apart in a long run) revealed it; its top-ups waited meanwhile.
+                self.collector.presented[claim.hub.hub_id] = found
         except Exception as err:
             log.exception("urgent job %d for %s raised", claim.id, claim.hub.hub_id)
             ok, error = False, f"{type(err).__name__}: {err}"
