@@ -194,8 +194,9 @@ class BuildingResult:
     hubs: int
     days: int
     readings_expected: int
-    readings_stored: int
+    readings_stored: int  # every stored half-hour, the GDSC's estimates after the failed allocator too
     missing: int
+    estimated: int  # stored half-hours flagged estimated (the GDSC's VEE filling the silent allocator)
     duplicates: int
     pull_errors: int
     failed_allocators: list[str]
@@ -398,6 +399,7 @@ def account_building(b: BuildingRun, seconds: float, out: Path | None = None) ->
         readings_expected=expected,
         readings_stored=run.store.count_readings(start, end),
         missing=expected - present,
+        estimated=run.store.count_estimated(start, end),
         duplicates=run.store.duplicate_keys(),
         pull_errors=run.scheduler.pull_errors,
         failed_allocators=sorted(b.silent),
