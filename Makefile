@@ -44,10 +44,14 @@ prometheus:
 	@command -v promtool >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -q && apt-get install -y -q prometheus; } \
 		|| echo "prometheus is not installed (needs root): the promtool and Prometheus tests will be skipped"
 
+# Two pytest processes (pytest-xdist): the tests wait on subprocesses, sockets and PostgreSQL
+# much of the time, so one process leaves the second core idle; every test has its own state
+# directory, ports and PostgreSQL schema, so they run side by side.
+PYTEST_WORKERS ?= 2
 test: install browser prometheus
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS)
 
 bench: $(STAMP)
 	SMARTHUB_FUZZ_EXAMPLES=20000 $(BIN)/pytest -q tests/meters -k "fuzz or Fuzz"

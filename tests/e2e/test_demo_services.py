@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from smarthub.cli import app
 from smarthub.cli.demo import _demo
 from smarthub.gdsc.api.auth.tokens import TokenStore
 from smarthub.sim.demo import DemoConfig, setup, teardown
@@ -78,3 +80,8 @@ async def test_smarthub_demo_services_runs_them_through_a_day(
         assert a["half_hours"] > 0 and a["recommended"].startswith("DEMO-"), a
     (topup,) = outcome["topups"].values()
     assert "credited to meter" in topup["receipt"], topup
+
+
+def test_the_services_are_refused_with_the_building_demo(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["demo", "--building", "--services", "--state", str(tmp_path)])
+    assert result.exit_code == 2 and "Invalid value for --services" in result.output

@@ -94,3 +94,31 @@ async def test_a_new_collector_certificate_carries_the_pulls_and_the_commands(tm
         assert verdict["status"] == "applied" and verdict["result"] == {"pong": "n1"}
     finally:
         await teardown(demo)
+
+
+async def test_a_newer_crl_drops_the_couriers_kept_alive_connections(tmp_path: Path) -> None:
+    """The upkeep applies a newer CRL to the collector's TLS context; the command courier, which
+    shares that context, drops its kept-alive connections too (set up before the revocation was
+    known, a reused connection is never verified again), and its next command opens a new one."""
+    from smarthub.gdsc.fleet.pki import CertificateAuthority
+
+    cfg = DemoConfig(homes=1, days=1, seconds_per_day=30, seed=4, state=tmp_path)
+    demo = await setup(cfg)
+    try:
+        gdsc = demo.gdsc
+        (hub,) = gdsc.store.active_hubs()
+        assert demo.signer is not None and gdsc.scheduler.courier is not None
+        courier = gdsc.scheduler.courier
+        ping = demo.signer.command(hub.hub_id, "diagnostic.ping", {"nonce": "n1"}, demo.clock.now())
+        assert (await courier.deliver(hub, ping.envelope()))["status"] == "applied"
+        kept = courier._clients[hub.hub_id]
+        ca = CertificateAuthority.load(tmp_path / "ca")  # a revocation: a newer CRL on disk
+        ca.revoke(123456789, gdsc.upkeep.tls_clock.now())
+        gdsc.upkeep.crl_due = None
+        await gdsc.upkeep._crl()
+        assert hub.hub_id not in courier._clients  # dropped with the collector's
+        again = demo.signer.command(hub.hub_id, "diagnostic.ping", {"nonce": "n2"}, demo.clock.now())
+        assert (await courier.deliver(hub, again.envelope()))["result"] == {"pong": "n2"}
+        assert courier._clients[hub.hub_id] is not kept
+    finally:
+        await teardown(demo)

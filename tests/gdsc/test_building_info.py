@@ -108,7 +108,15 @@ def test_unit_prices_are_the_bills_consumption_costs_per_unit() -> None:
     prices = unit_prices(bills)
     heating = sum(x.heating_consumption for x in bills)
     assert prices["heat_cost_allocator"] == (heating / 800).quantize(Decimal("0.0001"))
-    assert prices["water"] == Decimal("4.0000")  # 100.00 over 25 m³
+    assert prices["water"] == Decimal("2.8571")  # 100.00 over 35 m³, cold and hot (heat_costs: water)
+    # Hot water: Q = 2.5 × 10 m³ × 50 K = 1,250 kWh of 10,000: 125.00 of the fuel, 70 % by m³ = 87.50
+    # over 10 m³ = 8.75, and the water itself 2.857…
+    assert prices["warm_water"] == Decimal("11.6071")
+    # A flat's consumption costs are its volumes and units times the prices (to rounding).
+    a = next(x for x in bills if x.flat == "A")
+    assert abs(
+        a.cold_water + a.hot_water_consumption - (10 * prices["water"] + 4 * prices["warm_water"])
+    ) < Decimal("0.01")
 
 
 def test_the_figures_reach_each_flats_hub_signed(world, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -48,18 +48,19 @@ def test_the_split_by_hand_with_a_failed_allocator() -> None:
     Heating: 30 % = 2,700.00 by area 50:70:80 → 675.00, 945.00, 1,080.00; 70 % = 6,300.00 by units
     400:600:662.9 → 1,515.4248…, 2,273.1372…, 2,511.4378… → floors leave 2 cents, to C and B.
     Hot water: 300.00 by area → 75.00, 105.00, 120.00; 700.00 by m³ 20:30:30 → 175.00, 262.50, 262.50.
-    Cold water: 1,200.00 by m³ 40:60:50 → 320.00, 480.00, 400.00."""
+    Water (the building's bill, cold and hot metered water together): 1,200.00 by m³ (40+20):(60+30):(50+30)
+    = 60:90:80 → 313.043…, 469.565…, 417.391… → floors leave a cent, to B."""
     bills = {b.flat: b for b in split_costs(YEAR, [A, B, C_FAILED])}
     figures = {
         k: (b.heating_area, b.heating_consumption, b.hot_water_area, b.hot_water_consumption, b.cold_water)
         for k, b in bills.items()
     }
     assert figures == {
-        "A": (D("675.00"), D("1515.42"), D("75.00"), D("175.00"), D("320.00")),
-        "B": (D("945.00"), D("2273.14"), D("105.00"), D("262.50"), D("480.00")),
-        "C": (D("1080.00"), D("2511.44"), D("120.00"), D("262.50"), D("400.00")),
+        "A": (D("675.00"), D("1515.42"), D("75.00"), D("175.00"), D("313.04")),
+        "B": (D("945.00"), D("2273.14"), D("105.00"), D("262.50"), D("469.57")),
+        "C": (D("1080.00"), D("2511.44"), D("120.00"), D("262.50"), D("417.39")),
     }
-    assert [bills[k].total for k in "ABC"] == [D("2760.42"), D("4065.64"), D("4373.94")]
+    assert [bills[k].total for k in "ABC"] == [D("2753.46"), D("4055.21"), D("4391.33")]
     assert sum(b.total for b in bills.values()) == D("11200.00")  # the building's cost, to the cent
     assert bills["C"].estimated and bills["C"].units == D("662.9") and "estimated" in bills["C"].notes[0]
     assert not bills["A"].estimated
@@ -84,7 +85,8 @@ def test_a_tenant_moving_out_mid_year() -> None:
     assert t1.hot_water_consumption == D("105.00") and t2.hot_water_consumption == D(
         "70.00"
     )  # 700 × 12/80, × 8/80
-    assert t1.cold_water == D("200.00") and t2.cold_water == D("120.00")  # 1200 × 25/150, × 15/150
+    # Water by cold + hot m³: 1200 × (25+12)/230 = 193.043…, × (15+8)/230 = 120.00
+    assert t1.cold_water == D("193.04") and t2.cold_water == D("120.00")
     assert sum(b.total for b in bills) == D("11200.00")
     csv_text = bills_csv(bills)
     assert (

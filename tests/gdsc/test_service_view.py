@@ -24,7 +24,7 @@ from smarthub.gdsc.api.auth.tokens import TokenStore
 from smarthub.gdsc.commands.signer import CommandSigner
 from smarthub.gdsc.governance.audit import AuditLog
 from smarthub.gdsc.governance.parties import Party, PartyRepository, Role, Tenancy
-from smarthub.gdsc.governance.service_view import ServiceViews
+from smarthub.gdsc.governance.service_view import READ_RESEND, ServiceViews
 from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.hub.ihd.commands import ihd_commands
 from smarthub.hub.ihd.store import IhdStore
@@ -116,8 +116,12 @@ def test_the_display_gets_the_households_services_when_they_change(
     assert client.get("/v1/premises/P1/readings", params=DAY, headers=w.auth("TP")).status_code == 200
     finer = {**DAY, "granularity": "half-hourly"}
     assert client.get("/v1/premises/P1/readings", params=finer, headers=w.auth("TP")).status_code == 403
+    # Reads alone: held while the last view is less than an hour old, then sent (a service reading
+    # a home every few minutes must not cost it a command at every run).
     w.clock.advance(timedelta(minutes=1))
-    assert sorted(views.tick(w.clock.now())) == ["P1"]
+    assert views.tick(w.clock.now()) == {} and views.held == {"P1"}
+    w.clock.advance(READ_RESEND)
+    assert sorted(views.tick(w.clock.now())) == ["P1"] and views.held == set()
     (second,) = deliver(w, hub, plan)
     kept = ihd.services()
     assert kept is not None and kept.to_json() == second

@@ -101,6 +101,10 @@ def demo(
     from smarthub.sim.demo import DemoConfig
 
     setup_logging(logging.ERROR, log_format, service="demo")
+    if building and services:
+        raise typer.BadParameter(
+            "the services run against the houses' demo, not --building", param_hint="--services"
+        )
     if building:
         _building_demo(flats, days or 31, seconds_per_day or 6.0, seed, layout, db, state, bills)
         return

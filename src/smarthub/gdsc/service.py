@@ -272,6 +272,7 @@ class GdscService:
             state, store, collector, signer, clock, tls_clock, crl_path, crl_due=due, plan=scheduler.plan
         )
         upkeep.crl_applied = crl_stamp(crl_path) if crl is not None else None
+        upkeep.on_crl_applied.append(lambda: _drop_connections(scheduler))
         built = cls(
             config, clock, tls_clock, store, scheduler.plan, error_log, ctx, collector, scheduler, upkeep,
             signer, crl,
@@ -612,6 +613,13 @@ async def send_command(
             await client.close()
     finally:
         store.close()
+
+
+async def _drop_connections(scheduler: Scheduler) -> None:
+    """The courier's kept-alive connections to hubs closed (the courier it has now: a new
+    collector certificate replaces it); the next command to a hub opens a verified one."""
+    if scheduler.courier is not None:
+        await scheduler.courier.close()
 
 
 __all__ = [

@@ -123,6 +123,10 @@ class Upkeep:
     anchor_every: timedelta = timedelta(hours=1)
     anchor_due: datetime | None = None
     plan: PullPlan | None = None  # the service's plan (one of its own if not given)
+    # Called once a newer CRL is applied: whoever else talks to hubs under the collector's TLS
+    # context (the scheduler's command courier) drops its kept-alive connections, set up before
+    # the revocation was known (a resumed or reused connection skips certificate verification).
+    on_crl_applied: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     consents: ConsentSync | None = field(default=None, init=False)
     supplier_changes: SupplierChanges | None = field(default=None, init=False)
     vouchers: VoucherCourier | None = field(default=None, init=False)
@@ -263,6 +267,8 @@ class Upkeep:
         stamp = crl_stamp(self.crl_path)
         if stamp is not None and stamp != self.crl_applied:
             await self.collector.apply_crl(self.crl_path)
+            for drop in self.on_crl_applied:
+                await drop()
             self.crl_applied = stamp
 
     async def loop(self, every: timedelta, stop: asyncio.Event) -> None:

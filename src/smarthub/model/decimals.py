@@ -100,16 +100,30 @@ POUNDS_AND_PENCE_500 = DecimalText(
     "pounds and pence, 0.01 to 500.00, exactly two places",
     "10.00",
 )
+# A heat bill's inputs (the housing provider's API): the bounds in the pattern, so a schema-valid
+# value is always accepted (no digit limit the document cannot state).
+EUROS_BELOW_1E9 = DecimalText(
+    r"^(0|[1-9][0-9]{0,8})(\.[0-9]{1,2})?$", "0 or more, below 1,000,000,000, up to 2 places", "12400.00"
+)
+KWH_POSITIVE_3 = DecimalText(
+    r"^([1-9][0-9]{0,9}(\.[0-9]{1,3})?|0\.([1-9][0-9]{0,2}|0[1-9][0-9]?|00[1-9]))$",
+    "more than 0, below 10,000,000,000, up to 3 places",
+    "180000",
+)
+SHARE_30_TO_50 = DecimalText(r"^0\.(3[0-9]?|4[0-9]?|50?)$", "0.30 to 0.50, up to 2 places", "0.30")
 
 __all__ = [
     "DATE_TEXT",
+    "EUROS_BELOW_1E9",
     "FRACTION_4",
     "INSTANT_TEXT",
     "JSON_INTEGER",
+    "KWH_POSITIVE_3",
     "NON_NEGATIVE_PRICE",
     "POSITIVE_QUANTITY",
     "POUNDS_AND_PENCE_500",
     "PRICE",
+    "SHARE_30_TO_50",
     "DecimalText",
     "fixed_point",
 ]

@@ -504,7 +504,9 @@ class BuildingBillOut(BaseModel):
     heating_consumption: Decimal
     hot_water_area: Decimal
     hot_water_consumption: Decimal
-    cold_water: Decimal
+    cold_water: Decimal = Field(
+        description="the building's water bill, shared by each flat's metered water, cold and hot together"
+    )
     total: Decimal
     estimated: bool
     notes: list[str]

@@ -11,7 +11,8 @@ reads), whole, as a signed command queued in the shared plan.
 sequence number from the last entry it looked at, and a premises is sent its view again when a
 third party read (or tried to read) its data, its occupant granted or revoked a consent, the GDSC
 operator decided on a service that holds a consent there, or a new tenancy began (the new
-occupant's view is empty: the display must stop showing the previous one's). The first run, with
+occupant's view is empty: the display must stop showing the previous one's). Reads alone send it
+at most once per :data:`READ_RESEND` (held until then), the others at once. The first run, with
 no mark, looks back :data:`LOOKBACK`; sending a view again is harmless (the display keeps the
 latest ``as_of``). A consent that merely expired needs no send: the display hides a consent past
 its ``expires``.
@@ -53,6 +54,7 @@ from smarthub.wan.contract.bodies.services import (
 log = logging.getLogger(__name__)
 
 LOOKBACK = timedelta(days=7)  # how far back the first run looks for changes
+READ_RESEND = timedelta(hours=1)  # a view changed by reads alone is sent at most this often
 _READS = frozenset(a.value for a in Action if a.data_kind is not None)
 _DECISIONS = frozenset({"service-approve", "service-suspend", "service-resume", "service-revoke"})
 
@@ -111,14 +113,23 @@ class ServiceViews:
     mark: int | None = None  # the last audit entry looked at
     since: datetime | None = None  # tenancies that began after this are new since the last run
     sent: dict[str, list[int]] = field(default_factory=dict)  # the last run's jobs, per premises
+    last_sent: dict[str, datetime] = field(default_factory=dict)  # per premises
+    held: set[str] = field(default_factory=set)  # views changed by reads, waiting for READ_RESEND
 
     def tick(self, now: datetime) -> dict[str, list[int]]:
         """Queue ``ihd.services`` for every active hub of each premises whose view changed since
-        the last run; the jobs, per premises."""
+        the last run; the jobs, per premises. A change by reads alone is sent at most once per
+        :data:`READ_RESEND` per premises (a service reading a home every few minutes would
+        otherwise cost it a command at every run); a consent, decision or tenancy change at once."""
         since = self.since or now - LOOKBACK
-        changed, mark = self._changed(since, now)
+        urgent, read, mark = self._changed(since, now)
+        waiting = self.held | read
+        due = {
+            p for p in waiting if now - self.last_sent.get(p, datetime.min.replace(tzinfo=UTC)) >= READ_RESEND
+        }
+        self.held = waiting - due - urgent
         self.sent = {}
-        for premises_id in sorted(changed):
+        for premises_id in sorted(urgent | due):
             hubs = active_hubs(self.engine, premises_id)
             if not hubs:
                 continue
@@ -127,16 +138,19 @@ class ServiceViews:
                 self.plan.queue_command(self.signer, h, IhdServices.TYPE, body, now, Priority.BULK)
                 for h in hubs
             ]
+            self.last_sent[premises_id] = now
         self.mark, self.since = mark, now
         if self.sent:
             log.info("data services views sent to %d premises", len(self.sent))
         return self.sent
 
-    def _changed(self, since: datetime, now: datetime) -> tuple[set[str], int | None]:
+    def _changed(self, since: datetime, now: datetime) -> tuple[set[str], set[str], int | None]:
+        """(premises changed by consents, decisions or tenancies; premises read; the new mark)."""
         t = audit_log
         after = t.c.seq > self.mark if self.mark is not None else t.c.at >= since.astimezone(UTC)
         q = select(t.c.seq, t.c.actor, t.c.action, t.c.premises_id, t.c.allow, t.c.body).where(after)
         changed: set[str] = set()
+        read: set[str] = set()
         decided: set[str] = set()
         readers: dict[str, set[str]] = {}  # actor -> premises it read or tried to
         mark = self.mark
@@ -160,7 +174,7 @@ class ServiceViews:
                     )
                 )
                 for (party_id,) in third:
-                    changed |= readers[party_id]
+                    read |= readers[party_id]
             # A tenancy that began or ended: the new occupant's view (or a vacant home's) is empty.
             # Both bounds inclusive (a move at the instant of the last run is sent twice, which is
             # harmless); a move recorded later than it happened, back-dated before the last run,
@@ -173,4 +187,4 @@ class ServiceViews:
             )
             changed |= {p for (p,) in moved}
         changed |= consenting_premises(self.engine, decided)
-        return changed, mark
+        return changed, read, mark

@@ -42,18 +42,24 @@ _PRICE = Decimal("0.0001")
 
 
 def unit_prices(bills: Sequence[FlatBill]) -> dict[str, Decimal]:
-    """The billing's price per unit of each medium: consumption cost over consumption."""
+    """The billing's price per unit of each medium, so that a flat's units and m³ times them give
+    its consumption costs: allocator units the heating's consumption part; a m³ of cold water the
+    water bill over all water metered (cold and hot, :mod:`.heat_costs`); a m³ of hot water its
+    heat (the hot water's consumption part) and the water itself."""
     units = sum((b.units for b in bills), Decimal(0))
     hot = sum((b.hot_water_m3 for b in bills), Decimal(0))
     cold = sum((b.cold_water_m3 for b in bills), Decimal(0))
+    water = sum((b.cold_water for b in bills), Decimal(0))
     out = {}
-    for medium, cost, amount in (
-        ("heat_cost_allocator", sum((b.heating_consumption for b in bills), Decimal(0)), units),
-        ("warm_water", sum((b.hot_water_consumption for b in bills), Decimal(0)), hot),
-        ("water", sum((b.cold_water for b in bills), Decimal(0)), cold),
-    ):
-        if amount > 0:
-            out[medium] = (cost / amount).quantize(_PRICE)
+    if units > 0:
+        heating = sum((b.heating_consumption for b in bills), Decimal(0))
+        out["heat_cost_allocator"] = (heating / units).quantize(_PRICE)
+    per_m3 = water / (hot + cold) if hot + cold > 0 else Decimal(0)
+    if cold > 0:
+        out["water"] = per_m3.quantize(_PRICE)
+    if hot > 0:
+        heat = sum((b.hot_water_consumption for b in bills), Decimal(0))
+        out["warm_water"] = (heat / hot + per_m3).quantize(_PRICE)
     return out
 
 

@@ -89,7 +89,7 @@ def bill_pdf(building: str, costs: BuildingCosts, bill: FlatBill, *, compress: b
         ("Space heating, by consumption", bill.heating_consumption),
         ("Hot water, by area", bill.hot_water_area),
         ("Hot water, by consumption", bill.hot_water_consumption),
-        ("Cold water, by meter", bill.cold_water),
+        ("Water, by metered cold and hot water", bill.cold_water),
     ]
     for label, amount in parts:
         pdf.cell(110, 6, label)

@@ -11,8 +11,12 @@ billing period) from the heat-cost allocators' and water meters' readings:
 * **Space heating** (§7(1)) and **hot water** (§8(1)): a part (30–50 %, ``fixed_share``) by heated
   area, the rest by consumption: heat-cost allocator units (EN 834) for heating, hot water meter
   volumes for hot water.
-* **Cold water** by each flat's meter volume (the whole water bill over the building's metered
-  total; a difference to the main meter is spread in proportion, as common practice).
+* **Water** (the building's water and sewerage bill) by each flat's metered volume, cold and hot
+  together: the main meter counts the hot water's feed to the boiler too, so a flat's hot water is
+  water it bought (BetrKV §2 no. 2 and §556a BGB: by recorded consumption); a difference to the
+  main meter is spread in proportion, as common practice. (Splitting over the cold meters alone
+  charged the cold water at ~1.5x the utility's price and left hot water's water unpaid.) The
+  bill's field for it keeps its name, ``cold_water``.
 * **A flat whose allocator failed or is missing** (§9a): its units are estimated from comparable
   flats — the median units per m² of the flats read in the same period, times its area — and the
   bill says so.
@@ -236,7 +240,7 @@ def split_costs(costs: BuildingCosts, flats: Sequence[FlatReadings]) -> list[Fla
     area_w: dict[str, Decimal] = {}
     units_w: dict[str, Decimal] = {}
     hot_w: dict[str, Decimal] = {}
-    cold_w: dict[str, Decimal] = {}
+    water_w: dict[str, Decimal] = {}  # cold and hot: the water bill's consumption (module docstring)
     for f in flats:
         flat_units, estimated = units[f.flat]
         for tenant, start, end, days, u, hot, cold in _parts(f, flat_units, costs):
@@ -249,7 +253,7 @@ def split_costs(costs: BuildingCosts, flats: Sequence[FlatReadings]) -> list[Fla
             area_w[key] = f.heated_area_m2 * days / costs.days
             units_w[key] = u
             hot_w[key] = hot
-            cold_w[key] = cold
+            water_w[key] = cold + hot
 
     fixed = costs.fixed_share
     heat_area = (heat_cost * fixed).quantize(CENT)
@@ -259,7 +263,7 @@ def split_costs(costs: BuildingCosts, flats: Sequence[FlatReadings]) -> list[Fla
         ("heating_consumption", heat_cost - heat_area, units_w),
         ("hot_water_area", hot_area, area_w),
         ("hot_water_consumption", hot_cost - hot_area, hot_w if sum(hot_w.values()) > 0 else area_w),
-        ("cold_water", costs.water_cost.quantize(CENT), cold_w if sum(cold_w.values()) > 0 else area_w),
+        ("cold_water", costs.water_cost.quantize(CENT), water_w if sum(water_w.values()) > 0 else area_w),
     ]
     for attribute, amount, weights in pools:
         if amount == 0:

@@ -35,6 +35,7 @@ from smarthub.gdsc.governance.parties import Granularity
 from smarthub.gdsc.readings import queries
 from smarthub.gdsc.readings.building_bills import SUBMETER_OBIS, building_bills, local_midnight, meter_hubs
 from smarthub.gdsc.readings.heat_costs import CENT, BuildingCosts, FlatBill, HeatCostError
+from smarthub.model.decimals import EUROS_BELOW_1E9, KWH_POSITIVE_3, SHARE_30_TO_50
 
 router = APIRouter()
 MAX_BILL_DAYS = 731  # a billing period is a year, or less (HeizkostenV §6(1)); two at the most
@@ -121,7 +122,7 @@ def get_building_readings(
     return BuildingReadings(building_id=b.building_id, name=b.name, granularity="monthly", flats=flats)
 
 
-Money = Annotated[Decimal, Query(ge=0, le=Decimal("1e9"), max_digits=14, decimal_places=2)]
+Money = Annotated[Decimal, EUROS_BELOW_1E9]
 
 
 @router.get("/v1/buildings/{building_id}/heat-bill", response_model=BuildingHeatBill, responses=ERRORS)
@@ -132,14 +133,9 @@ def get_heat_bill(
     start: Annotated[date, Query(description="the billing period's first day (local)")],
     end: Annotated[date, Query(description="its last day (local, inclusive)")],
     fuel_cost: Annotated[Money, Query(description="the boiler's fuel for heating and hot water, €")],
-    fuel_kwh: Annotated[
-        Decimal, Query(gt=0, le=Decimal("1e10"), max_digits=14, decimal_places=3, description="its energy")
-    ],
+    fuel_kwh: Annotated[Decimal, KWH_POSITIVE_3, Query(description="its energy, kWh")],
     water_cost: Annotated[Money, Query(description="cold water and sewerage for the building, €")],
-    fixed_share: Annotated[
-        Decimal,
-        Query(ge=Decimal("0.30"), le=Decimal("0.50"), max_digits=3, decimal_places=2, description="by area"),
-    ] = Decimal("0.30"),
+    fixed_share: Annotated[Decimal, SHARE_30_TO_50, Query(description="by area")] = Decimal("0.30"),
 ) -> BuildingHeatBill:
     """The period's bills, one per flat and tenancy, from the registry and the stored readings
     (HeizkostenV §§6–9b); they add up to the building's cost to the cent. A flat whose allocator
