@@ -54,8 +54,13 @@ class World:
     ca_cert: x509.Certificate
     state: Path
 
-    def client(self) -> TestClient:
-        return TestClient(create_app(self.guard, TokenStore(self.store.engine), self.desk))
+    def client(self, *, raise_server_exceptions: bool = True) -> TestClient:
+        """The API in process; ``raise_server_exceptions=False`` answers a server error with the
+        500 a client would see instead of raising it into the test."""
+        return TestClient(
+            create_app(self.guard, TokenStore(self.store.engine), self.desk),
+            raise_server_exceptions=raise_server_exceptions,
+        )
 
     def auth(self, party: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[party]}"}

@@ -8,13 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from gdsc.api_world import World, build
-from smarthub.gdsc.api.app import create_app
-from smarthub.gdsc.api.auth.tokens import TokenStore
 from smarthub.gdsc.commands.desk import api_idempotency
 from smarthub.gdsc.commands.vouchers import vouchers
 from smarthub.gdsc.pull.plan import PullPlan
@@ -97,9 +94,7 @@ def test_a_top_up_that_fails_half_way_leaves_nothing_and_its_retry_is_made(
     """The key, the voucher and the queued job are one transaction: a failure after the voucher
     is written (here the queue refuses the job) leaves no voucher and no key held "in progress",
     so the provider's retry with the same key is made, once."""
-    client = TestClient(
-        create_app(world.guard, TokenStore(world.store.engine), world.desk), raise_server_exceptions=False
-    )
+    client = world.client(raise_server_exceptions=False)
     key = {"Idempotency-Key": "pay-crash"}
     real = PullPlan.queue_command
 

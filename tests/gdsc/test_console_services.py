@@ -14,8 +14,6 @@ from aiohttp.test_utils import TestServer
 from fastapi.testclient import TestClient
 
 from gdsc.api_world import DAY1, World, build
-from smarthub.gdsc.api.app import create_app
-from smarthub.gdsc.api.auth.tokens import TokenStore
 from smarthub.gdsc.governance.parties import DataKind, Granularity
 from smarthub.gdsc.governance.services import Application, DataServices
 from smarthub.gdsc.incidents.console import console_app
@@ -38,7 +36,7 @@ DAY = {
 @pytest.fixture
 def world(db_url: str, tmp_path: Path) -> Iterator[tuple[World, TestClient]]:
     w = build(db_url, tmp_path / "state")
-    with TestClient(create_app(w.guard, TokenStore(w.store.engine), w.desk)) as client:
+    with w.client() as client:
         yield w, client
     w.store.close()
 

@@ -19,8 +19,6 @@ from fastapi.testclient import TestClient
 
 from gdsc.api_world import DAY1, World, build
 from smarthub.clock import ManualClock
-from smarthub.gdsc.api.app import create_app
-from smarthub.gdsc.api.auth.tokens import TokenStore
 from smarthub.gdsc.commands.signer import CommandSigner
 from smarthub.gdsc.governance.audit import AuditLog
 from smarthub.gdsc.governance.parties import Party, PartyRepository, Role, Tenancy
@@ -41,7 +39,7 @@ DAY = {
 @pytest.fixture
 def world(db_url: str, tmp_path: Path) -> Iterator[tuple[World, TestClient]]:
     w = build(db_url, tmp_path / "state")
-    with TestClient(create_app(w.guard, TokenStore(w.store.engine), w.desk)) as client:
+    with w.client() as client:
         yield w, client
     w.store.close()
 

@@ -15,7 +15,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gdsc.api_world import DAY1, NOW, World, build
-from smarthub.gdsc.api.app import create_app
 from smarthub.gdsc.api.auth.tokens import TokenStore
 from smarthub.gdsc.governance.parties import (
     Consent,
@@ -56,7 +55,7 @@ def world(db_url: str, tmp_path: Path) -> Iterator[tuple[World, TestClient]]:
             w.clock.now() + timedelta(days=365),
         )
     )
-    with TestClient(create_app(w.guard, TokenStore(w.store.engine), w.desk)) as client:
+    with w.client() as client:
         yield w, client
     w.store.close()
 

@@ -15,8 +15,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gdsc.api_world import World, build, tariff_json
-from smarthub.gdsc.api.app import create_app
-from smarthub.gdsc.api.auth.tokens import TokenStore
 from smarthub.gdsc.commands.signer import CommandSigner
 from smarthub.gdsc.commands.tariff_catalogue import TariffCatalogue
 from smarthub.gdsc.commands.tariffs import distribute_tariff
@@ -27,7 +25,7 @@ from smarthub.model.tariff import tariff_from_json
 @pytest.fixture
 def world(db_url: str, tmp_path: Path) -> Iterator[tuple[World, TestClient]]:
     w = build(db_url, tmp_path / "state")
-    with TestClient(create_app(w.guard, TokenStore(w.store.engine), w.desk)) as client:
+    with w.client() as client:
         yield w, client
     w.store.close()
 
