@@ -98,7 +98,10 @@ async def rig(tmp_path: Path, wall_now: datetime) -> AsyncIterator[Rig]:
         "HUB000001",
         hub_cert.lfdi,
         WanMeters(
-            home.hub, lambda meter: meter in appliances, shared=home.privacy.appliances_shared, names=appliances.get
+            home.hub,
+            lambda meter: meter in appliances,
+            shared=home.privacy.appliances_shared,
+            names=appliances.get,
         ),
         lambda: int(home.clock.now().timestamp()),
         management=home.management,
@@ -394,11 +397,16 @@ async def test_plugs_leave_the_home_only_under_a_consent_covering_appliances(rig
     mup = await rig.get("collector", "/mup?l=1000")
     assert mup is not None
     roles = {text(m, "s:description"): text(m, "s:roleFlags") for m in mup}
-    assert {n: roles[n] for n in (names[p] for p in plugs)} == dict.fromkeys((names[p] for p in plugs), "0041")
+    assert {n: roles[n] for n in (names[p] for p in plugs)} == dict.fromkeys(
+        (names[p] for p in plugs), "0041"
+    )
     assert roles["E0000000001"] == "0013"
     for m in mup:
         if text(m, "s:roleFlags") == "0041":
-            assert all(r.findtext("s:timePeriod/s:duration", namespaces=NS) != "1800" for r in m.iter(f"{{{NS['s']}}}Reading"))
+            assert all(
+                r.findtext("s:timePeriod/s:duration", namespaces=NS) != "1800"
+                for r in m.iter(f"{{{NS['s']}}}Reading")
+            )
 
     home.consent.set("energy-app.example", Granularity.HALF_HOURLY, NOW, scope=scope)
     mup = await rig.get("collector", "/mup?l=1000")
@@ -406,10 +414,15 @@ async def test_plugs_leave_the_home_only_under_a_consent_covering_appliances(rig
     for m in mup:
         if text(m, "s:roleFlags") != "0041":
             continue
-        starts = [int(r.findtext("s:timePeriod/s:start", namespaces=NS) or 0) for r in m.iter(f"{{{NS['s']}}}Reading")]
+        starts = [
+            int(r.findtext("s:timePeriod/s:start", namespaces=NS) or 0)
+            for r in m.iter(f"{{{NS['s']}}}Reading")
+        ]
         meter = next(p for p in plugs if names[p] == text(m, "s:description"))
         assert starts and min(starts) >= since  # nothing before the consent's data period
-        assert len(starts) == sum(home.hub.interval_count(meter, ch, start=since) for ch in home.hub.channels(meter))
+        assert len(starts) == sum(
+            home.hub.interval_count(meter, ch, start=since) for ch in home.hub.channels(meter)
+        )
 
     # A recipient whose consent does not cover appliances sees the supply meters only.
     other = await rig.get("collector", "/upt?l=50&recipient=other-app.example")
