@@ -52,7 +52,7 @@ INEXPRESSIBLE = [
         "ST202",
         400,
         r"time range end .* is not after start|the billing period ends before it starts"
-        r"|a billing period of at most [0-9]+ days",
+        r"|a billing period of at most [0-9]+ days|a period of at most [0-9]+ days",
         "start and end are two query parameters; OpenAPI cannot relate one parameter to another",
     ),
     Rule(

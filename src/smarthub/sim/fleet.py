@@ -265,7 +265,8 @@ def home_config(
             meter("zigbee", zigbee, eui + ":02", "gas", poll_every=RADIO),
         ]
         if smart_plugs:
-            # Smart plugs on the HAN (cost per appliance at the IHD); sub-meters, kept off the WAN.
+            # Smart plugs on the HAN (cost per appliance at the IHD); sub-meters, kept off the WAN
+            # unless the occupant consents to appliance data (hub.privacy, issue 25).
             plugs = sim("plugs")
             meters += [
                 MeterConfig("zigbee", plugs, id=eui_, fuel="electricity", appliance=a.name, poll_every=RADIO)

@@ -43,6 +43,7 @@ from smarthub.gdsc.api.gate import RouteGate
 from smarthub.gdsc.api.links import document_links
 from smarthub.gdsc.api.routers import (
     aggregates,
+    appliances,
     buildings,
     commands,
     consents,
@@ -93,7 +94,7 @@ def create_app(
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     errors.install(app)
     resources = [readings, aggregates, consents, portfolio, quality, outages, network, services, transfer]
-    resources += [field_meters, buildings, tariffs]
+    resources += [field_meters, buildings, tariffs, appliances]
     resources += [commands, jobs] if desk is not None else []
     for resource in resources:
         app.include_router(resource.router)

@@ -62,6 +62,22 @@ class ReadingsPage(BaseModel):
     next_after: int | None = Field(description="pass as `after` for the next page; null on the last page")
 
 
+class ApplianceOut(BaseModel):
+    """One smart plug of the premises and what its appliance drew (issue 25)."""
+
+    meter_id: str = Field(description="the plug, as the hub names it (its EUI-64)")
+    name: str = Field(description="the appliance, as the consumer named it on the display")
+    first_seen: datetime = Field(description="when the GDSC first pulled it")
+    readings: list[ReadingOut] = Field(description="energy delivered to the appliance (uom 72: Wh)")
+
+
+class AppliancesPage(BaseModel):
+    premises_id: str
+    granularity: ServedGranularity
+    allowed: list[tuple[datetime, datetime]] = Field(description="the data time this caller may see")
+    appliances: list[ApplianceOut]
+
+
 class AggregateOut(BucketOut):
     premises: int = Field(description="premises whose data the sum contains (never fewer than k)")
 

@@ -92,6 +92,7 @@ ROLES: dict[str, Role] = {
     "pending_meters": _hub(),  # meters a hub heard but was not told of, and their registration
     "interval_channels": _hub(),
     "interval_blocks": _hub(),  # and its day partitions, distributed with it
+    "appliance_points": _hub(),  # a hub's smart plugs pulled under appliance consents (issue 25)
     # -- replicated to every node -------------------------------------------------------------
     "parties": REFERENCE,
     "party_certificates": REFERENCE,

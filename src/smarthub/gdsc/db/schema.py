@@ -18,7 +18,7 @@ from smarthub.gdsc.incidents import tables as incident_tables
 from smarthub.gdsc.outages import store as outage_store
 from smarthub.gdsc.outages import topology
 from smarthub.gdsc.pull import log, plan
-from smarthub.gdsc.readings import comparisons, tables
+from smarthub.gdsc.readings import appliances, comparisons, tables
 from smarthub.gdsc.readings.vee import tables as vee_tables
 from smarthub.gdsc.transfer import tables as transfer_tables
 
@@ -48,6 +48,7 @@ TABLE_MODULES = (
     field_meters,
     buildings,
     tariff_catalogue,
+    appliances,
 )
 
 __all__ = ["TABLE_MODULES", "metadata"]

@@ -36,6 +36,7 @@ from smarthub.wan.client.hub_client import PulledInterval, PullError
 # parser, which needs the GDSC client); re-exported here, where the document is described.
 from smarthub.wan.contract.sep2_xml import (
     NS,
+    ROLE_SUBMETER,
     UNTRUSTED_PARSER_OPTIONS,
     ChannelRows,
     MirrorPoint,
@@ -70,6 +71,9 @@ class ChannelReadings:
     last_update: int | None = None
     served_end: int | None = None
     first_start: int | None = None  # the earliest start served (None: none)
+    # An appliance sub-meter's channel (its MirrorUsagePoint's roleFlags has isSubmeter, §E
+    # RoleFlagsType bit 6): (meter, the appliance's name from the description); None otherwise.
+    appliance: tuple[str, str] | None = None
 
     @property
     def cut_short(self) -> bool:
@@ -159,6 +163,15 @@ def _ints(texts: list[str], n: int, what: str, low: int, high: int, base: int = 
             if not low <= v < high:
                 raise PullError(f"bulk body: {what} {v} is out of range")
     return values
+
+
+def _appliance(mup: etree._Element, meter: str) -> tuple[str, str] | None:
+    """(meter, appliance name) if the MirrorUsagePoint is a sub-meter (roleFlags isSubmeter)."""
+    flags = mup.findtext(_N + "roleFlags")
+    if flags is None or not _int(flags, "MirrorUsagePoint roleFlags", 0, 0x10000, 16) & ROLE_SUBMETER:
+        return None
+    name = (mup.findtext(_N + "description") or "").strip()
+    return meter, name or meter
 
 
 class BulkParser:
@@ -320,7 +333,7 @@ class BulkParser:
         if int(_COUNT_NESTED(elem)) != n:
             raise PullError(f"bulk body: {href}: a MirrorReadingSet outside its MirrorMeterReading's own")
         self._readings += n
-        self._out.append(ChannelReadings(key, rows, last, served_end, first_start))
+        self._out.append(ChannelReadings(key, rows, last, served_end, first_start, _appliance(mup, meter)))
 
     @staticmethod
     def _each_quality(elem: etree._Element) -> list[str | None]:

@@ -151,6 +151,8 @@ class HubConnection:
         self.stats = PullStats()
         self.extra_headers: list[tuple[str, str]] = []  # sent with every request (wan.crl_sync's offer)
         self.crl_wanted = False  # a response asked for the CRL (wan.crl_sync)
+        # The appliance sub-meters the bulk pages listed (meter → appliance name; issue 25).
+        self.appliances: dict[str, str] = {}
         self.storage: str | None = None  # the hub's storage state, as its last answer gave it
         self.session_key: tuple[str, int, str] | None = None  # set for a channel (see PullClient)
         self._wire = _Wire()
@@ -494,6 +496,8 @@ class PullClient:
                 page_cursors: dict[str, int] = {}
                 for ch in channels:
                     seen.add(ch.href)
+                    if ch.appliance is not None:
+                        conn.appliances[ch.appliance[0]] = ch.appliance[1]
                     if windows is not None and ch.href not in windows:
                         continue
                     known = cursors.get(ch.href, 0)

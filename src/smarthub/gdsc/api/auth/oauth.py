@@ -84,6 +84,7 @@ SCOPES: dict[str, str] = {
     "data-quality:read": "the VEE gate's data-quality figures per hub, meter model or supplier",
     "services": "apply as a third-party data service and follow the application; the operator's decisions",
     "tariffs:read": "the catalogue of tariffs the GDSC distributes",
+    "appliances:read": "per-appliance consumption from a premises' smart plugs (not whole-home readings)",
 }
 ALL_SCOPES = frozenset(SCOPES)
 DEFAULT_LIFETIME = timedelta(minutes=15)
@@ -118,6 +119,8 @@ def required_scope(method: str, path: str) -> str:
         return "data-quality:read"
     if method == "GET" and path == "/v1/tariffs":
         return "tariffs:read"
+    if method == "GET" and path.endswith("/appliances"):
+        return "appliances:read"
     if method == "GET" and (
         path.endswith("/readings")
         or path.endswith("/readings/export")

@@ -33,7 +33,7 @@ from smarthub.gdsc.governance.services import (
 
 SERVICE_SCOPE = "services"
 # The data kinds an approval grants and the API scope that reads them (events have no endpoint yet).
-_KIND_SCOPES = {DataKind.READINGS: "readings:read"}
+_KIND_SCOPES = {DataKind.READINGS: "readings:read", DataKind.APPLIANCES: "appliances:read"}
 
 
 TARIFFS_SCOPE = "tariffs:read"  # the tariff catalogue: suppliers' published terms, no household data
