@@ -17,9 +17,12 @@ from typing import Any
 import pytest
 
 from hub.ihd_home import IhdHome, make_home, paired_session
-from smarthub.gdsc.fleet.pki import Role
+from smarthub.assembly.config import parse_config
+from smarthub.assembly.hub import build_hub
+from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
 from smarthub.hub.ihd.revocations import RevocationRequests
 from smarthub.hub.privacy import Granularity
+from smarthub.sim.consumer import sample_electricity
 from smarthub.wan.client.hub_client import PullError
 from smarthub.wan.client.pull import PullClient
 from smarthub.wan.contract import revocations as contract
@@ -202,3 +205,42 @@ async def test_the_requests_ride_on_the_collectors_pull_and_take_its_answers(
         other.close()
     finally:
         await server.stop()
+
+
+async def test_the_assembled_hub_serves_its_displays_requests_across_a_restart(
+    tmp_path: Path, wall_now: datetime
+) -> None:
+    """``smarthub hub`` with a display: its WAN server serves the display's requests, and a
+    request made before a restart is still waiting after it."""
+    ca = CertificateAuthority.create("GDSC CA", wall_now)
+    ca.save(tmp_path / "ca")
+    ca.issue(Role.HUB, "HUBREV", wall_now, hosts=("127.0.0.1",)).save(tmp_path, "hub")
+    tariff = tmp_path / "tariff.json"
+    tariff.write_text(sample_electricity(START.date() - timedelta(days=40)).to_json())
+    config = parse_config(f"""
+[hub]
+id = "HUBREV"
+state = "{tmp_path}"
+ca = "{tmp_path / "ca" / "ca.pem"}"
+
+[consumer.electricity]
+meter = "E1"
+supplier = "Northern Power"
+tariff = "{tariff}"
+
+[[meters]]
+id = "E1"
+protocol = "dsmr"
+transport = {{ kind = "tcp", host = "127.0.0.1", port = 1 }}
+""")
+    for run in (1, 2):
+        assembly = build_hub(config)
+        try:
+            side = assembly.consumer
+            assert side is not None and side.revocations is not None
+            assert assembly.server.revocations is side.revocations
+            if run == 1:
+                side.revocations.request("K1", "ADV", "Kitchen #1", NOW)
+            assert [r.consent_id for r in side.revocations.pending()] == ["K1"]
+        finally:
+            await assembly.stop()

@@ -884,17 +884,11 @@ def _service_item(
     asked = asked or {}
     name = f"<strong>{escape(x.organisation)}</strong> ({escape(x.service_id)})"
     status = "" if x.status == "approved" else f' <span class="status">{escape(x.status)}</span>'
-    # A consent the GDSC confirmed revoked is not live, whatever an older view still says.
-    stopped = [
-        asked[c.consent_id]
-        for c in x.consents
-        if c.consent_id in asked and asked[c.consent_id].state == "applied"
-    ]
-    live = [
-        c
-        for c in x.consents
-        if c.expires > now and c.consent_id not in {s.request.consent_id for s in stopped}
-    ]
+    # The consents the GDSC confirmed ended at the consumer's request: not live, whatever an older
+    # view still says, and listed as stopped once the GDSC's view no longer carries them.
+    stopped = [r for r in asked.values() if r.request.service_id == x.service_id and r.state == "applied"]
+    ended = {r.request.consent_id for r in stopped}
+    live = [c for c in x.consents if c.expires > now and c.consent_id not in ended]
     done = "".join(
         f'<p class="stopped">Sharing stopped at your request: the GDSC ended the consent at'
         f" {_local(s.answered or s.request.requested_at)}.</p>"
