@@ -368,6 +368,8 @@ class HubWanServer:
             None if privacy is None else _ScopedPrivacy(privacy, self._window)
         )
         self.source: MeteringSource = _ScopedSource(source, self._window)
+        # A sub-meter's appliance, where the source names them (hub.submeters.WanMeters).
+        self._appliance_of: Callable[[str], str | None] | None = getattr(source, "appliance", None)
         self.now_epoch = now_epoch  # injected clock: () -> int
         self.lfdi = lfdi  # also sets changed_time: when the hub took on this identity
         self.log_event_pen = log_event_pen
@@ -577,7 +579,10 @@ class HubWanServer:
             _, recipient = self._recipient(request)
         except web.HTTPForbidden:
             return _OPEN  # a role that reads no metering data: refused where data is served
-        return window(recipient, None if meter is None else self.source.meters().get(meter))
+        fuel = None if meter is None else self.source.meters().get(meter)
+        if meter is not None and self._appliance(meter) is not None:
+            return window(recipient, fuel, meter)  # an appliance sub-meter's own window
+        return window(recipient, fuel)
 
     def _granularity(self, request: web.Request, meter: str | None = None) -> str:
         """The granularity the privacy filter allows whoever this request is for (of ``meter``,
@@ -593,6 +598,9 @@ class HubWanServer:
         if meter is None and "meter" in request.match_info:
             meter = sep2.meter_of_segment(request.match_info["meter"])
         g = self.privacy.granularity(recipient, meter)
+        if g == "none" and meter is not None and self._appliance(meter) is not None:
+            # A plug not shared with this recipient does not exist for it (not even a 403).
+            raise web.HTTPNotFound(text=f"no usage point {meter!r} on hub {self.hub_id}")
         if g == "none":
             raise web.HTTPForbidden(
                 text=f"the consumer has not consented to share metering data with {recipient!r}"
@@ -705,18 +713,24 @@ class HubWanServer:
     async def time(self, request: web.Request) -> web.Response:
         return self._xml(sep2.time_resource("/tm", self.now_epoch()))
 
+    def _appliance(self, meter: str) -> str | None:
+        """The appliance a sub-meter (smart plug) measures, if the source lists it as one."""
+        return None if self._appliance_of is None else self._appliance_of(meter)
+
     def _usage_point(
         self, request: web.Request, meter: str, fuel: str, parent: Element | None = None
     ) -> Element:
         href = sep2.upt_href(meter)
+        appliance = self._appliance(meter)
         return sep2.usage_point(
             href,
             sep2.mrid(self.hub_id, href),
-            meter,
+            meter if appliance is None else appliance,
             SERVICE_KIND.get(fuel, 0),
             self.lfdi,
             (f"{href}/mr", len(self._meter_reading_items(request, meter))),
             parent,
+            role_flags=sep2.MAIN_METER_ROLES if appliance is None else sep2.SUBMETER_ROLES,
         )
 
     async def usage_points(self, request: web.Request) -> web.Response:
@@ -911,7 +925,7 @@ class HubWanServer:
 
     def _mirror_point(self, meter: str, fuel: str, g: str, after: int | None) -> MirrorPoint:
         channels = [self._mirror_channel(meter, o, g, after) for o in sorted(self.source.channels(meter))]
-        return MirrorPoint(meter, SERVICE_KIND.get(fuel, 0), channels)
+        return MirrorPoint(meter, SERVICE_KIND.get(fuel, 0), channels, self._appliance(meter))
 
     def _mirror_granularity(self, request: web.Request) -> str:
         g = self._granularity(request)
