@@ -152,6 +152,16 @@ async def test_stop_sharing_records_the_request_and_stops_the_hub_serving_the_se
         page = await (await s.get(home.side.url + "/services")).text()
         assert 'data-consent="K1"' not in page and 'data-consent="K2"' in page
         assert "the GDSC ended the consent at 24 Nov 2026 13:07" in page
+
+        # A refusal is shown with its reason, and the button is back to ask again.
+        s.headers["X-CSRF-Token"] = token.group(1)
+        assert (await s.post(home.side.url + "/services/stop", data={"consent_id": "K2"})).status == 200
+        [k2] = revocations.pending()
+        revocations.answer(
+            [contract.RevocationAnswer(k2.request_id, contract.REFUSED, NOW, "not this tenancy's")]
+        )
+        page = await (await s.get(home.side.url + "/services")).text()
+        assert "The GDSC did not stop it: not this tenancy&#x27;s" in page and 'id="stop-K2"' in page
     finally:
         await s.close()
 

@@ -855,7 +855,7 @@ def _consent_item(c: ServiceConsent, asked: Revocation | None, csrf: str | None,
         state = (
             f'<p class="stop-pending">You asked to stop this at {when} ({escape(asked.request.screen)}):'
             f" this hub shares nothing more with them; the GDSC ends the consent when it next collects"
-            f" from this hub (within {wait}).</p>"
+            f" from this hub (usually within {wait}).</p>"
         )
     else:
         refused = (
