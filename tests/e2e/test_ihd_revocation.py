@@ -38,6 +38,7 @@ from smarthub.gdsc.pull.courier import CommandCourier
 from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.store import Store
 from smarthub.hub.privacy import Granularity, consent_command
+from smarthub.wan.contract.revocations import RevocationAnswer, RevocationRequest
 from smarthub.wan.server.resources import HubWanServer
 from smarthub.wan.tls import client_context, server_context
 
@@ -159,6 +160,20 @@ async def test_stop_sharing_on_the_display_ends_the_services_api_access(
             # The GDSC has not pulled yet: the service still reads the GDSC's copy.
             assert api.get("/v1/premises/P1/readings", params=day, headers=service).status_code == 200
 
+            # A pull whose deciding fails (a bug, the database away) leaves the request waiting.
+            revocations = home.side.revocations
+            assert revocations is not None
+            decide = collector.revocations
+
+            def broken(hub_id: str, requests: list[RevocationRequest]) -> list[RevocationAnswer]:
+                raise RuntimeError("the database is away")
+
+            collector.revocations = broken
+            clock.advance(timedelta(minutes=30))
+            assert (await collector.pull(hub, clock.now())).ok
+            assert [r.consent_id for r in revocations.pending()] == [consent_id]
+            collector.revocations = decide
+
             # The next pull carries the request; the GDSC applies it and answers.
             clock.advance(timedelta(minutes=30))
             pulled = await collector.pull(hub, clock.now())
@@ -166,8 +181,7 @@ async def test_stop_sharing_on_the_display_ends_the_services_api_access(
             revoked = api.get("/v1/premises/P1/readings", params=day, headers=service)
             assert revoked.status_code == 403, revoked.text
             assert "consent" in revoked.json()["detail"]
-            revocations = home.side.revocations
-            assert revocations is not None and revocations.pending() == []
+            assert revocations.pending() == []
             assert revocations.latest()[consent_id].state == "applied"
             (entry,) = [
                 e for e in audit.entries() if e.action == Action.MANAGE_CONSENT.value and e.actor == "C1"
