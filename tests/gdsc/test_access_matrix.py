@@ -78,18 +78,19 @@ ACTIONS = [
     Action.METER_SHIPMENT,
     Action.METER_INSTALL,
     Action.TARIFF_CATALOGUE,
+    Action.DEMAND_RESPONSE,
     Action.READ_APPLIANCES,
 ]
 # I = allowed iff "in";  C = allowed iff "in" and the consent is live;  A = always;  - = never.
 MATRIX = {
-    #                        read  events export tariff ihd  top-up c/d  on-dem aggr  log  consent job portf edit dq net-r net-e duos  apply admin xfer ship inst tariffs appl
-    Role.SUPPLIER: "          C     I      C      I      I     I      I     I      -     -     -      I    -     -    -   -     -     -    -     -     -     -    -    A    -",
-    Role.THIRD_PARTY: "       C     C      C      -      -     -      -     -      -     -     -      -    -     -    -   -     -     -    A     -     -     -    -    A    C",
-    Role.CONSUMER: "          I     I      I      -      -     -      -     I      -     I     I      I    I     -    -   -     -     -    -     -     -     -    -    A    I",
-    Role.INSTALLER: "         -     I      -      -      -     -      -     I      -     -     -      I    -     -    -   -     -     -    -     -     -     -    I    -    -",
-    Role.NETWORK_OPERATOR: "  I     -      I      -      -     -      -     -      A     -     -      -    -     -    -   I     I     I    -     -     -     -    -    -    -",
-    Role.OPERATOR: "          -     A      -      -      -     -      -     A      A     A     -      A    -     A    A   A     A     -    -     A     A     A    A    A    -",
-    Role.HOUSING_PROVIDER: "  -     -      -      -      -     -      -     -      -     -     -      -    -     -    -   -     -     -    -     -     -     -    -    -    -",
+    #                        read  events export tariff ihd  top-up c/d  on-dem aggr  log  consent job portf edit dq net-r net-e duos  apply admin xfer ship inst tariffs dr   appl
+    Role.SUPPLIER: "          C     I      C      I      I     I      I     I      -     -     -      I    -     -    -   -     -     -    -     -     -     -    -    A  -    -",
+    Role.THIRD_PARTY: "       C     C      C      -      -     -      -     -      -     -     -      -    -     -    -   -     -     -    A     -     -     -    -    A  C    C",
+    Role.CONSUMER: "          I     I      I      -      -     -      -     I      -     I     I      I    I     -    -   -     -     -    -     -     -     -    -    A  -    I",
+    Role.INSTALLER: "         -     I      -      -      -     -      -     I      -     -     -      I    -     -    -   -     -     -    -     -     -     -    I    -  -    -",
+    Role.NETWORK_OPERATOR: "  I     -      I      -      -     -      -     -      A     -     -      -    -     -    -   I     I     I    -     -     -     -    -    -  -    -",
+    Role.OPERATOR: "          -     A      -      -      -     -      -     A      A     A     -      A    -     A    A   A     A     -    -     A     A     A    A    A  -    -",
+    Role.HOUSING_PROVIDER: "  -     -      -      -      -     -      -     -      -     -     -      -    -     -    -   -     -     -    -     -     -     -    -    -  -    -",
 }
 # Appliance data (issue 25, the last column) is a data service's with a consent covering it (the
 # consent below covers readings, events and appliances) and the occupant's; nobody else's, the
@@ -143,6 +144,8 @@ ENDPOINTS = {
     "POST /v1/meter-shipments": Action.METER_SHIPMENT,
     "POST /v1/premises/{premises_id}/meter-installs": Action.METER_INSTALL,
     "GET /v1/tariffs": Action.TARIFF_CATALOGUE,
+    "POST /v1/premises/{premises_id}/demand-response/events": Action.DEMAND_RESPONSE,
+    "GET /v1/premises/{premises_id}/demand-response/events/{event_id}": Action.DEMAND_RESPONSE,
     "GET /v1/premises/{premises_id}/appliances": Action.READ_APPLIANCES,
 }
 # Who queued the job each role asks about (see the module docstring).
@@ -190,7 +193,9 @@ def facts_for(party_id: str, where: str, consent: str) -> Facts:
                 party_id=party_id,
                 premises_id=P,
                 tenancy_id=tenancy,
-                data_kinds=frozenset({DataKind.READINGS, DataKind.EVENTS, DataKind.APPLIANCES}),
+                data_kinds=frozenset(
+                    {DataKind.READINGS, DataKind.EVENTS, DataKind.DEMAND_RESPONSE, DataKind.APPLIANCES}
+                ),
                 granularity=Granularity.HALF_HOURLY,
                 purpose="tariff advice",
                 granted_at=granted,
@@ -255,6 +260,7 @@ def request(party: Party, action: Action) -> AccessRequest:
         Action.READ_EVENTS,
         Action.EXPORT,
         Action.LIST_ACCESS_LOG,
+        Action.DEMAND_RESPONSE,  # the event's interval
         Action.READ_APPLIANCES,
     )
     reads = action in (Action.READ_READINGS, Action.EXPORT, Action.READ_APPLIANCES)
@@ -306,7 +312,7 @@ def test_matrix_covers_every_role_and_action() -> None:
     assert set(MATRIX) == set(Role)
     assert set(ACTIONS) == set(Action)
     assert all(len(row.split()) == len(ACTIONS) for row in MATRIX.values())
-    assert len(CELLS) == len(Role) * len(Action) * 2 * len(CONSENTS) == 1400
+    assert len(CELLS) == len(Role) * len(Action) * 2 * len(CONSENTS) == 1456
     assert set(ENDPOINTS.values()) == set(Action) - {Action.READ_EVENTS}  # events: no API endpoint yet
 
 

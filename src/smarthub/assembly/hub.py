@@ -601,6 +601,8 @@ def _wan(a: HubAssembly) -> Part:
         # Third-party displays of this home read its pricing, messages and live demand in 2030.5.
         side = a.consumer
         IhdResources(a.server, side.consumption, side.store, a.clock.now, live=side.ihd.live).install()
+        # The consent revocations asked at the display ride on the GDSC's pulls (wan.contract.revocations).
+        a.server.revocations = side.revocations
 
     async def start(until: datetime | None) -> None:
         if a.config.wan.listen != "none":
