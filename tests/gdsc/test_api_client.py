@@ -106,6 +106,7 @@ def gen(base: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleN
                 "top_up",
                 "get_job",
                 "list_consents",
+                "get_appliances",
             )
         }
         yield SimpleNamespace(package=load("client"), models=load("models"), **api)
