@@ -7,7 +7,7 @@ model, means both ends use the same one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from smarthub.model.obis import (
     EXPORT_ACTIVE_ENERGY,
@@ -41,6 +41,13 @@ UOM_NONE = 0  # a count
 ACCUMULATION_DELTA = 4
 ACCUMULATION_CUMULATIVE = 3
 ACCUMULATION_INSTANTANEOUS = 12
+# 2030.5 AccumulationBehaviourType 9, IEC 61968-9 "summation": a register's cumulative value at
+# an instant (the meter's summation register, as ZigBee SE's CurrentSummationDelivered).
+ACCUMULATION_SUMMATION = 9
+# A channel's daily register reads are published as a MeterReading of their own, named by the
+# channel's OBIS code with value group F = 126, which IEC 62056-61 reserves for "an unspecified
+# number of most recent values" of a register (its historical values; F 255 is the current one).
+REGISTER_HISTORY_F = 126
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,10 +144,32 @@ def interval_channels() -> frozenset[ObisCode]:
 
 
 def interval_spec(obis: ObisCode) -> ReadingTypeSpec:
+    """The ReadingType of a channel the hub publishes: an interval (delta) channel, a
+    power-quality channel, or a register channel (:func:`register_channel`: the interval
+    channel's ReadingType with accumulationBehaviour summation, no intervalLength)."""
     spec = _INTERVAL.get(obis) or _QUALITY.get(obis)
     if spec is None:
-        raise KeyError(f"no interval ReadingType for OBIS {obis}")
+        base = interval_of_register(obis)
+        if base is None:
+            raise KeyError(f"no interval ReadingType for OBIS {obis}")
+        return replace(_INTERVAL[base], accumulation=ACCUMULATION_SUMMATION)
     return spec
+
+
+def register_channel(obis: ObisCode) -> ObisCode | None:
+    """The register channel of an interval channel built from a cumulative register (energy,
+    volume, heat, allocator units; not the power-quality statistics), else None."""
+    if obis not in _INTERVAL:
+        return None
+    return ObisCode(obis.a, obis.b, obis.c, obis.d, obis.e, REGISTER_HISTORY_F)
+
+
+def interval_of_register(obis: ObisCode) -> ObisCode | None:
+    """The interval channel whose register ``obis`` names (inverse of :func:`register_channel`)."""
+    if obis.f != REGISTER_HISTORY_F:
+        return None
+    base = ObisCode(obis.a, obis.b, obis.c, obis.d, obis.e)
+    return base if base in _INTERVAL else None
 
 
 def instant_spec(obis: ObisCode) -> ReadingTypeSpec:

@@ -95,6 +95,11 @@ class DemoResult:
     incidents_open: int = 0
     work_orders_open: int = 0
     repairs_sent: int = 0
+    # The GDSC's VEE gate: meter-days whose half-hours were compared with the register advance
+    # between the hubs' daily register reads, those that did not add up, and readings it held.
+    vee_days_checked: int = 0
+    vee_days_mismatched: int = 0
+    vee_held: int = 0
 
     def json_line(self) -> str:
         return json.dumps(asdict(self))
@@ -290,6 +295,9 @@ def account(run: DemoRun, seconds: float) -> DemoResult:
         unmapped=sum(h.hub.stats.unmapped for h in run.fleet.homes),
         estimated=run.store.count_estimated(start, end),
         protocols=",".join(sorted({rig.protocol for h in run.fleet.homes for rig in h.rigs if rig.meters})),
+        vee_days_checked=run.store.vee_counters["days_checked"],
+        vee_days_mismatched=run.store.vee_counters["days_mismatched"],
+        vee_held=len(run.store.findings(status="held", limit=1_000_000)),
         **_error_log_figures(run),
     )
 
