@@ -138,6 +138,7 @@ class VeeData(Database):
                 last_registers=last.get(hub_id, {}),
                 next_registers=following.get(hub_id, {}),
                 stored_day=functools.partial(self._stored_day, conn, hub_id),
+                stored_slots=functools.partial(self._stored_slots, conn, hub_id),
                 max_age=settings.max_age,
             )
             c.result = gate.run(groups, c.registers, c.duplicates, ctx)
@@ -152,31 +153,36 @@ class VeeData(Database):
     def _last_registers(
         self, conn: Connection, hub_ids: Sequence[str], checks: Sequence[VeePull]
     ) -> dict[str, dict[tuple[str, str], tuple[int, float]]]:
-        """The newest stored register before the batch's registers, per hub channel: first
-        within the two days before (the nightly case, a short index range), then without a
-        bound for the channels that had none there (a hub back after an outage)."""
-        wanted = {(h, r[0], r[1]) for h, c in zip(hub_ids, checks, strict=True) for r in c.registers}
-        if not wanted:
+        """The newest stored register before each hub channel's first register in the batch:
+        first within the two days before (the nightly case, a short index range), then without a
+        bound for the channels that had none there (a hub back after an outage). Each channel is
+        cut at its own first register: a batch of hubs pulled live holds one hub's day-old read
+        beside another's new one, and a cut common to all would hide the first hub's last read."""
+        cuts: dict[tuple[str, str, str], int] = {}
+        for h, c in zip(hub_ids, checks, strict=True):
+            for r in c.registers:
+                key = (h, r[0], r[1])
+                cuts[key] = min(cuts.get(key, r[2]), r[2])
+        if not cuts:
             return {}
-        cut = min(r[2] for c in checks for r in c.registers)
         out: dict[str, dict[tuple[str, str], tuple[int, float]]] = {}
-        self._newest_before(conn, sorted({h for h, _, _ in wanted}), cut, cut - 2 * DAY, out)
-        missing = sorted({h for h, m, o in wanted if (m, o) not in out.get(h, {})})
+        self._newest_before(conn, cuts, min(cuts.values()) - 2 * DAY, out)
+        missing = {k: v for k, v in cuts.items() if k[1:] not in out.get(k[0], {})}
         if missing:
-            self._newest_before(conn, missing, cut, None, out)
+            self._newest_before(conn, missing, None, out)
         return out
 
     def _newest_before(
         self,
         conn: Connection,
-        hubs: Sequence[str],
-        cut: int,
+        cuts: dict[tuple[str, str, str], int],
         since: int | None,
         out: dict[str, dict[tuple[str, str], tuple[int, float]]],
     ) -> None:
         r = register_reads
+        hubs = sorted({h for h, _, _ in cuts})
         for chunk in _chunks(hubs, 500):
-            where = [r.c.hub_id.in_(chunk), r.c.read_at < cut]
+            where = [r.c.hub_id.in_(chunk), r.c.read_at < max(cuts.values())]
             if since is not None:
                 where.append(r.c.read_at >= since)
             rows = conn.execute(
@@ -185,6 +191,9 @@ class VeeData(Database):
                 )
             )
             for h, m, o, at, v, p10 in rows:
+                cut = cuts.get((h, m, o))
+                if cut is None or at >= cut:
+                    continue
                 per = out.setdefault(h, {})
                 held = per.get((m, o))
                 if held is None or at > held[0]:
@@ -221,6 +230,15 @@ class VeeData(Database):
             return None
         _, _, p10, slots = got
         return sum(v for v, _ in slots.values()) * 10.0**p10, len(slots) == 48
+
+    def _stored_slots(
+        self, conn: Connection, hub_id: str, meter: str, obis: str, day: int
+    ) -> dict[int, float] | None:
+        got = edits.channel_blocks(conn, hub_id, meter, obis, 1800, [day]).get(day)
+        if got is None:
+            return None
+        _, _, p10, slots = got
+        return {slot: v * 10.0**p10 for slot, (v, _) in slots.items()}
 
     def _vee_record(
         self,
