@@ -166,6 +166,14 @@ def chaos(
     ipv6: Annotated[
         bool, typer.Option("--ipv6", help="every hub, the GDSC's channel and alert endpoints on IPv6 (::1)")
     ] = False,
+    power_quality: Annotated[
+        bool,
+        typer.Option(
+            "--power-quality",
+            help="every hub keeps power quality (voltages, sags, swells, power failures); the "
+            "JSON's power_failures gives each injected outage's summary at its node",
+        ),
+    ] = False,
     log_format: LogFormatOption = LogFormat.text,
 ) -> None:
     """Run a fleet with faults injected (WAN and cell outages, power cuts, HAN dropouts, collector
@@ -179,7 +187,7 @@ def chaos(
     with _state_dir(state, "smarthub-chaos-") as where:
         cfg = DemoConfig(
             homes=homes, days=days, seconds_per_day=seconds_per_day, seed=seed, state=where, db_url=db,
-            channel_every=channel_every, ipv6=ipv6,
+            channel_every=channel_every, ipv6=ipv6, power_quality=power_quality,
         )  # fmt: skip
         result = asyncio.run(run_chaos(cfg))
     print(result.json_line())
