@@ -356,7 +356,7 @@ def test_withdrawal_suspension_and_revocation_refuse_the_next_dispatch(
     assert refused.value.detail.startswith("invalid_client")
     r = httpx.post(f"{base}{path}", json=event, headers=w.auth("TP"))
     assert r.status_code == 403 and "revoked: fraud" in r.json()["detail"]
-    # A service approved for readings only cannot be given demand-response consent at all.
+    # Nor can the occupant consent to it again.
     r = httpx.post(
         f"{base}/v1/premises/P1/consents",
         json={
@@ -368,4 +368,41 @@ def test_withdrawal_suspension_and_revocation_refuse_the_next_dispatch(
         },
         headers=w.auth("C1"),
     )
-    assert r.status_code == 400
+    assert r.status_code == 400 and "data service TP is revoked" in r.json()["detail"]
+
+
+def test_a_service_approved_for_readings_only_cannot_send_events(
+    world: World, base: str, tmp_path: Path
+) -> None:
+    w = world
+    creds = onboard(w, base, kinds=("readings",), purpose="demand response")
+    consent(w, base, kinds=("readings",), purpose="demand response")
+    # The occupant cannot consent beyond the approval ...
+    r = httpx.post(
+        f"{base}/v1/premises/P1/consents",
+        json={
+            "party_id": "TP",
+            "data_kinds": ["readings", "demand-response"],
+            "granularity": "half-hourly",
+            "purpose": "demand response",
+            "expires_at": (w.clock.now() + timedelta(days=1)).isoformat(),
+        },
+        headers=w.auth("C1"),
+    )
+    assert r.status_code == 400 and "not approved for demand-response" in r.json()["detail"]
+    # ... its OAuth2 client has no demand-response scope, and its party credential is refused by
+    # the policy with the approval's reason.
+    assert aggregator(base, creds, tmp_path, "enrol", "--home", "P1:E1").returncode == 0
+    done = aggregator(base, creds, tmp_path, *DISPATCH)
+    assert done.returncode == 2
+    assert "scope (readings:read services tariffs:read) does not include demand-response" in done.stdout
+    event = {
+        "meter_id": "E1",
+        "start": EVENT[0].isoformat(),
+        "duration_minutes": 60,
+        "device_categories": ["electric-vehicle"],
+        "duty_cycle": 0,
+    }
+    r = httpx.post(f"{base}/v1/premises/P1/demand-response/events", json=event, headers=w.auth("TP"))
+    assert r.status_code == 403
+    assert "approved for readings only, not demand-response" in r.json()["detail"]
