@@ -82,6 +82,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from smarthub.gdsc.commands.vouchers import VoucherIssuer
+from smarthub.gdsc.outages import power_quality as pq
 from smarthub.gdsc.outages.service import OutageService
 from smarthub.gdsc.outages.topology import TopologyStore
 from smarthub.gdsc.pull.tables import Priority
@@ -90,9 +91,11 @@ from smarthub.han.planning import plan
 from smarthub.han.poll import SimulatedLink
 from smarthub.hub.alerts import AlertSender, SequenceReservations, udp_transport
 from smarthub.hub.diagnostics import DiagnosisCode, RepairAction, RepairOutcome
+from smarthub.model import ObisCode
 from smarthub.sim.chaos_life import FleetLife, plan_life, renewal_plan
 from smarthub.sim.demo import HALF_HOUR, DemoConfig, DemoRun, account, free_port, setup, sweep, teardown
 from smarthub.sim.dlms_meter import DlmsMeterSimulator
+from smarthub.sim.dsmr_meter import DsmrMeterSimulator
 from smarthub.sim.faults import HanGate, WanLink
 from smarthub.sim.fleet import CELL_SIZE, Fleet, SimulatedHome, zigbee_medium
 from smarthub.sim.topology import feeder_size_for, fleet_topology
@@ -170,6 +173,10 @@ class ChaosResult:
     # p95, every restoration matched, no false outage.
     outage_detect_goal_s: float = 0.0
     outage_goal_met: bool = False
+    # Power failures from the meters' own records (issue 19 item 3; with --power-quality): per
+    # injected outage, its length and what the network operator's summary of its node says (the
+    # DSMR meters' long failures and the longest from their logs).
+    power_failures: list[dict[str, Any]] = field(default_factory=list)
     # What the GDSC's upkeep must keep true over weeks (issue 24).
     commands_refused_stale_crl: int = 0  # commands the hubs refused under a stale CRL: must be 0
     # ... and as signed by an unknown or revoked signer (after the operator's rotation): must be 0
@@ -451,6 +458,8 @@ class Chaos:
         for h in lost:  # the last gasps are out at the instant of the loss; then the silence
             self.gates[h].silence(None)
             self.links[h].cut()
+            for meter in self._dsmr_meters(h):  # the meter counts and logs the failure itself
+                meter.power_lost(cut)
 
         def undo() -> None:
             now = run.clock.now()
@@ -461,9 +470,49 @@ class Chaos:
                 if self.unpowered[h] == 0:
                     self.gates[h].restore(None)
                     self.links[h].restore()
+                    for meter in self._dsmr_meters(h):
+                        meter.power_restored(now)
                     self._home(h).assembly.mains.supply_restored(now)
 
         return undo
+
+    def _dsmr_meters(self, hub_id: str) -> list[DsmrMeterSimulator]:
+        """The home's simulated DSMR meters (behind its P1 transports)."""
+        return [
+            loop.meter
+            for rig in self._home(hub_id).rigs
+            for loop in rig.loops
+            if isinstance(getattr(loop, "meter", None), DsmrMeterSimulator)
+        ]
+
+    def _power_failure_figures(self) -> list[dict[str, Any]]:
+        """Each injected outage against the network operator's power-failure summary of its node
+        over the run (what ``GET /v1/network/nodes/{node}/power-quality`` answers)."""
+        run = self.run
+        assert run is not None
+        if not self.cfg.power_quality:
+            return []
+        topo = TopologyStore(run.store.engine).snapshot()
+        start, end = int(self.cfg.sim_start.timestamp()), int(self.cfg.end.timestamp()) + 86400
+        out = []
+        for kind, node, premises, cut, restored in self.power_faults:
+            if kind not in ("feeder_outage", "substation_outage"):
+                continue
+            under = sorted(p for p in topo.under([node]) if p in topo.places)
+            dsmr = sum(
+                1
+                for h in run.fleet.homes
+                if h.spec.premises_id in premises and self._dsmr_meters(h.spec.hub_id)
+            )
+            out.append(
+                {
+                    "node": node,
+                    "minutes": round((restored - cut).total_seconds() / 60, 1) if restored else None,
+                    "dsmr_homes_cut": dsmr,
+                    **pq.failures(run.store.engine, under, start, end),
+                }
+            )
+        return out
 
     async def _start_outages(self) -> None:
         """The GDSC's outage side: the fleet's topology loaded, the UDP endpoint started (the hubs'
@@ -869,19 +918,46 @@ class Chaos:
             sum(1 for n in credited.values() if n > 1),
         )
 
+    def _expected(self) -> dict[tuple[str, str, ObisCode], set[int]]:
+        """The half-hours (starts, epoch s) expected of every channel: a replaced meter's up to
+        its exchange, its successor's after, a revoked hub's up to its revocation."""
+        run = self.run
+        assert run is not None
+        start, end = int(self.cfg.sim_start.timestamp()), int(self.cfg.end.timestamp())
+        revoked = self.life.revoked_hubs if self.life is not None else {}
+        out = {}
+        for (hub, meter, obis), starts in run.fleet.expected_starts(start, end).items():
+            if hub in revoked:  # refused from its revocation: expected up to its last pulls
+                cutoff = revoked[hub].timestamp()
+                starts = {s for s in starts if s + 1800 <= cutoff}
+            out[(hub, meter, obis)] = starts
+        return out
+
+    async def _drain(self, until: datetime) -> set[tuple[str, str]]:
+        """When the meters stop, the meters whose hub has not built every expected half-hour
+        (the last reports were lost on the air: a ZigBee meter behind two floors gets one frame
+        in ten through) report on (:meth:`Fleet.drain`) until it has, or until ``until``, while
+        the GDSC's windows go on. In life the meters never stop: the next report that gets
+        through closes the half-hours, minutes later; what is still missing at ``until`` is
+        counted lost. Returns the (hub, meter) still short."""
+        run = self.run
+        assert run is not None
+        await run.fleet.meters_done()
+        due = {key: max(starts) + 1800 for key, starts in self._expected().items() if starts}
+        short = await run.fleet.drain(due, until)
+        if short:
+            log.error("meters still short of their last half-hours after the drain: %s", sorted(short))
+        return short
+
     def _expected_and_missing(self) -> tuple[int, int]:
-        """Half-hours expected of every channel (a replaced meter's up to its exchange, its
-        successor's after) and how many of them the GDSC's store lacks."""
+        """Half-hours expected of every channel (:meth:`_expected`) and how many of them the
+        GDSC's store lacks."""
         run = self.run
         assert run is not None
         start, end = int(self.cfg.sim_start.timestamp()), int(self.cfg.end.timestamp())
         stored = run.store.channel_starts(start, end)
         expected = missing = 0
-        revoked = self.life.revoked_hubs if self.life is not None else {}
-        for (hub, meter, obis), starts in run.fleet.expected_starts(start, end).items():
-            if hub in revoked:  # refused from its revocation: expected up to its last pulls
-                cutoff = revoked[hub].timestamp()
-                starts = {s for s in starts if s + 1800 <= cutoff}
+        for (hub, meter, obis), starts in self._expected().items():
             expected += len(starts)
             absent = sorted(starts - stored.get((hub, meter, str(obis)), set()))
             if absent:
@@ -900,6 +976,7 @@ class Chaos:
     async def run_all(self) -> ChaosResult:
         cfg = self.cfg
         run = await self.start()
+        drain: asyncio.Task[set[tuple[str, str]]] | None = None
         try:
             await self._start_outages()
             faults = plan_faults(run.fleet.homes, cfg.days, self.rng, self.channel_hubs)
@@ -943,6 +1020,8 @@ class Chaos:
                 asyncio.create_task(life.play(events)),
                 *(asyncio.create_task(self._inject(f)) for f in faults),
             ]
+            # Meters short of their last half-hours report on into the first closing window.
+            drain = asyncio.create_task(self._drain(until=last_window_end + cfg.window))
             await run.gdsc.run_windows(until=last_window_end, first_window=cfg.sim_start)
             await run.fleet.meters_done()
             for task in background:
@@ -952,6 +1031,7 @@ class Chaos:
                 link.restore()
             # Closing windows: what the hubs buffered during the last faults comes in.
             await run.gdsc.run_windows(until=last_window_end + 2 * cfg.window, first_window=last_window_end)
+            await drain
             # Then the GDSC's next windows, condensed: a pull of every hub until each has
             # answered once (a pull that fell into backoff at the very end is retried later in
             # life too). "lost" counts what is not at the GDSC even then: data gone, not late.
@@ -977,6 +1057,7 @@ class Chaos:
             if self.outages is not None:
                 await self.outages.receiver.drain()
             outage_figures = self._outage_figures()
+            outage_figures["power_failures"] = await asyncio.to_thread(self._power_failure_figures)
             return ChaosResult(
                 homes=cfg.homes,
                 days=cfg.days,
@@ -1012,6 +1093,8 @@ class Chaos:
                 **outage_figures,
             )
         finally:
+            if drain is not None and not drain.done():
+                drain.cancel()
             if self.outages is not None:
                 await self.outages.close()
             for link in self.links.values():

@@ -35,12 +35,12 @@ from smarthub.assembly.config import (
     hub_config,
 )
 from smarthub.assembly.hub import build_hub
-from smarthub.clock import Clock, SystemClock
+from smarthub.clock import Clock, SystemClock, next_aligned
 from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
 from smarthub.han.dlms_control import SupplyControl
 from smarthub.han.media import MEDIA, Placement, estimate
 from smarthub.han.planning import PlannedMeter
-from smarthub.han.poll import SimulatedLink
+from smarthub.han.poll import PollLoop, SimulatedLink
 from smarthub.hub.diagnostics import DiagnosedEvent
 from smarthub.hub.supply import supply_commands
 from smarthub.meters.dlms.client import DlmsClient
@@ -181,6 +181,7 @@ def home_config(
     smart_plugs: bool = True,
     poll_every: timedelta | None = None,
     radio_every: timedelta | None = None,
+    power_quality: bool = False,
 ) -> HubConfig:
     """The hub configuration of one simulated home, by its kind: what an installer would write
     into its ``hub.toml``, with simulated transports. Ids are unique across the fleet by the
@@ -300,6 +301,7 @@ def home_config(
         # The simulated households opted in to half-hourly reads for settlement (the GB default
         # without opt-in would be monthly).
         gdsc_granularity="half-hourly",
+        power_quality=power_quality,
         # A new firmware is kept if frames still arrive in its probation: an hour, or two of
         # the slowest meter's periods (a healthy version is never judged on a quiet spell, nor
         # on the few wall milliseconds a minute is at thousands of times real time).
@@ -324,6 +326,7 @@ class SimulatedHome:
         poll_every: timedelta | None = None,
         radio_every: timedelta | None = None,
         config: HubConfig | None = None,
+        power_quality: bool = False,
     ) -> None:
         """``cert_clock``: what certificates and CRLs are checked against (default wall time, as
         OpenSSL does; a test running the GDSC's CRL dates on the simulated clock passes that).
@@ -333,7 +336,13 @@ class SimulatedHome:
         self.dir = state / "hubs" / spec.hub_id
         self.clock = clock
         self.config = config or home_config(
-            spec, state, sim_start, smart_plugs=smart_plugs, poll_every=poll_every, radio_every=radio_every
+            spec,
+            state,
+            sim_start,
+            smart_plugs=smart_plugs,
+            poll_every=poll_every,
+            radio_every=radio_every,
+            power_quality=power_quality,
         )
         # The home's radio meters (not the smart plugs), placed by its seed; their frames travel
         # through the link model of their medium (smarthub.sim.radio), so a meter's weak signal
@@ -439,6 +448,35 @@ class SimulatedHome:
                 out[(self.spec.hub_id, swap.new, obis)] = set(range(max(start, first), end, 1800))
         return out
 
+    def short_of(self, due: Mapping[tuple[str, ObisCode], int]) -> set[str]:
+        """The meters with a channel whose half-hours up to its ``due`` boundary (epoch seconds)
+        the hub has not all built yet: the reports that would close them were lost on the air,
+        or have not come yet."""
+        built = self.hub.interval_builder.anchor
+        return {meter for (meter, obis), boundary in due.items() if (built(meter, obis) or 0) < boundary}
+
+    async def drain(self, due: Mapping[tuple[str, ObisCode], int], until: datetime) -> set[str]:
+        """Keep the meters :meth:`short_of` ``due`` reporting (or being polled), at their own
+        period in life (:data:`RADIO_PERIOD`, :data:`POLL_PERIOD`: a long run samples every half
+        hour only to save CPU), until the hub has built every due half-hour or the clock passes
+        ``until``. A ZigBee SE summation is cumulative: the next report that gets through closes
+        every half-hour a lost one left open, as it would minutes later in life. Returns the meters
+        still short then (their half-hours are genuinely missing)."""
+        short = self.short_of(due)
+        loops = {id(loop): (meter, loop) for meter in short for loop in self._loops_by_meter.get(meter, [])}
+
+        async def step(meter: str, loop: PollLoop) -> None:
+            loop.period = min(loop.period, RADIO_PERIOD if meter in self.radio else POLL_PERIOD)
+            if loop.next_time is None:
+                return  # never started: nothing of it to close
+            if loop.next_time < self.clock.now():  # started late: from now, not a backlog
+                loop.next_time = next_aligned(self.clock.now(), loop.period)
+            while self.short_of(due) and loop.next_time <= until:
+                await loop.run(until=loop.next_time)  # one scheduled cycle
+
+        await asyncio.gather(*(step(meter, loop) for meter, loop in loops.values()))
+        return self.short_of(due)
+
     async def maintain(self, until: datetime | None, every: timedelta = timedelta(minutes=5)) -> None:
         """The hub's housekeeping (the assembly's): diagnoses, repairs, retention."""
         await self.assembly.maintain(until, every)
@@ -521,6 +559,7 @@ class Fleet:
         poll_every: timedelta | None = None,
         radio_every: timedelta | None = None,
         configs: Mapping[str, HubConfig] | None = None,
+        power_quality: bool = False,
     ) -> None:
         """``poll_every``/``radio_every``: how often polled meters are read and radio meters send
         (default :data:`POLL_PERIOD`, :data:`RADIO_PERIOD`; a divisor of 30 minutes). ``configs``:
@@ -538,6 +577,7 @@ class Fleet:
                 poll_every=poll_every,
                 radio_every=radio_every,
                 config=(configs or {}).get(s.hub_id),
+                power_quality=power_quality,
             )
             for s in specs
         ]
@@ -603,6 +643,18 @@ class Fleet:
         await self.halt()
         for h in self.homes:
             await h.stop()
+
+    async def drain(
+        self, due: Mapping[tuple[str, str, ObisCode], int], until: datetime
+    ) -> set[tuple[str, str]]:
+        """Every home's :meth:`SimulatedHome.drain` of the channels in ``due`` ((hub, meter,
+        channel) -> the boundary its half-hours are due to), at once; the (hub, meter) still short."""
+        by_hub: dict[str, dict[tuple[str, ObisCode], int]] = {}
+        for (hub, meter, obis), boundary in due.items():
+            by_hub.setdefault(hub, {})[(meter, obis)] = boundary
+        homes = [h for h in self.homes if h.spec.hub_id in by_hub]
+        left = await asyncio.gather(*(h.drain(by_hub[h.spec.hub_id], until) for h in homes))
+        return {(h.spec.hub_id, meter) for h, meters in zip(homes, left, strict=True) for meter in meters}
 
     def frame_errors(self) -> int:
         return sum(h.hub.stats.frame_errors for h in self.homes)

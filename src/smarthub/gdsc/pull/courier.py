@@ -36,6 +36,8 @@ class CommandCourier:
         return await (await self._client(hub)).post_command(envelope)
 
     async def close(self) -> None:
-        for client in self._clients.values():
+        # Taken out first: a delivery may add a client while a close awaits (the upkeep drops
+        # the sessions after a CRL re-publication mid-run), which broke the iteration.
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
             await client.close()
-        self._clients.clear()
