@@ -36,6 +36,12 @@ class CommandCourier:
         return await (await self._client(hub)).post_command(envelope)
 
     async def close(self) -> None:
-        for client in self._clients.values():
+        """Close every kept connection. The clients are taken out first: closing one waits for
+        its TLS shutdown, and a command delivered meanwhile (the urgent lane runs on while the
+        upkeep drops the connections under a newer CRL) adds a client of its own. Iterating the
+        live dict then raised, and the clients already closed stayed in it, handed out to every
+        later command to their hubs ("Session is closed") until a later run got through: in a
+        7-day chaos run top-ups, renewals and snapshots failed all their tries that way."""
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
             await client.close()
-        self._clients.clear()
