@@ -1,5 +1,6 @@
 """The IHD in a real browser: it loads, live power follows new readings, the appliance chart
-renders, a top-up shows in the balance, and revoking consent stops the WAN serving that party.
+renders, a top-up shows in the balance, revoking consent stops the WAN serving that party, and
+"Stop sharing" of a consent the GDSC holds asks the GDSC and shows its answer.
 
 Screenshots (phone- and desktop-sized) go to test-artifacts/browser/ (gitignored)."""
 
@@ -18,6 +19,7 @@ from smarthub.gdsc.fleet.pki import Role
 from smarthub.hub.ihd.app import money
 from smarthub.hub.privacy import Granularity
 from smarthub.wan.client.hub_client import HubClient, PullError
+from smarthub.wan.contract.revocations import APPLIED, RevocationAnswer
 from smarthub.wan.server.resources import HubWanServer
 from smarthub.wan.tls import client_context, server_context
 
@@ -171,3 +173,59 @@ async def test_consent_revocation_stops_the_wan_serving_that_party(
         await page.close()
         await app.close()
         await server.stop()
+
+
+async def test_stop_sharing_a_gdsc_consent_asks_the_gdsc_and_shows_its_answer(
+    browser: Browser, home: IhdHome
+) -> None:
+    """Issue 25 item 3 on a phone: "Stop sharing" beside a consent the GDSC holds records the
+    request for the GDSC's next pull and says so; the GDSC's answer then shows the consent ended."""
+    consent = {
+        "id": "K1",
+        "data_kinds": ["readings"],
+        "granularity": "half-hourly",
+        "granted": "2026-11-01T09:00:00+00:00",
+        "expires": "2027-11-01T09:00:00+00:00",
+    }
+    service = {
+        "id": "energy-app.example",
+        "organisation": "Energy App Ltd",
+        "purpose": "tariff advice",
+        "status": "approved",
+        "consents": [consent],
+        "reads": [],
+        "reads_total": 0,
+        "refused_total": 0,
+        "last_read": None,
+    }
+    view = {"as_of": NOW.isoformat(), "services": [service]}
+    assert (await home.command("ihd.services", view)).status == "applied"
+    home.consent.set("energy-app.example", Granularity.HALF_HOURLY, START)
+    revocations = home.side.revocations
+    assert revocations is not None
+    page = await paired_page(browser, home, PHONE)
+    try:
+        await page.click("text=Data services")
+        held = page.locator('li.consent[data-consent="K1"]')
+        await held.locator("#stop-K1").click()
+        await expect(held.locator(".stop-pending")).to_contain_text(
+            "You asked to stop this at 24 Nov 2026 13:00"
+        )
+        await expect(page.locator("#stop-K1")).to_have_count(0)
+        [asked] = revocations.pending()
+        assert asked.consent_id == "K1" and home.consent.granularity("energy-app.example") is Granularity.NONE
+        overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"the page is {overflow}px wider than the phone"
+        await page.screenshot(path=str(ARTIFACTS / "ihd-stop-sharing-pending-phone.png"), full_page=True)
+
+        # The GDSC's collector read it and answered (as PUT /crv keeps it).
+        revocations.answer([RevocationAnswer(asked.request_id, APPLIED, NOW + timedelta(minutes=12))])
+        await page.reload()
+        service_item = page.locator('li.service[data-service="energy-app.example"]')
+        await expect(service_item.locator(".stopped")).to_contain_text(
+            "the GDSC ended the consent at 24 Nov 2026 13:12"
+        )
+        await expect(page.locator('li.consent[data-consent="K1"]')).to_have_count(0)
+        await page.screenshot(path=str(ARTIFACTS / "ihd-stop-sharing-done-phone.png"), full_page=True)
+    finally:
+        await page.close()

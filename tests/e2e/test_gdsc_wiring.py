@@ -33,6 +33,7 @@ from smarthub.gdsc.fleet.commissioning import CommissioningRequest, sign_request
 from smarthub.gdsc.fleet.lifecycle import HubLifecycle
 from smarthub.gdsc.fleet.pki import CertificateAuthority
 from smarthub.gdsc.governance.changes import move_out
+from smarthub.gdsc.governance.hub_revocations import HubRevocations
 from smarthub.gdsc.governance.parties import Fuel, Party, PartyRepository, Role, SupplyPeriod, Tenancy
 from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.pull.tables import DONE, FAILED, urgent_work
@@ -89,6 +90,8 @@ async def test_gdsc_keeps_the_crl_current_and_refuses_a_revoked_hub(
         assert crl.last_update_utc == tls.now().replace(microsecond=0)
         assert crl.next_update_utc == crl.last_update_utc + timedelta(days=7)
         assert _jobs(service.store, "pki.crl") == []  # no command per hub: CRLs ride the pull
+        # Consent revocations asked at a display ride the pull too, decided by the governance.
+        assert isinstance(service.collector.revocations, HubRevocations)
         (hub,) = service.store.active_hubs()
         assert (await service.collector.pull(hub, SIM_START)).ok
         home = fleet.homes[0]  # the hub had no CRL: it asked for it with that pull

@@ -31,6 +31,7 @@ from smarthub.model.tariff import TimeOfUse
 from smarthub.model.tariff_calc import day_start, local_day
 from smarthub.sim.fleet import SimulatedHome, home_specs, provision
 from smarthub.wan.client import sep2
+from smarthub.wan.contract.bodies import ConsentScope
 from smarthub.wan.server.ihd_resources import IhdResources, price_units
 from smarthub.wan.server.resources import HubWanServer
 from smarthub.wan.tls import client_context, server_context
@@ -92,10 +93,16 @@ async def rig(tmp_path: Path, wall_now: datetime) -> AsyncIterator[Rig]:
     home.consent.set("gdsc", Granularity.HALF_HOURLY, NOW)
     home.consent.set("energy-app.example", Granularity.HALF_HOURLY, NOW)
     appliances = home.side.consumption.appliances
+    home.privacy.is_submeter = lambda meter: meter in appliances  # as the assembly wires it
     server = HubWanServer(
         "HUB000001",
         hub_cert.lfdi,
-        WanMeters(home.hub, lambda meter: meter in appliances),
+        WanMeters(
+            home.hub,
+            lambda meter: meter in appliances,
+            shared=home.privacy.appliances_shared,
+            names=appliances.get,
+        ),
         lambda: int(home.clock.now().timestamp()),
         management=home.management,
         privacy=home.privacy,
@@ -362,3 +369,68 @@ def test_events_about_a_plug_are_kept_from_the_wan(tmp_path: Path) -> None:
             wan.get(plug.id)
     finally:
         log.disconnect()
+
+
+async def test_plugs_leave_the_home_only_under_a_consent_covering_appliances(rig: Rig) -> None:
+    """Issue 25: a consent whose scope carries ``appliances`` opens the plugs to that recipient and
+    to the GDSC's collection (on its behalf), each as a UsagePoint with roleFlags isSubmeter and the
+    appliance's name; nobody else sees them, and withdrawing the consent closes them again."""
+    home = rig.home
+    names = home.side.consumption.appliances
+    plugs = sorted(p.eui for p in home.plugs)
+    since = int((START + timedelta(hours=6)).timestamp())
+    scope = ConsentScope(meters=None, data_from=since, appliances=True)
+    home.consent.set("energy-app.example", Granularity.DAILY, NOW, scope=scope)
+    home.consent.set("other-app.example", Granularity.HALF_HOURLY, NOW, scope=ConsentScope())
+
+    upt = await rig.get("party", "/upt?l=50")  # the consenting party: its plugs, daily
+    assert upt is not None and upt.get("all") == str(2 + len(plugs))
+    subs = {text(u, "s:description"): text(u, "s:roleFlags") for u in upt if text(u, "s:roleFlags") == "0040"}
+    assert sorted(subs) == sorted(names[p] for p in plugs)
+    mr = sep2.mr_href(plugs[0], IMPORT_ACTIVE_ENERGY)
+    sets = await rig.get("party", f"{mr}/rs?l=50")
+    assert sets is not None  # a daily set only: a local day not yet ended is not served
+    assert int(sets.get("all") or 0) <= 1
+
+    # The GDSC's collection, pulling on the consent's behalf: every plug half-hour from data_from
+    # on, at the finest appliance consent (daily) — so no half-hour leaves.
+    mup = await rig.get("collector", "/mup?l=1000")
+    assert mup is not None
+    roles = {text(m, "s:description"): text(m, "s:roleFlags") for m in mup}
+    assert {n: roles[n] for n in (names[p] for p in plugs)} == dict.fromkeys(
+        (names[p] for p in plugs), "0041"
+    )
+    assert roles["E0000000001"] == "0013"
+    for m in mup:
+        if text(m, "s:roleFlags") == "0041":
+            assert all(
+                r.findtext("s:timePeriod/s:duration", namespaces=NS) != "1800"
+                for r in m.iter(f"{{{NS['s']}}}Reading")
+            )
+
+    home.consent.set("energy-app.example", Granularity.HALF_HOURLY, NOW, scope=scope)
+    mup = await rig.get("collector", "/mup?l=1000")
+    assert mup is not None
+    for m in mup:
+        if text(m, "s:roleFlags") != "0041":
+            continue
+        starts = [
+            int(r.findtext("s:timePeriod/s:start", namespaces=NS) or 0)
+            for r in m.iter(f"{{{NS['s']}}}Reading")
+        ]
+        meter = next(p for p in plugs if names[p] == text(m, "s:description"))
+        assert starts and min(starts) >= since  # nothing before the consent's data period
+        assert len(starts) == sum(
+            home.hub.interval_count(meter, ch, start=since) for ch in home.hub.channels(meter)
+        )
+
+    # A recipient whose consent does not cover appliances sees the supply meters only.
+    other = await rig.get("collector", "/upt?l=50&recipient=other-app.example")
+    assert other is not None and other.get("all") == "2"
+
+    # Withdrawn: the plugs are gone for everyone, the GDSC's collection too.
+    home.consent.set("energy-app.example", Granularity.NONE, NOW, scope=scope)
+    mup = await rig.get("collector", "/mup?l=1000")
+    assert mup is not None and sorted(text(m, "s:description") for m in mup) == ["E0000000001", "G0000000001"]
+    for p in plugs:
+        await rig.get("collector", sep2.upt_href(p), status=404)

@@ -235,6 +235,12 @@ class HubAssembly:
 
         return handler
 
+    def appliance_name(self, meter: str) -> str | None:
+        """The appliance a sub-meter measures, as the consumer named it (IHD map, else config)."""
+        if self.consumer is not None and meter in self.consumer.consumption.appliances:
+            return self.consumer.consumption.appliances[meter]
+        return next((m.appliance for m in self.config.meters if m.id == meter and m.appliance), None)
+
     def is_submeter(self, meter: str) -> bool:
         """Sub-meters stay home: the WAN serves the hub's meters minus the appliance plugs."""
         return meter in self.submeters or (
@@ -560,7 +566,8 @@ def _wan(a: HubAssembly) -> Part:
     a.server = HubWanServer(
         a.config.hub_id,
         a.lfdi,
-        WanMeters(a.hub, is_submeter),
+        # Sub-meters leave the home only under a consent covering appliances (hub.privacy).
+        WanMeters(a.hub, is_submeter, shared=a.privacy.appliances_shared, names=a.appliance_name),
         lambda: int(a.clock.now().timestamp()),
         management=a.management,
         privacy=a.privacy,
@@ -594,6 +601,8 @@ def _wan(a: HubAssembly) -> Part:
         # Third-party displays of this home read its pricing, messages and live demand in 2030.5.
         side = a.consumer
         IhdResources(a.server, side.consumption, side.store, a.clock.now, live=side.ihd.live).install()
+        # The consent revocations asked at the display ride on the GDSC's pulls (wan.contract.revocations).
+        a.server.revocations = side.revocations
 
     async def start(until: datetime | None) -> None:
         if a.config.wan.listen != "none":

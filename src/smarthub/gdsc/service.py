@@ -55,6 +55,10 @@ from smarthub.gdsc.fleet.field_meters import FieldMeters
 from smarthub.gdsc.fleet.lifecycle import HubLifecycle
 from smarthub.gdsc.fleet.pki import CertificateAuthority
 from smarthub.gdsc.governance.aggregates import AggregationGroups
+from smarthub.gdsc.governance.audit import AuditLog
+from smarthub.gdsc.governance.consent_sync import syncing_parties
+from smarthub.gdsc.governance.guard import AccessGuard
+from smarthub.gdsc.governance.hub_revocations import HubRevocations
 from smarthub.gdsc.incidents.error_log import ErrorLog
 from smarthub.gdsc.incidents.repairs import run_operations
 from smarthub.gdsc.metrics import CertificateExpiry, CollectorMetrics, FleetGauges, SchedulerGauges
@@ -268,6 +272,11 @@ class GdscService:
                 field.after_pulls(plan, sign, hub_ids, now)
 
             scheduler.after_pulls = after_pulls
+            # Consent revocations asked at a home's display ride on its pull and are applied as
+            # the API applies the occupant's (audited; consent.set queued for the hubs).
+            collector.revocations = HubRevocations(
+                AccessGuard(syncing_parties(store, signer, clock), AuditLog(store.engine), clock)
+            )
         upkeep = Upkeep(
             state, store, collector, signer, clock, tls_clock, crl_path, crl_due=due, plan=scheduler.plan
         )

@@ -64,6 +64,11 @@ class HubStats:
     foreign: int = 0
     storage_full: int = 0  # writes the history refused because its disk was full
     last_errors: list[str] = field(default_factory=list)
+    # Per meter and per protocol, for the hub's /metrics: a meter that stopped sending, or one
+    # protocol's frames going bad, is what an operator looks for (a hub has ~100 meters at most)
+    readings_by_meter: dict[str, int] = field(default_factory=dict)
+    last_reading: dict[str, float] = field(default_factory=dict)  # meter -> epoch s of its newest
+    frame_errors_by_protocol: dict[str, int] = field(default_factory=dict)
 
 
 _P = TypeVar("_P", bound=HanPort)
@@ -123,8 +128,10 @@ class SmartHub:
         batch came from, for link diagnostics.
         """
         when = received or self.clock.now()
+        by_protocol = self.stats.frame_errors_by_protocol
         for err in batch.errors:
             self.stats.frame_errors += 1
+            by_protocol[err.protocol] = by_protocol.get(err.protocol, 0) + 1
             self.stats.last_errors = [*self.stats.last_errors[-9:], str(err)]
         if self.registry is not None:
             # A radio hears the neighbours' meters: keep only this home's (see hub.registry). A
@@ -230,6 +237,12 @@ class SmartHub:
         readings = list(readings)
         self.mirror.update(readings)
         self.stats.readings += len(readings)
+        by_meter, last = self.stats.readings_by_meter, self.stats.last_reading
+        for r in readings:
+            by_meter[r.meter] = by_meter.get(r.meter, 0) + 1
+            t = r.time.timestamp()
+            if t > last.get(r.meter, 0.0):
+                last[r.meter] = t
         completed: list[IntervalRecord] = []
         for r in readings:
             if r.obis not in self._channels or r.is_interval:

@@ -70,6 +70,12 @@ class IntervalBuilder:
         ch.anchor_value = ch.last_value = last.register_end
         ch.anchor_quality = Quality.VALID
 
+    def anchor(self, meter: str, obis: ObisCode) -> int | None:
+        """The last boundary whose register value is known (epoch seconds), None before the
+        first: every half-hour ending at or before it is built, the ones after are still open."""
+        ch = self._channels.get((meter, obis))
+        return None if ch is None else ch.anchor
+
     def rejected(self, meter: str, obis: ObisCode) -> int:
         ch = self._channels.get((meter, obis))
         return 0 if ch is None else ch.rejected

@@ -51,6 +51,26 @@ class _Collector:
         frames.add_metric(["ok"], s.frames_ok)
         frames.add_metric(["error"], s.frame_errors)
         yield frames
+        errors = CounterMetricFamily(
+            "smarthub_hub_frame_errors", "HAN frames that did not decode, by protocol", labels=["protocol"]
+        )
+        for protocol, n in sorted(s.frame_errors_by_protocol.items()):
+            errors.add_metric([protocol], n)
+        yield errors
+        per_meter = CounterMetricFamily(
+            "smarthub_hub_meter_readings", "Readings accepted, by meter", labels=["meter"]
+        )
+        for meter, n in sorted(s.readings_by_meter.items()):
+            per_meter.add_metric([meter], n)
+        yield per_meter
+        newest = GaugeMetricFamily(
+            "smarthub_hub_meter_last_reading_timestamp_seconds",
+            "Time stamp of each meter's newest reading (meter's time as the hub read it)",
+            labels=["meter"],
+        )
+        for meter, t in sorted(s.last_reading.items()):
+            newest.add_metric([meter], t)
+        yield newest
         for name, value, text in (
             ("readings", s.readings, "Readings accepted from the meters"),
             ("intervals_stored", s.intervals_stored, "Intervals written to the encrypted history"),

@@ -52,6 +52,16 @@ recipient whose consent covers events (:meth:`HubPrivacy.events_allowed`). Where
 allow a little more (a supplier's data of an earlier supply period of the same premises, or its
 default monthly data from before a consenting tenancy), the hub serves the narrower view: that
 data is read through the GDSC.
+
+**Appliances** (issue 25) — the appliance sub-meters (smart plugs: ``is_submeter``) say what the
+household does, so by default they never leave the home. A consent whose scope carries
+``appliances`` opens them to that recipient, at its granularity (its ``meters`` list names supply
+meters and does not narrow the plugs), within its data period. The GDSC's own collection
+(``gdsc``) pulls them on behalf of those recipients only: at the finest granularity any live
+appliance consent allows (the transfer policy may narrow it further), within the span of their
+data periods, and not at all once the last is withdrawn (at the hub, a "Stop sharing" at the
+IHD sets the recipient to none, which withdraws it too). A recipient without it gets ``none`` for
+every plug, so the WAN server lists none of them to it.
 """
 
 from __future__ import annotations
@@ -72,6 +82,7 @@ from smarthub.model import ObisCode, Quality, Reading
 from smarthub.wan.contract.bodies import ConsentScope, ConsentSet, Granularity, SupplierKeys
 
 LONDON = ZoneInfo("Europe/London")
+GDSC_COLLECTION = "gdsc"  # the recipient the GDSC's collectors pull as (hub.transfer_policy)
 
 
 SUPPLIER_DEFAULT = Granularity.MONTHLY
@@ -169,6 +180,7 @@ class ConsentStore:
         self.clock = clock or SystemClock()
         self._file = sqlite_files.open_database(path, CONSENT_SCHEMA)
         self._db, self._lock = self._file.connection, self._file.lock
+        self.generation = 0  # advanced by every change, so views derived from it can be cached
 
     def default_for(self, recipient: str) -> Granularity:
         return SUPPLIER_DEFAULT if recipient in self.suppliers else THIRD_PARTY_DEFAULT
@@ -236,6 +248,7 @@ class ConsentStore:
                     (recipient, granularity.value, int(now.timestamp()), v, stored),
                 )
                 self._db.execute("COMMIT")
+                self.generation += 1
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -273,6 +286,7 @@ class ConsentStore:
                     (entry.fuel, eff, entry.supplier_id, entry.lfdi),
                 )
                 self._db.execute("COMMIT")
+                self.generation += 1
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -396,17 +410,71 @@ class HubPrivacy:
         self.register_refresh = register_refresh
         self._served: dict[tuple[str, ObisCode], Reading] = {}
         self._lock = threading.Lock()
+        self._appliance_cache: tuple[object, list[tuple[str, Granularity, ConsentScope]]] | None = None
 
     def granularity(self, recipient: str, meter: str | None = None) -> str:
         """The granularity ``recipient`` may have now (of ``meter``, if given)."""
-        g = self.consent.granularity(recipient, meter=meter)
+        if meter is not None and self.is_submeter(meter):
+            g = self.appliance_granularity(recipient)
+        else:
+            g = self.consent.granularity(recipient, meter=meter)
         return (g if self.cap is None else self.cap(recipient, g)).value
 
-    def window(self, recipient: str, fuel: str | None) -> tuple[int | None, int | None]:
+    def _appliance_consents(self) -> list[tuple[str, Granularity, ConsentScope]]:
+        """Every recipient (but the GDSC's own collection) whose live consent covers appliances.
+        Cached per consent-store generation and supplier-entry epoch: the WAN server asks for
+        each meter of each request. (A supplier's consent lapses at a change of supplier's
+        instant, not at a store change, so the current suppliers are part of the key.)"""
+        key = (self.consent.generation, tuple(sorted(
+            (f, e.supplier_id) for f, e in self.consent.suppliers_at().items()
+        )))  # fmt: skip
+        cached = self._appliance_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        found = self._find_appliance_consents()
+        self._appliance_cache = (key, found)
+        return found
+
+    def _find_appliance_consents(self) -> list[tuple[str, Granularity, ConsentScope]]:
+        out = []
+        for recipient in sorted(self.consent.all()):
+            if recipient == GDSC_COLLECTION:
+                continue
+            scope = self.consent.scope(recipient)
+            g = self.consent.granularity(recipient)
+            if scope.appliances and g.has_intervals:
+                out.append((recipient, g, scope))
+        return out
+
+    def appliance_granularity(self, recipient: str) -> Granularity:
+        """What ``recipient`` may have of the appliance sub-meters ("Appliances" above)."""
+        if recipient == GDSC_COLLECTION:
+            held = [g for _, g, _ in self._appliance_consents()]
+            return max(held, key=lambda x: x.rank) if held else Granularity.NONE
+        g = self.consent.granularity(recipient)
+        return g if self.consent.scope(recipient).appliances and g.has_intervals else Granularity.NONE
+
+    def appliances_shared(self) -> bool:
+        """Whether any recipient may have appliance data now (else the plugs are not listed)."""
+        return bool(self._appliance_consents())
+
+    def window(
+        self, recipient: str, fuel: str | None, meter: str | None = None
+    ) -> tuple[int | None, int | None]:
         """The data time ``[lo, hi)`` (epoch seconds, None: open) ``recipient`` may read of a
         meter of ``fuel`` (None: something of the hub's own, such as a hub-level event): its
         consent's data period, and for a supplier its current supply period of that fuel (of
-        any fuel it supplies, for ``fuel`` None)."""
+        any fuel it supplies, for ``fuel`` None). Of an appliance sub-meter (``meter``), the GDSC's
+        collection reads within the span of the appliance consents' data periods."""
+        if meter is not None and self.is_submeter(meter) and recipient == GDSC_COLLECTION:
+            scopes = [sc for _, _, sc in self._appliance_consents()]
+            if not scopes:
+                return 0, 0
+            starts, ends = [sc.data_from for sc in scopes], [sc.data_until for sc in scopes]
+            return (
+                None if None in starts else min(x for x in starts if x is not None),
+                None if None in ends else max(x for x in ends if x is not None),
+            )
         scope = self.consent.scope(recipient)
         lo, hi = scope.data_from, scope.data_until
         entries = self.consent.supplier_entries()

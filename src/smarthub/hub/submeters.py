@@ -1,13 +1,18 @@
-"""Sub-meters stay in the home: the hub's metering as the WAN may see it.
+"""Sub-meters stay in the home unless the consumer shares them: the hub's metering as the WAN sees it.
 
 Smart plugs and appliance sub-meters on the HAN measure *what* the household does (when the
 kettle, the washing machine, the television run); the supply meters already measure the energy
 that is billed. The hub keeps sub-meter intervals in its history for the IHD's cost per
-appliance, and serves them to no one on the WAN: not in ``/upt``, not in ``/mup``, not to the
-GDSC or any party, whatever the consent (the privacy filter governs the *supply* data only).
+appliance. By default it serves them to no one on the WAN: not in ``/upt``, not in ``/mup``.
+Only a consent covering appliances (``hub.privacy``, "Appliances", issue 25: an appliance-health
+service) opens them, and then to that recipient and the GDSC's collection alone, each plug as a
+2030.5 UsagePoint of its own with roleFlags ``isSubmeter`` (§E RoleFlagsType bit 6: not a
+premises aggregation point) and the appliance's name as its description.
 
 `WanMeters` is the `smarthub.wan.server.resources.MeteringSource` the WAN server is given: the hub's
-meters minus those ``is_submeter`` names (the home's appliance map, kept by the IHD).
+meters minus those ``is_submeter`` names (the home's appliance map, kept by the IHD) while
+``shared()`` is false; while it is true the plugs are listed, and the privacy filter decides per
+recipient (granularity none: not listed to it).
 `WanEvents` does the same for the diagnosed events the GDSC pulls as LogEvents: a plug going
 quiet (someone unplugged the television) is the household's business; the hub still diagnoses
 it for the IHD, but the event never reaches the GDSC's error log.
@@ -24,9 +29,28 @@ from smarthub.model import ObisCode
 
 
 class WanMeters:
-    def __init__(self, hub: SmartHub, is_submeter: Callable[[str], bool]) -> None:
+    def __init__(
+        self,
+        hub: SmartHub,
+        is_submeter: Callable[[str], bool],
+        shared: Callable[[], bool] | None = None,
+        names: Callable[[str], str | None] | None = None,
+    ) -> None:
         self.hub = hub
-        self.is_submeter = is_submeter
+        self._submeter = is_submeter
+        self.shared = shared or (lambda: False)  # some consent covers appliance data now
+        self.names = names or (lambda _meter: None)  # a plug's appliance, as the consumer named it
+
+    def is_submeter(self, meter: str) -> bool:
+        """Kept home now: a sub-meter while no consent covers appliances."""
+        return self._submeter(meter) and not self.shared()
+
+    def appliance(self, meter: str) -> str | None:
+        """The appliance a listed sub-meter measures (its UsagePoint's description); None for a
+        supply meter."""
+        if not self._submeter(meter):
+            return None
+        return self.names(meter) or meter
 
     def meters(self) -> dict[str, str]:
         return {m: fuel for m, fuel in self.hub.meters().items() if not self.is_submeter(m)}

@@ -90,6 +90,7 @@ from smarthub.han.planning import plan
 from smarthub.han.poll import SimulatedLink
 from smarthub.hub.alerts import AlertSender, SequenceReservations, udp_transport
 from smarthub.hub.diagnostics import DiagnosisCode, RepairAction, RepairOutcome
+from smarthub.model import ObisCode
 from smarthub.sim.chaos_life import FleetLife, plan_life, renewal_plan
 from smarthub.sim.demo import HALF_HOUR, DemoConfig, DemoRun, account, free_port, setup, sweep, teardown
 from smarthub.sim.dlms_meter import DlmsMeterSimulator
@@ -869,19 +870,46 @@ class Chaos:
             sum(1 for n in credited.values() if n > 1),
         )
 
+    def _expected(self) -> dict[tuple[str, str, ObisCode], set[int]]:
+        """The half-hours (starts, epoch s) expected of every channel: a replaced meter's up to
+        its exchange, its successor's after, a revoked hub's up to its revocation."""
+        run = self.run
+        assert run is not None
+        start, end = int(self.cfg.sim_start.timestamp()), int(self.cfg.end.timestamp())
+        revoked = self.life.revoked_hubs if self.life is not None else {}
+        out = {}
+        for (hub, meter, obis), starts in run.fleet.expected_starts(start, end).items():
+            if hub in revoked:  # refused from its revocation: expected up to its last pulls
+                cutoff = revoked[hub].timestamp()
+                starts = {s for s in starts if s + 1800 <= cutoff}
+            out[(hub, meter, obis)] = starts
+        return out
+
+    async def _drain(self, until: datetime) -> set[tuple[str, str]]:
+        """When the meters stop, the meters whose hub has not built every expected half-hour
+        (the last reports were lost on the air: a ZigBee meter behind two floors gets one frame
+        in ten through) report on (:meth:`Fleet.drain`) until it has, or until ``until``, while
+        the GDSC's windows go on. In life the meters never stop: the next report that gets
+        through closes the half-hours, minutes later; what is still missing at ``until`` is
+        counted lost. Returns the (hub, meter) still short."""
+        run = self.run
+        assert run is not None
+        await run.fleet.meters_done()
+        due = {key: max(starts) + 1800 for key, starts in self._expected().items() if starts}
+        short = await run.fleet.drain(due, until)
+        if short:
+            log.error("meters still short of their last half-hours after the drain: %s", sorted(short))
+        return short
+
     def _expected_and_missing(self) -> tuple[int, int]:
-        """Half-hours expected of every channel (a replaced meter's up to its exchange, its
-        successor's after) and how many of them the GDSC's store lacks."""
+        """Half-hours expected of every channel (:meth:`_expected`) and how many of them the
+        GDSC's store lacks."""
         run = self.run
         assert run is not None
         start, end = int(self.cfg.sim_start.timestamp()), int(self.cfg.end.timestamp())
         stored = run.store.channel_starts(start, end)
         expected = missing = 0
-        revoked = self.life.revoked_hubs if self.life is not None else {}
-        for (hub, meter, obis), starts in run.fleet.expected_starts(start, end).items():
-            if hub in revoked:  # refused from its revocation: expected up to its last pulls
-                cutoff = revoked[hub].timestamp()
-                starts = {s for s in starts if s + 1800 <= cutoff}
+        for (hub, meter, obis), starts in self._expected().items():
             expected += len(starts)
             absent = sorted(starts - stored.get((hub, meter, str(obis)), set()))
             if absent:
@@ -900,6 +928,7 @@ class Chaos:
     async def run_all(self) -> ChaosResult:
         cfg = self.cfg
         run = await self.start()
+        drain: asyncio.Task[set[tuple[str, str]]] | None = None
         try:
             await self._start_outages()
             faults = plan_faults(run.fleet.homes, cfg.days, self.rng, self.channel_hubs)
@@ -943,6 +972,8 @@ class Chaos:
                 asyncio.create_task(life.play(events)),
                 *(asyncio.create_task(self._inject(f)) for f in faults),
             ]
+            # Meters short of their last half-hours report on into the first closing window.
+            drain = asyncio.create_task(self._drain(until=last_window_end + cfg.window))
             await run.gdsc.run_windows(until=last_window_end, first_window=cfg.sim_start)
             await run.fleet.meters_done()
             for task in background:
@@ -952,6 +983,7 @@ class Chaos:
                 link.restore()
             # Closing windows: what the hubs buffered during the last faults comes in.
             await run.gdsc.run_windows(until=last_window_end + 2 * cfg.window, first_window=last_window_end)
+            await drain
             # Then the GDSC's next windows, condensed: a pull of every hub until each has
             # answered once (a pull that fell into backoff at the very end is retried later in
             # life too). "lost" counts what is not at the GDSC even then: data gone, not late.
@@ -1012,6 +1044,8 @@ class Chaos:
                 **outage_figures,
             )
         finally:
+            if drain is not None and not drain.done():
+                drain.cancel()
             if self.outages is not None:
                 await self.outages.close()
             for link in self.links.values():

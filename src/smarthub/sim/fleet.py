@@ -35,12 +35,12 @@ from smarthub.assembly.config import (
     hub_config,
 )
 from smarthub.assembly.hub import build_hub
-from smarthub.clock import Clock, SystemClock
+from smarthub.clock import Clock, SystemClock, next_aligned
 from smarthub.gdsc.fleet.pki import CertificateAuthority, Role
 from smarthub.han.dlms_control import SupplyControl
 from smarthub.han.media import MEDIA, Placement, estimate
 from smarthub.han.planning import PlannedMeter
-from smarthub.han.poll import SimulatedLink
+from smarthub.han.poll import PollLoop, SimulatedLink
 from smarthub.hub.diagnostics import DiagnosedEvent
 from smarthub.hub.supply import supply_commands
 from smarthub.meters.dlms.client import DlmsClient
@@ -439,6 +439,35 @@ class SimulatedHome:
                 out[(self.spec.hub_id, swap.new, obis)] = set(range(max(start, first), end, 1800))
         return out
 
+    def short_of(self, due: Mapping[tuple[str, ObisCode], int]) -> set[str]:
+        """The meters with a channel whose half-hours up to its ``due`` boundary (epoch seconds)
+        the hub has not all built yet: the reports that would close them were lost on the air,
+        or have not come yet."""
+        built = self.hub.interval_builder.anchor
+        return {meter for (meter, obis), boundary in due.items() if (built(meter, obis) or 0) < boundary}
+
+    async def drain(self, due: Mapping[tuple[str, ObisCode], int], until: datetime) -> set[str]:
+        """Keep the meters :meth:`short_of` ``due`` reporting (or being polled), at their own
+        period in life (:data:`RADIO_PERIOD`, :data:`POLL_PERIOD`: a long run samples every half
+        hour only to save CPU), until the hub has built every due half-hour or the clock passes
+        ``until``. A ZigBee SE summation is cumulative: the next report that gets through closes
+        every half-hour a lost one left open, as it would minutes later in life. Returns the meters
+        still short then (their half-hours are genuinely missing)."""
+        short = self.short_of(due)
+        loops = {id(loop): (meter, loop) for meter in short for loop in self._loops_by_meter.get(meter, [])}
+
+        async def step(meter: str, loop: PollLoop) -> None:
+            loop.period = min(loop.period, RADIO_PERIOD if meter in self.radio else POLL_PERIOD)
+            if loop.next_time is None:
+                return  # never started: nothing of it to close
+            if loop.next_time < self.clock.now():  # started late: from now, not a backlog
+                loop.next_time = next_aligned(self.clock.now(), loop.period)
+            while self.short_of(due) and loop.next_time <= until:
+                await loop.run(until=loop.next_time)  # one scheduled cycle
+
+        await asyncio.gather(*(step(meter, loop) for meter, loop in loops.values()))
+        return self.short_of(due)
+
     async def maintain(self, until: datetime | None, every: timedelta = timedelta(minutes=5)) -> None:
         """The hub's housekeeping (the assembly's): diagnoses, repairs, retention."""
         await self.assembly.maintain(until, every)
@@ -603,6 +632,18 @@ class Fleet:
         await self.halt()
         for h in self.homes:
             await h.stop()
+
+    async def drain(
+        self, due: Mapping[tuple[str, str, ObisCode], int], until: datetime
+    ) -> set[tuple[str, str]]:
+        """Every home's :meth:`SimulatedHome.drain` of the channels in ``due`` ((hub, meter,
+        channel) -> the boundary its half-hours are due to), at once; the (hub, meter) still short."""
+        by_hub: dict[str, dict[tuple[str, ObisCode], int]] = {}
+        for (hub, meter, obis), boundary in due.items():
+            by_hub.setdefault(hub, {})[(meter, obis)] = boundary
+        homes = [h for h in self.homes if h.spec.hub_id in by_hub]
+        left = await asyncio.gather(*(h.drain(by_hub[h.spec.hub_id], until) for h in homes))
+        return {(h.spec.hub_id, meter) for h, meters in zip(homes, left, strict=True) for meter in meters}
 
     def frame_errors(self) -> int:
         return sum(h.hub.stats.frame_errors for h in self.homes)

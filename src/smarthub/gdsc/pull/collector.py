@@ -19,7 +19,11 @@ request offers the number of the CRL the collector holds (:meth:`Collector.offer
 same connection once its pages are in. A failure there is logged and does not fail the pull
 (the hub asks again at its next pull). The hub's answers also carry its storage state
 (:mod:`smarthub.wan.contract.storage`): kept per hub in ``storage_reports`` for the upkeep,
-which restores a hub that came up blank (:mod:`smarthub.gdsc.fleet.recovery`).
+which restores a hub that came up blank (:mod:`smarthub.gdsc.fleet.recovery`). An answer that
+says consent revocations wait at the hub (asked at its display: :mod:`smarthub.wan.contract.revocations`)
+has them read on the same connection, decided by :attr:`Collector.revocations` (the GDSC's
+governance, :mod:`smarthub.gdsc.governance.hub_revocations`) and answered there; a failure there
+is logged and does not fail the pull either (the requests wait for the next pull).
 
 Storage writes of concurrent pulls are grouped: while one group is being written in a worker
 thread, the next accumulates, so the event loop hops to a thread once per group rather than
@@ -49,6 +53,7 @@ from smarthub.wan.client.channel import ChannelEndpoint
 from smarthub.wan.client.hub_client import HubClient, PulledInterval, PullError
 from smarthub.wan.client.pull import HttpStatusError, HubConnection, PullClient, SessionCache
 from smarthub.wan.contract import crl_sync
+from smarthub.wan.contract import revocations as consent_revocations
 from smarthub.wan.contract.crl_sync import CrlOffer
 from smarthub.wan.contract.events import LOG_EVENT_POLL_RATE
 from smarthub.wan.contract.sep2_xml import MUP_LIST_HREF
@@ -258,6 +263,15 @@ class Collector:
         # The storage state each hub gave with its last bulk pull (wan.contract.storage): the
         # upkeep's recovery step takes them (smarthub.gdsc.fleet.recovery).
         self.storage_reports: dict[str, str] = {}
+        # Decides the consent revocations a hub's display asked for (wan.contract.revocations):
+        # (hub id, its requests) -> the answers; run in a worker thread. None: not read.
+        self.revocations: (
+            Callable[
+                [str, list[consent_revocations.RevocationRequest]], list[consent_revocations.RevocationAnswer]
+            ]
+            | None
+        ) = None
+        self.revocations_answered = 0
         # Told every pull's outcome with its wall seconds, and every ingest transaction's
         # (pulls, rows, wall seconds), the latter from the writer's thread: the metrics hook in.
         self.observers: list[Callable[[PullOutcome, float], None]] = []
@@ -385,6 +399,8 @@ class Collector:
             self.puller.remember(conn)
             if conn.storage is not None:
                 self.storage_reports[hub.hub_id] = conn.storage
+            if conn.revocations_waiting and self.revocations is not None:
+                await self._revocations(conn, hub)
             if offer is not None and conn.crl_wanted:
                 await self._send_crl(conn, hub, offer)
             ok = True
@@ -418,6 +434,29 @@ class Collector:
             log.warning("CRL %d not delivered to %s: %s", offer.number, hub.hub_id, err)
             return
         self.crls_sent += 1
+
+    async def _revocations(self, conn: HubConnection, hub: HubRecord) -> None:
+        """Read the hub's waiting revocation requests, have them decided, answer them, all on the
+        pull's connection (``wan.contract.revocations``). A failure leaves them waiting at the
+        hub for the next pull; what the GDSC applied stays applied (answered alike then)."""
+        assert self.revocations is not None
+        try:
+            requests = consent_revocations.parse_requests(await conn.get_json(consent_revocations.PATH))
+            if not requests:
+                return
+            answers = await asyncio.to_thread(self.revocations, hub.hub_id, requests)
+            await conn.put(
+                consent_revocations.PATH,
+                consent_revocations.answers_json(answers),
+                consent_revocations.MEDIA_TYPE,
+            )
+        except (PullError, consent_revocations.BadRevocations) as err:
+            log.warning("consent revocations of %s not exchanged: %s", hub.hub_id, err)
+            return
+        except Exception:  # the readings are in: a bug deciding must not fail the pull
+            log.exception("consent revocations of %s not decided", hub.hub_id)
+            return
+        self.revocations_answered += len(answers)
 
     def offer_crl(self, crl_pem_path: str | Path) -> None:
         """Offer the CRL in ``crl_pem_path`` to the hubs pulled from now on (``wan.crl_sync``)."""

@@ -47,6 +47,7 @@ from smarthub.clock import Clock
 from smarthub.hub.consumption import HomeConsumption, PricedInterval, Supply
 from smarthub.hub.ihd.charts import bar_chart, column_chart
 from smarthub.hub.ihd.live import LivePower, sse
+from smarthub.hub.ihd.revocations import Revocation, RevocationRequests
 from smarthub.hub.ihd.store import PRIORITIES, SESSION_MAX, IhdStore, PairingRefused
 from smarthub.hub.ihd.submeter_info import MonthUse, SubmeterHistory, monthly_info
 from smarthub.hub.prepayment import PrepaymentLedger, ReconnectRefused, SupplyAction
@@ -56,7 +57,7 @@ from smarthub.hub.tariffs import Rate, Summary
 from smarthub.model.tariff import LONDON, SETTLEMENT_PERIOD, TariffError
 from smarthub.model.tariff_calc import day_start, local_day, settlement_periods
 from smarthub.wan import httpd as web
-from smarthub.wan.contract.bodies.services import ServiceSummary
+from smarthub.wan.contract.bodies.services import ServiceConsent, ServiceSummary
 
 COOKIE = "ihd_session"
 SCREEN = "screen"  # the request's state: the paired screen it comes from
@@ -137,6 +138,10 @@ class Ihd:
     recipients: list[str] = field(default_factory=lambda: ["gdsc"])
     # The hub's history: a flat's heat-cost allocators and water meters, month by month (issue 21).
     history: SubmeterHistory | None = None
+    # "Stop sharing" of a GDSC consent on the "Data services" page: kept for the GDSC (issue 25).
+    revocations: RevocationRequests | None = None
+    # How often the GDSC pulls this hub at most (its window), as the display tells the consumer.
+    pull_every: timedelta = timedelta(minutes=30)
     title: str = "Home energy"
     # Slow and oversized clients (issue 8). The IHD's forms are a few hundred bytes.
     max_body: int = 64 * 1024  # larger bodies: 413 (a Content-Length over it before any byte)
@@ -176,6 +181,7 @@ class Ihd:
         app.router.add_post("/prepayment/{fuel}/reconnect", self.reconnect)
         app.router.add_get("/consent", self.consent_page)
         app.router.add_get("/services", self.services_page)
+        app.router.add_post("/services/stop", self.stop_service_consent)
         app.router.add_post("/consent", self.consent_set)
         app.router.add_get("/static/{name}", self.static)
         return app
@@ -705,15 +711,23 @@ class Ihd:
     # -- data services ----------------------------------------------------------------------
     async def services_page(self, request: web.Request) -> web.Response:
         """Which data services hold the household's consent and what each read, as the GDSC's
-        audit log has it (the latest ``ihd.services`` it sent)."""
+        audit log has it (the latest ``ihd.services`` it sent); each live consent with its "Stop
+        sharing" button, or what became of the consumer's request to stop it."""
         view = self.store.services()
         now = self.clock.now()
+        asked = {} if self.revocations is None else self.revocations.latest()
         if view is None:
             body = "<p>The GDSC has not sent this home's data services yet.</p>"
         elif not view.services:
             body = "<p>No data service holds your consent or has read your data.</p>"
         else:
-            body = '<ul class="services">' + "".join(_service_item(x, now) for x in view.services) + "</ul>"
+            csrf = _csrf_input(request) if self.revocations is not None else None
+            wait = _minutes(self.pull_every)
+            body = (
+                '<ul class="services">'
+                + "".join(_service_item(x, now, asked, csrf, wait) for x in view.services)
+                + "</ul>"
+            )
         as_of = (
             "" if view is None else f'<p class="as-of">As recorded by the GDSC at {_local(view.as_of)}.</p>'
         )
@@ -725,6 +739,34 @@ class Ihd:
             + as_of
             + '<nav><a href="/consent">Data sharing</a> · <a href="/">Back</a></nav>',
         )
+
+    async def stop_service_consent(self, request: web.Request) -> web.Response:
+        """ "Stop sharing" of a consent the GDSC holds: the request is kept for the GDSC's next
+        pull (``hub.ihd.revocations``), and this hub stops letting the service have anything at
+        once (its privacy filter; the GDSC's ``consent.set`` after the revocation settles it)."""
+        if self.revocations is None:
+            raise web.HTTPNotFound(text="this display does not forward revocations")
+        form = await _form(request)
+        consent_id = str(form.get("consent_id", ""))
+        view = self.store.services()
+        held = next(
+            (
+                (x.service_id, c)
+                for x in (view.services if view is not None else ())
+                for c in x.consents
+                if c.consent_id == consent_id
+            ),
+            None,
+        )
+        if held is None:  # only a consent the display shows can be stopped from it
+            raise web.HTTPNotFound(text=f"no consent {consent_id[:64]!r} among your data services")
+        service_id, _consent = held
+        screen = request[SCREEN]
+        now = self.clock.now()
+        self.revocations.request(consent_id, service_id, f"{screen.name} #{screen.id}", now)
+        if self.consent is not None:
+            self.consent.set(service_id, Granularity.NONE, now)
+        raise web.HTTPSeeOther("/services")
 
     # -- layout -----------------------------------------------------------------------------
     def _page(self, title: str, body: str, *, script: bool = False, status: int = 200) -> web.Response:
@@ -797,19 +839,66 @@ def _period(start: datetime, end: datetime) -> str:
     return first if first == final else f"{first} – {final}"
 
 
-def _service_item(x: ServiceSummary, now: datetime) -> str:
+def _minutes(d: timedelta) -> str:
+    m = max(1, round(d.total_seconds() / 60))
+    return f"{m} minute{'s' if m != 1 else ''}"
+
+
+def _consent_item(c: ServiceConsent, asked: Revocation | None, csrf: str | None, wait: str) -> str:
+    """A live consent: what it covers, and its "Stop sharing" button or the request's fate."""
+    what = (
+        f"{escape(', '.join(c.data_kinds))}, {escape(c.granularity)}, since {_local_day(c.granted)},"
+        f" until {_local_day(c.expires)}"
+    )
+    if asked is not None and asked.state == "pending":
+        when = _local(asked.request.requested_at)
+        state = (
+            f'<p class="stop-pending">You asked to stop this at {when} ({escape(asked.request.screen)}):'
+            f" this hub shares nothing more with them; the GDSC ends the consent when it next collects"
+            f" from this hub (usually within {wait}).</p>"
+        )
+    else:
+        refused = (
+            ""
+            if asked is None or asked.state != "refused"
+            else f'<p class="stop-refused">The GDSC did not stop it: {escape(asked.reason)}</p>'
+        )
+        button = (
+            ""
+            if csrf is None
+            else f'<form method="post" action="/services/stop">{csrf}'
+            f'<input type="hidden" name="consent_id" value="{escape(c.consent_id)}">'
+            f' <button id="stop-{escape(c.consent_id)}">Stop sharing</button></form>'
+        )
+        state = refused + button
+    return f'<li class="consent" data-consent="{escape(c.consent_id)}">{what}{state}</li>'
+
+
+def _service_item(
+    x: ServiceSummary,
+    now: datetime,
+    asked: Mapping[str, Revocation] | None = None,
+    csrf: str | None = None,
+    wait: str = "30 minutes",
+) -> str:
+    asked = asked or {}
     name = f"<strong>{escape(x.organisation)}</strong> ({escape(x.service_id)})"
     status = "" if x.status == "approved" else f' <span class="status">{escape(x.status)}</span>'
-    live = [c for c in x.consents if c.expires > now]
+    # The consents the GDSC confirmed ended at the consumer's request: not live, whatever an older
+    # view still says, and listed as stopped once the GDSC's view no longer carries them.
+    stopped = [r for r in asked.values() if r.request.service_id == x.service_id and r.state == "applied"]
+    ended = {r.request.consent_id for r in stopped}
+    live = [c for c in x.consents if c.expires > now and c.consent_id not in ended]
+    done = "".join(
+        f'<p class="stopped">Sharing stopped at your request: the GDSC ended the consent at'
+        f" {_local(s.answered or s.request.requested_at)}.</p>"
+        for s in stopped
+    )
     if live:
-        consents = "".join(
-            f'<li class="consent">{escape(", ".join(c.data_kinds))}, {escape(c.granularity)}, since'
-            f" {_local_day(c.granted)}, until {_local_day(c.expires)}</li>"
-            for c in live
-        )
-        held = f'<ul class="consents">{consents}</ul>'
+        consents = "".join(_consent_item(c, asked.get(c.consent_id), csrf, wait) for c in live)
+        held = f'<ul class="consents">{consents}</ul>{done}'
     else:
-        held = '<p class="consents">No consent now.</p>'
+        held = done + '<p class="consents">No consent now.</p>'
     if x.reads_total:
         rows = "".join(
             f"<tr><td>{_local(r.at)}</td><td>{escape(r.data_kind)}"

@@ -22,6 +22,7 @@ from smarthub.hub.hub import SmartHub
 from smarthub.hub.ihd.app import Ihd
 from smarthub.hub.ihd.commands import ihd_commands
 from smarthub.hub.ihd.live import LivePower
+from smarthub.hub.ihd.revocations import RevocationRequests
 from smarthub.hub.ihd.store import IhdStore
 from smarthub.hub.management import ManagementInterface
 from smarthub.hub.prepayment import AccountConfig, PrepaymentLedger, topup_command
@@ -45,6 +46,8 @@ class ConsumerSide:
     bridge: PrepaymentBridge | None = None
     runner: web.AppRunner | None = None
     url: str = ""
+    # The consent revocations asked at the display, for the GDSC (hub.ihd.revocations).
+    revocations: RevocationRequests | None = None
 
     async def serve(self, host: str = "127.0.0.1", port: int = 0) -> str:
         self.runner, bound = await self.ihd.start(host, port)
@@ -62,6 +65,8 @@ class ConsumerSide:
             self.ledger.close()
         if self.tariffs is not None:
             self.tariffs.close()
+        if self.revocations is not None:
+            self.revocations.close()
         self.store.close()
 
 
@@ -115,6 +120,7 @@ def attach_consumer_side(
     ``clock``; the simulated fleet checks certificates against wall time, as OpenSSL does)."""
     directory.mkdir(parents=True, exist_ok=True)
     store = IhdStore(directory / "ihd.sqlite")
+    revocations = RevocationRequests(directory / "revocations.sqlite")
     tariffs = TariffStore(directory / "tariffs.sqlite")
     supplies = list(supplies)
     for s in supplies:  # tariff versions distributed since the configuration was written
@@ -154,6 +160,7 @@ def attach_consumer_side(
         bridge=bridge,
         recipients=list(recipients),
         history=hub.history,
+        revocations=revocations,
     )
     if management is not None:
         for ctype, handler in ihd_commands(store, consumption, clock, tariffs).items():
@@ -169,4 +176,4 @@ def attach_consumer_side(
                 return verdict
 
             management.register("prepayment.topup", topup)
-    return ConsumerSide(consumption, store, ihd, tariffs, ledger, bridge)
+    return ConsumerSide(consumption, store, ihd, tariffs, ledger, bridge, revocations=revocations)

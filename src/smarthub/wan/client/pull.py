@@ -33,6 +33,7 @@ from smarthub.wan.client.bulk import BulkParser, ChannelReadings
 from smarthub.wan.client.hub_client import PulledInterval, PullError
 from smarthub.wan.contract import channel as hub_channel
 from smarthub.wan.contract import crl_sync
+from smarthub.wan.contract import revocations as consent_revocations
 from smarthub.wan.contract import storage as storage_state
 from smarthub.wan.contract.authority import host_header
 from smarthub.wan.contract.sep2_xml import XmlRefused, parse_untrusted
@@ -47,6 +48,7 @@ PAGE = 100  # MirrorUsagePoints (meters) asked for per bulk request: a home's al
 _RECV = 65536
 _WANTED = crl_sync.WANTED.lower().encode()  # h11 gives header names in lower case
 _STORAGE = storage_state.HEADER.lower().encode()
+_REVOCATIONS = consent_revocations.HEADER.lower().encode()
 
 
 class HttpStatusError(PullError):
@@ -152,6 +154,8 @@ class HubConnection:
         self.extra_headers: list[tuple[str, str]] = []  # sent with every request (wan.crl_sync's offer)
         self.crl_wanted = False  # a response asked for the CRL (wan.crl_sync)
         self.storage: str | None = None  # the hub's storage state, as its last answer gave it
+        # Consent revocations waiting at the hub, as its last answer said (wan.contract.revocations)
+        self.revocations_waiting = 0
         self.session_key: tuple[str, int, str] | None = None  # set for a channel (see PullClient)
         self._wire = _Wire()
         self._in = ssl.MemoryBIO()
@@ -250,11 +254,29 @@ class HubConnection:
         except (ssl.SSLError, OSError, TimeoutError) as err:
             raise PullError(f"GET {target}: {type(err).__name__}: {err}") from None
 
-    async def put(self, path: str, body: bytes, content_type: str) -> int:
-        """PUT ``body`` to ``path`` on this connection; its size. :class:`PullError` as ``get``."""
+    async def get_json(self, path: str) -> bytes:
+        """GET a JSON resource of the hub (not 2030.5) on this connection; :class:`PullError` as
+        ``get``."""
+        chunks: list[bytes] = []
         try:
             async with asyncio.timeout(self.timeout):
-                return await self._get(path, lambda _chunk: None, "PUT", body, content_type)
+                await self._get(path, chunks.append, accept="application/json")
+        except PullError:
+            raise
+        except h11.ProtocolError as err:
+            raise PullError(f"GET {path}: bad HTTP from hub: {err}") from None
+        except (ssl.SSLError, OSError, TimeoutError) as err:
+            raise PullError(f"GET {path}: {type(err).__name__}: {err}") from None
+        return b"".join(chunks)
+
+    async def put(
+        self, path: str, body: bytes, content_type: str, sink: Callable[[bytes], object] | None = None
+    ) -> int:
+        """PUT ``body`` to ``path`` on this connection; its size (the answer to ``sink``, if
+        given). :class:`PullError` as ``get``."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self._get(path, sink or (lambda _chunk: None), "PUT", body, content_type)
         except PullError:
             raise
         except h11.ProtocolError as err:
@@ -269,12 +291,13 @@ class HubConnection:
         method: str = "GET",
         body: bytes = b"",
         content_type: str | None = None,
+        accept: str | None = None,
     ) -> int:
         http = self._http
         if http.our_state is h11.DONE and http.their_state is h11.DONE:
             http.start_next_cycle()
         # A GET reads a 2030.5 document; the hub answers a PUT (the CRL) in JSON.
-        accept = sep2.CONTENT_TYPE if method == "GET" else "application/json"
+        accept = accept or (sep2.CONTENT_TYPE if method == "GET" else "application/json")
         headers = [("Host", host_header(self.host, self.port)), ("Accept", accept), *self.extra_headers]
         if content_type is not None:
             headers += [("Content-Type", content_type), ("Content-Length", str(len(body)))]
@@ -295,11 +318,16 @@ class HubConnection:
                 continue
             if isinstance(event, h11.Response):
                 status = event.status_code
+                self.revocations_waiting = 0  # an answer without the header: none waits
                 for k, v in event.headers:
                     if k == _WANTED:
                         self.crl_wanted = True
                     elif k == _STORAGE:
                         self.storage = v.decode("ascii", "replace")
+                    elif k == _REVOCATIONS:
+                        self.revocations_waiting = consent_revocations.parse_pending(
+                            v.decode("ascii", "replace")
+                        )
             elif isinstance(event, h11.Data):
                 size += len(event.data)
                 if size > MAX_BODY:

@@ -68,6 +68,8 @@ ROLE_SUBMETER = 0x40  # not a premises aggregation point
 # stay off the WAN): each is its fuel's premises aggregation point, and revenue quality.
 MAIN_METER_ROLES = ROLE_PREMISES_AGGREGATION_POINT | ROLE_REVENUE_QUALITY
 MIRROR_ROLES = MAIN_METER_ROLES | ROLE_MIRROR
+# An appliance's smart plug (issue 25): a sub-meter, not revenue quality, not the premises' point.
+SUBMETER_ROLES = ROLE_SUBMETER
 QUALITY_VALID = 0x01  # Reading.qualityFlags bit 0: valid (passed the checks)
 LIST_POLL_RATE = 900  # seconds: the 2030.5 default pollRate of a List that carries one
 
@@ -671,6 +673,8 @@ class MirrorPoint:
     meter: str
     fuel_kind: int  # UsagePoint.serviceCategoryKind
     channels: Sequence[ChannelRows]
+    # An appliance sub-meter: the appliance's name (the description; roleFlags isSubmeter).
+    appliance: str | None = None
 
 
 def _mirror_meter_reading(
@@ -732,8 +736,8 @@ def _mirror_usage_point(
 ) -> Element:
     mup = _el(parent, "MirrorUsagePoint", mup_href(point.meter) + query)
     _text(mup, "mRID", mrid(hub_id, upt_href(point.meter)))  # the UsagePoint's mRID
-    _text(mup, "description", string32(point.meter))
-    _text(mup, "roleFlags", hex16(MIRROR_ROLES))
+    _text(mup, "description", string32(point.meter if point.appliance is None else point.appliance))
+    _text(mup, "roleFlags", hex16(MIRROR_ROLES if point.appliance is None else SUBMETER_ROLES | ROLE_MIRROR))
     _text(mup, "serviceCategoryKind", point.fuel_kind)
     _text(mup, "status", 1)
     _text(mup, "deviceLFDI", lfdi)
@@ -773,6 +777,7 @@ __all__ = [
     "MUP_LIST_HREF",
     "NS",
     "QUALITY_VALID",
+    "SUBMETER_ROLES",
     "UNTRUSTED_PARSER_OPTIONS",
     "ChannelRows",
     "Element",

@@ -49,6 +49,7 @@ from smarthub.model.reading_type import (
 from smarthub.security.certificates import sfdi_from_lfdi
 from smarthub.wan import httpd as web
 from smarthub.wan.contract import crl_sync
+from smarthub.wan.contract import revocations as consent_revocations
 from smarthub.wan.contract import sep2_xml as sep2
 from smarthub.wan.contract import storage as storage_state
 from smarthub.wan.contract.events import LOG_EVENT_PEN, event_detail, log_event, log_event_list
@@ -164,6 +165,17 @@ class CrlSink(Protocol):
     def wants(self, number: int, base: int) -> bool: ...
 
     def install(self, data: bytes) -> object: ...
+
+
+class RevocationSource(Protocol):
+    """The consent revocations asked at the display (``hub.ihd.revocations.RevocationRequests``),
+    as the collector reads and answers them (``wan.contract.revocations``)."""
+
+    def pending(self, limit: int = ...) -> Sequence[consent_revocations.RevocationRequest]: ...
+
+    def pending_count(self) -> int: ...
+
+    def answer(self, answers: Sequence[consent_revocations.RevocationAnswer]) -> int: ...
 
 
 class CommandSink(Protocol):
@@ -356,6 +368,8 @@ class HubWanServer:
             None if privacy is None else _ScopedPrivacy(privacy, self._window)
         )
         self.source: MeteringSource = _ScopedSource(source, self._window)
+        # A sub-meter's appliance, where the source names them (hub.submeters.WanMeters).
+        self._appliance_of: Callable[[str], str | None] | None = getattr(source, "appliance", None)
         self.now_epoch = now_epoch  # injected clock: () -> int
         self.lfdi = lfdi  # also sets changed_time: when the hub took on this identity
         self.log_event_pen = log_event_pen
@@ -391,6 +405,10 @@ class HubWanServer:
         r.add_get("/mup/{meter}/mr/{ch}", self.mirror_meter_reading)
         r.add_post("/mgmt", self.command, produces="application/json")
         r.add_put(crl_sync.CRL_PATH, self.crl_update, produces="application/json")
+        r.add_get(consent_revocations.PATH, self.revocations_pending, produces=consent_revocations.MEDIA_TYPE)
+        r.add_put(
+            consent_revocations.PATH, self.revocations_answered, produces=consent_revocations.MEDIA_TYPE
+        )
         r.add_get("/edev", self.end_devices)
         r.add_get("/edev/0", self.end_device)
         r.add_get("/edev/0/lel", self.log_events)
@@ -401,6 +419,8 @@ class HubWanServer:
         self.metrics: Callable[[], tuple[bytes, str]] | None = None
         # The hub's storage state for the GDSC (wan.contract.storage), set by the assembly.
         self.storage: Callable[[], str] | None = None
+        # The consent revocations asked at the display (wan.contract.revocations), set by the assembly.
+        self.revocations: RevocationSource | None = None
         # The /dcap a home display gets, when its resources are installed (wan.ihd_resources).
         self.ihd_dcap: Callable[[web.Request], web.Response | None] | None = None
         self._runner: web.AppRunner | None = None
@@ -488,6 +508,10 @@ class HubWanServer:
                 response.headers[crl_sync.WANTED] = str(self.crls.number or 0)
         if role == "collector" and self.storage is not None:
             response.headers[storage_state.HEADER] = self.storage()
+        if role == "collector" and self.revocations is not None:
+            waiting = self.revocations.pending_count()
+            if waiting:  # the collector reads them on this connection (wan.contract.revocations)
+                response.headers[consent_revocations.HEADER] = str(waiting)
         recipient = request.query.get("recipient")
         if recipient is not None and response.content_type == sep2.CONTENT_TYPE and response.status == 200:
             response.body = _carry_query(response.body, "?recipient=" + quote(recipient, safe=""))
@@ -555,7 +579,10 @@ class HubWanServer:
             _, recipient = self._recipient(request)
         except web.HTTPForbidden:
             return _OPEN  # a role that reads no metering data: refused where data is served
-        return window(recipient, None if meter is None else self.source.meters().get(meter))
+        fuel = None if meter is None else self.source.meters().get(meter)
+        if meter is not None and self._appliance(meter) is not None:
+            return window(recipient, fuel, meter)  # an appliance sub-meter's own window
+        return window(recipient, fuel)
 
     def _granularity(self, request: web.Request, meter: str | None = None) -> str:
         """The granularity the privacy filter allows whoever this request is for (of ``meter``,
@@ -571,6 +598,9 @@ class HubWanServer:
         if meter is None and "meter" in request.match_info:
             meter = sep2.meter_of_segment(request.match_info["meter"])
         g = self.privacy.granularity(recipient, meter)
+        if g == "none" and meter is not None and self._appliance(meter) is not None:
+            # A plug not shared with this recipient does not exist for it (not even a 403).
+            raise web.HTTPNotFound(text=f"no usage point {meter!r} on hub {self.hub_id}")
         if g == "none":
             raise web.HTTPForbidden(
                 text=f"the consumer has not consented to share metering data with {recipient!r}"
@@ -683,18 +713,24 @@ class HubWanServer:
     async def time(self, request: web.Request) -> web.Response:
         return self._xml(sep2.time_resource("/tm", self.now_epoch()))
 
+    def _appliance(self, meter: str) -> str | None:
+        """The appliance a sub-meter (smart plug) measures, if the source lists it as one."""
+        return None if self._appliance_of is None else self._appliance_of(meter)
+
     def _usage_point(
         self, request: web.Request, meter: str, fuel: str, parent: Element | None = None
     ) -> Element:
         href = sep2.upt_href(meter)
+        appliance = self._appliance(meter)
         return sep2.usage_point(
             href,
             sep2.mrid(self.hub_id, href),
-            meter,
+            meter if appliance is None else appliance,
             SERVICE_KIND.get(fuel, 0),
             self.lfdi,
             (f"{href}/mr", len(self._meter_reading_items(request, meter))),
             parent,
+            role_flags=sep2.MAIN_METER_ROLES if appliance is None else sep2.SUBMETER_ROLES,
         )
 
     async def usage_points(self, request: web.Request) -> web.Response:
@@ -889,7 +925,7 @@ class HubWanServer:
 
     def _mirror_point(self, meter: str, fuel: str, g: str, after: int | None) -> MirrorPoint:
         channels = [self._mirror_channel(meter, o, g, after) for o in sorted(self.source.channels(meter))]
-        return MirrorPoint(meter, SERVICE_KIND.get(fuel, 0), channels)
+        return MirrorPoint(meter, SERVICE_KIND.get(fuel, 0), channels, self._appliance(meter))
 
     def _mirror_granularity(self, request: web.Request) -> str:
         g = self._granularity(request)
@@ -989,6 +1025,32 @@ class HubWanServer:
         except ValueError as err:  # CrlRefused: foreign, not newer, not a CRL
             raise web.HTTPConflict(text=str(err)) from None
         return web.json_response({"crl_number": self.crls.number})
+
+    def _revocation_source(self, request: web.Request) -> RevocationSource:
+        role, name = self._peer(request)
+        if role not in MGMT_CLIENT_ROLES:
+            raise web.HTTPForbidden(
+                text=f"consent revocations are for the GDSC's collectors, not for a {role} ({name})"
+            )
+        if self.revocations is None:
+            raise web.HTTPNotFound(text="this hub has no display that asks for revocations")
+        return self.revocations
+
+    async def revocations_pending(self, request: web.Request) -> web.Response:
+        """The consent revocations waiting for the GDSC (``wan.contract.revocations``)."""
+        source = self._revocation_source(request)
+        body = consent_revocations.requests_json(source.pending(consent_revocations.MAX_REQUESTS))
+        return web.Response(body=body, content_type=consent_revocations.MEDIA_TYPE)
+
+    async def revocations_answered(self, request: web.Request) -> web.Response:
+        """The GDSC's answers to them: kept, and those requests no longer listed."""
+        source = self._revocation_source(request)
+        try:
+            answers = consent_revocations.parse_answers(await request.read())
+        except consent_revocations.BadRevocations as err:
+            raise web.HTTPBadRequest(text=str(err)) from None
+        ended = source.answer(answers)
+        return web.json_response({"answered": ended, "pending": source.pending_count()})
 
     # -- the hub as an EndDevice, with its diagnosed events as LogEvents (2030.5 §10.x LogEvent) --
     def _end_device(self, request: web.Request, parent: Element | None = None) -> Element:

@@ -31,7 +31,7 @@ class Granularity(enum.StrEnum):
 
 
 GRANULARITIES = tuple(g.value for g in Granularity)
-SCOPE_KEYS = frozenset({"meters", "data_from", "data_until", "events"})
+SCOPE_KEYS = frozenset({"meters", "data_from", "data_until", "events", "appliances"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,14 +42,20 @@ class ConsentScope:
     data_from: int | None = None  # epoch s: no data recorded before this (the tenancy's start)
     data_until: int | None = None  # epoch s: nor at or after this (the tenancy's end)
     events: bool = False  # the hub's diagnosed events
+    # The appliance sub-meters (smart plugs): per-appliance consumption leaves the home only
+    # under a consent that names it (hub.privacy, "Appliances").
+    appliances: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "meters": None if self.meters is None else {m: g.value for m, g in sorted(self.meters.items())},
             "data_from": self.data_from,
             "data_until": self.data_until,
             "events": self.events,
         }
+        if self.appliances:  # only when given: a hub from before appliance consents never sees the key
+            out["appliances"] = True
+        return out
 
     @classmethod
     def read(cls, f: Fields, granularity: str = Granularity.HALF_HOURLY.value) -> ConsentScope:
@@ -69,7 +75,7 @@ class ConsentScope:
         data_until = f.opt_integer("data_until", minimum=0)
         if data_from is not None and data_until is not None and data_until <= data_from:
             raise f.bad("data_until", "must be after data_from")
-        return cls(meters, data_from, data_until, f.flag("events", False))
+        return cls(meters, data_from, data_until, f.flag("events", False), f.flag("appliances", False))
 
     @classmethod
     def from_json(cls, body: Mapping[str, object]) -> ConsentScope:
