@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import create_engine, func, select
 
 from smarthub.clock import ManualClock
 from smarthub.gdsc.fleet.registry import hubs, premises
@@ -29,6 +31,7 @@ from smarthub.gdsc.pull.scheduler import Scheduler
 from smarthub.gdsc.pull.tables import CLAIMED, DONE, PENDING, Priority
 from smarthub.gdsc.service import queue_command
 from smarthub.gdsc.store import Store
+from smarthub.sim.chaos import kill_connections
 from smarthub.sim.fleet import SimulatedHome, home_specs, provision
 from smarthub.wan.contract.bodies import PrepaymentTopup
 
@@ -252,3 +255,70 @@ async def test_a_command_meeting_another_certificate_tells_the_upkeep_what_the_h
         await collector.close()
         await home.stop()
         store.close()
+
+
+@pytest.mark.postgres
+async def test_a_verdict_is_recorded_though_a_database_restart_killed_the_connections(
+    pg_url: str, tmp_path: Path, wall_now: datetime
+) -> None:
+    """The hub applies a command while the GDSC's database connections are terminated (a
+    database restart, as the chaos run injects): the verdict is still recorded, once. Before,
+    the first write on a dead pooled connection raised, the delivery task crashed, and the job
+    stayed claimed to be delivered again at its lease's end, when the hub answered the replayed
+    counter with a refusal (a firmware roll-out on PostgreSQL halted on that, not on the hub's
+    ``rolled_back``)."""
+    app = f"gdsc-test-{uuid.uuid4().hex[:12]}"
+    gdsc_url = f"{pg_url}&application_name={app}"
+    specs = home_specs(1, seed=21)
+    spec = specs[0]
+    creds = provision(tmp_path, specs, wall_now)
+    clock = ManualClock(WS)
+    home = SimulatedHome(spec, tmp_path, clock, WS, timedelta(seconds=60))
+    admin = create_engine(pg_url)
+    killed: list[int] = []
+
+    def top_up(body: PrepaymentTopup) -> dict[str, Any]:
+        killed.append(kill_connections(admin, app))  # the database restarts as the hub applies it
+        return {"credit_pence": 2000}
+
+    home.management.register("prepayment.topup", top_up)
+    url = await home.start_server(creds.ca_pem)
+    store = Store(gdsc_url)
+    store.create_schema()
+    store.register_hub(
+        hub_id=spec.hub_id, premises_id=spec.premises_id, url=url, lfdi=home.lfdi, meters_by_fuel=home.meters
+    )
+    ctx = creds.collector_context()
+    collector = Collector(store, ctx, clock)
+    scheduler = Scheduler(
+        collector,
+        clock,
+        store.active_hubs,
+        window=W,
+        tick=TICK,
+        courier=CommandCourier(ctx),
+        name="collector-1",
+    )
+    plan = scheduler.plan
+    assert isinstance(plan, PullPlan)
+    try:
+        job = await asyncio.to_thread(
+            queue_command, tmp_path, spec.hub_id, "prepayment.topup", VOUCHER, clock.now(), gdsc_url
+        )
+        await scheduler._dispatch(clock.now())  # the job claimed, its delivery under way
+        for _ in range(600):
+            if not scheduler._urgent:
+                break
+            clock.advance(timedelta(seconds=5))  # the retries' waits
+            await asyncio.sleep(0.05)
+        assert killed and killed[0] >= 1  # the GDSC's pooled connections were terminated
+        delivered = plan.urgent_job(job)
+        assert delivered["state"] == DONE and delivered["claims"] == 1
+        assert '"status": "applied"' in delivered["result"]
+        assert scheduler.delivered == 1
+    finally:
+        await scheduler.close()
+        await collector.close()
+        await home.stop()
+        store.close()
+        admin.dispose()

@@ -36,12 +36,8 @@ class CommandCourier:
         return await (await self._client(hub)).post_command(envelope)
 
     async def close(self) -> None:
-        """Close every kept connection. The clients are taken out first: closing one waits for
-        its TLS shutdown, and a command delivered meanwhile (the urgent lane runs on while the
-        upkeep drops the connections under a newer CRL) adds a client of its own. Iterating the
-        live dict then raised, and the clients already closed stayed in it, handed out to every
-        later command to their hubs ("Session is closed") until a later run got through: in a
-        7-day chaos run top-ups, renewals and snapshots failed all their tries that way."""
+        # Taken out first: a delivery may add a client while a close awaits (the upkeep drops
+        # the sessions after a CRL re-publication mid-run), which broke the iteration.
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             await client.close()

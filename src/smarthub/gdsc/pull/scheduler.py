@@ -45,6 +45,7 @@ from smarthub.gdsc.pull.backoff import Backoff
 from smarthub.gdsc.pull.claims import BulkClaim, UrgentClaim
 from smarthub.gdsc.pull.collector import Collector, PullOutcome
 from smarthub.gdsc.pull.courier import CommandCourier
+from smarthub.gdsc.pull.finishing import Finished
 from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.pull.tables import DONE, FAILED
 from smarthub.wan.client.hub_client import PullError
@@ -57,6 +58,9 @@ MARGIN = 0.05
 # says: under an accelerated clock one wall second is `speed` simulated seconds.
 MIN_LEASE_WALL_S = 2.0
 MIN_TICK_WALL_S = 0.02
+# Tries at recording an urgent job's outcome while the database is away (a restart): the hub's
+# verdict is known only to this process until it is written (Scheduler._finish_urgent).
+FINISH_TRIES = 5
 
 
 def _wall_seconds(clock: Clock, seconds: float) -> timedelta:
@@ -333,7 +337,12 @@ class Scheduler:
         step = self._plan.lease / 3
         while True:
             await self.clock.sleep_until(self.clock.now() + step)
-            if not await asyncio.to_thread(renew, self.clock.now()):
+            try:
+                held = await asyncio.to_thread(renew, self.clock.now())
+            except DBAPIError as err:  # the database away a moment (a restart): renew next time
+                log.warning("%s could not renew a lease: %s", self.name, err)
+                continue
+            if not held:
                 log.warning("%s lost a lease it still held; another collector has the work", self.name)
                 return
 
@@ -413,16 +422,46 @@ class Scheduler:
         except Exception as err:
             log.exception("urgent job %d for %s raised", claim.id, claim.hub.hub_id)
             ok, error = False, f"{type(err).__name__}: {err}"
-        finally:
+        except BaseException:
             keeper.cancel()
+            raise
         if not ok:
             self.pull_errors += 1
             log.info("urgent %s %d for %s failed: %s", claim.kind, claim.id, claim.hub.hub_id, error)
-        finished = await asyncio.to_thread(
-            lambda: self._plan.finish_urgent(claim, ok, self.clock.now(), result=result, error=error)
-        )
+        try:
+            finished = await self._finish_urgent(claim, ok, result, error)
+        finally:
+            keeper.cancel()
         if finished.state == DONE:
             self.delivered += 1
+
+    async def _finish_urgent(
+        self, claim: UrgentClaim, ok: bool, result: dict[str, Any] | None, error: str | None
+    ) -> Finished:
+        """Record the job's outcome; if the database is away (a restart killed the connection),
+        try again a few times, the lease still renewed meanwhile. The hub's verdict exists only
+        here: lost, the job would be delivered again at its lease's end and a command the hub
+        has applied answered as a replay (a firmware roll-out halted on a "refused" instead of
+        the hub's ``rolled_back``, in a chaos run on PostgreSQL)."""
+        delay = self.retry_after
+        for attempt in range(1, FINISH_TRIES + 1):
+            try:
+                return await asyncio.to_thread(
+                    lambda: self._plan.finish_urgent(claim, ok, self.clock.now(), result=result, error=error)
+                )
+            except DBAPIError as err:
+                if attempt == FINISH_TRIES:
+                    raise
+                log.warning(
+                    "%s: urgent job %d for %s not recorded (%s); trying again",
+                    self.name,
+                    claim.id,
+                    claim.hub.hub_id,
+                    err,
+                )
+                await self.clock.sleep_until(self.clock.now() + min(delay, self._plan.lease / 3))
+                delay *= 2
+        raise AssertionError("unreachable")
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:
