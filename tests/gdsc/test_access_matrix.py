@@ -78,17 +78,18 @@ ACTIONS = [
     Action.METER_SHIPMENT,
     Action.METER_INSTALL,
     Action.TARIFF_CATALOGUE,
+    Action.DEMAND_RESPONSE,
 ]
 # I = allowed iff "in";  C = allowed iff "in" and the consent is live;  A = always;  - = never.
 MATRIX = {
-    #                        read  events export tariff ihd  top-up c/d  on-dem aggr  log  consent job portf edit dq net-r net-e duos  apply admin xfer ship inst tariffs
-    Role.SUPPLIER: "          C     I      C      I      I     I      I     I      -     -     -      I    -     -    -   -     -     -    -     -     -     -    -    A",
-    Role.THIRD_PARTY: "       C     C      C      -      -     -      -     -      -     -     -      -    -     -    -   -     -     -    A     -     -     -    -    A",
-    Role.CONSUMER: "          I     I      I      -      -     -      -     I      -     I     I      I    I     -    -   -     -     -    -     -     -     -    -    A",
-    Role.INSTALLER: "         -     I      -      -      -     -      -     I      -     -     -      I    -     -    -   -     -     -    -     -     -     -    I    -",
-    Role.NETWORK_OPERATOR: "  I     -      I      -      -     -      -     -      A     -     -      -    -     -    -   I     I     I    -     -     -     -    -    -",
-    Role.OPERATOR: "          -     A      -      -      -     -      -     A      A     A     -      A    -     A    A   A     A     -    -     A     A     A    A    A",
-    Role.HOUSING_PROVIDER: "  -     -      -      -      -     -      -     -      -     -     -      -    -     -    -   -     -     -    -     -     -     -    -    -",
+    #                        read  events export tariff ihd  top-up c/d  on-dem aggr  log  consent job portf edit dq net-r net-e duos  apply admin xfer ship inst tariffs dr
+    Role.SUPPLIER: "          C     I      C      I      I     I      I     I      -     -     -      I    -     -    -   -     -     -    -     -     -     -    -    A  -",
+    Role.THIRD_PARTY: "       C     C      C      -      -     -      -     -      -     -     -      -    -     -    -   -     -     -    A     -     -     -    -    A  C",
+    Role.CONSUMER: "          I     I      I      -      -     -      -     I      -     I     I      I    I     -    -   -     -     -    -     -     -     -    -    A  -",
+    Role.INSTALLER: "         -     I      -      -      -     -      -     I      -     -     -      I    -     -    -   -     -     -    -     -     -     -    I    -  -",
+    Role.NETWORK_OPERATOR: "  I     -      I      -      -     -      -     -      A     -     -      -    -     -    -   I     I     I    -     -     -     -    -    -  -",
+    Role.OPERATOR: "          -     A      -      -      -     -      -     A      A     A     -      A    -     A    A   A     A     -    -     A     A     A    A    A  -",
+    Role.HOUSING_PROVIDER: "  -     -      -      -      -     -      -     -      -     -     -      -    -     -    -   -     -     -    -     -     -     -    -    -  -",
 }
 # A network operator reads (and exports) a premises' electricity readings as DUoS data: "in" is
 # the operator of the premises' substation now (N_NOW, since 1 July), "out" the one before (N_OLD).
@@ -139,6 +140,8 @@ ENDPOINTS = {
     "POST /v1/meter-shipments": Action.METER_SHIPMENT,
     "POST /v1/premises/{premises_id}/meter-installs": Action.METER_INSTALL,
     "GET /v1/tariffs": Action.TARIFF_CATALOGUE,
+    "POST /v1/premises/{premises_id}/demand-response/events": Action.DEMAND_RESPONSE,
+    "GET /v1/premises/{premises_id}/demand-response/events/{event_id}": Action.DEMAND_RESPONSE,
 }
 # Who queued the job each role asks about (see the module docstring).
 JOB_OWNER = {
@@ -185,7 +188,7 @@ def facts_for(party_id: str, where: str, consent: str) -> Facts:
                 party_id=party_id,
                 premises_id=P,
                 tenancy_id=tenancy,
-                data_kinds=frozenset({DataKind.READINGS, DataKind.EVENTS}),
+                data_kinds=frozenset({DataKind.READINGS, DataKind.EVENTS, DataKind.DEMAND_RESPONSE}),
                 granularity=Granularity.HALF_HOURLY,
                 purpose="tariff advice",
                 granted_at=granted,
@@ -245,7 +248,13 @@ def request(party: Party, action: Action) -> AccessRequest:
         Action.TARIFF_CATALOGUE,
     ):
         return AccessRequest(party, action, NOW)
-    needs_period = action in (Action.READ_READINGS, Action.READ_EVENTS, Action.EXPORT, Action.LIST_ACCESS_LOG)
+    needs_period = action in (
+        Action.READ_READINGS,
+        Action.READ_EVENTS,
+        Action.EXPORT,
+        Action.LIST_ACCESS_LOG,
+        Action.DEMAND_RESPONSE,  # the event's interval
+    )
     reads = action in (Action.READ_READINGS, Action.EXPORT)
     return AccessRequest(
         party,
@@ -295,7 +304,7 @@ def test_matrix_covers_every_role_and_action() -> None:
     assert set(MATRIX) == set(Role)
     assert set(ACTIONS) == set(Action)
     assert all(len(row.split()) == len(ACTIONS) for row in MATRIX.values())
-    assert len(CELLS) == len(Role) * len(Action) * 2 * len(CONSENTS) == 1344
+    assert len(CELLS) == len(Role) * len(Action) * 2 * len(CONSENTS) == 1400
     assert set(ENDPOINTS.values()) == set(Action) - {Action.READ_EVENTS}  # events: no API endpoint yet
 
 

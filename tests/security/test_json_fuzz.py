@@ -103,6 +103,7 @@ API_POSTS = (
     "/v1/transfer-policies",
     "/v1/meter-shipments",
     "/v1/premises/P1/meter-installs",
+    "/v1/premises/P1/demand-response/events",
 )
 # Who may post there: the consumer grants consents, the operator edits readings, the network
 # operator loads its topology, a supplier sends the commands (so the body is parsed, not refused).
@@ -116,6 +117,7 @@ POSTER = {
     "transfer-policies": "OP",  # the operator setting a transfer policy
     "meter-shipments": "OP",  # the operator importing a shipment file
     "meter-installs": "OP",  # the operator recording an installer's job
+    "events": "TP",  # a data service sending a demand-response event (no consent: parsed, then 403)
 }
 
 

@@ -82,6 +82,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from smarthub.gdsc.commands.vouchers import VoucherIssuer
+from smarthub.gdsc.outages import power_quality as pq
 from smarthub.gdsc.outages.service import OutageService
 from smarthub.gdsc.outages.topology import TopologyStore
 from smarthub.gdsc.pull.tables import Priority
@@ -94,6 +95,7 @@ from smarthub.model import ObisCode
 from smarthub.sim.chaos_life import FleetLife, plan_life, renewal_plan
 from smarthub.sim.demo import HALF_HOUR, DemoConfig, DemoRun, account, free_port, setup, sweep, teardown
 from smarthub.sim.dlms_meter import DlmsMeterSimulator
+from smarthub.sim.dsmr_meter import DsmrMeterSimulator
 from smarthub.sim.faults import HanGate, WanLink
 from smarthub.sim.fleet import CELL_SIZE, Fleet, SimulatedHome, zigbee_medium
 from smarthub.sim.topology import feeder_size_for, fleet_topology
@@ -171,6 +173,10 @@ class ChaosResult:
     # p95, every restoration matched, no false outage.
     outage_detect_goal_s: float = 0.0
     outage_goal_met: bool = False
+    # Power failures from the meters' own records (issue 19 item 3; with --power-quality): per
+    # injected outage, its length and what the network operator's summary of its node says (the
+    # DSMR meters' long failures and the longest from their logs).
+    power_failures: list[dict[str, Any]] = field(default_factory=list)
     # What the GDSC's upkeep must keep true over weeks (issue 24).
     commands_refused_stale_crl: int = 0  # commands the hubs refused under a stale CRL: must be 0
     # ... and as signed by an unknown or revoked signer (after the operator's rotation): must be 0
@@ -452,6 +458,8 @@ class Chaos:
         for h in lost:  # the last gasps are out at the instant of the loss; then the silence
             self.gates[h].silence(None)
             self.links[h].cut()
+            for meter in self._dsmr_meters(h):  # the meter counts and logs the failure itself
+                meter.power_lost(cut)
 
         def undo() -> None:
             now = run.clock.now()
@@ -462,9 +470,49 @@ class Chaos:
                 if self.unpowered[h] == 0:
                     self.gates[h].restore(None)
                     self.links[h].restore()
+                    for meter in self._dsmr_meters(h):
+                        meter.power_restored(now)
                     self._home(h).assembly.mains.supply_restored(now)
 
         return undo
+
+    def _dsmr_meters(self, hub_id: str) -> list[DsmrMeterSimulator]:
+        """The home's simulated DSMR meters (behind its P1 transports)."""
+        return [
+            loop.meter
+            for rig in self._home(hub_id).rigs
+            for loop in rig.loops
+            if isinstance(getattr(loop, "meter", None), DsmrMeterSimulator)
+        ]
+
+    def _power_failure_figures(self) -> list[dict[str, Any]]:
+        """Each injected outage against the network operator's power-failure summary of its node
+        over the run (what ``GET /v1/network/nodes/{node}/power-quality`` answers)."""
+        run = self.run
+        assert run is not None
+        if not self.cfg.power_quality:
+            return []
+        topo = TopologyStore(run.store.engine).snapshot()
+        start, end = int(self.cfg.sim_start.timestamp()), int(self.cfg.end.timestamp()) + 86400
+        out = []
+        for kind, node, premises, cut, restored in self.power_faults:
+            if kind not in ("feeder_outage", "substation_outage"):
+                continue
+            under = sorted(p for p in topo.under([node]) if p in topo.places)
+            dsmr = sum(
+                1
+                for h in run.fleet.homes
+                if h.spec.premises_id in premises and self._dsmr_meters(h.spec.hub_id)
+            )
+            out.append(
+                {
+                    "node": node,
+                    "minutes": round((restored - cut).total_seconds() / 60, 1) if restored else None,
+                    "dsmr_homes_cut": dsmr,
+                    **pq.failures(run.store.engine, under, start, end),
+                }
+            )
+        return out
 
     async def _start_outages(self) -> None:
         """The GDSC's outage side: the fleet's topology loaded, the UDP endpoint started (the hubs'
@@ -1009,6 +1057,7 @@ class Chaos:
             if self.outages is not None:
                 await self.outages.receiver.drain()
             outage_figures = self._outage_figures()
+            outage_figures["power_failures"] = await asyncio.to_thread(self._power_failure_figures)
             return ChaosResult(
                 homes=cfg.homes,
                 days=cfg.days,

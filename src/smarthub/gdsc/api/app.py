@@ -46,6 +46,7 @@ from smarthub.gdsc.api.routers import (
     buildings,
     commands,
     consents,
+    demand_response,
     field_meters,
     jobs,
     network,
@@ -94,7 +95,7 @@ def create_app(
     errors.install(app)
     resources = [readings, aggregates, consents, portfolio, quality, outages, network, services, transfer]
     resources += [field_meters, buildings, tariffs]
-    resources += [commands, jobs] if desk is not None else []
+    resources += [commands, jobs, demand_response] if desk is not None else []
     for resource in resources:
         app.include_router(resource.router)
     # 405 with a true Allow; the caller authenticated before the body is read (401 before 400/422)

@@ -121,6 +121,7 @@ ROLES: dict[str, Role] = {
     "wan_links": LOCAL,  # locked by the claims
     "urgent_work": LOCAL,  # claimed with FOR UPDATE SKIP LOCKED (key: a queue id)
     "api_jobs": LOCAL,  # the API's job queue, read back by job id alone (GET /jobs/{id})
+    "dr_events": LOCAL,  # demand-response events, read by event id with their urgent jobs
     "api_idempotency": LOCAL,  # top-ups' idempotency keys, claimed before the voucher is issued
     "hub_recoveries": LOCAL,  # recovery jobs, joined with urgent_work as they advance
     "hub_recovery_steps": LOCAL,

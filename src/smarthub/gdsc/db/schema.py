@@ -10,7 +10,7 @@ part alone.
 from __future__ import annotations
 
 from smarthub.gdsc.api.auth import clients, tokens
-from smarthub.gdsc.commands import counters, desk, tariff_catalogue, vouchers
+from smarthub.gdsc.commands import counters, demand_response, desk, tariff_catalogue, vouchers
 from smarthub.gdsc.db.database import metadata
 from smarthub.gdsc.fleet import buildings, field_meters, lifecycle, recovery, registry
 from smarthub.gdsc.governance import aggregates, audit, parties, services, supplier_change
@@ -48,6 +48,7 @@ TABLE_MODULES = (
     field_meters,
     buildings,
     tariff_catalogue,
+    demand_response,
 )
 
 __all__ = ["TABLE_MODULES", "metadata"]

@@ -36,7 +36,11 @@ and GB practice:
 * commands (tariff update, IHD message, top-up, connect/disconnect) come from the premises'
   **current supplier for the fuel** of the meter concerned; an on-demand read may also be asked
   for by the current occupant, an installer on site and the GDSC operator; third-party data
-  services issue no commands (no consent purpose covers commands in this model);
+  services issue none of these commands;
+* **demand response** (issue 25): an approved data service whose approval covers the
+  ``demand-response`` kind, with the current occupant's live consent to that kind, may have the
+  GDSC send the premises' hub a DRLC event whose interval falls within the consenting tenancy,
+  and follow it; nobody else may (the occupant's own controls are at the hub: opt-out, limits);
 * a **job** (a queued command or read) is followed by the party that asked for it, and by the GDSC
   operator; nobody else may follow it (the API then answers as for a job that does not exist, so
   job ids cannot be enumerated);
@@ -89,6 +93,7 @@ class Action(enum.StrEnum):
     METER_SHIPMENT = "meter-shipment"  # a manufacturer's shipment file (meters and keys) imported
     METER_INSTALL = "meter-install"  # the installer's job: a meter installed (or swapped) at a premises
     TARIFF_CATALOGUE = "tariff-catalogue"  # the tariffs the GDSC distributes (no household's data)
+    DEMAND_RESPONSE = "demand-response"  # a DRLC event sent to the premises' hub, and its responses
 
     @property
     def is_command(self) -> bool:
@@ -100,6 +105,7 @@ class Action(enum.StrEnum):
             Action.READ_READINGS: DataKind.READINGS,
             Action.EXPORT: DataKind.READINGS,
             Action.READ_EVENTS: DataKind.EVENTS,
+            Action.DEMAND_RESPONSE: DataKind.DEMAND_RESPONSE,
         }.get(self)
 
 
@@ -122,6 +128,7 @@ _NEEDS_PERIOD = frozenset(
         Action.AGGREGATE_QUERY,
         Action.LIST_ACCESS_LOG,
         Action.DUOS_DATASET,
+        Action.DEMAND_RESPONSE,  # the event's interval: it must fall in the consenting tenancy
     }
 )
 _NEEDS_GRANULARITY = frozenset({Action.READ_READINGS, Action.EXPORT, Action.AGGREGATE_QUERY})
@@ -254,6 +261,13 @@ def decide(request: AccessRequest, facts: Facts, policy: Policy = DEFAULT_POLICY
         return deny("data services are approved, refused, suspended and revoked by the GDSC operator only")
     if request.action is Action.TARIFF_CATALOGUE:
         return _tariff_catalogue(request, facts)
+    if request.action is Action.DEMAND_RESPONSE:
+        if role is Role.THIRD_PARTY:
+            return _third_party(request, facts)
+        return deny(
+            "demand-response events are sent by approved data services with the occupant's consent, "
+            f"not by a {role.value}"
+        )
     if request.action is Action.METER_INSTALL:
         if role is Role.OPERATOR:
             return Decision(True, "GDSC operations: a meter installation recorded for an installer")

@@ -61,6 +61,9 @@ SUBMETER_MEDIA = frozenset({"heat_cost_allocator", "heat", "water", "warm_water"
 class DataKind(enum.StrEnum):
     READINGS = "readings"
     EVENTS = "events"
+    # Not data read but control given: the occupant lets a demand-response aggregator have the
+    # GDSC send their hub DRLC events (issue 25); approved and consented to as a kind like the rest.
+    DEMAND_RESPONSE = "demand-response"
 
 
 class Granularity(enum.StrEnum):

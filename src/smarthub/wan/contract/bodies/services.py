@@ -23,7 +23,7 @@ from smarthub.wan.contract.commands import MalformedCommand
 # The GDSC's consent granularities (smarthub.gdsc.governance.parties.Granularity), shown as sent.
 SERVICE_GRANULARITIES = ("half-hourly", "daily", "monthly", "tariff-register", "none")
 SERVICE_STATUSES = ("applied", "approved", "refused", "suspended", "revoked", "registered")
-DATA_KINDS = ("readings", "events")
+DATA_KINDS = ("readings", "events", "demand-response")
 MAX_SERVICES = 32
 MAX_CONSENTS = 8
 MAX_READS = 10
