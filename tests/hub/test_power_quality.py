@@ -140,6 +140,22 @@ def test_two_long_failures_ending_in_one_period_are_one_record_of_their_sum() ->
     assert [r for r in log(at + timedelta(minutes=20), 2) if r.obis == LOGGED] == []  # seen: not again
 
 
+def test_new_log_entries_listed_newest_first_all_count() -> None:
+    """The DSMR example telegram lists its log newest first; two failures new at once (the hub
+    was off through both) are both recorded, whatever the order."""
+    pq = PowerQuality()
+    first, second = T + timedelta(minutes=2), T + timedelta(minutes=8)
+    pq.observe([Reading("E1", LONG, Decimal(0), Unit.NONE, T)])
+    log = [
+        Reading("E1", LOGGED, Decimal(400), Unit.S, second),
+        Reading("E1", LOGGED, Decimal(200), Unit.S, first),
+    ]
+    out = pq.observe([Reading("E1", LONG, Decimal(2), Unit.NONE, T + timedelta(minutes=9)), *log])
+    out += pq.observe([Reading("E1", LONG, Decimal(2), Unit.NONE, T + timedelta(minutes=10))])
+    (rec,) = [r for r in out if r.obis == LOGGED]
+    assert (rec.value, rec.register_end) == (600, int(second.timestamp()))
+
+
 def test_a_power_cut_that_takes_the_hub_down_is_counted_when_it_restarts(tmp_path: Path) -> None:
     """The hub's summary outlives the hub: the counters and the log are taken up from its
     history (a real one on disk) by the hub assembly's own call, so the long failure that rose
