@@ -124,10 +124,31 @@ for _c, _phase in PHASES.items():
             COMMODITY_ELECTRICITY, KIND_NOT_APPLICABLE, 0, UOM_NONE, 0, Unit.NONE, 0, _phase, _q
         )
 
+# Power failures in any phase (issue 19): the meter's counters of short (0-0:96.7.21) and long
+# (0-0:96.7.9, over 3 minutes, EN 50160 §3.12) failures as counts per period, and its failure
+# log's long failures as their duration (0-0:96.7.19, the object the log captures) summed over
+# the period in which each ended. Phase 0 (not applicable: "in any phase" names none), uom 0
+# (2030.5's UomType, the ESPI list, has no unit of time, so the seconds are a dimensionless
+# number as the counts are, said by the OBIS code and this table), told apart by dataQualifier
+# as the sag and swell counts are: 9 the failures under the 3-minute threshold (short), 8 those
+# over it (long), 0 (not applicable) the logged failures' seconds.
+SHORT_FAILURES = ObisCode(0, 0, 96, 7, 21)
+LONG_FAILURES = ObisCode(0, 0, 96, 7, 9)
+FAILURE_SECONDS = ObisCode(0, 0, 96, 7, 19)
+for _obis, _q, _unit in (
+    (SHORT_FAILURES, QUALIFIER_MINIMUM, Unit.NONE),
+    (LONG_FAILURES, QUALIFIER_MAXIMUM, Unit.NONE),
+    (FAILURE_SECONDS, 0, Unit.S),
+):
+    _QUALITY[_obis] = ReadingTypeSpec(
+        COMMODITY_ELECTRICITY, KIND_NOT_APPLICABLE, 0, UOM_NONE, 0, _unit, 0, 0, _q
+    )
+
 
 def quality_channels() -> frozenset[ObisCode]:
     """The power-quality channels a hub may keep (``hub.power_quality``): 10-minute voltage
-    average/minimum/maximum and sag/swell counts, per phase."""
+    average/minimum/maximum and sag/swell counts, per phase; power failures, short and long, and
+    the logged long failures' seconds, in any phase."""
     return frozenset(_QUALITY)
 
 

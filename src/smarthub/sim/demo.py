@@ -58,6 +58,9 @@ class DemoConfig:
     # at a few seconds a day need fewer samples: the half-hour boundaries are what count.
     sample_every: timedelta | None = None
     window: timedelta = HALF_HOUR  # the GDSC's retrieval window (each hub pulled once in each)
+    # Every hub keeps power quality ([power_quality] enabled): voltages, sags and swells, power
+    # failures (hub.power_quality). Off by default: it multiplies the readings pulled (README).
+    power_quality: bool = False
 
     @property
     def host(self) -> str:
@@ -161,6 +164,7 @@ async def setup(
         cert_clock=cert_clock,
         poll_every=cfg.sample_every,
         radio_every=cfg.sample_every,
+        power_quality=cfg.power_quality,
     )
     if cfg.channel_every and not cfg.channel_port:
         cfg = replace(cfg, channel_port=free_port(cfg.host))

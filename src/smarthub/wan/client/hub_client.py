@@ -268,7 +268,7 @@ class HubClient:
             raise PullError(f"POST {self.base_url}/mgmt: {type(err).__name__}: {err}") from None
         try:
             verdict = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
             raise PullError("POST /mgmt: the hub's answer is not JSON") from None
         if not isinstance(verdict, dict) or "status" not in verdict:
             raise PullError("POST /mgmt: the hub's answer has no status")
