@@ -13,7 +13,9 @@ import pytest
 from smarthub.assembly.config import ConfigError, parse_config
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.power_quality import PowerQuality, from_history
+from smarthub.meters.dlms.cosem import notification_data_points
 from smarthub.meters.dsmr import decode_telegram, readings
+from smarthub.meters.mapping import MappingTable
 from smarthub.model import ObisCode, Reading, Unit
 from smarthub.sim.dsmr_meter import DsmrMeterSimulator
 from smarthub.sim.load_profile import HouseholdProfile
@@ -138,6 +140,22 @@ def test_two_long_failures_ending_in_one_period_are_one_record_of_their_sum() ->
     assert [r for r in log(at + timedelta(minutes=20), 2) if r.obis == LOGGED] == []  # seen: not again
 
 
+def test_new_log_entries_listed_newest_first_all_count() -> None:
+    """The DSMR example telegram lists its log newest first; two failures new at once (the hub
+    was off through both) are both recorded, whatever the order."""
+    pq = PowerQuality()
+    first, second = T + timedelta(minutes=2), T + timedelta(minutes=8)
+    pq.observe([Reading("E1", LONG, Decimal(0), Unit.NONE, T)])
+    log = [
+        Reading("E1", LOGGED, Decimal(400), Unit.S, second),
+        Reading("E1", LOGGED, Decimal(200), Unit.S, first),
+    ]
+    out = pq.observe([Reading("E1", LONG, Decimal(2), Unit.NONE, T + timedelta(minutes=9)), *log])
+    out += pq.observe([Reading("E1", LONG, Decimal(2), Unit.NONE, T + timedelta(minutes=10))])
+    (rec,) = [r for r in out if r.obis == LOGGED]
+    assert (rec.value, rec.register_end) == (600, int(second.timestamp()))
+
+
 def test_a_power_cut_that_takes_the_hub_down_is_counted_when_it_restarts(tmp_path: Path) -> None:
     """The hub's summary outlives the hub: the counters and the log are taken up from its
     history (a real one on disk) by the hub assembly's own call, so the long failure that rose
@@ -159,3 +177,32 @@ def test_a_power_cut_that_takes_the_hub_down_is_counted_when_it_restarts(tmp_pat
     fresh = PowerQuality()
     out = _run(fresh, meter, T + timedelta(minutes=71), 11, set())
     assert {str(r.obis): r.value for r in out if r.obis in (LONG, LOGGED)} == {"0-0:96.7.9": 0}
+
+
+def test_dlms_push_counters_reach_the_summary_through_the_default_mapping_table() -> None:
+    """A DLMS push list that carries the power-failure and sag counters as registers without a
+    scaler_unit (a count has none): the decoder names them by OBIS, the default translation
+    table maps them (no unit: OBIS-native mapping needs one), the summary counts them. The body
+    is the Blue Book's self-describing (logical name, value) layout, built here: no published
+    HAN list with these registers was at hand."""
+    table = MappingTable.default()
+    pq = PowerQuality()
+    out = []
+    for minute, (short, long_, sags) in ((0, (5, 1, 7)), (4, (6, 1, 7)), (10, (6, 2, 9))):
+        clock = bytes([0x07, 0xEA, 3, 2, 0xFF, 12, minute, 0, 0, 0, 0, 0])  # 2026-03-02 12:mm UTC
+        body = (
+            clock,
+            (bytes([0, 0, 96, 7, 21, 255]), short),
+            (bytes([0, 0, 96, 7, 9, 255]), long_),
+            (bytes([1, 0, 32, 32, 0, 255]), sags),
+        )
+        points = notification_data_points("LGZ1", body)
+        translation = table.translate(points, T + timedelta(minutes=minute))
+        assert not translation.unmapped
+        out += pq.observe(translation.readings)
+    # The 12:00-12:10 period, written by the 12:10 push: each counter's advance up to it.
+    assert {str(r.obis): (r.start, r.value) for r in out} == {
+        "0-0:96.7.21": (int(T.timestamp()), 1),
+        "0-0:96.7.9": (int(T.timestamp()), 1),
+        "1-0:32.32.0": (int(T.timestamp()), 2),
+    }

@@ -121,13 +121,18 @@ class PowerQuality:
                 t = int(r.time.timestamp())
                 if t > now.get(r.meter, -(2**62)):
                     now[r.meter] = t
+        entries = []
         for r in readings:
             if r.obis in VOLTAGES:
                 out += self._voltage(r)
             elif r.obis in COUNTERS:
                 out += self._counter(r)
             elif r.obis == FAILURE_LOG:
-                out += self._log_entry(r, now.get(r.meter))
+                entries.append(r)
+        # Oldest first: meters list their log either way round, and several entries can be new
+        # at once (a hub that was off through more than one failure).
+        for r in sorted(entries, key=lambda r: r.time):
+            out += self._log_entry(r, now.get(r.meter))
         for meter, t in now.items():
             log = self._logs.get(meter)
             if log is None:

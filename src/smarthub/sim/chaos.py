@@ -219,6 +219,13 @@ class ChaosResult:
         return json.dumps(asdict(self))
 
 
+def long_wan_outage(days: int) -> tuple[timedelta, timedelta]:
+    """The run's long WAN outage (one hub, from 2 hours in): its start and length, up to 3
+    days, over 4 hours before the run's end. The longest any fault keeps a hub from the GDSC:
+    the hub certificates' validity is planned past its end (:func:`renewal_plan`)."""
+    return timedelta(hours=2), min(timedelta(days=3), timedelta(days=days) - timedelta(hours=6))
+
+
 def plan_faults(
     homes: list[SimulatedHome], days: int, rng: random.Random, channel_hubs: list[str] | None = None
 ) -> list[Fault]:
@@ -236,8 +243,7 @@ def plan_faults(
         span = max((latest - earliest).total_seconds(), 0)
         return earliest + timedelta(seconds=int(rng.uniform(0, span)) // 60 * 60)
 
-    long_outage = min(timedelta(days=3), run - timedelta(hours=6))
-    faults.append(Fault("wan_outage", timedelta(hours=2), long_outage, rng.choice(ids)))
+    faults.append(Fault("wan_outage", *long_wan_outage(days), rng.choice(ids)))
     cells = sorted({f"cell-{i // CELL_SIZE:04d}" for i in range(len(homes))})
     for _ in range(max(1, days // 2)):
         length = timedelta(minutes=rng.randint(60, 120))
@@ -306,7 +312,9 @@ class Chaos:
         # Certificates and CRLs on the simulated clock: weeks of CRL re-publication, renewals
         # and the hubs' stale-CRL policy happen inside the run (sim.demo.setup).
         cfg.sim_certificates = True
-        cfg.hub_certificate_days, self.renew_before, self.renew_spread = renewal_plan(cfg.days)
+        cfg.hub_certificate_days, self.renew_before, self.renew_spread = renewal_plan(
+            cfg.days, away_until=sum(long_wan_outage(cfg.days), timedelta(0))
+        )
         if cfg.days > LONG_RUN_DAYS and cfg.sample_every is None:
             # Weeks at a minute a day: fewer samples, and each hub pulled every two hours.
             cfg.sample_every, cfg.window = LONG_RUN_SAMPLES, LONG_RUN_WINDOW
