@@ -240,6 +240,80 @@ class VeeData(Database):
         _, _, p10, slots = got
         return {slot: v * 10.0**p10 for slot, (v, _) in slots.items()}
 
+    def _our_estimates(
+        self,
+        conn: Connection,
+        clashes: Sequence[tuple[int, tuple[tuple[str, int, int], int, tuple[int, int], tuple[int, int]]]],
+        specs: Mapping[tuple[str, int], tuple[str, str, int, int, int]],
+        tallies: Sequence[Tally],
+    ) -> set[tuple[str, int, int, int]]:
+        """The clashes where the stored reading is the GDSC's own gap estimate (an unreplaced row
+        of ``vee_estimates`` with that value) and the hub's reading is itself flagged estimated
+        (its interpolation between the meter's registers, e.g. a boundary between two late
+        frames): the hub's reading replaces the GDSC's, as an actual one would. Both carry the
+        same 2030.5 estimated flags, so only the estimates table tells whose a stored estimate
+        is; without this the hub's better figure was refused as a differing duplicate for good
+        (730 "re-sent with different values" in a loaded demo, whose upkeep estimated the gaps
+        of hubs pulled late). Writes the hub's values into the blocks (this transaction holds
+        the hubs' merge locks) and moves the tallies' counts from conflicts to replaced."""
+        maybe = [
+            (i, cl)
+            for i, cl in clashes
+            if cl[2][1] & rules.ESTIMATED
+            and cl[3][1] & rules.ESTIMATED
+            and not cl[2][1] & rules.MANUALLY_EDITED
+        ]
+        if not maybe:
+            return set()
+        e = vee_estimates
+        wanted = {}
+        for i, ((hub, day, no), slot, old, new) in maybe:
+            meter, obis, duration, _, _ = specs[(hub, no)]
+            wanted[(hub, meter, obis, duration, day * DAY + slot * duration)] = (
+                i,
+                (hub, day, no),
+                slot,
+                old,
+                new,
+            )
+        found = set()
+        keys = list(wanted)
+        for n in range(0, len(keys), 300):
+            chunk = keys[n : n + 300]
+            q = select(e.c.hub_id, e.c.meter_id, e.c.obis, e.c.duration, e.c.interval_start, e.c.value).where(
+                tuple_(e.c.hub_id, e.c.meter_id, e.c.obis, e.c.duration, e.c.interval_start).in_(chunk),
+                e.c.replaced_at.is_(None),
+            )
+            for h, m, o, d, t, v in conn.execute(q):
+                hit = wanted[(h, m, o, d, t)]
+                if hit[3][0] == v:
+                    found.add((h, m, o, d, t))
+        if not found:
+            return set()
+        by_block: dict[tuple[str, int, int], dict[int, tuple[int, int]]] = {}
+        ours: set[tuple[str, int, int, int]] = set()
+        for k in found:
+            i, block_key, slot, _old, new = wanted[k]
+            by_block.setdefault(block_key, {})[slot] = new
+            ours.add((*block_key, slot))
+            tallies[i].conflicts -= 1
+            tallies[i].replaced += 1
+        b = interval_blocks
+        for (hub, day, no), slots in by_block.items():
+            duration = specs[(hub, no)][2]
+            n_slots = DAY // duration
+            stored = conn.execute(
+                select(b.c.block).where(b.c.hub_id == hub, b.c.day == day, b.c.channel_no == no)
+            ).scalar_one()
+            held = interval_block.decode(bytes(stored), n_slots)
+            held.update(slots)
+            conn.execute(
+                update(b)
+                .where(b.c.hub_id == hub, b.c.day == day, b.c.channel_no == no)
+                .values(n=len(held), block=interval_block.encode(n_slots, held))
+            )
+        return ours
+
     def _vee_record(
         self,
         conn: Connection,
@@ -271,11 +345,17 @@ class VeeData(Database):
         clashes = [(i, cl) for i, t in enumerate(tallies) for cl in t.clashes]
         if clashes:
             specs = self._specs(conn, {cl[0][0] for _, cl in clashes})
+            ours = self._our_estimates(conn, clashes, specs, tallies)
             replaced = []
             for i, ((hub, day, no), slot, old, new) in clashes:
                 meter, obis, duration, uom, p10 = specs[(hub, no)]
                 start = day * DAY + slot * duration
-                if old[1] & rules.ESTIMATED and not new[1] & rules.ESTIMATED:
+                if (old[1] & rules.ESTIMATED and not new[1] & rules.ESTIMATED) or (
+                    hub,
+                    day,
+                    no,
+                    slot,
+                ) in ours:
                     replaced.append(
                         {
                             "h": hub,
