@@ -236,6 +236,27 @@ async def test_daily_consent_never_yields_half_hourly_data_in_bulk(rig: Rig, wal
         await bulk_pull(PullClient(rig.ctx), rig)
 
 
+async def test_register_channels_are_listed_only_with_a_read_after_a(rig: Rig) -> None:
+    """The half-hourly pulls between two midnights carry no register channel (bytes on every
+    pull for nothing); the pull after a midnight carries each with that midnight's read."""
+    last_midnight = int((DAY0 + timedelta(days=3)).timestamp())
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=rig.ctx)) as s:
+        async with s.get(f"{rig.url}/mup?l=10&a={last_midnight - 1800}") as resp:
+            after_midnight = await resp.read()
+        async with s.get(f"{rig.url}/mup?l=10&a={last_midnight + 1}") as resp:
+            between = await resp.read()
+        async with s.get(f"{rig.url}/mup/E1/mr/1.0.1.8.0.126?a={last_midnight + 1}") as resp:
+            alone = etree.fromstring(await resp.read())  # the channel's own resource: listed empty
+    for body in (after_midnight, between):
+        SCHEMA.assertValid(etree.fromstring(body))
+    assert after_midnight.count(b"<accumulationBehaviour>9<") == 2
+    assert after_midnight.count(f"<start>{last_midnight}</start><".encode()) >= 2
+    assert b"<accumulationBehaviour>9<" not in between and b".126" not in between
+    assert between.count(b"<MirrorMeterReading ") == 2  # the interval channels are still listed
+    SCHEMA.assertValid(alone)
+    assert alone.findtext("{urn:ieee:std:2030.5:ns}lastUpdateTime") == str(last_midnight + 1)
+
+
 async def test_tls_session_is_resumed_on_the_next_pull(rig: Rig) -> None:
     client = PullClient(rig.ctx)
     _, _, first = await bulk_pull(client, rig)
@@ -322,6 +343,10 @@ def test_writer_output_is_xsd_valid_and_parses_back_chunk_by_chunk() -> None:
         (_body().replace(b"<start>1700001800</start>", b""), "without timePeriod"),
         (b'<!DOCTYPE x [<!ENTITY a "b">]><MirrorUsagePointList xmlns="urn:ieee:std:2030.5:ns"/>', "DTD"),
         (b'<DeviceCapability xmlns="urn:ieee:std:2030.5:ns"/>', "not a 2030.5 MirrorUsagePointList"),
+        (  # a register's reads are instants: a summation ReadingType over half-hours is a lie
+            _body().replace(b"<accumulationBehaviour>4<", b"<accumulationBehaviour>9<"),
+            "summation register's Reading with a duration",
+        ),
         (b'<MirrorUsagePointList xmlns="urn:ieee:std:2030.5:ns" all="1" results="0"/>junk', "malformed"),
     ],
 )

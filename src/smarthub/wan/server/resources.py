@@ -1064,19 +1064,28 @@ class HubWanServer:
         latest = every[-1].start + every[-1].duration if every else None
         return ChannelRows(obis, AGGREGATED[g], aggregated[:cap], latest)
 
-    def _mirror_register(self, meter: str, obis: ObisCode, g: str, after: int | None) -> ChannelRows | None:
+    def _mirror_register(
+        self, meter: str, obis: ObisCode, g: str, after: int | None, empty: bool = False
+    ) -> ChannelRows | None:
         """Interval channel ``obis``'s register channel: its reads at or after ``after`` (at most
-        MIRROR_CHANNEL_READINGS); None while it has none. A read is an instant: its end, for the
-        puller's cursor and the ``lastUpdateTime``, is the second after it (so ``a`` past it
-        leaves it out)."""
+        MIRROR_CHANNEL_READINGS). A read is an instant: its end, for the puller's cursor and the
+        ``lastUpdateTime``, is the second after it (so ``a`` past it leaves it out).
+
+        None when no read is at or after ``after`` (``empty``: only when it has none at all): the
+        bulk body lists a register channel only with reads, so the half-hourly pulls between two
+        midnights carry none of it (listed empty, a home's two cost 1.3 kB on a 2.1 kB body), and a
+        puller meets a channel it never pulled with its first read after its ``a``, whereupon its
+        second pass fetches the older ones (``PullClient.pages``)."""
         reg, grid = register_channel(obis), self._grid(g)
         if reg is None or grid is None or not self.source.has_registers:
             return None
         rows = self.source.register_reads(meter, obis, grid, start=after)
-        if not rows:
-            rows = self.source.register_reads(meter, obis, grid, newest_only=True)
-            return None if not rows else ChannelRows(reg, None, [], rows[-1].start + 1)
-        return ChannelRows(reg, None, rows[:MIRROR_CHANNEL_READINGS], rows[-1].start + 1)
+        if rows:
+            return ChannelRows(reg, None, rows[:MIRROR_CHANNEL_READINGS], rows[-1].start + 1)
+        if not empty or after is None:
+            return None
+        newest = self.source.register_reads(meter, obis, grid, newest_only=True)
+        return ChannelRows(reg, None, [], newest[-1].start + 1) if newest else None
 
     def _mirror_point(self, meter: str, fuel: str, g: str, after: int | None) -> MirrorPoint:
         channels = []
@@ -1101,7 +1110,8 @@ class HubWanServer:
         MirrorUsagePoints, ``all`` is the number of usage points the recipient may see,
         ``results`` the number in this response. Each channel is listed on every page with its
         ReadingType, whether or not it has readings after ``a``, so a puller learns of channels
-        it has never pulled. A channel's readings are cut at MIRROR_CHANNEL_READINGS (oldest
+        it has never pulled (a register channel only with reads after ``a``: ``_mirror_register``).
+        A channel's readings are cut at MIRROR_CHANNEL_READINGS (oldest
         first): its ``lastUpdateTime`` (the end of its latest reading) is then later than the
         last one served, and the client asks again with ``a`` there. A page takes no further
         usage points once it carries MIRROR_PAGE_READINGS readings, so a hub back from a long
@@ -1149,7 +1159,7 @@ class HubWanServer:
         channel = (
             self._mirror_channel(meter, obis, g, after)
             if base is None
-            else self._mirror_register(meter, base, g, after)
+            else self._mirror_register(meter, base, g, after, empty=True)
         )
         if channel is None:
             raise web.HTTPNotFound(text=f"usage point {meter!r} has no register read yet")
