@@ -30,6 +30,7 @@ The aggregator keeps its own ledger (SQLite): homes enrolled, events sent, state
         --ledger dr.sqlite enrol --home P1:E1 [--home P2:E1 ...] [--until 2026-08-19]
     ... dispatch --start 2026-08-19T18:00+01:00 --minutes 60 --category electric-vehicle --duty-cycle 50
     ... status
+    ... cancel --event EVENT_ID
     ... settle --rate 0.30
 
 Exit status 0; 2 when the GDSC refused something (the reasons are in the JSON); 3 when it was
@@ -336,6 +337,15 @@ class Aggregator:
         found: dict[str, Any] = self.api.get(path)
         return found
 
+    def cancel(self, event_id: str) -> dict[str, Any]:
+        """Ask the GDSC to cancel an event this aggregator sent (the hub drops or ends it)."""
+        row = self.db.execute("SELECT premises_id FROM events WHERE event_id = ?", (event_id,)).fetchone()
+        if row is None:
+            raise ValueError(f"no event {event_id} in the ledger")
+        path = f"/v1/premises/{urllib.parse.quote(row[0])}/demand-response/events/{event_id}/cancellation"
+        _, got = self.api.request("POST", path)
+        return {"event_id": event_id, "premises_id": row[0], "cancellation": "queued", "state": got["state"]}
+
     def events(self) -> list[tuple[str, str, str, str, str]]:
         return self.db.execute(
             "SELECT event_id, premises_id, meter_id, start, end FROM events ORDER BY start, premises_id"
@@ -449,6 +459,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     send.add_argument("--randomize-start", type=int, default=0, help="seconds")
     send.add_argument("--min-flexible-kwh", type=Decimal, default=Decimal(0))
     sub.add_parser("status", help="each event's delivery and the hub's responses")
+    cancel = sub.add_parser("cancel", help="cancel events sent (the hub drops or ends them)")
+    cancel.add_argument("--event", action="append", required=True, help="an event id (repeatable)")
     settle = sub.add_parser("settle", help="measure the reductions and print the settlement statement")
     settle.add_argument("--rate", type=Decimal, required=True, help="pounds per kWh reduced")
     args = ap.parse_args(argv)
@@ -471,6 +483,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             for event_id, premises_id, *_ in agg.events():
                 try:
                     out.append(agg.status(premises_id, event_id))
+                except ApiError as err:
+                    refused = True
+                    out.append({"event_id": event_id, "refused": f"{err.status}: {err.detail}"})
+        elif args.command == "cancel":
+            out = []
+            for event_id in args.event:
+                try:
+                    out.append(agg.cancel(event_id))
                 except ApiError as err:
                     refused = True
                     out.append({"event_id": event_id, "refused": f"{err.status}: {err.detail}"})

@@ -146,6 +146,7 @@ ENDPOINTS = {
     "GET /v1/tariffs": Action.TARIFF_CATALOGUE,
     "POST /v1/premises/{premises_id}/demand-response/events": Action.DEMAND_RESPONSE,
     "GET /v1/premises/{premises_id}/demand-response/events/{event_id}": Action.DEMAND_RESPONSE,
+    "POST /v1/premises/{premises_id}/demand-response/events/{event_id}/cancellation": Action.DEMAND_RESPONSE,
     "GET /v1/premises/{premises_id}/appliances": Action.READ_APPLIANCES,
 }
 # Who queued the job each role asks about (see the module docstring).

@@ -238,8 +238,8 @@ def test_no_valid_token_is_401_whatever_the_body(world: World, client: TestClien
     posts = [p for p, ops in spec["paths"].items() if "post" in ops and not p.startswith("/oauth")]
     # four commands, on-demand reads, consents, edits, quarantine, topology upload; a data
     # service's application and the operator's decision on it; a transfer policy; a shipment
-    # file and an installer's job; a demand-response event (issue 25)
-    assert len(posts) == 15
+    # file and an installer's job; a demand-response event and its cancellation (issue 25)
+    assert len(posts) == 16
     headers = {} if token is None else {"Authorization": f"Bearer {token}"}
     for path in posts:
         for body, media in BAD_BODIES:

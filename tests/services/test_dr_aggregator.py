@@ -406,3 +406,41 @@ def test_a_service_approved_for_readings_only_cannot_send_events(
     r = httpx.post(f"{base}/v1/premises/P1/demand-response/events", json=event, headers=w.auth("TP"))
     assert r.status_code == 403
     assert "approved for readings only, not demand-response" in r.json()["detail"]
+
+
+def test_an_event_cancelled_before_it_starts_is_dropped_and_answered_cancelled(
+    world: World, base: str, tmp_path: Path
+) -> None:
+    w = world
+    creds = enrolled(w, base, tmp_path)
+    client = DataServicesClient(base, Credentials(creds["client_id"], creds["client_secret"]))
+    home = Home(w, tmp_path)
+    try:
+        path = "/v1/premises/P1/demand-response/events"
+        done = aggregator(base, creds, tmp_path, *DISPATCH)
+        assert done.returncode == 0, done.stdout + done.stderr
+        (sent,) = json.loads(done.stdout)
+        (verdict,) = home.deliver()
+        assert verdict["result"]["status_name"] == "received"
+        assert [e.mrid for e in home.drlc.controls_for(EV)] == [sent["event_id"]]
+        done = aggregator(base, creds, tmp_path, "cancel", "--event", sent["event_id"])
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert json.loads(done.stdout) == [
+            {"event_id": sent["event_id"], "premises_id": "P1", "cancellation": "queued", "state": "done"}
+        ]
+        (verdict,) = home.deliver()
+        assert verdict["result"]["status_name"] == "cancelled"
+        assert home.drlc.controls_for(EV) == []  # nothing for the charger to follow any more
+        # The GDSC pulls the hub's responses as the service follows the event.
+        assert client.get(f"{path}/{sent['event_id']}")["responses"] == []
+        home.deliver()
+        w.clock.advance(timedelta(minutes=2))
+        got = client.get(f"{path}/{sent['event_id']}")
+        assert [r["status_name"] for r in got["responses"]] == ["received", "cancelled"]
+        assert got["state"] == "done" and got["hub_answer"] == "received"
+        # Another service's (or no) event: 404, as one that does not exist.
+        with pytest.raises(ApiError) as missing:
+            client.request("POST", f"{path}/{'0' * 32}/cancellation")
+        assert missing.value.status == 404
+    finally:
+        home.close()

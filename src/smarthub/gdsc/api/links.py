@@ -44,6 +44,7 @@ LOCATION = {
         "schema": {"type": "string", "pattern": r"^/v1/jobs/[1-9][0-9]*$"},
     }
 }
+DEMAND_RESPONSE = ("dispatch_demand_response_event", "cancel_demand_response_event")
 COMMANDS = ("tariff_update", "ihd_message", "top_up", "supply", "on_demand_read")
 
 
@@ -57,7 +58,7 @@ def document_links(spec: dict[str, Any]) -> dict[str, Any]:
             if op.get("operationId") in COMMANDS and "202" in responses:
                 responses["202"]["links"] = dict(FOLLOW_JOB)
                 responses["202"]["headers"] = dict(LOCATION)
-            if op.get("operationId") == "dispatch_demand_response_event" and "202" in responses:
+            if op.get("operationId") in DEMAND_RESPONSE and "202" in responses:
                 responses["202"]["links"] = dict(FOLLOW_EVENT)
                 responses["202"]["headers"] = {
                     "Location": {

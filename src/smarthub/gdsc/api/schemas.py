@@ -466,6 +466,20 @@ class PhaseQualityOut(BaseModel):
     premises_reporting: int
 
 
+class PowerFailuresOut(BaseModel):
+    """Power failures under a node, from the meters' own counters and logs."""
+
+    short: int = Field(description="short power failures (3 min or less) the meters counted (0-0:96.7.21)")
+    long: int = Field(description="long power failures (over 3 min) the meters counted (0-0:96.7.9)")
+    outage_minutes: float = Field(
+        description="minutes of the long failures in the meters' logs (0-0:96.7.19) that ended in the "
+        "period, summed over the meters: customer minutes lost"
+    )
+    longest_outage_minutes: float = Field(description="the longest of those failures at one meter")
+    premises_reporting: int = Field(description="premises whose meters reported failure counts or logs")
+    premises_with_long_failures: int
+
+
 class PowerQualityOut(BaseModel):
     """Power quality under a node (``smarthub.gdsc.outages.power_quality``)."""
 
@@ -478,6 +492,7 @@ class PowerQualityOut(BaseModel):
         description="every phase with data had 95 % of its 10-minute means inside ±10 % (EN 50160, "
         "stated over a week); null without data"
     )
+    failures: PowerFailuresOut
 
 
 # -- apartment blocks (issue 21) ----------------------------------------------------------------

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,8 +37,10 @@ from smarthub.gdsc.pull.tables import CLAIMED, DONE, FAILED
 from smarthub.gdsc.readings.queries import Meter
 from smarthub.wan.contract.bodies import DrlcEvent, DrlcResponses
 from smarthub.wan.contract.drlc import (
+    CANCELLED,
     EndDeviceControl,
     InvalidResponseList,
+    parse_end_device_control,
     parse_response_list,
 )
 
@@ -202,6 +204,18 @@ class DemandResponse:
                 )
             )
         status = self.status(mrid)
+        assert status is not None
+        return status
+
+    def cancel(self, party_id: str, meter: Meter, action: str, event_id: str, now: datetime) -> EventStatus:
+        """Queue the event again with ``EventStatus/currentStatus`` 2 (cancelled, 2030.5 §10.7
+        event rules): the hub drops it if it has not started and ends it now if it has (its last
+        response then *Event Cancelled*); an event already over is left as it ended."""
+        row = self._row(event_id)
+        control = replace(parse_end_device_control(row["control"]), status=CANCELLED)
+        body = DrlcEvent(control.to_xml().decode())
+        self.desk.command(party_id, row["premises_id"], meter, action, "drlc.event", body, now)
+        status = self.status(event_id)
         assert status is not None
         return status
 

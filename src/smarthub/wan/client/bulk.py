@@ -29,7 +29,7 @@ from operator import add
 
 from lxml import etree
 
-from smarthub.model.reading_type import obis_for_interval
+from smarthub.model.reading_type import ACCUMULATION_SUMMATION, obis_for_interval
 from smarthub.wan.client.hub_client import PulledInterval, PullError
 
 # The writer lives with the hub's other 2030.5 builders (the hub must not import this module's
@@ -297,6 +297,8 @@ class BulkParser:
         kind = _int(rt.findtext(_N + "kind") or "0", "ReadingType kind", 0, 256)
         phase = _int(rt.findtext(_N + "phase") or "0", "ReadingType phase", 0, 256)
         qualifier = _int(rt.findtext(_N + "dataQualifier") or "0", "ReadingType dataQualifier", 0, 256)
+        accumulation = rt.findtext(_N + "accumulationBehaviour") or "0"
+        summation = _int(accumulation, "ReadingType accumulationBehaviour", 0, 256) == ACCUMULATION_SUMMATION
         try:
             obis = str(obis_for_interval(commodity, flow, uom, kind=kind, phase=phase, qualifier=qualifier))
         except KeyError as err:
@@ -328,7 +330,15 @@ class BulkParser:
                         repeat(uom, n), qualities, strict=True),
                 )
             )  # fmt: skip
-            served_end = max(map(add, starts, durations))
+            if summation:
+                # A register's reads (duration 0, the register at an instant: the GDSC's VEE
+                # compares them with the intervals): a read's end, for the cursor, is the second
+                # after it, as the hub's lastUpdateTime has it.
+                if any(durations):
+                    raise PullError(f"bulk body: {href}: a summation register's Reading with a duration")
+                served_end = max(starts) + 1
+            else:
+                served_end = max(map(add, starts, durations))
             first_start = min(starts)
         if int(_COUNT_NESTED(elem)) != n:
             raise PullError(f"bulk body: {href}: a MirrorReadingSet outside its MirrorMeterReading's own")

@@ -122,3 +122,37 @@ def get_demand_response_event(
     if row["party_id"] != party:
         raise HTTPException(404, missing)
     return out(dr.follow(row["event_id"], api.guard.clock.now()))
+
+
+@router.post(
+    "/v1/premises/{premises_id}/demand-response/events/{event_id}/cancellation",
+    response_model=DemandResponseEventOut,
+    status_code=202,
+    responses=COMMAND_ERRORS,
+)
+def cancel_demand_response_event(
+    party: Caller, api: Services, desk: Desk, premises_id: Id, event_id: EventId, response: Response
+) -> DemandResponseEventOut:
+    """Cancel an event (the same EndDeviceControl with ``currentStatus`` 2, a signed ``drlc.event``):
+    the hub drops it if it has not started, ends it now if it has (response 6, *Event Cancelled*,
+    among its DrResponses). Who may: as for following it."""
+    dr = DemandResponse(desk)
+    row = dr.find(premises_id, event_id)
+    missing = f"no demand-response event {event_id} of {party} at {premises_id}"
+    if row is None:
+        raise HTTPException(404, missing)
+    api.guard.require(
+        party,
+        Action.DEMAND_RESPONSE,
+        premises_id=premises_id,
+        fuel="electricity",
+        meter_id=row["meter_id"],
+        period=TimeRange(utc(row["start"]), utc(row["end"])),
+        detail={"op": "cancel", "event_id": row["event_id"]},
+    )
+    if row["party_id"] != party:
+        raise HTTPException(404, missing)
+    meter = queries.find_meter(api.engine, premises_id, row["meter_id"])
+    status = dr.cancel(party, meter, Action.DEMAND_RESPONSE.value, row["event_id"], api.guard.clock.now())
+    response.headers["Location"] = f"/v1/premises/{premises_id}/demand-response/events/{status.event_id}"
+    return out(status)
