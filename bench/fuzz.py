@@ -555,7 +555,32 @@ def _management() -> list[Target]:
     return [Target("hub.management.verify (/mgmt envelope)", envelopes, mgmt.verify, (CommandRefused,))]
 
 
-BUILDERS = (_dsmr, _iec, _mbus, _zigbee, _dlms, _sml, _han, _interval_block, _wan, _management)
+def _revocations() -> list[Target]:
+    """The consent revocations' documents: the GDSC parses the hub's requests, the hub the
+    GDSC's answers (``wan.contract.revocations``)."""
+    from smarthub.wan.contract import revocations as r
+
+    at = datetime(2026, 11, 24, 13, tzinfo=UTC)
+    requests = [
+        r.requests_json([r.RevocationRequest("0123456789abcdef", "K1", "ADV", at, "Kitchen #1")]),
+        r.requests_json([r.RevocationRequest(f"r{i}", f"K{i}", "ADV", at, "") for i in range(3)]),
+        r.requests_json([]),
+    ]
+    answers = [
+        r.answers_json(
+            [r.RevocationAnswer("r1", r.APPLIED, at), r.RevocationAnswer("r2", r.REFUSED, at, "no")]
+        ),
+        r.answers_json([]),
+    ]
+    return [
+        Target("wan.revocations.parse_requests (GET /crv)", requests, r.parse_requests, (r.BadRevocations,)),
+        Target("wan.revocations.parse_answers (PUT /crv)", answers, r.parse_answers, (r.BadRevocations,)),
+    ]
+
+
+BUILDERS = (
+    _dsmr, _iec, _mbus, _zigbee, _dlms, _sml, _han, _interval_block, _wan, _management, _revocations,
+)  # fmt: skip
 
 
 def targets() -> list[Target]:

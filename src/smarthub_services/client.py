@@ -18,10 +18,11 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 MAX_PAGE = 10_000  # the API's largest page (its `limit` bound)
+APPLIANCE_SPAN = timedelta(days=31)  # the longest period one appliances request may ask for
 
 
 class ApiError(Exception):
@@ -179,6 +180,29 @@ class DataServicesClient:
             if page["next_after"] is None:
                 return
             params["after"] = page["next_after"]
+
+    def appliances(
+        self, premises_id: str, start: datetime, end: datetime, granularity: str = "half-hourly"
+    ) -> list[dict[str, Any]]:
+        """``GET /v1/premises/{id}/appliances`` over ``[start, end)``, asked at most
+        :data:`APPLIANCE_SPAN` at a time: each smart plug (``meter_id``, ``name``) with its
+        readings over the whole period, in time order."""
+        out: dict[str, dict[str, Any]] = {}
+        t = start
+        while t < end:
+            stop = min(end, t + APPLIANCE_SPAN)
+            page = self.get(
+                f"/v1/premises/{urllib.parse.quote(premises_id)}/appliances",
+                start=t.isoformat(),
+                end=stop.isoformat(),
+                granularity=granularity,
+            )
+            for a in page["appliances"]:
+                held = out.setdefault(a["meter_id"], {**a, "readings": []})
+                held["name"] = a["name"]
+                held["readings"] += a["readings"]
+            t = stop
+        return list(out.values())
 
     def tariffs(self, fuel: str = "electricity") -> list[dict[str, Any]]:
         """``GET /v1/tariffs``: the latest version of every tariff the GDSC distributes for

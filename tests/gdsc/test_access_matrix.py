@@ -78,18 +78,23 @@ ACTIONS = [
     Action.METER_SHIPMENT,
     Action.METER_INSTALL,
     Action.TARIFF_CATALOGUE,
+    Action.DEMAND_RESPONSE,
+    Action.READ_APPLIANCES,
 ]
 # I = allowed iff "in";  C = allowed iff "in" and the consent is live;  A = always;  - = never.
 MATRIX = {
-    #                        read  events export tariff ihd  top-up c/d  on-dem aggr  log  consent job portf edit dq net-r net-e duos  apply admin xfer ship inst tariffs
-    Role.SUPPLIER: "          C     I      C      I      I     I      I     I      -     -     -      I    -     -    -   -     -     -    -     -     -     -    -    A",
-    Role.THIRD_PARTY: "       C     C      C      -      -     -      -     -      -     -     -      -    -     -    -   -     -     -    A     -     -     -    -    A",
-    Role.CONSUMER: "          I     I      I      -      -     -      -     I      -     I     I      I    I     -    -   -     -     -    -     -     -     -    -    A",
-    Role.INSTALLER: "         -     I      -      -      -     -      -     I      -     -     -      I    -     -    -   -     -     -    -     -     -     -    I    -",
-    Role.NETWORK_OPERATOR: "  I     -      I      -      -     -      -     -      A     -     -      -    -     -    -   I     I     I    -     -     -     -    -    -",
-    Role.OPERATOR: "          -     A      -      -      -     -      -     A      A     A     -      A    -     A    A   A     A     -    -     A     A     A    A    A",
-    Role.HOUSING_PROVIDER: "  -     -      -      -      -     -      -     -      -     -     -      -    -     -    -   -     -     -    -     -     -     -    -    -",
+    #                        read  events export tariff ihd  top-up c/d  on-dem aggr  log  consent job portf edit dq net-r net-e duos  apply admin xfer ship inst tariffs dr   appl
+    Role.SUPPLIER: "          C     I      C      I      I     I      I     I      -     -     -      I    -     -    -   -     -     -    -     -     -     -    -    A  -    -",
+    Role.THIRD_PARTY: "       C     C      C      -      -     -      -     -      -     -     -      -    -     -    -   -     -     -    A     -     -     -    -    A  C    C",
+    Role.CONSUMER: "          I     I      I      -      -     -      -     I      -     I     I      I    I     -    -   -     -     -    -     -     -     -    -    A  -    I",
+    Role.INSTALLER: "         -     I      -      -      -     -      -     I      -     -     -      I    -     -    -   -     -     -    -     -     -     -    I    -  -    -",
+    Role.NETWORK_OPERATOR: "  I     -      I      -      -     -      -     -      A     -     -      -    -     -    -   I     I     I    -     -     -     -    -    -  -    -",
+    Role.OPERATOR: "          -     A      -      -      -     -      -     A      A     A     -      A    -     A    A   A     A     -    -     A     A     A    A    A  -    -",
+    Role.HOUSING_PROVIDER: "  -     -      -      -      -     -      -     -      -     -     -      -    -     -    -   -     -     -    -     -     -     -    -    -  -    -",
 }
+# Appliance data (issue 25, the last column) is a data service's with a consent covering it (the
+# consent below covers readings, events and appliances) and the occupant's; nobody else's, the
+# supplier's neither.
 # A network operator reads (and exports) a premises' electricity readings as DUoS data: "in" is
 # the operator of the premises' substation now (N_NOW, since 1 July), "out" the one before (N_OLD).
 # A housing provider sees no electricity at all (its row is all "-"): "in" is the landlord of P1's
@@ -139,6 +144,10 @@ ENDPOINTS = {
     "POST /v1/meter-shipments": Action.METER_SHIPMENT,
     "POST /v1/premises/{premises_id}/meter-installs": Action.METER_INSTALL,
     "GET /v1/tariffs": Action.TARIFF_CATALOGUE,
+    "POST /v1/premises/{premises_id}/demand-response/events": Action.DEMAND_RESPONSE,
+    "GET /v1/premises/{premises_id}/demand-response/events/{event_id}": Action.DEMAND_RESPONSE,
+    "POST /v1/premises/{premises_id}/demand-response/events/{event_id}/cancellation": Action.DEMAND_RESPONSE,
+    "GET /v1/premises/{premises_id}/appliances": Action.READ_APPLIANCES,
 }
 # Who queued the job each role asks about (see the module docstring).
 JOB_OWNER = {
@@ -185,7 +194,9 @@ def facts_for(party_id: str, where: str, consent: str) -> Facts:
                 party_id=party_id,
                 premises_id=P,
                 tenancy_id=tenancy,
-                data_kinds=frozenset({DataKind.READINGS, DataKind.EVENTS}),
+                data_kinds=frozenset(
+                    {DataKind.READINGS, DataKind.EVENTS, DataKind.DEMAND_RESPONSE, DataKind.APPLIANCES}
+                ),
                 granularity=Granularity.HALF_HOURLY,
                 purpose="tariff advice",
                 granted_at=granted,
@@ -245,15 +256,22 @@ def request(party: Party, action: Action) -> AccessRequest:
         Action.TARIFF_CATALOGUE,
     ):
         return AccessRequest(party, action, NOW)
-    needs_period = action in (Action.READ_READINGS, Action.READ_EVENTS, Action.EXPORT, Action.LIST_ACCESS_LOG)
-    reads = action in (Action.READ_READINGS, Action.EXPORT)
+    needs_period = action in (
+        Action.READ_READINGS,
+        Action.READ_EVENTS,
+        Action.EXPORT,
+        Action.LIST_ACCESS_LOG,
+        Action.DEMAND_RESPONSE,  # the event's interval
+        Action.READ_APPLIANCES,
+    )
+    reads = action in (Action.READ_READINGS, Action.EXPORT, Action.READ_APPLIANCES)
     return AccessRequest(
         party,
         action,
         NOW,
         premises_id=P,
         fuel="electricity",
-        meter_id="E1",
+        meter_id=None if action is Action.READ_APPLIANCES else "E1",  # the plugs: every one of them
         granularity=Granularity.HALF_HOURLY if reads else None,
         period=ASKED if needs_period else None,
     )
@@ -295,7 +313,7 @@ def test_matrix_covers_every_role_and_action() -> None:
     assert set(MATRIX) == set(Role)
     assert set(ACTIONS) == set(Action)
     assert all(len(row.split()) == len(ACTIONS) for row in MATRIX.values())
-    assert len(CELLS) == len(Role) * len(Action) * 2 * len(CONSENTS) == 1344
+    assert len(CELLS) == len(Role) * len(Action) * 2 * len(CONSENTS) == 1456
     assert set(ENDPOINTS.values()) == set(Action) - {Action.READ_EVENTS}  # events: no API endpoint yet
 
 
@@ -355,3 +373,44 @@ def test_submeter_matrix(role: Role, action: Action, where: str, consent: str) -
 
 def test_submeter_matrix_covers_every_role() -> None:
     assert set(SUBMETER_MATRIX) == set(Role)
+
+
+@pytest.mark.parametrize(
+    ("kinds", "readings", "appliances"),
+    [
+        ({DataKind.READINGS}, True, False),  # the tariff advisor's consent: no appliance data
+        ({DataKind.APPLIANCES}, False, True),  # appliance health's: never the whole-home readings
+        ({DataKind.READINGS, DataKind.APPLIANCES}, True, True),
+    ],
+)
+def test_appliance_data_and_readings_need_each_their_own_consent(
+    kinds: set[DataKind], readings: bool, appliances: bool
+) -> None:
+    """Issue 25: appliance data is a data kind of its own for a data service, both ways."""
+    facts = facts_for("THIRD_PARTY", "in", "live")
+    consent = facts.consents[0]
+    only = Facts(
+        supply_periods=facts.supply_periods,
+        tenancies=facts.tenancies,
+        consents=(
+            Consent(
+                consent.consent_id, consent.party_id, P, consent.tenancy_id, frozenset(kinds),
+                Granularity.DAILY, "appliance health", consent.granted_at, consent.expires_at,
+            ),
+        ),
+    )  # fmt: skip
+    party = Party("THIRD_PARTY", Role.THIRD_PARTY)
+    for action, allowed in ((Action.READ_READINGS, readings), (Action.READ_APPLIANCES, appliances)):
+        meter = None if action is Action.READ_APPLIANCES else "E1"
+        ask = AccessRequest(
+            party, action, NOW, premises_id=P, fuel="electricity", meter_id=meter,
+            granularity=Granularity.DAILY, period=ASKED,
+        )  # fmt: skip
+        decision = decide(ask, only)
+        assert decision.allow is allowed, (action, decision.reason)
+        finer = decide(
+            AccessRequest(party, action, NOW, premises_id=P, fuel="electricity", meter_id=meter,
+                          granularity=Granularity.HALF_HOURLY, period=ASKED),
+            only,
+        )  # fmt: skip
+        assert not finer.allow  # the consent is daily: half-hours are refused either way

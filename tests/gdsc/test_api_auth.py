@@ -214,8 +214,9 @@ def test_every_route_needs_a_known_scope(world) -> None:  # type: ignore[no-unty
     routes = api_routes(client.app)
     # 21 + the network operator's 10 (outages, topology, DUoS, planning, quality) + 5 of data services
     # with issue 20's transfer policies (3 routes), shipments, installs; issue 21's building readings
-    # and heat bill (readings:read); issue 25's tariff catalogue (tariffs:read)
-    assert len(routes) == 44
+    # and heat bill (readings:read); issue 25's tariff catalogue (tariffs:read), demand-response
+    # events (send, follow, cancel: demand-response) and a premises' appliances (appliances:read)
+    assert len(routes) == 48
     # Issue 20's operator and installer routes (transfer policies, a premises' transfer group,
     # shipment files, installs) are not open to OAuth2 tokens at all: party credentials only.
     closed = {(m, p) for m, p in routes if required_scope(m, p) not in ALL_SCOPES}

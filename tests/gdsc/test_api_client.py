@@ -106,6 +106,7 @@ def gen(base: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleN
                 "top_up",
                 "get_job",
                 "list_consents",
+                "get_appliances",
             )
         }
         yield SimpleNamespace(package=load("client"), models=load("models"), **api)
@@ -227,3 +228,25 @@ def test_generated_client_refuses_nothing_the_server_needs(gen: SimpleNamespace)
     flat = m.Flat(type_="flat", unit_rate_p_per_kwh="24.50")
     assert flat.to_dict() == {"type": "flat", "unit_rate_p_per_kwh": "24.50"}
     assert m.TopUpIn(meter_id="E1", amount="10.00").to_dict() == {"meter_id": "E1", "amount": "10.00"}
+
+
+@pytest.mark.parametrize(("party", "status"), [("C1", 200), ("TP", 403), ("S1", 403)])
+def test_generated_client_reads_a_premises_appliances_as_the_policy_says(
+    world: World, base: str, gen: SimpleNamespace, party: str, status: int
+) -> None:
+    """Issue 25: the occupant reads its appliances; TP, consented to readings only, and the
+    supplier are refused (appliance data needs its own consent)."""
+    m = gen.models
+    with client_as(gen, base, world, party) as client:
+        r = gen.get_appliances.sync_detailed(
+            "P1",
+            client=client,
+            start=DAY1,
+            end=DAY1 + timedelta(days=1),
+            granularity=m.ServedGranularity.DAILY,
+        )
+    assert r.status_code == status, r.content
+    if status == 200:
+        assert isinstance(r.parsed, m.AppliancesPage) and r.parsed.appliances == []  # no plug pulled
+    else:
+        assert isinstance(r.parsed, m.ErrorBody) and r.parsed.detail

@@ -37,6 +37,7 @@ from gdsc.test_access_matrix import (
 from smarthub.clock import ManualClock
 from smarthub.gdsc.api.app import create_app
 from smarthub.gdsc.api.auth.tokens import TokenStore
+from smarthub.gdsc.commands.demand_response import DemandResponse, EventRequest
 from smarthub.gdsc.commands.desk import CommandDesk
 from smarthub.gdsc.fleet.buildings import Building, BuildingMeter, BuildingRegistry, Flat
 from smarthub.gdsc.governance.access import Action
@@ -53,6 +54,7 @@ from smarthub.gdsc.store import Store
 from smarthub.sim.fleet import provision
 
 WHERE = ("in", "out")
+EVENT = EventRequest(NOW + timedelta(hours=2), timedelta(hours=1), ("water-heater",), duty_cycle=50)
 HELD = -5  # a negative reading of a meter that cannot export: quarantined
 CSV_HEADER = "premises_id,phase,feeder,secondary_substation,primary_substation\n"
 ALL_PREMISES = sorted(f"P-{w}-{c}" for w in WHERE for c in CONSENTS)
@@ -88,6 +90,7 @@ class Matrix:
     guard: AccessGuard
     tokens: dict[str, str]
     jobs: dict[tuple[str, str], int]  # (premises, owner) -> job id
+    events: dict[str, str]  # premises -> the third party's demand-response event there
 
 
 @pytest.fixture(scope="module")
@@ -182,6 +185,7 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
     provision(tmp / "state", [], NOW - timedelta(days=1))
     desk = CommandDesk.from_state(tmp / "state", store)
     jobs = {}
+    events = {}
     for where in WHERE:
         for consent in CONSENTS:
             p = premises(where, consent)
@@ -190,11 +194,16 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
             meter = find_meter(store.engine, p, "E1")
             for owner in sorted({*JOB_OWNER.values(), "S_NOW"}):
                 jobs[(p, owner)] = desk.read(owner, p, meter, Action.ON_DEMAND_READ.value, NOW)
+            # A demand-response event the third party sent there (its GET is then decided).
+            sent = DemandResponse(desk).dispatch(
+                party_id(Role.THIRD_PARTY, where), p, meter, Action.DEMAND_RESPONSE.value, EVENT, NOW
+            )
+            events[p] = sent.event_id
     tokens = TokenStore(store.engine)
     issued = {pid: tokens.issue(pid, NOW) for pid in ids}
     guard = AccessGuard(repo, AuditLog(store.engine), ManualClock(NOW))
     with TestClient(create_app(guard, tokens, desk)) as client:
-        yield Matrix(client, guard, issued, jobs)
+        yield Matrix(client, guard, issued, jobs, events)
     store.close()
 
 
@@ -218,7 +227,7 @@ def call(m: Matrix, endpoint: str, role: Role, where: str, consent: str) -> Any:
     owner = JOB_OWNER.get(role, "S_NOW")
     path = path.replace("{premises_id}", p).replace("{job_id}", str(m.jobs.get((p, owner), 0)))
     path = path.replace("{node_id}", "F1").replace("{outage_id}", "1").replace("{service_id}", "NO-SUCH")
-    path = path.replace("{building_id}", building(where, consent))
+    path = path.replace("{building_id}", building(where, consent)).replace("{event_id}", m.events[p])
     params: dict[str, Any] = {}
     body: dict[str, Any] | None = None
     content: str | None = None
@@ -250,10 +259,20 @@ def call(m: Matrix, endpoint: str, role: Role, where: str, consent: str) -> Any:
             body = {"meter_id": "E1", "state": "disconnect"}
         case "on-demand-reads":
             body = {"meter_id": "E1"}
+        case "events" if method == "POST":
+            body = {
+                "meter_id": "E1",
+                "start": (NOW + timedelta(hours=1)).isoformat(),
+                "duration_minutes": 60,
+                "device_categories": ["electric-vehicle"],
+                "duty_cycle": 0,
+            }
         case "heat-bill":
             params = BILL
         case "access-log":
             params = span
+        case "appliances":
+            params = {"granularity": "half-hourly", **span}
         case "consumption":
             params = {"granularity": "half-hourly", **span}
         case "edits":
@@ -346,5 +365,5 @@ def test_every_endpoint_is_in_the_table(matrix: Matrix) -> None:
     own job ids only and needs no decision)."""
     routes = {f"{method} {path}" for method, path in api_routes(matrix.client.app)}
     assert routes == set(ENDPOINTS) | set(BUILDING_ENDPOINTS) | {"GET /v1/jobs"}
-    assert len(CASES) == (len(ENDPOINTS) - 5) * len(Role) * 2 * len(CONSENTS) == 2016
+    assert len(CASES) == (len(ENDPOINTS) - 5) * len(Role) * 2 * len(CONSENTS) == 2240
     assert len(BUILDING_CASES) == 2 * len(Role) * 2 * len(CONSENTS) == 112

@@ -238,8 +238,8 @@ def test_no_valid_token_is_401_whatever_the_body(world: World, client: TestClien
     posts = [p for p, ops in spec["paths"].items() if "post" in ops and not p.startswith("/oauth")]
     # four commands, on-demand reads, consents, edits, quarantine, topology upload; a data
     # service's application and the operator's decision on it; a transfer policy; a shipment
-    # file and an installer's job
-    assert len(posts) == 14
+    # file and an installer's job; a demand-response event and its cancellation (issue 25)
+    assert len(posts) == 16
     headers = {} if token is None else {"Authorization": f"Bearer {token}"}
     for path in posts:
         for body, media in BAD_BODIES:
@@ -294,7 +294,9 @@ COMMAND_BODIES = {
 def test_every_command_links_to_its_job_and_the_link_leads_there(world: World, client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     assert sorted(
-        p for p, ops in spec["paths"].items() if "202" in ops.get("post", {}).get("responses", {})
+        p
+        for p, ops in spec["paths"].items()
+        if "202" in ops.get("post", {}).get("responses", {}) and "/demand-response/" not in p
     ) == sorted(COMMAND_BODIES)
     for path, body in COMMAND_BODIES.items():
         accepted = spec["paths"][path]["post"]["responses"]["202"]
@@ -306,6 +308,39 @@ def test_every_command_links_to_its_job_and_the_link_leads_there(world: World, c
         assert re.fullmatch(accepted["headers"]["Location"]["schema"]["pattern"], r.headers["location"])
         job = client.request(method, target, headers=world.auth("S1"))
         assert job.status_code == 200 and job.json()["job_id"] == r.json()["job_id"]
+
+
+def test_a_demand_response_event_links_to_itself_and_the_link_leads_there(
+    world: World, client: TestClient
+) -> None:
+    """The one 202 that is not a job: an event is followed at its own resource (issue 25)."""
+    spec = client.get("/openapi.json").json()
+    path = "/v1/premises/{premises_id}/demand-response/events"
+    accepted = spec["paths"][path]["post"]["responses"]["202"]
+    grant = {
+        "party_id": "TP",
+        "data_kinds": ["demand-response"],
+        "granularity": "none",
+        "purpose": "demand response",
+        "expires_at": (NOW + timedelta(days=30)).isoformat(),
+    }
+    r = client.post("/v1/premises/P1/consents", json=grant, headers=world.auth("C1"))
+    assert r.status_code == 201, r.text
+    event = {
+        "meter_id": "E1",
+        "start": (NOW + timedelta(hours=1)).isoformat(),
+        "duration_minutes": 30,
+        "device_categories": ["water-heater"],
+        "load_reduction_percent": 50,
+    }
+    r = client.post(concrete(path), json=event, headers=world.auth("TP"))
+    assert r.status_code == 202, r.text
+    method, target = follow(spec, accepted["links"]["FollowEvent"], {"premises_id": "P1"}, r.json())
+    assert (method, target) == ("GET", r.headers["location"])
+    assert re.fullmatch(accepted["headers"]["Location"]["schema"]["pattern"], r.headers["location"])
+    got = client.request(method, target, headers=world.auth("TP"))
+    assert got.status_code == 200 and got.json()["event_id"] == r.json()["event_id"]
+    assert got.json()["state"] == "queued" and got.json()["responses"] == []
 
 
 def test_a_granted_consent_links_to_its_revocation(world: World, client: TestClient) -> None:

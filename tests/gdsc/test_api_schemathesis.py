@@ -51,8 +51,15 @@ INEXPRESSIBLE = [
     Rule(
         "ST202",
         400,
+        r"cannot send this event: (the event ends at .* which is already past|an event needs a control)",
+        "a demand-response event must not be over by the server's clock, and needs at least one of "
+        "three optional controls (duty_cycle, load_reduction_percent, appliance_load_reduction)",
+    ),
+    Rule(
+        "ST202",
+        400,
         r"time range end .* is not after start|the billing period ends before it starts"
-        r"|a billing period of at most [0-9]+ days",
+        r"|a billing period of at most [0-9]+ days|a period of at most [0-9]+ days",
         "start and end are two query parameters; OpenAPI cannot relate one parameter to another",
     ),
     Rule(

@@ -25,7 +25,10 @@ from smarthub.gdsc.outages.topology import TopologyStore, parse_csv
 from smarthub.gdsc.store import Store
 from smarthub.hub.alerts import BURST, REFILL, AlertSender, SequenceReservations, udp_transport
 from smarthub.hub.mains import MainsMonitor
-from smarthub.wan.contract.alerts import Alert, AlertKind, sign
+from smarthub.meters.dsmr import data_points, decode_telegram
+from smarthub.sim.dsmr_meter import DsmrMeterSimulator
+from smarthub.sim.load_profile import HouseholdProfile
+from smarthub.wan.contract.alerts import Alert, AlertKind, Cause, sign
 
 T = datetime(2026, 3, 2, 12, tzinfo=UTC)
 # Two feeders of 4 homes under secondary S1; a third feeder under S2. Primary P1.
@@ -298,6 +301,39 @@ def test_a_hub_with_a_flapping_supply_throttles_itself() -> None:
     t += REFILL
     monitor.supply_lost(t)
     assert len(out) == BURST + 1
+
+
+def test_the_restoration_takes_the_meters_log_entry_as_the_dsmr_decoder_reads_it() -> None:
+    """The meter's record of the failure (its log 1-0:99.97.0, read by the DSMR decoder as
+    0-0:96.7.19 at the failure's end) gives the restoration its start and duration."""
+    key = ec.generate_private_key(ec.SECP256R1())
+
+    class Numbers:
+        n = 0
+
+        def take(self) -> int:
+            self.n += 1
+            return self.n
+
+        def extend(self) -> None:
+            pass
+
+    monitor = MainsMonitor("H1", AlertSender("H1", key, lambda _: None, Numbers()))  # type: ignore[arg-type]
+    meter = DsmrMeterSimulator("E1", None, HouseholdProfile(1), T)
+    assert monitor.observe(data_points(decode_telegram(meter.telegram_at(T))), T) == []
+    cut, back = T + timedelta(minutes=3, seconds=12), T + timedelta(minutes=51, seconds=40)
+    meter.power_lost(cut)
+    monitor.supply_lost(cut)
+    meter.power_restored(back)
+    monitor.supply_restored(back)
+    heard = back + timedelta(seconds=20)
+    (alert,) = monitor.observe(data_points(decode_telegram(meter.telegram_at(heard))), heard)
+    assert (alert.kind, alert.cause, alert.source) == (AlertKind.RESTORATION, Cause.METER_EVENT, "E1")
+    assert (alert.lost_at, alert.duration_s) == (cut, int((back - cut).total_seconds()))
+    assert (
+        monitor.observe(data_points(decode_telegram(meter.telegram_at(heard + timedelta(minutes=1)))), heard)
+        == []
+    )
 
 
 def test_a_run_of_grew_events_on_one_outage_is_written_as_one() -> None:

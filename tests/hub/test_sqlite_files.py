@@ -29,6 +29,7 @@ from smarthub.hub.delivered_keys import DeliveredKeys
 from smarthub.hub.diagnostics import DiagnosisCode, DiagnosticsLog
 from smarthub.hub.drlc import DrlcClient
 from smarthub.hub.history import HistoryStore
+from smarthub.hub.ihd.revocations import RevocationRequests
 from smarthub.hub.ihd.store import IhdStore
 from smarthub.hub.management import ManagementInterface
 from smarthub.hub.prepayment import PrepaymentLedger
@@ -66,11 +67,12 @@ def _openers(ca_cert: Any) -> dict[str, Callable[[Path], Any]]:
         "appliances": lambda p: ApplianceController(p, clock, SimulatedPlugLink(clock, [])),
         "meter_keys": lambda p: DeliveredKeys(p, legacy.MASTER),
         "transfer_policy": TransferPolicyStore,
+        "ihd_revocations": RevocationRequests,
     }
 
 
 #: Stores created after versions began: no release wrote their file unversioned (no legacy file).
-BORN_VERSIONED = {"meter_keys", "transfer_policy"}
+BORN_VERSIONED = {"meter_keys", "transfer_policy", "ihd_revocations"}
 
 
 def _close(store: Any) -> None:

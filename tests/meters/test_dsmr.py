@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smarthub.meters.dsmr import (
+    FAILURE_DURATION,
     CosemValue,
     Telegram,
     TelegramStream,
@@ -146,6 +147,60 @@ def test_power_failure_event_log_has_a_variable_number_of_values() -> None:
     assert empty is not None and [v.value for v in empty.values] == [Decimal(0), "0-0:96.7.19"]
 
 
+def test_power_failures_of_dsmr_parsers_kaifa_telegram() -> None:
+    """The vector: TELEGRAM_V4_2 of dsmr_parser's test suite (ndokter/dsmr_parser,
+    test/example_telegrams.py; a Kaifa DSMR 4.2 meter), whose log holds one real entry and two
+    placeholders of a meter whose clock was not set (years 1999/2000, 68 and 73 years long).
+    Counts and entries as dsmr_parser reads them, and as we read them."""
+    data = load("dsmr_parser_v4_2_kaifa.txt")
+    ref = reference("dsmr_parser_v4_2_kaifa.txt", data)
+    got = [r for r in readings(decode_telegram(data)) if r.obis.a == 0]
+    meter = "3960221976967177082151037881335713"
+    assert ref.SHORT_POWER_FAILURE_COUNT.value == 15 and ref.LONG_POWER_FAILURE_COUNT.value == 7  # type: ignore[attr-defined]
+    log = [(e.datetime, e.value) for e in ref.POWER_EVENT_FAILURE_LOG.buffer]  # type: ignore[attr-defined]
+    assert log == [
+        (datetime(2000, 1, 4, 17, 3, 20, tzinfo=UTC), 237126),  # 000104180320W
+        (datetime(1999, 12, 31, 23, 0, 1, tzinfo=UTC), 2147583646),  # 000101000001W
+        (datetime(2000, 1, 1, 23, 0, 3, tzinfo=UTC), 2317482647),  # 000102000003W
+    ]
+    at = datetime(2016, 11, 13, 19, 57, 57, tzinfo=UTC)  # the telegram's 0-0:1.0.0, 161113205757W
+    assert got == [
+        Reading(meter, ObisCode.parse("0-0:96.7.21"), Decimal(15), Unit.NONE, at),
+        Reading(meter, ObisCode.parse("0-0:96.7.9"), Decimal(7), Unit.NONE, at),
+        *(Reading(meter, FAILURE_DURATION, Decimal(seconds), Unit.S, end) for end, seconds in log),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("log", "reason"),
+    [
+        ("(2)(0-0:96.7.19)(101208152415W)(0000000240*s)", "2 entries announced, 2 values follow"),
+        ("(1)(0-0:96.7.19)(0000000240*s)(101208152415W)", "expected the end time stamp"),
+        ("(1)(0-0:96.7.19)(101208152415W)(0000000240*V)", "expected a duration in s"),
+        ("(x)(0-0:96.7.19)", "expected an entry count"),
+    ],
+)
+def test_a_failure_log_that_does_not_add_up_is_refused(log: str, reason: str) -> None:
+    body = (
+        load("iskra_am550.txt")
+        .decode()
+        .replace("1-0:99.97.0(1)(0-0:96.7.19)(180417201458S)(0000000236*s)", f"1-0:99.97.0{log}")
+    )
+    with pytest.raises(MalformedFrame, match=reason):
+        readings(decode_telegram(with_crc(body.encode())))
+
+
+def test_an_empty_failure_log_sent_as_empty_parentheses_is_an_empty_log() -> None:
+    body = (
+        load("iskra_am550.txt")
+        .decode()
+        .replace("1-0:99.97.0(1)(0-0:96.7.19)(180417201458S)(0000000236*s)", "1-0:99.97.0()")
+    )
+    got = readings(decode_telegram(with_crc(body.encode())))
+    assert not [r for r in got if r.obis == FAILURE_DURATION]
+    assert [r.value for r in got if str(r.obis) == "0-0:96.7.9"] == [Decimal(3)]
+
+
 def test_spec_example_readings() -> None:
     at = datetime(2010, 12, 9, 10, 30, 20, tzinfo=UTC)
     meter = "K8EG004046395507"
@@ -177,6 +232,12 @@ def test_spec_example_readings() -> None:
         r("1-0:32.36.0", "0", Unit.NONE),
         r("1-0:52.36.0", "3", Unit.NONE),
         r("1-0:72.36.0", "0", Unit.NONE),
+        # power failures in any phase (short, long) and the failure log's entries: the duration
+        # 0-0:96.7.19 at each failure's end (2010-12-08 15:24:15 and 15:10:04 winter time)
+        r("0-0:96.7.21", "4", Unit.NONE),
+        r("0-0:96.7.9", "2", Unit.NONE),
+        Reading(meter, FAILURE_DURATION, Decimal(240), Unit.S, datetime(2010, 12, 8, 14, 24, 15, tzinfo=UTC)),
+        Reading(meter, FAILURE_DURATION, Decimal(301), Unit.S, datetime(2010, 12, 8, 14, 10, 4, tzinfo=UTC)),
         Reading(
             "2222ABCD123456789",
             ObisCode(7, 0, 3, 0, 0),
@@ -222,6 +283,8 @@ DSMR_PARSER_NAMES = {
     "1-0:32.36.0": "VOLTAGE_SWELL_L1_COUNT",
     "1-0:52.36.0": "VOLTAGE_SWELL_L2_COUNT",
     "1-0:72.36.0": "VOLTAGE_SWELL_L3_COUNT",
+    "0-0:96.7.21": "SHORT_POWER_FAILURE_COUNT",
+    "0-0:96.7.9": "LONG_POWER_FAILURE_COUNT",
 }
 
 
@@ -276,6 +339,10 @@ def dsmr_parser_readings(ref: object) -> dict[tuple[str, str], tuple[Decimal, da
         obj = getattr(ref, attr, None)
         if obj is not None:
             out[(meter, obis)] = (obj.value, at)
+    log = getattr(ref, "POWER_EVENT_FAILURE_LOG", None)
+    for entry in log.buffer if log is not None else ():
+        # several entries share the key: the readings are compared as (meter, OBIS, end) below
+        out[(meter, f"0-0:96.7.19@{entry.datetime.isoformat()}")] = (entry.value, entry.datetime)
     for device in getattr(ref, "MBUS_DEVICES", []):
         # dsmr_parser's DSMR 4 specification names the gas objects differently and keeps the
         # device type and id at the top level: DEVICE_TYPE, EQUIPMENT_IDENTIFIER_GAS,
@@ -298,11 +365,16 @@ def dsmr_parser_readings(ref: object) -> dict[tuple[str, str], tuple[Decimal, da
     return out
 
 
+def _key(r: Reading) -> str:
+    """A reading's OBIS code, with the end time for the failure log's entries (one per entry)."""
+    return f"{r.obis}@{r.time.isoformat()}" if r.obis == FAILURE_DURATION else str(r.obis)
+
+
 @pytest.mark.parametrize("name", sorted(n for n in PUBLISHED if "sagemcom" not in n))
 def test_readings_match_dsmr_parser(name: str) -> None:
     data = load(name)
     ours = {
-        (r.meter, str(r.obis)): (r.value, r.time)
+        (r.meter, _key(r)): (r.value, r.time)
         for r in readings(decode_telegram(data))
         if not r.quality & Quality.DERIVED
     }
@@ -313,7 +385,7 @@ def test_readings_match_dsmr_parser_on_the_spec_example() -> None:
     data = spec_example()
     ref = TelegramParser(telegram_specifications.V5).parse(data.decode())
     ours = {
-        (r.meter, str(r.obis)): (r.value, r.time)
+        (r.meter, _key(r)): (r.value, r.time)
         for r in readings(decode_telegram(data))
         if not r.quality & Quality.DERIVED
     }

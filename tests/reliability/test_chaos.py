@@ -157,6 +157,27 @@ def test_the_fault_plan_is_fixed_by_the_seed_and_ends_before_the_run() -> None:
     assert 600 <= abs(drift.rate) <= 1200  # 10-20 minutes a day
 
 
+@pytest.mark.parametrize("days", [1, 2, 3, 7, 14, 30])
+def test_the_hubs_first_certificates_outlast_the_long_wan_outage(days: int) -> None:
+    """The hub cut off by the run's long WAN outage (from 2 hours in, up to 3 days) is back
+    half a day before the certificate it started with expires, and the renewals still fall due
+    inside the settled part of the run. Before, a 7-day run issued 2-day certificates: the hub
+    was away from before its renewal fell due until after its certificate expired, a renewal
+    no GDSC could make, counted as missed (issue 26's 7-day run with channel hubs)."""
+    from smarthub.sim.chaos import Chaos, long_wan_outage
+    from smarthub.sim.chaos_life import SETTLE
+
+    start, length = long_wan_outage(days)
+    assert start + length <= timedelta(days=days) - timedelta(hours=4)
+    chaos = Chaos(DemoConfig(days=days))
+    validity = timedelta(days=chaos.cfg.hub_certificate_days or 0)
+    assert validity >= start + length + timedelta(hours=12)
+    first_due = validity - chaos.renew_before
+    assert first_due + chaos.renew_spread <= timedelta(days=days) - SETTLE
+    if days == 30:  # the month's plan as it was: 10-day certificates, renewed 5 days ahead
+        assert (validity, chaos.renew_before) == (timedelta(days=10), timedelta(days=5))
+
+
 def test_the_meters_run_past_the_end_by_a_sampling_period() -> None:
     """The last half-hour of a meter whose clock is a little slow closes only with the read
     after midnight: a sampling period past the end (30 minutes in a long run, whose meters

@@ -62,6 +62,8 @@ EXPECTED = {
     "wan.bulk.BulkParser (2030.5 /mup)",
     "wan.pull.bulk_link (2030.5 /dcap)",
     "hub.management.verify (/mgmt envelope)",
+    "wan.revocations.parse_requests (GET /crv)",
+    "wan.revocations.parse_answers (PUT /crv)",
 }
 
 

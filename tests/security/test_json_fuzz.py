@@ -103,6 +103,8 @@ API_POSTS = (
     "/v1/transfer-policies",
     "/v1/meter-shipments",
     "/v1/premises/P1/meter-installs",
+    "/v1/premises/P1/demand-response/events",
+    "/v1/premises/P1/demand-response/events/EV1/cancellation",  # no body: parsed as none, then 404
 )
 # Who may post there: the consumer grants consents, the operator edits readings, the network
 # operator loads its topology, a supplier sends the commands (so the body is parsed, not refused).
@@ -116,6 +118,8 @@ POSTER = {
     "transfer-policies": "OP",  # the operator setting a transfer policy
     "meter-shipments": "OP",  # the operator importing a shipment file
     "meter-installs": "OP",  # the operator recording an installer's job
+    "events": "TP",  # a data service sending a demand-response event (no consent: parsed, then 403)
+    "cancellation": "TP",
 }
 
 
@@ -136,7 +140,7 @@ def client(world: World) -> Iterator[TestClient]:
 def test_the_list_of_post_endpoints_is_complete(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     posts = {
-        p.replace("{premises_id}", "P1").replace("{service_id}", "1")
+        p.replace("{premises_id}", "P1").replace("{service_id}", "1").replace("{event_id}", "EV1")
         for p, ops in spec["paths"].items()
         if "post" in ops
     }

@@ -58,35 +58,40 @@ def year_of_readings(first: date = FIRST, end: date = END) -> list[StoredReading
     return out
 
 
-def build(url: str, state: Path) -> World:
+def build(url: str, state: Path, readings: list[StoredReading] | None = None, now: datetime = NOW) -> World:
+    """The world; ``readings`` replace the year of :func:`year_of_readings`, ``now`` is the clock's."""
     store = Store(url)
     store.create_schema()
     store.register_hub(
         hub_id="H1", premises_id="P1", url="https://h", lfdi="A" * 40, meters_by_fuel=[("E1", "electricity")]
     )
-    store.ingest("H1", year_of_readings(), {})
+    store.ingest("H1", year_of_readings() if readings is None else readings, {})
     repo = PartyRepository(store.engine)
     for p in PARTIES:
         repo.add_party(p)
     since = datetime(2025, 1, 1, tzinfo=UTC)
     repo.add_supply_period(SupplyPeriod("P1", Fuel.ELECTRICITY, "S1", since))
     repo.add_tenancy(Tenancy("T1", "P1", "C1", since))
-    clock = ManualClock(NOW)
-    provision(state, [], NOW - timedelta(days=1))
+    clock = ManualClock(now)
+    provision(state, [], now - timedelta(days=1))
     tokens = TokenStore(store.engine)
-    issued = {p.party_id: tokens.issue(p.party_id, NOW) for p in PARTIES}
+    issued = {p.party_id: tokens.issue(p.party_id, now) for p in PARTIES}
     ca_cert = x509.load_pem_x509_certificate((state / "ca" / "ca.pem").read_bytes())
     guard = AccessGuard(repo, AuditLog(store.engine), clock)
     return World(store, guard, clock, CommandDesk.from_state(state, store), issued, ca_cert, state)
 
 
 def onboard(
-    w: World, base: str, kinds: Iterable[str] = ("readings",), granularity: str = "half-hourly"
+    w: World,
+    base: str,
+    kinds: Iterable[str] = ("readings",),
+    granularity: str = "half-hourly",
+    purpose: str = "tariff comparison",
 ) -> dict[str, Any]:
     """TP applies through the API, OP approves it; the OAuth2 client credentials issued."""
     application = {
         "organisation": "Cheaper Tariffs Ltd",
-        "purpose": "tariff comparison",
+        "purpose": purpose,
         "data_kinds": list(kinds),
         "granularity": granularity,
         "retention_days": 30,
@@ -99,14 +104,20 @@ def onboard(
     return creds
 
 
-def consent(w: World, base: str, granularity: str = "half-hourly") -> str:
+def consent(
+    w: World,
+    base: str,
+    granularity: str = "half-hourly",
+    kinds: Iterable[str] = ("readings",),
+    purpose: str = "tariff comparison",
+) -> str:
     """C1 consents to TP's reading its half-hourly data, through the API; the consent's id."""
     body = {
         "party_id": "TP",
-        "data_kinds": ["readings"],
+        "data_kinds": list(kinds),
         "granularity": granularity,
-        "purpose": "tariff comparison",
-        "expires_at": (NOW + timedelta(days=90)).isoformat(),
+        "purpose": purpose,
+        "expires_at": (w.clock.now() + timedelta(days=90)).isoformat(),
     }
     r = httpx.post(f"{base}/v1/premises/P1/consents", json=body, headers=w.auth("C1"))
     assert r.status_code == 201, r.text

@@ -33,6 +33,7 @@ from smarthub.wan.tls import client_context, server_context
 IMPORT = ObisCode.parse("1-0:1.8.0")
 GAS = ObisCode.parse("7-0:3.0.0")
 DAY0 = datetime(2026, 3, 2, tzinfo=UTC)
+DAY = 86400
 
 
 def _schema() -> etree.XMLSchema:
@@ -117,7 +118,7 @@ async def test_dcap_links_the_bulk_resource_and_every_page_is_valid_2030_5(rig: 
         SCHEMA.assertValid(dcap)
         link = dcap.find("{urn:ieee:std:2030.5:ns}MirrorUsagePointListLink")
         assert link is not None and link.get("href") == "/mup" and link.get("all") == "2"
-        total = 0
+        total = registers = 0
         for start in range(0, 4):  # s and l count MirrorUsagePoints (meters): E1, G1, then nothing
             async with s.get(f"{rig.url}/mup?s={start}&l=1") as resp:
                 assert resp.status == 200 and resp.content_type == "application/sep+xml"
@@ -126,7 +127,11 @@ async def test_dcap_links_the_bulk_resource_and_every_page_is_valid_2030_5(rig: 
             SCHEMA.assertValid(doc)
             assert doc.get("all") == "2" and doc.get("results") == ("1" if start < 2 else "0")
             total += body.count(b"<Reading>")
-        assert total == 2 * 3 * 48  # every half-hour of both channels, each once across the pages
+            registers += body.count(b"<duration>0</duration>")
+        # every half-hour of both channels, each once across the pages, and each channel's
+        # register at the three midnights that close a day (the first midnight closes none)
+        assert registers == 2 * 3
+        assert total - registers == 2 * 3 * 48
 
 
 async def test_bulk_and_walk_return_the_same_readings_and_cursors(rig: Rig) -> None:
@@ -137,9 +142,7 @@ async def test_bulk_and_walk_return_the_same_readings_and_cursors(rig: Rig) -> N
         await walker.close()
     for page in (100, 1):  # one page, and a page per meter (continuation with s)
         got, cursors, stats = await bulk_pull(PullClient(rig.ctx, page=page), rig)
-        assert sorted(got, key=lambda i: (i.meter, i.start)) == sorted(
-            walked.intervals, key=lambda i: (i.meter, i.start)
-        )
+        assert sorted(got) == sorted(walked.intervals)  # a register read shares its start with a half-hour
         assert cursors == walked.cursors
         assert stats.requests == 1 + (1 if page == 100 else 2)
     # Incremental: after the cursors, nothing; after a new day, only that day.
@@ -147,8 +150,12 @@ async def test_bulk_and_walk_return_the_same_readings_and_cursors(rig: Rig) -> N
     assert again == []
     feed_days(rig.hub, 4)  # re-registers days 0-2 (nothing new) and adds day 3
     fresh, _, _ = await bulk_pull(PullClient(rig.ctx), rig, walked.cursors)
-    assert len(fresh) == 2 * 48
+    assert len([i for i in fresh if i.duration]) == 2 * 48
     assert min(i.start for i in fresh) == int((DAY0 + timedelta(days=3)).timestamp())
+    # and each channel's register at the midnight that closes the new day, nothing older
+    assert sorted((i.meter, i.start) for i in fresh if not i.duration) == [
+        (m, int((DAY0 + timedelta(days=4)).timestamp())) for m in ("E1", "G1")
+    ]
 
 
 async def test_a_meter_paired_since_the_last_pull_arrives_whole(rig: Rig) -> None:
@@ -161,14 +168,20 @@ async def test_a_meter_paired_since_the_last_pull_arrives_whole(rig: Rig) -> Non
         rig.hub.ingest([Reading("W1", water, Decimal(300_000 + 4 * i) / 1000, Unit.M3, t)])
     got, after, stats = await bulk_pull(client, rig, cursors)
     # Days 0-2 lie before the other channels' cursor (the second pass), day 3 after it (the first).
-    assert sorted(i.start for i in got) == [int(DAY0.timestamp()) + 1800 * k for k in range(4 * 48)]
+    assert sorted(i.start for i in got if i.duration) == [
+        int(DAY0.timestamp()) + 1800 * k for k in range(4 * 48)
+    ]
+    # and its register at the four midnights that close its days
+    assert sorted(i.start for i in got if not i.duration) == [
+        int(DAY0.timestamp()) + DAY * k for k in range(1, 5)
+    ]
     assert {i.meter for i in got} == {"W1"} and stats.requests == 3  # dcap, the page, the second pass
     walker = HubClient(rig.url, rig.ctx, rig.lfdi)
     try:
         walked = await walker.pull_intervals(cursors)
     finally:
         await walker.close()
-    assert sorted(got, key=lambda i: i.start) == sorted(walked.intervals, key=lambda i: i.start)
+    assert sorted(got) == sorted(walked.intervals)
     assert after == {**cursors, **walked.cursors}
     again, _, stats = await bulk_pull(client, rig, after)
     assert again == [] and stats.requests == 2  # now known: no second pass
@@ -183,8 +196,8 @@ async def test_a_channel_cut_short_is_asked_again_from_where_it_stopped(
     monkeypatch.setattr(wan_server, "MIRROR_CHANNEL_READINGS", 50)
     monkeypatch.setattr(wan_server, "MIRROR_PAGE_READINGS", 40)
     got, cursors, stats = await bulk_pull(PullClient(rig.ctx), rig)
-    keys = sorted((i.meter, i.start) for i in got)
-    assert len(keys) == len(set(keys)) == 2 * 3 * 48
+    keys = sorted((i.meter, i.start, i.duration) for i in got)
+    assert len(keys) == len(set(keys)) == 2 * 3 * 48 + 2 * 3  # and the registers closing each day
     # 144 readings a channel in rounds of 50 (3 rounds), each round two pages (one meter each).
     assert stats.requests == 1 + 3 * 2
     async with (
@@ -195,21 +208,22 @@ async def test_a_channel_cut_short_is_asked_again_from_where_it_stopped(
     SCHEMA.assertValid(doc)
     assert doc.get("results") == "1" and doc.get("all") == "2"  # the budget stopped the page
     last = doc.find(".//{urn:ieee:std:2030.5:ns}lastUpdateTime")
-    assert last is not None and int(last.text or 0) == max(cursors.values())
+    assert last is not None and int(last.text or 0) == cursors["/upt/E1/mr/1.0.1.8.0.255"]
 
 
 async def test_daily_consent_never_yields_half_hourly_data_in_bulk(rig: Rig, wall_now: datetime) -> None:
     rig.consent.set("gdsc", Granularity.DAILY, wall_now)
     got, _, _ = await bulk_pull(PullClient(rig.ctx), rig)
-    assert got and all(i.duration >= 82800 for i in got)
+    assert got and all(i.duration >= 82800 for i in got if i.duration)
+    # The registers only at the local midnights whose day totals it has (GMT in March: UTC's).
+    registers = [i.start for i in got if not i.duration]
+    assert sorted(registers) == sorted(int(DAY0.timestamp()) + DAY * k for k in (1, 2, 3) for _ in "EG")
     walker = HubClient(rig.url, rig.ctx, rig.lfdi)
     try:
         walked = await walker.pull_intervals({})
     finally:
         await walker.close()
-    assert sorted(got, key=lambda i: (i.meter, i.start)) == sorted(
-        walked.intervals, key=lambda i: (i.meter, i.start)
-    )
+    assert sorted(got) == sorted(walked.intervals)
     async with (
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=rig.ctx)) as s,
         s.get(f"{rig.url}/mup?l=1000") as resp,
@@ -220,6 +234,27 @@ async def test_daily_consent_never_yields_half_hourly_data_in_bulk(rig: Rig, wal
     rig.consent.set("gdsc", Granularity.NONE, wall_now)
     with pytest.raises(PullError, match=r"403.*not consented"):
         await bulk_pull(PullClient(rig.ctx), rig)
+
+
+async def test_register_channels_are_listed_only_with_a_read_after_a(rig: Rig) -> None:
+    """The half-hourly pulls between two midnights carry no register channel (bytes on every
+    pull for nothing); the pull after a midnight carries each with that midnight's read."""
+    last_midnight = int((DAY0 + timedelta(days=3)).timestamp())
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=rig.ctx)) as s:
+        async with s.get(f"{rig.url}/mup?l=10&a={last_midnight - 1800}") as resp:
+            after_midnight = await resp.read()
+        async with s.get(f"{rig.url}/mup?l=10&a={last_midnight + 1}") as resp:
+            between = await resp.read()
+        async with s.get(f"{rig.url}/mup/E1/mr/1.0.1.8.0.126?a={last_midnight + 1}") as resp:
+            alone = etree.fromstring(await resp.read())  # the channel's own resource: listed empty
+    for body in (after_midnight, between):
+        SCHEMA.assertValid(etree.fromstring(body))
+    assert after_midnight.count(b"<accumulationBehaviour>9<") == 2
+    assert after_midnight.count(f"<start>{last_midnight}</start><".encode()) >= 2
+    assert b"<accumulationBehaviour>9<" not in between and b".126" not in between
+    assert between.count(b"<MirrorMeterReading ") == 2  # the interval channels are still listed
+    SCHEMA.assertValid(alone)
+    assert alone.findtext("{urn:ieee:std:2030.5:ns}lastUpdateTime") == str(last_midnight + 1)
 
 
 async def test_tls_session_is_resumed_on_the_next_pull(rig: Rig) -> None:
@@ -308,6 +343,10 @@ def test_writer_output_is_xsd_valid_and_parses_back_chunk_by_chunk() -> None:
         (_body().replace(b"<start>1700001800</start>", b""), "without timePeriod"),
         (b'<!DOCTYPE x [<!ENTITY a "b">]><MirrorUsagePointList xmlns="urn:ieee:std:2030.5:ns"/>', "DTD"),
         (b'<DeviceCapability xmlns="urn:ieee:std:2030.5:ns"/>', "not a 2030.5 MirrorUsagePointList"),
+        (  # a register's reads are instants: a summation ReadingType over half-hours is a lie
+            _body().replace(b"<accumulationBehaviour>4<", b"<accumulationBehaviour>9<"),
+            "summation register's Reading with a duration",
+        ),
         (b'<MirrorUsagePointList xmlns="urn:ieee:std:2030.5:ns" all="1" results="0"/>junk', "malformed"),
     ],
 )

@@ -5,6 +5,7 @@ malformed body refused before anything changes (counter, handler, state)."""
 from __future__ import annotations
 
 import base64
+import copy
 import json
 from dataclasses import replace
 from datetime import UTC, date, datetime
@@ -368,3 +369,24 @@ def test_every_hub_handler_is_declared_for_its_types_body(tmp_path: Path) -> Non
         first = next(iter(inspect.signature(handler).parameters.values()))
         declared = typing.get_type_hints(handler)[first.name]
         assert BODIES[ctype] in (typing.get_args(declared) or (declared,)), (ctype, declared)
+
+
+def test_a_services_view_with_a_data_kind_newer_than_the_hub_is_shown_not_refused() -> None:
+    """A data kind added at the GDSC after the hub's firmware is displayed as sent (the whole
+    view was refused when ``demand-response`` was added); one that is no kind name is refused."""
+    from smarthub.wan.contract.bodies.services import IhdServices
+
+    body = copy.deepcopy(VALID["ihd.services"])
+    service = body["services"][0]
+    service["consents"][0]["data_kinds"] = ["readings", "appliance-health"]
+    service["reads"][0]["data_kind"] = "appliance-health"
+    view = IhdServices.parse(body)
+    assert view.services[0].consents[0].data_kinds == ("readings", "appliance-health")
+    assert view.services[0].reads[0].data_kind == "appliance-health"
+    service["reads"][0]["data_kind"] = "<script>"
+    with pytest.raises(MalformedCommand, match=r"services\[0\]\.reads\[0\]\.data_kind"):
+        IhdServices.parse(body)
+    service["reads"][0]["data_kind"] = "readings"
+    service["consents"][0]["data_kinds"] = ["readings", 7]
+    with pytest.raises(MalformedCommand, match=r"data_kinds\[1\]"):
+        IhdServices.parse(body)

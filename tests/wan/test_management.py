@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
 from smarthub.hub.management import ManagementInterface
 from smarthub.wan.client.hub_client import HubClient
+from smarthub.wan.contract.bodies import DiagnosticPing
 from smarthub.wan.contract.commands import Command
 from smarthub.wan.server.resources import HubWanServer
 from smarthub.wan.tls import client_context, server_context
@@ -94,6 +96,36 @@ async def test_mapping_update_applied_once_answered_again_and_replay_refused(rig
     replayed = await rig.client.post_command(cmd.envelope())  # captured and replayed
     assert (replayed["status"], replayed["code"]) == ("refused", "replay")
     assert rig.mgmt.log()[0][3:] == ("refused", "replay: counter 1 is not above the last accepted 2")
+
+
+async def test_a_command_delivered_again_while_it_runs_gets_its_verdict(rig: Rig) -> None:
+    """A collector whose connection dropped while the hub ran a long command (a firmware
+    update's probation) delivers it again: the re-delivery waits for the running command's
+    verdict, and the command runs once. Before, no verdict was kept yet, the counter was
+    taken, and the re-delivery was refused as a replay: the GDSC took an applied firmware
+    update for refused (the 7-day chaos run with channel hubs on PostgreSQL, issue 26)."""
+    gate, runs = asyncio.Event(), []
+
+    async def long_ping(body: DiagnosticPing) -> dict[str, object]:
+        runs.append(body.nonce)
+        await gate.wait()
+        return {"pong": body.nonce}
+
+    rig.mgmt.register("diagnostic.ping", long_ping)
+    envelope = rig.signer.command("HUB1", "diagnostic.ping", {"nonce": 5}, datetime.now(UTC)).envelope()
+    first = asyncio.create_task(rig.mgmt.handle(envelope))
+    while not runs:
+        await asyncio.sleep(0)
+    again = asyncio.create_task(rig.mgmt.handle(envelope))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not again.done()  # waiting for the verdict, not refused
+    gate.set()
+    verdict, second = await first, await again
+    assert (verdict.status, verdict.result) == ("applied", {"pong": 5}) and second == verdict
+    assert runs == [5] and rig.mgmt.log()[0][3:] == ("answered", "re-delivered: the verdict again")
+    # Finished, the kept verdict answers a further re-delivery as before.
+    assert await rig.mgmt.handle(envelope) == verdict
 
 
 async def test_tampered_unsigned_and_foreign_commands_are_refused(rig: Rig, wall_now: datetime) -> None:

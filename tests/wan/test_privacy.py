@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -30,6 +31,7 @@ from smarthub.wan.server.resources import HubWanServer
 from smarthub.wan.tls import client_context, server_context
 
 IMPORT = ObisCode.parse("1-0:1.8.0")
+LONDON = ZoneInfo("Europe/London")
 # 24 Oct 2026 00:00 BST = 23 Oct 23:00 UTC; UK clocks go back at 01:00 UTC on Sunday 25 Oct.
 START = datetime(2026, 10, 23, 23, 0, tzinfo=UTC)
 END = datetime(2026, 10, 27, 0, 0, tzinfo=UTC)  # 27 Oct 00:00 GMT
@@ -117,8 +119,14 @@ async def test_daily_consent_never_yields_half_hourly_data(rig: Rig, wall_now: d
     c = client(rig, Role.COLLECTOR, "collector", wall_now)
     try:
         got = await c.pull_intervals({})
-        assert [(i.duration, i.value) for i in got.intervals] == [(86400, 4800), (90000, 5000), (86400, 4800)]
-        assert all(i.duration >= 82800 for i in got.intervals)
+        days = [i for i in got.intervals if i.duration]
+        assert [(i.duration, i.value) for i in days] == [(86400, 4800), (90000, 5000), (86400, 4800)]
+        assert all(i.duration >= 82800 for i in days)
+        # The register only at the local midnights that close those days (BST's is 23:00 UTC), so
+        # two reads differ by a day's total the recipient has anyway: nothing finer.
+        reads = [(i.start, i.value) for i in got.intervals if not i.duration]
+        assert reads == [(d.start + d.duration, v) for d, v in zip(days, (4800, 9800, 14600), strict=True)]
+        assert [b - a for (_, a), (_, b) in itertools.pairwise(reads)] == [d.value for d in days[1:]]
         assert (await c.pull_intervals(got.cursors)).intervals == []  # incremental: nothing new
     finally:
         await c.close()
@@ -130,7 +138,11 @@ async def test_third_party_sees_what_it_was_granted_and_only_for_itself(rig: Rig
     impostor = client(rig, Role.PARTY, "nosy-broker-2", wall_now, recipient="octopus-advice")
     try:
         got = await advisor.pull_intervals({})
-        assert len(got.intervals) == len(half_hours()) and {i.duration for i in got.intervals} == {1800}
+        halves = [i for i in got.intervals if i.duration]
+        assert len(halves) == len(half_hours()) and {i.duration for i in halves} == {1800}
+        # half-hourly data: the register at every UTC midnight too (the GDSC's days)
+        midnights = [int(datetime(2026, 10, d, tzinfo=UTC).timestamp()) for d in (24, 25, 26, 27)]
+        assert [i.start for i in got.intervals if not i.duration] == midnights
         with pytest.raises(PullError, match=r"403.*not consented"):
             await spy.pull_intervals({})
         with pytest.raises(PullError, match="403"):
@@ -184,6 +196,18 @@ def durations(body: bytes) -> tuple[list[int], list[int]]:
     return periods, lengths
 
 
+def register_instants(body: bytes) -> list[int]:
+    """The starts of the Readings of duration 0 (register reads) in a 2030.5 body."""
+    root = etree.fromstring(body)
+    out = []
+    for tp in root.iter():
+        if isinstance(tp.tag, str) and _local(tp) == "timePeriod":
+            fields = {_local(e): int(e.text or 0) for e in tp if isinstance(e.tag, str)}
+            if fields.get("duration") == 0 and _local(tp.getparent()) == "Reading":
+                out.append(fields["start"])
+    return out
+
+
 async def walk(
     rig: Rig, name: str, role: Role, now: datetime, recipient: str | None = None
 ) -> dict[str, bytes]:
@@ -193,7 +217,10 @@ async def walk(
     rig.ca.issue(role, name, now).save(rig.dir, name)
     ctx = client_context(rig.dir / f"{name}.pem", rig.dir / f"{name}.key", rig.dir / "ca" / "ca.pem")
     days = sorted({r.start - r.start % 86400 for r in half_hours()})
-    channels = [sep2.channel_token(o) for o in (IMPORT, ObisCode.parse("1-0:2.8.0"), TARIFF_1, TARIFF_2)]
+    channels = [
+        sep2.channel_token(o)
+        for o in (IMPORT, ObisCode.parse("1-0:2.8.0"), TARIFF_1, TARIFF_2, ObisCode.parse("1-0:1.8.0*126"))
+    ]
     fill = {
         "meter": ["E1", "E2"],
         "ch": channels,
@@ -231,14 +258,21 @@ async def test_daily_consent_never_yields_half_hourly_data_on_any_route(
 ) -> None:
     bodies = await walk(rig, name, role, wall_now, recipient)
     readings = 0
+    registers: set[int] = set()
     for url, body in bodies.items():
         if not body.startswith(b"<"):
             continue  # JSON (an event's detail): no metering data
         periods, lengths = durations(body)
-        assert all(d >= 23 * 3600 for d in periods), url  # a local day: 23, 24 or 25 hours
+        # a local day: 23, 24 or 25 hours; or a register read (an instant)
+        assert all(d >= 23 * 3600 or d == 0 for d in periods), url
         assert 1800 not in lengths, url
+        for at in register_instants(body):  # only at a local midnight: reveals day totals only
+            local = datetime.fromtimestamp(at, UTC).astimezone(LONDON)
+            assert (local.hour, local.minute) == (0, 0), (url, at)
+            registers.add(at)
         readings += body.count(b"<Reading>") + body.count(b"<Reading ")
     assert readings > 0  # the daily readings themselves were served
+    assert len(registers) == 3  # and the register at the three local midnights closing a day
 
 
 async def test_tariff_register_consent_gets_the_registers_and_never_an_interval(

@@ -121,3 +121,8 @@ def test_the_header_counts_waiting_requests_and_anything_illegible_is_none() -> 
     assert [parse_pending(v) for v in ("3", " 1 ", None, "", "-1", "two", "1; x")] == [3, 1, 0, 0, 0, 0, 0]
     with pytest.raises(BadRevocations, match="timezone-aware"):
         RevocationAnswer("r", APPLIED, AT.replace(tzinfo=None))
+
+
+def test_a_document_nested_too_deep_is_refused_not_a_crash() -> None:
+    with pytest.raises(BadRevocations, match="not JSON: RecursionError"):
+        parse_requests(b"[" * 100_000)

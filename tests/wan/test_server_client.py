@@ -107,15 +107,28 @@ async def test_incremental_pull_returns_only_what_is_new(rig: Rig) -> None:
     client = HubClient(rig.url, rig.collector_ctx, rig.lfdi)
     try:
         first = await client.pull_intervals({})
-        assert len(first.intervals) == 2 * 48
-        gas = sorted((i for i in first.intervals if i.obis == "7-0:3.0.0"), key=lambda i: i.start)
+        assert len([i for i in first.intervals if i.duration]) == 2 * 48
+        # and each channel's register at the midnight that closes the day (its own MeterReading)
+        midnight = int((DAY0 + timedelta(days=1)).timestamp())
+        assert sorted((i.obis, i.start, i.duration) for i in first.intervals if not i.duration) == [
+            ("1-0:1.8.0", midnight, 0),
+            ("7-0:3.0.0", midnight, 0),
+        ]
+        assert [i.value for i in first.intervals if not i.duration] == [
+            1_000_000 + 25 * 288,
+            5_000_000 + 9 * 288,
+        ]
+        gas = sorted(
+            (i for i in first.intervals if i.obis == "7-0:3.0.0" and i.duration), key=lambda i: i.start
+        )
         assert [i.value for i in gas] == [54] * 48  # 9 dm3 every 5 minutes
         assert gas[0].power_of_ten == -3 and gas[0].uom == 42
         again = await client.pull_intervals(first.cursors)
         assert again.intervals == []
         feed_day(rig.hub, DAY0 + timedelta(days=1), 1_000_000 + 25 * 288, 5_000_000 + 9 * 288)
         third = await client.pull_intervals(first.cursors)
-        assert len(third.intervals) == 2 * 48
+        assert len([i for i in third.intervals if i.duration]) == 2 * 48
+        assert [i.start for i in third.intervals if not i.duration] == [midnight + 86400] * 2
         assert min(i.start for i in third.intervals) == int((DAY0 + timedelta(days=1)).timestamp())
     finally:
         await client.close()

@@ -51,7 +51,7 @@ from smarthub.hub.mains import MainsMonitor
 from smarthub.hub.management import CrlStore, ManagementInterface
 from smarthub.hub.metrics import HubMetrics
 from smarthub.hub.network import NetworkSettings, network_command
-from smarthub.hub.power_quality import PowerQuality
+from smarthub.hub.power_quality import from_history
 from smarthub.hub.privacy import ConsentStore, Granularity, HubPrivacy, privacy_commands
 from smarthub.hub.recovery import StorageMark, recovery_commands
 from smarthub.hub.registry import MeterRegistry, registry_commands
@@ -334,7 +334,9 @@ def _core(a: HubAssembly) -> Part:
         a.config.hub_id, a.history, clock=a.clock, diagnostics=a.diagnostics, registry=a.registry
     )
     if a.config.power_quality:
-        a.hub.power_quality = PowerQuality()
+        # Counters and the failure log taken up where the history left them: a power cut that
+        # took the hub down with its meter is counted when it comes back (hub.power_quality).
+        a.hub.power_quality = from_history(a.history)
     return Part("core")
 
 

@@ -94,6 +94,14 @@ def demo(
     api_port: Annotated[
         int, typer.Option(help="--services: the data services API's port (0: a free one)")
     ] = 0,
+    power_quality: Annotated[
+        bool,
+        typer.Option(
+            "--power-quality",
+            help="every hub keeps power quality (voltages, sags, swells, power failures): about "
+            "twice the readings pulled and stored",
+        ),
+    ] = False,
     log_format: LogFormatOption = LogFormat.text,
 ) -> None:
     """Run a GDSC and a fleet of simulated homes through an accelerated day (or, with
@@ -113,7 +121,7 @@ def demo(
     with _state_dir(state, "smarthub-demo-") as where:
         cfg = DemoConfig(
             homes=homes, days=days, seconds_per_day=seconds_per_day, seed=seed, state=where, db_url=db,
-            channel_every=channel_every, ipv6=ipv6,
+            channel_every=channel_every, ipv6=ipv6, power_quality=power_quality,
         )  # fmt: skip
         try:
             result = asyncio.run(_demo(cfg, headless, port, services=services, api_port=api_port))
@@ -166,6 +174,14 @@ def chaos(
     ipv6: Annotated[
         bool, typer.Option("--ipv6", help="every hub, the GDSC's channel and alert endpoints on IPv6 (::1)")
     ] = False,
+    power_quality: Annotated[
+        bool,
+        typer.Option(
+            "--power-quality",
+            help="every hub keeps power quality (voltages, sags, swells, power failures); the "
+            "JSON's power_failures gives each injected outage's summary at its node",
+        ),
+    ] = False,
     log_format: LogFormatOption = LogFormat.text,
 ) -> None:
     """Run a fleet with faults injected (WAN and cell outages, power cuts, HAN dropouts, collector
@@ -179,7 +195,7 @@ def chaos(
     with _state_dir(state, "smarthub-chaos-") as where:
         cfg = DemoConfig(
             homes=homes, days=days, seconds_per_day=seconds_per_day, seed=seed, state=where, db_url=db,
-            channel_every=channel_every, ipv6=ipv6,
+            channel_every=channel_every, ipv6=ipv6, power_quality=power_quality,
         )  # fmt: skip
         result = asyncio.run(run_chaos(cfg))
     print(result.json_line())

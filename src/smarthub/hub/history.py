@@ -386,6 +386,39 @@ class HistoryStore:
             ).fetchone()
             return None if row is None else self._open(row)
 
+    def span(self, meter: str, obis: ObisCode) -> tuple[int, int] | None:
+        """(start of the channel's first interval, end of its last), or None when it has none."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT (SELECT start FROM intervals WHERE meter=?1 AND obis=?2 ORDER BY start LIMIT 1),"
+                " (SELECT start + duration FROM intervals WHERE meter=?1 AND obis=?2"
+                " ORDER BY start DESC LIMIT 1)",
+                (meter, str(obis)),
+            ).fetchone()
+        return None if row is None or row[0] is None else (int(row[0]), int(row[1]))
+
+    def ending_at(
+        self, meter: str, obis: ObisCode, instants: Sequence[int], *, newest_only: bool = False
+    ) -> list[IntervalRecord]:
+        """The intervals that end at one of ``instants`` (half-hours: those starting 1800 s
+        before), oldest first; ``newest_only``: the latest of them alone. Their ``register_end``
+        is the register at that instant as the interval builder fixed it."""
+        if not instants:
+            return []
+        out: list[IntervalRecord] = []
+        with self._lock:
+            for i in range(0, len(instants), 500):  # SQLite's bound on parameters, with room
+                chunk = [t - 1800 for t in instants[i : i + 500]]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    f"SELECT * FROM intervals WHERE meter=? AND obis=? AND start IN ({marks})"
+                    f" AND duration = 1800 ORDER BY start{' DESC LIMIT 1' if newest_only else ''}",
+                    (meter, str(obis), *chunk),
+                ).fetchall()
+                out += [self._open(r) for r in rows]
+        out.sort(key=lambda r: r.start)
+        return out[-1:] if newest_only else out
+
     def query(
         self,
         meter: str,

@@ -28,7 +28,7 @@ from smarthub.hub.delivered_keys import DeliveredKeys
 from smarthub.hub.diagnostics import Diagnostics
 from smarthub.hub.flood import FloodGuard
 from smarthub.hub.history import HistoryStore, StorageFull
-from smarthub.hub.intervals import IntervalBuilder, IntervalRecord
+from smarthub.hub.intervals import PERIOD, RESTORED_REGISTER, IntervalBuilder, IntervalRecord
 from smarthub.hub.keys import KeyRing
 from smarthub.hub.mirror import DataMirror
 from smarthub.hub.power_quality import PowerQuality
@@ -37,6 +37,7 @@ from smarthub.meters.errors import DecodeError, KeyMissing, WrongKey
 from smarthub.meters.mapping import MappingTable, Unmapped
 from smarthub.model import ObisCode, Reading
 from smarthub.model.reading_type import interval_channels, interval_spec
+from smarthub.model.register_reads import Grid, RegisterRead
 from smarthub.wan.contract.bodies import MappingUpdate, MeterKey
 
 # OBIS value group A (IEC 62056-6-1 §7.2) → the fuel a meter is registered under; the media
@@ -342,6 +343,44 @@ class SmartHub:
 
     def interval_days(self, meter: str, obis: ObisCode, *, start: int | None = None) -> list[int]:
         return self.history.days(meter, obis, start=start)
+
+    def register_reads(
+        self,
+        meter: str,
+        obis: ObisCode,
+        grid: Grid,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+        newest_only: bool = False,
+    ) -> list[RegisterRead]:
+        """The register of interval channel ``obis`` at each instant of ``grid`` in ``[start,
+        end)`` for which the history knows it: the ``register_end`` of the half-hour ending
+        there, the boundary value the interval builder fixed (the sample at that instant, or
+        the linear interpolation between the samples either side). Nothing is stored for
+        them: the half-hours already carry it, so a day's half-hours always add up to the
+        advance between its two reads. A half-hour restored from the GDSC carries no register
+        (``RESTORED_REGISTER``): no read there. Quality: the half-hour's (an interpolated
+        boundary makes it ESTIMATED_LINEAR_INTERPOLATION)."""
+        if obis not in self._channels:
+            return []  # power-quality statistics are no register
+        span = self.history.span(meter, obis)
+        if span is None:
+            return []
+        lo, hi = span[0] + PERIOD, span[1] + 1  # the first and the last boundary with a register
+        lo = lo if start is None else max(lo, start)
+        hi = hi if end is None else min(hi, end)
+        if hi <= lo:
+            return []
+        instants = grid(lo, hi)
+        if newest_only:
+            instants = instants[-40:]  # the latest boundaries (a month and more of midnights)
+        rows = self.history.ending_at(meter, obis, instants, newest_only=newest_only)
+        return [
+            RegisterRead(r.end, r.register_end, r.quality)
+            for r in rows
+            if r.register_end != RESTORED_REGISTER
+        ]
 
 
 def _keep(batch: PortBatch, admit: Callable[[str, str], bool], dropped: int) -> tuple[PortBatch, int]:

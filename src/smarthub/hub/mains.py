@@ -47,7 +47,9 @@ log = logging.getLogger(__name__)
 
 NOMINAL_V = Decimal(230)
 PHASE_VOLTAGES = ("1-0:32.7.0", "1-0:52.7.0", "1-0:72.7.0")
-FAILURE_LOG = "1-0:99.97.0"  # a data point per entry: time = end of the failure, value = seconds
+# A data point per entry of the log: 0-0:96.7.19 (duration of a long power failure in any phase,
+# the object the log captures), time = end of the failure, value = seconds (meters.dsmr).
+FAILURE_LOG = "0-0:96.7.19"
 LONG_INTERRUPTION = timedelta(minutes=3)  # EN 50160 §3.12: long interruptions last over 3 min
 DEVICE = "mains"
 

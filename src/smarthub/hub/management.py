@@ -43,6 +43,7 @@ how long a hub trusts a list nobody vouches for.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -152,6 +153,9 @@ class ManagementInterface:
         self.handlers: dict[str, Handler] = {"diagnostic.ping": _pong}
         self._file = sqlite_files.open_database(db_path, SCHEMA)
         self._db, self._lock = self._file.connection, self._file.lock
+        # Commands still running, by their envelope's digest: a re-delivery meanwhile waits for
+        # the verdict (see handle).
+        self._running: dict[bytes, asyncio.Future[CommandResult]] = {}
 
     def register(self, command_type: str, handler: Handler) -> None:
         self.handlers[command_type] = handler
@@ -263,13 +267,28 @@ class ManagementInterface:
             body = _parse(ctype, command.body)  # refused before the counter: nothing changes
             self._take_counter(counter)
         except CommandRefused as refused:
-            again = self._verdict_again(envelope) if refused.code == "replay" else None
+            again = await self._answer_again(envelope) if refused.code == "replay" else None
             if again is not None:  # the same command again: its answer was lost on the way back
                 self._log(received, again.counter, None, "answered", "re-delivered: the verdict again")
                 return again
             self.refusals[refused.code] = self.refusals.get(refused.code, 0) + 1
             self._log(received, None, None, "refused", str(refused))
             return CommandResult("refused", refused.code, refused.reason)
+        digest = hashlib.sha256(envelope).digest()
+        running = self._running[digest] = asyncio.get_running_loop().create_future()
+        try:
+            verdict = await self._run(handler, body, received, counter, ctype, envelope)
+        except BaseException:
+            running.cancel()  # the handler itself was cancelled: no verdict to give
+            raise
+        finally:
+            del self._running[digest]
+        running.set_result(verdict)
+        return verdict
+
+    async def _run(
+        self, handler: Handler, body: CommandBody, received: int, counter: int, ctype: str, envelope: bytes
+    ) -> CommandResult:
         try:
             out = handler(body)
             result = await out if isinstance(out, Awaitable) else out
@@ -280,6 +299,20 @@ class ManagementInterface:
             )
         self._log(received, counter, ctype, "applied", "")
         return self._keep_verdict(envelope, CommandResult("applied", "ok", "", counter, result))
+
+    async def _answer_again(self, envelope: bytes) -> CommandResult | None:
+        """The verdict for a command delivered again: the kept one if it has finished; if it is
+        still running (a firmware update's probation, a collector whose connection was dropped
+        meanwhile), its verdict once it ends. Before, a re-delivery while the command ran found
+        no verdict kept and was refused as a ``replay``, and the GDSC took the applied command
+        for refused (two firmware updates in the 7-day chaos run with channel hubs, issue 26)."""
+        running = self._running.get(hashlib.sha256(envelope).digest())
+        if running is not None:
+            await asyncio.wait({running})  # not shield: a cancelled run answers nothing here
+            if not running.cancelled():
+                return running.result()
+            return None
+        return self._verdict_again(envelope)
 
     def _keep_verdict(self, envelope: bytes, verdict: CommandResult) -> CommandResult:
         """Keep the last command's verdict: a collector that lost the answer (a link cut while

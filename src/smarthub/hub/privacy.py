@@ -55,8 +55,10 @@ data is read through the GDSC.
 
 **Appliances** (issue 25) — the appliance sub-meters (smart plugs: ``is_submeter``) say what the
 household does, so by default they never leave the home. A consent whose scope carries
-``appliances`` opens them to that recipient, at its granularity (its ``meters`` list names supply
-meters and does not narrow the plugs), within its data period. The GDSC's own collection
+``appliances`` (a granularity) opens them to that recipient at that granularity, never finer than
+the recipient's own (its ``meters`` list names supply meters and does not narrow the plugs; a
+consent to appliances alone lists no supply meter, so the whole-home data stays home), within its
+data period. The GDSC's own collection
 (``gdsc``) pulls them on behalf of those recipients only: at the finest granularity any live
 appliance consent allows (the transfer policy may narrow it further), within the span of their
 data periods, and not at all once the last is withdrawn (at the hub, a "Stop sharing" at the
@@ -319,6 +321,13 @@ def _current(entries: Sequence[SupplierEntry], at: datetime) -> dict[str, Suppli
     return out
 
 
+def _appliance_view(granularity: Granularity, scope: ConsentScope) -> Granularity:
+    """The coarser of the recipient's granularity and its consent's appliance granularity."""
+    if scope.appliances is None:
+        return Granularity.NONE
+    return min(granularity, scope.appliances, key=lambda g: g.rank)
+
+
 def _scope(stored: str) -> ConsentScope:
     return ConsentScope.from_json(json.loads(stored))
 
@@ -441,8 +450,8 @@ class HubPrivacy:
             if recipient == GDSC_COLLECTION:
                 continue
             scope = self.consent.scope(recipient)
-            g = self.consent.granularity(recipient)
-            if scope.appliances and g.has_intervals:
+            g = _appliance_view(self.consent.granularity(recipient), scope)
+            if g.has_intervals:
                 out.append((recipient, g, scope))
         return out
 
@@ -451,8 +460,8 @@ class HubPrivacy:
         if recipient == GDSC_COLLECTION:
             held = [g for _, g, _ in self._appliance_consents()]
             return max(held, key=lambda x: x.rank) if held else Granularity.NONE
-        g = self.consent.granularity(recipient)
-        return g if self.consent.scope(recipient).appliances and g.has_intervals else Granularity.NONE
+        g = _appliance_view(self.consent.granularity(recipient), self.consent.scope(recipient))
+        return g if g.has_intervals else Granularity.NONE
 
     def appliances_shared(self) -> bool:
         """Whether any recipient may have appliance data now (else the plugs are not listed)."""

@@ -26,6 +26,7 @@ from smarthub.hub.diagnostics import DiagnosedEvent, DiagnosticsLog
 from smarthub.hub.hub import SmartHub
 from smarthub.hub.intervals import IntervalRecord
 from smarthub.model import ObisCode
+from smarthub.model.register_reads import Grid, RegisterRead
 
 
 class WanMeters:
@@ -79,6 +80,20 @@ class WanMeters:
 
     def interval_days(self, meter: str, obis: ObisCode, *, start: int | None = None) -> list[int]:
         return [] if self.is_submeter(meter) else self.hub.interval_days(meter, obis, start=start)
+
+    def register_reads(
+        self,
+        meter: str,
+        obis: ObisCode,
+        grid: Grid,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+        newest_only: bool = False,
+    ) -> list[RegisterRead]:
+        if self.is_submeter(meter):
+            return []
+        return self.hub.register_reads(meter, obis, grid, start=start, end=end, newest_only=newest_only)
 
 
 class WanEvents:

@@ -59,6 +59,7 @@ from smarthub.model.reading import Quality, Reading, Unit
 
 __all__ = [
     "AMSTERDAM",
+    "FAILURE_DURATION",
     "CosemValue",
     "StreamStats",
     "Telegram",
@@ -466,8 +467,19 @@ _DIRECT: tuple[tuple[ObisCode, frozenset[Unit]], ...] = (
     (ObisCode(1, 0, 51, 7, 0), frozenset({Unit.A})),
     (ObisCode(1, 0, 71, 7, 0), frozenset({Unit.A})),
 )
-# Voltage sag (32) and swell (36) counters per phase: unitless counts (power quality).
-_COUNTERS = tuple(ObisCode(1, 0, c, d, 0) for c in (32, 52, 72) for d in (32, 36))
+# Voltage sag (32) and swell (36) counters per phase, and the power failures in any phase
+# (0-0:96.7.21, and the long ones, 0-0:96.7.9): unitless counts (power quality).
+_COUNTERS = (
+    *(ObisCode(1, 0, c, d, 0) for c in (32, 52, 72) for d in (32, 36)),
+    ObisCode(0, 0, 96, 7, 21),
+    ObisCode(0, 0, 96, 7, 9),
+)
+# The power failure event log (P1 CS object list: "Power Failure Event Log (long power
+# failures)", 1-0:99.97.0): the number of entries, the captured object (0-0:96.7.19, the
+# duration of a long power failure in any phase), then per entry the time stamp of the end of the
+# failure and its duration in seconds.
+_FAILURE_LOG = ObisCode(1, 0, 99, 97, 0)
+FAILURE_DURATION = ObisCode(0, 0, 96, 7, 19)
 # Derived total = tariff 1 + tariff 2, when the meter does not send the total itself.
 _TOTALS = ((IMPORT_ACTIVE_ENERGY, _IMPORT_T1, _IMPORT_T2), (EXPORT_ACTIVE_ENERGY, _EXPORT_T1, _EXPORT_T2))
 # M-Bus device types (EN 13757-3 device type codes, as used in the P1 CS object 0-n:24.1.0).
@@ -496,7 +508,9 @@ def readings(telegram: Telegram) -> list[Reading]:
     with the telegram time 0-0:1.0.0; without either the readings cannot be attributed and this
     raises :class:`MalformedFrame`. M-Bus channels n = 1..4 (P1 CS object list: 0-n:24.1.0 device type,
     0-n:96.1.0 equipment id, 0-n:24.2.1 last 5-minute value with its own capture time) become
-    readings of their own meter, as 7-0:3.0.0 (gas) or 8-0:1.0.0 (water) in m3.
+    readings of their own meter, as 7-0:3.0.0 (gas) or 8-0:1.0.0 (water) in m3. The power
+    failure counters 0-0:96.7.21 / 96.7.9 are counts at the telegram time; each entry of the
+    power failure event log 1-0:99.97.0 is a reading of 0-0:96.7.19 (seconds) at the failure's end.
     """
     time = telegram.timestamp
     if time is None:
@@ -525,6 +539,9 @@ def readings(telegram: Telegram) -> list[Reading]:
         if unit is not None:
             raise MalformedFrame(PROTOCOL, f"{obis}: a count has no unit, got {obj.values[0].raw!r}")
         out.append(Reading(meter, obis, value, Unit.NONE, time))
+    log = telegram.get(_FAILURE_LOG)
+    if log is not None:
+        out += _failure_log(meter, log)
     for total, t1, t2 in _TOTALS:
         if total in present or t1 not in present or t2 not in present:
             continue
@@ -553,6 +570,38 @@ def readings(telegram: Telegram) -> list[Reading]:
             bad = value_obj.values[1].raw
             raise MalformedFrame(PROTOCOL, f"{value_obj.obis}: unexpected unit in {bad!r}")
         out.append(Reading(mbus_id, target, volume, Unit.M3, captured))
+    return out
+
+
+def _failure_log(meter: str, log: TelegramObject) -> list[Reading]:
+    """The power failure event log's entries as readings of 0-0:96.7.19: the value is the
+    failure's duration in seconds, the time its end (the entry's time stamp, P1 CS object list).
+
+    The entry count must match the pairs that follow it (else :class:`MalformedFrame`). Entries
+    are kept as the meter states them, placeholders of a meter whose clock was never set
+    included (dsmr_parser's Kaifa example logs failures "ending" in 2000 that lasted 68 years):
+    what counts as new is the hub's business (:mod:`smarthub.hub.power_quality`), not the decoder's.
+    """
+    values = log.values
+    count = values[0].value if values else None
+    if count is None and len(values) <= 2:
+        # An empty log sent as "()" (or "()(0-0:96.7.19)") rather than a count of 0: nothing
+        # to read, and no reason to refuse the telegram's other objects.
+        return []
+    if not isinstance(count, Decimal) or count != count.to_integral_value() or count < 0:
+        raise MalformedFrame(PROTOCOL, f"{log.obis}: expected an entry count, got {values[:1]!r}")
+    if len(values) != 2 + 2 * int(count):
+        raise MalformedFrame(
+            PROTOCOL, f"{log.obis}: {int(count)} entries announced, {len(values) - 2} values follow"
+        )
+    out: list[Reading] = []
+    for i in range(2, len(values), 2):
+        end, duration = values[i], values[i + 1]
+        if not isinstance(end.value, datetime):
+            raise MalformedFrame(PROTOCOL, f"{log.obis}: expected the end time stamp, got {end.raw!r}")
+        if not isinstance(duration.value, Decimal) or (duration.unit or "").lower() != "s":
+            raise MalformedFrame(PROTOCOL, f"{log.obis}: expected a duration in s, got {duration.raw!r}")
+        out.append(Reading(meter, FAILURE_DURATION, duration.value, Unit.S, end.value))
     return out
 
 

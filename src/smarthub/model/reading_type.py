@@ -7,7 +7,7 @@ model, means both ends use the same one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from smarthub.model.obis import (
     EXPORT_ACTIVE_ENERGY,
@@ -41,6 +41,13 @@ UOM_NONE = 0  # a count
 ACCUMULATION_DELTA = 4
 ACCUMULATION_CUMULATIVE = 3
 ACCUMULATION_INSTANTANEOUS = 12
+# 2030.5 AccumulationBehaviourType 9, IEC 61968-9 "summation": a register's cumulative value at
+# an instant (the meter's summation register, as ZigBee SE's CurrentSummationDelivered).
+ACCUMULATION_SUMMATION = 9
+# A channel's daily register reads are published as a MeterReading of their own, named by the
+# channel's OBIS code with value group F = 126, which IEC 62056-61 reserves for "an unspecified
+# number of most recent values" of a register (its historical values; F 255 is the current one).
+REGISTER_HISTORY_F = 126
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,10 +131,31 @@ for _c, _phase in PHASES.items():
             COMMODITY_ELECTRICITY, KIND_NOT_APPLICABLE, 0, UOM_NONE, 0, Unit.NONE, 0, _phase, _q
         )
 
+# Power failures in any phase (issue 19): the meter's counters of short (0-0:96.7.21) and long
+# (0-0:96.7.9, over 3 minutes, EN 50160 §3.12) failures as counts per period, and its failure
+# log's long failures as their duration (0-0:96.7.19, the object the log captures) summed over
+# the period in which each ended. Phase 0 (not applicable: "in any phase" names none), uom 0
+# (2030.5's UomType, the ESPI list, has no unit of time, so the seconds are a dimensionless
+# number as the counts are, said by the OBIS code and this table), told apart by dataQualifier
+# as the sag and swell counts are: 9 the failures under the 3-minute threshold (short), 8 those
+# over it (long), 0 (not applicable) the logged failures' seconds.
+SHORT_FAILURES = ObisCode(0, 0, 96, 7, 21)
+LONG_FAILURES = ObisCode(0, 0, 96, 7, 9)
+FAILURE_SECONDS = ObisCode(0, 0, 96, 7, 19)
+for _obis, _q, _unit in (
+    (SHORT_FAILURES, QUALIFIER_MINIMUM, Unit.NONE),
+    (LONG_FAILURES, QUALIFIER_MAXIMUM, Unit.NONE),
+    (FAILURE_SECONDS, 0, Unit.S),
+):
+    _QUALITY[_obis] = ReadingTypeSpec(
+        COMMODITY_ELECTRICITY, KIND_NOT_APPLICABLE, 0, UOM_NONE, 0, _unit, 0, 0, _q
+    )
+
 
 def quality_channels() -> frozenset[ObisCode]:
     """The power-quality channels a hub may keep (``hub.power_quality``): 10-minute voltage
-    average/minimum/maximum and sag/swell counts, per phase."""
+    average/minimum/maximum and sag/swell counts, per phase; power failures, short and long, and
+    the logged long failures' seconds, in any phase."""
     return frozenset(_QUALITY)
 
 
@@ -137,10 +165,32 @@ def interval_channels() -> frozenset[ObisCode]:
 
 
 def interval_spec(obis: ObisCode) -> ReadingTypeSpec:
+    """The ReadingType of a channel the hub publishes: an interval (delta) channel, a
+    power-quality channel, or a register channel (:func:`register_channel`: the interval
+    channel's ReadingType with accumulationBehaviour summation, no intervalLength)."""
     spec = _INTERVAL.get(obis) or _QUALITY.get(obis)
     if spec is None:
-        raise KeyError(f"no interval ReadingType for OBIS {obis}")
+        base = interval_of_register(obis)
+        if base is None:
+            raise KeyError(f"no interval ReadingType for OBIS {obis}")
+        return replace(_INTERVAL[base], accumulation=ACCUMULATION_SUMMATION)
     return spec
+
+
+def register_channel(obis: ObisCode) -> ObisCode | None:
+    """The register channel of an interval channel built from a cumulative register (energy,
+    volume, heat, allocator units; not the power-quality statistics), else None."""
+    if obis not in _INTERVAL:
+        return None
+    return ObisCode(obis.a, obis.b, obis.c, obis.d, obis.e, REGISTER_HISTORY_F)
+
+
+def interval_of_register(obis: ObisCode) -> ObisCode | None:
+    """The interval channel whose register ``obis`` names (inverse of :func:`register_channel`)."""
+    if obis.f != REGISTER_HISTORY_F:
+        return None
+    base = ObisCode(obis.a, obis.b, obis.c, obis.d, obis.e)
+    return base if base in _INTERVAL else None
 
 
 def instant_spec(obis: ObisCode) -> ReadingTypeSpec:

@@ -6,13 +6,17 @@ in place of a household profile, through the same :class:`ZigbeeMeterSimulator` 
 same frames) as a whole-home ZigBee meter.
 
 An appliance's power is piecewise constant per minute (local time): a base load plus runs at
-given local times (a washing machine at 19:00, a kettle at breakfast, ...).
+given local times (a washing machine at 19:00, a kettle at breakfast, ...). For appliance health
+(issue 25), :class:`CyclingProfile` (a fridge's compressor, a heater: thermostat cycles whose duty
+can drift day by day, or whose cycles can be minutes long) and :class:`CycleProfile` (a daily run
+whose energy can creep up) model appliances wearing out.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 _MINUTE = timedelta(minutes=1)
@@ -70,3 +74,94 @@ APPLIANCES = (
     ),
     ApplianceProfile("TV", 2.0, (ApplianceRun(time(18, 0), 300, 110.0),)),
 )
+
+
+def _day_jitter(seed: int, day: date) -> float:
+    """A fixed pseudo-random number in [-1, 1] for ``day`` (the weather, the door opened more)."""
+    h = hashlib.blake2b(f"{seed}:{day.isoformat()}".encode(), digest_size=8).digest()
+    return int.from_bytes(h, "big") / 2**63 - 1.0
+
+
+class _MinuteEnergy:
+    """``energy_wh`` from ``power_w`` constant per minute, as :class:`ApplianceProfile` has it."""
+
+    def power_w(self, t: datetime) -> float:
+        raise NotImplementedError
+
+    def net_import_w(self, t: datetime) -> float:
+        return self.power_w(t)
+
+    def gas_w(self, t: datetime) -> float:
+        return 0.0
+
+    def energy_wh(self, t0: datetime, t1: datetime) -> tuple[float, float, float]:
+        t0, t1 = t0.astimezone(UTC), t1.astimezone(UTC)
+        wh, t = 0.0, t0
+        while t < t1:
+            nxt = min(t1, t.replace(second=0, microsecond=0) + _MINUTE)
+            wh += self.power_w(t) * (nxt - t).total_seconds() / 3600
+            t = nxt
+        return wh, 0.0, 0.0
+
+
+@dataclass(frozen=True)
+class CyclingProfile(_MinuteEnergy):
+    """A thermostat-cycled appliance (a fridge's compressor, a heater): on at ``on_w`` for the
+    first ``duty`` of every ``period_min`` minutes (local time), during ``hours`` (local
+    [start, end) hour pairs; None: all day). The duty cycle of local day k after ``first_day`` is
+    ``duty`` × (1 + ``drift_per_day`` × k) × (1 + ``jitter`` × u_k), u_k in [-1, 1] fixed by
+    ``seed`` and the day: a worn door seal or a failing thermostat is a positive drift, and a
+    short-cycling heater a short ``period_min`` (runs of a few minutes)."""
+
+    name: str
+    on_w: float
+    period_min: int
+    duty: float
+    first_day: date
+    drift_per_day: float = 0.0
+    jitter: float = 0.0
+    seed: int = 0
+    hours: tuple[tuple[int, int], ...] | None = None
+    tz: ZoneInfo = ZoneInfo("Europe/London")  # noqa: RUF009 - cached, immutable
+
+    def duty_on(self, day: date) -> float:
+        k = (day - self.first_day).days
+        d = self.duty * (1 + self.drift_per_day * max(0, k)) * (1 + self.jitter * _day_jitter(self.seed, day))
+        return min(1.0, max(0.0, d))
+
+    def power_w(self, t: datetime) -> float:
+        local = t.astimezone(self.tz)
+        if self.hours is not None and not any(a <= local.hour < b for a, b in self.hours):
+            return 0.0
+        phase = (local.hour * 60 + local.minute) % self.period_min
+        on = self.duty_on(local.date()) * self.period_min  # minutes on in each cycle
+        # Constant per minute: the minute the thermostat opens in draws its part of the minute.
+        return self.on_w * min(1.0, max(0.0, on - phase))
+
+
+@dataclass(frozen=True)
+class CycleProfile(_MinuteEnergy):
+    """An appliance run once a day (a washing machine at ``start``, ``minutes`` long at ``watts``),
+    each day's run drawing ``drift_per_day`` more than the day before from ``first_day`` (scale on
+    the heating element: it heats longer for the same wash), ± ``jitter`` (the load)."""
+
+    name: str
+    start: time
+    minutes: int
+    watts: float
+    first_day: date
+    drift_per_day: float = 0.0
+    jitter: float = 0.0
+    seed: int = 0
+    base_w: float = 1.0
+    tz: ZoneInfo = ZoneInfo("Europe/London")  # noqa: RUF009 - cached, immutable
+
+    def power_w(self, t: datetime) -> float:
+        local = t.astimezone(self.tz)
+        s = self.start.hour * 60 + self.start.minute
+        minute = local.hour * 60 + local.minute
+        if not s <= minute < s + self.minutes:
+            return self.base_w
+        k = max(0, (local.date() - self.first_day).days)
+        scale = (1 + self.drift_per_day * k) * (1 + self.jitter * _day_jitter(self.seed, local.date()))
+        return self.base_w + self.watts * scale

@@ -82,6 +82,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from smarthub.gdsc.commands.vouchers import VoucherIssuer
+from smarthub.gdsc.outages import power_quality as pq
 from smarthub.gdsc.outages.service import OutageService
 from smarthub.gdsc.outages.topology import TopologyStore
 from smarthub.gdsc.pull.tables import Priority
@@ -94,6 +95,7 @@ from smarthub.model import ObisCode
 from smarthub.sim.chaos_life import FleetLife, plan_life, renewal_plan
 from smarthub.sim.demo import HALF_HOUR, DemoConfig, DemoRun, account, free_port, setup, sweep, teardown
 from smarthub.sim.dlms_meter import DlmsMeterSimulator
+from smarthub.sim.dsmr_meter import DsmrMeterSimulator
 from smarthub.sim.faults import HanGate, WanLink
 from smarthub.sim.fleet import CELL_SIZE, Fleet, SimulatedHome, zigbee_medium
 from smarthub.sim.topology import feeder_size_for, fleet_topology
@@ -171,6 +173,10 @@ class ChaosResult:
     # p95, every restoration matched, no false outage.
     outage_detect_goal_s: float = 0.0
     outage_goal_met: bool = False
+    # Power failures from the meters' own records (issue 19 item 3; with --power-quality): per
+    # injected outage, its length and what the network operator's summary of its node says (the
+    # DSMR meters' long failures and the longest from their logs).
+    power_failures: list[dict[str, Any]] = field(default_factory=list)
     # What the GDSC's upkeep must keep true over weeks (issue 24).
     commands_refused_stale_crl: int = 0  # commands the hubs refused under a stale CRL: must be 0
     # ... and as signed by an unknown or revoked signer (after the operator's rotation): must be 0
@@ -213,6 +219,13 @@ class ChaosResult:
         return json.dumps(asdict(self))
 
 
+def long_wan_outage(days: int) -> tuple[timedelta, timedelta]:
+    """The run's long WAN outage (one hub, from 2 hours in): its start and length, up to 3
+    days, over 4 hours before the run's end. The longest any fault keeps a hub from the GDSC:
+    the hub certificates' validity is planned past its end (:func:`renewal_plan`)."""
+    return timedelta(hours=2), min(timedelta(days=3), timedelta(days=days) - timedelta(hours=6))
+
+
 def plan_faults(
     homes: list[SimulatedHome], days: int, rng: random.Random, channel_hubs: list[str] | None = None
 ) -> list[Fault]:
@@ -230,8 +243,7 @@ def plan_faults(
         span = max((latest - earliest).total_seconds(), 0)
         return earliest + timedelta(seconds=int(rng.uniform(0, span)) // 60 * 60)
 
-    long_outage = min(timedelta(days=3), run - timedelta(hours=6))
-    faults.append(Fault("wan_outage", timedelta(hours=2), long_outage, rng.choice(ids)))
+    faults.append(Fault("wan_outage", *long_wan_outage(days), rng.choice(ids)))
     cells = sorted({f"cell-{i // CELL_SIZE:04d}" for i in range(len(homes))})
     for _ in range(max(1, days // 2)):
         length = timedelta(minutes=rng.randint(60, 120))
@@ -300,7 +312,9 @@ class Chaos:
         # Certificates and CRLs on the simulated clock: weeks of CRL re-publication, renewals
         # and the hubs' stale-CRL policy happen inside the run (sim.demo.setup).
         cfg.sim_certificates = True
-        cfg.hub_certificate_days, self.renew_before, self.renew_spread = renewal_plan(cfg.days)
+        cfg.hub_certificate_days, self.renew_before, self.renew_spread = renewal_plan(
+            cfg.days, away_until=sum(long_wan_outage(cfg.days), timedelta(0))
+        )
         if cfg.days > LONG_RUN_DAYS and cfg.sample_every is None:
             # Weeks at a minute a day: fewer samples, and each hub pulled every two hours.
             cfg.sample_every, cfg.window = LONG_RUN_SAMPLES, LONG_RUN_WINDOW
@@ -452,6 +466,8 @@ class Chaos:
         for h in lost:  # the last gasps are out at the instant of the loss; then the silence
             self.gates[h].silence(None)
             self.links[h].cut()
+            for meter in self._dsmr_meters(h):  # the meter counts and logs the failure itself
+                meter.power_lost(cut)
 
         def undo() -> None:
             now = run.clock.now()
@@ -462,9 +478,49 @@ class Chaos:
                 if self.unpowered[h] == 0:
                     self.gates[h].restore(None)
                     self.links[h].restore()
+                    for meter in self._dsmr_meters(h):
+                        meter.power_restored(now)
                     self._home(h).assembly.mains.supply_restored(now)
 
         return undo
+
+    def _dsmr_meters(self, hub_id: str) -> list[DsmrMeterSimulator]:
+        """The home's simulated DSMR meters (behind its P1 transports)."""
+        return [
+            loop.meter
+            for rig in self._home(hub_id).rigs
+            for loop in rig.loops
+            if isinstance(getattr(loop, "meter", None), DsmrMeterSimulator)
+        ]
+
+    def _power_failure_figures(self) -> list[dict[str, Any]]:
+        """Each injected outage against the network operator's power-failure summary of its node
+        over the run (what ``GET /v1/network/nodes/{node}/power-quality`` answers)."""
+        run = self.run
+        assert run is not None
+        if not self.cfg.power_quality:
+            return []
+        topo = TopologyStore(run.store.engine).snapshot()
+        start, end = int(self.cfg.sim_start.timestamp()), int(self.cfg.end.timestamp()) + 86400
+        out = []
+        for kind, node, premises, cut, restored in self.power_faults:
+            if kind not in ("feeder_outage", "substation_outage"):
+                continue
+            under = sorted(p for p in topo.under([node]) if p in topo.places)
+            dsmr = sum(
+                1
+                for h in run.fleet.homes
+                if h.spec.premises_id in premises and self._dsmr_meters(h.spec.hub_id)
+            )
+            out.append(
+                {
+                    "node": node,
+                    "minutes": round((restored - cut).total_seconds() / 60, 1) if restored else None,
+                    "dsmr_homes_cut": dsmr,
+                    **pq.failures(run.store.engine, under, start, end),
+                }
+            )
+        return out
 
     async def _start_outages(self) -> None:
         """The GDSC's outage side: the fleet's topology loaded, the UDP endpoint started (the hubs'
@@ -1009,6 +1065,7 @@ class Chaos:
             if self.outages is not None:
                 await self.outages.receiver.drain()
             outage_figures = self._outage_figures()
+            outage_figures["power_failures"] = await asyncio.to_thread(self._power_failure_figures)
             return ChaosResult(
                 homes=cfg.homes,
                 days=cfg.days,

@@ -7,7 +7,8 @@ so the GDSC's upkeep — CRL re-publication, renewals, supplier changes and thei
 consent expiries, voucher re-sends — runs under the faults:
 
 * **certificate renewals**: hub certificates are issued for a few days only
-  (:func:`renewal_plan`: a third of the run, at least two days), so each falls due for renewal
+  (:func:`renewal_plan`: a third of the run, at least two days, and past the end of the long
+  WAN outage), so each falls due for renewal
   inside the run, again and again over weeks, each hub at its own point of a spread over half
   the lead time (``HubLifecycle.renew_spread``); the upkeep renews them
   (``HubLifecycle.renew_due``), the hubs install them, the GDSC moves to them and revokes the
@@ -42,6 +43,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -91,17 +93,28 @@ SETTLE = timedelta(hours=6)  # an event this long before the run's end has taken
 FIRMWARE_DAYS = 3  # runs this long or longer roll firmware out
 # No fault acts on the hub to be revoked for this long before (its last pulls are whole).
 REVOKE_MARGIN = timedelta(minutes=30)
+# A hub back from the run's longest outage has this long to get its renewal (re-queued once it
+# has answered a pull, then delivered in the urgent lane) before its first certificate expires.
+AWAY_MARGIN = timedelta(hours=12)
 
 
-def renewal_plan(days: int) -> tuple[int, timedelta, timedelta]:
+def renewal_plan(days: int, away_until: timedelta = timedelta(0)) -> tuple[int, timedelta, timedelta]:
     """(hub certificates' validity in days, how long before expiry the GDSC renews them, over
     how much of that lead time it spreads the fleet's renewals): the renewals fall due from
     half-way through a day's run, every 5 days of a month's (the lead time, 5 days then, longer
     than any fault keeps a hub away), each hub at its own point of the spread (half the lead
     time, at most half the time from the first renewal to the run's settling time before its
     end: the last renewal has time to be settled), so a round is not one burst
-    of ``pki.certificate`` jobs that the hubs' top-ups queue behind."""
-    validity = max(2, days // 3)
+    of ``pki.certificate`` jobs that the hubs' top-ups queue behind.
+
+    ``away_until``: when the longest fault that keeps a hub from the GDSC ends (from the run's
+    start; the long WAN outage, ``sim.chaos.long_wan_outage``). The certificates the hubs start
+    with are valid :data:`AWAY_MARGIN` past it: a hub cut off from before its renewal fell due
+    can still install one before its certificate expires, as a deployment's lead time (30 days)
+    outlasts its outages. Before, a 7-day run issued 2-day certificates and cut one hub off for
+    3 days from its second hour: no GDSC could have renewed it in time, and the run counted a
+    renewal missed."""
+    validity = max(2, days // 3, math.ceil((away_until + AWAY_MARGIN) / timedelta(days=1)))
     first = max(SETTLE, min(timedelta(days=validity) / 2, timedelta(days=days) / 2))
     lead = timedelta(days=validity) - first
     spread = max(timedelta(0), min(lead / 2, (timedelta(days=days) - SETTLE - first) / 2))

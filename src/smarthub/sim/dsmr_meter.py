@@ -25,13 +25,14 @@ from zoneinfo import ZoneInfo
 from smarthub.meters.dsmr import encode_telegram, format_timestamp, hex_encode
 from smarthub.sim.load_profile import HouseholdProfile
 
-__all__ = ["GAS_KWH_PER_M3", "DsmrMeterSimulator", "DsmrRegisters", "tariff_at"]
+__all__ = ["GAS_KWH_PER_M3", "LONG_FAILURE", "DsmrMeterSimulator", "DsmrRegisters", "tariff_at"]
 
 # Gross calorific value of Dutch (Groningen-quality) natural gas: 35.17 MJ/m3 = 9.769 kWh/m3.
 GAS_KWH_PER_M3 = 9.769
 _GAS_INTERVAL = timedelta(minutes=5)
 _LOW_TARIFF_FROM = time(23, 0)
 _LOW_TARIFF_UNTIL = time(7, 0)
+LONG_FAILURE = timedelta(minutes=3)  # DSMR default of 0-0:96.7.20, EN 50160 §3.12: long is over 3 min
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +101,9 @@ class DsmrMeterSimulator:
 
     ``initial_import_wh`` is split evenly between the two import tariff registers.
     ``failure_log`` fills the power-failure event log 1-0:99.97.0 as (end time, duration s).
+    A power cut at the home (:meth:`power_lost`, :meth:`power_restored`) is counted as the meter
+    counts it: a failure shorter than :data:`LONG_FAILURE` in 0-0:96.7.21, a longer one in
+    0-0:96.7.9 and as a new entry of the log (its newest 10 kept), stamped with its end.
     """
 
     def __init__(
@@ -131,6 +135,10 @@ class DsmrMeterSimulator:
         self.tz = tz
         self.header = header
         self.failure_log = tuple(failure_log)
+        # The failure counters: a meter in service has counted a few short ones before.
+        self.short_failures = 3
+        self.long_failures = len(self.failure_log)
+        self._lost_at: datetime | None = None
         # Voltage sags and swells on L1 the meter has counted (a test or a fault raises them).
         self.sags = 0
         self.swells = 0
@@ -180,6 +188,23 @@ class DsmrMeterSimulator:
         self._registers = self._snapshot()
         return self._registers
 
+    def power_lost(self, t: datetime) -> None:
+        """Mains gone at ``t`` (the meter sends nothing while it lasts: the caller's business)."""
+        if self._lost_at is None:
+            self._lost_at = t.astimezone(UTC)
+
+    def power_restored(self, t: datetime) -> None:
+        """Mains back at ``t``: the failure counted, and logged when long (P1 CS object list)."""
+        if self._lost_at is None:
+            return
+        seconds = int((t.astimezone(UTC) - self._lost_at).total_seconds())
+        self._lost_at = None
+        if seconds <= LONG_FAILURE.total_seconds():
+            self.short_failures += 1
+            return
+        self.long_failures += 1
+        self.failure_log = (*self.failure_log, (t.astimezone(UTC).replace(microsecond=0), seconds))[-10:]
+
     def telegram_at(self, t: datetime) -> bytes:
         """Advance to ``t`` and return the telegram the meter sends at ``t``."""
         r = self.advance(t)
@@ -197,8 +222,8 @@ class DsmrMeterSimulator:
             ("0-0:96.14.0", (f"{r.tariff:04d}",)),
             ("1-0:1.7.0", (_kw(r.import_w),)),
             ("1-0:2.7.0", (_kw(r.export_w),)),
-            ("0-0:96.7.21", (f"{len(self.failure_log) + 3:05d}",)),
-            ("0-0:96.7.9", (f"{len(self.failure_log):05d}",)),
+            ("0-0:96.7.21", (f"{self.short_failures:05d}",)),
+            ("0-0:96.7.9", (f"{self.long_failures:05d}",)),
             (
                 "1-0:99.97.0",
                 (

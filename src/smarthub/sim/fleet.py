@@ -181,6 +181,7 @@ def home_config(
     smart_plugs: bool = True,
     poll_every: timedelta | None = None,
     radio_every: timedelta | None = None,
+    power_quality: bool = False,
 ) -> HubConfig:
     """The hub configuration of one simulated home, by its kind: what an installer would write
     into its ``hub.toml``, with simulated transports. Ids are unique across the fleet by the
@@ -265,7 +266,8 @@ def home_config(
             meter("zigbee", zigbee, eui + ":02", "gas", poll_every=RADIO),
         ]
         if smart_plugs:
-            # Smart plugs on the HAN (cost per appliance at the IHD); sub-meters, kept off the WAN.
+            # Smart plugs on the HAN (cost per appliance at the IHD); sub-meters, kept off the WAN
+            # unless the occupant consents to appliance data (hub.privacy, issue 25).
             plugs = sim("plugs")
             meters += [
                 MeterConfig("zigbee", plugs, id=eui_, fuel="electricity", appliance=a.name, poll_every=RADIO)
@@ -300,6 +302,7 @@ def home_config(
         # The simulated households opted in to half-hourly reads for settlement (the GB default
         # without opt-in would be monthly).
         gdsc_granularity="half-hourly",
+        power_quality=power_quality,
         # A new firmware is kept if frames still arrive in its probation: an hour, or two of
         # the slowest meter's periods (a healthy version is never judged on a quiet spell, nor
         # on the few wall milliseconds a minute is at thousands of times real time).
@@ -324,6 +327,7 @@ class SimulatedHome:
         poll_every: timedelta | None = None,
         radio_every: timedelta | None = None,
         config: HubConfig | None = None,
+        power_quality: bool = False,
     ) -> None:
         """``cert_clock``: what certificates and CRLs are checked against (default wall time, as
         OpenSSL does; a test running the GDSC's CRL dates on the simulated clock passes that).
@@ -333,7 +337,13 @@ class SimulatedHome:
         self.dir = state / "hubs" / spec.hub_id
         self.clock = clock
         self.config = config or home_config(
-            spec, state, sim_start, smart_plugs=smart_plugs, poll_every=poll_every, radio_every=radio_every
+            spec,
+            state,
+            sim_start,
+            smart_plugs=smart_plugs,
+            poll_every=poll_every,
+            radio_every=radio_every,
+            power_quality=power_quality,
         )
         # The home's radio meters (not the smart plugs), placed by its seed; their frames travel
         # through the link model of their medium (smarthub.sim.radio), so a meter's weak signal
@@ -550,6 +560,7 @@ class Fleet:
         poll_every: timedelta | None = None,
         radio_every: timedelta | None = None,
         configs: Mapping[str, HubConfig] | None = None,
+        power_quality: bool = False,
     ) -> None:
         """``poll_every``/``radio_every``: how often polled meters are read and radio meters send
         (default :data:`POLL_PERIOD`, :data:`RADIO_PERIOD`; a divisor of 30 minutes). ``configs``:
@@ -567,6 +578,7 @@ class Fleet:
                 poll_every=poll_every,
                 radio_every=radio_every,
                 config=(configs or {}).get(s.hub_id),
+                power_quality=power_quality,
             )
             for s in specs
         ]

@@ -3,6 +3,8 @@ estimates replaced by actuals, edits with versions, data-quality figures."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from smarthub.gdsc.readings.tables import StoredReading
@@ -100,6 +102,33 @@ def test_gaps_are_estimated_flagged_and_replaced_by_actuals(store: Store) -> Non
     r = store.ingest(HUB, late, {})
     assert r.replaced_estimates == 23 and r.conflicts == 0
     assert store.estimate_counts() == (23, 23)
+
+
+def test_hub_interpolated_readings_replace_the_gdscs_estimates_not_the_hubs(store: Store) -> None:
+    """A hub pulled late serves intervals it interpolated itself (flagged estimated, as the
+    GDSC's own estimates are): they replace the GDSC's estimates of that gap. A hub estimate
+    stored earlier and re-sent with another value stays a differing duplicate."""
+    interpolated = rules.VALID | rules.ESTIMATED_LINEAR_INTERPOLATION
+    for d in range(0, 8):
+        vals: list[int | None] = [100] * 48
+        if d == 7:
+            vals[20:30] = [None] * 10
+        store.ingest(HUB, pull(d, vals, None), {})
+    assert store.estimate_gaps(T0 + 10 * DAY) == 10
+    gap = [T0 + 7 * DAY + 1800 * i for i in range(20, 30)]
+    late = [StoredReading(HUB, "E1", "1-0:1.8.0", t, 1800, 101, 0, 72, interpolated) for t in gap]
+    r = store.ingest(HUB, late, {})
+    assert (r.replaced_estimates, r.conflicts) == (10, 0)
+    assert store.estimate_counts() == (10, 10)
+    rows = {r.interval_start: r for r in store.readings_for(HUB, "E1", "1-0:1.8.0")}
+    assert [(rows[t].value, rows[t].quality) for t in gap] == [(101, interpolated)] * 10
+    assert not store.findings(HUB, status="held")
+    # The hub's own estimate, stored first, re-sent with another value: not the GDSC's, refused.
+    own = StoredReading(HUB, "E1", "1-0:1.8.0", T0 + 8 * DAY, 1800, 80, 0, 72, interpolated)
+    store.ingest(HUB, [own], {})
+    r = store.ingest(HUB, [dataclasses.replace(own, value=81)], {})
+    assert (r.replaced_estimates, r.conflicts) == (0, 1)
+    assert store.readings_for(HUB, "E1", "1-0:1.8.0")[-1].value == 80
 
 
 def test_edit_keeps_versions(store: Store) -> None:

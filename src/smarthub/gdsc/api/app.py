@@ -43,9 +43,11 @@ from smarthub.gdsc.api.gate import RouteGate
 from smarthub.gdsc.api.links import document_links
 from smarthub.gdsc.api.routers import (
     aggregates,
+    appliances,
     buildings,
     commands,
     consents,
+    demand_response,
     field_meters,
     jobs,
     network,
@@ -93,8 +95,8 @@ def create_app(
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     errors.install(app)
     resources = [readings, aggregates, consents, portfolio, quality, outages, network, services, transfer]
-    resources += [field_meters, buildings, tariffs]
-    resources += [commands, jobs] if desk is not None else []
+    resources += [field_meters, buildings, tariffs, appliances]
+    resources += [commands, jobs, demand_response] if desk is not None else []
     for resource in resources:
         app.include_router(resource.router)
     # 405 with a true Allow; the caller authenticated before the body is read (401 before 400/422)

@@ -62,6 +62,22 @@ class ReadingsPage(BaseModel):
     next_after: int | None = Field(description="pass as `after` for the next page; null on the last page")
 
 
+class ApplianceOut(BaseModel):
+    """One smart plug of the premises and what its appliance drew (issue 25)."""
+
+    meter_id: str = Field(description="the plug, as the hub names it (its EUI-64)")
+    name: str = Field(description="the appliance, as the consumer named it on the display")
+    first_seen: datetime = Field(description="when the GDSC first pulled it")
+    readings: list[ReadingOut] = Field(description="energy delivered to the appliance (uom 72: Wh)")
+
+
+class AppliancesPage(BaseModel):
+    premises_id: str
+    granularity: ServedGranularity
+    allowed: list[tuple[datetime, datetime]] = Field(description="the data time this caller may see")
+    appliances: list[ApplianceOut]
+
+
 class AggregateOut(BucketOut):
     premises: int = Field(description="premises whose data the sum contains (never fewer than k)")
 
@@ -450,6 +466,20 @@ class PhaseQualityOut(BaseModel):
     premises_reporting: int
 
 
+class PowerFailuresOut(BaseModel):
+    """Power failures under a node, from the meters' own counters and logs."""
+
+    short: int = Field(description="short power failures (3 min or less) the meters counted (0-0:96.7.21)")
+    long: int = Field(description="long power failures (over 3 min) the meters counted (0-0:96.7.9)")
+    outage_minutes: float = Field(
+        description="minutes of the long failures in the meters' logs (0-0:96.7.19) that ended in the "
+        "period, summed over the meters: customer minutes lost"
+    )
+    longest_outage_minutes: float = Field(description="the longest of those failures at one meter")
+    premises_reporting: int = Field(description="premises whose meters reported failure counts or logs")
+    premises_with_long_failures: int
+
+
 class PowerQualityOut(BaseModel):
     """Power quality under a node (``smarthub.gdsc.outages.power_quality``)."""
 
@@ -462,6 +492,7 @@ class PowerQualityOut(BaseModel):
         description="every phase with data had 95 % of its 10-minute means inside ±10 % (EN 50160, "
         "stated over a week); null without data"
     )
+    failures: PowerFailuresOut
 
 
 # -- apartment blocks (issue 21) ----------------------------------------------------------------
@@ -521,3 +552,74 @@ class BuildingHeatBill(BaseModel):
     estimated_flats: list[str]
     failed_allocators: list[str] = Field(description="allocators not read to the period's end")
     bills: list[BuildingBillOut]
+
+
+DeviceCategory = Literal[
+    "thermostat",
+    "strip-heater",
+    "baseboard-heater",
+    "water-heater",
+    "pool-pump",
+    "sauna",
+    "hot-tub",
+    "smart-appliance",
+    "irrigation-pump",
+    "managed-load",
+    "simple-load",
+    "exterior-lighting",
+    "interior-lighting",
+    "load-control-switch",
+    "energy-management-system",
+    "smart-energy-module",
+    "electric-vehicle",
+    "ev-supply-equipment",
+]
+
+
+class DemandResponseEventIn(BaseModel):
+    """A demand-response event for the premises' hub (IEEE 2030.5 EndDeviceControl, §10.7). At
+    least one control: ``duty_cycle``, ``load_reduction_percent`` or ``appliance_load_reduction``."""
+
+    meter_id: MeterId = Field(description="the premises' electricity meter (its hub gets the event)")
+    start: Annotated[AwareDatetime, INSTANT_TEXT]
+    duration_minutes: int = Field(ge=1, le=1440)
+    device_categories: list[DeviceCategory] = Field(
+        min_length=1, max_length=18, description="2030.5 DeviceCategoryType: the appliances addressed"
+    )
+    duty_cycle: int | None = Field(default=None, ge=0, le=100, description="% of time on (DutyCycle)")
+    load_reduction_percent: int | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="% of normal load shed (Offset/loadAdjustmentPercentageOffset)",
+    )
+    appliance_load_reduction: bool = Field(
+        default=False, description="delay or temporarily reduce the appliances' load (ApplianceLoadReduction)"
+    )
+    randomize_start_seconds: int = Field(default=0, ge=-3600, le=3600)
+    randomize_duration_seconds: int = Field(default=0, ge=-3600, le=3600)
+    description: str = Field(default="", max_length=32)
+
+
+class DrResponseOut(BaseModel):
+    status: int = Field(
+        description="2030.5 response status (Table 27): 1 received, 2 started, 3 completed, ..."
+    )
+    status_name: str
+    at: datetime
+
+
+class DemandResponseEventOut(BaseModel):
+    event_id: str = Field(description="the EndDeviceControl's mRID")
+    premises_id: str
+    meter_id: str
+    hub_id: str
+    job_id: int = Field(description="the drlc.event command's job")
+    start: datetime
+    end: datetime
+    device_category: int = Field(description="the DeviceCategoryType bits addressed")
+    state: Literal["queued", "in-flight", "done", "failed"] = Field(description="the event's delivery")
+    hub_answer: str | None = Field(description="the hub's answer on delivery: received, superseded, ...")
+    error: str | None
+    responses: list[DrResponseOut] = Field(description="the hub's DrResponses to this event, as last pulled")
+    responses_pulled_at: datetime | None

@@ -92,6 +92,7 @@ ROLES: dict[str, Role] = {
     "pending_meters": _hub(),  # meters a hub heard but was not told of, and their registration
     "interval_channels": _hub(),
     "interval_blocks": _hub(),  # and its day partitions, distributed with it
+    "appliance_points": _hub(),  # a hub's smart plugs pulled under appliance consents (issue 25)
     # -- replicated to every node -------------------------------------------------------------
     "parties": REFERENCE,
     "party_certificates": REFERENCE,
@@ -121,6 +122,7 @@ ROLES: dict[str, Role] = {
     "wan_links": LOCAL,  # locked by the claims
     "urgent_work": LOCAL,  # claimed with FOR UPDATE SKIP LOCKED (key: a queue id)
     "api_jobs": LOCAL,  # the API's job queue, read back by job id alone (GET /jobs/{id})
+    "dr_events": LOCAL,  # demand-response events, read by event id with their urgent jobs
     "api_idempotency": LOCAL,  # top-ups' idempotency keys, claimed before the voucher is issued
     "hub_recoveries": LOCAL,  # recovery jobs, joined with urgent_work as they advance
     "hub_recovery_steps": LOCAL,

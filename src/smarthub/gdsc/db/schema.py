@@ -10,7 +10,7 @@ part alone.
 from __future__ import annotations
 
 from smarthub.gdsc.api.auth import clients, tokens
-from smarthub.gdsc.commands import counters, desk, tariff_catalogue, vouchers
+from smarthub.gdsc.commands import counters, demand_response, desk, tariff_catalogue, vouchers
 from smarthub.gdsc.db.database import metadata
 from smarthub.gdsc.fleet import buildings, field_meters, lifecycle, recovery, registry
 from smarthub.gdsc.governance import aggregates, audit, parties, services, supplier_change
@@ -18,7 +18,7 @@ from smarthub.gdsc.incidents import tables as incident_tables
 from smarthub.gdsc.outages import store as outage_store
 from smarthub.gdsc.outages import topology
 from smarthub.gdsc.pull import log, plan
-from smarthub.gdsc.readings import comparisons, tables
+from smarthub.gdsc.readings import appliances, comparisons, tables
 from smarthub.gdsc.readings.vee import tables as vee_tables
 from smarthub.gdsc.transfer import tables as transfer_tables
 
@@ -48,6 +48,8 @@ TABLE_MODULES = (
     field_meters,
     buildings,
     tariff_catalogue,
+    demand_response,
+    appliances,
 )
 
 __all__ = ["TABLE_MODULES", "metadata"]

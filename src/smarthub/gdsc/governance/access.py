@@ -12,6 +12,11 @@ and GB practice:
 * an approved **third-party data service** sees nothing without a live consent of sufficient
   scope and granularity given during the *current* tenancy; revocation takes effect at its own
   instant, so the very next request is refused;
+* **appliance data** (``read-appliances``: per-appliance consumption from the premises' smart
+  plugs, issue 25) is a data kind of its own: a data service reads it only with a live consent
+  covering ``appliances`` (and an approval for it), which gives no whole-home readings; the
+  occupant sees their own within their tenancy; nobody else (not the supplier: it bills the
+  supply, not what the household does);
 * a **consumer** sees their own premises' data, complete and at full granularity, but only
   within their tenancy: a new occupant never sees the previous occupant's data;
 * a **network operator** gets, by its licence, the **DUoS data** of the premises on the part of
@@ -36,7 +41,11 @@ and GB practice:
 * commands (tariff update, IHD message, top-up, connect/disconnect) come from the premises'
   **current supplier for the fuel** of the meter concerned; an on-demand read may also be asked
   for by the current occupant, an installer on site and the GDSC operator; third-party data
-  services issue no commands (no consent purpose covers commands in this model);
+  services issue none of these commands;
+* **demand response** (issue 25): an approved data service whose approval covers the
+  ``demand-response`` kind, with the current occupant's live consent to that kind, may have the
+  GDSC send the premises' hub a DRLC event whose interval falls within the consenting tenancy,
+  and follow it; nobody else may (the occupant's own controls are at the hub: opt-out, limits);
 * a **job** (a queued command or read) is followed by the party that asked for it, and by the GDSC
   operator; nobody else may follow it (the API then answers as for a job that does not exist, so
   job ids cannot be enumerated);
@@ -89,6 +98,8 @@ class Action(enum.StrEnum):
     METER_SHIPMENT = "meter-shipment"  # a manufacturer's shipment file (meters and keys) imported
     METER_INSTALL = "meter-install"  # the installer's job: a meter installed (or swapped) at a premises
     TARIFF_CATALOGUE = "tariff-catalogue"  # the tariffs the GDSC distributes (no household's data)
+    DEMAND_RESPONSE = "demand-response"  # a DRLC event sent to the premises' hub, and its responses
+    READ_APPLIANCES = "read-appliances"  # per-appliance consumption from the premises' smart plugs
 
     @property
     def is_command(self) -> bool:
@@ -100,6 +111,8 @@ class Action(enum.StrEnum):
             Action.READ_READINGS: DataKind.READINGS,
             Action.EXPORT: DataKind.READINGS,
             Action.READ_EVENTS: DataKind.EVENTS,
+            Action.DEMAND_RESPONSE: DataKind.DEMAND_RESPONSE,
+            Action.READ_APPLIANCES: DataKind.APPLIANCES,
         }.get(self)
 
 
@@ -122,9 +135,13 @@ _NEEDS_PERIOD = frozenset(
         Action.AGGREGATE_QUERY,
         Action.LIST_ACCESS_LOG,
         Action.DUOS_DATASET,
+        Action.DEMAND_RESPONSE,  # the event's interval: it must fall in the consenting tenancy
+        Action.READ_APPLIANCES,
     }
 )
-_NEEDS_GRANULARITY = frozenset({Action.READ_READINGS, Action.EXPORT, Action.AGGREGATE_QUERY})
+_NEEDS_GRANULARITY = frozenset(
+    {Action.READ_READINGS, Action.EXPORT, Action.AGGREGATE_QUERY, Action.READ_APPLIANCES}
+)
 _NETWORK = frozenset({Action.NETWORK_READ, Action.NETWORK_EDIT})
 
 
@@ -254,6 +271,13 @@ def decide(request: AccessRequest, facts: Facts, policy: Policy = DEFAULT_POLICY
         return deny("data services are approved, refused, suspended and revoked by the GDSC operator only")
     if request.action is Action.TARIFF_CATALOGUE:
         return _tariff_catalogue(request, facts)
+    if request.action is Action.DEMAND_RESPONSE:
+        if role is Role.THIRD_PARTY:
+            return _third_party(request, facts)
+        return deny(
+            "demand-response events are sent by approved data services with the occupant's consent, "
+            f"not by a {role.value}"
+        )
     if request.action is Action.METER_INSTALL:
         if role is Role.OPERATOR:
             return Decision(True, "GDSC operations: a meter installation recorded for an installer")
@@ -320,7 +344,8 @@ def _supplier(req: AccessRequest, facts: Facts) -> Decision:
         if not any(sp.start <= req.at and (sp.end is None or req.at < sp.end) for sp in mine):
             return deny(f"{me} does not supply {req.fuel} at {req.premises_id} at {req.at.isoformat()}")
         return Decision(True, "supplier of the premises for this fuel")
-    if a.data_kind is None:
+    if a.data_kind is None or a.data_kind is DataKind.APPLIANCES:
+        # Appliances: what the household does, not what is billed; only a consented data service.
         return deny(f"{a.value} is not open to suppliers")
     assert req.period is not None
     supplied = _merge(r for sp in mine if (r := req.period.clip(sp.start, sp.end)) is not None)
@@ -381,7 +406,7 @@ def _third_party(req: AccessRequest, facts: Facts) -> Decision:
         return deny(
             f"no live consent for {req.party.party_id} at {req.premises_id} covering {a.data_kind.value}"
         )
-    if a.data_kind is DataKind.READINGS:
+    if a.data_kind in (DataKind.READINGS, DataKind.APPLIANCES):
         assert req.granularity is not None
         if consent.granularity.rank < req.granularity.rank:
             return deny(

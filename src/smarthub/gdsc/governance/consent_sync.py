@@ -135,8 +135,14 @@ class ConsentSync:
         usable = [c for c in live if DataKind.READINGS in c.data_kinds]
         default = SUPPLIER_DEFAULT if party.role is Role.SUPPLIER else Granularity.NONE
         granularity = max([default, *(c.granularity for c in usable)], key=lambda g: g.rank)
+        # Appliance consents (issue 25): the plugs at their own granularity. The recipient's
+        # granularity is raised to it if need be, and then the supply meters are listed with what
+        # the readings consents give them (none: not listed), so appliances never open them.
+        appliance_consents = [c for c in live if DataKind.APPLIANCES in c.data_kinds]
+        appliances = max((c.granularity for c in appliance_consents), key=lambda g: g.rank, default=None)
+        raised = appliances is not None and appliances.rank > granularity.rank
         meters: dict[str, HubGranularity] | None = None
-        if any(c.meters is not None for c in usable):
+        if raised or any(c.meters is not None for c in usable):
             named = set(meter_ids) | {m for c in usable for m in (c.meters or ())}
             per = {
                 m: max(
@@ -146,13 +152,16 @@ class ConsentSync:
                 for m in sorted(named)
             }
             meters = {m: HUB_GRANULARITY[g] for m, g in per.items() if g is not Granularity.NONE}
-        scoped = tenancy is not None and bool(usable)
+        scoped = tenancy is not None and bool(usable or appliance_consents)
         scope = ConsentScope(
             meters,
             _epoch(tenancy.start) if scoped and tenancy is not None else None,
             _epoch(tenancy.end) if scoped and tenancy is not None and tenancy.end else None,
             any(DataKind.EVENTS in c.data_kinds for c in live),
+            None if appliances is None else HUB_GRANULARITY[appliances],
         )
+        if raised and appliances is not None:
+            granularity = appliances
         return ConsentSet(party_id, HUB_GRANULARITY[granularity], version_of(at), scope)
 
     def push(self, premises_id: str, party_id: str, at: datetime) -> list[Pushed]:

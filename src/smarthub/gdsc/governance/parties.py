@@ -61,6 +61,12 @@ SUBMETER_MEDIA = frozenset({"heat_cost_allocator", "heat", "water", "warm_water"
 class DataKind(enum.StrEnum):
     READINGS = "readings"
     EVENTS = "events"
+    # Not data read but control given: the occupant lets a demand-response aggregator have the
+    # GDSC send their hub DRLC events (issue 25); approved and consented to as a kind like the rest.
+    DEMAND_RESPONSE = "demand-response"
+    # Per-appliance consumption from smart plugs (issue 25: appliance health), never the
+    # whole-home readings: a consent to this kind alone gives no supply meter's data.
+    APPLIANCES = "appliances"
 
 
 class Granularity(enum.StrEnum):

@@ -99,7 +99,10 @@ class Application:
             raise ValueError("an application must state its purpose")
         if not self.data_kinds:
             raise ValueError("an application must ask for at least one data kind")
-        if self.granularity is Granularity.NONE and DataKind.READINGS in self.data_kinds:
+        if self.granularity is Granularity.NONE and self.data_kinds & {
+            DataKind.READINGS,
+            DataKind.APPLIANCES,
+        }:
             raise ValueError("readings at granularity 'none' is no readings: ask for a granularity")
         if not 0 < self.retention_days <= MAX_RETENTION_DAYS:
             raise ValueError(f"retention must be 1 to {MAX_RETENTION_DAYS} days, got {self.retention_days}")

@@ -7,6 +7,13 @@ the lowest minimum and highest maximum, how many 10-minute means there were and 
 230 V ± 10 % (EN 50160: 95 % of a week's 10-minute means must be), the sags and swells the
 meters counted, and how many premises reported. A summary over many homes, not any one home's
 values: the API serves it to the network operator of the node.
+
+Power failures under the node (:func:`failures`): the short and long failures the meters
+counted (0-0:96.7.21, 0-0:96.7.9), and from their failure logs (0-0:96.7.19) the long failures'
+minutes in total and the longest, each failure taken in the period in which it ended. Customer
+minutes lost, the regulator's figure (SAIDI's numerator), is the total: each meter is a
+customer. The longest is exact unless one meter logged two long failures ending within the same
+10 minutes (the hub keeps their sum for that period, :mod:`smarthub.hub.power_quality`).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from sqlalchemy import Engine
 
 from smarthub.gdsc.readings.queries import premises_meter_list
 from smarthub.gdsc.readings.stored import channel_readings
-from smarthub.model.reading_type import PHASES
+from smarthub.model.reading_type import FAILURE_SECONDS, LONG_FAILURES, PHASES, SHORT_FAILURES
 
 NOMINAL_V = 230.0
 BAND = 0.10  # EN 50160: ±10 % of the nominal voltage
@@ -91,3 +98,50 @@ def en50160(phases: list[dict[str, Any]]) -> bool | None:
     over a week, as EN 50160 states it); None without data."""
     shares = [p["share_within_10pct"] for p in phases if p["periods"]]
     return None if not shares else all(s >= EN50160_SHARE for s in shares)
+
+
+@dataclass
+class Failures:
+    short: int = 0  # counted by the meters (0-0:96.7.21)
+    long: int = 0  # counted by the meters (0-0:96.7.9)
+    logged_seconds: int = 0  # the long failures' seconds, from the logs (0-0:96.7.19)
+    longest_seconds: int = 0
+    premises_reporting: set[str] = field(default_factory=set)
+    premises_failed: set[str] = field(default_factory=set)
+
+    def out(self) -> dict[str, Any]:
+        return {
+            "short": self.short,
+            "long": self.long,
+            "outage_minutes": round(self.logged_seconds / 60, 1),
+            "longest_outage_minutes": round(self.longest_seconds / 60, 1),
+            "premises_reporting": len(self.premises_reporting),
+            "premises_with_long_failures": len(self.premises_failed),
+        }
+
+
+def failures(engine: Engine, premises_ids: Iterable[str], start: int, end: int) -> dict[str, Any]:
+    """Short and long power failures over these premises' electricity meters, and the long
+    ones' minutes from the meters' logs, in records starting in [start, end) (epoch seconds)."""
+    f = Failures()
+    with engine.connect() as conn:
+        for premises_id in premises_ids:
+            for meter in premises_meter_list(engine, premises_id):
+                if meter.fuel != "electricity":
+                    continue
+                for hub_id in meter.series_hubs:
+                    short, long_, logged = (
+                        channel_readings(conn, hub_id, meter.meter_id, str(o), start, end)
+                        for o in (SHORT_FAILURES, LONG_FAILURES, FAILURE_SECONDS)
+                    )
+                    if short or long_ or logged:
+                        f.premises_reporting.add(premises_id)
+                    f.short += sum(r.value for r in short)
+                    f.long += sum(r.value for r in long_)
+                    for r in logged:
+                        seconds = r.value * 10**r.power_of_ten
+                        f.logged_seconds += seconds
+                        f.longest_seconds = max(f.longest_seconds, seconds)
+                    if any(r.value for r in long_) or any(r.value for r in logged):
+                        f.premises_failed.add(premises_id)
+    return f.out()

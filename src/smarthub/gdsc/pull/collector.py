@@ -47,6 +47,7 @@ from smarthub.clock import Clock
 from smarthub.gdsc.fleet.registry import HubRecord
 from smarthub.gdsc.incidents.error_log import ErrorLog
 from smarthub.gdsc.incidents.event_pull import pull_events
+from smarthub.gdsc.readings.appliances import ApplianceRegistry
 from smarthub.gdsc.readings.tables import IngestResult, ReadingRow, Readings
 from smarthub.gdsc.store import Store
 from smarthub.wan.client.channel import ChannelEndpoint
@@ -272,6 +273,9 @@ class Collector:
             | None
         ) = None
         self.revocations_answered = 0
+        # The appliance sub-meters each hub listed at its last pull that recorded them (issue 25):
+        # the table is written when a hub's list differs from this, not at every pull.
+        self._appliances: dict[str, dict[str, str]] = {}
         # Told every pull's outcome with its wall seconds, and every ingest transaction's
         # (pulls, rows, wall seconds), the latter from the writer's thread: the metrics hook in.
         self.observers: list[Callable[[PullOutcome, float], None]] = []
@@ -397,6 +401,11 @@ class Collector:
             else:
                 await self._bulk(conn, hub, link, cursors, pulled)
             self.puller.remember(conn)
+            if conn.appliances and self._appliances.get(hub.hub_id) != conn.appliances:
+                found = dict(conn.appliances)
+                registry = ApplianceRegistry(self.store.engine)
+                await asyncio.to_thread(registry.record, hub.hub_id, found, self.clock.now())
+                self._appliances[hub.hub_id] = found
             if conn.storage is not None:
                 self.storage_reports[hub.hub_id] = conn.storage
             if conn.revocations_waiting and self.revocations is not None:

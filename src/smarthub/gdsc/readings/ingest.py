@@ -122,7 +122,8 @@ class IntervalIngest(VeeData):
         # Validate and group everything before touching the database.
         vee = self.vee
         if vee is None:
-            pulls = [group_pull(hub_id, readings) for hub_id, readings, _ in items]
+            # Register reads (duration 0) serve the gate alone: without it they are left out.
+            pulls = [group_pull(hub_id, readings, None, []) for hub_id, readings, _ in items]
             checks: list[VeePull] = []
         else:
             checks = [split_pull(hub_id, readings) for hub_id, readings, _ in items]

@@ -29,13 +29,14 @@ from operator import add
 
 from lxml import etree
 
-from smarthub.model.reading_type import obis_for_interval
+from smarthub.model.reading_type import ACCUMULATION_SUMMATION, obis_for_interval
 from smarthub.wan.client.hub_client import PulledInterval, PullError
 
 # The writer lives with the hub's other 2030.5 builders (the hub must not import this module's
 # parser, which needs the GDSC client); re-exported here, where the document is described.
 from smarthub.wan.contract.sep2_xml import (
     NS,
+    ROLE_SUBMETER,
     UNTRUSTED_PARSER_OPTIONS,
     ChannelRows,
     MirrorPoint,
@@ -70,6 +71,9 @@ class ChannelReadings:
     last_update: int | None = None
     served_end: int | None = None
     first_start: int | None = None  # the earliest start served (None: none)
+    # An appliance sub-meter's channel (its MirrorUsagePoint's roleFlags has isSubmeter, §E
+    # RoleFlagsType bit 6): (meter, the appliance's name from the description); None otherwise.
+    appliance: tuple[str, str] | None = None
 
     @property
     def cut_short(self) -> bool:
@@ -159,6 +163,15 @@ def _ints(texts: list[str], n: int, what: str, low: int, high: int, base: int = 
             if not low <= v < high:
                 raise PullError(f"bulk body: {what} {v} is out of range")
     return values
+
+
+def _appliance(mup: etree._Element, meter: str) -> tuple[str, str] | None:
+    """(meter, appliance name) if the MirrorUsagePoint is a sub-meter (roleFlags isSubmeter)."""
+    flags = mup.findtext(_N + "roleFlags")
+    if flags is None or not _int(flags, "MirrorUsagePoint roleFlags", 0, 0x10000, 16) & ROLE_SUBMETER:
+        return None
+    name = (mup.findtext(_N + "description") or "").strip()
+    return meter, name or meter
 
 
 class BulkParser:
@@ -284,6 +297,8 @@ class BulkParser:
         kind = _int(rt.findtext(_N + "kind") or "0", "ReadingType kind", 0, 256)
         phase = _int(rt.findtext(_N + "phase") or "0", "ReadingType phase", 0, 256)
         qualifier = _int(rt.findtext(_N + "dataQualifier") or "0", "ReadingType dataQualifier", 0, 256)
+        accumulation = rt.findtext(_N + "accumulationBehaviour") or "0"
+        summation = _int(accumulation, "ReadingType accumulationBehaviour", 0, 256) == ACCUMULATION_SUMMATION
         try:
             obis = str(obis_for_interval(commodity, flow, uom, kind=kind, phase=phase, qualifier=qualifier))
         except KeyError as err:
@@ -315,12 +330,20 @@ class BulkParser:
                         repeat(uom, n), qualities, strict=True),
                 )
             )  # fmt: skip
-            served_end = max(map(add, starts, durations))
+            if summation:
+                # A register's reads (duration 0, the register at an instant: the GDSC's VEE
+                # compares them with the intervals): a read's end, for the cursor, is the second
+                # after it, as the hub's lastUpdateTime has it.
+                if any(durations):
+                    raise PullError(f"bulk body: {href}: a summation register's Reading with a duration")
+                served_end = max(starts) + 1
+            else:
+                served_end = max(map(add, starts, durations))
             first_start = min(starts)
         if int(_COUNT_NESTED(elem)) != n:
             raise PullError(f"bulk body: {href}: a MirrorReadingSet outside its MirrorMeterReading's own")
         self._readings += n
-        self._out.append(ChannelReadings(key, rows, last, served_end, first_start))
+        self._out.append(ChannelReadings(key, rows, last, served_end, first_start, _appliance(mup, meter)))
 
     @staticmethod
     def _each_quality(elem: etree._Element) -> list[str | None]:

@@ -25,7 +25,7 @@ from envoy_schema.server.schema.sep2.log_events import LogEventList
 from pydantic import ValidationError
 from pydantic_xml import BaseXmlModel
 
-from smarthub.model.reading_type import obis_for_interval
+from smarthub.model.reading_type import ACCUMULATION_SUMMATION, obis_for_interval
 from smarthub.wan.client import sep2
 from smarthub.wan.contract import channel as hub_channel
 from smarthub.wan.contract.sep2_xml import XmlRefused, parse_untrusted
@@ -268,7 +268,7 @@ class HubClient:
             raise PullError(f"POST {self.base_url}/mgmt: {type(err).__name__}: {err}") from None
         try:
             verdict = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
             raise PullError("POST /mgmt: the hub's answer is not JSON") from None
         if not isinstance(verdict, dict) or "status" not in verdict:
             raise PullError("POST /mgmt: the hub's answer has no status")
@@ -337,6 +337,7 @@ class HubClient:
             raise PullError(f"{mr.href}: {err.args[0]}") from None
         p10 = rt.powerOfTenMultiplier or 0
         uom = int(rt.uom or 0)
+        summation = int(rt.accumulationBehaviour or 0) == ACCUMULATION_SUMMATION
         sets, n = await self._all(
             mr.ReadingSetListLink.href, sep2.ReadingSetListResponse, "ReadingSet_", a=after
         )
@@ -353,6 +354,9 @@ class HubClient:
                 start, duration = int(r.timePeriod.start), int(r.timePeriod.duration)
                 if start < after:
                     raise PullError(f"{rs.ReadingListLink.href}: hub returned a reading before a={after}")
+                if summation and duration:
+                    href = rs.ReadingListLink.href
+                    raise PullError(f"{href}: a summation register's Reading has a duration")
                 res.intervals.append(
                     PulledInterval(
                         meter,
@@ -365,5 +369,5 @@ class HubClient:
                         int(str(r.qualityFlags or "0"), 16),
                     )
                 )
-                cursor = max(cursor, start + duration)
+                cursor = max(cursor, start + (duration or 1))  # a register read: past its instant
         res.cursors[channel] = cursor

@@ -36,7 +36,7 @@ from smarthub.wan.contract import crl_sync
 from smarthub.wan.contract import revocations as consent_revocations
 from smarthub.wan.contract import storage as storage_state
 from smarthub.wan.contract.authority import host_header
-from smarthub.wan.contract.sep2_xml import XmlRefused, parse_untrusted
+from smarthub.wan.contract.sep2_xml import XmlRefused, is_register_href, parse_untrusted
 from smarthub.wan.tls import PeerMismatch, check_peer
 
 if TYPE_CHECKING:
@@ -153,6 +153,8 @@ class HubConnection:
         self.stats = PullStats()
         self.extra_headers: list[tuple[str, str]] = []  # sent with every request (wan.crl_sync's offer)
         self.crl_wanted = False  # a response asked for the CRL (wan.crl_sync)
+        # The appliance sub-meters the bulk pages listed (meter → appliance name; issue 25).
+        self.appliances: dict[str, str] = {}
         self.storage: str | None = None  # the hub's storage state, as its last answer gave it
         # Consent revocations waiting at the hub, as its last answer said (wan.contract.revocations)
         self.revocations_waiting = 0
@@ -483,7 +485,12 @@ class PullClient:
         """
         seen: set[str] = set()
         advanced = dict(cursors)  # what this pull already has
-        after = min(cursors.values()) if cursors else None
+        # A register channel's cursor (its last daily read) lags its intervals' by up to a day:
+        # ``a`` from the interval channels alone, or every pull would bring the day's half-hours
+        # again. No read is missed: a hub fixes the read at a midnight with the half-hour ending
+        # there, so it is served (at or after ``a``) in the answer that brings that half-hour.
+        intervals = [v for h, v in cursors.items() if not is_register_href(h)]
+        after = min(intervals or cursors.values()) if cursors else None
         async for page in self._pass(conn, href, advanced, after, seen, None):
             yield page
         new = seen - cursors.keys()
@@ -522,6 +529,8 @@ class PullClient:
                 page_cursors: dict[str, int] = {}
                 for ch in channels:
                     seen.add(ch.href)
+                    if ch.appliance is not None:
+                        conn.appliances[ch.appliance[0]] = ch.appliance[1]
                     if windows is not None and ch.href not in windows:
                         continue
                     known = cursors.get(ch.href, 0)
@@ -537,7 +546,8 @@ class PullClient:
                             if i.start < low or (high is not None and i.start >= high):
                                 continue
                             fresh.append(i)
-                            cursor = max(cursor, i.start + i.duration)
+                            # A register read (duration 0) is covered once the cursor is past it.
+                            cursor = max(cursor, i.start + (i.duration or 1))
                     if cursor > known:
                         page_cursors[ch.href] = cursors[ch.href] = cursor
                     end = ch.served_end

@@ -130,8 +130,8 @@ def _instant(item: Mapping[str, object], key: str, where: str) -> datetime:
 def _items(data: bytes, key: str) -> list[Mapping[str, object]]:
     try:
         doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise BadRevocations(f"not JSON: {err}") from None
+    except (ValueError, RecursionError) as err:  # RecursionError: nested deeper than the parser goes
+        raise BadRevocations(f"not JSON: {type(err).__name__}: {err}"[:200]) from None
     items = doc.get(key) if isinstance(doc, dict) else None
     if not isinstance(items, list):
         raise BadRevocations(f'a document {{"{key}": [...]}} was expected')

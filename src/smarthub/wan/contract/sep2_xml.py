@@ -40,7 +40,7 @@ from urllib.parse import quote, unquote
 from lxml import etree
 
 from smarthub.model import ObisCode
-from smarthub.model.reading_type import interval_spec
+from smarthub.model.reading_type import REGISTER_HISTORY_F, interval_spec
 from smarthub.security.xml import (
     DTD_REFUSED,
     UNTRUSTED_PARSER_OPTIONS,
@@ -120,6 +120,16 @@ def upt_href(meter: str) -> str:
 
 def mr_href(meter: str, obis: ObisCode) -> str:
     return f"{upt_href(meter)}/mr/{channel_token(obis)}"
+
+
+def is_register_href(href: str) -> bool:
+    """Whether a MeterReading href names a channel's daily register reads (its channel token's
+    value group F is :data:`~smarthub.model.reading_type.REGISTER_HISTORY_F`)."""
+    token = href.split("?", 1)[0].rsplit("/", 1)[-1]
+    try:
+        return parse_channel_token(token).f == REGISTER_HISTORY_F
+    except ValueError:
+        return False
 
 
 def mup_href(meter: str) -> str:
@@ -661,7 +671,7 @@ class ChannelRows:
     than the last row's end, which tells a client that more follows."""
 
     obis: ObisCode
-    interval_length: int  # ReadingType.intervalLength (1800, 86400, or 0 for months)
+    interval_length: int | None  # ReadingType.intervalLength (1800, 86400, 0 for months; None: a register)
     rows: Sequence[IntervalRow]
     last_update: int | None
 
@@ -722,7 +732,8 @@ def _mirror_meter_reading(
     if spec.data_qualifier:
         _text(rt, "dataQualifier", spec.data_qualifier)
     _text(rt, "flowDirection", spec.flow_direction)
-    _text(rt, "intervalLength", ch.interval_length)
+    if ch.interval_length is not None:
+        _text(rt, "intervalLength", ch.interval_length)
     _text(rt, "kind", spec.kind)
     if spec.phase:
         _text(rt, "phase", spec.phase)
@@ -792,6 +803,7 @@ __all__ = [
     "end_device",
     "end_device_list",
     "hex16",
+    "is_register_href",
     "log_event",
     "log_event_list",
     "messaging_program",

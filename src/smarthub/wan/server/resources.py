@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -44,8 +45,11 @@ from smarthub.model.reading_type import (
     FLOW_REVERSE,
     KIND_ENERGY,
     UOM_WH,
+    interval_of_register,
     interval_spec,
+    register_channel,
 )
+from smarthub.model.register_reads import Grid, local_boundaries, utc_midnights
 from smarthub.security.certificates import sfdi_from_lfdi
 from smarthub.wan import httpd as web
 from smarthub.wan.contract import crl_sync
@@ -74,6 +78,7 @@ POLL_RATE = 1800
 MIRROR_CHANNEL_READINGS = 1000
 MIRROR_PAGE_READINGS = 4000
 MAX_TOU_TIER = 15  # 2030.5 TOUType: 0 not applicable, 1-15 TOU A to O
+_LONDON = ZoneInfo("Europe/London")  # the calendar of a privacy filter that names none
 
 
 class MeteringSource(Protocol):
@@ -99,6 +104,23 @@ class MeteringSource(Protocol):
     ) -> int: ...
 
     def interval_days(self, meter: str, obis: ObisCode, *, start: int | None = None) -> list[int]: ...
+
+
+class RegisterReadSource(Protocol):
+    """What a metering source that keeps its channels' registers adds (the hub's history:
+    :meth:`smarthub.hub.hub.SmartHub.register_reads`); a source without it serves no register
+    channels."""
+
+    def register_reads(
+        self,
+        meter: str,
+        obis: ObisCode,
+        grid: Grid,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+        newest_only: bool = False,
+    ) -> Sequence[IntervalRow]: ...
 
 
 Paging = ListQuery  # the name handlers used before the list semantics moved to wan.paging
@@ -245,6 +267,27 @@ class _ScopedSource:
         days = self.source.interval_days(meter, obis, start=start)
         return days if end is None else [d for d in days if d < end]
 
+    @property
+    def has_registers(self) -> bool:
+        return hasattr(self.source, "register_reads")
+
+    def register_reads(
+        self,
+        meter: str,
+        obis: ObisCode,
+        grid: Grid,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+        newest_only: bool = False,
+    ) -> Sequence[IntervalRow]:
+        """Interval channel ``obis``'s register at the instants of ``grid`` inside the window."""
+        reads = getattr(self.source, "register_reads", None)
+        start, end, empty = self._bounds(meter, start, end)
+        if reads is None or empty:
+            return []
+        return list(reads(meter, obis, grid, start=start, end=end, newest_only=newest_only))
+
 
 class _ScopedPrivacy:
     """The privacy filter's views (aggregates, register totals) limited to the window of the
@@ -367,7 +410,7 @@ class HubWanServer:
         self.privacy: PrivacyPolicy | None = (
             None if privacy is None else _ScopedPrivacy(privacy, self._window)
         )
-        self.source: MeteringSource = _ScopedSource(source, self._window)
+        self.source = _ScopedSource(source, self._window)
         # A sub-meter's appliance, where the source names them (hub.submeters.WanMeters).
         self._appliance_of: Callable[[str], str | None] | None = getattr(source, "appliance", None)
         self.now_epoch = now_epoch  # injected clock: () -> int
@@ -655,9 +698,54 @@ class HubWanServer:
             obis = sep2.parse_channel_token(request.match_info["ch"])
         except ValueError as err:
             raise web.HTTPNotFound(text=str(err)) from None
-        if obis not in self.source.channels(meter):
+        base = interval_of_register(obis)
+        if base is not None and self.source.has_registers:
+            known = base in self.source.channels(meter) and self._grid(self._granularity(request)) is not None
+        else:
+            known = obis in self.source.channels(meter)
+        if not known:
             raise web.HTTPNotFound(text=f"usage point {meter!r} has no meter reading {obis}")
         return meter, obis
+
+    # -- daily register reads (model.register_reads) -------------------------------------
+    def _grid(self, g: str) -> Grid | None:
+        """The instants at which a recipient of granularity ``g`` gets a channel's register: every
+        UTC midnight for half-hourly data (the day sets it reads, the GDSC's days), the local
+        midnights or month starts whose totals a daily or monthly recipient has anyway; none for
+        the others (tariff-register totals have their own MeterReadings)."""
+        if g == HALF_HOURLY:
+            return utc_midnights
+        if g in AGGREGATED:
+            tz = getattr(self.privacy, "tz", None)  # the consumer's calendar (hub.privacy)
+            return local_boundaries(tz if isinstance(tz, ZoneInfo) else _LONDON, g == "monthly")
+        return None
+
+    def _reads(
+        self, meter: str, obis: ObisCode, g: str, after: int | None = None, end: int | None = None
+    ) -> Sequence[IntervalRow]:
+        """Register channel ``obis``'s reads at or after ``after`` (before ``end``), for ``g``."""
+        base, grid = interval_of_register(obis), self._grid(g)
+        if base is None or grid is None:
+            return []
+        return self.source.register_reads(meter, base, grid, start=after, end=end)
+
+    def _register_channels(self, meter: str, g: str) -> list[ObisCode]:
+        """The register channels of ``meter`` a recipient of ``g`` is served: those of its interval
+        channels built from a cumulative register, once the first read exists (a channel listed
+        without readings would be new to a puller on every pull)."""
+        grid = self._grid(g)
+        if grid is None or not self.source.has_registers:
+            return []
+        out = []
+        for o in self.source.channels(meter):
+            reg = register_channel(o)
+            if reg is not None and self.source.register_reads(meter, o, grid, newest_only=True):
+                out.append(reg)
+        return out
+
+    @staticmethod
+    def _days_of(rows: Sequence[IntervalRow]) -> list[int]:
+        return sorted({r.start - r.start % DAY for r in rows})
 
     def _register(self, request: web.Request) -> tuple[str, RegisterRow]:
         """The tariff register a ``tariff-registers`` recipient names in the URL."""
@@ -744,9 +832,14 @@ class HubWanServer:
     async def usage_point(self, request: web.Request) -> web.Response:
         return self._xml(self._usage_point(request, *self._meter(request)))
 
-    def _meter_reading(self, meter: str, obis: ObisCode, parent: Element | None = None) -> Element:
+    def _meter_reading(
+        self, meter: str, obis: ObisCode, parent: Element | None = None, g: str = HALF_HOURLY
+    ) -> Element:
         href = sep2.mr_href(meter, obis)
-        sets = (f"{href}/rs", len(self.source.interval_days(meter, obis)))
+        if interval_of_register(obis) is not None:
+            sets = (f"{href}/rs", len(self._days_of(self._reads(meter, obis, g))))
+        else:
+            sets = (f"{href}/rs", len(self.source.interval_days(meter, obis)))
         return sep2.meter_reading(href, sep2.mrid(self.hub_id, href), str(obis), sets, parent)
 
     def _meter_reading_items(self, request: web.Request, meter: str) -> Sequence[ObisCode | RegisterRow]:
@@ -754,18 +847,22 @@ class HubWanServer:
         registers for a register-totals recipient, else the interval channels (a role that reads
         no metering data sees the channels listed, and is refused where data is served)."""
         reads = self._peer(request)[0] in ("collector", "party")
-        if self.privacy is not None and reads and self._granularity(request, meter) == TARIFF_REGISTERS:
+        g = self._granularity(request, meter) if reads else HALF_HOURLY
+        if self.privacy is not None and reads and g == TARIFF_REGISTERS:
             return list(self.privacy.registers(meter))
-        return sorted(self.source.channels(meter))
+        registers = self._register_channels(meter, g) if reads or self.privacy is None else []
+        return sorted([*self.source.channels(meter), *registers])
 
     async def meter_readings(self, request: web.Request) -> web.Response:
         meter, _ = self._meter(request)
         q = self._paging(request)
         items = self._meter_reading_items(request, meter)
         doc = sep2.meter_reading_list(f"{sep2.upt_href(meter)}/mr", len(items))
+        reads = self._peer(request)[0] in ("collector", "party")
+        g = self._granularity(request, meter) if reads else HALF_HOURLY
         for item in q.window(items):
             if isinstance(item, ObisCode):
-                self._meter_reading(meter, item, doc)
+                self._meter_reading(meter, item, doc, g)
             else:
                 self._register_reading(meter, item, doc)
         return self._xml(sep2.done(doc))
@@ -773,7 +870,8 @@ class HubWanServer:
     async def meter_reading(self, request: web.Request) -> web.Response:
         if self.privacy is not None and self._granularity(request) == TARIFF_REGISTERS:
             return self._xml(self._register_reading(*self._register(request)))
-        return self._xml(self._meter_reading(*self._channel(request)))
+        meter, obis = self._channel(request)
+        return self._xml(self._meter_reading(meter, obis, None, self._granularity(request)))
 
     async def reading_type(self, request: web.Request) -> web.Response:
         if self.privacy is not None and self._granularity(request) == TARIFF_REGISTERS:
@@ -799,7 +897,13 @@ class HubWanServer:
                 accumulation=spec.accumulation,
                 commodity=spec.commodity,
                 flow_direction=spec.flow_direction,
-                interval_length=1800 if g == HALF_HOURLY else AGGREGATED[g],
+                interval_length=(
+                    None
+                    if interval_of_register(obis) is not None
+                    else 1800
+                    if g == HALF_HOURLY
+                    else AGGREGATED[g]
+                ),
                 kind=spec.kind,
                 power_of_ten=spec.power_of_ten,
                 uom=spec.uom,
@@ -842,6 +946,13 @@ class HubWanServer:
         q = self._paging(request)
         if g == TARIFF_REGISTERS:
             raise self._no_intervals()
+        if interval_of_register(obis) is not None:
+            # One set per UTC day holding a register read (at or after a), as for half-hours.
+            days = self._days_of(self._reads(meter, obis, g, q.after))
+            doc = sep2.reading_set_list(f"{sep2.mr_href(meter, obis)}/rs", len(days))
+            for d in q.window(days):
+                self._register_set(meter, obis, g, d, doc)
+            return self._xml(sep2.done(doc))
         if g != HALF_HOURLY:
             # One set holding every complete day (month) the recipient may have, after a.
             assert self.privacy is not None
@@ -857,11 +968,34 @@ class HubWanServer:
             self._reading_set(meter, obis, d, doc)
         return self._xml(sep2.done(doc))
 
+    def _register_set(
+        self, meter: str, obis: ObisCode, g: str, day: int, parent: Element | None = None
+    ) -> Element | None:
+        """The ReadingSet of a register channel's reads on UTC day ``day`` (None: it has none)."""
+        count = len(self._reads(meter, obis, g, day, day + DAY))
+        if not count:
+            return None
+        href = f"{sep2.mr_href(meter, obis)}/rs/{day}"
+        return sep2.reading_set(
+            href,
+            sep2.mrid(self.hub_id, href),
+            time.strftime("%Y-%m-%d", time.gmtime(day)),
+            day,
+            DAY,
+            (f"{href}/r", count),
+            parent,
+        )
+
     async def reading_set(self, request: web.Request) -> web.Response:
         meter, obis = self._channel(request)
         g = self._granularity(request)
         if g == TARIFF_REGISTERS:
             raise self._no_intervals()
+        if interval_of_register(obis) is not None:
+            found = self._register_set(meter, obis, g, self._day(request))
+            if found is None:
+                raise web.HTTPNotFound(text="no register read on that day")
+            return self._xml(found)
         if g != HALF_HOURLY:
             assert self.privacy is not None
             rows = self.privacy.aggregates(meter, obis, g, None)
@@ -879,6 +1013,13 @@ class HubWanServer:
         q = self._paging(request)
         if g == TARIFF_REGISTERS:
             raise self._no_intervals()
+        if interval_of_register(obis) is not None:
+            day = self._day(request)
+            rows = self._reads(meter, obis, g, day if q.after is None else max(day, q.after), day + DAY)
+            doc = sep2.reading_list(f"{sep2.mr_href(meter, obis)}/rs/{day}/r", len(rows))
+            for r in q.window(rows):
+                _reading(r, parent=doc)
+            return self._xml(sep2.done(doc))
         if g != HALF_HOURLY:
             assert self.privacy is not None
             if request.match_info["day"] != g:
@@ -923,8 +1064,36 @@ class HubWanServer:
         latest = every[-1].start + every[-1].duration if every else None
         return ChannelRows(obis, AGGREGATED[g], aggregated[:cap], latest)
 
+    def _mirror_register(
+        self, meter: str, obis: ObisCode, g: str, after: int | None, empty: bool = False
+    ) -> ChannelRows | None:
+        """Interval channel ``obis``'s register channel: its reads at or after ``after`` (at most
+        MIRROR_CHANNEL_READINGS). A read is an instant: its end, for the puller's cursor and the
+        ``lastUpdateTime``, is the second after it (so ``a`` past it leaves it out).
+
+        None when no read is at or after ``after`` (``empty``: only when it has none at all): the
+        bulk body lists a register channel only with reads, so the half-hourly pulls between two
+        midnights carry none of it (listed empty, a home's two cost 1.3 kB on a 2.1 kB body), and a
+        puller meets a channel it never pulled with its first read after its ``a``, whereupon its
+        second pass fetches the older ones (``PullClient.pages``)."""
+        reg, grid = register_channel(obis), self._grid(g)
+        if reg is None or grid is None or not self.source.has_registers:
+            return None
+        rows = self.source.register_reads(meter, obis, grid, start=after)
+        if rows:
+            return ChannelRows(reg, None, rows[:MIRROR_CHANNEL_READINGS], rows[-1].start + 1)
+        if not empty or after is None:
+            return None
+        newest = self.source.register_reads(meter, obis, grid, newest_only=True)
+        return ChannelRows(reg, None, [], newest[-1].start + 1) if newest else None
+
     def _mirror_point(self, meter: str, fuel: str, g: str, after: int | None) -> MirrorPoint:
-        channels = [self._mirror_channel(meter, o, g, after) for o in sorted(self.source.channels(meter))]
+        channels = []
+        for o in sorted(self.source.channels(meter)):
+            channels.append(self._mirror_channel(meter, o, g, after))
+            register = self._mirror_register(meter, o, g, after)
+            if register is not None:
+                channels.append(register)
         return MirrorPoint(meter, SERVICE_KIND.get(fuel, 0), channels, self._appliance(meter))
 
     def _mirror_granularity(self, request: web.Request) -> str:
@@ -941,7 +1110,8 @@ class HubWanServer:
         MirrorUsagePoints, ``all`` is the number of usage points the recipient may see,
         ``results`` the number in this response. Each channel is listed on every page with its
         ReadingType, whether or not it has readings after ``a``, so a puller learns of channels
-        it has never pulled. A channel's readings are cut at MIRROR_CHANNEL_READINGS (oldest
+        it has never pulled (a register channel only with reads after ``a``: ``_mirror_register``).
+        A channel's readings are cut at MIRROR_CHANNEL_READINGS (oldest
         first): its ``lastUpdateTime`` (the end of its latest reading) is then later than the
         last one served, and the client asks again with ``a`` there. A page takes no further
         usage points once it carries MIRROR_PAGE_READINGS readings, so a hub back from a long
@@ -984,7 +1154,15 @@ class HubWanServer:
         """One channel's MirrorMeterReading, as its MirrorUsagePoint holds it."""
         g = self._mirror_granularity(request)
         meter, obis = self._channel(request)
-        channel = self._mirror_channel(meter, obis, g, self._paging(request).after)
+        after = self._paging(request).after
+        base = interval_of_register(obis)
+        channel = (
+            self._mirror_channel(meter, obis, g, after)
+            if base is None
+            else self._mirror_register(meter, base, g, after, empty=True)
+        )
+        if channel is None:
+            raise web.HTTPNotFound(text=f"usage point {meter!r} has no register read yet")
         body = write_mirror_meter_reading(self.hub_id, meter, channel)
         return web.Response(body=body, content_type=sep2.CONTENT_TYPE)
 
@@ -1146,6 +1324,13 @@ class HubWanServer:
             )
         meter, obis = self._channel(request)
         g = self._granularity(request)
+        if interval_of_register(obis) is not None:
+            base, grid = interval_of_register(obis), self._grid(g)
+            assert base is not None and grid is not None  # _channel checked both
+            newest = self.source.register_reads(meter, base, grid, newest_only=True)
+            if not newest:
+                raise web.HTTPNotFound(text="no register read yet")
+            return self._xml(_reading(newest[-1], href=f"{sep2.mr_href(meter, obis)}/r"))
         if g != HALF_HOURLY:
             assert self.privacy is not None
             rows = self.privacy.aggregates(meter, obis, g, None)

@@ -84,6 +84,8 @@ SCOPES: dict[str, str] = {
     "data-quality:read": "the VEE gate's data-quality figures per hub, meter model or supplier",
     "services": "apply as a third-party data service and follow the application; the operator's decisions",
     "tariffs:read": "the catalogue of tariffs the GDSC distributes",
+    "demand-response": "send demand-response (DRLC) events to consenting homes' hubs and follow them",
+    "appliances:read": "per-appliance consumption from a premises' smart plugs (not whole-home readings)",
 }
 ALL_SCOPES = frozenset(SCOPES)
 DEFAULT_LIFETIME = timedelta(minutes=15)
@@ -106,6 +108,8 @@ def required_scope(method: str, path: str) -> str:
             return "network:write"
         # DUoS data sets and planning aggregates are consumption data, as readings are.
         return "readings:read" if path.endswith(("/duos", "/planning")) else "network:read"
+    if "/demand-response/" in path:
+        return "demand-response"
     if "/commands/" in path or path.endswith("/on-demand-reads"):
         return "commands:write"
     if "/consents" in path or (path.startswith("/v1/premises/") and path.endswith("/services")):
@@ -118,6 +122,8 @@ def required_scope(method: str, path: str) -> str:
         return "data-quality:read"
     if method == "GET" and path == "/v1/tariffs":
         return "tariffs:read"
+    if method == "GET" and path.endswith("/appliances"):
+        return "appliances:read"
     if method == "GET" and (
         path.endswith("/readings")
         or path.endswith("/readings/export")

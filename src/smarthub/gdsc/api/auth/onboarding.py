@@ -3,7 +3,8 @@
 client (:class:`~smarthub.gdsc.api.auth.clients.ClientRegistry`).
 
 * **approve**: the service gets an OAuth2 client whose scopes are only what it was approved for
-  (:func:`scopes_for`: ``readings:read`` for readings, ``services`` to follow its own
+  (:func:`scopes_for`: ``readings:read`` for readings, ``demand-response`` for demand-response
+  control, ``services`` to follow its own
   application, ``tariffs:read`` for the tariff catalogue); its secret is returned once, to be
   handed to the service. The access policy then also holds every read to the approved data kinds
   and granularity.
@@ -33,7 +34,11 @@ from smarthub.gdsc.governance.services import (
 
 SERVICE_SCOPE = "services"
 # The data kinds an approval grants and the API scope that reads them (events have no endpoint yet).
-_KIND_SCOPES = {DataKind.READINGS: "readings:read"}
+_KIND_SCOPES = {
+    DataKind.READINGS: "readings:read",
+    DataKind.DEMAND_RESPONSE: "demand-response",
+    DataKind.APPLIANCES: "appliances:read",
+}
 
 
 TARIFFS_SCOPE = "tariffs:read"  # the tariff catalogue: suppliers' published terms, no household data

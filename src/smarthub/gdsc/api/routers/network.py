@@ -338,14 +338,16 @@ def planning(
 @router.get("/v1/network/nodes/{node_id}/power-quality", response_model=PowerQualityOut, responses=ERRORS)
 def power_quality(party: Caller, api: Services, node_id: Id, start: Instant, end: Instant) -> PowerQualityOut:
     """Voltage per phase under a feeder or substation (10-minute means: their average, the share
-    inside 230 V ± 10 %, the extremes) and the sags and swells the meters counted."""
+    inside 230 V ± 10 %, the extremes), the sags and swells the meters counted, and the power
+    failures: short and long as the meters counted them, the long ones' minutes from their logs."""
     asked = period(start, end)
     api.guard.require(party, Action.NETWORK_READ, group_id=node_id, detail={"power quality": True})
     topo = TopologyStore(api.engine).snapshot()
     if node_id not in topo.nodes:
         raise HTTPException(404, f"no network node {node_id!r}")
     under = sorted(p for p in topo.under([node_id]) if p in topo.places)
-    phases = pq.summarise(api.engine, under, int(asked.start.timestamp()), int(asked.end.timestamp()))
+    span = int(asked.start.timestamp()), int(asked.end.timestamp())
+    phases = pq.summarise(api.engine, under, *span)
     return PowerQualityOut.model_validate(
         {
             "node_id": node_id,
@@ -354,5 +356,6 @@ def power_quality(party: Caller, api: Services, node_id: Id, start: Instant, end
             "end": asked.end,
             "phases": phases,
             "en50160": pq.en50160(phases),
+            "failures": pq.failures(api.engine, under, *span),
         }
     )

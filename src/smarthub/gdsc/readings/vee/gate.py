@@ -65,6 +65,9 @@ class GateContext:
     next_registers: Mapping[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
     # (meter, obis, day) -> (sum in base units, complete?) of stored intervals, or None.
     stored_day: Callable[[str, str, int], tuple[float, bool] | None] = lambda m, o, d: None
+    # (meter, obis, day) -> {slot: value in base units} of the stored half-hours, or None: what
+    # completes a day of which the pull brings only the end (a hub pulled every half-hour).
+    stored_slots: Callable[[str, str, int], dict[int, float] | None] = lambda m, o, d: None
     max_age: int = 400 * DAY  # older data is refused (hubs keep 13 months)
 
 
@@ -328,6 +331,15 @@ def _measure(
                 return None  # held by an earlier step
             total += sum(map(_VALUE, slots.values())) * 10.0 ** key[4]
             n += len(slots)
+            if len(slots) < DAY // key[2] and key[2] == 1800:
+                # The day's earlier half-hours landed with earlier pulls: they count too, so a
+                # day is checked whole however often its hub is pulled.
+                earlier = ctx.stored_slots(meter, obis, day) or {}
+                extra = [v for slot, v in earlier.items() if slot not in slots]
+                total += sum(extra)
+                n += len(extra)
+                complete = complete and len(slots) + len(extra) == DAY // key[2]
+                continue
             complete = complete and len(slots) == DAY // key[2]
             continue
         stored = ctx.stored_day(meter, obis, day)
@@ -350,16 +362,18 @@ def _hold_days(
     fault: str,
     res: GateResult,
 ) -> None:
-    """The intervals are blamed: quarantine the pulled days; a stored day is flagged."""
+    """The intervals are blamed: quarantine the pulled days; a stored day, or the stored part of
+    a day the pull ends, is flagged (it is truth already: an operator edits it)."""
     for day in range(t0 // DAY, t1 // DAY):
         key = pulled.get(day)
-        if key is None:
+        if key is None or len(groups.get(key, {})) < DAY // key[2]:
             res.findings.append(
                 Finding(
                     "interval_sum", meter, obis, 1800, day * DAY, 0, 0, 0, 0, f"stored day: {fault}", "flag"
                 )
             )
-            continue
+            if key is None:
+                continue
         slots = groups.pop(key, {})
         m, o, duration, uom, p10, _ = key
         for s, (v, q) in slots.items():

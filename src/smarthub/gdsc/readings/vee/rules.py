@@ -107,12 +107,23 @@ def gas_profile(
     )  # gas is legitimately off for days in summer
 
 
+def water_profile(
+    model: str, *, q4_m3h: float = 3.125, digits: int = 5, resolution_m3: float = 0.001
+) -> MeterProfile:
+    """A domestic cold-water meter (EN ISO 4064 / MID: permanent flow Q3 2.5 m³/h, overload flow
+    Q4 = 1.25 × Q3, the most it passes); register of ``digits`` whole-m³ digits, read in litres."""
+    return MeterProfile(
+        model, "water", q4_m3h, False, 10.0**digits, resolution_m3, stuck_after_slots=None
+    )  # a home's water is legitimately still for days (nobody in)
+
+
 _QUALITY = frozenset(str(o) for o in quality_channels())
 
 # Defaults when the GDSC knows no model for a meter, by OBIS medium (value group A).
 DEFAULT_PROFILES: dict[str, MeterProfile] = {
     "1": electricity_profile("default-electricity"),
     "7": gas_profile("default-gas"),
+    "8": water_profile("default-water"),
 }
 
 

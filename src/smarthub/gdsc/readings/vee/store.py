@@ -138,6 +138,7 @@ class VeeData(Database):
                 last_registers=last.get(hub_id, {}),
                 next_registers=following.get(hub_id, {}),
                 stored_day=functools.partial(self._stored_day, conn, hub_id),
+                stored_slots=functools.partial(self._stored_slots, conn, hub_id),
                 max_age=settings.max_age,
             )
             c.result = gate.run(groups, c.registers, c.duplicates, ctx)
@@ -152,31 +153,36 @@ class VeeData(Database):
     def _last_registers(
         self, conn: Connection, hub_ids: Sequence[str], checks: Sequence[VeePull]
     ) -> dict[str, dict[tuple[str, str], tuple[int, float]]]:
-        """The newest stored register before the batch's registers, per hub channel: first
-        within the two days before (the nightly case, a short index range), then without a
-        bound for the channels that had none there (a hub back after an outage)."""
-        wanted = {(h, r[0], r[1]) for h, c in zip(hub_ids, checks, strict=True) for r in c.registers}
-        if not wanted:
+        """The newest stored register before each hub channel's first register in the batch:
+        first within the two days before (the nightly case, a short index range), then without a
+        bound for the channels that had none there (a hub back after an outage). Each channel is
+        cut at its own first register: a batch of hubs pulled live holds one hub's day-old read
+        beside another's new one, and a cut common to all would hide the first hub's last read."""
+        cuts: dict[tuple[str, str, str], int] = {}
+        for h, c in zip(hub_ids, checks, strict=True):
+            for r in c.registers:
+                key = (h, r[0], r[1])
+                cuts[key] = min(cuts.get(key, r[2]), r[2])
+        if not cuts:
             return {}
-        cut = min(r[2] for c in checks for r in c.registers)
         out: dict[str, dict[tuple[str, str], tuple[int, float]]] = {}
-        self._newest_before(conn, sorted({h for h, _, _ in wanted}), cut, cut - 2 * DAY, out)
-        missing = sorted({h for h, m, o in wanted if (m, o) not in out.get(h, {})})
+        self._newest_before(conn, cuts, min(cuts.values()) - 2 * DAY, out)
+        missing = {k: v for k, v in cuts.items() if k[1:] not in out.get(k[0], {})}
         if missing:
-            self._newest_before(conn, missing, cut, None, out)
+            self._newest_before(conn, missing, None, out)
         return out
 
     def _newest_before(
         self,
         conn: Connection,
-        hubs: Sequence[str],
-        cut: int,
+        cuts: dict[tuple[str, str, str], int],
         since: int | None,
         out: dict[str, dict[tuple[str, str], tuple[int, float]]],
     ) -> None:
         r = register_reads
+        hubs = sorted({h for h, _, _ in cuts})
         for chunk in _chunks(hubs, 500):
-            where = [r.c.hub_id.in_(chunk), r.c.read_at < cut]
+            where = [r.c.hub_id.in_(chunk), r.c.read_at < max(cuts.values())]
             if since is not None:
                 where.append(r.c.read_at >= since)
             rows = conn.execute(
@@ -185,6 +191,9 @@ class VeeData(Database):
                 )
             )
             for h, m, o, at, v, p10 in rows:
+                cut = cuts.get((h, m, o))
+                if cut is None or at >= cut:
+                    continue
                 per = out.setdefault(h, {})
                 held = per.get((m, o))
                 if held is None or at > held[0]:
@@ -222,6 +231,89 @@ class VeeData(Database):
         _, _, p10, slots = got
         return sum(v for v, _ in slots.values()) * 10.0**p10, len(slots) == 48
 
+    def _stored_slots(
+        self, conn: Connection, hub_id: str, meter: str, obis: str, day: int
+    ) -> dict[int, float] | None:
+        got = edits.channel_blocks(conn, hub_id, meter, obis, 1800, [day]).get(day)
+        if got is None:
+            return None
+        _, _, p10, slots = got
+        return {slot: v * 10.0**p10 for slot, (v, _) in slots.items()}
+
+    def _our_estimates(
+        self,
+        conn: Connection,
+        clashes: Sequence[tuple[int, tuple[tuple[str, int, int], int, tuple[int, int], tuple[int, int]]]],
+        specs: Mapping[tuple[str, int], tuple[str, str, int, int, int]],
+        tallies: Sequence[Tally],
+    ) -> set[tuple[str, int, int, int]]:
+        """The clashes where the stored reading is the GDSC's own gap estimate (an unreplaced row
+        of ``vee_estimates`` with that value) and the hub's reading is itself flagged estimated
+        (its interpolation between the meter's registers, e.g. a boundary between two late
+        frames): the hub's reading replaces the GDSC's, as an actual one would. Both carry the
+        same 2030.5 estimated flags, so only the estimates table tells whose a stored estimate
+        is; without this the hub's better figure was refused as a differing duplicate for good
+        (730 "re-sent with different values" in a loaded demo, whose upkeep estimated the gaps
+        of hubs pulled late). Writes the hub's values into the blocks (this transaction holds
+        the hubs' merge locks) and moves the tallies' counts from conflicts to replaced."""
+        maybe = [
+            (i, cl)
+            for i, cl in clashes
+            if cl[2][1] & rules.ESTIMATED
+            and cl[3][1] & rules.ESTIMATED
+            and not cl[2][1] & rules.MANUALLY_EDITED
+        ]
+        if not maybe:
+            return set()
+        e = vee_estimates
+        wanted = {}
+        for i, ((hub, day, no), slot, old, new) in maybe:
+            meter, obis, duration, _, _ = specs[(hub, no)]
+            wanted[(hub, meter, obis, duration, day * DAY + slot * duration)] = (
+                i,
+                (hub, day, no),
+                slot,
+                old,
+                new,
+            )
+        found = set()
+        keys = list(wanted)
+        for n in range(0, len(keys), 300):
+            chunk = keys[n : n + 300]
+            q = select(e.c.hub_id, e.c.meter_id, e.c.obis, e.c.duration, e.c.interval_start, e.c.value).where(
+                tuple_(e.c.hub_id, e.c.meter_id, e.c.obis, e.c.duration, e.c.interval_start).in_(chunk),
+                e.c.replaced_at.is_(None),
+            )
+            for h, m, o, d, t, v in conn.execute(q):
+                hit = wanted[(h, m, o, d, t)]
+                if hit[3][0] == v:
+                    found.add((h, m, o, d, t))
+        if not found:
+            return set()
+        by_block: dict[tuple[str, int, int], dict[int, tuple[int, int]]] = {}
+        ours: set[tuple[str, int, int, int]] = set()
+        for k in found:
+            i, block_key, slot, _old, new = wanted[k]
+            by_block.setdefault(block_key, {})[slot] = new
+            ours.add((*block_key, slot))
+            tallies[i].conflicts -= 1
+            tallies[i].replaced += 1
+        b = interval_blocks
+        for (hub, day, no), slots in by_block.items():
+            duration = specs[(hub, no)][2]
+            n_slots = DAY // duration
+            stored = conn.execute(
+                select(b.c.block).where(b.c.hub_id == hub, b.c.day == day, b.c.channel_no == no)
+            ).scalar_one()
+            held = interval_block.decode(bytes(stored), n_slots)
+            held.update(slots)
+            conn.execute(
+                update(b)
+                .where(b.c.hub_id == hub, b.c.day == day, b.c.channel_no == no)
+                .values(n=len(held), block=interval_block.encode(n_slots, held))
+            )
+        return ours
+
     def _vee_record(
         self,
         conn: Connection,
@@ -253,11 +345,17 @@ class VeeData(Database):
         clashes = [(i, cl) for i, t in enumerate(tallies) for cl in t.clashes]
         if clashes:
             specs = self._specs(conn, {cl[0][0] for _, cl in clashes})
+            ours = self._our_estimates(conn, clashes, specs, tallies)
             replaced = []
             for i, ((hub, day, no), slot, old, new) in clashes:
                 meter, obis, duration, uom, p10 = specs[(hub, no)]
                 start = day * DAY + slot * duration
-                if old[1] & rules.ESTIMATED and not new[1] & rules.ESTIMATED:
+                if (old[1] & rules.ESTIMATED and not new[1] & rules.ESTIMATED) or (
+                    hub,
+                    day,
+                    no,
+                    slot,
+                ) in ours:
                     replaced.append(
                         {
                             "h": hub,

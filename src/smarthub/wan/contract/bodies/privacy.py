@@ -42,9 +42,9 @@ class ConsentScope:
     data_from: int | None = None  # epoch s: no data recorded before this (the tenancy's start)
     data_until: int | None = None  # epoch s: nor at or after this (the tenancy's end)
     events: bool = False  # the hub's diagnosed events
-    # The appliance sub-meters (smart plugs): per-appliance consumption leaves the home only
-    # under a consent that names it (hub.privacy, "Appliances").
-    appliances: bool = False
+    # The appliance sub-meters (smart plugs) and how finely: per-appliance consumption leaves the
+    # home only under a consent that names it (hub.privacy, "Appliances"). None: not at all.
+    appliances: Granularity | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -53,8 +53,8 @@ class ConsentScope:
             "data_until": self.data_until,
             "events": self.events,
         }
-        if self.appliances:  # only when given: a hub from before appliance consents never sees the key
-            out["appliances"] = True
+        if self.appliances is not None:  # only when given: a hub from before them never sees the key
+            out["appliances"] = self.appliances.value
         return out
 
     @classmethod
@@ -75,7 +75,12 @@ class ConsentScope:
         data_until = f.opt_integer("data_until", minimum=0)
         if data_from is not None and data_until is not None and data_until <= data_from:
             raise f.bad("data_until", "must be after data_from")
-        return cls(meters, data_from, data_until, f.flag("events", False), f.flag("appliances", False))
+        appliances = f.raw("appliances", None)
+        if appliances is not None:
+            if appliances not in GRANULARITIES:
+                raise f.bad("appliances", f"must be a granularity or null, got {appliances!r:.40}")
+            appliances = Granularity(appliances)
+        return cls(meters, data_from, data_until, f.flag("events", False), appliances)
 
     @classmethod
     def from_json(cls, body: Mapping[str, object]) -> ConsentScope:

@@ -12,6 +12,7 @@ keeps the latest and shows it (an older one arriving late is ignored), and an em
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,7 +24,11 @@ from smarthub.wan.contract.commands import MalformedCommand
 # The GDSC's consent granularities (smarthub.gdsc.governance.parties.Granularity), shown as sent.
 SERVICE_GRANULARITIES = ("half-hourly", "daily", "monthly", "tariff-register", "none")
 SERVICE_STATUSES = ("applied", "approved", "refused", "suspended", "revoked", "registered")
-DATA_KINDS = ("readings", "events")
+DATA_KINDS = ("readings", "events", "demand-response", "appliances")  # what the GDSC sends today
+# A data kind as the GDSC names it: shown as sent, so a kind added at the GDSC after this hub's
+# firmware (demand-response was) is displayed rather than making the whole view refused.
+_DATA_KIND = re.compile(r"[a-z][a-z0-9-]{0,31}")
+MAX_KINDS = 8
 MAX_SERVICES = 32
 MAX_CONSENTS = 8
 MAX_READS = 10
@@ -54,6 +59,13 @@ def _items(f: Fields, key: str, limit: int) -> Sequence[object]:
     return items
 
 
+def _data_kind(f: Fields) -> str:
+    kind = f.text("data_kind", nonempty=True, max_len=32)
+    if not _DATA_KIND.fullmatch(kind):
+        raise f.bad("data_kind", f"must be a data kind (a-z, 0-9, '-'), got {kind!r:.40}")
+    return kind
+
+
 def _opt_instant(f: Fields, key: str) -> datetime | None:
     return None if f.raw(key, None) is None else f.instant(key)
 
@@ -68,10 +80,10 @@ class ServiceConsent:
 
     @classmethod
     def parse(cls, f: Fields) -> ServiceConsent:
-        kinds = tuple(_items(f, "data_kinds", len(DATA_KINDS)))
+        kinds = tuple(_items(f, "data_kinds", MAX_KINDS))
         for i, k in enumerate(kinds):
-            if k not in DATA_KINDS:
-                raise f.bad(f"data_kinds[{i}]", f"must be one of {', '.join(DATA_KINDS)}, got {k!r:.40}")
+            if not isinstance(k, str) or not _DATA_KIND.fullmatch(k):
+                raise f.bad(f"data_kinds[{i}]", f"must be a data kind (a-z, 0-9, '-'), got {k!r:.40}")
         return cls(
             f.text("id", nonempty=True, max_len=64),
             tuple(str(k) for k in kinds),
@@ -112,7 +124,7 @@ class ServiceReadSummary:
         )
         return cls(
             f.instant("at"),
-            f.choice("data_kind", DATA_KINDS),
+            _data_kind(f),
             granularity,
             None if f.raw("meter", None) is None else f.text("meter", max_len=64),
             tuple(periods),
