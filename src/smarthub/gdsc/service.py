@@ -625,10 +625,11 @@ async def send_command(
 
 
 async def _drop_connections(scheduler: Scheduler) -> None:
-    """The courier's kept-alive connections to hubs closed (the courier it has now: a new
-    collector certificate replaces it); the next command to a hub opens a verified one."""
+    """The courier's kept-alive connections to hubs taken out of use (the courier it has now: a
+    new collector certificate replaces it), each closed once its delivery under way, if any, has
+    its verdict; the next command to a hub opens a verified one."""
     if scheduler.courier is not None:
-        await scheduler.courier.close()
+        await scheduler.courier.retire_sessions()
 
 
 __all__ = [
