@@ -116,6 +116,18 @@ class ConsentOut(BaseModel):
 class ServiceApplicationIn(BaseModel):
     """A third party's application as a data service: what it asks the GDSC for."""
 
+    # Readings or appliance data at granularity "none" is no data: stated in the schema (if/then,
+    # OpenAPI 3.1's JSON Schema) as the application itself refuses it (governance.services).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {
+                "properties": {"data_kinds": {"contains": {"enum": ["readings", "appliances"]}}},
+                "required": ["data_kinds"],
+            },
+            "then": {"properties": {"granularity": {"not": {"const": "none"}}}},
+        }
+    )
+
     organisation: str = Field(min_length=1, max_length=200)
     purpose: str = Field(min_length=1, max_length=500)
     data_kinds: list[DataKind] = Field(min_length=1)
