@@ -22,6 +22,7 @@ UPKEEP = [
     "hub recoveries",
     "consent expiries",
     "consent redelivery",
+    "tariff redelivery",
     "data services views",
     "gap estimation",
     "comparisons",

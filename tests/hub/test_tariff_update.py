@@ -12,10 +12,12 @@ from pathlib import Path
 
 from hub.ihd_home import ELEC, IhdHome, make_home, pki
 from smarthub.gdsc.commands.signer import CommandSigner
+from smarthub.gdsc.commands.tariff_redelivery import redeliver_tariffs
 from smarthub.gdsc.commands.tariffs import distribute_tariff, tariff_update_body
 from smarthub.gdsc.fleet.pki import Role
 from smarthub.gdsc.pull.courier import CommandCourier
 from smarthub.gdsc.pull.plan import PullPlan
+from smarthub.gdsc.pull.tables import FAILED
 from smarthub.gdsc.store import Store
 from smarthub.hub.tariffs import TariffStore
 from smarthub.model.obis import IMPORT_ACTIVE_ENERGY
@@ -255,3 +257,50 @@ def test_gdsc_body_refuses_an_effective_time_that_is_not_local_midnight() -> Non
     except ValueError as err:
         assert "not local midnight" in str(err)
     assert sample_electricity(DAY1).versions[0].version == 1
+
+
+async def test_a_tariff_given_up_while_the_hub_was_away_is_sent_again_once_it_answers(
+    tmp_path: Path, db_url: str, wall_now: datetime
+) -> None:
+    """A WAN outage longer than the plan's tries leaves a ``tariff.update`` failed; once the
+    hub has answered a pull the upkeep queues it again, signed afresh, and the hub takes it (the
+    hub kept the old tariff for good before); one redelivery is queued, not one per run."""
+    ca, operator = pki(START)
+    home = make_home(tmp_path / "hub", START, prepayment=False, plugs=(), ca=(ca, operator))
+    store = Store(db_url)
+    store.create_schema()
+    try:
+        store.register_hub(
+            hub_id="HUB000001", premises_id="P1", url="https://127.0.0.1:9", lfdi="0" * 40,
+            meters_by_fuel=[(ELEC, "electricity")],
+        )  # fmt: skip
+        plan = PullPlan(store)
+        assert operator.private_key is not None
+        signer = CommandSigner(operator.private_key, operator.cert_pem, store.next_command_counter)
+        (queued,) = distribute_tariff(store, plan, signer, V2, "electricity", wall_now, premises=["P1"])
+        t = wall_now
+        for _ in range(plan.max_tries):  # the hub is away: every try fails, then the plan gives up
+            t += timedelta(hours=1)
+            (claim,) = plan.claim_urgent("collector", t, 10)
+            plan.finish_urgent(claim, False, t, error="connection refused")
+        assert plan.urgent_job(queued.job_id)["state"] == FAILED
+        assert redeliver_tariffs(store.engine, plan, signer, t) == []  # not back yet
+        back = t + timedelta(hours=2)
+        store.log_pull(
+            hub_id="HUB000001", window_start=back, started=back, finished=back, ok=True, readings=0,
+            inserted=0, error=None,
+        )  # fmt: skip
+        (again,) = redeliver_tariffs(store.engine, plan, signer, back + timedelta(minutes=1))
+        assert (again.hub_id, again.fuel, again.version) == ("HUB000001", "electricity", 2)
+        assert again.job != queued.job_id
+        assert redeliver_tariffs(store.engine, plan, signer, back + timedelta(minutes=2)) == []  # on its way
+        (claim,) = plan.claim_urgent("collector", back + timedelta(minutes=3), 10)
+        assert claim.id == again.job and claim.envelope is not None
+        verdict = await home.management.handle(claim.envelope)
+        assert verdict.status == "applied", verdict
+        assert home.side.consumption.supplies["electricity"].accumulator.schedule.versions[-1] == V2
+        plan.finish_urgent(claim, True, back + timedelta(minutes=3), result={"status": "applied"})
+        assert redeliver_tariffs(store.engine, plan, signer, back + timedelta(hours=1)) == []
+    finally:
+        store.close()
+        await home.close()

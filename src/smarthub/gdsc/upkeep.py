@@ -60,6 +60,7 @@ from sqlalchemy import select
 
 from smarthub.clock import Clock
 from smarthub.gdsc.commands.signer import CommandSigner
+from smarthub.gdsc.commands.tariff_redelivery import redeliver_tariffs
 from smarthub.gdsc.commands.vouchers import VoucherCourier
 from smarthub.gdsc.fleet.lifecycle import HubLifecycle
 from smarthub.gdsc.fleet.meters import learn_meter_replacements
@@ -166,6 +167,15 @@ class Upkeep:
             steps.append(("consent expiries", lambda: asyncio.to_thread(self._consent_expiries, now)))
             sync = self.consents
             steps.append(("consent redelivery", lambda: asyncio.to_thread(sync.redeliver, now)))
+        if self.signer is not None:
+            signer, plan = self.signer, self.plan
+            assert plan is not None  # set in __post_init__
+            steps.append(
+                (
+                    "tariff redelivery",
+                    lambda: asyncio.to_thread(redeliver_tariffs, self.store.engine, plan, signer, now),
+                )
+            )
         if self.service_views is not None:
             views = self.service_views
             steps.append(("data services views", lambda: asyncio.to_thread(views.tick, now)))
