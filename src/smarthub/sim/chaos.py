@@ -98,6 +98,7 @@ from smarthub.sim.dlms_meter import DlmsMeterSimulator
 from smarthub.sim.dsmr_meter import DsmrMeterSimulator
 from smarthub.sim.faults import HanGate, WanLink
 from smarthub.sim.fleet import CELL_SIZE, Fleet, SimulatedHome, zigbee_medium
+from smarthub.sim.loop_lag import LoopLag
 from smarthub.sim.topology import feeder_size_for, fleet_topology
 from smarthub.sim.topups import settle_top_ups
 from smarthub.wan.contract.alerts import MAX_SKEW
@@ -214,6 +215,12 @@ class ChaosResult:
     meters_moved: dict[str, bool] = field(default_factory=dict)
     han_plan_misses: dict[str, int] = field(default_factory=dict)  # meters each medium misses
     seconds: float = 0.0
+    # How late the event loop ran its timers (sim.loop_lag): a starved run's late renewals and
+    # top-ups measure the machine, not the code
+    loop_lag_p95_s: float = 0.0
+    loop_lag_max_s: float = 0.0
+    loop_lag_p95_sim_s: float = 0.0
+    starved: bool = False
 
     def json_line(self) -> str:
         return json.dumps(asdict(self))
@@ -1020,6 +1027,8 @@ class Chaos:
             run.clock.rebase()
             run.fleet.clock_rebased()
             started = time.monotonic()
+            lag = LoopLag(speed=run.clock.speed)
+            lag.start()
             last_window_end = cfg.end + cfg.window
             await run.fleet.start_meters(until=meters_until(cfg))
             background = [
@@ -1058,6 +1067,13 @@ class Chaos:
             await settle_top_ups(run, self._undelivered_top_ups)
             late -= set(self._undelivered_top_ups())
             seconds = time.monotonic() - started
+            await lag.stop()
+            if lag.figures()["starved"]:
+                log.error(
+                    "the run was starved of CPU (event loop late by %s simulated s at p95): wall-clock "
+                    "timeouts became simulated hours, so late renewals and top-ups measure the machine",
+                    lag.figures()["loop_lag_p95_sim_s"],
+                )
             demo = await asyncio.to_thread(account, run, seconds)
             expected, missing = await asyncio.to_thread(self._expected_and_missing)
             issued, credited, doubled = self._count_top_ups()
@@ -1098,6 +1114,7 @@ class Chaos:
                 **self._han_figures(),
                 han_plan_misses=han_plan_misses,
                 seconds=round(seconds, 1),
+                **lag.figures(),
                 **outage_figures,
             )
         finally:
