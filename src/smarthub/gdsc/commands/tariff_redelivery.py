@@ -13,17 +13,14 @@ tariff that did arrive but whose answer was lost is refused harmlessly."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from smarthub.gdsc.commands.signer import CommandSigner
-from smarthub.gdsc.fleet.registry import hubs
-from smarthub.gdsc.pull.log import last_answered
 from smarthub.gdsc.pull.plan import PullPlan
-from smarthub.gdsc.pull.tables import FAILED, _aware, urgent_work
+from smarthub.gdsc.pull.redelivery import given_up
 from smarthub.wan.contract.bodies import TariffUpdate
 
 REDELIVERY_LOOKBACK = timedelta(days=30)
@@ -49,49 +46,8 @@ def redeliver_tariffs(
     """Queue again each hub's latest failed ``tariff.update`` per fuel (queued within
     ``lookback``) if the hub is active and has answered a pull since that job ended (module
     docstring); what was queued."""
-    u = urgent_work
-    cols = (u.c.id, u.c.hub_id, u.c.state, u.c.finished, u.c.envelope)
-    with engine.connect() as conn:
-        given_up = conn.execute(
-            select(*cols).where(u.c.command_type == TYPE, u.c.state == FAILED, u.c.queued >= now - lookback)
-        ).all()
-        if not given_up:
-            return []
-        later = conn.execute(
-            select(*cols).where(
-                u.c.command_type == TYPE,
-                u.c.hub_id.in_(sorted({r.hub_id for r in given_up})),
-                u.c.id > min(r.id for r in given_up),
-            )
-        ).all()
-        latest = {}
-        for r in sorted({*given_up, *later}, key=lambda r: r.id):
-            body = _body(r.envelope)
-            if body is not None:
-                latest[(r.hub_id, body.fuel)] = (r, body)
-        failed = [(r, b) for r, b in latest.values() if r.state == FAILED and r.finished is not None]
-        if not failed:
-            return []
-        hub_ids = {r.hub_id for r, _ in failed}
-        answered = last_answered(conn, hub_ids)
-        active = {
-            h
-            for (h,) in conn.execute(
-                select(hubs.c.hub_id).where(hubs.c.hub_id.in_(sorted(hub_ids)), hubs.c.status == "active")
-            )
-        }
     out = []
-    for r, body in failed:
-        back = answered.get(r.hub_id)
-        if r.hub_id not in active or back is None or back <= _aware(r.finished):
-            continue  # ended, or not back yet: looked at again at the next run
-        job = plan.queue_command(signer, r.hub_id, TYPE, body, now)
-        out.append(Redelivered(r.hub_id, body.fuel, body.tariff.tariff_id, body.tariff.version, job))
+    for hub_id, body in given_up(engine, TYPE, TariffUpdate.parse, lambda b: b.fuel, now, lookback):
+        job = plan.queue_command(signer, hub_id, TYPE, body, now)
+        out.append(Redelivered(hub_id, body.fuel, body.tariff.tariff_id, body.tariff.version, job))
     return out
-
-
-def _body(envelope: str | None) -> TariffUpdate | None:
-    try:
-        return TariffUpdate.parse(json.loads(json.loads(envelope or "")["payload"])["body"])
-    except (ValueError, KeyError, TypeError, RecursionError):
-        return None  # not ours to judge here: the job's own record says what it was

@@ -37,11 +37,9 @@ every consent path of the API syncs. A caller that composes them into its own tr
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
@@ -50,9 +48,9 @@ from smarthub.gdsc.commands.signer import CommandSigner
 from smarthub.gdsc.fleet.registry import hubs, meters
 from smarthub.gdsc.governance.access import SUPPLIER_DEFAULT, current_tenancy
 from smarthub.gdsc.governance.parties import Consent, DataKind, Granularity, PartyRepository, Role, consents
-from smarthub.gdsc.pull.log import last_answered
 from smarthub.gdsc.pull.plan import PullPlan
-from smarthub.gdsc.pull.tables import FAILED, Priority, urgent_work
+from smarthub.gdsc.pull.redelivery import given_up
+from smarthub.gdsc.pull.tables import Priority
 from smarthub.gdsc.store import Store
 from smarthub.wan.contract.bodies import ConsentScope, ConsentSet
 from smarthub.wan.contract.bodies import Granularity as HubGranularity
@@ -197,59 +195,13 @@ class ConsentSync:
         """Queue again each hub's latest ``consent.set`` for a party (queued within ``lookback``)
         that failed (undelivered after the plan's tries) if the hub is active and has answered a
         pull since that job ended (module docstring); what was queued."""
-        u = urgent_work
-        cols = (u.c.id, u.c.hub_id, u.c.state, u.c.finished, u.c.envelope)
-        with self.parties.engine.connect() as conn:
-            given_up = conn.execute(
-                select(*cols).where(
-                    u.c.command_type == "consent.set", u.c.state == FAILED, u.c.queued >= now - lookback
-                )
-            ).all()
-            if not given_up:
-                return []
-            # The jobs queued since for those hubs: a later one for the same party supersedes.
-            later = conn.execute(
-                select(*cols).where(
-                    u.c.command_type == "consent.set",
-                    u.c.hub_id.in_(sorted({r.hub_id for r in given_up})),
-                    u.c.id > min(r.id for r in given_up),
-                )
-            ).all()
-            latest: dict[tuple[str, str], Any] = {}
-            for r in sorted({*given_up, *later}, key=lambda r: r.id):
-                body = _body(r.envelope)
-                if body is not None:
-                    latest[(r.hub_id, body.recipient)] = (r, body)
-            failed = [(r, b) for r, b in latest.values() if r.state == FAILED and r.finished is not None]
-            if not failed:
-                return []
-            hub_ids = {r.hub_id for r, _ in failed}
-            answered = last_answered(conn, hub_ids)
-            active = {
-                h
-                for (h,) in conn.execute(
-                    select(hubs.c.hub_id).where(hubs.c.hub_id.in_(sorted(hub_ids)), hubs.c.status == "active")
-                )
-            }
         out = []
-        for r, body in failed:
-            back = answered.get(r.hub_id)
-            if r.hub_id not in active or back is None or back <= _aware(r.finished):
-                continue  # ended, or not back yet: looked at again at the next step
-            job = self.plan.queue_command(self.signer, r.hub_id, "consent.set", body, now, Priority.URGENT)
-            out.append(Pushed(r.hub_id, job, body.to_json()))
+        for hub_id, body in given_up(
+            self.parties.engine, "consent.set", ConsentSet.parse, lambda b: b.recipient, now, lookback
+        ):
+            job = self.plan.queue_command(self.signer, hub_id, "consent.set", body, now, Priority.URGENT)
+            out.append(Pushed(hub_id, job, body.to_json()))
         return out
-
-
-def _body(envelope: str | None) -> ConsentSet | None:
-    try:
-        return ConsentSet.parse(json.loads(json.loads(envelope or "")["payload"])["body"])
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
-def _aware(t: datetime) -> datetime:
-    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
 
 
 def _epoch(t: datetime) -> int:
