@@ -85,6 +85,16 @@ SIBLING_IN_MAKE_TEST = frozenset(
         "tests/e2e/test_crl_fleet.py::test_top_ups_reach_the_hub_every_day_for_ten_days_after_a_revocation[sqlite]",
         "tests/e2e/test_real_transports.py::test_a_hub_from_a_config_reads_every_protocol_on_real_transports_and_the_gdsc_stores_them"
         "[sqlite]",
+        # Issue 25's services, each backend kept by one of a pair (appliances on PostgreSQL stay
+        # in make test through the healthy fleet and the refusal tests)
+        "tests/services/test_appliance_health.py::test_a_degrading_fridge_and_washer_are_flagged_within_a_week"
+        "_and_nothing_else[postgresql]",
+        "tests/services/test_appliance_health.py::test_a_healthy_fleet_flags_nothing[sqlite]",
+        "tests/services/test_dr_aggregator.py::test_the_measured_reduction_is_what_the_hub_removed[postgresql]",
+        "tests/services/test_dr_aggregator.py::test_withdrawal_suspension_and_revocation_refuse_the_next_dispatch"
+        "[sqlite]",
+        "tests/e2e/test_appliance_path.py::test_plugs_reach_the_consented_service_only_after_the_occupant_consents"
+        "[postgresql]",
     }
 )
 
