@@ -6,10 +6,11 @@ EndDeviceControl as a signed ``drlc.event``) and follows it, the hub's DrRespons
 interval within the consenting tenancy) and recorded in the audit chain."""
 
 from datetime import timedelta
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Response
 
-from smarthub.gdsc.api.deps import Caller, Desk, Id, Services
+from smarthub.gdsc.api.deps import ApiServices, Caller, Desk, Id, Services
 from smarthub.gdsc.api.schemas import (
     COMMAND_ERRORS,
     ERRORS,
@@ -106,21 +107,7 @@ def get_demand_response_event(
     it, while its approval and the occupant's consent last (403 otherwise, as for sending one);
     another service's event answers 404, as one that does not exist."""
     dr = DemandResponse(desk)
-    row = dr.find(premises_id, event_id)
-    missing = f"no demand-response event {event_id} of {party} at {premises_id}"
-    if row is None:
-        raise HTTPException(404, missing)
-    api.guard.require(
-        party,
-        Action.DEMAND_RESPONSE,
-        premises_id=premises_id,
-        fuel="electricity",
-        meter_id=row["meter_id"],
-        period=TimeRange(utc(row["start"]), utc(row["end"])),
-        detail={"op": "follow", "event_id": row["event_id"]},
-    )
-    if row["party_id"] != party:
-        raise HTTPException(404, missing)
+    row = _own_event(party, api, dr, premises_id, event_id, "follow")
     return out(dr.follow(row["event_id"], api.guard.clock.now()))
 
 
@@ -137,6 +124,18 @@ def cancel_demand_response_event(
     the hub drops it if it has not started, ends it now if it has (response 6, *Event Cancelled*,
     among its DrResponses). Who may: as for following it."""
     dr = DemandResponse(desk)
+    row = _own_event(party, api, dr, premises_id, event_id, "cancel")
+    meter = queries.find_meter(api.engine, premises_id, row["meter_id"])
+    status = dr.cancel(party, meter, Action.DEMAND_RESPONSE.value, row["event_id"], api.guard.clock.now())
+    response.headers["Location"] = f"/v1/premises/{premises_id}/demand-response/events/{status.event_id}"
+    return out(status)
+
+
+def _own_event(
+    party: str, api: ApiServices, dr: DemandResponse, premises_id: str, event_id: str, op: str
+) -> dict[str, Any]:
+    """The caller's event at the premises, decided and audited as ``op``: 404 if there is none,
+    403 from the access policy, 404 for another service's event (as for one that does not exist)."""
     row = dr.find(premises_id, event_id)
     missing = f"no demand-response event {event_id} of {party} at {premises_id}"
     if row is None:
@@ -148,11 +147,8 @@ def cancel_demand_response_event(
         fuel="electricity",
         meter_id=row["meter_id"],
         period=TimeRange(utc(row["start"]), utc(row["end"])),
-        detail={"op": "cancel", "event_id": row["event_id"]},
+        detail={"op": op, "event_id": row["event_id"]},
     )
     if row["party_id"] != party:
         raise HTTPException(404, missing)
-    meter = queries.find_meter(api.engine, premises_id, row["meter_id"])
-    status = dr.cancel(party, meter, Action.DEMAND_RESPONSE.value, row["event_id"], api.guard.clock.now())
-    response.headers["Location"] = f"/v1/premises/{premises_id}/demand-response/events/{status.event_id}"
-    return out(status)
+    return row
