@@ -498,3 +498,21 @@ def test_each_edit_reads_alike_both_ways(old: bytes, new: bytes, monkeypatch: py
     fast = _outcome(body, 64)
     _by_xpath_only(monkeypatch)
     assert _outcome(body, 64) == fast
+
+
+def test_a_reading_type_is_read_again_when_it_differs() -> None:
+    """ReadingTypes are remembered by their serialization: one that differs in any field, or in
+    its namespaces, is read afresh (and one that is refused is refused every time)."""
+    first = _outcome(_two_meter_body(), 4096)
+    assert first != PullError
+    channels, _ = first  # type: ignore[misc]
+    assert sorted(c.intervals[0].power_of_ten for c in channels) == [-3, 0]
+    changed = _outcome(
+        _two_meter_body().replace(b"<powerOfTenMultiplier>-3<", b"<powerOfTenMultiplier>-2<"), 64
+    )
+    assert changed != PullError
+    assert sorted(c.intervals[0].power_of_ten for c in changed[0]) == [-2, 0]  # type: ignore[index]
+    foreign = _two_meter_body().replace(b"<commodity>", b'<commodity xmlns="urn:other">')
+    for _ in range(2):
+        with pytest.raises(PullError, match="ReadingType commodity is missing"):
+            _parse(foreign, 64)

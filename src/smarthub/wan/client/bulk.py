@@ -216,6 +216,40 @@ def _ints(
     return values
 
 
+# ReadingTypes read before, by their serialization, of which what is read is a function (the
+# serialization carries the subtree and its namespaces): a fleet's channels share a handful, and
+# reading one is nine lookups and conversions per channel per pull. Bounded: at most this many,
+# none over 512 bytes (a hub sending odd ones is read the long way every time).
+_READING_TYPES: dict[bytes, tuple[str, int, int, bool]] = {}
+_READING_TYPES_MAX = 1024
+
+
+def _reading_type(rt: etree._Element, href: str) -> tuple[str, int, int, bool]:
+    """(OBIS code, powerOfTenMultiplier, uom, summation register?) of a channel's ReadingType."""
+    key = etree.tostring(rt, with_tail=False)
+    known = _READING_TYPES.get(key)
+    if known is not None:
+        return known
+    commodity = _int(rt.findtext(_N + "commodity"), "ReadingType commodity", 0, 256)
+    flow = _int(rt.findtext(_N + "flowDirection"), "ReadingType flowDirection", 0, 256)
+    uom = _int(rt.findtext(_N + "uom"), "ReadingType uom", 0, 256)
+    p10_text = rt.findtext(_N + "powerOfTenMultiplier")
+    p10 = 0 if p10_text is None else _int(p10_text, "ReadingType powerOfTenMultiplier", -128, 128)
+    kind = _int(rt.findtext(_N + "kind") or "0", "ReadingType kind", 0, 256)
+    phase = _int(rt.findtext(_N + "phase") or "0", "ReadingType phase", 0, 256)
+    qualifier = _int(rt.findtext(_N + "dataQualifier") or "0", "ReadingType dataQualifier", 0, 256)
+    accumulation = rt.findtext(_N + "accumulationBehaviour") or "0"
+    summation = _int(accumulation, "ReadingType accumulationBehaviour", 0, 256) == ACCUMULATION_SUMMATION
+    try:
+        obis = str(obis_for_interval(commodity, flow, uom, kind=kind, phase=phase, qualifier=qualifier))
+    except KeyError as err:
+        raise PullError(f"bulk body: {href}: {err.args[0]}") from None
+    out = (obis, p10, uom, summation)
+    if len(key) <= 512 and len(_READING_TYPES) < _READING_TYPES_MAX:
+        _READING_TYPES[key] = out
+    return out
+
+
 def _appliance(mup: etree._Element, meter: str) -> tuple[str, str] | None:
     """(meter, appliance name) if the MirrorUsagePoint is a sub-meter (roleFlags isSubmeter)."""
     flags = mup.findtext(_N + "roleFlags")
@@ -340,20 +374,7 @@ class BulkParser:
         rt = elem.find(_TAG_RT)
         if rt is None:
             raise PullError(f"bulk body: {href} has no ReadingType")
-        commodity = _int(rt.findtext(_N + "commodity"), "ReadingType commodity", 0, 256)
-        flow = _int(rt.findtext(_N + "flowDirection"), "ReadingType flowDirection", 0, 256)
-        uom = _int(rt.findtext(_N + "uom"), "ReadingType uom", 0, 256)
-        p10_text = rt.findtext(_N + "powerOfTenMultiplier")
-        p10 = 0 if p10_text is None else _int(p10_text, "ReadingType powerOfTenMultiplier", -128, 128)
-        kind = _int(rt.findtext(_N + "kind") or "0", "ReadingType kind", 0, 256)
-        phase = _int(rt.findtext(_N + "phase") or "0", "ReadingType phase", 0, 256)
-        qualifier = _int(rt.findtext(_N + "dataQualifier") or "0", "ReadingType dataQualifier", 0, 256)
-        accumulation = rt.findtext(_N + "accumulationBehaviour") or "0"
-        summation = _int(accumulation, "ReadingType accumulationBehaviour", 0, 256) == ACCUMULATION_SUMMATION
-        try:
-            obis = str(obis_for_interval(commodity, flow, uom, kind=kind, phase=phase, qualifier=qualifier))
-        except KeyError as err:
-            raise PullError(f"bulk body: {href}: {err.args[0]}") from None
+        obis, p10, uom, summation = _reading_type(rt, href)
         n = int(_COUNT_READINGS(elem))
         rows: list[PulledInterval] = []
         served_end = first_start = None
