@@ -87,9 +87,10 @@ def demo(
         bool,
         typer.Option(
             "--services",
-            help="serve the data services API and run the example third-party services against it (a "
-            "tariff advisor the occupants consent to, a prepayment top-up provider): their outcome as a "
-            "JSON line before the last",
+            help="serve the data services API and run the four example third-party services against "
+            "it (a tariff advisor, a prepayment top-up provider, a demand-response aggregator sending "
+            "the hubs one event, appliance health reading every home's smart plugs): their outcome "
+            "and the operator page's services as a JSON line before the last",
         ),
     ] = False,
     api_port: Annotated[
