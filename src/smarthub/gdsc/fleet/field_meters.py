@@ -6,7 +6,8 @@ The parts, as a DLMS/OMS head-end runs them:
 
 * **shipment files** — the manufacturer's list of the meters it shipped (serial, maker, protocol,
   fuel and, for an encrypting meter, its key), imported at the GDSC (``meter_shipments``;
-  :meth:`FieldMeters.import_shipment`, ``POST /v1/meter-shipments``, CSV);
+  :meth:`FieldMeters.import_shipment`, ``POST /v1/meter-shipments``, CSV); the keys go to the
+  GDSC's key escrow, sealed under its key-encryption key (:mod:`.key_escrow`), never in clear;
 * **the installer's job** — what was fitted where: the meter, the premises, the meter it replaces
   (``meter_installs``; ``POST /v1/premises/{id}/meter-installs`` by the installer on site);
 * **the hub's report** — the hub keeps the meters it hears but was not told of as *pending*
