@@ -90,8 +90,8 @@ SIBLING_IN_MAKE_TEST = frozenset(
         "[sqlite]",
         # Issue 25's services, each backend kept by one of a pair (appliances on PostgreSQL stay
         # in make test through the healthy fleet and the refusal tests)
-        "tests/services/test_appliance_health.py::test_a_degrading_fridge_and_washer_are_flagged_within_a_week"
-        "_and_nothing_else[postgresql]",
+        "tests/services/test_appliance_health.py::test_a_degrading_fridge_and_washer_and_a_short_cycling_heat_pump"
+        "_are_flagged_within_a_week[postgresql]",
         "tests/services/test_appliance_health.py::test_a_healthy_fleet_flags_nothing[sqlite]",
         "tests/services/test_dr_aggregator.py::test_the_measured_reduction_is_what_the_hub_removed[postgresql]",
         "tests/services/test_dr_aggregator.py::test_withdrawal_suspension_and_revocation_refuse_the_next_dispatch"
