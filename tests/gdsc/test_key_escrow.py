@@ -196,3 +196,16 @@ def test_keys_stored_in_clear_before_the_escrow_are_sealed_and_gone_from_the_raw
     # Under another KEK the escrowed key does not open, and says so.
     with store.engine.connect() as conn, pytest.raises(EscrowKeyError, match="LSE00000009"):
         KeyEscrow(bytes(32)).shipment_key(conn, "LSE00000009")
+
+
+def test_a_malformed_meter_key_is_queued_for_the_hub_to_refuse_and_not_escrowed(store: Store) -> None:
+    """Found by the keys-never-logged fleet day: a 17-byte key queued through the plan raised in
+    the escrow's deposit; the hub is the one to refuse it (malformed), so it is queued as before."""
+    store.enable_key_escrow(KeyEscrow(KEK))
+    ca = CertificateAuthority.create("ca", NOW)
+    op = ca.issue(Role.OPERATOR, "ops", NOW)
+    signer = CommandSigner(op.private_key, op.cert_pem, store.next_command_counter)
+    job = PullPlan(store).queue_command(signer, "H1", "meter.key", {"meter": "M1", "key": "00" * 17}, NOW)
+    assert job > 0
+    with store.engine.connect() as conn:
+        assert conn.execute(select(meter_key_escrow.c.id)).first() is None

@@ -473,7 +473,8 @@ def gdsc_meter_shipment(
     require_state(state, db)
     store = open_store(state, db)
     try:
-        n = FieldMeters(store.engine, escrow=store.key_escrow).import_shipment(file.read_text(), file.name, now_at(state))
+        field = FieldMeters(store.engine, escrow=store.key_escrow)
+        n = field.import_shipment(file.read_text(), file.name, now_at(state))
     except (OSError, ShipmentRefused, EscrowUnavailable, UnicodeDecodeError) as e:
         raise fail("smarthub gdsc meter-shipment", str(e)) from None
     finally:

@@ -68,7 +68,7 @@ from smarthub.gdsc.pull.tables import (
 )
 from smarthub.gdsc.store import Store
 from smarthub.wan.contract.bodies import CommandBody, MeterKey
-from smarthub.wan.contract.commands import Command, SignedCommand
+from smarthub.wan.contract.commands import Command, MalformedCommand, SignedCommand
 
 # Commands that overtake the queued commands a hub was never sent (PullPlan._overtake).
 OVERTAKING = frozenset({"prepayment.topup"})
@@ -185,7 +185,10 @@ class PullPlan(PlanClaims, PlanFinishing):
         if type_ == MeterKey.TYPE and escrow is not None:
             # The envelope is cleared once delivered (SECRET_COMMANDS): the escrow keeps the
             # key, sealed, for a recovery of the hub (smarthub.gdsc.fleet.key_escrow).
-            sent = MeterKey.parse(body.to_json() if isinstance(body, CommandBody) else body)
+            try:
+                sent = MeterKey.parse(body.to_json() if isinstance(body, CommandBody) else body)
+            except MalformedCommand:
+                return job  # no key to keep: the hub refuses it as malformed
             escrow.deposit_delivery(conn, hub_id, sent.meter, sent.key, sent.pending, job, now)
         return job
 
