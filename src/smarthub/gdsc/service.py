@@ -52,6 +52,7 @@ from smarthub.clock import AcceleratedClock, Clock, SystemClock
 from smarthub.gdsc.commands.signer import CommandSigner
 from smarthub.gdsc.fleet.commissioning import register_manifest
 from smarthub.gdsc.fleet.field_meters import FieldMeters
+from smarthub.gdsc.fleet.key_escrow import KeyEscrow
 from smarthub.gdsc.fleet.lifecycle import HubLifecycle
 from smarthub.gdsc.fleet.pki import CertificateAuthority
 from smarthub.gdsc.governance.aggregates import AggregationGroups
@@ -152,9 +153,11 @@ def store_url(state: Path, db_url: str | None = None) -> str:
 
 
 def open_store(state: Path, db_url: str | None = None) -> Store:
-    """The state's store, migrated to the current schema (the caller closes it)."""
+    """The state's store, migrated to the current schema, its meter key escrow under the
+    state's key-encryption key (``gdsc/escrow.key``, created on first use); the caller closes it."""
     store = Store(store_url(state, db_url))
     store.create_schema()
+    store.enable_key_escrow(KeyEscrow.from_state(state))
     return store
 
 
@@ -265,7 +268,7 @@ class GdscService:
         if signer is not None:
             # What rides on a hub's pull: its changed transfer policy, and the HAN scan (and the
             # registration) of a meter fitted at its premises (smarthub.gdsc.fleet.field_meters).
-            plan, sign, field = scheduler.plan, signer, FieldMeters(store.engine)
+            plan, sign, field = scheduler.plan, signer, FieldMeters(store.engine, escrow=store.key_escrow)
 
             def after_pulls(hub_ids: Sequence[str], now: datetime) -> None:
                 policies.after_pulls(plan, sign, hub_ids, now)
