@@ -402,6 +402,9 @@ def _counts(
 
 def test_the_heating_test_on_hand_made_counts() -> None:
     assert kind_of("Heat pump") == HEATING and kind_of("Gas boiler") == HEATING
+    assert (
+        kind_of("Oil radiator") is None and kind_of("Immersion heater") is None
+    )  # resistive: cycling is normal
     heating = (*range(12, 18), *range(34, 44))  # 06:00-09:00 and 17:00-22:00: 8 hours a day
     # Two starts and 9 minutes running every heating half-hour: 4 an hour, runs of 4.5 minutes.
     v = heating_verdict("H", "Heat pump", *_counts([(2, 540)], heating))
