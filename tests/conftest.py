@@ -75,6 +75,7 @@ SIBLING_IN_MAKE_TEST = frozenset(
         "[postgresql-killed-mid-recovery]",
         "tests/e2e/test_hub_recovery.py::test_a_hub_whose_storage_was_wiped_says_so_with_its_next_pull_and_is_restored"
         "[sqlite]",
+        "tests/e2e/test_hub_recovery.py::test_a_replacement_hub_gets_its_meters_keys_from_the_escrow[postgresql]",
         "tests/reliability/test_chaos.py::test_half_the_fleet_on_channels_only_loses_nothing_through_channel_cuts"
         "[postgresql]",
         # (the chaos run on SQLite stays in make test through the channel variant above's sibling)
