@@ -96,7 +96,9 @@ def kind_of(name: str) -> str | None:
         return COLD
     if "wash" in n:  # washing machine, washer-dryer, dishwasher: a cycle at a time
         return WASHER
-    if any(w in n for w in ("heat", "boiler", "radiator")):
+    # A compressor or a burner wears with every start; an electric radiator's or an immersion
+    # heater's thermostat switching a resistive element often is how it is meant to work.
+    if "heat pump" in n or "heatpump" in n or "boiler" in n:
         return HEATING
     return None
 

@@ -19,6 +19,7 @@ of 70-minute ones) from the fourth day.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -107,7 +108,10 @@ def plugs_of(home: int, faults: Faults) -> list[tuple[str, str, Any]]:
     ]  # fmt: skip
 
 
-def week_of(hub: str, meter: str, profile: Any) -> list[StoredReading]:
+# Each plug's week is the same in every test that has it (the profiles are frozen, the data a
+# function of them): made once per session, for both backends and the healthy and faulty fleets.
+@functools.cache
+def week_of(hub: str, meter: str, profile: Any) -> tuple[StoredReading, ...]:
     """The plug's half-hours of the week, in whole Wh as a plug's summation register gives them."""
     t = datetime.combine(LONDON_FIRST, time(0), tzinfo=UTC)  # March: London is on UTC
     out, register, read = [], 0.0, 0
@@ -117,13 +121,14 @@ def week_of(hub: str, meter: str, profile: Any) -> list[StoredReading]:
         out.append(StoredReading(hub, meter, "1-0:1.8.0", int(t.timestamp()), 1800, whole - read, 0, 72, 0))
         read = whole
         t += timedelta(minutes=30)
-    return out
+    return tuple(out)
 
 
 POLL = timedelta(minutes=2)  # how often the simulated fleet polls a plug (sim.fleet RADIO_PERIOD)
 
 
-def runs_of(hub: str, meter: str, profile: Any) -> list[StoredReading]:
+@functools.cache
+def runs_of(hub: str, meter: str, profile: Any) -> tuple[StoredReading, ...]:
     """The plug's starts and seconds run per half-hour over the week, as its hub's run counter
     makes them from the plug's demand read every :data:`POLL`."""
     counter = ApplianceRuns(lambda m: m == meter)
@@ -132,10 +137,10 @@ def runs_of(hub: str, meter: str, profile: Any) -> list[StoredReading]:
         Reading(meter, IMPORT_ACTIVE_POWER, Decimal(round(profile.power_w(t))), Unit.W, t)
         for t in (t0 + POLL * i for i in range(7 * 24 * 30 + 1))
     )
-    return [
+    return tuple(
         StoredReading(hub, meter, str(rec.obis), rec.start, rec.duration, rec.value, 0, 0, 0)
         for rec in counter.observe(samples)
-    ]
+    )
 
 
 def build(url: str, state: Path, faults: Faults) -> World:
@@ -415,6 +420,9 @@ def _counts(
 
 def test_the_heating_test_on_hand_made_counts() -> None:
     assert kind_of("Heat pump") == HEATING and kind_of("Gas boiler") == HEATING
+    assert (
+        kind_of("Oil radiator") is None and kind_of("Immersion heater") is None
+    )  # resistive: cycling is normal
     heating = (*range(12, 18), *range(34, 44))  # 06:00-09:00 and 17:00-22:00: 8 hours a day
     # Two starts and 9 minutes running every heating half-hour: 4 an hour, runs of 4.5 minutes.
     v = heating_verdict("H", "Heat pump", *_counts([(2, 540)], heating))

@@ -20,10 +20,11 @@ that know the API's URL and their OAuth2 credentials and nothing else (``smarthu
   is approved; up to :data:`DR_HOMES` occupants consent to both. Each of those hubs gets the
   home automation the services' end-to-end tests give it (:mod:`smarthub.sim.home_automation`:
   the hub's real DRLC client and appliance controller on its management interface, an EV
-  charger's smart plug on its HAN, a sub-meter kept home); the occupant asks for a 4-hour charge
-  16:00-20:00 on the last day. The aggregator enrols the homes and dispatches one 50 % duty-cycle
-  event 17:00-18:00 (``--without-forecast``: a demo's homes have no like day to forecast from),
-  follows it after 20:00 (the GDSC pulls the hub's DrResponses) and, after the day, settles
+  charger's smart plug on its HAN, a sub-meter kept home, the car's 7 kW behind the home's meter);
+  the occupant asks for a 4-hour charge 16:00-20:00 every day. The aggregator enrols the homes
+  and dispatches one 50 % duty-cycle event 17:00-18:00 on the last day (``--without-forecast``:
+  a demo's homes have no like day to forecast from), follows it after 20:00 (the GDSC pulls the
+  hub's DrResponses) and, after the day, settles
   (``--min-baseline-days 1``: with fewer than 10 like days the statement is provisional, with none
   the event stays pending and the JSON says why);
 * **appliance health** applies for appliance data and is approved; the same occupants consent;
@@ -81,7 +82,7 @@ from smarthub.hub.automation import ApplianceRun
 from smarthub.model.tariff import LONDON, Flat, RatePeriod, Tariff, TariffSchedule, TimeOfUse
 from smarthub.sim.demo import HALF_HOUR, DemoConfig, DemoRun, free_port
 from smarthub.sim.home_automation import HomeAutomation, add_home_automation
-from smarthub.sim.smart_plug import SmartPlugSimulator
+from smarthub.sim.smart_plug import SmartPlugSimulator, SwitchedLoad
 
 SUPPLIER = "DEMO-SUPPLIER"
 ADVISOR = "TARIFF-ADVISOR"
@@ -94,7 +95,7 @@ DR_HOMES = 3  # homes enrolled with the aggregator, and assessed by appliance he
 EV = "EV charger"
 EV_W = 7000
 EV_CATEGORY = 1 << 16  # 2030.5 DeviceCategoryType: electric vehicle
-CHARGE = (time(16, 0), time(20, 0))  # the occupant's charge on the last day, local time
+CHARGE = (time(16, 0), time(20, 0))  # the occupant's EV charge every day, local time
 EVENT = (time(17, 0), 60, 50)  # the DR event: local start, minutes, duty cycle %
 DR_RATE = "0.30"  # £/kWh
 OPERATOR_PAGE = (
@@ -242,15 +243,17 @@ class ServicesDemo:
 
     async def dispatch_demand_response(self, day: date) -> None:
         """Before the day (from :func:`start_services`): the occupants' consents to the
-        aggregator and appliance health, each occupant's EV charge asked for at their hub
-        (:data:`CHARGE`, no slack: it must run through the event), the homes enrolled and one
-        event (:data:`EVENT`) dispatched for ``day``; the GDSC queues it to each hub as a signed
-        ``drlc.event``, delivered at the hub's first pull of the day."""
+        aggregator and appliance health, each occupant's EV charge asked for at their hub for
+        every day of the run (:data:`CHARGE`, no slack: on the last it must run through the
+        event), the homes enrolled and one event (:data:`EVENT`) dispatched for ``day``; the GDSC
+        queues it to each hub as a signed ``drlc.event``, delivered at the hub's first pull."""
         await self.consent_to_the_others()
-        start, deadline = (datetime.combine(day, t, LONDON) for t in CHARGE)
-        charge = ApplianceRun.constant(EV, Decimal(EV_W) / 1000, deadline - start)
-        for auto in self.automation.values():
-            auto.controller.request(EV, charge, start, deadline)  # the occupant, at the hub's app
+        first = self.run.cfg.sim_start.astimezone(LONDON).date()
+        for d in (first + timedelta(days=n) for n in range((day - first).days + 1)):
+            start, deadline = (datetime.combine(d, t, LONDON) for t in CHARGE)
+            charge = ApplianceRun.constant(EV, Decimal(EV_W) / 1000, deadline - start)
+            for auto in self.automation.values():
+                auto.controller.request(EV, charge, start, deadline)  # the occupant, at the hub's app
         homes = [f"{h.premises_id}:{h.meter_id}" for h in self._dr_homes()]
         enrol = ["enrol", *(a for home in homes for a in ("--home", home))]
         self.dr["enrol"] = await self._dr(*enrol, "--until", (day + timedelta(days=1)).isoformat())
@@ -512,6 +515,8 @@ def _automate(run: DemoRun, homes: list[Home]) -> dict[str, HomeAutomation]:
             standby_w=EV_W,  # a car charges at a steady 7 kW for as long as it is powered
         )
         ev = Appliance(EV, plug.eui64, EV_CATEGORY, interruptible=True, min_duty_percent=0)
+        for household in home.households.values():  # the car charges behind the home's meter
+            household.extra_loads.append(SwitchedLoad(plug, EV_W))
         out[h.premises_id] = add_home_automation(
             home, TariffSchedule([tariff]), [(ev, plug)], start=run.cfg.sim_start, start_grace=grace
         )
