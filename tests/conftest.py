@@ -75,6 +75,7 @@ SIBLING_IN_MAKE_TEST = frozenset(
         "[postgresql-killed-mid-recovery]",
         "tests/e2e/test_hub_recovery.py::test_a_hub_whose_storage_was_wiped_says_so_with_its_next_pull_and_is_restored"
         "[sqlite]",
+        "tests/e2e/test_hub_recovery.py::test_a_replacement_hub_gets_its_meters_keys_from_the_escrow[postgresql]",
         "tests/reliability/test_chaos.py::test_half_the_fleet_on_channels_only_loses_nothing_through_channel_cuts"
         "[postgresql]",
         # (the chaos run on SQLite stays in make test through the channel variant above's sibling)
@@ -89,8 +90,8 @@ SIBLING_IN_MAKE_TEST = frozenset(
         "[sqlite]",
         # Issue 25's services, each backend kept by one of a pair (appliances on PostgreSQL stay
         # in make test through the healthy fleet and the refusal tests)
-        "tests/services/test_appliance_health.py::test_a_degrading_fridge_and_washer_are_flagged_within_a_week"
-        "_and_nothing_else[postgresql]",
+        "tests/services/test_appliance_health.py::test_a_degrading_fridge_and_washer_and_a_short_cycling_heat_pump"
+        "_are_flagged_within_a_week[postgresql]",
         "tests/services/test_appliance_health.py::test_a_healthy_fleet_flags_nothing[sqlite]",
         "tests/services/test_dr_aggregator.py::test_the_measured_reduction_is_what_the_hub_removed[postgresql]",
         "tests/services/test_dr_aggregator.py::test_withdrawal_suspension_and_revocation_refuse_the_next_dispatch"

@@ -20,15 +20,33 @@ applies one simple, stated test per kind:
   when the mean of the last :data:`BASELINE_RUNS` is more than :data:`WASH_RISE` above the
   baseline's and more than :data:`Z_LIMIT` σ above it (scale on the heating element heats longer
   for the same wash).
-* **Heating: short-cycling** is *not assessed*: half-hourly energy cannot count runs of a few
-  minutes (a heater cycling every 12 minutes and one cycling every two hours at the same duty draw
-  the same energy per hour), and the hub serves no run-level data. The answer says so.
+* **Heating (a heat pump, a boiler): short-cycling.** Switching on and off many times an hour
+  with short runs wears a compressor or an ignition out and wastes energy (an oversized unit, a
+  thermostat in a draught, low flow, a refrigerant fault). Heat-pump guidance counts it in starts
+  per hour and run times: a healthy unit completes two to three cycles an hour at most
+  (https://johnowensservices.com/blog/how-long-should-heat-pump-stay-off-between-cycles/) and
+  short-cycling units "often run less than 10 minutes per cycle"
+  (https://www.pickcomfort.com/?p=25146). Half-hourly energy cannot count either (a unit cycling
+  every 12 minutes and one cycling every two hours at the same duty draw the same energy per
+  half-hour), so the test reads what the plug's hub counted from its demand, per half-hour
+  (``starts`` and ``run_seconds`` beside the energy: ``smarthub.hub.appliance_runs``). Over the
+  last :data:`RECENT_DAYS` whole days, over its heating hours (the half-hours it ran in and pauses
+  of up to an hour between them): starts per hour = starts / heating hours, mean run = seconds run
+  / starts. Flagged
+  *short-cycling* when it starts more than :data:`MAX_STARTS_PER_HOUR` times an hour **and** its
+  mean run is under :data:`MIN_RUN_MINUTES` minutes, with at least :data:`MIN_HEATING_HOURS` hours
+  of running to judge. The hub's counts are a lower bound (a run or pause shorter than its
+  sampling can be missed) and its run times within one sampling interval (2 minutes in the
+  simulated fleet): a unit is flagged for what was seen, never for what might have happened. A
+  plug whose hub serves no run counts (a hub from before them) is insufficient data.
 
 Too little data (fewer than :data:`BASELINE_DAYS` + :data:`RECENT_DAYS` whole days, or
 2 × :data:`BASELINE_RUNS` cycles) is reported as such, never as healthy. The findings become a
-message for the occupant; ``--notify`` asks the GDSC to show it on the home's display through the
-API's IHD-message command, and reports the GDSC's answer (today's access policy lets only the
-premises' supplier send one, so it is refused with the reason: nothing is pretended).
+message for the occupant; ``--notify-meter`` asks the GDSC to show it on the home's display through
+the API's IHD-message command (the GDSC sends it only if the service is approved for
+``ihd-messages`` and the occupant consented to that kind; the display shows it under the service's
+name, as a third party's), and reports the GDSC's answer: ``notified`` true with the job queued for
+the display, or false with the reason (nothing is pretended).
 
 Standard library only; nothing of the platform is imported (``tests/services``).
 """
@@ -36,6 +54,7 @@ Standard library only; nothing of the platform is imported (``tests/services``).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -61,8 +80,13 @@ SIGMA_FLOOR = 0.02  # σ taken as at least 2 % of the baseline mean
 BASELINE_RUNS = 3  # washing cycles in the baseline, and in the recent mean
 WASH_RISE = 0.15  # a cycle drawing >15 % more than the baseline cycles
 RUN_FLOOR_WH = 20  # a half-hour drawing more than this (and a tenth of the largest) is "running"
+MAX_STARTS_PER_HOUR = 3.0  # heating starting more often than this an hour while it runs ...
+MIN_RUN_MINUTES = 10.0  # ... in runs shorter than this on average: short-cycling
+MIN_HEATING_HOURS = 4.0  # hours of heating in the recent days below which nothing is judged
+MAX_PAUSE_HALF_HOURS = 2  # a pause of up to an hour between runs is still heating
 
 COLD, WASHER, HEATING = "fridge/freezer", "washing machine", "heating"
+FAULTS = frozenset({"degrading", "short-cycling"})  # the verdicts the occupant is told about
 
 
 def kind_of(name: str) -> str | None:
@@ -72,7 +96,9 @@ def kind_of(name: str) -> str | None:
         return COLD
     if "wash" in n:  # washing machine, washer-dryer, dishwasher: a cycle at a time
         return WASHER
-    if any(w in n for w in ("heat", "boiler", "radiator")):
+    # A compressor or a burner wears with every start; an electric radiator's or an immersion
+    # heater's thermostat switching a resistive element often is how it is meant to work.
+    if "heat pump" in n or "heatpump" in n or "boiler" in n:
         return HEATING
     return None
 
@@ -82,13 +108,13 @@ class Verdict:
     meter_id: str
     name: str
     kind: str | None
-    verdict: str  # degrading, ok, insufficient-data, not-assessed
+    verdict: str  # degrading, short-cycling, ok, insufficient-data, not-assessed
     why: str
     figures: dict[str, Any] = field(default_factory=dict)
 
     @property
     def flagged(self) -> bool:
-        return self.verdict == "degrading"
+        return self.verdict in FAULTS
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -237,10 +263,83 @@ def washer_verdict(meter_id: str, name: str, series: dict[int, float]) -> Verdic
     return Verdict(meter_id, name, WASHER, "degrading" if degrading else "ok", why, figures)
 
 
-NOT_ASSESSED_HEATING = (
-    "short-cycling needs run-level data: half-hourly energy cannot count runs of a few minutes, "
-    "and the hub serves none"
-)
+def counts(readings: Iterable[dict[str, Any]]) -> dict[int, int]:
+    """Epoch second of each half-hour → a count (uom 0): the hub's starts or seconds run."""
+    out: dict[int, int] = {}
+    for r in readings:
+        if int(r["duration"]) != HALF_HOUR:
+            raise ValueError(f"expected half-hourly counts, got a duration of {r['duration']} s")
+        if int(r["uom"]) != 0:
+            raise ValueError(f"expected a count (uom 0), got uom {r['uom']}")
+        start = int(datetime.fromisoformat(r["start"]).timestamp())
+        out[start] = round(float(r["value"]) * 10.0 ** int(r["power_of_ten"]))
+    return out
+
+
+def heating_half_hours(known: dict[int, tuple[int, int]]) -> list[int]:
+    """The half-hours of the heating periods: those the unit ran in, and the pauses of at most
+    :data:`MAX_PAUSE_HALF_HOURS` between two of them (a unit cycling once an hour is off for whole
+    half-hours while it heats: counting only the half-hours it ran in would double its rate)."""
+    ran = sorted(t for t, (_, s) in known.items() if s > 0)
+    out = list(ran)
+    for a, b in itertools.pairwise(ran):
+        between = range(a + HALF_HOUR, b, HALF_HOUR)
+        if len(between) <= MAX_PAUSE_HALF_HOURS and all(t in known for t in between):
+            out += between
+    return sorted(out)
+
+
+def heating_verdict(
+    meter_id: str, name: str, starts: dict[int, int], seconds: dict[int, int], tz: ZoneInfo = LONDON
+) -> Verdict:
+    """The short-cycling test (module docstring). A half-hour counts when the hub has both its
+    starts and its seconds run; a day is whole when it has every half-hour."""
+    known = {t: (starts[t], seconds[t]) for t in starts.keys() & seconds.keys()}
+    days = [d for d, _ in whole_days({t: 0.0 for t in known}, tz)]
+    if len(days) < RECENT_DAYS:
+        why = f"{len(days)} whole days of run counts; the test needs {RECENT_DAYS}"
+        if not known:
+            why = "its hub serves no run counts (starts, seconds run) for this plug"
+        return Verdict(meter_id, name, HEATING, "insufficient-data", why)
+    recent = set(days[-RECENT_DAYS:])
+    heating = heating_half_hours(known)
+    ran = [known[t] for t in heating if datetime.fromtimestamp(t, tz).date() in recent]
+    hours = len(ran) / 2
+    n_starts, run_s = sum(n for n, _ in ran), sum(s for _, s in ran)
+    figures: dict[str, Any] = {
+        "days": len(days),
+        "recent_days": [d.isoformat() for d in sorted(recent)],
+        "heating_hours": hours,
+        "starts": n_starts,
+    }
+    if hours < MIN_HEATING_HOURS or n_starts == 0:
+        why = (
+            f"{hours:g} hours of heating in the last {RECENT_DAYS} days; the test needs {MIN_HEATING_HOURS:g}"
+        )
+        return Verdict(meter_id, name, HEATING, "insufficient-data", why, figures)
+    per_hour = n_starts / hours
+    mean_run = run_s / n_starts / 60
+    by_day: dict[date, list[int]] = {}
+    for t in heating:
+        d = by_day.setdefault(datetime.fromtimestamp(t, tz).date(), [0, 0])
+        d[0], d[1] = d[0] + known[t][0], d[1] + 1
+    figures |= {
+        "starts_per_hour": round(per_hour, 2),
+        "mean_run_minutes": round(mean_run, 1),
+        # each whole day's starts per hour of running: when it began
+        "starts_per_hour_by_day": {
+            d.isoformat(): round(by_day[d][0] / (by_day[d][1] / 2), 2) for d in days if d in by_day
+        },
+    }
+    if per_hour > MAX_STARTS_PER_HOUR and mean_run < MIN_RUN_MINUTES:
+        why = (
+            f"it started {per_hour:.1f} times an hour while heating over the last {RECENT_DAYS} days, "
+            f"in runs of {mean_run:.1f} minutes on average: short-cycling (an oversized unit, a "
+            "thermostat in a draught, low flow or a refrigerant fault)"
+        )
+        return Verdict(meter_id, name, HEATING, "short-cycling", why, figures)
+    why = f"{per_hour:.1f} starts an hour while heating, runs of {mean_run:.0f} minutes on average"
+    return Verdict(meter_id, name, HEATING, "ok", why, figures)
 
 
 def assess(appliance: dict[str, Any], tz: ZoneInfo = LONDON) -> Verdict:
@@ -253,7 +352,8 @@ def assess(appliance: dict[str, Any], tz: ZoneInfo = LONDON) -> Verdict:
     if kind == WASHER:
         return washer_verdict(meter, name, series)
     if kind == HEATING:
-        return Verdict(meter, name, kind, "not-assessed", NOT_ASSESSED_HEATING)
+        starts, seconds = counts(appliance.get("starts", [])), counts(appliance.get("run_seconds", []))
+        return heating_verdict(meter, name, starts, seconds, tz)
     return Verdict(meter, name, None, "not-assessed", "not an appliance kind this service tests")
 
 
@@ -273,13 +373,13 @@ def check_premises(
 
 
 def notify(client: DataServicesClient, premises_id: str, meter_id: str, text: str) -> tuple[bool, str]:
-    """Ask the GDSC to show ``text`` on the home's display: (sent, the job or the GDSC's reason)."""
+    """Ask the GDSC to show ``text`` on the home's display: (queued, the job or the GDSC's reason)."""
     path = f"/v1/premises/{urllib.parse.quote(premises_id)}/commands/ihd-message"
     try:
         _, job = client.request("POST", path, body={"meter_id": meter_id, "text": text[:500]})
     except ApiError as err:
-        return False, err.detail
-    return True, f"job {job['job_id']}"
+        return False, f"the GDSC refused ({err.status}): {err.detail}"
+    return True, f"queued for the display as job {job['job_id']}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

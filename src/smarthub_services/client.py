@@ -23,6 +23,7 @@ from typing import Any
 
 MAX_PAGE = 10_000  # the API's largest page (its `limit` bound)
 APPLIANCE_SPAN = timedelta(days=31)  # the longest period one appliances request may ask for
+APPLIANCE_SERIES = ("readings", "starts", "run_seconds")  # what each plug carries, each in time order
 
 
 class ApiError(Exception):
@@ -186,7 +187,7 @@ class DataServicesClient:
     ) -> list[dict[str, Any]]:
         """``GET /v1/premises/{id}/appliances`` over ``[start, end)``, asked at most
         :data:`APPLIANCE_SPAN` at a time: each smart plug (``meter_id``, ``name``) with its
-        readings over the whole period, in time order."""
+        readings (energy), ``starts`` and ``run_seconds`` over the whole period, in time order."""
         out: dict[str, dict[str, Any]] = {}
         t = start
         while t < end:
@@ -198,9 +199,10 @@ class DataServicesClient:
                 granularity=granularity,
             )
             for a in page["appliances"]:
-                held = out.setdefault(a["meter_id"], {**a, "readings": []})
+                held = out.setdefault(a["meter_id"], {**a, **{k: [] for k in APPLIANCE_SERIES}})
                 held["name"] = a["name"]
-                held["readings"] += a["readings"]
+                for k in APPLIANCE_SERIES:
+                    held[k] += a.get(k, [])  # a GDSC from before the run counts serves no starts
             t = stop
         return list(out.values())
 

@@ -23,6 +23,11 @@ consent to both:
   kWh, rounded to the penny (half up), printed as a settlement statement (JSON) with each
   half-hour, the baseline days used and the hub's DrResponses (``GET …/events/{id}``).
 
+A home newly metered has no like day: ``dispatch --without-forecast`` sends it the event anyway
+(its entry says there was no forecast), and ``settle --min-baseline-days N`` makes a
+*provisional* statement for an event with fewer than 10 but at least N like days (labelled, its
+reward indicative, nothing settled: the event is settled once its 10 days are in).
+
 The aggregator keeps its own ledger (SQLite): homes enrolled, events sent, statements settled
 (settling again prints the statements already made; nothing is paid twice).
 
@@ -215,14 +220,25 @@ class Measurement:
     actual: dict[datetime, Decimal]
 
     @property
+    def provisional(self) -> bool:
+        """Fewer than the 10 like days the baseline is defined on: an indication, not a settlement."""
+        return len(self.days) < BASELINE_DAYS
+
+    @property
     def reduction_kwh(self) -> Decimal:
         return sum((self.baseline[t] - self.actual[t] for t in self.slots), Decimal(0))
 
 
 def measure(
-    start: datetime, end: datetime, data: Mapping[datetime, Decimal], excluded: Iterable[date] = ()
+    start: datetime,
+    end: datetime,
+    data: Mapping[datetime, Decimal],
+    excluded: Iterable[date] = (),
+    min_days: int = BASELINE_DAYS,
 ) -> Measurement:
-    """Baseline (previous 10 like days, event days excluded) against the metered half-hours."""
+    """Baseline (previous 10 like days, event days excluded) against the metered half-hours.
+    ``min_days`` below 10: a *provisional* measurement against as few as that many like days
+    (:attr:`Measurement.provisional` says so; the statement is labelled and not settled)."""
     slots = half_hours(start, end)
     missing = [t for t in slots if t not in data]
     if missing:
@@ -231,7 +247,7 @@ def measure(
         )
     day = start.astimezone(LONDON).date()
     days = like_days(day, slots, data, excluded)
-    if len(days) < BASELINE_DAYS:
+    if len(days) < max(1, min(min_days, BASELINE_DAYS)):
         raise NotReady(
             f"only {len(days)} like days with readings before {day}; the baseline needs {BASELINE_DAYS}"
         )
@@ -286,13 +302,18 @@ class Aggregator:
         )
         return {"premises_id": premises_id, "enrolled": True, "half_hours_read": len(data)}
 
-    def dispatch(self, event: Mapping[str, Any], min_flexible: Decimal) -> list[dict[str, Any]]:
-        """Forecast each enrolled home and send the event to those with enough flexible load."""
+    def dispatch(
+        self, event: Mapping[str, Any], min_flexible: Decimal, without_forecast: bool = False
+    ) -> list[dict[str, Any]]:
+        """Forecast each enrolled home and send the event to those with enough flexible load.
+        ``without_forecast``: a home with no like day to forecast from (newly metered) is sent
+        the event too, its entry saying there was no forecast (otherwise it is skipped)."""
         start = datetime.fromisoformat(str(event["start"]))
         end = start + timedelta(minutes=int(event["duration_minutes"]))
         out = []
         for premises_id, meter_id in self.homes():
             entry: dict[str, Any] = {"premises_id": premises_id}
+            fc: Forecast | None = None
             try:
                 data = self._readings(premises_id, meter_id, start - LOOK_BACK, start)
                 fc = forecast(premises_id, start, end, data, self._event_days(premises_id))
@@ -300,16 +321,18 @@ class Aggregator:
                 out.append({**entry, "refused": f"{err.status}: {err.detail}"})
                 continue
             except NotReady as err:
-                out.append({**entry, "skipped": str(err)})
-                continue
-            entry.update(
-                forecast_kwh=_k(fc.load_kwh), flexible_kwh=_k(fc.flexible_kwh), forecast_days=len(fc.days)
-            )
-            if fc.flexible_kwh < min_flexible:
-                out.append(
-                    {**entry, "skipped": f"flexible load {_k(fc.flexible_kwh)} kWh is below {min_flexible}"}
+                if not without_forecast:
+                    out.append({**entry, "skipped": str(err)})
+                    continue
+                entry["forecast"] = f"none: {err}"
+            if fc is not None:
+                entry.update(
+                    forecast_kwh=_k(fc.load_kwh), flexible_kwh=_k(fc.flexible_kwh), forecast_days=len(fc.days)
                 )
-                continue
+                if fc.flexible_kwh < min_flexible:
+                    why = f"flexible load {_k(fc.flexible_kwh)} kWh is below {min_flexible}"
+                    out.append({**entry, "skipped": why})
+                    continue
             path = f"/v1/premises/{urllib.parse.quote(premises_id)}/demand-response/events"
             try:
                 _, sent = self.api.request("POST", path, body={"meter_id": meter_id, **event})
@@ -324,8 +347,8 @@ class Aggregator:
                     meter_id,
                     sent["start"],
                     sent["end"],
-                    _k(fc.load_kwh),
-                    _k(fc.flexible_kwh),
+                    _k(fc.load_kwh) if fc is not None else "",
+                    _k(fc.flexible_kwh) if fc is not None else "",
                     datetime.now(UTC).isoformat(),
                 ),
             )
@@ -351,9 +374,12 @@ class Aggregator:
             "SELECT event_id, premises_id, meter_id, start, end FROM events ORDER BY start, premises_id"
         ).fetchall()
 
-    def settle(self, rate: Decimal) -> dict[str, Any]:
-        """A statement per event whose readings are in (made once, then kept); the rest pending."""
-        statements, pending = [], []
+    def settle(self, rate: Decimal, min_baseline_days: int = BASELINE_DAYS) -> dict[str, Any]:
+        """A statement per event whose readings are in (made once, then kept); the rest pending.
+        ``min_baseline_days`` below 10: an event whose baseline has fewer than 10 like days but at
+        least that many gets a *provisional* statement against them (listed apart, its reward
+        indicative, nothing settled or kept: it is settled once the 10 days are in)."""
+        statements, pending, provisional = [], [], []
         for event_id, premises_id, meter_id, s, e in self.events():
             kept = self.db.execute(
                 "SELECT statement FROM settlements WHERE event_id = ?", (event_id,)
@@ -365,7 +391,7 @@ class Aggregator:
             others = [d for d in self._event_days(premises_id) if d != start.astimezone(LONDON).date()]
             try:
                 data = self._readings(premises_id, meter_id, start - LOOK_BACK, end)
-                m = measure(start, end, data, others)
+                m = measure(start, end, data, others, min_baseline_days)
             except (ApiError, NotReady) as err:
                 pending.append({"event_id": event_id, "premises_id": premises_id, "why": str(err)})
                 continue
@@ -377,7 +403,7 @@ class Aggregator:
                 ]
             except ApiError as err:
                 responses = [{"unavailable": f"{err.status}: {err.detail}"}]
-            statement = {
+            statement: dict[str, Any] = {
                 "event_id": event_id,
                 "premises_id": premises_id,
                 "meter_id": meter_id,
@@ -400,13 +426,29 @@ class Aggregator:
                 "reward_gbp": str(reward(m.reduction_kwh, rate)),
                 "hub_responses": responses,
             }
+            if m.provisional:
+                statement["reward_gbp"] = None
+                statement["indicative_reward_gbp"] = str(reward(m.reduction_kwh, rate))
+                statement["provisional"] = (
+                    f"measured against {len(m.days)} like days; the baseline is defined on "
+                    f"{BASELINE_DAYS}: an indication, not settled"
+                )
+                provisional.append(statement)
+                continue
             self.db.execute(
                 "INSERT INTO settlements VALUES (?, ?, ?)",
                 (event_id, json.dumps(statement), datetime.now(UTC).isoformat()),
             )
             statements.append(statement)
         total = sum((Decimal(s["reward_gbp"]) for s in statements), Decimal(0))
-        return {"statements": statements, "pending": pending, "total_reward_gbp": str(total.quantize(PENNY))}
+        out: dict[str, Any] = {
+            "statements": statements,
+            "pending": pending,
+            "total_reward_gbp": str(total.quantize(PENNY)),
+        }
+        if min_baseline_days < BASELINE_DAYS:
+            out["provisional"] = provisional
+        return out
 
 
 # -- the program ------------------------------------------------------------------------------------
@@ -458,11 +500,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     send.add_argument("--load-reduction", type=int, help="%% of normal load shed")
     send.add_argument("--randomize-start", type=int, default=0, help="seconds")
     send.add_argument("--min-flexible-kwh", type=Decimal, default=Decimal(0))
+    send.add_argument(
+        "--without-forecast",
+        action="store_true",
+        help="also send to enrolled homes with no like day to forecast from (said in their entry)",
+    )
     sub.add_parser("status", help="each event's delivery and the hub's responses")
     cancel = sub.add_parser("cancel", help="cancel events sent (the hub drops or ends them)")
     cancel.add_argument("--event", action="append", required=True, help="an event id (repeatable)")
     settle = sub.add_parser("settle", help="measure the reductions and print the settlement statement")
     settle.add_argument("--rate", type=Decimal, required=True, help="pounds per kWh reduced")
+    settle.add_argument(
+        "--min-baseline-days",
+        type=int,
+        default=BASELINE_DAYS,
+        help=f"below {BASELINE_DAYS}: provisional statements (not settled) for events with at least "
+        "this many like days",
+    )
     args = ap.parse_args(argv)
     secret_file = args.client_secret_file
     secret = secret_file.read_text().strip() if secret_file else os.environ.get("SERVICE_CLIENT_SECRET", "")
@@ -476,7 +530,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             out: Any = [agg.enrol(p, m, until) for p, m in args.home]
             refused = any(not h["enrolled"] for h in out)
         elif args.command == "dispatch":
-            out = agg.dispatch(_event(args), args.min_flexible_kwh)
+            out = agg.dispatch(_event(args), args.min_flexible_kwh, args.without_forecast)
             refused = any("refused" in h for h in out)
         elif args.command == "status":
             out = []
@@ -497,7 +551,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             if args.rate < 0:
                 ap.error("--rate must not be negative")
-            out = agg.settle(args.rate)
+            if not 1 <= args.min_baseline_days <= BASELINE_DAYS:
+                ap.error(f"--min-baseline-days must be 1 to {BASELINE_DAYS}")
+            out = agg.settle(args.rate, args.min_baseline_days)
     except Unreachable as err:
         print(f"dr-aggregator: the GDSC is unreachable: {err}", file=sys.stderr)
         return 3

@@ -29,6 +29,7 @@ from smarthub.gdsc.readings.appliances import ApplianceRegistry
 from smarthub.gdsc.readings.tables import interval_channels
 from smarthub.gdsc.service import GdscService
 from smarthub.model.obis import IMPORT_ACTIVE_ENERGY
+from smarthub.model.reading_type import APPLIANCE_RUN_SECONDS, APPLIANCE_STARTS
 from smarthub.sim.fleet import Fleet, home_specs, provision
 
 SIM_START = datetime(2026, 3, 2, tzinfo=UTC)
@@ -127,16 +128,29 @@ async def test_plugs_reach_the_consented_service_only_after_the_occupant_consent
             served = {a["meter_id"]: a for a in r.json()["appliances"]}
             assert {m: a["name"] for m, a in served.items()} == plugs
             for plug, a in served.items():
-                at_hub = {
-                    i.start: i.value
-                    for i in home.hub.intervals(plug, IMPORT_ACTIVE_ENERGY, limit=1000)
-                    if i.start < int(end.timestamp())
-                }
-                got = {int(datetime.fromisoformat(x["start"]).timestamp()): x["value"] for x in a["readings"]}
-                assert got and set(got) <= set(at_hub)  # what the hub built, as pulled so far
-                assert all(got[t] == at_hub[t] for t in got)
-                assert len(got) >= len(at_hub) - 2  # all but the half-hours still being pulled
+                # The energy, and the starts and seconds run the hub counted from the plug's demand.
+                for key, obis in (
+                    ("readings", IMPORT_ACTIVE_ENERGY),
+                    ("starts", APPLIANCE_STARTS),
+                    ("run_seconds", APPLIANCE_RUN_SECONDS),
+                ):
+                    at_hub = {
+                        i.start: i.value
+                        for i in home.hub.intervals(plug, obis, limit=1000)
+                        if i.start < int(end.timestamp())
+                    }
+                    got = {int(datetime.fromisoformat(x["start"]).timestamp()): x["value"] for x in a[key]}
+                    assert got and set(got) <= set(at_hub), key  # what the hub built, as pulled so far
+                    assert all(got[t] == at_hub[t] for t in got), key
+                    assert len(got) >= len(at_hub) - 2, key  # all but the half-hours still being pulled
             assert any(x["value"] > 0 for a in served.values() for x in a["readings"])
+            # The fridge draws 55 W throughout (sim.appliance_profiles.APPLIANCES): running every
+            # half-hour, never starting; nothing else runs between midnight and 05:00.
+            fridge = next(a for a in served.values() if a["name"] == "Fridge freezer")
+            # (less where polls were more than 10 minutes apart: the 600× clock on a loaded machine)
+            seconds = [x["value"] for x in fridge["run_seconds"]]
+            assert all(0 < x <= 1800 for x in seconds) and seconds.count(1800) >= len(seconds) // 2, seconds
+            assert {x["value"] for a in served.values() for x in a["starts"]} == {0}
             # The consent covers appliances only: the whole-home readings stay refused.
             reads = {**span, "meter_id": elec}
             r = client.get(f"/v1/premises/{premises}/readings", params=reads, headers=auth["AH"])

@@ -40,6 +40,7 @@ from smarthub.gdsc.commands.signer import CommandSigner
 from smarthub.gdsc.commands.tariffs import tariff_update
 from smarthub.gdsc.commands.vouchers import VoucherCourier, VoucherIssuer, vouchers
 from smarthub.gdsc.fleet.commissioning import CommissioningRequest, sign_request
+from smarthub.gdsc.fleet.key_escrow import KeyEscrow
 from smarthub.gdsc.fleet.lifecycle import HubLifecycle
 from smarthub.gdsc.fleet.pki import CertificateAuthority, IssuedCertificate, Role
 from smarthub.gdsc.fleet.recovery import HubRecoveries
@@ -56,6 +57,8 @@ from smarthub.model import ObisCode
 from smarthub.model.tariff import TimeOfUse
 from smarthub.model.tariff_calc import day_start, local_day
 from smarthub.sim.consumer import sample_electricity
+from smarthub.sim.load_profile import HouseholdProfile
+from smarthub.sim.wmbus_meter import WMBusMeterSimulator
 from smarthub.wan.contract.bodies import PrepaymentTopup
 from smarthub.wan.tls import client_context
 
@@ -183,14 +186,20 @@ breaker = true
         self.hubs.append(h)
         return h
 
-    def request(self, h: HubProcess, replaces: str | None = None) -> bytes:
+    def request(
+        self,
+        h: HubProcess,
+        replaces: str | None = None,
+        meters: tuple[tuple[str, str], ...] = ((METER, "electricity"),),
+        premises: str = PREMISES,
+    ) -> bytes:
         assert self.installer.private_key is not None
         req = CommissioningRequest(
             hub_id=h.hub_id,
-            premises_id=PREMISES,
+            premises_id=premises,
             url=f"https://127.0.0.1:{h.wan_port}",
             hosts=("127.0.0.1",),
-            meters_by_fuel=((METER, "electricity"),),
+            meters_by_fuel=meters,
             issued=datetime.now(UTC),
             address="1 Recovery Road",
             replaces=replaces,
@@ -233,6 +242,7 @@ async def gdsc(tmp_path: Path, db_url: str) -> AsyncIterator[Gdsc]:
     ca.issue(Role.OPERATOR, "operator", now).save(tmp_path, "operator")
     store = Store(db_url)
     store.create_schema()
+    store.enable_key_escrow(KeyEscrow.from_state(tmp_path))  # gdsc/escrow.key, as a GDSC's state
     signer = CommandSigner.from_files(
         str(tmp_path / "operator.pem"), str(tmp_path / "operator.key"), store.next_command_counter
     )
@@ -521,3 +531,143 @@ async def test_a_hub_whose_storage_was_wiped_says_so_with_its_next_pull_and_is_r
     assert rec["storage_id"] == after["id"] and rec["source_hub_id"] == "HUB-W"
     await check_restored(h, rows, old, moved_credit=Decimal(0))
     assert json.loads((h.dir / "storage.json").read_text())["state"] == "restored"
+
+
+RADIO_METER = 77000001  # a wM-Bus water meter (security mode 5) at premises P-REC-KEYS
+
+
+def radio_hub(g: Gdsc, hub_id: str, radio_port: int, key: bytes | None) -> HubProcess:
+    """A hub with one wM-Bus water meter on a radio receiver (hex lines over TCP); the meter's
+    key in its configuration file only if ``key`` is given (the installer's configuration)."""
+    d = g.dir / hub_id
+    d.mkdir()
+    h = HubProcess(hub_id, d, d / "hub.toml", free_port(), free_port())
+    meter = WMBusMeterSimulator(
+        RADIO_METER, "LSE", "water", bytes(16), HouseholdProfile(2), datetime.now(UTC)
+    )
+    key_line = f'key = "{key.hex()}"' if key is not None else ""
+    h.config.write_text(f"""
+[hub]
+id = "{hub_id}"
+state = "{d}"
+ca = "{g.dir / "ca" / "ca.pem"}"
+
+[wan]
+listen = "127.0.0.1"
+port = {h.wan_port}
+
+[transports.radio]
+kind = "tcp"
+host = "127.0.0.1"
+port = {radio_port}
+receiver = "hex-lines"
+
+[[meters]]
+id = "{meter.meter_id}"
+protocol = "wmbus"
+fuel = "water"
+transport = "radio"
+{key_line}
+""")
+    h.config.chmod(0o600)
+    g.hubs.append(h)
+    return h
+
+
+async def wan_up(h: HubProcess, http: aiohttp.ClientSession, timeout: float = 60) -> str:
+    """Until the hub serves its counters over mutual TLS (it is started by then); their text."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        assert h.proc is not None and h.proc.poll() is None, (h.dir / "stderr.log").read_text()
+        with contextlib.suppress(aiohttp.ClientError):
+            async with http.get(f"https://127.0.0.1:{h.wan_port}/metrics") as r:
+                if r.status == 200:
+                    return await r.text()
+        assert asyncio.get_running_loop().time() < deadline, "hub did not come up"
+        await asyncio.sleep(0.3)
+
+
+async def test_a_replacement_hub_gets_its_meters_keys_from_the_escrow(gdsc: Gdsc) -> None:
+    """The old hub's meter was re-keyed by the GDSC (``meter.key``, applied, its envelope cleared
+    once delivered); the replacement's installer configures the meter with no key. The recovery
+    opens the key from the GDSC's escrow and sends it, signed for the new hub: every frame the
+    meter sends under it decodes there, none is rejected, and the key is in no hub file in clear."""
+    g = gdsc
+    writers: list[asyncio.StreamWriter] = []
+
+    async def receiver(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        with contextlib.suppress(ConnectionError):
+            await reader.read()
+
+    server = await asyncio.start_server(receiver, "127.0.0.1", 0)
+    radio = server.sockets[0].getsockname()[1]
+    installed, rekeyed = os.urandom(16), os.urandom(16)
+    t0 = datetime.now(UTC) - timedelta(hours=2)
+    meter = WMBusMeterSimulator(RADIO_METER, "LSE", "water", rekeyed, HouseholdProfile(2), t0)
+    meters = ((meter.meter_id, "water"),)
+    ctx = client_context(g.dir / "collector.pem", g.dir / "collector.key", g.dir / "ca" / "ca.pem")
+    http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx))
+    try:
+        old = radio_hub(g, "HUB-KOLD", radio, installed)
+        done = g.lifecycle.commission(g.request(old, meters=meters, premises="P-REC-KEYS"), datetime.now(UTC))
+        done.certificate.save(old.dir, "hub")
+        old.start()
+        await wan_up(old, http)
+        job = g.command("HUB-KOLD", "meter.key", {"meter": meter.meter_id, "key": rekeyed.hex()})
+        assert (await g.verdict(job))["status"] == "applied"
+        old.kill()  # the hub dies
+        with g.store.engine.connect() as conn:  # the command no longer holds it: the escrow does
+            assert (
+                conn.execute(select(urgent_work.c.envelope).where(urgent_work.c.id == job)).scalar() is None
+            )
+
+        new = radio_hub(g, "HUB-KNEW", radio, None)
+        assert "key" not in new.config.read_text().split("[[meters]]")[1]
+        request = g.request(new, replaces="HUB-KOLD", meters=meters, premises="P-REC-KEYS")
+        replaced = datetime.now(UTC)
+        g.lifecycle.replace_hub("HUB-KOLD", request, replaced).certificate.save(new.dir, "hub")
+        new.start()
+        await wan_up(new, http)
+        rec = await recovered(g, "HUB-KNEW")
+        took = (datetime.now(UTC) - replaced).total_seconds()
+        print(
+            f"recovery with {rec['planned']['meter_keys']} escrowed key: {took:.1f} s after the replacement"
+        )  # type: ignore[index]
+        assert rec["failed"] == 0 and rec["planned"]["meter_keys"] == 1, rec  # type: ignore[index]
+        steps = g.recoveries.steps(int(rec["recovery"]))  # type: ignore[call-overload]
+        assert [s["state"] for s in steps if s["type"] == "meter.key"] == ["applied"], steps
+
+        # The meter sends under the escrowed key; the new hub decodes every frame.
+        frames = b"".join(
+            meter.frame_at(t0 + timedelta(minutes=10 * i)).hex().encode() + b"\n" for i in range(1, 9)
+        )
+        counters: dict[str, float] = {}
+        deadline = asyncio.get_running_loop().time() + 60
+        sent = 0
+        while counters.get('smarthub_hub_frames_total{result="ok"}', 0) < 8:
+            assert asyncio.get_running_loop().time() < deadline, counters
+            for w in writers[sent:]:  # the new hub's connection (the old hub's is closed)
+                if not w.is_closing():
+                    w.write(frames)
+            sent = len(writers)
+            await asyncio.sleep(0.3)
+            counters = {
+                line.split()[0]: float(line.split()[1])
+                for line in (await wan_up(new, http)).splitlines()
+                if line.startswith("smarthub_hub_frames_total")
+            }
+        assert counters.get('smarthub_hub_frames_total{result="error"}', 0) == 0, counters
+        assert new.proc is not None
+        new.proc.send_signal(signal.SIGTERM)
+        # Waited for off the loop: the GDSC's connections to the hub close with it.
+        assert await asyncio.to_thread(new.proc.wait, 20) == 0, (new.dir / "stderr.log").read_text()
+        for path in new.dir.iterdir():  # in no hub file in clear (master.key wraps it)
+            if path.is_file() and path.suffix != ".key":
+                raw = path.read_bytes()
+                assert rekeyed not in raw and rekeyed.hex().encode() not in raw, path.name
+    finally:
+        await http.close()
+        server.close()
+        for w in writers:
+            w.close()

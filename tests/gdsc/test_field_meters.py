@@ -23,6 +23,7 @@ from smarthub.gdsc.api.app import create_app
 from smarthub.gdsc.api.auth.tokens import TokenStore
 from smarthub.gdsc.commands.signer import CommandSigner
 from smarthub.gdsc.fleet.field_meters import FieldMeters, ShipmentRefused, parse_shipment
+from smarthub.gdsc.fleet.key_escrow import KeyEscrow
 from smarthub.gdsc.fleet.pki import CertificateAuthority
 from smarthub.gdsc.fleet.pki import Role as PkiRole
 from smarthub.gdsc.governance.audit import AuditLog
@@ -83,6 +84,7 @@ async def deliver(plan: PullPlan, home: Home, now: datetime) -> list[str]:
 def world(db_url: str, tmp_path: Path) -> Any:
     store = Store(db_url)
     store.create_schema()
+    store.enable_key_escrow(KeyEscrow(bytes(range(32))))  # the GDSC's KEK (gdsc/escrow.key)
     store.register_hub(
         hub_id="H1", premises_id="P1", url="https://h1", lfdi="A" * 40, meters_by_fuel=[(OLD, "water")]
     )
@@ -93,7 +95,9 @@ def world(db_url: str, tmp_path: Path) -> Any:
     tokens = TokenStore(store.engine)
     auth = {p: {"Authorization": f"Bearer {tokens.issue(p, T0)}"} for p in ("OP", "I1", "S1")}
     clock = ManualClock(T0 + timedelta(minutes=5))
-    client = TestClient(create_app(AccessGuard(repo, AuditLog(store.engine), clock), tokens))
+    client = TestClient(
+        create_app(AccessGuard(repo, AuditLog(store.engine), clock), tokens, escrow=store.key_escrow)
+    )
     ca = CertificateAuthority.create("ca", T0 - timedelta(days=1))
     op = ca.issue(PkiRole.OPERATOR, "ops", T0 - timedelta(days=1))
     signer = CommandSigner(op.private_key, op.cert_pem, store.next_command_counter)
@@ -144,7 +148,7 @@ async def test_a_meter_swapped_in_the_field_is_registered_end_to_end(world: Any)
     )
     assert r.status_code == 200, r.text
     # The GDSC pulls the hub every half-hour; what rides on each pull is all that happens.
-    field, plan = FieldMeters(store.engine), PullPlan(store)
+    field, plan = FieldMeters(store.engine, escrow=store.key_escrow), PullPlan(store)
     t = T0 + timedelta(minutes=30)
     sent: list[list[str]] = []
     for _ in range(8):
@@ -189,7 +193,7 @@ async def test_a_meter_whose_frames_do_not_decrypt_under_the_shipped_key_is_not_
         "/v1/premises/P1/meter-installs", json={"meter_id": impostor.meter_id}, headers=auth["OP"]
     )
     assert r.status_code == 200, r.text
-    field, plan = FieldMeters(store.engine), PullPlan(store)
+    field, plan = FieldMeters(store.engine, escrow=store.key_escrow), PullPlan(store)
     home.hear(impostor)
     t = T0 + timedelta(minutes=30)
     for _ in range(5):

@@ -331,3 +331,74 @@ def test_a_step_not_delivered_is_sent_again_only_once_the_hub_is_back(
     recoveries.advance(back + timedelta(minutes=5))
     (step, *_) = recoveries.steps(rid)
     assert step["attempts"] == 2 and step["job"] == _jobs(store, "H1")[-1][0] != step_job[0]
+
+
+def _bodies(store: Store, types: tuple[str, ...]) -> list[tuple[int, dict[str, object]]]:
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(urgent_work.c.id, urgent_work.c.envelope)
+            .where(urgent_work.c.command_type.in_(types), urgent_work.c.envelope.is_not(None))
+            .order_by(urgent_work.c.id)
+        ).all()
+    return [(int(r.id), Command.from_payload(json.loads(r.envelope)["payload"].encode()).body) for r in rows]
+
+
+def _delivered(store: Store, job: int, status: str, *, state: str = DONE) -> None:
+    """A meter.key job's end as the plan records it: the verdict, and its envelope cleared."""
+    with store.engine.begin() as conn:
+        conn.execute(
+            update(urgent_work)
+            .where(urgent_work.c.id == job)
+            .values(
+                state=state,
+                envelope=None,
+                finished=NOW + timedelta(minutes=10),
+                result=None if state != DONE else json.dumps({"status": status, "code": "ok", "detail": ""}),
+            )
+        )
+
+
+def test_the_meter_keys_come_from_the_escrow_and_a_lost_step_is_sent_again_from_it(
+    world: tuple[Store, HubRecoveries, PullPlan],
+) -> None:
+    """Each meter of the restored registry gets its current key from the escrow: the newest a hub
+    applied (not one it refused), else its shipment's; a meter elsewhere gets none. A key step
+    not delivered (its envelope cleared, as every delivered meter.key's is) is signed again from
+    the escrow once the hub is back."""
+    from smarthub.gdsc.fleet.field_meters import FieldMeters
+    from smarthub.gdsc.fleet.key_escrow import KeyEscrow
+
+    store, recoveries, plan = world
+    store.enable_key_escrow(KeyEscrow(bytes(range(32))))
+    ka, kb, kc, kd, kx = (bytes([n]) * 16 for n in (0xA1, 0xB2, 0xC3, 0xD4, 0xE5))
+    shipment = "meter_id,manufacturer,protocol,fuel,key\n" + "".join(
+        f"{m},LSE,wmbus,water,{k.hex()}\n" for m, k in (("E1", ka), ("W1", kb), ("X9", kx))
+    )
+    FieldMeters(store.engine, escrow=store.key_escrow).import_shipment(shipment, "S1", NOW)
+    signer = recoveries.signer
+    add = plan.queue_command(
+        signer, "H1", "meter.add", {"meter": "W1", "protocol": "wmbus", "fuel": "water"}, NOW
+    )
+    rekey = plan.queue_command(signer, "H1", "meter.key", {"meter": "W1", "key": kc.hex()}, NOW)
+    refused = plan.queue_command(signer, "H1", "meter.key", {"meter": "W1", "key": kd.hex()}, NOW)
+    _answer(store, add, {"status": "applied", "code": "ok", "detail": "", "result": {}})
+    _delivered(store, rekey, "applied")
+    _delivered(store, refused, "failed")
+    rid = recoveries.start("H1", NOW, reason="operator")
+    sent = dict(_bodies(store, ("meter.key",)))
+    assert sorted((b["meter"], b["key"]) for b in sent.values()) == [("E1", ka.hex()), ("W1", kc.hex())]
+    rec = recoveries.get(rid)
+    assert rec is not None and rec.detail["meter_keys"] == 2 and rec.detail["meter_keys_unreadable"] is None
+    assert not any(k.hex() in json.dumps(rec.to_json()) for k in (ka, kc))  # the job shows no key
+    # The E1 step's delivery fails (the hub away); its envelope is gone with it.
+    (e1_job,) = [j for j, b in sent.items() if b["meter"] == "E1"]
+    _delivered(store, e1_job, "", state=FAILED)
+    back = NOW + timedelta(hours=1)
+    store.log_pull(
+        hub_id="H1", window_start=back, started=back, finished=back + timedelta(seconds=3),
+        ok=True, readings=0, inserted=0, error=None,
+    )  # fmt: skip
+    recoveries.advance(back + timedelta(minutes=5))
+    (step,) = [s for s in recoveries.steps(rid) if s["type"] == "meter.key" and s["attempts"] == 2]
+    again = dict(_bodies(store, ("meter.key",)))[step["job"]]
+    assert step["state"] == "queued" and again == {"meter": "E1", "key": ka.hex()}

@@ -139,6 +139,7 @@ def test_the_tables_with_a_hub_column_that_are_not_distributed_are_the_known_one
         "api_jobs",  # keyed by job id, read back by it
         "dr_events",  # demand-response events: keyed by event id, read back by it
         "hub_recoveries",  # recovery jobs, advanced with urgent_work
+        "meter_key_escrow",  # meter keys, sealed, keyed by id: a delivered key names its hub
         "hub_errors",  # the error log, read fleet-wide
         "incident_hubs",  # incidents and what they do: keyed by incident
         "repair_commands",

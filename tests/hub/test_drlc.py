@@ -189,6 +189,81 @@ async def test_an_interruptible_charger_is_duty_cycled_no_lower_than_the_consume
     assert statuses(drlc, ev.mrid)[-1] is ResponseStatus.PARTIAL_OPT_OUT  # the floor kept it from 20 %
 
 
+def charger(tmp_path: Path, clock: ManualClock) -> tuple[ApplianceController, DrlcClient, SmartPlugSimulator]:
+    """An EV charger alone: 7 kW for as long as it is powered (four hours of programme)."""
+    plug = SmartPlugSimulator(EV_PLUG, [7000] * 8, timedelta(minutes=30), NIGHT)
+    drlc = DrlcClient(tmp_path / "drlc.sqlite", LFDI)
+    c = ApplianceController(tmp_path / "appl.sqlite", clock, SimulatedPlugLink(clock, [plug]), go(), drlc)
+    c.add_appliance(Appliance("ev charger", EV_PLUG, EV, interruptible=True))
+    return c, drlc, plug
+
+
+async def run_to(c: ApplianceController, clock: ManualClock, until: datetime) -> None:
+    t = clock.now()
+    while t <= until:
+        clock.set(t)
+        await c.step()
+        nxt = c.next_change(t)
+        if nxt is None:
+            break
+        t = nxt
+
+
+async def test_a_duty_cycled_charge_is_made_up_after_the_event_within_its_deadline(tmp_path: Path) -> None:
+    clock = ManualClock(NIGHT)
+    c, drlc, plug = charger(tmp_path, clock)
+    charge = ApplianceRun.constant("ev charger", Decimal("7"), timedelta(hours=2))
+    r = c.request("ev charger", charge, NIGHT, NIGHT + timedelta(hours=4))  # two hours of slack
+    await run_to(c, clock, NIGHT + timedelta(minutes=10))
+    # The event arrives while the car charges (a running charge is not moved: it is duty-cycled).
+    ev = event(40, NIGHT + timedelta(minutes=30), 60, duty_cycle=50, category=EV, created=clock.now())
+    drlc.receive(ev.to_xml(), clock.now())
+    c.notify()
+    assert c.run(r.id).start == NIGHT
+    await run_to(c, clock, NIGHT + timedelta(hours=4))
+    m, s = timedelta(minutes=1), ev.start
+    assert plug.log == [
+        (NIGHT, True),
+        (s + 15 * m, False),  # 50 % of each 30-minute cycle: 30 minutes held off in all
+        (s + 30 * m, True),
+        (s + 45 * m, False),
+        (s + 60 * m, True),
+        (NIGHT + timedelta(hours=2, minutes=30), False),  # the 30 minutes made up after the event
+    ]
+    plug.advance(NIGHT + timedelta(hours=4))
+    assert plug.energy_wh == 14_000  # the 14 kWh asked for
+    assert c.run(r.id).state.value == "done"
+    assert statuses(drlc, ev.mrid)[-1] is ResponseStatus.COMPLETED  # the event was followed in full
+
+
+async def test_making_up_stops_at_the_deadline_and_counts_a_cancelled_events_held_off_time(
+    tmp_path: Path,
+) -> None:
+    clock = ManualClock(NIGHT)
+    c, drlc, plug = charger(tmp_path, clock)
+    charge = ApplianceRun.constant("ev charger", Decimal("7"), timedelta(hours=2))
+    c.request("ev charger", charge, NIGHT, NIGHT + timedelta(hours=2, minutes=10))  # 10 minutes of slack
+    ev = event(41, NIGHT, 120, duty_cycle=50, category=EV)
+    drlc.receive(ev.to_xml(), clock.now())
+    c.notify()
+    await run_to(c, clock, NIGHT + timedelta(minutes=40))
+    # Cancelled at 00:40 into the event: 15 minutes were held off (00:15-00:30) and the charge
+    # carries on from 00:40; it owes 15 minutes, of which the deadline leaves 10.
+    cancel = EndDeviceControl(**{**ev.__dict__, "status": 2})
+    assert drlc.receive(cancel.to_xml(), clock.now()) is ResponseStatus.CANCELLED
+    c.notify()
+    await run_to(c, clock, NIGHT + timedelta(hours=4))
+    m = timedelta(minutes=1)
+    assert plug.log == [
+        (NIGHT, True),
+        (NIGHT + 15 * m, False),
+        (NIGHT + 30 * m, True),
+        (NIGHT + 130 * m, False),  # the deadline: 5 of the 15 minutes are not made up
+    ]
+    plug.advance(NIGHT + timedelta(hours=4))
+    assert plug.energy_wh == 7000 * 115 // 60
+
+
 async def test_opting_out_puts_the_wash_back_and_answers_the_gdsc(tmp_path: Path) -> None:
     clock = ManualClock(LOADED)
     c, drlc, _ = home(tmp_path, clock)

@@ -82,8 +82,8 @@ def everything() -> Iterator[Everything]:
 def _private_keys(state: Path, secrets: Secrets) -> int:
     n = 0
     for path in sorted(state.rglob("*.key")):
-        if path.name == "master.key":
-            secrets.add_bytes(f"master key {path.parent.name}", path.read_bytes())
+        if path.name in ("master.key", "escrow.key"):  # raw AES keys: a hub's master key, the GDSC's KEK
+            secrets.add_bytes(f"{path.stem} key {path.parent.name}", path.read_bytes())
         else:
             secrets.add_private_key_pem(str(path.relative_to(state)), path.read_bytes())
         n += 1
@@ -202,7 +202,8 @@ async def test_a_fleet_day_with_rekeys_and_top_ups_logs_no_key(
     finally:
         await teardown(run)
 
-    assert _private_keys(state, secrets) == 3 + 2 + 2  # CA, collector, operator; 2 hubs: TLS, master
+    # CA, collector, operator, the key escrow's KEK; 2 hubs: TLS, master
+    assert _private_keys(state, secrets) == 4 + 2 + 2
     assert _data_keys(state, secrets) >= 2
     # The delivered keys are kept for the hub's next start (sealed: the file scan below covers it).
     assert _delivered_keys(state) >= {staged, fresh}

@@ -376,3 +376,143 @@ def _mutations() -> st.SearchStrategy[bytes]:
 def test_fuzz_bulk_parser_raises_only_pull_error(body: bytes, chunk: int) -> None:
     with contextlib.suppress(PullError):  # anything else fails the test
         _parse(body, chunk)
+
+
+# -- the parser's two ways of reading Readings (issue 17): the writer's shape by regular
+# expressions over lxml's serialization, any other shape by XPath; they must never disagree.
+def _two_meter_body() -> bytes:
+    from smarthub.hub.intervals import IntervalRecord
+
+    points = []
+    for meter, obis in (("E1", IMPORT), ("G1", GAS)):
+        rows = [
+            IntervalRecord(meter, obis, 1_700_000_000 + 1800 * k, 1800, 7 * k - 3, 0, -3, 1) for k in range(5)
+        ]
+        points.append(MirrorPoint(meter, 0, [ChannelRows(obis, 1800, rows, 1_700_000_000 + 1800 * 5)]))
+    return write_mirror_usage_points("HUB1", "AB" * 20, "/mup", points, 2)
+
+
+def _outcome(body: bytes, chunk: int) -> object:
+    """What the parser makes of ``body``: its channels and page, or that it refused it."""
+    p = BulkParser()
+    out = []
+    try:
+        for k in range(0, len(body), chunk):
+            out += p.feed(body[k : k + chunk])
+        page = p.close()
+    except PullError:
+        return PullError
+    return out, page
+
+
+def _by_xpath_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from smarthub.wan.client import bulk
+
+    monkeypatch.setattr(bulk, "_canonical", lambda _elem, _n: None)
+
+
+def test_the_writers_readings_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fast path is what a real pull takes (if it silently stopped matching, the XPath would
+    still give the right answer, only at three times the cost)."""
+    from smarthub.wan.client import bulk
+
+    def no_xpath(*_args: object) -> None:
+        raise AssertionError("the writer's Readings went to the XPath path")
+
+    expected = _outcome(_two_meter_body(), 5)
+    monkeypatch.setattr(bulk.BulkParser, "_by_xpath", no_xpath)
+    assert _outcome(_two_meter_body(), 5) == expected
+    assert _outcome(_body(), 3) != PullError
+
+
+# Well-formed edits a hub (or an attacker) could make: each sends the channel to the XPath path,
+# or keeps the fast path where the tree reads the same.
+_EDITS = [
+    (b"<Reading>", b"<Reading >"),
+    (b"<Reading>", b'<Reading href="/x">'),
+    (b"<Reading>", b'<Reading xmlns="urn:ieee:std:2030.5:ns">'),
+    (b"<Reading>", b'<Reading xmlns="urn:other">'),
+    (b"<Reading>", b"<Reading><!-- c -->"),
+    (b"<Reading>", b"<Reading><?pi x?>"),
+    (b"<value>", b"<value> "),
+    (b"<value>", b"<value>+"),
+    (b"<value>", b"<value>0"),
+    (b"<value>", b"<value><![CDATA[1]]>"),
+    (b"<value>", b"<value>&#49;"),
+    (b"</value>", b"<x/></value>"),
+    (b"</value>", b"</value><value>1</value>"),
+    (b"<qualityFlags>01</qualityFlags>", b""),
+    (b"<qualityFlags>01</qualityFlags>", b"<qualityFlags></qualityFlags>"),
+    (b"<qualityFlags>01</qualityFlags>", b"<qualityFlags>0x1</qualityFlags>"),
+    (b"<qualityFlags>01</qualityFlags>", b"<qualityFlags>01</qualityFlags><qualityFlags>02</qualityFlags>"),
+    (b"<start>", b"<start>1"),
+    (b"<duration>1800</duration>", b""),
+    (b"</timePeriod><value>", b"</timePeriod><touTier>1</touTier><value>"),
+    (b"</Reading>", b"</Reading><Reading/>"),
+    (b"</Reading>", b"</Reading><Reading>7</Reading>"),
+    (b"<MirrorReadingSet>", b'<MirrorReadingSet xmlns:q="urn:q">'),
+    (b"<MirrorReadingSet>", b'<MirrorReadingSet q="1">'),
+    (b"<MirrorReadingSet>", b"<MirrorReadingSet><description>a &amp; b</description>"),
+    (b"<MirrorReadingSet>", b"<MirrorReadingSet><Reading>5</Reading>"),
+    (b"<mRID>", b"<mRID><Reading/>"),
+    (b"</MirrorReadingSet>", b"<MirrorReadingSet><Reading/></MirrorReadingSet></MirrorReadingSet>"),
+    (b"</MirrorReadingSet>", b"</MirrorReadingSet><MirrorReadingSet></MirrorReadingSet>"),
+    (b'xmlns="urn:ieee:std:2030.5:ns"', b'xmlns:s="urn:ieee:std:2030.5:ns" xmlns="urn:ieee:std:2030.5:ns"'),
+    (b"<value>-", b"<value>--"),
+    (b"<value>", b"<value>99999999999999999999"),
+]
+
+
+@settings(
+    max_examples=int(os.environ.get("SMARTHUB_FUZZ_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(
+    edits=st.lists(st.tuples(st.sampled_from(_EDITS), st.integers(0, 20)), max_size=4),
+    mutation=st.one_of(st.none(), st.tuples(st.integers(0, 3000), st.binary(max_size=6))),
+    chunk=st.integers(1, 4096),
+)
+def test_fast_path_and_xpath_read_every_body_alike(
+    edits: list[tuple[tuple[bytes, bytes], int]], mutation: tuple[int, bytes] | None, chunk: int
+) -> None:
+    body = _two_meter_body()
+    for (old, new), which in edits:
+        at = -1
+        for _ in range(which % max(body.count(old), 1) + 1):
+            at = body.find(old, at + 1)
+        if at >= 0:
+            body = body[:at] + new + body[at + len(old) :]
+    if mutation is not None:
+        i, junk = mutation
+        body = body[:i] + junk + body[i + len(junk) :]
+    fast = _outcome(body, chunk)
+    with pytest.MonkeyPatch.context() as mp:
+        _by_xpath_only(mp)
+        assert _outcome(body, chunk) == fast
+
+
+@pytest.mark.parametrize(("old", "new"), _EDITS)
+def test_each_edit_reads_alike_both_ways(old: bytes, new: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    body = _two_meter_body().replace(old, new)
+    fast = _outcome(body, 64)
+    _by_xpath_only(monkeypatch)
+    assert _outcome(body, 64) == fast
+
+
+def test_a_reading_type_is_read_again_when_it_differs() -> None:
+    """ReadingTypes are remembered by their serialization: one that differs in any field, or in
+    its namespaces, is read afresh (and one that is refused is refused every time)."""
+    first = _outcome(_two_meter_body(), 4096)
+    assert first != PullError
+    channels, _ = first  # type: ignore[misc]
+    assert sorted(c.intervals[0].power_of_ten for c in channels) == [-3, 0]
+    changed = _outcome(
+        _two_meter_body().replace(b"<powerOfTenMultiplier>-3<", b"<powerOfTenMultiplier>-2<"), 64
+    )
+    assert changed != PullError
+    assert sorted(c.intervals[0].power_of_ten for c in changed[0]) == [-2, 0]  # type: ignore[index]
+    foreign = _two_meter_body().replace(b"<commodity>", b'<commodity xmlns="urn:other">')
+    for _ in range(2):
+        with pytest.raises(PullError, match="ReadingType commodity is missing"):
+            _parse(foreign, 64)

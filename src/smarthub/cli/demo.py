@@ -10,6 +10,7 @@ import shutil
 import signal
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -86,9 +87,10 @@ def demo(
         bool,
         typer.Option(
             "--services",
-            help="serve the data services API and run the example third-party services against it (a "
-            "tariff advisor the occupants consent to, a prepayment top-up provider): their outcome as a "
-            "JSON line before the last",
+            help="serve the data services API and run the four example third-party services against "
+            "it (a tariff advisor, a prepayment top-up provider, a demand-response aggregator sending "
+            "the hubs one event, appliance health reading every home's smart plugs): their outcome "
+            "and the operator page's services as a JSON line before the last",
         ),
     ] = False,
     api_port: Annotated[
@@ -225,6 +227,9 @@ async def _demo(
     from smarthub.sim.demo import account, keep_running, run_day, setup, teardown
 
     stop = _stop_on_signals()
+    if services and not cfg.plugs_everywhere:
+        # Appliance health reads the homes' smart plugs: every home has them in this run.
+        cfg = replace(cfg, plugs_everywhere=True)
     err.print(
         f"[bold]smarthub demo[/]: {cfg.homes} homes, {cfg.days} day(s), GDSC store "
         f"{cfg.db_url or 'SQLite'}, state in {cfg.state}"
@@ -233,12 +238,16 @@ async def _demo(
     runner = None
     third_parties: ServicesDemo | None = None
     late: asyncio.Task[dict[str, Any]] | None = None
+    dr: asyncio.Task[dict[str, Any]] | None = None
     try:
         if services:
-            from smarthub.sim.services_demo import start_services
+            from smarthub.sim.services_demo import last_day, start_services
 
             third_parties = await start_services(run, api_port)
-            err.print(f"data services API: {third_parties.base}/docs (tariff advisor, top-up provider)")
+            err.print(
+                f"data services API: {third_parties.base}/docs (tariff advisor, top-up provider, "
+                "demand-response aggregator, appliance health)"
+            )
         if not headless:
             # The operator page's outage map draws the simulated network (the chaos run loads
             # the same one; the plain demo injects no power cut, so the map stays green).
@@ -263,6 +272,7 @@ async def _demo(
             day = asyncio.create_task(run_day(run, meters_run_on=not headless))
             if third_parties is not None:
                 late = asyncio.create_task(_services_late(run, third_parties))
+                dr = asyncio.create_task(third_parties.demand_response(last_day(cfg)))
             while not day.done() and not stop.is_set():
                 now = run.clock.now()
                 windows = run.scheduler.windows
@@ -283,8 +293,13 @@ async def _demo(
                 return None
             progress.update(task, completed=total, status="done")
             result = day.result()
-        if late is not None:
+        if late is not None and dr is not None and third_parties is not None:
             outcome = await asyncio.wait_for(late, timeout=600)
+            during = await asyncio.wait_for(dr, timeout=600)
+            after = await third_parties.after_the_day(last_day(cfg))
+            outcome["services"]["demand_response"] = {**during, **after["demand_response"]}
+            outcome["services"]["appliance_health"] = after["appliance_health"]
+            outcome["services"]["operator_page"] = after["operator_page"]
             print(json.dumps(outcome))
         err.print(
             f"stored {result.readings_stored}/{result.readings_expected} readings, missing {result.missing}, "
@@ -297,8 +312,9 @@ async def _demo(
             result = await asyncio.to_thread(account, run, result.seconds)
         return result
     finally:
-        if late is not None and not late.done():
-            late.cancel()
+        for pending in (late, dr):
+            if pending is not None and not pending.done():
+                pending.cancel()
         if third_parties is not None:
             await third_parties.stop()
         if runner is not None:

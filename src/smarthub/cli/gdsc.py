@@ -467,13 +467,15 @@ def gdsc_meter_shipment(
     """Import a manufacturer's shipment file (meter_id,manufacturer,protocol,fuel,key): the meters a
     hub reports hearing are registered from it once an installer's job confirms them."""
     from smarthub.gdsc.fleet.field_meters import FieldMeters, ShipmentRefused
+    from smarthub.gdsc.fleet.key_escrow import EscrowUnavailable
     from smarthub.gdsc.service import open_store
 
     require_state(state, db)
     store = open_store(state, db)
     try:
-        n = FieldMeters(store.engine).import_shipment(file.read_text(), file.name, now_at(state))
-    except (OSError, ShipmentRefused, UnicodeDecodeError) as e:
+        field = FieldMeters(store.engine, escrow=store.key_escrow)
+        n = field.import_shipment(file.read_text(), file.name, now_at(state))
+    except (OSError, ShipmentRefused, EscrowUnavailable, UnicodeDecodeError) as e:
         raise fail("smarthub gdsc meter-shipment", str(e)) from None
     finally:
         store.close()

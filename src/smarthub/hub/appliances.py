@@ -15,6 +15,12 @@ the planned start and off at its end, on the injected clock.
   duty-cycled to the event's load factor, never below the consumer's ``min_duty_percent``; an
   appliance that must not be interrupted (a washing machine mid-cycle) is never switched off
   early. The consumer can keep any appliance out of demand response (``dr_enabled``).
+* **Making up**: a duty-cycled run is not shortened: it runs on after its planned end for as
+  long as the events held it off (the EV still gets the charge asked for, the tank its heat),
+  and never past its deadline (the consumer's limit: with no slack, what the event removed is
+  not made up). The end is found by walking the run's on-time through the duty cycles of every
+  event it followed (:meth:`DrlcClient.followed`: an event that is over still counts), so it
+  stays a pure function of the runs, the events and the time.
 * **Persistence**: appliances, runs and every switching are in SQLite (WAL,
   ``synchronous=FULL``). After a restart a plug's state is unknown, so the controller sends
   every plug the state it should have; a run whose start passed while the hub was down is
@@ -152,10 +158,15 @@ class ApplianceController:
         link: PlugLink,
         schedule: TariffSchedule | None = None,
         drlc: DrlcClient | None = None,
+        start_grace: timedelta = START_GRACE,
     ) -> None:
+        """``start_grace``: how late a run may still start (:data:`START_GRACE`; a hub on a clock
+        accelerated thousands of times, whose event loop may answer a few hundred wall
+        milliseconds late, needs that much simulated time)."""
         self.clock = clock
         self.link = link
         self.drlc = drlc
+        self.start_grace = start_grace
         self._file = sqlite_files.open_database(db_path, SCHEMA)
         self._db, self._lock = self._file.connection, self._file.lock
         self._plug_state: dict[str, bool] = {}  # what each plug last confirmed (unknown after a restart)
@@ -337,47 +348,63 @@ class ApplianceController:
 
     # -- time ----------------------------------------------------------------------------------------
 
+    def _duty_windows(self, appliance: Appliance) -> list[_DutyWindow]:
+        """The duty cycles an interruptible appliance follows: (from, to, on-fraction) of each
+        event with a load factor it followed or will follow (none for any other appliance)."""
+        if not appliance.interruptible or self.drlc is None or not appliance.dr_enabled:
+            return []
+        floor = appliance.min_duty_percent / 100
+        return [
+            (lo, hi, max(factor, floor))
+            for lo, hi, ev in self.drlc.followed(appliance.category)
+            if (factor := ev.control.load_factor()) is not None
+        ]
+
+    def run_end(self, r: ScheduledRun, appliance: Appliance) -> datetime:
+        """When run ``r`` ends: once it has been on for its duration through the duty cycles it
+        follows (module docstring, *Making up*), and at the latest at its deadline."""
+        assert r.start is not None
+        planned = r.start + r.run.duration
+        windows = self._duty_windows(appliance)
+        if not windows:
+            return planned
+        limit = max(r.deadline, planned)
+        need, t = r.run.duration, r.start
+        while t < limit:
+            on, nxt = _duty(windows, t)
+            nxt = limit if nxt is None else min(nxt, limit)
+            if on:
+                if t + need <= nxt:
+                    return t + need
+                need -= nxt - t
+            t = nxt
+        return limit
+
     def wanted(self, appliance: Appliance, t: datetime) -> bool:
         """Whether the appliance's plug should be on at ``t``."""
         for r in self.runs((RunState.SCHEDULED, RunState.RUNNING)):
-            if (
-                r.appliance != appliance.name
-                or r.start is None
-                or not r.start <= t < r.start + r.run.duration
-            ):
+            if r.appliance != appliance.name or r.start is None:
                 continue
-            if not appliance.interruptible:
-                return True
-            for ev in self._events_for(appliance):
-                if ev.in_effect(t):
-                    factor = ev.control.load_factor()
-                    if factor is None:
-                        continue
-                    factor = max(factor, appliance.min_duty_percent / 100)
-                    phase = (t - ev.effective_start) % DUTY_CYCLE_PERIOD
-                    if phase >= DUTY_CYCLE_PERIOD * factor:
-                        return False
-            return True
+            if not r.start <= t < self.run_end(r, appliance):
+                continue
+            return _duty(self._duty_windows(appliance), t)[0]
         return False
 
     def next_change(self, now: datetime) -> datetime | None:
         """The next instant after ``now`` at which a run, an event or a duty cycle changes."""
         times: list[datetime] = []
+        appliances = self.appliances()
         for r in self.runs((RunState.SCHEDULED, RunState.RUNNING)):
             if r.start is not None:
-                times += [r.start, r.start + r.run.duration]
+                times += [r.start, self.run_end(r, appliances[r.appliance])]
         if self.drlc is not None:
             nxt = self.drlc.next_change(now)
             if nxt is not None:
                 times.append(nxt)
-            for a in self.appliances().values():
-                if not a.interruptible:
-                    continue
-                for ev in self._events_for(a):
-                    if ev.in_effect(now) and ev.control.load_factor() is not None:
-                        factor = max(ev.control.load_factor() or 0.0, a.min_duty_percent / 100)
-                        cycle_start = now - (now - ev.effective_start) % DUTY_CYCLE_PERIOD
-                        times += [cycle_start + DUTY_CYCLE_PERIOD * factor, cycle_start + DUTY_CYCLE_PERIOD]
+            for a in appliances.values():
+                change = _duty(self._duty_windows(a), now)[1]
+                if change is not None:
+                    times.append(change)
         return min((t for t in times if t > now), default=None)
 
     async def step(self) -> None:
@@ -385,16 +412,17 @@ class ApplianceController:
         now = self.clock.now()
         if self.drlc is not None:
             self.drlc.tick(now)
+        appliances = self.appliances()
         for r in self.runs((RunState.SCHEDULED, RunState.RUNNING)):
             assert r.start is not None
-            end = r.start + r.run.duration
+            end = self.run_end(r, appliances[r.appliance])
             if r.state is RunState.SCHEDULED and now >= r.start:
-                if now - r.start > START_GRACE:  # the hub was down at its start
+                if now - r.start > self.start_grace:  # the hub was down at its start
                     self._replan(r, now, now)
                     r = self.run(r.id)
                     if r.state is not RunState.SCHEDULED or r.start is None or now < r.start:
                         continue
-                    end = r.start + r.run.duration
+                    end = self.run_end(r, appliances[r.appliance])
                 self._set_state(r.id, RunState.RUNNING)
             if now >= end:
                 self._set_state(r.id, RunState.DONE)
@@ -452,6 +480,30 @@ class ApplianceController:
             finally:
                 sleeper.cancel()
                 waker.cancel()
+
+
+_DutyWindow = tuple[datetime, datetime, float]  # (from, to, the on-fraction of each period)
+
+
+def _duty(windows: list[_DutyWindow], t: datetime) -> tuple[bool, datetime | None]:
+    """Whether the duty cycles let the appliance be on at ``t`` (on for the first fraction of
+    each :data:`DUTY_CYCLE_PERIOD` from a window's start; off if any window in effect says so),
+    and the next instant that may change (None: none after ``t``)."""
+    on, nxt = True, None
+    for lo, hi, factor in windows:
+        if lo <= t < hi:
+            phase = (t - lo) % DUTY_CYCLE_PERIOD
+            cycle = t - phase
+            if phase < DUTY_CYCLE_PERIOD * factor:
+                change = min(cycle + DUTY_CYCLE_PERIOD * factor, hi)
+            else:
+                on, change = False, min(cycle + DUTY_CYCLE_PERIOD, hi)
+        elif lo > t:
+            change = lo
+        else:
+            continue
+        nxt = change if nxt is None else min(nxt, change)
+    return on, nxt
 
 
 def _gaps(

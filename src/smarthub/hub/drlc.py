@@ -347,6 +347,29 @@ class DrlcClient:
             and ev.effective_end > ev.effective_start
         ]
 
+    def followed(self, category: int) -> list[tuple[datetime, datetime, HeldEvent]]:
+        """Every event an appliance of ``category`` followed or will follow, with the part of it
+        that is followed: (from, to, event). An opt-out ends the following; a cancelled or
+        superseded event counts only if it started (one cancelled before its start was never
+        followed), to where the hub cut it. The appliance controller makes up what an
+        interruptible appliance was held off from these (``hub.appliances``), so an event that
+        is over still counts, unlike :meth:`controls_for`."""
+        started: set[str] | None = None
+        out = []
+        for ev in self.events():
+            if not ev.control.device_category & category:
+                continue
+            if ev.state is EventState.DONE and (ev.superseded or ev.cancelled):
+                if started is None:
+                    every = self.responses(served_only=False)
+                    started = {r.mrid for r in every if r.status is ResponseStatus.STARTED}
+                if ev.mrid not in started:
+                    continue
+            end = ev.effective_end if ev.opted_out is None else min(ev.effective_end, ev.opted_out)
+            if end > ev.effective_start:
+                out.append((ev.effective_start, end, ev))
+        return out
+
     # -- responses out ---------------------------------------------------------------------------
 
     def responses(self, after: int = 0, *, served_only: bool = True) -> list[DrlcResponse]:

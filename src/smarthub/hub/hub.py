@@ -24,6 +24,7 @@ from typing import Any, TypeVar, cast
 
 from smarthub.clock import Clock, SystemClock
 from smarthub.han.ports import HanPort, Port, PortBatch
+from smarthub.hub.appliance_runs import ApplianceRuns
 from smarthub.hub.delivered_keys import DeliveredKeys
 from smarthub.hub.diagnostics import Diagnostics
 from smarthub.hub.flood import FloodGuard
@@ -96,6 +97,7 @@ class SmartHub:
         self.mirror = DataMirror()
         self.interval_builder = IntervalBuilder()
         self.power_quality: PowerQuality | None = None  # [power_quality] enabled (assembly)
+        self.appliance_runs: ApplianceRuns | None = None  # the plugs' starts and seconds run (assembly)
         self.delivered_keys: DeliveredKeys | None = None  # meter.key's keys at rest (assembly)
         # Called with the intervals just committed to the history (e.g. running cost, prepayment).
         self.interval_observers: list[Callable[[list[IntervalRecord]], None]] = []
@@ -264,6 +266,15 @@ class SmartHub:
             if quality:
                 try:
                     self.stats.intervals_stored += self.history.append(quality)
+                except StorageFull as err:
+                    self._storage(err)
+        if self.appliance_runs is not None:
+            # A plug's starts and seconds run per half-hour (hub.appliance_runs): to the history
+            # only, like the power-quality channels (not consumption, so no observer gets them).
+            runs = self.appliance_runs.observe(readings)
+            if runs:
+                try:
+                    self.stats.intervals_stored += self.history.append(runs)
                 except StorageFull as err:
                     self._storage(err)
         if completed:

@@ -152,6 +152,33 @@ for _obis, _q, _unit in (
     )
 
 
+# Appliance runs (issue 25, heating short-cycling): per half-hour, the number of times a smart
+# plug's appliance started (its demand rose above the run threshold, ``hub.appliance_runs``) and
+# the seconds it ran, from the plug's InstantaneousDemand as the hub reads it. No standard OBIS
+# object counts an appliance's starts, so the codes are in IEC 62056-61's manufacturer-specific
+# range of value group C (128-199). Like the failure counts above they are dimensionless numbers
+# in 2030.5 (uom 0: its UomType has no unit of time), on the appliance's own UsagePoint (flow
+# forward: what the plug delivers to it), and told apart by dataQualifier: 0 (not applicable) the
+# starts, 12 (nominal) the seconds run — a pairing this table fixes for both ends.
+APPLIANCE_STARTS = ObisCode(1, 0, 128, 8, 0)
+APPLIANCE_RUN_SECONDS = ObisCode(1, 0, 128, 9, 0)
+QUALIFIER_NOMINAL = 12
+_RUNS: dict[ObisCode, ReadingTypeSpec] = {
+    APPLIANCE_STARTS: ReadingTypeSpec(
+        COMMODITY_ELECTRICITY, KIND_NOT_APPLICABLE, FLOW_FORWARD, UOM_NONE, 0, Unit.NONE, 0
+    ),
+    APPLIANCE_RUN_SECONDS: ReadingTypeSpec(
+        COMMODITY_ELECTRICITY, KIND_NOT_APPLICABLE, FLOW_FORWARD, UOM_NONE, 0, Unit.S, 0, 0, QUALIFIER_NOMINAL
+    ),
+}
+
+
+def run_channels() -> frozenset[ObisCode]:
+    """The appliance-run channels a hub keeps for its smart plugs (``hub.appliance_runs``): starts
+    and seconds run per half-hour. Not consumption (no energy limits apply to them)."""
+    return frozenset(_RUNS)
+
+
 def quality_channels() -> frozenset[ObisCode]:
     """The power-quality channels a hub may keep (``hub.power_quality``): 10-minute voltage
     average/minimum/maximum and sag/swell counts, per phase; power failures, short and long, and
@@ -168,7 +195,7 @@ def interval_spec(obis: ObisCode) -> ReadingTypeSpec:
     """The ReadingType of a channel the hub publishes: an interval (delta) channel, a
     power-quality channel, or a register channel (:func:`register_channel`: the interval
     channel's ReadingType with accumulationBehaviour summation, no intervalLength)."""
-    spec = _INTERVAL.get(obis) or _QUALITY.get(obis)
+    spec = _INTERVAL.get(obis) or _QUALITY.get(obis) or _RUNS.get(obis)
     if spec is None:
         base = interval_of_register(obis)
         if base is None:
@@ -211,7 +238,7 @@ def obis_for_interval(
 ) -> ObisCode:
     """Inverse of :func:`interval_spec`, for the GDSC reading a hub's ReadingType (``kind`` None:
     not compared, as a ReadingType without one)."""
-    for obis, spec in (*_INTERVAL.items(), *_QUALITY.items()):
+    for obis, spec in (*_INTERVAL.items(), *_QUALITY.items(), *_RUNS.items()):
         if (spec.commodity, spec.flow_direction, spec.uom, spec.phase, spec.data_qualifier) == (
             commodity,
             flow_direction,

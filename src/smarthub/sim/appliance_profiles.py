@@ -7,9 +7,9 @@ same frames) as a whole-home ZigBee meter.
 
 An appliance's power is piecewise constant per minute (local time): a base load plus runs at
 given local times (a washing machine at 19:00, a kettle at breakfast, ...). For appliance health
-(issue 25), :class:`CyclingProfile` (a fridge's compressor, a heater: thermostat cycles whose duty
-can drift day by day, or whose cycles can be minutes long) and :class:`CycleProfile` (a daily run
-whose energy can creep up) model appliances wearing out.
+(issue 25), :class:`CyclingProfile` (a fridge's compressor, a heat pump or boiler: thermostat
+cycles whose duty can drift day by day, or whose cycles turn minutes long from a given day) and
+:class:`CycleProfile` (a daily run whose energy can creep up) model appliances wearing out.
 """
 
 from __future__ import annotations
@@ -110,8 +110,14 @@ class CyclingProfile(_MinuteEnergy):
     first ``duty`` of every ``period_min`` minutes (local time), during ``hours`` (local
     [start, end) hour pairs; None: all day). The duty cycle of local day k after ``first_day`` is
     ``duty`` × (1 + ``drift_per_day`` × k) × (1 + ``jitter`` × u_k), u_k in [-1, 1] fixed by
-    ``seed`` and the day: a worn door seal or a failing thermostat is a positive drift, and a
-    short-cycling heater a short ``period_min`` (runs of a few minutes)."""
+    ``seed`` and the day: a worn door seal or a failing thermostat is a positive drift.
+
+    A heat pump's compressor or a boiler's fan and pump is one too, on during its heating
+    ``hours``; from the local day ``short_cycle_from`` (if given) it *short-cycles*: the same duty
+    in cycles of ``short_period_min`` minutes instead of ``period_min`` (the same heat in bursts
+    of a few minutes: an oversized unit, a thermostat in a draught, low flow or a refrigerant
+    fault), each day's period ± ``period_jitter`` of it (u fixed by ``seed`` and the day, as the
+    duty's)."""
 
     name: str
     on_w: float
@@ -122,6 +128,9 @@ class CyclingProfile(_MinuteEnergy):
     jitter: float = 0.0
     seed: int = 0
     hours: tuple[tuple[int, int], ...] | None = None
+    short_cycle_from: date | None = None
+    short_period_min: int = 12
+    period_jitter: float = 0.0
     tz: ZoneInfo = ZoneInfo("Europe/London")  # noqa: RUF009 - cached, immutable
 
     def duty_on(self, day: date) -> float:
@@ -129,12 +138,20 @@ class CyclingProfile(_MinuteEnergy):
         d = self.duty * (1 + self.drift_per_day * max(0, k)) * (1 + self.jitter * _day_jitter(self.seed, day))
         return min(1.0, max(0.0, d))
 
+    def period_on(self, day: date) -> int:
+        """The cycle's length on ``day``, in whole minutes (at least 2: one on, one off)."""
+        short = self.short_cycle_from is not None and day >= self.short_cycle_from
+        period = self.short_period_min if short else self.period_min
+        u = _day_jitter(self.seed + 7919, day)  # another draw than the duty's
+        return max(2, round(period * (1 + self.period_jitter * u)))
+
     def power_w(self, t: datetime) -> float:
         local = t.astimezone(self.tz)
         if self.hours is not None and not any(a <= local.hour < b for a, b in self.hours):
             return 0.0
-        phase = (local.hour * 60 + local.minute) % self.period_min
-        on = self.duty_on(local.date()) * self.period_min  # minutes on in each cycle
+        period = self.period_on(local.date())
+        phase = (local.hour * 60 + local.minute) % period
+        on = self.duty_on(local.date()) * period  # minutes on in each cycle
         # Constant per minute: the minute the thermostat opens in draws its part of the minute.
         return self.on_w * min(1.0, max(0.0, on - phase))
 

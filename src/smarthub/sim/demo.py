@@ -61,6 +61,9 @@ class DemoConfig:
     # Every hub keeps power quality ([power_quality] enabled): voltages, sags and swells, power
     # failures (hub.power_quality). Off by default: it multiplies the readings pulled (README).
     power_quality: bool = False
+    # Every home has the smart plugs on its HAN (appliance sub-meters; by default only the ZigBee
+    # homes): ``demo --services`` turns it on for the appliance-health service.
+    plugs_everywhere: bool = False
 
     @property
     def host(self) -> str:
@@ -170,6 +173,7 @@ async def setup(
         poll_every=cfg.sample_every,
         radio_every=cfg.sample_every,
         power_quality=cfg.power_quality,
+        plugs_everywhere=cfg.plugs_everywhere,
     )
     if cfg.channel_every and not cfg.channel_port:
         cfg = replace(cfg, channel_port=free_port(cfg.host))

@@ -51,6 +51,7 @@ from smarthub.model.prepayment import Voucher, voucher_envelope
 from smarthub.sim.appliance_profiles import APPLIANCES
 from smarthub.sim.consumer import plug_euis, sample_electricity, sample_gas
 from smarthub.sim.dlms_meter import DlmsMeterSimulator
+from smarthub.sim.load_profile import HouseholdProfile
 from smarthub.sim.radio import RadioLink
 from smarthub.sim.rigs import DLMS_REGISTERS, Rig, dlms_access, simulated_connector
 from smarthub.wan.contract.bodies import LinkTest
@@ -179,13 +180,16 @@ def home_config(
     sim_start: datetime,
     *,
     smart_plugs: bool = True,
+    plugs_everywhere: bool = False,
     poll_every: timedelta | None = None,
     radio_every: timedelta | None = None,
     power_quality: bool = False,
 ) -> HubConfig:
     """The hub configuration of one simulated home, by its kind: what an installer would write
     into its ``hub.toml``, with simulated transports. Ids are unique across the fleet by the
-    home's index; the meters' keys are the manufacturer's (deterministic per seed)."""
+    home's index; the meters' keys are the manufacturer's (deterministic per seed).
+    ``smart_plugs``: the ZigBee homes have the appliance plugs; ``plugs_everywhere``: every
+    home has them (ZigBee devices on a ZigBee port of their own, whatever the home's meters)."""
     n = spec.index
     household = {"seed": spec.seed, "pv_kwp": spec.pv_kwp}
     POLL, RADIO = poll_every or POLL_PERIOD, radio_every or RADIO_PERIOD
@@ -265,16 +269,16 @@ def home_config(
             meter("zigbee", zigbee, eui + ":01", "electricity", poll_every=RADIO),
             meter("zigbee", zigbee, eui + ":02", "gas", poll_every=RADIO),
         ]
-        if smart_plugs:
-            # Smart plugs on the HAN (cost per appliance at the IHD); sub-meters, kept off the WAN
-            # unless the occupant consents to appliance data (hub.privacy, issue 25).
-            plugs = sim("plugs")
-            meters += [
-                MeterConfig("zigbee", plugs, id=eui_, fuel="electricity", appliance=a.name, poll_every=RADIO)
-                for eui_, a in zip(plug_euis(n), APPLIANCES, strict=True)
-            ]
     else:
         raise ValueError(f"unknown home kind {spec.kind!r}")
+    if smart_plugs and (spec.kind == "zigbee" or plugs_everywhere):
+        # Smart plugs on the HAN (cost per appliance at the IHD); sub-meters, kept off the WAN
+        # unless the occupant consents to appliance data (hub.privacy, issue 25).
+        plugs = sim("plugs")
+        meters += [
+            MeterConfig("zigbee", plugs, id=eui_, fuel="electricity", appliance=a.name, poll_every=RADIO)
+            for eui_, a in zip(plug_euis(n), APPLIANCES, strict=True)
+        ]
     # Supplies from the home's meters (first electricity and gas meter), the sample tariffs of
     # two suppliers, prepayment of electricity where a meter has a breaker (DLMS).
     effective = sim_start.date().replace(day=1)
@@ -323,6 +327,7 @@ class SimulatedHome:
         telegram_period: timedelta,
         *,
         smart_plugs: bool = True,
+        plugs_everywhere: bool = False,
         cert_clock: Clock | None = None,
         poll_every: timedelta | None = None,
         radio_every: timedelta | None = None,
@@ -341,6 +346,7 @@ class SimulatedHome:
             state,
             sim_start,
             smart_plugs=smart_plugs,
+            plugs_everywhere=plugs_everywhere,
             poll_every=poll_every,
             radio_every=radio_every,
             power_quality=power_quality,
@@ -358,11 +364,17 @@ class SimulatedHome:
             meter: RadioLink(MEDIA[self.han_media[meter]], p, random.Random(rng.randrange(2**32)))
             for meter, p in han_placements(spec, sorted(self.han_media.items())).items()
         }
+        # The household whose demand the home's meters register (one per hub and seed).
+        self.households: dict[tuple[str, int, float], HouseholdProfile] = {}
         self.assembly = a = build_hub(
             self.config,
             clock=clock,
             cert_clock=cert_clock,
-            connectors={"simulated": simulated_connector(clock, sim_start, telegram_period, self.radio)},
+            connectors={
+                "simulated": simulated_connector(
+                    clock, sim_start, telegram_period, self.radio, households=self.households
+                )
+            },
         )
         self.history, self.registry, self.hub = a.history, a.registry, a.hub
         self.repairs, self.diagnostics = a.repairs, a.diagnostics
@@ -561,10 +573,12 @@ class Fleet:
         radio_every: timedelta | None = None,
         configs: Mapping[str, HubConfig] | None = None,
         power_quality: bool = False,
+        plugs_everywhere: bool = False,
     ) -> None:
         """``poll_every``/``radio_every``: how often polled meters are read and radio meters send
         (default :data:`POLL_PERIOD`, :data:`RADIO_PERIOD`; a divisor of 30 minutes). ``configs``:
-        hubs' configurations by hub id, in place of their kind's (an apartment block's hubs)."""
+        hubs' configurations by hub id, in place of their kind's (an apartment block's hubs).
+        ``plugs_everywhere``: every home has the smart plugs, not only the ZigBee homes."""
         self.state = state
         self.specs = specs
         self.homes = [
@@ -579,6 +593,7 @@ class Fleet:
                 radio_every=radio_every,
                 config=(configs or {}).get(s.hub_id),
                 power_quality=power_quality,
+                plugs_everywhere=plugs_everywhere,
             )
             for s in specs
         ]

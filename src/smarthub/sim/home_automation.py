@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from smarthub.han.poll import PollLoop
 from smarthub.han.zigbee_port import ZigbeePort
-from smarthub.hub.appliances import Appliance, ApplianceController, appliance_commands
+from smarthub.hub.appliances import START_GRACE, Appliance, ApplianceController, appliance_commands
 from smarthub.hub.drlc import DrlcClient, drlc_commands
 from smarthub.hub.mqtt_export import MqttExporter, MqttSettings, hub_entities
 from smarthub.model.tariff import TariffSchedule
@@ -68,18 +68,26 @@ def add_home_automation(
     mqtt: MqttSettings | None = None,
     start: datetime | None = None,
     report_every: timedelta = timedelta(minutes=1),
+    start_grace: timedelta = START_GRACE,
 ) -> HomeAutomation:
+    """``start_grace``: the controller's (how late a run may still start)."""
     clock = home.clock
     start = start or clock.now()
     port = home.hub.attach(ZigbeePort("plugs"))
     plugs = {a.name: plug for a, plug in appliances}
     link = SimulatedPlugLink(clock, list(plugs.values()))
     drlc = DrlcClient(home.dir / "drlc.sqlite", home.lfdi)
-    controller = ApplianceController(home.dir / "appliances.sqlite", clock, link, schedule, drlc)
+    controller = ApplianceController(
+        home.dir / "appliances.sqlite", clock, link, schedule, drlc, start_grace=start_grace
+    )
     for appliance, plug in appliances:
         controller.add_appliance(appliance)
         if not home.registry.is_active(plug.eui64):  # the installer pairs the plug like a meter
             home.registry.add(plug.eui64, "zigbee", "electricity")
+        if home.consumer is not None:
+            # A sub-meter, named as the occupant named it: it stays home unless they consent to
+            # appliance data (hub.privacy), like the plugs of the hub's configuration.
+            home.consumer.consumption.set_appliance(plug.eui64, appliance.name)
     handlers = {**appliance_commands(controller), **drlc_commands(drlc, clock, controller.notify)}
     for ctype, handler in handlers.items():
         home.management.register(ctype, handler)

@@ -60,6 +60,7 @@ from smarthub.gdsc.api.routers import (
     transfer,
 )
 from smarthub.gdsc.commands.desk import CommandDesk
+from smarthub.gdsc.fleet.key_escrow import KeyEscrow
 from smarthub.gdsc.governance.audit import AuditLog
 from smarthub.gdsc.governance.consent_sync import syncing_parties
 from smarthub.gdsc.governance.guard import AccessGuard
@@ -76,13 +77,16 @@ def create_app(
     clients: ClientRegistry | None = None,
     token_lifetime: timedelta = DEFAULT_LIFETIME,
     token_endpoint: TokenEndpoint | None = None,
+    escrow: KeyEscrow | None = None,
 ) -> FastAPI:
     """``tokens`` maps the SHA-256 hex digest of each issued bearer token to its party id.
 
     ``desk`` signs and queues commands; without it the command and job endpoints are not offered.
-    ``clients`` holds OAuth2 clients, their access tokens and parties' certificate bindings (by
-    default in the guard's database); access tokens from ``POST /oauth/token`` live
-    ``token_lifetime``. ``token_endpoint`` replaces the default one (its rate limits and pool).
+    ``escrow`` keeps the meter keys of imported shipment files, sealed (without it a shipment
+    file with keys is refused). ``clients`` holds OAuth2 clients, their access tokens and parties'
+    certificate bindings (by default in the guard's database); access tokens from
+    ``POST /oauth/token`` live ``token_lifetime``. ``token_endpoint`` replaces the default one
+    (its rate limits and pool).
     """
     app = FastAPI(
         title="smarthub GDSC data services",
@@ -90,7 +94,7 @@ def create_app(
         generate_unique_id_function=operation_id,
     )
     clients = clients or ClientRegistry(guard.parties.engine)
-    app.state.services = ApiServices(guard, Authenticator(clients, tokens, guard.clock), desk)
+    app.state.services = ApiServices(guard, Authenticator(clients, tokens, guard.clock), desk, escrow)
     app.mount("/oauth", token_app(token_endpoint or TokenEndpoint(clients, guard.clock, token_lifetime)))
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     errors.install(app)
@@ -142,11 +146,13 @@ def app_from_store(
     """The API over an open store, with the state directory's operator key (if any), and its
     Prometheus metrics on ``/metrics`` (:func:`instrument`): in ``metrics`` (a running GDSC's
     registry), else in a registry of its own with the fleet-wide gauges."""
+    if store.key_escrow is None:  # meter keys (shipments, meter.key) kept sealed under the state's KEK
+        store.enable_key_escrow(KeyEscrow.from_state(state))
     desk = CommandDesk.from_state(state, store) if (state / "gdsc" / "operator.key").exists() else None
     # With the operator key, consent grants and revocations queue consent.set for the hubs.
     parties = PartyRepository(store.engine) if desk is None else syncing_parties(store, desk.signer, clock)
     guard = AccessGuard(parties, AuditLog(store.engine), clock)
-    app = create_app(guard, TokenStore(store.engine), desk)
+    app = create_app(guard, TokenStore(store.engine), desk, escrow=store.key_escrow)
     if metrics is None:
         metrics = CollectorRegistry()
         metrics.register(FleetGauges(store, clock))

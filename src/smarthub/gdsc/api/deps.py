@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from smarthub.gdsc.api.auth.oauth import Authenticator, AuthFailed
 from smarthub.gdsc.api.gate import CALLER_KEY
 from smarthub.gdsc.commands.desk import CommandDesk
+from smarthub.gdsc.fleet.key_escrow import KeyEscrow
 from smarthub.gdsc.governance.access import TimeRange
 from smarthub.gdsc.governance.guard import AccessGuard
 from smarthub.model.decimals import INSTANT_TEXT
@@ -31,6 +32,7 @@ class ApiServices:
     guard: AccessGuard
     authenticate: Authenticator
     desk: CommandDesk | None = None
+    escrow: KeyEscrow | None = None  # the meter key escrow (shipment files' keys)
 
     @property
     def engine(self) -> Engine:

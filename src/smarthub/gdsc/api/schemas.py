@@ -69,6 +69,16 @@ class ApplianceOut(BaseModel):
     name: str = Field(description="the appliance, as the consumer named it on the display")
     first_seen: datetime = Field(description="when the GDSC first pulled it")
     readings: list[ReadingOut] = Field(description="energy delivered to the appliance (uom 72: Wh)")
+    starts: list[ReadingOut] = Field(
+        default_factory=list,
+        description="times the appliance started (uom 0: a count; 1-0:128.8.0), as its hub counts "
+        "them from the plug's demand; empty when the hub keeps none",
+    )
+    run_seconds: list[ReadingOut] = Field(
+        default_factory=list,
+        description="seconds the appliance ran (uom 0; 1-0:128.9.0), as its hub measures them from the "
+        "plug's demand; empty when the hub keeps none",
+    )
 
 
 class AppliancesPage(BaseModel):
@@ -371,6 +381,14 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 COMMAND_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
     409: {"model": ErrorBody, "description": "the meter's hub is not active: there is nothing to send to"},
+}
+IHD_MESSAGE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **COMMAND_ERRORS,
+    429: {
+        "model": ErrorBody,
+        "description": "a data service's messages to this premises' display are at their daily limit "
+        "(Retry-After: when the next may be sent)",
+    },
 }
 TOP_UP_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,

@@ -127,6 +127,7 @@ ROLES: dict[str, Role] = {
     "hub_recoveries": LOCAL,  # recovery jobs, joined with urgent_work as they advance
     "hub_recovery_steps": LOCAL,
     "meter_shipments": LOCAL,  # manufacturers' shipment files: meter keys stay on the coordinator
+    "meter_key_escrow": LOCAL,  # meter keys, sealed under the GDSC's KEK: they stay on the coordinator
     "meter_installs": LOCAL,  # installers' jobs, closed as their meters are registered
     "audit_log": LOCAL,  # append-only triggers; one hash chain
     "hub_errors": LOCAL,  # the operators' error log, read fleet-wide; one open row per hub and kind

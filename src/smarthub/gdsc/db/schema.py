@@ -12,7 +12,7 @@ from __future__ import annotations
 from smarthub.gdsc.api.auth import clients, tokens
 from smarthub.gdsc.commands import counters, demand_response, desk, tariff_catalogue, vouchers
 from smarthub.gdsc.db.database import metadata
-from smarthub.gdsc.fleet import buildings, field_meters, lifecycle, recovery, registry
+from smarthub.gdsc.fleet import buildings, field_meters, key_escrow, lifecycle, recovery, registry
 from smarthub.gdsc.governance import aggregates, audit, parties, services, supplier_change
 from smarthub.gdsc.incidents import tables as incident_tables
 from smarthub.gdsc.outages import store as outage_store
@@ -46,6 +46,7 @@ TABLE_MODULES = (
     services,
     transfer_tables,
     field_meters,
+    key_escrow,
     buildings,
     tariff_catalogue,
     demand_response,

@@ -6,7 +6,8 @@ The parts, as a DLMS/OMS head-end runs them:
 
 * **shipment files** — the manufacturer's list of the meters it shipped (serial, maker, protocol,
   fuel and, for an encrypting meter, its key), imported at the GDSC (``meter_shipments``;
-  :meth:`FieldMeters.import_shipment`, ``POST /v1/meter-shipments``, CSV);
+  :meth:`FieldMeters.import_shipment`, ``POST /v1/meter-shipments``, CSV); the keys go to the
+  GDSC's key escrow, sealed under its key-encryption key (:mod:`.key_escrow`), never in clear;
 * **the installer's job** — what was fitted where: the meter, the premises, the meter it replaces
   (``meter_installs``; ``POST /v1/premises/{id}/meter-installs`` by the installer on site);
 * **the hub's report** — the hub keeps the meters it hears but was not told of as *pending*
@@ -50,6 +51,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    exists,
     func,
     select,
     update,
@@ -58,6 +60,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from smarthub.gdsc.commands.signer import CommandSigner
 from smarthub.gdsc.db.database import metadata
+from smarthub.gdsc.fleet.key_escrow import SHIPMENT, EscrowUnavailable, KeyEscrow, meter_key_escrow
 from smarthub.gdsc.fleet.registry import hubs, meters
 from smarthub.gdsc.pull.plan import PullPlan
 from smarthub.gdsc.pull.tables import DONE, FAILED, PENDING, urgent_work
@@ -75,7 +78,9 @@ meter_shipments = Table(
     Column("manufacturer", String(8), nullable=False),
     Column("protocol", String(16), nullable=False),
     Column("fuel", String(16), nullable=False),
-    Column("meter_key", String(32)),  # hex; None: the meter sends in clear
+    # Before migration 0023 the key in clear (hex); now always None: the keys are in the escrow,
+    # sealed (smarthub.gdsc.fleet.key_escrow), which empties this column of older imports.
+    Column("meter_key", String(32)),
     Column("shipment", String(64), nullable=False),  # the file it came in
     Column("imported_at", _T, nullable=False),
 )
@@ -175,10 +180,14 @@ class FieldMeters:
     """The registration of meters from the field over one GDSC database (module docstring).
 
     ``rescan``: how long after a hub's last HAN scan another rides on its pull while its
-    premises has an open installer's job."""
+    premises has an open installer's job. ``escrow``: where the shipments' keys are kept,
+    sealed (without one, a shipment file with keys is refused)."""
 
-    def __init__(self, engine: Engine, rescan: timedelta = timedelta(minutes=30)) -> None:
+    def __init__(
+        self, engine: Engine, rescan: timedelta = timedelta(minutes=30), escrow: KeyEscrow | None = None
+    ) -> None:
         self.engine = engine
+        self.escrow = escrow
         self.dialect = engine.dialect.name
         self.rescan = rescan
         self.scans_read = 0  # the HAN-scan jobs up to this id are read
@@ -188,15 +197,19 @@ class FieldMeters:
 
     # -- what comes in --------------------------------------------------------------------------
     def import_shipment(self, text: str, shipment: str, now: datetime) -> int:
-        """Import (or re-import) a manufacturer's shipment file; how many meters it lists."""
+        """Import (or re-import) a manufacturer's shipment file; how many meters it lists. Its
+        keys go to the escrow, sealed; none is stored in clear."""
         rows = parse_shipment(text)
+        keys = [(r.meter_id, bytes.fromhex(r.key)) for r in rows if r.key is not None]
+        if keys and self.escrow is None:
+            raise EscrowUnavailable("this GDSC has no key escrow: a shipment's keys cannot be stored")
         values = [
             {
                 "meter_id": r.meter_id,
                 "manufacturer": r.manufacturer,
                 "protocol": r.protocol,
                 "fuel": r.fuel,
-                "meter_key": r.key,
+                "meter_key": None,
                 "shipment": shipment[:64],
                 "imported_at": now.astimezone(UTC),
             }
@@ -210,6 +223,9 @@ class FieldMeters:
         with self.engine.begin() as conn:
             for i in range(0, len(values), 5000):
                 conn.execute(stmt, values[i : i + 5000])
+            if keys:
+                assert self.escrow is not None
+                self.escrow.deposit_shipment(conn, keys, shipment, now)
         return len(values)
 
     def record_install(
@@ -401,12 +417,13 @@ class FieldMeters:
                 conn.execute(update(p).where(key).values(status="registered", reason="", updated_at=now))
 
     def _advance(self, plan: PullPlan, signer: CommandSigner, now: datetime) -> None:
-        p, s, mi, h = pending_meters, meter_shipments, meter_installs, hubs
+        p, s, mi, h, e = pending_meters, meter_shipments, meter_installs, hubs, meter_key_escrow
         ok = mi.c.closed_at.is_(None)  # an open job
+        keyed = exists().where(e.c.source == SHIPMENT, e.c.meter_id == p.c.meter_id)
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(
-                    p, s.c.protocol.label("shipped_protocol"), s.c.fuel, s.c.meter_key,
+                    p, s.c.protocol.label("shipped_protocol"), s.c.fuel, keyed.label("keyed"),
                     mi.c.id.label("job_id"), mi.c.replaces,
                 )
                 .join(h, h.c.hub_id == p.c.hub_id)
@@ -426,9 +443,17 @@ class FieldMeters:
                     with self.engine.begin() as conn:
                         conn.execute(update(p).where(key).values(reason=why, updated_at=now))
                 continue
-            if r.status == "pending" and r.meter_key is not None:
-                body = MeterKey(r.meter_id, bytes.fromhex(r.meter_key))
+            if r.status == "pending" and r.keyed:
+                if self.escrow is None:
+                    why = "no key escrow at this GDSC to read the shipment's key from"
+                    if r.reason != why:
+                        with self.engine.begin() as conn:
+                            conn.execute(update(p).where(key).values(reason=why, updated_at=now))
+                    continue
                 with self.engine.begin() as conn:
+                    shipped = self.escrow.shipment_key(conn, r.meter_id)
+                    assert shipped is not None  # keyed: the escrow holds it
+                    body = MeterKey(r.meter_id, shipped)
                     job = plan.queue_command(signer, r.hub_id, "meter.key", body, now, conn=conn)
                     why = "the shipment's key sent: waiting for frames decoded under it"
                     values = {"status": "keyed", "key_job": job, "install_id": r.job_id, "reason": why}

@@ -14,6 +14,9 @@ A hub has at most one recovery running.
   version, oldest first), the last ``consent.set`` per recipient (from the newest backup when
   there is one: it has the householder's own decisions too, with their versions), every
   ``supplier.keys``;
+* a ``meter.key`` for each meter of that registry (and of the hub's premises) whose key the
+  escrow holds (:mod:`smarthub.gdsc.fleet.key_escrow`: the newest key a hub applied for the
+  meter, else its shipment key), opened from the escrow and signed for the target hub;
 * its stored intervals of the last 13 months (:data:`HISTORY_SPAN`, what the hub itself keeps
   at half-hour resolution), as ``history.restore`` commands of up to ``MAX_ROWS`` intervals;
 * its prepayment accounts from the newest backup (a ``recovery.snapshot`` verdict: the GDSC
@@ -61,6 +64,7 @@ from sqlalchemy import (
 from smarthub.gdsc.commands.signer import CommandSigner
 from smarthub.gdsc.commands.vouchers import VoucherIssuer, vouchers
 from smarthub.gdsc.db.database import metadata
+from smarthub.gdsc.fleet.key_escrow import DELIVERED, EscrowKeyError, meter_key_escrow
 from smarthub.gdsc.fleet.registry import hub_commissioning, hubs, meters
 from smarthub.gdsc.governance.parties import utc
 from smarthub.gdsc.pull.log import last_answered
@@ -70,7 +74,7 @@ from smarthub.gdsc.readings.stored import decoded_readings
 from smarthub.gdsc.readings.tables import interval_blocks
 from smarthub.gdsc.store import Store
 from smarthub.wan.contract import storage as storage_state
-from smarthub.wan.contract.bodies import PrepaymentTopup, RecoveryComplete, RecoverySnapshot
+from smarthub.wan.contract.bodies import MeterKey, PrepaymentTopup, RecoveryComplete, RecoverySnapshot
 from smarthub.wan.contract.bodies.recovery import MAX_ROWS
 
 log = logging.getLogger(__name__)
@@ -262,6 +266,9 @@ class HubRecoveries:
             snapshot, snapshot_counter = found if found is not None else (None, None)
             replayed = self._replayed(conn, source, snapshot, snapshot_counter)
             out += replayed
+            registry = set(fuels) | {str(b["meter"]) for c, b in replayed if c == "meter.add"}
+            keys, unreadable = self._keys(conn, registry)
+            out += keys
             history = self._history(conn, source, fuels, now)
             out += history
         accounts = []
@@ -272,6 +279,8 @@ class HubRecoveries:
         out += accounts
         detail = {
             "commands": {t: sum(1 for c, _ in replayed if c == t) for t in REPLAYED},
+            "meter_keys": len(keys),
+            "meter_keys_unreadable": unreadable,
             "history_commands": len(history),
             "intervals": sum(len(b["rows"]) for _, b in history),
             "backup": None if snapshot is None else snapshot["as_of"],
@@ -283,6 +292,42 @@ class HubRecoveries:
             ),
         }
         return out, detail
+
+    def _keys(
+        self, conn: Connection, meter_ids: set[str]
+    ) -> tuple[list[tuple[str, dict[str, Any]]], str | None]:
+        """A ``meter.key`` for each meter of the restored registry whose key the escrow holds: the
+        newest key a hub applied for it, else its shipment key (:meth:`KeyEscrow.current`). Signed
+        and queued for the hub being restored like every step, so they reach it as any
+        ``meter.key`` does and the hub keeps them sealed (``hub.delivered_keys``). Besides the
+        commands, why none could be read (a KEK that does not open them), or None."""
+        escrow = self.store.key_escrow
+        if escrow is None or not meter_ids:
+            return [], None
+        e, w = meter_key_escrow, urgent_work
+        jobs = conn.execute(
+            select(w.c.id, w.c.result)
+            .join(e, e.c.job_id == w.c.id)
+            .where(e.c.meter_id.in_(sorted(meter_ids)), e.c.source == DELIVERED, w.c.state == DONE)
+        ).all()
+        applied = {int(j.id) for j in jobs if j.result and json.loads(j.result).get("status") == "applied"}
+        try:
+            current = escrow.current(conn, meter_ids, applied)
+        except EscrowKeyError as err:
+            log.error("recovery: the escrowed meter keys are not restored: %s", err)
+            return [], str(err)
+        return [
+            (MeterKey.TYPE, MeterKey(m, k.key, k.pending).to_json()) for m, k in sorted(current.items())
+        ], None
+
+    def _key_again(self, job: int) -> dict[str, Any] | None:
+        """The ``meter.key`` body job ``job`` carried, from the escrow (its envelope is cleared)."""
+        escrow = self.store.key_escrow
+        if escrow is None:
+            return None
+        with self.store.engine.connect() as conn:
+            found = escrow.of_job(conn, job)
+        return None if found is None else MeterKey(found.meter_id, found.key, found.pending).to_json()
 
     @staticmethod
     def _applied(
@@ -645,8 +690,14 @@ class HubRecoveries:
                 # meanwhile, which spent the step's attempts in hours and failed it for good.
                 continue
             if outcome == "again" and st.attempts < MAX_ATTEMPTS:
-                payload = json.loads(json.loads(st.envelope)["payload"])
-                job = self.plan.queue_command(self.signer, hub_id, st.command_type, payload["body"], now)
+                if st.command_type == MeterKey.TYPE:  # its envelope is cleared: the escrow has the key
+                    again = self._key_again(st.job_id)
+                    if again is None:
+                        self._step(rid, st.seq, state=STEP_FAILED, detail="the key is not in the escrow")
+                        continue
+                else:
+                    again = json.loads(json.loads(st.envelope)["payload"])["body"]
+                job = self.plan.queue_command(self.signer, hub_id, st.command_type, again, now)
                 self._step(rid, st.seq, job_id=job, attempts=st.attempts + 1, detail=reason)
                 continue
             self._step(rid, st.seq, state=APPLIED if outcome == APPLIED else STEP_FAILED, detail=reason)

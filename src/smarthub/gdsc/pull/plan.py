@@ -67,8 +67,8 @@ from smarthub.gdsc.pull.tables import (
     wan_links,
 )
 from smarthub.gdsc.store import Store
-from smarthub.wan.contract.bodies import CommandBody
-from smarthub.wan.contract.commands import Command, SignedCommand
+from smarthub.wan.contract.bodies import CommandBody, MeterKey
+from smarthub.wan.contract.commands import Command, MalformedCommand, SignedCommand
 
 # Commands that overtake the queued commands a hub was never sent (PullPlan._overtake).
 OVERTAKING = frozenset({"prepayment.topup"})
@@ -180,7 +180,17 @@ class PullPlan(PlanClaims, PlanFinishing):
         if type_ in OVERTAKING:
             counter = self._overtake(signer, hub_id, counter, conn)
         signed = signer.command(hub_id, type_, body, now, counter=counter)
-        return self._enqueue_signed(signed, now, priority, conn)
+        job = self._enqueue_signed(signed, now, priority, conn)
+        escrow = self.store.key_escrow
+        if type_ == MeterKey.TYPE and escrow is not None:
+            # The envelope is cleared once delivered (SECRET_COMMANDS): the escrow keeps the
+            # key, sealed, for a recovery of the hub (smarthub.gdsc.fleet.key_escrow).
+            try:
+                sent = MeterKey.parse(body.to_json() if isinstance(body, CommandBody) else body)
+            except MalformedCommand:
+                return job  # no key to keep: the hub refuses it as malformed
+            escrow.deposit_delivery(conn, hub_id, sent.meter, sent.key, sent.pending, job, now)
+        return job
 
     def _overtake(self, signer: CommandSigner, hub_id: str, counter: int, conn: Connection) -> int:
         """The counter a top-up (:data:`OVERTAKING`: a household's supply may depend on it)

@@ -4,8 +4,10 @@ plugs (issue 25), under its own data kind and scope (``appliances``, ``appliance
 What is served is what the hubs let out (a plug leaves the home only under a consent covering
 appliances, :mod:`smarthub.hub.privacy`) and the GDSC pulled
 (:mod:`smarthub.gdsc.readings.appliances`): each plug's energy, summed to the granularity granted
-within the ranges the access policy allows. A consent to appliances gives no supply meter: the
-whole-home readings stay behind ``/readings`` and their own consent.
+within the ranges the access policy allows, with the starts and seconds run its hub counted from
+the plug's demand (:mod:`smarthub.hub.appliance_runs`: what short-cycling is judged by). A consent
+to appliances gives no supply meter: the whole-home readings stay behind ``/readings`` and their
+own consent.
 """
 
 from datetime import timedelta
@@ -19,6 +21,7 @@ from smarthub.gdsc.governance.access import Action
 from smarthub.gdsc.readings import queries
 from smarthub.gdsc.readings.appliances import ApplianceRegistry
 from smarthub.model.obis import IMPORT_ACTIVE_ENERGY
+from smarthub.model.reading_type import APPLIANCE_RUN_SECONDS, APPLIANCE_STARTS
 
 router = APIRouter()
 
@@ -51,15 +54,21 @@ def get_appliances(
     out = []
     for point in ApplianceRegistry(api.engine).at_premises(premises_id):
         meter = queries.Meter(point.hub_id, point.meter_id, "electricity")
-        buckets = queries.readings(
-            api.engine, meter, str(IMPORT_ACTIVE_ENERGY), decision.ranges, granularity.level
-        )
+        served = {
+            obis: [
+                mappers.reading_out(b, asked.start.tzinfo)
+                for b in queries.readings(api.engine, meter, str(obis), decision.ranges, granularity.level)
+            ]
+            for obis in (IMPORT_ACTIVE_ENERGY, APPLIANCE_STARTS, APPLIANCE_RUN_SECONDS)
+        }
         out.append(
             ApplianceOut(
                 meter_id=point.meter_id,
                 name=point.name,
                 first_seen=point.first_seen,
-                readings=[mappers.reading_out(b, asked.start.tzinfo) for b in buckets],
+                readings=served[IMPORT_ACTIVE_ENERGY],
+                starts=served[APPLIANCE_STARTS],
+                run_seconds=served[APPLIANCE_RUN_SECONDS],
             )
         )
     return AppliancesPage(

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from smarthub.gdsc.api.deps import Caller, Id, Services
 from smarthub.gdsc.api.schemas import ERRORS
 from smarthub.gdsc.fleet.field_meters import FieldMeters, ShipmentRefused
+from smarthub.gdsc.fleet.key_escrow import EscrowUnavailable
 from smarthub.gdsc.fleet.registry import premises
 from smarthub.gdsc.governance.access import Action
 
@@ -65,9 +66,13 @@ async def import_shipment(
     if len(raw) > MAX_SHIPMENT:
         raise HTTPException(413, f"a shipment file is at most {MAX_SHIPMENT} bytes")
     try:
-        n = FieldMeters(api.engine).import_shipment(raw.decode("utf-8"), shipment, api.guard.clock.now())
+        n = FieldMeters(api.engine, escrow=api.escrow).import_shipment(
+            raw.decode("utf-8"), shipment, api.guard.clock.now()
+        )
     except (ShipmentRefused, UnicodeDecodeError) as err:
         raise HTTPException(400, f"shipment file refused: {err}") from None
+    except EscrowUnavailable as err:
+        raise HTTPException(503, str(err)) from None
     return ShipmentLoaded(shipment=shipment, meters=n)
 
 

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from smarthub.model.reading_type import quality_channels
+from smarthub.model.reading_type import quality_channels, run_channels
 
 # IEEE 2030.5 QualityFlags bits (smarthub.model.reading.Quality; repeated here so the GDSC does
 # not import the hub's model package for four integers).
@@ -117,7 +117,8 @@ def water_profile(
     )  # a home's water is legitimately still for days (nobody in)
 
 
-_QUALITY = frozenset(str(o) for o in quality_channels())
+# Power-quality statistics and appliance runs (starts, seconds run) are not consumption.
+_QUALITY = frozenset(str(o) for o in quality_channels() | run_channels())
 
 # Defaults when the GDSC knows no model for a meter, by OBIS medium (value group A).
 DEFAULT_PROFILES: dict[str, MeterProfile] = {
@@ -129,7 +130,8 @@ DEFAULT_PROFILES: dict[str, MeterProfile] = {
 
 def profile_for(obis: str, model: MeterProfile | None) -> MeterProfile | None:
     """The limits to check a channel against; None for a power-quality channel (10-minute voltage
-    statistics, sag/swell counts: not consumption, so no energy limits apply)."""
+    statistics, sag/swell counts) or an appliance-run channel (a plug's starts and seconds run):
+    not consumption, so no energy limits apply."""
     if obis in _QUALITY:
         return None
     if model is not None:
