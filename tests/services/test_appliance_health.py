@@ -296,7 +296,7 @@ def test_without_consent_to_appliance_data_the_service_is_refused(
     faulty: tuple[World, str], tmp_path: Path
 ) -> None:
     w, base = faulty
-    creds = onboard(w, base, ("appliances", "readings"))
+    creds = onboard(w, base, ("appliances", "readings", "ihd-messages"))
     done = run_service(base, creds, tmp_path, "--premises", "P3")  # approved, nobody consented
     assert done.returncode == 2, done.stdout
     assert "403" in done.stderr and "no live consent for AH at P3 covering appliances" in done.stderr
@@ -319,12 +319,30 @@ def test_without_consent_to_appliance_data_the_service_is_refused(
     with pytest.raises(ApiError) as refused:
         list(client.readings("P3", "E3", start, start + timedelta(days=1), "half-hourly"))
     assert refused.value.status == 403 and "covering readings" in refused.value.detail
-    # Telling the occupant through the display: the GDSC's policy keeps IHD messages to the
-    # supplier, and the service says so rather than pretending it was shown.
+    # Telling the occupant through the display needs their consent to ihd-messages as well: without
+    # it the GDSC refuses and the service says so rather than pretending it was shown ...
     done = run_service(base, creds, tmp_path, "--premises", "P3", "--notify-meter", "E3")
     assert done.returncode == 0, done.stderr
     entry = json.loads(done.stdout)["premises"]["P3"]
-    assert entry["notified"] is False and entry["notification"]
+    assert entry["notified"] is False
+    assert (
+        entry["notification"] == "the GDSC refused (403): no live consent for AH at P3 covering ihd-messages"
+    )
+    # ... with it, the findings are queued for P3's display as Appliance Health Ltd's, a third party's.
+    consent(w, base, 3, ("ihd-messages",))
+    done = run_service(base, creds, tmp_path, "--premises", "P3", "--notify-meter", "E3")
+    assert done.returncode == 0, done.stderr
+    entry = json.loads(done.stdout)["premises"]["P3"]
+    assert entry["notified"] is True and entry["notification"].startswith("queued for the display as job ")
+    (sent,) = [e for e in w.guard.audit.entries() if e.action == "command:ihd-message" and e.allow]
+    shown = sent.detail["detail"]
+    assert (sent.actor, sent.premises_id, shown["origin"], shown["sender_name"]) == (
+        "AH",
+        "P3",
+        "third-party",
+        "Appliance Health Ltd",
+    )
+    assert shown["text"] == entry["message"] and "Fridge freezer" in shown["text"]
     # Withdrawn: the next request is refused.
     mine = httpx.get(f"{base}/v1/premises/P3/consents", headers=w.auth("C3")).json()
     for c in mine:

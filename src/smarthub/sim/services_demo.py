@@ -8,10 +8,11 @@ that know the API's URL and their OAuth2 credentials and nothing else (``smarthu
   year before the run) and its electricity supplier ``DEMO-SUPPLIER``;
 * three electricity tariffs distributed to every home (signed ``tariff.update`` commands through
   the pull plan, so the hubs get them and the GDSC's catalogue, ``GET /v1/tariffs``, lists them);
-* the **tariff advisor** applies and is approved by the GDSC operator (its client limited to the
-  approval), every occupant consents to it through the API (half-hourly readings, 90 days); at
-  the end of the day it advises up to :data:`ADVISED` homes, each a run of
-  ``python -m smarthub_services.tariff_advisor`` against the API;
+* the **tariff advisor** applies (half-hourly readings, and ``ihd-messages`` for its advice on the
+  display) and is approved by the GDSC operator (its client limited to the approval), every
+  occupant consents to both through the API (90 days); at the end of the day it advises up to
+  :data:`ADVISED` homes, each a run of ``python -m smarthub_services.tariff_advisor --notify``
+  against the API, which queues the advice for the home's display as the advisor's message;
 * the **top-up provider** acts for the supplier with an OAuth2 client the GDSC registered to it
   (command scopes only) and takes one card payment for each of up to :data:`TOPPED_UP` prepaid
   homes (``python -m smarthub_services.topup_provider``), delivered by the demo's collector;
@@ -331,15 +332,20 @@ class ServicesDemo:
             "smarthub_services.tariff_advisor",
             self.advisor,
             "--premises", h.premises_id, "--meter", h.meter_id, "--current", "DEMO-FLAT",
-            "--until", until.isoformat(),
+            "--until", until.isoformat(), "--notify",
         )  # fmt: skip
         if "error" in out:
             return out
-        return {
-            k: out[k]
-            for k in ("recommended", "saving", "half_hours", "expected_half_hours", "message")
-            if k in out
-        }
+        keys = (
+            "recommended",
+            "saving",
+            "half_hours",
+            "expected_half_hours",
+            "message",
+            "notified",
+            "notification",
+        )
+        return {k: out[k] for k in keys if k in out}
 
     async def _top_up(self, h: Home, follow_s: float) -> dict[str, Any]:
         ledger = self.workdir / f"topup-provider-{h.premises_id}.sqlite"  # its receipts are this home's
@@ -448,8 +454,12 @@ def _register(run: DemoRun, homes: list[Home]) -> None:
 
 
 APPLICATIONS = {
-    ADVISOR: Application(
-        "Cheaper Tariffs Ltd", "tariff advice", frozenset({DataKind.READINGS}), Granularity.HALF_HOURLY, 30
+    ADVISOR: Application(  # its advice on the home's display too (ihd-messages)
+        "Cheaper Tariffs Ltd",
+        "tariff advice",
+        frozenset({DataKind.READINGS, DataKind.IHD_MESSAGES}),
+        Granularity.HALF_HOURLY,
+        30,
     ),
     AGGREGATOR: Application(
         "Flex Aggregation Ltd",
@@ -577,9 +587,9 @@ async def start_services(run: DemoRun, port: int = 0, workdir: Path | None = Non
         token = tokens.issue(f"C-{h.premises_id}", run.clock.now())
         body = {
             "party_id": ADVISOR,
-            "data_kinds": ["readings"],
+            "data_kinds": ["readings", "ihd-messages"],
             "granularity": "half-hourly",
-            "purpose": "tariff advice",
+            "purpose": "tariff advice, on my display",
             "expires_at": expires,
             "meters": [h.meter_id],
         }

@@ -211,6 +211,10 @@ class ServiceOffer(BaseModel):
     reads_total: int = Field(description="every read during the current tenancy")
     refused_total: int = Field(description="its attempts the access policy refused during the tenancy")
     last_read_at: datetime | None
+    messages_total: int = Field(
+        default=0, description="messages it put on the household's display during the tenancy (ihd-messages)"
+    )
+    last_message_at: datetime | None = None
 
 
 class ServiceCredentials(BaseModel):
@@ -381,6 +385,14 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 COMMAND_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
     409: {"model": ErrorBody, "description": "the meter's hub is not active: there is nothing to send to"},
+}
+IHD_MESSAGE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **COMMAND_ERRORS,
+    429: {
+        "model": ErrorBody,
+        "description": "a data service's messages to this premises' display are at their daily limit "
+        "(Retry-After: when the next may be sent)",
+    },
 }
 TOP_UP_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
