@@ -497,6 +497,7 @@ def run(
     profile: bool = False,
 ) -> Report:
     """Provision, start the hub processes, pull every hub twice, measure; returns the figures."""
+    from smarthub.gdsc.service import settle_gc
     from smarthub.sim.fleet import home_specs, provision
     from smarthub.wan.tls import server_context
 
@@ -518,16 +519,15 @@ def run(
             db_url = f"sqlite:///{state / f'gdsc-{uuid.uuid4().hex[:8]}.sqlite'}"
             db_note = f"PostgreSQL did not answer at {PG_URL}: fell back to SQLite"
     procs: list[subprocess.Popen[str]] = []
+    threshold = gc.get_threshold()
     gdsc = None
     try:
         start_hubs(state, specs, processes, procs)
         gdsc = build_gdsc(state, db_url)
-        # What `smarthub gdsc` does before its run loop (GdscService.run): the objects built at
-        # setup leave the GC's full collections, which otherwise scan them once or twice per pass
-        # (0.2 ms per hub at 500 hubs, profiled). Without it the bench measured a cost the service
-        # does not pay.
+        # What `smarthub gdsc` does before its run loop (GdscService.run): without it the bench
+        # measured GC costs the service does not pay (settle_gc says which).
         gc.collect()
-        gc.freeze()
+        settle_gc()
         store = gdsc.store
         records = store.active_hubs()
 
@@ -593,6 +593,7 @@ def run(
             except subprocess.TimeoutExpired:
                 p.kill()
         gc.unfreeze()  # a caller in the same process (the tests) collects these again
+        gc.set_threshold(*threshold)
         if gdsc is not None:
             gdsc.store.close()
         if schema is not None:

@@ -42,9 +42,11 @@ applies one simple, stated test per kind:
 
 Too little data (fewer than :data:`BASELINE_DAYS` + :data:`RECENT_DAYS` whole days, or
 2 × :data:`BASELINE_RUNS` cycles) is reported as such, never as healthy. The findings become a
-message for the occupant; ``--notify`` asks the GDSC to show it on the home's display through the
-API's IHD-message command, and reports the GDSC's answer (today's access policy lets only the
-premises' supplier send one, so it is refused with the reason: nothing is pretended).
+message for the occupant; ``--notify-meter`` asks the GDSC to show it on the home's display through
+the API's IHD-message command (the GDSC sends it only if the service is approved for
+``ihd-messages`` and the occupant consented to that kind; the display shows it under the service's
+name, as a third party's), and reports the GDSC's answer: ``notified`` true with the job queued for
+the display, or false with the reason (nothing is pretended).
 
 Standard library only; nothing of the platform is imported (``tests/services``).
 """
@@ -94,7 +96,9 @@ def kind_of(name: str) -> str | None:
         return COLD
     if "wash" in n:  # washing machine, washer-dryer, dishwasher: a cycle at a time
         return WASHER
-    if any(w in n for w in ("heat", "boiler", "radiator")):
+    # A compressor or a burner wears with every start; an electric radiator's or an immersion
+    # heater's thermostat switching a resistive element often is how it is meant to work.
+    if "heat pump" in n or "heatpump" in n or "boiler" in n:
         return HEATING
     return None
 
@@ -369,13 +373,13 @@ def check_premises(
 
 
 def notify(client: DataServicesClient, premises_id: str, meter_id: str, text: str) -> tuple[bool, str]:
-    """Ask the GDSC to show ``text`` on the home's display: (sent, the job or the GDSC's reason)."""
+    """Ask the GDSC to show ``text`` on the home's display: (queued, the job or the GDSC's reason)."""
     path = f"/v1/premises/{urllib.parse.quote(premises_id)}/commands/ihd-message"
     try:
         _, job = client.request("POST", path, body={"meter_id": meter_id, "text": text[:500]})
     except ApiError as err:
-        return False, err.detail
-    return True, f"job {job['job_id']}"
+        return False, f"the GDSC refused ({err.status}): {err.detail}"
+    return True, f"queued for the display as job {job['job_id']}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

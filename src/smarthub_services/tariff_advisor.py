@@ -11,10 +11,14 @@ in pounds against the tariff the home is on now.
         --premises P1 --meter E1 [--catalogue tariffs.json] --current FLAT-1 [--until 2026-08-01] [--notify]
 
 Prints the advice as JSON. ``--notify`` asks the GDSC to show the advice on the home's IHD
-(``POST …/commands/ihd-message``); the GDSC's access policy lets only the premises' supplier send
-IHD messages today, so a third party's request is refused and the refusal is reported
-(``notified``: false, with the GDSC's reason). Exit status 0 with advice, 2 when the API refused
-the readings (no approval, no consent: the reason is printed), 3 when the GDSC is unreachable.
+(``POST …/commands/ihd-message``): the GDSC sends it only for a service approved for
+``ihd-messages`` to which the occupant consented for that kind too, and the display shows it under
+the service's name as a third party's message the consumer opens and acknowledges. The outcome is
+in the JSON: ``notified`` true with the job the GDSC queued for the display (``notification``:
+"queued for the display as job N"), or false with the GDSC's reason (no consent to
+``ihd-messages``, the day's limit reached, …); nothing is pretended. Exit status 0 with advice, 2
+when the API refused the readings (no approval, no consent: the reason is printed), 3 when the
+GDSC is unreachable.
 """
 
 from __future__ import annotations
@@ -173,13 +177,13 @@ def advise(
 
 
 def notify(client: DataServicesClient, advice: Advice) -> tuple[bool, str]:
-    """Ask the GDSC to show the advice on the home's IHD: (sent, the job or the GDSC's reason)."""
+    """Ask the GDSC to show the advice on the home's IHD: (queued, the job or the GDSC's reason)."""
     path = f"/v1/premises/{urllib.parse.quote(advice.premises_id)}/commands/ihd-message"
     try:
         _, job = client.request("POST", path, body={"meter_id": advice.meter_id, "text": advice.message()})
     except ApiError as err:
-        return False, err.detail
-    return True, f"job {job['job_id']}"
+        return False, f"the GDSC refused ({err.status}): {err.detail}"
+    return True, f"queued for the display as job {job['job_id']}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -49,6 +49,8 @@ async def test_the_services_are_onboarded_consented_to_and_run_against_the_api(t
         for a in advice.values():
             assert a["recommended"] in ("DEMO-FLAT", "DEMO-E7", "DEMO-PEAK"), a
             assert a["expected_half_hours"] == 17_520 and a["half_hours"] == 0  # no day run yet
+            # The advice queued for the home's display as the advisor's message (issue 25).
+            assert a["notified"] is True and a["notification"].startswith("queued for the display as job "), a
         (topup,) = outcome["topups"].values()
         assert topup["state"] == "delivered", topup  # queued at the GDSC; the meter's verdict comes later
         # The occupant sees the advisor, its consent and what it read (issue 25 item 3).
@@ -110,7 +112,7 @@ async def test_smarthub_demo_services_runs_them_through_a_day(
     outcome = json.loads(lines[-1])["services"]
     assert outcome["consents"] == 3
     for a in outcome["advice"].values():
-        assert a["half_hours"] > 0 and a["recommended"].startswith("DEMO-"), a
+        assert a["half_hours"] > 0 and a["recommended"].startswith("DEMO-") and a["notified"] is True, a
     (topup,) = outcome["topups"].values()
     assert "credited to meter" in topup["receipt"], topup
     homes = ["P0000000", "P0000001", "P0000002"]

@@ -85,7 +85,7 @@ ACTIONS = [
 MATRIX = {
     #                        read  events export tariff ihd  top-up c/d  on-dem aggr  log  consent job portf edit dq net-r net-e duos  apply admin xfer ship inst tariffs dr   appl
     Role.SUPPLIER: "          C     I      C      I      I     I      I     I      -     -     -      I    -     -    -   -     -     -    -     -     -     -    -    A  -    -",
-    Role.THIRD_PARTY: "       C     C      C      -      -     -      -     -      -     -     -      -    -     -    -   -     -     -    A     -     -     -    -    A  C    C",
+    Role.THIRD_PARTY: "       C     C      C      -      C     -      -     -      -     -     -      -    -     -    -   -     -     -    A     -     -     -    -    A  C    C",
     Role.CONSUMER: "          I     I      I      -      -     -      -     I      -     I     I      I    I     -    -   -     -     -    -     -     -     -    -    A  -    I",
     Role.INSTALLER: "         -     I      -      -      -     -      -     I      -     -     -      I    -     -    -   -     -     -    -     -     -     -    I    -  -    -",
     Role.NETWORK_OPERATOR: "  I     -      I      -      -     -      -     -      A     -     -      -    -     -    -   I     I     I    -     -     -     -    -    -  -    -",
@@ -93,8 +93,11 @@ MATRIX = {
     Role.HOUSING_PROVIDER: "  -     -      -      -      -     -      -     -      -     -     -      -    -     -    -   -     -     -    -     -     -     -    -    -  -    -",
 }
 # Appliance data (issue 25, the last column) is a data service's with a consent covering it (the
-# consent below covers readings, events and appliances) and the occupant's; nobody else's, the
-# supplier's neither.
+# consent below covers readings, events, demand-response, appliances and ihd-messages) and the
+# occupant's; nobody else's, the supplier's neither.
+# An IHD message is the supplier's command, or a data service's message with the current
+# occupant's live consent to ihd-messages (issue 25: the advisor's advice, appliance health's
+# findings on the display); never the occupant's own, an installer's or the operator's.
 # A network operator reads (and exports) a premises' electricity readings as DUoS data: "in" is
 # the operator of the premises' substation now (N_NOW, since 1 July), "out" the one before (N_OLD).
 # A housing provider sees no electricity at all (its row is all "-"): "in" is the landlord of P1's
@@ -196,7 +199,13 @@ def facts_for(party_id: str, where: str, consent: str) -> Facts:
                 premises_id=P,
                 tenancy_id=tenancy,
                 data_kinds=frozenset(
-                    {DataKind.READINGS, DataKind.EVENTS, DataKind.DEMAND_RESPONSE, DataKind.APPLIANCES}
+                    {
+                        DataKind.READINGS,
+                        DataKind.EVENTS,
+                        DataKind.DEMAND_RESPONSE,
+                        DataKind.APPLIANCES,
+                        DataKind.IHD_MESSAGES,
+                    }
                 ),
                 granularity=Granularity.HALF_HOURLY,
                 purpose="tariff advice",
@@ -415,3 +424,41 @@ def test_appliance_data_and_readings_need_each_their_own_consent(
             only,
         )  # fmt: skip
         assert not finer.allow  # the consent is daily: half-hours are refused either way
+
+
+@pytest.mark.parametrize(
+    ("approved", "consented", "why"),
+    [
+        ({DataKind.READINGS, DataKind.IHD_MESSAGES}, {DataKind.IHD_MESSAGES}, None),
+        # the advisor's readings consent alone does not open the display
+        ({DataKind.READINGS, DataKind.IHD_MESSAGES}, {DataKind.READINGS}, "no live consent"),
+        # a consent beyond the approval (given before the API checked) is not enough either
+        ({DataKind.READINGS}, {DataKind.READINGS, DataKind.IHD_MESSAGES}, "approved for readings only"),
+    ],
+)
+def test_a_service_message_needs_both_the_approval_and_the_consent_to_ihd_messages(
+    approved: set[DataKind], consented: set[DataKind], why: str | None
+) -> None:
+    """Issue 25: a data service's message on the display needs the GDSC's approval for the
+    ``ihd-messages`` kind and the current occupant's live consent to it; suspension refuses it."""
+    from dataclasses import replace
+
+    from smarthub.gdsc.governance.services import Application, DataService, Status
+
+    facts = facts_for("THIRD_PARTY", "in", "live")
+    consent = replace(facts.consents[0], data_kinds=frozenset(consented))
+    application = Application("Advisor Ltd", "tariff advice", frozenset(approved), Granularity.DAILY, 30)
+    service = DataService("THIRD_PARTY", application, Status.APPROVED, "", JUL)
+    ask = AccessRequest(
+        Party("THIRD_PARTY", Role.THIRD_PARTY), Action.IHD_MESSAGE, NOW, premises_id=P, fuel="electricity",
+        meter_id="E1",
+    )  # fmt: skip
+    decision = decide(ask, replace(facts, consents=(consent,), service=service))
+    assert decision.allow is (why is None), decision.reason
+    assert why is None or why in decision.reason
+    suspended = replace(service, status=Status.SUSPENDED, reason="complaint")
+    decision = decide(ask, replace(facts, consents=(consent,), service=suspended))
+    assert not decision.allow and decision.reason == "data service THIRD_PARTY is suspended: complaint"
+    # A consent naming another meter does not cover a message through this one.
+    other = replace(consent, meters=frozenset({"G1"}))
+    assert not decide(ask, replace(facts, consents=(other,), service=service)).allow

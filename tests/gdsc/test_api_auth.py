@@ -22,7 +22,7 @@ from smarthub.gdsc.api.auth.clients import (
     check_secret,
     hash_secret,
 )
-from smarthub.gdsc.api.auth.oauth import ALL_SCOPES, required_scope
+from smarthub.gdsc.api.auth.oauth import ALL_SCOPES, required_scope, route_scopes
 from smarthub.gdsc.api.auth.tokens import TokenStore
 
 READINGS = "/v1/premises/P1/readings"
@@ -228,8 +228,13 @@ def test_every_route_needs_a_known_scope(world) -> None:  # type: ignore[no-unty
         "/v1/premises/{premises_id}/meter-installs",
         "/v1/premises/{premises_id}/pending-meters",
     }
-    assert {required_scope(m, p) for m, p in routes if (m, p) not in closed} == ALL_SCOPES
+    used = {s for m, p in routes if (m, p) not in closed for s in route_scopes(m, p)}
+    assert used == ALL_SCOPES
     assert required_scope("GET", "/v1/something-new") not in ALL_SCOPES  # fails closed
+    # Only an IHD message accepts a second scope: a data service's narrower one (issue 25).
+    assert {(m, p): route_scopes(m, p)[1] for m, p in routes if len(route_scopes(m, p)) > 1} == {
+        ("POST", "/v1/premises/{premises_id}/commands/ihd-message"): "ihd-messages"
+    }
 
 
 def test_openapi_declares_the_security_schemes(world) -> None:  # type: ignore[no-untyped-def]

@@ -122,6 +122,13 @@ INEXPRESSIBLE = [
     Rule(
         "ST202",
         400,
+        r"a data service's message has priority 1 \(normal\) at most",
+        "an IHD message's priority may be 0-3 for the premises' supplier but at most 1 for a data "
+        "service (issue 25): it depends on the caller's role, not the request's shape",
+    ),
+    Rule(
+        "ST202",
+        400,
         r"no meter \[.*\] at premises",
         "a consent's meters must be meters of the premises: the database's state",
     ),

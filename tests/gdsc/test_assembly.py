@@ -123,3 +123,20 @@ async def test_a_newer_crl_drops_the_couriers_kept_alive_connections(tmp_path: P
         assert courier._clients[hub.hub_id] is not kept
     finally:
         await teardown(demo)
+
+
+def test_settle_gc_freezes_the_setup_and_makes_young_collections_rarer() -> None:
+    """What ``GdscService.run`` does first: the setup's objects out of the full collections, young
+    collections rarer (issue 17: both were GDSC CPU per pulled hub)."""
+    import gc
+
+    from smarthub.gdsc.service import GC_YOUNG_THRESHOLD, settle_gc
+
+    before = gc.get_threshold()
+    try:
+        settle_gc()
+        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *before[1:])
+        assert gc.get_freeze_count() > 1000
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

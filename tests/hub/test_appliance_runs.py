@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
-from smarthub.hub.appliance_runs import ApplianceRuns
+from smarthub.hub.appliance_runs import ApplianceRuns, from_history
+from smarthub.hub.history import HistoryStore
 from smarthub.hub.intervals import IntervalRecord
 from smarthub.model.obis import IMPORT_ACTIVE_ENERGY, IMPORT_ACTIVE_POWER
 from smarthub.model.reading import Reading, Unit
@@ -100,3 +102,18 @@ def test_the_run_channels_have_a_reading_type_of_their_own() -> None:
             spec.commodity, spec.flow_direction, spec.uom, kind=spec.kind, qualifier=spec.data_qualifier
         )
         assert back == obis
+
+
+def test_the_largest_demand_outlives_a_restart_through_the_history(tmp_path: Path) -> None:
+    history = HistoryStore(tmp_path / "history.sqlite")
+    runs = ApplianceRuns(lambda m: True)
+    history.append(runs.observe([demand(m, 2000.0 if m < 6 else 30.0) for m in range(0, 32, 2)]))
+    # Restarted: the 30 W standby is not running (a fifth of 2 kW is the threshold), so the
+    # compressor's next start counts; a counter without the history takes the standby for a run.
+    again = from_history(history, lambda m: True)
+    blank = ApplianceRuns(lambda m: True)
+    samples = [demand(m, 2000.0 if 40 <= m < 46 else 30.0) for m in range(34, 62, 2)]
+    assert by_channel(again.observe(samples)) == {(30, "starts"): 1, (30, "seconds"): 360}
+    # (the standby from 06:34 and the run after it are one run, no start: fewer starts, never more)
+    assert by_channel(blank.observe(samples)) == {(30, "starts"): 0, (30, "seconds"): 720}
+    history.close()

@@ -19,6 +19,7 @@ of 70-minute ones) from the fourth day.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -107,7 +108,10 @@ def plugs_of(home: int, faults: Faults) -> list[tuple[str, str, Any]]:
     ]  # fmt: skip
 
 
-def week_of(hub: str, meter: str, profile: Any) -> list[StoredReading]:
+# Each plug's week is the same in every test that has it (the profiles are frozen, the data a
+# function of them): made once per session, for both backends and the healthy and faulty fleets.
+@functools.cache
+def week_of(hub: str, meter: str, profile: Any) -> tuple[StoredReading, ...]:
     """The plug's half-hours of the week, in whole Wh as a plug's summation register gives them."""
     t = datetime.combine(LONDON_FIRST, time(0), tzinfo=UTC)  # March: London is on UTC
     out, register, read = [], 0.0, 0
@@ -117,13 +121,14 @@ def week_of(hub: str, meter: str, profile: Any) -> list[StoredReading]:
         out.append(StoredReading(hub, meter, "1-0:1.8.0", int(t.timestamp()), 1800, whole - read, 0, 72, 0))
         read = whole
         t += timedelta(minutes=30)
-    return out
+    return tuple(out)
 
 
 POLL = timedelta(minutes=2)  # how often the simulated fleet polls a plug (sim.fleet RADIO_PERIOD)
 
 
-def runs_of(hub: str, meter: str, profile: Any) -> list[StoredReading]:
+@functools.cache
+def runs_of(hub: str, meter: str, profile: Any) -> tuple[StoredReading, ...]:
     """The plug's starts and seconds run per half-hour over the week, as its hub's run counter
     makes them from the plug's demand read every :data:`POLL`."""
     counter = ApplianceRuns(lambda m: m == meter)
@@ -132,10 +137,10 @@ def runs_of(hub: str, meter: str, profile: Any) -> list[StoredReading]:
         Reading(meter, IMPORT_ACTIVE_POWER, Decimal(round(profile.power_w(t))), Unit.W, t)
         for t in (t0 + POLL * i for i in range(7 * 24 * 30 + 1))
     )
-    return [
+    return tuple(
         StoredReading(hub, meter, str(rec.obis), rec.start, rec.duration, rec.value, 0, 0, 0)
         for rec in counter.observe(samples)
-    ]
+    )
 
 
 def build(url: str, state: Path, faults: Faults) -> World:
@@ -291,7 +296,7 @@ def test_without_consent_to_appliance_data_the_service_is_refused(
     faulty: tuple[World, str], tmp_path: Path
 ) -> None:
     w, base = faulty
-    creds = onboard(w, base, ("appliances", "readings"))
+    creds = onboard(w, base, ("appliances", "readings", "ihd-messages"))
     done = run_service(base, creds, tmp_path, "--premises", "P3")  # approved, nobody consented
     assert done.returncode == 2, done.stdout
     assert "403" in done.stderr and "no live consent for AH at P3 covering appliances" in done.stderr
@@ -314,12 +319,30 @@ def test_without_consent_to_appliance_data_the_service_is_refused(
     with pytest.raises(ApiError) as refused:
         list(client.readings("P3", "E3", start, start + timedelta(days=1), "half-hourly"))
     assert refused.value.status == 403 and "covering readings" in refused.value.detail
-    # Telling the occupant through the display: the GDSC's policy keeps IHD messages to the
-    # supplier, and the service says so rather than pretending it was shown.
+    # Telling the occupant through the display needs their consent to ihd-messages as well: without
+    # it the GDSC refuses and the service says so rather than pretending it was shown ...
     done = run_service(base, creds, tmp_path, "--premises", "P3", "--notify-meter", "E3")
     assert done.returncode == 0, done.stderr
     entry = json.loads(done.stdout)["premises"]["P3"]
-    assert entry["notified"] is False and entry["notification"]
+    assert entry["notified"] is False
+    assert (
+        entry["notification"] == "the GDSC refused (403): no live consent for AH at P3 covering ihd-messages"
+    )
+    # ... with it, the findings are queued for P3's display as Appliance Health Ltd's, a third party's.
+    consent(w, base, 3, ("ihd-messages",))
+    done = run_service(base, creds, tmp_path, "--premises", "P3", "--notify-meter", "E3")
+    assert done.returncode == 0, done.stderr
+    entry = json.loads(done.stdout)["premises"]["P3"]
+    assert entry["notified"] is True and entry["notification"].startswith("queued for the display as job ")
+    (sent,) = [e for e in w.guard.audit.entries() if e.action == "command:ihd-message" and e.allow]
+    shown = sent.detail["detail"]
+    assert (sent.actor, sent.premises_id, shown["origin"], shown["sender_name"]) == (
+        "AH",
+        "P3",
+        "third-party",
+        "Appliance Health Ltd",
+    )
+    assert shown["text"] == entry["message"] and "Fridge freezer" in shown["text"]
     # Withdrawn: the next request is refused.
     mine = httpx.get(f"{base}/v1/premises/P3/consents", headers=w.auth("C3")).json()
     for c in mine:
@@ -397,6 +420,9 @@ def _counts(
 
 def test_the_heating_test_on_hand_made_counts() -> None:
     assert kind_of("Heat pump") == HEATING and kind_of("Gas boiler") == HEATING
+    assert (
+        kind_of("Oil radiator") is None and kind_of("Immersion heater") is None
+    )  # resistive: cycling is normal
     heating = (*range(12, 18), *range(34, 44))  # 06:00-09:00 and 17:00-22:00: 8 hours a day
     # Two starts and 9 minutes running every heating half-hour: 4 an hour, runs of 4.5 minutes.
     v = heating_verdict("H", "Heat pump", *_counts([(2, 540)], heating))

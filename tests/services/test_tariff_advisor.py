@@ -209,8 +209,16 @@ def run_advisor(
 
 
 def test_advisor_recommends_the_hand_computed_cheapest(world: World, base: str, tmp_path: Path) -> None:
-    creds = onboard(world, base)
-    consent(world, base)
+    kinds = ("readings", "ihd-messages")  # its advice on the home's display too
+    creds = onboard(world, base, kinds)
+    assert set(creds["scope"].split()) == {
+        "readings:read",
+        "ihd-messages",
+        "commands:read",
+        "services",
+        "tariffs:read",
+    }
+    consent(world, base, kinds=kinds)
     distribute(world, base)  # the catalogue the advisor reads is the GDSC's (GET /v1/tariffs)
     done = run_advisor(base, creds, tmp_path, "--notify", from_api=True)
     assert done.returncode == 0, done.stderr
@@ -225,10 +233,20 @@ def test_advisor_recommends_the_hand_computed_cheapest(world: World, base: str, 
         "Tariff advice: over the last 12 months Agile would have cost £1,839.60, saving £868.07 on "
         "your current tariff (Standard variable, £2,707.67)."
     )
-    # The GDSC's policy keeps IHD messages to the supplier: the advisor's request is refused and
-    # the advisor says so rather than pretending the consumer saw it.
-    assert advice["notified"] is False, advice["notification"]
-    assert advice["notification"]
+    # Approved for ihd-messages and consented to: the GDSC queued the advice for the display, as
+    # the advisor's (its approved name, a third party), never the supplier's.
+    assert advice["notified"] is True, advice["notification"]
+    job = int(advice["notification"].removeprefix("queued for the display as job "))
+    (sent,) = [e for e in world.guard.audit.entries() if e.action == "command:ihd-message"]
+    assert sent.allow and sent.actor == "TP"
+    shown = sent.detail["detail"]
+    assert (shown["origin"], shown["sender_name"], shown["text"]) == (
+        "third-party",
+        "Cheaper Tariffs Ltd",
+        advice["message"],
+    )
+    r = httpx.get(f"{base}/v1/jobs/{job}", headers=world.auth("TP"))
+    assert r.status_code == 200 and r.json()["command_type"] == "ihd.message", r.text
 
 
 def test_without_consent_or_approval_the_advisor_is_refused(world: World, base: str, tmp_path: Path) -> None:

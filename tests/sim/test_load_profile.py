@@ -138,3 +138,26 @@ def test_twenty_homes_for_a_day_minute_by_minute() -> None:
                 total[k] += e
         whole = p.energy_wh(day, day + timedelta(days=1))
         assert total == pytest.approx(list(whole))
+
+
+def test_a_switched_plug_behind_the_meter_adds_what_it_drew_while_on() -> None:
+    """``demo --services``: the EV charger's plug is behind the home's meter, so the meter
+    registers the household's own demand plus 7 kW for exactly the time the hub had it on."""
+    from smarthub.sim.smart_plug import SmartPlugSimulator, SwitchedLoad
+
+    t0 = datetime(2026, 3, 2, 16, tzinfo=UTC)
+    plug = SmartPlugSimulator("00:0d:6f:0e:00:00:00:01", [7000], timedelta(hours=1), t0, standby_w=7000)
+    plain, loaded = HouseholdProfile(7), HouseholdProfile(7)
+    loaded.extra_loads.append(SwitchedLoad(plug, 7000))
+    plug.log += [(t0 + timedelta(minutes=10), True), (t0 + timedelta(minutes=25), False)]
+    plug.log += [(t0 + timedelta(minutes=40), True)]
+    hour = (t0, t0 + timedelta(hours=1))
+    extra = loaded.energy_wh(*hour)[0] - plain.energy_wh(*hour)[0]
+    assert abs(extra - 7000 * (15 + 20) / 60) < 1e-6  # on 16:10-16:25 and from 16:40
+    assert loaded.energy_wh(*hour)[1:] == plain.energy_wh(*hour)[1:]  # export and gas as they were
+    at = t0 + timedelta(minutes=30)
+    assert loaded.power_w(at) == plain.power_w(at)  # off then
+    assert (
+        loaded.net_import_w(at + timedelta(minutes=15))
+        == plain.net_import_w(at + timedelta(minutes=15)) + 7000
+    )

@@ -28,6 +28,7 @@ from smarthub.wan.contract.bodies import (
     CommandBody,
     ConsentSet,
     Granularity,
+    IhdMessage,
     TariffUpdate,
     parse_body,
 )
@@ -390,3 +391,25 @@ def test_a_services_view_with_a_data_kind_newer_than_the_hub_is_shown_not_refuse
     service["consents"][0]["data_kinds"] = ["readings", 7]
     with pytest.raises(MalformedCommand, match=r"data_kinds\[1\]"):
         IhdServices.parse(body)
+
+
+def test_a_third_party_message_names_its_service_and_a_supplier_message_is_as_before() -> None:
+    """Issue 25: a data service's ``ihd.message`` says whose it is, for the display to show it as
+    the service's; the supplier's keeps the wire format it always had (no ``origin``)."""
+    supplier = parse_body("ihd.message", VALID["ihd.message"])
+    assert isinstance(supplier, IhdMessage)
+    assert (supplier.origin, supplier.sender_name) == ("supplier", None)
+    wire = {**VALID["ihd.message"], "sender": "ADV", "origin": "third-party", "sender_name": "Advisor Ltd"}
+    service = parse_body("ihd.message", wire)
+    assert isinstance(service, IhdMessage)
+    assert (service.origin, service.sender_name) == ("third-party", "Advisor Ltd")
+    assert service.to_json() == wire and IhdMessage.parse(service.to_json()) == service
+    for bad, field in (
+        ({**wire, "origin": "supplier-ish"}, "origin"),
+        ({**wire, "sender_name": None}, "sender_name"),  # a third party's must name the service
+        ({**wire, "sender_name": " "}, "sender_name"),
+        ({**wire, "sender_name": "x" * 121}, "sender_name"),
+    ):
+        with pytest.raises(MalformedCommand) as err:
+            parse_body("ihd.message", bad)
+        assert err.value.field == field, str(err.value)

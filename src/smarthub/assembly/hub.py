@@ -39,7 +39,7 @@ from smarthub.clock import Clock, SystemClock
 from smarthub.han.dlms_control import SupplyControl
 from smarthub.han.poll import PollLoop
 from smarthub.hub.alerts import AlertSender
-from smarthub.hub.appliance_runs import ApplianceRuns
+from smarthub.hub.appliance_runs import from_history as runs_from_history
 from smarthub.hub.certificate import HubCertificate
 from smarthub.hub.delivered_keys import FILE_NAME as DELIVERED_KEYS_FILE
 from smarthub.hub.delivered_keys import DeliveredKeys
@@ -340,7 +340,7 @@ def _core(a: HubAssembly) -> Part:
         a.hub.power_quality = from_history(a.history)
     # Every smart plug's starts and seconds run (appliance health's short-cycling test); they stay
     # home with the plug's energy unless a consent covers appliances (hub.submeters).
-    a.hub.appliance_runs = ApplianceRuns(a.is_submeter)
+    a.hub.appliance_runs = runs_from_history(a.history, a.is_submeter)
     return Part("core")
 
 

@@ -33,7 +33,10 @@ def service_apply(
     service: Service,
     organisation: Annotated[str, typer.Option(help="the applying organisation")],
     purpose: Annotated[str, typer.Option(help="what it uses the data for")],
-    data_kind: Annotated[list[str], typer.Option(help="readings, events or demand-response (repeat)")],
+    data_kind: Annotated[
+        list[str],
+        typer.Option(help="readings, events, demand-response, appliances or ihd-messages (repeat)"),
+    ],
     granularity: Annotated[
         str, typer.Option(help="the finest: half-hourly, daily, monthly, tariff-register")
     ],

@@ -23,9 +23,10 @@ go to the half-hours they fall in. So a run is measured to within the sampling i
 simulated fleet polls plugs every 2 minutes; a plug reporting on change is exact), and a run or
 pause shorter than it can be missed: counts are a lower bound, never inflated. A silence longer
 than :data:`MAX_GAP` (the plug unreachable) is unknown: neither seconds nor a start are counted
-across it. Until the appliance's first full-power run after a hub start, its standby may count
-as running (the largest demand seen starts again from nothing): one long run, fewer starts, again
-never more.
+across it. The largest demand seen outlives a restart: it is the seconds-run channel's register
+(``register_end``), taken back from the history at the hub's start (:func:`from_history`); a plug
+the history knows nothing of starts from nothing (until the appliance's first full-power run its
+standby may count as running: one long run, fewer starts, again never more).
 
 A half-hour is written when the first sample of a later half-hour arrives (the samples of one
 meter come in time order; a late one is dropped and counted). Pure: no clock, no I/O.
@@ -36,15 +37,34 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Protocol
 
 from smarthub.hub.intervals import PERIOD, IntervalRecord
-from smarthub.model.obis import IMPORT_ACTIVE_POWER
+from smarthub.model.obis import IMPORT_ACTIVE_POWER, ObisCode
 from smarthub.model.reading import Reading
 from smarthub.model.reading_type import APPLIANCE_RUN_SECONDS, APPLIANCE_STARTS
 
 RUN_FRACTION = 0.2  # running: at least a fifth of the largest demand seen from the plug ...
 RUN_FLOOR_W = 10.0  # ... and at least this (a plug's own standby and an idle appliance's are less)
 MAX_GAP = 600  # seconds: samples further apart than this leave the time between them unknown
+
+
+class History(Protocol):
+    """What :func:`from_history` reads of the hub's history (:class:`smarthub.hub.history.HistoryStore`)."""
+
+    def channels(self) -> list[tuple[str, ObisCode]]: ...
+    def last(self, meter: str, obis: ObisCode) -> IntervalRecord | None: ...
+
+
+def from_history(history: History, watch: Callable[[str], bool]) -> ApplianceRuns:
+    """A counter that knows each plug's largest demand from ``history`` (the hub's start)."""
+    runs = ApplianceRuns(watch)
+    runs.resume(
+        rec
+        for meter, obis in history.channels()
+        if obis == APPLIANCE_RUN_SECONDS and (rec := history.last(meter, obis)) is not None
+    )
+    return runs
 
 
 @dataclass
@@ -63,6 +83,13 @@ class ApplianceRuns:
     period: int = PERIOD
     late: int = 0  # samples older than the meter's last (dropped)
     _plugs: dict[str, _Plug] = field(default_factory=dict)
+    _peaks: dict[str, float] = field(default_factory=dict)  # from the history, until a plug's first sample
+
+    def resume(self, records: Iterable[IntervalRecord]) -> None:
+        """Take back each plug's largest demand: the register of its newest seconds-run record."""
+        for rec in records:
+            if rec.obis == APPLIANCE_RUN_SECONDS and rec.register_end > 0:  # -1: restored from the GDSC
+                self._peaks[rec.meter] = max(self._peaks.get(rec.meter, 0.0), float(rec.register_end))
 
     def observe(self, readings: Iterable[Reading]) -> list[IntervalRecord]:
         out: list[IntervalRecord] = []
@@ -80,7 +107,7 @@ class ApplianceRuns:
         slot = t - t % self.period
         if plug is None:
             # The first sample: its state is known, not when it began (no start counted).
-            peak = max(watts, 0.0)
+            peak = max(watts, self._peaks.pop(meter, 0.0))
             self._plugs[meter] = _Plug(t, watts >= _threshold(peak), peak, slot)
             return []
         if t <= plug.t:
@@ -113,8 +140,9 @@ class ApplianceRuns:
     def _close(self, meter: str, plug: _Plug) -> list[IntervalRecord]:
         recs = [
             IntervalRecord(meter, APPLIANCE_STARTS, plug.slot, self.period, plug.starts, plug.starts, 0, 0),
+            # The register: the largest demand seen, W (it outlives a restart: from_history).
             IntervalRecord(
-                meter, APPLIANCE_RUN_SECONDS, plug.slot, self.period, plug.seconds, plug.seconds, 0, 0
+                meter, APPLIANCE_RUN_SECONDS, plug.slot, self.period, plug.seconds, round(plug.peak), 0, 0
             ),
         ]
         plug.starts = plug.seconds = 0

@@ -51,6 +51,7 @@ from smarthub.model.prepayment import Voucher, voucher_envelope
 from smarthub.sim.appliance_profiles import APPLIANCES
 from smarthub.sim.consumer import plug_euis, sample_electricity, sample_gas
 from smarthub.sim.dlms_meter import DlmsMeterSimulator
+from smarthub.sim.load_profile import HouseholdProfile
 from smarthub.sim.radio import RadioLink
 from smarthub.sim.rigs import DLMS_REGISTERS, Rig, dlms_access, simulated_connector
 from smarthub.wan.contract.bodies import LinkTest
@@ -363,11 +364,17 @@ class SimulatedHome:
             meter: RadioLink(MEDIA[self.han_media[meter]], p, random.Random(rng.randrange(2**32)))
             for meter, p in han_placements(spec, sorted(self.han_media.items())).items()
         }
+        # The household whose demand the home's meters register (one per hub and seed).
+        self.households: dict[tuple[str, int, float], HouseholdProfile] = {}
         self.assembly = a = build_hub(
             self.config,
             clock=clock,
             cert_clock=cert_clock,
-            connectors={"simulated": simulated_connector(clock, sim_start, telegram_period, self.radio)},
+            connectors={
+                "simulated": simulated_connector(
+                    clock, sim_start, telegram_period, self.radio, households=self.households
+                )
+            },
         )
         self.history, self.registry, self.hub = a.history, a.registry, a.hub
         self.repairs, self.diagnostics = a.repairs, a.diagnostics

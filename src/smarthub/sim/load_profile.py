@@ -24,6 +24,7 @@ from array import array
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 __all__ = ["PV_YIELD_KWH_PER_KWP", "HouseholdProfile"]
@@ -35,6 +36,14 @@ PV_YIELD_KWH_PER_KWP = 875.0  # typical annual yield in the Netherlands
 _HOT_WATER_SHARE = 0.18  # of annual gas: showers and taps, flat through the year
 _REFERENCE_ANNUAL_KWH = 2700.0  # the household the appliance event table describes
 _CACHE_DAYS = 64
+
+
+class ExtraLoad(Protocol):
+    """A load behind the household's meter that the household model does not draw itself."""
+
+    def power_w(self, t: datetime) -> float: ...
+
+    def energy_wh(self, t0: datetime, t1: datetime) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,13 +192,16 @@ class HouseholdProfile:
         # figure, so the events keep their share (~30 %) of the total at any size.
         self._event_scale = self.annual_kwh / _REFERENCE_ANNUAL_KWH
         self._days: OrderedDict[int, _Day] = OrderedDict()
+        # Loads plugged in behind the meter whose demand is not this model's (a smart plug the
+        # hub switches): the meter registers them too (imported: not netted against PV).
+        self.extra_loads: list[ExtraLoad] = []
 
     # ---- point values ---------------------------------------------------------------------
 
     def power_w(self, t: datetime) -> float:
         """Electric demand of the home in W at instant ``t`` (constant within each minute)."""
         day, minute = self._locate(t)
-        return day.load_w[minute]
+        return day.load_w[minute] + sum(x.power_w(t) for x in self.extra_loads)
 
     def pv_w(self, t: datetime) -> float:
         """PV generation in W at ``t`` (0 without panels)."""
@@ -204,7 +216,7 @@ class HouseholdProfile:
     def net_import_w(self, t: datetime) -> float:
         """What the meter sees: demand net of PV, positive = import, negative = export."""
         day, minute = self._locate(t)
-        return day.load_w[minute] - day.pv_w[minute]
+        return day.load_w[minute] - day.pv_w[minute] + sum(x.power_w(t) for x in self.extra_loads)
 
     # ---- integration ----------------------------------------------------------------------
 
@@ -228,6 +240,7 @@ class HouseholdProfile:
             imp += _cum_at(day.import_cum, hi) - _cum_at(day.import_cum, lo)
             exp += _cum_at(day.export_cum, hi) - _cum_at(day.export_cum, lo)
             gas += _cum_at(day.gas_cum, hi) - _cum_at(day.gas_cum, lo)
+        imp += sum(x.energy_wh(t0, t1) for x in self.extra_loads)
         return imp, exp, gas
 
     # ---- per-day model --------------------------------------------------------------------

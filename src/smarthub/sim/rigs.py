@@ -434,13 +434,15 @@ def simulated_connector(
     start: datetime,
     telegram_period: timedelta,
     radio_links: Mapping[str, RadioLink] | None = None,
+    households: dict[tuple[str, int, float], HouseholdProfile] | None = None,
 ) -> Connector:
     """Rigs for ``kind = "simulated"`` transports: the protocol's simulator behind a simulated
     wire, started at ``start`` on ``clock``. A P1 meter telegrams every ``telegram_period``; the
     others report or are polled every meter's ``poll_every``. One household profile per hub
     and seed, shared by its meters (their loads add up to one home). ``radio_links``: the radio links of
-    meters placed in a home (by meter id), through which their frames travel."""
-    profiles: dict[tuple[str, int, float], HouseholdProfile] = {}
+    meters placed in a home (by meter id), through which their frames travel. ``households``:
+    where the profiles are kept, by (hub, seed, PV kWp), for the caller to reach them."""
+    profiles: dict[tuple[str, int, float], HouseholdProfile] = {} if households is None else households
 
     def household(ctx: ConnectContext, options: dict[str, Any]) -> HouseholdProfile:
         key = (ctx.hub_id, int(options.get("seed", 0)), float(options.get("pv_kwp", 0.0)))

@@ -8,10 +8,11 @@ that know the API's URL and their OAuth2 credentials and nothing else (``smarthu
   year before the run) and its electricity supplier ``DEMO-SUPPLIER``;
 * three electricity tariffs distributed to every home (signed ``tariff.update`` commands through
   the pull plan, so the hubs get them and the GDSC's catalogue, ``GET /v1/tariffs``, lists them);
-* the **tariff advisor** applies and is approved by the GDSC operator (its client limited to the
-  approval), every occupant consents to it through the API (half-hourly readings, 90 days); at
-  the end of the day it advises up to :data:`ADVISED` homes, each a run of
-  ``python -m smarthub_services.tariff_advisor`` against the API;
+* the **tariff advisor** applies (half-hourly readings, and ``ihd-messages`` for its advice on the
+  display) and is approved by the GDSC operator (its client limited to the approval), every
+  occupant consents to both through the API (90 days); at the end of the day it advises up to
+  :data:`ADVISED` homes, each a run of ``python -m smarthub_services.tariff_advisor --notify``
+  against the API, which queues the advice for the home's display as the advisor's message;
 * the **top-up provider** acts for the supplier with an OAuth2 client the GDSC registered to it
   (command scopes only) and takes one card payment for each of up to :data:`TOPPED_UP` prepaid
   homes (``python -m smarthub_services.topup_provider``), delivered by the demo's collector;
@@ -19,10 +20,11 @@ that know the API's URL and their OAuth2 credentials and nothing else (``smarthu
   is approved; up to :data:`DR_HOMES` occupants consent to both. Each of those hubs gets the
   home automation the services' end-to-end tests give it (:mod:`smarthub.sim.home_automation`:
   the hub's real DRLC client and appliance controller on its management interface, an EV
-  charger's smart plug on its HAN, a sub-meter kept home); the occupant asks for a 4-hour charge
-  16:00-20:00 on the last day. The aggregator enrols the homes and dispatches one 50 % duty-cycle
-  event 17:00-18:00 (``--without-forecast``: a demo's homes have no like day to forecast from),
-  follows it after 20:00 (the GDSC pulls the hub's DrResponses) and, after the day, settles
+  charger's smart plug on its HAN, a sub-meter kept home, the car's 7 kW behind the home's meter);
+  the occupant asks for a 4-hour charge 16:00-20:00 every day. The aggregator enrols the homes
+  and dispatches one 50 % duty-cycle event 17:00-18:00 on the last day (``--without-forecast``:
+  a demo's homes have no like day to forecast from), follows it after 20:00 (the GDSC pulls the
+  hub's DrResponses) and, after the day, settles
   (``--min-baseline-days 1``: with fewer than 10 like days the statement is provisional, with none
   the event stays pending and the JSON says why);
 * **appliance health** applies for appliance data and is approved; the same occupants consent;
@@ -80,7 +82,7 @@ from smarthub.hub.automation import ApplianceRun
 from smarthub.model.tariff import LONDON, Flat, RatePeriod, Tariff, TariffSchedule, TimeOfUse
 from smarthub.sim.demo import HALF_HOUR, DemoConfig, DemoRun, free_port
 from smarthub.sim.home_automation import HomeAutomation, add_home_automation
-from smarthub.sim.smart_plug import SmartPlugSimulator
+from smarthub.sim.smart_plug import SmartPlugSimulator, SwitchedLoad
 
 SUPPLIER = "DEMO-SUPPLIER"
 ADVISOR = "TARIFF-ADVISOR"
@@ -93,7 +95,7 @@ DR_HOMES = 3  # homes enrolled with the aggregator, and assessed by appliance he
 EV = "EV charger"
 EV_W = 7000
 EV_CATEGORY = 1 << 16  # 2030.5 DeviceCategoryType: electric vehicle
-CHARGE = (time(16, 0), time(20, 0))  # the occupant's charge on the last day, local time
+CHARGE = (time(16, 0), time(20, 0))  # the occupant's EV charge every day, local time
 EVENT = (time(17, 0), 60, 50)  # the DR event: local start, minutes, duty cycle %
 DR_RATE = "0.30"  # £/kWh
 OPERATOR_PAGE = (
@@ -241,15 +243,17 @@ class ServicesDemo:
 
     async def dispatch_demand_response(self, day: date) -> None:
         """Before the day (from :func:`start_services`): the occupants' consents to the
-        aggregator and appliance health, each occupant's EV charge asked for at their hub
-        (:data:`CHARGE`, no slack: it must run through the event), the homes enrolled and one
-        event (:data:`EVENT`) dispatched for ``day``; the GDSC queues it to each hub as a signed
-        ``drlc.event``, delivered at the hub's first pull of the day."""
+        aggregator and appliance health, each occupant's EV charge asked for at their hub for
+        every day of the run (:data:`CHARGE`, no slack: on the last it must run through the
+        event), the homes enrolled and one event (:data:`EVENT`) dispatched for ``day``; the GDSC
+        queues it to each hub as a signed ``drlc.event``, delivered at the hub's first pull."""
         await self.consent_to_the_others()
-        start, deadline = (datetime.combine(day, t, LONDON) for t in CHARGE)
-        charge = ApplianceRun.constant(EV, Decimal(EV_W) / 1000, deadline - start)
-        for auto in self.automation.values():
-            auto.controller.request(EV, charge, start, deadline)  # the occupant, at the hub's app
+        first = self.run.cfg.sim_start.astimezone(LONDON).date()
+        for d in (first + timedelta(days=n) for n in range((day - first).days + 1)):
+            start, deadline = (datetime.combine(d, t, LONDON) for t in CHARGE)
+            charge = ApplianceRun.constant(EV, Decimal(EV_W) / 1000, deadline - start)
+            for auto in self.automation.values():
+                auto.controller.request(EV, charge, start, deadline)  # the occupant, at the hub's app
         homes = [f"{h.premises_id}:{h.meter_id}" for h in self._dr_homes()]
         enrol = ["enrol", *(a for home in homes for a in ("--home", home))]
         self.dr["enrol"] = await self._dr(*enrol, "--until", (day + timedelta(days=1)).isoformat())
@@ -328,15 +332,20 @@ class ServicesDemo:
             "smarthub_services.tariff_advisor",
             self.advisor,
             "--premises", h.premises_id, "--meter", h.meter_id, "--current", "DEMO-FLAT",
-            "--until", until.isoformat(),
+            "--until", until.isoformat(), "--notify",
         )  # fmt: skip
         if "error" in out:
             return out
-        return {
-            k: out[k]
-            for k in ("recommended", "saving", "half_hours", "expected_half_hours", "message")
-            if k in out
-        }
+        keys = (
+            "recommended",
+            "saving",
+            "half_hours",
+            "expected_half_hours",
+            "message",
+            "notified",
+            "notification",
+        )
+        return {k: out[k] for k in keys if k in out}
 
     async def _top_up(self, h: Home, follow_s: float) -> dict[str, Any]:
         ledger = self.workdir / f"topup-provider-{h.premises_id}.sqlite"  # its receipts are this home's
@@ -445,8 +454,12 @@ def _register(run: DemoRun, homes: list[Home]) -> None:
 
 
 APPLICATIONS = {
-    ADVISOR: Application(
-        "Cheaper Tariffs Ltd", "tariff advice", frozenset({DataKind.READINGS}), Granularity.HALF_HOURLY, 30
+    ADVISOR: Application(  # its advice on the home's display too (ihd-messages)
+        "Cheaper Tariffs Ltd",
+        "tariff advice",
+        frozenset({DataKind.READINGS, DataKind.IHD_MESSAGES}),
+        Granularity.HALF_HOURLY,
+        30,
     ),
     AGGREGATOR: Application(
         "Flex Aggregation Ltd",
@@ -502,6 +515,8 @@ def _automate(run: DemoRun, homes: list[Home]) -> dict[str, HomeAutomation]:
             standby_w=EV_W,  # a car charges at a steady 7 kW for as long as it is powered
         )
         ev = Appliance(EV, plug.eui64, EV_CATEGORY, interruptible=True, min_duty_percent=0)
+        for household in home.households.values():  # the car charges behind the home's meter
+            household.extra_loads.append(SwitchedLoad(plug, EV_W))
         out[h.premises_id] = add_home_automation(
             home, TariffSchedule([tariff]), [(ev, plug)], start=run.cfg.sim_start, start_grace=grace
         )
@@ -572,9 +587,9 @@ async def start_services(run: DemoRun, port: int = 0, workdir: Path | None = Non
         token = tokens.issue(f"C-{h.premises_id}", run.clock.now())
         body = {
             "party_id": ADVISOR,
-            "data_kinds": ["readings"],
+            "data_kinds": ["readings", "ihd-messages"],
             "granularity": "half-hourly",
-            "purpose": "tariff advice",
+            "purpose": "tariff advice, on my display",
             "expires_at": expires,
             "meters": [h.meter_id],
         }

@@ -143,6 +143,43 @@ class SmartPlugSimulator:
         return report_attributes([(A_ON_OFF, T_BOOL, self.on)], self._next_sequence())
 
 
+class SwitchedLoad:
+    """A constant-power appliance behind a plug, as the household's meter sees it
+    (:class:`~smarthub.sim.load_profile.ExtraLoad`): ``watts`` while the plug's relay is closed,
+    from the plug's switching log. A meter asks about instants up to its clock's now, and a
+    switching is logged at the clock's now when it happens, so what it is told never changes."""
+
+    def __init__(self, plug: SmartPlugSimulator, watts: float) -> None:
+        self.plug = plug
+        self.watts = watts
+
+    def _on_seconds(self, t0: datetime, t1: datetime) -> float:
+        on, t, total = False, t0, 0.0
+        for at, state in self.plug.log:
+            if at <= t0:
+                on = state
+                continue
+            if at >= t1:
+                break
+            if on:
+                total += (at - t).total_seconds()
+            on, t = state, at
+        if on:
+            total += (t1 - t).total_seconds()
+        return total
+
+    def power_w(self, t: datetime) -> float:
+        on = False
+        for at, state in self.plug.log:
+            if at > t:
+                break
+            on = state
+        return self.watts if on else 0.0
+
+    def energy_wh(self, t0: datetime, t1: datetime) -> float:
+        return self.watts * self._on_seconds(t0, t1) / 3600 if t1 > t0 else 0.0
+
+
 class SimulatedPlugLink:
     """The HAN path to simulated plugs: a frame in, the plug's answer out, at the clock's time."""
 
@@ -179,4 +216,4 @@ def plug_loop(
     return PollLoop(f"plug:{plug.eui64}", clock, report, sink, period=period, start=start)
 
 
-__all__ = ["SimulatedPlugLink", "SmartPlugSimulator", "plug_loop"]
+__all__ = ["SimulatedPlugLink", "SmartPlugSimulator", "SwitchedLoad", "plug_loop"]

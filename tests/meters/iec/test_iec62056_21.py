@@ -333,6 +333,35 @@ def test_round_trip(lines: list[tuple[DataSet, ...]]) -> None:
     assert r.bcc == frame[-1]
 
 
+@given(_lines)
+def test_data_points_are_the_data_sets(lines: list[tuple[DataSet, ...]]) -> None:
+    """``data_points`` takes the block apart with string splits, the data sets view with a
+    regular expression: the same keys, units and values (as text, or its number) either way."""
+    r = decode_readout(encode_readout(lines))
+    expected: list[tuple[str, str, str | None]] = []
+    address, n = "", 0
+    for ds in r.data_sets():
+        if ds.address:
+            address, n = ds.address, -1
+        if not address:
+            continue  # nothing to name these values by
+        for v in ds.values:
+            n += 1
+            expected.append((f"{address}/{n}" if n else address, v.value, v.unit or None))
+    try:
+        points = data_points(r, "m")
+    except MalformedFrame:
+        return  # a generated 0.9.1/0.9.2 pair that is no clock
+    assert [(p.key, p.unit) for p in points] == [(k, u) for k, _, u in expected]
+    for p, (_, text, _) in zip(points, expected, strict=True):
+        if isinstance(p.value, Decimal):
+            assert (
+                p.value == Decimal(text.strip()) and text.strip().lstrip("+-").replace(".", "", 1).isdigit()
+            )
+        else:
+            assert p.value == text
+
+
 @given(_lines.filter(lambda ls: all(ds.address for line in ls for ds in line)))
 @settings(max_examples=100)
 def test_round_trip_cross_checked_with_reference(lines: list[tuple[DataSet, ...]]) -> None:

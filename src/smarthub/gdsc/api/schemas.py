@@ -382,6 +382,14 @@ COMMAND_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
     409: {"model": ErrorBody, "description": "the meter's hub is not active: there is nothing to send to"},
 }
+IHD_MESSAGE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **COMMAND_ERRORS,
+    429: {
+        "model": ErrorBody,
+        "description": "a data service's messages to this premises' display are at their daily limit "
+        "(Retry-After: when the next may be sent)",
+    },
+}
 TOP_UP_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
     409: {

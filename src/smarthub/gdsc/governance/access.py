@@ -41,7 +41,16 @@ and GB practice:
 * commands (tariff update, IHD message, top-up, connect/disconnect) come from the premises'
   **current supplier for the fuel** of the meter concerned; an on-demand read may also be asked
   for by the current occupant, an installer on site and the GDSC operator; third-party data
-  services issue none of these commands;
+  services issue none of these commands but one:
+* a **data service's message on the in-home display** (``command:ihd-message``, issue 25: the
+  tariff advisor's advice, appliance health's findings): an approved data service whose approval
+  covers the ``ihd-messages`` kind (if it applied), with a live consent to that kind given by the
+  *current* occupant (for the meter named, if the consent names meters), may have the GDSC put a
+  text on the premises' display; never after the consent is withdrawn or expires, nor while the
+  service is suspended or revoked, nor on the strength of a former occupant's consent. The display
+  shows it as the service's (its name, marked as a third party), never as the supplier's; that,
+  its priority and how many it may send are the command's, not the policy's
+  (:mod:`smarthub.gdsc.api.routers.commands`);
 * **demand response** (issue 25): an approved data service whose approval covers the
   ``demand-response`` kind, with the current occupant's live consent to that kind, may have the
   GDSC send the premises' hub a DRLC event whose interval falls within the consenting tenancy,
@@ -271,6 +280,8 @@ def decide(request: AccessRequest, facts: Facts, policy: Policy = DEFAULT_POLICY
         return deny("data services are approved, refused, suspended and revoked by the GDSC operator only")
     if request.action is Action.TARIFF_CATALOGUE:
         return _tariff_catalogue(request, facts)
+    if request.action is Action.IHD_MESSAGE and role is Role.THIRD_PARTY:
+        return _service_message(request, facts)
     if request.action is Action.DEMAND_RESPONSE:
         if role is Role.THIRD_PARTY:
             return _third_party(request, facts)
@@ -421,6 +432,26 @@ def _third_party(req: AccessRequest, facts: Facts) -> Decision:
     if service is not None and service.application.granularity.rank < finest.rank:
         finest = service.application.granularity
     return Decision(True, f"consent {consent.consent_id}", finest, ranges)
+
+
+def _service_message(req: AccessRequest, facts: Facts) -> Decision:
+    """A data service's text for the premises' display: its standing with the GDSC, an approval
+    covering ``ihd-messages`` and the current occupant's live consent to that kind."""
+    me = req.party.party_id
+    kind = DataKind.IHD_MESSAGES
+    service = facts.service
+    if service is not None and not service.approved:
+        why = f": {service.reason}" if service.reason else ""
+        return deny(f"data service {me} is {service.status.value}{why}")
+    if not req.party.approved:
+        return deny(f"{me} is not an approved data service")
+    if service is not None and kind not in service.application.data_kinds:
+        kinds = ", ".join(sorted(k.value for k in service.application.data_kinds))
+        return deny(f"data service {me} is approved for {kinds} only, not {kind.value}")
+    consent, _ = _best_consent(req, facts, kind)
+    if consent is None:
+        return deny(f"no live consent for {me} at {req.premises_id} covering {kind.value}")
+    return Decision(True, f"consent {consent.consent_id}: messages on the occupant's display")
 
 
 def _consumer(req: AccessRequest, facts: Facts) -> Decision:
@@ -631,9 +662,12 @@ def current_tenancy(facts: Facts, premises_id: str, at: datetime) -> Tenancy | N
     return None
 
 
-def _best_consent(req: AccessRequest, facts: Facts) -> tuple[Consent | None, Tenancy | None]:
-    """The finest live consent for this party, kind and meter, given during the current tenancy."""
-    kind = req.action.data_kind
+def _best_consent(
+    req: AccessRequest, facts: Facts, kind: DataKind | None = None
+) -> tuple[Consent | None, Tenancy | None]:
+    """The finest live consent for this party, kind (the action's, unless given) and meter, given
+    during the current tenancy."""
+    kind = kind or req.action.data_kind
     assert req.premises_id is not None and kind is not None
     tenancy = current_tenancy(facts, req.premises_id, req.at)
     if tenancy is None:

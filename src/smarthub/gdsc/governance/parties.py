@@ -67,6 +67,10 @@ class DataKind(enum.StrEnum):
     # Per-appliance consumption from smart plugs (issue 25: appliance health), never the
     # whole-home readings: a consent to this kind alone gives no supply meter's data.
     APPLIANCES = "appliances"
+    # Not data read either: the occupant lets a service put messages on their in-home display
+    # (issue 25: the tariff advisor's advice, appliance health's findings), shown as the service's,
+    # never as the supplier's.
+    IHD_MESSAGES = "ihd-messages"
 
 
 class Granularity(enum.StrEnum):

@@ -48,7 +48,7 @@ from smarthub.hub.consumption import HomeConsumption, PricedInterval, Supply
 from smarthub.hub.ihd.charts import bar_chart, column_chart
 from smarthub.hub.ihd.live import LivePower, sse
 from smarthub.hub.ihd.revocations import Revocation, RevocationRequests
-from smarthub.hub.ihd.store import PRIORITIES, SESSION_MAX, IhdStore, PairingRefused
+from smarthub.hub.ihd.store import PRIORITIES, SESSION_MAX, IhdStore, Message, PairingRefused
 from smarthub.hub.ihd.submeter_info import MonthUse, SubmeterHistory, monthly_info
 from smarthub.hub.prepayment import PrepaymentLedger, ReconnectRefused, SupplyAction
 from smarthub.hub.prepayment_bridge import PrepaymentBridge
@@ -473,8 +473,8 @@ class Ihd:
         items = []
         for m in msgs:
             items.append(
-                f'<li class="msg p{m.priority}" data-id="{escape(m.message_id)}">'
-                f"<strong>{escape(m.sender)}</strong>"
+                f'<li class="msg p{m.priority}{" third-party" if m.third_party else ""}"'
+                f' data-id="{escape(m.message_id)}">{_message_from(m)}'
                 f' <span class="muted">({PRIORITIES[m.priority]})</span><p>{escape(m.text)}</p>'
                 f'<form method="post" action="/messages/ack">{csrf}'
                 f'<input type="hidden" name="sender" value="{escape(m.sender)}">'
@@ -929,3 +929,14 @@ def _service_item(
 
 def _tip(p: PricedInterval) -> str:
     return f"{local_hm(p.start)}: {kwh(p.kwh)}, {money(p.cost)}"
+
+
+def _message_from(m: Message) -> str:
+    """Who a message is from: a data service's by its name, marked as a third party so that it is
+    never taken for the supplier's (issue 25); a supplier's by its sender as before."""
+    if not m.third_party:
+        return f"<strong>{escape(m.sender)}</strong>"
+    return (
+        f"<strong>{escape(m.sender_name or m.sender)}</strong>"
+        ' <span class="origin">a data service you share with, not your energy supplier</span>'
+    )

@@ -97,6 +97,9 @@ SCHEMA = sqlite_files.Schema(
         # 5: the building's monthly figures from the housing provider's billing (ihd.building)
         "CREATE TABLE building_info (id INTEGER PRIMARY KEY CHECK (id = 1), month TEXT NOT NULL,"
         " body TEXT NOT NULL);",
+        # 6: whose a message is (a data service's, issue 25, shown as such) and its sender's name
+        "ALTER TABLE messages ADD COLUMN origin TEXT NOT NULL DEFAULT 'supplier';"
+        " ALTER TABLE messages ADD COLUMN sender_name TEXT;",
     ],
     unversioned=_unversioned,
 )
@@ -148,6 +151,12 @@ class Message:
     received: int
     expires: int | None
     start: int | None = None  # not shown before this (epoch s); None: from when it arrived
+    origin: str = "supplier"  # or "third-party": a data service the occupant consented to
+    sender_name: str | None = None  # the name to show (a data service's); None: ``sender``
+
+    @property
+    def third_party(self) -> bool:
+        return self.origin == "third-party"
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,18 +233,28 @@ class IhdStore:
 
     # -- messages -------------------------------------------------------------------------
     def add_message(self, body: IhdMessage, now: datetime) -> tuple[Message, bool]:
-        """Keep a supplier's message (once per sender and id, checked by the contract's
-        ``IhdMessage``); True if it is new."""
+        """Keep a supplier's or data service's message (once per sender and id, checked by the
+        contract's ``IhdMessage``); True if it is new."""
         sender, message_id, text, priority = body.sender, body.id, body.text, body.priority
         expires_at = None if body.expires is None else int(body.expires.timestamp())
         start_at = None if body.start is None else int(body.start.timestamp())
-        m = Message(sender, message_id, text, priority, int(now.timestamp()), expires_at, start_at)
+        m = Message(
+            sender,
+            message_id,
+            text,
+            priority,
+            int(now.timestamp()),
+            expires_at,
+            start_at,
+            body.origin,
+            body.sender_name,
+        )
+        labels = (m.origin, m.sender_name)
         with self._lock:
             cur = self._db.execute(
-                "INSERT OR IGNORE INTO messages"
-                " (sender, message_id, text, priority, received, expires, acknowledged, start)"
-                " VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
-                (sender, message_id, text, priority, m.received, expires_at, start_at),
+                "INSERT OR IGNORE INTO messages (sender, message_id, text, priority, received, expires,"
+                " acknowledged, start, origin, sender_name) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)",
+                (sender, message_id, text, priority, m.received, expires_at, start_at, *labels),
             )
         return m, cur.rowcount == 1
 
@@ -245,7 +264,8 @@ class IhdStore:
         t = int(now.timestamp())
         with self._lock:
             rows = self._db.execute(
-                "SELECT sender, message_id, text, priority, received, expires, start FROM messages"
+                "SELECT sender, message_id, text, priority, received, expires, start, origin, sender_name"
+                " FROM messages"
                 " WHERE acknowledged IS NULL AND (expires IS NULL OR expires > ?)"
                 " AND (start IS NULL OR start <= ?)"
                 " ORDER BY priority DESC, received DESC",

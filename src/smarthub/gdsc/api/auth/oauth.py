@@ -26,7 +26,10 @@ expiry is checked against the API's injected clock.
 
 **Scopes narrow, never widen.** Each scope (:data:`SCOPES`) names what a token may be used for;
 :func:`required_scope` maps each route to one (a route it does not know needs a scope nobody is
-given, so a new route fails closed). A request whose token lacks the route's scope is refused
+given, so a new route fails closed); a route two kinds of party call may accept another
+(:func:`route_scopes`: an IHD message is a supplier's command, ``commands:write``, or a data
+service's message, ``ihd-messages``, so a service's token need not carry every command's
+scope). A request whose token lacks the route's scope is refused
 with 403 ``insufficient_scope`` (RFC 6750 §3.1) before the access policy is asked; with it, the
 policy still decides exactly as for the party itself.
 
@@ -86,6 +89,7 @@ SCOPES: dict[str, str] = {
     "tariffs:read": "the catalogue of tariffs the GDSC distributes",
     "demand-response": "send demand-response (DRLC) events to consenting homes' hubs and follow them",
     "appliances:read": "per-appliance consumption from a premises' smart plugs (not whole-home readings)",
+    "ihd-messages": "put a data service's message on a consenting home's in-home display",
 }
 ALL_SCOPES = frozenset(SCOPES)
 DEFAULT_LIFETIME = timedelta(minutes=15)
@@ -132,6 +136,18 @@ def required_scope(method: str, path: str) -> str:
     ):
         return "readings:read"
     return _NO_SCOPE
+
+
+# Routes that also accept a narrower scope than their own (any one of them suffices).
+_ALSO: dict[tuple[str, str], str] = {
+    ("POST", "/v1/premises/{premises_id}/commands/ihd-message"): "ihd-messages",
+}
+
+
+def route_scopes(method: str, path: str) -> tuple[str, ...]:
+    """The scopes any one of which lets a token call the route: :func:`required_scope` first."""
+    also = _ALSO.get((method, path))
+    return (required_scope(method, path),) if also is None else (required_scope(method, path), also)
 
 
 def parse_scope(value: str) -> frozenset[str]:
@@ -440,13 +456,14 @@ class Authenticator:
         if caller is None:
             raise AuthFailed(401, "no or unknown bearer token")
         if caller.scopes is not None:
-            need = required_scope(method, route_path)
-            if need not in caller.scopes:
+            need = route_scopes(method, route_path)
+            if not caller.scopes.intersection(need):
                 raise AuthFailed(
                     403,
-                    f"the access token's scope ({' '.join(sorted(caller.scopes))}) does not include {need}",
+                    f"the access token's scope ({' '.join(sorted(caller.scopes))}) does not include "
+                    + " or ".join(need),
                     "insufficient_scope",
-                    need,
+                    need[0],  # RFC 6750 §3: the attribute lists scopes all needed; one suffices here
                 )
         return caller
 
@@ -522,7 +539,7 @@ def document_security(spec: dict[str, Any]) -> dict[str, Any]:
             if isinstance(op, dict) and op.get("security"):
                 op["security"] = [
                     {"bearer": []},
-                    {"oauth2": [required_scope(method.upper(), path)]},
+                    *({"oauth2": [scope]} for scope in route_scopes(method.upper(), path)),
                     {"mutualTLS": []},
                 ]
     return spec

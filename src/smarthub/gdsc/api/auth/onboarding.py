@@ -4,7 +4,8 @@ client (:class:`~smarthub.gdsc.api.auth.clients.ClientRegistry`).
 
 * **approve**: the service gets an OAuth2 client whose scopes are only what it was approved for
   (:func:`scopes_for`: ``readings:read`` for readings, ``demand-response`` for demand-response
-  control, ``services`` to follow its own
+  control, ``appliances:read`` for appliance data, ``ihd-messages`` and ``commands:read`` for
+  messages on the occupant's display and following their delivery, ``services`` to follow its own
   application, ``tariffs:read`` for the tariff catalogue); its secret is returned once, to be
   handed to the service. The access policy then also holds every read to the approved data kinds
   and granularity.
@@ -38,9 +39,11 @@ _KIND_SCOPES = {
     DataKind.READINGS: "readings:read",
     DataKind.DEMAND_RESPONSE: "demand-response",
     DataKind.APPLIANCES: "appliances:read",
+    DataKind.IHD_MESSAGES: "ihd-messages",  # POST …/commands/ihd-message, and no other command
 }
 
 
+JOBS_SCOPE = "commands:read"
 TARIFFS_SCOPE = "tariffs:read"  # the tariff catalogue: suppliers' published terms, no household data
 
 
@@ -48,7 +51,10 @@ def scopes_for(application: Application) -> frozenset[str]:
     """The OAuth2 scopes an approved application gets: what reads its data kinds, ``services`` and
     the tariff catalogue."""
     kinds = (s for k in application.data_kinds if (s := _KIND_SCOPES.get(k)))
-    return frozenset({SERVICE_SCOPE, TARIFFS_SCOPE, *kinds})
+    # A message is a queued job: the service follows its own to see it delivered (GET /v1/jobs/…;
+    # the policy shows a party only the jobs it queued).
+    follow = (JOBS_SCOPE,) if DataKind.IHD_MESSAGES in application.data_kinds else ()
+    return frozenset({SERVICE_SCOPE, TARIFFS_SCOPE, *kinds, *follow})
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, HTTPException, Response
 from smarthub.gdsc.api.deps import ApiServices, Caller, Desk, Id, Services
 from smarthub.gdsc.api.schemas import (
     COMMAND_ERRORS,
+    IHD_MESSAGE_ERRORS,
     TOP_UP_ERRORS,
     IhdMessageIn,
     JobAccepted,
@@ -17,10 +18,11 @@ from smarthub.gdsc.api.schemas import (
     TariffUpdateIn,
     TopUpIn,
 )
-from smarthub.gdsc.commands import tariffs
+from smarthub.gdsc.commands import service_messages, tariffs
 from smarthub.gdsc.commands.desk import IdempotencyConflict, message_id
 from smarthub.gdsc.commands.tariff_catalogue import TariffCatalogue
 from smarthub.gdsc.governance.access import Action
+from smarthub.gdsc.governance.parties import Role
 from smarthub.gdsc.readings import queries
 from smarthub.model.prepayment import BadVoucher
 from smarthub.wan.contract.bodies import IhdMessage, SupplyDisconnect, SupplyReconnect
@@ -75,19 +77,37 @@ def tariff_update(
     return accepted(response, job, "tariff.update", meter)
 
 
-@router.post("/v1/premises/{premises_id}/commands/ihd-message", **common)
+@router.post("/v1/premises/{premises_id}/commands/ihd-message", **{**common, "responses": IHD_MESSAGE_ERRORS})
 def ihd_message(
     party: Caller, api: Services, desk: Desk, premises_id: Id, body: IhdMessageIn, response: Response
 ) -> JobAccepted:
-    """Show a message on the home's IHD (``ihd.message``, IEEE 2030.5 Messaging); the sender is the
-    calling supplier."""
+    """Show a message on the home's IHD (``ihd.message``, IEEE 2030.5 Messaging): the premises'
+    supplier's, or an approved data service's with the occupant's consent to ``ihd-messages``,
+    shown under the service's name as a third party's (priority at most 1, at most 3 a day)."""
     if not body.text.strip():
         raise HTTPException(400, "message text must not be blank")
     now = api.guard.clock.now()
     if body.expires is not None and body.expires <= now:
         raise HTTPException(400, f"message expiry {body.expires.isoformat()} is already past")
+    who = api.guard.parties.party(party)
+    origin, name = "supplier", None
+    if who.role is Role.THIRD_PARTY:  # a data service's: labelled as its own, limited (see module)
+        if body.priority > service_messages.MAX_PRIORITY:
+            raise HTTPException(
+                400,
+                f"a data service's message has priority {service_messages.MAX_PRIORITY} (normal) at "
+                "most: high and very high are kept for the supplier's",
+            )
+        try:
+            service_messages.check_quota(api.engine, party, premises_id, now)
+        except service_messages.TooManyMessages as err:
+            wait = max(1, int(err.retry_after.total_seconds() + 0.999))
+            raise HTTPException(429, str(err), headers={"Retry-After": str(wait)}) from None
+        origin, name = service_messages.ORIGIN, service_messages.sender_name(api.engine, api.guard.audit, who)
     try:
-        payload = IhdMessage(party, message_id(), body.text, body.priority, body.expires)
+        payload = IhdMessage(
+            party, message_id(), body.text, body.priority, body.expires, origin=origin, sender_name=name
+        )
         IhdMessage.parse(payload.to_json())  # the limits the hub will hold it to (sender, text)
     except MalformedCommand as err:
         raise HTTPException(400, str(err)) from None

@@ -16,6 +16,11 @@ TEXT_PRIORITIES = (0, 1, 2, 3)  # 2030.5 TextMessage.priority: low, normal, high
 DISPLAY_PRIORITIES = ("low", "normal", "high")  # 2030.5 PriorityType, by name
 MAX_DISPLAY_S = 366 * 86400
 DEFAULT_SENDER = "GDSC"
+# Who a text is from, for the display to say so: the premises' supplier (the default, as every
+# ``ihd.message`` was before data services could send one) or a third-party data service the
+# occupant consented to (issue 25), shown by its name and marked as not the supplier.
+MESSAGE_ORIGINS = ("supplier", "third-party")
+MAX_SENDER_NAME = 120
 COMPARISON_FUELS = ("electricity", "gas")
 
 
@@ -25,8 +30,10 @@ def _opt_instant(f: Fields, key: str) -> datetime | None:
 
 @dataclass(frozen=True, slots=True)
 class IhdMessage(CommandBody):
-    """A supplier's text (2030.5 Messaging, TextMessage), shown until acknowledged; kept once per
-    ``sender`` and ``id``."""
+    """A supplier's (or a consented data service's) text (2030.5 Messaging, TextMessage), shown
+    until acknowledged; kept once per ``sender`` and ``id``. ``origin`` says whose it is:
+    ``supplier`` (absent on the wire) or ``third-party``, which carries ``sender_name``, the
+    service's name the display shows."""
 
     TYPE: ClassVar[str] = "ihd.message"
     sender: str
@@ -35,6 +42,8 @@ class IhdMessage(CommandBody):
     priority: int = 1
     expires: datetime | None = None
     start: datetime | None = None
+    origin: str = MESSAGE_ORIGINS[0]
+    sender_name: str | None = None
 
     @classmethod
     def parse(cls, body: Mapping[str, object]) -> Self:
@@ -42,6 +51,16 @@ class IhdMessage(CommandBody):
         priority = f.integer("priority", 1)
         if priority not in TEXT_PRIORITIES:
             raise f.bad("priority", f"must be one of {TEXT_PRIORITIES}, got {priority}")
+        origin = f.text("origin", MESSAGE_ORIGINS[0])
+        if origin not in MESSAGE_ORIGINS:
+            raise f.bad("origin", f"must be one of {MESSAGE_ORIGINS}, got {origin!r:.40}")
+        name = (
+            None
+            if f.raw("sender_name", None) is None
+            else f.text("sender_name", nonempty=True, max_len=MAX_SENDER_NAME)
+        )
+        if origin != MESSAGE_ORIGINS[0] and name is None:
+            raise f.bad("sender_name", "is missing: a third party's message names the service")
         return cls(
             f.text("sender", nonempty=True, max_len=64),
             f.text("id", nonempty=True, max_len=64),
@@ -49,6 +68,8 @@ class IhdMessage(CommandBody):
             priority,
             _opt_instant(f, "expires"),
             _opt_instant(f, "start"),
+            origin,
+            name,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -62,6 +83,10 @@ class IhdMessage(CommandBody):
             out["expires"] = self.expires.isoformat()
         if self.start is not None:
             out["start"] = self.start.isoformat()
+        if self.origin != MESSAGE_ORIGINS[0]:
+            out["origin"] = self.origin
+        if self.sender_name is not None:
+            out["sender_name"] = self.sender_name
         return out
 
 

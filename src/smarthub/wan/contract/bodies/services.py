@@ -24,7 +24,8 @@ from smarthub.wan.contract.commands import MalformedCommand
 # The GDSC's consent granularities (smarthub.gdsc.governance.parties.Granularity), shown as sent.
 SERVICE_GRANULARITIES = ("half-hourly", "daily", "monthly", "tariff-register", "none")
 SERVICE_STATUSES = ("applied", "approved", "refused", "suspended", "revoked", "registered")
-DATA_KINDS = ("readings", "events", "demand-response", "appliances")  # what the GDSC sends today
+# What the GDSC sends today.
+DATA_KINDS = ("readings", "events", "demand-response", "appliances", "ihd-messages")
 # A data kind as the GDSC names it: shown as sent, so a kind added at the GDSC after this hub's
 # firmware (demand-response was) is displayed rather than making the whole view refused.
 _DATA_KIND = re.compile(r"[a-z][a-z0-9-]{0,31}")
