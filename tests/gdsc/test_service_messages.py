@@ -134,6 +134,12 @@ def test_a_consented_service_message_reaches_the_display_as_the_services(
     assert sent[-1].reason == f"consent {consent_id}: messages on the occupant's display"
     assert sent[-1].detail["detail"]["origin"] == "third-party"
 
+    # The occupant's view of its services counts what TP put on the display (not as a read).
+    (offer,) = client.get("/v1/premises/P1/services", headers=w.auth("C1")).json()
+    assert offer["data_kinds"] == ["ihd-messages", "readings"]
+    assert sorted(offer["consents"]) == sorted([readings_only, consent_id])
+    assert (offer["messages_total"], offer["reads_total"]) == (1, 0)
+    assert offer["last_message_at"] == sent[-1].at.isoformat().replace("+00:00", "Z")
     # Withdrawn: the next message is refused.
     r = client.delete(f"/v1/premises/P1/consents/{consent_id}", headers=w.auth("C1"))
     assert r.status_code == 204
