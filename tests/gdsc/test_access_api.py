@@ -230,8 +230,8 @@ def test_openapi_conformance(tmp_path: Path) -> None:
     # 31 + the data services' 5 + transfer policies (2), a premises' transfer group, meter
     # shipments and meter installs (refused to C1: their 403s are checked), a building's sub-meter
     # readings and heat bill (issue 21), the tariff catalogue, demand-response events (send,
-    # follow, cancel) and a premises' appliances (issue 25)
-    assert len(operations) == 48
+    # follow, cancel) and a premises' appliances (issue 25), a premises' pending meters (issue 20)
+    assert len(operations) == 49
     for operation in operations:
 
         @given(case=operation.as_strategy(), own=st.booleans())

@@ -146,6 +146,7 @@ ENDPOINTS = {
     "PUT /v1/premises/{premises_id}/transfer-group": Action.TRANSFER_POLICY,
     "POST /v1/meter-shipments": Action.METER_SHIPMENT,
     "POST /v1/premises/{premises_id}/meter-installs": Action.METER_INSTALL,
+    "GET /v1/premises/{premises_id}/pending-meters": Action.METER_INSTALL,
     "GET /v1/tariffs": Action.TARIFF_CATALOGUE,
     "POST /v1/premises/{premises_id}/demand-response/events": Action.DEMAND_RESPONSE,
     "GET /v1/premises/{premises_id}/demand-response/events/{event_id}": Action.DEMAND_RESPONSE,

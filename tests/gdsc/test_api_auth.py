@@ -215,16 +215,18 @@ def test_every_route_needs_a_known_scope(world) -> None:  # type: ignore[no-unty
     # 21 + the network operator's 10 (outages, topology, DUoS, planning, quality) + 5 of data services
     # with issue 20's transfer policies (3 routes), shipments, installs; issue 21's building readings
     # and heat bill (readings:read); issue 25's tariff catalogue (tariffs:read), demand-response
-    # events (send, follow, cancel: demand-response) and a premises' appliances (appliances:read)
-    assert len(routes) == 48
+    # events (send, follow, cancel: demand-response) and a premises' appliances (appliances:read);
+    # issue 20's pending meters of a premises
+    assert len(routes) == 49
     # Issue 20's operator and installer routes (transfer policies, a premises' transfer group,
-    # shipment files, installs) are not open to OAuth2 tokens at all: party credentials only.
+    # shipment files, installs and the pending meters they follow) are not open to OAuth2 tokens at all: party credentials only.
     closed = {(m, p) for m, p in routes if required_scope(m, p) not in ALL_SCOPES}
     assert {p for _, p in closed} == {
         "/v1/transfer-policies",
         "/v1/premises/{premises_id}/transfer-group",
         "/v1/meter-shipments",
         "/v1/premises/{premises_id}/meter-installs",
+        "/v1/premises/{premises_id}/pending-meters",
     }
     used = {s for m, p in routes if (m, p) not in closed for s in route_scopes(m, p)}
     assert used == ALL_SCOPES

@@ -365,5 +365,5 @@ def test_every_endpoint_is_in_the_table(matrix: Matrix) -> None:
     own job ids only and needs no decision)."""
     routes = {f"{method} {path}" for method, path in api_routes(matrix.client.app)}
     assert routes == set(ENDPOINTS) | set(BUILDING_ENDPOINTS) | {"GET /v1/jobs"}
-    assert len(CASES) == (len(ENDPOINTS) - 5) * len(Role) * 2 * len(CONSENTS) == 2240
+    assert len(CASES) == (len(ENDPOINTS) - 5) * len(Role) * 2 * len(CONSENTS) == 2296
     assert len(BUILDING_CASES) == 2 * len(Role) * 2 * len(CONSENTS) == 112

@@ -178,6 +178,15 @@ async def test_a_meter_swapped_in_the_field_is_registered_end_to_end(world: Any)
     # Once registered, no more scans ride on the hub's pulls (the job is closed).
     field.after_pulls(plan, signer, ["H1"], t + timedelta(hours=2))
     assert await deliver(plan, home, t + timedelta(hours=2)) == []
+    # The installer (during the site visit) follows it through the API; a supplier may not.
+    r = client.get("/v1/premises/P1/pending-meters", headers=auth["I1"])
+    assert r.status_code == 200, r.text
+    listed = {m["meter_id"]: m for m in r.json()["pending_meters"]}
+    assert listed[new.meter_id]["status"] == "registered" and listed[new.meter_id]["authenticated"] is True
+    assert listed[neighbour.meter_id]["reason"] == "in no manufacturer's shipment"
+    assert listed[new.meter_id]["last_heard"].endswith(("Z", "+00:00"))  # with its offset
+    assert client.get("/v1/premises/P1/pending-meters", headers=auth["S1"]).status_code == 403
+    assert client.get("/v1/premises/P9/pending-meters", headers=auth["OP"]).status_code == 404
 
 
 async def test_a_meter_whose_frames_do_not_decrypt_under_the_shipped_key_is_not_registered(

@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -134,6 +137,12 @@ def test_a_consented_service_message_reaches_the_display_as_the_services(
     assert sent[-1].reason == f"consent {consent_id}: messages on the occupant's display"
     assert sent[-1].detail["detail"]["origin"] == "third-party"
 
+    # The occupant's view of its services counts what TP put on the display (not as a read).
+    (offer,) = client.get("/v1/premises/P1/services", headers=w.auth("C1")).json()
+    assert offer["data_kinds"] == ["ihd-messages", "readings"]
+    assert sorted(offer["consents"]) == sorted([readings_only, consent_id])
+    assert (offer["messages_total"], offer["reads_total"]) == (1, 0)
+    assert offer["last_message_at"] == sent[-1].at.isoformat().replace("+00:00", "Z")
     # Withdrawn: the next message is refused.
     r = client.delete(f"/v1/premises/P1/consents/{consent_id}", headers=w.auth("C1"))
     assert r.status_code == 204
@@ -229,3 +238,24 @@ def test_a_service_approved_for_readings_only_cannot_message(world: tuple[World,
     r = client.post(MESSAGE, json={"meter_id": "E1", "text": "hi"}, headers=w.auth("TP"))
     assert r.status_code == 403
     assert r.json()["detail"] == "data service TP is approved for readings only, not ihd-messages"
+
+
+def test_requests_at_the_same_instant_never_pass_the_limit_together(world: tuple[World, TestClient]) -> None:
+    """Six messages of one service sent at once (the API under uvicorn, each request on its own
+    thread): the count in the queuing transaction lets exactly the day's three through."""
+    w, client = world
+    onboard(w, client, ["ihd-messages"])
+    consent(w, client, ["ihd-messages"])
+    n = 2 * DAILY_LIMIT
+    start = threading.Barrier(n)
+
+    def one(i: int) -> int:
+        start.wait()
+        body = {"meter_id": "E1", "text": f"finding {i}"}
+        return httpx.post(base + MESSAGE, json=body, headers=w.auth("TP"), timeout=120).status_code
+
+    with w.served() as base, ThreadPoolExecutor(n) as pool:
+        codes = sorted(pool.map(one, range(n)))
+    assert codes == [202] * DAILY_LIMIT + [429] * DAILY_LIMIT
+    mine = client.get("/v1/jobs", headers=w.auth("TP")).json()
+    assert len(mine["jobs"]) == DAILY_LIMIT  # only three were queued for the display

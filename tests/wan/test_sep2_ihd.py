@@ -237,6 +237,18 @@ async def test_message_display_lands_in_msg_and_on_the_ihd(rig: Rig) -> None:
     assert active is not None and [text(m, "s:textMessage") for m in active] == [later["text"]]
 
 
+async def test_a_data_services_message_is_originated_by_the_service_not_its_party_id(rig: Rig) -> None:
+    """Issue 25: a display on the HAN reading /msg sees the service's name as the originator."""
+    body = {"sender": "ADV", "id": "m-1", "text": "Tariff advice", "origin": "third-party",
+            "sender_name": "Cheaper Tariffs Ltd"}  # fmt: skip
+    verdict = await rig.home.command("ihd.message", body)
+    assert verdict.status == "applied", verdict
+    txt = await rig.get("ihd", "/msg/0/txt?l=10")
+    assert txt is not None
+    (mine,) = [m for m in txt if text(m, "s:textMessage") == "Tariff advice"]
+    assert text(mine, "s:originator") == "Cheaper Tariffs Ltd"
+
+
 async def test_only_this_homes_displays_read_pricing_and_messages(rig: Rig) -> None:
     for who in ("collector", "party", "ihd-next-door"):
         for path in ("/tp?l=5", "/tp/0/rc/0/tti", "/msg", "/msg/0/txt"):

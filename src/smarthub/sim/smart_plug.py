@@ -65,6 +65,10 @@ class SmartPlugSimulator:
         self._powered = timedelta(0)  # how long the appliance has run its programme
         self._joules = 0
         self._sequence = 0
+        # At each switching: when, the joules metered and the programme's progress then, the
+        # relay's new state: what the plug's registers were at any instant since can be told.
+        self._marks: list[tuple[datetime, int, timedelta, bool]] = [(self._time, 0, timedelta(0), False)]
+        self._reported_wh = 0
 
     @property
     def energy_wh(self) -> int:
@@ -107,6 +111,7 @@ class SmartPlugSimulator:
         self.on = {"on": True, "off": False, "toggle": not self.on}[cmd.command]
         if self.on != before:
             self.log.append((t, self.on))
+            self._marks.append((self._time, self._joules, self._powered, self.on))
         command_id = {"off": 0x00, "on": 0x01, "toggle": 0x02}[cmd.command]
         status = STATUS_SUCCESS if cmd.command in ("on", "off", "toggle") else STATUS_UNSUP_CLUSTER_COMMAND
         return encode_default_response(cluster_id, cmd.sequence, command_id, status)
@@ -115,14 +120,43 @@ class SmartPlugSimulator:
         self._sequence = (self._sequence + 1) & 0xFF
         return self._sequence
 
+    def _programme_joules(self, powered: timedelta, span: timedelta) -> int:
+        """What the programme draws over ``span`` of powered time from ``powered`` into it."""
+        joules = 0
+        while span > timedelta(0):
+            i = int(powered / self.step)
+            w = self.programme_w[i] if i < len(self.programme_w) else self.standby_w
+            chunk = min(span, self.step - powered % self.step)
+            joules += w * int(chunk.total_seconds())
+            powered += chunk
+            span -= chunk
+        return joules
+
+    def registers_at(self, t: datetime) -> tuple[int, int]:
+        """(Wh delivered, W) at ``t``: now or later, as the plug runs; at an instant it has passed,
+        what its registers were then, from its switchings (a poll loop trailing an accelerated
+        clock asks about those: answered with the plug's present, a whole day's charge could
+        land in one early half-hour)."""
+        if t >= self._time:
+            self.advance(t)
+            return self.energy_wh, self.power_w()
+        at, joules, powered, on = next(m for m in reversed(self._marks) if m[0] <= t or m is self._marks[0])
+        if not on or t <= at:
+            return joules // 3600, 0
+        span = t - at
+        i = int((powered + span) / self.step)
+        w = self.programme_w[i] if i < len(self.programme_w) else self.standby_w
+        return (joules + self._programme_joules(powered, span)) // 3600, w
+
     def metering_report(self, t: datetime) -> bytes:
-        """The registers now; a poll loop catching up asks about instants the plug has passed
-        (it was switched since), and gets what the plug has, as a real plug would answer."""
-        self.advance(max(t, self._time))
+        """The registers at ``t`` (:meth:`registers_at`); the summation never goes back (the
+        whole-second steps of two ways of adding it up may differ by a few joules)."""
+        wh, w = self.registers_at(t)
+        self._reported_wh = max(self._reported_wh, wh)
         return report_attributes(
             [
-                (A_SUMMATION_DELIVERED, T_UINT48, self.energy_wh),
-                (A_INSTANTANEOUS_DEMAND, T_INT24, self.power_w()),
+                (A_SUMMATION_DELIVERED, T_UINT48, self._reported_wh),
+                (A_INSTANTANEOUS_DEMAND, T_INT24, w),
             ],
             self._next_sequence(),
         )

@@ -136,4 +136,6 @@ def service_offer(s: HouseholdService, now: datetime) -> ServiceOffer:
         reads_total=s.reads_total,
         refused_total=s.refused_total,
         last_read_at=s.last_read_at,
+        messages_total=s.messages_total,
+        last_message_at=s.last_message_at,
     )

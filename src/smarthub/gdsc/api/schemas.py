@@ -211,6 +211,10 @@ class ServiceOffer(BaseModel):
     reads_total: int = Field(description="every read during the current tenancy")
     refused_total: int = Field(description="its attempts the access policy refused during the tenancy")
     last_read_at: datetime | None
+    messages_total: int = Field(
+        default=0, description="messages it put on the household's display during the tenancy (ihd-messages)"
+    )
+    last_message_at: datetime | None = None
 
 
 class ServiceCredentials(BaseModel):

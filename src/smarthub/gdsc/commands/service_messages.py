@@ -17,6 +17,11 @@ misleading the household or crowding out the supplier's:
   :data:`WINDOW` (a rolling day), counted from the jobs the GDSC queued (``api_jobs``); another is
   refused with 429 and the time the oldest of them leaves the window. The supplier's messages are
   not counted here: they are the supplier's licence obligations, limited as its other commands.
+  The count is taken twice: before the policy is asked (so a request over the limit leaves no
+  "allowed" entry in the audit log), and again in the transaction that queues the message, after
+  the job is written: that transaction holds the hub's command counter row until it commits
+  (:meth:`~smarthub.gdsc.pull.plan.PullPlan.queue_command`), so two requests at once for the same
+  premises are counted one after the other and never both let through.
 
 The size of a text is the same as the supplier's (the contract's 500 characters, a sender of 64).
 """
@@ -25,7 +30,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from smarthub.gdsc.commands.desk import api_jobs
 from smarthub.gdsc.governance.access import Action
@@ -60,21 +65,27 @@ def sender_name(engine: Engine, audit: AuditLog, party: Party) -> str:
     return (party.name.strip() or party.party_id)[:MAX_SENDER_NAME]
 
 
-def check_quota(engine: Engine, party_id: str, premises_id: str, now: datetime) -> None:
-    """Raise :class:`TooManyMessages` if another message now would exceed the limit."""
-    since = utc(now) - WINDOW
-    with engine.connect() as conn:
-        q = (
-            select(api_jobs.c.queued)
-            .where(
-                api_jobs.c.party_id == party_id,
-                api_jobs.c.premises_id == premises_id,
-                api_jobs.c.action == Action.IHD_MESSAGE.value,
-                api_jobs.c.queued > since,
-            )
-            .order_by(api_jobs.c.queued)
+def check_quota(
+    db: Engine | Connection, party_id: str, premises_id: str, now: datetime, *, queued: bool = False
+) -> None:
+    """Raise :class:`TooManyMessages` if another message now would exceed the limit; ``queued``:
+    the message is already among the jobs (in ``db``'s transaction) and counts as sent."""
+    if isinstance(db, Engine):
+        with db.connect() as conn:
+            return check_quota(conn, party_id, premises_id, now, queued=queued)
+    q = (
+        select(api_jobs.c.queued)
+        .where(
+            api_jobs.c.party_id == party_id,
+            api_jobs.c.premises_id == premises_id,
+            api_jobs.c.action == Action.IHD_MESSAGE.value,
+            api_jobs.c.queued > utc(now) - WINDOW,
         )
-        sent = [utc(r[0]) for r in conn.execute(q)]
-    if len(sent) >= DAILY_LIMIT:
-        oldest = sent[len(sent) - DAILY_LIMIT]
+        .order_by(api_jobs.c.queued)
+    )
+    sent = [utc(r[0]) for r in db.execute(q)]
+    limit = DAILY_LIMIT + (1 if queued else 0)
+    if len(sent) >= limit:
+        oldest = sent[len(sent) - limit]  # when it leaves the window, there is room for one more
         raise TooManyMessages(party_id, premises_id, oldest + WINDOW - utc(now))
+    return None

@@ -272,6 +272,18 @@ class FieldMeters:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
 
+    def of_premises(self, premises_id: str) -> list[dict[str, Any]]:
+        """The pending meters the hubs of ``premises_id`` reported (its replaced hubs' too)."""
+        p = pending_meters
+        q = (
+            select(p)
+            .join(hubs, hubs.c.hub_id == p.c.hub_id)
+            .where(hubs.c.premises_id == premises_id)
+            .order_by(p.c.hub_id, p.c.meter_id)
+        )
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
     # -- riding on the pulls ----------------------------------------------------------------------
     def after_pulls(
         self, plan: PullPlan, signer: CommandSigner, hub_ids: Sequence[str], now: datetime

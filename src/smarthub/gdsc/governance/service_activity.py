@@ -10,6 +10,10 @@ action carries a data kind (``read-readings``, ``export``, ``read-events``), and
 the entry's detail — the meter, the granularity asked for and the ranges the policy served
 (``ranges``: the period clipped to the consenting tenancy). Refused attempts are counted too.
 
+The messages a service put on the household's display (``command:ihd-message`` entries the policy
+allowed it: an ``ihd-messages`` consent, issue 25) are counted beside its reads: not a read of
+the household's data, but what it did with the consent.
+
 Only the current occupant's tenancy is looked at (entries from its start until now): the next
 occupant must not learn which services the previous one used, nor what they read.
 
@@ -93,6 +97,8 @@ class HouseholdService:
     reads_total: int
     refused_total: int  # attempts the policy refused (no consent, too fine, suspended, ...)
     last_read_at: datetime | None
+    messages_total: int = 0  # messages it had the GDSC put on the household's display
+    last_message_at: datetime | None = None
 
     def live_consents(self, now: datetime) -> tuple[Consent, ...]:
         return tuple(c for c in self.consents if c.live_at(now))
@@ -118,11 +124,13 @@ def household_services(
     ]
     # Up to and including ``now`` (a read in the same instant as the question is already in the log).
     until = now + _TICK if tenancy.end is None or tenancy.end > now else tenancy.end
-    entries = [
+    logged = [
         e
         for e in audit.accesses_to(tenancy.premises_id, [(tenancy.start, until)])
-        if e.role == Role.THIRD_PARTY.value and e.action in _READ_ACTIONS
+        if e.role == Role.THIRD_PARTY.value
     ]
+    entries = [e for e in logged if e.action in _READ_ACTIONS]
+    messages = [e for e in logged if e.action == Action.IHD_MESSAGE.value and e.allow]
     ids = {c.party_id for c in mine} | {e.actor for e in entries}
     known = {s.party_id: s for s in services.all()}
     if offered:
@@ -134,6 +142,7 @@ def household_services(
             known.get(p),
             [c for c in mine if c.party_id == p],
             [e for e in entries if e.actor == p],
+            [e for e in messages if e.actor == p],
         )
         for p in sorted(ids)
     ]
@@ -145,6 +154,7 @@ def _service(
     service: DataService | None,
     consents: Sequence[Consent],
     entries: Sequence[AuditEntry],
+    messages: Sequence[AuditEntry] = (),
 ) -> HouseholdService:
     allowed = [e for e in entries if e.allow]
     if service is not None:
@@ -173,6 +183,8 @@ def _service(
         reads_total=len(allowed),
         refused_total=len(entries) - len(allowed),
         last_read_at=allowed[-1].at.astimezone(UTC) if allowed else None,
+        messages_total=len(messages),
+        last_message_at=messages[-1].at.astimezone(UTC) if messages else None,
     )
 
 

@@ -462,7 +462,9 @@ class IhdResources:
             t,
             start,
             max(end - start, 0),
-            m.sender,
+            # A data service's message names the service (2030.5 has no field to mark a third
+            # party: the hub's own display does); a supplier's its sender, as before.
+            m.sender_name if m.third_party and m.sender_name else m.sender,
             min(m.priority, 3),
             m.text,
             parent,

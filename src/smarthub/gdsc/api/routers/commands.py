@@ -112,7 +112,16 @@ def ihd_message(
     except MalformedCommand as err:
         raise HTTPException(400, str(err)) from None
     meter = allowed(api, party, Action.IHD_MESSAGE, premises_id, body.meter_id, payload.to_json())
-    job = desk.command(party, premises_id, meter, Action.IHD_MESSAGE.value, "ihd.message", payload, now)
+    try:
+        with desk.store.engine.begin() as conn:
+            job = desk.command(
+                party, premises_id, meter, Action.IHD_MESSAGE.value, "ihd.message", payload, now, conn=conn
+            )
+            if origin == service_messages.ORIGIN:  # counted again, after the hub's counter row is held
+                service_messages.check_quota(conn, party, premises_id, now, queued=True)
+    except service_messages.TooManyMessages as err:  # a request at the same instant came first
+        wait = max(1, int(err.retry_after.total_seconds() + 0.999))
+        raise HTTPException(429, str(err), headers={"Retry-After": str(wait)}) from None
     return accepted(response, job, "ihd.message", meter)
 
 

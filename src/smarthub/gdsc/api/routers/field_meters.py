@@ -4,8 +4,13 @@
   ``meter_id,manufacturer,protocol,fuel,key``; all or nothing);
 * ``POST /v1/premises/{premises_id}/meter-installs`` — the installer on site (or the operator)
   records the job: the meter fitted, and the meter it replaced. The hub's next pulls carry the
-  HAN scan that finds the meter, and the registration follows once both confirm it.
+  HAN scan that finds the meter, and the registration follows once both confirm it;
+* ``GET /v1/premises/{premises_id}/pending-meters`` — the same parties follow it: the meters the
+  premises' hubs heard but were not told of, and where each one's registration stands (its
+  status and the reason it waits). No reading: a pending meter's readings are never stored.
 """
+
+from datetime import datetime
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
@@ -17,6 +22,7 @@ from smarthub.gdsc.fleet.field_meters import FieldMeters, ShipmentRefused
 from smarthub.gdsc.fleet.key_escrow import EscrowUnavailable
 from smarthub.gdsc.fleet.registry import premises
 from smarthub.gdsc.governance.access import Action
+from smarthub.gdsc.governance.parties import utc
 
 router = APIRouter()
 MAX_SHIPMENT = 8 * 1024 * 1024
@@ -95,3 +101,51 @@ def record_install(party: Caller, api: Services, premises_id: Id, body: InstallI
     now = api.guard.clock.now()
     job = FieldMeters(api.engine).record_install(premises_id, body.meter_id, body.replaces, party, now)
     return InstallOut(install_id=job, premises_id=premises_id, meter_id=body.meter_id, replaces=body.replaces)
+
+
+class PendingMeter(BaseModel):
+    hub_id: str = Field(description="the hub that heard it")
+    meter_id: str
+    protocol: str
+    first_heard: datetime
+    last_heard: datetime
+    decoded: int = Field(description="frames the hub decoded (none stored)")
+    undecrypted: int = Field(description="frames it could not decrypt (no key, or a wrong one)")
+    status: str = Field(description="pending, keyed, commissioning, registered or refused")
+    reason: str = Field(description="what it waits for, or why it was refused")
+    authenticated: bool = Field(description="its frames decoded under the shipment's key")
+    updated_at: datetime
+
+
+class PendingMeters(BaseModel):
+    premises_id: str
+    pending_meters: list[PendingMeter]
+
+
+@router.get(
+    "/v1/premises/{premises_id}/pending-meters",
+    response_model=PendingMeters,
+    responses={**ERRORS, 404: {"model": ERRORS[404]["model"], "description": "no such premises"}},
+)
+def list_pending_meters(party: Caller, api: Services, premises_id: Id) -> PendingMeters:
+    """The meters the premises' hubs heard but were not told of, and where each registration stands."""
+    api.guard.require(party, Action.METER_INSTALL, premises_id=premises_id, detail={"op": "pending-meters"})
+    with api.engine.connect() as conn:
+        known = conn.execute(
+            select(premises.c.premises_id).where(premises.c.premises_id == premises_id)
+        ).first()
+    if known is None:
+        raise HTTPException(404, f"no premises {premises_id}")
+    rows = FieldMeters(api.engine).of_premises(premises_id)
+    times = ("first_heard", "last_heard", "updated_at")  # SQLite gives them back naive, in UTC
+    return PendingMeters(
+        premises_id=premises_id,
+        pending_meters=[
+            PendingMeter(
+                **{k: r[k] for k in PendingMeter.model_fields if k not in (*times, "authenticated")},
+                **{k: utc(r[k]) for k in times},
+                authenticated=bool(r["authenticated"]),
+            )
+            for r in rows
+        ],
+    )
