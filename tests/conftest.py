@@ -98,6 +98,10 @@ SIBLING_IN_MAKE_TEST = frozenset(
         "[sqlite]",
         "tests/e2e/test_appliance_path.py::test_plugs_reach_the_consented_service_only_after_the_occupant_consents"
         "[postgresql]",
+        # A data service's message on a real hub's display: the PostgreSQL path of the same API is
+        # in make test through tests/gdsc/test_service_messages.py
+        "tests/e2e/test_service_ihd_message.py::test_a_consented_service_message_reaches_the_display_under_its_own_name"
+        "[postgresql]",
     }
 )
 
