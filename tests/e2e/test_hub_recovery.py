@@ -99,11 +99,13 @@ class HubProcess:
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
+        """SIGINT, and the exit waited for off the event loop: the GDSC's collector runs on this
+        loop, and a blocking wait would freeze its side of the hub's closing connections."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
-                self.proc.wait(15)
+                await asyncio.to_thread(self.proc.wait, 15)
             except subprocess.TimeoutExpired:
                 self.kill()
 
@@ -274,7 +276,7 @@ async def gdsc(tmp_path: Path, db_url: str) -> AsyncIterator[Gdsc]:
         yield g
     finally:
         for h in g.hubs:
-            h.stop()
+            await h.stop()
         for t in g.tasks:
             t.cancel()
         await asyncio.gather(*g.tasks, return_exceptions=True)
@@ -339,7 +341,7 @@ async def old_hub_life(
     assert isinstance(snapshot, dict)
     (account,) = [a for a in snapshot["prepayment"] if a["fuel"] == "electricity"]
     assert [t[0] for t in account["topups"]] == [voucher.voucher_id]
-    old.stop()  # the hub dies (or is switched off to be wiped)
+    await old.stop()  # the hub dies (or is switched off to be wiped)
     # A top-up bought after the hub died: pending, never delivered.
     late = g.issuer.issue(hub_id, "electricity", Decimal("10.00"), datetime.now(UTC)) if late_topup else None
     return rows, {"account": account, "late": late and late.voucher_id, "v2": v2, "hub": old}
@@ -365,7 +367,7 @@ async def check_restored(
         assert r.url.path == "/", r.url
         summary = await (await s.get(url + "/api/summary")).json()
         page = await (await s.get(url + "/consent")).text()
-    new.stop()
+    await new.stop()
     elec = summary["fuels"]["electricity"]
     rate = elec["current_rate"]
     assert rate is not None and rate["p_per_kwh_ex_vat"] in ("31.50", "15.25"), rate  # version 2's

@@ -8,6 +8,7 @@ without a GDSC certificate never gets an HTTP answer.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -162,3 +163,25 @@ async def test_a_client_without_a_certificate_gets_no_http_answer(rig: Rig) -> N
 )
 def test_accept_header_is_read_as_rfc_9110_media_ranges(accept: str | None, ok: bool) -> None:
     assert accepts(accept, "application/sep+xml") is ok
+
+
+async def test_the_server_stops_at_once_though_a_client_never_answers_its_close_notify(rig: Rig) -> None:
+    """A stopping hub closes each TLS connection with a close_notify (RFC 8446 §6.1) and does not
+    wait for the client's: one that never answers (its process frozen, its network gone) must not
+    hold the hub's stop for asyncio's 30-second TLS shutdown timeout."""
+
+    def connect() -> ssl.SSLSocket:
+        sock = rig.ctx.wrap_socket(
+            socket.create_connection(("127.0.0.1", rig.port)), server_hostname="127.0.0.1"
+        )
+        sock.sendall(b"GET /tm HTTP/1.1\r\nHost: hub\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")  # served, and kept alive
+        return sock
+
+    silent = await asyncio.to_thread(connect)  # a blocking socket: it reads (and answers) nothing more
+    try:
+        t0 = asyncio.get_running_loop().time()
+        await asyncio.wait_for(rig.server.stop(), 10)
+        assert asyncio.get_running_loop().time() - t0 < 2.5
+    finally:
+        silent.close()

@@ -57,6 +57,7 @@ MAX_HEAD = 16 * 1024  # request line and headers
 IDLE_TIMEOUT = 75.0  # seconds a keep-alive connection may sit idle (aiohttp's default)
 HEADER_TIMEOUT = 10.0  # seconds from a request's first byte to the end of its head, in total
 BODY_TIMEOUT = 30.0  # seconds from the end of the head to the end of the body, in total
+SHUTDOWN_GRACE = 1.0  # seconds a stopping server waits for its connections to close
 
 
 class HTTPException(Exception):
@@ -650,25 +651,44 @@ class AppRunner:
             # task for its exception and would log a cancelled one as an error (Python 3.11).
             pass
         finally:
-            self._connections.discard(writer)
-            if handler is not None:
-                self._handlers.discard(handler)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            try:
+                _close(writer)
+                with contextlib.suppress(Exception):
+                    await writer.wait_closed()
+            finally:
+                # Kept until closed: a stopping server aborts what is still closing (cleanup).
+                self._connections.discard(writer)
+                if handler is not None:
+                    self._handlers.discard(handler)
 
     async def cleanup(self) -> None:
         for server in self._servers:
             server.close()
         for writer in list(self._connections):
-            writer.close()
+            _close(writer)
         handlers = list(self._handlers)
         for handler in handlers:
             handler.cancel()
-        await asyncio.gather(*handlers, return_exceptions=True)
+        # A TLS connection's close sends our close_notify, then asyncio waits for the client's
+        # (up to 30 s, its SSL shutdown timeout). RFC 8446 §6.1 does not require the closer to
+        # wait for it, and a client that never answers (frozen, or its network gone) must not
+        # hold a stopping hub: past a short grace, the connections left are aborted.
+        if handlers:
+            _, left = await asyncio.wait(handlers, timeout=SHUTDOWN_GRACE)
+            if left:
+                for writer in list(self._connections):
+                    writer.transport.abort()
+                await asyncio.gather(*left, return_exceptions=True)
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()
+
+
+def _close(writer: asyncio.StreamWriter) -> None:
+    """Close once: asyncio's TLS transport forgets its protocol on a second ``close()`` (Python
+    3.11), after which ``abort()`` does nothing and the stop could not cut a closing connection."""
+    if not writer.is_closing():
+        writer.close()
 
 
 class TCPSite:
