@@ -23,6 +23,15 @@ The file, in short (the README's "Run a hub against your real meters" has one pe
     [power_quality]
     enabled = true                      # 10-minute voltage min/mean/max, sag/swell counts (optional)
 
+    [demand_response]
+    enabled = true                      # the 2030.5 DRLC client: drlc.event, drlc.responses
+
+    [[appliance]]                       # an appliance the hub may switch (appliance.run, DR events)
+    name = "ev charger"
+    plug = "00:0d:6f:00:0a:bc:de:02"    # its smart plug: a zigbee [[meters]] id with appliance set
+    category = "electric-vehicle"       # 2030.5 DeviceCategoryType name(s)
+    interruptible = true                # duty-cycled during an event, not below min_duty_percent
+
     [transports.han]                   # a named transport, shared by the meters that name it
     kind = "serial"                    # serial | tcp | pipe | simulated
     device = "/dev/ttyUSB0"
@@ -235,6 +244,20 @@ class MqttConfig:
 
 
 @dataclass(frozen=True)
+class ApplianceConfig:
+    """An appliance the hub may switch (``[[appliance]]``), as :class:`smarthub.hub.appliances.
+    Appliance` takes it: its smart plug is a ZigBee sub-meter of ``[[meters]]``."""
+
+    name: str
+    plug: str  # the plug's EUI-64: the id of a ZigBee meter with ``appliance`` set
+    category: int  # 2030.5 DeviceCategoryType bits (IEEE 2030.5 §B, DeviceCategoryType)
+    interruptible: bool = False  # may be duty-cycled during an event (an EV charger, a heater)
+    dr_enabled: bool = True  # the consumer may keep it out of demand response
+    min_duty_percent: int = 0  # never duty-cycled below this share of each period
+    line: int | None = None
+
+
+@dataclass(frozen=True)
 class HubConfig:
     hub_id: str
     state: Path
@@ -259,6 +282,10 @@ class HubConfig:
     # Keep 10-minute voltage statistics and sag/swell counts for the network operator
     # (smarthub.hub.power_quality); off unless asked for.
     power_quality: bool = False
+    # The IEEE 2030.5 DRLC client (drlc.event, drlc.responses; smarthub.hub.drlc) and the
+    # appliances its events may act on (appliance.run; smarthub.hub.appliances).
+    demand_response: bool = False
+    appliances: tuple[ApplianceConfig, ...] = ()
 
     @property
     def transports(self) -> list[tuple[TransportConfig, list[MeterConfig]]]:
@@ -488,6 +515,9 @@ _KNOWN: dict[str, set[str]] = {
         "client_system_title", "registers", "breaker", "fallback", "appliance", "generator",
         "stale_after", "timezone",
     },
+    "appliance": {
+        "name", "plug", "category", "interruptible", "demand_response", "min_duty_percent",
+    },
 }  # fmt: skip
 
 
@@ -567,6 +597,19 @@ class _Reader:
             privacy.done()
         consumer = self.consumer(top.table("consumer"))
         mqtt = self.mqtt(top.table("mqtt"))
+        demand_response = False
+        dr_table = top.table("demand_response")
+        if dr_table is not None:
+            demand_response = dr_table.bool("enabled")
+            dr_table.done()
+        appliances_raw = top.raw("appliance") or []
+        if not isinstance(appliances_raw, list):
+            raise top.fail("appliance", "expected [[appliance]] tables")
+        appliances = []
+        for i, entry in enumerate(appliances_raw):
+            if not isinstance(entry, dict):
+                raise top.fail("appliance", f"entry {i} is {_kind(entry)}, not a table")
+            appliances.append(self.appliance(_Table(self, entry, ("appliance", i))))
         pq_table = top.table("power_quality")
         power_quality = False
         if pq_table is not None:
@@ -609,7 +652,44 @@ class _Reader:
             alerts=alerts,
             channel=channel,
             power_quality=power_quality,
+            demand_response=demand_response,
+            appliances=tuple(appliances),
         )
+
+    def appliance(self, t: _Table) -> ApplianceConfig:
+        from smarthub.wan.contract.drlc import DEVICE_CATEGORIES
+
+        name, plug = t.str("name"), t.str("plug")
+        if not name:
+            raise t.fail("name", "missing: the appliance's name, as appliance.run names it")
+        if not plug:
+            raise t.fail("plug", "missing: the EUI-64 of its smart plug (a ZigBee meter's id in [[meters]])")
+        raw = t.raw("category")
+        names = [raw] if isinstance(raw, str) else raw
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise t.fail("category", 'missing: a 2030.5 device category, e.g. "smart-appliance"')
+        category = 0
+        for n in names:
+            if n not in DEVICE_CATEGORIES:
+                raise t.fail(
+                    "category", f"{n!r} is not a 2030.5 device category{_suggest(n, DEVICE_CATEGORIES)}"
+                )
+            category |= DEVICE_CATEGORIES[n]
+        interruptible = t.bool("interruptible")
+        min_duty = t.int("min_duty_percent", 0, lo=0, hi=100)
+        if min_duty and not interruptible:
+            raise t.fail("min_duty_percent", "only an interruptible appliance is duty-cycled")
+        out = ApplianceConfig(
+            name=name,
+            plug=plug.lower(),
+            category=category,
+            interruptible=interruptible,
+            dr_enabled=t.bool("demand_response", True),
+            min_duty_percent=min_duty,
+            line=self.lines.line(t.path),
+        )
+        t.done()
+        return out
 
     def serve(self, t: _Table | None, default_port: int) -> ServeConfig | None:
         if t is None:
@@ -940,6 +1020,26 @@ def check(config: HubConfig) -> None:
                 ZoneInfo(m.tz)
             except (ZoneInfoNotFoundError, ValueError):
                 raise _meter_field(config, i, "timezone", f"unknown time zone {m.tz!r}") from None
+    plugs = {str(m.id).lower() for m in config.meters if m.protocol == "zigbee" and m.appliance and m.id}
+    names: dict[str, int] = {}
+    plugged: dict[str, int] = {}
+    for i, a in enumerate(config.appliances):
+        where = f"appliance[{i}]"
+        if a.plug not in plugs:
+            raise ConfigError(
+                f"{a.plug!r} is not a smart plug of [[meters]] (a zigbee meter with this id and "
+                "appliance set): the hub switches only plugs it meters",
+                line=a.line, field=f"{where}.plug",
+            )  # fmt: skip
+        if a.name in names:
+            raise ConfigError(
+                f"{a.name!r} is also appliance[{names[a.name]}]", line=a.line, field=f"{where}.name"
+            )
+        if a.plug in plugged:
+            raise ConfigError(
+                f"{a.plug} already switches appliance[{plugged[a.plug]}]", line=a.line, field=f"{where}.plug"
+            )
+        names[a.name], plugged[a.plug] = i, i
     if config.consumer is not None:
         breakers = {m.fuel for m in config.meters if m.breaker}
         for fuel in config.consumer.prepayment:

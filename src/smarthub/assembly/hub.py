@@ -9,7 +9,8 @@ stores), ``meters`` (the configured transports, ports and poll loops, commission
 registry and watched by diagnostics), ``management`` (signed commands: mapping, keys, meter
 pairing and replacement, link test, network, the CRL), ``privacy``, ``supply`` (where a meter
 can switch its supply), ``firmware``, ``consumer`` (priced consumption, prepayment, the IHD),
-``wan`` (IEEE 2030.5 over mutual TLS, sub-meters left out, the IHD resources) and ``mqtt``, then
+``wan`` (IEEE 2030.5 over mutual TLS, sub-meters left out, the IHD resources),
+``demand_response`` (the 2030.5 DRLC client and the appliance controller) and ``mqtt``, then
 ``housekeeping`` (time-based diagnoses, repairs, retention). Parts start in that order and stop
 in the reverse one. Parts that a configuration does not ask for are not there.
 
@@ -40,10 +41,19 @@ from smarthub.han.dlms_control import SupplyControl
 from smarthub.han.poll import PollLoop
 from smarthub.hub.alerts import AlertSender
 from smarthub.hub.appliance_runs import from_history as runs_from_history
+from smarthub.hub.appliances import (
+    START_GRACE,
+    Appliance,
+    ApplianceController,
+    PlugError,
+    PlugLink,
+    appliance_commands,
+)
 from smarthub.hub.certificate import HubCertificate
 from smarthub.hub.delivered_keys import FILE_NAME as DELIVERED_KEYS_FILE
 from smarthub.hub.delivered_keys import DeliveredKeys
 from smarthub.hub.diagnostics import Diagnostics, DiagnosticsLog, MeterProfile
+from smarthub.hub.drlc import DrlcClient, drlc_commands
 from smarthub.hub.firmware import FirmwareSlots, FirmwareUpdater, firmware_command
 from smarthub.hub.history import HistoryStore
 from smarthub.hub.hub import SmartHub
@@ -60,6 +70,7 @@ from smarthub.hub.repairs import HubRepairs
 from smarthub.hub.submeters import WanEvents, WanMeters
 from smarthub.hub.supply import supply_commands
 from smarthub.hub.transfer_policy import TransferPolicyStore, transfer_policy_command
+from smarthub.model.tariff import TariffSchedule, schedule_from_json
 from smarthub.security.certificates import lfdi
 from smarthub.wan.contract.authority import host_header
 from smarthub.wan.contract.bodies import (
@@ -76,6 +87,56 @@ from smarthub.wan.tls import server_context
 log = logging.getLogger(__name__)
 
 REAL_CONNECTORS: dict[str, Connector] = {"serial": connect, "tcp": connect, "pipe": connect}
+
+
+class ReceiveOnlyZigbee:
+    """The plug path of a hub whose ZigBee transports are the configured line bridges (tcp,
+    pipe): they carry the plugs' reports *to* the hub, and this build sends nothing back, so a
+    ZCL On/Off command has no way out. Said plainly rather than pretended: the controller is
+    not run on it (see ``_demand_response``)."""
+
+    async def request(self, eui64: str, cluster_id: int, payload: bytes) -> bytes:
+        raise PlugError(
+            f"no path to send ZCL cluster 0x{cluster_id:04X} to plug {eui64}: this build's ZigBee "
+            "bridges (tcp, pipe) only receive"
+        )
+
+
+@dataclass
+class DemandResponse:
+    """The demand-response side of a hub: the DRLC client (None unless asked for) and the
+    appliance controller whose plugs its events act on."""
+
+    drlc: DrlcClient | None
+    controller: ApplianceController
+
+
+def wire_demand_response(
+    a: HubAssembly,
+    link: PlugLink,
+    appliances: Iterable[Appliance],
+    schedule: TariffSchedule | None = None,
+    *,
+    drlc: bool = True,
+    start_grace: timedelta = START_GRACE,
+) -> DemandResponse:
+    """The DRLC client and the appliance controller on ``a``'s state, clock and LFDI, their
+    management commands (``appliance.run``; with ``drlc``, ``drlc.event`` and ``drlc.responses``)
+    registered: the one wiring of ``smarthub hub``'s ``[demand_response]`` and of the simulated
+    homes' automation (smarthub.sim.home_automation)."""
+    client = DrlcClient(a.dir / "drlc.sqlite", a.lfdi) if drlc else None
+    controller = ApplianceController(
+        a.dir / "appliances.sqlite", a.clock, link, schedule, client, start_grace=start_grace
+    )
+    for appliance in appliances:
+        controller.add_appliance(appliance)
+    handlers = dict(appliance_commands(controller))
+    if client is not None:
+        handlers.update(drlc_commands(client, a.clock, controller.notify))
+    for ctype, handler in handlers.items():
+        a.management.register(ctype, handler)
+    a.demand_response = out = DemandResponse(client, controller)
+    return out
 
 
 @dataclass
@@ -156,8 +217,12 @@ class HubAssembly:
         clock: Clock | None = None,
         cert_clock: Clock | None = None,
         connectors: dict[str, Connector] | None = None,
+        plug_link: PlugLink | None = None,
     ) -> None:
+        """``plug_link``: the path to the configured appliances' plugs (default
+        :class:`ReceiveOnlyZigbee`, all a real hub has in this build)."""
         self.config = config
+        self.plug_link = plug_link
         self.clock = clock or SystemClock()
         # Certificates are checked against wall time (OpenSSL does too) even when the hub's
         # clock is a simulated one.
@@ -172,6 +237,7 @@ class HubAssembly:
         self.submeters: set[str] = {m.id for m in config.meters if m.appliance and m.id}
         self.consumer: Any = None
         self.mqtt: Any = None
+        self.demand_response: DemandResponse | None = None
         self.url = ""
         try:
             for name, setup in _SETUP:
@@ -621,6 +687,43 @@ def _wan(a: HubAssembly) -> Part:
     return Part("wan", start, a.server.stop)
 
 
+def _demand_response(a: HubAssembly) -> Part | None:
+    """``[demand_response]`` and ``[[appliance]]``: the DRLC client holds the GDSC's events and
+    answers them (IEEE 2030.5 §10.7); the controller places the appliances' runs around them on
+    the electricity tariff of ``[consumer]`` (none: runs cannot be placed) and switches the
+    plugs, when the hub has a path to them."""
+    c = a.config
+    if not c.demand_response and not c.appliances:
+        return None
+    supplies = c.consumer.supplies if c.consumer is not None else ()
+    tariff = next((s.tariff_json for s in supplies if s.fuel == "electricity"), None)
+    link = a.plug_link or ReceiveOnlyZigbee()
+    dr = wire_demand_response(
+        a,
+        link,
+        [
+            Appliance(x.name, x.plug, x.category, x.interruptible, x.dr_enabled, x.min_duty_percent)
+            for x in c.appliances
+        ],
+        schedule_from_json(tariff) if tariff is not None else None,
+        drlc=c.demand_response,
+    )
+
+    async def start(until: datetime | None) -> list[asyncio.Task[Any]]:
+        if isinstance(link, ReceiveOnlyZigbee):
+            if c.appliances:
+                log.warning(
+                    "hub %s: demand-response events are held and answered, runs placed, but no "
+                    "plug is switched: this build cannot send ZCL On/Off over its ZigBee bridges",
+                    c.hub_id,
+                )
+            return []
+        return [asyncio.create_task(dr.controller.run_forever(until))]
+
+    closers = [dr.controller.close] + ([dr.drlc.close] if dr.drlc is not None else [])
+    return Part("demand_response", start, _after(*closers))
+
+
 def _mqtt(a: HubAssembly) -> Part | None:
     c = a.config.mqtt
     if c is None:
@@ -671,6 +774,7 @@ _SETUP: list[tuple[str, Callable[[HubAssembly], Part | None]]] = [
     ("consumer", _consumer),
     ("recovery", _recovery),
     ("wan", _wan),
+    ("demand_response", _demand_response),
     ("mqtt", _mqtt),
     ("housekeeping", _housekeeping),
 ]
@@ -707,9 +811,10 @@ def build_hub(
     clock: Clock | None = None,
     cert_clock: Clock | None = None,
     connectors: dict[str, Connector] | None = None,
+    plug_link: PlugLink | None = None,
 ) -> HubAssembly:
     """The hub ``config`` describes, set up and not yet started (see :class:`HubAssembly`)."""
-    return HubAssembly(config, clock=clock, cert_clock=cert_clock, connectors=connectors)
+    return HubAssembly(config, clock=clock, cert_clock=cert_clock, connectors=connectors, plug_link=plug_link)
 
 
 def describe(a: HubAssembly) -> dict[str, Any]:

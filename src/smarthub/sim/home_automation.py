@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from smarthub.assembly.hub import wire_demand_response
 from smarthub.han.poll import PollLoop
 from smarthub.han.zigbee_port import ZigbeePort
-from smarthub.hub.appliances import START_GRACE, Appliance, ApplianceController, appliance_commands
-from smarthub.hub.drlc import DrlcClient, drlc_commands
+from smarthub.hub.appliances import START_GRACE, Appliance, ApplianceController
+from smarthub.hub.drlc import DrlcClient
 from smarthub.hub.mqtt_export import MqttExporter, MqttSettings, hub_entities
 from smarthub.model.tariff import TariffSchedule
 from smarthub.sim.smart_plug import SimulatedPlugLink, SmartPlugSimulator, plug_loop
@@ -76,21 +77,19 @@ def add_home_automation(
     port = home.hub.attach(ZigbeePort("plugs"))
     plugs = {a.name: plug for a, plug in appliances}
     link = SimulatedPlugLink(clock, list(plugs.values()))
-    drlc = DrlcClient(home.dir / "drlc.sqlite", home.lfdi)
-    controller = ApplianceController(
-        home.dir / "appliances.sqlite", clock, link, schedule, drlc, start_grace=start_grace
+    # The same wiring as a hub configured with [demand_response] and [[appliance]] (the assembly's).
+    dr = wire_demand_response(
+        home.assembly, link, [a for a, _ in appliances], schedule, start_grace=start_grace
     )
+    controller, drlc = dr.controller, dr.drlc
+    assert drlc is not None
     for appliance, plug in appliances:
-        controller.add_appliance(appliance)
         if not home.registry.is_active(plug.eui64):  # the installer pairs the plug like a meter
             home.registry.add(plug.eui64, "zigbee", "electricity")
         if home.consumer is not None:
             # A sub-meter, named as the occupant named it: it stays home unless they consent to
             # appliance data (hub.privacy), like the plugs of the hub's configuration.
             home.consumer.consumption.set_appliance(plug.eui64, appliance.name)
-    handlers = {**appliance_commands(controller), **drlc_commands(drlc, clock, controller.notify)}
-    for ctype, handler in handlers.items():
-        home.management.register(ctype, handler)
     metering = [plug_loop(home.hub, port, clock, plug, start, report_every) for plug in plugs.values()]
     exporter = None
     if mqtt is not None:

@@ -38,6 +38,7 @@ from smarthub.gdsc.readings.queries import Meter
 from smarthub.wan.contract.bodies import DrlcEvent, DrlcResponses
 from smarthub.wan.contract.drlc import (
     CANCELLED,
+    DEVICE_CATEGORIES,
     EndDeviceControl,
     InvalidResponseList,
     parse_end_device_control,
@@ -47,28 +48,6 @@ from smarthub.wan.contract.drlc import (
 PULL_EVERY = timedelta(minutes=1)
 RESPONSE_REQUIRED = 0b011  # received, and every specific response (2030.5 responseRequired bits)
 MAX_DURATION = timedelta(hours=24)
-
-# 2030.5 DeviceCategoryType: the bit of each category an event may address.
-DEVICE_CATEGORIES: dict[str, int] = {
-    "thermostat": 1 << 0,
-    "strip-heater": 1 << 1,
-    "baseboard-heater": 1 << 2,
-    "water-heater": 1 << 3,  # an immersion heater
-    "pool-pump": 1 << 4,
-    "sauna": 1 << 5,
-    "hot-tub": 1 << 6,
-    "smart-appliance": 1 << 7,
-    "irrigation-pump": 1 << 8,
-    "managed-load": 1 << 9,
-    "simple-load": 1 << 10,
-    "exterior-lighting": 1 << 11,
-    "interior-lighting": 1 << 12,
-    "load-control-switch": 1 << 13,
-    "energy-management-system": 1 << 14,
-    "smart-energy-module": 1 << 15,
-    "electric-vehicle": 1 << 16,
-    "ev-supply-equipment": 1 << 17,
-}
 
 dr_events = Table(
     "dr_events",

@@ -24,6 +24,29 @@ from smarthub.security.xml import XmlRefused, parse_untrusted
 NS = "urn:ieee:std:2030.5:ns"
 _Q = f"{{{NS}}}"
 
+# 2030.5 DeviceCategoryType: the bit of each category an event may address (the GDSC's
+# events and the appliances of a hub's configuration name them so).
+DEVICE_CATEGORIES: dict[str, int] = {
+    "thermostat": 1 << 0,
+    "strip-heater": 1 << 1,
+    "baseboard-heater": 1 << 2,
+    "water-heater": 1 << 3,  # an immersion heater
+    "pool-pump": 1 << 4,
+    "sauna": 1 << 5,
+    "hot-tub": 1 << 6,
+    "smart-appliance": 1 << 7,
+    "irrigation-pump": 1 << 8,
+    "managed-load": 1 << 9,
+    "simple-load": 1 << 10,
+    "exterior-lighting": 1 << 11,
+    "interior-lighting": 1 << 12,
+    "load-control-switch": 1 << 13,
+    "energy-management-system": 1 << 14,
+    "smart-energy-module": 1 << 15,
+    "electric-vehicle": 1 << 16,
+    "ev-supply-equipment": 1 << 17,
+}
+
 
 class ResponseStatus(enum.IntEnum):
     """2030.5 Table 27, Response status codes used by DRLC."""
