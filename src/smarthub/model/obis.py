@@ -8,7 +8,7 @@ integral 1 = register), E = tariff, F = historical value (255 = current, usually
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _OBIS_RE = re.compile(r"^\s*(\d{1,3})-(\d{1,3}):(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?:[.*&](\d{1,3}))?\s*$")
 
@@ -23,12 +23,19 @@ class ObisCode:
     d: int
     e: int
     f: int = 255
+    # The hash, made once: codes are dictionary keys on every decode (a DSMR telegram looks up
+    # ~70), and the generated __hash__ built and hashed a 6-tuple on each (issue 17).
+    _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("a", "b", "c", "d", "e", "f"):
             v = getattr(self, name)
             if not 0 <= v <= 255:
                 raise ValueError(f"OBIS value group {name.upper()}={v} is outside 0..255")
+        object.__setattr__(self, "_hash", hash((self.a, self.b, self.c, self.d, self.e, self.f)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @classmethod
     def parse(cls, text: str) -> ObisCode:
