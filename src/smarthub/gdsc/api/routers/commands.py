@@ -77,6 +77,12 @@ def tariff_update(
     return accepted(response, job, "tariff.update", meter)
 
 
+def _too_many(err: service_messages.TooManyMessages) -> HTTPException:
+    """429 with ``Retry-After`` in whole seconds, rounded up (RFC 9110 §10.2.3)."""
+    wait = max(1, int(err.retry_after.total_seconds() + 0.999))
+    return HTTPException(429, str(err), headers={"Retry-After": str(wait)})
+
+
 @router.post("/v1/premises/{premises_id}/commands/ihd-message", **{**common, "responses": IHD_MESSAGE_ERRORS})
 def ihd_message(
     party: Caller, api: Services, desk: Desk, premises_id: Id, body: IhdMessageIn, response: Response
@@ -101,8 +107,7 @@ def ihd_message(
         try:
             service_messages.check_quota(api.engine, party, premises_id, now)
         except service_messages.TooManyMessages as err:
-            wait = max(1, int(err.retry_after.total_seconds() + 0.999))
-            raise HTTPException(429, str(err), headers={"Retry-After": str(wait)}) from None
+            raise _too_many(err) from None
         origin, name = service_messages.ORIGIN, service_messages.sender_name(api.engine, api.guard.audit, who)
     try:
         payload = IhdMessage(
@@ -120,8 +125,7 @@ def ihd_message(
             if origin == service_messages.ORIGIN:  # counted again, after the hub's counter row is held
                 service_messages.check_quota(conn, party, premises_id, now, queued=True)
     except service_messages.TooManyMessages as err:  # a request at the same instant came first
-        wait = max(1, int(err.retry_after.total_seconds() + 0.999))
-        raise HTTPException(429, str(err), headers={"Retry-After": str(wait)}) from None
+        raise _too_many(err) from None
     return accepted(response, job, "ihd.message", meter)
 
 
