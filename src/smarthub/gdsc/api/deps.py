@@ -8,12 +8,13 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AwareDatetime
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from smarthub.gdsc.api.auth.oauth import Authenticator, AuthFailed
 from smarthub.gdsc.api.gate import CALLER_KEY
 from smarthub.gdsc.commands.desk import CommandDesk
 from smarthub.gdsc.fleet.key_escrow import KeyEscrow
+from smarthub.gdsc.fleet.registry import premises
 from smarthub.gdsc.governance.access import TimeRange
 from smarthub.gdsc.governance.guard import AccessGuard
 from smarthub.model.decimals import INSTANT_TEXT
@@ -88,3 +89,14 @@ def period(start: datetime, end: datetime) -> TimeRange:
         return TimeRange(start, end)
     except ValueError as err:
         raise HTTPException(400, str(err)) from err
+
+
+def require_premises(api: ApiServices, premises_id: str) -> None:
+    """404 unless the GDSC knows the premises (asked after the access decision, so that a
+    refused caller cannot learn which premises exist)."""
+    with api.engine.connect() as conn:
+        known = conn.execute(
+            select(premises.c.premises_id).where(premises.c.premises_id == premises_id)
+        ).first()
+    if known is None:
+        raise HTTPException(404, f"no premises {premises_id}")

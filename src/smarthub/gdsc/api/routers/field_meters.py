@@ -14,13 +14,11 @@ from datetime import datetime
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 
-from smarthub.gdsc.api.deps import Caller, Id, Services
+from smarthub.gdsc.api.deps import Caller, Id, Services, require_premises
 from smarthub.gdsc.api.schemas import ERRORS
 from smarthub.gdsc.fleet.field_meters import FieldMeters, ShipmentRefused
 from smarthub.gdsc.fleet.key_escrow import EscrowUnavailable
-from smarthub.gdsc.fleet.registry import premises
 from smarthub.gdsc.governance.access import Action
 from smarthub.gdsc.governance.parties import utc
 
@@ -92,12 +90,7 @@ def record_install(party: Caller, api: Services, premises_id: Id, body: InstallI
     api.guard.require(
         party, Action.METER_INSTALL, premises_id=premises_id, detail=body.model_dump(mode="json")
     )
-    with api.engine.connect() as conn:
-        known = conn.execute(
-            select(premises.c.premises_id).where(premises.c.premises_id == premises_id)
-        ).first()
-    if known is None:
-        raise HTTPException(404, f"no premises {premises_id}")
+    require_premises(api, premises_id)
     now = api.guard.clock.now()
     job = FieldMeters(api.engine).record_install(premises_id, body.meter_id, body.replaces, party, now)
     return InstallOut(install_id=job, premises_id=premises_id, meter_id=body.meter_id, replaces=body.replaces)
@@ -130,12 +123,7 @@ class PendingMeters(BaseModel):
 def list_pending_meters(party: Caller, api: Services, premises_id: Id) -> PendingMeters:
     """The meters the premises' hubs heard but were not told of, and where each registration stands."""
     api.guard.require(party, Action.METER_INSTALL, premises_id=premises_id, detail={"op": "pending-meters"})
-    with api.engine.connect() as conn:
-        known = conn.execute(
-            select(premises.c.premises_id).where(premises.c.premises_id == premises_id)
-        ).first()
-    if known is None:
-        raise HTTPException(404, f"no premises {premises_id}")
+    require_premises(api, premises_id)
     rows = FieldMeters(api.engine).of_premises(premises_id)
     times = ("first_heard", "last_heard", "updated_at")  # SQLite gives them back naive, in UTC
     return PendingMeters(

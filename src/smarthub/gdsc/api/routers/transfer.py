@@ -11,13 +11,11 @@
 from datetime import datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 
-from smarthub.gdsc.api.deps import Caller, Id, Services
+from smarthub.gdsc.api.deps import Caller, Id, Services, require_premises
 from smarthub.gdsc.api.schemas import ERRORS
-from smarthub.gdsc.fleet.registry import premises
 from smarthub.gdsc.governance.access import Action
 from smarthub.gdsc.transfer.policies import DEFAULT_KEY, Policy, ScopedPolicy, TransferPolicies
 
@@ -123,11 +121,6 @@ def set_transfer_group(party: Caller, api: Services, premises_id: Id, body: Grou
         premises_id=premises_id,
         detail={"op": "group", **body.model_dump(mode="json")},
     )
-    with api.engine.connect() as conn:
-        known = conn.execute(
-            select(premises.c.premises_id).where(premises.c.premises_id == premises_id)
-        ).first()
-    if known is None:
-        raise HTTPException(404, f"no premises {premises_id}")
+    require_premises(api, premises_id)
     TransferPolicies(api.engine).assign(premises_id, body.premises_class, body.tariff)
     return GroupOut(premises_id=premises_id, premises_class=body.premises_class, tariff=body.tariff)
